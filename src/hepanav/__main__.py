@@ -1,0 +1,3 @@
+from hepanav.cli import main
+
+main()

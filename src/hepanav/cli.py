@@ -1,0 +1,83 @@
+"""The ``hepanav`` command line: a thin shell over the capability packages.
+
+Each capability keeps its commands in ``hepanav/<capability>/commands.py`` with a
+``register(app)`` function; this module only assembles them and turns user
+mistakes into one line on stderr with exit code 2. Heavy libraries are imported
+inside the commands, so ``hepanav --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from hepanav import DISCLAIMER, __version__
+from hepanav.core.errors import HepaNavError
+
+# Order is the order of `hepanav --help`.
+CAPABILITIES = ("phantoms", "margin", "fluorescence", "planning", "registry", "therapy")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+class _UserErrorGroup(TyperGroup):
+    """Root group: a HepaNav input error or a validation error becomes one line, exit 2."""
+
+    def invoke(self, ctx):
+        from pydantic import ValidationError
+
+        try:
+            return super().invoke(ctx)
+        except HepaNavError as exc:
+            typer.echo(f"error: {_one_line(exc)}", err=True)
+            raise typer.Exit(2) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first.get("loc", ())) or "input"
+            typer.echo(f"error: {field}: {first.get('msg', 'invalid value')}", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=_UserErrorGroup,
+    name="hepanav",
+    help=f"HepaNav {__version__}: image-guided, margin-controlled treatment of liver "
+    f"metastases. {DISCLAIMER}",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """HepaNav command line."""
+
+
+for _name in CAPABILITIES:
+    _module = importlib.import_module(f"hepanav.{_name}.commands")
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``hepanav`` console script."""
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

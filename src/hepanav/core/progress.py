@@ -1,0 +1,24 @@
+"""Rich progress bars for long work, written to stderr so stdout stays machine-readable."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+_stderr = Console(stderr=True)
+
+
+def progress(disable: bool = False) -> Progress:
+    """A ``rich.progress.Progress`` for the CLI: description, bar, elapsed time.
+
+    Use as ``with progress() as p: task = p.add_task("Registering", total=3)``.
+    """
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=_stderr,
+        disable=disable,
+        transient=False,
+    )

@@ -1,0 +1,83 @@
+"""HTML reports: Jinja2 templates that extend one base page, figures inlined as PNG.
+
+A capability keeps its page in ``<package>/templates/<name>.html.j2``; the page
+``{% extends "base.html.j2" %}`` and fills ``{% block content %}``. The base page
+carries the title, the generation time, the HepaNav version and the
+not-a-medical-device disclaimer, so no report can leave it out.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from hepanav import DISCLAIMER, __version__
+from hepanav.core.atomic import write_text
+
+
+def _environment(package: str) -> Environment:
+    loaders = [PackageLoader(package, "templates")] if package != "hepanav.core" else []
+    loaders.append(PackageLoader("hepanav.core", "templates"))
+    env = Environment(
+        loader=ChoiceLoader(loaders),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = _fmt
+    return env
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    """Format a number for a table; ``None`` shows as an em dash."""
+    if value is None:
+        return "\u2014"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_html(package: str, template: str, *, title: str, **context: Any) -> str:
+    """Render ``template`` of ``package`` (e.g. ``"hepanav.margin"``) to an HTML string."""
+    env = _environment(package)
+    return env.get_template(template).render(
+        title=title,
+        disclaimer=DISCLAIMER,
+        version=__version__,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        **context,
+    )
+
+
+def write_html(path: str | Path, package: str, template: str, *, title: str, **context: Any) -> Path:
+    """Render a report and write it atomically to ``path``; return the path."""
+    return write_text(path, render_html(package, template, title=title, **context))
+
+
+def figure_to_data_uri(fig: Any, dpi: int = 110) -> str:
+    """Encode a matplotlib figure as a ``data:image/png;base64`` URI and close it.
+
+    Reports inline their figures so that one HTML file can be mailed or archived.
+    """
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def new_figure(*args: Any, **kwargs: Any) -> Any:
+    """``plt.subplots`` on the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
