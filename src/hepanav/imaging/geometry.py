@@ -1,0 +1,79 @@
+"""Geometry checks in physical space (LPS, mm)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from hepanav.core.errors import InputError
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tol_mm: float = 1e-3) -> bool:
+    """True when ``a`` and ``b`` share size, spacing, origin and direction.
+
+    ``tol_mm`` bounds the difference of spacing and origin (mm); directions
+    must agree to 1e-5.
+    """
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol_mm)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol_mm)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-5)
+    )
+
+
+def index_to_lps_matrix(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Affine ``(A, o)`` with ``lps = A @ [i, j, k] + o`` (continuous index, x-y-z order)."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    return direction * np.asarray(image.GetSpacing(), dtype=float), np.asarray(image.GetOrigin())
+
+
+def voxel_to_lps(image: sitk.Image, index_xyz: np.ndarray) -> np.ndarray:
+    """Map continuous indices, shape (N, 3) in (i, j, k) = (x, y, z) order, to LPS mm."""
+    a, o = index_to_lps_matrix(image)
+    return np.asarray(index_xyz, dtype=float) @ a.T + o
+
+
+def lps_to_voxel(image: sitk.Image, points_lps: np.ndarray) -> np.ndarray:
+    """Map LPS points in mm, shape (N, 3), to continuous (i, j, k) indices."""
+    a, o = index_to_lps_matrix(image)
+    return (np.asarray(points_lps, dtype=float) - o) @ np.linalg.inv(a).T
+
+
+def physical_extent(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned LPS box (min, max) in mm covering every voxel to its outer edge."""
+    size = np.asarray(image.GetSize(), dtype=float)
+    corners = np.array([[x, y, z] for x in (-0.5, size[0] - 0.5) for y in (-0.5, size[1] - 0.5)
+                        for z in (-0.5, size[2] - 0.5)])
+    lps = voxel_to_lps(image, corners)
+    return lps.min(axis=0), lps.max(axis=0)
+
+
+def require_overlap(
+    moving: sitk.Image, reference: sitk.Image, source: str | Path, min_fraction: float = 0.0
+) -> float:
+    """Check that two images overlap in physical space; return the overlapping volume in ml.
+
+    Raises ``InputError`` naming ``source`` when the boxes are disjoint (for example
+    a mask from another patient, or a flipped origin), so that nothing is
+    resampled into emptiness.
+    """
+    lo_a, hi_a = physical_extent(moving)
+    lo_b, hi_b = physical_extent(reference)
+    overlap = np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None)
+    volume_ml = float(np.prod(overlap)) / 1000.0
+    ref_ml = float(np.prod(hi_b - lo_b)) / 1000.0
+    if volume_ml <= 0 or volume_ml < min_fraction * ref_ml:
+        raise InputError(
+            "does not overlap the image in physical space (its box "
+            f"{_box(lo_a, hi_a)} vs the image's {_box(lo_b, hi_b)} LPS mm); "
+            "check origin and direction",
+            source,
+        )
+    return volume_ml
+
+
+def _box(lo: np.ndarray, hi: np.ndarray) -> str:
+    return "[" + ", ".join(f"{a:.0f}..{b:.0f}" for a, b in zip(lo, hi, strict=True)) + "]"
