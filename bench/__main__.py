@@ -18,7 +18,8 @@ NAMES = sorted(p.stem.removeprefix("bench_") for p in Path(__file__).parent.glob
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main(argv: list[str]) -> None:

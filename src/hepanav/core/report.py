@@ -55,7 +55,9 @@ def render_html(package: str, template: str, *, title: str, **context: Any) -> s
     )
 
 
-def write_html(path: str | Path, package: str, template: str, *, title: str, **context: Any) -> Path:
+def write_html(
+    path: str | Path, package: str, template: str, *, title: str, **context: Any
+) -> Path:
     """Render a report and write it atomically to ``path``; return the path."""
     return write_text(path, render_html(package, template, title=title, **context))
 

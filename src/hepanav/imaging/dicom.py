@@ -103,8 +103,7 @@ def read_dicom_series(folder: str | Path) -> sitk.Image:
         raise InputError("no DICOM series found in this folder", folder)
     if len(uids) > 1:
         raise InputError(
-            f"folder holds {len(uids)} DICOM series ({', '.join(uids)}); "
-            "put one series per folder",
+            f"folder holds {len(uids)} DICOM series ({', '.join(uids)}); put one series per folder",
             folder,
         )
     files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uids[0]))

@@ -45,8 +45,14 @@ def lps_to_voxel(image: sitk.Image, points_lps: np.ndarray) -> np.ndarray:
 def physical_extent(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     """Axis-aligned LPS box (min, max) in mm covering every voxel to its outer edge."""
     size = np.asarray(image.GetSize(), dtype=float)
-    corners = np.array([[x, y, z] for x in (-0.5, size[0] - 0.5) for y in (-0.5, size[1] - 0.5)
-                        for z in (-0.5, size[2] - 0.5)])
+    corners = np.array(
+        [
+            [x, y, z]
+            for x in (-0.5, size[0] - 0.5)
+            for y in (-0.5, size[1] - 0.5)
+            for z in (-0.5, size[2] - 0.5)
+        ]
+    )
     lps = voxel_to_lps(image, corners)
     return lps.min(axis=0), lps.max(axis=0)
 

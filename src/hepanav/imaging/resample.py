@@ -65,7 +65,10 @@ def resample_labels_like(
 
 
 def resample_isotropic(
-    image: sitk.Image, spacing_mm: float, *, interpolator: int = sitk.sitkLinear,
+    image: sitk.Image,
+    spacing_mm: float,
+    *,
+    interpolator: int = sitk.sitkLinear,
     default_value: float = 0.0,
 ) -> sitk.Image:
     """Resample ``image`` to isotropic ``spacing_mm`` over the same physical extent."""
