@@ -1,9 +1,113 @@
-"""CLI commands of hepanav.therapy (registered by hepanav.cli)."""
+"""CLI commands of hepanav.therapy (registered by hepanav.cli).
+
+``therapy`` is a group with the subcommands ``evaluate`` and ``dose``; a first
+argument that is not a subcommand is routed to ``evaluate``, so
+``hepanav therapy case.yaml --out d`` is ``hepanav therapy evaluate case.yaml --out d``.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from typer.core import TyperGroup
+
+
+class DefaultToEvaluateGroup(TyperGroup):
+    """A group whose first argument, unless a subcommand or ``--help``, goes to ``evaluate``.
+
+    So ``therapy CASE --out D`` and ``therapy --out D CASE`` both mean
+    ``therapy evaluate CASE --out D``, while ``therapy dose ...`` and ``therapy --help``
+    keep their meaning.
+    """
+
+    default_command = "evaluate"
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def evaluate(
+    case: Path = typer.Argument(..., help="Case file (YAML or JSON), see docs/therapy.md."),
+    out: Path = typer.Option(..., "--out", help="Output folder for therapy.json and therapy.html."),
+    rules: list[Path] = typer.Option(
+        None, "--rules", help="Rule file(s) to use instead of the built-in tables (repeatable)."
+    ),
+) -> None:
+    """Evaluate the decision tables for CASE: a verdict per therapy, with rules and sources."""
+    from hepanav.core import write_json
+    from hepanav.therapy.cases import load_case
+    from hepanav.therapy.engine import evaluate_case
+    from hepanav.therapy.report import write_report
+    from hepanav.therapy.rules import load_rules
+
+    table = load_rules(rules or None)
+    patient = load_case(case)
+    report = evaluate_case(patient, table)
+    write_json(out / "therapy.json", report)
+    write_report(out / "therapy.html", patient, report)
+    for option in report.options:
+        missing = (
+            f"  (missing: {', '.join(option.missing_fields)})" if option.missing_fields else ""
+        )
+        typer.echo(f"{option.therapy:>22}: {option.verdict}{missing}")
+    typer.echo(f"wrote {out / 'therapy.json'} and {out / 'therapy.html'}")
+
+
+def _number(text: str | None, option: str) -> float | None:
+    from hepanav.core import InputError
+
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"not a number: {text!r}", option) from None
+
+
+def dose(
+    drug: str = typer.Option(..., "--drug", help="Drug name or alias, e.g. cisplatin, DDP, 5-FU."),
+    # numbers are read as text so that a typo gives HepaNav's one-line error, not a usage box
+    value: str = typer.Option(..., "--dose", help="Dose in --unit."),
+    unit: str = typer.Option(..., "--unit", help="mg, mg/m2 (needs height and weight) or mg/kg."),
+    route: str = typer.Option("intra-arterial", "--route", help="Route, e.g. intra-arterial / IA."),
+    height_cm: str = typer.Option(None, "--height-cm", help="Body height in cm (for mg/m2)."),
+    weight_kg: str = typer.Option(None, "--weight-kg", help="Body weight in kg (mg/m2, mg/kg)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Check an intra-arterial dose against the seed text's range: within, below or above."""
+    from hepanav.therapy.dose import check_dose
+
+    result = check_dose(
+        drug,
+        _number(value, "--dose"),
+        unit,
+        route,
+        _number(height_cm, "--height-cm"),
+        _number(weight_kg, "--weight-kg"),
+    )
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    bsa = f", BSA {result.bsa_m2:.2f} m2 (Mosteller)" if result.bsa_m2 is not None else ""
+    low, high = result.range_mg
+    given = f"{result.drug} {result.dose:g} {result.unit} {result.route}"
+    typer.echo(
+        f"{given} = {result.total_mg:g} mg{bsa}: {result.result.upper()} the range "
+        f"{low:g}-{high:g} mg ({result.source.quote})"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this capability's commands to the root hepanav app."""
+    """Add the ``therapy`` group to the root hepanav app."""
+    therapy_app = typer.Typer(
+        cls=DefaultToEvaluateGroup,
+        no_args_is_help=True,
+        help="Liver-directed therapy decision support: `hepanav therapy CASE --out DIR` "
+        "or `hepanav therapy dose ...`.",
+    )
+    therapy_app.command("evaluate")(evaluate)
+    therapy_app.command("dose")(dose)
+    app.add_typer(therapy_app, name="therapy")
