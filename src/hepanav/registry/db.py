@@ -1,0 +1,166 @@
+"""Database connections and schema migrations.
+
+SQLite is opened in WAL mode with foreign keys on; write transactions
+(:func:`write_transaction`) start with ``BEGIN IMMEDIATE``, so two importing
+processes queue for the write lock instead of failing half-way with "database is
+locked", while readers keep reading the last committed state. PostgreSQL is reached
+through psycopg 3. Migrations are Alembic scripts inside this package, run
+through Alembic's API with a configuration built in code, so they work from an
+installed wheel without an ``alembic.ini``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from hepanav.core.errors import InputError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+WRITE_OPTION = "hepanav_registry_write"
+# How long a SQLite writer waits for another process's write lock (ms).
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def normalise_url(url: str) -> str:
+    """Map ``postgresql://`` and ``postgres://`` to the psycopg 3 driver; keep others.
+
+    Raises
+    ------
+    InputError
+        If ``url`` is not a SQLite or PostgreSQL URL.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InputError(f"not a database URL ({exc})", "--db") from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite":
+        raise InputError(f"unsupported database {backend!r}; use sqlite or postgresql", "--db")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN (the pysqlite driver would
+    # otherwise start DEFERRED transactions on its own).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
+    cursor.close()
+
+
+def _sqlite_begin(conn) -> None:
+    # Writers take the write lock up front (IMMEDIATE) so that two importers
+    # queue instead of dead-locking on a read-then-write upgrade; readers stay
+    # DEFERRED and read the last committed state while an import runs (WAL).
+    write = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in one write transaction: committed on success, rolled back on error."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for a registry URL (SQLite file or PostgreSQL).
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL, e.g. ``sqlite:///registry.sqlite`` or
+        ``postgresql://postgres@127.0.0.1:5432/test``.
+    """
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            try:
+                Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"cannot create the folder of {path} ({exc})", "--db") from None
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade the registry schema to ``revision`` (Alembic)."""
+    from alembic import command
+
+    try:
+        with write_transaction(engine) as connection:
+            command.upgrade(_alembic_config(connection), revision)
+    except OperationalError as exc:
+        raise InputError(f"cannot open the database ({exc.orig})", "--db") from None
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at, or ``None`` if it has no registry."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version of HepaNav."""
+    from alembic.script import ScriptDirectory
+
+    config = _alembic_config(None)
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def open_registry(url: str) -> Engine:
+    """Engine for an existing registry at the current schema.
+
+    Raises
+    ------
+    InputError
+        If the database cannot be reached, holds no registry (run
+        ``hepanav registry init``) or has an older schema.
+    """
+    if normalise_url(url).startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:" and not Path(path).expanduser().is_file():
+            # Do not leave an empty database file behind for a mistyped path.
+            raise InputError(f"no registry at {path}; run `hepanav registry init` first", "--db")
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table("patients"):
+            raise InputError("no registry here; run `hepanav registry init` first", "--db")
+        revision = current_revision(engine)
+    except OperationalError as exc:
+        raise InputError(f"cannot open the database ({exc.orig})", "--db") from None
+    if revision != head_revision():
+        raise InputError(
+            f"registry schema is at {revision}, this HepaNav needs {head_revision()}; "
+            "run `hepanav registry init` to upgrade",
+            "--db",
+        )
+    return engine

@@ -1,0 +1,202 @@
+"""The registry's tables (SQLAlchemy 2 declarative).
+
+Identifiers are the pseudonymous keys the centre already uses (``patient_id``,
+``lesion_id``, ``procedure_id``); lesions and procedures are keyed *within* a
+patient, so composite natural keys are used. That keeps imports to plain bulk
+``INSERT``s with no id look-ups, and two centres' spreadsheets can share lesion
+names like ``L1``. Alembic migrations in ``migrations/versions`` create these
+tables; ``tests/test_registry_db.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from hepanav.registry.vocabulary import (
+    COMPLICATION_SYSTEMS,
+    EVENT_TYPES,
+    MARGIN_STATUSES,
+    PRIMARY_TYPES,
+    PROCEDURE_TYPES,
+    SEXES,
+)
+
+# Deterministic constraint names so migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(64)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IS NULL OR {column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Patient(Base):
+    """A patient, by pseudonym only (no name, record number or full birth date)."""
+
+    __tablename__ = "patients"
+    __table_args__ = (CheckConstraint(_in("sex", SEXES), name="sex"),)
+
+    patient_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    year_of_birth: Mapped[int | None] = mapped_column(Integer)
+    sex: Mapped[str | None] = mapped_column(String(1))
+
+
+class PrimaryTumour(Base):
+    """The primary tumour of a patient; NET carry WHO grade and Ki-67 (%)."""
+
+    __tablename__ = "primary_tumours"
+    __table_args__ = (CheckConstraint(_in("primary_type", PRIMARY_TYPES), name="primary_type"),)
+
+    patient_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("patients.patient_id", ondelete="CASCADE"), primary_key=True
+    )
+    primary_type: Mapped[str] = mapped_column(String(8))
+    net_grade: Mapped[str | None] = mapped_column(String(2))
+    ki67_pct: Mapped[float | None] = mapped_column(Float)
+
+
+class Lesion(Base):
+    """A liver lesion: Couinaud segment, largest diameter and depth below the capsule (mm)."""
+
+    __tablename__ = "lesions"
+
+    patient_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("patients.patient_id", ondelete="CASCADE"), primary_key=True
+    )
+    lesion_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    segment: Mapped[str | None] = mapped_column(String(3))
+    size_mm: Mapped[float | None] = mapped_column(Float)
+    depth_mm: Mapped[float | None] = mapped_column(Float)
+
+
+class Procedure(Base):
+    """A liver-directed procedure; ablations carry device and energy."""
+
+    __tablename__ = "procedures"
+    __table_args__ = (
+        CheckConstraint(_in("procedure_type", PROCEDURE_TYPES), name="procedure_type"),
+    )
+
+    patient_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("patients.patient_id", ondelete="CASCADE"), primary_key=True
+    )
+    procedure_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    procedure_type: Mapped[str] = mapped_column(String(16))
+    procedure_date: Mapped[dt.date] = mapped_column(Date)
+    approach: Mapped[str | None] = mapped_column(String(16))
+    icg_used: Mapped[bool | None] = mapped_column(Boolean)
+    ablation_device: Mapped[str | None] = mapped_column(String(64))
+    ablation_energy: Mapped[str | None] = mapped_column(String(8))
+    ablation_power_w: Mapped[float | None] = mapped_column(Float)
+    ablation_time_min: Mapped[float | None] = mapped_column(Float)
+
+
+class LesionTreatment(Base):
+    """One lesion treated in one procedure, with its margin."""
+
+    __tablename__ = "lesion_treatments"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["patient_id", "procedure_id"],
+            ["procedures.patient_id", "procedures.procedure_id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["patient_id", "lesion_id"],
+            ["lesions.patient_id", "lesions.lesion_id"],
+            ondelete="CASCADE",
+        ),
+        CheckConstraint(_in("margin_status", MARGIN_STATUSES), name="margin_status"),
+    )
+
+    patient_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    procedure_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    lesion_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    margin_mm: Mapped[float | None] = mapped_column(Float)
+    margin_status: Mapped[str | None] = mapped_column(String(16))
+    mam_mm: Mapped[float | None] = mapped_column(Float)
+    shell_coverage_5mm_pct: Mapped[float | None] = mapped_column(Float)
+    shell_coverage_6mm_pct: Mapped[float | None] = mapped_column(Float)
+    margin_category: Mapped[str | None] = mapped_column(String(16))
+
+
+class FollowUpEvent(Base):
+    """A dated follow-up event; local tumour progression names its lesion."""
+
+    __tablename__ = "follow_up_events"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["patient_id", "lesion_id"],
+            ["lesions.patient_id", "lesions.lesion_id"],
+            ondelete="CASCADE",
+        ),
+        CheckConstraint(_in("event_type", EVENT_TYPES), name="event_type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("patients.patient_id", ondelete="CASCADE"), index=True
+    )
+    lesion_id: Mapped[str | None] = mapped_column(ID)
+    event_type: Mapped[str] = mapped_column(String(24))
+    event_date: Mapped[dt.date] = mapped_column(Date)
+
+
+class Complication(Base):
+    """A complication of a procedure graded in Clavien-Dindo, CIRSE or CTCAE v5."""
+
+    __tablename__ = "complications"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["patient_id", "procedure_id"],
+            ["procedures.patient_id", "procedures.procedure_id"],
+            ondelete="CASCADE",
+        ),
+        CheckConstraint(_in("grading_system", COMPLICATION_SYSTEMS), name="grading_system"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ID)
+    procedure_id: Mapped[str] = mapped_column(ID)
+    grading_system: Mapped[str] = mapped_column(String(16))
+    grade: Mapped[str] = mapped_column(String(4))
+    description: Mapped[str | None] = mapped_column(String(200))
+
+
+class ImportBatch(Base):
+    """Audit trail: one row per successful import (file name, kind, rows, SHA-256)."""
+
+    __tablename__ = "import_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    n_rows: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,387 @@
+"""Pydantic types: the import templates' rows and the JSON results (margins, audit).
+
+The row models *are* the documented CSV/XLSX templates (docs/registry.md lists
+their columns); the result models are the JSON schemas of ``margins.json`` and
+``audit.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hepanav import DISCLAIMER
+from hepanav.registry.vocabulary import (
+    ABLATION_ENERGIES,
+    APPROACHES,
+    COMPLICATION_SYSTEMS,
+    EVENT_TYPES,
+    GRADES,
+    MARGIN_CATEGORIES,
+    MARGIN_STATUSES,
+    NET_GRADES,
+    PRIMARY_TYPES,
+    PROCEDURE_TYPES,
+    R0_MIN_MARGIN_MM,
+    SEGMENTS,
+    SEXES,
+)
+
+Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+@lru_cache(maxsize=64)
+def _lookup(allowed: tuple[str, ...]) -> dict[str, str]:
+    return {a.lower(): a for a in allowed}
+
+
+def _choice(value: str | None, allowed: tuple[str, ...], field: str) -> str | None:
+    """Match a code case-insensitively (``r0`` -> ``R0``); refuse anything else."""
+    if value is None:
+        return None
+    lookup = _lookup(allowed)
+    if value in lookup.values():  # the common case: already the code
+        return value
+    key = str(value).strip().lower().replace(" ", "_")
+    if key not in lookup:
+        raise ValueError(f"{field} must be one of {', '.join(allowed)} (got {value!r})")
+    return lookup[key]
+
+
+def _canonical(value: str, allowed: tuple[str, ...]) -> str:
+    """The code ``value`` stands for (case-insensitive), or ``value`` unchanged."""
+    lookup = _lookup(allowed)
+    return lookup.get(value.strip().lower().replace(" ", "_"), value)
+
+
+_OUTCOME_CODES = {
+    "procedure_type": PROCEDURE_TYPES,
+    "margin_status": MARGIN_STATUSES,
+    "sex": SEXES,
+    "primary_type": PRIMARY_TYPES,
+    "net_grade": NET_GRADES,
+    "segment": SEGMENTS,
+    "approach": APPROACHES,
+    "ablation_energy": ABLATION_ENERGIES,
+    "margin_category": MARGIN_CATEGORIES,
+}
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class OutcomeRow(_Row):
+    """One lesion treated in one procedure: the flat outcomes template.
+
+    Patient, primary-tumour, lesion and procedure columns repeat on every row
+    of the same patient / lesion / procedure and must agree.
+    """
+
+    patient_id: str = Id
+    lesion_id: str = Id
+    procedure_id: str = Id
+    procedure_type: Literal[PROCEDURE_TYPES]
+    procedure_date: dt.date
+    icg_used: bool | None = None
+    margin_mm: float | None = Field(None, ge=0, le=200, description="resection margin, mm")
+    margin_status: Literal[MARGIN_STATUSES] | None = None
+    year_of_birth: int | None = Field(None, ge=1900, le=2100)
+    sex: Literal[SEXES] | None = None
+    primary_type: Literal[PRIMARY_TYPES] | None = None
+    net_grade: Literal[NET_GRADES] | None = None
+    ki67_pct: float | None = Field(None, ge=0, le=100)
+    segment: Literal[SEGMENTS] | None = None
+    size_mm: float | None = Field(None, gt=0, le=400)
+    depth_mm: float | None = Field(None, ge=0, le=300)
+    approach: Literal[APPROACHES] | None = None
+    ablation_device: str | None = Field(None, max_length=64)
+    ablation_energy: Literal[ABLATION_ENERGIES] | None = None
+    ablation_power_w: float | None = Field(None, gt=0, le=1000)
+    ablation_time_min: float | None = Field(None, gt=0, le=600)
+    mam_mm: float | None = Field(None, ge=-100, le=100, description="minimal ablative margin")
+    shell_coverage_5mm_pct: float | None = Field(
+        None, ge=0, le=100, description="% of the 5 mm shell around the tumour ablated"
+    )
+    shell_coverage_6mm_pct: float | None = Field(
+        None, ge=0, le=100, description="% of the 6 mm shell ablated (Innsbruck: >= 90%)"
+    )
+    margin_category: Literal[MARGIN_CATEGORIES] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _codes(cls, data):
+        # Accept codes in any case ("r0", "Resection"); unknown codes are left
+        # for the Literal types to refuse, listing the allowed values.
+        if isinstance(data, dict):
+            data = dict(data)
+            for field, allowed in _OUTCOME_CODES.items():
+                value = data.get(field)
+                if isinstance(value, str):
+                    data[field] = _canonical(value, allowed)
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        # R0 is defined as a margin of at least 1 mm; a spreadsheet that says
+        # otherwise has a typo in one of the two columns.
+        if self.margin_mm is not None and self.margin_status in ("R0", "R1_parenchymal"):
+            if (self.margin_status == "R0") != (self.margin_mm >= R0_MIN_MARGIN_MM):
+                raise ValueError(
+                    f"margin_status {self.margin_status} contradicts margin_mm "
+                    f"{self.margin_mm:g} (R0 means >= {R0_MIN_MARGIN_MM:g} mm)"
+                )
+        if self.net_grade is not None and self.primary_type not in (None, "NET"):
+            raise ValueError("net_grade is only for primary_type NET")
+        if self.ablation_energy is not None and self.procedure_type != "ablation":
+            raise ValueError("ablation_energy given for a procedure that is not an ablation")
+        return self
+
+
+class EventRow(_Row):
+    """A follow-up event; ``local_progression`` must name its lesion."""
+
+    patient_id: str = Id
+    lesion_id: str | None = Field(None, min_length=1, max_length=64)
+    event_type: str
+    event_date: dt.date
+
+    @field_validator("event_type")
+    @classmethod
+    def _event(cls, v):
+        return _choice(v, EVENT_TYPES, "event_type")
+
+    @model_validator(mode="after")
+    def _lesion_for_ltp(self):
+        if self.event_type == "local_progression" and self.lesion_id is None:
+            raise ValueError("lesion_id is required for local_progression")
+        return self
+
+
+class ComplicationRow(_Row):
+    """A graded complication of a procedure."""
+
+    patient_id: str = Id
+    procedure_id: str = Id
+    grading_system: str
+    grade: str
+    description: str | None = Field(None, max_length=200)
+
+    @field_validator("grading_system")
+    @classmethod
+    def _system(cls, v):
+        return _choice(v, COMPLICATION_SYSTEMS, "grading_system")
+
+    @model_validator(mode="after")
+    def _grade(self):
+        allowed = GRADES[self.grading_system]
+        grade = _choice(self.grade, allowed, f"grade ({self.grading_system})")
+        object.__setattr__(self, "grade", grade)
+        return self
+
+
+ROW_MODELS: dict[str, type[_Row]] = {
+    "outcomes": OutcomeRow,
+    "events": EventRow,
+    "complications": ComplicationRow,
+}
+REQUIRED_COLUMNS = {
+    kind: tuple(name for name, f in model.model_fields.items() if f.is_required())
+    for kind, model in ROW_MODELS.items()
+}
+# The issue's minimal flat resection template; shown first in templates.
+OUTCOME_CORE_COLUMNS = (
+    "patient_id",
+    "lesion_id",
+    "procedure_id",
+    "procedure_type",
+    "procedure_date",
+    "icg_used",
+    "margin_mm",
+    "margin_status",
+)
+
+
+class RowError(BaseModel):
+    """One problem in an import file: spreadsheet row (header = row 1), column, reason."""
+
+    row: int
+    column: str
+    reason: str
+
+
+class ImportSummary(BaseModel):
+    """What an import wrote (all rows, in one transaction)."""
+
+    kind: str
+    source: str
+    rows: int
+    patients: int
+    sha256: str
+
+
+# --------------------------------------------------------------------------- results
+
+
+class GroupCount(BaseModel):
+    """Negative-margin (R0) count of one group."""
+
+    group: str
+    n: int = Field(description="lesions (unit lesion) or patients (unit patient)")
+    negative: int = Field(description="R0; a patient is negative when all their lesions are")
+    positive: int = Field(description="R1 parenchymal, R1 vascular or R2")
+
+
+class GroupRate(BaseModel):
+    """R0 rate of one group with its Wilson 95% confidence interval (fractions 0-1)."""
+
+    group: str
+    rate: float
+    ci_low: float
+    ci_high: float
+
+
+class TestResult(BaseModel):
+    """A test of equal R0 rates across groups and why it was chosen."""
+
+    name: str = Field(description="fisher_exact, chi_square or none")
+    reason: str
+    statistic: float | None = Field(None, description="odds ratio (Fisher 2x2) or chi-square")
+    p_value: float | None = None
+    min_expected: float | None = Field(None, description="smallest expected cell count")
+    table: list[list[int]] = Field(description="rows = groups, columns = [negative, positive]")
+
+
+class GeeTerm(BaseModel):
+    """One GEE coefficient: odds ratio of R0 against the reference group."""
+
+    term: str
+    log_odds_ratio: float
+    odds_ratio: float
+    ci_low: float = Field(description="95% CI of the odds ratio, bias-reduced covariance")
+    ci_high: float
+    p_value: float
+
+
+class ClusteredResult(BaseModel):
+    """Lesions clustered within patients: GEE, or the exact patient-level fallback."""
+
+    method: Literal["gee", "patient_level_exact_fallback", "not_estimable"]
+    reason: str
+    n_lesions: int
+    n_patients: int
+    reference_group: str | None = None
+    terms: list[GeeTerm] = []
+    working_correlation: float | None = Field(None, description="exchangeable correlation")
+    p_value: float | None = None
+    fallback_test: TestResult | None = None
+
+
+class MarginsResult(BaseModel):
+    """``margins.json``: R0 rates by group and the comparison."""
+
+    disclaimer: str = DISCLAIMER
+    group_by: str
+    unit: Literal["lesion", "patient"]
+    counts: list[GroupCount]
+    rates: list[GroupRate]
+    test: TestResult
+    p_value: float | None
+    clustered: ClusteredResult | None = Field(
+        None, description="unit lesion only: GEE or the separation fallback"
+    )
+
+
+class CurvePoint(BaseModel):
+    """A step of a survival or cumulative-incidence curve (time in months)."""
+
+    months: float
+    value: float
+
+
+class IncidenceSummary(BaseModel):
+    """Local tumour progression per lesion, death competing (Aalen-Johansen)."""
+
+    n_lesions: int
+    n_local_progression: int
+    n_death_first: int
+    n_censored: int
+    excluded_without_follow_up: int
+    cif_ltp: list[CurvePoint]
+    cif_death: list[CurvePoint]
+    one_minus_km_ltp: list[CurvePoint] = Field(
+        description="1 - Kaplan-Meier with death censored: overestimates, shown for contrast"
+    )
+    at_months: dict[str, float] = Field(description="CIF of LTP at 12 and 24 months")
+
+
+class SurvivalSummary(BaseModel):
+    """Overall survival per patient from the first procedure (Kaplan-Meier)."""
+
+    n_patients: int
+    n_deaths: int
+    km: list[CurvePoint] = Field(description="survival probability (0-1) by month")
+    at_months: dict[str, float] = Field(description="survival at 12, 36 and 60 months")
+    median_months: float | None = Field(description="median survival; null if not reached")
+
+
+class CoxTerm(BaseModel):
+    """A Cox coefficient: cause-specific hazard ratio of LTP, cluster-robust 95% CI."""
+
+    covariate: str
+    hazard_ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+class RateRow(BaseModel):
+    """R0 rate of a stratum per lesion and per patient."""
+
+    stratum: str
+    lesions: int
+    lesions_r0: int
+    lesion_rate: float | None
+    patients: int
+    patients_r0: int
+    patient_rate: float | None
+
+
+class ComplicationCount(BaseModel):
+    grading_system: str
+    grade: str
+    count: int
+
+
+class AuditReport(BaseModel):
+    """``audit.json``: the registry's audit figures."""
+
+    disclaimer: str = DISCLAIMER
+    database: str = Field(description="backend name (sqlite/postgresql), never the URL")
+    counts: dict[str, int]
+    rates_by_procedure_type: list[RateRow]
+    rates_by_year: list[RateRow]
+    margin_mm_quantiles: dict[str, float] = Field(description="resection margin percentiles")
+    mam_mm_quantiles: dict[str, float] = Field(description="ablation MAM percentiles")
+    icg_comparison: MarginsResult | None = None
+    incidence: IncidenceSummary | None = None
+    overall_survival: SurvivalSummary | None = None
+    cox_local_progression: list[CoxTerm] = []
+    complications: list[ComplicationCount]
+
+
+class MarginJson(BaseModel):
+    """The fields the registry takes from ``hepanav margin``'s ``margin.json``.
+
+    Fractions (0-1) in that file become percentages in the registry.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    min_margin_mm: float = Field(description="minimal ablative margin (MAM), signed, mm")
+    shell_coverage_5mm: float = Field(ge=0, le=1)
+    shell_coverage_6mm: float = Field(ge=0, le=1)
+    category: Literal[MARGIN_CATEGORIES]
