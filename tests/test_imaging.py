@@ -176,3 +176,13 @@ def test_real_dicom_labels_resampled_onto_series(shared_data):
     raw = sitk.GetArrayFromImage(read_image(shared_data / "ct-abdomen-dicom" / "labels.nii.gz"))
     raw_hu = ct_hu[raw == 5]
     assert np.mean((raw_hu > 50) & (raw_hu < 140)) < 0.75
+
+
+def test_atomic_path_gives_usual_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~umask
