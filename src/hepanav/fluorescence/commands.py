@@ -1,9 +1,326 @@
-"""CLI commands of hepanav.fluorescence (registered by hepanav.cli)."""
+"""CLI of hepanav.fluorescence: ``hepanav fluoro analyze | margin-check | render``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+fluoro = typer.Typer(
+    name="fluoro",
+    help="ICG near-infrared fluorescence: detect and measure lesions, check margins, "
+    "render display videos (research software, not a medical device).",
+    no_args_is_help=True,
+)
+
+NirOpt = Annotated[
+    str,
+    typer.Option(
+        "--nir", help="NIR image, image folder/glob, multi-page TIFF, video, or camera:N."
+    ),
+]
+WhiteOpt = Annotated[
+    str | None,
+    typer.Option("--white", help="White-light source of the same size (layout separate)."),
+]
+LayoutOpt = Annotated[
+    str, typer.Option("--layout", help="separate | side-by-side | overlay (vendor video).")
+]
+NirSideOpt = Annotated[str, typer.Option("--nir-side", help="side-by-side: NIR half left|right.")]
+OverlayColourOpt = Annotated[
+    str, typer.Option("--overlay-colour", help="overlay layout: tower colour green|jet.")
+]
+BitDepthOpt = Annotated[
+    int | None, typer.Option("--bit-depth", help="NIR bit depth 8, 12 or 16 (default: pixel type).")
+]
+MmOpt = Annotated[float | None, typer.Option("--mm-per-px", help="Pixel size on tissue, mm.")]
+InnerOpt = Annotated[
+    float, typer.Option("--bg-inner-px", help="Background annulus start beyond the edge, px.")
+]
+OuterOpt = Annotated[
+    float, typer.Option("--bg-outer-px", help="Background annulus end beyond the edge, px.")
+]
+RoiOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bg-roi", help="User background rectangle 'x,y,w,h' in px (instead of the annulus)."
+    ),
+]
+ModeOpt = Annotated[
+    str, typer.Option("--display", help="overlay | mono | colormap | side-by-side.")
+]
+ColourOpt = Annotated[
+    str, typer.Option("--colour", help="green | viridis | cividis | inferno | magenta.")
+]
+GainOpt = Annotated[
+    str, typer.Option("--gain", help="auto (smoothed) | fixed (for quantification).")
+]
+RangeOpt = Annotated[
+    str | None, typer.Option("--gain-range", help="fixed gain window 'low,high' in DN.")
+]
+MaxFramesOpt = Annotated[int | None, typer.Option("--max-frames", help="Stop after N frames.")]
+
+
+def _ints(text: str, n: int, field: str) -> tuple:
+    from hepanav.core import InputError
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != n:
+        raise InputError(f"expected {n} comma-separated numbers, got {text!r}", field)
+    return values
+
+
+def _settings(bit_depth, mm_per_px, inner, outer, roi):
+    from hepanav.core import InputError
+    from hepanav.fluorescence.schema import AnalysisSettings, BackgroundDefinition
+
+    if bit_depth not in (None, 8, 12, 16):
+        raise InputError(f"must be 8, 12 or 16, not {bit_depth}", "--bit-depth")
+    if roi:
+        x, y, w, h = (int(v) for v in _ints(roi, 4, "--bg-roi"))
+        if w <= 1 or h <= 1 or x < 0 or y < 0:
+            raise InputError("the background rectangle needs x, y >= 0 and w, h > 1", "--bg-roi")
+        bg = BackgroundDefinition(kind="roi", roi_xywh=(x, y, w, h))
+    else:
+        if outer <= inner or inner < 0:
+            raise InputError("--bg-outer-px must exceed --bg-inner-px >= 0", "--bg-outer-px")
+        bg = BackgroundDefinition(inner_px=inner, outer_px=outer)
+    return AnalysisSettings(bit_depth=bit_depth, mm_per_px=mm_per_px, background=bg)
+
+
+def _display_options(mode, colour, gain, gain_range):
+    from hepanav.core import InputError
+    from hepanav.fluorescence.display import COLOURS, MODES
+    from hepanav.fluorescence.stream import DisplayOptions
+
+    if mode not in MODES:
+        raise InputError(f"choose from {', '.join(MODES)}", "--display")
+    if colour not in COLOURS:
+        raise InputError(f"choose from {', '.join(COLOURS)}", "--colour")
+    if gain not in ("auto", "fixed"):
+        raise InputError("choose auto or fixed", "--gain")
+    rng = _ints(gain_range, 2, "--gain-range") if gain_range else None
+    if rng and rng[1] <= rng[0]:
+        raise InputError("high must exceed low", "--gain-range")
+    return DisplayOptions(mode=mode, colour=colour, gain=gain, fixed_range=rng)
+
+
+def _check_roi_inside(settings, size_wh):
+    from hepanav.core import InputError
+
+    roi = settings.background.roi_xywh
+    if roi and (roi[0] + roi[2] > size_wh[0] or roi[1] + roi[3] > size_wh[1]):
+        raise InputError(
+            f"rectangle {roi} leaves the {size_wh[0]}x{size_wh[1]} px frame", "--bg-roi"
+        )
+
+
+@fluoro.command("analyze")
+def analyze_cmd(
+    nir: NirOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    white: WhiteOpt = None,
+    layout: LayoutOpt = "separate",
+    nir_side: NirSideOpt = "right",
+    overlay_colour: OverlayColourOpt = "green",
+    bit_depth: BitDepthOpt = None,
+    mm_per_px: MmOpt = None,
+    bg_inner_px: InnerOpt = 3.0,
+    bg_outer_px: OuterOpt = 10.0,
+    bg_roi: RoiOpt = None,
+    display_mode: ModeOpt = "overlay",
+    colour: ColourOpt = "green",
+    gain: GainOpt = "auto",
+    gain_range: RangeOpt = None,
+    video: Annotated[bool, typer.Option("--video/--no-video", help="Write display.mp4.")] = True,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
+    max_frames: MaxFramesOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Detect, measure (TBR, CNR, pattern) and track lesions in every frame.
+
+    Writes OUT/lesions.json, OUT/frames.csv, OUT/display.mp4 and OUT/report.html.
+    """
+    from hepanav.core.progress import progress
+    from hepanav.fluorescence.report import write_analysis_report
+    from hepanav.fluorescence.schema import InputDescription
+    from hepanav.fluorescence.sources import frame_pairs
+    from hepanav.fluorescence.stream import analyze_stream
+
+    settings = _settings(bit_depth, mm_per_px, bg_inner_px, bg_outer_px, bg_roi)
+    options = _display_options(display_mode, colour, gain, gain_range)
+    info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour)
+    _check_roi_inside(settings, info["frame_size_wh"])
+    settings = settings.model_copy(update={"bit_depth": info["bit_depth"]})
+    desc = InputDescription(
+        nir=str(nir),
+        white=None if white is None else str(white),
+        layout=layout,
+        frame_size_wh=info["frame_size_wh"],
+        bit_depth=info["bit_depth"],
+        fps=info["fps"],
+    )
+    with progress(disable=quiet) as bar:
+        task = bar.add_task("Analysing frames", total=max_frames or info.get("count"))
+        result, snapshot = analyze_stream(
+            info,
+            pairs,
+            out,
+            settings,
+            options,
+            desc,
+            video_name="display.mp4" if video else None,
+            max_frames=max_frames,
+            on_frame=lambda rec: bar.advance(task),
+        )
+    if report:
+        write_analysis_report(out / "report.html", result, snapshot)
+    n_lesions = len({les.id for f in result.frames for les in f.lesions})
+    typer.echo(
+        f"{result.n_frames} frames, {n_lesions} lesion track(s), {result.n_frames_with_warnings} "
+        f"frame(s) with warnings; latency median {result.latency.median_ms} ms, "
+        f"p99 {result.latency.p99_ms} ms -> {out / 'lesions.json'}"
+    )
+
+
+@fluoro.command("margin-check")
+def margin_check_cmd(
+    nir: NirOpt,
+    surface: Annotated[
+        Path,
+        typer.Option(
+            "--surface", help="Mask image of the transection / cut surface (non-zero = surface)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    bit_depth: BitDepthOpt = None,
+    mm_per_px: MmOpt = None,
+    min_cnr: Annotated[
+        float, typer.Option("--min-cnr", help="CNR of a spot that puts the margin at risk.")
+    ] = 3.0,
+    min_area_px: Annotated[
+        int, typer.Option("--min-area-px", help="Area of a spot that puts the margin at risk.")
+    ] = 20,
+    bg_inner_px: InnerOpt = 3.0,
+    bg_outer_px: OuterOpt = 10.0,
+    max_frames: MaxFramesOpt = None,
+) -> None:
+    """Report fluorescent spots on a transection surface and a verdict at_risk.
+
+    Writes OUT/margin.json and OUT/margin.html. Exit code 0 either way; read at_risk.
+    """
+    import cv2
+    import numpy as np
+
+    from hepanav.core import write_json
+    from hepanav.fluorescence.margin import check_frame, load_surface_mask
+    from hepanav.fluorescence.report import write_margin_report
+    from hepanav.fluorescence.schema import InputDescription, MarginFrame, MarginResult
+    from hepanav.fluorescence.sources import frame_pairs
+
+    settings = _settings(bit_depth, mm_per_px, bg_inner_px, bg_outer_px, None)
+    info, pairs = frame_pairs(nir, None, "separate", bit_depth)
+    w, h = info["frame_size_wh"]
+    mask = load_surface_mask(surface, (h, w))
+    full_scale = (1 << info["bit_depth"]) - 1
+    frames: list[MarginFrame] = []
+    snapshot = None
+    for pair in pairs:
+        if pair.nir is None:
+            frames.append(MarginFrame(index=pair.index, at_risk=False, warnings=pair.warnings))
+        else:
+            frames.append(
+                check_frame(pair.index, pair.nir, mask, settings, full_scale, min_cnr, min_area_px)
+            )
+            if snapshot is None or frames[-1].at_risk:
+                snapshot = _margin_snapshot(pair.nir, mask, frames[-1], cv2, np)
+        if max_frames and len(frames) >= max_frames:
+            break
+    result = MarginResult(
+        input=InputDescription(
+            nir=str(nir),
+            layout="separate",
+            frame_size_wh=(w, h),
+            bit_depth=info["bit_depth"],
+            fps=info["fps"],
+        ),
+        surface=str(surface),
+        surface_area_px=int(mask.sum()),
+        criterion=f"a frame is at risk when a fluorescent spot on the surface has CNR >= "
+        f"{min_cnr:g} and area >= {min_area_px} px; fluorescence on the transection surface "
+        "predicts a margin < 1 mm",
+        min_cnr=min_cnr,
+        min_area_px=min_area_px,
+        background=settings.background,
+        at_risk=any(f.at_risk for f in frames),
+        frames=frames,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "margin.json", result)
+    write_margin_report(out / "margin.html", result, snapshot)
+    n_spots = sum(len(f.spots) for f in frames)
+    typer.echo(
+        f"at_risk={str(result.at_risk).lower()}: {n_spots} spot(s) on the surface in "
+        f"{len(frames)} frame(s) -> {out / 'margin.json'}"
+    )
+
+
+def _margin_snapshot(nir, mask, frame, cv2, np):
+    """8-bit picture of the NIR frame with the surface outline and the spots."""
+    lo, hi = np.percentile(nir[::4, ::4], (1, 99.9))
+    img = cv2.convertScaleAbs(
+        nir, alpha=255.0 / max(hi - lo, 1), beta=-lo * 255.0 / max(hi - lo, 1)
+    )
+    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    cv2.drawContours(img, contours, -1, (255, 128, 0), 2)
+    for s in frame.spots:
+        x, y, w, h = s.bbox_xywh
+        cv2.rectangle(img, (x - 2, y - 2), (x + w + 2, y + h + 2), (0, 0, 255), 2)
+    return img
+
+
+@fluoro.command("render")
+def render_cmd(
+    nir: NirOpt,
+    out: Annotated[Path, typer.Option("--out", help="Display video to write (.mp4 or .avi).")],
+    white: WhiteOpt = None,
+    layout: LayoutOpt = "separate",
+    nir_side: NirSideOpt = "right",
+    overlay_colour: OverlayColourOpt = "green",
+    bit_depth: BitDepthOpt = None,
+    display_mode: ModeOpt = "overlay",
+    colour: ColourOpt = "green",
+    gain: GainOpt = "auto",
+    gain_range: RangeOpt = None,
+    max_frames: MaxFramesOpt = None,
+) -> None:
+    """Write the display video (overlay, mono NIR, colour map or side by side)."""
+    from hepanav.core import InputError
+    from hepanav.fluorescence.sources import frame_pairs
+    from hepanav.fluorescence.stream import render_stream
+
+    if out.suffix.lower() not in (".mp4", ".avi", ".m4v", ".mov"):
+        raise InputError("the display video must end in .mp4 or .avi", out)
+    if bit_depth not in (None, 8, 12, 16):
+        raise InputError(f"must be 8, 12 or 16, not {bit_depth}", "--bit-depth")
+    options = _display_options(display_mode, colour, gain, gain_range)
+    info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour)
+    n, latency, warnings = render_stream(info, pairs, out, options, max_frames)
+    for w in warnings[:20]:
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo(
+        f"{n} frames -> {out} (display latency median {latency.median_ms} ms, "
+        f"p99 {latency.p99_ms} ms)"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this capability's commands to the root hepanav app."""
+    """Add ``hepanav fluoro ...`` to the root app."""
+    app.add_typer(fluoro, name="fluoro")

@@ -1,0 +1,247 @@
+"""Analyse one NIR frame (with optional white light): detect, measure, classify, track."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from hepanav.fluorescence import detect as det_mod
+from hepanav.fluorescence import measure
+from hepanav.fluorescence.schema import AnalysisSettings, LesionRecord
+from hepanav.fluorescence.track import LesionTracker, MotionEstimator
+
+# A frame is "all black" when 99.9 % of it is below 1 % of full scale, "saturated"
+# when more than half of it is at full scale: nothing can be measured on either.
+_BLACK_FRACTION = 0.01
+_SATURATED_SHARE = 0.5
+# Blue level (8 bit) above which white light is a highlight: liver is red, its blue
+# channel stays far below this even when brightly lit.
+_SPECULAR_BLUE = 150
+
+
+@dataclass
+class FrameAnalysis:
+    """Result of one frame.
+
+    Attributes
+    ----------
+    lesions : list of LesionRecord
+    warnings : list of str
+    motion_xy : tuple of float
+        Scene shift since the previous frame, input px.
+    working : WorkingFrame or None
+    detections : list of Detection
+        The detections behind ``lesions``, in the same order.
+    """
+
+    lesions: list[LesionRecord]
+    warnings: list[str]
+    motion_xy: tuple[float, float] = (0.0, 0.0)
+    working: det_mod.WorkingFrame | None = None
+    detections: list[det_mod.Detection] = field(default_factory=list)
+
+
+def frame_problem(nir: np.ndarray, full_scale: int) -> str | None:
+    """A warning if nothing can be measured on the frame (all black or saturated)."""
+    sample = nir[::8, ::8]
+    if np.count_nonzero(sample >= _BLACK_FRACTION * full_scale) < 0.001 * sample.size:
+        return "all_black: no NIR signal in this frame (camera covered or light off?)"
+    if np.count_nonzero(sample >= full_scale) > _SATURATED_SHARE * sample.size:
+        return "saturated: more than half of the frame is at full scale; lower the gain"
+    return None
+
+
+def min_diameter(settings: AnalysisSettings, shape: tuple[int, ...]) -> float:
+    """Smallest lesion diameter kept, input px (see AnalysisSettings.min_diameter_px)."""
+    if settings.min_diameter_px is not None:
+        return settings.min_diameter_px
+    if settings.mm_per_px:
+        return 2.0 / settings.mm_per_px
+    return max(12.0, 0.02 * max(shape[:2]))
+
+
+def specular_mask(white: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Specular highlights of the white light on the working grid, (h, w) bool.
+
+    Highlights are near-white; they leak excitation light into the NIR channel and
+    would look like tiny lesions. Liver is red, so only highlights (and white
+    instruments or gauze, which should be left out as well) are bright in the blue
+    channel. The blue channel is sampled once per working-grid cell and the
+    result grown by two cells (a highlight smaller than a cell cannot form a lesion).
+    """
+    h, w = shape
+    # Nearest-neighbour shrink reads only the sampled pixels (a strided copy of the
+    # full frame would be slower).
+    blue = cv2.extractChannel(cv2.resize(white, (w, h), interpolation=cv2.INTER_NEAREST), 0)
+    _, bright = cv2.threshold(blue, _SPECULAR_BLUE, 255, cv2.THRESH_BINARY)
+    # Grow by two cells: the glare around a highlight leaks too, beyond its bright core.
+    return cv2.dilate(bright, np.ones((5, 5), np.uint8)) > 0
+
+
+class FrameAnalyzer:
+    """Stateful per-stream analyser (tracks and motion live in explicit members).
+
+    Parameters
+    ----------
+    settings : AnalysisSettings
+    bit_depth : int
+        NIR bit depth of the stream (8, 12 or 16).
+    clipped_background : bool
+        True for fluorescence maps unmixed from a vendor overlay: the tower's display
+        threshold set the liver background to zero, so TBR and CNR cannot be measured
+        (they are reported as None) and a frame without fluorescence is not "black".
+    """
+
+    def __init__(
+        self, settings: AnalysisSettings, bit_depth: int, clipped_background: bool = False
+    ) -> None:
+        self.settings = settings
+        self.full_scale = (1 << bit_depth) - 1
+        self.clipped_background = clipped_background
+        self.motion = MotionEstimator()
+        self.tracker = LesionTracker()
+
+    def analyze(self, nir: np.ndarray, white: np.ndarray | None = None) -> FrameAnalysis:
+        """Detect, measure, classify and track the lesions of one frame.
+
+        Parameters
+        ----------
+        nir : ndarray, (H, W) uint8 or uint16
+            NIR frame, DN.
+        white : ndarray, (H, W, 3) uint8, optional
+            White-light frame (BGR) of the same size.
+
+        Returns
+        -------
+        FrameAnalysis
+        """
+        problem = frame_problem(nir, self.full_scale)
+        if problem and not (self.clipped_background and problem.startswith("all_black")):
+            return FrameAnalysis([], [problem])
+        s = self.settings
+        motion = self.motion.update(white if white is not None else nir)
+        floor = 0.01 * self.full_scale if self.clipped_background else 0.5
+        working = det_mod.prepare(nir, s.working_max_side, noise_floor=floor)
+        exclude = specular_mask(white, working.image.shape) if white is not None else None
+        detections = det_mod.detect(
+            working, s.detect_z, min_diameter(s, nir.shape), s.boundary_fraction, exclude
+        )
+        labels = det_mod.label_image(working.image.shape, detections)
+        user_bg = _user_background(nir, s) if s.background.kind == "roi" else None
+        lesions, kept, warnings = [], [], []
+        for i, d in enumerate(detections):
+            rec, warn = self._measure(nir, working, labels, i, d, exclude, user_bg)
+            if rec is not None:
+                lesions.append(rec)
+                kept.append(d)
+            warnings.extend(warn)
+        ids = self.tracker.update(
+            np.array([r.centroid_xy for r in lesions]).reshape(-1, 2),
+            np.array([r.equivalent_diameter_px / 2 for r in lesions]),
+            motion,
+        )
+        for rec, tid in zip(lesions, ids, strict=True):
+            rec.id = tid
+        return FrameAnalysis(lesions, warnings, motion, working, kept)
+
+    def _measure(
+        self,
+        nir: np.ndarray,
+        working: det_mod.WorkingFrame,
+        labels: np.ndarray,
+        index: int,
+        d: det_mod.Detection,
+        exclude: np.ndarray | None,
+        user_bg: tuple[float, float, int] | None,
+    ) -> tuple[LesionRecord | None, list[str]]:
+        s = self.settings
+        f = working.factor
+        bgdef = s.background
+        pad = int(np.ceil(bgdef.outer_px / f)) + 2
+        x, y, w, h = d.roi
+        H, W = labels.shape
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x1, y1 = min(W, x + w + pad), min(H, y + h + pad)
+        big = (x0, y0, x1 - x0, y1 - y0)
+        lab = labels[y0:y1, x0:x1]
+        filled = lab == index + 1
+        ring = np.zeros_like(filled)
+        ring[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = d.ring > 0
+        others = (lab > 0) & ~filled
+        ex = exclude[y0:y1, x0:x1] if exclude is not None else None
+        bg = None
+        if user_bg is None:
+            bg = measure.annulus(filled, others, bgdef.inner_px / f, bgdef.outer_px / f, ex)
+        stats = measure.intensities(
+            nir, working.image, f, big, filled, ring, bg, self.full_scale, user_bg
+        )
+        warnings = []
+        if stats.background_px < 8 or not np.isfinite(stats.background_mean):
+            return None, ["lesion skipped: no background pixels around it (touches others?)"]
+        # A background at (or near) zero means it was clipped: no ratio can be formed.
+        unmeasurable = self.clipped_background or stats.background_mean < 1.0
+        feats = measure.pattern_features(d, working)
+        pattern = measure.classify(feats, s.rim_centre_ratio, s.partial_asymmetry)
+        m = cv2.moments(d.filled, binaryImage=True)
+        cxw = x + m["m10"] / m["m00"]
+        cyw = y + m["m01"] / m["m00"]
+        # Working pixel i covers input pixels i*f .. i*f+f-1: its centre is i*f + (f-1)/2.
+        centroid = (cxw * f + (f - 1) / 2, cyw * f + (f - 1) / 2)
+        area = stats.area_px
+        mm = s.mm_per_px
+        rim_px = feats.rim_thickness_px * f if pattern == "rim" else None
+        if stats.saturated_px:
+            warnings.append(
+                f"lesion at {centroid[0]:.0f},{centroid[1]:.0f}: "
+                f"{stats.saturated_px} saturated px, TBR underestimated"
+            )
+        rec = LesionRecord(
+            id=0,
+            centroid_xy=(round(centroid[0], 2), round(centroid[1], 2)),
+            bbox_xywh=(x * f, y * f, w * f, h * f),
+            area_px=area,
+            area_mm2=area * mm * mm if mm else None,
+            equivalent_diameter_px=float(2 * np.sqrt(area / np.pi)),
+            touches_border=x == 0 or y == 0 or x + w >= W or y + h >= H,
+            pattern=pattern,
+            rim_thickness_px=rim_px,
+            rim_thickness_mm=rim_px * mm if (rim_px is not None and mm) else None,
+            tbr=None if unmeasurable else stats.tbr,
+            tbr_rim=stats.tbr_ring if (pattern == "rim" and not unmeasurable) else None,
+            cnr=None if unmeasurable else stats.cnr,
+            mean_signal=stats.mean_signal,
+            background_mean=stats.background_mean,
+            background_sd=stats.background_sd,
+            background_px=stats.background_px,
+            centre_to_ring_ratio=feats.centre_to_ring,
+            sector_uniformity=feats.sector_uniformity,
+            asymmetry=feats.asymmetry,
+        )
+        return rec, warnings
+
+    def lesion_mask(
+        self, analysis: FrameAnalysis, shape: tuple[int, int], index: int
+    ) -> np.ndarray:
+        """Full-resolution mask (H, W) bool of detection ``index`` of ``analysis``."""
+        d = analysis.detections[index]
+        f = analysis.working.factor
+        x, y, w, h = d.roi
+        out = np.zeros(shape, bool)
+        m = (
+            d.filled
+            if f == 1
+            else cv2.resize(d.filled, (w * f, h * f), interpolation=cv2.INTER_NEAREST)
+        )
+        out[y * f : y * f + m.shape[0], x * f : x * f + m.shape[1]] = (
+            m[: shape[0] - y * f, : shape[1] - x * f] > 0
+        )
+        return out
+
+
+def _user_background(nir: np.ndarray, s: AnalysisSettings) -> tuple[float, float, int]:
+    x, y, w, h = s.background.roi_xywh
+    patch = nir[y : y + h, x : x + w]
+    mu, sd = cv2.meanStdDev(patch)
+    return float(mu[0, 0]), float(sd[0, 0]), int(patch.size)

@@ -1,0 +1,287 @@
+"""Display of NIR fluorescence: overlay, monochrome, colour map, side by side.
+
+Everything runs on 8-bit images with lookup tables and integer blending:
+
+* **Gain.** A NIR frame of 8-16 bit is mapped to 8 bit by one lookup table that
+  holds the window [low, high] *and* a gamma curve (dynamic-range compression of
+  12-16 bit data, Elliott/Pogue 2015). In ``auto`` mode the window follows
+  percentiles of the frame, smoothed over time with an exponential moving average
+  so the picture does not flicker; ``fixed`` mode keeps a constant window, for
+  quantification and side-by-side comparison of frames.
+* **Overlay.** ``out = white * (1 - a) + colour(level) * a`` with an alpha that grows
+  with the level above a threshold, computed as two lookup tables (``colour * a`` and
+  ``1 - a``) and two saturating integer multiplies.
+* **Colours.** ``green`` (the vendor convention) or colour maps; ``viridis`` and
+  ``cividis`` are perceptually uniform and colour-blind safe (a red-green deficient
+  viewer cannot see green on red liver well).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+MODES = ("overlay", "mono", "colormap", "side-by-side")
+COLOURS = ("green", "viridis", "cividis", "inferno", "magenta")
+# Overlay colours made of 0 and 255 only: BGR channels that are lit.
+_PURE = {"green": (1,), "magenta": (0, 2)}
+
+
+def colour_table(colour: str) -> np.ndarray:
+    """BGR colour of each display level: (256, 1, 3) uint8 lookup table."""
+    if colour == "green":
+        lut = np.zeros((256, 3), np.uint8)
+        lut[:, 1] = 255
+    elif colour == "magenta":
+        lut = np.zeros((256, 3), np.uint8)
+        lut[:, 0] = lut[:, 2] = 255
+    elif colour in ("viridis", "cividis", "inferno"):
+        from matplotlib import colormaps
+
+        rgb = colormaps[colour](np.linspace(0, 1, 256))[:, :3]
+        lut = np.rint(rgb[:, ::-1] * 255).astype(np.uint8)
+    else:
+        raise ValueError(f"unknown colour {colour!r}; choose from {COLOURS}")
+    return lut.reshape(256, 1, 3)
+
+
+@dataclass
+class GainControl:
+    """Map NIR frames (8-16 bit) to 8-bit display levels.
+
+    Parameters
+    ----------
+    bit_depth : int
+        NIR bit depth (8, 12 or 16).
+    mode : str
+        ``auto`` (percentile window, smoothed over time) or ``fixed``.
+    fixed_range : tuple of float, optional
+        (low, high) DN window for ``fixed`` mode; default the full bit range.
+    low_percentile, high_percentile : float
+        Window of ``auto`` mode, percent of pixels.
+    smoothing : float
+        Weight of the previous window in the moving average (0 = no smoothing).
+    gamma : float
+        Display gamma; < 1 compresses the bright end and lifts faint signal.
+    """
+
+    bit_depth: int = 16
+    mode: str = "auto"
+    fixed_range: tuple[float, float] | None = None
+    low_percentile: float = 5.0
+    high_percentile: float = 99.8
+    smoothing: float = 0.8
+    gamma: float = 0.6
+    _window: tuple[float, float] | None = field(default=None, init=False)
+    _lut_window: tuple[float, float] | None = field(default=None, init=False)
+    _lut: np.ndarray | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "fixed"):
+            raise ValueError(f"gain mode must be 'auto' or 'fixed', not {self.mode!r}")
+
+    @property
+    def window(self) -> tuple[float, float] | None:
+        """Current (low, high) window, DN."""
+        return self._window
+
+    def update(self, nir: np.ndarray) -> tuple[float, float]:
+        """Update the window with frame ``nir`` (H, W); return (low, high) in DN."""
+        if self.mode == "fixed":
+            full = float((1 << self.bit_depth) - 1)
+            self._window = self.fixed_range or (0.0, full)
+            return self._window
+        sample = nir[::8, ::8]
+        lo, hi = np.percentile(sample, (self.low_percentile, self.high_percentile))
+        hi = max(float(hi), float(lo) + 8.0)
+        if self._window is None:
+            self._window = (float(lo), hi)
+        else:
+            a = self.smoothing
+            self._window = (
+                a * self._window[0] + (1 - a) * float(lo),
+                a * self._window[1] + (1 - a) * hi,
+            )
+        return self._window
+
+    def to_display(self, nir: np.ndarray) -> np.ndarray:
+        """Display levels (H, W) uint8 of ``nir`` with the current window."""
+        if self._window is None:
+            self.update(nir)
+        lut = self._table(nir.dtype)
+        if nir.dtype == np.uint8:
+            return cv2.LUT(nir, lut)
+        return np.take(lut, nir)
+
+    def _table(self, dtype: np.dtype) -> np.ndarray:
+        lo, hi = self._window
+        # Rebuild the table only when the window moved by more than 0.2 % of its width:
+        # with temporal smoothing that is a few times per second, not every frame.
+        if (
+            self._lut is not None
+            and self._lut_window is not None
+            and self._lut.size == (256 if dtype == np.uint8 else 65536)
+            and abs(lo - self._lut_window[0]) + abs(hi - self._lut_window[1]) < 0.002 * (hi - lo)
+        ):
+            return self._lut
+        size = 256 if dtype == np.uint8 else 65536
+        # Only codes of the bit depth need the curve (4096 for 12 bit, cheap enough to
+        # rebuild every frame); higher codes cannot occur and map to white.
+        used = min(size, 1 << self.bit_depth) if dtype != np.uint8 else 256
+        levels = np.clip((np.arange(used, dtype=np.float32) - lo) / (hi - lo), 0, 1)
+        lut = np.full(size, 255, np.uint8)
+        lut[:used] = np.rint(255 * levels**self.gamma).astype(np.uint8)
+        self._lut = lut
+        self._lut_window = (lo, hi)
+        return self._lut
+
+
+@dataclass
+class OverlayStyle:
+    """Colour and transparency of the fluorescence overlay.
+
+    Parameters
+    ----------
+    colour : str
+        One of ``COLOURS``.
+    threshold : int
+        Display level (0-255) below which the overlay is fully transparent.
+    alpha_max : float
+        Opacity at the top level.
+    """
+
+    colour: str = "green"
+    threshold: int = 60
+    alpha_max: float = 0.85
+    _tables: tuple[list[np.ndarray], np.ndarray] | None = field(default=None, init=False)
+
+    def tables(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per-channel premultiplied colour tables ``colour * a`` (3 x (256,) uint8) and
+        the ``1 - a`` table ((256,) uint8, scaled to 0-255)."""
+        if self._tables is None:
+            level = np.arange(256, dtype=np.float32)
+            alpha = self.alpha_max * np.clip(
+                (level - self.threshold) / (255 - self.threshold), 0, 1
+            )
+            colours = colour_table(self.colour).reshape(256, 3).astype(np.float32)
+            pre = [np.rint(colours[:, c] * alpha).astype(np.uint8) for c in range(3)]
+            inv = np.rint(255 * (1 - alpha)).astype(np.uint8)
+            self._tables = (pre, inv)
+        return self._tables
+
+
+def overlay(white: np.ndarray, level: np.ndarray, style: OverlayStyle) -> np.ndarray:
+    """Blend display levels into the white-light frame.
+
+    Only the image rows that hold some overlay are blended; the others are copied
+    (fluorescence usually covers a small part of the frame).
+
+    Parameters
+    ----------
+    white : ndarray, (H, W, 3) uint8
+        White-light frame, BGR.
+    level : ndarray, (H, W) uint8
+        Display levels from :meth:`GainControl.to_display`.
+    style : OverlayStyle
+
+    Returns
+    -------
+    ndarray, (H, W, 3) uint8
+    """
+    active = level.max(axis=1) > style.threshold
+    if active.all():
+        return _blend(white, level, style)
+    out = white.copy()
+    for start, stop in _runs(active, join=16):
+        out[start:stop] = _blend(white[start:stop], level[start:stop], style)
+    return out
+
+
+def _runs(flags: np.ndarray, join: int) -> list[tuple[int, int]]:
+    """[start, stop) of the runs of True in ``flags``; gaps shorter than ``join`` are bridged."""
+    idx = np.flatnonzero(flags)
+    if idx.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > join)
+    starts = np.concatenate(([idx[0]], idx[breaks + 1]))
+    stops = np.concatenate((idx[breaks], [idx[-1]])) + 1
+    return list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+
+def _blend(white: np.ndarray, level: np.ndarray, style: OverlayStyle) -> np.ndarray:
+    pre, inv = style.tables()
+    if style.colour in _PURE:
+        # Pure 0/255 colours: the tint is alpha itself in the lit channels and 1 - alpha
+        # is its bitwise complement, so one lookup does it all.
+        alpha = cv2.LUT(level, pre[_PURE[style.colour][0]])
+        zero = np.zeros_like(level)
+        tint = cv2.merge([alpha if c in _PURE[style.colour] else zero for c in range(3)])
+        keep = cv2.bitwise_not(alpha)
+    else:
+        # Single-channel LUTs and a merge are several times faster than one 3-channel LUT.
+        keep = cv2.LUT(level, inv)
+        tint = cv2.merge([cv2.LUT(level, table) for table in pre])
+    return cv2.add(cv2.multiply(white, cv2.merge([keep, keep, keep]), scale=1.0 / 255), tint)
+
+
+def monochrome(level: np.ndarray) -> np.ndarray:
+    """Grey NIR image (H, W, 3) uint8 from display levels (H, W) uint8."""
+    return cv2.cvtColor(level, cv2.COLOR_GRAY2BGR)
+
+
+def colour_mapped(level: np.ndarray, colour: str = "inferno") -> np.ndarray:
+    """Colour-coded intensity map (H, W, 3) uint8 from display levels (H, W) uint8."""
+    return cv2.applyColorMap(level, colour_table(colour))
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Two BGR frames (H, W, 3) next to each other: (H, 2W, 3) uint8."""
+    return cv2.hconcat([left, right])
+
+
+def render(
+    mode: str,
+    level: np.ndarray,
+    white: np.ndarray | None,
+    style: OverlayStyle,
+) -> np.ndarray:
+    """One display frame (BGR uint8) in ``mode`` (one of ``MODES``).
+
+    Without a white-light frame, ``overlay`` falls back to the colour map and
+    ``side-by-side`` shows the monochrome NIR next to the colour map.
+    """
+    if mode == "mono":
+        return monochrome(level)
+    if mode == "colormap" or (mode == "overlay" and white is None):
+        return colour_mapped(
+            level, "inferno" if style.colour in ("green", "magenta") else style.colour
+        )
+    if mode == "overlay":
+        return overlay(white, level, style)
+    if mode == "side-by-side":
+        left = white if white is not None else monochrome(level)
+        right = overlay(white, level, style) if white is not None else colour_mapped(level)
+        return side_by_side(left, right)
+    raise ValueError(f"unknown display mode {mode!r}; choose from {MODES}")
+
+
+def draw_lesions(image: np.ndarray, lesions: list, scale_x: float = 1.0, offset_x: int = 0) -> None:
+    """Draw lesion boxes and ``id pattern TBR`` labels in place on a BGR display frame."""
+    for les in lesions:
+        x, y, w, h = les.bbox_xywh
+        x = int(x * scale_x) + offset_x
+        cv2.rectangle(image, (x, y), (x + w, y + h), (255, 255, 255), 1, cv2.LINE_AA)
+        tbr = "" if les.tbr is None else f" TBR {les.tbr:.1f}"
+        text = f"#{les.id} {les.pattern[:4]}{tbr}"
+        cv2.putText(
+            image,
+            text,
+            (x, max(12, y - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )

@@ -1,0 +1,143 @@
+"""Margin check: fluorescent spots on the transection surface (or a specimen's cut surface).
+
+Fluorescence on the transection surface predicts a positive margin (< 1 mm): with no
+signal at the margin R0 was 93.9 %, with a fluorescent margin 64.3 % (Life 2023,
+66 patients; docs/domain.md "Margin"). A frame is ``at_risk`` when a spot on the
+surface reaches ``min_cnr`` (default 3, the AAPM TG-311 detection threshold) and
+``min_area_px``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hepanav.core import InputError
+from hepanav.fluorescence import detect as det_mod
+from hepanav.fluorescence import measure
+from hepanav.fluorescence.analyze import frame_problem
+from hepanav.fluorescence.schema import AnalysisSettings, MarginFrame, MarginSpot
+
+
+def load_surface_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """Read a surface mask image; non-zero pixels are the surface.
+
+    Parameters
+    ----------
+    path : str or Path
+        Mask image (PNG, TIFF, ...).
+    shape : tuple of int
+        (H, W) of the NIR frames; the mask must match.
+
+    Returns
+    -------
+    ndarray, (H, W) bool
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, wrong size, or an empty mask.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("surface mask file not found", path)
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise InputError("cannot read the surface mask image", path)
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if mask.shape != tuple(shape):
+        raise InputError(
+            f"surface mask is {mask.shape[1]}x{mask.shape[0]} px but NIR frames are "
+            f"{shape[1]}x{shape[0]} px; they must have the same size",
+            path,
+        )
+    mask = mask > 0
+    if not mask.any():
+        raise InputError("surface mask is empty (no non-zero pixels)", path)
+    return mask
+
+
+def check_frame(
+    index: int,
+    nir: np.ndarray,
+    surface: np.ndarray,
+    settings: AnalysisSettings,
+    full_scale: int,
+    min_cnr: float = 3.0,
+    min_area_px: int = 20,
+) -> MarginFrame:
+    """Find fluorescent spots on the surface of one NIR frame.
+
+    Parameters
+    ----------
+    index : int
+        Frame number.
+    nir : ndarray, (H, W) uint8 or uint16
+        NIR frame, DN.
+    surface : ndarray, (H, W) bool
+        Transection (or specimen cut) surface.
+    settings : AnalysisSettings
+        Detection and background settings (the annulus is kept on the surface when it
+        has enough pixels there).
+    full_scale : int
+        Largest NIR code.
+    min_cnr : float
+        CNR a spot needs to put the margin at risk.
+    min_area_px : int
+        Area (input px) a spot needs to put the margin at risk.
+
+    Returns
+    -------
+    MarginFrame
+    """
+    problem = frame_problem(nir, full_scale)
+    if problem:
+        return MarginFrame(index=index, at_risk=False, warnings=[problem])
+    working = det_mod.prepare(nir, settings.working_max_side)
+    f = working.factor
+    # Spots on the margin may be small and faint: seed at a lower local CNR, then
+    # judge each spot by its measured CNR.
+    dets = det_mod.detect(working, min(settings.detect_z, 3.5), 2.0 * f, settings.boundary_fraction)
+    labels = det_mod.label_image(working.image.shape, dets)
+    surf_w = det_mod.downscale(surface.astype(np.uint8), f) > 0
+    on_surface = ((labels > 0) & surf_w).astype(np.uint8)
+    n, spot_labels, stats, _ = cv2.connectedComponentsWithStats(on_surface, connectivity=8)
+    bgdef = settings.background
+    spots: list[MarginSpot] = []
+    H, W = labels.shape
+    pad = int(np.ceil(bgdef.outer_px / f)) + 2
+    for k in range(1, n):
+        x, y, w, h, _area = (int(v) for v in stats[k])
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x1, y1 = min(W, x + w + pad), min(H, y + h + pad)
+        spot = spot_labels[y0:y1, x0:x1] == k
+        others = (labels[y0:y1, x0:x1] > 0) & ~spot
+        ring = measure.annulus(spot, others, bgdef.inner_px / f, bgdef.outer_px / f)
+        ring_on_surface = ring & surf_w[y0:y1, x0:x1]
+        if np.count_nonzero(ring_on_surface) >= 10:
+            ring = ring_on_surface
+        stats_k = measure.intensities(
+            nir, working.image, f, (x0, y0, x1 - x0, y1 - y0), spot, spot, ring, full_scale
+        )
+        if not np.isfinite(stats_k.background_mean):
+            continue
+        m = cv2.moments(spot.astype(np.uint8), binaryImage=True)
+        cx = (x0 + m["m10"] / m["m00"]) * f + (f - 1) / 2
+        cy = (y0 + m["m01"] / m["m00"]) * f + (f - 1) / 2
+        mm = settings.mm_per_px
+        spots.append(
+            MarginSpot(
+                id=len(spots) + 1,
+                centroid_xy=(round(cx, 2), round(cy, 2)),
+                bbox_xywh=(x * f, y * f, w * f, h * f),
+                area_px=stats_k.area_px,
+                area_mm2=stats_k.area_px * mm * mm if mm else None,
+                tbr=stats_k.tbr,
+                cnr=stats_k.cnr,
+            )
+        )
+    at_risk = any(s.cnr >= min_cnr and s.area_px >= min_area_px for s in spots)
+    return MarginFrame(index=index, at_risk=at_risk, spots=spots)
