@@ -1,0 +1,159 @@
+"""Ablation-margin benchmark: 512 x 512 x 300 grid (0.8 x 0.8 x 1.0 mm), 3 cm tumour.
+
+1. Margin figures from aligned masks (true post-space tumour and the ablation
+   zone on the full post grid): ``hepanav.margin.measure.measure_margin`` against
+   the baseline that runs SciPy's Euclidean distance transform (with the voxel
+   spacing) on the full volume, inside and outside the zone, and reads the signed
+   distance at the tumour's boundary voxels. Target <= 2 s.
+2. The whole pipeline from files with deformable registration (read, register,
+   measure, write margin.json, margin map and report) against the same pipeline
+   with the volume baseline: the pre tumour resampled onto the full post grid
+   through the registration, then the full-volume distance transform. Target <= 60 s.
+
+Run: ``.venv/bin/python -m bench margin``. The case is generated once by
+``hepanav.phantoms`` into ``$TMPDIR/hepanav-bench-margin`` and reused.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+SIZE = (512, 512, 300)
+SPACING = (0.8, 0.8, 1.0)
+CASE = Path(tempfile.gettempdir()) / "hepanav-bench-margin"
+
+
+def make_case() -> Path:
+    """The benchmark case (generated on first use; a 3 cm tumour, radius 15 mm)."""
+    from hepanav.phantoms.ablation_case import make_ablation_case
+
+    if not (CASE / "case.json").is_file():
+        print(f"generating the {SIZE} case in {CASE} (once) ...")
+        make_ablation_case(CASE, seed=0, spacing_mm=SPACING, size=SIZE, tumor={"radius_mm": 15.0})
+    return CASE
+
+
+def edt_baseline(tumor: sitk.Image, zone: sitk.Image) -> float:
+    """MAM (mm) by full-volume distance transforms of the zone, read at tumour boundary voxels.
+
+    The usual approach: signed distance at voxel centres (positive inside the zone),
+    sampled on the tumour's boundary voxels (tumour voxels with a background
+    6-neighbour). Both masks on the same grid.
+    """
+    sampling = tuple(reversed(zone.GetSpacing()))
+    inside = sitk.GetArrayViewFromImage(zone) > 0
+    signed = ndimage.distance_transform_edt(inside, sampling=sampling)
+    signed -= ndimage.distance_transform_edt(~inside, sampling=sampling)
+    t = sitk.GetArrayViewFromImage(tumor) > 0
+    boundary = t & ~ndimage.binary_erosion(t)
+    return float(signed[boundary].min())
+
+
+def _clock(fn, *args, **kwargs):
+    started = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - started
+
+
+def bench_aligned(case: Path, truth: dict) -> dict:
+    from hepanav.margin.measure import measure_margin
+
+    tumor = sitk.ReadImage(str(case / "truth" / "post_tumor.nii.gz"))
+    zone = sitk.ReadImage(str(case / "post_ablation.nii.gz"))
+    measure_margin(tumor, zone)  # warm-up (imports, caches)
+    runs = [_clock(measure_margin, tumor, zone) for _ in range(3)]
+    ours, seconds = runs[0][0], float(np.median([s for _, s in runs]))
+    base_mam, base_seconds = _clock(edt_baseline, tumor, zone)
+    out = {
+        "seconds": round(seconds, 3),
+        "baseline_seconds": round(base_seconds, 3),
+        "speedup": round(base_seconds / seconds, 1),
+        "mam_mm": round(ours.min_margin_mm, 3),
+        "baseline_mam_mm": round(base_mam, 3),
+        "true_mam_mm": round(truth["min_margin_mm"], 3),
+    }
+    print(
+        f"aligned masks: {seconds:.2f} s (median of 3) vs full-volume EDT {base_seconds:.2f} s "
+        f"-> {out['speedup']}x; MAM {out['mam_mm']} mm, baseline {out['baseline_mam_mm']} mm, "
+        f"truth {out['true_mam_mm']} mm"
+    )
+    return out
+
+
+def bench_pipeline(case: Path, truth: dict) -> dict:
+    from hepanav.imaging.resample import resample_mask_like
+    from hepanav.margin.pipeline import MarginInputs, run_margin
+
+    inputs = MarginInputs(
+        tumor=case / "pre_tumor.nii.gz",
+        ablation=case / "post_ablation.nii.gz",
+        pre=case / "pre_ct.nii.gz",
+        post=case / "post_ct.nii.gz",
+        liver_pre=case / "pre_liver.nii.gz",
+        liver_post=case / "post_liver.nii.gz",
+        landmarks_pre=case / "landmarks_pre.csv",
+        landmarks_post=case / "landmarks_post.csv",
+    )
+    marks: dict[str, float] = {}
+
+    def step(name: str) -> None:
+        marks[name] = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run, seconds = _clock(run_margin, inputs, Path(tmp) / "out", step=step)
+    reg_seconds = run.registration.seconds
+    # Baseline: the same reading and registration, then the volume approach on the full
+    # post grid (the pre tumour resampled through the registration, full-volume EDT).
+    read_and_register = marks["measure"] - marks["read"]
+
+    def volume_baseline():
+        tumor_post = resample_mask_like(
+            run.images["tumor"], run.images["ablation"], run.registration.transform
+        )
+        return edt_baseline(tumor_post, run.images["ablation"])
+
+    base_mam, base_extra = _clock(volume_baseline)
+    base_seconds = read_and_register + base_extra
+    r = run.result
+    out = {
+        "seconds": round(seconds, 1),
+        "registration_seconds": round(reg_seconds, 1),
+        "baseline_seconds": round(base_seconds, 1),
+        "speedup": round(base_seconds / seconds, 2),
+        "liver_dice": round(r.registration.liver_dice, 4),
+        "tre_mean_mm": round(r.registration.tre_mm["mean"], 2),
+        "tre_max_mm": round(r.registration.tre_mm["max"], 2),
+        "mam_mm": round(r.min_margin_mm, 2),
+        "baseline_mam_mm": round(base_mam, 2),
+        "true_mam_mm": round(truth["min_margin_mm"], 2),
+    }
+    print(
+        f"whole pipeline: {seconds:.1f} s (registration {reg_seconds:.1f} s) vs volume "
+        f"baseline {base_seconds:.1f} s -> {out['speedup']}x; liver Dice {out['liver_dice']}, "
+        f"TRE {out['tre_mean_mm']} (max {out['tre_max_mm']}) mm; MAM {out['mam_mm']} mm, "
+        f"baseline {out['baseline_mam_mm']} mm, truth {out['true_mam_mm']} mm"
+    )
+    return out
+
+
+def main() -> dict:
+    """Run both benchmarks; print and return the figures."""
+    import json
+
+    case = make_case()
+    truth = json.loads((case / "truth.json").read_text(encoding="utf-8"))
+    return {
+        "grid": {"size": SIZE, "spacing_mm": SPACING},
+        "aligned_masks": bench_aligned(case, truth),
+        "pipeline": bench_pipeline(case, truth),
+    }
+
+
+if __name__ == "__main__":
+    main()

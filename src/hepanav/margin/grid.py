@@ -1,0 +1,112 @@
+"""The local analysis grid: a crop of the reference image, subdivided, around the tumour.
+
+Margins depend only on what lies within a few centimetres of the tumour, so every
+surface and volume computation runs on one local grid instead of the full scan.
+The grid is the reference (post-procedure / ablation-zone) grid cropped to the
+tumour, its shells and the nearby zone, with each voxel split into ``m`` equal
+parts along each axis. Because sub-voxel centres sit symmetrically inside each
+original voxel, nearest-neighbour resampling of a mask on that grid reproduces
+its voxel boxes exactly, for any (anisotropic) spacing and direction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+# Keep the local grid under this many voxels (about 24 MB as float32): subdivision
+# is reduced if a huge zone would otherwise need more.
+MAX_GRID_VOXELS = 6_000_000
+
+
+def foreground_index_box(mask: sitk.Image) -> tuple[np.ndarray, np.ndarray] | None:
+    """Inclusive index box ``(lo, hi)`` (x, y, z order) of the non-zero voxels, or None.
+
+    Uses axis projections, which are much faster than ``np.nonzero`` on a
+    512 x 512 x 300 volume.
+    """
+    array = sitk.GetArrayViewFromImage(mask)
+    lo, hi = [], []
+    for axis_zyx in (2, 1, 0):  # x, y, z
+        other = tuple(a for a in range(3) if a != axis_zyx)
+        hit = np.flatnonzero(np.any(array, axis=other))
+        if hit.size == 0:
+            return None
+        lo.append(hit[0])
+        hi.append(hit[-1])
+    return np.array(lo), np.array(hi)
+
+
+def box_corners_lps(image: sitk.Image, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """LPS mm of the 8 outer corners (voxel edges) of the index box ``lo..hi``; shape (8, 3)."""
+    corners = [
+        [x, y, z]
+        for x in (lo[0] - 0.5, hi[0] + 0.5)
+        for y in (lo[1] - 0.5, hi[1] + 0.5)
+        for z in (lo[2] - 0.5, hi[2] + 0.5)
+    ]
+    return np.array([image.TransformContinuousIndexToPhysicalPoint(c) for c in corners])
+
+
+def lps_to_continuous_index(image: sitk.Image, points_lps: np.ndarray) -> np.ndarray:
+    """Continuous (x, y, z) indices of LPS points (mm) on ``image``; shape (N, 3)."""
+    a, o = grid_affine(image)
+    return (np.asarray(points_lps, dtype=float) - o) @ np.linalg.inv(a).T
+
+
+def grid_index_to_lps(grid: sitk.Image, index_xyz: np.ndarray) -> np.ndarray:
+    """LPS mm of continuous (x, y, z) indices on ``grid``; shape (N, 3)."""
+    a, o = grid_affine(grid)
+    return np.asarray(index_xyz, dtype=float) @ a.T + o
+
+
+def grid_affine(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, o)`` with ``lps = A @ index_xyz + o`` (A in mm per voxel, o in LPS mm)."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    return direction * np.asarray(image.GetSpacing(), dtype=float), np.asarray(image.GetOrigin())
+
+
+def subdivided_grid(
+    reference: sitk.Image,
+    points_lps: np.ndarray,
+    pad_mm: float,
+    target_step_mm: float,
+) -> sitk.Image:
+    """A crop of ``reference`` covering ``points_lps`` + ``pad_mm``, voxels split to ~target step.
+
+    Parameters
+    ----------
+    reference : SimpleITK.Image
+        The grid to crop and subdivide (the ablation-zone image).
+    points_lps : ndarray, shape (N, 3)
+        Points (LPS mm) the grid must contain, e.g. corners of mask boxes.
+    pad_mm : float
+        Margin added on every side, mm. The crop may extend beyond the image:
+        masks are zero there, which closes surfaces at the image border.
+    target_step_mm : float
+        Largest wanted sub-voxel size, mm; each voxel is split into
+        ``ceil(spacing / target_step_mm)`` parts per axis.
+
+    Returns
+    -------
+    SimpleITK.Image
+        Zero-filled float32 image whose geometry is the grid (spacing ``s / m``,
+        same direction as ``reference``).
+    """
+    spacing = np.asarray(reference.GetSpacing(), dtype=float)
+    index = lps_to_continuous_index(reference, points_lps)
+    pad = np.ceil(pad_mm / spacing)
+    lo = np.floor(index.min(axis=0) + 0.5) - pad  # voxel containing the lowest point
+    hi = np.floor(index.max(axis=0) + 0.5) + pad
+    n_voxels = hi - lo + 1
+    factor = np.maximum(np.ceil(spacing / target_step_mm - 1e-9), 1)
+    while np.prod(n_voxels * factor) > MAX_GRID_VOXELS and factor.max() > 1:
+        factor[np.argmax(factor)] -= 1
+    size = (n_voxels * factor).astype(int)
+    grid = sitk.Image([int(n) for n in size], sitk.sitkFloat32)
+    grid.SetSpacing((spacing / factor).tolist())
+    grid.SetDirection(reference.GetDirection())
+    # First sub-voxel centre: half a sub-voxel inside the lower edge of voxel ``lo``.
+    first = lo - 0.5 + 0.5 / factor
+    grid.SetOrigin(reference.TransformContinuousIndexToPhysicalPoint(first.tolist()))
+    return grid

@@ -1,0 +1,84 @@
+"""Where the margin is short: connected parts of the tumour surface below a threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from hepanav.margin.schema import SAFE_MARGIN_MM, ShortRegion
+from hepanav.margin.surface import Mesh
+
+# LPS axes: +x left, +y posterior, +z superior (ITK/DICOM patient coordinates).
+_AXIS_WORDS = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+# A component of the direction is named when it is at least this large (cos 67.5 deg):
+# a vector 22.5 deg off an axis is named by that axis alone.
+_NAMED_COMPONENT = 0.383
+
+
+def direction_words(unit_lps: np.ndarray) -> str:
+    """Anatomical name of an LPS direction, e.g. ``(0.6, 0.6, 0.5)`` -> left-posterior-superior."""
+    words = [
+        _AXIS_WORDS[axis][int(value > 0)]
+        for axis, value in enumerate(unit_lps)
+        if abs(value) >= _NAMED_COMPONENT
+    ]
+    return "-".join(words) if words else "centre"
+
+
+def short_regions(
+    mesh: Mesh,
+    margin_mm: np.ndarray,
+    analysed: np.ndarray,
+    centre_lps: np.ndarray,
+    threshold_mm: float = SAFE_MARGIN_MM,
+) -> list[ShortRegion]:
+    """Connected parts of the surface with margin below ``threshold_mm``.
+
+    Parameters
+    ----------
+    mesh : Mesh
+        Tumour surface, LPS mm.
+    margin_mm : ndarray, shape (N,)
+        Signed margin of each vertex, mm.
+    analysed : ndarray of bool, shape (N,)
+        Vertices that count (False for subcapsular vertices left out).
+    centre_lps : ndarray, shape (3,)
+        Tumour centre, LPS mm; directions are given from it.
+    threshold_mm : float
+        Margins below this are short (5 mm by default).
+
+    Returns
+    -------
+    list of ShortRegion
+        Sorted by their minimum margin (worst first). Connectivity follows the mesh
+        edges, so two patches touching only across the tumour's inside stay apart.
+    """
+    short = analysed & (margin_mm < threshold_mm)
+    if not short.any():
+        return []
+    edges = np.concatenate([mesh.faces[:, [0, 1]], mesh.faces[:, [1, 2]], mesh.faces[:, [2, 0]]])
+    edges = edges[short[edges[:, 0]] & short[edges[:, 1]]]
+    n = len(mesh.vertices)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    regions = []
+    for label in np.unique(labels[short]):
+        members = short & (labels == label)
+        area = mesh.vertex_area[members]
+        if area.sum() <= 0:
+            continue
+        centroid = (mesh.vertices[members] * area[:, None]).sum(axis=0) / area.sum()
+        offset = centroid - centre_lps
+        norm = float(np.linalg.norm(offset))
+        unit = offset / norm if norm > 1e-9 else np.zeros(3)
+        regions.append(
+            ShortRegion(
+                centroid_lps_mm=tuple(float(v) for v in centroid),
+                area_mm2=float(area.sum()),
+                min_margin_mm=float(margin_mm[members].min()),
+                direction_lps=tuple(float(v) for v in unit),
+                direction=direction_words(unit),
+            )
+        )
+    return sorted(regions, key=lambda r: r.min_margin_mm)

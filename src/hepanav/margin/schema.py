@@ -1,0 +1,109 @@
+"""``margin.json``: the machine-readable result of ``hepanav margin`` (Pydantic models).
+
+Units: mm for lengths, mm^2 for areas, ml for volumes, fractions in [0, 1].
+Coordinates are LPS (ITK/DICOM patient coordinates: +x left, +y posterior,
++z superior) in the space of the ablation-zone (post-procedure) image.
+Sign convention: the margin at a tumour-surface point is its distance to the
+ablation-zone surface, POSITIVE when the point lies inside the zone, negative
+outside.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hepanav import DISCLAIMER, __version__
+
+Category = Literal["incomplete", "0-5mm", "5-10mm", ">=10mm"]
+
+# Thresholds from the ablation literature (../shared/docs/domain.md, "Ablation margin by
+# image fusion"): MAM >= 5 mm without local progression (MD Anderson, Radiology 2023;
+# Laimer 2025), >= 10 mm no LTP (Shady 2018); MAM < 0 is an incomplete ablation.
+SAFE_MARGIN_MM = 5.0
+WIDE_MARGIN_MM = 10.0
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Percentiles(_Model):
+    """Area-weighted percentiles of the signed margin over the tumour surface, mm."""
+
+    p5: float = Field(description="5th percentile, mm")
+    p25: float = Field(description="25th percentile, mm")
+    p50: float = Field(description="median, mm")
+    p75: float = Field(description="75th percentile, mm")
+    p95: float = Field(description="95th percentile, mm")
+
+
+class ShortRegion(_Model):
+    """A connected part of the tumour surface whose margin is below the safe margin."""
+
+    centroid_lps_mm: tuple[float, float, float] = Field(
+        description="area-weighted centre of the region, LPS mm"
+    )
+    area_mm2: float = Field(description="surface area of the region, mm^2")
+    min_margin_mm: float = Field(description="smallest signed margin in the region, mm")
+    direction_lps: tuple[float, float, float] = Field(
+        description="unit vector from the tumour centre to the region centre, LPS"
+    )
+    direction: str = Field(
+        description="the same direction in words, e.g. 'left-posterior-superior'"
+    )
+
+
+class Registration(_Model):
+    """How the pre-procedure image was brought into the post-procedure space."""
+
+    method: str = Field(description="'none (masks given in one space)' or the registration used")
+    liver_dice: float | None = Field(
+        description="Dice of the registered pre liver mask and the post liver mask "
+        "(null without liver masks)"
+    )
+    tre_mm: dict[str, float] | None = Field(
+        description="target registration error over the landmark pairs: mean, max, n "
+        "(mm; null without landmarks)"
+    )
+    seconds: float = Field(description="wall time of the registration, s")
+
+
+class MarginResult(_Model):
+    """Ablation-margin figures of one tumour and its ablation zone."""
+
+    min_margin_mm: float = Field(description="minimal ablative margin (MAM), signed, mm")
+    percentiles_mm: Percentiles
+    mean_margin_mm: float = Field(description="area-weighted mean signed margin, mm")
+    surface_fraction_below_0mm: float = Field(
+        description="fraction of the (analysed) tumour surface area outside the zone"
+    )
+    surface_fraction_below_5mm: float = Field(
+        description="fraction of the (analysed) tumour surface area with margin < 5 mm"
+    )
+    shell_coverage_5mm: float = Field(
+        description="fraction of the volume of the 5 mm shell around the tumour inside the zone"
+    )
+    shell_coverage_6mm: float = Field(
+        description="fraction of the volume of the 6 mm shell around the tumour inside the "
+        "zone (Innsbruck criterion: >= 0.9, Laimer 2021)"
+    )
+    category: Category = Field(description="'incomplete' (MAM < 0), '0-5mm', '5-10mm', '>=10mm'")
+    short_regions: list[ShortRegion] = Field(
+        description="connected surface parts with margin < 5 mm, smallest margin first"
+    )
+    subcapsular_exclusion_mm: float | None = Field(
+        description="surface within this distance of the liver capsule was left out "
+        "(null: no exclusion)"
+    )
+    subcapsular_excluded_fraction: float = Field(
+        description="fraction of the tumour surface area left out as subcapsular (0 when off)"
+    )
+    tumor_volume_ml: float = Field(description="tumour volume (voxel count of its mask), ml")
+    ablation_volume_ml: float = Field(description="ablation-zone volume (voxel count), ml")
+    tumor_surface_area_mm2: float = Field(description="area of the tumour surface mesh, mm^2")
+    registration: Registration
+    warnings: list[str] = Field(description="conditions that limit the result")
+    hepanav_version: str = __version__
+    disclaimer: str = DISCLAIMER

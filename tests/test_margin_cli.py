@@ -1,0 +1,255 @@
+"""``hepanav margin``: outputs of a run, and every bad input -> one line, exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from dicom_helpers import write_ct_series
+from hepanav import DISCLAIMER
+from hepanav.margin.pipeline import NO_SURFACE_MM
+from hepanav.margin.schema import MarginResult
+
+SPACING = (1.0, 1.0, 1.0)
+
+
+def sphere_mask(centre, radius, size=(44, 44, 44), origin=(-21.5, -21.5, -21.5)) -> sitk.Image:
+    idx = np.indices(size[::-1]).reshape(3, -1)[::-1].T.astype(float)
+    points = idx * np.asarray(SPACING) + np.asarray(origin)
+    inside = np.linalg.norm(points - np.asarray(centre), axis=1) <= radius
+    image = sitk.GetImageFromArray(inside.reshape(size[::-1]).astype(np.uint8))
+    image.SetSpacing(SPACING)
+    image.SetOrigin(origin)
+    return image
+
+
+@pytest.fixture()
+def masks(tmp_path):
+    """Tumour r = 8 offset 2 mm in a zone R = 13 (MAM = 3 mm), liver, and a small CT."""
+    paths = {
+        "tumor": sphere_mask((2.0, 0, 0), 8.0),
+        "ablation": sphere_mask((0, 0, 0), 13.0),
+        "liver": sphere_mask((0, 0, 0), 20.0),
+    }
+    ct = sitk.Cast(paths["liver"], sitk.sitkInt16) * 60 - 100
+    out = {}
+    for name, image in {**paths, "ct": ct}.items():
+        out[name] = tmp_path / f"{name}.nii.gz"
+        sitk.WriteImage(image, str(out[name]))
+    return out
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_margin_run_writes_json_map_and_report(cli, masks, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, err = cli(
+        "margin",
+        "--tumor",
+        masks["tumor"],
+        "--ablation",
+        masks["ablation"],
+        "--liver",
+        masks["liver"],
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    assert "MAM 3." in stdout or "MAM 2.9" in stdout
+    result = MarginResult.model_validate_json((out / "margin.json").read_text(encoding="utf-8"))
+    raw = json.loads((out / "margin.json").read_text(encoding="utf-8"))
+    for key in (
+        "min_margin_mm",
+        "percentiles_mm",
+        "surface_fraction_below_0mm",
+        "surface_fraction_below_5mm",
+        "shell_coverage_5mm",
+        "shell_coverage_6mm",
+        "category",
+        "short_regions",
+        "subcapsular_excluded_fraction",
+        "tumor_volume_ml",
+        "ablation_volume_ml",
+        "registration",
+        "disclaimer",
+    ):
+        assert key in raw
+    assert set(raw["registration"]) >= {"liver_dice", "tre_mm", "seconds"}
+    assert result.min_margin_mm == pytest.approx(3.0, abs=0.5)
+    assert result.category == "0-5mm"
+    assert result.registration.tre_mm is None and result.registration.liver_dice is None
+    assert result.disclaimer == DISCLAIMER
+    # The short region faces +x (left), where the tumour is closest to the zone surface.
+    assert result.short_regions[0].direction == "left"
+    # The margin map: -1000 off the tumour surface, the margins on it.
+    margin_map = sitk.ReadImage(str(out / "margin_map.nii.gz"))
+    values = sitk.GetArrayFromImage(margin_map)
+    painted = values[values > NO_SURFACE_MM]
+    assert painted.min() == pytest.approx(result.min_margin_mm, abs=1e-4)
+    assert painted.max() == pytest.approx(13.0 - 8.0 + 2.0, abs=0.5)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Not a medical device" in html and html.count("data:image/png;base64") == 2
+
+
+def test_subcapsular_option_reports_the_excluded_fraction(cli, masks, tmp_path):
+    # Liver of radius 20 around a tumour reaching 10 mm from the centre: the capsule is
+    # 10 mm away, so 5 mm exclusion leaves everything, 12 mm removes the +x side.
+    args = [
+        "margin",
+        "--tumor",
+        masks["tumor"],
+        "--ablation",
+        masks["ablation"],
+        "--liver",
+        masks["liver"],
+        "--subcapsular",
+    ]
+    code, _, err = cli(*args, "--out", tmp_path / "a")
+    assert code == 0, err
+    assert (
+        json.loads((tmp_path / "a" / "margin.json").read_text(encoding="utf-8"))[
+            "subcapsular_excluded_fraction"
+        ]
+        == 0.0
+    )
+    code, _, err = cli(*args, "--subcapsular-mm", "12", "--out", tmp_path / "b")
+    assert code == 0, err
+    # Points with |p| > 8 are within 12 mm of the capsule: the cap cos > (64-4-64)/32.
+    fraction = json.loads((tmp_path / "b" / "margin.json").read_text(encoding="utf-8"))[
+        "subcapsular_excluded_fraction"
+    ]
+    assert fraction == pytest.approx((1 - (64 - 4 - 64) / 32) / 2, abs=0.04)
+
+
+# ---- bad inputs: one line, exit 2 ------------------------------------------------------
+
+
+def test_missing_file(cli, masks, tmp_path):
+    code, _, err = cli(
+        "margin",
+        "--tumor",
+        tmp_path / "nope.nii.gz",
+        "--ablation",
+        masks["ablation"],
+        "--out",
+        tmp_path / "o",
+    )
+    assert_one_line_error(code, err, "nope.nii.gz", "does not exist")
+
+
+def test_unreadable_file(cli, masks, tmp_path):
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"this is not a NIfTI file")
+    code, _, err = cli(
+        "margin", "--tumor", masks["tumor"], "--ablation", broken, "--out", tmp_path / "o"
+    )
+    assert_one_line_error(code, err, "broken.nii.gz", "cannot read")
+
+
+def test_2d_input(cli, masks, tmp_path):
+    flat = sitk.GetImageFromArray(np.ones((1, 20, 20), np.uint8))
+    path = tmp_path / "flat.nii.gz"
+    sitk.WriteImage(flat, str(path))
+    code, _, err = cli(
+        "margin", "--tumor", path, "--ablation", masks["ablation"], "--out", tmp_path / "o"
+    )
+    assert_one_line_error(code, err, "flat.nii.gz", "3D")
+
+
+def test_empty_mask(cli, masks, tmp_path):
+    empty = sitk.Image([20, 20, 20], sitk.sitkUInt8)
+    path = tmp_path / "empty.nii.gz"
+    sitk.WriteImage(empty, str(path))
+    code, _, err = cli(
+        "margin", "--tumor", masks["tumor"], "--ablation", path, "--out", tmp_path / "o"
+    )
+    assert_one_line_error(code, err, "empty.nii.gz", "empty")
+
+
+def test_masks_not_overlapping(cli, masks, tmp_path):
+    far = sphere_mask((500.0, 0, 0), 8.0, origin=(478.5, -21.5, -21.5))
+    path = tmp_path / "far.nii.gz"
+    sitk.WriteImage(far, str(path))
+    code, _, err = cli(
+        "margin", "--tumor", path, "--ablation", masks["ablation"], "--out", tmp_path / "o"
+    )
+    assert_one_line_error(code, err, "far.nii.gz", "does not overlap")
+
+
+def pair_args(masks, **override):
+    args = {
+        "--pre": masks["ct"],
+        "--post": masks["ct"],
+        "--tumor": masks["tumor"],
+        "--ablation": masks["ablation"],
+        "--liver-pre": masks["liver"],
+        "--liver-post": masks["liver"],
+    }
+    args.update(override)
+    flat = ["margin"]
+    for key, value in args.items():
+        if value is not None:
+            flat += [key, value]
+    return flat
+
+
+def test_mask_not_overlapping_its_image(cli, masks, tmp_path):
+    far = sphere_mask((500.0, 0, 0), 8.0, origin=(478.5, -21.5, -21.5))
+    path = tmp_path / "far_tumor.nii.gz"
+    sitk.WriteImage(far, str(path))
+    code, _, err = cli(*pair_args(masks, **{"--tumor": path}), "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "far_tumor.nii.gz", "does not overlap")
+
+
+def test_incomplete_pair_options(cli, masks, tmp_path):
+    code, _, err = cli(*pair_args(masks, **{"--liver-post": None}), "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "--liver-post")
+
+
+def test_bad_landmark_file(cli, masks, tmp_path):
+    bad = tmp_path / "points.csv"
+    bad.write_text("name,a,b\n1,2,3\n")
+    code, _, err = cli(
+        *pair_args(masks), "--landmarks-pre", bad, "--landmarks-post", bad, "--out", tmp_path / "o"
+    )
+    assert_one_line_error(code, err, "points.csv", "id,x,y,z")
+
+
+def _series(folder, **kwargs):
+    volume = np.full((6, 16, 16), 40, np.int16)
+    return write_ct_series(folder, volume, spacing_xyz=(1.0, 1.0, 2.0), **kwargs)
+
+
+def test_dicom_series_with_missing_slice(cli, masks, tmp_path):
+    folder = tmp_path / "missing"
+    paths = _series(folder)
+    paths[3].unlink()
+    code, _, err = cli(*pair_args(masks, **{"--pre": folder}), "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "missing", "missing slice")
+
+
+def test_dicom_series_unevenly_spaced(cli, masks, tmp_path):
+    folder = tmp_path / "uneven"
+    _series(folder, slice_positions_mm=[0.0, 2.0, 4.0, 7.0, 9.0, 11.0])
+    code, _, err = cli(*pair_args(masks, **{"--post": folder}), "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "uneven", "unevenly spaced")
+
+
+def test_dicom_folder_with_several_series(cli, masks, tmp_path):
+    folder = tmp_path / "two"
+    _series(folder, series_uid="1.2.826.0.1.3680043.8.498.11", prefix="a")
+    _series(folder, series_uid="1.2.826.0.1.3680043.8.498.22", prefix="b")
+    code, _, err = cli(*pair_args(masks, **{"--pre": folder}), "--out", tmp_path / "o")
+    assert_one_line_error(
+        code, err, "2 DICOM series", "1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.22"
+    )

@@ -1,0 +1,65 @@
+"""Landmark files: CSV (LPS) and 3D Slicer markups (LPS or RAS)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hepanav.core import InputError
+from hepanav.margin.landmarks import paired_landmarks, read_landmarks
+
+
+def test_csv_landmarks(tmp_path):
+    path = tmp_path / "pts.csv"
+    path.write_text("id,x,y,z\n1,1.5,-2,3\n2,4,5,6\n")
+    points = read_landmarks(path)
+    np.testing.assert_allclose(points["1"], [1.5, -2, 3])
+    np.testing.assert_allclose(points["2"], [4, 5, 6])
+
+
+@pytest.mark.parametrize(("system", "expected"), [("LPS", [10, 20, 30]), ("RAS", [-10, -20, 30])])
+def test_slicer_markups_are_converted_to_lps(tmp_path, system, expected):
+    path = tmp_path / "pts.mrk.json"
+    path.write_text(
+        json.dumps(
+            {
+                "markups": [
+                    {
+                        "type": "Fiducial",
+                        "coordinateSystem": system,
+                        "controlPoints": [{"id": "1", "label": "P-1", "position": [10, 20, 30]}],
+                    }
+                ]
+            }
+        )
+    )
+    np.testing.assert_allclose(read_landmarks(path)["P-1"], expected)
+
+
+def test_pairs_follow_ids(tmp_path):
+    pre = {"1": np.zeros(3), "2": np.ones(3), "3": np.full(3, 2.0)}
+    post = {"3": np.full(3, 5.0), "1": np.full(3, 4.0)}
+    a, b = paired_landmarks(pre, post, "x")
+    np.testing.assert_allclose(a, [np.zeros(3), np.full(3, 2.0)])
+    np.testing.assert_allclose(b, [np.full(3, 4.0), np.full(3, 5.0)])
+    with pytest.raises(InputError, match="no landmark id"):
+        paired_landmarks({"a": np.zeros(3)}, {"b": np.zeros(3)}, "x")
+
+
+def test_bad_landmark_files(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_landmarks(tmp_path / "none.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,x,y,z\n1,a,2,3\n")
+    with pytest.raises(InputError, match="line 2"):
+        read_landmarks(bad)
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,x,y,z\n1,1,2,3\n1,1,2,3\n")
+    with pytest.raises(InputError, match="duplicate"):
+        read_landmarks(dup)
+    notslicer = tmp_path / "x.mrk.json"
+    notslicer.write_text("[]")
+    with pytest.raises(InputError, match="markups"):
+        read_landmarks(notslicer)
