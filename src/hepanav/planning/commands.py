@@ -1,9 +1,53 @@
-"""CLI commands of hepanav.planning (registered by hepanav.cli)."""
+"""CLI commands of hepanav.planning: ``hepanav plan`` and ``hepanav verify-placement``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this capability's commands to the root hepanav app."""
+    """Add ``plan`` and ``verify-placement`` to the root hepanav app."""
+
+    @app.command("plan")
+    def plan_command(
+        ct: Path = typer.Option(..., "--ct", help="Planning CT (NIfTI/NRRD/MHA or DICOM folder)."),
+        tumor: Path = typer.Option(
+            ..., "--tumor", help="Tumour mask (any grid overlapping the CT)."
+        ),
+        labels: Path = typer.Option(
+            ..., "--labels", help="Organ label map, TotalSegmentator v2 ids (resampled if needed)."
+        ),
+        label_map: Path | None = typer.Option(
+            None, "--label-map", help="Risk map YAML: no-go labels, clearances, trajectory rules."
+        ),
+        margin: float = typer.Option(5.0, "--margin", help="Safety margin around the tumour, mm."),
+        device: str = typer.Option(
+            "neuwave-pr-65w-10min", "--device", help="Built-in device name or a device YAML file."
+        ),
+        out: Path = typer.Option(..., "--out", help="Output folder."),
+    ) -> None:
+        """Plan stereotactic multi-needle ablation: plan.json, .mrk.json, report.html."""
+        from hepanav.planning.pipeline import run_plan
+
+        result, written = run_plan(ct, tumor, labels, label_map, margin, device, out)
+        typer.echo(result.result.message)
+        for path in written:
+            typer.echo(f"wrote {path}")
+
+    @app.command("verify-placement")
+    def verify_command(
+        plan: Path = typer.Option(..., "--plan", help="plan.json written by `hepanav plan`."),
+        control_ct: Path = typer.Option(
+            ..., "--control-ct", help="Control CT with the needles, registered to the planning CT."
+        ),
+        out: Path = typer.Option(..., "--out", help="Output folder."),
+    ) -> None:
+        """Find the needles in a control CT and report the target positioning errors."""
+        from hepanav.planning.pipeline import run_verification
+
+        result, written = run_verification(plan, control_ct, out)
+        typer.echo(result.message)
+        for path in written:
+            typer.echo(f"wrote {path}")

@@ -1,0 +1,257 @@
+"""File-level workflows behind ``hepanav plan`` and ``hepanav verify-placement``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from pydantic import ValidationError
+from scipy import ndimage
+
+from hepanav.core.atomic import write_json
+from hepanav.core.errors import InputError
+from hepanav.imaging.io import read_image, write_image
+from hepanav.imaging.labels import read_label_names
+from hepanav.planning.devices import load_device
+from hepanav.planning.planner import PlanOutput, align_inputs, plan
+from hepanav.planning.report import write_placement_report, write_plan_report
+from hepanav.planning.risk import load_risk_map
+from hepanav.planning.schema import NeedleError, PlacementResult, PlanResult
+from hepanav.planning.slicer import write_markups
+from hepanav.planning.verification import detect_needles, match_needles, positioning_error
+from hepanav.planning.zones import inside_zones
+
+TUMOR_FILE, BAND_FILE, LIVER_FILE = "tumor.nii.gz", "heat_sink_band.nii.gz", "liver.nii.gz"
+
+
+def label_names_for(labels_path: Path) -> dict[int, str]:
+    """Names from a ``<stem>.json`` or ``labels.json`` sidecar beside the label map, if any."""
+    stem = labels_path.name.split(".")[0]
+    for candidate in (labels_path.parent / f"{stem}.json", labels_path.parent / "labels.json"):
+        if candidate.is_file():
+            try:
+                return read_label_names(candidate)
+            except InputError:
+                return {}
+    return {}
+
+
+def _crop_image(ct: sitk.Image, box, array: np.ndarray) -> sitk.Image:
+    start = [int(box[2].start), int(box[1].start), int(box[0].start)]
+    size = [int(b.stop - b.start) for b in (box[2], box[1], box[0])]
+    ref = sitk.RegionOfInterest(ct, size, start)
+    image = sitk.GetImageFromArray(array.astype(np.uint8))
+    image.CopyInformation(ref)
+    return image
+
+
+def run_plan(
+    ct_path: Path,
+    tumor_path: Path,
+    labels_path: Path,
+    label_map: Path | None,
+    margin_mm: float,
+    device_name: str,
+    out_dir: Path,
+    *,
+    solver: str = "milp",
+) -> tuple[PlanOutput, list[Path]]:
+    """Plan from files and write plan.json, trajectories.mrk.json, report.html and masks.
+
+    Returns the plan output and the written paths. Raises ``InputError`` for bad input.
+    """
+    if margin_mm < 0:
+        raise InputError(f"margin must be >= 0 mm, got {margin_mm:g}", "--margin")
+    device = load_device(device_name)
+    risk = load_risk_map(label_map)
+    ct = read_image(ct_path)
+    tumor = read_image(tumor_path)
+    labels = read_image(labels_path)
+    inp = align_inputs(
+        ct,
+        tumor,
+        labels,
+        label_names_for(Path(labels_path)),
+        risk,
+        tumor_source=str(tumor_path),
+        labels_source=str(labels_path),
+    )
+    if risk.trajectory.entry_region_mask:
+        from hepanav.imaging.masks import read_mask
+
+        region = Path(risk.trajectory.entry_region_mask)
+        if not region.is_absolute() and label_map is not None:
+            region = Path(label_map).parent / region
+        inp.entry_region = read_mask(region, reference=ct)
+    paths = {
+        "ct": str(Path(ct_path).resolve()),
+        "tumor": str(Path(tumor_path).resolve()),
+        "labels": str(Path(labels_path).resolve()),
+        "label_map": str(Path(label_map).resolve()) if label_map else "built-in",
+        "tumor_crop": TUMOR_FILE,
+        "heat_sink_band": BAND_FILE,
+        "liver_crop": LIVER_FILE,
+        "markups": "trajectories.mrk.json",
+        "report": "report.html",
+    }
+    out = plan(inp, risk, device, margin_mm, solver=solver, paths=paths)
+    out_dir = Path(out_dir)
+    region = out.region
+    written = [
+        write_json(out_dir / "plan.json", out.result),
+        write_markups(out.result, out_dir / "trajectories.mrk.json"),
+        write_image(_crop_image(ct, region.box, region.tumor), out_dir / TUMOR_FILE),
+        write_image(_crop_image(ct, region.box, region.band), out_dir / BAND_FILE),
+        write_image(_crop_image(ct, region.box, region.liver), out_dir / LIVER_FILE),
+        write_plan_report(out, risk, out_dir / "report.html"),
+    ]
+    return out, written
+
+
+def _load_plan(path: Path) -> PlanResult:
+    if not Path(path).is_file():
+        raise InputError("plan file does not exist", path)
+    try:
+        return PlanResult.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "file"
+        raise InputError(f"not a HepaNav plan: {field}: {first['msg']}", path) from None
+
+
+def _zones_from_needles(plan: PlanResult, tips: dict[int, np.ndarray], dirs: dict[int, np.ndarray]):
+    """Zone centres/axes of the plan's probes moved with their needle's actual tip/axis."""
+    centers, axes = [], []
+    deepest = {n.needle: np.asarray(n.tip_lps_mm) for n in plan.needles}
+    planned_dir = {n.needle: np.asarray(n.direction) for n in plan.needles}
+    for p in plan.probes:
+        if p.needle not in tips:
+            continue
+        pullback = float((deepest[p.needle] - np.asarray(p.tip_lps_mm)) @ planned_dir[p.needle])
+        d = dirs[p.needle]
+        tip = tips[p.needle] - pullback * d
+        centers.append(tip - plan.device.tip_to_center_mm * d)
+        axes.append(d)
+    return np.asarray(centers).reshape(-1, 3), np.asarray(axes).reshape(-1, 3)
+
+
+def _coverage(plan: PlanResult, plan_dir: Path, centers, dirs) -> tuple[float, float]:
+    tumor = read_image(plan_dir / plan.inputs.get("tumor_crop", TUMOR_FILE))
+    band_path = plan_dir / plan.inputs.get("heat_sink_band", BAND_FILE)
+    t = sitk.GetArrayViewFromImage(tumor) > 0
+    band = (
+        (sitk.GetArrayViewFromImage(read_image(band_path)) > 0)
+        if band_path.is_file()
+        else (np.zeros_like(t))
+    )
+    spacing_zyx = np.asarray(tumor.GetSpacing())[::-1]
+    target = ndimage.distance_transform_edt(~t, sampling=spacing_zyx) <= plan.margin_mm
+    from hepanav.imaging.geometry import voxel_to_lps
+
+    def frac(mask):
+        idx = np.argwhere(mask)
+        if not len(idx) or not len(centers):
+            return 0.0
+        inside = inside_zones(
+            voxel_to_lps(tumor, idx[:, ::-1]), centers, dirs, plan.device.zone_axes_mm
+        )
+        return float((inside & ~band[mask]).mean())
+
+    return frac(t), frac(target)
+
+
+def run_verification(
+    plan_path: Path, control_ct_path: Path, out_dir: Path, *, threshold_hu: float = 2000.0
+) -> tuple[PlacementResult, list[Path]]:
+    """Detect needles in a control CT (registered to the planning CT), compare with the plan."""
+    plan_path = Path(plan_path)
+    plan_res = _load_plan(plan_path)
+    ct = read_image(control_ct_path)
+    found = detect_needles(ct, threshold_hu)
+    planned_tips = np.array([n.tip_lps_mm for n in plan_res.needles]).reshape(-1, 3)
+    planned_dirs = np.array([n.direction for n in plan_res.needles]).reshape(-1, 3)
+    pairs = match_needles(planned_tips, planned_dirs, found)
+    matched = dict(pairs)
+    errors: list[NeedleError] = []
+    tips, dirs = {}, {}
+    for i, needle in enumerate(plan_res.needles):
+        if i in matched:
+            det = found[matched[i]]
+            tips[needle.needle], dirs[needle.needle] = det.tip, det.direction
+            err = positioning_error(planned_tips[i], planned_dirs[i], det.tip, det.direction)
+            errors.append(
+                NeedleError(
+                    planned_needle=needle.needle,
+                    detected=matched[i] + 1,
+                    tip_planned_lps_mm=tuple(planned_tips[i]),
+                    tip_actual_lps_mm=tuple(det.tip),
+                    direction_actual=tuple(det.direction),
+                    **err,
+                )
+            )
+        else:
+            errors.append(
+                NeedleError(
+                    planned_needle=needle.needle,
+                    detected=None,
+                    tip_planned_lps_mm=tuple(planned_tips[i]),
+                    tip_actual_lps_mm=None,
+                    direction_actual=None,
+                    lateral_mm=None,
+                    longitudinal_mm=None,
+                    euclidean_mm=None,
+                    angle_deg=None,
+                )
+            )
+    used = set(matched.values())
+    for j, det in enumerate(found):
+        if j not in used:
+            errors.append(
+                NeedleError(
+                    planned_needle=None,
+                    detected=j + 1,
+                    tip_planned_lps_mm=None,
+                    tip_actual_lps_mm=tuple(det.tip),
+                    direction_actual=tuple(det.direction),
+                    lateral_mm=None,
+                    longitudinal_mm=None,
+                    euclidean_mm=None,
+                    angle_deg=None,
+                )
+            )
+    centers, zdirs = _zones_from_needles(plan_res, tips, dirs)
+    cov_t, cov_g = _coverage(plan_res, plan_path.parent, centers, zdirs)
+    missing = len(plan_res.needles) - len(pairs)
+    lateral = [e.lateral_mm for e in errors if e.lateral_mm is not None]
+    message = (
+        f"{len(pairs)} of {len(plan_res.needles)} planned needles found"
+        + (f" ({missing} missing)" if missing else "")
+        + (
+            f"; {len(found) - len(pairs)} unplanned metal line(s)"
+            if len(found) > len(pairs)
+            else ""
+        )
+        + (f"; lateral TPE max {max(lateral):.1f} mm" if lateral else "")
+        + f"; predicted coverage of tumour + {plan_res.margin_mm:g} mm from the actual "
+        f"needles {100 * cov_g:.1f}% (planned {100 * plan_res.coverage_target:.1f}%)."
+    )
+    result = PlacementResult(
+        plan=str(plan_path.resolve()),
+        control_ct=str(Path(control_ct_path).resolve()),
+        metal_threshold_hu=threshold_hu,
+        needles_planned=len(plan_res.needles),
+        needles_detected=len(found),
+        errors=errors,
+        coverage_tumor_planned=plan_res.coverage_tumor,
+        coverage_target_planned=plan_res.coverage_target,
+        coverage_tumor_actual=cov_t,
+        coverage_target_actual=cov_g,
+        message=message,
+    )
+    out_dir = Path(out_dir)
+    written = [
+        write_json(out_dir / "placement.json", result),
+        write_placement_report(result, out_dir / "report.html"),
+    ]
+    return result, written

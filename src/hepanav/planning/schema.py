@@ -1,0 +1,230 @@
+"""Input and result types of ``hepanav.planning`` (Pydantic; they are the JSON schema).
+
+All coordinates are ITK/DICOM LPS in millimetres; directions are unit vectors in LPS.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hepanav import DISCLAIMER
+
+Vec3 = tuple[float, float, float]
+
+
+# ----------------------------------------------------------------------------- inputs
+class Device(BaseModel):
+    """One ablation device at one setting: the predicted zone is an ellipsoid on the needle axis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="identifier used with --device")
+    kind: Literal["microwave", "rfa", "rfa_cluster"]
+    description: str = ""
+    power_w: float | None = Field(None, ge=0)
+    time_min: float | None = Field(None, ge=0)
+    chart_length_mm: float = Field(
+        gt=0, description="zone length along the needle, manufacturer chart"
+    )
+    chart_width_mm: float = Field(
+        gt=0, description="zone width across the needle, manufacturer chart"
+    )
+    in_vivo_factor: float = Field(
+        gt=0, le=1, description="multiplies the chart axes to give the clinical (in vivo) zone"
+    )
+    tip_to_center_mm: float = Field(
+        ge=0, description="distance from the needle tip back along the shaft to the zone centre"
+    )
+    needle_length_mm: float = Field(gt=0, description="usable shaft length (skin to tip)")
+    needle_diameter_mm: float = Field(gt=0)
+    heat_sink_vessel_mm: float = Field(
+        3.0, ge=0, description="vessels wider than this cool the zone (Lu 2002)"
+    )
+    heat_sink_trim_mm: float = Field(
+        ge=0, description="tissue within this distance of such a vessel is predicted not ablated"
+    )
+    pullback_step_mm: float = Field(gt=0, description="step between positions along one needle")
+    max_positions: int = Field(1, ge=1, description="ablation positions per needle (pull-backs)")
+    source: str = Field(min_length=1, description="where the numbers come from")
+
+    @property
+    def zone_axes_mm(self) -> Vec3:
+        """Clinical zone diameters (length along the needle, width, width) in mm."""
+        length = self.chart_length_mm * self.in_vivo_factor
+        width = self.chart_width_mm * self.in_vivo_factor
+        return (length, width, width)
+
+
+class RiskRule(BaseModel):
+    """A group of labels that needles must not cross, with its clearance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    labels: list[int] = Field(min_length=1)
+    clearance_mm: float = Field(ge=0)
+    heat_sink: bool = Field(False, description="a vessel group that cools ablation zones")
+    source: str = ""
+
+
+class TrajectoryRules(BaseModel):
+    """Constraints on needle paths (documented defaults in docs/planning.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_angle_from_axial_deg: float = Field(30.0, ge=0, le=90)
+    forbidden_approach_lps: Vec3 | None = Field(
+        (0.0, 1.0, 0.0),
+        description="entries from this side are excluded (default posterior, supine)",
+    )
+    forbidden_approach_half_angle_deg: float = Field(60.0, ge=0, le=180)
+    entry_region_mask: str | None = Field(
+        None,
+        description="mask of the allowed skin entry region (path; relative to the risk-map file)",
+    )
+    min_needle_spacing_mm: float = Field(
+        5.0, ge=0, description="two needles never pass closer than this (axis to axis)"
+    )
+    parallel: bool = Field(False, description="all needles parallel (aiming device)")
+    direction_count: int = Field(
+        80, ge=4, description="candidate directions on the whole sphere (before the angle rules)"
+    )
+    lateral_step_mm: float | None = Field(
+        None, gt=0, description="spacing of parallel candidate lines; default 0.4 x zone width"
+    )
+    grid_mm: float = Field(2.5, gt=0, description="working grid for path checks")
+    placement_error_sd_mm: float = Field(2.0, ge=0)
+    monte_carlo_draws: int = Field(200, ge=10)
+    coverage_goal: float = Field(0.99, gt=0, le=1)
+    optimiser_time_limit_s: float = Field(8.0, gt=0)
+
+
+class RiskMap(BaseModel):
+    """The YAML given with ``--label-map``: no-go structures, liver label, trajectory rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    liver_labels: list[int] = Field(min_length=1)
+    structures: list[RiskRule] = Field(min_length=1, max_length=16)
+    trajectory: TrajectoryRules = TrajectoryRules()
+    source: str = ""
+
+    @field_validator("structures")
+    @classmethod
+    def _unique_names(cls, rules: list[RiskRule]) -> list[RiskRule]:
+        names = [r.name for r in rules]
+        if len(set(names)) != len(names):
+            raise ValueError("structure names must be unique")
+        return rules
+
+
+# ----------------------------------------------------------------------------- results
+class Probe(BaseModel):
+    """One ablation position: a needle tip and the zone it produces."""
+
+    needle: int = Field(description="1-based needle number")
+    position: int = Field(description="1 = deepest; higher numbers are pull-backs")
+    entry_lps_mm: Vec3
+    tip_lps_mm: Vec3
+    zone_center_lps_mm: Vec3
+    zone_axes_mm: Vec3 = Field(description="zone diameters: along the needle, across, across")
+    zone_direction: Vec3 = Field(description="unit vector of the zone's long axis (entry -> tip)")
+    device: str
+
+
+class Needle(BaseModel):
+    """A straight trajectory from the skin entry to the deepest tip position."""
+
+    needle: int
+    entry_lps_mm: Vec3
+    tip_lps_mm: Vec3
+    direction: Vec3 = Field(description="unit vector entry -> tip, LPS")
+    length_mm: float = Field(description="skin to deepest tip")
+    angle_from_axial_deg: float
+    min_clearance_mm: float | None = Field(
+        description="smallest distance (voxel centres, full-resolution grid) to any no-go "
+        "label; None when none lies within the reported range"
+    )
+    clearance_mm: dict[str, float] = Field(
+        description="smallest distance to each no-go structure (label name) within the search range"
+    )
+
+
+class PlanResult(BaseModel):
+    """``plan.json``."""
+
+    disclaimer: str = DISCLAIMER
+    feasible: bool = Field(description="True when tumour + margin is covered to the coverage goal")
+    message: str = Field(description="one-paragraph summary; the reason when not feasible")
+    device: Device
+    margin_mm: float
+    probes: list[Probe]
+    needles: list[Needle]
+    needle_count: int
+    coverage_tumor: float = Field(
+        description="fraction of tumour voxels inside the predicted zones"
+    )
+    coverage_target: float = Field(
+        description="fraction of tumour + margin voxels inside the zones"
+    )
+    min_clearance_mm: float | None = Field(description="smallest clearance over all needles, mm")
+    healthy_liver_ablated_ml: float = Field(description="liver outside the tumour inside the zones")
+    heat_sink_limited_fraction: float = Field(
+        description="fraction of tumour + margin no zone can reach because of the heat sink"
+    )
+    placement_error_sd_mm: float
+    coverage_probability: float = Field(
+        description="P(tumour + margin coverage >= coverage goal) when every needle misses "
+        "laterally by N(0, SD) per axis (Monte Carlo)"
+    )
+    coverage_target_mean_under_error: float
+    coverage_tumor_probability: float = Field(
+        description="P(tumour coverage >= coverage goal) under the same placement error"
+    )
+    candidate_lines: int = Field(description="candidate trajectories checked")
+    candidate_lines_valid: int = Field(description="candidate trajectories meeting all constraints")
+    candidate_zones: int = Field(description="columns of the set-cover problem")
+    target_points: int = Field(description="rows of the set-cover problem (last iteration)")
+    optimiser: str
+    optimiser_time_s: float
+    optimiser_status: str
+    planning_time_s: float
+    rules: TrajectoryRules
+    inputs: dict[str, str] = Field(
+        description="input file paths and files written beside plan.json"
+    )
+
+
+class NeedleError(BaseModel):
+    """Target positioning error of one placed needle against its planned trajectory."""
+
+    planned_needle: int | None
+    detected: int | None = Field(description="1-based detected needle, None if not found")
+    tip_planned_lps_mm: Vec3 | None
+    tip_actual_lps_mm: Vec3 | None
+    direction_actual: Vec3 | None
+    lateral_mm: float | None = Field(description="tip error perpendicular to the planned axis")
+    longitudinal_mm: float | None = Field(
+        description="tip error along the planned axis, positive = deeper than planned"
+    )
+    euclidean_mm: float | None
+    angle_deg: float | None
+
+
+class PlacementResult(BaseModel):
+    """``placement.json``."""
+
+    disclaimer: str = DISCLAIMER
+    plan: str
+    control_ct: str
+    metal_threshold_hu: float
+    needles_planned: int
+    needles_detected: int
+    errors: list[NeedleError]
+    coverage_tumor_planned: float
+    coverage_target_planned: float
+    coverage_tumor_actual: float = Field(description="coverage predicted from the detected needles")
+    coverage_target_actual: float
+    message: str
