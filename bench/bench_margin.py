@@ -88,18 +88,10 @@ def bench_aligned(case: Path, truth: dict) -> dict:
 
 def bench_pipeline(case: Path, truth: dict) -> dict:
     from hepanav.imaging.resample import resample_mask_like
-    from hepanav.margin.pipeline import MarginInputs, run_margin
+    from hepanav.margin.demo import phantom_case_inputs
+    from hepanav.margin.pipeline import run_margin
 
-    inputs = MarginInputs(
-        tumor=case / "pre_tumor.nii.gz",
-        ablation=case / "post_ablation.nii.gz",
-        pre=case / "pre_ct.nii.gz",
-        post=case / "post_ct.nii.gz",
-        liver_pre=case / "pre_liver.nii.gz",
-        liver_post=case / "post_liver.nii.gz",
-        landmarks_pre=case / "landmarks_pre.csv",
-        landmarks_post=case / "landmarks_post.csv",
-    )
+    inputs = phantom_case_inputs(case)
     marks: dict[str, float] = {}
 
     def step(name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,18 @@ def write_ct_series(
     ``slice_positions_mm`` overrides the z position of each slice (to make uneven
     spacing); by default slices are ``spacing_xyz[2]`` apart starting at ``origin_xyz[2]``.
     """
+    # GDCM's writer switches the process locale to "C" and leaves it there, which
+    # would make later text I/O with the default encoding ASCII; restore it.
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        return _write(
+            folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, slice_positions_mm, prefix
+        )
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write(folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, slice_positions_mm, prefix):
     folder.mkdir(parents=True, exist_ok=True)
     nz = volume_zyx.shape[0]
     zs = slice_positions_mm or [origin_xyz[2] + k * spacing_xyz[2] for k in range(nz)]

@@ -69,7 +69,7 @@ def test_analyze_sequence_writes_json_csv_video_report(cli, sequence, tmp_path):
         "--quiet",
     )
     assert code == 0, err
-    data = json.loads((out / "lesions.json").read_text())
+    data = json.loads((out / "lesions.json").read_text(encoding="utf-8"))
     assert data["disclaimer"] == DISCLAIMER and data["complete"] is True
     assert data["n_frames"] == 6
     assert "3 to 10 px beyond the lesion edge" in data["background"]["description"]
@@ -88,11 +88,11 @@ def test_analyze_sequence_writes_json_csv_video_report(cli, sequence, tmp_path):
         patterns = {les["pattern"] for les in frame["lesions"]}
         assert patterns == {"rim", "homogeneous"}
     assert len(ids) == 2  # the same two ids throughout
-    rows = (out / "frames.csv").read_text().strip().splitlines()
+    rows = (out / "frames.csv").read_text(encoding="utf-8").strip().splitlines()
     assert len(rows) == 7
     cap = cv2.VideoCapture(str(out / "display.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
-    assert DISCLAIMER in (out / "report.html").read_text()
+    assert DISCLAIMER in (out / "report.html").read_text(encoding="utf-8")
 
 
 def test_analyze_8bit_video(cli, frames, tmp_path):
@@ -101,7 +101,7 @@ def test_analyze_8bit_video(cli, frames, tmp_path):
     out = tmp_path / "out"
     code, _, err = cli("fluoro", "analyze", "--nir", video, "--out", out, "--quiet", "--no-report")
     assert code == 0, err
-    data = json.loads((out / "lesions.json").read_text())
+    data = json.loads((out / "lesions.json").read_text(encoding="utf-8"))
     assert data["input"]["bit_depth"] == 8 and data["n_frames"] == 6
     assert all(len(f["lesions"]) == 2 for f in data["frames"])
 
@@ -122,7 +122,7 @@ def test_analyze_side_by_side_and_vendor_overlay(cli, frames, tmp_path):
             "fluoro", "analyze", "--nir", src, "--layout", layout, "--out", out, "--quiet"
         )
         assert code == 0, err
-        data = json.loads((out / "lesions.json").read_text())
+        data = json.loads((out / "lesions.json").read_text(encoding="utf-8"))
         assert data["input"]["frame_size_wh"] == [256, 224]
         found = data["frames"][0]["lesions"]
         assert len(found) == 2, layout
@@ -146,13 +146,13 @@ def test_bad_frames_are_warnings_and_the_rest_is_kept(cli, frames, tmp_path):
         "fluoro", "analyze", "--nir", folder, "--bit-depth", "12", "--out", out, "--quiet"
     )
     assert code == 0, err
-    data = json.loads((out / "lesions.json").read_text())
+    data = json.loads((out / "lesions.json").read_text(encoding="utf-8"))
     warn = {f["index"]: " ".join(f["warnings"]) for f in data["frames"]}
     assert warn[1].startswith("all_black") and warn[2].startswith("saturated")
     assert "unreadable image f003.png" in warn[3]
     assert data["n_frames"] == 6 and data["n_frames_with_warnings"] == 3
     assert [len(f["lesions"]) for f in data["frames"]] == [2, 0, 0, 0, 2, 2]
-    csv_rows = (out / "frames.csv").read_text().splitlines()
+    csv_rows = (out / "frames.csv").read_text(encoding="utf-8").splitlines()
     assert "all_black" in csv_rows[2] and "saturated" in csv_rows[3]
 
 
@@ -170,9 +170,9 @@ def test_interrupted_stream_keeps_what_was_processed(frames, tmp_path):
     desc = InputDescription(nir="gen", layout="separate")
     with pytest.raises(KeyboardInterrupt):
         analyze_stream(info, pairs(), tmp_path, AnalysisSettings(), DisplayOptions(), desc)
-    data = json.loads((tmp_path / "lesions.json").read_text())
+    data = json.loads((tmp_path / "lesions.json").read_text(encoding="utf-8"))
     assert data["complete"] is False and data["n_frames"] == 3
-    assert len((tmp_path / "frames.csv").read_text().splitlines()) == 4
+    assert len((tmp_path / "frames.csv").read_text(encoding="utf-8").splitlines()) == 4
 
 
 def test_missing_unreadable_and_empty_videos(cli, tmp_path):
@@ -245,7 +245,7 @@ def test_margin_check_verdicts_and_bad_masks(cli, frames, tmp_path):
             "fluoro", "margin-check", "--nir", nir, "--surface", path, "--out", out
         )
         assert code == 0, err
-        data = json.loads((out / "margin.json").read_text())
+        data = json.loads((out / "margin.json").read_text(encoding="utf-8"))
         assert data["at_risk"] is risk and data["disclaimer"] == DISCLAIMER
         assert f"at_risk={str(risk).lower()}" in stdout
         if risk:
@@ -317,7 +317,7 @@ def test_user_background_rectangle(cli, sequence, tmp_path):
         "--no-report",
     )
     assert code == 0, err
-    data = json.loads((out / "lesions.json").read_text())
+    data = json.loads((out / "lesions.json").read_text(encoding="utf-8"))
     assert data["background"]["kind"] == "roi" and data["background"]["roi_xywh"] == [
         110,
         10,

@@ -186,3 +186,15 @@ def test_atomic_path_gives_usual_permissions(tmp_path):
     with atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("x")
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_anatomy_labels_agree_with_totalsegmentator_sidecar(shared_data):
+    """Our id table names every class of the real scan's TotalSegmentator sidecar alike."""
+    from hepanav.imaging import anatomy_label_names, read_label_names
+
+    sidecar = read_label_names(shared_data / "ct-abdomen-dicom" / "labels.json")
+    ours = anatomy_label_names()
+    common = set(sidecar) & set(ours)
+    assert len(common) >= 25
+    assert {i: ours[i] for i in common} == {i: sidecar[i] for i in common}
+    assert ours[200] == "hepatic_veins"

@@ -54,8 +54,8 @@ def test_folder_layout_and_json(case_dir):
         "truth/displacement_post_to_pre",
     ):
         assert (out / f"{name}.nii.gz").is_file(), name
-    truth = json.loads((out / "truth.json").read_text())
-    case = json.loads((out / "case.json").read_text())
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
+    case = json.loads((out / "case.json").read_text(encoding="utf-8"))
     assert truth["disclaimer"] == DISCLAIMER and case["disclaimer"] == DISCLAIMER
     for key in (
         "min_margin_mm",
@@ -111,7 +111,7 @@ def test_landmarks_follow_the_deformation(case_dir):
 
 def test_masks_agree_with_truth_and_warp(case_dir):
     out, desc = case_dir
-    truth = json.loads((out / "truth.json").read_text())
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
     tumor = StarShape.from_parameters(StarShapeParameters(**truth["tumor_shape"]))
     pre_tumor = read_image(out / "pre_tumor.nii.gz")
     assert tumor.contains(voxel_centres(pre_tumor)).all()

@@ -60,11 +60,13 @@ def test_procedural_case(cli, tmp_path):
     )
     assert code == 0, err
     assert "true MAM" in out
-    desc = AblationCase.model_validate_json((tmp_path / "c" / "case.json").read_text())
+    desc = AblationCase.model_validate_json(
+        (tmp_path / "c" / "case.json").read_text(encoding="utf-8")
+    )
     assert desc.kind == "procedural" and desc.seed == 1
     assert desc.parameters.tumor.radius_mm == 8.0
     assert read_image(tmp_path / "c" / "pre_ct.nii.gz").GetSpacing() == (3.0, 3.0, 3.0)
-    html = (tmp_path / "c" / "case.html").read_text()
+    html = (tmp_path / "c" / "case.html").read_text(encoding="utf-8")
     assert desc.report == "case.html" and DISCLAIMER in html and "data:image/png" in html
     assert f"{desc.true_margins.min_margin_mm:.2f} mm" in html
 
@@ -155,7 +157,7 @@ def test_implant_into_3mm_ct(cli, tmp_path, shared_data):
         > 0
     )
     assert np.array_equal(a[far], b[far])
-    truth = json.loads((out / "truth.json").read_text())
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
     assert truth["base_ct"].endswith("ct.nii.gz")
     assert not (out / "pre_labels.nii.gz").exists()
 

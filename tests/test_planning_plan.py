@@ -136,7 +136,7 @@ def test_cli_plan_writes_plan_markups_and_report(cli, torso_files, tmp_path):
         tmp_path,
     )
     assert code == 0, err
-    plan_json = json.loads((tmp_path / "plan.json").read_text())
+    plan_json = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))
     assert plan_json["disclaimer"].startswith("HepaNav is research software")
     for key in (
         "coverage_tumor",
@@ -156,9 +156,9 @@ def test_cli_plan_writes_plan_markups_and_report(cli, torso_files, tmp_path):
         "device",
     ):
         assert key in probe
-    markups = json.loads((tmp_path / "trajectories.mrk.json").read_text())
+    markups = json.loads((tmp_path / "trajectories.mrk.json").read_text(encoding="utf-8"))
     assert len([m for m in markups["markups"] if m["type"] == "Line"]) == plan_json["needle_count"]
-    html = (tmp_path / "report.html").read_text()
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Not a medical device" in html and "data:image/png;base64" in html
 
 
@@ -322,7 +322,7 @@ def test_cli_entry_region_restricts_the_skin_entries(cli, torso_files, torso_cas
         tmp_path,
     )
     assert code == 0, err
-    res = json.loads((tmp_path / "plan.json").read_text())
+    res = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))
     assert res["needle_count"] > 0
     # entries inside the region, up to one working-grid block (2.5 mm) + one voxel of growth
     assert all(n["entry_lps_mm"][1] < -40.0 + 6.0 for n in res["needles"])

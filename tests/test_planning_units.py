@@ -178,7 +178,7 @@ def test_slicer_markups_are_lps_lines(tmp_path):
         rules=TrajectoryRules(),
         inputs={},
     )
-    doc = json.loads(write_markups(plan, tmp_path / "t.mrk.json").read_text())
+    doc = json.loads(write_markups(plan, tmp_path / "t.mrk.json").read_text(encoding="utf-8"))
     line = doc["markups"][0]
     assert line["type"] == "Line" and line["coordinateSystem"] == "LPS"
     assert line["controlPoints"][0]["position"] == [0.0, -100.0, 0.0]

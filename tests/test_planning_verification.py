@@ -119,7 +119,7 @@ def test_cli_verify_placement_reports_known_errors(cli, planned, tmp_path):
         tmp_path / "v",
     )
     assert code == 0, err
-    res = json.loads((tmp_path / "v" / "placement.json").read_text())
+    res = json.loads((tmp_path / "v" / "placement.json").read_text(encoding="utf-8"))
     assert res["needles_detected"] == len(out.result.needles)
     for e in res["errors"]:
         assert e["planned_needle"] is not None and e["detected"] is not None
@@ -127,7 +127,7 @@ def test_cli_verify_placement_reports_known_errors(cli, planned, tmp_path):
         assert e["longitudinal_mm"] == pytest.approx(1.5, abs=1.0)
         assert e["angle_deg"] <= 2.0
     assert 0.0 <= res["coverage_target_actual"] <= 1.0
-    assert "Not a medical device" in (tmp_path / "v" / "report.html").read_text()
+    assert "Not a medical device" in (tmp_path / "v" / "report.html").read_text(encoding="utf-8")
 
 
 def test_cli_verify_placement_bad_plan(cli, tmp_path):

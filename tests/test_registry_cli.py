@@ -45,7 +45,7 @@ def test_published_comparison_through_the_cli(cli, db_url, tmp_path):  # noqa: F
         db_url,
     )
     assert code == 0, out
-    result = json.loads((tmp_path / "lesion" / "margins.json").read_text())
+    result = json.loads((tmp_path / "lesion" / "margins.json").read_text(encoding="utf-8"))
     assert result["disclaimer"] == DISCLAIMER
     assert result["test"]["name"] == "fisher_exact"
     assert round(result["p_value"], 4) == 0.0019
@@ -66,7 +66,7 @@ def test_published_comparison_through_the_cli(cli, db_url, tmp_path):  # noqa: F
         db_url,
     )
     assert code == 0
-    result = json.loads((tmp_path / "patient" / "margins.json").read_text())
+    result = json.loads((tmp_path / "patient" / "margins.json").read_text(encoding="utf-8"))
     assert {c["group"]: (c["negative"], c["n"]) for c in result["counts"]} == {
         "no": (10, 13),
         "yes": (12, 12),
@@ -85,7 +85,7 @@ def test_cohort_import_report_and_export(cli, tmp_path, monkeypatch):
         assert code == 0, err
     code, out, _ = cli("registry", "report", "--out", tmp_path / "report")
     assert code == 0
-    audit = json.loads((tmp_path / "report" / "audit.json").read_text())
+    audit = json.loads((tmp_path / "report" / "audit.json").read_text(encoding="utf-8"))
     expected = generate_cohort(60, seed=9).outcomes
     assert audit["counts"]["lesion_treatments"] == len(expected)
     assert audit["counts"]["patients"] == 60
@@ -103,7 +103,7 @@ def test_cohort_import_report_and_export(cli, tmp_path, monkeypatch):
     (cox,) = audit["cox_local_progression"]
     assert cox["covariate"] == "mam_mm"
     assert cox["ci_low"] < np.exp(CohortEffects().ltp_log_hr_per_mm) < cox["ci_high"]
-    html = (tmp_path / "report" / "audit.html").read_text()
+    html = (tmp_path / "report" / "audit.html").read_text(encoding="utf-8")
     assert DISCLAIMER in html and html.count("data:image/png;base64,") == 5
     code, out, _ = cli("registry", "export", "--out", tmp_path / "x.csv")
     assert code == 0

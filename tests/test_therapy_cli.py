@@ -28,7 +28,9 @@ def write_case(tmp_path, data, name="case.yaml"):
 
 
 def verdicts(out_dir):
-    report = TherapyReport.model_validate_json((out_dir / "therapy.json").read_text())
+    report = TherapyReport.model_validate_json(
+        (out_dir / "therapy.json").read_text(encoding="utf-8")
+    )
     return {o.therapy: o.verdict for o in report.options}, report
 
 
@@ -38,13 +40,13 @@ def test_default_and_explicit_evaluate_give_the_same_result(cli, tmp_path):
     code2, _, _ = cli("therapy", "evaluate", case, "--out", tmp_path / "b")
     assert code1 == code2 == 0
     assert "thermal_ablation: relative_contraindication" in out1
-    a = (tmp_path / "a" / "therapy.json").read_text()
-    assert a == (tmp_path / "b" / "therapy.json").read_text()
+    a = (tmp_path / "a" / "therapy.json").read_text(encoding="utf-8")
+    assert a == (tmp_path / "b" / "therapy.json").read_text(encoding="utf-8")
     got, report = verdicts(tmp_path / "a")
     assert got["tare"] == "contraindicated" and got["resection"] == "eligible"
     assert report.disclaimer == DISCLAIMER
     assert set(report.not_evaluated) == {"hai", "systemic"}
-    html = (tmp_path / "a" / "therapy.html").read_text()
+    html = (tmp_path / "a" / "therapy.html").read_text(encoding="utf-8")
     assert DISCLAIMER in html and "TARE-01" in html and "data:image/png;base64," in html
 
 
@@ -72,7 +74,7 @@ def test_json_case_file(cli, tmp_path):
 
 def test_therapy_json_keys(cli, tmp_path):
     cli("therapy", write_case(tmp_path, CASE), "--out", tmp_path / "o")
-    data = json.loads((tmp_path / "o" / "therapy.json").read_text())
+    data = json.loads((tmp_path / "o" / "therapy.json").read_text(encoding="utf-8"))
     option = data["options"][0]
     assert {"therapy", "verdict", "reasons", "missing_fields"} <= set(option)
     assert {"rule_id", "text", "source"} <= set(option["reasons"][0])
@@ -196,5 +198,5 @@ def test_demo_writes_reports(tmp_path):
 
     paths = run(tmp_path)
     assert len(paths) == 4 and all(p.is_file() and p.suffix == ".html" for p in paths)
-    dose = json.loads((tmp_path / "dose_check.json").read_text())
+    dose = json.loads((tmp_path / "dose_check.json").read_text(encoding="utf-8"))
     assert dose["total_mg"] == 100.0 and dose["result"] == "within"

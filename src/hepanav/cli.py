@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from hepanav import DISCLAIMER, __version__
 from hepanav.core.errors import HepaNavError
+from hepanav.core.validation import first_error
 
 # Order is the order of `hepanav --help`.
 CAPABILITIES = ("phantoms", "margin", "fluorescence", "planning", "registry", "therapy")
@@ -37,9 +38,7 @@ class _UserErrorGroup(TyperGroup):
             typer.echo(f"error: {_one_line(exc)}", err=True)
             raise typer.Exit(2) from None
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first.get("loc", ())) or "input"
-            typer.echo(f"error: {field}: {first.get('msg', 'invalid value')}", err=True)
+            typer.echo(f"error: {first_error(exc)}", err=True)
             raise typer.Exit(2) from None
 
 

@@ -14,7 +14,12 @@ from hepanav.imaging.geometry import (
     voxel_to_lps,
 )
 from hepanav.imaging.io import read_image, require_3d, write_image
-from hepanav.imaging.labels import labels_present, read_label_names, select_labels
+from hepanav.imaging.labels import (
+    anatomy_label_names,
+    labels_present,
+    read_label_names,
+    select_labels,
+)
 from hepanav.imaging.masks import (
     binarize,
     bounding_box_index,
@@ -33,6 +38,7 @@ from hepanav.imaging.resample import (
 from hepanav.imaging.schema import Geometry
 
 __all__ = [
+    "anatomy_label_names",
     "Geometry",
     "binarize",
     "bounding_box_index",

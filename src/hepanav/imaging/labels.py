@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import yaml
 
 from hepanav.core.errors import InputError
 
@@ -25,6 +28,22 @@ def labels_present(label_map: sitk.Image) -> list[int]:
     """Sorted non-zero label values in a label map."""
     values = np.unique(sitk.GetArrayViewFromImage(label_map))
     return [int(v) for v in values if v != 0]
+
+
+@functools.cache
+def anatomy_label_names() -> dict[int, str]:
+    """Label id -> structure name: TotalSegmentator v2 ids plus 200 ``hepatic_veins``.
+
+    The table is ``hepanav/imaging/data/anatomy_labels.yaml`` (with its source); the
+    phantoms write these ids so that one risk map serves phantoms and real scans.
+    The result is cached and shared: copy it before changing it.
+    """
+    text = (
+        resources.files("hepanav.imaging")
+        .joinpath("data/anatomy_labels.yaml")
+        .read_text(encoding="utf-8")
+    )
+    return {int(k): str(v) for k, v in yaml.safe_load(text)["labels"].items()}
 
 
 def read_label_names(path: str | Path) -> dict[int, str]:

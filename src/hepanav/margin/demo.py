@@ -16,16 +16,9 @@ from rich.console import Console
 from hepanav.margin.pipeline import MarginInputs, run_margin
 
 
-def run(out: Path) -> list[Path]:
-    """Run the margin demo into ``out`` (case in ``out/case``); return ``[out/report.html]``."""
-    from hepanav.phantoms.ablation_case import make_ablation_case
-
-    console = Console()
-    out = Path(out)
-    case_dir = out / "case"
-    console.print(f"phantom ablation case -> {case_dir}")
-    make_ablation_case(case_dir, seed=0)
-    inputs = MarginInputs(
+def phantom_case_inputs(case_dir: Path) -> MarginInputs:
+    """The pre/post inputs of a case folder written by ``hepanav phantom`` (docs/phantoms.md)."""
+    return MarginInputs(
         tumor=case_dir / "pre_tumor.nii.gz",
         ablation=case_dir / "post_ablation.nii.gz",
         pre=case_dir / "pre_ct.nii.gz",
@@ -35,6 +28,18 @@ def run(out: Path) -> list[Path]:
         landmarks_pre=case_dir / "landmarks_pre.csv",
         landmarks_post=case_dir / "landmarks_post.csv",
     )
+
+
+def run(out: Path) -> list[Path]:
+    """Run the margin demo into ``out`` (case in ``out/case``); return ``[out/report.html]``."""
+    from hepanav.phantoms.ablation_case import make_ablation_case
+
+    console = Console()
+    out = Path(out)
+    case_dir = out / "case"
+    console.print(f"phantom ablation case -> {case_dir}")
+    make_ablation_case(case_dir, seed=0)
+    inputs = phantom_case_inputs(case_dir)
     console.print("registering pre -> post and measuring the margin ...")
     result = run_margin(inputs, out).result
     truth = json.loads((case_dir / "truth.json").read_text(encoding="utf-8"))

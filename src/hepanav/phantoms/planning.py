@@ -22,28 +22,31 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from hepanav.imaging.labels import anatomy_label_names
+
 # TotalSegmentator v2 ids used here (+ 200 hepatic_veins, a HepaNav extension).
-TORSO_LABELS = {
-    1: "spleen",
-    2: "kidney_right",
-    3: "kidney_left",
-    4: "gallbladder",
-    5: "liver",
-    6: "stomach",
-    11: "lung_lower_lobe_left",
-    14: "lung_lower_lobe_right",
-    18: "small_bowel",
-    31: "vertebrae_L1",
-    32: "vertebrae_T12",
-    33: "vertebrae_T11",
-    52: "aorta",
-    63: "inferior_vena_cava",
-    64: "portal_vein_and_splenic_vein",
-    79: "spinal_cord",
-    200: "hepatic_veins",
-    **{97 + i: f"rib_left_{6 + i}" for i in range(7)},
-    **{109 + i: f"rib_right_{6 + i}" for i in range(7)},
-}
+_TORSO_IDS = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    11,
+    14,
+    18,
+    31,
+    32,
+    33,
+    52,
+    63,
+    64,
+    79,
+    200,
+    *range(97, 104),
+    *range(109, 116),
+)
+TORSO_LABELS = {i: anatomy_label_names()[i] for i in _TORSO_IDS}
 _HU = {
     0: 20,
     1: 55,

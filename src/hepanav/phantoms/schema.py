@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from hepanav import DISCLAIMER
+from hepanav.imaging.labels import anatomy_label_names
 
 Vec3 = tuple[float, float, float]
 Spacing3 = tuple[
@@ -24,38 +25,30 @@ Size3 = tuple[
     Annotated[int, Field(ge=8, le=4096)],
 ]
 
-# TotalSegmentator v2 class ids (Wasserthal et al., Radiology: AI 2023; the class map in
-# totalsegmentator/map_to_binary.py, "total" task), so one mapping serves the phantom and
-# the real scans in ../shared/data. 200 is a HepaNav extension: TotalSegmentator has no
-# separate class for the hepatic veins.
-LABEL_NAMES: dict[int, str] = {
-    1: "spleen",
-    2: "kidney_right",
-    3: "kidney_left",
-    4: "gallbladder",
-    5: "liver",
-    6: "stomach",
-    11: "lung_lower_lobe_left",
-    14: "lung_lower_lobe_right",
-    18: "small_bowel",
-    20: "colon",
-    27: "vertebrae_L5",
-    28: "vertebrae_L4",
-    29: "vertebrae_L3",
-    30: "vertebrae_L2",
-    31: "vertebrae_L1",
-    32: "vertebrae_T12",
-    33: "vertebrae_T11",
-    51: "heart",
-    52: "aorta",
-    63: "inferior_vena_cava",
-    64: "portal_vein_and_splenic_vein",
-    **{91 + k: f"rib_left_{k}" for k in range(6, 13)},
-    **{103 + k: f"rib_right_{k}" for k in range(6, 13)},
-    116: "sternum",
-    117: "costal_cartilages",
-    200: "hepatic_veins",
-}
+# The structures the phantom paints, with the TotalSegmentator v2 ids of
+# hepanav/imaging/data/anatomy_labels.yaml, so one risk map serves the phantom and the
+# real scans in ../shared/data (200, hepatic veins, is a HepaNav extension).
+_PHANTOM_LABELS = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    11,
+    14,
+    18,
+    20,
+    *range(27, 34),
+    51,
+    52,
+    63,
+    64,
+    *range(97, 104),
+    *range(109, 118),
+    200,
+)
+LABEL_NAMES: dict[int, str] = {i: anatomy_label_names()[i] for i in _PHANTOM_LABELS}
 LABEL_IDS: dict[str, int] = {name: i for i, name in LABEL_NAMES.items()}
 LIVER_LABEL = 5
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from hepanav.core.errors import InputError
+from hepanav.core.validation import first_error, parse_yaml
 from hepanav.planning.schema import Device
 
 
 def _parse(text: str, source: str) -> list[Device]:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {' '.join(str(exc).split())}", source) from None
+    raw = parse_yaml(text, source)
     entries = raw.get("devices") if isinstance(raw, dict) else None
     if not isinstance(entries, list) or not entries:
         raise InputError("expected a 'devices:' list of device entries", source)
@@ -25,9 +22,7 @@ def _parse(text: str, source: str) -> list[Device]:
         try:
             devices.append(Device.model_validate(entry))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise InputError(f"devices[{i}].{field}: {first['msg']}", source) from None
+            raise InputError(f"devices[{i}].{first_error(exc)}", source) from None
     return devices
 
 

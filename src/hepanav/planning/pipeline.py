@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
+from hepanav.core.validation import first_error
 from hepanav.imaging.io import read_image, write_image
 from hepanav.imaging.labels import read_label_names
 from hepanav.planning.devices import load_device
@@ -115,9 +116,7 @@ def _load_plan(path: Path) -> PlanResult:
     try:
         return PlanResult.model_validate_json(Path(path).read_text(encoding="utf-8"))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "file"
-        raise InputError(f"not a HepaNav plan: {field}: {first['msg']}", path) from None
+        raise InputError(f"not a HepaNav plan: {first_error(exc, 'file')}", path) from None
 
 
 def _zones_from_needles(plan: PlanResult, tips: dict[int, np.ndarray], dirs: dict[int, np.ndarray]):

@@ -6,10 +6,11 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import yaml
 from pydantic import ValidationError
 
 from hepanav.core.errors import InputError
+from hepanav.core.validation import first_error, parse_yaml
+from hepanav.imaging.labels import anatomy_label_names
 from hepanav.planning.schema import RiskMap
 
 
@@ -30,13 +31,9 @@ def load_risk_map(path: str | Path | None = None) -> RiskMap:
             raise InputError("label-map file does not exist", path)
         text, source = path.read_text(encoding="utf-8"), str(path)
     try:
-        return RiskMap.model_validate(yaml.safe_load(text))
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {' '.join(str(exc).split())}", source) from None
+        return RiskMap.model_validate(parse_yaml(text, source))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "file"
-        raise InputError(f"{field}: {first['msg']}", source) from None
+        raise InputError(first_error(exc, "file"), source) from None
 
 
 def label_lookup(risk: RiskMap, max_label: int) -> np.ndarray:
@@ -72,53 +69,6 @@ def structure_name(label: int, label_names: dict[int, str], risk: RiskMap) -> st
     return f"label {label}"
 
 
-def _totalsegmentator_names() -> dict[int, str]:
-    # TotalSegmentator v2 class ids (Wasserthal et al. 2023) for the structures of the
-    # default risk map, used when the label map comes without a names sidecar.
-    names = {
-        1: "spleen",
-        2: "kidney_right",
-        3: "kidney_left",
-        4: "gallbladder",
-        5: "liver",
-        6: "stomach",
-        7: "pancreas",
-        10: "lung_upper_lobe_left",
-        11: "lung_lower_lobe_left",
-        12: "lung_upper_lobe_right",
-        13: "lung_middle_lobe_right",
-        14: "lung_lower_lobe_right",
-        15: "esophagus",
-        18: "small_bowel",
-        19: "duodenum",
-        20: "colon",
-        25: "sacrum",
-        26: "vertebrae_S1",
-        51: "heart",
-        52: "aorta",
-        63: "inferior_vena_cava",
-        64: "portal_vein_and_splenic_vein",
-        69: "humerus_left",
-        70: "humerus_right",
-        71: "scapula_left",
-        72: "scapula_right",
-        73: "clavicula_left",
-        74: "clavicula_right",
-        75: "femur_left",
-        76: "femur_right",
-        77: "hip_left",
-        78: "hip_right",
-        79: "spinal_cord",
-        116: "sternum",
-        117: "costal_cartilages",
-        200: "hepatic_veins",
-    }
-    names.update({27 + i: f"vertebrae_L{5 - i}" for i in range(5)})
-    names.update({32 + i: f"vertebrae_T{12 - i}" for i in range(12)})
-    names.update({44 + i: f"vertebrae_C{7 - i}" for i in range(7)})
-    names.update({92 + i: f"rib_left_{1 + i}" for i in range(12)})
-    names.update({104 + i: f"rib_right_{1 + i}" for i in range(12)})
-    return names
-
-
-TOTALSEGMENTATOR_NAMES = _totalsegmentator_names()
+# TotalSegmentator v2 ids (+ 200 hepatic_veins), used when a label map comes without a
+# names sidecar.
+TOTALSEGMENTATOR_NAMES = anatomy_label_names()

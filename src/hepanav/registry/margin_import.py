@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, select, update
 
 from hepanav.core.errors import InputError
+from hepanav.core.validation import first_error
 from hepanav.registry import models
 from hepanav.registry.db import write_transaction
 from hepanav.registry.schema import MarginJson
@@ -29,9 +30,9 @@ def read_margin_json(path: str | Path) -> MarginJson:
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON ({exc})", path) from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "file"
-        raise InputError(f"{field}: {err['msg']} (is this a hepanav margin.json?)", path) from None
+        raise InputError(
+            f"{first_error(exc, 'file')} (is this a hepanav margin.json?)", path
+        ) from None
 
 
 def attach_margin(

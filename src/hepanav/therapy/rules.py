@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hepanav.core import InputError
+from hepanav.core.validation import first_error, parse_yaml
 from hepanav.therapy.conditions import Condition, ConditionError, parse_condition
 from hepanav.therapy.schema import Effect, Source, Therapy
 
@@ -61,12 +61,6 @@ class Rule:
     file: str
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ())) or "rule"
-    return f"{loc}: {err.get('msg', 'invalid value')}"
-
-
 def parse_rule(raw: Any, file: Path, index: int) -> Rule:
     """Validate one rule mapping from ``file``; raise InputError naming the rule id."""
     rule_id = raw.get("id") if isinstance(raw, dict) else None
@@ -76,7 +70,7 @@ def parse_rule(raw: Any, file: Path, index: int) -> Rule:
     try:
         spec = _RuleSpec.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(f"{label}: {_first_error(exc)}", file) from None
+        raise InputError(f"{label}: {first_error(exc, 'rule')}", file) from None
     try:
         condition = parse_condition(spec.condition)
     except ConditionError as exc:
@@ -88,11 +82,10 @@ def parse_rule(raw: Any, file: Path, index: int) -> Rule:
 def load_rule_file(path: Path) -> list[Rule]:
     """Read and validate one YAML rule file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read rule file ({exc.strerror})", path) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({' '.join(str(exc).split())})", path) from None
+    data = parse_yaml(text, path)
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
         raise InputError("a rule file is a mapping with a 'rules' list", path)
     unknown = sorted(set(data) - {"rules", "description"})
