@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
             written.append((name, path))
     console.rule("[bold]reports")
     for name, path in written:
-        console.print(f"{name:>13}: {path.resolve()}")
+        console.print(f"{name:>13}: {path.resolve()}", soft_wrap=True, highlight=False)
     console.print(f"[dim]{DISCLAIMER}[/dim]")
 
 
