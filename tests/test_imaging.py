@@ -198,3 +198,20 @@ def test_anatomy_labels_agree_with_totalsegmentator_sidecar(shared_data):
     assert len(common) >= 25
     assert {i: ours[i] for i in common} == {i: sidecar[i] for i in common}
     assert ours[200] == "hepatic_veins"
+
+
+def test_bounding_box_index_pads_in_mm_and_clips():
+    from hepanav.imaging import bounding_box_index, crop
+
+    array = np.zeros((10, 12, 14), np.uint8)
+    array[3:5, 2:7, 0:4] = 1  # z 3-4, y 2-6, x 0-3
+    mask = _image(value=array)  # spacing 0.7 x 0.8 x 2.5 mm
+    assert bounding_box_index(mask) == ([0, 2, 3], [4, 5, 2])
+    # 2 mm of padding: 3 voxels in x (0.7 mm), 3 in y (0.8 mm), 1 in z (2.5 mm); x clips at 0.
+    start, size = bounding_box_index(mask, pad_mm=2.0)
+    assert (start, size) == ([0, 0, 2], [7, 10, 4])
+    cropped = crop(mask, start, size)
+    assert int(sitk.GetArrayFromImage(cropped).sum()) == int(array.sum())
+    assert cropped.GetOrigin() == mask.TransformIndexToPhysicalPoint(start)
+    with pytest.raises(InputError, match="empty"):
+        bounding_box_index(_image())

@@ -72,17 +72,24 @@ def dice(a: sitk.Image, b: sitk.Image) -> float:
 
 
 def bounding_box_index(mask: sitk.Image, pad_mm: float = 0.0) -> tuple[list[int], list[int]]:
-    """Index box ``(start_xyz, size_xyz)`` of the foreground, grown by ``pad_mm`` and clipped."""
+    """Index box ``(start_xyz, size_xyz)`` of the foreground, grown by ``pad_mm`` and clipped.
+
+    The box is found from the mask's projections on each axis, which is far faster
+    than ``np.nonzero`` on a 512 x 512 x 300 volume.
+    """
     array = sitk.GetArrayViewFromImage(mask)
-    nz = np.nonzero(array)
-    if not nz[0].size:
-        raise InputError("mask is empty (no non-zero voxel)", "mask")
-    lo = np.array([nz[2].min(), nz[1].min(), nz[0].min()])
-    hi = np.array([nz[2].max(), nz[1].max(), nz[0].max()])
+    lo, hi = [], []
+    for axis in (2, 1, 0):  # array axes of x, y, z
+        others = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(np.any(array, axis=others))
+        if hit.size == 0:
+            raise InputError("mask is empty (no non-zero voxel)", "mask")
+        lo.append(hit[0])
+        hi.append(hit[-1])
     pad = np.ceil(pad_mm / np.asarray(mask.GetSpacing())).astype(int)
-    lo = np.maximum(lo - pad, 0)
-    hi = np.minimum(hi + pad, np.asarray(mask.GetSize()) - 1)
-    return lo.tolist(), (hi - lo + 1).tolist()
+    start = np.maximum(np.array(lo) - pad, 0)
+    stop = np.minimum(np.array(hi) + pad, np.asarray(mask.GetSize()) - 1)
+    return start.tolist(), (stop - start + 1).tolist()
 
 
 def crop(image: sitk.Image, start_xyz: list[int], size_xyz: list[int]) -> sitk.Image:
