@@ -19,6 +19,10 @@ def _app() -> typer.Typer:
         raise InputError("mask is empty (no non-zero voxel)", "tumor.nii.gz")
 
     @app.command()
+    def unwritable() -> None:
+        raise PermissionError(13, "Permission denied", "/report/out.json")
+
+    @app.command()
     def bad_field() -> None:
         class Case(BaseModel):
             size_mm: PositiveFloat
@@ -48,3 +52,22 @@ def test_version_and_help(cli):
     code, out, _ = cli("--help")
     assert code == 0
     assert "NOT a medical device" in " ".join(out.split()) or DISCLAIMER[:20] in out
+
+
+def test_os_error_names_the_path():
+    result = CliRunner().invoke(_app(), ["unwritable"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: /report/out.json: Permission denied"
+
+
+def test_unwritable_output_folder_through_a_real_command(cli, tmp_path):
+    from importlib import resources
+
+    case = resources.files("hepanav.therapy") / "data" / "examples"
+    case = sorted(p for p in case.iterdir() if p.name.endswith(".yaml"))[0]
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    code, _, err = cli("therapy", case, "--out", blocker / "out")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Not a directory" in lines[0]

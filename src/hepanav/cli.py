@@ -27,7 +27,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _UserErrorGroup(TyperGroup):
-    """Root group: a HepaNav input error or a validation error becomes one line, exit 2."""
+    """Root group: an input, validation or file-system error becomes one line, exit 2."""
 
     def invoke(self, ctx):
         from pydantic import ValidationError
@@ -39,6 +39,12 @@ class _UserErrorGroup(TyperGroup):
             raise typer.Exit(2) from None
         except ValidationError as exc:
             typer.echo(f"error: {first_error(exc)}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            # An output folder that cannot be created, a full disk, no permission: the
+            # user's environment, not a bug; name the path and the reason.
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or _one_line(exc)}", err=True)
             raise typer.Exit(2) from None
 
 
