@@ -91,12 +91,14 @@ def test_real_dicom_scan_plan(shared_data, tmp_path):
     case = make_planning_case("dicom", 20.0, seed=0, data_dir=shared_data)
     risk = load_risk_map(fast_risk_map(tmp_path))
     inp = align_inputs(case.ct, case.tumor, case.labels, case.label_names, risk)
-    res = plan(inp, risk, load_device("neuwave-pr-65w-10min"), 5.0).result
+    device = load_device("neuwave-pr-65w-10min")
+    res = plan(inp, risk, device, 5.0).result
     assert res.feasible, res.message
     assert res.coverage_target >= 0.99
     assert violations_by_rasterising(case.labels, res.needles, risk) == []
     for needle in res.needles:
-        assert needle.length_mm <= 200.0
+        assert needle.length_mm <= device.needle_length_mm + 1e-6
+        assert needle.angle_from_axial_deg <= risk.trajectory.max_angle_from_axial_deg + 1e-6
         assert all(np.isfinite(v) for v in needle.clearance_mm.values())
 
 
@@ -169,40 +171,33 @@ def _one_line_error(code, err):
     return lines[0]
 
 
-def test_cli_negative_margin(cli, torso_files, tmp_path):
-    f = torso_files
-    code, _, err = cli(
+def _plan_cli(cli, f, out, *extra, tumor=None, labels=None):
+    """``hepanav plan`` on the torso files, with the tumour/labels/options replaced."""
+    return cli(
         "plan",
         "--ct",
         f / "ct.nii.gz",
         "--tumor",
-        f / "tumor.nii.gz",
+        tumor or f / "tumor.nii.gz",
         "--labels",
-        f / "labels.nii.gz",
-        "--margin",
-        "-1",
+        labels or f / "labels.nii.gz",
         "--out",
-        tmp_path,
+        out,
+        *extra,
     )
-    assert "margin must be >= 0" in _one_line_error(code, err)
 
 
-def test_cli_unknown_device(cli, torso_files, tmp_path):
-    f = torso_files
-    code, _, err = cli(
-        "plan",
-        "--ct",
-        f / "ct.nii.gz",
-        "--tumor",
-        f / "tumor.nii.gz",
-        "--labels",
-        f / "labels.nii.gz",
-        "--device",
-        "laser-9000",
-        "--out",
-        tmp_path,
-    )
-    assert "unknown device 'laser-9000'" in _one_line_error(code, err)
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--margin", "-1", "margin must be a finite number >= 0 mm, got -1"),
+        ("--margin", "nan", "margin must be a finite number >= 0 mm, got nan"),
+        ("--device", "laser-9000", "unknown device 'laser-9000'"),
+    ],
+)
+def test_cli_bad_option(cli, torso_files, tmp_path, option, value, expected):
+    code, _, err = _plan_cli(cli, torso_files, tmp_path, option, value)
+    assert expected in _one_line_error(code, err)
 
 
 def test_cli_empty_label_map(cli, torso_files, tmp_path):
@@ -210,18 +205,34 @@ def test_cli_empty_label_map(cli, torso_files, tmp_path):
     empty = sitk.Image(sitk.ReadImage(str(f / "labels.nii.gz")))
     empty = empty * 0
     sitk.WriteImage(empty, str(tmp_path / "empty.nii.gz"))
-    code, _, err = cli(
-        "plan",
-        "--ct",
-        f / "ct.nii.gz",
-        "--tumor",
-        f / "tumor.nii.gz",
-        "--labels",
-        tmp_path / "empty.nii.gz",
-        "--out",
-        tmp_path,
-    )
+    code, _, err = _plan_cli(cli, f, tmp_path, labels=tmp_path / "empty.nii.gz")
     assert "label map is empty" in _one_line_error(code, err)
+
+
+@pytest.mark.parametrize(
+    ("pixel", "shift", "sign", "expected"),
+    [
+        (sitk.sitkFloat32, 0.5, 1, "label map has non-integer values"),
+        (sitk.sitkInt16, 0.0, -1, "label ids must lie in 0..65535, found -"),
+    ],
+)
+def test_cli_labels_that_are_not_label_ids(
+    cli, torso_files, tmp_path, pixel, shift, sign, expected
+):
+    labels = sitk.Cast(sitk.ReadImage(str(torso_files / "labels.nii.gz")), pixel) * sign + shift
+    sitk.WriteImage(labels, str(tmp_path / "bad_labels.nii.gz"))
+    code, _, err = _plan_cli(cli, torso_files, tmp_path, labels=tmp_path / "bad_labels.nii.gz")
+    assert expected in _one_line_error(code, err)
+
+
+def test_float_label_ids_are_accepted_as_uint16(torso_case):
+    risk = load_risk_map()
+    labels = sitk.Cast(torso_case.labels, sitk.sitkFloat32)
+    inp = align_inputs(torso_case.ct, torso_case.tumor, labels, TORSO_LABELS, risk)
+    assert inp.labels.GetPixelID() == sitk.sitkUInt16
+    np.testing.assert_array_equal(
+        sitk.GetArrayViewFromImage(inp.labels), sitk.GetArrayViewFromImage(torso_case.labels)
+    )
 
 
 def test_cli_tumour_outside_the_liver(cli, torso_files, tmp_path, torso_case):
@@ -233,17 +244,7 @@ def test_cli_tumour_outside_the_liver(cli, torso_files, tmp_path, torso_case):
     image = sitk.GetImageFromArray(tum)
     image.CopyInformation(torso_case.ct)
     sitk.WriteImage(image, str(tmp_path / "stomach_tumor.nii.gz"))
-    code, _, err = cli(
-        "plan",
-        "--ct",
-        f / "ct.nii.gz",
-        "--tumor",
-        tmp_path / "stomach_tumor.nii.gz",
-        "--labels",
-        f / "labels.nii.gz",
-        "--out",
-        tmp_path,
-    )
+    code, _, err = _plan_cli(cli, f, tmp_path, tumor=tmp_path / "stomach_tumor.nii.gz")
     assert "tumour lies outside the liver" in _one_line_error(code, err)
 
 
@@ -252,17 +253,7 @@ def test_cli_labels_not_overlapping_the_ct(cli, torso_files, tmp_path):
     labels = sitk.ReadImage(str(f / "labels.nii.gz"))
     labels.SetOrigin((5000.0, 5000.0, 5000.0))
     sitk.WriteImage(labels, str(tmp_path / "far.nii.gz"))
-    code, _, err = cli(
-        "plan",
-        "--ct",
-        f / "ct.nii.gz",
-        "--tumor",
-        f / "tumor.nii.gz",
-        "--labels",
-        tmp_path / "far.nii.gz",
-        "--out",
-        tmp_path,
-    )
+    code, _, err = _plan_cli(cli, f, tmp_path, labels=tmp_path / "far.nii.gz")
     assert "does not overlap" in _one_line_error(code, err)
 
 

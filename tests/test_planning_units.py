@@ -57,6 +57,19 @@ def test_user_device_file(tmp_path):
         load_device(str(bad))
 
 
+@pytest.mark.parametrize(
+    ("load", "what"), [(load_device, "device file"), (load_risk_map, "label-map file")]
+)
+def test_binary_or_missing_user_files_are_input_errors(tmp_path, load, what):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xa4\xff\x00\x81 not text")
+    with pytest.raises(InputError, match=f"{what} is not UTF-8 text") as info:
+        load(str(binary))
+    assert info.value.source == str(binary)
+    with pytest.raises(InputError, match=f"{what} does not exist"):
+        load(str(tmp_path / "missing.yaml"))
+
+
 def test_risk_map_maps_ribs_to_bone_and_rejects_bad_fields(tmp_path):
     risk = load_risk_map()
     table = label_lookup(risk, 200)

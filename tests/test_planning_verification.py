@@ -156,6 +156,18 @@ def test_cli_verify_placement_bad_plan(cli, tmp_path):
         tmp_path / "o",
     )
     assert code == 2 and "plan file does not exist" in err
+    (tmp_path / "binary.json").write_bytes(b"\xa4\xff\x00\x81")
+    code, _, err = cli(
+        "verify-placement",
+        "--plan",
+        tmp_path / "binary.json",
+        "--control-ct",
+        tmp_path / "ct.nii.gz",
+        "--out",
+        tmp_path / "o",
+    )
+    assert code == 2 and err.strip().startswith("error: ") and "not UTF-8 text" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_torso_labels_are_totalsegmentator_ids():

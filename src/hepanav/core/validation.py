@@ -1,4 +1,4 @@
-"""Turn validation and parse errors of user files into one-line ``InputError`` messages."""
+"""Read users' text files; turn parse and validation errors into one-line ``InputError``."""
 
 from __future__ import annotations
 
@@ -27,3 +27,22 @@ def parse_yaml(text: str, source: str | Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML: {' '.join(str(exc).split())}", source) from None
+
+
+def read_user_text(path: Path, what: str) -> str:
+    """UTF-8 text of ``path``; a missing or binary file becomes an ``InputError``.
+
+    Parameters
+    ----------
+    path : Path
+        The file the user named.
+    what : str
+        What the file should be (``"device file"``, ``"plan file"``), for the message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} does not exist", path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{what} is not UTF-8 text", path) from None

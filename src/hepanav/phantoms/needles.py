@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from hepanav.imaging.geometry import index_to_lps_matrix
+from hepanav.imaging.geometry import index_to_lps_matrix, lps_to_voxel, voxel_to_lps
 
 METAL_HU = 3000.0
 
@@ -47,8 +47,7 @@ def draw_needles(
     SimpleITK.Image of the same grid and pixel type.
     """
     arr = sitk.GetArrayFromImage(ct).astype(np.float32)
-    a, o = index_to_lps_matrix(ct)
-    inv = np.linalg.inv(a)
+    a, _ = index_to_lps_matrix(ct)
     spacing = np.asarray(ct.GetSpacing())
     half_diag = 0.5 * float(np.linalg.norm(spacing))
     r = diameter_mm / 2.0
@@ -60,7 +59,7 @@ def draw_needles(
         d = (tip - entry) / np.linalg.norm(tip - entry)
         start = entry - outside_mm * d
         length = float(np.linalg.norm(tip - start))
-        idx = (np.array([start, tip]) - o) @ inv.T
+        idx = lps_to_voxel(ct, np.array([start, tip]))
         pad = np.ceil((r + half_diag) / spacing).astype(int) + 1
         lo = np.maximum(np.floor(idx.min(axis=0)).astype(int) - pad, 0)
         hi = np.minimum(np.ceil(idx.max(axis=0)).astype(int) + pad + 1, shape_xyz)
@@ -68,7 +67,7 @@ def draw_needles(
             continue
         zz, yy, xx = np.meshgrid(*(np.arange(lo[i], hi[i]) for i in (2, 1, 0)), indexing="ij")
         vox = np.stack([xx, yy, zz], axis=-1).reshape(-1, 3)
-        rel = vox.astype(float) @ a.T + o - start
+        rel = voxel_to_lps(ct, vox) - start
         t = rel @ d
         radial = np.linalg.norm(rel - t[:, None] * d, axis=1)
         near = (radial <= r + half_diag) & (t >= -half_diag) & (t <= length + half_diag)

@@ -22,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from hepanav.imaging.geometry import lps_to_voxel, voxel_to_lps
 from hepanav.imaging.labels import anatomy_label_names
 
 # TotalSegmentator v2 ids used here (+ 200 hepatic_veins, a HepaNav extension).
@@ -251,13 +252,12 @@ def place_tumor(
             ok = np.argwhere(depth >= depth.max() - 1e-6)
         pick = ok[np.random.default_rng(seed).integers(len(ok))]
         center_lps = ct.TransformIndexToPhysicalPoint([int(v) for v in pick[::-1]])
-    a = np.asarray(ct.GetDirection()).reshape(3, 3) * np.asarray(ct.GetSpacing())
-    c_idx = np.linalg.solve(a, np.asarray(center_lps) - np.asarray(ct.GetOrigin()))
+    c_idx = lps_to_voxel(ct, np.asarray(center_lps, dtype=float)[None])[0]
     pad = np.ceil(r / np.asarray(ct.GetSpacing())).astype(int) + 2
     lo = np.maximum(np.floor(c_idx).astype(int) - pad, 0)
     hi = np.minimum(np.floor(c_idx).astype(int) + pad + 1, np.asarray(ct.GetSize()))
     zz, yy, xx = np.meshgrid(*(np.arange(lo[i], hi[i]) for i in (2, 1, 0)), indexing="ij")
-    pts = np.stack([xx, yy, zz], axis=-1) @ a.T + np.asarray(ct.GetOrigin())
+    pts = voxel_to_lps(ct, np.stack([xx, yy, zz], axis=-1).reshape(-1, 3)).reshape(*xx.shape, 3)
     stretch = 1.0 + 0.08 * np.random.default_rng(seed + 1).uniform(-1, 1, 3)
     inside = np.sum(((pts - np.asarray(center_lps)) / (r * stretch)) ** 2, axis=-1) <= 1.0
     mask = np.zeros(lab.shape, dtype=np.uint8)
@@ -317,6 +317,6 @@ def make_planning_case(
         labels,
         diameter_mm,
         seed=seed,
-        clearance_mm=kwargs.pop("clearance_mm", 10.0) if base != "torso" else 10.0,
+        clearance_mm=clearance_mm,
     )
     return PlanningCase(ct_t, labels, tumor, names, center, diameter_mm)

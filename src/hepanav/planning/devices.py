@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from hepanav.core.errors import InputError
-from hepanav.core.validation import first_error, parse_yaml
+from hepanav.core.validation import first_error, parse_yaml, read_user_text
 from hepanav.planning.schema import Device
 
 
@@ -55,9 +55,7 @@ def load_device(name_or_path: str | Path) -> Device:
     path_part, _, wanted = text.partition(":") if text.count(":") == 1 else (text, "", "")
     path = Path(path_part)
     if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise InputError("device file does not exist", path)
-        devices = _parse(path.read_text(encoding="utf-8"), str(path))
+        devices = _parse(read_user_text(path, "device file"), str(path))
         if not wanted:
             return devices[0]
         for device in devices:

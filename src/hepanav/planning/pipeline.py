@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
-from hepanav.core.validation import first_error
+from hepanav.core.validation import first_error, read_user_text
 from hepanav.imaging.io import read_image, write_image
 from hepanav.imaging.labels import read_label_names
 from hepanav.planning.devices import load_device
@@ -21,7 +21,7 @@ from hepanav.planning.risk import load_risk_map
 from hepanav.planning.schema import NeedleError, PlacementResult, PlanResult
 from hepanav.planning.slicer import write_markups
 from hepanav.planning.verification import detect_needles, match_needles, positioning_error
-from hepanav.planning.zones import inside_zones
+from hepanav.planning.zones import inside_zones, zone_center
 
 TUMOR_FILE, BAND_FILE, LIVER_FILE = "tumor.nii.gz", "heat_sink_band.nii.gz", "liver.nii.gz"
 
@@ -62,8 +62,8 @@ def run_plan(
 
     Returns the plan output and the written paths. Raises ``InputError`` for bad input.
     """
-    if margin_mm < 0:
-        raise InputError(f"margin must be >= 0 mm, got {margin_mm:g}", "--margin")
+    if not np.isfinite(margin_mm) or margin_mm < 0:
+        raise InputError(f"margin must be a finite number >= 0 mm, got {margin_mm:g}", "--margin")
     device = load_device(device_name)
     risk = load_risk_map(label_map)
     ct = read_image(ct_path)
@@ -111,10 +111,9 @@ def run_plan(
 
 
 def _load_plan(path: Path) -> PlanResult:
-    if not Path(path).is_file():
-        raise InputError("plan file does not exist", path)
+    text = read_user_text(Path(path), "plan file")
     try:
-        return PlanResult.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        return PlanResult.model_validate_json(text)
     except ValidationError as exc:
         raise InputError(f"not a HepaNav plan: {first_error(exc, 'file')}", path) from None
 
@@ -130,7 +129,7 @@ def _zones_from_needles(plan: PlanResult, tips: dict[int, np.ndarray], dirs: dic
         pullback = float((deepest[p.needle] - np.asarray(p.tip_lps_mm)) @ planned_dir[p.needle])
         d = dirs[p.needle]
         tip = tips[p.needle] - pullback * d
-        centers.append(tip - plan.device.tip_to_center_mm * d)
+        centers.append(zone_center(tip, d, plan.device))
         axes.append(d)
     return np.asarray(centers).reshape(-1, 3), np.asarray(axes).reshape(-1, 3)
 

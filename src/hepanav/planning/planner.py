@@ -18,7 +18,7 @@ from scipy import ndimage
 from skimage.measure import block_reduce
 
 from hepanav.core.errors import InputError
-from hepanav.imaging.geometry import index_to_lps_matrix, lps_to_voxel, require_overlap, same_grid
+from hepanav.imaging.geometry import lps_to_voxel, require_overlap, same_grid, voxel_to_lps
 from hepanav.imaging.resample import resample_labels_like, resample_mask_like
 from hepanav.planning.candidates import CandidateSet, TargetPoints, build_candidates
 from hepanav.planning.grid import block_factors, build_work_grid, roi_box
@@ -70,8 +70,7 @@ class EvalRegion:
 
 def index_to_lps_points(ct: sitk.Image, idx_zyx: np.ndarray) -> np.ndarray:
     """Voxel indices (N, 3) in (z, y, x) order of ``ct`` -> LPS mm (N, 3)."""
-    a, o = index_to_lps_matrix(ct)
-    return idx_zyx[:, ::-1].astype(float) @ a.T + o
+    return voxel_to_lps(ct, idx_zyx[:, ::-1])
 
 
 @dataclass
@@ -106,6 +105,7 @@ def align_inputs(
         Empty label map or tumour, no overlap with the CT, no liver label, tumour
         outside the liver.
     """
+    labels = _integer_labels(labels, labels_source)
     if not np.any(sitk.GetArrayViewFromImage(labels)):
         raise InputError("label map is empty (no non-zero voxel)", labels_source)
     if not np.any(sitk.GetArrayViewFromImage(tumor)):
@@ -146,6 +146,24 @@ def align_inputs(
     if np.isin(lab[box][tum], nogo).mean() > 0.5:
         raise InputError("tumour mask lies mostly inside a no-go structure", tumor_source)
     return PlanningInputs(ct=ct, tumor=tumor, labels=labels, label_names=label_names)
+
+
+def _integer_labels(labels: sitk.Image, source: str) -> sitk.Image:
+    """The label map as uint16: label ids are whole numbers in 0..65535.
+
+    Float label maps holding whole numbers (some converters write them) are accepted; the
+    clearance lookup tables are indexed by label value, so negative or fractional values
+    would silently pick the wrong rule.
+    """
+    arr = sitk.GetArrayViewFromImage(labels)
+    if labels.GetPixelID() == sitk.sitkUInt16:
+        return labels
+    if arr.dtype.kind == "f" and not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+        raise InputError("label map has non-integer values; expected label ids", source)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < 0 or hi > 65535:
+        raise InputError(f"label ids must lie in 0..65535, found {lo:g}..{hi:g}", source)
+    return sitk.Cast(labels, sitk.sitkUInt16)
 
 
 # ----------------------------------------------------------------------------- target
@@ -261,8 +279,8 @@ def plan(
     paths : dict, optional
         Input file names recorded in the result.
     """
-    if margin_mm < 0:
-        raise InputError(f"margin must be >= 0 mm, got {margin_mm}", "--margin")
+    if not np.isfinite(margin_mm) or margin_mm < 0:
+        raise InputError(f"margin must be a finite number >= 0 mm, got {margin_mm:g}", "--margin")
     t0 = time.perf_counter()
     rules = risk.trajectory
     region = evaluation_region(inp, risk, device, margin_mm)
@@ -284,20 +302,9 @@ def plan(
 
     coverable = np.asarray(cand.cover.sum(axis=1)).ravel() > 0
     sel, rows_used, solve_time = _solve(inp, risk, cand, coverable, device, solver)
-    return _assemble(
-        inp,
-        risk,
-        device,
-        margin_mm,
-        region,
-        cand,
-        sel,
-        coverable,
-        rows_used,
-        solve_time,
-        time.perf_counter() - t0,
-        paths or {},
-    )
+    problem = _Problem(inp, risk, device, margin_mm, region, cand, coverable)
+    solved = _Solved(sel, rows_used, solve_time)
+    return _assemble(problem, solved, time.perf_counter() - t0, paths or {})
 
 
 def start_rows(points: np.ndarray, candidates: np.ndarray, limit: int) -> np.ndarray:
@@ -442,10 +449,7 @@ def _solve(inp, risk, cand, coverable, device, solver):
             active |= missing
             changed = True
         for line, tip in _deepest_tips(cand, sel).items():
-            key = (line, tuple(np.round(tip, 2)))
-            if key not in checked:
-                checked[key] = bool(exact_clearance(inp, risk, cand.entry[line], tip)[1])
-            if checked[key]:
+            if _violates(inp, risk, cand, checked, line, tip):
                 banned.add(line)
                 changed = True
         if not changed:
@@ -566,20 +570,33 @@ def _reason_text(cand: CandidateSet, names: dict[int, str], risk: RiskMap) -> st
     return f"of {cand.lines_checked} candidate trajectories, rejected: " + "; ".join(parts)
 
 
-def _assemble(
-    inp,
-    risk,
-    device,
-    margin_mm,
-    region,
-    cand,
-    sel,
-    coverable,
-    rows_used,
-    solve_time,
-    elapsed,
-    paths,
-) -> PlanOutput:
+@dataclass
+class _Problem:
+    """What the optimiser was given: inputs, rules, crop and candidate set."""
+
+    inp: PlanningInputs
+    risk: RiskMap
+    device: Device
+    margin_mm: float
+    region: EvalRegion
+    cand: CandidateSet
+    coverable: np.ndarray  # (R,) bool: target rows some admissible zone covers
+
+
+@dataclass
+class _Solved:
+    """What the optimiser returned."""
+
+    sel: Selection
+    rows_used: int  # target rows in the final set-cover round
+    solve_time_s: float
+
+
+def _assemble(problem: _Problem, solved: _Solved, elapsed: float, paths: dict) -> PlanOutput:
+    """Needles, probes, coverage, clearance and robustness figures of the chosen zones."""
+    inp, risk, device, margin_mm = problem.inp, problem.risk, problem.device, problem.margin_mm
+    region, cand, coverable = problem.region, problem.cand, problem.coverable
+    sel, rows_used, solve_time = solved.sel, solved.rows_used, solved.solve_time_s
     rules = risk.trajectory
     axes = device.zone_axes_mm
     tips = _deepest_tips(cand, sel)
@@ -630,16 +647,14 @@ def _assemble(
     target_pts = region.points(inp.ct, region.target)
     band_t = region.band[region.tumor]
     band_g = region.band[region.target]
-    cov_tumor = (
-        float((inside_zones(tumor_pts, centers, dirs, axes) & ~band_t).mean())
-        if len(centers)
-        else 0.0
-    )
-    cov_target = (
-        float((inside_zones(target_pts, centers, dirs, axes) & ~band_g).mean())
-        if len(centers)
-        else 0.0
-    )
+
+    def covered(points, band):  # heat-sink band voxels never count as ablated
+        if not len(centers):
+            return 0.0
+        return float((inside_zones(points, centers, dirs, axes) & ~band).mean())
+
+    cov_tumor = covered(tumor_pts, band_t)
+    cov_target = covered(target_pts, band_g)
     healthy = region.liver & ~region.tumor & ~region.band
     # Healthy liver volume on every 2nd voxel per axis when the crop is large (error << 1 ml)
     stride = 2 if healthy.sum() > 300_000 else 1
@@ -656,30 +671,23 @@ def _assemble(
     rng = np.random.default_rng(1)
     pick_g = rng.choice(len(target_pts), size=min(len(target_pts), 4000), replace=False)
     pick_t = rng.choice(len(tumor_pts), size=min(len(tumor_pts), 4000), replace=False)
-    if len(centers) and rules.placement_error_sd_mm > 0:
-        mc_g = coverage_under_error(
-            target_pts[pick_g],
+
+    def under_error(points, band, without_error):  # coverage per Monte Carlo draw
+        if not len(centers) or rules.placement_error_sd_mm <= 0:
+            return np.full(1, without_error)
+        return coverage_under_error(
+            points,
             centers,
             dirs,
             needle_of,
             axes,
             rules.placement_error_sd_mm,
             rules.monte_carlo_draws,
-            band_g[pick_g],
+            band,
         )
-        mc_t = coverage_under_error(
-            tumor_pts[pick_t],
-            centers,
-            dirs,
-            needle_of,
-            axes,
-            rules.placement_error_sd_mm,
-            rules.monte_carlo_draws,
-            band_t[pick_t],
-        )
-    else:
-        mc_g = np.full(1, cov_target)
-        mc_t = np.full(1, cov_tumor)
+
+    mc_g = under_error(target_pts[pick_g], band_g[pick_g], cov_target)
+    mc_t = under_error(tumor_pts[pick_t], band_t[pick_t], cov_tumor)
 
     band_fraction = float(band_g.mean())
     feasible = bool(needles) and cov_target >= rules.coverage_goal

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from hepanav.core.errors import InputError
-from hepanav.core.validation import first_error, parse_yaml
+from hepanav.core.validation import first_error, parse_yaml, read_user_text
 from hepanav.imaging.labels import anatomy_label_names
 from hepanav.planning.schema import RiskMap
 
@@ -27,9 +27,7 @@ def load_risk_map(path: str | Path | None = None) -> RiskMap:
         source = "risk_map.yaml"
     else:
         path = Path(path)
-        if not path.is_file():
-            raise InputError("label-map file does not exist", path)
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        text, source = read_user_text(path, "label-map file"), str(path)
     try:
         return RiskMap.model_validate(parse_yaml(text, source))
     except ValidationError as exc:

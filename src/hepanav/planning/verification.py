@@ -23,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 from skimage.filters import apply_hysteresis_threshold
 from skimage.measure import LineModelND, ransac
 
-from hepanav.imaging.geometry import index_to_lps_matrix
+from hepanav.imaging.geometry import index_to_lps_matrix, lps_to_voxel
 
 MAX_MATCH_MM = 30.0  # a detected needle farther than this from every planned tip is unmatched
 
@@ -39,8 +39,7 @@ class DetectedNeedle:
 
 
 def _profile(ct: sitk.Image, arr: np.ndarray, points: np.ndarray) -> np.ndarray:
-    a, o = index_to_lps_matrix(ct)
-    ijk = (points - o) @ np.linalg.inv(a).T
+    ijk = lps_to_voxel(ct, points)
     return ndimage.map_coordinates(arr, ijk[:, ::-1].T, order=1, mode="nearest")
 
 
