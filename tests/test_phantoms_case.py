@@ -147,6 +147,7 @@ def test_post_ct_shows_hypodense_zone_with_rim(case_dir):
     assert np.median(pre[tumor]) == pytest.approx(liver_hu - 45, abs=15)
 
 
+@pytest.mark.slow  # builds a full phantom case (about 6 s)
 def test_incomplete_ablation_without_motion():
     params = case_parameters(
         spacing_mm=(3.0, 3.0, 3.0),

@@ -113,11 +113,35 @@ def test_label_map_without_liver(cli, tmp_path, small_ct):
 
 
 @pytest.mark.parametrize(
-    ("args", "field"), [(("--size", "0", "10", "10"), "size"), (("--spacing", "0"), "spacing_mm")]
+    ("args", "field"),
+    [
+        (("--size", "0", "10", "10"), "size"),
+        (("--spacing", "0"), "spacing_mm"),
+        (("--spacing", "0.1"), "size: grid of 3600 x 2600 x 1900"),  # 17.8 G voxels
+        (("--size", "1000", "1000", "1000"), "exceeds the limit"),
+    ],
 )
 def test_bad_grid(cli, tmp_path, args, field):
     code, _, err = cli("phantom", "--out", tmp_path / "o", *args)
     one_line_error(code, err, field)
+
+
+def test_negative_seed(cli, tmp_path):
+    code, _, err = cli("phantom", "--out", tmp_path / "o", "--seed", "-1")
+    one_line_error(code, err, "--seed", "non-negative")
+    assert not (tmp_path / "o").exists()
+
+
+def test_liver_label_without_base_scan(cli, tmp_path):
+    code, _, err = cli("phantom", "--out", tmp_path / "o", "--liver-label", "3")
+    one_line_error(code, err, "--liver-label", "real base scan")
+
+
+def test_liver_label_not_in_the_map(cli, tmp_path, small_ct):
+    ct, liver, _, _ = small_ct
+    args = ("--base-ct", ct, "--base-liver", liver, "--liver-label", "7")
+    code, _, err = cli("phantom", "--out", tmp_path / "o", *args)
+    one_line_error(code, err, "liver.nii.gz", "liver label 7 is not in the label map")
 
 
 def test_displacement_over_15mm(cli, tmp_path):

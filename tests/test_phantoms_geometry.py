@@ -70,6 +70,11 @@ def test_deformation_over_15mm_is_refused():
         DeformationSpec(max_displacement_mm=20)
 
 
+def test_zero_motion_direction_is_refused():
+    with pytest.raises(ValidationError, match="zero vector"):
+        DeformationSpec(direction_lps=(0.0, 0.0, 0.0), local_fraction=0.0)
+
+
 def test_true_margin_of_offset_spheres():
     a, b, off = 10.0, 15.0, 2.0
     m = true_margins(

@@ -129,6 +129,9 @@ BAD_CASES = [
     ({"lesions": [{"size_mm": -5}]}, "field 'lesions[0].size_mm': Input should be greater than 0"),
     ({"lesions": [{"size_mm": 20, "segment": 9}]}, "field 'lesions[0].segment'"),
     ({"primary": "lung"}, "field 'primary'"),
+    ({"lesions": [{"size_mm": float("inf")}]}, "field 'lesions[0].size_mm'"),
+    ({"bilirubin_mg_dl": float("nan")}, "field 'bilirubin_mg_dl'"),
+    ({"lesions": []}, "field 'lesions': List should have at least 1 item"),
 ]
 
 
@@ -186,6 +189,20 @@ def test_bad_rule_file_names_file_and_rule(cli, tmp_path):
     )
     assert_one_line_error(code, err, "rule 'MY-01'")
     assert str(rules) in err and "unknown field 'lung_shunt'" in err
+
+
+def test_case_file_not_utf8(cli, tmp_path):
+    case = tmp_path / "case.yaml"
+    case.write_bytes(b"\xff\xfe\x00p")
+    code, _, err = cli("therapy", case, "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "not UTF-8")
+
+
+def test_out_is_a_file(cli, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    code, _, err = cli("therapy", write_case(tmp_path, CASE), "--out", blocker)
+    assert_one_line_error(code, err, f"{blocker}: File exists")
 
 
 def test_missing_case_file(cli, tmp_path):

@@ -92,7 +92,10 @@ def test_bsa_reported_only_for_mg_per_m2():
         ({"dose": 0}, "--dose"),
         ({"unit": "mg/m2", "height_cm": None}, "--height-cm"),
         ({"unit": "mg/kg", "weight_kg": None}, "--weight-kg"),
-        ({"unit": "mg/m2", "height_cm": 1.8}, None),  # metres: accepted, tiny dose -> below
+        # metres for cm would give a tiny BSA and a silent "below": rejected as a slip
+        ({"unit": "mg/m2", "height_cm": 1.8}, "--height-cm"),
+        ({"unit": "mg/m2", "height_cm": 29.9}, "--height-cm"),
+        ({"unit": "mg/m2", "height_cm": 30}, None),  # lowest plausible: 5 mg -> below
         ({"unit": "mg/m2", "height_cm": 1800}, "--height-cm"),
     ],
 )

@@ -158,3 +158,10 @@ def test_unknown_top_level_key(tmp_path):
     path.write_text(yaml.safe_dump({"rules": [GOOD], "version": 2}))
     with pytest.raises(InputError, match="unknown top-level keys"):
         load_rule_file(path)
+
+
+def test_rule_file_not_utf8(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes(b"\xff\xferules: []")
+    with pytest.raises(InputError, match="not UTF-8"):
+        load_rule_file(path)

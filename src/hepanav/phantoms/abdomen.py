@@ -35,6 +35,9 @@ from hepanav.phantoms.vessels import Segment, Tree, grow_tree, paint_segments
 # Default field of view: the upper abdomen from the lung bases to the lower kidney poles.
 DEFAULT_EXTENT_MM = (360.0, 260.0, 190.0)
 DEFAULT_CENTER_LPS = (0.0, 0.0, 5.0)
+# A case on 512 x 512 x 300 voxels (78 M) peaks at about 3 GB (docs/phantoms.md); about
+# twice that is the most a laptop can hold. Larger grids would end in MemoryError.
+MAX_VOXELS = 160_000_000
 
 # Vessel branches at least this wide (radius, mm) carry their vessel label; thinner
 # ones stay "liver", as in segmentations of real scans (TotalSegmentator).
@@ -89,6 +92,13 @@ def default_grid(
     if size is None:
         size = tuple(
             max(2, round(e / s)) for e, s in zip(DEFAULT_EXTENT_MM, spacing_mm, strict=True)
+        )
+    n = int(np.prod(size, dtype=np.int64))
+    if n > MAX_VOXELS:
+        raise InputError(
+            f"grid of {' x '.join(map(str, size))} = {n / 1e6:.0f} M voxels exceeds the "
+            f"limit of {MAX_VOXELS / 1e6:.0f} M; use a larger spacing or a smaller size",
+            "size",
         )
     return Grid.centered(np.asarray(DEFAULT_CENTER_LPS), spacing_mm, size)
 

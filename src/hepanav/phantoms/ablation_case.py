@@ -149,6 +149,11 @@ def build_case(
     if (base_ct is None) != (base_liver is None):
         missing = "--base-liver" if base_liver is None else "--base-ct"
         raise InputError("a real base scan needs both --base-ct and --base-liver", missing)
+    if liver_label is not None and base_liver is None:
+        raise InputError("only applies to a real base scan (--base-liver)", "--liver-label")
+    if seed < 0:
+        # NumPy seeds are non-negative; a negative one would end in a traceback.
+        raise InputError(f"must be a non-negative integer, got {seed}", "--seed")
     rng = np.random.default_rng(seed)
     if base_ct is None:
         base = procedural_base(np.random.default_rng([seed, 0]), params)
@@ -410,7 +415,8 @@ def place_zone(
         post_grid,
         "ablation zone",
         "zone.margin_mm",
-        " after the respiratory motion; use a smaller tumour, margin or maximum displacement",
+        " after the respiratory motion; use a smaller tumour, margin, offset or "
+        "maximum displacement",
     )
     return shape
 

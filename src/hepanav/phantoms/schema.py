@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hepanav import DISCLAIMER
 from hepanav.imaging.labels import anatomy_label_names
@@ -120,6 +120,15 @@ class DeformationSpec(_Spec):
     local_fraction: float = Field(
         0.3, ge=0, le=1, description="amplitude of the local (non-rigid) bumps relative to the main"
     )
+
+    @field_validator("direction_lps")
+    @classmethod
+    def _nonzero_direction(cls, value: Vec3) -> Vec3:
+        # A zero vector cannot be normalised (and with no local bumps the motion could
+        # not be scaled to max_displacement_mm: a division by zero, NaN displacements).
+        if sum(v * v for v in value) < 1e-12:
+            raise ValueError("main motion direction must not be the zero vector")
+        return value
 
 
 class CaseParameters(_Spec):

@@ -50,6 +50,8 @@ def load_case(path: str | Path) -> Case:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read case file ({exc.strerror})", path) from None
+    except UnicodeDecodeError:
+        raise InputError("cannot read case file (not UTF-8 text)", path) from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

@@ -28,7 +28,9 @@ _UNIT_ALIASES = {
     "mg/m^2": "mg/m2",
     "mg/kg": "mg/kg",
 }
-# Plausibility limits catch unit slips (metres for cm, pounds for kg is not caught).
+# Plausibility limits catch unit slips: metres for cm (1.7 < 30) and millimetres
+# for cm (1700 > 300). Pounds for kg is not caught.
+_MIN_HEIGHT_CM = 30.0
 _MAX_HEIGHT_CM = 300.0
 _MAX_WEIGHT_KG = 700.0
 
@@ -121,13 +123,17 @@ def normalise_unit(unit: str) -> str:
     return _UNIT_ALIASES[key]
 
 
-def _positive(value: float | None, name: str, upper: float | None = None) -> float:
+def _positive(
+    value: float | None, name: str, upper: float | None = None, lower: float | None = None
+) -> float:
     if value is None:
         raise InputError("required for this unit", name)
     if not math.isfinite(value) or value <= 0:
         raise InputError(f"must be a positive number, got {value}", name)
     if upper is not None and value > upper:
         raise InputError(f"{value} is implausible (> {upper:g}); check the unit", name)
+    if lower is not None and value < lower:
+        raise InputError(f"{value} is implausible (< {lower:g}); check the unit", name)
     return value
 
 
@@ -146,7 +152,7 @@ def total_dose_mg(
     weight = _positive(weight_kg, "--weight-kg", _MAX_WEIGHT_KG)
     if unit == "mg/kg":
         return dose * weight, None
-    height = _positive(height_cm, "--height-cm", _MAX_HEIGHT_CM)
+    height = _positive(height_cm, "--height-cm", _MAX_HEIGHT_CM, _MIN_HEIGHT_CM)
     bsa = mosteller_bsa(height, weight)
     return dose * bsa, bsa
 

@@ -85,6 +85,8 @@ def load_rule_file(path: Path) -> list[Rule]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read rule file ({exc.strerror})", path) from None
+    except UnicodeDecodeError:
+        raise InputError("cannot read rule file (not UTF-8 text)", path) from None
     data = parse_yaml(text, path)
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
         raise InputError("a rule file is a mapping with a 'rules' list", path)

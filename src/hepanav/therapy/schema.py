@@ -34,7 +34,8 @@ Outcome = Literal["true", "false", "unknown"]
 THERAPIES: tuple[str, ...] = get_args(Therapy)
 
 # strict: "yes" is not a boolean and "12" is not a number; a typo must not pass.
-_STRICT = ConfigDict(extra="forbid", strict=True)
+# YAML's .inf / .nan are not measurements either (an infinite lesion passes "> 0").
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Lesion(BaseModel):
@@ -66,8 +67,10 @@ class Case(BaseModel):
         default=None,
         description="Somatostatin-receptor imaging uptake >= normal liver in the lesions.",
     )
+    # At least one: an empty list would make "largest lesion 0 mm, none near a vessel"
+    # and the local therapies eligible for a patient without liver lesions.
     lesions: list[Lesion] | None = Field(
-        default=None, description="All liver lesions; unknown if left out."
+        default=None, min_length=1, description="All liver lesions; unknown if left out."
     )
     extrahepatic_disease: bool | None = None
     ecog: int | None = Field(default=None, ge=0, le=5, description="ECOG performance status.")
