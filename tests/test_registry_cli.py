@@ -132,9 +132,14 @@ def sqlite_registry(cli, tmp_path):
             ("stats", "margins", "--group-by", "icg_used", "--out", "o"),
             "no lesion treatment with a margin_status",
         ),
+        (
+            ("stats", "margins", "--group-by", "icg_used", "--procedure-type", "x", "--out", "o"),
+            "--procedure-type: unknown procedure type 'x'; choose from resection, ablation",
+        ),
         (("registry", "import", "missing.csv"), "missing.csv: file not found"),
         (("registry", "import", "missing.csv", "--kind", "drugs"), "--kind: unknown kind"),
         (("registry", "export", "--out", "x.csv", "--kind", "drugs"), "--kind: unknown kind"),
+        (("registry", "export", "--out", "."), ".: is a folder; give a file name"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(cli, sqlite_registry, args, message):
@@ -168,6 +173,12 @@ def test_database_problems_give_one_line(cli, tmp_path):
     (tmp_path / "a_file").write_text("")
     code, _, err = cli("registry", "init", "--db", f"sqlite:///{tmp_path}/a_file/r.sqlite")
     assert _one_line_error(code, err).startswith("error: --db: cannot create the folder")
+    (tmp_path / "notes.sqlite").write_text("not a database\n")
+    for command in (("registry", "init"), ("registry", "report", "--out", tmp_path / "r")):
+        code, _, err = cli(*command, "--db", f"sqlite:///{tmp_path / 'notes.sqlite'}")
+        assert _one_line_error(code, err) == (
+            "error: --db: cannot open the database (file is not a database)"
+        )
     code, _, err = cli("registry", "init", "--db", "postgresql://nobody@127.0.0.1:1/none")
     assert _one_line_error(code, err).startswith("error: --db: cannot open the database")
     code, _, err = cli(

@@ -197,6 +197,16 @@ def test_xlsx_import_and_templates(registry, tmp_path):  # noqa: F811
     out = export_frame(engine, "outcomes")
     assert set(out["procedure_date"].astype(str)) == {"2021-05-04"}
     assert set(out["margin_mm"]) == {2.5}
+    # Numeric cells are read as text, like CSV: numeric ids and segments validate.
+    numeric = pd.DataFrame(outcome_rows(1, 2)).assign(
+        patient_id=1001, lesion_id=[1, 2], procedure_id=7.0, segment=[4, 8], year_of_birth=1960.0
+    )
+    numeric.to_excel(tmp_path / "n.xlsx", index=False)
+    assert import_file(engine, tmp_path / "n.xlsx").rows == 2
+    out = export_frame(engine, "outcomes")
+    mine = out[out.patient_id == "1001"]
+    assert list(mine.lesion_id) == ["1", "2"] and set(mine.procedure_id) == {"7"}
+    assert list(mine.segment) == ["4", "8"] and set(mine.year_of_birth) == {1960}
 
 
 def test_spreadsheet_style_headers_and_codes_are_normalised(registry, tmp_path):  # noqa: F811

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,6 +95,44 @@ def test_clustered_zero_cell_triggers_the_fallback():
     assert result.terms == []
 
 
+def test_the_separation_fallback_is_exact_even_when_chi_square_would_be_allowed():
+    # 30 patients per group, 2 lesions each; 10 patients without ICG have one R1 lesion.
+    patients = [f"p{i}" for i in range(60)]
+    lesions = pd.DataFrame(
+        {
+            "patient_id": np.repeat(patients, 2),
+            "group": np.repeat(["yes"] * 30 + ["no"] * 30, 2),
+            "negative": [0 if (i >= 30 + 20 and k == 0) else 1 for i in range(60) for k in (0, 1)],
+        }
+    )
+    result = stats.clustered_lesion_analysis(lesions)
+    assert result.method == "patient_level_exact_fallback"
+    test = result.fallback_test
+    assert test.table == [[20, 10], [30, 0]] and test.min_expected == pytest.approx(5.0)
+    assert test.name == "fisher_exact" and "an exact test was asked for" in test.reason
+    # Equal group sizes: two-sided p = 2 * P(all 10 R1 patients in one group).
+    assert result.p_value == pytest.approx(2 * comb(30, 10) / comb(60, 10))
+
+
+def test_a_gee_that_does_not_converge_is_not_reported():
+    """Four patients, no zero cell, but the exchangeable GEE oscillates (its working
+    correlation leaves [-1, 1]): the exact patient-level test is reported instead."""
+    lesions = pd.DataFrame(
+        {
+            "patient_id": list("aabbccdd"),
+            "group": ["yes", "yes", "yes", "no", "no", "no", "no", "yes"],
+            "negative": [1, 0, 1, 0, 1, 1, 0, 1],
+        }
+    )
+    result = stats.clustered_lesion_analysis(lesions)
+    assert result.method == "patient_level_exact_fallback"
+    assert "no convergence" in result.reason and result.terms == []
+    # Patients (R0 when all their lesions in the group are): no = b 0, c 1, d 0;
+    # yes = a 0, b 1, d 1. Fisher on [[1, 2], [2, 1]] (hypergeometric): p = 1.
+    assert result.fallback_test.table == [[1, 2], [2, 1]]
+    assert result.p_value == pytest.approx(1.0)
+
+
 def _cohort_lesions(n_patients: int, seed: int, effects: CohortEffects) -> pd.DataFrame:
     frame = generate_cohort(n_patients, seed=seed, effects=effects).outcomes
     frame = frame.assign(
@@ -172,6 +212,53 @@ def test_aalen_johansen_matches_a_hand_computed_example(registry, tmp_path):  # 
     assert at(death, 20) == pytest.approx(0.2) and at(death, 60) == pytest.approx(0.2)
     naive = stats.one_minus_kaplan_meier(months, status, cause=1)
     assert at(naive, 40) == pytest.approx(0.6)
+
+
+def test_aalen_johansen_handles_tied_times_exactly():
+    """Registry dates tie: LTP and death on one day, two lesions censored that day.
+
+    By hand: at t = 1, 6 at risk (the censored lesions count), 1 LTP and 1 death:
+    CIF_LTP = 1/6, CIF_death = 1/6, S = 4/6; the 2 censored leave 2 at risk; LTP
+    at t = 2: CIF_LTP = 1/6 + 4/6 * 1/2 = 1/2. Random tie-breaking (jitter) would
+    move events off their day or drop the censored lesions from the risk set.
+    """
+    months = np.array([1.0, 1.0, 1.0, 1.0, 2.0, 3.0])
+    status = np.array([1, 2, 0, 0, 1, 0])
+    ltp = stats.cumulative_incidence(months, status, cause=1)
+    death = stats.cumulative_incidence(months, status, cause=2)
+    assert [stats._value_at(ltp, t) for t in (0.5, 1.0, 1.5, 2.0, 3.0)] == pytest.approx(
+        [0.0, 1 / 6, 1 / 6, 1 / 2, 1 / 2]
+    )
+    assert [stats._value_at(death, t) for t in (1.0, 3.0)] == pytest.approx([1 / 6, 1 / 6])
+    assert list(ltp.index) == [0.0, 1.0, 2.0, 3.0]
+    none = stats.cumulative_incidence(months, np.array([1, 0, 0, 0, 1, 0]), cause=2)
+    assert none.max() == 0.0
+
+
+def test_progression_before_the_index_procedure_does_not_hide_a_later_one():
+    treated = pd.DataFrame(
+        {
+            "patient_id": ["P1", "P1"],
+            "lesion_id": ["L1", "L2"],
+            "procedure_type": "ablation",
+            "procedure_date": pd.to_datetime(["2020-01-01", "2020-01-01"]),
+            "margin_mm": np.nan,
+            "mam_mm": 2.0,
+            "margin_status": None,
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "patient_id": ["P1", "P1", "P1"],
+            "lesion_id": ["L1", "L1", None],
+            "event_type": ["local_progression", "local_progression", "last_contact"],
+            "event_date": pd.to_datetime(["2019-06-01", "2020-03-02", "2020-12-01"]),
+        }
+    )
+    tte = dataset.time_to_event(treated, events)
+    assert tte["status"].tolist() == [1, 0]  # L1 progressed after its ablation; L2 censored
+    days = (tte["months"] * dataset.DAYS_PER_MONTH).round().astype(int).tolist()
+    assert days == [61, 335]  # 2020-01-01 -> 2020-03-02 and -> 2020-12-01
 
 
 def test_cox_recovers_known_hazard_ratios_with_cluster_robust_errors():

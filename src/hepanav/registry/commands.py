@@ -148,6 +148,17 @@ def margins(
             f"cannot group by {group_by!r}; choose from {', '.join(dataset.GROUP_COLUMNS)}",
             "--group-by",
         )
+    if procedure_type is not None:
+        from hepanav.registry.vocabulary import PROCEDURE_TYPES
+
+        codes = {code.lower(): code for code in PROCEDURE_TYPES}
+        if procedure_type.lower() not in codes:
+            raise InputError(
+                f"unknown procedure type {procedure_type!r}; choose from "
+                f"{', '.join(PROCEDURE_TYPES)}",
+                "--procedure-type",
+            )
+        procedure_type = codes[procedure_type.lower()]
     frame = dataset.treatments(_open(db))
     if procedure_type is not None:
         frame = frame[frame.procedure_type == procedure_type]

@@ -172,11 +172,15 @@ def time_to_event(treated: pd.DataFrame, follow_up: pd.DataFrame) -> pd.DataFram
             ],
         ]
     )
+    # First progression after the index procedure; one found before it belongs to
+    # an earlier episode (and must not hide a later one).
     ltp = (
-        follow_up[follow_up.event_type == "local_progression"]
-        .groupby(["patient_id", "lesion_id"])["event_date"]
+        follow_up.loc[follow_up.event_type == "local_progression", ["patient_id", "lesion_id"]]
+        .assign(ltp_date=follow_up["event_date"])
+        .merge(first[["patient_id", "lesion_id", "procedure_date"]], on=["patient_id", "lesion_id"])
+        .query("ltp_date > procedure_date")
+        .groupby(["patient_id", "lesion_id"])["ltp_date"]
         .min()
-        .rename("ltp_date")
     )
     death = (
         follow_up[follow_up.event_type == "death"].groupby("patient_id")["event_date"].min()
@@ -184,8 +188,6 @@ def time_to_event(treated: pd.DataFrame, follow_up: pd.DataFrame) -> pd.DataFram
     last = follow_up.groupby("patient_id")["event_date"].max().rename("last_date")
     frame = first.join(ltp, on=["patient_id", "lesion_id"]).join(death, on="patient_id")
     frame = frame.join(last, on="patient_id")
-    # Progression found before the index procedure belongs to an earlier episode.
-    frame.loc[frame.ltp_date <= frame.procedure_date, "ltp_date"] = pd.NaT
     is_ltp = frame.ltp_date.notna() & (
         frame.death_date.isna() | (frame.ltp_date <= frame.death_date)
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError
 
 from hepanav.core.errors import InputError
 
@@ -116,7 +116,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
         with write_transaction(engine) as connection:
             command.upgrade(_alembic_config(connection), revision)
-    except OperationalError as exc:
+    except DatabaseError as exc:  # unreachable server, or a file that is not a database
         raise InputError(f"cannot open the database ({exc.orig})", "--db") from None
 
 
@@ -155,7 +155,7 @@ def open_registry(url: str) -> Engine:
         if not inspect(engine).has_table("patients"):
             raise InputError("no registry here; run `hepanav registry init` first", "--db")
         revision = current_revision(engine)
-    except OperationalError as exc:
+    except DatabaseError as exc:  # unreachable server, or a file that is not a database
         raise InputError(f"cannot open the database ({exc.orig})", "--db") from None
     if revision != head_revision():
         raise InputError(

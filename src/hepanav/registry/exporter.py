@@ -34,9 +34,15 @@ def export_frame(engine: Engine, kind: str) -> pd.DataFrame:
     return frame
 
 
+def _check_file_name(out: Path) -> None:
+    if out.is_dir():
+        raise InputError("is a folder; give a file name", out)
+
+
 def export_csv(engine: Engine, kind: str, out: str | Path) -> Path:
     """Write a registry table as a template CSV (atomically); return the path."""
     out = Path(out)
+    _check_file_name(out)
     frame = export_frame(engine, kind)
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
@@ -52,6 +58,7 @@ def write_template(kind: str, out: str | Path) -> Path:
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         raise InputError("expected a .csv or .xlsx file name", out)
+    _check_file_name(out)
     with atomic_path(out) as tmp:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False)

@@ -93,6 +93,12 @@ def _cell(value: Any) -> Any:
         return None
     if isinstance(value, dt.datetime):  # Excel dates arrive as datetimes at midnight
         return value.date().isoformat()
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    ):
+        # Numbers become text as in a CSV, so numeric ids (patient 1001, lesion 1,
+        # segment 4) validate; Excel stores 4 as 4.0, hence no ".0".
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
     if isinstance(value, str):
         value = value.strip()
         return value or None

@@ -12,7 +12,7 @@
   a group with no R1/R2 lesion, or no R0 lesion) makes the odds ratio infinite;
   then an exact test on patients is reported instead, and says so.
 * Local tumour progression: Aalen-Johansen cumulative incidence with death as a
-  competing risk (lifelines), not 1 - Kaplan-Meier; Cox models of the
+  competing risk (statsmodels), not 1 - Kaplan-Meier; Cox models of the
   cause-specific hazard with cluster-robust (sandwich) errors by patient.
 
 Sources: domain brief "Registry terms"; NET ICG study Surg Endosc 2022;36:4408
@@ -110,13 +110,15 @@ def rates(counts: list[GroupCount]) -> list[GroupRate]:
     return out
 
 
-def compare_counts(counts: list[GroupCount]) -> TestResult:
+def compare_counts(counts: list[GroupCount], exact: bool = False) -> TestResult:
     """Test equal R0 rates across groups; chi-square only when expected counts allow.
 
     Parameters
     ----------
     counts : list of GroupCount
         One entry per group (rows of the contingency table).
+    exact : bool
+        Always use Fisher's exact test (the separation fallback promises one).
 
     Returns
     -------
@@ -145,7 +147,7 @@ def compare_counts(counts: list[GroupCount]) -> TestResult:
     expected = stats.contingency.expected_freq(table)
     min_expected = float(expected.min())
     n_small = int((expected < MIN_EXPECTED_FOR_CHI_SQUARE).sum())
-    if n_small == 0:
+    if n_small == 0 and not exact:
         chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
         return TestResult(
             name="chi_square",
@@ -168,6 +170,8 @@ def compare_counts(counts: list[GroupCount]) -> TestResult:
         f"chi-square not used: {n_small} of {expected.size} expected counts are below "
         f"{MIN_EXPECTED_FOR_CHI_SQUARE:g} (smallest {min_expected:.2f}), where the "
         "chi-square approximation is unreliable (Cochran's rule)"
+        if n_small
+        else "an exact test was asked for"
     )
     if table.shape == (2, 2):
         name_text = "Fisher's exact test, two-sided"
@@ -229,7 +233,7 @@ def clustered_lesion_analysis(lesions: pd.DataFrame) -> ClusteredResult:
 
 
 def _patient_fallback(lesions: pd.DataFrame, why: str, base: dict) -> ClusteredResult:
-    fallback = compare_counts(count_groups(patient_outcomes(lesions)))
+    fallback = compare_counts(count_groups(patient_outcomes(lesions)), exact=True)
     return ClusteredResult(
         method="patient_level_exact_fallback",
         reason=f"{why}, so an exact test on patients (R0 when all their lesions are) is "
@@ -257,8 +261,10 @@ def _gee(lesions: pd.DataFrame, groups: list[str], base: dict) -> ClusteredResul
         cov_struct=sm.cov_struct.Exchangeable(),
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence chatter; checked below
+        warnings.simplefilter("ignore")  # convergence chatter; checked just below
         result = model.fit(cov_type="bias_reduced", maxiter=100)
+    if not result.converged:  # a finite but unconverged estimate is not a result
+        raise ValueError("no convergence in 100 iterations")
     params, cov = np.asarray(result.params), np.asarray(result.cov_params())
     se = np.sqrt(np.diag(cov))
     z = stats.norm.ppf(0.975)
@@ -339,6 +345,11 @@ def _curve(series: pd.Series, max_points: int = 400) -> list[CurvePoint]:
 def cumulative_incidence(months: np.ndarray, status: np.ndarray, cause: int = 1) -> pd.Series:
     """Aalen-Johansen cumulative incidence of ``cause`` with the other cause competing.
 
+    statsmodels' estimator handles tied times exactly (events of both causes on
+    the same day, censoring on that day counted at risk), where lifelines'
+    ``AalenJohansenFitter`` jitters tied event times at random and can then
+    drop a lesion censored that day from the risk set before the event.
+
     Parameters
     ----------
     months : ndarray, shape (n,)
@@ -353,13 +364,19 @@ def cumulative_incidence(months: np.ndarray, status: np.ndarray, cause: int = 1)
     pandas.Series
         Cumulative incidence (0-1) indexed by time (months), starting at 0.
     """
-    from lifelines import AalenJohansenFitter
+    from statsmodels.duration.survfunc import CumIncidenceRight
 
-    fitter = AalenJohansenFitter(calculate_variance=False, seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lifelines warns that it jitters tied times
-        fitter.fit(np.asarray(months, float), np.asarray(status, int), event_of_interest=cause)
-    return fitter.cumulative_density_.iloc[:, 0]
+    months, status = np.asarray(months, float), np.asarray(status, int)
+    times = np.unique(months)
+    if (status == cause).any():
+        with np.errstate(divide="ignore", invalid="ignore"):  # standard errors at the end
+            fitted = CumIncidenceRight(months, status)
+        times, values = fitted.times, fitted.cinc[cause - 1]
+    else:
+        values = np.zeros(len(times))
+    if len(times) and times[0] > 0:  # the curve starts at 0 at time 0
+        times, values = np.r_[0.0, times], np.r_[0.0, values]
+    return pd.Series(values, index=times, name=f"CIF_{cause}")
 
 
 def survival_summary(patients: pd.DataFrame) -> SurvivalSummary:
