@@ -215,3 +215,8 @@ def test_bounding_box_index_pads_in_mm_and_clips():
     assert cropped.GetOrigin() == mask.TransformIndexToPhysicalPoint(start)
     with pytest.raises(InputError, match="empty"):
         bounding_box_index(_image())
+
+
+def test_atomic_path_refuses_a_folder(tmp_path):
+    with pytest.raises(InputError, match="is a folder"), atomic_path(tmp_path):
+        pass

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hepanav.core.errors import InputError
+
 # mkstemp creates files readable by the owner only; results should get the usual
 # permissions (0666 less the umask), as open() would give them. Read once at import.
 _UMASK = os.umask(0)
@@ -32,11 +34,18 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         Suffix of the temporary file (defaults to the target's full suffix, so
         that writers choosing a format by extension, e.g. ``.nii.gz``, work).
 
+    Raises
+    ------
+    InputError
+        When ``target`` is an existing folder.
+
     Notes
     -----
     On an exception the temporary file is removed and ``target`` is untouched.
     """
     target = Path(target)
+    if target.is_dir():
+        raise InputError("is a folder; give a file name", target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(target.suffixes) or ".tmp"
