@@ -247,6 +247,9 @@ def test_margin_check_verdicts_and_bad_masks(cli, frames, tmp_path):
         assert code == 0, err
         data = json.loads((out / "margin.json").read_text(encoding="utf-8"))
         assert data["at_risk"] is risk and data["disclaimer"] == DISCLAIMER
+        # The saved background definition is the margin check's own (no highlights).
+        description = data["background"]["description"]
+        assert "3 to 10 px beyond the spot edge" in description and "highlight" not in description
         assert f"at_risk={str(risk).lower()}" in stdout
         if risk:
             spot = data["frames"][0]["spots"][0]
@@ -326,6 +329,13 @@ def test_user_background_rectangle(cli, sequence, tmp_path):
     ]
     les = data["frames"][0]["lesions"][0]
     assert les["background_px"] == 1200
+    # TBR and CNR use exactly the rectangle's input pixels (x 110-149, y 10-39).
+    first = cv2.imread(str(sorted(nir_dir.iterdir())[0]), cv2.IMREAD_UNCHANGED)
+    patch = first[10:40, 110:150].astype(float)
+    assert les["background_mean"] == pytest.approx(patch.mean(), rel=1e-6)
+    assert les["background_sd"] == pytest.approx(patch.std(), rel=1e-6)
+    assert les["tbr"] == pytest.approx(les["mean_signal"] / patch.mean(), rel=1e-6)
+    assert les["cnr"] == pytest.approx((les["mean_signal"] - patch.mean()) / patch.std(), rel=1e-6)
     code, _, err = cli(
         "fluoro", "analyze", "--nir", nir_dir, "--bg-roi", "250,10,40,30", "--out", out
     )
@@ -337,3 +347,91 @@ def test_user_background_rectangle(cli, sequence, tmp_path):
 def test_missing_camera(cli, tmp_path):
     code, _, err = cli("fluoro", "analyze", "--nir", "camera:97", "--out", tmp_path / "o")
     _one_line_error(code, err, "camera:97", "cannot open this camera")
+
+
+def test_option_values_that_would_be_silently_ignored(cli, sequence, tmp_path):
+    nir_dir, _ = sequence
+    out = tmp_path / "o"
+    # 0 used to mean "no limit" and a negative count was taken as none.
+    for command in ("analyze", "margin-check", "render"):
+        extra = ("--surface", tmp_path / "m.png") if command == "margin-check" else ()
+        target = tmp_path / "v.mp4" if command == "render" else out
+        code, _, err = cli(
+            "fluoro", command, "--nir", nir_dir, *extra, "--max-frames", "0", "--out", target
+        )
+        _one_line_error(code, err, "--max-frames", "at least 1")
+    # A fixed window with auto gain would be ignored, spoiling a quantification.
+    code, _, err = cli(
+        "fluoro", "render", "--nir", nir_dir, "--gain-range", "0,4095", "--out", tmp_path / "a.mp4"
+    )
+    _one_line_error(code, err, "--gain-range", "--gain fixed")
+    mask = tmp_path / "mask.png"
+    cv2.imwrite(str(mask), np.full((224, 256), 255, np.uint8))
+    code, _, err = cli(
+        "fluoro",
+        "margin-check",
+        "--nir",
+        nir_dir,
+        "--surface",
+        mask,
+        "--min-area-px",
+        "-1",
+        "--out",
+        out,
+    )
+    _one_line_error(code, err, "--min-area-px")
+
+
+def test_render_max_frames_counts_skipped_frames(cli, frames, tmp_path):
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for f in frames:
+        cv2.imwrite(str(folder / f"f{f.index:03d}.png"), f.nir)
+    (folder / "f001.png").write_bytes(b"not a png")  # skipped frame 2 of the first 2
+    out = tmp_path / "r.mp4"
+    code, stdout, err = cli(
+        "fluoro", "render", "--nir", folder, "--bit-depth", "12", "--max-frames", "2", "--out", out
+    )
+    assert code == 0, err
+    assert stdout.startswith("2 frames")
+    assert "frame 1: skipped: unreadable image f001.png" in err
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+
+
+def test_frame_too_small(cli, tmp_path):
+    # A frame one pixel wide used to crash the motion estimate with an OpenCV traceback.
+    thin = tmp_path / "thin.png"
+    cv2.imwrite(str(thin), np.full((64, 1), 50, np.uint8))
+    for command in ("analyze", "render", "margin-check"):
+        extra = ("--surface", thin) if command == "margin-check" else ()
+        target = tmp_path / "v.mp4" if command == "render" else tmp_path / "o"
+        code, _, err = cli("fluoro", command, "--nir", thin, *extra, "--out", target)
+        _one_line_error(code, err, "thin.png", "1x64 px", "at least 16 px")
+
+
+def test_broken_mp4_gives_one_line_on_the_real_stderr(tmp_path):
+    # FFmpeg writes its own complaint ("moov atom not found") to file descriptor 2,
+    # past the in-process runner: only a child process sees it.
+    import subprocess
+    import sys
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00garbage" * 100)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hepanav",
+            "fluoro",
+            "analyze",
+            "--nir",
+            str(junk),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _one_line_error(proc.returncode, proc.stderr, "junk.mp4", "cannot open this video")

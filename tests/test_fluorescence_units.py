@@ -188,6 +188,9 @@ def test_frame_problems():
     assert frame_problem(np.zeros((64, 64), np.uint16), 4095).startswith("all_black")
     assert frame_problem(np.full((64, 64), 4095, np.uint16), 4095).startswith("saturated")
     assert frame_problem(np.full((64, 64), 300, np.uint16), 4095) is None
+    # 300 DN is below 1 % of 16-bit full scale: black, with the hint about 12-bit data.
+    assert "--bit-depth 12" in frame_problem(np.full((64, 64), 300, np.uint16), 65535)
+    assert "--bit-depth" not in frame_problem(np.zeros((64, 64), np.uint16), 4095)
 
 
 def test_fixed_gain_maps_the_window_with_gamma():

@@ -47,7 +47,9 @@ def frame_problem(nir: np.ndarray, full_scale: int) -> str | None:
     """A warning if nothing can be measured on the frame (all black or saturated)."""
     sample = nir[::8, ::8]
     if np.count_nonzero(sample >= _BLACK_FRACTION * full_scale) < 0.001 * sample.size:
-        return "all_black: no NIR signal in this frame (camera covered or light off?)"
+        # 12-bit cameras often save 16-bit files: then 1 % of full scale is far too high.
+        hint = "; 12-bit data in 16-bit files need --bit-depth 12" if full_scale > 4095 else ""
+        return f"all_black: no NIR signal in this frame (camera covered or light off?{hint})"
     if np.count_nonzero(sample >= full_scale) > _SATURATED_SHARE * sample.size:
         return "saturated: more than half of the frame is at full scale; lower the gain"
     return None

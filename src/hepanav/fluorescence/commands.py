@@ -103,10 +103,21 @@ def _display_options(mode, colour, gain, gain_range):
         raise InputError(f"choose from {', '.join(COLOURS)}", "--colour")
     if gain not in ("auto", "fixed"):
         raise InputError("choose auto or fixed", "--gain")
+    if gain_range and gain != "fixed":
+        # Auto gain ignores the window: a silent fall-back would spoil a quantification.
+        raise InputError("a fixed window needs --gain fixed", "--gain-range")
     rng = _ints(gain_range, 2, "--gain-range") if gain_range else None
     if rng and rng[1] <= rng[0]:
         raise InputError("high must exceed low", "--gain-range")
     return DisplayOptions(mode=mode, colour=colour, gain=gain, fixed_range=rng)
+
+
+def _check_max_frames(max_frames):
+    from hepanav.core import InputError
+
+    # 0 would otherwise mean "no limit" (it is falsy) and a negative number is a mistake.
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f"must be at least 1, not {max_frames}", "--max-frames")
 
 
 def _check_roi_inside(settings, size_wh):
@@ -153,6 +164,7 @@ def analyze_cmd(
 
     settings = _settings(bit_depth, mm_per_px, bg_inner_px, bg_outer_px, bg_roi)
     options = _display_options(display_mode, colour, gain, gain_range)
+    _check_max_frames(max_frames)
     info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour)
     _check_roi_inside(settings, info["frame_size_wh"])
     settings = settings.model_copy(update={"bit_depth": info["bit_depth"]})
@@ -216,13 +228,21 @@ def margin_check_cmd(
     import cv2
     import numpy as np
 
-    from hepanav.core import write_json
-    from hepanav.fluorescence.margin import check_frame, load_surface_mask
+    from hepanav.core import InputError, write_json
+    from hepanav.fluorescence.margin import (
+        check_frame,
+        criterion,
+        load_surface_mask,
+        margin_background,
+    )
     from hepanav.fluorescence.report import write_margin_report
     from hepanav.fluorescence.schema import InputDescription, MarginFrame, MarginResult
     from hepanav.fluorescence.sources import frame_pairs
 
     settings = _settings(bit_depth, mm_per_px, bg_inner_px, bg_outer_px, None)
+    _check_max_frames(max_frames)
+    if min_area_px < 0:
+        raise InputError(f"must be at least 0, not {min_area_px}", "--min-area-px")
     info, pairs = frame_pairs(nir, None, "separate", bit_depth)
     w, h = info["frame_size_wh"]
     mask = load_surface_mask(surface, (h, w))
@@ -250,12 +270,10 @@ def margin_check_cmd(
         ),
         surface=str(surface),
         surface_area_px=int(mask.sum()),
-        criterion=f"a frame is at risk when a fluorescent spot on the surface has CNR >= "
-        f"{min_cnr:g} and area >= {min_area_px} px; fluorescence on the transection surface "
-        "predicts a margin < 1 mm",
+        criterion=criterion(min_cnr, min_area_px),
         min_cnr=min_cnr,
         min_area_px=min_area_px,
-        background=settings.background,
+        background=margin_background(settings.background),
         at_risk=any(f.at_risk for f in frames),
         frames=frames,
     )
@@ -311,6 +329,7 @@ def render_cmd(
     if bit_depth not in (None, 8, 12, 16):
         raise InputError(f"must be 8, 12 or 16, not {bit_depth}", "--bit-depth")
     options = _display_options(display_mode, colour, gain, gain_range)
+    _check_max_frames(max_frames)
     info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour)
     n, latency, warnings = render_stream(info, pairs, out, options, max_frames)
     for w in warnings[:20]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hepanav.core import write_json
-from hepanav.fluorescence.margin import check_frame
+from hepanav.fluorescence.margin import check_frame, criterion, margin_background
 from hepanav.fluorescence.report import write_analysis_report, write_margin_report
 from hepanav.fluorescence.schema import AnalysisSettings, InputDescription, MarginResult
 from hepanav.fluorescence.sources import frame_pairs
@@ -75,10 +75,10 @@ def run(out: Path) -> list[Path]:
         ),
         surface="generated band x = 150-199 px",
         surface_area_px=int(surface.sum()),
-        criterion="a fluorescent spot on the surface with CNR >= 3 and area >= 20 px",
+        criterion=criterion(3.0, 20),
         min_cnr=3.0,
         min_area_px=20,
-        background=settings.background,
+        background=margin_background(settings.background),
         at_risk=margin_frame.at_risk,
         frames=[margin_frame],
     )

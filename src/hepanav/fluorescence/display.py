@@ -267,11 +267,15 @@ def render(
     raise ValueError(f"unknown display mode {mode!r}; choose from {MODES}")
 
 
-def draw_lesions(image: np.ndarray, lesions: list, scale_x: float = 1.0, offset_x: int = 0) -> None:
-    """Draw lesion boxes and ``id pattern TBR`` labels in place on a BGR display frame."""
+def draw_lesions(image: np.ndarray, lesions: list, offset_x: int = 0) -> None:
+    """Draw lesion boxes and ``id pattern TBR`` labels in place on a BGR display frame.
+
+    Boxes are in input px; ``offset_x`` (px) shifts them onto the right half of a
+    side-by-side frame.
+    """
     for les in lesions:
         x, y, w, h = les.bbox_xywh
-        x = int(x * scale_x) + offset_x
+        x += offset_x
         cv2.rectangle(image, (x, y), (x + w, y + h), (255, 255, 255), 1, cv2.LINE_AA)
         tbr = "" if les.tbr is None else f" TBR {les.tbr:.1f}"
         text = f"#{les.id} {les.pattern[:4]}{tbr}"

@@ -18,7 +18,36 @@ from hepanav.core import InputError
 from hepanav.fluorescence import detect as det_mod
 from hepanav.fluorescence import measure
 from hepanav.fluorescence.analyze import frame_problem
-from hepanav.fluorescence.schema import AnalysisSettings, MarginFrame, MarginSpot
+from hepanav.fluorescence.schema import (
+    AnalysisSettings,
+    BackgroundDefinition,
+    MarginFrame,
+    MarginSpot,
+)
+
+
+def criterion(min_cnr: float, min_area_px: int) -> str:
+    """The at-risk rule in words (saved in ``margin.json``)."""
+    return (
+        f"a frame is at risk when a fluorescent spot on the surface has CNR >= {min_cnr:g} "
+        f"and area >= {min_area_px} px; fluorescence on the transection surface predicts a "
+        "margin < 1 mm"
+    )
+
+
+def margin_background(background: BackgroundDefinition) -> BackgroundDefinition:
+    """``background`` described as :func:`check_frame` uses it.
+
+    The margin annulus differs from the analysis one: there is no white light (so no
+    highlights are left out), and it is kept on the surface where it has room there.
+    """
+    return background.model_copy(
+        update={
+            "description": f"ring from {background.inner_px:g} to {background.outer_px:g} px "
+            "beyond the spot edge (Euclidean distance), excluding pixels near other "
+            "fluorescent regions; only its part on the surface when that part has enough pixels"
+        }
+    )
 
 
 def load_surface_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
@@ -107,6 +136,7 @@ def check_frame(
     n, spot_labels, stats, _ = cv2.connectedComponentsWithStats(on_surface, connectivity=8)
     bgdef = settings.background
     spots: list[MarginSpot] = []
+    warnings: list[str] = []
     H, W = labels.shape
     pad = int(np.ceil(bgdef.outer_px / f)) + 2
     for k in range(1, n):
@@ -122,11 +152,16 @@ def check_frame(
         stats_k = measure.intensities(
             nir, working.image, f, (x0, y0, x1 - x0, y1 - y0), spot, spot, ring, full_scale
         )
-        if not np.isfinite(stats_k.background_mean):
-            continue
         m = cv2.moments(spot.astype(np.uint8), binaryImage=True)
         cx = (x0 + m["m10"] / m["m00"]) * f + (f - 1) / 2
         cy = (y0 + m["m01"] / m["m00"]) * f + (f - 1) / 2
+        if not np.isfinite(stats_k.background_mean):
+            # Say so: a spot dropped in silence could turn a positive margin into "clear".
+            warnings.append(
+                f"spot at {cx:.0f},{cy:.0f} ({stats_k.area_px} px) not measured: "
+                "no background pixels around it"
+            )
+            continue
         mm = settings.mm_per_px
         spots.append(
             MarginSpot(
@@ -140,4 +175,4 @@ def check_frame(
             )
         )
     at_risk = any(s.cnr >= min_cnr and s.area_px >= min_area_px for s in spots)
-    return MarginFrame(index=index, at_risk=at_risk, spots=spots)
+    return MarginFrame(index=index, at_risk=at_risk, warnings=warnings, spots=spots)

@@ -22,6 +22,7 @@ per-frame warning so that a long recording is never lost to one bad frame.
 from __future__ import annotations
 
 import glob
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ from hepanav.core import InputError
 LAYOUTS = ("separate", "side-by-side", "overlay")
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm"}
 _MAX_DECODE_FAILURES = 5  # consecutive undecodable video frames before we call it the end
+# Smallest NIR frame side: the smallest lesion kept is 12 px across by default, and the
+# motion estimate (phase correlation) fails on a frame one pixel wide.
+MIN_SIDE_PX = 16
 
 
 @dataclass
@@ -123,6 +127,9 @@ class FrameSource:
 
     def _video(self) -> Iterator[RawFrame]:
         # OpenCV logs its own failed attempts to stderr; the user gets our one line instead.
+        # FFmpeg logs on its own ("moov atom not found"): OpenCV reads this variable when
+        # it opens a file (-8 = quiet); a value the user set is kept.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         previous = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         try:
@@ -289,6 +296,12 @@ def frame_pairs(
     nir0, white0 = split(first.image)
     nir0, depth = check_nir(nir0, bit_depth, src)
     size = (nir0.shape[1], nir0.shape[0])
+    if min(size) < MIN_SIDE_PX:
+        raise InputError(
+            f"NIR frames are {size[0]}x{size[1]} px; at least {MIN_SIDE_PX} px on each side "
+            "are needed",
+            src,
+        )
     white_first = None
     if white_iter is not None:
         white_first = first_image(white_iter, str(white))

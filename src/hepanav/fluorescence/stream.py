@@ -305,17 +305,18 @@ def render_stream(
             if pair.nir is None:
                 warnings.extend(f"frame {pair.index}: {w}" for w in pair.warnings)
                 video.write(blank_frame(shape, options.mode, "; ".join(pair.warnings)))
-                continue
-            problem = frame_problem(pair.nir, full_scale)
-            if problem:
-                warnings.append(f"frame {pair.index}: {problem}")
-            t0 = time.perf_counter()
-            gain.update(pair.nir)
-            shown = display.render(
-                options.mode, gain.to_display(pair.nir), pair.white, options.style
-            )
-            latencies.append((time.perf_counter() - t0) * 1e3)
-            video.write(shown)
+            else:
+                problem = frame_problem(pair.nir, full_scale)
+                if problem:
+                    warnings.append(f"frame {pair.index}: {problem}")
+                t0 = time.perf_counter()
+                gain.update(pair.nir)
+                shown = display.render(
+                    options.mode, gain.to_display(pair.nir), pair.white, options.style
+                )
+                latencies.append((time.perf_counter() - t0) * 1e3)
+                video.write(shown)
+            # Skipped frames count too, as in analyze_stream: N frames in, N frames out.
             if max_frames and n >= max_frames:
                 break
     finally:
