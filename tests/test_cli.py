@@ -71,3 +71,15 @@ def test_unwritable_output_folder_through_a_real_command(cli, tmp_path):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Not a directory" in lines[0]
+
+
+def test_usage_errors_are_one_line(cli):
+    code, _, err = cli("fluoro", "analyze", "--nir", "x.png", "--out", "o", "--bit-depth", "abc")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith("error: ") and "--bit-depth" in lines[0]
+    assert "see 'hepanav fluoro analyze --help'" in lines[0]
+    code, _, err = cli("no-such-command")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no-such-command" in err
+    code, _, err = cli("margin", "--out", "o")  # a required option missing
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--tumor" in err

@@ -14,6 +14,11 @@ import sys
 import typer
 from typer.core import TyperGroup
 
+try:  # typer >= 0.2x vendors click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer on click
+    from click.exceptions import UsageError
+
 from hepanav import DISCLAIMER, __version__
 from hepanav.core.errors import HepaNavError
 from hepanav.core.validation import first_error
@@ -27,7 +32,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _UserErrorGroup(TyperGroup):
-    """Root group: an input, validation or file-system error becomes one line, exit 2."""
+    """Root group: a usage, input, validation or file-system error becomes one line, exit 2."""
 
     def invoke(self, ctx):
         from pydantic import ValidationError
@@ -36,6 +41,12 @@ class _UserErrorGroup(TyperGroup):
             return super().invoke(ctx)
         except HepaNavError as exc:
             typer.echo(f"error: {_one_line(exc)}", err=True)
+            raise typer.Exit(2) from None
+        except UsageError as exc:
+            # A mistyped option or value: one line instead of the boxed usage panel.
+            command = exc.ctx.command_path if exc.ctx else "hepanav"
+            message = _one_line(exc.format_message())
+            typer.echo(f"error: {message} (see '{command} --help')", err=True)
             raise typer.Exit(2) from None
         except ValidationError as exc:
             typer.echo(f"error: {first_error(exc)}", err=True)
