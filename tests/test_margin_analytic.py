@@ -74,6 +74,19 @@ def test_sphere_in_sphere(spacing, tol, offset):
     assert m.category == category(expected)
     # Margins range over R - r -/+ |offset|.
     assert m.percentiles_mm.p95 <= big - r + np.linalg.norm(offset) + tol
+    # Area-weighted percentiles in closed form: the tumour-surface point at polar angle
+    # theta from the offset lies |p| = sqrt(r^2 + d^2 + 2 r d cos) from the zone centre,
+    # and the area is uniform in cos, so q % of the area lies below R - |p| at cos = 1 - 2q.
+    d = np.linalg.norm(offset)
+    p = m.percentiles_mm
+    for q, value in ((0.05, p.p5), (0.25, p.p25), (0.5, p.p50), (0.75, p.p75), (0.95, p.p95)):
+        assert value == pytest.approx(big - np.sqrt(r**2 + d**2 + 2 * r * d * (1 - 2 * q)), abs=tol)
+    # Short (< 5 mm) only around the offset direction: one region, pointing that way.
+    if expected < 5.0:
+        assert len(m.short_regions) == 1
+        assert np.dot(m.short_regions[0].direction_lps, np.asarray(offset) / d) > 0.99
+    else:
+        assert m.short_regions == []
 
 
 @pytest.mark.parametrize(("spacing", "tol"), [(ISO, 0.5), (ANISO, 1.0)])
@@ -106,6 +119,11 @@ def test_tumour_poking_out_gives_negative_margin(spacing, tol):
     assert worst.direction == "left"
     assert worst.min_margin_mm == pytest.approx(m.min_margin_mm)
     assert worst.direction_lps[0] > 0.95
+    # It is the spherical cap below 5 mm: its area and (area-weighted) centroid.
+    cos0 = ((big - 5) ** 2 - d**2 - r**2) / (2 * d * r)
+    assert len(m.short_regions) == 1
+    assert worst.area_mm2 == pytest.approx(2 * np.pi * r**2 * (1 - cos0), rel=0.03)
+    np.testing.assert_allclose(worst.centroid_lps_mm, (d + r * (1 + cos0) / 2, 0, 0), atol=0.3)
 
 
 def test_shell_coverage_of_concentric_spheres():

@@ -216,6 +216,54 @@ def test_incomplete_pair_options(cli, masks, tmp_path):
     assert_one_line_error(code, err, "--liver-post")
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_bad_subcapsular_distance(cli, masks, tmp_path, value):
+    code, _, err = cli(
+        "margin",
+        "--tumor",
+        masks["tumor"],
+        "--ablation",
+        masks["ablation"],
+        "--liver",
+        masks["liver"],
+        "--subcapsular",
+        "--subcapsular-mm",
+        value,
+        "--out",
+        tmp_path / "o",
+    )
+    assert_one_line_error(code, err, "--subcapsular-mm", "finite distance >= 0")
+
+
+def test_subcapsular_distance_without_the_exclusion(cli, masks, tmp_path):
+    # Running without the exclusion the user gave a distance for would mislead.
+    code, _, err = cli(
+        "margin",
+        "--tumor",
+        masks["tumor"],
+        "--ablation",
+        masks["ablation"],
+        "--liver",
+        masks["liver"],
+        "--subcapsular-mm",
+        "3",
+        "--out",
+        tmp_path / "o",
+    )
+    assert_one_line_error(code, err, "--subcapsular-mm", "only applies with --subcapsular")
+    assert not (tmp_path / "o").exists()
+
+
+def test_tumour_given_as_liver(cli, masks, tmp_path):
+    # The tumour (r = 8) lies inside the dilated ablation-zone exclusion (r = 13 + 5):
+    # nothing would be left for the registration metric.
+    liver = masks["tumor"]
+    code, _, err = cli(
+        *pair_args(masks, **{"--liver-pre": liver, "--liver-post": liver}), "--out", tmp_path / "o"
+    )
+    assert_one_line_error(code, err, "--liver-post", "no liver left for the registration")
+
+
 def test_bad_landmark_file(cli, masks, tmp_path):
     bad = tmp_path / "points.csv"
     bad.write_text("name,a,b\n1,2,3\n")

@@ -63,3 +63,30 @@ def test_bad_landmark_files(tmp_path):
     notslicer.write_text("[]")
     with pytest.raises(InputError, match="markups"):
         read_landmarks(notslicer)
+
+
+def test_csv_header_case_and_byte_order_mark_are_accepted(tmp_path):
+    path = tmp_path / "pts.csv"
+    path.write_bytes(b"\xef\xbb\xbfID, X, Y, Z\n7,1,2,3\n")
+    np.testing.assert_allclose(read_landmarks(path)["7"], [1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bin.csv", b"\xff\xfe\x00id,x,y,z", "UTF-8"),
+        ("nan.csv", b"id,x,y,z\n1,nan,0,0\n", "finite"),
+        (
+            "inf.mrk.json",
+            b'{"markups": [{"controlPoints": [{"position": [1e999, 0, 0]}]}]}',
+            "finite",
+        ),
+        ("dict.mrk.json", b'{"markups": {"a": 1}}', "markups"),
+        ("cp.mrk.json", b'{"markups": [{"controlPoints": [1, 2]}]}', "controlPoints"),
+    ],
+)
+def test_malformed_landmark_files_are_input_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        read_landmarks(path)

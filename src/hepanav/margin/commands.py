@@ -51,8 +51,10 @@ def margin(
     subcapsular: bool = typer.Option(
         False, "--subcapsular", help="Leave out tumour surface near the liver capsule."
     ),
-    subcapsular_mm: float = typer.Option(
-        5.0, "--subcapsular-mm", help="Distance from the capsule left out, mm (QAM: 5)."
+    subcapsular_mm: float | None = typer.Option(
+        None,
+        "--subcapsular-mm",
+        help="With --subcapsular: distance from the capsule left out, mm (default 5, QAM).",
     ),
 ) -> None:
     """Ablation margin: signed tumour-to-zone surface distances, in mm, from masks.
@@ -65,8 +67,17 @@ def margin(
     import sys
 
     from hepanav import DISCLAIMER
+    from hepanav.core.errors import InputError
     from hepanav.core.progress import progress
     from hepanav.margin.pipeline import STEPS, MarginInputs, run_margin
+    from hepanav.margin.subcapsular import DEFAULT_SUBCAPSULAR_MM
+
+    if subcapsular_mm is not None and not subcapsular:
+        # Silently measuring without the exclusion the user asked a distance for would
+        # report margins the user did not mean.
+        raise InputError("only applies with --subcapsular", "--subcapsular-mm")
+    if subcapsular and subcapsular_mm is None:
+        subcapsular_mm = DEFAULT_SUBCAPSULAR_MM
 
     inputs = MarginInputs(
         tumor=tumor,
@@ -78,7 +89,7 @@ def margin(
         liver_post=liver_post,
         landmarks_pre=landmarks_pre,
         landmarks_post=landmarks_post,
-        subcapsular_mm=subcapsular_mm if subcapsular else None,
+        subcapsular_mm=subcapsular_mm,
     )
     labels = {
         "read": "Reading images",

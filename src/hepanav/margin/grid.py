@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from hepanav.imaging import lps_to_voxel
+
 # Keep the local grid under this many voxels (about 24 MB as float32): subdivision
 # is reduced if a huge zone would otherwise need more.
 MAX_GRID_VOXELS = 6_000_000
@@ -48,24 +50,6 @@ def box_corners_lps(image: sitk.Image, lo: np.ndarray, hi: np.ndarray) -> np.nda
     return np.array([image.TransformContinuousIndexToPhysicalPoint(c) for c in corners])
 
 
-def lps_to_continuous_index(image: sitk.Image, points_lps: np.ndarray) -> np.ndarray:
-    """Continuous (x, y, z) indices of LPS points (mm) on ``image``; shape (N, 3)."""
-    a, o = grid_affine(image)
-    return (np.asarray(points_lps, dtype=float) - o) @ np.linalg.inv(a).T
-
-
-def grid_index_to_lps(grid: sitk.Image, index_xyz: np.ndarray) -> np.ndarray:
-    """LPS mm of continuous (x, y, z) indices on ``grid``; shape (N, 3)."""
-    a, o = grid_affine(grid)
-    return np.asarray(index_xyz, dtype=float) @ a.T + o
-
-
-def grid_affine(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, o)`` with ``lps = A @ index_xyz + o`` (A in mm per voxel, o in LPS mm)."""
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    return direction * np.asarray(image.GetSpacing(), dtype=float), np.asarray(image.GetOrigin())
-
-
 def subdivided_grid(
     reference: sitk.Image,
     points_lps: np.ndarray,
@@ -94,7 +78,7 @@ def subdivided_grid(
         same direction as ``reference``).
     """
     spacing = np.asarray(reference.GetSpacing(), dtype=float)
-    index = lps_to_continuous_index(reference, points_lps)
+    index = lps_to_voxel(reference, points_lps)
     pad = np.ceil(pad_mm / spacing)
     lo = np.floor(index.min(axis=0) + 0.5) - pad  # voxel containing the lowest point
     hi = np.floor(index.max(axis=0) + 0.5) + pad

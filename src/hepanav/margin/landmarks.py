@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -23,31 +24,36 @@ def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
     Raises
     ------
     InputError
-        Missing file, bad header or values, duplicate ids, no points.
+        Missing or non-UTF-8 file, bad header, malformed markups, values that are not
+        finite numbers, duplicate ids, no points.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError("landmark file does not exist", path)
-    if path.name.lower().endswith(".json"):
-        points = _read_slicer(path)
-    else:
-        points = _read_csv(path)
+    try:
+        # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read landmark file as UTF-8 text ({exc})", path) from None
+    points = (
+        _read_slicer(text, path) if path.name.lower().endswith(".json") else _read_csv(text, path)
+    )
     if not points:
         raise InputError("no landmarks in file", path)
+    for key, point in points.items():
+        if not np.all(np.isfinite(point)):
+            raise InputError(f"landmark {key!r}: coordinates must be finite numbers", path)
     return points
 
 
-def _read_csv(path: Path) -> dict[str, np.ndarray]:
+def _read_csv(text: str, path: Path) -> dict[str, np.ndarray]:
     points: dict[str, np.ndarray] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or [f.strip().lower() for f in reader.fieldnames][:4] != [
-            "id",
-            "x",
-            "y",
-            "z",
-        ]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [f.strip().lower() for f in reader.fieldnames or []]
+        if header[:4] != ["id", "x", "y", "z"]:
             raise InputError("expected a CSV header 'id,x,y,z' (LPS mm)", path)
+        reader.fieldnames = header  # so that 'ID, X, Y, Z' rows are read too
         for line, row in enumerate(reader, start=2):
             key = str(row["id"]).strip()
             try:
@@ -57,19 +63,28 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
             if key in points:
                 raise InputError(f"line {line}: duplicate landmark id {key!r}", path)
             points[key] = point
+    except csv.Error as exc:
+        raise InputError(f"not a valid CSV file ({exc})", path) from None
     return points
 
 
-def _read_slicer(path: Path) -> dict[str, np.ndarray]:
+def _read_slicer(text: str, path: Path) -> dict[str, np.ndarray]:
     try:
-        markups = json.loads(path.read_text(encoding="utf-8"))["markups"]
+        markups = json.loads(text)["markups"]
     except (ValueError, KeyError, TypeError):
-        raise InputError("not a 3D Slicer markups file (no 'markups' list)", path) from None
+        markups = None
+    if not isinstance(markups, list) or not all(isinstance(m, dict) for m in markups):
+        raise InputError("not a 3D Slicer markups file (no 'markups' list)", path)
     points: dict[str, np.ndarray] = {}
     for markup in markups:
+        control_points = markup.get("controlPoints", [])
+        if not isinstance(control_points, list) or not all(
+            isinstance(cp, dict) for cp in control_points
+        ):
+            raise InputError("'controlPoints' must be a list of objects", path)
         # Slicer writes LPS by default since 4.11; older files say RAS.
         flip = np.array([-1.0, -1.0, 1.0]) if markup.get("coordinateSystem") == "RAS" else 1.0
-        for i, cp in enumerate(markup.get("controlPoints", [])):
+        for i, cp in enumerate(control_points):
             key = str(cp.get("label") or cp.get("id") or i + 1)
             try:
                 points[key] = np.asarray(cp["position"], dtype=float).reshape(3) * flip

@@ -14,14 +14,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from hepanav.core.errors import InputError
-from hepanav.imaging import volume_ml
+from hepanav.imaging import lps_to_voxel, volume_ml, voxel_to_lps
 from hepanav.margin import figures
 from hepanav.margin.distance import distance_to_mesh
 from hepanav.margin.grid import (
     box_corners_lps,
     foreground_index_box,
-    grid_index_to_lps,
-    lps_to_continuous_index,
     subdivided_grid,
 )
 from hepanav.margin.regions import short_regions
@@ -289,10 +287,10 @@ def surface_seeds(field_zyx: np.ndarray, grid: sitk.Image, points_lps: np.ndarra
         return_indices=True,
         indices=nearest,
     )
-    index = np.rint(lps_to_continuous_index(grid, points_lps)).astype(int)
+    index = np.rint(lps_to_voxel(grid, points_lps)).astype(int)
     index = np.clip(index, 0, np.asarray(grid.GetSize()) - 1)
     feature = nearest[:, index[:, 2], index[:, 1], index[:, 0]]  # (3: z, y, x), N
-    return grid_index_to_lps(grid, feature[::-1].T.astype(float))
+    return voxel_to_lps(grid, feature[::-1].T.astype(float))
 
 
 def shell_coverages(
@@ -355,9 +353,9 @@ def shell_coverages(
         np.any([(d > x - diagonal) & (d <= x + diagonal) for x in shells_mm], axis=0)
     )
     if band.size:
-        points = grid_index_to_lps(grid, idx[band][:, ::-1].astype(float))
+        points = voxel_to_lps(grid, idx[band][:, ::-1].astype(float))
         z, y, x = idx[band].T
-        seeds = grid_index_to_lps(grid, nearest[:, z, y, x][::-1].T.astype(float))
+        seeds = voxel_to_lps(grid, nearest[:, z, y, x][::-1].T.astype(float))
         # Seen from outside, the tumour is locally convex: the seeds (nearest tumour
         # voxel) are within a voxel of the foot point and two steps suffice.
         d[band], _ = distance_to_mesh(points, tumor_mesh, seeds, k=12, max_steps=2)

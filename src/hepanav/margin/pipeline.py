@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,7 @@ import SimpleITK as sitk
 
 from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
-from hepanav.imaging import read_image, read_mask, require_overlap, write_image
-from hepanav.margin.grid import lps_to_continuous_index
+from hepanav.imaging import lps_to_voxel, read_image, read_mask, require_overlap, write_image
 from hepanav.margin.landmarks import paired_landmarks, read_landmarks
 from hepanav.margin.measure import Measurement, measure_margin
 from hepanav.margin.registration import (
@@ -71,8 +71,8 @@ class MarginInputs:
             raise InputError("give both --landmarks-pre and --landmarks-post", "--landmarks-pre")
         if self.landmarks_pre is not None and not self.registered:
             raise InputError("landmarks need the pre/post mode (--pre/--post)", "--landmarks-pre")
-        if self.subcapsular_mm is not None and self.subcapsular_mm < 0:
-            raise InputError("must be >= 0 mm", "--subcapsular-mm")
+        if self.subcapsular_mm is not None and not 0 <= self.subcapsular_mm < math.inf:
+            raise InputError("must be a finite distance >= 0 mm", "--subcapsular-mm")
         if self.subcapsular_mm and self.liver is None and self.liver_post is None:
             raise InputError(
                 "subcapsular exclusion needs a liver mask (--liver)", "--subcapsular-mm"
@@ -201,7 +201,7 @@ def margin_map(measurement: Measurement) -> sitk.Image:
     """
     grid = measurement.grid
     size_xyz = np.asarray(grid.GetSize())
-    index = np.rint(lps_to_continuous_index(grid, measurement.tumor_mesh.vertices)).astype(int)
+    index = np.rint(lps_to_voxel(grid, measurement.tumor_mesh.vertices)).astype(int)
     index = np.clip(index, 0, size_xyz - 1)
     flat = np.ravel_multi_index((index[:, 2], index[:, 1], index[:, 0]), tuple(size_xyz[::-1]))
     values = np.full(int(np.prod(size_xyz)), np.inf, dtype=np.float64)

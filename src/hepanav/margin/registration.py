@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 from pydantic import BaseModel, Field
 
+from hepanav.core.errors import InputError
 from hepanav.imaging import bounding_box_index, crop, dice, resample_isotropic
 from hepanav.imaging.resample import resample_mask_like
 
@@ -135,6 +136,16 @@ def register_pre_to_post(
     moving = liver_image(moving_ct, moving_liver, settings.mask_dilation_mm)
     fixed_mask = _metric_mask(fixed_liver, post_exclude, settings)
     moving_mask = _metric_mask(moving_liver, pre_exclude, settings)
+    for mask, source, excluded in (
+        (fixed_mask, "--liver-post", "ablation zone"),
+        (moving_mask, "--liver-pre", "tumour"),
+    ):
+        if not np.any(sitk.GetArrayViewFromImage(mask)):
+            raise InputError(
+                f"no liver left for the registration once the {excluded} (dilated by "
+                f"{settings.exclusion_mm:g} mm) is left out; is this the liver mask?",
+                source,
+            )
 
     initial = sitk.CenteredTransformInitializer(
         fixed_liver,
@@ -257,7 +268,16 @@ def _run(
     reg.SetInitialTransform(initial, inPlace=True)
     if moving_initial is not None:
         reg.SetMovingInitialTransform(moving_initial)
-    reg.Execute(fixed, moving)
+    try:
+        reg.Execute(fixed, moving)
+    except RuntimeError as exc:
+        if "SampledPointSet" not in str(exc):
+            raise
+        # ITK found no metric sample at a coarse level: the livers are too small.
+        raise InputError(
+            "too little liver for the registration metric (liver masks of a few voxels?)",
+            "--liver-pre/--liver-post",
+        ) from None
     return initial
 
 

@@ -9,9 +9,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.report import figure_to_data_uri, new_figure, write_html
-from hepanav.imaging import bounding_box_index, crop, resample_isotropic
+from hepanav.imaging import bounding_box_index, crop, lps_to_voxel, resample_isotropic
 from hepanav.imaging.resample import resample_like, resample_mask_like
-from hepanav.margin.grid import lps_to_continuous_index
 from hepanav.margin.schema import SAFE_MARGIN_MM
 
 if TYPE_CHECKING:
@@ -48,14 +47,14 @@ def slices_figure(m: Measurement, background: sitk.Image | None) -> str:
     """Three orthogonal slices through the worst-margin point: tumour, zone, short parts."""
     grid = m.grid
     worst = m.tumor_mesh.vertices[np.argmin(np.where(m.analysed, m.margin_mm, np.inf))]
-    centre = np.rint(lps_to_continuous_index(grid, worst[None])[0]).astype(int)  # x, y, z
+    centre = np.rint(lps_to_voxel(grid, worst[None])[0]).astype(int)  # x, y, z
     centre = np.clip(centre, 0, np.asarray(grid.GetSize()) - 1)
     ct = None
     if background is not None:
         ct = sitk.GetArrayFromImage(
             resample_like(background, grid, default_value=-1000.0, pixel_type=sitk.sitkFloat32)
         )
-    vertex_index = lps_to_continuous_index(grid, m.tumor_mesh.vertices)
+    vertex_index = lps_to_voxel(grid, m.tumor_mesh.vertices)
     short = m.analysed & (m.margin_mm < SAFE_MARGIN_MM)
     sx, sy, sz = grid.GetSpacing()
     # (name, array slicer, in-plane axes of vertex_index, normal axis, pixel aspect, origin):
@@ -113,10 +112,8 @@ def registration_figure(run: MarginRun) -> str:
     after = sitk.GetArrayFromImage(
         resample_mask_like(run.images["liver_pre"], grid, run.registration.transform)
     )
-    zone_centre = run.measurement.tumor_mesh.vertices.mean(axis=0)
-    k = int(
-        np.clip(round(lps_to_continuous_index(grid, zone_centre[None])[0, 2]), 0, ct.shape[0] - 1)
-    )
+    tumour_centre = run.measurement.tumor_mesh.vertices.mean(axis=0)
+    k = int(np.clip(round(lps_to_voxel(grid, tumour_centre[None])[0, 2]), 0, ct.shape[0] - 1))
     fig, axes = new_figure(1, 2, figsize=(11, 5))
     for ax, moved, title in (
         (axes[0], before, "before registration"),

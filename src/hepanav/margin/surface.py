@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
-from hepanav.margin.grid import grid_index_to_lps, lps_to_continuous_index
+from hepanav.imaging import lps_to_voxel, voxel_to_lps
 
 # Gaussian width as a fraction of the coarsest voxel size of the mask (see module doc).
 SIGMA_PER_VOXEL = 1.0
@@ -74,7 +74,7 @@ def mask_field(
     mask : SimpleITK.Image
         Binary mask (non-zero = inside) on its own grid.
     grid : SimpleITK.Image
-        Local analysis grid (see :func:`hepanav.margin.grid.make_local_grid`).
+        Local analysis grid (see :func:`hepanav.margin.grid.subdivided_grid`).
     transform : SimpleITK.Transform, optional
         Maps grid points to ``mask`` space (ITK resampling convention), e.g. the
         post -> pre registration transform. Identity when omitted.
@@ -144,7 +144,7 @@ def extract_surface(field_zyx: np.ndarray, grid: sitk.Image, level: float = 0.5)
     verts, faces, _, _ = marching_cubes(
         np.ascontiguousarray(padded.transpose(2, 1, 0)), level=level, allow_degenerate=False
     )
-    vertices = grid_index_to_lps(grid, verts.astype(float) - 1.0)
+    vertices = voxel_to_lps(grid, verts.astype(float) - 1.0)
     return Mesh(vertices, faces.astype(np.int64), vertex_areas(vertices, faces))
 
 
@@ -167,6 +167,6 @@ def vertex_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 def sample_field(field_zyx: np.ndarray, grid: sitk.Image, points_lps: np.ndarray) -> np.ndarray:
     """Trilinear value of a grid field at LPS points (mm); shape (N,). Outside: nearest edge."""
-    index = lps_to_continuous_index(grid, points_lps)
+    index = lps_to_voxel(grid, points_lps)
     coords = index[:, ::-1].T  # (z, y, x) rows for map_coordinates
     return ndimage.map_coordinates(field_zyx, coords, order=1, mode="nearest")
