@@ -20,7 +20,14 @@ _SPACING_RTOL = 0.02
 
 def series_uids(folder: Path) -> list[str]:
     """Series Instance UIDs of the DICOM files in ``folder`` (GDCM's grouping)."""
-    return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    # ITK prints a multi-line warning for a folder without series; we raise our own
+    # one-line error for that case, so keep ITK quiet here.
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _slice_positions(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
