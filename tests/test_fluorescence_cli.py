@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from cli_helpers import one_line_error
 from hepanav import DISCLAIMER
 from hepanav.phantoms.fluorescence import (
     Camera,
@@ -32,14 +33,6 @@ def frames():
 @pytest.fixture(scope="module")
 def sequence(frames, tmp_path_factory):
     return save_frames(frames, tmp_path_factory.mktemp("seq"))
-
-
-def _one_line_error(code, err, *words):
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert code == 2
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for w in words:
-        assert w in lines[0]
 
 
 def _write_video(path, images):
@@ -178,19 +171,19 @@ def test_interrupted_stream_keeps_what_was_processed(frames, tmp_path):
 def test_missing_unreadable_and_empty_videos(cli, tmp_path):
     out = tmp_path / "out"
     code, _, err = cli("fluoro", "analyze", "--nir", tmp_path / "nope.mp4", "--out", out)
-    _one_line_error(code, err, "nope.mp4", "not found")
+    one_line_error(code, err, "nope.mp4", "not found")
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     code, _, err = cli("fluoro", "analyze", "--nir", empty, "--out", out)
-    _one_line_error(code, err, "empty.mp4", "empty")
+    one_line_error(code, err, "empty.mp4", "empty")
     junk = tmp_path / "junk.avi"
     junk.write_bytes(b"\x00garbage" * 100)
     code, _, err = cli("fluoro", "analyze", "--nir", junk, "--out", out)
-    _one_line_error(code, err, "junk.avi")
+    one_line_error(code, err, "junk.avi")
     folder = tmp_path / "nothing"
     folder.mkdir()
     code, _, err = cli("fluoro", "analyze", "--nir", folder, "--out", out)
-    _one_line_error(code, err, "no images")
+    one_line_error(code, err, "no images")
 
 
 def test_nir_and_white_of_different_sizes(cli, sequence, tmp_path):
@@ -200,7 +193,7 @@ def test_nir_and_white_of_different_sizes(cli, sequence, tmp_path):
     code, _, err = cli(
         "fluoro", "analyze", "--nir", nir_dir, "--white", white, "--out", tmp_path / "o"
     )
-    _one_line_error(code, err, "120x100", "256x224")
+    one_line_error(code, err, "120x100", "256x224")
 
 
 def test_wrong_bit_depth(cli, frames, tmp_path):
@@ -211,21 +204,21 @@ def test_wrong_bit_depth(cli, frames, tmp_path):
     code, _, err = cli(
         "fluoro", "analyze", "--nir", big, "--bit-depth", "12", "--out", tmp_path / "o"
     )
-    _one_line_error(code, err, "60000", "12 bit")
+    one_line_error(code, err, "60000", "12 bit")
     small = tmp_path / "small.png"
     cv2.imwrite(str(small), (frames[0].nir >> 4).astype(np.uint8))
     code, _, err = cli(
         "fluoro", "analyze", "--nir", small, "--bit-depth", "16", "--out", tmp_path / "o"
     )
-    _one_line_error(code, err, "8-bit")
+    one_line_error(code, err, "8-bit")
     floaty = tmp_path / "float.tiff"
     cv2.imwrite(str(floaty), frames[0].nir.astype(np.float32))
     code, _, err = cli("fluoro", "analyze", "--nir", floaty, "--out", tmp_path / "o")
-    _one_line_error(code, err, "float32")
+    one_line_error(code, err, "float32")
     code, _, err = cli(
         "fluoro", "analyze", "--nir", small, "--bit-depth", "10", "--out", tmp_path / "o"
     )
-    _one_line_error(code, err, "--bit-depth")
+    one_line_error(code, err, "--bit-depth")
 
 
 def test_margin_check_verdicts_and_bad_masks(cli, frames, tmp_path):
@@ -260,13 +253,13 @@ def test_margin_check_verdicts_and_bad_masks(cli, frames, tmp_path):
     code, _, err = cli(
         "fluoro", "margin-check", "--nir", nir, "--surface", wrong, "--out", tmp_path / "w"
     )
-    _one_line_error(code, err, "wrong.png", "10x10")
+    one_line_error(code, err, "wrong.png", "10x10")
     empty = tmp_path / "emptymask.png"
     cv2.imwrite(str(empty), np.zeros(lesion.shape, np.uint8))
     code, _, err = cli(
         "fluoro", "margin-check", "--nir", nir, "--surface", empty, "--out", tmp_path / "w"
     )
-    _one_line_error(code, err, "empty")
+    one_line_error(code, err, "empty")
 
 
 @pytest.mark.parametrize("mode", ["overlay", "mono", "side-by-side"])
@@ -298,9 +291,9 @@ def test_render_bad_options(cli, sequence, tmp_path):
     code, _, err = cli(
         "fluoro", "render", "--nir", nir_dir, "--display", "hologram", "--out", tmp_path / "a.mp4"
     )
-    _one_line_error(code, err, "--display")
+    one_line_error(code, err, "--display")
     code, _, err = cli("fluoro", "render", "--nir", nir_dir, "--out", tmp_path / "a.gif")
-    _one_line_error(code, err, ".mp4")
+    one_line_error(code, err, ".mp4")
 
 
 def test_user_background_rectangle(cli, sequence, tmp_path):
@@ -339,14 +332,14 @@ def test_user_background_rectangle(cli, sequence, tmp_path):
     code, _, err = cli(
         "fluoro", "analyze", "--nir", nir_dir, "--bg-roi", "250,10,40,30", "--out", out
     )
-    _one_line_error(code, err, "--bg-roi", "leaves")
+    one_line_error(code, err, "--bg-roi", "leaves")
     code, _, err = cli("fluoro", "analyze", "--nir", nir_dir, "--bg-roi", "1,2,3", "--out", out)
-    _one_line_error(code, err, "--bg-roi", "4 comma-separated")
+    one_line_error(code, err, "--bg-roi", "4 comma-separated")
 
 
 def test_missing_camera(cli, tmp_path):
     code, _, err = cli("fluoro", "analyze", "--nir", "camera:97", "--out", tmp_path / "o")
-    _one_line_error(code, err, "camera:97", "cannot open this camera")
+    one_line_error(code, err, "camera:97", "cannot open this camera")
 
 
 def test_option_values_that_would_be_silently_ignored(cli, sequence, tmp_path):
@@ -359,12 +352,12 @@ def test_option_values_that_would_be_silently_ignored(cli, sequence, tmp_path):
         code, _, err = cli(
             "fluoro", command, "--nir", nir_dir, *extra, "--max-frames", "0", "--out", target
         )
-        _one_line_error(code, err, "--max-frames", "at least 1")
+        one_line_error(code, err, "--max-frames", "at least 1")
     # A fixed window with auto gain would be ignored, spoiling a quantification.
     code, _, err = cli(
         "fluoro", "render", "--nir", nir_dir, "--gain-range", "0,4095", "--out", tmp_path / "a.mp4"
     )
-    _one_line_error(code, err, "--gain-range", "--gain fixed")
+    one_line_error(code, err, "--gain-range", "--gain fixed")
     mask = tmp_path / "mask.png"
     cv2.imwrite(str(mask), np.full((224, 256), 255, np.uint8))
     code, _, err = cli(
@@ -379,7 +372,7 @@ def test_option_values_that_would_be_silently_ignored(cli, sequence, tmp_path):
         "--out",
         out,
     )
-    _one_line_error(code, err, "--min-area-px")
+    one_line_error(code, err, "--min-area-px")
 
 
 def test_render_max_frames_counts_skipped_frames(cli, frames, tmp_path):
@@ -407,7 +400,7 @@ def test_frame_too_small(cli, tmp_path):
         extra = ("--surface", thin) if command == "margin-check" else ()
         target = tmp_path / "v.mp4" if command == "render" else tmp_path / "o"
         code, _, err = cli("fluoro", command, "--nir", thin, *extra, "--out", target)
-        _one_line_error(code, err, "thin.png", "1x64 px", "at least 16 px")
+        one_line_error(code, err, "thin.png", "1x64 px", "at least 16 px")
 
 
 def test_broken_mp4_gives_one_line_on_the_real_stderr(tmp_path):
@@ -434,4 +427,4 @@ def test_broken_mp4_gives_one_line_on_the_real_stderr(tmp_path):
         text=True,
         timeout=120,
     )
-    _one_line_error(proc.returncode, proc.stderr, "junk.mp4", "cannot open this video")
+    one_line_error(proc.returncode, proc.stderr, "junk.mp4", "cannot open this video")

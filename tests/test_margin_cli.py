@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cli_helpers import one_line_error
 from dicom_helpers import write_ct_series
 from hepanav import DISCLAIMER
 from hepanav.margin.pipeline import NO_SURFACE_MM
@@ -40,15 +41,6 @@ def masks(tmp_path):
         out[name] = tmp_path / f"{name}.nii.gz"
         sitk.WriteImage(image, str(out[name]))
     return out
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_margin_run_writes_json_map_and_report(cli, masks, tmp_path):
@@ -144,7 +136,7 @@ def test_missing_file(cli, masks, tmp_path):
         "--out",
         tmp_path / "o",
     )
-    assert_one_line_error(code, err, "nope.nii.gz", "does not exist")
+    one_line_error(code, err, "nope.nii.gz", "does not exist")
 
 
 def test_unreadable_file(cli, masks, tmp_path):
@@ -153,7 +145,7 @@ def test_unreadable_file(cli, masks, tmp_path):
     code, _, err = cli(
         "margin", "--tumor", masks["tumor"], "--ablation", broken, "--out", tmp_path / "o"
     )
-    assert_one_line_error(code, err, "broken.nii.gz", "cannot read")
+    one_line_error(code, err, "broken.nii.gz", "cannot read")
 
 
 def test_2d_input(cli, masks, tmp_path):
@@ -163,7 +155,7 @@ def test_2d_input(cli, masks, tmp_path):
     code, _, err = cli(
         "margin", "--tumor", path, "--ablation", masks["ablation"], "--out", tmp_path / "o"
     )
-    assert_one_line_error(code, err, "flat.nii.gz", "3D")
+    one_line_error(code, err, "flat.nii.gz", "3D")
 
 
 def test_empty_mask(cli, masks, tmp_path):
@@ -173,7 +165,7 @@ def test_empty_mask(cli, masks, tmp_path):
     code, _, err = cli(
         "margin", "--tumor", masks["tumor"], "--ablation", path, "--out", tmp_path / "o"
     )
-    assert_one_line_error(code, err, "empty.nii.gz", "empty")
+    one_line_error(code, err, "empty.nii.gz", "empty")
 
 
 def test_masks_not_overlapping(cli, masks, tmp_path):
@@ -183,7 +175,7 @@ def test_masks_not_overlapping(cli, masks, tmp_path):
     code, _, err = cli(
         "margin", "--tumor", path, "--ablation", masks["ablation"], "--out", tmp_path / "o"
     )
-    assert_one_line_error(code, err, "far.nii.gz", "does not overlap")
+    one_line_error(code, err, "far.nii.gz", "does not overlap")
 
 
 def pair_args(masks, **override):
@@ -208,12 +200,12 @@ def test_mask_not_overlapping_its_image(cli, masks, tmp_path):
     path = tmp_path / "far_tumor.nii.gz"
     sitk.WriteImage(far, str(path))
     code, _, err = cli(*pair_args(masks, **{"--tumor": path}), "--out", tmp_path / "o")
-    assert_one_line_error(code, err, "far_tumor.nii.gz", "does not overlap")
+    one_line_error(code, err, "far_tumor.nii.gz", "does not overlap")
 
 
 def test_incomplete_pair_options(cli, masks, tmp_path):
     code, _, err = cli(*pair_args(masks, **{"--liver-post": None}), "--out", tmp_path / "o")
-    assert_one_line_error(code, err, "--liver-post")
+    one_line_error(code, err, "--liver-post")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
@@ -232,7 +224,7 @@ def test_bad_subcapsular_distance(cli, masks, tmp_path, value):
         "--out",
         tmp_path / "o",
     )
-    assert_one_line_error(code, err, "--subcapsular-mm", "finite distance >= 0")
+    one_line_error(code, err, "--subcapsular-mm", "finite distance >= 0")
 
 
 def test_subcapsular_distance_without_the_exclusion(cli, masks, tmp_path):
@@ -250,7 +242,7 @@ def test_subcapsular_distance_without_the_exclusion(cli, masks, tmp_path):
         "--out",
         tmp_path / "o",
     )
-    assert_one_line_error(code, err, "--subcapsular-mm", "only applies with --subcapsular")
+    one_line_error(code, err, "--subcapsular-mm", "only applies with --subcapsular")
     assert not (tmp_path / "o").exists()
 
 
@@ -261,7 +253,7 @@ def test_tumour_given_as_liver(cli, masks, tmp_path):
     code, _, err = cli(
         *pair_args(masks, **{"--liver-pre": liver, "--liver-post": liver}), "--out", tmp_path / "o"
     )
-    assert_one_line_error(code, err, "--liver-post", "no liver left for the registration")
+    one_line_error(code, err, "--liver-post", "no liver left for the registration")
 
 
 def test_bad_landmark_file(cli, masks, tmp_path):
@@ -270,7 +262,7 @@ def test_bad_landmark_file(cli, masks, tmp_path):
     code, _, err = cli(
         *pair_args(masks), "--landmarks-pre", bad, "--landmarks-post", bad, "--out", tmp_path / "o"
     )
-    assert_one_line_error(code, err, "points.csv", "id,x,y,z")
+    one_line_error(code, err, "points.csv", "id,x,y,z")
 
 
 def _series(folder, **kwargs):
@@ -283,14 +275,14 @@ def test_dicom_series_with_missing_slice(cli, masks, tmp_path):
     paths = _series(folder)
     paths[3].unlink()
     code, _, err = cli(*pair_args(masks, **{"--pre": folder}), "--out", tmp_path / "o")
-    assert_one_line_error(code, err, "missing", "missing slice")
+    one_line_error(code, err, "missing", "missing slice")
 
 
 def test_dicom_series_unevenly_spaced(cli, masks, tmp_path):
     folder = tmp_path / "uneven"
     _series(folder, slice_positions_mm=[0.0, 2.0, 4.0, 7.0, 9.0, 11.0])
     code, _, err = cli(*pair_args(masks, **{"--post": folder}), "--out", tmp_path / "o")
-    assert_one_line_error(code, err, "uneven", "unevenly spaced")
+    one_line_error(code, err, "uneven", "unevenly spaced")
 
 
 def test_dicom_folder_with_several_series(cli, masks, tmp_path):
@@ -298,6 +290,6 @@ def test_dicom_folder_with_several_series(cli, masks, tmp_path):
     _series(folder, series_uid="1.2.826.0.1.3680043.8.498.11", prefix="a")
     _series(folder, series_uid="1.2.826.0.1.3680043.8.498.22", prefix="b")
     code, _, err = cli(*pair_args(masks, **{"--pre": folder}), "--out", tmp_path / "o")
-    assert_one_line_error(
+    one_line_error(
         code, err, "2 DICOM series", "1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.22"
     )

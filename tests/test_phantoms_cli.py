@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cli_helpers import one_line_error
 from hepanav import DISCLAIMER
 from hepanav.imaging import dice, read_image, resample_labels_like
 from hepanav.phantoms.schema import AblationCase
@@ -32,15 +33,6 @@ def small_ct(tmp_path):
         write(np.zeros_like(liver), tmp_path / "empty.nii.gz"),
         write(liver, tmp_path / "far.nii.gz", origin=(500.0, 500.0, 500.0)),
     )
-
-
-def one_line_error(code, err, *fragments):
-    assert code == 2
-    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0]
 
 
 @pytest.mark.slow

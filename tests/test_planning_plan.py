@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cli_helpers import one_line_error
 from hepanav.phantoms.planning import TORSO_LABELS, make_planning_case, make_torso, place_tumor
 from hepanav.planning.devices import load_device
 from hepanav.planning.planner import align_inputs, plan
@@ -164,13 +165,6 @@ def test_cli_plan_writes_plan_markups_and_report(cli, torso_files, tmp_path):
     assert "Not a medical device" in html and "data:image/png;base64" in html
 
 
-def _one_line_error(code, err):
-    assert code == 2
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1 and lines[0].startswith("error: ")
-    return lines[0]
-
-
 def _plan_cli(cli, f, out, *extra, tumor=None, labels=None):
     """``hepanav plan`` on the torso files, with the tumour/labels/options replaced."""
     return cli(
@@ -197,7 +191,7 @@ def _plan_cli(cli, f, out, *extra, tumor=None, labels=None):
 )
 def test_cli_bad_option(cli, torso_files, tmp_path, option, value, expected):
     code, _, err = _plan_cli(cli, torso_files, tmp_path, option, value)
-    assert expected in _one_line_error(code, err)
+    assert expected in one_line_error(code, err)
 
 
 def test_cli_empty_label_map(cli, torso_files, tmp_path):
@@ -206,7 +200,7 @@ def test_cli_empty_label_map(cli, torso_files, tmp_path):
     empty = empty * 0
     sitk.WriteImage(empty, str(tmp_path / "empty.nii.gz"))
     code, _, err = _plan_cli(cli, f, tmp_path, labels=tmp_path / "empty.nii.gz")
-    assert "label map is empty" in _one_line_error(code, err)
+    assert "label map is empty" in one_line_error(code, err)
 
 
 @pytest.mark.parametrize(
@@ -222,7 +216,7 @@ def test_cli_labels_that_are_not_label_ids(
     labels = sitk.Cast(sitk.ReadImage(str(torso_files / "labels.nii.gz")), pixel) * sign + shift
     sitk.WriteImage(labels, str(tmp_path / "bad_labels.nii.gz"))
     code, _, err = _plan_cli(cli, torso_files, tmp_path, labels=tmp_path / "bad_labels.nii.gz")
-    assert expected in _one_line_error(code, err)
+    assert expected in one_line_error(code, err)
 
 
 def test_float_label_ids_are_accepted_as_uint16(torso_case):
@@ -245,7 +239,7 @@ def test_cli_tumour_outside_the_liver(cli, torso_files, tmp_path, torso_case):
     image.CopyInformation(torso_case.ct)
     sitk.WriteImage(image, str(tmp_path / "stomach_tumor.nii.gz"))
     code, _, err = _plan_cli(cli, f, tmp_path, tumor=tmp_path / "stomach_tumor.nii.gz")
-    assert "tumour lies outside the liver" in _one_line_error(code, err)
+    assert "tumour lies outside the liver" in one_line_error(code, err)
 
 
 def test_cli_labels_not_overlapping_the_ct(cli, torso_files, tmp_path):
@@ -254,7 +248,7 @@ def test_cli_labels_not_overlapping_the_ct(cli, torso_files, tmp_path):
     labels.SetOrigin((5000.0, 5000.0, 5000.0))
     sitk.WriteImage(labels, str(tmp_path / "far.nii.gz"))
     code, _, err = _plan_cli(cli, f, tmp_path, labels=tmp_path / "far.nii.gz")
-    assert "does not overlap" in _one_line_error(code, err)
+    assert "does not overlap" in one_line_error(code, err)
 
 
 def test_labels_on_another_grid_are_resampled_in_physical_space(torso_case):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli_helpers import one_line_error
 from hepanav import DISCLAIMER
 from hepanav.registry.cohort import CohortEffects, generate_cohort, published_net_comparison
 from registry_helpers import (  # noqa: F401
@@ -17,13 +18,6 @@ from registry_helpers import (  # noqa: F401
     postgres_server,
     write_csv,
 )
-
-
-def _one_line_error(code: int, err: str) -> str:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def test_published_comparison_through_the_cli(cli, db_url, tmp_path):  # noqa: F811
@@ -143,7 +137,7 @@ def sqlite_registry(cli, tmp_path):
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(cli, sqlite_registry, args, message):
-    line = _one_line_error(*cli(*args, "--db", sqlite_registry)[::2])
+    line = one_line_error(*cli(*args, "--db", sqlite_registry)[::2])
     assert message in line
 
 
@@ -154,33 +148,33 @@ def test_bad_rows_and_identifiers_give_one_line(cli, sqlite_registry, tmp_path):
     code, _, err = cli(
         "registry", "import", write_csv(tmp_path / "b.csv", rows), "--db", sqlite_registry
     )
-    line = _one_line_error(code, err)
+    line = one_line_error(code, err)
     assert "nothing imported: 2 bad row(s)" in line
     assert "row 2 margin_status" in line and "row 4 icg_used" in line
     frame = pd.DataFrame(outcome_rows(1, 1)).assign(surname="Smith")
     code, _, err = cli(
         "registry", "import", write_csv(tmp_path / "i.csv", frame), "--db", sqlite_registry
     )
-    assert "look like direct identifiers" in _one_line_error(code, err)
+    assert "look like direct identifiers" in one_line_error(code, err)
 
 
 def test_database_problems_give_one_line(cli, tmp_path):
     empty = f"sqlite:///{tmp_path / 'empty.sqlite'}"
     code, _, err = cli("registry", "report", "--out", tmp_path / "r", "--db", empty)
-    assert "run `hepanav registry init` first" in _one_line_error(code, err)
+    assert "run `hepanav registry init` first" in one_line_error(code, err)
     code, _, err = cli("registry", "init", "--db", "oracle://x@y/z")
-    assert "unsupported database" in _one_line_error(code, err)
+    assert "unsupported database" in one_line_error(code, err)
     (tmp_path / "a_file").write_text("")
     code, _, err = cli("registry", "init", "--db", f"sqlite:///{tmp_path}/a_file/r.sqlite")
-    assert _one_line_error(code, err).startswith("error: --db: cannot create the folder")
+    assert one_line_error(code, err).startswith("error: --db: cannot create the folder")
     (tmp_path / "notes.sqlite").write_text("not a database\n")
     for command in (("registry", "init"), ("registry", "report", "--out", tmp_path / "r")):
         code, _, err = cli(*command, "--db", f"sqlite:///{tmp_path / 'notes.sqlite'}")
-        assert _one_line_error(code, err) == (
+        assert one_line_error(code, err) == (
             "error: --db: cannot open the database (file is not a database)"
         )
     code, _, err = cli("registry", "init", "--db", "postgresql://nobody@127.0.0.1:1/none")
-    assert _one_line_error(code, err).startswith("error: --db: cannot open the database")
+    assert one_line_error(code, err).startswith("error: --db: cannot open the database")
     code, _, err = cli(
         "registry",
         "report",
@@ -189,7 +183,7 @@ def test_database_problems_give_one_line(cli, tmp_path):
         "--db",
         "postgresql://nobody@127.0.0.1:1/none",
     )
-    assert _one_line_error(code, err).startswith("error: --db: cannot open the database")
+    assert one_line_error(code, err).startswith("error: --db: cannot open the database")
 
 
 def _margin_json(path, mam=-1.5, cov5=0.82, cov6=0.74, category="incomplete"):
@@ -242,16 +236,16 @@ def test_import_margin_json_onto_an_ablated_lesion(cli, sqlite_registry, tmp_pat
 
     resection = ("--patient-id", "P1", "--procedure-id", "S1", "--lesion-id", "L2")
     code, _, err = cli("registry", "import-margin", margin, *resection, "--db", db)
-    assert "is a resection, not an ablation" in _one_line_error(code, err)
+    assert "is a resection, not an ablation" in one_line_error(code, err)
     unknown = ("--patient-id", "P9", "--procedure-id", "A1", "--lesion-id", "L1")
     code, _, err = cli("registry", "import-margin", margin, *unknown, "--db", db)
-    assert "no such lesion treatment" in _one_line_error(code, err)
+    assert "no such lesion treatment" in one_line_error(code, err)
     bad = _margin_json(tmp_path / "bad.json", cov6=1.7)
     code, _, err = cli("registry", "import-margin", bad, *ids, "--db", db)
-    assert "shell_coverage_6mm" in _one_line_error(code, err)
+    assert "shell_coverage_6mm" in one_line_error(code, err)
     (tmp_path / "junk.json").write_text("{not json")
     code, _, err = cli("registry", "import-margin", tmp_path / "junk.json", *ids, "--db", db)
-    assert "not JSON" in _one_line_error(code, err)
+    assert "not JSON" in one_line_error(code, err)
 
 
 def test_every_bad_row_is_written_with_errors_out(cli, sqlite_registry, tmp_path):
@@ -261,7 +255,7 @@ def test_every_bad_row_is_written_with_errors_out(cli, sqlite_registry, tmp_path
     csv = write_csv(tmp_path / "bad.csv", rows)
     report = tmp_path / "errors.csv"
     code, _, err = cli("registry", "import", csv, "--errors-out", report, "--db", sqlite_registry)
-    line = _one_line_error(code, err)
+    line = one_line_error(code, err)
     assert "nothing imported: 80 bad row(s)" in line and "... and 30 more" in line
     errors = pd.read_csv(report)
     assert list(errors["row"]) == list(range(2, 82))

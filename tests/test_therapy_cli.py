@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from cli_helpers import one_line_error
 from hepanav import DISCLAIMER
 from hepanav.therapy.schema import TherapyReport
 
@@ -135,17 +136,11 @@ BAD_CASES = [
 ]
 
 
-def assert_one_line_error(code, err, expected):
-    assert code == 2
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert expected in err
-
-
 @pytest.mark.parametrize("data,expected", BAD_CASES)
 def test_bad_case_is_one_line_exit_2(cli, tmp_path, data, expected):
     case = write_case(tmp_path, data)
     code, _, err = cli("therapy", case, "--out", tmp_path / "o")
-    assert_one_line_error(code, err, expected)
+    one_line_error(code, err, expected)
     assert str(case) in err
     assert not (tmp_path / "o" / "therapy.json").exists()
 
@@ -163,7 +158,7 @@ def test_bad_case_is_one_line_exit_2(cli, tmp_path, data, expected):
 )
 def test_bad_dose_is_one_line_exit_2(cli, args, expected):
     code, _, err = cli("therapy", "dose", *args)
-    assert_one_line_error(code, err, expected)
+    one_line_error(code, err, expected)
 
 
 def test_bad_rule_file_names_file_and_rule(cli, tmp_path):
@@ -187,7 +182,7 @@ def test_bad_rule_file_names_file_and_rule(cli, tmp_path):
     code, _, err = cli(
         "therapy", write_case(tmp_path, CASE), "--out", tmp_path / "o", "--rules", rules
     )
-    assert_one_line_error(code, err, "rule 'MY-01'")
+    one_line_error(code, err, "rule 'MY-01'")
     assert str(rules) in err and "unknown field 'lung_shunt'" in err
 
 
@@ -195,19 +190,19 @@ def test_case_file_not_utf8(cli, tmp_path):
     case = tmp_path / "case.yaml"
     case.write_bytes(b"\xff\xfe\x00p")
     code, _, err = cli("therapy", case, "--out", tmp_path / "o")
-    assert_one_line_error(code, err, "not UTF-8")
+    one_line_error(code, err, "not UTF-8")
 
 
 def test_out_is_a_file(cli, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     code, _, err = cli("therapy", write_case(tmp_path, CASE), "--out", blocker)
-    assert_one_line_error(code, err, f"{blocker}: File exists")
+    one_line_error(code, err, f"{blocker}: File exists")
 
 
 def test_missing_case_file(cli, tmp_path):
     code, _, err = cli("therapy", tmp_path / "nope.yaml", "--out", tmp_path / "o")
-    assert_one_line_error(code, err, "cannot read case file")
+    one_line_error(code, err, "cannot read case file")
 
 
 def test_demo_writes_reports(tmp_path):

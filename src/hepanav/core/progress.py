@@ -12,6 +12,8 @@ def progress(disable: bool = False) -> Progress:
     """A ``rich.progress.Progress`` for the CLI: description, bar, elapsed time.
 
     Use as ``with progress() as p: task = p.add_task("Registering", total=3)``.
+    Shown only when stderr is a terminal, so logs, pipes and CI keep the one-line
+    ``error:`` contract and no bar fragments.
     """
     return Progress(
         SpinnerColumn(),
@@ -19,6 +21,6 @@ def progress(disable: bool = False) -> Progress:
         BarColumn(),
         TimeElapsedColumn(),
         console=_stderr,
-        disable=disable,
+        disable=disable or not _stderr.is_terminal,
         transient=False,
     )

@@ -64,7 +64,6 @@ def margin(
     --liver-pre --liver-post [--landmarks-pre --landmarks-post]). Writes
     OUT/margin.json, OUT/report.html and OUT/margin_map.nii.gz.
     """
-    import sys
 
     from hepanav import DISCLAIMER
     from hepanav.core.errors import InputError
@@ -99,7 +98,7 @@ def margin(
     }
     inputs.check()
     # The bar is for people at a terminal; logs and pipes get the result lines only.
-    with progress(disable=not sys.stderr.isatty()) as bar:
+    with progress() as bar:
         task = bar.add_task(labels["read"], total=len(STEPS))
         seen: list[str] = []
 
