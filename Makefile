@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-output
 
-.PHONY: demo test lint bench env lock clean
+.PHONY: demo test lint bench env lock clean sysdeps
 
 env: $(STAMP)
 
@@ -23,7 +23,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-test: lint
+# Debian programs the tests talk to (Orthanc + DICOMweb, dciodvfy, Chromium), installed when missing.
+sysdeps:
+	@bash scripts/system-deps.sh
+
+test: lint sysdeps
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 bench: $(STAMP)

@@ -24,7 +24,17 @@ from hepanav.core.errors import HepaNavError
 from hepanav.core.validation import first_error
 
 # Order is the order of `hepanav --help`.
-CAPABILITIES = ("phantoms", "margin", "fluorescence", "planning", "registry", "therapy")
+CAPABILITIES = (
+    "phantoms",
+    "segmentation",
+    "margin",
+    "fluorescence",
+    "planning",
+    "registry",
+    "therapy",
+    "dicom",
+    "web",
+)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,1 @@
+"""DICOM objects in and out: SEG/SR/SC export, PACS query/retrieve/store, pseudonymisation."""

@@ -1,0 +1,1 @@
+"""Semi-automatic segmentation from a seed click: tumour, ablation zone, liver."""

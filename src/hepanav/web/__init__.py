@@ -1,0 +1,1 @@
+"""HepaNav as a web application (FastAPI): worklist, workflows, jobs, viewer."""
