@@ -117,20 +117,44 @@ def _orthogonalise(image, matrix, origin, is_label, default_value, source):
     to_index = sitk.AffineTransform(3)
     to_index.SetMatrix(inverse.flatten().tolist())
     to_index.SetTranslation((-inverse @ origin).tolist())
-    out = sitk.Resample(
-        image,
-        reference,
-        to_index,
-        sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear,
-        default_value,
-        image.GetPixelID() if is_label else sitk.sitkFloat32,
-    )
+    if is_label:
+        out = _labels_by_fraction(image, reference, to_index)
+    else:
+        out = sitk.Resample(
+            image, reference, to_index, sitk.sitkLinear, default_value, sitk.sitkFloat32
+        )
     note = (
         f"sheared grid ({angle:.1f} degrees between axes) resampled onto an orthogonal "
         f"grid in physical space ({'x'.join(map(str, size))} voxels, "
         f"{'/'.join(f'{s:.3g}' for s in spacing)} mm)"
     )
     return out, [note]
+
+
+def _labels_by_fraction(image, reference, transform) -> sitk.Image:
+    """Each label's fraction resampled linearly; a voxel takes the label covering >= half.
+
+    Keeps mask surfaces in place (nearest neighbour moves them by up to half a voxel).
+    """
+    array = sitk.GetArrayViewFromImage(image)
+    labels = [v for v in np.unique(array).tolist() if v != 0]
+    out = np.zeros(reference.GetSize()[::-1], dtype=np.float32)
+    best = np.zeros_like(out)
+    if len(labels) > 64:
+        nearest = sitk.Resample(image, reference, transform, sitk.sitkNearestNeighbor, 0.0)
+        return nearest
+    for value in labels:
+        indicator = sitk.GetImageFromArray((array == value).astype(np.float32))
+        indicator.CopyInformation(image)
+        fraction = sitk.GetArrayFromImage(
+            sitk.Resample(indicator, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        )
+        take = (fraction >= 0.5) & (fraction > best)
+        out[take] = value
+        best = np.maximum(best, fraction)
+    result = sitk.GetImageFromArray(out.astype(array.dtype) if array.dtype.kind in "iub" else out)
+    result.CopyInformation(reference)
+    return result
 
 
 def index_affine(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:

@@ -581,9 +581,38 @@ def _regularise(
         raise InputError(
             "regularising this series would need an unreasonably large grid", frames[0].file.parent
         )
-    fill = 0.0 if is_label else float(volume.min())
-    order = 0 if is_label else 1
-    out = np.empty((nz_out, ny_out, nx_out), dtype=np.float32)
+    if is_label:
+        out = _regularise_labels(
+            volume,
+            lambda v: _resample_stack(
+                v, s, offsets, dz, (dx, dy), (v_lo, u_lo), (nz_out, ny_out, nx_out), 0.0
+            ),
+        )
+    else:
+        out = _resample_stack(
+            volume,
+            s,
+            offsets,
+            dz,
+            (dx, dy),
+            (v_lo, u_lo),
+            (nz_out, ny_out, nx_out),
+            float(volume.min()),
+        )
+    image = sitk.GetImageFromArray(out)
+    image.SetSpacing((dx, dy, dz))
+    origin = frames[0].position + u_lo * row + v_lo * col
+    image.SetOrigin(origin.tolist())
+    image.SetDirection(np.stack([row, col, normal], axis=1).flatten().tolist())
+    return image
+
+
+def _resample_stack(volume, s, offsets, dz, pixel, low, shape, fill) -> np.ndarray:
+    """Linear interpolation in plane (shift per slice) and between the two nearest slices."""
+    dx, dy = pixel
+    v_lo, u_lo = low
+    nz_out, ny_out, nx_out = shape
+    out = np.empty(shape, dtype=np.float32)
     cache: dict[int, np.ndarray] = {}
 
     def shifted(k: int) -> np.ndarray:
@@ -591,11 +620,11 @@ def _regularise(
             if len(cache) > 4:
                 cache.clear()
             cache[k] = ndimage.affine_transform(
-                volume[k],
+                volume[k].astype(np.float64),
                 np.ones(2),
                 offset=((v_lo - offsets[k, 1]) / dy, (u_lo - offsets[k, 0]) / dx),
                 output_shape=(ny_out, nx_out),
-                order=order,
+                order=1,
                 cval=fill,
             )
         return cache[k]
@@ -605,20 +634,38 @@ def _regularise(
         k1 = int(np.clip(np.searchsorted(s, target, side="right"), 1, len(s) - 1))
         k0 = k1 - 1
         w = float(np.clip((target - s[k0]) / (s[k1] - s[k0]), 0.0, 1.0))
-        if is_label:
-            out[m] = shifted(k1 if w >= 0.5 else k0)
-        elif w <= 1e-9:
+        if w <= 1e-9:
             out[m] = shifted(k0)
         elif w >= 1 - 1e-9:
             out[m] = shifted(k1)
         else:
             out[m] = (1 - w) * shifted(k0) + w * shifted(k1)
-    image = sitk.GetImageFromArray(out)
-    image.SetSpacing((dx, dy, dz))
-    origin = frames[0].position + u_lo * row + v_lo * col
-    image.SetOrigin(origin.tolist())
-    image.SetDirection(np.stack([row, col, normal], axis=1).flatten().tolist())
-    return image
+    return out
+
+
+def _regularise_labels(volume: np.ndarray, resample) -> np.ndarray:
+    """Labels resampled as fractions: each voxel takes the label covering >= half of it.
+
+    Nearest-neighbour would move a mask's surface by up to half a voxel; the
+    fraction of each label, interpolated linearly and cut at 0.5, keeps it in place
+    (the same rule as :func:`hepanav.imaging.resample.resample_mask_like`).
+    """
+    labels = [v for v in np.unique(volume).tolist() if v != 0]
+    if len(labels) > 64:
+        raise InputError("a label map with more than 64 labels cannot be regularised", "labels")
+    out = None
+    best = None
+    for value in labels:
+        fraction = resample((volume == value).astype(np.float32))
+        if out is None:
+            out = np.zeros(fraction.shape, dtype=np.float32)
+            best = np.zeros(fraction.shape, dtype=np.float32)
+        take = (fraction >= 0.5) & (fraction > best)
+        out[take] = value
+        best = np.maximum(best, fraction)
+    if out is None:
+        out = resample(np.zeros_like(volume, dtype=np.float32))
+    return out
 
 
 def _names(frames: list[Frame]) -> str:

@@ -112,7 +112,7 @@ def load_image(
     require_regular_input(path)
     suffix = _suffix(path)
     if path.is_dir() or suffix == ".dcm":
-        image, record = read_dicom_path(path, series=series, role=role)
+        image, record = read_dicom_path(path, series=series, role=role, is_label=is_label)
     else:
         if suffix not in IMAGE_SUFFIXES:
             raise InputError(
