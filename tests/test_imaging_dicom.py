@@ -1,4 +1,4 @@
-"""DICOM series read right or refused: tilt, scouts, duplicates, variable pitch, slopes, Enhanced CT."""
+"""DICOM series read right or refused: tilt, scouts, duplicates, pitch, slopes, Enhanced CT."""
 
 from __future__ import annotations
 
