@@ -10,11 +10,11 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from web_helpers import PASSWORD, make_users
 
 from hepanav.web.app import create_app
 from hepanav.web.models import AuditEvent, User
 from hepanav.web.settings import WebSettings
+from web_helpers import PASSWORD, make_users
 
 PUBLIC = {"/login", "/health"}
 

@@ -74,8 +74,10 @@ def run_cli_steps(
     if result.is_dir():
         _write_progress(root, step=len(steps), of=len(steps), label="done", state="done")
         return {"result": str(result), "reused": True}
+    # Working folders of earlier attempts (a crash) are dropped: only a whole result counts.
+    for stale in root.glob(".work-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     work = root / f".work-{attempt}"
-    shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     with open(root / LOG, "a", encoding="utf-8") as log:
         for index, (label, argv) in enumerate(steps):

@@ -110,12 +110,12 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         with Session(engine) as db:
             yield db
 
-    def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(
             request,
             name,
             {"user": getattr(request.state, "user", None), "csrf": _csrf(request), **context},
-            status_code=status,
+            status_code=code,
         )
 
     def _csrf(request: Request) -> str:
@@ -187,7 +187,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         message = " ".join(str(exc).split())
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": message}, status_code=400)
-        return page(request, "error.html.j2", status=400, message=message)
+        return page(request, "error.html.j2", code=400, message=message)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -195,7 +195,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             "accept", ""
         ):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-        return page(request, "error.html.j2", status=exc.status_code, message=str(exc.detail))
+        return page(request, "error.html.j2", code=exc.status_code, message=str(exc.detail))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
@@ -203,7 +203,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         message = "internal error; the server log has the details"
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": message}, status_code=500)
-        return page(request, "error.html.j2", status=500, message=message)
+        return page(request, "error.html.j2", code=500, message=message)
 
     # ------------------------------------------------------------ public
     @app.get("/health", tags=["system"])
@@ -227,7 +227,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         if limiter.blocked(username, client):
             security.audit(db, username[:64], "login", outcome="rate-limited")
             return page(
-                request, "login.html.j2", status=429, message="too many failed logins; wait"
+                request, "login.html.j2", code=429, message="too many failed logins; wait"
             )
         user = db.scalar(select(User).where(User.username == username))
         if user is None or not user.active or not security.verify_password(
@@ -235,7 +235,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         ):
             limiter.failed(username, client)
             security.audit(db, username[:64], "login", outcome="failed")
-            return page(request, "login.html.j2", status=401, message="wrong user name or password")
+            return page(request, "login.html.j2", code=401, message="wrong user name or password")
         limiter.succeeded(username, client)
         token, _ = security.open_session(db, user)
         security.audit(db, user.username, "login")
@@ -423,7 +423,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         except InputError as exc:
             # Keep what was typed, say what is wrong (one message, no traceback).
             audit(request, "run", "therapy", "refused")
-            return page(request, "therapy.html.j2", status=400, report=None,
+            return page(request, "therapy.html.j2", code=400, report=None,
                         case_text=case_text, message=" ".join(str(exc).split()))
         audit(request, "run", "therapy")
         return page(request, "therapy.html.j2", report=report, case_text=case_text)
