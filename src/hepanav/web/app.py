@@ -331,6 +331,56 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         audit(request, "run", f"job:{job_id}:margin:case:{case_id}")
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
+    @app.get("/cases/{case_id}/plan", response_class=HTMLResponse, tags=["planning"])
+    def plan_page(request: Request, case_id: str, _: User = Depends(require(*CAN_RUN_IMAGING))):
+        """Planning workflow: planning CT, tumour, margin, device, risk structures."""
+        from hepanav.planning.devices import builtin_devices
+
+        case = get_case(settings.cases_dir, case_id)
+        return page(request, "plan.html.j2", case=case, devices=sorted(builtin_devices()))
+
+    @app.post("/cases/{case_id}/plan", tags=["planning"], dependencies=[Depends(require_csrf)])
+    def plan_run(
+        request: Request,
+        case_id: str,
+        ct: str = Form(...),
+        tumor: str = Form(...),
+        labels: str = Form(""),
+        margin_mm: float = Form(5.0),
+        device: str = Form(...),
+        user: User = Depends(require(*CAN_RUN_IMAGING)),
+    ):
+        """Start a planning job; redirects to the job page."""
+        from hepanav.web.workflows import plan_steps
+
+        case = get_case(settings.cases_dir, case_id)
+        steps = plan_steps(case, ct=ct, tumor=tumor, labels=labels or None,
+                           margin_mm=margin_mm, device=device)
+        job_id = request.app.state.jobs.create(
+            "plan", case_id, steps, {"ct": ct, "tumor": tumor}, user.username
+        )
+        audit(request, "run", f"job:{job_id}:plan:case:{case_id}")
+        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+    @app.post("/jobs/{job_id}/placement", tags=["planning"], dependencies=[Depends(require_csrf)])
+    def placement_run(request: Request, job_id: int, control_ct: str = Form(...),
+                      db: Session = Depends(db_session),
+                      user: User = Depends(require(*CAN_RUN_IMAGING))):
+        """Check needle placement on a control CT against a finished plan."""
+        from hepanav.web.workflows import placement_steps
+
+        job = _job(db, job_id)
+        plan_json = request.app.state.jobs.job_dir(job_id) / "result" / "plan" / "plan.json"
+        if job.kind != "plan" or job.state != "done" or not plan_json.is_file():
+            raise InputError("needs a finished plan", f"job {job_id}")
+        case = get_case(settings.cases_dir, job.case_id)
+        steps = placement_steps(case, plan_json=plan_json, control_ct=control_ct)
+        new_id = request.app.state.jobs.create(
+            "placement", job.case_id, steps, {"plan_job": job_id, "ct": control_ct}, user.username
+        )
+        audit(request, "run", f"job:{new_id}:placement:plan:{job_id}")
+        return RedirectResponse(f"/jobs/{new_id}", status_code=303)
+
     # -------------------------------------------------------------- jobs
     def _job(db: Session, job_id: int) -> Job:
         job = db.get(Job, job_id)
@@ -345,8 +395,19 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         status = request.app.state.jobs.status(job_id) if request.app.state.jobs else {}
         result = _result_summary(request.app.state.jobs.job_dir(job_id)) if job.state == "done" \
             else None
+        case = get_case(settings.cases_dir, job.case_id) if job.case_id else None
         audit(request, "view", f"job:{job_id}")
-        return page(request, "job.html.j2", job=job, status=status, result=result)
+        return page(request, "job.html.j2", job=job, status=status, result=result, case=case)
+
+    @app.get("/api/jobs/{job_id}/needles", tags=["planning"])
+    def plan_needles(request: Request, job_id: int, _: User = Depends(require(*CAN_VIEW_CASES))):
+        """The plan's needles as a NiiVue connectome (RAS mm) for the 3D view."""
+        from hepanav.web.workflows import needles_connectome
+
+        path = request.app.state.jobs.job_dir(job_id) / "result" / "plan" / "plan.json"
+        if not path.is_file():
+            raise HTTPException(404, "no finished plan for this job")
+        return needles_connectome(json.loads(path.read_text()))
 
     @app.get("/api/jobs/{job_id}", tags=["jobs"])
     def job_status(request: Request, job_id: int, _: User = Depends(require(*CAN_VIEW_CASES))):
@@ -503,6 +564,10 @@ def _result_summary(job_dir: Path) -> dict[str, Any] | None:
         data = json.loads(candidate.read_text())
         rel = candidate.parent.relative_to(result).as_posix()
         return {"kind": "margin", "data": data, "folder": rel}
+    for candidate in sorted(result.rglob("plan.json")):
+        data = json.loads(candidate.read_text())
+        rel = candidate.parent.relative_to(result).as_posix()
+        return {"kind": "plan", "data": data, "folder": rel}
     for candidate in sorted(result.rglob("report.html")):
         return {"kind": "report", "folder": candidate.parent.relative_to(result).as_posix()}
     return None

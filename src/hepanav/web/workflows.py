@@ -150,3 +150,71 @@ def registry_import_file(path: Path, url: str | None) -> list[str]:
     finally:
         engine.dispose()
     return []
+
+
+def plan_steps(
+    case: Case, *, ct: str, tumor: str, labels: str | None, margin_mm: float, device: str
+) -> list[tuple[str, list[str]]]:
+    """Job steps for multi-probe planning on one case (``hepanav plan``).
+
+    Raises
+    ------
+    InputError
+        When a series is not in the case, the margin is not a finite number in 0-20 mm,
+        or the device is not a built-in one.
+    """
+    from hepanav.planning.devices import builtin_devices
+
+    if not (math.isfinite(margin_mm) and 0 <= margin_mm <= 20):
+        raise InputError("must be between 0 and 20 mm", "margin")
+    if device not in builtin_devices():
+        raise InputError(f"unknown device {device!r}", "device")
+    argv = ["plan", "--ct", str(series_path(case, ct)), "--tumor", str(series_path(case, tumor)),
+            "--margin", f"{margin_mm:g}", "--device", device, "--out", "{work}/plan"]
+    if labels:
+        argv += ["--labels", str(series_path(case, labels))]
+    return [("Planning needle trajectories", argv)]
+
+
+def placement_steps(
+    case: Case, *, plan_json: Path, control_ct: str
+) -> list[tuple[str, list[str]]]:
+    """Job steps for the placement check of a finished plan on a control CT."""
+    return [("Finding the needles on the control CT", [
+        "verify-placement", "--plan", str(plan_json),
+        "--control-ct", str(series_path(case, control_ct)), "--out", "{work}/placement"])]
+
+
+def needles_connectome(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan's needles as a NiiVue connectome (nodes = entry and tip, edges = needles).
+
+    NiiVue draws in RAS world millimetres: x and y of the LPS points are negated.
+    """
+    names, xs, ys, zs, colours, sizes = [], [], [], [], [], []
+    for needle in plan.get("needles", []):
+        for end, key in (("entry", "entry_lps_mm"), ("tip", "tip_lps_mm")):
+            x, y, z = needle[key]
+            names.append(f"N{needle['needle']} {end}")
+            xs.append(-x)
+            ys.append(-y)
+            zs.append(z)
+            colours.append(1 if end == "entry" else 2)
+            sizes.append(2 if end == "entry" else 3)
+    n = len(names)
+    edges = [[0.0] * n for _ in range(n)]
+    for i in range(0, n, 2):
+        edges[i][i + 1] = edges[i + 1][i] = 1.0
+    return {
+        "name": "needles",
+        "nodeColormap": "warm",
+        "nodeColormapNegative": "winter",
+        "nodeMinColor": 1,
+        "nodeMaxColor": 2,
+        "nodeScale": 2,
+        "edgeColormap": "warm",
+        "edgeMin": 0,
+        "edgeMax": 1,
+        "edgeScale": 1.5,
+        "nodes": {"names": names, "X": xs, "Y": ys, "Z": zs, "Color": colours, "Size": sizes},
+        "edges": [v for row in edges for v in row],
+    }

@@ -53,5 +53,15 @@
     return { nv, cursor: () => cursorOf(nv), moveTo: (lps) => moveTo(nv, lps) };
   }
 
-  window.HepaNavViewer = { linkedPair, overlay, fmt, ras2lps, lps2ras };
+  async function needles(canvasId, ctUrl, connectomeUrl) {
+    const nv = make(canvasId);
+    await load(nv, ctUrl);
+    const response = await fetch(connectomeUrl, { credentials: "same-origin" });
+    await nv.loadConnectome(await response.json());
+    nv.setSliceType(nv.sliceTypeRender);
+    nv.setClipPlane([0.2, 0, 90]);
+    return { nv, cursor: () => cursorOf(nv), moveTo: (lps) => moveTo(nv, lps) };
+  }
+
+  window.HepaNavViewer = { linkedPair, overlay, needles, fmt, ras2lps, lps2ras };
 })();
