@@ -30,6 +30,7 @@ WEBDATA ?= hepanav-data
 serve: $(STAMP) $(NIIVUE)
 	$(BIN)/python -m hepanav.web.demo --data-dir $(WEBDATA)
 	HEPANAV_WEB_COOKIE_SECURE=false HEPANAV_WEB_DATA_DIR=$(WEBDATA) \
+	HEPANAV_WEB_REGISTRY_DB=sqlite:///$(abspath $(WEBDATA))/registry.sqlite \
 	HEPANAV_WEB_DB=sqlite:///$(abspath $(WEBDATA))/web.sqlite $(BIN)/hepanav serve
 
 demo: $(STAMP)

@@ -28,6 +28,9 @@ def prepare(data_dir: Path, db: str) -> dict[str, str]:
     case = data_dir / "cases" / DEMO_CASE
     if not case.exists():
         subprocess.run([sys.executable, "-m", "hepanav", "phantom", "--out", str(case)], check=True)
+    registry = data_dir / "registry.sqlite"
+    if not registry.exists():
+        demo_registry(registry)
     created: dict[str, str] = {}
     with Session(make_web_engine(db)) as session:
         for role in ROLES:
@@ -37,6 +40,20 @@ def prepare(data_dir: Path, db: str) -> dict[str, str]:
                 create_user(session, name, password, role)
                 created[name] = password
     return created
+
+
+def demo_registry(database: Path, patients: int = 150) -> None:
+    """A registry filled with a generated cohort (no real patients), for the dashboard."""
+    from hepanav.registry.cohort import generate_cohort
+
+    url = f"sqlite:///{database.resolve()}"
+    templates = database.parent / "registry-templates"
+    paths = generate_cohort(patients, seed=2024).write(templates)
+    run = [sys.executable, "-m", "hepanav", "registry"]
+    subprocess.run([*run, "init", "--db", url], check=True, capture_output=True)
+    for kind in ("outcomes", "events", "complications"):
+        subprocess.run([*run, "import", str(paths[kind]), "--kind", kind, "--db", url],
+                       check=True, capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> None:
