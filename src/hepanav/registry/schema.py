@@ -271,8 +271,12 @@ class ClusteredResult(BaseModel):
 
     method: Literal["gee", "patient_level_exact_fallback", "not_estimable"]
     reason: str
+    estimable: bool = Field(
+        False, description="true only when the GEE gave the odds ratios in ``terms``"
+    )
     n_lesions: int
     n_patients: int
+    n_events: int = Field(0, description="the rarer outcome (R0 or R1/R2 lesions): EPV basis")
     reference_group: str | None = None
     terms: list[GeeTerm] = []
     working_correlation: float | None = Field(None, description="exchangeable correlation")
@@ -338,6 +342,26 @@ class CoxTerm(BaseModel):
     p_value: float
 
 
+class CoxModel(BaseModel):
+    """A Cox model with its n and events, or "not estimable" with the reason (no numbers).
+
+    Not estimable when: fewer than 10 events per covariate (Peduzzi, J Clin
+    Epidemiol 1995;48:1503-1510), a single patient in a group of a binary
+    covariate, monotone likelihood (complete separation: every event has the
+    largest or smallest covariate value of its risk set; Bryson & Johnson,
+    Biometrika 1981;68:573), no convergence, or a non-finite estimate.
+    """
+
+    model: str = Field(description="what was fitted, e.g. cause-specific Cox of LTP on MAM")
+    estimable: bool
+    reason: str
+    n: int = Field(description="units (lesions) in the model")
+    n_patients: int = Field(description="clusters for the robust (sandwich) variance")
+    events: int
+    covariates: list[str]
+    terms: list[CoxTerm] = Field([], description="empty unless estimable")
+
+
 class RateRow(BaseModel):
     """R0 rate of a stratum per lesion and per patient."""
 
@@ -369,7 +393,7 @@ class AuditReport(BaseModel):
     icg_comparison: MarginsResult | None = None
     incidence: IncidenceSummary | None = None
     overall_survival: SurvivalSummary | None = None
-    cox_local_progression: list[CoxTerm] = []
+    cox_local_progression: CoxModel | None = None
     complications: list[ComplicationCount]
 
 
