@@ -1,4 +1,12 @@
-"""Export registry tables to CSV in the import templates' columns (round-trips)."""
+"""Export registry tables to CSV/XLSX in the import templates' columns (round-trips).
+
+Text cells that a spreadsheet would run as a formula (starting with ``=``,
+``+``, ``-``, ``@``, tab or carriage return) are neutralised as the OWASP
+"CSV Injection" guidance says: prefixed with a single quote in CSV, and written
+as explicit string cells (never formulas) in XLSX. Numbers stay numbers (a
+negative MAM is not a formula); the importer removes the quote again, so
+exports re-import unchanged.
+"""
 
 from __future__ import annotations
 
@@ -34,18 +42,71 @@ def export_frame(engine: Engine, kind: str) -> pd.DataFrame:
     return frame
 
 
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value):
+    """A text cell a spreadsheet cannot execute: ``'=HYPERLINK(..)`` (OWASP CSV injection)."""
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
+def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every text (object) column of ``frame`` passed through :func:`neutralise_cell`."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(neutralise_cell)
+    return frame
+
+
+def write_xlsx_tables(tables: dict[str, pd.DataFrame], out: Path) -> Path:
+    """Write DataFrames as sheets of one workbook; text cells are strings, never formulas."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, frame in tables.items():
+        sheet = book.create_sheet(title=name[:31])
+        sheet.append([str(c) for c in frame.columns])
+        for row in frame.itertuples(index=False):
+            sheet.append([_xlsx_value(v) for v in row])
+        for cells in sheet.iter_rows(min_row=2):
+            for cell in cells:
+                if cell.data_type == "f":  # openpyxl reads "=..." as a formula
+                    cell.data_type = "s"
+                    cell.quotePrefix = True
+    with atomic_path(out) as tmp:
+        book.save(tmp)
+    return out
+
+
+def _xlsx_value(value):
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
 def _check_file_name(out: Path) -> None:
     if out.is_dir():
         raise InputError("is a folder; give a file name", out)
 
 
 def export_csv(engine: Engine, kind: str, out: str | Path) -> Path:
-    """Write a registry table as a template CSV (atomically); return the path."""
+    """Write a registry table as a template CSV or XLSX (atomically); return the path.
+
+    Formula-leading text cells are neutralised (see the module docstring).
+    """
     out = Path(out)
     _check_file_name(out)
     frame = export_frame(engine, kind)
+    if out.suffix.lower() == ".xlsx":
+        return write_xlsx_tables({kind: frame}, out)
     with atomic_path(out) as tmp:
-        frame.to_csv(tmp, index=False)
+        neutralise_frame(frame).to_csv(tmp, index=False)
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,11 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from hepanav.core import privacy
 from hepanav.core.errors import InputError
 from hepanav.registry import models
-from hepanav.registry.db import write_transaction
+from hepanav.registry.db import database_errors, run_with_retry, write_transaction
+from hepanav.registry.reading import decimal_commas, normalise_column, read_table
 from hepanav.registry.schema import (
     REQUIRED_COLUMNS,
     ROW_MODELS,
@@ -36,80 +38,56 @@ from hepanav.registry.schema import (
 CHUNK_ROWS = 5_000
 MAX_LISTED_ERRORS = 50
 
-# Column names that suggest a direct identifier (GDPR Art. 4(1) / HIPAA Safe Harbor
-# identifiers: names, record numbers, full dates of birth, addresses, contacts).
-_IDENTIFIER = re.compile(
-    r"(^|_)(name|names|surname|forename|firstname|lastname|initials|mrn|nhs|ssn|"
-    r"dob|birthdate|birthday|address|street|postcode|zip|zipcode|phone|telephone|"
-    r"email|mail|insurance|passport)(_|$)"
-    r"|record_?n(umbe)?r|hospital_?n(umbe)?r|patient_?n(umbe)?r|date_?of_?birth|"
-    r"birth_?date|social_?security|postal_?code"
-)
+__all__ = ["normalise_column", "import_file", "read_table"]
 
 
-def normalise_column(name: Any) -> str:
-    """``"Margin (mm)"`` -> ``"margin_mm"``: lower case, runs of non-alphanumerics -> ``_``."""
-    return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+def column_roles(kind: str) -> dict[str, tuple[str, ...]]:
+    """Columns of a template by type: dates, numbers, percentages, codes, ids."""
+    from hepanav.registry.schema import CODE_SETS, ID_COLUMNS
+
+    model = ROW_MODELS[kind]
+    dates, numbers = [], []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        args = set(typing.get_args(annotation)) | {annotation}
+        if dt.date in args or any(dt.date in typing.get_args(a) for a in args):
+            dates.append(name)
+        elif args & {float, int}:
+            numbers.append(name)
+    fields = set(model.model_fields)
+    return {
+        "dates": tuple(dates),
+        "numbers": tuple(numbers),
+        "percent": tuple(n for n in numbers if n.endswith("_pct")),
+        "codes": tuple(c for c in CODE_SETS if c in fields),
+        "ids": tuple(c for c in ID_COLUMNS if c in fields),
+    }
 
 
-def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """Read a CSV or XLSX file as strings; empty cells become ``None``.
+def screen_identifiers(kind: str, table, source: Path) -> None:
+    """Refuse cells that look like names, birth dates, phone or record numbers, e-mails.
 
-    Returns
-    -------
-    columns : list of str
-        Normalised header names.
-    records : list of dict
-        One dict per data row (spreadsheet row ``i + 2``).
+    The refusal names column and row, never the value (:mod:`hepanav.core.privacy`).
     """
-    if not path.is_file():
-        raise InputError("file not found", path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        elif suffix in (".xlsx", ".xlsm"):
-            frame = pd.read_excel(path, dtype=object, engine="openpyxl")
-        else:
-            raise InputError("expected a .csv or .xlsx file", path)
-    except InputError:
-        raise
-    except Exception as exc:  # pandas/openpyxl raise many types for a damaged file
-        raise InputError(f"cannot read the table ({type(exc).__name__}: {exc})", path) from None
-    columns = [normalise_column(c) for c in frame.columns]
-    frame.columns = columns
-    if suffix == ".csv":
-        # Vectorised clean-up (all cells are strings): strip; blank cells become None.
-        frame = frame.apply(lambda col: col.str.strip())
-        return columns, _records(frame.where(frame != ""))
-    records = [{k: _cell(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-    return columns, records
+    from hepanav.registry.schema import CODE_SETS
 
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float) and value != value:  # NaN from empty Excel cells
-        return None
-    if isinstance(value, dt.datetime):  # Excel dates arrive as datetimes at midnight
-        return value.date().isoformat()
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    ):
-        # Numbers become text as in a CSV, so numeric ids (patient 1001, lesion 1,
-        # segment 4) validate; Excel stores 4 as 4.0, hence no ".0".
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    if isinstance(value, str):
-        value = value.strip()
-        return value or None
-    return value
+    roles = column_roles(kind)
+    findings = privacy.screen_records(
+        table.records,
+        table.row_numbers,
+        code_sets={c: CODE_SETS[c] for c in roles["codes"]},
+        id_columns=roles["ids"],
+        date_columns=roles["dates"],
+        number_columns=roles["numbers"],
+    )
+    privacy.refuse_identifiers(findings, source)
 
 
 def check_columns(kind: str, columns: Sequence[str], source: Path) -> None:
     """Refuse identifier-like, unknown, duplicate or missing columns (one message for all)."""
     model = ROW_MODELS[kind]
     problems = []
-    identifiers = [c for c in columns if _IDENTIFIER.search(c)]
+    identifiers = [c for c in columns if privacy.identifier_column(c)]
     if identifiers:
         problems.append(
             f"columns {identifiers} look like direct identifiers (names, record numbers, "
@@ -129,8 +107,13 @@ def check_columns(kind: str, columns: Sequence[str], source: Path) -> None:
         raise InputError("nothing imported: " + "; ".join(problems), source)
 
 
-def validate_rows(kind: str, records: list[dict[str, Any]]) -> tuple[list, list[RowError]]:
-    """Validate all rows at once; return the models and every error (row, column, reason)."""
+def validate_rows(
+    kind: str, records: list[dict[str, Any]], row_numbers: Sequence[int] | None = None
+) -> tuple[list, list[RowError]]:
+    """Validate all rows at once; return the models and every error (row, column, reason).
+
+    ``row_numbers`` gives each record's spreadsheet row (default index + 2).
+    """
     adapter = TypeAdapter(list[ROW_MODELS[kind]])
     try:
         return adapter.validate_python(records), []
@@ -144,7 +127,9 @@ def validate_rows(kind: str, records: list[dict[str, Any]]) -> tuple[list, list[
             first_word = message.split(" ", 1)[0]
             column = str(loc[1]) if len(loc) > 1 else first_word
             column = column if column in fields else "row"
-            errors.append(RowError(row=int(loc[0]) + 2, column=column, reason=message))
+            index = int(loc[0])
+            row = row_numbers[index] if row_numbers is not None else index + 2
+            errors.append(RowError(row=row, column=column, reason=message))
         return [], errors
 
 
@@ -245,6 +230,11 @@ def _execute_chunk(conn, statement, chunk: list[dict]) -> None:
 def _insert(conn, table: Table, records: list[dict], skip_existing: bool = False) -> None:
     if not records:
         return
+    # Rows in primary-key order: two imports then take their row locks in the
+    # same order, so on PostgreSQL they queue instead of deadlocking.
+    key = [c.name for c in table.primary_key.columns if c.name in records[0]]
+    if key:
+        records = sorted(records, key=lambda r: tuple(str(r[k]) for k in key))
     statement = insert(table)
     if skip_existing:
         # Patients, lesions and procedures may already be in the registry (an
@@ -352,48 +342,69 @@ def import_file(engine: Engine, path: str | Path, kind: str = "outcomes") -> Imp
     path = Path(path)
     if kind not in ROW_MODELS:
         raise InputError(f"unknown kind {kind!r}; choose from {list(ROW_MODELS)}", "--kind")
-    columns, records = read_table(path)
-    check_columns(kind, columns, path)
-    if not records:
+    roles = column_roles(kind)
+    table = read_table(path, roles["dates"], roles["percent"])
+    check_columns(kind, table.columns, path)
+    if not table.records:
         raise InputError("nothing imported: the file has no data rows", path)
-    rows, errors = validate_rows(kind, records)
-    if not errors and kind == "outcomes":
-        errors = check_outcome_consistency(rows)
+    # Identifiers first: later messages may quote a cell, this one never does.
+    screen_identifiers(kind, table, path)
+    numbers = table.row_numbers
+    errors = [RowError(**e) for e in decimal_commas(table, roles["numbers"], path)]
     if errors:
         raise format_errors(errors, path)
+    rows, errors = validate_rows(kind, table.records, numbers)
+    if not errors and kind == "outcomes":
+        errors = _renumber(check_outcome_consistency(rows), numbers)
+    if errors:
+        raise format_errors(errors, path)
+    # The file's hash identifies it in the audit trail; its name (which may name
+    # a patient's folder) is not stored.
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    try:
+
+    def write() -> None:
         with write_transaction(engine) as conn:
             if kind == "outcomes":
                 _write_outcomes(conn, rows)
             else:
-                errors = _missing_parents(
+                missing = _missing_parents(
                     conn, rows, with_lesion=kind == "events", with_procedure=kind != "events"
                 )
-                if errors:
-                    raise format_errors(errors, path)
-                table = models.FollowUpEvent if kind == "events" else models.Complication
-                _insert(conn, table.__table__, [r.model_dump() for r in rows])
+                if missing:
+                    raise format_errors(_renumber(missing, numbers), path)
+                table_ = models.FollowUpEvent if kind == "events" else models.Complication
+                _insert(conn, table_.__table__, [r.model_dump() for r in rows])
             conn.execute(
                 insert(models.ImportBatch.__table__),
                 {
                     "kind": kind,
-                    "source": path.name[:255],
+                    "source": f"sha256:{sha256[:16]}",
                     "sha256": sha256,
                     "n_rows": len(rows),
                     "imported_at": dt.datetime.now(dt.UTC),
                 },
             )
+
+    try:
+        with database_errors(engine):
+            run_with_retry(write)
     except IntegrityError as exc:
-        detail = str(exc.orig).splitlines()[0]
+        detail = str(exc.orig).strip().splitlines()[0]
         raise InputError(
-            f"nothing imported: conflicts with the registry (already imported?): {detail}",
+            f"nothing imported: conflicts with the registry (already imported? use "
+            f"`registry import --upsert`): {detail}",
             path,
         ) from None
     return ImportSummary(
         kind=kind,
-        source=str(path),
+        source=path.name,
         rows=len(rows),
         patients=len({r.patient_id for r in rows}),
         sha256=sha256,
+        notes=table.notes,
     )
+
+
+def _renumber(errors: Sequence[RowError], numbers: Sequence[int]) -> list[RowError]:
+    """Map errors numbered index + 2 onto the spreadsheet rows (empty rows skipped)."""
+    return [e.model_copy(update={"row": numbers[e.row - 2]}) for e in errors]

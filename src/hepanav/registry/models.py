@@ -52,6 +52,36 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IS NULL OR {column} IN ({quoted})"
 
 
+def _range(column: str, low: float, high: float, low_open: bool = False) -> str:
+    # NaN and +-infinity fail this on both backends (PostgreSQL orders NaN above
+    # every number; SQLite compares infinities): finite, in-range values only.
+    op = ">" if low_open else ">="
+    return f"{column} IS NULL OR ({column} {op} {low:g} AND {column} <= {high:g})"
+
+
+# The ranges the import templates allow (schema.OutcomeRow); the database checks
+# them again as the second line of defence (Alembic 0002).
+RANGES: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "patients": {"year_of_birth": (1900, 2100, False)},
+    "primary_tumours": {"ki67_pct": (0, 100, False)},
+    "lesions": {"size_mm": (0, 400, True), "depth_mm": (0, 300, False)},
+    "procedures": {"ablation_power_w": (0, 1000, True), "ablation_time_min": (0, 600, True)},
+    "lesion_treatments": {
+        "margin_mm": (0, 200, False),
+        "mam_mm": (-100, 100, False),
+        "shell_coverage_5mm_pct": (0, 100, False),
+        "shell_coverage_6mm_pct": (0, 100, False),
+    },
+}
+
+
+def _range_checks(table: str) -> tuple[CheckConstraint, ...]:
+    return tuple(
+        CheckConstraint(_range(c, lo, hi, open_), name=f"{c}_range")
+        for c, (lo, hi, open_) in RANGES[table].items()
+    )
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -60,7 +90,7 @@ class Patient(Base):
     """A patient, by pseudonym only (no name, record number or full birth date)."""
 
     __tablename__ = "patients"
-    __table_args__ = (CheckConstraint(_in("sex", SEXES), name="sex"),)
+    __table_args__ = (CheckConstraint(_in("sex", SEXES), name="sex"), *_range_checks("patients"))
 
     patient_id: Mapped[str] = mapped_column(ID, primary_key=True)
     year_of_birth: Mapped[int | None] = mapped_column(Integer)
@@ -71,7 +101,10 @@ class PrimaryTumour(Base):
     """The primary tumour of a patient; NET carry WHO grade and Ki-67 (%)."""
 
     __tablename__ = "primary_tumours"
-    __table_args__ = (CheckConstraint(_in("primary_type", PRIMARY_TYPES), name="primary_type"),)
+    __table_args__ = (
+        CheckConstraint(_in("primary_type", PRIMARY_TYPES), name="primary_type"),
+        *_range_checks("primary_tumours"),
+    )
 
     patient_id: Mapped[str] = mapped_column(
         ID, ForeignKey("patients.patient_id", ondelete="CASCADE"), primary_key=True
@@ -85,6 +118,7 @@ class Lesion(Base):
     """A liver lesion: Couinaud segment, largest diameter and depth below the capsule (mm)."""
 
     __tablename__ = "lesions"
+    __table_args__ = _range_checks("lesions")
 
     patient_id: Mapped[str] = mapped_column(
         ID, ForeignKey("patients.patient_id", ondelete="CASCADE"), primary_key=True
@@ -101,6 +135,7 @@ class Procedure(Base):
     __tablename__ = "procedures"
     __table_args__ = (
         CheckConstraint(_in("procedure_type", PROCEDURE_TYPES), name="procedure_type"),
+        *_range_checks("procedures"),
     )
 
     patient_id: Mapped[str] = mapped_column(
@@ -133,6 +168,7 @@ class LesionTreatment(Base):
             ondelete="CASCADE",
         ),
         CheckConstraint(_in("margin_status", MARGIN_STATUSES), name="margin_status"),
+        *_range_checks("lesion_treatments"),
     )
 
     patient_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -190,7 +226,11 @@ class Complication(Base):
 
 
 class ImportBatch(Base):
-    """Audit trail: one row per successful import (file name, kind, rows, SHA-256)."""
+    """Audit trail: one row per successful import (kind, rows, SHA-256 of the file).
+
+    ``source`` holds ``sha256:<first 16 hex digits>``, never the file name (a
+    name may carry a patient's name or folder); before schema 0002 it held the name.
+    """
 
     __tablename__ = "import_batches"
 

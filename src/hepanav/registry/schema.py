@@ -8,10 +8,18 @@ their columns); the result models are the JSON schemas of ``margins.json`` and
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from hepanav import DISCLAIMER
 from hepanav.registry.vocabulary import (
@@ -31,6 +39,49 @@ from hepanav.registry.vocabulary import (
 )
 
 Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00(?::00(?:\.0+)?)?)?$")
+_SERIAL = re.compile(r"^\d+(?:\.\d+)?$")
+_DAY_FIRST = re.compile(r"^\d{1,2}[./\-]\d{1,2}[./\-]\d{2,4}$")
+
+
+def parse_iso_date(value):
+    """A date only as ISO 8601 ``YYYY-MM-DD``; never guess what a spreadsheet meant.
+
+    Numbers are refused (an Excel serial day number in a CSV, whose 1900/1904
+    date system is unknown; pydantic would read them as Unix seconds), as are
+    day-first or month-first dates (``04.05.2021``: 4 May or April 5?). Dates
+    are not echoed (one may be a date of birth).
+    """
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = repr(value)
+    if not isinstance(value, str):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    text = value.strip()
+    match = _ISO_DATE.match(text)
+    if match:
+        try:
+            return dt.date(*(int(g) for g in match.groups()))
+        except ValueError:
+            raise ValueError("is not a valid calendar date (use YYYY-MM-DD)") from None
+    if _SERIAL.match(text):
+        raise ValueError(
+            "is a number (an Excel serial date?); use YYYY-MM-DD, e.g. 2021-05-04 "
+            "(format the column as text or as an ISO date before saving)"
+        )
+    if _DAY_FIRST.match(text):
+        raise ValueError(
+            "is a day-first or month-first date, which is ambiguous; use YYYY-MM-DD "
+            "(ISO 8601), e.g. 2021-05-04"
+        )
+    raise ValueError("is not a date; use YYYY-MM-DD (ISO 8601), e.g. 2021-05-04")
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(parse_iso_date)]
 
 
 @lru_cache(maxsize=64)
@@ -70,6 +121,17 @@ _OUTCOME_CODES = {
 }
 
 
+# Code sets of every coded template column (the identifier screen checks values
+# outside them for person names) and the pseudonymous key columns.
+CODE_SETS: dict[str, tuple[str, ...]] = {
+    **_OUTCOME_CODES,
+    "event_type": EVENT_TYPES,
+    "grading_system": COMPLICATION_SYSTEMS,
+    "grade": tuple(sorted({g for grades in GRADES.values() for g in grades})),
+}
+ID_COLUMNS = ("patient_id", "lesion_id", "procedure_id")
+
+
 class _Row(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
@@ -85,7 +147,7 @@ class OutcomeRow(_Row):
     lesion_id: str = Id
     procedure_id: str = Id
     procedure_type: Literal[PROCEDURE_TYPES]
-    procedure_date: dt.date
+    procedure_date: IsoDate
     icg_used: bool | None = None
     margin_mm: float | None = Field(None, ge=0, le=200, description="resection margin, mm")
     margin_status: Literal[MARGIN_STATUSES] | None = None
@@ -128,7 +190,7 @@ class OutcomeRow(_Row):
     def _consistent(self):
         # R0 is defined as a margin of at least 1 mm; a spreadsheet that says
         # otherwise has a typo in one of the two columns.
-        if self.margin_mm is not None and self.margin_status in ("R0", "R1_parenchymal"):
+        if self.margin_mm is not None and self.margin_status in ("R0", "R1", "R1_parenchymal"):
             if (self.margin_status == "R0") != (self.margin_mm >= R0_MIN_MARGIN_MM):
                 raise ValueError(
                     f"margin_status {self.margin_status} contradicts margin_mm "
@@ -147,7 +209,7 @@ class EventRow(_Row):
     patient_id: str = Id
     lesion_id: str | None = Field(None, min_length=1, max_length=64)
     event_type: str
-    event_date: dt.date
+    event_date: IsoDate
 
     @field_validator("event_type")
     @classmethod
@@ -221,6 +283,9 @@ class ImportSummary(BaseModel):
     rows: int
     patients: int
     sha256: str
+    notes: list[str] = Field(
+        [], description="how the file was read: encoding, delimiter, decimal commas, skipped rows"
+    )
 
 
 # --------------------------------------------------------------------------- results
@@ -232,7 +297,7 @@ class GroupCount(BaseModel):
     group: str
     n: int = Field(description="lesions (unit lesion) or patients (unit patient)")
     negative: int = Field(description="R0; a patient is negative when all their lesions are")
-    positive: int = Field(description="R1 parenchymal, R1 vascular or R2")
+    positive: int = Field(description="R1 (unspecified, parenchymal or vascular) or R2")
 
 
 class GroupRate(BaseModel):
@@ -400,12 +465,16 @@ class AuditReport(BaseModel):
 class MarginJson(BaseModel):
     """The fields the registry takes from ``hepanav margin``'s ``margin.json``.
 
-    Fractions (0-1) in that file become percentages in the registry.
+    Fractions (0-1) in that file become percentages in the registry. Only finite
+    numbers in range are accepted (NaN, infinity and 1e300 are refused): MAM
+    within +-100 mm, the range of the outcomes template.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
-    min_margin_mm: float = Field(description="minimal ablative margin (MAM), signed, mm")
+    min_margin_mm: float = Field(
+        ge=-100, le=100, description="minimal ablative margin (MAM), signed, mm"
+    )
     shell_coverage_5mm: float = Field(ge=0, le=1)
     shell_coverage_6mm: float = Field(ge=0, le=1)
     category: Literal[MARGIN_CATEGORIES]
