@@ -100,11 +100,8 @@ def test_xlsx_serial_dates_are_converted_with_the_workbook_date_system(sqlite_re
         [HEADER.split(","), ["P1", "L1", "S1", "resection", 44320, 2, "R0"]],
     )
     summary = import_file(engine, path)
-    assert (
-        stored(engine, "procedures", "procedure_date")
-        == [dt.date(1899, 12, 30) + dt.timedelta(days=44320)]
-        == [dt.date(2021, 5, 4)]
-    )
+    (day,) = stored(engine, "procedures", "procedure_date")
+    assert str(day) == str(dt.date(1899, 12, 30) + dt.timedelta(days=44320)) == "2021-05-04"
     assert any("workbook date system 1900" in n for n in summary.notes)
     from openpyxl.utils.datetime import CALENDAR_MAC_1904
 

@@ -208,11 +208,40 @@ def _alembic_config(connection):
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Create or upgrade the registry schema to ``revision`` (Alembic)."""
+    _migrate(engine, "upgrade", revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Return the registry schema to an earlier ``revision`` (Alembic downgrade)."""
+    _migrate(engine, "downgrade", revision)
+
+
+def _migrate(engine: Engine, direction: str, revision: str) -> None:
     from alembic import command
 
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        with write_transaction(engine) as connection:
-            command.upgrade(_alembic_config(connection), revision)
+        with engine.connect() as connection:
+            if sqlite:
+                # SQLite migrations rebuild tables (copy, DROP, rename); with foreign
+                # keys on, dropping ``patients`` would cascade-delete every lesion.
+                # The pragma only works outside a transaction, hence the raw driver.
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+            try:
+                connection.execution_options(**{WRITE_OPTION: True})
+                with connection.begin():
+                    getattr(command, direction)(_alembic_config(connection), revision)
+                    if sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                        if broken is not None:
+                            raise InputError(
+                                f"migration left a dangling reference in table {broken[0]}; "
+                                "nothing changed",
+                                "--db",
+                            )
+            finally:
+                if sqlite:
+                    connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
     except DatabaseError as exc:  # unreachable server, or a file that is not a database
         raise InputError(f"cannot open the database ({exc.orig})", "--db") from None
 

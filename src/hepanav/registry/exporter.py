@@ -56,8 +56,8 @@ def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Every text (object) column of ``frame`` passed through :func:`neutralise_cell`."""
     frame = frame.copy()
     for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(neutralise_cell)
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].astype(object).map(neutralise_cell)
     return frame
 
 
@@ -106,7 +106,8 @@ def export_csv(engine: Engine, kind: str, out: str | Path) -> Path:
     if out.suffix.lower() == ".xlsx":
         return write_xlsx_tables({kind: frame}, out)
     with atomic_path(out) as tmp:
-        neutralise_frame(frame).to_csv(tmp, index=False)
+        # CRLF line ends (RFC 4180): a CR inside a cell is then quoted as well.
+        neutralise_frame(frame).to_csv(tmp, index=False, lineterminator="\r\n")
     return out
 
 

@@ -64,10 +64,10 @@ def column_roles(kind: str) -> dict[str, tuple[str, ...]]:
     }
 
 
-def screen_identifiers(kind: str, table, source: Path) -> None:
-    """Refuse cells that look like names, birth dates, phone or record numbers, e-mails.
+def screen_identifiers(kind: str, table) -> list[RowError]:
+    """Cells that look like names, birth dates, phone or record numbers, e-mails.
 
-    The refusal names column and row, never the value (:mod:`hepanav.core.privacy`).
+    Each error names column and row, never the value (:mod:`hepanav.core.privacy`).
     """
     from hepanav.registry.schema import CODE_SETS
 
@@ -80,7 +80,15 @@ def screen_identifiers(kind: str, table, source: Path) -> None:
         date_columns=roles["dates"],
         number_columns=roles["numbers"],
     )
-    privacy.refuse_identifiers(findings, source)
+    return [
+        RowError(
+            row=f.row,
+            column=f.column,
+            reason=f"looks like {f.kind} (value not shown); the registry keeps "
+            "pseudonymous codes only",
+        )
+        for f in findings
+    ]
 
 
 def check_columns(kind: str, columns: Sequence[str], source: Path) -> None:
@@ -348,7 +356,9 @@ def import_file(engine: Engine, path: str | Path, kind: str = "outcomes") -> Imp
     if not table.records:
         raise InputError("nothing imported: the file has no data rows", path)
     # Identifiers first: later messages may quote a cell, this one never does.
-    screen_identifiers(kind, table, path)
+    errors = screen_identifiers(kind, table)
+    if errors:
+        raise format_errors(errors, path)
     numbers = table.row_numbers
     errors = [RowError(**e) for e in decimal_commas(table, roles["numbers"], path)]
     if errors:
