@@ -34,9 +34,11 @@ def export_frame(engine: Engine, kind: str) -> pd.DataFrame:
         with engine.connect() as conn:
             frame = pd.read_sql(select(*(table.c[c] for c in columns)).order_by(table.c.id), conn)
     frame = frame[columns].copy()
-    if "icg_used" in frame:
-        frame["icg_used"] = frame["icg_used"].map({True: "true", False: "false"})
-    for col in ("year_of_birth",):
+    model = ROW_MODELS[kind]
+    for name, info in model.model_fields.items():
+        if name in frame and info.annotation in (bool | None, bool):
+            frame[name] = frame[name].map({True: "true", False: "false", 1: "true", 0: "false"})
+    for col in ("year_of_birth", "asa_class", "n_applicators"):
         if col in frame:
             frame[col] = frame[col].astype("Int64")
     return frame

@@ -193,8 +193,8 @@ def check_outcome_consistency(rows: Sequence[OutcomeRow]) -> list[RowError]:
 
 
 _PATIENT = ("year_of_birth", "sex")
-_PRIMARY = ("primary_type", "net_grade", "ki67_pct")
-_LESION = ("segment", "size_mm", "depth_mm")
+_PRIMARY = ("primary_type", "net_grade", "ki67_pct", "ras_status", "braf_status")
+_LESION = ("segment", "size_mm", "depth_mm", "vessel_contact")
 _PROCEDURE = (
     "procedure_type",
     "procedure_date",
@@ -204,6 +204,11 @@ _PROCEDURE = (
     "ablation_energy",
     "ablation_power_w",
     "ablation_time_min",
+    "centre",
+    "asa_class",
+    "cea_ng_ml",
+    "prior_chemo",
+    "neoadjuvant_chemo",
 )
 _TREATMENT = (
     "margin_mm",
@@ -212,6 +217,10 @@ _TREATMENT = (
     "shell_coverage_5mm_pct",
     "shell_coverage_6mm_pct",
     "margin_category",
+    "n_applicators",
+    "margin_confirmation",
+    "technical_success",
+    "complete_at_first_follow_up",
 )
 
 

@@ -156,8 +156,10 @@ def _finish(
     header: list[Any], rows: list[tuple[int, list[Any]]], source: Path, notes: list[str]
 ) -> Table:
     columns = [normalise_column(c) for c in header]
-    while columns and columns[-1] == "" and all(
-        len(r) < len(columns) or _blank(r[len(columns) - 1]) for _, r in rows
+    while (
+        columns
+        and columns[-1] == ""
+        and all(len(r) < len(columns) or _blank(r[len(columns) - 1]) for _, r in rows)
     ):
         columns.pop()  # trailing separators after the last header cell
     if "" in columns:
@@ -168,8 +170,7 @@ def _finish(
         extra = [c for c in cells[width:] if not _blank(c)]
         if extra:
             raise InputError(
-                f"row {number} has {width + len(extra)} values but the header has {width} "
-                "columns",
+                f"row {number} has {width + len(extra)} values but the header has {width} columns",
                 source,
             )
         cells = list(cells[:width]) + [None] * (width - len(cells))

@@ -25,6 +25,9 @@ from hepanav import DISCLAIMER
 from hepanav.registry.vocabulary import (
     ABLATION_ENERGIES,
     APPROACHES,
+    BRAF_STATUSES,
+    MARGIN_CONFIRMATIONS,
+    RAS_STATUSES,
     COMPLICATION_SYSTEMS,
     EVENT_TYPES,
     GRADES,
@@ -118,6 +121,9 @@ _OUTCOME_CODES = {
     "approach": APPROACHES,
     "ablation_energy": ABLATION_ENERGIES,
     "margin_category": MARGIN_CATEGORIES,
+    "ras_status": RAS_STATUSES,
+    "braf_status": BRAF_STATUSES,
+    "margin_confirmation": MARGIN_CONFIRMATIONS,
 }
 
 
@@ -172,6 +178,27 @@ class OutcomeRow(_Row):
         None, ge=0, le=100, description="% of the 6 mm shell ablated (Innsbruck: >= 90%)"
     )
     margin_category: Literal[MARGIN_CATEGORIES] | None = None
+    # Covariates margin studies adjust for (schema 0003).
+    centre: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\- ]*$"
+    )
+    ras_status: Literal[RAS_STATUSES] | None = None
+    braf_status: Literal[BRAF_STATUSES] | None = None
+    cea_ng_ml: float | None = Field(
+        None, ge=0, le=100000, description="CEA before the procedure, ng/mL"
+    )
+    prior_chemo: bool | None = None
+    neoadjuvant_chemo: bool | None = None
+    asa_class: int | None = Field(None, ge=1, le=6, description="ASA physical status I-VI as 1-6")
+    vessel_contact: bool | None = Field(None, description="lesion touches a vessel >= 3 mm")
+    n_applicators: int | None = Field(None, ge=1, le=20, description="needles/antennas used")
+    margin_confirmation: Literal[MARGIN_CONFIRMATIONS] | None = None
+    technical_success: bool | None = Field(
+        None, description="Ahmed 2014: zone covers the tumour at the end of the procedure"
+    )
+    complete_at_first_follow_up: bool | None = Field(
+        None, description="Ahmed 2014: no residual tumour at the first contrast follow-up"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -200,6 +227,10 @@ class OutcomeRow(_Row):
             raise ValueError("net_grade is only for primary_type NET")
         if self.ablation_energy is not None and self.procedure_type != "ablation":
             raise ValueError("ablation_energy given for a procedure that is not an ablation")
+        ablation_only = ("technical_success", "complete_at_first_follow_up", "n_applicators")
+        for name in ablation_only:
+            if getattr(self, name) is not None and self.procedure_type != "ablation":
+                raise ValueError(f"{name} given for a procedure that is not an ablation")
         return self
 
 

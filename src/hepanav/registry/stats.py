@@ -173,9 +173,7 @@ def compare_counts(counts: list[GroupCount], exact: bool = False) -> TestResult:
         if p_value is None:
             # Too many tables to enumerate: scipy's Monte Carlo estimate; a fixed
             # seed makes the report reproducible (MC standard error < 0.002).
-            method = stats.MonteCarloMethod(
-                n_resamples=FFH_RESAMPLES, rng=np.random.default_rng(0)
-            )
+            method = stats.MonteCarloMethod(n_resamples=FFH_RESAMPLES, rng=np.random.default_rng(0))
             result = stats.fisher_exact(table, method=method)
             # scipy returns a 1-element array for some small tables: take the scalar.
             p_value = float(np.ravel(result.pvalue)[0])

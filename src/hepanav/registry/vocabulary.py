@@ -39,3 +39,12 @@ GRADES = {
     "cirse": ("1", "2", "3", "4", "5", "6"),
     "ctcae": ("1", "2", "3", "4", "5"),
 }
+
+# Covariates margin studies adjust for (issue 15): RAS/BRAF mutation status of
+# the primary (CRC), how the margin was confirmed after ablation (software
+# co-registration vs visual side-by-side reading; Laimer 2025, COVER-ALL), ASA
+# physical status I-VI (American Society of Anesthesiologists).
+RAS_STATUSES = ("wild_type", "mutant")
+BRAF_STATUSES = ("wild_type", "V600E", "other_mutant")
+MARGIN_CONFIRMATIONS = ("software", "visual")
+ASA_CLASSES = (1, 6)

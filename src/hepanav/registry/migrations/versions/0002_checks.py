@@ -10,13 +10,26 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from hepanav.registry.models import RANGES, _range
+from hepanav.registry.models import _range
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+# Frozen copy of the ranges this revision introduced (models.RANGES grows later).
+RANGES = {
+    "patients": {"year_of_birth": (1900, 2100, False)},
+    "primary_tumours": {"ki67_pct": (0, 100, False)},
+    "lesions": {"size_mm": (0, 400, True), "depth_mm": (0, 300, False)},
+    "procedures": {"ablation_power_w": (0, 1000, True), "ablation_time_min": (0, 600, True)},
+    "lesion_treatments": {
+        "margin_mm": (0, 200, False),
+        "mam_mm": (-100, 100, False),
+        "shell_coverage_5mm_pct": (0, 100, False),
+        "shell_coverage_6mm_pct": (0, 100, False),
+    },
+}
 OLD_STATUSES = "('R0', 'R1_parenchymal', 'R1_vascular', 'R2')"
 NEW_STATUSES = "('R0', 'R1', 'R1_parenchymal', 'R1_vascular', 'R2')"
 
