@@ -5,13 +5,11 @@ Real SQLite and PostgreSQL; real subprocesses where stderr matters.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import openpyxl
 import pandas as pd
@@ -183,7 +181,7 @@ def test_csv_and_xlsx_exports_neutralise_formulas(registry, tmp_path):  # noqa: 
     _, engine = registry
     import_file(engine, write_csv(tmp_path / "o.csv", outcome_rows(1, 1)))
     with engine.begin() as conn:
-        for i, value in enumerate(HOSTILE):
+        for value in HOSTILE:
             conn.execute(
                 text(
                     "INSERT INTO complications (patient_id, procedure_id, grading_system, grade, "
@@ -257,10 +255,10 @@ def test_a_refused_postgres_import_prints_one_line(postgres_server, db_url, tmp_
 
 
 def test_concurrent_postgres_imports_with_opposite_orders_always_complete(
-    postgres_server,
-    db_url,
+    postgres_server,  # noqa: F811
+    db_url,  # noqa: F811
     tmp_path,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     """Two importers, 200 shared patients in opposite row order, 10 repetitions: both
     complete every time (rows are inserted in key order, so locks are taken in the
@@ -292,7 +290,7 @@ def test_concurrent_postgres_imports_with_opposite_orders_always_complete(
         barrier = threading.Barrier(2)
         results: list = [None, None]
 
-        def run(i):
+        def run(i, barrier=barrier, results=results, files=files):
             barrier.wait()
             try:
                 results[i] = import_file(engine, files[i]).rows

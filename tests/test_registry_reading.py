@@ -143,7 +143,8 @@ def test_empty_rows_are_skipped_counted_and_rows_keep_their_numbers(sqlite_regis
     _, engine = sqlite_registry
     text = (
         HEADER.replace(",", ";")
-        + "\nP1;L1;S1;resection;2021-05-04;2;R0\n;;;;;;\n   \n\nP2;L1;S1;resection;2021-05-04;2;R0\n"
+        + "\nP1;L1;S1;resection;2021-05-04;2;R0\n;;;;;;\n   \n"
+        + "\nP2;L1;S1;resection;2021-05-04;2;R0\n"
     )
     summary = import_file(engine, _write(tmp_path / "e.csv", text))
     assert summary.rows == 2 and "3 empty row(s) skipped" in summary.notes

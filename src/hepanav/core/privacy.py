@@ -150,9 +150,7 @@ def screen_value(
     text = value.strip()
     if not text:
         return None
-    if codes is not None and text.lower().replace(" ", "_") in {
-        str(c).lower() for c in codes
-    }:
+    if codes is not None and text.lower().replace(" ", "_") in {str(c).lower() for c in codes}:
         return None
     if _EMAIL.search(text):
         return "an e-mail address"
@@ -165,19 +163,24 @@ def screen_value(
     if role == "number":
         # A number column: digits are expected; only a phone-like string with
         # separators and a long run of digits is an identifier.
-        if _PHONE.fullmatch(text) and _digits(text) >= 8 and not re.fullmatch(r"[+-]?[\d.,eE+-]+", text):
+        plain_number = re.fullmatch(r"[+-]?[\d.,eE+-]+", text)
+        if _PHONE.fullmatch(text) and _digits(text) >= 8 and not plain_number:
             return NUMBER_KIND
         return "a person's name" if _has_given_name(text) else None
-    if _PHONE.search(text) and _digits(_PHONE.search(text).group()) >= 8 and re.search(
-        r"[\s()/\-]|^\+|^00", _PHONE.search(text).group()
+    if (
+        _PHONE.search(text)
+        and _digits(_PHONE.search(text).group()) >= 8
+        and re.search(r"[\s()/\-]|^\+|^00", _PHONE.search(text).group())
     ):
         return NUMBER_KIND
     if _RECORD_NUMBER.search(text):
         return NUMBER_KIND
     if _HONORIFIC.search(text) or _SURNAME_COMMA.match(text) or _has_given_name(text):
         return "a person's name"
-    if role in ("code", "id") and _CAPITALISED_WORDS.match(text) and not any(
-        ch.isdigit() for ch in text
+    if (
+        role in ("code", "id")
+        and _CAPITALISED_WORDS.match(text)
+        and not any(ch.isdigit() for ch in text)
     ):
         return "a person's name" if role == "id" or codes is not None else None
     return None

@@ -37,7 +37,7 @@ def export_frame(engine: Engine, kind: str) -> pd.DataFrame:
     model = ROW_MODELS[kind]
     for name, info in model.model_fields.items():
         if name in frame and info.annotation in (bool | None, bool):
-            frame[name] = frame[name].map({True: "true", False: "false", 1: "true", 0: "false"})
+            frame[name] = frame[name].map({True: "true", False: "false"})
     for col in ("year_of_birth", "asa_class", "n_applicators"):
         if col in frame:
             frame[col] = frame[col].astype("Int64")

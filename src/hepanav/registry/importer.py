@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hepanav.core import privacy
@@ -33,6 +33,7 @@ from hepanav.registry.schema import (
     ImportSummary,
     OutcomeRow,
     RowError,
+    UpsertChange,
 )
 
 CHUNK_ROWS = 5_000
@@ -266,7 +267,125 @@ def _insert(conn, table: Table, records: list[dict], skip_existing: bool = False
         _execute_chunk(conn, statement, records[start : start + CHUNK_ROWS])
 
 
-def _write_outcomes(conn, rows: Sequence[OutcomeRow]) -> None:
+_TABLE_FIELDS = (
+    ("patients", ("patient_id",), _PATIENT),
+    ("primary_tumours", ("patient_id",), _PRIMARY),
+    ("lesions", ("patient_id", "lesion_id"), _LESION),
+    ("procedures", ("patient_id", "procedure_id"), _PROCEDURE),
+    ("lesion_treatments", ("patient_id", "procedure_id", "lesion_id"), _TREATMENT),
+)
+
+
+def _existing(conn, table: Table, key: Sequence[str], patients: list[str]) -> dict:
+    found = {}
+    for start in range(0, len(patients), 1000):
+        part = patients[start : start + 1000]
+        for row in conn.execute(select(table).where(table.c.patient_id.in_(part))).mappings():
+            found[tuple(row[k] for k in key)] = dict(row)
+    return found
+
+
+def plan_upsert(conn, rows: Sequence[OutcomeRow], numbers: Sequence[int]) -> list[UpsertChange]:
+    """What re-importing ``rows`` would change: records created and fields updated.
+
+    A blank cell never erases a stored value (use ``registry update`` for that).
+    """
+    from hepanav.registry.records import _same
+
+    frame = _frame(rows)
+    first_row: dict[tuple, int] = {}
+    patients = sorted(set(frame["patient_id"]))
+    changes = []
+    for name, key, fields in _TABLE_FIELDS:
+        table = models.Base.metadata.tables[name]
+        for i, values in enumerate(zip(*(frame[k] for k in key), strict=True)):
+            first_row.setdefault((name, values), numbers[i])
+        if name == "lesion_treatments":
+            records = _records(frame[list(key) + list(fields)])
+        else:
+            records = _first_per_key(frame, list(key), fields)
+        if name == "primary_tumours":
+            records = [r for r in records if r["primary_type"]]
+        existing = _existing(conn, table, key, patients)
+        for record in records:
+            k = tuple(record[c] for c in key)
+            where = dict(table=name, key="/".join(k), row=first_row[(name, k)])
+            old = existing.get(k)
+            if old is None:
+                changes.append(UpsertChange(action="create", **where))
+                continue
+            for field in fields:
+                new = record[field]
+                if new is not None and not _same(old[field], new):
+                    changes.append(
+                        UpsertChange(
+                            action="update",
+                            field=field,
+                            old=_shown(old[field]),
+                            new=_shown(new),
+                            **where,
+                        )
+                    )
+    return changes
+
+
+def _shown(value) -> str | None:
+    from hepanav.registry.records import _text
+
+    if isinstance(value, float) and value.is_integer():
+        value = int(value) if abs(value) < 1e15 else value
+    return _text(value)
+
+
+def _apply_upsert(conn, rows, changes: list[UpsertChange], user: str, reason: str) -> None:
+    from hepanav.registry.records import _log
+
+    _write_outcomes(conn, rows, skip_existing=True)
+    keys = {name: key for name, key, _ in _TABLE_FIELDS}
+    for change in changes:
+        if change.action != "update":
+            continue
+        table = models.Base.metadata.tables[change.table]
+        where = None
+        for column, value in zip(keys[change.table], change.key.split("/"), strict=True):
+            term = table.c[column] == value
+            where = term if where is None else where & term
+        row = next(r for r in rows if _matches(r, keys[change.table], change.key))
+        conn.execute(update(table).where(where).values({change.field: getattr(row, change.field)}))
+    for change in changes:
+        _log(
+            conn,
+            user,
+            change.action,
+            change.table,
+            f"{change.table}:{change.key}",
+            [(change.field, change.old, change.new)],
+            reason,
+        )
+
+
+def _matches(row, key, joined: str) -> bool:
+    return "/".join(str(getattr(row, k)) for k in key) == joined
+
+
+def _already_there(conn, rows: Sequence[OutcomeRow], numbers: Sequence[int]) -> list[RowError]:
+    """Row errors for lesion treatments already in the registry (plain import)."""
+    table = models.LesionTreatment.__table__
+    key = ("patient_id", "procedure_id", "lesion_id")
+    existing = _existing(conn, table, key, sorted({r.patient_id for r in rows}))
+    return [
+        RowError(
+            row=numbers[i],
+            column="lesion_id",
+            reason=f"patient {r.patient_id} procedure {r.procedure_id} lesion {r.lesion_id} "
+            "is already in the registry; re-import with --upsert to correct it",
+        )
+        for i, r in enumerate(rows)
+        if (r.patient_id, r.procedure_id, r.lesion_id) in existing
+    ]
+
+
+def _write_outcomes(conn, rows: Sequence[OutcomeRow], skip_existing: bool = False) -> None:
     frame = _frame(rows)
     patient = ["patient_id"]
     _insert(conn, models.Patient.__table__, _first_per_key(frame, patient, _PATIENT), True)
@@ -277,7 +396,8 @@ def _write_outcomes(conn, rows: Sequence[OutcomeRow]) -> None:
     procedures = _first_per_key(frame, ["patient_id", "procedure_id"], _PROCEDURE)
     _insert(conn, models.Procedure.__table__, procedures, True)
     key = ["patient_id", "procedure_id", "lesion_id"]
-    _insert(conn, models.LesionTreatment.__table__, _records(frame[key + list(_TREATMENT)]))
+    treatments = _records(frame[key + list(_TREATMENT)])
+    _insert(conn, models.LesionTreatment.__table__, treatments, skip_existing)
 
 
 def _missing_parents(conn, rows: Sequence, with_lesion: bool, with_procedure: bool):
@@ -339,7 +459,16 @@ def write_errors_csv(errors: Sequence[RowError], out: str | Path) -> Path:
     return out
 
 
-def import_file(engine: Engine, path: str | Path, kind: str = "outcomes") -> ImportSummary:
+def import_file(
+    engine: Engine,
+    path: str | Path,
+    kind: str = "outcomes",
+    *,
+    upsert: bool = False,
+    dry_run: bool = False,
+    user: str = "import",
+    reason: str | None = None,
+) -> ImportSummary:
     """Validate a CSV/XLSX template and write it to the registry in one transaction.
 
     Parameters
@@ -350,6 +479,15 @@ def import_file(engine: Engine, path: str | Path, kind: str = "outcomes") -> Imp
         CSV or XLSX file with a header row (see docs/registry.md for templates).
     kind : {"outcomes", "events", "complications"}
         Which template the file follows.
+    upsert : bool
+        Outcomes only: re-import of a corrected file. Records are matched by
+        their keys (patient, lesion, procedure); new ones are created, changed
+        fields updated, and every change logged in the history with ``user``
+        and ``reason``. Without it, a lesion treatment already in the registry
+        is an error naming its row and key.
+    dry_run : bool
+        With ``upsert``: list what would change (``ImportSummary.changes``),
+        write nothing.
 
     Raises
     ------
@@ -381,9 +519,26 @@ def import_file(engine: Engine, path: str | Path, kind: str = "outcomes") -> Imp
     # a patient's folder) is not stored.
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
 
+    if (upsert or dry_run) and kind != "outcomes":
+        raise InputError("--upsert/--dry-run apply to outcomes files (keyed records)", "--kind")
+    if dry_run and not upsert:
+        raise InputError("--dry-run lists what an --upsert would change; add --upsert", "--dry-run")
+    planned: list[UpsertChange] = []
+    why = reason or f"re-import of file sha256:{sha256[:16]}"
+
     def write() -> None:
+        nonlocal planned
         with write_transaction(engine) as conn:
-            if kind == "outcomes":
+            if kind == "outcomes" and upsert:
+                planned = plan_upsert(conn, rows, numbers)
+                if dry_run:
+                    conn.rollback()
+                    return
+                _apply_upsert(conn, rows, planned, user, why)
+            elif kind == "outcomes":
+                there = _already_there(conn, rows, numbers)
+                if there:
+                    raise format_errors(there, path)
                 _write_outcomes(conn, rows)
             else:
                 missing = _missing_parents(
@@ -421,6 +576,8 @@ def import_file(engine: Engine, path: str | Path, kind: str = "outcomes") -> Imp
         patients=len({r.patient_id for r in rows}),
         sha256=sha256,
         notes=table.notes,
+        dry_run=dry_run,
+        changes=planned,
     )
 
 

@@ -19,7 +19,6 @@ from hepanav.registry import models
 from hepanav.registry.db import write_transaction
 from hepanav.registry.schema import MarginJson
 
-
 # A margin.json is a few kB; anything far larger is not one.
 MAX_MARGIN_JSON_BYTES = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 64

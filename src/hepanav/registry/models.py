@@ -29,12 +29,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from hepanav.registry.vocabulary import (
     BRAF_STATUSES,
     COMPLICATION_SYSTEMS,
-    MARGIN_CONFIRMATIONS,
-    RAS_STATUSES,
     EVENT_TYPES,
+    MARGIN_CONFIRMATIONS,
     MARGIN_STATUSES,
     PRIMARY_TYPES,
     PROCEDURE_TYPES,
+    RAS_STATUSES,
     SEXES,
 )
 

@@ -355,8 +355,9 @@ def decimal_commas(table: Table, numeric_columns: tuple[str, ...], source: Path)
                 {
                     "row": table.row_numbers[points[0]],
                     "column": column,
-                    "reason": f"the column mixes decimal commas (row {table.row_numbers[commas[0]]}) "
-                    "and points; a point may be a thousands separator: use one decimal mark",
+                    "reason": "the column mixes decimal commas (row "
+                    f"{table.row_numbers[commas[0]]}) and points; a point may be a thousands "
+                    "separator: use one decimal mark",
                 }
             )
             continue

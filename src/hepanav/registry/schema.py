@@ -26,17 +26,17 @@ from hepanav.registry.vocabulary import (
     ABLATION_ENERGIES,
     APPROACHES,
     BRAF_STATUSES,
-    MARGIN_CONFIRMATIONS,
-    RAS_STATUSES,
     COMPLICATION_SYSTEMS,
     EVENT_TYPES,
     GRADES,
     MARGIN_CATEGORIES,
+    MARGIN_CONFIRMATIONS,
     MARGIN_STATUSES,
     NET_GRADES,
     PRIMARY_TYPES,
     PROCEDURE_TYPES,
     R0_MIN_MARGIN_MM,
+    RAS_STATUSES,
     SEGMENTS,
     SEXES,
 )
@@ -306,6 +306,18 @@ class RowError(BaseModel):
     reason: str
 
 
+class UpsertChange(BaseModel):
+    """One change a re-import (``--upsert``) makes or would make (``--dry-run``)."""
+
+    action: Literal["create", "update"]
+    table: str
+    key: str = Field(description="patient_id[/lesion_id|/procedure_id[/lesion_id]]")
+    row: int = Field(description="first spreadsheet row with this key")
+    field: str | None = None
+    old: str | None = None
+    new: str | None = None
+
+
 class ImportSummary(BaseModel):
     """What an import wrote (all rows, in one transaction)."""
 
@@ -317,6 +329,8 @@ class ImportSummary(BaseModel):
     notes: list[str] = Field(
         [], description="how the file was read: encoding, delimiter, decimal commas, skipped rows"
     )
+    dry_run: bool = False
+    changes: list[UpsertChange] = Field([], description="--upsert: created/updated records")
 
 
 # --------------------------------------------------------------------------- results

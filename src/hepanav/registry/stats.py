@@ -303,8 +303,8 @@ def _patient_fallback(lesions: pd.DataFrame, why: str, base: dict) -> ClusteredR
     fallback = compare_counts(count_groups(patient_outcomes(lesions)), exact=True)
     return ClusteredResult(
         method="patient_level_exact_fallback",
-        reason=f"GEE not estimable: {why}, so an exact test on patients (R0 when all their lesions are) is "
-        "reported instead",
+        reason=f"GEE not estimable: {why}, so an exact test on patients (R0 when all "
+        "their lesions are) is reported instead",
         p_value=fallback.p_value,
         fallback_test=fallback,
         **base,

@@ -43,11 +43,8 @@ def upgrade() -> None:
     # written by older versions), so the new constraints can be created.
     for table, columns in RANGES.items():
         for column, (low, high, low_open) in columns.items():
-            op.execute(
-                sa.text(
-                    f"UPDATE {table} SET {column} = NULL WHERE NOT ({_range(column, low, high, low_open)})"
-                )
-            )
+            check = _range(column, low, high, low_open)
+            op.execute(sa.text(f"UPDATE {table} SET {column} = NULL WHERE NOT ({check})"))
     for table, columns in RANGES.items():
         with op.batch_alter_table(table) as batch:
             if table == "lesion_treatments":
