@@ -17,7 +17,7 @@ import numpy as np
 from hepanav.core import InputError
 from hepanav.fluorescence import detect as det_mod
 from hepanav.fluorescence import measure
-from hepanav.fluorescence.analyze import frame_problem
+from hepanav.fluorescence.analyze import frame_problem, saturation_warning
 from hepanav.fluorescence.schema import (
     AnalysisSettings,
     BackgroundDefinition,
@@ -163,6 +163,16 @@ def check_frame(
             )
             continue
         mm = settings.mm_per_px
+        warn = saturation_warning(
+            stats_k.saturated_px,
+            stats_k.area_px,
+            settings.saturation_fraction,
+            full_scale,
+            f"spot {len(spots) + 1}",
+            (cx, cy),
+        )
+        if warn:
+            warnings.append(warn)
         spots.append(
             MarginSpot(
                 id=len(spots) + 1,
@@ -176,3 +186,49 @@ def check_frame(
         )
     at_risk = any(s.cnr >= min_cnr and s.area_px >= min_area_px for s in spots)
     return MarginFrame(index=index, at_risk=at_risk, warnings=warnings, spots=spots)
+
+
+def at_risk_spots(frame: MarginFrame, min_cnr: float, min_area_px: int) -> set[int]:
+    """Ids of the spots of ``frame`` that meet the at-risk criterion."""
+    return {s.id for s in frame.spots if s.cnr >= min_cnr and s.area_px >= min_area_px}
+
+
+def margin_pictures(
+    nir: np.ndarray,
+    white: np.ndarray | None,
+    surface: np.ndarray,
+    frame: MarginFrame,
+    rule,
+    settings: AnalysisSettings,
+) -> dict[str, np.ndarray]:
+    """The margin check drawn on the NIR (and white-light) image.
+
+    Parameters
+    ----------
+    nir : ndarray, (H, W) uint8/uint16
+    white : ndarray, (H, W, 3) uint8 or None
+    surface : ndarray, (H, W) bool
+    frame : MarginFrame
+    rule : MarginCriterion
+    settings : AnalysisSettings
+        ``mm_per_px`` adds a scale bar.
+
+    Returns
+    -------
+    dict
+        ``{"nir": image, "white": image}`` (BGR uint8, same size as the input); each shows
+        the surface outline (sky blue), every spot circled and numbered with its id
+        (vermillion when it meets the criterion, yellow otherwise) and a scale bar when
+        calibrated.
+    """
+    from hepanav.fluorescence import annotate
+
+    risky = at_risk_spots(frame, rule.min_cnr, rule.min_area_px)
+    out = {"nir": annotate.nir_to_bgr8(nir)}
+    if white is not None:
+        out["white"] = white.copy()
+    for image in out.values():
+        annotate.draw_surface_and_spots(image, surface, frame.spots, risky)
+        if settings.mm_per_px:
+            annotate.draw_scale_bar(image, settings.mm_per_px)
+    return out
