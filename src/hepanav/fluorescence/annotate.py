@@ -120,4 +120,6 @@ def draw_lesion_labels(image: np.ndarray, lesions: list, offset_x: int = 0) -> N
             label += f" TBR {les.tbr:.1f}"
         if les.tbr_rim is not None:
             label += f" rim {les.tbr_rim:.1f}"
-        text(image, label, (x, max(14, y - 6)), scale, WHITE, thick)
+        (tw, th), _ = cv2.getTextSize(label, _FONT, scale, thick)
+        tx = max(0, min(x, image.shape[1] - tw - 2))  # keep the label inside the frame
+        text(image, label, (tx, max(th + 2, y - 6)), scale, WHITE, thick)

@@ -381,6 +381,117 @@ def render_cmd(
     )
 
 
+@fluoro.command("live")
+def live_cmd(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", help="camera:N, a recording (file, folder, glob) or rtsp://URL (NIR)."
+        ),
+    ],
+    white: WhiteOpt = None,
+    layout: LayoutOpt = "separate",
+    nir_side: NirSideOpt = "right",
+    overlay_colour: OverlayColourOpt = "green",
+    bit_depth: BitDepthOpt = None,
+    msb_aligned: MsbOpt = False,
+    mm_per_px: MmOpt = None,
+    surface: Annotated[
+        Path | None,
+        typer.Option("--surface", help="Transection surface mask: show the margin warning."),
+    ] = None,
+    min_cnr: Annotated[float, typer.Option("--min-cnr", help="Margin: CNR of a spot.")] = 3.0,
+    min_area_px: Annotated[
+        int, typer.Option("--min-area-px", help="Margin: area of a spot, px.")
+    ] = 20,
+    display_mode: ModeOpt = "overlay",
+    colour: ColourOpt = "green",
+    frames_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--frames-out",
+            help="Write the annotated frames as JPEGs (and latency.csv) here instead of "
+            "opening a window.",
+        ),
+    ] = None,
+    pace: Annotated[
+        bool, typer.Option("--pace/--no-pace", help="Play recordings at their recorded rate.")
+    ] = True,
+    max_frames: MaxFramesOpt = None,
+) -> None:
+    """Live display for the OR: overlay, lesion labels (TBR, pattern), margin warning,
+    added latency on screen. Window: OpenCV HighGUI (q or Esc quits)."""
+    import csv
+
+    import cv2
+
+    from hepanav.core import InputError
+    from hepanav.fluorescence.display import COLOURS, MODES
+    from hepanav.fluorescence.live import LiveDisplay, jpeg_frames, live_frames, window_available
+    from hepanav.fluorescence.margin import load_surface_mask
+    from hepanav.fluorescence.schema import MarginCriterion
+    from hepanav.fluorescence.sources import frame_pairs
+
+    if display_mode not in MODES:
+        raise InputError(f"choose from {', '.join(MODES)}", "--display")
+    if colour not in COLOURS:
+        raise InputError(f"choose from {', '.join(COLOURS)}", "--colour")
+    settings = _settings(bit_depth, mm_per_px, 3.0, 10.0, None)
+    rule = _validated(MarginCriterion, min_cnr=min_cnr, min_area_px=min_area_px)
+    _check_max_frames(max_frames)
+    if frames_out is None and not window_available():
+        raise InputError(
+            "no window can be opened here (no display, or OpenCV without GUI support such as "
+            "opencv-python-headless); give --frames-out DIR, or use the web page",
+            "--source",
+        )
+    info, pairs = frame_pairs(
+        source, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned
+    )
+    w, h = info["frame_size_wh"]
+    mask = load_surface_mask(surface, (h, w)) if surface is not None else None
+    live = LiveDisplay(
+        settings.model_copy(update={"bit_depth": info["bit_depth"]}),
+        info["bit_depth"],
+        display_mode,
+        colour,
+        mask,
+        rule,
+        info.get("clipped_background", False),
+    )
+    frames = live_frames(pairs, live, pace=pace, max_frames=max_frames)
+    n = 0
+    if frames_out is not None:
+        frames_out.mkdir(parents=True, exist_ok=True)
+        with open(frames_out / "latency.csv", "w", newline="", encoding="utf-8") as fh:
+            table = csv.writer(fh)
+            table.writerow(["frame", "time_s", "added_latency_ms", "n_lesions", "at_risk"])
+            for data, frame in jpeg_frames(frames):
+                (frames_out / f"frame_{frame.index:06d}.jpg").write_bytes(data)
+                table.writerow(
+                    [
+                        frame.index,
+                        "" if frame.time_s is None else f"{frame.time_s:.3f}",
+                        f"{frame.latency_ms:.2f}",
+                        len(frame.lesions),
+                        "" if frame.at_risk is None else str(frame.at_risk).lower(),
+                    ]
+                )
+                n += 1
+    else:
+        title = "HepaNav fluorescence (research software, not a medical device)"
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        try:
+            for frame in frames:
+                cv2.imshow(title, frame.image)
+                n += 1
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+        finally:
+            cv2.destroyWindow(title)
+    typer.echo(f"{n} frames shown; added latency p99 {live.p99_ms() or 0:.1f} ms")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``hepanav fluoro ...`` to the root app."""
     app.add_typer(fluoro, name="fluoro")

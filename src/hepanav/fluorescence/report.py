@@ -58,7 +58,8 @@ def _frame_figure(image_bgr: np.ndarray, caption: str, max_width: int = 1280) ->
         image_bgr = cv2.resize(image_bgr, (max_width, round(h * max_width / w)), cv2.INTER_AREA)
     ok, png = cv2.imencode(".png", image_bgr)
     uri = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
-    return {"uri": uri, "caption": caption}
+    # Small camera frames are shown at least 640 px wide so that labels stay readable.
+    return {"uri": uri, "caption": caption, "width": max(640, image_bgr.shape[1])}
 
 
 def quantification_warnings(result) -> list[str]:
