@@ -148,3 +148,67 @@ def test_restart_during_a_job_runs_it_once(tmp_path, phantom_case, browser):  # 
         assert not list(job_dir.glob(".work-*"))
     finally:
         server.stop()
+
+
+def _recording(folder: Path) -> tuple[Path, Path]:
+    """A short 8-bit NIR video and a 12-bit NIR frame folder from the fluorescence phantom."""
+    import cv2
+
+    from hepanav.fluorescence.demo import demo_lesions
+    from hepanav.phantoms.fluorescence import Camera, render_sequence, save_frames
+
+    camera = Camera(width=320, height=240, mm_per_px=0.3)
+    frames = list(render_sequence(demo_lesions(), camera, n_frames=12, seed=3))
+    nir_dir, _ = save_frames(frames, folder / "frames")
+    video = folder / "nir.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (320, 240), False)
+    for frame in frames:
+        scale = 255.0 / (2 ** camera.bit_depth - 1)
+        writer.write((frame.nir.astype(float) * scale).clip(0, 255).astype("uint8"))
+    writer.release()
+    return video, nir_dir
+
+
+def test_fluorescence_upload_and_live_page(tmp_path, phantom_case, browser, shots):  # noqa: F811
+    video, nir_dir = _recording(tmp_path)
+    server = new_server(tmp_path / "srv", phantom_case)
+    os.environ["HEPANAV_WEB_LIVE_SOURCE"] = str(nir_dir)
+    try:
+        server.start()
+    finally:
+        del os.environ["HEPANAV_WEB_LIVE_SOURCE"]
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        login(page, server, "surgeon")
+        page.goto(server.url + "/fluoro")
+        page.set_input_files("input[name=nir]", str(video))
+        page.click("#analyse")
+        page.wait_for_url(re.compile(r".*/jobs/\d+$"))
+        assert wait_for_job(page) == "done", page.text_content("#job-status")
+        page.screenshot(path=shots / "fluoro-job.png", full_page=True)
+        with page.expect_popup() as popup:
+            page.click("text=Open the report")
+        report = popup.value
+        report.wait_for_load_state()
+        assert "not a medical device" in report.content().lower()
+        report.screenshot(path=shots / "fluoro-report.png", full_page=True)
+
+        page.goto(server.url + "/fluoro/live")
+        page.wait_for_function(
+            "document.getElementById('live').naturalWidth > 0", timeout=60_000)
+        assert page.evaluate("document.getElementById('live').naturalWidth") == 320
+        page.screenshot(path=shots / "fluoro-live.png", full_page=True)
+        # Every MJPEG part carries the frame's added latency.
+        cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+        with httpx.stream("GET", server.url + "/fluoro/live/stream", cookies=cookies,
+                          timeout=30) as r:
+            assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
+            head = b""
+            for chunk in r.iter_bytes():
+                head += chunk
+                if b"X-Latency-Ms" in head:
+                    break
+        assert re.search(rb"X-Latency-Ms: \d+\.\d+", head)
+        page.close()
+    finally:
+        server.stop()

@@ -533,6 +533,24 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         audit(request, "run", f"job:{job_id}:fluoro")
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
+    @app.get("/fluoro/live", response_class=HTMLResponse, tags=["fluorescence"])
+    def fluoro_live_page(request: Request, _: User = Depends(require(*CAN_RUN_FLUORO))):
+        """The operating-room page: the analysed camera stream (overlay, TBR labels,
+        margin warning, added latency drawn on every frame)."""
+        audit(request, "view", "fluoro-live")
+        return page(request, "live.html.j2", source_set=settings.live_source is not None)
+
+    @app.get("/fluoro/live/stream", tags=["fluorescence"])
+    def fluoro_live_stream(request: Request, _: User = Depends(require(*CAN_RUN_FLUORO))):
+        """MJPEG (``multipart/x-mixed-replace``) of the analysed live frames; each part
+        carries ``X-Latency-Ms``, the added latency of that frame."""
+        from hepanav.web.live import live_stream
+
+        if settings.live_source is None:
+            raise InputError("no live source is configured (HEPANAV_WEB_LIVE_SOURCE)", "live")
+        media, parts = live_stream(settings.live_source, settings.live_white)
+        return StreamingResponse(parts, media_type=media)
+
     # ------------------------------------------------------------- admin
     @app.get("/admin/audit", response_class=HTMLResponse, tags=["admin"])
     def audit_page(request: Request, db: Session = Depends(db_session),
