@@ -212,3 +212,40 @@ def test_fluorescence_upload_and_live_page(tmp_path, phantom_case, browser, shot
         page.close()
     finally:
         server.stop()
+
+
+def test_jobs_run_on_an_external_dask_scheduler(tmp_path, phantom_case):
+    """``--scheduler tcp://...``: a hospital adds workers; the job runs on them."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    video, _ = _recording(tmp_path)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        server = new_server(tmp_path / "srv", phantom_case)
+        os.environ["HEPANAV_WEB_SCHEDULER"] = cluster.scheduler_address
+        try:
+            server.start()
+        finally:
+            del os.environ["HEPANAV_WEB_SCHEDULER"]
+        try:
+            with get_task_stream(client) as stream, httpx.Client(
+                base_url=server.url, follow_redirects=False, timeout=60
+            ) as http:
+                http.post("/login", data={"username": "test-surgeon", "password": PASSWORD})
+                page = http.get("/therapy", headers={"accept": "text/html"}).text
+                token = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page).group(1)
+                with open(video, "rb") as handle:
+                    r = http.post("/fluoro", data={"csrf_token": token, "bit_depth": "8"},
+                                  files={"nir": ("nir.avi", handle)})
+                assert r.status_code == 303, r.text
+                job_id = int(r.headers["location"].rsplit("/", 1)[1])
+                deadline = time.monotonic() + 300
+                while (state := http.get(f"/api/jobs/{job_id}").json()["state"]) not in (
+                        "done", "failed"):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.5)
+            assert state == "done"
+            keys = {str(task["key"]) for task in stream.data}
+            assert f"hepanav-job-{job_id}-1" in keys
+        finally:
+            server.stop()
