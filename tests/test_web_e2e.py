@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from web_helpers import PASSWORD, browser, login, new_server, phantom_case, web_server  # noqa: F401
+from web_helpers import PASSWORD, login, new_server
 
 pytestmark = pytest.mark.slow
 CASE = "demo-ablation-001"
@@ -46,7 +46,7 @@ def wait_for_job(page, timeout_s: float = 600) -> str:
     return page.get_attribute("#job-status", "data-state")
 
 
-def test_margin_workflow_in_the_browser(web_server, browser, shots):  # noqa: F811
+def test_margin_workflow_in_the_browser(web_server, browser, shots):
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     login(page, web_server, "radiologist")
     assert page.locator(f"a[href='/cases/{CASE}']").count() == 1
@@ -101,7 +101,7 @@ def truth_centre(truth: dict) -> list[float]:
     return [float(v) for v in truth["tumor_center_pre_lps"]]
 
 
-def test_therapy_form_and_escaping(web_server, browser, shots):  # noqa: F811
+def test_therapy_form_and_escaping(web_server, browser, shots):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     login(page, web_server, "surgeon")
     page.goto(web_server.url + "/therapy")
@@ -116,7 +116,7 @@ def test_therapy_form_and_escaping(web_server, browser, shots):  # noqa: F811
     page.close()
 
 
-def test_restart_during_a_job_runs_it_once(tmp_path, phantom_case, browser):  # noqa: F811
+def test_restart_during_a_job_runs_it_once(tmp_path, phantom_case, browser):
     server = new_server(tmp_path, phantom_case)
     server.start()
     try:
@@ -169,7 +169,7 @@ def _recording(folder: Path) -> tuple[Path, Path]:
     return video, nir_dir
 
 
-def test_fluorescence_upload_and_live_page(tmp_path, phantom_case, browser, shots):  # noqa: F811
+def test_fluorescence_upload_and_live_page(tmp_path, phantom_case, browser, shots):
     video, nir_dir = _recording(tmp_path)
     server = new_server(tmp_path / "srv", phantom_case)
     os.environ["HEPANAV_WEB_LIVE_SOURCE"] = str(nir_dir)

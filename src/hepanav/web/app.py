@@ -454,18 +454,45 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return FileResponse(target, media_type=media)
 
     @app.post("/jobs/{job_id}/signoff", tags=["jobs"], dependencies=[Depends(require_csrf)])
-    def signoff(request: Request, job_id: int, db: Session = Depends(db_session),
-                user: User = Depends(require(*CAN_RUN_IMAGING))):
-        """Sign off a finished result (recorded with the user and time in the audit log)."""
+    def signoff(
+        request: Request,
+        job_id: int,
+        send_pacs: bool = Form(False),
+        patient_id: str = Form("", max_length=64),
+        procedure_id: str = Form("", max_length=64),
+        lesion_id: str = Form("", max_length=64),
+        db: Session = Depends(db_session),
+        user: User = Depends(require(*CAN_RUN_IMAGING)),
+    ):
+        """Sign off a finished result: store its DICOM objects to PACS and its figures in
+        the registry (a job); the sign-off is recorded when every store succeeded."""
+        from hepanav.web.workflows import signoff_steps
+
         job = _job(db, job_id)
-        if job.state != "done":
-            raise InputError("only a finished job can be signed off", f"job {job_id}")
+        if job.state != "done" or job.kind not in ("margin", "plan"):
+            raise InputError("only a finished margin or plan can be signed off", f"job {job_id}")
         if job.signed_off_by:
             raise InputError(f"already signed off by {job.signed_off_by}", f"job {job_id}")
-        job.signed_off_by = user.username
-        db.commit()
-        audit(request, "sign-off", f"job:{job_id}")
-        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+        ids = {"patient_id": patient_id.strip(), "procedure_id": procedure_id.strip(),
+               "lesion_id": lesion_id.strip()}
+        registry = ids if any(ids.values()) else None
+        if registry and not all(ids.values()):
+            raise InputError("give patient, procedure and lesion id (pseudonymous)", "registry")
+        source = None
+        if job.case_id:
+            case = get_case(settings.cases_dir, job.case_id)
+            name = job.params.get("post") or job.params.get("ct")
+            candidate = series_path(case, name) if name else None
+            source = candidate if candidate is not None and candidate.is_dir() else None
+        manager = request.app.state.jobs
+        steps = signoff_steps(manager.job_dir(job_id) / "result", kind=job.kind, source=source,
+                              send_to_pacs=send_pacs, registry=registry,
+                              registry_db=settings.registry_db)
+        new_id = manager.create("signoff", job.case_id, steps,
+                                {"signs_off": job_id, "pacs": send_pacs,
+                                 "registry": registry is not None}, user.username)
+        audit(request, "sign-off", f"job:{job_id}:via:{new_id}")
+        return RedirectResponse(f"/jobs/{new_id}", status_code=303)
 
     # ---------------------------------------------------------- therapy
     @app.get("/therapy", response_class=HTMLResponse, tags=["therapy"])

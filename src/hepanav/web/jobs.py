@@ -127,6 +127,12 @@ class JobManager:
             try:
                 future.result()
                 job.state, job.progress, job.message = "done", 1.0, ""
+                signs_off = job.params.get("signs_off") if job.kind == "signoff" else None
+                if signs_off is not None:
+                    # Every store succeeded: only now is the result signed off.
+                    parent = db.get(Job, int(signs_off))
+                    if parent is not None and not parent.signed_off_by:
+                        parent.signed_off_by = job.created_by
             except JobFailed as exc:
                 job.state, job.message = "failed", str(exc)
             except Exception as exc:  # a worker crash or a bug: the log has the traceback
