@@ -268,6 +268,29 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         audit(request, "view", "worklist")
         return page(request, "worklist.html.j2", cases=cases, jobs=jobs)
 
+    @app.get("/pacs", response_class=HTMLResponse, tags=["cases"])
+    def pacs_worklist(request: Request, _: User = Depends(require(*CAN_VIEW_CASES))):
+        """Studies in the configured PACS (DICOMweb or DIMSE, ``HEPANAV_PACS_*``)."""
+        from hepanav.web.pacs import list_studies
+
+        studies, message = list_studies()
+        audit(request, "view", "pacs")
+        return page(request, "pacs.html.j2", studies=studies, message=message)
+
+    @app.post("/pacs/fetch", tags=["cases"], dependencies=[Depends(require_csrf)])
+    def pacs_fetch(request: Request, study_uid: str = Form(..., max_length=64),
+                   user: User = Depends(require(*CAN_VIEW_CASES))):
+        """Retrieve a study from PACS into the worklist (a job); the case id is a hash of
+        the Study Instance UID, never a patient attribute."""
+        from hepanav.web.pacs import case_id_for, fetch_steps
+
+        case_id = case_id_for(study_uid)
+        job_id = request.app.state.jobs.create(
+            "fetch", case_id, fetch_steps(study_uid), {"case": case_id}, user.username
+        )
+        audit(request, "fetch", f"job:{job_id}:case:{case_id}")
+        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
     @app.get("/cases/{case_id}", response_class=HTMLResponse, tags=["cases"])
     def case_page(request: Request, case_id: str, _: User = Depends(require(*CAN_VIEW_CASES))):
         case = get_case(settings.cases_dir, case_id)
