@@ -117,3 +117,40 @@ def _screenshot(html, png):
         import shutil
 
         shutil.copy(png, keep)
+
+
+def test_plan_tumour_label_map_needs_a_label(tmp_path, cli):
+    ct = sitk.Image([20, 20, 20], sitk.sitkInt16)
+    sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
+    organs = sitk.Image([20, 20, 20], sitk.sitkUInt8) + 5
+    sitk.WriteImage(organs, str(tmp_path / "organs.nii.gz"))
+    array = np.zeros((20, 20, 20), np.uint8)
+    array[5:8] = 1
+    array[10:12] = 2
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "lesions.nii.gz"))
+    code, _, err = cli(
+        "plan",
+        "--ct",
+        tmp_path / "ct.nii.gz",
+        "--tumor",
+        tmp_path / "lesions.nii.gz",
+        "--labels",
+        tmp_path / "organs.nii.gz",
+        "--out",
+        tmp_path / "out",
+    )
+    one_line_error(code, err, "lesions.nii.gz", "labels 1, 2", "--tumor-label")
+    code, _, err = cli(
+        "plan",
+        "--ct",
+        tmp_path / "ct.nii.gz",
+        "--tumor",
+        tmp_path / "lesions.nii.gz",
+        "--tumor-label",
+        "3",
+        "--labels",
+        tmp_path / "organs.nii.gz",
+        "--out",
+        tmp_path / "out",
+    )
+    one_line_error(code, err, "label 3 not present; labels present: 1, 2")
