@@ -347,10 +347,14 @@ def _frames_of(file: Path) -> list[Frame]:
 
 def _pixels(ds: pydicom.Dataset, file: Path) -> np.ndarray:
     """Stored pixel values (before Rescale Slope/Intercept)."""
+    if "PixelData" not in ds:
+        raise InputError("DICOM image has no pixel data", file)
     try:
         return np.asarray(ds.pixel_array)
-    except Exception as exc:  # no decoder for this transfer syntax: let GDCM decode it
+    except (RuntimeError, NotImplementedError) as exc:  # no decoder here: let GDCM decode it
         first = _line(exc)
+    except Exception as exc:  # short or malformed pixel data: never padded
+        raise InputError(f"pixel data is truncated or corrupt ({_line(exc)})", file) from None
     from hepanav.imaging.io import captured_native_stderr
 
     try:
