@@ -227,9 +227,7 @@ def read_dicom_path(
         _add(found, path, ds)
         info, notes = choose_series(found, series, path)
         files = [path]
-    frames = []
-    for file in files:
-        frames.extend(_frames_of(file))
+    frames = [f for per_file in _map_files(_frames_of, files) for f in per_file]
     image, more = frames_to_image(frames, path, is_label=is_label)
     header = info.header
     record = InputRecord(
@@ -247,6 +245,18 @@ def read_dicom_path(
         notes=notes + more,
     )
     return image, record
+
+
+def _map_files(func, files: list[Path]) -> list:
+    """``func`` over ``files`` on every core (decoding compressed slices dominates)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(len(files), os.cpu_count() or 1)
+    if workers <= 1:
+        return [func(f) for f in files]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(func, files))
 
 
 def _str(ds, keyword: str) -> str | None:
