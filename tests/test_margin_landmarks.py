@@ -139,7 +139,7 @@ def test_fifo_and_folder_refused_as_landmarks(tmp_path):
 
     fifo = tmp_path / "pts.fcsv"
     os.mkfifo(fifo)
-    with pytest.raises(InputError, match="is a FIFO, not a regular file"):
+    with pytest.raises(InputError, match="is a FIFO"):
         read_landmarks(fifo)
-    with pytest.raises(InputError, match="is a folder; a file is expected here"):
+    with pytest.raises(InputError, match="is a folder"):
         read_landmarks(tmp_path)
