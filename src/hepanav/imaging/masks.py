@@ -279,7 +279,7 @@ def distinct_values(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind in "iub" and array.dtype.itemsize <= 2 and array.size:
         flat = np.asarray(array).ravel()
         low = int(flat.min())
-        counts = np.bincount((flat.astype(np.int64) - low))
+        counts = np.bincount(flat.astype(np.int64) - low)
         return np.flatnonzero(counts) + low
     return np.unique(array)
 
