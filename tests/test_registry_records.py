@@ -179,19 +179,28 @@ def test_cli_update_and_delete(cli, sqlite_registry, tmp_path):  # noqa: F811
     assert code == 0 and count_rows(engine, "lesion_treatments") == 0  # cascade
 
 
-REDCAP = """record_id,redcap_event_name,redcap_repeat_instrument,redcap_repeat_instance,redcap_data_access_group,year_of_birth,sex,primary_type,ras_status,lesion_id,procedure_id,procedure_type,procedure_date,margin_mm,margin_status,mam_mm,chemo___1,chemo___2,technical_success,patient_complete,lesion_treatment_complete
+REDCAP_HEADER = (
+    "record_id,redcap_event_name,redcap_repeat_instrument,redcap_repeat_instance,"
+    "redcap_data_access_group,year_of_birth,sex,primary_type,ras_status,lesion_id,procedure_id,"
+    "procedure_type,procedure_date,margin_mm,margin_status,mam_mm,chemo___1,chemo___2,"
+    "technical_success,patient_complete,lesion_treatment_complete"
+)
+REDCAP = (
+    REDCAP_HEADER
+    + """
 101,baseline_arm_1,,,site_a,1956,1,1,2,,,,,,,,,,,2,
 101,baseline_arm_1,lesion_treatment,1,site_a,,,,,L1,S1,1,2021-05-04,2.5,1,,1,0,,,2
 101,baseline_arm_1,lesion_treatment,2,site_a,,,,,L2,S1,1,2021-05-04,0.5,2,,1,0,,,2
 102,baseline_arm_1,,,site_b,1960,2,1,1,,,,,,,,,,,2,
 102,follow_up_arm_1,lesion_treatment,1,site_b,,,,,L1,A1,2,2022-01-10,,,6.5,0,1,1,,2
 """
+)
 
 
 def test_a_redcap_export_with_repeat_instruments_and_checkboxes_imports_exactly(
     cli,
-    sqlite_registry,
-    tmp_path,  # noqa: F811
+    sqlite_registry,  # noqa: F811
+    tmp_path,
 ):
     url, engine = sqlite_registry
     path = tmp_path / "redcap.csv"
