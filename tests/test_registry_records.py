@@ -292,7 +292,8 @@ def test_migration_0003_up_and_down(db_url):  # noqa: F811
         conn.execute(text("INSERT INTO patients (patient_id, sex) VALUES ('P1', 'F')"))
         conn.execute(
             text(
-                "INSERT INTO procedures (patient_id, procedure_id, procedure_type, procedure_date) VALUES ('P1', 'S1', 'resection', '2021-01-02')"
+                "INSERT INTO procedures (patient_id, procedure_id, procedure_type, procedure_date)"
+                " VALUES ('P1', 'S1', 'resection', '2021-01-02')"
             )
         )
     db.upgrade(engine, "0003")
