@@ -307,9 +307,33 @@ def margins(
                 "--procedure-type",
             )
         procedure_type = codes[procedure_type.lower()]
-    frame = dataset.treatments(_open(db))
+    engine = _open(db)
+    frame = dataset.treatments(engine)
     if procedure_type is not None:
         frame = frame[frame.procedure_type == procedure_type]
+        if frame.empty:
+            raise InputError(
+                f"no lesion treated by {procedure_type} in the registry", "--procedure-type"
+            )
+    if procedure_type is not None and frame["negative"].isna().all():
+        # Ablations carry no R0/R1: compare local tumour progression by group instead.
+        from hepanav.registry.outcomes import ltp_comparison
+
+        ltp = ltp_comparison(frame, dataset.events(engine), group_by, procedure_type)
+        path = write_json(Path(out) / "margins.json", ltp)
+        typer.echo(
+            f"{procedure_type}: no margin status (R0/R1); local tumour progression by {group_by}"
+        )
+        for g in ltp.groups:
+            typer.echo(
+                f"{group_by}={g.group}: {g.events}/{g.n_lesions} lesions with LTP, "
+                f"CIF 12 months {g.at_months['12']:.1%}"
+            )
+        gray = ltp.gray_test
+        p = f"p = {gray.p_value:.4g}" if gray.estimable else gray.reason
+        typer.echo(f"Gray's test (n = {gray.n}, {gray.events} events): {p}")
+        typer.echo(f"wrote {path}")
+        return
     result = stats.margin_comparison(frame, group_by, unit)
     path = write_json(Path(out) / "margins.json", result)
     for count, rate in zip(result.counts, result.rates, strict=True):
@@ -319,6 +343,57 @@ def margins(
     if result.clustered is not None:
         cp = "n/a" if result.clustered.p_value is None else f"{result.clustered.p_value:.4g}"
         typer.echo(f"clustered ({result.clustered.method}): p = {cp}")
+    typer.echo(f"wrote {path}")
+
+
+@stats_app.command("ablation")
+def ablation(
+    out: Annotated[Path, typer.Option("--out", help="Folder for ablation.json.")],
+    db: DbOption = None,
+) -> None:
+    """Ablation endpoints (Ahmed 2014) and resection outcomes, side by side, never pooled."""
+    from hepanav.core.atomic import write_json
+    from hepanav.registry import dataset
+    from hepanav.registry.outcomes import outcomes_by_procedure
+
+    engine = _open(db)
+    result = outcomes_by_procedure(dataset.treatments(engine), dataset.events(engine))
+    path = write_json(Path(out) / "ablation.json", result)
+
+    def show(name, p):
+        rate = "n/a" if p.rate is None else f"{p.rate:.1%}"
+        typer.echo(f"  {name}: {p.numerator}/{p.denominator} ({rate}), {p.missing} not recorded")
+
+    a = result.ablation
+    if a is None:
+        typer.echo("ablation: no ablated lesion in the registry")
+    else:
+        typer.echo(f"ablation: {a.n_lesions} lesions in {a.n_patients} patients")
+        show("technical success", a.technical_success)
+        show("primary technique efficacy", a.primary_technique_efficacy)
+        show("secondary technique efficacy", a.secondary_technique_efficacy)
+        for g in a.ltp_by_margin_category:
+            typer.echo(f"  LTP, MAM {g.group}: {g.events}/{g.n_lesions} lesions")
+        gray = a.gray_test
+        typer.echo(
+            f"  Gray's test (n = {gray.n}, {gray.events} events): "
+            + (f"p = {gray.p_value:.4g}" if gray.estimable else gray.reason)
+        )
+        cox = a.cox_ltp_on_mam
+        text = (
+            f"HR per mm {cox.terms[0].hazard_ratio:.3f} "
+            f"({cox.terms[0].ci_low:.3f}-{cox.terms[0].ci_high:.3f})"
+            if cox.estimable
+            else cox.reason
+        )
+        typer.echo(f"  Cox LTP on MAM (n = {cox.n}, {cox.events} events): {text}")
+    r = result.resection
+    if r is None:
+        typer.echo("resection: no resected lesion in the registry")
+    else:
+        typer.echo(f"resection: {r.n_lesions} lesions in {r.n_patients} patients")
+        show("R0 per lesion", r.r0_per_lesion)
+        show("R0 per patient", r.r0_per_patient)
     typer.echo(f"wrote {path}")
 
 
