@@ -578,6 +578,90 @@ class ComplicationCount(BaseModel):
     count: int
 
 
+class PatientListing(BaseModel):
+    """One patient in the audit listing (pseudonymous id only)."""
+
+    patient_id: str
+    sex: str | None
+    year_of_birth: int | None
+    procedures: int
+    procedure_types: str
+    lesions: int
+    lesions_r0: int
+    lesions_with_ltp: int
+    follow_up_months: float | None
+    died: bool
+
+
+class LesionListing(BaseModel):
+    """One lesion's first treatment and outcome (pseudonymous ids only)."""
+
+    patient_id: str
+    lesion_id: str
+    procedure_type: str
+    margin_mm: float | None
+    margin_status: str | None
+    mam_mm: float | None
+    margin_category: str | None
+    ltp: bool
+    months: float | None
+
+
+class Completeness(BaseModel):
+    """How often a template field is filled, among the rows where it applies."""
+
+    field: str
+    applies_to: str
+    filled: int
+    rows: int
+    percent: float | None
+
+
+class FollowUp(BaseModel):
+    """Follow-up time per patient by reverse Kaplan-Meier (Schemper & Smith 1996)."""
+
+    n_patients: int
+    median_months: float | None
+    q1_months: float | None
+    q3_months: float | None
+
+
+class ComplicationRate(BaseModel):
+    """Complications per procedure type with their denominators.
+
+    Major: Clavien-Dindo >= IIIa (Dindo 2004) or CIRSE >= 3 (Filippiadis 2017).
+    90-day mortality: deaths within 90 days of the procedure among procedures
+    with 90 days of follow-up or a death before.
+    """
+
+    procedure_type: str
+    procedures: int
+    with_any: int
+    any_rate: float | None
+    with_major: int
+    major_rate: float | None
+    deaths_90d: int
+    evaluable_90d: int
+    mortality_90d: float | None
+
+
+class FlowStep(BaseModel):
+    """A step of the STROBE-style flow: patients and lesions, and who was left out why."""
+
+    step: str
+    patients: int
+    lesions: int
+    excluded: str | None = None
+
+
+class AtRisk(BaseModel):
+    """Numbers at risk under a curve."""
+
+    curve: str
+    months: list[int]
+    at_risk: list[int]
+
+
 class AuditReport(BaseModel):
     """``audit.json``: the registry's audit figures."""
 
@@ -593,6 +677,14 @@ class AuditReport(BaseModel):
     overall_survival: SurvivalSummary | None = None
     cox_local_progression: CoxModel | None = None
     complications: list[ComplicationCount]
+    complication_rates: list[ComplicationRate] = []
+    flow: list[FlowStep] = []
+    completeness: list[Completeness] = []
+    follow_up: FollowUp | None = None
+    at_risk: list[AtRisk] = []
+    outcomes: OutcomesByProcedure | None = None
+    patients: list[PatientListing] = []
+    lesions: list[LesionListing] = []
 
 
 class MarginJson(BaseModel):
