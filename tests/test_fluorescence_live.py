@@ -126,7 +126,14 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
     cv2.imwrite(str(surface), _surfaces(frames[0])[0].astype(np.uint8) * 255)
     out = tmp_path / "frames"
     code, stdout, err = cli(
-        "fluoro", "live", "--source", video, "--surface", surface, "--frames-out", out,
+        "fluoro",
+        "live",
+        "--source",
+        video,
+        "--surface",
+        surface,
+        "--frames-out",
+        out,
         "--no-pace",
     )
     assert code == 0, err
@@ -151,8 +158,18 @@ def test_margin_check_draws_surface_and_numbered_spots_on_nir_and_white(cli, fra
     cv2.imwrite(str(surface), crossing.astype(np.uint8) * 255)
     out = tmp_path / "margin"
     code, _, err = cli(
-        "fluoro", "margin-check", "--nir", nir, "--white", white, "--surface", surface,
-        "--mm-per-px", "0.2", "--out", out,
+        "fluoro",
+        "margin-check",
+        "--nir",
+        nir,
+        "--white",
+        white,
+        "--surface",
+        surface,
+        "--mm-per-px",
+        "0.2",
+        "--out",
+        out,
     )
     assert code == 0, err
     data = json.loads((out / "margin.json").read_text(encoding="utf-8"))

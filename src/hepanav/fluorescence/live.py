@@ -222,7 +222,9 @@ def live_frames(
             break
 
 
-def jpeg_frames(frames: Iterator[LiveFrame], quality: int = 80) -> Iterator[tuple[bytes, LiveFrame]]:
+def jpeg_frames(
+    frames: Iterator[LiveFrame], quality: int = 80
+) -> Iterator[tuple[bytes, LiveFrame]]:
     """JPEG bytes of each live frame; the encoding time is added to ``latency_ms``.
 
     For a web server: ``StreamingResponse(mjpeg_multipart(jpeg_frames(...)),

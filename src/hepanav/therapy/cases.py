@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,57 @@ def case_from_data(data: Any, source: str | Path = "case") -> Case:
     if not isinstance(data, dict):
         raise InputError("a case is a mapping of field: value", source)
     try:
-        return Case.model_validate(data)
+        case = Case.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         msg = err.get("msg", "invalid value")
         if err.get("type") == "extra_forbidden":
             msg = f"unknown field (known: {', '.join(Case.model_fields)})"
         raise InputError(f"field {_field_path(err.get('loc', ()))!r}: {msg}", source) from None
+    screen_case_id(case.case_id, source)
+    return case
+
+
+def screen_case_id(case_id: str | None, source: str | Path = "case") -> None:
+    """Refuse a ``case_id`` that looks like a name, a date of birth, a phone number, an
+    e-mail address or a record number (MRN); the message never repeats the value.
+
+    Uses the project's value screen (:func:`hepanav.core.privacy.screen_value`) when
+    present, else a minimal local one with the same patterns for the common cases.
+    """
+    if case_id is None:
+        return
+    try:
+        from hepanav.core.privacy import screen_value
+    except ImportError:  # the shared screen is not on this branch yet
+        screen_value = _screen_value_minimal
+    kind = screen_value(case_id, role="id")
+    if kind:
+        raise InputError(
+            f"field 'case_id' looks like {kind} (value not shown); use a pseudonymous label "
+            "such as NET-07",
+            source,
+        )
+
+
+_DATE = re.compile(r"\b(\d{1,4}[-./]\d{1,2}[-./]\d{1,4})\b")
+_LONG_NUMBER = re.compile(r"\d{6,}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", re.IGNORECASE)
+_NAME = re.compile(r"^(?:(?:mr|mrs|ms|dr)\.?\s+)?[A-Z][a-z]+(?:[ ,]+[A-Z][a-z]+)+$")
+_BIRTH = re.compile(r"\b(dob|born|geb|birth)\b", re.IGNORECASE)
+
+
+def _screen_value_minimal(value: str, role: str = "id") -> str | None:
+    text = value.strip()
+    if _EMAIL.search(text):
+        return "an e-mail address"
+    if _DATE.search(text) or _BIRTH.search(text):
+        return "a date (of birth?)"
+    if _LONG_NUMBER.search(text.replace(" ", "").replace("-", "")):
+        return "a record or phone number"
+    if _NAME.match(text):
+        return "a person's name"
+    return None
 
 
 def load_case(path: str | Path) -> Case:
