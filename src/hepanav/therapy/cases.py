@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +49,13 @@ def screen_case_id(case_id: str | None, source: str | Path = "case") -> None:
     """Refuse a ``case_id`` that looks like a name, a date of birth, a phone number, an
     e-mail address or a record number (MRN); the message never repeats the value.
 
-    Uses the project's value screen (:func:`hepanav.core.privacy.screen_value`) when
-    present, else a minimal local one with the same patterns for the common cases.
+    Uses the project's value screen (:func:`hepanav.core.privacy.screen_value`, shared
+    with the registry) with the role of a pseudonymous id.
     """
     if case_id is None:
         return
-    try:
-        from hepanav.core.privacy import screen_value
-    except ImportError:  # the shared screen is not on this branch yet
-        screen_value = _screen_value_minimal
+    from hepanav.core.privacy import screen_value
+
     kind = screen_value(case_id, role="id")
     if kind:
         raise InputError(
@@ -66,26 +63,6 @@ def screen_case_id(case_id: str | None, source: str | Path = "case") -> None:
             "such as NET-07",
             source,
         )
-
-
-_DATE = re.compile(r"\b(\d{1,4}[-./]\d{1,2}[-./]\d{1,4})\b")
-_LONG_NUMBER = re.compile(r"\d{6,}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", re.IGNORECASE)
-_NAME = re.compile(r"^(?:(?:mr|mrs|ms|dr)\.?\s+)?[A-Z][a-z]+(?:[ ,]+[A-Z][a-z]+)+$")
-_BIRTH = re.compile(r"\b(dob|born|geb|birth)\b", re.IGNORECASE)
-
-
-def _screen_value_minimal(value: str, role: str = "id") -> str | None:
-    text = value.strip()
-    if _EMAIL.search(text):
-        return "an e-mail address"
-    if _DATE.search(text) or _BIRTH.search(text):
-        return "a date (of birth?)"
-    if _LONG_NUMBER.search(text.replace(" ", "").replace("-", "")):
-        return "a record or phone number"
-    if _NAME.match(text):
-        return "a person's name"
-    return None
 
 
 def load_case(path: str | Path) -> Case:
