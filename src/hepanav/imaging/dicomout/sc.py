@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import highdicom as hd
@@ -13,14 +14,14 @@ from hepanav.imaging.dicomout.seg import MANUFACTURER
 
 
 def build_secondary_capture(
-    png: Path,
+    png: Path | bytes,
     reference: Dataset,
     series_uid: str,
     instance_number: int,
     series_description: str,
     series_number: int = 903,
 ) -> hd.sc.SCImage:
-    """An RGB Secondary Capture of the figure ``png`` in the study of ``reference``.
+    """An RGB Secondary Capture of the figure ``png`` (file or PNG bytes) in ``reference``'s study.
 
     Patient and study attributes are copied from ``reference`` (a source slice).
     The figure is not in patient coordinates; Patient Orientation is left empty.
@@ -30,7 +31,7 @@ def build_secondary_capture(
     FileNotFoundError
         Missing figure (a programming error: the report writes it).
     """
-    with Image.open(png) as im:
+    with Image.open(io.BytesIO(png) if isinstance(png, bytes) else png) as im:
         rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=reference,
@@ -53,6 +54,6 @@ def build_secondary_capture(
     # paired, so present and empty, as dciodvfy's reading of the condition requires.
     sc.Laterality = None
     sc.SeriesDescription = series_description
-    sc.ImageComments = f"HepaNav figure: {png.name}"
+    sc.ImageComments = f"HepaNav report figure: {series_description}"
     sc.BurnedInAnnotation = "YES"  # the figure has text (titles, numbers) burned in
     return sc
