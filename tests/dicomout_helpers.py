@@ -57,9 +57,7 @@ def write_study_ct(
     tags = dict(PATIENT_TAGS)
     tags["0020|000d"] = study_uid
     tags["0020|0052"] = frame_of_reference_uid
-    return write_ct_series(
-        folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, extra_tags=tags
-    )
+    return write_ct_series(folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, extra_tags=tags)
 
 
 def mask_like(image: sitk.Image, array_zyx: np.ndarray) -> sitk.Image:

@@ -70,8 +70,9 @@ class OrthancServer:
 
     def rest(self, path: str, method: str = "GET", **kwargs):
         """Orthanc REST API call (JSON answer)."""
-        r = requests.request(method, f"{self.url}{path}", auth=(USER, PASSWORD), timeout=30,
-                             **kwargs)
+        r = requests.request(
+            method, f"{self.url}{path}", auth=(USER, PASSWORD), timeout=30, **kwargs
+        )
         r.raise_for_status()
         return r.json() if r.content else None
 
@@ -115,9 +116,18 @@ def start_orthanc(folder: Path) -> OrthancServer:
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "StudiesMetadata": "Full"},
         "DicomCheckCalledAet": True,
         "DicomCheckModalityHost": False,
-        "DicomModalities": {OUR_AET: {"AET": OUR_AET, "Host": "127.0.0.1", "Port": move_port,
-                                      "AllowGet": True, "AllowMove": True, "AllowFind": True,
-                                      "AllowStore": True, "AllowEcho": True}},
+        "DicomModalities": {
+            OUR_AET: {
+                "AET": OUR_AET,
+                "Host": "127.0.0.1",
+                "Port": move_port,
+                "AllowGet": True,
+                "AllowMove": True,
+                "AllowFind": True,
+                "AllowStore": True,
+                "AllowEcho": True,
+            }
+        },
         "DicomAlwaysAllowEcho": True,
         "DicomAlwaysAllowStore": True,
         "HttpTimeout": 60,

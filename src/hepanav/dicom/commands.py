@@ -15,13 +15,15 @@ _SETTINGS_HELP = (
 
 def register(app: typer.Typer) -> None:
     """Add ``hepanav dicom`` and ``hepanav pacs`` to the root app."""
-    dicom = typer.Typer(help="DICOM objects: export results as SEG/SR/SC/REG, pseudonymise.",
-                        no_args_is_help=True)
+    dicom = typer.Typer(
+        help="DICOM objects: export results as SEG/SR/SC/REG, pseudonymise.", no_args_is_help=True
+    )
     dicom.command("export")(export)
     dicom.command("pseudonymise")(pseudonymise)
     app.add_typer(dicom, name="dicom")
-    pacs = typer.Typer(help=f"Query, retrieve and store against a PACS. {_SETTINGS_HELP}",
-                       no_args_is_help=True)
+    pacs = typer.Typer(
+        help=f"Query, retrieve and store against a PACS. {_SETTINGS_HELP}", no_args_is_help=True
+    )
     pacs.command("find")(find)
     pacs.command("get")(get)
     pacs.command("send")(send)
@@ -32,8 +34,10 @@ def export(
     result_dir: Path = typer.Argument(..., help="Folder of a finished margin or plan result."),
     out: Path = typer.Option(None, "--out", help="Output folder (default RESULT_DIR/dicom)."),
     source: Path = typer.Option(
-        None, "--source", help="Folder with the CT series the result was computed on "
-        "(default: the one recorded in the result folder)."
+        None,
+        "--source",
+        help="Folder with the CT series the result was computed on "
+        "(default: the one recorded in the result folder).",
     ),
 ) -> None:
     """Write a result folder's DICOM objects: SEG, TID 1500 SR, Secondary Capture (+ REG)."""
@@ -51,8 +55,10 @@ def pseudonymise(
         ..., "--key-file", help="Secret key file (created when missing); keep it apart from OUT."
     ),
     mapping: Path = typer.Option(
-        ..., "--mapping", help="Where to write the original -> pseudonym mapping (CSV); keep "
-        "it apart from OUT, it re-identifies."
+        ...,
+        "--mapping",
+        help="Where to write the original -> pseudonym mapping (CSV); keep "
+        "it apart from OUT, it re-identifies.",
     ),
 ) -> None:
     """PS3.15 Basic Application Level Confidentiality Profile + Retain Longitudinal

@@ -67,37 +67,43 @@ class DicomWebPacs(Pacs):
         if accession:
             filters["AccessionNumber"] = accession
         fields = ["StudyDate", "ModalitiesInStudy", "StudyDescription"]
-        found = self._call(
-            self.client.search_for_studies, search_filters=filters, fields=fields
-        )
+        found = self._call(self.client.search_for_studies, search_filters=filters, fields=fields)
         out = []
         for item in found:
             ds = self._Dataset.from_json(item)
-            out.append(StudyInfo(
-                str(ds.StudyInstanceUID), _text(ds, "StudyDate"),
-                _text(ds, "ModalitiesInStudy"), _text(ds, "StudyDescription"),
-            ))
+            out.append(
+                StudyInfo(
+                    str(ds.StudyInstanceUID),
+                    _text(ds, "StudyDate"),
+                    _text(ds, "ModalitiesInStudy"),
+                    _text(ds, "StudyDescription"),
+                )
+            )
         return out
 
     def find_series(self, study_uid: str) -> list[SeriesInfo]:
         found = self._call(
-            self.client.search_for_series, study_instance_uid=study_uid,
+            self.client.search_for_series,
+            study_instance_uid=study_uid,
             fields=["SeriesDescription", "NumberOfSeriesRelatedInstances"],
         )
         out = []
         for item in found:
             ds = self._Dataset.from_json(item)
             count = ds.get("NumberOfSeriesRelatedInstances")
-            out.append(SeriesInfo(
-                study_uid, str(ds.SeriesInstanceUID), _text(ds, "Modality"),
-                _text(ds, "SeriesDescription"), int(count) if count not in (None, "") else None,
-            ))
+            out.append(
+                SeriesInfo(
+                    study_uid,
+                    str(ds.SeriesInstanceUID),
+                    _text(ds, "Modality"),
+                    _text(ds, "SeriesDescription"),
+                    int(count) if count not in (None, "") else None,
+                )
+            )
         return out
 
     def get_series(self, study_uid: str, series_uid: str, folder: Path) -> list[Path]:
-        instances = self._call(
-            lambda: list(self.client.iter_series(study_uid, series_uid))
-        )
+        instances = self._call(lambda: list(self.client.iter_series(study_uid, series_uid)))
         return [write_instance(ds, folder) for ds in instances]
 
     def store(self, paths: list[Path]) -> list[str]:
@@ -111,14 +117,11 @@ class DicomWebPacs(Pacs):
                 failed = [str(d.SOPInstanceUID) for d in datasets[start:]]
                 raise SendError(str(exc), stored, failed) from None
             failed = [
-                str(item.ReferencedSOPInstanceUID)
-                for item in response.get("FailedSOPSequence", [])
+                str(item.ReferencedSOPInstanceUID) for item in response.get("FailedSOPSequence", [])
             ]
-            ok = [
-                str(d.SOPInstanceUID) for d in batch if str(d.SOPInstanceUID) not in failed
-            ]
+            ok = [str(d.SOPInstanceUID) for d in batch if str(d.SOPInstanceUID) not in failed]
             stored += ok
             if failed:
-                rest = failed + [str(d.SOPInstanceUID) for d in datasets[start + len(batch):]]
+                rest = failed + [str(d.SOPInstanceUID) for d in datasets[start + len(batch) :]]
                 raise SendError(f"{len(failed)} object(s) refused by the PACS", stored, rest)
         return stored

@@ -77,8 +77,7 @@ class DimsePacs(Pacs):
             raise self._down("TLS handshake failed (check ca_file/cert_file)") from None
         if assoc.is_rejected:
             raise self._down(
-                f"refused the association (called AE {s.called_ae!r}, calling AE "
-                f"{s.calling_ae!r})"
+                f"refused the association (called AE {s.called_ae!r}, calling AE {s.calling_ae!r})"
             )
         if not assoc.is_established:
             raise self._down(f"no association within {s.timeout_s:g} s (aborted or timed out)")
@@ -115,8 +114,12 @@ class DimsePacs(Pacs):
         q.ModalitiesInStudy = ""
         q.StudyDescription = ""
         return [
-            StudyInfo(str(d.StudyInstanceUID), _text(d, "StudyDate"),
-                      _text(d, "ModalitiesInStudy"), _text(d, "StudyDescription"))
+            StudyInfo(
+                str(d.StudyInstanceUID),
+                _text(d, "StudyDate"),
+                _text(d, "ModalitiesInStudy"),
+                _text(d, "StudyDescription"),
+            )
             for d in self._find(q)
         ]
 
@@ -131,10 +134,15 @@ class DimsePacs(Pacs):
         out = []
         for d in self._find(q):
             count = d.get("NumberOfSeriesRelatedInstances")
-            out.append(SeriesInfo(
-                study_uid, str(d.SeriesInstanceUID), _text(d, "Modality"),
-                _text(d, "SeriesDescription"), int(count) if count not in (None, "") else None,
-            ))
+            out.append(
+                SeriesInfo(
+                    study_uid,
+                    str(d.SeriesInstanceUID),
+                    _text(d, "Modality"),
+                    _text(d, "SeriesDescription"),
+                    int(count) if count not in (None, "") else None,
+                )
+            )
         return out
 
     def _retrieve_identifier(self, study_uid: str, series_uid: str) -> Dataset:
@@ -185,9 +193,12 @@ class DimsePacs(Pacs):
             return 0x0000
 
         server = scp_ae.start_server(
-            ("127.0.0.1" if self.settings.host in ("127.0.0.1", "localhost") else "",
-             self.settings.move_port),
-            block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)],
+            (
+                "127.0.0.1" if self.settings.host in ("127.0.0.1", "localhost") else "",
+                self.settings.move_port,
+            ),
+            block=False,
+            evt_handlers=[(evt.EVT_C_STORE, on_store)],
         )
         try:
             ae = self._ae()
@@ -195,7 +206,8 @@ class DimsePacs(Pacs):
             with self._association(ae) as assoc:
                 for status, _ in assoc.send_c_move(
                     self._retrieve_identifier(study_uid, series_uid),
-                    self.settings.calling_ae, _MOVE,
+                    self.settings.calling_ae,
+                    _MOVE,
                 ):
                     self._status_error("C-MOVE", status)
                     if status.Status != 0xFF00 and status.get("NumberOfFailedSuboperations"):
@@ -211,9 +223,7 @@ class DimsePacs(Pacs):
     def store(self, paths: list[Path]) -> list[str]:
         datasets = read_files(paths)
         ae = self._ae()
-        contexts = {
-            (str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets
-        }
+        contexts = {(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets}
         for sop, syntax in sorted(contexts):
             ae.add_requested_context(sop, [syntax])
         stored: list[str] = []
@@ -224,8 +234,9 @@ class DimsePacs(Pacs):
                 if code is None or code not in (0x0000, 0xB000, 0xB007, 0xB006):
                     why = "no answer" if code is None else f"status 0x{int(code):04X}"
                     failed = [str(d.SOPInstanceUID) for d in datasets[i:]]
-                    raise SendError(f"C-STORE of {ds.SOPInstanceUID} failed ({why})", stored,
-                                    failed)
+                    raise SendError(
+                        f"C-STORE of {ds.SOPInstanceUID} failed ({why})", stored, failed
+                    )
                 stored.append(str(ds.SOPInstanceUID))
         return stored
 

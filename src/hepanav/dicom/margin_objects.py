@@ -26,13 +26,22 @@ from hepanav.imaging.resample import resample_mask_like
 
 # SEG segments: file stem in OUT/segments -> (label, category code, type code).
 SEGMENTS = {
-    "tumor_post": ("Tumour (in post-procedure space)", "morphologically_abnormal_structure",
-                   "neoplasm"),
+    "tumor_post": (
+        "Tumour (in post-procedure space)",
+        "morphologically_abnormal_structure",
+        "neoplasm",
+    ),
     "ablation_zone": ("Ablation zone", "morphologically_abnormal_structure", "ablation_zone"),
-    "residual_tumor": ("Residual tumour outside the zone", "morphologically_abnormal_structure",
-                       "residual_tumor"),
-    "margin_0_5mm_surface": ("Tumour surface with margin 0-5 mm",
-                             "spatial_and_relational_concept", "margin_0_5mm_surface"),
+    "residual_tumor": (
+        "Residual tumour outside the zone",
+        "morphologically_abnormal_structure",
+        "residual_tumor",
+    ),
+    "margin_0_5mm_surface": (
+        "Tumour surface with margin 0-5 mm",
+        "spatial_and_relational_concept",
+        "margin_0_5mm_surface",
+    ),
 }
 CATEGORY_CODES = {
     "incomplete": "category_incomplete",
@@ -105,15 +114,21 @@ def export_margin(result_dir: Path, out: Path, source_folder: Path) -> list[Path
     numbers = {d.SegmentLabel: int(d.SegmentNumber) for d in seg.SegmentSequence}
     sr = build_measurement_report(
         source.datasets + [seg],
-        margin_groups(result, seg, numbers, mam_point(result_dir, result.min_margin_mm),
-                      source.frame_of_reference_uid),
+        margin_groups(
+            result,
+            seg,
+            numbers,
+            mam_point(result_dir, result.min_margin_mm),
+            source.frame_of_reference_uid,
+        ),
         "HepaNav ablation margin report",
     )
     written = [write_dataset(seg, out, "margin_seg"), write_dataset(sr, out, "margin_sr")]
     series_uid = hd.UID()
     for i, (_, png) in enumerate(report_figures(result_dir / "report.html")):
-        sc = build_secondary_capture(png, source.first, series_uid, i + 1,
-                                     "HepaNav ablation margin figures")
+        sc = build_secondary_capture(
+            png, source.first, series_uid, i + 1, "HepaNav ablation margin figures"
+        )
         written.append(write_dataset(sc, out, f"margin_figure{i + 1}"))
     return written
 
@@ -123,36 +138,43 @@ def margin_groups(result, seg, numbers: dict[str, int], point, frame_uid: str) -
     groups = []
     tumour_label, zone_label = SEGMENTS["tumor_post"][0], SEGMENTS["ablation_zone"][0]
     if tumour_label in numbers:
-        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking("tumour"),
-            referenced_segment=segment_reference(seg, numbers[tumour_label]),
-            finding_type=code("neoplasm"),
-            measurements=[
-                measurement(code("volume"), result.tumor_volume_ml, "ml"),
-                measurement(code("area"), result.tumor_surface_area_mm2, "mm2"),
-            ],
-        ))
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking("tumour"),
+                referenced_segment=segment_reference(seg, numbers[tumour_label]),
+                finding_type=code("neoplasm"),
+                measurements=[
+                    measurement(code("volume"), result.tumor_volume_ml, "ml"),
+                    measurement(code("area"), result.tumor_surface_area_mm2, "mm2"),
+                ],
+            )
+        )
     if zone_label in numbers:
-        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking("ablation zone"),
-            referenced_segment=segment_reference(seg, numbers[zone_label]),
-            finding_type=code("ablation_zone"),
-            measurements=[measurement(code("volume"), result.ablation_volume_ml, "ml")],
-        ))
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking("ablation zone"),
+                referenced_segment=segment_reference(seg, numbers[zone_label]),
+                finding_type=code("ablation_zone"),
+                measurements=[measurement(code("volume"), result.ablation_volume_ml, "ml")],
+            )
+        )
     p = result.percentiles_mm
     items = [
-        measurement(code("minimal_ablative_margin"), result.min_margin_mm, "mm",
-                    None if point is None else point.tolist(), frame_uid),
+        measurement(
+            code("minimal_ablative_margin"),
+            result.min_margin_mm,
+            "mm",
+            None if point is None else point.tolist(),
+            frame_uid,
+        ),
         measurement(code("mean_margin"), result.mean_margin_mm, "mm"),
         measurement(code("margin_p5"), p.p5, "mm"),
         measurement(code("margin_p25"), p.p25, "mm"),
         measurement(code("margin_p50"), p.p50, "mm"),
         measurement(code("margin_p75"), p.p75, "mm"),
         measurement(code("margin_p95"), p.p95, "mm"),
-        measurement(code("surface_fraction_below_0mm"), result.surface_fraction_below_0mm,
-                    "ratio"),
-        measurement(code("surface_fraction_below_5mm"), result.surface_fraction_below_5mm,
-                    "ratio"),
+        measurement(code("surface_fraction_below_0mm"), result.surface_fraction_below_0mm, "ratio"),
+        measurement(code("surface_fraction_below_5mm"), result.surface_fraction_below_5mm, "ratio"),
         measurement(code("shell_coverage_5mm"), result.shell_coverage_5mm, "ratio"),
         measurement(code("shell_coverage_6mm"), result.shell_coverage_6mm, "ratio"),
     ]
@@ -162,12 +184,16 @@ def margin_groups(result, seg, numbers: dict[str, int], point, frame_uid: str) -
     if reg.tre_mm:
         items.append(measurement(code("registration_tre_mean"), reg.tre_mm["mean"], "mm"))
         items.append(measurement(code("registration_tre_max"), reg.tre_mm["max"], "mm"))
-    groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=tracking("ablation margin"),
-        finding_type=code("ablation_margin_group"),
-        measurements=items,
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-            code("margin_category"), code(CATEGORY_CODES[result.category])
-        )],
-    ))
+    groups.append(
+        hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking("ablation margin"),
+            finding_type=code("ablation_margin_group"),
+            measurements=items,
+            qualitative_evaluations=[
+                hd.sr.QualitativeEvaluation(
+                    code("margin_category"), code(CATEGORY_CODES[result.category])
+                )
+            ],
+        )
+    )
     return groups

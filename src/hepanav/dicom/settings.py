@@ -63,8 +63,11 @@ class PacsSettings(BaseSettings):
         "get", description="DIMSE retrieval: C-GET, or C-MOVE to our own storage SCP"
     )
     move_port: int = Field(
-        0, ge=0, le=65535, description="port of our storage SCP for C-MOVE (0: any free port; "
-        "the PACS must know calling_ae at that port)"
+        0,
+        ge=0,
+        le=65535,
+        description="port of our storage SCP for C-MOVE (0: any free port; "
+        "the PACS must know calling_ae at that port)",
     )
     # TLS (both protocols)
     tls: bool = Field(False, description="use TLS (https for DICOMweb, TLS association for DIMSE)")
@@ -109,7 +112,9 @@ class PacsSettings(BaseSettings):
             if path is not None and not Path(path).is_file():
                 raise InputError("file does not exist", f"HEPANAV_PACS_{name.upper()}={path}")
         if (self.cert_file is None) != (self.key_file is None):
-            raise InputError("give both cert_file and key_file for mutual TLS", "HEPANAV_PACS_CERT_FILE")
+            raise InputError(
+                "give both cert_file and key_file for mutual TLS", "HEPANAV_PACS_CERT_FILE"
+            )
 
 
 def load_settings() -> PacsSettings:

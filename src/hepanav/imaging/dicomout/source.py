@@ -64,11 +64,11 @@ class SourceSeries:
             )
         iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
         direction = np.asarray(image.GetDirection()).reshape(3, 3)
-        if not (np.allclose(direction[:, 0], iop[:3], atol=1e-4)
-                and np.allclose(direction[:, 1], iop[3:], atol=1e-4)):
-            raise InputError(
-                f"mask orientation differs from series {self.series_uid}", source
-            )
+        if not (
+            np.allclose(direction[:, 0], iop[:3], atol=1e-4)
+            and np.allclose(direction[:, 1], iop[3:], atol=1e-4)
+        ):
+            raise InputError(f"mask orientation differs from series {self.series_uid}", source)
         spacing = [float(v) for v in ds.PixelSpacing]  # row spacing (y), column spacing (x)
         if not np.allclose(image.GetSpacing()[:2], (spacing[1], spacing[0]), atol=1e-4):
             raise InputError(f"mask pixel spacing differs from series {self.series_uid}", source)

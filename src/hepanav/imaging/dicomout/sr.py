@@ -25,7 +25,10 @@ def algorithm() -> hd.sr.AlgorithmIdentification:
 
 
 def measurement(
-    name: Code, value: float, unit: str, point_lps: Sequence[float] | None = None,
+    name: Code,
+    value: float,
+    unit: str,
+    point_lps: Sequence[float] | None = None,
     frame_of_reference_uid: str | None = None,
 ) -> hd.sr.Measurement:
     """A TID 300 measurement with a UCUM unit (``UNITS`` key), optionally located at a point.
@@ -98,7 +101,9 @@ def build_measurement_report(
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name="HepaNav", manufacturer_name=MANUFACTURER,
+            uid=hd.UID(),
+            name="HepaNav",
+            manufacturer_name=MANUFACTURER,
             model_name=MODEL,
         ),
     )

@@ -1,0 +1,162 @@
+"""DICOM in and out for ``hepanav margin`` and ``hepanav plan``: --from-pacs, --dicom-out, --send.
+
+The commands call :class:`DicomIO` around their normal pipeline: ``--from-pacs``
+fetches the study into a temporary folder and turns the named RTSTRUCT ROIs / SEG
+segments into masks with the normal readers; after the run, ``--dicom-out`` /
+``--send`` write the result's DICOM objects and store them back.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+
+from hepanav.core.errors import InputError
+
+_RTSTRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
+_SEG = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def object_names(path: Path) -> list[str]:
+    """ROI names of an RTSTRUCT or segment labels of a SEG (empty for other objects)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    if ds.SOPClassUID == _RTSTRUCT:
+        return [str(r.ROIName) for r in ds.get("StructureSetROISequence", [])]
+    if ds.SOPClassUID == _SEG:
+        return [str(s.SegmentLabel) for s in ds.get("SegmentSequence", [])]
+    return []
+
+
+@dataclass
+class DicomIO:
+    """State of one command's DICOM input/output (temporary study folder, options)."""
+
+    from_pacs: str | None
+    dicom_out: Path | None
+    send: bool
+    ct_folder: Path | None = None
+    source: Path | None = None
+    _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    _objects: list[Path] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def open(
+        cls,
+        from_pacs: str | None,
+        dicom_out: Path | None,
+        send: bool,
+        source: Path | None = None,
+    ) -> DicomIO:
+        """Check the options and fetch the study when ``from_pacs`` is given.
+
+        ``source`` is the CT (DICOM folder) the result will lie on, when not fetched.
+        Everything that can be refused is refused here, before the pipeline runs.
+        """
+        io = cls(from_pacs, dicom_out, send, source=source)
+        if (dicom_out or send) and not from_pacs and (source is None or not Path(source).is_dir()):
+            raise InputError(
+                "DICOM output needs the CT the result lies on as a DICOM series folder "
+                "(--post/--ct) or --from-pacs",
+                "--dicom-out" if dicom_out else "--send",
+            )
+        if send or from_pacs:
+            from hepanav.dicom.settings import load_settings
+
+            load_settings()  # a bad or missing PACS setting fails before any work
+        if from_pacs:
+            from hepanav.dicom.fetch import fetch_study
+
+            io._tmp = tempfile.TemporaryDirectory(prefix="hepanav-pacs-")
+            fetched = fetch_study(from_pacs, Path(io._tmp.name))
+            cts = [f for f in fetched if f.info.modality == "CT"]
+            if not cts:
+                found = ", ".join(sorted({f.info.modality for f in fetched})) or "nothing"
+                raise InputError(f"the study holds no CT series (found {found})", "--from-pacs")
+            if len(cts) > 1:
+                raise InputError(
+                    f"the study holds {len(cts)} CT series "
+                    f"({', '.join(f.info.series_uid for f in cts)}); --from-pacs needs one",
+                    "--from-pacs",
+                )
+            io.ct_folder = cts[0].folder
+            io._objects = [
+                p for f in fetched if f.info.modality in ("SEG", "RTSTRUCT") for p in f.files
+            ]
+        return io
+
+    @property
+    def active(self) -> bool:
+        return bool(self.from_pacs or self.dicom_out or self.send)
+
+    @staticmethod
+    def refuse_pair_mode(*paths) -> None:
+        """``--from-pacs`` reads masks on the study's one CT; pre/post pairs are not fetched."""
+        if any(p is not None for p in paths):
+            raise InputError(
+                "masks in one space only (the study's CT); for a pre/post pair fetch the "
+                "series with 'hepanav pacs get' and give them as folders",
+                "--from-pacs",
+            )
+
+    def mask_from_study(self, name: str, role: str, option: str) -> Path:
+        """Write the ROI / segment called ``name`` (from the fetched study) as a NIfTI mask
+        on the study's CT grid; return its path (then read by the normal readers).
+
+        Raises
+        ------
+        InputError
+            No such ROI or segment (the names present are listed), or it is in several.
+        """
+        from hepanav.imaging import read_dicom_series, write_image
+        from hepanav.imaging.masks import read_mask
+
+        holders = [p for p in self._objects if name in object_names(p)]
+        if not holders:
+            present = sorted({n for p in self._objects for n in object_names(p)})
+            raise InputError(
+                f"no ROI or segment named {name!r} in the study (present: "
+                f"{', '.join(present) or 'none'})",
+                option,
+            )
+        if len(holders) > 1:
+            raise InputError(f"{len(holders)} objects in the study hold {name!r}", option)
+        ct = read_dicom_series(self.ct_folder)
+        mask = read_mask(holders[0], reference=ct, labels=name)
+        return write_image(mask, Path(self._tmp.name) / f"{role}.nii.gz")
+
+    def finish(self, result_dir: Path) -> list[str]:
+        """Write the DICOM objects (``--dicom-out`` or a temporary folder) and ``--send`` them.
+
+        Returns lines for the user (written files, stored count). The temporary
+        study folder is removed.
+        """
+        from hepanav.dicom.export import SOURCE_NOTE, export_result
+
+        lines: list[str] = []
+        try:
+            if not (self.dicom_out or self.send):
+                return lines
+            source = self.ct_folder or self.source
+            if self.from_pacs is None:
+                (Path(result_dir) / SOURCE_NOTE).write_text(str(Path(source).resolve()))
+            out = self.dicom_out or Path(self._ensure_tmp()) / "out"
+            written = export_result(result_dir, out, source)
+            if self.dicom_out:
+                lines += [f"wrote {p}" for p in written]
+            if self.send:
+                from hepanav.dicom.pacs import open_pacs
+
+                stored = open_pacs().store(written)
+                lines.append(f"stored {len(stored)} DICOM object(s) in the PACS")
+            return lines
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+
+    def _ensure_tmp(self) -> str:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="hepanav-dicom-")
+        return self._tmp.name
