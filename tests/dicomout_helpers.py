@@ -76,3 +76,24 @@ def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
     errors = [ln for ln in lines if ln.startswith("Error")]
     warnings = [ln for ln in lines if ln.startswith("Warning")]
     return errors, warnings
+
+
+def sphere_case(folder: Path, shape=(24, 48, 48), spacing=(1.0, 1.0, 2.0)):
+    """A CT series (DICOM) with a tumour sphere (r 6 mm) and a zone sphere (r 12 mm, 2 mm off).
+
+    Returns (ct_folder, ct_image, tumour_mask, zone_mask); the masks lie on the CT grid.
+    The analytic MAM is 12 - 6 - 2 = 4 mm (toward +x), before voxelisation.
+    """
+    from hepanav.imaging import read_dicom_series
+
+    nz, ny, nx = shape
+    z, y, x = np.mgrid[0:nz, 0:ny, 0:nx].astype(float)
+    body = ((x - nx / 2) ** 2 + (y - ny / 2) ** 2) < (0.45 * nx) ** 2
+    volume = np.where(body, 60, -1000).astype(np.int16)
+    write_study_ct(folder / "ct", volume, spacing_xyz=spacing)
+    ct = read_dicom_series(folder / "ct")
+    cx, cy, cz = nx / 2 * spacing[0], ny / 2 * spacing[1], nz / 2 * spacing[2]
+    px, py, pz = x * spacing[0], y * spacing[1], z * spacing[2]
+    tumour = (px - cx) ** 2 + (py - cy) ** 2 + (pz - cz) ** 2 < 6.0**2
+    zone = (px - cx + 2.0) ** 2 + (py - cy) ** 2 + (pz - cz) ** 2 < 12.0**2
+    return folder / "ct", ct, mask_like(ct, tumour), mask_like(ct, zone)
