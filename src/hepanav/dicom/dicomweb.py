@@ -6,6 +6,7 @@ from pathlib import Path
 
 import requests
 
+from hepanav.core.errors import InputError
 from hepanav.dicom.pacs import (
     Pacs,
     SendError,
@@ -109,13 +110,17 @@ class DicomWebPacs(Pacs):
     def store(self, paths: list[Path]) -> list[str]:
         datasets = read_files(paths)
         stored: list[str] = []
+        self._stored_before = stored
         for start in range(0, len(datasets), STOW_BATCH):
             batch = datasets[start : start + STOW_BATCH]
             try:
                 response = self._call(self.client.store_instances, batch)
-            except Exception as exc:  # noqa: BLE001 - reported with what was stored
-                failed = [str(d.SOPInstanceUID) for d in datasets[start:]]
-                raise SendError(str(exc), stored, failed) from None
+            except InputError as exc:
+                # A refused batch may have been stored in part, and the HTTP error hides
+                # which part: store its instances one by one (storing an instance twice
+                # is harmless) to know exactly what the PACS holds.
+                stored += self._store_one_by_one(batch, exc, datasets[start + len(batch):])
+                continue
             failed = [
                 str(item.ReferencedSOPInstanceUID) for item in response.get("FailedSOPSequence", [])
             ]
@@ -124,4 +129,19 @@ class DicomWebPacs(Pacs):
             if failed:
                 rest = failed + [str(d.SOPInstanceUID) for d in datasets[start + len(batch) :]]
                 raise SendError(f"{len(failed)} object(s) refused by the PACS", stored, rest)
+        return stored
+
+    def _store_one_by_one(self, batch, batch_error, rest) -> list[str]:
+        stored: list[str] = []
+        for i, ds in enumerate(batch):
+            try:
+                response = self._call(self.client.store_instances, [ds])
+                if response.get("FailedSOPSequence"):
+                    raise InputError("refused by the PACS", str(ds.SOPInstanceUID))
+            except InputError as exc:
+                failed = [str(d.SOPInstanceUID) for d in list(batch[i:]) + list(rest)]
+                raise SendError(
+                    f"{ds.SOPInstanceUID}: {exc.reason}", self._stored_before + stored, failed
+                ) from None
+            stored.append(str(ds.SOPInstanceUID))
         return stored
