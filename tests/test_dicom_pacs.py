@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+
 from cli_helpers import one_line_error
 from dicomout_helpers import PATIENT_TAGS, write_study_ct
 from orthanc_helpers import orthanc, pacs_env  # noqa: F401 - fixtures
