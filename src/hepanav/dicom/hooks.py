@@ -21,8 +21,15 @@ _SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 def object_names(path: Path) -> list[str]:
-    """ROI names of an RTSTRUCT or segment labels of a SEG (empty for other objects)."""
+    """ROI names of an RTSTRUCT or segment labels of a SEG (empty for other objects).
+
+    SEGs HepaNav wrote itself (results sent back earlier) are not inputs: empty.
+    """
+    from hepanav.imaging.dicomout.seg import MANUFACTURER
+
     ds = pydicom.dcmread(path, stop_before_pixels=True)
+    if ds.get("Manufacturer") == MANUFACTURER:
+        return []
     if ds.SOPClassUID == _RTSTRUCT:
         return [str(r.ROIName) for r in ds.get("StructureSetROISequence", [])]
     if ds.SOPClassUID == _SEG:
