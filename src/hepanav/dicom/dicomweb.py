@@ -119,7 +119,7 @@ class DicomWebPacs(Pacs):
                 # A refused batch may have been stored in part, and the HTTP error hides
                 # which part: store its instances one by one (storing an instance twice
                 # is harmless) to know exactly what the PACS holds.
-                stored += self._store_one_by_one(batch, exc, datasets[start + len(batch):])
+                stored += self._store_one_by_one(batch, exc, datasets[start + len(batch) :])
                 continue
             failed = [
                 str(item.ReferencedSOPInstanceUID) for item in response.get("FailedSOPSequence", [])

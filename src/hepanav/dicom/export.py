@@ -9,13 +9,16 @@ attributes they copy.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 
 from hepanav.core.errors import InputError
 
 
-def export_result(result_dir: Path, out: Path, source: Path | None = None) -> list[Path]:
+def export_result(
+    result_dir: Path, out: Path, source: Path | None = None, pre_source: Path | None = None
+) -> list[Path]:
     """Write the DICOM objects of a margin or plan result; return the written files.
 
     Parameters
@@ -26,8 +29,12 @@ def export_result(result_dir: Path, out: Path, source: Path | None = None) -> li
         Output folder for the ``.dcm`` files.
     source : Path, optional
         Folder with the CT series the result lies on (the post CT for margins, the
-        planning CT for plans). Default: ``source_series.txt`` in the result folder,
-        written by ``--dicom-out``/``--send`` runs.
+        planning CT for plans). Default: the one named in ``dicom_sources.json`` in
+        the result folder, written by ``--dicom-out``/``--send`` runs.
+    pre_source : Path, optional
+        Folder with the pre-procedure CT series (margin pre/post mode): with it, the
+        registration is also written as Spatial Registration and Deformable Spatial
+        Registration objects. Default: from ``dicom_sources.json``.
 
     Raises
     ------
@@ -37,11 +44,13 @@ def export_result(result_dir: Path, out: Path, source: Path | None = None) -> li
     result_dir = Path(result_dir)
     if not result_dir.is_dir():
         raise InputError("result folder does not exist", result_dir)
-    source = _source_folder(result_dir, source)
+    recorded = read_sources(result_dir)
+    source = _source_folder(result_dir, source or recorded.get("source"))
+    pre_source = pre_source or recorded.get("pre")
     if (result_dir / "margin.json").is_file():
         from hepanav.dicom.margin_objects import export_margin
 
-        return export_margin(result_dir, out, source)
+        return export_margin(result_dir, out, source, pre_source)
     if (result_dir / "plan.json").is_file():
         from hepanav.dicom.plan_objects import export_plan
 
@@ -49,17 +58,33 @@ def export_result(result_dir: Path, out: Path, source: Path | None = None) -> li
     raise InputError("holds neither margin.json nor plan.json", result_dir)
 
 
-SOURCE_NOTE = "source_series.txt"
+SOURCES_FILE = "dicom_sources.json"
+
+
+def write_sources(result_dir: Path, source: Path, pre: Path | None) -> None:
+    """Record the DICOM folders a result lies on, for a later ``hepanav dicom export``."""
+    from hepanav.core.atomic import write_text
+
+    data = {"source": str(Path(source).resolve())}
+    if pre is not None and Path(pre).is_dir():
+        data["pre"] = str(Path(pre).resolve())
+    write_text(Path(result_dir) / SOURCES_FILE, json.dumps(data, indent=1) + "\n")
+
+
+def read_sources(result_dir: Path) -> dict[str, Path]:
+    path = Path(result_dir) / SOURCES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise InputError("not valid JSON", path) from None
+    return {k: Path(v) for k, v in data.items() if Path(v).is_dir()}
 
 
 def _source_folder(result_dir: Path, source: Path | None) -> Path:
     if source is not None:
         return Path(source)
-    note = result_dir / SOURCE_NOTE
-    if note.is_file():
-        path = Path(note.read_text().strip())
-        if path.is_dir():
-            return path
     raise InputError(
         "give the CT series the result was computed on with --source (a DICOM folder)",
         result_dir,

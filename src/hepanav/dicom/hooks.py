@@ -46,6 +46,7 @@ class DicomIO:
     send: bool
     ct_folder: Path | None = None
     source: Path | None = None
+    pre_source: Path | None = None
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
     _objects: list[Path] = field(default_factory=list, repr=False)
 
@@ -56,13 +57,15 @@ class DicomIO:
         dicom_out: Path | None,
         send: bool,
         source: Path | None = None,
+        pre_source: Path | None = None,
     ) -> DicomIO:
         """Check the options and fetch the study when ``from_pacs`` is given.
 
-        ``source`` is the CT (DICOM folder) the result will lie on, when not fetched.
+        ``source`` is the CT (DICOM folder) the result will lie on, when not fetched;
+        ``pre_source`` the pre-procedure CT of a pre/post pair (registration objects).
         Everything that can be refused is refused here, before the pipeline runs.
         """
-        io = cls(from_pacs, dicom_out, send, source=source)
+        io = cls(from_pacs, dicom_out, send, source=source, pre_source=pre_source)
         if (dicom_out or send) and not from_pacs and (source is None or not Path(source).is_dir()):
             raise InputError(
                 "DICOM output needs the CT the result lies on as a DICOM series folder "
@@ -140,7 +143,7 @@ class DicomIO:
         Returns lines for the user (written files, stored count). The temporary
         study folder is removed.
         """
-        from hepanav.dicom.export import SOURCE_NOTE, export_result
+        from hepanav.dicom.export import export_result, write_sources
 
         lines: list[str] = []
         try:
@@ -148,9 +151,9 @@ class DicomIO:
                 return lines
             source = self.ct_folder or self.source
             if self.from_pacs is None:
-                (Path(result_dir) / SOURCE_NOTE).write_text(str(Path(source).resolve()))
+                write_sources(result_dir, source, self.pre_source)
             out = self.dicom_out or Path(self._ensure_tmp()) / "out"
-            written = export_result(result_dir, out, source)
+            written = export_result(result_dir, out, source, self.pre_source)
             if self.dicom_out:
                 lines += [f"wrote {p}" for p in written]
             if self.send:

@@ -22,7 +22,13 @@ from hepanav.imaging.dicomout import (
     tracking,
     write_dataset,
 )
+from hepanav.imaging.dicomout.registration import (
+    build_deformable_registration,
+    build_spatial_registration,
+    rigid_pre_to_post,
+)
 from hepanav.imaging.resample import resample_mask_like
+from hepanav.margin.segments import REGISTRATION_FILE
 
 # SEG segments: file stem in OUT/segments -> (label, category code, type code).
 SEGMENTS = {
@@ -94,10 +100,13 @@ def ct_image(source) -> sitk.Image:
     return read_dicom_series(source.folder)
 
 
-def export_margin(result_dir: Path, out: Path, source_folder: Path) -> list[Path]:
-    """Write SEG + SR + SC (one per report figure) of a margin result into ``out``.
+def export_margin(
+    result_dir: Path, out: Path, source_folder: Path, pre_folder: Path | None = None
+) -> list[Path]:
+    """Write SEG + SR + SC (one per report figure) of a margin result into ``out``, and
+    with ``pre_folder`` (pre/post mode) the Spatial and Deformable Spatial Registration.
 
-    Returns the written files in the order SEG, SR, SCs.
+    Returns the written files in the order SEG, SR, SCs, REGs.
     """
     from hepanav.dicom.export import report_figures
     from hepanav.margin.schema import MarginResult
@@ -130,6 +139,24 @@ def export_margin(result_dir: Path, out: Path, source_folder: Path) -> list[Path
             png, source.first, series_uid, i + 1, "HepaNav ablation margin figures"
         )
         written.append(write_dataset(sc, out, f"margin_figure{i + 1}"))
+    transform_file = result_dir / "segments" / REGISTRATION_FILE
+    if transform_file.is_file() and pre_folder is not None:
+        pre = read_source_series(pre_folder)
+        transform = sitk.ReadTransform(str(transform_file))
+        written.append(
+            write_dataset(
+                build_spatial_registration(pre, source, rigid_pre_to_post(transform)),
+                out,
+                "margin_registration_rigid",
+            )
+        )
+        written.append(
+            write_dataset(
+                build_deformable_registration(pre, source, transform),
+                out,
+                "margin_registration_deformable",
+            )
+        )
     return written
 
 

@@ -72,9 +72,11 @@ def profile_rules() -> tuple[ProfileRule, ...]:
         if not re.fullmatch(r"[0-9A-FX]{4},[0-9A-FX]{4}", row["tag"]):
             continue  # the "private attributes" row: remove_private_tags()
         group, element = row["tag"].split(",")
-        rules.append(ProfileRule(
-            group, element, row["keyword"], row["basic"], row["retain_long_modified_dates"]
-        ))
+        rules.append(
+            ProfileRule(
+                group, element, row["keyword"], row["basic"], row["retain_long_modified_dates"]
+            )
+        )
     return tuple(rules)
 
 

@@ -99,7 +99,7 @@ def margin(
 
     if from_pacs:
         DicomIO.refuse_pair_mode(pre, post, liver_pre, liver_post)
-    dicom = DicomIO.open(from_pacs, dicom_out, send, source=post)
+    dicom = DicomIO.open(from_pacs, dicom_out, send, source=post, pre_source=pre)
     if from_pacs:
         tumor = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
         ablation = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
