@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-from dicomout_helpers import dciodvfy, write_study_ct
-from test_dicom_objects import ACCEPTED_WARNINGS, margin_export  # noqa: F401 - fixture
 
+from dicomout_helpers import dciodvfy, write_study_ct
 from hepanav.dicom.export import export_result
 from hepanav.imaging.dicomout import read_source_series
 from hepanav.margin.segments import REGISTRATION_FILE
+from test_dicom_objects import ACCEPTED_WARNINGS, margin_export  # noqa: F401 - fixture
 
 
 def _known_transform() -> sitk.Transform:

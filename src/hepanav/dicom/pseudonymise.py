@@ -1,5 +1,6 @@
 """Research export: PS3.15 Basic Application Level Confidentiality Profile with the Retain
-Longitudinal Temporal Information with Modified Dates Option.
+Longitudinal Temporal Information with Modified Dates Option and the Clean Structured
+Content Option (SR content trees are cleaned by the same table, not emptied).
 
 dicognito does the replacing, keyed by a secret: UIDs are replaced consistently (the
 same original UID gives the same pseudonym in every file and reference, so a study
@@ -36,8 +37,12 @@ from hepanav.core.errors import InputError
 # Retain Longitudinal Temporal Information Modified Dates Option.
 METHOD_CODES = (
     ("113100", "Basic Application Confidentiality Profile"),
+    ("113104", "Clean Structured Content Option"),
     ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
 )
+# Sequences cleaned item by item instead of emptied: the SR content tree (Clean
+# Structured Content Option), whose numbers and codes are what a research export is for.
+CLEANED_SEQUENCES = ("ContentSequence",)
 _TEMPORAL = ("DA", "DT", "TM")
 MAPPED = ("PatientID", "AccessionNumber", "StudyInstanceUID", "SeriesInstanceUID")
 
@@ -98,27 +103,48 @@ def rule_for(tag: int) -> ProfileRule | None:
     return None
 
 
-def enforce_profile(ds: Dataset, original: Dataset) -> None:
+def _keyed_uid(key: str, uid: str) -> str:
+    """A UID derived from ``uid`` and the secret key (same input, same pseudonym)."""
+    return pydicom.uid.generate_uid(prefix="2.25.", entropy_srcs=[key, uid])
+
+
+def enforce_profile(ds: Dataset, original: Dataset, key: str) -> None:
     """Apply the table to ``ds`` (already through dicognito), recursing into sequences.
 
-    ``original`` is the same dataset before dicognito, to see what it left unchanged.
+    ``original`` is the same dataset before dicognito, to see what it left unchanged;
+    ``key`` derives replacement UIDs for the ones dicognito left.
     """
     ds.remove_private_tags()
     for elem in list(ds):
         rule = rule_for(elem.tag)
         before = original.get(elem.tag) if original is not None else None
         if elem.VR == "SQ":
-            if rule is not None and rule.action.startswith("X"):
-                del ds[elem.tag]
+            action = rule.action if rule is not None else "K"
+            if action.startswith("X") and "U" not in action:
+                del ds[elem.tag]  # X, X/Z, X/D, X/Z/D
                 continue
+            if action in ("Z", "Z/D", "D") and rule.keyword not in CLEANED_SEQUENCES:
+                elem.value = Sequence([])  # zero-length: the conservative Z / dummy
+                continue
+            # Kept and cleaned: sequences the table does not list, references whose
+            # UIDs dicognito replaced (X/Z/U*: Referenced/Source Image Sequence) and,
+            # with the Clean Structured Content Option, an SR's Content Sequence.
             originals = before.value if before is not None and before.VR == "SQ" else []
             for i, item in enumerate(elem.value):
-                enforce_profile(item, originals[i] if i < len(originals) else None)
+                enforce_profile(item, originals[i] if i < len(originals) else None, key)
             continue
-        if rule is None or rule.action in ("K", "C", "U"):
-            continue  # not listed, kept, dates shifted by dicognito, or UID replaced
+        if rule is None or rule.action == "K":
+            continue  # not listed, or kept
         action = rule.action
         unchanged = before is not None and elem.value == before.value
+        if action == "U":  # dicognito replaces most UIDs; the ones it leaves: keyed hash
+            if unchanged and elem.value:
+                elem.value = _keyed_uid(key, str(elem.value))
+            continue
+        if action == "C":  # modified dates: dicognito shifted DA/DT/TM; others emptied
+            if unchanged and elem.value not in (None, "", b""):
+                elem.value = None
+            continue
         if action == "X" or (action.startswith("X") and (unchanged or elem.VR in _TEMPORAL)):
             del ds[elem.tag]  # X, or X/... that dicognito did not replace with a dummy
         elif elem.VR in _TEMPORAL or (unchanged and elem.value not in (None, "")):
@@ -129,7 +155,9 @@ def enforce_profile(ds: Dataset, original: Dataset) -> None:
 
 def _mark(ds: Dataset) -> None:
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "HepaNav: PS3.15 Basic Profile + Retain Long. Modified Dates"
+    ds.DeidentificationMethod = (
+        "HepaNav: PS3.15 Basic Profile, Retain Long. Modified Dates, Clean Struct. Content"
+    )
     items = []
     for value, meaning in METHOD_CODES:
         item = Dataset()
@@ -196,7 +224,7 @@ def pseudonymise_tree(src: Path, dst: Path, key_file: Path, mapping: Path) -> Su
     tmp = dst.with_name(f".{dst.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        written, skipped = _write_all(files, src, tmp, anonymizer, pairs)
+        written, skipped = _write_all(files, src, tmp, anonymizer, pairs, key)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -214,7 +242,7 @@ def pseudonymise_tree(src: Path, dst: Path, key_file: Path, mapping: Path) -> Su
     return Summary(written, skipped)
 
 
-def _write_all(files, src, tmp, anonymizer, pairs) -> tuple[int, int]:
+def _write_all(files, src, tmp, anonymizer, pairs, key) -> tuple[int, int]:
     import copy
 
     written = skipped = 0
@@ -226,7 +254,7 @@ def _write_all(files, src, tmp, anonymizer, pairs) -> tuple[int, int]:
             continue
         original = copy.deepcopy(ds)
         anonymizer.anonymize(ds)
-        enforce_profile(ds, original)
+        enforce_profile(ds, original, key)
         _mark(ds)
         for keyword in MAPPED:
             if keyword in original:
