@@ -45,6 +45,10 @@ def export_result(
     if not result_dir.is_dir():
         raise InputError("result folder does not exist", result_dir)
     recorded = read_sources(result_dir)
+    if source is None and "source" not in recorded and (result_dir / "plan.json").is_file():
+        ct = json.loads((result_dir / "plan.json").read_text()).get("inputs", {}).get("ct")
+        if ct and Path(ct).is_dir():
+            recorded["source"] = Path(ct)  # hepanav plan records its --ct
     source = _source_folder(result_dir, source or recorded.get("source"))
     pre_source = pre_source or recorded.get("pre")
     if (result_dir / "margin.json").is_file():
