@@ -101,6 +101,7 @@ def orthanc_missing() -> str | None:
 
 def start_orthanc(folder: Path) -> OrthancServer:
     """Start Orthanc with a generated configuration in ``folder``; wait until it answers."""
+    folder.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port, move_port = free_port(), free_port(), free_port()
     config = {
         "Name": "hepanav-test",

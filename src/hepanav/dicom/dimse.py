@@ -16,7 +16,6 @@ from hepanav.dicom.pacs import (
     _text,
     probe_socket,
     read_files,
-    write_instance,
 )
 
 # Storage SOP classes we accept on C-GET / C-MOVE and can send: the images and the
@@ -165,7 +164,7 @@ class DimsePacs(Pacs):
         written: list[Path] = []
 
         def on_store(event):
-            written.append(write_instance(_file_dataset(event), folder))
+            written.append(_write_encoded(event, folder))
             return 0x0000
 
         handlers = [(evt.EVT_C_STORE, on_store)]
@@ -189,7 +188,7 @@ class DimsePacs(Pacs):
         written: list[Path] = []
 
         def on_store(event):
-            written.append(write_instance(_file_dataset(event), folder))
+            written.append(_write_encoded(event, folder))
             return 0x0000
 
         server = scp_ae.start_server(
@@ -241,7 +240,10 @@ class DimsePacs(Pacs):
         return stored
 
 
-def _file_dataset(event) -> Dataset:
-    ds = event.dataset
-    ds.file_meta = event.file_meta
-    return ds
+def _write_encoded(event, folder: Path) -> Path:
+    """Write a received instance as it arrived (Part 10 bytes, no decode/re-encode)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = event.request.AffectedSOPInstanceUID
+    path = folder / f"{uid}.dcm"
+    path.write_bytes(event.encoded_dataset(include_meta=True))
+    return path
