@@ -65,13 +65,20 @@ def export_result(
 SOURCES_FILE = "dicom_sources.json"
 
 
-def write_sources(result_dir: Path, source: Path, pre: Path | None) -> None:
-    """Record the DICOM folders a result lies on, for a later ``hepanav dicom export``."""
+def write_sources(
+    result_dir: Path, source: Path | None, pre: Path | None, pacs: dict | None = None
+) -> None:
+    """Record the DICOM folders a result lies on (for a later ``hepanav dicom export``)
+    or, for ``--from-pacs`` runs, the UIDs of the study and series fetched."""
     from hepanav.core.atomic import write_text
 
-    data = {"source": str(Path(source).resolve())}
+    data: dict = {}
+    if source is not None:
+        data["source"] = str(Path(source).resolve())
     if pre is not None and Path(pre).is_dir():
         data["pre"] = str(Path(pre).resolve())
+    if pacs:
+        data["pacs"] = pacs
     write_text(Path(result_dir) / SOURCES_FILE, json.dumps(data, indent=1) + "\n")
 
 
@@ -83,7 +90,9 @@ def read_sources(result_dir: Path) -> dict[str, Path]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise InputError("not valid JSON", path) from None
-    return {k: Path(v) for k, v in data.items() if Path(v).is_dir()}
+    return {
+        k: Path(v) for k, v in data.items() if isinstance(v, str) and Path(v).is_dir()
+    }
 
 
 def _source_folder(result_dir: Path, source: Path | None) -> Path:

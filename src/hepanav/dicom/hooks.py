@@ -49,6 +49,8 @@ class DicomIO:
     pre_source: Path | None = None
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
     _objects: list[Path] = field(default_factory=list, repr=False)
+    converted: dict[str, dict] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -92,6 +94,13 @@ class DicomIO:
                     "--from-pacs",
                 )
             io.ct_folder = cts[0].folder
+            io.provenance = {
+                "query": "study" if from_pacs == cts[0].info.study_uid else "accession",
+                "study_instance_uid": cts[0].info.study_uid,
+                "ct_series_instance_uid": cts[0].info.series_uid,
+                "ct_series_description": cts[0].info.description,
+                "converted_to_nifti_on_the_ct": io.converted,
+            }
             io._objects = [
                 p for f in fetched if f.info.modality in ("SEG", "RTSTRUCT") for p in f.files
             ]
@@ -111,18 +120,14 @@ class DicomIO:
                 "--from-pacs",
             )
 
-    def mask_from_study(self, name: str, role: str, option: str) -> Path:
-        """Write the ROI / segment called ``name`` (from the fetched study) as a NIfTI mask
-        on the study's CT grid; return its path (then read by the normal readers).
+    def object_with(self, name: str, option: str) -> Path:
+        """The fetched RTSTRUCT or SEG file holding the ROI / segment called ``name``.
 
         Raises
         ------
         InputError
             No such ROI or segment (the names present are listed), or it is in several.
         """
-        from hepanav.imaging import read_dicom_series, write_image
-        from hepanav.imaging.masks import read_mask
-
         holders = [p for p in self._objects if name in object_names(p)]
         if not holders:
             present = sorted({n for p in self._objects for n in object_names(p)})
@@ -133,9 +138,34 @@ class DicomIO:
             )
         if len(holders) > 1:
             raise InputError(f"{len(holders)} objects in the study hold {name!r}", option)
+        return holders[0]
+
+    def mask_from_study(self, name: str, role: str, option: str) -> tuple[Path, str | None]:
+        """(file, label) for the normal mask readers: the fetched SEG or RTSTRUCT and the
+        segment / ROI name, so the result's input records name the DICOM object.
+
+        The grid-defining mask of the one-space mode (``role`` 'ablation', read without
+        a reference image) is read on the study's CT here and passed as a NIfTI mask
+        (label None): an RTSTRUCT needs a grid, and a sparse SEG read alone would give a
+        grid cut at its first and last frames (the zone would touch the image border).
+        Its DICOM object is named in ``dicom_sources.json``.
+        """
+        from hepanav.imaging import read_dicom_series, write_image
+        from hepanav.imaging.masks import read_mask
+
+        path = self.object_with(name, option)
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if role != "ablation":
+            return path, name
+        self.converted[role] = {
+            "sop_instance_uid": str(ds.SOPInstanceUID),
+            "series_instance_uid": str(ds.SeriesInstanceUID),
+            "modality": str(ds.Modality),
+            "segment": name,
+        }
         ct = read_dicom_series(self.ct_folder)
-        mask = read_mask(holders[0], reference=ct, labels=name)
-        return write_image(mask, Path(self._tmp.name) / f"{role}.nii.gz")
+        mask = read_mask(path, reference=ct, labels=name)
+        return write_image(mask, Path(self._tmp.name) / f"{role}.nii.gz"), None
 
     def finish(self, result_dir: Path) -> list[str]:
         """Write the DICOM objects (``--dicom-out`` or a temporary folder) and ``--send`` them.
@@ -147,9 +177,13 @@ class DicomIO:
 
         lines: list[str] = []
         try:
+            source = self.ct_folder or self.source
+            if self.from_pacs is not None:
+                # Where the inputs came from: UIDs only (no patient attributes, no paths
+                # of the temporary folder).
+                write_sources(result_dir, None, None, pacs=self.provenance)
             if not (self.dicom_out or self.send):
                 return lines
-            source = self.ct_folder or self.source
             if self.from_pacs is None:
                 write_sources(result_dir, source, self.pre_source)
             out = self.dicom_out or Path(self._ensure_tmp()) / "out"

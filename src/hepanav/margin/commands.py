@@ -137,9 +137,8 @@ def margin(
         DicomIO.refuse_pair_mode(pre, post, liver_pre, liver_post)
     dicom = DicomIO.open(from_pacs, dicom_out, send, source=post, pre_source=pre)
     if from_pacs:
-        tumor = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
-        ablation = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
-        tumor_label = ablation_label = None  # the named ROI/segment is already the mask
+        tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
+        ablation, ablation_label = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
     inputs = MarginInputs(
         tumor=tumor,
         ablation=ablation,

@@ -65,8 +65,7 @@ def register(app: typer.Typer) -> None:
         dicom = DicomIO.open(from_pacs, dicom_out, send, source=ct)
         if from_pacs:
             ct = dicom.ct_folder
-            tumor = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
-            tumor_label = None  # the named ROI/segment is already the mask
+            tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
         result, written = run_plan(
             ct,
             tumor,
