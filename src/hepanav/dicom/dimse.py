@@ -87,9 +87,11 @@ class DimsePacs(Pacs):
                 assoc.release()
 
     def _status_error(self, what: str, status) -> None:
-        if status is None:
+        if status is None or "Status" not in status:
+            # pynetdicom yields an empty status when the association was aborted or
+            # timed out mid-operation.
             raise self._down(f"{what}: no answer within {self.settings.timeout_s:g} s")
-        code = getattr(status, "Status", None)
+        code = status.Status
         if code not in (0x0000, 0xFF00, 0xFF01):
             raise self._down(f"{what} failed with status 0x{int(code):04X}")
 
