@@ -39,11 +39,17 @@ def export(
         help="Folder with the CT series the result was computed on "
         "(default: the one recorded in the result folder).",
     ),
+    pre: Path = typer.Option(
+        None,
+        "--pre",
+        help="Pre-procedure CT series folder of a pre/post margin result: adds the Spatial "
+        "and Deformable Spatial Registration objects (default: the one recorded).",
+    ),
 ) -> None:
     """Write a result folder's DICOM objects: SEG, TID 1500 SR, Secondary Capture (+ REG)."""
     from hepanav.dicom.export import export_result
 
-    written = export_result(result_dir, out or result_dir / "dicom", source)
+    written = export_result(result_dir, out or result_dir / "dicom", source, pre)
     for path in written:
         typer.echo(f"wrote {path}")
 
