@@ -155,9 +155,8 @@ def enforce_profile(ds: Dataset, original: Dataset, key: str) -> None:
 
 def _mark(ds: Dataset) -> None:
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = (
-        "HepaNav: PS3.15 Basic Profile, Retain Long. Modified Dates, Clean Struct. Content"
-    )
+    # LO: at most 64 characters; the options are in the code sequence below.
+    ds.DeidentificationMethod = "HepaNav: PS3.15 Basic Profile and options (see codes)"
     items = []
     for value, meaning in METHOD_CODES:
         item = Dataset()
