@@ -71,7 +71,8 @@ class DicomIO:
         if (dicom_out or send) and not from_pacs and (source is None or not Path(source).is_dir()):
             raise InputError(
                 "DICOM output needs the CT the result lies on as a DICOM series folder "
-                "(--post/--ct) or --from-pacs",
+                "(--post or --ct, or --from-pacs); for masks in one space run "
+                "'hepanav dicom export RESULT --source CT_FOLDER' afterwards",
                 "--dicom-out" if dicom_out else "--send",
             )
         if send or from_pacs:
