@@ -114,3 +114,26 @@ def test_study_without_ct_or_roi_is_one_line(orthanc, pacs_env, study, tmp_path,
                                "--ablation", "Ablation zone", "--out", tmp_path / "r")[0::2],
                           "no ROI or segment named 'Tumor'", "Tumour", "Ablation zone")
     assert "--tumor" in line
+
+
+def test_several_ct_series_need_a_choice(orthanc, pacs_env, study, tmp_path, cli):  # noqa: F811
+    import numpy as np
+
+    from dicomout_helpers import STUDY_UID, write_study_ct
+    from hepanav.dicom.pacs import open_pacs
+
+    orthanc.clear()
+    pacs_env(orthanc.env("dimse"))
+    _, files = study
+    other = write_study_ct(tmp_path / "arterial", np.zeros((4, 8, 8), np.int16),
+                           series_uid="1.2.826.0.1.3680043.8.498.5555", study_uid=STUDY_UID)
+    open_pacs().store([*files, *other])
+    ct_uid = pydicom.dcmread(files[0]).SeriesInstanceUID
+    one_line_error(*cli("margin", "--from-pacs", ACCESSION, "--tumor", "Tumour",
+                        "--ablation", "Ablation zone", "--out", tmp_path / "r")[0::2],
+                   "2 CT series", "KEY/SERIES_UID")
+    code, out, err = cli("margin", "--from-pacs", f"{ACCESSION}/{ct_uid}", "--tumor", "Tumour",
+                         "--ablation", "Ablation zone", "--out", tmp_path / "r")
+    assert code == 0, err
+    sources = json.loads((tmp_path / "r" / "dicom_sources.json").read_text())["pacs"]
+    assert sources["ct_series_instance_uid"] == ct_uid

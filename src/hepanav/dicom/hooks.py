@@ -81,30 +81,42 @@ class DicomIO:
             load_settings()  # a bad or missing PACS setting fails before any work
         if from_pacs:
             from hepanav.dicom.fetch import fetch_study
+            from hepanav.dicom.pacs import open_pacs
 
-            io._tmp = tempfile.TemporaryDirectory(prefix="hepanav-pacs-")
-            fetched = fetch_study(from_pacs, Path(io._tmp.name))
-            cts = [f for f in fetched if f.info.modality == "CT"]
+            key, _, wanted_ct = from_pacs.partition("/")
+            pacs = open_pacs()
+            study_uid = pacs.resolve_study(key)
+            listed = pacs.find_series(study_uid)
+            cts = [s for s in listed if s.modality == "CT"]
+            if wanted_ct:
+                cts = [s for s in cts if s.series_uid == wanted_ct]
+                if not cts:
+                    raise InputError(f"the study has no CT series {wanted_ct}", "--from-pacs")
             if not cts:
-                found = ", ".join(sorted({f.info.modality for f in fetched})) or "nothing"
+                found = ", ".join(sorted({s.modality for s in listed})) or "nothing"
                 raise InputError(f"the study holds no CT series (found {found})", "--from-pacs")
             if len(cts) > 1:
                 raise InputError(
                     f"the study holds {len(cts)} CT series "
-                    f"({', '.join(f.info.series_uid for f in cts)}); --from-pacs needs one",
+                    f"({', '.join(s.series_uid for s in cts)}); choose one with "
+                    "--from-pacs KEY/SERIES_UID",
                     "--from-pacs",
                 )
-            io.ct_folder = cts[0].folder
+            masks = [s.series_uid for s in listed if s.modality in ("SEG", "RTSTRUCT")]
+            io._tmp = tempfile.TemporaryDirectory(prefix="hepanav-pacs-")
+            fetched = fetch_study(
+                study_uid, Path(io._tmp.name), [cts[0].series_uid, *masks], pacs=pacs
+            )
+            ct = next(f for f in fetched if f.info.series_uid == cts[0].series_uid)
+            io.ct_folder = ct.folder
             io.provenance = {
-                "query": "study" if from_pacs == cts[0].info.study_uid else "accession",
-                "study_instance_uid": cts[0].info.study_uid,
-                "ct_series_instance_uid": cts[0].info.series_uid,
-                "ct_series_description": cts[0].info.description,
+                "query": "study" if key == study_uid else "accession",
+                "study_instance_uid": study_uid,
+                "ct_series_instance_uid": ct.info.series_uid,
+                "ct_series_description": ct.info.description,
                 "converted_to_nifti_on_the_ct": io.converted,
             }
-            io._objects = [
-                p for f in fetched if f.info.modality in ("SEG", "RTSTRUCT") for p in f.files
-            ]
+            io._objects = [p for f in fetched if f.info.series_uid in masks for p in f.files]
         return io
 
     @property

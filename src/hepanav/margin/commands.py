@@ -96,9 +96,9 @@ def margin(
     from_pacs: str | None = typer.Option(
         None,
         "--from-pacs",
-        help="Fetch this study (Study Instance UID or Accession Number) from the PACS; "
-        "--tumor/--ablation then name an RTSTRUCT ROI or SEG segment of the study, read on "
-        "its CT.",
+        help="Fetch this study (Study Instance UID or Accession Number; KEY/SERIES_UID picks "
+        "one of several CT series) from the PACS; --tumor/--ablation then name an RTSTRUCT "
+        "ROI or SEG segment of the study, read on its CT.",
         rich_help_panel=_DICOM,
     ),
     dicom_out: Path | None = typer.Option(

@@ -43,8 +43,9 @@ def register(app: typer.Typer) -> None:
         ),
         from_pacs: str | None = typer.Option(
             None, "--from-pacs", help="Fetch this study (Study Instance UID or Accession "
-            "Number) from the PACS: its CT is the planning CT and --tumor names an RTSTRUCT "
-            "ROI or SEG segment of the study.", rich_help_panel="DICOM and PACS",
+            "Number; KEY/SERIES_UID picks one of several CT series) from the PACS: its CT is "
+            "the planning CT and --tumor names an RTSTRUCT ROI or SEG segment of the study.",
+            rich_help_panel="DICOM and PACS",
         ),
         dicom_out: Path | None = typer.Option(
             None, "--dicom-out", help="Also write SEG and SR objects here.",
