@@ -108,6 +108,22 @@ def _keyed_uid(key: str, uid: str) -> str:
     return pydicom.uid.generate_uid(prefix="2.25.", entropy_srcs=[key, uid])
 
 
+_TEXT_VRS = ("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT")
+
+
+def _dummy(vr: str, key: str, value):
+    """A dummy of the right VR (PS3.15 action D), or None when there is none to give."""
+    if vr in _TEXT_VRS:
+        return "ANONYMIZED"
+    if vr == "UI":
+        return _keyed_uid(key, str(value))
+    if vr in ("IS", "DS"):
+        return "0"
+    if vr in ("US", "SS", "UL", "SL", "FL", "FD"):
+        return 0
+    return None
+
+
 def enforce_profile(ds: Dataset, original: Dataset, key: str) -> None:
     """Apply the table to ``ds`` (already through dicognito), recursing into sequences.
 
@@ -120,11 +136,15 @@ def enforce_profile(ds: Dataset, original: Dataset, key: str) -> None:
         before = original.get(elem.tag) if original is not None else None
         if elem.VR == "SQ":
             action = rule.action if rule is not None else "K"
-            if action.startswith("X") and "U" not in action:
-                del ds[elem.tag]  # X, X/Z, X/D, X/Z/D
+            if action in ("X", "X/D"):
+                del ds[elem.tag]
                 continue
-            if action in ("Z", "Z/D", "D") and rule.keyword not in CLEANED_SEQUENCES:
-                elem.value = Sequence([])  # zero-length: the conservative Z / dummy
+            if action in ("X/Z", "X/Z/D", "Z", "Z/D", "D") and (
+                rule.keyword not in CLEANED_SEQUENCES
+            ):
+                # Zero-length keeps a Type 2 sequence present (IOD still valid); for D
+                # an empty sequence is the conservative dummy.
+                elem.value = Sequence([])
                 continue
             # Kept and cleaned: sequences the table does not list, references whose
             # UIDs dicognito replaced (X/Z/U*: Referenced/Source Image Sequence) and,
@@ -145,12 +165,25 @@ def enforce_profile(ds: Dataset, original: Dataset, key: str) -> None:
             if unchanged and elem.value not in (None, "", b""):
                 elem.value = None
             continue
-        if action == "X" or (action.startswith("X") and (unchanged or elem.VR in _TEMPORAL)):
-            del ds[elem.tag]  # X, or X/... that dicognito did not replace with a dummy
-        elif elem.VR in _TEMPORAL or (unchanged and elem.value not in (None, "")):
+        if action == "X":
+            del ds[elem.tag]
+        elif elem.VR in _TEMPORAL:
             # A shifted date is not a dummy outside the retained (C) dates: the birth
-            # date would keep the age. Z/D values dicognito left alone: zero-length.
-            elem.value = None
+            # date would keep the age. Zero-length, or removed where Z is not allowed.
+            if "Z" in action:
+                elem.value = None
+            else:
+                del ds[elem.tag]
+        elif unchanged and elem.value not in (None, "", b""):
+            # dicognito left it: a dummy where D is allowed (keeps Type 1 attributes
+            # such as Device Serial Number present), else zero-length (Z, X/Z).
+            dummy = _dummy(elem.VR, key, elem.value) if "D" in action else None
+            if dummy is not None:
+                elem.value = dummy
+            elif "Z" in action:
+                elem.value = None
+            else:
+                del ds[elem.tag]  # X/D without a dummy for this VR
 
 
 def _mark(ds: Dataset) -> None:
