@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import SimpleITK as sitk
 
-from hepanav.imaging import lps_to_voxel, write_image
+from hepanav.imaging import lps_to_voxel, physical_extent, write_image
 from hepanav.imaging.resample import resample_mask_like
 from hepanav.margin.schema import SAFE_MARGIN_MM
 
@@ -43,7 +43,7 @@ def margin_segments(run: MarginRun) -> dict[str, sitk.Image]:
     """
     zone = run.images["ablation"]
     transform = run.registration.transform if run.registration else None
-    tumor = resample_mask_like(run.images["tumor"], zone, transform)
+    tumor = _tumor_on(zone, run.images["tumor"], transform, run.measurement.grid)
     residual = _and_not(tumor, zone)
     m = run.measurement
     keep = m.analysed & (m.margin_mm >= 0.0) & (m.margin_mm < SAFE_MARGIN_MM)
@@ -62,6 +62,29 @@ def margin_segments(run: MarginRun) -> dict[str, sitk.Image]:
         "residual_tumor": residual,
         "margin_0_5mm_surface": surface_image,
     }
+
+
+def _tumor_on(zone: sitk.Image, tumor: sitk.Image, transform, grid: sitk.Image) -> sitk.Image:
+    """The tumour resampled onto the zone grid, only inside the box of the analysis grid.
+
+    The analysis grid holds the whole (mapped) tumour (checked by the measurement), so
+    resampling the full post CT grid through a B-spline would only add zeros, slowly.
+    """
+    lo, hi = physical_extent(grid)
+    corners = np.array(
+        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    )
+    index = lps_to_voxel(zone, corners)
+    size = np.asarray(zone.GetSize())
+    start = np.clip(np.floor(index.min(0)).astype(int) - 1, 0, size - 1)
+    stop = np.clip(np.ceil(index.max(0)).astype(int) + 1, 0, size - 1)
+    box = sitk.RegionOfInterest(zone, (stop - start + 1).tolist(), start.tolist())
+    local = sitk.GetArrayFromImage(resample_mask_like(tumor, box, transform))
+    full = np.zeros(sitk.GetArrayViewFromImage(zone).shape, dtype=np.uint8)
+    full[start[2] : stop[2] + 1, start[1] : stop[1] + 1, start[0] : stop[0] + 1] = local
+    out = sitk.GetImageFromArray(full)
+    out.CopyInformation(zone)
+    return out
 
 
 def _and_not(a: sitk.Image, b: sitk.Image) -> sitk.Image:
