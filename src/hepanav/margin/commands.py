@@ -8,6 +8,7 @@ import typer
 
 _PAIR = "pre/post pair"
 _ONE = "masks in one space"
+_DICOM = "DICOM and PACS"
 _MASKS = "mask files (label maps, DICOM SEG/RTSTRUCT, Slicer .seg.nrrd)"
 
 
@@ -92,6 +93,22 @@ def margin(
         "--subcapsular-mm",
         help="With --subcapsular: distance from the capsule left out, mm (default 5, QAM).",
     ),
+    from_pacs: str | None = typer.Option(
+        None,
+        "--from-pacs",
+        help="Fetch this study (Study Instance UID or Accession Number; KEY/SERIES_UID picks "
+        "one of several CT series) from the PACS; --tumor/--ablation then name an RTSTRUCT "
+        "ROI or SEG segment of the study, read on its CT.",
+        rich_help_panel=_DICOM,
+    ),
+    dicom_out: Path | None = typer.Option(
+        None, "--dicom-out", help="Also write SEG, SR and SC objects here.",
+        rich_help_panel=_DICOM,
+    ),
+    send: bool = typer.Option(
+        False, "--send", help="Store the SEG, SR and SC objects in the PACS.",
+        rich_help_panel=_DICOM,
+    ),
 ) -> None:
     """Ablation margin: signed tumour-to-zone surface distances, in mm, from masks.
 
@@ -114,6 +131,14 @@ def margin(
     if subcapsular and subcapsular_mm is None:
         subcapsular_mm = DEFAULT_SUBCAPSULAR_MM
 
+    from hepanav.dicom.hooks import DicomIO
+
+    if from_pacs:
+        DicomIO.refuse_pair_mode(pre, post, liver_pre, liver_post)
+    dicom = DicomIO.open(from_pacs, dicom_out, send, source=post, pre_source=pre)
+    if from_pacs:
+        tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
+        ablation, ablation_label = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
     inputs = MarginInputs(
         tumor=tumor,
         ablation=ablation,
@@ -158,4 +183,6 @@ def margin(
         f"{100 * r.shell_coverage_6mm:.0f}%; {len(r.short_regions)} short region(s)"
     )
     typer.echo(f"report: {run.paths['report']}")
+    for line in dicom.finish(out):
+        typer.echo(line)
     typer.echo(DISCLAIMER, err=True)

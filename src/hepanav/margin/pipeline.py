@@ -30,6 +30,7 @@ from hepanav.margin.registration import (
     target_registration_error,
 )
 from hepanav.margin.schema import MarginResult, Registration
+from hepanav.margin.segments import write_segments
 
 STEPS = ("read", "register", "measure", "write")
 # Value of margin-map voxels the tumour surface does not pass through. NaN would be
@@ -194,6 +195,7 @@ def run_margin(
         "map": write_image(margin_map(measurement), out / "margin_map.nii.gz"),
     }
     run = MarginRun(result, measurement, registration, images, paths)
+    paths.update(write_segments(run, out))  # masks for the DICOM SEG export
     if report:
         from hepanav.margin.report import write_report
 
