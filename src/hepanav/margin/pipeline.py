@@ -43,6 +43,7 @@ class MarginInputs:
     landmarks_pre: Path | None = None
     landmarks_post: Path | None = None
     subcapsular_mm: float | None = None
+    ct: Path | None = None  # CT behind the figures in the one-space mode (--ct)
 
     @property
     def registered(self) -> bool:
@@ -67,6 +68,11 @@ class MarginInputs:
                 )
             if self.liver is not None:
                 raise InputError("use --liver-post (not --liver) with --pre/--post", "--liver")
+            if self.ct is not None:
+                raise InputError(
+                    "--ct is for masks in one space; with --pre/--post the figures use --post",
+                    "--ct",
+                )
         if (self.landmarks_pre is None) != (self.landmarks_post is None):
             raise InputError("give both --landmarks-pre and --landmarks-post", "--landmarks-pre")
         if self.landmarks_pre is not None and not self.registered:
@@ -188,6 +194,10 @@ def read_inputs(inputs: MarginInputs) -> dict[str, sitk.Image]:
         require_overlap(images["tumor"], images["ablation"], inputs.tumor)
         if inputs.liver is not None:
             images["liver"] = read_mask(inputs.liver, reference=images["ablation"])
+        if inputs.ct is not None:
+            # only drawn behind the outlines; resampled onto each view in physical space
+            images["ct"] = read_image(inputs.ct)
+            require_overlap(images["ct"], images["ablation"], inputs.ct)
     return images
 
 

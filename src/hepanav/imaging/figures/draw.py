@@ -265,23 +265,45 @@ def draw_segment(
         ax.plot(cr[1, 0], cr[1, 1], "o", color=colour, ms=4)
 
 
-def legend(
-    ax, items: list[tuple[str, str, str]], *, loc: str = "upper left", fontsize: int = 8
-) -> None:
-    """A legend from (kind, colour, label) with kind 'line', 'dashed', 'patch' or 'dot'."""
+def _handles(items: list[tuple[str, str, str]]):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    styles = {"dashed": "--", "dotted": ":"}
     handles = []
     for kind, colour, label in items:
         if kind == "patch":
-            handles.append(Patch(facecolor=colour, edgecolor=colour, label=label))
+            handles.append(Patch(facecolor=colour, edgecolor="#555555", label=label))
         elif kind == "dot":
             handles.append(Line2D([], [], marker="o", ls="", color=colour, label=label))
+        elif kind == "cross":
+            handles.append(
+                Line2D([], [], marker="+", ms=10, mew=2, ls="", color=colour, label=label)
+            )
         else:
             handles.append(
-                Line2D(
-                    [], [], color=colour, lw=2, ls="--" if kind == "dashed" else "-", label=label
-                )
+                Line2D([], [], color=colour, lw=2, ls=styles.get(kind, "-"), label=label)
             )
-    ax.legend(handles=handles, loc=loc, fontsize=fontsize, framealpha=0.85)
+    return handles
+
+
+def legend(
+    ax, items: list[tuple[str, str, str]], *, loc: str = "upper left", fontsize: int = 8
+) -> None:
+    """A legend inside ``ax`` from (kind, colour, label); kind is 'line', 'dashed',
+    'dotted', 'patch', 'dot' or 'cross'."""
+    ax.legend(handles=_handles(items), loc=loc, fontsize=fontsize, framealpha=0.85)
+
+
+def figure_legend(
+    fig, items: list[tuple[str, str, str]], *, fontsize: int = 8, ncol: int | None = None
+) -> None:
+    """One legend for a row of views, below them (it never hides an orientation letter)."""
+    fig.legend(
+        handles=_handles(items),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.02),
+        ncol=ncol or min(len(items), 4),
+        fontsize=fontsize,
+        frameon=False,
+    )

@@ -40,7 +40,7 @@ ROLE: dict[str, str] = {
     "zone": OKABE_ITO["bluish_green"],
     "residual": OKABE_ITO["vermillion"],  # margin < 0 mm: tumour outside the zone
     "short": OKABE_ITO["yellow"],  # 0 <= margin < 5 mm
-    "target": OKABE_ITO["orange"],
+    "target": OKABE_ITO["yellow"],  # tumour + margin (planning)
     "needle": OKABE_ITO["sky_blue"],
     "detected": OKABE_ITO["yellow"],
     "vessel": OKABE_ITO["vermillion"],

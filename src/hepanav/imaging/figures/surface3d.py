@@ -120,7 +120,7 @@ def static_figure(
     mid, half = (lo + hi) / 2, float(np.max(hi - lo)) / 2 * 1.05
     scalar_mappable = None
     for k, (elev, azim) in enumerate(views):
-        ax = fig.add_subplot(1, len(views), k + 1, projection="3d")
+        ax = fig.add_subplot(1, len(views), k + 1, projection="3d", computed_zorder=False)
         # translucent layers last so that the opaque surface shows through them
         for layer in sorted(layers, key=lambda lay: -lay.opacity):
             v, f, s = decimate(layer.vertices, layer.faces, max_faces, layer.scalar)
