@@ -78,6 +78,13 @@ def slices_figure(
     ``background``: CT in the zone's space (post CT or ``--ct``), or None (masks only).
     ``source``: the series whose slice numbers and table positions are printed.
     """
+    return figure_to_data_uri(slices_axes(m, background, source, size_mm))
+
+
+def slices_axes(
+    m: Measurement, background: sitk.Image | None, source: sitk.Image, size_mm: float = 80.0
+):
+    """The matplotlib figure of :func:`slices_figure` (axes carry ``hepanav_plane``)."""
     point = mam_point(m)
     tumour = field_image(m.tumor_field, m.grid)
     zone = field_image(m.zone_field, m.grid)
@@ -119,7 +126,7 @@ def slices_figure(
             ha="center",
             fontsize=9,
         )
-    return figure_to_data_uri(fig)
+    return fig
 
 
 def surface_layers(m: Measurement) -> list[SurfaceLayer]:

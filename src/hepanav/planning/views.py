@@ -159,7 +159,7 @@ def needle_figure(out, risk, k: int) -> str:
     target = _target_image(out)
     probes = [p for p in out.result.probes if p.needle == needle.needle]
     deepest = min(probes, key=lambda p: p.position)
-    fig, axes = new_figure(1, 3, figsize=(16, 4.3), gridspec_kw={"width_ratios": [2, 2, 1]})
+    fig, axes = new_figure(1, 3, figsize=(16, 3.7), gridspec_kw={"width_ratios": [2, 2, 1]})
     p1, p2 = line_planes(entry, tip, beyond_mm=25.0, width_mm=90.0, pixel_mm=0.8, source=ct)
     eye = probe_eye_plane(
         deepest.zone_center_lps_mm,
@@ -241,7 +241,7 @@ def placement_figure(
     needle = next(n for n in plan.needles if n.needle == error.planned_needle)
     entry, tip = np.asarray(needle.entry_lps_mm), np.asarray(needle.tip_lps_mm)
     colour = ROLE["needle"]
-    fig, axes = new_figure(1, 3, figsize=(16, 4.3), gridspec_kw={"width_ratios": [2, 2, 1]})
+    fig, axes = new_figure(1, 3, figsize=(16, 3.7), gridspec_kw={"width_ratios": [2, 2, 1]})
     p1, p2 = line_planes(entry, tip, beyond_mm=25.0, width_mm=80.0, pixel_mm=0.7, source=control_ct)
     eye = probe_eye_plane(
         tip,
@@ -265,7 +265,18 @@ def placement_figure(
         else:
             draw_segment(ax, plane, entry, tip, colour, lw=1.6, linestyle="dashed")
             if detected is not None:
-                draw_segment(ax, plane, detected.hub, detected.tip, ROLE["detected"], lw=1.4)
+                # thin, so that the metal itself stays visible under the line
+                draw_segment(
+                    ax,
+                    plane,
+                    detected.hub,
+                    detected.tip,
+                    ROLE["detected"],
+                    lw=0.9,
+                    marker_end=False,
+                )
+                cr, _ = plane.lps_to_pixel(np.asarray(detected.tip)[None])
+                ax.plot(cr[0, 0], cr[0, 1], "x", color=ROLE["detected"], ms=9, mew=2)
         annotate_plane(ax, plane)
     verdict = error.verdict or ""
     fig.suptitle(

@@ -159,6 +159,7 @@ def annotate_plane(
     scale_mm: float | None = None,
 ) -> None:
     """Letters, scale bar, title, and the slice/table/window line under the view."""
+    ax.hepanav_plane = plane  # lets tests and callers map the drawing back to LPS
     add_orientation_letters(ax, plane)
     add_scale_bar(ax, plane, scale_mm)
     ax.set_title(title if title is not None else plane.name, fontsize=10)
