@@ -18,6 +18,7 @@ keep a copy of every screenshot there for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,9 @@ def screenshot(chromium, tmp_path):
         page.screenshot(path=str(png), full_page=full_page)
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
-            shutil.copy(png, Path(keep) / f"{html.parent.name}_{png.name}")
+            test = os.environ.get("PYTEST_CURRENT_TEST", "test").split(" ")[0]
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", test.split("::")[-1])
+            shutil.copy(png, Path(keep) / f"{name}_{html.parent.name}_{png.name}")
         return Shot(page, png, errors)
 
     yield shoot

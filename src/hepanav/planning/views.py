@@ -111,10 +111,12 @@ def overview_figure(out, risk, *, infeasible: bool = False) -> str:
         zone = zone_fraction(plane, out.zone_centers, out.zone_dirs, axes_mm)
         if infeasible:
             uncovered = ((tgt >= 0.5) & (zone < 0.5)).astype(float)
-            draw_mask(ax, plane, uncovered, ROLE["residual"], lw=1.0, fill_alpha=0.55)
+            # hatched: distinct from the solid vermillion fill of the heat-sink vessels
+            draw_mask(ax, plane, uncovered, ROLE["residual"], lw=1.2, hatch="////")
         draw_mask(ax, plane, tgt, ROLE["target"], lw=1.3, linestyle="dashed")
         draw_mask(ax, plane, resample_to_plane(out.inputs.tumor, plane), ROLE["tumour"], lw=1.5)
-        draw_mask(ax, plane, zone, ROLE["zone"], lw=1.5)
+        if not infeasible:  # zones of a plan that cannot be placed are not drawn
+            draw_mask(ax, plane, zone, ROLE["zone"], lw=1.5)
         annotate_plane(
             ax,
             plane,
@@ -124,10 +126,11 @@ def overview_figure(out, risk, *, infeasible: bool = False) -> str:
     items = [
         ("line", ROLE["tumour"], "tumour"),
         ("dashed", ROLE["target"], f"tumour + {out.result.margin_mm:g} mm margin"),
-        ("line", ROLE["zone"], "predicted zones"),
     ]
-    if infeasible:
-        items.append(("patch", ROLE["residual"], "NOT covered"))
+    if not infeasible:
+        items.append(("line", ROLE["zone"], "predicted zones"))
+    else:
+        items.append(("hatch", ROLE["residual"], "tumour + margin NOT covered"))
     items += [("patch", GROUP_COLOURS[g], GROUP_NAMES[g]) for g in ("bone", "vessel", "other")]
     figure_legend(fig, items, ncol=4)
     return figure_to_data_uri(fig)

@@ -177,26 +177,34 @@ def draw_mask(
     lw: float = 1.5,
     linestyle: str = "solid",
     fill_alpha: float = 0.0,
+    hatch: str | None = None,
 ) -> bool:
-    """Outline (and optionally fill) a mask resampled onto the plane (fractions, contour 0.5).
+    """Outline (and optionally fill or hatch) a mask resampled onto the plane (contour 0.5).
 
+    ``hatch`` (e.g. ``"////"``) draws the inside hatched in ``colour``: a second,
+    pattern-coded fill that stays distinct from a solid fill of the same colour.
     Returns False when the mask does not cut the plane.
     """
     if not np.any(fraction >= 0.5):
         return False
+    rows, cols = plane.shape
     if fill_alpha > 0:
-        rgba = np.zeros(fraction.shape + (4,))
         import matplotlib.colors as mcolors
 
+        rgba = np.zeros(fraction.shape + (4,))
         rgba[..., :3] = mcolors.to_rgb(colour)
         rgba[..., 3] = np.where(fraction >= 0.5, fill_alpha, 0.0)
-        rows, cols = plane.shape
         ax.imshow(
             rgba,
             extent=(-0.5, cols - 0.5, rows - 0.5, -0.5),
             aspect=plane.pixel_mm[0] / plane.pixel_mm[1],
             interpolation="nearest",
         )
+    if hatch and np.any(fraction < 0.5):
+        import matplotlib
+
+        with matplotlib.rc_context({"hatch.color": colour, "hatch.linewidth": 1.2}):
+            ax.contourf(fraction, levels=[0.5, 2.0], colors="none", hatches=[hatch])
     if np.any(fraction < 0.5):
         ax.contour(fraction, levels=[0.5], colors=[colour], linewidths=lw, linestyles=linestyle)
     return True
@@ -275,6 +283,8 @@ def _handles(items: list[tuple[str, str, str]]):
     for kind, colour, label in items:
         if kind == "patch":
             handles.append(Patch(facecolor=colour, edgecolor="#555555", label=label))
+        elif kind == "hatch":
+            handles.append(Patch(facecolor="white", edgecolor=colour, hatch="////", label=label))
         elif kind == "dot":
             handles.append(Line2D([], [], marker="o", ls="", color=colour, label=label))
         elif kind == "cross":
