@@ -178,3 +178,23 @@ def test_fusion_checkerboard_aligns_only_with_the_right_transform(tmp_path):
     )
     uri = fusion_figure(run, size_mm=40)
     assert uri.startswith("data:image/png;base64,") and len(uri) > 5000
+
+
+def test_ct_option_is_refused_in_the_pair_mode(cli, tmp_path):
+    paths = write_case(tmp_path / "case", 2.0)
+    code, _, err = cli(
+        "margin",
+        "--tumor",
+        paths["tumor"],
+        "--ablation",
+        paths["ablation"],
+        "--pre",
+        paths["ct"],
+        "--post",
+        paths["ct"],
+        "--ct",
+        paths["ct"],
+        "--out",
+        tmp_path / "o",
+    )
+    assert code == 2 and "--ct" in err and "--post" in err

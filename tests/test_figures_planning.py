@@ -321,3 +321,23 @@ def test_placement_report_flags_missing_extra_and_short(cli, screenshot, torso_f
     red = shot.page.locator("span.bad").first.evaluate("e => getComputedStyle(e).color")
     assert red == "rgb(198, 40, 40)"
     assert shot.page.locator("img[alt^='control CT along planned needle']").count() == len(needles)
+
+
+@pytest.mark.parametrize("option", ["--lateral-tolerance", "--depth-tolerance"])
+@pytest.mark.parametrize("value", ["0", "-2", "nan"])
+def test_bad_tolerance_is_one_line_error(cli, tmp_path, option, value):
+    from cli_helpers import one_line_error
+
+    code, out, err = cli(
+        "verify-placement",
+        "--plan",
+        tmp_path / "plan.json",
+        "--control-ct",
+        tmp_path / "ct.nii.gz",
+        "--out",
+        tmp_path / "v",
+        option,
+        value,
+    )
+    one_line_error(code, err, option, "must be a finite distance > 0 mm")
+    assert not (tmp_path / "v").exists()
