@@ -341,3 +341,21 @@ def test_bad_tolerance_is_one_line_error(cli, tmp_path, option, value):
     )
     one_line_error(code, err, option, "must be a finite distance > 0 mm")
     assert not (tmp_path / "v").exists()
+
+
+def test_entry_on_skin_and_midline_from_the_spine():
+    from hepanav.planning.needle_table import entry_on_skin, midline_at
+
+    ct = box_ct()
+    d = np.array([-1.0, 0.0, 0.0])
+    assert entry_on_skin(ct, (140.0, 0.0, 0.0), d)  # on the left flank: air outside
+    assert not entry_on_skin(ct, (100.0, 0.0, 0.0), d)  # 40 mm inside the body
+    # a path that leaves the top of the scanned slab: no air in the image beyond it
+    assert not entry_on_skin(ct, (60.0, 0.0, 49.0), np.array([0.0, 0.0, -1.0]))
+    assert midline_at(ct, 20) == pytest.approx((20.0, -80.0, "body outline"))
+    labels = sitk.GetArrayFromImage(box_labels(ct)) * 0
+    labels[:, 60:70, 59:62] = 30  # a vertebra at x = -2..2 mm (columns 59-61)
+    lab = sitk.GetImageFromArray(labels)
+    lab.CopyInformation(ct)
+    x, y, source = midline_at(ct, 20, lab)
+    assert source == "spine" and x == pytest.approx(0.0) and y == pytest.approx(-80.0)

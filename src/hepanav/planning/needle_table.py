@@ -14,9 +14,12 @@ Conventions (LPS mm: +x patient left, +y posterior, +z superior; patient supine)
 - craniocaudal angle: angle between the needle and the axial plane (the gantry tilt
   that would show the whole needle in one slice), positive when the tip lies cranial
   of the entry.
-- midline: centre of the body outline's left-right extent in the entry's slice (CT >
-  -500 HU, largest component); left-right offset + = patient left; anterior-posterior
-  offset = entry y minus the most anterior skin point on the midline (+ = posterior).
+- midline: centre of the vertebra labels in the entry's slice, else of the body
+  outline's left-right extent (CT > -500 HU, largest component); left-right offset + =
+  patient left; anterior-posterior offset = entry y minus the most anterior skin point
+  on the midline (+ = posterior).
+- entry on the skin: checked on the CT (air 3 and 6 mm outside the entry, inside the
+  image); an entry that is not (a path leaving a thin scanned slab) is flagged.
 - energy per position = device power x time (device table in planning/data/devices,
   with its source); this is the generator output, not the energy deposited in tissue.
 """
@@ -73,24 +76,53 @@ def angle_words(in_plane_deg: float, cranio_deg: float) -> str:
     return f"{first}, {cc}"
 
 
-def midline_at(ct: sitk.Image, slice_index: int) -> tuple[float, float] | None:
-    """(midline x, anterior skin y on the midline) in LPS mm for one axial slice of ``ct``.
+#: TotalSegmentator v2 vertebra labels (C1-C7, T1-T12, L1-L5, S1: 26-50).
+VERTEBRA_LABELS = tuple(range(26, 51))
 
-    The body is the largest connected region above -500 HU in the slice. None when the
-    slice holds no body. Assumes the slice is (near) axial, as CT series are.
+
+def midline_at(
+    ct: sitk.Image, slice_index: int, labels: sitk.Image | None = None
+) -> tuple[float, float, str] | None:
+    """(midline x, anterior skin y on the midline, source) in LPS mm for one axial slice.
+
+    The midline is the centre of the vertebra labels in the slice when ``labels`` (on
+    the CT grid) has any there (source "spine": the spinous processes are what a person
+    feels and what the laser is set to), else the centre of the body's left-right extent
+    (source "body outline"; the body is the largest region above -500 HU in the slice,
+    so an arm beside the trunk does not shift it). None when the slice holds no body.
+    Assumes the slice is (near) axial, as CT series are.
     """
     arr = sitk.GetArrayViewFromImage(ct)[int(slice_index)] > BODY_HU
-    labels, n = ndimage.label(arr)
+    labelled, n = ndimage.label(arr)
     if not n:
         return None
-    sizes = ndimage.sum_labels(arr, labels, range(1, n + 1))
-    body = labels == (int(np.argmax(sizes)) + 1)
+    sizes = ndimage.sum_labels(arr, labelled, range(1, n + 1))
+    body = labelled == (int(np.argmax(sizes)) + 1)
     rows, cols = np.nonzero(body)
     pts = voxel_to_lps(ct, np.column_stack([cols, rows, np.full(len(rows), slice_index)]))
-    mid_x = float((pts[:, 0].min() + pts[:, 0].max()) / 2.0)
+    mid_x, source = float((pts[:, 0].min() + pts[:, 0].max()) / 2.0), "body outline"
+    if labels is not None:
+        lab = sitk.GetArrayViewFromImage(labels)[int(slice_index)]
+        vr, vc = np.nonzero(np.isin(lab, VERTEBRA_LABELS))
+        if len(vr):
+            spine = voxel_to_lps(labels, np.column_stack([vc, vr, np.full(len(vr), slice_index)]))
+            mid_x, source = float(spine[:, 0].mean()), "spine"
     near = np.abs(pts[:, 0] - mid_x) <= max(ct.GetSpacing()[0], 1.0)
     anterior_y = float(pts[near, 1].min()) if near.any() else float(pts[:, 1].min())
-    return mid_x, anterior_y
+    return mid_x, anterior_y, source
+
+
+def entry_on_skin(ct: sitk.Image, entry, direction) -> bool:
+    """True when the CT 3 and 6 mm outside ``entry`` (against ``direction``) is air in the image."""
+    arr = sitk.GetArrayViewFromImage(ct)
+    d = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
+    for back in (3.0, 6.0):
+        idx = np.rint(lps_to_voxel(ct, (np.asarray(entry) - back * d)[None])[0]).astype(int)
+        if np.any(idx < 0) or np.any(idx >= np.asarray(ct.GetSize())):
+            return False
+        if arr[idx[2], idx[1], idx[0]] > BODY_HU:
+            return False
+    return True
 
 
 def path_segments(
@@ -166,7 +198,7 @@ def needle_guides(
         entry, tip = np.asarray(needle.entry_lps_mm), np.asarray(needle.tip_lps_mm)
         k = ct.TransformPhysicalPointToContinuousIndex(entry.tolist())[2]
         k = int(np.clip(round(k), 0, ct.GetSize()[2] - 1))
-        mid = midline_at(ct, k)
+        mid = midline_at(ct, k, labels)
         in_plane, cranio = needle_angles(entry, tip)
         probes = sorted(
             (p for p in plan.probes if p.needle == needle.needle), key=lambda p: p.position
@@ -203,6 +235,8 @@ def needle_guides(
                 passes=path_segments(labels, names, entry, tip, tumour=tumour)
                 if labels is not None
                 else [],
+                midline_from=mid[2] if mid else "none",
+                entry_on_skin=entry_on_skin(ct, entry, tip - entry),
             )
         )
     return guides

@@ -222,6 +222,17 @@ class NeedleGuide(BaseModel):
     passes: list[PathSegment] = Field(
         description="labelled structures along the path, skin to tip, from the label map"
     )
+    midline_from: Literal["spine", "body outline", "none"] = Field(
+        "body outline",
+        description="'spine': centre of the vertebra labels in the entry slice; 'body "
+        "outline': centre of the body's left-right extent (no vertebra label there)",
+    )
+    entry_on_skin: bool = Field(
+        True,
+        description="False when the CT 3 and 6 mm outside the entry (against the needle) is "
+        "not air inside the image: the entry is then not a skin point (e.g. the path leaves "
+        "a thin scanned slab) and must not be used to place the needle",
+    )
 
 
 class TumourSize(BaseModel):
