@@ -168,6 +168,7 @@ def fusion_figure(run: MarginRun, size_mm: float = 100.0) -> str:
     centre = (m.tumor_mesh.vertices * m.tumor_mesh.vertex_area[:, None]).sum(0) / (
         m.tumor_mesh.vertex_area.sum()
     )
+    livers = "liver_pre" in run.images and "liver_post" in run.images
     fig, axes = new_figure(1, 3, figsize=(14, 5.3))
     for ax, plane in zip(axes, three_planes(post, centre, size_mm=size_mm), strict=True):
         post_arr = resample_to_plane(post, plane, default_value=-1000.0)
@@ -175,21 +176,22 @@ def fusion_figure(run: MarginRun, size_mm: float = 100.0) -> str:
         show_plane(
             ax, plane, checkerboard(post_arr, pre_arr, plane, square_mm=10.0), window=LIVER_WINDOW
         )
-        draw_mask(
-            ax,
-            plane,
-            resample_mask_to_plane(run.images["liver_post"], plane),
-            ROLE["reference"],
-            lw=1.4,
-        )
-        draw_mask(
-            ax,
-            plane,
-            resample_mask_to_plane(run.images["liver_pre"], plane, transform),
-            ROLE["moving"],
-            lw=1.2,
-            linestyle="dashed",
-        )
+        if livers:
+            draw_mask(
+                ax,
+                plane,
+                resample_mask_to_plane(run.images["liver_post"], plane),
+                ROLE["reference"],
+                lw=1.4,
+            )
+            draw_mask(
+                ax,
+                plane,
+                resample_mask_to_plane(run.images["liver_pre"], plane, transform),
+                ROLE["moving"],
+                lw=1.2,
+                linestyle="dashed",
+            )
         draw_mask(
             ax,
             plane,
@@ -200,14 +202,13 @@ def fusion_figure(run: MarginRun, size_mm: float = 100.0) -> str:
         annotate_plane(
             ax, plane, title=f"{plane.name} through the tumour centre", window=LIVER_WINDOW
         )
-    figure_legend(
-        fig,
-        [
+    items = [("line", ROLE["zone"], "ablation zone")]
+    if livers:
+        items = [
             ("line", ROLE["reference"], "post liver"),
             ("dashed", ROLE["moving"], "pre liver, registered"),
-            ("line", ROLE["zone"], "ablation zone"),
-        ],
-    )
+        ] + items
+    figure_legend(fig, items)
     return figure_to_data_uri(fig)
 
 
