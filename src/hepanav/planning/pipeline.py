@@ -12,8 +12,9 @@ from scipy import ndimage
 from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
 from hepanav.core.validation import first_error, read_user_text
-from hepanav.imaging.io import read_image, write_image
+from hepanav.imaging.io import load_image, read_image, write_image
 from hepanav.imaging.labels import read_label_names
+from hepanav.imaging.masks import load_mask
 from hepanav.planning.devices import load_device
 from hepanav.planning.needle_table import needle_guides, tumour_size
 from hepanav.planning.planner import PlanOutput, align_inputs, plan
@@ -65,6 +66,9 @@ def run_plan(
     out_dir: Path,
     *,
     solver: str = "milp",
+    tumor_label: str | None = None,
+    mask_threshold: float | None = None,
+    series: str | None = None,
 ) -> tuple[PlanOutput, list[Path]]:
     """Plan from files and write plan.json, trajectories.mrk.json, report.html and masks.
 
@@ -74,9 +78,18 @@ def run_plan(
         raise InputError(f"margin must be a finite number >= 0 mm, got {margin_mm:g}", "--margin")
     device = load_device(device_name)
     risk = load_risk_map(label_map)
-    ct = read_image(ct_path)
-    tumor = read_image(tumor_path)
-    labels = read_image(labels_path)
+    ct, ct_record = load_image(ct_path, "planning CT", series=series)
+    tumor, tumor_record = load_mask(
+        tumor_path,
+        "tumor",
+        reference_record=ct_record,
+        grid=ct,
+        labels=tumor_label,
+        threshold=mask_threshold,
+        option="--tumor-label",
+    )
+    labels, labels_record = load_image(labels_path, "organ labels", is_label=True)
+    records = [ct_record, tumor_record, labels_record]
     inp = align_inputs(
         ct,
         tumor,
@@ -109,6 +122,7 @@ def run_plan(
         out.result, ct, inp.labels, structure_names(inp, risk), tumour=inp.tumor
     )
     out.result.tumour_size = tumour_size(inp.tumor)
+    out.result.input_records = records
     out_dir = Path(out_dir)
     region = out.region
     written = [
@@ -191,6 +205,7 @@ def run_verification(
     threshold_hu: float = 2000.0,
     lateral_tolerance_mm: float = LATERAL_TOLERANCE_MM,
     depth_tolerance_mm: float = DEPTH_TOLERANCE_MM,
+    series: str | None = None,
 ) -> tuple[PlacementResult, list[Path]]:
     """Detect needles in a control CT (registered to the planning CT), compare with the plan.
 
@@ -206,7 +221,7 @@ def run_verification(
             raise InputError(f"must be a finite distance > 0 mm, got {value:g}", option)
     plan_path = Path(plan_path)
     plan_res = _load_plan(plan_path)
-    ct = read_image(control_ct_path)
+    ct = read_image(control_ct_path, series=series)
     found = detect_needles(ct, threshold_hu)
     planned_tips = np.array([n.tip_lps_mm for n in plan_res.needles]).reshape(-1, 3)
     planned_dirs = np.array([n.direction for n in plan_res.needles]).reshape(-1, 3)

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hepanav import DISCLAIMER
+from hepanav.imaging.schema import InputRecord
 
 Vec3 = tuple[float, float, float]
 
@@ -292,6 +293,10 @@ class PlanResult(BaseModel):
         default_factory=list, description="per needle: skin entry, angles, depths, energy"
     )
     tumour_size: TumourSize | None = None
+    input_records: list[InputRecord] = Field(
+        default_factory=list,
+        description="every input read (file or series, UIDs) and what the reader did (notes)",
+    )
 
 
 class NeedleError(BaseModel):
