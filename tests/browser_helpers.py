@@ -41,9 +41,16 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+# One browser per test process, however many test modules import the fixture (each
+# import defines its own session fixture; Playwright's sync API may run only once).
+_SHARED: dict = {}
+
+
 @pytest.fixture(scope="session")
-def chromium():
-    """A headless Chromium browser (session-wide); skipped (failed under CI) when missing."""
+def chromium(request):
+    """A headless Chromium browser (one per process); skipped (failed under CI) when missing."""
+    if "browser" in _SHARED:
+        return _SHARED["browser"]
     if not Path(CHROMIUM).is_file():
         _unavailable(
             f"Chromium not found at {CHROMIUM} (apt install chromium, or set HEPANAV_CHROMIUM)"
@@ -60,9 +67,15 @@ def chromium():
     except Exception as exc:  # noqa: BLE001 - any launch failure means no browser here
         manager.stop()
         _unavailable(f"Chromium at {CHROMIUM} did not start: {str(exc).splitlines()[0]}")
-    yield browser
-    browser.close()
-    manager.stop()
+    _SHARED["browser"] = browser
+
+    def close() -> None:  # at the end of the session, by the fixture that started it
+        _SHARED.pop("browser", None)
+        browser.close()
+        manager.stop()
+
+    request.addfinalizer(close)
+    return browser
 
 
 @dataclass
