@@ -41,14 +41,15 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-# One browser per test process, however many test modules import the fixture (each
-# import defines its own session fixture; Playwright's sync API may run only once).
+# One browser at a time per test process: Playwright's sync API can run only once per
+# thread, so the browser lives for one test module (each module that imports the fixture
+# defines its own) and stops at its end, leaving other modules free to start Playwright.
 _SHARED: dict = {}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(request):
-    """A headless Chromium browser (one per process); skipped (failed under CI) when missing."""
+    """A headless Chromium browser for one test module; skipped (failed under CI) when missing."""
     if "browser" in _SHARED:
         return _SHARED["browser"]
     if not Path(CHROMIUM).is_file():
@@ -69,7 +70,7 @@ def chromium(request):
         _unavailable(f"Chromium at {CHROMIUM} did not start: {str(exc).splitlines()[0]}")
     _SHARED["browser"] = browser
 
-    def close() -> None:  # at the end of the session, by the fixture that started it
+    def close() -> None:  # at the end of the module, by the fixture that started it
         _SHARED.pop("browser", None)
         browser.close()
         manager.stop()
