@@ -29,9 +29,17 @@ def write_report(run: MarginRun, path: Path) -> Path:
     m = run.measurement
     background = run.images.get("post", run.images.get("ct"))
     source = background if background is not None else run.images["ablation"]
-    static3d, interactive3d = surface_views(m)
+    # the MAM point and its uncertainty from margin.json when it carries them
+    point = getattr(run.result, "mam_point_lps_mm", None)
+    point = mam_point(m) if point is None else point
+    label = f"MAM point ({run.result.min_margin_mm:.1f} mm"
+    uncertainty = getattr(run.result, "uncertainty", None)
+    if uncertainty is not None and getattr(uncertainty, "half_width_mm", None) is not None:
+        label += f" \u00b1 {uncertainty.half_width_mm:.1f}"
+    label += ")"
+    static3d, interactive3d = surface_views(m, point, label)
     figures = {
-        "slices": slices_figure(m, background, source),
+        "slices": slices_figure(m, background, source, point=point, label=label),
         "histogram": histogram_figure(m),
         "surface": static3d,
     }
@@ -46,7 +54,7 @@ def write_report(run: MarginRun, path: Path) -> Path:
         figures=figures,
         interactive3d=interactive3d,
         residual=residual_rows(run),
-        mam_point=[float(v) for v in mam_point(m)],
+        mam_point=[float(v) for v in point],
         has_ct=background is not None,
         colours=dict(zip(("residual", "short", "adequate", "wide"), BAND_COLOURS, strict=True)),
         safe_mm=SAFE_MARGIN_MM,

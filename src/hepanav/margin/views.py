@@ -71,21 +71,37 @@ def field_image(field_zyx: np.ndarray, grid: sitk.Image) -> sitk.Image:
 
 
 def slices_figure(
-    m: Measurement, background: sitk.Image | None, source: sitk.Image, size_mm: float = 80.0
+    m: Measurement,
+    background: sitk.Image | None,
+    source: sitk.Image,
+    size_mm: float = 80.0,
+    point=None,
+    label: str | None = None,
 ) -> str:
     """Axial, coronal, sagittal planes through the MAM point (PNG data URI).
 
     ``background``: CT in the zone's space (post CT or ``--ct``), or None (masks only).
     ``source``: the series whose slice numbers and table positions are printed.
     """
-    return figure_to_data_uri(slices_axes(m, background, source, size_mm))
+    return figure_to_data_uri(slices_axes(m, background, source, size_mm, point, label))
 
 
 def slices_axes(
-    m: Measurement, background: sitk.Image | None, source: sitk.Image, size_mm: float = 80.0
+    m: Measurement,
+    background: sitk.Image | None,
+    source: sitk.Image,
+    size_mm: float = 80.0,
+    point=None,
+    label: str | None = None,
 ):
-    """The matplotlib figure of :func:`slices_figure` (axes carry ``hepanav_plane``)."""
-    point = mam_point(m)
+    """The matplotlib figure of :func:`slices_figure` (axes carry ``hepanav_plane``).
+
+    ``point``: the MAM point (LPS mm) from ``margin.json`` when it carries one, else the
+    surface vertex of the smallest margin; ``label``: the MAM text in the legend (e.g.
+    with its uncertainty).
+    """
+    point = mam_point(m) if point is None else np.asarray(point, dtype=float)
+    label = label or f"MAM point ({m.min_margin_mm:.1f} mm)"
     tumour = field_image(m.tumor_field, m.grid)
     zone = field_image(m.zone_field, m.grid)
     verts, margin = m.tumor_mesh.vertices, m.margin_mm
@@ -114,7 +130,7 @@ def slices_axes(
             ("line", ROLE["zone"], "ablation zone"),
             ("dot", ROLE["residual"], "residual tumour: margin < 0 mm"),
             ("dot", ROLE["short"], f"margin 0-{SAFE_MARGIN_MM:g} mm"),
-            ("cross", ROLE["marker"], f"MAM point ({m.min_margin_mm:.1f} mm)"),
+            ("cross", ROLE["marker"], label),
         ],
         ncol=5,
     )
@@ -145,10 +161,11 @@ def surface_layers(m: Measurement) -> list[SurfaceLayer]:
     ]
 
 
-def surface_views(m: Measurement) -> tuple[str, str]:
+def surface_views(m: Measurement, point=None, label: str | None = None) -> tuple[str, str]:
     """(static PNG data URI, interactive HTML fragment) of the 3D view."""
     layers = surface_layers(m)
-    marker = [(mam_point(m), ROLE["marker"], f"MAM point ({m.min_margin_mm:.1f} mm)")]
+    point = mam_point(m) if point is None else np.asarray(point, dtype=float)
+    marker = [(point, ROLE["marker"], label or f"MAM point ({m.min_margin_mm:.1f} mm)")]
     kw = dict(
         cmap=band_colormap(),
         vmin=BAND_RANGE_MM[0],
