@@ -29,6 +29,13 @@ def margin(
         help="Liver mask in the masks' space (subcapsular exclusion).",
         rich_help_panel=_ONE,
     ),
+    ct: Path | None = typer.Option(
+        None,
+        "--ct",
+        help="CT in the masks' space, drawn behind the outlines in the report (file or DICOM "
+        "folder).",
+        rich_help_panel=_ONE,
+    ),
     pre: Path | None = typer.Option(
         None, "--pre", help="Pre-procedure CT (file or DICOM folder).", rich_help_panel=_PAIR
     ),
@@ -112,7 +119,7 @@ def margin(
 ) -> None:
     """Ablation margin: signed tumour-to-zone surface distances, in mm, from masks.
 
-    Either masks already in one space (--tumor --ablation [--liver]), or a pre/post
+    Either masks already in one space (--tumor --ablation [--liver] [--ct]), or a pre/post
     CT pair registered rigid + deformable (--pre --post --tumor --ablation
     --liver-pre --liver-post [--landmarks-pre --landmarks-post]). Writes
     OUT/margin.json, OUT/report.html and OUT/margin_map.nii.gz.
@@ -150,6 +157,7 @@ def margin(
         landmarks_pre=landmarks_pre,
         landmarks_post=landmarks_post,
         subcapsular_mm=subcapsular_mm,
+        ct=ct,
         tumor_label=tumor_label,
         ablation_label=ablation_label,
         liver_label=liver_label,

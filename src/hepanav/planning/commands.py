@@ -92,14 +92,27 @@ def register(app: typer.Typer) -> None:
             ..., "--control-ct", help="Control CT with the needles, registered to the planning CT."
         ),
         out: Path = typer.Option(..., "--out", help="Output folder."),
+        lateral_tolerance: float = typer.Option(
+            5.0, "--lateral-tolerance", help="Tip distance from the planned axis judged OK, mm."
+        ),
+        depth_tolerance: float = typer.Option(
+            5.0, "--depth-tolerance", help="Tip distance from the planned depth judged OK, mm."
+        ),
         series: str | None = typer.Option(
             None, "--series", help="Series UID or description substring in a --control-ct folder."
         ),
     ) -> None:
-        """Find the needles in a control CT and report the target positioning errors."""
+        """Find the needles in a control CT; verdict per needle (OK/advance/withdraw/redirect)."""
         from hepanav.planning.pipeline import run_verification
 
-        result, written = run_verification(plan, control_ct, out, series=series)
+        result, written = run_verification(
+            plan,
+            control_ct,
+            out,
+            lateral_tolerance_mm=lateral_tolerance,
+            depth_tolerance_mm=depth_tolerance,
+            series=series,
+        )
         typer.echo(result.message)
         for path in written:
             typer.echo(f"wrote {path}")
