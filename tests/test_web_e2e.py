@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from web_helpers import PASSWORD, login, new_server
+from web_helpers import PASSWORD, login, new_server, registry_with_ablation
 
 pytestmark = pytest.mark.slow
 CASE = "demo-ablation-001"
@@ -249,3 +249,46 @@ def test_jobs_run_on_an_external_dask_scheduler(tmp_path, phantom_case):
             assert f"hepanav-job-{job_id}-1" in keys
         finally:
             server.stop()
+
+
+def test_registry_dashboard_and_record_correction(tmp_path, phantom_case, browser, shots):
+    server = new_server(tmp_path / "srv", phantom_case)
+    lesion = registry_with_ablation(f"sqlite:///{server.data_dir / 'registry.sqlite'}",
+                                    tmp_path / "cohort")
+    server.start()
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        login(page, server, "coordinator")
+        page.goto(server.url + "/registry?procedure_type=ablation")
+        rows = page.locator("#by-procedure tr")
+        assert rows.count() == 2  # header + ablation only: never pooled with resections
+        assert "ablation" in rows.nth(1).text_content()
+        page.screenshot(path=shots / "registry.png", full_page=True)
+        key = f"{lesion['patient_id']}/{lesion['lesion_id']}"
+        page.fill("#lookup input[name=key]", key)
+        page.click("#lookup button")
+        assert key in page.text_content("h1")
+        page.select_option("#field", "size_mm")
+        page.fill("#value", "23")
+        page.fill("#reason", "size re-measured on the planning CT")
+        page.click("#correct button")
+        page.wait_for_function(
+            "document.querySelectorAll('#history tr').length > 1 &&"
+            " document.getElementById('history').textContent.includes('re-measured')",
+            timeout=30_000)
+        history = page.text_content("#history")
+        assert "test-coordinator" in history and "size_mm" in history and "23" in history
+        page.screenshot(path=shots / "registry-record.png", full_page=True)
+        # A surgeon may read the record but not change it.
+        with httpx.Client(base_url=server.url, follow_redirects=False, timeout=60) as http:
+            http.post("/login", data={"username": "test-surgeon", "password": PASSWORD})
+            csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"',
+                             http.get("/therapy", headers={"accept": "text/html"}).text).group(1)
+            r = http.patch("/api/registry/records/lesions", headers={"X-CSRF-Token": csrf},
+                           json={"key": {"patient_id": lesion["patient_id"],
+                                         "lesion_id": lesion["lesion_id"]},
+                                 "changes": {"size_mm": 99}, "reason": "x"})
+            assert r.status_code == 403
+        page.close()
+    finally:
+        server.stop()

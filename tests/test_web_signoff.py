@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 import time
 
 import httpx
@@ -16,7 +14,7 @@ import SimpleITK as sitk
 
 from dicom_helpers import write_ct_series
 from orthanc_helpers import orthanc  # noqa: F401 - fixture
-from web_helpers import PASSWORD, login, new_server
+from web_helpers import PASSWORD, login, new_server, registry_with_ablation
 
 pytestmark = pytest.mark.slow
 CASE = "dicom-case-001"
@@ -38,22 +36,6 @@ def _dicom_case(phantom_case, folder):
         shutil.copy(phantom_case / f"{mask}.nii.gz", folder / f"{mask}.nii.gz")
 
 
-def _registry_with_ablation(url: str, folder) -> dict[str, str]:
-    """A registry holding a generated cohort; returns the ids of one ablated lesion."""
-    from hepanav.registry.cohort import generate_cohort
-
-    cohort = generate_cohort(12, seed=5)
-    paths = cohort.write(folder)
-    run = [sys.executable, "-m", "hepanav", "registry"]
-    subprocess.run([*run, "init", "--db", url], check=True, capture_output=True)
-    for kind in ("outcomes", "events", "complications"):
-        subprocess.run([*run, "import", str(paths[kind]), "--kind", kind, "--db", url],
-                       check=True, capture_output=True)
-    row = cohort.outcomes[cohort.outcomes.procedure_type == "ablation"].iloc[0]
-    return {"patient_id": str(row.patient_id), "procedure_id": str(row.procedure_id),
-            "lesion_id": str(row.lesion_id)}
-
-
 def test_signoff_stores_dicom_in_pacs_and_margin_in_registry(
     tmp_path, phantom_case, orthanc, browser  # noqa: F811
 ):
@@ -61,7 +43,7 @@ def test_signoff_stores_dicom_in_pacs_and_margin_in_registry(
     server = new_server(tmp_path / "srv", phantom_case)
     _dicom_case(phantom_case, server.data_dir / "cases" / CASE)
     registry_url = f"sqlite:///{server.data_dir / 'registry.sqlite'}"
-    lesion = _registry_with_ablation(registry_url, tmp_path / "cohort")
+    lesion = registry_with_ablation(registry_url, tmp_path / "cohort")
     server.extra_env = orthanc.env("dicomweb")
     server.start()
     try:

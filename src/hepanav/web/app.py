@@ -541,12 +541,26 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
 
     # ---------------------------------------------------------- registry
     @app.get("/registry", response_class=HTMLResponse, tags=["registry"])
-    def registry_page(request: Request, _: User = Depends(user_of)):
-        from hepanav.web.workflows import registry_summary
+    def registry_page(
+        request: Request,
+        date_from: str = "",
+        date_to: str = "",
+        procedure_type: str = "",
+        centre: str = "",
+        _: User = Depends(user_of),
+    ):
+        """Registry dashboard: counts, and per procedure type the key rates with their
+        denominators, filtered by period, procedure type and centre."""
+        from hepanav.web.workflows import registry_dashboard, registry_summary
 
         summary = registry_summary(settings.registry_db)
+        filters = {"date_from": date_from, "date_to": date_to,
+                   "procedure_type": procedure_type, "centre": centre}
+        board = None if summary.get("error") else registry_dashboard(
+            settings.registry_db, **{k: v or None for k, v in filters.items()})
         audit(request, "view", "registry")
-        return page(request, "registry.html.j2", summary=summary, errors=None)
+        return page(request, "registry.html.j2", summary=summary, errors=None, board=board,
+                    filters=filters)
 
     @app.post("/registry/import", response_class=HTMLResponse, tags=["registry"],
               dependencies=[Depends(require_csrf)])
@@ -563,7 +577,8 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             saved.unlink(missing_ok=True)
         audit(request, "import", "registry", "failed" if errors else "ok")
         summary = registry_summary(settings.registry_db)
-        return page(request, "registry.html.j2", summary=summary, errors=errors)
+        return page(request, "registry.html.j2", summary=summary, errors=errors, board=None,
+                    filters={}, code=400 if errors else 200)
 
     # ------------------------------------------------------- fluorescence
     @app.get("/fluoro", response_class=HTMLResponse, tags=["fluorescence"])
@@ -617,6 +632,56 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
              "target": e.target, "outcome": e.outcome}
             for e in events
         ]
+
+    # ----------------------------------------------- registry records API
+    from hepanav.registry import api as registry_api
+
+    def registry_engine():
+        from hepanav.registry.db import open_registry
+        from hepanav.registry.settings import resolve_database_url
+
+        engine = open_registry(resolve_database_url(settings.registry_db))
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+    async def registry_guard(request: Request) -> None:
+        """Reading: every role; changing: coordinator and admin, with the CSRF token."""
+        if request.method not in ("GET", "HEAD"):
+            if request.state.user.role not in CAN_EDIT_REGISTRY:
+                raise HTTPException(403, f"your role ({request.state.user.role}) may not "
+                                    "change registry records")
+            await require_csrf(request)
+
+    app.dependency_overrides[registry_api.get_engine] = registry_engine
+    def registry_user(request: Request) -> str:
+        return request.state.user.username
+
+    app.dependency_overrides[registry_api.get_user] = registry_user
+    app.include_router(registry_api.router, prefix="/api/registry",
+                       dependencies=[Depends(registry_guard)])
+
+    @app.get("/registry/records/{table}", response_class=HTMLResponse, tags=["registry"])
+    def registry_record_page(request: Request, table: str, key: str,
+                             _: User = Depends(user_of)):
+        """One registry record with its edit history and a correction form."""
+        from hepanav.registry import records
+
+        engine = next(registry_engine())
+        try:
+            names = records.key_columns(table)
+            parts = key.split("/")
+            if len(parts) != len(names):
+                raise InputError(f"the key of {table} is {'/'.join(names)}", "key")
+            record = records.get_record(engine, table, dict(zip(names, parts, strict=True)))
+            history = records.history(engine, f"{table}:{key}")
+        finally:
+            engine.dispose()
+        audit(request, "view", f"registry:{table}:{key}")
+        key_map = dict(zip(names, parts, strict=True))
+        return page(request, "record.html.j2", table=table, key=key, names=names,
+                    key_map=key_map, record=record, history=history)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:

@@ -266,3 +266,74 @@ def signoff_steps(
     if not steps:
         raise InputError("choose PACS and/or the registry to store the result in", "sign-off")
     return steps
+
+
+def registry_dashboard(
+    url: str | None,
+    *,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    procedure_type: str | None = None,
+    centre: str | None = None,
+) -> dict[str, Any]:
+    """Per-procedure-type figures of the registry for a period, type and centre.
+
+    Every rate is given with its numerator and denominator (never pooled across
+    procedure types): lesions, patients, R0 rate of resections (margin status R0 among
+    resected lesions with a status), technical success of ablations, median MAM.
+
+    Raises
+    ------
+    InputError
+        For dates that are not YYYY-MM-DD.
+    """
+    import datetime as dt
+
+    from hepanav.registry import dataset
+    from hepanav.registry.db import open_registry
+    from hepanav.registry.settings import resolve_database_url
+
+    def day(text: str | None, field: str):
+        if not text:
+            return None
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise InputError("use YYYY-MM-DD", field) from None
+
+    start, end = day(date_from, "from"), day(date_to, "to")
+    engine = open_registry(resolve_database_url(url))
+    try:
+        frame = dataset.treatments(engine)
+    finally:
+        engine.dispose()
+    options = {
+        "procedure_types": sorted(frame.procedure_type.dropna().unique().tolist()),
+        "centres": sorted(frame.centre.dropna().unique().tolist()) if "centre" in frame else [],
+    }
+    if start is not None:
+        frame = frame[frame.procedure_date >= start]
+    if end is not None:
+        frame = frame[frame.procedure_date <= end]
+    if procedure_type:
+        frame = frame[frame.procedure_type == procedure_type]
+    if centre:
+        frame = frame[frame.centre == centre]
+    rows = []
+    for kind, part in frame.groupby("procedure_type"):
+        row: dict[str, Any] = {
+            "procedure_type": kind,
+            "patients": int(part.patient_id.nunique()),
+            "lesions": int(part[["patient_id", "lesion_id"]].drop_duplicates().shape[0]),
+        }
+        if "margin_status" in part and kind == "resection":
+            known = part.margin_status.dropna()
+            row["r0"] = (int((known == "R0").sum()), int(len(known)))
+        if "technical_success" in part and kind == "ablation":
+            known = part.technical_success.dropna()
+            row["technical_success"] = (int(known.astype(bool).sum()), int(len(known)))
+        if "mam_mm" in part and part.mam_mm.notna().any():
+            row["mam_median_mm"] = float(part.mam_mm.median())
+            row["mam_n"] = int(part.mam_mm.notna().sum())
+        rows.append(row)
+    return {"rows": rows, "options": options, "n": int(len(frame))}
