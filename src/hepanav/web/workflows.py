@@ -218,3 +218,51 @@ def needles_connectome(plan: dict[str, Any]) -> dict[str, Any]:
         "nodes": {"names": names, "X": xs, "Y": ys, "Z": zs, "Color": colours, "Size": sizes},
         "edges": [v for row in edges for v in row],
     }
+
+
+def signoff_steps(
+    result_dir: Path,
+    *,
+    kind: str,
+    source: Path | None,
+    send_to_pacs: bool,
+    registry: dict[str, str] | None,
+    registry_db: str | None,
+) -> list[tuple[str, list[str]]]:
+    """Job steps that store a finished result: DICOM objects to PACS, figures to the registry.
+
+    Order: the DICOM objects are written locally first (a failure stores nothing), then
+    sent (``hepanav pacs send`` names what was stored if it fails part-way), then the
+    margin figures go to the registry in one transaction. The sign-off is recorded only
+    when every step succeeded.
+
+    Parameters
+    ----------
+    result_dir : Path
+        The finished job's ``result`` folder.
+    kind : str
+        ``"margin"`` or ``"plan"``.
+    source : Path, optional
+        The CT series folder (DICOM) the result was computed on, for the UIDs.
+    registry : dict, optional
+        ``patient_id``, ``procedure_id``, ``lesion_id`` (pseudonymous) for a margin.
+    """
+    sub = result_dir / ("margin" if kind == "margin" else "plan")
+    steps: list[tuple[str, list[str]]] = []
+    if send_to_pacs:
+        export = ["dicom", "export", str(sub), "--out", "{work}/dicom"]
+        if source is not None:
+            export += ["--source", str(source)]
+        steps.append(("Writing DICOM SEG / SR / SC", export))
+        steps.append(("Storing to PACS", ["pacs", "send", "{work}/dicom"]))
+    if registry and kind == "margin":
+        argv = ["registry", "import-margin", str(sub / "margin.json"),
+                "--patient-id", registry["patient_id"],
+                "--procedure-id", registry["procedure_id"],
+                "--lesion-id", registry["lesion_id"]]
+        if registry_db:
+            argv += ["--db", registry_db]
+        steps.append(("Storing the margin in the registry", argv))
+    if not steps:
+        raise InputError("choose PACS and/or the registry to store the result in", "sign-off")
+    return steps
