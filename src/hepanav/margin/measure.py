@@ -28,9 +28,9 @@ from hepanav.margin.subcapsular import subcapsular_vertices
 from hepanav.margin.surface import (
     Mesh,
     extract_surface,
+    lengths_on_grid,
     mask_field,
     sample_field,
-    smoothing_sigma_mm,
 )
 
 SHELLS_MM = (5.0, 6.0)
@@ -117,6 +117,23 @@ def invert_points(
     return x
 
 
+# Sub-voxel steps of the analysis grid (mm): the fine axes keep their spacing up to
+# FINE_STEP_MM (the smoothed signed distance is close to linear within a voxel);
+# coarser axes and thick slices are cut into odd numbers of steps of at most
+# MAX_STEP_MM, so the surface follows the interpolated distance across slices.
+FINE_STEP_MM = 1.0
+MAX_STEP_MM = 1.0
+
+
+def analysis_steps(tumor: sitk.Image, ablation: sitk.Image) -> np.ndarray:
+    """Wanted sub-voxel size (mm) along each axis (x, y, z) of the zone grid; shape (3,)."""
+    spacing = np.minimum(
+        lengths_on_grid(tumor, ablation, np.asarray(tumor.GetSpacing(), float)),
+        lengths_on_grid(ablation, ablation, np.asarray(ablation.GetSpacing(), float)),
+    )
+    return np.where(spacing <= FINE_STEP_MM, spacing, np.minimum(0.5 * spacing, MAX_STEP_MM))
+
+
 def _reaches_edge(field_zyx: np.ndarray, width: int) -> bool:
     """True when the field is inside (>= 0.5) within ``width`` voxels of the grid edge."""
     inside = field_zyx >= 0.5
@@ -188,18 +205,14 @@ def measure_margin(
     lo, hi = tumor_corners.min(0) - ZONE_SEARCH_MM, tumor_corners.max(0) + ZONE_SEARCH_MM
     zone_corners = np.clip(zone_corners, lo, hi)
 
-    sigma_t = smoothing_sigma_mm(tumor)
-    sigma_z = smoothing_sigma_mm(ablation)
-    sigma_max = max(sigma_t, sigma_z)
     reach = max(max(SHELLS_MM), subcapsular_mm or 0.0)
-    pad = reach + 3.0 * sigma_max + 2.0 * max(ablation.GetSpacing())
+    pad = reach + 3.0 * max(ablation.GetSpacing())
     if tumor_transform is not None:
         pad += 10.0  # corners of a deformed box: room for curvature of the deformation
-    grid = subdivided_grid(
-        ablation, np.vstack([tumor_corners, zone_corners]), pad, min(sigma_t, sigma_z) / 1.2
-    )
+    step = analysis_steps(tumor, ablation)
+    grid = subdivided_grid(ablation, np.vstack([tumor_corners, zone_corners]), pad, step)
 
-    tumor_field = mask_field(tumor, grid, tumor_transform, sigma_t)
+    tumor_field = mask_field(tumor, grid, tumor_transform)
     edge = int(np.ceil(reach / min(grid.GetSpacing())))
     if tumor_transform is not None and _reaches_edge(tumor_field, edge):
         # The deformed tumour came closer to the grid edge than its shells need: the
@@ -208,10 +221,10 @@ def measure_margin(
             ablation,
             np.vstack([tumor_corners, zone_corners]),
             2.0 * pad,
-            min(sigma_t, sigma_z) / 1.2,
+            step,
         )
-        tumor_field = mask_field(tumor, grid, tumor_transform, sigma_t)
-    zone_field = mask_field(ablation, grid, None, sigma_z)
+        tumor_field = mask_field(tumor, grid, tumor_transform)
+    zone_field = mask_field(ablation, grid)
     tumor_mesh = extract_surface(tumor_field, grid)
     if tumor_mesh.is_empty:
         raise InputError("tumour surface could not be extracted (mask too small?)", "tumor")
@@ -240,7 +253,7 @@ def measure_margin(
         )
     excluded_fraction = float(area[~analysed].sum() / area.sum())
     m, w = margin[analysed], area[analysed]
-    mam = float(m.min())
+    mam, mam_point = refine_minimum(tumor_mesh, margin, analysed, zone_mesh, zone_field, grid)
     shells = shell_coverages(tumor_field, zone_field, grid, tumor_mesh, liver_field)
     centre = (tumor_mesh.vertices * area[:, None]).sum(0) / area.sum()
     return Measurement(
@@ -252,7 +265,9 @@ def measure_margin(
         shell_coverage_5mm=shells[0],
         shell_coverage_6mm=shells[1],
         category=figures.category(mam),
-        short_regions=short_regions(tumor_mesh, margin, analysed, centre),
+        short_regions=_with_refined_minimum(
+            short_regions(tumor_mesh, margin, analysed, centre), mam
+        ),
         subcapsular_exclusion_mm=subcapsular_mm or None,
         subcapsular_excluded_fraction=excluded_fraction,
         tumor_volume_ml=volume_ml(tumor),
@@ -266,6 +281,59 @@ def measure_margin(
         margin_mm=margin,
         analysed=analysed,
     )
+
+
+def _with_refined_minimum(regions: list, mam: float) -> list:
+    """The worst region holds the MAM point: give it the refined minimum."""
+    if regions and mam < regions[0].min_margin_mm:
+        regions[0] = regions[0].model_copy(update={"min_margin_mm": mam})
+    return regions
+
+
+def refine_minimum(
+    tumor_mesh: Mesh,
+    margin: np.ndarray,
+    analysed: np.ndarray,
+    zone_mesh: Mesh,
+    zone_field: np.ndarray,
+    grid: sitk.Image,
+    n_worst: int = 40,
+    n_split: int = 6,
+) -> tuple[float, np.ndarray]:
+    """Smallest signed margin over the tumour SURFACE, not only over its vertices.
+
+    The minimum over mesh vertices is biased upward by up to half a vertex spacing
+    where the margin has a sharp minimum (the axis of a narrow channel). Points on
+    the triangles around the ``n_worst`` vertices (barycentric lattice with
+    ``n_split`` steps per edge) get the exact signed distance too.
+
+    Returns
+    -------
+    mam_mm : float
+    point_lps : ndarray, shape (3,)
+        Where the minimum lies, LPS mm.
+    """
+    candidates = np.flatnonzero(analysed)
+    worst = candidates[np.argsort(margin[candidates])[:n_worst]]
+    best = int(worst[0])
+    mam, point = float(margin[best]), tumor_mesh.vertices[best]
+    faces = tumor_mesh.faces[np.isin(tumor_mesh.faces, worst).any(axis=1)]
+    faces = faces[analysed[faces].all(axis=1)]
+    if faces.size == 0:
+        return mam, point
+    k = np.arange(n_split + 1)
+    i, j = np.meshgrid(k, k, indexing="ij")
+    keep = i + j <= n_split
+    bary = np.stack([i[keep], j[keep], n_split - i[keep] - j[keep]], axis=1) / n_split
+    tri = tumor_mesh.vertices[faces]  # (F, 3, 3)
+    points = np.einsum("bk,fkd->fbd", bary, tri).reshape(-1, 3)
+    distance, _ = distance_to_mesh(points, zone_mesh)
+    inside = sample_field(zone_field, grid, points) >= 0.5
+    signed = np.where(inside, distance, -distance)
+    j = int(np.argmin(signed))
+    if signed[j] < mam:
+        mam, point = float(signed[j]), points[j]
+    return mam, point
 
 
 def surface_seeds(field_zyx: np.ndarray, grid: sitk.Image, points_lps: np.ndarray) -> np.ndarray:

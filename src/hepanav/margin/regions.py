@@ -14,6 +14,10 @@ _AXIS_WORDS = (("right", "left"), ("anterior", "posterior"), ("inferior", "super
 # A component of the direction is named when it is at least this large (cos 67.5 deg):
 # a vector 22.5 deg off an axis is named by that axis alone.
 _NAMED_COMPONENT = 0.383
+# Fragments smaller than this (mm^2) whose margin dips less than FRAGMENT_DEPTH_MM below
+# the threshold are sub-voxel ripple of the surfaces at the threshold, not findings.
+FRAGMENT_AREA_MM2 = 4.0
+FRAGMENT_DEPTH_MM = 0.5
 
 
 def direction_words(unit_lps: np.ndarray) -> str:
@@ -67,6 +71,11 @@ def short_regions(
         members = short & (labels == label)
         area = mesh.vertex_area[members]
         if area.sum() <= 0:
+            continue
+        if (
+            area.sum() < FRAGMENT_AREA_MM2
+            and margin_mm[members].min() > threshold_mm - FRAGMENT_DEPTH_MM
+        ):
             continue
         centroid = (mesh.vertices[members] * area[:, None]).sum(axis=0) / area.sum()
         offset = centroid - centre_lps
