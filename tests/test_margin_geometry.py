@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from hepanav.margin.measure import measure_margin
@@ -124,3 +125,55 @@ def test_sweep_against_the_voxel_centre_method(thickness):
             # (linear shape-based interpolation), which lies inside a convex surface by
             # its sagitta; the MAM is then UNDER-estimated by at most half a slice + 0.5.
             assert abs(err) <= 0.5 * thickness + 0.5, where
+
+
+def test_residual_tumour_regions_apart_from_short_regions():
+    # Tumour r = 8 at +6 mm in a zone of R = 12: the cap beyond the zone is residual
+    # tumour (MAM = 12 - 14 = -2 mm); the ring with 0 <= margin < 5 is a short region.
+    tumour = voxelise(ball((6.0, 0, 0), 8.0), (1.0, 1.0, 1.0), extent_mm=44)
+    zone = voxelise(ball((0, 0, 0), 12.0), (1.0, 1.0, 1.0), extent_mm=44)
+    m = measure_margin(tumour, zone)
+    assert m.min_margin_mm == pytest.approx(-2.0, abs=0.5)
+    assert len(m.residual_regions) == 1
+    res = m.residual_regions[0]
+    assert res.direction == "left" and res.min_margin_mm == pytest.approx(m.min_margin_mm)
+    # Lens outside the zone: cap of the tumour beyond the zone sphere (exact volume).
+    d, r, big = 6.0, 8.0, 12.0
+    lens = (
+        np.pi
+        * (r + big - d) ** 2
+        * (d**2 + 2 * d * big - 3 * big**2 + 2 * d * r + 6 * big * r - 3 * r**2)
+        / (12 * d)
+    )
+    tumour_volume = 4 / 3 * np.pi * r**3
+    assert res.volume_ml * 1000 == pytest.approx(tumour_volume - lens, rel=0.15)
+    # Cap area of the tumour outside the zone: 2 pi r^2 (1 - cos0).
+    cos0 = (big**2 - d**2 - r**2) / (2 * d * r)
+    assert res.area_mm2 == pytest.approx(2 * np.pi * r**2 * (1 - cos0), rel=0.05)
+    assert m.short_regions and all(s.min_margin_mm >= 0 for s in m.short_regions)
+    # The minimum of a sphere in a sphere is flat around the pole: its place within 2 mm.
+    np.testing.assert_allclose(m.mam_point_lps_mm, (d + r, 0, 0), atol=2.0)
+
+
+def test_tumour_cut_by_the_border_is_not_assessable_there():
+    # A tumour (r = 8) whose image ends at x = 3 mm: the cut face is no tumour surface.
+    full_t = voxelise(ball((0, 0, 0), 8.0), (1.0, 1.0, 1.0), extent_mm=44)
+    full_z = voxelise(ball((0, 0, 0), 15.0), (1.0, 1.0, 1.0), extent_mm=44)
+    keep = [25, 44, 44]  # x index 0..24: x <= about 3 mm
+    tumour = sitk.RegionOfInterest(full_t, keep, [0, 0, 0])
+    zone = sitk.RegionOfInterest(full_z, keep, [0, 0, 0])
+    m = measure_margin(tumour, zone)
+    # The assessable part keeps the true margin (7 mm), not ~0 at the cut.
+    assert m.min_margin_mm == pytest.approx(7.0, abs=0.5)
+    assert m.border.tumor_cut_by_border
+    # Not assessable: the cut face (the disc at the image edge) and the tumour surface
+    # whose nearest zone surface is the zone image's border face (closer than 7 mm: the
+    # tumour surface with x > x_edge - 7), over the whole closed surface.
+    x_edge = tumour.TransformContinuousIndexToPhysicalPoint([24.5, 0, 0])[0]
+    disc = np.pi * (64 - x_edge**2)
+    cap = 2 * np.pi * 8 * (8 + x_edge)
+    strip = 2 * np.pi * 8 * (x_edge - (x_edge - 7.0))
+    assert m.border.tumor_surface_fraction_not_assessable == pytest.approx(
+        (disc + strip) / (disc + cap), abs=0.06
+    )
+    assert any("image border" in w for w in m.warnings)

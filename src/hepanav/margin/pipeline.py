@@ -21,7 +21,13 @@ from hepanav.margin.registration import (
     register_pre_to_post,
     target_registration_error,
 )
-from hepanav.margin.schema import MarginResult, Registration
+from hepanav.margin.schema import SAFE_MARGIN_MM, MarginResult, Registration, Uncertainty
+from hepanav.margin.uncertainty import (
+    LOCAL_FLOOR_MM,
+    LOCAL_RADIUS_MM,
+    geometric_half_width_mm,
+    local_consistency,
+)
 
 STEPS = ("read", "register", "measure", "write")
 # Value of margin-map voxels the tumour surface does not pass through. NaN would be
@@ -243,6 +249,7 @@ def run_margin_pipeline(
     )
     result = MarginResult(
         **measurement.figures(),
+        uncertainty=margin_uncertainty(measurement, tumor, ablation, pre, post, transform),
         registration=Registration(
             mode=registration.mode if registration else "none",
             method=registration.method if registration else "none (masks given in one space)",
@@ -263,6 +270,44 @@ def run_margin_pipeline(
 
         paths["report"] = write_report(run, out / "report.html")
     return run
+
+
+def margin_uncertainty(
+    measurement: Measurement,
+    tumor: sitk.Image,
+    ablation: sitk.Image,
+    pre: sitk.Image | None,
+    post: sitk.Image | None,
+    transform: sitk.Transform | None,
+) -> Uncertainty:
+    """The MAM interval and the decisiveness rule (see :mod:`hepanav.margin.uncertainty`)."""
+    mam = measurement.min_margin_mm
+    correction = None
+    if transform is not None:
+        local = local_consistency(pre, post, ablation, transform, tumor)
+        u = local.half_width_mm
+        correction = tuple(float(v) for v in local.correction_lps_mm)
+        source = (
+            "local registration consistency within "
+            f"{LOCAL_RADIUS_MM:g} mm of the zone (translation still wanted "
+            f"{np.linalg.norm(local.correction_lps_mm):.1f} mm) + {LOCAL_FLOOR_MM:g} mm floor "
+            "+ voxel geometry"
+        )
+    else:
+        u = LOCAL_FLOOR_MM + geometric_half_width_mm(tumor, ablation)
+        source = "voxel geometry only (masks given in one space, no registration)"
+    decisive = abs(mam) > u and abs(mam - SAFE_MARGIN_MM) > u
+    return Uncertainty(
+        half_width_mm=float(u),
+        min_margin_interval_mm=(float(mam - u), float(mam + u)),
+        source=source,
+        local_correction_lps_mm=correction,
+        decisive=bool(decisive),
+        rule=(
+            f"a margin within its uncertainty (±{u:.1f} mm) of 0 mm or of "
+            f"{SAFE_MARGIN_MM:g} mm is not decisive"
+        ),
+    )
 
 
 def read_inputs(inputs: MarginInputs) -> dict[str, sitk.Image]:
