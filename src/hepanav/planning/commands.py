@@ -27,11 +27,34 @@ def register(app: typer.Typer) -> None:
             "neuwave-pr-65w-10min", "--device", help="Built-in device name or a device YAML file."
         ),
         out: Path = typer.Option(..., "--out", help="Output folder."),
+        tumor_label: str | None = typer.Option(
+            None,
+            "--tumor-label",
+            help="Label(s) or segment/ROI name(s) of the tumour when --tumor is a label map, "
+            "DICOM SEG, RTSTRUCT or .seg.nrrd holding several.",
+        ),
+        mask_threshold: float | None = typer.Option(
+            None, "--mask-threshold", help="Threshold of a non-binary float tumour mask (0.5)."
+        ),
+        series: str | None = typer.Option(
+            None, "--series", help="Series UID or description substring in a --ct DICOM folder."
+        ),
     ) -> None:
         """Plan stereotactic multi-needle ablation: plan.json, .mrk.json, report.html."""
         from hepanav.planning.pipeline import run_plan
 
-        result, written = run_plan(ct, tumor, labels, label_map, margin, device, out)
+        result, written = run_plan(
+            ct,
+            tumor,
+            labels,
+            label_map,
+            margin,
+            device,
+            out,
+            tumor_label=tumor_label,
+            mask_threshold=mask_threshold,
+            series=series,
+        )
         typer.echo(result.result.message)
         for path in written:
             typer.echo(f"wrote {path}")
@@ -43,11 +66,14 @@ def register(app: typer.Typer) -> None:
             ..., "--control-ct", help="Control CT with the needles, registered to the planning CT."
         ),
         out: Path = typer.Option(..., "--out", help="Output folder."),
+        series: str | None = typer.Option(
+            None, "--series", help="Series UID or description substring in a --control-ct folder."
+        ),
     ) -> None:
         """Find the needles in a control CT and report the target positioning errors."""
         from hepanav.planning.pipeline import run_verification
 
-        result, written = run_verification(plan, control_ct, out)
+        result, written = run_verification(plan, control_ct, out, series=series)
         typer.echo(result.message)
         for path in written:
             typer.echo(f"wrote {path}")

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hepanav import DISCLAIMER
+from hepanav.imaging.schema import InputRecord
 
 Vec3 = tuple[float, float, float]
 
@@ -194,6 +195,10 @@ class PlanResult(BaseModel):
     rules: TrajectoryRules
     inputs: dict[str, str] = Field(
         description="input file paths and files written beside plan.json"
+    )
+    input_records: list[InputRecord] = Field(
+        default_factory=list,
+        description="every input read (file or series, UIDs) and what the reader did (notes)",
     )
 
 
