@@ -29,6 +29,8 @@ from hepanav.imaging.resample import resample_mask_like
 LOCAL_RADIUS_MM = 35.0
 LOCAL_SPACING_MM = 2.0
 LOCAL_FLOOR_MM = 0.5
+# The zone, dilated by this, is left out of the local metric (as in the registration).
+EXCLUSION_MM = 5.0
 
 
 @dataclass(frozen=True)
@@ -77,17 +79,15 @@ def local_consistency(
     -------
     LocalConsistency
     """
-    from hepanav.margin.registration import RegistrationSettings, _region_mask, _windowed
+    from hepanav.margin.registration import _windowed, dilate_mm, soft_tissue_region
 
-    settings = RegistrationSettings(
-        spacing_mm=LOCAL_SPACING_MM, region_radius_mm=LOCAL_RADIUS_MM - 5.0
-    )
     start, size = bounding_box_index(ablation, LOCAL_RADIUS_MM)
     fixed_ct = resample_isotropic(
         crop(post_ct, start, size), LOCAL_SPACING_MM, default_value=-1000.0
     )
     zone = resample_mask_like(crop(ablation, start, size), fixed_ct)
-    mask = _region_mask(fixed_ct, zone, settings)
+    region = soft_tissue_region(fixed_ct, zone, LOCAL_RADIUS_MM - 5.0)
+    mask = sitk.And(region, sitk.Not(dilate_mm(zone, EXCLUSION_MM)))
     geometric = geometric_half_width_mm(tumor if tumor is not None else ablation, ablation)
     if not np.any(sitk.GetArrayViewFromImage(mask)):
         return LocalConsistency(np.zeros(3), LOCAL_FLOOR_MM + geometric + LOCAL_RADIUS_MM / 10)
