@@ -34,9 +34,12 @@ def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
         Missing or non-UTF-8 file, bad header, malformed markups, values that are not
         finite numbers, duplicate ids, no points.
     """
+    from hepanav.imaging.io import require_regular_input
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError("landmark file does not exist", path)
+    require_regular_input(path, allow_dir=False)  # a FIFO would block, a folder is no file
     try:
         # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
         text = path.read_text(encoding="utf-8-sig")
