@@ -182,6 +182,7 @@ def run_margin(
         liver_pre=images.get("liver_pre"),
         liver_post=images.get("liver_post"),
         liver=images.get("liver"),
+        ct=images.get("ct"),
         landmarks=landmarks,
         subcapsular_mm=inputs.subcapsular_mm,
         settings=settings,
@@ -201,6 +202,7 @@ def run_margin_pipeline(
     liver_pre: sitk.Image | None = None,
     liver_post: sitk.Image | None = None,
     liver: sitk.Image | None = None,
+    ct: sitk.Image | None = None,
     landmarks: tuple[np.ndarray, np.ndarray] | None = None,
     subcapsular_mm: float | None = None,
     settings: RegistrationSettings | None = None,
@@ -228,6 +230,8 @@ def run_margin_pipeline(
         ablation zone). ``result.registration.mode`` says which ran.
     liver : SimpleITK.Image, optional
         Liver mask in the masks' space (one-space mode, subcapsular exclusion).
+    ct : SimpleITK.Image, optional
+        CT in the masks' space (one-space mode), drawn behind the report's figures.
     landmarks : (pre_points, post_points), optional
         Paired landmarks, arrays of shape (N, 3) in LPS mm, for the TRE.
     subcapsular_mm : float, optional
@@ -261,6 +265,7 @@ def run_margin_pipeline(
         ("liver_pre", liver_pre),
         ("liver_post", liver_post),
         ("liver", liver),
+        ("ct", ct),
     ):
         if image is not None:
             images[name] = image
