@@ -317,9 +317,12 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
 
     @app.get("/cases/{case_id}/margin", response_class=HTMLResponse, tags=["margin"])
     def margin_page(request: Request, case_id: str, _: User = Depends(require(*CAN_RUN_IMAGING))):
-        """Ablation-margin workflow: pick pre/post, click tumour and zone, run."""
+        """Ablation-margin workflow: pick pre/post, click tumour and zone, inspect, run."""
         case = get_case(settings.cases_dir, case_id)
-        return page(request, "margin.html.j2", case=case)
+        fields = ("tumor_seed", "ablation_seed", "tumor_include", "tumor_exclude",
+                  "zone_include", "zone_exclude")
+        prefill = {f: request.query_params.get(f, "")[:2000] for f in fields}
+        return page(request, "margin.html.j2", case=case, prefill=prefill)
 
     @app.post("/cases/{case_id}/margin", tags=["margin"], dependencies=[Depends(require_csrf)])
     def margin_run(
@@ -333,10 +336,37 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         ablation_mask: str = Form(""),
         liver_pre: str = Form(""),
         liver_post: str = Form(""),
+        tumor_include: str = Form(""),
+        tumor_exclude: str = Form(""),
+        zone_include: str = Form(""),
+        zone_exclude: str = Form(""),
+        action: str = Form("run"),
         user: User = Depends(require(*CAN_RUN_IMAGING)),
     ):
-        """Start registration + margin as a background job; redirects to the job page."""
+        """Start registration + margin as a background job (``action=run``), or segment the
+        clicked tumour and zone for inspection first (``action=preview``)."""
+        from hepanav.web.workflows import parse_points, segment_steps
+
         case = get_case(settings.cases_dir, case_id)
+        if action == "preview":
+            if not (tumor_seed and ablation_seed):
+                raise InputError("click the tumour and the zone first", "seeds")
+            edits = {name: parse_points(text, name) for name, text in (
+                ("tumor_include", tumor_include), ("tumor_exclude", tumor_exclude),
+                ("zone_include", zone_include), ("zone_exclude", zone_exclude))}
+            steps = segment_steps(case, pre=pre, post=post,
+                                  tumor_seed=parse_point(tumor_seed, "tumour seed"),
+                                  ablation_seed=parse_point(ablation_seed, "zone seed"),
+                                  edits=edits)
+            job_id = request.app.state.jobs.create(
+                "segment", case_id, steps,
+                {"pre": pre, "post": post, "tumor_seed": tumor_seed,
+                 "ablation_seed": ablation_seed, **{k: ";".join(",".join(f"{v:.1f}" for v in p)
+                                                      for p in pts) for k, pts in edits.items()}},
+                user.username,
+            )
+            audit(request, "run", f"job:{job_id}:segment:case:{case_id}")
+            return RedirectResponse(f"/jobs/{job_id}", status_code=303)
         steps = margin_steps(
             case,
             pre=pre,
@@ -384,6 +414,35 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         )
         audit(request, "run", f"job:{job_id}:plan:case:{case_id}")
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+    @app.post("/jobs/{job_id}/margin", tags=["margin"], dependencies=[Depends(require_csrf)])
+    def margin_from_preview(
+        request: Request,
+        job_id: int,
+        liver_pre: str = Form(""),
+        liver_post: str = Form(""),
+        db: Session = Depends(db_session),
+        user: User = Depends(require(*CAN_RUN_IMAGING)),
+    ):
+        """Run registration + margin with the masks of an inspected segmentation job."""
+        job = _job(db, job_id)
+        result = request.app.state.jobs.job_dir(job_id) / "result"
+        if job.kind != "segment" or job.state != "done":
+            raise InputError("needs a finished segmentation", f"job {job_id}")
+        case = get_case(settings.cases_dir, job.case_id)
+        steps = margin_steps(
+            case, pre=job.params["pre"], post=job.params["post"], tumor_seed=None,
+            ablation_seed=None, tumor_mask=None, ablation_mask=None,
+            liver_pre=liver_pre or None, liver_post=liver_post or None,
+            tumor_path=result / "tumor.nii.gz", zone_path=result / "zone.nii.gz",
+        )
+        new_id = request.app.state.jobs.create(
+            "margin", job.case_id, steps,
+            {"pre": job.params["pre"], "post": job.params["post"], "from_segment": job_id},
+            user.username,
+        )
+        audit(request, "run", f"job:{new_id}:margin:segment:{job_id}")
+        return RedirectResponse(f"/jobs/{new_id}", status_code=303)
 
     @app.post("/jobs/{job_id}/placement", tags=["planning"], dependencies=[Depends(require_csrf)])
     def placement_run(request: Request, job_id: int, control_ct: str = Form(...),
@@ -697,6 +756,8 @@ def _result_summary(job_dir: Path) -> dict[str, Any] | None:
         data = json.loads(candidate.read_text())
         rel = candidate.parent.relative_to(result).as_posix()
         return {"kind": "margin", "data": data, "folder": rel}
+    if (result / "tumor.nii.gz").is_file() and (result / "zone.nii.gz").is_file():
+        return {"kind": "segment", "folder": "."}
     for candidate in sorted(result.rglob("plan.json")):
         data = json.loads(candidate.read_text())
         rel = candidate.parent.relative_to(result).as_posix()

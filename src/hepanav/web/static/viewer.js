@@ -33,13 +33,14 @@
     nv.createOnLocationChange();
   }
 
-  async function linkedPair(idA, idB, urlA, urlB, onMove) {
+  async function linkedPair(idA, idB, urlA, urlB, onMove, extraA, extraB) {
     const a = make(idA), b = make(idB);
     a.broadcastTo([b], { "2d": true, "3d": true });
     b.broadcastTo([a], { "2d": true, "3d": true });
     const report = () => onMove(cursorOf(a) || cursorOf(b));
     a.onLocationChange = report; b.onLocationChange = report;
-    async function reload() { await Promise.all([load(a, urlA()), load(b, urlB())]); report(); }
+    async function reload() {
+      await Promise.all([load(a, urlA(), extraA), load(b, urlB(), extraB)]); report(); }
     await reload();
     return { a, b, reload, cursor: () => cursorOf(a), moveTo: (lps) => { moveTo(a, lps); moveTo(b, lps); report(); } };
   }
