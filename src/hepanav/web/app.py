@@ -481,6 +481,23 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         audit(request, "view", f"job:{job_id}")
         return page(request, "job.html.j2", job=job, status=status, result=result, case=case)
 
+    @app.get("/jobs/{job_id}/pre-in-post", tags=["margin"])
+    def pre_in_post(request: Request, job_id: int, db: Session = Depends(db_session),
+                    _: User = Depends(require(*CAN_VIEW_CASES))):
+        """The pre CT warped into the post CT's space (for the fused view), NIfTI."""
+        from hepanav.web.viewer import warped_pre
+
+        job = _job(db, job_id)
+        if job.kind != "margin" or job.state != "done":
+            raise HTTPException(404, "no finished margin result")
+        case = get_case(settings.cases_dir, job.case_id)
+        result = request.app.state.jobs.job_dir(job_id) / "result" / "margin"
+        pre = series_path(case, job.params["pre"])
+        path = warped_pre(pre, result, settings.data_dir / "viewer-cache" / f"job-{job_id}")
+        if path is None:
+            raise HTTPException(404, "this result has no registration (masks in one space)")
+        return FileResponse(path, media_type="application/gzip", filename=path.name)
+
     @app.get("/api/jobs/{job_id}/needles", tags=["planning"])
     def plan_needles(request: Request, job_id: int, _: User = Depends(require(*CAN_VIEW_CASES))):
         """The plan's needles as a NiiVue connectome (RAS mm) for the 3D view."""
