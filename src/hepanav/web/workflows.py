@@ -176,7 +176,8 @@ def registry_summary(url: str | None) -> dict[str, Any]:
         return {"error": " ".join(str(exc).split())}
     finally:
         engine.dispose()
-    return audit.model_dump(mode="json")
+    # Aggregates only: the audit's per-patient and per-lesion listings stay out of the page.
+    return {"counts": audit.counts}
 
 
 def registry_import_file(path: Path, url: str | None) -> list[str]:
