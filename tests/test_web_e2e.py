@@ -272,13 +272,16 @@ def test_registry_dashboard_and_record_correction(tmp_path, phantom_case, browse
         assert key in page.text_content("h1")
         page.select_option("#field", "size_mm")
         page.fill("#value", "23")
-        page.fill("#reason", "size re-measured on the planning CT")
+        page.fill("#reason", "size re-measured on CT <img src=x onerror=window.__xss=1>")
         page.click("#correct button")
         page.wait_for_function(
             "document.querySelectorAll('#history tr').length > 1 &&"
             " document.getElementById('history').textContent.includes('re-measured')",
             timeout=30_000)
         history = page.text_content("#history")
+        # The reason is shown as text: no element was injected, the flag stays unset.
+        assert page.evaluate("window.__xss === undefined")
+        assert page.locator("#history img").count() == 0
         assert "test-coordinator" in history and "size_mm" in history and "23" in history
         page.screenshot(path=shots / "registry-record.png", full_page=True)
         # A surgeon may read the record but not change it.
@@ -294,3 +297,38 @@ def test_registry_dashboard_and_record_correction(tmp_path, phantom_case, browse
         page.close()
     finally:
         server.stop()
+
+
+def test_planning_workflow_in_the_browser(web_server, browser, shots):
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    login(page, web_server, "radiologist")
+    page.goto(f"{web_server.url}/cases/{CASE}/plan")
+    page.select_option("#ct", "pre_ct.nii.gz")
+    page.select_option("#tumor", "pre_tumor.nii.gz")
+    page.select_option("#labels", "pre_labels.nii.gz")
+    page.fill("#margin_mm", "5")
+    page.screenshot(path=shots / "plan-form.png", full_page=True)
+    page.click("#run")
+    page.wait_for_url(re.compile(r".*/jobs/\d+$"))
+    assert wait_for_job(page) == "done", page.text_content("#job-status")
+    job_id = int(page.url.rsplit("/", 1)[1])
+    plan = json.loads(next((web_server.data_dir / "jobs").glob(
+        f"job-{job_id:06d}/result/plan/plan.json")).read_text())
+    verdict = page.text_content("#plan-verdict")
+    if plan["feasible"]:
+        assert verdict.startswith("Feasible")
+        assert page.locator("#needles tr").count() == 1 + len(plan["needles"])
+        page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+    else:
+        # An infeasible plan is never shown as placeable trajectories.
+        assert verdict.startswith("NOT feasible")
+        assert page.locator("#needles").count() == 0
+        assert page.locator("#not-placeable").count() == 1
+    page.screenshot(path=shots / "plan-result.png", full_page=True)
+    with page.expect_popup() as popup:
+        page.click("text=Open the plan report")
+    report = popup.value
+    report.wait_for_load_state()
+    assert "not a medical device" in report.content().lower()
+    report.screenshot(path=shots / "plan-report.png", full_page=True)
+    page.close()
