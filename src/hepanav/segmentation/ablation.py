@@ -1,0 +1,114 @@
+"""Ablation zone on the post-ablation CT from one or more clicks.
+
+The coagulation zone is non-enhancing (hypodense against enhancing liver), often
+with an enhancing rim of hyperaemia just outside it. Gas bubbles and the needle
+tract inside the zone belong to it; an enhancing vessel crossing the zone does NOT
+(that unablated channel is what the margin must see). So: grow the hypodense
+region (:func:`hepanav.segmentation.grow.grow_lesion`, rim excluded by its
+brightness), then add back only DARK voxels that a 2 mm closing and hole filling
+enclose (gas, tract), never bright ones (vessels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from hepanav.segmentation.grow import grow_lesion
+from hepanav.segmentation.morphology import close_mm, component_at, fill_holes
+from hepanav.segmentation.result import Segmentation, paste
+from hepanav.segmentation.seeds import Seed, check_tissue
+from hepanav.segmentation.windows import hu_windows
+
+DEFAULT_MAX_RADIUS_MM = 45.0
+CLOSING_MM = 2.0
+
+
+def segment_ablation(
+    ct: sitk.Image,
+    seeds: list[Seed],
+    max_radius_mm: float = DEFAULT_MAX_RADIUS_MM,
+    include: list[Seed] | None = None,
+    exclude: list[Seed] | None = None,
+) -> Segmentation:
+    """Segment an ablation zone around the seeds.
+
+    Parameters
+    ----------
+    ct : SimpleITK.Image
+        Post-ablation contrast CT in HU.
+    seeds : list of Seed
+        Clicks inside the zone (gas at a click is accepted: it belongs to the zone).
+    max_radius_mm : float
+        Largest distance of a zone voxel from its nearest seed, mm; beyond is a leak.
+    include, exclude : list of Seed, optional
+        Editing points.
+
+    Returns
+    -------
+    Segmentation
+        Mask on the CT grid.
+
+    Raises
+    ------
+    InputError
+        Seed in bone or outside the body, a seed that does not look like a zone, a leak.
+    """
+    win = hu_windows()
+    for s in seeds + list(include or []):
+        check_tissue_or_gas(ct, s)
+    grown = grow_lesion(
+        ct, seeds, "hypo", max_radius_mm, "ablation zone", include=include, exclude=exclude
+    )
+    threshold = 0.5 * (grown.lesion_hu + grown.parenchyma_hu)
+    # Dark voxels (necrosis, gas) that the closing adds are zone; bright ones (an
+    # enhancing vessel crossing the zone, the rim) are not.
+    closed = close_mm(grown.mask, CLOSING_MM)
+    dark = sitk.Cast(grown.smoothed < threshold, sitk.sitkUInt8)
+    mask = sitk.Or(grown.mask, sitk.And(closed, dark))
+    mask = fill_holes(mask)
+    # Hole filling must not re-add a bright channel: it only fills enclosed cavities,
+    # and a vessel crossing the zone leaves it on both sides, so it is never enclosed.
+    seeds_local = [tuple(int(v) for v in mask.TransformPhysicalPointToIndex(s.lps)) for s in seeds]
+    mask = component_at(mask, seeds_local)
+    notes = list(grown.notes)
+    gas = sitk.GetArrayViewFromImage(grown.smoothed) < win["gas_below_hu"]
+    n_gas = int(np.count_nonzero(gas & (sitk.GetArrayViewFromImage(mask) > 0)))
+    if n_gas:
+        ml = n_gas * float(np.prod(ct.GetSpacing())) / 1000.0
+        notes.append(f"gas inside the zone ({ml:.2f} ml) counted as zone")
+    return Segmentation(
+        mask=paste(mask, ct),
+        structure="ablation",
+        method=(
+            "adaptive-threshold region growing of the hypodense zone (Gaussian 1 mm, "
+            "ConnectedThreshold at the zone/parenchyma midpoint), opening, 2 mm closing "
+            "keeping dark voxels only (gas, tract), hole filling"
+        ),
+        seeds=seeds,
+        include=list(include or []),
+        exclude=list(exclude or []),
+        appearance="hypo",
+        lesion_hu=grown.lesion_hu,
+        parenchyma_hu=grown.parenchyma_hu,
+        window_hu=grown.window_hu,
+        max_radius_mm=max_radius_mm,
+        notes=notes,
+    )
+
+
+def check_tissue_or_gas(ct: sitk.Image, seed: Seed) -> None:
+    """Like :func:`check_tissue`, but a click on gas is moved to the densest nearby voxel.
+
+    Gas in the zone is expected; a seed on it would start the growing in the
+    wrong HU range, so the seed check only refuses bone here and air far from tissue.
+    """
+    from hepanav.segmentation.seeds import local_hu
+
+    hu, _ = local_hu(ct, seed, 2.0)
+    if hu < hu_windows()["gas_below_hu"]:
+        wide, _ = local_hu(ct, seed, 6.0)
+        if wide < hu_windows()["air_below_hu"]:
+            check_tissue(ct, seed, "ablation zone")
+        return
+    check_tissue(ct, seed, "ablation zone")
