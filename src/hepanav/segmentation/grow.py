@@ -94,10 +94,12 @@ def histogram_mode(values: np.ndarray, bin_hu: float = 4.0) -> tuple[float, int]
 
 
 def _ball_values(smoothed: sitk.Image, seeds: list[Seed], radius_mm: float) -> np.ndarray:
-    arr = sitk.GetArrayViewFromImage(smoothed)
+    """Values of the voxels within ``radius_mm`` of any seed (only the seeds' box is read)."""
+    roi = roi_around(smoothed, seeds, radius_mm)
+    arr = sitk.GetArrayViewFromImage(roi)
     k, j, i = np.indices(arr.shape)
     pts = np.stack([i, j, k], axis=-1).reshape(-1, 3)
-    lps = voxel_to_lps(smoothed, pts)
+    lps = voxel_to_lps(roi, pts)
     d = np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in seeds], axis=0)
     return np.asarray(arr).reshape(-1)[d <= radius_mm]
 
