@@ -52,18 +52,20 @@ class MarginInputs:
     def check(self) -> None:
         """Raise ``InputError`` for an incomplete or contradictory set of options."""
         if self.registered:
-            names = {
-                "--pre": self.pre,
-                "--post": self.post,
-                "--liver-pre": self.liver_pre,
-                "--liver-post": self.liver_post,
-            }
+            names = {"--pre": self.pre, "--post": self.post}
             missing = [k for k, v in names.items() if v is None]
             if missing:
                 raise InputError(
-                    "the pre/post mode needs --pre, --post, --liver-pre and --liver-post; "
-                    f"missing {', '.join(missing)}",
+                    "the pre/post mode needs --pre and --post (and optionally both "
+                    f"--liver-pre and --liver-post); missing {', '.join(missing)}",
                     missing[0],
+                )
+            if (self.liver_pre is None) != (self.liver_post is None):
+                missing_liver = "--liver-pre" if self.liver_pre is None else "--liver-post"
+                raise InputError(
+                    "give both --liver-pre and --liver-post, or neither (then a region "
+                    "around the ablation zone drives the registration)",
+                    missing_liver,
                 )
             if self.liver is not None:
                 raise InputError("use --liver-post (not --liver) with --pre/--post", "--liver")
@@ -75,7 +77,9 @@ class MarginInputs:
             raise InputError("must be a finite distance >= 0 mm", "--subcapsular-mm")
         if self.subcapsular_mm and self.liver is None and self.liver_post is None:
             raise InputError(
-                "subcapsular exclusion needs a liver mask (--liver)", "--subcapsular-mm"
+                "subcapsular exclusion needs a liver mask (--liver, or --liver-post with "
+                "--pre/--post)",
+                "--subcapsular-mm",
             )
 
 
@@ -97,12 +101,13 @@ def run_margin(
     step: Callable[[str], None] | None = None,
     report: bool = True,
 ) -> MarginRun:
-    """Run the margin pipeline; write ``margin.json``, ``margin_map.nii.gz``, ``report.html``.
+    """Run the margin pipeline from files; write ``margin.json``, the margin map and the report.
 
     Parameters
     ----------
     inputs : MarginInputs
-        File paths (masks in one space, or a pre/post pair to register).
+        File paths (masks in one space, or a pre/post pair to register, with or
+        without liver masks).
     out : Path
         Output folder (created).
     settings : RegistrationSettings, optional
@@ -122,36 +127,124 @@ def run_margin(
     inputs.check()
     step("read")
     images = read_inputs(inputs)
+    landmarks = None
+    if inputs.landmarks_pre is not None:
+        landmarks = paired_landmarks(
+            read_landmarks(inputs.landmarks_pre),
+            read_landmarks(inputs.landmarks_post),
+            inputs.landmarks_post,
+        )
+    return run_margin_pipeline(
+        images["tumor"],
+        images["ablation"],
+        out,
+        pre=images.get("pre"),
+        post=images.get("post"),
+        liver_pre=images.get("liver_pre"),
+        liver_post=images.get("liver_post"),
+        liver=images.get("liver"),
+        landmarks=landmarks,
+        subcapsular_mm=inputs.subcapsular_mm,
+        settings=settings,
+        step=step,
+        report=report,
+    )
+
+
+def run_margin_pipeline(
+    tumor: sitk.Image,
+    ablation: sitk.Image,
+    out: Path,
+    *,
+    pre: sitk.Image | None = None,
+    post: sitk.Image | None = None,
+    liver_pre: sitk.Image | None = None,
+    liver_post: sitk.Image | None = None,
+    liver: sitk.Image | None = None,
+    landmarks: tuple[np.ndarray, np.ndarray] | None = None,
+    subcapsular_mm: float | None = None,
+    settings: RegistrationSettings | None = None,
+    step: Callable[[str], None] | None = None,
+    report: bool = True,
+) -> MarginRun:
+    """The margin pipeline from images in memory (the API for callers that made the masks).
+
+    Parameters
+    ----------
+    tumor : SimpleITK.Image
+        Tumour mask (non-zero inside); on the pre CT's grid when ``pre`` is given.
+    ablation : SimpleITK.Image
+        Ablation-zone mask; on the post CT's grid when ``post`` is given. Its space is
+        the space of the result.
+    out : Path
+        Output folder (``margin.json``, ``margin_map.nii.gz``, ``report.html``).
+    pre, post : SimpleITK.Image, optional
+        Pre and post CT in HU (both or neither). Given: the pre -> post registration
+        runs; omitted: the masks are taken to be in one space.
+    liver_pre, liver_post : SimpleITK.Image, optional
+        Liver masks of the pre and post CT (both or neither). Given: liver-driven
+        registration; omitted: lesion-region registration (soft tissue around the
+        ablation zone). ``result.registration.mode`` says which ran.
+    liver : SimpleITK.Image, optional
+        Liver mask in the masks' space (one-space mode, subcapsular exclusion).
+    landmarks : (pre_points, post_points), optional
+        Paired landmarks, arrays of shape (N, 3) in LPS mm, for the TRE.
+    subcapsular_mm : float, optional
+        Leave out tumour surface within this distance of the liver capsule (mm).
+    settings, step, report
+        As in :func:`run_margin`.
+
+    Returns
+    -------
+    MarginRun
+
+    Raises
+    ------
+    InputError
+        Inconsistent inputs (one CT or one liver mask only, empty masks, ...).
+    """
+    step = step or (lambda name: None)
+    if (pre is None) != (post is None):
+        raise InputError("give both the pre and the post CT, or neither", "--pre/--post")
+    if (liver_pre is None) != (liver_post is None):
+        raise InputError("give both liver masks, or neither", "--liver-pre/--liver-post")
+    if pre is None and liver_pre is not None:
+        raise InputError("liver masks of a pre/post pair need --pre and --post", "--liver-pre")
+    images: dict[str, sitk.Image] = {"tumor": tumor, "ablation": ablation}
+    for name, image in (
+        ("pre", pre),
+        ("post", post),
+        ("liver_pre", liver_pre),
+        ("liver_post", liver_post),
+        ("liver", liver),
+    ):
+        if image is not None:
+            images[name] = image
     registration = None
     transform = None
     tre = None
     step("register")
-    if inputs.registered:
+    if pre is not None:
         registration = register_pre_to_post(
-            images["pre"],
-            images["post"],
-            images["liver_pre"],
-            images["liver_post"],
-            post_exclude=images["ablation"],
-            pre_exclude=images["tumor"],
+            pre,
+            post,
+            liver_pre,
+            liver_post,
+            post_exclude=ablation,
+            pre_exclude=tumor,
             settings=settings,
         )
         transform = registration.transform
-        if inputs.landmarks_pre is not None:
-            pre_pts, post_pts = paired_landmarks(
-                read_landmarks(inputs.landmarks_pre),
-                read_landmarks(inputs.landmarks_post),
-                inputs.landmarks_post,
-            )
-            tre = target_registration_error(transform, pre_pts, post_pts)
+        if landmarks is not None:
+            tre = target_registration_error(transform, *landmarks)
     step("measure")
-    liver = images.get("liver_post", images.get("liver"))
     measurement = measure_margin(
-        images["tumor"], images["ablation"], liver, transform, inputs.subcapsular_mm
+        tumor, ablation, liver_post if liver_post is not None else liver, transform, subcapsular_mm
     )
     result = MarginResult(
         **measurement.figures(),
         registration=Registration(
+            mode=registration.mode if registration else "none",
             method=registration.method if registration else "none (masks given in one space)",
             liver_dice=registration.liver_dice if registration else None,
             tre_mm=tre,
@@ -179,9 +272,10 @@ def read_inputs(inputs: MarginInputs) -> dict[str, sitk.Image]:
         images["pre"] = read_image(inputs.pre)
         images["post"] = read_image(inputs.post)
         images["tumor"] = read_mask(inputs.tumor, reference=images["pre"])
-        images["liver_pre"] = read_mask(inputs.liver_pre, reference=images["pre"])
         images["ablation"] = read_mask(inputs.ablation, reference=images["post"])
-        images["liver_post"] = read_mask(inputs.liver_post, reference=images["post"])
+        if inputs.liver_pre is not None:
+            images["liver_pre"] = read_mask(inputs.liver_pre, reference=images["pre"])
+            images["liver_post"] = read_mask(inputs.liver_post, reference=images["post"])
     else:
         images["ablation"] = read_mask(inputs.ablation)
         images["tumor"] = read_mask(inputs.tumor)

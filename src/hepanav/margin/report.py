@@ -30,7 +30,7 @@ def write_report(run: MarginRun, path: Path) -> Path:
         "slices": slices_figure(m, background),
         "histogram": histogram_figure(m),
     }
-    if run.registration is not None:
+    if run.registration is not None and "liver_pre" in run.images:
         figures["registration"] = registration_figure(run)
     return write_html(
         path,

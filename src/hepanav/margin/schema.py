@@ -58,6 +58,11 @@ class ShortRegion(_Model):
 class Registration(_Model):
     """How the pre-procedure image was brought into the post-procedure space."""
 
+    mode: Literal["none", "liver", "lesion_region"] = Field(
+        description="what drove the registration: 'none' (masks given in one space), "
+        "'liver' (liver masks given) or 'lesion_region' (no liver masks: the soft tissue "
+        "around the ablation zone)"
+    )
     method: str = Field(description="'none (masks given in one space)' or the registration used")
     liver_dice: float | None = Field(
         description="Dice of the registered pre liver mask and the post liver mask "
