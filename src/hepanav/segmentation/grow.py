@@ -213,7 +213,7 @@ def grow_lesion(
         # The shell must stay on the far side of the threshold, else it holds lesion.
         if (chosen == "hypo" and new <= threshold) or (chosen == "hyper" and new >= threshold):
             break
-        new_edge = _edge_value(smoothed, mask, new, chosen)
+        new_edge = _edge_value(roi, mask, new, chosen)
         settled = abs(new - parenchyma) < 1.0 and abs(new_edge - edge) < 1.0
         parenchyma, edge = new, new_edge
         if settled:
@@ -229,7 +229,7 @@ def grow_lesion(
     return Grown(mask, smoothed, chosen, lesion_hu, parenchyma, window, notes)
 
 
-def _edge_value(smoothed: sitk.Image, mask: sitk.Image, parenchyma: float, chosen: str) -> float:
+def _edge_value(image: sitk.Image, mask: sitk.Image, parenchyma: float, chosen: str) -> float:
     """What the lesion edge blurs into: an enhancing rim when one hugs the lesion.
 
     Median HU of each one-voxel layer outside the mask up to ``RIM_MM``; the most
@@ -239,7 +239,9 @@ def _edge_value(smoothed: sitk.Image, mask: sitk.Image, parenchyma: float, chose
     partial-volume blur to the parenchyma, and the parenchyma is used.
     """
     dist = sitk.GetArrayFromImage(signed_distance_mm(mask))
-    values = sitk.GetArrayViewFromImage(smoothed)
+    # The unsmoothed CT: smoothing would flatten a thin rim's peak (the median over a
+    # whole layer removes the noise instead).
+    values = sitk.GetArrayViewFromImage(image)
     step = float(max(mask.GetSpacing()))
     layers = []
     for lo in np.arange(0.0, RIM_MM, step):

@@ -84,17 +84,49 @@ def segment_file(
         right at the seed, a leak, an unsupported output suffix.
     """
     out = Path(out)
-    name = out.name.lower()
-    if not name.endswith(MASK_SUFFIXES):
+    _check_suffix(out)
+    ct = read_image(ct_path)
+    result, seg = segment_image(
+        structure, ct, ct_path, out, seeds=seeds, seed_voxels=seed_voxels, include=include,
+        exclude=exclude, appearance=appearance, max_radius_mm=max_radius_mm, report=report,
+    )
+    write_outputs(result, seg, ct)
+    return result, seg
+
+
+def _check_suffix(out: Path) -> None:
+    if not out.name.lower().endswith(MASK_SUFFIXES):
         raise InputError(
             f"mask file must end in {', '.join(MASK_SUFFIXES)} (NIfTI, NRRD, MHA)", out
         )
-    ct = read_image(ct_path)
-    seed_list = make_seeds(ct, seeds, seed_voxels, "--seed")
+
+
+def _stem(out: Path) -> str:
+    return out.name[: -len(".nii.gz")] if out.name.lower().endswith(".nii.gz") else out.stem
+
+
+def segment_image(
+    structure: str,
+    ct,
+    ct_path: str | Path,
+    out: Path,
+    *,
+    seeds: list[str] | None = None,
+    seed_voxels: list[str] | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    appearance: str = "auto",
+    max_radius_mm: float | None = None,
+    report: bool = True,
+    seed_option: str = "--seed",
+) -> tuple[SegmentationResult, Segmentation]:
+    """Check the seeds and segment in memory (nothing written); ``out`` names the mask to be."""
+    seed_list = make_seeds(ct, seeds, seed_voxels, seed_option)
     inc = make_seeds(ct, include, None, "--include")
     exc = make_seeds(ct, exclude, None, "--exclude")
     if not seed_list:
-        raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)", "--seed")
+        raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)",
+                         seed_option)
     from hepanav.segmentation.body import body_mask, inside_body
 
     body = body_mask(ct)
@@ -107,7 +139,7 @@ def segment_file(
         include=inc, exclude=exc,
     )
     seconds = time.perf_counter() - t0
-    stem = out.name[: -len(".nii.gz")] if name.endswith(".nii.gz") else out.stem
+    stem = _stem(out)
     volume = seg.volume_ml()
     result = SegmentationResult(
         structure=seg.structure,
@@ -128,10 +160,66 @@ def segment_file(
         seconds=seconds,
         notes=seg.notes,
     )
-    write_image(seg.mask, out)
-    write_json(out.parent / f"{stem}.json", result)
-    if report:
+    return result, seg
+
+
+def write_outputs(result: SegmentationResult, seg: Segmentation, ct) -> list[Path]:
+    """Write the mask, its JSON and (when ``result.report``) its HTML report; return paths."""
+    out = Path(result.mask)
+    stem = _stem(out)
+    written = [write_image(seg.mask, out), write_json(out.parent / f"{stem}.json", result)]
+    if result.report:
         from hepanav.segmentation.report import write_report
 
-        write_report(result, seg, ct, out.parent / f"{stem}.html")
-    return result, seg
+        written.append(write_report(result, seg, ct, Path(result.report)))
+    return written
+
+
+def masks_for_margin(
+    out: Path,
+    pre: Path | None,
+    post: Path | None,
+    tumor: Path | None,
+    ablation: Path | None,
+    tumor_seeds: list[str],
+    ablation_seeds: list[str],
+) -> tuple[Path | None, Path | None]:
+    """Segment the tumour (pre CT) and/or zone (post CT) from seeds for ``hepanav margin``.
+
+    Both are segmented in memory before anything is written, into
+    ``out/segmentation/{tumor,ablation}.nii.gz`` (+ JSON and report each). Returns
+    the (possibly new) tumour and zone mask paths.
+
+    Raises
+    ------
+    InputError
+        A mask and a seed for the same structure, a seed without its CT, any
+        segmentation error (naming the seed).
+    """
+    jobs = []
+    for name, mask, seeds_, ct_path, ct_opt in (
+        ("tumor", tumor, tumor_seeds, pre, "--pre"),
+        ("ablation", ablation, ablation_seeds, post, "--post"),
+    ):
+        option = f"--{name}-seed"
+        if seeds_ and mask is not None:
+            raise InputError(f"give --{name} or {option}, not both", option)
+        if seeds_ and ct_path is None:
+            raise InputError(f"segmenting from a seed needs the CT ({ct_opt})", option)
+        if seeds_:
+            jobs.append((name, ct_path, seeds_, option))
+    done = []
+    folder = Path(out) / "segmentation"
+    for name, ct_path, seeds_, option in jobs:
+        ct = read_image(ct_path)
+        result, seg = segment_image(
+            name, ct, ct_path, folder / f"{name}.nii.gz", seeds=seeds_, seed_option=option
+        )
+        done.append((result, seg, ct))
+    for result, seg, ct in done:
+        write_outputs(result, seg, ct)
+        if result.structure == "tumor":
+            tumor = Path(result.mask)
+        else:
+            ablation = Path(result.mask)
+    return tumor, ablation
