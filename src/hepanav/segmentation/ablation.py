@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from hepanav.segmentation.grow import grow_lesion
 from hepanav.segmentation.morphology import close_mm, component_at, fill_holes
 from hepanav.segmentation.result import Segmentation, paste
+from hepanav.core.errors import InputError
 from hepanav.segmentation.seeds import Seed, check_tissue
 from hepanav.segmentation.windows import hu_windows
 
@@ -38,7 +39,7 @@ def segment_ablation(
     ct : SimpleITK.Image
         Post-ablation contrast CT in HU.
     seeds : list of Seed
-        Clicks inside the zone (gas at a click is accepted: it belongs to the zone).
+        Clicks inside the zone (a click on gas is moved to the nearest tissue).
     max_radius_mm : float
         Largest distance of a zone voxel from its nearest seed, mm; beyond is a leak.
     include, exclude : list of Seed, optional
@@ -55,8 +56,10 @@ def segment_ablation(
         Seed in bone or outside the body, a seed that does not look like a zone, a leak.
     """
     win = hu_windows()
+    moved = [move_off_gas(ct, s) for s in seeds]
+    seeds = [s for s, _ in moved]
     for s in seeds + list(include or []):
-        check_tissue_or_gas(ct, s)
+        check_tissue(ct, s, "ablation zone")
     grown = grow_lesion(
         ct, seeds, "hypo", max_radius_mm, "ablation zone", include=include, exclude=exclude
     )
@@ -72,6 +75,8 @@ def segment_ablation(
     seeds_local = [tuple(int(v) for v in mask.TransformPhysicalPointToIndex(s.lps)) for s in seeds]
     mask = component_at(mask, seeds_local)
     notes = list(grown.notes)
+    notes += [f"{s.label} was on gas: grown from the nearest tissue voxel "
+              f"({', '.join(f'{v:.1f}' for v in s.lps)}) mm" for s, m in moved if m]
     gas = sitk.GetArrayViewFromImage(grown.smoothed) < win["gas_below_hu"]
     n_gas = int(np.count_nonzero(gas & (sitk.GetArrayViewFromImage(mask) > 0)))
     if n_gas:
@@ -97,18 +102,37 @@ def segment_ablation(
     )
 
 
-def check_tissue_or_gas(ct: sitk.Image, seed: Seed) -> None:
-    """Like :func:`check_tissue`, but a click on gas is moved to the densest nearby voxel.
+def move_off_gas(ct: sitk.Image, seed: Seed, radius_mm: float = 8.0) -> tuple[Seed, bool]:
+    """A click on gas (in the zone, or its tract) moved to the nearest tissue voxel.
 
-    Gas in the zone is expected; a seed on it would start the growing in the
-    wrong HU range, so the seed check only refuses bone here and air far from tissue.
+    Gas belongs to the zone but would start the growing in the wrong HU range.
+    Voxels within 1.5 mm of gas (partial volume) are skipped. Returns the seed
+    and whether it moved. Raises ``InputError`` when only air is around (outside
+    the body, lung).
     """
-    from hepanav.segmentation.seeds import local_hu
+    limit = hu_windows()["gas_below_hu"]
+    spacing = np.asarray(ct.GetSpacing())
+    r = np.ceil(radius_mm / spacing).astype(int)
+    lo = np.maximum(np.asarray(seed.index) - r, 0)
+    hi = np.minimum(np.asarray(seed.index) + r + 1, np.asarray(ct.GetSize()))
+    block = sitk.RegionOfInterest(ct, (hi - lo).tolist(), lo.tolist())
+    smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(block, sitk.sitkFloat32), 0.7)
+    gas = sitk.Cast(smooth < limit, sitk.sitkUInt8)
+    arr = sitk.GetArrayViewFromImage(smooth)
+    centre = np.asarray(seed.index) - lo
+    if arr[centre[2], centre[1], centre[0]] >= limit:
+        return seed, False
+    from hepanav.segmentation.morphology import dilate_mm
 
-    hu, _ = local_hu(ct, seed, 2.0)
-    if hu < hu_windows()["gas_below_hu"]:
-        wide, _ = local_hu(ct, seed, 6.0)
-        if wide < hu_windows()["air_below_hu"]:
-            check_tissue(ct, seed, "ablation zone")
-        return
-    check_tissue(ct, seed, "ablation zone")
+    near_gas = sitk.GetArrayViewFromImage(dilate_mm(gas, 1.5)) > 0
+    k, j, i = np.nonzero(~near_gas & (arr > limit))
+    if k.size == 0:
+        check_tissue(ct, seed, "ablation zone")
+        raise InputError("seed is in gas with no tissue within 8 mm", seed.describe())
+    d = ((i - centre[0]) * spacing[0]) ** 2 + ((j - centre[1]) * spacing[1]) ** 2 + (
+        (k - centre[2]) * spacing[2]
+    ) ** 2
+    n = int(np.argmin(d))
+    index = (int(i[n] + lo[0]), int(j[n] + lo[1]), int(k[n] + lo[2]))
+    lps = ct.TransformIndexToPhysicalPoint(index)
+    return Seed(tuple(float(v) for v in lps), index, seed.label), True

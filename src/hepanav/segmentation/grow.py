@@ -34,9 +34,10 @@ Appearance = Literal["hypo", "hyper", "auto"]
 
 
 SMOOTHING_MM = 1.0
-SEED_RADIUS_MM = 2.0
+SEED_RADIUS_MM = 3.0
 SHELL_MM = (2.5, 7.0)
 RIM_MM = 4.5
+RECONSTRUCT_MM = 1.5
 ROI_PAD_MM = 8.0
 MAX_ITERATIONS = 6
 
@@ -88,7 +89,7 @@ def histogram_mode(values: np.ndarray, bin_hu: float = 4.0) -> tuple[float, int]
         return float("nan"), 0
     lo, hi = np.floor(values.min()), np.ceil(values.max()) + bin_hu
     counts, edges = np.histogram(values, bins=np.arange(lo, hi + bin_hu, bin_hu))
-    smooth = np.convolve(counts, [1, 2, 3, 2, 1], mode="same")
+    smooth = np.convolve(np.pad(counts, 2), [1, 2, 3, 2, 1], mode="same")[2:-2]
     k = int(np.argmax(smooth))
     return float(0.5 * (edges[k] + edges[k + 1])), int(smooth[k])
 
@@ -162,10 +163,17 @@ def grow_lesion(
     seeds_r = local_seeds(roi, seeds)
     grow_from = seeds_r + local_seeds(roi, include)
     exclude_r = local_seeds(roi, exclude) if exclude else []
-    lesion_hu = float(np.median([local_hu(smoothed, s, SEED_RADIUS_MM)[0] for s in seeds_r]))
+    floor = win["fat_below_hu"] if lower_floor_hu is None else lower_floor_hu
+    # Mode of the soft-tissue values near the seeds: robust to gas, a tract or a
+    # vessel passing next to the click (a median would be pulled towards them).
+    near = _ball_values(smoothed, seeds_r, SEED_RADIUS_MM)
+    near = near[near > floor]
+    if near.size == 0:
+        raise InputError(f"no soft tissue around the seed: it does not look like a {what}",
+                         seeds[0].describe())
+    lesion_hu = histogram_mode(near, 2.0)[0]
     noise = float(np.median([local_hu(smoothed, s, 3.0)[1] for s in seeds_r]))
     delta = max(win["min_lesion_contrast_hu"], 3.0 * noise)
-    floor = win["fat_below_hu"] if lower_floor_hu is None else lower_floor_hu
 
     around = _ball_values(smoothed, seeds_r, max_radius_mm)
     soft = around[(around > floor) & (around < win["bone_above_hu"])]
@@ -201,6 +209,9 @@ def grow_lesion(
             replaceValue=1,
         )
         mask = _cut_excluded(mask, grow_from, exclude_r)
+        # Thin attachments (a vessel touching a hypervascular lesion, a tract) are cut
+        # before the leak test: only what stays connected through them is a leak.
+        mask = _clean(mask, grow_from)
         _check_leak(mask, roi, grow_from, max_radius_mm, what, seeds[0])
         shell = sitk.And(
             dilate_mm(mask, SHELL_MM[1]), sitk.Not(dilate_mm(mask, SHELL_MM[0]))
@@ -225,7 +236,6 @@ def grow_lesion(
             f"{win['min_lesion_contrast_hu']:.0f} HU",
             seeds[0].describe(),
         )
-    mask = _clean(mask, grow_from)
     return Grown(mask, smoothed, chosen, lesion_hu, parenchyma, window, notes)
 
 
@@ -253,23 +263,27 @@ def _edge_value(image: sitk.Image, mask: sitk.Image, parenchyma: float, chosen: 
     return max(max(layers), parenchyma) if chosen == "hypo" else min(min(layers), parenchyma)
 
 
-def opening_radius_mm(mask: sitk.Image) -> float:
-    """Opening radius: a fifth of the equivalent-sphere radius, within 1-2.5 mm."""
-    volume = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * float(
-        np.prod(mask.GetSpacing())
-    )
-    r_eq = (3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0)
-    return float(np.clip(0.2 * r_eq, 1.0, 2.5))
+def opening_radius_mm(mask: sitk.Image, seeds: list[Seed]) -> float:
+    """Opening radius: half the depth of the seeds inside the grown region, 1-8 mm.
+
+    A vessel or tract attached to the lesion is thinner than the lesion is deep at
+    its centre, so a ball of half that depth passes through the lesion but not
+    through the attachment.
+    """
+    depth = -sitk.GetArrayFromImage(signed_distance_mm(fill_holes(mask)))
+    d = max(float(depth[s.index[2], s.index[1], s.index[0]]) for s in seeds)
+    return float(np.clip(0.5 * d, 1.0, 8.0))
 
 
 def _clean(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
-    """Opening + reconstruction within the grown region + hole filling; seeds' component."""
-    radius = opening_radius_mm(mask)
+    """Opening (cuts attachments) + the grown voxels within ``RECONSTRUCT_MM`` of it
+    (restores the surface detail the ball missed) + hole filling; seeds' component."""
+    radius = opening_radius_mm(mask, seeds)
     core = component_at(open_mm(mask, radius), [s.index for s in seeds])
     if not np.any(sitk.GetArrayViewFromImage(core)):
         core = mask  # a lesion thinner than the opening: keep what grew
     step = float(max(mask.GetSpacing()))
-    kept = sitk.And(mask, dilate_mm(core, radius + step))
+    kept = sitk.And(mask, dilate_mm(core, max(RECONSTRUCT_MM, step)))
     return fill_holes(component_at(kept, [s.index for s in seeds]))
 
 
