@@ -16,7 +16,8 @@ import SimpleITK as sitk
 
 from hepanav.segmentation.grow import grow_lesion
 from hepanav.segmentation.morphology import close_mm, component_at, fill_holes
-from hepanav.segmentation.result import Segmentation, paste
+from hepanav.segmentation.result import Segmentation, paste, smooth_surface
+from hepanav.segmentation.grow import SURFACE_SIGMA_MM
 from hepanav.core.errors import InputError
 from hepanav.segmentation.seeds import Seed, check_tissue
 from hepanav.segmentation.windows import hu_windows
@@ -83,7 +84,7 @@ def segment_ablation(
         ml = n_gas * float(np.prod(ct.GetSpacing())) / 1000.0
         notes.append(f"gas inside the zone ({ml:.2f} ml) counted as zone")
     return Segmentation(
-        mask=paste(mask, ct),
+        mask=paste(smooth_surface(mask, SURFACE_SIGMA_MM), ct),
         structure="ablation",
         method=(
             "adaptive-threshold region growing of the hypodense zone (Gaussian 1 mm, "
@@ -110,14 +111,15 @@ def move_off_gas(ct: sitk.Image, seed: Seed, radius_mm: float = 8.0) -> tuple[Se
     and whether it moved. Raises ``InputError`` when only air is around (outside
     the body, lung).
     """
-    limit = hu_windows()["gas_below_hu"]
+    # Moved when the (1 mm smoothed, as grown) HU at the click is below soft tissue.
+    limit = hu_windows()["fat_below_hu"]
     spacing = np.asarray(ct.GetSpacing())
     r = np.ceil(radius_mm / spacing).astype(int)
     lo = np.maximum(np.asarray(seed.index) - r, 0)
     hi = np.minimum(np.asarray(seed.index) + r + 1, np.asarray(ct.GetSize()))
     block = sitk.RegionOfInterest(ct, (hi - lo).tolist(), lo.tolist())
-    smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(block, sitk.sitkFloat32), 0.7)
-    gas = sitk.Cast(smooth < limit, sitk.sitkUInt8)
+    smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(block, sitk.sitkFloat32), 1.0)
+    gas = sitk.Cast(smooth < hu_windows()["gas_below_hu"], sitk.sitkUInt8)
     arr = sitk.GetArrayViewFromImage(smooth)
     centre = np.asarray(seed.index) - lo
     if arr[centre[2], centre[1], centre[0]] >= limit:

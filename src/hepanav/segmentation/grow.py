@@ -38,8 +38,16 @@ SEED_RADIUS_MM = 3.0
 SHELL_MM = (2.5, 7.0)
 RIM_MM = 4.5
 RECONSTRUCT_MM = 1.5
+# Growing is held within STAR_FACTOR x the median edge distance + STAR_PAD_MM of the
+# seeds: lesions are roughly star-shaped about a central click (lobulation and axis
+# ratios of 0.6 stay well inside).
+STAR_FACTOR = 1.6
+STAR_PAD_MM = 3.0
 ROI_PAD_MM = 8.0
 MAX_ITERATIONS = 6
+MAX_DELTA_HU = 30.0
+# Surface smoothing of the final lesion masks (result.smooth_surface), mm.
+SURFACE_SIGMA_MM = 1.0
 
 
 @dataclass
@@ -172,8 +180,10 @@ def grow_lesion(
         raise InputError(f"no soft tissue around the seed: it does not look like a {what}",
                          seeds[0].describe())
     lesion_hu = histogram_mode(near, 2.0)[0]
-    noise = float(np.median([local_hu(smoothed, s, 3.0)[1] for s in seeds_r]))
-    delta = max(win["min_lesion_contrast_hu"], 3.0 * noise)
+    noise = float(1.4826 * np.median(np.abs(near - np.median(near))))
+    # Three noise SDs separate lesion from parenchyma; capped, since gas or a vessel
+    # by the click widens the spread without the parenchyma being farther away.
+    delta = float(np.clip(3.0 * noise, win["min_lesion_contrast_hu"], MAX_DELTA_HU))
 
     around = _ball_values(smoothed, seeds_r, max_radius_mm)
     soft = around[(around > floor) & (around < win["bone_above_hu"])]
@@ -201,8 +211,21 @@ def grow_lesion(
             window = (max(lesion_hu - 1.5 * contrast, floor), threshold)
         else:
             window = (threshold, min(lesion_hu + contrast, win["bone_above_hu"]))
+        radius = star_radius_mm(smoothed, seeds_r, threshold, chosen, max_radius_mm)
+        if radius >= max_radius_mm:
+            raise InputError(
+                f"the {what} leaked: from the seed the {chosen}dense region reaches "
+                f"--max-radius-mm {max_radius_mm:g} in most directions (the seed may be in "
+                "parenchyma or a large structure; click the lesion centre or raise "
+                "--max-radius-mm)",
+                seeds[0].describe(),
+            )
+        limit = STAR_FACTOR * radius + STAR_PAD_MM
+        inside = _ball_mask(smoothed, seeds_r + local_seeds(roi, include), limit)
+        outside_value = window[1] + 1000.0 if chosen == "hypo" else window[0] - 1000.0
+        bounded = sitk.Mask(smoothed, inside, outsideValue=outside_value)
         mask = sitk.ConnectedThreshold(
-            smoothed,
+            bounded,
             seedList=[s.index for s in grow_from],
             lower=float(window[0]),
             upper=float(window[1]),
@@ -263,6 +286,46 @@ def _edge_value(image: sitk.Image, mask: sitk.Image, parenchyma: float, chosen: 
     return max(max(layers), parenchyma) if chosen == "hypo" else min(min(layers), parenchyma)
 
 
+def star_radius_mm(
+    smoothed: sitk.Image, seeds: list[Seed], threshold: float, chosen: str, max_radius_mm: float
+) -> float:
+    """Median distance (mm) from the seeds to the lesion edge over 64 ray directions.
+
+    Along each ray (0.5 mm steps) the edge is the first sample on the parenchyma
+    side of ``threshold``; a ray that never gets there counts as ``max_radius_mm``.
+    A vessel or tract attached to the lesion lengthens a few rays, not the median,
+    so the growing can be held within a ball of a few times this radius.
+    """
+    from scipy import ndimage
+
+    from hepanav.imaging.geometry import lps_to_voxel
+    from hepanav.phantoms.lesions import fibonacci_sphere
+
+    arr = sitk.GetArrayViewFromImage(smoothed)
+    u = fibonacci_sphere(64)
+    steps = np.arange(0.5, max_radius_mm + 0.5, 0.5)
+    radii = []
+    for s in seeds:
+        pts = np.asarray(s.lps) + steps[None, :, None] * u[:, None, :]
+        idx = lps_to_voxel(smoothed, pts.reshape(-1, 3))
+        vals = ndimage.map_coordinates(
+            np.asarray(arr), [idx[:, 2], idx[:, 1], idx[:, 0]], order=1, mode="nearest"
+        ).reshape(len(u), len(steps))
+        out = vals > threshold if chosen == "hypo" else vals < threshold
+        first = np.where(out.any(axis=1), steps[np.argmax(out, axis=1)], max_radius_mm)
+        radii.append(float(np.median(first)))
+    return max(radii)
+
+
+def _ball_mask(image: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
+    """uint8 mask of the voxels within ``radius_mm`` of any seed."""
+    points = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    points.CopyInformation(image)
+    for s in seeds:
+        points[s.index] = 1
+    return dilate_mm(points, radius_mm)
+
+
 def opening_radius_mm(mask: sitk.Image, seeds: list[Seed]) -> float:
     """Opening radius: half the depth of the seeds inside the grown region, 1-8 mm.
 
@@ -284,6 +347,12 @@ def _clean(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
         core = mask  # a lesion thinner than the opening: keep what grew
     step = float(max(mask.GetSpacing()))
     kept = sitk.And(mask, dilate_mm(core, max(RECONSTRUCT_MM, step)))
+    # The restored shell must not keep the stub of what the opening cut off (a
+    # vessel, a tract): shell voxels touching the cut-off part go too.
+    cut = sitk.And(mask, sitk.Not(kept))
+    shell = sitk.And(kept, sitk.Not(core))
+    stub = sitk.And(shell, dilate_mm(cut, 1.01 * step))
+    kept = sitk.And(kept, sitk.Not(stub))
     return fill_holes(component_at(kept, [s.index for s in seeds]))
 
 

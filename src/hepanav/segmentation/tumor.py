@@ -10,7 +10,8 @@ from __future__ import annotations
 import SimpleITK as sitk
 
 from hepanav.segmentation.grow import Appearance, grow_lesion
-from hepanav.segmentation.result import Segmentation, paste
+from hepanav.segmentation.result import Segmentation, paste, smooth_surface
+from hepanav.segmentation.grow import SURFACE_SIGMA_MM
 from hepanav.segmentation.seeds import Seed, check_tissue
 
 DEFAULT_MAX_RADIUS_MM = 40.0
@@ -55,7 +56,7 @@ def segment_tumor(
         ct, seeds, appearance, max_radius_mm, "tumour", include=include, exclude=exclude
     )
     return Segmentation(
-        mask=paste(grown.mask, ct),
+        mask=paste(smooth_surface(grown.mask, SURFACE_SIGMA_MM), ct),
         structure="tumor",
         method=(
             "adaptive-threshold region growing (Gaussian 1 mm, SimpleITK ConnectedThreshold at "
