@@ -62,7 +62,8 @@ def segment_ablation(
     for s in seeds + list(include or []):
         check_tissue(ct, s, "ablation zone")
     grown = grow_lesion(
-        ct, seeds, "hypo", max_radius_mm, "ablation zone", include=include, exclude=exclude
+        ct, seeds, "hypo", max_radius_mm, "ablation zone", include=include, exclude=exclude,
+        dark_is_lesion=True,
     )
     threshold = 0.5 * (grown.lesion_hu + grown.parenchyma_hu)
     # Dark voxels (necrosis, gas) that the closing adds are zone; bright ones (an

@@ -38,6 +38,7 @@ SEED_RADIUS_MM = 3.0
 SHELL_MM = (2.5, 7.0)
 RIM_MM = 4.5
 RECONSTRUCT_MM = 1.5
+DARK_MM = 2.0
 # Growing is held within STAR_FACTOR x the median edge distance + STAR_PAD_MM of the
 # seeds: lesions are roughly star-shaped about a central click (lobulation and axis
 # ratios of 0.6 stay well inside).
@@ -130,6 +131,7 @@ def grow_lesion(
     include: list[Seed] | None = None,
     exclude: list[Seed] | None = None,
     lower_floor_hu: float | None = None,
+    dark_is_lesion: bool = False,
 ) -> Grown:
     """Grow a hypo- or hyperattenuating lesion from seeds on the CT (see module doc).
 
@@ -152,6 +154,9 @@ def grow_lesion(
         not: lesion voxels closer to an exclude point than to every seed are cut off.
     lower_floor_hu : float, optional
         Never grow below this HU (default: the fat limit of ``hu_windows.yaml``).
+    dark_is_lesion : bool
+        Voxels darker than the grown range within ``DARK_MM`` of the region (gas in
+        an ablation zone, its needle tract) count as lesion.
 
     Returns
     -------
@@ -224,14 +229,20 @@ def grow_lesion(
         inside = _ball_mask(smoothed, seeds_r + local_seeds(roi, include), limit)
         outside_value = window[1] + 1000.0 if chosen == "hypo" else window[0] - 1000.0
         bounded = sitk.Mask(smoothed, inside, outsideValue=outside_value)
+        starts = [_nearest_in_window(bounded, s, window) for s in grow_from]
         mask = sitk.ConnectedThreshold(
             bounded,
-            seedList=[s.index for s in grow_from],
+            seedList=[s.index for s in starts],
             lower=float(window[0]),
             upper=float(window[1]),
             replaceValue=1,
         )
         mask = _cut_excluded(mask, grow_from, exclude_r)
+        if dark_is_lesion:
+            # Gas (and its partial-volume ring) beside the grown region is lesion: it
+            # must not leave holes and channels that the opening would widen.
+            dark = sitk.Cast(bounded < window[0], sitk.sitkUInt8)
+            mask = sitk.Or(mask, sitk.And(dark, dilate_mm(mask, DARK_MM)))
         # Thin attachments (a vessel touching a hypervascular lesion, a tract) are cut
         # before the leak test: only what stays connected through them is a leak.
         mask = _clean(mask, grow_from)
@@ -342,10 +353,12 @@ def _clean(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
     """Opening (cuts attachments) + the grown voxels within ``RECONSTRUCT_MM`` of it
     (restores the surface detail the ball missed) + hole filling; seeds' component."""
     radius = opening_radius_mm(mask, seeds)
-    core = component_at(open_mm(mask, radius), [s.index for s in seeds])
+    step = float(max(mask.GetSpacing()))
+    # Components of the opened region near the seeds (a click beside gas or a tract
+    # may itself be opened away; the lesion body is then just next to it).
+    core = _components_near(open_mm(mask, radius), seeds, radius + 2 * step)
     if not np.any(sitk.GetArrayViewFromImage(core)):
         core = mask  # a lesion thinner than the opening: keep what grew
-    step = float(max(mask.GetSpacing()))
     kept = sitk.And(mask, dilate_mm(core, max(RECONSTRUCT_MM, step)))
     # The restored shell must not keep the stub of what the opening cut off (a
     # vessel, a tract): shell voxels touching the cut-off part go too.
@@ -354,6 +367,38 @@ def _clean(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
     stub = sitk.And(shell, dilate_mm(cut, 1.01 * step))
     kept = sitk.And(kept, sitk.Not(stub))
     return fill_holes(component_at(kept, [s.index for s in seeds]))
+
+
+def _nearest_in_window(image: sitk.Image, seed: Seed, window, radius_mm: float = 3.0) -> Seed:
+    """The seed, or the nearest voxel within ``radius_mm`` whose value is in ``window``
+    (a click on a partial-volume voxel beside gas or a vessel still starts the growing)."""
+    arr = sitk.GetArrayViewFromImage(image)
+    i, j, k = seed.index
+    if window[0] <= arr[k, j, i] <= window[1]:
+        return seed
+    sp = np.asarray(image.GetSpacing())
+    r = np.ceil(radius_mm / sp).astype(int)
+    lo = np.maximum(np.asarray(seed.index) - r, 0)
+    hi = np.minimum(np.asarray(seed.index) + r + 1, np.asarray(image.GetSize()))
+    block = np.asarray(arr[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]])
+    kk, jj, ii = np.nonzero((block >= window[0]) & (block <= window[1]))
+    if kk.size == 0:
+        return seed
+    d = ((ii + lo[0] - i) * sp[0]) ** 2 + ((jj + lo[1] - j) * sp[1]) ** 2 + (
+        (kk + lo[2] - k) * sp[2]) ** 2
+    n = int(np.argmin(d))
+    return Seed(seed.lps, (int(ii[n] + lo[0]), int(jj[n] + lo[1]), int(kk[n] + lo[2])), seed.label)
+
+
+def _components_near(mask: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
+    """Union of the connected components of ``mask`` within ``radius_mm`` of any seed."""
+    labels = sitk.ConnectedComponent(sitk.Cast(mask > 0, sitk.sitkUInt8), True)
+    arr = sitk.GetArrayFromImage(labels)
+    ball = sitk.GetArrayViewFromImage(_ball_mask(mask, seeds, radius_mm)) > 0
+    keep = np.unique(arr[ball & (arr > 0)])
+    out = sitk.GetImageFromArray(np.isin(arr, keep).astype(np.uint8))
+    out.CopyInformation(mask)
+    return out
 
 
 def _cut_excluded(mask: sitk.Image, seeds: list[Seed], exclude: list[Seed]) -> sitk.Image:

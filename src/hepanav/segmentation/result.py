@@ -66,7 +66,12 @@ def smooth_surface(mask: sitk.Image, sigma_mm: float) -> sitk.Image:
     Voxel noise along a threshold surface makes a minimum over the surface (the
     MAM) err low; a sub-voxel smoothing removes it without moving a flat edge.
     """
-    if sigma_mm <= 0:
+    # Small lesions: at most a twelfth of the equivalent radius (a Gaussian shrinks a
+    # sphere by about sigma^2 / radius).
+    n = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+    r_eq = (3.0 * n * float(np.prod(mask.GetSpacing())) / (4.0 * np.pi)) ** (1.0 / 3.0)
+    sigma_mm = min(sigma_mm, r_eq / 12.0)
+    if sigma_mm <= 0.5 * min(mask.GetSpacing()):
         return mask
     soft = sitk.SmoothingRecursiveGaussian(sitk.Cast(mask, sitk.sitkFloat32), sigma_mm)
     return sitk.Cast(soft >= 0.5, sitk.sitkUInt8)
