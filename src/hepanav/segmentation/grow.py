@@ -257,6 +257,9 @@ def grow_lesion(
         new = float(np.median(values))
         # The shell must stay on the far side of the threshold, else it holds lesion.
         if (chosen == "hypo" and new <= threshold) or (chosen == "hyper" and new >= threshold):
+            # What surrounds the grown region looks like the seed: no lesion there
+            # (a noise blob in parenchyma), unless the contrast check below passes.
+            parenchyma = new
             break
         new_edge = _edge_value(roi, mask, new, chosen)
         settled = abs(new - parenchyma) < 1.0 and abs(new_edge - edge) < 1.0
