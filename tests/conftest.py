@@ -9,6 +9,9 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+# Fixture modules shared by several test files.
+pytest_plugins = ("web_helpers",)
+
 
 def shared_data_dir() -> Path:
     """The real CT scans: ``$HEPANAV_TEST_DATA`` or ``../shared/data`` from the project root."""

@@ -22,7 +22,7 @@ from registry_helpers import (  # noqa: F401
 
 def test_published_comparison_through_the_cli(cli, db_url, tmp_path):  # noqa: F811
     code, out, _ = cli("registry", "init", "--db", db_url)
-    assert code == 0 and "schema 0001" in out
+    assert code == 0 and "schema 0003" in out
     csv = write_csv(tmp_path / "net.csv", published_net_comparison())
     code, out, _ = cli("registry", "import", csv, "--db", db_url)
     assert code == 0 and "imported 145 outcomes rows (25 patients)" in out
@@ -89,12 +89,15 @@ def test_cohort_import_report_and_export(cli, tmp_path, monkeypatch):
     assert by_type["resection"]["lesions"] == len(resections)
     assert by_type["resection"]["lesions_r0"] == int((resections.margin_status == "R0").sum())
     # Local progression and Cox figures against the generated truth.
-    events = generate_cohort(60, seed=9).events
-    assert audit["incidence"]["n_local_progression"] == int(
-        (events.event_type == "local_progression").sum()
-    )
+    cohort = generate_cohort(60, seed=9)
+    ablated = set(cohort.outcomes.loc[cohort.outcomes.procedure_type == "ablation", "patient_id"])
+    events = cohort.events
+    ltp = events[(events.event_type == "local_progression") & events.patient_id.isin(ablated)]
+    assert audit["incidence"]["n_local_progression"] == len(ltp)  # ablation only, not pooled
     assert audit["incidence"]["excluded_without_follow_up"] == 0
-    (cox,) = audit["cox_local_progression"]
+    model = audit["cox_local_progression"]
+    assert model["estimable"] and model["events"] >= 10 and model["n"] > model["events"]
+    (cox,) = model["terms"]
     assert cox["covariate"] == "mam_mm"
     assert cox["ci_low"] < np.exp(CohortEffects().ltp_log_hr_per_mm) < cox["ci_high"]
     html = (tmp_path / "report" / "audit.html").read_text(encoding="utf-8")

@@ -8,6 +8,8 @@ import typer
 
 _PAIR = "pre/post pair"
 _ONE = "masks in one space"
+_DICOM = "DICOM and PACS"
+_MASKS = "mask files (label maps, DICOM SEG/RTSTRUCT, Slicer .seg.nrrd)"
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +44,13 @@ def margin(
         help="Liver mask in the masks' space (subcapsular exclusion).",
         rich_help_panel=_ONE,
     ),
+    ct: Path | None = typer.Option(
+        None,
+        "--ct",
+        help="CT in the masks' space, drawn behind the outlines in the report (file or DICOM "
+        "folder).",
+        rich_help_panel=_ONE,
+    ),
     pre: Path | None = typer.Option(
         None, "--pre", help="Pre-procedure CT (file or DICOM folder).", rich_help_panel=_PAIR
     ),
@@ -64,7 +73,7 @@ def margin(
     landmarks_pre: Path | None = typer.Option(
         None,
         "--landmarks-pre",
-        help="Landmarks in the pre CT: CSV id,x,y,z (LPS mm) or Slicer .mrk.json.",
+        help="Landmarks in the pre CT: CSV id,x,y,z (LPS mm), Slicer .fcsv or .mrk.json.",
         rich_help_panel=_PAIR,
     ),
     landmarks_post: Path | None = typer.Option(
@@ -73,15 +82,66 @@ def margin(
     subcapsular: bool = typer.Option(
         False, "--subcapsular", help="Leave out tumour surface near the liver capsule."
     ),
+    tumor_label: str | None = typer.Option(
+        None,
+        "--tumor-label",
+        help="Label(s) or segment/ROI name(s) of the tumour in a label map, SEG, RTSTRUCT or "
+        ".seg.nrrd (e.g. 1 or 'GTV'); needed when the file holds several.",
+        rich_help_panel=_MASKS,
+    ),
+    ablation_label: str | None = typer.Option(
+        None,
+        "--ablation-label",
+        help="Label(s) or name(s) of the ablation zone, e.g. 1,2 when the tumour was painted "
+        "over the zone.",
+        rich_help_panel=_MASKS,
+    ),
+    liver_label: str | None = typer.Option(
+        None, "--liver-label", help="Label(s) or name(s) of the liver.", rich_help_panel=_MASKS
+    ),
+    mask_threshold: float | None = typer.Option(
+        None,
+        "--mask-threshold",
+        help="Threshold for non-binary float masks (fractions, probabilities); default 0.5.",
+        rich_help_panel=_MASKS,
+    ),
+    pre_series: str | None = typer.Option(
+        None,
+        "--pre-series",
+        help="Series UID or description substring when the --pre folder holds several series.",
+        rich_help_panel=_PAIR,
+    ),
+    post_series: str | None = typer.Option(
+        None,
+        "--post-series",
+        help="Series UID or description substring when the --post folder holds several series.",
+        rich_help_panel=_PAIR,
+    ),
     subcapsular_mm: float | None = typer.Option(
         None,
         "--subcapsular-mm",
         help="With --subcapsular: distance from the capsule left out, mm (default 5, QAM).",
     ),
+    from_pacs: str | None = typer.Option(
+        None,
+        "--from-pacs",
+        help="Fetch this study (Study Instance UID or Accession Number; KEY/SERIES_UID picks "
+        "one of several CT series) from the PACS; --tumor/--ablation then name an RTSTRUCT "
+        "ROI or SEG segment of the study, read on its CT.",
+        rich_help_panel=_DICOM,
+    ),
+    dicom_out: Path | None = typer.Option(
+        None, "--dicom-out", help="Also write SEG, SR and SC objects here.",
+        rich_help_panel=_DICOM,
+    ),
+    send: bool = typer.Option(
+        False, "--send", help="Store the SEG, SR and SC objects in the PACS.",
+        rich_help_panel=_DICOM,
+    ),
 ) -> None:
     """Ablation margin: signed tumour-to-zone surface distances, in mm, from masks.
 
-    Either masks already in one space (--tumor --ablation [--liver]), or a pre/post
+    Either masks already in one space (--tumor --ablation [--liver] [--ct]), or a pre/post
     CT pair registered rigid + deformable (--pre --post --tumor --ablation
     [--liver-pre --liver-post] [--landmarks-pre --landmarks-post]); without liver
     masks a region around the ablation zone drives the registration. In the pair
@@ -106,16 +166,21 @@ def margin(
     # Masks from seeds (hepanav.segmentation): segmented before the margin pipeline,
     # written to OUT/segmentation/ with their own reports.
     if tumor_seed or ablation_seed:
+        from dataclasses import replace
+
         from hepanav.segmentation.pipeline import masks_for_margin
 
+        if from_pacs:
+            raise InputError("seeds need --pre/--post files, not --from-pacs", "--tumor-seed")
         # Options are checked before any segmentation writes a file.
-        MarginInputs(
-            tumor=tumor or Path("--tumor-seed"), ablation=ablation or Path("--ablation-seed"),
-            liver=liver, pre=pre, post=post, liver_pre=liver_pre, liver_post=liver_post,
+        provisional = MarginInputs(
+            tumor=Path("--tumor-seed"), ablation=Path("--ablation-seed"), liver=liver, pre=pre,
+            post=post, liver_pre=liver_pre, liver_post=liver_post,
             landmarks_pre=landmarks_pre, landmarks_post=landmarks_post,
-            subcapsular_mm=subcapsular_mm,
-        ).check()
-
+            subcapsular_mm=subcapsular_mm, ct=ct,
+        )
+        replace(provisional, tumor=tumor or provisional.tumor,
+                ablation=ablation or provisional.ablation).check()
         tumor, ablation = masks_for_margin(
             out, pre, post, tumor, ablation, tumor_seed, ablation_seed
         )
@@ -125,6 +190,14 @@ def margin(
         raise InputError(
             "give --ablation MASK or --ablation-seed X,Y,Z (with --post)", "--ablation"
         )
+    from hepanav.dicom.hooks import DicomIO
+
+    if from_pacs:
+        DicomIO.refuse_pair_mode(pre, post, liver_pre, liver_post)
+    dicom = DicomIO.open(from_pacs, dicom_out, send, source=post, pre_source=pre)
+    if from_pacs:
+        tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
+        ablation, ablation_label = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
     inputs = MarginInputs(
         tumor=tumor,
         ablation=ablation,
@@ -136,6 +209,13 @@ def margin(
         landmarks_pre=landmarks_pre,
         landmarks_post=landmarks_post,
         subcapsular_mm=subcapsular_mm,
+        ct=ct,
+        tumor_label=tumor_label,
+        ablation_label=ablation_label,
+        liver_label=liver_label,
+        mask_threshold=mask_threshold,
+        pre_series=pre_series,
+        post_series=post_series,
     )
     labels = {
         "read": "Reading images",
@@ -163,4 +243,6 @@ def margin(
         f"{100 * r.shell_coverage_6mm:.0f}%; {len(r.short_regions)} short region(s)"
     )
     typer.echo(f"report: {run.paths['report']}")
+    for line in dicom.finish(out):
+        typer.echo(line)
     typer.echo(DISCLAIMER, err=True)

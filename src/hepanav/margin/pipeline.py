@@ -12,7 +12,15 @@ import SimpleITK as sitk
 
 from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
-from hepanav.imaging import lps_to_voxel, read_image, read_mask, require_overlap, write_image
+from hepanav.imaging import (
+    InputRecord,
+    load_image,
+    load_mask,
+    lps_to_voxel,
+    parse_labels,
+    require_overlap,
+    write_image,
+)
 from hepanav.margin.landmarks import paired_landmarks, read_landmarks
 from hepanav.margin.measure import Measurement, measure_margin
 from hepanav.margin.registration import (
@@ -22,6 +30,7 @@ from hepanav.margin.registration import (
     target_registration_error,
 )
 from hepanav.margin.schema import MarginResult, Registration
+from hepanav.margin.segments import write_segments
 
 STEPS = ("read", "register", "measure", "write")
 # Value of margin-map voxels the tumour surface does not pass through. NaN would be
@@ -43,6 +52,13 @@ class MarginInputs:
     landmarks_pre: Path | None = None
     landmarks_post: Path | None = None
     subcapsular_mm: float | None = None
+    tumor_label: str | None = None
+    ablation_label: str | None = None
+    liver_label: str | None = None
+    mask_threshold: float | None = None
+    pre_series: str | None = None
+    post_series: str | None = None
+    ct: Path | None = None  # CT behind the figures in the one-space mode (--ct)
 
     @property
     def registered(self) -> bool:
@@ -52,34 +68,45 @@ class MarginInputs:
     def check(self) -> None:
         """Raise ``InputError`` for an incomplete or contradictory set of options."""
         if self.registered:
-            names = {"--pre": self.pre, "--post": self.post}
+            names = {
+                "--pre": self.pre,
+                "--post": self.post,
+                "--liver-pre": self.liver_pre,
+                "--liver-post": self.liver_post,
+            }
             missing = [k for k, v in names.items() if v is None]
             if missing:
                 raise InputError(
-                    "the pre/post mode needs --pre and --post (and optionally both "
-                    f"--liver-pre and --liver-post); missing {', '.join(missing)}",
+                    "the pre/post mode needs --pre, --post, --liver-pre and --liver-post; "
+                    f"missing {', '.join(missing)}",
                     missing[0],
-                )
-            if (self.liver_pre is None) != (self.liver_post is None):
-                missing_liver = "--liver-pre" if self.liver_pre is None else "--liver-post"
-                raise InputError(
-                    "give both --liver-pre and --liver-post, or neither (then a region "
-                    "around the ablation zone drives the registration)",
-                    missing_liver,
                 )
             if self.liver is not None:
                 raise InputError("use --liver-post (not --liver) with --pre/--post", "--liver")
+            if self.ct is not None:
+                raise InputError(
+                    "--ct is for masks in one space; with --pre/--post the figures use --post",
+                    "--ct",
+                )
         if (self.landmarks_pre is None) != (self.landmarks_post is None):
             raise InputError("give both --landmarks-pre and --landmarks-post", "--landmarks-pre")
         if self.landmarks_pre is not None and not self.registered:
             raise InputError("landmarks need the pre/post mode (--pre/--post)", "--landmarks-pre")
         if self.subcapsular_mm is not None and not 0 <= self.subcapsular_mm < math.inf:
             raise InputError("must be a finite distance >= 0 mm", "--subcapsular-mm")
+        for option, text in (
+            ("--tumor-label", self.tumor_label),
+            ("--ablation-label", self.ablation_label),
+            ("--liver-label", self.liver_label),
+        ):
+            parse_labels(text, option)
+        if self.mask_threshold is not None and not math.isfinite(self.mask_threshold):
+            raise InputError("must be a finite number", "--mask-threshold")
+        if not self.registered and (self.pre_series or self.post_series):
+            raise InputError("applies to the pre/post mode (--pre/--post)", "--pre-series")
         if self.subcapsular_mm and self.liver is None and self.liver_post is None:
             raise InputError(
-                "subcapsular exclusion needs a liver mask (--liver, or --liver-post with "
-                "--pre/--post)",
-                "--subcapsular-mm",
+                "subcapsular exclusion needs a liver mask (--liver)", "--subcapsular-mm"
             )
 
 
@@ -101,13 +128,12 @@ def run_margin(
     step: Callable[[str], None] | None = None,
     report: bool = True,
 ) -> MarginRun:
-    """Run the margin pipeline from files; write ``margin.json``, the margin map and the report.
+    """Run the margin pipeline; write ``margin.json``, ``margin_map.nii.gz``, ``report.html``.
 
     Parameters
     ----------
     inputs : MarginInputs
-        File paths (masks in one space, or a pre/post pair to register, with or
-        without liver masks).
+        File paths (masks in one space, or a pre/post pair to register).
     out : Path
         Output folder (created).
     settings : RegistrationSettings, optional
@@ -126,130 +152,47 @@ def run_margin(
     step = step or (lambda name: None)
     inputs.check()
     step("read")
-    images = read_inputs(inputs)
-    landmarks = None
+    records: list[InputRecord] = []
+    images = read_inputs(inputs, records)
+    landmark_pairs = None
     if inputs.landmarks_pre is not None:
-        landmarks = paired_landmarks(
+        # Read before registering: a bad file must not cost a minute of registration.
+        landmark_pairs = paired_landmarks(
             read_landmarks(inputs.landmarks_pre),
             read_landmarks(inputs.landmarks_post),
             inputs.landmarks_post,
         )
-    return run_margin_pipeline(
-        images["tumor"],
-        images["ablation"],
-        out,
-        pre=images.get("pre"),
-        post=images.get("post"),
-        liver_pre=images.get("liver_pre"),
-        liver_post=images.get("liver_post"),
-        liver=images.get("liver"),
-        landmarks=landmarks,
-        subcapsular_mm=inputs.subcapsular_mm,
-        settings=settings,
-        step=step,
-        report=report,
-    )
-
-
-def run_margin_pipeline(
-    tumor: sitk.Image,
-    ablation: sitk.Image,
-    out: Path,
-    *,
-    pre: sitk.Image | None = None,
-    post: sitk.Image | None = None,
-    liver_pre: sitk.Image | None = None,
-    liver_post: sitk.Image | None = None,
-    liver: sitk.Image | None = None,
-    landmarks: tuple[np.ndarray, np.ndarray] | None = None,
-    subcapsular_mm: float | None = None,
-    settings: RegistrationSettings | None = None,
-    step: Callable[[str], None] | None = None,
-    report: bool = True,
-) -> MarginRun:
-    """The margin pipeline from images in memory (the API for callers that made the masks).
-
-    Parameters
-    ----------
-    tumor : SimpleITK.Image
-        Tumour mask (non-zero inside); on the pre CT's grid when ``pre`` is given.
-    ablation : SimpleITK.Image
-        Ablation-zone mask; on the post CT's grid when ``post`` is given. Its space is
-        the space of the result.
-    out : Path
-        Output folder (``margin.json``, ``margin_map.nii.gz``, ``report.html``).
-    pre, post : SimpleITK.Image, optional
-        Pre and post CT in HU (both or neither). Given: the pre -> post registration
-        runs; omitted: the masks are taken to be in one space.
-    liver_pre, liver_post : SimpleITK.Image, optional
-        Liver masks of the pre and post CT (both or neither). Given: liver-driven
-        registration; omitted: lesion-region registration (soft tissue around the
-        ablation zone). ``result.registration.mode`` says which ran.
-    liver : SimpleITK.Image, optional
-        Liver mask in the masks' space (one-space mode, subcapsular exclusion).
-    landmarks : (pre_points, post_points), optional
-        Paired landmarks, arrays of shape (N, 3) in LPS mm, for the TRE.
-    subcapsular_mm : float, optional
-        Leave out tumour surface within this distance of the liver capsule (mm).
-    settings, step, report
-        As in :func:`run_margin`.
-
-    Returns
-    -------
-    MarginRun
-
-    Raises
-    ------
-    InputError
-        Inconsistent inputs (one CT or one liver mask only, empty masks, ...).
-    """
-    step = step or (lambda name: None)
-    if (pre is None) != (post is None):
-        raise InputError("give both the pre and the post CT, or neither", "--pre/--post")
-    if (liver_pre is None) != (liver_post is None):
-        raise InputError("give both liver masks, or neither", "--liver-pre/--liver-post")
-    if pre is None and liver_pre is not None:
-        raise InputError("liver masks of a pre/post pair need --pre and --post", "--liver-pre")
-    images: dict[str, sitk.Image] = {"tumor": tumor, "ablation": ablation}
-    for name, image in (
-        ("pre", pre),
-        ("post", post),
-        ("liver_pre", liver_pre),
-        ("liver_post", liver_post),
-        ("liver", liver),
-    ):
-        if image is not None:
-            images[name] = image
     registration = None
     transform = None
     tre = None
     step("register")
-    if pre is not None:
+    if inputs.registered:
         registration = register_pre_to_post(
-            pre,
-            post,
-            liver_pre,
-            liver_post,
-            post_exclude=ablation,
-            pre_exclude=tumor,
+            images["pre"],
+            images["post"],
+            images["liver_pre"],
+            images["liver_post"],
+            post_exclude=images["ablation"],
+            pre_exclude=images["tumor"],
             settings=settings,
         )
         transform = registration.transform
-        if landmarks is not None:
-            tre = target_registration_error(transform, *landmarks)
+        if landmark_pairs is not None:
+            tre = target_registration_error(transform, *landmark_pairs)
     step("measure")
+    liver = images.get("liver_post", images.get("liver"))
     measurement = measure_margin(
-        tumor, ablation, liver_post if liver_post is not None else liver, transform, subcapsular_mm
+        images["tumor"], images["ablation"], liver, transform, inputs.subcapsular_mm
     )
     result = MarginResult(
         **measurement.figures(),
         registration=Registration(
-            mode=registration.mode if registration else "none",
             method=registration.method if registration else "none (masks given in one space)",
             liver_dice=registration.liver_dice if registration else None,
             tre_mm=tre,
             seconds=registration.seconds if registration else 0.0,
         ),
+        inputs=records,
     )
     step("write")
     out = Path(out)
@@ -258,6 +201,7 @@ def run_margin_pipeline(
         "map": write_image(margin_map(measurement), out / "margin_map.nii.gz"),
     }
     run = MarginRun(result, measurement, registration, images, paths)
+    paths.update(write_segments(run, out))  # masks for the DICOM SEG export
     if report:
         from hepanav.margin.report import write_report
 
@@ -265,24 +209,58 @@ def run_margin_pipeline(
     return run
 
 
-def read_inputs(inputs: MarginInputs) -> dict[str, sitk.Image]:
-    """Read and check every image and mask; masks are binarised (uint8 0/1)."""
+def read_inputs(
+    inputs: MarginInputs, records: list[InputRecord] | None = None
+) -> dict[str, sitk.Image]:
+    """Read and check every image and mask; masks are binarised (uint8 0/1).
+
+    Label options select labels of label maps and segments of SEG/RTSTRUCT/.seg.nrrd
+    files; each input's :class:`InputRecord` (with the reader's notes) is appended
+    to ``records`` when given.
+    """
+    records = records if records is not None else []
     images: dict[str, sitk.Image] = {}
+    masks = {"threshold": inputs.mask_threshold}
+    tumor = {"labels": inputs.tumor_label, "option": "--tumor-label", **masks}
+    zone = {"labels": inputs.ablation_label, "option": "--ablation-label", **masks}
+    liver = {"labels": inputs.liver_label, "option": "--liver-label", **masks}
+
+    def add(key: str, loaded) -> None:
+        images[key] = loaded[0]
+        records.append(loaded[1])
+
     if inputs.registered:
-        images["pre"] = read_image(inputs.pre)
-        images["post"] = read_image(inputs.post)
-        images["tumor"] = read_mask(inputs.tumor, reference=images["pre"])
-        images["ablation"] = read_mask(inputs.ablation, reference=images["post"])
-        if inputs.liver_pre is not None:
-            images["liver_pre"] = read_mask(inputs.liver_pre, reference=images["pre"])
-            images["liver_post"] = read_mask(inputs.liver_post, reference=images["post"])
+        add("pre", load_image(inputs.pre, "pre CT", series=inputs.pre_series))
+        add("post", load_image(inputs.post, "post CT", series=inputs.post_series))
+        pre_ref = {"reference": images["pre"], "reference_record": records[0]}
+        post_ref = {"reference": images["post"], "reference_record": records[1]}
+        add("tumor", load_mask(inputs.tumor, "tumor", **pre_ref, **tumor))
+        add("liver_pre", load_mask(inputs.liver_pre, "liver (pre)", **pre_ref, **liver))
+        add("ablation", load_mask(inputs.ablation, "ablation zone", **post_ref, **zone))
+        add("liver_post", load_mask(inputs.liver_post, "liver (post)", **post_ref, **liver))
     else:
-        images["ablation"] = read_mask(inputs.ablation)
-        images["tumor"] = read_mask(inputs.tumor)
+        add("ablation", load_mask(inputs.ablation, "ablation zone", **zone))
+        add("tumor", load_mask(inputs.tumor, "tumor", grid=images["ablation"], **tumor))
+        _same_frame(records[0], records[1], inputs.tumor)
         require_overlap(images["tumor"], images["ablation"], inputs.tumor)
         if inputs.liver is not None:
-            images["liver"] = read_mask(inputs.liver, reference=images["ablation"])
+            add("liver", load_mask(inputs.liver, "liver", reference=images["ablation"], **liver))
+        if inputs.ct is not None:
+            # only drawn behind the outlines; resampled onto each view in physical space
+            add("ct", load_image(inputs.ct, "CT (figures)"))
+            require_overlap(images["ct"], images["ablation"], inputs.ct)
     return images
+
+
+def _same_frame(zone: InputRecord, tumor: InputRecord, source: Path) -> None:
+    """Masks "in one space" from DICOM must share the frame of reference."""
+    a, b = zone.frame_of_reference_uid, tumor.frame_of_reference_uid
+    if a and b and a != b:
+        raise InputError(
+            f"tumour mask is in frame of reference {b}, the ablation zone in {a}; masks in one "
+            "space must share it (use the pre/post mode for two scans)",
+            source,
+        )
 
 
 def margin_map(measurement: Measurement) -> sitk.Image:

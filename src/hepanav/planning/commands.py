@@ -12,7 +12,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("plan")
     def plan_command(
-        ct: Path = typer.Option(..., "--ct", help="Planning CT (NIfTI/NRRD/MHA or DICOM folder)."),
+        ct: Path = typer.Option(
+            None, "--ct", help="Planning CT (NIfTI/NRRD/MHA or DICOM folder; or --from-pacs)."
+        ),
         tumor: Path = typer.Option(
             ..., "--tumor", help="Tumour mask (any grid overlapping the CT)."
         ),
@@ -27,14 +29,61 @@ def register(app: typer.Typer) -> None:
             "neuwave-pr-65w-10min", "--device", help="Built-in device name or a device YAML file."
         ),
         out: Path = typer.Option(..., "--out", help="Output folder."),
+        tumor_label: str | None = typer.Option(
+            None,
+            "--tumor-label",
+            help="Label(s) or segment/ROI name(s) of the tumour when --tumor is a label map, "
+            "DICOM SEG, RTSTRUCT or .seg.nrrd holding several.",
+        ),
+        mask_threshold: float | None = typer.Option(
+            None, "--mask-threshold", help="Threshold of a non-binary float tumour mask (0.5)."
+        ),
+        series: str | None = typer.Option(
+            None, "--series", help="Series UID or description substring in a --ct DICOM folder."
+        ),
+        from_pacs: str | None = typer.Option(
+            None, "--from-pacs", help="Fetch this study (Study Instance UID or Accession "
+            "Number; KEY/SERIES_UID picks one of several CT series) from the PACS: its CT is "
+            "the planning CT and --tumor names an RTSTRUCT ROI or SEG segment of the study.",
+            rich_help_panel="DICOM and PACS",
+        ),
+        dicom_out: Path | None = typer.Option(
+            None, "--dicom-out", help="Also write SEG and SR objects here.",
+            rich_help_panel="DICOM and PACS",
+        ),
+        send: bool = typer.Option(
+            False, "--send", help="Store the SEG and SR objects in the PACS.",
+            rich_help_panel="DICOM and PACS",
+        ),
     ) -> None:
         """Plan stereotactic multi-needle ablation: plan.json, .mrk.json, report.html."""
+        from hepanav.core.errors import InputError
+        from hepanav.dicom.hooks import DicomIO
         from hepanav.planning.pipeline import run_plan
 
-        result, written = run_plan(ct, tumor, labels, label_map, margin, device, out)
+        if (ct is None) == (from_pacs is None):
+            raise InputError("give either --ct or --from-pacs", "--ct")
+        dicom = DicomIO.open(from_pacs, dicom_out, send, source=ct)
+        if from_pacs:
+            ct = dicom.ct_folder
+            tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
+        result, written = run_plan(
+            ct,
+            tumor,
+            labels,
+            label_map,
+            margin,
+            device,
+            out,
+            tumor_label=tumor_label,
+            mask_threshold=mask_threshold,
+            series=series,
+        )
         typer.echo(result.result.message)
         for path in written:
             typer.echo(f"wrote {path}")
+        for line in dicom.finish(out):
+            typer.echo(line)
 
     @app.command("verify-placement")
     def verify_command(
@@ -43,11 +92,27 @@ def register(app: typer.Typer) -> None:
             ..., "--control-ct", help="Control CT with the needles, registered to the planning CT."
         ),
         out: Path = typer.Option(..., "--out", help="Output folder."),
+        lateral_tolerance: float = typer.Option(
+            5.0, "--lateral-tolerance", help="Tip distance from the planned axis judged OK, mm."
+        ),
+        depth_tolerance: float = typer.Option(
+            5.0, "--depth-tolerance", help="Tip distance from the planned depth judged OK, mm."
+        ),
+        series: str | None = typer.Option(
+            None, "--series", help="Series UID or description substring in a --control-ct folder."
+        ),
     ) -> None:
-        """Find the needles in a control CT and report the target positioning errors."""
+        """Find the needles in a control CT; verdict per needle (OK/advance/withdraw/redirect)."""
         from hepanav.planning.pipeline import run_verification
 
-        result, written = run_verification(plan, control_ct, out)
+        result, written = run_verification(
+            plan,
+            control_ct,
+            out,
+            lateral_tolerance_mm=lateral_tolerance,
+            depth_tolerance_mm=depth_tolerance,
+            series=series,
+        )
         typer.echo(result.message)
         for path in written:
             typer.echo(f"wrote {path}")
