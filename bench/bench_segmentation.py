@@ -34,8 +34,14 @@ def make_case() -> Path:
 
     if not (CASE / "case.json").is_file():
         print(f"generating the {SIZE} case in {CASE} (once) ...", flush=True)
-        make_ablation_case(CASE, seed=0, spacing_mm=SPACING, size=SIZE,
-                           tumor={"radius_mm": 15.0}, truth_displacement=False)
+        make_ablation_case(
+            CASE,
+            seed=0,
+            spacing_mm=SPACING,
+            size=SIZE,
+            tumor={"radius_mm": 15.0},
+            truth_displacement=False,
+        )
     return CASE
 
 
@@ -80,14 +86,19 @@ def main() -> dict:
         liv, t_l = _clock(segment_liver, pre, l_seed)
         base_l, b_l = _clock(baseline, pre, l_seed[0].index, (75, 135))
         results[f"threads_{threads}"] = {
-            "tumor_s": t_t, "tumor_baseline_s": b_t, "tumor_ratio": t_t / b_t,
-            "zone_s": t_z, "zone_baseline_s": b_z, "zone_ratio": t_z / b_z,
-            "liver_s": t_l, "liver_baseline_s": b_l, "liver_ratio": t_l / b_l,
+            "tumor_s": t_t,
+            "tumor_baseline_s": b_t,
+            "tumor_ratio": t_t / b_t,
+            "zone_s": t_z,
+            "zone_baseline_s": b_z,
+            "zone_ratio": t_z / b_z,
+            "liver_s": t_l,
+            "liver_baseline_s": b_l,
+            "liver_ratio": t_l / b_l,
             "tumor_dice": dice(tum.mask, sitk.ReadImage(str(case / "pre_tumor.nii.gz"))),
             "tumor_dice_baseline": dice(base_t, sitk.ReadImage(str(case / "pre_tumor.nii.gz"))),
             "zone_dice": dice(zone.mask, sitk.ReadImage(str(case / "post_ablation.nii.gz"))),
-            "zone_dice_baseline": dice(base_z,
-                                       sitk.ReadImage(str(case / "post_ablation.nii.gz"))),
+            "zone_dice_baseline": dice(base_z, sitk.ReadImage(str(case / "post_ablation.nii.gz"))),
             "liver_dice": dice(liv.mask, liver),
             "liver_dice_baseline": dice(base_l, liver),
         }
@@ -105,10 +116,15 @@ def main() -> dict:
     t0 = time.perf_counter()
     seed_t = ",".join(map(str, truth["tumor_center_pre_lps"]))
     seed_z = ",".join(map(str, truth["zone_center_post_lps"]))
-    tumor, zone = masks_for_margin(out, case / "pre_ct.nii.gz", case / "post_ct.nii.gz", None,
-                                   None, [seed_t], [seed_z])
-    run = run_margin(MarginInputs(tumor=tumor, ablation=zone, pre=case / "pre_ct.nii.gz",
-                                  post=case / "post_ct.nii.gz"), out)
+    tumor, zone = masks_for_margin(
+        out, case / "pre_ct.nii.gz", case / "post_ct.nii.gz", None, None, [seed_t], [seed_z]
+    )
+    run = run_margin(
+        MarginInputs(
+            tumor=tumor, ablation=zone, pre=case / "pre_ct.nii.gz", post=case / "post_ct.nii.gz"
+        ),
+        out,
+    )
     results["margin_from_seeds_s"] = time.perf_counter() - t0
     results["margin_from_seeds_mam_mm"] = run.result.min_margin_mm
     results["margin_true_mam_mm"] = truth["min_margin_mm"]

@@ -43,16 +43,37 @@ def cases(quick: bool) -> list[dict]:
                 zone.update(tract_diameter_mm=2.0, gas_bubbles=3)
             if contrast > 0:
                 zone.update(rim_mm=0.0)
-            out.append({"base": "procedural", "seed": 10 + n, "radius": r,
-                        "contrast": contrast, "zone": zone})
+            out.append(
+                {
+                    "base": "procedural",
+                    "seed": 10 + n,
+                    "radius": r,
+                    "contrast": contrast,
+                    "zone": zone,
+                }
+            )
     if (DATA / "ct-abdomen-3mm" / "ct.nii.gz").is_file():
         for n, r in enumerate([5.0, 10.0, 15.0, 20.0]):
-            out.append({"base": "3mm", "seed": 20 + n, "radius": r, "contrast": -45.0,
-                        "zone": {"margin_mm": 5.0, "gas_bubbles": 2 if n % 2 else 0}})
+            out.append(
+                {
+                    "base": "3mm",
+                    "seed": 20 + n,
+                    "radius": r,
+                    "contrast": -45.0,
+                    "zone": {"margin_mm": 5.0, "gas_bubbles": 2 if n % 2 else 0},
+                }
+            )
         for n, r in enumerate([4.0, 6.0, 8.0]):
-            out.append({"base": "dicom", "seed": 30 + n, "radius": r, "contrast": -45.0,
-                        "zone": {"margin_mm": 4.0},
-                        "deformation": {"max_displacement_mm": 4.0}})
+            out.append(
+                {
+                    "base": "dicom",
+                    "seed": 30 + n,
+                    "radius": r,
+                    "contrast": -45.0,
+                    "zone": {"margin_mm": 4.0},
+                    "deformation": {"max_displacement_mm": 4.0},
+                }
+            )
     return out[::3] if quick else out
 
 
@@ -67,7 +88,10 @@ def build(case: dict):
     base = {
         "procedural": (None, None),
         "3mm": (DATA / "ct-abdomen-3mm" / "ct.nii.gz", DATA / "ct-abdomen-3mm" / "liver.nii.gz"),
-        "dicom": (DATA / "ct-abdomen-dicom" / "series", DATA / "ct-abdomen-dicom" / "labels.nii.gz"),
+        "dicom": (
+            DATA / "ct-abdomen-dicom" / "series",
+            DATA / "ct-abdomen-dicom" / "labels.nii.gz",
+        ),
     }[case["base"]]
     return build_case(case["seed"], params, *base)
 
@@ -105,7 +129,8 @@ def evaluate(case: dict) -> dict:
     transform = data.deformation.transform(post_grid)
     row["mam_true_mm"] = data.truth.min_margin_mm
     row["mam_auto_mm"] = measure_margin(tumor.mask, zone.mask, None, transform).figures()[
-        "min_margin_mm"]
+        "min_margin_mm"
+    ]
     row["mam_truthmasks_mm"] = measure_margin(
         data.pre_tumor, data.post_ablation, None, transform
     ).figures()["min_margin_mm"]
@@ -131,9 +156,11 @@ def summarise(rows: list[dict]) -> dict:
         "cases": n,
         "failed": n - len(ok),
         "tumor_dice>=0.90_and_msd<=1.0": frac(
-            lambda r: r["tumor_dice"] >= 0.90 and r["tumor_msd_mm"] <= 1.0),
+            lambda r: r["tumor_dice"] >= 0.90 and r["tumor_msd_mm"] <= 1.0
+        ),
         "zone_dice>=0.90_and_msd<=1.0": frac(
-            lambda r: r["zone_dice"] >= 0.90 and r["zone_msd_mm"] <= 1.0),
+            lambda r: r["zone_dice"] >= 0.90 and r["zone_msd_mm"] <= 1.0
+        ),
         "mam_within_1mm": frac(lambda r: abs(r["mam_auto_mm"] - r["mam_true_mm"]) <= 1.0),
         "robust_dice>=0.85": frac(lambda r: r["robust_dice_min"] >= 0.85),
         "tumor_seconds_max": max((r["tumor_seconds"] for r in ok), default=float("nan")),
@@ -144,8 +171,9 @@ def summarise(rows: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every third case only")
-    parser.add_argument("--out", type=Path,
-                        default=Path(tempfile.gettempdir()) / "hepanav-eval-segmentation.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(tempfile.gettempdir()) / "hepanav-eval-segmentation.json"
+    )
     args = parser.parse_args(argv)
     rows = []
     for case in cases(args.quick):
@@ -154,10 +182,29 @@ def main(argv: list[str] | None = None) -> dict:
         except Exception as exc:  # noqa: BLE001 - a failed case is a result, recorded
             row = dict(case, error=f"{type(exc).__name__}: {exc}")
         rows.append(row)
-        keys = ("base", "radius", "contrast", "tumor_dice", "tumor_msd_mm", "zone_dice",
-                "zone_msd_mm", "mam_true_mm", "mam_auto_mm", "robust_dice_min", "error")
-        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
-                          for k, v in row.items() if k in keys}), flush=True)
+        keys = (
+            "base",
+            "radius",
+            "contrast",
+            "tumor_dice",
+            "tumor_msd_mm",
+            "zone_dice",
+            "zone_msd_mm",
+            "mam_true_mm",
+            "mam_auto_mm",
+            "robust_dice_min",
+            "error",
+        )
+        print(
+            json.dumps(
+                {
+                    k: (round(v, 3) if isinstance(v, float) else v)
+                    for k, v in row.items()
+                    if k in keys
+                }
+            ),
+            flush=True,
+        )
     summary = summarise(rows)
     print(json.dumps(summary, indent=2))
     args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2, default=str))

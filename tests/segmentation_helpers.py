@@ -22,8 +22,9 @@ def liver_block(size=(64, 64, 56), spacing=(1.0, 1.0, 1.25), noise=10.0, seed=0)
 def sphere(radius, center=(0.0, 0.0, 0.0), irregularity=0.0, seed=1):
     """A (lobulated) sphere as a StarShape, LPS mm."""
     rng = np.random.default_rng(seed)
-    return StarShape.random(rng, np.asarray(center, float), np.full(3, float(radius)),
-                            irregularity, (0.0, 0.0, 0.0))
+    return StarShape.random(
+        rng, np.asarray(center, float), np.full(3, float(radius)), irregularity, (0.0, 0.0, 0.0)
+    )
 
 
 def paint_cylinder(hu, grid, point, direction, radius, value):
@@ -40,8 +41,9 @@ def lesion_case(radius=8.0, contrast=-45.0, rim=0.0, noise=10.0, seed=0, irregul
     """(ct, truth mask, shape, grid, hu array) of one lesion painted into a liver block."""
     grid, hu = liver_block(noise=noise, seed=seed)
     shape = sphere(radius, irregularity=irregularity, seed=seed + 1)
-    paint_shape(hu, grid, shape, LIVER_HU + contrast, rim_mm=rim,
-                rim_hu=LIVER_HU + 35.0 if rim else None)
+    paint_shape(
+        hu, grid, shape, LIVER_HU + contrast, rim_mm=rim, rim_hu=LIVER_HU + 35.0 if rim else None
+    )
     truth = grid.image(rasterize(grid, shape))
     return grid.image(hu), truth, shape, grid, hu
 

@@ -22,7 +22,7 @@ def body_ct(tmp_path_factory):
     ct, truth, shape, grid, hu = lesion_case(radius=8.0, contrast=-45.0)
     z, y, x = np.indices(grid.shape)
     centre = np.asarray(grid.shape) / 2
-    r = np.sqrt(((y - centre[1]) ** 2 + (x - centre[2]) ** 2))
+    r = np.sqrt((y - centre[1]) ** 2 + (x - centre[2]) ** 2)
     hu = hu.copy()
     hu[r > 29] = -1000.0  # air outside the body
     hu[(r > 26) & (r <= 29)] = -100.0  # subcutaneous fat
@@ -43,8 +43,9 @@ def test_segment_tumor_writes_mask_json_report(cli, body_ct, tmp_path):
 
     path, shape, _ = body_ct
     out = tmp_path / "tumor.nii.gz"
-    code, stdout, err = cli("segment", "tumor", "--ct", path, "--seed", _seed(shape.center),
-                            "--out", out)
+    code, stdout, err = cli(
+        "segment", "tumor", "--ct", path, "--seed", _seed(shape.center), "--out", out
+    )
     assert code == 0, err
     assert "hypodense" in stdout
     mask = sitk.ReadImage(str(out))
@@ -64,15 +65,22 @@ def test_segment_report_screenshot(cli, body_ct, tmp_path):
         pytest.skip("Debian chromium not installed at /usr/bin/chromium")
     path, shape, _ = body_ct
     out = tmp_path / "t.nii.gz"
-    code, _, err = cli("segment", "tumor", "--ct", path, "--seed", _seed(shape.center),
-                       "--out", out)
+    code, _, err = cli(
+        "segment", "tumor", "--ct", path, "--seed", _seed(shape.center), "--out", out
+    )
     assert code == 0, err
     shot = tmp_path / "segmentation_report.png"
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto((tmp_path / "t.html").as_uri())
@@ -106,27 +114,62 @@ def test_bad_seeds_one_line_exit_2_nothing_written(cli, body_ct, tmp_path, args,
 def test_seed_in_air_inside_image(cli, body_ct, tmp_path):
     path, _, grid = body_ct
     # Voxel (1, 32, 28): outside the body cylinder, in air.
-    code, _, err = cli("segment", "ablation", "--ct", path, "--seed-voxel", "1,32,28",
-                       "--out", tmp_path / "z.nii.gz")
+    code, _, err = cli(
+        "segment",
+        "ablation",
+        "--ct",
+        path,
+        "--seed-voxel",
+        "1,32,28",
+        "--out",
+        tmp_path / "z.nii.gz",
+    )
     one_line_error(code, err, "--seed-voxel 1,32,28")
     assert not (tmp_path / "z.nii.gz").exists()
 
 
 def test_liver_seed_on_a_lesion_is_refused(cli, body_ct, tmp_path):
     path, shape, _ = body_ct
-    code, _, err = cli("segment", "liver", "--ct", path, "--seed", _seed(shape.center),
-                       "--out", tmp_path / "l.nii.gz")
+    code, _, err = cli(
+        "segment",
+        "liver",
+        "--ct",
+        path,
+        "--seed",
+        _seed(shape.center),
+        "--out",
+        tmp_path / "l.nii.gz",
+    )
     line = one_line_error(code, err, "--seed")
     assert "not in liver parenchyma" in line or "does not look like the liver" in line
     assert not (tmp_path / "l.nii.gz").exists()
 
 
 def test_margin_seed_and_mask_together_refused(cli, tmp_path):
-    code, _, err = cli("margin", "--tumor", tmp_path / "t.nii.gz", "--tumor-seed", "0,0,0",
-                       "--pre", tmp_path / "pre.nii.gz", "--post", tmp_path / "post.nii.gz",
-                       "--ablation-seed", "0,0,0", "--out", tmp_path / "o")
+    code, _, err = cli(
+        "margin",
+        "--tumor",
+        tmp_path / "t.nii.gz",
+        "--tumor-seed",
+        "0,0,0",
+        "--pre",
+        tmp_path / "pre.nii.gz",
+        "--post",
+        tmp_path / "post.nii.gz",
+        "--ablation-seed",
+        "0,0,0",
+        "--out",
+        tmp_path / "o",
+    )
     one_line_error(code, err, "--tumor-seed")
-    code, _, err = cli("margin", "--tumor-seed", "0,0,0", "--ablation", tmp_path / "z.nii.gz",
-                       "--out", tmp_path / "o")
+    code, _, err = cli(
+        "margin",
+        "--tumor-seed",
+        "0,0,0",
+        "--ablation",
+        tmp_path / "z.nii.gz",
+        "--out",
+        tmp_path / "o",
+    )
     one_line_error(code, err, "--tumor-seed", "--pre")
     assert not (tmp_path / "o").exists()

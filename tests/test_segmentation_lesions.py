@@ -34,8 +34,9 @@ def test_forced_appearance_against_the_image_is_refused():
 def test_hyper_tumor_does_not_follow_an_attached_vessel():
     ct, truth, shape, grid, hu = lesion_case(radius=10.0, contrast=55.0)
     # A 3 mm vessel as bright as the lesion, touching it tangentially.
-    radial = paint_cylinder(hu, grid, shape.center + np.array([0.0, 11.0, 0.0]), (1, 0, 0), 1.5,
-                            LIVER_HU + 60.0)
+    radial = paint_cylinder(
+        hu, grid, shape.center + np.array([0.0, 11.0, 0.0]), (1, 0, 0), 1.5, LIVER_HU + 60.0
+    )
     ct = image(grid, hu)
     seg = segment_tumor(ct, make_seeds(ct, [shape.center]))
     vessel = (radial < 1.0) & (sitk.GetArrayViewFromImage(truth) == 0)
@@ -65,8 +66,9 @@ def test_zone_with_rim_gas_and_tract_counts_them_in():
 
 def test_enhancing_vessel_crossing_the_zone_is_not_zone():
     ct, truth, shape, grid, hu = lesion_case(radius=12.0, contrast=-60.0, rim=1.5)
-    radial = paint_cylinder(hu, grid, shape.center + np.array([0, 4.0, 0]), (1, 0, 0.3), 2.0,
-                            LIVER_HU + 70.0)
+    radial = paint_cylinder(
+        hu, grid, shape.center + np.array([0, 4.0, 0]), (1, 0, 0.3), 2.0, LIVER_HU + 70.0
+    )
     ct = image(grid, hu)
     seg = segment_ablation(ct, make_seeds(ct, [shape.center - np.array([0, 4.0, 0])]))
     channel = (radial < 1.2) & (sitk.GetArrayViewFromImage(truth) > 0)
@@ -107,7 +109,10 @@ def test_exclude_point_cuts_a_neighbour_off():
     other = sphere(7.0, center=shape.center + np.array([0, 14.0, 0]), seed=9)
     paint_shape(hu, grid, other, LIVER_HU - 45.0)
     ct = image(grid, hu)
-    seg = segment_tumor(ct, make_seeds(ct, [shape.center]),
-                        exclude=make_seeds(ct, [other.center], option="--exclude"))
+    seg = segment_tumor(
+        ct,
+        make_seeds(ct, [shape.center]),
+        exclude=make_seeds(ct, [other.center], option="--exclude"),
+    )
     second = rasterize(grid, other) > 0
     assert np.count_nonzero(sitk.GetArrayViewFromImage(seg.mask)[second]) <= 0.1 * second.sum()

@@ -47,7 +47,8 @@ def test_multilabel_file_and_errors(tmp_path):
     result = read_totalsegmentator(path)
     assert result.names == {5: "liver", 97: "rib_left_6"}
     with pytest.raises(InputError, match="no TotalSegmentator structure"):
-        read_totalsegmentator(tmp_path / "empty_dir" if (tmp_path / "empty_dir").mkdir() is None
-                              else tmp_path)
+        read_totalsegmentator(
+            tmp_path / "empty_dir" if (tmp_path / "empty_dir").mkdir() is None else tmp_path
+        )
     with pytest.raises(InputError, match="does not exist"):
         read_totalsegmentator(tmp_path / "nope")

@@ -77,8 +77,9 @@ def read_totalsegmentator(path: str | Path, reference: sitk.Image | None = None)
         image = read_image(path)
         if reference is not None and not same_grid(image, reference):
             require_overlap(image, reference, path)
-            image = sitk.Resample(image, reference, sitk.Transform(),
-                                  sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
+            image = sitk.Resample(
+                image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16
+            )
         image = sitk.Cast(image, sitk.sitkUInt16)
         ids = [int(v) for v in np.unique(sitk.GetArrayViewFromImage(image)) if v]
         return LabelMap(image, {i: table.get(i, f"label_{i}") for i in ids})
@@ -90,7 +91,8 @@ def read_totalsegmentator(path: str | Path, reference: sitk.Image | None = None)
     if not known:
         raise InputError(
             "no TotalSegmentator structure file (e.g. liver.nii.gz, aorta.nii.gz, "
-            "liver_vessels.nii.gz) in the folder", path
+            "liver_vessels.nii.gz) in the folder",
+            path,
         )
     ref = reference if reference is not None else read_image(known[0][0])
     labels = np.zeros(sitk.GetArrayViewFromImage(ref).shape, np.uint16)

@@ -51,7 +51,8 @@ def paint_tract_and_gas(
         extent = float(zone.semi_axes.max()) * (1 + zone.irregularity) + tract_out_mm
         end = start + axis * extent
         r = tract_diameter_mm / 2
-        block = grid.box(np.minimum(start, end) - r - 2 * voxel, np.maximum(start, end) + r + 2 * voxel)
+        pad = r + 2 * voxel
+        block = grid.box(np.minimum(start, end) - pad, np.maximum(start, end) + pad)
         if block is not None:
             p = grid.points(block) - start
             t = np.clip(p @ axis, 0.0, extent)

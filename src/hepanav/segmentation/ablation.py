@@ -14,11 +14,10 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from hepanav.segmentation.grow import grow_lesion
+from hepanav.core.errors import InputError
+from hepanav.segmentation.grow import SURFACE_SIGMA_MM, grow_lesion
 from hepanav.segmentation.morphology import close_mm, component_at, fill_holes
 from hepanav.segmentation.result import Segmentation, paste, smooth_surface
-from hepanav.segmentation.grow import SURFACE_SIGMA_MM
-from hepanav.core.errors import InputError
 from hepanav.segmentation.seeds import Seed, check_tissue
 from hepanav.segmentation.windows import hu_windows
 
@@ -62,7 +61,13 @@ def segment_ablation(
     for s in seeds + list(include or []):
         check_tissue(ct, s, "ablation zone")
     grown = grow_lesion(
-        ct, seeds, "hypo", max_radius_mm, "ablation zone", include=include, exclude=exclude,
+        ct,
+        seeds,
+        "hypo",
+        max_radius_mm,
+        "ablation zone",
+        include=include,
+        exclude=exclude,
         dark_is_lesion=True,
     )
     threshold = 0.5 * (grown.lesion_hu + grown.parenchyma_hu)
@@ -77,8 +82,12 @@ def segment_ablation(
     seeds_local = [tuple(int(v) for v in mask.TransformPhysicalPointToIndex(s.lps)) for s in seeds]
     mask = component_at(mask, seeds_local)
     notes = list(grown.notes)
-    notes += [f"{s.label} was on gas: grown from the nearest tissue voxel "
-              f"({', '.join(f'{v:.1f}' for v in s.lps)}) mm" for s, m in moved if m]
+    notes += [
+        f"{s.label} was on gas: grown from the nearest tissue voxel "
+        f"({', '.join(f'{v:.1f}' for v in s.lps)}) mm"
+        for s, m in moved
+        if m
+    ]
     gas = sitk.GetArrayViewFromImage(grown.smoothed) < win["gas_below_hu"]
     n_gas = int(np.count_nonzero(gas & (sitk.GetArrayViewFromImage(mask) > 0)))
     if n_gas:
@@ -132,9 +141,11 @@ def move_off_gas(ct: sitk.Image, seed: Seed, radius_mm: float = 8.0) -> tuple[Se
     if k.size == 0:
         check_tissue(ct, seed, "ablation zone")
         raise InputError("seed is in gas with no tissue within 8 mm", seed.describe())
-    d = ((i - centre[0]) * spacing[0]) ** 2 + ((j - centre[1]) * spacing[1]) ** 2 + (
-        (k - centre[2]) * spacing[2]
-    ) ** 2
+    d = (
+        ((i - centre[0]) * spacing[0]) ** 2
+        + ((j - centre[1]) * spacing[1]) ** 2
+        + ((k - centre[2]) * spacing[2]) ** 2
+    )
     n = int(np.argmin(d))
     index = (int(i[n] + lo[0]), int(j[n] + lo[1]), int(k[n] + lo[2]))
     lps = ct.TransformIndexToPhysicalPoint(index)

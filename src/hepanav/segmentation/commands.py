@@ -28,15 +28,20 @@ def segment(
         "auto", "--appearance", help="Tumour only: hypo, hyper or auto (from the seed)."
     ),
     include: list[str] = typer.Option(
-        [], "--include", help="Extra point X,Y,Z (LPS mm) that belongs to it.",
+        [],
+        "--include",
+        help="Extra point X,Y,Z (LPS mm) that belongs to it.",
         rich_help_panel=_EDIT,
     ),
     exclude: list[str] = typer.Option(
-        [], "--exclude", help="Point X,Y,Z (LPS mm) that does not; cuts off its side.",
+        [],
+        "--exclude",
+        help="Point X,Y,Z (LPS mm) that does not; cuts off its side.",
         rich_help_panel=_EDIT,
     ),
     max_radius_mm: float | None = typer.Option(
-        None, "--max-radius-mm",
+        None,
+        "--max-radius-mm",
         help="Leak limit: largest distance from a seed, mm (tumour 40, zone 45, liver 250).",
         rich_help_panel=_EDIT,
     ),
@@ -54,13 +59,21 @@ def segment(
     from hepanav.segmentation.pipeline import STRUCTURES, segment_file
 
     if structure not in STRUCTURES:
-        raise InputError(f"unknown structure {structure!r}; use tumor, ablation or liver",
-                         "STRUCTURE")
+        raise InputError(
+            f"unknown structure {structure!r}; use tumor, ablation or liver", "STRUCTURE"
+        )
     if appearance not in ("auto", "hypo", "hyper"):
         raise InputError(f"use hypo, hyper or auto, got {appearance!r}", "--appearance")
     result, _ = segment_file(
-        structure, ct, out, seeds=seed, seed_voxels=seed_voxel, include=include,
-        exclude=exclude, appearance=appearance, max_radius_mm=max_radius_mm,
+        structure,
+        ct,
+        out,
+        seeds=seed,
+        seed_voxels=seed_voxel,
+        include=include,
+        exclude=exclude,
+        appearance=appearance,
+        max_radius_mm=max_radius_mm,
         report=not no_report,
     )
     kind = f" ({result.appearance}dense)" if result.appearance and structure == "tumor" else ""

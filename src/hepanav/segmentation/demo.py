@@ -33,7 +33,12 @@ def run(out: Path) -> list[Path]:
     zone_seed = ",".join(f"{v:.2f}" for v in truth["zone_center_post_lps"])
     console.print(f"clicks: tumour {tumor_seed} (pre CT), zone {zone_seed} (post CT), LPS mm")
     tumor, zone = masks_for_margin(
-        out, case / "pre_ct.nii.gz", case / "post_ct.nii.gz", None, None, [tumor_seed],
+        out,
+        case / "pre_ct.nii.gz",
+        case / "post_ct.nii.gz",
+        None,
+        None,
+        [tumor_seed],
         [zone_seed],
     )
     d_t = dice(sitk.ReadImage(str(tumor)), sitk.ReadImage(str(case / "pre_tumor.nii.gz")))
@@ -49,5 +54,8 @@ def run(out: Path) -> list[Path]:
         f"{result.category} (truth {truth['category']}); registration: "
         f"{result.registration.method}"
     )
-    return [out / "report.html", tumor.with_suffix("").with_suffix(".html"),
-            zone.with_suffix("").with_suffix(".html")]
+    return [
+        out / "report.html",
+        tumor.with_suffix("").with_suffix(".html"),
+        zone.with_suffix("").with_suffix(".html"),
+    ]

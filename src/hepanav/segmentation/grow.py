@@ -21,13 +21,13 @@ import SimpleITK as sitk
 from hepanav.core.errors import InputError
 from hepanav.imaging.geometry import voxel_to_lps
 from hepanav.segmentation.morphology import (
-    signed_distance_mm,
     component_at,
     dilate_mm,
     fill_holes,
     open_mm,
+    signed_distance_mm,
 )
-from hepanav.segmentation.seeds import Seed, local_hu
+from hepanav.segmentation.seeds import Seed
 from hepanav.segmentation.windows import hu_windows
 
 Appearance = Literal["hypo", "hyper", "auto"]
@@ -182,8 +182,9 @@ def grow_lesion(
     near = _ball_values(smoothed, seeds_r, SEED_RADIUS_MM)
     near = near[near > floor]
     if near.size == 0:
-        raise InputError(f"no soft tissue around the seed: it does not look like a {what}",
-                         seeds[0].describe())
+        raise InputError(
+            f"no soft tissue around the seed: it does not look like a {what}", seeds[0].describe()
+        )
     lesion_hu = histogram_mode(near, 2.0)[0]
     noise = float(1.4826 * np.median(np.abs(near - np.median(near))))
     # Three noise SDs separate lesion from parenchyma; capped, since gas or a vessel
@@ -247,9 +248,7 @@ def grow_lesion(
         # before the leak test: only what stays connected through them is a leak.
         mask = _clean(mask, grow_from)
         _check_leak(mask, roi, grow_from, max_radius_mm, what, seeds[0])
-        shell = sitk.And(
-            dilate_mm(mask, SHELL_MM[1]), sitk.Not(dilate_mm(mask, SHELL_MM[0]))
-        )
+        shell = sitk.And(dilate_mm(mask, SHELL_MM[1]), sitk.Not(dilate_mm(mask, SHELL_MM[0])))
         values = sitk.GetArrayViewFromImage(smoothed)[sitk.GetArrayViewFromImage(shell) > 0]
         values = values[(values > floor) & (values < win["bone_above_hu"])]
         if values.size < 20:
@@ -383,12 +382,15 @@ def _nearest_in_window(image: sitk.Image, seed: Seed, window, radius_mm: float =
     r = np.ceil(radius_mm / sp).astype(int)
     lo = np.maximum(np.asarray(seed.index) - r, 0)
     hi = np.minimum(np.asarray(seed.index) + r + 1, np.asarray(image.GetSize()))
-    block = np.asarray(arr[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]])
+    block = np.asarray(arr[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]])
     kk, jj, ii = np.nonzero((block >= window[0]) & (block <= window[1]))
     if kk.size == 0:
         return seed
-    d = ((ii + lo[0] - i) * sp[0]) ** 2 + ((jj + lo[1] - j) * sp[1]) ** 2 + (
-        (kk + lo[2] - k) * sp[2]) ** 2
+    d = (
+        ((ii + lo[0] - i) * sp[0]) ** 2
+        + ((jj + lo[1] - j) * sp[1]) ** 2
+        + ((kk + lo[2] - k) * sp[2]) ** 2
+    )
     n = int(np.argmin(d))
     return Seed(seed.lps, (int(ii[n] + lo[0]), int(jj[n] + lo[1]), int(kk[n] + lo[2])), seed.label)
 
@@ -420,13 +422,18 @@ def _cut_excluded(mask: sitk.Image, seeds: list[Seed], exclude: list[Seed]) -> s
 
 
 def _check_leak(
-    mask: sitk.Image, roi: sitk.Image, seeds: list[Seed], max_radius_mm: float, what: str,
+    mask: sitk.Image,
+    roi: sitk.Image,
+    seeds: list[Seed],
+    max_radius_mm: float,
+    what: str,
     first: Seed,
 ) -> None:
     arr = sitk.GetArrayViewFromImage(mask) > 0
     if not arr.any():
-        raise InputError(f"nothing grew from the seed: it does not look like a {what}",
-                         first.describe())
+        raise InputError(
+            f"nothing grew from the seed: it does not look like a {what}", first.describe()
+        )
     far = float(seed_distance_mm(roi, seeds, arr).max())
     if far > max_radius_mm:
         raise InputError(

@@ -68,16 +68,18 @@ def component_at(mask: sitk.Image, seeds_xyz: list[tuple[int, int, int]]) -> sit
     labels = sitk.ConnectedComponent(sitk.Cast(mask > 0, sitk.sitkUInt8), True)
     arr = sitk.GetArrayViewFromImage(labels)
     keep = {int(arr[k, j, i]) for i, j, k in seeds_xyz} - {0}
-    out = sitk.GetImageFromArray(np.isin(arr, list(keep)).astype(np.uint8) if keep else
-                                 np.zeros(arr.shape, np.uint8))
+    out = sitk.GetImageFromArray(
+        np.isin(arr, list(keep)).astype(np.uint8) if keep else np.zeros(arr.shape, np.uint8)
+    )
     out.CopyInformation(mask)
     return out
 
 
 def fill_holes(mask: sitk.Image) -> sitk.Image:
     """Fill cavities not connected to the image border (3D, face-connected background)."""
-    return sitk.Cast(sitk.BinaryFillhole(sitk.Cast(mask > 0, sitk.sitkUInt8), False, 1),
-                     sitk.sitkUInt8)
+    return sitk.Cast(
+        sitk.BinaryFillhole(sitk.Cast(mask > 0, sitk.sitkUInt8), False, 1), sitk.sitkUInt8
+    )
 
 
 def _any(mask: sitk.Image) -> bool:

@@ -32,8 +32,9 @@ def run_segmentation(
     if not seeds:
         raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)", "--seed")
     if max_radius_mm is not None and not (np.isfinite(max_radius_mm) and max_radius_mm > 0):
-        raise InputError(f"must be a finite distance > 0 mm, got {max_radius_mm}",
-                         "--max-radius-mm")
+        raise InputError(
+            f"must be a finite distance > 0 mm, got {max_radius_mm}", "--max-radius-mm"
+        )
     kw = {"include": include, "exclude": exclude}
     if max_radius_mm is not None:
         kw["max_radius_mm"] = max_radius_mm
@@ -51,8 +52,9 @@ def run_segmentation(
         from hepanav.segmentation.liver import segment_liver
 
         return segment_liver(ct, seeds, **kw)
-    raise InputError(f"unknown structure {structure!r}; use one of {', '.join(STRUCTURES)}",
-                     "structure")
+    raise InputError(
+        f"unknown structure {structure!r}; use one of {', '.join(STRUCTURES)}", "structure"
+    )
 
 
 def _record(seed: Seed) -> SeedRecord:
@@ -87,8 +89,17 @@ def segment_file(
     _check_suffix(out)
     ct = read_image(ct_path)
     result, seg = segment_image(
-        structure, ct, ct_path, out, seeds=seeds, seed_voxels=seed_voxels, include=include,
-        exclude=exclude, appearance=appearance, max_radius_mm=max_radius_mm, report=report,
+        structure,
+        ct,
+        ct_path,
+        out,
+        seeds=seeds,
+        seed_voxels=seed_voxels,
+        include=include,
+        exclude=exclude,
+        appearance=appearance,
+        max_radius_mm=max_radius_mm,
+        report=report,
     )
     write_outputs(result, seg, ct)
     return result, seg
@@ -125,8 +136,7 @@ def segment_image(
     inc = make_seeds(ct, include, None, "--include")
     exc = make_seeds(ct, exclude, None, "--exclude")
     if not seed_list:
-        raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)",
-                         seed_option)
+        raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)", seed_option)
     from hepanav.segmentation.body import body_mask, inside_body
 
     body = body_mask(ct)
@@ -135,8 +145,13 @@ def segment_image(
             raise InputError("seed is outside the body outline of the CT", s.describe())
     t0 = time.perf_counter()
     seg = run_segmentation(
-        structure, ct, seed_list, appearance=appearance, max_radius_mm=max_radius_mm,
-        include=inc, exclude=exc,
+        structure,
+        ct,
+        seed_list,
+        appearance=appearance,
+        max_radius_mm=max_radius_mm,
+        include=inc,
+        exclude=exc,
     )
     seconds = time.perf_counter() - t0
     stem = _stem(out)

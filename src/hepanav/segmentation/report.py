@@ -17,9 +17,7 @@ SEED = "#56B4E9"  # Okabe-Ito sky blue
 EXCLUDE = "#D55E00"  # Okabe-Ito vermillion
 
 
-def write_report(
-    result: SegmentationResult, seg: Segmentation, ct: sitk.Image, path: Path
-) -> Path:
+def write_report(result: SegmentationResult, seg: Segmentation, ct: sitk.Image, path: Path) -> Path:
     """Write the segmentation report (HTML, figure inline) atomically; return its path."""
     return write_html(
         path,
@@ -37,7 +35,8 @@ def _view_grid(seg: Segmentation, ct: sitk.Image) -> sitk.Image:
     k, j, i = np.nonzero(arr[::2, ::2, ::2]) if arr.size > 4e6 else np.nonzero(arr)
     step = 2 if arr.size > 4e6 else 1
     idx = np.column_stack([i, j, k]) * step
-    pts = [ct.TransformContinuousIndexToPhysicalPoint(tuple(map(float, p))) for p in idx[:: max(1, len(idx) // 5000)]]
+    sample = idx[:: max(1, len(idx) // 5000)]
+    pts = [ct.TransformContinuousIndexToPhysicalPoint(tuple(map(float, p))) for p in sample]
     pts += [s.lps for s in seg.seeds]
     pts = np.asarray(pts)
     pad = 15.0 if seg.structure != "liver" else 10.0
@@ -72,26 +71,58 @@ def slices_figure(seg: Segmentation, ct: sitk.Image) -> str:
     fig, axes = new_figure(1, 3, figsize=(13, 4.8))
     views = (
         ("axial", img[seed[2]], msk[seed[2]], (seed[0], seed[1]), "upper", ("R", "L", "A", "P")),
-        ("coronal", img[:, seed[1], :], msk[:, seed[1], :], (seed[0], seed[2]), "lower",
-         ("R", "L", "S", "I")),
-        ("sagittal", img[:, :, seed[0]], msk[:, :, seed[0]], (seed[1], seed[2]), "lower",
-         ("A", "P", "S", "I")),
+        (
+            "coronal",
+            img[:, seed[1], :],
+            msk[:, seed[1], :],
+            (seed[0], seed[2]),
+            "lower",
+            ("R", "L", "S", "I"),
+        ),
+        (
+            "sagittal",
+            img[:, :, seed[0]],
+            msk[:, :, seed[0]],
+            (seed[1], seed[2]),
+            "lower",
+            ("A", "P", "S", "I"),
+        ),
     )
-    for ax, (name, im, m, (u, v), origin, (left, right, top, bottom)) in zip(axes, views, strict=True):
+    for ax, view in zip(axes, views, strict=True):
+        name, im, m, (u, v), origin, (left, right, top, bottom) = view
         ax.imshow(im, cmap="gray", vmin=vmin, vmax=vmax, origin=origin, interpolation="nearest")
         if m.any():
             ax.contour(m, [0.5], colors=CONTOUR, linewidths=1.6, origin=origin)
         ax.plot([u], [v], marker="+", color=SEED, markersize=16, mew=2.5)
         h, w = im.shape
-        for text, (x, y) in ((left, (0.02, 0.5)), (right, (0.98, 0.5)), (top, (0.5, 0.97)),
-                             (bottom, (0.5, 0.03))):
-            ax.text(x, y, text, transform=ax.transAxes, color="white", ha="center",
-                    va="center", fontsize=12, fontweight="bold")
+        for text, (x, y) in (
+            (left, (0.02, 0.5)),
+            (right, (0.98, 0.5)),
+            (top, (0.5, 0.97)),
+            (bottom, (0.5, 0.03)),
+        ):
+            ax.text(
+                x,
+                y,
+                text,
+                transform=ax.transAxes,
+                color="white",
+                ha="center",
+                va="center",
+                fontsize=12,
+                fontweight="bold",
+            )
         bar = 10.0 / sp
         y0 = h * (0.06 if origin == "lower" else 0.94)
         ax.plot([w * 0.05, w * 0.05 + bar], [y0, y0], color="white", lw=3)
-        ax.text(w * 0.05 + bar / 2, y0 + (h * 0.04 if origin == "lower" else -h * 0.04), "10 mm",
-                color="white", ha="center", fontsize=9)
+        ax.text(
+            w * 0.05 + bar / 2,
+            y0 + (h * 0.04 if origin == "lower" else -h * 0.04),
+            "10 mm",
+            color="white",
+            ha="center",
+            fontsize=9,
+        )
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -1,4 +1,4 @@
-"""The in-memory result every segmenter returns (the JSON record is ``schema.SegmentationResult``)."""
+"""The in-memory result every segmenter returns (JSON record: ``schema.SegmentationResult``)."""
 
 from __future__ import annotations
 

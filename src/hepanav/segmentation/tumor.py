@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import SimpleITK as sitk
 
-from hepanav.segmentation.grow import Appearance, grow_lesion
+from hepanav.segmentation.grow import SURFACE_SIGMA_MM, Appearance, grow_lesion
 from hepanav.segmentation.result import Segmentation, paste, smooth_surface
-from hepanav.segmentation.grow import SURFACE_SIGMA_MM
 from hepanav.segmentation.seeds import Seed, check_tissue
 
 DEFAULT_MAX_RADIUS_MM = 40.0
