@@ -63,6 +63,7 @@ class MarginInputs:
     mask_threshold: float | None = None
     pre_series: str | None = None
     post_series: str | None = None
+    ct: Path | None = None  # CT behind the figures in the one-space mode (--ct), from main
 
     @property
     def registered(self) -> bool:
@@ -89,6 +90,11 @@ class MarginInputs:
                 )
             if self.liver is not None:
                 raise InputError("use --liver-post (not --liver) with --pre/--post", "--liver")
+            if self.ct is not None:
+                raise InputError(
+                    "--ct is for masks in one space; with --pre/--post the figures use --post",
+                    "--ct",
+                )
         if (self.landmarks_pre is None) != (self.landmarks_post is None):
             raise InputError("give both --landmarks-pre and --landmarks-post", "--landmarks-pre")
         if self.landmarks_pre is not None and not self.registered:
@@ -379,6 +385,10 @@ def read_inputs(
         require_overlap(images["tumor"], images["ablation"], inputs.tumor)
         if inputs.liver is not None:
             add("liver", load_mask(inputs.liver, "liver", reference=images["ablation"], **liver))
+        if inputs.ct is not None:
+            # only drawn behind the outlines; resampled onto each view in physical space
+            add("ct", load_image(inputs.ct, "CT (figures)"))
+            require_overlap(images["ct"], images["ablation"], inputs.ct)
     return images
 
 
