@@ -16,7 +16,7 @@ from rich.console import Console
 
 from hepanav import DISCLAIMER
 
-DEMOS = ("margin", "fluorescence", "planning", "registry", "therapy")
+DEMOS = ("margin", "segmentation", "fluorescence", "planning", "registry", "therapy")
 
 
 def main(argv: list[str] | None = None) -> None:

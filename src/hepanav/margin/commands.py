@@ -18,11 +18,26 @@ def register(app: typer.Typer) -> None:
 
 
 def margin(
-    tumor: Path = typer.Option(..., "--tumor", help="Tumour mask (pre space in the pair mode)."),
-    ablation: Path = typer.Option(
-        ..., "--ablation", help="Ablation-zone mask (post space in the pair mode)."
+    tumor: Path | None = typer.Option(
+        None, "--tumor", help="Tumour mask (pre space in the pair mode)."
+    ),
+    ablation: Path | None = typer.Option(
+        None, "--ablation", help="Ablation-zone mask (post space in the pair mode)."
     ),
     out: Path = typer.Option(..., "--out", help="Output folder."),
+    tumor_seed: list[str] = typer.Option(
+        [],
+        "--tumor-seed",
+        help="Instead of --tumor: click X,Y,Z (LPS mm) in the tumour on --pre; segmented "
+        "automatically (repeatable).",
+        rich_help_panel=_PAIR,
+    ),
+    ablation_seed: list[str] = typer.Option(
+        [],
+        "--ablation-seed",
+        help="Instead of --ablation: click X,Y,Z (LPS mm) in the zone on --post.",
+        rich_help_panel=_PAIR,
+    ),
     liver: Path | None = typer.Option(
         None,
         "--liver",
@@ -129,8 +144,10 @@ def margin(
     Either masks already in one space (--tumor --ablation [--liver] [--ct]), or a pre/post
     CT pair registered rigid + deformable (--pre --post --tumor --ablation
     [--liver-pre --liver-post] [--landmarks-pre --landmarks-post]); without liver
-    masks a region around the ablation zone drives the registration. Writes
-    OUT/margin.json, OUT/report.html and OUT/margin_map.nii.gz.
+    masks a region around the ablation zone drives the registration. In the pair
+    mode --tumor-seed / --ablation-seed (a click, LPS mm) replace the masks: they
+    are segmented into OUT/segmentation/. Writes OUT/margin.json, OUT/report.html
+    and OUT/margin_map.nii.gz.
     """
 
     from hepanav import DISCLAIMER
@@ -146,6 +163,33 @@ def margin(
     if subcapsular and subcapsular_mm is None:
         subcapsular_mm = DEFAULT_SUBCAPSULAR_MM
 
+    # Masks from seeds (hepanav.segmentation): segmented before the margin pipeline,
+    # written to OUT/segmentation/ with their own reports.
+    if tumor_seed or ablation_seed:
+        from dataclasses import replace
+
+        from hepanav.segmentation.pipeline import masks_for_margin
+
+        if from_pacs:
+            raise InputError("seeds need --pre/--post files, not --from-pacs", "--tumor-seed")
+        # Options are checked before any segmentation writes a file.
+        provisional = MarginInputs(
+            tumor=Path("--tumor-seed"), ablation=Path("--ablation-seed"), liver=liver, pre=pre,
+            post=post, liver_pre=liver_pre, liver_post=liver_post,
+            landmarks_pre=landmarks_pre, landmarks_post=landmarks_post,
+            subcapsular_mm=subcapsular_mm, ct=ct,
+        )
+        replace(provisional, tumor=tumor or provisional.tumor,
+                ablation=ablation or provisional.ablation).check()
+        tumor, ablation = masks_for_margin(
+            out, pre, post, tumor, ablation, tumor_seed, ablation_seed
+        )
+    if tumor is None:
+        raise InputError("give --tumor MASK or --tumor-seed X,Y,Z (with --pre)", "--tumor")
+    if ablation is None:
+        raise InputError(
+            "give --ablation MASK or --ablation-seed X,Y,Z (with --post)", "--ablation"
+        )
     from hepanav.dicom.hooks import DicomIO
 
     if from_pacs:

@@ -64,7 +64,7 @@ class MarginInputs:
     mask_threshold: float | None = None
     pre_series: str | None = None
     post_series: str | None = None
-    ct: Path | None = None  # CT behind the figures in the one-space mode (--ct)
+    ct: Path | None = None  # CT behind the figures in the one-space mode (--ct), from main
 
     @property
     def registered(self) -> bool:
@@ -309,6 +309,8 @@ def run_margin_pipeline(
         "map": write_image(margin_map(measurement), out / "margin_map.nii.gz"),
     }
     run = MarginRun(result, measurement, registration, images, paths)
+    from hepanav.margin.segments import write_segments  # main's DICOM SEG export masks
+
     paths.update(write_segments(run, out))  # masks for the DICOM SEG export
     if report:
         from hepanav.margin.report import write_report

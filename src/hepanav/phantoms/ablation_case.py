@@ -260,6 +260,18 @@ def paint_scans(
         noise_hu=lesion_noise,
         rng=rng,
     )
+    if params.zone.tract_diameter_mm > 0 or params.zone.gas_bubbles > 0:
+        from hepanav.phantoms.zone_features import paint_tract_and_gas
+
+        paint_tract_and_gas(
+            post_hu,
+            post_grid,
+            zone,
+            params.zone.tract_diameter_mm,
+            params.zone.tract_out_mm,
+            params.zone.gas_bubbles,
+            np.random.default_rng([seed, 3]),  # own stream: other draws stay as they were
+        )
     if base.procedural:
         pre_hu = add_noise(pre_hu, params.noise_hu, np.random.default_rng([seed, 1]))
         post_hu = add_noise(post_hu, params.noise_hu, np.random.default_rng([seed, 2]))

@@ -104,6 +104,13 @@ class ZoneSpec(_Spec):
         35.0, description="enhancing rim (periablational hyperaemia) relative to liver, HU"
     )
     rim_mm: float = Field(1.5, ge=0, le=6, description="thickness of the enhancing rim, mm")
+    tract_diameter_mm: float = Field(
+        0.0, ge=0, le=4, description="gas-filled needle tract along the zone's long axis, mm"
+    )
+    tract_out_mm: float = Field(
+        10.0, ge=0, le=40, description="how far the tract runs beyond the zone surface, mm"
+    )
+    gas_bubbles: int = Field(0, ge=0, le=20, description="gas bubbles (1-2 mm) inside the zone")
 
 
 class DeformationSpec(_Spec):

@@ -1,9 +1,87 @@
-"""Command-line commands of this package (filled in as the package grows)."""
+"""CLI: ``hepanav segment tumor|ablation|liver``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+_EDIT = "editing"
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to ``app``."""
+    """Add ``hepanav segment`` to the root app."""
+    app.command("segment")(segment)
+
+
+def segment(
+    structure: str = typer.Argument(..., help="tumor, ablation or liver."),
+    ct: Path = typer.Option(..., "--ct", help="CT (NIfTI/NRRD/MHA or DICOM folder), HU."),
+    out: Path = typer.Option(..., "--out", help="Mask to write (.nii.gz, .nrrd, .mha)."),
+    seed: list[str] = typer.Option(
+        [], "--seed", help="Click inside the structure: X,Y,Z in LPS mm (repeatable)."
+    ),
+    seed_voxel: list[str] = typer.Option(
+        [], "--seed-voxel", help="Click as a voxel index I,J,K (0-based, x,y,z order)."
+    ),
+    appearance: str = typer.Option(
+        "auto", "--appearance", help="Tumour only: hypo, hyper or auto (from the seed)."
+    ),
+    include: list[str] = typer.Option(
+        [],
+        "--include",
+        help="Extra point X,Y,Z (LPS mm) that belongs to it.",
+        rich_help_panel=_EDIT,
+    ),
+    exclude: list[str] = typer.Option(
+        [],
+        "--exclude",
+        help="Point X,Y,Z (LPS mm) that does not; cuts off its side.",
+        rich_help_panel=_EDIT,
+    ),
+    max_radius_mm: float | None = typer.Option(
+        None,
+        "--max-radius-mm",
+        help="Leak limit: largest distance from a seed, mm (tumour 40, zone 45, liver 250).",
+        rich_help_panel=_EDIT,
+    ),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),
+) -> None:
+    """Segment a tumour (pre CT), an ablation zone (post CT) or the liver from clicks.
+
+    Writes the mask (0/1, the CT's grid), MASK.json and MASK.html (slices with the
+    contour, volume, seed) beside it. A seed outside the image or body, in air or
+    bone, on tissue that does not look like the structure, or a leak past
+    --max-radius-mm: one-line error, exit 2, nothing written.
+    """
+    from hepanav import DISCLAIMER
+    from hepanav.core.errors import InputError
+    from hepanav.segmentation.pipeline import STRUCTURES, segment_file
+
+    if structure not in STRUCTURES:
+        raise InputError(
+            f"unknown structure {structure!r}; use tumor, ablation or liver", "STRUCTURE"
+        )
+    if appearance not in ("auto", "hypo", "hyper"):
+        raise InputError(f"use hypo, hyper or auto, got {appearance!r}", "--appearance")
+    result, _ = segment_file(
+        structure,
+        ct,
+        out,
+        seeds=seed,
+        seed_voxels=seed_voxel,
+        include=include,
+        exclude=exclude,
+        appearance=appearance,
+        max_radius_mm=max_radius_mm,
+        report=not no_report,
+    )
+    kind = f" ({result.appearance}dense)" if result.appearance and structure == "tumor" else ""
+    typer.echo(
+        f"{structure}{kind}: {result.volume_ml:.2f} ml, {result.equivalent_diameter_mm:.1f} mm "
+        f"sphere-equivalent; {result.seconds:.1f} s"
+    )
+    typer.echo(f"mask: {result.mask}")
+    if result.report:
+        typer.echo(f"report: {result.report}")
+    typer.echo(DISCLAIMER, err=True)

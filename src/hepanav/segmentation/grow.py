@@ -1,0 +1,456 @@
+"""Adaptive-threshold region growing for a focal lesion around seed clicks.
+
+The method (chosen by measurement, docs/segmentation.md): Gaussian smoothing
+(sigma 1 mm, physical), lesion attenuation from the median within 2 mm of the
+seeds, surrounding parenchyma from the histogram mode of the region of interest,
+then SimpleITK ``ConnectedThreshold`` at the midpoint between the two (the 50 %
+partial-volume level, i.e. the true edge of a blurred step) and parenchyma
+re-estimated in a shell 2.5-7 mm outside the grown region until it settles. A
+morphological opening (1-2.5 mm ball) then cuts thin attachments (vessels,
+needle tracts, necks into fat) and holes are filled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import SimpleITK as sitk
+
+from hepanav.core.errors import InputError
+from hepanav.imaging.geometry import voxel_to_lps
+from hepanav.segmentation.morphology import (
+    component_at,
+    dilate_mm,
+    fill_holes,
+    open_mm,
+    signed_distance_mm,
+)
+from hepanav.segmentation.seeds import Seed
+from hepanav.segmentation.windows import hu_windows
+
+Appearance = Literal["hypo", "hyper", "auto"]
+
+
+SMOOTHING_MM = 1.0
+SEED_RADIUS_MM = 3.0
+SHELL_MM = (2.5, 7.0)
+RIM_MM = 4.5
+RECONSTRUCT_MM = 1.5
+DARK_MM = 2.0
+# Growing is held within STAR_FACTOR x the median edge distance + STAR_PAD_MM of the
+# seeds: lesions are roughly star-shaped about a central click (lobulation and axis
+# ratios of 0.6 stay well inside).
+STAR_FACTOR = 1.6
+STAR_PAD_MM = 3.0
+ROI_PAD_MM = 8.0
+MAX_ITERATIONS = 4
+MAX_DELTA_HU = 30.0
+# Surface smoothing of the final lesion masks (result.smooth_surface), mm.
+SURFACE_SIGMA_MM = 1.0
+
+
+@dataclass
+class Grown:
+    """A grown lesion on the region-of-interest grid, with what was measured on the way."""
+
+    mask: sitk.Image
+    smoothed: sitk.Image
+    appearance: Literal["hypo", "hyper"]
+    lesion_hu: float
+    parenchyma_hu: float
+    window_hu: tuple[float, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def roi_around(ct: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
+    """Float32 crop of ``ct``: the seeds' box grown by ``radius_mm`` (clipped to the image)."""
+    idx = np.asarray([s.index for s in seeds])
+    pad = np.ceil(radius_mm / np.asarray(ct.GetSpacing())).astype(int)
+    lo = np.maximum(idx.min(axis=0) - pad, 0)
+    hi = np.minimum(idx.max(axis=0) + pad, np.asarray(ct.GetSize()) - 1)
+    roi = sitk.RegionOfInterest(ct, (hi - lo + 1).tolist(), lo.tolist())
+    return sitk.Cast(roi, sitk.sitkFloat32)
+
+
+def smoothing_sigma(image: sitk.Image) -> list[float]:
+    """Gaussian sigma per axis, mm (``SMOOTHING_MM``; measured in docs/segmentation.md).
+
+    On 1.5 mm and 3 mm voxels 1 mm beat 1.5 and 2 mm: more smoothing blurs curved
+    edges inwards, less leaves the noise to break the threshold.
+    """
+    return [SMOOTHING_MM] * image.GetDimension()
+
+
+def local_seeds(roi: sitk.Image, seeds: list[Seed]) -> list[Seed]:
+    """The seeds with indices relative to ``roi`` (same LPS points)."""
+    out = []
+    for s in seeds:
+        index = roi.TransformPhysicalPointToIndex(s.lps)
+        out.append(Seed(s.lps, tuple(int(v) for v in index), s.label))
+    return out
+
+
+def histogram_mode(values: np.ndarray, bin_hu: float = 4.0) -> tuple[float, int]:
+    """Mode (HU) of a lightly smoothed histogram and the count in its peak bin."""
+    if values.size == 0:
+        return float("nan"), 0
+    lo, hi = np.floor(values.min()), np.ceil(values.max()) + bin_hu
+    counts, edges = np.histogram(values, bins=np.arange(lo, hi + bin_hu, bin_hu))
+    smooth = np.convolve(np.pad(counts, 2), [1, 2, 3, 2, 1], mode="same")[2:-2]
+    k = int(np.argmax(smooth))
+    return float(0.5 * (edges[k] + edges[k + 1])), int(smooth[k])
+
+
+def _ball_values(smoothed: sitk.Image, seeds: list[Seed], radius_mm: float) -> np.ndarray:
+    """Values of the voxels within ``radius_mm`` of any seed (only the seeds' box is read)."""
+    roi = roi_around(smoothed, seeds, radius_mm)
+    arr = sitk.GetArrayViewFromImage(roi)
+    k, j, i = np.indices(arr.shape)
+    pts = np.stack([i, j, k], axis=-1).reshape(-1, 3)
+    lps = voxel_to_lps(roi, pts)
+    d = np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in seeds], axis=0)
+    return np.asarray(arr).reshape(-1)[d <= radius_mm]
+
+
+def seed_distance_mm(image: sitk.Image, seeds: list[Seed], mask: np.ndarray) -> np.ndarray:
+    """Distance (mm) from each foreground voxel of ``mask`` (z, y, x) to its nearest seed."""
+    k, j, i = np.nonzero(mask)
+    lps = voxel_to_lps(image, np.column_stack([i, j, k]))
+    return np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in seeds], axis=0)
+
+
+def grow_lesion(
+    ct: sitk.Image,
+    seeds: list[Seed],
+    appearance: Appearance,
+    max_radius_mm: float,
+    what: str,
+    *,
+    include: list[Seed] | None = None,
+    exclude: list[Seed] | None = None,
+    lower_floor_hu: float | None = None,
+    dark_is_lesion: bool = False,
+) -> Grown:
+    """Grow a hypo- or hyperattenuating lesion from seeds on the CT (see module doc).
+
+    Parameters
+    ----------
+    ct : SimpleITK.Image
+        CT in HU (any geometry).
+    seeds : list of Seed
+        At least one click inside the lesion; all must lie in the image.
+    appearance : {"hypo", "hyper", "auto"}
+        Darker or brighter than the surrounding parenchyma; ``auto`` decides from
+        the seed against the surroundings.
+    max_radius_mm : float
+        No voxel of the result may lie farther than this from its nearest seed;
+        growing past it is a leak and an error.
+    what : str
+        Name of the structure for messages ("tumour", "ablation zone").
+    include, exclude : list of Seed, optional
+        Extra points that belong to the lesion (grown from too), and points that do
+        not: lesion voxels closer to an exclude point than to every seed are cut off.
+    lower_floor_hu : float, optional
+        Never grow below this HU (default: the fat limit of ``hu_windows.yaml``).
+    dark_is_lesion : bool
+        Voxels darker than the grown range within ``DARK_MM`` of the region (gas in
+        an ablation zone, its needle tract) count as lesion.
+
+    Returns
+    -------
+    Grown
+        Mask (uint8 0/1) on the region-of-interest grid, plus the HU it used.
+
+    Raises
+    ------
+    InputError
+        Seed on a voxel that does not look like such a lesion (no contrast, wrong
+        sign), or a leak past ``max_radius_mm``.
+    """
+    win = hu_windows()
+    include, exclude = list(include or []), list(exclude or [])
+    roi = roi_around(ct, seeds + include, max_radius_mm + ROI_PAD_MM)
+    smoothed = sitk.SmoothingRecursiveGaussian(roi, smoothing_sigma(roi))
+    seeds_r = local_seeds(roi, seeds)
+    grow_from = seeds_r + local_seeds(roi, include)
+    exclude_r = local_seeds(roi, exclude) if exclude else []
+    floor = win["fat_below_hu"] if lower_floor_hu is None else lower_floor_hu
+    # Mode of the soft-tissue values near the seeds: robust to gas, a tract or a
+    # vessel passing next to the click (a median would be pulled towards them).
+    near = _ball_values(smoothed, seeds_r, SEED_RADIUS_MM)
+    near = near[near > floor]
+    if near.size == 0:
+        raise InputError(
+            f"no soft tissue around the seed: it does not look like a {what}", seeds[0].describe()
+        )
+    lesion_hu = histogram_mode(near, 2.0)[0]
+    noise = float(1.4826 * np.median(np.abs(near - np.median(near))))
+    # Three noise SDs separate lesion from parenchyma; capped, since gas or a vessel
+    # by the click widens the spread without the parenchyma being farther away.
+    delta = float(np.clip(3.0 * noise, win["min_lesion_contrast_hu"], MAX_DELTA_HU))
+
+    around = _ball_values(smoothed, seeds_r, max_radius_mm)
+    soft = around[(around > floor) & (around < win["bone_above_hu"])]
+    darker, n_dark = histogram_mode(soft[soft < lesion_hu - delta])
+    brighter, n_bright = histogram_mode(soft[soft > lesion_hu + delta])
+    chosen = appearance
+    if appearance == "auto":
+        chosen = "hypo" if n_bright >= n_dark else "hyper"
+    parenchyma = brighter if chosen == "hypo" else darker
+    if not np.isfinite(parenchyma):
+        kind = "darker" if chosen == "hypo" else "brighter"
+        raise InputError(
+            f"does not look like a {chosen}dense {what}: the seed ({lesion_hu:.0f} HU) is not "
+            f"{kind} than its surroundings by {delta:.0f} HU or more",
+            seeds[0].describe(),
+        )
+
+    # Work on a box around the lesion only (its size from a first ray cast): on a
+    # 0.8 mm CT the full leak-limit ball is ~10x more voxels than a 3 cm lesion needs.
+    r0 = star_radius_mm(smoothed, seeds_r, 0.5 * (lesion_hu + parenchyma), chosen, max_radius_mm)
+    if r0 < max_radius_mm:
+        box = 2.0 * r0 + STAR_PAD_MM + SHELL_MM[1] + RIM_MM
+        if box < max_radius_mm + ROI_PAD_MM:
+            roi = roi_around(roi, seeds_r + local_seeds(roi, include), box)
+            smoothed = roi_around(smoothed, seeds_r + local_seeds(smoothed, include), box)
+            seeds_r = local_seeds(roi, seeds)
+            grow_from = seeds_r + local_seeds(roi, include)
+            exclude_r = local_seeds(roi, exclude) if exclude else []
+    notes: list[str] = []
+    mask = None
+    edge = parenchyma  # attenuation just outside the edge (a rim, when there is one)
+    for _ in range(MAX_ITERATIONS):
+        threshold = 0.5 * (lesion_hu + edge)
+        contrast = max(abs(parenchyma - lesion_hu), 40.0)
+        if chosen == "hypo":
+            window = (max(lesion_hu - 1.5 * contrast, floor), threshold)
+        else:
+            window = (threshold, min(lesion_hu + contrast, win["bone_above_hu"]))
+        radius = star_radius_mm(smoothed, seeds_r, threshold, chosen, max_radius_mm)
+        if radius >= max_radius_mm:
+            raise InputError(
+                f"the {what} leaked: from the seed the {chosen}dense region reaches "
+                f"--max-radius-mm {max_radius_mm:g} in most directions (the seed may be in "
+                "parenchyma or a large structure; click the lesion centre or raise "
+                "--max-radius-mm)",
+                seeds[0].describe(),
+            )
+        limit = STAR_FACTOR * radius + STAR_PAD_MM
+        inside = _ball_mask(smoothed, seeds_r + local_seeds(roi, include), limit)
+        outside_value = window[1] + 1000.0 if chosen == "hypo" else window[0] - 1000.0
+        bounded = sitk.Mask(smoothed, inside, outsideValue=outside_value)
+        starts = [_nearest_in_window(bounded, s, window) for s in grow_from]
+        mask = sitk.ConnectedThreshold(
+            bounded,
+            seedList=[s.index for s in starts],
+            lower=float(window[0]),
+            upper=float(window[1]),
+            replaceValue=1,
+        )
+        mask = _cut_excluded(mask, grow_from, exclude_r)
+        if dark_is_lesion:
+            # Gas (and its partial-volume ring) beside the grown region is lesion: it
+            # must not leave holes and channels that the opening would widen.
+            dark = sitk.Cast(bounded < window[0], sitk.sitkUInt8)
+            mask = sitk.Or(mask, sitk.And(dark, dilate_mm(mask, DARK_MM)))
+        # Thin attachments (a vessel touching a hypervascular lesion, a tract) are cut
+        # before the leak test: only what stays connected through them is a leak.
+        mask = _clean(mask, grow_from)
+        _check_leak(mask, roi, grow_from, max_radius_mm, what, seeds[0])
+        shell = sitk.And(dilate_mm(mask, SHELL_MM[1]), sitk.Not(dilate_mm(mask, SHELL_MM[0])))
+        values = sitk.GetArrayViewFromImage(smoothed)[sitk.GetArrayViewFromImage(shell) > 0]
+        values = values[(values > floor) & (values < win["bone_above_hu"])]
+        if values.size < 20:
+            break
+        new = float(np.median(values))
+        # The shell must stay on the far side of the threshold, else it holds lesion.
+        if (chosen == "hypo" and new <= threshold) or (chosen == "hyper" and new >= threshold):
+            # What surrounds the grown region looks like the seed: no lesion there
+            # (a noise blob in parenchyma), unless the contrast check below passes.
+            parenchyma = new
+            break
+        new_edge = _edge_value(roi, mask, new, chosen)
+        settled = abs(new - parenchyma) < 1.0 and abs(new_edge - edge) < 1.0
+        parenchyma, edge = new, new_edge
+        if settled:
+            break
+    if abs(parenchyma - lesion_hu) < win["min_lesion_contrast_hu"]:
+        raise InputError(
+            f"does not look like a {what}: the seed ({lesion_hu:.0f} HU) differs from the "
+            f"surrounding parenchyma ({parenchyma:.0f} HU) by less than "
+            f"{win['min_lesion_contrast_hu']:.0f} HU",
+            seeds[0].describe(),
+        )
+    return Grown(mask, smoothed, chosen, lesion_hu, parenchyma, window, notes)
+
+
+def _edge_value(image: sitk.Image, mask: sitk.Image, parenchyma: float, chosen: str) -> float:
+    """What the lesion edge blurs into: an enhancing rim when one hugs the lesion.
+
+    Median HU of each one-voxel layer outside the mask up to ``RIM_MM``; the most
+    extreme layer (brightest for a hypodense lesion) is the rim when it is beyond the
+    parenchyma. The lesion's edge is then the inner edge of the rim and the 50 %
+    level lies between lesion and rim. Without a rim the layers climb from the
+    partial-volume blur to the parenchyma, and the parenchyma is used.
+    """
+    dist = sitk.GetArrayFromImage(signed_distance_mm(mask))
+    # The unsmoothed CT: smoothing would flatten a thin rim's peak (the median over a
+    # whole layer removes the noise instead).
+    values = sitk.GetArrayViewFromImage(image)
+    step = float(max(mask.GetSpacing()))
+    layers = []
+    for lo in np.arange(0.0, RIM_MM, step):
+        sel = (dist > lo) & (dist <= lo + step)
+        if np.count_nonzero(sel) >= 20:
+            layers.append(float(np.median(values[sel])))
+    if not layers:
+        return parenchyma
+    return max(max(layers), parenchyma) if chosen == "hypo" else min(min(layers), parenchyma)
+
+
+def star_radius_mm(
+    smoothed: sitk.Image, seeds: list[Seed], threshold: float, chosen: str, max_radius_mm: float
+) -> float:
+    """Median distance (mm) from the seeds to the lesion edge over 64 ray directions.
+
+    Along each ray (0.5 mm steps) the edge is the first sample on the parenchyma
+    side of ``threshold``; a ray that never gets there counts as ``max_radius_mm``.
+    A vessel or tract attached to the lesion lengthens a few rays, not the median,
+    so the growing can be held within a ball of a few times this radius.
+    """
+    from scipy import ndimage
+
+    from hepanav.imaging.geometry import lps_to_voxel
+    from hepanav.phantoms.lesions import fibonacci_sphere
+
+    arr = sitk.GetArrayViewFromImage(smoothed)
+    u = fibonacci_sphere(64)
+    steps = np.arange(0.5, max_radius_mm + 0.5, 0.5)
+    radii = []
+    for s in seeds:
+        pts = np.asarray(s.lps) + steps[None, :, None] * u[:, None, :]
+        idx = lps_to_voxel(smoothed, pts.reshape(-1, 3))
+        vals = ndimage.map_coordinates(
+            np.asarray(arr), [idx[:, 2], idx[:, 1], idx[:, 0]], order=1, mode="nearest"
+        ).reshape(len(u), len(steps))
+        out = vals > threshold if chosen == "hypo" else vals < threshold
+        first = np.where(out.any(axis=1), steps[np.argmax(out, axis=1)], max_radius_mm)
+        radii.append(float(np.median(first)))
+    return max(radii)
+
+
+def _ball_mask(image: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
+    """uint8 mask of the voxels within ``radius_mm`` of any seed."""
+    points = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    points.CopyInformation(image)
+    for s in seeds:
+        points[s.index] = 1
+    return dilate_mm(points, radius_mm)
+
+
+def opening_radius_mm(mask: sitk.Image, seeds: list[Seed]) -> float:
+    """Opening radius: half the depth of the seeds inside the grown region, 1-8 mm.
+
+    A vessel or tract attached to the lesion is thinner than the lesion is deep at
+    its centre, so a ball of half that depth passes through the lesion but not
+    through the attachment.
+    """
+    depth = -sitk.GetArrayFromImage(signed_distance_mm(fill_holes(mask)))
+    d = max(float(depth[s.index[2], s.index[1], s.index[0]]) for s in seeds)
+    return float(np.clip(0.5 * d, 1.0, 8.0))
+
+
+def _clean(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
+    """Opening (cuts attachments) + the grown voxels within ``RECONSTRUCT_MM`` of it
+    (restores the surface detail the ball missed) + hole filling; seeds' component."""
+    radius = opening_radius_mm(mask, seeds)
+    step = float(max(mask.GetSpacing()))
+    # Components of the opened region near the seeds (a click beside gas or a tract
+    # may itself be opened away; the lesion body is then just next to it).
+    core = _components_near(open_mm(mask, radius), seeds, radius + 2 * step)
+    if not np.any(sitk.GetArrayViewFromImage(core)):
+        core = mask  # a lesion thinner than the opening: keep what grew
+    kept = sitk.And(mask, dilate_mm(core, max(RECONSTRUCT_MM, step)))
+    # The restored shell must not keep the stub of what the opening cut off (a
+    # vessel, a tract): shell voxels touching the cut-off part go too.
+    cut = sitk.And(mask, sitk.Not(kept))
+    shell = sitk.And(kept, sitk.Not(core))
+    stub = sitk.And(shell, dilate_mm(cut, 1.01 * step))
+    kept = sitk.And(kept, sitk.Not(stub))
+    return fill_holes(component_at(kept, [s.index for s in seeds]))
+
+
+def _nearest_in_window(image: sitk.Image, seed: Seed, window, radius_mm: float = 3.0) -> Seed:
+    """The seed, or the nearest voxel within ``radius_mm`` whose value is in ``window``
+    (a click on a partial-volume voxel beside gas or a vessel still starts the growing)."""
+    arr = sitk.GetArrayViewFromImage(image)
+    i, j, k = seed.index
+    if window[0] <= arr[k, j, i] <= window[1]:
+        return seed
+    sp = np.asarray(image.GetSpacing())
+    r = np.ceil(radius_mm / sp).astype(int)
+    lo = np.maximum(np.asarray(seed.index) - r, 0)
+    hi = np.minimum(np.asarray(seed.index) + r + 1, np.asarray(image.GetSize()))
+    block = np.asarray(arr[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]])
+    kk, jj, ii = np.nonzero((block >= window[0]) & (block <= window[1]))
+    if kk.size == 0:
+        return seed
+    d = (
+        ((ii + lo[0] - i) * sp[0]) ** 2
+        + ((jj + lo[1] - j) * sp[1]) ** 2
+        + ((kk + lo[2] - k) * sp[2]) ** 2
+    )
+    n = int(np.argmin(d))
+    return Seed(seed.lps, (int(ii[n] + lo[0]), int(jj[n] + lo[1]), int(kk[n] + lo[2])), seed.label)
+
+
+def _components_near(mask: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
+    """Union of the connected components of ``mask`` within ``radius_mm`` of any seed."""
+    labels = sitk.ConnectedComponent(sitk.Cast(mask > 0, sitk.sitkUInt8), True)
+    arr = sitk.GetArrayFromImage(labels)
+    ball = sitk.GetArrayViewFromImage(_ball_mask(mask, seeds, radius_mm)) > 0
+    keep = np.unique(arr[ball & (arr > 0)])
+    out = sitk.GetImageFromArray(np.isin(arr, keep).astype(np.uint8))
+    out.CopyInformation(mask)
+    return out
+
+
+def _cut_excluded(mask: sitk.Image, seeds: list[Seed], exclude: list[Seed]) -> sitk.Image:
+    """Remove voxels closer to an exclude point than to every seed; keep the seeds' part."""
+    if not exclude:
+        return mask
+    arr = sitk.GetArrayFromImage(mask).astype(bool)
+    k, j, i = np.nonzero(arr)
+    lps = voxel_to_lps(mask, np.column_stack([i, j, k]))
+    d_in = np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in seeds], axis=0)
+    d_out = np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in exclude], axis=0)
+    arr[k[d_out < d_in], j[d_out < d_in], i[d_out < d_in]] = False
+    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    out.CopyInformation(mask)
+    return component_at(out, [s.index for s in seeds])
+
+
+def _check_leak(
+    mask: sitk.Image,
+    roi: sitk.Image,
+    seeds: list[Seed],
+    max_radius_mm: float,
+    what: str,
+    first: Seed,
+) -> None:
+    arr = sitk.GetArrayViewFromImage(mask) > 0
+    if not arr.any():
+        raise InputError(
+            f"nothing grew from the seed: it does not look like a {what}", first.describe()
+        )
+    far = float(seed_distance_mm(roi, seeds, arr).max())
+    if far > max_radius_mm:
+        raise InputError(
+            f"the {what} leaked: the region grew {far:.0f} mm from the seed, past "
+            f"--max-radius-mm {max_radius_mm:g} (the seed may be in parenchyma or a large "
+            "structure of similar attenuation; click the lesion centre, add --exclude, or "
+            "raise --max-radius-mm)",
+            first.describe(),
+        )

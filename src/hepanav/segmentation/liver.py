@@ -1,0 +1,189 @@
+"""Liver from one click: parenchyma region, vessels inside filled, capsule smooth.
+
+Works on a coarse grid (about ``WORK_MM`` voxels, by bin averaging) for speed:
+Gaussian smoothing, the parenchyma HU from the median around the seed, SimpleITK
+``ConnectedThreshold`` within +-``max(3 SD, WINDOW_HU)`` of it, an opening that cuts
+the thin bridges to neighbours of similar attenuation (diaphragm/heart, stomach
+wall, spleen, muscle), the seed's component, closing and axial hole filling for
+the vessels inside, then a Gaussian-smoothed surface resampled onto the CT grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from hepanav.core.errors import InputError
+from hepanav.segmentation.grow import seed_distance_mm
+from hepanav.segmentation.morphology import close_mm, component_at, dilate_mm, open_mm
+from hepanav.segmentation.result import Segmentation
+from hepanav.segmentation.seeds import Seed, check_tissue, local_hu
+from hepanav.segmentation.windows import hu_windows
+
+WORK_MM = 2.0
+SMOOTHING_MM = 1.5
+WINDOW_HU = 20.0
+OPENING_MM = 9.0
+LOWER_FACTOR = 0.6
+CLOSING_MM = 6.0
+SURFACE_SIGMA_MM = 2.0
+DEFAULT_MAX_RADIUS_MM = 250.0
+MAX_LIVER_ML = 4000.0
+# Smallest plausible liver (also a partial field of view): below, the seed was on
+# something else (a lesion, a vessel, the spleen tip). HepaNav default.
+MIN_LIVER_ML = 150.0
+
+
+def working_image(ct: sitk.Image, work_mm: float = WORK_MM) -> sitk.Image:
+    """Float32 CT bin-averaged to about ``work_mm`` voxels (integer factors per axis)."""
+    factors = [max(1, int(round(work_mm / s))) for s in ct.GetSpacing()]
+    image = sitk.Cast(ct, sitk.sitkFloat32)
+    return sitk.BinShrink(image, factors) if any(f > 1 for f in factors) else image
+
+
+def segment_liver(
+    ct: sitk.Image,
+    seeds: list[Seed],
+    max_radius_mm: float = DEFAULT_MAX_RADIUS_MM,
+    include: list[Seed] | None = None,
+    exclude: list[Seed] | None = None,
+) -> Segmentation:
+    """Segment the liver from one (or more) clicks in the parenchyma.
+
+    Parameters
+    ----------
+    ct : SimpleITK.Image
+        CT in HU, any phase (unenhanced liver 50-65 HU, portal venous 100-130 HU).
+    seeds : list of Seed
+        Clicks in liver parenchyma, away from large vessels and lesions.
+    max_radius_mm : float
+        No liver voxel farther than this from a seed (mm); beyond is a leak.
+    include, exclude : list of Seed, optional
+        Extra parenchyma points (grown from), and points of a neighbour the liver
+        leaked into (voxels closer to them than to every seed are cut off).
+
+    Returns
+    -------
+    Segmentation
+        Mask on the CT grid.
+
+    Raises
+    ------
+    InputError
+        Seed in air/bone/fat or at an attenuation no liver has; a leak (past
+        ``max_radius_mm`` or more than 4 litres).
+    """
+    win = hu_windows()
+    include, exclude = list(include or []), list(exclude or [])
+    for s in seeds + include:
+        check_tissue(ct, s, "liver")
+    work = working_image(ct)
+    smoothed = sitk.SmoothingRecursiveGaussian(work, SMOOTHING_MM)
+    grow_from = [_local(work, s) for s in seeds + include]
+    liver_hu = _parenchyma_mode(smoothed, grow_from[: len(seeds)])
+    sd = float(np.median([local_hu(smoothed, s, 8.0)[1] for s in grow_from[: len(seeds)]]))
+    if not win["liver_min_hu"] <= liver_hu <= win["liver_max_hu"]:
+        raise InputError(
+            f"does not look like liver parenchyma: {liver_hu:.0f} HU around the seed (liver is "
+            f"{win['liver_min_hu']:.0f}-{win['liver_max_hu']:.0f} HU in any phase)",
+            seeds[0].describe(),
+        )
+    half = max(3.0 * sd, WINDOW_HU)
+    window = (min(liver_hu - half, LOWER_FACTOR * liver_hu), liver_hu + half)
+    grown = sitk.ConnectedThreshold(
+        smoothed, seedList=[s.index for s in grow_from], lower=window[0], upper=window[1]
+    )
+    if exclude:
+        from hepanav.segmentation.grow import _cut_excluded
+
+        grown = _cut_excluded(grown, grow_from, [_local(work, s) for s in exclude])
+    core = component_at(open_mm(grown, OPENING_MM), [s.index for s in grow_from])
+    if not np.any(sitk.GetArrayViewFromImage(core)):
+        raise InputError(
+            "the region at the seed is thinner than the liver can be (under "
+            f"{2 * OPENING_MM:.0f} mm): the seed is not in liver parenchyma",
+            seeds[0].describe(),
+        )
+    # Restore the surface detail the opening removed, but not the bridges it cut.
+    liver = sitk.And(grown, dilate_mm(core, OPENING_MM))
+    liver = component_at(liver, [s.index for s in grow_from])
+    liver = close_mm(liver, CLOSING_MM)
+    liver = _fill_axial(liver)
+    _check_leak(liver, grow_from, max_radius_mm, seeds[0])
+    mask = _smooth_onto(liver, ct)
+    return Segmentation(
+        mask=mask,
+        structure="liver",
+        method=(
+            f"region growing on a {WORK_MM:g} mm grid (Gaussian {SMOOTHING_MM:g} mm, "
+            f"ConnectedThreshold seed HU +-{half:.0f}), {OPENING_MM:g} mm opening, "
+            f"{CLOSING_MM:g} mm closing and axial hole filling (vessels), Gaussian "
+            f"{SURFACE_SIGMA_MM:g} mm surface"
+        ),
+        seeds=seeds,
+        include=include,
+        exclude=exclude,
+        lesion_hu=None,
+        parenchyma_hu=liver_hu,
+        window_hu=window,
+        max_radius_mm=max_radius_mm,
+    )
+
+
+def _parenchyma_mode(smoothed: sitk.Image, seeds: list[Seed], radius_mm: float = 15.0) -> float:
+    """Histogram mode of the HU within ``radius_mm`` of the seeds: the parenchyma peak,
+    not pulled up by the enhancing vessels a median around the click would include."""
+    from hepanav.segmentation.grow import _ball_values, histogram_mode
+
+    values = _ball_values(smoothed, seeds, radius_mm)
+    return histogram_mode(values, 2.0)[0]
+
+
+def _local(image: sitk.Image, seed: Seed) -> Seed:
+    index = image.TransformPhysicalPointToIndex(seed.lps)
+    return Seed(seed.lps, tuple(int(v) for v in index), seed.label)
+
+
+def _fill_axial(mask: sitk.Image) -> sitk.Image:
+    """Fill holes slice by slice (axial in index space: the CT's slices)."""
+    arr = sitk.GetArrayFromImage(mask).astype(bool)
+    for k in range(arr.shape[0]):
+        if arr[k].any():
+            arr[k] = ndimage.binary_fill_holes(arr[k])
+    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    out.CopyInformation(mask)
+    return out
+
+
+def _check_leak(mask: sitk.Image, seeds: list[Seed], max_radius_mm: float, first: Seed) -> None:
+    arr = sitk.GetArrayViewFromImage(mask) > 0
+    ml = float(np.count_nonzero(arr)) * float(np.prod(mask.GetSpacing())) / 1000.0
+    if ml > MAX_LIVER_ML:
+        raise InputError(
+            f"the liver leaked: {ml:.0f} ml grew from the seed (more than any liver, "
+            f"{MAX_LIVER_ML:.0f} ml); add --exclude points in what it leaked into",
+            first.describe(),
+        )
+    if ml < MIN_LIVER_ML:
+        raise InputError(
+            f"does not look like the liver: only {ml:.0f} ml grew from the seed (a liver "
+            f"in view is at least {MIN_LIVER_ML:.0f} ml); click liver parenchyma, not a "
+            "lesion or vessel",
+            first.describe(),
+        )
+    far = float(seed_distance_mm(mask, seeds, arr).max())
+    if far > max_radius_mm:
+        raise InputError(
+            f"the liver leaked: the region grew {far:.0f} mm from the seed, past "
+            f"--max-radius-mm {max_radius_mm:g}",
+            first.describe(),
+        )
+
+
+def _smooth_onto(mask: sitk.Image, ct: sitk.Image) -> sitk.Image:
+    """Gaussian-smoothed mask resampled (linear) onto the CT grid, cut at 0.5."""
+    soft = sitk.SmoothingRecursiveGaussian(sitk.Cast(mask, sitk.sitkFloat32), SURFACE_SIGMA_MM)
+    # Only the box around the liver is resampled: far faster on a 512 x 512 x 300 CT.
+    up = sitk.Resample(soft, ct, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.Cast(up >= 0.5, sitk.sitkUInt8)

@@ -1,0 +1,240 @@
+"""``hepanav segment`` end to end: read the CT, check seeds, segment, write mask + JSON + report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hepanav.core.atomic import write_json
+from hepanav.core.errors import InputError
+from hepanav.imaging import read_image, write_image
+from hepanav.segmentation.result import Segmentation
+from hepanav.segmentation.schema import SeedRecord, SegmentationResult
+from hepanav.segmentation.seeds import Seed, make_seeds
+
+STRUCTURES = ("tumor", "ablation", "liver")
+MASK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
+
+
+def run_segmentation(
+    structure: str,
+    ct,
+    seeds: list[Seed],
+    *,
+    appearance: str = "auto",
+    max_radius_mm: float | None = None,
+    include: list[Seed] | None = None,
+    exclude: list[Seed] | None = None,
+) -> Segmentation:
+    """Dispatch to the segmenter of ``structure`` ("tumor", "ablation", "liver")."""
+    if not seeds:
+        raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)", "--seed")
+    if max_radius_mm is not None and not (np.isfinite(max_radius_mm) and max_radius_mm > 0):
+        raise InputError(
+            f"must be a finite distance > 0 mm, got {max_radius_mm}", "--max-radius-mm"
+        )
+    kw = {"include": include, "exclude": exclude}
+    if max_radius_mm is not None:
+        kw["max_radius_mm"] = max_radius_mm
+    if structure == "tumor":
+        from hepanav.segmentation.tumor import segment_tumor
+
+        return segment_tumor(ct, seeds, appearance=appearance, **kw)
+    if appearance != "auto":
+        raise InputError("only applies to tumours", "--appearance")
+    if structure == "ablation":
+        from hepanav.segmentation.ablation import segment_ablation
+
+        return segment_ablation(ct, seeds, **kw)
+    if structure == "liver":
+        from hepanav.segmentation.liver import segment_liver
+
+        return segment_liver(ct, seeds, **kw)
+    raise InputError(
+        f"unknown structure {structure!r}; use one of {', '.join(STRUCTURES)}", "structure"
+    )
+
+
+def _record(seed: Seed) -> SeedRecord:
+    return SeedRecord(given_as=seed.label, lps_mm=seed.lps, voxel=seed.index)
+
+
+def segment_file(
+    structure: str,
+    ct_path: str | Path,
+    out: str | Path,
+    *,
+    seeds: list[str] | None = None,
+    seed_voxels: list[str] | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    appearance: str = "auto",
+    max_radius_mm: float | None = None,
+    report: bool = True,
+) -> tuple[SegmentationResult, Segmentation]:
+    """Segment ``structure`` on the CT file and write ``out`` (mask), ``.json`` and ``.html``.
+
+    The JSON and HTML go beside the mask (``<stem>.json``, ``<stem>.html``). Nothing
+    is written when any check fails.
+
+    Raises
+    ------
+    InputError
+        Unreadable CT, malformed or misplaced seed, a structure that does not look
+        right at the seed, a leak, an unsupported output suffix.
+    """
+    out = Path(out)
+    _check_suffix(out)
+    ct = read_image(ct_path)
+    result, seg = segment_image(
+        structure,
+        ct,
+        ct_path,
+        out,
+        seeds=seeds,
+        seed_voxels=seed_voxels,
+        include=include,
+        exclude=exclude,
+        appearance=appearance,
+        max_radius_mm=max_radius_mm,
+        report=report,
+    )
+    write_outputs(result, seg, ct)
+    return result, seg
+
+
+def _check_suffix(out: Path) -> None:
+    if not out.name.lower().endswith(MASK_SUFFIXES):
+        raise InputError(
+            f"mask file must end in {', '.join(MASK_SUFFIXES)} (NIfTI, NRRD, MHA)", out
+        )
+
+
+def _stem(out: Path) -> str:
+    return out.name[: -len(".nii.gz")] if out.name.lower().endswith(".nii.gz") else out.stem
+
+
+def segment_image(
+    structure: str,
+    ct,
+    ct_path: str | Path,
+    out: Path,
+    *,
+    seeds: list[str] | None = None,
+    seed_voxels: list[str] | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    appearance: str = "auto",
+    max_radius_mm: float | None = None,
+    report: bool = True,
+    seed_option: str = "--seed",
+) -> tuple[SegmentationResult, Segmentation]:
+    """Check the seeds and segment in memory (nothing written); ``out`` names the mask to be."""
+    seed_list = make_seeds(ct, seeds, seed_voxels, seed_option)
+    inc = make_seeds(ct, include, None, "--include")
+    exc = make_seeds(ct, exclude, None, "--exclude")
+    if not seed_list:
+        raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)", seed_option)
+    from hepanav.segmentation.body import body_mask, inside_body
+
+    body = body_mask(ct)
+    for s in seed_list + inc:
+        if not inside_body(body, s.index):
+            raise InputError("seed is outside the body outline of the CT", s.describe())
+    t0 = time.perf_counter()
+    seg = run_segmentation(
+        structure,
+        ct,
+        seed_list,
+        appearance=appearance,
+        max_radius_mm=max_radius_mm,
+        include=inc,
+        exclude=exc,
+    )
+    seconds = time.perf_counter() - t0
+    stem = _stem(out)
+    volume = seg.volume_ml()
+    result = SegmentationResult(
+        structure=seg.structure,
+        ct=str(Path(ct_path).resolve()),
+        mask=str(out.resolve()),
+        report=str((out.parent / f"{stem}.html").resolve()) if report else None,
+        method=seg.method,
+        appearance=seg.appearance,
+        seeds=[_record(s) for s in seg.seeds],
+        include=[_record(s) for s in seg.include],
+        exclude=[_record(s) for s in seg.exclude],
+        lesion_hu=seg.lesion_hu,
+        parenchyma_hu=seg.parenchyma_hu,
+        window_hu=seg.window_hu,
+        max_radius_mm=seg.max_radius_mm,
+        volume_ml=volume,
+        equivalent_diameter_mm=float(2 * (3 * volume * 1000 / (4 * np.pi)) ** (1 / 3)),
+        seconds=seconds,
+        notes=seg.notes,
+    )
+    return result, seg
+
+
+def write_outputs(result: SegmentationResult, seg: Segmentation, ct) -> list[Path]:
+    """Write the mask, its JSON and (when ``result.report``) its HTML report; return paths."""
+    out = Path(result.mask)
+    stem = _stem(out)
+    written = [write_image(seg.mask, out), write_json(out.parent / f"{stem}.json", result)]
+    if result.report:
+        from hepanav.segmentation.report import write_report
+
+        written.append(write_report(result, seg, ct, Path(result.report)))
+    return written
+
+
+def masks_for_margin(
+    out: Path,
+    pre: Path | None,
+    post: Path | None,
+    tumor: Path | None,
+    ablation: Path | None,
+    tumor_seeds: list[str],
+    ablation_seeds: list[str],
+) -> tuple[Path | None, Path | None]:
+    """Segment the tumour (pre CT) and/or zone (post CT) from seeds for ``hepanav margin``.
+
+    Both are segmented in memory before anything is written, into
+    ``out/segmentation/{tumor,ablation}.nii.gz`` (+ JSON and report each). Returns
+    the (possibly new) tumour and zone mask paths.
+
+    Raises
+    ------
+    InputError
+        A mask and a seed for the same structure, a seed without its CT, any
+        segmentation error (naming the seed).
+    """
+    jobs = []
+    for name, mask, seeds_, ct_path, ct_opt in (
+        ("tumor", tumor, tumor_seeds, pre, "--pre"),
+        ("ablation", ablation, ablation_seeds, post, "--post"),
+    ):
+        option = f"--{name}-seed"
+        if seeds_ and mask is not None:
+            raise InputError(f"give --{name} or {option}, not both", option)
+        if seeds_ and ct_path is None:
+            raise InputError(f"segmenting from a seed needs the CT ({ct_opt})", option)
+        if seeds_:
+            jobs.append((name, ct_path, seeds_, option))
+    done = []
+    folder = Path(out) / "segmentation"
+    for name, ct_path, seeds_, option in jobs:
+        ct = read_image(ct_path)
+        result, seg = segment_image(
+            name, ct, ct_path, folder / f"{name}.nii.gz", seeds=seeds_, seed_option=option
+        )
+        done.append((result, seg, ct))
+    for result, seg, ct in done:
+        write_outputs(result, seg, ct)
+        if result.structure == "tumor":
+            tumor = Path(result.mask)
+        else:
+            ablation = Path(result.mask)
+    return tumor, ablation

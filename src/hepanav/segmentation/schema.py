@@ -1,0 +1,50 @@
+"""``segmentation.json``: the record written beside each mask (Pydantic; also the JSON schema).
+
+Units: LPS millimetres for points, HU for attenuation, ml for volumes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hepanav import DISCLAIMER, __version__
+
+Vec3 = tuple[float, float, float]
+
+
+class SeedRecord(BaseModel):
+    """One click as given and where it fell."""
+
+    model_config = ConfigDict(extra="forbid")
+    given_as: str = Field(description="the option and value the user gave")
+    lps_mm: Vec3 = Field(description="seed in LPS mm")
+    voxel: tuple[int, int, int] = Field(description="nearest voxel (i, j, k) of the CT")
+
+
+class SegmentationResult(BaseModel):
+    """Result of ``hepanav segment``."""
+
+    model_config = ConfigDict(extra="forbid")
+    disclaimer: str = DISCLAIMER
+    version: str = __version__
+    structure: Literal["tumor", "ablation", "liver"]
+    ct: str = Field(description="CT the mask was made on")
+    mask: str = Field(description="mask file written (same grid as the CT), 0/1")
+    report: str | None = Field(None, description="HTML report beside the mask")
+    method: str = Field(description="algorithm and its parameters")
+    appearance: Literal["hypo", "hyper"] | None = Field(
+        None, description="lesion darker or brighter than the parenchyma (lesions only)"
+    )
+    seeds: list[SeedRecord]
+    include: list[SeedRecord] = Field(default_factory=list)
+    exclude: list[SeedRecord] = Field(default_factory=list)
+    lesion_hu: float | None = Field(None, description="median HU at the seed (lesions)")
+    parenchyma_hu: float | None = Field(None, description="HU of the surrounding/liver parenchyma")
+    window_hu: tuple[float, float] | None = Field(None, description="HU range grown")
+    max_radius_mm: float | None = Field(None, description="leak limit from the nearest seed")
+    volume_ml: float = Field(description="mask volume, ml (voxel counting)")
+    equivalent_diameter_mm: float = Field(description="diameter of the sphere of that volume, mm")
+    seconds: float = Field(description="segmentation time, s")
+    notes: list[str] = Field(default_factory=list, description="things the user should know")

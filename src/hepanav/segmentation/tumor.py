@@ -1,0 +1,73 @@
+"""Tumour on the pre-procedure CT from one or more clicks.
+
+Hypodense colorectal metastases in the portal venous phase and hypervascular
+(neuroendocrine) metastases in the arterial phase; ``auto`` decides from the seed
+against its surroundings. The algorithm is :func:`hepanav.segmentation.grow.grow_lesion`.
+"""
+
+from __future__ import annotations
+
+import SimpleITK as sitk
+
+from hepanav.segmentation.grow import SURFACE_SIGMA_MM, Appearance, grow_lesion
+from hepanav.segmentation.result import Segmentation, paste, smooth_surface
+from hepanav.segmentation.seeds import Seed, check_tissue
+
+DEFAULT_MAX_RADIUS_MM = 40.0
+
+
+def segment_tumor(
+    ct: sitk.Image,
+    seeds: list[Seed],
+    appearance: Appearance = "auto",
+    max_radius_mm: float = DEFAULT_MAX_RADIUS_MM,
+    include: list[Seed] | None = None,
+    exclude: list[Seed] | None = None,
+) -> Segmentation:
+    """Segment a liver tumour around the seeds.
+
+    Parameters
+    ----------
+    ct : SimpleITK.Image
+        Pre-procedure CT in HU (any grid; LPS mm).
+    seeds : list of Seed
+        Clicks inside the tumour (see :func:`hepanav.segmentation.seeds.make_seeds`).
+    appearance : {"auto", "hypo", "hyper"}
+        Hypo- or hyperattenuating relative to the liver.
+    max_radius_mm : float
+        Largest distance of a tumour voxel from its nearest seed, mm; beyond is a leak.
+    include, exclude : list of Seed, optional
+        Editing points (grown from / cut off).
+
+    Returns
+    -------
+    Segmentation
+        Mask on the CT grid.
+
+    Raises
+    ------
+    InputError
+        Seed in air or bone, a seed that does not look like a tumour, a leak.
+    """
+    for s in seeds + list(include or []):
+        check_tissue(ct, s, "tumour")
+    grown = grow_lesion(
+        ct, seeds, appearance, max_radius_mm, "tumour", include=include, exclude=exclude
+    )
+    return Segmentation(
+        mask=paste(smooth_surface(grown.mask, SURFACE_SIGMA_MM), ct),
+        structure="tumor",
+        method=(
+            "adaptive-threshold region growing (Gaussian 1 mm, SimpleITK ConnectedThreshold at "
+            "the lesion/parenchyma midpoint, opening + hole filling)"
+        ),
+        seeds=seeds,
+        include=list(include or []),
+        exclude=list(exclude or []),
+        appearance=grown.appearance,
+        lesion_hu=grown.lesion_hu,
+        parenchyma_hu=grown.parenchyma_hu,
+        window_hu=grown.window_hu,
+        max_radius_mm=max_radius_mm,
+        notes=grown.notes,
+    )
