@@ -127,7 +127,11 @@ def export_margin(
             result,
             seg,
             numbers,
-            mam_point(result_dir, result.min_margin_mm),
+            # The measured point (sub-voxel, from margin.json) when the result has it;
+            # older results: the margin-map voxel holding the MAM.
+            np.asarray(result.mam_point_lps_mm, float)
+            if getattr(result, "mam_point_lps_mm", None) is not None
+            else mam_point(result_dir, result.min_margin_mm),
             source.frame_of_reference_uid,
         ),
         "HepaNav ablation margin report",

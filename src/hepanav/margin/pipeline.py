@@ -309,7 +309,6 @@ def run_margin_pipeline(
         "map": write_image(margin_map(measurement), out / "margin_map.nii.gz"),
     }
     run = MarginRun(result, measurement, registration, images, paths)
-    from hepanav.margin.segments import write_segments  # main's DICOM SEG export masks
 
     paths.update(write_segments(run, out))  # masks for the DICOM SEG export
     if report:
