@@ -107,11 +107,19 @@ def check_output_folder(out: str | Path) -> Path:
         ``out`` is a file, or a non-empty folder HepaNav did not write.
     """
     out = Path(out)
+    for ancestor in out.absolute().parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise InputError(
+                    f"cannot create the output folder: {ancestor} is a file (Not a directory)",
+                    out,
+                )
+            break
     if out.is_symlink() and not out.exists():
         raise InputError("is a broken symbolic link; give a folder", out)
     if out.exists():
         if not out.is_dir():
-            raise InputError("exists and is not a folder; give a folder name", out)
+            raise InputError("File exists and is not a folder; give a folder name", out)
         try:
             names = {p.name for p in out.iterdir()}
         except OSError as exc:
@@ -276,7 +284,7 @@ def output_folder(out: str | Path, command: str = "hepanav") -> Iterator[Path]:
 
 
 def final_path(path: str | Path, tmp: Path, out: str | Path) -> Path:
-    """Where ``path`` (written inside the temporary folder ``tmp``) lives once renamed to ``out``."""
+    """Where ``path``, written inside the temporary folder ``tmp``, lives once moved to ``out``."""
     path = Path(path)
     try:
         return Path(out) / path.relative_to(tmp)

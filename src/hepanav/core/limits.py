@@ -51,10 +51,11 @@ def check_memory(n_bytes: float, what: str, source: str) -> None:
         On ``source`` (the option or file field), with the estimate and the budget.
     """
     budget = memory_budget_bytes()
+    shown = _fmt_bytes(n_bytes) if math.isfinite(n_bytes) else "unbounded memory"
     if not math.isfinite(n_bytes) or n_bytes > budget:
         raise InputError(
-            f"{what} would need about {_fmt_bytes(n_bytes) if math.isfinite(n_bytes) else 'unbounded memory'}"
-            f", more than the {_fmt_bytes(budget)} this machine allows "
+            f"{what} would need about {shown}, more than the {_fmt_bytes(budget)} "
+            "this machine allows "
             "(HEPANAV_MEMORY_LIMIT_MB)",
             source,
         )

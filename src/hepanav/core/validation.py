@@ -194,19 +194,25 @@ def check_tree(
             continue
         if isinstance(node, float):
             if not math.isfinite(node):
-                raise InputError(f"{_where(where)}: numbers must be finite (no NaN or infinity)", source)
+                raise InputError(
+                    f"field '{_where(where)}': numbers must be finite (no NaN or infinity)", source
+                )
             continue
         if isinstance(node, int):
             if not -(2**63) <= node < 2**63:
-                raise InputError(f"{_where(where)}: integer out of range", source)
+                raise InputError(f"field '{_where(where)}': integer out of range", source)
             continue
         if isinstance(node, dict | list | tuple):
             if depth >= max_depth:
                 raise InputError(f"nested more than {max_depth} levels deep", source)
             items = node.items() if isinstance(node, dict) else enumerate(node)
             for key, value in items:
-                if isinstance(node, dict) and not isinstance(key, str | int | bool | float | type(None)):
-                    raise InputError(f"{_where(where)}: a mapping key must be a plain value", source)
+                if isinstance(node, dict) and not isinstance(
+                    key, str | int | bool | float | type(None)
+                ):
+                    raise InputError(
+                        f"{_where(where)}: a mapping key must be a plain value", source
+                    )
                 stack.append((value, depth + 1, [*where, key]))
             continue
         # dates/times (YAML timestamps) and bytes (!!binary) are plain leaves
@@ -290,7 +296,9 @@ def parse_yaml(
     try:
         data = loader.get_single_data()
     except _TooDeep as exc:
-        raise InputError(f"nested more than {max_depth} levels deep (line {exc.line})", source) from None
+        raise InputError(
+            f"nested more than {max_depth} levels deep (line {exc.line})", source
+        ) from None
     except RecursionError:
         raise InputError(f"nested more than {max_depth} levels deep", source) from None
     except yaml.YAMLError as exc:

@@ -7,7 +7,6 @@ and writes them onto the lesion treatment row of an ablation, in one transaction
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -22,13 +21,12 @@ from hepanav.registry.schema import MarginJson
 
 def read_margin_json(path: str | Path) -> MarginJson:
     """Parse the registry's subset of a ``margin.json``; bad files raise InputError."""
+    from hepanav.core.validation import read_user_json
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path)
+    data = read_user_json(path, "margin file")  # regular file, bounded, finite numbers
     try:
-        return MarginJson.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not JSON ({exc})", path) from None
+        return MarginJson.model_validate(data)
     except ValidationError as exc:
         raise InputError(
             f"{first_error(exc, 'file')} (is this a hepanav margin.json?)", path
