@@ -29,9 +29,17 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder."),
     ) -> None:
         """Plan stereotactic multi-needle ablation: plan.json, .mrk.json, report.html."""
+        from hepanav.core.atomic import check_output_folder, final_path, output_folder
+        from hepanav.core.paths import check_inputs_outputs
         from hepanav.planning.pipeline import run_plan
 
-        result, written = run_plan(ct, tumor, labels, label_map, margin, device, out)
+        device_file = device if device.endswith((".yaml", ".yml")) else None
+        check_inputs_outputs([ct, tumor, labels, label_map, device_file], [], folders=[out])
+        check_output_folder(out)
+        # plan.json, the markups, the crops and the report appear together or not at all.
+        with output_folder(out, "hepanav plan") as tmp:
+            result, written = run_plan(ct, tumor, labels, label_map, margin, device, tmp)
+        written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.result.message)
         for path in written:
             typer.echo(f"wrote {path}")
@@ -45,9 +53,16 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder."),
     ) -> None:
         """Find the needles in a control CT and report the target positioning errors."""
+        from hepanav.core.atomic import check_output_folder, final_path, output_folder
+        from hepanav.core.paths import check_inputs_outputs
         from hepanav.planning.pipeline import run_verification
 
-        result, written = run_verification(plan, control_ct, out)
+        # --out may not be the plan's folder (it holds plan.json and the crops read here).
+        check_inputs_outputs([plan, control_ct], [], folders=[out])
+        check_output_folder(out)
+        with output_folder(out, "hepanav verify-placement") as tmp:
+            result, written = run_verification(plan, control_ct, tmp)
+        written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.message)
         for path in written:
             typer.echo(f"wrote {path}")
