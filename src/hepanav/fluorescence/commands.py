@@ -74,6 +74,32 @@ def _ints(text: str, n: int, field: str) -> tuple:
     return values
 
 
+def _recorded(source: str | Path | None) -> str | None:
+    """An input as results record it: never an absolute path (hepanav.core.paths)."""
+    from hepanav.core.paths import recorded_path
+
+    if source is None:
+        return None
+    text = str(source)
+    if text.startswith("camera:") or Path(text).exists():
+        return text if text.startswith("camera:") else recorded_path(text)
+    parent = Path(text).parent  # a glob such as frames/*.png
+    return f"{recorded_path(parent)}/{Path(text).name}"
+
+
+def _check_io(inputs, out: Path, folder: bool = True) -> None:
+    """Refuse an output that is, holds or sits inside an input, before any work starts."""
+    from hepanav.core.atomic import check_output_folder
+    from hepanav.core.paths import check_inputs_outputs
+
+    paths = [None if p is None or str(p).startswith("camera:") else p for p in inputs]
+    if folder:
+        check_inputs_outputs(paths, [], folders=[out])
+        check_output_folder(out)
+    else:
+        check_inputs_outputs(paths, [out])
+
+
 def _settings(bit_depth, mm_per_px, inner, outer, roi):
     from hepanav.core import InputError
     from hepanav.fluorescence.schema import AnalysisSettings, BackgroundDefinition
@@ -156,6 +182,7 @@ def analyze_cmd(
 
     Writes OUT/lesions.json, OUT/frames.csv, OUT/display.mp4 and OUT/report.html.
     """
+    from hepanav.core.atomic import output_folder
     from hepanav.core.progress import progress
     from hepanav.fluorescence.report import write_analysis_report
     from hepanav.fluorescence.schema import InputDescription
@@ -165,32 +192,46 @@ def analyze_cmd(
     settings = _settings(bit_depth, mm_per_px, bg_inner_px, bg_outer_px, bg_roi)
     options = _display_options(display_mode, colour, gain, gain_range)
     _check_max_frames(max_frames)
+    _check_io([nir, white], out)
     info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour)
     _check_roi_inside(settings, info["frame_size_wh"])
     settings = settings.model_copy(update={"bit_depth": info["bit_depth"]})
     desc = InputDescription(
-        nir=str(nir),
-        white=None if white is None else str(white),
+        nir=_recorded(nir),
+        white=_recorded(white),
         layout=layout,
         frame_size_wh=info["frame_size_wh"],
         bit_depth=info["bit_depth"],
         fps=info["fps"],
     )
-    with progress(disable=quiet) as bar:
+    interrupted = False
+    # One output set: lesions.json, frames.csv, display.mp4 and report.html appear
+    # together. Ctrl-C (the way to end a camera session) keeps the frames analysed so
+    # far as a complete set whose lesions.json says complete=false.
+    with progress(disable=quiet) as bar, output_folder(out, "hepanav fluoro analyze") as tmp:
         task = bar.add_task("Analysing frames", total=max_frames or info.get("count"))
-        result, snapshot = analyze_stream(
-            info,
-            pairs,
-            out,
-            settings,
-            options,
-            desc,
-            video_name="display.mp4" if video else None,
-            max_frames=max_frames,
-            on_frame=lambda rec: bar.advance(task),
+        try:
+            result, snapshot = analyze_stream(
+                info,
+                pairs,
+                tmp,
+                settings,
+                options,
+                desc,
+                video_name="display.mp4" if video else None,
+                max_frames=max_frames,
+                on_frame=lambda rec: bar.advance(task),
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        else:
+            if report:
+                write_analysis_report(tmp / "report.html", result, snapshot)
+    if interrupted:
+        typer.echo(
+            f"interrupted: the frames analysed so far are in {out} (complete=false)", err=True
         )
-    if report:
-        write_analysis_report(out / "report.html", result, snapshot)
+        raise typer.Exit(130)
     n_lesions = len({les.id for f in result.frames for les in f.lesions})
     typer.echo(
         f"{result.n_frames} frames, {n_lesions} lesion track(s), {result.n_frames_with_warnings} "
@@ -229,6 +270,7 @@ def margin_check_cmd(
     import numpy as np
 
     from hepanav.core import InputError, write_json
+    from hepanav.core.atomic import output_folder
     from hepanav.fluorescence.margin import (
         check_frame,
         criterion,
@@ -243,6 +285,7 @@ def margin_check_cmd(
     _check_max_frames(max_frames)
     if min_area_px < 0:
         raise InputError(f"must be at least 0, not {min_area_px}", "--min-area-px")
+    _check_io([nir, surface], out)
     info, pairs = frame_pairs(nir, None, "separate", bit_depth)
     w, h = info["frame_size_wh"]
     mask = load_surface_mask(surface, (h, w))
@@ -262,13 +305,13 @@ def margin_check_cmd(
             break
     result = MarginResult(
         input=InputDescription(
-            nir=str(nir),
+            nir=_recorded(nir),
             layout="separate",
             frame_size_wh=(w, h),
             bit_depth=info["bit_depth"],
             fps=info["fps"],
         ),
-        surface=str(surface),
+        surface=_recorded(surface),
         surface_area_px=int(mask.sum()),
         criterion=criterion(min_cnr, min_area_px),
         min_cnr=min_cnr,
@@ -277,9 +320,9 @@ def margin_check_cmd(
         at_risk=any(f.at_risk for f in frames),
         frames=frames,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "margin.json", result)
-    write_margin_report(out / "margin.html", result, snapshot)
+    with output_folder(out, "hepanav fluoro margin-check") as tmp:  # both files or neither
+        write_json(tmp / "margin.json", result)
+        write_margin_report(tmp / "margin.html", result, snapshot)
     n_spots = sum(len(f.spots) for f in frames)
     typer.echo(
         f"at_risk={str(result.at_risk).lower()}: {n_spots} spot(s) on the surface in "
@@ -320,7 +363,7 @@ def render_cmd(
     max_frames: MaxFramesOpt = None,
 ) -> None:
     """Write the display video (overlay, mono NIR, colour map or side by side)."""
-    from hepanav.core import InputError
+    from hepanav.core import InputError, atomic_path
     from hepanav.fluorescence.sources import frame_pairs
     from hepanav.fluorescence.stream import render_stream
 
@@ -330,8 +373,11 @@ def render_cmd(
         raise InputError(f"must be 8, 12 or 16, not {bit_depth}", "--bit-depth")
     options = _display_options(display_mode, colour, gain, gain_range)
     _check_max_frames(max_frames)
+    _check_io([nir, white], out, folder=False)
     info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour)
-    n, latency, warnings = render_stream(info, pairs, out, options, max_frames)
+    # Written to a temporary file beside OUT, checked, then renamed: never half a video.
+    with atomic_path(out) as tmp:
+        n, latency, warnings = render_stream(info, pairs, tmp, options, max_frames)
     for w in warnings[:20]:
         typer.echo(f"warning: {w}", err=True)
     typer.echo(

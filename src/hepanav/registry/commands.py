@@ -60,8 +60,10 @@ def import_(
     db: DbOption = None,
 ) -> None:
     """Import a template file: every row is checked; all rows or none are written."""
+    from hepanav.core.paths import check_inputs_outputs
     from hepanav.registry.importer import ImportRejected, import_file, write_errors_csv
 
+    check_inputs_outputs([file], [errors_out])
     try:
         summary = import_file(_open(db), file, kind)
     except ImportRejected as exc:
@@ -118,9 +120,14 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the audit report (HTML with figures) and audit.json."""
+    from hepanav.core.atomic import check_output_folder, final_path, output_folder
     from hepanav.registry.report import write_audit_report
 
-    html, js = write_audit_report(_open(db), out)
+    check_output_folder(out)
+    engine = _open(db)
+    with output_folder(out, "hepanav registry report") as tmp:  # audit.html + audit.json
+        html, js = write_audit_report(engine, tmp)
+    html, js = final_path(html, tmp, out), final_path(js, tmp, out)
     typer.echo(f"wrote {html}")
     typer.echo(f"wrote {js}")
 
@@ -159,11 +166,15 @@ def margins(
                 "--procedure-type",
             )
         procedure_type = codes[procedure_type.lower()]
+    from hepanav.core.atomic import check_output_folder, final_path, output_folder
+
+    check_output_folder(out)
     frame = dataset.treatments(_open(db))
     if procedure_type is not None:
         frame = frame[frame.procedure_type == procedure_type]
     result = stats.margin_comparison(frame, group_by, unit)
-    path = write_json(Path(out) / "margins.json", result)
+    with output_folder(out, "hepanav stats margins") as tmp:
+        path = final_path(write_json(tmp / "margins.json", result), tmp, out)
     for count, rate in zip(result.counts, result.rates, strict=True):
         typer.echo(f"{group_by}={count.group}: {count.negative}/{count.n} R0 ({rate.rate:.1%})")
     p = "n/a" if result.p_value is None else f"{result.p_value:.4g}"

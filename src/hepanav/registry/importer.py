@@ -52,6 +52,10 @@ def normalise_column(name: Any) -> str:
     return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
 
 
+#: Largest CSV/XLSX accepted by ``registry import`` (bytes): 1 GiB is millions of rows.
+MAX_IMPORT_BYTES = 1 << 30
+
+
 def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """Read a CSV or XLSX file as strings; empty cells become ``None``.
 
@@ -62,8 +66,12 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     records : list of dict
         One dict per data row (spreadsheet row ``i + 2``).
     """
-    if not path.is_file():
+    from hepanav.core.validation import check_input_file
+
+    if not path.exists():
         raise InputError("file not found", path)
+    # A regular file (a FIFO would block pandas forever), at most MAX_IMPORT_BYTES.
+    check_input_file(path, "import file", MAX_IMPORT_BYTES)
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
