@@ -9,6 +9,7 @@ import SimpleITK as sitk
 from hepanav.core.atomic import atomic_path
 from hepanav.core.errors import InputError
 from hepanav.imaging.dicom import _first_line, read_dicom_series
+from hepanav.imaging.header import require_sane_geometry
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -54,6 +55,7 @@ def read_image(path: str | Path) -> sitk.Image:
         except RuntimeError as exc:
             raise InputError(f"cannot read image: {_first_line(exc)}", path) from None
     require_3d(image, path)
+    require_sane_geometry(image, path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"image has {image.GetNumberOfComponentsPerPixel()} components per voxel; "

@@ -85,6 +85,17 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     except Exception as exc:  # pandas/openpyxl raise many types for a damaged file
         raise InputError(f"cannot read the table ({type(exc).__name__}: {exc})", path) from None
     columns = [normalise_column(c) for c in frame.columns]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(columns):
+        if name in seen:
+            # "margin_mm" and "Margin (mm)" are one column: which value counts would be a
+            # guess, so refuse, naming both headers (header names are not patient data).
+            raise InputError(
+                f"columns {seen[name] + 1} and {i + 1} both mean {name!r} "
+                f"({str(frame.columns[seen[name]])!r}, {str(frame.columns[i])!r}); keep one",
+                path,
+            )
+        seen[name] = i
     frame.columns = columns
     if suffix == ".csv":
         # Vectorised clean-up (all cells are strings): strip; blank cells become None.
