@@ -89,13 +89,17 @@ def check_number(
     if value is None:
         return None
     u = f" {unit}" if unit else ""
-    if isinstance(value, float) and not math.isfinite(value):
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError("must be a number", option) from None
+    if not math.isfinite(x):
         raise InputError("must be a finite number", option)
-    bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
-    bad_hi = hi is not None and value > hi
+    bad_lo = lo is not None and (x <= lo if lo_open else x < lo)
+    bad_hi = hi is not None and x > hi
     if bad_lo or bad_hi:
         left = "(" if lo_open else "["
         lo_s = "-inf" if lo is None else f"{lo:g}"
         hi_s = "inf" if hi is None else f"{hi:g}"
-        raise InputError(f"must lie in {left}{lo_s}, {hi_s}]{u}, not {value:g}", option)
+        raise InputError(f"must lie in {left}{lo_s}, {hi_s}]{u}, not {x:g}", option)
     return value

@@ -41,7 +41,7 @@ MAX_TEXT_BYTES = 8 * 1024 * 1024
 #: formats nest at most 6 deep (a Slicer .mrk.json: markups[].controlPoints[].position).
 MAX_DEPTH = 32
 #: Most nodes (scalars + containers, aliases expanded) accepted in one JSON/YAML file.
-MAX_NODES = 1_000_000
+MAX_NODES = 200_000
 
 
 def first_error(exc: ValidationError, default_field: str = "input") -> str:
@@ -51,7 +51,7 @@ def first_error(exc: ValidationError, default_field: str = "input") -> str:
     input value is not included (Pydantic's own ``str(exc)`` would print it).
     """
     err = exc.errors(include_url=False, include_input=False)[0]
-    field = ".".join(str(p) for p in err.get("loc", ())) or default_field
+    field = ".".join(safe_key(p) for p in err.get("loc", ())) or default_field
     message = " ".join(str(err.get("msg", "invalid value")).split())
     return f"{field}: {message}"
 
@@ -163,59 +163,80 @@ def read_user_text(
 
 
 # ----------------------------------------------------------------------------- parsing
+def safe_key(key: Any) -> str:
+    """A mapping key as messages show it: at most 40 word characters, others as ``?``.
+
+    Keys come from users' files; they are shown so the user finds the place, but never
+    with line breaks or control characters, and never long enough to carry a value.
+    """
+    import re
+
+    text = re.sub(r"[^\w.\-]", "?", str(key))
+    return text[:40] + ("..." if len(text) > 40 else "")
+
+
 def _where(path: list[Any]) -> str:
     out = ""
     for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+        out += f"[{p}]" if isinstance(p, int) else (f".{safe_key(p)}" if out else safe_key(p))
     return out or "top level"
 
 
 def check_tree(
     data: Any, source: str | Path, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES
 ) -> Any:
-    """Walk parsed JSON/YAML: bounded depth and node count, finite numbers, plain keys.
+    """Check parsed JSON/YAML: bounded depth and node count, finite numbers, plain keys.
 
-    Shared references (YAML aliases) are walked once per use, so their expanded size
-    counts. Returns ``data`` unchanged.
+    Shared references (YAML aliases) count once per use, so the expanded size of an
+    alias bomb is what is bounded; each distinct container is visited once (memoised),
+    so the check itself stays linear in the file size. Returns ``data`` unchanged.
 
     Raises
     ------
     InputError
-        Too deep, too many nodes, a NaN or infinite number, an integer beyond 64 bits.
+        Too deep, too many values, a NaN or infinite number, an integer beyond 64 bits.
     """
-    count = 0
-    stack: list[tuple[Any, int, list[Any]]] = [(data, 0, [])]
-    while stack:
-        node, depth, where = stack.pop()
-        count += 1
-        if count > max_nodes:
-            raise InputError(f"more than {max_nodes:,} values (aliases expanded)", source)
-        if isinstance(node, bool) or node is None or isinstance(node, str):
-            continue
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int, where: list[Any]) -> int:
         if isinstance(node, float):
             if not math.isfinite(node):
                 raise InputError(
                     f"field '{_where(where)}': numbers must be finite (no NaN or infinity)", source
                 )
-            continue
-        if isinstance(node, int):
+            return 1
+        if isinstance(node, int) and not isinstance(node, bool):
             if not -(2**63) <= node < 2**63:
                 raise InputError(f"field '{_where(where)}': integer out of range", source)
-            continue
-        if isinstance(node, dict | list | tuple):
-            if depth >= max_depth:
-                raise InputError(f"nested more than {max_depth} levels deep", source)
-            items = node.items() if isinstance(node, dict) else enumerate(node)
-            for key, value in items:
-                if isinstance(node, dict) and not isinstance(
-                    key, str | int | bool | float | type(None)
-                ):
+            return 1
+        if not isinstance(node, dict | list | tuple):
+            return 1  # None, bool, str, dates (YAML timestamps), bytes (!!binary)
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if depth >= max_depth:
+            raise InputError(f"nested more than {max_depth} levels deep", source)
+        total = 1
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not isinstance(key, str | int | float | bool | type(None)):
                     raise InputError(
-                        f"{_where(where)}: a mapping key must be a plain value", source
+                        f"field '{_where(where)}': a mapping key must be a plain value", source
                     )
-                stack.append((value, depth + 1, [*where, key]))
-            continue
-        # dates/times (YAML timestamps) and bytes (!!binary) are plain leaves
+                total += size(value, depth + 1, [*where, key])
+                if total > max_nodes:
+                    break
+        else:
+            for i, value in enumerate(node):
+                total += size(value, depth + 1, [*where, i])
+                if total > max_nodes:
+                    break
+        if total > max_nodes:
+            raise InputError(f"more than {max_nodes:,} values (aliases expanded)", source)
+        sizes[id(node)] = total
+        return total
+
+    size(data, 0, [])
     return data
 
 
@@ -291,9 +312,14 @@ def parse_yaml(
         Syntax error, more than ``max_depth`` levels, more than ``max_nodes`` values with
         aliases expanded, a NaN or infinite number.
     """
-    loader = _BoundedLoader(text)
-    loader.max_depth = max_depth
+    # Flow collections ([...], {...}) are checked before PyYAML sees them: its scanner
+    # is quadratic in the flow depth (1,200 levels took seconds). Brackets in comments or
+    # plain scalars count too; 32 unclosed ones there are not a real file.
+    _check_bracket_depth(text, source, max_depth)
+    loader = None
     try:
+        loader = _BoundedLoader(text)
+        loader.max_depth = max_depth
         data = loader.get_single_data()
     except _TooDeep as exc:
         raise InputError(
@@ -303,14 +329,17 @@ def parse_yaml(
         raise InputError(f"nested more than {max_depth} levels deep", source) from None
     except yaml.YAMLError as exc:
         # The problem and its line; the snippet PyYAML quotes could hold a patient's value.
-        problem = getattr(exc, "problem", None) or "syntax error"
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "syntax error"
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise InputError(f"not valid YAML: {problem}{where}", source) from None
+        raise InputError(
+            f"not valid YAML: {' '.join(str(problem).split())}{where}", source
+        ) from None
     except ValueError:  # e.g. an integer of more than 4300 digits
         raise InputError("not valid YAML: a number is out of range", source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return check_tree(data, source, max_depth, max_nodes)
 
 

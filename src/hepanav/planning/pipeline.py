@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,11 @@ def run_plan(
 
     Returns the plan output and the written paths. Raises ``InputError`` for bad input.
     """
-    if not np.isfinite(margin_mm) or not 0 <= margin_mm <= MAX_MARGIN_MM:
+    try:
+        margin_ok = math.isfinite(float(margin_mm)) and 0 <= float(margin_mm) <= MAX_MARGIN_MM
+    except (TypeError, ValueError, OverflowError):
+        margin_ok = False
+    if not margin_ok:
         raise InputError(f"margin must be a finite number in [0, {MAX_MARGIN_MM:g}] mm", "--margin")
     device = load_device(device_name)
     risk = load_risk_map(label_map)
