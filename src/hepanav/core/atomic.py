@@ -20,6 +20,10 @@ from hepanav.core.errors import InputError
 # permissions (0666 less the umask), as open() would give them. Read once at import.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# Temporary siblings: ".<name>.hepanav-tmp-<pid>-<random>"; a later run removes those of
+# processes that no longer exist (killed while writing).
+_TMP_TAG = ".hepanav-tmp-"
+_OLD_TAG = ".hepanav-old-"
 
 
 @contextmanager
@@ -49,7 +53,10 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     target.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(target.suffixes) or ".tmp"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=suffix, dir=target.parent)
+    _remove_stale(target)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}{_TMP_TAG}{os.getpid()}-", suffix=suffix, dir=target.parent
+    )
     os.close(fd)
     os.chmod(tmp_name, 0o666 & ~_UMASK)
     tmp = Path(tmp_name)
@@ -90,8 +97,6 @@ def _json_default(obj: Any) -> Any:
 #: Name of the manifest written last into every output folder; it marks the folder as a
 #: complete HepaNav output set (and as one HepaNav may replace on the next run).
 MANIFEST = ".hepanav-output.json"
-_TMP_TAG = ".hepanav-tmp-"
-_OLD_TAG = ".hepanav-old-"
 
 
 def check_output_folder(out: str | Path) -> Path:
@@ -152,9 +157,12 @@ def _remove_stale(out: Path) -> None:
         return
     for tag in (_TMP_TAG, _OLD_TAG):
         for p in parent.glob(f".{out.name}{tag}*"):
-            pid = p.name.rsplit("-", 2)[-2] if p.name.count("-") >= 2 else ""
+            pid = p.name.split(tag, 1)[1].split("-", 1)[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
-                shutil.rmtree(p, ignore_errors=True)
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:
