@@ -2,9 +2,9 @@
 
 Each command runs as its own process (``python -m hepanav``), as users run it.
 
-* Full disk: OUT lies on a tmpfs of 12 KiB mounted in a private mount namespace
+* Full disk: OUT lies on a tmpfs of 4 KiB mounted in a private mount namespace
   (``unshare -m``, needs root or user namespaces); where that is impossible the
-  process gets ``RLIMIT_FSIZE`` = 12 KiB instead. Expected: exit 2, one ``error:`` line,
+  process gets ``RLIMIT_FSIZE`` = 1 KiB instead. Expected: exit 2, one ``error:`` line,
   and nothing left in OUT's folder (no partial set, no temporary).
 * SIGKILL: the process is killed at a random moment after it started, and at a random
   moment after its temporary output folder appeared (i.e. while writing). Expected:
@@ -34,7 +34,8 @@ from reliability_helpers import (
     writing_commands,
 )
 
-FULL_DISK_BYTES = 12 * 1024
+FULL_DISK_BYTES = 4 * 1024  # one tmpfs page: the first file fits, the set does not
+FILE_LIMIT_BYTES = 1024  # fallback: RLIMIT_FSIZE is per file
 _RUNNER = r"""
 import json, os, subprocess, sys
 mount, size, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -101,7 +102,7 @@ def _full_disk(w, folder: Path) -> tuple[int, str, list[str]]:
 
     def limit():  # pragma: no cover - runs in the child
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (FULL_DISK_BYTES, FULL_DISK_BYTES))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT_BYTES, FILE_LIMIT_BYTES))
 
     run = run_hepanav(argv, folder, preexec_fn=limit)
     return run.returncode, run.stderr, sorted(p.name for p in mount.iterdir())
