@@ -81,7 +81,7 @@ def build_inputs(folder: Path) -> dict[str, Path]:
     from registry_helpers import outcome_rows, write_csv
 
     p["db"] = folder / "registry.sqlite"
-    p["rows"] = write_csv(folder / "rows.csv", outcome_rows(6, 2))
+    p["rows"] = write_csv(folder / "rows.csv", outcome_rows(40, 2))  # export > 4 KiB
     url = f"sqlite:///{p['db']}"
     for argv in (
         ["registry", "init", "--db", url],
@@ -217,7 +217,7 @@ def assert_complete_or_absent(out: Path, w: Writing) -> str:
             assert n == 6, f"{out}: {n} frames"
         else:
             text = out.read_text(encoding="utf-8")
-            assert text.endswith("\n") and len(text.splitlines()) == 13, text[-200:]
+            assert text.endswith("\n") and len(text.splitlines()) == 81, text[-200:]
         return "complete"
     manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     listed = {f["name"]: f["bytes"] for f in manifest["files"]}
