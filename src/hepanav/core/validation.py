@@ -296,6 +296,9 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+_CLoader = getattr(yaml, "CSafeLoader", None)
+
+
 class _TooDeep(Exception):
     def __init__(self, line: int) -> None:
         self.line = line
@@ -318,8 +321,13 @@ def parse_yaml(
     _check_bracket_depth(text, source, max_depth)
     loader = None
     try:
-        loader = _BoundedLoader(text)
-        loader.max_depth = max_depth
+        if _CLoader is not None:
+            # libyaml parses iteratively in C (fast, no recursion); the tree it builds is
+            # bounded by check_tree below, flow nesting by the bracket check above.
+            loader = _CLoader(text)
+        else:  # pragma: no cover - PyYAML without libyaml
+            loader = _BoundedLoader(text)
+            loader.max_depth = max_depth
         data = loader.get_single_data()
     except _TooDeep as exc:
         raise InputError(
