@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-output
 
-.PHONY: demo test lint bench env lock clean sysdeps
+.PHONY: demo test lint bench env lock clean sysdeps serve web-assets
 
 env: $(STAMP)
 
@@ -17,6 +17,22 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
+# Front-end assets (NiiVue) from the committed npm lock, served locally by the web app.
+NIIVUE := src/hepanav/web/static/vendor/niivue.umd.js
+web-assets: $(NIIVUE)
+$(NIIVUE): web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	mkdir -p $(dir $(NIIVUE))
+	cp web/node_modules/@niivue/niivue/dist/niivue.umd.js $(NIIVUE)
+
+WEBDATA ?= hepanav-data
+# The web application on http://127.0.0.1:8000 with the demo case and demo users.
+serve: $(STAMP) $(NIIVUE)
+	$(BIN)/python -m hepanav.web.demo --data-dir $(WEBDATA)
+	HEPANAV_WEB_COOKIE_SECURE=false HEPANAV_WEB_DATA_DIR=$(WEBDATA) \
+	HEPANAV_WEB_REGISTRY_DB=sqlite:///$(abspath $(WEBDATA))/registry.sqlite \
+	HEPANAV_WEB_DB=sqlite:///$(abspath $(WEBDATA))/web.sqlite $(BIN)/hepanav serve
+
 demo: $(STAMP)
 	$(BIN)/python -m hepanav.demo --out $(OUT)
 
@@ -27,7 +43,7 @@ lint: $(STAMP)
 sysdeps:
 	@bash scripts/system-deps.sh
 
-test: lint sysdeps
+test: lint sysdeps $(NIIVUE)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 bench: $(STAMP)
@@ -39,4 +55,4 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache web/node_modules $(NIIVUE)

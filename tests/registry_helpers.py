@@ -117,3 +117,27 @@ def count_rows(engine, table: str) -> int:
 
     with engine.connect() as conn:
         return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+@pytest.fixture()
+def sqlite_registry(tmp_path):
+    """An initialised SQLite registry only (for tests about reading files, not backends)."""
+    from hepanav.registry import db
+
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    db.upgrade(db.make_engine(url))
+    engine = db.open_registry(url)
+    yield url, engine
+    engine.dispose()
+
+
+def stored(engine, table: str, column: str) -> list:
+    """All values of a column, ordered by patient_id (every registry table has one)."""
+    from sqlalchemy import text
+
+    query = f"SELECT {column} FROM {table} ORDER BY patient_id"
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(text(query))]
+
+
+HEADER = "patient_id,lesion_id,procedure_id,procedure_type,procedure_date,margin_mm,margin_status"

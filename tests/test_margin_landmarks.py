@@ -90,3 +90,45 @@ def test_malformed_landmark_files_are_input_errors(tmp_path, name, content, mess
     path.write_bytes(content)
     with pytest.raises(InputError, match=message):
         read_landmarks(path)
+
+
+FCSV_HEADER = (
+    "# Markups fiducial file version = {version}\n{system}"
+    "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("system_line", "expected"),
+    [
+        ("# CoordinateSystem = LPS\n", [10, 20, 30]),
+        ("# CoordinateSystem = RAS\n", [-10, -20, 30]),
+        ("# CoordinateSystem = 0\n", [-10, -20, 30]),  # Slicer 4.10: 0 = RAS
+        ("# CoordinateSystem = 1\n", [10, 20, 30]),  # 1 = LPS
+        ("", [-10, -20, 30]),  # no line: old files were RAS
+    ],
+)
+def test_slicer_fcsv_honours_coordinate_system(tmp_path, system_line, expected):
+    path = tmp_path / "pts.fcsv"
+    path.write_text(
+        FCSV_HEADER.format(version="4.11", system=system_line)
+        + "vtkMRMLMarkupsFiducialNode_0,10,20,30,0,0,0,1,1,1,0,F-1,,\n"
+        + "vtkMRMLMarkupsFiducialNode_1,1,2,3,0,0,0,1,1,1,0,F-2,,\n"
+    )
+    points = read_landmarks(path)
+    np.testing.assert_allclose(points["F-1"], expected)
+    assert set(points) == {"F-1", "F-2"}
+
+
+def test_bad_fcsv_and_markups_system(tmp_path):
+    path = tmp_path / "pts.fcsv"
+    path.write_text(FCSV_HEADER.format(version="4.11", system="# CoordinateSystem = XYZ\n"))
+    with pytest.raises(InputError, match="unknown CoordinateSystem 'XYZ'"):
+        read_landmarks(path)
+    path.write_text(FCSV_HEADER.format(version="4.11", system="") + "a,1,b,3,0,0,0,1,1,1,0,F-1,,\n")
+    with pytest.raises(InputError, match="line 3: x, y, z must be numbers"):
+        read_landmarks(path)
+    mrk = tmp_path / "pts.mrk.json"
+    mrk.write_text(json.dumps({"markups": [{"coordinateSystem": "IJK", "controlPoints": []}]}))
+    with pytest.raises(InputError, match="unknown coordinateSystem 'IJK'"):
+        read_landmarks(mrk)

@@ -114,7 +114,7 @@ def test_the_separation_fallback_is_exact_even_when_chi_square_would_be_allowed(
     assert result.p_value == pytest.approx(2 * comb(30, 10) / comb(60, 10))
 
 
-def test_a_gee_that_does_not_converge_is_not_reported():
+def test_a_gee_with_too_few_events_is_not_reported():
     """Four patients, no zero cell, but the exchangeable GEE oscillates (its working
     correlation leaves [-1, 1]): the exact patient-level test is reported instead."""
     lesions = pd.DataFrame(
@@ -126,7 +126,9 @@ def test_a_gee_that_does_not_converge_is_not_reported():
     )
     result = stats.clustered_lesion_analysis(lesions)
     assert result.method == "patient_level_exact_fallback"
-    assert "no convergence" in result.reason and result.terms == []
+    # 8 lesions, 3 R1/R2: fewer than 10 events, so the GEE is not even fitted.
+    assert "fewer than 10 events" in result.reason and result.terms == []
+    assert not result.estimable and result.n_events == 3
     # Patients (R0 when all their lesions in the group are): no = b 0, c 1, d 0;
     # yes = a 0, b 1, d 1. Fisher on [[1, 2], [2, 1]] (hypergeometric): p = 1.
     assert result.fallback_test.table == [[1, 2], [2, 1]]
@@ -276,7 +278,9 @@ def test_cox_recovers_known_hazard_ratios_with_cluster_robust_errors():
     tte = dataset.time_to_event(frame, events)
     tte["margin_any_mm"] = tte["mam_mm"].fillna(tte["margin_mm"])
     tte["ablation"] = (tte["procedure_type"] == "ablation").astype(float)
-    terms = {t.covariate: t for t in stats.cox_cluster_robust(tte, ["margin_any_mm", "ablation"])}
+    model = stats.cox_cluster_robust(tte, ["margin_any_mm", "ablation"])
+    assert model.estimable and model.n == len(tte) and model.events == int((tte.status == 1).sum())
+    terms = {t.covariate: t for t in model.terms}
     margin, ablation = terms["margin_any_mm"], terms["ablation"]
     assert margin.ci_low < np.exp(effects.ltp_log_hr_per_mm) < margin.ci_high
     true_ablation_hr = effects.ltp_rate_per_month / effects.ltp_rate_resection_per_month

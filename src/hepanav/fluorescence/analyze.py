@@ -55,6 +55,25 @@ def frame_problem(nir: np.ndarray, full_scale: int) -> str | None:
     return None
 
 
+def saturation_warning(
+    saturated_px: int,
+    area_px: int,
+    fraction: float,
+    full_scale: int,
+    what: str,
+    centroid: tuple[float, float],
+) -> str | None:
+    """The warning for a lesion (or spot) with more than ``fraction`` of its pixels at the
+    top code ``full_scale`` of the bit depth, else None."""
+    if area_px <= 0 or saturated_px <= fraction * area_px:
+        return None
+    return (
+        f"{what} at {centroid[0]:.0f},{centroid[1]:.0f}: {saturated_px} of {area_px} px "
+        f"({100 * saturated_px / area_px:.0f} %) saturated at code {full_scale}, "
+        "TBR underestimated"
+    )
+
+
 def min_diameter(settings: AnalysisSettings, shape: tuple[int, ...]) -> float:
     """Smallest lesion diameter kept, input px (see AnalysisSettings.min_diameter_px)."""
     if settings.min_diameter_px is not None:
@@ -194,11 +213,11 @@ class FrameAnalyzer:
         area = stats.area_px
         mm = s.mm_per_px
         rim_px = feats.rim_thickness_px * f if pattern == "rim" else None
-        if stats.saturated_px:
-            warnings.append(
-                f"lesion at {centroid[0]:.0f},{centroid[1]:.0f}: "
-                f"{stats.saturated_px} saturated px, TBR underestimated"
-            )
+        warn = saturation_warning(
+            stats.saturated_px, area, s.saturation_fraction, self.full_scale, "lesion", centroid
+        )
+        if warn:
+            warnings.append(warn)
         rec = LesionRecord(
             id=0,
             centroid_xy=(round(centroid[0], 2), round(centroid[1], 2)),

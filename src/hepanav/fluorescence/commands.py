@@ -62,7 +62,48 @@ RangeOpt = Annotated[
 MaxFramesOpt = Annotated[int | None, typer.Option("--max-frames", help="Stop after N frames.")]
 
 
-def _ints(text: str, n: int, field: str) -> tuple:
+MsbOpt = Annotated[
+    bool,
+    typer.Option(
+        "--msb-aligned",
+        help="NIR holds 12-bit data in the high bits of 16-bit words (detected when all "
+        "values are multiples of 16).",
+    ),
+]
+
+# CLI option of each settings field, so that a schema error names what the user typed.
+_OPTION_OF = {
+    "mm_per_px": "--mm-per-px",
+    "inner_px": "--bg-inner-px",
+    "outer_px": "--bg-outer-px",
+    "roi_xywh": "--bg-roi",
+    "low": "--gain-range",
+    "high": "--gain-range",
+    "min_cnr": "--min-cnr",
+    "min_area_px": "--min-area-px",
+}
+
+
+def _validated(model, **values):
+    """``model(**values)``; a validation error becomes one line naming the CLI option."""
+    from pydantic import ValidationError
+
+    from hepanav.core import InputError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ())]
+        option = next((_OPTION_OF[p] for p in reversed(loc) if p in _OPTION_OF), None)
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        given = err.get("input")
+        if option and isinstance(given, int | float):
+            msg = f"{msg} (got {given!r})"
+        raise InputError(msg, option or ".".join(loc) or model.__name__) from None
+
+
+def _numbers(text: str, n: int, field: str) -> tuple[float, ...]:
     from hepanav.core import InputError
 
     try:
@@ -101,26 +142,27 @@ def _check_io(inputs, out: Path, folder: bool = True) -> None:
 
 
 def _settings(bit_depth, mm_per_px, inner, outer, roi):
+    import math
+
     from hepanav.core import InputError
     from hepanav.fluorescence.schema import AnalysisSettings, BackgroundDefinition
 
     if bit_depth not in (None, 8, 12, 16):
         raise InputError(f"must be 8, 12 or 16, not {bit_depth}", "--bit-depth")
     if roi:
-        x, y, w, h = (int(v) for v in _ints(roi, 4, "--bg-roi"))
-        if w <= 1 or h <= 1 or x < 0 or y < 0:
-            raise InputError("the background rectangle needs x, y >= 0 and w, h > 1", "--bg-roi")
-        bg = BackgroundDefinition(kind="roi", roi_xywh=(x, y, w, h))
+        values = _numbers(roi, 4, "--bg-roi")
+        if not all(math.isfinite(v) and v == int(v) for v in values):
+            raise InputError(f"x, y, w, h must be whole numbers of pixels, got {roi!r}", "--bg-roi")
+        bg = _validated(BackgroundDefinition, kind="roi", roi_xywh=tuple(int(v) for v in values))
     else:
-        if outer <= inner or inner < 0:
-            raise InputError("--bg-outer-px must exceed --bg-inner-px >= 0", "--bg-outer-px")
-        bg = BackgroundDefinition(inner_px=inner, outer_px=outer)
-    return AnalysisSettings(bit_depth=bit_depth, mm_per_px=mm_per_px, background=bg)
+        bg = _validated(BackgroundDefinition, inner_px=inner, outer_px=outer)
+    return _validated(AnalysisSettings, bit_depth=bit_depth, mm_per_px=mm_per_px, background=bg)
 
 
 def _display_options(mode, colour, gain, gain_range):
     from hepanav.core import InputError
     from hepanav.fluorescence.display import COLOURS, MODES
+    from hepanav.fluorescence.schema import GainWindow
     from hepanav.fluorescence.stream import DisplayOptions
 
     if mode not in MODES:
@@ -132,10 +174,19 @@ def _display_options(mode, colour, gain, gain_range):
     if gain_range and gain != "fixed":
         # Auto gain ignores the window: a silent fall-back would spoil a quantification.
         raise InputError("a fixed window needs --gain fixed", "--gain-range")
-    rng = _ints(gain_range, 2, "--gain-range") if gain_range else None
-    if rng and rng[1] <= rng[0]:
-        raise InputError("high must exceed low", "--gain-range")
+    rng = None
+    if gain_range:
+        low, high = _numbers(gain_range, 2, "--gain-range")
+        window = _validated(GainWindow, low=low, high=high)
+        rng = (window.low, window.high)
     return DisplayOptions(mode=mode, colour=colour, gain=gain, fixed_range=rng)
+
+
+def _description(nir, white, layout, info):
+    from hepanav.fluorescence.schema import InputDescription
+    from hepanav.fluorescence.sources import describe_input
+
+    return InputDescription(**describe_input(nir, white, layout, info))
 
 
 def _check_max_frames(max_frames):
@@ -177,6 +228,7 @@ def analyze_cmd(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     max_frames: MaxFramesOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    msb_aligned: MsbOpt = False,
 ) -> None:
     """Detect, measure (TBR, CNR, pattern) and track lesions in every frame.
 
@@ -185,7 +237,6 @@ def analyze_cmd(
     from hepanav.core.atomic import output_folder
     from hepanav.core.progress import progress
     from hepanav.fluorescence.report import write_analysis_report
-    from hepanav.fluorescence.schema import InputDescription
     from hepanav.fluorescence.sources import frame_pairs
     from hepanav.fluorescence.stream import analyze_stream
 
@@ -193,17 +244,10 @@ def analyze_cmd(
     options = _display_options(display_mode, colour, gain, gain_range)
     _check_max_frames(max_frames)
     _check_io([nir, white], out)
-    info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour)
+    info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned)
     _check_roi_inside(settings, info["frame_size_wh"])
     settings = settings.model_copy(update={"bit_depth": info["bit_depth"]})
-    desc = InputDescription(
-        nir=_recorded(nir),
-        white=_recorded(white),
-        layout=layout,
-        frame_size_wh=info["frame_size_wh"],
-        bit_depth=info["bit_depth"],
-        fps=info["fps"],
-    )
+    desc = _description(nir, white, layout, info)
     interrupted = False
     # One output set: lesions.json, frames.csv, display.mp4 and report.html appear
     # together. Ctrl-C (the way to end a camera session) keeps the frames analysed so
@@ -261,90 +305,76 @@ def margin_check_cmd(
     bg_inner_px: InnerOpt = 3.0,
     bg_outer_px: OuterOpt = 10.0,
     max_frames: MaxFramesOpt = None,
+    white: Annotated[
+        str | None,
+        typer.Option(
+            "--white", help="White-light image of the same view: the spots are drawn on it too."
+        ),
+    ] = None,
+    msb_aligned: MsbOpt = False,
 ) -> None:
     """Report fluorescent spots on a transection surface and a verdict at_risk.
 
     Writes OUT/margin.json and OUT/margin.html. Exit code 0 either way; read at_risk.
     """
-    import cv2
-    import numpy as np
-
-    from hepanav.core import InputError, write_json
+    from hepanav.core import write_json
     from hepanav.core.atomic import output_folder
     from hepanav.fluorescence.margin import (
         check_frame,
         criterion,
         load_surface_mask,
         margin_background,
+        margin_pictures,
     )
     from hepanav.fluorescence.report import write_margin_report
-    from hepanav.fluorescence.schema import InputDescription, MarginFrame, MarginResult
-    from hepanav.fluorescence.sources import frame_pairs
+    from hepanav.fluorescence.schema import MarginCriterion, MarginFrame, MarginResult
+    from hepanav.fluorescence.sources import (
+        frame_pairs,
+        path_label,
+    )
 
     settings = _settings(bit_depth, mm_per_px, bg_inner_px, bg_outer_px, None)
+    rule = _validated(MarginCriterion, min_cnr=min_cnr, min_area_px=min_area_px)
     _check_max_frames(max_frames)
-    if min_area_px < 0:
-        raise InputError(f"must be at least 0, not {min_area_px}", "--min-area-px")
-    _check_io([nir, surface], out)
-    info, pairs = frame_pairs(nir, None, "separate", bit_depth)
+    _check_io([nir, white, surface], out)
+    info, pairs = frame_pairs(nir, white, "separate", bit_depth, msb_aligned=msb_aligned)
     w, h = info["frame_size_wh"]
     mask = load_surface_mask(surface, (h, w))
     full_scale = (1 << info["bit_depth"]) - 1
     frames: list[MarginFrame] = []
-    snapshot = None
+    pictures = None
     for pair in pairs:
         if pair.nir is None:
             frames.append(MarginFrame(index=pair.index, at_risk=False, warnings=pair.warnings))
         else:
-            frames.append(
-                check_frame(pair.index, pair.nir, mask, settings, full_scale, min_cnr, min_area_px)
+            frame = check_frame(
+                pair.index, pair.nir, mask, settings, full_scale, rule.min_cnr, rule.min_area_px
             )
-            if snapshot is None or frames[-1].at_risk:
-                snapshot = _margin_snapshot(pair.nir, mask, frames[-1], cv2, np)
+            frame.warnings = pair.warnings + frame.warnings
+            frames.append(frame)
+            if pictures is None or (frame.at_risk and not any(f.at_risk for f in frames[:-1])):
+                pictures = margin_pictures(pair.nir, pair.white, mask, frame, rule, settings)
         if max_frames and len(frames) >= max_frames:
             break
     result = MarginResult(
-        input=InputDescription(
-            nir=_recorded(nir),
-            layout="separate",
-            frame_size_wh=(w, h),
-            bit_depth=info["bit_depth"],
-            fps=info["fps"],
-        ),
-        surface=_recorded(surface),
+        input=_description(nir, white, "separate", info),
+        surface=path_label(surface),
         surface_area_px=int(mask.sum()),
-        criterion=criterion(min_cnr, min_area_px),
-        min_cnr=min_cnr,
-        min_area_px=min_area_px,
+        criterion=criterion(rule.min_cnr, rule.min_area_px),
+        min_cnr=rule.min_cnr,
+        min_area_px=rule.min_area_px,
         background=margin_background(settings.background),
         at_risk=any(f.at_risk for f in frames),
         frames=frames,
     )
     with output_folder(out, "hepanav fluoro margin-check") as tmp:  # both files or neither
         write_json(tmp / "margin.json", result)
-        write_margin_report(tmp / "margin.html", result, snapshot)
+        write_margin_report(tmp / "margin.html", result, pictures)
     n_spots = sum(len(f.spots) for f in frames)
     typer.echo(
         f"at_risk={str(result.at_risk).lower()}: {n_spots} spot(s) on the surface in "
         f"{len(frames)} frame(s) -> {out / 'margin.json'}"
     )
-
-
-def _margin_snapshot(nir, mask, frame, cv2, np):
-    """8-bit picture of the NIR frame with the surface outline and the spots."""
-    lo, hi = np.percentile(nir[::4, ::4], (1, 99.9))
-    img = cv2.convertScaleAbs(
-        nir, alpha=255.0 / max(hi - lo, 1), beta=-lo * 255.0 / max(hi - lo, 1)
-    )
-    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    contours, _ = cv2.findContours(
-        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
-    cv2.drawContours(img, contours, -1, (255, 128, 0), 2)
-    for s in frame.spots:
-        x, y, w, h = s.bbox_xywh
-        cv2.rectangle(img, (x - 2, y - 2), (x + w + 2, y + h + 2), (0, 0, 255), 2)
-    return img
 
 
 @fluoro.command("render")
@@ -361,9 +391,15 @@ def render_cmd(
     gain: GainOpt = "auto",
     gain_range: RangeOpt = None,
     max_frames: MaxFramesOpt = None,
+    msb_aligned: MsbOpt = False,
 ) -> None:
-    """Write the display video (overlay, mono NIR, colour map or side by side)."""
-    from hepanav.core import InputError, atomic_path
+    """Write the display video (overlay, mono NIR, colour map or side by side).
+
+    The video is written to a temporary file, read back (every frame must be there) and
+    only then renamed to --out: a full disk or a failing codec is an error, never a
+    short or unplayable file reported as success.
+    """
+    from hepanav.core import InputError
     from hepanav.fluorescence.sources import frame_pairs
     from hepanav.fluorescence.stream import render_stream
 
@@ -374,16 +410,125 @@ def render_cmd(
     options = _display_options(display_mode, colour, gain, gain_range)
     _check_max_frames(max_frames)
     _check_io([nir, white], out, folder=False)
-    info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour)
-    # Written to a temporary file beside OUT, checked, then renamed: never half a video.
-    with atomic_path(out) as tmp:
-        n, latency, warnings = render_stream(info, pairs, tmp, options, max_frames)
+    info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned)
+    n, latency, warnings = render_stream(info, pairs, out, options, max_frames)
     for w in warnings[:20]:
         typer.echo(f"warning: {w}", err=True)
     typer.echo(
         f"{n} frames -> {out} (display latency median {latency.median_ms} ms, "
         f"p99 {latency.p99_ms} ms)"
     )
+
+
+@fluoro.command("live")
+def live_cmd(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", help="camera:N, a recording (file, folder, glob) or rtsp://URL (NIR)."
+        ),
+    ],
+    white: WhiteOpt = None,
+    layout: LayoutOpt = "separate",
+    nir_side: NirSideOpt = "right",
+    overlay_colour: OverlayColourOpt = "green",
+    bit_depth: BitDepthOpt = None,
+    msb_aligned: MsbOpt = False,
+    mm_per_px: MmOpt = None,
+    surface: Annotated[
+        Path | None,
+        typer.Option("--surface", help="Transection surface mask: show the margin warning."),
+    ] = None,
+    min_cnr: Annotated[float, typer.Option("--min-cnr", help="Margin: CNR of a spot.")] = 3.0,
+    min_area_px: Annotated[
+        int, typer.Option("--min-area-px", help="Margin: area of a spot, px.")
+    ] = 20,
+    display_mode: ModeOpt = "overlay",
+    colour: ColourOpt = "green",
+    frames_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--frames-out",
+            help="Write the annotated frames as JPEGs (and latency.csv) here instead of "
+            "opening a window.",
+        ),
+    ] = None,
+    pace: Annotated[
+        bool, typer.Option("--pace/--no-pace", help="Play recordings at their recorded rate.")
+    ] = True,
+    max_frames: MaxFramesOpt = None,
+) -> None:
+    """Live display for the OR: overlay, lesion labels (TBR, pattern), margin warning,
+    added latency on screen. Window: OpenCV HighGUI (q or Esc quits)."""
+    import csv
+
+    import cv2
+
+    from hepanav.core import InputError
+    from hepanav.fluorescence.display import COLOURS, MODES
+    from hepanav.fluorescence.live import LiveDisplay, jpeg_frames, live_frames, window_available
+    from hepanav.fluorescence.margin import load_surface_mask
+    from hepanav.fluorescence.schema import MarginCriterion
+    from hepanav.fluorescence.sources import frame_pairs
+
+    if display_mode not in MODES:
+        raise InputError(f"choose from {', '.join(MODES)}", "--display")
+    if colour not in COLOURS:
+        raise InputError(f"choose from {', '.join(COLOURS)}", "--colour")
+    settings = _settings(bit_depth, mm_per_px, 3.0, 10.0, None)
+    rule = _validated(MarginCriterion, min_cnr=min_cnr, min_area_px=min_area_px)
+    _check_max_frames(max_frames)
+    if frames_out is None and not window_available():
+        raise InputError(
+            "no window can be opened here (no display, or OpenCV without GUI support such as "
+            "opencv-python-headless); give --frames-out DIR, or use the web page",
+            "--source",
+        )
+    info, pairs = frame_pairs(
+        source, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned
+    )
+    w, h = info["frame_size_wh"]
+    mask = load_surface_mask(surface, (h, w)) if surface is not None else None
+    live = LiveDisplay(
+        settings.model_copy(update={"bit_depth": info["bit_depth"]}),
+        info["bit_depth"],
+        display_mode,
+        colour,
+        mask,
+        rule,
+        info.get("clipped_background", False),
+    )
+    frames = live_frames(pairs, live, pace=pace, max_frames=max_frames)
+    n = 0
+    if frames_out is not None:
+        frames_out.mkdir(parents=True, exist_ok=True)
+        with open(frames_out / "latency.csv", "w", newline="", encoding="utf-8") as fh:
+            table = csv.writer(fh)
+            table.writerow(["frame", "time_s", "added_latency_ms", "n_lesions", "at_risk"])
+            for data, frame in jpeg_frames(frames):
+                (frames_out / f"frame_{frame.index:06d}.jpg").write_bytes(data)
+                table.writerow(
+                    [
+                        frame.index,
+                        "" if frame.time_s is None else f"{frame.time_s:.3f}",
+                        f"{frame.latency_ms:.2f}",
+                        len(frame.lesions),
+                        "" if frame.at_risk is None else str(frame.at_risk).lower(),
+                    ]
+                )
+                n += 1
+    else:
+        title = "HepaNav fluorescence (research software, not a medical device)"
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        try:
+            for frame in frames:
+                cv2.imshow(title, frame.image)
+                n += 1
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+        finally:
+            cv2.destroyWindow(title)
+    typer.echo(f"{n} frames shown; added latency p99 {live.p99_ms() or 0:.1f} ms")
 
 
 def register(app: typer.Typer) -> None:

@@ -268,24 +268,11 @@ def render(
 
 
 def draw_lesions(image: np.ndarray, lesions: list, offset_x: int = 0) -> None:
-    """Draw lesion boxes and ``id pattern TBR`` labels in place on a BGR display frame.
+    """Draw lesion boxes and ``#id pattern TBR`` labels in place on a BGR display frame.
 
     Boxes are in input px; ``offset_x`` (px) shifts them onto the right half of a
-    side-by-side frame.
+    side-by-side frame. See :func:`hepanav.fluorescence.annotate.draw_lesion_labels`.
     """
-    for les in lesions:
-        x, y, w, h = les.bbox_xywh
-        x += offset_x
-        cv2.rectangle(image, (x, y), (x + w, y + h), (255, 255, 255), 1, cv2.LINE_AA)
-        tbr = "" if les.tbr is None else f" TBR {les.tbr:.1f}"
-        text = f"#{les.id} {les.pattern[:4]}{tbr}"
-        cv2.putText(
-            image,
-            text,
-            (x, max(12, y - 4)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.45,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
+    from hepanav.fluorescence.annotate import draw_lesion_labels
+
+    draw_lesion_labels(image, lesions, offset_x)

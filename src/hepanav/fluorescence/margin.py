@@ -17,7 +17,7 @@ import numpy as np
 from hepanav.core import InputError
 from hepanav.fluorescence import detect as det_mod
 from hepanav.fluorescence import measure
-from hepanav.fluorescence.analyze import frame_problem
+from hepanav.fluorescence.analyze import frame_problem, saturation_warning
 from hepanav.fluorescence.schema import (
     AnalysisSettings,
     BackgroundDefinition,
@@ -97,6 +97,8 @@ def check_frame(
     full_scale: int,
     min_cnr: float = 3.0,
     min_area_px: int = 20,
+    working: det_mod.WorkingFrame | None = None,
+    surface_working: np.ndarray | None = None,
 ) -> MarginFrame:
     """Find fluorescent spots on the surface of one NIR frame.
 
@@ -117,6 +119,12 @@ def check_frame(
         CNR a spot needs to put the margin at risk.
     min_area_px : int
         Area (input px) a spot needs to put the margin at risk.
+    working : WorkingFrame, optional
+        ``detect.prepare(nir, settings.working_max_side)`` when already computed (the
+        live display reuses the analysis's); computed here otherwise.
+    surface_working : ndarray, (h, w) bool, optional
+        ``surface`` on the working grid, when already computed (it does not change
+        between frames).
 
     Returns
     -------
@@ -125,15 +133,28 @@ def check_frame(
     problem = frame_problem(nir, full_scale)
     if problem:
         return MarginFrame(index=index, at_risk=False, warnings=[problem])
-    working = det_mod.prepare(nir, settings.working_max_side)
+    if working is None:
+        working = det_mod.prepare(nir, settings.working_max_side)
     f = working.factor
     # Spots on the margin may be small and faint: seed at a lower local CNR, then
     # judge each spot by its measured CNR.
     dets = det_mod.detect(working, min(settings.detect_z, 3.5), 2.0 * f, settings.boundary_fraction)
     labels = det_mod.label_image(working.image.shape, dets)
-    surf_w = det_mod.downscale(surface.astype(np.uint8), f) > 0
+    if surface_working is None:
+        surface_working = det_mod.downscale(surface.astype(np.uint8), f) > 0
+    surf_w = surface_working
     on_surface = ((labels > 0) & surf_w).astype(np.uint8)
-    n, spot_labels, stats, _ = cv2.connectedComponentsWithStats(on_surface, connectivity=8)
+    # Label only inside the surface's bounding box (a transection line is a thin band):
+    # the same components, a fraction of the work.
+    sx, sy, sw, sh = cv2.boundingRect(on_surface)
+    spot_labels = np.zeros(on_surface.shape, np.int32)
+    n, stats = 1, np.zeros((1, 5), np.int32)
+    if sw > 0 and sh > 0:  # OpenCV must not be given an empty image
+        n, spot_labels[sy : sy + sh, sx : sx + sw], stats, _ = cv2.connectedComponentsWithStats(
+            np.ascontiguousarray(on_surface[sy : sy + sh, sx : sx + sw]), connectivity=8
+        )
+        stats[:, 0] += sx
+        stats[:, 1] += sy
     bgdef = settings.background
     spots: list[MarginSpot] = []
     warnings: list[str] = []
@@ -163,6 +184,16 @@ def check_frame(
             )
             continue
         mm = settings.mm_per_px
+        warn = saturation_warning(
+            stats_k.saturated_px,
+            stats_k.area_px,
+            settings.saturation_fraction,
+            full_scale,
+            f"spot {len(spots) + 1}",
+            (cx, cy),
+        )
+        if warn:
+            warnings.append(warn)
         spots.append(
             MarginSpot(
                 id=len(spots) + 1,
@@ -176,3 +207,49 @@ def check_frame(
         )
     at_risk = any(s.cnr >= min_cnr and s.area_px >= min_area_px for s in spots)
     return MarginFrame(index=index, at_risk=at_risk, warnings=warnings, spots=spots)
+
+
+def at_risk_spots(frame: MarginFrame, min_cnr: float, min_area_px: int) -> set[int]:
+    """Ids of the spots of ``frame`` that meet the at-risk criterion."""
+    return {s.id for s in frame.spots if s.cnr >= min_cnr and s.area_px >= min_area_px}
+
+
+def margin_pictures(
+    nir: np.ndarray,
+    white: np.ndarray | None,
+    surface: np.ndarray,
+    frame: MarginFrame,
+    rule,
+    settings: AnalysisSettings,
+) -> dict[str, np.ndarray]:
+    """The margin check drawn on the NIR (and white-light) image.
+
+    Parameters
+    ----------
+    nir : ndarray, (H, W) uint8/uint16
+    white : ndarray, (H, W, 3) uint8 or None
+    surface : ndarray, (H, W) bool
+    frame : MarginFrame
+    rule : MarginCriterion
+    settings : AnalysisSettings
+        ``mm_per_px`` adds a scale bar.
+
+    Returns
+    -------
+    dict
+        ``{"nir": image, "white": image}`` (BGR uint8, same size as the input); each shows
+        the surface outline (sky blue), every spot circled and numbered with its id
+        (vermillion when it meets the criterion, yellow otherwise) and a scale bar when
+        calibrated.
+    """
+    from hepanav.fluorescence import annotate
+
+    risky = at_risk_spots(frame, rule.min_cnr, rule.min_area_px)
+    out = {"nir": annotate.nir_to_bgr8(nir)}
+    if white is not None:
+        out["white"] = white.copy()
+    for image in out.values():
+        annotate.draw_surface_and_spots(image, surface, frame.spots, risky)
+        if settings.mm_per_px:
+            annotate.draw_scale_bar(image, settings.mm_per_px)
+    return out

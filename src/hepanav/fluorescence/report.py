@@ -32,6 +32,7 @@ def track_summary(result: AnalysisResult) -> list[dict]:
                 "last": seen[-1][0],
                 "pattern": Counter(les.pattern for les in lesions).most_common(1)[0][0],
                 "tbr": _median([les.tbr for les in lesions]),
+                "tbr_rim": _median([les.tbr_rim for les in lesions]),
                 "cnr": _median([les.cnr for les in lesions]),
                 "area": float(np.median([les.area_px for les in lesions])),
                 "area_mm2": float(np.median(areas_mm)) if areas_mm else None,
@@ -46,11 +47,38 @@ def _median(values: list) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def _frame_figure(image_bgr: np.ndarray, caption: str) -> dict:
-    fig, ax = new_figure(figsize=(8, 8 * image_bgr.shape[0] / image_bgr.shape[1]))
-    ax.imshow(image_bgr[..., ::-1])
-    ax.set_axis_off()
-    return {"uri": figure_to_data_uri(fig), "caption": caption}
+def _frame_figure(image_bgr: np.ndarray, caption: str, max_width: int = 1280) -> dict:
+    """The frame itself as a PNG (no resampling through a plot: labels stay sharp)."""
+    import base64
+
+    import cv2
+
+    h, w = image_bgr.shape[:2]
+    if w > max_width:
+        image_bgr = cv2.resize(image_bgr, (max_width, round(h * max_width / w)), cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", image_bgr)
+    uri = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
+    # Small camera frames are shown at least 640 px wide so that labels stay readable.
+    return {"uri": uri, "caption": caption, "width": max(640, image_bgr.shape[1])}
+
+
+def quantification_warnings(result) -> list[str]:
+    """Why TBR/CNR of this input are approximate (8-bit data, lossy codec)."""
+    inp = result.input
+    out = []
+    if inp.bit_depth == 8:
+        out.append(
+            "TBR and CNR come from 8-bit data (256 levels): faint background and bright "
+            "lesions are quantised or clipped; record the NIR at 12 or 16 bit for "
+            "quantification."
+        )
+    if inp.lossy:
+        out.append(
+            f"TBR and CNR come from a lossy codec ({inp.codec}): compression changes pixel "
+            "values, most at lesion edges and in dark background; use a lossless recording "
+            "(16-bit PNG/TIFF, FFV1) for quantification."
+        )
+    return out
 
 
 def _tbr_figure(result: AnalysisResult) -> dict:
@@ -85,11 +113,22 @@ def write_analysis_report(
     path: Path, result: AnalysisResult, snapshot_bgr: np.ndarray | None = None
 ) -> Path:
     """Write the HTML report of an analysis; ``snapshot_bgr`` is one annotated display frame."""
+    from hepanav.fluorescence import annotate
+
     figures = []
     if snapshot_bgr is not None:
-        figures.append(
-            _frame_figure(snapshot_bgr, "Display frame with detected lesions (id, pattern, TBR).")
+        image = snapshot_bgr.copy()
+        caption = (
+            "Display frame with the most lesions: box and label per lesion "
+            "(#id, pattern, TBR; rim lesions also the TBR of the ring)"
         )
+        mm = result.settings.mm_per_px
+        if mm and result.input.layout != "side-by-side":
+            length = annotate.draw_scale_bar(image, mm)
+            caption += f"; scale bar {length:g} mm"
+        else:
+            caption += "; no scale bar (pixel size unknown: give --mm-per-px)"
+        figures.append(_frame_figure(image, caption + "."))
     if result.frames:
         figures.append(_tbr_figure(result))
     warnings = [(f.index, w) for f in result.frames for w in f.warnings]
@@ -104,16 +143,28 @@ def write_analysis_report(
         figures=figures,
         warnings=warnings[:_MAX_WARNINGS],
         more_warnings=max(0, len(warnings) - _MAX_WARNINGS),
+        quantification=quantification_warnings(result),
     )
 
 
-def write_margin_report(path: Path, result: MarginResult, snapshot_bgr: np.ndarray | None) -> Path:
-    """Write the HTML report of a margin check."""
+def write_margin_report(
+    path: Path, result: MarginResult, pictures: dict[str, np.ndarray] | None
+) -> Path:
+    """Write the HTML report of a margin check.
+
+    ``pictures`` is :func:`hepanav.fluorescence.margin.margin_pictures` of the first
+    frame at risk (else the first frame): the NIR and white-light images with the surface
+    outline and the numbered spots.
+    """
     figures = []
-    if snapshot_bgr is not None:
-        figures.append(
-            _frame_figure(snapshot_bgr, "NIR with the surface (blue) and spots (red boxes).")
-        )
+    legend = (
+        "surface outline sky blue; spots circled and numbered as in the table, vermillion "
+        "when they meet the at-risk criterion, yellow otherwise"
+    )
+    frame = _picture_frame(result)
+    for key, name in (("nir", "NIR"), ("white", "White light")):
+        if pictures and key in pictures:
+            figures.append(_frame_figure(pictures[key], f"{name}, frame {frame}: {legend}."))
     return write_html(
         path,
         "hepanav.fluorescence",
@@ -121,4 +172,13 @@ def write_margin_report(path: Path, result: MarginResult, snapshot_bgr: np.ndarr
         title="Fluorescence margin check",
         result=result,
         figures=figures,
+        quantification=quantification_warnings(result),
     )
+
+
+def _picture_frame(result: MarginResult) -> int | None:
+    risky = [f.index for f in result.frames if f.at_risk]
+    if risky:
+        return risky[0]
+    usable = [f.index for f in result.frames]
+    return usable[0] if usable else None

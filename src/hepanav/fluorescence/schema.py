@@ -15,6 +15,12 @@ from hepanav import DISCLAIMER, __version__
 
 Pattern = Literal["homogeneous", "partial", "rim"]
 
+# Documented ranges of the numeric settings (docs/fluorescence.md "Checked ranges").
+MM_PER_PX_RANGE = (1e-4, 10.0)
+MAX_BACKGROUND_PX = 1000.0
+MAX_CNR = 1000.0
+MAX_DN = 65535.0
+
 TBR_DEFINITION = (
     "TBR = mean NIR signal inside the lesion mask / mean NIR signal in the background "
     "region (signals in DN, no offset subtracted)."
@@ -32,16 +38,26 @@ class BackgroundDefinition(BaseModel):
         "annulus", description="'annulus' around each lesion, or one user 'roi' for all"
     )
     inner_px: float = Field(
-        3.0, ge=0, description="annulus starts this far beyond the lesion edge, px"
+        3.0,
+        ge=0,
+        le=MAX_BACKGROUND_PX,
+        allow_inf_nan=False,
+        description=f"annulus starts this far beyond the lesion edge, px (0-{MAX_BACKGROUND_PX})",
     )
     outer_px: float = Field(
-        10.0, gt=0, description="annulus ends this far beyond the lesion edge, px"
+        10.0,
+        gt=0,
+        le=MAX_BACKGROUND_PX,
+        allow_inf_nan=False,
+        description=f"annulus ends this far beyond the lesion edge, px (up to {MAX_BACKGROUND_PX})",
     )
     excludes_other_lesions: bool = Field(
         True, description="pixels closer than inner_px to any other lesion are left out"
     )
     roi_xywh: tuple[int, int, int, int] | None = Field(
-        None, description="user background rectangle (x, y, width, height), px, for kind='roi'"
+        None,
+        description="user background rectangle (x, y, width, height), px, for kind='roi'; "
+        "x, y >= 0, width and height > 1",
     )
     description: str = ""
 
@@ -51,6 +67,10 @@ class BackgroundDefinition(BaseModel):
             raise ValueError("background outer_px must be larger than inner_px")
         if self.kind == "roi" and self.roi_xywh is None:
             raise ValueError("background kind 'roi' needs roi_xywh")
+        if self.roi_xywh is not None:
+            x, y, w, h = self.roi_xywh
+            if x < 0 or y < 0 or w <= 1 or h <= 1:
+                raise ValueError("the background rectangle needs x, y >= 0 and w, h > 1")
         if not self.description:
             if self.kind == "annulus":
                 self.description = (
@@ -69,7 +89,22 @@ class AnalysisSettings(BaseModel):
     bit_depth: Literal[8, 12, 16] | None = Field(
         None, description="NIR bit depth; None = from the pixel type (8 or 16)"
     )
-    mm_per_px: float | None = Field(None, gt=0, description="pixel size on the tissue, mm")
+    mm_per_px: float | None = Field(
+        None,
+        ge=MM_PER_PX_RANGE[0],
+        le=MM_PER_PX_RANGE[1],
+        allow_inf_nan=False,
+        description=f"pixel size on the tissue, mm ({MM_PER_PX_RANGE[0]:g}-{MM_PER_PX_RANGE[1]:g}: "
+        "from a microscope's micrometre pixels to a wide view of the abdomen)",
+    )
+    saturation_fraction: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="warn when more than this fraction of a lesion's pixels sit at the top "
+        "code of the bit depth (TBR is then underestimated)",
+    )
     detect_z: float = Field(
         4.5, gt=0, description="detection threshold: local contrast / background SD (smoothed)"
     )
@@ -92,6 +127,34 @@ class AnalysisSettings(BaseModel):
         640, ge=128, description="analysis runs on frames downscaled to this size"
     )
     background: BackgroundDefinition = Field(default_factory=BackgroundDefinition)
+
+
+class GainWindow(BaseModel):
+    """Fixed display window ``--gain-range low,high`` in NIR digital numbers."""
+
+    low: float = Field(ge=0, le=MAX_DN, allow_inf_nan=False)
+    high: float = Field(ge=0, le=MAX_DN, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _order(self) -> GainWindow:
+        if self.high <= self.low:
+            raise ValueError("high must exceed low")
+        return self
+
+
+class MarginCriterion(BaseModel):
+    """When a margin-check frame is at risk (``--min-cnr``, ``--min-area-px``)."""
+
+    min_cnr: float = Field(
+        3.0,
+        ge=0,
+        le=MAX_CNR,
+        allow_inf_nan=False,
+        description=f"CNR of a spot that puts the margin at risk (0-{MAX_CNR:g})",
+    )
+    min_area_px: int = Field(
+        20, ge=0, le=10**8, description="area of a spot that puts the margin at risk, px"
+    )
 
 
 class LesionRecord(BaseModel):
@@ -151,12 +214,37 @@ class LatencyStats(BaseModel):
 
 
 class InputDescription(BaseModel):
+    """What was read. File names are relative to the working folder (or the bare name for
+    files outside it): an absolute path can name a patient's folder."""
+
     nir: str
     white: str | None = None
     layout: str
     frame_size_wh: tuple[int, int] | None = None
     bit_depth: int | None = None
-    fps: float | None = None
+    msb_aligned: bool = Field(
+        False, description="12-bit data stored in the high bits of 16-bit words (shifted by 4)"
+    )
+    fps: float | None = Field(
+        None, description="nominal frame rate: 1 / median frame interval of the container"
+    )
+    codec: str | None = Field(None, description="video codec or image format of the NIR")
+    lossy: bool | None = Field(
+        None, description="the NIR codec is lossy: TBR and CNR are approximate"
+    )
+    frame_times: Literal["container timestamps", "clock", "none"] = Field(
+        "none",
+        description="where FrameRecord.time_s comes from: each frame's presentation "
+        "timestamp in the video container, the wall clock (cameras, streams), or nowhere",
+    )
+    variable_frame_rate: bool = False
+    frame_interval_ms: tuple[float, float, float] | None = Field(
+        None, description="min, median and max interval between frames, ms (videos)"
+    )
+    notes: list[str] = Field(default_factory=list, description="how the input was read")
+    warnings: list[str] = Field(
+        default_factory=list, description="problems of the whole input (e.g. variable frame rate)"
+    )
 
 
 class AnalysisResult(BaseModel):

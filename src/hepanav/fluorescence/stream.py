@@ -314,35 +314,71 @@ def render_stream(
     warnings : list of str
         ``frame N: warning`` for every frame with a problem.
     """
+    from hepanav.core import InputError, atomic_path
+
     depth = info["bit_depth"]
     gain = display.GainControl(bit_depth=depth, mode=options.gain, fixed_range=options.fixed_range)
     options.style.colour = options.colour
     shape = (info["frame_size_wh"][1], info["frame_size_wh"][0])
-    video = _VideoOut(out_path, info.get("fps") or 25.0)
     latencies: list[float] = []
-    warnings: list[str] = []
+    warnings: list[str] = list(info.get("warnings", []))
+    if info.get("timing") is not None and info["timing"].variable:
+        warnings.append(
+            f"the display video plays at a constant {info.get('fps') or 25.0:.3g} fps; the "
+            "input's frame times vary"
+        )
     n = 0
     full_scale = (1 << depth) - 1
     try:
-        for pair in pairs:
-            n += 1
-            if pair.nir is None:
-                warnings.extend(f"frame {pair.index}: {w}" for w in pair.warnings)
-                video.write(blank_frame(shape, options.mode, "; ".join(pair.warnings)))
-            else:
-                problem = frame_problem(pair.nir, full_scale)
-                if problem:
-                    warnings.append(f"frame {pair.index}: {problem}")
-                t0 = time.perf_counter()
-                gain.update(pair.nir)
-                shown = display.render(
-                    options.mode, gain.to_display(pair.nir), pair.white, options.style
+        with atomic_path(out_path) as tmp:
+            video = _VideoOut(tmp, info.get("fps") or 25.0)
+            try:
+                for pair in pairs:
+                    n += 1
+                    if pair.nir is None:
+                        warnings.extend(f"frame {pair.index}: {w}" for w in pair.warnings)
+                        video.write(blank_frame(shape, options.mode, "; ".join(pair.warnings)))
+                    else:
+                        problem = frame_problem(pair.nir, full_scale)
+                        if problem:
+                            warnings.append(f"frame {pair.index}: {problem}")
+                        t0 = time.perf_counter()
+                        gain.update(pair.nir)
+                        shown = display.render(
+                            options.mode, gain.to_display(pair.nir), pair.white, options.style
+                        )
+                        latencies.append((time.perf_counter() - t0) * 1e3)
+                        video.write(shown)
+                    # Skipped frames count too, as in analyze_stream: N frames in, N out.
+                    if max_frames and n >= max_frames:
+                        break
+            finally:
+                video.close()
+            readable = count_video_frames(tmp)
+            if readable != n:
+                raise InputError(
+                    f"the written video holds {readable} of {n} frames (disk full or codec "
+                    "failure?); nothing was kept",
+                    out_path,
                 )
-                latencies.append((time.perf_counter() - t0) * 1e3)
-                video.write(shown)
-            # Skipped frames count too, as in analyze_stream: N frames in, N frames out.
-            if max_frames and n >= max_frames:
-                break
-    finally:
-        video.close()
+    except OSError as exc:
+        raise InputError(f"cannot write the video: {exc.strerror or exc}", out_path) from None
     return n, latency_stats(latencies), warnings
+
+
+def count_video_frames(path: Path) -> int:
+    """Frames that a player finds in a written video (0 when it cannot be opened).
+
+    Reads the container back with PyAV (packets, no decoding): a file cut short by a
+    full disk has no index (``moov`` atom) and counts 0.
+    """
+    import av
+
+    from hepanav.fluorescence.sources import quiet_native_stderr
+
+    try:
+        with quiet_native_stderr(), av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return sum(1 for p in container.demux(stream) if p.size)
+    except (av.FFmpegError, IndexError, OSError):
+        return 0

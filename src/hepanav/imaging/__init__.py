@@ -13,10 +13,11 @@ from hepanav.imaging.geometry import (
     same_grid,
     voxel_to_lps,
 )
-from hepanav.imaging.io import read_image, require_3d, write_image
+from hepanav.imaging.io import load_image, read_image, require_3d, write_image
 from hepanav.imaging.labels import (
     anatomy_label_names,
     labels_present,
+    parse_labels,
     read_label_names,
     select_labels,
 )
@@ -25,6 +26,8 @@ from hepanav.imaging.masks import (
     bounding_box_index,
     crop,
     dice,
+    load_mask,
+    mask_from_values,
     read_mask,
     require_nonempty,
     volume_ml,
@@ -35,11 +38,17 @@ from hepanav.imaging.resample import (
     resample_like,
     resample_mask_like,
 )
-from hepanav.imaging.schema import Geometry
+from hepanav.imaging.schema import Geometry, InputRecord, display_name
 
 __all__ = [
     "anatomy_label_names",
     "Geometry",
+    "InputRecord",
+    "display_name",
+    "load_image",
+    "load_mask",
+    "mask_from_values",
+    "parse_labels",
     "binarize",
     "bounding_box_index",
     "crop",

@@ -1,17 +1,42 @@
-"""Read and write CT images and masks (NIfTI, NRRD, MHA/MHD, DICOM series folders)."""
+"""Read and write CT images and masks (NIfTI, NRRD, MHA/MHD, DICOM series folders).
+
+Every reader checks that the file was read to its end (a truncated ``.nii.gz``
+or a ``.mhd`` with a short raw file is an error naming the file, never a
+zero-filled image), refuses FIFOs and devices, reads NIfTI through nibabel so
+that the true sform (with any shear) is used, and returns an
+:class:`~hepanav.imaging.schema.InputRecord` saying what it did.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+import tempfile
+import zlib
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.atomic import atomic_path
 from hepanav.core.errors import InputError
-from hepanav.imaging.dicom import _first_line, read_dicom_series
+from hepanav.imaging.affine import image_from_affine, orthogonal_image
+from hepanav.imaging.dicom import _first_line
 from hepanav.imaging.header import require_sane_geometry
+from hepanav.imaging.schema import InputRecord, display_name, record_geometry
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+_FORMATS = {
+    ".nii": "NIfTI",
+    ".nii.gz": "NIfTI",
+    ".nrrd": "NRRD",
+    ".nhdr": "NRRD",
+    ".mha": "MetaImage",
+    ".mhd": "MetaImage",
+    ".dcm": "DICOM file",
+}
 
 
 def _suffix(path: Path) -> str:
@@ -19,41 +44,91 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def read_image(path: str | Path) -> sitk.Image:
-    """Read a 3D image from a file or a DICOM series folder.
+def require_regular_input(path: str | Path, allow_dir: bool = True) -> None:
+    """Raise ``InputError`` unless ``path`` is a regular file (or a folder when allowed).
+
+    FIFOs, sockets and devices are refused without opening them: reading a FIFO
+    blocks forever and a device never ends.
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError("file or folder does not exist", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot access ({exc.strerror})", path) from None
+    if stat.S_ISDIR(mode):
+        if not allow_dir:
+            raise InputError("is a folder; a file is expected here", path)
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise InputError(f"is {kind}, not a regular file", path)
+
+
+def read_image(path: str | Path, *, series: str | None = None) -> sitk.Image:
+    """Read a 3D image from a file or a DICOM series folder (see :func:`load_image`)."""
+    return load_image(path, series=series)[0]
+
+
+def load_image(
+    path: str | Path,
+    role: str = "image",
+    *,
+    series: str | None = None,
+    is_label: bool = False,
+) -> tuple[sitk.Image, InputRecord]:
+    """Read a 3D image and say what was read and done.
 
     Parameters
     ----------
     path : str or Path
         A NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``) or MetaImage
-        (``.mha``, ``.mhd``) file, or a folder with one DICOM series.
+        (``.mha``, ``.mhd``) file, a DICOM file (Enhanced multi-frame CT), or a
+        folder with DICOM series.
+    role : str
+        What the image is used as (written in the record).
+    series : str, optional
+        For a DICOM folder with several series: a Series Instance UID or a
+        substring of the Series Description.
+    is_label : bool
+        The image is a mask or label map: nearest-neighbour if a sheared grid has
+        to be resampled.
 
     Returns
     -------
-    SimpleITK.Image
-        3D image with its spacing (mm), origin (LPS mm) and direction.
+    (SimpleITK.Image, InputRecord)
+        3D image with spacing (mm), origin (LPS mm) and orthogonal direction, and
+        its record (notes: regularised tilt, resampled shear, dropped files...).
 
     Raises
     ------
     InputError
-        Missing or unreadable file, unsupported format, not 3D, a vector image.
+        Missing, unreadable, truncated or corrupt file; a FIFO or device; an
+        unsupported format; not 3D; a vector image; an ambiguous DICOM folder.
     """
+    from hepanav.imaging.dicom_series import read_dicom_path
+
     path = Path(path)
-    if not path.exists():
-        raise InputError("file or folder does not exist", path)
-    if path.is_dir():
-        image = read_dicom_series(path)
+    require_regular_input(path)
+    suffix = _suffix(path)
+    if path.is_dir() or suffix == ".dcm":
+        image, record = read_dicom_path(path, series=series, role=role, is_label=is_label)
     else:
-        if _suffix(path) not in IMAGE_SUFFIXES + (".dcm",):
+        if suffix not in IMAGE_SUFFIXES:
             raise InputError(
-                f"unsupported image format {_suffix(path)!r}; use NIfTI, NRRD, MHA/MHD "
+                f"unsupported image format {suffix!r}; use NIfTI, NRRD, MHA/MHD "
                 "or a DICOM series folder",
                 path,
             )
-        try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as exc:
-            raise InputError(f"cannot read image: {_first_line(exc)}", path) from None
+        if series is not None:
+            raise InputError("--series applies to DICOM folders only", path)
+        record = InputRecord(role=role, file=display_name(path), format=_FORMATS[suffix])
+        if suffix in (".nii", ".nii.gz"):
+            image, notes = _read_nifti(path, is_label)
+        else:
+            image, notes = _read_itk(path, suffix, is_label)
+        record.notes.extend(notes)
     require_3d(image, path)
     require_sane_geometry(image, path)
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -62,7 +137,229 @@ def read_image(path: str | Path) -> sitk.Image:
             "expected a scalar CT or mask",
             path,
         )
-    return image
+    record_geometry(record, image)
+    return image, record
+
+
+def _read_nifti(path: Path, is_label: bool) -> tuple[sitk.Image, list[str]]:
+    """NIfTI through nibabel: the sform when set (with its shear), else the qform."""
+    import nibabel as nib
+
+    try:
+        nifti = nib.load(str(path))
+        data = np.asanyarray(nifti.dataobj)
+    except (EOFError, zlib.error, OSError) as exc:
+        raise InputError(f"file is truncated or corrupt ({_first_line(exc)})", path) from None
+    except Exception as exc:  # nibabel raises ImageFileError, HeaderDataError, ValueError
+        raise InputError(f"cannot read image: {_first_line(exc)}", path) from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(
+            f"expected a 3D volume, got shape {'x'.join(map(str, data.shape))} ({data.ndim}D)", path
+        )
+    if data.dtype == np.float64:
+        data = data.astype(np.float32)
+    elif data.dtype == np.bool_:
+        data = data.astype(np.uint8)
+    header = nifti.header
+    sform, scode = header.get_sform(coded=True)
+    qform, qcode = header.get_qform(coded=True)
+    notes: list[str] = []
+    if scode and scode > 0:
+        affine = sform
+        if qcode and qcode > 0:
+            notes.extend(_compare_forms(qform, sform))
+    elif qcode and qcode > 0:
+        affine = qform
+    else:
+        affine = header.get_base_affine()
+        notes.append("NIfTI has neither sform nor qform: voxel sizes only, origin at the corner")
+    matrix = _RAS_TO_LPS @ affine[:3, :3]
+    origin = _RAS_TO_LPS @ affine[:3, 3]
+    image, more = image_from_affine(
+        np.ascontiguousarray(data.transpose(2, 1, 0)),
+        matrix,
+        origin,
+        source=str(path),
+        is_label=is_label,
+        default_value=0.0 if is_label else float(np.min(data)) if data.size else 0.0,
+    )
+    return image, notes + more
+
+
+def _compare_forms(qform: np.ndarray, sform: np.ndarray) -> list[str]:
+    """A note when qform and sform place the grid differently (corner distance, mm)."""
+    if qform is None or sform is None:
+        return []
+    corners = np.array([[i, j, k, 1.0] for i in (0, 100) for j in (0, 100) for k in (0, 100)])
+    gap = float(np.max(np.linalg.norm((corners @ qform.T - corners @ sform.T)[:, :3], axis=1)))
+    if gap <= 0.01:
+        return []
+    return [
+        f"qform and sform disagree (up to {gap:.2f} mm within 100 voxels); the sform was used, "
+        "as nibabel and 3D Slicer do"
+    ]
+
+
+def _read_itk(path: Path, suffix: str, is_label: bool) -> tuple[sitk.Image, list[str]]:
+    _check_complete(path, suffix)
+    with captured_native_stderr() as chatter:
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            detail = _chatter_line(chatter) or _first_line(exc)
+            raise InputError(f"cannot read image completely: {detail}", path) from None
+    if image.GetDimension() != 3:
+        return image, []
+    default = 0.0 if is_label else float(sitk.GetArrayViewFromImage(image).min())
+    return orthogonal_image(image, source=str(path), is_label=is_label, default_value=default)
+
+
+@contextlib.contextmanager
+def captured_native_stderr():
+    """Capture what C++ libraries (ITK, MetaIO, GDCM) print on file descriptor 2.
+
+    Yields a list that receives the captured text, so callers can fold it into a
+    one-line error instead of leaving several lines on the user's terminal.
+    """
+    lines: list[str] = []
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield lines
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+            tmp.seek(0)
+            lines.extend(tmp.read(65536).decode("utf-8", "replace").splitlines())
+
+
+def _chatter_line(lines: list[str]) -> str:
+    text = " ".join(ln.strip() for ln in lines if ln.strip())
+    return text[:300]
+
+
+def _check_complete(path: Path, suffix: str) -> None:
+    """Refuse MetaImage/NRRD files whose pixel data is shorter than the header says."""
+    if suffix in (".mha", ".mhd"):
+        _check_metaimage(path)
+    elif suffix in (".nrrd", ".nhdr"):
+        _check_nrrd(path)
+
+
+_META_TYPES = {
+    "MET_UCHAR": 1,
+    "MET_CHAR": 1,
+    "MET_USHORT": 2,
+    "MET_SHORT": 2,
+    "MET_UINT": 4,
+    "MET_INT": 4,
+    "MET_ULONG": 8,
+    "MET_LONG": 8,
+    "MET_ULONG_LONG": 8,
+    "MET_LONG_LONG": 8,
+    "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
+}
+
+
+def _check_metaimage(path: Path) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    fields: dict[str, str] = {}
+    header_len = 0
+    for raw in head.split(b"\n"):
+        header_len += len(raw) + 1
+        line = raw.decode("latin-1").strip()
+        key, _, value = line.partition("=")
+        fields[key.strip()] = value.strip()
+        if key.strip() == "ElementDataFile":
+            break
+    try:
+        dims = [int(v) for v in fields.get("DimSize", "").split()]
+        item = _META_TYPES[fields.get("ElementType", "")] * int(
+            fields.get("ElementNumberOfChannels", "1")
+        )
+    except (KeyError, ValueError):
+        return  # ITK reports malformed headers itself
+    if not dims or fields.get("CompressedData", "False").lower() == "true":
+        return  # compressed data: ITK checks the decompressed length (error caught)
+    expected = int(np.prod(dims)) * item
+    data_file = fields.get("ElementDataFile", "")
+    if data_file == "LOCAL":
+        have = path.stat().st_size - header_len
+        where = path
+    elif data_file and data_file != "LIST" and "%" not in data_file:
+        target = path.parent / data_file
+        if not target.is_file():
+            raise InputError(f"its data file {data_file!r} does not exist", path)
+        have = target.stat().st_size - max(int(fields.get("HeaderSize", "0") or 0), 0)
+        where = target
+    else:
+        return
+    if have < expected:
+        raise InputError(
+            f"pixel data is truncated: {have} of {expected} bytes in {Path(where).name}", path
+        )
+
+
+def _check_nrrd(path: Path) -> None:
+    import nrrd
+
+    try:
+        header = nrrd.read_header(str(path))
+    except Exception as exc:
+        raise InputError(f"not a readable NRRD header ({_first_line(exc)})", path) from None
+    try:
+        sizes = [int(v) for v in header["sizes"]]
+        dtype = nrrd.reader._determine_datatype(header)
+    except Exception:
+        return  # ITK reports malformed headers itself
+    expected = int(np.prod(sizes)) * dtype.itemsize
+    encoding = str(header.get("encoding", "raw")).lower()
+    data_file = header.get("data file") or header.get("datafile")
+    target = path.parent / data_file if data_file else path
+    if data_file and not target.is_file():
+        raise InputError(f"its data file {data_file!r} does not exist", path)
+    offset = 0 if data_file else _nrrd_header_length(path)
+    if encoding == "raw":
+        have = target.stat().st_size - offset
+    elif encoding in ("gzip", "gz"):
+        have = _gunzip_length(target, offset, path)
+    else:
+        return
+    if have < expected:
+        raise InputError(f"pixel data is truncated: {have} of {expected} bytes", path)
+
+
+def _nrrd_header_length(path: Path) -> int:
+    with path.open("rb") as fh:
+        head = fh.read(1 << 20)
+    end = head.find(b"\n\n")
+    return end + 2 if end >= 0 else len(head)
+
+
+def _gunzip_length(target: Path, offset: int, source: Path) -> int:
+    """Decompressed length of the gzip stream at ``offset``; truncation/corruption is an error."""
+    stream = zlib.decompressobj(wbits=47)
+    total = 0
+    with target.open("rb") as fh:
+        fh.seek(offset)
+        try:
+            while chunk := fh.read(1 << 20):
+                total += len(stream.decompress(chunk))
+            total += len(stream.flush())
+        except zlib.error as exc:
+            raise InputError(f"compressed data is corrupt ({exc})", source) from None
+    if not stream.eof:
+        raise InputError("compressed data is truncated (the gzip stream does not end)", source)
+    return total
 
 
 def require_3d(image: sitk.Image, source: str | Path) -> None:

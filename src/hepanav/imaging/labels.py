@@ -69,3 +69,98 @@ def read_label_names(path: str | Path) -> dict[int, str]:
             raise InputError(f"label ids must lie in [0, {MAX_LABEL}]", path)
         names[key] = str(v)
     return names
+
+
+LabelSpec = tuple[int | str, ...]
+
+
+def parse_labels(
+    text: str | int | LabelSpec | list | None, option: str = "--label"
+) -> LabelSpec | None:
+    """Parse ``"1,2"``, ``"liver"`` or ``"tumor, 3"`` into ``(1, 2)``, ``("liver",)``...
+
+    Integers select label values (or segment/ROI numbers); other words select names
+    (case-insensitive). ``None`` or an empty string means "not given".
+
+    Raises
+    ------
+    InputError
+        An empty item (``"1,,2"``) or a negative number, naming ``option``.
+    """
+    if text is None:
+        return None
+    if isinstance(text, int):
+        text = str(text)
+    items = text.split(",") if isinstance(text, str) else [str(t) for t in text]
+    if isinstance(text, str) and not text.strip():
+        return None
+    out: list[int | str] = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            raise InputError("empty item in the label list; use e.g. 1,2 or liver", option)
+        if item.lstrip("+-").isdigit():
+            value = int(item)
+            if value <= 0 or value > 2**31 - 1:
+                raise InputError(f"label {value} must be a positive integer", option)
+            out.append(value)
+        else:
+            out.append(item)
+    return tuple(out)
+
+
+def choose_segments(
+    available: list[tuple[int, str]],
+    wanted: LabelSpec | None,
+    kind: str,
+    source: str | Path,
+) -> list[tuple[int, str]]:
+    """Pick ``(number, name)`` items of ``available`` by number or name.
+
+    With nothing ``wanted`` a single item is taken; several are refused, listing
+    them, because merging a tumour and a zone silently gives a wrong margin.
+
+    Raises
+    ------
+    InputError
+        Nothing available, several without a choice, a wanted item not present.
+    """
+    listing = ", ".join(f"{n} '{name}'" if name else str(n) for n, name in available)
+    if not available:
+        raise InputError(f"holds no {kind}", source)
+    if not wanted:
+        if len(available) == 1:
+            return list(available)
+        raise InputError(
+            f"holds {len(available)} {kind}s ({listing}); choose one with the label option "
+            "(a number or a name)",
+            source,
+        )
+    chosen: list[tuple[int, str]] = []
+    for item in wanted:
+        if isinstance(item, int):
+            hits = [a for a in available if a[0] == item]
+        else:
+            hits = [a for a in available if a[1].strip().lower() == item.strip().lower()]
+        if not hits:
+            raise InputError(f"has no {kind} {item!r}; {kind}s present: {listing}", source)
+        if len(hits) > 1:
+            raise InputError(
+                f"{kind} name {item!r} is not unique; use its number ({listing})", source
+            )
+        if hits[0] not in chosen:
+            chosen.append(hits[0])
+    return chosen
+
+
+def sidecar_label_names(path: str | Path) -> dict[int, str]:
+    """Names from a ``<stem>.json`` or ``labels.json`` sidecar beside a label map, if any."""
+    path = Path(path)
+    stem = path.name.split(".")[0]
+    for candidate in (path.parent / f"{stem}.json", path.parent / "labels.json"):
+        if candidate.is_file():
+            try:
+                return read_label_names(candidate)
+            except InputError:
+                return {}
+    return {}

@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 
 from hepanav.core.errors import InputError
 from hepanav.imaging.geometry import require_overlap, same_grid
-from hepanav.imaging.io import read_image
-from hepanav.imaging.labels import select_labels
+from hepanav.imaging.labels import (
+    LabelSpec,
+    parse_labels,
+    select_labels,
+    sidecar_label_names,
+)
 from hepanav.imaging.resample import resample_mask_like
+from hepanav.imaging.rtstruct import RTSTRUCT_SOP_CLASS, read_rtstruct
+from hepanav.imaging.schema import InputRecord, record_geometry
+from hepanav.imaging.seg import SEG_SOP_CLASS, read_seg
+from hepanav.imaging.slicer_seg import is_slicer_seg, read_slicer_seg
 
 
 def binarize(image: sitk.Image, label: int | None = None) -> sitk.Image:
@@ -28,33 +37,245 @@ def require_nonempty(mask: sitk.Image, source: str | Path) -> None:
 
 
 def read_mask(
-    path: str | Path, reference: sitk.Image | None = None, label: int | None = None
+    path: str | Path,
+    reference: sitk.Image | None = None,
+    label: int | None = None,
+    *,
+    labels: LabelSpec | str | None = None,
+    threshold: float | None = None,
 ) -> sitk.Image:
-    """Read a mask file as uint8 0/1, optionally one label of a label map, on ``reference``.
+    """Read a mask as uint8 0/1 on ``reference`` (see :func:`load_mask`; record dropped).
+
+    ``label`` (one value) is kept for older callers; ``labels`` takes numbers or names.
+    """
+    wanted = labels if labels is not None else label
+    return load_mask(path, reference=reference, labels=wanted, threshold=threshold)[0]
+
+
+def load_mask(
+    path: str | Path,
+    role: str = "mask",
+    *,
+    reference: sitk.Image | None = None,
+    reference_record: InputRecord | None = None,
+    labels: LabelSpec | str | int | None = None,
+    threshold: float | None = None,
+    grid: sitk.Image | None = None,
+    option: str = "--label",
+) -> tuple[sitk.Image, InputRecord]:
+    """Read a mask from any supported kind of file as uint8 0/1, with its record.
 
     Parameters
     ----------
     path : str or Path
-        Mask or label-map file (any format :func:`hepanav.imaging.io.read_image` reads).
+        A binary mask or label map (NIfTI, NRRD, MHA/MHD, DICOM series folder), a
+        DICOM SEG, a DICOM RTSTRUCT, or a 3D Slicer ``.seg.nrrd``; a folder holding
+        one SEG or RTSTRUCT file is read as that file.
+    role : str
+        What the mask is (``tumor``, ``ablation``...), written in the record.
     reference : SimpleITK.Image, optional
-        When given, the mask is resampled onto its grid in physical space if the
-        grids differ; it must overlap the reference.
-    label : int, optional
-        Select this label value instead of all non-zero voxels.
+        The mask is resampled onto this grid in physical space when the grids
+        differ (and must overlap it). RTSTRUCT contours are rasterised on it.
+    reference_record : InputRecord, optional
+        The reference image's record: a SEG or RTSTRUCT drawn on another series
+        or frame of reference is refused.
+    labels : str, int or tuple, optional
+        Label values, segment/ROI numbers or names to select (``"1,2"``,
+        ``"liver"``); several are united. Needed for label maps with several
+        labels and files with several segments or ROIs.
+    threshold : float, optional
+        Threshold for non-binary float masks (fractions, probabilities); 0.5 when
+        omitted, said in the record's notes.
+    grid : SimpleITK.Image, optional
+        Grid to rasterise an RTSTRUCT on when there is no ``reference``.
+    option : str
+        The command-line option named in errors about labels (``--tumor-label``).
+
+    Returns
+    -------
+    (SimpleITK.Image, InputRecord)
 
     Raises
     ------
     InputError
-        Unreadable file, empty mask (before or after resampling), no overlap.
+        Unreadable or truncated file, not a regular file, several labels or
+        segments without a choice (those present are listed), an unknown label,
+        float values that are neither 0/1 nor fractions, another series or frame
+        of reference than the reference image, empty mask, no overlap.
     """
-    mask = binarize(read_image(path), label)
+    from hepanav.imaging.io import load_image, require_regular_input
+
+    path = Path(path)
+    wanted = parse_labels(labels, option)
+    require_regular_input(path)
+    if threshold is not None and not (np.isfinite(threshold)):
+        raise InputError("must be a finite number", "--mask-threshold")
+    kind = sniff_mask_file(path)
+    if kind[0] == "seg":
+        mask, record = read_seg(kind[1], wanted, threshold, role)
+        _check_derived_reference(kind[1], record, reference_record)
+    elif kind[0] == "rtstruct":
+        target = reference if reference is not None else grid
+        if target is None:
+            raise InputError(
+                "an RTSTRUCT needs the image it was drawn on to be rasterised; give that CT",
+                path,
+            )
+        mask, record = read_rtstruct(kind[1], target, wanted, reference_record, role)
+    elif kind[0] == "slicer-seg":
+        mask, record = read_slicer_seg(path, wanted, role)
+    else:
+        image, record = load_image(path, role, is_label=True)
+        record.role = role
+        mask, notes, segment = mask_from_values(image, wanted, threshold, path, option)
+        record.segment = segment
+        record.notes.extend(notes)
     require_nonempty(mask, path)
     if reference is not None and not same_grid(mask, reference):
         require_overlap(mask, reference, path)
         mask = resample_mask_like(mask, reference)
         if not np.any(sitk.GetArrayViewFromImage(mask)):
             raise InputError("mask lies outside the image after resampling onto it", path)
-    return mask
+        record.notes.append("resampled onto the image grid in physical space")
+    record_geometry(record, mask)
+    return mask, record
+
+
+def sniff_mask_file(path: Path) -> tuple[str, Path]:
+    """``(kind, file)``: kind is 'seg', 'rtstruct', 'slicer-seg' or 'image'."""
+    if is_slicer_seg(path):
+        return "slicer-seg", path
+    candidates = [path]
+    if path.is_dir():
+        candidates = [p for p in sorted(path.iterdir()) if p.is_file()]
+    classes = {p: _sop_class(p) for p in candidates[:5000]}
+    derived = {p: c for p, c in classes.items() if c in (SEG_SOP_CLASS, RTSTRUCT_SOP_CLASS)}
+    if derived:
+        if path.is_dir() and len(derived) > 1:
+            raise InputError(
+                f"folder holds {len(derived)} SEG/RTSTRUCT files; give the file itself", path
+            )
+        file, sop = next(iter(derived.items()))
+        return ("seg" if sop == SEG_SOP_CLASS else "rtstruct"), file
+    return "image", path
+
+
+def _sop_class(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+        if head[128:132] != b"DICM" and path.suffix.lower() != ".dcm":
+            return None
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        return str(getattr(ds, "SOPClassUID", "")) or None
+    except Exception:  # not DICOM: left to the image reader
+        return None
+
+
+def _check_derived_reference(path, record: InputRecord, reference_record: InputRecord | None):
+    if reference_record is None:
+        return
+    ref_for, ref_series = (
+        reference_record.frame_of_reference_uid,
+        reference_record.series_instance_uid,
+    )
+    if record.frame_of_reference_uid and ref_for and record.frame_of_reference_uid != ref_for:
+        raise InputError(
+            f"{record.format} is in frame of reference {record.frame_of_reference_uid}, the image "
+            f"({reference_record.file}) in {ref_for}; use the segmentation made on this image",
+            path,
+        )
+    if record.referenced_series_uid and ref_series and record.referenced_series_uid != ref_series:
+        raise InputError(
+            f"{record.format} was made on series {record.referenced_series_uid}, not on the image "
+            f"it is used with ({reference_record.file}, series {ref_series})",
+            path,
+        )
+
+
+def mask_from_values(
+    image: sitk.Image,
+    labels: LabelSpec | None,
+    threshold: float | None,
+    source: str | Path,
+    option: str = "--label",
+) -> tuple[sitk.Image, list[str], str | None]:
+    """Binary uint8 mask from a binary mask, a label map or a float (fraction) mask.
+
+    Returns ``(mask, notes, chosen-labels text)``. A label map with several labels
+    and no choice is refused naming the labels; a float mask with values between 0
+    and 1 is thresholded at ``threshold`` (0.5 by default) with a note.
+    """
+    array = sitk.GetArrayViewFromImage(image)
+    notes: list[str] = []
+    is_float = np.issubdtype(array.dtype, np.floating)
+    if is_float and not np.all(np.isfinite(array)):
+        raise InputError("mask holds NaN or infinite values", source)
+    fractional = is_float and bool(np.any(array != np.round(array)))
+    names = sidecar_label_names(source) if not Path(source).is_dir() else {}
+    if labels:
+        if fractional:
+            raise InputError(
+                "a float mask with fractions has no labels to choose; omit " + option, source
+            )
+        present = np.unique(array)
+        values = [int(v) for v in present if v != 0]
+        wanted: list[int] = []
+        for item in labels:
+            if isinstance(item, str):
+                hits = [k for k, v in names.items() if v.lower() == item.lower()]
+                if not hits:
+                    raise InputError(
+                        f"label name {item!r} unknown: "
+                        + (
+                            f"names are {', '.join(sorted(names.values()))}"
+                            if names
+                            else "no <name>.json or labels.json sidecar names them; use numbers"
+                        )
+                        + f" (labels present: {_list(values, names)})",
+                        source,
+                    )
+                item = hits[0]
+            if item not in values:
+                raise InputError(
+                    f"label {item} not present; labels present: {_list(values, names)}", source
+                )
+            wanted.append(item)
+        return select_labels(image, wanted), notes, ", ".join(map(str, wanted))
+    if fractional:
+        lo, hi = float(array.min()), float(array.max())
+        if threshold is None:
+            if lo < 0 or hi > 1 + 1e-6:
+                raise InputError(
+                    f"float mask with values from {lo:g} to {hi:g} is neither 0/1 nor fractions; "
+                    "give --mask-threshold",
+                    source,
+                )
+            threshold = 0.5
+            notes.append("non-binary float mask thresholded at 0.5 (default; set --mask-threshold)")
+        else:
+            notes.append(f"non-binary float mask thresholded at {threshold:g} (--mask-threshold)")
+        mask = sitk.Cast(image >= float(threshold), sitk.sitkUInt8)
+        return mask, notes, None
+    values = np.unique(array)
+    nonzero = [v for v in values.tolist() if v != 0]
+    if len(nonzero) > 1:
+        if len(nonzero) > 50:
+            raise InputError(
+                f"holds {len(nonzero)} distinct values ({min(nonzero):g}..{max(nonzero):g}): "
+                "an image, not a mask or label map",
+                source,
+            )
+        raise InputError(
+            f"is a label map with labels {_list([int(v) for v in nonzero], names)}; choose with "
+            f"{option} (one or several numbers or names)",
+            source,
+        )
+    return sitk.Cast(image != 0, sitk.sitkUInt8), notes, None
+
+
+def _list(values: list[int], names: dict[int, str]) -> str:
+    return ", ".join(f"{v} ({names[v]})" if v in names else str(v) for v in values)
 
 
 def volume_ml(mask: sitk.Image) -> float:

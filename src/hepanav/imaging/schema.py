@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,3 +32,49 @@ class Geometry(BaseModel):
             origin=tuple(image.GetOrigin()),
             direction=tuple(image.GetDirection()),
         )
+
+
+class InputRecord(BaseModel):
+    """What one input file or series was and what the reader did with it.
+
+    Results (margin.json, plan.json) list one record per input so that a
+    wrong-patient or wrong-series mistake is visible, and so that every
+    regularisation, dropped file or threshold the reader applied is said
+    (``notes``). Paths are relative to the working folder, or the bare file name
+    when the file lies outside it: never absolute (they may name a patient).
+    """
+
+    role: str = Field(description="what the input is used as, e.g. 'tumor', 'post CT'")
+    file: str = Field(description="file or folder, relative to the working folder or basename")
+    format: str = Field(
+        description="e.g. 'DICOM series', 'DICOM SEG', 'NIfTI', '3D Slicer seg.nrrd'"
+    )
+    series_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    frame_of_reference_uid: str | None = None
+    series_description: str | None = None
+    modality: str | None = None
+    acquisition_date: str | None = Field(None, description="DICOM date YYYYMMDD as written")
+    referenced_series_uid: str | None = Field(
+        None, description="SEG/RTSTRUCT: the image series it was drawn on"
+    )
+    segment: str | None = Field(None, description="segment/ROI/label(s) chosen from the file")
+    size: tuple[int, int, int] | None = Field(None, description="voxels x, y, z as used")
+    spacing: tuple[float, float, float] | None = Field(None, description="mm x, y, z as used")
+    notes: list[str] = Field(default_factory=list, description="what the reader did, in words")
+
+
+def display_name(path: str | Path) -> str:
+    """``path`` relative to the working folder, or its base name when outside it."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix() or "."
+    except (ValueError, OSError):
+        return path.name
+
+
+def record_geometry(record: InputRecord, image: sitk.Image) -> InputRecord:
+    """Fill ``size`` and ``spacing`` of ``record`` from ``image`` (in place; returned)."""
+    record.size = tuple(int(v) for v in image.GetSize())
+    record.spacing = tuple(round(float(v), 4) for v in image.GetSpacing())
+    return record

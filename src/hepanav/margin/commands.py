@@ -8,6 +8,7 @@ import typer
 
 _PAIR = "pre/post pair"
 _ONE = "masks in one space"
+_MASKS = "mask files (label maps, DICOM SEG/RTSTRUCT, Slicer .seg.nrrd)"
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +43,7 @@ def margin(
     landmarks_pre: Path | None = typer.Option(
         None,
         "--landmarks-pre",
-        help="Landmarks in the pre CT: CSV id,x,y,z (LPS mm) or Slicer .mrk.json.",
+        help="Landmarks in the pre CT: CSV id,x,y,z (LPS mm), Slicer .fcsv or .mrk.json.",
         rich_help_panel=_PAIR,
     ),
     landmarks_post: Path | None = typer.Option(
@@ -50,6 +51,41 @@ def margin(
     ),
     subcapsular: bool = typer.Option(
         False, "--subcapsular", help="Leave out tumour surface near the liver capsule."
+    ),
+    tumor_label: str | None = typer.Option(
+        None,
+        "--tumor-label",
+        help="Label(s) or segment/ROI name(s) of the tumour in a label map, SEG, RTSTRUCT or "
+        ".seg.nrrd (e.g. 1 or 'GTV'); needed when the file holds several.",
+        rich_help_panel=_MASKS,
+    ),
+    ablation_label: str | None = typer.Option(
+        None,
+        "--ablation-label",
+        help="Label(s) or name(s) of the ablation zone, e.g. 1,2 when the tumour was painted "
+        "over the zone.",
+        rich_help_panel=_MASKS,
+    ),
+    liver_label: str | None = typer.Option(
+        None, "--liver-label", help="Label(s) or name(s) of the liver.", rich_help_panel=_MASKS
+    ),
+    mask_threshold: float | None = typer.Option(
+        None,
+        "--mask-threshold",
+        help="Threshold for non-binary float masks (fractions, probabilities); default 0.5.",
+        rich_help_panel=_MASKS,
+    ),
+    pre_series: str | None = typer.Option(
+        None,
+        "--pre-series",
+        help="Series UID or description substring when the --pre folder holds several series.",
+        rich_help_panel=_PAIR,
+    ),
+    post_series: str | None = typer.Option(
+        None,
+        "--post-series",
+        help="Series UID or description substring when the --post folder holds several series.",
+        rich_help_panel=_PAIR,
     ),
     subcapsular_mm: float | None = typer.Option(
         None,
@@ -91,6 +127,12 @@ def margin(
         landmarks_pre=landmarks_pre,
         landmarks_post=landmarks_post,
         subcapsular_mm=subcapsular_mm,
+        tumor_label=tumor_label,
+        ablation_label=ablation_label,
+        liver_label=liver_label,
+        mask_threshold=mask_threshold,
+        pre_series=pre_series,
+        post_series=post_series,
     )
     labels = {
         "read": "Reading images",

@@ -1,4 +1,11 @@
-"""Landmark files: CSV ``id,x,y,z`` (LPS mm) or 3D Slicer markups ``.mrk.json``."""
+"""Landmark files: CSV ``id,x,y,z`` (LPS mm), 3D Slicer ``.fcsv`` or markups ``.mrk.json``.
+
+Slicer files say their coordinate system: ``.mrk.json`` in ``coordinateSystem``
+("LPS" or "RAS"; LPS when absent, as the markups JSON schema defines), ``.fcsv``
+in its ``# CoordinateSystem =`` header line ("LPS"/"RAS", or 1/0 in files of
+Slicer 4.10 and before; RAS when the line is absent, as those versions wrote).
+RAS points are converted to LPS by negating x and y.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +38,13 @@ def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
 
     # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
     text = read_user_text(path, "landmark file", encoding="utf-8-sig")
-    points = (
-        _read_slicer(text, path) if path.name.lower().endswith(".json") else _read_csv(text, path)
-    )
+    name = path.name.lower()
+    if name.endswith(".json"):
+        points = _read_slicer(text, path)
+    elif name.endswith(".fcsv"):
+        points = _read_fcsv(text, path)
+    else:
+        points = _read_csv(text, path)
     if not points:
         raise InputError("no landmarks in file", path)
     for key, point in points.items():
@@ -78,14 +89,61 @@ def _read_slicer(text: str, path: Path) -> dict[str, np.ndarray]:
             isinstance(cp, dict) for cp in control_points
         ):
             raise InputError("'controlPoints' must be a list of objects", path)
-        # Slicer writes LPS by default since 4.11; older files say RAS.
-        flip = np.array([-1.0, -1.0, 1.0]) if markup.get("coordinateSystem") == "RAS" else 1.0
+        system = str(markup.get("coordinateSystem", "LPS")).upper()
+        if system not in ("LPS", "RAS"):
+            raise InputError(f"unknown coordinateSystem {system!r}; expected LPS or RAS", path)
+        flip = np.array([-1.0, -1.0, 1.0]) if system == "RAS" else 1.0
         for i, cp in enumerate(control_points):
             key = str(cp.get("label") or cp.get("id") or i + 1)
             try:
                 points[key] = np.asarray(cp["position"], dtype=float).reshape(3) * flip
             except (KeyError, TypeError, ValueError):
                 raise InputError(f"control point {key!r} has no 3D position", path) from None
+    return points
+
+
+_FCSV_SYSTEMS = {"LPS": "LPS", "1": "LPS", "RAS": "RAS", "0": "RAS"}
+
+
+def _read_fcsv(text: str, path: Path) -> dict[str, np.ndarray]:
+    """3D Slicer fiducial CSV: ``#`` header lines, then id,x,y,z,...,label,... rows."""
+    system = "RAS"  # Slicer 4.10 and before wrote RAS without saying so
+    columns = ["id", "x", "y", "z", "ow", "ox", "oy", "oz", "vis", "sel", "lock", "label"]
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for line_no, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+            if not row:
+                continue
+            first = row[0].strip()
+            if first.startswith("#"):
+                key, _, value = ",".join(row).lstrip("#").partition("=")
+                key, value = key.strip().lower(), value.strip()
+                if key == "coordinatesystem":
+                    if value.upper() not in _FCSV_SYSTEMS:
+                        raise InputError(
+                            f"line {line_no}: unknown CoordinateSystem {value!r}", path
+                        )
+                    system = _FCSV_SYSTEMS[value.upper()]
+                elif key == "columns":
+                    columns = [c.strip().lower() for c in value.split(",")]
+                continue
+            rows.append((line_no, row))
+    except csv.Error as exc:
+        raise InputError(f"not a valid .fcsv file ({exc})", path) from None
+    if not {"x", "y", "z"} <= set(columns):
+        raise InputError("the # columns line names no x, y, z", path)
+    flip = np.array([-1.0, -1.0, 1.0]) if system == "RAS" else 1.0
+    points: dict[str, np.ndarray] = {}
+    for line_no, row in rows:
+        record = dict(zip(columns, row, strict=False))
+        key = str(record.get("label") or record.get("id") or len(points) + 1).strip()
+        try:
+            point = np.array([float(record[c]) for c in ("x", "y", "z")]) * flip
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"line {line_no}: x, y, z must be numbers", path) from None
+        if key in points:
+            raise InputError(f"line {line_no}: duplicate landmark label {key!r}", path)
+        points[key] = point
     return points
 
 

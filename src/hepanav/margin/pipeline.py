@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,15 @@ import SimpleITK as sitk
 
 from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
-from hepanav.imaging import lps_to_voxel, read_image, read_mask, require_overlap, write_image
+from hepanav.imaging import (
+    InputRecord,
+    load_image,
+    load_mask,
+    lps_to_voxel,
+    parse_labels,
+    require_overlap,
+    write_image,
+)
 from hepanav.margin.landmarks import paired_landmarks, read_landmarks
 from hepanav.margin.measure import Measurement, measure_margin
 from hepanav.margin.registration import (
@@ -45,6 +54,12 @@ class MarginInputs:
     landmarks_pre: Path | None = None
     landmarks_post: Path | None = None
     subcapsular_mm: float | None = None
+    tumor_label: str | None = None
+    ablation_label: str | None = None
+    liver_label: str | None = None
+    mask_threshold: float | None = None
+    pre_series: str | None = None
+    post_series: str | None = None
 
     @property
     def registered(self) -> bool:
@@ -79,6 +94,16 @@ class MarginInputs:
             raise InputError(
                 f"must be a finite distance in [0, {MAX_SUBCAPSULAR_MM:g}] mm", "--subcapsular-mm"
             )
+        for option, text in (
+            ("--tumor-label", self.tumor_label),
+            ("--ablation-label", self.ablation_label),
+            ("--liver-label", self.liver_label),
+        ):
+            parse_labels(text, option)
+        if self.mask_threshold is not None and not math.isfinite(self.mask_threshold):
+            raise InputError("must be a finite number", "--mask-threshold")
+        if not self.registered and (self.pre_series or self.post_series):
+            raise InputError("applies to the pre/post mode (--pre/--post)", "--pre-series")
         if self.subcapsular_mm and self.liver is None and self.liver_post is None:
             raise InputError(
                 "subcapsular exclusion needs a liver mask (--liver)", "--subcapsular-mm"
@@ -127,7 +152,16 @@ def run_margin(
     step = step or (lambda name: None)
     inputs.check()
     step("read")
-    images = read_inputs(inputs)
+    records: list[InputRecord] = []
+    images = read_inputs(inputs, records)
+    landmark_pairs = None
+    if inputs.landmarks_pre is not None:
+        # Read before registering: a bad file must not cost a minute of registration.
+        landmark_pairs = paired_landmarks(
+            read_landmarks(inputs.landmarks_pre),
+            read_landmarks(inputs.landmarks_post),
+            inputs.landmarks_post,
+        )
     registration = None
     transform = None
     tre = None
@@ -143,13 +177,8 @@ def run_margin(
             settings=settings,
         )
         transform = registration.transform
-        if inputs.landmarks_pre is not None:
-            pre_pts, post_pts = paired_landmarks(
-                read_landmarks(inputs.landmarks_pre),
-                read_landmarks(inputs.landmarks_post),
-                inputs.landmarks_post,
-            )
-            tre = target_registration_error(transform, pre_pts, post_pts)
+        if landmark_pairs is not None:
+            tre = target_registration_error(transform, *landmark_pairs)
     step("measure")
     liver = images.get("liver_post", images.get("liver"))
     measurement = measure_margin(
@@ -163,6 +192,7 @@ def run_margin(
             tre_mm=tre,
             seconds=registration.seconds if registration else 0.0,
         ),
+        inputs=records,
     )
     step("write")
     out = Path(out)
@@ -178,23 +208,54 @@ def run_margin(
     return run
 
 
-def read_inputs(inputs: MarginInputs) -> dict[str, sitk.Image]:
-    """Read and check every image and mask; masks are binarised (uint8 0/1)."""
+def read_inputs(
+    inputs: MarginInputs, records: list[InputRecord] | None = None
+) -> dict[str, sitk.Image]:
+    """Read and check every image and mask; masks are binarised (uint8 0/1).
+
+    Label options select labels of label maps and segments of SEG/RTSTRUCT/.seg.nrrd
+    files; each input's :class:`InputRecord` (with the reader's notes) is appended
+    to ``records`` when given.
+    """
+    records = records if records is not None else []
     images: dict[str, sitk.Image] = {}
+    masks = {"threshold": inputs.mask_threshold}
+    tumor = {"labels": inputs.tumor_label, "option": "--tumor-label", **masks}
+    zone = {"labels": inputs.ablation_label, "option": "--ablation-label", **masks}
+    liver = {"labels": inputs.liver_label, "option": "--liver-label", **masks}
+
+    def add(key: str, loaded) -> None:
+        images[key] = loaded[0]
+        records.append(loaded[1])
+
     if inputs.registered:
-        images["pre"] = read_image(inputs.pre)
-        images["post"] = read_image(inputs.post)
-        images["tumor"] = read_mask(inputs.tumor, reference=images["pre"])
-        images["liver_pre"] = read_mask(inputs.liver_pre, reference=images["pre"])
-        images["ablation"] = read_mask(inputs.ablation, reference=images["post"])
-        images["liver_post"] = read_mask(inputs.liver_post, reference=images["post"])
+        add("pre", load_image(inputs.pre, "pre CT", series=inputs.pre_series))
+        add("post", load_image(inputs.post, "post CT", series=inputs.post_series))
+        pre_ref = {"reference": images["pre"], "reference_record": records[0]}
+        post_ref = {"reference": images["post"], "reference_record": records[1]}
+        add("tumor", load_mask(inputs.tumor, "tumor", **pre_ref, **tumor))
+        add("liver_pre", load_mask(inputs.liver_pre, "liver (pre)", **pre_ref, **liver))
+        add("ablation", load_mask(inputs.ablation, "ablation zone", **post_ref, **zone))
+        add("liver_post", load_mask(inputs.liver_post, "liver (post)", **post_ref, **liver))
     else:
-        images["ablation"] = read_mask(inputs.ablation)
-        images["tumor"] = read_mask(inputs.tumor)
+        add("ablation", load_mask(inputs.ablation, "ablation zone", **zone))
+        add("tumor", load_mask(inputs.tumor, "tumor", grid=images["ablation"], **tumor))
+        _same_frame(records[0], records[1], inputs.tumor)
         require_overlap(images["tumor"], images["ablation"], inputs.tumor)
         if inputs.liver is not None:
-            images["liver"] = read_mask(inputs.liver, reference=images["ablation"])
+            add("liver", load_mask(inputs.liver, "liver", reference=images["ablation"], **liver))
     return images
+
+
+def _same_frame(zone: InputRecord, tumor: InputRecord, source: Path) -> None:
+    """Masks "in one space" from DICOM must share the frame of reference."""
+    a, b = zone.frame_of_reference_uid, tumor.frame_of_reference_uid
+    if a and b and a != b:
+        raise InputError(
+            f"tumour mask is in frame of reference {b}, the ablation zone in {a}; masks in one "
+            "space must share it (use the pre/post mode for two scans)",
+            source,
+        )
 
 
 def margin_map(measurement: Measurement) -> sitk.Image:

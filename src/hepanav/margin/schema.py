@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hepanav import DISCLAIMER, __version__
+from hepanav.imaging.schema import InputRecord
 
 Category = Literal["incomplete", "0-5mm", "5-10mm", ">=10mm"]
 
@@ -105,5 +106,9 @@ class MarginResult(_Model):
     tumor_surface_area_mm2: float = Field(description="area of the tumour surface mesh, mm^2")
     registration: Registration
     warnings: list[str] = Field(description="conditions that limit the result")
+    inputs: list[InputRecord] = Field(
+        default_factory=list,
+        description="every input read (file or series, UIDs) and what the reader did (notes)",
+    )
     hepanav_version: str = __version__
     disclaimer: str = DISCLAIMER

@@ -27,6 +27,18 @@ def register(app: typer.Typer) -> None:
             "neuwave-pr-65w-10min", "--device", help="Built-in device name or a device YAML file."
         ),
         out: Path = typer.Option(..., "--out", help="Output folder."),
+        tumor_label: str | None = typer.Option(
+            None,
+            "--tumor-label",
+            help="Label(s) or segment/ROI name(s) of the tumour when --tumor is a label map, "
+            "DICOM SEG, RTSTRUCT or .seg.nrrd holding several.",
+        ),
+        mask_threshold: float | None = typer.Option(
+            None, "--mask-threshold", help="Threshold of a non-binary float tumour mask (0.5)."
+        ),
+        series: str | None = typer.Option(
+            None, "--series", help="Series UID or description substring in a --ct DICOM folder."
+        ),
     ) -> None:
         """Plan stereotactic multi-needle ablation: plan.json, .mrk.json, report.html."""
         from hepanav.core.atomic import check_output_folder, final_path, output_folder
@@ -38,7 +50,18 @@ def register(app: typer.Typer) -> None:
         check_output_folder(out)
         # plan.json, the markups, the crops and the report appear together or not at all.
         with output_folder(out, "hepanav plan") as tmp:
-            result, written = run_plan(ct, tumor, labels, label_map, margin, device, tmp)
+            result, written = run_plan(
+                ct,
+                tumor,
+                labels,
+                label_map,
+                margin,
+                device,
+                tmp,
+                tumor_label=tumor_label,
+                mask_threshold=mask_threshold,
+                series=series,
+            )
         written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.result.message)
         for path in written:
@@ -51,6 +74,9 @@ def register(app: typer.Typer) -> None:
             ..., "--control-ct", help="Control CT with the needles, registered to the planning CT."
         ),
         out: Path = typer.Option(..., "--out", help="Output folder."),
+        series: str | None = typer.Option(
+            None, "--series", help="Series UID or description substring in a --control-ct folder."
+        ),
     ) -> None:
         """Find the needles in a control CT and report the target positioning errors."""
         from hepanav.core.atomic import check_output_folder, final_path, output_folder
@@ -61,7 +87,7 @@ def register(app: typer.Typer) -> None:
         check_inputs_outputs([plan, control_ct], [], folders=[out])
         check_output_folder(out)
         with output_folder(out, "hepanav verify-placement") as tmp:
-            result, written = run_verification(plan, control_ct, tmp)
+            result, written = run_verification(plan, control_ct, tmp, series=series)
         written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.message)
         for path in written:

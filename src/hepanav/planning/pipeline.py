@@ -13,8 +13,9 @@ from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
 from hepanav.core.paths import recorded_path
 from hepanav.core.validation import parse_json, read_user_text, validate_model
-from hepanav.imaging.io import read_image, write_image
+from hepanav.imaging.io import load_image, read_image, write_image
 from hepanav.imaging.labels import read_label_names
+from hepanav.imaging.masks import load_mask
 from hepanav.planning.devices import load_device
 from hepanav.planning.planner import PlanOutput, align_inputs, plan
 from hepanav.planning.report import write_placement_report, write_plan_report
@@ -58,6 +59,9 @@ def run_plan(
     out_dir: Path,
     *,
     solver: str = "milp",
+    tumor_label: str | None = None,
+    mask_threshold: float | None = None,
+    series: str | None = None,
 ) -> tuple[PlanOutput, list[Path]]:
     """Plan from files and write plan.json, trajectories.mrk.json, report.html and masks.
 
@@ -71,9 +75,18 @@ def run_plan(
         raise InputError(f"margin must be a finite number in [0, {MAX_MARGIN_MM:g}] mm", "--margin")
     device = load_device(device_name)
     risk = load_risk_map(label_map)
-    ct = read_image(ct_path)
-    tumor = read_image(tumor_path)
-    labels = read_image(labels_path)
+    ct, ct_record = load_image(ct_path, "planning CT", series=series)
+    tumor, tumor_record = load_mask(
+        tumor_path,
+        "tumor",
+        reference_record=ct_record,
+        grid=ct,
+        labels=tumor_label,
+        threshold=mask_threshold,
+        option="--tumor-label",
+    )
+    labels, labels_record = load_image(labels_path, "organ labels", is_label=True)
+    records = [ct_record, tumor_record, labels_record]
     inp = align_inputs(
         ct,
         tumor,
@@ -104,6 +117,7 @@ def run_plan(
         "report": "report.html",
     }
     out = plan(inp, risk, device, margin_mm, solver=solver, paths=paths)
+    out.result.input_records = records
     out_dir = Path(out_dir)
     region = out.region
     written = [
@@ -175,12 +189,17 @@ def _coverage(plan: PlanResult, plan_dir: Path, centers, dirs) -> tuple[float, f
 
 
 def run_verification(
-    plan_path: Path, control_ct_path: Path, out_dir: Path, *, threshold_hu: float = 2000.0
+    plan_path: Path,
+    control_ct_path: Path,
+    out_dir: Path,
+    *,
+    threshold_hu: float = 2000.0,
+    series: str | None = None,
 ) -> tuple[PlacementResult, list[Path]]:
     """Detect needles in a control CT (registered to the planning CT), compare with the plan."""
     plan_path = Path(plan_path)
     plan_res = _load_plan(plan_path)
-    ct = read_image(control_ct_path)
+    ct = read_image(control_ct_path, series=series)
     found = detect_needles(ct, threshold_hu)
     planned_tips = np.array([n.tip_lps_mm for n in plan_res.needles]).reshape(-1, 3)
     planned_dirs = np.array([n.direction for n in plan_res.needles]).reshape(-1, 3)

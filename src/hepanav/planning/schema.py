@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from hepanav import DISCLAIMER
 from hepanav.imaging.labels import MAX_LABEL
+from hepanav.imaging.schema import InputRecord
 
 # Every number read from a user's file (device, risk map, plan.json) is finite
 # (allow_inf_nan=False on every model) and bounded. The bounds are physical (a patient
@@ -249,6 +250,10 @@ class PlanResult(BaseModel):
     rules: TrajectoryRules
     inputs: dict[str, str] = Field(
         description="input file paths and files written beside plan.json"
+    )
+    input_records: list[InputRecord] = Field(
+        default_factory=list,
+        description="every input read (file or series, UIDs) and what the reader did (notes)",
     )
 
 

@@ -58,7 +58,7 @@ def build_audit(engine: Engine, frames: dict[str, pd.DataFrame] | None = None) -
     icg = None
     if resections["icg_used"].dropna().nunique() == 2:
         icg = stats.margin_comparison(resections[resections.icg_used.notna()], "icg_used", "lesion")
-    incidence, cox, survival = None, [], None
+    incidence, cox, survival = None, None, None
     tte = pd.DataFrame()
     if not follow_up.empty and not treated.empty:
         patients = dataset.patient_survival(treated, follow_up)

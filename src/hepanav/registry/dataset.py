@@ -24,6 +24,14 @@ GROUP_COLUMNS = (
     "segment",
     "ablation_energy",
     "margin_category",
+    "centre",
+    "ras_status",
+    "braf_status",
+    "prior_chemo",
+    "neoadjuvant_chemo",
+    "asa_class",
+    "vessel_contact",
+    "margin_confirmation",
 )
 
 
@@ -55,14 +63,22 @@ def treatments(engine: Engine) -> pd.DataFrame:
             p.c.ablation_energy,
             p.c.ablation_power_w,
             p.c.ablation_time_min,
+            p.c.centre,
+            p.c.asa_class,
+            p.c.cea_ng_ml,
+            p.c.prior_chemo,
+            p.c.neoadjuvant_chemo,
             le.c.segment,
             le.c.size_mm,
             le.c.depth_mm,
+            le.c.vessel_contact,
             pr.c.year_of_birth,
             pr.c.sex,
             pt.c.primary_type,
             pt.c.net_grade,
             pt.c.ki67_pct,
+            pt.c.ras_status,
+            pt.c.braf_status,
         )
         .join(p, (p.c.patient_id == t.c.patient_id) & (p.c.procedure_id == t.c.procedure_id))
         .join(le, (le.c.patient_id == t.c.patient_id) & (le.c.lesion_id == t.c.lesion_id))

@@ -11,20 +11,117 @@ installed wheel without an ``alembic.ini``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 
 from hepanav.core.errors import InputError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 WRITE_OPTION = "hepanav_registry_write"
-# How long a SQLite writer waits for another process's write lock (ms).
+# How long a SQLite writer waits for another process's write lock (ms);
+# $HEPANAV_SQLITE_BUSY_TIMEOUT_MS overrides it (tests use a short one).
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+# A transaction PostgreSQL aborts as a deadlock victim (SQLSTATE 40P01) or a
+# serialisation failure (40001) is re-run up to this many times in all.
+MAX_ATTEMPTS = 5
+_RETRY_SQLSTATES = {"40P01", "40001"}
+T = TypeVar("T")
+
+# psycopg logs "pipeline aborted" (and similar) at WARNING when a statement of an
+# executemany batch fails; the error itself reaches the user as one line.
+logging.getLogger("psycopg").setLevel(logging.ERROR)
+
+
+def busy_timeout_ms() -> int:
+    """The SQLite busy timeout (ms): $HEPANAV_SQLITE_BUSY_TIMEOUT_MS or 60 s."""
+    value = os.environ.get("HEPANAV_SQLITE_BUSY_TIMEOUT_MS", "")
+    try:
+        ms = int(value) if value else SQLITE_BUSY_TIMEOUT_MS
+    except ValueError:
+        raise InputError("must be an integer (ms)", "HEPANAV_SQLITE_BUSY_TIMEOUT_MS") from None
+    if not 0 <= ms <= 3_600_000:
+        raise InputError("must be 0-3600000 ms", "HEPANAV_SQLITE_BUSY_TIMEOUT_MS")
+    return ms
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None)
+
+
+def run_with_retry(work: Callable[[], T], attempts: int = MAX_ATTEMPTS) -> T:
+    """Run a whole transaction; re-run it when PostgreSQL aborted it as a deadlock victim.
+
+    Imports take their row locks in key order, so deadlocks should not happen;
+    this is the second line of defence (bounded, with a short random back-off).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except OperationalError as exc:
+            if _sqlstate(exc) not in _RETRY_SQLSTATES or attempt == attempts:
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * attempt)
+    raise AssertionError("unreachable")
+
+
+def describe_database(engine: Engine) -> str:
+    """``sqlite registry.sqlite`` / ``postgresql test@127.0.0.1``: no password, no path."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite database {Path(url.database or ':memory:').name}"
+    return f"postgresql database {url.database}@{url.host}"
+
+
+def _cause(exc: DatabaseError) -> str:
+    """One line saying why the database refused, without any row values."""
+    state = _sqlstate(exc) or ""
+    text = " ".join(str(getattr(exc, "orig", exc)).split()).lower()
+    if state == "40P01" or "deadlock" in text:
+        return f"deadlock with another writer, still after {MAX_ATTEMPTS} attempts"
+    if "database is locked" in text or "database table is locked" in text or state == "55P03":
+        return (
+            "locked by another process for longer than the busy timeout "
+            f"({busy_timeout_ms() / 1000:g} s); try again when it has finished"
+        )
+    if state == "53100" or "disk is full" in text or "no space left" in text or "disk full" in text:
+        return "the disk (or tablespace) is full; free space and import again"
+    if state.startswith("08") or "connection" in text or "server closed" in text:
+        return "the connection to the database server was lost"
+    if "readonly" in text or "read-only" in text or state == "25006":
+        return "the database is read-only"
+    if state == "57014":
+        return "the statement was cancelled (timeout)"
+    if isinstance(exc, IntegrityError):
+        return "a constraint was violated"
+    # First line only: DETAIL lines of PostgreSQL errors may quote row values.
+    first = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+    return f"{type(getattr(exc, 'orig', exc)).__name__}: {first}"
+
+
+@contextmanager
+def database_errors(engine: Engine) -> Iterator[None]:
+    """Turn a database failure into one :class:`InputError` naming database and cause.
+
+    Integrity errors pass through (the caller names the row and key); no SQL
+    statement or parameter (row data) ever reaches the message.
+    """
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except DatabaseError as exc:
+        raise InputError(f"{describe_database(engine)}: {_cause(exc)}", "--db") from None
 
 
 def normalise_url(url: str) -> str:
@@ -52,7 +149,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # otherwise start DEFERRED transactions on its own).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
@@ -111,11 +208,40 @@ def _alembic_config(connection):
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Create or upgrade the registry schema to ``revision`` (Alembic)."""
+    _migrate(engine, "upgrade", revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Return the registry schema to an earlier ``revision`` (Alembic downgrade)."""
+    _migrate(engine, "downgrade", revision)
+
+
+def _migrate(engine: Engine, direction: str, revision: str) -> None:
     from alembic import command
 
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        with write_transaction(engine) as connection:
-            command.upgrade(_alembic_config(connection), revision)
+        with engine.connect() as connection:
+            if sqlite:
+                # SQLite migrations rebuild tables (copy, DROP, rename); with foreign
+                # keys on, dropping ``patients`` would cascade-delete every lesion.
+                # The pragma only works outside a transaction, hence the raw driver.
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+            try:
+                connection.execution_options(**{WRITE_OPTION: True})
+                with connection.begin():
+                    getattr(command, direction)(_alembic_config(connection), revision)
+                    if sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                        if broken is not None:
+                            raise InputError(
+                                f"migration left a dangling reference in table {broken[0]}; "
+                                "nothing changed",
+                                "--db",
+                            )
+            finally:
+                if sqlite:
+                    connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
     except DatabaseError as exc:  # unreachable server, or a file that is not a database
         raise InputError(f"cannot open the database ({exc.orig})", "--db") from None
 

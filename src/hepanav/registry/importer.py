@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,116 +19,84 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from hepanav.core import privacy
 from hepanav.core.errors import InputError
 from hepanav.registry import models
-from hepanav.registry.db import write_transaction
+from hepanav.registry.db import database_errors, run_with_retry, write_transaction
+from hepanav.registry.reading import decimal_commas, normalise_column, read_table
 from hepanav.registry.schema import (
     REQUIRED_COLUMNS,
     ROW_MODELS,
     ImportSummary,
     OutcomeRow,
     RowError,
+    UpsertChange,
 )
 
 CHUNK_ROWS = 5_000
 MAX_LISTED_ERRORS = 50
 
-# Column names that suggest a direct identifier (GDPR Art. 4(1) / HIPAA Safe Harbor
-# identifiers: names, record numbers, full dates of birth, addresses, contacts).
-_IDENTIFIER = re.compile(
-    r"(^|_)(name|names|surname|forename|firstname|lastname|initials|mrn|nhs|ssn|"
-    r"dob|birthdate|birthday|address|street|postcode|zip|zipcode|phone|telephone|"
-    r"email|mail|insurance|passport)(_|$)"
-    r"|record_?n(umbe)?r|hospital_?n(umbe)?r|patient_?n(umbe)?r|date_?of_?birth|"
-    r"birth_?date|social_?security|postal_?code"
-)
+__all__ = ["normalise_column", "import_file", "read_table"]
 
 
-def normalise_column(name: Any) -> str:
-    """``"Margin (mm)"`` -> ``"margin_mm"``: lower case, runs of non-alphanumerics -> ``_``."""
-    return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+def column_roles(kind: str) -> dict[str, tuple[str, ...]]:
+    """Columns of a template by type: dates, numbers, percentages, codes, ids."""
+    from hepanav.registry.schema import CODE_SETS, ID_COLUMNS
+
+    model = ROW_MODELS[kind]
+    dates, numbers = [], []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        args = set(typing.get_args(annotation)) | {annotation}
+        if dt.date in args or any(dt.date in typing.get_args(a) for a in args):
+            dates.append(name)
+        elif args & {float, int}:
+            numbers.append(name)
+    fields = set(model.model_fields)
+    return {
+        "dates": tuple(dates),
+        "numbers": tuple(numbers),
+        "percent": tuple(n for n in numbers if n.endswith("_pct")),
+        "codes": tuple(c for c in CODE_SETS if c in fields),
+        "ids": tuple(c for c in ID_COLUMNS if c in fields),
+    }
 
 
-#: Largest CSV/XLSX accepted by ``registry import`` (bytes): 1 GiB is millions of rows.
-MAX_IMPORT_BYTES = 1 << 30
+def screen_identifiers(kind: str, table) -> list[RowError]:
+    """Cells that look like names, birth dates, phone or record numbers, e-mails.
 
-
-def read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """Read a CSV or XLSX file as strings; empty cells become ``None``.
-
-    Returns
-    -------
-    columns : list of str
-        Normalised header names.
-    records : list of dict
-        One dict per data row (spreadsheet row ``i + 2``).
+    Each error names column and row, never the value (:mod:`hepanav.core.privacy`).
     """
-    from hepanav.core.validation import check_input_file
+    from hepanav.registry.schema import CODE_SETS
 
-    if not path.exists():
-        raise InputError("file not found", path)
-    # A regular file (a FIFO would block pandas forever), at most MAX_IMPORT_BYTES.
-    check_input_file(path, "import file", MAX_IMPORT_BYTES)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        elif suffix in (".xlsx", ".xlsm"):
-            frame = pd.read_excel(path, dtype=object, engine="openpyxl")
-        else:
-            raise InputError("expected a .csv or .xlsx file", path)
-    except InputError:
-        raise
-    except Exception as exc:  # pandas/openpyxl raise many types for a damaged file
-        raise InputError(f"cannot read the table ({type(exc).__name__}: {exc})", path) from None
-    columns = [normalise_column(c) for c in frame.columns]
-    seen: dict[str, int] = {}
-    for i, name in enumerate(columns):
-        if name in seen:
-            # "margin_mm" and "Margin (mm)" are one column: which value counts would be a
-            # guess, so refuse, naming both headers (header names are not patient data).
-            raise InputError(
-                f"columns {seen[name] + 1} and {i + 1} both mean {name!r} "
-                f"({str(frame.columns[seen[name]])!r}, {str(frame.columns[i])!r}); keep one",
-                path,
-            )
-        seen[name] = i
-    frame.columns = columns
-    if suffix == ".csv":
-        # Vectorised clean-up (all cells are strings): strip; blank cells become None.
-        frame = frame.apply(lambda col: col.str.strip())
-        return columns, _records(frame.where(frame != ""))
-    records = [{k: _cell(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-    return columns, records
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float) and value != value:  # NaN from empty Excel cells
-        return None
-    if isinstance(value, dt.datetime):  # Excel dates arrive as datetimes at midnight
-        return value.date().isoformat()
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    ):
-        # Numbers become text as in a CSV, so numeric ids (patient 1001, lesion 1,
-        # segment 4) validate; Excel stores 4 as 4.0, hence no ".0".
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    if isinstance(value, str):
-        value = value.strip()
-        return value or None
-    return value
+    roles = column_roles(kind)
+    findings = privacy.screen_records(
+        table.records,
+        table.row_numbers,
+        code_sets={c: CODE_SETS[c] for c in roles["codes"]},
+        id_columns=roles["ids"],
+        date_columns=roles["dates"],
+        number_columns=roles["numbers"],
+    )
+    return [
+        RowError(
+            row=f.row,
+            column=f.column,
+            reason=f"looks like {f.kind} (value not shown); the registry keeps "
+            "pseudonymous codes only",
+        )
+        for f in findings
+    ]
 
 
 def check_columns(kind: str, columns: Sequence[str], source: Path) -> None:
     """Refuse identifier-like, unknown, duplicate or missing columns (one message for all)."""
     model = ROW_MODELS[kind]
     problems = []
-    identifiers = [c for c in columns if _IDENTIFIER.search(c)]
+    identifiers = [c for c in columns if privacy.identifier_column(c)]
     if identifiers:
         problems.append(
             f"columns {identifiers} look like direct identifiers (names, record numbers, "
@@ -148,8 +116,13 @@ def check_columns(kind: str, columns: Sequence[str], source: Path) -> None:
         raise InputError("nothing imported: " + "; ".join(problems), source)
 
 
-def validate_rows(kind: str, records: list[dict[str, Any]]) -> tuple[list, list[RowError]]:
-    """Validate all rows at once; return the models and every error (row, column, reason)."""
+def validate_rows(
+    kind: str, records: list[dict[str, Any]], row_numbers: Sequence[int] | None = None
+) -> tuple[list, list[RowError]]:
+    """Validate all rows at once; return the models and every error (row, column, reason).
+
+    ``row_numbers`` gives each record's spreadsheet row (default index + 2).
+    """
     adapter = TypeAdapter(list[ROW_MODELS[kind]])
     try:
         return adapter.validate_python(records), []
@@ -163,7 +136,9 @@ def validate_rows(kind: str, records: list[dict[str, Any]]) -> tuple[list, list[
             first_word = message.split(" ", 1)[0]
             column = str(loc[1]) if len(loc) > 1 else first_word
             column = column if column in fields else "row"
-            errors.append(RowError(row=int(loc[0]) + 2, column=column, reason=message))
+            index = int(loc[0])
+            row = row_numbers[index] if row_numbers is not None else index + 2
+            errors.append(RowError(row=row, column=column, reason=message))
         return [], errors
 
 
@@ -219,8 +194,8 @@ def check_outcome_consistency(rows: Sequence[OutcomeRow]) -> list[RowError]:
 
 
 _PATIENT = ("year_of_birth", "sex")
-_PRIMARY = ("primary_type", "net_grade", "ki67_pct")
-_LESION = ("segment", "size_mm", "depth_mm")
+_PRIMARY = ("primary_type", "net_grade", "ki67_pct", "ras_status", "braf_status")
+_LESION = ("segment", "size_mm", "depth_mm", "vessel_contact")
 _PROCEDURE = (
     "procedure_type",
     "procedure_date",
@@ -230,6 +205,11 @@ _PROCEDURE = (
     "ablation_energy",
     "ablation_power_w",
     "ablation_time_min",
+    "centre",
+    "asa_class",
+    "cea_ng_ml",
+    "prior_chemo",
+    "neoadjuvant_chemo",
 )
 _TREATMENT = (
     "margin_mm",
@@ -238,6 +218,10 @@ _TREATMENT = (
     "shell_coverage_5mm_pct",
     "shell_coverage_6mm_pct",
     "margin_category",
+    "n_applicators",
+    "margin_confirmation",
+    "technical_success",
+    "complete_at_first_follow_up",
 )
 
 
@@ -264,6 +248,11 @@ def _execute_chunk(conn, statement, chunk: list[dict]) -> None:
 def _insert(conn, table: Table, records: list[dict], skip_existing: bool = False) -> None:
     if not records:
         return
+    # Rows in primary-key order: two imports then take their row locks in the
+    # same order, so on PostgreSQL they queue instead of deadlocking.
+    key = [c.name for c in table.primary_key.columns if c.name in records[0]]
+    if key:
+        records = sorted(records, key=lambda r: tuple(str(r[k]) for k in key))
     statement = insert(table)
     if skip_existing:
         # Patients, lesions and procedures may already be in the registry (an
@@ -278,7 +267,125 @@ def _insert(conn, table: Table, records: list[dict], skip_existing: bool = False
         _execute_chunk(conn, statement, records[start : start + CHUNK_ROWS])
 
 
-def _write_outcomes(conn, rows: Sequence[OutcomeRow]) -> None:
+_TABLE_FIELDS = (
+    ("patients", ("patient_id",), _PATIENT),
+    ("primary_tumours", ("patient_id",), _PRIMARY),
+    ("lesions", ("patient_id", "lesion_id"), _LESION),
+    ("procedures", ("patient_id", "procedure_id"), _PROCEDURE),
+    ("lesion_treatments", ("patient_id", "procedure_id", "lesion_id"), _TREATMENT),
+)
+
+
+def _existing(conn, table: Table, key: Sequence[str], patients: list[str]) -> dict:
+    found = {}
+    for start in range(0, len(patients), 1000):
+        part = patients[start : start + 1000]
+        for row in conn.execute(select(table).where(table.c.patient_id.in_(part))).mappings():
+            found[tuple(row[k] for k in key)] = dict(row)
+    return found
+
+
+def plan_upsert(conn, rows: Sequence[OutcomeRow], numbers: Sequence[int]) -> list[UpsertChange]:
+    """What re-importing ``rows`` would change: records created and fields updated.
+
+    A blank cell never erases a stored value (use ``registry update`` for that).
+    """
+    from hepanav.registry.records import _same
+
+    frame = _frame(rows)
+    first_row: dict[tuple, int] = {}
+    patients = sorted(set(frame["patient_id"]))
+    changes = []
+    for name, key, fields in _TABLE_FIELDS:
+        table = models.Base.metadata.tables[name]
+        for i, values in enumerate(zip(*(frame[k] for k in key), strict=True)):
+            first_row.setdefault((name, values), numbers[i])
+        if name == "lesion_treatments":
+            records = _records(frame[list(key) + list(fields)])
+        else:
+            records = _first_per_key(frame, list(key), fields)
+        if name == "primary_tumours":
+            records = [r for r in records if r["primary_type"]]
+        existing = _existing(conn, table, key, patients)
+        for record in records:
+            k = tuple(record[c] for c in key)
+            where = dict(table=name, key="/".join(k), row=first_row[(name, k)])
+            old = existing.get(k)
+            if old is None:
+                changes.append(UpsertChange(action="create", **where))
+                continue
+            for field in fields:
+                new = record[field]
+                if new is not None and not _same(old[field], new):
+                    changes.append(
+                        UpsertChange(
+                            action="update",
+                            field=field,
+                            old=_shown(old[field]),
+                            new=_shown(new),
+                            **where,
+                        )
+                    )
+    return changes
+
+
+def _shown(value) -> str | None:
+    from hepanav.registry.records import _text
+
+    if isinstance(value, float) and value.is_integer():
+        value = int(value) if abs(value) < 1e15 else value
+    return _text(value)
+
+
+def _apply_upsert(conn, rows, changes: list[UpsertChange], user: str, reason: str) -> None:
+    from hepanav.registry.records import _log
+
+    _write_outcomes(conn, rows, skip_existing=True)
+    keys = {name: key for name, key, _ in _TABLE_FIELDS}
+    for change in changes:
+        if change.action != "update":
+            continue
+        table = models.Base.metadata.tables[change.table]
+        where = None
+        for column, value in zip(keys[change.table], change.key.split("/"), strict=True):
+            term = table.c[column] == value
+            where = term if where is None else where & term
+        row = next(r for r in rows if _matches(r, keys[change.table], change.key))
+        conn.execute(update(table).where(where).values({change.field: getattr(row, change.field)}))
+    for change in changes:
+        _log(
+            conn,
+            user,
+            change.action,
+            change.table,
+            f"{change.table}:{change.key}",
+            [(change.field, change.old, change.new)],
+            reason,
+        )
+
+
+def _matches(row, key, joined: str) -> bool:
+    return "/".join(str(getattr(row, k)) for k in key) == joined
+
+
+def _already_there(conn, rows: Sequence[OutcomeRow], numbers: Sequence[int]) -> list[RowError]:
+    """Row errors for lesion treatments already in the registry (plain import)."""
+    table = models.LesionTreatment.__table__
+    key = ("patient_id", "procedure_id", "lesion_id")
+    existing = _existing(conn, table, key, sorted({r.patient_id for r in rows}))
+    return [
+        RowError(
+            row=numbers[i],
+            column="lesion_id",
+            reason=f"patient {r.patient_id} procedure {r.procedure_id} lesion {r.lesion_id} "
+            "is already in the registry; re-import with --upsert to correct it",
+        )
+        for i, r in enumerate(rows)
+        if (r.patient_id, r.procedure_id, r.lesion_id) in existing
+    ]
+
+
+def _write_outcomes(conn, rows: Sequence[OutcomeRow], skip_existing: bool = False) -> None:
     frame = _frame(rows)
     patient = ["patient_id"]
     _insert(conn, models.Patient.__table__, _first_per_key(frame, patient, _PATIENT), True)
@@ -289,7 +396,8 @@ def _write_outcomes(conn, rows: Sequence[OutcomeRow]) -> None:
     procedures = _first_per_key(frame, ["patient_id", "procedure_id"], _PROCEDURE)
     _insert(conn, models.Procedure.__table__, procedures, True)
     key = ["patient_id", "procedure_id", "lesion_id"]
-    _insert(conn, models.LesionTreatment.__table__, _records(frame[key + list(_TREATMENT)]))
+    treatments = _records(frame[key + list(_TREATMENT)])
+    _insert(conn, models.LesionTreatment.__table__, treatments, skip_existing)
 
 
 def _missing_parents(conn, rows: Sequence, with_lesion: bool, with_procedure: bool):
@@ -351,7 +459,16 @@ def write_errors_csv(errors: Sequence[RowError], out: str | Path) -> Path:
     return out
 
 
-def import_file(engine: Engine, path: str | Path, kind: str = "outcomes") -> ImportSummary:
+def import_file(
+    engine: Engine,
+    path: str | Path,
+    kind: str = "outcomes",
+    *,
+    upsert: bool = False,
+    dry_run: bool = False,
+    user: str = "import",
+    reason: str | None = None,
+) -> ImportSummary:
     """Validate a CSV/XLSX template and write it to the registry in one transaction.
 
     Parameters
@@ -362,6 +479,15 @@ def import_file(engine: Engine, path: str | Path, kind: str = "outcomes") -> Imp
         CSV or XLSX file with a header row (see docs/registry.md for templates).
     kind : {"outcomes", "events", "complications"}
         Which template the file follows.
+    upsert : bool
+        Outcomes only: re-import of a corrected file. Records are matched by
+        their keys (patient, lesion, procedure); new ones are created, changed
+        fields updated, and every change logged in the history with ``user``
+        and ``reason``. Without it, a lesion treatment already in the registry
+        is an error naming its row and key.
+    dry_run : bool
+        With ``upsert``: list what would change (``ImportSummary.changes``),
+        write nothing.
 
     Raises
     ------
@@ -371,48 +497,90 @@ def import_file(engine: Engine, path: str | Path, kind: str = "outcomes") -> Imp
     path = Path(path)
     if kind not in ROW_MODELS:
         raise InputError(f"unknown kind {kind!r}; choose from {list(ROW_MODELS)}", "--kind")
-    columns, records = read_table(path)
-    check_columns(kind, columns, path)
-    if not records:
+    roles = column_roles(kind)
+    table = read_table(path, roles["dates"], roles["percent"])
+    check_columns(kind, table.columns, path)
+    if not table.records:
         raise InputError("nothing imported: the file has no data rows", path)
-    rows, errors = validate_rows(kind, records)
-    if not errors and kind == "outcomes":
-        errors = check_outcome_consistency(rows)
+    # Identifiers first: later messages may quote a cell, this one never does.
+    errors = screen_identifiers(kind, table)
     if errors:
         raise format_errors(errors, path)
+    numbers = table.row_numbers
+    errors = [RowError(**e) for e in decimal_commas(table, roles["numbers"], path)]
+    if errors:
+        raise format_errors(errors, path)
+    rows, errors = validate_rows(kind, table.records, numbers)
+    if not errors and kind == "outcomes":
+        errors = _renumber(check_outcome_consistency(rows), numbers)
+    if errors:
+        raise format_errors(errors, path)
+    # The file's hash identifies it in the audit trail; its name (which may name
+    # a patient's folder) is not stored.
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    try:
+
+    if (upsert or dry_run) and kind != "outcomes":
+        raise InputError("--upsert/--dry-run apply to outcomes files (keyed records)", "--kind")
+    if dry_run and not upsert:
+        raise InputError("--dry-run lists what an --upsert would change; add --upsert", "--dry-run")
+    planned: list[UpsertChange] = []
+    why = reason or f"re-import of file sha256:{sha256[:16]}"
+
+    def write() -> None:
+        nonlocal planned
         with write_transaction(engine) as conn:
-            if kind == "outcomes":
+            if kind == "outcomes" and upsert:
+                planned = plan_upsert(conn, rows, numbers)
+                if dry_run:
+                    conn.rollback()
+                    return
+                _apply_upsert(conn, rows, planned, user, why)
+            elif kind == "outcomes":
+                there = _already_there(conn, rows, numbers)
+                if there:
+                    raise format_errors(there, path)
                 _write_outcomes(conn, rows)
             else:
-                errors = _missing_parents(
+                missing = _missing_parents(
                     conn, rows, with_lesion=kind == "events", with_procedure=kind != "events"
                 )
-                if errors:
-                    raise format_errors(errors, path)
-                table = models.FollowUpEvent if kind == "events" else models.Complication
-                _insert(conn, table.__table__, [r.model_dump() for r in rows])
+                if missing:
+                    raise format_errors(_renumber(missing, numbers), path)
+                table_ = models.FollowUpEvent if kind == "events" else models.Complication
+                _insert(conn, table_.__table__, [r.model_dump() for r in rows])
             conn.execute(
                 insert(models.ImportBatch.__table__),
                 {
                     "kind": kind,
-                    "source": path.name[:255],
+                    "source": f"sha256:{sha256[:16]}",
                     "sha256": sha256,
                     "n_rows": len(rows),
                     "imported_at": dt.datetime.now(dt.UTC),
                 },
             )
+
+    try:
+        with database_errors(engine):
+            run_with_retry(write)
     except IntegrityError as exc:
-        detail = str(exc.orig).splitlines()[0]
+        detail = str(exc.orig).strip().splitlines()[0]
         raise InputError(
-            f"nothing imported: conflicts with the registry (already imported?): {detail}",
+            f"nothing imported: conflicts with the registry (already imported? use "
+            f"`registry import --upsert`): {detail}",
             path,
         ) from None
     return ImportSummary(
         kind=kind,
-        source=str(path),
+        source=path.name,
         rows=len(rows),
         patients=len({r.patient_id for r in rows}),
         sha256=sha256,
+        notes=table.notes,
+        dry_run=dry_run,
+        changes=planned,
     )
+
+
+def _renumber(errors: Sequence[RowError], numbers: Sequence[int]) -> list[RowError]:
+    """Map errors numbered index + 2 onto the spreadsheet rows (empty rows skipped)."""
+    return [e.model_copy(update={"row": numbers[e.row - 2]}) for e in errors]

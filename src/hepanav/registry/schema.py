@@ -8,29 +8,83 @@ their columns); the result models are the JSON schemas of ``margins.json`` and
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from hepanav import DISCLAIMER
 from hepanav.registry.vocabulary import (
     ABLATION_ENERGIES,
     APPROACHES,
+    BRAF_STATUSES,
     COMPLICATION_SYSTEMS,
     EVENT_TYPES,
     GRADES,
     MARGIN_CATEGORIES,
+    MARGIN_CONFIRMATIONS,
     MARGIN_STATUSES,
     NET_GRADES,
     PRIMARY_TYPES,
     PROCEDURE_TYPES,
     R0_MIN_MARGIN_MM,
+    RAS_STATUSES,
     SEGMENTS,
     SEXES,
 )
 
 Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00(?::00(?:\.0+)?)?)?$")
+_SERIAL = re.compile(r"^\d+(?:\.\d+)?$")
+_DAY_FIRST = re.compile(r"^\d{1,2}[./\-]\d{1,2}[./\-]\d{2,4}$")
+
+
+def parse_iso_date(value):
+    """A date only as ISO 8601 ``YYYY-MM-DD``; never guess what a spreadsheet meant.
+
+    Numbers are refused (an Excel serial day number in a CSV, whose 1900/1904
+    date system is unknown; pydantic would read them as Unix seconds), as are
+    day-first or month-first dates (``04.05.2021``: 4 May or April 5?). Dates
+    are not echoed (one may be a date of birth).
+    """
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = repr(value)
+    if not isinstance(value, str):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    text = value.strip()
+    match = _ISO_DATE.match(text)
+    if match:
+        try:
+            return dt.date(*(int(g) for g in match.groups()))
+        except ValueError:
+            raise ValueError("is not a valid calendar date (use YYYY-MM-DD)") from None
+    if _SERIAL.match(text):
+        raise ValueError(
+            "is a number (an Excel serial date?); use YYYY-MM-DD, e.g. 2021-05-04 "
+            "(format the column as text or as an ISO date before saving)"
+        )
+    if _DAY_FIRST.match(text):
+        raise ValueError(
+            "is a day-first or month-first date, which is ambiguous; use YYYY-MM-DD "
+            "(ISO 8601), e.g. 2021-05-04"
+        )
+    raise ValueError("is not a date; use YYYY-MM-DD (ISO 8601), e.g. 2021-05-04")
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(parse_iso_date)]
 
 
 @lru_cache(maxsize=64)
@@ -67,7 +121,21 @@ _OUTCOME_CODES = {
     "approach": APPROACHES,
     "ablation_energy": ABLATION_ENERGIES,
     "margin_category": MARGIN_CATEGORIES,
+    "ras_status": RAS_STATUSES,
+    "braf_status": BRAF_STATUSES,
+    "margin_confirmation": MARGIN_CONFIRMATIONS,
 }
+
+
+# Code sets of every coded template column (the identifier screen checks values
+# outside them for person names) and the pseudonymous key columns.
+CODE_SETS: dict[str, tuple[str, ...]] = {
+    **_OUTCOME_CODES,
+    "event_type": EVENT_TYPES,
+    "grading_system": COMPLICATION_SYSTEMS,
+    "grade": tuple(sorted({g for grades in GRADES.values() for g in grades})),
+}
+ID_COLUMNS = ("patient_id", "lesion_id", "procedure_id")
 
 
 class _Row(BaseModel):
@@ -85,7 +153,7 @@ class OutcomeRow(_Row):
     lesion_id: str = Id
     procedure_id: str = Id
     procedure_type: Literal[PROCEDURE_TYPES]
-    procedure_date: dt.date
+    procedure_date: IsoDate
     icg_used: bool | None = None
     margin_mm: float | None = Field(None, ge=0, le=200, description="resection margin, mm")
     margin_status: Literal[MARGIN_STATUSES] | None = None
@@ -110,6 +178,27 @@ class OutcomeRow(_Row):
         None, ge=0, le=100, description="% of the 6 mm shell ablated (Innsbruck: >= 90%)"
     )
     margin_category: Literal[MARGIN_CATEGORIES] | None = None
+    # Covariates margin studies adjust for (schema 0003).
+    centre: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\- ]*$"
+    )
+    ras_status: Literal[RAS_STATUSES] | None = None
+    braf_status: Literal[BRAF_STATUSES] | None = None
+    cea_ng_ml: float | None = Field(
+        None, ge=0, le=100000, description="CEA before the procedure, ng/mL"
+    )
+    prior_chemo: bool | None = None
+    neoadjuvant_chemo: bool | None = None
+    asa_class: int | None = Field(None, ge=1, le=6, description="ASA physical status I-VI as 1-6")
+    vessel_contact: bool | None = Field(None, description="lesion touches a vessel >= 3 mm")
+    n_applicators: int | None = Field(None, ge=1, le=20, description="needles/antennas used")
+    margin_confirmation: Literal[MARGIN_CONFIRMATIONS] | None = None
+    technical_success: bool | None = Field(
+        None, description="Ahmed 2014: zone covers the tumour at the end of the procedure"
+    )
+    complete_at_first_follow_up: bool | None = Field(
+        None, description="Ahmed 2014: no residual tumour at the first contrast follow-up"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -128,7 +217,7 @@ class OutcomeRow(_Row):
     def _consistent(self):
         # R0 is defined as a margin of at least 1 mm; a spreadsheet that says
         # otherwise has a typo in one of the two columns.
-        if self.margin_mm is not None and self.margin_status in ("R0", "R1_parenchymal"):
+        if self.margin_mm is not None and self.margin_status in ("R0", "R1", "R1_parenchymal"):
             if (self.margin_status == "R0") != (self.margin_mm >= R0_MIN_MARGIN_MM):
                 raise ValueError(
                     f"margin_status {self.margin_status} contradicts margin_mm "
@@ -138,6 +227,10 @@ class OutcomeRow(_Row):
             raise ValueError("net_grade is only for primary_type NET")
         if self.ablation_energy is not None and self.procedure_type != "ablation":
             raise ValueError("ablation_energy given for a procedure that is not an ablation")
+        ablation_only = ("technical_success", "complete_at_first_follow_up", "n_applicators")
+        for name in ablation_only:
+            if getattr(self, name) is not None and self.procedure_type != "ablation":
+                raise ValueError(f"{name} given for a procedure that is not an ablation")
         return self
 
 
@@ -147,7 +240,7 @@ class EventRow(_Row):
     patient_id: str = Id
     lesion_id: str | None = Field(None, min_length=1, max_length=64)
     event_type: str
-    event_date: dt.date
+    event_date: IsoDate
 
     @field_validator("event_type")
     @classmethod
@@ -213,6 +306,18 @@ class RowError(BaseModel):
     reason: str
 
 
+class UpsertChange(BaseModel):
+    """One change a re-import (``--upsert``) makes or would make (``--dry-run``)."""
+
+    action: Literal["create", "update"]
+    table: str
+    key: str = Field(description="patient_id[/lesion_id|/procedure_id[/lesion_id]]")
+    row: int = Field(description="first spreadsheet row with this key")
+    field: str | None = None
+    old: str | None = None
+    new: str | None = None
+
+
 class ImportSummary(BaseModel):
     """What an import wrote (all rows, in one transaction)."""
 
@@ -221,6 +326,11 @@ class ImportSummary(BaseModel):
     rows: int
     patients: int
     sha256: str
+    notes: list[str] = Field(
+        [], description="how the file was read: encoding, delimiter, decimal commas, skipped rows"
+    )
+    dry_run: bool = False
+    changes: list[UpsertChange] = Field([], description="--upsert: created/updated records")
 
 
 # --------------------------------------------------------------------------- results
@@ -232,7 +342,7 @@ class GroupCount(BaseModel):
     group: str
     n: int = Field(description="lesions (unit lesion) or patients (unit patient)")
     negative: int = Field(description="R0; a patient is negative when all their lesions are")
-    positive: int = Field(description="R1 parenchymal, R1 vascular or R2")
+    positive: int = Field(description="R1 (unspecified, parenchymal or vascular) or R2")
 
 
 class GroupRate(BaseModel):
@@ -271,8 +381,12 @@ class ClusteredResult(BaseModel):
 
     method: Literal["gee", "patient_level_exact_fallback", "not_estimable"]
     reason: str
+    estimable: bool = Field(
+        False, description="true only when the GEE gave the odds ratios in ``terms``"
+    )
     n_lesions: int
     n_patients: int
+    n_events: int = Field(0, description="the rarer outcome (R0 or R1/R2 lesions): EPV basis")
     reference_group: str | None = None
     terms: list[GeeTerm] = []
     working_correlation: float | None = Field(None, description="exchangeable correlation")
@@ -338,6 +452,26 @@ class CoxTerm(BaseModel):
     p_value: float
 
 
+class CoxModel(BaseModel):
+    """A Cox model with its n and events, or "not estimable" with the reason (no numbers).
+
+    Not estimable when: fewer than 10 events per covariate (Peduzzi, J Clin
+    Epidemiol 1995;48:1503-1510), a single patient in a group of a binary
+    covariate, monotone likelihood (complete separation: every event has the
+    largest or smallest covariate value of its risk set; Bryson & Johnson,
+    Biometrika 1981;68:573), no convergence, or a non-finite estimate.
+    """
+
+    model: str = Field(description="what was fitted, e.g. cause-specific Cox of LTP on MAM")
+    estimable: bool
+    reason: str
+    n: int = Field(description="units (lesions) in the model")
+    n_patients: int = Field(description="clusters for the robust (sandwich) variance")
+    events: int
+    covariates: list[str]
+    terms: list[CoxTerm] = Field([], description="empty unless estimable")
+
+
 class RateRow(BaseModel):
     """R0 rate of a stratum per lesion and per patient."""
 
@@ -369,19 +503,23 @@ class AuditReport(BaseModel):
     icg_comparison: MarginsResult | None = None
     incidence: IncidenceSummary | None = None
     overall_survival: SurvivalSummary | None = None
-    cox_local_progression: list[CoxTerm] = []
+    cox_local_progression: CoxModel | None = None
     complications: list[ComplicationCount]
 
 
 class MarginJson(BaseModel):
     """The fields the registry takes from ``hepanav margin``'s ``margin.json``.
 
-    Fractions (0-1) in that file become percentages in the registry.
+    Fractions (0-1) in that file become percentages in the registry. Only finite
+    numbers in range are accepted (NaN, infinity and 1e300 are refused): MAM
+    within +-100 mm, the range of the outcomes template.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
-    min_margin_mm: float = Field(description="minimal ablative margin (MAM), signed, mm")
+    min_margin_mm: float = Field(
+        ge=-100, le=100, description="minimal ablative margin (MAM), signed, mm"
+    )
     shell_coverage_5mm: float = Field(ge=0, le=1)
     shell_coverage_6mm: float = Field(ge=0, le=1)
     category: Literal[MARGIN_CATEGORIES]

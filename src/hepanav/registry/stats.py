@@ -29,6 +29,7 @@ import pandas as pd
 from hepanav.core.errors import InputError
 from hepanav.registry.schema import (
     ClusteredResult,
+    CoxModel,
     CoxTerm,
     CurvePoint,
     GeeTerm,
@@ -43,6 +44,9 @@ from hepanav.registry.schema import (
 # Cochran (1954): the chi-square approximation needs every expected count >= 5.
 MIN_EXPECTED_FOR_CHI_SQUARE = 5.0
 MISSING_GROUP = "(missing)"
+# At least 10 events per covariate in a regression model (Peduzzi et al., J Clin
+# Epidemiol 1995;48:1503-1510 for Cox; 1996;49:1373-1379 for logistic models).
+MIN_EVENTS_PER_COVARIATE = 10
 FFH_RESAMPLES = 99_999
 
 
@@ -159,13 +163,20 @@ def compare_counts(counts: list[GroupCount], exact: bool = False) -> TestResult:
             min_expected=min_expected,
             table=listed,
         )
+    exact_tables = False
     if table.shape == (2, 2):
         result = stats.fisher_exact(table)
+        p_value = float(result.pvalue)
     else:
-        # scipy estimates the r x c (Freeman-Halton) p-value by Monte Carlo;
-        # a fixed seed makes the report reproducible (MC standard error < 0.002).
-        method = stats.MonteCarloMethod(n_resamples=FFH_RESAMPLES, rng=np.random.default_rng(0))
-        result = stats.fisher_exact(table, method=method)
+        p_value = freeman_halton_exact(table)
+        exact_tables = p_value is not None
+        if p_value is None:
+            # Too many tables to enumerate: scipy's Monte Carlo estimate; a fixed
+            # seed makes the report reproducible (MC standard error < 0.002).
+            method = stats.MonteCarloMethod(n_resamples=FFH_RESAMPLES, rng=np.random.default_rng(0))
+            result = stats.fisher_exact(table, method=method)
+            # scipy returns a 1-element array for some small tables: take the scalar.
+            p_value = float(np.ravel(result.pvalue)[0])
     why_not = (
         f"chi-square not used: {n_small} of {expected.size} expected counts are below "
         f"{MIN_EXPECTED_FOR_CHI_SQUARE:g} (smallest {min_expected:.2f}), where the "
@@ -177,16 +188,52 @@ def compare_counts(counts: list[GroupCount], exact: bool = False) -> TestResult:
         name_text = "Fisher's exact test, two-sided"
         statistic = float(result.statistic)
     else:
-        name_text = f"Fisher-Freeman-Halton test (Monte Carlo, {FFH_RESAMPLES} tables)"
+        name_text = (
+            "Fisher-Freeman-Halton test (exact, all tables with the observed margins)"
+            if exact_tables
+            else f"Fisher-Freeman-Halton test (Monte Carlo, {FFH_RESAMPLES} tables)"
+        )
         statistic = None
     return TestResult(
         name="fisher_exact",
         reason=f"{name_text}: {why_not}",
         statistic=statistic if statistic is None or np.isfinite(statistic) else None,
-        p_value=float(result.pvalue),
+        p_value=p_value,
         min_expected=min_expected,
         table=listed,
     )
+
+
+def freeman_halton_exact(table: np.ndarray, max_tables: int = 200_000) -> float | None:
+    """Exact Fisher-Freeman-Halton p-value of an r x 2 table, or None when too large.
+
+    Enumerates every table with the observed row and column totals; each has the
+    multivariate hypergeometric probability prod C(n_i, k_i) / C(N, K); the
+    p-value sums the probabilities of the tables no more probable than the one
+    observed (Freeman & Halton, Biometrika 1951;38:141-149).
+    """
+    from itertools import product
+
+    from scipy.special import gammaln
+
+    table = np.asarray(table, dtype=np.int64)
+    if table.ndim != 2 or table.shape[1] != 2:
+        return None
+    sizes = table.sum(axis=1)
+    if float(np.prod(sizes + 1.0)) > max_tables:
+        return None
+    total_k = int(table[:, 0].sum())
+
+    def log_choose(n, k):
+        return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+    grids = np.array(list(product(*(range(int(n) + 1) for n in sizes))), dtype=np.int64)
+    grids = grids[grids.sum(axis=1) == total_k]
+    log_p = log_choose(sizes, grids).sum(axis=1) - log_choose(int(sizes.sum()), total_k)
+    observed = log_choose(sizes, table[:, 0]).sum() - log_choose(int(sizes.sum()), total_k)
+    # Relative tolerance for ties in probability (as R's fisher.test: 1e-7).
+    keep = log_p <= observed + 1e-7
+    return float(min(1.0, np.exp(log_p[keep]).sum()))
 
 
 def separation(lesions: pd.DataFrame) -> str | None:
@@ -212,7 +259,9 @@ def clustered_lesion_analysis(lesions: pd.DataFrame) -> ClusteredResult:
     """
     n_lesions, n_patients = len(lesions), lesions["patient_id"].nunique()
     groups = sorted(lesions["group"].unique())
-    base = {"n_lesions": n_lesions, "n_patients": n_patients}
+    n_negative = int(lesions["negative"].sum())
+    n_events = min(n_negative, n_lesions - n_negative)
+    base = {"n_lesions": n_lesions, "n_patients": n_patients, "n_events": n_events}
     if len(groups) < 2:
         return ClusteredResult(method="not_estimable", reason="fewer than two groups", **base)
     separated = separation(lesions)
@@ -221,6 +270,24 @@ def clustered_lesion_analysis(lesions: pd.DataFrame) -> ClusteredResult:
             lesions,
             f"complete separation ({separated}): the GEE odds ratio is infinite and its "
             "standard error meaningless",
+            base,
+        )
+    lonely = [
+        g for g, ids in lesions.groupby("group", sort=True)["patient_id"] if ids.nunique() < 2
+    ]
+    if lonely:
+        return _patient_fallback(
+            lesions,
+            f"a single patient in group(s) {lonely}: a cluster-robust variance needs at "
+            "least two patients per group",
+            base,
+        )
+    needed = MIN_EVENTS_PER_COVARIATE * (len(groups) - 1)
+    if n_events < needed:
+        return _patient_fallback(
+            lesions,
+            f"fewer than {needed} events ({n_events} lesions in the rarer outcome; "
+            f"{MIN_EVENTS_PER_COVARIATE} per group term, Peduzzi 1996)",
             base,
         )
     try:
@@ -236,8 +303,8 @@ def _patient_fallback(lesions: pd.DataFrame, why: str, base: dict) -> ClusteredR
     fallback = compare_counts(count_groups(patient_outcomes(lesions)), exact=True)
     return ClusteredResult(
         method="patient_level_exact_fallback",
-        reason=f"{why}, so an exact test on patients (R0 when all their lesions are) is "
-        "reported instead",
+        reason=f"GEE not estimable: {why}, so an exact test on patients (R0 when all "
+        "their lesions are) is reported instead",
         p_value=fallback.p_value,
         fallback_test=fallback,
         **base,
@@ -287,6 +354,7 @@ def _gee(lesions: pd.DataFrame, groups: list[str], base: dict) -> ClusteredResul
     correlation = float(np.ravel(result.model.cov_struct.dep_params)[0])
     return ClusteredResult(
         method="gee",
+        estimable=True,
         reason="GEE logistic regression (Binomial, exchangeable working correlation) with "
         "Mancl-DeRouen bias-reduced sandwich covariance, because lesions of one patient "
         "are not independent",
@@ -435,9 +503,35 @@ def incidence_summary(tte: pd.DataFrame, excluded: int = 0) -> IncidenceSummary:
     )
 
 
+def monotone_likelihood(months, event, x) -> str | None:
+    """Whether a Cox partial likelihood in ``x`` is monotone (its estimate infinite).
+
+    That happens when at every event time the subject with the event has the
+    largest (or at every one the smallest) covariate value of its risk set,
+    with at least one strict inequality (Bryson & Johnson, Biometrika
+    1981;68:573-578). Returns "highest"/"lowest" or None.
+    """
+    months, event, x = (np.asarray(a, float) for a in (months, event, x))
+    highest = lowest = True
+    informative = False
+    for i in np.flatnonzero(event > 0):
+        at_risk = x[months >= months[i]]
+        highest &= x[i] >= at_risk.max()
+        lowest &= x[i] <= at_risk.min()
+        informative |= at_risk.min() < at_risk.max()
+        if not (highest or lowest):
+            return None
+    if not informative:
+        return None
+    return "highest" if highest else "lowest"
+
+
 def cox_cluster_robust(
-    tte: pd.DataFrame, covariates: list[str], cluster: str = "patient_id"
-) -> list[CoxTerm]:
+    tte: pd.DataFrame,
+    covariates: list[str],
+    cluster: str = "patient_id",
+    model: str = "cause-specific Cox model of LTP (death censored)",
+) -> CoxModel:
     """Cox model of the cause-specific hazard of LTP (death censored), robust by patient.
 
     Parameters
@@ -446,25 +540,69 @@ def cox_cluster_robust(
         ``months``, ``status`` (1 = LTP), ``cluster`` and the ``covariates`` columns.
     covariates : list of str
         Numeric columns; rows with a missing covariate are dropped.
+    cluster : str
+        Column naming the patient (cluster-robust sandwich variance, lifelines
+        ``cluster_col``).
+    model : str
+        Description stored in the result.
 
     Returns
     -------
-    list of CoxTerm
-        Hazard ratios with 95% intervals from the cluster-robust (sandwich)
-        variance (lifelines ``cluster_col``).
+    CoxModel
+        n, patients and events always; hazard ratios with 95% intervals only when
+        estimable (see :class:`~hepanav.registry.schema.CoxModel` for the rule).
     """
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 
     data = tte[[*covariates, "months", "status", cluster]].dropna().copy()
     data["ltp"] = (data.pop("status") == 1).astype(int)
-    if data["ltp"].sum() == 0 or data[cluster].nunique() < 2:
-        return []
+    events = int(data["ltp"].sum())
+    base = {
+        "model": model,
+        "n": len(data),
+        "n_patients": int(data[cluster].nunique()),
+        "events": events,
+        "covariates": list(covariates),
+    }
+
+    def refuse(reason: str) -> CoxModel:
+        return CoxModel(estimable=False, reason=f"not estimable: {reason}", **base)
+
+    needed = MIN_EVENTS_PER_COVARIATE * len(covariates)
+    if events < needed:
+        return refuse(
+            f"{events} events, fewer than {needed} ({MIN_EVENTS_PER_COVARIATE} per "
+            "covariate, Peduzzi 1995)"
+        )
+    for c in covariates:
+        values = data[c].unique()
+        if len(values) < 2:
+            return refuse(f"{c} does not vary")
+        if len(values) == 2:
+            per_level = data.groupby(c)[cluster].nunique()
+            if (per_level < 2).any():
+                return refuse(f"a single patient in a group of {c}")
+        side = monotone_likelihood(data["months"], data["ltp"], data[c])
+        if side is not None:
+            return refuse(
+                f"complete separation on {c}: every event has the {side} {c} of its risk "
+                "set, so the hazard ratio is infinite (monotone likelihood)"
+            )
     fitter = CoxPHFitter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fitter.fit(data, duration_col="months", event_col="ltp", cluster_col=cluster)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", ConvergenceWarning)
+            fitter.fit(data, duration_col="months", event_col="ltp", cluster_col=cluster)
+    except (ConvergenceError, ConvergenceWarning, np.linalg.LinAlgError, ValueError) as exc:
+        first = " ".join(str(exc).split())[:160]
+        return refuse(f"the model did not converge ({first})")
     summary = fitter.summary
-    return [
+    numbers = summary[["coef", "se(coef)", "exp(coef) lower 95%", "exp(coef) upper 95%", "p"]]
+    if not np.isfinite(numbers.to_numpy(float)).all():
+        return refuse("non-finite estimate or standard error")
+    terms = [
         CoxTerm(
             covariate=str(name),
             hazard_ratio=float(row["exp(coef)"]),
@@ -474,3 +612,10 @@ def cox_cluster_robust(
         )
         for name, row in summary.iterrows()
     ]
+    return CoxModel(
+        estimable=True,
+        reason="Cox proportional hazards, Efron ties, cluster-robust (sandwich) variance by "
+        "patient",
+        terms=terms,
+        **base,
+    )

@@ -1,7 +1,7 @@
 """Controlled vocabularies of the registry (the codes a spreadsheet may use).
 
-Sources: resection margin R0 >= 1 mm, R1 < 1 mm parenchymal or vascular
-(detached from a major vessel, Vigano 2016), R2 macroscopic residual; ablation
+Sources: resection margin R0 >= 1 mm, R1 < 1 mm (unspecified, parenchymal or vascular
+(detached from a major vessel, Vigano 2016)), R2 macroscopic residual; ablation
 margin categories after the MAM literature (incomplete < 0 mm, 0-5, 5-10,
 >= 10 mm; Laimer 2025, Shady 2018); complications Clavien-Dindo (surgery),
 CIRSE 1-6 (interventional, Filippiadis 2017), CTCAE v5 grades 1-5; follow-up
@@ -17,7 +17,10 @@ NET_GRADES = ("G1", "G2", "G3")
 PROCEDURE_TYPES = ("resection", "ablation", "TAE", "TACE", "TARE", "HAI", "PRRT", "systemic")
 APPROACHES = ("open", "laparoscopic", "robotic", "percutaneous", "endovascular", "systemic")
 ABLATION_ENERGIES = ("RFA", "MWA", "cryo", "IRE", "laser", "other")
-MARGIN_STATUSES = ("R0", "R1_parenchymal", "R1_vascular", "R2")
+# "R1" unspecified is what most registries record; statistics count every R1
+# code (R1, R1_parenchymal, R1_vascular) as positive (not R0).
+MARGIN_STATUSES = ("R0", "R1", "R1_parenchymal", "R1_vascular", "R2")
+R1_STATUSES = ("R1", "R1_parenchymal", "R1_vascular")
 NEGATIVE_MARGIN = "R0"
 # R0 means a margin of at least 1 mm (domain brief, "Resection margins").
 R0_MIN_MARGIN_MM = 1.0
@@ -36,3 +39,12 @@ GRADES = {
     "cirse": ("1", "2", "3", "4", "5", "6"),
     "ctcae": ("1", "2", "3", "4", "5"),
 }
+
+# Covariates margin studies adjust for (issue 15): RAS/BRAF mutation status of
+# the primary (CRC), how the margin was confirmed after ablation (software
+# co-registration vs visual side-by-side reading; Laimer 2025, COVER-ALL), ASA
+# physical status I-VI (American Society of Anesthesiologists).
+RAS_STATUSES = ("wild_type", "mutant")
+BRAF_STATUSES = ("wild_type", "V600E", "other_mutant")
+MARGIN_CONFIRMATIONS = ("software", "visual")
+ASA_CLASSES = (1, 6)

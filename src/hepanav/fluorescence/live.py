@@ -1,0 +1,269 @@
+"""Live display for the operating room: overlay, lesion labels, margin warning, latency.
+
+One frame composition (:class:`LiveDisplay.compose`) serves every output, so what the
+tests check off-screen is what the surgeon sees:
+
+* an OpenCV HighGUI window (``hepanav fluoro live``; needs an OpenCV build with GUI
+  support, not ``opencv-python-headless``);
+* annotated JPEG frames with their latency (:func:`jpeg_frames`), which a web server
+  serves as a ``multipart/x-mixed-replace`` MJPEG stream (:func:`mjpeg_multipart`), or
+  which ``--frames-out`` writes to a folder.
+
+**Added latency** is the time from the moment a frame is handed over by the capture
+(decoded, in memory) to the moment its composed display frame is ready (analysis,
+rendering, labels, margin check; plus JPEG encoding for the web stream). It is shown on
+screen (last frame and p99 of the last 300 frames) and returned with every frame.
+File sources are paced to their frame times (the camera's rate as recorded), so a
+recording plays as it was captured.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from hepanav.fluorescence import annotate, display
+from hepanav.fluorescence.analyze import FrameAnalyzer
+from hepanav.fluorescence.schema import AnalysisSettings, LesionRecord, MarginCriterion
+from hepanav.fluorescence.sources import FramePair
+
+MJPEG_BOUNDARY = "hepanavframe"
+_WINDOW = 300  # frames of the rolling p99 shown on screen
+
+
+@dataclass
+class LiveFrame:
+    """One composed display frame.
+
+    Attributes
+    ----------
+    index : int
+        Input frame number.
+    time_s : float or None
+        Input frame time, s.
+    image : ndarray, (H, W', 3) uint8 BGR
+        What the window shows.
+    latency_ms : float
+        Added latency of this frame (see module docstring), ms.
+    lesions : list of LesionRecord
+    at_risk : bool or None
+        Margin verdict of this frame; None without a surface mask.
+    warnings : list of str
+    """
+
+    index: int
+    time_s: float | None
+    image: np.ndarray
+    latency_ms: float
+    lesions: list[LesionRecord] = field(default_factory=list)
+    at_risk: bool | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class LiveDisplay:
+    """Compose live display frames (stateful: tracking, gain smoothing, latency window).
+
+    Parameters
+    ----------
+    settings : AnalysisSettings
+    bit_depth : int
+        NIR bit depth (8, 12, 16).
+    mode, colour : str
+        Display mode and colour (see :mod:`.display`).
+    surface : ndarray, (H, W) bool, optional
+        Transection surface mask: each frame is margin-checked on it and a banner
+        ``MARGIN AT RISK`` is shown while a spot meets ``rule``.
+    rule : MarginCriterion, optional
+    clipped_background : bool
+        Input unmixed from a vendor overlay (no TBR).
+    """
+
+    def __init__(
+        self,
+        settings: AnalysisSettings,
+        bit_depth: int,
+        mode: str = "overlay",
+        colour: str = "green",
+        surface: np.ndarray | None = None,
+        rule: MarginCriterion | None = None,
+        clipped_background: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.bit_depth = bit_depth
+        self.mode = mode
+        self.analyzer = FrameAnalyzer(settings, bit_depth, clipped_background)
+        self.gain = display.GainControl(bit_depth=bit_depth)
+        self.style = display.OverlayStyle(colour=colour)
+        self.surface = surface
+        self.rule = rule or MarginCriterion()
+        self.latencies: deque[float] = deque(maxlen=_WINDOW)
+        self._surface_working: np.ndarray | None = None
+
+    def compose(self, pair: FramePair, received: float | None = None) -> LiveFrame:
+        """Analyse one frame pair and draw everything on its display frame.
+
+        Parameters
+        ----------
+        pair : FramePair
+        received : float, optional
+            ``time.perf_counter()`` when the capture handed the frame over (default: now).
+        """
+        received = time.perf_counter() if received is None else received
+        if pair.nir is None:
+            h, w = self.surface.shape if self.surface is not None else (480, 640)
+            image = np.zeros((h, w, 3), np.uint8)
+            annotate.banner(image, "NO SIGNAL: " + "; ".join(pair.warnings)[:60], annotate.BLUE)
+            return LiveFrame(pair.index, pair.time_s, image, 0.0, warnings=list(pair.warnings))
+        analysis = self.analyzer.analyze(pair.nir, pair.white)
+        self.gain.update(pair.nir)
+        image = display.render(self.mode, self.gain.to_display(pair.nir), pair.white, self.style)
+        offset = image.shape[1] - pair.nir.shape[1] if self.mode == "side-by-side" else 0
+        annotate.draw_lesion_labels(image, analysis.lesions, offset_x=offset)
+        warnings = pair.warnings + analysis.warnings
+        at_risk = None
+        if self.surface is not None:
+            at_risk = self._margin(pair, analysis, image, offset, warnings)
+        if self.settings.mm_per_px and self.mode != "side-by-side":
+            annotate.draw_scale_bar(image, self.settings.mm_per_px)
+        latency = (time.perf_counter() - received) * 1e3
+        self.latencies.append(latency)
+        self._latency_label(image, latency)
+        return LiveFrame(
+            pair.index, pair.time_s, image, latency, analysis.lesions, at_risk, warnings
+        )
+
+    def _margin(
+        self, pair: FramePair, analysis, image: np.ndarray, offset: int, warnings: list
+    ) -> bool:
+        from hepanav.fluorescence import detect
+        from hepanav.fluorescence.margin import at_risk_spots, check_frame
+
+        full_scale = (1 << self.bit_depth) - 1
+        # The analysis's working frame serves the margin check too (same grid and noise
+        # floor, unless the background is clipped); the surface's is computed once.
+        working = None if self.analyzer.clipped_background else analysis.working
+        if working is not None and self._surface_working is None:
+            self._surface_working = (
+                detect.downscale(self.surface.astype(np.uint8), working.factor) > 0
+            )
+        frame = check_frame(
+            pair.index,
+            pair.nir,
+            self.surface,
+            self.settings,
+            full_scale,
+            self.rule.min_cnr,
+            self.rule.min_area_px,
+            working,
+            self._surface_working if working is not None else None,
+        )
+        warnings.extend(frame.warnings)
+        risky = at_risk_spots(frame, self.rule.min_cnr, self.rule.min_area_px)
+        view = image[:, offset:] if offset else image
+        annotate.draw_surface_and_spots(view, self.surface, frame.spots, risky)
+        if frame.at_risk:
+            annotate.banner(
+                image,
+                f"MARGIN AT RISK: {len(risky)} fluorescent spot(s) on the surface",
+                annotate.VERMILLION,
+            )
+        return frame.at_risk
+
+    def _latency_label(self, image: np.ndarray, latency: float) -> None:
+        p99 = float(np.percentile(np.fromiter(self.latencies, float), 99))
+        label = f"+{latency:.1f} ms (p99 {p99:.1f})"
+        scale = annotate.font_scale(image) * 0.8
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        h, w = image.shape[:2]
+        annotate.text(image, label, (w - tw - 10, h - 10), scale, annotate.YELLOW)
+
+    def p99_ms(self) -> float | None:
+        """p99 of the added latency over the last frames, ms."""
+        if not self.latencies:
+            return None
+        return float(np.percentile(np.fromiter(self.latencies, float), 99))
+
+
+def live_frames(
+    pairs: Iterator[FramePair],
+    live: LiveDisplay,
+    pace: bool = False,
+    max_frames: int | None = None,
+) -> Iterator[LiveFrame]:
+    """Compose every frame of ``pairs`` (as they come) into a :class:`LiveFrame`.
+
+    Parameters
+    ----------
+    pairs : iterator of FramePair
+        From :func:`hepanav.fluorescence.sources.frame_pairs`.
+    live : LiveDisplay
+    pace : bool
+        Wait until each frame's time (``time_s``) has come: a file plays at the rate it
+        was recorded. A camera paces itself.
+    max_frames : int, optional
+    """
+    start = None
+    for n, pair in enumerate(pairs):
+        received = time.perf_counter()
+        if pace and pair.time_s is not None:
+            if start is None:
+                start = received - pair.time_s
+            wait = start + pair.time_s - received
+            if wait > 0:
+                time.sleep(wait)
+                received = time.perf_counter()
+        yield live.compose(pair, received)
+        if max_frames and n + 1 >= max_frames:
+            break
+
+
+def jpeg_frames(
+    frames: Iterator[LiveFrame], quality: int = 80
+) -> Iterator[tuple[bytes, LiveFrame]]:
+    """JPEG bytes of each live frame; the encoding time is added to ``latency_ms``.
+
+    For a web server: ``StreamingResponse(mjpeg_multipart(jpeg_frames(...)),
+    media_type=f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}")``.
+    """
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    for frame in frames:
+        t0 = time.perf_counter()
+        ok, buf = cv2.imencode(".jpg", frame.image, params)
+        frame.latency_ms += (time.perf_counter() - t0) * 1e3
+        yield buf.tobytes(), frame
+
+
+def mjpeg_multipart(jpegs: Iterator[tuple[bytes, LiveFrame]]) -> Iterator[bytes]:
+    """``multipart/x-mixed-replace`` parts (boundary :data:`MJPEG_BOUNDARY`), one per frame.
+
+    Each part carries the headers ``Content-Type: image/jpeg``, ``Content-Length`` and
+    ``X-Latency-Ms`` (the frame's added latency).
+    """
+    for data, frame in jpegs:
+        head = (
+            f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n"
+            f"X-Frame-Index: {frame.index}\r\nX-Latency-Ms: {frame.latency_ms:.2f}\r\n\r\n"
+        )
+        yield head.encode("ascii") + data + b"\r\n"
+
+
+def window_available() -> bool:
+    """True when this OpenCV build can open a HighGUI window (not the headless wheel)."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False  # GTK/Qt would abort the process without a display
+    try:
+        cv2.namedWindow("hepanav-probe", cv2.WINDOW_NORMAL)
+        cv2.destroyWindow("hepanav-probe")
+        return True
+    except cv2.error:
+        return False

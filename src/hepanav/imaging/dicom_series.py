@@ -1,0 +1,678 @@
+"""DICOM CT series and Enhanced (multi-frame) CT read from their headers (pydicom).
+
+SimpleITK/GDCM sort slices by position but assume the slices are stacked along
+their normal at even steps, and take the geometry from the first file. Real
+folders break that: gantry tilt (the stack is oblique to the slice normal),
+variable pitch, localizer (scout) images in the series, duplicated slices,
+per-slice Rescale Slope/Intercept, Enhanced CT whose frames carry their own
+positions (DICOM PS3.3 C.7.6.16, Multi-frame Functional Groups). This module
+checks every file's orientation and position against the slice normal, drops
+what is not part of the volume (and says so), and regularises tilted or
+unevenly spaced stacks onto an orthogonal grid in physical space with linear
+interpolation between neighbouring slices, as 3D Slicer's "acquisition geometry
+regularization" and dcm2niix's tilt correction do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from scipy import ndimage
+
+from hepanav.core.errors import InputError
+from hepanav.imaging.schema import InputRecord, display_name
+
+# Objects that are not image slices (they have no pixel grid of their own).
+_NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "SR", "PR", "KO", "REG", "RTPLAN", "RTDOSE", "DOC"}
+# Relative tolerance on slice steps: scanners write positions rounded to ~0.01 mm.
+_SPACING_RTOL = 0.02
+# Larger angles between the stack and the slice normal are not a gantry tilt.
+_MAX_TILT_DEG = 45.0
+_MAX_FILES = 20000
+
+
+@dataclass
+class Frame:
+    """One 2D slice: a single-frame file or one frame of an Enhanced CT file."""
+
+    file: Path
+    frame: int  # 0-based frame index in its file
+    position: np.ndarray  # Image Position (Patient), LPS mm of the first pixel's centre
+    orientation: np.ndarray  # 6 direction cosines: row direction, then column direction
+    shape: tuple[int, int]  # rows, columns
+    pixel_spacing: tuple[float, float]  # between rows, between columns (mm)
+    slope: float
+    intercept: float
+    localizer: bool
+    sop_uid: str
+    pixels: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.orientation[:3], self.orientation[3:])
+
+
+@dataclass
+class SeriesInfo:
+    """What a folder holds per series: used to list and choose series."""
+
+    uid: str
+    description: str
+    modality: str
+    files: list[Path]
+    frames: int
+    localizer_only: bool
+    image: bool
+    header: pydicom.Dataset | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        what = f"{self.frames} {'frame' if self.frames == 1 else 'slices'}"
+        return f"{self.uid} '{self.description}' {self.modality or '?'} {what}"
+
+
+def scan_folder(folder: Path) -> tuple[dict[str, SeriesInfo], int]:
+    """Group the DICOM files of ``folder`` (not recursive) by Series Instance UID.
+
+    Returns the series and the number of files that are not DICOM.
+    """
+    files = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    if len(files) > _MAX_FILES:
+        raise InputError(f"folder holds {len(files)} files; at most {_MAX_FILES} are read", folder)
+    series: dict[str, SeriesInfo] = {}
+    skipped = 0
+    for path in files:
+        if not path.is_file():
+            continue
+        ds = _header(path)
+        if ds is None:
+            skipped += 1
+            continue
+        _add(series, path, ds)
+    return series, skipped
+
+
+def _header(path: Path) -> pydicom.Dataset | None:
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=True)
+    except Exception:  # InvalidDicomError, truncated headers: not a DICOM slice
+        return None
+
+
+def _add(series: dict[str, SeriesInfo], path: Path, ds: pydicom.Dataset) -> None:
+    uid = str(getattr(ds, "SeriesInstanceUID", "") or "(no Series Instance UID)")
+    modality = str(getattr(ds, "Modality", "") or "")
+    image = modality not in _NON_IMAGE_MODALITIES and (
+        "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds
+    )
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    localizer = "LOCALIZER" in [str(v).upper() for v in (getattr(ds, "ImageType", []) or [])]
+    info = series.get(uid)
+    if info is None:
+        info = series[uid] = SeriesInfo(
+            uid=uid,
+            description=str(getattr(ds, "SeriesDescription", "") or ""),
+            modality=modality,
+            files=[],
+            frames=0,
+            localizer_only=True,
+            image=image,
+            header=ds,
+        )
+    info.files.append(path)
+    info.frames += frames
+    info.localizer_only &= localizer
+    info.image |= image
+
+
+def choose_series(
+    series: dict[str, SeriesInfo], wanted: str | None, folder: Path
+) -> tuple[SeriesInfo, list[str]]:
+    """The series to read: the only image series, or the one ``wanted`` names.
+
+    Series made only of localizer images are passed over (with a note) unless
+    named. Raises ``InputError`` listing every series (UID, description,
+    modality, slice count) when the choice is ambiguous or matches nothing.
+    """
+    images = [s for s in series.values() if s.image]
+    listing = "; ".join(s.describe() for s in images)
+    if not images:
+        raise InputError("no DICOM series found in this folder", folder)
+    notes: list[str] = []
+    if wanted:
+        key = wanted.strip()
+        hits = [s for s in images if s.uid == key]
+        if not hits:
+            hits = [s for s in images if key.lower() in s.description.lower()]
+        if not hits:
+            raise InputError(
+                f"no series matches --series {key!r}; series present: {listing}", folder
+            )
+        if len(hits) > 1:
+            raise InputError(
+                f"--series {key!r} matches {len(hits)} series "
+                f"({'; '.join(s.describe() for s in hits)}); "
+                "give the Series Instance UID",
+                folder,
+            )
+        chosen = hits[0]
+    else:
+        volumes = [s for s in images if not s.localizer_only] or images
+        if len(volumes) > 1:
+            raise InputError(
+                f"folder holds {len(volumes)} DICOM series ({listing}); choose one with "
+                "--series UID or a description substring",
+                folder,
+            )
+        chosen = volumes[0]
+        passed = [s for s in images if s is not chosen]
+        if passed:
+            notes.append(
+                f"passed over {len(passed)} localizer-only series "
+                f"({'; '.join(s.describe() for s in passed)})"
+            )
+    others = [s for s in series.values() if not s.image]
+    if others:
+        notes.append(
+            f"ignored {sum(len(s.files) for s in others)} non-image DICOM object(s) in the folder"
+        )
+    return chosen, notes
+
+
+def read_dicom_path(
+    path: str | Path, series: str | None = None, role: str = "image", is_label: bool = False
+) -> tuple[sitk.Image, InputRecord]:
+    """Read a DICOM series folder or an Enhanced CT file as a 3D image in LPS mm.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder with one or several DICOM series (choose with ``series``), or one
+        multi-frame (Enhanced CT) file.
+    series : str, optional
+        Series Instance UID or a substring of the Series Description.
+    role : str
+        Written in the returned record.
+    is_label : bool
+        Nearest-neighbour instead of linear interpolation when regularising.
+
+    Returns
+    -------
+    (SimpleITK.Image, InputRecord)
+        Hounsfield units (per-slice Rescale Slope/Intercept applied exactly; int16
+        when every value is an integer, else float32), and the record whose notes
+        say every file dropped and every regularisation.
+
+    Raises
+    ------
+    InputError
+        No or several series (listed), fewer than 2 slices, missing slices, unevenly
+        spaced slices that are not a variable-pitch series, different slices at one
+        position, slices not stacked along a line, unreadable pixel data.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found, _ = scan_folder(path)
+        info, notes = choose_series(found, series, path)
+        files = info.files
+    else:
+        ds = _header(path)
+        if ds is None:
+            raise InputError("not a readable DICOM file", path)
+        found: dict[str, SeriesInfo] = {}
+        _add(found, path, ds)
+        info, notes = choose_series(found, series, path)
+        files = [path]
+    frames = []
+    for file in files:
+        frames.extend(_frames_of(file))
+    image, more = frames_to_image(frames, path, is_label=is_label)
+    header = info.header
+    record = InputRecord(
+        role=role,
+        file=display_name(path),
+        format="DICOM Enhanced CT" if any(f.frame > 0 for f in frames) else "DICOM series",
+        series_instance_uid=info.uid,
+        study_instance_uid=_str(header, "StudyInstanceUID"),
+        frame_of_reference_uid=_str(header, "FrameOfReferenceUID"),
+        series_description=info.description or None,
+        modality=info.modality or None,
+        acquisition_date=_str(header, "AcquisitionDate")
+        or _str(header, "SeriesDate")
+        or _str(header, "StudyDate"),
+        notes=notes + more,
+    )
+    return image, record
+
+
+def _str(ds, keyword: str) -> str | None:
+    value = getattr(ds, keyword, None) if ds is not None else None
+    return str(value) if value not in (None, "") else None
+
+
+def _group(ds, index: int, sequence: str):
+    """Functional group item ``sequence`` of frame ``index`` (per-frame, else shared)."""
+    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+    if per_frame is not None and index < len(per_frame):
+        item = getattr(per_frame[index], sequence, None)
+        if item:
+            return item[0]
+    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
+    if shared:
+        item = getattr(shared[0], sequence, None)
+        if item:
+            return item[0]
+    return None
+
+
+def _floats(value, n: int, what: str, file: Path) -> np.ndarray:
+    try:
+        out = np.asarray([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError):
+        out = np.zeros(0)
+    if out.size != n or not np.all(np.isfinite(out)):
+        raise InputError(f"{what} must hold {n} finite numbers", file)
+    return out
+
+
+def _frames_of(file: Path) -> list[Frame]:
+    """Read one file (pixels included) into its frames."""
+    try:
+        ds = pydicom.dcmread(str(file))
+    except Exception as exc:
+        raise InputError(f"cannot read DICOM file ({_line(exc)})", file) from None
+    pixels = _pixels(ds, file)
+    image_type = [str(v).upper() for v in (getattr(ds, "ImageType", []) or [])]
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    count = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    frames = []
+    if "PerFrameFunctionalGroupsSequence" in ds or count > 1:
+        for i in range(count):
+            pos = _group(ds, i, "PlanePositionSequence")
+            ori = _group(ds, i, "PlaneOrientationSequence")
+            meas = _group(ds, i, "PixelMeasuresSequence")
+            trans = _group(ds, i, "PixelValueTransformationSequence")
+            ftype = _group(ds, i, "CTImageFrameTypeSequence")
+            if pos is None or ori is None or meas is None:
+                raise InputError(
+                    f"frame {i + 1} has no Plane Position/Orientation or Pixel Measures "
+                    "functional group",
+                    file,
+                )
+            frame_type = [str(v).upper() for v in (getattr(ftype, "FrameType", []) or [])]
+            frames.append(
+                Frame(
+                    file=file,
+                    frame=i,
+                    position=_floats(pos.ImagePositionPatient, 3, "Image Position (Patient)", file),
+                    orientation=_floats(
+                        ori.ImageOrientationPatient, 6, "Image Orientation (Patient)", file
+                    ),
+                    shape=(rows, cols),
+                    pixel_spacing=tuple(_floats(meas.PixelSpacing, 2, "Pixel Spacing", file)),
+                    slope=float(getattr(trans, "RescaleSlope", 1.0) if trans else 1.0),
+                    intercept=float(getattr(trans, "RescaleIntercept", 0.0) if trans else 0.0),
+                    localizer="LOCALIZER" in frame_type or "LOCALIZER" in image_type,
+                    sop_uid=f"{getattr(ds, 'SOPInstanceUID', file.name)}#{i + 1}",
+                    pixels=pixels[i] if pixels.ndim == 3 else pixels,
+                )
+            )
+        return frames
+    if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+        raise InputError(
+            "DICOM file has no Image Position/Orientation (Patient); not a CT slice", file
+        )
+    return [
+        Frame(
+            file=file,
+            frame=0,
+            position=_floats(ds.ImagePositionPatient, 3, "Image Position (Patient)", file),
+            orientation=_floats(ds.ImageOrientationPatient, 6, "Image Orientation (Patient)", file),
+            shape=(rows, cols),
+            pixel_spacing=tuple(
+                _floats(getattr(ds, "PixelSpacing", [1, 1]), 2, "Pixel Spacing", file)
+            ),
+            slope=float(getattr(ds, "RescaleSlope", 1.0) or 1.0),
+            intercept=float(getattr(ds, "RescaleIntercept", 0.0) or 0.0),
+            localizer="LOCALIZER" in image_type,
+            sop_uid=str(getattr(ds, "SOPInstanceUID", file.name)),
+            pixels=pixels if pixels.ndim == 2 else pixels[0],
+        )
+    ]
+
+
+def _pixels(ds: pydicom.Dataset, file: Path) -> np.ndarray:
+    """Stored pixel values (before Rescale Slope/Intercept)."""
+    try:
+        return np.asarray(ds.pixel_array)
+    except Exception as exc:  # no decoder for this transfer syntax: let GDCM decode it
+        first = _line(exc)
+    from hepanav.imaging.io import captured_native_stderr
+
+    try:
+        with captured_native_stderr():
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(file))
+            # GDCM applies Rescale Slope/Intercept itself: undo it to get stored values.
+            array = sitk.GetArrayFromImage(reader.Execute()).astype(np.float64)
+    except RuntimeError:
+        raise InputError(f"cannot decode pixel data ({first})", file) from None
+    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    return (array - intercept) / slope
+
+
+def frames_to_image(
+    frames: list[Frame], source: Path, is_label: bool = False
+) -> tuple[sitk.Image, list[str]]:
+    """Check, filter, sort and stack frames into a 3D image; see the module docstring."""
+    notes: list[str] = []
+    frames = _drop_localizers(frames, notes)
+    frames = _keep_majority(frames, notes)
+    if len(frames) < 2:
+        raise InputError(f"DICOM series has {len(frames)} slice; a 3D CT needs at least 2", source)
+    row, col = frames[0].orientation[:3], frames[0].orientation[3:]
+    if abs(row @ col) > 1e-3:
+        raise InputError("Image Orientation (Patient) row and column are not orthogonal", source)
+    row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
+    normal = np.cross(row, col)
+    frames.sort(key=lambda f: float(f.position @ normal))
+    frames = _drop_duplicates(frames, normal, notes, source)
+    if len(frames) < 2:
+        raise InputError("DICOM series has 1 distinct slice; a 3D CT needs at least 2", source)
+    s = np.array([f.position @ normal for f in frames])
+    steps = np.diff(s)
+    _check_steps(steps, s, source)
+    dy, dx = frames[0].pixel_spacing  # between rows, between columns
+    offsets = np.array(
+        [
+            [(f.position - frames[0].position) @ row, (f.position - frames[0].position) @ col]
+            for f in frames
+        ]
+    )
+    tilt = _tilt_degrees(frames, s, normal, offsets, (dx, dy), source)
+    volume, dtype = _stack_values(frames, notes)
+    uniform = np.allclose(steps, np.median(steps), rtol=_SPACING_RTOL, atol=0.0)
+    in_plane_still = np.all(np.abs(offsets) < 0.01 * min(dx, dy) + 1e-3)
+    if uniform and in_plane_still:
+        step = float(np.median(steps))
+        image = sitk.GetImageFromArray(volume.astype(dtype))
+        image.SetSpacing((dx, dy, step))
+        image.SetOrigin(frames[0].position.tolist())
+        image.SetDirection(np.stack([row, col, normal], axis=1).flatten().tolist())
+        return image, notes
+    image = _regularise(volume, frames, s, offsets, row, col, normal, (dx, dy), uniform, is_label)
+    size = "x".join(map(str, image.GetSize()))
+    spacing = "/".join(f"{v:.3g}" for v in image.GetSpacing())
+    if not in_plane_still:
+        notes.append(
+            f"gantry tilt of {tilt:.1f} degrees regularised onto an orthogonal grid in physical "
+            f"space ({size} voxels, {spacing} mm), as 3D Slicer and dcm2niix do"
+        )
+    if not uniform:
+        notes.append(
+            f"variable slice spacing ({steps.min():.3g} to {steps.max():.3g} mm) regularised "
+            f"onto a regular {image.GetSpacing()[2]:.3g} mm grid in physical space "
+            "(linear interpolation between neighbouring slices)"
+        )
+    return image, notes
+
+
+def _drop_localizers(frames: list[Frame], notes: list[str]) -> list[Frame]:
+    scouts = [f for f in frames if f.localizer]
+    if scouts and len(scouts) < len(frames):
+        notes.append(f"dropped {len(scouts)} localizer (scout) image(s): {_names(scouts)}")
+        return [f for f in frames if not f.localizer]
+    return frames
+
+
+def _keep_majority(frames: list[Frame], notes: list[str]) -> list[Frame]:
+    def key(f: Frame):
+        return (tuple(np.round(f.orientation, 3)), f.shape, tuple(np.round(f.pixel_spacing, 4)))
+
+    counts = Counter(key(f) for f in frames)
+    best, n = counts.most_common(1)[0]
+    if n < len(frames):
+        odd = [f for f in frames if key(f) != best]
+        if n <= len(odd):
+            raise InputError(
+                "slices of the series differ in orientation, size or pixel spacing and no "
+                "majority is clear; split the series",
+                frames[0].file.parent,
+            )
+        notes.append(
+            f"dropped {len(odd)} image(s) whose orientation, size or pixel spacing differ from "
+            f"the other {n}: {_names(odd)}"
+        )
+    return [f for f in frames if key(f) == best]
+
+
+def _drop_duplicates(frames: list[Frame], normal, notes, source) -> list[Frame]:
+    kept: list[Frame] = [frames[0]]
+    dropped: list[Frame] = []
+    for f in frames[1:]:
+        prev = kept[-1]
+        if np.linalg.norm(f.position - prev.position) < 1e-3:
+            same = (
+                f.slope == prev.slope
+                and f.intercept == prev.intercept
+                and np.array_equal(f.pixels, prev.pixels)
+            )
+            if not same:
+                raise InputError(
+                    f"two different slices at the same position "
+                    f"({prev.file.name} and {f.file.name}, "
+                    f"{float(f.position @ normal):.2f} mm along the slice normal); several "
+                    "acquisitions in one series? split them",
+                    source,
+                )
+            dropped.append(f)
+            continue
+        kept.append(f)
+    if dropped:
+        notes.append(f"dropped {len(dropped)} exact duplicate slice(s): {_names(dropped)}")
+    return kept
+
+
+def _check_steps(steps: np.ndarray, s: np.ndarray, source: Path) -> None:
+    """Refuse missing slices and erratic steps; allow runs of one spacing (variable pitch)."""
+    if np.any(steps <= 1e-3):
+        raise InputError("DICOM series has several slices at the same position", source)
+    step = float(np.median(steps))
+    close = lambda a, b: abs(a - b) <= _SPACING_RTOL * max(a, b)  # noqa: E731
+    for i, gap in enumerate(steps):
+        if close(gap, step):
+            continue
+        before = steps[i - 1] if i > 0 else None
+        after = steps[i + 1] if i + 1 < len(steps) else None
+        in_run = (before is not None and close(gap, before)) or (
+            after is not None and close(gap, after)
+        )
+        between = (
+            before is not None
+            and after is not None
+            and min(before, after) < gap < max(before, after)
+        )
+        if in_run or between:
+            continue  # variable pitch: a run of another constant spacing, or its transition
+        ratio = gap / step
+        if ratio > 1.5 and abs(ratio - round(ratio)) < 0.1:
+            what = f"{round(ratio) - 1} missing slice(s)"
+        else:
+            what = "unevenly spaced slices"
+        raise InputError(
+            f"DICOM series has {what}: gap of {gap:.2f} mm between slices {i} and {i + 1} "
+            f"(at {s[i]:.2f} and {s[i + 1]:.2f} mm along the slice normal) where the "
+            f"usual spacing is {step:.2f} mm",
+            source,
+        )
+
+
+def _tilt_degrees(frames, s, normal, offsets, pixel, source) -> float:
+    """Angle between the stack direction and the slice normal; refuse non-linear stacks."""
+    if len(frames) < 2:
+        return 0.0
+    ds = s - s[0]
+    # In-plane offsets must grow linearly with the distance along the normal.
+    slope = np.linalg.lstsq(ds[:, None], offsets, rcond=None)[0]
+    residual = np.abs(offsets - ds[:, None] * slope)
+    if np.any(residual > 0.5 * min(pixel)):
+        raise InputError(
+            "DICOM slices are not stacked along a straight line (in-plane positions jump "
+            f"by up to {residual.max():.2f} mm); split or repair the series",
+            source,
+        )
+    tilt = float(np.degrees(np.arctan(np.linalg.norm(slope))))
+    if tilt > _MAX_TILT_DEG:
+        raise InputError(
+            f"the slice stack runs {tilt:.0f} degrees from the slice normal; not a gantry tilt "
+            "(check Image Orientation/Position)",
+            source,
+        )
+    return tilt
+
+
+def _stack_values(frames: list[Frame], notes: list[str]) -> tuple[np.ndarray, type]:
+    """Volume (k, rows, cols) in rescaled units, exact per slice; int16 when possible."""
+    slopes = {f.slope for f in frames}
+    intercepts = {f.intercept for f in frames}
+    raw = np.stack([np.asarray(f.pixels) for f in frames])
+    if len(slopes) == 1 and len(intercepts) == 1:
+        values = raw.astype(np.float64) * frames[0].slope + frames[0].intercept
+    else:
+        slope = np.array([f.slope for f in frames])[:, None, None]
+        intercept = np.array([f.intercept for f in frames])[:, None, None]
+        values = raw.astype(np.float64) * slope + intercept
+        notes.append(
+            f"Rescale Slope/Intercept differ between slices ({len(slopes)} slopes, "
+            f"{len(intercepts)} intercepts); applied per slice"
+        )
+    integral = np.all(values == np.round(values))
+    if integral and values.min() >= -32768 and values.max() <= 32767:
+        return values, np.int16
+    if (
+        integral
+        and values.min() >= np.iinfo(np.int32).min
+        and values.max() <= np.iinfo(np.int32).max
+    ):
+        return values, np.int32
+    return values, np.float32
+
+
+def _regularise(
+    volume, frames, s, offsets, row, col, normal, pixel, uniform, is_label
+) -> sitk.Image:
+    """Resample the stack onto an orthogonal grid (row, col, normal) in physical space."""
+    dx, dy = pixel
+    steps = np.diff(s)
+    dz = float(np.median(steps)) if uniform else float(steps.min())
+    ny, nx = volume.shape[1:]
+    # In-plane box covering every slice.
+    u_lo, v_lo = offsets[:, 0].min(), offsets[:, 1].min()
+    u_hi, v_hi = offsets[:, 0].max() + (nx - 1) * dx, offsets[:, 1].max() + (ny - 1) * dy
+    nx_out = int(np.floor((u_hi - u_lo) / dx + 1e-6)) + 1
+    ny_out = int(np.floor((v_hi - v_lo) / dy + 1e-6)) + 1
+    nz_out = int(np.floor((s[-1] - s[0]) / dz + 1e-6)) + 1
+    if nx_out * ny_out * nz_out > 4 * volume.size + 10**6:
+        raise InputError(
+            "regularising this series would need an unreasonably large grid", frames[0].file.parent
+        )
+    if is_label:
+        out = _regularise_labels(
+            volume,
+            lambda v: _resample_stack(
+                v, s, offsets, dz, (dx, dy), (v_lo, u_lo), (nz_out, ny_out, nx_out), 0.0
+            ),
+        )
+    else:
+        out = _resample_stack(
+            volume,
+            s,
+            offsets,
+            dz,
+            (dx, dy),
+            (v_lo, u_lo),
+            (nz_out, ny_out, nx_out),
+            float(volume.min()),
+        )
+    image = sitk.GetImageFromArray(out)
+    image.SetSpacing((dx, dy, dz))
+    origin = frames[0].position + u_lo * row + v_lo * col
+    image.SetOrigin(origin.tolist())
+    image.SetDirection(np.stack([row, col, normal], axis=1).flatten().tolist())
+    return image
+
+
+def _resample_stack(volume, s, offsets, dz, pixel, low, shape, fill) -> np.ndarray:
+    """Linear interpolation in plane (shift per slice) and between the two nearest slices."""
+    dx, dy = pixel
+    v_lo, u_lo = low
+    nz_out, ny_out, nx_out = shape
+    out = np.empty(shape, dtype=np.float32)
+    cache: dict[int, np.ndarray] = {}
+
+    def shifted(k: int) -> np.ndarray:
+        if k not in cache:
+            if len(cache) > 4:
+                cache.clear()
+            cache[k] = ndimage.affine_transform(
+                volume[k].astype(np.float64),
+                np.ones(2),
+                offset=((v_lo - offsets[k, 1]) / dy, (u_lo - offsets[k, 0]) / dx),
+                output_shape=(ny_out, nx_out),
+                order=1,
+                cval=fill,
+            )
+        return cache[k]
+
+    for m in range(nz_out):
+        target = s[0] + m * dz
+        k1 = int(np.clip(np.searchsorted(s, target, side="right"), 1, len(s) - 1))
+        k0 = k1 - 1
+        w = float(np.clip((target - s[k0]) / (s[k1] - s[k0]), 0.0, 1.0))
+        if w <= 1e-9:
+            out[m] = shifted(k0)
+        elif w >= 1 - 1e-9:
+            out[m] = shifted(k1)
+        else:
+            out[m] = (1 - w) * shifted(k0) + w * shifted(k1)
+    return out
+
+
+def _regularise_labels(volume: np.ndarray, resample) -> np.ndarray:
+    """Labels resampled as fractions: each voxel takes the label covering >= half of it.
+
+    Nearest-neighbour would move a mask's surface by up to half a voxel; the
+    fraction of each label, interpolated linearly and cut at 0.5, keeps it in place
+    (the same rule as :func:`hepanav.imaging.resample.resample_mask_like`).
+    """
+    labels = [v for v in np.unique(volume).tolist() if v != 0]
+    if len(labels) > 64:
+        raise InputError("a label map with more than 64 labels cannot be regularised", "labels")
+    out = None
+    best = None
+    for value in labels:
+        fraction = resample((volume == value).astype(np.float32))
+        if out is None:
+            out = np.zeros(fraction.shape, dtype=np.float32)
+            best = np.zeros(fraction.shape, dtype=np.float32)
+        take = (fraction >= 0.5) & (fraction > best)
+        out[take] = value
+        best = np.maximum(best, fraction)
+    if out is None:
+        out = resample(np.zeros_like(volume, dtype=np.float32))
+    return out
+
+
+def _names(frames: list[Frame]) -> str:
+    names = [f.file.name + (f" frame {f.frame + 1}" if f.frame else "") for f in frames]
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__

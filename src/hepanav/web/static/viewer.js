@@ -1,0 +1,67 @@
+// HepaNav's small layer over NiiVue (served locally from /static/vendor).
+// NiiVue works in RAS world millimetres; HepaNav's coordinates are LPS:
+// x_LPS = -x_RAS, y_LPS = -y_RAS, z_LPS = z_RAS.
+(function () {
+  const CT_WINDOW = { cal_min: 40 - 200, cal_max: 40 + 200 }; // W 400 / L 40 HU
+  const ras2lps = (m) => [-m[0], -m[1], m[2]];
+  const lps2ras = (p) => [-p[0], -p[1], p[2]];
+  const fmt = (p) => p ? p.map((v) => v.toFixed(1)).join(",") : "";
+
+  function make(canvasId) {
+    const nv = new niivue.Niivue({ show3Dcrosshair: true, crosshairColor: [0.9, 0.62, 0, 1],
+      isRadiologicalConvention: true, dragAndDropEnabled: false, loadingText: "loading" });
+    nv.attachTo(canvasId);
+    nv.setSliceType(nv.sliceTypeMultiplanar);
+    nv.setMultiplanarLayout && nv.setMultiplanarLayout(2); // a row: axial, coronal, sagittal
+    return nv;
+  }
+
+  async function load(nv, url, extra) {
+    const name = decodeURIComponent(url.split("/").pop());
+    await nv.loadVolumes([{ url, name, colormap: "gray", ...CT_WINDOW }].concat(extra || []));
+  }
+
+  function cursorOf(nv) {
+    if (!nv.volumes.length) return null;
+    const mm = nv.frac2mm(nv.scene.crosshairPos);
+    return ras2lps([mm[0], mm[1], mm[2]]);
+  }
+
+  function moveTo(nv, lps) {
+    nv.scene.crosshairPos = nv.mm2frac(lps2ras(lps));
+    nv.drawScene();
+    nv.createOnLocationChange();
+  }
+
+  async function linkedPair(idA, idB, urlA, urlB, onMove) {
+    const a = make(idA), b = make(idB);
+    a.broadcastTo([b], { "2d": true, "3d": true });
+    b.broadcastTo([a], { "2d": true, "3d": true });
+    const report = () => onMove(cursorOf(a) || cursorOf(b));
+    a.onLocationChange = report; b.onLocationChange = report;
+    async function reload() { await Promise.all([load(a, urlA()), load(b, urlB())]); report(); }
+    await reload();
+    return { a, b, reload, cursor: () => cursorOf(a), moveTo: (lps) => { moveTo(a, lps); moveTo(b, lps); report(); } };
+  }
+
+  async function overlay(canvasId, ctUrl, mapUrl, sliderId) {
+    const nv = make(canvasId);
+    await load(nv, ctUrl, [{ url: mapUrl, name: "margin_map.nii.gz", colormap: "viridis",
+      cal_min: -5, cal_max: 10, opacity: 0.7 }]);
+    const slider = document.getElementById(sliderId);
+    if (slider) slider.oninput = () => { nv.setOpacity(1, parseFloat(slider.value)); };
+    return { nv, cursor: () => cursorOf(nv), moveTo: (lps) => moveTo(nv, lps) };
+  }
+
+  async function needles(canvasId, ctUrl, connectomeUrl) {
+    const nv = make(canvasId);
+    await load(nv, ctUrl);
+    const response = await fetch(connectomeUrl, { credentials: "same-origin" });
+    await nv.loadConnectome(await response.json());
+    nv.setSliceType(nv.sliceTypeRender);
+    nv.setClipPlane([0.2, 0, 90]);
+    return { nv, cursor: () => cursorOf(nv), moveTo: (lps) => moveTo(nv, lps) };
+  }
+
+  window.HepaNavViewer = { linkedPair, overlay, needles, fmt, ras2lps, lps2ras };
+})();

@@ -1,0 +1,220 @@
+"""What the pages run: job steps for the imaging workflows, and the registry/therapy calls.
+
+The imaging workflows become lists of ``hepanav`` command lines (see
+``hepanav.core.jobs``), the same commands a person types, so the web application
+and the CLI give the same result for the same input.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from hepanav.core.errors import InputError
+from hepanav.web.cases import Case, series_path
+
+Point = tuple[float, float, float]
+
+
+def parse_point(text: str, field: str) -> Point:
+    """``"x,y,z"`` in LPS mm (what the viewer's click fills in) as three finite floats.
+
+    Raises
+    ------
+    InputError
+        Naming ``field`` when the text is not three finite numbers.
+    """
+    parts = [p.strip() for p in text.replace(";", ",").split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) and abs(v) < 1e5 for v in values):
+        raise InputError("expected three numbers x,y,z in LPS mm", field)
+    return values  # type: ignore[return-value]
+
+
+def _seed(point: Point) -> str:
+    return ",".join(f"{v:.2f}" for v in point)
+
+
+def margin_steps(
+    case: Case,
+    *,
+    pre: str,
+    post: str,
+    tumor_seed: Point | None,
+    ablation_seed: Point | None,
+    tumor_mask: str | None,
+    ablation_mask: str | None,
+    liver_pre: str | None,
+    liver_post: str | None,
+) -> list[tuple[str, list[str]]]:
+    """Job steps for the ablation-margin workflow of one case.
+
+    Each of tumour and zone comes from a seed click (``hepanav segment``) or from a mask
+    already in the case folder. Liver masks are optional (without them the registration is
+    driven by the region around the zone).
+
+    Raises
+    ------
+    InputError
+        When a series is not in the case, or neither a seed nor a mask is given.
+    """
+    pre_path, post_path = series_path(case, pre), series_path(case, post)
+    steps: list[tuple[str, list[str]]] = []
+    if tumor_seed is not None:
+        steps.append(("Segmenting the tumour (pre CT)", [
+            "segment", "tumor", "--ct", str(pre_path), "--seed", _seed(tumor_seed),
+            "--out", "{work}/tumor.nii.gz"]))
+        tumor = "{work}/tumor.nii.gz"
+    elif tumor_mask:
+        tumor = str(series_path(case, tumor_mask))
+    else:
+        raise InputError("click the tumour (or choose a tumour mask)", "tumour")
+    if ablation_seed is not None:
+        steps.append(("Segmenting the ablation zone (post CT)", [
+            "segment", "ablation", "--ct", str(post_path), "--seed", _seed(ablation_seed),
+            "--out", "{work}/zone.nii.gz"]))
+        zone = "{work}/zone.nii.gz"
+    elif ablation_mask:
+        zone = str(series_path(case, ablation_mask))
+    else:
+        raise InputError("click the ablation zone (or choose a zone mask)", "ablation zone")
+    margin = ["margin", "--pre", str(pre_path), "--post", str(post_path),
+              "--tumor", tumor, "--ablation", zone, "--out", "{work}/margin"]
+    if liver_pre and liver_post:
+        margin += ["--liver-pre", str(series_path(case, liver_pre)),
+                   "--liver-post", str(series_path(case, liver_post))]
+    steps.append(("Registering and measuring the margin", margin))
+    return steps
+
+
+def run_therapy(case_text: str, scratch: Path) -> dict[str, Any]:
+    """Evaluate a therapy case given as YAML text; returns the report as a dict.
+
+    Raises
+    ------
+    InputError
+        When the text is not a valid case.
+    """
+    import yaml
+
+    from hepanav.therapy.cases import case_from_data
+    from hepanav.therapy.engine import evaluate_case
+    from hepanav.therapy.rules import load_rules
+
+    try:
+        data = yaml.safe_load(case_text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"is not valid YAML ({type(exc).__name__})", "case") from None
+    case = case_from_data(data, "case")
+    return evaluate_case(case, load_rules()).model_dump(mode="json")
+
+
+def registry_summary(url: str | None) -> dict[str, Any]:
+    """Counts and key rates of the registry for the dashboard (no patient-level rows)."""
+    from hepanav.registry.audit import build_audit
+    from hepanav.registry.db import open_registry
+    from hepanav.registry.settings import resolve_database_url
+
+    try:
+        engine = open_registry(resolve_database_url(url))
+    except InputError as exc:
+        return {"error": " ".join(str(exc).split())}
+    try:
+        audit = build_audit(engine)
+    except InputError as exc:
+        return {"error": " ".join(str(exc).split())}
+    finally:
+        engine.dispose()
+    return audit.model_dump(mode="json")
+
+
+def registry_import_file(path: Path, url: str | None) -> list[str]:
+    """Import an uploaded template; returns the row errors (empty on success)."""
+    from hepanav.registry.db import open_registry
+    from hepanav.registry.importer import ImportRejected, import_file
+    from hepanav.registry.settings import resolve_database_url
+
+    engine = open_registry(resolve_database_url(url))
+    try:
+        import_file(engine, path, "outcomes")
+    except ImportRejected as exc:
+        return [" ".join(str(e).split()) for e in getattr(exc, "errors", [])] or [
+            " ".join(str(exc).split())
+        ]
+    except InputError as exc:
+        return [" ".join(str(exc).split())]
+    finally:
+        engine.dispose()
+    return []
+
+
+def plan_steps(
+    case: Case, *, ct: str, tumor: str, labels: str | None, margin_mm: float, device: str
+) -> list[tuple[str, list[str]]]:
+    """Job steps for multi-probe planning on one case (``hepanav plan``).
+
+    Raises
+    ------
+    InputError
+        When a series is not in the case, the margin is not a finite number in 0-20 mm,
+        or the device is not a built-in one.
+    """
+    from hepanav.planning.devices import builtin_devices
+
+    if not (math.isfinite(margin_mm) and 0 <= margin_mm <= 20):
+        raise InputError("must be between 0 and 20 mm", "margin")
+    if device not in builtin_devices():
+        raise InputError(f"unknown device {device!r}", "device")
+    argv = ["plan", "--ct", str(series_path(case, ct)), "--tumor", str(series_path(case, tumor)),
+            "--margin", f"{margin_mm:g}", "--device", device, "--out", "{work}/plan"]
+    if labels:
+        argv += ["--labels", str(series_path(case, labels))]
+    return [("Planning needle trajectories", argv)]
+
+
+def placement_steps(
+    case: Case, *, plan_json: Path, control_ct: str
+) -> list[tuple[str, list[str]]]:
+    """Job steps for the placement check of a finished plan on a control CT."""
+    return [("Finding the needles on the control CT", [
+        "verify-placement", "--plan", str(plan_json),
+        "--control-ct", str(series_path(case, control_ct)), "--out", "{work}/placement"])]
+
+
+def needles_connectome(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan's needles as a NiiVue connectome (nodes = entry and tip, edges = needles).
+
+    NiiVue draws in RAS world millimetres: x and y of the LPS points are negated.
+    """
+    names, xs, ys, zs, colours, sizes = [], [], [], [], [], []
+    for needle in plan.get("needles", []):
+        for end, key in (("entry", "entry_lps_mm"), ("tip", "tip_lps_mm")):
+            x, y, z = needle[key]
+            names.append(f"N{needle['needle']} {end}")
+            xs.append(-x)
+            ys.append(-y)
+            zs.append(z)
+            colours.append(1 if end == "entry" else 2)
+            sizes.append(2 if end == "entry" else 3)
+    n = len(names)
+    edges = [[0.0] * n for _ in range(n)]
+    for i in range(0, n, 2):
+        edges[i][i + 1] = edges[i + 1][i] = 1.0
+    return {
+        "name": "needles",
+        "nodeColormap": "warm",
+        "nodeColormapNegative": "winter",
+        "nodeMinColor": 1,
+        "nodeMaxColor": 2,
+        "nodeScale": 2,
+        "edgeColormap": "warm",
+        "edgeMin": 0,
+        "edgeMax": 1,
+        "edgeScale": 1.5,
+        "nodes": {"names": names, "X": xs, "Y": ys, "Z": zs, "Color": colours, "Size": sizes},
+        "edges": [v for row in edges for v in row],
+    }

@@ -1,0 +1,95 @@
+"""Fixtures for the web application: a real server process, users, and Debian's Chromium.
+
+The server runs as ``hepanav serve`` in a subprocess on a free loopback port with a
+temporary data folder (SQLite application database, LocalCluster); Chromium is
+Debian's ``/usr/bin/chromium`` driven by Playwright (never a downloaded browser).
+Under ``CI=true`` a missing Chromium fails the tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hepanav.web.harness import PASSWORD, ROLES, Server, free_port, make_users  # noqa: F401
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # WebGL (NiiVue) in headless mode without a GPU: SwiftShader through ANGLE.
+    "--use-gl=angle",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
+PROJECT = Path(__file__).resolve().parents[1]
+NIIVUE = PROJECT / "src/hepanav/web/static/vendor/niivue.umd.js"
+
+
+def need_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        reason = f"Debian Chromium not found at {CHROMIUM} (make sysdeps installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    if not NIIVUE.exists():
+        reason = f"NiiVue asset missing at {NIIVUE} (make web-assets installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def phantom_case(tmp_path_factory) -> Path:
+    """A synthetic ablation case written once per session by ``hepanav phantom``."""
+    out = tmp_path_factory.mktemp("web-case") / "case"
+    subprocess.run([sys.executable, "-m", "hepanav", "phantom", "--out", str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+def new_server(root: Path, phantom_case: Path) -> Server:
+    data = root / "data"
+    (data / "cases").mkdir(parents=True)
+    shutil.copytree(phantom_case, data / "cases" / "demo-ablation-001")
+    port = free_port()
+    server = Server(f"http://127.0.0.1:{port}", data, f"sqlite:///{data / 'web.sqlite'}", port)
+    make_users(server.db)
+    return server
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory, phantom_case):
+    """A running HepaNav server with the demo case and one user per role."""
+    server = new_server(tmp_path_factory.mktemp("web"), phantom_case)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def login(page, server: Server, role: str) -> None:
+    page.goto(server.url + "/login")
+    page.fill("input[name=username]", f"test-{role}")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/")
