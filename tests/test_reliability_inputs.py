@@ -124,19 +124,19 @@ def _fifo(path: Path) -> Path:
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (lambda t: ["therapy", _fifo(t / "case.yaml"), "--out", t / "o"], "FIFO"),
+        (lambda t: ["therapy", _fifo(t / "case.yaml"), "--out", t / "o"], "regular file"),
         (
             lambda t: ["therapy", _write(t / "c.yaml", CASE), "--rules", _fifo(t / "r.yaml"),
                        "--out", t / "o"],
             "FIFO",
         ),
         (lambda t: ["verify-placement", "--plan", _fifo(t / "plan.json"), "--control-ct",
-                    t / "ct.nii.gz", "--out", t / "o"], "FIFO"),
+                    t / "ct.nii.gz", "--out", t / "o"], "regular file"),
         (lambda t: ["registry", "import", _fifo(t / "rows.csv"), "--db",
-                    _db(t)], "FIFO"),
+                    _db(t)], "regular file"),
         (lambda t: ["registry", "import-margin", _fifo(t / "margin.json"), "--patient-id", "P1",
                     "--procedure-id", "A", "--lesion-id", "L1", "--db",
-                    _db(t)], "FIFO"),
+                    _db(t)], "regular file"),
     ],
     ids=["therapy-case", "therapy-rules", "verify-plan", "registry-import", "import-margin"],
 )  # fmt: skip
@@ -151,7 +151,7 @@ def test_fifo_as_plan_device_or_risk_map(cli, masks, tmp_path, option):
     fifo = _fifo(tmp_path / "in.yaml")
     code, _, err = cli("plan", "--ct", masks["liver"], "--tumor", masks["tumor"], "--labels",
                        masks["liver"], option, fifo, "--out", tmp_path / "o")  # fmt: skip
-    one_line_error(code, err, "FIFO")
+    one_line_error(code, err, "regular file")
 
 
 def _db(folder: Path) -> str:

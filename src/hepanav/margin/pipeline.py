@@ -92,7 +92,8 @@ class MarginInputs:
             # Also refuses NaN. Beyond 20 mm the band would exclude surface far deeper
             # than any margin shell measured (5/6 mm) and the analysis grid grows with it.
             raise InputError(
-                f"must be a finite distance in [0, {MAX_SUBCAPSULAR_MM:g}] mm", "--subcapsular-mm"
+                f"must be a finite distance >= 0 and <= {MAX_SUBCAPSULAR_MM:g} mm",
+                "--subcapsular-mm",
             )
         for option, text in (
             ("--tumor-label", self.tumor_label),
