@@ -115,19 +115,6 @@ def _numbers(text: str, n: int, field: str) -> tuple[float, ...]:
     return values
 
 
-def _recorded(source: str | Path | None) -> str | None:
-    """An input as results record it: never an absolute path (hepanav.core.paths)."""
-    from hepanav.core.paths import recorded_path
-
-    if source is None:
-        return None
-    text = str(source)
-    if text.startswith("camera:") or Path(text).exists():
-        return text if text.startswith("camera:") else recorded_path(text)
-    parent = Path(text).parent  # a glob such as frames/*.png
-    return f"{recorded_path(parent)}/{Path(text).name}"
-
-
 def _check_io(inputs, out: Path, folder: bool = True) -> None:
     """Refuse an output that is, holds or sits inside an input, before any work starts."""
     from hepanav.core.atomic import check_output_folder
@@ -237,12 +224,14 @@ def analyze_cmd(
     from hepanav.core.atomic import output_folder
     from hepanav.core.progress import progress
     from hepanav.fluorescence.report import write_analysis_report
-    from hepanav.fluorescence.sources import frame_pairs
+    from hepanav.fluorescence.sources import frame_pairs, refuse_overwriting_inputs
     from hepanav.fluorescence.stream import analyze_stream
 
     settings = _settings(bit_depth, mm_per_px, bg_inner_px, bg_outer_px, bg_roi)
     options = _display_options(display_mode, colour, gain, gain_range)
     _check_max_frames(max_frames)
+    outputs = [out / n for n in ("lesions.json", "frames.csv", "display.mp4", "report.html")]
+    refuse_overwriting_inputs(outputs, [nir, white])
     _check_io([nir, white], out)
     info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned)
     _check_roi_inside(settings, info["frame_size_wh"])
@@ -400,7 +389,7 @@ def render_cmd(
     short or unplayable file reported as success.
     """
     from hepanav.core import InputError
-    from hepanav.fluorescence.sources import frame_pairs
+    from hepanav.fluorescence.sources import frame_pairs, refuse_overwriting_inputs
     from hepanav.fluorescence.stream import render_stream
 
     if out.suffix.lower() not in (".mp4", ".avi", ".m4v", ".mov"):
@@ -409,6 +398,7 @@ def render_cmd(
         raise InputError(f"must be 8, 12 or 16, not {bit_depth}", "--bit-depth")
     options = _display_options(display_mode, colour, gain, gain_range)
     _check_max_frames(max_frames)
+    refuse_overwriting_inputs([out], [nir, white])
     _check_io([nir, white], out, folder=False)
     info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned)
     n, latency, warnings = render_stream(info, pairs, out, options, max_frames)
