@@ -12,6 +12,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Logs of failing commands go to a temporary folder during tests, not ~/.local/state.
 os.environ.setdefault("HEPANAV_LOG_DIR", str(Path(tempfile.gettempdir()) / "hepanav-test-logs"))
 
+# Fixture modules shared by several test files.
+pytest_plugins = ("web_helpers",)
+
 
 def shared_data_dir() -> Path:
     """The real CT scans: ``$HEPANAV_TEST_DATA`` or ``../shared/data`` from the project root."""

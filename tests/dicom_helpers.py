@@ -17,24 +17,30 @@ def write_ct_series(
     series_uid: str = "1.2.826.0.1.3680043.8.498.1001",
     slice_positions_mm: list[float] | None = None,
     prefix: str = "slice",
+    extra_tags: dict[str, str] | None = None,
 ) -> list[Path]:
     """Write ``volume_zyx`` (HU, int16) as one DICOM file per slice; return the file paths.
 
     ``slice_positions_mm`` overrides the z position of each slice (to make uneven
     spacing); by default slices are ``spacing_xyz[2]`` apart starting at ``origin_xyz[2]``.
+    ``extra_tags`` ("gggg|eeee" -> value) are added to (or override) every slice's
+    header, e.g. a Frame of Reference UID or synthetic patient attributes.
     """
     # GDCM's writer switches the process locale to "C" and leaves it there, which
     # would make later text I/O with the default encoding ASCII; restore it.
     saved = locale.setlocale(locale.LC_ALL)
     try:
         return _write(
-            folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, slice_positions_mm, prefix
+            folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, slice_positions_mm, prefix,
+            extra_tags or {},
         )
     finally:
         locale.setlocale(locale.LC_ALL, saved)
 
 
-def _write(folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, slice_positions_mm, prefix):
+def _write(
+    folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, slice_positions_mm, prefix, extra_tags
+):
     folder.mkdir(parents=True, exist_ok=True)
     nz = volume_zyx.shape[0]
     zs = slice_positions_mm or [origin_xyz[2] + k * spacing_xyz[2] for k in range(nz)]
@@ -58,6 +64,7 @@ def _write(folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, slice_positi
             "0028|1052": "0",
             "0028|1053": "1",
         }
+        tags.update(extra_tags)
         for tag, value in tags.items():
             image.SetMetaData(tag, value)
         path = folder / f"{prefix}{k:03d}.dcm"

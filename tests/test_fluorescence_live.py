@@ -126,8 +126,16 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
     cv2.imwrite(str(surface), _surfaces(frames[0])[0].astype(np.uint8) * 255)
     out = tmp_path / "frames"
     code, stdout, err = cli(
-        "fluoro", "live", "--source", video, "--surface", surface, "--frames-out", out,
+        "fluoro",
+        "live",
+        "--source",
+        video,
+        "--surface",
+        surface,
+        "--frames-out",
+        out,
         "--no-pace",
+        "--sync",
     )
     assert code == 0, err
     assert sorted(p.name for p in out.glob("*.jpg")) == [f"frame_{i:06d}.jpg" for i in range(3)]
@@ -151,8 +159,18 @@ def test_margin_check_draws_surface_and_numbered_spots_on_nir_and_white(cli, fra
     cv2.imwrite(str(surface), crossing.astype(np.uint8) * 255)
     out = tmp_path / "margin"
     code, _, err = cli(
-        "fluoro", "margin-check", "--nir", nir, "--white", white, "--surface", surface,
-        "--mm-per-px", "0.2", "--out", out,
+        "fluoro",
+        "margin-check",
+        "--nir",
+        nir,
+        "--white",
+        white,
+        "--surface",
+        surface,
+        "--mm-per-px",
+        "0.2",
+        "--out",
+        out,
     )
     assert code == 0, err
     data = json.loads((out / "margin.json").read_text(encoding="utf-8"))
@@ -218,3 +236,28 @@ def test_scale_bar_length_is_round_and_true_to_the_pixel_size():
     row = image[int(200 - 0.05 * 200) - 1]
     white = np.nonzero(row.min(axis=1) == 255)[0]
     assert white.max() - white.min() + 1 == pytest.approx(20 / 0.2, abs=1)
+
+
+def test_asynchronous_live_display_never_waits_for_the_analysis(frames):
+    from hepanav.fluorescence.live import LiveDisplay
+    from hepanav.fluorescence.schema import AnalysisSettings
+    from hepanav.fluorescence.sources import FramePair
+
+    crossing, _ = _surfaces(frames[0])
+    live = LiveDisplay(AnalysisSettings(), 12, surface=crossing, asynchronous=True)
+    try:
+        f0, f1 = frames[0], frames[1]
+        first = live.compose(FramePair(0, f0.nir, f0.white, 0.0))
+        # Frame 0 is shown before any analysis finished: no labels, no verdict yet.
+        assert first.findings_index is None and first.lesions == [] and first.at_risk is None
+        live.wait_for_analysis()
+        second = live.compose(FramePair(1, f1.nir, f1.white, 1 / 30))
+        # Frame 1 carries frame 0's findings, drawn, and says how old they are.
+        assert second.findings_index == 0 and len(second.lesions) == 2
+        assert second.at_risk is True
+        assert _near(second.image[2:6], annotate.VERMILLION).mean() > 0.5
+        live.wait_for_analysis()
+        third = live.compose(FramePair(2, f1.nir, f1.white, 2 / 30))
+        assert third.findings_index == 1
+    finally:
+        live.close()

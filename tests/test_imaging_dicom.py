@@ -198,3 +198,11 @@ def test_several_series_listed_and_chosen(tmp_path):
     assert image.GetSize() == (8, 8, 5) and record.series_instance_uid == "1.2.3.4.1"
     with pytest.raises(InputError, match="no series matches --series 'delayed'"):
         load_image(tmp_path / "ct", series="delayed")
+
+
+def test_truncated_dicom_slice_refused(tmp_path):
+    positions = [(0.0, 0.0, float(z)) for z in range(3)]
+    paths = write_slices(tmp_path / "ct", volume_slices(np.zeros((3, 16, 16)), positions))
+    paths[1].write_bytes(paths[1].read_bytes()[:-100])
+    with pytest.raises(InputError, match=r"ct001\.dcm: pixel data is truncated or corrupt"):
+        load_image(tmp_path / "ct")

@@ -90,7 +90,7 @@ def test_margin_run_writes_json_map_and_report(cli, masks, tmp_path):
     assert painted.min() == pytest.approx(result.min_margin_mm, abs=1e-4)
     assert painted.max() == pytest.approx(13.0 - 8.0 + 2.0, abs=0.5)
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert "Not a medical device" in html and html.count("data:image/png;base64") == 2
+    assert "Not a medical device" in html and html.count("data:image/png;base64") == 3
 
 
 def test_subcapsular_option_reports_the_excluded_fraction(cli, masks, tmp_path):

@@ -132,3 +132,14 @@ def test_bad_fcsv_and_markups_system(tmp_path):
     mrk.write_text(json.dumps({"markups": [{"coordinateSystem": "IJK", "controlPoints": []}]}))
     with pytest.raises(InputError, match="unknown coordinateSystem 'IJK'"):
         read_landmarks(mrk)
+
+
+def test_fifo_and_folder_refused_as_landmarks(tmp_path):
+    import os
+
+    fifo = tmp_path / "pts.fcsv"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="is a FIFO"):
+        read_landmarks(fifo)
+    with pytest.raises(InputError, match="is a folder"):
+        read_landmarks(tmp_path)

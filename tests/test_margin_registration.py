@@ -78,7 +78,7 @@ def test_phantom_pair_through_the_cli(cli, phantom_case, tmp_path, monkeypatch):
     assert result.shell_coverage_6mm == pytest.approx(truth["shell_coverage_6mm"], abs=0.05)
     assert result.tumor_volume_ml == pytest.approx(truth["tumor_volume_ml"], rel=0.05)
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64") == 3  # slices, histogram, registration
+    assert html.count("data:image/png;base64") == 4  # slices, 3D, histogram, fusion check
 
 
 def test_without_registration_the_margin_is_wrong(phantom_case):

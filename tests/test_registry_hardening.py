@@ -249,9 +249,24 @@ def test_a_refused_postgres_import_prints_one_line(postgres_server, db_url, tmp_
     assert code == 0, err
     csv = write_csv(tmp_path / "o.csv", outcome_rows(300, 2))
     assert _hepanav("registry", "import", csv, "--db", db_url)[0] == 0
-    code, _, err = _hepanav("registry", "import", csv, "--db", db_url)
+    # The row-and-key pre-check would refuse this file before writing; switch it off
+    # so that the conflict happens inside psycopg's pipelined executemany.
+    script = (
+        "import sys; import hepanav.registry.importer as i; i._already_there = lambda *a: []; "
+        "from hepanav.cli import main; sys.argv = ['hepanav'] + sys.argv[1:]; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "registry", "import", str(csv), "--db", db_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    code, err = done.returncode, done.stderr
     one_line_error(code, err, "nothing imported: conflicts with the registry")
     assert "pipeline" not in err.lower() and "P000" not in err
+    # With the pre-check: the same file is refused naming row and key.
+    code, _, err = _hepanav("registry", "import", csv, "--db", db_url)
+    one_line_error(code, err, "row 2 lesion_id: patient P00000 procedure S1 lesion L1")
 
 
 def test_concurrent_postgres_imports_with_opposite_orders_always_complete(

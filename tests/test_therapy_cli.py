@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -44,9 +45,9 @@ def test_default_and_explicit_evaluate_give_the_same_result(cli, tmp_path):
     a = (tmp_path / "a" / "therapy.json").read_text(encoding="utf-8")
     assert a == (tmp_path / "b" / "therapy.json").read_text(encoding="utf-8")
     got, report = verdicts(tmp_path / "a")
-    assert got["tare"] == "contraindicated" and got["resection"] == "eligible"
+    assert got["tare"] == "contraindicated" and got["resection"] == "indicated"
     assert report.disclaimer == DISCLAIMER
-    assert set(report.not_evaluated) == {"hai", "systemic"}
+    assert set(report.not_evaluated) == {"systemic"}
     html = (tmp_path / "a" / "therapy.html").read_text(encoding="utf-8")
     assert DISCLAIMER in html and "TARE-01" in html and "data:image/png;base64," in html
 
@@ -173,7 +174,13 @@ def test_bad_rule_file_names_file_and_rule(cli, tmp_path):
                         "effect": "contraindication",
                         "text": "t",
                         "condition": {"field": "lung_shunt", "op": "gt", "value": 20},
-                        "source": {"citation": "c", "quote": "q"},
+                        "source": {
+                            "citation": "c",
+                            "title": "t",
+                            "year": 2020,
+                            "doi": "10.1000/x",
+                            "quote": "q",
+                        },
                     }
                 ]
             }
@@ -212,3 +219,189 @@ def test_demo_writes_reports(tmp_path):
     assert len(paths) == 4 and all(p.is_file() and p.suffix == ".html" for p in paths)
     dose = json.loads((tmp_path / "dose_check.json").read_text(encoding="utf-8"))
     assert dose["total_mg"] == 100.0 and dose["result"] == "within"
+
+
+def _rule_file(tmp_path, **source):
+    rule = {
+        "id": "MY-01",
+        "therapy": "tare",
+        "effect": "contraindication",
+        "text": "t",
+        "condition": {"field": "lung_shunt_fraction_percent", "op": "gt", "value": 20},
+        "source": {
+            "citation": "c",
+            "title": "t",
+            "year": 2020,
+            "doi": "10.1000/x",
+            "quote": "q",
+            **source,
+        },
+    }
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"rules": [rule]}))
+    return path
+
+
+def test_javascript_url_never_becomes_a_link(cli, tmp_path):
+    bad = _rule_file(tmp_path, url="javascript:alert(document.cookie)")
+    code, _, err = cli(
+        "therapy", write_case(tmp_path, CASE), "--out", tmp_path / "o", "--rules", bad
+    )
+    one_line_error(code, err, "rule 'MY-01'", "http")
+    assert not (tmp_path / "o").exists()
+    # A rule that passes validation is linked through its DOI, with an https address only.
+    good = _rule_file(tmp_path, url="https://example.org/paper")
+    code, _, err = cli(
+        "therapy", write_case(tmp_path, CASE), "--out", tmp_path / "o", "--rules", good
+    )
+    assert code == 0, err
+    html = (tmp_path / "o" / "therapy.html").read_text(encoding="utf-8")
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs and all(h.startswith("https://") for h in hrefs)
+    assert "javascript:" not in html.lower()
+    # Even a Source built around validation cannot render a non-http link.
+    from hepanav.therapy.schema import Source
+
+    src = Source.model_construct(
+        citation="c", title="t", year=2020, doi=None, pmid=None, quote="q", url="javascript:x"
+    )
+    assert src.link is None
+
+
+def test_output_that_would_overwrite_the_input_is_refused(cli, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = cli("therapy", write_case(tmp_path, CASE), "--out", out)
+    assert code == 0, err
+    # therapy.json is not a case file, but name it as the case: it must not be replaced
+    case_copy = out / "therapy.json"
+    before = case_copy.read_bytes()
+    code, _, err = cli("therapy", case_copy, "--out", out)
+    one_line_error(code, err, "would overwrite the input therapy.json")
+    assert case_copy.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        "John Smith",
+        "Smith, John",
+        "DOB 1961-04-12",
+        "12.04.1961",
+        "MRN 00123456",
+        "4711234567",
+        "j.smith@example.org",
+        "+49 30 1234 5678",
+    ],
+)
+def test_identifier_like_case_id_is_refused_without_echo(cli, tmp_path, case_id):
+    code, out, err = cli(
+        "therapy", write_case(tmp_path, {**CASE, "case_id": case_id}), "--out", tmp_path / "o"
+    )
+    line = one_line_error(code, err, "case_id", "value not shown")
+    assert case_id not in line and case_id not in out
+    assert not (tmp_path / "o").exists()
+
+
+def test_pseudonymous_case_id_is_kept(cli, tmp_path):
+    code, _, err = cli(
+        "therapy", write_case(tmp_path, {**CASE, "case_id": "NET-07"}), "--out", tmp_path / "o"
+    )
+    assert code == 0, err
+    assert '"case_id": "NET-07"' in (tmp_path / "o" / "therapy.json").read_text(encoding="utf-8")
+
+
+def test_regimen_dose_checks(cli):
+    code, out, err = cli(
+        "therapy", "dose", "--regimen", "deb-tace-doxorubicin", "--dose", "150", "--unit", "mg"
+    )
+    assert code == 0, err
+    assert "WITHIN" in out and "up to 150 mg per session" in out
+    # doxorubicin alone is not compared with the 40-60 mg historical range any more
+    code, _, err = cli("therapy", "dose", "--drug", "doxorubicin", "--dose", "150", "--unit", "mg")
+    one_line_error(code, err, "--drug", "deb-tace-doxorubicin", "--historical")
+    code, out, _ = cli(
+        "therapy",
+        "dose",
+        "--drug",
+        "doxorubicin",
+        "--dose",
+        "150",
+        "--unit",
+        "mg",
+        "--historical",
+        "--json",
+    )
+    data = json.loads(out)
+    assert data["result"] == "above" and data["table"] == "historical intra-arterial ranges"
+    code, out, _ = cli(
+        "therapy",
+        "dose",
+        "--regimen",
+        "hai-oxaliplatin",
+        "--dose",
+        "180",
+        "--unit",
+        "mg",
+        "--height-cm",
+        "170",
+        "--weight-kg",
+        "70",
+        "--json",
+    )
+    data = json.loads(out)
+    # BSA sqrt(170*70/3600) = 1.818 m2; 100 mg/m2 -> 182 mg: 180 mg is within
+    assert data["result"] == "within" and data["bsa_m2"] == 1.82 and data["patient_mg"] == 180
+    code, out, _ = cli(
+        "therapy",
+        "dose",
+        "--regimen",
+        "hai-floxuridine",
+        "--dose",
+        "0.3",
+        "--unit",
+        "mg/kg",
+        "--per",
+        "day",
+        "--json",
+    )
+    assert json.loads(out)["result"] == "above"
+    code, _, err = cli(
+        "therapy", "dose", "--regimen", "hai-floxuridine", "--dose", "0.2", "--unit", "mg/kg"
+    )
+    one_line_error(code, err, "--per")
+
+
+def test_report_screenshot_shows_grey_no_contraindication_and_sources(cli, tmp_path):
+    from fluorescence_screens import screenshot
+
+    data = {
+        "case_id": "NET-07",
+        "primary": "net",
+        "net_grade": "G1",
+        "ki67_percent": 2,
+        "sstr_positive": True,
+        "lesions": [{"size_mm": 25, "near_major_vessel": False}, {"size_mm": 18}],
+        "extrahepatic_disease": False,
+        "resectable": True,
+        "bilioenteric_anastomosis": True,
+        "selective_arterial_access": True,
+    }
+    out = tmp_path / "o"
+    code, _, err = cli("therapy", write_case(tmp_path, data), "--out", out)
+    assert code == 0, err
+    page = screenshot(out / "therapy.html", tmp_path / "therapy_report.png")
+    try:
+        import shutil
+
+        shutil.copy(tmp_path / "therapy_report.png", "/tmp/fluo/therapy_report.png")
+    except OSError:
+        pass
+    text = page["text"]
+    assert "indicated" in text and "relative contraindication" in text
+    assert "pending: lesions[].near_major_vessel" in text
+    html = (out / "therapy.html").read_text(encoding="utf-8")
+    # indicated in the green class, no contraindication found in grey, never green
+    assert re.search(r'class="ok">indicated<', html)
+    assert re.search(r'class="grey">no contraindication found', html)
+    assert not re.search(r'class="ok">no contraindication', html)
+    assert "DOI 10.1056/NEJMoa1607427" in html and "https://doi.org/10.1056/NEJMoa1607427" in html

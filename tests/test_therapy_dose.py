@@ -1,4 +1,4 @@
-"""Dose check: Mosteller BSA, unit conversion, range classification against the seed table."""
+"""Dose check: Mosteller BSA, unit conversion, the historical table and sourced regimens."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hepanav.core import InputError
 from hepanav.therapy.dose import check_dose, load_dose_table, mosteller_bsa, total_dose_mg
 
-# The 14 ranges of the seed text as listed in the domain brief (mg, intra-arterial).
+# The 14 ranges of the historical teaching text (mg, intra-arterial), by hand.
 SEED_RANGES = {
     "fluorouracil": (1000, 1500),
     "cisplatin": (60, 100),
@@ -115,3 +115,49 @@ def test_bad_dose_input_names_the_option(kwargs, field):
     with pytest.raises(InputError) as exc:
         check_dose(**args)
     assert str(exc.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    ("regimen", "dose", "unit", "per", "height", "weight", "result"),
+    [
+        ("deb-tace-doxorubicin", 150, "mg", "session", None, None, "within"),
+        ("deb-tace-doxorubicin", 151, "mg", "session", None, None, "above"),
+        ("debiri-irinotecan", 100, "mg", "session", None, None, "within"),
+        ("debiri-irinotecan", 200, "mg", "session", None, None, "above"),
+        ("ctace-doxorubicin", 50, "mg/m2", "session", None, None, "within"),
+        ("ctace-doxorubicin", 80, "mg/m2", "session", None, None, "above"),
+        ("ctace-doxorubicin", 20, "mg/m2", "session", None, None, "below"),
+        # 180 cm, 80 kg: BSA 2.0 m2 -> 50-150 mg
+        ("ctace-doxorubicin", 40, "mg", "session", 180, 80, "below"),
+        ("ctace-doxorubicin", 150, "mg", "session", 180, 80, "within"),
+        ("hai-floxuridine", 0.25, "mg/kg", "day", None, None, "within"),
+        ("hai-floxuridine", 3.5, "mg/kg", "cycle", None, None, "within"),  # 14 x 0.25
+        ("hai-floxuridine", 3.6, "mg/kg", "cycle", None, None, "above"),
+        ("hai-floxuridine", 20, "mg", "day", None, 80, "within"),  # 0.25 x 80 = 20 mg
+        ("hai-oxaliplatin", 100, "mg/m2", "session", None, None, "within"),
+        ("hai-oxaliplatin", 130, "mg/m2", "session", None, None, "above"),
+    ],
+)
+def test_regimen_doses_against_hand_computed_limits(
+    regimen, dose, unit, per, height, weight, result
+):
+    from hepanav.therapy.regimens import check_regimen_dose
+
+    assert check_regimen_dose(regimen, dose, unit, per, height, weight).result == result
+
+
+def test_regimen_output_has_no_spurious_precision():
+    from hepanav.therapy.regimens import check_regimen_dose, significant
+
+    res = check_regimen_dose("hai-oxaliplatin", 100, "mg/m2", "session", 173, 71)
+    assert res.bsa_m2 == 1.85 and res.patient_mg == 180  # 184.7 mg -> 2 significant digits
+    assert significant(0.012345) == 0.012 and significant(187.35) == 190
+
+
+def test_regimen_unit_mismatch_and_unknown_regimen():
+    from hepanav.therapy.regimens import check_regimen_dose
+
+    with pytest.raises(InputError, match="--unit"):
+        check_regimen_dose("hai-oxaliplatin", 2, "mg/kg")
+    with pytest.raises(InputError, match="--regimen"):
+        check_regimen_dose("tace-magic", 2, "mg")

@@ -78,17 +78,24 @@ def test_fields_mirror_the_case_model():
 
 # (outcomes, verdict): the precedence documented in hepanav.therapy.engine
 COMBINATIONS = [
-    ([("indication", T), ("relative_contraindication", F)], "eligible"),
-    ([], "eligible"),
-    ([("indication", F), ("contraindication", U)], "contraindicated"),
+    ([("indication", T), ("relative_contraindication", F)], "indicated"),
+    ([], "no_contraindication_found"),
+    ([("indication", F), ("contraindication", F)], "no_contraindication_found"),
+    ([("requirement", T)], "no_contraindication_found"),  # allowed, not called for
+    ([("requirement", F), ("contraindication", U)], "contraindicated"),
     ([("contraindication", T), ("relative_contraindication", T)], "contraindicated"),
-    ([("contraindication", U), ("relative_contraindication", T)], "insufficient_data"),
-    ([("indication", U)], "insufficient_data"),
+    # a known contraindication shows whatever else is missing
+    ([("contraindication", T), ("requirement", U), ("indication", U)], "contraindicated"),
+    ([("relative_contraindication", T), ("contraindication", U)], "relative_contraindication"),
+    ([("contraindication", U), ("indication", T)], "insufficient_data"),
+    ([("requirement", U)], "insufficient_data"),
     (
         [("relative_contraindication", T), ("relative_contraindication", U)],
         "relative_contraindication",
     ),
-    ([("relative_contraindication", U), ("indication", T)], "insufficient_data"),
+    # a rule that can only give a relative contraindication: pending, not insufficient
+    ([("relative_contraindication", U), ("indication", T)], "no_contraindication_found"),
+    ([("indication", U)], "no_contraindication_found"),
 ]
 
 
@@ -99,9 +106,67 @@ def test_combine_precedence(outcomes, verdict):
 
 def test_builtin_tables_load_and_every_rule_has_a_quoted_source():
     rules = load_rules()
-    assert len(rules) >= 15
+    assert len(rules) >= 20
     assert {r.file for r in rules} == {p.name for p in RULES_DIR.glob("*.yaml")}
     assert all(r.source.citation.strip() and r.source.quote.strip() for r in rules)
+
+
+OWN = ("hepanav", "domain brief", "domain.md", "seed document")
+
+
+def test_every_rule_entry_has_a_doi_or_pmid_and_no_own_document(tmp_path):
+    # Read the YAML itself (not the validated model) so that this test fails when an entry
+    # lacks a DOI/PMID or names the project's own documents, even if validation changed.
+    seen = 0
+    for path in sorted(RULES_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8").lower()
+        for word in OWN:
+            assert word not in text, (path.name, word)
+        for rule in data["rules"]:
+            src = rule["source"]
+            assert src.get("doi") or src.get("pmid"), rule["id"]
+            assert src.get("title") and src.get("year") and src.get("quote"), rule["id"]
+            seen += 1
+    regimens = (RULES_DIR.parent / "regimens.yaml").read_text(encoding="utf-8")
+    for name, reg in yaml.safe_load(regimens)["regimens"].items():
+        assert reg["source"].get("doi") or reg["source"].get("pmid"), name
+    for word in OWN:
+        assert word not in regimens.lower()
+        assert word not in (RULES_DIR.parent / "doses.yaml").read_text(encoding="utf-8").lower()
+    assert seen >= 20
+    # And the loader refuses both kinds of entry.
+    for source, message in (
+        ({**GOOD["source"], "doi": None}, "DOI or a PMID"),
+        ({**GOOD["source"], "citation": "HepaNav domain brief, section 3"}, "own documents"),
+        ({**GOOD["source"], "note": "as in the seed document"}, "own documents"),
+    ):
+        path = tmp_path / "r.yaml"
+        source = {k: v for k, v in source.items() if v is not None}
+        path.write_text(yaml.safe_dump({"rules": [{**GOOD, "source": source}]}))
+        with pytest.raises(InputError, match=message):
+            load_rule_file(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_rule_values_are_refused_at_load(tmp_path, value):
+    path = tmp_path / "r.yaml"
+    text = yaml.safe_dump({"rules": [GOOD]}).replace("value: 20", f"value: {value!r}")
+    text = text.replace("nan", ".nan").replace("inf", ".inf")
+    path.write_text(text)
+    assert not isinstance(yaml.safe_load(text)["rules"][0]["condition"]["value"], int)
+    with pytest.raises(InputError, match="finite number"):
+        load_rule_file(path)
+
+
+def test_non_http_urls_are_refused_at_load(tmp_path):
+    for url in ("javascript:alert(1)", "data:text/html,x", "file:///etc/passwd"):
+        path = tmp_path / "r.yaml"
+        path.write_text(
+            yaml.safe_dump({"rules": [{**GOOD, "source": {**GOOD["source"], "url": url}}]})
+        )
+        with pytest.raises(InputError, match="http"):
+            load_rule_file(path)
 
 
 GOOD = {
@@ -110,7 +175,13 @@ GOOD = {
     "effect": "contraindication",
     "text": "test",
     "condition": {"field": "lung_shunt_fraction_percent", "op": "gt", "value": 20},
-    "source": {"citation": "c", "quote": "q"},
+    "source": {
+        "citation": "A B. J Test 2020;1:1-2.",
+        "title": "A test paper",
+        "year": 2020,
+        "doi": "10.1000/test.1",
+        "quote": "q",
+    },
 }
 
 BAD_RULES = [
@@ -130,7 +201,7 @@ BAD_RULES = [
     ({"condition": {"field": "ecog", "op": "gt", "value": 1, "unit": "x"}}, "unknown keys"),
     ({"condition": {"all": []}}, "non-empty list"),
     ({"condition": {"any": [{"field": "ecog", "op": "gt"}]}}, "condition.any[0]: missing keys"),
-    ({"source": {"citation": "c"}}, "source.quote"),
+    ({"source": {"citation": "c"}}, "source.title"),
 ]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from web_helpers import PASSWORD, browser, login, new_server, phantom_case, web_server  # noqa: F401
+from web_helpers import PASSWORD, login, new_server, registry_with_ablation
 
 pytestmark = pytest.mark.slow
 CASE = "demo-ablation-001"
@@ -46,7 +46,7 @@ def wait_for_job(page, timeout_s: float = 600) -> str:
     return page.get_attribute("#job-status", "data-state")
 
 
-def test_margin_workflow_in_the_browser(web_server, browser, shots):  # noqa: F811
+def test_margin_workflow_in_the_browser(web_server, browser, shots):
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     login(page, web_server, "radiologist")
     assert page.locator(f"a[href='/cases/{CASE}']").count() == 1
@@ -101,7 +101,7 @@ def truth_centre(truth: dict) -> list[float]:
     return [float(v) for v in truth["tumor_center_pre_lps"]]
 
 
-def test_therapy_form_and_escaping(web_server, browser, shots):  # noqa: F811
+def test_therapy_form_and_escaping(web_server, browser, shots):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     login(page, web_server, "surgeon")
     page.goto(web_server.url + "/therapy")
@@ -116,7 +116,7 @@ def test_therapy_form_and_escaping(web_server, browser, shots):  # noqa: F811
     page.close()
 
 
-def test_restart_during_a_job_runs_it_once(tmp_path, phantom_case, browser):  # noqa: F811
+def test_restart_during_a_job_runs_it_once(tmp_path, phantom_case, browser):
     server = new_server(tmp_path, phantom_case)
     server.start()
     try:
@@ -146,5 +146,149 @@ def test_restart_during_a_job_runs_it_once(tmp_path, phantom_case, browser):  # 
         job_dir = server.data_dir / "jobs" / f"job-{job_id:06d}"
         assert len(list(job_dir.glob("result/margin/margin.json"))) == 1
         assert not list(job_dir.glob(".work-*"))
+    finally:
+        server.stop()
+
+
+def _recording(folder: Path) -> tuple[Path, Path]:
+    """A short 8-bit NIR video and a 12-bit NIR frame folder from the fluorescence phantom."""
+    import cv2
+
+    from hepanav.fluorescence.demo import demo_lesions
+    from hepanav.phantoms.fluorescence import Camera, render_sequence, save_frames
+
+    camera = Camera(width=320, height=240, mm_per_px=0.3)
+    frames = list(render_sequence(demo_lesions(), camera, n_frames=12, seed=3))
+    nir_dir, _ = save_frames(frames, folder / "frames")
+    video = folder / "nir.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (320, 240), False)
+    for frame in frames:
+        scale = 255.0 / (2 ** camera.bit_depth - 1)
+        writer.write((frame.nir.astype(float) * scale).clip(0, 255).astype("uint8"))
+    writer.release()
+    return video, nir_dir
+
+
+def test_fluorescence_upload_and_live_page(tmp_path, phantom_case, browser, shots):
+    video, nir_dir = _recording(tmp_path)
+    server = new_server(tmp_path / "srv", phantom_case)
+    os.environ["HEPANAV_WEB_LIVE_SOURCE"] = str(nir_dir)
+    try:
+        server.start()
+    finally:
+        del os.environ["HEPANAV_WEB_LIVE_SOURCE"]
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        login(page, server, "surgeon")
+        page.goto(server.url + "/fluoro")
+        page.set_input_files("input[name=nir]", str(video))
+        page.click("#analyse")
+        page.wait_for_url(re.compile(r".*/jobs/\d+$"))
+        assert wait_for_job(page) == "done", page.text_content("#job-status")
+        page.screenshot(path=shots / "fluoro-job.png", full_page=True)
+        with page.expect_popup() as popup:
+            page.click("text=Open the report")
+        report = popup.value
+        report.wait_for_load_state()
+        assert "not a medical device" in report.content().lower()
+        report.screenshot(path=shots / "fluoro-report.png", full_page=True)
+
+        page.goto(server.url + "/fluoro/live")
+        page.wait_for_function(
+            "document.getElementById('live').naturalWidth > 0", timeout=60_000)
+        assert page.evaluate("document.getElementById('live').naturalWidth") == 320
+        page.screenshot(path=shots / "fluoro-live.png", full_page=True)
+        # Every MJPEG part carries the frame's added latency.
+        cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+        with httpx.stream("GET", server.url + "/fluoro/live/stream", cookies=cookies,
+                          timeout=30) as r:
+            assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
+            head = b""
+            for chunk in r.iter_bytes():
+                head += chunk
+                if b"X-Latency-Ms" in head:
+                    break
+        assert re.search(rb"X-Latency-Ms: \d+\.\d+", head)
+        page.close()
+    finally:
+        server.stop()
+
+
+def test_jobs_run_on_an_external_dask_scheduler(tmp_path, phantom_case):
+    """``--scheduler tcp://...``: a hospital adds workers; the job runs on them."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    video, _ = _recording(tmp_path)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        server = new_server(tmp_path / "srv", phantom_case)
+        os.environ["HEPANAV_WEB_SCHEDULER"] = cluster.scheduler_address
+        try:
+            server.start()
+        finally:
+            del os.environ["HEPANAV_WEB_SCHEDULER"]
+        try:
+            with get_task_stream(client) as stream, httpx.Client(
+                base_url=server.url, follow_redirects=False, timeout=60
+            ) as http:
+                http.post("/login", data={"username": "test-surgeon", "password": PASSWORD})
+                page = http.get("/therapy", headers={"accept": "text/html"}).text
+                token = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page).group(1)
+                with open(video, "rb") as handle:
+                    r = http.post("/fluoro", data={"csrf_token": token, "bit_depth": "8"},
+                                  files={"nir": ("nir.avi", handle)})
+                assert r.status_code == 303, r.text
+                job_id = int(r.headers["location"].rsplit("/", 1)[1])
+                deadline = time.monotonic() + 300
+                while (state := http.get(f"/api/jobs/{job_id}").json()["state"]) not in (
+                        "done", "failed"):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.5)
+            assert state == "done"
+            keys = {str(task["key"]) for task in stream.data}
+            assert f"hepanav-job-{job_id}-1" in keys
+        finally:
+            server.stop()
+
+
+def test_registry_dashboard_and_record_correction(tmp_path, phantom_case, browser, shots):
+    server = new_server(tmp_path / "srv", phantom_case)
+    lesion = registry_with_ablation(f"sqlite:///{server.data_dir / 'registry.sqlite'}",
+                                    tmp_path / "cohort")
+    server.start()
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        login(page, server, "coordinator")
+        page.goto(server.url + "/registry?procedure_type=ablation")
+        rows = page.locator("#by-procedure tr")
+        assert rows.count() == 2  # header + ablation only: never pooled with resections
+        assert "ablation" in rows.nth(1).text_content()
+        page.screenshot(path=shots / "registry.png", full_page=True)
+        key = f"{lesion['patient_id']}/{lesion['lesion_id']}"
+        page.fill("#lookup input[name=key]", key)
+        page.click("#lookup button")
+        assert key in page.text_content("h1")
+        page.select_option("#field", "size_mm")
+        page.fill("#value", "23")
+        page.fill("#reason", "size re-measured on the planning CT")
+        page.click("#correct button")
+        page.wait_for_function(
+            "document.querySelectorAll('#history tr').length > 1 &&"
+            " document.getElementById('history').textContent.includes('re-measured')",
+            timeout=30_000)
+        history = page.text_content("#history")
+        assert "test-coordinator" in history and "size_mm" in history and "23" in history
+        page.screenshot(path=shots / "registry-record.png", full_page=True)
+        # A surgeon may read the record but not change it.
+        with httpx.Client(base_url=server.url, follow_redirects=False, timeout=60) as http:
+            http.post("/login", data={"username": "test-surgeon", "password": PASSWORD})
+            csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"',
+                             http.get("/therapy", headers={"accept": "text/html"}).text).group(1)
+            r = http.patch("/api/registry/records/lesions", headers={"X-CSRF-Token": csrf},
+                           json={"key": {"patient_id": lesion["patient_id"],
+                                         "lesion_id": lesion["lesion_id"]},
+                                 "changes": {"size_mm": 99}, "reason": "x"})
+            assert r.status_code == 403
+        page.close()
     finally:
         server.stop()

@@ -93,3 +93,19 @@ def login(page, server: Server, role: str) -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(server.url + "/")
+
+
+def registry_with_ablation(url: str, folder) -> dict[str, str]:
+    """A registry holding a generated cohort; returns the ids of one ablated lesion."""
+    from hepanav.registry.cohort import generate_cohort
+
+    cohort = generate_cohort(12, seed=5)
+    paths = cohort.write(folder)
+    run = [sys.executable, "-m", "hepanav", "registry"]
+    subprocess.run([*run, "init", "--db", url], check=True, capture_output=True)
+    for kind in ("outcomes", "events", "complications"):
+        subprocess.run([*run, "import", str(paths[kind]), "--kind", kind, "--db", url],
+                       check=True, capture_output=True)
+    row = cohort.outcomes[cohort.outcomes.procedure_type == "ablation"].iloc[0]
+    return {"patient_id": str(row.patient_id), "procedure_id": str(row.procedure_id),
+            "lesion_id": str(row.lesion_id)}

@@ -211,6 +211,7 @@ def screen_records(
     """
     code_sets = code_sets or {}
     findings = []
+    seen: dict[tuple[str, str], str | None] = {}  # registry columns repeat their values
     for i, record in enumerate(records):
         row = row_numbers[i] if row_numbers is not None else i + 2
         for column, value in record.items():
@@ -226,7 +227,13 @@ def screen_records(
                 role, codes = "number", None
             else:
                 role, codes = "free_text", None
-            kind = screen_value(value, role, codes)
+            memo = (str(column), value) if isinstance(value, str) else None
+            if memo is not None and memo in seen:
+                kind = seen[memo]
+            else:
+                kind = screen_value(value, role, codes)
+                if memo is not None:
+                    seen[memo] = kind
             if kind:
                 findings.append(Finding(column=str(column), row=row, kind=kind))
     return findings

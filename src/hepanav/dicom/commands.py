@@ -1,9 +1,122 @@
-"""Command-line commands of this package (filled in as the package grows)."""
+"""CLI commands of hepanav.dicom: ``hepanav dicom export|pseudonymise`` and ``hepanav pacs``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+_SETTINGS_HELP = (
+    "Server, AE titles and credentials come from the settings file ($HEPANAV_PACS_CONFIG, "
+    "default ~/.config/hepanav/pacs.toml) and HEPANAV_PACS_* environment variables, never "
+    "from the command line (see docs/dicom.md)."
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to ``app``."""
+    """Add ``hepanav dicom`` and ``hepanav pacs`` to the root app."""
+    dicom = typer.Typer(
+        help="DICOM objects: export results as SEG/SR/SC/REG, pseudonymise.", no_args_is_help=True
+    )
+    dicom.command("export")(export)
+    dicom.command("pseudonymise")(pseudonymise)
+    app.add_typer(dicom, name="dicom")
+    pacs = typer.Typer(
+        help=f"Query, retrieve and store against a PACS. {_SETTINGS_HELP}", no_args_is_help=True
+    )
+    pacs.command("find")(find)
+    pacs.command("get")(get)
+    pacs.command("send")(send)
+    app.add_typer(pacs, name="pacs")
+
+
+def export(
+    result_dir: Path = typer.Argument(..., help="Folder of a finished margin or plan result."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default RESULT_DIR/dicom)."),
+    source: Path = typer.Option(
+        None,
+        "--source",
+        help="Folder with the CT series the result was computed on "
+        "(default: the one recorded in the result folder).",
+    ),
+    pre: Path = typer.Option(
+        None,
+        "--pre",
+        help="Pre-procedure CT series folder of a pre/post margin result: adds the Spatial "
+        "and Deformable Spatial Registration objects (default: the one recorded).",
+    ),
+) -> None:
+    """Write a result folder's DICOM objects: SEG, TID 1500 SR, Secondary Capture (+ REG)."""
+    from hepanav.dicom.export import export_result
+
+    written = export_result(result_dir, out or result_dir / "dicom", source, pre)
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+def pseudonymise(
+    src: Path = typer.Argument(..., metavar="IN", help="DICOM file or folder (recursive)."),
+    dst: Path = typer.Argument(..., metavar="OUT", help="Output folder (must not exist)."),
+    key_file: Path = typer.Option(
+        ..., "--key-file", help="Secret key file (created when missing); keep it apart from OUT."
+    ),
+    mapping: Path = typer.Option(
+        ...,
+        "--mapping",
+        help="Where to write the original -> pseudonym mapping (CSV); keep "
+        "it apart from OUT, it re-identifies.",
+    ),
+) -> None:
+    """PS3.15 Basic Application Level Confidentiality Profile + Retain Longitudinal
+    Temporal Information (dicognito); UIDs consistent across the study."""
+    from hepanav.dicom.pseudonymise import pseudonymise_tree
+
+    summary = pseudonymise_tree(src, dst, key_file, mapping)
+    typer.echo(
+        f"pseudonymised {summary.files} file(s) into {dst}; mapping in {mapping} "
+        "(store it apart from the data)"
+    )
+
+
+def find(
+    study: str | None = typer.Option(None, "--study", help="Study Instance UID."),
+    accession: str | None = typer.Option(None, "--accession", help="Accession Number."),
+) -> None:
+    """List studies (UID, date, modalities) or, with --study, the study's series."""
+    from hepanav.dicom.pacs import open_pacs
+
+    pacs = open_pacs()
+    if study:
+        for s in pacs.find_series(study):
+            n = "?" if s.instances is None else s.instances
+            typer.echo(f"{s.series_uid}\t{s.modality}\t{n} instance(s)\t{s.description}")
+        return
+    for s in pacs.find_studies(accession=accession):
+        typer.echo(f"{s.study_uid}\t{s.study_date}\t{s.modalities}\t{s.description}")
+
+
+def get(
+    key: str = typer.Argument(..., help="Study Instance UID or Accession Number."),
+    out: Path = typer.Option(..., "--out", help="Output folder: one sub-folder per series."),
+    series: list[str] = typer.Option(
+        None, "--series", help="Series Instance UID to get (repeatable; default: all)."
+    ),
+) -> None:
+    """Retrieve a study (or some of its series) into OUT/<Modality>_<SeriesUID>/."""
+    from hepanav.dicom.fetch import fetch_study
+
+    fetched = fetch_study(key, out, series or None)
+    for item in fetched:
+        typer.echo(f"{item.folder}\t{item.info.modality}\t{len(item.files)} file(s)")
+
+
+def send(
+    paths: list[Path] = typer.Argument(..., help="DICOM files or folders (recursive)."),
+) -> None:
+    """Store DICOM files in the PACS; on a failure says which objects were stored."""
+    from hepanav.dicom.fetch import dicom_files
+    from hepanav.dicom.pacs import open_pacs
+
+    files = dicom_files(paths)
+    stored = open_pacs().store(files)
+    typer.echo(f"stored {len(stored)} object(s)")

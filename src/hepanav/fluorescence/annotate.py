@@ -37,8 +37,14 @@ def text(
     colour: tuple[int, int, int] = WHITE,
     thickness: int = 1,
 ) -> None:
-    """Text with a dark outline, readable on any background (in place)."""
-    cv2.putText(image, message, origin, _FONT, scale, BLACK, thickness + 2, cv2.LINE_AA)
+    """Text on a dark box, readable on any background (in place).
+
+    A box rather than a thick dark outline: OpenCV 5 advances thicker glyphs further, so
+    an outline drawn as thicker text drifts away from the letters.
+    """
+    (tw, th), base = cv2.getTextSize(message, _FONT, scale, thickness)
+    x, y = origin
+    cv2.rectangle(image, (x - 2, y - th - 3), (x + tw + 2, y + base), BLACK, -1)
     cv2.putText(image, message, origin, _FONT, scale, colour, thickness, cv2.LINE_AA)
 
 

@@ -446,17 +446,23 @@ def live_cmd(
     pace: Annotated[
         bool, typer.Option("--pace/--no-pace", help="Play recordings at their recorded rate.")
     ] = True,
+    asynchronous: Annotated[
+        bool,
+        typer.Option(
+            "--async/--sync",
+            help="Analyse in a worker thread and never hold the video back (labels may be a "
+            "frame old, their age is shown); --sync waits for each frame's analysis.",
+        ),
+    ] = True,
     max_frames: MaxFramesOpt = None,
 ) -> None:
     """Live display for the OR: overlay, lesion labels (TBR, pattern), margin warning,
     added latency on screen. Window: OpenCV HighGUI (q or Esc quits)."""
-    import csv
 
-    import cv2
 
     from hepanav.core import InputError
     from hepanav.fluorescence.display import COLOURS, MODES
-    from hepanav.fluorescence.live import LiveDisplay, jpeg_frames, live_frames, window_available
+    from hepanav.fluorescence.live import LiveDisplay, live_frames, window_available
     from hepanav.fluorescence.margin import load_surface_mask
     from hepanav.fluorescence.schema import MarginCriterion
     from hepanav.fluorescence.sources import frame_pairs
@@ -487,8 +493,24 @@ def live_cmd(
         mask,
         rule,
         info.get("clipped_background", False),
+        asynchronous,
     )
     frames = live_frames(pairs, live, pace=pace, max_frames=max_frames)
+    try:
+        n = _show_live(frames, frames_out)
+    finally:
+        live.close()
+    typer.echo(f"{n} frames shown; added latency p99 {live.p99_ms() or 0:.1f} ms")
+
+
+def _show_live(frames, frames_out) -> int:
+    """Write the live frames to ``frames_out`` or show them in a window; return the count."""
+    import csv
+
+    import cv2
+
+    from hepanav.fluorescence.live import jpeg_frames
+
     n = 0
     if frames_out is not None:
         frames_out.mkdir(parents=True, exist_ok=True)
@@ -518,7 +540,7 @@ def live_cmd(
                     break
         finally:
             cv2.destroyWindow(title)
-    typer.echo(f"{n} frames shown; added latency p99 {live.p99_ms() or 0:.1f} ms")
+    return n
 
 
 def register(app: typer.Typer) -> None:

@@ -14,10 +14,20 @@ from pathlib import Path
 import numpy as np
 
 from hepanav.core import write_json
-from hepanav.fluorescence.margin import check_frame, criterion, margin_background
+from hepanav.fluorescence.margin import (
+    check_frame,
+    criterion,
+    margin_background,
+    margin_pictures,
+)
 from hepanav.fluorescence.report import write_analysis_report, write_margin_report
-from hepanav.fluorescence.schema import AnalysisSettings, InputDescription, MarginResult
-from hepanav.fluorescence.sources import frame_pairs
+from hepanav.fluorescence.schema import (
+    AnalysisSettings,
+    InputDescription,
+    MarginCriterion,
+    MarginResult,
+)
+from hepanav.fluorescence.sources import describe_input, frame_pairs
 from hepanav.fluorescence.stream import DisplayOptions, analyze_stream
 from hepanav.phantoms.fluorescence import Camera, FluoroLesion, render_sequence, save_frames
 
@@ -50,14 +60,7 @@ def run(out: Path) -> list[Path]:
     nir_dir, white_dir = save_frames(frames, out / "input")
     info, pairs = frame_pairs(nir_dir, white_dir, "separate", 12)
     settings = AnalysisSettings(bit_depth=12, mm_per_px=MM_PER_PX)
-    desc = InputDescription(
-        nir=str(nir_dir),
-        white=str(white_dir),
-        layout="separate",
-        frame_size_wh=info["frame_size_wh"],
-        bit_depth=12,
-        fps=None,
-    )
+    desc = InputDescription(**describe_input("input/nir", "input/white", "separate", info))
     analysis_dir = out / "analysis"
     result, snapshot = analyze_stream(
         info, pairs, analysis_dir, settings, DisplayOptions(mode="side-by-side"), desc
@@ -84,5 +87,8 @@ def run(out: Path) -> list[Path]:
     )
     margin_dir = out / "margin"
     write_json(margin_dir / "margin.json", margin)
-    reports.append(write_margin_report(margin_dir / "margin.html", margin, None))
+    pictures = margin_pictures(
+        last.nir, last.white, surface, margin_frame, MarginCriterion(), settings
+    )
+    reports.append(write_margin_report(margin_dir / "margin.html", margin, pictures))
     return reports

@@ -3,6 +3,11 @@
 One frame composition (:class:`LiveDisplay.compose`) serves every output, so what the
 tests check off-screen is what the surgeon sees:
 
+**Synchronous or asynchronous analysis.** Synchronously, every frame waits for its own
+analysis. Asynchronously (the live command's default), the frame is shown at once with
+the newest finished findings while a worker thread analyses the newest frame; labels may
+then be one or two frames old (their age is shown on screen), the video never is.
+
 * an OpenCV HighGUI window (``hepanav fluoro live``; needs an OpenCV build with GUI
   support, not ``opencv-python-headless``);
 * annotated JPEG frames with their latency (:func:`jpeg_frames`), which a web server
@@ -37,6 +42,19 @@ _WINDOW = 300  # frames of the rolling p99 shown on screen
 
 
 @dataclass
+class _Findings:
+    """What the analysis found on one frame (drawn on this or a later display frame)."""
+
+    index: int
+    received: float
+    lesions: list
+    margin: object | None
+    risky: set
+    at_risk: bool | None
+    warnings: list
+
+
+@dataclass
 class LiveFrame:
     """One composed display frame.
 
@@ -63,6 +81,7 @@ class LiveFrame:
     lesions: list[LesionRecord] = field(default_factory=list)
     at_risk: bool | None = None
     warnings: list[str] = field(default_factory=list)
+    findings_index: int | None = None
 
 
 class LiveDisplay:
@@ -92,6 +111,7 @@ class LiveDisplay:
         surface: np.ndarray | None = None,
         rule: MarginCriterion | None = None,
         clipped_background: bool = False,
+        asynchronous: bool = False,
     ) -> None:
         self.settings = settings
         self.bit_depth = bit_depth
@@ -103,9 +123,18 @@ class LiveDisplay:
         self.rule = rule or MarginCriterion()
         self.latencies: deque[float] = deque(maxlen=_WINDOW)
         self._surface_working: np.ndarray | None = None
+        self.asynchronous = asynchronous
+        self._pool = None
+        self._pending = None
+        self._latest: _Findings | None = None
 
     def compose(self, pair: FramePair, received: float | None = None) -> LiveFrame:
         """Analyse one frame pair and draw everything on its display frame.
+
+        Synchronous mode: the findings drawn are this frame's. Asynchronous mode: the frame
+        is displayed at once with the newest finished findings (of this or an earlier
+        frame, marked on screen with their age), while the analysis of this frame runs in
+        a worker thread: the video is never held back by the analysis.
 
         Parameters
         ----------
@@ -119,29 +148,95 @@ class LiveDisplay:
             image = np.zeros((h, w, 3), np.uint8)
             annotate.banner(image, "NO SIGNAL: " + "; ".join(pair.warnings)[:60], annotate.BLUE)
             return LiveFrame(pair.index, pair.time_s, image, 0.0, warnings=list(pair.warnings))
-        analysis = self.analyzer.analyze(pair.nir, pair.white)
+        if self.asynchronous:
+            findings = self._async_findings(pair, received)
+        else:
+            findings = self._findings(pair, received)
         self.gain.update(pair.nir)
         image = display.render(self.mode, self.gain.to_display(pair.nir), pair.white, self.style)
         offset = image.shape[1] - pair.nir.shape[1] if self.mode == "side-by-side" else 0
-        annotate.draw_lesion_labels(image, analysis.lesions, offset_x=offset)
-        warnings = pair.warnings + analysis.warnings
-        at_risk = None
-        if self.surface is not None:
-            at_risk = self._margin(pair, analysis, image, offset, warnings)
+        lesions, at_risk, warnings = [], None, list(pair.warnings)
+        if findings is not None:
+            lesions, at_risk = findings.lesions, findings.at_risk
+            warnings += findings.warnings
+            annotate.draw_lesion_labels(image, lesions, offset_x=offset)
+            if findings.margin is not None:
+                view = image[:, offset:] if offset else image
+                risky = findings.risky
+                annotate.draw_surface_and_spots(view, self.surface, findings.margin.spots, risky)
+                if findings.at_risk:
+                    annotate.banner(
+                        image,
+                        f"MARGIN AT RISK: {len(risky)} fluorescent spot(s) on the surface",
+                        annotate.VERMILLION,
+                    )
         if self.settings.mm_per_px and self.mode != "side-by-side":
             annotate.draw_scale_bar(image, self.settings.mm_per_px)
         latency = (time.perf_counter() - received) * 1e3
         self.latencies.append(latency)
-        self._latency_label(image, latency)
-        return LiveFrame(
-            pair.index, pair.time_s, image, latency, analysis.lesions, at_risk, warnings
+        age = None
+        if findings is not None and findings.index != pair.index:
+            age = (time.perf_counter() - findings.received) * 1e3
+        self._latency_label(image, latency, age)
+        frame = LiveFrame(pair.index, pair.time_s, image, latency, lesions, at_risk, warnings)
+        frame.findings_index = None if findings is None else findings.index
+        return frame
+
+    def _async_findings(self, pair: FramePair, received: float):
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hepanav-live")
+        if self._pending is not None and self._pending.done():
+            self._latest = self._pending.result()
+            self._pending = None
+        if self._pending is None:
+            # The worker gets its own copies: the caller may reuse its buffers.
+            job = FramePair(
+                pair.index,
+                pair.nir.copy(),
+                None if pair.white is None else pair.white.copy(),
+                pair.time_s,
+            )
+            self._pending = self._pool.submit(self._findings, job, received)
+        return self._latest
+
+    def wait_for_analysis(self) -> None:
+        """Asynchronous mode: block until the running analysis is done (tests, shutdown)."""
+        if self._pending is not None:
+            self._latest = self._pending.result()
+            self._pending = None
+
+    def close(self) -> None:
+        """Stop the analysis worker."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _findings(self, pair: FramePair, received: float) -> _Findings:
+        """Analysis and margin check of one frame (no drawing)."""
+        analysis = self.analyzer.analyze(pair.nir, pair.white)
+        warnings = list(analysis.warnings)
+        margin, risky = None, set()
+        if self.surface is not None:
+            margin = self._margin(pair, analysis)
+            warnings += margin.warnings
+            from hepanav.fluorescence.margin import at_risk_spots
+
+            risky = at_risk_spots(margin, self.rule.min_cnr, self.rule.min_area_px)
+        return _Findings(
+            pair.index,
+            received,
+            analysis.lesions,
+            margin,
+            risky,
+            None if margin is None else margin.at_risk,
+            warnings,
         )
 
-    def _margin(
-        self, pair: FramePair, analysis, image: np.ndarray, offset: int, warnings: list
-    ) -> bool:
+    def _margin(self, pair: FramePair, analysis):
         from hepanav.fluorescence import detect
-        from hepanav.fluorescence.margin import at_risk_spots, check_frame
+        from hepanav.fluorescence.margin import check_frame
 
         full_scale = (1 << self.bit_depth) - 1
         # The analysis's working frame serves the margin check too (same grid and noise
@@ -151,7 +246,7 @@ class LiveDisplay:
             self._surface_working = (
                 detect.downscale(self.surface.astype(np.uint8), working.factor) > 0
             )
-        frame = check_frame(
+        return check_frame(
             pair.index,
             pair.nir,
             self.surface,
@@ -162,21 +257,12 @@ class LiveDisplay:
             working,
             self._surface_working if working is not None else None,
         )
-        warnings.extend(frame.warnings)
-        risky = at_risk_spots(frame, self.rule.min_cnr, self.rule.min_area_px)
-        view = image[:, offset:] if offset else image
-        annotate.draw_surface_and_spots(view, self.surface, frame.spots, risky)
-        if frame.at_risk:
-            annotate.banner(
-                image,
-                f"MARGIN AT RISK: {len(risky)} fluorescent spot(s) on the surface",
-                annotate.VERMILLION,
-            )
-        return frame.at_risk
 
-    def _latency_label(self, image: np.ndarray, latency: float) -> None:
+    def _latency_label(self, image: np.ndarray, latency: float, age: float | None) -> None:
         p99 = float(np.percentile(np.fromiter(self.latencies, float), 99))
         label = f"+{latency:.1f} ms (p99 {p99:.1f})"
+        if age is not None:
+            label += f" labels {age:.0f} ms old"
         scale = annotate.font_scale(image) * 0.8
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         h, w = image.shape[:2]

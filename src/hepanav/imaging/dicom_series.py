@@ -227,9 +227,7 @@ def read_dicom_path(
         _add(found, path, ds)
         info, notes = choose_series(found, series, path)
         files = [path]
-    frames = []
-    for file in files:
-        frames.extend(_frames_of(file))
+    frames = [f for per_file in _map_files(_frames_of, files) for f in per_file]
     image, more = frames_to_image(frames, path, is_label=is_label)
     header = info.header
     record = InputRecord(
@@ -247,6 +245,18 @@ def read_dicom_path(
         notes=notes + more,
     )
     return image, record
+
+
+def _map_files(func, files: list[Path]) -> list:
+    """``func`` over ``files`` on every core (decoding compressed slices dominates)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(len(files), os.cpu_count() or 1)
+    if workers <= 1:
+        return [func(f) for f in files]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(func, files))
 
 
 def _str(ds, keyword: str) -> str | None:
@@ -347,10 +357,14 @@ def _frames_of(file: Path) -> list[Frame]:
 
 def _pixels(ds: pydicom.Dataset, file: Path) -> np.ndarray:
     """Stored pixel values (before Rescale Slope/Intercept)."""
+    if "PixelData" not in ds:
+        raise InputError("DICOM image has no pixel data", file)
     try:
         return np.asarray(ds.pixel_array)
-    except Exception as exc:  # no decoder for this transfer syntax: let GDCM decode it
+    except (RuntimeError, NotImplementedError) as exc:  # no decoder here: let GDCM decode it
         first = _line(exc)
+    except Exception as exc:  # short or malformed pixel data: never padded
+        raise InputError(f"pixel data is truncated or corrupt ({_line(exc)})", file) from None
     from hepanav.imaging.io import captured_native_stderr
 
     try:

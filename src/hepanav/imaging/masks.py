@@ -218,7 +218,7 @@ def mask_from_values(
             raise InputError(
                 "a float mask with fractions has no labels to choose; omit " + option, source
             )
-        present = np.unique(array)
+        present = distinct_values(array)
         values = [int(v) for v in present if v != 0]
         wanted: list[int] = []
         for item in labels:
@@ -257,7 +257,7 @@ def mask_from_values(
             notes.append(f"non-binary float mask thresholded at {threshold:g} (--mask-threshold)")
         mask = sitk.Cast(image >= float(threshold), sitk.sitkUInt8)
         return mask, notes, None
-    values = np.unique(array)
+    values = distinct_values(array)
     nonzero = [v for v in values.tolist() if v != 0]
     if len(nonzero) > 1:
         if len(nonzero) > 50:
@@ -272,6 +272,16 @@ def mask_from_values(
             source,
         )
     return sitk.Cast(image != 0, sitk.sitkUInt8), notes, None
+
+
+def distinct_values(array: np.ndarray) -> np.ndarray:
+    """Sorted distinct values; a histogram for small integer types (a sort is 10x slower)."""
+    if array.dtype.kind in "iub" and array.dtype.itemsize <= 2 and array.size:
+        flat = np.asarray(array).ravel()
+        low = int(flat.min())
+        counts = np.bincount(flat.astype(np.int64) - low)
+        return np.flatnonzero(counts) + low
+    return np.unique(array)
 
 
 def _list(values: list[int], names: dict[int, str]) -> str:

@@ -73,7 +73,6 @@ def read_slicer_seg(
     available = [(i + 1, str(s.get("Name", s.get("ID", "")))) for i, s in enumerate(segments)]
     chosen = choose_segments(available, labels, "segment", path)
     kinds = [str(k) for k in header.get("kinds", [])]
-    spatial = data if data.ndim == 3 else None
     if data.ndim == 4:
         layer_axis = next((a for a, k in enumerate(kinds) if k not in ("domain", "space")), 0)
         data = np.moveaxis(data, layer_axis, 0)
@@ -84,14 +83,16 @@ def read_slicer_seg(
     inside = np.zeros(data.shape[1:], dtype=bool)  # (x, y, z): pynrrd's Fortran order
     for number, _ in chosen:
         seg = segments[number - 1]
-        layer = int(seg.get("Layer", 0) or 0)
-        value = int(seg.get("LabelValue", 1) or 1)
+        try:
+            layer = int(seg.get("Layer", 0) or 0)
+            value = int(seg.get("LabelValue", 1) or 1)
+        except (TypeError, ValueError):
+            raise InputError(f"segment {number}: Layer/LabelValue are not integers", path) from None
         if layer >= data.shape[0]:
             raise InputError(
                 f"segment {number} names layer {layer}, the file has {data.shape[0]}", path
             )
         inside |= data[layer] == value
-    del spatial
     directions = [d for d in header.get("space directions", []) if d is not None]
     directions = [
         np.asarray(d, dtype=float)

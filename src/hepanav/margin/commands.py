@@ -8,6 +8,7 @@ import typer
 
 _PAIR = "pre/post pair"
 _ONE = "masks in one space"
+_DICOM = "DICOM and PACS"
 _MASKS = "mask files (label maps, DICOM SEG/RTSTRUCT, Slicer .seg.nrrd)"
 
 
@@ -26,6 +27,13 @@ def margin(
         None,
         "--liver",
         help="Liver mask in the masks' space (subcapsular exclusion).",
+        rich_help_panel=_ONE,
+    ),
+    ct: Path | None = typer.Option(
+        None,
+        "--ct",
+        help="CT in the masks' space, drawn behind the outlines in the report (file or DICOM "
+        "folder).",
         rich_help_panel=_ONE,
     ),
     pre: Path | None = typer.Option(
@@ -92,10 +100,26 @@ def margin(
         "--subcapsular-mm",
         help="With --subcapsular: distance from the capsule left out, mm (default 5, QAM).",
     ),
+    from_pacs: str | None = typer.Option(
+        None,
+        "--from-pacs",
+        help="Fetch this study (Study Instance UID or Accession Number; KEY/SERIES_UID picks "
+        "one of several CT series) from the PACS; --tumor/--ablation then name an RTSTRUCT "
+        "ROI or SEG segment of the study, read on its CT.",
+        rich_help_panel=_DICOM,
+    ),
+    dicom_out: Path | None = typer.Option(
+        None, "--dicom-out", help="Also write SEG, SR and SC objects here.",
+        rich_help_panel=_DICOM,
+    ),
+    send: bool = typer.Option(
+        False, "--send", help="Store the SEG, SR and SC objects in the PACS.",
+        rich_help_panel=_DICOM,
+    ),
 ) -> None:
     """Ablation margin: signed tumour-to-zone surface distances, in mm, from masks.
 
-    Either masks already in one space (--tumor --ablation [--liver]), or a pre/post
+    Either masks already in one space (--tumor --ablation [--liver] [--ct]), or a pre/post
     CT pair registered rigid + deformable (--pre --post --tumor --ablation
     --liver-pre --liver-post [--landmarks-pre --landmarks-post]). Writes
     OUT/margin.json, OUT/report.html and OUT/margin_map.nii.gz.
@@ -116,6 +140,14 @@ def margin(
     if subcapsular and subcapsular_mm is None:
         subcapsular_mm = DEFAULT_SUBCAPSULAR_MM
 
+    from hepanav.dicom.hooks import DicomIO
+
+    if from_pacs:
+        DicomIO.refuse_pair_mode(pre, post, liver_pre, liver_post)
+    dicom = DicomIO.open(from_pacs, dicom_out, send, source=post, pre_source=pre)
+    if from_pacs:
+        tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
+        ablation, ablation_label = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
     inputs = MarginInputs(
         tumor=tumor,
         ablation=ablation,
@@ -127,6 +159,7 @@ def margin(
         landmarks_pre=landmarks_pre,
         landmarks_post=landmarks_post,
         subcapsular_mm=subcapsular_mm,
+        ct=ct,
         tumor_label=tumor_label,
         ablation_label=ablation_label,
         liver_label=liver_label,
@@ -169,4 +202,6 @@ def margin(
         f"{100 * r.shell_coverage_6mm:.0f}%; {len(r.short_regions)} short region(s)"
     )
     typer.echo(f"report: {run.paths['report']}")
+    for line in dicom.finish(out):
+        typer.echo(line)
     typer.echo(DISCLAIMER, err=True)

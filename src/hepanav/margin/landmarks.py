@@ -33,6 +33,7 @@ def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
         Missing or non-UTF-8 file, bad header, malformed markups, values that are not
         finite numbers, duplicate ids, no points.
     """
+
     path = Path(path)
     from hepanav.core.validation import read_user_text
 

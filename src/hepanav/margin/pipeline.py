@@ -30,6 +30,7 @@ from hepanav.margin.registration import (
     target_registration_error,
 )
 from hepanav.margin.schema import MarginResult, Registration
+from hepanav.margin.segments import write_segments
 
 STEPS = ("read", "register", "measure", "write")
 # Value of margin-map voxels the tumour surface does not pass through. NaN would be
@@ -60,6 +61,7 @@ class MarginInputs:
     mask_threshold: float | None = None
     pre_series: str | None = None
     post_series: str | None = None
+    ct: Path | None = None  # CT behind the figures in the one-space mode (--ct)
 
     @property
     def registered(self) -> bool:
@@ -84,6 +86,11 @@ class MarginInputs:
                 )
             if self.liver is not None:
                 raise InputError("use --liver-post (not --liver) with --pre/--post", "--liver")
+            if self.ct is not None:
+                raise InputError(
+                    "--ct is for masks in one space; with --pre/--post the figures use --post",
+                    "--ct",
+                )
         if (self.landmarks_pre is None) != (self.landmarks_post is None):
             raise InputError("give both --landmarks-pre and --landmarks-post", "--landmarks-pre")
         if self.landmarks_pre is not None and not self.registered:
@@ -202,6 +209,7 @@ def run_margin(
         "map": write_image(margin_map(measurement), out / "margin_map.nii.gz"),
     }
     run = MarginRun(result, measurement, registration, images, paths)
+    paths.update(write_segments(run, out))  # masks for the DICOM SEG export
     if report:
         from hepanav.margin.report import write_report
 
@@ -245,6 +253,10 @@ def read_inputs(
         require_overlap(images["tumor"], images["ablation"], inputs.tumor)
         if inputs.liver is not None:
             add("liver", load_mask(inputs.liver, "liver", reference=images["ablation"], **liver))
+        if inputs.ct is not None:
+            # only drawn behind the outlines; resampled onto each view in physical space
+            add("ct", load_image(inputs.ct, "CT (figures)"))
+            require_overlap(images["ct"], images["ablation"], inputs.ct)
     return images
 
 

@@ -19,6 +19,7 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from hepanav.core.limits import check_memory
+from hepanav.planning.approach import ApproachContext
 from hepanav.planning.grid import WorkGrid
 from hepanav.planning.schema import Device
 from hepanav.planning.trajectories import perpendicular_basis
@@ -73,6 +74,7 @@ def build_candidates(
     device: Device,
     lateral_step_mm: float,
     shrink_mm: float,
+    approach: ApproachContext | None = None,
 ) -> CandidateSet:
     """Enumerate lines and zones and compute which target points each zone covers.
 
@@ -87,6 +89,8 @@ def build_candidates(
         Spacing of the parallel lines of one direction, mm.
     shrink_mm : float
         Semi-axes reduction for coverage (conservative between grid points), mm.
+    approach : ApproachContext, optional
+        Approach rules on the entry (ipsilateral, subcostal) and the maximum depth.
     """
     length_axis, width_axis, _ = device.zone_axes_mm
     a_long, a_short = length_axis / 2.0 - shrink_mm, width_axis / 2.0 - shrink_mm
@@ -152,7 +156,16 @@ def build_candidates(
             ):
                 reasons["entry outside the allowed skin region"] += 1
                 continue
+            if approach is not None:
+                why = approach.entry_reason(anchors[li] + s_e * d)
+                if why:
+                    reasons[why] += 1
+                    continue
             limit = min(s_e + device.needle_length_mm, s[-1])
+            too_deep = False
+            if approach is not None and approach.max_depth_mm is not None:
+                too_deep = s_e + approach.max_depth_mm < limit
+                limit = min(limit, s_e + approach.max_depth_mm)
             after = np.nonzero(~(inside[li, k_e + 1 :] & in_volume[li, k_e + 1 :]))[0]
             if after.size:
                 limit = min(limit, s[k_e + 1 + after[0]] - h)
@@ -168,6 +181,8 @@ def build_candidates(
             if hi_c < lo_c:
                 if blocked_at is not None and s[k_e + 1 + bad[0]] < s_front[li] + a_long:
                     reasons[f"blocked by {name_of(blocked_at)}"] += 1  # label id, named later
+                elif too_deep:
+                    reasons["target deeper than the maximum depth"] += 1
                 elif s_e + device.needle_length_mm < s_front[li]:
                     reasons["skin farther than the needle length"] += 1
                 else:

@@ -12,7 +12,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("plan")
     def plan_command(
-        ct: Path = typer.Option(..., "--ct", help="Planning CT (NIfTI/NRRD/MHA or DICOM folder)."),
+        ct: Path = typer.Option(
+            None, "--ct", help="Planning CT (NIfTI/NRRD/MHA or DICOM folder; or --from-pacs)."
+        ),
         tumor: Path = typer.Option(
             ..., "--tumor", help="Tumour mask (any grid overlapping the CT)."
         ),
@@ -39,15 +41,37 @@ def register(app: typer.Typer) -> None:
         series: str | None = typer.Option(
             None, "--series", help="Series UID or description substring in a --ct DICOM folder."
         ),
+        from_pacs: str | None = typer.Option(
+            None, "--from-pacs", help="Fetch this study (Study Instance UID or Accession "
+            "Number; KEY/SERIES_UID picks one of several CT series) from the PACS: its CT is "
+            "the planning CT and --tumor names an RTSTRUCT ROI or SEG segment of the study.",
+            rich_help_panel="DICOM and PACS",
+        ),
+        dicom_out: Path | None = typer.Option(
+            None, "--dicom-out", help="Also write SEG and SR objects here.",
+            rich_help_panel="DICOM and PACS",
+        ),
+        send: bool = typer.Option(
+            False, "--send", help="Store the SEG and SR objects in the PACS.",
+            rich_help_panel="DICOM and PACS",
+        ),
     ) -> None:
         """Plan stereotactic multi-needle ablation: plan.json, .mrk.json, report.html."""
         from hepanav.core.atomic import check_output_folder, final_path, output_folder
+        from hepanav.core.errors import InputError
         from hepanav.core.paths import check_inputs_outputs
+        from hepanav.dicom.hooks import DicomIO
         from hepanav.planning.pipeline import run_plan
 
+        if (ct is None) == (from_pacs is None):
+            raise InputError("give either --ct or --from-pacs", "--ct")
         device_file = device if device.endswith((".yaml", ".yml")) else None
         check_inputs_outputs([ct, tumor, labels, label_map, device_file], [], folders=[out])
         check_output_folder(out)
+        dicom = DicomIO.open(from_pacs, dicom_out, send, source=ct)
+        if from_pacs:
+            ct = dicom.ct_folder
+            tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
         # plan.json, the markups, the crops and the report appear together or not at all.
         with output_folder(out, "hepanav plan") as tmp:
             result, written = run_plan(
@@ -66,6 +90,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(result.result.message)
         for path in written:
             typer.echo(f"wrote {path}")
+        for line in dicom.finish(out):
+            typer.echo(line)
 
     @app.command("verify-placement")
     def verify_command(
@@ -74,11 +100,17 @@ def register(app: typer.Typer) -> None:
             ..., "--control-ct", help="Control CT with the needles, registered to the planning CT."
         ),
         out: Path = typer.Option(..., "--out", help="Output folder."),
+        lateral_tolerance: float = typer.Option(
+            5.0, "--lateral-tolerance", help="Tip distance from the planned axis judged OK, mm."
+        ),
+        depth_tolerance: float = typer.Option(
+            5.0, "--depth-tolerance", help="Tip distance from the planned depth judged OK, mm."
+        ),
         series: str | None = typer.Option(
             None, "--series", help="Series UID or description substring in a --control-ct folder."
         ),
     ) -> None:
-        """Find the needles in a control CT and report the target positioning errors."""
+        """Find the needles in a control CT; verdict per needle (OK/advance/withdraw/redirect)."""
         from hepanav.core.atomic import check_output_folder, final_path, output_folder
         from hepanav.core.paths import check_inputs_outputs
         from hepanav.planning.pipeline import run_verification
@@ -87,7 +119,14 @@ def register(app: typer.Typer) -> None:
         check_inputs_outputs([plan, control_ct], [], folders=[out])
         check_output_folder(out)
         with output_folder(out, "hepanav verify-placement") as tmp:
-            result, written = run_verification(plan, control_ct, tmp, series=series)
+            result, written = run_verification(
+                plan,
+                control_ct,
+                tmp,
+                lateral_tolerance_mm=lateral_tolerance,
+                depth_tolerance_mm=depth_tolerance,
+                series=series,
+            )
         written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.message)
         for path in written:

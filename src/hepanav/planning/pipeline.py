@@ -17,12 +17,20 @@ from hepanav.imaging.io import load_image, read_image, write_image
 from hepanav.imaging.labels import read_label_names
 from hepanav.imaging.masks import load_mask
 from hepanav.planning.devices import load_device
+from hepanav.planning.needle_table import needle_guides, tumour_size
 from hepanav.planning.planner import PlanOutput, align_inputs, plan
 from hepanav.planning.report import write_placement_report, write_plan_report
-from hepanav.planning.risk import load_risk_map
+from hepanav.planning.risk import load_risk_map, structure_name
 from hepanav.planning.schema import MAX_MARGIN_MM, NeedleError, PlacementResult, PlanResult
 from hepanav.planning.slicer import write_markups
-from hepanav.planning.verification import detect_needles, match_needles, positioning_error
+from hepanav.planning.verification import (
+    DEPTH_TOLERANCE_MM,
+    LATERAL_TOLERANCE_MM,
+    detect_needles,
+    match_needles,
+    needle_verdict,
+    positioning_error,
+)
 from hepanav.planning.zones import inside_zones, zone_center
 
 TUMOR_FILE, BAND_FILE, LIVER_FILE = "tumor.nii.gz", "heat_sink_band.nii.gz", "liver.nii.gz"
@@ -117,6 +125,10 @@ def run_plan(
         "report": "report.html",
     }
     out = plan(inp, risk, device, margin_mm, solver=solver, paths=paths)
+    out.result.guides = needle_guides(
+        out.result, ct, inp.labels, structure_names(inp, risk), tumour=inp.tumor
+    )
+    out.result.tumour_size = tumour_size(inp.tumor)
     out.result.input_records = records
     out_dir = Path(out_dir)
     region = out.region
@@ -129,6 +141,18 @@ def run_plan(
         write_plan_report(out, risk, out_dir / "report.html"),
     ]
     return out, written
+
+
+def structure_names(inp, risk) -> dict[int, str]:
+    """Names of the labels present: the label sidecar's, else the risk map's rule names."""
+    present = np.unique(sitk.GetArrayViewFromImage(inp.labels))
+    return {
+        int(v): structure_name(int(v), inp.label_names, risk)
+        if int(v) not in risk.liver_labels
+        else inp.label_names.get(int(v), "liver")
+        for v in present
+        if v
+    }
 
 
 def _load_plan(path: Path) -> PlanResult:
@@ -194,9 +218,22 @@ def run_verification(
     out_dir: Path,
     *,
     threshold_hu: float = 2000.0,
+    lateral_tolerance_mm: float = LATERAL_TOLERANCE_MM,
+    depth_tolerance_mm: float = DEPTH_TOLERANCE_MM,
     series: str | None = None,
 ) -> tuple[PlacementResult, list[Path]]:
-    """Detect needles in a control CT (registered to the planning CT), compare with the plan."""
+    """Detect needles in a control CT (registered to the planning CT), compare with the plan.
+
+    Each planned needle gets a verdict (OK / advance / withdraw / redirect / MISSING,
+    :func:`hepanav.planning.verification.needle_verdict`) with the tolerances given;
+    unplanned metal lines are EXTRA.
+    """
+    for value, option in (
+        (lateral_tolerance_mm, "--lateral-tolerance"),
+        (depth_tolerance_mm, "--depth-tolerance"),
+    ):
+        if not np.isfinite(value) or value <= 0:
+            raise InputError(f"must be a finite distance > 0 mm, got {value:g}", option)
     plan_path = Path(plan_path)
     plan_res = _load_plan(plan_path)
     ct = read_image(control_ct_path, series=series)
@@ -212,6 +249,13 @@ def run_verification(
             det = found[matched[i]]
             tips[needle.needle], dirs[needle.needle] = det.tip, det.direction
             err = positioning_error(planned_tips[i], planned_dirs[i], det.tip, det.direction)
+            code, text = needle_verdict(
+                planned_tips[i],
+                planned_dirs[i],
+                det.tip,
+                lateral_tolerance_mm=lateral_tolerance_mm,
+                depth_tolerance_mm=depth_tolerance_mm,
+            )
             errors.append(
                 NeedleError(
                     planned_needle=needle.needle,
@@ -220,6 +264,8 @@ def run_verification(
                     tip_actual_lps_mm=tuple(det.tip),
                     direction_actual=tuple(det.direction),
                     **err,
+                    verdict=text,
+                    verdict_code=code,
                 )
             )
         else:
@@ -234,6 +280,8 @@ def run_verification(
                     longitudinal_mm=None,
                     euclidean_mm=None,
                     angle_deg=None,
+                    verdict="MISSING",
+                    verdict_code="missing",
                 )
             )
     used = set(matched.values())
@@ -250,21 +298,26 @@ def run_verification(
                     longitudinal_mm=None,
                     euclidean_mm=None,
                     angle_deg=None,
+                    verdict="EXTRA (not planned)",
+                    verdict_code="extra",
                 )
             )
     centers, zdirs = _zones_from_needles(plan_res, tips, dirs)
     cov_t, cov_g = _coverage(plan_res, plan_path.parent, centers, zdirs)
-    missing = len(plan_res.needles) - len(pairs)
-    lateral = [e.lateral_mm for e in errors if e.lateral_mm is not None]
+    missing_ids = [e.planned_needle for e in errors if e.verdict_code == "missing"]
+    extra = sum(1 for e in errors if e.verdict_code == "extra")
+    to_fix = [e for e in errors if e.verdict_code in ("advance", "withdraw", "redirect")]
     message = (
         f"{len(pairs)} of {len(plan_res.needles)} planned needles found"
-        + (f" ({missing} missing)" if missing else "")
+        + (f"; MISSING: needle {', '.join(map(str, missing_ids))}" if missing_ids else "")
+        + (f"; EXTRA: {extra} unplanned metal line(s)" if extra else "")
+        + "; "
         + (
-            f"; {len(found) - len(pairs)} unplanned metal line(s)"
-            if len(found) > len(pairs)
-            else ""
+            "; ".join(f"needle {e.planned_needle}: {e.verdict}" for e in to_fix)
+            if to_fix
+            else ("every found needle OK" if pairs else "no needle to judge")
         )
-        + (f"; lateral TPE max {max(lateral):.1f} mm" if lateral else "")
+        + f" (tolerance {lateral_tolerance_mm:g} mm lateral, {depth_tolerance_mm:g} mm depth)"
         + f"; predicted coverage of tumour + {plan_res.margin_mm:g} mm from the actual "
         f"needles {100 * cov_g:.1f}% (planned {100 * plan_res.coverage_target:.1f}%)."
     )
@@ -280,10 +333,28 @@ def run_verification(
         coverage_tumor_actual=cov_t,
         coverage_target_actual=cov_g,
         message=message,
+        lateral_tolerance_mm=lateral_tolerance_mm,
+        depth_tolerance_mm=depth_tolerance_mm,
+        missing=missing_ids,
+        extra=extra,
     )
     out_dir = Path(out_dir)
+    tumour_path = plan_path.parent / plan_res.inputs.get("tumor_crop", TUMOR_FILE)
+    tumour = read_image(tumour_path) if tumour_path.is_file() else None
+    detected = {
+        e.planned_needle: found[e.detected - 1]
+        for e in errors
+        if e.planned_needle is not None and e.detected is not None
+    }
     written = [
         write_json(out_dir / "placement.json", result),
-        write_placement_report(result, out_dir / "report.html"),
+        write_placement_report(
+            result,
+            out_dir / "report.html",
+            plan=plan_res,
+            control_ct=ct,
+            detected=detected,
+            tumour=tumour,
+        ),
     ]
     return result, written

@@ -20,6 +20,7 @@ from skimage.measure import block_reduce
 from hepanav.core.errors import InputError
 from hepanav.imaging.geometry import lps_to_voxel, require_overlap, same_grid, voxel_to_lps
 from hepanav.imaging.resample import resample_labels_like, resample_mask_like
+from hepanav.planning.approach import approach_context
 from hepanav.planning.candidates import CandidateSet, TargetPoints, build_candidates
 from hepanav.planning.grid import block_factors, build_work_grid, roi_box
 from hepanav.planning.optimise import Selection, greedy_cover, milp_cover, reduced_milp_cover
@@ -297,7 +298,13 @@ def plan(
     half_diag = 0.5 * float(np.linalg.norm(grid.spacing))
     lateral = rules.lateral_step_mm or 0.4 * device.zone_axes_mm[1]
     cand = build_candidates(
-        grid, target, allowed_directions(rules), device, lateral, shrink_mm=0.5 * half_diag
+        grid,
+        target,
+        allowed_directions(rules),
+        device,
+        lateral,
+        shrink_mm=0.5 * half_diag,
+        approach=approach_context(grid, rules, target.center),
     )
 
     coverable = np.asarray(cand.cover.sum(axis=1)).ravel() > 0

@@ -147,6 +147,34 @@ class TrajectoryRules(BaseModel):
     monte_carlo_draws: int = Field(200, ge=10, le=10_000)
     coverage_goal: float = Field(0.99, gt=0, le=1)
     optimiser_time_limit_s: float = Field(8.0, gt=0, le=600)
+    # approach rules (docs/planning.md, "Approach rules")
+    ipsilateral_entry: bool = Field(
+        False,
+        description="skin entry on the tumour's side of the body midline (midline: centre of "
+        "the body outline's left-right extent at the tumour's level)",
+    )
+    midline_tolerance_mm: float = Field(
+        0.0,
+        ge=0,
+        le=200,
+        description="with ipsilateral_entry: entries this far across the midline pass",
+    )
+    max_depth_mm: float | None = Field(
+        None,
+        gt=0,
+        le=400,
+        description="skin entry to deepest tip at most this long (None: needle length)",
+    )
+    rib_approach: Literal["any", "subcostal"] = Field(
+        "any",
+        description="'any': intercostal and subcostal entries (bone clearance still applies); "
+        "'subcostal': the entry lies caudal of every rib voxel within subcostal_radius_mm",
+    )
+    subcostal_radius_mm: float = Field(30.0, gt=0, le=200)
+    rib_labels: list[LabelId] = Field(
+        default_factory=lambda: list(range(92, 118)),
+        description="label ids of ribs and costal cartilages (TotalSegmentator v2: 92-117)",
+    )
 
 
 class RiskMap(BaseModel):
@@ -206,6 +234,76 @@ class Needle(BaseModel):
     )
 
 
+class NeedlePosition(BaseModel):
+    """One ablation position of a needle, as the operator sets it."""
+
+    position: int = Field(description="1 = deepest; higher numbers are pull-backs")
+    depth_mm: float = Field(description="skin entry to the tip at this position, along the needle")
+    pullback_mm: float = Field(description="withdrawal from the deepest position, mm")
+    power_w: float | None = Field(description="generator power (device table), W")
+    time_min: float | None = Field(description="ablation time at this position (device table)")
+    energy_kj: float | None = Field(description="power x time, kJ (None without power/time)")
+
+
+class PathSegment(BaseModel):
+    """A structure the needle passes, as a depth range along the needle (mm from the skin)."""
+
+    structure: str
+    from_mm: float
+    to_mm: float
+
+
+class NeedleGuide(BaseModel):
+    """What the operator needs to place one needle (definitions in docs/planning.md)."""
+
+    needle: int
+    entry_slice: int = Field(description="1-based slice of the planning CT nearest the entry")
+    entry_table_mm: float = Field(description="table position: LPS z (superior +) of the entry")
+    entry_lr_from_midline_mm: float = Field(
+        description="entry's left-right offset from the body midline at its slice; + = patient left"
+    )
+    entry_ap_from_anterior_skin_mm: float = Field(
+        description="entry's depth below the most anterior skin point on the midline of its "
+        "slice (+ = posterior), i.e. how far down the flank the entry lies"
+    )
+    in_plane_angle_deg: float = Field(
+        description="angle of the needle's axial projection from the vertical (anterior -> "
+        "posterior) axis; + when the tip lies to the patient's left of the entry, in (-180, 180]"
+    )
+    craniocaudal_angle_deg: float = Field(
+        description="angle between the needle and the axial plane; + when the tip lies cranial "
+        "(superior) of the entry"
+    )
+    depth_to_tip_mm: float = Field(description="skin entry to the deepest tip, mm")
+    positions: list[NeedlePosition]
+    energy_total_kj: float | None
+    time_total_min: float | None
+    passes: list[PathSegment] = Field(
+        description="labelled structures along the path, skin to tip, from the label map"
+    )
+    midline_from: Literal["spine", "body outline", "none"] = Field(
+        "body outline",
+        description="'spine': centre of the vertebra labels in the entry slice; 'body "
+        "outline': centre of the body's left-right extent (no vertebra label there)",
+    )
+    entry_on_skin: bool = Field(
+        True,
+        description="False when the CT 3 and 6 mm outside the entry (against the needle) is "
+        "not air inside the image: the entry is then not a skin point (e.g. the path leaves "
+        "a thin scanned slab) and must not be used to place the needle",
+    )
+
+
+class TumourSize(BaseModel):
+    """Size of the tumour mask on the planning CT."""
+
+    volume_ml: float
+    max_diameter_mm: float = Field(description="largest distance between two voxel centres (Feret)")
+    extent_lr_mm: float
+    extent_ap_mm: float
+    extent_cc_mm: float
+
+
 class PlanResult(BaseModel):
     """``plan.json``."""
 
@@ -251,6 +349,10 @@ class PlanResult(BaseModel):
     inputs: dict[str, str] = Field(
         description="input file paths and files written beside plan.json"
     )
+    guides: list[NeedleGuide] = Field(
+        default_factory=list, description="per needle: skin entry, angles, depths, energy"
+    )
+    tumour_size: TumourSize | None = None
     input_records: list[InputRecord] = Field(
         default_factory=list,
         description="every input read (file or series, UIDs) and what the reader did (notes)",
@@ -271,6 +373,12 @@ class NeedleError(BaseModel):
     )
     euclidean_mm: float | None
     angle_deg: float | None
+    verdict: str = Field(
+        "",
+        description="'OK', 'advance N mm', 'withdraw N mm', 'redirect N mm toward ...', "
+        "'MISSING' or 'EXTRA (not planned)'",
+    )
+    verdict_code: Literal["ok", "advance", "withdraw", "redirect", "missing", "extra", ""] = ""
 
 
 class PlacementResult(BaseModel):
@@ -288,3 +396,11 @@ class PlacementResult(BaseModel):
     coverage_tumor_actual: float = Field(description="coverage predicted from the detected needles")
     coverage_target_actual: float
     message: str
+    lateral_tolerance_mm: float = Field(
+        5.0, description="a tip within this distance of the planned axis is OK laterally"
+    )
+    depth_tolerance_mm: float = Field(
+        5.0, description="a tip within this distance of the planned depth is OK"
+    )
+    missing: list[int] = Field(default_factory=list, description="planned needles not found")
+    extra: int = Field(0, description="detected metal lines matching no planned needle")

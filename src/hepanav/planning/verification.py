@@ -192,3 +192,79 @@ def positioning_error(
         "euclidean_mm": float(np.linalg.norm(e)),
         "angle_deg": float(np.degrees(np.arccos(min(1.0, cosang)))),
     }
+
+
+# Tolerances of the placement verdict (HepaNav defaults, set per procedure with
+# --lateral-tolerance / --depth-tolerance): 5 mm, the usual safety margin, so that a
+# needle within tolerance still leaves the tumour inside a zone planned with a 5 mm
+# margin (the margin absorbs the error; domain brief: ablation margin >= 5 mm).
+LATERAL_TOLERANCE_MM = 5.0
+DEPTH_TOLERANCE_MM = 5.0
+
+
+def lateral_direction_words(tip_planned, dir_planned, tip_actual) -> tuple[float, str]:
+    """(distance mm, patient direction) from the actual tip to the planned axis, across it.
+
+    The direction names the way to move the tip (e.g. 'anterior-left'), from the
+    perpendicular component of ``tip_planned - tip_actual``.
+    """
+    from hepanav.imaging.figures.orientation import direction_letters
+
+    d = np.asarray(dir_planned, dtype=float)
+    d = d / np.linalg.norm(d)
+    e = np.asarray(tip_planned, dtype=float) - np.asarray(tip_actual, dtype=float)
+    perp = e - (e @ d) * d
+    dist = float(np.linalg.norm(perp))
+    if dist < 1e-9:
+        return 0.0, ""
+    words = {
+        "L": "left",
+        "R": "right",
+        "A": "anterior",
+        "P": "posterior",
+        "S": "cranial",
+        "I": "caudal",
+    }
+    letters = direction_letters(perp, min_component=0.383)
+    return dist, "-".join(words[c] for c in letters)
+
+
+def needle_verdict(
+    tip_planned,
+    dir_planned,
+    tip_actual,
+    *,
+    lateral_tolerance_mm: float = LATERAL_TOLERANCE_MM,
+    depth_tolerance_mm: float = DEPTH_TOLERANCE_MM,
+) -> tuple[str, str]:
+    """Verdict (code, text) for one placed needle against its plan.
+
+    - ``redirect``: the tip lies more than ``lateral_tolerance_mm`` off the planned
+      axis: "redirect N mm toward <direction>" (the lateral error cannot be fixed by
+      moving along the needle; the depth correction is added when also needed);
+    - ``advance`` / ``withdraw``: on the axis but more than ``depth_tolerance_mm``
+      short of / beyond the planned tip: "advance N mm" / "withdraw N mm";
+    - ``ok`` otherwise.
+    N is rounded to whole millimetres.
+    """
+    err = positioning_error(
+        np.asarray(tip_planned),
+        np.asarray(dir_planned),
+        np.asarray(tip_actual),
+        np.asarray(dir_planned),
+    )
+    longitudinal = err["longitudinal_mm"]  # + deeper than planned
+    depth_text = ""
+    if longitudinal < -depth_tolerance_mm:
+        depth_text = f"advance {round(-longitudinal):.0f} mm"
+    elif longitudinal > depth_tolerance_mm:
+        depth_text = f"withdraw {round(longitudinal):.0f} mm"
+    if err["lateral_mm"] > lateral_tolerance_mm:
+        dist, words = lateral_direction_words(tip_planned, dir_planned, tip_actual)
+        text = f"redirect {round(dist):.0f} mm toward {words}"
+        if depth_text:
+            text += f", then {depth_text}"
+        return "redirect", text
+    if depth_text:
+        return depth_text.split()[0], depth_text
+    return "ok", "OK"

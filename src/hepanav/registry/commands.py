@@ -49,6 +49,36 @@ def init(db: DbOption = None) -> None:
     typer.echo(f"registry ready at {_shown(url)} (schema {head_revision()})")
 
 
+UserOption = Annotated[
+    str | None,
+    typer.Option("--user", help="Who makes the change (default: the login name)."),
+]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the history).")]
+
+
+def _user(user: str | None) -> str:
+    import getpass
+
+    if user:
+        return user
+    try:
+        return getpass.getuser()[:64] or "unknown"
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    from hepanav.core.errors import InputError
+
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InputError("expected FIELD=VALUE", option)
+        out[name.strip()] = value.strip()
+    return out
+
+
 @registry_app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="CSV or XLSX file following a template.")],
@@ -56,6 +86,24 @@ def import_(
     errors_out: Annotated[
         Path | None,
         typer.Option("--errors-out", help="On failure, write every bad row to this CSV."),
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            "--mapping",
+            help="Column/code mapping: a YAML file, or 'redcap' for a REDCap export.",
+        ),
+    ] = None,
+    upsert: Annotated[
+        bool,
+        typer.Option("--upsert", help="Re-import a corrected outcomes file: update by key."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --upsert: list changes, write nothing.")
+    ] = False,
+    user: UserOption = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (history of --upsert changes).")
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -65,12 +113,102 @@ def import_(
 
     check_inputs_outputs([file], [errors_out])
     try:
-        summary = import_file(_open(db), file, kind)
+        summary = import_file(
+            _open(db),
+            file,
+            kind,
+            mapping=mapping,
+            upsert=upsert,
+            dry_run=dry_run,
+            user=_user(user),
+            reason=reason,
+        )
     except ImportRejected as exc:
         if errors_out is not None:
             write_errors_csv(exc.errors, errors_out)
         raise
+    for note in summary.notes:
+        typer.echo(f"note: {note}")
+    if upsert:
+        for c in summary.changes:
+            what = f"{c.field}: {c.old} -> {c.new}" if c.action == "update" else "new record"
+            typer.echo(f"row {c.row} {c.table} {c.key}: {what}")
+        created = sum(c.action == "create" for c in summary.changes)
+        updated = sum(c.action == "update" for c in summary.changes)
+        verb = "would change" if dry_run else "changed"
+        typer.echo(f"{verb}: {created} record(s) created, {updated} field(s) updated")
+        return
     typer.echo(f"imported {summary.rows} {kind} rows ({summary.patients} patients) from {file}")
+
+
+@registry_app.command("create")
+def create(
+    table: Annotated[str, typer.Argument(help="patients, lesions, procedures, ...")],
+    set_: Annotated[list[str], typer.Option("--set", help="FIELD=VALUE (repeat).")],
+    reason: ReasonOption,
+    user: UserOption = None,
+    db: DbOption = None,
+) -> None:
+    """Create a record; every field is logged in the history."""
+    from hepanav.registry.records import create_record, record_key
+
+    values = create_record(_open(db), table, _pairs(set_, "--set"), _user(user), reason)
+    typer.echo(f"created {record_key(table, values)}")
+
+
+@registry_app.command("update")
+def update_(
+    table: Annotated[str, typer.Argument(help="patients, lesions, procedures, ...")],
+    key: Annotated[list[str], typer.Option("--key", help="KEYFIELD=VALUE (repeat).")],
+    set_: Annotated[list[str], typer.Option("--set", help="FIELD=VALUE (repeat; empty clears).")],
+    reason: ReasonOption,
+    user: UserOption = None,
+    db: DbOption = None,
+) -> None:
+    """Correct fields of a record; old and new values go to the history."""
+    from hepanav.registry.records import record_key, update_record
+
+    k = _pairs(key, "--key")
+    diff = update_record(_open(db), table, k, _pairs(set_, "--set"), _user(user), reason)
+    for field, old, new in diff:
+        typer.echo(f"{record_key(table, k)} {field}: {old} -> {new}")
+    if not diff:
+        typer.echo("nothing changed (the values were already stored)")
+
+
+@registry_app.command("delete")
+def delete_(
+    table: Annotated[str, typer.Argument(help="patients, lesions, procedures, ...")],
+    key: Annotated[list[str], typer.Option("--key", help="KEYFIELD=VALUE (repeat).")],
+    reason: ReasonOption,
+    user: UserOption = None,
+    db: DbOption = None,
+) -> None:
+    """Delete a record (and what depends on it); its values stay in the history."""
+    from hepanav.registry.records import delete_record, record_key
+
+    k = _pairs(key, "--key")
+    delete_record(_open(db), table, k, _user(user), reason)
+    typer.echo(f"deleted {record_key(table, k)}")
+
+
+@registry_app.command("history")
+def history_(
+    record: Annotated[
+        str | None, typer.Option("--record", help="Only this record, e.g. lesions:P1/L1.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """List the edit history: when, who, action, record, field, old -> new, reason."""
+    from hepanav.registry.records import history
+
+    for h in history(_open(db), record):
+        when = h["changed_at"]
+        when = when.isoformat(timespec="seconds") if hasattr(when, "isoformat") else when
+        typer.echo(
+            f"{when} {h['changed_by']} {h['action']} {h['record_key']} "
+            f"{h['field'] or ''}: {h['old_value']} -> {h['new_value']} ({h['reason']})"
+        )
 
 
 @registry_app.command("import-margin")
@@ -101,6 +239,16 @@ def export(
     from hepanav.registry.exporter import export_csv
 
     typer.echo(f"wrote {export_csv(_open(db), kind, out)}")
+
+
+@registry_app.command("redcap-dictionary")
+def redcap_dictionary(
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+) -> None:
+    """Write the REDCap data dictionary of HepaNav's fields (import with --mapping redcap)."""
+    from hepanav.registry.mapping import write_redcap_dictionary
+
+    typer.echo(f"wrote {write_redcap_dictionary(out)}")
 
 
 @registry_app.command("template")
@@ -169,9 +317,34 @@ def margins(
     from hepanav.core.atomic import check_output_folder, final_path, output_folder
 
     check_output_folder(out)
-    frame = dataset.treatments(_open(db))
+    engine = _open(db)
+    frame = dataset.treatments(engine)
     if procedure_type is not None:
         frame = frame[frame.procedure_type == procedure_type]
+        if frame.empty:
+            raise InputError(
+                f"no lesion treated by {procedure_type} in the registry", "--procedure-type"
+            )
+    if procedure_type is not None and frame["negative"].isna().all():
+        # Ablations carry no R0/R1: compare local tumour progression by group instead.
+        from hepanav.registry.outcomes import ltp_comparison
+
+        ltp = ltp_comparison(frame, dataset.events(engine), group_by, procedure_type)
+        with output_folder(out, "hepanav stats margins") as tmp:
+            path = final_path(write_json(tmp / "margins.json", ltp), tmp, out)
+        typer.echo(
+            f"{procedure_type}: no margin status (R0/R1); local tumour progression by {group_by}"
+        )
+        for g in ltp.groups:
+            typer.echo(
+                f"{group_by}={g.group}: {g.events}/{g.n_lesions} lesions with LTP, "
+                f"CIF 12 months {g.at_months['12']:.1%}"
+            )
+        gray = ltp.gray_test
+        p = f"p = {gray.p_value:.4g}" if gray.estimable else gray.reason
+        typer.echo(f"Gray's test (n = {gray.n}, {gray.events} events): {p}")
+        typer.echo(f"wrote {path}")
+        return
     result = stats.margin_comparison(frame, group_by, unit)
     with output_folder(out, "hepanav stats margins") as tmp:
         path = final_path(write_json(tmp / "margins.json", result), tmp, out)
@@ -182,6 +355,59 @@ def margins(
     if result.clustered is not None:
         cp = "n/a" if result.clustered.p_value is None else f"{result.clustered.p_value:.4g}"
         typer.echo(f"clustered ({result.clustered.method}): p = {cp}")
+    typer.echo(f"wrote {path}")
+
+
+@stats_app.command("ablation")
+def ablation(
+    out: Annotated[Path, typer.Option("--out", help="Folder for ablation.json.")],
+    db: DbOption = None,
+) -> None:
+    """Ablation endpoints (Ahmed 2014) and resection outcomes, side by side, never pooled."""
+    from hepanav.core.atomic import check_output_folder, final_path, output_folder, write_json
+    from hepanav.registry import dataset
+    from hepanav.registry.outcomes import outcomes_by_procedure
+
+    check_output_folder(out)
+    engine = _open(db)
+    result = outcomes_by_procedure(dataset.treatments(engine), dataset.events(engine))
+    with output_folder(out, "hepanav stats ablation") as tmp:
+        path = final_path(write_json(tmp / "ablation.json", result), tmp, out)
+
+    def show(name, p):
+        rate = "n/a" if p.rate is None else f"{p.rate:.1%}"
+        typer.echo(f"  {name}: {p.numerator}/{p.denominator} ({rate}), {p.missing} not recorded")
+
+    a = result.ablation
+    if a is None:
+        typer.echo("ablation: no ablated lesion in the registry")
+    else:
+        typer.echo(f"ablation: {a.n_lesions} lesions in {a.n_patients} patients")
+        show("technical success", a.technical_success)
+        show("primary technique efficacy", a.primary_technique_efficacy)
+        show("secondary technique efficacy", a.secondary_technique_efficacy)
+        for g in a.ltp_by_margin_category:
+            typer.echo(f"  LTP, MAM {g.group}: {g.events}/{g.n_lesions} lesions")
+        gray = a.gray_test
+        typer.echo(
+            f"  Gray's test (n = {gray.n}, {gray.events} events): "
+            + (f"p = {gray.p_value:.4g}" if gray.estimable else gray.reason)
+        )
+        cox = a.cox_ltp_on_mam
+        text = (
+            f"HR per mm {cox.terms[0].hazard_ratio:.3f} "
+            f"({cox.terms[0].ci_low:.3f}-{cox.terms[0].ci_high:.3f})"
+            if cox.estimable
+            else cox.reason
+        )
+        typer.echo(f"  Cox LTP on MAM (n = {cox.n}, {cox.events} events): {text}")
+    r = result.resection
+    if r is None:
+        typer.echo("resection: no resected lesion in the registry")
+    else:
+        typer.echo(f"resection: {r.n_lesions} lesions in {r.n_patients} patients")
+        show("R0 per lesion", r.r0_per_lesion)
+        show("R0 per patient", r.r0_per_patient)
     typer.echo(f"wrote {path}")
 
 

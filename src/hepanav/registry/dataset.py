@@ -115,6 +115,14 @@ def complications(engine: Engine) -> pd.DataFrame:
         return pd.read_sql(query, conn)
 
 
+def complication_rows(engine: Engine) -> pd.DataFrame:
+    """Every complication: ``patient_id, procedure_id, grading_system, grade``."""
+    c = models.Complication.__table__
+    query = select(c.c.patient_id, c.c.procedure_id, c.c.grading_system, c.c.grade)
+    with engine.connect() as conn:
+        return pd.read_sql(query, conn)
+
+
 def table_counts(engine: Engine) -> dict[str, int]:
     """Number of rows in each registry table."""
     tables = {

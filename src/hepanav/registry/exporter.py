@@ -113,8 +113,115 @@ def export_csv(engine: Engine, kind: str, out: str | Path) -> Path:
     return out
 
 
+UNITS = {"_mm": "mm", "_pct": "% (0-100)", "_w": "W", "_min": "min", "_ng_ml": "ng/mL"}
+
+
+def field_dictionary(kind: str) -> pd.DataFrame:
+    """One row per template field: type, required, codes, range, unit, description."""
+    from hepanav.registry.mapping import _codes_of, _kind_of
+
+    rows = []
+    for name, info in ROW_MODELS[kind].model_fields.items():
+        codes = _codes_of(info.annotation)
+        low = high = None
+        for meta in info.metadata:
+            for bound in ("ge", "gt"):
+                if getattr(meta, bound, None) is not None:
+                    low = f"{'>=' if bound == 'ge' else '>'} {getattr(meta, bound)}"
+            for bound in ("le", "lt"):
+                if getattr(meta, bound, None) is not None:
+                    high = f"{'<=' if bound == 'le' else '<'} {getattr(meta, bound)}"
+        unit = next((u for suffix, u in UNITS.items() if name.endswith(suffix)), "")
+        kind_ = _kind_of(info.annotation)
+        if kind == "events" and name == "event_type":
+            from hepanav.registry.vocabulary import EVENT_TYPES
+
+            codes, kind_ = EVENT_TYPES, "radio"
+        if kind == "complications" and name in ("grading_system", "grade"):
+            from hepanav.registry.schema import CODE_SETS
+
+            codes, kind_ = CODE_SETS[name], "radio"
+        rows.append(
+            {
+                "field": name,
+                "type": {"radio": "code", "yesno": "true/false", "date": "date YYYY-MM-DD"}.get(
+                    kind_, kind_
+                ),
+                "required": "yes" if info.is_required() else "",
+                "codes": ", ".join(codes) if codes else "",
+                "range": " and ".join(x for x in (low, high) if x),
+                "unit": unit,
+                "description": info.description or "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_xlsx_template(kind: str, out: Path) -> Path:
+    """An XLSX template: drop-downs for coded fields, units in header comments, and a
+    ``dictionary`` sheet describing every field (the data sheet comes first)."""
+    import openpyxl
+    from openpyxl.comments import Comment
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    info = field_dictionary(kind)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = kind
+    codes_sheet = book.create_sheet("codes")
+    sheet.append(list(info["field"]))
+    code_column = 0
+    for i, row in enumerate(info.itertuples(), start=1):
+        cell = sheet.cell(row=1, column=i)
+        note = "; ".join(
+            x
+            for x in (
+                f"unit: {row.unit}" if row.unit else "",
+                row.type,
+                f"range {row.range}" if row.range else "",
+                "required" if row.required else "",
+                row.description,
+            )
+            if x
+        )
+        cell.comment = Comment(note, "HepaNav")
+        letter = get_column_letter(i)
+        choices = None
+        if row.codes:
+            choices = row.codes.split(", ")
+        elif row.type == "true/false":
+            choices = ["true", "false"]
+        if choices:
+            code_column += 1
+            code_letter = get_column_letter(code_column)
+            codes_sheet.cell(row=1, column=code_column, value=row.field)
+            for k, code in enumerate(choices, start=2):
+                codes_sheet.cell(row=k, column=code_column, value=code).data_type = "s"
+            source = f"codes!${code_letter}$2:${code_letter}${len(choices) + 1}"
+            check = DataValidation(type="list", formula1=source, allow_blank=True)
+            check.error = f"{row.field}: choose one of the codes"
+            check.errorTitle = "Not a HepaNav code"
+            sheet.add_data_validation(check)
+            check.add(f"{letter}2:{letter}10000")
+        elif row.type == "date YYYY-MM-DD":
+            sheet.column_dimensions[letter].number_format = "yyyy-mm-dd"
+        sheet.column_dimensions[letter].width = max(12, len(row.field) + 2)
+    dictionary = book.create_sheet("dictionary")
+    dictionary.append(list(info.columns))
+    for values in info.itertuples(index=False):
+        dictionary.append(list(values))
+    with atomic_path(out) as tmp:
+        book.save(tmp)
+    return out
+
+
 def write_template(kind: str, out: str | Path) -> Path:
-    """Write an empty template (header row only) as ``.csv`` or ``.xlsx``."""
+    """Write an empty template (header row only) as ``.csv`` or ``.xlsx``.
+
+    The XLSX template adds drop-down lists for coded fields, units and ranges in
+    the header comments and a data-dictionary sheet (:func:`write_xlsx_template`).
+    """
     out = Path(out)
     if kind not in ROW_MODELS:
         raise InputError(f"unknown kind {kind!r}; choose from {list(ROW_MODELS)}", "KIND")
@@ -123,9 +230,8 @@ def write_template(kind: str, out: str | Path) -> Path:
     if suffix not in (".csv", ".xlsx"):
         raise InputError("expected a .csv or .xlsx file name", out)
     _check_file_name(out)
+    if suffix == ".xlsx":
+        return write_xlsx_template(kind, out)
     with atomic_path(out) as tmp:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_excel(tmp, index=False, engine="openpyxl")
+        frame.to_csv(tmp, index=False)
     return out

@@ -468,6 +468,7 @@ def import_file(
     dry_run: bool = False,
     user: str = "import",
     reason: str | None = None,
+    mapping: str | Path | None = None,
 ) -> ImportSummary:
     """Validate a CSV/XLSX template and write it to the registry in one transaction.
 
@@ -488,6 +489,9 @@ def import_file(
     dry_run : bool
         With ``upsert``: list what would change (``ImportSummary.changes``),
         write nothing.
+    mapping : str or Path, optional
+        ``"redcap"`` for a REDCap raw export, or a YAML mapping file
+        (:mod:`hepanav.registry.mapping`).
 
     Raises
     ------
@@ -499,6 +503,10 @@ def import_file(
         raise InputError(f"unknown kind {kind!r}; choose from {list(ROW_MODELS)}", "--kind")
     roles = column_roles(kind)
     table = read_table(path, roles["dates"], roles["percent"])
+    if mapping is not None:
+        from hepanav.registry.mapping import apply_mapping
+
+        table = apply_mapping(table, mapping, kind, path)
     check_columns(kind, table.columns, path)
     if not table.records:
         raise InputError("nothing imported: the file has no data rows", path)

@@ -110,14 +110,23 @@ def validate_value(table: str, field: str, value: Any) -> Any:
         )
     if isinstance(value, str) and field in CODE_SETS:
         value = _canonical(value, CODE_SETS[field])
+    if isinstance(value, str | float) and _not_finite(value):
+        raise InputError("must be a finite number", field)
     info = _field_info(table, field)
     try:
         checked = TypeAdapter(Annotated[info.annotation, info]).validate_python(value)
     except ValidationError as exc:
-        raise InputError(first_error(exc, field), field) from None
+        raise InputError(first_error(exc, field).removeprefix(f"{field}: "), field) from None
     if isinstance(checked, float) and not math.isfinite(checked):
         raise InputError("must be a finite number", field)
     return checked
+
+
+def _not_finite(value: str | float) -> bool:
+    try:
+        return not math.isfinite(float(value))
+    except ValueError:
+        return False
 
 
 def _text(value: Any) -> str | None:

@@ -128,8 +128,64 @@ def _complication_figure(audit: AuditReport) -> str | None:
     return figure_to_data_uri(fig)
 
 
+def audit_tables(audit: AuditReport) -> dict[str, pd.DataFrame]:
+    """Every table of the audit as a DataFrame (one XLSX sheet each)."""
+
+    def frame(items) -> pd.DataFrame:
+        return pd.DataFrame([i.model_dump() for i in items])
+
+    tables = {
+        "counts": pd.DataFrame([audit.counts]),
+        "flow": frame(audit.flow),
+        "r0_by_procedure": frame(audit.rates_by_procedure_type),
+        "r0_by_year": frame(audit.rates_by_year),
+        "complications": frame(audit.complications),
+        "complication_rates": frame(audit.complication_rates),
+        "completeness": frame(audit.completeness),
+        "at_risk": pd.DataFrame(
+            [
+                {"curve": a.curve, **dict(zip(map(str, a.months), a.at_risk, strict=True))}
+                for a in audit.at_risk
+            ]
+        ),
+        "patients": frame(audit.patients),
+        "lesions": frame(audit.lesions),
+    }
+    if audit.outcomes and audit.outcomes.ablation:
+        a = audit.outcomes.ablation
+        tables["ablation_endpoints"] = pd.DataFrame(
+            [
+                {"endpoint": name, **getattr(a, name).model_dump()}
+                for name in (
+                    "technical_success",
+                    "primary_technique_efficacy",
+                    "secondary_technique_efficacy",
+                )
+            ]
+        )
+        tables["ltp_by_mam_category"] = pd.DataFrame(
+            [g.model_dump(exclude={"curve"}) for g in a.ltp_by_margin_category]
+        ).astype({"at_months": str, "numbers_at_risk": str}, errors="ignore")
+        tables["models"] = pd.DataFrame(
+            [
+                {"model": "Gray's test, LTP by MAM category", **a.gray_test.model_dump()},
+                {
+                    "model": a.cox_ltp_on_mam.model,
+                    "estimable": a.cox_ltp_on_mam.estimable,
+                    "reason": a.cox_ltp_on_mam.reason,
+                    "n": a.cox_ltp_on_mam.n,
+                    "events": a.cox_ltp_on_mam.events,
+                    "hazard_ratio": a.cox_ltp_on_mam.terms[0].hazard_ratio
+                    if a.cox_ltp_on_mam.terms
+                    else None,
+                },
+            ]
+        )
+    return {k: v for k, v in tables.items() if len(v.columns)}
+
+
 def write_audit_report(engine: Engine, out: str | Path) -> tuple[Path, Path]:
-    """Build the audit and write ``out/audit.html`` and ``out/audit.json``.
+    """Build the audit and write ``out/audit.html``, ``out/audit.json`` and ``out/audit.xlsx``.
 
     Returns
     -------
@@ -140,6 +196,9 @@ def write_audit_report(engine: Engine, out: str | Path) -> tuple[Path, Path]:
     frames: dict[str, pd.DataFrame] = {}
     audit = build_audit(engine, frames)
     json_path = write_json(out / "audit.json", audit)
+    from hepanav.registry.exporter import write_xlsx_tables
+
+    write_xlsx_tables(audit_tables(audit), out / "audit.xlsx")
     figures = {
         "rates": _rates_figure(audit),
         "margins": _margin_figure(frames["treatments"]),

@@ -472,6 +472,94 @@ class CoxModel(BaseModel):
     terms: list[CoxTerm] = Field([], description="empty unless estimable")
 
 
+class Proportion(BaseModel):
+    """k of n with its Wilson 95% interval; ``missing`` = units without the datum."""
+
+    numerator: int
+    denominator: int
+    rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    missing: int = 0
+
+
+class GroupIncidence(BaseModel):
+    """Local tumour progression (cumulative incidence, death competing) of one group."""
+
+    group: str
+    n_lesions: int
+    n_patients: int
+    events: int = Field(description="lesions with local tumour progression")
+    deaths_first: int
+    at_months: dict[str, float] = Field(description="CIF of LTP at 12 and 24 months")
+    curve: list[CurvePoint]
+    numbers_at_risk: dict[str, int] = Field(
+        description="lesions at risk at 0, 6, 12, 24, 36 months"
+    )
+
+
+class GrayTestResult(BaseModel):
+    """Gray's K-sample test (Ann Stat 1988;16:1141) or 'not estimable' with the reason."""
+
+    estimable: bool
+    reason: str
+    n: int
+    events: int
+    statistic: float | None = None
+    df: int | None = None
+    p_value: float | None = None
+
+
+class AblationOutcomes(BaseModel):
+    """Ablation endpoints after Ahmed 2014 (Radiology 2014;273:241-260), per lesion.
+
+    Technical success: the zone covers the tumour at the end of the procedure.
+    Primary technique efficacy: complete ablation at the first contrast-enhanced
+    follow-up after the first ablation. Secondary: complete after a repeat
+    ablation of the same lesion (counting the primary successes). LTP: tumour at
+    the edge of the zone after a complete ablation, with death competing.
+    """
+
+    n_lesions: int
+    n_patients: int
+    technical_success: Proportion
+    primary_technique_efficacy: Proportion
+    secondary_technique_efficacy: Proportion
+    ltp_by_margin_category: list[GroupIncidence]
+    gray_test: GrayTestResult
+    cox_ltp_on_mam: CoxModel
+
+
+class ResectionOutcomes(BaseModel):
+    """Resection: R0 per lesion and per patient, recurrence at the resection margin."""
+
+    n_lesions: int
+    n_patients: int
+    r0_per_lesion: Proportion
+    r0_per_patient: Proportion = Field(description="a patient is R0 when all lesions are")
+    margin_recurrence: GroupIncidence | None = Field(
+        None, description="local recurrence at the margin (a lesion's LTP event after resection)"
+    )
+
+
+class OutcomesByProcedure(BaseModel):
+    """``ablation.json``: outcomes per procedure type, never pooled."""
+
+    disclaimer: str = DISCLAIMER
+    ablation: AblationOutcomes | None
+    resection: ResectionOutcomes | None
+
+
+class LtpComparison(BaseModel):
+    """``margins.json`` for ablations: LTP by a grouping column and Gray's test."""
+
+    disclaimer: str = DISCLAIMER
+    procedure_type: str
+    group_by: str
+    groups: list[GroupIncidence]
+    gray_test: GrayTestResult
+
+
 class RateRow(BaseModel):
     """R0 rate of a stratum per lesion and per patient."""
 
@@ -490,6 +578,90 @@ class ComplicationCount(BaseModel):
     count: int
 
 
+class PatientListing(BaseModel):
+    """One patient in the audit listing (pseudonymous id only)."""
+
+    patient_id: str
+    sex: str | None
+    year_of_birth: int | None
+    procedures: int
+    procedure_types: str
+    lesions: int
+    lesions_r0: int
+    lesions_with_ltp: int
+    follow_up_months: float | None
+    died: bool
+
+
+class LesionListing(BaseModel):
+    """One lesion's first treatment and outcome (pseudonymous ids only)."""
+
+    patient_id: str
+    lesion_id: str
+    procedure_type: str
+    margin_mm: float | None
+    margin_status: str | None
+    mam_mm: float | None
+    margin_category: str | None
+    ltp: bool
+    months: float | None
+
+
+class Completeness(BaseModel):
+    """How often a template field is filled, among the rows where it applies."""
+
+    field: str
+    applies_to: str
+    filled: int
+    rows: int
+    percent: float | None
+
+
+class FollowUp(BaseModel):
+    """Follow-up time per patient by reverse Kaplan-Meier (Schemper & Smith 1996)."""
+
+    n_patients: int
+    median_months: float | None
+    q1_months: float | None
+    q3_months: float | None
+
+
+class ComplicationRate(BaseModel):
+    """Complications per procedure type with their denominators.
+
+    Major: Clavien-Dindo >= IIIa (Dindo 2004) or CIRSE >= 3 (Filippiadis 2017).
+    90-day mortality: deaths within 90 days of the procedure among procedures
+    with 90 days of follow-up or a death before.
+    """
+
+    procedure_type: str
+    procedures: int
+    with_any: int
+    any_rate: float | None
+    with_major: int
+    major_rate: float | None
+    deaths_90d: int
+    evaluable_90d: int
+    mortality_90d: float | None
+
+
+class FlowStep(BaseModel):
+    """A step of the STROBE-style flow: patients and lesions, and who was left out why."""
+
+    step: str
+    patients: int
+    lesions: int
+    excluded: str | None = None
+
+
+class AtRisk(BaseModel):
+    """Numbers at risk under a curve."""
+
+    curve: str
+    months: list[int]
+    at_risk: list[int]
+
+
 class AuditReport(BaseModel):
     """``audit.json``: the registry's audit figures."""
 
@@ -505,6 +677,14 @@ class AuditReport(BaseModel):
     overall_survival: SurvivalSummary | None = None
     cox_local_progression: CoxModel | None = None
     complications: list[ComplicationCount]
+    complication_rates: list[ComplicationRate] = []
+    flow: list[FlowStep] = []
+    completeness: list[Completeness] = []
+    follow_up: FollowUp | None = None
+    at_risk: list[AtRisk] = []
+    outcomes: OutcomesByProcedure | None = None
+    patients: list[PatientListing] = []
+    lesions: list[LesionListing] = []
 
 
 class MarginJson(BaseModel):

@@ -32,13 +32,35 @@ def case_from_data(data: Any, source: str | Path = "case") -> Case:
     if not isinstance(data, dict):
         raise InputError("a case is a mapping of field: value", source)
     try:
-        return Case.model_validate(data)
+        case = Case.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         msg = err.get("msg", "invalid value")
         if err.get("type") == "extra_forbidden":
             msg = f"unknown field (known: {', '.join(Case.model_fields)})"
         raise InputError(f"field {_field_path(err.get('loc', ()))!r}: {msg}", source) from None
+    screen_case_id(case.case_id, source)
+    return case
+
+
+def screen_case_id(case_id: str | None, source: str | Path = "case") -> None:
+    """Refuse a ``case_id`` that looks like a name, a date of birth, a phone number, an
+    e-mail address or a record number (MRN); the message never repeats the value.
+
+    Uses the project's value screen (:func:`hepanav.core.privacy.screen_value`, shared
+    with the registry) with the role of a pseudonymous id.
+    """
+    if case_id is None:
+        return
+    from hepanav.core.privacy import screen_value
+
+    kind = screen_value(case_id, role="id")
+    if kind:
+        raise InputError(
+            f"field 'case_id' looks like {kind} (value not shown); use a pseudonymous label "
+            "such as NET-07",
+            source,
+        )
 
 
 def load_case(path: str | Path) -> Case:

@@ -37,7 +37,7 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate the decision tables for CASE: a verdict per therapy, with rules and sources."""
-    from hepanav.core import write_json
+    from hepanav.core import InputError, write_json
     from hepanav.core.atomic import check_output_folder, output_folder
     from hepanav.core.paths import check_inputs_outputs
     from hepanav.therapy.cases import load_case
@@ -45,6 +45,14 @@ def evaluate(
     from hepanav.therapy.report import write_report
     from hepanav.therapy.rules import load_rules
 
+    for target in (out / "therapy.json", out / "therapy.html"):
+        for given in [case, *(rules or [])]:
+            if Path(given).exists() and target.exists() and target.samefile(given):
+                raise InputError(
+                    f"the output would overwrite the input {Path(given).name}; choose another "
+                    "--out folder",
+                    target,
+                )
     check_inputs_outputs([case, *(rules or [])], [], folders=[out])
     check_output_folder(out)
     table = load_rules(rules or None)
@@ -57,6 +65,8 @@ def evaluate(
         missing = (
             f"  (missing: {', '.join(option.missing_fields)})" if option.missing_fields else ""
         )
+        if option.pending_fields:
+            missing += f"  (pending: {', '.join(option.pending_fields)})"
         typer.echo(f"{option.therapy:>22}: {option.verdict}{missing}")
     typer.echo(f"wrote {out / 'therapy.json'} and {out / 'therapy.html'}")
 
@@ -73,26 +83,66 @@ def _number(text: str | None, option: str) -> float | None:
 
 
 def dose(
-    drug: str = typer.Option(..., "--drug", help="Drug name or alias, e.g. cisplatin, DDP, 5-FU."),
+    drug: str = typer.Option(
+        None, "--drug", help="Drug name or alias (historical table), e.g. cisplatin, 5-FU."
+    ),
+    regimen: str = typer.Option(
+        None,
+        "--regimen",
+        help="Sourced protocol: hai-floxuridine, hai-oxaliplatin, deb-tace-doxorubicin, "
+        "debiri-irinotecan, ctace-doxorubicin.",
+    ),
     # numbers are read as text so that a typo gives HepaNav's one-line error, not a usage box
     value: str = typer.Option(..., "--dose", help="Dose in --unit."),
     unit: str = typer.Option(..., "--unit", help="mg, mg/m2 (needs height and weight) or mg/kg."),
-    route: str = typer.Option("intra-arterial", "--route", help="Route, e.g. intra-arterial / IA."),
+    per: str = typer.Option("session", "--per", help="Regimens: session, day or cycle."),
+    route: str = typer.Option("intra-arterial", "--route", help="Historical table: route."),
+    historical: bool = typer.Option(
+        False, "--historical", help="Compare with the historical table even if a regimen exists."
+    ),
     height_cm: str = typer.Option(None, "--height-cm", help="Body height in cm (for mg/m2)."),
     weight_kg: str = typer.Option(None, "--weight-kg", help="Body weight in kg (mg/m2, mg/kg)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Check an intra-arterial dose against the seed text's range: within, below or above."""
-    from hepanav.therapy.dose import check_dose
+    """Check a dose against a sourced regimen (--regimen), or against the historical
+    intra-arterial table (--drug)."""
+    from hepanav.core import InputError
+    from hepanav.therapy.dose import check_dose, load_dose_table
+    from hepanav.therapy.regimens import check_regimen_dose, regimens_for_drug
 
-    result = check_dose(
-        drug,
-        _number(value, "--dose"),
-        unit,
-        route,
-        _number(height_cm, "--height-cm"),
-        _number(weight_kg, "--weight-kg"),
-    )
+    height, weight = _number(height_cm, "--height-cm"), _number(weight_kg, "--weight-kg")
+    amount = _number(value, "--dose")
+    if regimen:
+        if drug:
+            raise InputError("give --regimen or --drug, not both", "--drug")
+        res = check_regimen_dose(regimen, amount, unit, per, height, weight)
+        if as_json:
+            typer.echo(res.model_dump_json(indent=2))
+            return
+        mg = f" (= {res.patient_mg:g} mg" if res.patient_mg is not None else ""
+        mg += (
+            f", BSA {res.bsa_m2:.2f} m2 Mosteller)"
+            if res.bsa_m2 is not None
+            else (")" if mg else "")
+        )
+        typer.echo(
+            f"{res.regimen}: {res.drug} {res.dose:g} {res.unit} per {res.per}{mg}: "
+            f"{res.result.upper()} the protocol dose, {res.protocol_dose} ({res.source.citation})"
+        )
+        return
+    if not drug:
+        raise InputError(
+            "give --regimen (sourced protocol) or --drug (historical table)", "--regimen"
+        )
+    table = load_dose_table()
+    options = regimens_for_drug(table.find_drug(drug))
+    if options and not historical:
+        raise InputError(
+            f"{drug} has sourced regimens ({', '.join(options)}): give --regimen; --historical "
+            "compares with the historical table instead",
+            "--drug",
+        )
+    result = check_dose(drug, amount, unit, route, height, weight)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
@@ -100,8 +150,8 @@ def dose(
     low, high = result.range_mg
     given = f"{result.drug} {result.dose:g} {result.unit} {result.route}"
     typer.echo(
-        f"{given} = {result.total_mg:g} mg{bsa}: {result.result.upper()} the range "
-        f"{low:g}-{high:g} mg ({result.source.quote})"
+        f"{given} = {result.total_mg:g} mg{bsa}: {result.result.upper()} the HISTORICAL range "
+        f"{low:g}-{high:g} mg ({result.source.quote.split(',')[0]}...; not a dosing protocol)"
     )
 
 

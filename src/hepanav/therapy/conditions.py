@@ -13,6 +13,7 @@ So a rule is only decided when the known data decide it.
 
 from __future__ import annotations
 
+import math
 import operator
 import typing
 from dataclasses import dataclass
@@ -153,6 +154,9 @@ def _check_value(field: str, spec: FieldSpec, value: Any, where: str) -> None:
         raise ConditionError(f"{where}: {field!r} is boolean, got {value!r}")
     if spec.kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
         raise ConditionError(f"{where}: {field!r} is a number, got {value!r}")
+    if spec.kind == "number" and not math.isfinite(value):
+        # .nan never compares true and .inf never false: such a rule can never fire.
+        raise ConditionError(f"{where}: {field!r} needs a finite number, got {value!r}")
     if spec.kind == "enum" and value not in spec.choices:
         raise ConditionError(f"{where}: {field!r} is one of {list(spec.choices)}, got {value!r}")
 

@@ -11,7 +11,7 @@ def run(out: Path) -> list[Path]:
     """Evaluate every ``data/examples/*.yaml`` case; write ``out/<case>/therapy.{json,html}``.
 
     Also writes ``out/dose_check.json``: cisplatin 50 mg/m2 intra-arterial for a
-    180 cm / 80 kg patient (Mosteller BSA 2.0 m^2, 100 mg: within the seed's 60-100 mg).
+    180 cm / 80 kg patient (Mosteller BSA 2.0 m^2, 100 mg: within the historical 60-100 mg).
 
     Returns
     -------

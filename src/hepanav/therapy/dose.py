@@ -1,4 +1,8 @@
-"""Dose check for intra-arterial regimens against the seed text's ranges.
+"""Dose check against the HISTORICAL intra-arterial table (``data/doses.yaml``).
+
+For sourced protocols (HAI floxuridine/oxaliplatin, DEB-TACE, DEBIRI, cTACE) see
+:mod:`hepanav.therapy.regimens`; this table is kept, labelled historical, for drugs
+without one.
 
 The ranges (``data/doses.yaml``) are absolute doses in mg per session. A dose given
 per body surface area (mg/m2) or per body weight (mg/kg) is first converted to mg
@@ -17,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hepanav.core import InputError
-from hepanav.therapy.schema import DoseResult, Source
+from hepanav.therapy.schema import DoseResult, HistoricalSource
 
 DOSES_FILE = Path(__file__).parent / "data" / "doses.yaml"
 UNITS = ("mg", "mg/m2", "mg/kg")
@@ -56,7 +60,7 @@ class DoseTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str = ""
-    source: Source
+    source: HistoricalSource
     routes: dict[str, list[str]]
     drugs: dict[str, _Drug]
 
@@ -175,7 +179,7 @@ def check_dose(
     weight_kg: float | None = None,
     table: DoseTable | None = None,
 ) -> DoseResult:
-    """Compare a dose of ``drug`` by ``route`` with the seed range: within / below / above."""
+    """Compare a dose of ``drug`` by ``route`` with the historical range: within / below / above."""
     table = table or load_dose_table()
     name = table.find_drug(drug)
     route_name = table.find_route(route)
@@ -195,9 +199,16 @@ def check_dose(
         unit=normalise_unit(unit),
         height_cm=height_cm,
         weight_kg=weight_kg,
-        bsa_m2=None if bsa is None else round(bsa, 4),
-        total_mg=round(total, 3),
+        bsa_m2=None if bsa is None else round(bsa, 2),
+        total_mg=_significant(total),
         range_mg=(low, high),
         result=classify(total, low, high),
         source=source,
     )
+
+
+def _significant(value: float, digits: int = 3) -> float:
+    # No spurious precision: a converted dose is good to about 1 % (BSA formula).
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))

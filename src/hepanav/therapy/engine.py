@@ -1,19 +1,26 @@
 """Evaluate the decision tables for a case: one verdict per therapy.
 
-How rule outcomes combine into a verdict (first match wins):
+Rule effects: ``contraindication`` (true = the therapy must not be given),
+``relative_contraindication`` (true = weigh it), ``requirement`` (an indication that is
+also necessary: false = contraindicated, e.g. no SSTR expression for PRRT) and
+``indication`` (true = the therapy is indicated; false says nothing against it).
 
-1. ``contraindicated`` if a ``contraindication`` rule is true, or an ``indication``
-   rule is false (an indication is a *requirement*: all of a therapy's indications
-   must hold);
-2. ``insufficient_data`` if a ``contraindication`` or ``indication`` rule is unknown;
-3. ``relative_contraindication`` if a ``relative_contraindication`` rule is true;
-4. ``insufficient_data`` if a ``relative_contraindication`` rule is unknown;
-5. ``eligible`` otherwise: every indication holds and no contraindication of any
-   kind holds, all decided on known data.
+Verdict scale, worst first; the worst that applies wins:
 
-So unknown data can never make a therapy eligible. ``missing_fields`` lists the
-case fields of every rule that is still unknown, except for ``contraindicated``
-(no further data can change that verdict, so nothing is asked for).
+1. ``contraindicated``: a contraindication is true or a requirement is false. It shows
+   whatever else is missing (no data can undo it).
+2. ``relative_contraindication``: a relative contraindication is true.
+3. ``insufficient_data``: a contraindication or requirement is unknown (``missing_fields``).
+4. ``no_contraindication_found``: every contraindication and requirement is decided and
+   none applies, but no encoded indication is met, or a rule that can only give a relative
+   contraindication (or an indication) is still unknown: then the verdict is "no
+   contraindication found, pending: FIELD" (``pending_fields``), never insufficient data.
+5. ``indicated``: an indication is encoded and met, and every other rule of the therapy
+   is decided and clear (a met requirement alone is not an indication: SSTR expression
+   allows PRRT, it does not call for it).
+
+So unknown data never make a therapy "indicated", and "no contraindication found" (grey
+in the report) is never shown as a recommendation.
 """
 
 from __future__ import annotations
@@ -25,25 +32,34 @@ from hepanav.therapy.rules import Rule
 from hepanav.therapy.schema import THERAPIES, Case, Reason, TherapyOption, TherapyReport
 
 _OUTCOME = {True: "true", False: "false", None: "unknown"}
-_EFFECT_ORDER = {"contraindication": 0, "indication": 1, "relative_contraindication": 2}
+_EFFECT_ORDER = {
+    "contraindication": 0,
+    "requirement": 1,
+    "relative_contraindication": 2,
+    "indication": 3,
+}
+_HARD = ("contraindication", "requirement")
+_SOFT = ("relative_contraindication", "indication")
 
 
 def combine(outcomes: Iterable[tuple[str, bool | None]]) -> str:
     """Verdict from ``(effect, outcome)`` pairs of one therapy (rules in module doc)."""
     outcomes = list(outcomes)
-    hard = [v for e, v in outcomes if e in ("contraindication", "indication")]
-    if any(v is True for e, v in outcomes if e == "contraindication") or any(
-        v is False for e, v in outcomes if e == "indication"
-    ):
+
+    def any_of(effect: str, value: bool | None) -> bool:
+        return any(v is value for e, v in outcomes if e == effect)
+
+    if any_of("contraindication", True) or any_of("requirement", False):
         return "contraindicated"
-    if any(v is None for v in hard):
-        return "insufficient_data"
-    relative = [v for e, v in outcomes if e == "relative_contraindication"]
-    if any(v is True for v in relative):
+    if any_of("relative_contraindication", True):
         return "relative_contraindication"
-    if any(v is None for v in relative):
+    if any(v is None for e, v in outcomes if e in _HARD):
         return "insufficient_data"
-    return "eligible"
+    if any(v is None for e, v in outcomes if e in _SOFT):
+        return "no_contraindication_found"
+    if any(v is True for e, v in outcomes if e == "indication"):
+        return "indicated"
+    return "no_contraindication_found"
 
 
 def evaluate_case(
@@ -69,11 +85,11 @@ def evaluate_case(
         )
         if not mine:
             continue
-        reasons, pairs, missing = [], [], set()
+        reasons, pairs, missing, pending = [], [], set(), set()
         for rule in mine:
             value, asks = evaluate(rule.condition, facts)
             pairs.append((rule.effect, value))
-            missing |= asks
+            (missing if rule.effect in _HARD else pending).update(asks)
             reasons.append(
                 Reason(
                     rule_id=rule.id,
@@ -85,10 +101,15 @@ def evaluate_case(
             )
         verdict = combine(pairs)
         if verdict == "contraindicated":
-            missing = set()
+            missing, pending = set(), set()
+        pending -= missing
         options.append(
             TherapyOption(
-                therapy=therapy, verdict=verdict, reasons=reasons, missing_fields=sorted(missing)
+                therapy=therapy,
+                verdict=verdict,
+                reasons=reasons,
+                missing_fields=sorted(missing),
+                pending_fields=sorted(pending),
             )
         )
     evaluated = {o.therapy for o in options}
@@ -103,27 +124,25 @@ def evaluate_case(
 def deciding_rule_ids(option: TherapyOption) -> list[str]:
     """Ids of the rules that produced ``option.verdict`` (see the module doc).
 
-    contraindicated: true contraindications and unmet indications; insufficient_data:
-    the unknown rules that block a decision (hard rules first); relative_contraindication:
-    the true relative contraindications; eligible: the indications that hold.
+    contraindicated: true contraindications and unmet requirements; relative: the true
+    relative contraindications; insufficient_data: the unknown contraindications and
+    requirements; no_contraindication_found: the unknown soft rules (pending), else none;
+    indicated: the indications and requirements that hold.
     """
-    reasons = option.reasons
-    hard = ("contraindication", "indication")
+    r = option.reasons
     if option.verdict == "contraindicated":
         picked = [
-            r
-            for r in reasons
-            if (r.effect == "contraindication" and r.outcome == "true")
-            or (r.effect == "indication" and r.outcome == "false")
-        ]
-    elif option.verdict == "insufficient_data":
-        picked = [r for r in reasons if r.effect in hard and r.outcome == "unknown"] or [
-            r for r in reasons if r.outcome == "unknown"
+            x
+            for x in r
+            if (x.effect == "contraindication" and x.outcome == "true")
+            or (x.effect == "requirement" and x.outcome == "false")
         ]
     elif option.verdict == "relative_contraindication":
-        picked = [
-            r for r in reasons if r.effect == "relative_contraindication" and r.outcome == "true"
-        ]
+        picked = [x for x in r if x.effect == "relative_contraindication" and x.outcome == "true"]
+    elif option.verdict == "insufficient_data":
+        picked = [x for x in r if x.effect in _HARD and x.outcome == "unknown"]
+    elif option.verdict == "no_contraindication_found":
+        picked = [x for x in r if x.effect in _SOFT and x.outcome == "unknown"]
     else:
-        picked = [r for r in reasons if r.effect == "indication" and r.outcome == "true"]
-    return sorted(r.rule_id for r in picked)
+        picked = [x for x in r if x.effect == "indication" and x.outcome == "true"]
+    return sorted(x.rule_id for x in picked)

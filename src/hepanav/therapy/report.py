@@ -8,23 +8,36 @@ from hepanav.core.report import figure_to_data_uri, new_figure, write_html
 from hepanav.therapy.schema import Case, TherapyReport
 
 VERDICT_CLASS = {
-    "eligible": "ok",
+    "indicated": "ok",
+    "no_contraindication_found": "grey",  # grey, never green: nothing was shown to be indicated
     "relative_contraindication": "warn",
     "contraindicated": "bad",
     "insufficient_data": "warn",
 }
 _VERDICT_COLOUR = {  # Okabe-Ito, colour-blind safe
-    "eligible": "#009E73",
+    "indicated": "#009E73",
+    "no_contraindication_found": "#777777",
     "relative_contraindication": "#E69F00",
     "contraindicated": "#D55E00",
-    "insufficient_data": "#999999",
+    "insufficient_data": "#0072B2",
 }
+
+
+def verdict_label(option) -> str:
+    """The verdict in words, with the pending fields (``no contraindication found,
+    pending: ecog``)."""
+    text = option.verdict.replace("_", " ")
+    if option.pending_fields and option.verdict in ("no_contraindication_found", "indicated"):
+        text += ", pending: " + ", ".join(option.pending_fields)
+    return text
 
 
 def against(reason) -> bool:
     """True if this rule outcome speaks against the therapy."""
-    if reason.effect == "indication":
+    if reason.effect == "requirement":
         return reason.outcome == "false"
+    if reason.effect == "indication":
+        return False
     return reason.outcome == "true"
 
 
@@ -76,4 +89,5 @@ def write_report(path: str | Path, case: Case, report: TherapyReport) -> Path:
         figure=verdict_figure(report),
         verdict_class=VERDICT_CLASS,
         against=against,
+        verdict_label=verdict_label,
     )

@@ -7,9 +7,10 @@ of the dose check. Units are in the field names (``_mm``, ``_percent``, ``_mg_dl
 
 from __future__ import annotations
 
+import re
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hepanav import DISCLAIMER
 
@@ -26,8 +27,22 @@ Therapy = Literal[
     "prrt",
     "systemic",
 ]
-Effect = Literal["indication", "relative_contraindication", "contraindication"]
-Verdict = Literal["eligible", "relative_contraindication", "contraindicated", "insufficient_data"]
+Effect = Literal["indication", "requirement", "relative_contraindication", "contraindication"]
+#: Verdicts from worst to best; the worst that applies wins (docs/therapy.md "Verdicts").
+VERDICTS: tuple[str, ...] = (
+    "contraindicated",
+    "relative_contraindication",
+    "insufficient_data",
+    "no_contraindication_found",
+    "indicated",
+)
+Verdict = Literal[
+    "contraindicated",
+    "relative_contraindication",
+    "insufficient_data",
+    "no_contraindication_found",
+    "indicated",
+]
 Outcome = Literal["true", "false", "unknown"]
 
 #: Every therapy the tumour board chooses among (issue 6), in report order.
@@ -59,7 +74,12 @@ class Case(BaseModel):
 
     model_config = _STRICT
 
-    case_id: str | None = Field(default=None, description="Free label (no identifiers).")
+    case_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Free pseudonymous label; names, dates of birth, record numbers, phone "
+        "numbers and e-mail addresses are refused.",
+    )
     primary: Primary | None = Field(default=None, description="Primary tumour.")
     net_grade: NetGrade | None = Field(default=None, description="WHO grade of a NET.")
     ki67_percent: float | None = Field(default=None, ge=0, le=100, description="Ki-67 index, %.")
@@ -68,7 +88,7 @@ class Case(BaseModel):
         description="Somatostatin-receptor imaging uptake >= normal liver in the lesions.",
     )
     # At least one: an empty list would make "largest lesion 0 mm, none near a vessel"
-    # and the local therapies eligible for a patient without liver lesions.
+    # and the local therapies indicated for a patient without liver lesions.
     lesions: list[Lesion] | None = Field(
         default=None, min_length=1, description="All liver lesions; unknown if left out."
     )
@@ -95,19 +115,65 @@ class Case(BaseModel):
     selective_arterial_access: bool | None = Field(
         default=None, description="Selective catheterisation of the feeding arteries possible."
     )
-    cachexia: bool | None = Field(default=None, description="Severe cachexia.")
+    cachexia: bool | None = Field(
+        default=None, description="Severe cachexia or comorbidity compromising organ function."
+    )
+    creatinine_mg_dl: float | None = Field(
+        default=None, ge=0, le=30, description="Serum creatinine, mg/dl."
+    )
     prior_liver_radiation: bool | None = None
 
 
+# Words that mark a citation of this project's own documents (never a source).
+_OWN_DOCUMENTS = ("hepanav", "domain brief", "domain.md", "seed document")
+
+
 class Source(BaseModel):
-    """Where a rule or a dose range comes from: citation and the quoted sentence."""
+    """A primary source a user can look up: title, year, DOI or PMID, and the sentence.
+
+    ``quote_status`` says how the sentence was checked: ``verbatim`` (copied from the
+    source's text as seen), ``paraphrase`` (the full text was not available when the
+    rule was written; the sentence restates it and must be checked before clinical use).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    citation: str = Field(min_length=1)
-    quote: str = Field(min_length=1, description="The sentence the number or criterion is from.")
+    citation: str = Field(min_length=1, description="Authors, journal, volume, pages.")
+    title: str = Field(min_length=1)
+    year: int = Field(ge=1950, le=2100)
+    doi: str | None = Field(default=None, pattern=r"^10\.\d{4,9}/\S+$")
+    pmid: int | None = Field(default=None, ge=1)
+    quote: str = Field(min_length=1, description="The sentence the rule or number rests on.")
+    quote_status: Literal["verbatim", "paraphrase"] = "verbatim"
     url: str | None = None
     note: str | None = Field(default=None, description="How the quote was checked or adapted.")
+
+    @model_validator(mode="after")
+    def _traceable(self) -> Source:
+        if self.doi is None and self.pmid is None:
+            raise ValueError("a source needs a DOI or a PMID")
+        text = " ".join(
+            str(v).lower() for v in (self.citation, self.title, self.quote, self.note) if v
+        )
+        for word in _OWN_DOCUMENTS:
+            if word in text:
+                raise ValueError(
+                    f"a source may not be this project's own documents (found {word!r})"
+                )
+        if self.url is not None and not re.match(r"https?://", self.url, re.IGNORECASE):
+            raise ValueError("url must start with http:// or https://")
+        return self
+
+    @property
+    def link(self) -> str | None:
+        """An http(s) address for the source (DOI resolver first), or None."""
+        if self.doi:
+            return f"https://doi.org/{self.doi}"
+        if self.pmid:
+            return f"https://pubmed.ncbi.nlm.nih.gov/{self.pmid}/"
+        if self.url and re.match(r"https?://", self.url, re.IGNORECASE):
+            return self.url
+        return None
 
 
 class Reason(BaseModel):
@@ -130,7 +196,13 @@ class TherapyOption(BaseModel):
     verdict: Verdict
     reasons: list[Reason]
     missing_fields: list[str] = Field(
-        description="Case fields whose values would decide the rules that are still unknown."
+        description="Case fields whose values would decide the contraindications and "
+        "requirements that are still unknown (they make the verdict insufficient_data)."
+    )
+    pending_fields: list[str] = Field(
+        default_factory=list,
+        description="Case fields of rules that can only give a relative contraindication or "
+        "an indication and are still unknown: 'no contraindication found, pending: FIELD'.",
     )
 
 
@@ -143,6 +215,28 @@ class TherapyReport(BaseModel):
         description="Therapies for which no rule with a traceable source is encoded."
     )
     rule_files: list[str]
+    disclaimer: str = DISCLAIMER
+
+
+class RegimenDoseResult(BaseModel):
+    """Answer of ``hepanav therapy dose --regimen``: a dose against a sourced protocol.
+
+    Numbers are rounded to what the protocol states (no spurious precision).
+    """
+
+    regimen: str
+    description: str
+    drug: str
+    route: str
+    schedule: str
+    dose: float
+    unit: str
+    per: Literal["session", "day", "cycle"]
+    patient_mg: float | None = Field(description="The dose in mg for this patient, if converted.")
+    bsa_m2: float | None = None
+    protocol_dose: str = Field(description="The protocol's dose, in its own words and units.")
+    result: Literal["within", "below", "above"]
+    source: Source
     disclaimer: str = DISCLAIMER
 
 
@@ -159,5 +253,23 @@ class DoseResult(BaseModel):
     total_mg: float = Field(description="The dose converted to mg for this patient.")
     range_mg: tuple[float, float]
     result: Literal["within", "below", "above"]
-    source: Source
+    source: HistoricalSource
+    table: str = Field(
+        "historical intra-arterial ranges",
+        description="These ranges come from a historical table, not a dosing protocol.",
+    )
     disclaimer: str = DISCLAIMER
+
+
+class HistoricalSource(BaseModel):
+    """Source of the historical intra-arterial range table (no DOI: an unpublished text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    citation: str
+    quote: str
+    url: str | None = None
+    note: str | None = None
+
+
+DoseResult.model_rebuild()

@@ -268,6 +268,29 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         audit(request, "view", "worklist")
         return page(request, "worklist.html.j2", cases=cases, jobs=jobs)
 
+    @app.get("/pacs", response_class=HTMLResponse, tags=["cases"])
+    def pacs_worklist(request: Request, _: User = Depends(require(*CAN_VIEW_CASES))):
+        """Studies in the configured PACS (DICOMweb or DIMSE, ``HEPANAV_PACS_*``)."""
+        from hepanav.web.pacs import list_studies
+
+        studies, message = list_studies()
+        audit(request, "view", "pacs")
+        return page(request, "pacs.html.j2", studies=studies, message=message)
+
+    @app.post("/pacs/fetch", tags=["cases"], dependencies=[Depends(require_csrf)])
+    def pacs_fetch(request: Request, study_uid: str = Form(..., max_length=64),
+                   user: User = Depends(require(*CAN_VIEW_CASES))):
+        """Retrieve a study from PACS into the worklist (a job); the case id is a hash of
+        the Study Instance UID, never a patient attribute."""
+        from hepanav.web.pacs import case_id_for, fetch_steps
+
+        case_id = case_id_for(study_uid)
+        job_id = request.app.state.jobs.create(
+            "fetch", case_id, fetch_steps(study_uid), {"case": case_id}, user.username
+        )
+        audit(request, "fetch", f"job:{job_id}:case:{case_id}")
+        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
     @app.get("/cases/{case_id}", response_class=HTMLResponse, tags=["cases"])
     def case_page(request: Request, case_id: str, _: User = Depends(require(*CAN_VIEW_CASES))):
         case = get_case(settings.cases_dir, case_id)
@@ -454,18 +477,45 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return FileResponse(target, media_type=media)
 
     @app.post("/jobs/{job_id}/signoff", tags=["jobs"], dependencies=[Depends(require_csrf)])
-    def signoff(request: Request, job_id: int, db: Session = Depends(db_session),
-                user: User = Depends(require(*CAN_RUN_IMAGING))):
-        """Sign off a finished result (recorded with the user and time in the audit log)."""
+    def signoff(
+        request: Request,
+        job_id: int,
+        send_pacs: bool = Form(False),
+        patient_id: str = Form("", max_length=64),
+        procedure_id: str = Form("", max_length=64),
+        lesion_id: str = Form("", max_length=64),
+        db: Session = Depends(db_session),
+        user: User = Depends(require(*CAN_RUN_IMAGING)),
+    ):
+        """Sign off a finished result: store its DICOM objects to PACS and its figures in
+        the registry (a job); the sign-off is recorded when every store succeeded."""
+        from hepanav.web.workflows import signoff_steps
+
         job = _job(db, job_id)
-        if job.state != "done":
-            raise InputError("only a finished job can be signed off", f"job {job_id}")
+        if job.state != "done" or job.kind not in ("margin", "plan"):
+            raise InputError("only a finished margin or plan can be signed off", f"job {job_id}")
         if job.signed_off_by:
             raise InputError(f"already signed off by {job.signed_off_by}", f"job {job_id}")
-        job.signed_off_by = user.username
-        db.commit()
-        audit(request, "sign-off", f"job:{job_id}")
-        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+        ids = {"patient_id": patient_id.strip(), "procedure_id": procedure_id.strip(),
+               "lesion_id": lesion_id.strip()}
+        registry = ids if any(ids.values()) else None
+        if registry and not all(ids.values()):
+            raise InputError("give patient, procedure and lesion id (pseudonymous)", "registry")
+        source = None
+        if job.case_id:
+            case = get_case(settings.cases_dir, job.case_id)
+            name = job.params.get("post") or job.params.get("ct")
+            candidate = series_path(case, name) if name else None
+            source = candidate if candidate is not None and candidate.is_dir() else None
+        manager = request.app.state.jobs
+        steps = signoff_steps(manager.job_dir(job_id) / "result", kind=job.kind, source=source,
+                              send_to_pacs=send_pacs, registry=registry,
+                              registry_db=settings.registry_db)
+        new_id = manager.create("signoff", job.case_id, steps,
+                                {"signs_off": job_id, "pacs": send_pacs,
+                                 "registry": registry is not None}, user.username)
+        audit(request, "sign-off", f"job:{job_id}:via:{new_id}")
+        return RedirectResponse(f"/jobs/{new_id}", status_code=303)
 
     # ---------------------------------------------------------- therapy
     @app.get("/therapy", response_class=HTMLResponse, tags=["therapy"])
@@ -491,12 +541,26 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
 
     # ---------------------------------------------------------- registry
     @app.get("/registry", response_class=HTMLResponse, tags=["registry"])
-    def registry_page(request: Request, _: User = Depends(user_of)):
-        from hepanav.web.workflows import registry_summary
+    def registry_page(
+        request: Request,
+        date_from: str = "",
+        date_to: str = "",
+        procedure_type: str = "",
+        centre: str = "",
+        _: User = Depends(user_of),
+    ):
+        """Registry dashboard: counts, and per procedure type the key rates with their
+        denominators, filtered by period, procedure type and centre."""
+        from hepanav.web.workflows import registry_dashboard, registry_summary
 
         summary = registry_summary(settings.registry_db)
+        filters = {"date_from": date_from, "date_to": date_to,
+                   "procedure_type": procedure_type, "centre": centre}
+        board = None if summary.get("error") else registry_dashboard(
+            settings.registry_db, **{k: v or None for k, v in filters.items()})
         audit(request, "view", "registry")
-        return page(request, "registry.html.j2", summary=summary, errors=None)
+        return page(request, "registry.html.j2", summary=summary, errors=None, board=board,
+                    filters=filters)
 
     @app.post("/registry/import", response_class=HTMLResponse, tags=["registry"],
               dependencies=[Depends(require_csrf)])
@@ -513,7 +577,8 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             saved.unlink(missing_ok=True)
         audit(request, "import", "registry", "failed" if errors else "ok")
         summary = registry_summary(settings.registry_db)
-        return page(request, "registry.html.j2", summary=summary, errors=errors)
+        return page(request, "registry.html.j2", summary=summary, errors=errors, board=None,
+                    filters={}, code=400 if errors else 200)
 
     # ------------------------------------------------------- fluorescence
     @app.get("/fluoro", response_class=HTMLResponse, tags=["fluorescence"])
@@ -533,6 +598,24 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         audit(request, "run", f"job:{job_id}:fluoro")
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
+    @app.get("/fluoro/live", response_class=HTMLResponse, tags=["fluorescence"])
+    def fluoro_live_page(request: Request, _: User = Depends(require(*CAN_RUN_FLUORO))):
+        """The operating-room page: the analysed camera stream (overlay, TBR labels,
+        margin warning, added latency drawn on every frame)."""
+        audit(request, "view", "fluoro-live")
+        return page(request, "live.html.j2", source_set=settings.live_source is not None)
+
+    @app.get("/fluoro/live/stream", tags=["fluorescence"])
+    def fluoro_live_stream(request: Request, _: User = Depends(require(*CAN_RUN_FLUORO))):
+        """MJPEG (``multipart/x-mixed-replace``) of the analysed live frames; each part
+        carries ``X-Latency-Ms``, the added latency of that frame."""
+        from hepanav.web.live import live_stream
+
+        if settings.live_source is None:
+            raise InputError("no live source is configured (HEPANAV_WEB_LIVE_SOURCE)", "live")
+        media, parts = live_stream(settings.live_source, settings.live_white)
+        return StreamingResponse(parts, media_type=media)
+
     # ------------------------------------------------------------- admin
     @app.get("/admin/audit", response_class=HTMLResponse, tags=["admin"])
     def audit_page(request: Request, db: Session = Depends(db_session),
@@ -549,6 +632,56 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
              "target": e.target, "outcome": e.outcome}
             for e in events
         ]
+
+    # ----------------------------------------------- registry records API
+    from hepanav.registry import api as registry_api
+
+    def registry_engine():
+        from hepanav.registry.db import open_registry
+        from hepanav.registry.settings import resolve_database_url
+
+        engine = open_registry(resolve_database_url(settings.registry_db))
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+    async def registry_guard(request: Request) -> None:
+        """Reading: every role; changing: coordinator and admin, with the CSRF token."""
+        if request.method not in ("GET", "HEAD"):
+            if request.state.user.role not in CAN_EDIT_REGISTRY:
+                raise HTTPException(403, f"your role ({request.state.user.role}) may not "
+                                    "change registry records")
+            await require_csrf(request)
+
+    app.dependency_overrides[registry_api.get_engine] = registry_engine
+    def registry_user(request: Request) -> str:
+        return request.state.user.username
+
+    app.dependency_overrides[registry_api.get_user] = registry_user
+    app.include_router(registry_api.router, prefix="/api/registry",
+                       dependencies=[Depends(registry_guard)])
+
+    @app.get("/registry/records/{table}", response_class=HTMLResponse, tags=["registry"])
+    def registry_record_page(request: Request, table: str, key: str,
+                             _: User = Depends(user_of)):
+        """One registry record with its edit history and a correction form."""
+        from hepanav.registry import records
+
+        engine = next(registry_engine())
+        try:
+            names = records.key_columns(table)
+            parts = key.split("/")
+            if len(parts) != len(names):
+                raise InputError(f"the key of {table} is {'/'.join(names)}", "key")
+            record = records.get_record(engine, table, dict(zip(names, parts, strict=True)))
+            history = records.history(engine, f"{table}:{key}")
+        finally:
+            engine.dispose()
+        audit(request, "view", f"registry:{table}:{key}")
+        key_map = dict(zip(names, parts, strict=True))
+        return page(request, "record.html.j2", table=table, key=key, names=names,
+                    key_map=key_map, record=record, history=history)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:

@@ -48,10 +48,12 @@ class Server:
     port: int
     process: subprocess.Popen | None = None
     log: Path | None = None
+    extra_env: dict[str, str] | None = None
 
     def start(self) -> None:
         env = dict(os.environ, HEPANAV_WEB_COOKIE_SECURE="false",
-                   HEPANAV_WEB_REGISTRY_DB=f"sqlite:///{self.data_dir / 'registry.sqlite'}")
+                   HEPANAV_WEB_REGISTRY_DB=f"sqlite:///{self.data_dir / 'registry.sqlite'}",
+                   **(self.extra_env or {}))
         self.log = self.data_dir / "server.log"
         handle = open(self.log, "ab")  # noqa: SIM115 - kept open for the process's lifetime
         self.process = subprocess.Popen(

@@ -108,6 +108,14 @@ class JobManager:
                 "message": job.message,
             }
 
+    def _publish_case(self, job: Job) -> None:
+        """A study fetched from PACS becomes a worklist case (a link to the job's result)."""
+        target = self.job_dir(job.id) / "result" / "series"
+        link = self.jobs_dir.parent / "cases" / job.params["case"]
+        if target.is_dir() and not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(target.resolve(), target_is_directory=True)
+
     def _watch(self) -> None:
         while not self._stop.wait(0.3):
             with self._lock:
@@ -127,6 +135,14 @@ class JobManager:
             try:
                 future.result()
                 job.state, job.progress, job.message = "done", 1.0, ""
+                if job.kind == "fetch":
+                    self._publish_case(job)
+                signs_off = job.params.get("signs_off") if job.kind == "signoff" else None
+                if signs_off is not None:
+                    # Every store succeeded: only now is the result signed off.
+                    parent = db.get(Job, int(signs_off))
+                    if parent is not None and not parent.signed_off_by:
+                        parent.signed_off_by = job.created_by
             except JobFailed as exc:
                 job.state, job.message = "failed", str(exc)
             except Exception as exc:  # a worker crash or a bug: the log has the traceback

@@ -45,6 +45,12 @@ class WebSettings(BaseSettings):
         Idle lifetime of a login session.
     max_upload_mb : int
         Largest accepted upload (recordings, registry files), MiB.
+    live_source : str or None
+        Source of the operating-room live page: ``camera:N``, ``rtsp://...`` or a
+        recording (file or folder of frames), read by the same reader as
+        ``hepanav fluoro live``. ``None``: the live page says that no source is set.
+    live_white : str or None
+        White-light source when the NIR and white-light come separately.
     login_attempts, login_window_s : int
         At most ``login_attempts`` failed logins per user name and client address within
         ``login_window_s`` seconds; further attempts get HTTP 429.
@@ -63,6 +69,8 @@ class WebSettings(BaseSettings):
     cookie_secure: bool = True
     session_minutes: int = Field(default=480, ge=5, le=7 * 24 * 60)
     max_upload_mb: int = Field(default=2048, ge=1, le=64 * 1024)
+    live_source: str | None = None
+    live_white: str | None = None
     login_attempts: int = Field(default=5, ge=1, le=1000)
     login_window_s: int = Field(default=300, ge=1, le=86400)
 

@@ -218,3 +218,122 @@ def needles_connectome(plan: dict[str, Any]) -> dict[str, Any]:
         "nodes": {"names": names, "X": xs, "Y": ys, "Z": zs, "Color": colours, "Size": sizes},
         "edges": [v for row in edges for v in row],
     }
+
+
+def signoff_steps(
+    result_dir: Path,
+    *,
+    kind: str,
+    source: Path | None,
+    send_to_pacs: bool,
+    registry: dict[str, str] | None,
+    registry_db: str | None,
+) -> list[tuple[str, list[str]]]:
+    """Job steps that store a finished result: DICOM objects to PACS, figures to the registry.
+
+    Order: the DICOM objects are written locally first (a failure stores nothing), then
+    sent (``hepanav pacs send`` names what was stored if it fails part-way), then the
+    margin figures go to the registry in one transaction. The sign-off is recorded only
+    when every step succeeded.
+
+    Parameters
+    ----------
+    result_dir : Path
+        The finished job's ``result`` folder.
+    kind : str
+        ``"margin"`` or ``"plan"``.
+    source : Path, optional
+        The CT series folder (DICOM) the result was computed on, for the UIDs.
+    registry : dict, optional
+        ``patient_id``, ``procedure_id``, ``lesion_id`` (pseudonymous) for a margin.
+    """
+    sub = result_dir / ("margin" if kind == "margin" else "plan")
+    steps: list[tuple[str, list[str]]] = []
+    if send_to_pacs:
+        export = ["dicom", "export", str(sub), "--out", "{work}/dicom"]
+        if source is not None:
+            export += ["--source", str(source)]
+        steps.append(("Writing DICOM SEG / SR / SC", export))
+        steps.append(("Storing to PACS", ["pacs", "send", "{work}/dicom"]))
+    if registry and kind == "margin":
+        argv = ["registry", "import-margin", str(sub / "margin.json"),
+                "--patient-id", registry["patient_id"],
+                "--procedure-id", registry["procedure_id"],
+                "--lesion-id", registry["lesion_id"]]
+        if registry_db:
+            argv += ["--db", registry_db]
+        steps.append(("Storing the margin in the registry", argv))
+    if not steps:
+        raise InputError("choose PACS and/or the registry to store the result in", "sign-off")
+    return steps
+
+
+def registry_dashboard(
+    url: str | None,
+    *,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    procedure_type: str | None = None,
+    centre: str | None = None,
+) -> dict[str, Any]:
+    """Per-procedure-type figures of the registry for a period, type and centre.
+
+    Every rate is given with its numerator and denominator (never pooled across
+    procedure types): lesions, patients, R0 rate of resections (margin status R0 among
+    resected lesions with a status), technical success of ablations, median MAM.
+
+    Raises
+    ------
+    InputError
+        For dates that are not YYYY-MM-DD.
+    """
+    import datetime as dt
+
+    from hepanav.registry import dataset
+    from hepanav.registry.db import open_registry
+    from hepanav.registry.settings import resolve_database_url
+
+    def day(text: str | None, field: str):
+        if not text:
+            return None
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise InputError("use YYYY-MM-DD", field) from None
+
+    start, end = day(date_from, "from"), day(date_to, "to")
+    engine = open_registry(resolve_database_url(url))
+    try:
+        frame = dataset.treatments(engine)
+    finally:
+        engine.dispose()
+    options = {
+        "procedure_types": sorted(frame.procedure_type.dropna().unique().tolist()),
+        "centres": sorted(frame.centre.dropna().unique().tolist()) if "centre" in frame else [],
+    }
+    if start is not None:
+        frame = frame[frame.procedure_date >= start]
+    if end is not None:
+        frame = frame[frame.procedure_date <= end]
+    if procedure_type:
+        frame = frame[frame.procedure_type == procedure_type]
+    if centre:
+        frame = frame[frame.centre == centre]
+    rows = []
+    for kind, part in frame.groupby("procedure_type"):
+        row: dict[str, Any] = {
+            "procedure_type": kind,
+            "patients": int(part.patient_id.nunique()),
+            "lesions": int(part[["patient_id", "lesion_id"]].drop_duplicates().shape[0]),
+        }
+        if "margin_status" in part and kind == "resection":
+            known = part.margin_status.dropna()
+            row["r0"] = (int((known == "R0").sum()), int(len(known)))
+        if "technical_success" in part and kind == "ablation":
+            known = part.technical_success.dropna()
+            row["technical_success"] = (int(known.astype(bool).sum()), int(len(known)))
+        if "mam_mm" in part and part.mam_mm.notna().any():
+            row["mam_median_mm"] = float(part.mam_mm.median())
+            row["mam_n"] = int(part.mam_mm.notna().sum())
+        rows.append(row)
+    return {"rows": rows, "options": options, "n": int(len(frame))}

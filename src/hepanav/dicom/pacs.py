@@ -1,0 +1,170 @@
+"""Query, retrieve and store against a PACS over DICOMweb or DIMSE, behind one interface.
+
+- DICOMweb (PS3.18): QIDO-RS search, WADO-RS retrieve, STOW-RS store (dicomweb-client).
+- DIMSE (PS3.7): C-FIND, C-GET or C-MOVE, C-STORE (pynetdicom), Study Root model.
+
+Every network failure becomes one :class:`~hepanav.core.errors.InputError` line that
+names the server (never credentials) and what went wrong: not reachable, refused,
+timed out. Patient attributes are never printed or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from hepanav.core.errors import HepaNavError, InputError
+from hepanav.dicom.settings import PacsSettings
+
+# The libraries log connection failures and protocol chatter on stderr; our errors are
+# the one line the user needs, and their logs could contain query keys.
+for _name in ("pynetdicom", "dicomweb_client", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL + 1)
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series of a study, as the PACS describes it (no patient attributes)."""
+
+    study_uid: str
+    series_uid: str
+    modality: str
+    description: str
+    instances: int | None
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """One study (no patient attributes): UID, date, modalities."""
+
+    study_uid: str
+    study_date: str
+    modalities: str
+    description: str
+
+
+class SendError(HepaNavError):
+    """A store that failed part-way: says which objects were stored before the failure."""
+
+    def __init__(self, message: str, stored: list[str], failed: list[str]) -> None:
+        self.stored, self.failed = stored, failed
+        stored_txt = ", ".join(stored) if stored else "none"
+        super().__init__(
+            f"pacs send: {message}; stored before the failure: {stored_txt} "
+            f"({len(stored)} of {len(stored) + len(failed)} objects)"
+        )
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value) if value is not None else ""
+
+
+class Pacs(ABC):
+    """A PACS: find studies and series, get a series into a folder, store files."""
+
+    def __init__(self, settings: PacsSettings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def find_studies(
+        self, study_uid: str | None = None, accession: str | None = None
+    ) -> list[StudyInfo]:
+        """Studies matching a Study Instance UID and/or an Accession Number."""
+
+    @abstractmethod
+    def find_series(self, study_uid: str) -> list[SeriesInfo]:
+        """The series of one study."""
+
+    @abstractmethod
+    def get_series(self, study_uid: str, series_uid: str, folder: Path) -> list[Path]:
+        """Retrieve every instance of a series as DICOM files in ``folder``."""
+
+    @abstractmethod
+    def store(self, paths: list[Path]) -> list[str]:
+        """Store DICOM files; return their SOP Instance UIDs. Raises :class:`SendError`."""
+
+    def resolve_study(self, key: str) -> str:
+        """Study Instance UID for ``key``: a Study Instance UID or an Accession Number.
+
+        Raises
+        ------
+        InputError
+            No study or several studies match.
+        """
+        found = self.find_studies(study_uid=key) if _looks_like_uid(key) else []
+        if not found:
+            found = self.find_studies(accession=key)
+        if not found:
+            raise InputError(
+                "no study with this Study Instance UID or Accession Number on "
+                f"{self.settings.where()}",
+                "--from-pacs",
+            )
+        if len(found) > 1:
+            raise InputError(
+                f"{len(found)} studies match; give the Study Instance UID", "--from-pacs"
+            )
+        return found[0].study_uid
+
+    def _down(self, what: str) -> InputError:
+        return InputError(what, f"PACS {self.settings.where()}")
+
+
+def _looks_like_uid(key: str) -> bool:
+    return "." in key and all(part.isdigit() for part in key.split("."))
+
+
+def write_instance(ds: Dataset, folder: Path) -> Path:
+    """Write one retrieved instance as ``folder/<SOPInstanceUID>.dcm``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def open_pacs(settings: PacsSettings | None = None) -> Pacs:
+    """The :class:`Pacs` for the configured protocol (settings from file + environment)."""
+    from hepanav.dicom.settings import load_settings
+
+    settings = settings or load_settings()
+    if settings.protocol == "dicomweb":
+        from hepanav.dicom.dicomweb import DicomWebPacs
+
+        return DicomWebPacs(settings)
+    from hepanav.dicom.dimse import DimsePacs
+
+    return DimsePacs(settings)
+
+
+def probe_socket(host: str, port: int, timeout_s: float) -> str | None:
+    """None when a TCP connection opens, else why not (one phrase)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except ConnectionRefusedError:
+        return "not reachable (connection refused: is it running?)"
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s (timed out)"
+    except OSError as exc:
+        return f"not reachable ({exc.strerror or type(exc).__name__})"
+
+
+def read_files(paths: Iterable[Path]) -> list[Dataset]:
+    """Read DICOM files for sending; a file that is not DICOM is an ``InputError``."""
+    out = []
+    for path in paths:
+        try:
+            out.append(pydicom.dcmread(path))
+        except (pydicom.errors.InvalidDicomError, OSError) as exc:
+            raise InputError(f"not a readable DICOM file ({type(exc).__name__})", path) from None
+    return out

@@ -1,0 +1,129 @@
+"""The source CT series a derived object refers to: its datasets, in the image's slice order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+
+from hepanav.core.errors import InputError
+
+# Position tolerance when matching DICOM slices to an image grid, mm.
+_POSITION_TOL_MM = 0.01
+
+
+@dataclass
+class SourceSeries:
+    """The datasets of one image series, sorted along the slice normal (= SimpleITK z order).
+
+    Attributes
+    ----------
+    datasets : list of pydicom.Dataset
+        One per slice, ascending along the slice normal (the order of
+        :func:`hepanav.imaging.read_dicom_series`'s z axis).
+    folder : Path
+        Where they were read from (for error messages).
+    """
+
+    datasets: list[Dataset]
+    folder: Path
+
+    @property
+    def first(self) -> Dataset:
+        return self.datasets[0]
+
+    @property
+    def study_uid(self) -> str:
+        return str(self.first.StudyInstanceUID)
+
+    @property
+    def series_uid(self) -> str:
+        return str(self.first.SeriesInstanceUID)
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        return str(self.first.FrameOfReferenceUID)
+
+    def check_grid(self, image: sitk.Image, source: str | Path) -> None:
+        """Raise ``InputError`` unless ``image`` lies on this series' voxel grid.
+
+        Compares size, spacing, direction and the position of every slice (LPS mm).
+        """
+        ds = self.first
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        size = image.GetSize()
+        if (size[0], size[1], size[2]) != (cols, rows, len(self.datasets)):
+            raise InputError(
+                f"mask grid {size[0]}x{size[1]}x{size[2]} is not the grid of series "
+                f"{self.series_uid} ({cols}x{rows}x{len(self.datasets)})",
+                source,
+            )
+        iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+        direction = np.asarray(image.GetDirection()).reshape(3, 3)
+        if not (
+            np.allclose(direction[:, 0], iop[:3], atol=1e-4)
+            and np.allclose(direction[:, 1], iop[3:], atol=1e-4)
+        ):
+            raise InputError(f"mask orientation differs from series {self.series_uid}", source)
+        spacing = [float(v) for v in ds.PixelSpacing]  # row spacing (y), column spacing (x)
+        if not np.allclose(image.GetSpacing()[:2], (spacing[1], spacing[0]), atol=1e-4):
+            raise InputError(f"mask pixel spacing differs from series {self.series_uid}", source)
+        for k, slice_ds in enumerate(self.datasets):
+            expected = np.asarray(image.TransformIndexToPhysicalPoint((0, 0, k)))
+            found = np.asarray(slice_ds.ImagePositionPatient, dtype=float)
+            if np.max(np.abs(expected - found)) > _POSITION_TOL_MM:
+                raise InputError(
+                    f"mask slice {k} at {np.round(expected, 2).tolist()} mm has no slice of "
+                    f"series {self.series_uid} at that position",
+                    source,
+                )
+
+
+def _normal(ds: Dataset) -> np.ndarray:
+    iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+    return np.cross(iop[:3], iop[3:])
+
+
+def sort_slices(datasets: list[Dataset]) -> list[Dataset]:
+    """Datasets ascending along the slice normal (position . normal), as GDCM sorts them."""
+    normal = _normal(datasets[0])
+    return sorted(
+        datasets, key=lambda d: float(np.dot(np.asarray(d.ImagePositionPatient, float), normal))
+    )
+
+
+def read_source_series(folder: str | Path) -> SourceSeries:
+    """Read every DICOM file of the single image series in ``folder``.
+
+    Raises
+    ------
+    InputError
+        No DICOM image files, several series, or slices without position/orientation.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("not a folder with a DICOM series", folder)
+    datasets = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path)
+        except pydicom.errors.InvalidDicomError:
+            continue
+        if "ImagePositionPatient" in ds and "PixelData" in ds:
+            datasets.append(ds)
+    if not datasets:
+        raise InputError("no DICOM image slices found", folder)
+    series = {str(d.SeriesInstanceUID) for d in datasets}
+    if len(series) > 1:
+        raise InputError(
+            f"folder holds {len(series)} image series ({', '.join(sorted(series))}); "
+            "put one series per folder",
+            folder,
+        )
+    if "FrameOfReferenceUID" not in datasets[0]:
+        raise InputError("source series has no Frame of Reference UID", folder)
+    return SourceSeries(sort_slices(datasets), folder)

@@ -1,0 +1,320 @@
+"""Drawing on a :class:`~hepanav.imaging.figures.planes.Plane` with matplotlib.
+
+Every slice view gets the same furniture: orientation letters at the four edges
+(from the plane's LPS directions, so correct for any direction matrix), a scale bar
+in mm, the source series' slice number and table position, and the window/level of
+the grey scale. Overlays (contours, points, crosshairs, line segments) are given in
+LPS mm or as arrays resampled onto the plane, never in another grid's indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hepanav.imaging.figures.orientation import edge_letters
+from hepanav.imaging.figures.planes import Plane
+
+#: Soft-tissue abdominal CT window (width, level) in HU, as commonly used for the liver.
+LIVER_WINDOW = (400.0, 40.0)
+
+_NICE_MM = (1, 2, 5, 10, 20, 25, 50, 100, 200)
+
+
+@dataclass
+class ScaleBar:
+    """What :func:`add_scale_bar` drew: its length in mm and in data pixels (columns)."""
+
+    length_mm: float
+    length_px: float
+    label: str
+    x0: float
+    y: float
+
+
+def _outlined(**kw):
+    import matplotlib.patheffects as pe
+
+    return {"path_effects": [pe.withStroke(linewidth=2.5, foreground="black")], **kw}
+
+
+def show_plane(
+    ax,
+    plane: Plane,
+    image: np.ndarray | None,
+    *,
+    window: tuple[float, float] | None = LIVER_WINDOW,
+    cmap: str = "gray",
+):
+    """Draw a resampled image (rows, cols) on ``ax`` in the plane's pixel frame.
+
+    ``window`` = (width, level) in the image's unit (HU for CT); ``None`` stretches
+    to the data range. Without an image the plane is drawn in dark grey (masks only).
+    Square mm: the axes aspect is row_mm / col_mm.
+    """
+    rows, cols = plane.shape
+    extent = (-0.5, cols - 0.5, rows - 0.5, -0.5)
+    aspect = plane.pixel_mm[0] / plane.pixel_mm[1]
+    if image is None:
+        ax.imshow(
+            np.full(plane.shape, 0.15),
+            cmap="gray",
+            vmin=0,
+            vmax=1,
+            extent=extent,
+            aspect=aspect,
+            interpolation="nearest",
+        )
+    else:
+        if window is None:
+            vmin, vmax = float(np.nanmin(image)), float(np.nanmax(image))
+        else:
+            vmin, vmax = window[1] - window[0] / 2.0, window[1] + window[0] / 2.0
+        ax.imshow(
+            image,
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            extent=extent,
+            aspect=aspect,
+            interpolation="bilinear",
+        )
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def add_orientation_letters(ax, plane: Plane, fontsize: int = 11) -> dict[str, str]:
+    """Write the patient-side letters at the four edges; return them (left/right/top/bottom)."""
+    letters = edge_letters(plane.right, plane.down)
+    style = _outlined(color="white", fontsize=fontsize, fontweight="bold")
+    pos = {
+        "left": (0.02, 0.5, "left", "center"),
+        "right": (0.98, 0.5, "right", "center"),
+        "top": (0.5, 0.98, "center", "top"),
+        "bottom": (0.5, 0.02, "center", "bottom"),
+    }
+    for edge, (x, y, ha, va) in pos.items():
+        ax.text(
+            x, y, letters[edge], transform=ax.transAxes, ha=ha, va=va, gid=f"orient-{edge}", **style
+        )
+    ax.hepanav_letters = letters
+    return letters
+
+
+def nice_length_mm(width_mm: float) -> float:
+    """A round scale-bar length close to a fifth of ``width_mm``."""
+    target = width_mm / 5.0
+    return float(max([v for v in _NICE_MM if v <= max(target, 1)] or [1]))
+
+
+def add_scale_bar(ax, plane: Plane, length_mm: float | None = None) -> ScaleBar:
+    """Draw a horizontal scale bar (bottom right) of ``length_mm`` (default: a round fifth)."""
+    rows, cols = plane.shape
+    width_mm = cols * plane.pixel_mm[1]
+    length = float(length_mm or nice_length_mm(width_mm))
+    length_px = length / plane.pixel_mm[1]
+    x1 = cols - 0.5 - 0.05 * cols
+    x0 = x1 - length_px
+    y = rows - 0.5 - 0.07 * rows
+    label = f"{length:g} mm"
+    ax.plot(
+        [x0, x1], [y, y], color="white", lw=3, solid_capstyle="butt", gid="scalebar", **_outlined()
+    )
+    ax.text(
+        (x0 + x1) / 2,
+        y - 0.02 * rows,
+        label,
+        ha="center",
+        va="bottom",
+        **_outlined(color="white", fontsize=8),
+    )
+    bar = ScaleBar(length, length_px, label, x0, y)
+    ax.hepanav_scalebar = bar
+    return bar
+
+
+def slice_caption(plane: Plane, window: tuple[float, float] | None, unit: str = "HU") -> str:
+    """The text under a view: slice number and table position, window/level."""
+    parts = []
+    if plane.source_slice is not None:
+        of = f"/{plane.source_slices}" if plane.source_slices else ""
+        parts.append(f"slice {plane.source_slice}{of}")
+    if plane.table_mm is not None:
+        parts.append(f"table z {plane.table_mm:+.1f} mm")
+    if window is not None:
+        parts.append(f"W {window[0]:g} / L {window[1]:g} {unit}")
+    return " · ".join(parts)
+
+
+def annotate_plane(
+    ax,
+    plane: Plane,
+    *,
+    title: str | None = None,
+    window: tuple[float, float] | None = LIVER_WINDOW,
+    unit: str = "HU",
+    scale_mm: float | None = None,
+) -> None:
+    """Letters, scale bar, title, and the slice/table/window line under the view."""
+    ax.hepanav_plane = plane  # lets tests and callers map the drawing back to LPS
+    add_orientation_letters(ax, plane)
+    add_scale_bar(ax, plane, scale_mm)
+    ax.set_title(title if title is not None else plane.name, fontsize=10)
+    caption = slice_caption(plane, window, unit)
+    if caption:
+        ax.set_xlabel(caption, fontsize=8)
+
+
+def draw_mask(
+    ax,
+    plane: Plane,
+    fraction: np.ndarray,
+    colour: str,
+    *,
+    lw: float = 1.5,
+    linestyle: str = "solid",
+    fill_alpha: float = 0.0,
+    hatch: str | None = None,
+) -> bool:
+    """Outline (and optionally fill or hatch) a mask resampled onto the plane (contour 0.5).
+
+    ``hatch`` (e.g. ``"////"``) draws the inside hatched in ``colour``: a second,
+    pattern-coded fill that stays distinct from a solid fill of the same colour.
+    Returns False when the mask does not cut the plane.
+    """
+    if not np.any(fraction >= 0.5):
+        return False
+    rows, cols = plane.shape
+    if fill_alpha > 0:
+        import matplotlib.colors as mcolors
+
+        rgba = np.zeros(fraction.shape + (4,))
+        rgba[..., :3] = mcolors.to_rgb(colour)
+        rgba[..., 3] = np.where(fraction >= 0.5, fill_alpha, 0.0)
+        ax.imshow(
+            rgba,
+            extent=(-0.5, cols - 0.5, rows - 0.5, -0.5),
+            aspect=plane.pixel_mm[0] / plane.pixel_mm[1],
+            interpolation="nearest",
+        )
+    if hatch and np.any(fraction < 0.5):
+        import matplotlib
+
+        with matplotlib.rc_context({"hatch.color": colour, "hatch.linewidth": 1.2}):
+            ax.contourf(fraction, levels=[0.5, 2.0], colors="none", hatches=[hatch])
+    if np.any(fraction < 0.5):
+        ax.contour(fraction, levels=[0.5], colors=[colour], linewidths=lw, linestyles=linestyle)
+    return True
+
+
+def draw_points(
+    ax,
+    plane: Plane,
+    points_lps: np.ndarray,
+    colour: str,
+    *,
+    slab_mm: float = 1.0,
+    size: float = 6.0,
+    label: str | None = None,
+) -> int:
+    """Scatter the LPS points within ``slab_mm`` of the plane; return how many were drawn."""
+    if len(points_lps) == 0:
+        return 0
+    cr, dist = plane.lps_to_pixel(points_lps)
+    near = np.abs(dist) <= slab_mm
+    if near.any():
+        ax.scatter(cr[near, 0], cr[near, 1], s=size, c=colour, lw=0, label=label)
+    return int(near.sum())
+
+
+def draw_crosshair(
+    ax,
+    plane: Plane,
+    point_lps,
+    colour: str,
+    *,
+    gap_px: float = 6.0,
+    arm_px: float = 18.0,
+    label: str | None = None,
+) -> tuple[float, float]:
+    """A crosshair with an open centre at ``point_lps`` (projected onto the plane)."""
+    cr, _ = plane.lps_to_pixel(np.asarray(point_lps)[None])
+    x, y = cr[0]
+    kw = dict(color=colour, lw=1.6, gid="crosshair")
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        ax.plot(
+            [x + dx * gap_px, x + dx * (gap_px + arm_px)],
+            [y + dy * gap_px, y + dy * (gap_px + arm_px)],
+            **kw,
+        )
+    if label:
+        ax.plot([], [], color=colour, lw=1.6, label=label)
+    return float(x), float(y)
+
+
+def draw_segment(
+    ax,
+    plane: Plane,
+    p0,
+    p1,
+    colour: str,
+    *,
+    label: str | None = None,
+    lw: float = 2.0,
+    linestyle: str = "solid",
+    marker_end: bool = True,
+) -> None:
+    """Draw the LPS segment p0 -> p1 projected onto the plane (tip marked with a dot)."""
+    cr, _ = plane.lps_to_pixel(np.array([p0, p1], dtype=float))
+    ax.plot(cr[:, 0], cr[:, 1], color=colour, lw=lw, linestyle=linestyle, label=label)
+    if marker_end:
+        ax.plot(cr[1, 0], cr[1, 1], "o", color=colour, ms=4)
+
+
+def _handles(items: list[tuple[str, str, str]]):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    styles = {"dashed": "--", "dotted": ":"}
+    handles = []
+    for kind, colour, label in items:
+        if kind == "patch":
+            handles.append(Patch(facecolor=colour, edgecolor="#555555", label=label))
+        elif kind == "hatch":
+            handles.append(Patch(facecolor="white", edgecolor=colour, hatch="////", label=label))
+        elif kind == "dot":
+            handles.append(Line2D([], [], marker="o", ls="", color=colour, label=label))
+        elif kind == "cross":
+            handles.append(
+                Line2D([], [], marker="+", ms=10, mew=2, ls="", color=colour, label=label)
+            )
+        else:
+            handles.append(
+                Line2D([], [], color=colour, lw=2, ls=styles.get(kind, "-"), label=label)
+            )
+    return handles
+
+
+def legend(
+    ax, items: list[tuple[str, str, str]], *, loc: str = "upper left", fontsize: int = 8
+) -> None:
+    """A legend inside ``ax`` from (kind, colour, label); kind is 'line', 'dashed',
+    'dotted', 'patch', 'dot' or 'cross'."""
+    ax.legend(handles=_handles(items), loc=loc, fontsize=fontsize, framealpha=0.85)
+
+
+def figure_legend(
+    fig, items: list[tuple[str, str, str]], *, fontsize: int = 8, ncol: int | None = None
+) -> None:
+    """One legend for a row of views, below them (it never hides an orientation letter)."""
+    fig.legend(
+        handles=_handles(items),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.02),
+        ncol=ncol or min(len(items), 4),
+        fontsize=fontsize,
+        frameon=False,
+    )

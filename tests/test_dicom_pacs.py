@@ -1,0 +1,160 @@
+"""PACS access against a real Orthanc, over DICOMweb and DIMSE (same tests for both)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from cli_helpers import one_line_error
+from dicomout_helpers import PATIENT_TAGS, write_study_ct
+from orthanc_helpers import orthanc, pacs_env  # noqa: F401 - fixtures
+
+PROTOCOLS = [("dicomweb", "get"), ("dimse", "get"), ("dimse", "move")]
+ACCESSION = PATIENT_TAGS["0008|0050"]
+
+
+@pytest.fixture(scope="module")
+def ct_files(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("pacs_ct")
+    rng = np.random.default_rng(3)
+    volume = rng.integers(-1000, 1000, size=(6, 16, 20)).astype(np.int16)
+    return write_study_ct(folder / "ct", volume, series_uid="1.2.826.0.1.3680043.8.498.2001",
+                          study_uid="1.2.826.0.1.3680043.8.498.2000")
+
+
+@pytest.mark.parametrize(("protocol", "retrieve"), PROTOCOLS)
+def test_send_find_get_round_trip(orthanc, pacs_env, ct_files, tmp_path, protocol, retrieve):  # noqa: F811
+    from hepanav.dicom.pacs import open_pacs
+
+    orthanc.clear()
+    pacs_env(orthanc.env(protocol, retrieve))
+    pacs = open_pacs()
+    stored = pacs.store(ct_files)
+    originals = {str(pydicom.dcmread(p).SOPInstanceUID): p for p in ct_files}
+    assert sorted(stored) == sorted(originals)
+    studies = pacs.find_studies(accession=ACCESSION)
+    assert [s.study_uid for s in studies] == ["1.2.826.0.1.3680043.8.498.2000"]
+    series = pacs.find_series(studies[0].study_uid)
+    assert [(s.series_uid, s.modality, s.instances) for s in series] == [
+        ("1.2.826.0.1.3680043.8.498.2001", "CT", len(ct_files))
+    ]
+    got = pacs.get_series(studies[0].study_uid, series[0].series_uid, tmp_path / "got")
+    assert len(got) == len(ct_files)
+    for path in got:
+        ds = pydicom.dcmread(path)
+        original = pydicom.dcmread(originals[str(ds.SOPInstanceUID)])
+        assert np.array_equal(ds.pixel_array, original.pixel_array)
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_cli_find_get_send_print_no_patient_attributes(
+    orthanc, pacs_env, ct_files, tmp_path, cli, protocol  # noqa: F811
+):
+    orthanc.clear()
+    pacs_env(orthanc.env(protocol))
+    code, out, err = cli("pacs", "send", ct_files[0].parent)
+    assert code == 0, err
+    assert f"stored {len(ct_files)} object(s)" in out
+    code, out, err = cli("pacs", "find", "--accession", ACCESSION)
+    assert code == 0, err
+    assert "1.2.826.0.1.3680043.8.498.2000" in out
+    code, out2, err = cli("pacs", "find", "--study", "1.2.826.0.1.3680043.8.498.2000")
+    assert "1.2.826.0.1.3680043.8.498.2001\tCT" in out2
+    code, out3, err = cli("pacs", "get", ACCESSION, "--out", tmp_path / "get")
+    assert code == 0, err
+    assert len(list((tmp_path / "get").rglob("*.dcm"))) == len(ct_files)
+    for text in (out, out2, out3, err):
+        for tag in ("0010|0010", "0010|0020", "0010|0030"):
+            assert PATIENT_TAGS[tag] not in text
+        assert "Phantom" not in text
+
+
+def _listening_socket_that_never_answers():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    return s
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_pacs_down_refusing_or_silent_is_one_line(orthanc, pacs_env, cli, protocol):  # noqa: F811
+    # Down: nothing listens on the port.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = orthanc.env(protocol)
+    pacs_env({**env, "HEPANAV_PACS_URL": f"http://127.0.0.1:{port}/dicom-web",
+              "HEPANAV_PACS_PORT": str(port)})
+    one_line_error(*cli("pacs", "find", "--accession", "X")[0::2], "not reachable")
+    # Refuses: wrong called AE title (DIMSE) or wrong password (DICOMweb).
+    pacs_env({**env, "HEPANAV_PACS_CALLED_AE": "NOT_ORTHANC",
+              "HEPANAV_PACS_PASSWORD": "wrong"})
+    line = one_line_error(*cli("pacs", "find", "--accession", "X")[0::2], "refused")
+    assert "wrong" not in line  # no credentials in messages
+    # Times out: a socket that accepts connections and never answers.
+    silent = _listening_socket_that_never_answers()
+    try:
+        port = silent.getsockname()[1]
+        pacs_env({**env, "HEPANAV_PACS_URL": f"http://127.0.0.1:{port}/dicom-web",
+                  "HEPANAV_PACS_PORT": str(port), "HEPANAV_PACS_TIMEOUT_S": "1"})
+        one_line_error(*cli("pacs", "find", "--accession", "X")[0::2], "timed out")
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_send_failing_part_way_names_the_stored_objects(
+    orthanc, pacs_env, ct_files, tmp_path, cli, protocol  # noqa: F811
+):
+    orthanc.clear()
+    pacs_env(orthanc.env(protocol))
+    bad = pydicom.dcmread(ct_files[1])
+    del bad.StudyInstanceUID  # Orthanc refuses an instance without its study
+    del bad.SeriesInstanceUID
+    bad.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.2999"
+    bad.save_as(tmp_path / "bad.dcm", enforce_file_format=True)
+    first = str(pydicom.dcmread(ct_files[0]).SOPInstanceUID)
+    line = one_line_error(
+        *cli("pacs", "send", ct_files[0], tmp_path / "bad.dcm", ct_files[2])[0::2],
+        "stored before the failure", first, "(1 of 3 objects)",
+    )
+    assert "1.2.826.0.1.3680043.8.498.2999" not in line.split("stored before")[1]
+
+
+def test_settings_come_from_a_file_and_tls_is_checked(tmp_path, pacs_env, monkeypatch):  # noqa: F811
+    from hepanav.core.errors import InputError
+    from hepanav.dicom.dicomweb import DicomWebPacs
+    from hepanav.dicom.dimse import DimsePacs
+    from hepanav.dicom.settings import load_settings
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked until a connection is made\n")
+    config = tmp_path / "pacs.toml"
+    config.write_text(
+        'protocol = "dicomweb"\nurl = "https://pacs.example/dicom-web"\ntls = true\n'
+        f'ca_file = "{ca}"\nusername = "reader"\npassword = "s3cret"\n'
+        'host = "pacs.example"\nport = 11112\ncalled_ae = "PACS"\n'
+    )
+    pacs_env({"HEPANAV_PACS_CONFIG": str(config)})
+    settings = load_settings()
+    assert settings.url == "https://pacs.example/dicom-web" and settings.ca_file == ca
+    assert "s3cret" not in repr(settings) and "s3cret" not in settings.where()
+    web = DicomWebPacs(settings)
+    assert web.client._session.verify == str(ca)
+    monkeypatch.setenv("HEPANAV_PACS_PROTOCOL", "dimse")  # environment beats the file
+    settings = load_settings()
+    assert settings.protocol == "dimse" and settings.called_ae == "PACS"
+    with pytest.raises(Exception):  # noqa: B017 - the fake CA is not a certificate
+        DimsePacs(settings)._tls()
+    monkeypatch.setenv("HEPANAV_PACS_URL", "http://pacs.example/dicom-web")
+    monkeypatch.setenv("HEPANAV_PACS_PROTOCOL", "dicomweb")
+    with pytest.raises(InputError, match="not https"):
+        load_settings()
+    monkeypatch.setenv("HEPANAV_PACS_CA_FILE", str(tmp_path / "missing.pem"))
+    monkeypatch.setenv("HEPANAV_PACS_URL", "https://pacs.example/dicom-web")
+    with pytest.raises(InputError, match="missing.pem"):
+        load_settings()
