@@ -202,7 +202,7 @@ def check_tree(
         if isinstance(node, float):
             if not math.isfinite(node):
                 raise InputError(
-                    f"field '{_where(where)}': numbers must be finite (no NaN or infinity)", source
+                    f"field '{_where(where)}': must be a finite number (no NaN or infinity)", source
                 )
             return 1
         if isinstance(node, int) and not isinstance(node, bool):
