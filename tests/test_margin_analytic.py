@@ -59,8 +59,10 @@ def ellipsoid(centre, semi_axes, rotation=np.eye(3)):
 
 
 # Concentric and offset spheres: MAM = R - r - |offset|.
+# On 2.5 mm slices the surface between slices is interpolated (issue 9: nothing is
+# blurred across slices any more), so figures there may err by half a slice + 0.5 mm.
 @pytest.mark.parametrize(
-    ("spacing", "tol"), [(ISO, 0.5), (ANISO, 1.0)], ids=["iso1mm", "aniso0.7x0.7x2.5"]
+    ("spacing", "tol"), [(ISO, 0.5), (ANISO, 1.75)], ids=["iso1mm", "aniso0.7x0.7x2.5"]
 )
 @pytest.mark.parametrize("offset", [(0, 0, 0), (2.5, 0, 0), (0, 0, 3.3), (1.5, -2.0, 1.0)], ids=str)
 def test_sphere_in_sphere(spacing, tol, offset):
@@ -69,7 +71,17 @@ def test_sphere_in_sphere(spacing, tol, offset):
     zone = voxelise(ball((0, 0, 0), big), spacing)
     m = measure_margin(tumour, zone)
     expected = big - r - np.linalg.norm(offset)
-    assert m.min_margin_mm == pytest.approx(expected, abs=tol)
+    if spacing == ANISO:
+        # Thick slices (issue 9's bar): never more optimistic than max(0.5 mm, the
+        # voxel-centre method's error); below the truth by at most half a slice + 0.5 mm
+        # (the surface between slices is interpolated: inside a convex surface).
+        from margin_helpers import voxel_centre_mam
+
+        base_err = abs(voxel_centre_mam(tumour, zone) - expected)
+        assert m.min_margin_mm - expected <= max(0.5, base_err)
+        assert expected - m.min_margin_mm <= 0.5 * spacing[2] + 0.5
+    else:
+        assert m.min_margin_mm == pytest.approx(expected, abs=tol)
     assert m.surface_fraction_below_0mm == 0.0
     assert m.category == category(expected)
     # Margins range over R - r -/+ |offset|.
@@ -83,8 +95,11 @@ def test_sphere_in_sphere(spacing, tol, offset):
         assert value == pytest.approx(big - np.sqrt(r**2 + d**2 + 2 * r * d * (1 - 2 * q)), abs=tol)
     # Short (< 5 mm) only around the offset direction: one region, pointing that way.
     if expected < 5.0:
-        assert len(m.short_regions) == 1
-        assert np.dot(m.short_regions[0].direction_lps, np.asarray(offset) / d) > 0.99
+        if spacing == ISO:
+            assert len(m.short_regions) == 1
+        # The worst region holds the minimum and points along the offset.
+        assert m.short_regions[0].min_margin_mm == pytest.approx(m.min_margin_mm)
+        assert np.dot(m.short_regions[0].direction_lps, np.asarray(offset) / d) > 0.97
     else:
         assert m.short_regions == []
 
@@ -114,16 +129,23 @@ def test_tumour_poking_out_gives_negative_margin(spacing, tol):
     cap = lambda limit: (1 - (limit**2 - d**2 - r**2) / (2 * d * r)) / 2  # noqa: E731
     assert m.surface_fraction_below_0mm == pytest.approx(cap(big), abs=0.03)
     assert m.surface_fraction_below_5mm == pytest.approx(cap(big - 5), abs=0.03)
-    # One short region, on the +x (left) side, holding the minimum.
-    worst = m.short_regions[0]
+    # Residual tumour (< 0 mm): one region, the cap on the +x (left) side, holding the
+    # minimum; short (0-5 mm): the ring of the sphere between the two caps.
+    rel = 0.03 if spacing == ISO else 0.05
+    cos5 = ((big - 5) ** 2 - d**2 - r**2) / (2 * d * r)
+    cos0 = (big**2 - d**2 - r**2) / (2 * d * r)
+    assert len(m.residual_regions) == 1
+    worst = m.residual_regions[0]
     assert worst.direction == "left"
     assert worst.min_margin_mm == pytest.approx(m.min_margin_mm)
     assert worst.direction_lps[0] > 0.95
-    # It is the spherical cap below 5 mm: its area and (area-weighted) centroid.
-    cos0 = ((big - 5) ** 2 - d**2 - r**2) / (2 * d * r)
-    assert len(m.short_regions) == 1
-    assert worst.area_mm2 == pytest.approx(2 * np.pi * r**2 * (1 - cos0), rel=0.03)
+    assert worst.area_mm2 == pytest.approx(2 * np.pi * r**2 * (1 - cos0), rel=rel)
     np.testing.assert_allclose(worst.centroid_lps_mm, (d + r * (1 + cos0) / 2, 0, 0), atol=0.3)
+    assert len(m.short_regions) == 1
+    ring = m.short_regions[0]
+    assert ring.min_margin_mm >= 0.0
+    assert ring.area_mm2 == pytest.approx(2 * np.pi * r**2 * (cos0 - cos5), rel=2 * rel)
+    np.testing.assert_allclose(ring.centroid_lps_mm, (d + r * (cos0 + cos5) / 2, 0, 0), atol=0.4)
 
 
 def test_shell_coverage_of_concentric_spheres():
@@ -151,8 +173,9 @@ def test_zone_cut_by_the_image_border():
 
 def test_tumour_touching_the_border_is_closed():
     # Tumour (r = 8) centred 5 mm inside the border, zone (R = 16) concentric: both are
-    # cut by the border plane; the tumour's cut face lies on the zone's, margin ~0 there,
-    # and the tumour surface is a closed mesh (every edge shared by two triangles).
+    # cut by the border plane. The tumour surface is a closed mesh (every edge shared by
+    # two triangles), but its cut face, and the surface whose nearest zone surface is the
+    # zone's cut face, cannot be assessed (issue 9: not "~0 mm"): left out and reported.
     origin = np.array([-29.5, -29.5, -29.5])
     zone = sitk.RegionOfInterest(
         voxelise(ball((0, 0, 0), 16), ISO, origin=origin), [35, 60, 60], [0, 0, 0]
@@ -161,8 +184,12 @@ def test_tumour_touching_the_border_is_closed():
         voxelise(ball((0, 0, 0), 8), ISO, origin=origin), [35, 60, 60], [0, 0, 0]
     )
     m = measure_margin(tumour, zone)
-    assert abs(m.min_margin_mm) < 0.5
-    assert any("tumour mask touches the image border" in w for w in m.warnings)
+    # The assessable surface: where the sphere (8 mm margin) is nearer than the border
+    # face: margin 8 mm at x < 5 - 8 = -3 mm; MAM close to 8 mm (between vertices 7.5+).
+    assert m.min_margin_mm == pytest.approx(8.0, abs=0.6)
+    assert m.border.tumor_cut_by_border
+    assert 0.2 < m.border.tumor_surface_fraction_not_assessable < 0.8
+    assert any("image border" in w for w in m.warnings)
     faces = np.sort(m.tumor_mesh.faces, axis=1)
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [0, 2]]])
     _, counts = np.unique(edges, axis=0, return_counts=True)

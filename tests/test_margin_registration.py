@@ -130,3 +130,47 @@ def test_real_ct_with_implanted_lesions(shared_data, tmp_path):
     moved = np.array([result.transform.TransformPoint(p.tolist()) for p in post_pts])
     truth_moved = np.array([true_disp.TransformPoint(p.tolist()) for p in post_pts])
     assert np.linalg.norm(moved - truth_moved, axis=1).mean() <= 1.5
+
+
+def test_lesion_region_mode_without_liver_masks(cli, phantom_case, tmp_path, monkeypatch):
+    # No --liver-pre/--liver-post: the soft tissue around the ablation zone drives the
+    # registration; the JSON and the report say so, and the MAM still meets the truth.
+    monkeypatch.setattr("hepanav.margin.registration.RegistrationSettings", lambda: FAST)
+    c = phantom_case
+    out = tmp_path / "out"
+    code, _, err = cli(
+        "margin",
+        "--pre",
+        c / "pre_ct.nii.gz",
+        "--post",
+        c / "post_ct.nii.gz",
+        "--tumor",
+        c / "pre_tumor.nii.gz",
+        "--ablation",
+        c / "post_ablation.nii.gz",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    result = MarginResult.model_validate_json((out / "margin.json").read_text(encoding="utf-8"))
+    truth = json.loads((c / "truth.json").read_text(encoding="utf-8"))
+    assert result.registration.mode == "lesion_region"
+    assert result.registration.liver_dice is None
+    assert result.min_margin_mm == pytest.approx(truth["min_margin_mm"], abs=1.0)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "lesion region (no liver masks" in html
+
+
+def test_one_liver_mask_only_is_refused(phantom_case):
+    from hepanav.core import InputError
+
+    c = phantom_case
+    with pytest.raises(InputError, match="both liver masks"):
+        register_pre_to_post(
+            _read(c, "pre_ct"),
+            _read(c, "post_ct"),
+            _read(c, "pre_liver"),
+            None,
+            _read(c, "post_ablation"),
+            _read(c, "pre_tumor"),
+        )

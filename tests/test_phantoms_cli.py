@@ -136,8 +136,8 @@ def test_liver_label_not_in_the_map(cli, tmp_path, small_ct):
     one_line_error(code, err, "liver.nii.gz", "liver label 7 is not in the label map")
 
 
-def test_displacement_over_15mm(cli, tmp_path):
-    code, _, err = cli("phantom", "--out", tmp_path / "o", "--max-displacement", "20")
+def test_displacement_over_25mm(cli, tmp_path):
+    code, _, err = cli("phantom", "--out", tmp_path / "o", "--max-displacement", "30")
     one_line_error(code, err, "max_displacement_mm")
 
 

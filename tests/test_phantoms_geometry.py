@@ -65,9 +65,9 @@ def test_deformation_is_invertible_and_scaled():
     assert np.abs(itk - p[:50]).max() < 0.05
 
 
-def test_deformation_over_15mm_is_refused():
+def test_deformation_over_25mm_is_refused():
     with pytest.raises(ValidationError):
-        DeformationSpec(max_displacement_mm=20)
+        DeformationSpec(max_displacement_mm=30)
 
 
 def test_zero_motion_direction_is_refused():

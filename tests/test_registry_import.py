@@ -85,7 +85,10 @@ def test_reimporting_the_same_file_imports_nothing_more(registry, tmp_path):  # 
     _, engine = registry
     path = write_csv(tmp_path / "a.csv", outcome_rows(3, 2))
     assert import_file(engine, path).rows == 6
-    with pytest.raises(InputError, match="already imported"):
+    with pytest.raises(
+        InputError,
+        match="row 2 lesion_id: patient P00000 procedure S1 lesion L1 is already in the registry",
+    ):
         import_file(engine, path)
     assert count_rows(engine, "lesion_treatments") == 6
     assert count_rows(engine, "import_batches") == 1

@@ -34,6 +34,14 @@ def main(argv: list[str] | None = None) -> None:
     console.rule("[bold]reports")
     for name, path in written:
         console.print(f"{name:>13}: {path.resolve()}", soft_wrap=True, highlight=False)
+    console.rule("[bold]web application")
+    console.print(
+        "The same work in the browser: run [bold]make serve[/bold] (a synthetic case, a demo "
+        "registry and one demo user per role, passwords printed once), then open "
+        "http://127.0.0.1:8000 (docs/web.md).",
+        soft_wrap=True,
+        highlight=False,
+    )
     console.print(f"[dim]{DISCLAIMER}[/dim]")
 
 

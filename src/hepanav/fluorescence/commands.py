@@ -459,7 +459,6 @@ def live_cmd(
     """Live display for the OR: overlay, lesion labels (TBR, pattern), margin warning,
     added latency on screen. Window: OpenCV HighGUI (q or Esc quits)."""
 
-
     from hepanav.core import InputError
     from hepanav.fluorescence.display import COLOURS, MODES
     from hepanav.fluorescence.live import LiveDisplay, live_frames, window_available

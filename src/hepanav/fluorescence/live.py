@@ -170,14 +170,16 @@ class LiveDisplay:
                         f"MARGIN AT RISK: {len(risky)} fluorescent spot(s) on the surface",
                         annotate.VERMILLION,
                     )
-        if self.settings.mm_per_px and self.mode != "side-by-side":
-            annotate.draw_scale_bar(image, self.settings.mm_per_px)
         latency = (time.perf_counter() - received) * 1e3
         self.latencies.append(latency)
         age = None
         if findings is not None and findings.index != pair.index:
             age = (time.perf_counter() - findings.received) * 1e3
         self._latency_label(image, latency, age)
+        # The scale bar last (a few microseconds, not in the latency): on a small frame a
+        # long latency label must not cover it.
+        if self.settings.mm_per_px and self.mode != "side-by-side":
+            annotate.draw_scale_bar(image, self.settings.mm_per_px)
         frame = LiveFrame(pair.index, pair.time_s, image, latency, lesions, at_risk, warnings)
         frame.findings_index = None if findings is None else findings.index
         return frame

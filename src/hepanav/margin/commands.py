@@ -43,10 +43,17 @@ def margin(
         None, "--post", help="Post-ablation CT (file or DICOM folder).", rich_help_panel=_PAIR
     ),
     liver_pre: Path | None = typer.Option(
-        None, "--liver-pre", help="Liver mask of the pre CT.", rich_help_panel=_PAIR
+        None,
+        "--liver-pre",
+        help="Liver mask of the pre CT (optional, with --liver-post; without both, a "
+        "region around the ablation zone drives the registration).",
+        rich_help_panel=_PAIR,
     ),
     liver_post: Path | None = typer.Option(
-        None, "--liver-post", help="Liver mask of the post CT.", rich_help_panel=_PAIR
+        None,
+        "--liver-post",
+        help="Liver mask of the post CT (optional, with --liver-pre).",
+        rich_help_panel=_PAIR,
     ),
     landmarks_pre: Path | None = typer.Option(
         None,
@@ -121,7 +128,8 @@ def margin(
 
     Either masks already in one space (--tumor --ablation [--liver] [--ct]), or a pre/post
     CT pair registered rigid + deformable (--pre --post --tumor --ablation
-    --liver-pre --liver-post [--landmarks-pre --landmarks-post]). Writes
+    [--liver-pre --liver-post] [--landmarks-pre --landmarks-post]); without liver
+    masks a region around the ablation zone drives the registration. Writes
     OUT/margin.json, OUT/report.html and OUT/margin_map.nii.gz.
     """
 

@@ -54,7 +54,7 @@ def subdivided_grid(
     reference: sitk.Image,
     points_lps: np.ndarray,
     pad_mm: float,
-    target_step_mm: float,
+    target_step_mm: float | np.ndarray,
 ) -> sitk.Image:
     """A crop of ``reference`` covering ``points_lps`` + ``pad_mm``, voxels split to ~target step.
 
@@ -67,9 +67,10 @@ def subdivided_grid(
     pad_mm : float
         Margin added on every side, mm. The crop may extend beyond the image:
         masks are zero there, which closes surfaces at the image border.
-    target_step_mm : float
-        Largest wanted sub-voxel size, mm; each voxel is split into
-        ``ceil(spacing / target_step_mm)`` parts per axis.
+    target_step_mm : float or array of 3 floats (x, y, z)
+        Largest wanted sub-voxel size, mm (one value, or one per axis of
+        ``reference``); each voxel is split into ``ceil(spacing / target_step_mm)``
+        parts per axis, rounded up to an odd number.
 
     Returns
     -------
@@ -83,9 +84,14 @@ def subdivided_grid(
     lo = np.floor(index.min(axis=0) + 0.5) - pad  # voxel containing the lowest point
     hi = np.floor(index.max(axis=0) + 0.5) + pad
     n_voxels = hi - lo + 1
-    factor = np.maximum(np.ceil(spacing / target_step_mm - 1e-9), 1)
+    target = np.broadcast_to(np.asarray(target_step_mm, dtype=float), 3)
+    factor = np.maximum(np.ceil(spacing / target - 1e-9), 1)
+    # Odd factors keep a sub-voxel centre on every original voxel centre, where the
+    # interpolated signed distance has its kinks (hepanav.margin.surface): marching
+    # cubes then follows the piecewise-linear interpolation exactly.
+    factor += factor % 2 == 0
     while np.prod(n_voxels * factor) > MAX_GRID_VOXELS and factor.max() > 1:
-        factor[np.argmax(factor)] -= 1
+        factor[np.argmax(factor)] -= 2
     size = (n_voxels * factor).astype(int)
     grid = sitk.Image([int(n) for n in size], sitk.sitkFloat32)
     grid.SetSpacing((spacing / factor).tolist())

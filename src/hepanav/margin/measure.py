@@ -22,15 +22,21 @@ from hepanav.margin.grid import (
     foreground_index_box,
     subdivided_grid,
 )
-from hepanav.margin.regions import short_regions
-from hepanav.margin.schema import SAFE_MARGIN_MM, Percentiles, ShortRegion
+from hepanav.margin.regions import residual_regions, short_regions
+from hepanav.margin.schema import (
+    SAFE_MARGIN_MM,
+    BorderCut,
+    Percentiles,
+    ResidualRegion,
+    ShortRegion,
+)
 from hepanav.margin.subcapsular import subcapsular_vertices
 from hepanav.margin.surface import (
     Mesh,
     extract_surface,
+    lengths_on_grid,
     mask_field,
     sample_field,
-    smoothing_sigma_mm,
 )
 
 SHELLS_MM = (5.0, 6.0)
@@ -56,12 +62,15 @@ class Measurement:
     shell_coverage_5mm: float
     shell_coverage_6mm: float
     category: str
+    mam_point_lps_mm: tuple[float, float, float]
+    residual_regions: list[ResidualRegion]
     short_regions: list[ShortRegion]
     subcapsular_exclusion_mm: float | None
     subcapsular_excluded_fraction: float
     tumor_volume_ml: float
     ablation_volume_ml: float
     tumor_surface_area_mm2: float
+    border: BorderCut
     warnings: list[str]
     grid: sitk.Image = field(repr=False)
     tumor_field: np.ndarray = field(repr=False)
@@ -81,12 +90,15 @@ class Measurement:
             "shell_coverage_5mm",
             "shell_coverage_6mm",
             "category",
+            "mam_point_lps_mm",
+            "residual_regions",
             "short_regions",
             "subcapsular_exclusion_mm",
             "subcapsular_excluded_fraction",
             "tumor_volume_ml",
             "ablation_volume_ml",
             "tumor_surface_area_mm2",
+            "border",
             "warnings",
         )
         return {k: getattr(self, k) for k in keys}
@@ -115,6 +127,23 @@ def invert_points(
         mapped = np.array([transform.TransformPoint(p.tolist()) for p in x])
         x += np.asarray(points) - mapped
     return x
+
+
+# Sub-voxel steps of the analysis grid (mm): the fine axes keep their spacing up to
+# FINE_STEP_MM (the smoothed signed distance is close to linear within a voxel);
+# coarser axes and thick slices are cut into odd numbers of steps of at most
+# MAX_STEP_MM, so the surface follows the interpolated distance across slices.
+FINE_STEP_MM = 1.0
+MAX_STEP_MM = 1.0
+
+
+def analysis_steps(tumor: sitk.Image, ablation: sitk.Image) -> np.ndarray:
+    """Wanted sub-voxel size (mm) along each axis (x, y, z) of the zone grid; shape (3,)."""
+    spacing = np.minimum(
+        lengths_on_grid(tumor, ablation, np.asarray(tumor.GetSpacing(), float)),
+        lengths_on_grid(ablation, ablation, np.asarray(ablation.GetSpacing(), float)),
+    )
+    return np.where(spacing <= FINE_STEP_MM, spacing, np.minimum(0.5 * spacing, MAX_STEP_MM))
 
 
 def _reaches_edge(field_zyx: np.ndarray, width: int) -> bool:
@@ -173,8 +202,6 @@ def measure_margin(
     if subcapsular_mm and liver is None:
         raise InputError("subcapsular exclusion needs a liver mask", "--subcapsular-mm")
     warnings = []
-    if _touches_border(tumor, tumor_box):
-        warnings.append("the tumour mask touches the image border; it is closed there")
     if _touches_border(ablation, zone_box):
         warnings.append(
             "the ablation-zone mask touches the image border; the zone is taken to end "
@@ -188,18 +215,14 @@ def measure_margin(
     lo, hi = tumor_corners.min(0) - ZONE_SEARCH_MM, tumor_corners.max(0) + ZONE_SEARCH_MM
     zone_corners = np.clip(zone_corners, lo, hi)
 
-    sigma_t = smoothing_sigma_mm(tumor)
-    sigma_z = smoothing_sigma_mm(ablation)
-    sigma_max = max(sigma_t, sigma_z)
     reach = max(max(SHELLS_MM), subcapsular_mm or 0.0)
-    pad = reach + 3.0 * sigma_max + 2.0 * max(ablation.GetSpacing())
+    pad = reach + 3.0 * max(ablation.GetSpacing())
     if tumor_transform is not None:
         pad += 10.0  # corners of a deformed box: room for curvature of the deformation
-    grid = subdivided_grid(
-        ablation, np.vstack([tumor_corners, zone_corners]), pad, min(sigma_t, sigma_z) / 1.2
-    )
+    step = analysis_steps(tumor, ablation)
+    grid = subdivided_grid(ablation, np.vstack([tumor_corners, zone_corners]), pad, step)
 
-    tumor_field = mask_field(tumor, grid, tumor_transform, sigma_t)
+    tumor_field = mask_field(tumor, grid, tumor_transform)
     edge = int(np.ceil(reach / min(grid.GetSpacing())))
     if tumor_transform is not None and _reaches_edge(tumor_field, edge):
         # The deformed tumour came closer to the grid edge than its shells need: the
@@ -208,10 +231,10 @@ def measure_margin(
             ablation,
             np.vstack([tumor_corners, zone_corners]),
             2.0 * pad,
-            min(sigma_t, sigma_z) / 1.2,
+            step,
         )
-        tumor_field = mask_field(tumor, grid, tumor_transform, sigma_t)
-    zone_field = mask_field(ablation, grid, None, sigma_z)
+        tumor_field = mask_field(tumor, grid, tumor_transform)
+    zone_field = mask_field(ablation, grid)
     tumor_mesh = extract_surface(tumor_field, grid)
     if tumor_mesh.is_empty:
         raise InputError("tumour surface could not be extracted (mask too small?)", "tumor")
@@ -222,25 +245,45 @@ def measure_margin(
         )
 
     seeds = surface_seeds(zone_field, grid, tumor_mesh.vertices)
-    distance, _ = distance_to_mesh(tumor_mesh.vertices, zone_mesh, seeds)
+    distance, foot = distance_to_mesh(tumor_mesh.vertices, zone_mesh, seeds)
     inside = sample_field(zone_field, grid, tumor_mesh.vertices) >= 0.5
     margin = np.where(inside, distance, -distance)
 
-    analysed = np.ones(len(margin), dtype=bool)
+    cut = np.zeros(len(margin), dtype=bool)
+    if _touches_border(tumor, tumor_box):
+        # The cut face is no tumour surface; and where the nearest zone surface is the
+        # zone image's own border face, the margin depends on what lies beyond the image
+        # (where the tumour continues): not assessable either.
+        cut |= on_image_border(tumor, tumor_mesh.vertices, tumor_transform)
+        cut |= on_image_border(ablation, foot)
+    cut |= on_image_border(ablation, tumor_mesh.vertices, None, outside_only=True)
+    analysed = ~cut
     liver_field = None
     if subcapsular_mm:
         liver_field = mask_field(liver, grid)
-        analysed = ~subcapsular_vertices(tumor_mesh.vertices, liver_field, grid, subcapsular_mm)
+        analysed &= ~subcapsular_vertices(tumor_mesh.vertices, liver_field, grid, subcapsular_mm)
     area = tumor_mesh.vertex_area
+    cut_fraction = float(area[cut].sum() / area.sum())
+    if area[analysed].sum() <= 0 and cut.any():
+        raise InputError(
+            "the tumour surface lies entirely on the image border; nothing can be assessed",
+            "tumor",
+        )
+    if cut.any():
+        warnings.append(
+            f"{100 * cut_fraction:.1f}% of the tumour surface lies on the image border (part "
+            "of the tumour is outside the image): not assessable there, left out of every "
+            "figure"
+        )
     if area[analysed].sum() <= 0:
         raise InputError(
             f"the whole tumour surface lies within {subcapsular_mm} mm of the liver capsule; "
             "nothing left to measure (lower or omit --subcapsular-mm)",
             "--subcapsular-mm",
         )
-    excluded_fraction = float(area[~analysed].sum() / area.sum())
+    excluded_fraction = float(area[~analysed & ~cut].sum() / area.sum())
     m, w = margin[analysed], area[analysed]
-    mam = float(m.min())
+    mam, mam_point = refine_minimum(tumor_mesh, margin, analysed, zone_mesh, zone_field, grid)
     shells = shell_coverages(tumor_field, zone_field, grid, tumor_mesh, liver_field)
     centre = (tumor_mesh.vertices * area[:, None]).sum(0) / area.sum()
     return Measurement(
@@ -252,12 +295,32 @@ def measure_margin(
         shell_coverage_5mm=shells[0],
         shell_coverage_6mm=shells[1],
         category=figures.category(mam),
-        short_regions=short_regions(tumor_mesh, margin, analysed, centre),
+        mam_point_lps_mm=tuple(float(v) for v in mam_point),
+        residual_regions=_with_refined_minimum(
+            residual_regions(
+                tumor_mesh,
+                margin,
+                analysed,
+                centre,
+                _residual_points(tumor_field, zone_field, grid),
+                float(np.prod(grid.GetSpacing())) / 1000.0,
+            ),
+            mam,
+        ),
+        short_regions=(
+            _with_refined_minimum(short_regions(tumor_mesh, margin, analysed, centre), mam)
+            if mam >= 0
+            else short_regions(tumor_mesh, margin, analysed, centre)
+        ),
         subcapsular_exclusion_mm=subcapsular_mm or None,
         subcapsular_excluded_fraction=excluded_fraction,
         tumor_volume_ml=volume_ml(tumor),
         ablation_volume_ml=volume_ml(ablation),
         tumor_surface_area_mm2=tumor_mesh.area_mm2,
+        border=BorderCut(
+            tumor_surface_fraction_not_assessable=cut_fraction,
+            tumor_cut_by_border=bool(cut.any()),
+        ),
         warnings=warnings,
         grid=grid,
         tumor_field=tumor_field,
@@ -266,6 +329,91 @@ def measure_margin(
         margin_mm=margin,
         analysed=analysed,
     )
+
+
+def on_image_border(
+    image: sitk.Image,
+    points_lps: np.ndarray,
+    transform: sitk.Transform | None = None,
+    outside_only: bool = False,
+) -> np.ndarray:
+    """Points on (within a quarter voxel of) or beyond the outer face of ``image``'s grid.
+
+    The masks count as empty outside their image, so a tumour cut by the border gets a
+    surface ON the border face: those points are not tumour surface and cannot be
+    assessed. With ``outside_only`` only points beyond the face count (a tumour surface
+    outside the zone's image has no zone to measure against).
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+    """
+    points = np.asarray(points_lps, dtype=float)
+    if transform is not None:
+        points = np.array([transform.TransformPoint(p.tolist()) for p in points])
+    index = lps_to_voxel(image, points)
+    size = np.asarray(image.GetSize(), dtype=float)
+    tol = 0.0 if outside_only else 0.25
+    return np.any((index < -0.5 + tol) | (index > size - 0.5 - tol), axis=1)
+
+
+def _residual_points(tumor_field, zone_field, grid) -> np.ndarray:
+    """LPS centres of the grid voxels inside the tumour and outside the zone."""
+    index = np.argwhere((tumor_field >= 0.5) & (zone_field < 0.5))[:, ::-1].astype(float)
+    return voxel_to_lps(grid, index) if len(index) else np.zeros((0, 3))
+
+
+def _with_refined_minimum(regions: list, mam: float) -> list:
+    """The worst region holds the MAM point: give it the refined minimum."""
+    if regions and mam < regions[0].min_margin_mm:
+        regions[0] = regions[0].model_copy(update={"min_margin_mm": mam})
+    return regions
+
+
+def refine_minimum(
+    tumor_mesh: Mesh,
+    margin: np.ndarray,
+    analysed: np.ndarray,
+    zone_mesh: Mesh,
+    zone_field: np.ndarray,
+    grid: sitk.Image,
+    n_worst: int = 40,
+    n_split: int = 6,
+) -> tuple[float, np.ndarray]:
+    """Smallest signed margin over the tumour SURFACE, not only over its vertices.
+
+    The minimum over mesh vertices is biased upward by up to half a vertex spacing
+    where the margin has a sharp minimum (the axis of a narrow channel). Points on
+    the triangles around the ``n_worst`` vertices (barycentric lattice with
+    ``n_split`` steps per edge) get the exact signed distance too.
+
+    Returns
+    -------
+    mam_mm : float
+    point_lps : ndarray, shape (3,)
+        Where the minimum lies, LPS mm.
+    """
+    candidates = np.flatnonzero(analysed)
+    worst = candidates[np.argsort(margin[candidates])[:n_worst]]
+    best = int(worst[0])
+    mam, point = float(margin[best]), tumor_mesh.vertices[best]
+    faces = tumor_mesh.faces[np.isin(tumor_mesh.faces, worst).any(axis=1)]
+    faces = faces[analysed[faces].all(axis=1)]
+    if faces.size == 0:
+        return mam, point
+    k = np.arange(n_split + 1)
+    i, j = np.meshgrid(k, k, indexing="ij")
+    keep = i + j <= n_split
+    bary = np.stack([i[keep], j[keep], n_split - i[keep] - j[keep]], axis=1) / n_split
+    tri = tumor_mesh.vertices[faces]  # (F, 3, 3)
+    points = np.einsum("bk,fkd->fbd", bary, tri).reshape(-1, 3)
+    distance, _ = distance_to_mesh(points, zone_mesh)
+    inside = sample_field(zone_field, grid, points) >= 0.5
+    signed = np.where(inside, distance, -distance)
+    j = int(np.argmin(signed))
+    if signed[j] < mam:
+        mam, point = float(signed[j]), points[j]
+    return mam, point
 
 
 def surface_seeds(field_zyx: np.ndarray, grid: sitk.Image, points_lps: np.ndarray) -> np.ndarray:

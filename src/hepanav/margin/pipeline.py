@@ -29,8 +29,14 @@ from hepanav.margin.registration import (
     register_pre_to_post,
     target_registration_error,
 )
-from hepanav.margin.schema import MarginResult, Registration
+from hepanav.margin.schema import SAFE_MARGIN_MM, MarginResult, Registration, Uncertainty
 from hepanav.margin.segments import write_segments
+from hepanav.margin.uncertainty import (
+    LOCAL_FLOOR_MM,
+    LOCAL_RADIUS_MM,
+    geometric_half_width_mm,
+    local_consistency,
+)
 
 STEPS = ("read", "register", "measure", "write")
 # Value of margin-map voxels the tumour surface does not pass through. NaN would be
@@ -71,18 +77,20 @@ class MarginInputs:
     def check(self) -> None:
         """Raise ``InputError`` for an incomplete or contradictory set of options."""
         if self.registered:
-            names = {
-                "--pre": self.pre,
-                "--post": self.post,
-                "--liver-pre": self.liver_pre,
-                "--liver-post": self.liver_post,
-            }
+            names = {"--pre": self.pre, "--post": self.post}
             missing = [k for k, v in names.items() if v is None]
             if missing:
                 raise InputError(
-                    "the pre/post mode needs --pre, --post, --liver-pre and --liver-post; "
-                    f"missing {', '.join(missing)}",
+                    "the pre/post mode needs --pre and --post (and optionally both "
+                    f"--liver-pre and --liver-post); missing {', '.join(missing)}",
                     missing[0],
+                )
+            if (self.liver_pre is None) != (self.liver_post is None):
+                missing_liver = "--liver-pre" if self.liver_pre is None else "--liver-post"
+                raise InputError(
+                    "give both --liver-pre and --liver-post, or neither (then a region "
+                    "around the ablation zone drives the registration)",
+                    missing_liver,
                 )
             if self.liver is not None:
                 raise InputError("use --liver-post (not --liver) with --pre/--post", "--liver")
@@ -114,7 +122,9 @@ class MarginInputs:
             raise InputError("applies to the pre/post mode (--pre/--post)", "--pre-series")
         if self.subcapsular_mm and self.liver is None and self.liver_post is None:
             raise InputError(
-                "subcapsular exclusion needs a liver mask (--liver)", "--subcapsular-mm"
+                "subcapsular exclusion needs a liver mask (--liver, or --liver-post with "
+                "--pre/--post)",
+                "--subcapsular-mm",
             )
 
 
@@ -136,12 +146,13 @@ def run_margin(
     step: Callable[[str], None] | None = None,
     report: bool = True,
 ) -> MarginRun:
-    """Run the margin pipeline; write ``margin.json``, ``margin_map.nii.gz``, ``report.html``.
+    """Run the margin pipeline from files; write ``margin.json``, the margin map and the report.
 
     Parameters
     ----------
     inputs : MarginInputs
-        File paths (masks in one space, or a pre/post pair to register).
+        File paths (masks in one space, or a pre/post pair to register, with or
+        without liver masks).
     out : Path
         Output folder (created).
     settings : RegistrationSettings, optional
@@ -162,45 +173,142 @@ def run_margin(
     step("read")
     records: list[InputRecord] = []
     images = read_inputs(inputs, records)
-    landmark_pairs = None
+    landmarks = None
     if inputs.landmarks_pre is not None:
         # Read before registering: a bad file must not cost a minute of registration.
-        landmark_pairs = paired_landmarks(
+        landmarks = paired_landmarks(
             read_landmarks(inputs.landmarks_pre),
             read_landmarks(inputs.landmarks_post),
             inputs.landmarks_post,
         )
+    return run_margin_pipeline(
+        images["tumor"],
+        images["ablation"],
+        out,
+        pre=images.get("pre"),
+        post=images.get("post"),
+        liver_pre=images.get("liver_pre"),
+        liver_post=images.get("liver_post"),
+        liver=images.get("liver"),
+        ct=images.get("ct"),
+        landmarks=landmarks,
+        subcapsular_mm=inputs.subcapsular_mm,
+        settings=settings,
+        step=step,
+        report=report,
+        input_records=records,
+    )
+
+
+def run_margin_pipeline(
+    tumor: sitk.Image,
+    ablation: sitk.Image,
+    out: Path,
+    *,
+    pre: sitk.Image | None = None,
+    post: sitk.Image | None = None,
+    liver_pre: sitk.Image | None = None,
+    liver_post: sitk.Image | None = None,
+    liver: sitk.Image | None = None,
+    ct: sitk.Image | None = None,
+    landmarks: tuple[np.ndarray, np.ndarray] | None = None,
+    subcapsular_mm: float | None = None,
+    settings: RegistrationSettings | None = None,
+    step: Callable[[str], None] | None = None,
+    report: bool = True,
+    input_records: list[InputRecord] | None = None,
+) -> MarginRun:
+    """The margin pipeline from images in memory (the API for callers that made the masks).
+
+    Parameters
+    ----------
+    tumor : SimpleITK.Image
+        Tumour mask (non-zero inside); on the pre CT's grid when ``pre`` is given.
+    ablation : SimpleITK.Image
+        Ablation-zone mask; on the post CT's grid when ``post`` is given. Its space is
+        the space of the result.
+    out : Path
+        Output folder (``margin.json``, ``margin_map.nii.gz``, ``report.html``).
+    pre, post : SimpleITK.Image, optional
+        Pre and post CT in HU (both or neither). Given: the pre -> post registration
+        runs; omitted: the masks are taken to be in one space.
+    liver_pre, liver_post : SimpleITK.Image, optional
+        Liver masks of the pre and post CT (both or neither). Given: liver-driven
+        registration; omitted: lesion-region registration (soft tissue around the
+        ablation zone). ``result.registration.mode`` says which ran.
+    liver : SimpleITK.Image, optional
+        Liver mask in the masks' space (one-space mode, subcapsular exclusion).
+    ct : SimpleITK.Image, optional
+        CT in the masks' space (one-space mode), drawn behind the report's figures.
+    landmarks : (pre_points, post_points), optional
+        Paired landmarks, arrays of shape (N, 3) in LPS mm, for the TRE.
+    subcapsular_mm : float, optional
+        Leave out tumour surface within this distance of the liver capsule (mm).
+    settings, step, report
+        As in :func:`run_margin`.
+    input_records : list of InputRecord, optional
+        How each input was read (``result.inputs``); empty when the images were made
+        in memory.
+
+    Returns
+    -------
+    MarginRun
+
+    Raises
+    ------
+    InputError
+        Inconsistent inputs (one CT or one liver mask only, empty masks, ...).
+    """
+    step = step or (lambda name: None)
+    if (pre is None) != (post is None):
+        raise InputError("give both the pre and the post CT, or neither", "--pre/--post")
+    if (liver_pre is None) != (liver_post is None):
+        raise InputError("give both liver masks, or neither", "--liver-pre/--liver-post")
+    if pre is None and liver_pre is not None:
+        raise InputError("liver masks of a pre/post pair need --pre and --post", "--liver-pre")
+    images: dict[str, sitk.Image] = {"tumor": tumor, "ablation": ablation}
+    for name, image in (
+        ("pre", pre),
+        ("post", post),
+        ("liver_pre", liver_pre),
+        ("liver_post", liver_post),
+        ("liver", liver),
+        ("ct", ct),
+    ):
+        if image is not None:
+            images[name] = image
     registration = None
     transform = None
     tre = None
     step("register")
-    if inputs.registered:
+    if pre is not None:
         registration = register_pre_to_post(
-            images["pre"],
-            images["post"],
-            images["liver_pre"],
-            images["liver_post"],
-            post_exclude=images["ablation"],
-            pre_exclude=images["tumor"],
+            pre,
+            post,
+            liver_pre,
+            liver_post,
+            post_exclude=ablation,
+            pre_exclude=tumor,
             settings=settings,
         )
         transform = registration.transform
-        if landmark_pairs is not None:
-            tre = target_registration_error(transform, *landmark_pairs)
+        if landmarks is not None:
+            tre = target_registration_error(transform, *landmarks)
     step("measure")
-    liver = images.get("liver_post", images.get("liver"))
     measurement = measure_margin(
-        images["tumor"], images["ablation"], liver, transform, inputs.subcapsular_mm
+        tumor, ablation, liver_post if liver_post is not None else liver, transform, subcapsular_mm
     )
     result = MarginResult(
         **measurement.figures(),
+        uncertainty=margin_uncertainty(measurement, tumor, ablation, pre, post, transform),
         registration=Registration(
+            mode=registration.mode if registration else "none",
             method=registration.method if registration else "none (masks given in one space)",
             liver_dice=registration.liver_dice if registration else None,
             tre_mm=tre,
             seconds=registration.seconds if registration else 0.0,
         ),
-        inputs=records,
+        inputs=input_records or [],
     )
     step("write")
     out = Path(out)
@@ -215,6 +323,44 @@ def run_margin(
 
         paths["report"] = write_report(run, out / "report.html")
     return run
+
+
+def margin_uncertainty(
+    measurement: Measurement,
+    tumor: sitk.Image,
+    ablation: sitk.Image,
+    pre: sitk.Image | None,
+    post: sitk.Image | None,
+    transform: sitk.Transform | None,
+) -> Uncertainty:
+    """The MAM interval and the decisiveness rule (see :mod:`hepanav.margin.uncertainty`)."""
+    mam = measurement.min_margin_mm
+    correction = None
+    if transform is not None:
+        local = local_consistency(pre, post, ablation, transform, tumor)
+        u = local.half_width_mm
+        correction = tuple(float(v) for v in local.correction_lps_mm)
+        source = (
+            "local registration consistency within "
+            f"{LOCAL_RADIUS_MM:g} mm of the zone (translation still wanted "
+            f"{np.linalg.norm(local.correction_lps_mm):.1f} mm) + {LOCAL_FLOOR_MM:g} mm floor "
+            "+ voxel geometry"
+        )
+    else:
+        u = LOCAL_FLOOR_MM + geometric_half_width_mm(tumor, ablation)
+        source = "voxel geometry only (masks given in one space, no registration)"
+    decisive = abs(mam) > u and abs(mam - SAFE_MARGIN_MM) > u
+    return Uncertainty(
+        half_width_mm=float(u),
+        min_margin_interval_mm=(float(mam - u), float(mam + u)),
+        source=source,
+        local_correction_lps_mm=correction,
+        decisive=bool(decisive),
+        rule=(
+            f"a margin within its uncertainty (±{u:.1f} mm) of 0 mm or of "
+            f"{SAFE_MARGIN_MM:g} mm is not decisive"
+        ),
+    )
 
 
 def read_inputs(
@@ -243,9 +389,10 @@ def read_inputs(
         pre_ref = {"reference": images["pre"], "reference_record": records[0]}
         post_ref = {"reference": images["post"], "reference_record": records[1]}
         add("tumor", load_mask(inputs.tumor, "tumor", **pre_ref, **tumor))
-        add("liver_pre", load_mask(inputs.liver_pre, "liver (pre)", **pre_ref, **liver))
         add("ablation", load_mask(inputs.ablation, "ablation zone", **post_ref, **zone))
-        add("liver_post", load_mask(inputs.liver_post, "liver (post)", **post_ref, **liver))
+        if inputs.liver_pre is not None:  # optional: lesion-region registration without
+            add("liver_pre", load_mask(inputs.liver_pre, "liver (pre)", **pre_ref, **liver))
+            add("liver_post", load_mask(inputs.liver_post, "liver (post)", **post_ref, **liver))
     else:
         add("ablation", load_mask(inputs.ablation, "ablation zone", **zone))
         add("tumor", load_mask(inputs.tumor, "tumor", grid=images["ablation"], **tumor))

@@ -1,6 +1,18 @@
-"""Register the pre-procedure CT to the post-ablation CT: rigid, then B-spline, liver-driven.
+"""Register the pre-procedure CT to the post-ablation CT: rigid, then B-spline.
 
-Both scans are cropped around their liver masks and resampled to an isotropic
+Two modes drive the similarity metric:
+
+* ``liver`` (liver masks given): the liver outline and its vessels drive it, as below.
+* ``lesion_region`` (no liver masks): a region around the lesion drives it: the
+  soft tissue (not air/lung, not bone, inside the body) within ``region_radius_mm``
+  of the ablation zone (post) and of the tumour (pre), zone and tumour excluded.
+  Ribs and lung slide against the liver during breathing, so they are left out of
+  the metric; the radius (60 mm by default) spans one and a half 40 mm B-spline
+  cells around the zone, large enough to catch a breathing deformation of ~20 mm
+  and to interpolate the motion across the excluded zone. The rigid stage starts
+  from the tumour centre mapped onto the zone centre.
+
+In liver mode both scans are cropped around their liver masks and resampled to an isotropic
 working grid (2.5 mm by default: the liver deformation is smooth, and a coarse
 grid keeps the whole pipeline within a minute on two cores). The similarity is
 computed on "liver images": CT clamped to a soft-tissue window inside the
@@ -17,20 +29,28 @@ resamples pre-space masks onto the post grid directly.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 from pydantic import BaseModel, Field
+from scipy import ndimage
 
 from hepanav.core.errors import InputError
-from hepanav.imaging import bounding_box_index, crop, dice, resample_isotropic
+from hepanav.imaging import bounding_box_index, crop, dice, resample_isotropic, voxel_to_lps
 from hepanav.imaging.resample import resample_mask_like
 
 # Soft-tissue window for the liver images, HU: liver parenchyma ~40-100 HU, vessels
 # with contrast up to ~250 HU; anything outside the liver is set to the lower bound.
 WINDOW_HU = (-100.0, 250.0)
+# Lesion-region mode: below this HU a voxel is air or lung, above BONE_HU it is bone
+# (cortical and trabecular bone > ~300 HU; contrast-filled vessels stay below, see
+# WINDOW_HU). Both are dilated by SLIDING_MARGIN_MM before they leave the metric.
+AIR_HU = -400.0
+BONE_HU = 300.0
+SLIDING_MARGIN_MM = 4.0
 
 
 class RegistrationSettings(BaseModel):
@@ -46,7 +66,12 @@ class RegistrationSettings(BaseModel):
     rigid_iterations: int = Field(40, ge=1)
     bspline_iterations: int = Field(30, ge=1)
     sampling_fraction: float = Field(0.08, gt=0, le=1, description="metric sample fraction")
-    threads: int = Field(2, ge=1, description="ITK threads (laptop: 2 cores)")
+    threads: int | None = Field(
+        None, ge=1, description="ITK threads; None = every core (SimpleITK's default)"
+    )
+    region_radius_mm: float = Field(
+        60.0, gt=0, description="lesion-region mode: metric region around the zone/tumour, mm"
+    )
     seed: int = Field(1, description="seed of the metric sampling (reproducible results)")
 
 
@@ -58,18 +83,25 @@ class RegistrationResult:
     ----------
     transform : SimpleITK.Transform
         Maps post-space points (LPS mm) to pre-space points (rigid then B-spline).
-    liver_dice : float
-        Dice of the warped pre liver and the post liver (1.5 mm grid over the liver).
+    liver_dice : float or None
+        Dice of the warped pre liver and the post liver (1.5 mm grid over the liver);
+        None in the lesion-region mode (no liver masks).
     seconds : float
         Wall time of the registration, s.
     method : str
         One-line description.
+    mode : str
+        ``"liver"`` or ``"lesion_region"`` (what drove the metric).
+    fixed_region : SimpleITK.Image or None
+        The post-space metric mask on the working grid (uint8), for checks and figures.
     """
 
     transform: sitk.Transform
-    liver_dice: float
+    liver_dice: float | None
     seconds: float
     method: str
+    mode: str = "liver"
+    fixed_region: sitk.Image | None = None
 
 
 def liver_image(ct: sitk.Image, liver: sitk.Image, dilation_mm: float) -> sitk.Image:
@@ -89,9 +121,12 @@ def dilate_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
     return sitk.BinaryDilate(binary, radius, sitk.sitkBall)
 
 
-def _working_grid(ct: sitk.Image, liver: sitk.Image, settings: RegistrationSettings):
-    """CT, liver and the index box, cropped around the liver and made isotropic."""
-    start, size = bounding_box_index(liver, settings.liver_pad_mm)
+def _working_grid(
+    ct: sitk.Image, liver: sitk.Image, settings: RegistrationSettings, pad_mm: float | None = None
+):
+    """CT and mask cropped around the mask (+ ``pad_mm``) and made isotropic."""
+    pad = settings.liver_pad_mm if pad_mm is None else pad_mm
+    start, size = bounding_box_index(liver, pad)
     ct_c = resample_isotropic(
         crop(ct, start, size), settings.spacing_mm, default_value=WINDOW_HU[0]
     )
@@ -99,23 +134,69 @@ def _working_grid(ct: sitk.Image, liver: sitk.Image, settings: RegistrationSetti
     return ct_c, liver_c
 
 
+def soft_tissue_region(ct: sitk.Image, lesion: sitk.Image, radius_mm: float) -> sitk.Image:
+    """Body soft tissue within ``radius_mm`` of ``lesion``: the lesion-region metric mask.
+
+    Parameters
+    ----------
+    ct : SimpleITK.Image
+        CT in HU (the working grid).
+    lesion : SimpleITK.Image
+        Lesion mask on the same grid (ablation zone or tumour).
+    radius_mm : float
+        Distance from the lesion, mm.
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8 0/1 on ``ct``'s grid: within ``radius_mm`` of the lesion (Euclidean,
+        physical spacing), inside the body (the largest non-air component), minus air/lung
+        and bone dilated by ``SLIDING_MARGIN_MM`` (they slide against the liver).
+    """
+    hu = sitk.GetArrayFromImage(ct)
+    spacing_zyx = tuple(reversed(ct.GetSpacing()))
+    lesion_a = sitk.GetArrayViewFromImage(lesion) > 0
+    near = ndimage.distance_transform_edt(~lesion_a, sampling=spacing_zyx) <= radius_mm
+    air = hu < AIR_HU
+    labels, n = ndimage.label(~air)
+    if n:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        body = labels == int(np.argmax(sizes))
+    else:
+        body = np.zeros_like(air)
+    sliding = ndimage.distance_transform_edt(~(air | (hu > BONE_HU)), sampling=spacing_zyx)
+    region = near & body & (sliding > SLIDING_MARGIN_MM)
+    out = sitk.GetImageFromArray(region.astype(np.uint8))
+    out.CopyInformation(ct)
+    return out
+
+
+def _centroid_lps(mask: sitk.Image) -> np.ndarray:
+    """Centre of mass of a mask's voxels, LPS mm."""
+    idx = np.argwhere(sitk.GetArrayViewFromImage(mask) > 0)[:, ::-1].astype(float)
+    return np.asarray(voxel_to_lps(mask, idx.mean(axis=0)[None])[0])
+
+
 def register_pre_to_post(
     pre_ct: sitk.Image,
     post_ct: sitk.Image,
-    pre_liver: sitk.Image,
-    post_liver: sitk.Image,
+    pre_liver: sitk.Image | None = None,
+    post_liver: sitk.Image | None = None,
     post_exclude: sitk.Image | None = None,
     pre_exclude: sitk.Image | None = None,
     settings: RegistrationSettings | None = None,
 ) -> RegistrationResult:
-    """Rigid + B-spline registration of the pre CT onto the post CT, driven by the livers.
+    """Rigid + B-spline registration of the pre CT onto the post CT.
 
     Parameters
     ----------
     pre_ct, post_ct : SimpleITK.Image
         CT scans in HU (any grids).
-    pre_liver, post_liver : SimpleITK.Image
-        Liver masks on the grids of ``pre_ct`` and ``post_ct``.
+    pre_liver, post_liver : SimpleITK.Image, optional
+        Liver masks on the grids of ``pre_ct`` and ``post_ct`` (both or neither).
+        Given: liver-driven mode. Omitted: lesion-region mode, which then needs
+        ``post_exclude`` (the zone) and ``pre_exclude`` (the tumour).
     post_exclude : SimpleITK.Image, optional
         Mask on the post grid left out of the metric (the ablation zone).
     pre_exclude : SimpleITK.Image, optional
@@ -126,33 +207,63 @@ def register_pre_to_post(
     -------
     RegistrationResult
         ``transform`` maps post points to pre points (LPS mm).
+
+    Raises
+    ------
+    InputError
+        Only one liver mask, no zone/tumour in the lesion-region mode, or nothing
+        left for the metric.
     """
     settings = settings or RegistrationSettings()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(settings.threads)
+    if (pre_liver is None) != (post_liver is None):
+        missing = "--liver-pre" if pre_liver is None else "--liver-post"
+        raise InputError("give both liver masks or neither (lesion-region mode)", missing)
+    lesion_mode = pre_liver is None
+    if lesion_mode and (post_exclude is None or pre_exclude is None):
+        raise InputError(
+            "the lesion-region registration needs the ablation zone and the tumour",
+            "--ablation" if post_exclude is None else "--tumor",
+        )
+    set_threads(settings.threads)
     started = time.perf_counter()
-    fixed_ct, fixed_liver = _working_grid(post_ct, post_liver, settings)
-    moving_ct, moving_liver = _working_grid(pre_ct, pre_liver, settings)
-    fixed = liver_image(fixed_ct, fixed_liver, settings.mask_dilation_mm)
-    moving = liver_image(moving_ct, moving_liver, settings.mask_dilation_mm)
-    fixed_mask = _metric_mask(fixed_liver, post_exclude, settings)
-    moving_mask = _metric_mask(moving_liver, pre_exclude, settings)
-    for mask, source, excluded in (
-        (fixed_mask, "--liver-post", "ablation zone"),
-        (moving_mask, "--liver-pre", "tumour"),
-    ):
+    if lesion_mode:
+        # Working crop: the region plus room for the B-spline support at its edge.
+        pad = settings.region_radius_mm + 20.0
+        fixed_ct, fixed_lesion = _working_grid(post_ct, post_exclude, settings, pad)
+        moving_ct, moving_lesion = _working_grid(pre_ct, pre_exclude, settings, pad + 20.0)
+        fixed = _windowed(fixed_ct)
+        moving = _windowed(moving_ct)
+        fixed_mask = _region_mask(fixed_ct, fixed_lesion, settings)
+        moving_mask = _region_mask(moving_ct, moving_lesion, settings, radius_extra_mm=20.0)
+        sources = (("--ablation", "ablation zone"), ("--tumor", "tumour"))
+        what = "soft tissue near the lesion"
+        initial = sitk.Euler3DTransform()
+        centre = _centroid_lps(fixed_lesion)
+        initial.SetCenter(centre.tolist())
+        initial.SetTranslation((_centroid_lps(moving_lesion) - centre).tolist())
+    else:
+        fixed_ct, fixed_liver = _working_grid(post_ct, post_liver, settings)
+        moving_ct, moving_liver = _working_grid(pre_ct, pre_liver, settings)
+        fixed = liver_image(fixed_ct, fixed_liver, settings.mask_dilation_mm)
+        moving = liver_image(moving_ct, moving_liver, settings.mask_dilation_mm)
+        fixed_mask = _metric_mask(fixed_liver, post_exclude, settings)
+        moving_mask = _metric_mask(moving_liver, pre_exclude, settings)
+        sources = (("--liver-post", "ablation zone"), ("--liver-pre", "tumour"))
+        what = "liver"
+        initial = sitk.CenteredTransformInitializer(
+            fixed_liver,
+            moving_liver,
+            sitk.Euler3DTransform(),
+            sitk.CenteredTransformInitializerFilter.MOMENTS,
+        )
+    for mask, (source, excluded) in zip((fixed_mask, moving_mask), sources, strict=True):
         if not np.any(sitk.GetArrayViewFromImage(mask)):
             raise InputError(
-                f"no liver left for the registration once the {excluded} (dilated by "
-                f"{settings.exclusion_mm:g} mm) is left out; is this the liver mask?",
+                f"no {what} left for the registration once the {excluded} (dilated by "
+                f"{settings.exclusion_mm:g} mm) is left out; is this the right mask?",
                 source,
             )
 
-    initial = sitk.CenteredTransformInitializer(
-        fixed_liver,
-        moving_liver,
-        sitk.Euler3DTransform(),
-        sitk.CenteredTransformInitializerFilter.MOMENTS,
-    )
     rigid = _run(
         _method(settings, fixed_mask, moving_mask, rigid=True),
         fixed,
@@ -181,16 +292,58 @@ def register_pre_to_post(
         )
     transform = sitk.CompositeTransform(stages)
     seconds = time.perf_counter() - started
+    common = (
+        f"rigid (Euler 3D) + cubic B-spline ({settings.control_spacing_mm:.0f} mm control "
+        f"grid), correlation of soft-tissue-windowed CT on a {settings.spacing_mm:g} mm grid"
+    )
+    if lesion_mode:
+        return RegistrationResult(
+            transform=transform,
+            liver_dice=None,
+            seconds=seconds,
+            method=(
+                f"{common}, driven by the soft tissue within {settings.region_radius_mm:g} mm "
+                "of the ablation zone (no liver masks; air, lung and bone left out), ablation "
+                "zone and tumour excluded from the metric"
+            ),
+            mode="lesion_region",
+            fixed_region=fixed_mask,
+        )
     return RegistrationResult(
         transform=transform,
         liver_dice=liver_dice(pre_liver, post_liver, transform),
         seconds=seconds,
-        method=(
-            f"rigid (Euler 3D) + cubic B-spline ({settings.control_spacing_mm:.0f} mm control "
-            f"grid), correlation of liver-masked CT on a {settings.spacing_mm:g} mm grid, "
-            "ablation zone and tumour excluded from the metric"
-        ),
+        method=f"{common}, liver-masked, ablation zone and tumour excluded from the metric",
+        mode="liver",
+        fixed_region=fixed_mask,
     )
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` ITK threads, or every core when None (never a fixed default).
+
+    SimpleITK's global default is the number of cores ITK detects; an earlier call
+    with a number would stick, so None restores ``os.cpu_count()`` explicitly.
+    """
+    n = threads if threads is not None else (os.cpu_count() or 1)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(n))
+
+
+def _windowed(ct: sitk.Image) -> sitk.Image:
+    """float32 CT clamped to the soft-tissue window (air to its lower, bone to its upper end)."""
+    lo, hi = WINDOW_HU
+    return sitk.Clamp(sitk.Cast(ct, sitk.sitkFloat32), sitk.sitkFloat32, lo, hi)
+
+
+def _region_mask(
+    ct: sitk.Image,
+    lesion: sitk.Image,
+    settings: RegistrationSettings,
+    radius_extra_mm: float = 0.0,
+) -> sitk.Image:
+    """Lesion-region metric mask: soft tissue near the lesion minus the dilated lesion."""
+    region = soft_tissue_region(ct, lesion, settings.region_radius_mm + radius_extra_mm)
+    return sitk.And(region, sitk.Not(dilate_mm(lesion, settings.exclusion_mm)))
 
 
 def _as_displacement_field(transform: sitk.Transform, grid: sitk.Image) -> sitk.Transform:

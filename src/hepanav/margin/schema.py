@@ -56,9 +56,59 @@ class ShortRegion(_Model):
     )
 
 
+class BorderCut(_Model):
+    """Where the tumour is cut by the edge of an image, it cannot be assessed there."""
+
+    tumor_surface_fraction_not_assessable: float = Field(
+        description="fraction of the tumour surface area on the cut (lying on the border of "
+        "the tumour's or the zone's image); left out of every figure"
+    )
+    tumor_cut_by_border: bool = Field(description="true when that fraction is > 0")
+
+
+class ResidualRegion(_Model):
+    """A connected part of the tumour lying OUTSIDE the ablation zone (margin < 0 mm)."""
+
+    centroid_lps_mm: tuple[float, float, float] = Field(
+        description="area-weighted centre of its tumour-surface part, LPS mm"
+    )
+    area_mm2: float = Field(description="tumour surface area outside the zone, mm^2")
+    volume_ml: float = Field(description="tumour volume outside the zone in this region, ml")
+    min_margin_mm: float = Field(description="most negative margin in the region, mm")
+    direction_lps: tuple[float, float, float] = Field(
+        description="unit vector from the tumour centre to the region centre, LPS"
+    )
+    direction: str = Field(description="the same direction in words")
+
+
+class Uncertainty(_Model):
+    """How far the margin figures may be off, and whether the MAM is decisive."""
+
+    half_width_mm: float = Field(
+        description="u: the MAM lies in [MAM - u, MAM + u] (mm); registration error at the "
+        "tumour (local consistency) + 0.5 mm floor + half the coarsest voxel beyond 1 mm"
+    )
+    min_margin_interval_mm: tuple[float, float] = Field(description="[MAM - u, MAM + u], mm")
+    source: str = Field(description="what u was estimated from")
+    local_correction_lps_mm: tuple[float, float, float] | None = Field(
+        description="translation (LPS mm) a local registration near the zone still wanted "
+        "after the registration (null without registration)"
+    )
+    decisive: bool = Field(
+        description="false when the MAM lies within u of 0 mm or of 5 mm (rule: such a "
+        "margin is not decisive)"
+    )
+    rule: str = Field(description="the decision rule in words")
+
+
 class Registration(_Model):
     """How the pre-procedure image was brought into the post-procedure space."""
 
+    mode: Literal["none", "liver", "lesion_region"] = Field(
+        description="what drove the registration: 'none' (masks given in one space), "
+        "'liver' (liver masks given) or 'lesion_region' (no liver masks: the soft tissue "
+        "around the ablation zone)"
+    )
     method: str = Field(description="'none (masks given in one space)' or the registration used")
     liver_dice: float | None = Field(
         description="Dice of the registered pre liver mask and the post liver mask "
@@ -91,9 +141,19 @@ class MarginResult(_Model):
         "zone (Innsbruck criterion: >= 0.9, Laimer 2021)"
     )
     category: Category = Field(description="'incomplete' (MAM < 0), '0-5mm', '5-10mm', '>=10mm'")
-    short_regions: list[ShortRegion] = Field(
-        description="connected surface parts with margin < 5 mm, smallest margin first"
+    mam_point_lps_mm: tuple[float, float, float] = Field(
+        description="tumour-surface point where the MAM is reached, LPS mm (post space)"
     )
+    residual_regions: list[ResidualRegion] = Field(
+        description="residual tumour: connected parts outside the zone (margin < 0 mm), "
+        "most negative first; empty when MAM >= 0"
+    )
+    short_regions: list[ShortRegion] = Field(
+        description="connected surface parts with 0 <= margin < 5 mm (residual parts are in "
+        "residual_regions), smallest margin first"
+    )
+    uncertainty: Uncertainty
+    border: BorderCut
     subcapsular_exclusion_mm: float | None = Field(
         description="surface within this distance of the liver capsule was left out "
         "(null: no exclusion)"

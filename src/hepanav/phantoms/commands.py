@@ -29,7 +29,7 @@ def phantom(
         (0.0, 0.0, 0.0), "--offset", help="Zone centre offset from the tumour (LPS mm)."
     ),
     max_displacement: float = typer.Option(
-        10.0, "--max-displacement", help="Largest respiratory displacement, mm (<= 15)."
+        10.0, "--max-displacement", help="Largest respiratory displacement, mm (<= 25)."
     ),
     noise: float = typer.Option(12.0, "--noise", help="Image noise SD, HU."),
 ) -> None:

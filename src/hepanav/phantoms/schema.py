@@ -110,7 +110,7 @@ class DeformationSpec(_Spec):
     """Respiratory-like smooth deformation from pre to post space."""
 
     max_displacement_mm: float = Field(
-        10.0, ge=0, le=15, description="largest displacement anywhere in the grid, mm"
+        10.0, ge=0, le=25, description="largest displacement anywhere in the grid, mm"
     )
     direction_lps: Vec3 = Field(
         (0.1, -0.3, -1.0),

@@ -317,9 +317,12 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
 
     @app.get("/cases/{case_id}/margin", response_class=HTMLResponse, tags=["margin"])
     def margin_page(request: Request, case_id: str, _: User = Depends(require(*CAN_RUN_IMAGING))):
-        """Ablation-margin workflow: pick pre/post, click tumour and zone, run."""
+        """Ablation-margin workflow: pick pre/post, click tumour and zone, inspect, run."""
         case = get_case(settings.cases_dir, case_id)
-        return page(request, "margin.html.j2", case=case)
+        fields = ("tumor_seed", "ablation_seed", "tumor_include", "tumor_exclude",
+                  "zone_include", "zone_exclude")
+        prefill = {f: request.query_params.get(f, "")[:2000] for f in fields}
+        return page(request, "margin.html.j2", case=case, prefill=prefill)
 
     @app.post("/cases/{case_id}/margin", tags=["margin"], dependencies=[Depends(require_csrf)])
     def margin_run(
@@ -333,10 +336,37 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         ablation_mask: str = Form(""),
         liver_pre: str = Form(""),
         liver_post: str = Form(""),
+        tumor_include: str = Form(""),
+        tumor_exclude: str = Form(""),
+        zone_include: str = Form(""),
+        zone_exclude: str = Form(""),
+        action: str = Form("run"),
         user: User = Depends(require(*CAN_RUN_IMAGING)),
     ):
-        """Start registration + margin as a background job; redirects to the job page."""
+        """Start registration + margin as a background job (``action=run``), or segment the
+        clicked tumour and zone for inspection first (``action=preview``)."""
+        from hepanav.web.workflows import parse_points, segment_steps
+
         case = get_case(settings.cases_dir, case_id)
+        if action == "preview":
+            if not (tumor_seed and ablation_seed):
+                raise InputError("click the tumour and the zone first", "seeds")
+            edits = {name: parse_points(text, name) for name, text in (
+                ("tumor_include", tumor_include), ("tumor_exclude", tumor_exclude),
+                ("zone_include", zone_include), ("zone_exclude", zone_exclude))}
+            steps = segment_steps(case, pre=pre, post=post,
+                                  tumor_seed=parse_point(tumor_seed, "tumour seed"),
+                                  ablation_seed=parse_point(ablation_seed, "zone seed"),
+                                  edits=edits)
+            job_id = request.app.state.jobs.create(
+                "segment", case_id, steps,
+                {"pre": pre, "post": post, "tumor_seed": tumor_seed,
+                 "ablation_seed": ablation_seed, **{k: ";".join(",".join(f"{v:.1f}" for v in p)
+                                                      for p in pts) for k, pts in edits.items()}},
+                user.username,
+            )
+            audit(request, "run", f"job:{job_id}:segment:case:{case_id}")
+            return RedirectResponse(f"/jobs/{job_id}", status_code=303)
         steps = margin_steps(
             case,
             pre=pre,
@@ -385,6 +415,35 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         audit(request, "run", f"job:{job_id}:plan:case:{case_id}")
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
+    @app.post("/jobs/{job_id}/margin", tags=["margin"], dependencies=[Depends(require_csrf)])
+    def margin_from_preview(
+        request: Request,
+        job_id: int,
+        liver_pre: str = Form(""),
+        liver_post: str = Form(""),
+        db: Session = Depends(db_session),
+        user: User = Depends(require(*CAN_RUN_IMAGING)),
+    ):
+        """Run registration + margin with the masks of an inspected segmentation job."""
+        job = _job(db, job_id)
+        result = request.app.state.jobs.job_dir(job_id) / "result"
+        if job.kind != "segment" or job.state != "done":
+            raise InputError("needs a finished segmentation", f"job {job_id}")
+        case = get_case(settings.cases_dir, job.case_id)
+        steps = margin_steps(
+            case, pre=job.params["pre"], post=job.params["post"], tumor_seed=None,
+            ablation_seed=None, tumor_mask=None, ablation_mask=None,
+            liver_pre=liver_pre or None, liver_post=liver_post or None,
+            tumor_path=result / "tumor.nii.gz", zone_path=result / "zone.nii.gz",
+        )
+        new_id = request.app.state.jobs.create(
+            "margin", job.case_id, steps,
+            {"pre": job.params["pre"], "post": job.params["post"], "from_segment": job_id},
+            user.username,
+        )
+        audit(request, "run", f"job:{new_id}:margin:segment:{job_id}")
+        return RedirectResponse(f"/jobs/{new_id}", status_code=303)
+
     @app.post("/jobs/{job_id}/placement", tags=["planning"], dependencies=[Depends(require_csrf)])
     def placement_run(request: Request, job_id: int, control_ct: str = Form(...),
                       db: Session = Depends(db_session),
@@ -421,6 +480,23 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         case = get_case(settings.cases_dir, job.case_id) if job.case_id else None
         audit(request, "view", f"job:{job_id}")
         return page(request, "job.html.j2", job=job, status=status, result=result, case=case)
+
+    @app.get("/jobs/{job_id}/pre-in-post", tags=["margin"])
+    def pre_in_post(request: Request, job_id: int, db: Session = Depends(db_session),
+                    _: User = Depends(require(*CAN_VIEW_CASES))):
+        """The pre CT warped into the post CT's space (for the fused view), NIfTI."""
+        from hepanav.web.viewer import warped_pre
+
+        job = _job(db, job_id)
+        if job.kind != "margin" or job.state != "done":
+            raise HTTPException(404, "no finished margin result")
+        case = get_case(settings.cases_dir, job.case_id)
+        result = request.app.state.jobs.job_dir(job_id) / "result" / "margin"
+        pre = series_path(case, job.params["pre"])
+        path = warped_pre(pre, result, settings.data_dir / "viewer-cache" / f"job-{job_id}")
+        if path is None:
+            raise HTTPException(404, "this result has no registration (masks in one space)")
+        return FileResponse(path, media_type="application/gzip", filename=path.name)
 
     @app.get("/api/jobs/{job_id}/needles", tags=["planning"])
     def plan_needles(request: Request, job_id: int, _: User = Depends(require(*CAN_VIEW_CASES))):
@@ -697,6 +773,8 @@ def _result_summary(job_dir: Path) -> dict[str, Any] | None:
         data = json.loads(candidate.read_text())
         rel = candidate.parent.relative_to(result).as_posix()
         return {"kind": "margin", "data": data, "folder": rel}
+    if (result / "tumor.nii.gz").is_file() and (result / "zone.nii.gz").is_file():
+        return {"kind": "segment", "folder": "."}
     for candidate in sorted(result.rglob("plan.json")):
         data = json.loads(candidate.read_text())
         rel = candidate.parent.relative_to(result).as_posix()

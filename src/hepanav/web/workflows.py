@@ -35,8 +35,49 @@ def parse_point(text: str, field: str) -> Point:
     return values  # type: ignore[return-value]
 
 
+def parse_points(text: str, field: str) -> list[Point]:
+    """Several points ``"x,y,z; x,y,z"`` (LPS mm); empty text gives an empty list."""
+    return [parse_point(part, field) for part in text.split(";") if part.strip()]
+
+
 def _seed(point: Point) -> str:
     return ",".join(f"{v:.2f}" for v in point)
+
+
+def _segment_step(structure: str, ct: Path, seed: Point, include: list[Point],
+                  exclude: list[Point], out: str) -> tuple[str, list[str]]:
+    label = {"tumor": "the tumour (pre CT)", "ablation": "the ablation zone (post CT)"}
+    argv = ["segment", structure, "--ct", str(ct), "--seed", _seed(seed), "--out", out]
+    for point in include:
+        argv += ["--include", _seed(point)]
+    for point in exclude:
+        argv += ["--exclude", _seed(point)]
+    return (f"Segmenting {label[structure]}", argv)
+
+
+def segment_steps(
+    case: Case,
+    *,
+    pre: str,
+    post: str,
+    tumor_seed: Point,
+    ablation_seed: Point,
+    edits: dict[str, list[Point]] | None = None,
+) -> list[tuple[str, list[str]]]:
+    """Job steps that segment tumour and zone from their seeds, for inspection.
+
+    ``edits`` holds ``tumor_include``, ``tumor_exclude``, ``zone_include``,
+    ``zone_exclude`` point lists (LPS mm) that correct the growing.
+    """
+    edits = edits or {}
+    return [
+        _segment_step("tumor", series_path(case, pre), tumor_seed,
+                      edits.get("tumor_include", []), edits.get("tumor_exclude", []),
+                      "{work}/tumor.nii.gz"),
+        _segment_step("ablation", series_path(case, post), ablation_seed,
+                      edits.get("zone_include", []), edits.get("zone_exclude", []),
+                      "{work}/zone.nii.gz"),
+    ]
 
 
 def margin_steps(
@@ -50,6 +91,8 @@ def margin_steps(
     ablation_mask: str | None,
     liver_pre: str | None,
     liver_post: str | None,
+    tumor_path: Path | None = None,
+    zone_path: Path | None = None,
 ) -> list[tuple[str, list[str]]]:
     """Job steps for the ablation-margin workflow of one case.
 
@@ -69,6 +112,8 @@ def margin_steps(
             "segment", "tumor", "--ct", str(pre_path), "--seed", _seed(tumor_seed),
             "--out", "{work}/tumor.nii.gz"]))
         tumor = "{work}/tumor.nii.gz"
+    elif tumor_path is not None:
+        tumor = str(tumor_path)
     elif tumor_mask:
         tumor = str(series_path(case, tumor_mask))
     else:
@@ -78,6 +123,8 @@ def margin_steps(
             "segment", "ablation", "--ct", str(post_path), "--seed", _seed(ablation_seed),
             "--out", "{work}/zone.nii.gz"]))
         zone = "{work}/zone.nii.gz"
+    elif zone_path is not None:
+        zone = str(zone_path)
     elif ablation_mask:
         zone = str(series_path(case, ablation_mask))
     else:
@@ -129,7 +176,8 @@ def registry_summary(url: str | None) -> dict[str, Any]:
         return {"error": " ".join(str(exc).split())}
     finally:
         engine.dispose()
-    return audit.model_dump(mode="json")
+    # Aggregates only: the audit's per-patient and per-lesion listings stay out of the page.
+    return {"counts": audit.counts}
 
 
 def registry_import_file(path: Path, url: str | None) -> list[str]:

@@ -33,13 +33,14 @@
     nv.createOnLocationChange();
   }
 
-  async function linkedPair(idA, idB, urlA, urlB, onMove) {
+  async function linkedPair(idA, idB, urlA, urlB, onMove, extraA, extraB) {
     const a = make(idA), b = make(idB);
     a.broadcastTo([b], { "2d": true, "3d": true });
     b.broadcastTo([a], { "2d": true, "3d": true });
     const report = () => onMove(cursorOf(a) || cursorOf(b));
     a.onLocationChange = report; b.onLocationChange = report;
-    async function reload() { await Promise.all([load(a, urlA()), load(b, urlB())]); report(); }
+    async function reload() {
+      await Promise.all([load(a, urlA(), extraA), load(b, urlB(), extraB)]); report(); }
     await reload();
     return { a, b, reload, cursor: () => cursorOf(a), moveTo: (lps) => { moveTo(a, lps); moveTo(b, lps); report(); } };
   }
@@ -63,5 +64,31 @@
     return { nv, cursor: () => cursorOf(nv), moveTo: (lps) => moveTo(nv, lps) };
   }
 
-  window.HepaNavViewer = { linkedPair, overlay, needles, fmt, ras2lps, lps2ras };
+  // Okabe-Ito colours (colour-blind safe) as single-colour NiiVue maps.
+  const FINDINGS = [
+    ["residual_tumor.nii.gz", "hn-vermillion", [213, 94, 0]],
+    ["margin_0_5mm_surface.nii.gz", "hn-yellow", [240, 228, 66]],
+    ["ablation_zone.nii.gz", "hn-blue", [0, 114, 178]],
+  ];
+
+  async function result(canvasId, postUrl, segmentsUrl, preUrl, mamLps, fusionId, opacityId) {
+    const nv = make(canvasId);
+    for (const [, name, rgb] of FINDINGS)
+      nv.addColormap(name, { R: [0, rgb[0]], G: [0, rgb[1]], B: [0, rgb[2]], A: [0, 255], I: [0, 255] });
+    const layers = [];
+    if (preUrl) layers.push({ url: preUrl, name: "pre_in_post.nii.gz", colormap: "gray", opacity: 0, ...CT_WINDOW });
+    const first = layers.length + 1;
+    for (const [file, map] of FINDINGS)
+      layers.push({ url: segmentsUrl + file, name: file, colormap: map, cal_min: 0.5, cal_max: 1, opacity: 0.7 });
+    await load(nv, postUrl, layers);
+    if (mamLps) moveTo(nv, mamLps);
+    const fusion = document.getElementById(fusionId);
+    if (fusion && preUrl) fusion.oninput = () => nv.setOpacity(1, parseFloat(fusion.value));
+    const opacity = document.getElementById(opacityId);
+    if (opacity) opacity.oninput = () => {
+      for (let i = first; i < first + FINDINGS.length; i++) nv.setOpacity(i, parseFloat(opacity.value)); };
+    return { nv, cursor: () => cursorOf(nv), moveTo: (lps) => moveTo(nv, lps) };
+  }
+
+  window.HepaNavViewer = { result, linkedPair, overlay, needles, fmt, ras2lps, lps2ras };
 })();
