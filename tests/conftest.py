@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Logs of failing commands go to a temporary folder during tests, not ~/.local/state.
+os.environ.setdefault("HEPANAV_LOG_DIR", str(Path(tempfile.gettempdir()) / "hepanav-test-logs"))
 
 # Fixture modules shared by several test files.
 pytest_plugins = ("web_helpers",)

@@ -176,7 +176,7 @@ def _plan_cli(cli, f, out, *extra, tumor=None, labels=None):
         "--labels",
         labels or f / "labels.nii.gz",
         "--out",
-        out,
+        out / "plan",
         *extra,
     )
 
@@ -184,8 +184,8 @@ def _plan_cli(cli, f, out, *extra, tumor=None, labels=None):
 @pytest.mark.parametrize(
     ("option", "value", "expected"),
     [
-        ("--margin", "-1", "margin must be a finite number >= 0 mm, got -1"),
-        ("--margin", "nan", "margin must be a finite number >= 0 mm, got nan"),
+        ("--margin", "-1", "margin must be a finite number in [0, 20] mm"),
+        ("--margin", "nan", "margin must be a finite number in [0, 20] mm"),
         ("--device", "laser-9000", "unknown device 'laser-9000'"),
     ],
 )
@@ -304,10 +304,10 @@ def test_cli_entry_region_restricts_the_skin_entries(cli, torso_files, torso_cas
         "--label-map",
         risk,
         "--out",
-        tmp_path,
+        tmp_path / "plan",
     )
     assert code == 0, err
-    res = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))
+    res = json.loads((tmp_path / "plan" / "plan.json").read_text(encoding="utf-8"))
     assert res["needle_count"] > 0
     # entries inside the region, up to one working-grid block (2.5 mm) + one voxel of growth
     assert all(n["entry_lps_mm"][1] < -40.0 + 6.0 for n in res["needles"])

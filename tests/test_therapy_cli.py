@@ -209,7 +209,7 @@ def test_out_is_a_file(cli, tmp_path):
 
 def test_missing_case_file(cli, tmp_path):
     code, _, err = cli("therapy", tmp_path / "nope.yaml", "--out", tmp_path / "o")
-    one_line_error(code, err, "cannot read case file")
+    one_line_error(code, err, "case file does not exist")
 
 
 def test_demo_writes_reports(tmp_path):

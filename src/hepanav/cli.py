@@ -41,32 +41,100 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _named_inputs(args: list[str]) -> str:
+    """The options of the command line that name existing files or folders (for the line)."""
+    from pathlib import Path
+
+    named: list[str] = []
+    option = ""
+    for arg in args:
+        if arg.startswith("-"):
+            option = arg.split("=", 1)[0]
+            continue
+        try:
+            exists = Path(arg).exists()
+        except (OSError, ValueError):
+            exists = False
+        if exists:
+            named.append(f"{option} {arg}" if option else arg)
+        option = ""
+    return ", ".join(named[:6])
+
+
 class _UserErrorGroup(TyperGroup):
-    """Root group: a usage, input, validation or file-system error becomes one line, exit 2."""
+    """Root group: every error of a command becomes one line on stderr, exit 2.
+
+    * user mistakes (``HepaNavError``, usage, validation, file-system errors incl. a
+      full disk) print ``error: <file or option>: <what>``;
+    * anything else that escapes a command prints ``error: unexpected <Type> in
+      'hepanav <command>' (inputs: ...); details in <log>`` and the traceback goes to
+      that log file (``hepanav.core.shell.log_dir``);
+    * third-party libraries' own stderr output (ITK, GDCM, libpng, OpenCV, FFmpeg,
+      libpq) is captured at the file-descriptor level and written to the log, whose
+      path is appended to the error line.
+    """
 
     def invoke(self, ctx):
+        from hepanav.core.shell import captured_stderr, write_log
+
+        raw = [*getattr(ctx, "_protected_args", getattr(ctx, "protected_args", [])), *ctx.args]
+        command = "hepanav " + " ".join(a for a in raw[:2] if not a.startswith("-"))
+        if not raw or raw[0] in ctx.help_option_names:
+            return super().invoke(ctx)
+        error: BaseException | None = None
+        with captured_stderr() as captured:
+            try:
+                result = super().invoke(ctx)
+            except (typer.Exit, typer.Abort, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the one place that turns all into a line
+                error = exc
+        if error is None:
+            if captured.lines():  # kept for whoever wants to read it; no line on success
+                write_log(command, captured)
+            return result
+        line, keep_traceback = self._line(error, command, raw)
+        log = None
+        if keep_traceback or captured.lines():
+            log = write_log(command, captured, error if keep_traceback else None)
+        if log is not None:
+            line += f"; details in {log}" if keep_traceback else f"; library messages in {log}"
+        typer.echo(line, err=True)
+        raise typer.Exit(2) from None
+
+    @staticmethod
+    def _line(exc: BaseException, command: str, raw: list[str]) -> tuple[str, bool]:
+        """The one ``error:`` line for ``exc`` and whether its traceback belongs in a log."""
         from pydantic import ValidationError
 
-        try:
-            return super().invoke(ctx)
-        except HepaNavError as exc:
-            typer.echo(f"error: {_one_line(exc)}", err=True)
-            raise typer.Exit(2) from None
-        except UsageError as exc:
+        if isinstance(exc, HepaNavError):
+            return f"error: {_one_line(exc)}", False
+        if isinstance(exc, UsageError):
             # A mistyped option or value: one line instead of the boxed usage panel.
-            command = exc.ctx.command_path if exc.ctx else "hepanav"
+            where = exc.ctx.command_path if exc.ctx else "hepanav"
             message = _one_line(exc.format_message())
-            typer.echo(f"error: {message} (see '{command} --help')", err=True)
-            raise typer.Exit(2) from None
-        except ValidationError as exc:
-            typer.echo(f"error: {first_error(exc)}", err=True)
-            raise typer.Exit(2) from None
-        except OSError as exc:
+            return f"error: {message} (see '{where} --help')", False
+        if isinstance(exc, ValidationError):
+            return f"error: {first_error(exc)}", False
+        if isinstance(exc, OSError) and (exc.strerror or exc.filename):
             # An output folder that cannot be created, a full disk, no permission: the
             # user's environment, not a bug; name the path and the reason.
             where = f"{exc.filename}: " if exc.filename else ""
-            typer.echo(f"error: {where}{exc.strerror or _one_line(exc)}", err=True)
-            raise typer.Exit(2) from None
+            return f"error: {where}{exc.strerror or type(exc).__name__}", False
+        if isinstance(exc, MemoryError):
+            inputs = _named_inputs(raw)
+            return (
+                f"error: not enough memory for '{command}'"
+                + (f" (inputs: {inputs})" if inputs else ""),
+                True,
+            )
+        inputs = _named_inputs(raw)
+        return (
+            f"error: unexpected {type(exc).__name__} in '{command}' while handling "
+            + (f"its inputs ({inputs})" if inputs else "its options")
+            + " (a HepaNav defect; please report it with the log)",
+            True,
+        )
 
 
 app = typer.Typer(

@@ -31,7 +31,32 @@ def _environment(package: str) -> Environment:
         lstrip_blocks=True,
     )
     env.filters["fmt"] = _fmt
+    env.filters["safe_url"] = safe_url
     return env
+
+
+def safe_url(value: Any) -> str:
+    """The URL if its scheme is http or https, else ``""`` (Jinja2 filter ``safe_url``).
+
+    Every ``href``/``src`` built from data goes through this filter
+    (``<a href="{{ url | safe_url }}">``): a ``javascript:``, ``data:``, ``file:`` or
+    scheme-less value from a user's rule file must never become a live link. Control
+    characters and white space inside the scheme (``java\tscript:``) are refused too.
+    """
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return ""
+    text = str(value).strip()
+    if not text or any(ord(c) < 32 or ord(c) == 127 for c in text) or " " in text:
+        return ""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return text
 
 
 def _fmt(value: Any, digits: int = 1) -> str:

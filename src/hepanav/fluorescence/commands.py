@@ -115,6 +115,19 @@ def _numbers(text: str, n: int, field: str) -> tuple[float, ...]:
     return values
 
 
+def _check_io(inputs, out: Path, folder: bool = True) -> None:
+    """Refuse an output that is, holds or sits inside an input, before any work starts."""
+    from hepanav.core.atomic import check_output_folder
+    from hepanav.core.paths import check_inputs_outputs
+
+    paths = [None if p is None or str(p).startswith("camera:") else p for p in inputs]
+    if folder:
+        check_inputs_outputs(paths, [], folders=[out])
+        check_output_folder(out)
+    else:
+        check_inputs_outputs(paths, [out])
+
+
 def _settings(bit_depth, mm_per_px, inner, outer, roi):
     import math
 
@@ -208,6 +221,7 @@ def analyze_cmd(
 
     Writes OUT/lesions.json, OUT/frames.csv, OUT/display.mp4 and OUT/report.html.
     """
+    from hepanav.core.atomic import output_folder
     from hepanav.core.progress import progress
     from hepanav.fluorescence.report import write_analysis_report
     from hepanav.fluorescence.sources import frame_pairs, refuse_overwriting_inputs
@@ -218,25 +232,39 @@ def analyze_cmd(
     _check_max_frames(max_frames)
     outputs = [out / n for n in ("lesions.json", "frames.csv", "display.mp4", "report.html")]
     refuse_overwriting_inputs(outputs, [nir, white])
+    _check_io([nir, white], out)
     info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned)
     _check_roi_inside(settings, info["frame_size_wh"])
     settings = settings.model_copy(update={"bit_depth": info["bit_depth"]})
     desc = _description(nir, white, layout, info)
-    with progress(disable=quiet) as bar:
+    interrupted = False
+    # One output set: lesions.json, frames.csv, display.mp4 and report.html appear
+    # together. Ctrl-C (the way to end a camera session) keeps the frames analysed so
+    # far as a complete set whose lesions.json says complete=false.
+    with progress(disable=quiet) as bar, output_folder(out, "hepanav fluoro analyze") as tmp:
         task = bar.add_task("Analysing frames", total=max_frames or info.get("count"))
-        result, snapshot = analyze_stream(
-            info,
-            pairs,
-            out,
-            settings,
-            options,
-            desc,
-            video_name="display.mp4" if video else None,
-            max_frames=max_frames,
-            on_frame=lambda rec: bar.advance(task),
+        try:
+            result, snapshot = analyze_stream(
+                info,
+                pairs,
+                tmp,
+                settings,
+                options,
+                desc,
+                video_name="display.mp4" if video else None,
+                max_frames=max_frames,
+                on_frame=lambda rec: bar.advance(task),
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        else:
+            if report:
+                write_analysis_report(tmp / "report.html", result, snapshot)
+    if interrupted:
+        typer.echo(
+            f"interrupted: the frames analysed so far are in {out} (complete=false)", err=True
         )
-    if report:
-        write_analysis_report(out / "report.html", result, snapshot)
+        raise typer.Exit(130)
     n_lesions = len({les.id for f in result.frames for les in f.lesions})
     typer.echo(
         f"{result.n_frames} frames, {n_lesions} lesion track(s), {result.n_frames_with_warnings} "
@@ -279,6 +307,7 @@ def margin_check_cmd(
     Writes OUT/margin.json and OUT/margin.html. Exit code 0 either way; read at_risk.
     """
     from hepanav.core import write_json
+    from hepanav.core.atomic import output_folder
     from hepanav.fluorescence.margin import (
         check_frame,
         criterion,
@@ -291,13 +320,12 @@ def margin_check_cmd(
     from hepanav.fluorescence.sources import (
         frame_pairs,
         path_label,
-        refuse_overwriting_inputs,
     )
 
     settings = _settings(bit_depth, mm_per_px, bg_inner_px, bg_outer_px, None)
     rule = _validated(MarginCriterion, min_cnr=min_cnr, min_area_px=min_area_px)
     _check_max_frames(max_frames)
-    refuse_overwriting_inputs([out / "margin.json", out / "margin.html"], [nir, white, surface])
+    _check_io([nir, white, surface], out)
     info, pairs = frame_pairs(nir, white, "separate", bit_depth, msb_aligned=msb_aligned)
     w, h = info["frame_size_wh"]
     mask = load_surface_mask(surface, (h, w))
@@ -328,9 +356,9 @@ def margin_check_cmd(
         at_risk=any(f.at_risk for f in frames),
         frames=frames,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "margin.json", result)
-    write_margin_report(out / "margin.html", result, pictures)
+    with output_folder(out, "hepanav fluoro margin-check") as tmp:  # both files or neither
+        write_json(tmp / "margin.json", result)
+        write_margin_report(tmp / "margin.html", result, pictures)
     n_spots = sum(len(f.spots) for f in frames)
     typer.echo(
         f"at_risk={str(result.at_risk).lower()}: {n_spots} spot(s) on the surface in "
@@ -371,6 +399,7 @@ def render_cmd(
     options = _display_options(display_mode, colour, gain, gain_range)
     _check_max_frames(max_frames)
     refuse_overwriting_inputs([out], [nir, white])
+    _check_io([nir, white], out, folder=False)
     info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned)
     n, latency, warnings = render_stream(info, pairs, out, options, max_frames)
     for w in warnings[:20]:

@@ -89,6 +89,7 @@ class _VideoOut:
 
     def __init__(self, path: Path | None, fps: float) -> None:
         self.path, self.fps, self.writer = path, fps, None
+        self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
         if self.path is None:
@@ -108,10 +109,33 @@ class _VideoOut:
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size)
         self.writer.write(frame)
+        self.frames += 1
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
+            self.writer = None
+            self._check_written()
+
+    def _check_written(self) -> None:
+        """Read the file back: OpenCV's writer reports no write error (a full disk leaves
+        a few kB that no player opens), so count the frames it actually holds."""
+        from hepanav.core import HepaNavError
+
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            ok = cap.isOpened()
+            n = 0
+            while ok and n < self.frames:
+                ok, _ = cap.read()
+                n += int(ok)
+        finally:
+            cap.release()
+        if n < self.frames:
+            raise HepaNavError(
+                f"{self.path.name}: the video holds {n} of {self.frames} frames after writing "
+                "(disk full or a write error)"
+            )
 
 
 def blank_frame(shape: tuple[int, int], mode: str, text: str) -> np.ndarray:

@@ -23,6 +23,7 @@ from hepanav.core.atomic import atomic_path
 from hepanav.core.errors import InputError
 from hepanav.imaging.affine import image_from_affine, orthogonal_image
 from hepanav.imaging.dicom import _first_line
+from hepanav.imaging.header import require_sane_geometry
 from hepanav.imaging.schema import InputRecord, display_name, record_geometry
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -129,6 +130,7 @@ def load_image(
             image, notes = _read_itk(path, suffix, is_label)
         record.notes.extend(notes)
     require_3d(image, path)
+    require_sane_geometry(image, path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"image has {image.GetNumberOfComponentsPerPixel()} components per voxel; "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -13,6 +12,10 @@ import SimpleITK as sitk
 import yaml
 
 from hepanav.core.errors import InputError
+
+#: Largest label id accepted from users' files: 16-bit label maps, as DICOM SEG segment
+#: numbers (US, PS3.3 C.8.20.2) and TotalSegmentator's uint8/uint16 outputs.
+MAX_LABEL = 65535
 
 
 def select_labels(label_map: sitk.Image, labels: int | Iterable[int]) -> sitk.Image:
@@ -48,14 +51,24 @@ def anatomy_label_names() -> dict[int, str]:
 
 def read_label_names(path: str | Path) -> dict[int, str]:
     """Read a ``{"id": "name"}`` JSON sidecar (as TotalSegmentator writes) into ``{id: name}``."""
+    from hepanav.core.validation import read_user_json
+
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return {int(k): str(v) for k, v in raw.items()}
-    except FileNotFoundError:
-        raise InputError("label-name file does not exist", path) from None
-    except (ValueError, AttributeError) as exc:
-        raise InputError(f"not a JSON object of id -> name: {exc}", path) from None
+    raw = read_user_json(path, "label-name file")  # bounded depth/size, finite numbers
+    if not isinstance(raw, dict):
+        raise InputError("not a JSON object of id -> name", path)
+    names: dict[int, str] = {}
+    for k, v in raw.items():
+        try:
+            key = int(k)
+        except ValueError:
+            raise InputError(
+                "not a JSON object of id -> name (a key is not an integer)", path
+            ) from None
+        if not 0 <= key <= MAX_LABEL:
+            raise InputError(f"label ids must lie in [0, {MAX_LABEL}]", path)
+        names[key] = str(v)
+    return names
 
 
 LabelSpec = tuple[int | str, ...]

@@ -151,7 +151,9 @@ def margin(
     """
 
     from hepanav import DISCLAIMER
+    from hepanav.core.atomic import check_output_folder, final_path, output_folder
     from hepanav.core.errors import InputError
+    from hepanav.core.paths import check_inputs_outputs
     from hepanav.core.progress import progress
     from hepanav.margin.pipeline import STEPS, MarginInputs, run_margin
     from hepanav.margin.subcapsular import DEFAULT_SUBCAPSULAR_MM
@@ -224,6 +226,12 @@ def margin(
         "write": "Writing results",
     }
     inputs.check()
+    check_inputs_outputs(
+        [tumor, ablation, liver, pre, post, liver_pre, liver_post, landmarks_pre, landmarks_post],
+        [],
+        folders=[out],
+    )
+    check_output_folder(out)
     # The bar is for people at a terminal; logs and pipes get the result lines only.
     with progress() as bar:
         task = bar.add_task(labels["read"], total=len(STEPS))
@@ -235,7 +243,10 @@ def margin(
             seen.append(name)
             bar.update(task, description=labels[name])
 
-        run = run_margin(inputs, out, step=step)
+        # One output set: margin.json, margin_map.nii.gz and report.html appear together.
+        with output_folder(out, "hepanav margin") as tmp:
+            run = run_margin(inputs, tmp, step=step)
+        run.paths = {k: final_path(v, tmp, out) for k, v in run.paths.items()}
         bar.update(task, completed=len(STEPS), description="Done")
     r = run.result
     typer.echo(

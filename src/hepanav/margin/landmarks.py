@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +33,12 @@ def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
         Missing or non-UTF-8 file, bad header, malformed markups, values that are not
         finite numbers, duplicate ids, no points.
     """
-    from hepanav.imaging.io import require_regular_input
 
     path = Path(path)
-    if not path.exists():
-        raise InputError("landmark file does not exist", path)
-    require_regular_input(path, allow_dir=False)  # a FIFO would block, a folder is no file
-    try:
-        # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read landmark file as UTF-8 text ({exc})", path) from None
+    from hepanav.core.validation import read_user_text
+
+    # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
+    text = read_user_text(path, "landmark file", encoding="utf-8-sig")
     name = path.name.lower()
     if name.endswith(".json"):
         points = _read_slicer(text, path)
@@ -83,10 +77,10 @@ def _read_csv(text: str, path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_slicer(text: str, path: Path) -> dict[str, np.ndarray]:
-    try:
-        markups = json.loads(text)["markups"]
-    except (ValueError, KeyError, TypeError):
-        markups = None
+    from hepanav.core.validation import parse_json
+
+    data = parse_json(text, path)  # bounded depth/size, finite numbers
+    markups = data.get("markups") if isinstance(data, dict) else None
     if not isinstance(markups, list) or not all(isinstance(m, dict) for m in markups):
         raise InputError("not a 3D Slicer markups file (no 'markups' list)", path)
     points: dict[str, np.ndarray] = {}

@@ -42,6 +42,9 @@ STEPS = ("read", "register", "measure", "write")
 # Value of margin-map voxels the tumour surface does not pass through. NaN would be
 # the natural choice, but ITK's NIfTI I/O turns NaN into 0, a valid margin.
 NO_SURFACE_MM = -1000.0
+#: Largest subcapsular exclusion accepted, mm: four times the QAM default of 5 mm
+#: (Sandu/Paolucci 2021), far beyond the 5/6 mm shells the margin figures use.
+MAX_SUBCAPSULAR_MM = 20.0
 
 
 @dataclass
@@ -100,8 +103,13 @@ class MarginInputs:
             raise InputError("give both --landmarks-pre and --landmarks-post", "--landmarks-pre")
         if self.landmarks_pre is not None and not self.registered:
             raise InputError("landmarks need the pre/post mode (--pre/--post)", "--landmarks-pre")
-        if self.subcapsular_mm is not None and not 0 <= self.subcapsular_mm < math.inf:
-            raise InputError("must be a finite distance >= 0 mm", "--subcapsular-mm")
+        if self.subcapsular_mm is not None and not 0 <= self.subcapsular_mm <= MAX_SUBCAPSULAR_MM:
+            # Also refuses NaN. Beyond 20 mm the band would exclude surface far deeper
+            # than any margin shell measured (5/6 mm) and the analysis grid grows with it.
+            raise InputError(
+                f"must be a finite distance >= 0 and <= {MAX_SUBCAPSULAR_MM:g} mm",
+                "--subcapsular-mm",
+            )
         for option, text in (
             ("--tumor-label", self.tumor_label),
             ("--ablation-label", self.ablation_label),

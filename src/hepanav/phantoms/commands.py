@@ -34,8 +34,13 @@ def phantom(
     noise: float = typer.Option(12.0, "--noise", help="Image noise SD, HU."),
 ) -> None:
     """Write a synthetic ablation case (pre/post CT, masks, landmarks) with its ground truth."""
+    from hepanav.core.atomic import check_output_folder, output_folder
+    from hepanav.core.paths import check_inputs_outputs
     from hepanav.core.progress import progress
     from hepanav.phantoms.ablation_case import build_case, case_parameters, write_case
+
+    check_inputs_outputs([base_ct, base_liver], [], folders=[out])
+    check_output_folder(out)
 
     params = case_parameters(
         spacing_mm=(spacing, spacing, spacing),
@@ -49,7 +54,8 @@ def phantom(
         task = bar.add_task("Generating ablation case", total=2)
         case = build_case(seed, params, base_ct, base_liver, liver_label=liver_label)
         bar.update(task, advance=1, description="Writing case")
-        desc = write_case(case, out, report=True)
+        with output_folder(out, "hepanav phantom") as tmp:  # the whole case, or nothing
+            desc = write_case(case, tmp, report=True)
         bar.update(task, advance=1, description="Done")
     t = desc.true_margins
     typer.echo(

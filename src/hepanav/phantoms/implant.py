@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.errors import InputError
+from hepanav.core.paths import recorded_path
 from hepanav.imaging import (
     binarize,
     labels_present,
@@ -141,5 +142,6 @@ def load_base_scan(
         labels=label_arr,
         label_names=names,
         liver_hu=float(np.median(sample)),
-        source=str(ct_path),
+        # Never an absolute path (it may name a patient's folder): hepanav.core.paths.
+        source=recorded_path(ct_path),
     )

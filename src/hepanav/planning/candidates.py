@@ -18,6 +18,7 @@ import numpy as np
 from scipy import sparse
 from scipy.spatial import cKDTree
 
+from hepanav.core.limits import check_memory
 from hepanav.planning.approach import ApproachContext
 from hepanav.planning.grid import WorkGrid
 from hepanav.planning.schema import Device
@@ -110,6 +111,13 @@ def build_candidates(
         ru, rv, rw = rel_rows @ u, rel_rows @ v, rel_rows @ d
         extent = np.sqrt(ru**2 + rv**2).max() + a_short
         n = int(np.ceil(extent / lateral_step_mm))
+        # Estimate before allocating: the lateral grid x the samples along each line, as
+        # points (3 float64), indices (3 float64) and two sampled fields.
+        check_memory(
+            (2 * n + 1) ** 2 * len(s) * 8 * 8.0,
+            "the candidate needle paths",
+            "trajectory.lateral_step_mm",
+        )
         gi, gj = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
         lat = np.stack([gi.ravel(), gj.ravel()], axis=1) * lateral_step_mm
         tree2d = cKDTree(np.stack([ru, rv], axis=1))

@@ -57,28 +57,36 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Plan stereotactic multi-needle ablation: plan.json, .mrk.json, report.html."""
+        from hepanav.core.atomic import check_output_folder, final_path, output_folder
         from hepanav.core.errors import InputError
+        from hepanav.core.paths import check_inputs_outputs
         from hepanav.dicom.hooks import DicomIO
         from hepanav.planning.pipeline import run_plan
 
         if (ct is None) == (from_pacs is None):
             raise InputError("give either --ct or --from-pacs", "--ct")
+        device_file = device if device.endswith((".yaml", ".yml")) else None
+        check_inputs_outputs([ct, tumor, labels, label_map, device_file], [], folders=[out])
+        check_output_folder(out)
         dicom = DicomIO.open(from_pacs, dicom_out, send, source=ct)
         if from_pacs:
             ct = dicom.ct_folder
             tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
-        result, written = run_plan(
-            ct,
-            tumor,
-            labels,
-            label_map,
-            margin,
-            device,
-            out,
-            tumor_label=tumor_label,
-            mask_threshold=mask_threshold,
-            series=series,
-        )
+        # plan.json, the markups, the crops and the report appear together or not at all.
+        with output_folder(out, "hepanav plan") as tmp:
+            result, written = run_plan(
+                ct,
+                tumor,
+                labels,
+                label_map,
+                margin,
+                device,
+                tmp,
+                tumor_label=tumor_label,
+                mask_threshold=mask_threshold,
+                series=series,
+            )
+        written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.result.message)
         for path in written:
             typer.echo(f"wrote {path}")
@@ -103,16 +111,23 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Find the needles in a control CT; verdict per needle (OK/advance/withdraw/redirect)."""
+        from hepanav.core.atomic import check_output_folder, final_path, output_folder
+        from hepanav.core.paths import check_inputs_outputs
         from hepanav.planning.pipeline import run_verification
 
-        result, written = run_verification(
-            plan,
-            control_ct,
-            out,
-            lateral_tolerance_mm=lateral_tolerance,
-            depth_tolerance_mm=depth_tolerance,
-            series=series,
-        )
+        # --out may not be the plan's folder (it holds plan.json and the crops read here).
+        check_inputs_outputs([plan, control_ct], [], folders=[out])
+        check_output_folder(out)
+        with output_folder(out, "hepanav verify-placement") as tmp:
+            result, written = run_verification(
+                plan,
+                control_ct,
+                tmp,
+                lateral_tolerance_mm=lateral_tolerance,
+                depth_tolerance_mm=depth_tolerance,
+                series=series,
+            )
+        written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.message)
         for path in written:
             typer.echo(f"wrote {path}")

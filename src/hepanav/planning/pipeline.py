@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from pydantic import ValidationError
 from scipy import ndimage
 
 from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
-from hepanav.core.validation import first_error, read_user_text
+from hepanav.core.paths import recorded_path
+from hepanav.core.validation import parse_json, read_user_text, validate_model
 from hepanav.imaging.io import load_image, read_image, write_image
 from hepanav.imaging.labels import read_label_names
 from hepanav.imaging.masks import load_mask
@@ -20,7 +21,7 @@ from hepanav.planning.needle_table import needle_guides, tumour_size
 from hepanav.planning.planner import PlanOutput, align_inputs, plan
 from hepanav.planning.report import write_placement_report, write_plan_report
 from hepanav.planning.risk import load_risk_map, structure_name
-from hepanav.planning.schema import NeedleError, PlacementResult, PlanResult
+from hepanav.planning.schema import MAX_MARGIN_MM, NeedleError, PlacementResult, PlanResult
 from hepanav.planning.slicer import write_markups
 from hepanav.planning.verification import (
     DEPTH_TOLERANCE_MM,
@@ -74,8 +75,12 @@ def run_plan(
 
     Returns the plan output and the written paths. Raises ``InputError`` for bad input.
     """
-    if not np.isfinite(margin_mm) or margin_mm < 0:
-        raise InputError(f"margin must be a finite number >= 0 mm, got {margin_mm:g}", "--margin")
+    try:
+        margin_ok = math.isfinite(float(margin_mm)) and 0 <= float(margin_mm) <= MAX_MARGIN_MM
+    except (TypeError, ValueError, OverflowError):
+        margin_ok = False
+    if not margin_ok:
+        raise InputError(f"margin must be a finite number in [0, {MAX_MARGIN_MM:g}] mm", "--margin")
     device = load_device(device_name)
     risk = load_risk_map(label_map)
     ct, ct_record = load_image(ct_path, "planning CT", series=series)
@@ -107,10 +112,12 @@ def run_plan(
             region = Path(label_map).parent / region
         inp.entry_region = read_mask(region, reference=ct)
     paths = {
-        "ct": str(Path(ct_path).resolve()),
-        "tumor": str(Path(tumor_path).resolve()),
-        "labels": str(Path(labels_path).resolve()),
-        "label_map": str(Path(label_map).resolve()) if label_map else "built-in",
+        # Relative to the working folder, else name + content hash: never an absolute
+        # path, which may name a patient's folder (docs/privacy.md).
+        "ct": recorded_path(ct_path),
+        "tumor": recorded_path(tumor_path),
+        "labels": recorded_path(labels_path),
+        "label_map": recorded_path(label_map) if label_map else "built-in",
         "tumor_crop": TUMOR_FILE,
         "heat_sink_band": BAND_FILE,
         "liver_crop": LIVER_FILE,
@@ -150,10 +157,14 @@ def structure_names(inp, risk) -> dict[int, str]:
 
 def _load_plan(path: Path) -> PlanResult:
     text = read_user_text(Path(path), "plan file")
-    try:
-        return PlanResult.model_validate_json(text)
-    except ValidationError as exc:
-        raise InputError(f"not a HepaNav plan: {first_error(exc, 'file')}", path) from None
+    data = parse_json(text, path)  # bounded depth/size; NaN/Infinity refused
+    plan = validate_model(PlanResult, data, path, prefix="not a HepaNav plan: ")
+    for key in ("tumor_crop", "heat_sink_band"):
+        name = plan.inputs.get(key)
+        # The crops are files beside plan.json, named by plain names: no folder parts.
+        if name is not None and (Path(name).name != name or name in ("", ".", "..")):
+            raise InputError(f"inputs.{key} must be a file name beside plan.json", path)
+    return plan
 
 
 def _zones_from_needles(plan: PlanResult, tips: dict[int, np.ndarray], dirs: dict[int, np.ndarray]):
@@ -181,6 +192,10 @@ def _coverage(plan: PlanResult, plan_dir: Path, centers, dirs) -> tuple[float, f
         if band_path.is_file()
         else (np.zeros_like(t))
     )
+    if band.shape != t.shape:
+        raise InputError(
+            "the heat-sink band and the tumour crop beside plan.json differ in size", band_path
+        )
     spacing_zyx = np.asarray(tumor.GetSpacing())[::-1]
     target = ndimage.distance_transform_edt(~t, sampling=spacing_zyx) <= plan.margin_mm
     from hepanav.imaging.geometry import voxel_to_lps
@@ -307,8 +322,8 @@ def run_verification(
         f"needles {100 * cov_g:.1f}% (planned {100 * plan_res.coverage_target:.1f}%)."
     )
     result = PlacementResult(
-        plan=str(plan_path.resolve()),
-        control_ct=str(Path(control_ct_path).resolve()),
+        plan=recorded_path(plan_path),
+        control_ct=recorded_path(control_ct_path),
         metal_threshold_hu=threshold_hu,
         needles_planned=len(plan_res.needles),
         needles_detected=len(found),

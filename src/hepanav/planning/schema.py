@@ -5,49 +5,90 @@ All coordinates are ITK/DICOM LPS in millimetres; directions are unit vectors in
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from hepanav import DISCLAIMER
+from hepanav.imaging.labels import MAX_LABEL
 from hepanav.imaging.schema import InputRecord
 
-Vec3 = tuple[float, float, float]
+# Every number read from a user's file (device, risk map, plan.json) is finite
+# (allow_inf_nan=False on every model) and bounded. The bounds are physical (a patient
+# fits in 1 m; no ablation needle is longer than 40 cm) or keep time and memory within a
+# workstation (documented per field and in docs/reliability.md).
+#: Coordinates, mm: |x| <= 10 m covers any scanner's LPS origin.
+Coord = Annotated[float, Field(ge=-1e4, le=1e4)]
+Vec3 = tuple[Coord, Coord, Coord]
+#: Largest safety margin, mm: twice the 10 mm beyond which no local tumour progression
+#: was seen after ablation of colorectal liver metastases (Shady et al., Radiology
+#: 2016;278:601-611); a larger margin is not an ablation plan.
+MAX_MARGIN_MM = 20.0
+#: Label ids of a label map: 1..65535 (0 is background; 16-bit label maps, DICOM SEG).
+LabelId = Annotated[int, Field(ge=1, le=MAX_LABEL)]
+
+
+def _unit(v: tuple[float, float, float]) -> tuple[float, float, float]:
+    n = math.sqrt(sum(c * c for c in v))
+    if not abs(n - 1.0) <= 1e-3:
+        raise ValueError(f"must be a unit vector (length {n:.3g})")
+    return v
+
+
+def _nonzero(v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+    if v is not None and math.sqrt(sum(c * c for c in v)) < 1e-6:
+        raise ValueError("must not be the zero vector")
+    return v
+
+
+UnitVec3 = Annotated[Vec3, AfterValidator(_unit)]
+_FINITE = ConfigDict(allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- inputs
 class Device(BaseModel):
     """One ablation device at one setting: the predicted zone is an ellipsoid on the needle axis."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(description="identifier used with --device")
     kind: Literal["microwave", "rfa", "rfa_cluster"]
     description: str = ""
-    power_w: float | None = Field(None, ge=0)
-    time_min: float | None = Field(None, ge=0)
+    power_w: float | None = Field(None, ge=0, le=500, description="generator power, W (<= 500)")
+    time_min: float | None = Field(None, ge=0, le=120, description="ablation time, min")
     chart_length_mm: float = Field(
-        gt=0, description="zone length along the needle, manufacturer chart"
+        gt=0, le=200, description="zone length along the needle, manufacturer chart"
     )
     chart_width_mm: float = Field(
-        gt=0, description="zone width across the needle, manufacturer chart"
+        gt=0, le=200, description="zone width across the needle, manufacturer chart"
     )
     in_vivo_factor: float = Field(
         gt=0, le=1, description="multiplies the chart axes to give the clinical (in vivo) zone"
     )
     tip_to_center_mm: float = Field(
-        ge=0, description="distance from the needle tip back along the shaft to the zone centre"
+        ge=0,
+        le=200,
+        description="distance from the needle tip back along the shaft to the zone centre",
     )
-    needle_length_mm: float = Field(gt=0, description="usable shaft length (skin to tip)")
-    needle_diameter_mm: float = Field(gt=0)
+    needle_length_mm: float = Field(
+        gt=0, le=400, description="usable shaft length (skin to tip), <= 400 mm"
+    )
+    needle_diameter_mm: float = Field(gt=0, le=10)
     heat_sink_vessel_mm: float = Field(
-        3.0, ge=0, description="vessels wider than this cool the zone (Lu 2002)"
+        3.0, ge=0, le=50, description="vessels wider than this cool the zone (Lu 2002)"
     )
     heat_sink_trim_mm: float = Field(
-        ge=0, description="tissue within this distance of such a vessel is predicted not ablated"
+        ge=0,
+        le=50,
+        description="tissue within this distance of such a vessel is predicted not ablated",
     )
-    pullback_step_mm: float = Field(gt=0, description="step between positions along one needle")
-    max_positions: int = Field(1, ge=1, description="ablation positions per needle (pull-backs)")
+    pullback_step_mm: float = Field(
+        ge=1, le=200, description="step between positions along one needle, 1-200 mm"
+    )
+    max_positions: int = Field(
+        1, ge=1, le=10, description="ablation positions per needle (pull-backs), <= 10"
+    )
     source: str = Field(min_length=1, description="where the numbers come from")
 
     @property
@@ -61,11 +102,11 @@ class Device(BaseModel):
 class RiskRule(BaseModel):
     """A group of labels that needles must not cross, with its clearance."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
-    labels: list[int] = Field(min_length=1)
-    clearance_mm: float = Field(ge=0)
+    labels: list[LabelId] = Field(min_length=1, max_length=1024)
+    clearance_mm: float = Field(ge=0, le=100)
     heat_sink: bool = Field(False, description="a vessel group that cools ablation zones")
     source: str = ""
 
@@ -73,10 +114,10 @@ class RiskRule(BaseModel):
 class TrajectoryRules(BaseModel):
     """Constraints on needle paths (documented defaults in docs/planning.md)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_angle_from_axial_deg: float = Field(30.0, ge=0, le=90)
-    forbidden_approach_lps: Vec3 | None = Field(
+    forbidden_approach_lps: Annotated[Vec3 | None, AfterValidator(_nonzero)] = Field(
         (0.0, 1.0, 0.0),
         description="entries from this side are excluded (default posterior, supine)",
     )
@@ -86,20 +127,26 @@ class TrajectoryRules(BaseModel):
         description="mask of the allowed skin entry region (path; relative to the risk-map file)",
     )
     min_needle_spacing_mm: float = Field(
-        5.0, ge=0, description="two needles never pass closer than this (axis to axis)"
+        5.0, ge=0, le=100, description="two needles never pass closer than this (axis to axis)"
     )
     parallel: bool = Field(False, description="all needles parallel (aiming device)")
     direction_count: int = Field(
-        80, ge=4, description="candidate directions on the whole sphere (before the angle rules)"
+        80,
+        ge=4,
+        le=2000,
+        description="candidate directions on the whole sphere (before the angle rules)",
     )
     lateral_step_mm: float | None = Field(
-        None, gt=0, description="spacing of parallel candidate lines; default 0.4 x zone width"
+        None,
+        ge=0.5,
+        le=50,
+        description="spacing of parallel candidate lines, 0.5-50 mm; default 0.4 x zone width",
     )
-    grid_mm: float = Field(2.5, gt=0, description="working grid for path checks")
-    placement_error_sd_mm: float = Field(2.0, ge=0)
-    monte_carlo_draws: int = Field(200, ge=10)
+    grid_mm: float = Field(2.5, ge=0.5, le=10, description="working grid for path checks, mm")
+    placement_error_sd_mm: float = Field(2.0, ge=0, le=20)
+    monte_carlo_draws: int = Field(200, ge=10, le=10_000)
     coverage_goal: float = Field(0.99, gt=0, le=1)
-    optimiser_time_limit_s: float = Field(8.0, gt=0)
+    optimiser_time_limit_s: float = Field(8.0, gt=0, le=600)
     # approach rules (docs/planning.md, "Approach rules")
     ipsilateral_entry: bool = Field(
         False,
@@ -107,18 +154,24 @@ class TrajectoryRules(BaseModel):
         "the body outline's left-right extent at the tumour's level)",
     )
     midline_tolerance_mm: float = Field(
-        0.0, ge=0, description="with ipsilateral_entry: entries this far across the midline pass"
+        0.0,
+        ge=0,
+        le=200,
+        description="with ipsilateral_entry: entries this far across the midline pass",
     )
     max_depth_mm: float | None = Field(
-        None, gt=0, description="skin entry to deepest tip at most this long (None: needle length)"
+        None,
+        gt=0,
+        le=400,
+        description="skin entry to deepest tip at most this long (None: needle length)",
     )
     rib_approach: Literal["any", "subcostal"] = Field(
         "any",
         description="'any': intercostal and subcostal entries (bone clearance still applies); "
         "'subcostal': the entry lies caudal of every rib voxel within subcostal_radius_mm",
     )
-    subcostal_radius_mm: float = Field(30.0, gt=0)
-    rib_labels: list[int] = Field(
+    subcostal_radius_mm: float = Field(30.0, gt=0, le=200)
+    rib_labels: list[LabelId] = Field(
         default_factory=lambda: list(range(92, 118)),
         description="label ids of ribs and costal cartilages (TotalSegmentator v2: 92-117)",
     )
@@ -127,9 +180,9 @@ class TrajectoryRules(BaseModel):
 class RiskMap(BaseModel):
     """The YAML given with ``--label-map``: no-go structures, liver label, trajectory rules."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    liver_labels: list[int] = Field(min_length=1)
+    liver_labels: list[LabelId] = Field(min_length=1, max_length=1024)
     structures: list[RiskRule] = Field(min_length=1, max_length=16)
     trajectory: TrajectoryRules = TrajectoryRules()
     source: str = ""
@@ -147,23 +200,29 @@ class RiskMap(BaseModel):
 class Probe(BaseModel):
     """One ablation position: a needle tip and the zone it produces."""
 
+    model_config = _FINITE
+
     needle: int = Field(description="1-based needle number")
     position: int = Field(description="1 = deepest; higher numbers are pull-backs")
     entry_lps_mm: Vec3
     tip_lps_mm: Vec3
     zone_center_lps_mm: Vec3
     zone_axes_mm: Vec3 = Field(description="zone diameters: along the needle, across, across")
-    zone_direction: Vec3 = Field(description="unit vector of the zone's long axis (entry -> tip)")
+    zone_direction: UnitVec3 = Field(
+        description="unit vector of the zone's long axis (entry -> tip)"
+    )
     device: str
 
 
 class Needle(BaseModel):
     """A straight trajectory from the skin entry to the deepest tip position."""
 
+    model_config = _FINITE
+
     needle: int
     entry_lps_mm: Vec3
     tip_lps_mm: Vec3
-    direction: Vec3 = Field(description="unit vector entry -> tip, LPS")
+    direction: UnitVec3 = Field(description="unit vector entry -> tip, LPS")
     length_mm: float = Field(description="skin to deepest tip")
     angle_from_axial_deg: float
     min_clearance_mm: float | None = Field(
@@ -201,8 +260,7 @@ class NeedleGuide(BaseModel):
     entry_slice: int = Field(description="1-based slice of the planning CT nearest the entry")
     entry_table_mm: float = Field(description="table position: LPS z (superior +) of the entry")
     entry_lr_from_midline_mm: float = Field(
-        description="entry's left-right offset from the body midline at its slice; + = patient "
-        "left"
+        description="entry's left-right offset from the body midline at its slice; + = patient left"
     )
     entry_ap_from_anterior_skin_mm: float = Field(
         description="entry's depth below the most anterior skin point on the midline of its "
@@ -249,19 +307,21 @@ class TumourSize(BaseModel):
 class PlanResult(BaseModel):
     """``plan.json``."""
 
+    model_config = _FINITE
+
     disclaimer: str = DISCLAIMER
     feasible: bool = Field(description="True when tumour + margin is covered to the coverage goal")
     message: str = Field(description="one-paragraph summary; the reason when not feasible")
     device: Device
-    margin_mm: float
+    margin_mm: float = Field(ge=0, le=MAX_MARGIN_MM)
     probes: list[Probe]
     needles: list[Needle]
     needle_count: int
     coverage_tumor: float = Field(
-        description="fraction of tumour voxels inside the predicted zones"
+        ge=0, le=1, description="fraction of tumour voxels inside the predicted zones"
     )
     coverage_target: float = Field(
-        description="fraction of tumour + margin voxels inside the zones"
+        ge=0, le=1, description="fraction of tumour + margin voxels inside the zones"
     )
     min_clearance_mm: float | None = Field(description="smallest clearance over all needles, mm")
     healthy_liver_ablated_ml: float = Field(description="liver outside the tumour inside the zones")
@@ -314,8 +374,9 @@ class NeedleError(BaseModel):
     euclidean_mm: float | None
     angle_deg: float | None
     verdict: str = Field(
-        "", description="'OK', 'advance N mm', 'withdraw N mm', 'redirect N mm toward ...', "
-        "'MISSING' or 'EXTRA (not planned)'"
+        "",
+        description="'OK', 'advance N mm', 'withdraw N mm', 'redirect N mm toward ...', "
+        "'MISSING' or 'EXTRA (not planned)'",
     )
     verdict_code: Literal["ok", "advance", "withdraw", "redirect", "missing", "extra", ""] = ""
 

@@ -108,8 +108,10 @@ def import_(
     db: DbOption = None,
 ) -> None:
     """Import a template file: every row is checked; all rows or none are written."""
+    from hepanav.core.paths import check_inputs_outputs
     from hepanav.registry.importer import ImportRejected, import_file, write_errors_csv
 
+    check_inputs_outputs([file], [errors_out])
     try:
         summary = import_file(
             _open(db),
@@ -266,9 +268,14 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the audit report (HTML with figures) and audit.json."""
+    from hepanav.core.atomic import check_output_folder, final_path, output_folder
     from hepanav.registry.report import write_audit_report
 
-    html, js = write_audit_report(_open(db), out)
+    check_output_folder(out)
+    engine = _open(db)
+    with output_folder(out, "hepanav registry report") as tmp:  # audit.html + audit.json
+        html, js = write_audit_report(engine, tmp)
+    html, js = final_path(html, tmp, out), final_path(js, tmp, out)
     typer.echo(f"wrote {html}")
     typer.echo(f"wrote {js}")
 
@@ -307,6 +314,9 @@ def margins(
                 "--procedure-type",
             )
         procedure_type = codes[procedure_type.lower()]
+    from hepanav.core.atomic import check_output_folder, final_path, output_folder
+
+    check_output_folder(out)
     engine = _open(db)
     frame = dataset.treatments(engine)
     if procedure_type is not None:
@@ -320,7 +330,8 @@ def margins(
         from hepanav.registry.outcomes import ltp_comparison
 
         ltp = ltp_comparison(frame, dataset.events(engine), group_by, procedure_type)
-        path = write_json(Path(out) / "margins.json", ltp)
+        with output_folder(out, "hepanav stats margins") as tmp:
+            path = final_path(write_json(tmp / "margins.json", ltp), tmp, out)
         typer.echo(
             f"{procedure_type}: no margin status (R0/R1); local tumour progression by {group_by}"
         )
@@ -335,7 +346,8 @@ def margins(
         typer.echo(f"wrote {path}")
         return
     result = stats.margin_comparison(frame, group_by, unit)
-    path = write_json(Path(out) / "margins.json", result)
+    with output_folder(out, "hepanav stats margins") as tmp:
+        path = final_path(write_json(tmp / "margins.json", result), tmp, out)
     for count, rate in zip(result.counts, result.rates, strict=True):
         typer.echo(f"{group_by}={count.group}: {count.negative}/{count.n} R0 ({rate.rate:.1%})")
     p = "n/a" if result.p_value is None else f"{result.p_value:.4g}"
@@ -352,13 +364,15 @@ def ablation(
     db: DbOption = None,
 ) -> None:
     """Ablation endpoints (Ahmed 2014) and resection outcomes, side by side, never pooled."""
-    from hepanav.core.atomic import write_json
+    from hepanav.core.atomic import check_output_folder, final_path, output_folder, write_json
     from hepanav.registry import dataset
     from hepanav.registry.outcomes import outcomes_by_procedure
 
+    check_output_folder(out)
     engine = _open(db)
     result = outcomes_by_procedure(dataset.treatments(engine), dataset.events(engine))
-    path = write_json(Path(out) / "ablation.json", result)
+    with output_folder(out, "hepanav stats ablation") as tmp:
+        path = final_path(write_json(tmp / "ablation.json", result), tmp, out)
 
     def show(name, p):
         rate = "n/a" if p.rate is None else f"{p.rate:.1%}"

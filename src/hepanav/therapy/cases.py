@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from hepanav.core import InputError
@@ -67,15 +65,9 @@ def screen_case_id(case_id: str | None, source: str | Path = "case") -> None:
 
 def load_case(path: str | Path) -> Case:
     """Read ``path`` (``.json``, or YAML for any other suffix) and validate it."""
+    from hepanav.core.validation import read_user_data
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read case file ({exc.strerror})", path) from None
-    except UnicodeDecodeError:
-        raise InputError("cannot read case file (not UTF-8 text)", path) from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot parse case file ({' '.join(str(exc).split())})", path) from None
+    # Regular file, size/depth bounded, finite numbers (hepanav.core.validation).
+    data = read_user_data(path, "case file")
     return case_from_data(data, path)

@@ -38,6 +38,8 @@ def evaluate(
 ) -> None:
     """Evaluate the decision tables for CASE: a verdict per therapy, with rules and sources."""
     from hepanav.core import InputError, write_json
+    from hepanav.core.atomic import check_output_folder, output_folder
+    from hepanav.core.paths import check_inputs_outputs
     from hepanav.therapy.cases import load_case
     from hepanav.therapy.engine import evaluate_case
     from hepanav.therapy.report import write_report
@@ -51,11 +53,14 @@ def evaluate(
                     "--out folder",
                     target,
                 )
+    check_inputs_outputs([case, *(rules or [])], [], folders=[out])
+    check_output_folder(out)
     table = load_rules(rules or None)
     patient = load_case(case)
     report = evaluate_case(patient, table)
-    write_json(out / "therapy.json", report)
-    write_report(out / "therapy.html", patient, report)
+    with output_folder(out, "hepanav therapy") as tmp:  # both files, or neither
+        write_json(tmp / "therapy.json", report)
+        write_report(tmp / "therapy.html", patient, report)
     for option in report.options:
         missing = (
             f"  (missing: {', '.join(option.missing_fields)})" if option.missing_fields else ""

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hepanav.core import InputError
-from hepanav.core.validation import first_error, parse_yaml
+from hepanav.core.validation import first_error, read_user_yaml
 from hepanav.therapy.conditions import Condition, ConditionError, parse_condition
 from hepanav.therapy.schema import Effect, Source, Therapy
 
@@ -81,13 +81,8 @@ def parse_rule(raw: Any, file: Path, index: int) -> Rule:
 
 def load_rule_file(path: Path) -> list[Rule]:
     """Read and validate one YAML rule file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read rule file ({exc.strerror})", path) from None
-    except UnicodeDecodeError:
-        raise InputError("cannot read rule file (not UTF-8 text)", path) from None
-    data = parse_yaml(text, path)
+    # Regular file, size/depth bounded, finite numbers (hepanav.core.validation).
+    data = read_user_yaml(path, "rule file")
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
         raise InputError("a rule file is a mapping with a 'rules' list", path)
     unknown = sorted(set(data) - {"rules", "description"})

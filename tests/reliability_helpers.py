@@ -1,0 +1,231 @@
+"""Inputs for the fault tests: one small, valid invocation of every writing command.
+
+``writing_commands(folder)`` builds the inputs once (small masks, a fast planning case,
+six fluorescence frames, a SQLite registry) and returns, per command, a function
+``argv(out) -> list[str]`` and whether OUT is a folder (an output set) or a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from hepanav.core.atomic import MANIFEST
+
+
+@dataclass
+class Writing:
+    name: str
+    argv: Callable[[Path], list[str]]
+    folder: bool = True
+
+
+def sphere(centre, radius, size=(36, 36, 36), spacing=1.0) -> sitk.Image:
+    origin = -(np.asarray(size) - 1) / 2 * spacing
+    idx = np.indices(size[::-1]).reshape(3, -1)[::-1].T * spacing + origin
+    inside = np.linalg.norm(idx - np.asarray(centre), axis=1) <= radius
+    image = sitk.GetImageFromArray(inside.reshape(size[::-1]).astype(np.uint8))
+    image.SetSpacing((spacing,) * 3)
+    image.SetOrigin(tuple(origin))
+    return image
+
+
+def build_inputs(folder: Path) -> dict[str, Path]:
+    """Write every input file once; returns their paths by name."""
+    from hepanav.phantoms.fluorescence import Camera, FluoroLesion, render_sequence, save_frames
+    from hepanav.phantoms.planning import TORSO_LABELS, make_planning_case
+    from planning_helpers import fast_risk_map
+
+    folder.mkdir(parents=True, exist_ok=True)
+    p: dict[str, Path] = {}
+    for name, image in {
+        "tumor": sphere((1.0, 0, 0), 6.0),
+        "ablation": sphere((0, 0, 0), 10.0),
+        "liver": sphere((0, 0, 0), 16.0),
+    }.items():
+        p[name] = folder / f"{name}.nii.gz"
+        sitk.WriteImage(image, str(p[name]))
+    examples = resources.files("hepanav.therapy") / "data" / "examples"
+    p["case"] = folder / "case.yaml"
+    p["case"].write_text((examples / "crc_large_near_hepatic_vein.yaml").read_text("utf-8"))
+    # planning: the analytic torso with a fast risk map
+    case = make_planning_case("torso", 30.0, seed=0)
+    plan_in = folder / "plan-inputs"
+    plan_in.mkdir()
+    for name, image in (("ct", case.ct), ("ptumor", case.tumor), ("labels", case.labels)):
+        p[name] = plan_in / f"{name}.nii.gz"
+        sitk.WriteImage(image, str(p[name]))
+    (plan_in / "labels.json").write_text(json.dumps({str(k): v for k, v in TORSO_LABELS.items()}))
+    p["risk"] = fast_risk_map(plan_in, optimiser_time_limit_s=2.0)
+    # fluorescence: six small frames and a surface mask
+    camera = Camera(width=128, height=112, mm_per_px=0.4)
+    lesions = [FluoroLesion((60, 50), 8.0, depth_mm=0.5, pattern="homogeneous", surface_tbr=5.0)]
+    frames = list(render_sequence(lesions, camera, n_frames=6, seed=1))
+    p["nir"], _ = save_frames(frames, folder / "frames")
+    import cv2
+
+    surface = np.zeros((112, 128), np.uint8)
+    surface[30:80, 30:100] = 255
+    p["surface"] = folder / "surface.png"
+    cv2.imwrite(str(p["surface"]), surface)
+    # registry: a SQLite database with a few outcome rows
+    from registry_helpers import outcome_rows, write_csv
+
+    p["db"] = folder / "registry.sqlite"
+    p["rows"] = write_csv(folder / "rows.csv", outcome_rows(40, 2))  # export > 4 KiB
+    url = f"sqlite:///{p['db']}"
+    for argv in (
+        ["registry", "init", "--db", url],
+        ["registry", "import", str(p["rows"]), "--db", url],
+    ):
+        run = run_hepanav(argv, folder)
+        assert run.returncode == 0, run.stderr
+    return p
+
+
+def writing_commands(p: dict[str, Path], plan_dir: Path | None) -> list[Writing]:
+    db = f"sqlite:///{p['db']}"
+    cmds = [
+        Writing(
+            "margin",
+            lambda o: [
+                "margin",
+                "--tumor",
+                p["tumor"],
+                "--ablation",
+                p["ablation"],
+                "--liver",
+                p["liver"],
+                "--out",
+                o,
+            ],
+        ),
+        Writing("therapy", lambda o: ["therapy", p["case"], "--out", o]),
+        Writing(
+            "phantom",
+            lambda o: ["phantom", "--out", o, "--size", "40", "40", "30", "--spacing", "3"],
+        ),
+        Writing(
+            "plan",
+            lambda o: [
+                "plan",
+                "--ct",
+                p["ct"],
+                "--tumor",
+                p["ptumor"],
+                "--labels",
+                p["labels"],
+                "--label-map",
+                p["risk"],
+                "--out",
+                o,
+            ],
+        ),
+        Writing("fluoro-analyze", lambda o: ["fluoro", "analyze", "--nir", p["nir"], "--out", o]),
+        Writing(
+            "fluoro-margin-check",
+            lambda o: [
+                "fluoro",
+                "margin-check",
+                "--nir",
+                p["nir"],
+                "--surface",
+                p["surface"],
+                "--out",
+                o,
+            ],
+        ),
+        Writing(
+            "fluoro-render",
+            lambda o: ["fluoro", "render", "--nir", p["nir"], "--out", o],
+            folder=False,
+        ),
+        Writing("registry-report", lambda o: ["registry", "report", "--out", o, "--db", db]),
+        Writing(
+            "stats-margins",
+            lambda o: ["stats", "margins", "--group-by", "icg_used", "--out", o, "--db", db],
+        ),
+        Writing(
+            "registry-export",
+            lambda o: ["registry", "export", "--out", o, "--db", db],
+            folder=False,
+        ),
+    ]
+    if plan_dir is not None:
+        cmds.append(
+            Writing(
+                "verify-placement",
+                lambda o: [
+                    "verify-placement",
+                    "--plan",
+                    plan_dir / "plan.json",
+                    "--control-ct",
+                    p["ct"],
+                    "--out",
+                    o,
+                ],
+            )
+        )
+    return cmds
+
+
+def file_name(w: Writing) -> str:
+    return {"fluoro-render": "display.mp4", "registry-export": "export.csv"}.get(w.name, "out")
+
+
+def env(log_dir: Path) -> dict[str, str]:
+    e = dict(os.environ)
+    e["HEPANAV_LOG_DIR"] = str(log_dir)
+    e.pop("HEPANAV_LOG_MESSAGES", None)
+    return e
+
+
+def run_hepanav(argv, cwd: Path, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hepanav", *map(str, argv)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(cwd / "logs"),
+        **kw,
+    )
+
+
+def assert_complete_or_absent(out: Path, w: Writing) -> str:
+    """The output is absent, or complete: every file its manifest lists, with its size."""
+    if not out.exists():
+        return "absent"
+    if not w.folder:
+        if w.name == "fluoro-render":
+            import cv2
+
+            cap = cv2.VideoCapture(str(out))
+            n = 0
+            while cap.read()[0]:
+                n += 1
+            cap.release()
+            assert n == 6, f"{out}: {n} frames"
+        else:
+            text = out.read_text(encoding="utf-8")
+            assert text.endswith("\n") and len(text.splitlines()) == 81, text[-200:]
+        return "complete"
+    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    listed = {f["name"]: f["bytes"] for f in manifest["files"]}
+    present = {
+        str(q.relative_to(out)): q.stat().st_size
+        for q in out.rglob("*")
+        if q.is_file() and q.name != MANIFEST
+    }
+    assert listed == present, (listed, present)
+    assert listed, "an output set with no file"
+    return "complete"
