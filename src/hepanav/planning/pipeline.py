@@ -188,7 +188,7 @@ def _coverage(plan: PlanResult, plan_dir: Path, centers, dirs) -> tuple[float, f
     band_path = plan_dir / plan.inputs.get("heat_sink_band", BAND_FILE)
     t = sitk.GetArrayViewFromImage(tumor) > 0
     band = (
-        (sitk.GetArrayViewFromImage(read_image(band_path)) > 0)
+        (sitk.GetArrayFromImage(read_image(band_path)) > 0)  # copy: the image is a temporary
         if band_path.is_file()
         else (np.zeros_like(t))
     )

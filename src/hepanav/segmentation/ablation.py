@@ -136,7 +136,7 @@ def move_off_gas(ct: sitk.Image, seed: Seed, radius_mm: float = 8.0) -> tuple[Se
         return seed, False
     from hepanav.segmentation.morphology import dilate_mm
 
-    near_gas = sitk.GetArrayViewFromImage(dilate_mm(gas, 1.5)) > 0
+    near_gas = sitk.GetArrayFromImage(dilate_mm(gas, 1.5)) > 0  # copy: the image is a temporary
     k, j, i = np.nonzero(~near_gas & (arr > limit))
     if k.size == 0:
         check_tissue(ct, seed, "ablation zone")

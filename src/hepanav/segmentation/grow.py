@@ -410,7 +410,8 @@ def _components_near(mask: sitk.Image, seeds: list[Seed], radius_mm: float) -> s
     """Union of the connected components of ``mask`` within ``radius_mm`` of any seed."""
     labels = sitk.ConnectedComponent(sitk.Cast(mask > 0, sitk.sitkUInt8), True)
     arr = sitk.GetArrayFromImage(labels)
-    ball = sitk.GetArrayViewFromImage(_ball_mask(mask, seeds, radius_mm)) > 0
+    # A copy, not a view: a view of a temporary image reads freed memory (segfault).
+    ball = sitk.GetArrayFromImage(_ball_mask(mask, seeds, radius_mm)) > 0
     keep = np.unique(arr[ball & (arr > 0)])
     out = sitk.GetImageFromArray(np.isin(arr, keep).astype(np.uint8))
     out.CopyInformation(mask)
