@@ -596,7 +596,10 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     # ---------------------------------------------------------- therapy
     @app.get("/therapy", response_class=HTMLResponse, tags=["therapy"])
     def therapy_page(request: Request, _: User = Depends(user_of)):
-        return page(request, "therapy.html.j2", report=None, case_text="", message=None)
+        from hepanav.web.workflows import therapy_example
+
+        return page(request, "therapy.html.j2", report=None, case_text="", message=None,
+                    example=therapy_example())
 
     @app.post("/therapy", response_class=HTMLResponse, tags=["therapy"],
               dependencies=[Depends(require_csrf)])
@@ -611,9 +614,9 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             # Keep what was typed, say what is wrong (one message, no traceback).
             audit(request, "run", "therapy", "refused")
             return page(request, "therapy.html.j2", code=400, report=None,
-                        case_text=case_text, message=" ".join(str(exc).split()))
+                        case_text=case_text, message=" ".join(str(exc).split()), example="")
         audit(request, "run", "therapy")
-        return page(request, "therapy.html.j2", report=report, case_text=case_text)
+        return page(request, "therapy.html.j2", report=report, case_text=case_text, example="")
 
     # ---------------------------------------------------------- registry
     @app.get("/registry", response_class=HTMLResponse, tags=["registry"])

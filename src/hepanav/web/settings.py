@@ -81,6 +81,13 @@ class WebSettings(BaseSettings):
             raise ValueError("must be a Dask scheduler address such as tcp://host:8786")
         return value
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Job steps run in their own working folder: every path handed to them must be
+        # absolute, so a relative --data-dir (make serve's) is resolved once, here.
+        return value.expanduser().resolve()
+
     def key(self) -> str:
         """The signing key: the configured one, else one generated and kept in data_dir."""
         if self.secret_key:

@@ -160,6 +160,17 @@ def run_therapy(case_text: str, scratch: Path) -> dict[str, Any]:
     return evaluate_case(case, load_rules()).model_dump(mode="json")
 
 
+def therapy_example() -> str:
+    """A synthetic example case (YAML) to start the therapy form from."""
+    from importlib.resources import files
+
+    examples = sorted(
+        p for p in files("hepanav.therapy").joinpath("data", "examples").iterdir()
+        if p.name.endswith(".yaml")
+    )
+    return examples[0].read_text(encoding="utf-8") if examples else ""
+
+
 def registry_summary(url: str | None) -> dict[str, Any]:
     """Counts and key rates of the registry for the dashboard (no patient-level rows)."""
     from hepanav.registry.audit import build_audit
@@ -380,6 +391,7 @@ def registry_dashboard(
         if "technical_success" in part and kind == "ablation":
             known = part.technical_success.dropna()
             row["technical_success"] = (int(known.astype(bool).sum()), int(len(known)))
+            row["technical_success_missing"] = int(part.technical_success.isna().sum())
         if "mam_mm" in part and part.mam_mm.notna().any():
             row["mam_median_mm"] = float(part.mam_mm.median())
             row["mam_n"] = int(part.mam_mm.notna().sum())
