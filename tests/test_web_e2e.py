@@ -37,6 +37,12 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
+def _page(browser, **kwargs):
+    page = browser.new_page(**kwargs)
+    page.set_default_timeout(120_000)  # software WebGL on 2 busy cores
+    return page
+
+
 def wait_for_job(page, timeout_s: float = 600) -> str:
     """Wait on the job page until the server-sent events report the end (page reloads)."""
     page.wait_for_function(
@@ -47,7 +53,7 @@ def wait_for_job(page, timeout_s: float = 600) -> str:
 
 
 def test_margin_workflow_in_the_browser(web_server, browser, shots):
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page = _page(browser, viewport={"width": 1300, "height": 1000})
     login(page, web_server, "radiologist")
     assert page.locator(f"a[href='/cases/{CASE}']").count() == 1
     page.screenshot(path=shots / "worklist.png", full_page=True)
@@ -115,7 +121,7 @@ def truth_centre(truth: dict) -> list[float]:
 
 
 def test_therapy_form_and_escaping(web_server, browser, shots):
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page = _page(browser, viewport={"width": 1200, "height": 900})
     login(page, web_server, "surgeon")
     page.goto(web_server.url + "/therapy")
     attack = "case_id: '<img src=x onerror=window.__xss=1>'\n"
@@ -191,7 +197,7 @@ def test_fluorescence_upload_and_live_page(tmp_path, phantom_case, browser, shot
     finally:
         del os.environ["HEPANAV_WEB_LIVE_SOURCE"]
     try:
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page = _page(browser, viewport={"width": 1200, "height": 900})
         login(page, server, "surgeon")
         page.goto(server.url + "/fluoro")
         page.set_input_files("input[name=nir]", str(video))
@@ -270,7 +276,7 @@ def test_registry_dashboard_and_record_correction(tmp_path, phantom_case, browse
                                     tmp_path / "cohort")
     server.start()
     try:
-        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page = _page(browser, viewport={"width": 1200, "height": 1000})
         login(page, server, "coordinator")
         page.goto(server.url + "/registry?procedure_type=ablation")
         rows = page.locator("#by-procedure tr")
@@ -311,7 +317,7 @@ def test_registry_dashboard_and_record_correction(tmp_path, phantom_case, browse
 
 
 def test_planning_workflow_in_the_browser(web_server, browser, shots):
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page = _page(browser, viewport={"width": 1300, "height": 1000})
     login(page, web_server, "radiologist")
     page.goto(f"{web_server.url}/cases/{CASE}/plan")
     page.select_option("#ct", "pre_ct.nii.gz")

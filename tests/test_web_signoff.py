@@ -65,6 +65,7 @@ def test_signoff_stores_dicom_in_pacs_and_margin_in_registry(
             assert state == "done", http.get(f"/api/jobs/{job_id}").json()
 
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.set_default_timeout(120_000)
         login(page, server, "radiologist")
         page.goto(f"{server.url}/jobs/{job_id}")
         page.check("#send_pacs")
