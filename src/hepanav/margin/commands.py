@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -112,7 +113,17 @@ def margin(
         "--from-pacs",
         help="Fetch this study (Study Instance UID or Accession Number; KEY/SERIES_UID picks "
         "one of several CT series) from the PACS; --tumor/--ablation then name an RTSTRUCT "
-        "ROI or SEG segment of the study, read on its CT.",
+        "ROI or SEG segment of the study, read on its CT. With --from-pacs-post it is the "
+        "pre-procedure study (CT + tumour object).",
+        rich_help_panel=_DICOM,
+    ),
+    from_pacs_post: str | None = typer.Option(
+        None,
+        "--from-pacs-post",
+        help="Pre/post pair from the PACS: the post-ablation study (KEY[/CT_SERIES_UID]) "
+        "whose CT is registered to the --from-pacs CT; --tumor names the tumour in the pre "
+        "study, --ablation the zone in this one, optional --liver-pre/--liver-post the "
+        "livers. --send stores the results in this study.",
         rich_help_panel=_DICOM,
     ),
     dicom_out: Path | None = typer.Option(
@@ -129,7 +140,9 @@ def margin(
     Either masks already in one space (--tumor --ablation [--liver] [--ct]), or a pre/post
     CT pair registered rigid + deformable (--pre --post --tumor --ablation
     [--liver-pre --liver-post] [--landmarks-pre --landmarks-post]); without liver
-    masks a region around the ablation zone drives the registration. Writes
+    masks a region around the ablation zone drives the registration. From a PACS:
+    --from-pacs STUDY for masks in one space, or --from-pacs PRE_STUDY --from-pacs-post
+    POST_STUDY for the pair, with --tumor/--ablation naming ROIs or segments. Writes
     OUT/margin.json, OUT/report.html and OUT/margin_map.nii.gz.
     """
 
@@ -148,18 +161,24 @@ def margin(
 
     from hepanav.dicom.hooks import DicomIO
 
-    if from_pacs:
+    pacs_pair = from_pacs_post is not None
+    if from_pacs and not pacs_pair:
         DicomIO.refuse_pair_mode(pre, post, liver_pre, liver_post)
-    dicom = DicomIO.open(from_pacs, dicom_out, send, source=post, pre_source=pre)
-    if from_pacs:
-        tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
-        ablation, ablation_label = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
+    if pacs_pair:
+        DicomIO.refuse_with_pair_from_pacs(**{
+            "--pre": pre, "--post": post, "--pre-series": pre_series,
+            "--post-series": post_series, "--tumor-label": tumor_label,
+            "--ablation-label": ablation_label, "--liver-label": liver_label,
+        })
+    # The CTs of a PACS pair are known only after the fetch; a stand-in path lets every
+    # option check run before any network work.
+    fetched_later = Path("<from PACS>") if pacs_pair else None
     inputs = MarginInputs(
         tumor=tumor,
         ablation=ablation,
         liver=liver,
-        pre=pre,
-        post=post,
+        pre=fetched_later or pre,
+        post=fetched_later or post,
         liver_pre=liver_pre,
         liver_post=liver_post,
         landmarks_pre=landmarks_pre,
@@ -173,13 +192,44 @@ def margin(
         pre_series=pre_series,
         post_series=post_series,
     )
+    inputs.check()
+    dicom = DicomIO.open(
+        from_pacs, dicom_out, send, source=post, pre_source=pre, from_pacs_post=from_pacs_post
+    )
+    if pacs_pair:
+        found = {
+            "tumor": dicom.mask_from_study(str(tumor), "tumor", "--tumor", side="pre"),
+            "ablation": dicom.mask_from_study(str(ablation), "ablation", "--ablation"),
+        }
+        if liver_pre is not None:
+            found["liver_pre"] = dicom.mask_from_study(
+                str(liver_pre), "liver", "--liver-pre", side="pre"
+            )
+            found["liver_post"] = dicom.mask_from_study(str(liver_post), "liver", "--liver-post")
+        inputs = replace(
+            inputs,
+            pre=dicom.pre_source,
+            post=dicom.ct_folder,
+            tumor=found["tumor"][0],
+            tumor_label=found["tumor"][1],
+            ablation=found["ablation"][0],
+            ablation_label=found["ablation"][1],
+            liver_pre=found.get("liver_pre", (None,))[0],
+            liver_post=found.get("liver_post", (None,))[0],
+        )
+    elif from_pacs:
+        tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
+        ablation, ablation_label = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
+        inputs = replace(
+            inputs, tumor=tumor, tumor_label=tumor_label, ablation=ablation,
+            ablation_label=ablation_label,
+        )
     labels = {
         "read": "Reading images",
         "register": "Registering pre -> post",
         "measure": "Measuring margins",
         "write": "Writing results",
     }
-    inputs.check()
     # The bar is for people at a terminal; logs and pipes get the result lines only.
     with progress() as bar:
         task = bar.add_task(labels["read"], total=len(STEPS))
