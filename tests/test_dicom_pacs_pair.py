@@ -20,20 +20,22 @@ from orthanc_helpers import orthanc, pacs_env  # noqa: F401 - fixtures
 from test_dicom_roundtrip import _same_patient_and_study
 
 PRE_STUDY, POST_STUDY = "1.2.826.0.1.3680043.8.498.8101", "1.2.826.0.1.3680043.8.498.8201"
-SHAPE, SPACING = (20, 40, 40), (1.0, 1.0, 2.0)
-ORIGIN = (-20.0, -20.0, -20.0)
-SHIFT = np.array([3.0, -2.0, 0.0])  # post = pre moved by SHIFT (a patient shift), LPS mm
+SHAPE, SPACING = (32, 64, 64), (1.5, 1.5, 2.0)  # 96 x 96 x 64 mm: room for the region
+ORIGIN = (-48.0, -48.0, -32.0)
+SHIFT = np.array([8.0, -6.0, 2.0])  # post = pre moved by SHIFT (a patient shift), LPS mm
 TUMOUR_R, ZONE_R, ZONE_OFFSET = 6.0, 12.0, np.array([-2.0, 0.0, 0.0])  # MAM 4 mm analytic
 
 
 def _textured_ct() -> np.ndarray:
-    """A body with a few bright and dark blobs: something for the registration to hold."""
+    """A body with bright and dark blobs around the lesion: something to register."""
     nz, ny, nx = SHAPE
     z, y, x = np.mgrid[0:nz, 0:ny, 0:nx].astype(float)
-    hu = np.where((x - nx / 2) ** 2 + (y - ny / 2) ** 2 < (0.45 * nx) ** 2, 60.0, -1000.0)
-    for (bz, by, bx), r, value in (((6, 12, 14), 4, 300), ((12, 28, 26), 5, -200),
-                                   ((9, 20, 30), 3, 250), ((14, 10, 24), 4, 150)):
-        hu[(z - bz) ** 2 * 4 + (y - by) ** 2 + (x - bx) ** 2 < r**2] = value
+    pz, py, px = (z - nz / 2) * SPACING[2], (y - ny / 2) * SPACING[1], (x - nx / 2) * SPACING[0]
+    hu = np.where(px**2 + py**2 < 42.0**2, 60.0, -1000.0)
+    for (bx, by, bz), r, value in (((-28, -10, -12), 7, 300), ((25, 18, 8), 8, -150),
+                                   ((5, 30, -10), 6, 250), ((-15, 25, 14), 7, 150),
+                                   ((22, -25, 0), 6, 200), ((-5, -30, 12), 5, -100)):
+        hu[(px - bx) ** 2 + (py - by) ** 2 + (pz - bz) ** 2 < r**2] = value
     return hu.astype(np.int16)
 
 
@@ -95,7 +97,9 @@ def test_pair_from_two_studies_and_back(orthanc, pacs_env, pair, tmp_path, cli):
     assert code == 0, err
     from_files = json.loads((tmp_path / "nifti" / "margin.json").read_text())
     assert from_pacs["min_margin_mm"] == pytest.approx(from_files["min_margin_mm"], abs=0.05)
-    # The registration found the patient shift: the MAM is near the analytic 4 mm.
+    # The registration found the patient shift: the MAM is near the analytic 4 mm (the
+    # unregistered pair would give 12 - 6 - |SHIFT + ZONE_OFFSET| < 0 mm; the lesion-centroid
+    # start alone 6 mm).
     assert from_pacs["min_margin_mm"] == pytest.approx(4.0, abs=1.0)
 
     sources = json.loads((out / "dicom_sources.json").read_text())["pacs"]
@@ -106,7 +110,7 @@ def test_pair_from_two_studies_and_back(orthanc, pacs_env, pair, tmp_path, cli):
     # SEG and SR came back into the post study (and nothing into the pre study).
     ours = {s.modality: s for s in pacs.find_series(POST_STUDY)
             if s.description.startswith("HepaNav")}
-    assert {"SEG", "SR"} <= set(ours)
+    assert {"SEG", "SR", "OT", "REG"} <= set(ours)
     assert not [s for s in pacs.find_series(PRE_STUDY) if s.description.startswith("HepaNav")]
     sr_file = pacs.get_series(POST_STUDY, ours["SR"].series_uid, tmp_path / "sr")[0]
     sr = pydicom.dcmread(sr_file)
