@@ -137,6 +137,8 @@ def test_pair_options_refused_before_network(tmp_path, cli, monkeypatch):
     one_line_error(*cli(*base, "--from-pacs", "A", "--liver-pre", "L", "--liver-post",
                         "L")[0::2], "--from-pacs-post")
     assert not (tmp_path / "r").exists()
+    code, stdout, _ = cli("margin", "--help")
+    assert code == 0 and "--from-pacs-post" in stdout
 
 
 def test_pair_unknown_name_lists_the_pre_study(orthanc, pacs_env, pair, tmp_path, cli):  # noqa: F811

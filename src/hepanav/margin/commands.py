@@ -19,7 +19,11 @@ def register(app: typer.Typer) -> None:
 
 
 def margin(
-    tumor: Path = typer.Option(..., "--tumor", help="Tumour mask (pre space in the pair mode)."),
+    tumor: Path = typer.Option(
+        ...,
+        "--tumor",
+        help="Tumour mask (pre space in the pair mode); with --from-pacs an ROI or segment name.",
+    ),
     ablation: Path = typer.Option(
         ..., "--ablation", help="Ablation-zone mask (post space in the pair mode)."
     ),
@@ -47,7 +51,8 @@ def margin(
         None,
         "--liver-pre",
         help="Liver mask of the pre CT (optional, with --liver-post; without both, a "
-        "region around the ablation zone drives the registration).",
+        "region around the ablation zone drives the registration); with --from-pacs-post an "
+        "ROI or segment name.",
         rich_help_panel=_PAIR,
     ),
     liver_post: Path | None = typer.Option(
@@ -120,10 +125,10 @@ def margin(
     from_pacs_post: str | None = typer.Option(
         None,
         "--from-pacs-post",
-        help="Pre/post pair from the PACS: the post-ablation study (KEY[/CT_SERIES_UID]) "
-        "whose CT is registered to the --from-pacs CT; --tumor names the tumour in the pre "
-        "study, --ablation the zone in this one, optional --liver-pre/--liver-post the "
-        "livers. --send stores the results in this study.",
+        help="Pre/post pair from the PACS: the post-ablation study (KEY or "
+        "KEY/CT_SERIES_UID) whose CT is registered to the --from-pacs CT; --tumor names the "
+        "tumour in the pre study, --ablation the zone in this one, optional "
+        "--liver-pre/--liver-post the livers. --send stores the results in this study.",
         rich_help_panel=_DICOM,
     ),
     dicom_out: Path | None = typer.Option(
