@@ -43,10 +43,19 @@ def _textured_ct() -> np.ndarray:
 def pair(tmp_path_factory):
     """Pre study (CT + tumour RTSTRUCT 'Tumour') and post study (CT moved by SHIFT, zone
     SEG 'Ablation zone'), plus the same inputs as NIfTI files."""
-    folder = tmp_path_factory.mktemp("pacspair")
+    return _write_pair(tmp_path_factory.mktemp("pacspair"), PRE_STUDY)
+
+
+@pytest.fixture(scope="module")
+def one_study_pair(tmp_path_factory):
+    """The same pair as two CT series (with their objects) of the post study."""
+    return _write_pair(tmp_path_factory.mktemp("pacspair1"), POST_STUDY)
+
+
+def _write_pair(folder, pre_study: str) -> dict:
     volume = _textured_ct()
     pre_files = write_study_ct(folder / "pre", volume, SPACING, ORIGIN,
-                               series_uid=PRE_STUDY + ".1", study_uid=PRE_STUDY,
+                               series_uid=PRE_STUDY + ".1", study_uid=pre_study,
                                frame_of_reference_uid=PRE_STUDY + ".9")
     post_files = write_study_ct(folder / "post", volume, SPACING, tuple(np.add(ORIGIN, SHIFT)),
                                 series_uid=POST_STUDY + ".1", study_uid=POST_STUDY,
@@ -152,3 +161,34 @@ def test_pair_unknown_name_lists_the_pre_study(orthanc, pacs_env, pair, tmp_path
                                "--out", tmp_path / "r")[0::2],
                           "no ROI or segment named 'GTV' in the pre-procedure study", "Tumour")
     assert "--tumor" in line
+
+
+def test_pair_as_two_series_of_one_study(orthanc, pacs_env, pair, one_study_pair, tmp_path,  # noqa: F811
+                                         cli):
+    """Pre and post CT in one study, each with its own object: KEY/SERIES_UID on both
+    options, and each side takes only the objects drawn on its CT."""
+    from hepanav.dicom.pacs import open_pacs
+
+    orthanc.clear()
+    pacs_env(orthanc.env("dicomweb"))
+    open_pacs().store([*one_study_pair["pre"], *one_study_pair["post"]])
+    base = ["margin", "--tumor", "Tumour", "--ablation", "Ablation zone"]
+    one_line_error(*cli(*base, "--from-pacs", POST_STUDY, "--from-pacs-post",
+                        f"{POST_STUDY}/{POST_STUDY}.1", "--out", tmp_path / "r")[0::2],
+                   "2 CT series", "--from-pacs KEY/SERIES_UID")
+    # The post CT's zone SEG is not a candidate on the pre side: the name is not found there.
+    one_line_error(*cli("margin", "--tumor", "Ablation zone", "--ablation", "Ablation zone",
+                        "--from-pacs", f"{POST_STUDY}/{PRE_STUDY}.1", "--from-pacs-post",
+                        f"{POST_STUDY}/{POST_STUDY}.1", "--out", tmp_path / "r")[0::2],
+                   "no ROI or segment named 'Ablation zone' in the pre-procedure study",
+                   "--tumor")
+    code, _, err = cli(*base, "--from-pacs", f"{POST_STUDY}/{PRE_STUDY}.1", "--from-pacs-post",
+                       f"{POST_STUDY}/{POST_STUDY}.1", "--out", tmp_path / "one")
+    assert code == 0, err
+    n = pair["nifti"]
+    code, _, err = cli("margin", "--pre", n["pre"], "--post", n["post"], "--tumor", n["tumor"],
+                       "--ablation", n["ablation"], "--out", tmp_path / "nifti")
+    assert code == 0, err
+    mam = (json.loads((tmp_path / d / "margin.json").read_text())["min_margin_mm"]
+           for d in ("one", "nifti"))
+    assert next(mam) == pytest.approx(next(mam), abs=0.05)
