@@ -50,7 +50,10 @@ class DicomIO:
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
     _objects: list[Path] = field(default_factory=list, repr=False)
     converted: dict[str, dict] = field(default_factory=dict)
+    converted_pre: dict[str, dict] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    from_pacs_post: str | None = None
+    pre_study: FetchedStudy | None = None
 
     @classmethod
     def open(
@@ -60,14 +63,29 @@ class DicomIO:
         send: bool,
         source: Path | None = None,
         pre_source: Path | None = None,
+        from_pacs_post: str | None = None,
     ) -> DicomIO:
-        """Check the options and fetch the study when ``from_pacs`` is given.
+        """Check the options and fetch the study (or the pre and post studies).
 
         ``source`` is the CT (DICOM folder) the result will lie on, when not fetched;
         ``pre_source`` the pre-procedure CT of a pre/post pair (registration objects).
+        With ``from_pacs_post`` (margin pair mode), ``from_pacs`` is the pre-procedure
+        study and ``from_pacs_post`` the post-ablation study; both are resolved and their
+        CT series chosen before either is retrieved. The result lies on the post CT.
         Everything that can be refused is refused here, before the pipeline runs.
         """
         io = cls(from_pacs, dicom_out, send, source=source, pre_source=pre_source)
+        io.from_pacs_post = from_pacs_post
+        if from_pacs_post and not from_pacs:
+            raise InputError(
+                "needs --from-pacs PRE_KEY (the pre-procedure study)", "--from-pacs-post"
+            )
+        if from_pacs_post and from_pacs_post.strip() == from_pacs.strip():
+            raise InputError(
+                "names the same study and series as --from-pacs; when pre and post CT are "
+                "series of one study, give KEY/SERIES_UID for each",
+                "--from-pacs-post",
+            )
         if (dicom_out or send) and not from_pacs and (source is None or not Path(source).is_dir()):
             raise InputError(
                 "DICOM output needs the CT the result lies on as a DICOM series folder "
@@ -80,43 +98,33 @@ class DicomIO:
 
             load_settings()  # a bad or missing PACS setting fails before any work
         if from_pacs:
-            from hepanav.dicom.fetch import fetch_study
             from hepanav.dicom.pacs import open_pacs
 
-            key, _, wanted_ct = from_pacs.partition("/")
             pacs = open_pacs()
-            study_uid = pacs.resolve_study(key)
-            listed = pacs.find_series(study_uid)
-            cts = [s for s in listed if s.modality == "CT"]
-            if wanted_ct:
-                cts = [s for s in cts if s.series_uid == wanted_ct]
-                if not cts:
-                    raise InputError(f"the study has no CT series {wanted_ct}", "--from-pacs")
-            if not cts:
-                found = ", ".join(sorted({s.modality for s in listed})) or "nothing"
-                raise InputError(f"the study holds no CT series (found {found})", "--from-pacs")
-            if len(cts) > 1:
-                raise InputError(
-                    f"the study holds {len(cts)} CT series "
-                    f"({', '.join(s.series_uid for s in cts)}); choose one with "
-                    "--from-pacs KEY/SERIES_UID",
-                    "--from-pacs",
-                )
-            masks = [s.series_uid for s in listed if s.modality in ("SEG", "RTSTRUCT")]
-            io._tmp = tempfile.TemporaryDirectory(prefix="hepanav-pacs-")
-            fetched = fetch_study(
-                study_uid, Path(io._tmp.name), [cts[0].series_uid, *masks], pacs=pacs
-            )
-            ct = next(f for f in fetched if f.info.series_uid == cts[0].series_uid)
-            io.ct_folder = ct.folder
-            io.provenance = {
-                "query": "study" if key == study_uid else "accession",
-                "study_instance_uid": study_uid,
-                "ct_series_instance_uid": ct.info.series_uid,
-                "ct_series_description": ct.info.description,
-                "converted_to_nifti_on_the_ct": io.converted,
-            }
-            io._objects = [p for f in fetched if f.info.series_uid in masks for p in f.files]
+            if from_pacs_post:
+                pre = _choose_ct(pacs, from_pacs, "--from-pacs")
+                post = _choose_ct(pacs, from_pacs_post, "--from-pacs-post")
+                if pre.ct.series_uid == post.ct.series_uid:
+                    raise InputError(
+                        f"pre and post name the same CT series {post.ct.series_uid}",
+                        "--from-pacs-post",
+                    )
+                io._tmp = tempfile.TemporaryDirectory(prefix="hepanav-pacs-")
+                io.pre_study = pre.fetch(pacs, Path(io._tmp.name) / "pre")
+                post_study = post.fetch(pacs, Path(io._tmp.name) / "post")
+                io.pre_source = io.pre_study.ct_folder
+            else:
+                chosen = _choose_ct(pacs, from_pacs, "--from-pacs")
+                io._tmp = tempfile.TemporaryDirectory(prefix="hepanav-pacs-")
+                post_study = chosen.fetch(pacs, Path(io._tmp.name))
+            io.ct_folder = post_study.ct_folder
+            io._objects = post_study.objects
+            io.provenance = {**post_study.provenance, "converted_to_nifti_on_the_ct": io.converted}
+            if io.pre_study is not None:
+                io.provenance["pre"] = {
+                    **io.pre_study.provenance,
+                    "converted_to_nifti_on_the_ct": io.converted_pre,
+                }
         return io
 
     @property
@@ -125,35 +133,57 @@ class DicomIO:
 
     @staticmethod
     def refuse_pair_mode(*paths) -> None:
-        """``--from-pacs`` reads masks on the study's one CT; pre/post pairs are not fetched."""
+        """``--from-pacs`` alone reads masks on the study's one CT; a pair needs
+        ``--from-pacs-post`` as well."""
         if any(p is not None for p in paths):
             raise InputError(
-                "masks in one space only (the study's CT); for a pre/post pair fetch the "
-                "series with 'hepanav pacs get' and give them as folders",
+                "alone reads masks in one space (the study's CT); for a pre/post pair "
+                "give --from-pacs PRE_KEY --from-pacs-post POST_KEY",
                 "--from-pacs",
             )
 
-    def object_with(self, name: str, option: str) -> Path:
+    @staticmethod
+    def refuse_with_pair_from_pacs(**given) -> None:
+        """Options the PACS pair mode takes from the fetched studies (or the names)."""
+        for option, value in given.items():
+            if value:
+                raise InputError(
+                    "does not apply with --from-pacs/--from-pacs-post: the CTs are the "
+                    "studies' CT series (KEY/SERIES_UID picks one) and --tumor, --ablation, "
+                    "--liver-pre, --liver-post name RTSTRUCT ROIs or SEG segments",
+                    option,
+                )
+
+    def object_with(self, name: str, option: str, side: str = "post") -> Path:
         """The fetched RTSTRUCT or SEG file holding the ROI / segment called ``name``.
+
+        ``side`` 'pre' searches the pre-procedure study (pair mode), 'post' the study
+        the result lies on.
 
         Raises
         ------
         InputError
             No such ROI or segment (the names present are listed), or it is in several.
         """
-        holders = [p for p in self._objects if name in object_names(p)]
+        objects = self.pre_study.objects if side == "pre" else self._objects
+        where = {"pre": "pre-procedure study", "post": "study"}[side]
+        if self.from_pacs_post and side == "post":
+            where = "post-ablation study"
+        holders = [p for p in objects if name in object_names(p)]
         if not holders:
-            present = sorted({n for p in self._objects for n in object_names(p)})
+            present = sorted({n for p in objects for n in object_names(p)})
             raise InputError(
-                f"no ROI or segment named {name!r} in the study (present: "
+                f"no ROI or segment named {name!r} in the {where} (present: "
                 f"{', '.join(present) or 'none'})",
                 option,
             )
         if len(holders) > 1:
-            raise InputError(f"{len(holders)} objects in the study hold {name!r}", option)
+            raise InputError(f"{len(holders)} objects in the {where} hold {name!r}", option)
         return holders[0]
 
-    def mask_from_study(self, name: str, role: str, option: str) -> tuple[Path, str | None]:
+    def mask_from_study(
+        self, name: str, role: str, option: str, side: str = "post"
+    ) -> tuple[Path, str | None]:
         """(file, label) for the normal mask readers: the fetched SEG or RTSTRUCT and the
         segment / ROI name, so the result's input records name the DICOM object.
 
@@ -161,24 +191,30 @@ class DicomIO:
         a reference image) is read on the study's CT here and passed as a NIfTI mask
         (label None): an RTSTRUCT needs a grid, and a sparse SEG read alone would give a
         grid cut at its first and last frames (the zone would touch the image border).
-        Its DICOM object is named in ``dicom_sources.json``.
+        In the pair mode (``--from-pacs-post``) the readers get each mask with its own
+        CT as reference, so only the liver masks are converted (role 'liver'): the one
+        ``--liver-label`` option cannot name two objects with different names.
+        Converted objects are named in ``dicom_sources.json``.
         """
         from hepanav.imaging import read_dicom_series, write_image
         from hepanav.imaging.masks import read_mask
 
-        path = self.object_with(name, option)
+        path = self.object_with(name, option, side)
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        if role != "ablation":
+        convert = role == "liver" if self.from_pacs_post else role == "ablation"
+        if not convert:
             return path, name
-        self.converted[role] = {
+        converted = self.converted_pre if side == "pre" else self.converted
+        converted[role] = {
             "sop_instance_uid": str(ds.SOPInstanceUID),
             "series_instance_uid": str(ds.SeriesInstanceUID),
             "modality": str(ds.Modality),
             "segment": name,
         }
-        ct = read_dicom_series(self.ct_folder)
+        ct_folder = self.pre_study.ct_folder if side == "pre" else self.ct_folder
+        ct = read_dicom_series(ct_folder)
         mask = read_mask(path, reference=ct, labels=name)
-        return write_image(mask, Path(self._tmp.name) / f"{role}.nii.gz"), None
+        return write_image(mask, Path(self._tmp.name) / f"{role}_{side}.nii.gz"), None
 
     def finish(self, result_dir: Path) -> list[str]:
         """Write the DICOM objects (``--dicom-out`` or a temporary folder) and ``--send`` them.
@@ -217,3 +253,92 @@ class DicomIO:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hepanav-dicom-")
         return self._tmp.name
+
+
+def referenced_series(path: Path) -> set[str]:
+    """Series Instance UIDs an RTSTRUCT or SEG says it was drawn on (empty when unsaid)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    found = {str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence", [])}
+    for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
+        for study in frame.get("RTReferencedStudySequence", []):
+            for series in study.get("RTReferencedSeriesSequence", []):
+                found.add(str(series.SeriesInstanceUID))
+    return found
+
+
+@dataclass
+class FetchedStudy:
+    """One fetched study: its chosen CT folder, candidate mask objects, provenance (UIDs)."""
+
+    ct_folder: Path
+    objects: list[Path]
+    provenance: dict
+
+
+@dataclass
+class ChosenCT:
+    """A study resolved on the PACS and its CT series chosen (nothing retrieved yet)."""
+
+    key: str
+    study_uid: str
+    ct: object  # hepanav.dicom.pacs.SeriesInfo
+    other_cts: set[str]
+    masks: list[str]
+
+    def fetch(self, pacs, folder: Path) -> FetchedStudy:
+        """Retrieve the CT and the SEG/RTSTRUCT series into ``folder``.
+
+        Objects that reference another CT series of the study (and not this one) are
+        left out: they belong to the other image (pre and post as series of one study).
+        """
+        from hepanav.dicom.fetch import fetch_study
+
+        fetched = fetch_study(self.study_uid, folder, [self.ct.series_uid, *self.masks], pacs=pacs)
+        ct = next(f for f in fetched if f.info.series_uid == self.ct.series_uid)
+        objects = []
+        for f in fetched:
+            if f.info.series_uid not in self.masks:
+                continue
+            for p in f.files:
+                refs = referenced_series(p)
+                if self.ct.series_uid in refs or not refs & self.other_cts:
+                    objects.append(p)
+        provenance = {
+            "query": "study" if self.key == self.study_uid else "accession",
+            "study_instance_uid": self.study_uid,
+            "ct_series_instance_uid": ct.info.series_uid,
+            "ct_series_description": ct.info.description,
+        }
+        return FetchedStudy(ct.folder, objects, provenance)
+
+
+def _choose_ct(pacs, spec: str, option: str) -> ChosenCT:
+    """Resolve ``KEY[/CT_SERIES_UID]`` and choose the study's one CT series (QIDO/C-FIND only).
+
+    Raises
+    ------
+    InputError
+        No such study, no CT series, several CT series without a choice.
+    """
+    key, _, wanted_ct = spec.partition("/")
+    study_uid = pacs.resolve_study(key)
+    listed = pacs.find_series(study_uid)
+    all_cts = [s for s in listed if s.modality == "CT"]
+    cts = all_cts
+    if wanted_ct:
+        cts = [s for s in cts if s.series_uid == wanted_ct]
+        if not cts:
+            raise InputError(f"the study has no CT series {wanted_ct}", option)
+    if not cts:
+        found = ", ".join(sorted({s.modality for s in listed})) or "nothing"
+        raise InputError(f"the study holds no CT series (found {found})", option)
+    if len(cts) > 1:
+        raise InputError(
+            f"the study holds {len(cts)} CT series "
+            f"({', '.join(s.series_uid for s in cts)}); choose one with "
+            f"{option} KEY/SERIES_UID",
+            option,
+        )
+    masks = [s.series_uid for s in listed if s.modality in ("SEG", "RTSTRUCT")]
+    others = {s.series_uid for s in all_cts} - {cts[0].series_uid}
+    return ChosenCT(key, study_uid, cts[0], others, masks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -19,7 +20,9 @@ def register(app: typer.Typer) -> None:
 
 def margin(
     tumor: Path | None = typer.Option(
-        None, "--tumor", help="Tumour mask (pre space in the pair mode)."
+        None,
+        "--tumor",
+        help="Tumour mask (pre space in the pair mode); with --from-pacs an ROI or segment name.",
     ),
     ablation: Path | None = typer.Option(
         None, "--ablation", help="Ablation-zone mask (post space in the pair mode)."
@@ -61,7 +64,8 @@ def margin(
         None,
         "--liver-pre",
         help="Liver mask of the pre CT (optional, with --liver-post; without both, a "
-        "region around the ablation zone drives the registration).",
+        "region around the ablation zone drives the registration); with --from-pacs-post an "
+        "ROI or segment name.",
         rich_help_panel=_PAIR,
     ),
     liver_post: Path | None = typer.Option(
@@ -127,7 +131,17 @@ def margin(
         "--from-pacs",
         help="Fetch this study (Study Instance UID or Accession Number; KEY/SERIES_UID picks "
         "one of several CT series) from the PACS; --tumor/--ablation then name an RTSTRUCT "
-        "ROI or SEG segment of the study, read on its CT.",
+        "ROI or SEG segment of the study, read on its CT. With --from-pacs-post it is the "
+        "pre-procedure study (CT + tumour object).",
+        rich_help_panel=_DICOM,
+    ),
+    from_pacs_post: str | None = typer.Option(
+        None,
+        "--from-pacs-post",
+        help="Pre/post pair from the PACS: the post-ablation study (KEY or "
+        "KEY/CT_SERIES_UID) whose CT is registered to the --from-pacs CT; --tumor names the "
+        "tumour in the pre study, --ablation the zone in this one, optional "
+        "--liver-pre/--liver-post the livers. --send stores the results in this study.",
         rich_help_panel=_DICOM,
     ),
     dicom_out: Path | None = typer.Option(
@@ -146,8 +160,10 @@ def margin(
     [--liver-pre --liver-post] [--landmarks-pre --landmarks-post]); without liver
     masks a region around the ablation zone drives the registration. In the pair
     mode --tumor-seed / --ablation-seed (a click, LPS mm) replace the masks: they
-    are segmented into OUT/segmentation/. Writes OUT/margin.json, OUT/report.html
-    and OUT/margin_map.nii.gz.
+    are segmented into OUT/segmentation/. From a PACS: --from-pacs STUDY for
+    masks in one space, or --from-pacs PRE_STUDY --from-pacs-post POST_STUDY for the
+    pair, with --tumor/--ablation naming ROIs or segments. Writes OUT/margin.json,
+    OUT/report.html and OUT/margin_map.nii.gz.
     """
 
     from hepanav import DISCLAIMER
@@ -168,7 +184,6 @@ def margin(
     # Masks from seeds (hepanav.segmentation): segmented before the margin pipeline,
     # written to OUT/segmentation/ with their own reports.
     if tumor_seed or ablation_seed:
-        from dataclasses import replace
 
         from hepanav.segmentation.pipeline import masks_for_margin
 
@@ -194,18 +209,24 @@ def margin(
         )
     from hepanav.dicom.hooks import DicomIO
 
-    if from_pacs:
+    pacs_pair = from_pacs_post is not None
+    if from_pacs and not pacs_pair:
         DicomIO.refuse_pair_mode(pre, post, liver_pre, liver_post)
-    dicom = DicomIO.open(from_pacs, dicom_out, send, source=post, pre_source=pre)
-    if from_pacs:
-        tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
-        ablation, ablation_label = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
+    if pacs_pair:
+        DicomIO.refuse_with_pair_from_pacs(**{
+            "--pre": pre, "--post": post, "--pre-series": pre_series,
+            "--post-series": post_series, "--tumor-label": tumor_label,
+            "--ablation-label": ablation_label, "--liver-label": liver_label,
+        })
+    # The CTs of a PACS pair are known only after the fetch; a stand-in path lets every
+    # option check run before any network work.
+    fetched_later = Path("<from PACS>") if pacs_pair else None
     inputs = MarginInputs(
         tumor=tumor,
         ablation=ablation,
         liver=liver,
-        pre=pre,
-        post=post,
+        pre=fetched_later or pre,
+        post=fetched_later or post,
         liver_pre=liver_pre,
         liver_post=liver_post,
         landmarks_pre=landmarks_pre,
@@ -219,12 +240,6 @@ def margin(
         pre_series=pre_series,
         post_series=post_series,
     )
-    labels = {
-        "read": "Reading images",
-        "register": "Registering pre -> post",
-        "measure": "Measuring margins",
-        "write": "Writing results",
-    }
     inputs.check()
     check_inputs_outputs(
         [tumor, ablation, liver, pre, post, liver_pre, liver_post, landmarks_pre, landmarks_post],
@@ -232,6 +247,43 @@ def margin(
         folders=[out],
     )
     check_output_folder(out)
+    dicom = DicomIO.open(
+        from_pacs, dicom_out, send, source=post, pre_source=pre, from_pacs_post=from_pacs_post
+    )
+    if pacs_pair:
+        found = {
+            "tumor": dicom.mask_from_study(str(tumor), "tumor", "--tumor", side="pre"),
+            "ablation": dicom.mask_from_study(str(ablation), "ablation", "--ablation"),
+        }
+        if liver_pre is not None:
+            found["liver_pre"] = dicom.mask_from_study(
+                str(liver_pre), "liver", "--liver-pre", side="pre"
+            )
+            found["liver_post"] = dicom.mask_from_study(str(liver_post), "liver", "--liver-post")
+        inputs = replace(
+            inputs,
+            pre=dicom.pre_source,
+            post=dicom.ct_folder,
+            tumor=found["tumor"][0],
+            tumor_label=found["tumor"][1],
+            ablation=found["ablation"][0],
+            ablation_label=found["ablation"][1],
+            liver_pre=found.get("liver_pre", (None,))[0],
+            liver_post=found.get("liver_post", (None,))[0],
+        )
+    elif from_pacs:
+        tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
+        ablation, ablation_label = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
+        inputs = replace(
+            inputs, tumor=tumor, tumor_label=tumor_label, ablation=ablation,
+            ablation_label=ablation_label,
+        )
+    labels = {
+        "read": "Reading images",
+        "register": "Registering pre -> post",
+        "measure": "Measuring margins",
+        "write": "Writing results",
+    }
     # The bar is for people at a terminal; logs and pipes get the result lines only.
     with progress() as bar:
         task = bar.add_task(labels["read"], total=len(STEPS))
