@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -183,6 +186,7 @@ def margin(
 
     # Masks from seeds (hepanav.segmentation): segmented before the margin pipeline,
     # written to OUT/segmentation/ with their own reports.
+    seg_parent = None
     if tumor_seed or ablation_seed:
 
         from hepanav.segmentation.pipeline import masks_for_margin
@@ -198,8 +202,14 @@ def margin(
         )
         replace(provisional, tumor=tumor or provisional.tumor,
                 ablation=ablation or provisional.ablation).check()
+        # Segmented beside the output (not inside it: the output folder is written as one
+        # set and replaced whole); copied into the set as OUT/segmentation/ below.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        seg_parent = Path(tempfile.mkdtemp(prefix=f".{out.name}.seg-", dir=out.parent))
+        # Removed when the command ends, whatever happens (the masks are in the set then).
+        atexit.register(shutil.rmtree, seg_parent, ignore_errors=True)
         tumor, ablation = masks_for_margin(
-            out, pre, post, tumor, ablation, tumor_seed, ablation_seed
+            seg_parent, pre, post, tumor, ablation, tumor_seed, ablation_seed
         )
     if tumor is None:
         raise InputError("give --tumor MASK or --tumor-seed X,Y,Z (with --pre)", "--tumor")
@@ -298,6 +308,8 @@ def margin(
         # One output set: margin.json, margin_map.nii.gz and report.html appear together.
         with output_folder(out, "hepanav margin") as tmp:
             run = run_margin(inputs, tmp, step=step)
+            if seg_parent is not None:
+                shutil.copytree(seg_parent / "segmentation", tmp / "segmentation")
         run.paths = {k: final_path(v, tmp, out) for k, v in run.paths.items()}
         bar.update(task, completed=len(STEPS), description="Done")
     r = run.result
