@@ -227,3 +227,24 @@ def test_spreadsheet_style_headers_and_codes_are_normalised(registry, tmp_path):
     assert list(out["margin_status"]) == ["R0", "R1_vascular"]
     assert list(out["procedure_type"]) == ["resection", "resection"]
     assert list(out["icg_used"]) == ["true", "true"]
+
+
+def test_contradictory_and_impossible_rows_are_refused_by_row(tmp_path):
+    """MAM vs its category, a procedure in the future, a birth after the procedure."""
+    from hepanav.registry.schema import OutcomeRow
+
+    base = {"patient_id": "P1", "lesion_id": "L1", "procedure_id": "A1",
+            "procedure_type": "ablation", "procedure_date": "2023-05-02"}
+    cases = [
+        ({"mam_mm": 4.2, "margin_category": ">=10mm"}, "contradicts mam_mm"),
+        ({"mam_mm": -3, "margin_category": "0-5mm"}, "contradicts mam_mm"),
+        ({"procedure_date": "2999-04-01"}, "lies in the future"),
+        ({"year_of_birth": 2030}, "year_of_birth is after"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ValueError, match=message):
+            OutcomeRow.model_validate({**base, **extra})
+    # Consistent rows and a MAM rounded onto a boundary are accepted.
+    for mam, category in ((4.2, "0-5mm"), (-0.5, "incomplete"), (5.0, "5-10mm"), (5.02, "0-5mm"),
+                          (12, ">=10mm")):
+        OutcomeRow.model_validate({**base, "mam_mm": mam, "margin_category": category})

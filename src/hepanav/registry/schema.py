@@ -223,6 +223,22 @@ class OutcomeRow(_Row):
                     f"margin_status {self.margin_status} contradicts margin_mm "
                     f"{self.margin_mm:g} (R0 means >= {R0_MIN_MARGIN_MM:g} mm)"
                 )
+        if self.mam_mm is not None and self.margin_category is not None:
+            # The category is a function of the MAM (hepanav margin's definition); a
+            # mismatch would put the lesion in the wrong group of every category statistic.
+            # 0.05 mm slack: a MAM rounded to 0.1 mm at a boundary stays consistent.
+            bounds = {"incomplete": (-1e9, 0.0), "0-5mm": (0.0, 5.0), "5-10mm": (5.0, 10.0),
+                      ">=10mm": (10.0, 1e9)}
+            lo, hi = bounds[self.margin_category]
+            if not lo - 0.05 <= self.mam_mm < hi + 0.05:
+                raise ValueError(
+                    f"margin_category {self.margin_category} contradicts mam_mm "
+                    f"{self.mam_mm:g} (incomplete < 0 <= 0-5mm < 5 <= 5-10mm < 10 <= >=10mm)"
+                )
+        if self.procedure_date > dt.date.today():
+            raise ValueError("procedure_date lies in the future")
+        if self.year_of_birth is not None and self.year_of_birth > self.procedure_date.year:
+            raise ValueError("year_of_birth is after the procedure_date")
         if self.net_grade is not None and self.primary_type not in (None, "NET"):
             raise ValueError("net_grade is only for primary_type NET")
         if self.ablation_energy is not None and self.procedure_type != "ablation":
