@@ -88,11 +88,19 @@ class DicomIO:
             )
         if (dicom_out or send) and not from_pacs and (source is None or not Path(source).is_dir()):
             raise InputError(
-                "DICOM output needs the CT the result lies on as a DICOM series folder "
-                "(--post or --ct, or --from-pacs); for masks in one space run "
+                "DICOM output needs the post CT the result lies on as a DICOM series folder "
+                "(--post, or --from-pacs); for masks in one space run "
                 "'hepanav dicom export RESULT --source CT_FOLDER' afterwards",
                 "--dicom-out" if dicom_out else "--send",
             )
+        if (dicom_out or send) and not from_pacs:
+            # The DICOM objects reference this series: check it now (UIDs, frame of
+            # reference), not after minutes of registration.
+            from hepanav.imaging.dicomout.source import read_source_series
+
+            read_source_series(Path(source))
+            if pre_source is not None and Path(pre_source).is_dir():
+                read_source_series(Path(pre_source))
         if send or from_pacs:
             from hepanav.dicom.settings import load_settings
 
