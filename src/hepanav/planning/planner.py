@@ -574,7 +574,7 @@ def _reason_text(cand: CandidateSet, names: dict[int, str], risk: RiskMap) -> st
             )
         named[why] += n
     parts = [f"{100 * n / total:.0f}% {why}" for why, n in named.most_common(4)]
-    return f"of {cand.lines_checked} candidate trajectories, rejected: " + "; ".join(parts)
+    return f"Of {cand.lines_checked} candidate trajectories, rejected: " + "; ".join(parts)
 
 
 @dataclass

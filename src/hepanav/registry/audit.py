@@ -183,8 +183,11 @@ def complication_rates(
             found = per.reindex(pd.MultiIndex.from_tuples(keys))
             with_any = int(found["size"].notna().sum())
             with_major = int((found["max"] == True).sum())  # noqa: E712
-        days_to_death = (group.patient_id.map(death) - group.procedure_date).dt.days
-        days_followed = (group.patient_id.map(last) - group.procedure_date).dt.days
+        # Through plain dicts: mapping by an empty datetime Series (a registry without
+        # deaths or follow-up) fails in pandas.
+        done_on = pd.to_datetime(group.procedure_date)
+        days_to_death = (pd.to_datetime(group.patient_id.map(death.to_dict())) - done_on).dt.days
+        days_followed = (pd.to_datetime(group.patient_id.map(last.to_dict())) - done_on).dt.days
         died = days_to_death.notna() & (days_to_death <= MORTALITY_DAYS)
         evaluable = died | (days_followed >= MORTALITY_DAYS)
         n = len(group)
