@@ -103,3 +103,48 @@ def check_number(
         hi_s = "inf" if hi is None else f"{hi:g}"
         raise InputError(f"must lie in {left}{lo_s}, {hi_s}]{u}, not {x:g}", option)
     return value
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: affinity mask, capped by a cgroup CPU quota.
+
+    ``os.cpu_count()`` counts the machine's cores even when a container (cgroup v2
+    ``cpu.max``, or v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``) or ``taskset``
+    allows fewer; running more threads than that only adds contention. A quota of
+    ``q`` µs per period ``p`` µs gives ``ceil(q / p)`` cores. At least 1.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = _cgroup_quota_cores()
+    if quota is not None:
+        cores = min(cores, quota)
+    return max(1, int(cores))
+
+
+def _cgroup_quota_cores(root: str = "/sys/fs/cgroup") -> int | None:
+    """Cores allowed by the cgroup CPU quota, or None when unlimited or unknown."""
+    candidates = (
+        (os.path.join(root, "cpu.max"), None),
+        (os.path.join(root, "cpu", "cpu.cfs_quota_us"), os.path.join(root, "cpu", "cpu.cfs_period_us")),
+    )
+    for first, second in candidates:
+        try:
+            with open(first, encoding="ascii") as fh:
+                fields = fh.read().split()
+            if second is not None:
+                with open(second, encoding="ascii") as fh:
+                    fields.append(fh.read().strip())
+        except OSError:
+            continue
+        if len(fields) < 2 or fields[0] in ("max", "-1"):
+            return None
+        try:
+            quota, period = float(fields[0]), float(fields[1])
+        except ValueError:
+            return None
+        if quota <= 0 or period <= 0:
+            return None
+        return max(1, math.ceil(quota / period))
+    return None

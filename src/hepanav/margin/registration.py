@@ -29,7 +29,6 @@ resamples pre-space masks onto the post grid directly.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -39,6 +38,7 @@ from pydantic import BaseModel, Field
 from scipy import ndimage
 
 from hepanav.core.errors import InputError
+from hepanav.core.limits import available_cores
 from hepanav.imaging import bounding_box_index, crop, dice, resample_isotropic, voxel_to_lps
 from hepanav.imaging.resample import resample_mask_like
 
@@ -320,12 +320,13 @@ def register_pre_to_post(
 
 
 def set_threads(threads: int | None) -> None:
-    """Use ``threads`` ITK threads, or every core when None (never a fixed default).
+    """Use ``threads`` ITK threads, or every core this process may use when None.
 
     SimpleITK's global default is the number of cores ITK detects; an earlier call
-    with a number would stick, so None restores ``os.cpu_count()`` explicitly.
+    with a number would stick, so None restores :func:`hepanav.core.limits.available_cores`
+    explicitly (affinity mask and cgroup CPU quota respected; never a fixed count).
     """
-    n = threads if threads is not None else (os.cpu_count() or 1)
+    n = threads if threads is not None else available_cores()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(n))
 
 
