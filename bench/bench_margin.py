@@ -13,6 +13,11 @@
 3. Registration on 1 core against 2 cores (``RegistrationSettings.threads``), both
    modes (liver-driven, lesion-region), same inputs, same run: the speed-up from the
    threads (the default is every core the machine offers).
+4. ``hepanav margin`` from two CTs and two clicks (``--tumor-seed``/``--ablation-seed``,
+   no masks: segmentation, lesion-region registration, measurement, report) on the
+   ``make demo`` phantom case, end to end in a subprocess, pinned to one core
+   (``sched_setaffinity``; HepaNav then runs every stage on 1 thread) and on every core
+   (the default), same run. Target <= 60 s. ``python -m bench margin_seeds`` runs only this.
 
 Run: ``.venv/bin/python -m bench margin``. The case is generated once by
 ``hepanav.phantoms`` into ``$TMPDIR/hepanav-bench-margin`` and reused.
@@ -173,6 +178,49 @@ def bench_threads(case: Path, truth: dict) -> dict:
     return out
 
 
+def bench_seeds_cli() -> dict:
+    """``hepanav margin`` from two CTs and two seeds: wall time on 1 core and on all cores."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hepanav.phantoms.ablation_case import make_ablation_case
+
+    case = Path(tempfile.gettempdir()) / "hepanav-bench-margin-demo"
+    if not (case / "case.json").is_file():
+        make_ablation_case(case, seed=0, truth_displacement=False)  # the make-demo case
+    truth = json.loads((case / "truth.json").read_text(encoding="utf-8"))
+    cores = sorted(os.sched_getaffinity(0))
+    out = {"cores_available": len(cores), "true_mam_mm": round(truth["min_margin_mm"], 2)}
+    for label, allowed in (("1_core", cores[:1]), ("all_cores", cores)):
+        target = Path(tempfile.mkdtemp(prefix="hepanav-bench-seeds-")) / "out"
+        command = [
+            sys.executable, "-m", "hepanav", "margin",
+            "--pre", str(case / "pre_ct.nii.gz"), "--post", str(case / "post_ct.nii.gz"),
+            "--tumor-seed", ",".join(map(str, truth["tumor_center_pre_lps"])),
+            "--ablation-seed", ",".join(map(str, truth["zone_center_post_lps"])),
+            "--out", str(target),
+        ]  # fmt: skip
+        started = time.perf_counter()
+        subprocess.run(
+            command, check=True, capture_output=True,
+            preexec_fn=lambda a=tuple(allowed): os.sched_setaffinity(0, a),
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        result = json.loads((target / "margin.json").read_text(encoding="utf-8"))
+        out[label] = {
+            "seconds": round(seconds, 1),
+            "registration_seconds": round(result["registration"]["seconds"], 1),
+            "mode": result["registration"]["mode"],
+            "mam_mm": round(result["min_margin_mm"], 2),
+        }
+        print(f"margin from two seeds ({label}): {out[label]}", flush=True)
+    out["speedup_1_to_all"] = round(out["1_core"]["seconds"] / out["all_cores"]["seconds"], 2)
+    print(f"margin from two seeds: 1 core -> {len(cores)} cores {out['speedup_1_to_all']}x")
+    return out
+
+
 def main() -> dict:
     """Run both benchmarks; print and return the figures."""
     import json
@@ -184,6 +232,7 @@ def main() -> dict:
         "aligned_masks": bench_aligned(case, truth),
         "pipeline": bench_pipeline(case, truth),
         "threads": bench_threads(case, truth),
+        "seeds_cli": bench_seeds_cli(),
     }
 
 

@@ -135,9 +135,10 @@ def main() -> dict:
         "max_abs_error_mm": round(float(np.abs(e0).max()), 2),
         "mean_error_mm": round(float(e0.mean()), 2),
     }
+    t = out["true_transform"]
     print(
-        f"measurement only (true transform): max |error| {out['true_transform']['max_abs_error_mm']}"
-        f" mm, mean {out['true_transform']['mean_error_mm']:+} mm"
+        f"measurement only (true transform): max |error| {t['max_abs_error_mm']} mm, "
+        f"mean {t['mean_error_mm']:+} mm"
     )
     for mode in ("liver", "lesion_region"):
         e = np.array([r[f"{mode}_error_mm"] for r in rows])

@@ -1,8 +1,10 @@
 """Registration near the lesion on realistic pairs built from the real CT (issue 12).
 
-Two pairs from bench/bench_margin_pairs.py (the larger evaluation): lesions implanted
-into the real scan, 12-18 mm breathing-like deformation, 20-38 mm / 5-10 degree patient
-motion, +/-30 HU contrast change, 4-5 mm post slices, +/-60 mm post field of view, zone
+Two pairs from bench/bench_margin_pairs.py (the larger evaluation) with the MAM measured
+through the true transform (measurement only) and through each registration (total), and
+the registration error at the tumour surface: lesions implanted into the real scan,
+12-18 mm breathing-like deformation, 20-38 mm / 5-10 degree patient motion, +/-30 HU
+contrast change, 4-5 mm post slices, +/-60 mm post field of view, zone
 offsets in opposite directions. Truth: the MAM from the continuous shapes.
 """
 
@@ -19,6 +21,18 @@ def test_lesion_region_registration_on_realistic_pairs(shared_data, monkeypatch,
 
     monkeypatch.setattr(pairs, "DATA", shared_data)
     row = pairs.evaluate(seed)
+    # The benchmark separates measurement from registration: the true transform maps the
+    # tumour surface exactly (field interpolation < 0.1 mm), and the MAM measured with it
+    # is the measurement-only error (4-5 mm post slices: half a slice bounds it).
+    assert row["true_transform_tre_max_mm"] < 0.1, row
+    assert abs(row["true_transform_mam_error_mm"]) <= 0.6, row
+    for mode in ("liver", "lesion_region"):
+        total, part = row[f"{mode}_error_mm"], row[f"{mode}_registration_part_mm"]
+        assert total == pytest.approx(row["true_transform_mam_error_mm"] + part, abs=0.011)
+        # 1-Lipschitz: the registration's part of the MAM error is bounded by its error at
+        # the tumour surface; the margin.json uncertainty covers the total error.
+        assert abs(part) <= row[f"{mode}_tre_max_mm"] + 0.1, row
+        assert abs(total) <= row[f"{mode}_uncertainty_mm"], row
     # Issue 12's targets are |MAM error| <= 0.7 mm and lesion-region no worse than 0.3 mm
     # beyond liver-driven. NOT MET yet (docs/margin.md, "Realistic pairs"): measured on
     # these two pairs lesion-region +0.77 / -0.92 mm, liver-driven +0.14 / -1.26 mm. This

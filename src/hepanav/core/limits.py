@@ -127,7 +127,10 @@ def _cgroup_quota_cores(root: str = "/sys/fs/cgroup") -> int | None:
     """Cores allowed by the cgroup CPU quota, or None when unlimited or unknown."""
     candidates = (
         (os.path.join(root, "cpu.max"), None),
-        (os.path.join(root, "cpu", "cpu.cfs_quota_us"), os.path.join(root, "cpu", "cpu.cfs_period_us")),
+        (
+            os.path.join(root, "cpu", "cpu.cfs_quota_us"),
+            os.path.join(root, "cpu", "cpu.cfs_period_us"),
+        ),
     )
     for first, second in candidates:
         try:
