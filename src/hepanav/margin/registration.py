@@ -65,9 +65,14 @@ class RegistrationSettings(BaseModel):
     )
     rigid_iterations: int = Field(40, ge=1)
     bspline_iterations: int = Field(30, ge=1)
-    sampling_fraction: float = Field(0.08, gt=0, le=1, description="metric sample fraction")
+    sampling_fraction: float = Field(
+        0.08, gt=0, le=1, description="metric sample fraction (liver mode)"
+    )
+    region_sampling_fraction: float = Field(
+        0.25, gt=0, le=1, description="metric sample fraction (lesion-region mode)"
+    )
     threads: int | None = Field(
-        None, ge=1, description="ITK threads; None = every core (SimpleITK's default)"
+        None, ge=1, description="ITK threads; None = every core this process may use"
     )
     region_radius_mm: float = Field(
         60.0, gt=0, description="lesion-region mode: metric region around the zone/tumour, mm"
@@ -264,6 +269,11 @@ def register_pre_to_post(
                 source,
             )
 
+    # Lesion-region mode: 25 % of the region's voxels instead of 8 %; on the realistic
+    # real-scan pairs this took the error at the tumour from 1.41 / 1.22 mm to 0.95 / 1.10
+    # mm (mean over the tumour surface, docs/margin.md "Realistic pairs").
+    fraction = settings.region_sampling_fraction if lesion_mode else settings.sampling_fraction
+    settings = settings.model_copy(update={"sampling_fraction": fraction})
     rigid = _run(
         _method(settings, fixed_mask, moving_mask, rigid=True),
         fixed,
