@@ -229,3 +229,68 @@ def assert_complete_or_absent(out: Path, w: Writing) -> str:
     assert listed == present, (listed, present)
     assert listed, "an output set with no file"
     return "complete"
+
+
+def device_entry(values: dict | None = None) -> dict:
+    """A valid device entry (device YAML ``devices: [...]``), updated with ``values``."""
+    base = {
+        "name": "d",
+        "kind": "microwave",
+        "chart_length_mm": 40,
+        "chart_width_mm": 30,
+        "in_vivo_factor": 0.8,
+        "tip_to_center_mm": 15,
+        "needle_length_mm": 200,
+        "needle_diameter_mm": 1.5,
+        "heat_sink_trim_mm": 2,
+        "pullback_step_mm": 10,
+        "max_positions": 2,
+        "source": "test",
+    }
+    base.update(values or {})
+    return base
+
+
+# A valid plan.json (one needle along +z from the origin): the property tests vary one
+# field of it; the truncated-crop tests put it beside crops.
+PLAN_TEMPLATE = json.dumps(
+    {
+        "feasible": True,
+        "message": "m",
+        "device": device_entry(),
+        "margin_mm": 5.0,
+        "probes": [],
+        "needles": [
+            {
+                "needle": 1,
+                "entry_lps_mm": [0, 0, 0],
+                "tip_lps_mm": [0, 0, 100],
+                "direction": [0, 0, 1],
+                "length_mm": 100,
+                "angle_from_axial_deg": 0,
+                "min_clearance_mm": None,
+                "clearance_mm": {},
+            }
+        ],
+        "needle_count": 1,
+        "coverage_tumor": 1,
+        "coverage_target": 1,
+        "min_clearance_mm": None,
+        "healthy_liver_ablated_ml": 1,
+        "heat_sink_limited_fraction": 0,
+        "placement_error_sd_mm": 2,
+        "coverage_probability": 1,
+        "coverage_target_mean_under_error": 1,
+        "coverage_tumor_probability": 1,
+        "candidate_lines": 1,
+        "candidate_lines_valid": 1,
+        "candidate_zones": 1,
+        "target_points": 1,
+        "optimiser": "milp",
+        "optimiser_time_s": 1,
+        "optimiser_status": "ok",
+        "planning_time_s": 1,
+        "rules": {},
+        "inputs": {},
+    }
+)

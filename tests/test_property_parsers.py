@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hepanav.core.errors import InputError
+from reliability_helpers import PLAN_TEMPLATE, device_entry
 
 N = 2000
 SETTINGS = settings(
@@ -190,25 +191,6 @@ def test_file_readers_never_traceback(name):
 
 
 # Structured inputs near the schema: the right keys with hostile values.
-def _device(values):
-    base = {
-        "name": "d",
-        "kind": "microwave",
-        "chart_length_mm": 40,
-        "chart_width_mm": 30,
-        "in_vivo_factor": 0.8,
-        "tip_to_center_mm": 15,
-        "needle_length_mm": 200,
-        "needle_diameter_mm": 1.5,
-        "heat_sink_trim_mm": 2,
-        "pullback_step_mm": 10,
-        "max_positions": 2,
-        "source": "test",
-    }
-    base.update(values)
-    return {"devices": [base]}
-
-
 DEVICE_KEYS = [
     "power_w",
     "time_min",
@@ -242,7 +224,7 @@ TRAJECTORY_KEYS = [
 def test_device_numbers_finite_and_bounded(values):
     from hepanav.planning.devices import load_device
 
-    path = _file(yaml.safe_dump(_device(values)), "device.yaml")
+    path = _file(yaml.safe_dump({"devices": [device_entry(values)]}), "device.yaml")
     device = _only_input_errors(load_device, path)
     if device is not None:
         for key in DEVICE_KEYS:
@@ -364,49 +346,6 @@ def test_safe_url_only_http(url):
 
     shown = safe_url(url)
     assert shown == "" or shown.lower().startswith(("http://", "https://"))
-
-
-PLAN_TEMPLATE = json.dumps(
-    {
-        "feasible": True,
-        "message": "m",
-        "device": _device({})["devices"][0],
-        "margin_mm": 5.0,
-        "probes": [],
-        "needles": [
-            {
-                "needle": 1,
-                "entry_lps_mm": [0, 0, 0],
-                "tip_lps_mm": [0, 0, 100],
-                "direction": [0, 0, 1],
-                "length_mm": 100,
-                "angle_from_axial_deg": 0,
-                "min_clearance_mm": None,
-                "clearance_mm": {},
-            }
-        ],
-        "needle_count": 1,
-        "coverage_tumor": 1,
-        "coverage_target": 1,
-        "min_clearance_mm": None,
-        "healthy_liver_ablated_ml": 1,
-        "heat_sink_limited_fraction": 0,
-        "placement_error_sd_mm": 2,
-        "coverage_probability": 1,
-        "coverage_target_mean_under_error": 1,
-        "coverage_tumor_probability": 1,
-        "candidate_lines": 1,
-        "candidate_lines_valid": 1,
-        "candidate_zones": 1,
-        "target_points": 1,
-        "optimiser": "milp",
-        "optimiser_time_s": 1,
-        "optimiser_status": "ok",
-        "planning_time_s": 1,
-        "rules": {},
-        "inputs": {},
-    }
-)
 
 
 def test_plan_template_is_valid():

@@ -14,7 +14,7 @@ from hepanav.core.errors import InputError
 from hepanav.core.paths import recorded_path
 from hepanav.core.validation import parse_json, read_user_text, validate_model
 from hepanav.imaging.io import load_image, read_image, write_image
-from hepanav.imaging.labels import read_label_names
+from hepanav.imaging.labels import sidecar_label_names
 from hepanav.imaging.masks import load_mask
 from hepanav.planning.devices import load_device
 from hepanav.planning.needle_table import needle_guides, tumour_size
@@ -34,18 +34,6 @@ from hepanav.planning.verification import (
 from hepanav.planning.zones import inside_zones, zone_center
 
 TUMOR_FILE, BAND_FILE, LIVER_FILE = "tumor.nii.gz", "heat_sink_band.nii.gz", "liver.nii.gz"
-
-
-def label_names_for(labels_path: Path) -> dict[int, str]:
-    """Names from a ``<stem>.json`` or ``labels.json`` sidecar beside the label map, if any."""
-    stem = labels_path.name.split(".")[0]
-    for candidate in (labels_path.parent / f"{stem}.json", labels_path.parent / "labels.json"):
-        if candidate.is_file():
-            try:
-                return read_label_names(candidate)
-            except InputError:
-                return {}
-    return {}
 
 
 def _crop_image(ct: sitk.Image, box, array: np.ndarray) -> sitk.Image:
@@ -99,7 +87,7 @@ def run_plan(
         ct,
         tumor,
         labels,
-        label_names_for(Path(labels_path)),
+        sidecar_label_names(Path(labels_path)),
         risk,
         tumor_source=str(tumor_path),
         labels_source=str(labels_path),
