@@ -37,6 +37,10 @@ _UNIT_ALIASES = {
 _MIN_HEIGHT_CM = 30.0
 _MAX_HEIGHT_CM = 300.0
 _MAX_WEIGHT_KG = 700.0
+# A dose above 100 g (in mg, or 10^5 mg per m2/kg) is no intra-arterial regimen of the
+# tables (the largest, hepatic arterial floxuridine and 5-FU, are grams per cycle): a unit
+# slip. It also keeps every product below float overflow (1e308 mg/kg once gave "inf mg").
+MAX_DOSE = 1.0e5
 
 
 class _Drug(BaseModel):
@@ -141,6 +145,11 @@ def _positive(
     return value
 
 
+def check_dose_value(dose: float | None) -> float:
+    """A dose as the user typed it (in its unit): finite, > 0 and at most :data:`MAX_DOSE`."""
+    return _positive(dose, "--dose", MAX_DOSE)
+
+
 def total_dose_mg(
     dose: float, unit: str, height_cm: float | None = None, weight_kg: float | None = None
 ) -> tuple[float, float | None]:
@@ -149,7 +158,7 @@ def total_dose_mg(
     ``mg/m2`` needs height (cm) and weight (kg) for the Mosteller BSA; ``mg/kg``
     needs weight (kg).
     """
-    dose = _positive(dose, "--dose")
+    dose = check_dose_value(dose)
     unit = normalise_unit(unit)
     if unit == "mg":
         return dose, None
