@@ -60,6 +60,19 @@ def test_margin_output_folder_holding_an_input_is_refused(cli, masks, tmp_path):
     assert inside.read_bytes() == before
 
 
+def test_margin_output_folder_holding_its_ct_is_refused(cli, masks, tmp_path):
+    """--ct (drawn behind the report's outlines) is an input too: OUT/ct.nii.gz survives."""
+    out = tmp_path / "OUT"
+    out.mkdir()
+    ct = out / "ct.nii.gz"
+    ct.write_bytes(masks["liver"].read_bytes())
+    before = ct.read_bytes()
+    code, _, err = cli("margin", "--tumor", masks["tumor"], "--ablation", masks["ablation"],
+                       "--ct", ct, "--out", out)  # fmt: skip
+    one_line_error(code, err, str(out), "holds the input")
+    assert ct.read_bytes() == before
+
+
 def test_therapy_case_inside_its_output_folder_is_refused(cli, tmp_path):
     out = tmp_path / "OUT"
     out.mkdir()
