@@ -110,3 +110,18 @@ def test_plan_dicom_out_with_a_bad_ct_series_is_refused_before_planning(
                        tmp_path / "d")  # fmt: skip
     one_line_error(code, err, str(ct_dir), "Frame of Reference UID")
     assert not (tmp_path / "p").exists() and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("which", ["sources", "plan.json"])
+def test_dicom_export_reads_result_json_bounded(tmp_path, cli, which):
+    """The result folder's JSON files are users' files too: nested 5,000 deep they are one
+    line (a RecursionError traceback before), naming the file."""
+    from hepanav.dicom.export import SOURCES_FILE
+
+    result = tmp_path / "result"
+    result.mkdir()
+    name = SOURCES_FILE if which == "sources" else "plan.json"
+    (result / name).write_text("[" * 5000 + "]" * 5000)
+    code, _, err = cli("dicom", "export", result, "--out", tmp_path / "d")
+    one_line_error(code, err, name, "nested more than 32 levels")
+    assert not (tmp_path / "d").exists()
