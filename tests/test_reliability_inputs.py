@@ -169,6 +169,26 @@ def test_fifo_as_plan_device_or_risk_map(cli, masks, tmp_path, option):
     one_line_error(code, err, "regular file")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        lambda t, m: ["margin", "--tumor", _fifo(t / "f.nii.gz"), "--ablation", m["ablation"],
+                      "--out", t / "o"],
+        lambda t, m: ["plan", "--ct", _fifo(t / "f.nii.gz"), "--tumor", m["tumor"], "--labels",
+                      m["liver"], "--out", t / "o"],
+        lambda t, m: ["segment", "tumor", "--ct", _fifo(t / "f.nii.gz"), "--seed", "0,0,0",
+                      "--out", t / "o" / "mask.nii.gz"],
+        lambda t, m: ["phantom", "--base-ct", _fifo(t / "f.nii.gz"), "--base-liver",
+                      m["liver"], "--out", t / "o"],
+    ],
+    ids=["margin --tumor", "plan --ct", "segment --ct", "phantom --base-ct"],
+)  # fmt: skip
+def test_fifo_as_an_image_input_is_refused_without_blocking(cli, masks, tmp_path, argv):
+    code, _, err = cli(*argv(tmp_path, masks))
+    one_line_error(code, err, "f.nii.gz", "FIFO")
+    assert not (tmp_path / "o").exists()
+
+
 def _db(folder: Path) -> str:
     from hepanav.registry.db import make_engine, upgrade
 
