@@ -65,6 +65,9 @@ def build_inputs(folder: Path) -> dict[str, Path]:
         p[name] = plan_in / f"{name}.nii.gz"
         sitk.WriteImage(image, str(p[name]))
     (plan_in / "labels.json").write_text(json.dumps({str(k): v for k, v in TORSO_LABELS.items()}))
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(case.tumor > 0, sitk.sitkUInt8))
+    p["seed"] = ",".join(f"{v:.2f}" for v in stats.GetCentroid(1))  # a click in the tumour
     p["risk"] = fast_risk_map(plan_in, optimiser_time_limit_s=2.0)
     # fluorescence: six small frames and a surface mask
     camera = Camera(width=128, height=112, mm_per_px=0.4)
@@ -155,6 +158,14 @@ def writing_commands(p: dict[str, Path], plan_dir: Path | None) -> list[Writing]
             lambda o: ["stats", "margins", "--group-by", "icg_used", "--out", o, "--db", db],
         ),
         Writing(
+            "stats-ablation", lambda o: ["stats", "ablation", "--out", o, "--db", db]
+        ),
+        Writing(
+            "segment",
+            lambda o: ["segment", "tumor", "--ct", p["ct"], "--seed", p["seed"], "--out", o],
+            folder=False,
+        ),
+        Writing(
             "registry-export",
             lambda o: ["registry", "export", "--out", o, "--db", db],
             folder=False,
@@ -179,7 +190,11 @@ def writing_commands(p: dict[str, Path], plan_dir: Path | None) -> list[Writing]
 
 
 def file_name(w: Writing) -> str:
-    return {"fluoro-render": "display.mp4", "registry-export": "export.csv"}.get(w.name, "out")
+    return {
+        "fluoro-render": "display.mp4",
+        "registry-export": "export.csv",
+        "segment": "tumor.nii.gz",
+    }.get(w.name, "out")
 
 
 def env(log_dir: Path) -> dict[str, str]:
@@ -215,6 +230,10 @@ def assert_complete_or_absent(out: Path, w: Writing) -> str:
                 n += 1
             cap.release()
             assert n == 6, f"{out}: {n} frames"
+        elif w.name == "segment":  # the mask, its JSON and its report: one set
+            record = json.loads(out.with_name("tumor.json").read_text(encoding="utf-8"))
+            assert record["mask"] == out.name and out.with_name("tumor.html").is_file()
+            assert sitk.GetArrayFromImage(sitk.ReadImage(str(out))).sum() > 0
         else:
             text = out.read_text(encoding="utf-8")
             assert text.endswith("\n") and len(text.splitlines()) == 81, text[-200:]
