@@ -145,7 +145,7 @@ def _read_nifti(path: Path, is_label: bool) -> tuple[sitk.Image, list[str]]:
     """NIfTI through nibabel: the sform when set (with its shear), else the qform."""
     import nibabel as nib
 
-    if path.name.lower().endswith(".gz"):
+    if path.name.lower().endswith(".gz") and _starts_with(path, b"\x1f\x8b"):
         # nibabel stops reading at the end of the voxel data: a flipped bit in the
         # deflate stream then gives other voxel values, silently, and a stream cut before
         # the header ends is "cannot work out file type". zlib checks the whole stream
@@ -349,6 +349,13 @@ def _nrrd_header_length(path: Path) -> int:
         head = fh.read(1 << 20)
     end = head.find(b"\n\n")
     return end + 2 if end >= 0 else len(head)
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    """Whether the file begins with ``magic`` (a .nii.gz that is no gzip file is left to
+    nibabel, which names it unreadable)."""
+    with path.open("rb") as fh:
+        return fh.read(len(magic)) == magic
 
 
 def _gunzip_length(target: Path, offset: int, source: Path) -> int:
