@@ -43,11 +43,9 @@ def _analytic_abdomen(noise_hu: float = 10.0, seed: int = 0):
     of similar attenuation (105 HU) joined to it by a 4 mm bridge. Returns (CT, liver truth
     with its vessels, liver centre LPS mm)."""
     spacing, size = (1.5, 1.5, 2.5), (140, 120, 70)
-    origin = tuple(-0.5 * (n - 1) * s for n, s in zip(size, spacing))
-    z, y, x = np.meshgrid(
-        *[o + s * np.arange(n) for o, s, n in zip(origin[::-1], spacing[::-1], size[::-1])],
-        indexing="ij",
-    )
+    origin = tuple(-0.5 * (n - 1) * s for n, s in zip(size, spacing, strict=True))
+    axes = zip(origin[::-1], spacing[::-1], size[::-1], strict=True)
+    z, y, x = np.meshgrid(*[o + s * np.arange(n) for o, s, n in axes], indexing="ij")
     r_body = np.sqrt((x / 100.0) ** 2 + (y / 85.0) ** 2)
     hu = np.full(x.shape, -1000.0)
     hu[r_body <= 1.0] = -100.0  # subcutaneous fat
@@ -58,7 +56,9 @@ def _analytic_abdomen(noise_hu: float = 10.0, seed: int = 0):
     liver &= r_body <= 1.0 - 10.0 / 90.0  # the liver lies against the muscle wall
     spleen = ((x - 50.0) / 22.0) ** 2 + ((y - 10.0) / 28.0) ** 2 + (z / 35.0) ** 2 <= 1.0
     bridge = ((y - 5.0) ** 2 + z**2 <= 2.0**2) & (x > -5.0) & (x < 35.0)
-    vessels = ((x + 55.0) ** 2 + (y + 15.0) ** 2 <= 25.0) | ((x + 25.0) ** 2 + (y - 20.0) ** 2 <= 25.0)
+    vessels = ((x + 55.0) ** 2 + (y + 15.0) ** 2 <= 25.0) | (
+        (x + 25.0) ** 2 + (y - 20.0) ** 2 <= 25.0
+    )
     hu[spleen | bridge] = 105.0
     hu[liver] = 100.0
     hu[liver & vessels] = 170.0

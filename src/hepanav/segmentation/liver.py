@@ -226,4 +226,5 @@ def _smooth_onto(mask: sitk.Image, ct: sitk.Image) -> sitk.Image:
     box.SetDirection(ct.GetDirection())
     box.SetOrigin(ct.TransformIndexToPhysicalPoint([int(v) for v in lo]))
     up = sitk.Resample(soft, box, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.Paste(out, sitk.Cast(up >= 0.5, sitk.sitkUInt8), up.GetSize(), [0, 0, 0], lo.tolist())
+    inside = sitk.Cast(up >= 0.5, sitk.sitkUInt8)
+    return sitk.Paste(out, inside, up.GetSize(), [0, 0, 0], lo.tolist())
