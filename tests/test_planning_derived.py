@@ -117,3 +117,46 @@ def test_plan_with_a_label_map_lacking_a_group_warns(tmp_path):
     assert "portal_and_hepatic_veins" in names and "bone" not in names
     vessel = next(a for a in absent if a.name == "portal_and_hepatic_veins")
     assert vessel.heat_sink and "cooling" in vessel.message
+
+
+def test_plan_reads_a_totalsegmentator_folder(cli, tmp_path):
+    """--labels FOLDER (one NIfTI per structure, liver_vessels task included): the
+    vessels inside TotalSegmentator's liver mask are the heat-sink group."""
+    from hepanav.imaging.labels import anatomy_label_names
+    from hepanav.phantoms.planning import make_planning_case
+
+    case = make_planning_case("torso", 24.0, seed=2)
+    labels = sitk.GetArrayFromImage(case.labels)
+    folder = tmp_path / "totalseg"
+    folder.mkdir()
+    table = anatomy_label_names()
+    for label in np.unique(labels):
+        if label in (0, 200):
+            continue
+        mask = labels == label
+        if label == 5:  # TotalSegmentator's liver holds its vessels
+            mask = np.isin(labels, [5, 200])
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        image.CopyInformation(case.labels)
+        sitk.WriteImage(image, str(folder / f"{table[int(label)]}.nii.gz"))
+    vessels = sitk.GetImageFromArray((labels == 200).astype(np.uint8))
+    vessels.CopyInformation(case.labels)
+    sitk.WriteImage(vessels, str(folder / "liver_vessels.nii.gz"))
+    sitk.WriteImage(case.ct, str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(case.tumor, str(tmp_path / "tumor.nii.gz"))
+    code, _, err = cli(
+        "plan",
+        "--ct", tmp_path / "ct.nii.gz",
+        "--tumor", tmp_path / "tumor.nii.gz",
+        "--labels", folder,
+        "--label-map", fast_risk_map(tmp_path),
+        "--out", tmp_path / "plan",
+    )  # fmt: skip
+    assert code == 0, err
+    plan = json.loads((tmp_path / "plan" / "plan.json").read_text(encoding="utf-8"))
+    from hepanav.planning.risk import absent_groups, load_risk_map
+
+    expected = [a.name for a in absent_groups(labels.astype(np.uint16), load_risk_map())]
+    assert [a["name"] for a in plan["absent_structures"]] == expected
+    assert "portal_and_hepatic_veins" not in expected
+    assert plan["derived_structures"] == {}

@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         labels: Path | None = typer.Option(
             None,
             "--labels",
-            help="Organ label map, TotalSegmentator v2 ids (resampled if needed). Without it, "
+            help="Organ label map, TotalSegmentator v2 ids (resampled if needed), or a "
+            "TotalSegmentator output folder (one NIfTI per structure). Without it, "
             "bone, lung/gas, body, liver and large vessels are derived from the CT.",
         ),
         liver_seed: str | None = typer.Option(

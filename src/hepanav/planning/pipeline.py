@@ -102,8 +102,19 @@ def run_plan(
         threshold=mask_threshold,
         option="--tumor-label",
     )
-    derived = None
-    if labels_path is not None:
+    derived, label_notes = None, []
+    if labels_path is not None and _is_totalsegmentator_folder(Path(labels_path)):
+        from hepanav.imaging.totalseg import read_totalsegmentator
+
+        label_map_read = read_totalsegmentator(labels_path, reference=ct)
+        labels, names = label_map_read.image, dict(label_map_read.names)
+        records = [ct_record, tumor_record]
+        if label_map_read.skipped:
+            label_notes.append(
+                "TotalSegmentator files not in the id table, not used: "
+                + ", ".join(label_map_read.skipped)
+            )
+    elif labels_path is not None:
         labels, labels_record = load_image(labels_path, "organ labels", is_label=True)
         records = [ct_record, tumor_record, labels_record]
         names = label_names_for(Path(labels_path))
@@ -149,6 +160,7 @@ def run_plan(
     out.result.tumour_size = tumour_size(inp.tumor)
     out.result.input_records = records
     add_structure_warnings(out.result, inp.labels, risk, derived)
+    out.result.derivation_notes += label_notes
     out_dir = Path(out_dir)
     region = out.region
     written = [
@@ -160,6 +172,13 @@ def run_plan(
         write_plan_report(out, risk, out_dir / "report.html"),
     ]
     return out, written
+
+
+def _is_totalsegmentator_folder(path: Path) -> bool:
+    """A folder of NIfTI masks (TotalSegmentator's output), not a DICOM series folder."""
+    return path.is_dir() and any(
+        p.name.endswith((".nii.gz", ".nii")) for p in path.iterdir() if p.is_file()
+    )
 
 
 def add_structure_warnings(result: PlanResult, labels: sitk.Image, risk, derived=None) -> None:

@@ -378,7 +378,9 @@ class PlanResult(BaseModel):
         description="structures derived from the CT (no label map given): name -> how",
     )
     derivation_notes: list[str] = Field(
-        default_factory=list, description="what could not be derived from the CT and why"
+        default_factory=list,
+        description="notes on the label map: what could not be derived from the CT and "
+        "why, TotalSegmentator files not used",
     )
 
 
