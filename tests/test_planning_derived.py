@@ -15,7 +15,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from browser_helpers import chromium, screenshot  # noqa: E402, F401  (pytest fixtures)
 from planning_helpers import fast_risk_map  # noqa: E402
 
-BONE = list(range(25, 51)) + list(range(92, 118))
+# Bone ids (TotalSegmentator v2): sacrum, vertebrae, arm/shoulder bones, ribs, sternum; not
+# the costal cartilages (117: 100-150 HU, not bone by attenuation).
+BONE = list(range(25, 51)) + list(range(69, 79)) + list(range(92, 117))
 LUNG = [10, 11, 12, 13, 14]
 
 
@@ -37,7 +39,7 @@ def procedural(tmp_path_factory):
 
 def test_derived_structures_overlap_the_phantom_truth(procedural):
     """Thresholds: each is what a no-go mask needs, checked against the measured values
-    (bone 0.878, body 0.987, liver 0.927 on 2026-11-30)."""
+    (bone 0.881, body 0.987, liver 0.927 on 2026-11-30)."""
     from hepanav.phantoms.body import body_sd
     from hepanav.segmentation.anatomy import derive_planning_labels
 
@@ -45,11 +47,12 @@ def test_derived_structures_overlap_the_phantom_truth(procedural):
     derived = derive_planning_labels(case.ct, case.tumor)
     got = sitk.GetArrayFromImage(derived.labels)
     truth = sitk.GetArrayFromImage(case.labels)
-    # Bone: ribs and vertebrae at 1.5 mm are 2-7 voxels thick, so one partial-volume
-    # voxel layer is 15-40 % of them: Dice >= 0.85; and derived bone is bone (>= 0.85).
+    # Bone is a no-go: finding it matters more than its edge. Measured: 99.2 % of the
+    # true bone found, Dice 0.881 (ribs and vertebrae at 1.5 mm are 2-7 voxels thick, so
+    # the one partial-volume voxel layer the closing adds is 15-40 % of them).
     bone = np.isin(got, [31, 97])
+    assert bone[np.isin(truth, BONE)].mean() >= 0.97
     assert _dice(bone, np.isin(truth, BONE)) >= 0.85
-    assert np.isin(truth, BONE)[bone].mean() >= 0.85
     # Lung and gas: the lung bases must be found (>= 0.93 of them) and what is called
     # lung/gas lies in the lungs or the gas-filled bowel of the phantom (measured 0.957;
     # the rest is the one-voxel partial-volume rim around them, labelled tissue): >= 0.94.
@@ -70,6 +73,35 @@ def test_derived_structures_overlap_the_phantom_truth(procedural):
     vessels = np.isin(truth, [52, 63, 64, 200])
     assert vessels[got == 200].mean() >= 0.9 and vessels[got == 52].mean() >= 0.85
     assert set(derived.derived) >= {"body outline", "spine", "ribs", "lung and gas", "liver"}
+
+
+def test_derived_structures_on_the_real_dicom_scan(shared_data):
+    """Portal-venous real scan (20 slices of 2 mm): liver, bone and vessels against its
+    TotalSegmentator labels. Measured 2026-11-30: liver Dice 0.947; bone 73.9 % found
+    (ribs 81 %, vertebrae 56 %: trabecular bone of 150-250 HU, near enhanced blood, is
+    only partly reached), Dice 0.712; derived portal/hepatic veins 89 % in the liver or
+    portal vein label."""
+    from hepanav.imaging import read_image, resample_labels_like
+    from hepanav.segmentation.anatomy import derive_planning_labels
+
+    ct = read_image(shared_data / "ct-abdomen-dicom" / "series")
+    truth = sitk.GetArrayFromImage(
+        resample_labels_like(read_image(shared_data / "ct-abdomen-dicom" / "labels.nii.gz"), ct)
+    )
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(truth == 5, sampling=ct.GetSpacing()[::-1])
+    k, j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    zz, yy, xx = np.indices(truth.shape)
+    sx, sy, sz = ct.GetSpacing()
+    sphere = ((xx - i) * sx) ** 2 + ((yy - j) * sy) ** 2 + ((zz - k) * sz) ** 2 <= 8.0**2
+    tumour = sitk.GetImageFromArray(sphere.astype(np.uint8))
+    tumour.CopyInformation(ct)
+    got = sitk.GetArrayFromImage(derive_planning_labels(ct, tumour).labels)
+    assert _dice(np.isin(got, [5, 200]), truth == 5) >= 0.92
+    bone = np.isin(truth, BONE)
+    assert np.isin(got, [31, 97])[bone].mean() >= 0.70
+    assert np.isin(truth, [5, 64])[got == 200].mean() >= 0.8
 
 
 def test_plan_without_labels_names_derived_and_absent_groups_in_red(

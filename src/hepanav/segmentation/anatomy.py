@@ -5,9 +5,10 @@ Classical thresholds and morphology (SimpleITK, SciPy), no model weights:
 * **body outline**: :func:`hepanav.segmentation.body.body_mask` (above -500 HU, largest
   component, axial hole filling). It bounds the others: gas outside it is room air and
   dense voxels outside it are the table.
-* **bone** (ribs, spine, sternum): above ``BONE_HU`` (cortical bone; marrow, 150-300 HU,
-  is enclosed by it), axial hole filling (marrow), components under ``MIN_BONE_ML``
-  dropped (noise, calcifications). Split into **spine** (the bone within
+* **bone** (ribs, spine, sternum): above ``BONE_HU`` (cortical bone), closed by
+  ``CORTEX_CLOSING_MM`` and filled slice by slice (the marrow it encloses), plus the
+  voxels >= ``MARROW_HU`` within ``MARROW_MM`` of it (trabecular bone the cortex does not
+  enclose); components under ``MIN_BONE_ML`` dropped (noise, calcifications). Split into **spine** (the bone within
   ``SPINE_HALF_WIDTH_MM`` of the body's left-right centre, posterior to the body's
   antero-posterior centre) and **ribs** (the rest).
 * **lung and gas**: below ``GAS_HU`` inside the body (lung bases and bowel gas: both are
@@ -42,10 +43,14 @@ from scipy import ndimage
 
 from hepanav.core.errors import InputError
 from hepanav.segmentation.body import body_mask
+from hepanav.segmentation.morphology import close_mm
 from hepanav.segmentation.seeds import Seed
 
 BONE_HU = 300.0  # cortical bone is >= 400 HU; 300 keeps thin ribs blurred by the voxel
 MIN_BONE_ML = 0.2
+CORTEX_CLOSING_MM = 3.0
+MARROW_HU = 200.0  # trabecular bone 150-300 HU; above enhanced blood in portal phase
+MARROW_MM = 3.0
 SPINE_HALF_WIDTH_MM = 30.0
 GAS_HU = -400.0
 MIN_GAS_ML = 0.5
@@ -124,8 +129,17 @@ def _fill_axial(mask: np.ndarray) -> np.ndarray:
 
 def bone_masks(ct_arr: np.ndarray, body: np.ndarray, image: sitk.Image):
     """(spine, ribs) bool arrays (z, y, x): bone split at the body's centre (see module)."""
-    bone = (ct_arr >= BONE_HU) & body
-    bone = _drop_small(_fill_axial(bone), image, MIN_BONE_ML)
+    cortex = sitk.GetImageFromArray(((ct_arr >= BONE_HU) & body).astype(np.uint8))
+    cortex.CopyInformation(image)
+    # Close the cortex ring where partial volume opens it (thin rib cortex, 2-5 mm
+    # slices), fill the marrow slice by slice, then add the trabecular bone the
+    # threshold missed: >= MARROW_HU (Gaussian 0.7 mm) within MARROW_MM of that bone.
+    bone = _fill_axial(sitk.GetArrayFromImage(close_mm(cortex, CORTEX_CLOSING_MM)) > 0)
+    smooth = sitk.GetArrayFromImage(
+        sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), 0.7)
+    )
+    bone |= _dilated(bone, image, MARROW_MM) & (smooth >= MARROW_HU) & body
+    bone = _drop_small(bone, image, MIN_BONE_ML)
     idx = np.argwhere(body[:, :, :])
     if not len(idx) or not bone.any():
         return np.zeros_like(bone), bone
