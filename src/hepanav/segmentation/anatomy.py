@@ -8,9 +8,9 @@ Classical thresholds and morphology (SimpleITK, SciPy), no model weights:
 * **bone** (ribs, spine, sternum): above ``BONE_HU`` (cortical bone), closed by
   ``CORTEX_CLOSING_MM`` and filled slice by slice (the marrow it encloses), plus the
   voxels >= ``MARROW_HU`` within ``MARROW_MM`` of it (trabecular bone the cortex does not
-  enclose); components under ``MIN_BONE_ML`` dropped (noise, calcifications). Split into **spine** (the bone within
-  ``SPINE_HALF_WIDTH_MM`` of the body's left-right centre, posterior to the body's
-  antero-posterior centre) and **ribs** (the rest).
+  enclose); components under ``MIN_BONE_ML`` dropped (noise, calcifications). Split
+  into **spine** (the bone within ``SPINE_HALF_WIDTH_MM`` of the body's left-right
+  centre, posterior to the body's antero-posterior centre) and **ribs** (the rest).
 * **lung and gas**: below ``GAS_HU`` inside the body (lung bases and bowel gas: both are
   no-go, with the same 5 mm clearance in the default risk map), components under
   ``MIN_GAS_ML`` dropped.
@@ -279,8 +279,8 @@ def derive_planning_labels(
     body_img.CopyInformation(ct)
     derived = {
         "body outline": f"above -500 HU, largest component, holes filled ({_ml(body, ct):.0f} ml)",
-        "spine": f">= {BONE_HU:.0f} HU, marrow filled, central posterior ({_ml(spine, ct):.0f} ml)",
-        "ribs": f">= {BONE_HU:.0f} HU, marrow filled, the other bone ({_ml(ribs, ct):.0f} ml)",
+        "spine": f">= {BONE_HU:.0f} HU + marrow, central posterior ({_ml(spine, ct):.0f} ml)",
+        "ribs": f">= {BONE_HU:.0f} HU + marrow, the other bone ({_ml(ribs, ct):.0f} ml)",
         "lung and gas": f"< {GAS_HU:.0f} HU inside the body ({_ml(gas & ~liver, ct):.0f} ml)",
         "liver": f"liver segmenter from a click {seed.label} ({_ml(liver, ct):.0f} ml)",
     }
