@@ -14,7 +14,7 @@ from cli_helpers import one_line_error
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dicomout_helpers import dciodvfy, write_study_ct  # noqa: E402
-from segmentation_helpers import lesion_case  # noqa: E402
+from segmentation_helpers import in_body, lesion_case  # noqa: E402
 
 SERIES_UID = "1.2.826.0.1.3680043.8.498.1001"
 
@@ -22,13 +22,8 @@ SERIES_UID = "1.2.826.0.1.3680043.8.498.1001"
 @pytest.fixture(scope="module")
 def dicom_ct(tmp_path_factory):
     """A hypodense lesion (r 8 mm) in a liver block inside a body, as a DICOM series."""
-    ct, truth, shape, grid, hu = lesion_case(radius=8.0, contrast=-45.0)
-    z, y, x = np.indices(grid.shape)
-    centre = np.asarray(grid.shape) / 2
-    r = np.sqrt((y - centre[1]) ** 2 + (x - centre[2]) ** 2)
-    hu = hu.copy()
-    hu[r > 29] = -1000.0
-    hu[(r > 26) & (r <= 29)] = -100.0
+    ct, _, shape, grid, hu = lesion_case(radius=8.0, contrast=-45.0)
+    hu = in_body(hu, grid)
     folder = tmp_path_factory.mktemp("segdcm")
     write_study_ct(
         folder / "ct",
