@@ -192,3 +192,18 @@ def test_plan_reads_a_totalsegmentator_folder(cli, tmp_path):
     assert [a["name"] for a in plan["absent_structures"]] == expected
     assert "portal_and_hepatic_veins" not in expected
     assert plan["derived_structures"] == {}
+
+
+def test_liver_seed_goes_with_derived_labels_only(cli, tmp_path):
+    from cli_helpers import one_line_error
+
+    code, _, err = cli(
+        "plan",
+        "--ct", tmp_path / "ct.nii.gz",
+        "--tumor", tmp_path / "t.nii.gz",
+        "--labels", tmp_path / "l.nii.gz",
+        "--liver-seed", "1,2,3",
+        "--out", tmp_path / "o",
+    )  # fmt: skip
+    one_line_error(code, err, "--liver-seed", "not both")
+    assert not (tmp_path / "o").exists()
