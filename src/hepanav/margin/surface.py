@@ -255,6 +255,7 @@ def _upsample(
     k = v.shape[0]
     zc = np.arange(k) * h
     normal = towards * np.sign(np.nan_to_num(d2))[..., None]
+    foot = towards * np.abs(np.nan_to_num(d2))[..., None]  # nearest contour point - column
     inside = v > 0
     shift = np.full((k - 1, *v.shape[1:]), np.nan)  # crossing, fraction of the segment
     for i in range(k - 1):
@@ -272,7 +273,11 @@ def _upsample(
                 same = (normal[a] * normal[c]).sum(-1) > 0.5
                 facing = (normal[a] * normal[b]).sum(-1) > 0.5
                 ok = cand & np.isfinite(d2[c]) & np.isfinite(d2[a]) & np.isfinite(d2[b])
-                ok &= same & facing
+                # ... and lie within a slice thickness of each other in the plane
+                near = (np.linalg.norm(foot[a] - foot[b], axis=-1) < 1.5 * h) & (
+                    np.linalg.norm(foot[a] - foot[c], axis=-1) < 1.5 * h
+                )
+                ok &= same & facing & near
                 crossing = _circle_crossing(d2[c], zc[c], d2[a], zc[a], d2[b], zc[b], lo, hi)
                 z = np.where(ok, crossing, z)
                 empty = cand & np.isfinite(d2[c]) & np.isfinite(d2[a]) & ~np.isfinite(d2[b])
