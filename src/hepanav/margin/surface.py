@@ -168,7 +168,7 @@ def across_thick_axes(
         plane = np.delete(spacing_xyz[::-1], a)
         v = np.moveaxis(sdf, a, 0)
         d2, towards = _in_plane_distance(np.moveaxis(inside, a, 0), v, plane)
-        up = _upsample(v, d2, towards, n, float(spacing_xyz[axis_xyz]), float(np.prod(plane)))
+        up = _upsample(v, d2, towards, n, float(spacing_xyz[axis_xyz]), plane)
         sdf = np.moveaxis(up, 0, a)
     return sdf, factors
 
@@ -205,6 +205,30 @@ def _densify(line: np.ndarray, step: float = 0.25) -> np.ndarray:
     index = np.repeat(np.arange(len(seg)), count)
     frac = np.concatenate([np.arange(c) / c for c in count]) if len(seg) else np.zeros(0)
     return np.concatenate([line[index] + seg[index] * frac[:, None], line[-1:]])
+
+
+def _outside_region_at_contour(
+    inside: np.ndarray, foot: np.ndarray, plane: np.ndarray
+) -> np.ndarray:
+    """3D label of the outside region next to each pixel's nearest contour point.
+
+    ``foot``: (k, ny, nx, 2) in-plane vector (mm) from each pixel to its nearest contour
+    point. The outside is labelled in 3D (face connectivity); the label is read at the
+    outside pixel nearest to the contour point.
+    """
+    labels, _ = ndimage.label(~inside)
+    out = np.zeros(inside.shape, dtype=np.int64)
+    shape = np.asarray(inside.shape[1:])
+    grid = np.indices(inside.shape[1:]).transpose(1, 2, 0).astype(float)
+    for k in range(inside.shape[0]):
+        if inside[k].all() or not inside[k].any():
+            continue
+        _, nearest = ndimage.distance_transform_edt(inside[k], return_indices=True)
+        at = np.rint(grid + foot[k] / plane).astype(int)
+        at = np.clip(at, 0, shape - 1)
+        iy, ix = nearest[0][at[..., 0], at[..., 1]], nearest[1][at[..., 0], at[..., 1]]
+        out[k] = labels[k][iy, ix]
+    return out
 
 
 def _component_depth(d: np.ndarray, pixel_mm2: float) -> np.ndarray:
@@ -244,19 +268,26 @@ def _circle_crossing(s0, z0, s1, z1, s2, z2, lo, hi):
 
 
 def _upsample(
-    v: np.ndarray, d2: np.ndarray, towards: np.ndarray, n: int, h: float, pixel: float
+    v: np.ndarray,
+    d2: np.ndarray,
+    towards: np.ndarray,
+    n: int,
+    h: float,
+    plane: np.ndarray,
 ) -> np.ndarray:
     """Sub-sample axis 0 (slices ``h`` mm apart) by odd ``n``; see :func:`across_thick_axes`.
 
     ``v``: signed distance at the slice centres; ``d2``: signed in-plane distance to each
     slice's contour (NaN where the slice has none); ``towards``: unit in-plane vector to
-    the nearest contour point; ``pixel``: in-plane pixel area (mm^2).
+    the nearest contour point; ``plane``: in-plane pixel size (mm, axes 1 and 2).
     """
     k = v.shape[0]
     zc = np.arange(k) * h
+    pixel = float(np.prod(plane))
     normal = towards * np.sign(np.nan_to_num(d2))[..., None]
-    foot = towards * np.abs(np.nan_to_num(d2))[..., None]  # nearest contour point - column
     inside = v > 0
+    foot = towards * np.abs(np.nan_to_num(d2))[..., None]  # to the nearest contour point
+    region = _outside_region_at_contour(inside, foot, plane)
     shift = np.full((k - 1, *v.shape[1:]), np.nan)  # crossing, fraction of the segment
     for i in range(k - 1):
         for up in (True, False):
@@ -273,10 +304,9 @@ def _upsample(
                 same = (normal[a] * normal[c]).sum(-1) > 0.5
                 facing = (normal[a] * normal[b]).sum(-1) > 0.5
                 ok = cand & np.isfinite(d2[c]) & np.isfinite(d2[a]) & np.isfinite(d2[b])
-                # ... and lie within a slice thickness of each other in the plane
-                near = (np.linalg.norm(foot[a] - foot[b], axis=-1) < 1.5 * h) & (
-                    np.linalg.norm(foot[a] - foot[c], axis=-1) < 1.5 * h
-                )
+                # ... and border the same 3D-connected outside region (a hole or an
+                # island of the mask is never fitted together with its outer boundary)
+                near = (region[a] == region[b]) & (region[a] == region[c])
                 ok &= same & facing & near
                 crossing = _circle_crossing(d2[c], zc[c], d2[a], zc[a], d2[b], zc[b], lo, hi)
                 z = np.where(ok, crossing, z)
