@@ -140,7 +140,7 @@ def dose(
         typer.echo(
             f"{res.regimen}: {res.drug} {res.dose:g} {res.unit} per {res.per}{mg}: "
             f"{res.result.upper()} the protocol dose, {res.protocol_dose} "
-            f"({res.source.citation}{unchecked})"
+            f"({res.source.citation.rstrip('.')}{unchecked})"
         )
         _exit_for(res.result)
         return
