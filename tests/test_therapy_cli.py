@@ -317,8 +317,12 @@ def test_regimen_dose_checks(cli):
     )
     assert code == 0, err
     assert "WITHIN" in out and "up to 150 mg per session" in out
-    # its protocol dose was not found in the source's text: the line says so
-    assert "UNVERIFIED" in out
+    assert "UNVERIFIED" not in out and "Poon" in out
+    # a protocol dose that was not found in its source's text: the line says so
+    code, out, err = cli(
+        "therapy", "dose", "--regimen", "ctace-doxorubicin", "--dose", "50", "--unit", "mg/m2"
+    )
+    assert code == 0 and "WITHIN" in out and "UNVERIFIED" in out
     # above the protocol dose: the finding is printed and the exit code is 1, not 0
     code, out, err = cli(
         "therapy", "dose", "--regimen", "deb-tace-doxorubicin", "--dose", "151", "--unit", "mg"

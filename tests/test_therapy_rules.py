@@ -181,6 +181,8 @@ def test_every_quote_is_verbatim_or_labelled_unverified_and_docs_agree():
         "hai-floxuridine",
         "HAI-04",
         "EMB-07",
+        "deb-tace-doxorubicin",
+        "debiri-irinotecan",
     ):
         assert statuses[key] == "verbatim", key
 
