@@ -373,11 +373,10 @@ def test_bilioenteric_rule_covers_every_embolisation():
 
 
 def test_verdicts_resting_on_an_unverified_source_say_so():
-    # NET-01 (ENETS 2016) is unverified: the resection verdict it produces names it; the
-    # CRC resection indication (CRC-01, verified) names nothing.
-    net = _evaluate(VIGNETTES["net_g1_two_lesions_resectable"][0])
-    assert net["resection"].verdict == "indicated"
-    assert net["resection"].unverified_rules == ["NET-01"]
+    # TARE-01 (SIR 2017, lung shunt > 20 %) is unverified: the contraindication it produces
+    # names it; the CRC resection indication (CRC-01, verified) names nothing.
+    shunt = _evaluate(case(lung_shunt_fraction_percent=25))["tare"]
+    assert shunt.verdict == "contraindicated" and shunt.unverified_rules == ["TARE-01"]
     crc = _evaluate(case())
     assert crc["resection"].unverified_rules == []
     assert crc["hai"].unverified_rules == []

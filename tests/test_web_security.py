@@ -193,5 +193,5 @@ def test_therapy_page_marks_verdicts_resting_on_unverified_sources(app):
     r = client.post("/therapy", data={"csrf_token": token, "case_text": case_text},
                     headers={"accept": "text/html"})
     assert r.status_code == 200
-    assert "rests on an unverified source: NET-01" in r.text  # resection, ENETS 2016
+    assert "rests on an unverified source: TARE-02" in r.text  # bilirubin > 2, SIR 2017
     assert "UNVERIFIED source" in r.text
