@@ -109,9 +109,10 @@ def dose(
     """Check a dose against a sourced regimen (--regimen), or against the historical
     intra-arterial table (--drug).
 
-    Exit code: 0 when the dose is within the protocol dose (or range), 1 when it is
-    ABOVE it or BELOW a stated range (the finding is printed, and with --json the result
-    says "above" or "below"), 2 for a user mistake."""
+    Exit code 0: within the protocol dose (or range).
+    Exit code 1: ABOVE the protocol dose, or BELOW a stated range (printed;
+    with --json the result is "above" or "below").
+    Exit code 2: a user mistake (one error line)."""
     from hepanav.core import InputError
     from hepanav.therapy.dose import check_dose, load_dose_table
     from hepanav.therapy.regimens import check_regimen_dose, regimens_for_drug
