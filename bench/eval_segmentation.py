@@ -60,17 +60,39 @@ def dev_cases() -> list[dict]:
                 zone.update(tract_diameter_mm=2.0, gas_bubbles=3)
             if contrast > 0:
                 zone.update(rim_mm=0.0)
-            out.append({"base": "procedural", "seed": 10 + n, "radius": r, "contrast": contrast,
-                        "zone": zone})
+            out.append(
+                {
+                    "base": "procedural",
+                    "seed": 10 + n,
+                    "radius": r,
+                    "contrast": contrast,
+                    "zone": zone,
+                }
+            )
     if _real("ct-abdomen-3mm"):
         for n, r in enumerate([5.0, 10.0, 15.0, 20.0]):
-            out.append({"base": "3mm", "seed": 20 + n, "radius": r, "contrast": -45.0,
-                        "zone": {"margin_mm": 5.0, "gas_bubbles": 2 if n % 2 else 0}})
+            out.append(
+                {
+                    "base": "3mm",
+                    "seed": 20 + n,
+                    "radius": r,
+                    "contrast": -45.0,
+                    "zone": {"margin_mm": 5.0, "gas_bubbles": 2 if n % 2 else 0},
+                }
+            )
     if _real("ct-abdomen-dicom"):
         for n, r in enumerate([4.0, 6.0, 8.0]):
-            out.append({"base": "dicom", "seed": 33 + n if n == 0 else 30 + n, "radius": r, "contrast": -45.0,
-                        "zone": {"margin_mm": 4.0},
-                        "deformation": {"max_displacement_mm": 4.0}})
+            seed = 33 if n == 0 else 30 + n  # seed 30 places no 4 mm case in the 40 mm slab
+            out.append(
+                {
+                    "base": "dicom",
+                    "seed": seed,
+                    "radius": r,
+                    "contrast": -45.0,
+                    "zone": {"margin_mm": 4.0},
+                    "deformation": {"max_displacement_mm": 4.0},
+                }
+            )
     return out
 
 
@@ -85,18 +107,36 @@ def holdout_cases() -> list[dict]:
             zone.update(tract_diameter_mm=1.5, gas_bubbles=2 + n)
         if n % 3 == 2:
             zone.update(rim_mm=0.0)
-        out.append({"base": "procedural", "seed": 110 + n, "radius": r, "contrast": contrast,
-                    "zone": zone})
+        out.append(
+            {"base": "procedural", "seed": 110 + n, "radius": r, "contrast": contrast, "zone": zone}
+        )
     if _real("ct-abdomen-3mm"):
         for n, (r, contrast) in enumerate([(7.0, 45.0), (12.0, -35.0), (17.0, 55.0)]):
-            out.append({"base": "3mm", "seed": 120 + n, "radius": r, "contrast": contrast,
-                        "zone": {"margin_mm": 5.0, "tract_diameter_mm": 2.0 if n == 1 else 0.0,
-                                 "gas_bubbles": 3 if n == 1 else 0}})
+            out.append(
+                {
+                    "base": "3mm",
+                    "seed": 120 + n,
+                    "radius": r,
+                    "contrast": contrast,
+                    "zone": {
+                        "margin_mm": 5.0,
+                        "tract_diameter_mm": 2.0 if n == 1 else 0.0,
+                        "gas_bubbles": 3 if n == 1 else 0,
+                    },
+                }
+            )
     if _real("ct-abdomen-dicom"):
         for n, (r, contrast) in enumerate([(5.0, 50.0), (7.0, -50.0)]):
-            out.append({"base": "dicom", "seed": 130 + n, "radius": r, "contrast": contrast,
-                        "zone": {"margin_mm": 4.0},
-                        "deformation": {"max_displacement_mm": 4.0}})
+            out.append(
+                {
+                    "base": "dicom",
+                    "seed": 130 + n,
+                    "radius": r,
+                    "contrast": contrast,
+                    "zone": {"margin_mm": 4.0},
+                    "deformation": {"max_displacement_mm": 4.0},
+                }
+            )
     return out
 
 
@@ -115,8 +155,11 @@ def build(case: dict):
     """The phantom case (cached as a pickle in ``$TMPDIR``: building is the slow part)."""
     import pickle
 
-    key = json.dumps({k: case[k] for k in ("base", "seed", "radius", "contrast", "zone")}
-                     | {"deformation": case.get("deformation", {})}, sort_keys=True)
+    key = json.dumps(
+        {k: case[k] for k in ("base", "seed", "radius", "contrast", "zone")}
+        | {"deformation": case.get("deformation", {})},
+        sort_keys=True,
+    )
     path = CACHE / (str(abs(hash_text(key))) + ".pkl")
     if path.is_file():
         return pickle.loads(path.read_bytes())
@@ -230,9 +273,7 @@ def evaluate(case: dict, method: str = "rg", robust: bool = True, mam: bool = Tr
         from hepanav.phantoms.grid import Grid
 
         transform = data.deformation.transform(Grid.of(data.post_ct))
-        row["mam_auto_mm"] = measure_margin(tumor, zone, None, transform).figures()[
-            "min_margin_mm"
-        ]
+        row["mam_auto_mm"] = measure_margin(tumor, zone, None, transform).figures()["min_margin_mm"]
         row["mam_truthmasks_mm"] = measure_margin(
             data.pre_tumor, data.post_ablation, None, transform
         ).figures()["min_margin_mm"]
@@ -347,8 +388,9 @@ def main(argv: list[str] | None = None) -> dict:
     todo = [c for c in cases(args.set) if not args.only or c["seed"] in args.only]
     jobs = [(c, args.method, not args.no_robust, not args.no_mam) for c in todo]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers, initializer=_worker_init,
-                             initargs=(not args.no_refine,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=args.workers, initializer=_worker_init, initargs=(not args.no_refine,)
+    ) as pool:
         futures = [pool.submit(_run, job) for job in jobs]
         rows = []
         for fut in as_completed(futures):

@@ -55,8 +55,9 @@ def _gac(setup) -> sitk.Image:
     grad = sitk.GradientMagnitudeRecursiveGaussian(roi, sigma)
     # Edge of a blurred step of height C: gradient peak C / (sigma sqrt(2 pi)).
     peak = contrast / (sigma * np.sqrt(2 * np.pi))
-    speed = sitk.Sigmoid(grad, alpha=-0.15 * peak, beta=0.5 * peak, outputMaximum=1.0,
-                         outputMinimum=0.0)
+    speed = sitk.Sigmoid(
+        grad, alpha=-0.15 * peak, beta=0.5 * peak, outputMaximum=1.0, outputMinimum=0.0
+    )
     fm = sitk.FastMarchingImageFilter()
     fm.SetTrialPoints([list(s.index) + [0] for s in setup.seeds])
     fm.SetStoppingValue(4.0 * setup.radius_mm)
@@ -87,8 +88,11 @@ def _random_walker(setup) -> sitk.Image:
     sp = np.asarray(roi.GetSpacing())
     d = np.min(
         [
-            np.sqrt(((i - s.index[0]) * sp[0]) ** 2 + ((j - s.index[1]) * sp[1]) ** 2
-                    + ((k - s.index[2]) * sp[2]) ** 2)
+            np.sqrt(
+                ((i - s.index[0]) * sp[0]) ** 2
+                + ((j - s.index[1]) * sp[1]) ** 2
+                + ((k - s.index[2]) * sp[2]) ** 2
+            )
             for s in setup.seeds
         ],
         axis=0,
@@ -97,7 +101,11 @@ def _random_walker(setup) -> sitk.Image:
     markers[(norm > 0.75) | (d > STAR_FACTOR * setup.radius_mm + STAR_PAD_MM)] = 2
     markers[d <= 0.3 * setup.radius_mm] = 1
     labels = random_walker(
-        np.clip(norm, -2, 3), markers, beta=130, mode="cg_j", tol=1e-3,
+        np.clip(norm, -2, 3),
+        markers,
+        beta=130,
+        mode="cg_j",
+        tol=1e-3,
         spacing=tuple(sp[::-1]),
     )
     out = sitk.GetImageFromArray((labels == 1).astype(np.uint8))

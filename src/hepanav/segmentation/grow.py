@@ -384,7 +384,6 @@ def prepare_lesion(
     )
 
 
-
 def refine_boundary(
     roi: sitk.Image,
     mask: sitk.Image,
@@ -444,6 +443,7 @@ def refine_boundary(
         return mask, lesion_hu
     return out, lesion_hu
 
+
 def _edge_value(image: sitk.Image, mask: sitk.Image, parenchyma: float, chosen: str) -> float:
     """What the lesion edge blurs into: an enhancing rim when one hugs the lesion.
 
@@ -499,7 +499,6 @@ def star_radius_mm(
     return max(radii)
 
 
-
 def _sphere_basis(u: np.ndarray, degree: int) -> np.ndarray:
     """Monomials x^a y^b z^c (a + b + c <= degree) of unit vectors ``u`` (n, 3)."""
     cols = [
@@ -512,7 +511,11 @@ def _sphere_basis(u: np.ndarray, degree: int) -> np.ndarray:
 
 
 def edge_radii_mm(
-    smoothed: sitk.Image, seed: Seed, threshold: float, chosen: str, max_radius_mm: float,
+    smoothed: sitk.Image,
+    seed: Seed,
+    threshold: float,
+    chosen: str,
+    max_radius_mm: float,
     u: np.ndarray,
 ) -> np.ndarray:
     """Distance (mm) from ``seed`` to the first sample past ``threshold`` along each ray
@@ -589,6 +592,7 @@ def star_bound(
     out = sitk.GetImageFromArray(inside.reshape(arr.shape).astype(np.uint8))
     out.CopyInformation(smoothed)
     return out
+
 
 def _ball_mask(image: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
     """uint8 mask of the voxels within ``radius_mm`` of any seed."""
