@@ -377,7 +377,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", default="dev", choices=("dev", "holdout", "all"))
-    parser.add_argument("--method", default="rg", choices=("rg", "gac", "rw"))
+    parser.add_argument("--method", default="rg", choices=("rg", "gac", "tls", "rw"))
     parser.add_argument("--only", type=int, nargs="*", help="phantom seeds of the cases to run")
     parser.add_argument("--no-robust", action="store_true", help="skip the off-centre clicks")
     parser.add_argument("--no-mam", action="store_true", help="skip the margin")

@@ -10,7 +10,11 @@ and parenchyma HU, first radius estimate), so only the boundary method differs:
   (stopped at 0.7 x the estimated radius), refined by
   ``GeodesicActiveContourLevelSetImageFilter`` (propagation 1, curvature 1,
   advection 1, 300 iterations);
-- ``rw``: ``skimage.segmentation.random_walker`` (mode ``cg_j``, beta 130 on HU
+- ``tls``: fast marching (unit speed) to 0.5 x the estimated radius as the initial
+  front, refined by ``ThresholdSegmentationLevelSetImageFilter`` on the smoothed CT
+  with the lesion side of the lesion/parenchyma midpoint as its window
+  (propagation 1, curvature 1, 500 iterations);
+- ``rw``: ``skimage.segmentation.random_walker`` (mode ``bf``, beta 4000 on HU
   scaled by the lesion contrast) with lesion markers within 0.3 x the radius of the
   seed and background markers on the parenchyma side of the 75 % level or beyond
   1.6 x the radius + 3 mm.
@@ -32,6 +36,8 @@ from hepanav.segmentation.grow import (
 from hepanav.segmentation.morphology import component_at, fill_holes
 from hepanav.segmentation.result import paste
 
+BETA = 4000.0
+
 
 def segment(ct: sitk.Image, seeds, method: str, what: str) -> sitk.Image:
     """Mask (uint8 0/1 on the CT grid) by ``method`` ("gac" or "rw")."""
@@ -40,6 +46,8 @@ def segment(ct: sitk.Image, seeds, method: str, what: str) -> sitk.Image:
     setup = prepare_lesion(ct, seeds, appearance, max_radius, what)
     if method == "gac":
         local = _gac(setup)
+    elif method == "tls":
+        local = _threshold_level_set(setup)
     elif method == "rw":
         local = _random_walker(setup)
     else:
@@ -61,8 +69,9 @@ def _gac(setup) -> sitk.Image:
     fm = sitk.FastMarchingImageFilter()
     fm.SetTrialPoints([list(s.index) + [0] for s in setup.seeds])
     fm.SetStoppingValue(4.0 * setup.radius_mm)
-    arrival = fm.Execute(speed)
+    arrival = sitk.Clamp(fm.Execute(speed), sitk.sitkFloat64, 0.0, 1000.0)  # unreached: 1e308
     # Initial front: 0.7 x the estimated radius (arrival time ~ distance where speed ~1).
+    # ITK level sets: negative inside.
     init = sitk.Cast(arrival, sitk.sitkFloat32) - float(0.7 * setup.radius_mm)
     gac = sitk.GeodesicActiveContourLevelSetImageFilter()
     gac.SetPropagationScaling(1.0)
@@ -71,6 +80,33 @@ def _gac(setup) -> sitk.Image:
     gac.SetMaximumRMSError(0.002)
     gac.SetNumberOfIterations(300)
     level = gac.Execute(init, sitk.Cast(speed, sitk.sitkFloat32))
+    bound = _ball_mask(roi, setup.seeds, STAR_FACTOR * setup.radius_mm + STAR_PAD_MM)
+    return sitk.And(sitk.Cast(level < 0, sitk.sitkUInt8), bound)
+
+
+def _threshold_level_set(setup) -> sitk.Image:
+    roi = setup.roi
+    speed = sitk.Cast(setup.smoothed, sitk.sitkFloat32)
+    fm = sitk.FastMarchingImageFilter()
+    fm.SetTrialPoints([list(s.index) + [0] for s in setup.seeds])
+    fm.SetStoppingValue(4.0 * setup.radius_mm)
+    ones = sitk.Cast(speed * 0 + 1, sitk.sitkFloat32)
+    arrival = sitk.Clamp(fm.Execute(ones), sitk.sitkFloat64, 0.0, 1000.0)
+    init = sitk.Cast(arrival, sitk.sitkFloat32) - float(0.5 * setup.radius_mm)
+    mid = 0.5 * (setup.lesion_hu + setup.parenchyma_hu)
+    contrast = abs(setup.parenchyma_hu - setup.lesion_hu)
+    if setup.appearance == "hypo":
+        lower, upper = setup.lesion_hu - 2 * contrast, mid
+    else:
+        lower, upper = mid, setup.lesion_hu + 2 * contrast
+    tls = sitk.ThresholdSegmentationLevelSetImageFilter()
+    tls.SetLowerThreshold(float(lower))
+    tls.SetUpperThreshold(float(upper))
+    tls.SetPropagationScaling(1.0)
+    tls.SetCurvatureScaling(1.0)
+    tls.SetMaximumRMSError(0.002)
+    tls.SetNumberOfIterations(500)
+    level = tls.Execute(init, speed)
     bound = _ball_mask(roi, setup.seeds, STAR_FACTOR * setup.radius_mm + STAR_PAD_MM)
     return sitk.And(sitk.Cast(level < 0, sitk.sitkUInt8), bound)
 
@@ -103,9 +139,8 @@ def _random_walker(setup) -> sitk.Image:
     labels = random_walker(
         np.clip(norm, -2, 3),
         markers,
-        beta=130,
-        mode="cg_j",
-        tol=1e-3,
+        beta=BETA,
+        mode="bf" if arr.size < 300_000 else "cg_j",
         spacing=tuple(sp[::-1]),
     )
     out = sitk.GetImageFromArray((labels == 1).astype(np.uint8))
