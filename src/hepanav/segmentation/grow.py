@@ -433,7 +433,7 @@ def refine_boundary(
     # ball is unchanged by it.
     n = int(np.count_nonzero(sitk.GetArrayViewFromImage(refined)))
     r_eq = (3.0 * n * float(np.prod(roi.GetSpacing())) / (4.0 * np.pi)) ** (1.0 / 3.0)
-    radius = min(REFINE_OPEN_MM, 0.5 * r_eq)
+    radius = min(REFINE_OPEN_MM, 0.25 * r_eq)
     if radius >= step:
         opened = open_mm(refined, radius)
         if np.any(sitk.GetArrayViewFromImage(opened)):
