@@ -241,6 +241,7 @@ def grow_lesion(
             mask = sitk.Or(mask, sitk.And(dark, dilate_mm(mask, DARK_MM)))
         # Thin attachments (a vessel touching a hypervascular lesion, a tract) are cut
         # before the leak test: only what stays connected through them is a leak.
+        raw = mask
         mask = _clean(mask, grow_from)
         _check_leak(mask, roi, grow_from, max_radius_mm, what, seeds[0])
         shell = sitk.And(dilate_mm(mask, SHELL_MM[1]), sitk.Not(dilate_mm(mask, SHELL_MM[0])))
@@ -269,7 +270,14 @@ def grow_lesion(
         )
     if REFINE:
         mask, lesion_hu = refine_boundary(
-            roi, mask, lesion_hu, edge, chosen, grow_from, bound=inside
+            roi,
+            mask,
+            lesion_hu,
+            edge,
+            chosen,
+            grow_from,
+            bound=inside,
+            cut=sitk.And(raw, sitk.Not(mask)),
         )
     return Grown(mask, smoothed, chosen, lesion_hu, parenchyma, window, notes)
 
@@ -392,6 +400,7 @@ def refine_boundary(
     chosen: str,
     seeds: list[Seed],
     bound: sitk.Image | None = None,
+    cut: sitk.Image | None = None,
 ) -> tuple[sitk.Image, float]:
     """Place the lesion edge at the 50 % level of the deblurred image, within a band.
 
@@ -405,7 +414,8 @@ def refine_boundary(
     the grown region (the mode near the click is biased by few samples and blur);
     voxels within ``REFINE_BAND_MM`` of the grown surface are re-classified at the
     midpoint between it and ``edge_hu``; deeper voxels keep the grown label, and
-    nothing outside ``bound`` (the star-shaped bound of the growing) is added.
+    nothing outside ``bound`` (the star-shaped bound of the growing) or next to
+    ``cut`` (what the opening removed) is added.
     Returns the mask and the lesion HU used.
     """
     step = float(max(roi.GetSpacing()))
@@ -427,6 +437,9 @@ def refine_boundary(
     outer = dilate_mm(mask, band)
     if bound is not None:
         outer = sitk.And(outer, bound)
+    if cut is not None:
+        # Nothing is re-added next to what the opening cut off (an attached vessel).
+        outer = sitk.And(outer, sitk.Not(dilate_mm(cut, 1.01 * step)))
     refined = sitk.Or(inner, sitk.And(outer, sitk.Cast(side, sitk.sitkUInt8)))
     # A small opening removes what the band re-added along an attachment the growing
     # had cut (a vessel stub); a convex outline whose curvature radius exceeds the
