@@ -277,7 +277,9 @@ def grow_lesion(
             chosen,
             grow_from,
             bound=inside,
-            cut=sitk.And(raw, sitk.Not(mask)),
+            # A zone's cut-off part is its tract (gas): the zone keeps
+            # the dark voxels beside it (ablation.py); only bright attachments stay out.
+            cut=None if dark_is_lesion else sitk.And(raw, sitk.Not(mask)),
         )
     return Grown(mask, smoothed, chosen, lesion_hu, parenchyma, window, notes)
 
