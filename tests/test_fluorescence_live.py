@@ -142,7 +142,7 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
     assert code == 0, err
     assert sorted(p.name for p in out.glob("*.jpg")) == [f"frame_{i:06d}.jpg" for i in range(3)]
     rows = (out / "latency.csv").read_text(encoding="utf-8").splitlines()
-    assert len(rows) == 4 and rows[1].endswith(",true")
+    assert len(rows) == 4 and rows[1].endswith(",0,true")
     assert "added latency p99" in stdout
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -150,6 +150,23 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
     one_line_error(code, err, "no window can be opened", "--frames-out")
     code, _, err = cli("fluoro", "live", "--source", video, "--min-cnr", "nan", "--frames-out", out)
     one_line_error(code, err, "--min-cnr")
+    code, _, err = cli(
+        "fluoro", "live", "--source", video, "--analysis-interval-ms", "-1", "--frames-out", out
+    )
+    one_line_error(code, err, "--analysis-interval-ms")
+    # --preload: decoded into memory, replayed at the recorded 30 fps like a camera.
+    out2 = tmp_path / "preloaded"
+    code, stdout, err = cli(
+        "fluoro", "live", "--source", video, "--preload", "--frames-out", out2, "--max-frames", "3"
+    )
+    assert code == 0, err
+    rows = (out2 / "latency.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "frame,time_s,added_latency_ms,n_lesions,dropped_total,at_risk"
+    shown = [int(r.split(",")[0]) for r in rows[1:]]
+    dropped = int(rows[-1].split(",")[4])
+    assert shown[0] == 0 and shown == sorted(shown)
+    assert (dropped > 0) == ("frames dropped" in stdout)
+    assert dropped == shown[-1] - (len(shown) - 1)  # every frame not shown was counted
 
 
 def test_margin_check_draws_surface_and_numbered_spots_on_nir_and_white(cli, frames, tmp_path):
