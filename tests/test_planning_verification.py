@@ -160,6 +160,29 @@ def test_cli_verify_placement_refuses_a_control_ct_that_does_not_hold_the_target
     assert "other.nrrd" in err and not (tmp_path / "v" / "placement.json").exists()
 
 
+def test_plan_with_entries_inside_tissue_is_reported_infeasible(planned):
+    """Entries must be at the skin: the same plan on a CT where the air around the body is
+    replaced by tissue (what a scan that does not show the skin looks like from the
+    entry) is not feasible, with the needles named; on the real CT nothing changes."""
+    from hepanav.planning.needle_table import needle_guides
+    from hepanav.planning.pipeline import refuse_entries_off_skin
+
+    _, out, case = planned
+    result = out.result.model_copy(deep=True)
+    before = result.feasible
+    assert result.guides and all(g.entry_on_skin for g in result.guides)
+    assert refuse_entries_off_skin(result) == [] and result.feasible == before
+    arr = sitk.GetArrayFromImage(case.ct)
+    buried = sitk.GetImageFromArray(np.where(arr < -500, 40, arr).astype(arr.dtype))
+    buried.CopyInformation(case.ct)
+    result.guides = needle_guides(result, buried, None, {})
+    ids = [n.needle for n in result.needles]
+    assert refuse_entries_off_skin(result) == ids
+    assert not result.feasible
+    assert result.message.startswith("Not feasible: the entry of needle ")
+    assert "not at the skin" in result.message
+
+
 def test_cli_verify_placement_bad_plan(cli, tmp_path):
     (tmp_path / "plan.json").write_text('{"needles": 3}')
     ct = sitk.Image([8, 8, 8], sitk.sitkInt16)

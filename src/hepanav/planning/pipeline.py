@@ -129,6 +129,7 @@ def run_plan(
     out.result.guides = needle_guides(
         out.result, ct, inp.labels, structure_names(inp, risk), tumour=inp.tumor
     )
+    refuse_entries_off_skin(out.result)
     out.result.tumour_size = tumour_size(inp.tumor)
     out.result.input_records = records
     out_dir = Path(out_dir)
@@ -142,6 +143,32 @@ def run_plan(
         write_plan_report(out, risk, out_dir / "report.html"),
     ]
     return out, written
+
+
+def refuse_entries_off_skin(result: PlanResult) -> list[int]:
+    """Mark ``result`` not feasible when a needle's entry is not at the skin.
+
+    ``result.guides`` must be filled (:func:`needle_guides`): a guide's
+    ``entry_on_skin`` is False when the CT 3 and 6 mm outside the entry is not air, or
+    lies outside the scan (a thin slab or a cropped scan does not show the skin along
+    that path: the entry would be inside tissue). Such a plan cannot be placed as drawn,
+    so it is reported infeasible with the reason (the needles stay in the result for
+    the report's "what blocks it" view).
+
+    Returns
+    -------
+    list of int
+        Needles whose entry is not at the skin (empty: nothing changed).
+    """
+    off = [g.needle for g in result.guides if not g.entry_on_skin]
+    if off:
+        result.feasible = False
+        result.message = (
+            f"Not feasible: the entry of needle {', '.join(map(str, off))} is not at the skin "
+            "(no air outside it in the CT: the scan does not show the skin along that path, "
+            "e.g. a thin slab). " + result.message
+        )
+    return off
 
 
 def structure_names(inp, risk) -> dict[int, str]:
