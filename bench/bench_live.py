@@ -12,11 +12,13 @@ import sys
 
 
 def main() -> dict:
-    from bench.bench_fluorescence import live_latency
+    from bench.bench_fluorescence import display_breakdown, live_latency
 
     seconds = float(os.environ.get("HEPANAV_BENCH_LIVE_SECONDS", "20"))
     interval = float(os.environ.get("HEPANAV_BENCH_LIVE_INTERVAL_S", "0"))
-    return live_latency(seconds=seconds, analysis_interval_s=interval)
+    out = {"display_steps_cpu_ms": display_breakdown()}
+    out.update(live_latency(seconds=seconds, analysis_interval_s=interval))
+    return out
 
 
 if __name__ == "__main__":
