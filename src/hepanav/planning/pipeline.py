@@ -15,7 +15,7 @@ from hepanav.core.paths import recorded_path
 from hepanav.core.validation import parse_json, read_user_text, validate_model
 from hepanav.imaging.geometry import same_grid
 from hepanav.imaging.io import load_image, read_image, write_image
-from hepanav.imaging.labels import read_label_names
+from hepanav.imaging.labels import sidecar_label_names
 from hepanav.imaging.masks import load_mask
 from hepanav.imaging.resample import resample_mask_like
 from hepanav.imaging.schema import InputRecord
@@ -37,18 +37,6 @@ from hepanav.planning.verification import (
 from hepanav.planning.zones import inside_zones, zone_center
 
 TUMOR_FILE, BAND_FILE, LIVER_FILE = "tumor.nii.gz", "heat_sink_band.nii.gz", "liver.nii.gz"
-
-
-def label_names_for(labels_path: Path) -> dict[int, str]:
-    """Names from a ``<stem>.json`` or ``labels.json`` sidecar beside the label map, if any."""
-    stem = labels_path.name.split(".")[0]
-    for candidate in (labels_path.parent / f"{stem}.json", labels_path.parent / "labels.json"):
-        if candidate.is_file():
-            try:
-                return read_label_names(candidate)
-            except InputError:
-                return {}
-    return {}
 
 
 def _crop_image(ct: sitk.Image, box, array: np.ndarray) -> sitk.Image:
@@ -118,7 +106,7 @@ def run_plan(
     elif labels_path is not None:
         labels, labels_record = load_image(labels_path, "organ labels", is_label=True)
         records = [ct_record, tumor_record, labels_record]
-        names = label_names_for(Path(labels_path))
+        names = sidecar_label_names(Path(labels_path))
     elif derive_labels is None:
         raise InputError("give an organ label map (or let it be derived from the CT)", "--labels")
     else:
