@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hepanav.core.errors import InputError
+
 # Imported once here, not inside the first example (its deadline).
 from hepanav.planning.pipeline import run_verification
 from hepanav.segmentation.pipeline import segment_file

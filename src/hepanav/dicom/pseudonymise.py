@@ -19,7 +19,6 @@ import csv
 import os
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources

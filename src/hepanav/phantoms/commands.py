@@ -19,7 +19,7 @@ def phantom(
         None, "--base-liver", help="Liver mask or label map of --base-ct (liver = label 5)."
     ),
     liver_label: int | None = typer.Option(
-        None, "--liver-label", help="Liver label in a multi-label --base-liver (1-65535; default 5)."
+        None, "--liver-label", help="Liver label of a multi-label --base-liver (1-65535; 5)."
     ),
     spacing: float = typer.Option(1.5, "--spacing", help="Isotropic voxel size, mm (procedural)."),
     size: tuple[int, int, int] | None = typer.Option(
