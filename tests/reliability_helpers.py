@@ -231,7 +231,7 @@ def file_name(w: Writing) -> str:
         "fluoro-render": "display.mp4",
         "registry-export": "export.csv",
         "segment": "tumor.nii.gz",
-        "registry-template": "template.csv",
+        "registry-template": "template.xlsx",  # > 4 KiB (a CSV header fits a full disk)
     }.get(w.name, "out")
 
 
@@ -273,10 +273,13 @@ def assert_complete_or_absent(out: Path, w: Writing) -> str:
             assert record["mask"] == out.name and out.with_name("tumor.html").is_file()
             assert sitk.GetArrayFromImage(sitk.ReadImage(str(out))).sum() > 0
         elif w.name == "registry-template":  # the header row, whole
-            text = out.read_text(encoding="utf-8")
+            import openpyxl
+
             from hepanav.registry.schema import ROW_MODELS
 
-            assert text == ",".join(ROW_MODELS["outcomes"].model_fields) + "\n", text
+            sheet = openpyxl.load_workbook(out).worksheets[0]
+            header = [c.value for c in next(sheet.iter_rows(max_row=1))]
+            assert header == list(ROW_MODELS["outcomes"].model_fields), header
         else:
             text = out.read_text(encoding="utf-8")
             assert text.endswith("\n") and len(text.splitlines()) == 81, text[-200:]
