@@ -180,3 +180,18 @@ def test_bad_upload_is_refused_with_one_message(app):
     assert "expected a .csv, .xlsx file" in r.text
     assert "Traceback" not in r.text
     assert not list((app.state.settings.uploads_dir).iterdir())
+
+
+def test_therapy_page_marks_verdicts_resting_on_unverified_sources(app):
+    # Issue 15: a verdict whose deciding rule has no verified sentence says so in the page.
+    client = client_for(app, "surgeon")
+    token = csrf_of(client)
+    case_text = (
+        "primary: net\nnet_grade: G1\nsstr_positive: true\nextrahepatic_disease: false\n"
+        "resectable: true\nbilirubin_mg_dl: 3.0\n"
+    )
+    r = client.post("/therapy", data={"csrf_token": token, "case_text": case_text},
+                    headers={"accept": "text/html"})
+    assert r.status_code == 200
+    assert "rests on an unverified source: TARE-02" in r.text  # bilirubin > 2, SIR 2017
+    assert "UNVERIFIED source" in r.text
