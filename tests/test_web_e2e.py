@@ -135,6 +135,33 @@ def test_therapy_form_and_escaping(web_server, browser, shots):
     page.close()
 
 
+def test_dose_check_in_the_browser(web_server, browser, shots):
+    page = _page(browser, viewport={"width": 1200, "height": 900})
+    login(page, web_server, "radiologist")
+    page.goto(web_server.url + "/therapy")
+    page.click("#dose-link")
+    page.select_option("#regimen", "ctace-doxorubicin")
+    page.fill("#dose", "80")
+    page.select_option("#unit", "mg/m2")
+    page.select_option("#per", "session")
+    page.click("#check-dose")
+    # 80 mg/m2 against the protocol's 25-75 mg/m2 per session: above, with its source.
+    assert page.text_content("#dose-verdict").strip().startswith("ABOVE")
+    assert "Llovet" in page.text_content("#dose-source")
+    assert "25-75 mg/m2 per session" in page.text_content("#dose-result")
+    page.screenshot(path=shots / "dose-check.png", full_page=True)
+    # Typed text comes back as text, never as markup.
+    page.select_option("#regimen", "")
+    page.fill("#drug", "<img src=x onerror=window.__xss=1>")
+    page.click("#check-dose")
+    assert page.locator("#dose-error").count() == 1
+    assert page.evaluate("window.__xss === undefined")
+    assert page.locator("main img[src=x]").count() == 0
+    assert page.input_value("#drug") == "<img src=x onerror=window.__xss=1>"
+    page.screenshot(path=shots / "dose-check-refused.png", full_page=True)
+    page.close()
+
+
 def test_restart_during_a_job_runs_it_once(tmp_path, phantom_case, browser):
     server = new_server(tmp_path, phantom_case)
     server.start()

@@ -109,3 +109,32 @@ def registry_with_ablation(url: str, folder) -> dict[str, str]:
     row = cohort.outcomes[cohort.outcomes.procedure_type == "ablation"].iloc[0]
     return {"patient_id": str(row.patient_id), "procedure_id": str(row.procedure_id),
             "lesion_id": str(row.lesion_id)}
+
+
+def dicom_case(phantom_case: Path, folder: Path, study_uid: str,
+               masks: tuple[str, ...] = ("pre_tumor", "post_ablation", "pre_liver",
+                                         "post_liver")) -> None:
+    """The phantom's pre/post CT as two DICOM series of one study, masks as NIfTI."""
+    import SimpleITK as sitk
+
+    from dicom_helpers import write_ct_series
+
+    folder.mkdir(parents=True)
+    tags = {"0020|000d": study_uid, "0010|0020": "SYNTH-001", "0010|0010": "Synthetic^Phantom",
+            "0020|0052": study_uid + ".2", "0008|0020": "20260101",
+            "0008|1030": "Synthetic ablation phantom"}
+    for k, name in enumerate(("pre_ct", "post_ct")):
+        image = sitk.ReadImage(str(phantom_case / f"{name}.nii.gz"))
+        write_ct_series(folder / name, sitk.GetArrayFromImage(image),
+                        spacing_xyz=image.GetSpacing(), origin_xyz=image.GetOrigin(),
+                        series_uid=f"{study_uid}.1{k + 1}", extra_tags=tags)
+    for mask in masks:
+        shutil.copy(phantom_case / f"{mask}.nii.gz", folder / f"{mask}.nii.gz")
+
+
+def screenshots_folder(tmp_path: Path) -> Path:
+    """``$HEPANAV_SCREENSHOTS`` (kept for a person to look at) or a temporary folder."""
+    root = os.environ.get("HEPANAV_SCREENSHOTS")
+    folder = Path(root) if root else tmp_path / "screens"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -106,16 +106,15 @@ def dose(
 ) -> None:
     """Check a dose against a sourced regimen (--regimen), or against the historical
     intra-arterial table (--drug)."""
-    from hepanav.core import InputError
-    from hepanav.therapy.dose import check_dose, load_dose_table
-    from hepanav.therapy.regimens import check_regimen_dose, regimens_for_drug
+    from hepanav.therapy.regimens import dose_check
+    from hepanav.therapy.schema import RegimenDoseResult
 
     height, weight = _number(height_cm, "--height-cm"), _number(weight_kg, "--weight-kg")
     amount = _number(value, "--dose")
-    if regimen:
-        if drug:
-            raise InputError("give --regimen or --drug, not both", "--drug")
-        res = check_regimen_dose(regimen, amount, unit, per, height, weight)
+    result = dose_check(drug=drug, regimen=regimen, dose=amount, unit=unit, per=per,
+                        route=route, height_cm=height, weight_kg=weight, historical=historical)
+    if isinstance(result, RegimenDoseResult):
+        res = result
         if as_json:
             typer.echo(res.model_dump_json(indent=2))
             return
@@ -130,19 +129,6 @@ def dose(
             f"{res.result.upper()} the protocol dose, {res.protocol_dose} ({res.source.citation})"
         )
         return
-    if not drug:
-        raise InputError(
-            "give --regimen (sourced protocol) or --drug (historical table)", "--regimen"
-        )
-    table = load_dose_table()
-    options = regimens_for_drug(table.find_drug(drug))
-    if options and not historical:
-        raise InputError(
-            f"{drug} has sourced regimens ({', '.join(options)}): give --regimen; --historical "
-            "compares with the historical table instead",
-            "--drug",
-        )
-    result = check_dose(drug, amount, unit, route, height, weight)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return

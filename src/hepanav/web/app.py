@@ -50,6 +50,7 @@ CAN_VIEW_CASES = ("radiologist", "surgeon", "admin")
 CAN_RUN_IMAGING = ("radiologist", "admin")
 CAN_RUN_FLUORO = ("surgeon", "admin")
 CAN_EDIT_REGISTRY = ("coordinator", "admin")
+CAN_CHECK_DOSE = ("radiologist", "surgeon", "admin")  # clinicians, not the study office
 CAN_ADMIN = ("admin",)
 
 
@@ -618,6 +619,46 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         audit(request, "run", "therapy")
         return page(request, "therapy.html.j2", report=report, case_text=case_text, example="")
 
+    @app.get("/therapy/dose", response_class=HTMLResponse, tags=["therapy"])
+    def dose_page(request: Request, _: User = Depends(require(*CAN_CHECK_DOSE))):
+        """Dose check (``hepanav therapy dose``): a sourced regimen or the historical table."""
+        from hepanav.web.workflows import dose_options
+
+        return page(request, "dose.html.j2", options=dose_options(), form={}, result=None,
+                    message=None)
+
+    @app.post("/therapy/dose", response_class=HTMLResponse, tags=["therapy"],
+              dependencies=[Depends(require_csrf)])
+    def dose_run(
+        request: Request,
+        drug: str = Form("", max_length=64),
+        regimen: str = Form("", max_length=64),
+        dose: str = Form("", max_length=32),
+        unit: str = Form("mg", max_length=16),
+        per: str = Form("session", max_length=16),
+        route: str = Form("intra-arterial", max_length=32),
+        height_cm: str = Form("", max_length=32),
+        weight_kg: str = Form("", max_length=32),
+        historical: str = Form("", max_length=8),
+        _: User = Depends(require(*CAN_CHECK_DOSE)),
+    ):
+        """Check a dose against a sourced regimen or the historical intra-arterial table;
+        the verdict is shown with its source (the form keeps what was typed)."""
+        from hepanav.web.workflows import dose_options, run_dose_check
+
+        form = {"drug": drug, "regimen": regimen, "dose": dose, "unit": unit, "per": per,
+                "route": route, "height_cm": height_cm, "weight_kg": weight_kg,
+                "historical": historical}
+        try:
+            result = run_dose_check(form)
+        except InputError as exc:
+            audit(request, "run", "therapy-dose", "refused")
+            return page(request, "dose.html.j2", code=400, options=dose_options(), form=form,
+                        result=None, message=" ".join(str(exc).split()))
+        audit(request, "run", "therapy-dose")
+        return page(request, "dose.html.j2", options=dose_options(), form=form, result=result,
+                    message=None)
+
     # ---------------------------------------------------------- registry
     @app.get("/registry", response_class=HTMLResponse, tags=["registry"])
     def registry_page(
@@ -775,7 +816,8 @@ def _result_summary(job_dir: Path) -> dict[str, Any] | None:
     for candidate in sorted(result.rglob("margin.json")):
         data = json.loads(candidate.read_text())
         rel = candidate.parent.relative_to(result).as_posix()
-        return {"kind": "margin", "data": data, "folder": rel}
+        surface = (candidate.parent / "surface" / "tumour.surf.gii").is_file()
+        return {"kind": "margin", "data": data, "folder": rel, "surface": surface}
     if (result / "tumor.nii.gz").is_file() and (result / "zone.nii.gz").is_file():
         return {"kind": "segment", "folder": "."}
     for candidate in sorted(result.rglob("plan.json")):
