@@ -106,7 +106,20 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     assert abs(result["min_margin_mm"] - truth["min_margin_mm"]) < 1.5, (result, truth)
     assert (page.locator("#residual").count() == 1) == (result["min_margin_mm"] < 0)
     page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+    # The cursor starts at the MAM point (LPS mm, within a voxel of the post CT).
+    cursor = page.evaluate("window.hepanav.cursor()")
+    mam = result["mam_point_lps_mm"]
+    assert max(abs(a - b) for a, b in zip(cursor, mam, strict=True)) < 1.6, (cursor, mam)
+    # The margin-coloured tumour surface and the zone in the 3D view.
+    page.wait_for_function("window.hepanavSurface !== undefined", timeout=120_000)
+    meshes = page.evaluate("window.hepanavSurface.meshes.map(m => [m.name, m.layers.length,"
+                           " m.pts.length / 3, m.opacity])")
+    assert [m[0] for m in meshes] == ["tumour.surf.gii", "ablation_zone.surf.gii"]
+    assert meshes[0][1] == 1 and meshes[0][2] > 100  # the margin layer on the tumour
+    assert meshes[1][3] < 0.5  # the zone is translucent
+    page.locator("#surface-figure").scroll_into_view_if_needed()
     page.screenshot(path=shots / "job-result.png", full_page=True)
+    page.locator("#gl-surface").screenshot(path=shots / "job-result-surface3d.png")
 
     # Signing off without choosing where to store is refused with one message, no traceback.
     page.click("#signoff")

@@ -88,7 +88,8 @@ def test_dashboard_filters_by_procedure_centre_and_period(client):
     comp = {r[0]: r[1:] for r in _rows(html, "complications")}
     # PA/A1, PB/A1, PB/A2; PB died 274 and 214 days after them: none within 90 days.
     assert comp["ablation"] == ["3", "2 / 3 = 67 %", "1 / 3 = 33 %", "0 / 3 = 0 %"]
-    assert dict(_rows(html, "ablation", header=False))["Technical success"].startswith("3 / 3 = 100 %")
+    ablation = dict(_rows(html, "ablation", header=False))
+    assert ablation["Technical success"].startswith("3 / 3 = 100 %")
     # PA alive at 547 days, PB died (censored for follow-up): median 547 days.
     assert f"{547 / MONTH_DAYS:.1f} months" in html
 

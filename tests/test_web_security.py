@@ -150,6 +150,7 @@ def test_audit_log_records_actions_without_patient_data(app):
     client = client_for(app, "radiologist")
     client.get("/cases/case-001")
     client.post("/login", data={"username": "test-admin", "password": "nope-nope-nope"})
+    app.state.audit.flush()  # written off the request path
     with Session(app.state.engine) as db:
         events = [(e.username, e.action, e.target, e.outcome)
                   for e in db.scalars(select(AuditEvent)).all()]
@@ -213,8 +214,30 @@ def test_dose_check_page_values_roles_csrf_and_audit(app):
     assert "<img src=x" not in r.text and "&lt;img src=x" in r.text
     r = client.post("/therapy/dose", data={"dose": "10", "csrf_token": token})
     assert "give regimen (sourced protocol) or drug (historical table)" in r.text
+    app.state.audit.flush()  # written off the request path
     with Session(app.state.engine) as db:
         events = [(e.username, e.action, e.target, e.outcome)
                   for e in db.scalars(select(AuditEvent)).all()]
     assert events.count(("test-surgeon", "run", "therapy-dose", "ok")) == 3
     assert events.count(("test-surgeon", "run", "therapy-dose", "refused")) == 2
+
+
+def test_audit_events_written_off_the_request_path_are_kept_at_shutdown(app):
+    """Page views queue their audit events; a clean shutdown writes every one of them."""
+    app.state.audit.interval_s = 3600  # the writer thread would not write them in this test
+
+    def written() -> int:
+        with Session(app.state.engine) as db:
+            return len(db.scalars(select(AuditEvent)).all())
+
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        assert client.post("/login", data={"username": "test-radiologist",
+                                           "password": PASSWORD}).status_code == 303
+        for _ in range(40):
+            assert client.get("/cases/case-001").status_code == 200
+        assert written() == 0  # queued, not written by the requests themselves
+    # The lifespan ended (clean shutdown): nothing may still be queued.
+    with Session(app.state.engine) as db:
+        views = db.scalars(select(AuditEvent).where(AuditEvent.target == "case:case-001")).all()
+    assert len(views) == 40 and all(e.username == "test-radiologist" for e in views)
+    assert [e.at for e in views] == sorted(e.at for e in views)  # times of the views

@@ -16,31 +16,20 @@ from pathlib import Path
 
 import pytest
 
+from browser_helpers import CHROMIUM, WEBGL_ARGS
+from browser_helpers import CHROMIUM_ARGS as BASE_ARGS
+from browser_helpers import need_chromium as need_browser
 from hepanav.web.harness import PASSWORD, ROLES, Server, free_port, make_users  # noqa: F401
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # WebGL (NiiVue) in headless mode without a GPU: SwiftShader through ANGLE.
-    "--use-gl=angle",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
+# One Chromium set-up for every browser test (browser_helpers), with WebGL for NiiVue.
+CHROMIUM_ARGS = [*BASE_ARGS, *WEBGL_ARGS]
 PROJECT = Path(__file__).resolve().parents[1]
 NIIVUE = PROJECT / "src/hepanav/web/static/vendor/niivue.umd.js"
 
 
 def need_chromium() -> None:
-    if not Path(CHROMIUM).exists():
-        reason = f"Debian Chromium not found at {CHROMIUM} (make sysdeps installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    """Chromium (browser_helpers' check) and the NiiVue asset the pages load."""
+    need_browser()
     if not NIIVUE.exists():
         reason = f"NiiVue asset missing at {NIIVUE} (make web-assets installs it)"
         if os.environ.get("CI") == "true":

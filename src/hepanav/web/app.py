@@ -31,6 +31,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from hepanav import DISCLAIMER, __version__
 from hepanav.core.errors import InputError
@@ -69,6 +70,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     for folder in (settings.cases_dir, settings.jobs_dir, settings.uploads_dir):
         folder.mkdir(parents=True, exist_ok=True)
     engine = make_web_engine(settings.db)
+    audit_log = security.AuditWriter(engine)
     limiter = security.LoginLimiter(settings.login_attempts, settings.login_window_s)
     # Autoescape every template (the names end in .html.j2, which Starlette's default
     # extension-based autoescape would miss): all user text is escaped.
@@ -92,6 +94,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         if manager is not None:
             manager.stop()
             await asyncio.to_thread(manager.cluster.close)
+        await asyncio.to_thread(audit_log.close)  # every queued audit event is written
 
     app = FastAPI(
         title="HepaNav",
@@ -104,6 +107,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.audit = audit_log
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     # ------------------------------------------------------------------ helpers
@@ -147,9 +151,8 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             raise HTTPException(403, "the form has expired or was not sent by HepaNav; reload")
 
     def audit(request: Request, action: str, target: str = "", outcome: str = "ok") -> None:
-        with Session(engine) as db:
-            user = getattr(request.state, "user", None)
-            security.audit(db, user.username if user else "-", action, target, outcome)
+        user = getattr(request.state, "user", None)
+        audit_log.record(user.username if user else "-", action, target, outcome)
 
     app.state.require_csrf = require_csrf
     app.state.require = require
@@ -162,8 +165,13 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         request.state.session_row = None
         if path not in PUBLIC:
             token = request.cookies.get(security.COOKIE)
-            with Session(engine, expire_on_commit=False) as db:
-                found = security.session_user(db, token, settings.session_minutes)
+
+            def lookup():
+                with Session(engine, expire_on_commit=False) as db:
+                    return security.session_user(db, token, settings.session_minutes)
+
+            # Database work off the event loop (in the thread pool), never blocking it.
+            found = await run_in_threadpool(lookup)
             if found is None:
                 wants_html = "text/html" in request.headers.get("accept", "")
                 if wants_html and request.method == "GET" and not path.startswith("/api/"):
@@ -226,7 +234,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         """Log in; sets the session cookie. Rate-limited per user name and client."""
         client = request.client.host if request.client else "-"
         if limiter.blocked(username, client):
-            security.audit(db, username[:64], "login", outcome="rate-limited")
+            audit_log.record(username, "login", outcome="rate-limited")
             return page(
                 request, "login.html.j2", code=429, message="too many failed logins; wait"
             )
@@ -235,11 +243,11 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             user.password_hash, password
         ):
             limiter.failed(username, client)
-            security.audit(db, username[:64], "login", outcome="failed")
+            audit_log.record(username, "login", outcome="failed")
             return page(request, "login.html.j2", code=401, message="wrong user name or password")
         limiter.succeeded(username, client)
         token, _ = security.open_session(db, user)
-        security.audit(db, user.username, "login")
+        audit_log.record(user.username, "login")
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             security.COOKIE,
@@ -740,12 +748,14 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     @app.get("/admin/audit", response_class=HTMLResponse, tags=["admin"])
     def audit_page(request: Request, db: Session = Depends(db_session),
                    _: User = Depends(require(*CAN_ADMIN))):
+        audit_log.flush()
         events = db.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500)).all()
         return page(request, "audit.html.j2", events=events)
 
     @app.get("/api/audit", tags=["admin"])
     def audit_json(db: Session = Depends(db_session), _: User = Depends(require(*CAN_ADMIN))):
         """The audit log (latest 500 events) as JSON."""
+        audit_log.flush()
         events = db.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500)).all()
         return [
             {"at": e.at.isoformat(), "user": e.username, "action": e.action,

@@ -86,12 +86,29 @@ class Job(Base):
 
 
 def make_web_engine(url: str) -> Engine:
-    """Engine for the application database; creates the tables on first use."""
+    """Engine for the application database; creates the tables on first use.
+
+    SQLite databases are switched to write-ahead logging (WAL) so that page views read
+    while the audit writer and the job monitor write; connections are pooled.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        @event.listens_for(engine, "connect")
+        def _wal(connection, _record) -> None:
+            # Write-ahead log: readers (page views) never wait for the writer (the audit
+            # log, job state); synchronous=NORMAL is durable in WAL mode except for the
+            # last transactions on a power cut (SQLite documentation, "WAL mode").
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
     Base.metadata.create_all(engine)
     return engine
