@@ -198,6 +198,7 @@ def test_dose_check_page_values_roles_csrf_and_audit(app):
     assert r.status_code == 200
     verdict = re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1)
     assert verdict == "WITHIN" and "BSA 1.82 m²" in r.text and "Llovet" in r.text
+    assert "UNVERIFIED DOSE WORDING" in r.text  # the source's caveat is shown with it
     r = client.post("/therapy/dose", data={**form, "dose": "150", "csrf_token": token})
     assert re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1) == "ABOVE"
     # The historical table: cisplatin 60-100 mg intra-arterial, 50 mg is below.

@@ -83,7 +83,7 @@
   async function surface(canvasId, tumourUrl, marginUrl, zoneUrl) {
     const nv = new niivue.Niivue({ dragAndDropEnabled: false, loadingText: "loading",
       backColor: [1, 1, 1, 1], isColorbar: false, fontMinPx: 22, fontSizeScaling: 0.8,
-      show3Dcrosshair: false });
+      show3Dcrosshair: false, isOrientCube: true }); // orientation cube: L/R, A/P, S/I faces
     nv.attachTo(canvasId);
     const R = [], G = [], B = [], A = [], I = [];
     BANDS.rgb.forEach((c, k) => {
