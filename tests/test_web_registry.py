@@ -99,3 +99,17 @@ def test_dashboard_filters_by_procedure_centre_and_period(client):
 
     r = client.get("/registry?date_from=2020-13-01", headers={"accept": "text/html"})
     assert r.status_code == 400 and "from: use YYYY-MM-DD" in r.text
+
+
+def test_dashboard_follows_a_change_of_the_registry(client, sqlite_registry, tmp_path):  # noqa: F811
+    """The figures are reused while the registry is unchanged, recomputed after an import."""
+    _, engine = sqlite_registry
+    first = client.get("/registry").text
+    assert client.get("/registry").text == first  # same figures, same computation time
+    flow = {r[0]: (int(r[1]), int(r[2])) for r in _rows(first, "flow")}
+    assert flow["first treated by resection"] == (2, 3)
+    row = dict(OUTCOMES[-1], patient_id="PG", centre="C2")
+    import_file(engine, write_csv(tmp_path / "more.csv", [row]))
+    flow = {r[0]: (int(r[1]), int(r[2])) for r in _rows(client.get("/registry").text, "flow")}
+    assert flow["first treated by resection"] == (3, 4)
+    assert flow["in the registry"] == (7, 10)

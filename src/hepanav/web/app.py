@@ -486,7 +486,9 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         status = request.app.state.jobs.status(job_id) if request.app.state.jobs else {}
         result = _result_summary(request.app.state.jobs.job_dir(job_id)) if job.state == "done" \
             else None
-        case = get_case(settings.cases_dir, job.case_id) if job.case_id else None
+        case = None
+        if job.case_id and job.kind != "fetch":  # a fetched case exists when the job is done
+            case = get_case(settings.cases_dir, job.case_id)
         audit(request, "view", f"job:{job_id}")
         return page(request, "job.html.j2", job=job, status=status, result=result, case=case)
 

@@ -8,6 +8,8 @@ and the CLI give the same result for the same input.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -361,7 +363,13 @@ def registry_dashboard(
 
     start, end = day(date_from, "from"), day(date_to, "to")
     engine = open_registry(resolve_database_url(url))
+    key = (url, start, end, procedure_type or None, centre or None)
     try:
+        stamp = _registry_stamp(engine)
+        with _DASHBOARD_LOCK:
+            cached = _DASHBOARD_CACHE.get(key)
+        if cached is not None and cached[0] == stamp and time.monotonic() - cached[1] < CACHE_S:
+            return cached[2]
         report = dashboard(engine, date_from=start, date_to=end,
                            procedure_type=procedure_type or None, centre=centre or None)
     finally:
@@ -381,8 +389,35 @@ def registry_dashboard(
                 if report.mam_mm_quantiles:
                     row["mam_median_mm"] = report.mam_mm_quantiles["p50"]
             rows.append(row)
-    return {"rows": rows, "report": data,
-            "options": {"procedure_types": report.procedure_types, "centres": report.centres}}
+    board = {"rows": rows, "report": data,
+             "options": {"procedure_types": report.procedure_types, "centres": report.centres},
+             "computed_at": dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC")}
+    with _DASHBOARD_LOCK:
+        if len(_DASHBOARD_CACHE) > 64:
+            _DASHBOARD_CACHE.clear()
+        _DASHBOARD_CACHE[key] = (stamp, time.monotonic(), board)
+    return board
+
+
+# The dashboard's figures per selection, reused while the registry is unchanged: the
+# stamp is the row count of every table plus the edit history's (every import, record
+# change and deletion through HepaNav changes it), and at most CACHE_S old (changes made
+# outside HepaNav show within that time).
+CACHE_S = 60.0
+_DASHBOARD_CACHE: dict[tuple, tuple] = {}
+_DASHBOARD_LOCK = threading.Lock()
+
+
+def _registry_stamp(engine) -> tuple:
+    from sqlalchemy import func, select
+
+    from hepanav.registry.dataset import table_counts
+    from hepanav.registry.models import ImportBatch, RecordChange
+
+    with engine.connect() as conn:
+        changes = conn.execute(select(func.count(), func.max(RecordChange.id))).one()
+        last_import = conn.execute(select(func.max(ImportBatch.id))).scalar()
+    return (tuple(sorted(table_counts(engine).items())), tuple(changes), last_import)
 
 
 DOSE_FIELDS = {"--drug": "drug", "--regimen": "regimen", "--dose": "dose", "--unit": "unit",
