@@ -146,13 +146,16 @@ def test_plan_signoff_stores_seg_and_sr_in_pacs(
                            timeout=30).json()
         modalities = sorted(s["00080060"]["Value"][0] for s in series)
         assert modalities.count("SEG") == 1 and modalities.count("SR") == 1, modalities
-        # The SEG holds the target and one planned zone per needle.
+        # The SEG holds the target and one planned zone per probe position (needle N
+        # position P, pull-backs included), named as in plan.json.
         seg = next(s for s in series if s["00080060"]["Value"][0] == "SEG")
         seg_uid = seg["0020000E"]["Value"][0]
         instances = httpx.get(f"{orthanc.dicomweb_url}/studies/{STUDY}/series/{seg_uid}/"
                               "metadata", auth=auth, timeout=60).json()
         labels = [item["00620005"]["Value"][0] for item in instances[0]["00620002"]["Value"]]
-        assert len(labels) == 1 + len(plan["needles"]), labels
+        assert labels == ["Planning target (tumour)"] + [
+            f"Planned ablation zone needle {p['needle']} position {p['position']}"
+            for p in plan["probes"]], labels
         # The sign-off is in the audit log: who signed off which plan, through which job.
         with httpx.Client(base_url=server.url, follow_redirects=False, timeout=60) as http:
             http.post("/login", data={"username": "test-admin", "password": PASSWORD})

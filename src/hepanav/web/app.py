@@ -331,7 +331,31 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         fields = ("tumor_seed", "ablation_seed", "tumor_include", "tumor_exclude",
                   "zone_include", "zone_exclude")
         prefill = {f: request.query_params.get(f, "")[:2000] for f in fields}
-        return page(request, "margin.html.j2", case=case, prefill=prefill)
+        # Where the cursor starts: the tumour seed being corrected, else the MAM point of
+        # the case's latest margin result, else the middle of the image.
+        start = None
+        if prefill["tumor_seed"]:
+            try:
+                start = list(parse_point(prefill["tumor_seed"], "tumour seed"))
+            except InputError:
+                start = None
+        if start is None:
+            start = _latest_mam(case_id)
+        return page(request, "margin.html.j2", case=case, prefill=prefill, start=start)
+
+    def _latest_mam(case_id: str) -> list[float] | None:
+        """The MAM point (LPS mm) of the case's latest finished margin job, if any."""
+        with Session(engine) as db:
+            jobs = db.scalars(select(Job).where(Job.case_id == case_id, Job.kind == "margin",
+                                                Job.state == "done").order_by(Job.id.desc())
+                              .limit(5)).all()
+        manager = app.state.jobs
+        for job in jobs if manager is not None else []:
+            summary = _result_summary(manager.job_dir(job.id))
+            point = summary and summary.get("data", {}).get("mam_point_lps_mm")
+            if point:
+                return [float(v) for v in point]
+        return None
 
     @app.post("/cases/{case_id}/margin", tags=["margin"], dependencies=[Depends(require_csrf)])
     def margin_run(

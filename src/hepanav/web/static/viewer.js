@@ -20,8 +20,13 @@
     return nv;
   }
 
+  // NiiVue picks the reader by the name's extension; a DICOM series folder is served
+  // as NIfTI (.nii.gz) under its folder name, which has none.
+  const READABLE = /\.(nii|nii\.gz|nrrd|nhdr|mha|mhd)$/i;
+
   async function load(nv, url, extra) {
-    const name = decodeURIComponent(url.split("/").pop());
+    let name = decodeURIComponent(url.split("/").pop());
+    if (!READABLE.test(name)) name += ".nii.gz";
     await nv.loadVolumes([{ url, name, colormap: "gray", ...CT_WINDOW }].concat(extra || []));
   }
 
