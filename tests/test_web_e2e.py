@@ -121,14 +121,16 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     page.screenshot(path=shots / "job-result.png", full_page=True)
     page.locator("#gl-surface").screenshot(path=shots / "job-result-surface3d.png")
 
-    # Back on the case's margin page, the cursor starts at this result's MAM point.
-    page.goto(f"{web_server.url}/cases/{CASE}/margin")
-    page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
-    cursor = page.evaluate("window.hepanav.cursor()")
+    # Back on the case's margin page (another tab), the cursor starts at this MAM point.
+    margin_page = page.context.new_page()
+    margin_page.set_default_timeout(120_000)
+    margin_page.goto(f"{web_server.url}/cases/{CASE}/margin")
+    margin_page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+    cursor = margin_page.evaluate("window.hepanav.cursor()")
     assert max(abs(a - b) for a, b in zip(cursor, mam, strict=True)) < 1.6, (cursor, mam)
-    assert page.text_content("#cursor") == ",".join(f"{v:.1f}" for v in cursor)
-    page.screenshot(path=shots / "margin-page-at-mam.png", full_page=True)
-    page.goto(f"{web_server.url}/jobs/{job_id}")
+    assert margin_page.text_content("#cursor") == ",".join(f"{v:.1f}" for v in cursor)
+    margin_page.screenshot(path=shots / "margin-page-at-mam.png", full_page=True)
+    margin_page.close()
 
     # Signing off without choosing where to store is refused with one message, no traceback.
     page.click("#signoff")

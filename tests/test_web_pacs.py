@@ -100,32 +100,56 @@ def test_pacs_worklist_lists_a_study_and_opens_it_as_a_case(
 def test_plan_signoff_stores_seg_and_sr_in_pacs(
     tmp_path, phantom_case, orthanc, browser  # noqa: F811
 ):
-    from hepanav.planning.devices import builtin_devices
+    import SimpleITK as sitk
 
     orthanc.clear()
     server = new_server(tmp_path / "srv", phantom_case)
-    dicom_case(phantom_case, server.data_dir / "cases" / CASE, STUDY,
-               masks=("pre_tumor", "pre_labels"))
+    folder = server.data_dir / "cases" / CASE
+    dicom_case(phantom_case, folder, STUDY, masks=("pre_tumor", "pre_labels"))
+    # The phantom's tumour lies by a large vessel: with every risk structure, 4 % of
+    # tumour + 5 mm is in the heat-sink band and the plan is infeasible (refused at
+    # sign-off). Without the large vessels (aorta 52, IVC 63, portal 64, hepatic veins
+    # 200: TotalSegmentator v2 ids) there is no heat sink and the plan is feasible.
+    labels = sitk.ReadImage(str(folder / "pre_labels.nii.gz"))
+    for vessel in (52, 63, 64, 200):
+        labels = sitk.ChangeLabel(labels, {vessel: 0})
+    sitk.WriteImage(labels, str(folder / "pre_labels_no_vessels.nii.gz"))
     server.extra_env = orthanc.env("dicomweb")
     server.start()
     shots = screenshots_folder(tmp_path)
     try:
+        jobs = {}
         with httpx.Client(base_url=server.url, follow_redirects=False, timeout=60) as http:
             http.post("/login", data={"username": "test-radiologist", "password": PASSWORD})
             page = http.get("/therapy", headers={"accept": "text/html"}).text
             token = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page).group(1)
-            form = {"csrf_token": token, "ct": "pre_ct", "tumor": "pre_tumor.nii.gz",
-                    "labels": "pre_labels.nii.gz", "margin_mm": "5",
-                    "device": sorted(builtin_devices())[0]}
-            r = http.post(f"/cases/{CASE}/plan", data=form)
-            assert r.status_code == 303, r.text
-            job_id = int(r.headers["location"].rsplit("/", 1)[1])
+            for name, label_map in (("infeasible", "pre_labels.nii.gz"),
+                                    ("feasible", "pre_labels_no_vessels.nii.gz")):
+                form = {"csrf_token": token, "ct": "pre_ct", "tumor": "pre_tumor.nii.gz",
+                        "labels": label_map, "margin_mm": "5",
+                        "device": "neuwave-pr-65w-10min"}
+                r = http.post(f"/cases/{CASE}/plan", data=form)
+                assert r.status_code == 303, r.text
+                jobs[name] = int(r.headers["location"].rsplit("/", 1)[1])
 
         page = _page(browser, viewport={"width": 1300, "height": 1000})
         login(page, server, "radiologist")
+        # An infeasible plan: no sign-off form, and a sign-off request is refused.
+        page.goto(f"{server.url}/jobs/{jobs['infeasible']}")
+        assert _wait_for_job(page) == "done", page.text_content("#job-status")
+        page.goto(f"{server.url}/jobs/{jobs['infeasible']}")
+        assert page.text_content("#plan-verdict").startswith("NOT feasible")
+        assert page.locator("#signoff-form").count() == 0
+        token = page.get_attribute("meta[name=csrf-token]", "content")
+        r = page.request.post(f"{server.url}/jobs/{jobs['infeasible']}/signoff",
+                              form={"csrf_token": token, "send_pacs": "true"},
+                              headers={"accept": "text/html"}, max_redirects=0)
+        assert r.status == 400 and "an infeasible plan cannot be signed off" in r.text()
+        job_id = jobs["feasible"]
         page.goto(f"{server.url}/jobs/{job_id}")
         assert _wait_for_job(page) == "done", page.text_content("#job-status")
         page.goto(f"{server.url}/jobs/{job_id}")
+        assert page.text_content("#plan-verdict").startswith("Feasible")
         plan = json.loads(next((server.data_dir / "jobs").glob(
             f"job-{job_id:06d}/result/plan/plan.json")).read_text())
         page.check("#send_pacs")

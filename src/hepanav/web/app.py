@@ -607,6 +607,12 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             raise InputError("only a finished margin or plan can be signed off", f"job {job_id}")
         if job.signed_off_by:
             raise InputError(f"already signed off by {job.signed_off_by}", f"job {job_id}")
+        if job.kind == "plan":
+            plan_json = request.app.state.jobs.job_dir(job_id) / "result" / "plan" / "plan.json"
+            if not json.loads(plan_json.read_text()).get("feasible", False):
+                # Its zones do not cover the target: never stored as a plan in PACS.
+                raise InputError("an infeasible plan cannot be signed off; change the margin, "
+                                 "device or risk settings and plan again", f"job {job_id}")
         ids = {"patient_id": patient_id.strip(), "procedure_id": procedure_id.strip(),
                "lesion_id": lesion_id.strip()}
         registry = ids if any(ids.values()) else None

@@ -101,8 +101,9 @@
                    cal_min: BANDS.cal_min, cal_max: BANDS.cal_max, opacity: 1,
                    isTransparentBelowCalMin: false }] },
       // the zone as neutral glass (a tint would shift the band colours seen through it)
-      { url: zoneUrl, name: "ablation_zone.surf.gii", rgba255: [187, 187, 187, 255], opacity: 0.2 },
+      { url: zoneUrl, name: "ablation_zone.surf.gii", rgba255: [187, 187, 187, 255], opacity: 0.12 },
     ]);
+    nv.setMeshShader(nv.meshes[0].id, "Matte"); // soft shading keeps the band colours legible
     nv.setRenderAzimuthElevation(120, 15);
     return nv;
   }
