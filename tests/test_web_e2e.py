@@ -122,7 +122,8 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     page.locator("#gl-surface").screenshot(path=shots / "job-result-surface3d.png")
 
     # Back on the case's margin page (another tab), the cursor starts at this MAM point.
-    margin_page = page.context.new_page()
+    other_tab = page.context.browser.new_context(storage_state=page.context.storage_state())
+    margin_page = other_tab.new_page()
     margin_page.set_default_timeout(120_000)
     margin_page.goto(f"{web_server.url}/cases/{CASE}/margin")
     margin_page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
@@ -130,7 +131,7 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     assert max(abs(a - b) for a, b in zip(cursor, mam, strict=True)) < 1.6, (cursor, mam)
     assert margin_page.text_content("#cursor") == ",".join(f"{v:.1f}" for v in cursor)
     margin_page.screenshot(path=shots / "margin-page-at-mam.png", full_page=True)
-    margin_page.close()
+    other_tab.close()
 
     # Signing off without choosing where to store is refused with one message, no traceback.
     page.click("#signoff")
