@@ -54,3 +54,15 @@ def image(grid, hu):
 
 def to_int16(img: sitk.Image) -> sitk.Image:
     return sitk.Cast(sitk.Round(img) if hasattr(sitk, "Round") else img, sitk.sitkInt16)
+
+
+def in_body(hu, grid, body_radius=29, fat_from=26):
+    """``hu`` (z, y, x) with air beyond ``body_radius`` voxels of the axial centre and
+    subcutaneous fat (-100 HU) in the ring from ``fat_from``: a body outline around it."""
+    _, y, x = np.indices(grid.shape)
+    centre = np.asarray(grid.shape) / 2
+    r = np.sqrt((y - centre[1]) ** 2 + (x - centre[2]) ** 2)
+    hu = np.array(hu, copy=True)
+    hu[r > body_radius] = -1000.0
+    hu[(r > fat_from) & (r <= body_radius)] = -100.0
+    return hu

@@ -21,13 +21,13 @@ def _deepest_voxel(mask: sitk.Image) -> tuple[int, int, int]:
     return int(i), int(j), int(k)
 
 
-# Measured Dice (docs/segmentation.md): 0.897 (3 mm, unenhanced) and 0.942 (DICOM,
-# portal venous); the assertions sit just below the measured values.
+# Measured Dice (docs/segmentation.md): 0.914 (3 mm, unenhanced) and 0.951 (DICOM,
+# portal venous); the target is 0.90 on both (issue 12).
 @pytest.mark.parametrize(
     ("ct_rel", "liver_rel", "label", "min_dice"),
     [
-        ("ct-abdomen-3mm/ct.nii.gz", "ct-abdomen-3mm/liver.nii.gz", None, 0.885),
-        ("ct-abdomen-dicom/series", "ct-abdomen-dicom/labels.nii.gz", 5, 0.93),
+        ("ct-abdomen-3mm/ct.nii.gz", "ct-abdomen-3mm/liver.nii.gz", None, 0.90),
+        ("ct-abdomen-dicom/series", "ct-abdomen-dicom/labels.nii.gz", 5, 0.94),
     ],
 )
 def test_liver_one_click_real_scans(shared_data, ct_rel, liver_rel, label, min_dice):
@@ -35,3 +35,58 @@ def test_liver_one_click_real_scans(shared_data, ct_rel, liver_rel, label, min_d
     truth = resample_mask_like(binarize(read_image(shared_data / liver_rel), label), ct)
     seg = segment_liver(ct, make_seeds(ct, None, [_deepest_voxel(truth)]))
     assert dice(seg.mask, truth) >= min_dice
+
+
+def _analytic_abdomen(noise_hu: float = 10.0, seed: int = 0):
+    """Body (fat, 8 mm muscle wall, visceral fat), a portal-venous liver (100 HU) with two
+    enhancing vessels inside (170 HU, radius 5 mm), touching the muscle wall, and a spleen
+    of similar attenuation (105 HU) joined to it by a 4 mm bridge. Returns (CT, liver truth
+    with its vessels, liver centre LPS mm, vessel voxels inside the liver (bool z, y, x))."""
+    spacing, size = (1.5, 1.5, 2.5), (140, 120, 70)
+    origin = tuple(-0.5 * (n - 1) * s for n, s in zip(size, spacing, strict=True))
+    axes = zip(origin[::-1], spacing[::-1], size[::-1], strict=True)
+    z, y, x = np.meshgrid(*[o + s * np.arange(n) for o, s, n in axes], indexing="ij")
+    r_body = np.sqrt((x / 100.0) ** 2 + (y / 85.0) ** 2)
+    hu = np.full(x.shape, -1000.0)
+    hu[r_body <= 1.0] = -100.0  # subcutaneous fat
+    hu[r_body <= 1.0 - 10.0 / 90.0] = 55.0  # muscle wall, about 8-10 mm
+    hu[r_body <= 1.0 - 19.0 / 90.0] = -90.0  # visceral fat
+    centre = np.array([-35.0, 0.0, 0.0])
+    liver = ((x - centre[0]) / 45.0) ** 2 + (y / 50.0) ** 2 + (z / 60.0) ** 2 <= 1.0
+    liver &= r_body <= 1.0 - 10.0 / 90.0  # the liver lies against the muscle wall
+    spleen = ((x - 50.0) / 22.0) ** 2 + ((y - 10.0) / 28.0) ** 2 + (z / 35.0) ** 2 <= 1.0
+    bridge = ((y - 5.0) ** 2 + z**2 <= 2.0**2) & (x > -5.0) & (x < 35.0)
+    vessels = ((x + 55.0) ** 2 + (y + 15.0) ** 2 <= 25.0) | (
+        (x + 25.0) ** 2 + (y - 20.0) ** 2 <= 25.0
+    )
+    hu[spleen | bridge] = 105.0
+    hu[liver] = 100.0
+    hu[liver & vessels] = 170.0
+    rng = np.random.default_rng(seed)
+    hu += ndimage.gaussian_filter(rng.normal(0.0, noise_hu * 1.8, hu.shape), 0.6)
+    ct = sitk.GetImageFromArray(hu.astype(np.int16))
+    truth = sitk.GetImageFromArray(liver.astype(np.uint8))
+    for img in (ct, truth):
+        img.SetSpacing(spacing)
+        img.SetOrigin(origin)
+    return ct, truth, centre, liver & vessels
+
+
+def test_liver_one_click_analytic_phantom():
+    """Vessels inside are filled, the bridge to the spleen and the muscle wall stay out."""
+    ct, truth, centre, vessels = _analytic_abdomen()
+    seg = segment_liver(ct, make_seeds(ct, [tuple(centre + [0.0, -20.0, 0.0])]))
+    mask = sitk.GetArrayFromImage(seg.mask) > 0
+    t = sitk.GetArrayFromImage(truth) > 0
+    # Measured: Dice 0.951, 94.5 % of the liver (its vessels included) found; what is
+    # lost is one voxel layer of the capsule (the 2 mm working grid).
+    assert dice(seg.mask, truth) >= 0.94
+    # The spleen (x > 30 mm) is not liver; the vessel voxels are.
+    x_mm = np.asarray(seg.mask.GetOrigin()[0]) + 1.5 * np.arange(mask.shape[2])
+    assert not mask[:, :, x_mm > 30.0].any()
+    assert mask[t].mean() >= 0.93
+    # The enhancing vessels inside are filled in (measured 95 % overall); only where a
+    # vessel reaches the capsule (the liver's top and bottom 15 mm, where it runs out of
+    # the liver like a hilar vessel) is it left out.
+    assert mask[vessels].mean() >= 0.93
+    assert mask[20:50][vessels[20:50]].all()

@@ -33,9 +33,11 @@ def test_folder_ids_vessels_flipped_grid_and_unknown_files(tmp_path):
     assert result.skipped == ["mystery_organ.nii.gz"]
     assert np.count_nonzero(arr == 52) == 2 * 2 * 2  # flipped storage, same voxels
     assert arr[7, 1, 1] == 52
-    # Structures are not overwritten: the vessel voxels inside the liver stay liver
-    # only where the liver was placed first (files are read in name order).
+    # The liver_vessels task's vessels lie inside TotalSegmentator's liver mask: they
+    # become the heat-sink id there although liver.nii.gz is read first (name order).
     assert np.count_nonzero(arr == 5) + np.count_nonzero(arr == LIVER_VESSELS_ID) == 3 * 4 * 4
+    assert np.count_nonzero(arr == LIVER_VESSELS_ID) == 1 * 1 * 2
+    assert (arr[3:4, 3:4, 3:5] == LIVER_VESSELS_ID).all()
 
 
 def test_multilabel_file_and_errors(tmp_path):
@@ -52,3 +54,21 @@ def test_multilabel_file_and_errors(tmp_path):
         )
     with pytest.raises(InputError, match="does not exist"):
         read_totalsegmentator(tmp_path / "nope")
+
+
+def test_liver_vessels_task_is_the_risk_maps_heat_sink_group(tmp_path):
+    """liver_vessels.nii.gz -> id 200 -> the default risk map's heat-sink group, and a
+    plan's absent-group check finds it present (not the silent loss inside the liver)."""
+    from hepanav.planning.risk import absent_groups, load_risk_map
+
+    sitk.WriteImage(_mask(np.s_[2:8, 2:10, 2:12]), str(tmp_path / "liver.nii.gz"))
+    sitk.WriteImage(_mask(np.s_[4:6, 5:7, 3:11]), str(tmp_path / "liver_vessels.nii.gz"))
+    sitk.WriteImage(_mask(np.s_[2:8, 2:10, 2:12]), str(tmp_path / "liver_tumor.nii.gz"))
+    result = read_totalsegmentator(tmp_path)
+    arr = sitk.GetArrayViewFromImage(result.image)
+    assert np.count_nonzero(arr == LIVER_VESSELS_ID) == 2 * 2 * 8
+    assert result.skipped == ["liver_tumor.nii.gz"]  # not a structure id: listed, not guessed
+    risk = load_risk_map()
+    group = next(r for r in risk.structures if LIVER_VESSELS_ID in r.labels)
+    assert group.heat_sink and group.name == "portal_and_hepatic_veins"
+    assert group.name not in [a.name for a in absent_groups(result.image, risk)]

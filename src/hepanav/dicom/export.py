@@ -111,3 +111,18 @@ def report_figures(report: Path) -> list[tuple[str, bytes]]:
     html = report.read_text(encoding="utf-8")
     found = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     return [(f"figure{i + 1}", base64.b64decode(data)) for i, data in enumerate(found)]
+
+
+def write_report_captures(report: Path, source, out: Path, description: str, prefix: str):
+    """One Secondary Capture per figure of ``report`` (a new series on ``source``'s
+    patient and study), written as ``out/<prefix>_figure<N>.dcm``; returns the paths."""
+    import highdicom as hd
+
+    from hepanav.imaging.dicomout import build_secondary_capture, write_dataset
+
+    series_uid = hd.UID()
+    written = []
+    for i, (_, png) in enumerate(report_figures(report)):
+        sc = build_secondary_capture(png, source.first, series_uid, i + 1, description)
+        written.append(write_dataset(sc, out, f"{prefix}_figure{i + 1}"))
+    return written

@@ -13,7 +13,6 @@ from hepanav.imaging import read_image, same_grid
 from hepanav.imaging.dicomout import (
     Segment,
     build_measurement_report,
-    build_secondary_capture,
     build_seg,
     code,
     measurement,
@@ -108,7 +107,7 @@ def export_margin(
 
     Returns the written files in the order SEG, SR, SCs, REGs.
     """
-    from hepanav.dicom.export import report_figures
+    from hepanav.dicom.export import write_report_captures
     from hepanav.margin.schema import MarginResult
 
     result = MarginResult.model_validate_json((result_dir / "margin.json").read_text())
@@ -137,12 +136,9 @@ def export_margin(
         "HepaNav ablation margin report",
     )
     written = [write_dataset(seg, out, "margin_seg"), write_dataset(sr, out, "margin_sr")]
-    series_uid = hd.UID()
-    for i, (_, png) in enumerate(report_figures(result_dir / "report.html")):
-        sc = build_secondary_capture(
-            png, source.first, series_uid, i + 1, "HepaNav ablation margin figures"
-        )
-        written.append(write_dataset(sc, out, f"margin_figure{i + 1}"))
+    written += write_report_captures(
+        result_dir / "report.html", source, out, "HepaNav ablation margin figures", "margin"
+    )
     transform_file = result_dir / "segments" / REGISTRATION_FILE
     if transform_file.is_file() and pre_folder is not None:
         pre = read_source_series(pre_folder)

@@ -14,7 +14,6 @@ from hepanav.imaging import read_image, voxel_to_lps
 from hepanav.imaging.dicomout import (
     Segment,
     build_measurement_report,
-    build_secondary_capture,
     build_seg,
     code,
     measurement,
@@ -52,7 +51,7 @@ def zone_mask(ct: sitk.Image, probe, device) -> sitk.Image:
 
 def export_plan(result_dir: Path, out: Path, source_folder: Path) -> list[Path]:
     """Write SEG + SR (+ SC of the report figures) of a plan result into ``out``."""
-    from hepanav.dicom.export import report_figures
+    from hepanav.dicom.export import write_report_captures
     from hepanav.imaging import read_dicom_series
     from hepanav.planning.schema import PlanResult
 
@@ -101,11 +100,9 @@ def export_plan(result_dir: Path, out: Path, source_folder: Path) -> list[Path]:
     sr = build_measurement_report(source.datasets + [seg], groups,
                                   "HepaNav ablation plan report")
     written = [write_dataset(seg, out, "plan_seg"), write_dataset(sr, out, "plan_sr")]
-    series_uid = hd.UID()
-    for i, (_, png) in enumerate(report_figures(result_dir / "report.html")):
-        sc = build_secondary_capture(png, source.first, series_uid, i + 1,
-                                     "HepaNav ablation plan figures")
-        written.append(write_dataset(sc, out, f"plan_figure{i + 1}"))
+    written += write_report_captures(
+        result_dir / "report.html", source, out, "HepaNav ablation plan figures", "plan"
+    )
     return written
 
 

@@ -25,6 +25,7 @@ from hepanav.imaging.resample import resample_mask_like
 
 # The liver_vessels task's vessels (portal + hepatic veins, one class) -> heat-sink id.
 LIVER_VESSELS_ID = 200
+LIVER_ID = 5  # TotalSegmentator v2 "liver"
 TASK_FILES = {"liver_vessels": LIVER_VESSELS_ID}
 
 
@@ -105,8 +106,14 @@ def read_totalsegmentator(path: str | Path, reference: sitk.Image | None = None)
         arr = sitk.GetArrayViewFromImage(mask) > 0
         if arr.any():
             # Later files do not overwrite structures already placed (no id is lost
-            # silently where TotalSegmentator masks overlap by a voxel).
-            labels[arr & (labels == 0)] = label
+            # silently where TotalSegmentator masks overlap by a voxel), except the
+            # liver_vessels task's vessels: TotalSegmentator's liver mask contains the
+            # intrahepatic vessels, so they are placed over the liver (else the heat-sink
+            # vessels would vanish inside it whenever liver.nii.gz is read first).
+            free = labels == 0
+            if label == LIVER_VESSELS_ID:
+                free |= labels == LIVER_ID
+            labels[arr & free] = label
             names[label] = table.get(label, _stem(p))
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(ref)

@@ -18,8 +18,18 @@ def register(app: typer.Typer) -> None:
         tumor: Path = typer.Option(
             ..., "--tumor", help="Tumour mask (any grid overlapping the CT)."
         ),
-        labels: Path = typer.Option(
-            ..., "--labels", help="Organ label map, TotalSegmentator v2 ids (resampled if needed)."
+        labels: Path | None = typer.Option(
+            None,
+            "--labels",
+            help="Organ label map, TotalSegmentator v2 ids (resampled if needed), or a "
+            "TotalSegmentator output folder (one NIfTI per structure). Without it, "
+            "bone, lung/gas, body, liver and large vessels are derived from the CT.",
+        ),
+        liver_seed: str | None = typer.Option(
+            None,
+            "--liver-seed",
+            help="Without --labels: a click X,Y,Z (LPS mm) in liver parenchyma for the "
+            "derived liver (default: found next to the tumour).",
         ),
         label_map: Path | None = typer.Option(
             None, "--label-map", help="Risk map YAML: no-go labels, clearances, trajectory rules."
@@ -65,6 +75,9 @@ def register(app: typer.Typer) -> None:
 
         if (ct is None) == (from_pacs is None):
             raise InputError("give either --ct or --from-pacs", "--ct")
+        if liver_seed is not None and labels is not None:
+            raise InputError("give --labels or --liver-seed (for derived labels), not both",
+                             "--liver-seed")
         device_file = device if device.endswith((".yaml", ".yml")) else None
         check_inputs_outputs([ct, tumor, labels, label_map, device_file], [], folders=[out])
         check_output_folder(out)
@@ -85,6 +98,7 @@ def register(app: typer.Typer) -> None:
                 tumor_label=tumor_label,
                 mask_threshold=mask_threshold,
                 series=series,
+                derive_labels=None if labels is not None else _deriver(liver_seed),
             )
         written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.result.message)
@@ -131,3 +145,17 @@ def register(app: typer.Typer) -> None:
         typer.echo(result.message)
         for path in written:
             typer.echo(f"wrote {path}")
+
+
+def _deriver(liver_seed: str | None):
+    """``derive_labels(ct, tumour)`` for ``run_plan``: the structures derived from the CT
+    (hepanav.segmentation.anatomy; the CLI composes the two capabilities)."""
+
+    def derive(ct, tumor):
+        from hepanav.segmentation.anatomy import derive_planning_labels
+        from hepanav.segmentation.seeds import make_seeds
+
+        seeds = make_seeds(ct, [liver_seed], None, "--liver-seed") if liver_seed else []
+        return derive_planning_labels(ct, tumor, seeds[0] if seeds else None)
+
+    return derive

@@ -13,14 +13,16 @@ from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
 from hepanav.core.paths import recorded_path
 from hepanav.core.validation import parse_json, read_user_text, validate_model
+from hepanav.imaging.geometry import same_grid
 from hepanav.imaging.io import load_image, read_image, write_image
 from hepanav.imaging.labels import read_label_names
 from hepanav.imaging.masks import load_mask
+from hepanav.imaging.resample import resample_mask_like
 from hepanav.planning.devices import load_device
 from hepanav.planning.needle_table import needle_guides, tumour_size
 from hepanav.planning.planner import PlanOutput, align_inputs, plan
 from hepanav.planning.report import write_placement_report, write_plan_report
-from hepanav.planning.risk import load_risk_map, structure_name
+from hepanav.planning.risk import absent_groups, load_risk_map, structure_name
 from hepanav.planning.schema import MAX_MARGIN_MM, NeedleError, PlacementResult, PlanResult
 from hepanav.planning.slicer import write_markups
 from hepanav.planning.verification import (
@@ -60,7 +62,7 @@ def _crop_image(ct: sitk.Image, box, array: np.ndarray) -> sitk.Image:
 def run_plan(
     ct_path: Path,
     tumor_path: Path,
-    labels_path: Path,
+    labels_path: Path | None,
     label_map: Path | None,
     margin_mm: float,
     device_name: str,
@@ -70,8 +72,15 @@ def run_plan(
     tumor_label: str | None = None,
     mask_threshold: float | None = None,
     series: str | None = None,
+    derive_labels=None,
 ) -> tuple[PlanOutput, list[Path]]:
     """Plan from files and write plan.json, trajectories.mrk.json, report.html and masks.
+
+    Without ``labels_path``, ``derive_labels(ct, tumour)`` (both on the CT grid) supplies
+    the label map derived from the CT (an object with ``labels``, ``names``, ``derived``
+    and ``notes``, e.g. :func:`hepanav.segmentation.anatomy.derive_planning_labels`,
+    composed by the CLI). Every no-go or heat-sink group of the risk map that is absent
+    from the label map is listed in ``absent_structures`` and in the message (WARNING).
 
     Returns the plan output and the written paths. Raises ``InputError`` for bad input.
     """
@@ -93,16 +102,36 @@ def run_plan(
         threshold=mask_threshold,
         option="--tumor-label",
     )
-    labels, labels_record = load_image(labels_path, "organ labels", is_label=True)
-    records = [ct_record, tumor_record, labels_record]
+    derived, label_notes = None, []
+    if labels_path is not None and _is_totalsegmentator_folder(Path(labels_path)):
+        from hepanav.imaging.totalseg import read_totalsegmentator
+
+        label_map_read = read_totalsegmentator(labels_path, reference=ct)
+        labels, names = label_map_read.image, dict(label_map_read.names)
+        records = [ct_record, tumor_record]
+        if label_map_read.skipped:
+            label_notes.append(
+                "TotalSegmentator files not in the id table, not used: "
+                + ", ".join(label_map_read.skipped)
+            )
+    elif labels_path is not None:
+        labels, labels_record = load_image(labels_path, "organ labels", is_label=True)
+        records = [ct_record, tumor_record, labels_record]
+        names = label_names_for(Path(labels_path))
+    elif derive_labels is None:
+        raise InputError("give an organ label map (or let it be derived from the CT)", "--labels")
+    else:
+        on_ct = tumor if same_grid(tumor, ct) else resample_mask_like(tumor, ct)
+        derived = derive_labels(ct, sitk.Cast(on_ct != 0, sitk.sitkUInt8))
+        labels, names, records = derived.labels, dict(derived.names), [ct_record, tumor_record]
     inp = align_inputs(
         ct,
         tumor,
         labels,
-        label_names_for(Path(labels_path)),
+        names,
         risk,
         tumor_source=str(tumor_path),
-        labels_source=str(labels_path),
+        labels_source=str(labels_path) if labels_path is not None else "labels derived from the CT",
     )
     if risk.trajectory.entry_region_mask:
         from hepanav.imaging.masks import read_mask
@@ -116,7 +145,7 @@ def run_plan(
         # path, which may name a patient's folder (docs/privacy.md).
         "ct": recorded_path(ct_path),
         "tumor": recorded_path(tumor_path),
-        "labels": recorded_path(labels_path),
+        "labels": recorded_path(labels_path) if labels_path is not None else "derived from the CT",
         "label_map": recorded_path(label_map) if label_map else "built-in",
         "tumor_crop": TUMOR_FILE,
         "heat_sink_band": BAND_FILE,
@@ -130,6 +159,8 @@ def run_plan(
     )
     out.result.tumour_size = tumour_size(inp.tumor)
     out.result.input_records = records
+    add_structure_warnings(out.result, inp.labels, risk, derived)
+    out.result.derivation_notes += label_notes
     out_dir = Path(out_dir)
     region = out.region
     written = [
@@ -141,6 +172,31 @@ def run_plan(
         write_plan_report(out, risk, out_dir / "report.html"),
     ]
     return out, written
+
+
+def _is_totalsegmentator_folder(path: Path) -> bool:
+    """A folder of NIfTI masks (TotalSegmentator's output), not a DICOM series folder."""
+    return path.is_dir() and any(
+        p.name.endswith((".nii.gz", ".nii")) for p in path.iterdir() if p.is_file()
+    )
+
+
+def add_structure_warnings(result: PlanResult, labels: sitk.Image, risk, derived=None) -> None:
+    """Record what was derived from the CT and every risk-map group absent from the label
+    map (in ``absent_structures`` and, as a WARNING, in the message): never silent."""
+    if derived is not None:
+        result.derived_structures = dict(derived.derived)
+        result.derivation_notes = list(derived.notes)
+    result.absent_structures = absent_groups(labels, risk)
+    if result.absent_structures:
+        names = ", ".join(
+            f"{a.name} ({'heat sink' if a.heat_sink else 'no-go'})"
+            for a in result.absent_structures
+        )
+        result.message += (
+            f" WARNING: absent from the label map{' derived from the CT' if derived else ''}: "
+            f"{names}; the plan neither avoids nor models them. Check them on the CT."
+        )
 
 
 def structure_names(inp, risk) -> dict[int, str]:

@@ -61,7 +61,7 @@ def _reasons(message: str) -> list[str]:
     """The 'rejected: a; b; c' part of an infeasible plan's message as a list."""
     if "rejected:" not in message:
         return []
-    tail = message.split("rejected:", 1)[1]
+    tail = message.split("rejected:", 1)[1].split(" WARNING:", 1)[0]
     return [part.strip().rstrip(".") for part in tail.split(";") if part.strip()]
 
 

@@ -67,6 +67,38 @@ def structure_name(label: int, label_names: dict[int, str], risk: RiskMap) -> st
     return f"label {label}"
 
 
+def absent_groups(labels, risk: RiskMap) -> list:
+    """The risk map's groups none of whose labels occur in ``labels`` (label map image or
+    array), as :class:`hepanav.planning.schema.AbsentStructure` (no-go and heat sink)."""
+    import SimpleITK as sitk
+
+    from hepanav.planning.schema import AbsentStructure
+
+    arr = sitk.GetArrayViewFromImage(labels) if isinstance(labels, sitk.Image) else labels
+    present = set(np.nonzero(np.bincount(np.asarray(arr).ravel()))[0].tolist())
+    out = []
+    for rule in risk.structures:
+        if present & set(rule.labels):
+            continue
+        kind = "heat-sink vessel group" if rule.heat_sink else "no-go group"
+        what = (
+            "its cooling of the ablation zone is not modelled and needles are not kept "
+            f"{rule.clearance_mm:g} mm from it"
+            if rule.heat_sink
+            else f"needles are not kept {rule.clearance_mm:g} mm from it"
+        )
+        out.append(
+            AbsentStructure(
+                name=rule.name,
+                labels=list(rule.labels),
+                heat_sink=rule.heat_sink,
+                clearance_mm=rule.clearance_mm,
+                message=f"{kind} '{rule.name}' is ABSENT from the label map: {what}",
+            )
+        )
+    return out
+
+
 # TotalSegmentator v2 ids (+ 200 hepatic_veins), used when a label map comes without a
 # names sidecar.
 TOTALSEGMENTATOR_NAMES = anatomy_label_names()

@@ -304,6 +304,17 @@ class TumourSize(BaseModel):
     extent_cc_mm: float
 
 
+class AbsentStructure(BaseModel):
+    """A no-go or heat-sink group of the risk map with none of its labels in the label map
+    (given or derived): the plan cannot keep needles clear of it or model its cooling."""
+
+    name: str = Field(description="risk-map group name")
+    labels: list[int] = Field(description="the group's label ids, none of them present")
+    heat_sink: bool = Field(description="True for a heat-sink vessel group")
+    clearance_mm: float
+    message: str
+
+
 class PlanResult(BaseModel):
     """``plan.json``."""
 
@@ -356,6 +367,20 @@ class PlanResult(BaseModel):
     input_records: list[InputRecord] = Field(
         default_factory=list,
         description="every input read (file or series, UIDs) and what the reader did (notes)",
+    )
+    absent_structures: list[AbsentStructure] = Field(
+        default_factory=list,
+        description="no-go and heat-sink groups of the risk map absent from the label map "
+        "(given or derived): the plan neither avoids nor models them (WARNING)",
+    )
+    derived_structures: dict[str, str] = Field(
+        default_factory=dict,
+        description="structures derived from the CT (no label map given): name -> how",
+    )
+    derivation_notes: list[str] = Field(
+        default_factory=list,
+        description="notes on the label map: what could not be derived from the CT and "
+        "why, TotalSegmentator files not used",
     )
 
 

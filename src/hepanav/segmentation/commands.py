@@ -17,7 +17,12 @@ def register(app: typer.Typer) -> None:
 def segment(
     structure: str = typer.Argument(..., help="tumor, ablation or liver."),
     ct: Path = typer.Option(..., "--ct", help="CT (NIfTI/NRRD/MHA or DICOM folder), HU."),
-    out: Path = typer.Option(..., "--out", help="Mask to write (.nii.gz, .nrrd, .mha)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Mask to write (.nii.gz, .nrrd, .mha), or .dcm for a DICOM SEG on the --ct "
+        "series (a DICOM folder).",
+    ),
     seed: list[str] = typer.Option(
         [], "--seed", help="Click inside the structure: X,Y,Z in LPS mm (repeatable)."
     ),
@@ -49,7 +54,8 @@ def segment(
 ) -> None:
     """Segment a tumour (pre CT), an ablation zone (post CT) or the liver from clicks.
 
-    Writes the mask (0/1, the CT's grid), MASK.json and MASK.html (slices with the
+    Writes the mask (0/1, the CT's grid; a DICOM SEG referencing the CT series when
+    --out ends in .dcm and --ct is a DICOM folder), MASK.json and MASK.html (slices with the
     contour, volume, seed) beside it. A seed outside the image or body, in air or
     bone, on tissue that does not look like the structure, or a leak past
     --max-radius-mm: one-line error, exit 2, nothing written.

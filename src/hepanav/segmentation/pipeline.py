@@ -16,6 +16,14 @@ from hepanav.segmentation.seeds import Seed, make_seeds
 
 STRUCTURES = ("tumor", "ablation", "liver")
 MASK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
+SEG_SUFFIX = ".dcm"  # --out MASK.dcm: a DICOM SEG on the source series
+# DICOM SEG segment of each structure: (Segment Label, category code, type code) of
+# hepanav.imaging.dicomout.codes (SCT, or the private 99HEPANAV ablation-zone code).
+SEG_SEGMENTS = {
+    "tumor": ("Tumour", "morphologically_abnormal_structure", "neoplasm"),
+    "ablation": ("Ablation zone", "morphologically_abnormal_structure", "ablation_zone"),
+    "liver": ("Liver", "tissue", "liver"),
+}
 
 
 def run_segmentation(
@@ -87,7 +95,10 @@ def segment_file(
     """
     out = Path(out)
     _check_suffix(out)
+    source = _seg_source(ct_path, out) if is_seg_output(out) else None
     ct = read_image(ct_path)
+    if source is not None:
+        source.check_grid(ct, ct_path)
     result, seg = segment_image(
         structure,
         ct,
@@ -101,15 +112,48 @@ def segment_file(
         max_radius_mm=max_radius_mm,
         report=report,
     )
-    write_outputs(result, seg, ct)
+    write_outputs(result, seg, ct, source=source)
     return result, seg
 
 
+def is_seg_output(out: Path) -> bool:
+    """True when ``out`` asks for a DICOM SEG (``.dcm``)."""
+    return out.name.lower().endswith(SEG_SUFFIX)
+
+
 def _check_suffix(out: Path) -> None:
-    if not out.name.lower().endswith(MASK_SUFFIXES):
+    if not out.name.lower().endswith((*MASK_SUFFIXES, SEG_SUFFIX)):
         raise InputError(
-            f"mask file must end in {', '.join(MASK_SUFFIXES)} (NIfTI, NRRD, MHA)", out
+            f"mask file must end in {', '.join(MASK_SUFFIXES)} (NIfTI, NRRD, MHA) or "
+            f"{SEG_SUFFIX} (DICOM SEG)",
+            out,
         )
+
+
+def _seg_source(ct_path: str | Path, out: Path):
+    """The CT's DICOM series a SEG output refers to; refuses a CT that is not one."""
+    from hepanav.imaging.dicomout import read_source_series
+
+    if not Path(ct_path).is_dir():
+        raise InputError(
+            f"a DICOM SEG ({SEG_SUFFIX}) needs the CT as a DICOM series folder (--ct is "
+            f"{Path(ct_path).name}); write .nii.gz instead",
+            out,
+        )
+    return read_source_series(ct_path)
+
+
+def write_seg(seg: Segmentation, source, out: Path) -> Path:
+    """Write the mask as a binary DICOM SEG (one segment) on ``source``, as ``out``."""
+    from hepanav.imaging.dicomout import Segment, build_seg, code, write_dataset
+
+    label, category, kind = SEG_SEGMENTS[seg.structure]
+    dataset, _ = build_seg(
+        source,
+        [Segment(label, seg.mask, code(category), code(kind))],
+        series_description=f"HepaNav {label.lower()} from a click",
+    )
+    return write_dataset(dataset, out.parent, out.name[: -len(SEG_SUFFIX)])
 
 
 def _stem(out: Path) -> str:
@@ -178,11 +222,18 @@ def segment_image(
     return result, seg
 
 
-def write_outputs(result: SegmentationResult, seg: Segmentation, ct) -> list[Path]:
-    """Write the mask, its JSON and (when ``result.report``) its HTML report; return paths."""
+def write_outputs(result: SegmentationResult, seg: Segmentation, ct, source=None) -> list[Path]:
+    """Write the mask (a DICOM SEG on ``source`` when the name ends in .dcm), its JSON and
+    (when ``result.report``) its HTML report; return paths."""
     out = Path(result.mask)
     stem = _stem(out)
-    written = [write_image(seg.mask, out), write_json(out.parent / f"{stem}.json", result)]
+    if is_seg_output(out):
+        if source is None:
+            raise InputError("a DICOM SEG needs the CT's DICOM series", out)
+        mask_path = write_seg(seg, source, out)
+    else:
+        mask_path = write_image(seg.mask, out)
+    written = [mask_path, write_json(out.parent / f"{stem}.json", result)]
     if result.report:
         from hepanav.segmentation.report import write_report
 

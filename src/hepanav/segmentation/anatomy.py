@@ -1,0 +1,295 @@
+"""Planning structures derived from the CT itself, for a plan without a label map.
+
+Classical thresholds and morphology (SimpleITK, SciPy), no model weights:
+
+* **body outline**: :func:`hepanav.segmentation.body.body_mask` (above -500 HU, largest
+  component, axial hole filling). It bounds the others: gas outside it is room air and
+  dense voxels outside it are the table.
+* **bone** (ribs, spine, sternum): above ``BONE_HU`` (cortical bone), closed by
+  ``CORTEX_CLOSING_MM`` and filled slice by slice (the marrow it encloses), plus the
+  voxels >= ``MARROW_HU`` within ``MARROW_MM`` of it (trabecular bone the cortex does not
+  enclose); components under ``MIN_BONE_ML`` dropped (noise, calcifications). Split
+  into **spine** (the bone within ``SPINE_HALF_WIDTH_MM`` of the body's left-right
+  centre, posterior to the body's antero-posterior centre) and **ribs** (the rest).
+* **lung and gas**: below ``GAS_HU`` inside the body (lung bases and bowel gas: both are
+  no-go, with the same 5 mm clearance in the default risk map), components under
+  ``MIN_GAS_ML`` dropped.
+* **liver**: :func:`hepanav.segmentation.liver.segment_liver` from a click, or from a
+  seed found next to the tumour (the parenchyma peak in a 6-20 mm shell around it);
+  the tumour itself is liver.
+* **large vessels** (contrast-enhanced CT only, liver >= ``ENHANCED_LIVER_HU``): above
+  the liver by ``VESSEL_CONTRAST_HU`` and below ``BONE_HU`` (Gaussian 1 mm), away from
+  bone, opened by 1.5 mm; inside the liver (grown by 3 mm) they are the portal and
+  hepatic veins (id 200, heat sink), outside it, where they lie within
+  ``CENTRAL_VESSEL_MM`` of the spine's left-right centre and in front of it, the aorta
+  and vena cava (id 52). On an unenhanced CT no vessel is derived (said in the notes).
+
+Ids are those of ``imaging/data/anatomy_labels.yaml`` (TotalSegmentator v2, 200 = the
+HepaNav heat-sink vessel id), named "... (derived from the CT)" so that reports never
+pass them off as a segmentation of that single structure.
+
+HU limits: ``data/hu_windows.yaml`` and the module constants below; they are HepaNav
+defaults chosen from the standard CT windows cited there (cortical bone >= 400 HU,
+air/lung < -500 HU), not published thresholds of a validated method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from hepanav.core.errors import InputError
+from hepanav.segmentation.body import body_mask
+from hepanav.segmentation.morphology import close_mm
+from hepanav.segmentation.seeds import Seed
+
+BONE_HU = 300.0  # cortical bone is >= 400 HU; 300 keeps thin ribs blurred by the voxel
+MIN_BONE_ML = 0.2
+CORTEX_CLOSING_MM = 3.0
+MARROW_HU = 200.0  # trabecular bone 150-300 HU; above enhanced blood in portal phase
+MARROW_MM = 3.0
+SPINE_HALF_WIDTH_MM = 30.0
+GAS_HU = -400.0
+MIN_GAS_ML = 0.5
+ENHANCED_LIVER_HU = 80.0  # unenhanced liver is 50-65 HU (hu_windows.yaml source)
+VESSEL_CONTRAST_HU = 35.0
+MIN_VESSEL_ML = 0.5
+CENTRAL_VESSEL_MM = 50.0
+TUMOUR_SHELL_MM = (6.0, 20.0)
+
+SPINE_ID, RIBS_ID, LUNG_ID, LIVER_ID, CENTRAL_VESSEL_ID, LIVER_VESSEL_ID = 31, 97, 10, 5, 52, 200
+NAMES = {
+    SPINE_ID: "spine (derived from the CT)",
+    RIBS_ID: "ribs and other bone (derived from the CT)",
+    LUNG_ID: "lung and gas (derived from the CT)",
+    LIVER_ID: "liver (derived from the CT)",
+    CENTRAL_VESSEL_ID: "aorta / vena cava (derived from the CT)",
+    LIVER_VESSEL_ID: "portal and hepatic veins (derived from the CT)",
+}
+
+
+@dataclass
+class DerivedAnatomy:
+    """Label map derived from a CT (uint16, the CT's grid) and what was derived how.
+
+    Attributes
+    ----------
+    labels : SimpleITK.Image
+        Ids of ``NAMES`` (TotalSegmentator v2 ids; 200 = portal/hepatic veins).
+    names : dict of int to str
+        Id -> readable name (each says "derived from the CT").
+    derived : dict of str to str
+        Structure -> how it was derived and its volume (ml), for plan.json and the report.
+    body : SimpleITK.Image
+        uint8 body outline on the CT grid.
+    notes : list of str
+        What could not be derived and why (e.g. vessels on an unenhanced CT).
+    """
+
+    labels: sitk.Image
+    names: dict[int, str]
+    derived: dict[str, str]
+    body: sitk.Image
+    notes: list[str] = field(default_factory=list)
+
+
+def _ml(mask: np.ndarray, image: sitk.Image) -> float:
+    return float(np.count_nonzero(mask)) * float(np.prod(image.GetSpacing())) / 1000.0
+
+
+def _drop_small(mask: np.ndarray, image: sitk.Image, min_ml: float) -> np.ndarray:
+    labelled, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = ndimage.sum_labels(mask, labelled, np.arange(1, n + 1))
+    keep = np.zeros(n + 1, bool)
+    keep[1:] = sizes * float(np.prod(image.GetSpacing())) / 1000.0 >= min_ml
+    return keep[labelled]
+
+
+def _dilated(mask: np.ndarray, image: sitk.Image, radius_mm: float) -> np.ndarray:
+    """Voxels within ``radius_mm`` of ``mask`` (ITK Maurer distance: every core, float32;
+    SciPy's EDT would need gigabytes of index arrays on a 512 x 512 x 300 CT)."""
+    from hepanav.segmentation.morphology import dilate_mm
+
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    img.CopyInformation(image)
+    return sitk.GetArrayFromImage(dilate_mm(img, radius_mm)) > 0
+
+
+def _fill_axial(mask: np.ndarray) -> np.ndarray:
+    out = mask.copy()
+    for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
+        out[k] = ndimage.binary_fill_holes(mask[k])
+    return out
+
+
+def bone_masks(ct_arr: np.ndarray, body: np.ndarray, image: sitk.Image):
+    """(spine, ribs) bool arrays (z, y, x): bone split at the body's centre (see module)."""
+    cortex = sitk.GetImageFromArray(((ct_arr >= BONE_HU) & body).astype(np.uint8))
+    cortex.CopyInformation(image)
+    # Close the cortex ring where partial volume opens it (thin rib cortex, 2-5 mm
+    # slices), fill the marrow slice by slice, then add the trabecular bone the
+    # threshold missed: >= MARROW_HU (Gaussian 0.7 mm) within MARROW_MM of that bone.
+    bone = _fill_axial(sitk.GetArrayFromImage(close_mm(cortex, CORTEX_CLOSING_MM)) > 0)
+    smooth = sitk.GetArrayFromImage(
+        sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), 0.7)
+    )
+    bone |= _dilated(bone, image, MARROW_MM) & (smooth >= MARROW_HU) & body
+    bone = _drop_small(bone, image, MIN_BONE_ML)
+    idx = np.argwhere(body[:, :, :])
+    if not len(idx) or not bone.any():
+        return np.zeros_like(bone), bone
+    sx, sy = image.GetSpacing()[0], image.GetSpacing()[1]
+    centre_x = 0.5 * (idx[:, 2].min() + idx[:, 2].max())
+    centre_y = 0.5 * (idx[:, 1].min() + idx[:, 1].max())
+    x = (np.arange(ct_arr.shape[2]) - centre_x) * sx
+    # Posterior is +y in LPS; the array's row axis follows the image direction.
+    post_sign = np.sign(image.GetDirection()[4]) or 1.0
+    y = (np.arange(ct_arr.shape[1]) - centre_y) * sy * post_sign
+    band = (np.abs(x)[None, :] <= SPINE_HALF_WIDTH_MM) & (y[:, None] > 0)
+    spine = bone & band[None]
+    return spine, bone & ~spine
+
+
+def tumour_liver_seed(ct: sitk.Image, tumor: sitk.Image) -> Seed:
+    """A liver-parenchyma click next to the tumour: in a 6-20 mm shell around it, the
+    voxel of the shell's HU mode (soft tissue 0-220 HU) nearest to the tumour.
+
+    Raises
+    ------
+    InputError
+        No soft tissue around the tumour (the tumour is not in an organ).
+    """
+    from hepanav.segmentation.grow import histogram_mode
+
+    t = sitk.GetArrayFromImage(tumor) > 0
+    box = ndimage.find_objects(t.astype(np.uint8))[0]
+    spacing = np.asarray(ct.GetSpacing())[::-1]
+    pad = np.ceil(TUMOUR_SHELL_MM[1] / spacing).astype(int) + 1
+    lo = [int(max(0, s.start - p)) for s, p in zip(box, pad, strict=True)]
+    hi = [int(min(n, s.stop + p)) for s, p, n in zip(box, pad, t.shape, strict=True)]
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    size_xyz = [b - a for a, b in zip(lo, hi, strict=True)][::-1]
+    region = sitk.Cast(sitk.RegionOfInterest(ct, size_xyz, lo[::-1]), sitk.sitkFloat32)
+    smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(region, 1.5))
+    dist = ndimage.distance_transform_edt(~t[crop], sampling=spacing)
+    shell = (dist >= TUMOUR_SHELL_MM[0]) & (dist <= TUMOUR_SHELL_MM[1])
+    values = smooth[shell]
+    soft = (values > 0.0) & (values < 220.0)
+    if soft.sum() < 50:
+        raise InputError(
+            "no liver parenchyma (0-220 HU) found around the tumour to derive the liver "
+            "from; give --liver-seed X,Y,Z or --labels",
+            "--tumor",
+        )
+    mode = histogram_mode(values[soft], 2.0)[0]
+    near = shell & (np.abs(smooth - mode) <= 5.0)
+    cand = np.argwhere(near)
+    best = cand[np.argmin(dist[near])] + np.asarray(lo)
+    k, j, i = (int(v) for v in best)
+    lps = ct.TransformIndexToPhysicalPoint((i, j, k))
+    return Seed(tuple(float(v) for v in lps), (i, j, k), "next to the tumour")
+
+
+def derive_planning_labels(
+    ct: sitk.Image, tumor: sitk.Image, liver_seed: Seed | None = None
+) -> DerivedAnatomy:
+    """Body, bone (spine, ribs), lung/gas, liver and large vessels from the CT.
+
+    Parameters
+    ----------
+    ct : SimpleITK.Image
+        Planning CT, HU, any grid (LPS geometry used throughout).
+    tumor : SimpleITK.Image
+        Tumour mask on the CT grid (uint8 0/1); it is part of the liver.
+    liver_seed : Seed, optional
+        A click in liver parenchyma; default: found next to the tumour.
+
+    Returns
+    -------
+    DerivedAnatomy
+
+    Raises
+    ------
+    InputError
+        The liver cannot be segmented from the seed (message of the liver segmenter).
+    """
+    from hepanav.segmentation.liver import segment_liver
+
+    arr = sitk.GetArrayFromImage(ct).astype(np.float32)
+    body = sitk.GetArrayFromImage(body_mask(ct)) > 0
+    spine, ribs = bone_masks(arr, body, ct)
+    bone = spine | ribs
+    gas = _drop_small((arr < GAS_HU) & body, ct, MIN_GAS_ML)
+    seed = liver_seed or tumour_liver_seed(ct, tumor)
+    liver_seg = segment_liver(ct, [seed])
+    tum = sitk.GetArrayFromImage(tumor) > 0
+    liver = (sitk.GetArrayFromImage(liver_seg.mask) > 0) | tum
+    liver_hu = float(liver_seg.parenchyma_hu or 0.0)
+    notes: list[str] = []
+    central = np.zeros_like(liver)
+    inner = np.zeros_like(liver)
+    if liver_hu >= ENHANCED_LIVER_HU:
+        smooth = sitk.GetArrayFromImage(
+            sitk.SmoothingRecursiveGaussian(sitk.Cast(ct, sitk.sitkFloat32), 1.0)
+        )
+        near_bone = _dilated(bone, ct, 2.0)
+        vessel = (smooth >= liver_hu + VESSEL_CONTRAST_HU) & (smooth < BONE_HU) & body
+        vessel &= ~near_bone & ~tum
+        vessel_img = sitk.GetImageFromArray(vessel.astype(np.uint8))
+        vessel_img.CopyInformation(ct)
+        from hepanav.segmentation.morphology import open_mm
+
+        vessel = sitk.GetArrayFromImage(open_mm(vessel_img, 1.5)) > 0
+        vessel = _drop_small(vessel, ct, MIN_VESSEL_ML)
+        in_liver = _dilated(liver, ct, 3.0)
+        inner = vessel & in_liver
+        outside = vessel & ~in_liver
+        if spine.any():
+            xs = np.nonzero(spine.any(axis=(0, 1)))[0]
+            cx = 0.5 * (xs.min() + xs.max())
+            x_mm = (np.arange(arr.shape[2]) - cx) * ct.GetSpacing()[0]
+            central = outside & (np.abs(x_mm) <= CENTRAL_VESSEL_MM)[None, None, :]
+            central = _drop_small(central, ct, MIN_VESSEL_ML)
+        else:
+            notes.append("no spine found: aorta and vena cava not derived")
+    else:
+        notes.append(
+            f"unenhanced CT (liver {liver_hu:.0f} HU < {ENHANCED_LIVER_HU:.0f}): large "
+            "vessels cannot be told from the liver by attenuation and were not derived"
+        )
+    labels = np.zeros(arr.shape, np.uint16)
+    # Later writes win: liver < its vessels < gas < central vessels < bone.
+    for mask, label in (
+        (liver, LIVER_ID),
+        (inner, LIVER_VESSEL_ID),
+        (gas & ~liver, LUNG_ID),
+        (central, CENTRAL_VESSEL_ID),
+        (ribs, RIBS_ID),
+        (spine, SPINE_ID),
+    ):
+        labels[mask] = label
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(ct)
+    body_img = sitk.GetImageFromArray(body.astype(np.uint8))
+    body_img.CopyInformation(ct)
+    derived = {
+        "body outline": f"above -500 HU, largest component, holes filled ({_ml(body, ct):.0f} ml)",
+        "spine": f">= {BONE_HU:.0f} HU + marrow, central posterior ({_ml(spine, ct):.0f} ml)",
+        "ribs": f">= {BONE_HU:.0f} HU + marrow, the other bone ({_ml(ribs, ct):.0f} ml)",
+        "lung and gas": f"< {GAS_HU:.0f} HU inside the body ({_ml(gas & ~liver, ct):.0f} ml)",
+        "liver": f"liver segmenter from a click {seed.label} ({_ml(liver, ct):.0f} ml)",
+    }
+    if inner.any():
+        derived["portal and hepatic veins"] = (
+            f">= liver + {VESSEL_CONTRAST_HU:.0f} HU inside the liver ({_ml(inner, ct):.0f} ml)"
+        )
+    if central.any():
+        derived["aorta and vena cava"] = (
+            f">= liver + {VESSEL_CONTRAST_HU:.0f} HU beside the spine ({_ml(central, ct):.0f} ml)"
+        )
+    return DerivedAnatomy(image, dict(NAMES), derived, body_img, notes)
