@@ -349,7 +349,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             jobs = db.scalars(select(Job).where(Job.case_id == case_id, Job.kind == "margin",
                                                 Job.state == "done").order_by(Job.id.desc())
                               .limit(5)).all()
-        manager = app.state.jobs
+        manager = getattr(app.state, "jobs", None)  # None: started without jobs (tests)
         for job in jobs if manager is not None else []:
             summary = _result_summary(manager.job_dir(job.id))
             point = summary and summary.get("data", {}).get("mam_point_lps_mm")
