@@ -93,7 +93,11 @@ def make_web_engine(url: str) -> Engine:
     """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    kwargs: dict[str, Any] = {}
+    # Up to 50 pooled connections: every request of the thread pool (40 threads by
+    # default in Starlette/anyio) plus the job monitor and the audit writer can hold one;
+    # SQLAlchemy's default (5 + 10 overflow) made the 16th concurrent login wait 30 s and
+    # fail.
+    kwargs: dict[str, Any] = {"pool_size": 10, "max_overflow": 40, "pool_timeout": 60}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, **kwargs)
