@@ -9,7 +9,8 @@
 Each segmentation is timed with ITK on 1 and on 2 threads (the 1 -> 2 core
 speed-up); by default HepaNav uses every core.
 
-Run: ``.venv/bin/python -m bench segmentation``. The case is generated once into
+Run: ``.venv/bin/python -m bench segmentation`` (``python -m bench.bench_segmentation
+--lesions``: tumour and zone only). The case is generated once into
 ``$TMPDIR/hepanav-bench-segmentation`` and reused.
 """
 
@@ -56,7 +57,7 @@ def baseline(ct: sitk.Image, index, window) -> sitk.Image:
     return sitk.ConnectedThreshold(ct, seedList=[index], lower=window[0], upper=window[1])
 
 
-def main() -> dict:
+def main(lesions_only: bool = False) -> dict:
     from hepanav.segmentation.ablation import segment_ablation
     from hepanav.segmentation.liver import segment_liver
     from hepanav.segmentation.metrics import dice
@@ -83,8 +84,11 @@ def main() -> dict:
         base_t, b_t = _clock(baseline, pre, t_seed[0].index, (-30, 80))
         zone, t_z = _clock(segment_ablation, post, z_seed)
         base_z, b_z = _clock(baseline, post, z_seed[0].index, (-50, 75))
-        liv, t_l = _clock(segment_liver, pre, l_seed)
-        base_l, b_l = _clock(baseline, pre, l_seed[0].index, (75, 135))
+        if lesions_only:
+            liv, t_l, base_l, b_l = None, float("nan"), None, float("nan")
+        else:
+            liv, t_l = _clock(segment_liver, pre, l_seed)
+            base_l, b_l = _clock(baseline, pre, l_seed[0].index, (75, 135))
         results[f"threads_{threads}"] = {
             "tumor_s": t_t,
             "tumor_baseline_s": b_t,
@@ -99,8 +103,8 @@ def main() -> dict:
             "tumor_dice_baseline": dice(base_t, sitk.ReadImage(str(case / "pre_tumor.nii.gz"))),
             "zone_dice": dice(zone.mask, sitk.ReadImage(str(case / "post_ablation.nii.gz"))),
             "zone_dice_baseline": dice(base_z, sitk.ReadImage(str(case / "post_ablation.nii.gz"))),
-            "liver_dice": dice(liv.mask, liver),
-            "liver_dice_baseline": dice(base_l, liver),
+            "liver_dice": dice(liv.mask, liver) if liv else None,
+            "liver_dice_baseline": dice(base_l, liver) if liv else None,
         }
         print(json.dumps({threads: results[f"threads_{threads}"]}, default=float), flush=True)
     one, two = results["threads_1"], results["threads_2"]
@@ -108,6 +112,9 @@ def main() -> dict:
         k: one[f"{k}_s"] / two[f"{k}_s"] for k in ("tumor", "zone", "liver")
     }
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(os.cpu_count() or 1)
+    if lesions_only:
+        print(json.dumps(results, indent=2, default=float))
+        return results
     # Margin from two CTs and two clicks, end to end (all cores, the default).
     from hepanav.margin.pipeline import MarginInputs, run_margin
     from hepanav.segmentation.pipeline import masks_for_margin
@@ -133,4 +140,6 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(lesions_only="--lesions" in sys.argv[1:])

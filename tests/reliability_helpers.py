@@ -65,6 +65,9 @@ def build_inputs(folder: Path) -> dict[str, Path]:
         p[name] = plan_in / f"{name}.nii.gz"
         sitk.WriteImage(image, str(p[name]))
     (plan_in / "labels.json").write_text(json.dumps({str(k): v for k, v in TORSO_LABELS.items()}))
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(case.tumor > 0, sitk.sitkUInt8))
+    p["seed"] = ",".join(f"{v:.2f}" for v in stats.GetCentroid(1))  # a click in the tumour
     p["risk"] = fast_risk_map(plan_in, optimiser_time_limit_s=2.0)
     # fluorescence: six small frames and a surface mask
     camera = Camera(width=128, height=112, mm_per_px=0.4)
@@ -155,6 +158,14 @@ def writing_commands(p: dict[str, Path], plan_dir: Path | None) -> list[Writing]
             lambda o: ["stats", "margins", "--group-by", "icg_used", "--out", o, "--db", db],
         ),
         Writing(
+            "stats-ablation", lambda o: ["stats", "ablation", "--out", o, "--db", db]
+        ),
+        Writing(
+            "segment",
+            lambda o: ["segment", "tumor", "--ct", p["ct"], "--seed", p["seed"], "--out", o],
+            folder=False,
+        ),
+        Writing(
             "registry-export",
             lambda o: ["registry", "export", "--out", o, "--db", db],
             folder=False,
@@ -179,7 +190,11 @@ def writing_commands(p: dict[str, Path], plan_dir: Path | None) -> list[Writing]
 
 
 def file_name(w: Writing) -> str:
-    return {"fluoro-render": "display.mp4", "registry-export": "export.csv"}.get(w.name, "out")
+    return {
+        "fluoro-render": "display.mp4",
+        "registry-export": "export.csv",
+        "segment": "tumor.nii.gz",
+    }.get(w.name, "out")
 
 
 def env(log_dir: Path) -> dict[str, str]:
@@ -215,6 +230,10 @@ def assert_complete_or_absent(out: Path, w: Writing) -> str:
                 n += 1
             cap.release()
             assert n == 6, f"{out}: {n} frames"
+        elif w.name == "segment":  # the mask, its JSON and its report: one set
+            record = json.loads(out.with_name("tumor.json").read_text(encoding="utf-8"))
+            assert record["mask"] == out.name and out.with_name("tumor.html").is_file()
+            assert sitk.GetArrayFromImage(sitk.ReadImage(str(out))).sum() > 0
         else:
             text = out.read_text(encoding="utf-8")
             assert text.endswith("\n") and len(text.splitlines()) == 81, text[-200:]
@@ -229,3 +248,68 @@ def assert_complete_or_absent(out: Path, w: Writing) -> str:
     assert listed == present, (listed, present)
     assert listed, "an output set with no file"
     return "complete"
+
+
+def device_entry(values: dict | None = None) -> dict:
+    """A valid device entry (device YAML ``devices: [...]``), updated with ``values``."""
+    base = {
+        "name": "d",
+        "kind": "microwave",
+        "chart_length_mm": 40,
+        "chart_width_mm": 30,
+        "in_vivo_factor": 0.8,
+        "tip_to_center_mm": 15,
+        "needle_length_mm": 200,
+        "needle_diameter_mm": 1.5,
+        "heat_sink_trim_mm": 2,
+        "pullback_step_mm": 10,
+        "max_positions": 2,
+        "source": "test",
+    }
+    base.update(values or {})
+    return base
+
+
+# A valid plan.json (one needle along +z from the origin): the property tests vary one
+# field of it; the truncated-crop tests put it beside crops.
+PLAN_TEMPLATE = json.dumps(
+    {
+        "feasible": True,
+        "message": "m",
+        "device": device_entry(),
+        "margin_mm": 5.0,
+        "probes": [],
+        "needles": [
+            {
+                "needle": 1,
+                "entry_lps_mm": [0, 0, 0],
+                "tip_lps_mm": [0, 0, 100],
+                "direction": [0, 0, 1],
+                "length_mm": 100,
+                "angle_from_axial_deg": 0,
+                "min_clearance_mm": None,
+                "clearance_mm": {},
+            }
+        ],
+        "needle_count": 1,
+        "coverage_tumor": 1,
+        "coverage_target": 1,
+        "min_clearance_mm": None,
+        "healthy_liver_ablated_ml": 1,
+        "heat_sink_limited_fraction": 0,
+        "placement_error_sd_mm": 2,
+        "coverage_probability": 1,
+        "coverage_target_mean_under_error": 1,
+        "coverage_tumor_probability": 1,
+        "candidate_lines": 1,
+        "candidate_lines_valid": 1,
+        "candidate_zones": 1,
+        "target_points": 1,
+        "optimiser": "milp",
+        "optimiser_time_s": 1,
+        "optimiser_status": "ok",
+        "planning_time_s": 1,
+        "rules": {},
+        "inputs": {},
+    }
+)

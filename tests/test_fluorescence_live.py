@@ -142,7 +142,7 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
     assert code == 0, err
     assert sorted(p.name for p in out.glob("*.jpg")) == [f"frame_{i:06d}.jpg" for i in range(3)]
     rows = (out / "latency.csv").read_text(encoding="utf-8").splitlines()
-    assert len(rows) == 4 and rows[1].endswith(",true")
+    assert len(rows) == 4 and rows[1].endswith(",0,true")
     assert "added latency p99" in stdout
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -150,6 +150,23 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
     one_line_error(code, err, "no window can be opened", "--frames-out")
     code, _, err = cli("fluoro", "live", "--source", video, "--min-cnr", "nan", "--frames-out", out)
     one_line_error(code, err, "--min-cnr")
+    code, _, err = cli(
+        "fluoro", "live", "--source", video, "--analysis-interval-ms", "-1", "--frames-out", out
+    )
+    one_line_error(code, err, "--analysis-interval-ms")
+    # --preload: decoded into memory, replayed at the recorded 30 fps like a camera.
+    out2 = tmp_path / "preloaded"
+    code, stdout, err = cli(
+        "fluoro", "live", "--source", video, "--preload", "--frames-out", out2, "--max-frames", "3"
+    )
+    assert code == 0, err
+    rows = (out2 / "latency.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "frame,time_s,added_latency_ms,n_lesions,dropped_total,at_risk"
+    shown = [int(r.split(",")[0]) for r in rows[1:]]
+    dropped = int(rows[-1].split(",")[4])
+    assert shown[0] == 0 and shown == sorted(shown)
+    assert (dropped > 0) == ("frames dropped" in stdout)
+    assert dropped == shown[-1] - (len(shown) - 1)  # every frame not shown was counted
 
 
 def test_margin_check_draws_surface_and_numbered_spots_on_nir_and_white(cli, frames, tmp_path):
@@ -263,3 +280,138 @@ def test_asynchronous_live_display_never_waits_for_the_analysis(frames):
         assert third.findings_index == 1
     finally:
         live.close()
+
+
+# ---------------------------------------------------------------- fast display path (issue 13)
+@pytest.fixture(scope="module")
+def hd_frame():
+    """One 960 x 540 frame (12-bit NIR + white light; analysed on a 2x downscaled working
+    grid, as 1080p is on a 3x one) with four lesions of known centre and TBR (the bench's
+    scene at half size), camera at rest."""
+    from hepanav.phantoms.fluorescence import Camera, FluoroLesion, render_sequence
+
+    w, h = 960, 540
+    camera = Camera(width=w, height=h, mm_per_px=115.0 / w, specular_count=12)
+    lesions = [
+        FluoroLesion((0.25 * w, 0.3 * h), 14.0, 0.5, "rim", 7.0, rim_thickness_mm=2.0),
+        FluoroLesion((0.7 * w, 0.3 * h), 10.0, 1.0, "homogeneous", 5.0),
+        FluoroLesion((0.3 * w, 0.72 * h), 12.0, 2.0, "partial", 6.0),
+        FluoroLesion((0.72 * w, 0.7 * h), 18.0, 3.0, "rim", 9.0, rim_thickness_mm=2.5),
+    ]
+    return camera, next(render_sequence(lesions, camera, n_frames=1, seed=1))
+
+
+def test_fast_overlay_matches_the_float_reference_pixel_for_pixel(hd_frame):
+    """The live overlay (16-bit LUT in OpenCV, blending only the boxes holding overlay)
+    equals the same maths in float64 over the whole frame within 2 levels (integer
+    rounding), and outside the overlay it is the white light unchanged."""
+    from hepanav.fluorescence import display
+
+    _, f = hd_frame
+    gain = display.GainControl(bit_depth=12)
+    gain.update(f.nir)
+    level = gain.to_display(f.nir)
+    lo, hi = gain.window
+    ref_level = np.rint(255 * np.clip((f.nir.astype(np.float64) - lo) / (hi - lo), 0, 1) ** 0.6)
+    assert np.abs(level.astype(int) - ref_level).max() <= 1
+    style = display.OverlayStyle(colour="green")
+    fast = display.overlay(f.white, level, style)
+    alpha = 0.85 * np.clip((level.astype(np.float64) - 60) / 195, 0, 1)[..., None]
+    ref = f.white * (1 - alpha) + np.array([0.0, 255.0, 0.0]) * alpha
+    diff = np.abs(fast.astype(int) - np.rint(ref))
+    assert diff.max() <= 2
+    shown = alpha[..., 0] > 0
+    assert 0.01 < shown.mean() < 0.5  # the lesions are a part of the frame
+    assert np.array_equal(fast[~shown], f.white[~shown])
+    # The whole-frame blend (the reference implementation) gives the same picture.
+    assert np.array_equal(fast, display._blend(f.white, level, style))
+
+
+def test_fast_live_labels_carry_the_reference_analysis_at_the_known_positions(hd_frame):
+    """Asynchronous live display on a camera-like replay from memory: the labels drawn
+    come from the worker's analysis and equal the synchronous reference analysis of the
+    same frame; every lesion is labelled at its known position with its TBR within 10 %
+    of the true TBR (noise-free image, true mask, 3-10 px annulus: the definition of
+    test_fluorescence_metrics)."""
+    from hepanav.fluorescence import measure
+    from hepanav.fluorescence.analyze import FrameAnalyzer
+    from hepanav.fluorescence.live import LiveDisplay, live_frames
+    from hepanav.fluorescence.schema import AnalysisSettings
+    from hepanav.fluorescence.sources import FramePair, MemoryReplay
+
+    camera, f = hd_frame
+    settings = AnalysisSettings(mm_per_px=camera.mm_per_px)
+    reference = FrameAnalyzer(settings, 12).analyze(f.nir, f.white).lesions
+    assert len(reference) == 4
+    live = LiveDisplay(settings, 12, asynchronous=True)
+    try:
+        replay = MemoryReplay([FramePair(0, f.nir, f.white)], fps=30.0, n_frames=2)
+        frames = live_frames(replay, live, fps=30.0)
+        first = next(frames)
+        live.wait_for_analysis()
+        second = next(frames)
+    finally:
+        live.close()
+    assert first.findings_index is None and second.findings_index == 0
+    got = sorted(second.lesions, key=lambda r: r.centroid_xy)
+    ref = sorted(reference, key=lambda r: r.centroid_xy)
+    for g, r in zip(got, ref, strict=True):
+        assert g.bbox_xywh == r.bbox_xywh and g.pattern == r.pattern
+        assert g.tbr == pytest.approx(r.tbr, rel=1e-9)
+    img = second.image
+    for lesion in f.lesions:
+        cx = lesion.centre_xy[0] - f.offset_xy[0]
+        cy = lesion.centre_xy[1] - f.offset_xy[1]
+        hit = [
+            r for r in got
+            if r.bbox_xywh[0] <= cx <= r.bbox_xywh[0] + r.bbox_xywh[2]
+            and r.bbox_xywh[1] <= cy <= r.bbox_xywh[1] + r.bbox_xywh[3]
+        ]
+        assert len(hit) == 1, lesion
+        r = hit[0]
+        assert abs(r.centroid_xy[0] - cx) < 0.25 * r.bbox_xywh[2]
+        assert abs(r.centroid_xy[1] - cy) < 0.25 * r.bbox_xywh[3]
+        j = f.lesions.index(lesion)
+        others = np.zeros(f.nir.shape, bool)
+        for k, other in enumerate(f.lesion_masks):
+            if k != j:
+                others |= other
+        ring = measure.annulus(f.lesion_masks[j].astype(np.uint8), others, 3, 10)
+        true_tbr = f.nir_clean[f.lesion_masks[j]].mean() / f.nir_clean[ring].mean()
+        assert r.tbr == pytest.approx(true_tbr, rel=0.10), (lesion.pattern, true_tbr)
+        # Its box (white) is drawn on the frame and its label text above it.
+        x, y, w, h = r.bbox_xywh
+        assert (img[y, x : x + w].min(axis=1) > 200).mean() > 0.6
+        assert (img[max(0, y - 40) : y, x : x + 200].min(axis=2) > 200).any()
+
+
+def test_memory_replay_drops_frames_like_a_camera_and_the_screen_says_so(frames):
+    """A reader slower than the source: the replay skips to the newest frame, counts the
+    ones lost, and the live display shows the count (orange, bottom right)."""
+    import time as _time
+
+    from hepanav.fluorescence.live import LiveDisplay, live_frames
+    from hepanav.fluorescence.schema import AnalysisSettings
+    from hepanav.fluorescence.sources import FramePair, MemoryReplay
+
+    pairs = [FramePair(f.index, f.nir, f.white) for f in frames]
+    fps = 100.0
+    replay = MemoryReplay(pairs, fps, n_frames=12)
+    live = LiveDisplay(AnalysisSettings(), 12)
+    shown = []
+    for frame in live_frames(replay, live, fps=fps):
+        shown.append(frame)
+        _time.sleep(4 / fps)  # each frame is shown for 4 source periods: 3+ frames lost
+    indices = [fr.index for fr in shown]
+    gaps = int(sum(b - a - 1 for a, b in zip(indices, indices[1:], strict=False)))
+    assert replay.dropped >= 3 * (len(shown) - 1) and gaps == live.dropped
+    assert replay.dropped == indices[0] + gaps  # every frame not shown was counted
+    assert shown[0].dropped == indices[0] and shown[-1].dropped == live.dropped > 0
+    corner = shown[-1].image[-60:, -200:].astype(int)
+    orange = (np.abs(corner - np.array(annotate.ORANGE)) <= 40).all(axis=-1)
+    assert orange.sum() > 10
+    # A display that keeps up sees every frame, and no warning.
+    replay = MemoryReplay(pairs, 5.0, n_frames=3)
+    live = LiveDisplay(AnalysisSettings(), 12)
+    kept = list(live_frames(replay, live, fps=5.0))
+    assert [fr.index for fr in kept] == [0, 1, 2] and replay.dropped == 0 == live.dropped

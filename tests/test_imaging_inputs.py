@@ -112,6 +112,38 @@ def test_truncated_gzip_nifti_refused(tmp_path):
         read_image(path)
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d[:30],  # cut inside the header: was "cannot work out file type"
+        lambda d: d[:-4],  # cut in the trailer (length)
+        lambda d: d[: len(d) // 2] + bytes([d[len(d) // 2] ^ 0x55]) + d[len(d) // 2 + 1 :],
+        lambda d: d[:-6] + bytes([d[-6] ^ 0x55]) + d[-5:],  # CRC-32 damaged
+    ],
+    ids=["cut-in-header", "cut-in-trailer", "bit-flip-in-data", "bit-flip-in-crc"],
+)
+def test_corrupt_gzip_nifti_refused(tmp_path, damage):
+    """nibabel stops at the end of the voxel data and never checks the CRC: a flipped bit
+    in the middle gave other voxel values with no error. The stream is checked to its end."""
+    image = sitk.GetImageFromArray(
+        np.random.default_rng(0).integers(0, 100, (30, 30, 30)).astype(np.int16)
+    )
+    path = write_image(image, tmp_path / "ct.nii.gz")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(InputError, match=r"ct\.nii\.gz: file is truncated or corrupt"):
+        read_image(path)
+
+
+def test_concatenated_gzip_members_are_one_valid_nifti(tmp_path):
+    import gzip
+
+    array = np.random.default_rng(1).integers(0, 100, (8, 9, 10)).astype(np.int16)
+    path = write_image(sitk.GetImageFromArray(array), tmp_path / "ct.nii.gz")
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(path)), array)
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
 def test_truncated_compressed_nrrd_mha_refused(tmp_path, capfd, suffix):
     image = sitk.GetImageFromArray(

@@ -127,7 +127,60 @@ def test_cli_verify_placement_reports_known_errors(cli, planned, tmp_path):
         assert e["longitudinal_mm"] == pytest.approx(1.5, abs=1.0)
         assert e["angle_deg"] <= 2.0
     assert 0.0 <= res["coverage_target_actual"] <= 1.0
+    assert res["warnings"] == []
     assert "Not a medical device" in (tmp_path / "v" / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_cli_verify_placement_refuses_a_control_ct_that_does_not_hold_the_target(
+    cli, planned, tmp_path
+):
+    """Another case's scan (here: the same torso, but a slab 60 mm above the tumour, as a
+    control CT of the wrong level or patient would be) is refused in one line; nothing is
+    judged."""
+    folder, out, case = planned
+    tumour = sitk.GetArrayFromImage(case.tumor) > 0
+    top = int(np.nonzero(tumour.any(axis=(1, 2)))[0].max())
+    spacing_z = case.ct.GetSpacing()[2]
+    start = min(top + int(60 / spacing_z), case.ct.GetSize()[2] - 10)
+    size = list(case.ct.GetSize())
+    slab = sitk.RegionOfInterest(case.ct, [size[0], size[1], 10], [0, 0, start])
+    sitk.WriteImage(slab, str(tmp_path / "other.nrrd"))
+    code, _, err = cli(
+        "verify-placement",
+        "--plan",
+        folder / "plan" / "plan.json",
+        "--control-ct",
+        tmp_path / "other.nrrd",
+        "--out",
+        tmp_path / "v",
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "planned tumour" in err and "outside this CT's field of view" in err
+    assert "other.nrrd" in err and not (tmp_path / "v" / "placement.json").exists()
+
+
+def test_plan_with_entries_inside_tissue_is_reported_infeasible(planned):
+    """Entries must be at the skin: the same plan on a CT where the air around the body is
+    replaced by tissue (what a scan that does not show the skin looks like from the
+    entry) is not feasible, with the needles named; on the real CT nothing changes."""
+    from hepanav.planning.needle_table import needle_guides
+    from hepanav.planning.pipeline import refuse_entries_off_skin
+
+    _, out, case = planned
+    result = out.result.model_copy(deep=True)
+    before = result.feasible
+    assert result.guides and all(g.entry_on_skin for g in result.guides)
+    assert refuse_entries_off_skin(result) == [] and result.feasible == before
+    arr = sitk.GetArrayFromImage(case.ct)
+    buried = sitk.GetImageFromArray(np.where(arr < -500, 40, arr).astype(arr.dtype))
+    buried.CopyInformation(case.ct)
+    result.guides = needle_guides(result, buried, None, {})
+    ids = [n.needle for n in result.needles]
+    assert refuse_entries_off_skin(result) == ids
+    assert not result.feasible
+    assert result.message.startswith("Not feasible: the entry of needle ")
+    assert "not at the skin" in result.message
 
 
 def test_cli_verify_placement_bad_plan(cli, tmp_path):

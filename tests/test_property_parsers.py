@@ -1,25 +1,34 @@
-"""Property-based tests: every parser of users' files, fed generated text and structures.
+"""Property-based tests: every parser of users' files and every numeric option, fed
+generated text, structures and numbers.
 
 Each parser is called directly (not through the CLI) with >= 2,000 generated inputs:
 well-formed documents, random text, truncated documents, deep nesting (up to 1,200
 levels), YAML alias bombs, NaN/Infinity/huge numbers. The only acceptable outcomes are
 a result or a one-line ``InputError``; any other exception is a traceback for the user.
-Each example is bounded in time by the hypothesis ``deadline``.
+Each example is bounded in time (the hypothesis ``deadline``; in the test that feeds one
+text to every file parser, a bound of 2 s CPU time around each parser call).
+
+Cost: the text of an example is generated once and given to all fourteen file parsers
+(generating it costs more than parsing it), so each parser still sees 2,000 examples.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import math
+import shutil
+import signal
 import tempfile
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hepanav.core.errors import InputError
+from reliability_helpers import PLAN_TEMPLATE, device_entry
 
 N = 2000
 SETTINGS = settings(
@@ -29,6 +38,7 @@ SETTINGS = settings(
     database=None,
 )
 WORK = Path(tempfile.mkdtemp(prefix="hepanav-prop-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 
 # ----------------------------------------------------------------------------- strategies
 numbers = st.one_of(
@@ -36,6 +46,8 @@ numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0, -5, 10**12, 1e-9, 1e308, -1e308, 5e-324, 2**63, 2**64]),
 )
+# What a float option of the CLI receives (Typer converts "1e30", "nan", "inf" to float).
+floats = numbers.map(float)
 scalars = st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=20))
 structures = st.recursive(
     scalars,
@@ -71,11 +83,16 @@ BOMB = (
 )
 
 
+def _yaml(data) -> str:
+    """YAML text of ``data`` (libyaml's emitter: the pure-Python one cost more than parsing)."""
+    return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
+
+
 def _dump(data, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(data, allow_nan=True)
     try:
-        return yaml.safe_dump(data)
+        return _yaml(data)
     except (yaml.YAMLError, ValueError):
         return "{}"
 
@@ -110,33 +127,107 @@ def _file(text: str, name: str) -> Path:
     return path
 
 
-def _only_input_errors(fn, *args):
+def _only_input_errors(fn, *args, **kwargs):
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except InputError as exc:
         _one_line(exc)
         return None
 
 
-# ----------------------------------------------------------------------------- core parsers
-@SETTINGS
-@given(texts)
-def test_parse_json_never_tracebacks(text):
-    from hepanav.core.validation import MAX_DEPTH, parse_json
+# ----------------------------------------------------------------------------- text parsers
+def _parsers():
+    """Every parser of a user's text file: name -> (file suffix, or None for a string; parser)."""
+    from hepanav.core.validation import parse_json, parse_yaml
+    from hepanav.imaging.labels import read_label_names
+    from hepanav.margin.landmarks import read_landmarks
+    from hepanav.planning.devices import load_device
+    from hepanav.planning.pipeline import _load_plan
+    from hepanav.planning.risk import load_risk_map
+    from hepanav.registry.mapping import load_mapping
+    from hepanav.registry.margin_import import read_margin_json
+    from hepanav.registry.reading import read_table
+    from hepanav.therapy.cases import load_case
+    from hepanav.therapy.rules import load_rule_file
 
-    data = _only_input_errors(parse_json, text, "x.json")
-    if data is not None:
-        _assert_bounded(data, MAX_DEPTH)
+    return {
+        "parse_json": (None, lambda text: parse_json(text, "x.json")),
+        "parse_yaml": (None, lambda text: parse_yaml(text, "x.yaml")),
+        "therapy case (.yaml)": (".yaml", load_case),
+        "therapy case (.json)": (".json", load_case),
+        "therapy rules": (".yaml", load_rule_file),
+        "device file": (".yaml", load_device),
+        "risk map": (".yaml", load_risk_map),
+        "plan.json": (".json", _load_plan),
+        "labels.json": (".json", read_label_names),
+        "margin.json (registry import-margin)": (".json", read_margin_json),
+        "landmarks (.mrk.json)": (".mrk.json", read_landmarks),
+        "landmarks (.csv)": (".csv", read_landmarks),
+        "registry import table (.csv)": (".csv", read_table),
+        "registry import mapping": (".yaml", load_mapping),
+    }
 
 
-@SETTINGS
-@given(texts)
-def test_parse_yaml_never_tracebacks(text):
-    from hepanav.core.validation import MAX_DEPTH, parse_yaml
+# Each parser call is bounded: 2 s of this process's CPU time (a blow-up; CPU time, so that
+# other processes on a busy machine do not count) and 60 s of wall time (a hang).
+PARSE_CPU_S, PARSE_WALL_S = 2.0, 60.0
 
-    data = _only_input_errors(parse_yaml, text, "x.yaml")
-    if data is not None:
-        _assert_bounded(data, MAX_DEPTH)
+
+@contextlib.contextmanager
+def _bounded(name: str):
+    """Fail when a parser call uses more than PARSE_CPU_S of CPU or PARSE_WALL_S of wall time.
+
+    The timer's exception may be swallowed (a parser catching OSError, a callback of the
+    garbage collector), so expiry is also recorded and checked after the call."""
+    expired: list[int] = []
+
+    def on_timer(signum, _frame):
+        expired.append(signum)
+        raise TimeoutError(f"{name}: no result within the time bound")
+
+    old = {sig: signal.signal(sig, on_timer) for sig in (signal.SIGPROF, signal.SIGALRM)}
+    signal.setitimer(signal.ITIMER_PROF, PARSE_CPU_S)
+    signal.setitimer(signal.ITIMER_REAL, PARSE_WALL_S)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if expired:
+        raise AssertionError(
+            f"{name}: more than {PARSE_CPU_S:g} s of CPU or {PARSE_WALL_S:g} s in all "
+            "(a blow-up or a hang)"
+        )
+
+
+@settings(SETTINGS, deadline=None)  # bounded per parser call instead (_bounded)
+@given(st.one_of(texts, st.binary(max_size=200)))
+def test_every_parser_of_users_files_never_tracebacks(text):
+    """One generated text (or raw bytes, not always UTF-8) through every parser of users'
+    files, so each sees 2,000 examples: a result or a one-line InputError; what the
+    JSON/YAML parsers return is finite and within the depth bound."""
+    from hepanav.core.validation import MAX_DEPTH
+
+    if isinstance(text, bytes):
+        data, text = text, text.decode("latin-1")
+    else:
+        data = text.encode("utf-8", "surrogatepass")
+    parsers = _parsers()
+    for suffix in {suffix for suffix, _ in parsers.values() if suffix}:
+        (WORK / f"in{suffix}").write_bytes(data)
+    for name, (suffix, parse) in parsers.items():
+        with _bounded(name):
+            try:
+                result = parse(text if suffix is None else WORK / f"in{suffix}")
+            except InputError as exc:
+                _one_line(exc)
+                continue
+            except Exception as exc:
+                raise AssertionError(f"{name}: {type(exc).__name__} escaped") from exc
+        if suffix is None:
+            _assert_bounded(result, MAX_DEPTH)
 
 
 def _assert_bounded(data, max_depth, depth=0):
@@ -152,63 +243,7 @@ def _assert_bounded(data, max_depth, depth=0):
             _assert_bounded(v, max_depth, depth + 1)
 
 
-# ----------------------------------------------------------------------------- file readers
-def _reader_cases():
-    from hepanav.imaging.labels import read_label_names
-    from hepanav.margin.landmarks import read_landmarks
-    from hepanav.planning.devices import load_device
-    from hepanav.planning.pipeline import _load_plan
-    from hepanav.planning.risk import load_risk_map
-    from hepanav.registry.margin_import import read_margin_json
-    from hepanav.therapy.cases import load_case
-    from hepanav.therapy.rules import load_rule_file
-
-    return {
-        "case.yaml": load_case,
-        "case.json": load_case,
-        "rules.yaml": load_rule_file,
-        "device.yaml": load_device,
-        "risk.yaml": load_risk_map,
-        "plan.json": _load_plan,
-        "labels.json": read_label_names,
-        "margin.json": read_margin_json,
-        "points.mrk.json": read_landmarks,
-        "points.csv": read_landmarks,
-    }
-
-
-@pytest.mark.parametrize("name", list(_reader_cases()))
-def test_file_readers_never_traceback(name):
-    reader = _reader_cases()[name]
-
-    @SETTINGS
-    @given(texts)
-    def run(text):
-        _only_input_errors(reader, _file(text, name))
-
-    run()
-
-
 # Structured inputs near the schema: the right keys with hostile values.
-def _device(values):
-    base = {
-        "name": "d",
-        "kind": "microwave",
-        "chart_length_mm": 40,
-        "chart_width_mm": 30,
-        "in_vivo_factor": 0.8,
-        "tip_to_center_mm": 15,
-        "needle_length_mm": 200,
-        "needle_diameter_mm": 1.5,
-        "heat_sink_trim_mm": 2,
-        "pullback_step_mm": 10,
-        "max_positions": 2,
-        "source": "test",
-    }
-    base.update(values)
-    return {"devices": [base]}
-
-
 DEVICE_KEYS = [
     "power_w",
     "time_min",
@@ -238,11 +273,25 @@ TRAJECTORY_KEYS = [
 
 
 @SETTINGS
-@given(st.dictionaries(st.sampled_from(DEVICE_KEYS), numbers, min_size=1, max_size=4))
-def test_device_numbers_finite_and_bounded(values):
+@given(
+    st.dictionaries(st.sampled_from(DEVICE_KEYS), numbers, min_size=1, max_size=4),
+    st.dictionaries(st.sampled_from(TRAJECTORY_KEYS), numbers, max_size=4),
+    st.lists(numbers, min_size=1, max_size=3),
+    st.lists(numbers, min_size=1, max_size=3),
+    st.one_of(numbers, st.text(max_size=8)),
+    st.sampled_from(["margin_mm", "direction"]),
+)
+def test_numbers_in_device_risk_map_and_plan_files_finite_and_bounded(
+    device_values, trajectory, labels, liver, plan_value, plan_where
+):
+    """The right keys with hostile numbers, in a device file, a risk map and a plan.json
+    (one example feeds all three, so each sees 2,000): refused in one line, or finite and
+    within the documented range."""
     from hepanav.planning.devices import load_device
+    from hepanav.planning.pipeline import _load_plan
+    from hepanav.planning.risk import load_risk_map
 
-    path = _file(yaml.safe_dump(_device(values)), "device.yaml")
+    path = _file(_yaml({"devices": [device_entry(device_values)]}), "device.yaml")
     device = _only_input_errors(load_device, path)
     if device is not None:
         for key in DEVICE_KEYS:
@@ -250,22 +299,12 @@ def test_device_numbers_finite_and_bounded(values):
             assert v is None or math.isfinite(v)
         assert 1 <= device.pullback_step_mm <= 200 and device.max_positions <= 10
 
-
-@SETTINGS
-@given(
-    st.dictionaries(st.sampled_from(TRAJECTORY_KEYS), numbers, max_size=4),
-    st.lists(numbers, min_size=1, max_size=3),
-    st.lists(numbers, min_size=1, max_size=3),
-)
-def test_risk_map_numbers_and_label_ids_bounded(trajectory, labels, liver):
-    from hepanav.planning.risk import load_risk_map
-
     data = {
         "liver_labels": liver,
         "structures": [{"name": "s", "labels": labels, "clearance_mm": 5}],
         "trajectory": trajectory,
     }
-    risk = _only_input_errors(load_risk_map, _file(yaml.safe_dump(data), "risk.yaml"))
+    risk = _only_input_errors(load_risk_map, _file(_yaml(data), "risk.yaml"))
     if risk is not None:
         ids = [*risk.liver_labels, *risk.structures[0].labels]
         assert all(1 <= i <= 65535 for i in ids)  # 1e12 and -5 are refused, never ignored
@@ -273,18 +312,12 @@ def test_risk_map_numbers_and_label_ids_bounded(trajectory, labels, liver):
         assert t.direction_count <= 2000 and t.monte_carlo_draws <= 10_000
         assert all(math.isfinite(float(getattr(t, k) or 0)) for k in TRAJECTORY_KEYS)
 
-
-@SETTINGS
-@given(st.one_of(numbers, st.text(max_size=8)), st.sampled_from(["margin_mm", "direction"]))
-def test_plan_json_numbers_checked(value, where):
-    from hepanav.planning.pipeline import _load_plan
-
-    data = json.loads(PLAN_TEMPLATE)
-    if where == "margin_mm":
-        data["margin_mm"] = value
+    plan_data = json.loads(PLAN_TEMPLATE)
+    if plan_where == "margin_mm":
+        plan_data["margin_mm"] = plan_value
     else:
-        data["needles"][0]["direction"] = [value, 0, 0]
-    text = json.dumps(data, allow_nan=True, default=str)
+        plan_data["needles"][0]["direction"] = [plan_value, 0, 0]
+    text = json.dumps(plan_data, allow_nan=True, default=str)
     plan = _only_input_errors(_load_plan, _file(text, "plan.json"))
     if plan is not None:
         assert 0 <= plan.margin_mm <= 20
@@ -316,6 +349,119 @@ def test_plan_margin_option(value):
         _one_line(exc)
         ok = isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 20
         assert str(exc).startswith("--margin") != ok
+
+
+def _as_text(values) -> str:
+    """Numbers as a user types them on the command line ("1.5,nan,1e+30")."""
+    return ",".join(str(v) for v in values)
+
+
+def _finite_model(model) -> None:
+    """Every number in a validated option model is finite."""
+    _assert_bounded(json.loads(model.model_dump_json()), 64)
+
+
+@SETTINGS
+@given(
+    st.one_of(st.none(), floats),
+    floats,
+    floats,
+    st.one_of(st.none(), st.lists(numbers, min_size=3, max_size=5)),
+    floats,
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.lists(numbers, min_size=1, max_size=3),
+)
+def test_fluorescence_numeric_options(mm_per_px, inner, outer, roi, min_cnr, min_area, gain):
+    """--mm-per-px, --bg-inner-px, --bg-outer-px, --bg-roi, --min-cnr, --min-area-px and
+    --gain-range (NaN once gave at_risk=false for 32 spots): refused in one line naming the
+    option, or finite and in range."""
+    from hepanav.fluorescence.commands import _display_options, _settings, _validated
+    from hepanav.fluorescence.schema import MAX_CNR, MarginCriterion
+
+    roi_text = None if roi is None else _as_text(roi)
+    settings_ = _only_input_errors(_settings, None, mm_per_px, inner, outer, roi_text)
+    if settings_ is not None:
+        _finite_model(settings_)
+        if mm_per_px is not None:
+            assert settings_.mm_per_px > 0
+    rule = _only_input_errors(_validated, MarginCriterion, min_cnr=min_cnr, min_area_px=min_area)
+    if rule is not None:
+        _finite_model(rule)
+        assert 0 <= rule.min_cnr <= MAX_CNR and 0 <= rule.min_area_px <= 10**8
+    shown = _only_input_errors(_display_options, "overlay", "green", "fixed", _as_text(gain))
+    if shown is not None:
+        low, high = shown.fixed_range
+        assert math.isfinite(low) and math.isfinite(high) and low < high
+
+
+@SETTINGS
+@given(floats, st.one_of(st.none(), floats), st.one_of(st.none(), floats),
+       st.sampled_from(["mg", "mg/m2", "mg/kg"]))  # fmt: skip
+def test_therapy_dose_numbers(dose, height, weight, unit):
+    """therapy dose --dose/--height-cm/--weight-kg: one line naming the option, or a finite
+    dose in mg (1e308 mg/kg once printed "inf mg")."""
+    from hepanav.therapy.dose import total_dose_mg
+
+    try:
+        mg, bsa = total_dose_mg(dose, unit, height, weight)
+    except InputError as exc:
+        _one_line(exc)
+        assert str(exc).startswith(("--dose", "--height-cm", "--weight-kg"))
+    else:
+        assert math.isfinite(mg) and mg > 0 and (bsa is None or math.isfinite(bsa))
+
+
+@SETTINGS
+@given(floats, floats, st.lists(numbers, min_size=2, max_size=4), st.booleans())
+def test_verify_tolerances_and_seed_coordinates(lateral, depth, seed, integer):
+    """verify-placement --lateral-tolerance/--depth-tolerance are checked before any file is
+    read; segment --seed/--seed-voxel and margin --tumor-seed X,Y,Z are three finite numbers."""
+    from hepanav.planning.pipeline import run_verification
+    from hepanav.segmentation.seeds import parse_triplet
+
+    try:
+        run_verification(WORK / "absent.json", WORK / "absent.nii.gz", WORK,
+                         lateral_tolerance_mm=lateral, depth_tolerance_mm=depth)  # fmt: skip
+    except InputError as exc:
+        _one_line(exc)
+        bad = [v for v in (lateral, depth) if not (math.isfinite(v) and v > 0)]
+        assert str(exc).startswith(("--lateral-tolerance", "--depth-tolerance")) == bool(bad)
+    xyz = _only_input_errors(parse_triplet, _as_text(seed), "--seed", integer)
+    if xyz is not None:
+        assert len(xyz) == 3 and all(math.isfinite(v) for v in xyz)
+
+
+@SETTINGS
+@given(floats, st.lists(st.integers(-(10**6), 10**9), min_size=3, max_size=3), floats,
+       floats, floats, st.lists(floats, min_size=3, max_size=3), floats, floats)  # fmt: skip
+def test_phantom_and_mask_threshold_options(
+    spacing, size, noise, radius, margin, offset, displacement, threshold
+):
+    """phantom --spacing/--size/--noise/--tumor-radius/--margin/--offset/--max-displacement
+    (validated in the schema: a ValidationError is one line in the CLI shell) and
+    margin --mask-threshold."""
+    from pydantic import ValidationError
+
+    from hepanav.margin.pipeline import MarginInputs
+    from hepanav.phantoms.ablation_case import case_parameters
+
+    try:
+        params = case_parameters(
+            spacing_mm=(spacing,) * 3, size=tuple(size), noise_hu=noise,
+            tumor={"radius_mm": radius}, zone={"margin_mm": margin, "offset_lps": offset},
+            deformation={"max_displacement_mm": displacement},
+        )  # fmt: skip
+    except (InputError, ValidationError):
+        pass
+    else:
+        _finite_model(params)
+        assert all(8 <= n <= 4096 for n in params.size)
+    try:
+        MarginInputs(Path("t"), Path("a"), mask_threshold=threshold).check()
+    except InputError as exc:
+        assert str(exc).startswith("--mask-threshold") and not math.isfinite(threshold)
+    else:
+        assert math.isfinite(threshold)
 
 
 @SETTINGS
@@ -364,49 +510,6 @@ def test_safe_url_only_http(url):
 
     shown = safe_url(url)
     assert shown == "" or shown.lower().startswith(("http://", "https://"))
-
-
-PLAN_TEMPLATE = json.dumps(
-    {
-        "feasible": True,
-        "message": "m",
-        "device": _device({})["devices"][0],
-        "margin_mm": 5.0,
-        "probes": [],
-        "needles": [
-            {
-                "needle": 1,
-                "entry_lps_mm": [0, 0, 0],
-                "tip_lps_mm": [0, 0, 100],
-                "direction": [0, 0, 1],
-                "length_mm": 100,
-                "angle_from_axial_deg": 0,
-                "min_clearance_mm": None,
-                "clearance_mm": {},
-            }
-        ],
-        "needle_count": 1,
-        "coverage_tumor": 1,
-        "coverage_target": 1,
-        "min_clearance_mm": None,
-        "healthy_liver_ablated_ml": 1,
-        "heat_sink_limited_fraction": 0,
-        "placement_error_sd_mm": 2,
-        "coverage_probability": 1,
-        "coverage_target_mean_under_error": 1,
-        "coverage_tumor_probability": 1,
-        "candidate_lines": 1,
-        "candidate_lines_valid": 1,
-        "candidate_zones": 1,
-        "target_points": 1,
-        "optimiser": "milp",
-        "optimiser_time_s": 1,
-        "optimiser_status": "ok",
-        "planning_time_s": 1,
-        "rules": {},
-        "inputs": {},
-    }
-)
 
 
 def test_plan_template_is_valid():

@@ -248,7 +248,7 @@ def test_import_margin_json_onto_an_ablated_lesion(cli, sqlite_registry, tmp_pat
     assert "shell_coverage_6mm" in one_line_error(code, err)
     (tmp_path / "junk.json").write_text("{not json")
     code, _, err = cli("registry", "import-margin", tmp_path / "junk.json", *ids, "--db", db)
-    assert "not JSON" in one_line_error(code, err)
+    assert "not valid JSON" in one_line_error(code, err)
 
 
 def test_every_bad_row_is_written_with_errors_out(cli, sqlite_registry, tmp_path):

@@ -106,7 +106,7 @@ def test_import_margin_refuses_deep_json(cli, sqlite_registry, tmp_path):  # noq
         "--db",
         url,
     )
-    one_line_error(code, err, "nested deeper than 64")
+    one_line_error(code, err, "nested more than 32 levels deep")
 
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf, 1e300, math.nan])

@@ -121,6 +121,8 @@ def _full_disk(w, folder: Path) -> tuple[int, str, list[str]]:
         "fluoro-render",
         "registry-report",
         "stats-margins",
+        "stats-ablation",
+        "segment",
         "registry-export",
     ],
 )
@@ -148,6 +150,8 @@ def test_full_disk_is_exit_2_one_line_and_nothing_written(work, name):
         "fluoro-render",
         "registry-report",
         "stats-margins",
+        "stats-ablation",
+        "segment",
         "registry-export",
     ],
 )

@@ -173,3 +173,52 @@ def test_margin_seed_and_mask_together_refused(cli, tmp_path):
     )
     one_line_error(code, err, "--tumor-seed", "--pre")
     assert not (tmp_path / "o").exists()
+
+
+def test_segment_record_holds_no_absolute_path(cli, body_ct, tmp_path, monkeypatch):
+    """The JSON and report name the CT relative to the working folder (or by name and
+    hash) and the mask and report by name: an absolute path may name a patient's folder."""
+    path, shape, _ = body_ct
+    monkeypatch.chdir(path.parent)
+    out = tmp_path / "patient-Smith" / "tumor.nii.gz"
+    code, _, err = cli("segment", "tumor", "--ct", path, "--seed", _seed(shape.center),
+                       "--out", out)  # fmt: skip
+    assert code == 0, err
+    record = json.loads((out.parent / "tumor.json").read_text(encoding="utf-8"))
+    assert record["ct"] == "ct.nii.gz" and record["mask"] == "tumor.nii.gz"
+    assert record["report"] == "tumor.html"
+    for text in (out.parent / "tumor.json", out.parent / "tumor.html"):
+        content = text.read_text(encoding="utf-8")
+        assert str(tmp_path) not in content and str(path.parent) not in content
+
+
+def test_segment_output_onto_its_ct_is_refused(cli, body_ct, tmp_path):
+    """--out ct.nii.gz --ct ct.nii.gz would replace the CT by the mask."""
+    path, shape, _ = body_ct
+    ct = tmp_path / "ct.nii.gz"
+    ct.write_bytes(path.read_bytes())
+    code, _, err = cli("segment", "tumor", "--ct", ct, "--seed", _seed(shape.center),
+                       "--out", ct)  # fmt: skip
+    one_line_error(code, err, "ct.nii.gz")
+    assert ct.read_bytes() == path.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.nii.gz"]
+
+
+def test_segment_write_error_leaves_no_partial_set(cli, body_ct, tmp_path, monkeypatch):
+    """A write error after the mask (disk full while writing the JSON): exit 2, one line,
+    and neither the mask nor its JSON or report (the three are one set)."""
+    import errno
+
+    import hepanav.segmentation.pipeline as pipeline
+
+    path, shape, _ = body_ct
+
+    def full(*_, **__):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "write_json", full)
+    out = tmp_path / "seg" / "tumor.nii.gz"
+    code, _, err = cli("segment", "tumor", "--ct", path, "--seed", _seed(shape.center),
+                       "--out", out)  # fmt: skip
+    one_line_error(code, err, "No space left on device")
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []

@@ -10,6 +10,7 @@ import yaml
 
 from cli_helpers import one_line_error
 from hepanav import DISCLAIMER
+from hepanav.therapy.commands import DOSE_OUTSIDE_EXIT_CODE
 from hepanav.therapy.schema import TherapyReport
 
 CASE = {
@@ -118,7 +119,7 @@ def test_dose_json(cli):
         "intra-arterial",
         "--json",
     )
-    assert code == 0
+    assert code == DOSE_OUTSIDE_EXIT_CODE == 1  # a finding, documented in docs/therapy.md
     data = json.loads(out)
     assert data["result"] == "above" and data["range_mg"] == [1000.0, 1500.0]
     assert data["disclaimer"] == DISCLAIMER
@@ -316,6 +317,17 @@ def test_regimen_dose_checks(cli):
     )
     assert code == 0, err
     assert "WITHIN" in out and "up to 150 mg per session" in out
+    assert "UNVERIFIED" not in out and "Poon" in out
+    # a protocol dose that was not found in its source's text: the line says so
+    code, out, err = cli(
+        "therapy", "dose", "--regimen", "ctace-doxorubicin", "--dose", "50", "--unit", "mg/m2"
+    )
+    assert code == 0 and "WITHIN" in out and "UNVERIFIED" in out
+    # above the protocol dose: the finding is printed and the exit code is 1, not 0
+    code, out, err = cli(
+        "therapy", "dose", "--regimen", "deb-tace-doxorubicin", "--dose", "151", "--unit", "mg"
+    )
+    assert code == 1 and "ABOVE the protocol dose" in out and err.strip() == ""
     # doxorubicin alone is not compared with the 40-60 mg historical range any more
     code, _, err = cli("therapy", "dose", "--drug", "doxorubicin", "--dose", "150", "--unit", "mg")
     one_line_error(code, err, "--drug", "deb-tace-doxorubicin", "--historical")
@@ -357,14 +369,28 @@ def test_regimen_dose_checks(cli):
         "--regimen",
         "hai-floxuridine",
         "--dose",
-        "0.3",
+        "0.35",
         "--unit",
         "mg/kg",
         "--per",
         "day",
         "--json",
     )
-    assert json.loads(out)["result"] == "above"
+    assert json.loads(out)["result"] == "above" and code == 1
+    code, out, _ = cli(
+        "therapy",
+        "dose",
+        "--regimen",
+        "hai-floxuridine",
+        "--dose",
+        "0.3",
+        "--unit",
+        "mg/kg",
+        "--per",
+        "day",
+    )
+    # a verified protocol dose: WITHIN, exit 0, no UNVERIFIED mark
+    assert code == 0 and "WITHIN" in out and "UNVERIFIED" not in out
     code, _, err = cli(
         "therapy", "dose", "--regimen", "hai-floxuridine", "--dose", "0.2", "--unit", "mg/kg"
     )

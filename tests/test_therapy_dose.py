@@ -130,10 +130,12 @@ def test_bad_dose_input_names_the_option(kwargs, field):
         # 180 cm, 80 kg: BSA 2.0 m2 -> 50-150 mg
         ("ctace-doxorubicin", 40, "mg", "session", 180, 80, "below"),
         ("ctace-doxorubicin", 150, "mg", "session", 180, 80, "within"),
-        ("hai-floxuridine", 0.25, "mg/kg", "day", None, None, "within"),
-        ("hai-floxuridine", 3.5, "mg/kg", "cycle", None, None, "within"),  # 14 x 0.25
-        ("hai-floxuridine", 3.6, "mg/kg", "cycle", None, None, "above"),
-        ("hai-floxuridine", 20, "mg", "day", None, 80, "within"),  # 0.25 x 80 = 20 mg
+        ("hai-floxuridine", 0.3, "mg/kg", "day", None, None, "within"),
+        ("hai-floxuridine", 0.31, "mg/kg", "day", None, None, "above"),
+        ("hai-floxuridine", 4.2, "mg/kg", "cycle", None, None, "within"),  # 14 x 0.3
+        ("hai-floxuridine", 4.3, "mg/kg", "cycle", None, None, "above"),
+        ("hai-floxuridine", 24, "mg", "day", None, 80, "within"),  # 0.3 x 80 = 24 mg
+        ("hai-floxuridine", 25, "mg", "day", None, 80, "above"),
         ("hai-oxaliplatin", 100, "mg/m2", "session", None, None, "within"),
         ("hai-oxaliplatin", 130, "mg/m2", "session", None, None, "above"),
     ],

@@ -34,6 +34,7 @@ BASE = {
     "lung_shunt_fraction_percent": 5,
     "selective_arterial_access": True,
     "cachexia": False,
+    "refractory_ascites": False,
     "prior_liver_radiation": False,
 }
 DROP = object()  # marks a field to leave out (unknown)
@@ -285,13 +286,46 @@ VIGNETTES = {
         },
         {},
     ),
+    # issue 15 (new user): "hai: indicated" at bilirubin 3.0 mg/dl. HAI-04 (> 1.5 mg/dl) is a
+    # relative contraindication; TARE-02 (> 2 mg/dl) too; resection and ablation have no
+    # bilirubin rule (their verdicts stay as in the complete CRC case).
+    "crc_bilirubin_3_0": (
+        case(bilirubin_mg_dl=3.0),
+        {**CRC_BASE_VERDICTS, "hai": (REL, ["HAI-04"]), "tare": (REL, ["TARE-02"])},
+        {"hai": ([], [])},
+    ),
+    # normal bilirubin: HAI stays indicated by HAI-01 (HAI-04 decided and clear)
+    "crc_bilirubin_1_0_normal": (
+        case(bilirubin_mg_dl=1.0),
+        {**CRC_BASE_VERDICTS, "hai": (IND, ["HAI-01"])},
+        {"hai": ([], [])},
+    ),
+    # 1.5 mg/dl is not above the HAI-04 limit (gt): still indicated
+    "crc_bilirubin_1_5_at_limit": (
+        case(bilirubin_mg_dl=1.5),
+        {"hai": (IND, ["HAI-01"]), "tare": (NOC, [])},
+        {},
+    ),
+    # bilirubin unknown: HAI is "no contraindication found, pending: bilirubin_mg_dl",
+    # never indicated and never "insufficient data" (HAI-04 can only be relative)
+    "crc_bilirubin_unknown": (
+        case(bilirubin_mg_dl=DROP),
+        {"hai": (NOC, ["HAI-04"]), "tare": (NOC, ["TARE-02"])},
+        {"hai": ([], ["bilirubin_mg_dl"])},
+    ),
+    # refractory ascites (hepatic decompensation): TAE and TACE contraindicated (EMB-07)
+    "crc_refractory_ascites": (
+        case(refractory_ascites=True, resectable=False),
+        {"tae": (CON, ["EMB-07"]), "tace": (CON, ["EMB-07"]), "tare": (IND, ["DEB-01"])},
+        {},
+    ),
     "empty_case": (
         {},
         {
             "resection": (INS, ["RES-01"]),
             "thermal_ablation": (NOC, ["ABL-01", "ABL-02", "COL-01", "COL-02", "COL-03", "VES-01"]),
             "stereotactic_ablation": (NOC, ["COL-01", "COL-02", "COL-03", "VES-01"]),
-            "tae": (INS, ["EMB-01", "EMB-05", "EMB-06"]),
+            "tae": (INS, ["EMB-01", "EMB-05", "EMB-06", "EMB-07"]),
             "tare": (INS, ["EMB-01", "TARE-01"]),
             "hai": (INS, ["HAI-03"]),
             "prrt": (INS, ["PRRT-01"]),
@@ -336,3 +370,17 @@ def test_every_rule_decides_at_least_one_vignette():
 def test_bilioenteric_rule_covers_every_embolisation():
     rule = next(r for r in RULES if r.id == "EMB-04")
     assert set(rule.therapies) == {"tae", "tace", "tare"}
+
+
+def test_verdicts_resting_on_an_unverified_source_say_so():
+    # TARE-01 (SIR 2017, lung shunt > 20 %) is unverified: the contraindication it produces
+    # names it; the CRC resection indication (CRC-01, verified) names nothing.
+    shunt = _evaluate(case(lung_shunt_fraction_percent=25))["tare"]
+    assert shunt.verdict == "contraindicated" and shunt.unverified_rules == ["TARE-01"]
+    crc = _evaluate(case())
+    assert crc["resection"].unverified_rules == []
+    assert crc["hai"].unverified_rules == []
+    # a relative contraindication from a verified quote with an unverified threshold is
+    # not listed (its quote is the source's sentence); an unverified one is
+    tare = _evaluate(case(bilirubin_mg_dl=3.0))["tare"]
+    assert tare.unverified_rules == ["TARE-02"]

@@ -198,7 +198,7 @@ def test_dose_check_page_values_roles_csrf_and_audit(app):
     assert r.status_code == 200
     verdict = re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1)
     assert verdict == "WITHIN" and "BSA 1.82 m²" in r.text and "Llovet" in r.text
-    assert "UNVERIFIED DOSE WORDING" in r.text  # the source's caveat is shown with it
+    assert "UNVERIFIED source:" in r.text  # the range is not in the source's text found
     r = client.post("/therapy/dose", data={**form, "dose": "150", "csrf_token": token})
     assert re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1) == "ABOVE"
     # The historical table: cisplatin 60-100 mg intra-arterial, 50 mg is below.
@@ -242,3 +242,18 @@ def test_audit_events_written_off_the_request_path_are_kept_at_shutdown(app):
         views = db.scalars(select(AuditEvent).where(AuditEvent.target == "case:case-001")).all()
     assert len(views) == 40 and all(e.username == "test-radiologist" for e in views)
     assert [e.at for e in views] == sorted(e.at for e in views)  # times of the views
+
+
+def test_therapy_page_marks_verdicts_resting_on_unverified_sources(app):
+    # Issue 15: a verdict whose deciding rule has no verified sentence says so in the page.
+    client = client_for(app, "surgeon")
+    token = csrf_of(client)
+    case_text = (
+        "primary: net\nnet_grade: G1\nsstr_positive: true\nextrahepatic_disease: false\n"
+        "resectable: true\nbilirubin_mg_dl: 3.0\n"
+    )
+    r = client.post("/therapy", data={"csrf_token": token, "case_text": case_text},
+                    headers={"accept": "text/html"})
+    assert r.status_code == 200
+    assert "rests on an unverified source: TARE-02" in r.text  # bilirubin > 2, SIR 2017
+    assert "UNVERIFIED source" in r.text

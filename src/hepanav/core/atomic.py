@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -289,6 +289,50 @@ def output_folder(out: str | Path, command: str = "hepanav") -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def output_files(targets: Sequence[str | Path]) -> Iterator[list[Path]]:
+    """Write several files of one folder as a SET (e.g. a mask, its JSON and its report).
+
+    Yields one temporary path per target (same file names, in a temporary folder
+    ``.<first name>.hepanav-tmp-<pid>-<random>`` beside the targets). When the ``with``
+    block ends without an exception, the files are flushed and each is renamed onto its
+    target (renames need no disk space); on an exception (disk full, quota, a failed
+    check) nothing is renamed and the temporaries are removed, so the targets keep their
+    previous content. Targets not written inside the block are left alone.
+
+    Raises
+    ------
+    InputError
+        A target is an existing folder.
+    """
+    import shutil
+
+    targets = [Path(t) for t in targets]
+    parent = targets[0].parent
+    if any(t.parent != parent for t in targets):  # pragma: no cover - programming error
+        raise ValueError("output_files: the targets must share one folder")
+    for t in targets:
+        if t.is_dir():
+            raise InputError("is a folder; give a file name", t)
+    parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(targets[0])
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{targets[0].name}{_TMP_TAG}{os.getpid()}-", dir=parent)
+    )
+    try:
+        paths = [tmp / t.name for t in targets]
+        yield paths
+        written = [(p, t) for p, t in zip(paths, targets, strict=True) if p.is_file()]
+        for p, _ in written:
+            with open(p, "rb+") as fh:
+                os.fsync(fh.fileno())
+        for p, t in written:
+            os.replace(p, t)
+        _fsync_dir(parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def final_path(path: str | Path, tmp: Path, out: str | Path) -> Path:

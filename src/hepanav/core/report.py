@@ -64,7 +64,9 @@ def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "\u2014"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        text = f"{value:.{digits}f}"
+        # -0.04 at one digit is "0.0", not "-0.0" (a negative zero reads as a glitch)
+        return text.lstrip("-") if float(text) == 0 else text
     return str(value)
 
 

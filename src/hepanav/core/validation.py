@@ -382,9 +382,12 @@ def read_user_data(path: str | Path, what: str, max_bytes: int = MAX_TEXT_BYTES)
     return read_user_yaml(path, what, max_bytes)
 
 
-def validate_model(model: type, data: Any, source: str | Path, prefix: str = "") -> Any:
-    """``model.model_validate(data)``; a failure becomes a one-line ``InputError`` on ``source``."""
+def validate_model(
+    model: type, data: Any, source: str | Path, prefix: str = "", suffix: str = ""
+) -> Any:
+    """``model.model_validate(data)``; a failure becomes a one-line ``InputError`` on ``source``
+    (``prefix`` and ``suffix`` around Pydantic's first error, without the input value)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InputError(f"{prefix}{first_error(exc, 'file')}", source) from None
+        raise InputError(f"{prefix}{first_error(exc, 'file')}{suffix}", source) from None

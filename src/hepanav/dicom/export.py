@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from hepanav.core.errors import InputError
+from hepanav.core.validation import read_user_json
 
 
 def export_result(
@@ -46,8 +47,10 @@ def export_result(
         raise InputError("result folder does not exist", result_dir)
     recorded = read_sources(result_dir)
     if source is None and "source" not in recorded and (result_dir / "plan.json").is_file():
-        ct = json.loads((result_dir / "plan.json").read_text()).get("inputs", {}).get("ct")
-        if ct and Path(ct).is_dir():
+        plan = read_user_json(result_dir / "plan.json", "plan.json")
+        inputs = plan.get("inputs") if isinstance(plan, dict) else None
+        ct = inputs.get("ct") if isinstance(inputs, dict) else None
+        if isinstance(ct, str) and Path(ct).is_dir():
             recorded["source"] = Path(ct)  # hepanav plan records its --ct
     source = _source_folder(result_dir, source or recorded.get("source"))
     pre_source = pre_source or recorded.get("pre")
@@ -86,10 +89,9 @@ def read_sources(result_dir: Path) -> dict[str, Path]:
     path = Path(result_dir) / SOURCES_FILE
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise InputError("not valid JSON", path) from None
+    data = read_user_json(path, "DICOM sources file")  # bounded: size, nesting, numbers
+    if not isinstance(data, dict):
+        raise InputError("not a JSON object of source folders", path)
     return {
         k: Path(v) for k, v in data.items() if isinstance(v, str) and Path(v).is_dir()
     }

@@ -53,8 +53,21 @@ def font_scale(image: np.ndarray) -> float:
     return max(0.4, image.shape[0] / 900.0)
 
 
+def surface_contours(surface: np.ndarray) -> tuple:
+    """Outer outlines of a surface mask (H, W) bool, px (for :func:`draw_surface_and_spots`;
+    a live display computes them once, not per frame)."""
+    contours, _ = cv2.findContours(
+        surface.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    return contours
+
+
 def draw_surface_and_spots(
-    image: np.ndarray, surface: np.ndarray, spots: list, at_risk_ids: set[int]
+    image: np.ndarray,
+    surface: np.ndarray | None,
+    spots: list,
+    at_risk_ids: set[int],
+    contours: tuple | None = None,
 ) -> None:
     """Draw the surface outline (sky blue) and each spot, numbered (in place).
 
@@ -66,10 +79,11 @@ def draw_surface_and_spots(
         Numbered by their ``id``; spots meeting the at-risk criterion in vermillion with
         a thick circle, the others in yellow.
     at_risk_ids : set of int
+    contours : tuple, optional
+        ``surface_contours(surface)`` when already computed (then ``surface`` is unused).
     """
-    contours, _ = cv2.findContours(
-        surface.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
+    if contours is None:
+        contours = surface_contours(surface)
     thick = max(2, image.shape[0] // 300)
     cv2.drawContours(image, contours, -1, SKY_BLUE, thick, cv2.LINE_AA)
     scale = font_scale(image)

@@ -454,10 +454,29 @@ def live_cmd(
             "frame old, their age is shown); --sync waits for each frame's analysis.",
         ),
     ] = True,
+    preload: Annotated[
+        bool,
+        typer.Option(
+            "--preload",
+            help="Recordings: decode every frame into memory first, then replay them at the "
+            "recorded frame rate like a camera (frames the display cannot keep up with are "
+            "dropped and counted). Needs --max-frames or a recording of at most 2 GB decoded.",
+        ),
+    ] = False,
+    analysis_interval_ms: Annotated[
+        float,
+        typer.Option(
+            "--analysis-interval-ms",
+            help="--async: start a new analysis at most every this many ms (0 = as soon as "
+            "the previous one is done); leaves more CPU to the video.",
+        ),
+    ] = 0.0,
     max_frames: MaxFramesOpt = None,
 ) -> None:
     """Live display for the OR: overlay, lesion labels (TBR, pattern), margin warning,
     added latency on screen. Window: OpenCV HighGUI (q or Esc quits)."""
+
+    import math
 
     from hepanav.core import InputError
     from hepanav.fluorescence.display import COLOURS, MODES
@@ -473,6 +492,8 @@ def live_cmd(
     settings = _settings(bit_depth, mm_per_px, 3.0, 10.0, None)
     rule = _validated(MarginCriterion, min_cnr=min_cnr, min_area_px=min_area_px)
     _check_max_frames(max_frames)
+    if not (math.isfinite(analysis_interval_ms) and analysis_interval_ms >= 0):
+        raise InputError("must be a number of ms >= 0", "--analysis-interval-ms")
     if frames_out is None and not window_available():
         raise InputError(
             "no window can be opened here (no display, or OpenCV without GUI support such as "
@@ -493,13 +514,52 @@ def live_cmd(
         rule,
         info.get("clipped_background", False),
         asynchronous,
+        analysis_interval_ms / 1e3,
     )
-    frames = live_frames(pairs, live, pace=pace, max_frames=max_frames)
+    fps = info.get("fps")
+    if preload:
+        pairs, fps = _preload(pairs, info, max_frames)
+        pace = False  # the replay paces itself, like a camera
+    frames = live_frames(pairs, live, pace=pace, max_frames=max_frames, fps=fps)
     try:
         n = _show_live(frames, frames_out)
     finally:
         live.close()
-    typer.echo(f"{n} frames shown; added latency p99 {live.p99_ms() or 0:.1f} ms")
+    message = f"{n} frames shown; added latency p99 {live.p99_ms() or 0:.1f} ms"
+    if live.dropped:
+        rate = f"{fps:g} fps" if fps else "its frame rate"
+        message += f"; WARNING: {live.dropped} frames dropped (the source's {rate} was not kept)"
+    typer.echo(message)
+
+
+def _preload(pairs, info: dict, max_frames: int | None):
+    """Decode a recording into memory and return a camera-like replay of it and its fps."""
+    from hepanav.core import InputError
+    from hepanav.fluorescence.sources import MemoryReplay
+
+    if info.get("kind") in ("camera", "stream"):
+        raise InputError("--preload replays a recording; a camera or stream is live", "--preload")
+    fps = info.get("fps")
+    if not fps:
+        raise InputError(
+            "--preload needs the recording's frame rate, which it does not state", "--source"
+        )
+    w, h = info["frame_size_wh"]
+    per_frame = w * h * (2 + 3)  # 16-bit NIR + 8-bit BGR white light, bytes
+    limit = 2 * 1024**3
+    count = max_frames or info.get("count")
+    if count is None or count * per_frame > limit:
+        raise InputError(
+            f"--preload holds every frame in memory ({per_frame / 1e6:.0f} MB each); give "
+            f"--max-frames (at most {limit // per_frame} frames)",
+            "--preload",
+        )
+    held = []
+    for pair in pairs:
+        held.append(pair)
+        if len(held) >= count:
+            break
+    return MemoryReplay(held, fps, len(held)), fps
 
 
 def _show_live(frames, frames_out) -> int:
@@ -515,7 +575,9 @@ def _show_live(frames, frames_out) -> int:
         frames_out.mkdir(parents=True, exist_ok=True)
         with open(frames_out / "latency.csv", "w", newline="", encoding="utf-8") as fh:
             table = csv.writer(fh)
-            table.writerow(["frame", "time_s", "added_latency_ms", "n_lesions", "at_risk"])
+            table.writerow(
+                ["frame", "time_s", "added_latency_ms", "n_lesions", "dropped_total", "at_risk"]
+            )
             for data, frame in jpeg_frames(frames):
                 (frames_out / f"frame_{frame.index:06d}.jpg").write_bytes(data)
                 table.writerow(
@@ -524,6 +586,7 @@ def _show_live(frames, frames_out) -> int:
                         "" if frame.time_s is None else f"{frame.time_s:.3f}",
                         f"{frame.latency_ms:.2f}",
                         len(frame.lesions),
+                        frame.dropped,
                         "" if frame.at_risk is None else str(frame.at_risk).lower(),
                     ]
                 )

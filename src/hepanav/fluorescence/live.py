@@ -24,6 +24,7 @@ recording plays as it was captured.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ from hepanav.fluorescence.sources import FramePair
 
 MJPEG_BOUNDARY = "hepanavframe"
 _WINDOW = 300  # frames of the rolling p99 shown on screen
+_SWITCH_INTERVAL_S = 0.0005  # GIL switch interval while the analysis worker runs, s
 
 
 @dataclass
@@ -72,6 +74,11 @@ class LiveFrame:
     at_risk : bool or None
         Margin verdict of this frame; None without a surface mask.
     warnings : list of str
+    findings_index : int or None
+        Input frame whose findings are drawn (None: no analysis finished yet).
+    dropped : int
+        Source frames lost so far because the display could not keep the source's
+        frame rate (shown on screen when > 0).
     """
 
     index: int
@@ -82,6 +89,7 @@ class LiveFrame:
     at_risk: bool | None = None
     warnings: list[str] = field(default_factory=list)
     findings_index: int | None = None
+    dropped: int = 0
 
 
 class LiveDisplay:
@@ -100,6 +108,12 @@ class LiveDisplay:
     rule : MarginCriterion, optional
     clipped_background : bool
         Input unmixed from a vendor overlay (no TBR).
+    asynchronous : bool
+        Analyse in a worker thread (see module docstring).
+    analysis_interval_s : float
+        Asynchronous mode: start a new analysis at most every this many seconds (0 = as
+        soon as the previous one is done). A lower analysis rate leaves more of the CPU
+        to the display; labels are then up to that much older (their age is shown).
     """
 
     def __init__(
@@ -112,6 +126,7 @@ class LiveDisplay:
         rule: MarginCriterion | None = None,
         clipped_background: bool = False,
         asynchronous: bool = False,
+        analysis_interval_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self.bit_depth = bit_depth
@@ -127,6 +142,12 @@ class LiveDisplay:
         self._pool = None
         self._pending = None
         self._latest: _Findings | None = None
+        self.analysis_interval_s = float(analysis_interval_s)
+        self._last_submit = -np.inf
+        # The surface does not move: its outline is traced once, not on every frame.
+        self._contours = None if surface is None else annotate.surface_contours(surface)
+        self.dropped = 0  # source frames lost (set by live_frames), shown on screen
+        self.source_fps: float | None = None
 
     def compose(self, pair: FramePair, received: float | None = None) -> LiveFrame:
         """Analyse one frame pair and draw everything on its display frame.
@@ -163,13 +184,17 @@ class LiveDisplay:
             if findings.margin is not None:
                 view = image[:, offset:] if offset else image
                 risky = findings.risky
-                annotate.draw_surface_and_spots(view, self.surface, findings.margin.spots, risky)
+                annotate.draw_surface_and_spots(
+                    view, self.surface, findings.margin.spots, risky, self._contours
+                )
                 if findings.at_risk:
                     annotate.banner(
                         image,
                         f"MARGIN AT RISK: {len(risky)} fluorescent spot(s) on the surface",
                         annotate.VERMILLION,
                     )
+        if self.dropped:
+            self._dropped_label(image)
         latency = (time.perf_counter() - received) * 1e3
         self.latencies.append(latency)
         age = None
@@ -182,6 +207,7 @@ class LiveDisplay:
             annotate.draw_scale_bar(image, self.settings.mm_per_px)
         frame = LiveFrame(pair.index, pair.time_s, image, latency, lesions, at_risk, warnings)
         frame.findings_index = None if findings is None else findings.index
+        frame.dropped = self.dropped
         return frame
 
     def _async_findings(self, pair: FramePair, received: float):
@@ -189,18 +215,20 @@ class LiveDisplay:
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hepanav-live")
+            # The worker's Python steps hold the GIL; the display thread, back from each
+            # OpenCV call, would wait up to the switch interval (5 ms by default) for it.
+            # A shorter interval bounds that wait; restored by close().
+            self._switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch, _SWITCH_INTERVAL_S))
         if self._pending is not None and self._pending.done():
             self._latest = self._pending.result()
             self._pending = None
-        if self._pending is None:
-            # The worker gets its own copies: the caller may reuse its buffers.
-            job = FramePair(
-                pair.index,
-                pair.nir.copy(),
-                None if pair.white is None else pair.white.copy(),
-                pair.time_s,
-            )
-            self._pending = self._pool.submit(self._findings, job, received)
+        now = time.perf_counter()
+        if self._pending is None and now - self._last_submit >= self.analysis_interval_s:
+            # No copies: sources hand over a new array per frame and nothing here writes
+            # into the input (a caller that reuses its buffers must copy them).
+            self._last_submit = now
+            self._pending = self._pool.submit(self._findings, pair, received)
         return self._latest
 
     def wait_for_analysis(self) -> None:
@@ -214,6 +242,7 @@ class LiveDisplay:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+            sys.setswitchinterval(self._switch)
 
     def _findings(self, pair: FramePair, received: float) -> _Findings:
         """Analysis and margin check of one frame (no drawing)."""
@@ -270,6 +299,14 @@ class LiveDisplay:
         h, w = image.shape[:2]
         annotate.text(image, label, (w - tw - 10, h - 10), scale, annotate.YELLOW)
 
+    def _dropped_label(self, image: np.ndarray) -> None:
+        rate = f"{self.source_fps:g} fps" if self.source_fps else "frame rate"
+        label = f"{self.dropped} frames dropped: source {rate} not kept"
+        scale = annotate.font_scale(image) * 0.8
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        h, w = image.shape[:2]
+        annotate.text(image, label, (w - tw - 10, h - 2 * th - 24), scale, annotate.ORANGE)
+
     def p99_ms(self) -> float | None:
         """p99 of the added latency over the last frames, ms."""
         if not self.latencies:
@@ -282,31 +319,66 @@ def live_frames(
     live: LiveDisplay,
     pace: bool = False,
     max_frames: int | None = None,
+    fps: float | None = None,
 ) -> Iterator[LiveFrame]:
     """Compose every frame of ``pairs`` (as they come) into a :class:`LiveFrame`.
+
+    Frames the display could not keep up with are counted in ``live.dropped`` and the
+    count is shown on every later frame (``N frames dropped: source F fps not kept``):
+    a gap of more than 1.5 frame periods between consecutive ``time_s`` (a camera or
+    :class:`~hepanav.fluorescence.sources.MemoryReplay` that moved on), or, with
+    ``pace``, a recorded frame skipped because the next one was already due.
 
     Parameters
     ----------
     pairs : iterator of FramePair
-        From :func:`hepanav.fluorescence.sources.frame_pairs`.
+        From :func:`hepanav.fluorescence.sources.frame_pairs` or a
+        :class:`~hepanav.fluorescence.sources.MemoryReplay`. A pair's ``received``
+        (when the source made it available) is the start of its latency; without it,
+        the moment it is read here.
     live : LiveDisplay
     pace : bool
         Wait until each frame's time (``time_s``) has come: a file plays at the rate it
-        was recorded. A camera paces itself.
+        was recorded; when the display falls behind, frames whose successor is due are
+        skipped (dropped) rather than played late. A camera paces itself.
     max_frames : int, optional
+        Stop after this many frames shown.
+    fps : float, optional
+        Source frame rate, frames/s (``info["fps"]``): needed to count the frames a
+        source dropped; None = only the frames skipped here are counted.
     """
+    period = 1.0 / fps if fps else None
+    live.source_fps = fps
     start = None
-    for n, pair in enumerate(pairs):
-        received = time.perf_counter()
+    shown = 0
+    last_time = None
+    for pair in pairs:
+        received = pair.received if pair.received is not None else time.perf_counter()
         if pace and pair.time_s is not None:
             if start is None:
                 start = received - pair.time_s
             wait = start + pair.time_s - received
+            step = period or (
+                pair.time_s - last_time if last_time is not None and pair.time_s > last_time
+                else None
+            )
+            if step and wait < -step:
+                # The next frame is already due: show that one instead of this one.
+                if period is None:
+                    live.dropped += 1
+                continue
             if wait > 0:
                 time.sleep(wait)
                 received = time.perf_counter()
+        if period and pair.time_s is not None and last_time is not None:
+            gap = pair.time_s - last_time
+            if gap > 1.5 * period:
+                live.dropped += int(round(gap / period)) - 1
+        if pair.time_s is not None:
+            last_time = pair.time_s
         yield live.compose(pair, received)
-        if max_frames and n + 1 >= max_frames:
+        shown += 1
+        if max_frames and shown >= max_frames:
             break
 
 

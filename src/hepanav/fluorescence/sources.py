@@ -90,6 +90,9 @@ class FramePair:
     white : ndarray, (H, W, 3) uint8, or None
     time_s : float or None
     warnings : list of str
+    received : float or None
+        ``time.perf_counter()`` at which the source made the frame available (set by
+        sources that know it, e.g. :class:`MemoryReplay`); None = when it is read.
     """
 
     index: int
@@ -97,6 +100,66 @@ class FramePair:
     white: np.ndarray | None = None
     time_s: float | None = None
     warnings: list[str] = field(default_factory=list)
+    received: float | None = None
+
+
+class MemoryReplay:
+    """Replay decoded frames from memory at a fixed frame rate, the way a camera delivers.
+
+    A camera hands over decoded frames at its rate and keeps only the newest one: a
+    reader that falls behind gets the newest frame and the ones in between are lost.
+    This source does the same with frames held in memory (no file decoding in the
+    loop, which on a recording costs more than the display itself and is not part of a
+    live system): frame ``i`` becomes available at ``start + i / fps``; when the reader
+    asks late, the frames whose successor is already due are skipped and counted in
+    :attr:`dropped`. Each yielded pair carries ``received`` = the moment it became
+    available (not the moment it was read), so latency measured from it includes any
+    wait in the buffer.
+
+    Parameters
+    ----------
+    frames : list of FramePair
+        Decoded frames, replayed in order and cycled; their arrays are handed out as
+        they are (never modified by HepaNav).
+    fps : float
+        Frame rate, frames/s (> 0).
+    n_frames : int
+        Number of frame periods to replay (frames dropped included).
+
+    Attributes
+    ----------
+    dropped : int
+        Frames skipped because the reader was late.
+    """
+
+    def __init__(self, frames: list[FramePair], fps: float, n_frames: int) -> None:
+        if not frames:
+            raise ValueError("MemoryReplay needs at least one frame")
+        if not (fps > 0 and np.isfinite(fps)):
+            raise ValueError(f"fps must be a positive number, not {fps!r}")
+        self.frames = frames
+        self.fps = float(fps)
+        self.n_frames = int(n_frames)
+        self.dropped = 0
+
+    def __iter__(self) -> Iterator[FramePair]:
+        period = 1.0 / self.fps
+        start = time.perf_counter()
+        i = 0
+        while i < self.n_frames:
+            due = start + i * period
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            else:
+                newest = min(int((now - start) / period), self.n_frames - 1)
+                if newest > i:  # overwritten in the camera's buffer
+                    self.dropped += newest - i
+                    i = newest
+                    due = start + i * period
+            src = self.frames[i % len(self.frames)]
+            yield FramePair(i, src.nir, src.white, round(i * period, 6), list(src.warnings), due)
+            i += 1
 
 
 class FrameSource:

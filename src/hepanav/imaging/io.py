@@ -145,6 +145,12 @@ def _read_nifti(path: Path, is_label: bool) -> tuple[sitk.Image, list[str]]:
     """NIfTI through nibabel: the sform when set (with its shear), else the qform."""
     import nibabel as nib
 
+    if path.name.lower().endswith(".gz") and _starts_with(path, b"\x1f\x8b"):
+        # nibabel stops reading at the end of the voxel data: a flipped bit in the
+        # deflate stream then gives other voxel values, silently, and a stream cut before
+        # the header ends is "cannot work out file type". zlib checks the whole stream
+        # to its CRC-32 and length trailer first (one extra pass, constant memory).
+        _gunzip_length(path, 0, path)
     try:
         nifti = nib.load(str(path))
         data = np.asanyarray(nifti.dataobj)
@@ -345,21 +351,36 @@ def _nrrd_header_length(path: Path) -> int:
     return end + 2 if end >= 0 else len(head)
 
 
+def _starts_with(path: Path, magic: bytes) -> bool:
+    """Whether the file begins with ``magic`` (a .nii.gz that is no gzip file is left to
+    nibabel, which names it unreadable)."""
+    with path.open("rb") as fh:
+        return fh.read(len(magic)) == magic
+
+
 def _gunzip_length(target: Path, offset: int, source: Path) -> int:
-    """Decompressed length of the gzip stream at ``offset``; truncation/corruption is an error."""
-    stream = zlib.decompressobj(wbits=47)
+    """Decompressed length of the gzip data at ``offset`` (every member, each to its CRC-32
+    and length trailer); a stream that ends early or is corrupt is an ``InputError``."""
     total = 0
     with target.open("rb") as fh:
         fh.seek(offset)
+        stream = zlib.decompressobj(wbits=47)
+        pending = b""
         try:
-            while chunk := fh.read(1 << 20):
+            while chunk := pending or fh.read(1 << 20):
+                pending = b""
                 total += len(stream.decompress(chunk))
-            total += len(stream.flush())
+                if stream.eof:
+                    # A further member (concatenated gzip is valid gzip), else the end.
+                    rest = stream.unused_data or fh.read(1 << 20)
+                    if not rest:
+                        return total
+                    if rest[:2] != b"\x1f\x8b":
+                        return total  # trailing bytes after the stream: not data
+                    stream, pending = zlib.decompressobj(wbits=47), rest
         except zlib.error as exc:
-            raise InputError(f"compressed data is corrupt ({exc})", source) from None
-    if not stream.eof:
-        raise InputError("compressed data is truncated (the gzip stream does not end)", source)
-    return total
+            raise InputError(f"file is truncated or corrupt (gzip: {exc})", source) from None
+    raise InputError("file is truncated or corrupt (the gzip stream ends early)", source)
 
 
 def require_3d(image: sitk.Image, source: str | Path) -> None:

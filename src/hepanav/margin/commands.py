@@ -252,7 +252,8 @@ def margin(
     )
     inputs.check()
     check_inputs_outputs(
-        [tumor, ablation, liver, pre, post, liver_pre, liver_post, landmarks_pre, landmarks_post],
+        [tumor, ablation, liver, ct, pre, post, liver_pre, liver_post, landmarks_pre,
+         landmarks_post],  # fmt: skip
         [],
         folders=[out],
     )

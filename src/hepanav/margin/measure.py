@@ -17,6 +17,7 @@ from hepanav.core.errors import InputError
 from hepanav.imaging import lps_to_voxel, volume_ml, voxel_to_lps
 from hepanav.margin import figures
 from hepanav.margin.distance import distance_to_mesh
+from hepanav.margin.gaps import zone_gaps
 from hepanav.margin.grid import (
     box_corners_lps,
     foreground_index_box,
@@ -29,6 +30,7 @@ from hepanav.margin.schema import (
     Percentiles,
     ResidualRegion,
     ShortRegion,
+    ZoneGap,
 )
 from hepanav.margin.subcapsular import subcapsular_vertices
 from hepanav.margin.surface import (
@@ -65,6 +67,7 @@ class Measurement:
     mam_point_lps_mm: tuple[float, float, float]
     residual_regions: list[ResidualRegion]
     short_regions: list[ShortRegion]
+    zone_gaps: list[ZoneGap]
     subcapsular_exclusion_mm: float | None
     subcapsular_excluded_fraction: float
     tumor_volume_ml: float
@@ -93,6 +96,7 @@ class Measurement:
             "mam_point_lps_mm",
             "residual_regions",
             "short_regions",
+            "zone_gaps",
             "subcapsular_exclusion_mm",
             "subcapsular_excluded_fraction",
             "tumor_volume_ml",
@@ -312,6 +316,7 @@ def measure_margin(
             if mam >= 0
             else short_regions(tumor_mesh, margin, analysed, centre)
         ),
+        zone_gaps=zone_gaps(zone_field, tumor_field, grid, tumor_mesh),
         subcapsular_exclusion_mm=subcapsular_mm or None,
         subcapsular_excluded_fraction=excluded_fraction,
         tumor_volume_ml=volume_ml(tumor),

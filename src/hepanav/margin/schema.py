@@ -81,6 +81,35 @@ class ResidualRegion(_Model):
     direction: str = Field(description="the same direction in words")
 
 
+class ZoneGap(_Model):
+    """Unablated tissue enclosed by, or running through, the ablation zone (kept, not filled).
+
+    Found on the local analysis grid (the zone within 40 mm of the tumour): an
+    enclosed cavity of the zone ('hole'), or non-zone tissue that a closing of the
+    zone with a ball of ``hepanav.margin.gaps.CLOSING_RADIUS_MM`` fills ('channel': a tube or cleft
+    narrower than twice that radius, e.g. along a vessel that carried the heat away).
+    """
+
+    kind: Literal["hole", "channel"] = Field(
+        description="'hole': enclosed by the zone; 'channel': open to the zone's outside"
+    )
+    centroid_lps_mm: tuple[float, float, float] = Field(
+        description="centre of the gap's volume, LPS mm (post space)"
+    )
+    volume_ml: float = Field(description="volume of the gap inside the zone's outline, ml")
+    extent_mm: tuple[float, float, float] = Field(
+        description="size of its bounding box along the zone image's axes (x, y, z), mm"
+    )
+    reaches_tumor: bool = Field(
+        description="true when the gap touches the tumour (then it also shows as residual "
+        "tumour or short margin on the tumour surface)"
+    )
+    distance_to_tumor_mm: float = Field(
+        description="smallest distance from the gap to the tumour surface, mm (0 when it "
+        "reaches the tumour)"
+    )
+
+
 class Uncertainty(_Model):
     """How far the margin figures may be off, and whether the MAM is decisive."""
 
@@ -151,6 +180,12 @@ class MarginResult(_Model):
     short_regions: list[ShortRegion] = Field(
         description="connected surface parts with 0 <= margin < 5 mm (residual parts are in "
         "residual_regions), smallest margin first"
+    )
+    zone_gaps: list[ZoneGap] = Field(
+        default_factory=list,
+        description="holes and channels of unablated tissue in the zone near the tumour "
+        "(kept, not filled), largest first; those not reaching the tumour do not change "
+        "the margin figures but are reported here",
     )
     uncertainty: Uncertainty
     border: BorderCut

@@ -24,6 +24,7 @@ from hepanav.planning.grid import WorkGrid
 from hepanav.planning.schema import Device
 from hepanav.planning.trajectories import perpendicular_basis
 
+SKIN_AIR_MM = (3.0, 6.0)  # air must lie this far outside an entry (needle_table.entry_on_skin)
 SKIN_GAP_MM = 5.0  # a zone's proximal end stays this far inside the skin entry (assumption)
 
 
@@ -104,6 +105,7 @@ def build_candidates(
     cols: list[np.ndarray] = []
     reasons: Counter = Counter()
     checked = 0
+    body_last = np.asarray(grid.body.shape) - 1
     rel_rows = target.rows - target.center
     rel_liver = target.liver - target.center
     for d_id, d in enumerate(directions):
@@ -151,6 +153,17 @@ def build_candidates(
                 reasons["leaves the scanned volume before reaching the skin"] += 1
                 continue
             s_e = s[k_e] + h / 2.0
+            # The skin must be in the scan: outside the entry (3 and 6 mm back along the
+            # line, as needle_table.entry_on_skin checks) the scan holds air. A line that
+            # leaves a thin slab through its top or bottom face has its "entry" there,
+            # inside tissue, within half a coarse voxel of the volume's edge.
+            back = anchors[li] + (s_e - np.array(SKIN_AIR_MM))[:, None] * d
+            zyx_b = grid.to_index(back)
+            if not np.all((zyx_b >= 0) & (zyx_b <= body_last)) or grid.sample(
+                grid.body, back, order=0, cval=1
+            ).any():
+                reasons["entry not at the skin (no air outside it in the scan)"] += 1
+                continue
             if grid.entry_allowed is not None and not grid.sample(
                 grid.entry_allowed, anchors[li] + s_e * d, order=0, cval=0
             ):

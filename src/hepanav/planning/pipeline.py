@@ -15,9 +15,10 @@ from hepanav.core.paths import recorded_path
 from hepanav.core.validation import parse_json, read_user_text, validate_model
 from hepanav.imaging.geometry import same_grid
 from hepanav.imaging.io import load_image, read_image, write_image
-from hepanav.imaging.labels import read_label_names
+from hepanav.imaging.labels import sidecar_label_names
 from hepanav.imaging.masks import load_mask
 from hepanav.imaging.resample import resample_mask_like
+from hepanav.imaging.schema import InputRecord
 from hepanav.planning.devices import load_device
 from hepanav.planning.needle_table import needle_guides, tumour_size
 from hepanav.planning.planner import PlanOutput, align_inputs, plan
@@ -36,18 +37,6 @@ from hepanav.planning.verification import (
 from hepanav.planning.zones import inside_zones, zone_center
 
 TUMOR_FILE, BAND_FILE, LIVER_FILE = "tumor.nii.gz", "heat_sink_band.nii.gz", "liver.nii.gz"
-
-
-def label_names_for(labels_path: Path) -> dict[int, str]:
-    """Names from a ``<stem>.json`` or ``labels.json`` sidecar beside the label map, if any."""
-    stem = labels_path.name.split(".")[0]
-    for candidate in (labels_path.parent / f"{stem}.json", labels_path.parent / "labels.json"):
-        if candidate.is_file():
-            try:
-                return read_label_names(candidate)
-            except InputError:
-                return {}
-    return {}
 
 
 def _crop_image(ct: sitk.Image, box, array: np.ndarray) -> sitk.Image:
@@ -117,7 +106,7 @@ def run_plan(
     elif labels_path is not None:
         labels, labels_record = load_image(labels_path, "organ labels", is_label=True)
         records = [ct_record, tumor_record, labels_record]
-        names = label_names_for(Path(labels_path))
+        names = sidecar_label_names(Path(labels_path))
     elif derive_labels is None:
         raise InputError("give an organ label map (or let it be derived from the CT)", "--labels")
     else:
@@ -157,6 +146,7 @@ def run_plan(
     out.result.guides = needle_guides(
         out.result, ct, inp.labels, structure_names(inp, risk), tumour=inp.tumor
     )
+    refuse_entries_off_skin(out.result)
     out.result.tumour_size = tumour_size(inp.tumor)
     out.result.input_records = records
     add_structure_warnings(out.result, inp.labels, risk, derived)
@@ -172,6 +162,32 @@ def run_plan(
         write_plan_report(out, risk, out_dir / "report.html"),
     ]
     return out, written
+
+
+def refuse_entries_off_skin(result: PlanResult) -> list[int]:
+    """Mark ``result`` not feasible when a needle's entry is not at the skin.
+
+    ``result.guides`` must be filled (:func:`needle_guides`): a guide's
+    ``entry_on_skin`` is False when the CT 3 and 6 mm outside the entry is not air, or
+    lies outside the scan (a thin slab or a cropped scan does not show the skin along
+    that path: the entry would be inside tissue). Such a plan cannot be placed as drawn,
+    so it is reported infeasible with the reason (the needles stay in the result for
+    the report's "what blocks it" view).
+
+    Returns
+    -------
+    list of int
+        Needles whose entry is not at the skin (empty: nothing changed).
+    """
+    off = [g.needle for g in result.guides if not g.entry_on_skin]
+    if off:
+        result.feasible = False
+        result.message = (
+            f"Not feasible: the entry of needle {', '.join(map(str, off))} is not at the skin "
+            "(no air outside it in the CT: the scan does not show the skin along that path, "
+            "e.g. a thin slab). " + result.message
+        )
+    return off
 
 
 def _is_totalsegmentator_folder(path: Path) -> bool:
@@ -268,6 +284,72 @@ def _coverage(plan: PlanResult, plan_dir: Path, centers, dirs) -> tuple[float, f
     return frac(t), frac(target)
 
 
+def check_control_ct(
+    plan: PlanResult,
+    plan_path: Path,
+    ct: sitk.Image,
+    record: InputRecord,
+    source: str | Path,
+) -> list[str]:
+    """Check that a control CT can belong to ``plan``'s case; refuse or return warnings.
+
+    Refused (:class:`InputError` naming ``source``): the planned target (the tumour
+    crop beside plan.json, else the planned tips) is not inside the control CT's field
+    of view (then it is another case's scan, or one not registered to the planning CT:
+    every verdict would be meaningless). Warned: the planning and control CT are DICOM
+    series of different frames of reference (a control CT taken later has its own frame
+    of reference unless it was registered and resampled onto the planning CT; the
+    verdicts assume the latter); the control CT is the planning CT series itself. The
+    plan keeps no patient identifier (pseudonymised files), so the patient cannot be
+    compared; the field-of-view test is what catches another case's scan.
+
+    Returns
+    -------
+    list of str
+        Warnings for the result (empty when everything matches).
+    """
+    from hepanav.imaging.geometry import voxel_to_lps
+
+    points = np.array([n.tip_lps_mm for n in plan.needles], float).reshape(-1, 3)
+    what = "planned needle tips"
+    crop = plan_path.parent / plan.inputs.get("tumor_crop", TUMOR_FILE)
+    if crop.is_file():
+        tumour = read_image(crop)
+        idx = np.argwhere(sitk.GetArrayFromImage(tumour) > 0)
+        if len(idx):
+            centre = voxel_to_lps(tumour, idx.mean(axis=0, keepdims=True)[:, ::-1])
+            points = np.vstack([centre.reshape(1, 3), points])
+            what = "planned tumour"
+    size = np.asarray(ct.GetSize(), float)
+    outside = []
+    for p in points:
+        ijk = np.asarray(ct.TransformPhysicalPointToContinuousIndex([float(v) for v in p]))
+        if np.any(ijk < -0.5) or np.any(ijk > size - 0.5):
+            outside.append(p)
+    if outside:
+        p = outside[0]
+        raise InputError(
+            f"the {what} (LPS {p[0]:.0f}, {p[1]:.0f}, {p[2]:.0f} mm) lies outside this CT's "
+            f"field of view ({len(outside)} of {len(points)} planned points): it is not this "
+            "plan's control CT registered to the planning CT",
+            source,
+        )
+    warnings = []
+    planning = next((r for r in plan.input_records if r.role == "planning CT"), None)
+    if planning is not None:
+        a, b = planning.frame_of_reference_uid, record.frame_of_reference_uid
+        if a and b and a != b:
+            warnings.append(
+                "the control CT's frame of reference differs from the planning CT's: the "
+                "verdicts assume it was registered and resampled onto the planning CT"
+            )
+        if planning.series_instance_uid and planning.series_instance_uid == (
+            record.series_instance_uid
+        ):
+            warnings.append("the control CT is the planning CT series itself")
+    return warnings
+
+
 def run_verification(
     plan_path: Path,
     control_ct_path: Path,
@@ -292,7 +374,8 @@ def run_verification(
             raise InputError(f"must be a finite distance > 0 mm, got {value:g}", option)
     plan_path = Path(plan_path)
     plan_res = _load_plan(plan_path)
-    ct = read_image(control_ct_path, series=series)
+    ct, ct_record = load_image(control_ct_path, "control CT", series=series)
+    case_warnings = check_control_ct(plan_res, plan_path, ct, ct_record, control_ct_path)
     found = detect_needles(ct, threshold_hu)
     planned_tips = np.array([n.tip_lps_mm for n in plan_res.needles]).reshape(-1, 3)
     planned_dirs = np.array([n.direction for n in plan_res.needles]).reshape(-1, 3)
@@ -376,6 +459,7 @@ def run_verification(
         + f" (tolerance {lateral_tolerance_mm:g} mm lateral, {depth_tolerance_mm:g} mm depth)"
         + f"; predicted coverage of tumour + {plan_res.margin_mm:g} mm from the actual "
         f"needles {100 * cov_g:.1f}% (planned {100 * plan_res.coverage_target:.1f}%)."
+        + "".join(f" WARNING: {w}" for w in case_warnings)
     )
     result = PlacementResult(
         plan=recorded_path(plan_path),
@@ -393,6 +477,7 @@ def run_verification(
         depth_tolerance_mm=depth_tolerance_mm,
         missing=missing_ids,
         extra=extra,
+        warnings=case_warnings,
     )
     out_dir = Path(out_dir)
     tumour_path = plan_path.parent / plan_res.inputs.get("tumor_crop", TUMOR_FILE)

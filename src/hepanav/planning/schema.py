@@ -429,3 +429,7 @@ class PlacementResult(BaseModel):
     )
     missing: list[int] = Field(default_factory=list, description="planned needles not found")
     extra: int = Field(0, description="detected metal lines matching no planned needle")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="doubts about the control CT belonging to the plan (frame of reference)",
+    )

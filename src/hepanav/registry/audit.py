@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -379,9 +380,11 @@ def listings(treated: pd.DataFrame, tte: pd.DataFrame, survival: pd.DataFrame):
             )
         )
     surv = survival.set_index("patient_id") if len(survival) else None
+    # LTP lesions per patient, counted once (a scan of every lesion per patient was
+    # quadratic: 45,000 patients x 100,000 lesions took minutes in bench/bench_registry.py)
+    ltp_per_patient = Counter(x.patient_id for x in lesions if x.ltp)
     patients = []
     for pid, group in treated.groupby("patient_id", sort=True):
-        mine = [x for x in lesions if x.patient_id == pid]
         row = group.iloc[0]
         patients.append(
             PatientListing(
@@ -392,7 +395,7 @@ def listings(treated: pd.DataFrame, tte: pd.DataFrame, survival: pd.DataFrame):
                 procedure_types=", ".join(sorted(set(group.procedure_type))),
                 lesions=int(group.lesion_id.nunique()),
                 lesions_r0=int((group.drop_duplicates("lesion_id").negative == 1).sum()),
-                lesions_with_ltp=sum(x.ltp for x in mine),
+                lesions_with_ltp=ltp_per_patient.get(pid, 0),
                 follow_up_months=_num(surv["months"].get(pid))
                 if surv is not None and pid in surv.index
                 else None,

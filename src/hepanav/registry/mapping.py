@@ -38,7 +38,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hepanav.core.errors import InputError
-from hepanav.core.validation import first_error, parse_yaml
+from hepanav.core.validation import first_error, read_user_yaml
 from hepanav.registry.reading import Table, normalise_column
 from hepanav.registry.schema import ROW_MODELS
 
@@ -200,12 +200,9 @@ def write_redcap_dictionary(out: str | Path) -> Path:
 
 def load_mapping(path: str | Path) -> MappingFile:
     """Read and validate a YAML mapping file."""
+    # The shared bounded reader: a regular UTF-8 file of at most 1 MiB, bounded nesting.
     path = Path(path)
-    if not path.is_file():
-        raise InputError("mapping file not found", path)
-    if path.stat().st_size > MAX_MAPPING_BYTES:
-        raise InputError("mapping file is larger than 1 MiB", path)
-    data = parse_yaml(path.read_text(encoding="utf-8"), path)
+    data = read_user_yaml(path, "mapping file", max_bytes=MAX_MAPPING_BYTES)
     try:
         mapping = MappingFile.model_validate(data or {})
     except ValidationError as exc:

@@ -7,79 +7,31 @@ and writes them onto the lesion treatment row of an ablation, in one transaction
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pydantic import ValidationError
 from sqlalchemy import Engine, select, update
 
 from hepanav.core.errors import InputError
-from hepanav.core.validation import first_error
+from hepanav.core.validation import read_user_json, validate_model
 from hepanav.registry import models
 from hepanav.registry.db import write_transaction
 from hepanav.registry.schema import MarginJson
 
 # A margin.json is a few kB; anything far larger is not one.
 MAX_MARGIN_JSON_BYTES = 16 * 1024 * 1024
-MAX_JSON_DEPTH = 64
-
-
-def _refuse_constants(name: str):
-    raise ValueError(f"{name} is not a number")
-
-
-def _depth(text: str) -> int:
-    """Deepest nesting of brackets outside strings (checked before parsing)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
 
 
 def read_margin_json(path: str | Path) -> MarginJson:
     """Parse the registry's subset of a ``margin.json``; bad files raise InputError.
 
-    NaN, Infinity and numbers out of range are refused; so are files over 16 MiB
-    or nested deeper than 64 levels (before parsing).
+    Read with the shared bounded reader (:func:`hepanav.core.validation.read_user_json`):
+    a regular file of at most 16 MiB, nested at most
+    :data:`~hepanav.core.validation.MAX_DEPTH` levels (checked before parsing), finite
+    numbers only (NaN, Infinity refused); then numbers out of range are refused by
+    :class:`~hepanav.registry.schema.MarginJson`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if not path.is_file():
-        raise InputError("is not a regular file", path)
-    if path.stat().st_size > MAX_MARGIN_JSON_BYTES:
-        raise InputError("is too large to be a margin.json", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text (is this a hepanav margin.json?)", path) from None
-    if _depth(text) > MAX_JSON_DEPTH:
-        raise InputError(f"is nested deeper than {MAX_JSON_DEPTH} levels", path)
-    try:
-        data = json.loads(text, parse_constant=_refuse_constants)
-        return MarginJson.model_validate(data)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not JSON ({exc})", path) from None
-    except (ValueError, RecursionError) as exc:
-        if isinstance(exc, ValidationError):
-            raise InputError(
-                f"{first_error(exc, 'file')} (is this a hepanav margin.json?)", path
-            ) from None
-        raise InputError(f"not a valid margin.json ({exc})", path) from None
+    data = read_user_json(path, "margin.json", max_bytes=MAX_MARGIN_JSON_BYTES)
+    return validate_model(MarginJson, data, path, suffix=" (is this a hepanav margin.json?)")
 
 
 def attach_margin(

@@ -15,9 +15,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.errors import InputError
-from hepanav.segmentation.grow import SURFACE_SIGMA_MM, grow_lesion
+from hepanav.segmentation.lesion import grow_checked, lesion_segmentation
 from hepanav.segmentation.morphology import close_mm, component_at, fill_holes
-from hepanav.segmentation.result import Segmentation, paste, smooth_surface
+from hepanav.segmentation.result import Segmentation
 from hepanav.segmentation.seeds import Seed, check_tissue
 from hepanav.segmentation.windows import hu_windows
 
@@ -58,17 +58,8 @@ def segment_ablation(
     win = hu_windows()
     moved = [move_off_gas(ct, s) for s in seeds]
     seeds = [s for s, _ in moved]
-    for s in seeds + list(include or []):
-        check_tissue(ct, s, "ablation zone")
-    grown = grow_lesion(
-        ct,
-        seeds,
-        "hypo",
-        max_radius_mm,
-        "ablation zone",
-        include=include,
-        exclude=exclude,
-        dark_is_lesion=True,
+    grown, include, exclude = grow_checked(
+        ct, seeds, "hypo", max_radius_mm, "ablation zone", include, exclude, dark_is_lesion=True
     )
     threshold = 0.5 * (grown.lesion_hu + grown.parenchyma_hu)
     # Dark voxels (necrosis, gas) that the closing adds are zone; bright ones (an
@@ -93,21 +84,20 @@ def segment_ablation(
     if n_gas:
         ml = n_gas * float(np.prod(ct.GetSpacing())) / 1000.0
         notes.append(f"gas inside the zone ({ml:.2f} ml) counted as zone")
-    return Segmentation(
-        mask=paste(smooth_surface(mask, SURFACE_SIGMA_MM), ct),
+    return lesion_segmentation(
+        ct,
+        mask,
+        grown,
         structure="ablation",
         method=(
             "adaptive-threshold region growing of the hypodense zone (Gaussian 1 mm, "
-            "ConnectedThreshold at the zone/parenchyma midpoint), opening, 2 mm closing "
-            "keeping dark voxels only (gas, tract), hole filling"
+            "ConnectedThreshold at the zone/parenchyma midpoint within a robust star-shaped "
+            "bound), edge refined on the deblurred CT, opening, 2 mm closing keeping dark "
+            "voxels only (gas, tract), hole filling"
         ),
         seeds=seeds,
-        include=list(include or []),
-        exclude=list(exclude or []),
-        appearance="hypo",
-        lesion_hu=grown.lesion_hu,
-        parenchyma_hu=grown.parenchyma_hu,
-        window_hu=grown.window_hu,
+        include=include,
+        exclude=exclude,
         max_radius_mm=max_radius_mm,
         notes=notes,
     )

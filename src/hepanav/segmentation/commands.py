@@ -87,7 +87,7 @@ def segment(
         f"{structure}{kind}: {result.volume_ml:.2f} ml, {result.equivalent_diameter_mm:.1f} mm "
         f"sphere-equivalent; {result.seconds:.1f} s"
     )
-    typer.echo(f"mask: {result.mask}")
+    typer.echo(f"mask: {out}")
     if result.report:
-        typer.echo(f"report: {result.report}")
+        typer.echo(f"report: {out.parent / result.report}")
     typer.echo(DISCLAIMER, err=True)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hepanav.core.atomic import write_json
+from hepanav.core.atomic import output_files, write_json
 from hepanav.core.errors import InputError
+from hepanav.core.paths import check_inputs_outputs, recorded_path
 from hepanav.imaging import read_image, write_image
 from hepanav.segmentation.result import Segmentation
 from hepanav.segmentation.schema import SeedRecord, SegmentationResult
@@ -95,6 +96,10 @@ def segment_file(
     """
     out = Path(out)
     _check_suffix(out)
+    # The mask, its JSON and its report may not overwrite the CT (segment --out ct.nii.gz).
+    check_inputs_outputs(
+        [ct_path], [out, out.parent / f"{_stem(out)}.json", out.parent / f"{_stem(out)}.html"]
+    )
     source = _seg_source(ct_path, out) if is_seg_output(out) else None
     ct = read_image(ct_path)
     if source is not None:
@@ -112,7 +117,7 @@ def segment_file(
         max_radius_mm=max_radius_mm,
         report=report,
     )
-    write_outputs(result, seg, ct, source=source)
+    write_outputs(result, seg, ct, out, source=source)
     return result, seg
 
 
@@ -202,9 +207,11 @@ def segment_image(
     volume = seg.volume_ml()
     result = SegmentationResult(
         structure=seg.structure,
-        ct=str(Path(ct_path).resolve()),
-        mask=str(out.resolve()),
-        report=str((out.parent / f"{stem}.html").resolve()) if report else None,
+        # Never an absolute path (it may name a patient's folder): the CT relative to the
+        # working folder or by name and hash, the mask and report by their names beside it.
+        ct=recorded_path(ct_path),
+        mask=out.name,
+        report=f"{stem}.html" if report else None,
         method=seg.method,
         appearance=seg.appearance,
         seeds=[_record(s) for s in seg.seeds],
@@ -222,23 +229,29 @@ def segment_image(
     return result, seg
 
 
-def write_outputs(result: SegmentationResult, seg: Segmentation, ct, source=None) -> list[Path]:
-    """Write the mask (a DICOM SEG on ``source`` when the name ends in .dcm), its JSON and
-    (when ``result.report``) its HTML report; return paths."""
-    out = Path(result.mask)
-    stem = _stem(out)
-    if is_seg_output(out):
-        if source is None:
-            raise InputError("a DICOM SEG needs the CT's DICOM series", out)
-        mask_path = write_seg(seg, source, out)
-    else:
-        mask_path = write_image(seg.mask, out)
-    written = [mask_path, write_json(out.parent / f"{stem}.json", result)]
+def write_outputs(
+    result: SegmentationResult, seg: Segmentation, ct, out: Path, source=None
+) -> list[Path]:
+    """Write the mask ``out`` (a DICOM SEG on ``source`` when the name ends in .dcm), its
+    JSON and (when ``result.report``) its HTML report beside it, as one set; return paths."""
+    out = Path(out)
+    if is_seg_output(out) and source is None:
+        raise InputError("a DICOM SEG needs the CT's DICOM series", out)
+    targets = [out, out.parent / f"{_stem(out)}.json"]
     if result.report:
-        from hepanav.segmentation.report import write_report
+        targets.append(out.parent / result.report)
+    # One set: a full disk after the mask must not leave a mask without its JSON.
+    with output_files(targets) as tmp:
+        if is_seg_output(out):
+            write_seg(seg, source, tmp[0])
+        else:
+            write_image(seg.mask, tmp[0])
+        write_json(tmp[1], result)
+        if result.report:
+            from hepanav.segmentation.report import write_report
 
-        written.append(write_report(result, seg, ct, Path(result.report)))
-    return written
+            write_report(result, seg, ct, tmp[2])
+    return targets
 
 
 def masks_for_margin(
@@ -278,14 +291,13 @@ def masks_for_margin(
     folder = Path(out) / "segmentation"
     for name, ct_path, seeds_, option in jobs:
         ct = read_image(ct_path)
-        result, seg = segment_image(
-            name, ct, ct_path, folder / f"{name}.nii.gz", seeds=seeds_, seed_option=option
-        )
-        done.append((result, seg, ct))
-    for result, seg, ct in done:
-        write_outputs(result, seg, ct)
+        mask = folder / f"{name}.nii.gz"
+        result, seg = segment_image(name, ct, ct_path, mask, seeds=seeds_, seed_option=option)
+        done.append((result, seg, ct, mask))
+    for result, seg, ct, mask in done:
+        write_outputs(result, seg, ct, mask)
         if result.structure == "tumor":
-            tumor = Path(result.mask)
+            tumor = mask
         else:
-            ablation = Path(result.mask)
+            ablation = mask
     return tumor, ablation

@@ -52,6 +52,11 @@ class Segmentation:
         return n * float(np.prod(self.mask.GetSpacing())) / 1000.0
 
 
+CURVATURE_CORRECTED = True
+# The surface smoothing sigma is at most the equivalent radius / this.
+RADIUS_FRACTION = 12.0
+
+
 def paste(local: sitk.Image, reference: sitk.Image) -> sitk.Image:
     """Put a mask on a sub-grid of ``reference`` (a crop of it) back onto the full grid."""
     full = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
@@ -70,8 +75,15 @@ def smooth_surface(mask: sitk.Image, sigma_mm: float) -> sitk.Image:
     # sphere by about sigma^2 / radius).
     n = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
     r_eq = (3.0 * n * float(np.prod(mask.GetSpacing())) / (4.0 * np.pi)) ** (1.0 / 3.0)
-    sigma_mm = min(sigma_mm, r_eq / 12.0)
+    sigma_mm = min(sigma_mm, r_eq / RADIUS_FRACTION)
     if sigma_mm <= 0.5 * min(mask.GetSpacing()):
         return mask
-    soft = sitk.SmoothingRecursiveGaussian(sitk.Cast(mask, sitk.sitkFloat32), sigma_mm)
+    binary = sitk.Cast(mask, sitk.sitkFloat32)
+    soft = sitk.SmoothingRecursiveGaussian(binary, sigma_mm)
+    if CURVATURE_CORRECTED:
+        # First-order inverse of the blur (see grow.refine_boundary): the smoothed
+        # surface does not shrink by sigma^2 x curvature.
+        soft = soft - (0.5 * sigma_mm * sigma_mm) * sitk.LaplacianRecursiveGaussian(
+            binary, sigma_mm
+        )
     return sitk.Cast(soft >= 0.5, sitk.sitkUInt8)

@@ -30,9 +30,12 @@ class SegmentationResult(BaseModel):
     disclaimer: str = DISCLAIMER
     version: str = __version__
     structure: Literal["tumor", "ablation", "liver"]
-    ct: str = Field(description="CT the mask was made on")
-    mask: str = Field(description="mask file written (same grid as the CT), 0/1")
-    report: str | None = Field(None, description="HTML report beside the mask")
+    ct: str = Field(
+        description="CT the mask was made on: relative to the working folder, or its name "
+        "and SHA-256 prefix (never an absolute path)"
+    )
+    mask: str = Field(description="file name of the mask (same grid as the CT, 0/1), beside")
+    report: str | None = Field(None, description="file name of the HTML report, beside")
     method: str = Field(description="algorithm and its parameters")
     appearance: Literal["hypo", "hyper"] | None = Field(
         None, description="lesion darker or brighter than the parenchyma (lesions only)"

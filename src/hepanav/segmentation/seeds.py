@@ -147,3 +147,22 @@ def check_tissue(image: sitk.Image, seed: Seed, what: str) -> float:
             seed.describe(),
         )
     return hu
+
+
+def checked_seeds(
+    image: sitk.Image,
+    seeds: list[Seed],
+    include: list[Seed] | None,
+    exclude: list[Seed] | None,
+    what: str,
+) -> tuple[list[Seed], list[Seed], list[Seed]]:
+    """The common preamble of every segmenter: lists normalised, each seed and include
+    point checked with :func:`check_tissue` (exclude points may lie anywhere).
+
+    Returns ``(seeds, include, exclude)`` as lists. Raises ``InputError`` naming the
+    first seed in air/lung or bone.
+    """
+    include, exclude = list(include or []), list(exclude or [])
+    for s in list(seeds) + include:
+        check_tissue(image, s, what)
+    return list(seeds), include, exclude

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import SimpleITK as sitk
 
-from hepanav.segmentation.grow import SURFACE_SIGMA_MM, Appearance, grow_lesion
-from hepanav.segmentation.result import Segmentation, paste, smooth_surface
-from hepanav.segmentation.seeds import Seed, check_tissue
+from hepanav.segmentation.grow import Appearance
+from hepanav.segmentation.lesion import grow_checked, lesion_segmentation
+from hepanav.segmentation.result import Segmentation
+from hepanav.segmentation.seeds import Seed
 
 DEFAULT_MAX_RADIUS_MM = 40.0
 
@@ -49,25 +50,22 @@ def segment_tumor(
     InputError
         Seed in air or bone, a seed that does not look like a tumour, a leak.
     """
-    for s in seeds + list(include or []):
-        check_tissue(ct, s, "tumour")
-    grown = grow_lesion(
-        ct, seeds, appearance, max_radius_mm, "tumour", include=include, exclude=exclude
+    grown, include, exclude = grow_checked(
+        ct, seeds, appearance, max_radius_mm, "tumour", include, exclude
     )
-    return Segmentation(
-        mask=paste(smooth_surface(grown.mask, SURFACE_SIGMA_MM), ct),
+    return lesion_segmentation(
+        ct,
+        grown.mask,
+        grown,
         structure="tumor",
         method=(
             "adaptive-threshold region growing (Gaussian 1 mm, SimpleITK ConnectedThreshold at "
-            "the lesion/parenchyma midpoint, opening + hole filling)"
+            "the lesion/parenchyma midpoint within a robust star-shaped bound, opening + hole "
+            "filling), edge refined at the midpoint on the deblurred CT (Gaussian - "
+            "sigma^2/2 LoG)"
         ),
         seeds=seeds,
-        include=list(include or []),
-        exclude=list(exclude or []),
-        appearance=grown.appearance,
-        lesion_hu=grown.lesion_hu,
-        parenchyma_hu=grown.parenchyma_hu,
-        window_hu=grown.window_hu,
+        include=include,
+        exclude=exclude,
         max_radius_mm=max_radius_mm,
-        notes=grown.notes,
     )

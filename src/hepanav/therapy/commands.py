@@ -67,6 +67,8 @@ def evaluate(
         )
         if option.pending_fields:
             missing += f"  (pending: {', '.join(option.pending_fields)})"
+        if option.unverified_rules:
+            missing += f"  (rests on an unverified source: {', '.join(option.unverified_rules)})"
         typer.echo(f"{option.therapy:>22}: {option.verdict}{missing}")
     typer.echo(f"wrote {out / 'therapy.json'} and {out / 'therapy.html'}")
 
@@ -105,7 +107,12 @@ def dose(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Check a dose against a sourced regimen (--regimen), or against the historical
-    intra-arterial table (--drug)."""
+    intra-arterial table (--drug).
+
+    Exit code 0: within the protocol dose (or range).
+    Exit code 1: ABOVE the protocol dose, or BELOW a stated range (printed;
+    with --json the result is "above" or "below").
+    Exit code 2: a user mistake (one error line)."""
     from hepanav.therapy.regimens import dose_check
     from hepanav.therapy.schema import RegimenDoseResult
 
@@ -117,6 +124,7 @@ def dose(
         res = result
         if as_json:
             typer.echo(res.model_dump_json(indent=2))
+            _exit_for(res.result)
             return
         mg = f" (= {res.patient_mg:g} mg" if res.patient_mg is not None else ""
         mg += (
@@ -124,13 +132,21 @@ def dose(
             if res.bsa_m2 is not None
             else (")" if mg else "")
         )
+        unchecked = (
+            "; UNVERIFIED: the protocol dose could not be found in the source's text"
+            if not res.source.verified
+            else ""
+        )
         typer.echo(
             f"{res.regimen}: {res.drug} {res.dose:g} {res.unit} per {res.per}{mg}: "
-            f"{res.result.upper()} the protocol dose, {res.protocol_dose} ({res.source.citation})"
+            f"{res.result.upper()} the protocol dose, {res.protocol_dose} "
+            f"({res.source.citation.rstrip('.')}{unchecked})"
         )
+        _exit_for(res.result)
         return
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
+        _exit_for(result.result)
         return
     bsa = f", BSA {result.bsa_m2:.2f} m2 (Mosteller)" if result.bsa_m2 is not None else ""
     low, high = result.range_mg
@@ -139,6 +155,17 @@ def dose(
         f"{given} = {result.total_mg:g} mg{bsa}: {result.result.upper()} the HISTORICAL range "
         f"{low:g}-{high:g} mg ({result.source.quote.split(',')[0]}...; not a dosing protocol)"
     )
+    _exit_for(result.result)
+
+
+# Exit code of `therapy dose` when the dose is outside the protocol dose (documented in
+# docs/therapy.md): a finding, not a user mistake (which is 2).
+DOSE_OUTSIDE_EXIT_CODE = 1
+
+
+def _exit_for(result: str) -> None:
+    if result != "within":
+        raise typer.Exit(DOSE_OUTSIDE_EXIT_CODE)
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,14 @@ _UNIT_ALIASES = {
 _MIN_HEIGHT_CM = 30.0
 _MAX_HEIGHT_CM = 300.0
 _MAX_WEIGHT_KG = 700.0
+_MIN_WEIGHT_KG = 0.2  # below the smallest surviving preterm neonates (about 0.25 kg)
+# A dose above 100 g (in mg, or 10^5 mg per m2/kg) is no intra-arterial regimen of the
+# tables (the largest, hepatic arterial floxuridine and 5-FU, are grams per cycle): a unit
+# slip. It also keeps every product below float overflow (1e308 mg/kg once gave "inf mg").
+MAX_DOSE = 1.0e5
+# Below a nanogram no regimen exists either; with the weight limit the dose in mg stays > 0
+# (5e-324 mg/kg for 1e-9 kg once gave 0 mg).
+MIN_DOSE = 1.0e-6
 
 
 class _Drug(BaseModel):
@@ -141,6 +149,11 @@ def _positive(
     return value
 
 
+def check_dose_value(dose: float | None) -> float:
+    """A dose as the user typed it (in its unit): finite, > 0 and at most :data:`MAX_DOSE`."""
+    return _positive(dose, "--dose", MAX_DOSE, MIN_DOSE)
+
+
 def total_dose_mg(
     dose: float, unit: str, height_cm: float | None = None, weight_kg: float | None = None
 ) -> tuple[float, float | None]:
@@ -149,11 +162,11 @@ def total_dose_mg(
     ``mg/m2`` needs height (cm) and weight (kg) for the Mosteller BSA; ``mg/kg``
     needs weight (kg).
     """
-    dose = _positive(dose, "--dose")
+    dose = check_dose_value(dose)
     unit = normalise_unit(unit)
     if unit == "mg":
         return dose, None
-    weight = _positive(weight_kg, "--weight-kg", _MAX_WEIGHT_KG)
+    weight = _positive(weight_kg, "--weight-kg", _MAX_WEIGHT_KG, _MIN_WEIGHT_KG)
     if unit == "mg/kg":
         return dose * weight, None
     height = _positive(height_cm, "--height-cm", _MAX_HEIGHT_CM, _MIN_HEIGHT_CM)

@@ -103,15 +103,18 @@ def evaluate_case(
         if verdict == "contraindicated":
             missing, pending = set(), set()
         pending -= missing
-        options.append(
-            TherapyOption(
-                therapy=therapy,
-                verdict=verdict,
-                reasons=reasons,
-                missing_fields=sorted(missing),
-                pending_fields=sorted(pending),
-            )
+        option = TherapyOption(
+            therapy=therapy,
+            verdict=verdict,
+            reasons=reasons,
+            missing_fields=sorted(missing),
+            pending_fields=sorted(pending),
         )
+        deciding = set(deciding_rule_ids(option))
+        option.unverified_rules = sorted(
+            x.rule_id for x in reasons if x.rule_id in deciding and not x.source.verified
+        )
+        options.append(option)
     evaluated = {o.therapy for o in options}
     return TherapyReport(
         case_id=case.case_id,

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hepanav.core import InputError
-from hepanav.therapy.dose import classify, normalise_unit, total_dose_mg
+from hepanav.therapy.dose import check_dose_value, classify, normalise_unit, total_dose_mg
 from hepanav.therapy.schema import DoseResult, RegimenDoseResult, Source
 
 REGIMENS_FILE = Path(__file__).parent / "data" / "regimens.yaml"
@@ -129,8 +129,7 @@ def check_regimen_dose(
             f"up to {_fmt(r.per_day[1])} {r.unit} per day on {r.days_per_cycle} days "
             f"(= {_fmt(r.per_day[1] * r.days_per_cycle)} {r.unit} per cycle)"
         )
-    if not math.isfinite(dose) or dose <= 0:
-        raise InputError(f"must be a positive number, got {dose}", "--dose")
+    dose = check_dose_value(dose)
     patient_mg, bsa = None, None
     if unit == r.unit:
         value = dose

@@ -7,7 +7,12 @@ A rule file is ``{description: str (optional), rules: [rule, ...]}``; a rule is:
     effect: contraindication          # indication | relative_contraindication | contraindication
     text: Lung shunt fraction above 20% excludes TARE.
     condition: {field: lung_shunt_fraction_percent, op: gt, value: 20}
-    source: {citation: ..., quote: "...", url: ..., note: ...}
+    source: {citation: ..., title: ..., year: ..., doi: ... or pmid: ..., quote: "...",
+             quote_status: verbatim, unverified_part: ..., url: ..., note: ...}
+
+``quote_status: verbatim`` means the quote is the source's own sentence; an
+``unverified`` source keeps no sentence: its quote reads ``"unverified: <what was
+searched>"`` (see :class:`~hepanav.therapy.schema.Source`).
 
 Anything else (an unknown key, a condition on a field that does not exist, a value
 of the wrong type, a duplicate id) raises :class:`~hepanav.core.InputError` naming

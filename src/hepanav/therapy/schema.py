@@ -118,6 +118,9 @@ class Case(BaseModel):
     cachexia: bool | None = Field(
         default=None, description="Severe cachexia or comorbidity compromising organ function."
     )
+    refractory_ascites: bool | None = Field(
+        default=None, description="Ascites refractory to treatment (hepatic decompensation)."
+    )
     creatinine_mg_dl: float | None = Field(
         default=None, ge=0, le=30, description="Serum creatinine, mg/dl."
     )
@@ -131,9 +134,12 @@ _OWN_DOCUMENTS = ("hepanav", "domain brief", "domain.md", "seed document")
 class Source(BaseModel):
     """A primary source a user can look up: title, year, DOI or PMID, and the sentence.
 
-    ``quote_status`` says how the sentence was checked: ``verbatim`` (copied from the
-    source's text as seen), ``paraphrase`` (the full text was not available when the
-    rule was written; the sentence restates it and must be checked before clinical use).
+    ``quote_status`` says whether the sentence was found: ``verbatim`` (the quote is a
+    short exact excerpt of the source's text, found with the search tool; ``note`` says
+    where) or ``unverified`` (no text of the source could be found: then ``quote`` holds
+    no sentence but starts with ``"unverified:"`` and says what was searched). A verbatim
+    quote that does not show every part of the rule names the rest in
+    ``unverified_part`` (e.g. a numeric cut-off).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -143,10 +149,18 @@ class Source(BaseModel):
     year: int = Field(ge=1950, le=2100)
     doi: str | None = Field(default=None, pattern=r"^10\.\d{4,9}/\S+$")
     pmid: int | None = Field(default=None, ge=1)
-    quote: str = Field(min_length=1, description="The sentence the rule or number rests on.")
-    quote_status: Literal["verbatim", "paraphrase"] = "verbatim"
+    quote: str = Field(
+        min_length=1,
+        description="The sentence the rule or number rests on, or, for an unverified "
+        "source, 'unverified: <what was searched>'.",
+    )
+    quote_status: Literal["verbatim", "unverified"] = "verbatim"
+    unverified_part: str | None = Field(
+        default=None,
+        description="What of the rule a verbatim quote does not show (e.g. a threshold).",
+    )
     url: str | None = None
-    note: str | None = Field(default=None, description="How the quote was checked or adapted.")
+    note: str | None = Field(default=None, description="How and where the quote was found.")
 
     @model_validator(mode="after")
     def _traceable(self) -> Source:
@@ -162,7 +176,22 @@ class Source(BaseModel):
                 )
         if self.url is not None and not re.match(r"https?://", self.url, re.IGNORECASE):
             raise ValueError("url must start with http:// or https://")
+        labelled = self.quote.strip().lower().startswith("unverified:")
+        if self.quote_status == "unverified" and not labelled:
+            raise ValueError(
+                "an unverified source keeps no quote: write quote: 'unverified: <what was "
+                "searched>'"
+            )
+        if self.quote_status == "verbatim" and labelled:
+            raise ValueError("a quote labelled 'unverified:' needs quote_status: unverified")
+        if self.quote_status == "unverified" and self.unverified_part:
+            raise ValueError("unverified_part is for verbatim quotes that show part of a rule")
         return self
+
+    @property
+    def verified(self) -> bool:
+        """True when the quote is the source's own sentence (it may still show only part)."""
+        return self.quote_status == "verbatim"
 
     @property
     def link(self) -> str | None:
@@ -203,6 +232,11 @@ class TherapyOption(BaseModel):
         default_factory=list,
         description="Case fields of rules that can only give a relative contraindication or "
         "an indication and are still unknown: 'no contraindication found, pending: FIELD'.",
+    )
+    unverified_rules: list[str] = Field(
+        default_factory=list,
+        description="Rules that produced the verdict and whose source sentence could not be "
+        "found (quote_status 'unverified'): check them before relying on the verdict.",
     )
 
 

@@ -102,7 +102,8 @@ def read_source_series(folder: str | Path) -> SourceSeries:
     Raises
     ------
     InputError
-        No DICOM image files, several series, or slices without position/orientation.
+        No DICOM image files, several series, slices without position/orientation, a
+        slice without a Frame of Reference UID, or slices in different frames of reference.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -124,6 +125,17 @@ def read_source_series(folder: str | Path) -> SourceSeries:
             "put one series per folder",
             folder,
         )
-    if "FrameOfReferenceUID" not in datasets[0]:
-        raise InputError("source series has no Frame of Reference UID", folder)
+    # Every object written references one frame of reference: every slice must carry it,
+    # and the same one (slice 0 alone once stood for the series).
+    missing = sum("FrameOfReferenceUID" not in d for d in datasets)
+    if missing:
+        which = "" if missing == len(datasets) else f" in {missing} of {len(datasets)} slices"
+        raise InputError(f"source series has no Frame of Reference UID{which}", folder)
+    frames = {str(d.FrameOfReferenceUID) for d in datasets}
+    if len(frames) > 1:
+        raise InputError(
+            f"source series has {len(frames)} different Frame of Reference UIDs; one series "
+            "lies in one frame of reference",
+            folder,
+        )
     return SourceSeries(sort_slices(datasets), folder)

@@ -1,0 +1,25 @@
+"""Live display (issue 13): added latency at 1080p60 against the raw loop, same run.
+
+``python -m bench live`` runs only this part of ``bench fluorescence``
+(:func:`bench.bench_fluorescence.live_latency`; see its docstring). OpenCV keeps its
+default thread count (all cores), as the live command does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> dict:
+    from bench.bench_fluorescence import display_breakdown, live_latency
+
+    seconds = float(os.environ.get("HEPANAV_BENCH_LIVE_SECONDS", "20"))
+    interval = float(os.environ.get("HEPANAV_BENCH_LIVE_INTERVAL_S", "0"))
+    out = {"display_steps_cpu_ms": display_breakdown()}
+    out.update(live_latency(seconds=seconds, analysis_interval_s=interval))
+    return out
+
+
+if __name__ == "__main__":
+    print(main(), file=sys.stdout)
