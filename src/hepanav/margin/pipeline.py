@@ -318,6 +318,9 @@ def run_margin_pipeline(
     run = MarginRun(result, measurement, registration, images, paths)
 
     paths.update(write_segments(run, out))  # masks for the DICOM SEG export
+    from hepanav.margin.mesh import write_surface_meshes
+
+    paths.update(write_surface_meshes(measurement, out))  # 3D view of the web application
     if report:
         from hepanav.margin.report import write_report
 
