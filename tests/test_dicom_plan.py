@@ -120,3 +120,20 @@ def test_dicom_sources_are_relative_and_a_moved_or_changed_series_is_refused(
     code, _, err = cli("dicom", "export", result, "--source", case / "moved", "--out",
                        tmp_path / "d4")  # fmt: skip
     assert code == 0, err
+
+
+def test_an_infeasible_plan_is_not_exported_to_dicom(plan_dir, cli, tmp_path):
+    """A plan that does not cover the target has no 'planned ablation zones' to store: the
+    export is refused in one line and nothing is written (the web sign-off refuses it too)."""
+    import shutil
+
+    from cli_helpers import one_line_error
+
+    folder, _, _, _, plan = plan_dir
+    case = tmp_path / "case"
+    shutil.copytree(folder, case, ignore=shutil.ignore_patterns("dicom*"))
+    infeasible = plan.model_copy(update={"feasible": False, "message": "not covered"})
+    (case / "result" / "plan.json").write_text(infeasible.model_dump_json())
+    code, _, err = cli("dicom", "export", case / "result", "--out", tmp_path / "out")
+    one_line_error(code, err, "plan.json", "not feasible")
+    assert not (tmp_path / "out").exists()
