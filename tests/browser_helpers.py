@@ -33,12 +33,28 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# WebGL (NiiVue in the web application) in headless mode without a GPU: SwiftShader
+# through ANGLE.
+WEBGL_ARGS = [
+    "--no-first-run",
+    "--use-gl=angle",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
 
 
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true but {reason}")
     pytest.skip(reason)
+
+
+def need_chromium() -> None:
+    """Skip (fail under CI=true) when Debian's Chromium is missing."""
+    if not Path(CHROMIUM).is_file():
+        _unavailable(
+            f"Chromium not found at {CHROMIUM} (apt install chromium, or set HEPANAV_CHROMIUM)"
+        )
 
 
 # One browser at a time per test process: Playwright's sync API can run only once per
@@ -52,10 +68,7 @@ def chromium(request):
     """A headless Chromium browser for one test module; skipped (failed under CI) when missing."""
     if "browser" in _SHARED:
         return _SHARED["browser"]
-    if not Path(CHROMIUM).is_file():
-        _unavailable(
-            f"Chromium not found at {CHROMIUM} (apt install chromium, or set HEPANAV_CHROMIUM)"
-        )
+    need_chromium()
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - playwright is a dev dependency

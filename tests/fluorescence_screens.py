@@ -1,19 +1,12 @@
-"""Screenshots of HTML reports with headless Chromium (Debian's, never a downloaded one)."""
+"""Screenshots of HTML reports with headless Chromium (Debian's, never a downloaded one);
+the browser set-up is browser_helpers'."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from browser_helpers import CHROMIUM, need_chromium
+from browser_helpers import CHROMIUM_ARGS as ARGS
 
 
 def screenshot(html: Path, png: Path) -> dict:
@@ -24,8 +17,7 @@ def screenshot(html: Path, png: Path) -> dict:
     dict
         ``text`` (visible text), ``images`` (list of (naturalWidth, naturalHeight, alt)).
     """
-    if not CHROMIUM.exists():
-        pytest.skip("headless Chromium (/usr/bin/chromium) is not installed")
+    need_chromium()  # skipped, or failed under CI=true, when missing
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

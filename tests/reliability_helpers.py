@@ -27,6 +27,7 @@ class Writing:
     name: str
     argv: Callable[[Path], list[str]]
     folder: bool = True
+    fresh: bool = False  # OUT must not exist (dicom pseudonymise): a rerun needs it removed
 
 
 def sphere(centre, radius, size=(36, 36, 36), spacing=1.0) -> sitk.Image:
@@ -92,6 +93,24 @@ def build_inputs(folder: Path) -> dict[str, Path]:
     ):
         run = run_hepanav(argv, folder)
         assert run.returncode == 0, run.stderr
+    # DICOM: a CT series, a margin result on it (for dicom export), a pseudonymisation key
+    from dicomout_helpers import sphere_case
+
+    ct_dir, _, tumour, zone = sphere_case(folder / "dicom-case")
+    p["dicom_ct"] = ct_dir
+    for name, image in (("dtumor", tumour), ("dzone", zone)):
+        p[name] = folder / f"{name}.nii.gz"
+        sitk.WriteImage(image, str(p[name]))
+    p["margin_result"] = folder / "margin-result"
+    run = run_hepanav(["margin", "--tumor", p["dtumor"], "--ablation", p["dzone"], "--out",
+                       p["margin_result"]], folder)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    p["key"] = folder / "pseudonym.key"
+    p["mapping"] = folder / "mapping.csv"
+    import pydicom
+
+    first = sorted(q for q in ct_dir.rglob("*") if q.is_file())[0]
+    p["study_uid"] = str(pydicom.dcmread(first, stop_before_pixels=True).StudyInstanceUID)
     return p
 
 
@@ -170,6 +189,24 @@ def writing_commands(p: dict[str, Path], plan_dir: Path | None) -> list[Writing]
             lambda o: ["registry", "export", "--out", o, "--db", db],
             folder=False,
         ),
+        Writing(
+            "registry-template",
+            lambda o: ["registry", "template", "outcomes", "--out", o],
+            folder=False,
+        ),
+        Writing(
+            "dicom-export",
+            lambda o: ["dicom", "export", p["margin_result"], "--source", p["dicom_ct"],
+                       "--out", o],
+        ),  # fmt: skip
+        Writing(
+            "dicom-pseudonymise",
+            lambda o: ["dicom", "pseudonymise", p["dicom_ct"], o, "--key-file", p["key"],
+                       "--mapping", p["mapping"]],
+            fresh=True,
+        ),  # fmt: skip
+        # needs HEPANAV_PACS_* of a PACS holding the study (the test sets them up)
+        Writing("pacs-get", lambda o: ["pacs", "get", p["study_uid"], "--out", o]),
     ]
     if plan_dir is not None:
         cmds.append(
@@ -194,6 +231,7 @@ def file_name(w: Writing) -> str:
         "fluoro-render": "display.mp4",
         "registry-export": "export.csv",
         "segment": "tumor.nii.gz",
+        "registry-template": "template.xlsx",  # > 4 KiB (a CSV header fits a full disk)
     }.get(w.name, "out")
 
 
@@ -234,6 +272,14 @@ def assert_complete_or_absent(out: Path, w: Writing) -> str:
             record = json.loads(out.with_name("tumor.json").read_text(encoding="utf-8"))
             assert record["mask"] == out.name and out.with_name("tumor.html").is_file()
             assert sitk.GetArrayFromImage(sitk.ReadImage(str(out))).sum() > 0
+        elif w.name == "registry-template":  # the header row, whole
+            import openpyxl
+
+            from hepanav.registry.schema import ROW_MODELS
+
+            sheet = openpyxl.load_workbook(out).worksheets[0]
+            header = [c.value for c in next(sheet.iter_rows(max_row=1))]
+            assert header == list(ROW_MODELS["outcomes"].model_fields), header
         else:
             text = out.read_text(encoding="utf-8")
             assert text.endswith("\n") and len(text.splitlines()) == 81, text[-200:]

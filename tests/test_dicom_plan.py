@@ -73,3 +73,67 @@ def test_plan_export_via_cli_is_valid_and_matches_the_plan(plan_dir, cli):
     n = plan.needles[0]
     assert len(lines) == 1
     assert np.allclose(lines[0], [n.entry_lps_mm, n.tip_lps_mm], atol=1e-3)
+
+
+def test_dicom_sources_are_relative_and_a_moved_or_changed_series_is_refused(
+    plan_dir, cli, tmp_path
+):
+    """dicom_sources.json records the CT folder relative to the result folder with a
+    fingerprint of its series (never an absolute path); dicom export resolves it against
+    the result folder and refuses, in one line, a series gone or changed."""
+    import json
+    import shutil
+
+    from cli_helpers import one_line_error
+    from hepanav.dicom.export import SOURCES_FILE, write_sources
+
+    folder, ct_dir, *_ = plan_dir
+    case = tmp_path / "case"
+    shutil.copytree(folder, case)
+    ct = case / ct_dir.relative_to(folder)
+    result = case / "result"
+    plan = json.loads((result / "plan.json").read_text())
+    plan["inputs"]["ct"] = "elsewhere"  # only dicom_sources.json can name the series
+    (result / "plan.json").write_text(json.dumps(plan))
+    write_sources(result, ct, None)
+    text = (result / SOURCES_FILE).read_text()
+    assert str(tmp_path) not in text
+    files = sum(1 for p in ct.rglob("*") if p.is_file())
+    assert json.loads(text)["source"]["path"] == "../" + ct.name
+    assert json.loads(text)["source"]["files"] == files
+    code, _, err = cli("dicom", "export", result, "--out", tmp_path / "d1")
+    assert code == 0, err
+    assert (tmp_path / "d1" / "plan_seg.dcm").is_file()
+
+    victim = sorted(p for p in ct.rglob("*") if p.is_file())[-1]
+    kept = victim.read_bytes()
+    victim.unlink()
+    code, _, err = cli("dicom", "export", result, "--out", tmp_path / "d2")
+    one_line_error(code, err, SOURCES_FILE, "has changed", "--source")
+    assert not (tmp_path / "d2").exists()
+    victim.write_bytes(kept)
+
+    ct.rename(case / "moved")
+    code, _, err = cli("dicom", "export", result, "--out", tmp_path / "d3")
+    one_line_error(code, err, SOURCES_FILE, "no longer there")
+    assert not (tmp_path / "d3").exists()
+    code, _, err = cli("dicom", "export", result, "--source", case / "moved", "--out",
+                       tmp_path / "d4")  # fmt: skip
+    assert code == 0, err
+
+
+def test_an_infeasible_plan_is_not_exported_to_dicom(plan_dir, cli, tmp_path):
+    """A plan that does not cover the target has no 'planned ablation zones' to store: the
+    export is refused in one line and nothing is written (the web sign-off refuses it too)."""
+    import shutil
+
+    from cli_helpers import one_line_error
+
+    folder, _, _, _, plan = plan_dir
+    case = tmp_path / "case"
+    shutil.copytree(folder, case, ignore=shutil.ignore_patterns("dicom*"))
+    infeasible = plan.model_copy(update={"feasible": False, "message": "not covered"})
+    (case / "result" / "plan.json").write_text(infeasible.model_dump_json())
+    code, _, err = cli("dicom", "export", case / "result", "--out", tmp_path / "out")
+    one_line_error(code, err, "plan.json", "not feasible")
+    assert not (tmp_path / "out").exists()

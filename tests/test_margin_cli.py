@@ -293,3 +293,31 @@ def test_dicom_folder_with_several_series(cli, masks, tmp_path):
     one_line_error(
         code, err, "2 DICOM series", "1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.22"
     )
+
+
+def test_margin_writes_the_surface_meshes_in_ras_with_the_margin_per_vertex(cli, masks, tmp_path):
+    """GIfTI meshes for the web viewer: tumour r = 8 mm at LPS (2, 0, 0) = RAS (-2, 0, 0),
+    zone R = 13 mm at the origin; the margin of a tumour vertex is 13 - its distance from
+    the zone centre (spheres), the value the layer must carry."""
+    import nibabel as nib
+
+    out = tmp_path / "out"
+    code, _, err = cli("margin", "--tumor", masks["tumor"], "--ablation", masks["ablation"],
+                       "--out", out)
+    assert code == 0, err
+    tumour = nib.load(str(out / "surface" / "tumour.surf.gii"))
+    points = tumour.agg_data("NIFTI_INTENT_POINTSET")
+    faces = tumour.agg_data("NIFTI_INTENT_TRIANGLE")
+    assert tumour.darrays[0].coordsys.dataspace == 1  # NIFTI_XFORM_SCANNER_ANAT (RAS)
+    assert faces.max() == len(points) - 1 and len(faces) > 100
+    radius = np.linalg.norm(points - np.array([-2.0, 0.0, 0.0]), axis=1)
+    assert np.abs(radius - 8.0).max() < 0.5
+    margin = nib.load(str(out / "surface" / "tumour_margin.func.gii")).darrays[0].data
+    assert margin.shape == (len(points),)
+    expected = 13.0 - np.linalg.norm(points, axis=1)
+    assert np.abs(margin - expected).max() < 0.5
+    result = json.loads((out / "margin.json").read_text(encoding="utf-8"))
+    assert margin.min() == pytest.approx(result["min_margin_mm"], abs=0.1)
+    zone = nib.load(str(out / "surface" / "ablation_zone.surf.gii"))
+    zone_points = zone.agg_data("NIFTI_INTENT_POINTSET")
+    assert np.abs(np.linalg.norm(zone_points, axis=1) - 13.0).max() < 0.5

@@ -120,7 +120,7 @@ def test_bad_grid(cli, tmp_path, args, field):
 
 def test_negative_seed(cli, tmp_path):
     code, _, err = cli("phantom", "--out", tmp_path / "o", "--seed", "-1")
-    one_line_error(code, err, "--seed", "non-negative")
+    one_line_error(code, err, "--seed", "an integer from 0 to 4294967295")
     assert not (tmp_path / "o").exists()
 
 

@@ -28,6 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hepanav.core.errors import InputError
+
+# Imported once here, not inside the first example (its deadline).
+from hepanav.planning.pipeline import run_verification
+from hepanav.segmentation.pipeline import segment_file
+from hepanav.segmentation.seeds import parse_triplet
 from reliability_helpers import PLAN_TEMPLATE, device_entry
 
 N = 2000
@@ -412,20 +417,25 @@ def test_therapy_dose_numbers(dose, height, weight, unit):
 
 
 @SETTINGS
-@given(floats, floats, st.lists(numbers, min_size=2, max_size=4), st.booleans())
-def test_verify_tolerances_and_seed_coordinates(lateral, depth, seed, integer):
-    """verify-placement --lateral-tolerance/--depth-tolerance are checked before any file is
-    read; segment --seed/--seed-voxel and margin --tumor-seed X,Y,Z are three finite numbers."""
-    from hepanav.planning.pipeline import run_verification
-    from hepanav.segmentation.seeds import parse_triplet
-
+@given(floats, floats, st.lists(numbers, min_size=2, max_size=4), st.booleans(), floats)
+def test_verify_tolerances_and_seed_coordinates(lateral, depth, seed, integer, radius):
+    """verify-placement --lateral-tolerance/--depth-tolerance (0-20] mm and segment
+    --max-radius-mm (0-300] mm are checked before any file is read; segment
+    --seed/--seed-voxel and margin --tumor-seed X,Y,Z are three finite numbers."""
     try:
         run_verification(WORK / "absent.json", WORK / "absent.nii.gz", WORK,
                          lateral_tolerance_mm=lateral, depth_tolerance_mm=depth)  # fmt: skip
     except InputError as exc:
         _one_line(exc)
-        bad = [v for v in (lateral, depth) if not (math.isfinite(v) and v > 0)]
+        bad = [v for v in (lateral, depth) if not (math.isfinite(v) and 0 < v <= 20)]
         assert str(exc).startswith(("--lateral-tolerance", "--depth-tolerance")) == bool(bad)
+    try:
+        segment_file("tumor", WORK / "absent.nii.gz", WORK / "m.nii.gz", seeds=["0,0,0"],
+                     max_radius_mm=radius)  # fmt: skip
+    except InputError as exc:
+        _one_line(exc)
+        ok = math.isfinite(radius) and 0 < radius <= 300
+        assert str(exc).startswith("--max-radius-mm") != ok
     xyz = _only_input_errors(parse_triplet, _as_text(seed), "--seed", integer)
     if xyz is not None:
         assert len(xyz) == 3 and all(math.isfinite(v) for v in xyz)
@@ -439,7 +449,7 @@ def test_phantom_and_mask_threshold_options(
 ):
     """phantom --spacing/--size/--noise/--tumor-radius/--margin/--offset/--max-displacement
     (validated in the schema: a ValidationError is one line in the CLI shell) and
-    margin --mask-threshold."""
+    margin --mask-threshold (0, 65535]."""
     from pydantic import ValidationError
 
     from hepanav.margin.pipeline import MarginInputs
@@ -459,9 +469,10 @@ def test_phantom_and_mask_threshold_options(
     try:
         MarginInputs(Path("t"), Path("a"), mask_threshold=threshold).check()
     except InputError as exc:
-        assert str(exc).startswith("--mask-threshold") and not math.isfinite(threshold)
+        assert str(exc).startswith("--mask-threshold")
+        assert not (math.isfinite(threshold) and 0 < threshold <= 65535)
     else:
-        assert math.isfinite(threshold)
+        assert math.isfinite(threshold) and 0 < threshold <= 65535
 
 
 @SETTINGS

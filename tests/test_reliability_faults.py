@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from orthanc_helpers import orthanc, pacs_env  # noqa: F401  (fixtures, for pacs get)
 from reliability_helpers import (
     assert_complete_or_absent,
     build_inputs,
@@ -59,6 +60,20 @@ def work(tmp_path_factory):
 def _commands(work):
     folder, inputs, plan_dir = work
     return writing_commands(inputs, plan_dir)
+
+
+def _command(work, name, request):
+    """The command ``name``; for ``pacs-get`` a real Orthanc (tests/orthanc_helpers.py,
+    skipped without it, failed under CI=true) holding the study, its settings in the
+    environment the command processes inherit."""
+    w = next(c for c in _commands(work) if c.name == name)
+    if name == "pacs-get":
+        server = request.getfixturevalue("orthanc")
+        request.getfixturevalue("pacs_env")(server.env("dicomweb"))
+        server.clear()
+        sent = run_hepanav(["pacs", "send", work[1]["dicom_ct"]], work[0])
+        assert sent.returncode == 0, sent.stderr
+    return w
 
 
 def _can_mount_tmpfs(folder: Path) -> bool:
@@ -124,11 +139,15 @@ def _full_disk(w, folder: Path) -> tuple[int, str, list[str]]:
         "stats-ablation",
         "segment",
         "registry-export",
+        "registry-template",
+        "dicom-export",
+        "dicom-pseudonymise",
+        "pacs-get",
     ],
 )
-def test_full_disk_is_exit_2_one_line_and_nothing_written(work, name):
+def test_full_disk_is_exit_2_one_line_and_nothing_written(work, name, request):
     folder = work[0]
-    w = next(c for c in _commands(work) if c.name == name)
+    w = _command(work, name, request)
     code, err, left = _full_disk(w, folder)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2, err
@@ -153,11 +172,15 @@ def test_full_disk_is_exit_2_one_line_and_nothing_written(work, name):
         "stats-ablation",
         "segment",
         "registry-export",
+        "registry-template",
+        "dicom-export",
+        "dicom-pseudonymise",
+        "pacs-get",
     ],
 )
-def test_sigkill_leaves_the_output_complete_or_absent(work, name):
+def test_sigkill_leaves_the_output_complete_or_absent(work, name, request):
     folder = work[0]
-    w = next(c for c in _commands(work) if c.name == name)
+    w = _command(work, name, request)
     rng = random.Random(name)  # reproducible "random" moments per command
     states = []
     for attempt in range(3):
@@ -193,6 +216,8 @@ def test_sigkill_leaves_the_output_complete_or_absent(work, name):
         if attempt == 2:
             assert states[-1] == "complete"  # the old set stays until the new one replaces it
     # and a run after the kills succeeds, cleaning what the killed runs left behind
+    if w.fresh:  # OUT must not exist (dicom pseudonymise refuses to replace an export)
+        shutil.rmtree(out, ignore_errors=True)
     again = run_hepanav(w.argv(out), folder)
     assert again.returncode == 0, again.stderr
     assert assert_complete_or_absent(out, w) == "complete"

@@ -387,3 +387,47 @@ def test_fluorescence_report_escapes_input_names(cli, tmp_path, monkeypatch):
     assert code == 0, err
     html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+# ----------------------------------------------------------------------------- numeric bounds
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (("phantom", "--seed", str(2**32)), "--seed"),
+        (("phantom", "--seed", "1" + "0" * 40), "--seed"),
+        (("segment", "tumor", "--ct", "{tumor}", "--seed", "0,0,0", "--max-radius-mm", "301"),
+         "--max-radius-mm"),
+        (("margin", "--tumor", "{tumor}", "--ablation", "{ablation}", "--mask-threshold",
+          "70000"), "--mask-threshold"),
+        (("margin", "--tumor", "{tumor}", "--ablation", "{ablation}", "--mask-threshold", "0"),
+         "--mask-threshold"),
+    ],
+)  # fmt: skip
+def test_numeric_options_above_their_upper_bound_are_one_line(cli, masks, tmp_path, argv, fragment):
+    out = tmp_path / "OUT"
+    args = [a.format(**{k: str(v) for k, v in masks.items()}) for a in argv]
+    args += ["--out", str(out / "m.nii.gz") if argv[0] == "segment" else str(out)]
+    code, _, err = cli(*args)
+    one_line_error(code, err, fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("threshold, ok", [(0.5, True), (1.0, False), (1.5, False)])
+def test_mask_threshold_must_lie_inside_a_fraction_mask(tmp_path, threshold, ok):
+    """A fraction mask (0-1) thresholded at >= 1 would be empty or nearly: refused by name;
+    0.5 selects by construction the voxels >= 0.5 (the sphere of radius 6 mm)."""
+    from hepanav.core.errors import InputError
+    from hepanav.imaging.masks import load_mask
+
+    image = sitk.Cast(sphere((0, 0, 0), 6.0), sitk.sitkFloat32) * 0.75
+    image = sitk.Add(image, 0.1)  # values 0.1 outside, 0.85 inside: fractions
+    path = tmp_path / "fractions.nii.gz"
+    sitk.WriteImage(image, str(path))
+    if ok:
+        mask, _ = load_mask(path, "tumor", threshold=threshold)
+        assert sitk.GetArrayFromImage(mask).sum() == sitk.GetArrayFromImage(
+            sphere((0, 0, 0), 6.0)
+        ).sum()
+    else:
+        with pytest.raises(InputError, match="strictly between 0 and 1"):
+            load_mask(path, "tumor", threshold=threshold)

@@ -106,7 +106,32 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     assert abs(result["min_margin_mm"] - truth["min_margin_mm"]) < 1.5, (result, truth)
     assert (page.locator("#residual").count() == 1) == (result["min_margin_mm"] < 0)
     page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+    # The cursor starts at the MAM point (LPS mm, within a voxel of the post CT).
+    cursor = page.evaluate("window.hepanav.cursor()")
+    mam = result["mam_point_lps_mm"]
+    assert max(abs(a - b) for a, b in zip(cursor, mam, strict=True)) < 1.6, (cursor, mam)
+    # The margin-coloured tumour surface and the zone in the 3D view.
+    page.wait_for_function("window.hepanavSurface !== undefined", timeout=120_000)
+    meshes = page.evaluate("window.hepanavSurface.meshes.map(m => [m.name, m.layers.length,"
+                           " m.pts.length / 3, m.opacity])")
+    assert [m[0] for m in meshes] == ["tumour.surf.gii", "ablation_zone.surf.gii"]
+    assert meshes[0][1] == 1 and meshes[0][2] > 100  # the margin layer on the tumour
+    assert meshes[1][3] < 0.5  # the zone is translucent
+    page.locator("#surface-figure").scroll_into_view_if_needed()
     page.screenshot(path=shots / "job-result.png", full_page=True)
+    page.locator("#gl-surface").screenshot(path=shots / "job-result-surface3d.png")
+
+    # Back on the case's margin page (another tab), the cursor starts at this MAM point.
+    other_tab = page.context.browser.new_context(storage_state=page.context.storage_state())
+    margin_page = other_tab.new_page()
+    margin_page.set_default_timeout(120_000)
+    margin_page.goto(f"{web_server.url}/cases/{CASE}/margin")
+    margin_page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+    cursor = margin_page.evaluate("window.hepanav.cursor()")
+    assert max(abs(a - b) for a, b in zip(cursor, mam, strict=True)) < 1.6, (cursor, mam)
+    assert margin_page.text_content("#cursor") == ",".join(f"{v:.1f}" for v in cursor)
+    margin_page.screenshot(path=shots / "margin-page-at-mam.png", full_page=True)
+    other_tab.close()
 
     # Signing off without choosing where to store is refused with one message, no traceback.
     page.click("#signoff")
@@ -132,6 +157,33 @@ def test_therapy_form_and_escaping(web_server, browser, shots):
     assert page.locator("main img[src=x]").count() == 0
     assert page.locator("#therapy-error, #verdicts").count() >= 1
     page.screenshot(path=shots / "therapy.png", full_page=True)
+    page.close()
+
+
+def test_dose_check_in_the_browser(web_server, browser, shots):
+    page = _page(browser, viewport={"width": 1200, "height": 900})
+    login(page, web_server, "radiologist")
+    page.goto(web_server.url + "/therapy")
+    page.click("#dose-link")
+    page.select_option("#regimen", "ctace-doxorubicin")
+    page.fill("#dose", "80")
+    page.select_option("#unit", "mg/m2")
+    page.select_option("#per", "session")
+    page.click("#check-dose")
+    # 80 mg/m2 against the protocol's 25-75 mg/m2 per session: above, with its source.
+    assert page.text_content("#dose-verdict").strip().startswith("ABOVE")
+    assert "Llovet" in page.text_content("#dose-source")
+    assert "25-75 mg/m2 per session" in page.text_content("#dose-result")
+    page.screenshot(path=shots / "dose-check.png", full_page=True)
+    # Typed text comes back as text, never as markup.
+    page.select_option("#regimen", "")
+    page.fill("#drug", "<img src=x onerror=window.__xss=1>")
+    page.click("#check-dose")
+    assert page.locator("#dose-error").count() == 1
+    assert page.evaluate("window.__xss === undefined")
+    assert page.locator("main img[src=x]").count() == 0
+    assert page.input_value("#drug") == "<img src=x onerror=window.__xss=1>"
+    page.screenshot(path=shots / "dose-check-refused.png", full_page=True)
     page.close()
 
 

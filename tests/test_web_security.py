@@ -150,6 +150,7 @@ def test_audit_log_records_actions_without_patient_data(app):
     client = client_for(app, "radiologist")
     client.get("/cases/case-001")
     client.post("/login", data={"username": "test-admin", "password": "nope-nope-nope"})
+    app.state.audit.flush()  # written off the request path
     with Session(app.state.engine) as db:
         events = [(e.username, e.action, e.target, e.outcome)
                   for e in db.scalars(select(AuditEvent)).all()]
@@ -180,6 +181,67 @@ def test_bad_upload_is_refused_with_one_message(app):
     assert "expected a .csv, .xlsx file" in r.text
     assert "Traceback" not in r.text
     assert not list((app.state.settings.uploads_dir).iterdir())
+
+
+def test_dose_check_page_values_roles_csrf_and_audit(app):
+    """The dose check: verdicts computed by hand from the tables, clinicians only, CSRF,
+    audited, and what was typed comes back escaped."""
+    assert client_for(app, "coordinator").get("/therapy/dose").status_code == 403
+    client = client_for(app, "surgeon")
+    assert client.get("/therapy/dose").status_code == 200
+    form = {"regimen": "ctace-doxorubicin", "dose": "100", "unit": "mg", "per": "session",
+            "height_cm": "170", "weight_kg": "70"}
+    assert client.post("/therapy/dose", data=form).status_code == 403  # no token
+    token = csrf_of(client)
+    # Mosteller BSA sqrt(170 * 70 / 3600) = 1.82 m2; 25-75 mg/m2 -> 45-136 mg: 100 mg within.
+    r = client.post("/therapy/dose", data={**form, "csrf_token": token})
+    assert r.status_code == 200
+    verdict = re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1)
+    assert verdict == "WITHIN" and "BSA 1.82 m²" in r.text and "Llovet" in r.text
+    assert "UNVERIFIED source:" in r.text  # the range is not in the source's text found
+    r = client.post("/therapy/dose", data={**form, "dose": "150", "csrf_token": token})
+    assert re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1) == "ABOVE"
+    # The historical table: cisplatin 60-100 mg intra-arterial, 50 mg is below.
+    r = client.post("/therapy/dose", data={"drug": "cisplatin", "dose": "50", "unit": "mg",
+                                           "route": "intra-arterial", "csrf_token": token})
+    assert re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1) == "BELOW"
+    assert "60–100 mg" in r.text and "not a dosing protocol" in r.text
+    # A refused input: one message naming the form field, what was typed kept and escaped.
+    attack = "<img src=x onerror=alert(1)>"
+    r = client.post("/therapy/dose", data={"drug": attack, "dose": "1e", "csrf_token": token},
+                    headers={"accept": "text/html"})
+    assert r.status_code == 400
+    assert "dose: not a number" in r.text and "Traceback" not in r.text
+    assert "<img src=x" not in r.text and "&lt;img src=x" in r.text
+    r = client.post("/therapy/dose", data={"dose": "10", "csrf_token": token})
+    assert "give regimen (sourced protocol) or drug (historical table)" in r.text
+    app.state.audit.flush()  # written off the request path
+    with Session(app.state.engine) as db:
+        events = [(e.username, e.action, e.target, e.outcome)
+                  for e in db.scalars(select(AuditEvent)).all()]
+    assert events.count(("test-surgeon", "run", "therapy-dose", "ok")) == 3
+    assert events.count(("test-surgeon", "run", "therapy-dose", "refused")) == 2
+
+
+def test_audit_events_written_off_the_request_path_are_kept_at_shutdown(app):
+    """Page views queue their audit events; a clean shutdown writes every one of them."""
+    app.state.audit.interval_s = 3600  # the writer thread would not write them in this test
+
+    def written() -> int:
+        with Session(app.state.engine) as db:
+            return len(db.scalars(select(AuditEvent)).all())
+
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        assert client.post("/login", data={"username": "test-radiologist",
+                                           "password": PASSWORD}).status_code == 303
+        for _ in range(40):
+            assert client.get("/cases/case-001").status_code == 200
+        assert written() == 0  # queued, not written by the requests themselves
+    # The lifespan ended (clean shutdown): nothing may still be queued.
+    with Session(app.state.engine) as db:
+        views = db.scalars(select(AuditEvent).where(AuditEvent.target == "case:case-001")).all()
+    assert len(views) == 40 and all(e.username == "test-radiologist" for e in views)
+    assert [e.at for e in views] == sorted(e.at for e in views)  # times of the views
 
 
 def test_therapy_page_marks_verdicts_resting_on_unverified_sources(app):

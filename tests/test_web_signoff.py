@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 
 import httpx
 import pytest
-import SimpleITK as sitk
 
-from dicom_helpers import write_ct_series
 from orthanc_helpers import orthanc  # noqa: F401 - fixture
-from web_helpers import PASSWORD, login, new_server, registry_with_ablation
+from web_helpers import PASSWORD, dicom_case, login, new_server, registry_with_ablation
 
 pytestmark = pytest.mark.slow
 CASE = "dicom-case-001"
 STUDY = "1.2.826.0.1.3680043.8.498.7001"
-
-
-def _dicom_case(phantom_case, folder):
-    """The phantom's pre/post CT as two DICOM series of one study, masks as NIfTI."""
-    folder.mkdir(parents=True)
-    tags = {"0020|000d": STUDY, "0010|0020": "SYNTH-001", "0010|0010": "Synthetic^Phantom",
-            "0020|0052": "1.2.826.0.1.3680043.8.498.7002"}
-    for name, uid in (("pre_ct", "1.2.826.0.1.3680043.8.498.7011"),
-                      ("post_ct", "1.2.826.0.1.3680043.8.498.7012")):
-        image = sitk.ReadImage(str(phantom_case / f"{name}.nii.gz"))
-        write_ct_series(folder / name, sitk.GetArrayFromImage(image),
-                        spacing_xyz=image.GetSpacing(), origin_xyz=image.GetOrigin(),
-                        series_uid=uid, extra_tags=tags)
-    for mask in ("pre_tumor", "post_ablation", "pre_liver", "post_liver"):
-        shutil.copy(phantom_case / f"{mask}.nii.gz", folder / f"{mask}.nii.gz")
 
 
 def test_signoff_stores_dicom_in_pacs_and_margin_in_registry(
@@ -41,7 +23,7 @@ def test_signoff_stores_dicom_in_pacs_and_margin_in_registry(
 ):
     orthanc.clear()
     server = new_server(tmp_path / "srv", phantom_case)
-    _dicom_case(phantom_case, server.data_dir / "cases" / CASE)
+    dicom_case(phantom_case, server.data_dir / "cases" / CASE, STUDY)
     registry_url = f"sqlite:///{server.data_dir / 'registry.sqlite'}"
     lesion = registry_with_ablation(registry_url, tmp_path / "cohort")
     server.extra_env = orthanc.env("dicomweb")

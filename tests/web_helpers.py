@@ -16,31 +16,20 @@ from pathlib import Path
 
 import pytest
 
+from browser_helpers import CHROMIUM, WEBGL_ARGS
+from browser_helpers import CHROMIUM_ARGS as BASE_ARGS
+from browser_helpers import need_chromium as need_browser
 from hepanav.web.harness import PASSWORD, ROLES, Server, free_port, make_users  # noqa: F401
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # WebGL (NiiVue) in headless mode without a GPU: SwiftShader through ANGLE.
-    "--use-gl=angle",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
+# One Chromium set-up for every browser test (browser_helpers), with WebGL for NiiVue.
+CHROMIUM_ARGS = [*BASE_ARGS, *WEBGL_ARGS]
 PROJECT = Path(__file__).resolve().parents[1]
 NIIVUE = PROJECT / "src/hepanav/web/static/vendor/niivue.umd.js"
 
 
 def need_chromium() -> None:
-    if not Path(CHROMIUM).exists():
-        reason = f"Debian Chromium not found at {CHROMIUM} (make sysdeps installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    """Chromium (browser_helpers' check) and the NiiVue asset the pages load."""
+    need_browser()
     if not NIIVUE.exists():
         reason = f"NiiVue asset missing at {NIIVUE} (make web-assets installs it)"
         if os.environ.get("CI") == "true":
@@ -109,3 +98,32 @@ def registry_with_ablation(url: str, folder) -> dict[str, str]:
     row = cohort.outcomes[cohort.outcomes.procedure_type == "ablation"].iloc[0]
     return {"patient_id": str(row.patient_id), "procedure_id": str(row.procedure_id),
             "lesion_id": str(row.lesion_id)}
+
+
+def dicom_case(phantom_case: Path, folder: Path, study_uid: str,
+               masks: tuple[str, ...] = ("pre_tumor", "post_ablation", "pre_liver",
+                                         "post_liver")) -> None:
+    """The phantom's pre/post CT as two DICOM series of one study, masks as NIfTI."""
+    import SimpleITK as sitk
+
+    from dicom_helpers import write_ct_series
+
+    folder.mkdir(parents=True)
+    tags = {"0020|000d": study_uid, "0010|0020": "SYNTH-001", "0010|0010": "Synthetic^Phantom",
+            "0020|0052": study_uid + ".2", "0008|0020": "20260101",
+            "0008|1030": "Synthetic ablation phantom"}
+    for k, name in enumerate(("pre_ct", "post_ct")):
+        image = sitk.ReadImage(str(phantom_case / f"{name}.nii.gz"))
+        write_ct_series(folder / name, sitk.GetArrayFromImage(image),
+                        spacing_xyz=image.GetSpacing(), origin_xyz=image.GetOrigin(),
+                        series_uid=f"{study_uid}.1{k + 1}", extra_tags=tags)
+    for mask in masks:
+        shutil.copy(phantom_case / f"{mask}.nii.gz", folder / f"{mask}.nii.gz")
+
+
+def screenshots_folder(tmp_path: Path) -> Path:
+    """``$HEPANAV_SCREENSHOTS`` (kept for a person to look at) or a temporary folder."""
+    root = os.environ.get("HEPANAV_SCREENSHOTS")
+    folder = Path(root) if root else tmp_path / "screens"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -46,12 +46,28 @@ def export(
         "and Deformable Spatial Registration objects (default: the one recorded).",
     ),
 ) -> None:
-    """Write a result folder's DICOM objects: SEG, TID 1500 SR, Secondary Capture (+ REG)."""
+    """Write a result folder's DICOM objects: SEG, TID 1500 SR, Secondary Capture (+ REG).
+
+    OUT is one output set: complete or absent, even on a full disk or a kill; a previous
+    HepaNav output there is replaced, a folder of other files refused.
+    """
+    from hepanav.core.atomic import final_path, output_folder
+    from hepanav.core.errors import InputError
+    from hepanav.core.paths import check_inputs_outputs
     from hepanav.dicom.export import export_result
 
-    written = export_result(result_dir, out or result_dir / "dicom", source, pre)
+    out = out or result_dir / "dicom"
+    # OUT is replaced as a whole: it may not be or hold a source series or the result
+    # (it may lie inside the result: the default RESULT_DIR/dicom).
+    check_inputs_outputs([source, pre], [], folders=[out])
+    if out.resolve() == result_dir.resolve() or out.resolve() in result_dir.resolve().parents:
+        raise InputError(
+            f"output folder holds the result {result_dir}; choose another output folder", out
+        )
+    with output_folder(out, "hepanav dicom export") as tmp:
+        written = export_result(result_dir, tmp, source, pre)
     for path in written:
-        typer.echo(f"wrote {path}")
+        typer.echo(f"wrote {final_path(path, tmp, out)}")
 
 
 def pseudonymise(
@@ -102,12 +118,19 @@ def get(
         None, "--series", help="Series Instance UID to get (repeatable; default: all)."
     ),
 ) -> None:
-    """Retrieve a study (or some of its series) into OUT/<Modality>_<SeriesUID>/."""
+    """Retrieve a study (or some of its series) into OUT/<Modality>_<SeriesUID>/.
+
+    OUT is one output set (as every HepaNav output folder): complete or absent, even on a
+    full disk or a kill; a previous HepaNav output there is replaced, other files refused.
+    """
+    from hepanav.core.atomic import final_path, output_folder
     from hepanav.dicom.fetch import fetch_study
 
-    fetched = fetch_study(key, out, series or None)
+    with output_folder(out, "hepanav pacs get") as tmp:
+        fetched = fetch_study(key, tmp, series or None)
     for item in fetched:
-        typer.echo(f"{item.folder}\t{item.info.modality}\t{len(item.files)} file(s)")
+        folder = final_path(item.folder, tmp, out)
+        typer.echo(f"{folder}\t{item.info.modality}\t{len(item.files)} file(s)")
 
 
 def send(

@@ -45,7 +45,8 @@ def export_result(
     result_dir = Path(result_dir)
     if not result_dir.is_dir():
         raise InputError("result folder does not exist", result_dir)
-    recorded = read_sources(result_dir)
+    wanted = [k for k, given in (("source", source), ("pre", pre_source)) if given is None]
+    recorded = read_sources(result_dir, wanted)
     if source is None and "source" not in recorded and (result_dir / "plan.json").is_file():
         plan = read_user_json(result_dir / "plan.json", "plan.json")
         inputs = plan.get("inputs") if isinstance(plan, dict) else None
@@ -68,33 +69,101 @@ def export_result(
 SOURCES_FILE = "dicom_sources.json"
 
 
+def series_fingerprint(folder: Path) -> dict:
+    """Identify the DICOM series in ``folder`` without naming it: the SHA-256 (first 16
+    hex) of its SeriesInstanceUID(s) and its number of DICOM files, and that count.
+
+    Headers only (``stop_before_pixels``); files that are not DICOM are not counted.
+    """
+    import hashlib
+
+    import pydicom
+
+    uids: set[str] = set()
+    count = 0
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        except (pydicom.errors.InvalidDicomError, OSError, ValueError):
+            continue
+        uid = ds.get("SeriesInstanceUID")
+        if uid is None:
+            continue
+        uids.add(str(uid))
+        count += 1
+    text = "\n".join(sorted(uids)) + f"\n{count}"
+    return {"series_sha256": hashlib.sha256(text.encode()).hexdigest()[:16], "files": count}
+
+
 def write_sources(
     result_dir: Path, source: Path | None, pre: Path | None, pacs: dict | None = None
 ) -> None:
     """Record the DICOM folders a result lies on (for a later ``hepanav dicom export``)
-    or, for ``--from-pacs`` runs, the UIDs of the study and series fetched."""
+    or, for ``--from-pacs`` runs, the UIDs of the study and series fetched.
+
+    A folder is recorded by its path relative to the result folder (never an absolute
+    path: it may name a patient) and a fingerprint of its series
+    (:func:`series_fingerprint`), so that ``dicom export`` refuses a folder that has
+    gone or changed instead of writing objects on another series.
+    """
+    import os
+
     from hepanav.core.atomic import write_text
 
+    base = Path(result_dir).resolve()
     data: dict = {}
-    if source is not None:
-        data["source"] = str(Path(source).resolve())
-    if pre is not None and Path(pre).is_dir():
-        data["pre"] = str(Path(pre).resolve())
+    for key, folder in (("source", source), ("pre", pre)):
+        if folder is not None and Path(folder).is_dir():
+            rel = os.path.relpath(Path(folder).resolve(), base)
+            data[key] = {"path": Path(rel).as_posix(), **series_fingerprint(Path(folder))}
     if pacs:
         data["pacs"] = pacs
     write_text(Path(result_dir) / SOURCES_FILE, json.dumps(data, indent=1) + "\n")
 
 
-def read_sources(result_dir: Path) -> dict[str, Path]:
+def read_sources(result_dir: Path, keys=("source", "pre")) -> dict[str, Path]:
+    """The source folders recorded in ``RESULT/dicom_sources.json`` (keys ``source``,
+    ``pre``; only those in ``keys``: a folder given on the command line is not looked
+    up), resolved against the result folder and checked against their fingerprint.
+
+    Raises
+    ------
+    InputError
+        Naming the file: not a JSON object, a recorded folder no longer there, or a
+        series that changed (other SeriesInstanceUID or number of files).
+    """
     path = Path(result_dir) / SOURCES_FILE
     if not path.is_file():
         return {}
     data = read_user_json(path, "DICOM sources file")  # bounded: size, nesting, numbers
     if not isinstance(data, dict):
         raise InputError("not a JSON object of source folders", path)
-    return {
-        k: Path(v) for k, v in data.items() if isinstance(v, str) and Path(v).is_dir()
-    }
+    found: dict[str, Path] = {}
+    for key in keys:
+        entry = data.get(key)
+        if not isinstance(entry, dict):
+            continue
+        rel = entry.get("path")
+        if not isinstance(rel, str) or Path(rel).is_absolute():
+            raise InputError(f"{key}: path must be relative to the result folder", path)
+        folder = Path(result_dir) / rel
+        option = "--source" if key == "source" else "--pre"
+        if not folder.is_dir():
+            raise InputError(
+                f"{key} series {rel} (relative to the result) is no longer there; give {option}",
+                path,
+            )
+        now = series_fingerprint(folder)
+        if now["series_sha256"] != entry.get("series_sha256") or now["files"] != entry.get(
+            "files"
+        ):
+            raise InputError(
+                f"{key} series {rel} has changed since the result (series UID or number of "
+                f"files: {now['files']} now, {entry.get('files')} recorded); give {option}",
+                path,
+            )
+        found[key] = folder
+    return found
 
 
 def _source_folder(result_dir: Path, source: Path | None) -> Path:

@@ -55,12 +55,18 @@ def fetch_study(
 
 
 def dicom_files(paths: Iterable[Path]) -> list[Path]:
-    """Files given and files under given folders (recursive), sorted; missing paths refused."""
+    """Files given and files under given folders (recursive), sorted; missing paths refused.
+
+    The manifest of a HepaNav output set (:data:`hepanav.core.atomic.MANIFEST`) is skipped.
+    """
+    from hepanav.core.atomic import MANIFEST
+
     files: list[Path] = []
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file())
+            # not the manifest of a HepaNav output set (e.g. a pseudonymised folder)
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
         elif path.is_file():
             files.append(path)
         else:

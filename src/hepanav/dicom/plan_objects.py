@@ -56,6 +56,12 @@ def export_plan(result_dir: Path, out: Path, source_folder: Path) -> list[Path]:
     from hepanav.planning.schema import PlanResult
 
     plan = PlanResult.model_validate_json((result_dir / "plan.json").read_text())
+    if not plan.feasible:
+        # A SEG of "planned ablation zones" for a plan that does not cover the target would
+        # read in the PACS as a placeable plan (the web sign-off refuses it for the same reason).
+        raise InputError(
+            "the plan is not feasible: no planned ablation zones are written to DICOM "
+            "(see plan.html for what is not covered and why)", result_dir / "plan.json")
     source = read_source_series(source_folder)
     ct = read_dicom_series(source.folder)
     tumor_file = result_dir / plan.inputs.get("tumor_crop", "tumor.nii.gz")

@@ -19,7 +19,6 @@ import csv
 import os
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -253,24 +252,23 @@ def pseudonymise_tree(src: Path, dst: Path, key_file: Path, mapping: Path) -> Su
     anonymizer = Anonymizer(seed=key)
     files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
     pairs: dict[tuple[str, str], str] = {}
-    tmp = dst.with_name(f".{dst.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    from hepanav.core.atomic import output_folder
+
+    # One set (hepanav.core.atomic.output_folder): the files go into a temporary sibling,
+    # flushed, listed in a manifest and renamed onto dst last -- after the mapping, so dst
+    # never exists without the mapping that re-identifies it. A full disk or a kill leaves
+    # no dst and no temporary (the next run removes a killed run's).
+    with output_folder(dst, "hepanav dicom pseudonymise") as tmp:
         written, skipped = _write_all(files, src, tmp, anonymizer, pairs, key)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if not written:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise InputError("no DICOM file found", src)
-    with atomic_path(Path(mapping), suffix=".csv") as out:
-        with open(out, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["attribute", "original", "pseudonym"])
-            for (keyword, value), pseudo in sorted(pairs.items()):
-                writer.writerow([keyword, value, pseudo])
-        os.chmod(out, 0o600)
-    tmp.rename(dst)  # the export appears complete or not at all
+        if not written:
+            raise InputError("no DICOM file found", src)
+        with atomic_path(Path(mapping), suffix=".csv") as out:
+            with open(out, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["attribute", "original", "pseudonym"])
+                for (keyword, value), pseudo in sorted(pairs.items()):
+                    writer.writerow([keyword, value, pseudo])
+            os.chmod(out, 0o600)
     return Summary(written, skipped)
 
 

@@ -22,6 +22,55 @@ from hepanav.imaging.schema import InputRecord, record_geometry
 from hepanav.imaging.seg import SEG_SOP_CLASS, read_seg
 from hepanav.imaging.slicer_seg import is_slicer_seg, read_slicer_seg
 
+# Largest --mask-threshold: float masks hold fractions or probabilities (0-1), percentages
+# (0-100) or 8/16-bit scaled probabilities (0-255, 0-65535); no threshold above 65535 can
+# select anything in such a map. A threshold <= 0 would select the whole background.
+MASK_THRESHOLD_MAX = 65535.0
+
+
+def check_mask_threshold(threshold: float | None) -> float | None:
+    """Validate ``--mask-threshold`` before any file is read: finite, in (0, 65535].
+
+    The threshold applies to non-binary float masks (voxels ``>= threshold`` are inside).
+    The range is that of the probability maps HepaNav reads (fractions 0-1, percent,
+    8/16-bit scaled, see ``MASK_THRESHOLD_MAX``); once the mask is read the threshold
+    must also lie strictly inside its values (``(0, 1)`` for fractions), else the mask
+    would be all or nothing. ``None`` (not given) passes through.
+
+    Raises
+    ------
+    InputError
+        One line naming ``--mask-threshold`` and the allowed range.
+    """
+    from hepanav.core.limits import check_number
+
+    return check_number(threshold, "--mask-threshold", 0.0, MASK_THRESHOLD_MAX, lo_open=True)
+
+
+def check_threshold_within(threshold: float, lo: float, hi: float, source) -> None:
+    """Refuse a ``--mask-threshold`` that would make a float mask all or nothing.
+
+    A mask of fractions (values within [0, 1]) needs a threshold strictly in (0, 1);
+    any other float mask a threshold in (min, max] of its values.
+
+    Raises
+    ------
+    InputError
+        Naming ``--mask-threshold``, the threshold and the mask's value range.
+    """
+    if lo >= 0 and hi <= 1 + 1e-6:
+        if not 0 < threshold < 1:
+            raise InputError(
+                f"{threshold:g} must be strictly between 0 and 1 for a mask of fractions "
+                f"({source})",
+                "--mask-threshold",
+            )
+    elif not lo < threshold <= hi:
+        raise InputError(
+            f"{threshold:g} selects all or none of the mask {source} (values {lo:g} to {hi:g})",
+            "--mask-threshold",
+        )
+
 
 def binarize(image: sitk.Image, label: int | None = None) -> sitk.Image:
     """uint8 0/1 mask: voxels equal to ``label``, or all non-zero voxels when ``label`` is None."""
@@ -108,8 +157,7 @@ def load_mask(
     path = Path(path)
     wanted = parse_labels(labels, option)
     require_regular_input(path)
-    if threshold is not None and not (np.isfinite(threshold)):
-        raise InputError("must be a finite number", "--mask-threshold")
+    check_mask_threshold(threshold)
     kind = sniff_mask_file(path)
     if kind[0] == "seg":
         mask, record = read_seg(kind[1], wanted, threshold, role)
@@ -254,6 +302,7 @@ def mask_from_values(
             threshold = 0.5
             notes.append("non-binary float mask thresholded at 0.5 (default; set --mask-threshold)")
         else:
+            check_threshold_within(threshold, lo, hi, source)
             notes.append(f"non-binary float mask thresholded at {threshold:g} (--mask-threshold)")
         mask = sitk.Cast(image >= float(threshold), sitk.sitkUInt8)
         return mask, notes, None

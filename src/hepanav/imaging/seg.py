@@ -90,6 +90,13 @@ def read_seg(
         fractional = str(getattr(seg, "SegmentationType", "BINARY")) == "FRACTIONAL"
         if fractional:
             cut = 0.5 if threshold is None else threshold
+            if threshold is not None and not 0 < threshold < 1:
+                # get_volume gives fractions (0-1): any other cut selects all or nothing.
+                raise InputError(
+                    f"{threshold:g} must be strictly between 0 and 1 for a fractional SEG "
+                    f"({path})",
+                    "--mask-threshold",
+                )
             inside = np.any(values >= cut, axis=3)
             notes.append(
                 f"fractional SEG thresholded at {cut:g}"

@@ -109,7 +109,8 @@ def margin(
     mask_threshold: float | None = typer.Option(
         None,
         "--mask-threshold",
-        help="Threshold for non-binary float masks (fractions, probabilities); default 0.5.",
+        help="Threshold for non-binary float masks (fractions, probabilities); default 0.5; "
+        "in (0, 1) for fractions, at most 65535.",
         rich_help_panel=_MASKS,
     ),
     pre_series: str | None = typer.Option(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from hepanav.imaging import (
     require_overlap,
     write_image,
 )
+from hepanav.imaging.masks import check_mask_threshold
 from hepanav.margin.landmarks import paired_landmarks, read_landmarks
 from hepanav.margin.measure import Measurement, measure_margin
 from hepanav.margin.registration import (
@@ -116,8 +116,7 @@ class MarginInputs:
             ("--liver-label", self.liver_label),
         ):
             parse_labels(text, option)
-        if self.mask_threshold is not None and not math.isfinite(self.mask_threshold):
-            raise InputError("must be a finite number", "--mask-threshold")
+        check_mask_threshold(self.mask_threshold)
         if not self.registered and (self.pre_series or self.post_series):
             raise InputError("applies to the pre/post mode (--pre/--post)", "--pre-series")
         if self.subcapsular_mm and self.liver is None and self.liver_post is None:
@@ -319,6 +318,9 @@ def run_margin_pipeline(
     run = MarginRun(result, measurement, registration, images, paths)
 
     paths.update(write_segments(run, out))  # masks for the DICOM SEG export
+    from hepanav.margin.mesh import write_surface_meshes
+
+    paths.update(write_surface_meshes(measurement, out))  # 3D view of the web application
     if report:
         from hepanav.margin.report import write_report
 

@@ -136,6 +136,10 @@ def make_ablation_case(
     return write_case(case, out_dir, truth_displacement=truth_displacement, report=report)
 
 
+# Largest --seed: 2**32 - 1, the range of a 32-bit seed (NumPy legacy seeding).
+MAX_SEED = 2**32 - 1
+
+
 def build_case(
     seed: int = 0,
     params: CaseParameters | None = None,
@@ -151,9 +155,13 @@ def build_case(
         raise InputError("a real base scan needs both --base-ct and --base-liver", missing)
     if liver_label is not None and base_liver is None:
         raise InputError("only applies to a real base scan (--base-liver)", "--liver-label")
-    if seed < 0:
-        # NumPy seeds are non-negative; a negative one would end in a traceback.
-        raise InputError(f"must be a non-negative integer, got {seed}", "--seed")
+    if not 0 <= seed <= MAX_SEED:
+        # NumPy seeds are non-negative (a negative one would end in a traceback); 2**32 - 1
+        # bounds the integer Typer would otherwise accept at any length.
+        raise InputError(f"must be an integer from 0 to {MAX_SEED}, got {seed}", "--seed")
+    if liver_label is not None and not 1 <= liver_label <= 65535:
+        # 16-bit label maps; 0 is background.
+        raise InputError(f"must be a label from 1 to 65535, got {liver_label}", "--liver-label")
     rng = np.random.default_rng(seed)
     if base_ct is None:
         base = procedural_base(np.random.default_rng([seed, 0]), params)

@@ -9,7 +9,9 @@ import typer
 
 def phantom(
     out: Path = typer.Option(..., "--out", help="Folder to write the case into."),
-    seed: int = typer.Option(0, "--seed", help="Seed of anatomy, lesions, motion and noise."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of anatomy, lesions, motion and noise (0 to 2^32-1)."
+    ),
     base_ct: Path | None = typer.Option(
         None, "--base-ct", help="Real CT (file or DICOM folder) to implant the lesions into."
     ),
@@ -17,7 +19,7 @@ def phantom(
         None, "--base-liver", help="Liver mask or label map of --base-ct (liver = label 5)."
     ),
     liver_label: int | None = typer.Option(
-        None, "--liver-label", help="Liver label in a multi-label --base-liver (default 5)."
+        None, "--liver-label", help="Liver label of a multi-label --base-liver (1-65535; 5)."
     ),
     spacing: float = typer.Option(1.5, "--spacing", help="Isotropic voxel size, mm (procedural)."),
     size: tuple[int, int, int] | None = typer.Option(

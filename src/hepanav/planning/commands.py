@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
             "DICOM SEG, RTSTRUCT or .seg.nrrd holding several.",
         ),
         mask_threshold: float | None = typer.Option(
-            None, "--mask-threshold", help="Threshold of a non-binary float tumour mask (0.5)."
+            None, "--mask-threshold",
+            help="Threshold of a non-binary float tumour mask (0.5); in (0, 1) for fractions.",
         ),
         series: str | None = typer.Option(
             None, "--series", help="Series UID or description substring in a --ct DICOM folder."
@@ -115,10 +116,14 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(..., "--out", help="Output folder."),
         lateral_tolerance: float = typer.Option(
-            5.0, "--lateral-tolerance", help="Tip distance from the planned axis judged OK, mm."
+            5.0,
+            "--lateral-tolerance",
+            help="Tip distance from the planned axis judged OK, mm (0-20].",
         ),
         depth_tolerance: float = typer.Option(
-            5.0, "--depth-tolerance", help="Tip distance from the planned depth judged OK, mm."
+            5.0,
+            "--depth-tolerance",
+            help="Tip distance from the planned depth judged OK, mm (0-20].",
         ),
         series: str | None = typer.Option(
             None, "--series", help="Series UID or description substring in a --control-ct folder."

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
+from hepanav.core.limits import check_number
 from hepanav.core.paths import recorded_path
 from hepanav.core.validation import parse_json, read_user_text, validate_model
 from hepanav.imaging.geometry import same_grid
@@ -29,6 +30,7 @@ from hepanav.planning.slicer import write_markups
 from hepanav.planning.verification import (
     DEPTH_TOLERANCE_MM,
     LATERAL_TOLERANCE_MM,
+    MAX_TOLERANCE_MM,
     detect_needles,
     match_needles,
     needle_verdict,
@@ -79,6 +81,9 @@ def run_plan(
         margin_ok = False
     if not margin_ok:
         raise InputError(f"margin must be a finite number in [0, {MAX_MARGIN_MM:g}] mm", "--margin")
+    from hepanav.imaging.masks import check_mask_threshold
+
+    check_mask_threshold(mask_threshold)
     device = load_device(device_name)
     risk = load_risk_map(label_map)
     ct, ct_record = load_image(ct_path, "planning CT", series=series)
@@ -364,14 +369,15 @@ def run_verification(
 
     Each planned needle gets a verdict (OK / advance / withdraw / redirect / MISSING,
     :func:`hepanav.planning.verification.needle_verdict`) with the tolerances given;
-    unplanned metal lines are EXTRA.
+    unplanned metal lines are EXTRA. The tolerances must be finite and in
+    (0, ``MAX_TOLERANCE_MM`` = 20] mm (the largest plan margin), checked before any file
+    is read (``InputError`` naming the option otherwise).
     """
     for value, option in (
         (lateral_tolerance_mm, "--lateral-tolerance"),
         (depth_tolerance_mm, "--depth-tolerance"),
     ):
-        if not np.isfinite(value) or value <= 0:
-            raise InputError(f"must be a finite distance > 0 mm, got {value:g}", option)
+        check_number(value, option, 0.0, MAX_TOLERANCE_MM, lo_open=True, unit="mm")
     plan_path = Path(plan_path)
     plan_res = _load_plan(plan_path)
     ct, ct_record = load_image(control_ct_path, "control CT", series=series)

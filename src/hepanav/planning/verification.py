@@ -200,6 +200,10 @@ def positioning_error(
 # margin (the margin absorbs the error; domain brief: ablation margin >= 5 mm).
 LATERAL_TOLERANCE_MM = 5.0
 DEPTH_TOLERANCE_MM = 5.0
+# Largest tolerance accepted: 20 mm, the largest plan margin (``plan --margin`` <= 20 mm).
+# A tip error beyond the margin can leave tumour outside the zone, so a larger tolerance
+# could only judge an unsafe placement OK.
+MAX_TOLERANCE_MM = 20.0
 
 
 def lateral_direction_words(tip_planned, dir_planned, tip_actual) -> tuple[float, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from hepanav.registry import dataset, stats
-from hepanav.registry.schema import AuditReport, ComplicationCount, RateRow
+from hepanav.registry.schema import AuditReport, ComplicationCount, DashboardReport, RateRow
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -290,8 +291,14 @@ def at_risk(name: str, months: pd.Series):
     )
 
 
-def flow(treated: pd.DataFrame, tte: pd.DataFrame, counts: dict[str, int]) -> list:
-    """STROBE-style flow of patients and lesions from the registry to each analysis."""
+def flow(
+    treated: pd.DataFrame, tte: pd.DataFrame, counts: dict[str, int], selection: str | None = None
+) -> list:
+    """STROBE-style flow of patients and lesions from the registry to each analysis.
+
+    ``selection``: words for a filter applied to ``treated`` (e.g. "2024-01-01 to
+    2024-12-31, ablation"); lesions outside it are then counted as left out by it.
+    """
     from hepanav.registry.schema import FlowStep
 
     lesion_key = ["patient_id", "lesion_id"]
@@ -303,13 +310,15 @@ def flow(treated: pd.DataFrame, tte: pd.DataFrame, counts: dict[str, int]) -> li
         )
     ]
     with_treatment = treated.drop_duplicates(lesion_key)
+    left_out = counts.get("lesions", 0) - len(with_treatment)
     steps.append(
         FlowStep(
-            step="with a recorded treatment",
+            step="with a recorded treatment"
+            + (f" in the selection ({selection})" if selection else ""),
             patients=int(with_treatment.patient_id.nunique()),
             lesions=len(with_treatment),
-            excluded=f"{counts.get('lesions', 0) - len(with_treatment)} lesion(s) "
-            "without treatment",
+            excluded=f"{left_out} lesion(s) without treatment"
+            + (" or outside the selection" if selection else ""),
         )
     )
     for ptype, group in with_treatment.groupby("procedure_type", sort=True):
@@ -404,3 +413,82 @@ def _num(v) -> float | None:
 
 def _str(v) -> str | None:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) or v == "" else str(v)
+
+
+def dashboard(
+    engine: Engine,
+    *,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    procedure_type: str | None = None,
+    centre: str | None = None,
+) -> DashboardReport:
+    """The audit figures of the lesion treatments of a period, procedure type and centre.
+
+    The same functions as :func:`build_audit` on the selected treatments: the flow
+    (:func:`flow`), complication rates with their denominators per procedure type
+    (:func:`complication_rates`), follow-up by reverse Kaplan-Meier
+    (:func:`follow_up_time`), and the outcomes per procedure type
+    (:func:`hepanav.registry.outcomes.outcomes_by_procedure`: R0 per lesion and per
+    patient, technical success, LTP by margin category with death competing).
+    Follow-up events are those of the selected patients.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        An open registry.
+    date_from, date_to : datetime.date, optional
+        Procedure dates, both inclusive.
+    procedure_type, centre : str, optional
+        Exact values of the registry's ``procedure_type`` and ``centre``.
+    """
+    from hepanav.registry.outcomes import outcomes_by_procedure
+
+    treated = dataset.treatments(engine)
+    types = sorted(treated.procedure_type.dropna().unique().tolist())
+    centres = sorted(treated.centre.dropna().unique().tolist())
+    words = []
+    if date_from is not None:
+        treated = treated[pd.to_datetime(treated.procedure_date) >= pd.Timestamp(date_from)]
+    if date_to is not None:
+        treated = treated[pd.to_datetime(treated.procedure_date) <= pd.Timestamp(date_to)]
+    if date_from is not None or date_to is not None:
+        words.append(f"{date_from or '...'} to {date_to or '...'}")
+    if procedure_type:
+        treated = treated[treated.procedure_type == procedure_type]
+        words.append(procedure_type)
+    if centre:
+        treated = treated[treated.centre == centre]
+        words.append(f"centre {centre}")
+    follow_up = dataset.events(engine)
+    follow_up = follow_up[follow_up.patient_id.isin(set(treated.patient_id))]
+    tte = (
+        dataset.time_to_event(treated, follow_up)
+        if len(treated) and len(follow_up)
+        else pd.DataFrame(columns=["patient_id", "lesion_id", "procedure_type"])
+    )
+    patients = (
+        dataset.patient_survival(treated, follow_up)
+        if len(treated) and len(follow_up)
+        else pd.DataFrame(columns=["patient_id", "months", "died"])
+    )
+    counts = dataset.table_counts(engine)
+    return DashboardReport(
+        selection={
+            "date_from": None if date_from is None else date_from.isoformat(),
+            "date_to": None if date_to is None else date_to.isoformat(),
+            "procedure_type": procedure_type or None,
+            "centre": centre or None,
+        },
+        flow=flow(treated, tte, counts, ", ".join(words) or None) if len(treated) else [],
+        complication_rates=complication_rates(
+            treated, dataset.complication_rows(engine), follow_up
+        )
+        if len(treated)
+        else [],
+        follow_up=follow_up_time(patients),
+        outcomes=outcomes_by_procedure(treated, follow_up),
+        mam_mm_quantiles=_quantiles(treated.loc[treated.procedure_type == "ablation", "mam_mm"]),
+        procedure_types=types,
+        centres=centres,
+    )

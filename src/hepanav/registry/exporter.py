@@ -79,8 +79,7 @@ def write_xlsx_tables(tables: dict[str, pd.DataFrame], out: Path) -> Path:
                 if cell.data_type == "f":  # openpyxl reads "=..." as a formula
                     cell.data_type = "s"
                     cell.quotePrefix = True
-    with atomic_path(out) as tmp:
-        book.save(tmp)
+    _save_book(book, out)
     return out
 
 
@@ -211,8 +210,7 @@ def write_xlsx_template(kind: str, out: Path) -> Path:
     dictionary.append(list(info.columns))
     for values in info.itertuples(index=False):
         dictionary.append(list(values))
-    with atomic_path(out) as tmp:
-        book.save(tmp)
+    _save_book(book, out)
     return out
 
 
@@ -235,3 +233,18 @@ def write_template(kind: str, out: str | Path) -> Path:
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
     return out
+
+
+def _save_book(book, out: Path) -> None:
+    """Save an openpyxl workbook to ``out`` atomically.
+
+    Built in memory, then written: openpyxl leaves its ZipFile open when a write fails
+    (full disk), and the interpreter's clean-up then printed a traceback past the one
+    error line.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    book.save(buffer)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_bytes(buffer.getvalue())

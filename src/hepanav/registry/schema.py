@@ -703,6 +703,27 @@ class AuditReport(BaseModel):
     lesions: list[LesionListing] = []
 
 
+class DashboardReport(BaseModel):
+    """The audit figures of a selection of the registry (the web dashboard).
+
+    The same computations as ``audit.json`` (:mod:`hepanav.registry.audit` and
+    :mod:`hepanav.registry.outcomes`), on the lesion treatments of a period, procedure
+    type and centre; never pooled across procedure types.
+    """
+
+    disclaimer: str = DISCLAIMER
+    selection: dict[str, str | None] = Field(
+        description="date_from, date_to (YYYY-MM-DD, inclusive), procedure_type, centre"
+    )
+    flow: list[FlowStep]
+    complication_rates: list[ComplicationRate]
+    follow_up: FollowUp | None
+    outcomes: OutcomesByProcedure
+    mam_mm_quantiles: dict[str, float] = Field(description="ablation MAM percentiles")
+    procedure_types: list[str] = Field(description="all procedure types in the registry")
+    centres: list[str] = Field(description="all centres in the registry")
+
+
 class MarginJson(BaseModel):
     """The fields the registry takes from ``hepanav margin``'s ``margin.json``.
 

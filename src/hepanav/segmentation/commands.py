@@ -47,7 +47,8 @@ def segment(
     max_radius_mm: float | None = typer.Option(
         None,
         "--max-radius-mm",
-        help="Leak limit: largest distance from a seed, mm (tumour 40, zone 45, liver 250).",
+        help="Leak limit: largest distance from a seed, mm, at most 300 (tumour 40, zone 45, "
+        "liver 250).",
         rich_help_panel=_EDIT,
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the HTML report."),

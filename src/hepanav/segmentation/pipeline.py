@@ -9,6 +9,7 @@ import numpy as np
 
 from hepanav.core.atomic import output_files, write_json
 from hepanav.core.errors import InputError
+from hepanav.core.limits import check_number
 from hepanav.core.paths import check_inputs_outputs, recorded_path
 from hepanav.imaging import read_image, write_image
 from hepanav.segmentation.result import Segmentation
@@ -27,6 +28,12 @@ SEG_SEGMENTS = {
 }
 
 
+# Largest --max-radius-mm: 300 mm. The liver default is 250 mm and an adult liver spans at
+# most about 25-30 cm, so nothing HepaNav segments lies farther from a seed; the region
+# of interest and the rays cast from each seed grow with this radius.
+MAX_RADIUS_MM = 300.0
+
+
 def run_segmentation(
     structure: str,
     ct,
@@ -37,13 +44,19 @@ def run_segmentation(
     include: list[Seed] | None = None,
     exclude: list[Seed] | None = None,
 ) -> Segmentation:
-    """Dispatch to the segmenter of ``structure`` ("tumor", "ablation", "liver")."""
+    """Dispatch to the segmenter of ``structure`` ("tumor", "ablation", "liver").
+
+    ``max_radius_mm`` (``--max-radius-mm``), when given, must be finite and in
+    (0, ``MAX_RADIUS_MM`` = 300] mm, checked before any voxel is touched.
+
+    Raises
+    ------
+    InputError
+        No seed, a bad option, or the segmenter's refusals (seed off the structure, leak).
+    """
     if not seeds:
         raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)", "--seed")
-    if max_radius_mm is not None and not (np.isfinite(max_radius_mm) and max_radius_mm > 0):
-        raise InputError(
-            f"must be a finite distance > 0 mm, got {max_radius_mm}", "--max-radius-mm"
-        )
+    check_number(max_radius_mm, "--max-radius-mm", 0.0, MAX_RADIUS_MM, lo_open=True, unit="mm")
     kw = {"include": include, "exclude": exclude}
     if max_radius_mm is not None:
         kw["max_radius_mm"] = max_radius_mm
@@ -92,8 +105,10 @@ def segment_file(
     ------
     InputError
         Unreadable CT, malformed or misplaced seed, a structure that does not look
-        right at the seed, a leak, an unsupported output suffix.
+        right at the seed, a leak, an unsupported output suffix, ``max_radius_mm`` not
+        finite or outside (0, 300] mm (checked before any file is read).
     """
+    check_number(max_radius_mm, "--max-radius-mm", 0.0, MAX_RADIUS_MM, lo_open=True, unit="mm")
     out = Path(out)
     _check_suffix(out)
     # The mask, its JSON and its report may not overwrite the CT (segment --out ct.nii.gz).

@@ -113,16 +113,15 @@ def dose(
     Exit code 1: ABOVE the protocol dose, or BELOW a stated range (printed;
     with --json the result is "above" or "below").
     Exit code 2: a user mistake (one error line)."""
-    from hepanav.core import InputError
-    from hepanav.therapy.dose import check_dose, load_dose_table
-    from hepanav.therapy.regimens import check_regimen_dose, regimens_for_drug
+    from hepanav.therapy.regimens import dose_check
+    from hepanav.therapy.schema import RegimenDoseResult
 
     height, weight = _number(height_cm, "--height-cm"), _number(weight_kg, "--weight-kg")
     amount = _number(value, "--dose")
-    if regimen:
-        if drug:
-            raise InputError("give --regimen or --drug, not both", "--drug")
-        res = check_regimen_dose(regimen, amount, unit, per, height, weight)
+    result = dose_check(drug=drug, regimen=regimen, dose=amount, unit=unit, per=per,
+                        route=route, height_cm=height, weight_kg=weight, historical=historical)
+    if isinstance(result, RegimenDoseResult):
+        res = result
         if as_json:
             typer.echo(res.model_dump_json(indent=2))
             _exit_for(res.result)
@@ -145,19 +144,6 @@ def dose(
         )
         _exit_for(res.result)
         return
-    if not drug:
-        raise InputError(
-            "give --regimen (sourced protocol) or --drug (historical table)", "--regimen"
-        )
-    table = load_dose_table()
-    options = regimens_for_drug(table.find_drug(drug))
-    if options and not historical:
-        raise InputError(
-            f"{drug} has sourced regimens ({', '.join(options)}): give --regimen; --historical "
-            "compares with the historical table instead",
-            "--drug",
-        )
-    result = check_dose(drug, amount, unit, route, height, weight)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         _exit_for(result.result)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hepanav.core import InputError
 from hepanav.therapy.dose import check_dose_value, classify, normalise_unit, total_dose_mg
-from hepanav.therapy.schema import RegimenDoseResult, Source
+from hepanav.therapy.schema import DoseResult, RegimenDoseResult, Source
 
 REGIMENS_FILE = Path(__file__).parent / "data" / "regimens.yaml"
 
@@ -168,3 +168,47 @@ def check_regimen_dose(
 
 def _fmt(x: float) -> str:
     return f"{significant(x, 3):g}"
+
+
+def dose_check(
+    *,
+    drug: str | None,
+    regimen: str | None,
+    dose: float,
+    unit: str,
+    per: str = "session",
+    route: str = "intra-arterial",
+    height_cm: float | None = None,
+    weight_kg: float | None = None,
+    historical: bool = False,
+) -> RegimenDoseResult | DoseResult:
+    """One dose check as ``hepanav therapy dose`` does it (the CLI and the web page share it).
+
+    A ``regimen`` is checked against the sourced protocol (``check_regimen_dose``); a
+    ``drug`` against the historical intra-arterial table (``check_dose``), which is refused
+    when the drug has sourced regimens unless ``historical`` is set.
+
+    Raises
+    ------
+    InputError
+        Both or neither of drug and regimen, a drug with sourced regimens without
+        ``historical``, and everything the two checks refuse.
+    """
+    from hepanav.therapy.dose import check_dose, load_dose_table
+
+    if regimen:
+        if drug:
+            raise InputError("give --regimen or --drug, not both", "--drug")
+        return check_regimen_dose(regimen, dose, unit, per, height_cm, weight_kg)
+    if not drug:
+        raise InputError(
+            "give --regimen (sourced protocol) or --drug (historical table)", "--regimen"
+        )
+    options = regimens_for_drug(load_dose_table().find_drug(drug))
+    if options and not historical:
+        raise InputError(
+            f"{drug} has sourced regimens ({', '.join(options)}): give --regimen; --historical "
+            "compares with the historical table instead",
+            "--drug",
+        )
+    return check_dose(drug, dose, unit, route, height_cm, weight_kg)

@@ -31,6 +31,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from hepanav import DISCLAIMER, __version__
 from hepanav.core.errors import InputError
@@ -50,6 +51,7 @@ CAN_VIEW_CASES = ("radiologist", "surgeon", "admin")
 CAN_RUN_IMAGING = ("radiologist", "admin")
 CAN_RUN_FLUORO = ("surgeon", "admin")
 CAN_EDIT_REGISTRY = ("coordinator", "admin")
+CAN_CHECK_DOSE = ("radiologist", "surgeon", "admin")  # clinicians, not the study office
 CAN_ADMIN = ("admin",)
 
 
@@ -68,6 +70,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     for folder in (settings.cases_dir, settings.jobs_dir, settings.uploads_dir):
         folder.mkdir(parents=True, exist_ok=True)
     engine = make_web_engine(settings.db)
+    audit_log = security.AuditWriter(engine)
     limiter = security.LoginLimiter(settings.login_attempts, settings.login_window_s)
     # Autoescape every template (the names end in .html.j2, which Starlette's default
     # extension-based autoescape would miss): all user text is escaped.
@@ -91,6 +94,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         if manager is not None:
             manager.stop()
             await asyncio.to_thread(manager.cluster.close)
+        await asyncio.to_thread(audit_log.close)  # every queued audit event is written
 
     app = FastAPI(
         title="HepaNav",
@@ -103,6 +107,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.audit = audit_log
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     # ------------------------------------------------------------------ helpers
@@ -146,9 +151,8 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             raise HTTPException(403, "the form has expired or was not sent by HepaNav; reload")
 
     def audit(request: Request, action: str, target: str = "", outcome: str = "ok") -> None:
-        with Session(engine) as db:
-            user = getattr(request.state, "user", None)
-            security.audit(db, user.username if user else "-", action, target, outcome)
+        user = getattr(request.state, "user", None)
+        audit_log.record(user.username if user else "-", action, target, outcome)
 
     app.state.require_csrf = require_csrf
     app.state.require = require
@@ -161,8 +165,13 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         request.state.session_row = None
         if path not in PUBLIC:
             token = request.cookies.get(security.COOKIE)
-            with Session(engine, expire_on_commit=False) as db:
-                found = security.session_user(db, token, settings.session_minutes)
+
+            def lookup():
+                with Session(engine, expire_on_commit=False) as db:
+                    return security.session_user(db, token, settings.session_minutes)
+
+            # Database work off the event loop (in the thread pool), never blocking it.
+            found = await run_in_threadpool(lookup)
             if found is None:
                 wants_html = "text/html" in request.headers.get("accept", "")
                 if wants_html and request.method == "GET" and not path.startswith("/api/"):
@@ -225,7 +234,7 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         """Log in; sets the session cookie. Rate-limited per user name and client."""
         client = request.client.host if request.client else "-"
         if limiter.blocked(username, client):
-            security.audit(db, username[:64], "login", outcome="rate-limited")
+            audit_log.record(username, "login", outcome="rate-limited")
             return page(
                 request, "login.html.j2", code=429, message="too many failed logins; wait"
             )
@@ -234,11 +243,11 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             user.password_hash, password
         ):
             limiter.failed(username, client)
-            security.audit(db, username[:64], "login", outcome="failed")
+            audit_log.record(username, "login", outcome="failed")
             return page(request, "login.html.j2", code=401, message="wrong user name or password")
         limiter.succeeded(username, client)
         token, _ = security.open_session(db, user)
-        security.audit(db, user.username, "login")
+        audit_log.record(user.username, "login")
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             security.COOKIE,
@@ -322,7 +331,31 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         fields = ("tumor_seed", "ablation_seed", "tumor_include", "tumor_exclude",
                   "zone_include", "zone_exclude")
         prefill = {f: request.query_params.get(f, "")[:2000] for f in fields}
-        return page(request, "margin.html.j2", case=case, prefill=prefill)
+        # Where the cursor starts: the tumour seed being corrected, else the MAM point of
+        # the case's latest margin result, else the middle of the image.
+        start = None
+        if prefill["tumor_seed"]:
+            try:
+                start = list(parse_point(prefill["tumor_seed"], "tumour seed"))
+            except InputError:
+                start = None
+        if start is None:
+            start = _latest_mam(case_id)
+        return page(request, "margin.html.j2", case=case, prefill=prefill, start=start)
+
+    def _latest_mam(case_id: str) -> list[float] | None:
+        """The MAM point (LPS mm) of the case's latest finished margin job, if any."""
+        with Session(engine) as db:
+            jobs = db.scalars(select(Job).where(Job.case_id == case_id, Job.kind == "margin",
+                                                Job.state == "done").order_by(Job.id.desc())
+                              .limit(5)).all()
+        manager = getattr(app.state, "jobs", None)  # None: started without jobs (tests)
+        for job in jobs if manager is not None else []:
+            summary = _result_summary(manager.job_dir(job.id))
+            point = summary and summary.get("data", {}).get("mam_point_lps_mm")
+            if point:
+                return [float(v) for v in point]
+        return None
 
     @app.post("/cases/{case_id}/margin", tags=["margin"], dependencies=[Depends(require_csrf)])
     def margin_run(
@@ -477,7 +510,9 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         status = request.app.state.jobs.status(job_id) if request.app.state.jobs else {}
         result = _result_summary(request.app.state.jobs.job_dir(job_id)) if job.state == "done" \
             else None
-        case = get_case(settings.cases_dir, job.case_id) if job.case_id else None
+        case = None
+        if job.case_id and job.kind != "fetch":  # a fetched case exists when the job is done
+            case = get_case(settings.cases_dir, job.case_id)
         audit(request, "view", f"job:{job_id}")
         return page(request, "job.html.j2", job=job, status=status, result=result, case=case)
 
@@ -572,6 +607,12 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             raise InputError("only a finished margin or plan can be signed off", f"job {job_id}")
         if job.signed_off_by:
             raise InputError(f"already signed off by {job.signed_off_by}", f"job {job_id}")
+        if job.kind == "plan":
+            plan_json = request.app.state.jobs.job_dir(job_id) / "result" / "plan" / "plan.json"
+            if not json.loads(plan_json.read_text()).get("feasible", False):
+                # Its zones do not cover the target: never stored as a plan in PACS.
+                raise InputError("an infeasible plan cannot be signed off; change the margin, "
+                                 "device or risk settings and plan again", f"job {job_id}")
         ids = {"patient_id": patient_id.strip(), "procedure_id": procedure_id.strip(),
                "lesion_id": lesion_id.strip()}
         registry = ids if any(ids.values()) else None
@@ -617,6 +658,46 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
                         case_text=case_text, message=" ".join(str(exc).split()), example="")
         audit(request, "run", "therapy")
         return page(request, "therapy.html.j2", report=report, case_text=case_text, example="")
+
+    @app.get("/therapy/dose", response_class=HTMLResponse, tags=["therapy"])
+    def dose_page(request: Request, _: User = Depends(require(*CAN_CHECK_DOSE))):
+        """Dose check (``hepanav therapy dose``): a sourced regimen or the historical table."""
+        from hepanav.web.workflows import dose_options
+
+        return page(request, "dose.html.j2", options=dose_options(), form={}, result=None,
+                    message=None)
+
+    @app.post("/therapy/dose", response_class=HTMLResponse, tags=["therapy"],
+              dependencies=[Depends(require_csrf)])
+    def dose_run(
+        request: Request,
+        drug: str = Form("", max_length=64),
+        regimen: str = Form("", max_length=64),
+        dose: str = Form("", max_length=32),
+        unit: str = Form("mg", max_length=16),
+        per: str = Form("session", max_length=16),
+        route: str = Form("intra-arterial", max_length=32),
+        height_cm: str = Form("", max_length=32),
+        weight_kg: str = Form("", max_length=32),
+        historical: str = Form("", max_length=8),
+        _: User = Depends(require(*CAN_CHECK_DOSE)),
+    ):
+        """Check a dose against a sourced regimen or the historical intra-arterial table;
+        the verdict is shown with its source (the form keeps what was typed)."""
+        from hepanav.web.workflows import dose_options, run_dose_check
+
+        form = {"drug": drug, "regimen": regimen, "dose": dose, "unit": unit, "per": per,
+                "route": route, "height_cm": height_cm, "weight_kg": weight_kg,
+                "historical": historical}
+        try:
+            result = run_dose_check(form)
+        except InputError as exc:
+            audit(request, "run", "therapy-dose", "refused")
+            return page(request, "dose.html.j2", code=400, options=dose_options(), form=form,
+                        result=None, message=" ".join(str(exc).split()))
+        audit(request, "run", "therapy-dose")
+        return page(request, "dose.html.j2", options=dose_options(), form=form, result=result,
+                    message=None)
 
     # ---------------------------------------------------------- registry
     @app.get("/registry", response_class=HTMLResponse, tags=["registry"])
@@ -699,12 +780,14 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     @app.get("/admin/audit", response_class=HTMLResponse, tags=["admin"])
     def audit_page(request: Request, db: Session = Depends(db_session),
                    _: User = Depends(require(*CAN_ADMIN))):
+        audit_log.flush()
         events = db.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500)).all()
         return page(request, "audit.html.j2", events=events)
 
     @app.get("/api/audit", tags=["admin"])
     def audit_json(db: Session = Depends(db_session), _: User = Depends(require(*CAN_ADMIN))):
         """The audit log (latest 500 events) as JSON."""
+        audit_log.flush()
         events = db.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500)).all()
         return [
             {"at": e.at.isoformat(), "user": e.username, "action": e.action,
@@ -775,7 +858,8 @@ def _result_summary(job_dir: Path) -> dict[str, Any] | None:
     for candidate in sorted(result.rglob("margin.json")):
         data = json.loads(candidate.read_text())
         rel = candidate.parent.relative_to(result).as_posix()
-        return {"kind": "margin", "data": data, "folder": rel}
+        surface = (candidate.parent / "surface" / "tumour.surf.gii").is_file()
+        return {"kind": "margin", "data": data, "folder": rel, "surface": surface}
     if (result / "tumor.nii.gz").is_file() and (result / "zone.nii.gz").is_file():
         return {"kind": "segment", "folder": "."}
     for candidate in sorted(result.rglob("plan.json")):

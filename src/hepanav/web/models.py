@@ -86,12 +86,33 @@ class Job(Base):
 
 
 def make_web_engine(url: str) -> Engine:
-    """Engine for the application database; creates the tables on first use."""
+    """Engine for the application database; creates the tables on first use.
+
+    SQLite databases are switched to write-ahead logging (WAL) so that page views read
+    while the audit writer and the job monitor write; connections are pooled.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    kwargs: dict[str, Any] = {}
+    # Up to 50 pooled connections: every request of the thread pool (40 threads by
+    # default in Starlette/anyio) plus the job monitor and the audit writer can hold one;
+    # SQLAlchemy's default (5 + 10 overflow) made the 16th concurrent login wait 30 s and
+    # fail.
+    kwargs: dict[str, Any] = {"pool_size": 10, "max_overflow": 40, "pool_timeout": 60}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        from sqlalchemy import event
+
+        @event.listens_for(engine, "connect")
+        def _wal(connection, _record) -> None:
+            # Write-ahead log: readers (page views) never wait for the writer (the audit
+            # log, job state); synchronous=NORMAL is durable in WAL mode except for the
+            # last transactions on a power cut (SQLite documentation, "WAL mode").
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
     Base.metadata.create_all(engine)
     return engine

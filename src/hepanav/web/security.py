@@ -7,12 +7,16 @@
   field ``csrf_token`` or the ``X-CSRF-Token`` header (synchroniser-token pattern,
   OWASP CSRF Prevention Cheat Sheet).
 - Login: at most N failures per (user name, client address) in a sliding window.
+- Audit log: written off the request path in batches (``AuditWriter``), flushed at a
+  clean shutdown.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import queue
 import secrets
 import threading
 import time
@@ -28,6 +32,8 @@ from hepanav.core.errors import InputError
 from hepanav.web.models import ROLES, AuditEvent, LoginSession, User, utcnow
 
 COOKIE = "hepanav_session"
+# A session's last_seen is renewed when older than this (idle expiry exact to it).
+RENEW_AFTER = timedelta(minutes=1)
 _hasher = PasswordHasher()
 
 
@@ -97,8 +103,11 @@ def session_user(
     user = db.get(User, row.user_id)
     if user is None or not user.active:
         return None
-    row.last_seen = utcnow()
-    db.commit()
+    # Renew at most once a minute: a page view is then a read, not a write (the idle
+    # expiry is exact to a minute).
+    if utcnow() - row.last_seen > RENEW_AFTER:
+        row.last_seen = utcnow()
+        db.commit()
     return user, row
 
 
@@ -118,6 +127,76 @@ def audit(db: Session, username: str, action: str, target: str = "", outcome: st
     """Record an action. ``target`` is an id (case folder, job number), never patient data."""
     db.add(AuditEvent(username=username, action=action, target=target[:256], outcome=outcome))
     db.commit()
+
+
+class AuditWriter:
+    """The audit log written off the request path: events are queued with their time and
+    written by one thread in batches (one transaction per batch).
+
+    ``flush()`` returns when every event queued before it is in the database; ``close()``
+    (called at a clean shutdown) flushes and stops the thread, so no event is lost on a
+    clean shutdown. A crash loses at most the events of the last ``interval_s``.
+    """
+
+    def __init__(self, engine, interval_s: float = 0.2, batch: int = 500) -> None:
+        self.engine = engine
+        self.interval_s = interval_s
+        self.batch = batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def record(self, username: str, action: str, target: str = "", outcome: str = "ok") -> None:
+        """Queue one event (the time is taken now, not when it is written)."""
+        event = {"at": utcnow(), "username": username[:64], "action": action[:32],
+                 "target": target[:256], "outcome": outcome[:16]}
+        if self._closed:  # after shutdown (tests, scripts): write it at once
+            self._write([event])
+            return
+        self._queue.put(event)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="hepanav-audit",
+                                                    daemon=True)
+                    self._thread.start()
+
+    def _drain(self) -> list[dict]:
+        events = []
+        while len(events) < self.batch:
+            try:
+                events.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return events
+
+    def _write(self, events: list) -> None:
+        from sqlalchemy import insert
+        from sqlalchemy.orm import Session
+
+        with Session(self.engine) as db:
+            db.execute(insert(AuditEvent), events)
+            db.commit()
+
+    def flush(self) -> None:
+        """Write everything queued so far (in the caller's thread)."""
+        with self._lock:
+            while events := self._drain():
+                self._write(events)
+
+    def _run(self) -> None:
+        while not self._closed:
+            time.sleep(self.interval_s)
+            try:
+                self.flush()
+            except Exception:  # keep the thread alive; the events stay for the next try
+                logging.getLogger("hepanav.web").exception("audit log write failed")
+
+    def close(self) -> None:
+        """Flush and stop (a clean shutdown)."""
+        self._closed = True
+        self.flush()
 
 
 class LoginLimiter:

@@ -8,6 +8,8 @@ and the CLI give the same result for the same input.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +174,8 @@ def therapy_example() -> str:
 
 
 def registry_summary(url: str | None) -> dict[str, Any]:
-    """Counts and key rates of the registry for the dashboard (no patient-level rows)."""
-    from hepanav.registry.audit import build_audit
+    """Row counts of the registry's tables for the dashboard (no patient-level rows)."""
+    from hepanav.registry.dataset import table_counts
     from hepanav.registry.db import open_registry
     from hepanav.registry.settings import resolve_database_url
 
@@ -182,13 +184,11 @@ def registry_summary(url: str | None) -> dict[str, Any]:
     except InputError as exc:
         return {"error": " ".join(str(exc).split())}
     try:
-        audit = build_audit(engine)
+        return {"counts": table_counts(engine)}
     except InputError as exc:
         return {"error": " ".join(str(exc).split())}
     finally:
         engine.dispose()
-    # Aggregates only: the audit's per-patient and per-lesion listings stay out of the page.
-    return {"counts": audit.counts}
 
 
 def registry_import_file(path: Path, url: str | None) -> list[str]:
@@ -335,11 +335,12 @@ def registry_dashboard(
     procedure_type: str | None = None,
     centre: str | None = None,
 ) -> dict[str, Any]:
-    """Per-procedure-type figures of the registry for a period, type and centre.
+    """The registry's audit figures for a period, procedure type and centre.
 
-    Every rate is given with its numerator and denominator (never pooled across
-    procedure types): lesions, patients, R0 rate of resections (margin status R0 among
-    resected lesions with a status), technical success of ablations, median MAM.
+    Computed by :func:`hepanav.registry.audit.dashboard` (the audit's own functions:
+    STROBE-style flow, complication rates with denominators, reverse Kaplan-Meier
+    follow-up, R0 and technical success with Wilson intervals, LTP by margin category
+    with death competing), never pooled across procedure types. Aggregates only.
 
     Raises
     ------
@@ -348,7 +349,7 @@ def registry_dashboard(
     """
     import datetime as dt
 
-    from hepanav.registry import dataset
+    from hepanav.registry.audit import dashboard
     from hepanav.registry.db import open_registry
     from hepanav.registry.settings import resolve_database_url
 
@@ -362,38 +363,132 @@ def registry_dashboard(
 
     start, end = day(date_from, "from"), day(date_to, "to")
     engine = open_registry(resolve_database_url(url))
+    key = (url, start, end, procedure_type or None, centre or None)
     try:
-        frame = dataset.treatments(engine)
+        stamp = _registry_stamp(engine)
+        with _DASHBOARD_LOCK:
+            cached = _DASHBOARD_CACHE.get(key)
+        if cached is not None and cached[0] == stamp and time.monotonic() - cached[1] < CACHE_S:
+            return cached[2]
+        report = dashboard(engine, date_from=start, date_to=end,
+                           procedure_type=procedure_type or None, centre=centre or None)
     finally:
         engine.dispose()
-    options = {
-        "procedure_types": sorted(frame.procedure_type.dropna().unique().tolist()),
-        "centres": sorted(frame.centre.dropna().unique().tolist()) if "centre" in frame else [],
-    }
-    if start is not None:
-        frame = frame[frame.procedure_date >= start]
-    if end is not None:
-        frame = frame[frame.procedure_date <= end]
-    if procedure_type:
-        frame = frame[frame.procedure_type == procedure_type]
-    if centre:
-        frame = frame[frame.centre == centre]
+    data = report.model_dump(mode="json")
     rows = []
-    for kind, part in frame.groupby("procedure_type"):
-        row: dict[str, Any] = {
-            "procedure_type": kind,
-            "patients": int(part.patient_id.nunique()),
-            "lesions": int(part[["patient_id", "lesion_id"]].drop_duplicates().shape[0]),
-        }
-        if "margin_status" in part and kind == "resection":
-            known = part.margin_status.dropna()
-            row["r0"] = (int((known == "R0").sum()), int(len(known)))
-        if "technical_success" in part and kind == "ablation":
-            known = part.technical_success.dropna()
-            row["technical_success"] = (int(known.astype(bool).sum()), int(len(known)))
-            row["technical_success_missing"] = int(part.technical_success.isna().sum())
-        if "mam_mm" in part and part.mam_mm.notna().any():
-            row["mam_median_mm"] = float(part.mam_mm.median())
-            row["mam_n"] = int(part.mam_mm.notna().sum())
-        rows.append(row)
-    return {"rows": rows, "options": options, "n": int(len(frame))}
+    for step in report.flow:
+        if step.step.startswith("first treated by "):
+            kind = step.step.removeprefix("first treated by ")
+            row: dict[str, Any] = {"procedure_type": kind, "patients": step.patients,
+                                   "lesions": step.lesions}
+            if kind == "resection" and report.outcomes.resection is not None:
+                row["r0"] = report.outcomes.resection.r0_per_lesion.model_dump()
+            if kind == "ablation" and report.outcomes.ablation is not None:
+                row["technical_success"] = (
+                    report.outcomes.ablation.technical_success.model_dump())
+                if report.mam_mm_quantiles:
+                    row["mam_median_mm"] = report.mam_mm_quantiles["p50"]
+            rows.append(row)
+    board = {"rows": rows, "report": data,
+             "options": {"procedure_types": report.procedure_types, "centres": report.centres},
+             "computed_at": dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC")}
+    with _DASHBOARD_LOCK:
+        if len(_DASHBOARD_CACHE) > 64:
+            _DASHBOARD_CACHE.clear()
+        _DASHBOARD_CACHE[key] = (stamp, time.monotonic(), board)
+    return board
+
+
+# The dashboard's figures per selection, reused while the registry is unchanged: the
+# stamp is the row count of every table plus the edit history's (every import, record
+# change and deletion through HepaNav changes it), and at most CACHE_S old (changes made
+# outside HepaNav show within that time).
+CACHE_S = 60.0
+_DASHBOARD_CACHE: dict[tuple, tuple] = {}
+_DASHBOARD_LOCK = threading.Lock()
+
+
+def _registry_stamp(engine) -> tuple:
+    from sqlalchemy import func, select
+
+    from hepanav.registry.dataset import table_counts
+    from hepanav.registry.models import ImportBatch, RecordChange
+
+    with engine.connect() as conn:
+        changes = conn.execute(select(func.count(), func.max(RecordChange.id))).one()
+        last_import = conn.execute(select(func.max(ImportBatch.id))).scalar()
+    return (tuple(sorted(table_counts(engine).items())), tuple(changes), last_import)
+
+
+DOSE_FIELDS = {"--drug": "drug", "--regimen": "regimen", "--dose": "dose", "--unit": "unit",
+               "--per": "per", "--route": "route", "--height-cm": "height (cm)",
+               "--weight-kg": "weight (kg)"}
+
+
+def dose_options() -> dict[str, Any]:
+    """Choices of the dose-check form: sourced regimens and the historical table's drugs."""
+    from hepanav.therapy.dose import load_dose_table
+    from hepanav.therapy.regimens import load_regimens
+
+    regimens = load_regimens().regimens
+    table = load_dose_table()
+    return {
+        "regimens": [(key, f"{key}: {r.drug}, {r.unit} per "
+                      f"{'session' if r.per_session else 'day / cycle'}")
+                     for key, r in regimens.items()],
+        "drugs": sorted(table.drugs),
+        "routes": sorted(table.routes),
+    }
+
+
+def run_dose_check(form: dict[str, str]) -> dict[str, Any]:
+    """The dose check of ``hepanav therapy dose`` from the page's form (text fields).
+
+    ``form`` holds ``drug``/``regimen`` (one of them), ``dose``, ``unit``, ``per``,
+    ``route``, ``height_cm``, ``weight_kg`` and ``historical`` ("true" or empty).
+    Returns the result as a dict with ``kind`` ``"regimen"`` (a sourced protocol) or
+    ``"historical"`` (the historical intra-arterial table).
+
+    Raises
+    ------
+    InputError
+        Naming the form field (not the CLI option) when a number is not a number or the
+        check refuses the input.
+    """
+    from hepanav.therapy.regimens import dose_check
+    from hepanav.therapy.schema import RegimenDoseResult
+
+    def number(name: str, label: str, required: bool = False) -> float | None:
+        text = (form.get(name) or "").strip()
+        if not text:
+            if required:
+                raise InputError("is required", label)
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"not a number: {text[:40]!r}", label) from None
+        if not math.isfinite(value):
+            raise InputError("must be a finite number", label)
+        return value
+
+    try:
+        result = dose_check(
+            drug=(form.get("drug") or "").strip() or None,
+            regimen=(form.get("regimen") or "").strip() or None,
+            dose=number("dose", "dose", required=True),
+            unit=(form.get("unit") or "mg").strip(),
+            per=(form.get("per") or "session").strip(),
+            route=(form.get("route") or "intra-arterial").strip(),
+            height_cm=number("height_cm", "height (cm)"),
+            weight_kg=number("weight_kg", "weight (kg)"),
+            historical=form.get("historical") == "true",
+        )
+    except InputError as exc:
+        source = DOSE_FIELDS.get(exc.source or "", exc.source)
+        reason = exc.reason
+        for option, label in DOSE_FIELDS.items():
+            reason = reason.replace(f"give {option}", f"give {label}").replace(option, label)
+        raise InputError(reason, source) from None
+    kind = "regimen" if isinstance(result, RegimenDoseResult) else "historical"
+    return {"kind": kind, **result.model_dump(mode="json")}

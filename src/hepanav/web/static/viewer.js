@@ -8,16 +8,25 @@
   const fmt = (p) => p ? p.map((v) => v.toFixed(1)).join(",") : "";
 
   function make(canvasId) {
+    // Display conventions of the reports (hepanav.imaging.figures.planes): axial and
+    // coronal radiological (patient's right on the screen's left), sagittal seen from the
+    // patient's right (anterior on the left). Orientation letters large enough to read.
     const nv = new niivue.Niivue({ show3Dcrosshair: true, crosshairColor: [0.9, 0.62, 0, 1],
-      isRadiologicalConvention: true, dragAndDropEnabled: false, loadingText: "loading" });
+      isRadiologicalConvention: true, sagittalNoseLeft: true, dragAndDropEnabled: false,
+      loadingText: "loading", fontMinPx: 22, fontSizeScaling: 0.8 });
     nv.attachTo(canvasId);
     nv.setSliceType(nv.sliceTypeMultiplanar);
     nv.setMultiplanarLayout && nv.setMultiplanarLayout(2); // a row: axial, coronal, sagittal
     return nv;
   }
 
+  // NiiVue picks the reader by the name's extension; a DICOM series folder is served
+  // as NIfTI (.nii.gz) under its folder name, which has none.
+  const READABLE = /\.(nii|nii\.gz|nrrd|nhdr|mha|mhd)$/i;
+
   async function load(nv, url, extra) {
-    const name = decodeURIComponent(url.split("/").pop());
+    let name = decodeURIComponent(url.split("/").pop());
+    if (!READABLE.test(name)) name += ".nii.gz";
     await nv.loadVolumes([{ url, name, colormap: "gray", ...CT_WINDOW }].concat(extra || []));
   }
 
@@ -71,6 +80,34 @@
     ["ablation_zone.nii.gz", "hn-blue", [0, 114, 178]],
   ];
 
+  // Margin bands of the report's 3D view (hepanav.margin.views): 5 mm bands from -5 to
+  // 15 mm, Okabe-Ito colours: residual < 0 vermillion, 0-5 yellow, 5-10 sky blue, >= 10 blue.
+  const BANDS = { cal_min: -5, cal_max: 15,
+    rgb: [[213, 94, 0], [240, 228, 66], [86, 180, 233], [0, 114, 178]] };
+
+  async function surface(canvasId, tumourUrl, marginUrl, zoneUrl) {
+    const nv = new niivue.Niivue({ dragAndDropEnabled: false, loadingText: "loading",
+      backColor: [1, 1, 1, 1], isColorbar: false, fontMinPx: 22, fontSizeScaling: 0.8,
+      show3Dcrosshair: false, isOrientCube: true }); // orientation cube: L/R, A/P, S/I faces
+    nv.attachTo(canvasId);
+    const R = [], G = [], B = [], A = [], I = [];
+    BANDS.rgb.forEach((c, k) => {
+      for (const edge of [0, 63]) { R.push(c[0]); G.push(c[1]); B.push(c[2]); A.push(255); I.push(64 * k + edge); } });
+    nv.addColormap("hn-margin-bands", { R, G, B, A, I });
+    nv.setSliceType(nv.sliceTypeRender);
+    await nv.loadMeshes([
+      { url: tumourUrl, name: "tumour.surf.gii", rgba255: [200, 200, 200, 255],
+        layers: [{ url: marginUrl, name: "tumour_margin.func.gii", colormap: "hn-margin-bands",
+                   cal_min: BANDS.cal_min, cal_max: BANDS.cal_max, opacity: 1,
+                   isTransparentBelowCalMin: false }] },
+      // the zone as neutral glass (a tint would shift the band colours seen through it)
+      { url: zoneUrl, name: "ablation_zone.surf.gii", rgba255: [187, 187, 187, 255], opacity: 0.12 },
+    ]);
+    nv.setMeshShader(nv.meshes[0].id, "Matte"); // soft shading keeps the band colours legible
+    nv.setRenderAzimuthElevation(120, 15);
+    return nv;
+  }
+
   async function result(canvasId, postUrl, segmentsUrl, preUrl, mamLps, fusionId, opacityId) {
     const nv = make(canvasId);
     for (const [, name, rgb] of FINDINGS)
@@ -90,5 +127,5 @@
     return { nv, cursor: () => cursorOf(nv), moveTo: (lps) => moveTo(nv, lps) };
   }
 
-  window.HepaNavViewer = { result, linkedPair, overlay, needles, fmt, ras2lps, lps2ras };
+  window.HepaNavViewer = { result, surface, linkedPair, overlay, needles, fmt, ras2lps, lps2ras };
 })();
