@@ -404,14 +404,15 @@ def test_memory_replay_drops_frames_like_a_camera_and_the_screen_says_so(frames)
         _time.sleep(4 / fps)  # each frame is shown for 4 source periods: 3+ frames lost
     indices = [fr.index for fr in shown]
     gaps = int(sum(b - a - 1 for a, b in zip(indices, indices[1:], strict=False)))
-    assert replay.dropped >= 3 * (len(shown) - 1) and gaps == live.dropped
+    # Accounting, whatever the machine's speed: every source frame is shown or counted.
+    assert len(shown) + replay.dropped == 12 and replay.dropped > 0 and gaps == live.dropped
     assert replay.dropped == indices[0] + gaps  # every frame not shown was counted
     assert shown[0].dropped == indices[0] and shown[-1].dropped == live.dropped > 0
     corner = shown[-1].image[-60:, -200:].astype(int)
     orange = (np.abs(corner - np.array(annotate.ORANGE)) <= 40).all(axis=-1)
     assert orange.sum() > 10
     # A display that keeps up sees every frame, and no warning.
-    replay = MemoryReplay(pairs, 5.0, n_frames=3)
+    replay = MemoryReplay(pairs, 2.0, n_frames=3)
     live = LiveDisplay(AnalysisSettings(), 12)
-    kept = list(live_frames(replay, live, fps=5.0))
+    kept = list(live_frames(replay, live, fps=2.0))
     assert [fr.index for fr in kept] == [0, 1, 2] and replay.dropped == 0 == live.dropped

@@ -4,6 +4,7 @@ the input untouched (or, for reports, the text shown escaped)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -229,7 +230,11 @@ def images(tmp_path):
     }.items():
         p[key] = inputs / f"{key}.nii.gz"
         sitk.WriteImage(image, str(p[key]))
-    p["plan"] = _write(plan / "plan.json", PLAN_TEMPLATE)
+    # The needle inside the control CT's 36 mm field of view: verify-placement refuses a
+    # control CT that does not hold the planned target before it reads the crops.
+    plan_data = json.loads(PLAN_TEMPLATE)
+    plan_data["needles"][0].update(entry_lps_mm=[0, 0, -15], tip_lps_mm=[0, 0, 5], length_mm=20)
+    p["plan"] = _write(plan / "plan.json", json.dumps(plan_data))
     for key, name, image in (
         ("plan-tumor-crop", "tumor.nii.gz", spheres["tumor"]),
         ("plan-heat-sink-band", "heat_sink_band.nii.gz", sphere((0, 0, 0), 0.0)),

@@ -152,6 +152,12 @@ def test_plan_signoff_stores_seg_and_sr_in_pacs(
         assert page.text_content("#plan-verdict").startswith("Feasible")
         plan = json.loads(next((server.data_dir / "jobs").glob(
             f"job-{job_id:06d}/result/plan/plan.json")).read_text())
+        # The needles as placeable trajectories: one table row each and a 3D view in
+        # NiiVue holding the plan's connectome (one mesh, drawn once it has loaded).
+        assert page.locator("#needles tr").count() == 1 + len(plan["needles"])
+        page.wait_for_function("window.hepanav !== undefined && "
+                               "window.hepanav.nv.meshes.length > 0", timeout=120_000)
+        page.screenshot(path=shots / "plan-feasible-3d.png", full_page=True)
         page.check("#send_pacs")
         page.screenshot(path=shots / "plan-signoff-form.png", full_page=True)
         page.click("#signoff")

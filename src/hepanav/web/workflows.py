@@ -273,7 +273,7 @@ def needles_connectome(plan: dict[str, Any]) -> dict[str, Any]:
         "edgeColormap": "warm",
         "edgeMin": 0,
         "edgeMax": 1,
-        "edgeScale": 1.5,
+        "edgeScale": 3,
         "nodes": {"names": names, "X": xs, "Y": ys, "Z": zs, "Color": colours, "Size": sizes},
         "edges": [v for row in edges for v in row],
     }
