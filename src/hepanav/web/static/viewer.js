@@ -68,8 +68,9 @@
     await load(nv, ctUrl);
     const response = await fetch(connectomeUrl, { credentials: "same-origin" });
     await nv.loadConnectome(await response.json());
-    // A translucent CT keeps the needles inside the body visible in the 3D render.
+    // The needles run inside the body: NiiVue's mesh X-ray draws them through the CT.
     nv.setOpacity(0, 0.35);
+    nv.opts.meshXRay = 0.8;
     nv.setSliceType(nv.sliceTypeRender);
     nv.setClipPlane([0.2, 0, 90]);
     return { nv, cursor: () => cursorOf(nv), moveTo: (lps) => moveTo(nv, lps) };
