@@ -9,7 +9,9 @@ modes (liver-driven, lesion-region) run on every pair; the MAM error is measured
 the truth from the continuous shapes, and the MAM with the true transform is the
 measurement-only baseline (same run).
 
-Run: ``.venv/bin/python -m bench margin_pairs`` (HEPANAV_PAIRS=N cases, default 8).
+Run: ``.venv/bin/python -m bench margin_pairs`` (HEPANAV_PAIRS=N cases, default 8;
+HEPANAV_PAIR_SEEDS=2,4 runs those seeds only; HEPANAV_PAIR_DUMP=DIR writes each
+registration's transform to DIR/seed<N>_<mode>.h5 for offline study).
 """
 
 from __future__ import annotations
@@ -104,6 +106,12 @@ def evaluate(seed: int, modes=("liver", "lesion_region"), settings=None) -> dict
             pair.pre_ct, pair.post_ct, pair.post_ablation, reg.transform, pair.pre_tumor
         )
         tre = tumour_surface_tre(case, pair, reg.transform)
+        dump = os.environ.get("HEPANAV_PAIR_DUMP")
+        if dump:
+            import SimpleITK as sitk
+
+            Path(dump).mkdir(parents=True, exist_ok=True)
+            sitk.WriteTransform(reg.transform, str(Path(dump) / f"seed{seed}_{mode}.h5"))
         row[f"{mode}_error_mm"] = round(m.min_margin_mm - pair.true_mam_mm, 2)
         row[f"{mode}_registration_part_mm"] = round(m.min_margin_mm - m_true.min_margin_mm, 2)
         row[f"{mode}_tre_mean_mm"] = tre["mean"]
@@ -120,7 +128,8 @@ def main() -> dict:
         return {}
     n = int(os.environ.get("HEPANAV_PAIRS", "8"))
     workers = int(os.environ.get("HEPANAV_PAIR_WORKERS", "1"))
-    seeds = list(range(n))
+    chosen = os.environ.get("HEPANAV_PAIR_SEEDS")
+    seeds = [int(x) for x in chosen.split(",")] if chosen else list(range(n))
     if workers > 1:
         # Pairs in parallel processes (each registration then shares the cores).
         from concurrent.futures import ProcessPoolExecutor

@@ -95,3 +95,69 @@ def test_registration_threads_default_to_every_available_core():
     assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
     set_threads(None)  # the default: not a fixed count, every core this process may use
     assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == expected
+
+
+def _shifted(transform: sitk.Transform, shift_mm) -> sitk.Transform:
+    """``x -> transform(x + shift)``: a known registration error of ``|shift|`` mm."""
+    shift = sitk.TranslationTransform(3, [float(s) for s in shift_mm])
+    return sitk.CompositeTransform([transform, shift])
+
+
+@pytest.mark.slow
+def test_local_stage_removes_a_known_error_near_the_zone(procedural_pair):
+    """The true transform with a 2 mm error: the local stage brings it under 0.6 mm at the
+    tumour, keeps its correction within the region and fades it to none beyond."""
+    from hepanav.margin.registration import local_stage
+    from hepanav.phantoms.realistic_pair import true_post_to_pre, tumour_surface_error
+
+    case, pair = procedural_pair
+    off = _shifted(true_post_to_pre(case, pair), (1.2, -1.2, 1.0))
+    before = tumour_surface_error(case, pair, off)
+    assert before["mean"] == pytest.approx(np.sqrt(1.2**2 + 1.2**2 + 1.0**2), abs=0.1)
+    settings = RegistrationSettings()
+    correction, info = local_stage(
+        pair.pre_ct, pair.post_ct, pair.post_ablation, pair.pre_tumor, off, settings
+    )
+    assert info.accepted, info
+    assert info.metric_after < info.metric_before
+    after = tumour_surface_error(case, pair, sitk.CompositeTransform([off, correction]))
+    assert after["mean"] <= 0.6 and after["max"] <= 0.9, (before, after, info)
+    # Beyond local_radius_mm + local_taper_mm of the zone the correction is zero.
+    zone = sitk.GetArrayViewFromImage(pair.post_ablation) > 0
+    centre = pair.post_ablation.TransformContinuousIndexToPhysicalPoint(
+        np.argwhere(zone).mean(axis=0)[::-1].tolist()
+    )
+    reach = settings.local_radius_mm + settings.local_taper_mm + 25.0  # + zone radius
+    far = (np.asarray(centre) + np.array([reach, 0.0, 0.0])).tolist()
+    assert np.allclose(correction.TransformPoint(far), far, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_local_stage_is_refused_when_it_does_not_help(procedural_pair):
+    """From the true transform there is nothing to gain: refused, or kept within 0.3 mm."""
+    from hepanav.margin.registration import local_stage
+    from hepanav.phantoms.realistic_pair import true_post_to_pre, tumour_surface_error
+
+    case, pair = procedural_pair
+    truth = true_post_to_pre(case, pair)
+    correction, info = local_stage(
+        pair.pre_ct,
+        pair.post_ct,
+        pair.post_ablation,
+        pair.pre_tumor,
+        truth,
+        RegistrationSettings(),
+    )
+    result = sitk.CompositeTransform([truth, correction]) if info.accepted else truth
+    assert tumour_surface_error(case, pair, result)["max"] <= 0.3, info
+    # A cap below what the stage needs refuses it and says so.
+    off = _shifted(truth, (2.0, 0.0, 0.0))
+    _, capped = local_stage(
+        pair.pre_ct,
+        pair.post_ct,
+        pair.post_ablation,
+        pair.pre_tumor,
+        off,
+        RegistrationSettings(local_max_correction_mm=0.5),
+    )
+    assert not capped.accepted and "refused" in capped.note, capped
