@@ -24,13 +24,13 @@ their appearance changes with the treatment (../shared/docs/domain.md,
 mass), then two cubic B-spline stages (80 mm, then 40 mm control spacing), L-BFGS-B.
 
 Both modes end with a LOCAL stage near the ablation zone (:func:`local_stage`): a cubic
-B-spline (25 mm control grid) fitted to the soft tissue within ``local_radius_mm`` of
+B-spline (35 mm control grid) fitted to the soft tissue within ``local_radius_mm`` of
 the zone, zone and tumour excluded, with the metric sampled at the post scan's ACQUIRED
 voxels (no interpolation between its 4-5 mm slices: an interpolated slice is not a
 measurement, and it biased the isotropic stages by about 1 mm near the zone on the
 realistic pairs, docs/margin.md "Realistic pairs"). It is kept only if it improves the
 local metric over every acquired voxel of the region; its correction fades to none over
-``local_taper_mm`` beyond the region.
+the region's outer ``local_taper_mm``.
 
 The result maps POST points to PRE points (ITK's resampling convention), so it
 resamples pre-space masks onto the post grid directly.
@@ -92,11 +92,11 @@ class RegistrationSettings(BaseModel):
         40.0, gt=0, description="local stage: metric region around the zone, mm"
     )
     local_control_spacing_mm: float = Field(
-        25.0, gt=0, description="local stage: B-spline control-point spacing, mm"
+        35.0, gt=0, description="local stage: B-spline control-point spacing, mm"
     )
     local_iterations: int = Field(30, ge=1, description="local stage: L-BFGS-B iterations")
     local_taper_mm: float = Field(
-        15.0, gt=0, description="local stage: its correction fades to none over this, mm"
+        15.0, gt=0, description="local stage: its correction fades out over the region's outer mm"
     )
     local_sample_stride: int = Field(
         2, ge=1, description="local stage: every n-th acquired voxel along x and y"
@@ -440,8 +440,9 @@ def local_stage(
     (SimpleITK.Transform, LocalStage)
         The local correction ``x -> x + d(x)`` in post space (LPS mm), to be applied
         BEFORE ``transform`` (append it to the composite), as a displacement field on a
-        2 mm grid: ``d`` is the fitted B-spline within ``local_radius_mm`` of the zone,
-        fading to 0 (cosine) over the next ``local_taper_mm`` and 0 beyond; and the
+        2 mm grid: ``d`` is the fitted B-spline within ``local_radius_mm -
+        local_taper_mm`` of the zone, fading (cosine) to 0 at ``local_radius_mm`` and 0
+        beyond (the B-spline's domain is the region's box, so no jump); and the
         outcome. Not accepted when the region has no voxel, when the correction does
         not lower the metric over every acquired voxel of the region, or when it moves
         a point by more than ``local_max_correction_mm``.
@@ -455,7 +456,7 @@ def local_stage(
     L-BFGS-B, one level without smoothing, no random jitter of the sample points.
     """
     radius = settings.local_radius_mm
-    start, size = bounding_box_index(post_zone, radius + settings.local_taper_mm)
+    start, size = bounding_box_index(post_zone, radius)
     fixed_ct = acquired_grid(crop(post_ct, start, size))
     zone = resample_mask_like(crop(post_zone, start, size), fixed_ct)
     region = sitk.And(
@@ -472,7 +473,7 @@ def local_stage(
     identity = sitk.TranslationTransform(3)
     if samples < 100:
         return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, "too few voxels near the zone")
-    t_start, t_size = bounding_box_index(pre_tumour, radius + settings.local_taper_mm + 20.0)
+    t_start, t_size = bounding_box_index(pre_tumour, radius + 20.0)
     moving_ct = crop(pre_ct, t_start, t_size)
     moving_mask = sitk.Not(
         dilate_mm(crop(pre_tumour, t_start, t_size), settings.exclusion_mm)
@@ -518,7 +519,7 @@ def local_stage(
         return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, f"failed: {exc}"[:200])
     before, after = metric(sitk.TranslationTransform(3)), metric(bspline)
 
-    # The correction as a displacement field on a 2 mm grid, faded out beyond the region.
+    # The correction as a displacement field on a 2 mm grid, faded out within the region.
     grid = resample_isotropic(sitk.Cast(zone, sitk.sitkFloat32), 2.0)
     field = sitk.TransformToDisplacementField(
         bspline,
@@ -531,7 +532,8 @@ def local_stage(
     vectors = sitk.GetArrayFromImage(field)
     inside = sitk.GetArrayViewFromImage(grid) >= 0.5
     distance = ndimage.distance_transform_edt(~inside, sampling=tuple(reversed(grid.GetSpacing())))
-    fade = np.clip((distance - radius) / settings.local_taper_mm, 0.0, 1.0)
+    taper = min(settings.local_taper_mm, radius)
+    fade = np.clip((distance - (radius - taper)) / taper, 0.0, 1.0)
     weight = 0.5 * (1.0 + np.cos(np.pi * fade))
     vectors *= weight[..., None]
     length = np.linalg.norm(vectors, axis=-1)
