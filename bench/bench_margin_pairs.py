@@ -118,6 +118,11 @@ def evaluate(seed: int, modes=("liver", "lesion_region"), settings=None) -> dict
         row[f"{mode}_tre_max_mm"] = tre["max"]
         row[f"{mode}_uncertainty_mm"] = round(local.half_width_mm, 2)
         row[f"{mode}_seconds"] = round(seconds, 1)
+        # The final local stage near the zone (docs/margin.md "Registration"): kept or
+        # refused, and its share of the registration's wall time.
+        row[f"{mode}_local_kept"] = bool(reg.local is not None and reg.local.accepted)
+        row[f"{mode}_local_seconds"] = round(reg.local.seconds, 1) if reg.local else 0.0
+        row[f"{mode}_registration_seconds"] = round(reg.seconds, 1)
     print(row, flush=True)
     return row
 

@@ -39,7 +39,7 @@ resamples pre-space masks onto the post grid directly.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -123,6 +123,8 @@ class LocalStage:
         Acquired post voxels the optimiser used.
     note : str
         One line: why it was kept or refused.
+    seconds : float
+        Wall time of the local stage, s (part of ``RegistrationResult.seconds``).
     """
 
     accepted: bool
@@ -131,6 +133,7 @@ class LocalStage:
     max_correction_mm: float
     samples: int
     note: str
+    seconds: float = 0.0
 
 
 @dataclass
@@ -455,6 +458,19 @@ def local_stage(
     the pre scan minus the dilated tumour. Correlation of the soft-tissue-windowed CT,
     L-BFGS-B, one level without smoothing, no random jitter of the sample points.
     """
+    started = time.perf_counter()
+    correction, outcome = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, settings)
+    return correction, replace(outcome, seconds=time.perf_counter() - started)
+
+
+def _local_stage(
+    pre_ct: sitk.Image,
+    post_ct: sitk.Image,
+    post_zone: sitk.Image,
+    pre_tumour: sitk.Image,
+    transform: sitk.Transform,
+    settings: RegistrationSettings,
+) -> tuple[sitk.Transform, LocalStage]:
     radius = settings.local_radius_mm
     start, size = bounding_box_index(post_zone, radius)
     fixed_ct = acquired_grid(crop(post_ct, start, size))
@@ -486,8 +502,8 @@ def local_stage(
         reg.SetMetricAsCorrelation()
         reg.SetMetricFixedMask(mask)
         reg.SetMetricMovingMask(moving_mask)
-        # Every voxel of the mask, at its centre: ITK's REGULAR/RANDOM sampling jitters
-        # the points within the voxel, i.e. between the acquired slices.
+        # Every voxel of the mask, at its centre: ITK's REGULAR/RANDOM sampling adds a
+        # normal jitter of a third of the spacing, i.e. samples between acquired slices.
         reg.SetMetricSamplingStrategy(reg.NONE)
         reg.SetInterpolator(sitk.sitkLinear)
         reg.SetMovingInitialTransform(initial)
