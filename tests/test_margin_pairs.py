@@ -33,9 +33,12 @@ def test_lesion_region_registration_on_realistic_pairs(shared_data, monkeypatch,
         # the tumour surface; the margin.json uncertainty covers the total error.
         assert abs(part) <= row[f"{mode}_tre_max_mm"] + 0.1, row
         assert abs(total) <= row[f"{mode}_uncertainty_mm"], row
-    # Issue 12's targets are |MAM error| <= 0.7 mm and lesion-region no worse than 0.3 mm
-    # beyond liver-driven. NOT MET yet (docs/margin.md, "Realistic pairs"): measured on
-    # these two pairs lesion-region +0.77 / -0.92 mm, liver-driven +0.14 / -1.26 mm. This
-    # test holds the achieved state so that it cannot silently get worse.
-    assert abs(row["lesion_region_error_mm"]) <= 1.2, row
-    assert abs(row["lesion_region_error_mm"]) <= abs(row["liver_error_mm"]) + 1.0, row
+    # Issue 12's targets: |MAM error| <= 0.7 mm, lesion-region no worse than 0.3 mm beyond
+    # liver-driven. Met on these two pairs since the local stage near the zone (measured
+    # liver +0.19 / +0.10 mm, lesion-region +0.36 / +0.03 mm; before it +0.26 / -1.19 and
+    # +0.42 / -0.79). Over 8 pairs the totals are NOT all within 0.7 mm: the measurement
+    # with the true transform is 1.0-1.6 mm low on 3 of them (docs/margin.md).
+    for mode in ("liver", "lesion_region"):
+        assert row[f"{mode}_local_kept"], row
+        assert abs(row[f"{mode}_error_mm"]) <= 0.7, row
+    assert abs(row["lesion_region_error_mm"]) <= abs(row["liver_error_mm"]) + 0.3, row
