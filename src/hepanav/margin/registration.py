@@ -377,6 +377,8 @@ def register_pre_to_post(
             f", then a local B-spline ({settings.local_control_spacing_mm:g} mm grid) on the "
             f"post scan's acquired voxels within {settings.local_radius_mm:g} mm of the zone"
         )
+    elif local is not None:
+        common += f" (local stage near the zone {local.note})"
     if lesion_mode:
         return RegistrationResult(
             transform=transform,
