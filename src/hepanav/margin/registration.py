@@ -101,6 +101,12 @@ class RegistrationSettings(BaseModel):
     local_sample_stride: int = Field(
         2, ge=1, description="local stage: every n-th acquired voxel along x and y"
     )
+    local_min_spacing_mm: float = Field(
+        2.5, gt=0, description="local stage: finer axes binned by whole voxels to about this"
+    )
+    local_max_samples: int = Field(
+        20000, ge=100, description="local stage: the x/y stride grows to stay below this"
+    )
     local_max_correction_mm: float = Field(
         5.0, gt=0, description="local stage: refused when it moves a point further, mm"
     )
@@ -404,15 +410,15 @@ def register_pre_to_post(
     )
 
 
-def acquired_grid(ct: sitk.Image, min_spacing_mm: float = 1.5) -> sitk.Image:
+def acquired_grid(ct: sitk.Image, min_spacing_mm: float = 2.5) -> sitk.Image:
     """``ct`` (float32) on its own voxels: no interpolation between acquired slices.
 
-    Axes finer than ``min_spacing_mm`` are binned by an integer factor (block means of
-    whole voxels, ``SimpleITK.BinShrink``), so a 0.7 mm in-plane grid becomes 1.4 mm;
-    the other axes, the slice axis of a thick-slice scan in particular, keep their
-    voxels as acquired.
+    Each axis is binned by the integer factor ``round(min_spacing_mm / spacing)`` (at
+    least 1; block means of whole voxels, ``SimpleITK.BinShrink``): 0.8 mm becomes 2.4 mm,
+    1.5 mm becomes 3 mm, 2-3 mm and the 4-5 mm slice axis of a thick-slice scan keep their
+    voxels as acquired. Never interpolates between voxels.
     """
-    factors = [max(1, int(min_spacing_mm // s)) for s in ct.GetSpacing()]
+    factors = [max(1, int(round(min_spacing_mm / s))) for s in ct.GetSpacing()]
     image = sitk.Cast(ct, sitk.sitkFloat32)
     return image if max(factors) == 1 else sitk.BinShrink(image, factors)
 
@@ -455,9 +461,10 @@ def local_stage(
     Notes
     -----
     Fixed samples: the post voxels (``acquired_grid``; every ``local_sample_stride``-th
-    along x and y) of the body's soft tissue within ``local_radius_mm`` of the zone
-    (``soft_tissue_region``) minus the zone dilated by ``exclusion_mm``; moving mask:
-    the pre scan minus the dilated tumour. Correlation of the soft-tissue-windowed CT,
+    along x and y, a larger stride if that leaves more than ``local_max_samples``) of
+    the body's soft tissue within ``local_radius_mm`` of the zone (``soft_tissue_region``)
+    minus the zone dilated by ``exclusion_mm``; moving mask: the pre scan minus the
+    dilated tumour. Correlation of the soft-tissue-windowed CT,
     L-BFGS-B, one level without smoothing, no random jitter of the sample points.
     """
     started = time.perf_counter()
@@ -475,14 +482,18 @@ def _local_stage(
 ) -> tuple[sitk.Transform, LocalStage]:
     radius = settings.local_radius_mm
     start, size = bounding_box_index(post_zone, radius)
-    fixed_ct = acquired_grid(crop(post_ct, start, size))
+    fixed_ct = acquired_grid(crop(post_ct, start, size), settings.local_min_spacing_mm)
     zone = resample_mask_like(crop(post_zone, start, size), fixed_ct)
     region = sitk.And(
         soft_tissue_region(fixed_ct, zone, radius),
         sitk.Not(dilate_mm(zone, settings.exclusion_mm)),
     )
     lattice = np.zeros(sitk.GetArrayViewFromImage(region).shape, np.uint8)
-    step = settings.local_sample_stride
+    voxels = int(sitk.GetArrayViewFromImage(region).sum())
+    # Stride along x and y: the setting, or more to keep the samples (and the time) bounded.
+    step = max(
+        settings.local_sample_stride, int(np.ceil(np.sqrt(voxels / settings.local_max_samples)))
+    )
     lattice[:, ::step, ::step] = 1
     lattice_image = sitk.GetImageFromArray(lattice)
     lattice_image.CopyInformation(region)
@@ -493,9 +504,7 @@ def _local_stage(
         return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, "too few voxels near the zone")
     t_start, t_size = bounding_box_index(pre_tumour, radius + 20.0)
     moving_ct = crop(pre_ct, t_start, t_size)
-    moving_mask = sitk.Not(
-        dilate_mm(crop(pre_tumour, t_start, t_size), settings.exclusion_mm)
-    )
+    moving_mask = sitk.Not(dilate_mm(crop(pre_tumour, t_start, t_size), settings.exclusion_mm))
     fixed, moving = _windowed(fixed_ct), _windowed(moving_ct)
     initial = _as_displacement_field(transform, fixed_ct)
 
