@@ -17,7 +17,13 @@ def main() -> dict:
     seconds = float(os.environ.get("HEPANAV_BENCH_LIVE_SECONDS", "20"))
     interval = float(os.environ.get("HEPANAV_BENCH_LIVE_INTERVAL_S", "0"))
     out = {"display_steps_cpu_ms": display_breakdown()}
-    out.update(live_latency(seconds=seconds, analysis_interval_s=interval))
+    modes = tuple(os.environ.get("HEPANAV_BENCH_LIVE_MODES", "async,thread,sync").split(","))
+    files = int(os.environ.get("HEPANAV_BENCH_LIVE_FILE_FRAMES", "90"))
+    out.update(
+        live_latency(
+            seconds=seconds, analysis_interval_s=interval, modes=modes, file_frames=files
+        )
+    )
     return out
 
 
