@@ -4,6 +4,7 @@ the live display, checked off-screen and in headless Chromium screenshots."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -154,6 +155,10 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
         "fluoro", "live", "--source", video, "--analysis-interval-ms", "-1", "--frames-out", out
     )
     one_line_error(code, err, "--analysis-interval-ms")
+    code, _, err = cli(
+        "fluoro", "live", "--source", video, "--analysis-worker", "gpu", "--frames-out", out
+    )
+    one_line_error(code, err, "--analysis-worker")
     # --preload: decoded into memory, replayed at the recorded 30 fps like a camera.
     out2 = tmp_path / "preloaded"
     code, stdout, err = cli(
@@ -166,6 +171,10 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
     dropped = int(rows[-1].split(",")[4])
     assert shown[0] == 0 and shown == sorted(shown)
     assert (dropped > 0) == ("frames dropped" in stdout)
+    # The default worker process: every frame shown was analysed or counted as not.
+    analysed, skipped = (int(v) for v in re.search(
+        r"(\d+) analysed, (\d+) shown without analysis", stdout).groups())
+    assert analysed + skipped == len(shown) and analysed >= 1
     assert dropped == shown[-1] - (len(shown) - 1)  # every frame not shown was counted
 
 
