@@ -172,6 +172,9 @@ class OverlayStyle:
     threshold: int = 60
     alpha_max: float = 0.85
     _tables: tuple[list[np.ndarray], np.ndarray] | None = field(default=None, init=False)
+    _alpha_cache: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def tables(self) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-channel premultiplied colour tables ``colour * a`` (3 x (256,) uint8) and
@@ -186,6 +189,14 @@ class OverlayStyle:
             inv = np.rint(255 * (1 - alpha)).astype(np.uint8)
             self._tables = (pre, inv)
         return self._tables
+
+    def alpha_of_code(self, gain_table: np.ndarray) -> np.ndarray:
+        """Pure colours: opacity (0-255) of each NIR code through ``gain_table`` (a
+        :meth:`GainControl.table`), same size and dtype uint8; cached per table object."""
+        if self._alpha_cache is None or self._alpha_cache[0] is not gain_table:
+            pre, _ = self.tables()
+            self._alpha_cache = (gain_table, pre[_PURE[self.colour][0]][gain_table])
+        return self._alpha_cache[1]
 
 
 def overlay(white: np.ndarray, level: np.ndarray, style: OverlayStyle) -> np.ndarray:
@@ -257,13 +268,24 @@ def overlay_nir(
     if active.all() and (nir.max(axis=0) >= code).all():
         return _blend(white, gain.to_display(nir), style)
     out = white.copy()
+    # Pure colours: NIR code -> opacity in one table (gain, then opacity), one lookup.
+    alpha_lut = style.alpha_of_code(lut) if style.colour in _PURE and _lut_ok(nir) else None
     for r0, r1 in _runs(active, join=16):
         band = nir[r0:r1]
         cols = band.max(axis=0) >= code
         for c0, c1 in _runs(cols, join=16):
-            level = gain.to_display(band[:, c0:c1])
-            _blend(white[r0:r1, c0:c1], level, style, out[r0:r1, c0:c1])
+            box = band[:, c0:c1]
+            if alpha_lut is not None:
+                _blend_pure(white[r0:r1, c0:c1], cv2.LUT(box, alpha_lut), style,
+                            out[r0:r1, c0:c1])
+            else:
+                _blend(white[r0:r1, c0:c1], gain.to_display(box), style, out[r0:r1, c0:c1])
     return out
+
+
+def _lut_ok(nir: np.ndarray) -> bool:
+    """True when ``cv2.LUT`` can look up ``nir``'s codes (8 bit, or 16 bit in OpenCV 5)."""
+    return nir.dtype == np.uint8 or (nir.dtype == np.uint16 and _LUT16)
 
 
 def _runs(flags: np.ndarray, join: int) -> list[tuple[int, int]]:
@@ -284,12 +306,7 @@ def _blend(
     of the same shape, e.g. a box of the output frame) when given."""
     pre, inv = style.tables()
     if style.colour in _PURE:
-        # Pure 0/255 colours: the tint is alpha itself in the lit channels and 1 - alpha
-        # is its bitwise complement, so one lookup does it all.
-        alpha = cv2.LUT(level, pre[_PURE[style.colour][0]])
-        zero = np.zeros_like(level)
-        tint = cv2.merge([alpha if c in _PURE[style.colour] else zero for c in range(3)])
-        keep = cv2.bitwise_not(alpha)
+        return _blend_pure(white, cv2.LUT(level, pre[_PURE[style.colour][0]]), style, out)
     else:
         # Single-channel LUTs and a merge are several times faster than one 3-channel LUT.
         keep = cv2.LUT(level, inv)
@@ -297,6 +314,21 @@ def _blend(
     if out is None:
         return cv2.add(cv2.multiply(white, cv2.merge([keep, keep, keep]), scale=1.0 / 255), tint)
     # In place: no temporary frame and no copy of the box into the output.
+    cv2.multiply(white, cv2.merge([keep, keep, keep]), dst=out, scale=1.0 / 255)
+    cv2.add(out, tint, dst=out)
+    return out
+
+
+def _blend_pure(
+    white: np.ndarray, alpha: np.ndarray, style: OverlayStyle, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Blend a pure 0/255 colour with opacity ``alpha`` (h, w) uint8 (255 = opaque):
+    the tint is alpha itself in the lit channels and 1 - alpha its bitwise complement."""
+    zero = np.zeros_like(alpha)
+    tint = cv2.merge([alpha if c in _PURE[style.colour] else zero for c in range(3)])
+    keep = cv2.bitwise_not(alpha)
+    if out is None:
+        return cv2.add(cv2.multiply(white, cv2.merge([keep, keep, keep]), scale=1.0 / 255), tint)
     cv2.multiply(white, cv2.merge([keep, keep, keep]), dst=out, scale=1.0 / 255)
     cv2.add(out, tint, dst=out)
     return out
