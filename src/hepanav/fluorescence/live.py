@@ -184,9 +184,16 @@ class LiveDisplay:
         """Analyse one frame pair and draw everything on its display frame.
 
         Synchronous mode: the findings drawn are this frame's. Asynchronous mode: the frame
-        is displayed at once with the newest finished findings (of this or an earlier
-        frame, marked on screen with their age), while the analysis of this frame runs in
-        a worker thread: the video is never held back by the analysis.
+        is displayed at once with the newest finished findings (of an earlier frame,
+        marked on screen with their age); this frame is handed to the worker (process or
+        thread) by :meth:`handoff` if the worker is idle: the video is never held back by
+        the analysis.
+
+        Raises
+        ------
+        hepanav.fluorescence.worker.AnalysisProcessError
+            Asynchronous mode with the worker process: the analysis failed there (its
+            message) or the process ended.
 
         Parameters
         ----------
