@@ -536,8 +536,9 @@ def test_analysis_process_reports_a_failed_analysis_with_its_message():
         nir[20:40, 20:40] = 4000
         assert proc.submit(FramePair(0, nir, None), 0.0)
         assert not proc.submit(FramePair(1, nir, None), 0.0)  # one slot: busy
-        with pytest.raises(AnalysisProcessError, match="worker process"):
+        with pytest.raises(AnalysisProcessError, match="worker process") as failed:
             proc.wait()
+        assert "\n" not in str(failed.value) and "Traceback" in failed.value.details
         assert proc.started == proc.finished == 1
     finally:
         proc.close()

@@ -35,11 +35,18 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
+from hepanav.core import HepaNavError
+
 NICE_INCREMENT = 5  # scheduling priority of the analysis process, relative to the display
 
 
-class AnalysisProcessError(RuntimeError):
-    """The analysis process failed (its message says why) or ended unexpectedly."""
+class AnalysisProcessError(HepaNavError):
+    """The analysis process failed (its message says why, in one line; the child's
+    traceback is in :attr:`details`) or ended unexpectedly."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass
@@ -192,7 +199,10 @@ class AnalysisProcess:
             self._busy = False
             self.finished += 1
             if kind == "error":
-                raise AnalysisProcessError("analysis failed in the worker process:\n" + payload)
+                last = payload.strip().splitlines()[-1] if payload.strip() else "unknown error"
+                raise AnalysisProcessError(
+                    f"analysis failed in the worker process: {last}", payload
+                )
             return payload
         if not self._proc.is_alive():
             raise AnalysisProcessError(
