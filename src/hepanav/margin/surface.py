@@ -39,15 +39,11 @@ from hepanav.imaging import lps_to_voxel, voxel_to_lps
 # (0.6 damps the staircase ripple below 1e-3), what counts as fine (spacing within
 # THICK_RATIO of the finest axis), and the occupancy band |occ - 0.5| < EDGE_BAND in
 # which the blurred occupancy, not the voxel-centre distance, gives the distance.
-SMOOTH_PER_VOXEL = 1.5
+SMOOTH_PER_VOXEL = 1.0
 THICK_RATIO = 1.6
 # Sub-sample step (mm) along thick axes, where the surface is placed by shape.
 THICK_STEP_MM = 1.0
 EDGE_BAND = 0.49
-CURVATURE = True
-THIN_ONLY = True
-THIN_REACH = 5
-CURV_SCALE = 1.5
 # Signed distance (mm) given to grid points beyond the mask's neighbourhood.
 FAR_MM = 1000.0
 
@@ -373,6 +369,11 @@ def signed_distance(
         The mask on its own grid.
     spacing_xyz : ndarray, shape (3,)
         Voxel size (x, y, z), mm.
+    fraction : ndarray of float, shape (nz, ny, nx), optional
+        Partial-volume fraction (0..1) of each voxel, with ``inside == fraction >= 0.5``
+        (a mask a reader resampled). It is blurred instead of the 0/1 voxels, and a
+        voxel the blur flips is kept on its side only as deep as its fraction says
+        (``|fraction - 0.5|`` voxels, at most a quarter), not a quarter voxel.
 
     Returns
     -------
@@ -401,47 +402,20 @@ def signed_distance(
     sigma = float(sigma_mm[sigma_mm > 0].mean())
     # A plane edge blurred by sigma reads occ = Phi(d / sigma): invert it exactly.
     sdf[band] = sigma * np.sqrt(2.0) * special.erfinv(2.0 * occupancy[band] - 1.0)
-    if CURVATURE:
-        wide = ndimage.gaussian_filter(
-            source,
-            CURV_SCALE * (sigma_mm / np.asarray(spacing_xyz, float))[::-1],
-            mode="nearest",
-        )
-        sdf[band] += sigma**2 * _mean_curvature(wide, np.asarray(spacing_xyz, float))[band]
-    # The blur must not erase or thin what is one or two voxels thick: a thin object,
-    # a narrow gap (a channel in a zone). There every voxel keeps its centre on its own
-    # side, a quarter voxel deep. Elsewhere (a body's surface) the blur is left alone:
-    # forcing the voxels of a voxelised ball's pole or staircase back to their side
-    # would put its surface up to half a voxel out (issue 9).
+    # The blur must not flip a voxel: a one-pixel object or a one-pixel gap (which the
+    # blur would erase) keeps its centre on its own side, a quarter voxel deep.
     quarter = 0.25 * float(np.min(spacing_xyz))
-    thin_in, thin_out = _thin(inside) if THIN_ONLY else (True, True)
-    keep_in = inside & thin_in & (sdf < quarter)
-    keep_out = ~inside & thin_out & (sdf > -quarter)
-    sdf[keep_in] = np.maximum(sdf[keep_in], quarter)
-    sdf[keep_out] = np.minimum(sdf[keep_out], -quarter)
+    if fraction is not None:
+        # a fraction tells how deep the centre lies (a ramp across one voxel): a voxel
+        # just on its side is kept only that deep
+        quarter = np.minimum(quarter, np.abs(fraction - 0.5) * float(np.min(spacing_xyz)))
+    else:
+        quarter = np.full(inside.shape, quarter)
+    keep_in = inside & (sdf < quarter)
+    keep_out = ~inside & (sdf > -quarter)
+    sdf[keep_in] = np.maximum(sdf[keep_in], quarter[keep_in])
+    sdf[keep_out] = np.minimum(sdf[keep_out], -quarter[keep_out])
     return sdf
-
-
-def _mean_curvature(occupancy: np.ndarray, spacing_xyz: np.ndarray) -> np.ndarray:
-    """Mean curvature (1/mm, positive where the object is convex) of the level sets of a
-    smooth occupancy: half the divergence of the outward unit normal."""
-    zyx = tuple(spacing_xyz[::-1])
-    grad = np.gradient(occupancy.astype(np.float64), *zyx)
-    norm = np.sqrt(sum(g * g for g in grad)) + 1e-12
-    div = sum(np.gradient(-g / norm, zyx[a], axis=a) for a, g in enumerate(grad))
-    limit = 0.5 / float(np.min(spacing_xyz))
-    return np.clip(0.5 * div, -limit, limit)
-
-
-def _thin(inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voxels of the mask (and of its outside) in parts at most two voxels thick: no voxel
-    of their 3 x 3 x 3 neighbourhood on their side lies more than 1.5 voxels (index
-    units) from the other side. A voxel of a body's surface (a step of the staircase,
-    the pole of a voxelised ball) has deeper neighbours and is not thin."""
-    size = THIN_REACH
-    deep_in = ndimage.maximum_filter(ndimage.distance_transform_edt(inside), size=size) > 1.5
-    deep_out = ndimage.maximum_filter(ndimage.distance_transform_edt(~inside), size=size) > 1.5
-    return inside & ~deep_in, ~inside & ~deep_out
 
 
 def _box_distance(inside: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray:
