@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from dicom_helpers import volume_slices, write_seg, write_slicer_seg, write_slices
 from hepanav.core import InputError
+from hepanav.imaging import load_mask, load_mask_occupancy
 from hepanav.imaging.geometry import voxel_to_lps
 from hepanav.margin.measure import measure_margin
 from hepanav.margin.pipeline import MarginInputs, read_inputs, run_margin
@@ -206,3 +207,29 @@ def test_float_fraction_masks_thresholded(tmp_path):
     true_ml = 4 / 3 * np.pi * R_TUMOR**3 / 1000
     assert result.tumor_volume_ml == pytest.approx(true_ml, rel=0.03)
     assert any("thresholded at 0.5" in n for r in result.inputs for n in r.notes)
+
+
+def test_mask_resampled_onto_its_image_keeps_its_fraction(tmp_path):
+    """A mask on another grid than its CT: the fraction comes with the mask (iso-0.5 of the
+    linear resampling, the voxels it cuts), said in the notes; ``load_mask`` drops it."""
+    lps, origin = _grid_values((1.0, 1.0, 1.0), size=(30, 30, 30))
+    image = sitk.GetImageFromArray(ball(R_TUMOR)(lps).astype(np.uint8))
+    image.SetOrigin(origin.tolist())
+    path = tmp_path / "tumor.nii.gz"
+    sitk.WriteImage(image, str(path))
+    ct = sitk.Image([40, 40, 36], sitk.sitkInt16)
+    ct.SetSpacing((0.7, 0.7, 0.8))
+    ct.SetOrigin((CENTER - (13.65, 13.3, 14.1)).tolist())
+    mask, record, fraction = load_mask_occupancy(path, "tumor", reference=ct)
+    assert fraction.GetSize() == ct.GetSize() and fraction.GetSpacing() == ct.GetSpacing()
+    values = sitk.GetArrayViewFromImage(fraction)
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(mask) != 0, values >= 0.5)
+    assert np.any((values > 0.05) & (values < 0.95))
+    assert any("partial-volume fractions" in n for n in record.notes)
+    plain, plain_record = load_mask(path, "tumor", reference=ct)
+    np.testing.assert_array_equal(
+        sitk.GetArrayViewFromImage(plain), sitk.GetArrayViewFromImage(mask)
+    )
+    assert not any("partial-volume fractions" in n for n in plain_record.notes)
+    # Taken voxel for voxel: no fraction.
+    assert load_mask_occupancy(path, "tumor")[2] is None
