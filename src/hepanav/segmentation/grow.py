@@ -19,14 +19,17 @@ import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.errors import InputError
-from hepanav.imaging.geometry import voxel_to_lps
+from hepanav.imaging.geometry import index_to_lps_matrix, lps_to_voxel, voxel_to_lps
 from hepanav.segmentation.morphology import (
+    bounding_box,
     component_at,
+    crop_box,
     dilate_mm,
     erode_mm,
     fill_holes,
     open_mm,
     signed_distance_mm,
+    uncrop_box,
 )
 from hepanav.segmentation.seeds import Seed
 from hepanav.segmentation.windows import hu_windows
@@ -62,6 +65,9 @@ REFINE = True
 REFINE_BAND_MM = 1.5
 REFINE_SIGMA_MM = 1.0
 REFINE_OPEN_MM = 2.0
+# The deblurring filters run on the band's box padded by this many sigmas (speed only:
+# beyond it the crop's edge changes the filtered HU by far less than the noise).
+REFINE_REACH_SIGMAS = 6.0
 # Surface smoothing of the final lesion masks (result.smooth_surface), mm.
 SURFACE_SIGMA_MM = 1.0
 
@@ -122,11 +128,42 @@ def _ball_values(smoothed: sitk.Image, seeds: list[Seed], radius_mm: float) -> n
     """Values of the voxels within ``radius_mm`` of any seed (only the seeds' box is read)."""
     roi = roi_around(smoothed, seeds, radius_mm)
     arr = sitk.GetArrayViewFromImage(roi)
-    k, j, i = np.indices(arr.shape)
-    pts = np.stack([i, j, k], axis=-1).reshape(-1, 3)
-    lps = voxel_to_lps(roi, pts)
-    d = np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in seeds], axis=0)
-    return np.asarray(arr).reshape(-1)[d <= radius_mm]
+    full = ((0, 0, 0), roi.GetSize())
+    d = np.min([np.sqrt(_squared_distance_mm(roi, s.lps, full)) for s in seeds], axis=0)
+    return np.asarray(arr)[d <= radius_mm]
+
+
+def _ball_box(image: sitk.Image, point, radius_mm: float):
+    """Index box ``(start, size)`` (x, y, z) of ``image`` holding every voxel centre within
+    ``radius_mm`` of the LPS ``point`` (clipped to the image); ``None`` if none can be."""
+    a, _ = index_to_lps_matrix(image)
+    centre = lps_to_voxel(image, np.asarray([point], float))[0]
+    # |index offset along axis m| <= |row m of inv(a)| x distance in mm.
+    reach = radius_mm * np.linalg.norm(np.linalg.inv(a), axis=1)
+    lo = np.maximum(np.floor(centre - reach).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + reach).astype(int), np.asarray(image.GetSize()) - 1)
+    if np.any(hi < lo):
+        return None
+    return lo.tolist(), (hi - lo + 1).tolist()
+
+
+def _offsets_mm(image: sitk.Image, point, box) -> list[np.ndarray]:
+    """LPS offsets (mm) of the voxel centres of the index ``box`` of ``image`` from the
+    LPS ``point``: three (z, y, x) arrays of the box's shape (separable sums, no
+    (n, 3) point list)."""
+    a, o = index_to_lps_matrix(image)
+    start, size = box
+    i = np.arange(start[0], start[0] + size[0], dtype=float)[None, None, :]
+    j = np.arange(start[1], start[1] + size[1], dtype=float)[None, :, None]
+    k = np.arange(start[2], start[2] + size[2], dtype=float)[:, None, None]
+    base = o - np.asarray(point, float)
+    return [base[c] + a[c, 0] * i + a[c, 1] * j + a[c, 2] * k for c in range(3)]
+
+
+def _squared_distance_mm(image: sitk.Image, point, box) -> np.ndarray:
+    """Squared distance (mm^2) of the voxel centres of the index ``box`` from ``point``."""
+    vx, vy, vz = _offsets_mm(image, point, box)
+    return vx * vx + vy * vy + vz * vz
 
 
 def seed_distance_mm(image: sitk.Image, seeds: list[Seed], mask: np.ndarray) -> np.ndarray:
@@ -430,11 +467,18 @@ def refine_boundary(
     n = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
     r_eq = (3.0 * n * float(np.prod(roi.GetSpacing())) / (4.0 * np.pi)) ** (1.0 / 3.0)
     sigma = min(max(REFINE_SIGMA_MM, 0.6 * step), max(REFINE_SIGMA_MM, 0.25 * r_eq))
-    smooth = sitk.SmoothingRecursiveGaussian(roi, sigma)
-    log = sitk.LaplacianRecursiveGaussian(roi, sigma)
+    band = max(REFINE_BAND_MM, step)
+    # Only the band around the grown surface is re-classified: the filters run on the
+    # mask's box padded by the band + REFINE_REACH_SIGMAS sigma (where the recursive
+    # filters' boundary effect has died out), not on the whole crop.
+    box = bounding_box(mask, band + REFINE_REACH_SIGMAS * sigma, 1)
+    box = box or ((0, 0, 0), list(roi.GetSize()))
+    local = crop_box(roi, box)
+    smooth = sitk.SmoothingRecursiveGaussian(local, sigma)
+    log = sitk.LaplacianRecursiveGaussian(local, sigma)
     sharp = smooth - (0.5 * sigma * sigma) * log
     side = sharp < threshold if chosen == "hypo" else sharp > threshold
-    band = max(REFINE_BAND_MM, step)
+    side = uncrop_box(sitk.Cast(side, sitk.sitkUInt8), mask, box)
     inner = erode_mm(mask, band)
     outer = dilate_mm(mask, band)
     if bound is not None:
@@ -442,7 +486,7 @@ def refine_boundary(
     if cut is not None:
         # Nothing is re-added next to what the opening cut off (an attached vessel).
         outer = sitk.And(outer, sitk.Not(dilate_mm(cut, 1.01 * step)))
-    refined = sitk.Or(inner, sitk.And(outer, sitk.Cast(side, sitk.sitkUInt8)))
+    refined = sitk.Or(inner, sitk.And(outer, side))
     # A small opening removes what the band re-added along an attachment the growing
     # had cut (a vessel stub); a convex outline whose curvature radius exceeds the
     # ball is unchanged by it.
@@ -468,11 +512,14 @@ def _edge_value(image: sitk.Image, mask: sitk.Image, parenchyma: float, chosen: 
     level lies between lesion and rim. Without a rim the layers climb from the
     partial-volume blur to the parenchyma, and the parenchyma is used.
     """
-    dist = sitk.GetArrayFromImage(signed_distance_mm(mask))
+    step = float(max(mask.GetSpacing()))
+    dist = sitk.GetArrayFromImage(signed_distance_mm(mask, within_mm=RIM_MM + step))
     # The unsmoothed CT: smoothing would flatten a thin rim's peak (the median over a
     # whole layer removes the noise instead).
     values = sitk.GetArrayViewFromImage(image)
-    step = float(max(mask.GetSpacing()))
+    # The layers as lists of their voxels' distances and values (few voxels).
+    near = (dist > 0.0) & (dist <= RIM_MM + step)
+    dist, values = dist[near], np.asarray(values)[near]
     layers = []
     for lo in np.arange(0.0, RIM_MM, step):
         sel = (dist > lo) & (dist <= lo + step)
@@ -523,6 +570,27 @@ def _sphere_basis(u: np.ndarray, degree: int) -> np.ndarray:
         for c in range(degree + 1 - a - b)
     ]
     return np.stack(cols, axis=1)
+
+
+def _sphere_eval(dirs: list[np.ndarray], coef: np.ndarray, degree: int) -> np.ndarray:
+    """``_sphere_basis(u, degree) @ coef`` for unit vectors given as their x, y, z
+    arrays, without the (n, terms) basis matrix (powers by repeated products)."""
+    powers = []
+    for c in dirs:
+        p = [np.ones_like(c), c]
+        for _ in range(2, degree + 1):
+            p.append(p[-1] * c)
+        powers.append(p)
+    px, py, pz = powers
+    out = np.zeros_like(dirs[0])
+    n = 0
+    for a in range(degree + 1):
+        for b in range(degree + 1 - a):
+            xy = px[a] * py[b]
+            for c in range(degree + 1 - a - b):
+                out += coef[n] * (xy * pz[c])
+                n += 1
+    return out
 
 
 def edge_radii_mm(
@@ -589,22 +657,26 @@ def star_bound(
 
     u = fibonacci_sphere(STAR_RAYS)
     arr = sitk.GetArrayViewFromImage(smoothed)
-    k, j, i = np.indices(arr.shape)
-    pts = voxel_to_lps(smoothed, np.stack([i, j, k], axis=-1).reshape(-1, 3))
     pad = max(STAR_FIT_PAD_MM, float(max(smoothed.GetSpacing())))
-    inside = np.zeros(pts.shape[0], bool)
+    inside = np.zeros(arr.shape, bool)
     for s in seeds:
         radii = edge_radii_mm(smoothed, s, threshold, chosen, max_radius_mm, u)
         coef = fit_radial(u, radii)
-        v = pts - np.asarray(s.lps)
-        d = np.linalg.norm(v, axis=1)
+        # Only the box around the ball of max_radius_mm can hold a voxel of the bound.
+        box = _ball_box(smoothed, s.lps, max_radius_mm)
+        if box is None:
+            continue
+        v = _offsets_mm(smoothed, s.lps, box)
+        d = np.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
         near = d <= max_radius_mm
-        dirs = v[near] / np.maximum(d[near], 1e-6)[:, None]
-        r_fit = np.clip(_sphere_basis(dirs, STAR_DEGREE) @ coef, 0.0, max_radius_mm)
+        dn = np.maximum(d[near], 1e-6)
+        dirs = [c[near] / dn for c in v]
+        r_fit = np.clip(_sphere_eval(dirs, coef, STAR_DEGREE), 0.0, max_radius_mm)
         ok = d[near] <= STAR_FIT_FACTOR * r_fit + pad
-        sel = np.flatnonzero(near)[ok]
-        inside[sel] = True
-    out = sitk.GetImageFromArray(inside.reshape(arr.shape).astype(np.uint8))
+        (x0, y0, z0), (nx, ny, nz) = box
+        sub = inside[z0 : z0 + nz, y0 : y0 + ny, x0 : x0 + nx]
+        sub[near] |= ok
+    out = sitk.GetImageFromArray(inside.astype(np.uint8))
     out.CopyInformation(smoothed)
     return out
 
@@ -625,7 +697,7 @@ def opening_radius_mm(mask: sitk.Image, seeds: list[Seed]) -> float:
     its centre, so a ball of half that depth passes through the lesion but not
     through the attachment.
     """
-    depth = -sitk.GetArrayFromImage(signed_distance_mm(fill_holes(mask)))
+    depth = -sitk.GetArrayFromImage(signed_distance_mm(fill_holes(mask), within_mm=0.0))
     d = max(float(depth[s.index[2], s.index[1], s.index[0]]) for s in seeds)
     return float(np.clip(0.5 * d, 1.0, 8.0))
 
@@ -676,14 +748,17 @@ def _nearest_in_window(image: sitk.Image, seed: Seed, window, radius_mm: float =
 
 def _components_near(mask: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
     """Union of the connected components of ``mask`` within ``radius_mm`` of any seed."""
-    labels = sitk.ConnectedComponent(sitk.Cast(mask > 0, sitk.sitkUInt8), True)
+    box = bounding_box(mask)  # the components lie in the mask's box
+    if box is None:
+        return sitk.Cast(mask > 0, sitk.sitkUInt8)
+    labels = sitk.ConnectedComponent(sitk.Cast(crop_box(mask, box) > 0, sitk.sitkUInt8), True)
     arr = sitk.GetArrayFromImage(labels)
     # A copy, not a view: a view of a temporary image reads freed memory (segfault).
-    ball = sitk.GetArrayFromImage(_ball_mask(mask, seeds, radius_mm)) > 0
+    ball = sitk.GetArrayFromImage(crop_box(_ball_mask(mask, seeds, radius_mm), box)) > 0
     keep = np.unique(arr[ball & (arr > 0)])
     out = sitk.GetImageFromArray(np.isin(arr, keep).astype(np.uint8))
-    out.CopyInformation(mask)
-    return out
+    out.CopyInformation(labels)
+    return uncrop_box(out, mask, box)
 
 
 def _cut_excluded(mask: sitk.Image, seeds: list[Seed], exclude: list[Seed]) -> sitk.Image:
