@@ -281,8 +281,13 @@ def grow_lesion(
         raw = mask
         mask = _clean(mask, grow_from)
         _check_leak(mask, roi, grow_from, max_radius_mm, what, seeds[0])
-        shell = sitk.And(dilate_mm(mask, SHELL_MM[1]), sitk.Not(dilate_mm(mask, SHELL_MM[0])))
-        values = sitk.GetArrayViewFromImage(smoothed)[sitk.GetArrayViewFromImage(shell) > 0]
+        # One distance map (to the grown region) gives the shell and the rim layers.
+        step = float(max(roi.GetSpacing()))
+        dist = sitk.GetArrayFromImage(
+            signed_distance_mm(mask, within_mm=max(SHELL_MM[1], RIM_MM + step))
+        )
+        shell = (dist <= SHELL_MM[1]) & ~(dist <= SHELL_MM[0])  # dilate_mm's thresholds
+        values = sitk.GetArrayViewFromImage(smoothed)[shell]
         values = values[(values > floor) & (values < win["bone_above_hu"])]
         if values.size < 20:
             break
@@ -293,7 +298,7 @@ def grow_lesion(
             # (a noise blob in parenchyma), unless the contrast check below passes.
             parenchyma = new
             break
-        new_edge = _edge_value(roi, mask, new, chosen)
+        new_edge = _edge_value(roi, mask, new, chosen, dist=dist)
         settled = abs(new - parenchyma) < 1.0 and abs(new_edge - edge) < 1.0
         parenchyma, edge = new, new_edge
         if settled:
@@ -503,17 +508,26 @@ def refine_boundary(
     return out, lesion_hu
 
 
-def _edge_value(image: sitk.Image, mask: sitk.Image, parenchyma: float, chosen: str) -> float:
+def _edge_value(
+    image: sitk.Image,
+    mask: sitk.Image,
+    parenchyma: float,
+    chosen: str,
+    dist: np.ndarray | None = None,
+) -> float:
     """What the lesion edge blurs into: an enhancing rim when one hugs the lesion.
 
     Median HU of each one-voxel layer outside the mask up to ``RIM_MM``; the most
     extreme layer (brightest for a hypodense lesion) is the rim when it is beyond the
     parenchyma. The lesion's edge is then the inner edge of the rim and the 50 %
     level lies between lesion and rim. Without a rim the layers climb from the
-    partial-volume blur to the parenchyma, and the parenchyma is used.
+    partial-volume blur to the parenchyma, and the parenchyma is used. ``dist``: the
+    mask's ``signed_distance_mm`` array (z, y, x), exact to at least ``RIM_MM`` + one
+    voxel, when the caller has it.
     """
     step = float(max(mask.GetSpacing()))
-    dist = sitk.GetArrayFromImage(signed_distance_mm(mask, within_mm=RIM_MM + step))
+    if dist is None:
+        dist = sitk.GetArrayFromImage(signed_distance_mm(mask, within_mm=RIM_MM + step))
     # The unsmoothed CT: smoothing would flatten a thin rim's peak (the median over a
     # whole layer removes the noise instead).
     values = sitk.GetArrayViewFromImage(image)
@@ -704,7 +718,31 @@ def opening_radius_mm(mask: sitk.Image, seeds: list[Seed]) -> float:
 
 def _clean(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
     """Opening (cuts attachments) + the grown voxels within ``RECONSTRUCT_MM`` of it
-    (restores the surface detail the ball missed) + hole filling; seeds' component."""
+    (restores the surface detail the ball missed) + hole filling; seeds' component.
+
+    Every step keeps within the mask and reads near the seeds, so it runs on their
+    box padded by one voxel (:func:`_on_box`: the same result, cost of the lesion's
+    size)."""
+    return _on_box(_clean_box, mask, seeds)
+
+
+def _on_box(fn, mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
+    """``fn(mask, seeds)`` computed on the box of the mask's voxels and the seeds padded
+    by one voxel, pasted back onto the mask's grid (for steps whose result lies in the
+    mask and that read nothing farther than one voxel outside it and the seeds)."""
+    box = bounding_box(mask)
+    if box is None:
+        return fn(mask, seeds)
+    idx = np.asarray([s.index for s in seeds] + [box[0], np.add(box[0], box[1]) - 1])
+    lo = np.maximum(idx.min(axis=0) - 1, 0)
+    hi = np.minimum(idx.max(axis=0) + 1, np.asarray(mask.GetSize()) - 1)
+    box = (lo.tolist(), (hi - lo + 1).tolist())
+    local = [Seed(s.lps, tuple(int(v) for v in np.subtract(s.index, lo)), s.label) for s in seeds]
+    return uncrop_box(fn(crop_box(mask, box), local), mask, box)
+
+
+def _clean_box(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
+    """:func:`_clean` on a grid holding the mask and the seeds with a one-voxel margin."""
     radius = opening_radius_mm(mask, seeds)
     step = float(max(mask.GetSpacing()))
     # Components of the opened region near the seeds (a click beside gas or a tract

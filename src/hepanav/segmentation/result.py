@@ -65,7 +65,14 @@ def paste(local: sitk.Image, reference: sitk.Image) -> sitk.Image:
     full = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
     full.CopyInformation(reference)
     start = reference.TransformPhysicalPointToIndex(local.GetOrigin())
-    return sitk.Paste(full, sitk.Cast(local, sitk.sitkUInt8), local.GetSize(), [0, 0, 0], start)
+    size = local.GetSize()
+    if all(0 <= a and a + n <= m for a, n, m in zip(start, size, full.GetSize(), strict=True)):
+        # In place (SimpleITK's slice assignment): no copy of the full-size image.
+        full[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))] = sitk.Cast(
+            local, sitk.sitkUInt8
+        )
+        return full
+    return sitk.Paste(full, sitk.Cast(local, sitk.sitkUInt8), size, [0, 0, 0], start)
 
 
 def smooth_surface(mask: sitk.Image, sigma_mm: float) -> sitk.Image:
