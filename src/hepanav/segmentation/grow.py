@@ -133,6 +133,30 @@ def _ball_values(smoothed: sitk.Image, seeds: list[Seed], radius_mm: float) -> n
     return np.asarray(arr)[d <= radius_mm]
 
 
+def iteration_box(inside: sitk.Image, seeds: list[Seed]):
+    """Index box ``(start, size)`` (x, y, z) of the growing bound ``inside`` and the
+    seeds, padded by what a growing iteration reads around them: the parenchyma
+    shell (``SHELL_MM``) or the rim layers (``RIM_MM`` + a voxel), plus the dark
+    margin (``DARK_MM``) and one voxel; clipped to the image."""
+    step = float(max(inside.GetSpacing()))
+    pad_mm = max(SHELL_MM[1], RIM_MM + step) + DARK_MM
+    pad = [int(np.ceil(pad_mm / s)) + 1 for s in inside.GetSpacing()]
+    points = [s.index for s in seeds]
+    bound = bounding_box(inside)
+    if bound is not None:
+        points += [bound[0], np.add(bound[0], bound[1]) - 1]
+    idx = np.asarray(points)
+    lo = np.maximum(idx.min(axis=0) - pad, 0)
+    hi = np.minimum(idx.max(axis=0) + pad, np.asarray(inside.GetSize()) - 1)
+    return lo.tolist(), (hi - lo + 1).tolist()
+
+
+def shift_seeds(seeds: list[Seed], box) -> list[Seed]:
+    """The seeds with indices relative to the index ``box`` ``(start, size)`` (same LPS)."""
+    start = np.asarray(box[0])
+    return [Seed(s.lps, tuple(int(v) for v in np.subtract(s.index, start)), s.label) for s in seeds]
+
+
 def _ball_box(image: sitk.Image, point, radius_mm: float):
     """Index box ``(start, size)`` (x, y, z) of ``image`` holding every voxel centre within
     ``radius_mm`` of the LPS ``point`` (clipped to the image); ``None`` if none can be."""
@@ -147,23 +171,35 @@ def _ball_box(image: sitk.Image, point, radius_mm: float):
     return lo.tolist(), (hi - lo + 1).tolist()
 
 
-def _offsets_mm(image: sitk.Image, point, box) -> list[np.ndarray]:
+def _offsets_mm(image: sitk.Image, point, box, expand: bool = True) -> list[np.ndarray]:
     """LPS offsets (mm) of the voxel centres of the index ``box`` of ``image`` from the
     LPS ``point``: three (z, y, x) arrays of the box's shape (separable sums, no
-    (n, 3) point list)."""
+    (n, 3) point list). ``expand=False``: each only broadcastable to that shape (not
+    expanded along the axes it does not vary along)."""
     a, o = index_to_lps_matrix(image)
     start, size = box
-    i = np.arange(start[0], start[0] + size[0], dtype=float)[None, None, :]
-    j = np.arange(start[1], start[1] + size[1], dtype=float)[None, :, None]
-    k = np.arange(start[2], start[2] + size[2], dtype=float)[:, None, None]
+    grids = (
+        np.arange(start[0], start[0] + size[0], dtype=float)[None, None, :],
+        np.arange(start[1], start[1] + size[1], dtype=float)[None, :, None],
+        np.arange(start[2], start[2] + size[2], dtype=float)[:, None, None],
+    )
     base = o - np.asarray(point, float)
-    return [base[c] + a[c, 0] * i + a[c, 1] * j + a[c, 2] * k for c in range(3)]
+    shape = (size[2], size[1], size[0])
+    out = []
+    for c in range(3):
+        v = np.asarray(base[c])
+        for coef, grid in zip(a[c], grids, strict=True):
+            if coef != 0.0:
+                v = v + coef * grid
+        out.append(np.broadcast_to(v, shape) if expand else v)
+    return out
 
 
 def _squared_distance_mm(image: sitk.Image, point, box) -> np.ndarray:
     """Squared distance (mm^2) of the voxel centres of the index ``box`` from ``point``."""
-    vx, vy, vz = _offsets_mm(image, point, box)
-    return vx * vx + vy * vy + vz * vz
+    vx, vy, vz = _offsets_mm(image, point, box, expand=False)
+    shape = (box[1][2], box[1][1], box[1][0])
+    return np.broadcast_to(vx * vx + vy * vy + vz * vz, shape)
 
 
 def seed_distance_mm(image: sitk.Image, seeds: list[Seed], mask: np.ndarray) -> np.ndarray:
@@ -260,9 +296,14 @@ def grow_lesion(
         inside = _ball_mask(smoothed, seeds_r + local_seeds(roi, include), limit)
         if STAR_FIT:
             inside = sitk.And(inside, star_bound(smoothed, seeds_r, threshold, chosen, limit))
+        # The rest of the iteration reads the bound, the seeds and SHELL_MM (+ the dark
+        # margin) around them only: it runs on that box of the crop (same voxels).
+        box = iteration_box(inside, grow_from)
+        it_roi, it_smoothed, it_inside = (crop_box(im, box) for im in (roi, smoothed, inside))
+        it_from, it_exclude = shift_seeds(grow_from, box), shift_seeds(exclude_r, box)
         outside_value = window[1] + 1000.0 if chosen == "hypo" else window[0] - 1000.0
-        bounded = sitk.Mask(smoothed, inside, outsideValue=outside_value)
-        starts = [_nearest_in_window(bounded, s, window) for s in grow_from]
+        bounded = sitk.Mask(it_smoothed, it_inside, outsideValue=outside_value)
+        starts = [_nearest_in_window(bounded, s, window) for s in it_from]
         mask = sitk.ConnectedThreshold(
             bounded,
             seedList=[s.index for s in starts],
@@ -270,7 +311,7 @@ def grow_lesion(
             upper=float(window[1]),
             replaceValue=1,
         )
-        mask = _cut_excluded(mask, grow_from, exclude_r)
+        mask = _cut_excluded(mask, it_from, it_exclude)
         if dark_is_lesion:
             # Gas (and its partial-volume ring) beside the grown region is lesion: it
             # must not leave holes and channels that the opening would widen.
@@ -279,15 +320,15 @@ def grow_lesion(
         # Thin attachments (a vessel touching a hypervascular lesion, a tract) are cut
         # before the leak test: only what stays connected through them is a leak.
         raw = mask
-        mask = _clean(mask, grow_from)
-        _check_leak(mask, roi, grow_from, max_radius_mm, what, seeds[0])
+        mask = _clean(mask, it_from)
+        _check_leak(mask, it_roi, it_from, max_radius_mm, what, seeds[0])
         # One distance map (to the grown region) gives the shell and the rim layers.
         step = float(max(roi.GetSpacing()))
         dist = sitk.GetArrayFromImage(
             signed_distance_mm(mask, within_mm=max(SHELL_MM[1], RIM_MM + step))
         )
         shell = (dist <= SHELL_MM[1]) & ~(dist <= SHELL_MM[0])  # dilate_mm's thresholds
-        values = sitk.GetArrayViewFromImage(smoothed)[shell]
+        values = sitk.GetArrayViewFromImage(it_smoothed)[shell]
         values = values[(values > floor) & (values < win["bone_above_hu"])]
         if values.size < 20:
             break
@@ -298,11 +339,12 @@ def grow_lesion(
             # (a noise blob in parenchyma), unless the contrast check below passes.
             parenchyma = new
             break
-        new_edge = _edge_value(roi, mask, new, chosen, dist=dist)
+        new_edge = _edge_value(it_roi, mask, new, chosen, dist=dist)
         settled = abs(new - parenchyma) < 1.0 and abs(new_edge - edge) < 1.0
         parenchyma, edge = new, new_edge
         if settled:
             break
+    mask, raw = uncrop_box(mask, roi, box), uncrop_box(raw, roi, box)
     if abs(parenchyma - lesion_hu) < win["min_lesion_contrast_hu"]:
         raise InputError(
             f"does not look like a {what}: the seed ({lesion_hu:.0f} HU) differs from the "
@@ -681,7 +723,7 @@ def star_bound(
         if box is None:
             continue
         v = _offsets_mm(smoothed, s.lps, box)
-        d = np.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+        d = np.sqrt(_squared_distance_mm(smoothed, s.lps, box))
         near = d <= max_radius_mm
         dn = np.maximum(d[near], 1e-6)
         dirs = [c[near] / dn for c in v]
@@ -696,12 +738,28 @@ def star_bound(
 
 
 def _ball_mask(image: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
-    """uint8 mask of the voxels within ``radius_mm`` of any seed."""
-    points = sitk.Image(image.GetSize(), sitk.sitkUInt8)
-    points.CopyInformation(image)
+    """uint8 mask of the voxels within ``radius_mm`` of any seed.
+
+    The seed voxels dilated by ``radius_mm`` (distance between voxel centres with the
+    spacing, as :func:`dilate_mm`), computed directly on each seed's box (ties within
+    float rounding of the radius may differ from the distance map's).
+    """
+    size = np.asarray(image.GetSize())
+    spacing = np.asarray(image.GetSpacing(), float)
+    out = np.zeros(size[::-1], bool)
+    reach = np.floor(max(radius_mm, 0.0) / spacing).astype(int)
     for s in seeds:
-        points[s.index] = 1
-    return dilate_mm(points, radius_mm)
+        idx = np.asarray(s.index)
+        lo, hi = np.maximum(idx - reach, 0), np.minimum(idx + reach, size - 1)
+        di, dj, dk = (
+            ((np.arange(lo[a], hi[a] + 1) - idx[a]) * spacing[a]) ** 2 for a in range(3)
+        )
+        d2 = dk[:, None, None] + dj[None, :, None] + di[None, None, :]
+        box = out[lo[2] : hi[2] + 1, lo[1] : hi[1] + 1, lo[0] : hi[0] + 1]
+        box |= d2 <= radius_mm * radius_mm
+    ball = sitk.GetImageFromArray(out.astype(np.uint8))
+    ball.CopyInformation(image)
+    return ball
 
 
 def opening_radius_mm(mask: sitk.Image, seeds: list[Seed]) -> float:
@@ -737,8 +795,7 @@ def _on_box(fn, mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
     lo = np.maximum(idx.min(axis=0) - 1, 0)
     hi = np.minimum(idx.max(axis=0) + 1, np.asarray(mask.GetSize()) - 1)
     box = (lo.tolist(), (hi - lo + 1).tolist())
-    local = [Seed(s.lps, tuple(int(v) for v in np.subtract(s.index, lo)), s.label) for s in seeds]
-    return uncrop_box(fn(crop_box(mask, box), local), mask, box)
+    return uncrop_box(fn(crop_box(mask, box), shift_seeds(seeds, box)), mask, box)
 
 
 def _clean_box(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
