@@ -751,9 +751,7 @@ def _ball_mask(image: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.I
     for s in seeds:
         idx = np.asarray(s.index)
         lo, hi = np.maximum(idx - reach, 0), np.minimum(idx + reach, size - 1)
-        di, dj, dk = (
-            ((np.arange(lo[a], hi[a] + 1) - idx[a]) * spacing[a]) ** 2 for a in range(3)
-        )
+        di, dj, dk = (((np.arange(lo[a], hi[a] + 1) - idx[a]) * spacing[a]) ** 2 for a in range(3))
         d2 = dk[:, None, None] + dj[None, :, None] + di[None, None, :]
         box = out[lo[2] : hi[2] + 1, lo[1] : hi[1] + 1, lo[0] : hi[0] + 1]
         box |= d2 <= radius_mm * radius_mm
