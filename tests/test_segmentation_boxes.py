@@ -100,7 +100,7 @@ def test_component_at_keeps_the_seeded_component_and_ignores_seeds_outside_it():
     assert not none.any()
 
 
-@pytest.mark.parametrize("radius", [0.0, 2.0, 6.3, 11.0])
+@pytest.mark.parametrize("radius", [-1.0, 0.0, 2.0, 6.3, 11.0])
 def test_ball_mask_is_the_set_of_voxel_centres_within_the_radius(radius):
     img = _image(np.zeros((30, 34, 38)))
     seeds = [Seed((0.0, 0.0, 0.0), (3, 30, 20), "a"), Seed((0.0, 0.0, 0.0), (20, 10, 2), "b")]
@@ -114,7 +114,7 @@ def test_ball_mask_is_the_set_of_voxel_centres_within_the_radius(radius):
         ],
         axis=0,
     )
-    np.testing.assert_array_equal(ball, d <= radius)
+    np.testing.assert_array_equal(ball, d <= max(radius, 0.0))  # no radius: the seeds
     assert ball[2, 10, 20] and ball[20, 30, 3]  # the seeds (array order z, y, x)
 
 

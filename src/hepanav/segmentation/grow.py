@@ -747,7 +747,8 @@ def _ball_mask(image: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.I
     size = np.asarray(image.GetSize())
     spacing = np.asarray(image.GetSpacing(), float)
     out = np.zeros(size[::-1], bool)
-    reach = np.floor(max(radius_mm, 0.0) / spacing).astype(int)
+    radius_mm = max(radius_mm, 0.0)  # no radius: the seed voxels alone
+    reach = np.floor(radius_mm / spacing).astype(int)
     for s in seeds:
         idx = np.asarray(s.index)
         lo, hi = np.maximum(idx - reach, 0), np.minimum(idx + reach, size - 1)
