@@ -147,3 +147,14 @@ def test_star_bound_equals_the_per_voxel_fit(direction):
     # Float rounding may only flip voxels exactly on the bound (none expected here).
     assert np.count_nonzero(got != want) <= 2
     assert 0.5 * want.sum() < got.sum() < 2 * want.sum() and want[20, 22, 24]
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3])
+def test_sphere_eval_equals_the_basis_matrix_product(degree):
+    rng = np.random.default_rng(degree)
+    u = rng.normal(size=(500, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    basis = grow._sphere_basis(u, degree)
+    coef = rng.normal(size=basis.shape[1]) * 5.0
+    got = grow._sphere_eval([u[:, 0], u[:, 1], u[:, 2]], coef, degree)
+    np.testing.assert_allclose(got, basis @ coef, rtol=0, atol=1e-12)

@@ -630,22 +630,34 @@ def _sphere_basis(u: np.ndarray, degree: int) -> np.ndarray:
 
 def _sphere_eval(dirs: list[np.ndarray], coef: np.ndarray, degree: int) -> np.ndarray:
     """``_sphere_basis(u, degree) @ coef`` for unit vectors given as their x, y, z
-    arrays, without the (n, terms) basis matrix (powers by repeated products)."""
-    powers = []
-    for c in dirs:
-        p = [np.ones_like(c), c]
-        for _ in range(2, degree + 1):
-            p.append(p[-1] * c)
-        powers.append(p)
-    px, py, pz = powers
-    out = np.zeros_like(dirs[0])
-    n = 0
+    arrays, without the (n, terms) basis matrix: nested Horner schemes in z, y, x over
+    the coefficients in :func:`_sphere_basis`'s order (x^a y^b z^c, a outermost)."""
+    x, y, z = dirs
+    # Index of the coefficient of x^a y^b z^0 in the basis' order.
+    first, n = {}, 0
     for a in range(degree + 1):
         for b in range(degree + 1 - a):
-            xy = px[a] * py[b]
-            for c in range(degree + 1 - a - b):
-                out += coef[n] * (xy * pz[c])
-                n += 1
+            first[a, b] = n
+            n += degree + 1 - a - b
+    out = None
+    for a in range(degree, -1, -1):
+        q = None  # sum over b of y^b (sum over c of coef z^c)
+        for b in range(degree - a, -1, -1):
+            k = first[a, b]
+            r = np.full_like(z, coef[k + degree - a - b])
+            for c in range(degree - a - b - 1, -1, -1):
+                r *= z
+                r += coef[k + c]
+            if q is None:
+                q = r
+            else:
+                q *= y
+                q += r
+        if out is None:
+            out = q
+        else:
+            out *= x
+            out += q
     return out
 
 

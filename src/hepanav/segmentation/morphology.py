@@ -135,10 +135,15 @@ def close_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
     """
     if radius_mm <= 0:
         return _binary(mask)
+    # The closing lies within the radius of the mask: computed on that box (padded by
+    # a voxel, background beyond it as in the whole image) and pasted back.
+    box = bounding_box(mask, radius_mm, 1)
+    if box is None:
+        return _binary(mask)
     pad = [int(np.ceil(radius_mm / s)) + 1 for s in mask.GetSpacing()]
-    padded = sitk.ConstantPad(_binary(mask), pad, pad, 0)
+    padded = sitk.ConstantPad(_binary(crop_box(mask, box)), pad, pad, 0)
     closed = erode_mm(dilate_mm(padded, radius_mm), radius_mm)
-    return sitk.Crop(closed, pad, pad)
+    return uncrop_box(sitk.Crop(closed, pad, pad), mask, box)
 
 
 def component_at(mask: sitk.Image, seeds_xyz: list[tuple[int, int, int]]) -> sitk.Image:
