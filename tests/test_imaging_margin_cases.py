@@ -45,10 +45,23 @@ def _analytic_on(grid: sitk.Image, radius: float) -> sitk.Image:
     return mask
 
 
+# Issue 9's own bound on these inputs (MAM within 0.5 mm of 7 mm) is NOT met yet: the
+# surface method's pole ripple (see assert_mam) leaves 6.39-6.42 mm. The reader checks in
+# assert_mam must pass (a failure there is a regression); the issue's bound is checked
+# last and reported as an expected failure until it holds, when the test simply passes.
+KNOWN_GAP = "issue 9 open: MAM 6.39-6.42 vs 7.0 mm (surface method's pole ripple)"
+
+
+def assert_issue_bound(result) -> None:
+    if abs(result.min_margin_mm - TRUE_MAM) > 0.5:
+        pytest.xfail(f"{KNOWN_GAP}; this run: {result.min_margin_mm:.2f} mm")
+
+
 def assert_mam(tmp_path, **kw):
     """MAM within 0.5 mm of 7 mm, or (while the surface method errs more than that on the
     regularised grid) within 0.25 mm of what the same method gives on the exact voxelisation
-    of the analytic shapes on that grid: the reader adds no error of its own.
+    of the analytic shapes on that grid: the reader adds no error of its own (the issue's
+    strict bound is :func:`assert_issue_bound`, called at the end of each test).
 
     Measured (issue 9): the surface method reads 6.50 (5-degree tilt), 6.53 (20 degrees)
     and 6.55 mm (sheared NIfTI) on the exact voxelisation of these balls on the
@@ -111,6 +124,7 @@ def test_tilted_dicom_series_masks(tmp_path, tilt):
     assert sum("partial-volume fractions" in n for n in notes) == 2
     if tilt == 5.0:
         assert_fractions_help(tmp_path, tumor=tmp_path / "tumor", ablation=tmp_path / "zone")
+    assert_issue_bound(result)
 
 
 def test_sheared_nifti_masks(tmp_path):
@@ -129,6 +143,7 @@ def test_sheared_nifti_masks(tmp_path):
     assert_fractions_help(
         tmp_path, tumor=tmp_path / "tumor.nii.gz", ablation=tmp_path / "zone.nii.gz"
     )
+    assert_issue_bound(result)
 
 
 def _grid_values(spacing=(1.0, 1.0, 1.0), size=(40, 40, 40)):
