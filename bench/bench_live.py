@@ -3,6 +3,12 @@
 ``python -m bench live`` runs only this part of ``bench fluorescence``
 (:func:`bench.bench_fluorescence.live_latency`; see its docstring). OpenCV keeps its
 default thread count (all cores), as the live command does.
+
+Environment: ``HEPANAV_BENCH_LIVE_SECONDS`` (default 20), ``HEPANAV_BENCH_LIVE_INTERVAL_S``
+(``analysis_interval_s``, default 0), ``HEPANAV_BENCH_LIVE_MODES`` (comma-separated from
+``async`` = worker process, ``thread``, ``sync``; default all three),
+``HEPANAV_BENCH_LIVE_FILE_FRAMES`` (frames of the FFV1 file-source line, 0 = skip it;
+default 90).
 """
 
 from __future__ import annotations
