@@ -191,8 +191,19 @@ def fill_holes(mask: sitk.Image) -> sitk.Image:
     box = bounding_box(mask, 0.0, 1)
     if box is None:
         return _binary(mask)
-    filled = sitk.BinaryFillhole(_binary(crop_box(mask, box)), False, 1)
-    return uncrop_box(sitk.Cast(filled, sitk.sitkUInt8), mask, box)
+    local = _binary(crop_box(mask, box))
+    # Background components (face-connected) that touch the box's faces reach the
+    # border; the others are holes. The same voxels as SimpleITK's BinaryFillhole
+    # (fullyConnected off), several times faster on masks with many small holes.
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(local == 0, False))
+    faces = np.concatenate(
+        [f.ravel() for a in range(3) for f in (np.take(labels, 0, a), np.take(labels, -1, a))]
+    )
+    border = np.unique(faces)
+    filled = ~np.isin(labels, border[border > 0])
+    out = sitk.GetImageFromArray(filled.astype(np.uint8))
+    out.CopyInformation(local)
+    return uncrop_box(out, mask, box)
 
 
 def _any(mask: sitk.Image) -> bool:
