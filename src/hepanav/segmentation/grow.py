@@ -511,23 +511,26 @@ def refine_boundary(
     """
     step = float(max(roi.GetSpacing()))
     band = max(REFINE_BAND_MM, step)
-    # The one-voxel core and the band's inner edge: one distance map.
-    core, inner = erosions_mm(mask, [step, band])
-    core = sitk.GetArrayFromImage(core) > 0
-    if np.count_nonzero(core) >= 20:
-        lesion_hu = float(np.median(sitk.GetArrayViewFromImage(roi)[core]))
-    threshold = 0.5 * (lesion_hu + edge_hu)
     # Smoothing scales with the voxel (1 mm barely averages 3 mm voxels), at most a
     # quarter of the lesion's equivalent radius (the correction is first order).
     n = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
     r_eq = (3.0 * n * float(np.prod(roi.GetSpacing())) / (4.0 * np.pi)) ** (1.0 / 3.0)
     sigma = min(max(REFINE_SIGMA_MM, 0.6 * step), max(REFINE_SIGMA_MM, 0.25 * r_eq))
-    # Only the band around the grown surface is re-classified: the filters run on the
+    # Only the band around the grown surface is re-classified: everything runs on the
     # mask's box padded by the band + REFINE_REACH_SIGMAS sigma (where the recursive
-    # filters' boundary effect has died out), not on the whole crop.
+    # filters' boundary effect has died out), not on the whole crop. The band and
+    # all that is derived from it stay a voxel or more inside that box (or reach
+    # the crop's own edge), so the morphology gives the whole-crop result.
     box = bounding_box(mask, band + REFINE_REACH_SIGMAS * sigma, 1)
     box = box or ((0, 0, 0), list(roi.GetSize()))
+    full_mask, mask = mask, crop_box(mask, box)
     local = crop_box(roi, box)
+    # The one-voxel core and the band's inner edge: one distance map.
+    core, inner = erosions_mm(mask, [step, band])
+    core = sitk.GetArrayFromImage(core) > 0
+    if np.count_nonzero(core) >= 20:
+        lesion_hu = float(np.median(sitk.GetArrayViewFromImage(local)[core]))
+    threshold = 0.5 * (lesion_hu + edge_hu)
     same_grid = (
         smoothed is not None
         and smoothed.GetSize() == roi.GetSize()
@@ -542,13 +545,14 @@ def refine_boundary(
     log = sitk.LaplacianRecursiveGaussian(local, sigma)
     sharp = smooth - (0.5 * sigma * sigma) * log
     side = sharp < threshold if chosen == "hypo" else sharp > threshold
-    side = uncrop_box(sitk.Cast(side, sitk.sitkUInt8), mask, box)
+    side = sitk.Cast(side, sitk.sitkUInt8)
     outer = dilate_mm(mask, band)
     if bound is not None:
-        outer = sitk.And(outer, bound)
+        outer = sitk.And(outer, crop_box(bound, box))
     if cut is not None:
         # Nothing is re-added next to what the opening cut off (an attached vessel).
-        outer = sitk.And(outer, sitk.Not(dilate_mm(cut, 1.01 * step)))
+        # (Cut voxels outside the box are farther than a voxel from the band.)
+        outer = sitk.And(outer, sitk.Not(dilate_mm(crop_box(cut, box), 1.01 * step)))
     refined = sitk.Or(inner, sitk.And(outer, side))
     # A small opening removes what the band re-added along an attachment the growing
     # had cut (a vessel stub); a convex outline whose curvature radius exceeds the
@@ -560,10 +564,10 @@ def refine_boundary(
         opened = open_mm(refined, radius)
         if np.any(sitk.GetArrayViewFromImage(opened)):
             refined = opened
-    out = fill_holes(component_at(refined, [s.index for s in seeds]))
+    out = fill_holes(component_at(refined, [s.index for s in shift_seeds(seeds, box)]))
     if not np.any(sitk.GetArrayViewFromImage(out)):
-        return mask, lesion_hu
-    return out, lesion_hu
+        return full_mask, lesion_hu
+    return uncrop_box(out, full_mask, box), lesion_hu
 
 
 def _edge_value(
