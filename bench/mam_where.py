@@ -63,6 +63,8 @@ def diagnose(case: dict) -> dict:
         "true_margin_at_mam_point": float(
             -sd_sign * data.zone.signed_distance(p_post[None])[0]
         ),
+        "tumour_mean_out": float(np.average(t_out, weights=m.tumor_mesh.vertex_area)),
+        "zone_mean_out": float(np.average(z_out, weights=zone_mesh.vertex_area)),
         "tumour_max_bump": float(t_out.max()),
         "tumour_p99_bump": float(np.percentile(t_out, 99)),
         "zone_max_dent": float(z_out.min()),

@@ -128,13 +128,16 @@ def histogram_mode(values: np.ndarray, bin_hu: float = 4.0) -> tuple[float, int]
 def biweight_location(values: np.ndarray, start: float, c: float = 4.685) -> float:
     """Tukey-biweight location (HU) of ``values`` started at ``start``.
 
-    Scale: 1.4826 x the median absolute deviation about ``start`` (at least 1 HU);
-    values beyond ``c`` scales get zero weight, so the estimate stays on the cluster
+    Scale: 1.4826 x the median absolute deviation about ``start`` on the narrower
+    side (at least 1 HU): gas or a vessel beside the click widens one side only.
+    Values beyond ``c`` scales get zero weight, so the estimate stays on the cluster
     around ``start`` (10 re-weightings). ``start`` when no value is within reach.
     """
     values = np.asarray(values, float)
     loc = float(start)
-    scale = max(1.4826 * float(np.median(np.abs(values - loc))), 1.0)
+    sides = [loc - values[values < loc], values[values > loc] - loc]
+    spread = [float(np.median(d)) for d in sides if d.size >= 5]
+    scale = max(1.4826 * min(spread, default=0.0), 1.0)
     for _ in range(10):
         z = (values - loc) / (c * scale)
         w = np.where(np.abs(z) < 1, (1 - z**2) ** 2, 0.0)
