@@ -131,7 +131,7 @@ def biweight_location(values: np.ndarray, start: float, c: float = 4.685) -> flo
     Scale: 1.4826 x the median absolute deviation about ``start`` on the narrower
     side (at least 1 HU): gas or a vessel beside the click widens one side only.
     Values beyond ``c`` scales get zero weight, so the estimate stays on the cluster
-    around ``start`` (10 re-weightings). ``start`` when no value is within reach.
+    around ``start`` (at most 10 re-weightings).
     """
     values = np.asarray(values, float)
     loc = float(start)
