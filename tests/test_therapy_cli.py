@@ -21,6 +21,7 @@ CASE = {
     "ecog": 1,
     "resectable": True,
     "lung_shunt_fraction_percent": 25,
+    "lung_dose_gy": 35,
 }
 
 
@@ -50,7 +51,8 @@ def test_default_and_explicit_evaluate_give_the_same_result(cli, tmp_path):
     assert report.disclaimer == DISCLAIMER
     assert set(report.not_evaluated) == {"systemic"}
     html = (tmp_path / "a" / "therapy.html").read_text(encoding="utf-8")
-    assert DISCLAIMER in html and "TARE-01" in html and "data:image/png;base64," in html
+    assert DISCLAIMER in html and "TARE-04" in html and "TARE-01" in html
+    assert "data:image/png;base64," in html
 
 
 def test_options_before_the_case_also_route_to_evaluate(cli, tmp_path):

@@ -1,7 +1,8 @@
 """Clinical vignettes: each asserts verdicts AND the rule ids that produced them.
 
 The expected verdicts follow from the rules' sources by hand (e.g. COLLISION: each
-CRLM <= 3 cm; TARE: lung shunt fraction > 20% excludes). A final test checks that
+CRLM <= 3 cm; TARE: an estimated lung dose > 30 Gy excludes, a lung shunt fraction > 20%
+is a relative contraindication). A final test checks that
 every rule in the built-in tables decides at least one vignette.
 """
 
@@ -32,6 +33,7 @@ BASE = {
     "bilioenteric_anastomosis": False,
     "portal_vein_thrombosis": False,
     "lung_shunt_fraction_percent": 5,
+    "lung_dose_gy": 2.5,  # 1 GBq with a 5 % shunt: 49.67 Gy kg/GBq x 0.05 GBq / 1 kg
     "selective_arterial_access": True,
     "cachexia": False,
     "refractory_ascites": False,
@@ -195,10 +197,28 @@ VIGNETTES = {
         {"tace": (NOC, ["DEB-01", "EMB-03"]), "tae": (NOC, [])},
         {"tace": ([], ["liver_tumor_burden_percent"])},
     ),
+    # a shunt above 20 % is a risk marker (relative); the lung dose decides (TARE-04)
     "lung_shunt_25_percent": (
-        case(lung_shunt_fraction_percent=25),
-        {"tare": (CON, ["TARE-01"]), "tace": (NOC, [])},
+        case(lung_shunt_fraction_percent=25, lung_dose_gy=12.4),
+        {"tare": (REL, ["TARE-01"]), "tace": (NOC, [])},
         {},
+    ),
+    "lung_dose_35_gy_with_shunt_18_percent": (
+        case(lung_shunt_fraction_percent=18, lung_dose_gy=35),
+        {"tare": (CON, ["TARE-04"]), "tace": (NOC, [])},
+        {},
+    ),
+    "lung_dose_exactly_30_gy": (case(lung_dose_gy=30), {"tare": (NOC, [])}, {}),
+    # the lung dose is a contraindication rule: unknown -> insufficient data, named
+    "lung_dose_unknown_shunt_25_percent": (
+        case(lung_shunt_fraction_percent=25, lung_dose_gy=DROP),
+        {"tare": (REL, ["TARE-01"])},
+        {"tare": (["lung_dose_gy"], [])},
+    ),
+    "lung_dose_unknown_shunt_5_percent": (
+        case(lung_dose_gy=DROP),
+        {"tare": (INS, ["TARE-04"])},
+        {"tare": (["lung_dose_gy"], [])},
     ),
     "lung_shunt_exactly_20_percent": (
         case(lung_shunt_fraction_percent=20),
@@ -326,7 +346,7 @@ VIGNETTES = {
             "thermal_ablation": (NOC, ["ABL-01", "ABL-02", "COL-01", "COL-02", "COL-03", "VES-01"]),
             "stereotactic_ablation": (NOC, ["COL-01", "COL-02", "COL-03", "VES-01"]),
             "tae": (INS, ["EMB-01", "EMB-05", "EMB-06", "EMB-07"]),
-            "tare": (INS, ["EMB-01", "TARE-01"]),
+            "tare": (INS, ["EMB-01", "TARE-04"]),
             "hai": (INS, ["HAI-03"]),
             "prrt": (INS, ["PRRT-01"]),
         },
@@ -373,10 +393,10 @@ def test_bilioenteric_rule_covers_every_embolisation():
 
 
 def test_verdicts_resting_on_an_unverified_source_say_so():
-    # TARE-01 (SIR 2017, lung shunt > 20 %) is unverified: the contraindication it produces
-    # names it; the CRC resection indication (CRC-01, verified) names nothing.
-    shunt = _evaluate(case(lung_shunt_fraction_percent=25))["tare"]
-    assert shunt.verdict == "contraindicated" and shunt.unverified_rules == ["TARE-01"]
+    # TARE-04 (lung dose > 30 Gy) rests on a verbatim quote: its contraindication names
+    # no unverified rule; the CRC resection indication (CRC-01, verified) names nothing.
+    dose = _evaluate(case(lung_dose_gy=35))["tare"]
+    assert dose.verdict == "contraindicated" and dose.unverified_rules == []
     crc = _evaluate(case())
     assert crc["resection"].unverified_rules == []
     assert crc["hai"].unverified_rules == []

@@ -18,7 +18,7 @@ from hepanav.core.errors import InputError
 from hepanav.segmentation.grow import seed_distance_mm
 from hepanav.segmentation.morphology import close_mm, component_at, dilate_mm, open_mm
 from hepanav.segmentation.result import Segmentation
-from hepanav.segmentation.seeds import Seed, check_tissue, local_hu
+from hepanav.segmentation.seeds import Seed, checked_seeds, local_hu
 from hepanav.segmentation.windows import hu_windows
 
 WORK_MM = 2.0
@@ -76,9 +76,7 @@ def segment_liver(
         ``max_radius_mm`` or more than 4 litres).
     """
     win = hu_windows()
-    include, exclude = list(include or []), list(exclude or [])
-    for s in seeds + include:
-        check_tissue(ct, s, "liver")
+    seeds, include, exclude = checked_seeds(ct, seeds, include, exclude, "liver")
     work = working_image(ct)
     smoothed = sitk.SmoothingRecursiveGaussian(work, SMOOTHING_MM)
     grow_from = [_local(work, s) for s in seeds + include]

@@ -112,6 +112,15 @@ class Case(BaseModel):
     lung_shunt_fraction_percent: float | None = Field(
         default=None, ge=0, le=100, description="Tc-99m MAA lung shunt fraction, %."
     )
+    lung_dose_gy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description=(
+            "Estimated lung absorbed dose of the planned radioembolisation session, Gy "
+            "(from the MAA lung shunt fraction and the planned activity)."
+        ),
+    )
     selective_arterial_access: bool | None = Field(
         default=None, description="Selective catheterisation of the feeding arteries possible."
     )
