@@ -60,9 +60,7 @@ def diagnose(case: dict) -> dict:
         "mam_point_post": p_post.round(1).tolist(),
         "tumour_out_at_mam": float(sd_sign * data.tumor.signed_distance(p_pre[None])[0]),
         "zone_out_at_foot": float(sd_sign * data.zone.signed_distance(foot[None])[0]),
-        "true_margin_at_mam_point": float(
-            -sd_sign * data.zone.signed_distance(p_post[None])[0]
-        ),
+        "true_margin_at_mam_point": float(-sd_sign * data.zone.signed_distance(p_post[None])[0]),
         "tumour_mean_out": float(np.average(t_out, weights=m.tumor_mesh.vertex_area)),
         "zone_mean_out": float(np.average(z_out, weights=zone_mesh.vertex_area)),
         "tumour_max_bump": float(t_out.max()),
