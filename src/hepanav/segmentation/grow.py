@@ -1,8 +1,8 @@
 """Adaptive-threshold region growing for a focal lesion around seed clicks.
 
 The method (chosen by measurement, docs/segmentation.md): Gaussian smoothing
-(sigma 1 mm, physical), lesion attenuation from the median within 2 mm of the
-seeds, surrounding parenchyma from the histogram mode of the region of interest,
+(sigma max(1 mm, half a voxel), physical), lesion attenuation from a biweight mean
+within 3 mm of the seeds, surrounding parenchyma from the histogram mode of the region of interest,
 then SimpleITK ``ConnectedThreshold`` at the midpoint between the two (the 50 %
 partial-volume level, i.e. the true edge of a blurred step) and parenchyma
 re-estimated in a shell 2.5-7 mm outside the grown region until it settles. A
@@ -96,10 +96,13 @@ def roi_around(ct: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Imag
 
 
 def smoothing_sigma(image: sitk.Image) -> list[float]:
-    """Gaussian sigma per axis, mm (``SMOOTHING_MM``; measured in docs/segmentation.md).
+    """Gaussian sigma per axis, mm: ``SMOOTHING_MM``, at least ``SMOOTHING_VOXELS`` x the
+    coarsest voxel (docs/segmentation.md).
 
-    On 1.5 mm and 3 mm voxels 1 mm beat 1.5 and 2 mm: more smoothing blurs curved
-    edges inwards, less leaves the noise to break the threshold.
+    On 1.5 mm voxels 1 mm beat 1.5 and 2 mm: more smoothing blurs curved edges
+    inwards (the edge refinement corrects that), less leaves the noise to break the
+    threshold. On 3 mm voxels 1 mm is no smoothing at all; half a voxel (1.5 mm)
+    grows the 30 and 40 mm tumours of the 3 mm scan, which 1 mm left in fragments.
     """
     step = float(max(image.GetSpacing()))
     return [max(SMOOTHING_MM, SMOOTHING_VOXELS * step)] * image.GetDimension()
@@ -351,8 +354,9 @@ def prepare_lesion(
     """Crop, smooth and measure a lesion around its seeds (the common preamble).
 
     1. Crop to the seeds' box grown by ``max_radius_mm`` + ``ROI_PAD_MM`` (cost
-       scales with the lesion, not the CT) and smooth (Gaussian ``SMOOTHING_MM``).
-    2. Lesion HU: histogram mode of the soft tissue within ``SEED_RADIUS_MM``;
+       scales with the lesion, not the CT) and smooth (:func:`smoothing_sigma`).
+    2. Lesion HU: biweight mean (:func:`biweight_location`, started at the histogram
+       mode) of the soft tissue within ``SEED_RADIUS_MM``;
        parenchyma HU: mode of the brighter (hypo) or darker (hyper) soft tissue
        within ``max_radius_mm``; ``auto`` takes the larger peak.
     3. A first ray cast at the midpoint gives the lesion's radius; the crop is
