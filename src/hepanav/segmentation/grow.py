@@ -19,14 +19,17 @@ import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.errors import InputError
-from hepanav.imaging.geometry import voxel_to_lps
+from hepanav.imaging.geometry import index_to_lps_matrix, lps_to_voxel, voxel_to_lps
 from hepanav.segmentation.morphology import (
+    bounding_box,
     component_at,
+    crop_box,
     dilate_mm,
     erode_mm,
     fill_holes,
     open_mm,
     signed_distance_mm,
+    uncrop_box,
 )
 from hepanav.segmentation.seeds import Seed
 from hepanav.segmentation.windows import hu_windows
@@ -68,6 +71,9 @@ REFINE = True
 REFINE_BAND_MM = 1.5
 REFINE_SIGMA_MM = 1.0
 REFINE_OPEN_MM = 2.0
+# The deblurring filters run on the band's box padded by this many sigmas (speed only:
+# beyond it the crop's edge changes the filtered HU by far less than the noise).
+REFINE_REACH_SIGMAS = 6.0
 # Surface smoothing of the final lesion masks (result.smooth_surface), mm.
 SURFACE_SIGMA_MM = 1.0
 
@@ -158,11 +164,78 @@ def _ball_values(smoothed: sitk.Image, seeds: list[Seed], radius_mm: float) -> n
     """Values of the voxels within ``radius_mm`` of any seed (only the seeds' box is read)."""
     roi = roi_around(smoothed, seeds, radius_mm)
     arr = sitk.GetArrayViewFromImage(roi)
-    k, j, i = np.indices(arr.shape)
-    pts = np.stack([i, j, k], axis=-1).reshape(-1, 3)
-    lps = voxel_to_lps(roi, pts)
-    d = np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in seeds], axis=0)
-    return np.asarray(arr).reshape(-1)[d <= radius_mm]
+    full = ((0, 0, 0), roi.GetSize())
+    d = np.min([np.sqrt(_squared_distance_mm(roi, s.lps, full)) for s in seeds], axis=0)
+    return np.asarray(arr)[d <= radius_mm]
+
+
+def iteration_box(inside: sitk.Image, seeds: list[Seed]):
+    """Index box ``(start, size)`` (x, y, z) of the growing bound ``inside`` and the
+    seeds, padded by what a growing iteration reads around them: the parenchyma
+    shell (``SHELL_MM``) or the rim layers (``RIM_MM`` + a voxel), plus the dark
+    margin (``DARK_MM``) and one voxel; clipped to the image."""
+    step = float(max(inside.GetSpacing()))
+    pad_mm = max(SHELL_MM[1], RIM_MM + step) + DARK_MM
+    pad = [int(np.ceil(pad_mm / s)) + 1 for s in inside.GetSpacing()]
+    points = [s.index for s in seeds]
+    bound = bounding_box(inside)
+    if bound is not None:
+        points += [bound[0], np.add(bound[0], bound[1]) - 1]
+    idx = np.asarray(points)
+    lo = np.maximum(idx.min(axis=0) - pad, 0)
+    hi = np.minimum(idx.max(axis=0) + pad, np.asarray(inside.GetSize()) - 1)
+    return lo.tolist(), (hi - lo + 1).tolist()
+
+
+def shift_seeds(seeds: list[Seed], box) -> list[Seed]:
+    """The seeds with indices relative to the index ``box`` ``(start, size)`` (same LPS)."""
+    start = np.asarray(box[0])
+    return [Seed(s.lps, tuple(int(v) for v in np.subtract(s.index, start)), s.label) for s in seeds]
+
+
+def _ball_box(image: sitk.Image, point, radius_mm: float):
+    """Index box ``(start, size)`` (x, y, z) of ``image`` holding every voxel centre within
+    ``radius_mm`` of the LPS ``point`` (clipped to the image); ``None`` if none can be."""
+    a, _ = index_to_lps_matrix(image)
+    centre = lps_to_voxel(image, np.asarray([point], float))[0]
+    # |index offset along axis m| <= |row m of inv(a)| x distance in mm.
+    reach = radius_mm * np.linalg.norm(np.linalg.inv(a), axis=1)
+    lo = np.maximum(np.floor(centre - reach).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + reach).astype(int), np.asarray(image.GetSize()) - 1)
+    if np.any(hi < lo):
+        return None
+    return lo.tolist(), (hi - lo + 1).tolist()
+
+
+def _offsets_mm(image: sitk.Image, point, box, expand: bool = True) -> list[np.ndarray]:
+    """LPS offsets (mm) of the voxel centres of the index ``box`` of ``image`` from the
+    LPS ``point``: three (z, y, x) arrays of the box's shape (separable sums, no
+    (n, 3) point list). ``expand=False``: each only broadcastable to that shape (not
+    expanded along the axes it does not vary along)."""
+    a, o = index_to_lps_matrix(image)
+    start, size = box
+    grids = (
+        np.arange(start[0], start[0] + size[0], dtype=float)[None, None, :],
+        np.arange(start[1], start[1] + size[1], dtype=float)[None, :, None],
+        np.arange(start[2], start[2] + size[2], dtype=float)[:, None, None],
+    )
+    base = o - np.asarray(point, float)
+    shape = (size[2], size[1], size[0])
+    out = []
+    for c in range(3):
+        v = np.asarray(base[c])
+        for coef, grid in zip(a[c], grids, strict=True):
+            if coef != 0.0:
+                v = v + coef * grid
+        out.append(np.broadcast_to(v, shape) if expand else v)
+    return out
+
+
+def _squared_distance_mm(image: sitk.Image, point, box) -> np.ndarray:
+    """Squared distance (mm^2) of the voxel centres of the index ``box`` from ``point``."""
+    vx, vy, vz = _offsets_mm(image, point, box, expand=False)
+    shape = (box[1][2], box[1][1], box[1][0])
+    return np.broadcast_to(vx * vx + vy * vy + vz * vz, shape)
 
 
 def seed_distance_mm(image: sitk.Image, seeds: list[Seed], mask: np.ndarray) -> np.ndarray:
@@ -259,9 +332,14 @@ def grow_lesion(
         inside = _ball_mask(smoothed, seeds_r + local_seeds(roi, include), limit)
         if STAR_FIT:
             inside = sitk.And(inside, star_bound(smoothed, seeds_r, threshold, chosen, limit))
+        # The rest of the iteration reads the bound, the seeds and SHELL_MM (+ the dark
+        # margin) around them only: it runs on that box of the crop (same voxels).
+        box = iteration_box(inside, grow_from)
+        it_roi, it_smoothed, it_inside = (crop_box(im, box) for im in (roi, smoothed, inside))
+        it_from, it_exclude = shift_seeds(grow_from, box), shift_seeds(exclude_r, box)
         outside_value = window[1] + 1000.0 if chosen == "hypo" else window[0] - 1000.0
-        bounded = sitk.Mask(smoothed, inside, outsideValue=outside_value)
-        starts = [_nearest_in_window(bounded, s, window) for s in grow_from]
+        bounded = sitk.Mask(it_smoothed, it_inside, outsideValue=outside_value)
+        starts = [_nearest_in_window(bounded, s, window) for s in it_from]
         mask = sitk.ConnectedThreshold(
             bounded,
             seedList=[s.index for s in starts],
@@ -269,7 +347,7 @@ def grow_lesion(
             upper=float(window[1]),
             replaceValue=1,
         )
-        mask = _cut_excluded(mask, grow_from, exclude_r)
+        mask = _cut_excluded(mask, it_from, it_exclude)
         if dark_is_lesion:
             # Gas (and its partial-volume ring) beside the grown region is lesion: it
             # must not leave holes and channels that the opening would widen.
@@ -278,10 +356,15 @@ def grow_lesion(
         # Thin attachments (a vessel touching a hypervascular lesion, a tract) are cut
         # before the leak test: only what stays connected through them is a leak.
         raw = mask
-        mask = _clean(mask, grow_from)
-        _check_leak(mask, roi, grow_from, max_radius_mm, what, seeds[0])
-        shell = sitk.And(dilate_mm(mask, SHELL_MM[1]), sitk.Not(dilate_mm(mask, SHELL_MM[0])))
-        values = sitk.GetArrayViewFromImage(smoothed)[sitk.GetArrayViewFromImage(shell) > 0]
+        mask = _clean(mask, it_from)
+        _check_leak(mask, it_roi, it_from, max_radius_mm, what, seeds[0])
+        # One distance map (to the grown region) gives the shell and the rim layers.
+        step = float(max(roi.GetSpacing()))
+        dist = sitk.GetArrayFromImage(
+            signed_distance_mm(mask, within_mm=max(SHELL_MM[1], RIM_MM + step))
+        )
+        shell = (dist <= SHELL_MM[1]) & ~(dist <= SHELL_MM[0])  # dilate_mm's thresholds
+        values = sitk.GetArrayViewFromImage(it_smoothed)[shell]
         values = values[(values > floor) & (values < win["bone_above_hu"])]
         if values.size < 20:
             break
@@ -292,11 +375,12 @@ def grow_lesion(
             # (a noise blob in parenchyma), unless the contrast check below passes.
             parenchyma = new
             break
-        new_edge = _edge_value(roi, mask, new, chosen)
+        new_edge = _edge_value(it_roi, mask, new, chosen, dist=dist)
         settled = abs(new - parenchyma) < 1.0 and abs(new_edge - edge) < 1.0
         parenchyma, edge = new, new_edge
         if settled:
             break
+    mask, raw = uncrop_box(mask, roi, box), uncrop_box(raw, roi, box)
     if abs(parenchyma - lesion_hu) < win["min_lesion_contrast_hu"]:
         raise InputError(
             f"does not look like a {what}: the seed ({lesion_hu:.0f} HU) differs from the "
@@ -470,11 +554,18 @@ def refine_boundary(
     n = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
     r_eq = (3.0 * n * float(np.prod(roi.GetSpacing())) / (4.0 * np.pi)) ** (1.0 / 3.0)
     sigma = min(max(REFINE_SIGMA_MM, 0.6 * step), max(REFINE_SIGMA_MM, 0.25 * r_eq))
-    smooth = sitk.SmoothingRecursiveGaussian(roi, sigma)
-    log = sitk.LaplacianRecursiveGaussian(roi, sigma)
+    band = max(REFINE_BAND_MM, step)
+    # Only the band around the grown surface is re-classified: the filters run on the
+    # mask's box padded by the band + REFINE_REACH_SIGMAS sigma (where the recursive
+    # filters' boundary effect has died out), not on the whole crop.
+    box = bounding_box(mask, band + REFINE_REACH_SIGMAS * sigma, 1)
+    box = box or ((0, 0, 0), list(roi.GetSize()))
+    local = crop_box(roi, box)
+    smooth = sitk.SmoothingRecursiveGaussian(local, sigma)
+    log = sitk.LaplacianRecursiveGaussian(local, sigma)
     sharp = smooth - (0.5 * sigma * sigma) * log
     side = sharp < threshold if chosen == "hypo" else sharp > threshold
-    band = max(REFINE_BAND_MM, step)
+    side = uncrop_box(sitk.Cast(side, sitk.sitkUInt8), mask, box)
     inner = erode_mm(mask, band)
     outer = dilate_mm(mask, band)
     if bound is not None:
@@ -482,7 +573,7 @@ def refine_boundary(
     if cut is not None:
         # Nothing is re-added next to what the opening cut off (an attached vessel).
         outer = sitk.And(outer, sitk.Not(dilate_mm(cut, 1.01 * step)))
-    refined = sitk.Or(inner, sitk.And(outer, sitk.Cast(side, sitk.sitkUInt8)))
+    refined = sitk.Or(inner, sitk.And(outer, side))
     # A small opening removes what the band re-added along an attachment the growing
     # had cut (a vessel stub); a convex outline whose curvature radius exceeds the
     # ball is unchanged by it.
@@ -499,20 +590,32 @@ def refine_boundary(
     return out, lesion_hu
 
 
-def _edge_value(image: sitk.Image, mask: sitk.Image, parenchyma: float, chosen: str) -> float:
+def _edge_value(
+    image: sitk.Image,
+    mask: sitk.Image,
+    parenchyma: float,
+    chosen: str,
+    dist: np.ndarray | None = None,
+) -> float:
     """What the lesion edge blurs into: an enhancing rim when one hugs the lesion.
 
     Median HU of each one-voxel layer outside the mask up to ``RIM_MM``; the most
     extreme layer (brightest for a hypodense lesion) is the rim when it is beyond the
     parenchyma. The lesion's edge is then the inner edge of the rim and the 50 %
     level lies between lesion and rim. Without a rim the layers climb from the
-    partial-volume blur to the parenchyma, and the parenchyma is used.
+    partial-volume blur to the parenchyma, and the parenchyma is used. ``dist``: the
+    mask's ``signed_distance_mm`` array (z, y, x), exact to at least ``RIM_MM`` + one
+    voxel, when the caller has it.
     """
-    dist = sitk.GetArrayFromImage(signed_distance_mm(mask))
+    step = float(max(mask.GetSpacing()))
+    if dist is None:
+        dist = sitk.GetArrayFromImage(signed_distance_mm(mask, within_mm=RIM_MM + step))
     # The unsmoothed CT: smoothing would flatten a thin rim's peak (the median over a
     # whole layer removes the noise instead).
     values = sitk.GetArrayViewFromImage(image)
-    step = float(max(mask.GetSpacing()))
+    # The layers as lists of their voxels' distances and values (few voxels).
+    near = (dist > 0.0) & (dist <= RIM_MM + step)
+    dist, values = dist[near], np.asarray(values)[near]
     layers = []
     for lo in np.arange(0.0, RIM_MM, step):
         sel = (dist > lo) & (dist <= lo + step)
@@ -563,6 +666,39 @@ def _sphere_basis(u: np.ndarray, degree: int) -> np.ndarray:
         for c in range(degree + 1 - a - b)
     ]
     return np.stack(cols, axis=1)
+
+
+def _sphere_eval(dirs: list[np.ndarray], coef: np.ndarray, degree: int) -> np.ndarray:
+    """``_sphere_basis(u, degree) @ coef`` for unit vectors given as their x, y, z
+    arrays, without the (n, terms) basis matrix: nested Horner schemes in z, y, x over
+    the coefficients in :func:`_sphere_basis`'s order (x^a y^b z^c, a outermost)."""
+    x, y, z = dirs
+    # Index of the coefficient of x^a y^b z^0 in the basis' order.
+    first, n = {}, 0
+    for a in range(degree + 1):
+        for b in range(degree + 1 - a):
+            first[a, b] = n
+            n += degree + 1 - a - b
+    out = None
+    for a in range(degree, -1, -1):
+        q = None  # sum over b of y^b (sum over c of coef z^c)
+        for b in range(degree - a, -1, -1):
+            k = first[a, b]
+            r = np.full_like(z, coef[k + degree - a - b])
+            for c in range(degree - a - b - 1, -1, -1):
+                r *= z
+                r += coef[k + c]
+            if q is None:
+                q = r
+            else:
+                q *= y
+                q += r
+        if out is None:
+            out = q
+        else:
+            out *= x
+            out += q
+    return out
 
 
 def edge_radii_mm(
@@ -629,33 +765,52 @@ def star_bound(
 
     u = fibonacci_sphere(STAR_RAYS)
     arr = sitk.GetArrayViewFromImage(smoothed)
-    k, j, i = np.indices(arr.shape)
-    pts = voxel_to_lps(smoothed, np.stack([i, j, k], axis=-1).reshape(-1, 3))
     pad = max(STAR_FIT_PAD_MM, float(max(smoothed.GetSpacing())))
-    inside = np.zeros(pts.shape[0], bool)
+    inside = np.zeros(arr.shape, bool)
     for s in seeds:
         radii = edge_radii_mm(smoothed, s, threshold, chosen, max_radius_mm, u)
         coef = fit_radial(u, radii)
-        v = pts - np.asarray(s.lps)
-        d = np.linalg.norm(v, axis=1)
+        # Only the box around the ball of max_radius_mm can hold a voxel of the bound.
+        box = _ball_box(smoothed, s.lps, max_radius_mm)
+        if box is None:
+            continue
+        v = _offsets_mm(smoothed, s.lps, box)
+        d = np.sqrt(_squared_distance_mm(smoothed, s.lps, box))
         near = d <= max_radius_mm
-        dirs = v[near] / np.maximum(d[near], 1e-6)[:, None]
-        r_fit = np.clip(_sphere_basis(dirs, STAR_DEGREE) @ coef, 0.0, max_radius_mm)
+        dn = np.maximum(d[near], 1e-6)
+        dirs = [c[near] / dn for c in v]
+        r_fit = np.clip(_sphere_eval(dirs, coef, STAR_DEGREE), 0.0, max_radius_mm)
         ok = d[near] <= STAR_FIT_FACTOR * r_fit + pad
-        sel = np.flatnonzero(near)[ok]
-        inside[sel] = True
-    out = sitk.GetImageFromArray(inside.reshape(arr.shape).astype(np.uint8))
+        (x0, y0, z0), (nx, ny, nz) = box
+        sub = inside[z0 : z0 + nz, y0 : y0 + ny, x0 : x0 + nx]
+        sub[near] |= ok
+    out = sitk.GetImageFromArray(inside.astype(np.uint8))
     out.CopyInformation(smoothed)
     return out
 
 
 def _ball_mask(image: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
-    """uint8 mask of the voxels within ``radius_mm`` of any seed."""
-    points = sitk.Image(image.GetSize(), sitk.sitkUInt8)
-    points.CopyInformation(image)
+    """uint8 mask of the voxels within ``radius_mm`` of any seed.
+
+    The seed voxels dilated by ``radius_mm`` (distance between voxel centres with the
+    spacing, as :func:`dilate_mm`), computed directly on each seed's box (ties within
+    float rounding of the radius may differ from the distance map's).
+    """
+    size = np.asarray(image.GetSize())
+    spacing = np.asarray(image.GetSpacing(), float)
+    out = np.zeros(size[::-1], bool)
+    radius_mm = max(radius_mm, 0.0)  # no radius: the seed voxels alone
+    reach = np.floor(radius_mm / spacing).astype(int)
     for s in seeds:
-        points[s.index] = 1
-    return dilate_mm(points, radius_mm)
+        idx = np.asarray(s.index)
+        lo, hi = np.maximum(idx - reach, 0), np.minimum(idx + reach, size - 1)
+        di, dj, dk = (((np.arange(lo[a], hi[a] + 1) - idx[a]) * spacing[a]) ** 2 for a in range(3))
+        d2 = dk[:, None, None] + dj[None, :, None] + di[None, None, :]
+        box = out[lo[2] : hi[2] + 1, lo[1] : hi[1] + 1, lo[0] : hi[0] + 1]
+        box |= d2 <= radius_mm * radius_mm
+    ball = sitk.GetImageFromArray(out.astype(np.uint8))
+    ball.CopyInformation(image)
+    return ball
 
 
 def opening_radius_mm(mask: sitk.Image, seeds: list[Seed]) -> float:
@@ -665,14 +820,37 @@ def opening_radius_mm(mask: sitk.Image, seeds: list[Seed]) -> float:
     its centre, so a ball of half that depth passes through the lesion but not
     through the attachment.
     """
-    depth = -sitk.GetArrayFromImage(signed_distance_mm(fill_holes(mask)))
+    depth = -sitk.GetArrayFromImage(signed_distance_mm(fill_holes(mask), within_mm=0.0))
     d = max(float(depth[s.index[2], s.index[1], s.index[0]]) for s in seeds)
     return float(np.clip(0.5 * d, 1.0, OPEN_MAX_MM))
 
 
 def _clean(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
     """Opening (cuts attachments) + the grown voxels within ``RECONSTRUCT_MM`` of it
-    (restores the surface detail the ball missed) + hole filling; seeds' component."""
+    (restores the surface detail the ball missed) + hole filling; seeds' component.
+
+    Every step keeps within the mask and reads near the seeds, so it runs on their
+    box padded by one voxel (:func:`_on_box`: the same result, cost of the lesion's
+    size)."""
+    return _on_box(_clean_box, mask, seeds)
+
+
+def _on_box(fn, mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
+    """``fn(mask, seeds)`` computed on the box of the mask's voxels and the seeds padded
+    by one voxel, pasted back onto the mask's grid (for steps whose result lies in the
+    mask and that read nothing farther than one voxel outside it and the seeds)."""
+    box = bounding_box(mask)
+    if box is None:
+        return fn(mask, seeds)
+    idx = np.asarray([s.index for s in seeds] + [box[0], np.add(box[0], box[1]) - 1])
+    lo = np.maximum(idx.min(axis=0) - 1, 0)
+    hi = np.minimum(idx.max(axis=0) + 1, np.asarray(mask.GetSize()) - 1)
+    box = (lo.tolist(), (hi - lo + 1).tolist())
+    return uncrop_box(fn(crop_box(mask, box), shift_seeds(seeds, box)), mask, box)
+
+
+def _clean_box(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:
+    """:func:`_clean` on a grid holding the mask and the seeds with a one-voxel margin."""
     radius = opening_radius_mm(mask, seeds)
     step = float(max(mask.GetSpacing()))
     # Components of the opened region near the seeds (a click beside gas or a tract
@@ -716,14 +894,17 @@ def _nearest_in_window(image: sitk.Image, seed: Seed, window, radius_mm: float =
 
 def _components_near(mask: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
     """Union of the connected components of ``mask`` within ``radius_mm`` of any seed."""
-    labels = sitk.ConnectedComponent(sitk.Cast(mask > 0, sitk.sitkUInt8), True)
+    box = bounding_box(mask)  # the components lie in the mask's box
+    if box is None:
+        return sitk.Cast(mask > 0, sitk.sitkUInt8)
+    labels = sitk.ConnectedComponent(sitk.Cast(crop_box(mask, box) > 0, sitk.sitkUInt8), True)
     arr = sitk.GetArrayFromImage(labels)
     # A copy, not a view: a view of a temporary image reads freed memory (segfault).
-    ball = sitk.GetArrayFromImage(_ball_mask(mask, seeds, radius_mm)) > 0
+    ball = sitk.GetArrayFromImage(crop_box(_ball_mask(mask, seeds, radius_mm), box)) > 0
     keep = np.unique(arr[ball & (arr > 0)])
     out = sitk.GetImageFromArray(np.isin(arr, keep).astype(np.uint8))
-    out.CopyInformation(mask)
-    return out
+    out.CopyInformation(labels)
+    return uncrop_box(out, mask, box)
 
 
 def _cut_excluded(mask: sitk.Image, seeds: list[Seed], exclude: list[Seed]) -> sitk.Image:

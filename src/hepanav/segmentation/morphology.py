@@ -5,6 +5,11 @@ Dilation by a ball of radius ``r`` mm keeps the voxels whose centre lies within
 thresholds of a Maurer distance map with the image spacing (ITK, multi-threaded on
 every core), so a 2 mm opening means 2 mm along every axis whatever the voxel size
 (and a ball smaller than a voxel changes nothing).
+
+Every operation works on the mask's bounding box padded by what it can reach (the
+radius, or one voxel) and pastes the result back: the result is the same as on the
+whole image (each voxel's nearest mask or background voxel lies in that box), and
+the cost scales with the mask, not the image it lies in.
 """
 
 from __future__ import annotations
@@ -13,23 +18,91 @@ import numpy as np
 import SimpleITK as sitk
 
 
-def signed_distance_mm(mask: sitk.Image) -> sitk.Image:
+def bounding_box(mask: sitk.Image, pad_mm: float = 0.0, pad_voxels: int = 0):
+    """Index box ``(start, size)`` (x, y, z) of the non-zero voxels of ``mask`` grown by
+    ``pad_mm`` (rounded up to whole voxels per axis) + ``pad_voxels``, clipped to the
+    image; ``None`` for an empty mask."""
+    arr = sitk.GetArrayViewFromImage(mask)
+    lo, hi = [], []
+    for axis in (2, 1, 0):  # x, y, z of a (z, y, x) array
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(np.any(arr, axis=other))
+        if hit.size == 0:
+            return None
+        lo.append(int(hit[0]))
+        hi.append(int(hit[-1]))
+    size = mask.GetSize()
+    pad = [int(np.ceil(pad_mm / s - 1e-9)) + pad_voxels for s in mask.GetSpacing()]
+    start = [max(a - p, 0) for a, p in zip(lo, pad, strict=True)]
+    stop = [min(b + p, n - 1) for b, p, n in zip(hi, pad, size, strict=True)]
+    return start, [b - a + 1 for a, b in zip(start, stop, strict=True)]
+
+
+def crop_box(image: sitk.Image, box) -> sitk.Image:
+    """The index ``box`` ``(start, size)`` (x, y, z) of ``image`` (itself if it is all of it)."""
+    start, size = box
+    if list(size) == list(image.GetSize()):
+        return image
+    return sitk.RegionOfInterest(image, size, start)
+
+
+def uncrop_box(local: sitk.Image, reference: sitk.Image, box, fill: float = 0) -> sitk.Image:
+    """``local`` (the ``box`` of ``reference``) on the grid of ``reference``, ``fill``
+    elsewhere (same pixel type as ``local``)."""
+    start, size = box
+    if list(size) == list(reference.GetSize()):
+        return local
+    sub = sitk.GetArrayViewFromImage(local)
+    full = np.full(sitk.GetArrayViewFromImage(reference).shape, fill, dtype=sub.dtype)
+    full[
+        start[2] : start[2] + size[2], start[1] : start[1] + size[1], start[0] : start[0] + size[0]
+    ] = sub
+    out = sitk.GetImageFromArray(full)
+    out.CopyInformation(reference)
+    return out
+
+
+def _binary(mask: sitk.Image) -> sitk.Image:
+    return sitk.Cast(mask > 0, sitk.sitkUInt8)
+
+
+def _empty(reference: sitk.Image) -> sitk.Image:
+    out = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
+    out.CopyInformation(reference)
+    return out
+
+
+def _maurer(binary: sitk.Image) -> sitk.Image:
+    return sitk.SignedMaurerDistanceMap(
+        binary, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+    )
+
+
+def signed_distance_mm(mask: sitk.Image, within_mm: float | None = None) -> sitk.Image:
     """Signed distance (mm) between voxel centres: outside, to the nearest mask voxel;
     inside, minus the distance to the nearest mask voxel that touches the background
-    (ITK's Maurer convention: the mask's own boundary voxels are 0)."""
-    return sitk.SignedMaurerDistanceMap(
-        sitk.Cast(mask > 0, sitk.sitkUInt8),
-        insideIsPositive=False,
-        squaredDistance=False,
-        useImageSpacing=True,
-    )
+    (ITK's Maurer convention: the mask's own boundary voxels are 0).
+
+    With ``within_mm``, outside distances are exact up to ``within_mm`` and +inf
+    beyond (computed on the mask's box padded by that much: cheaper); inside
+    distances are always exact. An empty mask gives ITK's map of an empty image.
+    """
+    if within_mm is None:
+        return _maurer(_binary(mask))
+    box = bounding_box(mask, within_mm, 1)
+    if box is None:
+        return _maurer(_binary(mask))
+    return uncrop_box(_maurer(_binary(crop_box(mask, box))), mask, box, np.inf)
 
 
 def dilate_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
     """Voxels within ``radius_mm`` of the mask (uint8 0/1)."""
     if radius_mm <= 0 or not _any(mask):
-        return sitk.Cast(mask > 0, sitk.sitkUInt8)
-    return sitk.Cast(signed_distance_mm(mask) <= radius_mm, sitk.sitkUInt8)
+        return _binary(mask)
+    # Voxels farther than one voxel past the radius cannot be within it.
+    box = bounding_box(mask, radius_mm, 1)
+    local = sitk.Cast(_maurer(_binary(crop_box(mask, box))) <= radius_mm, sitk.sitkUInt8)
+    return uncrop_box(local, mask, box)
 
 
 def erode_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
@@ -38,11 +111,16 @@ def erode_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
     The image edge does not count as background (a mask touching the edge is not
     eroded from it)."""
     if radius_mm <= 0 or not _any(mask):
-        return sitk.Cast(mask > 0, sitk.sitkUInt8)
-    background = sitk.Cast(mask == 0, sitk.sitkUInt8)
+        return _binary(mask)
+    # The nearest background voxel of a mask voxel lies in the mask's box padded by
+    # one voxel (the padding layer is background wherever it is inside the image).
+    box = bounding_box(mask, 0.0, 1)
+    local = crop_box(mask, box)
+    background = sitk.Cast(local == 0, sitk.sitkUInt8)
     if not _any(background):
-        return sitk.Cast(mask > 0, sitk.sitkUInt8)
-    return sitk.Cast(signed_distance_mm(background) > radius_mm, sitk.sitkUInt8)
+        return _binary(mask)
+    eroded = sitk.Cast(_maurer(background) > radius_mm, sitk.sitkUInt8)
+    return uncrop_box(eroded, mask, box)
 
 
 def open_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
@@ -56,30 +134,47 @@ def close_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
     The mask is padded by the radius first, so the image edge does not erode it.
     """
     if radius_mm <= 0:
-        return sitk.Cast(mask > 0, sitk.sitkUInt8)
+        return _binary(mask)
+    # The closing lies within the radius of the mask: computed on that box (padded by
+    # a voxel, background beyond it as in the whole image) and pasted back.
+    box = bounding_box(mask, radius_mm, 1)
+    if box is None:
+        return _binary(mask)
     pad = [int(np.ceil(radius_mm / s)) + 1 for s in mask.GetSpacing()]
-    padded = sitk.ConstantPad(sitk.Cast(mask > 0, sitk.sitkUInt8), pad, pad, 0)
+    padded = sitk.ConstantPad(_binary(crop_box(mask, box)), pad, pad, 0)
     closed = erode_mm(dilate_mm(padded, radius_mm), radius_mm)
-    return sitk.Crop(closed, pad, pad)
+    return uncrop_box(sitk.Crop(closed, pad, pad), mask, box)
 
 
 def component_at(mask: sitk.Image, seeds_xyz: list[tuple[int, int, int]]) -> sitk.Image:
     """The connected components (26-connected) of ``mask`` that hold any of the seed voxels."""
-    labels = sitk.ConnectedComponent(sitk.Cast(mask > 0, sitk.sitkUInt8), True)
+    box = bounding_box(mask)
+    if box is None:
+        return _empty(mask)
+    start, size = box
+    labels = sitk.ConnectedComponent(_binary(crop_box(mask, box)), True)
     arr = sitk.GetArrayViewFromImage(labels)
-    keep = {int(arr[k, j, i]) for i, j, k in seeds_xyz} - {0}
-    out = sitk.GetImageFromArray(
-        np.isin(arr, list(keep)).astype(np.uint8) if keep else np.zeros(arr.shape, np.uint8)
-    )
-    out.CopyInformation(mask)
-    return out
+    keep = set()
+    for i, j, k in seeds_xyz:
+        local = (i - start[0], j - start[1], k - start[2])
+        if all(0 <= v < n for v, n in zip(local, size, strict=True)):
+            keep.add(int(arr[local[2], local[1], local[0]]))
+    keep -= {0}
+    if not keep:
+        return _empty(mask)
+    out = sitk.GetImageFromArray(np.isin(arr, list(keep)).astype(np.uint8))
+    out.CopyInformation(labels)
+    return uncrop_box(out, mask, box)
 
 
 def fill_holes(mask: sitk.Image) -> sitk.Image:
     """Fill cavities not connected to the image border (3D, face-connected background)."""
-    return sitk.Cast(
-        sitk.BinaryFillhole(sitk.Cast(mask > 0, sitk.sitkUInt8), False, 1), sitk.sitkUInt8
-    )
+    # Background outside the mask's box (padded by one voxel) reaches the image border.
+    box = bounding_box(mask, 0.0, 1)
+    if box is None:
+        return _binary(mask)
+    filled = sitk.BinaryFillhole(_binary(crop_box(mask, box)), False, 1)
+    return uncrop_box(sitk.Cast(filled, sitk.sitkUInt8), mask, box)
 
 
 def _any(mask: sitk.Image) -> bool:

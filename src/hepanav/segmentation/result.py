@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
+from hepanav.segmentation.morphology import bounding_box, crop_box, uncrop_box
 from hepanav.segmentation.seeds import Seed
 
 
@@ -55,6 +56,8 @@ class Segmentation:
 CURVATURE_CORRECTED = True
 # The surface smoothing sigma is at most the equivalent radius / this.
 RADIUS_FRACTION = 12.0
+# smooth_surface works on the mask's box padded by this many sigmas (speed only).
+REACH_SIGMAS = 6.0
 
 
 def paste(local: sitk.Image, reference: sitk.Image) -> sitk.Image:
@@ -62,7 +65,14 @@ def paste(local: sitk.Image, reference: sitk.Image) -> sitk.Image:
     full = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
     full.CopyInformation(reference)
     start = reference.TransformPhysicalPointToIndex(local.GetOrigin())
-    return sitk.Paste(full, sitk.Cast(local, sitk.sitkUInt8), local.GetSize(), [0, 0, 0], start)
+    size = local.GetSize()
+    if all(0 <= a and a + n <= m for a, n, m in zip(start, size, full.GetSize(), strict=True)):
+        # In place (SimpleITK's slice assignment): no copy of the full-size image.
+        full[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))] = sitk.Cast(
+            local, sitk.sitkUInt8
+        )
+        return full
+    return sitk.Paste(full, sitk.Cast(local, sitk.sitkUInt8), size, [0, 0, 0], start)
 
 
 def smooth_surface(mask: sitk.Image, sigma_mm: float) -> sitk.Image:
@@ -78,7 +88,12 @@ def smooth_surface(mask: sitk.Image, sigma_mm: float) -> sitk.Image:
     sigma_mm = min(sigma_mm, r_eq / RADIUS_FRACTION)
     if sigma_mm <= 0.5 * min(mask.GetSpacing()):
         return mask
-    binary = sitk.Cast(mask, sitk.sitkFloat32)
+    # On the mask's box padded by REACH_SIGMAS sigma (zeros all around it, as outside
+    # it): farther out the smoothed mask stays far below 0.5.
+    box = bounding_box(mask, REACH_SIGMAS * sigma_mm, 1)
+    if box is None:
+        return mask
+    binary = sitk.Cast(crop_box(mask, box), sitk.sitkFloat32)
     soft = sitk.SmoothingRecursiveGaussian(binary, sigma_mm)
     if CURVATURE_CORRECTED:
         # First-order inverse of the blur (see grow.refine_boundary): the smoothed
@@ -86,4 +101,4 @@ def smooth_surface(mask: sitk.Image, sigma_mm: float) -> sitk.Image:
         soft = soft - (0.5 * sigma_mm * sigma_mm) * sitk.LaplacianRecursiveGaussian(
             binary, sigma_mm
         )
-    return sitk.Cast(soft >= 0.5, sitk.sitkUInt8)
+    return uncrop_box(sitk.Cast(soft >= 0.5, sitk.sitkUInt8), mask, box)
