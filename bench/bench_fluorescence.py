@@ -239,6 +239,7 @@ def live_latency(
     fps: float = 60.0,
     file_frames: int = 90,
     analysis_interval_s: float = 0.0,
+    modes: tuple[str, ...] = ("async", "thread", "sync"),
 ) -> dict:
     """Added latency of the live display at 1080p60 against the raw loop, same run.
 
@@ -252,7 +253,9 @@ def live_latency(
     * raw loop: source -> display unchanged (the white-light frame as it comes);
     * HepaNav loop: ``live_frames`` + ``LiveDisplay.compose`` (overlay, labels, surface
       and spots, margin banner, latency label) with the analysis and margin check in a
-      worker thread (``--async``, the live command's default), and in ``--sync`` mode.
+      worker process (``async``: ``--async``, the live command's default), in a worker
+      thread (``thread``: ``--analysis-worker thread``), and in ``--sync`` mode
+      (``modes`` selects which).
 
     Added latency = HepaNav minus raw (median and p99, same run); the target is added
     p99 <= 1 frame (1000 / fps ms). Also the CPU time of the display thread per frame.
@@ -285,14 +288,16 @@ def live_latency(
         return {"wall_ms": _stats(lat[skip:]), "frames": len(lat), "dropped": replay.dropped}
 
     def hepanav_loop(mode: str) -> dict:
-        replay = MemoryReplay(pairs, fps, n)
         live = LiveDisplay(
             settings,
             12,
             surface=surface,
-            asynchronous=mode == "async",
+            asynchronous=mode != "sync",
             analysis_interval_s=analysis_interval_s,
+            worker="thread" if mode == "thread" else "process",
         )
+        live.start()  # the worker process is up before the first frame
+        replay = MemoryReplay(pairs, fps, n)
         lat, cpu, lag = [], [], []
         frames = live_frames(replay, live, fps=fps)
         try:
@@ -308,7 +313,15 @@ def live_latency(
         finally:
             live.close()
         skip = min(warm, len(lat) // 2)  # a slow machine shows few frames: keep half
+        analysed = {}
+        if live.asynchronous:
+            analysed = {
+                "analyses_started": live.analyses_started,
+                "analyses_finished": live.analyses_finished,
+                "frames_not_analysed": live.frames_not_analysed,
+            }
         return {
+            **analysed,
             "wall_ms": _stats(lat[skip:]),
             "cpu_ms": _stats(cpu[skip:]),
             "frames": len(lat),
@@ -320,7 +333,7 @@ def live_latency(
     out: dict = {"fps": fps, "seconds": seconds, "analysis_interval_s": analysis_interval_s}
     raw = raw_loop()
     out["memory"] = {"raw": raw}
-    for mode in ("async", "sync"):
+    for mode in modes:
         row = hepanav_loop(mode)
         row["added_ms"] = {
             k: round(row["wall_ms"][k] - raw["wall_ms"][k], 2) for k in ("median", "p99")
@@ -334,9 +347,15 @@ def live_latency(
         f"p99 {raw['wall_ms']['p99']} ms, {raw['dropped']} of {n} frames dropped "
         f"(after: p99 {raw_again['wall_ms']['p99']} ms, {raw_again['dropped']} dropped)"
     )
-    for mode in ("async", "sync"):
+    for mode in modes:
         row = out["memory"][mode]
         met = "met" if row["added_ms"]["p99"] <= budget else "NOT met"
+        if "analyses_started" in row:
+            print(
+                f"live 1080p{fps:g} HepaNav {mode}: {row['frames']} frames shown, "
+                f"{row['analyses_started']} analysed ({row['analyses_finished']} findings "
+                f"back), {row['frames_not_analysed']} shown without analysis"
+            )
         print(
             f"live 1080p{fps:g} memory source, HepaNav {mode:>5}: wall median "
             f"{row['wall_ms']['median']} ms, p99 {row['wall_ms']['p99']} ms (CPU median "
@@ -374,6 +393,9 @@ def display_breakdown(repeats: int = 30) -> dict:
         "gain window (percentiles)": lambda: gain.update(f.nir),
         "NIR -> display levels (LUT)": lambda: gain.to_display(f.nir),
         "overlay blend (boxes)": lambda: display.overlay(f.white, level, style),
+        "levels + blend in the boxes only (live path)": lambda: display.overlay_nir(
+            f.white, f.nir, gain, style
+        ),
         "overlay blend (whole frame, reference)": lambda: display._blend(f.white, level, style),
         "lesion labels": lambda: annotate.draw_lesion_labels(image, found.lesions),
         "surface + spots": lambda: annotate.draw_surface_and_spots(

@@ -4,6 +4,7 @@ the live display, checked off-screen and in headless Chromium screenshots."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -154,6 +155,10 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
         "fluoro", "live", "--source", video, "--analysis-interval-ms", "-1", "--frames-out", out
     )
     one_line_error(code, err, "--analysis-interval-ms")
+    code, _, err = cli(
+        "fluoro", "live", "--source", video, "--analysis-worker", "gpu", "--frames-out", out
+    )
+    one_line_error(code, err, "--analysis-worker")
     # --preload: decoded into memory, replayed at the recorded 30 fps like a camera.
     out2 = tmp_path / "preloaded"
     code, stdout, err = cli(
@@ -166,6 +171,10 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
     dropped = int(rows[-1].split(",")[4])
     assert shown[0] == 0 and shown == sorted(shown)
     assert (dropped > 0) == ("frames dropped" in stdout)
+    # The default worker process: every frame shown was analysed or counted as not.
+    analysed, skipped = (int(v) for v in re.search(
+        r"(\d+) analysed, (\d+) shown without analysis", stdout).groups())
+    assert analysed + skipped == len(shown) and analysed >= 1
     assert dropped == shown[-1] - (len(shown) - 1)  # every frame not shown was counted
 
 
@@ -416,3 +425,120 @@ def test_memory_replay_drops_frames_like_a_camera_and_the_screen_says_so(frames)
     live = LiveDisplay(AnalysisSettings(), 12)
     kept = list(live_frames(replay, live, fps=2.0))
     assert [fr.index for fr in kept] == [0, 1, 2] and replay.dropped == 0 == live.dropped
+
+
+# ---------------------------------------------------------------- analysis worker process
+def test_overlay_found_on_the_nir_frame_equals_the_full_frame_overlay(hd_frame):
+    """The live path maps only the boxes holding overlay to display levels (boxes found
+    on the NIR codes through the monotone gain table): the picture is the full-frame
+    overlay's, pixel for pixel, in every colour; a frame without signal above the
+    threshold is the white light unchanged."""
+    from hepanav.fluorescence import display
+
+    _, f = hd_frame
+    for colour in ("green", "viridis", "magenta"):
+        gain = display.GainControl(bit_depth=12)
+        gain.update(f.nir)
+        style = display.OverlayStyle(colour=colour)
+        full = display.overlay(f.white, gain.to_display(f.nir), style)
+        fast = display.overlay_nir(f.white, f.nir, gain, style)
+        assert np.array_equal(fast, full), colour
+        assert not np.array_equal(fast, f.white)  # the lesions are overlaid
+    gain = display.GainControl(bit_depth=12, mode="fixed", fixed_range=(0.0, 4095.0))
+    dark = np.full(f.nir.shape, 10, np.uint16)  # level 255 * (10/4095)^0.6 = 7 < 60
+    assert np.array_equal(display.overlay_nir(f.white, dark, gain, style), f.white)
+
+
+@pytest.mark.parametrize("worker", ["process", "thread"])
+def test_worker_findings_equal_the_synchronous_analysis_frame_by_frame(frames, worker):
+    """Every frame handed to the worker (waiting for it each time): the findings drawn on
+    the next frame are the synchronous display's for that frame (same lesions, ids,
+    TBR, margin verdict, spots), and every frame is accounted for."""
+    from hepanav.fluorescence.live import LiveDisplay
+    from hepanav.fluorescence.schema import AnalysisSettings
+    from hepanav.fluorescence.sources import FramePair
+
+    crossing, _ = _surfaces(frames[0])
+    order = [0, 1, 2, 1, 0]
+    pairs = [FramePair(i, frames[k].nir, frames[k].white, i / 30) for i, k in enumerate(order)]
+    sync = LiveDisplay(AnalysisSettings(), 12, surface=crossing)
+    reference = [sync.compose(p) for p in pairs]
+    live = LiveDisplay(AnalysisSettings(), 12, surface=crossing, asynchronous=True, worker=worker)
+    shown = []
+    try:
+        for p in pairs + [FramePair(len(pairs), frames[0].nir, frames[0].white, 1.0)]:
+            shown.append(live.compose(p))
+            live.wait_for_analysis()
+    finally:
+        live.close()
+    assert shown[0].findings_index is None
+    for i, ref in enumerate(reference):
+        got = shown[i + 1]
+        assert got.findings_index == i
+        assert got.at_risk == ref.at_risk and got.warnings == ref.warnings
+        assert [les.model_dump() for les in got.lesions] == [
+            les.model_dump() for les in ref.lesions
+        ]
+    assert reference[0].at_risk is True and len(reference[0].lesions) == 2
+    # One slot, waited for every time: all frames analysed, all findings back.
+    assert live.analyses_started == live.analyses_finished == len(pairs) + 1
+    assert live.frames_not_analysed == 0
+
+
+def test_process_worker_accounts_for_every_frame_and_frees_its_shared_memory(frames):
+    """A camera-like replay faster than the analysis: newest frame wins. Every frame
+    shown is either handed to the worker or counted as not analysed; findings never
+    come from a frame not yet shown and never go back in time; the shared block is
+    gone after close."""
+    from multiprocessing import shared_memory
+
+    from hepanav.fluorescence.live import LiveDisplay, live_frames
+    from hepanav.fluorescence.schema import AnalysisSettings
+    from hepanav.fluorescence.sources import FramePair, MemoryReplay
+
+    crossing, _ = _surfaces(frames[0])
+    pairs = [FramePair(f.index, f.nir, f.white) for f in frames]
+    live = LiveDisplay(AnalysisSettings(), 12, surface=crossing, asynchronous=True)
+    live.start()
+    replay = MemoryReplay(pairs, 200.0, n_frames=60)
+    shown = []
+    try:
+        for frame in live_frames(replay, live, fps=200.0):
+            shown.append((frame.index, frame.findings_index, frame.at_risk))
+        name = live._process._shm.name
+        live.wait_for_analysis()
+    finally:
+        live.close()
+    assert len(shown) + replay.dropped == 60
+    assert live.analyses_started + live.frames_not_analysed == len(shown)
+    assert live.analyses_finished == live.analyses_started >= 1
+    seen = [i for i, _, _ in shown]
+    behind = [(i, k) for i, k, _ in shown if k is not None]
+    assert all(k in seen and k < i for i, k in behind)
+    assert all(a[1] <= b[1] for a, b in zip(behind, behind[1:], strict=False))
+    assert all(risk is True for _, k, risk in shown if k is not None)
+    with pytest.raises(FileNotFoundError):
+        shared_memory.SharedMemory(name=name)
+
+
+def test_analysis_process_reports_a_failed_analysis_with_its_message():
+    """An analysis that raises in the worker process is re-raised in the display process
+    with the worker's message (never a silent display without findings)."""
+    from hepanav.fluorescence.schema import AnalysisSettings, MarginCriterion
+    from hepanav.fluorescence.sources import FramePair
+    from hepanav.fluorescence.worker import AnalysisProcess, AnalysisProcessError
+
+    surface = np.zeros((32, 32), bool)  # a surface of another size than the frame
+    proc = AnalysisProcess(AnalysisSettings(), 12, False, surface, MarginCriterion())
+    try:
+        proc.wait_ready()
+        nir = np.full((64, 64), 2000, np.uint16)
+        nir[20:40, 20:40] = 4000
+        assert proc.submit(FramePair(0, nir, None), 0.0)
+        assert not proc.submit(FramePair(1, nir, None), 0.0)  # one slot: busy
+        with pytest.raises(AnalysisProcessError, match="worker process") as failed:
+            proc.wait()
+        assert "\n" not in str(failed.value) and "Traceback" in failed.value.details
+        assert proc.started == proc.finished == 1
+    finally:
+        proc.close()

@@ -16,9 +16,10 @@ import SimpleITK as sitk
 
 from dicom_helpers import volume_slices, write_seg, write_slicer_seg, write_slices
 from hepanav.core import InputError
+from hepanav.imaging import load_mask, load_mask_occupancy
 from hepanav.imaging.geometry import voxel_to_lps
 from hepanav.margin.measure import measure_margin
-from hepanav.margin.pipeline import MarginInputs, run_margin
+from hepanav.margin.pipeline import MarginInputs, read_inputs, run_margin
 from test_imaging_dicom import sample_slices, tilted_frame
 from test_imaging_inputs import sheared_affine_lps, write_sheared_nifti
 
@@ -44,10 +45,32 @@ def _analytic_on(grid: sitk.Image, radius: float) -> sitk.Image:
     return mask
 
 
+# Issue 9's own bound on these inputs (MAM within 0.5 mm of 7 mm) is NOT met yet: the
+# surface method's pole ripple (see assert_mam) leaves 6.39-6.42 mm. The reader checks in
+# assert_mam must pass (a failure there is a regression); the issue's bound is checked
+# last and reported as an expected failure until it holds, when the test simply passes.
+KNOWN_GAP = "issue 9 open: MAM 6.39-6.42 vs 7.0 mm (surface method's pole ripple)"
+
+
+def assert_issue_bound(result) -> None:
+    if abs(result.min_margin_mm - TRUE_MAM) > 0.5:
+        pytest.xfail(f"{KNOWN_GAP}; this run: {result.min_margin_mm:.2f} mm")
+
+
 def assert_mam(tmp_path, **kw):
     """MAM within 0.5 mm of 7 mm, or (while the surface method errs more than that on the
     regularised grid) within 0.25 mm of what the same method gives on the exact voxelisation
-    of the analytic shapes on that grid: the reader adds no error of its own."""
+    of the analytic shapes on that grid: the reader adds no error of its own (the issue's
+    strict bound is :func:`assert_issue_bound`, called at the end of each test).
+
+    Measured (issue 9): the surface method reads 6.50 (5-degree tilt), 6.53 (20 degrees)
+    and 6.55 mm (sheared NIfTI) on the exact voxelisation of these balls on the
+    regularised grids (the minimum picks the sub-voxel ripple of both surfaces at the
+    poles; the median is within 0.06 mm); the readers' masks read 6.40, 6.42 and 6.39 mm
+    with the partial-volume fractions of the regularisation kept (6.18, 6.29 and 6.24
+    when the surface was taken from the fractions thresholded at 0.5). The issue's
+    0.5 mm on these inputs needs the surface method itself to err less (still open).
+    """
     run = run_margin(MarginInputs(**kw), tmp_path / "out", report=False)
     mam = run.result.min_margin_mm
     baseline = measure_margin(
@@ -58,19 +81,25 @@ def assert_mam(tmp_path, **kw):
     return run.result
 
 
+def assert_fractions_help(tmp_path, **kw):
+    """The kept fractions bring the MAM at least 0.1 mm closer to 7 mm than the same
+    masks thresholded (measured: 0.22 mm at 5 degrees tilt, 0.15 mm sheared)."""
+    occupancies = {}
+    images = read_inputs(MarginInputs(**kw), [], occupancies)
+    assert set(occupancies) == {"tumor", "ablation"}
+    for key, fraction in occupancies.items():
+        values = sitk.GetArrayViewFromImage(fraction)
+        mask = sitk.GetArrayViewFromImage(images[key])
+        assert 0.0 <= values.min() and values.max() <= 1.0
+        assert np.any((values > 0.05) & (values < 0.95))  # fractions, not 0/1
+        np.testing.assert_array_equal(mask != 0, values >= 0.5)
+    kept = measure_margin(images["tumor"], images["ablation"], occupancies=occupancies)
+    thresholded = measure_margin(images["tumor"], images["ablation"])
+    gain = abs(thresholded.min_margin_mm - TRUE_MAM) - abs(kept.min_margin_mm - TRUE_MAM)
+    assert gain >= 0.1, (kept.min_margin_mm, thresholded.min_margin_mm)
 
-# Issue 9 is still open here (measured): the surface method itself reads 6.50 mm (true
-# 7.0) on the exact voxelisation of these balls on the regularised 0.8 x 0.8 x 0.996 mm
-# grid (the minimum picks the sub-voxel ripple of both surfaces; the median margin is
-# within 0.04 mm), and the mask regularised by linear fraction + 0.5 threshold adds 0.31 mm
-# (6.18 mm) beyond the readers' own 0.25 mm bound.
-KNOWN_GAP = "issue 9 open: 6.18/6.24 vs 7.0 mm (surface ripple 0.5 + double quantisation 0.3)"
 
-
-@pytest.mark.parametrize(
-    "tilt",
-    [pytest.param(5.0, marks=pytest.mark.xfail(strict=False, reason=KNOWN_GAP)), 20.0],
-)
+@pytest.mark.parametrize("tilt", [5.0, 20.0])
 def test_tilted_dicom_series_masks(tmp_path, tilt):
     row, col, _ = tilted_frame(tilt)
     # The table moves along z; a tilted slice reaches the sphere's bottom from far below it.
@@ -92,9 +121,12 @@ def test_tilted_dicom_series_masks(tmp_path, tilt):
     result = assert_mam(tmp_path, tumor=tmp_path / "tumor", ablation=tmp_path / "zone")
     notes = [n for r in result.inputs for n in r.notes]
     assert any(f"gantry tilt of {tilt:.1f} degrees" in n for n in notes)
+    assert sum("partial-volume fractions" in n for n in notes) == 2
+    if tilt == 5.0:
+        assert_fractions_help(tmp_path, tumor=tmp_path / "tumor", ablation=tmp_path / "zone")
+    assert_issue_bound(result)
 
 
-@pytest.mark.xfail(strict=False, reason=KNOWN_GAP)
 def test_sheared_nifti_masks(tmp_path):
     matrix, origin = sheared_affine_lps(
         20.0, pixel=1.0, step=1.0, origin=CENTER + (-27.0, -30.0, -34.0)
@@ -107,6 +139,11 @@ def test_sheared_nifti_masks(tmp_path):
         tmp_path, tumor=tmp_path / "tumor.nii.gz", ablation=tmp_path / "zone.nii.gz"
     )
     assert any("sheared grid" in n for r in result.inputs for n in r.notes)
+    assert all(any("partial-volume fractions" in n for n in r.notes) for r in result.inputs)
+    assert_fractions_help(
+        tmp_path, tumor=tmp_path / "tumor.nii.gz", ablation=tmp_path / "zone.nii.gz"
+    )
+    assert_issue_bound(result)
 
 
 def _grid_values(spacing=(1.0, 1.0, 1.0), size=(40, 40, 40)):
@@ -185,3 +222,29 @@ def test_float_fraction_masks_thresholded(tmp_path):
     true_ml = 4 / 3 * np.pi * R_TUMOR**3 / 1000
     assert result.tumor_volume_ml == pytest.approx(true_ml, rel=0.03)
     assert any("thresholded at 0.5" in n for r in result.inputs for n in r.notes)
+
+
+def test_mask_resampled_onto_its_image_keeps_its_fraction(tmp_path):
+    """A mask on another grid than its CT: the fraction comes with the mask (iso-0.5 of the
+    linear resampling, the voxels it cuts), said in the notes; ``load_mask`` drops it."""
+    lps, origin = _grid_values((1.0, 1.0, 1.0), size=(30, 30, 30))
+    image = sitk.GetImageFromArray(ball(R_TUMOR)(lps).astype(np.uint8))
+    image.SetOrigin(origin.tolist())
+    path = tmp_path / "tumor.nii.gz"
+    sitk.WriteImage(image, str(path))
+    ct = sitk.Image([40, 40, 36], sitk.sitkInt16)
+    ct.SetSpacing((0.7, 0.7, 0.8))
+    ct.SetOrigin((CENTER - (13.65, 13.3, 14.1)).tolist())
+    mask, record, fraction = load_mask_occupancy(path, "tumor", reference=ct)
+    assert fraction.GetSize() == ct.GetSize() and fraction.GetSpacing() == ct.GetSpacing()
+    values = sitk.GetArrayViewFromImage(fraction)
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(mask) != 0, values >= 0.5)
+    assert np.any((values > 0.05) & (values < 0.95))
+    assert any("partial-volume fractions" in n for n in record.notes)
+    plain, plain_record = load_mask(path, "tumor", reference=ct)
+    np.testing.assert_array_equal(
+        sitk.GetArrayViewFromImage(plain), sitk.GetArrayViewFromImage(mask)
+    )
+    assert not any("partial-volume fractions" in n for n in plain_record.notes)
+    # Taken voxel for voxel: no fraction.
+    assert load_mask_occupancy(path, "tumor")[2] is None

@@ -450,8 +450,9 @@ def live_cmd(
         bool,
         typer.Option(
             "--async/--sync",
-            help="Analyse in a worker thread and never hold the video back (labels may be a "
-            "frame old, their age is shown); --sync waits for each frame's analysis.",
+            help="Analyse in a worker (see --analysis-worker) and never hold the video back "
+            "(labels may be a few frames old, their age is shown); --sync waits for each "
+            "frame's analysis.",
         ),
     ] = True,
     preload: Annotated[
@@ -471,6 +472,15 @@ def live_cmd(
             "the previous one is done); leaves more CPU to the video.",
         ),
     ] = 0.0,
+    analysis_worker: Annotated[
+        str,
+        typer.Option(
+            "--analysis-worker",
+            help="--async: 'process' (default: a separate process at a lower priority, the "
+            "frame handed over in shared memory, newest frame wins) or 'thread' (shares the "
+            "display's interpreter lock).",
+        ),
+    ] = "process",
     max_frames: MaxFramesOpt = None,
 ) -> None:
     """Live display for the OR: overlay, lesion labels (TBR, pattern), margin warning,
@@ -480,7 +490,7 @@ def live_cmd(
 
     from hepanav.core import InputError
     from hepanav.fluorescence.display import COLOURS, MODES
-    from hepanav.fluorescence.live import LiveDisplay, live_frames, window_available
+    from hepanav.fluorescence.live import WORKERS, LiveDisplay, live_frames, window_available
     from hepanav.fluorescence.margin import load_surface_mask
     from hepanav.fluorescence.schema import MarginCriterion
     from hepanav.fluorescence.sources import frame_pairs
@@ -494,6 +504,8 @@ def live_cmd(
     _check_max_frames(max_frames)
     if not (math.isfinite(analysis_interval_ms) and analysis_interval_ms >= 0):
         raise InputError("must be a number of ms >= 0", "--analysis-interval-ms")
+    if analysis_worker not in WORKERS:
+        raise InputError(f"choose from {', '.join(WORKERS)}", "--analysis-worker")
     if frames_out is None and not window_available():
         raise InputError(
             "no window can be opened here (no display, or OpenCV without GUI support such as "
@@ -515,7 +527,9 @@ def live_cmd(
         info.get("clipped_background", False),
         asynchronous,
         analysis_interval_ms / 1e3,
+        analysis_worker,
     )
+    live.start()  # the worker is up before the first frame is shown
     fps = info.get("fps")
     if preload:
         pairs, fps = _preload(pairs, info, max_frames)
@@ -526,6 +540,11 @@ def live_cmd(
     finally:
         live.close()
     message = f"{n} frames shown; added latency p99 {live.p99_ms() or 0:.1f} ms"
+    if asynchronous:
+        message += (
+            f"; {live.analyses_started} analysed, {live.frames_not_analysed} shown without "
+            "analysis (the worker was busy)"
+        )
     if live.dropped:
         rate = f"{fps:g} fps" if fps else "its frame rate"
         message += f"; WARNING: {live.dropped} frames dropped (the source's {rate} was not kept)"

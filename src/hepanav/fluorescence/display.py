@@ -122,14 +122,16 @@ class GainControl:
         """Display levels (H, W) uint8 of ``nir`` with the current window."""
         if self._window is None:
             self.update(nir)
-        lut = self._table(nir.dtype)
+        lut = self.table(nir.dtype)
         if nir.dtype == np.uint8 or _LUT16:
             # OpenCV >= 5 looks 16-bit codes up in a 65,536-entry table (8x faster than
             # NumPy's gather, which first widens every index to 64 bit).
             return cv2.LUT(nir, lut)
         return np.take(lut, nir)
 
-    def _table(self, dtype: np.dtype) -> np.ndarray:
+    def table(self, dtype: np.dtype) -> np.ndarray:
+        """The lookup table of the current window: (256,) for uint8 frames, (65536,)
+        for uint16, uint8 levels, monotone non-decreasing in the code."""
         lo, hi = self._window
         # Rebuild the table only when the window moved by more than 0.2 % of its width:
         # with temporal smoothing that is a few times per second, not every frame.
@@ -170,6 +172,9 @@ class OverlayStyle:
     threshold: int = 60
     alpha_max: float = 0.85
     _tables: tuple[list[np.ndarray], np.ndarray] | None = field(default=None, init=False)
+    _alpha_cache: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def tables(self) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-channel premultiplied colour tables ``colour * a`` (3 x (256,) uint8) and
@@ -184,6 +189,14 @@ class OverlayStyle:
             inv = np.rint(255 * (1 - alpha)).astype(np.uint8)
             self._tables = (pre, inv)
         return self._tables
+
+    def alpha_of_code(self, gain_table: np.ndarray) -> np.ndarray:
+        """Pure colours: opacity (0-255) of each NIR code through ``gain_table`` (a
+        :meth:`GainControl.table`), same size and dtype uint8; cached per table object."""
+        if self._alpha_cache is None or self._alpha_cache[0] is not gain_table:
+            pre, _ = self.tables()
+            self._alpha_cache = (gain_table, pre[_PURE[self.colour][0]][gain_table])
+        return self._alpha_cache[1]
 
 
 def overlay(white: np.ndarray, level: np.ndarray, style: OverlayStyle) -> np.ndarray:
@@ -214,8 +227,65 @@ def overlay(white: np.ndarray, level: np.ndarray, style: OverlayStyle) -> np.nda
         band = level[r0:r1]
         cols = band.max(axis=0) > style.threshold
         for c0, c1 in _runs(cols, join=16):
-            out[r0:r1, c0:c1] = _blend(white[r0:r1, c0:c1], band[:, c0:c1], style)
+            _blend(white[r0:r1, c0:c1], band[:, c0:c1], style, out[r0:r1, c0:c1])
     return out
+
+
+def overlay_nir(
+    white: np.ndarray, nir: np.ndarray, gain: GainControl, style: OverlayStyle
+) -> np.ndarray:
+    """``overlay(white, gain.to_display(nir), style)``, pixel for pixel, without mapping
+    the whole NIR frame to display levels.
+
+    The gain table is monotone (a clipped ramp with a gamma curve), so a level above the
+    overlay threshold is a NIR code at or above the first code whose level exceeds it:
+    the boxes holding overlay are found on the NIR frame itself, and only their pixels
+    are looked up in the table and blended (the overlay usually covers a small part of
+    the frame; the rest is the white light unchanged).
+
+    Parameters
+    ----------
+    white : ndarray, (H, W, 3) uint8
+        White-light frame, BGR.
+    nir : ndarray, (H, W) uint8 or uint16
+        NIR frame, DN.
+    gain : GainControl
+        With its window already updated for this frame (:meth:`GainControl.update`).
+    style : OverlayStyle
+
+    Returns
+    -------
+    ndarray, (H, W, 3) uint8
+    """
+    if gain.window is None:
+        gain.update(nir)
+    lut = gain.table(nir.dtype)
+    above = np.flatnonzero(lut > style.threshold)
+    if above.size == 0:
+        return white.copy()
+    code = int(above[0])  # level > threshold  <=>  nir >= code (monotone table)
+    active = nir.max(axis=1) >= code
+    if active.all() and (nir.max(axis=0) >= code).all():
+        return _blend(white, gain.to_display(nir), style)
+    out = white.copy()
+    # Pure colours: NIR code -> opacity in one table (gain, then opacity), one lookup.
+    alpha_lut = style.alpha_of_code(lut) if style.colour in _PURE and _lut_ok(nir) else None
+    for r0, r1 in _runs(active, join=16):
+        band = nir[r0:r1]
+        cols = band.max(axis=0) >= code
+        for c0, c1 in _runs(cols, join=16):
+            box = band[:, c0:c1]
+            if alpha_lut is not None:
+                _blend_pure(white[r0:r1, c0:c1], cv2.LUT(box, alpha_lut), style,
+                            out[r0:r1, c0:c1])
+            else:
+                _blend(white[r0:r1, c0:c1], gain.to_display(box), style, out[r0:r1, c0:c1])
+    return out
+
+
+def _lut_ok(nir: np.ndarray) -> bool:
+    """True when ``cv2.LUT`` can look up ``nir``'s codes (8 bit, or 16 bit in OpenCV 5)."""
+    return nir.dtype == np.uint8 or (nir.dtype == np.uint16 and _LUT16)
 
 
 def _runs(flags: np.ndarray, join: int) -> list[tuple[int, int]]:
@@ -229,20 +299,39 @@ def _runs(flags: np.ndarray, join: int) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
-def _blend(white: np.ndarray, level: np.ndarray, style: OverlayStyle) -> np.ndarray:
+def _blend(
+    white: np.ndarray, level: np.ndarray, style: OverlayStyle, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Blend ``level`` (h, w) uint8 into ``white`` (h, w, 3) uint8; into ``out`` (a view
+    of the same shape, e.g. a box of the output frame) when given."""
     pre, inv = style.tables()
     if style.colour in _PURE:
-        # Pure 0/255 colours: the tint is alpha itself in the lit channels and 1 - alpha
-        # is its bitwise complement, so one lookup does it all.
-        alpha = cv2.LUT(level, pre[_PURE[style.colour][0]])
-        zero = np.zeros_like(level)
-        tint = cv2.merge([alpha if c in _PURE[style.colour] else zero for c in range(3)])
-        keep = cv2.bitwise_not(alpha)
+        return _blend_pure(white, cv2.LUT(level, pre[_PURE[style.colour][0]]), style, out)
     else:
         # Single-channel LUTs and a merge are several times faster than one 3-channel LUT.
         keep = cv2.LUT(level, inv)
         tint = cv2.merge([cv2.LUT(level, table) for table in pre])
-    return cv2.add(cv2.multiply(white, cv2.merge([keep, keep, keep]), scale=1.0 / 255), tint)
+    if out is None:
+        return cv2.add(cv2.multiply(white, cv2.merge([keep, keep, keep]), scale=1.0 / 255), tint)
+    # In place: no temporary frame and no copy of the box into the output.
+    cv2.multiply(white, cv2.merge([keep, keep, keep]), dst=out, scale=1.0 / 255)
+    cv2.add(out, tint, dst=out)
+    return out
+
+
+def _blend_pure(
+    white: np.ndarray, alpha: np.ndarray, style: OverlayStyle, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Blend a pure 0/255 colour with opacity ``alpha`` (h, w) uint8 (255 = opaque):
+    the tint is alpha itself in the lit channels and 1 - alpha its bitwise complement."""
+    zero = np.zeros_like(alpha)
+    tint = cv2.merge([alpha if c in _PURE[style.colour] else zero for c in range(3)])
+    keep = cv2.bitwise_not(alpha)
+    if out is None:
+        return cv2.add(cv2.multiply(white, cv2.merge([keep, keep, keep]), scale=1.0 / 255), tint)
+    cv2.multiply(white, cv2.merge([keep, keep, keep]), dst=out, scale=1.0 / 255)
+    cv2.add(out, tint, dst=out)
+    return out
 
 
 def monochrome(level: np.ndarray) -> np.ndarray:

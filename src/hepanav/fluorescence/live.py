@@ -5,8 +5,14 @@ tests check off-screen is what the surgeon sees:
 
 **Synchronous or asynchronous analysis.** Synchronously, every frame waits for its own
 analysis. Asynchronously (the live command's default), the frame is shown at once with
-the newest finished findings while a worker thread analyses the newest frame; labels may
-then be one or two frames old (their age is shown on screen), the video never is.
+the newest finished findings while a worker analyses the newest frame; labels may then
+be a few frames old (their age is shown on screen), the video never is. The worker is a
+separate process by default (``worker="process"``: its own interpreter, the frame handed
+over in shared memory, lower scheduling priority than the display; see
+:mod:`hepanav.fluorescence.worker`) or a thread (``worker="thread"``). A frame is handed
+to the worker only after its display frame is ready, and only when the worker is idle:
+the newest frame wins, frames that arrive meanwhile are shown without being analysed
+(counted in :attr:`LiveDisplay.frames_not_analysed`).
 
 * an OpenCV HighGUI window (``hepanav fluoro live``; needs an OpenCV build with GUI
   support, not ``opencv-python-headless``);
@@ -41,6 +47,7 @@ from hepanav.fluorescence.sources import FramePair
 MJPEG_BOUNDARY = "hepanavframe"
 _WINDOW = 300  # frames of the rolling p99 shown on screen
 _SWITCH_INTERVAL_S = 0.0005  # GIL switch interval while the analysis worker runs, s
+WORKERS = ("process", "thread")
 
 
 @dataclass
@@ -109,11 +116,25 @@ class LiveDisplay:
     clipped_background : bool
         Input unmixed from a vendor overlay (no TBR).
     asynchronous : bool
-        Analyse in a worker thread (see module docstring).
+        Analyse in a worker (see module docstring).
     analysis_interval_s : float
         Asynchronous mode: start a new analysis at most every this many seconds (0 = as
         soon as the previous one is done). A lower analysis rate leaves more of the CPU
         to the display; labels are then up to that much older (their age is shown).
+    worker : str
+        Asynchronous mode: ``process`` (default) or ``thread``.
+
+    Attributes
+    ----------
+    analyses_started : int
+        Asynchronous mode: frames handed to the worker.
+    analyses_finished : int
+        Findings received back from the worker.
+    frames_not_analysed : int
+        Asynchronous mode: frames shown but not handed to the worker (it was busy, or
+        ``analysis_interval_s`` had not passed). After :meth:`close` (or
+        :meth:`wait_for_analysis`), every frame composed with a NIR image is in exactly
+        one of ``analyses_started`` and ``frames_not_analysed``.
     """
 
     def __init__(
@@ -127,7 +148,10 @@ class LiveDisplay:
         clipped_background: bool = False,
         asynchronous: bool = False,
         analysis_interval_s: float = 0.0,
+        worker: str = "process",
     ) -> None:
+        if worker not in WORKERS:
+            raise ValueError(f"worker must be one of {WORKERS}, not {worker!r}")
         self.settings = settings
         self.bit_depth = bit_depth
         self.mode = mode
@@ -144,6 +168,13 @@ class LiveDisplay:
         self._latest: _Findings | None = None
         self.analysis_interval_s = float(analysis_interval_s)
         self._last_submit = -np.inf
+        self.worker = worker
+        self.clipped_background = clipped_background
+        self._process = None  # AnalysisProcess (worker="process")
+        self._handoff: tuple[FramePair, float] | None = None  # composed, not handed over
+        self.analyses_started = 0
+        self.analyses_finished = 0
+        self.frames_not_analysed = 0
         # The surface does not move: its outline is traced once, not on every frame.
         self._contours = None if surface is None else annotate.surface_contours(surface)
         self.dropped = 0  # source frames lost (set by live_frames), shown on screen
@@ -153,9 +184,16 @@ class LiveDisplay:
         """Analyse one frame pair and draw everything on its display frame.
 
         Synchronous mode: the findings drawn are this frame's. Asynchronous mode: the frame
-        is displayed at once with the newest finished findings (of this or an earlier
-        frame, marked on screen with their age), while the analysis of this frame runs in
-        a worker thread: the video is never held back by the analysis.
+        is displayed at once with the newest finished findings (of an earlier frame,
+        marked on screen with their age); this frame is handed to the worker (process or
+        thread) by :meth:`handoff` if the worker is idle: the video is never held back by
+        the analysis.
+
+        Raises
+        ------
+        hepanav.fluorescence.worker.AnalysisProcessError
+            Asynchronous mode with the worker process: the analysis failed there (its
+            message) or the process ended.
 
         Parameters
         ----------
@@ -174,7 +212,12 @@ class LiveDisplay:
         else:
             findings = self._findings(pair, received)
         self.gain.update(pair.nir)
-        image = display.render(self.mode, self.gain.to_display(pair.nir), pair.white, self.style)
+        if self.mode == "overlay" and pair.white is not None:
+            # Only the boxes holding overlay are mapped to display levels and blended.
+            image = display.overlay_nir(pair.white, pair.nir, self.gain, self.style)
+        else:
+            level = self.gain.to_display(pair.nir)
+            image = display.render(self.mode, level, pair.white, self.style)
         offset = image.shape[1] - pair.nir.shape[1] if self.mode == "side-by-side" else 0
         lesions, at_risk, warnings = [], None, list(pair.warnings)
         if findings is not None:
@@ -211,9 +254,44 @@ class LiveDisplay:
         return frame
 
     def _async_findings(self, pair: FramePair, received: float):
-        from concurrent.futures import ThreadPoolExecutor
+        """Newest finished findings; remember ``pair`` for the worker (handed over by
+        :meth:`handoff` once its display frame is ready)."""
+        self.handoff()  # a previous frame not handed over yet (direct compose callers)
+        self._collect()
+        self._handoff = (pair, received)
+        return self._latest
 
+    def start(self) -> None:
+        """Asynchronous mode: start the worker now and wait until it is ready (else it
+        starts with the first frame, and the first second or so is shown without
+        findings while the process imports its modules)."""
+        if not self.asynchronous:
+            return
+        self._collect()
+        if self._process is not None:
+            self._process.wait_ready()
+
+    def _collect(self) -> None:
+        """Take the worker's findings if they are back (never waits)."""
+        if self.worker == "process":
+            if self._process is None:
+                from hepanav.fluorescence.worker import AnalysisProcess
+
+                self._process = AnalysisProcess(
+                    self.settings,
+                    self.bit_depth,
+                    self.clipped_background,
+                    self.surface,
+                    self.rule,
+                )
+            found = self._process.poll()
+            if found is not None:
+                self._latest = found
+                self.analyses_finished += 1
+            return
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hepanav-live")
             # The worker's Python steps hold the GIL; the display thread, back from each
             # OpenCV call, would wait up to the switch interval (5 ms by default) for it.
@@ -223,22 +301,70 @@ class LiveDisplay:
         if self._pending is not None and self._pending.done():
             self._latest = self._pending.result()
             self._pending = None
+            self.analyses_finished += 1
+
+    def handoff(self) -> None:
+        """Asynchronous mode: hand the last composed frame to the worker if it is idle
+        (newest frame wins), else count it in :attr:`frames_not_analysed`.
+
+        Called by :func:`live_frames` after the consumer has taken the display frame, so
+        the copy into shared memory is not in that frame's latency (it is in the CPU
+        time of the display thread); :meth:`compose` calls it too.
+        """
+        if self._handoff is None:
+            return
+        pair, received = self._handoff
+        self._handoff = None
         now = time.perf_counter()
-        if self._pending is None and now - self._last_submit >= self.analysis_interval_s:
+        if now - self._last_submit < self.analysis_interval_s:
+            self.frames_not_analysed += 1
+            return
+        self._collect()
+        if self.worker == "process":
+            ok = self._process.submit(pair, received)
+        elif self._pending is None:
             # No copies: sources hand over a new array per frame and nothing here writes
             # into the input (a caller that reuses its buffers must copy them).
-            self._last_submit = now
             self._pending = self._pool.submit(self._findings, pair, received)
-        return self._latest
+            ok = True
+        else:
+            ok = False
+        if ok:
+            self._last_submit = now
+            self.analyses_started += 1
+        else:
+            self.frames_not_analysed += 1
 
     def wait_for_analysis(self) -> None:
-        """Asynchronous mode: block until the running analysis is done (tests, shutdown)."""
+        """Asynchronous mode: hand over the last composed frame (waiting for the worker to
+        start, not to be idle) and block until the running analysis is done (tests,
+        shutdown)."""
+        if self.worker == "process" and self._process is not None:
+            self._process.wait_ready()
+            found = self._process.poll()
+            if found is not None:
+                self._latest = found
+                self.analyses_finished += 1
+        self.handoff()
+        if self._process is not None:
+            found = self._process.wait()
+            if found is not None:
+                self._latest = found
+                self.analyses_finished += 1
         if self._pending is not None:
             self._latest = self._pending.result()
             self._pending = None
+            self.analyses_finished += 1
 
     def close(self) -> None:
-        """Stop the analysis worker."""
+        """Stop the analysis worker (a frame composed but not handed over is counted in
+        :attr:`frames_not_analysed`)."""
+        if self._handoff is not None:
+            self._handoff = None
+            self.frames_not_analysed += 1
+        if self._process is not None:
+            self._process.close()
+            self._process = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -377,6 +503,8 @@ def live_frames(
         if pair.time_s is not None:
             last_time = pair.time_s
         yield live.compose(pair, received)
+        # The consumer has shown the frame: now hand it to the analysis worker.
+        live.handoff()
         shown += 1
         if max_frames and shown >= max_frames:
             break

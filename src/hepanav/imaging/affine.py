@@ -40,6 +40,7 @@ def image_from_affine(
     source: str,
     is_label: bool = False,
     default_value: float = 0.0,
+    fractions: bool = False,
 ) -> tuple[sitk.Image, list[str]]:
     """SimpleITK image of ``array_zyx`` whose voxel (i, j, k) sits at ``matrix @ ijk + origin``.
 
@@ -56,6 +57,10 @@ def image_from_affine(
     is_label : bool
         Nearest-neighbour when resampling (masks, label maps); linear otherwise.
     default_value : float
+    fractions : bool
+        With ``is_label``: a binary mask (one non-zero value) that has to be resampled
+        comes back as its float32 partial-volume fraction, marked by
+        :func:`hepanav.imaging.masks.fraction_image`.
         Value outside the input when a sheared grid is resampled.
 
     Returns
@@ -79,10 +84,10 @@ def image_from_affine(
         q = q * np.sign(np.diag(r))
         image.SetDirection(q.flatten().tolist())
         return image, []
-    return _orthogonalise(image, matrix, origin, is_label, default_value, source)
+    return _orthogonalise(image, matrix, origin, is_label, default_value, source, fractions)
 
 
-def _orthogonalise(image, matrix, origin, is_label, default_value, source):
+def _orthogonalise(image, matrix, origin, is_label, default_value, source, fractions=False):
     angle = shear_degrees(matrix)
     # QR in column order keeps the in-plane axes (x, then y) and makes z the normal;
     # |R[k, k]| is the spacing perpendicular to the previous axes (slice distance).
@@ -118,7 +123,7 @@ def _orthogonalise(image, matrix, origin, is_label, default_value, source):
     to_index.SetMatrix(inverse.flatten().tolist())
     to_index.SetTranslation((-inverse @ origin).tolist())
     if is_label:
-        out = _labels_by_fraction(image, reference, to_index)
+        out = _labels_by_fraction(image, reference, to_index, fractions)
     else:
         out = sitk.Resample(
             image, reference, to_index, sitk.sitkLinear, default_value, sitk.sitkFloat32
@@ -131,13 +136,24 @@ def _orthogonalise(image, matrix, origin, is_label, default_value, source):
     return out, [note]
 
 
-def _labels_by_fraction(image, reference, transform) -> sitk.Image:
+def _labels_by_fraction(image, reference, transform, fractions: bool = False) -> sitk.Image:
     """Each label's fraction resampled linearly; a voxel takes the label covering >= half.
 
     Keeps mask surfaces in place (nearest neighbour moves them by up to half a voxel).
+    With ``fractions``, a binary mask (one non-zero value) comes back as its float32
+    fraction (see :func:`hepanav.imaging.masks.fraction_image`).
     """
+    from hepanav.imaging.masks import fraction_image
+
     array = sitk.GetArrayViewFromImage(image)
     labels = [v for v in np.unique(array).tolist() if v != 0]
+    if fractions and len(labels) == 1:
+        indicator = sitk.GetImageFromArray((array != 0).astype(np.float32))
+        indicator.CopyInformation(image)
+        fraction = sitk.Resample(
+            indicator, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32
+        )
+        return fraction_image(fraction, labels[0])
     out = np.zeros(reference.GetSize()[::-1], dtype=np.float32)
     best = np.zeros_like(out)
     if len(labels) > 64:
@@ -164,11 +180,19 @@ def index_affine(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
 
 
 def orthogonal_image(
-    image: sitk.Image, *, source: str, is_label: bool = False, default_value: float = 0.0
+    image: sitk.Image,
+    *,
+    source: str,
+    is_label: bool = False,
+    default_value: float = 0.0,
+    fractions: bool = False,
 ) -> tuple[sitk.Image, list[str]]:
-    """``image`` unchanged when its axes are orthogonal, else resampled onto an orthogonal grid."""
+    """``image`` unchanged when its axes are orthogonal, else resampled onto an orthogonal grid.
+
+    ``fractions``: a resampled binary mask comes back as its partial-volume fraction
+    (see :func:`hepanav.imaging.masks.fraction_image`)."""
     matrix, origin = index_affine(image)
     if is_orthogonal(matrix):
         return image, []
     raw = sitk.GetImageFromArray(sitk.GetArrayViewFromImage(image))
-    return _orthogonalise(raw, matrix, origin, is_label, default_value, source)
+    return _orthogonalise(raw, matrix, origin, is_label, default_value, source, fractions)

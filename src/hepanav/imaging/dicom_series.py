@@ -184,7 +184,11 @@ def choose_series(
 
 
 def read_dicom_path(
-    path: str | Path, series: str | None = None, role: str = "image", is_label: bool = False
+    path: str | Path,
+    series: str | None = None,
+    role: str = "image",
+    is_label: bool = False,
+    fractions: bool = False,
 ) -> tuple[sitk.Image, InputRecord]:
     """Read a DICOM series folder or an Enhanced CT file as a 3D image in LPS mm.
 
@@ -198,7 +202,12 @@ def read_dicom_path(
     role : str
         Written in the returned record.
     is_label : bool
-        Nearest-neighbour instead of linear interpolation when regularising.
+        A mask or label map: each label's fraction is interpolated and cut at 0.5
+        when regularising, instead of interpolating the values.
+    fractions : bool
+        With ``is_label``: a binary mask (one non-zero value) that had to be
+        regularised comes back as its float32 partial-volume fraction, marked by
+        :func:`hepanav.imaging.masks.fraction_image`.
 
     Returns
     -------
@@ -228,7 +237,7 @@ def read_dicom_path(
         info, notes = choose_series(found, series, path)
         files = [path]
     frames = [f for per_file in _map_files(_frames_of, files) for f in per_file]
-    image, more = frames_to_image(frames, path, is_label=is_label)
+    image, more = frames_to_image(frames, path, is_label=is_label, fractions=fractions)
     header = info.header
     record = InputRecord(
         role=role,
@@ -381,7 +390,7 @@ def _pixels(ds: pydicom.Dataset, file: Path) -> np.ndarray:
 
 
 def frames_to_image(
-    frames: list[Frame], source: Path, is_label: bool = False
+    frames: list[Frame], source: Path, is_label: bool = False, fractions: bool = False
 ) -> tuple[sitk.Image, list[str]]:
     """Check, filter, sort and stack frames into a 3D image; see the module docstring."""
     notes: list[str] = []
@@ -419,7 +428,9 @@ def frames_to_image(
         image.SetOrigin(frames[0].position.tolist())
         image.SetDirection(np.stack([row, col, normal], axis=1).flatten().tolist())
         return image, notes
-    image = _regularise(volume, frames, s, offsets, row, col, normal, (dx, dy), uniform, is_label)
+    image = _regularise(
+        volume, frames, s, offsets, row, col, normal, (dx, dy), uniform, is_label, fractions
+    )
     size = "x".join(map(str, image.GetSize()))
     spacing = "/".join(f"{v:.3g}" for v in image.GetSpacing())
     if not in_plane_still:
@@ -578,7 +589,7 @@ def _stack_values(frames: list[Frame], notes: list[str]) -> tuple[np.ndarray, ty
 
 
 def _regularise(
-    volume, frames, s, offsets, row, col, normal, pixel, uniform, is_label
+    volume, frames, s, offsets, row, col, normal, pixel, uniform, is_label, fractions=False
 ) -> sitk.Image:
     """Resample the stack onto an orthogonal grid (row, col, normal) in physical space."""
     dx, dy = pixel
@@ -595,7 +606,20 @@ def _regularise(
         raise InputError(
             "regularising this series would need an unreasonably large grid", frames[0].file.parent
         )
-    if is_label:
+    labels = [v for v in np.unique(volume).tolist() if v != 0] if is_label else []
+    single = fractions and len(labels) == 1
+    if single:
+        out = _resample_stack(
+            (volume != 0).astype(np.float32),
+            s,
+            offsets,
+            dz,
+            (dx, dy),
+            (v_lo, u_lo),
+            (nz_out, ny_out, nx_out),
+            0.0,
+        )
+    elif is_label:
         out = _regularise_labels(
             volume,
             lambda v: _resample_stack(
@@ -618,6 +642,10 @@ def _regularise(
     origin = frames[0].position + u_lo * row + v_lo * col
     image.SetOrigin(origin.tolist())
     image.SetDirection(np.stack([row, col, normal], axis=1).flatten().tolist())
+    if single:
+        from hepanav.imaging.masks import fraction_image
+
+        return fraction_image(image, labels[0])
     return image
 
 

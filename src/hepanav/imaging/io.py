@@ -77,6 +77,7 @@ def load_image(
     *,
     series: str | None = None,
     is_label: bool = False,
+    fractions: bool = False,
 ) -> tuple[sitk.Image, InputRecord]:
     """Read a 3D image and say what was read and done.
 
@@ -92,8 +93,12 @@ def load_image(
         For a DICOM folder with several series: a Series Instance UID or a
         substring of the Series Description.
     is_label : bool
-        The image is a mask or label map: nearest-neighbour if a sheared grid has
-        to be resampled.
+        The image is a mask or label map: its labels' fractions are resampled
+        linearly and cut at 0.5 if a tilted or sheared grid has to be regularised.
+    fractions : bool
+        With ``is_label``: a binary mask (one non-zero value) that had to be
+        regularised comes back as its float32 partial-volume fraction, marked by
+        :func:`hepanav.imaging.masks.fraction_image` (see :func:`hepanav.imaging.load_mask`).
 
     Returns
     -------
@@ -113,7 +118,9 @@ def load_image(
     require_regular_input(path)
     suffix = _suffix(path)
     if path.is_dir() or suffix == ".dcm":
-        image, record = read_dicom_path(path, series=series, role=role, is_label=is_label)
+        image, record = read_dicom_path(
+            path, series=series, role=role, is_label=is_label, fractions=fractions
+        )
     else:
         if suffix not in IMAGE_SUFFIXES:
             raise InputError(
@@ -125,9 +132,9 @@ def load_image(
             raise InputError("--series applies to DICOM folders only", path)
         record = InputRecord(role=role, file=display_name(path), format=_FORMATS[suffix])
         if suffix in (".nii", ".nii.gz"):
-            image, notes = _read_nifti(path, is_label)
+            image, notes = _read_nifti(path, is_label, fractions)
         else:
-            image, notes = _read_itk(path, suffix, is_label)
+            image, notes = _read_itk(path, suffix, is_label, fractions)
         record.notes.extend(notes)
     require_3d(image, path)
     require_sane_geometry(image, path)
@@ -141,7 +148,9 @@ def load_image(
     return image, record
 
 
-def _read_nifti(path: Path, is_label: bool) -> tuple[sitk.Image, list[str]]:
+def _read_nifti(
+    path: Path, is_label: bool, fractions: bool = False
+) -> tuple[sitk.Image, list[str]]:
     """NIfTI through nibabel: the sform when set (with its shear), else the qform."""
     import nibabel as nib
 
@@ -190,6 +199,7 @@ def _read_nifti(path: Path, is_label: bool) -> tuple[sitk.Image, list[str]]:
         source=str(path),
         is_label=is_label,
         default_value=0.0 if is_label else float(np.min(data)) if data.size else 0.0,
+        fractions=fractions,
     )
     return image, notes + more
 
@@ -208,7 +218,9 @@ def _compare_forms(qform: np.ndarray, sform: np.ndarray) -> list[str]:
     ]
 
 
-def _read_itk(path: Path, suffix: str, is_label: bool) -> tuple[sitk.Image, list[str]]:
+def _read_itk(
+    path: Path, suffix: str, is_label: bool, fractions: bool = False
+) -> tuple[sitk.Image, list[str]]:
     _check_complete(path, suffix)
     with captured_native_stderr() as chatter:
         try:
@@ -219,7 +231,9 @@ def _read_itk(path: Path, suffix: str, is_label: bool) -> tuple[sitk.Image, list
     if image.GetDimension() != 3:
         return image, []
     default = 0.0 if is_label else float(sitk.GetArrayViewFromImage(image).min())
-    return orthogonal_image(image, source=str(path), is_label=is_label, default_value=default)
+    return orthogonal_image(
+        image, source=str(path), is_label=is_label, default_value=default, fractions=fractions
+    )
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from hepanav.imaging.labels import (
     select_labels,
     sidecar_label_names,
 )
-from hepanav.imaging.resample import resample_mask_like
+from hepanav.imaging.resample import resample_like
 from hepanav.imaging.rtstruct import RTSTRUCT_SOP_CLASS, read_rtstruct
 from hepanav.imaging.schema import InputRecord, record_geometry
 from hepanav.imaging.seg import SEG_SOP_CLASS, read_seg
@@ -26,6 +26,47 @@ from hepanav.imaging.slicer_seg import is_slicer_seg, read_slicer_seg
 # (0-100) or 8/16-bit scaled probabilities (0-255, 0-65535); no threshold above 65535 can
 # select anything in such a map. A threshold <= 0 would select the whole background.
 MASK_THRESHOLD_MAX = 65535.0
+# Metadata key that marks a float32 image as the partial-volume fraction (0..1) of a
+# binary mask, set by the readers when they regularise a tilted or sheared mask; the
+# value is the mask's non-zero label.
+FRACTION_KEY = "hepanav:fraction-of-label"
+FRACTION_NOTE = (
+    "partial-volume fractions of the resampling kept: the margin surface is placed at "
+    "their 0.5 level, not on the thresholded voxels"
+)
+
+
+def fraction_image(fraction: sitk.Image, label: float) -> sitk.Image:
+    """``fraction`` as float32, marked as the partial-volume fraction of a binary mask.
+
+    Parameters
+    ----------
+    fraction : SimpleITK.Image
+        Fraction (0..1) of each voxel inside the mask, e.g. the linear resampling of
+        the mask's indicator onto an orthogonal grid.
+    label : float
+        The mask's non-zero value (what :func:`split_fraction` gives back as label).
+    """
+    out = sitk.Cast(fraction, sitk.sitkFloat32)
+    out.SetMetaData(FRACTION_KEY, repr(float(label)))
+    return out
+
+
+def split_fraction(image: sitk.Image) -> tuple[sitk.Image, sitk.Image | None]:
+    """``(labels, fraction)`` of an image marked by :func:`fraction_image`, else ``(image, None)``.
+
+    ``labels`` (float32) holds the mask's label where the fraction is >= 0.5 and 0
+    elsewhere: what the reader gives without fractions.
+    """
+    if not image.HasMetaDataKey(FRACTION_KEY):
+        return image, None
+    label = float(image.GetMetaData(FRACTION_KEY))
+    values = sitk.GetArrayFromImage(image)
+    fraction = sitk.GetImageFromArray(values)
+    fraction.CopyInformation(image)
+    labels = sitk.GetImageFromArray(np.where(values >= 0.5, label, 0.0).astype(np.float32))
+    labels.CopyInformation(image)
+    return labels, fraction
 
 
 def check_mask_threshold(threshold: float | None) -> float | None:
@@ -114,6 +155,38 @@ def load_mask(
 ) -> tuple[sitk.Image, InputRecord]:
     """Read a mask from any supported kind of file as uint8 0/1, with its record.
 
+    The arguments, the mask and the errors are those of :func:`load_mask_occupancy`;
+    the partial-volume fraction is dropped (and not mentioned in the notes).
+    """
+    mask, record, _ = load_mask_occupancy(
+        path,
+        role,
+        reference=reference,
+        reference_record=reference_record,
+        labels=labels,
+        threshold=threshold,
+        grid=grid,
+        option=option,
+        _say_fractions=False,
+    )
+    return mask, record
+
+
+def load_mask_occupancy(
+    path: str | Path,
+    role: str = "mask",
+    *,
+    reference: sitk.Image | None = None,
+    reference_record: InputRecord | None = None,
+    labels: LabelSpec | str | int | None = None,
+    threshold: float | None = None,
+    grid: sitk.Image | None = None,
+    option: str = "--label",
+    _say_fractions: bool = True,
+) -> tuple[sitk.Image, InputRecord, sitk.Image | None]:
+    """Read a mask from any supported kind of file as uint8 0/1, with its record and,
+    when the mask had to be resampled, its partial-volume fraction.
+
     Parameters
     ----------
     path : str or Path
@@ -142,7 +215,15 @@ def load_mask(
 
     Returns
     -------
-    (SimpleITK.Image, InputRecord)
+    (SimpleITK.Image, InputRecord, SimpleITK.Image or None)
+        The mask (uint8 0/1), its record, and the fraction (float32, 0..1, on the
+        mask's grid; the mask is ``fraction >= 0.5``) when the reader regularised a
+        binary mask (gantry tilt, sheared NIfTI/NRRD/MHA grid) or the mask was
+        resampled onto ``reference`` (linear interpolation of the indicator); None
+        when the mask was taken voxel for voxel. Thresholding the fraction at 0.5 and
+        measuring the surface of the voxels quantises the surface twice (on the
+        source grid and on the new one); :func:`hepanav.margin.measure.measure_margin`
+        places it from the fraction instead, and the record's notes say so.
 
     Raises
     ------
@@ -159,6 +240,7 @@ def load_mask(
     require_regular_input(path)
     check_mask_threshold(threshold)
     kind = sniff_mask_file(path)
+    fraction = None
     if kind[0] == "seg":
         mask, record = read_seg(kind[1], wanted, threshold, role)
         _check_derived_reference(kind[1], record, reference_record)
@@ -173,7 +255,8 @@ def load_mask(
     elif kind[0] == "slicer-seg":
         mask, record = read_slicer_seg(path, wanted, role)
     else:
-        image, record = load_image(path, role, is_label=True)
+        image, record = load_image(path, role, is_label=True, fractions=True)
+        image, fraction = split_fraction(image)
         record.role = role
         mask, notes, segment = mask_from_values(image, wanted, threshold, path, option)
         record.segment = segment
@@ -181,12 +264,18 @@ def load_mask(
     require_nonempty(mask, path)
     if reference is not None and not same_grid(mask, reference):
         require_overlap(mask, reference, path)
-        mask = resample_mask_like(mask, reference)
+        # The indicator (or the reader's fraction) interpolated linearly and cut at 0.5:
+        # keeps the volume on a finer or rotated grid (nearest neighbour does not).
+        source = fraction if fraction is not None else sitk.Cast(mask > 0, sitk.sitkFloat32)
+        fraction = resample_like(source, reference, pixel_type=sitk.sitkFloat32)
+        mask = sitk.Cast(fraction >= 0.5, sitk.sitkUInt8)
         if not np.any(sitk.GetArrayViewFromImage(mask)):
             raise InputError("mask lies outside the image after resampling onto it", path)
         record.notes.append("resampled onto the image grid in physical space")
+    if fraction is not None and _say_fractions:
+        record.notes.append(FRACTION_NOTE)
     record_geometry(record, mask)
-    return mask, record
+    return mask, record, fraction
 
 
 def sniff_mask_file(path: Path) -> tuple[str, Path]:

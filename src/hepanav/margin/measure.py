@@ -170,6 +170,7 @@ def measure_margin(
     liver: sitk.Image | None = None,
     tumor_transform: sitk.Transform | None = None,
     subcapsular_mm: float | None = None,
+    occupancies: dict[str, sitk.Image] | None = None,
 ) -> Measurement:
     """Signed tumour-to-zone surface margins and the figures derived from them.
 
@@ -186,6 +187,11 @@ def measure_margin(
         e.g. a post -> pre registration). Identity when omitted.
     subcapsular_mm : float, optional
         Leave out tumour surface within this distance (mm) of the liver capsule.
+    occupancies : dict, optional
+        Partial-volume fractions (float 0..1, on the grid of the mask they belong to)
+        under ``"tumor"`` and/or ``"ablation"``, as kept by :func:`hepanav.imaging.load_mask`
+        for masks a reader resampled (tilted or sheared grids, another grid): the
+        surfaces are placed from them (see :func:`hepanav.margin.surface.mask_field`).
 
     Returns
     -------
@@ -226,7 +232,8 @@ def measure_margin(
     step = analysis_steps(tumor, ablation)
     grid = subdivided_grid(ablation, np.vstack([tumor_corners, zone_corners]), pad, step)
 
-    tumor_field = mask_field(tumor, grid, tumor_transform)
+    occupancies = occupancies or {}
+    tumor_field = mask_field(tumor, grid, tumor_transform, occupancies.get("tumor"))
     edge = int(np.ceil(reach / min(grid.GetSpacing())))
     if tumor_transform is not None and _reaches_edge(tumor_field, edge):
         # The deformed tumour came closer to the grid edge than its shells need: the
@@ -237,8 +244,8 @@ def measure_margin(
             2.0 * pad,
             step,
         )
-        tumor_field = mask_field(tumor, grid, tumor_transform)
-    zone_field = mask_field(ablation, grid)
+        tumor_field = mask_field(tumor, grid, tumor_transform, occupancies.get("tumor"))
+    zone_field = mask_field(ablation, grid, None, occupancies.get("ablation"))
     tumor_mesh = extract_surface(tumor_field, grid)
     if tumor_mesh.is_empty:
         raise InputError("tumour surface could not be extracted (mask too small?)", "tumor")

@@ -15,6 +15,7 @@ from hepanav.imaging import (
     InputRecord,
     load_image,
     load_mask,
+    load_mask_occupancy,
     lps_to_voxel,
     parse_labels,
     require_overlap,
@@ -171,7 +172,8 @@ def run_margin(
     inputs.check()
     step("read")
     records: list[InputRecord] = []
-    images = read_inputs(inputs, records)
+    occupancies: dict[str, sitk.Image] = {}
+    images = read_inputs(inputs, records, occupancies)
     landmarks = None
     if inputs.landmarks_pre is not None:
         # Read before registering: a bad file must not cost a minute of registration.
@@ -196,6 +198,7 @@ def run_margin(
         step=step,
         report=report,
         input_records=records,
+        occupancies=occupancies,
     )
 
 
@@ -216,6 +219,7 @@ def run_margin_pipeline(
     step: Callable[[str], None] | None = None,
     report: bool = True,
     input_records: list[InputRecord] | None = None,
+    occupancies: dict[str, sitk.Image] | None = None,
 ) -> MarginRun:
     """The margin pipeline from images in memory (the API for callers that made the masks).
 
@@ -248,6 +252,10 @@ def run_margin_pipeline(
     input_records : list of InputRecord, optional
         How each input was read (``result.inputs``); empty when the images were made
         in memory.
+    occupancies : dict, optional
+        Partial-volume fractions of the ``"tumor"`` and/or ``"ablation"`` masks on
+        their grids (see :func:`hepanav.imaging.load_mask_occupancy`): the surfaces
+        are placed from them.
 
     Returns
     -------
@@ -295,7 +303,12 @@ def run_margin_pipeline(
             tre = target_registration_error(transform, *landmarks)
     step("measure")
     measurement = measure_margin(
-        tumor, ablation, liver_post if liver_post is not None else liver, transform, subcapsular_mm
+        tumor,
+        ablation,
+        liver_post if liver_post is not None else liver,
+        transform,
+        subcapsular_mm,
+        occupancies=occupancies,
     )
     result = MarginResult(
         **measurement.figures(),
@@ -367,15 +380,21 @@ def margin_uncertainty(
 
 
 def read_inputs(
-    inputs: MarginInputs, records: list[InputRecord] | None = None
+    inputs: MarginInputs,
+    records: list[InputRecord] | None = None,
+    occupancies: dict[str, sitk.Image] | None = None,
 ) -> dict[str, sitk.Image]:
     """Read and check every image and mask; masks are binarised (uint8 0/1).
 
     Label options select labels of label maps and segments of SEG/RTSTRUCT/.seg.nrrd
     files; each input's :class:`InputRecord` (with the reader's notes) is appended
-    to ``records`` when given.
+    to ``records`` when given. The partial-volume fractions of the tumour and
+    ablation masks that had to be resampled (see
+    :func:`hepanav.imaging.load_mask_occupancy`) are put in ``occupancies`` under
+    ``"tumor"`` and ``"ablation"`` when given.
     """
     records = records if records is not None else []
+    occupancies = occupancies if occupancies is not None else {}
     images: dict[str, sitk.Image] = {}
     masks = {"threshold": inputs.mask_threshold}
     tumor = {"labels": inputs.tumor_label, "option": "--tumor-label", **masks}
@@ -385,20 +404,25 @@ def read_inputs(
     def add(key: str, loaded) -> None:
         images[key] = loaded[0]
         records.append(loaded[1])
+        if len(loaded) > 2 and loaded[2] is not None:
+            occupancies[key] = loaded[2]
 
     if inputs.registered:
         add("pre", load_image(inputs.pre, "pre CT", series=inputs.pre_series))
         add("post", load_image(inputs.post, "post CT", series=inputs.post_series))
         pre_ref = {"reference": images["pre"], "reference_record": records[0]}
         post_ref = {"reference": images["post"], "reference_record": records[1]}
-        add("tumor", load_mask(inputs.tumor, "tumor", **pre_ref, **tumor))
-        add("ablation", load_mask(inputs.ablation, "ablation zone", **post_ref, **zone))
+        add("tumor", load_mask_occupancy(inputs.tumor, "tumor", **pre_ref, **tumor))
+        add("ablation", load_mask_occupancy(inputs.ablation, "ablation zone", **post_ref, **zone))
         if inputs.liver_pre is not None:  # optional: lesion-region registration without
             add("liver_pre", load_mask(inputs.liver_pre, "liver (pre)", **pre_ref, **liver))
             add("liver_post", load_mask(inputs.liver_post, "liver (post)", **post_ref, **liver))
     else:
-        add("ablation", load_mask(inputs.ablation, "ablation zone", **zone))
-        add("tumor", load_mask(inputs.tumor, "tumor", grid=images["ablation"], **tumor))
+        add("ablation", load_mask_occupancy(inputs.ablation, "ablation zone", **zone))
+        add(
+            "tumor",
+            load_mask_occupancy(inputs.tumor, "tumor", grid=images["ablation"], **tumor),
+        )
         _same_frame(records[0], records[1], inputs.tumor)
         require_overlap(images["tumor"], images["ablation"], inputs.tumor)
         if inputs.liver is not None:

@@ -86,6 +86,7 @@ def mask_field(
     mask: sitk.Image,
     grid: sitk.Image,
     transform: sitk.Transform | None = None,
+    occupancy: sitk.Image | None = None,
 ) -> np.ndarray:
     """Interpolated signed distance of ``mask`` on ``grid``, as ``0.5 + distance`` (mm).
 
@@ -98,6 +99,11 @@ def mask_field(
     transform : SimpleITK.Transform, optional
         Maps grid points to ``mask`` space (ITK resampling convention), e.g. the
         post -> pre registration transform. Identity when omitted.
+    occupancy : SimpleITK.Image, optional
+        Partial-volume fraction (0..1, float) of the same object on ``mask``'s grid,
+        e.g. the linear resampling of a binary mask a reader regularised; ``mask`` is
+        then ``occupancy >= 0.5``. The surface is placed from the fractions (see
+        :func:`signed_distance`) instead of from the thresholded voxels.
 
     Returns
     -------
@@ -108,8 +114,12 @@ def mask_field(
         :func:`hepanav.margin.border.border_cut_fraction` for what is reported).
     """
     crop, lo = _mask_crop(mask, grid, transform)
+    fraction = None
+    if occupancy is not None:
+        fraction = np.clip(_crop_array(occupancy, lo, crop.shape, 0.0).astype(np.float32), 0, 1)
+        crop = fraction >= 0.5
     spacing = np.asarray(mask.GetSpacing(), dtype=float)
-    sdf = signed_distance(crop, spacing)
+    sdf = signed_distance(crop, spacing, fraction)
     sdf, factors = across_thick_axes(sdf, crop, spacing)
     image = sitk.GetImageFromArray(sdf.astype(np.float32))
     image.SetSpacing((spacing / factors).tolist())
@@ -348,7 +358,9 @@ def _upsample(
     return out
 
 
-def signed_distance(inside: np.ndarray, spacing_xyz: np.ndarray) -> np.ndarray:
+def signed_distance(
+    inside: np.ndarray, spacing_xyz: np.ndarray, fraction: np.ndarray | None = None
+) -> np.ndarray:
     """Sub-voxel signed distance (mm, positive inside) at the voxel centres of a mask.
 
     Parameters
@@ -357,6 +369,11 @@ def signed_distance(inside: np.ndarray, spacing_xyz: np.ndarray) -> np.ndarray:
         The mask on its own grid.
     spacing_xyz : ndarray, shape (3,)
         Voxel size (x, y, z), mm.
+    fraction : ndarray of float, shape (nz, ny, nx), optional
+        Partial-volume fraction (0..1) of each voxel, with ``inside == fraction >= 0.5``
+        (a mask a reader resampled). It is blurred instead of the 0/1 voxels, and a
+        voxel the blur flips is kept on its side only as deep as its fraction says
+        (``|fraction - 0.5|`` voxels, at most a quarter), not a quarter voxel.
 
     Returns
     -------
@@ -377,8 +394,9 @@ def signed_distance(inside: np.ndarray, spacing_xyz: np.ndarray) -> np.ndarray:
     sigma_mm = _fine_sigma_mm(np.asarray(spacing_xyz, float))
     if not np.any(sigma_mm > 0):
         return sdf
+    source = inside.astype(np.float32) if fraction is None else fraction.astype(np.float32)
     occupancy = ndimage.gaussian_filter(
-        inside.astype(np.float32), (sigma_mm / np.asarray(spacing_xyz, float))[::-1], mode="nearest"
+        source, (sigma_mm / np.asarray(spacing_xyz, float))[::-1], mode="nearest"
     )
     band = np.abs(occupancy - 0.5) < EDGE_BAND
     sigma = float(sigma_mm[sigma_mm > 0].mean())
@@ -387,8 +405,16 @@ def signed_distance(inside: np.ndarray, spacing_xyz: np.ndarray) -> np.ndarray:
     # The blur must not flip a voxel: a one-pixel object or a one-pixel gap (which the
     # blur would erase) keeps its centre on its own side, a quarter voxel deep.
     quarter = 0.25 * float(np.min(spacing_xyz))
-    sdf[inside & (sdf < quarter)] = np.maximum(sdf[inside & (sdf < quarter)], quarter)
-    sdf[~inside & (sdf > -quarter)] = np.minimum(sdf[~inside & (sdf > -quarter)], -quarter)
+    if fraction is not None:
+        # a fraction tells how deep the centre lies (a ramp across one voxel): a voxel
+        # just on its side is kept only that deep
+        quarter = np.minimum(quarter, np.abs(fraction - 0.5) * float(np.min(spacing_xyz)))
+    else:
+        quarter = np.full(inside.shape, quarter)
+    keep_in = inside & (sdf < quarter)
+    keep_out = ~inside & (sdf > -quarter)
+    sdf[keep_in] = np.maximum(sdf[keep_in], quarter[keep_in])
+    sdf[keep_out] = np.minimum(sdf[keep_out], -quarter[keep_out])
     return sdf
 
 
@@ -462,6 +488,22 @@ def _mask_crop(
     part = array[clo[2] : chi[2] + 1, clo[1] : chi[1] + 1, clo[0] : chi[0] + 1] != 0
     pad = [(int(clo[a] - lo[a]), int(hi[a] - chi[a])) for a in (2, 1, 0)]
     return np.pad(part, pad), lo
+
+
+def _crop_array(image: sitk.Image, lo: np.ndarray, shape_zyx: tuple, fill: float) -> np.ndarray:
+    """``image`` values in the index box starting at ``lo`` (x, y, z) of ``shape_zyx``,
+    ``fill`` beyond the image."""
+    out = np.full(shape_zyx, fill, dtype=np.float32)
+    array = sitk.GetArrayViewFromImage(image)
+    size = np.asarray(image.GetSize())
+    hi = np.asarray(lo) + np.asarray(shape_zyx)[::-1] - 1
+    clo, chi = np.maximum(lo, 0), np.minimum(hi, size - 1)
+    if np.any(chi < clo):
+        return out
+    src = tuple(slice(int(clo[a]), int(chi[a]) + 1) for a in (2, 1, 0))
+    dst = tuple(slice(int(clo[a] - lo[a]), int(chi[a] - lo[a]) + 1) for a in (2, 1, 0))
+    out[dst] = array[src]
+    return out
 
 
 def extract_surface(field_zyx: np.ndarray, grid: sitk.Image, level: float = 0.5) -> Mesh:
