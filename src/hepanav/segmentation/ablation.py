@@ -16,7 +16,14 @@ import SimpleITK as sitk
 
 from hepanav.core.errors import InputError
 from hepanav.segmentation.lesion import grow_checked, lesion_segmentation
-from hepanav.segmentation.morphology import close_mm, component_at, fill_holes
+from hepanav.segmentation.morphology import (
+    bounding_box,
+    close_mm,
+    component_at,
+    crop_box,
+    fill_holes,
+    uncrop_box,
+)
 from hepanav.segmentation.result import Segmentation
 from hepanav.segmentation.seeds import Seed, check_tissue
 from hepanav.segmentation.windows import hu_windows
@@ -62,11 +69,16 @@ def segment_ablation(
         ct, seeds, "hypo", max_radius_mm, "ablation zone", include, exclude, dark_is_lesion=True
     )
     threshold = 0.5 * (grown.lesion_hu + grown.parenchyma_hu)
+    # All that follows lies within CLOSING_MM of the grown mask: it runs on that box
+    # (+ a voxel of background for the hole filling), the same voxels as on the crop.
+    box = bounding_box(grown.mask, CLOSING_MM, 1) or ((0, 0, 0), list(grown.mask.GetSize()))
+    grown_box = crop_box(grown.mask, box)
+    smoothed_box = crop_box(grown.smoothed, box)
     # Dark voxels (necrosis, gas) that the closing adds are zone; bright ones (an
     # enhancing vessel crossing the zone, the rim) are not.
-    closed = close_mm(grown.mask, CLOSING_MM)
-    dark = sitk.Cast(grown.smoothed < threshold, sitk.sitkUInt8)
-    mask = sitk.Or(grown.mask, sitk.And(closed, dark))
+    closed = close_mm(grown_box, CLOSING_MM)
+    dark = sitk.Cast(smoothed_box < threshold, sitk.sitkUInt8)
+    mask = sitk.Or(grown_box, sitk.And(closed, dark))
     mask = fill_holes(mask)
     # Hole filling must not re-add a bright channel: it only fills enclosed cavities,
     # and a vessel crossing the zone leaves it on both sides, so it is never enclosed.
@@ -79,8 +91,9 @@ def segment_ablation(
         for s, m in moved
         if m
     ]
-    gas = sitk.GetArrayViewFromImage(grown.smoothed) < win["gas_below_hu"]
+    gas = sitk.GetArrayViewFromImage(smoothed_box) < win["gas_below_hu"]
     n_gas = int(np.count_nonzero(gas & (sitk.GetArrayViewFromImage(mask) > 0)))
+    mask = uncrop_box(mask, grown.mask, box)
     if n_gas:
         ml = n_gas * float(np.prod(ct.GetSpacing())) / 1000.0
         notes.append(f"gas inside the zone ({ml:.2f} ml) counted as zone")

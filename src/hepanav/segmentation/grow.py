@@ -1,8 +1,8 @@
 """Adaptive-threshold region growing for a focal lesion around seed clicks.
 
 The method (chosen by measurement, docs/segmentation.md): Gaussian smoothing
-(sigma 1 mm, physical), lesion attenuation from the median within 2 mm of the
-seeds, surrounding parenchyma from the histogram mode of the region of interest,
+(sigma max(1 mm, half a voxel), physical), lesion attenuation from a biweight mean
+within 3 mm of the seeds, surrounding parenchyma from the histogram mode of the region of interest,
 then SimpleITK ``ConnectedThreshold`` at the midpoint between the two (the 50 %
 partial-volume level, i.e. the true edge of a blurred step) and parenchyma
 re-estimated in a shell 2.5-7 mm outside the grown region until it settles. A
@@ -25,7 +25,7 @@ from hepanav.segmentation.morphology import (
     component_at,
     crop_box,
     dilate_mm,
-    erode_mm,
+    erosions_mm,
     fill_holes,
     open_mm,
     signed_distance_mm,
@@ -38,10 +38,16 @@ Appearance = Literal["hypo", "hyper", "auto"]
 
 
 SMOOTHING_MM = 1.0
+# ... and at least this fraction of the coarsest voxel: 1 mm barely averages 3 mm voxels,
+# whose noise (13 HU on the 3 mm scan) then breaks the growing of a 0 HU tumour
+# against a 45 HU liver into fragments ("nothing grew").
+SMOOTHING_VOXELS = 0.5
 SEED_RADIUS_MM = 3.0
 SHELL_MM = (2.5, 7.0)
 RIM_MM = 4.5
 RECONSTRUCT_MM = 1.5
+# Largest opening ball of _clean (opening_radius_mm), mm.
+OPEN_MAX_MM = 4.0
 DARK_MM = 2.0
 # Growing is held within STAR_FACTOR x the median edge distance + STAR_PAD_MM of the
 # seeds: lesions are roughly star-shaped about a central click (lobulation and axis
@@ -56,7 +62,7 @@ ROI_PAD_MM = 8.0
 STAR_FIT = True
 STAR_RAYS = 256
 STAR_DEGREE = 3
-STAR_FIT_FACTOR = 1.1
+STAR_FIT_FACTOR = 1.0
 STAR_FIT_PAD_MM = 1.0
 MAX_ITERATIONS = 4
 MAX_DELTA_HU = 30.0
@@ -96,12 +102,16 @@ def roi_around(ct: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Imag
 
 
 def smoothing_sigma(image: sitk.Image) -> list[float]:
-    """Gaussian sigma per axis, mm (``SMOOTHING_MM``; measured in docs/segmentation.md).
+    """Gaussian sigma per axis, mm: ``SMOOTHING_MM``, at least ``SMOOTHING_VOXELS`` x the
+    coarsest voxel (docs/segmentation.md).
 
-    On 1.5 mm and 3 mm voxels 1 mm beat 1.5 and 2 mm: more smoothing blurs curved
-    edges inwards, less leaves the noise to break the threshold.
+    On 1.5 mm voxels 1 mm beat 1.5 and 2 mm: more smoothing blurs curved edges
+    inwards (the edge refinement corrects that), less leaves the noise to break the
+    threshold. On 3 mm voxels 1 mm is no smoothing at all; half a voxel (1.5 mm)
+    grows the 30 and 40 mm tumours of the 3 mm scan, which 1 mm left in fragments.
     """
-    return [SMOOTHING_MM] * image.GetDimension()
+    step = float(max(image.GetSpacing()))
+    return [max(SMOOTHING_MM, SMOOTHING_VOXELS * step)] * image.GetDimension()
 
 
 def local_seeds(roi: sitk.Image, seeds: list[Seed]) -> list[Seed]:
@@ -122,6 +132,32 @@ def histogram_mode(values: np.ndarray, bin_hu: float = 4.0) -> tuple[float, int]
     smooth = np.convolve(np.pad(counts, 2), [1, 2, 3, 2, 1], mode="same")[2:-2]
     k = int(np.argmax(smooth))
     return float(0.5 * (edges[k] + edges[k + 1])), int(smooth[k])
+
+
+def biweight_location(values: np.ndarray, start: float, c: float = 4.685) -> float:
+    """Tukey-biweight location (HU) of ``values`` started at ``start``.
+
+    Scale: 1.4826 x the median absolute deviation about ``start`` on the narrower
+    side (at least 1 HU): gas or a vessel beside the click widens one side only.
+    Values beyond ``c`` scales get zero weight, so the estimate stays on the cluster
+    around ``start`` (at most 10 re-weightings).
+    """
+    values = np.asarray(values, float)
+    loc = float(start)
+    sides = [loc - values[values < loc], values[values > loc] - loc]
+    spread = [float(np.median(d)) for d in sides if d.size >= 5]
+    scale = max(1.4826 * min(spread, default=0.0), 1.0)
+    for _ in range(10):
+        z = (values - loc) / (c * scale)
+        w = np.where(np.abs(z) < 1, (1 - z**2) ** 2, 0.0)
+        if w.sum() <= 0:
+            break
+        new = float(np.sum(w * values) / w.sum())
+        if abs(new - loc) < 0.01:
+            loc = new
+            break
+        loc = new
+    return loc
 
 
 def _ball_values(smoothed: sitk.Image, seeds: list[Seed], radius_mm: float) -> np.ndarray:
@@ -364,6 +400,7 @@ def grow_lesion(
             # A zone's cut-off part is its tract (gas): the zone keeps
             # the dark voxels beside it (ablation.py); only bright attachments stay out.
             cut=None if dark_is_lesion else sitk.And(raw, sitk.Not(mask)),
+            smoothed=smoothed,
         )
     return Grown(mask, smoothed, chosen, lesion_hu, parenchyma, window, notes)
 
@@ -402,8 +439,9 @@ def prepare_lesion(
     """Crop, smooth and measure a lesion around its seeds (the common preamble).
 
     1. Crop to the seeds' box grown by ``max_radius_mm`` + ``ROI_PAD_MM`` (cost
-       scales with the lesion, not the CT) and smooth (Gaussian ``SMOOTHING_MM``).
-    2. Lesion HU: histogram mode of the soft tissue within ``SEED_RADIUS_MM``;
+       scales with the lesion, not the CT) and smooth (:func:`smoothing_sigma`).
+    2. Lesion HU: biweight mean (:func:`biweight_location`, started at the histogram
+       mode) of the soft tissue within ``SEED_RADIUS_MM``;
        parenchyma HU: mode of the brighter (hypo) or darker (hyper) soft tissue
        within ``max_radius_mm``; ``auto`` takes the larger peak.
     3. A first ray cast at the midpoint gives the lesion's radius; the crop is
@@ -431,8 +469,11 @@ def prepare_lesion(
         raise InputError(
             f"no soft tissue around the seed: it does not look like a {what}", seeds[0].describe()
         )
-    lesion_hu = histogram_mode(near, 2.0)[0]
     noise = float(1.4826 * np.median(np.abs(near - np.median(near))))
+    # The mode of a few dozen noisy voxels (3 mm slices: ~80 in the ball) wanders by a
+    # noise SD; a Tukey-biweight mean started at the mode stays on the mode's cluster
+    # (gas or a vessel beside the click get zero weight) with the precision of a mean.
+    lesion_hu = biweight_location(near, histogram_mode(near, max(2.0, 0.5 * noise))[0])
     # Three noise SDs separate lesion from parenchyma; capped, since gas or a vessel
     # by the click widens the spread without the parenchyma being farther away.
     delta = float(np.clip(3.0 * noise, win["min_lesion_contrast_hu"], MAX_DELTA_HU))
@@ -487,6 +528,7 @@ def refine_boundary(
     seeds: list[Seed],
     bound: sitk.Image | None = None,
     cut: sitk.Image | None = None,
+    smoothed: sitk.Image | None = None,
 ) -> tuple[sitk.Image, float]:
     """Place the lesion edge at the 50 % level of the deblurred image, within a band.
 
@@ -501,38 +543,56 @@ def refine_boundary(
     voxels within ``REFINE_BAND_MM`` of the grown surface are re-classified at the
     midpoint between it and ``edge_hu``; deeper voxels keep the grown label, and
     nothing outside ``bound`` (the star-shaped bound of the growing) or next to
-    ``cut`` (what the opening removed) is added.
+    ``cut`` (what the opening removed) is added. ``smoothed``: the growing's Gaussian
+    of ``roi`` (same grid, sigma ``smoothing_sigma``), reused instead of smoothing the
+    band's box again when the sigmas agree (speed only: it differs from the box's own
+    Gaussian only by the box edge's effect, which has died out in the band).
     Returns the mask and the lesion HU used.
     """
     step = float(max(roi.GetSpacing()))
-    core = sitk.GetArrayFromImage(erode_mm(mask, step)) > 0
-    if np.count_nonzero(core) >= 20:
-        lesion_hu = float(np.median(sitk.GetArrayViewFromImage(roi)[core]))
-    threshold = 0.5 * (lesion_hu + edge_hu)
+    band = max(REFINE_BAND_MM, step)
     # Smoothing scales with the voxel (1 mm barely averages 3 mm voxels), at most a
     # quarter of the lesion's equivalent radius (the correction is first order).
     n = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
     r_eq = (3.0 * n * float(np.prod(roi.GetSpacing())) / (4.0 * np.pi)) ** (1.0 / 3.0)
     sigma = min(max(REFINE_SIGMA_MM, 0.6 * step), max(REFINE_SIGMA_MM, 0.25 * r_eq))
-    band = max(REFINE_BAND_MM, step)
-    # Only the band around the grown surface is re-classified: the filters run on the
+    # Only the band around the grown surface is re-classified: everything runs on the
     # mask's box padded by the band + REFINE_REACH_SIGMAS sigma (where the recursive
-    # filters' boundary effect has died out), not on the whole crop.
+    # filters' boundary effect has died out), not on the whole crop. The band and
+    # all that is derived from it stay a voxel or more inside that box (or reach
+    # the crop's own edge), so the morphology gives the whole-crop result.
     box = bounding_box(mask, band + REFINE_REACH_SIGMAS * sigma, 1)
     box = box or ((0, 0, 0), list(roi.GetSize()))
+    full_mask, mask = mask, crop_box(mask, box)
     local = crop_box(roi, box)
-    smooth = sitk.SmoothingRecursiveGaussian(local, sigma)
+    # The one-voxel core and the band's inner edge: one distance map.
+    core, inner = erosions_mm(mask, [step, band])
+    core = sitk.GetArrayFromImage(core) > 0
+    if np.count_nonzero(core) >= 20:
+        lesion_hu = float(np.median(sitk.GetArrayViewFromImage(local)[core]))
+    threshold = 0.5 * (lesion_hu + edge_hu)
+    same_grid = (
+        smoothed is not None
+        and smoothed.GetSize() == roi.GetSize()
+        and smoothed.GetOrigin() == roi.GetOrigin()
+        and smoothed.GetSpacing() == roi.GetSpacing()
+        and smoothed.GetDirection() == roi.GetDirection()
+    )
+    if same_grid and all(s == sigma for s in smoothing_sigma(roi)):
+        smooth = crop_box(smoothed, box)
+    else:
+        smooth = sitk.SmoothingRecursiveGaussian(local, sigma)
     log = sitk.LaplacianRecursiveGaussian(local, sigma)
     sharp = smooth - (0.5 * sigma * sigma) * log
     side = sharp < threshold if chosen == "hypo" else sharp > threshold
-    side = uncrop_box(sitk.Cast(side, sitk.sitkUInt8), mask, box)
-    inner = erode_mm(mask, band)
+    side = sitk.Cast(side, sitk.sitkUInt8)
     outer = dilate_mm(mask, band)
     if bound is not None:
-        outer = sitk.And(outer, bound)
+        outer = sitk.And(outer, crop_box(bound, box))
     if cut is not None:
         # Nothing is re-added next to what the opening cut off (an attached vessel).
-        outer = sitk.And(outer, sitk.Not(dilate_mm(cut, 1.01 * step)))
+        # (Cut voxels outside the box are farther than a voxel from the band.)
+        outer = sitk.And(outer, sitk.Not(dilate_mm(crop_box(cut, box), 1.01 * step)))
     refined = sitk.Or(inner, sitk.And(outer, side))
     # A small opening removes what the band re-added along an attachment the growing
     # had cut (a vessel stub); a convex outline whose curvature radius exceeds the
@@ -544,10 +604,10 @@ def refine_boundary(
         opened = open_mm(refined, radius)
         if np.any(sitk.GetArrayViewFromImage(opened)):
             refined = opened
-    out = fill_holes(component_at(refined, [s.index for s in seeds]))
+    out = fill_holes(component_at(refined, [s.index for s in shift_seeds(seeds, box)]))
     if not np.any(sitk.GetArrayViewFromImage(out)):
-        return mask, lesion_hu
-    return out, lesion_hu
+        return full_mask, lesion_hu
+    return uncrop_box(out, full_mask, box), lesion_hu
 
 
 def _edge_value(
@@ -782,7 +842,7 @@ def opening_radius_mm(mask: sitk.Image, seeds: list[Seed]) -> float:
     """
     depth = -sitk.GetArrayFromImage(signed_distance_mm(fill_holes(mask), within_mm=0.0))
     d = max(float(depth[s.index[2], s.index[1], s.index[0]]) for s in seeds)
-    return float(np.clip(0.5 * d, 1.0, 8.0))
+    return float(np.clip(0.5 * d, 1.0, OPEN_MAX_MM))
 
 
 def _clean(mask: sitk.Image, seeds: list[Seed]) -> sitk.Image:

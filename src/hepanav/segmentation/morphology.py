@@ -63,6 +63,11 @@ def uncrop_box(local: sitk.Image, reference: sitk.Image, box, fill: float = 0) -
 
 
 def _binary(mask: sitk.Image) -> sitk.Image:
+    """``mask > 0`` as uint8 0/1; a uint8 mask that already is 0/1 is returned as it is
+    (no copy: SimpleITK filters never modify their input)."""
+    if mask.GetPixelID() == sitk.sitkUInt8 and mask.GetNumberOfComponentsPerPixel() == 1:
+        if int(np.max(sitk.GetArrayViewFromImage(mask), initial=0)) <= 1:
+            return mask
     return sitk.Cast(mask > 0, sitk.sitkUInt8)
 
 
@@ -110,17 +115,30 @@ def erode_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
 
     The image edge does not count as background (a mask touching the edge is not
     eroded from it)."""
-    if radius_mm <= 0 or not _any(mask):
-        return _binary(mask)
+    return erosions_mm(mask, [radius_mm])[0]
+
+
+def erosions_mm(mask: sitk.Image, radii_mm: list[float]) -> list[sitk.Image]:
+    """``[erode_mm(mask, r) for r in radii_mm]`` from one distance map (same result)."""
+    if not _any(mask):
+        return [_binary(mask) for _ in radii_mm]
     # The nearest background voxel of a mask voxel lies in the mask's box padded by
     # one voxel (the padding layer is background wherever it is inside the image).
     box = bounding_box(mask, 0.0, 1)
     local = crop_box(mask, box)
     background = sitk.Cast(local == 0, sitk.sitkUInt8)
     if not _any(background):
-        return _binary(mask)
-    eroded = sitk.Cast(_maurer(background) > radius_mm, sitk.sitkUInt8)
-    return uncrop_box(eroded, mask, box)
+        return [_binary(mask) for _ in radii_mm]
+    dist = None
+    out = []
+    for r in radii_mm:
+        if r <= 0:
+            out.append(_binary(mask))
+            continue
+        if dist is None:
+            dist = _maurer(background)
+        out.append(uncrop_box(sitk.Cast(dist > r, sitk.sitkUInt8), mask, box))
+    return out
 
 
 def open_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
@@ -173,8 +191,19 @@ def fill_holes(mask: sitk.Image) -> sitk.Image:
     box = bounding_box(mask, 0.0, 1)
     if box is None:
         return _binary(mask)
-    filled = sitk.BinaryFillhole(_binary(crop_box(mask, box)), False, 1)
-    return uncrop_box(sitk.Cast(filled, sitk.sitkUInt8), mask, box)
+    local = _binary(crop_box(mask, box))
+    # Background components (face-connected) that touch the box's faces reach the
+    # border; the others are holes. The same voxels as SimpleITK's BinaryFillhole
+    # (fullyConnected off), several times faster on masks with many small holes.
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(local == 0, False))
+    faces = np.concatenate(
+        [f.ravel() for a in range(3) for f in (np.take(labels, 0, a), np.take(labels, -1, a))]
+    )
+    border = np.unique(faces)
+    filled = ~np.isin(labels, border[border > 0])
+    out = sitk.GetImageFromArray(filled.astype(np.uint8))
+    out.CopyInformation(local)
+    return uncrop_box(out, mask, box)
 
 
 def _any(mask: sitk.Image) -> bool:
