@@ -4,11 +4,35 @@ put the smoothed mask back onto the CT grid as a :class:`Segmentation`."""
 
 from __future__ import annotations
 
+import numpy as np
 import SimpleITK as sitk
 
+from hepanav.core.errors import InputError
 from hepanav.segmentation.grow import SURFACE_SIGMA_MM, Appearance, Grown, grow_lesion
+from hepanav.segmentation.morphology import signed_distance_mm
 from hepanav.segmentation.result import Segmentation, paste, smooth_surface
 from hepanav.segmentation.seeds import Seed, checked_seeds
+from hepanav.segmentation.windows import hu_windows
+
+# What a focal liver lesion's surroundings and shape may be (check_focal_lesion).
+# The boundary shell: voxels 0.5-3 mm outside the grown region (smoothed CT).
+BOUNDARY_SHELL_MM = (0.5, 3.0)
+# More than this fraction of the shell in cortical bone (> bone_above_hu): the region is
+# a bone (a vertebral body, a rib), whose cortex encloses it. A lesion in the liver
+# is surrounded by parenchyma; one beside a rib has at most a patch of bone within 3 mm.
+MAX_BONE_BOUNDARY = 0.25
+# More than this fraction of the shell in fat (< fat_below_hu): the region lies in fat
+# (a bowel loop, a lymph node, a retroperitoneal vessel), not in the liver. A subcapsular
+# or exophytic lesion keeps at least half its boundary on parenchyma.
+MAX_FAT_BOUNDARY = 0.5
+# Tubular: principal-axis ratio (SimpleITK LabelShapeStatistics elongation, sqrt of the
+# largest over the middle principal moment) above this ... Lesions are roughly
+# star-shaped about the click, axis ratios of 0.6 and more (elongation <= 1.7) ...
+MAX_LESION_ELONGATION = 2.0
+# ... AND more than this fraction of the voxels just outside (<= 1.6 mm) still in the
+# growing window: the region did not end at an edge but was cut by the growth bound
+# (a vessel running on past it). HepaNav defaults.
+MAX_CUT_BOUNDARY = 0.15
 
 
 def grow_checked(
@@ -37,6 +61,84 @@ def grow_checked(
         dark_is_lesion=dark_is_lesion,
     )
     return grown, include, exclude
+
+
+def check_focal_lesion(grown: Grown, seeds: list[Seed], what: str) -> None:
+    """Refuse a grown region that is not a focal lesion in the liver (a misplaced click).
+
+    A focal liver lesion (tumour) is surrounded by liver parenchyma and is compact. So
+    the region grown from a seed in bone, a vessel, bowel or another organ is refused
+    when (first that applies):
+
+    1. the surrounding attenuation (``grown.parenchyma_hu``, the median of the shell
+       2.5-7 mm outside the region) is outside the plausible liver range
+       (``liver_min_hu``-``liver_max_hu`` of ``hu_windows.yaml``);
+    2. more than ``MAX_BONE_BOUNDARY`` of its boundary shell (``BOUNDARY_SHELL_MM``
+       outside, on the smoothed CT) is cortical bone (> ``bone_above_hu``, 400 HU):
+       the cortex of a vertebra or rib encloses it;
+    3. more than ``MAX_FAT_BOUNDARY`` of that shell is fat (< ``fat_below_hu``);
+    4. it is tubular: elongation (principal-axis ratio, SimpleITK
+       ``LabelShapeStatisticsImageFilter``) above ``MAX_LESION_ELONGATION`` and more
+       than ``MAX_CUT_BOUNDARY`` of the voxels within 1.6 mm outside still in the
+       growing window (``grown.window_hu``): cut by the growth bound, a vessel.
+
+    Parameters
+    ----------
+    grown : Grown
+        The grown region (mask and smoothed CT on the crop grid, LPS mm).
+    seeds : list of Seed
+        The clicks; the first is named in the error.
+    what : str
+        The structure's name for the message ("tumour").
+
+    Raises
+    ------
+    InputError
+        One line naming the seed (LPS mm) and what was found.
+    """
+    win = hu_windows()
+    name = seeds[0].describe()
+    par = grown.parenchyma_hu
+    if not win["liver_min_hu"] <= par <= win["liver_max_hu"]:
+        raise InputError(
+            f"does not look like a {what} in the liver: the tissue around the grown region "
+            f"is {par:.0f} HU, outside liver parenchyma ({win['liver_min_hu']:.0f}-"
+            f"{win['liver_max_hu']:.0f} HU in any phase)",
+            name,
+        )
+    dist = sitk.GetArrayFromImage(signed_distance_mm(grown.mask, within_mm=BOUNDARY_SHELL_MM[1]))
+    smoothed = sitk.GetArrayFromImage(grown.smoothed)
+    shell = smoothed[(dist > BOUNDARY_SHELL_MM[0]) & (dist <= BOUNDARY_SHELL_MM[1])]
+    if shell.size:
+        bone = float(np.mean(shell > win["bone_above_hu"]))
+        if bone > MAX_BONE_BOUNDARY:
+            raise InputError(
+                f"does not look like a {what}: {100 * bone:.0f}% of the grown region's boundary "
+                f"is bone (> {win['bone_above_hu']:.0f} HU; lesion {grown.lesion_hu:.0f} HU): "
+                "the seed is in a bone, not in the liver",
+                name,
+            )
+        fat = float(np.mean(shell < win["fat_below_hu"]))
+        if fat > MAX_FAT_BOUNDARY:
+            raise InputError(
+                f"does not look like a {what} in the liver: {100 * fat:.0f}% of the grown "
+                f"region's boundary is fat (< {win['fat_below_hu']:.0f} HU)",
+                name,
+            )
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(grown.mask > 0, sitk.sitkUInt8))
+    if stats.HasLabel(1):
+        elongation = float(stats.GetElongation(1))
+        near = smoothed[(dist > 0) & (dist <= 1.6)]
+        lo, hi = grown.window_hu
+        cut = float(np.mean((near >= lo) & (near <= hi))) if near.size else 0.0
+        if elongation > MAX_LESION_ELONGATION and cut > MAX_CUT_BOUNDARY:
+            raise InputError(
+                f"does not look like a {what}: the grown region ({grown.lesion_hu:.0f} HU) is "
+                f"tubular (principal-axis ratio {elongation:.1f}, lesions <= "
+                f"{MAX_LESION_ELONGATION:g}) and runs on past the growth bound: a vessel",
+                name,
+            )
 
 
 def lesion_segmentation(

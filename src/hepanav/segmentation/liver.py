@@ -72,7 +72,9 @@ def segment_liver(
     Raises
     ------
     InputError
-        Seed in air/bone/fat or at an attenuation no liver has; a leak (past
+        Seed in air/bone/fat, on water-density fluid (< 25 HU) or at an attenuation no
+        liver has; a seed whose HU differs from the bulk of the region it grew (a
+        vessel: ``_check_seed_tissue``); a leak (past
         ``max_radius_mm`` or more than 4 litres).
     """
     win = hu_windows()
@@ -86,6 +88,13 @@ def segment_liver(
         raise InputError(
             f"does not look like liver parenchyma: {liver_hu:.0f} HU around the seed (liver is "
             f"{win['liver_min_hu']:.0f}-{win['liver_max_hu']:.0f} HU in any phase)",
+            seeds[0].describe(),
+        )
+    if liver_hu < win["liver_seed_min_hu"]:
+        raise InputError(
+            f"does not look like liver parenchyma: {liver_hu:.0f} HU around the seed is "
+            f"water-density fluid (below {win['liver_seed_min_hu']:.0f} HU: stomach or bowel "
+            "content, gallbladder, a cyst); click the liver",
             seeds[0].describe(),
         )
     half = max(3.0 * sd, WINDOW_HU)
@@ -111,6 +120,7 @@ def segment_liver(
     # Restore the surface detail the opening removed, but not the bridges it cut.
     liver = sitk.And(grown, dilate_mm(core, RESTORE_MM))
     liver = component_at(liver, [s.index for s in grow_from])
+    _check_seed_tissue(liver, smoothed, liver_hu, half, seeds[0])
     liver = close_mm(liver, CLOSING_MM)
     liver = _fill_axial(liver)
     _check_leak(liver, grow_from, max_radius_mm, seeds[0])
@@ -157,6 +167,39 @@ def _fill_axial(mask: sitk.Image) -> sitk.Image:
     out = sitk.GetImageFromArray(arr.astype(np.uint8))
     out.CopyInformation(mask)
     return out
+
+
+def _check_seed_tissue(
+    region: sitk.Image, smoothed: sitk.Image, seed_hu: float, half_hu: float, first: Seed
+) -> None:
+    """Refuse a seed that is not on the tissue the grown region is made of.
+
+    The region's attenuation is the histogram mode of ``smoothed`` over ``region``
+    (its bulk, the parenchyma). A click on liver parenchyma has the same mode around
+    it (``seed_hu``); a click on a vessel (the aorta, 150-250 HU in the portal venous
+    phase, above the liver's 100-130 HU) grows, through the low side of its window,
+    into the liver or other tissue and differs from it by more than ``half_hu`` (the
+    half-width of the growing window). Raises ``InputError`` naming the seed and both
+    HU.
+    """
+    from hepanav.segmentation.grow import histogram_mode
+
+    values = sitk.GetArrayViewFromImage(smoothed)
+    inside = region
+    if inside.GetSize() != smoothed.GetSize() or inside.GetOrigin() != smoothed.GetOrigin():
+        inside = sitk.Resample(region, smoothed, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    mask = sitk.GetArrayViewFromImage(inside) > 0
+    if not mask.any():
+        return
+    region_hu = histogram_mode(np.asarray(values)[mask], 2.0)[0]
+    if abs(region_hu - seed_hu) > half_hu:
+        side = "brighter" if seed_hu > region_hu else "darker"
+        raise InputError(
+            f"does not look like liver parenchyma: the seed ({seed_hu:.0f} HU around it) is "
+            f"{side} than the region it grew into ({region_hu:.0f} HU) by more than "
+            f"{half_hu:.0f} HU: it is on a vessel or another structure; click the liver",
+            first.describe(),
+        )
 
 
 def _check_leak(mask: sitk.Image, seeds: list[Seed], max_radius_mm: float, first: Seed) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import SimpleITK as sitk
 
 from hepanav.segmentation.grow import Appearance
-from hepanav.segmentation.lesion import grow_checked, lesion_segmentation
+from hepanav.segmentation.lesion import check_focal_lesion, grow_checked, lesion_segmentation
 from hepanav.segmentation.result import Segmentation
 from hepanav.segmentation.seeds import Seed
 
@@ -48,11 +48,13 @@ def segment_tumor(
     Raises
     ------
     InputError
-        Seed in air or bone, a seed that does not look like a tumour, a leak.
+        Seed in air or bone, a seed that does not look like a tumour (including a
+        region in bone, fat or a vessel: :func:`check_focal_lesion`), a leak.
     """
     grown, include, exclude = grow_checked(
         ct, seeds, appearance, max_radius_mm, "tumour", include, exclude
     )
+    check_focal_lesion(grown, seeds, "tumour")
     return lesion_segmentation(
         ct,
         grown.mask,
