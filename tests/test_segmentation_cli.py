@@ -222,3 +222,113 @@ def test_segment_write_error_leaves_no_partial_set(cli, body_ct, tmp_path, monke
                        "--out", out)  # fmt: skip
     one_line_error(code, err, "No space left on device")
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+# --- Misplaced clicks on the abdominal phantom (`hepanav phantom`, seed 0) ----------------
+
+
+@pytest.fixture(scope="module")
+def abdomen(tmp_path_factory):
+    """``hepanav phantom --seed 0``: its folder (pre-procedure CT, liver and tumour masks)
+    and label map (z, y, x)."""
+    from typer.testing import CliRunner
+
+    from hepanav.cli import app
+
+    folder = tmp_path_factory.mktemp("misclick") / "ph"
+    result = CliRunner().invoke(app, ["phantom", "--out", str(folder), "--seed", "0"])
+    assert result.exit_code == 0, result.stderr
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "pre_labels.nii.gz")))
+    return folder, labels
+
+
+def _deepest_voxel(labels, ids):
+    """``I,J,K`` of the voxel of ``ids`` farthest from the label's boundary, on the
+    label's middle axial slice (the centre of a vertebral body, the aorta's lumen,
+    the stomach's content), found from the label map, not hard-coded."""
+    from scipy import ndimage
+
+    inside = np.isin(labels, ids)
+    ks = np.nonzero(inside.any(axis=(1, 2)))[0]
+    k = int(ks[len(ks) // 2])
+    depth = ndimage.distance_transform_edt(inside[k])
+    j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return f"{i},{j},{k}"
+
+
+def _label_id(name):
+    from hepanav.phantoms.schema import LABEL_IDS
+
+    return LABEL_IDS[name]
+
+
+@pytest.mark.parametrize(
+    ("structure", "where", "fragments"),
+    [
+        # The vertebral body (trabecular, ~230 HU, brighter than liver): before, a
+        # "hyperdense tumour" of 24 ml, all vertebra; its cortex encloses the region.
+        ("tumor", "vertebrae_L2", ["boundary is bone (> 400 HU", "not in the liver"]),
+        # The aorta (~180 HU): before, a 16 ml "tumour" along the aorta.
+        ("tumor", "aorta", ["tubular", "a vessel"]),
+        # Stomach content (~15 HU): before, a 156 ml "liver" with Dice 0.
+        ("liver", "stomach", ["water-density fluid", "below 25 HU"]),
+        # The aorta: before, 1.7 l of aorta + liver (356 ml outside the liver).
+        ("liver", "aorta", ["brighter than the region it grew into", "vessel"]),
+    ],
+)
+def test_misplaced_click_refused(cli, abdomen, tmp_path, structure, where, fragments):
+    folder, labels = abdomen
+    voxel = _deepest_voxel(labels, [_label_id(where)])
+    i, j, k = (int(v) for v in voxel.split(","))
+    assert labels[k, j, i] == _label_id(where)
+    out = tmp_path / "m.nii.gz"
+    code, _, err = cli(
+        "segment",
+        structure,
+        "--ct",
+        folder / "pre_ct.nii.gz",
+        f"--seed-voxel={voxel}",
+        "--out",
+        out,
+    )
+    one_line_error(code, err, f"--seed-voxel {voxel} (", ") mm", *fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_correct_clicks_on_the_phantom_still_segment(cli, abdomen, tmp_path):
+    """The new checks refuse neither the tumour nor the liver clicked where they are."""
+    from hepanav.segmentation.metrics import dice
+
+    folder, labels = abdomen
+    truth = sitk.ReadImage(str(folder / "pre_tumor.nii.gz"))
+    tumour = sitk.GetArrayFromImage(truth) > 0
+    k, j, i = (int(np.median(a)) for a in np.nonzero(tumour))
+    assert tumour[k, j, i]
+    out = tmp_path / "t.nii.gz"
+    code, _, err = cli(
+        "segment",
+        "tumor",
+        "--ct",
+        folder / "pre_ct.nii.gz",
+        f"--seed-voxel={i},{j},{k}",
+        "--out",
+        out,
+        "--no-report",
+    )
+    assert code == 0, err
+    assert dice(sitk.ReadImage(str(out)), truth) >= 0.85
+    liver = _deepest_voxel(labels, [_label_id("liver")])
+    out = tmp_path / "l.nii.gz"
+    code, _, err = cli(
+        "segment",
+        "liver",
+        "--ct",
+        folder / "pre_ct.nii.gz",
+        f"--seed-voxel={liver}",
+        "--out",
+        out,
+        "--no-report",
+    )
+    assert code == 0, err
+    true_liver = sitk.ReadImage(str(folder / "pre_liver.nii.gz"))
+    assert dice(sitk.ReadImage(str(out)), true_liver) >= 0.85
