@@ -353,3 +353,27 @@ def test_masks_from_seeds_are_never_decisive_and_recorded_where_they_end(masks, 
     assert any("from a seed" in n for n in files["ablation zone"].notes)
     assert files["tumor"].file.endswith("tumor.nii.gz")
     assert not any("from a seed" in n for n in files["tumor"].notes)
+
+
+def test_a_mask_written_by_hepanav_segment_is_known_as_automatic(masks, tmp_path):
+    """The web application and a user running ``segment`` then ``margin`` pass the masks as
+    files: the segmentation record beside a mask (``<stem>.json`` with the structure and its
+    seeds) marks it as automatic, so the MAM is not decisive there either; a JSON file
+    that is not such a record (or none) changes nothing."""
+    import shutil
+
+    from hepanav.margin.pipeline import MarginInputs, automatic_segmentation, run_margin
+
+    zone = tmp_path / "zone.nii.gz"
+    shutil.copy(masks["ablation"], zone)
+    assert not automatic_segmentation(zone)
+    (tmp_path / "zone.json").write_text('{"note": "something else"}', encoding="utf-8")
+    assert not automatic_segmentation(zone)
+    (tmp_path / "zone.json").write_text(
+        '{"structure": "ablation", "seeds": [{"lps_mm": [0, 0, 0]}]}', encoding="utf-8"
+    )
+    assert automatic_segmentation(zone)
+    result = run_margin(
+        MarginInputs(tumor=masks["tumor"], ablation=zone), tmp_path / "out", report=False
+    ).result
+    assert not result.uncertainty.decisive and "ablation zone" in result.uncertainty.rule

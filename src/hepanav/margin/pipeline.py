@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,9 @@ def run_margin(
     occupancies: dict[str, sitk.Image] = {}
     images = read_inputs(inputs, records, occupancies)
     seeded = dict(inputs.from_seeds or {})
+    for role in ("tumor", "ablation"):
+        if role not in seeded and automatic_segmentation(getattr(inputs, role)):
+            seeded[role] = getattr(inputs, role)
     roles = {"tumor": "tumor", "ablation zone": "ablation"}
     for record in records:
         if roles.get(record.role) in seeded:
@@ -212,6 +216,24 @@ def run_margin(
         occupancies=occupancies,
         segmented_from_seeds=tuple(seeded),
     )
+
+
+def automatic_segmentation(mask: Path | None) -> bool:
+    """True when ``mask`` was written by ``hepanav segment`` from a seed: its record
+    ``<stem>.json`` lies beside it (docs/segmentation.md) and names the structure and the
+    seeds. Such a mask carries an error the margin's uncertainty does not hold (see
+    :func:`margin_uncertainty`). A mask edited and saved under the same name keeps the
+    record and stays "automatic": the safe side."""
+    if mask is None or not Path(mask).is_file():
+        return False
+    name = Path(mask).name
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
+    record = Path(mask).with_name(f"{stem}.json")
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "structure" in data and bool(data.get("seeds"))
 
 
 def run_margin_pipeline(
