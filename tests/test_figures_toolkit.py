@@ -213,3 +213,20 @@ def test_decimate_keeps_the_worst_scalar_and_interactive_html_is_offline():
     payload = json.loads(data)
     assert [layer["name"] for layer in payload["layers"]] == ["tumour", "zone"]
     assert payload["markers"][0]["label"] == "MAM point"
+
+
+def test_3d_axes_name_the_direction_their_values_grow_toward():
+    """The static 3D view is drawn from two sides; in the second the x values decrease
+    from left to right on screen, so an arrow label ("R -> L") would read backwards. The
+    labels name where each LPS axis grows, which holds in every view."""
+    from hepanav.imaging.figures.surface3d import static_figure
+
+    tetra = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]], float)
+    faces = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]])
+    fig = static_figure([SurfaceLayer("t", tetra, faces, None, "#0072B2", 1.0)])
+    axes3d = [ax for ax in fig.axes if hasattr(ax, "get_zlabel")]
+    assert len(axes3d) == 2
+    for ax in axes3d:
+        assert "+x = left" in ax.get_xlabel() and "+y = posterior" in ax.get_ylabel()
+        assert "+z = superior" in ax.get_zlabel()
+        assert "\u2192" not in ax.get_xlabel() + ax.get_ylabel() + ax.get_zlabel()

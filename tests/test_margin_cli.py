@@ -58,6 +58,7 @@ def test_margin_run_writes_json_map_and_report(cli, masks, tmp_path):
     )
     assert code == 0, err
     assert "MAM 3." in stdout or "MAM 2.9" in stdout
+    assert " mm ± " in stdout.splitlines()[0]  # the interval's half-width on the line
     result = MarginResult.model_validate_json((out / "margin.json").read_text(encoding="utf-8"))
     raw = json.loads((out / "margin.json").read_text(encoding="utf-8"))
     for key in (
@@ -321,3 +322,58 @@ def test_margin_writes_the_surface_meshes_in_ras_with_the_margin_per_vertex(cli,
     zone = nib.load(str(out / "surface" / "ablation_zone.surf.gii"))
     zone_points = zone.agg_data("NIFTI_INTENT_POINTSET")
     assert np.abs(np.linalg.norm(zone_points, axis=1) - 13.0).max() < 0.5
+
+
+def test_masks_from_seeds_are_never_decisive_and_recorded_where_they_end(masks, tmp_path):
+    """Masks segmented from seeds (``margin --tumor-seed/--ablation-seed``) carry an error
+    the interval does not hold: the same measurement that is decisive with given masks
+    (MAM 3 mm, u about 1 mm: 3 mm from both 0 and 5 mm) is reported NOT decisive, the rule
+    says why, and each seeded input is recorded at its final place, not the temporary
+    folder it was read from."""
+    from hepanav.margin.pipeline import MarginInputs, run_margin
+
+    given = run_margin(
+        MarginInputs(tumor=masks["tumor"], ablation=masks["ablation"]),
+        tmp_path / "given", report=False,
+    ).result
+    assert given.uncertainty.decisive  # the baseline: the rule alone lets it through
+    final = tmp_path / "final" / "segmentation" / "zone-final.nii.gz"
+    seeded = run_margin(
+        MarginInputs(
+            tumor=masks["tumor"], ablation=masks["ablation"], from_seeds={"ablation": final}
+        ),
+        tmp_path / "seeded", report=False,
+    ).result
+    assert seeded.min_margin_mm == pytest.approx(given.min_margin_mm)
+    assert not seeded.uncertainty.decisive
+    assert "seeds (ablation zone)" in seeded.uncertainty.rule
+    assert "NOT included" in seeded.uncertainty.source
+    files = {r.role: r for r in seeded.inputs}
+    assert files["ablation zone"].file.endswith("zone-final.nii.gz")
+    assert any("from a seed" in n for n in files["ablation zone"].notes)
+    assert files["tumor"].file.endswith("tumor.nii.gz")
+    assert not any("from a seed" in n for n in files["tumor"].notes)
+
+
+def test_a_mask_written_by_hepanav_segment_is_known_as_automatic(masks, tmp_path):
+    """The web application and a user running ``segment`` then ``margin`` pass the masks as
+    files: the segmentation record beside a mask (``<stem>.json`` with the structure and its
+    seeds) marks it as automatic, so the MAM is not decisive there either; a JSON file
+    that is not such a record (or none) changes nothing."""
+    import shutil
+
+    from hepanav.margin.pipeline import MarginInputs, automatic_segmentation, run_margin
+
+    zone = tmp_path / "zone.nii.gz"
+    shutil.copy(masks["ablation"], zone)
+    assert not automatic_segmentation(zone)
+    (tmp_path / "zone.json").write_text('{"note": "something else"}', encoding="utf-8")
+    assert not automatic_segmentation(zone)
+    (tmp_path / "zone.json").write_text(
+        '{"structure": "ablation", "seeds": [{"lps_mm": [0, 0, 0]}]}', encoding="utf-8"
+    )
+    assert automatic_segmentation(zone)
+    result = run_margin(
+        MarginInputs(tumor=masks["tumor"], ablation=zone), tmp_path / "out", report=False
+    ).result
+    assert not result.uncertainty.decisive and "ablation zone" in result.uncertainty.rule

@@ -74,6 +74,7 @@ def _serve(conn, settings, bit_depth, clipped_background, surface, rule, nice) -
     # The same analysis code as the synchronous and thread modes (LiveDisplay._findings).
     analyst = LiveDisplay(settings, bit_depth, surface=surface, rule=rule,
                           clipped_background=clipped_background)
+    _warm_up(settings, bit_depth, clipped_background, surface, rule)
     shm, name = None, None
     conn.send(("ready", None))
     try:
@@ -105,6 +106,23 @@ def _serve(conn, settings, bit_depth, clipped_background, surface, rule, nice) -
     finally:
         if shm is not None:
             shm.close()
+
+
+def _warm_up(settings, bit_depth, clipped_background, surface, rule) -> None:
+    """Run the analysis once on a dark frame before saying "ready", on a throwaway
+    display (no state carried over): the first real frame then does not pay for the
+    modules the analysis imports lazily (a tester saw the first ~24 frames of a fast
+    replay shown without findings). A failure here is left to the real frames to report."""
+    from hepanav.fluorescence.live import LiveDisplay
+    from hepanav.fluorescence.sources import FramePair
+
+    shape = surface.shape if surface is not None else (64, 64)
+    try:
+        LiveDisplay(settings, bit_depth, surface=surface, rule=rule,
+                    clipped_background=clipped_background)._findings(
+            FramePair(-1, np.zeros(shape, np.uint16), None), 0.0)
+    except Exception:  # noqa: BLE001 - only a warm-up
+        pass
 
 
 class AnalysisProcess:

@@ -188,6 +188,7 @@ def margin(
     # Masks from seeds (hepanav.segmentation): segmented before the margin pipeline,
     # written to OUT/segmentation/ with their own reports.
     seg_parent = None
+    from_seeds: dict[str, Path] = {}
     if tumor_seed or ablation_seed:
 
         from hepanav.segmentation.pipeline import masks_for_margin
@@ -212,6 +213,13 @@ def margin(
         tumor, ablation = masks_for_margin(
             seg_parent, pre, post, tumor, ablation, tumor_seed, ablation_seed
         )
+        # Where the masks end up (the temporary folder is gone when the command ends).
+        from_seeds = {
+            role: out / "segmentation" / path.name
+            for role, path, seeds in (("tumor", tumor, tumor_seed),
+                                      ("ablation", ablation, ablation_seed))
+            if seeds
+        }  # fmt: skip
     if tumor is None:
         raise InputError("give --tumor MASK or --tumor-seed X,Y,Z (with --pre)", "--tumor")
     if ablation is None:
@@ -250,6 +258,7 @@ def margin(
         mask_threshold=mask_threshold,
         pre_series=pre_series,
         post_series=post_series,
+        from_seeds=from_seeds or None,
     )
     inputs.check()
     check_inputs_outputs(
@@ -315,10 +324,14 @@ def margin(
         run.paths = {k: final_path(v, tmp, out) for k, v in run.paths.items()}
         bar.update(task, completed=len(STEPS), description="Done")
     r = run.result
+    u = r.uncertainty
     typer.echo(
-        f"MAM {r.min_margin_mm:.1f} mm ({r.category}); 6 mm shell covered "
+        f"MAM {r.min_margin_mm:.1f} mm ± {u.half_width_mm:.1f} mm ({r.category}"
+        f"{'' if u.decisive else ', NOT decisive'}); 6 mm shell covered "
         f"{100 * r.shell_coverage_6mm:.0f}%; {len(r.short_regions)} short region(s)"
     )
+    if not u.decisive:
+        typer.echo(f"not decisive: {u.rule}")
     typer.echo(f"report: {run.paths['report']}")
     for line in dicom.finish(out):
         typer.echo(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from hepanav.imaging import (
     write_image,
 )
 from hepanav.imaging.masks import check_mask_threshold
+from hepanav.imaging.schema import display_name
 from hepanav.margin.landmarks import paired_landmarks, read_landmarks
 from hepanav.margin.measure import Measurement, measure_margin
 from hepanav.margin.registration import (
@@ -69,6 +71,10 @@ class MarginInputs:
     pre_series: str | None = None
     post_series: str | None = None
     ct: Path | None = None  # CT behind the figures in the one-space mode (--ct), from main
+    # Masks segmented from seeds by `hepanav margin --tumor-seed/--ablation-seed`: role
+    # ("tumor", "ablation") -> where the mask ends up (OUT/segmentation/...), recorded in
+    # the result instead of the temporary folder it was read from.
+    from_seeds: dict[str, Path] | None = None
 
     @property
     def registered(self) -> bool:
@@ -174,6 +180,15 @@ def run_margin(
     records: list[InputRecord] = []
     occupancies: dict[str, sitk.Image] = {}
     images = read_inputs(inputs, records, occupancies)
+    seeded = dict(inputs.from_seeds or {})
+    for role in ("tumor", "ablation"):
+        if role not in seeded and automatic_segmentation(getattr(inputs, role)):
+            seeded[role] = getattr(inputs, role)
+    roles = {"tumor": "tumor", "ablation zone": "ablation"}
+    for record in records:
+        if roles.get(record.role) in seeded:
+            record.file = display_name(seeded[roles[record.role]])
+            record.notes.append("segmented automatically from a seed (hepanav segment)")
     landmarks = None
     if inputs.landmarks_pre is not None:
         # Read before registering: a bad file must not cost a minute of registration.
@@ -199,7 +214,26 @@ def run_margin(
         report=report,
         input_records=records,
         occupancies=occupancies,
+        segmented_from_seeds=tuple(seeded),
     )
+
+
+def automatic_segmentation(mask: Path | None) -> bool:
+    """True when ``mask`` was written by ``hepanav segment`` from a seed: its record
+    ``<stem>.json`` lies beside it (docs/segmentation.md) and names the structure and the
+    seeds. Such a mask carries an error the margin's uncertainty does not hold (see
+    :func:`margin_uncertainty`). A mask edited and saved under the same name keeps the
+    record and stays "automatic": the safe side."""
+    if mask is None or not Path(mask).is_file():
+        return False
+    name = Path(mask).name
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
+    record = Path(mask).with_name(f"{stem}.json")
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "structure" in data and bool(data.get("seeds"))
 
 
 def run_margin_pipeline(
@@ -220,6 +254,7 @@ def run_margin_pipeline(
     report: bool = True,
     input_records: list[InputRecord] | None = None,
     occupancies: dict[str, sitk.Image] | None = None,
+    segmented_from_seeds: tuple[str, ...] = (),
 ) -> MarginRun:
     """The margin pipeline from images in memory (the API for callers that made the masks).
 
@@ -256,6 +291,10 @@ def run_margin_pipeline(
         Partial-volume fractions of the ``"tumor"`` and/or ``"ablation"`` masks on
         their grids (see :func:`hepanav.imaging.load_mask_occupancy`): the surfaces
         are placed from them.
+    segmented_from_seeds : tuple of str
+        Which masks (``"tumor"``, ``"ablation"``) were segmented automatically from a
+        seed: their segmentation error is not part of the uncertainty ``u``, so the
+        MAM is reported as not decisive (see :func:`margin_uncertainty`).
 
     Returns
     -------
@@ -312,7 +351,9 @@ def run_margin_pipeline(
     )
     result = MarginResult(
         **measurement.figures(),
-        uncertainty=margin_uncertainty(measurement, tumor, ablation, pre, post, transform),
+        uncertainty=margin_uncertainty(
+            measurement, tumor, ablation, pre, post, transform, segmented_from_seeds
+        ),
         registration=Registration(
             mode=registration.mode if registration else "none",
             method=registration.method if registration else "none (masks given in one space)",
@@ -348,8 +389,16 @@ def margin_uncertainty(
     pre: sitk.Image | None,
     post: sitk.Image | None,
     transform: sitk.Transform | None,
+    segmented_from_seeds: tuple[str, ...] = (),
 ) -> Uncertainty:
-    """The MAM interval and the decisiveness rule (see :mod:`hepanav.margin.uncertainty`)."""
+    """The MAM interval and the decisiveness rule (see :mod:`hepanav.margin.uncertainty`).
+
+    ``u`` covers the registration and the voxel geometry. Masks segmented from seeds
+    (``segmented_from_seeds``) add an error ``u`` does not hold: on the evaluation
+    phantoms the MAM from automatic masks was biased low, -1.7 mm on average and down
+    to -5 mm (docs/segmentation.md, ``bench.eval_segmentation``), too case-dependent to
+    add as a number; such a MAM is therefore never decisive until the masks are reviewed.
+    """
     mam = measurement.min_margin_mm
     correction = None
     if transform is not None:
@@ -366,16 +415,25 @@ def margin_uncertainty(
         u = LOCAL_FLOOR_MM + geometric_half_width_mm(tumor, ablation)
         source = "voxel geometry only (masks given in one space, no registration)"
     decisive = abs(mam) > u and abs(mam - SAFE_MARGIN_MM) > u
+    rule = f"a margin within its uncertainty (±{u:.1f} mm) of 0 mm or of {SAFE_MARGIN_MM:g} mm "
+    rule += "is not decisive"
+    if segmented_from_seeds:
+        names = " and ".join({"tumor": "tumour", "ablation": "ablation zone"}.get(r, r)
+                             for r in segmented_from_seeds)  # fmt: skip
+        source += f"; NOT included: the automatic segmentation of the {names} from a seed"
+        rule += (
+            f"; a MAM from masks segmented automatically from seeds ({names}) is not "
+            "decisive either: review the masks (their error is not in u; phantoms: MAM "
+            "biased low, -1.7 mm on average, down to -5 mm)"
+        )
+        decisive = False
     return Uncertainty(
         half_width_mm=float(u),
         min_margin_interval_mm=(float(mam - u), float(mam + u)),
         source=source,
         local_correction_lps_mm=correction,
         decisive=bool(decisive),
-        rule=(
-            f"a margin within its uncertainty (±{u:.1f} mm) of 0 mm or of "
-            f"{SAFE_MARGIN_MM:g} mm is not decisive"
-        ),
+        rule=rule,
     )
 
 

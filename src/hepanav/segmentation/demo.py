@@ -46,12 +46,18 @@ def run(out: Path) -> list[Path]:
     console.print(f"segmentation Dice against the phantom truth: tumour {d_t:.3f}, zone {d_z:.3f}")
     console.print("registering pre -> post (no liver masks) and measuring the margin ...")
     inputs = MarginInputs(
-        tumor=tumor, ablation=zone, pre=case / "pre_ct.nii.gz", post=case / "post_ct.nii.gz"
+        tumor=tumor,
+        ablation=zone,
+        pre=case / "pre_ct.nii.gz",
+        post=case / "post_ct.nii.gz",
+        from_seeds={"tumor": tumor, "ablation": zone},
     )
     result = run_margin(inputs, out).result
+    u = result.uncertainty
     console.print(
-        f"MAM {result.min_margin_mm:.2f} mm (truth {truth['min_margin_mm']:.2f}), category "
-        f"{result.category} (truth {truth['category']}); registration: "
+        f"MAM {result.min_margin_mm:.2f} ± {u.half_width_mm:.1f} mm (truth "
+        f"{truth['min_margin_mm']:.2f}), category {result.category} (truth "
+        f"{truth['category']}){'' if u.decisive else ', NOT decisive'}; registration: "
         f"{result.registration.method}"
     )
     return [

@@ -37,6 +37,11 @@ from hepanav.segmentation.windows import hu_windows
 Appearance = Literal["hypo", "hyper", "auto"]
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article (messages: "an ablation zone", "a tumour")."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 SMOOTHING_MM = 1.0
 # ... and at least this fraction of the coarsest voxel: 1 mm barely averages 3 mm voxels,
 # whose noise (13 HU on the 3 mm scan) then breaks the growing of a 0 HU tumour
@@ -383,7 +388,7 @@ def grow_lesion(
     mask, raw = uncrop_box(mask, roi, box), uncrop_box(raw, roi, box)
     if abs(parenchyma - lesion_hu) < win["min_lesion_contrast_hu"]:
         raise InputError(
-            f"does not look like a {what}: the seed ({lesion_hu:.0f} HU) differs from the "
+            f"does not look like {_a(what)}: the seed ({lesion_hu:.0f} HU) differs from the "
             f"surrounding parenchyma ({parenchyma:.0f} HU) by less than "
             f"{win['min_lesion_contrast_hu']:.0f} HU",
             seeds[0].describe(),
@@ -467,7 +472,7 @@ def prepare_lesion(
     near = near[near > floor]
     if near.size == 0:
         raise InputError(
-            f"no soft tissue around the seed: it does not look like a {what}", seeds[0].describe()
+            f"no soft tissue around the seed: it does not look like {_a(what)}", seeds[0].describe()
         )
     noise = float(1.4826 * np.median(np.abs(near - np.median(near))))
     # The mode of a few dozen noisy voxels (3 mm slices: ~80 in the ball) wanders by a
@@ -953,7 +958,7 @@ def _check_leak(
     arr = sitk.GetArrayViewFromImage(mask) > 0
     if not arr.any():
         raise InputError(
-            f"nothing grew from the seed: it does not look like a {what}", first.describe()
+            f"nothing grew from the seed: it does not look like {_a(what)}", first.describe()
         )
     far = float(seed_distance_mm(roi, seeds, arr).max())
     if far > max_radius_mm:

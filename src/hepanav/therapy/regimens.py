@@ -142,7 +142,9 @@ def check_regimen_dose(
         value = patient_mg = dose
     else:
         raise InputError(
-            f"{key} is dosed in {r.unit}; give the dose in {r.unit} or in mg", "--unit"
+            f"{key} is dosed in {r.unit}; give the dose in "
+            + (r.unit if r.unit == "mg" else f"{r.unit} or in mg"),
+            "--unit",
         )
     result = (
         classify(value, low, high)

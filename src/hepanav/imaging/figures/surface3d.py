@@ -105,7 +105,9 @@ def static_figure(
 ):
     """Matplotlib figure with one 3D axes per (elevation, azimuth) view.
 
-    Axes are labelled with patient directions (x: R -> L, y: A -> P, z: I -> S, LPS mm);
+    Axes are labelled with the patient direction their values grow toward (LPS mm:
+    "+x = left", "+y = posterior", "+z = superior"; a direction arrow would read wrong
+    in a view from behind, where the x values decrease from left to right on screen);
     ``markers`` = [(point LPS, colour, label)] are drawn as large dots. Returns the
     figure (encode it with :func:`hepanav.core.report.figure_to_data_uri`).
     """
@@ -146,9 +148,9 @@ def static_figure(
         ax.set_zlim(mid[2] - half, mid[2] + half)
         ax.set_box_aspect((1, 1, 1))
         ax.view_init(elev=elev, azim=azim)
-        ax.set_xlabel("R \u2192 L (mm)", fontsize=8)
-        ax.set_ylabel("A \u2192 P (mm)", fontsize=8)
-        ax.set_zlabel("I \u2192 S (mm)", fontsize=8)
+        ax.set_xlabel("x mm (+x = left)", fontsize=8)
+        ax.set_ylabel("y mm (+y = posterior)", fontsize=8)
+        ax.set_zlabel("z mm (+z = superior)", fontsize=8)
         ax.tick_params(labelsize=6)
         if markers and k == 0:
             ax.legend(fontsize=7, loc="upper left")
