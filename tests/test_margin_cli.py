@@ -247,6 +247,23 @@ def test_subcapsular_distance_without_the_exclusion(cli, masks, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_subcapsular_without_a_liver_mask_names_the_option_given(cli, masks, tmp_path):
+    # --subcapsular-mm was not given: the error names --subcapsular and what it needs.
+    code, _, err = cli(
+        "margin",
+        "--tumor",
+        masks["tumor"],
+        "--ablation",
+        masks["ablation"],
+        "--subcapsular",
+        "--out",
+        tmp_path / "o",
+    )
+    one_line_error(code, err, "--subcapsular", "needs a liver mask: --liver")
+    assert "--subcapsular-mm" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_tumour_given_as_liver(cli, masks, tmp_path):
     # The tumour (r = 8) lies inside the dilated ablation-zone exclusion (r = 13 + 5):
     # nothing would be left for the registration metric.

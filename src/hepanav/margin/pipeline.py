@@ -127,10 +127,12 @@ class MarginInputs:
         if not self.registered and (self.pre_series or self.post_series):
             raise InputError("applies to the pre/post mode (--pre/--post)", "--pre-series")
         if self.subcapsular_mm and self.liver is None and self.liver_post is None:
+            # Named after --subcapsular, the option the user gave (--subcapsular-mm only
+            # has a default here).
             raise InputError(
-                "subcapsular exclusion needs a liver mask (--liver, or --liver-post with "
-                "--pre/--post)",
-                "--subcapsular-mm",
+                "needs a liver mask: --liver for masks in one space, or --liver-pre and "
+                "--liver-post with --pre/--post",
+                "--subcapsular",
             )
 
 
