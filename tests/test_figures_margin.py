@@ -146,6 +146,15 @@ def test_mam_crosshair_and_letters_follow_patient_space(direction):
     sag = axes[2]
     letters = {t.get_gid(): t.get_text() for t in sag.texts if t.get_gid()}
     assert letters["orient-left"] == "A" and letters["orient-top"] == "S"
+    # each caption names its own plane and where it lies (not the axial slice/table z)
+    captions = [ax.get_xlabel() for ax in axes]
+    assert captions[0].startswith("axial slice ") and "table z" in captions[0]
+    for caption, plane, axis in zip(captions[1:], ("coronal", "sagittal"), (1, 0), strict=True):
+        found = re.match(rf"{plane} plane at ([xy]) ([+-]\d+\.\d) mm \(LPS\)", caption)
+        assert found, caption
+        assert found[1] == "xy"[axis] and "slice" not in caption and "table" not in caption
+        assert float(found[2]) == pytest.approx(point[axis], abs=0.051)
+    assert float(re.search(r"x ([+-][\d.]+)", captions[2])[1]) == pytest.approx(15.0, abs=1.0)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

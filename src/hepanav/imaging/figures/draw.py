@@ -136,14 +136,32 @@ def add_scale_bar(ax, plane: Plane, length_mm: float | None = None) -> ScaleBar:
     return bar
 
 
+#: LPS axis a coronal (normal along y) or sagittal (normal along x) plane is placed on.
+_PLANE_AXES = ((0, "sagittal", "x"), (1, "coronal", "y"))
+
+
 def slice_caption(plane: Plane, window: tuple[float, float] | None, unit: str = "HU") -> str:
-    """The text under a view: slice number and table position, window/level."""
+    """The text under a view: where the plane lies, window/level.
+
+    A coronal or sagittal plane (normal along LPS y or x) names itself and its LPS y or
+    x, mm: the slice number and table z of its centre would describe the axial slice
+    through it, not the plane shown. An axial plane ("axial slice k/N") and an oblique
+    one give the nearest source slice and the table position (LPS z) of their centre.
+    """
     parts = []
-    if plane.source_slice is not None:
-        of = f"/{plane.source_slices}" if plane.source_slices else ""
-        parts.append(f"slice {plane.source_slice}{of}")
-    if plane.table_mm is not None:
-        parts.append(f"table z {plane.table_mm:+.1f} mm")
+    normal = np.abs(plane.normal)
+    placed = next(((name, axis, i) for i, name, axis in _PLANE_AXES if normal[i] > 0.9999), None)
+    if placed is not None:
+        name, axis, i = placed
+        position = round(float(plane.centre[i]), 1) or 0.0  # no "-0.0"
+        parts.append(f"{name} plane at {axis} {position:+.1f} mm (LPS)")
+    else:
+        if plane.source_slice is not None:
+            of = f"/{plane.source_slices}" if plane.source_slices else ""
+            axial = "axial " if normal[2] > 0.9999 else ""
+            parts.append(f"{axial}slice {plane.source_slice}{of}")
+        if plane.table_mm is not None:
+            parts.append(f"table z {round(plane.table_mm, 1) or 0.0:+.1f} mm")
     if window is not None:
         parts.append(f"W {window[0]:g} / L {window[1]:g} {unit}")
     return " · ".join(parts)
