@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -363,6 +364,15 @@ def test_masks_from_seeds_are_never_decisive_and_recorded_where_they_end(masks, 
     ).result
     assert seeded.min_margin_mm == pytest.approx(given.min_margin_mm)
     assert not seeded.uncertainty.decisive
+    # given masks: [MAM - u, MAM + u]; seeded: no interval (u leaves out the segmentation
+    # error, so it would claim a bound it does not have), and the reason says so
+    mam, u = given.min_margin_mm, given.uncertainty.half_width_mm
+    assert given.uncertainty.min_margin_interval_mm == pytest.approx((mam - u, mam + u))
+    assert given.uncertainty.interval_withheld_reason is None
+    assert seeded.uncertainty.min_margin_interval_mm is None
+    reason = seeded.uncertainty.interval_withheld_reason
+    assert "ablation zone was segmented automatically" in reason
+    assert "not the segmentation error" in reason
     assert "seeds (ablation zone)" in seeded.uncertainty.rule
     assert "NOT included" in seeded.uncertainty.source
     files = {r.role: r for r in seeded.inputs}
@@ -394,3 +404,68 @@ def test_a_mask_written_by_hepanav_segment_is_known_as_automatic(masks, tmp_path
         MarginInputs(tumor=masks["tumor"], ablation=zone), tmp_path / "out", report=False
     ).result
     assert not result.uncertainty.decisive and "ablation zone" in result.uncertainty.rule
+
+
+def test_terminal_line_of_seeded_masks_has_no_interval(cli, masks, tmp_path):
+    """Through the command: a mask written by ``hepanav segment`` gives no ± in the terminal
+    line and a null interval with its reason in margin.json."""
+    import shutil
+
+    zone = tmp_path / "zone.nii.gz"
+    shutil.copy(masks["ablation"], zone)
+    (tmp_path / "zone.json").write_text(
+        '{"structure": "ablation", "seeds": [{"lps_mm": [0, 0, 0]}]}', encoding="utf-8"
+    )
+    code, stdout, err = cli(
+        "margin", "--tumor", masks["tumor"], "--ablation", zone, "--out", tmp_path / "o"
+    )
+    assert code == 0, err
+    first = stdout.splitlines()[0]
+    assert re.match(
+        r"MAM (2\.9|3\.0) mm \(no interval: automatic masks\) \(0-5mm, NOT decisive\)", first
+    ), first
+    assert "±" not in first
+    assert "no interval: the ablation zone was segmented automatically" in stdout
+    data = json.loads((tmp_path / "o" / "margin.json").read_text(encoding="utf-8"))
+    assert data["uncertainty"]["min_margin_interval_mm"] is None
+    assert "segmented automatically" in data["uncertainty"]["interval_withheld_reason"]
+    report = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert "no interval</strong>: the ablation zone was segmented automatically" in report
+
+
+def test_terminal_line_names_the_residual_tumour(cli, masks, tmp_path):
+    """Tumour r = 8 offset 6 mm in a zone R = 13: MAM = 13 - 14 = -1 mm; the tumour outside
+    the zone is the sphere minus its lens with the zone, 4/3 pi 8^3 - pi 15^2 213 / 72 =
+    53.6 mm^3. The terminal line names the residual region and its volume."""
+    tumour = tmp_path / "tumour_out.nii.gz"
+    sitk.WriteImage(sphere_mask((6.0, 0, 0), 8.0), str(tumour))
+    code, stdout, err = cli(
+        "margin", "--tumor", tumour, "--ablation", masks["ablation"], "--out", tmp_path / "o"
+    )
+    assert code == 0, err
+    data = json.loads((tmp_path / "o" / "margin.json").read_text(encoding="utf-8"))
+    assert data["min_margin_mm"] == pytest.approx(-1.0, abs=0.3)
+    regions = data["residual_regions"]
+    assert len(regions) == 1
+    volume = sum(r["volume_ml"] for r in regions)
+    assert volume == pytest.approx(4 / 3 * np.pi * 8**3 / 1000 - np.pi * 225 * 213 / 72 / 1000,
+                                   rel=0.5)  # fmt: skip
+    first = stdout.splitlines()[0]
+    assert "(incomplete" in first
+    assert f"residual tumour: 1 region(s), {volume:.2f} ml outside the zone" in first
+
+
+def test_terminal_line_never_prints_a_negative_zero(masks, tmp_path):
+    """-0.04 mm at one digit is 0.0 (the sign of zero normalised), as in the report."""
+    from hepanav.margin.commands import result_line
+    from hepanav.margin.pipeline import MarginInputs, run_margin
+
+    result = run_margin(
+        MarginInputs(tumor=masks["tumor"], ablation=masks["ablation"]),
+        tmp_path / "o",
+        report=False,
+    ).result
+    for value in (-0.04, -0.0, 0.04):
+        line = result_line(result.model_copy(update={"min_margin_mm": value}))
+        assert line.startswith("MAM 0.0 mm ± "), line
+    assert result_line(result.model_copy(update={"min_margin_mm": -0.06})).startswith("MAM -0.1")

@@ -59,8 +59,8 @@ def safe_url(value: Any) -> str:
     return text
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
-    """Format a number for a table; ``None`` shows as an em dash."""
+def format_number(value: Any, digits: int = 1) -> str:
+    """Format a number for a table or a terminal line; ``None`` shows as an em dash."""
     if value is None:
         return "\u2014"
     if isinstance(value, float):
@@ -68,6 +68,9 @@ def _fmt(value: Any, digits: int = 1) -> str:
         # -0.04 at one digit is "0.0", not "-0.0" (a negative zero reads as a glitch)
         return text.lstrip("-") if float(text) == 0 else text
     return str(value)
+
+
+_fmt = format_number  # the ``fmt`` filter of the templates
 
 
 def render_html(package: str, template: str, *, title: str, **context: Any) -> str:

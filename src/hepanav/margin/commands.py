@@ -323,16 +323,39 @@ def margin(
                 shutil.copytree(seg_parent / "segmentation", tmp / "segmentation")
         run.paths = {k: final_path(v, tmp, out) for k, v in run.paths.items()}
         bar.update(task, completed=len(STEPS), description="Done")
-    r = run.result
-    u = r.uncertainty
-    typer.echo(
-        f"MAM {r.min_margin_mm:.1f} mm ± {u.half_width_mm:.1f} mm ({r.category}"
-        f"{'' if u.decisive else ', NOT decisive'}); 6 mm shell covered "
-        f"{100 * r.shell_coverage_6mm:.0f}%; {len(r.short_regions)} short region(s)"
-    )
+    typer.echo(result_line(run.result))
+    u = run.result.uncertainty
+    if u.interval_withheld_reason:
+        typer.echo(f"no interval: {u.interval_withheld_reason}")
     if not u.decisive:
         typer.echo(f"not decisive: {u.rule}")
     typer.echo(f"report: {run.paths['report']}")
     for line in dicom.finish(out):
         typer.echo(line)
     typer.echo(DISCLAIMER, err=True)
+
+
+def result_line(r) -> str:
+    """The terminal summary of a ``MarginResult``: MAM (± u only where u bounds it), category,
+    6 mm shell, residual tumour (when any) and short regions. Numbers as in the report
+    (no "-0.0")."""
+    from hepanav.core.report import format_number
+
+    u = r.uncertainty
+    mam = f"MAM {format_number(float(r.min_margin_mm))} mm"
+    if u.min_margin_interval_mm is not None:
+        mam += f" ± {format_number(float(u.half_width_mm))} mm"
+    else:
+        mam += " (no interval: automatic masks)"
+    residual = ""
+    if r.residual_regions:
+        volume = sum(region.volume_ml for region in r.residual_regions)
+        residual = (
+            f"residual tumour: {len(r.residual_regions)} region(s), "
+            f"{format_number(float(volume), 2)} ml outside the zone; "
+        )
+    return (
+        f"{mam} ({r.category}{'' if u.decisive else ', NOT decisive'}); 6 mm shell covered "
+        f"{format_number(100 * float(r.shell_coverage_6mm), 0)}%; {residual}"
+        f"{len(r.short_regions)} short region(s)"
+    )

@@ -429,9 +429,21 @@ def margin_uncertainty(
             "biased low, -1.7 mm on average, down to -5 mm)"
         )
         decisive = False
+    # The segmentation error of automatic masks is not in u (phantoms: MAM biased low by
+    # up to 5 mm), so [MAM - u, MAM + u] would claim a bound it does not have: withheld.
+    withheld = None
+    if segmented_from_seeds:
+        withheld = (
+            f"the {names} {'was' if len(segmented_from_seeds) == 1 else 'were'} segmented "
+            f"automatically from a seed: u (±{u:.1f} mm) covers the registration and the "
+            "voxel geometry only, not the segmentation error (phantoms: MAM biased low, "
+            "-1.7 mm on average, down to -5 mm); review the masks and rerun with --tumor / "
+            "--ablation for an interval"
+        )
     return Uncertainty(
         half_width_mm=float(u),
-        min_margin_interval_mm=(float(mam - u), float(mam + u)),
+        min_margin_interval_mm=None if withheld else (float(mam - u), float(mam + u)),
+        interval_withheld_reason=withheld,
         source=source,
         local_correction_lps_mm=correction,
         decisive=bool(decisive),

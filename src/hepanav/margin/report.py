@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from hepanav.core.report import write_html
+from hepanav.core.report import format_number, write_html
 from hepanav.margin.schema import SAFE_MARGIN_MM
 from hepanav.margin.views import (
     BAND_COLOURS,
@@ -32,9 +32,10 @@ def write_report(run: MarginRun, path: Path) -> Path:
     # the MAM point and its uncertainty from margin.json when it carries them
     point = getattr(run.result, "mam_point_lps_mm", None)
     point = mam_point(m) if point is None else point
-    label = f"MAM point ({run.result.min_margin_mm:.1f} mm"
+    label = f"MAM point ({format_number(float(run.result.min_margin_mm))} mm"
     uncertainty = getattr(run.result, "uncertainty", None)
-    if uncertainty is not None and getattr(uncertainty, "half_width_mm", None) is not None:
+    # the ± only where it bounds the MAM (not with masks segmented from seeds)
+    if uncertainty is not None and getattr(uncertainty, "min_margin_interval_mm", None):
         label += f" \u00b1 {uncertainty.half_width_mm:.1f}"
     label += ")"
     static3d, interactive3d = surface_views(m, point, label)

@@ -114,10 +114,21 @@ class Uncertainty(_Model):
     """How far the margin figures may be off, and whether the MAM is decisive."""
 
     half_width_mm: float = Field(
-        description="u: the MAM lies in [MAM - u, MAM + u] (mm); registration error at the "
-        "tumour (local consistency) + 0.5 mm floor + half the coarsest voxel beyond 1 mm"
+        description="u (mm): registration error at the tumour (local consistency) + 0.5 mm "
+        "floor + half the coarsest voxel beyond 1 mm. With masks given by the user the MAM "
+        "lies in [MAM - u, MAM + u]; with a mask segmented automatically from a seed u "
+        "covers the registration and the voxel geometry ONLY, not the segmentation error, "
+        "and bounds nothing (min_margin_interval_mm is then null)"
     )
-    min_margin_interval_mm: tuple[float, float] = Field(description="[MAM - u, MAM + u], mm")
+    min_margin_interval_mm: tuple[float, float] | None = Field(
+        description="[MAM - u, MAM + u], mm; null when a mask was segmented automatically "
+        "from a seed (its error is not in u; see interval_withheld_reason)"
+    )
+    interval_withheld_reason: str | None = Field(
+        default=None,
+        description="why min_margin_interval_mm is null (masks segmented automatically from "
+        "seeds); null when the interval is given",
+    )
     source: str = Field(description="what u was estimated from")
     local_correction_lps_mm: tuple[float, float, float] | None = Field(
         description="translation (LPS mm) a local registration near the zone still wanted "

@@ -54,8 +54,9 @@ def run(out: Path) -> list[Path]:
     )
     result = run_margin(inputs, out).result
     u = result.uncertainty
+    # No ± here: u leaves out the segmentation error of these automatic masks.
     console.print(
-        f"MAM {result.min_margin_mm:.2f} ± {u.half_width_mm:.1f} mm (truth "
+        f"MAM {result.min_margin_mm:.2f} mm, no interval (automatic masks) (truth "
         f"{truth['min_margin_mm']:.2f}), category {result.category} (truth "
         f"{truth['category']}){'' if u.decisive else ', NOT decisive'}; registration: "
         f"{result.registration.method}"
