@@ -469,3 +469,23 @@ def test_terminal_line_never_prints_a_negative_zero(masks, tmp_path):
         line = result_line(result.model_copy(update={"min_margin_mm": value}))
         assert line.startswith("MAM 0.0 mm ± "), line
     assert result_line(result.model_copy(update={"min_margin_mm": -0.06})).startswith("MAM -0.1")
+
+
+def test_seeded_run_checks_the_output_folder_before_segmenting(cli, masks, tmp_path):
+    """An --out holding a user's file is refused before any segmentation: the seed, outside
+    the CT, would be refused by the segmentation, so the error naming --out shows that the
+    output was checked first; the user's file is untouched and nothing is created."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    seeded = ("margin", "--pre", masks["ct"], "--post", masks["ct"], "--tumor-seed",
+              "500,500,500", "--ablation", masks["ablation"])  # fmt: skip
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = cli(*seeded, "--out", out)
+    one_line_error(code, err, "mine", "holds files HepaNav did not write")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # a refusal by the segmentation itself creates nothing either (not the parent of --out)
+    code, _, err = cli(*seeded, "--out", tmp_path / "new" / "o")
+    one_line_error(code, err, "--tumor-seed")
+    assert not (tmp_path / "new").exists()

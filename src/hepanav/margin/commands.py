@@ -175,6 +175,7 @@ def margin(
     from hepanav.core.errors import InputError
     from hepanav.core.paths import check_inputs_outputs
     from hepanav.core.progress import progress
+    from hepanav.dicom.hooks import DicomIO
     from hepanav.margin.pipeline import STEPS, MarginInputs, run_margin
     from hepanav.margin.subcapsular import DEFAULT_SUBCAPSULAR_MM
 
@@ -185,6 +186,12 @@ def margin(
     if subcapsular and subcapsular_mm is None:
         subcapsular_mm = DEFAULT_SUBCAPSULAR_MM
 
+    if tumor is None and not tumor_seed:
+        raise InputError("give --tumor MASK or --tumor-seed X,Y,Z (with --pre)", "--tumor")
+    if ablation is None and not ablation_seed:
+        raise InputError(
+            "give --ablation MASK or --ablation-seed X,Y,Z (with --post)", "--ablation"
+        )
     # Masks from seeds (hepanav.segmentation): segmented before the margin pipeline,
     # written to OUT/segmentation/ with their own reports.
     seg_parent = None
@@ -195,24 +202,49 @@ def margin(
 
         if from_pacs:
             raise InputError("seeds need --pre/--post files, not --from-pacs", "--tumor-seed")
-        # Options are checked before any segmentation writes a file.
-        provisional = MarginInputs(
-            tumor=Path("--tumor-seed"), ablation=Path("--ablation-seed"), liver=liver, pre=pre,
-            post=post, liver_pre=liver_pre, liver_post=liver_post,
-            landmarks_pre=landmarks_pre, landmarks_post=landmarks_post,
-            subcapsular_mm=subcapsular_mm, ct=ct,
+        # Options and the output folder are checked before any segmentation runs or
+        # writes a file (docs/reliability.md, "Refused before any work starts").
+        options = dict(
+            liver=liver,
+            pre=pre,
+            post=post,
+            liver_pre=liver_pre,
+            liver_post=liver_post,
+            landmarks_pre=landmarks_pre,
+            landmarks_post=landmarks_post,
         )
-        replace(provisional, tumor=tumor or provisional.tumor,
-                ablation=ablation or provisional.ablation).check()
-        # Segmented beside the output (not inside it: the output folder is written as one
-        # set and replaced whole); copied into the set as OUT/segmentation/ below.
-        out.parent.mkdir(parents=True, exist_ok=True)
-        seg_parent = Path(tempfile.mkdtemp(prefix=f".{out.name}.seg-", dir=out.parent))
+        MarginInputs(
+            tumor=tumor or Path("--tumor-seed"),
+            ablation=ablation or Path("--ablation-seed"),
+            subcapsular_mm=subcapsular_mm,
+            ct=ct,
+            tumor_label=tumor_label,
+            ablation_label=ablation_label,
+            liver_label=liver_label,
+            mask_threshold=mask_threshold,
+            pre_series=pre_series,
+            post_series=post_series,
+            **options,
+        ).check()
+        check_inputs_outputs([tumor, ablation, ct, *options.values()], [], folders=[out])
+        check_output_folder(out)
+        # The DICOM options (--dicom-out/--send need --post as a DICOM series) too.
+        DicomIO.open(
+            None, dicom_out, send, source=post, pre_source=pre, from_pacs_post=from_pacs_post
+        )
+        # Segmented in a temporary folder (not inside OUT: the output folder is written as
+        # one set and replaced whole; not beside it: nothing is created before the set is
+        # written); copied into the set as OUT/segmentation/ below.
+        seg_parent = Path(tempfile.mkdtemp(prefix="hepanav-margin-seg-"))
         # Removed when the command ends, whatever happens (the masks are in the set then).
         atexit.register(shutil.rmtree, seg_parent, ignore_errors=True)
-        tumor, ablation = masks_for_margin(
-            seg_parent, pre, post, tumor, ablation, tumor_seed, ablation_seed
-        )
+        try:
+            tumor, ablation = masks_for_margin(
+                seg_parent, pre, post, tumor, ablation, tumor_seed, ablation_seed
+            )
+        except BaseException:
+            shutil.rmtree(seg_parent, ignore_errors=True)  # a refused seed leaves nothing
+            raise
         # Where the masks end up (the temporary folder is gone when the command ends).
         from_seeds = {
             role: out / "segmentation" / path.name
@@ -220,14 +252,6 @@ def margin(
                                       ("ablation", ablation, ablation_seed))
             if seeds
         }  # fmt: skip
-    if tumor is None:
-        raise InputError("give --tumor MASK or --tumor-seed X,Y,Z (with --pre)", "--tumor")
-    if ablation is None:
-        raise InputError(
-            "give --ablation MASK or --ablation-seed X,Y,Z (with --post)", "--ablation"
-        )
-    from hepanav.dicom.hooks import DicomIO
-
     pacs_pair = from_pacs_post is not None
     if from_pacs and not pacs_pair:
         DicomIO.refuse_pair_mode(pre, post, liver_pre, liver_post)
