@@ -123,3 +123,32 @@ def test_margin_uses_the_fractions_beside_an_automatic_mask_unless_edited(tmp_pa
     fraction_path(path).unlink()
     note = edge_fractions(path, read, "tumor", occupancies)
     assert occupancies == {} and "binary voxels" in note
+
+
+def test_margin_run_from_seeded_masks_places_the_surfaces_from_their_fractions(tmp_path):
+    """``run_margin`` with masks segmented from seeds (as ``hepanav margin --tumor-seed``
+    passes them): the fraction files beside them are used, the records say so, and the
+    MAM is the one measured from the fractions (true 5.0 mm)."""
+    from hepanav.margin.pipeline import MarginInputs, run_margin
+
+    _, pre, post, (tumour, zone) = _spheres()
+    paths = {}
+    for role, mask, ct in (("tumor", tumour, pre), ("ablation", zone, post)):
+        paths[role] = tmp_path / f"{role}.nii.gz"
+        sitk.WriteImage(mask, str(paths[role]))
+        sitk.WriteImage(edge_fraction(ct, mask), str(fraction_path(paths[role])))
+    run = run_margin(
+        MarginInputs(tumor=paths["tumor"], ablation=paths["ablation"], from_seeds=paths),
+        tmp_path / "out",
+        report=False,
+    )
+    expected = measure_margin(
+        tumour,
+        zone,
+        occupancies={"tumor": edge_fraction(pre, tumour), "ablation": edge_fraction(post, zone)},
+    ).min_margin_mm
+    assert run.result.min_margin_mm == pytest.approx(expected, abs=1e-6)
+    assert abs(run.result.min_margin_mm - 5.0) <= 0.25
+    for record in run.result.inputs:
+        if record.role in ("tumor", "ablation zone"):
+            assert any("edge fractions" in n for n in record.notes), record.notes
