@@ -11,7 +11,9 @@ while tuning). For each case:
   symmetric mean surface distance (MSD, mm) against the phantom's masks (the
   voxel centres inside the analytic shape: ``phantoms.lesions.rasterize``);
 - MAM from the two automatic masks with the TRUE deformation (so the figure is
-  the segmentation's error alone) against the analytic MAM;
+  the segmentation's error alone) against the analytic MAM: with the masks' edge
+  fractions (``mam_auto_mm``, what ``hepanav margin --tumor-seed`` measures) and from
+  the binary masks alone (``mam_binary_mm``, before issue 12's edge fractions);
 - robustness: clicks at half the lesion radius in two random directions; Dice
   of their result against the centre-click result.
 
