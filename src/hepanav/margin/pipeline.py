@@ -189,6 +189,10 @@ def run_margin(
         if roles.get(record.role) in seeded:
             record.file = display_name(seeded[roles[record.role]])
             record.notes.append("segmented automatically from a seed (hepanav segment)")
+            role = roles[record.role]
+            record.notes.append(
+                edge_fractions(getattr(inputs, role), images[role], role, occupancies)
+            )
     landmarks = None
     if inputs.landmarks_pre is not None:
         # Read before registering: a bad file must not cost a minute of registration.
@@ -216,6 +220,50 @@ def run_margin(
         occupancies=occupancies,
         segmented_from_seeds=tuple(seeded),
     )
+
+
+def edge_fractions(
+    path: Path, mask: sitk.Image, role: str, occupancies: dict[str, sitk.Image]
+) -> str:
+    """Use the edge fractions ``hepanav segment`` wrote beside an automatic mask.
+
+    The fraction file (:func:`hepanav.segmentation.pipeline.fraction_path`) is put in
+    ``occupancies[role]`` when the mask was read voxel for voxel (no fraction of the
+    reader's own), the file lies on a box of the mask's grid and still agrees with the
+    mask (``fraction >= 0.5`` exactly where the mask is 1 in that box): a mask edited
+    after the segmentation no longer agrees and is measured as a binary mask. Returns
+    the note for the mask's input record (which of the two happened).
+    """
+    from hepanav.margin.surface import occupancy_offset
+    from hepanav.segmentation.pipeline import fraction_path
+
+    where = fraction_path(path)
+    if role in occupancies:
+        return "surface placed from the reader's partial-volume fractions"
+    if not where.is_file():
+        return "no edge fractions beside the mask: surface placed from the binary voxels"
+    try:
+        fraction = sitk.ReadImage(str(where), sitk.sitkFloat32)
+        start = occupancy_offset(fraction, mask)
+    except (RuntimeError, ValueError):
+        return f"{where.name} is not on the mask's grid: surface placed from the binary voxels"
+    size = np.asarray(fraction.GetSize())
+    if np.any(start < 0) or np.any(start + size > np.asarray(mask.GetSize())):
+        return f"{where.name} is not on the mask's grid: surface placed from the binary voxels"
+    box = sitk.GetArrayViewFromImage(mask)[
+        start[2] : start[2] + size[2], start[1] : start[1] + size[1], start[0] : start[0] + size[0]
+    ]
+    values = sitk.GetArrayViewFromImage(fraction)
+    inside_box = int(np.count_nonzero(box))
+    if not np.array_equal(values >= 0.5, box != 0) or inside_box != int(
+        np.count_nonzero(sitk.GetArrayViewFromImage(mask))
+    ):
+        return (
+            f"the mask no longer agrees with {where.name} (edited?): surface placed from "
+            "the binary voxels"
+        )
+    occupancies[role] = fraction
+    return f"surface placed from the segmentation's edge fractions ({where.name})"
 
 
 def automatic_segmentation(mask: Path | None) -> bool:
