@@ -3,8 +3,9 @@
 Dilation by a ball of radius ``r`` mm keeps the voxels whose centre lies within
 ``r`` of a mask voxel centre; erosion is the dilation of the background. Both are
 thresholds of a Maurer distance map with the image spacing (ITK, multi-threaded on
-every core), so a 2 mm opening means 2 mm along every axis whatever the voxel size
-(and a ball smaller than a voxel changes nothing).
+every core; small balls by shifting, below, with the same result), so a 2 mm opening
+means 2 mm along every axis whatever the voxel size (and a ball smaller than a voxel
+changes nothing).
 
 Every operation works on the mask's bounding box padded by what it can reach (the
 radius, or one voxel) and pastes the result back: the result is the same as on the
