@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from pydantic import BaseModel, PositiveFloat
 from typer.testing import CliRunner
@@ -21,6 +23,10 @@ def _app() -> typer.Typer:
     @app.command()
     def unwritable() -> None:
         raise PermissionError(13, "Permission denied", "/report/out.json")
+
+    @app.command()
+    def out_under_a_file(path: str, itself: bool = False) -> None:
+        (Path(path) if itself else Path(path) / "sub").mkdir(parents=True)
 
     @app.command()
     def bad_field() -> None:
@@ -83,3 +89,32 @@ def test_usage_errors_are_one_line(cli):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no-such-command" in err
     code, _, err = cli("margin", "--out", "o")  # a required option missing
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--tumor" in err
+
+
+def test_help_paragraphs_are_reflowed_not_cut_at_docstring_line_breaks(cli):
+    """A docstring wrapped at 90 columns must not show ragged lines in the terminal:
+    each paragraph is one flowing text (rich re-wraps it at the terminal width)."""
+    from hepanav.cli import _reflow
+
+    assert _reflow("First line.\n\nOne para\nwrapped here.\n\n- item a\n- item b") == (
+        "First line.\n\nOne para wrapped here.\n\n- item a\n- item b"
+    )
+    code, out, _ = cli("margin", "--help")
+    assert code == 0
+    # No help line ends a sentence fragment that the next line continues mid-paragraph:
+    # the old output had "or a" / "pre/post" alone on lines ("pre/post" + 70 blanks).
+    lines = [line.strip() for line in out.splitlines()]
+    assert "pre/post" not in lines and "the" not in lines, out
+
+
+def test_an_output_folder_that_is_a_file_is_named_as_such(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("user data")
+    result = CliRunner().invoke(_app(), ["out-under-a-file", str(afile)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {afile}: is a file, not a folder (check the output path)"
+    )
+    assert afile.read_text() == "user data"
+    result = CliRunner().invoke(_app(), ["out-under-a-file", str(afile), "--itself"])
+    assert result.exit_code == 2 and "afile: is a file, not a folder" in result.stderr

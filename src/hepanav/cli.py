@@ -9,7 +9,9 @@ inside the commands, so ``hepanav --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
+from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
@@ -120,6 +122,10 @@ class _UserErrorGroup(TyperGroup):
             # An output folder that cannot be created, a full disk, no permission: the
             # user's environment, not a bug; name the path and the reason.
             where = f"{exc.filename}: " if exc.filename else ""
+            blocker = _file_in_the_way(exc)
+            if blocker is not None:
+                # mkdir on (or under) a path that is a file: the user meant it as a folder
+                return f"error: {blocker}: is a file, not a folder (check the output path)", False
             return f"error: {where}{exc.strerror or type(exc).__name__}", False
         if isinstance(exc, MemoryError):
             inputs = _named_inputs(raw)
@@ -135,6 +141,16 @@ class _UserErrorGroup(TyperGroup):
             + " (a HepaNav defect; please report it with the log)",
             True,
         )
+
+
+def _file_in_the_way(exc: OSError) -> Path | None:
+    """The file that stands where a folder was to be created, if that is what failed."""
+    if not isinstance(exc, (FileExistsError, NotADirectoryError)) or not exc.filename:
+        return None
+    for candidate in (Path(exc.filename), *Path(exc.filename).parents):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 app = typer.Typer(
@@ -166,6 +182,38 @@ def _root(
 for _name in CAPABILITIES:
     _module = importlib.import_module(f"hepanav.{_name}.commands")
     _module.register(app)
+
+
+def _reflow(doc: str) -> str:
+    """Join the hard line breaks inside each paragraph of a docstring.
+
+    Typer's rich help keeps single line breaks after the first paragraph, so a docstring
+    wrapped at 90 columns shows ragged lines in an 80-column terminal. Paragraphs stay
+    apart; list items ("- ", "* ") and indented or ``\\b`` blocks keep their lines.
+    """
+    paragraphs = []
+    for paragraph in doc.split("\n\n"):
+        lines = paragraph.split("\n")
+        if paragraph.startswith("\b") or any(line.startswith(("- ", "* ", " ")) for line in lines):
+            paragraphs.append(paragraph)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Give every command of ``typer_app`` (and its groups) its docstring reflowed."""
+    for command in typer_app.registered_commands:
+        if command.help is None and command.callback is not None:
+            doc = inspect.getdoc(command.callback)
+            if doc:
+                command.help = _reflow(doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:
