@@ -377,3 +377,18 @@ def test_a_mask_written_by_hepanav_segment_is_known_as_automatic(masks, tmp_path
         MarginInputs(tumor=masks["tumor"], ablation=zone), tmp_path / "out", report=False
     ).result
     assert not result.uncertainty.decisive and "ablation zone" in result.uncertainty.rule
+
+
+def test_masks_in_cm_refused(cli, masks, tmp_path):
+    # Spacing and origin divided by 10 (a header in cm): the margin would read 0.3 mm.
+    image = sitk.ReadImage(str(masks["tumor"]))
+    image.SetSpacing(tuple(s / 10 for s in image.GetSpacing()))
+    image.SetOrigin(tuple(o / 10 for o in image.GetOrigin()))
+    cm = tmp_path / "tumor_cm.nii.gz"
+    sitk.WriteImage(image, str(cm))
+    code, _, err = cli(
+        "margin", "--tumor", cm, "--ablation", masks["ablation"], "--out", tmp_path / "o"
+    )
+    one_line_error(code, err, "tumor_cm.nii.gz", "voxel size 0.1 x 0.1 x 0.1 mm", "units are mm")
+    assert not (tmp_path / "o").exists()
+
