@@ -166,7 +166,11 @@ def test_landmarks_in_lps_give_no_warning():
 
 @pytest.mark.parametrize(
     ("flip_pre", "flip_post", "which"),
-    [(True, True, "both landmark files"), (True, False, "the pre landmark file")],
+    [
+        (True, True, "both landmark files are"),
+        (True, False, "the pre landmark file is"),
+        (False, True, "the post landmark file is"),
+    ],
 )
 def test_landmarks_in_ras_are_named(flip_pre, flip_post, which):
     transform, pre, post, t = _translation_and_points()
@@ -174,7 +178,7 @@ def test_landmarks_in_ras_are_named(flip_pre, flip_post, which):
     warning = landmark_warning(
         transform, pre * ras if flip_pre else pre, post * ras if flip_post else post
     )
-    assert warning is not None and f"{which} are likely in RAS, not LPS" in warning
+    assert warning is not None and f"{which} likely in RAS, not LPS" in warning
     assert "would be 0.0 mm" in warning
     if flip_pre and flip_post:
         # T(F post) - F pre = t - F t = (2 tx, 2 ty, 0): 20 mm at every landmark.

@@ -194,7 +194,8 @@ def landmark_warning(transform, pre_points: np.ndarray, post_points: np.ndarray)
     if fits[which] <= TRE_WARNING_MM:
         return (
             f"{head}; with x and y negated in {which} it would be {fits[which]:.1f} mm: "
-            f"{which} are likely in RAS, not LPS (write LPS, or a 3D Slicer .fcsv/.mrk.json "
+            f"{which} {'are' if which.startswith('both') else 'is'} likely in RAS, not LPS "
+            "(write LPS, or a 3D Slicer .fcsv/.mrk.json "
             "that states its coordinate system); the TRE does not validate this registration"
         )
     return (
