@@ -332,6 +332,8 @@ def margin(
     )
     if not u.decisive:
         typer.echo(f"not decisive: {u.rule}")
+    for warning in r.warnings:
+        typer.echo(f"warning: {warning}")
     typer.echo(f"report: {run.paths['report']}")
     for line in dicom.finish(out):
         typer.echo(line)

@@ -24,7 +24,7 @@ from hepanav.imaging import (
 )
 from hepanav.imaging.masks import check_mask_threshold
 from hepanav.imaging.schema import display_name
-from hepanav.margin.landmarks import paired_landmarks, read_landmarks
+from hepanav.margin.landmarks import landmark_warning, paired_landmarks, read_landmarks
 from hepanav.margin.measure import Measurement, measure_margin
 from hepanav.margin.registration import (
     RegistrationResult,
@@ -374,6 +374,7 @@ def run_margin_pipeline(
     registration = None
     transform = None
     tre = None
+    tre_warning = None
     step("register")
     if pre is not None:
         registration = register_pre_to_post(
@@ -388,6 +389,7 @@ def run_margin_pipeline(
         transform = registration.transform
         if landmarks is not None:
             tre = target_registration_error(transform, *landmarks)
+            tre_warning = landmark_warning(transform, *landmarks)
     step("measure")
     measurement = measure_margin(
         tumor,
@@ -411,6 +413,8 @@ def run_margin_pipeline(
         ),
         inputs=input_records or [],
     )
+    if tre_warning:
+        result.warnings.append(tre_warning)
     step("write")
     out = Path(out)
     paths = {
