@@ -724,6 +724,15 @@ class DashboardReport(BaseModel):
     centres: list[str] = Field(description="all centres in the registry")
 
 
+class MarginUncertaintyJson(BaseModel):
+    """``uncertainty`` of a ``margin.json``: is the MAM decisive (clear of 0 and 5 mm)?"""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    decisive: bool
+    rule: str = Field("", max_length=500)
+
+
 class MarginJson(BaseModel):
     """The fields the registry takes from ``hepanav margin``'s ``margin.json``.
 
@@ -740,3 +749,6 @@ class MarginJson(BaseModel):
     shell_coverage_5mm: float = Field(ge=0, le=1)
     shell_coverage_6mm: float = Field(ge=0, le=1)
     category: Literal[MARGIN_CATEGORIES]
+    uncertainty: MarginUncertaintyJson | None = Field(
+        None, description="the MAM interval and whether it is decisive (older files: absent)"
+    )
