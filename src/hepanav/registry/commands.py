@@ -370,7 +370,7 @@ def margins(
         for g in ltp.groups:
             typer.echo(
                 f"{group_by}={g.group}: {g.events}/{g.n_lesions} lesions with LTP, "
-                f"CIF 12 months {g.at_months['12']:.1%}"
+                f"CIF 12 months {stats.at_text(g.at_months, g.not_estimable, '12')}"
             )
         gray = ltp.gray_test
         p = f"p = {gray.p_value:.4g}" if gray.estimable else gray.reason
@@ -397,7 +397,7 @@ def ablation(
 ) -> None:
     """Ablation endpoints (Ahmed 2014) and resection outcomes, side by side, never pooled."""
     from hepanav.core.atomic import check_output_folder, final_path, output_folder, write_json
-    from hepanav.registry import dataset
+    from hepanav.registry import dataset, stats
     from hepanav.registry.outcomes import outcomes_by_procedure
 
     check_output_folder(out)
@@ -419,7 +419,11 @@ def ablation(
         show("primary technique efficacy", a.primary_technique_efficacy)
         show("secondary technique efficacy", a.secondary_technique_efficacy)
         for g in a.ltp_by_margin_category:
-            typer.echo(f"  LTP, MAM {g.group}: {g.events}/{g.n_lesions} lesions")
+            typer.echo(
+                f"  LTP, MAM {g.group}: {g.events}/{g.n_lesions} lesions; CIF 12 months "
+                f"{stats.at_text(g.at_months, g.not_estimable, '12')}, 24 months "
+                f"{stats.at_text(g.at_months, g.not_estimable, '24')}"
+            )
         gray = a.gray_test
         typer.echo(
             f"  Gray's test (n = {gray.n}, {gray.events} events): "
