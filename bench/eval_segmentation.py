@@ -11,7 +11,9 @@ while tuning). For each case:
   symmetric mean surface distance (MSD, mm) against the phantom's masks (the
   voxel centres inside the analytic shape: ``phantoms.lesions.rasterize``);
 - MAM from the two automatic masks with the TRUE deformation (so the figure is
-  the segmentation's error alone) against the analytic MAM;
+  the segmentation's error alone) against the analytic MAM: with the masks' edge
+  fractions (``mam_auto_mm``, what ``hepanav margin --tumor-seed`` measures) and from
+  the binary masks alone (``mam_binary_mm``, before issue 12's edge fractions);
 - robustness: clicks at half the lesion radius in two random directions; Dice
   of their result against the centre-click result.
 
@@ -208,20 +210,30 @@ def inner_half_seeds(shape, rng: np.random.Generator, n: int = 2) -> np.ndarray:
 
 
 def segmenters(method: str):
-    """(tumour, zone) functions ``f(ct, seeds) -> mask image on the CT grid``."""
+    """(tumour, zone) functions ``f(ct, seeds) -> mask image on the CT grid``, and the
+    same returning ``(mask, edge fraction or None)``."""
     if method == "rg":
         from hepanav.segmentation.ablation import segment_ablation
         from hepanav.segmentation.tumor import segment_tumor
 
-        return (lambda ct, s: segment_tumor(ct, s).mask), (
-            lambda ct, s: segment_ablation(ct, s).mask
+        def both(fn):
+            def run(ct, s):
+                seg = fn(ct, s)
+                return seg.mask, seg.fraction
+
+            return run
+
+        return (
+            (lambda ct, s: segment_tumor(ct, s).mask),
+            (lambda ct, s: segment_ablation(ct, s).mask),
+            both(segment_tumor),
+            both(segment_ablation),
         )
     from bench import seg_alternatives
 
-    return (
-        lambda ct, s: seg_alternatives.segment(ct, s, method, "tumour"),
-        lambda ct, s: seg_alternatives.segment(ct, s, method, "ablation zone"),
-    )
+    tumour = lambda ct, s: seg_alternatives.segment(ct, s, method, "tumour")  # noqa: E731
+    zone = lambda ct, s: seg_alternatives.segment(ct, s, method, "ablation zone")  # noqa: E731
+    return tumour, zone, (lambda ct, s: (tumour(ct, s), None)), (lambda ct, s: (zone(ct, s), None))
 
 
 def _crop_pair(a, b, pad_mm: float = 10.0):
@@ -248,13 +260,16 @@ def evaluate(case: dict, method: str = "rg", robust: bool = True, mam: bool = Tr
     from hepanav.margin.measure import measure_margin
     from hepanav.segmentation.seeds import make_seeds
 
-    seg_tumor, seg_zone = segmenters(method)
+    seg_tumor, seg_zone, seg_tumor_f, seg_zone_f = segmenters(method)
     data = build(case)
     row = dict(case, method=method)
     rng = np.random.default_rng(case["seed"])
+    fractions = {}
     try:
         t0 = time.perf_counter()
-        tumor = seg_tumor(data.pre_ct, make_seeds(data.pre_ct, [data.tumor.center]))
+        tumor, fractions["tumor"] = seg_tumor_f(
+            data.pre_ct, make_seeds(data.pre_ct, [data.tumor.center])
+        )
         row["tumor_seconds"] = time.perf_counter() - t0
         row["tumor_dice"], row["tumor_msd_mm"] = agreement(tumor, data.pre_tumor)
     except Exception as exc:  # noqa: BLE001 - a failed segmentation is a result
@@ -262,7 +277,9 @@ def evaluate(case: dict, method: str = "rg", robust: bool = True, mam: bool = Tr
         row["tumor_error"] = f"{type(exc).__name__}: {exc}"
     try:
         t0 = time.perf_counter()
-        zone = seg_zone(data.post_ct, make_seeds(data.post_ct, [data.zone.center]))
+        zone, fractions["ablation"] = seg_zone_f(
+            data.post_ct, make_seeds(data.post_ct, [data.zone.center])
+        )
         row["zone_seconds"] = time.perf_counter() - t0
         row["zone_dice"], row["zone_msd_mm"] = agreement(zone, data.post_ablation)
     except Exception as exc:  # noqa: BLE001
@@ -273,7 +290,15 @@ def evaluate(case: dict, method: str = "rg", robust: bool = True, mam: bool = Tr
         from hepanav.phantoms.grid import Grid
 
         transform = data.deformation.transform(Grid.of(data.post_ct))
-        row["mam_auto_mm"] = measure_margin(tumor, zone, None, transform).figures()["min_margin_mm"]
+        # The binary masks alone (before issue 12's edge fractions) and with the
+        # segmentation's edge fractions (what `hepanav margin --tumor-seed` measures).
+        row["mam_binary_mm"] = measure_margin(tumor, zone, None, transform).min_margin_mm
+        occupancies = {k: v for k, v in fractions.items() if v is not None}
+        row["mam_auto_mm"] = (
+            measure_margin(tumor, zone, None, transform, occupancies=occupancies).min_margin_mm
+            if occupancies
+            else row["mam_binary_mm"]
+        )
         row["mam_truthmasks_mm"] = measure_margin(
             data.pre_tumor, data.post_ablation, None, transform
         ).figures()["min_margin_mm"]
@@ -344,6 +369,9 @@ def summarise(rows: list[dict]) -> dict:
         "tumor_dice>=0.90_and_msd<=1.0": frac(passes_tumor),
         "zone_dice>=0.90_and_msd<=1.0": frac(passes_zone),
         "mam_within_1mm": frac(passes_mam),
+        "mam_binary_within_1mm": frac(
+            lambda r: "mam_binary_mm" in r and abs(r["mam_binary_mm"] - r["mam_true_mm"]) <= 1.0
+        ),
         "robust_dice>=0.85": frac(lambda r: r.get("robust_dice_min", 0) >= 0.85),
         "tumor_seconds_max": worst("tumor_seconds"),
         "zone_seconds_max": worst("zone_seconds"),
@@ -354,7 +382,7 @@ def table(rows: list[dict]) -> str:
     """Markdown table, one row per case."""
     head = (
         "| set | base | seed | tumour r mm / HU | tumour Dice / MSD | zone Dice / MSD | "
-        "MAM true / auto / truth masks | robust min Dice | s (tumour / zone) |"
+        "MAM true / auto / binary / truth masks | robust min Dice | s (tumour / zone) |"
     )
     lines = [head, "|" + "---|" * 9]
 
@@ -367,7 +395,8 @@ def table(rows: list[dict]) -> str:
             f"| {r.get('set', '')} | {r['base']} | {r['seed']} | {r['radius']:g} / "
             f"{r['contrast']:+g} | {f(r, 'tumor_dice')} / {f(r, 'tumor_msd_mm', 2)} | "
             f"{f(r, 'zone_dice')} / {f(r, 'zone_msd_mm', 2)} | {f(r, 'mam_true_mm', 2)} / "
-            f"{f(r, 'mam_auto_mm', 2)} / {f(r, 'mam_truthmasks_mm', 2)} | "
+            f"{f(r, 'mam_auto_mm', 2)} / {f(r, 'mam_binary_mm', 2)} / "
+            f"{f(r, 'mam_truthmasks_mm', 2)} | "
             f"{f(r, 'robust_dice_min')} | {f(r, 'tumor_seconds', 1)} / "
             f"{f(r, 'zone_seconds', 1)} |" + (f" {err[:80]}" if err else "")
         )

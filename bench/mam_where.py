@@ -36,8 +36,11 @@ def diagnose(case: dict) -> dict:
     from hepanav.segmentation.tumor import segment_tumor
 
     data = build(case)
-    tumor = segment_tumor(data.pre_ct, make_seeds(data.pre_ct, [data.tumor.center])).mask
-    zone = segment_ablation(data.post_ct, make_seeds(data.post_ct, [data.zone.center])).mask
+    seg_t = segment_tumor(data.pre_ct, make_seeds(data.pre_ct, [data.tumor.center]))
+    seg_z = segment_ablation(data.post_ct, make_seeds(data.post_ct, [data.zone.center]))
+    tumor, zone = seg_t.mask, seg_z.mask
+    occ = {"tumor": seg_t.fraction, "ablation": seg_z.fraction}
+    occ = {k: v for k, v in occ.items() if v is not None}
     transform = data.deformation.transform(Grid.of(data.post_ct))
     m = measure_margin(tumor, zone, None, transform)
     p_post = np.asarray(m.mam_point_lps_mm)
@@ -73,6 +76,19 @@ def diagnose(case: dict) -> dict:
         "mam_true_tumour_auto_zone": measure_margin(
             data.pre_tumor, zone, None, transform
         ).min_margin_mm,
+        "mam_auto_fractions": measure_margin(
+            tumor, zone, None, transform, occupancies=occ
+        ).min_margin_mm,
+        "mam_auto_tumour_frac_true_zone": measure_margin(
+            tumor, data.post_ablation, None, transform, occupancies={"tumor": occ["tumor"]}
+        ).min_margin_mm
+        if "tumor" in occ
+        else None,
+        "mam_true_tumour_auto_zone_frac": measure_margin(
+            data.pre_tumor, zone, None, transform, occupancies={"ablation": occ["ablation"]}
+        ).min_margin_mm
+        if "ablation" in occ
+        else None,
         "mam_truth_masks": measure_margin(
             data.pre_tumor, data.post_ablation, None, transform
         ).min_margin_mm,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from pydantic import BaseModel, PositiveFloat
 from typer.testing import CliRunner
@@ -21,6 +23,10 @@ def _app() -> typer.Typer:
     @app.command()
     def unwritable() -> None:
         raise PermissionError(13, "Permission denied", "/report/out.json")
+
+    @app.command()
+    def out_under_a_file(path: str, itself: bool = False) -> None:
+        (Path(path) if itself else Path(path) / "sub").mkdir(parents=True)
 
     @app.command()
     def bad_field() -> None:
@@ -99,3 +105,16 @@ def test_help_paragraphs_are_reflowed_not_cut_at_docstring_line_breaks(cli):
     # the old output had "or a" / "pre/post" alone on lines ("pre/post" + 70 blanks).
     lines = [line.strip() for line in out.splitlines()]
     assert "pre/post" not in lines and "the" not in lines, out
+
+
+def test_an_output_folder_that_is_a_file_is_named_as_such(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("user data")
+    result = CliRunner().invoke(_app(), ["out-under-a-file", str(afile)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {afile}: is a file, not a folder (check the output path)"
+    )
+    assert afile.read_text() == "user data"
+    result = CliRunner().invoke(_app(), ["out-under-a-file", str(afile), "--itself"])
+    assert result.exit_code == 2 and "afile: is a file, not a folder" in result.stderr

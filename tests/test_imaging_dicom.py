@@ -206,3 +206,46 @@ def test_truncated_dicom_slice_refused(tmp_path):
     paths[1].write_bytes(paths[1].read_bytes()[:-100])
     with pytest.raises(InputError, match=r"ct001\.dcm: pixel data is truncated or corrupt"):
         load_image(tmp_path / "ct")
+
+
+def _anonymised(datasets, number: int):
+    """Datasets of an anonymised export: no Series Instance UID, their own number."""
+    for ds in datasets:
+        del ds.SeriesInstanceUID
+        ds.SeriesNumber = number
+    return datasets
+
+
+def test_series_without_uid_are_not_merged(tmp_path):
+    # Two series of one study without Series Instance UID (anonymised export): the
+    # second's slices lie 1 mm above the first's, 200 HU brighter. Merged, they would
+    # read as one 10-slice stack at 1 mm.
+    positions = [(0.0, 0.0, 2.0 * k) for k in range(5)]
+    a = volume_slices(np.zeros((5, 8, 8)), positions, description="Arterial phase")
+    shifted = [(x, y, z + 1.0) for x, y, z in positions]
+    b = volume_slices(np.full((5, 8, 8), 200.0), shifted, description="Portal venous")
+    for ds in b:
+        ds.SOPInstanceUID = ds.SOPInstanceUID + ".9"
+    write_slices(tmp_path / "ct", _anonymised(a, 1), prefix="a")
+    write_slices(tmp_path / "ct", _anonymised(b, 2), prefix="b")
+    with pytest.raises(
+        InputError,
+        match=r"2 DICOM series \(no-UID-1 \(no Series Instance UID, series number 1\) "
+        r"'Arterial phase' CT 5 slices; no-UID-2 \(no Series Instance UID, series number 2\) "
+        r"'Portal venous' CT 5 slices\); choose one with --series",
+    ):
+        load_image(tmp_path / "ct")
+    for wanted in ("no-UID-2", "venous"):
+        image, record = load_image(tmp_path / "ct", series=wanted)
+        assert image.GetSize() == (8, 8, 5) and image.GetSpacing()[2] == pytest.approx(2.0)
+        assert image.GetOrigin()[2] == pytest.approx(1.0)
+        assert np.all(sitk.GetArrayFromImage(image) == 200)
+        assert record.series_instance_uid is None
+        assert record.series_description == "Portal venous"
+
+
+def test_one_series_without_uid_is_read(tmp_path):
+    positions = [(0.0, 0.0, 2.0 * k) for k in range(4)]
+    write_slices(tmp_path / "ct", _anonymised(volume_slices(np.zeros((4, 8, 8)), positions), 3))
+    image, record = load_image(tmp_path / "ct")
+    assert image.GetSize() == (8, 8, 4) and record.series_instance_uid is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import nibabel as nib
 import numpy as np
@@ -243,3 +244,18 @@ def test_binary_mask_of_255_is_binary(tmp_path):
     array[2:4] = 255
     mask, record = load_mask(_label_map(tmp_path, array))
     assert int(sitk.GetArrayFromImage(mask).sum()) == 2 * 36 and record.notes == []
+
+
+@pytest.mark.parametrize(
+    ("spacing", "shown"),
+    [((0.08, 0.08, 0.15), "0.08 x 0.08 x 0.15 mm"), ((8.0, 8.0, 50.0), "8 x 8 x 50 mm")],
+)
+def test_voxel_size_outside_clinical_range_refused(tmp_path, spacing, shown):
+    # A mask written in cm (or with a header in another unit) scales every distance.
+    image = sitk.GetImageFromArray(np.zeros((4, 5, 6), np.uint8))
+    image.SetSpacing(spacing)
+    path = write_image(image, tmp_path / "mask_cm.nii.gz")
+    with pytest.raises(InputError, match=r"mask_cm\.nii\.gz: voxel size " + re.escape(shown)):
+        load_image(path)
+    with pytest.raises(InputError, match="check that the units are mm"):
+        load_mask(path)

@@ -489,3 +489,56 @@ def test_seeded_run_checks_the_output_folder_before_segmenting(cli, masks, tmp_p
     code, _, err = cli(*seeded, "--out", tmp_path / "new" / "o")
     one_line_error(code, err, "--tumor-seed")
     assert not (tmp_path / "new").exists()
+
+
+def test_masks_in_cm_refused(cli, masks, tmp_path):
+    # Spacing and origin divided by 10 (a header in cm): the margin would read 0.3 mm.
+    image = sitk.ReadImage(str(masks["tumor"]))
+    image.SetSpacing(tuple(s / 10 for s in image.GetSpacing()))
+    image.SetOrigin(tuple(o / 10 for o in image.GetOrigin()))
+    cm = tmp_path / "tumor_cm.nii.gz"
+    sitk.WriteImage(image, str(cm))
+    code, _, err = cli(
+        "margin", "--tumor", cm, "--ablation", masks["ablation"], "--out", tmp_path / "o"
+    )
+    one_line_error(code, err, "tumor_cm.nii.gz", "voxel size 0.1 x 0.1 x 0.1 mm", "units are mm")
+    assert not (tmp_path / "o").exists()
+
+
+def test_landmarks_in_ras_warned_in_json_report_and_terminal(cli, masks, tmp_path):
+    # The pre images are the post images moved by t: a point p of post lies at p + t in
+    # pre. Landmarks written in RAS (x, y negated) in both files give a TRE of
+    # |(2 tx, 2 ty, 0)| = 20 mm at every landmark with the right registration.
+    t = np.array([6.0, -8.0, 0.0])
+    pre = {}
+    for name in ("ct", "liver", "tumor"):
+        image = sitk.ReadImage(str(masks[name]))
+        image.SetOrigin(tuple(np.asarray(image.GetOrigin()) + t))
+        pre[name] = tmp_path / f"pre_{name}.nii.gz"
+        sitk.WriteImage(image, str(pre[name]))
+    post_points = np.array([[5.0, 3.0, -4.0], [-6.0, 8.0, 2.0], [0.0, -9.0, 7.0]])
+    ras = np.array([-1.0, -1.0, 1.0])
+    for name, points in (("pre", (post_points + t) * ras), ("post", post_points * ras)):
+        rows = [f"{i + 1},{x},{y},{z}" for i, (x, y, z) in enumerate(points)]
+        (tmp_path / f"{name}.csv").write_text("id,x,y,z\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    code, stdout, err = cli(
+        *pair_args(
+            masks,
+            **{"--pre": pre["ct"], "--liver-pre": pre["liver"], "--tumor": pre["tumor"]},
+        ),
+        "--landmarks-pre",
+        tmp_path / "pre.csv",
+        "--landmarks-post",
+        tmp_path / "post.csv",
+        "--out",
+        out,
+    )
+    assert code == 0, err
+    result = MarginResult.model_validate_json((out / "margin.json").read_text(encoding="utf-8"))
+    assert result.registration.tre_mm["mean"] == pytest.approx(20.0, abs=1.0)
+    warning = next(w for w in result.warnings if w.startswith("landmark TRE"))
+    assert "both landmark files are likely in RAS, not LPS" in warning
+    assert f"warning: {warning}" in stdout.splitlines()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Warning: landmark TRE mean" in html and "likely in RAS" in html

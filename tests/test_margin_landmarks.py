@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from hepanav.core import InputError
-from hepanav.margin.landmarks import paired_landmarks, read_landmarks
+from hepanav.margin.landmarks import (
+    TRE_WARNING_MM,
+    landmark_warning,
+    paired_landmarks,
+    read_landmarks,
+)
 
 
 def test_csv_landmarks(tmp_path):
@@ -143,3 +148,45 @@ def test_fifo_and_folder_refused_as_landmarks(tmp_path):
         read_landmarks(fifo)
     with pytest.raises(InputError, match="is a folder"):
         read_landmarks(tmp_path)
+
+
+def _translation_and_points():
+    """post -> pre maps p to p + t; pre landmarks are post landmarks + t (LPS mm)."""
+    import SimpleITK as sitk
+
+    t = np.array([8.0, -6.0, 3.0])
+    post = np.array([[10.0, 20.0, 5.0], [-30.0, 40.0, -12.0], [55.0, -25.0, 30.0], [0, 0, 0]])
+    return sitk.TranslationTransform(3, t.tolist()), post + t, post, t
+
+
+def test_landmarks_in_lps_give_no_warning():
+    transform, pre, post, _ = _translation_and_points()
+    assert landmark_warning(transform, pre, post) is None
+
+
+@pytest.mark.parametrize(
+    ("flip_pre", "flip_post", "which"),
+    [
+        (True, True, "both landmark files are"),
+        (True, False, "the pre landmark file is"),
+        (False, True, "the post landmark file is"),
+    ],
+)
+def test_landmarks_in_ras_are_named(flip_pre, flip_post, which):
+    transform, pre, post, t = _translation_and_points()
+    ras = np.array([-1.0, -1.0, 1.0])
+    warning = landmark_warning(
+        transform, pre * ras if flip_pre else pre, post * ras if flip_post else post
+    )
+    assert warning is not None and f"{which} likely in RAS, not LPS" in warning
+    assert "would be 0.0 mm" in warning
+    if flip_pre and flip_post:
+        # T(F post) - F pre = t - F t = (2 tx, 2 ty, 0): 20 mm at every landmark.
+        assert "TRE mean 20.0 mm, max 20.0 mm over 4 landmarks exceeds 10 mm" in warning
+
+
+def test_landmarks_that_no_flip_explains_blame_the_registration():
+    transform, pre, post, _ = _translation_and_points()
+    warning = landmark_warning(transform, pre[::-1], post)  # ids paired wrongly
+    assert warning is not None and "the registration may have failed" in warning
+    assert TRE_WARNING_MM == 10.0

@@ -189,20 +189,23 @@ def test_database_problems_give_one_line(cli, tmp_path):
     assert one_line_error(code, err).startswith("error: --db: cannot open the database")
 
 
-def _margin_json(path, mam=-1.5, cov5=0.82, cov6=0.74, category="incomplete"):
+def _margin_json(path, mam=-1.5, cov5=0.82, cov6=0.74, category="incomplete", decisive=None):
     # The fields of `hepanav margin`'s margin.json the registry reads, plus others it ignores.
-    path.write_text(
-        json.dumps(
-            {
-                "min_margin_mm": mam,
-                "shell_coverage_5mm": cov5,
-                "shell_coverage_6mm": cov6,
-                "category": category,
-                "mean_margin_mm": 4.0,
-                "disclaimer": DISCLAIMER,
-            }
-        )
-    )
+    data = {
+        "min_margin_mm": mam,
+        "shell_coverage_5mm": cov5,
+        "shell_coverage_6mm": cov6,
+        "category": category,
+        "mean_margin_mm": 4.0,
+        "disclaimer": DISCLAIMER,
+    }
+    if decisive is not None:
+        data["uncertainty"] = {
+            "half_width_mm": 0.75,
+            "decisive": decisive,
+            "rule": "a margin within its uncertainty (±0.8 mm) of 0 mm or of 5 mm is not decisive",
+        }
+    path.write_text(json.dumps(data))
     return path
 
 
@@ -249,6 +252,66 @@ def test_import_margin_json_onto_an_ablated_lesion(cli, sqlite_registry, tmp_pat
     (tmp_path / "junk.json").write_text("{not json")
     code, _, err = cli("registry", "import-margin", tmp_path / "junk.json", *ids, "--db", db)
     assert "not valid JSON" in one_line_error(code, err)
+
+
+def test_import_margin_never_overwrites_silently(cli, sqlite_registry, tmp_path):
+    """The tester's repro: MAM 8.7 mm (5-10mm) stored, then a 4.84 mm margin.json."""
+    row = {
+        "patient_id": "HN-0002",
+        "lesion_id": "L1",
+        "procedure_id": "A1",
+        "procedure_type": "ablation",
+        "procedure_date": "2024-01-03",
+        "mam_mm": 8.7,
+        "margin_category": "5-10mm",
+    }
+    db = sqlite_registry
+    assert cli("registry", "import", write_csv(tmp_path / "o.csv", [row]), "--db", db)[0] == 0
+    ids = ("--patient-id", "HN-0002", "--procedure-id", "A1", "--lesion-id", "L1")
+    margin = _margin_json(tmp_path / "m.json", 4.84, 0.99, 0.98, "0-5mm", decisive=True)
+
+    def stored_mam():
+        cli("registry", "export", "--out", tmp_path / "x.csv", "--db", db)
+        got = pd.read_csv(tmp_path / "x.csv").iloc[0]
+        return got["mam_mm"], got["margin_category"]
+
+    code, _, err = cli("registry", "import-margin", margin, *ids, "--db", db)
+    line = one_line_error(code, err)
+    assert "lesion L1 already has MAM 8.7 mm (5-10mm)" in line and "--upsert" in line
+    assert stored_mam() == (8.7, "5-10mm")
+    assert cli("registry", "history", "--db", db)[1].strip() == ""
+
+    code, out, _ = cli("registry", "import-margin", margin, *ids, "--upsert", "--db", db)
+    assert code == 0 and "MAM 4.8 mm (0-5mm)" in out
+    assert stored_mam() == (4.84, "0-5mm")
+    log = cli("registry", "history", "--db", db)[1]
+    assert "lesion_treatments:HN-0002/A1/L1 mam_mm: 8.7 -> 4.84" in log
+    assert "margin_category: 5-10mm -> 0-5mm" in log
+    # The same file again changes nothing and needs no --upsert.
+    code, out, _ = cli("registry", "import-margin", margin, *ids, "--db", db)
+    assert code == 0 and "nothing changed" in out
+
+
+def test_import_margin_refuses_a_not_decisive_mam_unless_accepted(cli, sqlite_registry, tmp_path):
+    row = {
+        "patient_id": "P1",
+        "lesion_id": "L1",
+        "procedure_id": "A1",
+        "procedure_type": "ablation",
+        "procedure_date": "2024-01-03",
+    }
+    db = sqlite_registry
+    assert cli("registry", "import", write_csv(tmp_path / "o.csv", [row]), "--db", db)[0] == 0
+    ids = ("--patient-id", "P1", "--procedure-id", "A1", "--lesion-id", "L1")
+    margin = _margin_json(tmp_path / "m.json", 4.84, 0.99, 0.98, "0-5mm", decisive=False)
+    code, _, err = cli("registry", "import-margin", margin, *ids, "--db", db)
+    assert "MAM 4.84 mm is NOT decisive" in one_line_error(code, err)
+    assert cli("registry", "history", "--db", db)[1].strip() == ""
+    accept = ("--accept-not-decisive", "--db", db)
+    code, out, _ = cli("registry", "import-margin", margin, *ids, *accept)
+    assert code == 0 and "(0-5mm, NOT decisive)" in out
+    log = cli("registry", "history", "--db", db)[1]
+    assert "mam_mm: None -> 4.84" in log and "NOT decisive" in log
 
 
 def test_every_bad_row_is_written_with_errors_out(cli, sqlite_registry, tmp_path):

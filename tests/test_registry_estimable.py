@@ -108,3 +108,37 @@ def test_freeman_halton_exact_matches_fisher_on_2x2():
 
     table = np.array([[8, 2], [1, 5]])
     assert stats.freeman_halton_exact(table) == pytest.approx(fisher_exact(table).pvalue)
+
+
+FOLLOW_UP_ENDS = "not estimable (follow-up ends at 5.9 months)"
+
+
+def test_survival_past_the_last_follow_up_is_not_estimable():
+    """5 patients, 1 death at 1 month, all others censored by 5.9 months: S(12) unknown."""
+    patients = pd.DataFrame({"months": [1.0, 2.0, 3.0, 4.0, 5.9], "died": [1, 0, 0, 0, 0]})
+    s = stats.survival_summary(patients)
+    assert s.at_months == {"12": None, "36": None, "60": None}  # old code: 0.8 at all three
+    assert s.not_estimable == {k: FOLLOW_UP_ENDS for k in ("12", "36", "60")}
+    assert s.follow_up_ends_months == 5.9
+    # Followed beyond 12 months: S(12) = 3/4 (one death of 4 at risk at 1 month).
+    s = stats.survival_summary(pd.DataFrame({"months": [1.0, 13, 20, 30], "died": [1, 0, 0, 0]}))
+    assert s.at_months == {"12": pytest.approx(0.75), "36": None, "60": None}
+    assert s.not_estimable["36"] == "not estimable (follow-up ends at 30.0 months)"
+    # Everybody died: the curve is 0 for good, so S(12) = 0 is known.
+    s = stats.survival_summary(pd.DataFrame({"months": [1.0, 2.0], "died": [1, 1]}))
+    assert s.at_months == {"12": 0.0, "36": 0.0, "60": 0.0} and s.not_estimable == {}
+
+
+def test_cumulative_incidence_past_the_last_follow_up_is_not_estimable():
+    """10 lesions, 1 LTP at 2 months, the rest censored by 5.9: CIF(12) unknown, not 10%."""
+    months = [2.0, 3, 3, 4, 4, 5, 5, 5.5, 5.9, 5.9]
+    status = [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    tte = pd.DataFrame({"months": months, "status": status})
+    i = stats.incidence_summary(tte)
+    assert i.n_local_progression == 1
+    assert i.at_months == {"12": None, "24": None}  # old code: 0.1 at both
+    assert i.not_estimable == {"12": FOLLOW_UP_ENDS, "24": FOLLOW_UP_ENDS}
+    # One lesion followed to 13 months: CIF(12) = 1/10, CIF(24) still unknown.
+    i = stats.incidence_summary(tte.assign(months=months[:-1] + [13.0]))
+    assert i.at_months == {"12": pytest.approx(0.1), "24": None}
+    assert i.not_estimable == {"24": "not estimable (follow-up ends at 13.0 months)"}

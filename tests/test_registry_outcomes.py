@@ -171,3 +171,41 @@ def test_gray_test_holds_its_size_and_detects_a_difference():
     assert 0.02 <= np.mean(np.array(null) < 0.05) <= 0.09
     alt = gray_test(*_simulate(rng, 400, rate1=(0.05, 0.15)))
     assert alt.p_value < 1e-4
+
+
+def test_ltp_and_survival_past_the_follow_up_are_not_estimable(cli, sqlite_registry, tmp_path):  # noqa: F811
+    """4 ablated lesions, 1 LTP at 60 days, all followed 179 days (5.9 months).
+
+    The old code carried the last curve value forward: CIF 25% at 12 and 24 months
+    and survival 100% at 1, 3 and 5 years, with no one at risk after 6 months.
+    """
+    url, engine = sqlite_registry
+    rows = [_abl(f"P{k}", "L1", "0-5mm", 2.0, "true", "true") for k in range(1, 5)]
+    import_file(engine, write_csv(tmp_path / "o.csv", rows))
+    events = [("P1", "L1", "local_progression", "2020-03-01")] + [
+        (f"P{k}", "", "last_contact", "2020-06-28") for k in range(1, 5)
+    ]
+    frame = pd.DataFrame(events, columns=["patient_id", "lesion_id", "event_type", "event_date"])
+    import_file(engine, write_csv(tmp_path / "e.csv", frame), "events")
+    ends = "not estimable (follow-up ends at 5.9 months)"
+
+    code, out, err = cli("stats", "ablation", "--out", tmp_path / "a", "--db", url)
+    assert code == 0, err
+    assert f"LTP, MAM 0-5mm: 1/4 lesions; CIF 12 months {ends}, 24 months {ends}" in out
+    group = json.loads((tmp_path / "a" / "ablation.json").read_text())["ablation"][
+        "ltp_by_margin_category"
+    ][0]
+    assert group["numbers_at_risk"]["6"] == 0
+    assert group["at_months"] == {"12": None, "24": None}
+    assert group["not_estimable"] == {"12": ends, "24": ends}
+
+    code, _, err = cli("registry", "report", "--out", tmp_path / "r", "--db", url)
+    assert code == 0, err
+    audit = json.loads((tmp_path / "r" / "audit.json").read_text())
+    assert audit["incidence"]["at_months"] == {"12": None, "24": None}
+    assert audit["overall_survival"]["at_months"] == {"12": None, "36": None, "60": None}
+    assert audit["overall_survival"]["not_estimable"]["60"] == ends
+    html = (tmp_path / "r" / "audit.html").read_text()
+    assert f"Survival at 1 year: {ends}; at 3 years: {ends}; at 5 years: {ends}" in html
+    assert f"at 12 months: {ends}; at 24 months: {ends}" in html
+    assert "25.0%" not in html and "100.0%" not in html.split("Overall survival")[1][:600]

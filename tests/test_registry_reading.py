@@ -199,3 +199,23 @@ def test_plain_r1_is_accepted_and_counted_as_positive(sqlite_registry, tmp_path)
     bad = HEADER + "\nP9,L1,S1,resection,2021-05-04,2,R1\n"
     with pytest.raises(InputError, match="margin_status R1 contradicts margin_mm 2"):
         import_file(engine, _write(tmp_path / "r1bad.csv", bad))
+
+
+def test_a_point_in_another_column_of_a_decimal_comma_file_is_refused(
+    sqlite_registry,  # noqa: F811
+    tmp_path,
+):
+    """margin_mm has decimal commas, so 1.234 in cea_ng_ml may be 1234: refused, not 1.234."""
+    _, engine = sqlite_registry
+    header = HEADER.replace(",", ";") + ";cea_ng_ml"
+    text = header + (
+        "\nP1;L1;S1;resection;2021-05-04;2,5;R0;1.234\nP2;L1;S1;resection;2021-05-04;0,4;R1;7.5\n"
+    )
+    with pytest.raises(InputError, match="row 2 cea_ng_ml: 1.234: thousands separator or decimal"):
+        import_file(engine, _write(tmp_path / "eu.csv", text))
+    assert stored(engine, "lesion_treatments", "margin_mm") == []
+    # 7.5 cannot be a thousands separator: read as a decimal point.
+    ok = text.replace(";1.234\n", ";1234\n")
+    import_file(engine, _write(tmp_path / "eu2.csv", ok))
+    assert stored(engine, "lesion_treatments", "margin_mm") == [2.5, 0.4]
+    assert sorted(stored(engine, "procedures", "cea_ng_ml")) == [7.5, 1234.0]

@@ -317,3 +317,16 @@ def test_more_than_two_sparse_groups_use_a_reproducible_freeman_halton_test():
     # difference; the chi-square approximation would be invalid (expected R1 counts < 5).
     assert 0.2 < first.p_value < 0.8
     assert first.min_expected < 5
+
+
+def test_docs_group_by_list_is_the_code_list():
+    """docs/registry.md lists exactly the --group-by columns the code accepts."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "registry.md").read_text(encoding="utf-8")
+    start = text.index("Allowed\n`--group-by` columns")
+    sentence = text[start : text.index(".\n", start)].split(":", 1)[1]
+    listed = re.findall(r"`([a-z0-9_]+)`", sentence)
+    assert sorted(listed) == sorted(dataset.GROUP_COLUMNS)
+    assert len(listed) == len(set(listed)) == 18

@@ -176,3 +176,39 @@ def test_sphere_eval_equals_the_basis_matrix_product(degree):
     coef = rng.normal(size=basis.shape[1]) * 5.0
     got = grow._sphere_eval([u[:, 0], u[:, 1], u[:, 2]], coef, degree)
     np.testing.assert_allclose(got, basis @ coef, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "spacing", [(0.8, 0.8, 1.0), (0.8, 0.7, 1.25), (1.0, 1.0, 1.0), (0.7, 0.7, 3.0)]
+)
+@pytest.mark.parametrize("radius", [0.5, 1.0, 1.01, 1.5, 2.0, 2.5])
+def test_small_balls_by_shifting_equal_the_distance_map_thresholds(spacing, radius, monkeypatch):
+    """Dilation and erosion by the ball's voxel offsets (the fast path) give the same
+    voxels as the threshold of ITK's distance map, on a porous mask touching the
+    grid's edge, including exact ties (2 mm on 1 mm voxels)."""
+    rng = np.random.default_rng(3)
+    z, y, x = np.ogrid[:26, :30, :34]
+    arr = (((z - 13) / 9.0) ** 2 + ((y - 15) / 11.0) ** 2 + ((x - 17) / 12.0) ** 2 < 1) & (
+        rng.random((26, 30, 34)) > 0.3
+    )
+    arr[:, :2, :] = True
+    mask = _image(arr, spacing=spacing)
+    fast = [
+        sitk.GetArrayFromImage(f(mask, radius)) for f in (morphology.dilate_mm, morphology.erode_mm)
+    ]
+    monkeypatch.setattr(morphology, "MAX_BALL_OFFSETS", 0)  # every ball by the distance map
+    assert morphology.ball_offsets(spacing, radius) is None
+    slow = [
+        sitk.GetArrayFromImage(f(mask, radius)) for f in (morphology.dilate_mm, morphology.erode_mm)
+    ]
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ball_offsets_leave_ambiguous_ties_to_the_distance_map():
+    # 4 mm on 0.8 mm voxels: 5 x 0.8 is 4 only up to float rounding (the map decides).
+    assert morphology.ball_offsets((0.8, 0.8, 1.0), 4.0) is None
+    # 2 mm on 1 mm slices: an exact tie, inside; 1.01 mm: the 6 face neighbours.
+    offsets = morphology.ball_offsets((0.8, 0.8, 1.0), 2.0)
+    assert [2, 0, 0] in offsets.tolist() and [0, 0, 3] not in offsets.tolist()
+    assert len(morphology.ball_offsets((0.8, 0.8, 1.0), 1.01)) == 7

@@ -57,6 +57,16 @@ def test_segment_tumor_writes_mask_json_report(cli, body_ct, tmp_path):
     assert record["volume_ml"] == pytest.approx(expected_ml)
     html = (tmp_path / "tumor.html").read_text(encoding="utf-8")
     assert "NOT a medical device" in html and "data:image/png" in html
+    # the edge fractions beside the mask (for the margin's sub-voxel surface): a box of
+    # the CT grid, >= 0.5 exactly where the mask is 1
+    fraction = sitk.ReadImage(str(tmp_path / "tumor.fraction.nii.gz"))
+    assert fraction.GetSpacing() == pytest.approx(mask.GetSpacing())
+    i, j, k = mask.TransformPhysicalPointToIndex(fraction.GetOrigin())
+    n = fraction.GetSize()
+    box = sitk.GetArrayViewFromImage(mask)[k : k + n[2], j : j + n[1], i : i + n[0]]
+    values = sitk.GetArrayViewFromImage(fraction)
+    assert np.array_equal(values >= 0.5, box != 0) and box.sum() == expected_ml * 1000 / 1.25
+    assert 0 < np.count_nonzero((values > 0) & (values < 1)) and values.min() >= 0
 
 
 def test_segment_report_screenshot(cli, body_ct, tmp_path):

@@ -163,3 +163,17 @@ def test_regimen_unit_mismatch_and_unknown_regimen():
         check_regimen_dose("hai-oxaliplatin", 2, "mg/kg")
     with pytest.raises(InputError, match="--regimen"):
         check_regimen_dose("tace-magic", 2, "mg")
+
+
+def test_a_dose_given_in_mg_is_kept_as_given_beside_the_limit_in_mg():
+    """Tester's case: 182 mg for 100 mg/m2 at 170 cm / 70 kg. BSA (Mosteller) =
+    sqrt(170 * 70 / 3600) = 1.8181 m2, so the limit is 181.8 mg and 182 mg is ABOVE it;
+    the answer must not show the given dose rounded to 180 mg (which reads as within)."""
+    from hepanav.therapy.regimens import check_regimen_dose
+
+    res = check_regimen_dose("hai-oxaliplatin", 182, "mg", "session", 170, 70)
+    assert res.result == "above"
+    assert res.dose == 182 and res.patient_mg == 182
+    assert res.protocol_mg == (None, 181.8)
+    res = check_regimen_dose("hai-oxaliplatin", 181.7, "mg", "session", 170, 70)
+    assert res.result == "within" and res.dose == 181.7

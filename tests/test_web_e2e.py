@@ -130,6 +130,12 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     cursor = margin_page.evaluate("window.hepanav.cursor()")
     assert max(abs(a - b) for a, b in zip(cursor, mam, strict=True)) < 1.6, (cursor, mam)
     assert margin_page.text_content("#cursor") == ",".join(f"{v:.1f}" for v in cursor)
+    # Each slice view: orientation letters on all four sides (screenshot above).
+    opts = margin_page.evaluate(
+        "[window.hepanav.a.opts.showAllOrientationMarkers,"
+        " window.hepanav.b.opts.showAllOrientationMarkers]"
+    )
+    assert opts == [True, True]
     margin_page.screenshot(path=shots / "margin-page-at-mam.png", full_page=True)
     other_tab.close()
 

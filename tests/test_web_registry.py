@@ -113,3 +113,17 @@ def test_dashboard_follows_a_change_of_the_registry(client, sqlite_registry, tmp
     flow = {r[0]: (int(r[1]), int(r[2])) for r in _rows(client.get("/registry").text, "flow")}
     assert flow["first treated by resection"] == (3, 4)
     assert flow["in the registry"] == (7, 10)
+
+
+def test_dashboard_ltp_past_the_follow_up_is_not_estimable(client):
+    """Centre C1: the 5-10 mm lesion PA/L2 is followed 547 days (18.0 months), no LTP.
+
+    CIF at 12 months is 0; at 24 months nobody is at risk: not estimable (the old
+    code showed 0 % carried forward). 0-5 mm (PA/L1 LTP, PB/L1 death) had an event
+    on every lesion, so its curve is final: 1/2 at 12 and 24 months.
+    """
+    html = client.get("/registry?centre=C1").text
+    ltp = {r[0]: r[1:] for r in _rows(html, "ltp")}
+    ends = "not estimable (follow-up ends at 18.0 months)"
+    assert ltp["5-10mm"] == ["1", "1", "0", "0", "0 %", ends]
+    assert ltp["0-5mm"] == ["2", "2", "1", "1", "50 %", "50 %"]

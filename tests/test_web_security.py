@@ -198,6 +198,8 @@ def test_dose_check_page_values_roles_csrf_and_audit(app):
     assert r.status_code == 200
     verdict = re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1)
     assert verdict == "WITHIN" and "BSA 1.82 m²" in r.text and "Llovet" in r.text
+    # the protocol range in mg for this patient: 25 x 1.8181 = 45.45, 75 x 1.8181 = 136.4
+    assert "= 45.45-136.4 mg for this patient" in r.text
     assert "UNVERIFIED source:" in r.text  # the range is not in the source's text found
     r = client.post("/therapy/dose", data={**form, "dose": "150", "csrf_token": token})
     assert re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1) == "ABOVE"

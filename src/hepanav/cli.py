@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
@@ -121,6 +122,10 @@ class _UserErrorGroup(TyperGroup):
             # An output folder that cannot be created, a full disk, no permission: the
             # user's environment, not a bug; name the path and the reason.
             where = f"{exc.filename}: " if exc.filename else ""
+            blocker = _file_in_the_way(exc)
+            if blocker is not None:
+                # mkdir on (or under) a path that is a file: the user meant it as a folder
+                return f"error: {blocker}: is a file, not a folder (check the output path)", False
             return f"error: {where}{exc.strerror or type(exc).__name__}", False
         if isinstance(exc, MemoryError):
             inputs = _named_inputs(raw)
@@ -136,6 +141,16 @@ class _UserErrorGroup(TyperGroup):
             + " (a HepaNav defect; please report it with the log)",
             True,
         )
+
+
+def _file_in_the_way(exc: OSError) -> Path | None:
+    """The file that stands where a folder was to be created, if that is what failed."""
+    if not isinstance(exc, (FileExistsError, NotADirectoryError)) or not exc.filename:
+        return None
+    for candidate in (Path(exc.filename), *Path(exc.filename).parents):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 app = typer.Typer(

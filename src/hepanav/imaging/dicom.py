@@ -8,11 +8,12 @@ import SimpleITK as sitk
 
 
 def series_uids(folder: Path) -> list[str]:
-    """Series Instance UIDs of the image series in ``folder`` (header scan with pydicom)."""
+    """Handles of the image series in ``folder``: the Series Instance UID, or
+    ``no-UID-n`` for a series whose files carry none (header scan with pydicom)."""
     from hepanav.imaging.dicom_series import scan_folder
 
     found, _ = scan_folder(Path(folder))
-    return [uid for uid, info in found.items() if info.image]
+    return [info.handle for info in found.values() if info.image]
 
 
 def read_dicom_series(folder: str | Path, series: str | None = None) -> sitk.Image:

@@ -61,7 +61,7 @@ class Frame:
 class SeriesInfo:
     """What a folder holds per series: used to list and choose series."""
 
-    uid: str
+    uid: str  # Series Instance UID; "" when the files carry none (anonymised exports)
     description: str
     modality: str
     files: list[Path]
@@ -69,16 +69,26 @@ class SeriesInfo:
     localizer_only: bool
     image: bool
     header: pydicom.Dataset | None = field(default=None, repr=False)
+    label: str = ""  # handle for --series when there is no UID: "no-UID-1", "no-UID-2", ...
+
+    @property
+    def handle(self) -> str:
+        return self.uid or self.label
 
     def describe(self) -> str:
         what = f"{self.frames} {'frame' if self.frames == 1 else 'slices'}"
-        return f"{self.uid} '{self.description}' {self.modality or '?'} {what}"
+        number = _str(self.header, "SeriesNumber")
+        extra = f" (no Series Instance UID, series number {number or '?'})" if not self.uid else ""
+        return f"{self.handle}{extra} '{self.description}' {self.modality or '?'} {what}"
 
 
 def scan_folder(folder: Path) -> tuple[dict[str, SeriesInfo], int]:
-    """Group the DICOM files of ``folder`` (not recursive) by Series Instance UID.
+    """Group the DICOM files of ``folder`` (not recursive) by series identity.
 
-    Returns the series and the number of files that are not DICOM.
+    The identity is the Series Instance UID; files without one (anonymised exports
+    strip it) are grouped by :func:`_identity` instead, so that two such series in
+    one folder are never merged into one stack. Returns the series (keyed by that
+    identity) and the number of files that are not DICOM.
     """
     files = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
     if len(files) > _MAX_FILES:
@@ -93,6 +103,8 @@ def scan_folder(folder: Path) -> tuple[dict[str, SeriesInfo], int]:
             skipped += 1
             continue
         _add(series, path, ds)
+    for n, info in enumerate((s for s in series.values() if not s.uid), start=1):
+        info.label = f"no-UID-{n}"
     return series, skipped
 
 
@@ -103,17 +115,43 @@ def _header(path: Path) -> pydicom.Dataset | None:
         return None
 
 
+def _identity(ds: pydicom.Dataset) -> str:
+    """Series identity of a file without Series Instance UID.
+
+    Series Number and Description, the study, Frame of Reference, series/acquisition
+    date and time, modality and the slice orientation: what differs between two
+    series of one study even when the UIDs were stripped (a localizer in such a
+    folder becomes its own, localizer-only, series and is passed over).
+    """
+    orientation = getattr(ds, "ImageOrientationPatient", None)
+    try:
+        ori = tuple(round(float(v), 3) + 0.0 for v in orientation) if orientation else ()
+    except (TypeError, ValueError):
+        ori = ()
+    fields = [
+        "SeriesNumber",
+        "SeriesDescription",
+        "StudyInstanceUID",
+        "FrameOfReferenceUID",
+        "SeriesDate",
+        "SeriesTime",
+        "Modality",
+    ]
+    return "no-UID|" + "|".join(str(getattr(ds, k, "") or "") for k in fields) + f"|{ori}"
+
+
 def _add(series: dict[str, SeriesInfo], path: Path, ds: pydicom.Dataset) -> None:
-    uid = str(getattr(ds, "SeriesInstanceUID", "") or "(no Series Instance UID)")
+    uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+    key = uid or _identity(ds)
     modality = str(getattr(ds, "Modality", "") or "")
     image = modality not in _NON_IMAGE_MODALITIES and (
         "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds
     )
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     localizer = "LOCALIZER" in [str(v).upper() for v in (getattr(ds, "ImageType", []) or [])]
-    info = series.get(uid)
+    info = series.get(key)
     if info is None:
-        info = series[uid] = SeriesInfo(
+        info = series[key] = SeriesInfo(
             uid=uid,
             description=str(getattr(ds, "SeriesDescription", "") or ""),
             modality=modality,
@@ -145,7 +183,7 @@ def choose_series(
     notes: list[str] = []
     if wanted:
         key = wanted.strip()
-        hits = [s for s in images if s.uid == key]
+        hits = [s for s in images if s.handle == key]
         if not hits:
             hits = [s for s in images if key.lower() in s.description.lower()]
         if not hits:
@@ -156,7 +194,7 @@ def choose_series(
             raise InputError(
                 f"--series {key!r} matches {len(hits)} series "
                 f"({'; '.join(s.describe() for s in hits)}); "
-                "give the Series Instance UID",
+                "give the Series Instance UID (or the no-UID-n handle listed)",
                 folder,
             )
         chosen = hits[0]
@@ -165,7 +203,8 @@ def choose_series(
         if len(volumes) > 1:
             raise InputError(
                 f"folder holds {len(volumes)} DICOM series ({listing}); choose one with "
-                "--series UID or a description substring",
+                "--series UID or a description substring"
+                + (" (or the no-UID-n handle listed)" if any(not v.uid for v in volumes) else ""),
                 folder,
             )
         chosen = volumes[0]
@@ -243,7 +282,7 @@ def read_dicom_path(
         role=role,
         file=display_name(path),
         format="DICOM Enhanced CT" if any(f.frame > 0 for f in frames) else "DICOM series",
-        series_instance_uid=info.uid,
+        series_instance_uid=info.uid or None,
         study_instance_uid=_str(header, "StudyInstanceUID"),
         frame_of_reference_uid=_str(header, "FrameOfReferenceUID"),
         series_description=info.description or None,

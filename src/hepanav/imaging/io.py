@@ -23,7 +23,7 @@ from hepanav.core.atomic import atomic_path
 from hepanav.core.errors import InputError
 from hepanav.imaging.affine import image_from_affine, orthogonal_image
 from hepanav.imaging.dicom import _first_line
-from hepanav.imaging.header import require_sane_geometry
+from hepanav.imaging.header import require_clinical_spacing, require_sane_geometry
 from hepanav.imaging.schema import InputRecord, display_name, record_geometry
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -110,7 +110,9 @@ def load_image(
     ------
     InputError
         Missing, unreadable, truncated or corrupt file; a FIFO or device; an
-        unsupported format; not 3D; a vector image; an ambiguous DICOM folder.
+        unsupported format; not 3D; a vector image; an ambiguous DICOM folder;
+        a voxel size outside :data:`hepanav.imaging.header.CLINICAL_SPACING_MM`
+        (units not mm).
     """
     from hepanav.imaging.dicom_series import read_dicom_path
 
@@ -138,6 +140,7 @@ def load_image(
         record.notes.extend(notes)
     require_3d(image, path)
     require_sane_geometry(image, path)
+    require_clinical_spacing(image, path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"image has {image.GetNumberOfComponentsPerPixel()} components per voxel; "

@@ -233,6 +233,7 @@ def load_mask_occupancy(
         float values that are neither 0/1 nor fractions, another series or frame
         of reference than the reference image, empty mask, no overlap.
     """
+    from hepanav.imaging.header import require_clinical_spacing
     from hepanav.imaging.io import load_image, require_regular_input
 
     path = Path(path)
@@ -261,6 +262,7 @@ def load_mask_occupancy(
         mask, notes, segment = mask_from_values(image, wanted, threshold, path, option)
         record.segment = segment
         record.notes.extend(notes)
+    require_clinical_spacing(mask, path)
     require_nonempty(mask, path)
     if reference is not None and not same_grid(mask, reference):
         require_overlap(mask, reference, path)

@@ -353,6 +353,8 @@ def margin(
         typer.echo(f"no interval: {u.interval_withheld_reason}")
     if not u.decisive:
         typer.echo(f"not decisive: {u.rule}")
+    for warning in run.result.warnings:
+        typer.echo(f"warning: {warning}")
     typer.echo(f"report: {run.paths['report']}")
     for line in dicom.finish(out):
         typer.echo(line)

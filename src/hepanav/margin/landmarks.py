@@ -156,3 +156,49 @@ def paired_landmarks(
     if not common:
         raise InputError("no landmark id appears in both the pre and the post file", source)
     return np.array([pre[k] for k in common]), np.array([post[k] for k in common])
+
+
+#: Mean landmark TRE (mm) above which the result carries a warning. The registration
+#: of the evaluation pairs stays within 1.5 mm mean TRE (docs/margin.md) and a margin
+#: is judged against 5-10 mm: a 10 mm mean error means the registration failed or the
+#: landmarks do not describe the same points (another coordinate system, other ids).
+TRE_WARNING_MM = 10.0
+_FLIP = np.array([-1.0, -1.0, 1.0])  # RAS <-> LPS: x and y negated
+
+
+def landmark_warning(transform, pre_points: np.ndarray, post_points: np.ndarray) -> str | None:
+    """A warning when the landmark TRE exceeds :data:`TRE_WARNING_MM`, naming the cause.
+
+    The TRE is computed again with x and y negated (RAS read as LPS) in both files, in
+    the pre file only and in the post file only; when one of these brings the mean
+    within the limit, the warning names that file as written in RAS. Otherwise the
+    registration (or the pairing of the ids) is named. ``transform`` maps post to pre.
+    """
+    from hepanav.margin.registration import target_registration_error
+
+    pre, post = np.asarray(pre_points, float), np.asarray(post_points, float)
+    tre = target_registration_error(transform, pre, post)
+    if tre["mean"] <= TRE_WARNING_MM:
+        return None
+    head = (
+        f"landmark TRE mean {tre['mean']:.1f} mm, max {tre['max']:.1f} mm over "
+        f"{int(tre['n'])} landmarks exceeds {TRE_WARNING_MM:g} mm"
+    )
+    trials = {
+        "both landmark files": (pre * _FLIP, post * _FLIP),
+        "the pre landmark file": (pre * _FLIP, post),
+        "the post landmark file": (pre, post * _FLIP),
+    }
+    fits = {k: target_registration_error(transform, *v)["mean"] for k, v in trials.items()}
+    which = min(fits, key=fits.get)
+    if fits[which] <= TRE_WARNING_MM:
+        return (
+            f"{head}; with x and y negated in {which} it would be {fits[which]:.1f} mm: "
+            f"{which} {'are' if which.startswith('both') else 'is'} likely in RAS, not LPS "
+            "(write LPS, or a 3D Slicer .fcsv/.mrk.json "
+            "that states its coordinate system); the TRE does not validate this registration"
+        )
+    return (
+        f"{head}: the registration may have failed or the landmark ids do not pair the same "
+        "points; check the registration overlay before using this margin"
+    )

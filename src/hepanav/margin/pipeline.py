@@ -24,7 +24,7 @@ from hepanav.imaging import (
 )
 from hepanav.imaging.masks import check_mask_threshold
 from hepanav.imaging.schema import display_name
-from hepanav.margin.landmarks import paired_landmarks, read_landmarks
+from hepanav.margin.landmarks import landmark_warning, paired_landmarks, read_landmarks
 from hepanav.margin.measure import Measurement, measure_margin
 from hepanav.margin.registration import (
     RegistrationResult,
@@ -191,6 +191,10 @@ def run_margin(
         if roles.get(record.role) in seeded:
             record.file = display_name(seeded[roles[record.role]])
             record.notes.append("segmented automatically from a seed (hepanav segment)")
+            role = roles[record.role]
+            record.notes.append(
+                edge_fractions(getattr(inputs, role), images[role], role, occupancies)
+            )
     landmarks = None
     if inputs.landmarks_pre is not None:
         # Read before registering: a bad file must not cost a minute of registration.
@@ -218,6 +222,50 @@ def run_margin(
         occupancies=occupancies,
         segmented_from_seeds=tuple(seeded),
     )
+
+
+def edge_fractions(
+    path: Path, mask: sitk.Image, role: str, occupancies: dict[str, sitk.Image]
+) -> str:
+    """Use the edge fractions ``hepanav segment`` wrote beside an automatic mask.
+
+    The fraction file (:func:`hepanav.segmentation.pipeline.fraction_path`) is put in
+    ``occupancies[role]`` when the mask was read voxel for voxel (no fraction of the
+    reader's own), the file lies on a box of the mask's grid and still agrees with the
+    mask (``fraction >= 0.5`` exactly where the mask is 1 in that box): a mask edited
+    after the segmentation no longer agrees and is measured as a binary mask. Returns
+    the note for the mask's input record (which of the two happened).
+    """
+    from hepanav.margin.surface import occupancy_offset
+    from hepanav.segmentation.pipeline import fraction_path
+
+    where = fraction_path(path)
+    if role in occupancies:
+        return "surface placed from the reader's partial-volume fractions"
+    if not where.is_file():
+        return "no edge fractions beside the mask: surface placed from the binary voxels"
+    try:
+        fraction = sitk.ReadImage(str(where), sitk.sitkFloat32)
+        start = occupancy_offset(fraction, mask)
+    except (RuntimeError, ValueError):
+        return f"{where.name} is not on the mask's grid: surface placed from the binary voxels"
+    size = np.asarray(fraction.GetSize())
+    if np.any(start < 0) or np.any(start + size > np.asarray(mask.GetSize())):
+        return f"{where.name} is not on the mask's grid: surface placed from the binary voxels"
+    box = sitk.GetArrayViewFromImage(mask)[
+        start[2] : start[2] + size[2], start[1] : start[1] + size[1], start[0] : start[0] + size[0]
+    ]
+    values = sitk.GetArrayViewFromImage(fraction)
+    inside_box = int(np.count_nonzero(box))
+    if not np.array_equal(values >= 0.5, box != 0) or inside_box != int(
+        np.count_nonzero(sitk.GetArrayViewFromImage(mask))
+    ):
+        return (
+            f"the mask no longer agrees with {where.name} (edited?): surface placed from "
+            "the binary voxels"
+        )
+    occupancies[role] = fraction
+    return f"surface placed from the segmentation's edge fractions ({where.name})"
 
 
 def automatic_segmentation(mask: Path | None) -> bool:
@@ -328,6 +376,7 @@ def run_margin_pipeline(
     registration = None
     transform = None
     tre = None
+    tre_warning = None
     step("register")
     if pre is not None:
         registration = register_pre_to_post(
@@ -342,6 +391,7 @@ def run_margin_pipeline(
         transform = registration.transform
         if landmarks is not None:
             tre = target_registration_error(transform, *landmarks)
+            tre_warning = landmark_warning(transform, *landmarks)
     step("measure")
     measurement = measure_margin(
         tumor,
@@ -365,6 +415,8 @@ def run_margin_pipeline(
         ),
         inputs=input_records or [],
     )
+    if tre_warning:
+        result.warnings.append(tre_warning)
     step("write")
     out = Path(out)
     paths = {

@@ -100,10 +100,13 @@ def mask_field(
         Maps grid points to ``mask`` space (ITK resampling convention), e.g. the
         post -> pre registration transform. Identity when omitted.
     occupancy : SimpleITK.Image, optional
-        Partial-volume fraction (0..1, float) of the same object on ``mask``'s grid,
-        e.g. the linear resampling of a binary mask a reader regularised; ``mask`` is
-        then ``occupancy >= 0.5``. The surface is placed from the fractions (see
-        :func:`signed_distance`) instead of from the thresholded voxels.
+        Partial-volume fraction (0..1, float) of the same object on ``mask``'s grid or
+        on a box of it (same spacing and direction, origin on one of its voxels; e.g.
+        the edge fractions of a segmentation, :mod:`hepanav.segmentation.fraction`),
+        such as the linear resampling of a binary mask a reader regularised; ``mask`` is
+        then ``occupancy >= 0.5`` (outside the box: ``mask`` itself, as 0/1). The
+        surface is placed from the fractions (see :func:`signed_distance`) instead of
+        from the thresholded voxels.
 
     Returns
     -------
@@ -116,7 +119,11 @@ def mask_field(
     crop, lo = _mask_crop(mask, grid, transform)
     fraction = None
     if occupancy is not None:
-        fraction = np.clip(_crop_array(occupancy, lo, crop.shape, 0.0).astype(np.float32), 0, 1)
+        offset = occupancy_offset(occupancy, mask)
+        fraction = crop.astype(np.float32)
+        inner = _crop_array(occupancy, lo - offset, crop.shape, np.nan)
+        known = ~np.isnan(inner)
+        fraction[known] = np.clip(inner[known], 0, 1)
         crop = fraction >= 0.5
     spacing = np.asarray(mask.GetSpacing(), dtype=float)
     sdf = signed_distance(crop, spacing, fraction)
@@ -130,6 +137,25 @@ def mask_field(
         image, grid, transform or sitk.Transform(), sitk.sitkLinear, -FAR_MM, sitk.sitkFloat32
     )
     return 0.5 + sitk.GetArrayFromImage(out)
+
+
+def occupancy_offset(occupancy: sitk.Image, mask: sitk.Image) -> np.ndarray:
+    """Index (x, y, z) of ``occupancy``'s first voxel on ``mask``'s grid.
+
+    Raises
+    ------
+    ValueError
+        When ``occupancy`` is not on ``mask``'s grid or a box of it (other spacing or
+        direction, or voxels between ``mask``'s voxel centres).
+    """
+    same = np.allclose(occupancy.GetSpacing(), mask.GetSpacing(), rtol=1e-5) and np.allclose(
+        occupancy.GetDirection(), mask.GetDirection(), atol=1e-5
+    )
+    index = np.asarray(mask.TransformPhysicalPointToContinuousIndex(occupancy.GetOrigin()))
+    offset = np.rint(index).astype(int)
+    if not same or np.any(np.abs(index - offset) > 1e-3):
+        raise ValueError("the occupancy is not on the mask's grid or a box of it")
+    return offset
 
 
 def across_thick_axes(

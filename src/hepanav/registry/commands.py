@@ -217,15 +217,47 @@ def import_margin(
     patient_id: Annotated[str, typer.Option("--patient-id", help="Pseudonymous patient id.")],
     procedure_id: Annotated[str, typer.Option("--procedure-id", help="The ablation.")],
     lesion_id: Annotated[str, typer.Option("--lesion-id", help="The ablated lesion.")],
+    upsert: Annotated[
+        bool,
+        typer.Option("--upsert", help="Replace a margin already stored (kept in the history)."),
+    ] = False,
+    accept_not_decisive: Annotated[
+        bool,
+        typer.Option(
+            "--accept-not-decisive",
+            help="Store a MAM the margin file marks NOT decisive (the history says so).",
+        ),
+    ] = False,
+    user: UserOption = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (kept in the history).")
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """Store an ablation margin (MAM, 5/6 mm shell coverage, category) on a lesion."""
+    """Store an ablation margin (MAM, 5/6 mm shell coverage, category) on a lesion.
+
+    Every change is kept in the history. A lesion that already has a different
+    margin is refused unless --upsert; a MAM marked NOT decisive in margin.json
+    (within its uncertainty of 0 or 5 mm) is refused unless --accept-not-decisive.
+    """
     from hepanav.registry.margin_import import attach_margin
 
-    m = attach_margin(_open(db), margin_json, patient_id, procedure_id, lesion_id)
+    m, changes = attach_margin(
+        _open(db),
+        margin_json,
+        patient_id,
+        procedure_id,
+        lesion_id,
+        upsert=upsert,
+        accept_not_decisive=accept_not_decisive,
+        user=_user(user),
+        reason=reason,
+    )
+    flag = ", NOT decisive" if m.uncertainty is not None and not m.uncertainty.decisive else ""
     typer.echo(
-        f"{patient_id}/{procedure_id}/{lesion_id}: MAM {m.min_margin_mm:.1f} mm ({m.category}), "
-        f"6 mm shell {100 * m.shell_coverage_6mm:.0f}% covered"
+        f"{patient_id}/{procedure_id}/{lesion_id}: MAM {m.min_margin_mm:.1f} mm ({m.category}"
+        f"{flag}), 6 mm shell {100 * m.shell_coverage_6mm:.0f}% covered"
+        + ("" if changes else "; already stored, nothing changed")
     )
 
 
@@ -338,7 +370,7 @@ def margins(
         for g in ltp.groups:
             typer.echo(
                 f"{group_by}={g.group}: {g.events}/{g.n_lesions} lesions with LTP, "
-                f"CIF 12 months {g.at_months['12']:.1%}"
+                f"CIF 12 months {stats.at_text(g.at_months, g.not_estimable, '12')}"
             )
         gray = ltp.gray_test
         p = f"p = {gray.p_value:.4g}" if gray.estimable else gray.reason
@@ -365,7 +397,7 @@ def ablation(
 ) -> None:
     """Ablation endpoints (Ahmed 2014) and resection outcomes, side by side, never pooled."""
     from hepanav.core.atomic import check_output_folder, final_path, output_folder, write_json
-    from hepanav.registry import dataset
+    from hepanav.registry import dataset, stats
     from hepanav.registry.outcomes import outcomes_by_procedure
 
     check_output_folder(out)
@@ -387,7 +419,11 @@ def ablation(
         show("primary technique efficacy", a.primary_technique_efficacy)
         show("secondary technique efficacy", a.secondary_technique_efficacy)
         for g in a.ltp_by_margin_category:
-            typer.echo(f"  LTP, MAM {g.group}: {g.events}/{g.n_lesions} lesions")
+            typer.echo(
+                f"  LTP, MAM {g.group}: {g.events}/{g.n_lesions} lesions; CIF 12 months "
+                f"{stats.at_text(g.at_months, g.not_estimable, '12')}, 24 months "
+                f"{stats.at_text(g.at_months, g.not_estimable, '24')}"
+            )
         gray = a.gray_test
         typer.echo(
             f"  Gray's test (n = {gray.n}, {gray.events} events): "

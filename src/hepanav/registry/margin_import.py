@@ -1,8 +1,10 @@
 """Attach an ablation margin measured by ``hepanav margin`` to a registry lesion.
 
-Reads ``margin.json`` (only MAM, 5/6 mm shell coverage and category; the
-registry does not depend on the margin package, it reads its documented JSON)
-and writes them onto the lesion treatment row of an ablation, in one transaction.
+Reads ``margin.json`` (only MAM, 5/6 mm shell coverage, category and whether the
+MAM is decisive; the registry does not depend on the margin package, it reads its
+documented JSON) and writes them onto the lesion treatment row of an ablation, in
+one transaction with the edit history. A stored margin is replaced only with
+``--upsert``; a NOT decisive MAM only with ``--accept-not-decisive``.
 """
 
 from __future__ import annotations
@@ -34,27 +36,71 @@ def read_margin_json(path: str | Path) -> MarginJson:
     return validate_model(MarginJson, data, path, suffix=" (is this a hepanav margin.json?)")
 
 
+MARGIN_FIELDS = ("mam_mm", "shell_coverage_5mm_pct", "shell_coverage_6mm_pct", "margin_category")
+
+
+def _same(old, new) -> bool:
+    if isinstance(old, float | int) and isinstance(new, float | int):
+        return abs(float(old) - float(new)) <= 1e-9 * max(1.0, abs(float(new)))
+    return old == new
+
+
 def attach_margin(
-    engine: Engine, path: str | Path, patient_id: str, procedure_id: str, lesion_id: str
-) -> MarginJson:
+    engine: Engine,
+    path: str | Path,
+    patient_id: str,
+    procedure_id: str,
+    lesion_id: str,
+    upsert: bool = False,
+    accept_not_decisive: bool = False,
+    user: str = "unknown",
+    reason: str | None = None,
+) -> tuple[MarginJson, list[tuple[str, object, object]]]:
     """Store MAM (mm), shell coverage (%) and category on an ablated lesion.
+
+    Every changed field goes to the edit history (``record_changes``) in the same
+    transaction. A lesion that already has a different margin is refused unless
+    ``upsert``; a MAM the margin file marks as NOT decisive (its uncertainty
+    interval straddles 0 or 5 mm, e.g. seeded masks) is refused unless
+    ``accept_not_decisive``, and then the history's reason says "NOT decisive".
+
+    Returns
+    -------
+    margin, changes
+        The margin read and ``(field, old, new)`` of what changed (empty when the
+        stored margin was already this one).
 
     Raises
     ------
     InputError
         If the file is not a margin result, or the registry has no treatment of
-        that lesion in that procedure, or the procedure is not an ablation.
+        that lesion in that procedure, or the procedure is not an ablation, or a
+        stored margin would be overwritten without ``upsert``, or the MAM is not
+        decisive without ``accept_not_decisive``.
     """
+    from hepanav.registry.records import _check_actor, _log
+
     margin = read_margin_json(path)
+    not_decisive = margin.uncertainty is not None and not margin.uncertainty.decisive
+    why = reason or "registry import-margin" + (" --upsert" if upsert else "")
+    if not_decisive:
+        why = f"{why}; MAM NOT decisive ({margin.uncertainty.rule})"[:200]
+    _check_actor(user, why)
     t, p = models.LesionTreatment.__table__, models.Procedure.__table__
     key = (
         (t.c.patient_id == patient_id)
         & (t.c.procedure_id == procedure_id)
         & (t.c.lesion_id == lesion_id)
     )
+    new = {
+        "mam_mm": margin.min_margin_mm,
+        "shell_coverage_5mm_pct": 100.0 * margin.shell_coverage_5mm,
+        "shell_coverage_6mm_pct": 100.0 * margin.shell_coverage_6mm,
+        "margin_category": margin.category,
+    }
     with write_transaction(engine) as conn:
         found = conn.execute(
-            select(p.c.procedure_type)
+            select(p.c.procedure_type, *(t.c[f] for f in MARGIN_FIELDS))
             .join(t, (t.c.patient_id == p.c.patient_id) & (t.c.procedure_id == p.c.procedure_id))
             .where(key)
         ).first()
@@ -63,14 +109,31 @@ def attach_margin(
             raise InputError(f"no such lesion treatment ({where}); import its outcomes row first")
         if found[0] != "ablation":
             raise InputError(f"procedure {procedure_id} is a {found[0]}, not an ablation")
-        conn.execute(
-            update(t)
-            .where(key)
-            .values(
-                mam_mm=margin.min_margin_mm,
-                shell_coverage_5mm_pct=100.0 * margin.shell_coverage_5mm,
-                shell_coverage_6mm_pct=100.0 * margin.shell_coverage_6mm,
-                margin_category=margin.category,
+        old = dict(zip(MARGIN_FIELDS, found[1:], strict=True))
+        changes = [(f, old[f], new[f]) for f in MARGIN_FIELDS if not _same(old[f], new[f])]
+        stored = any(v is not None for v in old.values())
+        if changes and stored and not upsert:
+            mam = "no MAM" if old["mam_mm"] is None else f"MAM {old['mam_mm']:g} mm"
+            raise InputError(
+                f"{where} already has {mam} ({old['margin_category'] or 'no category'}); "
+                f"this file has MAM {margin.min_margin_mm:.2f} mm ({margin.category}): "
+                "add --upsert to replace it (the change is kept in the history)"
             )
-        )
-    return margin
+        if not_decisive and changes and not accept_not_decisive:
+            raise InputError(
+                f"the MAM {margin.min_margin_mm:.2f} mm is NOT decisive "
+                f"({margin.uncertainty.rule}); review the masks, or add --accept-not-decisive "
+                "to store it (the history will say NOT decisive)"
+            )
+        if changes:
+            conn.execute(update(t).where(key).values(new))
+            _log(
+                conn,
+                user,
+                "update",
+                "lesion_treatments",
+                f"lesion_treatments:{patient_id}/{procedure_id}/{lesion_id}",
+                changes,
+                why,
+            )
+    return margin, changes

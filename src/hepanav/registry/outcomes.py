@@ -64,13 +64,16 @@ def group_incidence(tte: pd.DataFrame, group: str) -> GroupIncidence:
     """CIF of LTP (death competing) of the lesions in ``tte`` (one group)."""
     months, status = tte["months"].to_numpy(), tte["status"].to_numpy()
     cif = stats.cumulative_incidence(months, status, 1) if len(tte) else pd.Series([0.0], [0.0])
+    at, why = stats.time_points(cif, months, status == 0, (12, 24))
     return GroupIncidence(
         group=group,
         n_lesions=len(tte),
         n_patients=int(tte["patient_id"].nunique()) if len(tte) else 0,
         events=int((status == 1).sum()),
         deaths_first=int((status == 2).sum()),
-        at_months={f"{m}": stats._value_at(cif, m) for m in (12, 24)},
+        at_months=at,
+        not_estimable=why,
+        follow_up_ends_months=float(months.max()) if len(months) else None,
         curve=stats._curve(cif),
         numbers_at_risk=numbers_at_risk(months),
     )

@@ -11,7 +11,8 @@ said in the import's ``notes``):
   that splits it into the most fields).
 * Decimal commas (``2,5``) in numeric columns of semicolon- or tab-separated
   files (what a European Excel writes) become ``2.5``; a column mixing decimal
-  commas and points (``1.234`` may be a thousands separator) is refused.
+  commas and points (``1.234`` may be a thousands separator) is refused, and so
+  is ``1.234`` in any numeric column of a file with decimal commas.
 * Empty rows (separators only, spaces) are skipped and counted.
 * XLSX: cells formatted as percent (shown 95 %, stored 0.95) in a percentage
   column are stored as 95; a percent cell elsewhere is refused. Date cells become
@@ -40,6 +41,8 @@ DELIMITERS = (",", ";", "\t")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 _DECIMAL_POINT = re.compile(r"^[+-]?\d*\.\d+$")
+# ``1.234``: a thousands separator or a decimal point, undecidable in a decimal-comma file.
+_THOUSANDS_OR_POINT = re.compile(r"^[+-]?\d{1,3}\.\d{3}$")
 _PERCENT_FORMAT = re.compile(r'"[^"]*"|\\.')  # quoted literals and escapes in a format
 
 
@@ -326,10 +329,40 @@ def decimal_commas(table: Table, numeric_columns: tuple[str, ...], source: Path)
 
     Only in semicolon- or tab-separated files (in a comma-separated file a comma
     inside a number is ambiguous). A column mixing ``2,5`` and ``1.234`` is
-    refused: the point may be a thousands separator.
+    refused: the point may be a thousands separator. In a decimal-comma file (one
+    with a decimal comma in any numeric column), a value such as ``1.234`` (one
+    point followed by three digits) in any numeric column is refused too, even in a
+    column without commas: it may mean 1234 or 1,234. A point that cannot be a
+    thousands separator (``2.5``, ``12.25``) is read as a decimal point.
     """
     errors = []
     converted = []
+    decimal_comma_file = table.delimiter in (";", "\t") and any(
+        isinstance(rec.get(column), str) and _DECIMAL_COMMA.match(rec[column])
+        for column in numeric_columns
+        if column in table.columns
+        for rec in table.records
+    )
+    if decimal_comma_file:
+        for column in numeric_columns:
+            if column not in table.columns:
+                continue
+            values = [rec[column] for rec in table.records]
+            if any(isinstance(v, str) and _DECIMAL_COMMA.match(v) for v in values):
+                continue  # a column with commas: the mixing rule below applies
+            for i, rec in enumerate(table.records):
+                value = rec[column]
+                if isinstance(value, str) and _THOUSANDS_OR_POINT.match(value.strip()):
+                    v = value.strip()
+                    errors.append(
+                        {
+                            "row": table.row_numbers[i],
+                            "column": column,
+                            "reason": f"{v}: thousands separator or decimal point? this file "
+                            f"has decimal commas; use {v.replace('.', '')} or "
+                            f"{v.replace('.', ',')}",
+                        }
+                    )
     for column in numeric_columns:
         if column not in table.columns:
             continue

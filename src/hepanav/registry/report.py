@@ -165,7 +165,7 @@ def audit_tables(audit: AuditReport) -> dict[str, pd.DataFrame]:
         )
         tables["ltp_by_mam_category"] = pd.DataFrame(
             [g.model_dump(exclude={"curve"}) for g in a.ltp_by_margin_category]
-        ).astype({"at_months": str, "numbers_at_risk": str}, errors="ignore")
+        ).astype({"at_months": str, "not_estimable": str, "numbers_at_risk": str}, errors="ignore")
         tables["models"] = pd.DataFrame(
             [
                 {"model": "Gray's test, LTP by MAM category", **a.gray_test.model_dump()},

@@ -227,8 +227,12 @@ class OutcomeRow(_Row):
             # The category is a function of the MAM (hepanav margin's definition); a
             # mismatch would put the lesion in the wrong group of every category statistic.
             # 0.05 mm slack: a MAM rounded to 0.1 mm at a boundary stays consistent.
-            bounds = {"incomplete": (-1e9, 0.0), "0-5mm": (0.0, 5.0), "5-10mm": (5.0, 10.0),
-                      ">=10mm": (10.0, 1e9)}
+            bounds = {
+                "incomplete": (-1e9, 0.0),
+                "0-5mm": (0.0, 5.0),
+                "5-10mm": (5.0, 10.0),
+                ">=10mm": (10.0, 1e9),
+            }
             lo, hi = bounds[self.margin_category]
             if not lo - 0.05 <= self.mam_mm < hi + 0.05:
                 raise ValueError(
@@ -445,7 +449,13 @@ class IncidenceSummary(BaseModel):
     one_minus_km_ltp: list[CurvePoint] = Field(
         description="1 - Kaplan-Meier with death censored: overestimates, shown for contrast"
     )
-    at_months: dict[str, float] = Field(description="CIF of LTP at 12 and 24 months")
+    at_months: dict[str, float | None] = Field(
+        description="CIF of LTP at 12 and 24 months; null past the follow-up"
+    )
+    not_estimable: dict[str, str] = Field(
+        {}, description="reason per null time point: not estimable (follow-up ends at X months)"
+    )
+    follow_up_ends_months: float | None = Field(None, description="longest follow-up (months)")
 
 
 class SurvivalSummary(BaseModel):
@@ -454,7 +464,13 @@ class SurvivalSummary(BaseModel):
     n_patients: int
     n_deaths: int
     km: list[CurvePoint] = Field(description="survival probability (0-1) by month")
-    at_months: dict[str, float] = Field(description="survival at 12, 36 and 60 months")
+    at_months: dict[str, float | None] = Field(
+        description="survival at 12, 36 and 60 months; null past the follow-up"
+    )
+    not_estimable: dict[str, str] = Field(
+        {}, description="reason per null time point: not estimable (follow-up ends at X months)"
+    )
+    follow_up_ends_months: float | None = Field(None, description="longest follow-up (months)")
     median_months: float | None = Field(description="median survival; null if not reached")
 
 
@@ -507,7 +523,13 @@ class GroupIncidence(BaseModel):
     n_patients: int
     events: int = Field(description="lesions with local tumour progression")
     deaths_first: int
-    at_months: dict[str, float] = Field(description="CIF of LTP at 12 and 24 months")
+    at_months: dict[str, float | None] = Field(
+        description="CIF of LTP at 12 and 24 months; null past the follow-up"
+    )
+    not_estimable: dict[str, str] = Field(
+        {}, description="reason per null time point: not estimable (follow-up ends at X months)"
+    )
+    follow_up_ends_months: float | None = Field(None, description="longest follow-up (months)")
     curve: list[CurvePoint]
     numbers_at_risk: dict[str, int] = Field(
         description="lesions at risk at 0, 6, 12, 24, 36 months"
@@ -724,6 +746,15 @@ class DashboardReport(BaseModel):
     centres: list[str] = Field(description="all centres in the registry")
 
 
+class MarginUncertaintyJson(BaseModel):
+    """``uncertainty`` of a ``margin.json``: is the MAM decisive (clear of 0 and 5 mm)?"""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    decisive: bool
+    rule: str = Field("", max_length=500)
+
+
 class MarginJson(BaseModel):
     """The fields the registry takes from ``hepanav margin``'s ``margin.json``.
 
@@ -740,3 +771,6 @@ class MarginJson(BaseModel):
     shell_coverage_5mm: float = Field(ge=0, le=1)
     shell_coverage_6mm: float = Field(ge=0, le=1)
     category: Literal[MARGIN_CATEGORIES]
+    uncertainty: MarginUncertaintyJson | None = Field(
+        None, description="the MAM interval and whether it is decisive (older files: absent)"
+    )

@@ -454,11 +454,14 @@ def survival_summary(patients: pd.DataFrame) -> SurvivalSummary:
     fitter = KaplanMeierFitter().fit(patients["months"], patients["died"])
     curve = fitter.survival_function_.iloc[:, 0]
     median = float(fitter.median_survival_time_)
+    at, why = time_points(curve, patients["months"], patients["died"] == 0, (12, 36, 60), start=1.0)
     return SurvivalSummary(
         n_patients=len(patients),
         n_deaths=int(patients["died"].sum()),
         km=_curve(curve),
-        at_months={f"{m}": _value_at(curve, m, start=1.0) for m in (12, 36, 60)},
+        at_months=at,
+        not_estimable=why,
+        follow_up_ends_months=float(patients["months"].max()),
         median_months=median if np.isfinite(median) else None,
     )
 
@@ -472,8 +475,57 @@ def one_minus_kaplan_meier(months: np.ndarray, status: np.ndarray, cause: int = 
 
 
 def _value_at(curve: pd.Series, t: float, start: float = 0.0) -> float:
+    """The step curve's value at ``t`` (carried forward: callers check estimability)."""
     before = curve[curve.index <= t]
     return float(before.iloc[-1]) if len(before) else start
+
+
+def time_points(
+    curve: pd.Series,
+    months: np.ndarray,
+    censored: np.ndarray,
+    at: tuple[int, ...],
+    start: float = 0.0,
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Curve values at the times ``at`` (months), null with a reason past the follow-up.
+
+    A time point is estimable while some unit is still at risk (follow-up >= t).
+    Past the longest follow-up the curve is unknown, so the value is ``None`` and
+    the reason says "not estimable (follow-up ends at X months)" -- unless the
+    curve is absorbed: no unit was censored at the longest time (every unit had an
+    event by then), so the curve can no longer change (KM survival 0, CIF final).
+
+    Returns
+    -------
+    values : dict
+        ``{"12": 0.25, "24": None, ...}``.
+    reasons : dict
+        ``{"24": "not estimable (follow-up ends at 5.9 months)"}`` for each null.
+    """
+    months = np.asarray(months, float)
+    censored = np.asarray(censored, bool)
+    values: dict[str, float | None] = {}
+    reasons: dict[str, str] = {}
+    if len(months) == 0:
+        for t in at:
+            values[f"{t}"] = None
+            reasons[f"{t}"] = "not estimable (no follow-up)"
+        return values, reasons
+    last = float(months.max())
+    absorbed = not censored[months == last].any()
+    for t in at:
+        if t <= last or absorbed:
+            values[f"{t}"] = _value_at(curve, t, start)
+        else:
+            values[f"{t}"] = None
+            reasons[f"{t}"] = f"not estimable (follow-up ends at {last:.1f} months)"
+    return values, reasons
+
+
+def at_text(values: dict[str, float | None], reasons: dict[str, str], key: str) -> str:
+    """``"12.5%"`` or the not-estimable reason, for command output."""
+    value = values.get(key)
+    return f"{value:.1%}" if value is not None else reasons.get(key, "not estimable")
 
 
 def incidence_summary(tte: pd.DataFrame, excluded: int = 0) -> IncidenceSummary:
@@ -490,6 +542,7 @@ def incidence_summary(tte: pd.DataFrame, excluded: int = 0) -> IncidenceSummary:
     cif_ltp = cumulative_incidence(months, status, 1)
     cif_death = cumulative_incidence(months, status, 2)
     naive = one_minus_kaplan_meier(months, status, 1)
+    at, why = time_points(cif_ltp, months, status == 0, (12, 24))
     return IncidenceSummary(
         n_lesions=len(tte),
         n_local_progression=int((status == 1).sum()),
@@ -499,7 +552,9 @@ def incidence_summary(tte: pd.DataFrame, excluded: int = 0) -> IncidenceSummary:
         cif_ltp=_curve(cif_ltp),
         cif_death=_curve(cif_death),
         one_minus_km_ltp=_curve(naive),
-        at_months={f"{m}": _value_at(cif_ltp, m) for m in (12, 24)},
+        at_months=at,
+        not_estimable=why,
+        follow_up_ends_months=float(months.max()) if len(months) else None,
     )
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.errors import InputError
+from hepanav.segmentation.fraction import edge_fraction
 from hepanav.segmentation.grow import SURFACE_SIGMA_MM, Appearance, Grown, grow_lesion
 from hepanav.segmentation.morphology import signed_distance_mm
 from hepanav.segmentation.result import Segmentation, paste, smooth_surface
@@ -33,6 +34,9 @@ MAX_LESION_ELONGATION = 2.0
 # growing window: the region did not end at an edge but was cut by the growth bound
 # (a vessel running on past it). HepaNav defaults.
 MAX_CUT_BOUNDARY = 0.15
+# Tumour and zone carry their edge voxels' partial-volume fractions read from the CT
+# (hepanav.segmentation.fraction) for the margin's sub-voxel surface.
+EDGE_FRACTION = True
 
 
 def grow_checked(
@@ -155,9 +159,12 @@ def lesion_segmentation(
     notes: list[str] | None = None,
 ) -> Segmentation:
     """The crop-grid mask surface-smoothed (:func:`smooth_surface`), pasted onto the CT
-    grid, with what the growing measured (HU, window, notes)."""
+    grid, with what the growing measured (HU, window, notes) and its edge fractions
+    (:func:`hepanav.segmentation.fraction.edge_fraction`, when ``EDGE_FRACTION``)."""
+    smoothed = smooth_surface(local_mask, SURFACE_SIGMA_MM)
     return Segmentation(
-        mask=paste(smooth_surface(local_mask, SURFACE_SIGMA_MM), ct),
+        mask=paste(smoothed, ct),
+        fraction=edge_fraction(ct, smoothed) if EDGE_FRACTION else None,
         structure=structure,
         method=method,
         seeds=seeds,

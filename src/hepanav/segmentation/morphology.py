@@ -3,19 +3,39 @@
 Dilation by a ball of radius ``r`` mm keeps the voxels whose centre lies within
 ``r`` of a mask voxel centre; erosion is the dilation of the background. Both are
 thresholds of a Maurer distance map with the image spacing (ITK, multi-threaded on
-every core), so a 2 mm opening means 2 mm along every axis whatever the voxel size
-(and a ball smaller than a voxel changes nothing).
+every core; small balls by shifting, below, with the same result), so a 2 mm opening
+means 2 mm along every axis whatever the voxel size (and a ball smaller than a voxel
+changes nothing).
 
 Every operation works on the mask's bounding box padded by what it can reach (the
 radius, or one voxel) and pastes the result back: the result is the same as on the
 whole image (each voxel's nearest mask or background voxel lies in that box), and
 the cost scales with the mask, not the image it lies in.
+
+Small balls (at most ``MAX_BALL_OFFSETS`` voxel offsets, e.g. 1-2 mm on 0.8 mm voxels)
+are applied directly, as the OR (dilation) or AND (erosion) of the mask shifted by
+each offset of the ball (:func:`ball_offsets`): the same voxels as the threshold of
+the distance map (a voxel is within ``r`` of the mask iff some offset of length
+``<= r`` reaches a mask voxel), 5-20x faster than a distance map on a lesion's box.
+Only where an offset's length equals the radius to within ``TIE_MM`` does the
+distance map's own float rounding decide, and the distance map is used (unless the
+tie is exact in float arithmetic, e.g. 2 mm on 1 mm slices: then it is inside).
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import SimpleITK as sitk
+
+# Largest ball applied by shifting (its number of voxel offsets); beyond it one
+# distance map is cheaper (measured: a 49-offset ball 4 ms against 40 ms for the map
+# on a 72 x 72 x 56 box, 417 offsets 25 ms against 37 ms).
+MAX_BALL_OFFSETS = 200
+# Offsets whose length is within this of the radius: ties that ITK's float32 distance
+# map decides by its rounding (which depends on the voxel's position); left to it.
+TIE_MM = 1e-4
 
 
 def bounding_box(mask: sitk.Image, pad_mm: float = 0.0, pad_voxels: int = 0):
@@ -100,14 +120,83 @@ def signed_distance_mm(mask: sitk.Image, within_mm: float | None = None) -> sitk
     return uncrop_box(_maurer(_binary(crop_box(mask, box))), mask, box, np.inf)
 
 
+def _float32_exact(value: float) -> bool:
+    """``value`` is a dyadic number that float32 holds exactly with room to spare
+    (at most 8 fractional bits, below 2**12): sums of squares of small multiples of it
+    are exact in ITK's float32 distance map."""
+    scaled = value * 256.0
+    return scaled == int(scaled) and abs(value) < 4096.0
+
+
+def ball_offsets(spacing, radius_mm: float) -> np.ndarray | None:
+    """Voxel offsets (n, 3) in (z, y, x) array order whose length (mm, with ``spacing``
+    given x, y, z) is at most ``radius_mm``: the ball :func:`dilate_mm` and
+    :func:`erode_mm` apply.
+
+    ``None`` when an offset's length is within ``TIE_MM`` of the radius and the
+    float32 distance map would not compute it exactly (then its rounding decides,
+    and that depends on the voxel's position in the map), or when the ball has more
+    than ``MAX_BALL_OFFSETS`` offsets: the caller uses the distance map.
+    """
+    sp = np.asarray(spacing, float)[::-1]  # z, y, x
+    reach = np.floor((radius_mm + TIE_MM) / sp).astype(int)
+    if np.prod(2 * reach + 1) > 8 * MAX_BALL_OFFSETS:
+        return None
+    grid = np.stack(
+        np.meshgrid(*(np.arange(-n, n + 1) for n in reach), indexing="ij"), axis=-1
+    ).reshape(-1, 3)
+    length = np.sqrt(np.sum((grid * sp) ** 2, axis=1))
+    inside = length <= radius_mm
+    for o in grid[np.abs(length - radius_mm) <= TIE_MM]:
+        axes = np.flatnonzero(o)
+        exact = (
+            all(_float32_exact(float(sp[a])) for a in axes)
+            and _float32_exact(float(radius_mm))
+            and sum((Fraction(float(sp[a])) * int(o[a])) ** 2 for a in axes)
+            == Fraction(float(radius_mm)) ** 2
+        )
+        if not exact:
+            return None
+        inside[np.all(grid == o, axis=1)] = True  # exactly on the sphere: inside (<=)
+    offsets = grid[inside]
+    return offsets if len(offsets) <= MAX_BALL_OFFSETS else None
+
+
+def _shifted(arr: np.ndarray, offsets: np.ndarray, erode: bool) -> np.ndarray:
+    """OR (dilation) or AND (erosion) of the bool array shifted by each offset; outside
+    the array counts as background for the dilation and as mask for the erosion."""
+    out = np.zeros_like(arr) if not erode else arr.copy()
+    n = arr.shape
+    for o in offsets:
+        dst = tuple(slice(max(d, 0), m + min(d, 0)) for d, m in zip(o, n, strict=True))
+        src = tuple(slice(max(-d, 0), m - max(d, 0)) for d, m in zip(o, n, strict=True))
+        if erode:
+            out[dst] &= arr[src]
+        else:
+            out[dst] |= arr[src]
+    return out
+
+
+def _from_array(arr: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    out.CopyInformation(reference)
+    return out
+
+
 def dilate_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
     """Voxels within ``radius_mm`` of the mask (uint8 0/1)."""
     if radius_mm <= 0 or not _any(mask):
         return _binary(mask)
     # Voxels farther than one voxel past the radius cannot be within it.
     box = bounding_box(mask, radius_mm, 1)
-    local = sitk.Cast(_maurer(_binary(crop_box(mask, box))) <= radius_mm, sitk.sitkUInt8)
-    return uncrop_box(local, mask, box)
+    local = crop_box(mask, box)
+    offsets = ball_offsets(mask.GetSpacing(), radius_mm)
+    if offsets is not None:
+        arr = sitk.GetArrayViewFromImage(local) > 0
+        out = _from_array(_shifted(arr, offsets, erode=False), local)
+    else:
+        out = sitk.Cast(_maurer(_binary(local)) <= radius_mm, sitk.sitkUInt8)
+    return uncrop_box(out, mask, box)
 
 
 def erode_mm(mask: sitk.Image, radius_mm: float) -> sitk.Image:
@@ -131,9 +220,20 @@ def erosions_mm(mask: sitk.Image, radii_mm: list[float]) -> list[sitk.Image]:
         return [_binary(mask) for _ in radii_mm]
     dist = None
     out = []
+    arr = None
     for r in radii_mm:
         if r <= 0:
             out.append(_binary(mask))
+            continue
+        # A small ball: the voxels whose every offset in it lands on the mask (or
+        # outside the box: the image edge is not background), as the map's threshold.
+        offsets = ball_offsets(mask.GetSpacing(), r)
+        if offsets is not None:
+            if arr is None:
+                arr = sitk.GetArrayViewFromImage(background) == 0
+            out.append(
+                uncrop_box(_from_array(_shifted(arr, offsets, erode=True), local), mask, box)
+            )
             continue
         if dist is None:
             dist = _maurer(background)

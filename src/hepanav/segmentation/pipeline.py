@@ -113,7 +113,13 @@ def segment_file(
     _check_suffix(out)
     # The mask, its JSON and its report may not overwrite the CT (segment --out ct.nii.gz).
     check_inputs_outputs(
-        [ct_path], [out, out.parent / f"{_stem(out)}.json", out.parent / f"{_stem(out)}.html"]
+        [ct_path],
+        [
+            out,
+            out.parent / f"{_stem(out)}.json",
+            out.parent / f"{_stem(out)}.html",
+            fraction_path(out),
+        ],
     )
     source = _seg_source(ct_path, out) if is_seg_output(out) else None
     ct = read_image(ct_path)
@@ -178,6 +184,15 @@ def write_seg(seg: Segmentation, source, out: Path) -> Path:
 
 def _stem(out: Path) -> str:
     return out.name[: -len(".nii.gz")] if out.name.lower().endswith(".nii.gz") else out.stem
+
+
+def fraction_path(mask: Path) -> Path:
+    """Where a tumour or zone mask's edge fractions are written: ``<stem>.fraction.nii.gz``
+    beside it (float32 0..1 on a box of the CT grid; see
+    :mod:`hepanav.segmentation.fraction`). ``hepanav margin`` places the surface of a
+    mask written by ``hepanav segment`` from them (docs/segmentation.md)."""
+    mask = Path(mask)
+    return mask.parent / f"{_stem(mask)}.fraction.nii.gz"
 
 
 def segment_image(
@@ -248,13 +263,17 @@ def write_outputs(
     result: SegmentationResult, seg: Segmentation, ct, out: Path, source=None
 ) -> list[Path]:
     """Write the mask ``out`` (a DICOM SEG on ``source`` when the name ends in .dcm), its
-    JSON and (when ``result.report``) its HTML report beside it, as one set; return paths."""
+    JSON, (when ``result.report``) its HTML report and (tumour and zone as NIfTI/NRRD/MHA)
+    its edge fractions (:func:`fraction_path`) beside it, as one set; return paths."""
     out = Path(out)
     if is_seg_output(out) and source is None:
         raise InputError("a DICOM SEG needs the CT's DICOM series", out)
     targets = [out, out.parent / f"{_stem(out)}.json"]
     if result.report:
         targets.append(out.parent / result.report)
+    fraction = None if is_seg_output(out) else seg.fraction
+    if fraction is not None:
+        targets.append(fraction_path(out))
     # One set: a full disk after the mask must not leave a mask without its JSON.
     with output_files(targets) as tmp:
         if is_seg_output(out):
@@ -266,6 +285,8 @@ def write_outputs(
             from hepanav.segmentation.report import write_report
 
             write_report(result, seg, ct, tmp[2])
+        if fraction is not None:
+            write_image(fraction, tmp[-1])
     return targets
 
 

@@ -32,6 +32,11 @@ class Segmentation:
         HU range that was grown.
     notes : list of str
         Things the user should know (shown in the report and the JSON).
+    fraction : SimpleITK.Image or None
+        Tumour and zone: the partial-volume fraction of the mask's edge voxels read
+        from the CT (float32 0..1 on a box of the CT grid, ``>= 0.5`` exactly where
+        ``mask`` is 1; :mod:`hepanav.segmentation.fraction`), for the margin's
+        sub-voxel surface; None for the liver.
     """
 
     mask: sitk.Image
@@ -46,6 +51,7 @@ class Segmentation:
     window_hu: tuple[float, float] | None = None
     max_radius_mm: float | None = None
     notes: list[str] = field(default_factory=list)
+    fraction: sitk.Image | None = None
 
     def volume_ml(self) -> float:
         """Volume of the mask in ml (voxel counting)."""

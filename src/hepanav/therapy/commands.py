@@ -118,28 +118,45 @@ def dose(
 
     height, weight = _number(height_cm, "--height-cm"), _number(weight_kg, "--weight-kg")
     amount = _number(value, "--dose")
-    result = dose_check(drug=drug, regimen=regimen, dose=amount, unit=unit, per=per,
-                        route=route, height_cm=height, weight_kg=weight, historical=historical)
+    result = dose_check(
+        drug=drug,
+        regimen=regimen,
+        dose=amount,
+        unit=unit,
+        per=per,
+        route=route,
+        height_cm=height,
+        weight_kg=weight,
+        historical=historical,
+    )
     if isinstance(result, RegimenDoseResult):
         res = result
         if as_json:
             typer.echo(res.model_dump_json(indent=2))
             _exit_for(res.result)
             return
-        mg = f" (= {res.patient_mg:g} mg" if res.patient_mg is not None else ""
+        mg = f" (= {res.patient_mg:g} mg" if res.patient_mg is not None and res.unit != "mg" else ""
         mg += (
             f", BSA {res.bsa_m2:.2f} m2 Mosteller)"
-            if res.bsa_m2 is not None
-            else (")" if mg else "")
+            if res.bsa_m2 is not None and mg
+            else (")" if mg else (f" (BSA {res.bsa_m2:.2f} m2 Mosteller)" if res.bsa_m2 else ""))
         )
         unchecked = (
             "; UNVERIFIED: the protocol dose could not be found in the source's text"
             if not res.source.verified
             else ""
         )
+        in_mg = ""
+        if res.protocol_mg is not None:
+            lo, hi = res.protocol_mg
+            in_mg = (
+                f" = {lo:g}-{hi:g} mg for this patient"
+                if lo
+                else f" = up to {hi:g} mg for this patient"
+            )
         typer.echo(
             f"{res.regimen}: {res.drug} {res.dose:g} {res.unit} per {res.per}{mg}: "
-            f"{res.result.upper()} the protocol dose, {res.protocol_dose} "
+            f"{res.result.upper()} the protocol dose, {res.protocol_dose}{in_mg} "
             f"({res.source.citation.rstrip('.')}{unchecked})"
         )
         _exit_for(res.result)

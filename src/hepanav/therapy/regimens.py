@@ -130,15 +130,19 @@ def check_regimen_dose(
             f"(= {_fmt(r.per_day[1] * r.days_per_cycle)} {r.unit} per cycle)"
         )
     dose = check_dose_value(dose)
-    patient_mg, bsa = None, None
+    patient_mg, bsa, limits_mg = None, None, None
     if unit == r.unit:
         value = dose
         if unit != "mg" and (height_cm is not None or weight_kg is not None):
-            patient_mg, bsa = total_dose_mg(dose, unit, height_cm, weight_kg)
+            per_unit_mg, bsa = total_dose_mg(1.0, unit, height_cm, weight_kg)
+            patient_mg = significant(dose * per_unit_mg)
+            limits_mg = (low * per_unit_mg, high * per_unit_mg)
     elif unit == "mg":
-        # Protocol per m2 or per kg: convert its limits to mg for this patient.
+        # Protocol per m2 or per kg: convert its limits to mg for this patient. The
+        # user's own dose is kept as given (rounding it could move it across a limit).
         per_unit_mg, bsa = total_dose_mg(1.0, r.unit, height_cm, weight_kg)
         low, high = low * per_unit_mg, high * per_unit_mg
+        limits_mg = (low, high)
         value = patient_mg = dose
     else:
         raise InputError(
@@ -157,10 +161,16 @@ def check_regimen_dose(
         drug=r.drug,
         route=r.route,
         schedule=r.schedule,
-        dose=significant(dose, 3),
+        dose=dose,
         unit=unit,
         per=per,
-        patient_mg=None if patient_mg is None else significant(patient_mg),
+        patient_mg=patient_mg,
+        protocol_mg=None
+        if limits_mg is None
+        else (
+            None if not limits_mg[0] else significant(limits_mg[0], 4),
+            significant(limits_mg[1], 4),
+        ),
         bsa_m2=None if bsa is None else round(bsa, 2),
         protocol_dose=protocol,
         result=result,

@@ -275,7 +275,15 @@ class RegimenDoseResult(BaseModel):
     dose: float
     unit: str
     per: Literal["session", "day", "cycle"]
-    patient_mg: float | None = Field(description="The dose in mg for this patient, if converted.")
+    patient_mg: float | None = Field(
+        description="The dose in mg for this patient: as given when given in mg, else "
+        "converted (2 significant digits: an estimate from height and weight)."
+    )
+    protocol_mg: tuple[float | None, float] | None = Field(
+        None,
+        description="The protocol's range converted to mg for this patient (lower limit "
+        "or null, upper limit; 4 significant digits), when height/weight allow it.",
+    )
     bsa_m2: float | None = None
     protocol_dose: str = Field(description="The protocol's dose, in its own words and units.")
     result: Literal["within", "below", "above"]

@@ -13,7 +13,10 @@
     // patient's right (anterior on the left). Orientation letters large enough to read.
     const nv = new niivue.Niivue({ show3Dcrosshair: true, crosshairColor: [0.9, 0.62, 0, 1],
       isRadiologicalConvention: true, sagittalNoseLeft: true, dragAndDropEnabled: false,
-      loadingText: "loading", fontMinPx: 22, fontSizeScaling: 0.8 });
+      loadingText: "loading", fontMinPx: 22, fontSizeScaling: 0.8,
+      // letters on all four sides of each slice, tiles apart so that two tiles' letters
+      // do not run together ("L" "A", not "LA")
+      showAllOrientationMarkers: true, multiplanarPadPixels: 24 });
     nv.attachTo(canvasId);
     nv.setSliceType(nv.sliceTypeMultiplanar);
     nv.setMultiplanarLayout && nv.setMultiplanarLayout(2); // a row: axial, coronal, sagittal
