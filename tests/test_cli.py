@@ -83,3 +83,19 @@ def test_usage_errors_are_one_line(cli):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no-such-command" in err
     code, _, err = cli("margin", "--out", "o")  # a required option missing
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--tumor" in err
+
+
+def test_help_paragraphs_are_reflowed_not_cut_at_docstring_line_breaks(cli):
+    """A docstring wrapped at 90 columns must not show ragged lines in the terminal:
+    each paragraph is one flowing text (rich re-wraps it at the terminal width)."""
+    from hepanav.cli import _reflow
+
+    assert _reflow("First line.\n\nOne para\nwrapped here.\n\n- item a\n- item b") == (
+        "First line.\n\nOne para wrapped here.\n\n- item a\n- item b"
+    )
+    code, out, _ = cli("margin", "--help")
+    assert code == 0
+    # No help line ends a sentence fragment that the next line continues mid-paragraph:
+    # the old output had "or a" / "pre/post" alone on lines ("pre/post" + 70 blanks).
+    lines = [line.strip() for line in out.splitlines()]
+    assert "pre/post" not in lines and "the" not in lines, out

@@ -95,7 +95,10 @@ def test_segment_report_screenshot(cli, body_ct, tmp_path):
     ("args", "fragments"),
     [
         (["--seed", "500,0,0"], ["--seed", "(500.0, 0.0, 0.0)", "outside the image"]),
-        (["--seed-voxel", "1,1,1"], ["--seed-voxel 1,1,1", "outside the body"]),
+        (
+            ["--seed-voxel", "1,1,1"],
+            ["--seed-voxel 1,1,1", "in air or lung (-1000 HU", "outside the body"],
+        ),
         (["--seed", "1,2"], ["--seed", "three comma-separated"]),
         (["--seed-voxel", "32,5,28"], ["--seed-voxel 32,5,28", "bone"]),
         (["--seed", "12,12,0"], ["--seed 12,12,0", "does not look like"]),

@@ -9,6 +9,7 @@ inside the commands, so ``hepanav --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 
 import typer
@@ -166,6 +167,38 @@ def _root(
 for _name in CAPABILITIES:
     _module = importlib.import_module(f"hepanav.{_name}.commands")
     _module.register(app)
+
+
+def _reflow(doc: str) -> str:
+    """Join the hard line breaks inside each paragraph of a docstring.
+
+    Typer's rich help keeps single line breaks after the first paragraph, so a docstring
+    wrapped at 90 columns shows ragged lines in an 80-column terminal. Paragraphs stay
+    apart; list items ("- ", "* ") and indented or ``\\b`` blocks keep their lines.
+    """
+    paragraphs = []
+    for paragraph in doc.split("\n\n"):
+        lines = paragraph.split("\n")
+        if paragraph.startswith("\b") or any(line.startswith(("- ", "* ", " ")) for line in lines):
+            paragraphs.append(paragraph)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Give every command of ``typer_app`` (and its groups) its docstring reflowed."""
+    for command in typer_app.registered_commands:
+        if command.help is None and command.callback is not None:
+            doc = inspect.getdoc(command.callback)
+            if doc:
+                command.help = _reflow(doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:

@@ -206,7 +206,7 @@ def segment_image(
     body = body_mask(ct)
     for s in seed_list + inc:
         if not inside_body(body, s.index):
-            raise InputError("seed is outside the body outline of the CT", s.describe())
+            raise InputError(_outside_body_reason(ct, s), s.describe())
     t0 = time.perf_counter()
     seg = run_segmentation(
         structure,
@@ -316,3 +316,14 @@ def masks_for_margin(
         else:
             ablation = mask
     return tumor, ablation
+
+
+def _outside_body_reason(ct, seed) -> str:
+    """Why a seed outside the body outline cannot be used, with the HU around it: air
+    (a lung open to the image's top edge counts as outside the outline) or the table."""
+    from hepanav.segmentation.seeds import hu_windows, local_hu
+
+    hu, _ = local_hu(ct, seed)
+    if hu < hu_windows()["air_below_hu"]:
+        return f"seed is in air or lung ({hu:.0f} HU around it), outside the body outline of the CT"
+    return f"seed is outside the body outline of the CT ({hu:.0f} HU around it)"
