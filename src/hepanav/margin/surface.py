@@ -399,7 +399,10 @@ def signed_distance(
         Elsewhere: the distance to the nearest face between an inside and an outside
         voxel (see ``_box_distance``), so that the linear interpolation across thick
         slices gives a lens-shaped extent (shape-based interpolation). Both are in
-        mm, positive inside and negative outside.
+        mm, positive inside and negative outside. When every axis is fine, the band
+        near the surface is then replaced by the smoothest field that keeps every voxel
+        on its side (:func:`_smoothest_separating`), except where the mask or its
+        outside is thin.
     """
     if not inside.any():
         return np.full(inside.shape, -FAR_MM)
