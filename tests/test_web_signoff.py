@@ -74,7 +74,13 @@ def test_signoff_stores_dicom_in_pacs_and_margin_in_registry(
         engine = create_engine(registry_url)
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT * FROM lesion_treatments")).mappings().all()
+            changes = conn.execute(text(
+                "SELECT changed_by, field, reason FROM record_changes WHERE field = 'mam_mm'"
+            )).mappings().all()
         engine.dispose()
+        # The stored MAM was replaced by the signing clinician, the change in the history.
+        assert any(c["reason"].startswith("web sign-off of job") and "radiologist" in
+                   c["changed_by"] for c in changes), changes
         stored = [r for r in rows if str(r.get("lesion_id")) == lesion["lesion_id"]
                   and str(r.get("patient_id")) == lesion["patient_id"]]
         assert stored and any(

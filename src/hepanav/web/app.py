@@ -627,7 +627,8 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         manager = request.app.state.jobs
         steps = signoff_steps(manager.job_dir(job_id) / "result", kind=job.kind, source=source,
                               send_to_pacs=send_pacs, registry=registry,
-                              registry_db=settings.registry_db)
+                              registry_db=settings.registry_db, signed_by=user.username,
+                              job_id=job_id)
         new_id = manager.create("signoff", job.case_id, steps,
                                 {"signs_off": job_id, "pacs": send_pacs,
                                  "registry": registry is not None}, user.username)

@@ -287,8 +287,15 @@ def signoff_steps(
     send_to_pacs: bool,
     registry: dict[str, str] | None,
     registry_db: str | None,
+    signed_by: str | None = None,
+    job_id: int | None = None,
 ) -> list[tuple[str, list[str]]]:
     """Job steps that store a finished result: DICOM objects to PACS, figures to the registry.
+
+    A sign-off is the clinician's decision on a result they reviewed (its report shows
+    whether the MAM is decisive): it replaces a margin already stored for the lesion and
+    stores a NOT decisive one, each change in the registry's history with the signing
+    user and the job (``--upsert --accept-not-decisive --user --reason``).
 
     Order: the DICOM objects are written locally first (a failure stores nothing), then
     sent (``hepanav pacs send`` names what was stored if it fails part-way), then the
@@ -319,6 +326,10 @@ def signoff_steps(
                 "--patient-id", registry["patient_id"],
                 "--procedure-id", registry["procedure_id"],
                 "--lesion-id", registry["lesion_id"]]
+        argv += ["--upsert", "--accept-not-decisive",
+                 "--reason", f"web sign-off of job {job_id}" if job_id else "web sign-off"]
+        if signed_by:
+            argv += ["--user", signed_by]
         if registry_db:
             argv += ["--db", registry_db]
         steps.append(("Storing the margin in the registry", argv))
