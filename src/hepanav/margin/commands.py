@@ -196,6 +196,17 @@ def margin(
     # written to OUT/segmentation/ with their own reports.
     seg_parent = None
     from_seeds: dict[str, Path] = {}
+    # Options every MarginInputs below shares (checked before seeds and after).
+    shared = dict(
+        subcapsular_mm=subcapsular_mm,
+        ct=ct,
+        tumor_label=tumor_label,
+        ablation_label=ablation_label,
+        liver_label=liver_label,
+        mask_threshold=mask_threshold,
+        pre_series=pre_series,
+        post_series=post_series,
+    )
     if tumor_seed or ablation_seed:
 
         from hepanav.segmentation.pipeline import masks_for_margin
@@ -216,14 +227,7 @@ def margin(
         MarginInputs(
             tumor=tumor or Path("--tumor-seed"),
             ablation=ablation or Path("--ablation-seed"),
-            subcapsular_mm=subcapsular_mm,
-            ct=ct,
-            tumor_label=tumor_label,
-            ablation_label=ablation_label,
-            liver_label=liver_label,
-            mask_threshold=mask_threshold,
-            pre_series=pre_series,
-            post_series=post_series,
+            **shared,
             **options,
         ).check()
         check_inputs_outputs([tumor, ablation, ct, *options.values()], [], folders=[out])
@@ -274,14 +278,7 @@ def margin(
         liver_post=liver_post,
         landmarks_pre=landmarks_pre,
         landmarks_post=landmarks_post,
-        subcapsular_mm=subcapsular_mm,
-        ct=ct,
-        tumor_label=tumor_label,
-        ablation_label=ablation_label,
-        liver_label=liver_label,
-        mask_threshold=mask_threshold,
-        pre_series=pre_series,
-        post_series=post_series,
+        **shared,
         from_seeds=from_seeds or None,
     )
     inputs.check()
