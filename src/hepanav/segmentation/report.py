@@ -109,6 +109,11 @@ def _draw_view(ax, plane: Plane, seg, ct, window, title, *, slab_mm: float) -> b
 
 
 def slices_figure(seg: Segmentation, ct: sitk.Image) -> str:
+    """:func:`slices_axes` as a PNG data URI."""
+    return figure_to_data_uri(slices_axes(seg, ct))
+
+
+def slices_axes(seg: Segmentation, ct: sitk.Image):
     """Axial, coronal and sagittal planes through the first seed: CT, contour, seeds.
 
     Resampled in physical space (SimpleITK) onto LPS-aligned planes of the figure
@@ -137,7 +142,7 @@ def slices_figure(seg: Segmentation, ct: sitk.Image) -> str:
         + ([("cross", EXCLUDE, "exclude point")] if seg.exclude else []),
     )
     fig.tight_layout()
-    return figure_to_data_uri(fig)
+    return fig
 
 
 def montage_slices(seg: Segmentation, ct: sitk.Image) -> tuple[list[int], int, int, int]:
@@ -158,16 +163,26 @@ def montage_slices(seg: Segmentation, ct: sitk.Image) -> tuple[list[int], int, i
 
 
 def montage_figure(seg: Segmentation, ct: sitk.Image) -> Montage:
+    """:func:`montage_axes` as a PNG data URI with what it shows."""
+    fig, shown, first, last, step = montage_axes(seg, ct)
+    spacing = float(ct.GetSpacing()[2])
+    uri = figure_to_data_uri(fig, dpi=80) if fig is not None else ""
+    return Montage(uri, [k + 1 for k in shown], first + 1, last + 1, step, spacing)
+
+
+def montage_axes(seg: Segmentation, ct: sitk.Image):
     """The contour on every (or every k-th) CT slice the mask touches, as axial views.
 
     Each view is the axial plane through the centre of one CT slice (physical space, so
     any direction matrix is shown in radiological convention), cropped to the mask plus
-    a margin, captioned with its slice number, table z and window/level.
+    a margin, captioned with its slice number, table z and window/level. Returns the
+    figure (None for an empty mask), the 0-based slices shown, the first and last slice
+    the mask touches and the step (:func:`montage_slices`).
     """
     shown, first, last, step = montage_slices(seg, ct)
     spacing = float(ct.GetSpacing()[2])
     if not shown:
-        return Montage("", [], first, last, step, spacing)
+        return None, shown, first, last, step
     lo, hi = _mask_box(seg, ct)
     pad = _PAD_MM[seg.structure]
     centre = (lo + hi) / 2.0
@@ -176,7 +191,7 @@ def montage_figure(seg: Segmentation, ct: sitk.Image) -> Montage:
     window = view_window(seg)
     rows = math.ceil(len(shown) / MONTAGE_COLS)
     fig, axes = new_figure(
-        rows, MONTAGE_COLS, figsize=(3.3 * MONTAGE_COLS, 3.5 * rows), squeeze=False
+        rows, MONTAGE_COLS, figsize=(3.3 * MONTAGE_COLS, 3.7 * rows), squeeze=False
     )
     for ax, k in zip(axes.ravel(), shown, strict=False):
         nx, ny, _ = ct.GetSize()
@@ -189,6 +204,4 @@ def montage_figure(seg: Segmentation, ct: sitk.Image) -> Montage:
     for ax in axes.ravel()[len(shown) :]:
         ax.axis("off")
     fig.tight_layout()
-    return Montage(
-        figure_to_data_uri(fig, dpi=80), [k + 1 for k in shown], first + 1, last + 1, step, spacing
-    )
+    return fig, shown, first, last, step
