@@ -241,7 +241,7 @@ def test_segment_write_error_leaves_no_partial_set(cli, body_ct, tmp_path, monke
     code, _, err = cli("segment", "tumor", "--ct", path, "--seed", _seed(shape.center),
                        "--out", out)  # fmt: skip
     one_line_error(code, err, "No space left on device")
-    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    assert not out.parent.exists()  # the folder the set created is removed again
 
 
 # --- Misplaced clicks on the abdominal phantom (`hepanav phantom`, seed 0) ----------------
