@@ -30,7 +30,7 @@ CONTOUR = "#E69F00"  # Okabe-Ito orange
 SEED = "#56B4E9"  # Okabe-Ito sky blue
 EXCLUDE = "#D55E00"  # Okabe-Ito vermillion
 #: At most this many axial slices in the montage; beyond, every k-th slice is shown.
-MAX_MONTAGE = 20
+MAX_MONTAGE = 16
 MONTAGE_COLS = 4
 # Margin around the mask in the views, mm (the liver needs less: it fills the view).
 _PAD_MM = {"tumor": 15.0, "ablation": 15.0, "liver": 10.0}
@@ -166,7 +166,7 @@ def montage_figure(seg: Segmentation, ct: sitk.Image) -> Montage:
     """:func:`montage_axes` as a PNG data URI with what it shows."""
     fig, shown, first, last, step = montage_axes(seg, ct)
     spacing = float(ct.GetSpacing()[2])
-    uri = figure_to_data_uri(fig, dpi=80) if fig is not None else ""
+    uri = figure_to_data_uri(fig, dpi=72) if fig is not None else ""
     return Montage(uri, [k + 1 for k in shown], first + 1, last + 1, step, spacing)
 
 
