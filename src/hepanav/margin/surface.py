@@ -67,8 +67,8 @@ SEPARATOR_TOL = 1e-4
 # error -0.95 mm against -0.76 without; realistic pair 1 of tests/test_margin_pairs.py,
 # 3 mm pre grid: measurement-only MAM error +0.61 mm, over its 0.6 mm bound).
 SEPARATOR_MAX_SPACING_MM = 1.5
-# Coarse grids (a voxel above SEPARATOR_MAX_SPACING_MM or a thick axis): the blur's
-# curvature shrink is corrected (``_curvature_corrected``), with the curvature read at
+# Coarse grids (every voxel side above SEPARATOR_MAX_SPACING_MM, thick axes or not): the
+# blur's curvature shrink is corrected (``_curvature_corrected``), with the curvature read at
 # CURVATURE_SCALE times the occupancy blur and left out beyond CURVATURE_MAX / sigma.
 # OFF by default: it makes the surfaces unbiased (balls, ellipsoids, cavities on 2-5 mm
 # voxels) but the MAM, a minimum over two surfaces that still ripple by about +-0.25 voxel,
@@ -501,8 +501,9 @@ def _curvature_corrected(
     sigma_xyz: np.ndarray,
 ) -> np.ndarray:
     """Signed distance (mm) at the ``band`` voxels from the blurred occupancy, corrected
-    for the curvature of the surface (coarse grids: a voxel above
-    ``SEPARATOR_MAX_SPACING_MM`` or a thick axis).
+    for the curvature of the surface (coarse grids: every voxel side above
+    ``SEPARATOR_MAX_SPACING_MM``; along a thick axis nothing is blurred and the
+    correction is that of each slice's contour).
 
     The 0.5 level of a surface blurred by a Gaussian of covariance ``S`` (restricted to
     the fine axes) lies ``1/2 tr(S_t II)`` inside a convex surface (``II``: second
