@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from cli_helpers import one_line_error
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dicomout_helpers import dciodvfy, write_study_ct  # noqa: E402
+from dicomout_helpers import dciodvfy, sphere_case, write_study_ct  # noqa: E402
 from segmentation_helpers import in_body, lesion_case  # noqa: E402
 
 ANON_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -202,4 +202,28 @@ def test_liver_seg_on_the_real_series_round_trips(cli, real_series, tmp_path):
     assert hd.seg.segread(str(out)).number_of_segments == 1
     check_references(pydicom.dcmread(out), real_series)
     errors, _ = dciodvfy(out)
+    assert errors == []
+
+
+def test_margin_dicom_out_on_anonymised_pre_and_post(cli, tmp_path):
+    """``hepanav margin --dicom-out`` shares the path (read_source_series + build_seg):
+    on anonymised pre and post series it writes the SEG on the post series, referencing
+    its slices by their file meta UIDs, and says the derived UIDs."""
+    from hepanav.imaging import write_image
+
+    pre_dir, _, tumour, _ = sphere_case(tmp_path / "pre")
+    post_dir, _, _, zone = sphere_case(tmp_path / "post")
+    write_image(tumour, tmp_path / "t.nii.gz")
+    write_image(zone, tmp_path / "z.nii.gz")
+    anonymise_uids(pre_dir)
+    anonymise_uids(post_dir)
+    code, out, err = cli("margin", "--pre", pre_dir, "--post", post_dir, "--tumor",
+                         tmp_path / "t.nii.gz", "--ablation", tmp_path / "z.nii.gz", "--out",
+                         tmp_path / "r", "--dicom-out", tmp_path / "d")  # fmt: skip
+    assert code == 0, err
+    said = out + err
+    assert "taken from their file meta header" in said and "pre CT: " in said
+    seg = pydicom.dcmread(tmp_path / "d" / "margin_seg.dcm")
+    check_references(seg, post_dir)
+    errors, _ = dciodvfy(tmp_path / "d" / "margin_seg.dcm")
     assert errors == []
