@@ -38,12 +38,14 @@ MIN_LIVER_ML = 150.0
 # settled when the mode moves by at most one histogram bin (2 HU).
 REESTIMATE_TOL_HU = 2.0
 MAX_REESTIMATES = 6
-# A settled region with more of its voxels than this within one SD under the window's
-# upper bound is cut by the window (its tissue continues brighter); a Gaussian peak
-# inside a +-3 SD window has about 2 % there. HepaNav default, measured on the
-# portal-venous scan (10 % for the click in its darker part, 1.3 % with the window
-# on the liver's peak).
-TOP_FRACTION = 0.05
+# A settled region with more of its voxels than this in the top quarter of its window
+# (``TOP_BAND`` x the half-width under the upper bound) may be cut by the window (its
+# tissue continues brighter); a Gaussian peak inside a +-3 SD window has about 1 %
+# there. A false alarm costs time only: from the liver's own peak, the moved-up window
+# settles back on it (the region's bulk), with the same region.
+TOP_BAND = 0.25
+TOP_FRACTION = 0.02
+MOVED_COVERS = 0.9
 
 
 def working_image(ct: sitk.Image, work_mm: float = WORK_MM) -> sitk.Image:
@@ -196,20 +198,51 @@ def _grow_reestimated(
     Each round grows the liver-like region (``_grow_once``) and takes the histogram
     mode of the smoothed CT over it (thousands of voxels, mostly parenchyma, not a
     ball). It has settled when the mode moves by at most ``REESTIMATE_TOL_HU``. A
-    settled region still cut by the window's upper bound (more than ``TOP_FRACTION`` of
-    its voxels within one SD under it; a region whose own peak is inside the window
-    has about 2 %) continues into brighter tissue: the window is moved up by its
-    half-width once, and the rounds go on from there (the window's low side,
-    ``LOWER_FACTOR`` x HU, keeps the darker part). Not settled after
-    ``MAX_REESTIMATES`` rounds: refused (suspect, never accepted).
+    settled region maybe cut by the window's upper bound (more than ``TOP_FRACTION``
+    of its voxels in the window's top ``TOP_BAND``) may continue into brighter
+    tissue: the rounds start again from the window moved up by its half-width (its
+    low side, ``LOWER_FACTOR`` x HU, keeps the darker part), and their settled region
+    replaces the first only when it contains ``MOVED_COVERS`` of it (the same organ,
+    the click's part included); a move up that fails keeps the first. Not settled
+    after ``MAX_REESTIMATES`` rounds: refused (suspect, never accepted).
 
     Raises ``InputError`` when every estimate of the seed's own HU (``seed_hus``) is
     farther than ``half`` from the region's (a vessel or another structure that grew
     into the liver), when nothing liver-like grew, or when the rounds do not settle.
     """
+    settled = _settle(smoothed, grow_from, exclude, start_hu, half, seed_hus, first, False)
+    hu, _, liver, _, top = settled
+    if top <= TOP_FRACTION:
+        return settled[:4]
+    try:
+        moved = _settle(smoothed, grow_from, exclude, hu + half, half, seed_hus, first, True)
+    except InputError:
+        return settled[:4]  # the move up found no settled brighter region: keep the first
+    # Kept only when it contains (nearly all of) the first region: the same organ.
+    first_on = sitk.Resample(liver, moved[2], sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    a = sitk.GetArrayViewFromImage(first_on) > 0
+    b = sitk.GetArrayViewFromImage(moved[2]) > 0
+    total = np.count_nonzero(sitk.GetArrayViewFromImage(liver))
+    if np.count_nonzero(a & b) >= MOVED_COVERS * total:
+        return moved[:4]
+    return settled[:4]
+
+
+def _settle(
+    smoothed: sitk.Image,
+    grow_from: list[Seed],
+    exclude: list[Seed],
+    start_hu: float,
+    half: float,
+    seed_hus: tuple[float, ...],
+    first: Seed,
+    moved_up: bool,
+) -> tuple[float, tuple[float, float], sitk.Image, list[Seed], float]:
+    """Rounds of ``_grow_once`` and the region's mode from ``start_hu`` until settled:
+    (HU, window, region, seeds on its grid, fraction in the window's top band)."""
     from hepanav.segmentation.grow import histogram_mode
 
-    hu, moved_up = start_hu, False
+    hu = start_hu
     for _ in range(MAX_REESTIMATES + 1):
         window = (min(hu - half, LOWER_FACTOR * hu), hu + half)
         liver, local = _grow_once(smoothed, grow_from, exclude, window)
@@ -229,11 +262,8 @@ def _grow_reestimated(
         if abs(region_hu - hu) > REESTIMATE_TOL_HU:
             hu = region_hu
             continue
-        top = float(np.mean(values >= window[1] - max(sd, 1.0)))
-        if top > TOP_FRACTION and not moved_up:
-            hu, moved_up = hu + half, True
-            continue
-        return hu, window, liver, local
+        top = float(np.mean(values >= window[1] - TOP_BAND * half))
+        return hu, window, liver, local, top
     raise InputError(
         f"the liver is suspect: its parenchyma HU did not settle ({start_hu:.0f} HU around "
         f"the seed, {hu:.0f} HU after {MAX_REESTIMATES} re-growings from the region); "
@@ -254,10 +284,12 @@ def _check_side(liver: sitk.Image, work: sitk.Image, first: Seed) -> None:
     The liver lies in the right upper quadrant: its bulk (centroid) is right of the
     midline (LPS -x) even when its left lobe crosses it, while the spleen, which has a
     portal-venous HU like the liver's (a click on it grew a 220 ml "liver", 88 %
-    spleen), lies on the left (+x). The midline is the left-right centroid of the body
-    outline on the slices the region spans, in physical space (LPS x of the voxel
-    centres, any direction matrix). A click in the left lobe grows the whole liver and
-    passes. Limitation: situs inversus (liver on the left) is refused.
+    spleen), lies on the left (+x), as do the stomach and the heart (a click on the
+    phantom's heart, on its last slice, grew 212 ml of heart). The midline is the
+    left-right centroid of the body outline on the slices the region spans, in
+    physical space (LPS x of the voxel centres, any direction matrix). A click in the
+    left lobe grows the whole liver and passes. Limitation: situs inversus (liver on
+    the left) is refused.
     """
     from hepanav.segmentation.body import body_mask
 
@@ -279,8 +311,8 @@ def _check_side(liver: sitk.Image, work: sitk.Image, first: Seed) -> None:
         raise InputError(
             f"does not look like the liver: the region grown from the seed lies on the "
             f"patient's left (its centre {left_mm:.0f} mm left of the body's midline), where "
-            "the spleen and stomach are; the liver's bulk is right of the midline; click "
-            "the liver",
+            "the spleen, stomach and heart are; the liver's bulk is right of the midline; "
+            "click the liver",
             first.describe(),
         )
 
