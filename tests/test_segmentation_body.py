@@ -51,3 +51,22 @@ def test_body_mask_covers_every_slice(size, spacing):
     # The body cut by the field of view: covered on the first and the last column too.
     mid = truth.shape[1] // 2
     assert truth[:, mid, -1].all() and body[:, mid, -1].all() and body[:, mid, 0].all()
+
+
+def test_seed_on_the_last_slice_is_not_outside_the_body(tmp_path):
+    """Issue 12 repro: a seed on the last slice (127 slices of 1.5 mm in the phantom,
+    factor 3) was refused as "outside the body outline". On the cylinder (31 slices,
+    factor 3) a seed on the last slice passes the body check; whatever the segmenter
+    then says, it is not that."""
+    from hepanav.core.errors import InputError
+    from hepanav.segmentation.pipeline import segment_image
+
+    ct, truth = _cylinder_body((73, 70, 31), (1.33, 1.33, 1.33))
+    voxel = "36,35,30"
+    assert truth[30, 35, 36]
+    try:
+        segment_image(
+            "liver", ct, "ct.nii.gz", tmp_path / "l.nii.gz", seed_voxels=[voxel], report=False
+        )
+    except InputError as exc:
+        assert "outside the body" not in str(exc)
