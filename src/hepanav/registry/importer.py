@@ -222,6 +222,8 @@ _TREATMENT = (
     "margin_confirmation",
     "technical_success",
     "complete_at_first_follow_up",
+    "mam_uncertainty_mm",
+    "mam_decisive",
 )
 
 
