@@ -302,3 +302,60 @@ def test_no_not_decisive_mam_means_no_sensitivity_and_unknown_counted(
     assert (d.n_lesions, d.n_mam, d.decisive, d.not_decisive, d.unknown) == (6, 6, 3, 0, 3)
     comparison = ltp_comparison(treated, follow_up, "margin_category", "ablation")
     assert comparison.mam_decisiveness.unknown == 3
+
+
+def test_a_corrected_mam_does_not_keep_the_old_mams_certainty(registry, tmp_path):  # noqa: F811
+    """Correction and --upsert re-import: u / decisive of the old MAM become unknown."""
+    from hepanav.registry.records import history, update_record
+
+    url, engine = registry
+    row = {**ABLATION, "mam_mm": 4.8, "mam_uncertainty_mm": 0.75, "mam_decisive": "false"}
+    import_file(engine, write_csv(tmp_path / "o.csv", [row]))
+    key = {"patient_id": "P1", "procedure_id": "A1", "lesion_id": "L1"}
+    # Changing other fields keeps them.
+    update_record(engine, "lesion_treatments", key, {"n_applicators": 2}, "u1", "typo")
+    assert _treatment(engine, "mam_uncertainty_mm", "mam_decisive") == (0.75, False)
+    diff = update_record(engine, "lesion_treatments", key, {"mam_mm": 7.2}, "u1", "re-measured")
+    assert ("mam_decisive", False, None) in diff and ("mam_uncertainty_mm", 0.75, None) in diff
+    assert _treatment(engine, "mam_mm", "mam_uncertainty_mm", "mam_decisive") == (7.2, None, None)
+    logged = {(h["field"], h["old_value"], h["new_value"]) for h in history(engine)}
+    assert ("mam_decisive", "false", None) in logged
+    # Decisive true for a MAM within u of 5 mm is refused; certainty without a MAM too.
+    with pytest.raises(InputError, match="contradicts"):
+        update_record(
+            engine,
+            "lesion_treatments",
+            key,
+            {"mam_mm": 5.3, "mam_uncertainty_mm": 0.75, "mam_decisive": True},
+            "u1",
+            "x",
+        )
+    with pytest.raises(InputError, match="without mam_mm"):
+        update_record(
+            engine, "lesion_treatments", key, {"mam_mm": None, "mam_decisive": False}, "u1", "x"
+        )
+    assert _treatment(engine, "mam_mm") == (7.2,)
+
+    # --upsert re-import of a new MAM with empty certainty cells: unknown, not the old u.
+    update_record(
+        engine,
+        "lesion_treatments",
+        key,
+        {"mam_uncertainty_mm": 0.6, "mam_decisive": True},
+        "u1",
+        "from margin.json",
+    )
+    again = {**ABLATION, "mam_mm": 8.1}
+    import_file(engine, write_csv(tmp_path / "u.csv", [again]), upsert=True)
+    assert _treatment(engine, "mam_mm", "mam_uncertainty_mm", "mam_decisive") == (8.1, None, None)
+    # The same MAM re-imported with empty cells keeps a stored certainty (blank never erases).
+    update_record(
+        engine,
+        "lesion_treatments",
+        key,
+        {"mam_uncertainty_mm": 0.6, "mam_decisive": True},
+        "u",
+        "x",
+    )
+    import_file(engine, write_csv(tmp_path / "s.csv", [again]), upsert=True)
+    assert _treatment(engine, "mam_uncertainty_mm", "mam_decisive") == (0.6, True)
