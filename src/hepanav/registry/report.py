@@ -192,7 +192,10 @@ def audit_tables(audit: AuditReport) -> dict[str, pd.DataFrame]:
             )
             rows.append(cox_row(sa.cox_ltp_on_mam))
         tables["models"] = pd.DataFrame(rows)
-        tables["mam_decisiveness"] = frame([*audit.mam_decisiveness, *a.mam_decisiveness])
+        # The audit's Cox on MAM is the outcomes' one: each analysis once.
+        seen = {d.analysis for d in audit.mam_decisiveness}
+        more = [d for d in a.mam_decisiveness if d.analysis not in seen]
+        tables["mam_decisiveness"] = frame([*audit.mam_decisiveness, *more])
     elif audit.mam_decisiveness:
         tables["mam_decisiveness"] = frame(audit.mam_decisiveness)
     return {k: v for k, v in tables.items() if len(v.columns)}
