@@ -41,6 +41,12 @@ def dicom(shared_data):
         ("tumor", (-17.1, -113.3, -788.5), "vertebrae_T12", ["tumour"]),
         # Before: a 0.9 ml "tumour" of 408 HU (rib 10's marrow and cortex).
         ("tumor", (115.7, -80.1, -770.5), "rib_left_10", ["denser than a soft-tissue liver"]),
+        # Before (MIN_EMBEDDED 0.3): a 16 ml "tumour" in the aorta (embedded share 0.38).
+        ("tumor", (7.3, -145.5, -780.5), "aorta", ["tumour in the liver", "another organ"]),
+        # Before: an 11 ml "ablation zone" in the spinal canal (share 0.34).
+        ("ablation", (-7.3, -92.8, -794.5), "spinal_cord", ["ablation zone in the liver"]),
+        # Before: a 2.3 ml "tumour" in the left autochthon (back) muscle (share 0.35).
+        ("tumor", (26.9, -61.5, -794.5), "autochthon_left", ["tumour in the liver"]),
     ],
 )
 def test_click_in_another_organ_is_refused(dicom, structure, point, organ, fragments):
