@@ -225,7 +225,12 @@ def embedded_share(ct: sitk.Image, grown: Grown) -> float:
     if values.size == 0:
         return float("nan")
     par = grown.parenchyma_hu
-    tol = max(EMBED_TOL_HU, 0.5 * abs(par - grown.lesion_hu))
+    contrast = grown.lesion_hu - par
+    # Hypodense: within half the contrast (or EMBED_TOL_HU) of the parenchyma. Hyperdense:
+    # EMBED_TOL_HU only (the eval's hyperdense lesions are +45..+55 HU, so 22-28 HU): a
+    # vertebra's marrow (162 HU in 5 HU tissue) would widen it to +-78 HU and count
+    # muscle and fat-water mix as parenchyma.
+    tol = EMBED_TOL_HU if contrast > 0 else max(EMBED_TOL_HU, 0.5 * abs(contrast))
     return float(np.mean(np.abs(values - par) <= tol))
 
 
