@@ -45,6 +45,9 @@ def dicom(shared_data):
         ("tumor", (7.3, -145.5, -780.5), "aorta", ["tumour in the liver", "another organ"]),
         # Before: an 11 ml "ablation zone" in the spinal canal (share 0.34).
         ("ablation", (-7.3, -92.8, -794.5), "spinal_cord", ["ablation zone in the liver"]),
+        # Before: a 4.9 ml "hyperdense tumour" (162 HU) of T11's marrow in 5 HU tissue
+        # (share 0.69 with the tolerance widened to half its contrast; 0.29 at 25 HU).
+        ("tumor", (-6.3, -70.3, -776.5), "vertebrae_T11", ["tumour in the liver"]),
         # Before: a 2.3 ml "tumour" in the left autochthon (back) muscle (share 0.35).
         ("tumor", (26.9, -61.5, -794.5), "autochthon_left", ["tumour in the liver"]),
     ],
