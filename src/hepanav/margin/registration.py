@@ -352,9 +352,10 @@ def register_pre_to_post(
     stages: list[sitk.Transform] = [rigid]
     # Lesion-region mode: the B-splines span the box of the metric region (where the samples
     # are), not the whole working crop (20 mm wider on each side): the same control spacing
-    # with fewer parameters. ITK's metrics cost per sample grows with the number of B-spline
-    # parameters (dense Jacobian): on the make-demo case 1536 -> 1029 parameters at 40 mm,
-    # registration CPU time -25 % (docs/benchmarks.md, margin_seeds).
+    # with fewer parameters. ITK's metric cost per sample grows with the number of B-spline
+    # parameters (the 40 mm stage, 1536 parameters, took 4x the CPU of the 80 mm one, 450):
+    # on the make-demo case 1536 -> 1029 parameters at 40 mm, registration CPU time -25 %
+    # (docs/benchmarks.md, "Registration cost").
     domain = _bspline_domain(fixed, fixed_mask) if lesion_mode else fixed
     for spacing in (2.0 * settings.control_spacing_mm, settings.control_spacing_mm):
         mesh = [
