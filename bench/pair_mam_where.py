@@ -20,7 +20,9 @@ Cheap (no registration; ~25 s per pair): ``.venv/bin/python -m bench.pair_mam_wh
 with ``HEPANAV_TEST_DATA`` pointing at the real scans. ``--spheres`` instead prints the
 radial error (mm; area-weighted mean, min, max) of the surface of a ball voxelised at
 voxel centres on the pairs' grids (and on 1 mm and 0.8 x 0.8 x 3 mm for comparison), two
-grid phases each: the surface method alone, without the phantom.
+grid phases each: the surface method alone, without the phantom; ``--shapes`` the same
+for balls, an ellipsoid and a concave cavity on 2-5 mm grids. ``--corrected`` (first)
+switches on the coarse-grid curvature correction (``surface.CURVATURE_CORRECTION``).
 """
 
 from __future__ import annotations
@@ -124,7 +126,73 @@ def sphere_errors(radius: float, spacing: tuple, phase: tuple) -> tuple[float, f
     return float(np.average(r, weights=mesh.vertex_area)), float(r.min()), float(r.max())
 
 
+def shape_errors(name: str, spacing: tuple, phase: tuple) -> dict:
+    """Surface error (mm, positive OUTSIDE the analytic shape; area-weighted mean, min,
+    max) of a shape voxelised at voxel centres: ``ball10``, ``ball15``, a rotated
+    ellipsoid (16, 11, 8) mm, ``shell`` (ball r 18 with a spherical cavity r 9: its
+    outer wall convex, its cavity wall concave)."""
+    import SimpleITK as sitk
+
+    from hepanav.margin.surface import extract_surface, mask_field
+
+    sys.path.insert(0, "tests")
+    from margin_helpers import ball, ellipsoid, minus, voxelise
+
+    a, b = 0.5, 0.3
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    rot, axes = rz @ rx, np.array([16.0, 11.0, 8.0])
+    shapes = {
+        "ball10": (ball((0, 0, 0), 10), 14.0),
+        "ball15": (ball((0, 0, 0), 15), 19.0),
+        "ellipsoid": (ellipsoid((0, 0, 0), axes, rot), 20.0),
+        "shell": (minus(ball((0, 0, 0), 18), ball((0, 0, 0), 9)), 22.0),
+    }
+    inside, half = shapes[name]
+    mask = voxelise(inside, spacing, extent_mm=2 * half + 12, phase=phase)
+    grid = sitk.Image([int(2 * half / 0.5)] * 3, sitk.sitkUInt8)
+    grid.SetSpacing([0.5] * 3)
+    grid.SetOrigin([-half] * 3)
+    mesh = extract_surface(mask_field(mask, grid), grid)
+    v, w = mesh.vertices, mesh.vertex_area
+    r = np.linalg.norm(v, axis=1)
+    if name.startswith("ball"):
+        parts = {"all": (r - float(name[4:]), w)}
+    elif name == "ellipsoid":
+        # first-order distance (F - 1) / |grad F| of F = sum((x R / a)^2)
+        q = v @ rot / axes
+        grad = 2 * (q / axes) @ rot.T
+        parts = {"all": ((np.sum(q**2, 1) - 1) / np.linalg.norm(grad, axis=1), w)}
+    else:
+        outer = r > 13.5
+        parts = {
+            "convex": (r[outer] - 18.0, w[outer]),
+            "concave": (9.0 - r[~outer], w[~outer]),
+        }
+    return {
+        k: (
+            round(float(np.average(e, weights=ww)), 2),
+            round(float(e.min()), 2),
+            round(float(e.max()), 2),
+        )
+        for k, (e, ww) in parts.items()
+    }
+
+
 def main(argv: list[str]) -> None:
+    if "--corrected" in argv:
+        # the coarse-grid curvature correction (off by default; docs/margin.md)
+        import hepanav.margin.surface as surface
+
+        surface.CURVATURE_CORRECTION = True
+        argv = [a for a in argv if a != "--corrected"]
+    if argv == ["--shapes"]:
+        for name in ("ball10", "ball15", "ellipsoid", "shell"):
+            for spacing in ((2, 2, 2), (3, 3, 3), (5, 5, 5), (3, 3, 4), (3, 3, 5)):
+                for phase in ((0.3, -0.2, 0.45), (1.1, 0.7, -1.3)):
+                    e = shape_errors(name, spacing, phase)
+                    print(f"{name} on {spacing}, phase {phase}: mean/min/max {e}", flush=True)
+        return
     if argv == ["--spheres"]:
         for radius, spacing in (
             (10, (3, 3, 3)),

@@ -428,3 +428,15 @@ def test_broken_mp4_gives_one_line_on_the_real_stderr(tmp_path):
         timeout=120,
     )
     one_line_error(proc.returncode, proc.stderr, "junk.mp4", "cannot open this video")
+
+
+@pytest.mark.parametrize("content", [b"", b"frame,tbr\n1,2.5\n"])
+def test_a_table_given_as_nir_is_named_not_called_a_video(cli, tmp_path, content):
+    """A .csv (empty or not) passed as --nir: the error says it is not a video or image,
+    not "video file is empty" / "cannot open this video"; nothing is written."""
+    table = tmp_path / "readings.csv"
+    table.write_bytes(content)
+    out = tmp_path / "o"
+    code, _, err = cli("fluoro", "analyze", "--nir", table, "--out", out)
+    one_line_error(code, err, "readings.csv", "a .csv file is not a video or image")
+    assert not out.exists()

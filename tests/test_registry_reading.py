@@ -219,3 +219,29 @@ def test_a_point_in_another_column_of_a_decimal_comma_file_is_refused(
     import_file(engine, _write(tmp_path / "eu2.csv", ok))
     assert stored(engine, "lesion_treatments", "margin_mm") == [2.5, 0.4]
     assert sorted(stored(engine, "procedures", "cea_ng_ml")) == [7.5, 1234.0]
+
+
+def test_thousands_like_point_in_a_semicolon_file_without_decimal_evidence_is_refused(
+    sqlite_registry,  # noqa: F811
+    tmp_path,
+):
+    """A semicolon file (what a European Excel writes) with cea_ng_ml 1.234 and no decimal
+    comma: 1.234 may be 1234 (thousands separator); refused, nothing stored. Once another
+    value shows decimal points (2.5), 1.234 is read as 1.234."""
+    _, engine = sqlite_registry
+    header = HEADER.replace(",", ";") + ";cea_ng_ml"
+    text = header + (
+        "\nP1;L1;S1;resection;2021-05-04;2;R0;1.234\nP2;L1;S1;resection;2021-05-04;4;R0;12\n"
+    )
+    with pytest.raises(
+        InputError,
+        match="row 2 cea_ng_ml: 1.234: thousands separator or decimal point\\? this "
+        "semicolon-separated file shows no other decimal point",
+    ):
+        import_file(engine, _write(tmp_path / "eu.csv", text))
+    assert stored(engine, "lesion_treatments", "margin_mm") == []
+    # 1.5 (margin_mm) cannot be a thousands separator: the file's points are decimal.
+    evident = text.replace(";4;R0;12\n", ";1.5;R0;12\n")
+    import_file(engine, _write(tmp_path / "eu2.csv", evident))
+    assert sorted(stored(engine, "procedures", "cea_ng_ml")) == [1.234, 12.0]
+    assert sorted(stored(engine, "lesion_treatments", "margin_mm")) == [1.5, 2.0]

@@ -346,3 +346,21 @@ def test_write_errors_and_memory_are_one_line(tmp_path, monkeypatch):
     result = CliRunner().invoke(_app(), ["oom"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("error: not enough memory")
+
+
+def test_failed_output_set_removes_only_the_folders_it_created(tmp_path):
+    """An output set that fails removes the (empty) folders it made, not older ones."""
+    from hepanav.core.atomic import output_files
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "keep.txt").write_text("x")
+    targets = [tmp_path / "old" / "new" / "deeper" / n for n in ("m.nii.gz", "m.json")]
+    with pytest.raises(OSError), output_files(targets) as tmp:
+        tmp[0].write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+    assert not (tmp_path / "old" / "new").exists()
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["keep.txt"]
+    with output_files(targets) as tmp:  # and a set that succeeds keeps them
+        for p in tmp:
+            p.write_text("ok")
+    assert all(t.read_text() == "ok" for t in targets)

@@ -94,8 +94,15 @@ def test_segment_report_screenshot(cli, body_ct, tmp_path):
         )
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto((tmp_path / "t.html").as_uri())
-        assert page.locator("img").count() == 1
-        assert page.locator("img").evaluate("e => e.naturalWidth") > 500
+        # the three planes through the seed and the contour on every slice of the mask
+        assert page.locator("img").count() == 2
+        assert page.locator("img").first.evaluate("e => e.naturalWidth") > 500
+        montage = page.locator("img.montage")
+        assert montage.evaluate("e => e.complete && e.naturalHeight") > 500
+        text = page.inner_text("body")
+        assert "Every one of them is shown below" in text
+        assert "table position (LPS z, mm) and window/level" in text
+        assert "W 400 / L" in text
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.stat().st_size > 20000
@@ -234,7 +241,7 @@ def test_segment_write_error_leaves_no_partial_set(cli, body_ct, tmp_path, monke
     code, _, err = cli("segment", "tumor", "--ct", path, "--seed", _seed(shape.center),
                        "--out", out)  # fmt: skip
     one_line_error(code, err, "No space left on device")
-    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    assert not out.parent.exists()  # the folder the set created is removed again
 
 
 # --- Misplaced clicks on the abdominal phantom (`hepanav phantom`, seed 0) ----------------
@@ -287,6 +294,13 @@ def _label_id(name):
         ("liver", "stomach", ["water-density fluid", "below 25 HU"]),
         # The aorta: before, 1.7 l of aorta + liver (356 ml outside the liver).
         ("liver", "aorta", ["brighter than the region it grew into", "vessel"]),
+        # The kidney's medulla (~120 HU) inside its cortex (~180 HU, in the liver's HU
+        # range): before, a "hypodense tumour" of 21 ml, all kidney, and a zone too.
+        ("tumor", "kidney_right", ["tumour in the liver", "the seed is in another organ"]),
+        ("ablation", "kidney_right", ["ablation zone in the liver", "in another organ"]),
+        ("ablation", "kidney_left", ["ablation zone in the liver", "in another organ"]),
+        # Vertebral body: the zone path ran none of the focal-lesion checks before.
+        ("ablation", "vertebrae_L2", ["ablation zone", "not darker than the tissue around"]),
     ],
 )
 def test_misplaced_click_refused(cli, abdomen, tmp_path, structure, where, fragments):
@@ -345,3 +359,50 @@ def test_correct_clicks_on_the_phantom_still_segment(cli, abdomen, tmp_path):
     assert code == 0, err
     true_liver = sitk.ReadImage(str(folder / "pre_liver.nii.gz"))
     assert dice(sitk.ReadImage(str(out)), true_liver) >= 0.85
+
+
+def test_correct_zone_click_on_the_phantom_still_segments(cli, abdomen, tmp_path):
+    """The zone checks (focal lesion, embedded in liver) refuse no zone clicked in it."""
+    from hepanav.segmentation.metrics import dice
+
+    folder, _ = abdomen
+    truth = sitk.ReadImage(str(folder / "post_ablation.nii.gz"))
+    zone = sitk.GetArrayFromImage(truth) > 0
+    k, j, i = (int(np.median(a)) for a in np.nonzero(zone))
+    assert zone[k, j, i]
+    out = tmp_path / "z.nii.gz"
+    code, _, err = cli(
+        "segment",
+        "ablation",
+        "--ct",
+        folder / "post_ct.nii.gz",
+        f"--seed-voxel={i},{j},{k}",
+        "--out",
+        out,
+        "--no-report",
+    )
+    assert code == 0, err
+    assert dice(sitk.ReadImage(str(out)), truth) >= 0.85
+
+
+def test_small_max_radius_on_a_large_tumour_is_a_leak(cli, abdomen, tmp_path):
+    """A 3 mm --max-radius-mm inside the phantom's ~27 mm tumour: only tumour within it,
+    so the region reaches the limit (the documented leak error), not "no contrast"
+    (the parenchyma was measured inside the limit only)."""
+    folder, _ = abdomen
+    tumour = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "pre_tumor.nii.gz"))) > 0
+    k, j, i = (int(np.median(a)) for a in np.nonzero(tumour))
+    code, _, err = cli(
+        "segment",
+        "tumor",
+        "--ct",
+        folder / "pre_ct.nii.gz",
+        f"--seed-voxel={i},{j},{k}",
+        "--max-radius-mm",
+        "3",
+        "--out",
+        tmp_path / "t.nii.gz",
+    )
+    one_line_error(code, err, f"--seed-voxel {i},{j},{k} (", "leaked", "--max-radius-mm 3")
+    assert "not darker" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -92,8 +92,8 @@ def test_seed_in_inner_half_agrees_with_centre_seed():
 
 def test_leak_past_max_radius_and_parenchyma_seed_refused():
     ct, _, shape, _, _ = lesion_case(radius=12.0, contrast=-45.0)
-    # Within 6 mm of the seed there is only tumour: grown past it, or no parenchyma seen.
-    with pytest.raises(InputError, match="leaked|not darker than its surroundings"):
+    # Within 6 mm of the seed there is only tumour: its parenchyma lies beyond, a leak.
+    with pytest.raises(InputError, match="leaked.*--max-radius-mm 6"):
         segment_tumor(ct, make_seeds(ct, [shape.center]), max_radius_mm=6.0)
     with pytest.raises(InputError, match="does not look like|leaked") as info:
         segment_tumor(ct, make_seeds(ct, [shape.center + np.array([22.0, 0, 0])]))

@@ -131,7 +131,14 @@ BAD_CASES = [
     ({"primry": "crc"}, "field 'primry': unknown field"),
     ({"ki67_percent": "high"}, "field 'ki67_percent'"),
     ({"resectable": "yes"}, "field 'resectable'"),
-    ({"lesions": [{"size_mm": -5}]}, "field 'lesions[0].size_mm': Input should be greater than 0"),
+    ({"lesions": [{"size_mm": -5}]}, "field 'lesions[0].size_mm': -5: Input should be greater"),
+    # 3.1 cm typed as 3.1: refused with the unit named, not decided as a 3 mm lesion.
+    (
+        {"lesions": [{"size_mm": 3.1}]},
+        "field 'lesions[0].size_mm': 3.1: Input should be greater than or equal to 5 mm; "
+        "sizes are in millimetres",
+    ),
+    ({"lesions": [{"size_mm": 310}]}, "field 'lesions[0].size_mm': 310: Input should be less"),
     ({"lesions": [{"size_mm": 20, "segment": 9}]}, "field 'lesions[0].segment'"),
     ({"primary": "lung"}, "field 'primary'"),
     ({"lesions": [{"size_mm": float("inf")}]}, "field 'lesions[0].size_mm'"),

@@ -300,7 +300,8 @@ def output_files(targets: Sequence[str | Path]) -> Iterator[list[Path]]:
     block ends without an exception, the files are flushed and each is renamed onto its
     target (renames need no disk space); on an exception (disk full, quota, a failed
     check) nothing is renamed and the temporaries are removed, so the targets keep their
-    previous content. Targets not written inside the block are left alone.
+    previous content, and the folders created for the set are removed again (nothing
+    half-written, no empty folder). Targets not written inside the block are left alone.
 
     Raises
     ------
@@ -316,11 +317,9 @@ def output_files(targets: Sequence[str | Path]) -> Iterator[list[Path]]:
     for t in targets:
         if t.is_dir():
             raise InputError("is a folder; give a file name", t)
-    parent.mkdir(parents=True, exist_ok=True)
+    created = _make_folder(parent)
     _remove_stale(targets[0])
-    tmp = Path(
-        tempfile.mkdtemp(prefix=f".{targets[0].name}{_TMP_TAG}{os.getpid()}-", dir=parent)
-    )
+    tmp = Path(tempfile.mkdtemp(prefix=f".{targets[0].name}{_TMP_TAG}{os.getpid()}-", dir=parent))
     try:
         paths = [tmp / t.name for t in targets]
         yield paths
@@ -331,8 +330,33 @@ def output_files(targets: Sequence[str | Path]) -> Iterator[list[Path]]:
         for p, t in written:
             os.replace(p, t)
         _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_created(created)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; return the folders it created, deepest first."""
+    created = []
+    p = folder.absolute()
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the folders a failed output set created, deepest first, while empty (a
+    failed run leaves no trace; a folder something else wrote into meanwhile stays)."""
+    for p in created:
+        try:
+            p.rmdir()
+        except OSError:
+            return
 
 
 def final_path(path: str | Path, tmp: Path, out: str | Path) -> Path:

@@ -54,6 +54,7 @@ class DicomIO:
     provenance: dict = field(default_factory=dict)
     from_pacs_post: str | None = None
     pre_study: FetchedStudy | None = None
+    source_notes: list[str] = field(default_factory=list)
 
     @classmethod
     def open(
@@ -98,9 +99,13 @@ class DicomIO:
             # reference), not after minutes of registration.
             from hepanav.imaging.dicomout.source import read_source_series
 
-            read_source_series(Path(source))
+            # UIDs an anonymiser emptied are recovered or derived there: said with the
+            # objects written (finish), never silently.
+            io.source_notes += read_source_series(Path(source)).notes
             if pre_source is not None and Path(pre_source).is_dir():
-                read_source_series(Path(pre_source))
+                io.source_notes += [
+                    f"pre CT: {n}" for n in read_source_series(Path(pre_source)).notes
+                ]
         if send or from_pacs:
             from hepanav.dicom.settings import load_settings
 
@@ -247,6 +252,7 @@ class DicomIO:
             written = export_result(result_dir, out, source, self.pre_source)
             if self.dicom_out:
                 lines += [f"wrote {p}" for p in written]
+            lines += [f"note: {n}" for n in self.source_notes]
             if self.send:
                 from hepanav.dicom.pacs import open_pacs
 

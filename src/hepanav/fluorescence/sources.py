@@ -36,6 +36,11 @@ import numpy as np
 from hepanav.core import InputError
 
 LAYOUTS = ("separate", "side-by-side", "overlay")
+# Files that are certainly not frames (tables, volumes, documents) named as --nir/--white.
+NOT_MEDIA_SUFFIXES = {
+    ".csv", ".tsv", ".txt", ".json", ".yaml", ".yml", ".xlsx", ".html", ".pdf",
+    ".nii", ".gz", ".nrrd", ".mha", ".mhd", ".dcm", ".zip",
+}  # fmt: skip
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm"}
 _MAX_DECODE_FAILURES = 5  # consecutive undecodable video frames before we call it the end
 # Smallest NIR frame side: the smallest lesion kept is 12 px across by default, and the
@@ -235,8 +240,16 @@ class FrameSource:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             self._image_codec(str(path))
             return "images", [str(path)]
+        if path.suffix.lower() in NOT_MEDIA_SUFFIXES:
+            # A table, a volume or a report given where frames are expected: say so
+            # instead of "cannot open this video".
+            raise InputError(
+                f"a {path.suffix} file is not a video or image; expected a video (.mp4, "
+                ".avi, .mkv, ...), an image, an image folder or a multi-page TIFF",
+                spec,
+            )
         if path.stat().st_size == 0:
-            raise InputError("video file is empty (0 bytes)", spec)
+            raise InputError("file is empty (0 bytes); expected a video or an image", spec)
         return "video", str(path)
 
     def _image_codec(self, name: str) -> None:

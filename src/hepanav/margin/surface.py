@@ -25,11 +25,12 @@ surface, >= 0.5 inside, and the value tells how deep a point lies.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage, sparse, special
+from scipy import ndimage, optimize, sparse, special, stats
 from scipy.spatial import cKDTree
 from skimage.measure import find_contours, marching_cubes
 
@@ -66,6 +67,16 @@ SEPARATOR_TOL = 1e-4
 # error -0.95 mm against -0.76 without; realistic pair 1 of tests/test_margin_pairs.py,
 # 3 mm pre grid: measurement-only MAM error +0.61 mm, over its 0.6 mm bound).
 SEPARATOR_MAX_SPACING_MM = 1.5
+# Coarse grids (every voxel side above SEPARATOR_MAX_SPACING_MM, thick axes or not): the
+# blur's curvature shrink is corrected (``_curvature_corrected``), with the curvature read at
+# CURVATURE_SCALE times the occupancy blur and left out beyond CURVATURE_MAX / sigma.
+# OFF by default: it makes the surfaces unbiased (balls, ellipsoids, cavities on 2-5 mm
+# voxels) but the MAM, a minimum over two surfaces that still ripple by about +-0.25 voxel,
+# then reads low on some realistic pairs (docs/margin.md, "Curvature-corrected coarse
+# surfaces"); tests/test_margin_pairs.py pair 0 would read -0.64 mm against its 0.6 bound.
+CURVATURE_CORRECTION = False
+CURVATURE_SCALE = 1.5
+CURVATURE_MAX = (0.5, 0.7)
 
 
 @dataclass(frozen=True)
@@ -427,7 +438,12 @@ def signed_distance(
         Near the surface (within about two blur widths): from the occupancy blurred by
         a Gaussian of ``SMOOTH_PER_VOXEL`` voxels along the fine axes only, turned into
         mm by inverting the blurred plane edge (``d = sigma sqrt(2) erfinv(2 occ - 1)``);
-        this places the surface with sub-pixel accuracy in the plane.
+        this places the surface with sub-pixel accuracy in the plane. With
+        ``CURVATURE_CORRECTION`` (off by default), on coarse grids (every voxel side
+        above ``SEPARATOR_MAX_SPACING_MM``) the inversion is corrected for the blur's
+        curvature shrink (:func:`_curvature_corrected`: a ball of radius 10 mm on 3 mm
+        voxels is no longer 0.6-0.8 mm small, a concave wall no longer grown by as
+        much); finer grids are measured the same either way.
         Elsewhere: the distance to the nearest face between an inside and an outside
         voxel (see ``_box_distance``), so that the linear interpolation across thick
         slices gives a lens-shaped extent (shape-based interpolation). Both are in
@@ -444,14 +460,21 @@ def signed_distance(
     sigma_mm = _fine_sigma_mm(np.asarray(spacing_xyz, float))
     if not np.any(sigma_mm > 0):
         return sdf
+    fine_path = np.all(sigma_mm > 0) and float(np.max(zyx)) <= SEPARATOR_MAX_SPACING_MM
+    coarse = CURVATURE_CORRECTION and float(np.min(zyx)) > SEPARATOR_MAX_SPACING_MM
     source = inside.astype(np.float32) if fraction is None else fraction.astype(np.float32)
     occupancy = ndimage.gaussian_filter(
         source, (sigma_mm / np.asarray(spacing_xyz, float))[::-1], mode="nearest"
     )
     band = np.abs(occupancy - 0.5) < EDGE_BAND
     sigma = float(sigma_mm[sigma_mm > 0].mean())
-    # A plane edge blurred by sigma reads occ = Phi(d / sigma): invert it exactly.
-    sdf[band] = sigma * np.sqrt(2.0) * special.erfinv(2.0 * occupancy[band] - 1.0)
+    if not coarse:
+        # A plane edge blurred by sigma reads occ = Phi(d / sigma): invert it exactly.
+        sdf[band] = sigma * np.sqrt(2.0) * special.erfinv(2.0 * occupancy[band] - 1.0)
+    else:
+        sdf[band] = _curvature_corrected(
+            source, occupancy, band, np.asarray(spacing_xyz, float), sigma_mm
+        )
     # The blur must not flip a voxel: a one-pixel object or a one-pixel gap (which the
     # blur would erase) keeps its centre on its own side, a quarter voxel deep.
     quarter = 0.25 * float(np.min(spacing_xyz))
@@ -465,13 +488,121 @@ def signed_distance(
     keep_out = ~inside & (sdf > -quarter)
     sdf[keep_in] = np.maximum(sdf[keep_in], quarter[keep_in])
     sdf[keep_out] = np.minimum(sdf[keep_out], -quarter[keep_out])
-    if np.all(sigma_mm > 0) and float(np.max(zyx)) <= SEPARATOR_MAX_SPACING_MM:
+    if fine_path:
         sdf = _smoothest_separating(sdf, inside, zyx, fraction)
     return sdf
 
 
+def _curvature_corrected(
+    source: np.ndarray,
+    occupancy: np.ndarray,
+    band: np.ndarray,
+    spacing_xyz: np.ndarray,
+    sigma_xyz: np.ndarray,
+) -> np.ndarray:
+    """Signed distance (mm) at the ``band`` voxels from the blurred occupancy, corrected
+    for the curvature of the surface (coarse grids: every voxel side above
+    ``SEPARATOR_MAX_SPACING_MM``; along a thick axis nothing is blurred and the
+    correction is that of each slice's contour).
+
+    The 0.5 level of a surface blurred by a Gaussian of covariance ``S`` (restricted to
+    the fine axes) lies ``1/2 tr(S_t II)`` inside a convex surface (``II``: second
+    fundamental form, ``S_t`` its tangential part; ``sigma^2 / R`` for a ball of radius
+    ``R``, ``sigma^2 / (2 rho)`` for a contour of radius ``rho`` in a slice when the
+    slice axis is thick), and as far outside a concave one: a second-order expansion of
+    the blurred edge, ``occ = Phi(d / sigma_n) - phi(d / sigma_n) tr(S_t II) / (2 sigma_n)``.
+    Voxels sampled at their centres and read as boxes add, on average over the grid's
+    phase, a box blur of one voxel (variance ``h^2 / 12`` per axis) to ``S``. So:
+
+    ``d = sigma_n sqrt(2) erfinv(2 occ - 1) + 1/2 tr(S_t II)``,
+
+    with ``sigma_n`` the Gaussian's width along the normal, and ``II`` from the level
+    sets of the occupancy blurred ``CURVATURE_SCALE`` times wider (Gaussian derivatives;
+    the wider blur averages the terraces of the voxel staircase; a ball's level sets stay
+    concentric, so it does not bias the curvature), carried from the level set through
+    the voxel to the surface (``kappa / (1 + d kappa)``). The correction is left out
+    where the curvature is beyond ``CURVATURE_MAX`` / sigma (shapes of one or two voxels,
+    where the expansion does not hold; there the plain plane-edge inversion is kept).
+    """
+    h = spacing_xyz[::-1]  # z, y, x
+    sigma = np.asarray(sigma_xyz, float)[::-1]
+    fine = np.flatnonzero(sigma > 0)
+    var = np.where(sigma > 0, sigma**2, 0.0)
+    var_eff = np.where(sigma > 0, sigma**2 + h**2 / 12.0, 0.0)[fine]
+    wide = CURVATURE_SCALE * sigma / h
+    where = np.nonzero(band)
+    k = fine.size
+    grad = np.empty((where[0].size, k))
+    hess = np.empty((where[0].size, k, k))
+    for i, a in enumerate(fine):
+        order = [0, 0, 0]
+        order[a] = 1
+        first = ndimage.gaussian_filter(source, wide, order=order, mode="nearest")[where]
+        grad[:, i] = first / h[a]
+        for j, b in enumerate(fine[: i + 1]):
+            order = [0, 0, 0]
+            order[a] += 1
+            order[b] += 1
+            second = ndimage.gaussian_filter(source, wide, order=order, mode="nearest")[where]
+            hess[:, i, j] = hess[:, j, i] = second / (h[a] * h[b])
+    norm = np.linalg.norm(grad, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = grad / norm[:, None]  # inward normal (the occupancy grows inside)
+    n = np.nan_to_num(n, nan=0.0, posinf=0.0, neginf=0.0)
+    proj = np.eye(k)[None] - n[:, :, None] * n[:, None, :]
+    # second fundamental form of the level set, positive for a convex inside
+    with np.errstate(divide="ignore", invalid="ignore"):
+        form = -np.einsum("pij,pjk,pkl->pil", proj, hess, proj) / norm[:, None, None]
+    form = np.nan_to_num(form, nan=0.0, posinf=0.0, neginf=0.0)
+    mean_kappa = np.trace(form, axis1=1, axis2=2) / max(k - 1, 1)
+    sigma_n = np.sqrt(np.einsum("pi,i,pi->p", n, var[fine], n))
+    sigma_n = np.where(sigma_n > 0, sigma_n, float(np.sqrt(var[fine].mean())))
+    d = sigma_n * np.sqrt(2.0) * special.erfinv(2.0 * occupancy[where] - 1.0)
+    shift = 0.5 * np.einsum("i,pii->p", var_eff, form)
+    # from the level set through the voxel (at depth d) to the surface
+    level = shift
+    width = float(np.sqrt(var_eff.mean()))
+    ratio = _ball_ratio(k)
+    reach = np.zeros_like(d)
+    for _ in range(3):  # the surface lies at depth d + shift from the voxel
+        carry = np.clip(1.0 + (d + shift) * mean_kappa, 0.5, 2.0)
+        reach = np.abs(mean_kappa / carry) * width
+        shift = level / carry * np.interp(reach, ratio[0], ratio[1])
+    # taper the correction off where sigma |kappa| (at the surface) runs past CURVATURE_MAX
+    lo, hi = CURVATURE_MAX
+    weight = np.clip((hi - reach) / (hi - lo), 0.0, 1.0) * (norm > 0)
+    return d + weight * shift
+
+
+@functools.cache
+def _ball_ratio(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact over second-order shift of the blurred 0.5 level of a ball (``k = 3``) or a
+    disc (``k = 2``), as a function of ``t = sigma / R`` (table up to 0.55, constant beyond).
+
+    A ball of radius ``R`` blurred by a Gaussian ``sigma`` reads at distance ``r`` from its
+    centre ``P(|x + sigma Z| <= R)``, a non-central chi-square law with ``k`` degrees of
+    freedom: its 0.5 level lies ``R - r*`` inside, against ``(k - 1) sigma^2 / (2 R)`` at
+    second order (3D, ``t`` = 0.3: 0.321 against 0.300 sigma). The same holds outward for
+    a spherical cavity.
+    """
+    t = np.linspace(0.0, 0.55, 23)
+    out = np.ones_like(t)
+    if k >= 2:
+        for i, ti in enumerate(t[1:], start=1):
+            big = 1.0 / ti
+            r = optimize.brentq(
+                lambda x, b=big: stats.ncx2.cdf(b * b, df=k, nc=x * x) - 0.5, 1e-9, big
+            )
+            out[i] = (big - r) / (0.5 * (k - 1) * ti)
+    return t, out
+
+
 def _smoothest_separating(
-    sdf: np.ndarray, inside: np.ndarray, spacing_zyx: np.ndarray, fraction: np.ndarray | None
+    sdf: np.ndarray,
+    inside: np.ndarray,
+    spacing_zyx: np.ndarray,
+    fraction: np.ndarray | None,
+    pull: float = SEPARATOR_PULL,
 ) -> np.ndarray:
     """The signed distance re-estimated near the surface as the smoothest one that keeps
     every voxel on its side (all axes fine; after Lempitsky, "Surface extraction from
@@ -528,10 +659,10 @@ def _smoothest_separating(
         a_un = lap[:, un].tocsr()
         a_un_t = a_un.T.tocsr()
         rhs = a_un_t @ (-(lap[:, np.flatnonzero(~free)].tocsr() @ x[~free]))
-        rhs += SEPARATOR_PULL * f0.ravel()[un]
-        diag = np.asarray(a_un.multiply(a_un).sum(axis=0)).ravel() + SEPARATOR_PULL
+        rhs += pull * f0.ravel()[un]
+        diag = np.asarray(a_un.multiply(a_un).sum(axis=0)).ravel() + pull
         x[un] = _conjugate_gradients(
-            lambda v, a=a_un, at=a_un_t: at @ (a @ v) + SEPARATOR_PULL * v, rhs, x[un], diag
+            lambda v, a=a_un, at=a_un_t, w=pull: at @ (a @ v) + w * v, rhs, x[un], diag
         )
         wrong = free & sure & np.where(ins, x < SEPARATOR_DEPTH_MM, x > -SEPARATOR_DEPTH_MM)
         if not wrong.any():

@@ -12,7 +12,9 @@ said in the import's ``notes``):
 * Decimal commas (``2,5``) in numeric columns of semicolon- or tab-separated
   files (what a European Excel writes) become ``2.5``; a column mixing decimal
   commas and points (``1.234`` may be a thousands separator) is refused, and so
-  is ``1.234`` in any numeric column of a file with decimal commas.
+  is ``1.234`` in any numeric column of a file with decimal commas, and in a
+  semicolon- or tab-separated file that shows no decimal point that could not be a
+  thousands separator (``2.5``, ``0.125``).
 * Empty rows (separators only, spaces) are skipped and counted.
 * XLSX: cells formatted as percent (shown 95 %, stored 0.95) in a percentage
   column are stored as 95; a percent cell elsewhere is refused. Date cells become
@@ -43,6 +45,8 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 _DECIMAL_POINT = re.compile(r"^[+-]?\d*\.\d+$")
 # ``1.234``: a thousands separator or a decimal point, undecidable in a decimal-comma file.
 _THOUSANDS_OR_POINT = re.compile(r"^[+-]?\d{1,3}\.\d{3}$")
+# The same where the point can only be a thousands separator's if the number is >= 1000.
+_THOUSANDS_LIKE = re.compile(r"^[+-]?[1-9]\d{0,2}\.\d{3}$")
 _PERCENT_FORMAT = re.compile(r'"[^"]*"|\\.')  # quoted literals and escapes in a format
 
 
@@ -324,6 +328,36 @@ def read_table(
     raise InputError("expected a .csv or .xlsx file", path)
 
 
+def _points_without_evidence(table: Table, numeric_columns: tuple[str, ...]) -> list:
+    """Row errors for ``1.234``-like values in a semicolon/tab file without decimal commas
+    that shows no decimal point elsewhere: the European Excel that writes semicolons writes
+    1234 as ``1.234`` when the cell has a thousands separator, so the value is 1234 or
+    1.234 and nothing in the file tells which. Any other value with a point that cannot be
+    a thousands separator (``2.5``, ``0.125``, ``12.3456``) shows the file's points are
+    decimal points, and then ``1.234`` is read as 1.234.
+    """
+    cells = [
+        (i, column, rec[column].strip())
+        for column in numeric_columns
+        if column in table.columns
+        for i, rec in enumerate(table.records)
+        if isinstance(rec.get(column), str)
+    ]
+    if any(_DECIMAL_POINT.match(v) and not _THOUSANDS_LIKE.match(v) for _, _, v in cells):
+        return []
+    return [
+        {
+            "row": table.row_numbers[i],
+            "column": column,
+            "reason": f"{v}: thousands separator or decimal point? this "
+            f"{DELIMITER_NAMES[table.delimiter]}-separated file shows no other decimal "
+            f"point; use {v.replace('.', '')} or {v.replace('.', ',')}",
+        }
+        for i, column, v in cells
+        if _THOUSANDS_LIKE.match(v)
+    ]
+
+
 def decimal_commas(table: Table, numeric_columns: tuple[str, ...], source: Path) -> list:
     """Turn decimal commas into points in numeric columns; return row errors (dicts).
 
@@ -343,6 +377,8 @@ def decimal_commas(table: Table, numeric_columns: tuple[str, ...], source: Path)
         if column in table.columns
         for rec in table.records
     )
+    if table.delimiter in (";", "\t") and not decimal_comma_file:
+        errors += _points_without_evidence(table, numeric_columns)
     if decimal_comma_file:
         for column in numeric_columns:
             if column not in table.columns:

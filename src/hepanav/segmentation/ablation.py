@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.errors import InputError
-from hepanav.segmentation.lesion import grow_checked, lesion_segmentation
+from hepanav.segmentation.lesion import check_zone, grow_checked, lesion_segmentation
 from hepanav.segmentation.morphology import (
     bounding_box,
     close_mm,
@@ -68,6 +68,7 @@ def segment_ablation(
     grown, include, exclude = grow_checked(
         ct, seeds, "hypo", max_radius_mm, "ablation zone", include, exclude, dark_is_lesion=True
     )
+    check_zone(ct, grown, seeds)
     threshold = 0.5 * (grown.lesion_hu + grown.parenchyma_hu)
     # All that follows lies within CLOSING_MM of the grown mask: it runs on that box
     # (+ a voxel of background for the hole filling), the same voxels as on the crop.

@@ -89,6 +89,8 @@ def segment(
         f"sphere-equivalent; {result.seconds:.1f} s"
     )
     typer.echo(f"mask: {out}")
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
     if result.report:
         typer.echo(f"report: {out.parent / result.report}")
     typer.echo(DISCLAIMER, err=True)

@@ -60,6 +60,10 @@ DARK_MM = 2.0
 STAR_FACTOR = 1.6
 STAR_PAD_MM = 3.0
 ROI_PAD_MM = 8.0
+# No contrast within a --max-radius-mm below this: the seed is re-measured within it
+# (a leak when the surroundings lie there; prepare_lesion).
+CONTRAST_LOOK_MM = 40.0
+CONTRAST_LOOK_SHARE = 0.05  # of the soft tissue there (not a few noise voxels)
 # Per-direction star-shaped bound (star_bound): the edge radius along STAR_RAYS rays,
 # fitted robustly by a smooth radial function (polynomials of degree STAR_DEGREE on
 # the unit sphere, i.e. spherical harmonics up to that order); growing is held
@@ -497,6 +501,8 @@ def prepare_lesion(
     if appearance == "auto":
         chosen = "hypo" if n_bright >= n_dark else "hyper"
     parenchyma = brighter if chosen == "hypo" else darker
+    if not np.isfinite(parenchyma) and max_radius_mm < CONTRAST_LOOK_MM:
+        _refuse_if_wider(ct, seeds, appearance, lesion_hu, delta, floor, max_radius_mm, what)
     if not np.isfinite(parenchyma):
         kind = "darker" if chosen == "hypo" else "brighter"
         raise InputError(
@@ -976,6 +982,40 @@ def _cut_excluded(mask: sitk.Image, seeds: list[Seed], exclude: list[Seed]) -> s
     out = sitk.GetImageFromArray(arr.astype(np.uint8))
     out.CopyInformation(mask)
     return component_at(out, [s.index for s in seeds])
+
+
+def _refuse_if_wider(
+    ct: sitk.Image,
+    seeds: list[Seed],
+    appearance: Appearance,
+    lesion_hu: float,
+    delta: float,
+    floor: float,
+    max_radius_mm: float,
+    what: str,
+) -> None:
+    """Nothing of the requested contrast within ``max_radius_mm``: if there is within
+    ``CONTRAST_LOOK_MM`` (over ``CONTRAST_LOOK_SHARE`` of the soft tissue there), the
+    seed's region fills the whole ball: a leak (a small ``--max-radius-mm`` inside a
+    large lesion), not a seed without contrast. Raises ``InputError`` then."""
+    wide = sitk.SmoothingRecursiveGaussian(
+        roi_around(ct, seeds, CONTRAST_LOOK_MM + ROI_PAD_MM),
+        smoothing_sigma(ct),
+    )
+    around = _ball_values(wide, local_seeds(wide, seeds), CONTRAST_LOOK_MM)
+    soft = around[(around > floor) & (around < hu_windows()["bone_above_hu"])]
+    n_dark = int(np.count_nonzero(soft < lesion_hu - delta))
+    n_bright = int(np.count_nonzero(soft > lesion_hu + delta))
+    chosen = appearance
+    if appearance == "auto":
+        chosen = "hypo" if n_bright >= n_dark else "hyper"
+    if (n_bright if chosen == "hypo" else n_dark) > CONTRAST_LOOK_SHARE * soft.size:
+        raise InputError(
+            f"the {what} leaked: from the seed the {chosen}dense region reaches "
+            f"--max-radius-mm {max_radius_mm:g} in all directions (its surroundings lie "
+            "farther out; click the lesion centre or raise --max-radius-mm)",
+            seeds[0].describe(),
+        )
 
 
 def _check_leak(

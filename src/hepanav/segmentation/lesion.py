@@ -9,8 +9,15 @@ import SimpleITK as sitk
 
 from hepanav.core.errors import InputError
 from hepanav.segmentation.fraction import edge_fraction
-from hepanav.segmentation.grow import SURFACE_SIGMA_MM, Appearance, Grown, grow_lesion
-from hepanav.segmentation.morphology import signed_distance_mm
+from hepanav.segmentation.grow import (
+    SURFACE_SIGMA_MM,
+    Appearance,
+    Grown,
+    _a,
+    grow_lesion,
+    smoothing_sigma,
+)
+from hepanav.segmentation.morphology import bounding_box, signed_distance_mm
 from hepanav.segmentation.result import Segmentation, paste, smooth_surface
 from hepanav.segmentation.seeds import Seed, checked_seeds
 from hepanav.segmentation.windows import hu_windows
@@ -34,6 +41,20 @@ MAX_LESION_ELONGATION = 2.0
 # growing window: the region did not end at an edge but was cut by the growth bound
 # (a vessel running on past it). HepaNav defaults.
 MAX_CUT_BOUNDARY = 0.15
+# An ablation zone's limits (check_zone). Its needle tract leaves through the shell (gas
+# counts as fat) and it may be subcapsular; measured on the 17 dev cases (tract 2 mm,
+# gas bubbles): <= 0.5 % of a zone's shell is fat or gas, none bone, elongation <= 1.1,
+# so the tumour's limits hold for zones too (kept apart so they can differ).
+ZONE_MAX_BONE_BOUNDARY = MAX_BONE_BOUNDARY
+ZONE_MAX_FAT_BOUNDARY = MAX_FAT_BOUNDARY
+# Embedded in liver (check_embedded): the shell EMBED_SHELL_MM outside the grown region
+# (smoothed CT, voxels inside the image) must be liver-like parenchyma, i.e. within
+# EMBED_TOL_HU (or half the lesion contrast, if larger) of the parenchyma HU the growing
+# measured, over more than MIN_EMBEDDED of it. A liver lesion lies in an organ many cm
+# thick; a kidney's medulla is wrapped in a cortex about 1 cm thick, then fat.
+EMBED_SHELL_MM = (10.0, 20.0)
+EMBED_TOL_HU = 25.0
+MIN_EMBEDDED = 0.3
 # Tumour and zone carry their edge voxels' partial-volume fractions read from the CT
 # (hepanav.segmentation.fraction) for the margin's sub-voxel surface.
 EDGE_FRACTION = True
@@ -67,13 +88,24 @@ def grow_checked(
     return grown, include, exclude
 
 
-def check_focal_lesion(grown: Grown, seeds: list[Seed], what: str) -> None:
+def check_focal_lesion(
+    grown: Grown,
+    seeds: list[Seed],
+    what: str,
+    *,
+    max_bone: float = MAX_BONE_BOUNDARY,
+    max_fat: float = MAX_FAT_BOUNDARY,
+) -> None:
     """Refuse a grown region that is not a focal lesion in the liver (a misplaced click).
 
     A focal liver lesion (tumour) is surrounded by liver parenchyma and is compact. So
     the region grown from a seed in bone, a vessel, bowel or another organ is refused
     when (first that applies):
 
+    0. the tissue around it (``grown.parenchyma_hu``) is not on the far side of the
+       region's HU by ``min_lesion_contrast_hu``: darker around a "hypodense" region
+       (the aorta or a rib's marrow grown as a zone from its darker rim), brighter
+       around a "hyperdense" one;
     1. the surrounding attenuation (``grown.parenchyma_hu``, the median of the shell
        2.5-7 mm outside the region) is outside the plausible liver range
        (``liver_min_hu``-``liver_max_hu`` of ``hu_windows.yaml``);
@@ -103,9 +135,17 @@ def check_focal_lesion(grown: Grown, seeds: list[Seed], what: str) -> None:
     win = hu_windows()
     name = seeds[0].describe()
     par = grown.parenchyma_hu
+    darker = grown.appearance == "hypo"
+    if (par - grown.lesion_hu) * (1 if darker else -1) < win["min_lesion_contrast_hu"]:
+        raise InputError(
+            f"does not look like {_a(what)}: the grown region ({grown.lesion_hu:.0f} HU) is not "
+            f"{'darker' if darker else 'brighter'} than the tissue around it ({par:.0f} HU) "
+            f"by {win['min_lesion_contrast_hu']:.0f} HU",
+            name,
+        )
     if not win["liver_min_hu"] <= par <= win["liver_max_hu"]:
         raise InputError(
-            f"does not look like a {what} in the liver: the tissue around the grown region "
+            f"does not look like {_a(what)} in the liver: the tissue around the grown region "
             f"is {par:.0f} HU, outside liver parenchyma ({win['liver_min_hu']:.0f}-"
             f"{win['liver_max_hu']:.0f} HU in any phase)",
             name,
@@ -115,17 +155,17 @@ def check_focal_lesion(grown: Grown, seeds: list[Seed], what: str) -> None:
     shell = smoothed[(dist > BOUNDARY_SHELL_MM[0]) & (dist <= BOUNDARY_SHELL_MM[1])]
     if shell.size:
         bone = float(np.mean(shell > win["bone_above_hu"]))
-        if bone > MAX_BONE_BOUNDARY:
+        if bone > max_bone:
             raise InputError(
-                f"does not look like a {what}: {100 * bone:.0f}% of the grown region's boundary "
+                f"does not look like {_a(what)}: {100 * bone:.0f}% of the grown region's boundary "
                 f"is bone (> {win['bone_above_hu']:.0f} HU; lesion {grown.lesion_hu:.0f} HU): "
                 "the seed is in a bone, not in the liver",
                 name,
             )
         fat = float(np.mean(shell < win["fat_below_hu"]))
-        if fat > MAX_FAT_BOUNDARY:
+        if fat > max_fat:
             raise InputError(
-                f"does not look like a {what} in the liver: {100 * fat:.0f}% of the grown "
+                f"does not look like {_a(what)} in the liver: {100 * fat:.0f}% of the grown "
                 f"region's boundary is fat (< {win['fat_below_hu']:.0f} HU)",
                 name,
             )
@@ -138,11 +178,69 @@ def check_focal_lesion(grown: Grown, seeds: list[Seed], what: str) -> None:
         cut = float(np.mean((near >= lo) & (near <= hi))) if near.size else 0.0
         if elongation > MAX_LESION_ELONGATION and cut > MAX_CUT_BOUNDARY:
             raise InputError(
-                f"does not look like a {what}: the grown region ({grown.lesion_hu:.0f} HU) is "
+                f"does not look like {_a(what)}: the grown region ({grown.lesion_hu:.0f} HU) is "
                 f"tubular (principal-axis ratio {elongation:.1f}, lesions <= "
                 f"{MAX_LESION_ELONGATION:g}) and runs on past the growth bound: a vessel",
                 name,
             )
+
+
+def embedded_share(ct: sitk.Image, grown: Grown) -> float:
+    """Share of the shell ``EMBED_SHELL_MM`` outside the grown region (voxels inside the
+    CT) whose smoothed HU is liver-like parenchyma (see ``MIN_EMBEDDED``); NaN when
+    the shell lies outside the CT."""
+    outer = EMBED_SHELL_MM[1]
+    box = bounding_box(grown.mask)
+    if box is None:
+        return float("nan")
+    lo = np.asarray(box[0])
+    hi = lo + np.asarray(box[1]) - 1
+    corners = [grown.mask.TransformIndexToPhysicalPoint(tuple(int(v) for v in c)) for c in (lo, hi)]
+    idx = np.asarray([ct.TransformPhysicalPointToIndex(c) for c in corners])
+    pad = np.ceil((outer + 2.0) / np.asarray(ct.GetSpacing())).astype(int)
+    start = np.maximum(idx.min(axis=0) - pad, 0)
+    stop = np.minimum(idx.max(axis=0) + pad, np.asarray(ct.GetSize()) - 1)
+    roi = sitk.Cast(
+        sitk.RegionOfInterest(ct, (stop - start + 1).tolist(), start.tolist()), sitk.sitkFloat32
+    )
+    smoothed = sitk.SmoothingRecursiveGaussian(roi, smoothing_sigma(roi))
+    mask = sitk.Resample(
+        grown.mask, roi, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+    )
+    dist = sitk.GetArrayFromImage(signed_distance_mm(mask, within_mm=outer))
+    values = sitk.GetArrayViewFromImage(smoothed)[(dist > EMBED_SHELL_MM[0]) & (dist <= outer)]
+    if values.size == 0:
+        return float("nan")
+    par = grown.parenchyma_hu
+    tol = max(EMBED_TOL_HU, 0.5 * abs(par - grown.lesion_hu))
+    return float(np.mean(np.abs(values - par) <= tol))
+
+
+def check_embedded(ct: sitk.Image, grown: Grown, seeds: list[Seed], what: str) -> None:
+    """Refuse a region not embedded in liver-like parenchyma (:func:`embedded_share`
+    at most ``MIN_EMBEDDED``): a lesion-like structure of another organ (the medulla
+    of a kidney inside its cortex). Raises ``InputError`` naming the seed."""
+    share = embedded_share(ct, grown)
+    if share <= MIN_EMBEDDED:
+        raise InputError(
+            f"does not look like {_a(what)} in the liver: "
+            f"only {100 * share:.0f}% of the tissue {EMBED_SHELL_MM[0]:g}-{EMBED_SHELL_MM[1]:g} mm "
+            f"around the grown region ({grown.lesion_hu:.0f} HU) is parenchyma like that at "
+            f"its edge ({grown.parenchyma_hu:.0f} HU; a liver lesion lies in liver, more "
+            f"than {100 * MIN_EMBEDDED:.0f}%): the seed is in another organ",
+            seeds[0].describe(),
+        )
+
+
+def check_zone(ct: sitk.Image, grown: Grown, seeds: list[Seed]) -> None:
+    """The focal-lesion and liver checks for an ablation zone (:func:`check_focal_lesion`
+    with the zone's limits ``ZONE_MAX_BONE_BOUNDARY``, ``ZONE_MAX_FAT_BOUNDARY``, then
+    :func:`check_embedded`). Raises ``InputError`` naming the seed."""
+    what = "ablation zone"
+    check_focal_lesion(
+        grown, seeds, what, max_bone=ZONE_MAX_BONE_BOUNDARY, max_fat=ZONE_MAX_FAT_BOUNDARY
+    )
+    check_embedded(ct, grown, seeds, what)
 
 
 def lesion_segmentation(

@@ -138,6 +138,8 @@ def segment_file(
         max_radius_mm=max_radius_mm,
         report=report,
     )
+    if source is not None:  # identifiers recovered from an anonymised series: said, not hidden
+        result.notes.extend(n for n in source.notes if n not in result.notes)
     write_outputs(result, seg, ct, out, source=source)
     return result, seg
 

@@ -1,13 +1,27 @@
-"""The HTML report beside each mask: three slices through the seed with the contour."""
+"""The HTML report beside each mask: the contour on the CT through the seed and on
+every k-th axial slice through the whole mask, drawn with the shared figure toolkit."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.report import figure_to_data_uri, new_figure, write_html
+from hepanav.imaging.figures import (
+    LIVER_WINDOW,
+    Plane,
+    annotate_plane,
+    draw_mask,
+    figure_legend,
+    resample_mask_to_plane,
+    resample_to_plane,
+    show_plane,
+    standard_plane,
+)
 from hepanav.segmentation.result import Segmentation
 from hepanav.segmentation.schema import SegmentationResult
 
@@ -15,10 +29,29 @@ TITLES = {"tumor": "Tumour", "ablation": "Ablation zone", "liver": "Liver"}
 CONTOUR = "#E69F00"  # Okabe-Ito orange
 SEED = "#56B4E9"  # Okabe-Ito sky blue
 EXCLUDE = "#D55E00"  # Okabe-Ito vermillion
+#: At most this many axial slices in the montage; beyond, every k-th slice is shown.
+MAX_MONTAGE = 16
+MONTAGE_COLS = 4
+# Margin around the mask in the views, mm (the liver needs less: it fills the view).
+_PAD_MM = {"tumor": 15.0, "ablation": 15.0, "liver": 10.0}
+
+
+@dataclass
+class Montage:
+    """What the axial montage shows: ``shown`` slices (1-based CT slice numbers) of the
+    ``first``..``last`` slices the mask touches, every ``step``-th."""
+
+    uri: str
+    shown: list[int]
+    first: int
+    last: int
+    step: int
+    spacing_mm: float
 
 
 def write_report(result: SegmentationResult, seg: Segmentation, ct: sitk.Image, path: Path) -> Path:
-    """Write the segmentation report (HTML, figure inline) atomically; return its path."""
+    """Write the segmentation report (HTML, figures inline) atomically; return its path."""
+    window = view_window(seg)
     return write_html(
         path,
         "hepanav.segmentation",
@@ -26,104 +59,149 @@ def write_report(result: SegmentationResult, seg: Segmentation, ct: sitk.Image, 
         title=f"{TITLES[result.structure]} segmentation",
         result=result,
         figure=slices_figure(seg, ct),
+        montage=montage_figure(seg, ct),
+        window=window,
     )
 
 
-def _view_grid(seg: Segmentation, ct: sitk.Image) -> sitk.Image:
-    """Axis-aligned LPS grid (identity direction) around the mask and seeds, ~1 mm voxels."""
-    arr = sitk.GetArrayViewFromImage(seg.mask)
-    k, j, i = np.nonzero(arr[::2, ::2, ::2]) if arr.size > 4e6 else np.nonzero(arr)
-    step = 2 if arr.size > 4e6 else 1
-    idx = np.column_stack([i, j, k]) * step
-    sample = idx[:: max(1, len(idx) // 5000)]
-    pts = [ct.TransformContinuousIndexToPhysicalPoint(tuple(map(float, p))) for p in sample]
-    pts += [s.lps for s in seg.seeds]
+def view_window(seg: Segmentation) -> tuple[float, float]:
+    """(width, level) HU of every view: 400 HU wide, centred on the parenchyma when known."""
+    if seg.parenchyma_hu is None:
+        return LIVER_WINDOW
+    return (LIVER_WINDOW[0], float(round(seg.parenchyma_hu)))
+
+
+def _mask_box(seg: Segmentation, ct: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """LPS bounding box (lo, hi) of the mask's voxel centres and the seeds, mm."""
+    mask = sitk.Cast(seg.mask > 0, sitk.sitkUInt8)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(mask)
+    pts = [np.asarray(s.lps, dtype=float) for s in seg.seeds]
+    if stats.HasLabel(1):
+        x0, y0, z0, nx, ny, nz = stats.GetBoundingBox(1)
+        for i in (x0, x0 + nx - 1):
+            for j in (y0, y0 + ny - 1):
+                for k in (z0, z0 + nz - 1):
+                    pts.append(np.asarray(ct.TransformIndexToPhysicalPoint((i, j, k))))
     pts = np.asarray(pts)
-    pad = 15.0 if seg.structure != "liver" else 10.0
-    lo, hi = pts.min(axis=0) - pad, pts.max(axis=0) + pad
-    spacing = max(float(min(ct.GetSpacing())), 0.7 if seg.structure != "liver" else 1.5)
-    size = np.ceil((hi - lo) / spacing).astype(int) + 1
-    ref = sitk.Image([int(v) for v in size], sitk.sitkFloat32)
-    ref.SetSpacing([spacing] * 3)
-    ref.SetOrigin(tuple(lo))
-    return ref
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def _pixel_mm(seg: Segmentation, ct: sitk.Image) -> float:
+    return max(float(min(ct.GetSpacing())), 0.7 if seg.structure != "liver" else 1.5)
+
+
+def _draw_view(ax, plane: Plane, seg, ct, window, title, *, slab_mm: float) -> bool:
+    """CT, contour and the seeds within ``slab_mm`` of the plane, with the toolkit's
+    letters, scale bar and slice/table/window caption; True when the mask cuts it."""
+    show_plane(ax, plane, resample_to_plane(ct, plane, default_value=-1000.0), window=window)
+    cut = draw_mask(ax, plane, resample_mask_to_plane(seg.mask, plane), CONTOUR, lw=1.6)
+    for seeds, colour in ((seg.seeds, SEED), (seg.include, SEED), (seg.exclude, EXCLUDE)):
+        if not seeds:
+            continue
+        cr, dist = plane.lps_to_pixel(np.asarray([s.lps for s in seeds], dtype=float))
+        near = np.abs(dist) <= slab_mm
+        if near.any():
+            ax.plot(cr[near, 0], cr[near, 1], "+", color=colour, ms=14, mew=2.2, gid="seed")
+    annotate_plane(ax, plane, title=title, window=window)
+    ax.xaxis.label.set_fontsize(7)
+    return cut
 
 
 def slices_figure(seg: Segmentation, ct: sitk.Image) -> str:
-    """Axial, coronal and sagittal slices through the first seed: CT, contour, seeds.
+    """:func:`slices_axes` as a PNG data URI."""
+    return figure_to_data_uri(slices_axes(seg, ct))
 
-    Resampled in physical space onto an LPS-aligned grid, shown in radiological
-    convention (patient right on the image left) with orientation letters and a
-    10 mm scale bar.
+
+def slices_axes(seg: Segmentation, ct: sitk.Image):
+    """Axial, coronal and sagittal planes through the first seed: CT, contour, seeds.
+
+    Resampled in physical space (SimpleITK) onto LPS-aligned planes of the figure
+    toolkit, radiological convention, each with orientation letters, a scale bar, where
+    it lies (CT slice and table z for the axial view, LPS y/x for the others) and the
+    window/level.
     """
-    ref = _view_grid(seg, ct)
-    img = sitk.GetArrayFromImage(
-        sitk.Resample(ct, ref, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    lo, hi = _mask_box(seg, ct)
+    pad = _PAD_MM[seg.structure]
+    seed = np.asarray(seg.seeds[0].lps, dtype=float)
+    # planes around the mask (and the CT's z extent, no wider), centred on the seed so
+    # the seed sits on all three
+    half = np.maximum(np.abs(hi - seed), np.abs(seed - lo)) + pad
+    half_xy = float(max(half[0], half[1]))
+    half_z = float(min(half[2], half_xy))
+    window = view_window(seg)
+    fig, axes = new_figure(1, 3, figsize=(13, 4.9))
+    px = _pixel_mm(seg, ct)
+    for ax, view in zip(axes, ("axial", "coronal", "sagittal"), strict=True):
+        size = (2 * half_xy, 2 * half_xy) if view == "axial" else (2 * half_z, 2 * half_xy)
+        plane = standard_plane(ct, view, seed, size_mm=size, pixel_mm=px)
+        _draw_view(ax, plane, seg, ct, window, f"{view} through seed 1", slab_mm=px)
+    figure_legend(
+        fig,
+        [("line", CONTOUR, "contour of the mask"), ("cross", SEED, "seed")]
+        + ([("cross", EXCLUDE, "exclude point")] if seg.exclude else []),
     )
-    msk = sitk.GetArrayFromImage(
-        sitk.Resample(seg.mask, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    fig.tight_layout()
+    return fig
+
+
+def montage_slices(seg: Segmentation, ct: sitk.Image) -> tuple[list[int], int, int, int]:
+    """0-based CT slice indices (third index axis) for the montage, the first and last
+    slice the mask touches, and the step: every slice when the mask spans at most
+    :data:`MAX_MONTAGE`, else every k-th (first and last included)."""
+    arr = sitk.GetArrayViewFromImage(seg.mask)
+    ks = np.nonzero(arr.reshape(arr.shape[0], -1).any(axis=1))[0]
+    if ks.size == 0:
+        return [], -1, -1, 1
+    first, last = int(ks[0]), int(ks[-1])
+    n = last - first + 1
+    step = max(1, math.ceil((n - 1) / (MAX_MONTAGE - 1))) if n > MAX_MONTAGE else 1
+    shown = list(range(first, last + 1, step))
+    if shown[-1] != last:
+        shown.append(last)
+    return shown, first, last, step
+
+
+def montage_figure(seg: Segmentation, ct: sitk.Image) -> Montage:
+    """:func:`montage_axes` as a PNG data URI with what it shows."""
+    fig, shown, first, last, step = montage_axes(seg, ct)
+    spacing = float(ct.GetSpacing()[2])
+    uri = figure_to_data_uri(fig, dpi=72) if fig is not None else ""
+    return Montage(uri, [k + 1 for k in shown], first + 1, last + 1, step, spacing)
+
+
+def montage_axes(seg: Segmentation, ct: sitk.Image):
+    """The contour on every (or every k-th) CT slice the mask touches, as axial views.
+
+    Each view is the axial plane through the centre of one CT slice (physical space, so
+    any direction matrix is shown in radiological convention), cropped to the mask plus
+    a margin, captioned with its slice number, table z and window/level. Returns the
+    figure (None for an empty mask), the 0-based slices shown, the first and last slice
+    the mask touches and the step (:func:`montage_slices`).
+    """
+    shown, first, last, step = montage_slices(seg, ct)
+    spacing = float(ct.GetSpacing()[2])
+    if not shown:
+        return None, shown, first, last, step
+    lo, hi = _mask_box(seg, ct)
+    pad = _PAD_MM[seg.structure]
+    centre = (lo + hi) / 2.0
+    side = float(max(hi[0] - lo[0], hi[1] - lo[1]) + 2 * pad)
+    px = _pixel_mm(seg, ct)
+    window = view_window(seg)
+    rows = math.ceil(len(shown) / MONTAGE_COLS)
+    fig, axes = new_figure(
+        rows, MONTAGE_COLS, figsize=(3.3 * MONTAGE_COLS, 3.7 * rows), squeeze=False
     )
-    seed = np.rint(ref.TransformPhysicalPointToContinuousIndex(seg.seeds[0].lps)).astype(int)
-    seed = np.clip(seed, 0, np.asarray(ref.GetSize()) - 1)
-    sp = ref.GetSpacing()[0]
-    level = seg.parenchyma_hu if seg.parenchyma_hu is not None else 60.0
-    vmin, vmax = level - 200, level + 200
-    fig, axes = new_figure(1, 3, figsize=(13, 4.8))
-    views = (
-        ("axial", img[seed[2]], msk[seed[2]], (seed[0], seed[1]), "upper", ("R", "L", "A", "P")),
-        (
-            "coronal",
-            img[:, seed[1], :],
-            msk[:, seed[1], :],
-            (seed[0], seed[2]),
-            "lower",
-            ("R", "L", "S", "I"),
-        ),
-        (
-            "sagittal",
-            img[:, :, seed[0]],
-            msk[:, :, seed[0]],
-            (seed[1], seed[2]),
-            "lower",
-            ("A", "P", "S", "I"),
-        ),
-    )
-    for ax, view in zip(axes, views, strict=True):
-        name, im, m, (u, v), origin, (left, right, top, bottom) = view
-        ax.imshow(im, cmap="gray", vmin=vmin, vmax=vmax, origin=origin, interpolation="nearest")
-        if m.any():
-            ax.contour(m, [0.5], colors=CONTOUR, linewidths=1.6, origin=origin)
-        ax.plot([u], [v], marker="+", color=SEED, markersize=16, mew=2.5)
-        h, w = im.shape
-        for text, (x, y) in (
-            (left, (0.02, 0.5)),
-            (right, (0.98, 0.5)),
-            (top, (0.5, 0.97)),
-            (bottom, (0.5, 0.03)),
-        ):
-            ax.text(
-                x,
-                y,
-                text,
-                transform=ax.transAxes,
-                color="white",
-                ha="center",
-                va="center",
-                fontsize=12,
-                fontweight="bold",
-            )
-        bar = 10.0 / sp
-        y0 = h * (0.06 if origin == "lower" else 0.94)
-        ax.plot([w * 0.05, w * 0.05 + bar], [y0, y0], color="white", lw=3)
-        ax.text(
-            w * 0.05 + bar / 2,
-            y0 + (h * 0.04 if origin == "lower" else -h * 0.04),
-            "10 mm",
-            color="white",
-            ha="center",
-            fontsize=9,
+    for ax, k in zip(axes.ravel(), shown, strict=False):
+        nx, ny, _ = ct.GetSize()
+        at = np.asarray(ct.TransformContinuousIndexToPhysicalPoint(((nx - 1) / 2, (ny - 1) / 2, k)))
+        plane = standard_plane(
+            ct, "axial", (centre[0], centre[1], at[2]), size_mm=side, pixel_mm=px
         )
-        ax.set_title(name)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return figure_to_data_uri(fig)
+        # slab: half the slice spacing, so a seed is drawn on its own slice only
+        _draw_view(ax, plane, seg, ct, window, f"slice {k + 1}", slab_mm=spacing / 2)
+    for ax in axes.ravel()[len(shown) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig, shown, first, last, step

@@ -10,7 +10,12 @@ from __future__ import annotations
 import SimpleITK as sitk
 
 from hepanav.segmentation.grow import Appearance
-from hepanav.segmentation.lesion import check_focal_lesion, grow_checked, lesion_segmentation
+from hepanav.segmentation.lesion import (
+    check_embedded,
+    check_focal_lesion,
+    grow_checked,
+    lesion_segmentation,
+)
 from hepanav.segmentation.result import Segmentation
 from hepanav.segmentation.seeds import Seed
 
@@ -55,6 +60,7 @@ def segment_tumor(
         ct, seeds, appearance, max_radius_mm, "tumour", include, exclude
     )
     check_focal_lesion(grown, seeds, "tumour")
+    check_embedded(ct, grown, seeds, "tumour")
     return lesion_segmentation(
         ct,
         grown.mask,

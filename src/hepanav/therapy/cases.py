@@ -38,6 +38,9 @@ def case_from_data(data: Any, source: str | Path = "case") -> Case:
         msg = err.get("msg", "invalid value")
         if err.get("type") == "extra_forbidden":
             msg = f"unknown field (known: {', '.join(Case.model_fields)})"
+        elif err.get("loc", ())[-1:] == ("size_mm",) and err.get("type", "").endswith("_equal"):
+            # The likeliest cause of a size out of range is a unit slip: say so.
+            msg = f"{err['input']!r}: {msg} mm; sizes are in millimetres (3.1 cm is 31 mm)"
         raise InputError(f"field {_field_path(err.get('loc', ()))!r}: {msg}", source) from None
     screen_case_id(case.case_id, source)
     return case

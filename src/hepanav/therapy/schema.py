@@ -53,12 +53,27 @@ THERAPIES: tuple[str, ...] = get_args(Therapy)
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+#: Plausible largest diameter (mm) of a liver lesion a tumour board decides on. Not a
+#: clinical threshold: a HepaNav plausibility bound so that a size typed in centimetres
+#: (3.1 for 31 mm, which would read as a sub-centimetre lesion and change the local-therapy
+#: rules at 30 mm) or in micrometres is refused instead of used. Below 5 mm a lesion is
+#: below what CT characterises (slice thickness 2.5-5 mm); 300 mm exceeds any liver.
+LESION_SIZE_MM = (5.0, 300.0)
+
+
 class Lesion(BaseModel):
     """One liver metastasis."""
 
     model_config = _STRICT
 
-    size_mm: float = Field(gt=0, description="Largest diameter in mm (> 0).")
+    size_mm: float = Field(
+        ge=LESION_SIZE_MM[0],
+        le=LESION_SIZE_MM[1],
+        description=(
+            f"Largest diameter in mm, {LESION_SIZE_MM[0]:g}-{LESION_SIZE_MM[1]:g} (a size "
+            "typed in cm, 3.1 for 31 mm, is refused, not read as a 3 mm lesion)."
+        ),
+    )
     segment: int | None = Field(
         default=None, ge=1, le=8, description="Couinaud segment 1-8, if known."
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from hepanav.core.errors import InputError
 
@@ -27,10 +28,14 @@ class SourceSeries:
         :func:`hepanav.imaging.read_dicom_series`'s z axis).
     folder : Path
         Where they were read from (for error messages).
+    notes : list of str
+        Identifiers :func:`read_source_series` had to recover or derive (an anonymised
+        series with emptied UIDs); say them beside every object written on the series.
     """
 
     datasets: list[Dataset]
     folder: Path
+    notes: list[str] = field(default_factory=list)
 
     @property
     def first(self) -> Dataset:
@@ -118,6 +123,7 @@ def read_source_series(folder: str | Path) -> SourceSeries:
             datasets.append(ds)
     if not datasets:
         raise InputError("no DICOM image slices found", folder)
+    notes = _repair_identifiers(datasets, folder)
     series = {str(d.SeriesInstanceUID) for d in datasets}
     if len(series) > 1:
         raise InputError(
@@ -138,4 +144,82 @@ def read_source_series(folder: str | Path) -> SourceSeries:
             "lies in one frame of reference",
             folder,
         )
-    return SourceSeries(sort_slices(datasets), folder)
+    return SourceSeries(sort_slices(datasets), folder, notes)
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip()
+
+
+def _repair_identifiers(datasets: list[Dataset], folder: Path) -> list[str]:
+    """Fill the UIDs an anonymiser emptied, in memory (the files are never changed).
+
+    A DICOM object written on a series (SEG, SR, registration) references each slice by
+    its SOP Class and SOP Instance UID and the series and study by theirs; highdicom
+    looks the SOP Class UID up (``KeyError: ''`` on an empty one). Some anonymisers
+    (e.g. the TotalSegmentator test series) empty these in the data set but keep the
+    Part 10 file meta header, whose Media Storage SOP Class/Instance UIDs must equal
+    them (PS3.10 7.1): those are taken. An empty Study or Series Instance UID in every
+    slice has no other copy: one is derived from the slices' SOP Instance UIDs (the same
+    series always gives the same UIDs, so every object written on it lands in one study
+    and series) and said in the returned notes: a PACS holding the original series
+    will not link the objects to it.
+
+    Raises
+    ------
+    InputError
+        A slice without any SOP Instance UID or SOP Class UID, two slices with one UID,
+        or a Study/Series Instance UID empty in some slices only.
+    """
+    notes = []
+    recovered = 0
+    for ds in datasets:
+        meta = getattr(ds, "file_meta", None)
+        fixed = False
+        for keyword, meta_keyword in (
+            ("SOPClassUID", "MediaStorageSOPClassUID"),
+            ("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
+        ):
+            if _uid(ds, keyword):
+                continue
+            value = _uid(meta, meta_keyword) if meta is not None else ""
+            if not value:
+                where = getattr(ds, "filename", None) or folder
+                raise InputError(
+                    f"slice has no {keyword} (empty in the data set and in the file meta "
+                    "header); a DICOM object cannot reference it",
+                    where,
+                )
+            setattr(ds, keyword, value)
+            fixed = True
+        recovered += fixed
+    if recovered:
+        notes.append(
+            f"{recovered} of {len(datasets)} source slices had an empty SOP Class/Instance "
+            "UID in the data set (anonymised); taken from their file meta header"
+        )
+    instances = [_uid(ds, "SOPInstanceUID") for ds in datasets]
+    if len(set(instances)) != len(instances):
+        raise InputError(
+            "two slices share one SOP Instance UID; a DICOM object cannot tell them apart",
+            folder,
+        )
+    for keyword, name in (("StudyInstanceUID", "study"), ("SeriesInstanceUID", "series")):
+        empty = sum(not _uid(ds, keyword) for ds in datasets)
+        if not empty:
+            continue
+        if empty < len(datasets):
+            raise InputError(
+                f"{keyword} is empty in {empty} of {len(datasets)} slices; one series "
+                "carries one UID",
+                folder,
+            )
+        value = generate_uid(entropy_srcs=[f"hepanav source {name}", *sorted(instances)])
+        for ds in datasets:
+            setattr(ds, keyword, value)
+        notes.append(
+            f"source series has an empty {keyword} (anonymised); HepaNav derived {value} "
+            f"from its slices' SOP Instance UIDs: the objects written do not link to the "
+            f"original {name} in a PACS"
+        )
+    return notes
