@@ -350,19 +350,12 @@ def register_pre_to_post(
     # the metric's hole at the ablation zone, so the motion there is interpolated from
     # all around it instead of being left at the rigid estimate.
     stages: list[sitk.Transform] = [rigid]
-    # Lesion-region mode: the B-splines span the box of the metric region (where the samples
-    # are), not the whole working crop (20 mm wider on each side): the same control spacing
-    # with fewer parameters. ITK's metric cost per sample grows with the number of B-spline
-    # parameters (the 40 mm stage, 1536 parameters, took 4x the CPU of the 80 mm one, 450):
-    # on the make-demo case 1536 -> 1029 parameters at 40 mm, registration CPU time -25 %
-    # (docs/benchmarks.md, "Registration cost").
-    domain = _bspline_domain(fixed, fixed_mask) if lesion_mode else fixed
     for spacing in (2.0 * settings.control_spacing_mm, settings.control_spacing_mm):
         mesh = [
             max(1, int(round(n * s / spacing)))
-            for n, s in zip(domain.GetSize(), domain.GetSpacing(), strict=True)
+            for n, s in zip(fixed.GetSize(), fixed.GetSpacing(), strict=True)
         ]
-        bspline = sitk.BSplineTransformInitializer(domain, mesh, order=3)
+        bspline = sitk.BSplineTransformInitializer(fixed, mesh, order=3)
         stages.append(
             _run(
                 _method(settings, fixed_mask, moving_mask, rigid=False),
@@ -597,12 +590,6 @@ def set_threads(threads: int | None) -> None:
     """
     n = threads if threads is not None else available_cores()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(n))
-
-
-def _bspline_domain(image: sitk.Image, mask: sitk.Image) -> sitk.Image:
-    """``image`` cropped to the bounding box of ``mask``'s voxels (the B-spline's domain)."""
-    start, size = bounding_box_index(mask, 0.0)
-    return crop(image, start, size)
 
 
 def _windowed(ct: sitk.Image) -> sitk.Image:
