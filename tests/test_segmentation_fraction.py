@@ -154,3 +154,129 @@ def test_margin_run_from_seeded_masks_places_the_surfaces_from_their_fractions(t
     for record in run.result.inputs:
         if record.role in ("tumor", "ablation zone"):
             assert any("edge fractions" in n for n in record.notes), record.notes
+
+
+def _noisy_sphere_pair(seed: int, rim_mm: float = 0.0):
+    """Concentric spheres 8 / 13 mm (true margin 5.0 mm everywhere) on 1.5 mm voxels with
+    correlated 12 HU noise (the phantoms' CT noise), and masks as a segmentation leaves
+    them: each edge voxel (one voxel either side of the true surface) on the side its noisy
+    HU says (below the lesion/parenchyma midpoint), deeper voxels right."""
+    from scipy import ndimage
+
+    from hepanav.phantoms.abdomen import add_noise
+
+    grid = Grid.centered(np.zeros(3), (1.5, 1.5, 1.5), (32, 32, 32))
+    rng = np.random.default_rng(seed)
+    centre = (0.37, -0.21, 0.55)
+    out = []
+    for radius, hu, rim in ((8.0, 60.0, 0.0), (13.0, 45.0, rim_mm)):
+        shape = sphere(radius, centre, 0.0)
+        ct = np.full(grid.shape, 105.0, np.float32)
+        paint_shape(ct, grid, shape, hu, rim_mm=rim, rim_hu=140.0)
+        ct = add_noise(ct, 12.0, rng)
+        truth = rasterize(grid, shape).astype(bool)
+        edge = ndimage.binary_dilation(truth) & ~ndimage.binary_erosion(truth)
+        mask = ndimage.binary_fill_holes(np.where(edge, ct < 0.5 * (hu + 105.0), truth))
+        labels, _ = ndimage.label(mask)
+        mask = labels == labels[16, 16, 16]
+        out.append((grid.image(ct), grid.image(mask.astype(np.uint8))))
+    return out
+
+
+def _margins(pairs) -> np.ndarray:
+    rows = []
+    for (pre, tumour), (post, zone) in pairs:
+        occ = {"tumor": edge_fraction(pre, tumour), "ablation": edge_fraction(post, zone)}
+        m = measure_margin(tumour, zone, occupancies=occ)
+        rows.append((m.min_margin_mm, m.mean_margin_mm))
+    return np.asarray(rows)
+
+
+def test_regularised_fraction_surface_shrinks_the_noise_tail_of_the_minimum(monkeypatch):
+    """The minimum over the surface collects the fractions' noise (true 5.0 mm): the
+    curvature-corrected one-voxel regularisation along the surface brings it closer
+    without moving the mean margin. Measured 2026-11-30 on these 5 pairs: mean MAM error
+    -0.80 -> -0.61 mm, mean-margin error +0.02 -> +0.03 mm."""
+    from hepanav.margin import surface
+
+    pairs = [_noisy_sphere_pair(seed) for seed in range(5)]
+    monkeypatch.setattr(surface, "FRACTION_SURFACE_SIGMA_VOXELS", 0.0)
+    before = _margins(pairs) - 5.0
+    monkeypatch.setattr(surface, "FRACTION_SURFACE_SIGMA_VOXELS", 1.0)
+    after = _margins(pairs) - 5.0
+    assert np.all(before[:, 0] < -0.3)  # the tail the regularisation is for
+    assert after[:, 0].mean() >= before[:, 0].mean() + 0.12
+    assert np.all(after[:, 0] >= before[:, 0] - 0.05)
+    assert np.all(after[:, 0] < 0.1)  # never over-estimates (unsafe side)
+    assert abs(after[:, 1].mean()) <= 0.08 and abs(after[:, 1].mean() - before[:, 1].mean()) <= 0.05
+
+
+@pytest.mark.parametrize("radius", [8.0, 12.0])
+def test_regularisation_keeps_a_noise_free_sphere_in_place(monkeypatch, radius):
+    """Curvature-corrected: the mean radius of a noise-free sphere's fraction surface moves
+    by at most 0.05 mm (an uncorrected Gaussian of 1.5 mm would shrink it by
+    sigma^2 / r = 0.19-0.28 mm)."""
+    from hepanav.margin import surface
+
+    grid = Grid.centered(np.zeros(3), (1.5, 1.5, 1.5), (32, 32, 32))
+    centre = np.array((0.37, -0.21, 0.55))
+    shape = sphere(radius, centre, 0.0)
+    ct = np.full(grid.shape, 105.0, np.float32)
+    paint_shape(ct, grid, shape, 60.0)
+    mask = grid.image(rasterize(grid, shape))
+    occ = edge_fraction(grid.image(ct), mask)
+    fine = sitk.Resample(
+        mask,
+        [3 * n for n in mask.GetSize()],
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        mask.GetOrigin(),
+        [0.5, 0.5, 0.5],
+        mask.GetDirection(),
+    )
+    means = []
+    for sigma in (0.0, 1.0):
+        monkeypatch.setattr(surface, "FRACTION_SURFACE_SIGMA_VOXELS", sigma)
+        mesh = surface.extract_surface(surface.mask_field(mask, fine, None, occ), fine)
+        r = np.linalg.norm(mesh.vertices - centre, axis=1)
+        means.append(float(np.average(r, weights=mesh.vertex_area)))
+    assert abs(means[1] - means[0]) <= 0.05
+    # (the fraction surface's own shrink, from the occupancy blur, is 0.2-0.3 mm here)
+    assert abs(means[1] - radius) <= 0.35
+
+
+def test_rim_aware_reference_moves_the_zone_surface_out_towards_the_truth(monkeypatch):
+    """A zone (45 HU) with a 1.5 mm enhancing rim (140 HU) in 105 HU parenchyma: its edge
+    voxels mix zone and rim, not zone and parenchyma. Noise-free, true mask: the
+    fraction surface's mean radius error (true 13 mm) shrinks with the rim-aware outside
+    reference; without a rim the fractions are unchanged."""
+    from hepanav.margin import surface
+    from hepanav.segmentation import fraction
+
+    grid = Grid.centered(np.zeros(3), (1.5, 1.5, 1.5), (32, 32, 32))
+    centre = np.array((0.37, -0.21, 0.55))
+    shape = sphere(13.0, centre, 0.0)
+    mask = grid.image(rasterize(grid, shape))
+    fine = sitk.Resample(
+        mask,
+        [3 * n for n in mask.GetSize()],
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        mask.GetOrigin(),
+        [0.5, 0.5, 0.5],
+        mask.GetDirection(),
+    )
+    errors = {}
+    for rim in (0.0, 1.5):
+        ct = np.full(grid.shape, 105.0, np.float32)
+        paint_shape(ct, grid, shape, 45.0, rim_mm=rim, rim_hu=140.0)
+        for aware in (False, True):
+            monkeypatch.setattr(fraction, "RIM_AWARE", aware)
+            occ = edge_fraction(grid.image(ct), mask)
+            mesh = surface.extract_surface(surface.mask_field(mask, fine, None, occ), fine)
+            r = np.linalg.norm(mesh.vertices - centre, axis=1)
+            errors[rim, aware] = float(np.average(r, weights=mesh.vertex_area)) - 13.0
+            errors[rim, aware, "f"] = sitk.GetArrayFromImage(occ)
+    np.testing.assert_array_equal(errors[0.0, False, "f"], errors[0.0, True, "f"])
+    assert errors[1.5, False] < errors[0.0, False] - 0.1  # the rim pulls the surface in
+    assert errors[1.5, True] >= errors[1.5, False] + 0.05

@@ -127,3 +127,24 @@ def test_dashboard_ltp_past_the_follow_up_is_not_estimable(client):
     ends = "not estimable (follow-up ends at 18.0 months)"
     assert ltp["5-10mm"] == ["1", "1", "0", "0", "0 %", ends]
     assert ltp["0-5mm"] == ["2", "2", "1", "1", "50 %", "50 %"]
+
+
+def test_dashboard_counts_not_decisive_mams_and_shows_the_sensitivity(client, sqlite_registry):  # noqa: F811
+    """PC/L2 (MAM 3.0 mm, LTP) marked NOT decisive; the other 6 ablation MAMs are unknown."""
+    from hepanav.registry.records import update_record
+
+    _, engine = sqlite_registry
+    html = " ".join(client.get("/registry").text.split())
+    assert 'id="sensitivity"' not in html  # no NOT decisive MAM yet
+    assert "(0 of 7 NOT decisive, 7 unknown)" in html
+    key = {"patient_id": "PC", "procedure_id": "A1", "lesion_id": "L2"}
+    update_record(engine, "lesion_treatments", key,
+                  {"mam_uncertainty_mm": 0.75, "mam_decisive": False}, "u1", "seeded masks")
+    html = " ".join(client.get("/registry").text.split())
+    by = {r[0]: r[1:] for r in _rows(html, "by-procedure")}
+    # MAM percentiles: 7 ablation rows (PB/L1's repeat included), 1 NOT decisive.
+    assert by["ablation"][-1].endswith("(1 of 7 NOT decisive, 6 unknown)")
+    text = re.sub(r"<[^>]+>", "", html)
+    # 6 ablated lesions with follow-up; PC/L2 left out of the sensitivity analysis.
+    assert "LTP by margin category: 1 of 6 (5 of unknown certainty)" in text
+    assert "Without the 1 NOT decisive MAMs: Gray's test" in text

@@ -86,6 +86,12 @@ def test_signoff_stores_dicom_in_pacs_and_margin_in_registry(
         assert stored and any(
             r.get("mam_mm") is not None and abs(float(r["mam_mm"]) - margin["min_margin_mm"])
             < 0.05 for r in stored), stored
+        # With the MAM, its uncertainty and decisive flag (schema 0004), not only the history.
+        u = margin["uncertainty"]
+        assert any(r.get("mam_decisive") is not None
+                   and bool(r["mam_decisive"]) == u["decisive"]
+                   and abs(float(r["mam_uncertainty_mm"]) - u["half_width_mm"]) < 1e-9
+                   for r in stored), stored
         page.close()
     finally:
         server.stop()

@@ -10,6 +10,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from hepanav.registry import dataset, stats
+from hepanav.registry.outcomes import mam_decisiveness, not_decisive, outcomes_by_procedure
 from hepanav.registry.schema import AuditReport, ComplicationCount, DashboardReport, RateRow
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -61,7 +62,9 @@ def build_audit(engine: Engine, frames: dict[str, pd.DataFrame] | None = None) -
     icg = None
     if resections["icg_used"].dropna().nunique() == 2:
         icg = stats.margin_comparison(resections[resections.icg_used.notna()], "icg_used", "lesion")
-    incidence, cox, survival = None, None, None
+    incidence, cox, survival, cox_decisive = None, None, None, None
+    ablation_rows = treated[treated.procedure_type == "ablation"]
+    decisiveness = [mam_decisiveness(ablation_rows, "ablation MAM percentiles")]
     tte = pd.DataFrame()
     patients = pd.DataFrame(columns=["patient_id", "months", "died"])
     if not follow_up.empty and not treated.empty:
@@ -84,10 +87,18 @@ def build_audit(engine: Engine, frames: dict[str, pd.DataFrame] | None = None) -
             ablated = tte[(tte.procedure_type == "ablation") & tte.mam_mm.notna()]
             if len(ablated):
                 cox = stats.cox_cluster_robust(ablated, ["mam_mm"])
+                decisiveness.append(mam_decisiveness(ablated, "Cox LTP on MAM"))
+                drop = not_decisive(ablated)
+                if drop.any():
+                    # Sensitivity analysis without the MAMs margin.json calls NOT decisive.
+                    cox_decisive = stats.cox_cluster_robust(
+                        ablated[~drop],
+                        ["mam_mm"],
+                        model="cause-specific Cox model of LTP on MAM, "
+                        f"{int(drop.sum())} NOT decisive MAMs excluded",
+                    )
     if frames is not None:
         frames.update(treatments=treated, tte=tte, complications=comp)
-    from hepanav.registry.outcomes import outcomes_by_procedure
-
     counts = dataset.table_counts(engine)
     raw_complications = dataset.complication_rows(engine)
     patient_list, lesion_list = listings(treated, tte, patients)
@@ -110,6 +121,8 @@ def build_audit(engine: Engine, frames: dict[str, pd.DataFrame] | None = None) -
         incidence=incidence,
         overall_survival=survival,
         cox_local_progression=cox,
+        mam_decisiveness=decisiveness,
+        cox_local_progression_excluding_not_decisive=cox_decisive,
         complications=[
             ComplicationCount(grading_system=r.grading_system, grade=r.grade, count=int(r.count))
             for r in comp.sort_values(["grading_system", "grade"]).itertuples()
@@ -223,6 +236,8 @@ def completeness(treated: pd.DataFrame) -> list:
         "shell_coverage_5mm_pct",
         "shell_coverage_6mm_pct",
         "margin_category",
+        "mam_uncertainty_mm",
+        "mam_decisive",
         "n_applicators",
         "margin_confirmation",
         "technical_success",
@@ -375,6 +390,8 @@ def listings(treated: pd.DataFrame, tte: pd.DataFrame, survival: pd.DataFrame):
                 margin_status=_str(r.margin_status),
                 mam_mm=_num(r.mam_mm),
                 margin_category=_str(r.margin_category),
+                mam_uncertainty_mm=_num(getattr(r, "mam_uncertainty_mm", None)),
+                mam_decisive=_flag(getattr(r, "mam_decisive", None)),
                 ltp=status == 1,
                 months=_num(months),
             )
@@ -411,6 +428,10 @@ def _num(v) -> float | None:
     return None if v is None or pd.isna(v) else float(v)
 
 
+def _flag(v) -> bool | None:
+    return None if v is None or pd.isna(v) else bool(v)
+
+
 def _str(v) -> str | None:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) or v == "" else str(v)
 
@@ -442,8 +463,6 @@ def dashboard(
     procedure_type, centre : str, optional
         Exact values of the registry's ``procedure_type`` and ``centre``.
     """
-    from hepanav.registry.outcomes import outcomes_by_procedure
-
     treated = dataset.treatments(engine)
     types = sorted(treated.procedure_type.dropna().unique().tolist())
     centres = sorted(treated.centre.dropna().unique().tolist())
@@ -489,6 +508,9 @@ def dashboard(
         follow_up=follow_up_time(patients),
         outcomes=outcomes_by_procedure(treated, follow_up),
         mam_mm_quantiles=_quantiles(treated.loc[treated.procedure_type == "ablation", "mam_mm"]),
+        mam_decisiveness=mam_decisiveness(
+            treated[treated.procedure_type == "ablation"], "ablation MAM percentiles"
+        ),
         procedure_types=types,
         centres=centres,
     )

@@ -14,6 +14,8 @@ Effects are known by construction:
   margin is their ratio), margin = MAM for ablation and margin_mm for
   resection; death competes with a constant patient hazard; administrative
   censoring at ``study_end``.
+* MAM certainty: every MAM has u = 0.75 mm and is NOT decisive when within u
+  of 0 or 5 mm (``hepanav margin``'s rule), so its sensitivity analysis is known.
 
 Default numbers and their sources: R0 98.6% with ICG vs 93.1% without
 (meta-analysis, BMC Surg 2024, 598 patients); LTP hazard and its slope from
@@ -35,6 +37,9 @@ import pandas as pd
 from hepanav.registry.vocabulary import GRADES, SEGMENTS
 
 DAYS_PER_MONTH = 30.4375
+# The MAM uncertainty u of generated ablations (mm; illustrative, a typical
+# margin.json u with a good registration).
+MAM_UNCERTAINTY_MM = 0.75
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,9 @@ def generate_cohort(
     # Illustrative monotone link between MAM and shell coverage (not a model of ablation).
     coverage5 = (100.0 / (1.0 + np.exp(-(mam - 2.0)))).round(1)
     coverage6 = (100.0 / (1.0 + np.exp(-(mam - 3.0)))).round(1)
+    # hepanav margin's rule with an illustrative u: NOT decisive within u of 0 or 5 mm.
+    u = MAM_UNCERTAINTY_MM
+    decisive = (np.abs(mam) > u) & (np.abs(mam - 5.0) > u)
     outcomes = pd.DataFrame(
         {
             "patient_id": pid[owner],
@@ -169,6 +177,8 @@ def generate_cohort(
             "shell_coverage_5mm_pct": np.where(is_res, np.nan, coverage5),
             "shell_coverage_6mm_pct": np.where(is_res, np.nan, coverage6),
             "margin_category": np.where(is_res, "", category),
+            "mam_uncertainty_mm": np.where(is_res, np.nan, u),
+            "mam_decisive": np.where(is_res, "", np.where(decisive, "true", "false")),
         }
     )
 

@@ -375,6 +375,8 @@ def margins(
         gray = ltp.gray_test
         p = f"p = {gray.p_value:.4g}" if gray.estimable else gray.reason
         typer.echo(f"Gray's test (n = {gray.n}, {gray.events} events): {p}")
+        if ltp.mam_decisiveness is not None:
+            typer.echo(_decisiveness_text(ltp.mam_decisiveness))
         typer.echo(f"wrote {path}")
         return
     result = stats.margin_comparison(frame, group_by, unit)
@@ -437,6 +439,23 @@ def ablation(
             else cox.reason
         )
         typer.echo(f"  Cox LTP on MAM (n = {cox.n}, {cox.events} events): {text}")
+        for d in a.mam_decisiveness:
+            typer.echo("  " + _decisiveness_text(d))
+        sa = a.sensitivity_excluding_not_decisive
+        if sa is not None:
+            gray, cox = sa.gray_test, sa.cox_ltp_on_mam
+            text = (
+                f"HR per mm {cox.terms[0].hazard_ratio:.3f} "
+                f"({cox.terms[0].ci_low:.3f}-{cox.terms[0].ci_high:.3f})"
+                if cox.estimable
+                else cox.reason
+            )
+            typer.echo(
+                f"  sensitivity, {sa.excluded_not_decisive} NOT decisive MAMs excluded: "
+                f"Gray's test (n = {gray.n}) "
+                + (f"p = {gray.p_value:.4g}" if gray.estimable else gray.reason)
+                + f"; Cox (n = {cox.n}, {cox.events} events) {text}"
+            )
     r = result.resection
     if r is None:
         typer.echo("resection: no resected lesion in the registry")
@@ -445,6 +464,13 @@ def ablation(
         show("R0 per lesion", r.r0_per_lesion)
         show("R0 per patient", r.r0_per_patient)
     typer.echo(f"wrote {path}")
+
+
+def _decisiveness_text(d) -> str:
+    return (
+        f"{d.analysis}: {d.n_mam} MAMs, {d.not_decisive} NOT decisive, "
+        f"{d.unknown} of unknown certainty"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -175,26 +175,26 @@ def time_to_event(treated: pd.DataFrame, follow_up: pd.DataFrame) -> pd.DataFram
     -------
     pandas.DataFrame
         One row per lesion with ``patient_id, lesion_id, procedure_type, margin_mm,
-        mam_mm, months`` (time from the index procedure) and ``status``:
+        mam_mm, months`` (time from the index procedure), ``mam_uncertainty_mm`` and
+        ``mam_decisive`` when ``treated`` has them, and ``status``:
         1 local progression, 2 death without progression (competing), 0 censored
         at the last contact (latest event of any kind). Lesions with no follow-up
         after their procedure are left out (``months`` would be 0).
     """
+    columns = [
+        "patient_id",
+        "lesion_id",
+        "procedure_type",
+        "procedure_date",
+        "margin_mm",
+        "mam_mm",
+        "margin_status",
+    ]
+    columns += [c for c in ("mam_uncertainty_mm", "mam_decisive") if c in treated]
     first = (
         treated.sort_values("procedure_date")
         .drop_duplicates(["patient_id", "lesion_id"], keep="first")
-        .loc[
-            :,
-            [
-                "patient_id",
-                "lesion_id",
-                "procedure_type",
-                "procedure_date",
-                "margin_mm",
-                "mam_mm",
-                "margin_status",
-            ],
-        ]
+        .loc[:, columns]
     )
     # First progression after the index procedure; one found before it belongs to
     # an earlier episode (and must not hide a later one).

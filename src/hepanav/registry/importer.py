@@ -222,6 +222,8 @@ _TREATMENT = (
     "margin_confirmation",
     "technical_success",
     "complete_at_first_follow_up",
+    "mam_uncertainty_mm",
+    "mam_decisive",
 )
 
 
@@ -314,8 +316,19 @@ def plan_upsert(conn, rows: Sequence[OutcomeRow], numbers: Sequence[int]) -> lis
             if old is None:
                 changes.append(UpsertChange(action="create", **where))
                 continue
+            stale = ()
+            if name == "lesion_treatments" and _new_mam(old, record):
+                # A changed MAM without its certainty: the stored u / decisive describe
+                # the old MAM, so they become unknown (NULL) rather than silently stay.
+                stale = MAM_CERTAINTY
             for field in fields:
                 new = record[field]
+                if new is None and field in stale and old[field] is not None:
+                    changes.append(
+                        UpsertChange(
+                            action="update", field=field, old=_shown(old[field]), new=None, **where
+                        )
+                    )
                 if new is not None and not _same(old[field], new):
                     changes.append(
                         UpsertChange(
@@ -327,6 +340,16 @@ def plan_upsert(conn, rows: Sequence[OutcomeRow], numbers: Sequence[int]) -> lis
                         )
                     )
     return changes
+
+
+# The columns that describe the stored MAM (schema 0004).
+MAM_CERTAINTY = ("mam_uncertainty_mm", "mam_decisive")
+
+
+def _new_mam(old: dict, record: dict) -> bool:
+    from hepanav.registry.records import _same
+
+    return record["mam_mm"] is not None and not _same(old["mam_mm"], record["mam_mm"])
 
 
 def _shown(value) -> str | None:

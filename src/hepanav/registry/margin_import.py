@@ -1,10 +1,12 @@
 """Attach an ablation margin measured by ``hepanav margin`` to a registry lesion.
 
-Reads ``margin.json`` (only MAM, 5/6 mm shell coverage, category and whether the
-MAM is decisive; the registry does not depend on the margin package, it reads its
-documented JSON) and writes them onto the lesion treatment row of an ablation, in
-one transaction with the edit history. A stored margin is replaced only with
-``--upsert``; a NOT decisive MAM only with ``--accept-not-decisive``.
+Reads ``margin.json`` (only MAM, 5/6 mm shell coverage, category, the MAM's
+uncertainty u and whether it is decisive; the registry does not depend on the
+margin package, it reads its documented JSON) and writes them onto the lesion
+treatment row of an ablation (``mam_uncertainty_mm``, ``mam_decisive``: NULL when
+the file has no uncertainty block), in one transaction with the edit history.
+A stored margin is replaced only with ``--upsert``; a NOT decisive MAM is stored
+only with ``--accept-not-decisive``, and then as ``mam_decisive`` false.
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ def read_margin_json(path: str | Path) -> MarginJson:
     return validate_model(MarginJson, data, path, suffix=" (is this a hepanav margin.json?)")
 
 
-MARGIN_FIELDS = ("mam_mm", "shell_coverage_5mm_pct", "shell_coverage_6mm_pct", "margin_category")
+MARGIN_FIELDS = (
+    "mam_mm",
+    "shell_coverage_5mm_pct",
+    "shell_coverage_6mm_pct",
+    "margin_category",
+    "mam_uncertainty_mm",
+    "mam_decisive",
+)
 
 
 def _same(old, new) -> bool:
@@ -56,13 +65,15 @@ def attach_margin(
     user: str = "unknown",
     reason: str | None = None,
 ) -> tuple[MarginJson, list[tuple[str, object, object]]]:
-    """Store MAM (mm), shell coverage (%) and category on an ablated lesion.
+    """Store MAM (mm), shell coverage (%), category, u (mm) and decisive on an ablated lesion.
 
     Every changed field goes to the edit history (``record_changes``) in the same
-    transaction. A lesion that already has a different margin is refused unless
-    ``upsert``; a MAM the margin file marks as NOT decisive (its uncertainty
-    interval straddles 0 or 5 mm, e.g. seeded masks) is refused unless
-    ``accept_not_decisive``, and then the history's reason says "NOT decisive".
+    transaction. A stored value that would change is refused unless ``upsert``
+    (filling empty fields, e.g. the uncertainty of a MAM typed in, is not); a MAM
+    the margin file marks as NOT decisive (its uncertainty interval straddles 0 or
+    5 mm, e.g. seeded masks) is refused unless
+    ``accept_not_decisive``; then ``mam_decisive`` is stored false (with u in
+    ``mam_uncertainty_mm``) and the history's reason says "NOT decisive".
 
     Returns
     -------
@@ -92,11 +103,14 @@ def attach_margin(
         & (t.c.procedure_id == procedure_id)
         & (t.c.lesion_id == lesion_id)
     )
+    u = margin.uncertainty
     new = {
         "mam_mm": margin.min_margin_mm,
         "shell_coverage_5mm_pct": 100.0 * margin.shell_coverage_5mm,
         "shell_coverage_6mm_pct": 100.0 * margin.shell_coverage_6mm,
         "margin_category": margin.category,
+        "mam_uncertainty_mm": None if u is None else u.half_width_mm,
+        "mam_decisive": None if u is None else u.decisive,
     }
     with write_transaction(engine) as conn:
         found = conn.execute(
@@ -111,8 +125,8 @@ def attach_margin(
             raise InputError(f"procedure {procedure_id} is a {found[0]}, not an ablation")
         old = dict(zip(MARGIN_FIELDS, found[1:], strict=True))
         changes = [(f, old[f], new[f]) for f in MARGIN_FIELDS if not _same(old[f], new[f])]
-        stored = any(v is not None for v in old.values())
-        if changes and stored and not upsert:
+        overwrites = any(o is not None for _, o, _ in changes)
+        if overwrites and not upsert:
             mam = "no MAM" if old["mam_mm"] is None else f"MAM {old['mam_mm']:g} mm"
             raise InputError(
                 f"{where} already has {mam} ({old['margin_category'] or 'no category'}); "

@@ -80,6 +80,7 @@ RANGES: dict[str, dict[str, tuple[float, float, bool]]] = {
         "shell_coverage_5mm_pct": (0, 100, False),
         "shell_coverage_6mm_pct": (0, 100, False),
         "n_applicators": (1, 20, False),
+        "mam_uncertainty_mm": (0, 100, False),
     },
 }
 # Checks added by migration 0003 (the others came with 0002).
@@ -87,6 +88,8 @@ RANGES_0003 = {
     "procedures": ("cea_ng_ml", "asa_class"),
     "lesion_treatments": ("n_applicators",),
 }
+# Checks added by migration 0004.
+RANGES_0004 = {"lesion_treatments": ("mam_uncertainty_mm",)}
 
 
 def _range_checks(table: str) -> tuple[CheckConstraint, ...]:
@@ -207,6 +210,12 @@ class LesionTreatment(Base):
     shell_coverage_5mm_pct: Mapped[float | None] = mapped_column(Float)
     shell_coverage_6mm_pct: Mapped[float | None] = mapped_column(Float)
     margin_category: Mapped[str | None] = mapped_column(String(16))
+    # The MAM's uncertainty u (mm) and whether the MAM is decisive, from
+    # margin.json (schema 0004): not decisive = within u of 0 or 5 mm, or masks
+    # segmented automatically from seeds. NULL = unknown (typed in, or a CSV
+    # without them).
+    mam_uncertainty_mm: Mapped[float | None] = mapped_column(Float)
+    mam_decisive: Mapped[bool | None] = mapped_column(Boolean)
     n_applicators: Mapped[int | None] = mapped_column(Integer)
     margin_confirmation: Mapped[str | None] = mapped_column(String(16))
     # Ahmed 2014 (Radiology 2014;273:241-260): technical success (zone covers the

@@ -19,9 +19,12 @@ import pandas as pd
 from hepanav.registry import dataset, stats
 from hepanav.registry.schema import (
     AblationOutcomes,
+    CoxModel,
     GrayTestResult,
     GroupIncidence,
     LtpComparison,
+    MamDecisiveness,
+    MamSensitivity,
     OutcomesByProcedure,
     Proportion,
     ResectionOutcomes,
@@ -119,6 +122,59 @@ def compare_incidence(
     )
 
 
+def not_decisive(frame: pd.DataFrame) -> pd.Series:
+    """True for rows whose MAM is known to be NOT decisive (``mam_decisive`` false)."""
+    if "mam_decisive" not in frame or "mam_mm" not in frame:
+        return pd.Series(False, index=frame.index)
+    flag = frame["mam_decisive"].astype(object).map(lambda v: bool(pd.notna(v) and not v))
+    return flag & frame["mam_mm"].notna()
+
+
+def mam_decisiveness(frame: pd.DataFrame, analysis: str) -> MamDecisiveness:
+    """How many of the MAMs in ``frame`` are decisive, NOT decisive, or unknown."""
+    has_mam = (
+        frame["mam_mm"].notna() if "mam_mm" in frame else pd.Series(False, index=frame.index)
+    )
+    bad = not_decisive(frame)
+    if "mam_decisive" in frame:
+        good = frame["mam_decisive"].astype(object).map(lambda v: bool(pd.notna(v) and v))
+        good = good & has_mam
+    else:
+        good = pd.Series(False, index=frame.index)
+    n_mam, n_good, n_bad = int(has_mam.sum()), int(good.sum()), int(bad.sum())
+    return MamDecisiveness(
+        analysis=analysis,
+        n_lesions=len(frame),
+        n_mam=n_mam,
+        decisive=n_good,
+        not_decisive=n_bad,
+        unknown=n_mam - n_good - n_bad,
+    )
+
+
+COX_ON_MAM = "cause-specific Cox model of LTP on MAM (death censored)"
+
+
+def cox_on_mam(tte: pd.DataFrame, model: str = COX_ON_MAM) -> CoxModel:
+    """The clustered Cox model of LTP on MAM (per mm) of the lesions with a MAM."""
+    data = tte[tte["mam_mm"].notna()] if len(tte) else tte
+    if len(data):
+        return stats.cox_cluster_robust(data, ["mam_mm"], model=model)
+    return CoxModel(
+        model=model,
+        estimable=False,
+        reason="not estimable: no ablated lesion with MAM and follow-up",
+        n=0,
+        n_patients=0,
+        events=0,
+        covariates=["mam_mm"],
+    )
+
+
+def _no_follow_up() -> tuple[list[GroupIncidence], GrayTestResult]:
+    return [], GrayTestResult(estimable=False, reason="not estimable: no follow-up", n=0, events=0)
+
+
 def _first_ablations(ablated: pd.DataFrame) -> pd.DataFrame:
     return ablated.sort_values("procedure_date").drop_duplicates(["patient_id", "lesion_id"])
 
@@ -140,30 +196,26 @@ def ablation_outcomes(treated: pd.DataFrame, follow_up: pd.DataFrame) -> Ablatio
         tte = tte.merge(
             first[["patient_id", "lesion_id", "margin_category"]], on=["patient_id", "lesion_id"]
         )
-    groups, gray = (
-        compare_incidence(tte, "margin_category")
-        if len(tte)
-        else (
-            [],
-            GrayTestResult(estimable=False, reason="not estimable: no follow-up", n=0, events=0),
+    groups, gray = compare_incidence(tte, "margin_category") if len(tte) else _no_follow_up()
+    cox = cox_on_mam(tte)
+    decisiveness = [
+        mam_decisiveness(tte, "LTP by margin category"),
+        mam_decisiveness(tte[tte["mam_mm"].notna()] if len(tte) else tte, "Cox LTP on MAM"),
+    ]
+    sensitivity = None
+    drop = not_decisive(tte) if len(tte) else pd.Series(dtype=bool)
+    if drop.any():
+        # Sensitivity analysis: a NOT decisive MAM may sit in the wrong category or
+        # be off by more than the registry shows; the same statistics without them.
+        kept = tte[~drop]
+        kept_groups, kept_gray = (
+            compare_incidence(kept, "margin_category") if len(kept) else _no_follow_up()
         )
-    )
-    cox_data = tte[tte["mam_mm"].notna()] if len(tte) else tte
-    if len(cox_data):
-        cox = stats.cox_cluster_robust(
-            cox_data, ["mam_mm"], model="cause-specific Cox model of LTP on MAM (death censored)"
-        )
-    else:
-        from hepanav.registry.schema import CoxModel
-
-        cox = CoxModel(
-            model="cause-specific Cox model of LTP on MAM (death censored)",
-            estimable=False,
-            reason="not estimable: no ablated lesion with MAM and follow-up",
-            n=0,
-            n_patients=0,
-            events=0,
-            covariates=["mam_mm"],
+        sensitivity = MamSensitivity(
+            excluded_not_decisive=int(drop.sum()),
+            ltp_by_margin_category=kept_groups,
+            gray_test=kept_gray,
+            cox_ltp_on_mam=cox_on_mam(kept, COX_ON_MAM + ", NOT decisive MAMs excluded"),
         )
     return AblationOutcomes(
         n_lesions=len(first),
@@ -174,6 +226,8 @@ def ablation_outcomes(treated: pd.DataFrame, follow_up: pd.DataFrame) -> Ablatio
         ltp_by_margin_category=groups,
         gray_test=gray,
         cox_ltp_on_mam=cox,
+        mam_decisiveness=decisiveness,
+        sensitivity_excluding_not_decisive=sensitivity,
     )
 
 
@@ -226,6 +280,13 @@ def ltp_comparison(
                 estimable=False, reason="not estimable: no follow-up events", n=0, events=0
             ),
         )
+    decisiveness = None
+    if group_by == "margin_category":
+        decisiveness = mam_decisiveness(tte, "LTP by margin category")
     return LtpComparison(
-        procedure_type=procedure_type, group_by=group_by, groups=groups, gray_test=gray
+        procedure_type=procedure_type,
+        group_by=group_by,
+        groups=groups,
+        gray_test=gray,
+        mam_decisiveness=decisiveness,
     )

@@ -196,6 +196,8 @@ def create_record(
     _check_actor(user, reason)
     t = table_of(table)
     clean = {f: validate_value(table, f, v) for f, v in values.items()}
+    if table == "lesion_treatments":
+        _mam_certainty({c.name: None for c in t.columns}, clean, [])
     with database_errors(engine), write_transaction(engine) as conn:
         try:
             result = conn.execute(insert(t).values(**clean))
@@ -237,10 +239,43 @@ def update_record(
         if row is None:
             raise InputError(f"no record {record_key(table, key)}", "key")
         diff = [(f, row[f], v) for f, v in clean.items() if not _same(row[f], v)]
+        if table == "lesion_treatments":
+            diff += _mam_certainty(row, clean, diff)
         if diff:
             conn.execute(update(t).where(where).values(**{f: v for f, _, v in diff}))
             _log(conn, user, "update", table, record_key(table, key), diff, reason)
     return diff
+
+
+def _mam_certainty(row: Mapping[str, Any], clean: Mapping[str, Any], diff) -> list:
+    """A corrected MAM's stale certainty reset to unknown; contradictions refused.
+
+    ``mam_uncertainty_mm`` and ``mam_decisive`` describe the MAM they came with: a
+    new ``mam_mm`` without them makes them NULL (unknown), logged like any change.
+    """
+    from hepanav.registry.importer import MAM_CERTAINTY
+
+    extra = []
+    if any(f == "mam_mm" for f, _, _ in diff):
+        for field in MAM_CERTAINTY:
+            if field not in clean and row[field] is not None:
+                extra.append((field, row[field], None))
+    merged = {**row, **clean, **{f: v for f, _, v in extra}}
+    try:
+        # The template's cross-field rules on the corrected record.
+        OutcomeRow.model_validate(
+            {
+                "patient_id": "P",
+                "lesion_id": "L",
+                "procedure_id": "S",
+                "procedure_type": "ablation",
+                "procedure_date": "2000-01-01",
+                **{f: merged[f] for f in ("mam_mm", "margin_category", *MAM_CERTAINTY)},
+            }
+        )
+    except ValidationError as exc:
+        raise InputError(first_error(exc, "mam_mm").split(": ", 1)[-1], "mam_mm") from None
+    return extra
 
 
 def delete_record(

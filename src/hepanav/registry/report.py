@@ -166,21 +166,38 @@ def audit_tables(audit: AuditReport) -> dict[str, pd.DataFrame]:
         tables["ltp_by_mam_category"] = pd.DataFrame(
             [g.model_dump(exclude={"curve"}) for g in a.ltp_by_margin_category]
         ).astype({"at_months": str, "not_estimable": str, "numbers_at_risk": str}, errors="ignore")
-        tables["models"] = pd.DataFrame(
-            [
-                {"model": "Gray's test, LTP by MAM category", **a.gray_test.model_dump()},
+        def cox_row(m) -> dict:
+            return {
+                "model": m.model,
+                "estimable": m.estimable,
+                "reason": m.reason,
+                "n": m.n,
+                "events": m.events,
+                "hazard_ratio": m.terms[0].hazard_ratio if m.terms else None,
+            }
+
+        rows = [
+            {"model": "Gray's test, LTP by MAM category", **a.gray_test.model_dump()},
+            cox_row(a.cox_ltp_on_mam),
+        ]
+        sa = a.sensitivity_excluding_not_decisive
+        if sa is not None:
+            gray = sa.gray_test.model_dump()
+            rows.append(
                 {
-                    "model": a.cox_ltp_on_mam.model,
-                    "estimable": a.cox_ltp_on_mam.estimable,
-                    "reason": a.cox_ltp_on_mam.reason,
-                    "n": a.cox_ltp_on_mam.n,
-                    "events": a.cox_ltp_on_mam.events,
-                    "hazard_ratio": a.cox_ltp_on_mam.terms[0].hazard_ratio
-                    if a.cox_ltp_on_mam.terms
-                    else None,
-                },
-            ]
-        )
+                    "model": f"Gray's test, LTP by MAM category, {sa.excluded_not_decisive} "
+                    "NOT decisive MAMs excluded",
+                    **gray,
+                }
+            )
+            rows.append(cox_row(sa.cox_ltp_on_mam))
+        tables["models"] = pd.DataFrame(rows)
+        # The audit's Cox on MAM is the outcomes' one: each analysis once.
+        seen = {d.analysis for d in audit.mam_decisiveness}
+        more = [d for d in a.mam_decisiveness if d.analysis not in seen]
+        tables["mam_decisiveness"] = frame([*audit.mam_decisiveness, *more])
+    elif audit.mam_decisiveness:
+        tables["mam_decisiveness"] = frame(audit.mam_decisiveness)
     return {k: v for k, v in tables.items() if len(v.columns)}
 
 

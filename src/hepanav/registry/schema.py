@@ -199,6 +199,15 @@ class OutcomeRow(_Row):
     complete_at_first_follow_up: bool | None = Field(
         None, description="Ahmed 2014: no residual tumour at the first contrast follow-up"
     )
+    # The MAM's uncertainty (schema 0004), from hepanav margin's margin.json; empty = unknown.
+    mam_uncertainty_mm: float | None = Field(
+        None, ge=0, le=100, description="u of the MAM, mm (margin.json uncertainty.half_width_mm)"
+    )
+    mam_decisive: bool | None = Field(
+        None,
+        description="false: the MAM is NOT decisive (within u of 0 or 5 mm, or masks "
+        "segmented automatically from seeds); empty: unknown",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -238,6 +247,20 @@ class OutcomeRow(_Row):
                 raise ValueError(
                     f"margin_category {self.margin_category} contradicts mam_mm "
                     f"{self.mam_mm:g} (incomplete < 0 <= 0-5mm < 5 <= 5-10mm < 10 <= >=10mm)"
+                )
+        if self.mam_mm is None:
+            for name in ("mam_uncertainty_mm", "mam_decisive"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} given without mam_mm (it describes the MAM)")
+        elif self.mam_decisive and self.mam_uncertainty_mm is not None:
+            # hepanav margin's rule: decisive only when the MAM is more than u away
+            # from 0 mm and from 5 mm. 0.1 mm slack for values rounded to 0.1 mm.
+            closest = min(abs(self.mam_mm), abs(self.mam_mm - 5.0))
+            if closest <= self.mam_uncertainty_mm - 0.1:
+                raise ValueError(
+                    f"mam_decisive true contradicts mam_mm {self.mam_mm:g} with "
+                    f"mam_uncertainty_mm {self.mam_uncertainty_mm:g} (within u of 0 or 5 mm "
+                    "is NOT decisive)"
                 )
         if self.procedure_date > dt.date.today():
             raise ValueError("procedure_date lies in the future")
@@ -548,6 +571,37 @@ class GrayTestResult(BaseModel):
     p_value: float | None = None
 
 
+class MamDecisiveness(BaseModel):
+    """How many MAMs an analysis used were decisive, NOT decisive or of unknown certainty.
+
+    NOT decisive (``mam_decisive`` false, from ``margin.json``): the MAM lies within
+    its uncertainty u of 0 mm or of 5 mm, or came from masks segmented automatically
+    from seeds; such a MAM may be in the wrong margin category.
+    """
+
+    analysis: str
+    n_lesions: int = Field(description="lesions in the analysis")
+    n_mam: int = Field(description="of which with a MAM")
+    decisive: int
+    not_decisive: int
+    unknown: int = Field(
+        description="MAM without a stored uncertainty (typed in, a CSV without it, or an "
+        "older margin.json)"
+    )
+
+
+class MamSensitivity(BaseModel):
+    """The MAM-based ablation statistics again, leaving out the NOT decisive MAMs.
+
+    MAMs of unknown certainty stay in (see ``mam_decisiveness`` for how many).
+    """
+
+    excluded_not_decisive: int = Field(description="lesions left out: MAM NOT decisive")
+    ltp_by_margin_category: list[GroupIncidence]
+    gray_test: GrayTestResult
+    cox_ltp_on_mam: CoxModel
+
+
 class AblationOutcomes(BaseModel):
     """Ablation endpoints after Ahmed 2014 (Radiology 2014;273:241-260), per lesion.
 
@@ -566,6 +620,12 @@ class AblationOutcomes(BaseModel):
     ltp_by_margin_category: list[GroupIncidence]
     gray_test: GrayTestResult
     cox_ltp_on_mam: CoxModel
+    mam_decisiveness: list[MamDecisiveness] = Field(
+        [], description="per MAM-based analysis above: MAMs decisive, NOT decisive, unknown"
+    )
+    sensitivity_excluding_not_decisive: MamSensitivity | None = Field(
+        None, description="the same analyses without the NOT decisive MAMs; null when none"
+    )
 
 
 class ResectionOutcomes(BaseModel):
@@ -596,6 +656,9 @@ class LtpComparison(BaseModel):
     group_by: str
     groups: list[GroupIncidence]
     gray_test: GrayTestResult
+    mam_decisiveness: MamDecisiveness | None = Field(
+        None, description="grouped by margin_category: MAMs decisive, NOT decisive, unknown"
+    )
 
 
 class RateRow(BaseModel):
@@ -641,6 +704,8 @@ class LesionListing(BaseModel):
     margin_status: str | None
     mam_mm: float | None
     margin_category: str | None
+    mam_uncertainty_mm: float | None = None
+    mam_decisive: bool | None = Field(None, description="false: NOT decisive; null: unknown")
     ltp: bool
     months: float | None
 
@@ -714,6 +779,12 @@ class AuditReport(BaseModel):
     incidence: IncidenceSummary | None = None
     overall_survival: SurvivalSummary | None = None
     cox_local_progression: CoxModel | None = None
+    mam_decisiveness: list[MamDecisiveness] = Field(
+        [], description="MAM percentiles and Cox on MAM: MAMs decisive, NOT decisive, unknown"
+    )
+    cox_local_progression_excluding_not_decisive: CoxModel | None = Field(
+        None, description="sensitivity: the Cox model without NOT decisive MAMs; null when none"
+    )
     complications: list[ComplicationCount]
     complication_rates: list[ComplicationRate] = []
     flow: list[FlowStep] = []
@@ -742,6 +813,9 @@ class DashboardReport(BaseModel):
     follow_up: FollowUp | None
     outcomes: OutcomesByProcedure
     mam_mm_quantiles: dict[str, float] = Field(description="ablation MAM percentiles")
+    mam_decisiveness: MamDecisiveness | None = Field(
+        None, description="the MAMs of the percentiles: decisive, NOT decisive, unknown"
+    )
     procedure_types: list[str] = Field(description="all procedure types in the registry")
     centres: list[str] = Field(description="all centres in the registry")
 
@@ -751,6 +825,9 @@ class MarginUncertaintyJson(BaseModel):
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
+    half_width_mm: float | None = Field(
+        None, ge=0, le=100, description="u (mm); absent in files older than the field"
+    )
     decisive: bool
     rule: str = Field("", max_length=500)
 

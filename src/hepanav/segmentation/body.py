@@ -22,13 +22,24 @@ def body_mask(ct: sitk.Image, coarse_mm: float = COARSE_MM) -> sitk.Image:
     (drops the table and air-filled clothing), lungs and bowel gas filled slice by
     slice (axial), then resampled back by nearest neighbour.
 
+    The CT is first padded at its upper end of each axis (replicating the edge
+    voxels) to a whole number of shrink bins: ``BinShrink`` drops the remainder, so
+    without the pad the last 1-2 slices (rows, columns) of a CT whose size is not a
+    multiple of the factor had no coarse voxel and were left empty (a seed on the
+    last slice refused as outside the body; planning without a body there).
+
     Parameters
     ----------
     ct : SimpleITK.Image
         CT in HU.
     """
     factors = [max(1, int(round(coarse_mm / s))) for s in ct.GetSpacing()]
-    small = sitk.BinShrink(sitk.Cast(ct, sitk.sitkFloat32), factors)
+    image = sitk.Cast(ct, sitk.sitkFloat32)
+    pad = [(-n) % f for n, f in zip(ct.GetSize(), factors, strict=True)]
+    if any(pad):
+        # Upper end only: the origin (index 0) and the bins' placement are unchanged.
+        image = sitk.ZeroFluxNeumannPad(image, [0, 0, 0], pad)
+    small = sitk.BinShrink(image, factors)
     dense = small > hu_windows()["air_below_hu"]
     labels = sitk.RelabelComponent(sitk.ConnectedComponent(dense), sortByObjectSize=True)
     body = sitk.GetArrayFromImage(labels == 1).astype(bool)

@@ -43,6 +43,12 @@ REFERENCE_HU = (-150.0, 400.0)
 SOURCE = "ct"
 DEBLUR_SIGMA_MM = 1.0
 # Strictly below 0.5: an outside voxel the CT calls mostly inside stays outside.
+# A rim hugging the lesion (the enhancing rim of an ablation zone): the edge voxels mix
+# the lesion with the rim, not with the parenchyma beyond it. The outside reference is
+# raised (lowered, for a hyperdense lesion) by how far the median of the first outside
+# voxel layer lies beyond the parenchyma (as the growing's ``grow._edge_value`` finds
+# the rim); without a rim that median lies towards the lesion (partial volume): no change.
+RIM_AWARE = True
 JUST_OUTSIDE = float(np.nextafter(np.float32(0.5), np.float32(0.0)))
 
 
@@ -97,6 +103,8 @@ def local_fraction(hu: np.ndarray, inside: np.ndarray, sigma_zyx: np.ndarray) ->
     soft = (hu > REFERENCE_HU[0]) & (hu < REFERENCE_HU[1])
     mean_in = _local_mean(hu, ref_in & soft, sigma_zyx)
     mean_out = _local_mean(hu, ref_out & soft, sigma_zyx)
+    if RIM_AWARE:
+        mean_out = mean_out + _rim_excess(hu, inside, grown, ref_in & soft, ref_out & soft, soft)
     fraction = inside.astype(np.float32)
     contrast = mean_in[band] - mean_out[band]
     ok = np.abs(contrast) >= MIN_CONTRAST_HU
@@ -108,6 +116,25 @@ def local_fraction(hu: np.ndarray, inside: np.ndarray, sigma_zyx: np.ndarray) ->
     f = np.where(was_in, np.maximum(f, 0.5), np.minimum(f, JUST_OUTSIDE))
     fraction[band] = f
     return fraction
+
+
+def _rim_excess(
+    hu: np.ndarray,
+    inside: np.ndarray,
+    grown: np.ndarray,
+    ref_in: np.ndarray,
+    ref_out: np.ndarray,
+    soft: np.ndarray,
+) -> float:
+    """HU by which a rim in the first outside voxel layer exceeds the parenchyma beyond
+    it (away from the lesion's HU), 0 without a rim (see ``RIM_AWARE``)."""
+    first = grown & ~inside & soft
+    if np.count_nonzero(first) < 20 or not ref_in.any() or not ref_out.any():
+        return 0.0
+    lesion, beyond = float(np.median(hu[ref_in])), float(np.median(hu[ref_out]))
+    excess = float(np.median(hu[first])) - beyond
+    # only away from the lesion: towards it is the lesion's own partial volume
+    return excess if excess * (beyond - lesion) > 0 else 0.0
 
 
 def _local_mean(hu: np.ndarray, where: np.ndarray, sigma_zyx: np.ndarray) -> np.ndarray:

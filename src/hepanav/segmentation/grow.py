@@ -73,6 +73,11 @@ STAR_RAYS = 256
 STAR_DEGREE = 3
 STAR_FIT_FACTOR = 1.0
 STAR_FIT_PAD_MM = 1.0
+# Tumour only (not the zone, whose long rays run into gas that is zone): in the
+# directions of the rays that saw no edge within the padded fit (they ran on into an
+# attached vessel as bright as the lesion), the bound is the fit itself, without the
+# pad: the pad let a hyperdense tumour bulge one voxel (1.5 mm) into a touching vessel.
+STAR_CUT_OUTLIER_PAD = True
 # star_bound evaluates the fit on slabs of about this many voxels (speed only).
 STAR_SLAB_VOXELS = 32768
 MAX_ITERATIONS = 4
@@ -342,7 +347,14 @@ def grow_lesion(
         limit = STAR_FACTOR * radius + STAR_PAD_MM
         inside_arr = _ball_array(smoothed, seeds_r + local_seeds(roi, include), limit)
         if STAR_FIT:
-            inside_arr &= _star_array(smoothed, seeds_r, threshold, chosen, limit)
+            inside_arr &= _star_array(
+                smoothed,
+                seeds_r,
+                threshold,
+                chosen,
+                limit,
+                no_pad_on_outliers=STAR_CUT_OUTLIER_PAD and not dark_is_lesion,
+            )
         inside = _uint8_image(inside_arr, smoothed)
         # The rest of the iteration reads the bound, the seeds and SHELL_MM (+ the dark
         # margin) around them only: it runs on that box of the crop (same voxels).
@@ -793,7 +805,13 @@ def star_bound(
 
 
 def _star_array(
-    smoothed: sitk.Image, seeds: list[Seed], threshold: float, chosen: str, max_radius_mm: float
+    smoothed: sitk.Image,
+    seeds: list[Seed],
+    threshold: float,
+    chosen: str,
+    max_radius_mm: float,
+    *,
+    no_pad_on_outliers: bool = False,
 ) -> np.ndarray:
     """bool (z, y, x) mask of the voxels inside the seeds' robust star-shaped outline (padded).
 
@@ -804,7 +822,12 @@ def _star_array(
     lengthens only the rays along it; the bound cuts it at the lesion's outline
     whatever its thickness (the opening cannot cut a vessel as thick as the lesion
     is deep). Lobulation and axis ratios down to 0.6 are smooth in r(u) (degree 3).
+    ``no_pad_on_outliers``: where the nearest ray (by direction) ran past the padded
+    fit without meeting an edge (into an attachment), the bound is the fit itself:
+    there no edge stops the growing within the pad.
     """
+    from scipy.spatial import cKDTree
+
     from hepanav.phantoms.lesions import fibonacci_sphere
 
     u = fibonacci_sphere(STAR_RAYS)
@@ -814,6 +837,11 @@ def _star_array(
     for s in seeds:
         radii = edge_radii_mm(smoothed, s, threshold, chosen, max_radius_mm, u)
         coef = fit_radial(u, radii)
+        outlier = None
+        if no_pad_on_outliers:
+            at_rays = STAR_FIT_FACTOR * _sphere_basis(u, STAR_DEGREE) @ coef
+            outlier = radii > at_rays + pad
+            tree = cKDTree(u) if outlier.any() else None
         # Only the box around the ball of max_radius_mm can hold a voxel of the bound.
         box = _ball_box(smoothed, s.lps, max_radius_mm)
         if box is None:
@@ -833,7 +861,11 @@ def _star_array(
             dn = np.maximum(d[near], 1e-6)
             dirs = [c[near] / dn for c in v]
             r_fit = np.clip(_sphere_eval(dirs, coef, STAR_DEGREE), 0.0, max_radius_mm)
-            ok = d[near] <= STAR_FIT_FACTOR * r_fit + pad
+            if outlier is not None and tree is not None:
+                ray = tree.query(np.stack(dirs, axis=1))[1]
+                ok = d[near] <= STAR_FIT_FACTOR * r_fit + np.where(outlier[ray], 0.0, pad)
+            else:
+                ok = d[near] <= STAR_FIT_FACTOR * r_fit + pad
             sub = inside[z0 + k0 : z0 + k0 + nk, y0 : y0 + ny, x0 : x0 + nx]
             sub[near] |= ok
     return inside

@@ -102,7 +102,9 @@ def check_focal_lesion(
     the region grown from a seed in bone, a vessel, bowel or another organ is refused
     when (first that applies):
 
-    0. the tissue around it (``grown.parenchyma_hu``) is not on the far side of the
+    0. the region is denser than any soft-tissue lesion (``lesion_max_hu``, 250 HU:
+       a rib or vertebra, calcification, iodised oil), or the tissue around it
+       (``grown.parenchyma_hu``) is not on the far side of the
        region's HU by ``min_lesion_contrast_hu``: darker around a "hypodense" region
        (the aorta or a rib's marrow grown as a zone from its darker rim), brighter
        around a "hyperdense" one;
@@ -136,6 +138,13 @@ def check_focal_lesion(
     name = seeds[0].describe()
     par = grown.parenchyma_hu
     darker = grown.appearance == "hypo"
+    if grown.lesion_hu > win["lesion_max_hu"]:
+        raise InputError(
+            f"does not look like {_a(what)}: the grown region is {grown.lesion_hu:.0f} HU, "
+            f"denser than a soft-tissue liver lesion (> {win['lesion_max_hu']:.0f} HU: bone, "
+            "calcification or iodised oil)",
+            name,
+        )
     if (par - grown.lesion_hu) * (1 if darker else -1) < win["min_lesion_contrast_hu"]:
         raise InputError(
             f"does not look like {_a(what)}: the grown region ({grown.lesion_hu:.0f} HU) is not "

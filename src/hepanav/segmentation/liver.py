@@ -34,6 +34,18 @@ MAX_LIVER_ML = 4000.0
 # Smallest plausible liver (also a partial field of view): below, the seed was on
 # something else (a lesion, a vessel, the spleen tip). HepaNav default.
 MIN_LIVER_ML = 150.0
+# Re-estimation of the parenchyma HU from the grown region (``_grow_reestimated``):
+# settled when the mode moves by at most one histogram bin (2 HU).
+REESTIMATE_TOL_HU = 2.0
+MAX_REESTIMATES = 6
+# A settled region with more of its voxels than this in the top quarter of its window
+# (``TOP_BAND`` x the half-width under the upper bound) may be cut by the window (its
+# tissue continues brighter); a Gaussian peak inside a +-3 SD window has about 1 %
+# there. A false alarm costs time only: from the liver's own peak, the moved-up window
+# settles back on it (the region's bulk), with the same region.
+TOP_BAND = 0.25
+TOP_FRACTION = 0.02
+MOVED_COVERS = 0.9
 
 
 def working_image(ct: sitk.Image, work_mm: float = WORK_MM) -> sitk.Image:
@@ -74,7 +86,9 @@ def segment_liver(
     InputError
         Seed in air/bone/fat, on water-density fluid (< 25 HU) or at an attenuation no
         liver has; a seed whose HU differs from the bulk of the region it grew (a
-        vessel: ``_check_seed_tissue``); a leak (past
+        vessel: ``_check_hu_match``); a parenchyma HU that does not settle when
+        re-estimated from the grown region; a region whose centre is left of the body's
+        midline (the spleen: ``_check_side``); a leak (past
         ``max_radius_mm`` or more than 4 litres).
     """
     win = hu_windows()
@@ -98,32 +112,26 @@ def segment_liver(
             seeds[0].describe(),
         )
     half = max(3.0 * sd, WINDOW_HU)
-    window = (min(liver_hu - half, LOWER_FACTOR * liver_hu), liver_hu + half)
-    grown = sitk.ConnectedThreshold(
-        smoothed, seedList=[s.index for s in grow_from], lower=window[0], upper=window[1]
+    # The seed's own HU, two ways: the mode within 15 mm (not pulled up by vessels
+    # beside the click) and the median within 8 mm (not pulled down by a darker area
+    # 10-15 mm away); the seed is on the region's tissue when either is.
+    median8 = float(np.median([local_hu(smoothed, s, 8.0)[0] for s in grow_from[: len(seeds)]]))
+    seed_hus = (liver_hu, median8)
+    exclude_local = [_local(work, s) for s in exclude]
+    liver_hu, window, liver, grow_from = _grow_reestimated(
+        smoothed, grow_from, exclude_local, liver_hu, half, sd, seed_hus, seeds[0]
     )
-    if exclude:
-        from hepanav.segmentation.grow import _cut_excluded
-
-        grown = _cut_excluded(grown, grow_from, [_local(work, s) for s in exclude])
-    # The morphology runs in the box of the grown region only (plus a margin of true
-    # background for the surface smoothing): the same result, a fraction of the voxels.
-    grown = _crop_to_mask(grown, 3.0 * SURFACE_SIGMA_MM)
-    grow_from = [_local(grown, s) for s in grow_from]
-    core = component_at(open_mm(grown, OPENING_MM), [s.index for s in grow_from])
-    if not np.any(sitk.GetArrayViewFromImage(core)):
+    if not win["liver_min_hu"] <= liver_hu <= win["liver_max_hu"]:
         raise InputError(
-            "the region at the seed is thinner than the liver can be (under "
-            f"{2 * OPENING_MM:.0f} mm): the seed is not in liver parenchyma",
+            f"does not look like liver parenchyma: the region grown from the seed is "
+            f"{liver_hu:.0f} HU (liver is {win['liver_min_hu']:.0f}-"
+            f"{win['liver_max_hu']:.0f} HU in any phase)",
             seeds[0].describe(),
         )
-    # Restore the surface detail the opening removed, but not the bridges it cut.
-    liver = sitk.And(grown, dilate_mm(core, RESTORE_MM))
-    liver = component_at(liver, [s.index for s in grow_from])
-    _check_seed_tissue(liver, smoothed, liver_hu, half, seeds[0])
     liver = close_mm(liver, CLOSING_MM)
     liver = _fill_axial(liver)
     _check_leak(liver, grow_from, max_radius_mm, seeds[0])
+    _check_side(liver, work, seeds[0])
     mask = _smooth_onto(liver, ct)
     return Segmentation(
         mask=mask,
@@ -142,6 +150,177 @@ def segment_liver(
         window_hu=window,
         max_radius_mm=max_radius_mm,
     )
+
+
+def _grow_once(
+    smoothed: sitk.Image, grow_from: list[Seed], exclude: list[Seed], window: tuple[float, float]
+) -> tuple[sitk.Image, list[Seed]]:
+    """ConnectedThreshold in ``window``, the exclude cut, then the liver-like part: the
+    seeds' component after an ``OPENING_MM`` opening (cuts the thin bridges to
+    neighbours of similar HU), its surface detail restored within ``RESTORE_MM``.
+    Returns that region (cropped to its box; empty if nothing survived the opening) and
+    the seeds indexed on its grid."""
+    grown = sitk.ConnectedThreshold(
+        smoothed, seedList=[s.index for s in grow_from], lower=window[0], upper=window[1]
+    )
+    if exclude:
+        from hepanav.segmentation.grow import _cut_excluded
+
+        grown = _cut_excluded(grown, grow_from, exclude)
+    # The morphology runs in the box of the grown region only (plus a margin of true
+    # background for the surface smoothing): the same result, a fraction of the voxels.
+    grown = _crop_to_mask(grown, 3.0 * SURFACE_SIGMA_MM)
+    local = [_local(grown, s) for s in grow_from]
+    core = component_at(open_mm(grown, OPENING_MM), [s.index for s in local])
+    if not np.any(sitk.GetArrayViewFromImage(core)):
+        return core, local
+    # Restore the surface detail the opening removed, but not the bridges it cut.
+    liver = sitk.And(grown, dilate_mm(core, RESTORE_MM))
+    return component_at(liver, [s.index for s in local]), local
+
+
+def _grow_reestimated(
+    smoothed: sitk.Image,
+    grow_from: list[Seed],
+    exclude: list[Seed],
+    start_hu: float,
+    half: float,
+    sd: float,
+    seed_hus: tuple[float, ...],
+    first: Seed,
+) -> tuple[float, tuple[float, float], sitk.Image, list[Seed]]:
+    """Grow, re-estimate the parenchyma HU from what grew, grow again, until it settles.
+
+    The first estimate (``start_hu``, the mode within 15 mm of the click) sees only a
+    small ball: on the portal-venous scan a click in a 230 ml darker part of the liver
+    (55-75 HU, on the last slice: half a ball) gave 68 HU against the liver's 100 HU
+    peak, and the window (34-92 HU) held only that part: a third of the liver, accepted.
+    Each round grows the liver-like region (``_grow_once``) and takes the histogram
+    mode of the smoothed CT over it (thousands of voxels, mostly parenchyma, not a
+    ball). It has settled when the mode moves by at most ``REESTIMATE_TOL_HU``. A
+    settled region maybe cut by the window's upper bound (more than ``TOP_FRACTION``
+    of its voxels in the window's top ``TOP_BAND``) may continue into brighter
+    tissue: the rounds start again from the window moved up by its half-width (its
+    low side, ``LOWER_FACTOR`` x HU, keeps the darker part), and their settled region
+    replaces the first only when it contains ``MOVED_COVERS`` of it (the same organ,
+    the click's part included); a move up that fails keeps the first. Not settled
+    after ``MAX_REESTIMATES`` rounds: refused (suspect, never accepted).
+
+    Raises ``InputError`` when every estimate of the seed's own HU (``seed_hus``) is
+    farther than ``half`` from the region's (a vessel or another structure that grew
+    into the liver), when nothing liver-like grew, or when the rounds do not settle.
+    """
+    settled = _settle(smoothed, grow_from, exclude, start_hu, half, seed_hus, first, False)
+    hu, _, liver, _, top = settled
+    if top <= TOP_FRACTION:
+        return settled[:4]
+    try:
+        moved = _settle(smoothed, grow_from, exclude, hu + half, half, seed_hus, first, True)
+    except InputError:
+        return settled[:4]  # the move up found no settled brighter region: keep the first
+    # Kept only when it contains (nearly all of) the first region: the same organ.
+    first_on = sitk.Resample(liver, moved[2], sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    a = sitk.GetArrayViewFromImage(first_on) > 0
+    b = sitk.GetArrayViewFromImage(moved[2]) > 0
+    total = np.count_nonzero(sitk.GetArrayViewFromImage(liver))
+    if np.count_nonzero(a & b) >= MOVED_COVERS * total:
+        return moved[:4]
+    return settled[:4]
+
+
+def _settle(
+    smoothed: sitk.Image,
+    grow_from: list[Seed],
+    exclude: list[Seed],
+    start_hu: float,
+    half: float,
+    seed_hus: tuple[float, ...],
+    first: Seed,
+    moved_up: bool,
+) -> tuple[float, tuple[float, float], sitk.Image, list[Seed], float]:
+    """Rounds of ``_grow_once`` and the region's mode from ``start_hu`` until settled:
+    (HU, window, region, seeds on its grid, fraction in the window's top band)."""
+    from hepanav.segmentation.grow import histogram_mode
+
+    hu = start_hu
+    for _ in range(MAX_REESTIMATES + 1):
+        window = (min(hu - half, LOWER_FACTOR * hu), hu + half)
+        liver, local = _grow_once(smoothed, grow_from, exclude, window)
+        inside = sitk.GetArrayViewFromImage(liver) > 0
+        if not inside.any():
+            raise InputError(
+                "the region at the seed is thinner than the liver can be (under "
+                f"{2 * OPENING_MM:.0f} mm): the seed is not in liver parenchyma",
+                first.describe(),
+            )
+        values = np.asarray(sitk.GetArrayViewFromImage(_on_grid(smoothed, liver)))[inside]
+        region_hu = histogram_mode(values, 2.0)[0]
+        # After the move up, a seed darker than the region but inside its window is on
+        # the darker part of the same organ (what the move up was for), not refused.
+        darker_ok = moved_up and max(seed_hus) >= window[0]
+        _check_hu_match(seed_hus, region_hu, half, first, darker_ok)
+        if abs(region_hu - hu) > REESTIMATE_TOL_HU:
+            hu = region_hu
+            continue
+        top = float(np.mean(values >= window[1] - TOP_BAND * half))
+        return hu, window, liver, local, top
+    raise InputError(
+        f"the liver is suspect: its parenchyma HU did not settle ({start_hu:.0f} HU around "
+        f"the seed, {hu:.0f} HU after {MAX_REESTIMATES} re-growings from the region); "
+        "click deeper in the liver, away from vessels, lesions and the scan's edge",
+        first.describe(),
+    )
+
+
+def _on_grid(image: sitk.Image, ref: sitk.Image) -> sitk.Image:
+    """``image`` cut to the box of ``ref`` (same spacing and direction, a crop of it)."""
+    start = image.TransformPhysicalPointToIndex(ref.GetOrigin())
+    return sitk.RegionOfInterest(image, ref.GetSize(), start)
+
+
+def _check_side(liver: sitk.Image, work: sitk.Image, first: Seed) -> None:
+    """Refuse a region whose centroid lies on the patient's left of the body's midline.
+
+    The liver lies in the right upper quadrant: its bulk (centroid) is right of the
+    midline (LPS -x) even when its left lobe crosses it, while the spleen, which has a
+    portal-venous HU like the liver's (a click on it grew a 220 ml "liver", 88 %
+    spleen), lies on the left (+x), as do the stomach and the heart (a click on the
+    phantom's heart, on its last slice, grew 212 ml of heart). The midline is the
+    left-right centroid of the body outline on the slices the region spans, in
+    physical space (LPS x of the voxel centres, any direction matrix). A click in the
+    left lobe grows the whole liver and passes. Limitation: situs inversus (liver on
+    the left) is refused.
+    """
+    from hepanav.segmentation.body import body_mask
+
+    arr = sitk.GetArrayViewFromImage(liver) > 0
+    if not arr.any():
+        return
+    centre = _centroid_lps(liver, arr)
+    ref = liver
+    body = sitk.Resample(body_mask(work), ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    body_arr = sitk.GetArrayViewFromImage(body) > 0
+    ks = np.nonzero(arr.any(axis=(1, 2)))[0]
+    slab = np.zeros_like(body_arr)
+    slab[ks] = body_arr[ks]
+    if not slab.any():
+        return
+    midline = _centroid_lps(liver, slab)
+    left_mm = centre[0] - midline[0]
+    if left_mm > 0.0:
+        raise InputError(
+            f"does not look like the liver: the region grown from the seed lies on the "
+            f"patient's left (its centre {left_mm:.0f} mm left of the body's midline), where "
+            "the spleen, stomach and heart are; the liver's bulk is right of the midline; "
+            "click the liver",
+            first.describe(),
+        )
+
+
+def _centroid_lps(image: sitk.Image, arr: np.ndarray) -> np.ndarray:
+    """LPS mm centroid of the voxels ``arr`` (z, y, x) of ``image``'s grid."""
+    k, j, i = (float(np.mean(a)) for a in np.nonzero(arr))
+    return np.asarray(image.TransformContinuousIndexToPhysicalPoint((i, j, k)))
 
 
 def _parenchyma_mode(smoothed: sitk.Image, seeds: list[Seed], radius_mm: float = 15.0) -> float:
@@ -169,37 +348,30 @@ def _fill_axial(mask: sitk.Image) -> sitk.Image:
     return out
 
 
-def _check_seed_tissue(
-    region: sitk.Image, smoothed: sitk.Image, seed_hu: float, half_hu: float, first: Seed
+def _check_hu_match(
+    seed_hus: tuple[float, ...],
+    region_hu: float,
+    half_hu: float,
+    first: Seed,
+    darker_ok: bool = False,
 ) -> None:
-    """Refuse a seed that is not on the tissue the grown region is made of.
+    """Refuse when every estimate of the seed's HU is farther than ``half_hu`` from the
+    region's (the nearest one is named); a darker seed passes when ``darker_ok``.
 
-    The region's attenuation is the histogram mode of ``smoothed`` over ``region``
-    (its bulk, the parenchyma). A click on liver parenchyma has the same mode around
-    it (``seed_hu``); a click on a vessel (the aorta, 150-250 HU in the portal venous
-    phase, above the liver's 100-130 HU) grows, through the low side of its window,
-    into the liver or other tissue and differs from it by more than ``half_hu`` (the
-    half-width of the growing window). Raises ``InputError`` naming the seed and both
-    HU.
-    """
-    from hepanav.segmentation.grow import histogram_mode
-
-    values = sitk.GetArrayViewFromImage(smoothed)
-    inside = region
-    if inside.GetSize() != smoothed.GetSize() or inside.GetOrigin() != smoothed.GetOrigin():
-        inside = sitk.Resample(region, smoothed, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    mask = sitk.GetArrayViewFromImage(inside) > 0
-    if not mask.any():
+    A click on a vessel (the aorta, 150-250 HU in the portal venous phase, above the
+    liver's 100-130 HU) grows, through the low side of its window, into the liver or
+    other tissue, whose HU then differs from the seed's by more than the window's
+    half-width."""
+    seed_hu = min(seed_hus, key=lambda h: abs(h - region_hu))
+    if abs(seed_hu - region_hu) <= half_hu or (darker_ok and seed_hu < region_hu):
         return
-    region_hu = histogram_mode(np.asarray(values)[mask], 2.0)[0]
-    if abs(region_hu - seed_hu) > half_hu:
-        side = "brighter" if seed_hu > region_hu else "darker"
-        raise InputError(
-            f"does not look like liver parenchyma: the seed ({seed_hu:.0f} HU around it) is "
-            f"{side} than the region it grew into ({region_hu:.0f} HU) by more than "
-            f"{half_hu:.0f} HU: it is on a vessel or another structure; click the liver",
-            first.describe(),
-        )
+    side = "brighter" if seed_hu > region_hu else "darker"
+    raise InputError(
+        f"does not look like liver parenchyma: the seed ({seed_hu:.0f} HU around it) is "
+        f"{side} than the region it grew into ({region_hu:.0f} HU) by more than "
+        f"{half_hu:.0f} HU: it is on a vessel or another structure; click the liver",
+        first.describe(),
+    )
 
 
 def _check_leak(mask: sitk.Image, seeds: list[Seed], max_radius_mm: float, first: Seed) -> None:

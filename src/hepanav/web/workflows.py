@@ -399,6 +399,8 @@ def registry_dashboard(
                     report.outcomes.ablation.technical_success.model_dump())
                 if report.mam_mm_quantiles:
                     row["mam_median_mm"] = report.mam_mm_quantiles["p50"]
+                if report.mam_decisiveness is not None:
+                    row["mam_decisiveness"] = report.mam_decisiveness.model_dump()
             rows.append(row)
     board = {"rows": rows, "report": data,
              "options": {"procedure_types": report.procedure_types, "centres": report.centres},
