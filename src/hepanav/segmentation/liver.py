@@ -253,7 +253,8 @@ def _settle(
                 f"{2 * OPENING_MM:.0f} mm): the seed is not in liver parenchyma",
                 first.describe(),
             )
-        values = np.asarray(sitk.GetArrayViewFromImage(_on_grid(smoothed, liver)))[inside]
+        # A copy: an array view of the temporary image would outlive it (segfault).
+        values = sitk.GetArrayFromImage(_on_grid(smoothed, liver))[inside]
         region_hu = histogram_mode(values, 2.0)[0]
         # After the move up, a seed darker than the region but inside its window is on
         # the darker part of the same organ (what the move up was for), not refused.
