@@ -225,6 +225,7 @@ def complication_rates(
 
 def completeness(treated: pd.DataFrame) -> list:
     """Per template field: filled cells among the rows where the field applies."""
+    from hepanav.registry.margin_import import MARGIN_FIELDS
     from hepanav.registry.schema import Completeness, OutcomeRow
 
     ablation_only = {
@@ -232,12 +233,7 @@ def completeness(treated: pd.DataFrame) -> list:
         "ablation_energy",
         "ablation_power_w",
         "ablation_time_min",
-        "mam_mm",
-        "shell_coverage_5mm_pct",
-        "shell_coverage_6mm_pct",
-        "margin_category",
-        "mam_uncertainty_mm",
-        "mam_decisive",
+        *MARGIN_FIELDS,
         "n_applicators",
         "margin_confirmation",
         "technical_success",
