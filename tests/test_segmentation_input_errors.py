@@ -93,3 +93,23 @@ def test_include_beyond_the_leak_limit_is_refused(cli, case, tmp_path):
     )
     one_line_error(code, err, f"--include {_xyz(inc)}: ", "25.0 mm", "--max-radius-mm 20")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("offset_mm", [0.0, 0.9])
+def test_exclude_on_the_seed_is_named_as_such(cli, case, tmp_path, offset_mm):
+    folder, shape, _, _, _ = case
+    exc = shape.center + np.array([offset_mm, 0.0, 0.0])  # within one 1 mm voxel
+    code, _, err = _segment(
+        cli,
+        "tumor",
+        folder / "ct.nii.gz",
+        tmp_path / "t.nii.gz",
+        "--seed",
+        _xyz(shape.center),
+        "--exclude",
+        _xyz(exc),
+    )
+    one_line_error(
+        code, err, f"error: --exclude {_xyz(exc)} coincides with --seed {_xyz(shape.center)}"
+    )
+    assert list(tmp_path.iterdir()) == []
