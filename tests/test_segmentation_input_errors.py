@@ -113,3 +113,53 @@ def test_exclude_on_the_seed_is_named_as_such(cli, case, tmp_path, offset_mm):
         code, err, f"error: --exclude {_xyz(exc)} coincides with --seed {_xyz(shape.center)}"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("structure", ["tumor", "ablation", "liver"])
+def test_nan_voxels_are_refused_for_every_structure(cli, case, tmp_path, structure):
+    _, shape, grid, hu, _ = case
+    bad = np.array(hu, np.float32)
+    bad[0, 0, :5] = np.nan  # 5 NaN and 2 infinite voxels, in the air corner
+    bad[1, 0, :2] = [np.inf, -np.inf]
+    ct = tmp_path / "nan.nii.gz"
+    sitk.WriteImage(grid.image(bad), str(ct))
+    out = tmp_path / "o" / "m.nii.gz"
+    code, _, err = _segment(cli, structure, ct, out, "--seed", _xyz(shape.center))
+    one_line_error(code, err, f"{ct}: 7 voxels are NaN or infinite")
+    assert not out.parent.exists()
+
+
+def test_raw_stored_values_are_refused_as_not_hu(cli, case, tmp_path):
+    folder, shape, grid, hu, _ = case
+    raw = tmp_path / "raw.nii.gz"  # HU + 1024 as uint16, no rescale
+    sitk.WriteImage(grid.image(np.rint(hu + 1024).astype(np.uint16)), str(raw))
+    code, _, err = _segment(cli, "tumor", raw, tmp_path / "m.nii.gz", "--seed", _xyz(shape.center))
+    one_line_error(
+        code, err, f"{raw}: does not look like HU: no air near -1000 HU", "rescale slope/intercept"
+    )
+    assert list(tmp_path.iterdir()) == [raw]
+
+
+def test_a_mask_given_as_the_ct_is_refused(cli, case, tmp_path):
+    folder, shape, _, _, truth = case
+    path = tmp_path / "mask.nii.gz"
+    sitk.WriteImage(truth, str(path))
+    code, _, err = _segment(cli, "tumor", path, tmp_path / "m.nii.gz", "--seed", _xyz(shape.center))
+    one_line_error(code, err, f"{path}: holds only 2 distinct values (0/1): a mask, not a CT")
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_true_hu_cts_pass_the_value_checks(case, shared_data):
+    """The checks never refuse a true HU CT: the phantom, a crop inside its liver (no
+    air, no fat: minimum > 0 HU) and the real scans."""
+    from hepanav.imaging import read_image
+    from hepanav.imaging.ctcheck import require_hu_ct
+
+    folder, _, _, _, _ = case
+    ct = read_image(folder / "ct.nii.gz")
+    require_hu_ct(ct, "ct")
+    inner = ct[20:44, 20:44, 16:40]  # inside the liver block
+    assert float(sitk.GetArrayViewFromImage(inner).min()) > 0
+    require_hu_ct(inner, "inner")
+    require_hu_ct(read_image(shared_data / "ct-abdomen-3mm" / "ct.nii.gz"), "3mm")
+    require_hu_ct(read_image(shared_data / "ct-abdomen-dicom" / "series"), "dicom")

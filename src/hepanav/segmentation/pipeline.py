@@ -278,7 +278,12 @@ def segment_image(
     report: bool = True,
     seed_option: str = "--seed",
 ) -> tuple[SegmentationResult, Segmentation]:
-    """Check the seeds and segment in memory (nothing written); ``out`` names the mask to be."""
+    """Check the CT's values (:func:`hepanav.imaging.ctcheck.require_hu_ct`: finite, not a
+    mask, HU) and the seeds, and segment in memory (nothing written); ``out`` names the
+    mask to be."""
+    from hepanav.imaging.ctcheck import require_hu_ct
+
+    require_hu_ct(ct, ct_path)
     seed_list = make_seeds(ct, seeds, seed_voxels, seed_option)
     inc = make_seeds(ct, include, None, "--include")
     exc = make_seeds(ct, exclude, None, "--exclude")
