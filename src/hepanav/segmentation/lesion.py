@@ -64,7 +64,8 @@ MIN_EMBEDDED = 0.4
 # parenchyma is one peak; tissues that only pass through the range (stomach content,
 # fat beside an organ, muscle) spread flat over it (12 / 25 = 0.48). Measured
 # (docs/segmentation.md "Bad input"): the 34 tumours and zones of the dev set 0.70-0.95
-# (lowest: the real DICOM liver, 8 mm zone), the analytic subcapsular lesions 0.99-1.0;
+# (lowest: the real DICOM liver, 8 mm zone), holdout 0.81-0.96, the analytic subcapsular
+# lesions 0.99-1.0;
 # the DICOM clicks accepted before: stomach fluid and right adrenal 0.51, other organs
 # 0.45-0.54. The limit sits nearer the flat mixture than the lowest real liver.
 HOMOGENEOUS_TOL_HU = 12.0
