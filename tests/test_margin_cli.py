@@ -574,3 +574,22 @@ def test_report_colours_an_adequate_mam_green_only_when_decisive(tmp_path):
     assert re.search(r'<p class="ok">None: the whole analysed', html_given)
     assert re.search(r'<p class="warn">None: the whole analysed', html_seeded)
     assert "NOT decisive" in html_seeded.split("<table>")[0]
+
+
+def test_same_mask_as_tumour_and_zone_refused(cli, masks, tmp_path):
+    """The tumour mask given again as the zone (tester: MAM -2.9e-14 mm, "incomplete", no
+    warning) is refused before anything is written; a zone differing by one voxel is not."""
+    out = tmp_path / "o"
+    code, _, err = cli(
+        "margin", "--tumor", masks["tumor"], "--ablation", masks["tumor"], "--out", out
+    )
+    one_line_error(code, err, "--ablation", "identical voxel for voxel")
+    assert not out.exists() or not any(out.iterdir())
+    grown = sitk.ReadImage(str(masks["tumor"]))
+    grown[33, 22, 22] = 1  # x = -21.5 + 33 = 11.5 mm: beyond the +x pole (2 + 8 = 10)
+    path = tmp_path / "grown.nii.gz"
+    sitk.WriteImage(grown, str(path))
+    original = sitk.ReadImage(str(masks["tumor"]))
+    assert sitk.GetArrayFromImage(grown).sum() == sitk.GetArrayFromImage(original).sum() + 1
+    code, _, err = cli("margin", "--tumor", masks["tumor"], "--ablation", path, "--out", out)
+    assert "identical" not in err
