@@ -45,8 +45,9 @@ def require_hu_ct(image: sitk.Image, source: str | Path) -> None:
     """Raise ``InputError`` unless ``image`` can be a CT in HU (first that applies).
 
     1. NaN or infinite voxels (:func:`require_finite`);
-    2. at most two distinct values: a mask or label image, not a CT
-       (``holds only N distinct values (0/1): a mask, not a CT``);
+    2. one value only (not a CT), or two with the lower 0: a mask, not a CT
+       (``holds only 2 distinct values (0/1): a mask, not a CT``). Two values with air
+       or fat below 0 (a noiseless phantom: -1000 HU around 40 HU water) pass;
     3. raw stored values: no voxel below :data:`RAW_MIN_AT_LEAST` (0) AND the
        :data:`RAW_HIGH_PERCENTILE` (99th) percentile at or above
        :data:`RAW_HIGH_AT_LEAST` (900): no air near -1000 HU, soft tissue near +1000.
@@ -63,14 +64,10 @@ def require_hu_ct(image: sitk.Image, source: str | Path) -> None:
     require_finite(image, source)
     arr = sitk.GetArrayViewFromImage(image)
     lo, hi = float(arr.min()), float(arr.max())
-    if lo == hi or np.count_nonzero((arr != lo) & (arr != hi)) == 0:
-        values = sorted({lo, hi})
-        shown = "/".join(f"{v:g}" for v in values)
-        raise InputError(
-            f"holds only {len(values)} distinct value{'s' if len(values) > 1 else ''} "
-            f"({shown}): a mask, not a CT",
-            source,
-        )
+    if lo == hi:
+        raise InputError(f"holds only 1 distinct value ({lo:g}): not a CT", source)
+    if lo == 0 and np.count_nonzero((arr != lo) & (arr != hi)) == 0:
+        raise InputError(f"holds only 2 distinct values (0/{hi:g}): a mask, not a CT", source)
     if lo < RAW_MIN_AT_LEAST:
         return
     flat = arr.reshape(-1)

@@ -278,17 +278,18 @@ def segment_image(
     report: bool = True,
     seed_option: str = "--seed",
 ) -> tuple[SegmentationResult, Segmentation]:
-    """Check the CT's values (:func:`hepanav.imaging.ctcheck.require_hu_ct`: finite, not a
-    mask, HU) and the seeds, and segment in memory (nothing written); ``out`` names the
+    """Check the seeds (syntax, inside the image), the CT's values
+    (:func:`hepanav.imaging.ctcheck.require_hu_ct`: finite, not a mask, HU) and where the
+    seeds fall, and segment in memory (nothing written); ``out`` names the
     mask to be."""
     from hepanav.imaging.ctcheck import require_hu_ct
 
-    require_hu_ct(ct, ct_path)
     seed_list = make_seeds(ct, seeds, seed_voxels, seed_option)
     inc = make_seeds(ct, include, None, "--include")
     exc = make_seeds(ct, exclude, None, "--exclude")
     if not seed_list:
         raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)", seed_option)
+    require_hu_ct(ct, ct_path)  # after the seeds' syntax and place, before any HU is read
     from hepanav.segmentation.body import body_mask, inside_body
 
     body = body_mask(ct)
