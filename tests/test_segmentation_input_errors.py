@@ -53,7 +53,7 @@ def test_include_inside_the_lesion_is_in_the_mask_with_a_note(cli, case, tmp_pat
         _xyz(inc),
     )
     assert code == 0, err
-    assert f"--include {_xyz(inc)}" in err and "lie in the mask" in err
+    assert f"--include {_xyz(inc)}" in err and "lies in the mask" in err
     mask = sitk.ReadImage(str(out))
     index = mask.TransformPhysicalPointToIndex(tuple(float(v) for v in inc))
     assert mask[index] == 1

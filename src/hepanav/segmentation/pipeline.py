@@ -141,7 +141,8 @@ def _check_included(ct, seg: Segmentation, include: list[Seed]) -> None:
         )
     seg.notes.append(
         f"{len(include)} include point{'s' if len(include) > 1 else ''} "
-        f"({'; '.join(p.label for p in include)}) lie in the mask (grown from, as the seeds are)"
+        f"({'; '.join(p.label for p in include)}) {'lie' if len(include) > 1 else 'lies'} "
+        "in the mask (grown from, as the seeds are)"
     )
 
 
