@@ -476,7 +476,10 @@ def signed_distance(
         is coarser than ``SEPARATOR_MAX_SPACING_MM``, the band near the surface is then
         replaced by the smoothest field that keeps every voxel
         on its side (:func:`_smoothest_separating`), except where the mask or its
-        outside is thin.
+        outside is thin. When every voxel side is above ``SEPARATOR_MAX_SPACING_MM``
+        (2-5 mm voxels) and no ``fraction`` is given, the values within
+        ``LOCAL_SPHERE_BAND_VOXELS`` of the surface are the distances to spheres fitted
+        locally to the voxels' side changes (:func:`_local_sphere_field`, ``LOCAL_SPHERE``).
     """
     if not inside.any():
         return np.full(inside.shape, -FAR_MM)
