@@ -201,6 +201,9 @@ def montage_axes(seg: Segmentation, ct: sitk.Image):
         )
         # slab: half the slice spacing, so a seed is drawn on its own slice only
         _draw_view(ax, plane, seg, ct, window, f"slice {k + 1}", slab_mm=spacing / 2)
+        # The montage is shown at about a third of the 3-plane figure's scale per view:
+        # a caption legible there (tester: 7 pt read as ~6 px) needs a larger font.
+        ax.xaxis.label.set_fontsize(12)
     for ax in axes.ravel()[len(shown) :]:
         ax.axis("off")
     fig.tight_layout()
