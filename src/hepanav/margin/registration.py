@@ -114,7 +114,7 @@ class RegistrationSettings(BaseModel):
         False,
         description=(
             "local stage: metric only at post voxels inside the soft-tissue window (not "
-            "clamped); off by default, checked on 2 of the 8 realistic pairs only"
+            "clamped); off by default, checked on 4 of the 8 realistic pairs only"
         ),
     )
 
