@@ -146,6 +146,75 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     page.close()
 
 
+SCALE_BAR_JS = """(() => { const out = {};
+  for (const [key, nv] of [["pre", window.hepanav.a], ["post", window.hepanav.b]]) {
+    nv.drawScene();
+    out[key] = { isRuler: nv.opts.isRuler, letters: nv.opts.isOrientationTextVisible
+                   && nv.opts.showAllOrientationMarkers,
+                 tiles: nv.screenSlices.filter(t => t.axCorSag <= 2)
+                          .map(t => [t.axCorSag, t.leftTopWidthHeight[2], t.fovMM[0]]),
+                 bars: nv.hepanavScaleBars.map(b => Object.assign({}, b,
+                   { startMM: nv.screenXY2mm(b.start[0], b.start[1]).slice(0, 3),
+                     endMM: nv.screenXY2mm(b.end[0], b.end[1]).slice(0, 3) })) };
+  }
+  return out; })()"""
+
+
+def white_run(png: Path, bar: dict) -> float:
+    """Fraction of the bar's pixel row (between its ends) drawn white in the screenshot."""
+    from PIL import Image
+
+    rgb = Image.open(png).convert("RGB")
+    y = round(bar["start"][1])
+    xs = range(int(bar["start"][0]) + 2, int(bar["end"][0]) - 1)
+    return sum(min(rgb.getpixel((x, y))) >= 200 for x in xs) / len(xs)
+
+
+def test_slice_views_have_a_scale_bar_in_mm(web_server, browser, shots):
+    """Every slice tile of both margin viewers shows a scale bar labelled in mm, of the
+    length it says: at zoom 1 the axial tile spans the CT's width (240 voxels x 1.5 mm =
+    360 mm, read from the file), at zoom 3 three times as many pixels per mm."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(web_server.data_dir / "cases" / CASE / "pre_ct.nii.gz"))
+    width_mm = image.GetSize()[0] * image.GetSpacing()[0]
+    page = _page(browser, viewport={"width": 1300, "height": 1000})
+    login(page, web_server, "radiologist")
+    page.goto(f"{web_server.url}/cases/{CASE}/margin")
+    page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+    for zoom in (1, 3):
+        page.evaluate(f"for (const nv of [window.hepanav.a, window.hepanav.b])"
+                      f" nv.scene.pan2Dxyzmm[3] = {zoom}")
+        views = page.evaluate(SCALE_BAR_JS)
+        for key, view in views.items():
+            assert view["isRuler"] is True and view["letters"] is True, key
+            tiles = {t[0]: t for t in view["tiles"]}
+            assert sorted(tiles) == [0, 1, 2], view["tiles"]  # axial, coronal, sagittal
+            assert abs(abs(tiles[0][2]) - width_mm / zoom) < 1e-3, (tiles[0], width_mm, zoom)
+            px_per_mm = zoom * abs(tiles[0][1]) / width_mm
+            bars = view["bars"]
+            assert sorted(b["axCorSag"] for b in bars) == [0, 1, 2], bars
+            for bar in bars:
+                mm = bar["mm"]
+                assert bar["label"] == f"{mm} mm"
+                length_px = bar["end"][0] - bar["start"][0]
+                assert abs(length_px - mm * px_per_mm) < 0.01, (bar, px_per_mm)
+                # NiiVue's own screen-to-patient mapping (what a click uses) agrees
+                shown = sum((e - s) ** 2 for s, e in zip(bar["startMM"], bar["endMM"],
+                                                          strict=True)) ** 0.5
+                assert abs(shown - mm) < 1 / px_per_mm, (bar, shown)
+            png = shots / f"margin-scale-bar-{key}-zoom{zoom}.png"
+            page.locator(f"#gl-{key}").screenshot(path=png)
+            for bar in bars:
+                assert white_run(png, bar) > 0.9, (png, bar)
+        if zoom == 1:
+            first = views["pre"]["bars"][0]["mm"]
+    # zooming in shortens the bar in mm (it still fits its tile) and keeps it true
+    assert views["pre"]["bars"][0]["mm"] < first
+    page.screenshot(path=shots / "margin-scale-bar.png", full_page=True)
+    page.close()
+
+
 def truth_centre(truth: dict) -> list[float]:
     """The tumour centre in the pre CT (LPS mm) from the phantom's truth.json."""
     return [float(v) for v in truth["tumor_center_pre_lps"]]
