@@ -86,6 +86,7 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     page.screenshot(path=shots / "segment-progress.png", full_page=True)
     assert wait_for_job(page) == "done", page.text_content("#job-status")
     page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+    assert_scale_bars(page, "[window.hepanav.a, window.hepanav.b]", 2)
     page.screenshot(path=shots / "segment-inspect.png", full_page=True)
     # Accept the masks; liver masks help the registration.
     page.select_option("select[name=liver_pre]", "pre_liver.nii.gz")
@@ -110,6 +111,7 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     cursor = page.evaluate("window.hepanav.cursor()")
     mam = result["mam_point_lps_mm"]
     assert max(abs(a - b) for a, b in zip(cursor, mam, strict=True)) < 1.6, (cursor, mam)
+    assert_scale_bars(page, "[window.hepanav.nv]", 1)
     # The margin-coloured tumour surface and the zone in the 3D view.
     page.wait_for_function("window.hepanavSurface !== undefined", timeout=120_000)
     meshes = page.evaluate("window.hepanavSurface.meshes.map(m => [m.name, m.layers.length,"
@@ -213,6 +215,19 @@ def test_slice_views_have_a_scale_bar_in_mm(web_server, browser, shots):
     assert views["pre"]["bars"][0]["mm"] < first
     page.screenshot(path=shots / "margin-scale-bar.png", full_page=True)
     page.close()
+
+
+def assert_scale_bars(page, viewers_js: str, count: int) -> None:
+    """Each NiiVue viewer in ``viewers_js`` (a JS array) has the scale bar on, one bar per
+    slice tile (axial, coronal, sagittal) labelled in mm, and its orientation letters on."""
+    views = page.evaluate(f"{viewers_js}.map(nv => {{ nv.drawScene(); return [nv.opts.isRuler,"
+                          " nv.opts.showAllOrientationMarkers,"
+                          " nv.hepanavScaleBars.map(b => [b.axCorSag, b.label, b.mm])]; })")
+    assert len(views) == count
+    for is_ruler, letters, bars in views:
+        assert is_ruler is True and letters is True
+        assert sorted(b[0] for b in bars) == [0, 1, 2], bars
+        assert all(label == f"{mm} mm" for _, label, mm in bars), bars
 
 
 def truth_centre(truth: dict) -> list[float]:
@@ -463,6 +478,8 @@ def test_planning_workflow_in_the_browser(web_server, browser, shots):
         assert verdict.startswith("Feasible")
         assert page.locator("#needles tr").count() == 1 + len(plan["needles"])
         page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+        # a 3D perspective view: no scale bar (no single mm per pixel), the orientation cube
+        assert page.evaluate("window.hepanav.nv.opts.isOrientCube") is True
     else:
         # An infeasible plan is never shown as placeable trajectories.
         assert verdict.startswith("NOT feasible")
