@@ -163,3 +163,24 @@ def test_true_hu_cts_pass_the_value_checks(case, shared_data):
     require_hu_ct(inner, "inner")
     require_hu_ct(read_image(shared_data / "ct-abdomen-3mm" / "ct.nii.gz"), "3mm")
     require_hu_ct(read_image(shared_data / "ct-abdomen-dicom" / "series"), "dicom")
+
+
+def test_margin_refuses_nan_in_the_pre_ct(cli, case, tmp_path):
+    """``hepanav margin`` reads its CTs through load_image, not the segmentation: NaN in
+    --pre is refused there too (before, it reached the registration)."""
+    folder, _, grid, hu, truth = case
+    bad = np.array(hu, np.float32)
+    bad[0, 0, :4] = np.nan
+    pre = tmp_path / "pre.nii.gz"
+    sitk.WriteImage(grid.image(bad), str(pre))
+    zone = tmp_path / "zone.nii.gz"
+    sitk.WriteImage(sitk.BinaryDilate(truth, [3, 3, 3]), str(zone))
+    tumor = tmp_path / "tumor.nii.gz"
+    sitk.WriteImage(truth, str(tumor))
+    ct = folder / "ct.nii.gz"
+    code, _, err = cli(
+        "margin", "--pre", pre, "--post", ct, "--tumor", tumor, "--ablation", zone,
+        "--out", tmp_path / "o",
+    )  # fmt: skip
+    one_line_error(code, err, f"{pre}: 4 voxels are NaN or infinite")
+    assert not (tmp_path / "o").exists()
