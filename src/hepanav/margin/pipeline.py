@@ -22,6 +22,7 @@ from hepanav.imaging import (
     require_overlap,
     write_image,
 )
+from hepanav.imaging.ctcheck import require_finite
 from hepanav.imaging.masks import check_mask_threshold
 from hepanav.imaging.schema import display_name
 from hepanav.margin.landmarks import landmark_warning, paired_landmarks, read_landmarks
@@ -535,6 +536,8 @@ def read_inputs(
     if inputs.registered:
         add("pre", load_image(inputs.pre, "pre CT", series=inputs.pre_series))
         add("post", load_image(inputs.post, "post CT", series=inputs.post_series))
+        require_finite(images["pre"], inputs.pre)  # NaN would reach the registration
+        require_finite(images["post"], inputs.post)
         pre_ref = {"reference": images["pre"], "reference_record": records[0]}
         post_ref = {"reference": images["post"], "reference_record": records[1]}
         add("tumor", load_mask_occupancy(inputs.tumor, "tumor", **pre_ref, **tumor))
@@ -555,6 +558,7 @@ def read_inputs(
         if inputs.ct is not None:
             # only drawn behind the outlines; resampled onto each view in physical space
             add("ct", load_image(inputs.ct, "CT (figures)"))
+            require_finite(images["ct"], inputs.ct)
             require_overlap(images["ct"], images["ablation"], inputs.ct)
     return images
 

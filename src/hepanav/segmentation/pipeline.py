@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from hepanav.core.atomic import output_files, write_json
 from hepanav.core.errors import InputError
@@ -60,22 +61,88 @@ def run_segmentation(
     kw = {"include": include, "exclude": exclude}
     if max_radius_mm is not None:
         kw["max_radius_mm"] = max_radius_mm
+    if structure not in STRUCTURES:
+        raise InputError(
+            f"unknown structure {structure!r}; use one of {', '.join(STRUCTURES)}", "structure"
+        )
+    if structure != "tumor" and appearance != "auto":
+        raise InputError("only applies to tumours", "--appearance")
+    limit = max_radius_mm if max_radius_mm is not None else _default_radius_mm(structure)
+    _check_include_distance(seeds, include or [], limit, structure)
     if structure == "tumor":
         from hepanav.segmentation.tumor import segment_tumor
 
-        return segment_tumor(ct, seeds, appearance=appearance, **kw)
-    if appearance != "auto":
-        raise InputError("only applies to tumours", "--appearance")
-    if structure == "ablation":
+        seg = segment_tumor(ct, seeds, appearance=appearance, **kw)
+    elif structure == "ablation":
         from hepanav.segmentation.ablation import segment_ablation
 
-        return segment_ablation(ct, seeds, **kw)
-    if structure == "liver":
+        seg = segment_ablation(ct, seeds, **kw)
+    else:
         from hepanav.segmentation.liver import segment_liver
 
-        return segment_liver(ct, seeds, **kw)
-    raise InputError(
-        f"unknown structure {structure!r}; use one of {', '.join(STRUCTURES)}", "structure"
+        seg = segment_liver(ct, seeds, **kw)
+    _check_included(ct, seg, include or [])
+    return seg
+
+
+_NAMES = {"tumor": "tumour", "ablation": "ablation zone", "liver": "liver"}
+
+
+def _default_radius_mm(structure: str) -> float:
+    from hepanav.segmentation import ablation, liver, tumor
+
+    module = {"tumor": tumor, "ablation": ablation, "liver": liver}[structure]
+    return float(module.DEFAULT_MAX_RADIUS_MM)
+
+
+def _check_include_distance(
+    seeds: list[Seed], include: list[Seed], limit_mm: float, structure: str
+) -> None:
+    """Refuse an include point farther than the leak limit from every seed: the
+    segmenter never grows there, so it could not be joined (before: silently dropped)."""
+    for p in include:
+        d = min(float(np.linalg.norm(np.subtract(p.lps, s.lps))) for s in seeds)
+        if d > limit_mm:
+            raise InputError(
+                f"the point is {d:.1f} mm from the nearest seed, beyond --max-radius-mm "
+                f"{limit_mm:g} (the {_NAMES[structure]} may not reach it); click it as a "
+                "--seed of its own or raise --max-radius-mm",
+                p.label,
+            )
+
+
+def _check_included(ct, seg: Segmentation, include: list[Seed]) -> None:
+    """Every include point must lie in the final mask (the region grown from it joined
+    to the seed's): else ``InputError`` naming the point and why (the HU around it
+    against the HU range grown, or not connected); a note lists those joined."""
+    if not include:
+        return
+    from hepanav.segmentation.seeds import local_hu
+
+    mask = sitk.GetArrayViewFromImage(seg.mask)
+    what = _NAMES[seg.structure]
+    for p in include:
+        i, j, k = p.index
+        if mask[k, j, i]:
+            continue
+        hu, _ = local_hu(ct, p)
+        window = seg.window_hu
+        if window is not None and not window[0] <= hu <= window[1]:
+            why = (
+                f"{hu:.0f} HU around it, outside the {window[0]:.0f}-{window[1]:.0f} HU "
+                f"the {what} grew over: different tissue"
+            )
+        else:
+            why = f"{hu:.0f} HU around it, but not connected to the {what} grown from the seed"
+        raise InputError(
+            f"the point could not be joined to the {what} ({why}); move it onto the "
+            f"{what}, click it as a --seed of its own, or leave it out",
+            p.label,
+        )
+    seg.notes.append(
+        f"{len(include)} include point{'s' if len(include) > 1 else ''} "
+        f"({'; '.join(p.label for p in include)}) {'lie' if len(include) > 1 else 'lies'} "
+        "in the mask (grown from, as the seeds are)"
     )
 
 
@@ -212,12 +279,18 @@ def segment_image(
     report: bool = True,
     seed_option: str = "--seed",
 ) -> tuple[SegmentationResult, Segmentation]:
-    """Check the seeds and segment in memory (nothing written); ``out`` names the mask to be."""
+    """Check the seeds (syntax, inside the image), the CT's values
+    (:func:`hepanav.imaging.ctcheck.require_hu_ct`: finite, not a mask, HU) and where the
+    seeds fall, and segment in memory (nothing written); ``out`` names the
+    mask to be."""
+    from hepanav.imaging.ctcheck import require_hu_ct
+
     seed_list = make_seeds(ct, seeds, seed_voxels, seed_option)
     inc = make_seeds(ct, include, None, "--include")
     exc = make_seeds(ct, exclude, None, "--exclude")
     if not seed_list:
         raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)", seed_option)
+    require_hu_ct(ct, ct_path)  # after the seeds' syntax and place, before any HU is read
     from hepanav.segmentation.body import body_mask, inside_body
 
     body = body_mask(ct)

@@ -160,9 +160,17 @@ def checked_seeds(
     point checked with :func:`check_tissue` (exclude points may lie anywhere).
 
     Returns ``(seeds, include, exclude)`` as lists. Raises ``InputError`` naming the
-    first seed in air/lung or bone.
+    first seed in air/lung or bone, or an exclude point within one voxel (every index
+    differing by at most 1) of a seed or include point: it cannot be in and out at once.
     """
     include, exclude = list(include or []), list(exclude or [])
+    for x in exclude:
+        for s in list(seeds) + include:
+            if max(abs(a - b) for a, b in zip(x.index, s.index, strict=True)) <= 1:
+                raise InputError(
+                    f"{x.label} coincides with {s.label} (within one voxel): a point cannot "
+                    f"be both in and out of the {what}; move the exclude point off the {what}"
+                )
     for s in list(seeds) + include:
         check_tissue(image, s, what)
     return list(seeds), include, exclude

@@ -1,0 +1,186 @@
+"""``hepanav segment`` refusals found by a tester: an include point that is not joined,
+an exclude point on the seed, a CT with NaN voxels, in raw stored values, or a mask.
+
+Every value is known by construction (a hypodense 8 mm lesion, -45 HU, in a 105 HU
+liver block inside a body outline; lesion_case).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cli_helpers import one_line_error
+
+sys.path.insert(0, str(Path(__file__).parent))
+from segmentation_helpers import in_body, lesion_case  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """(folder, shape, grid, hu, truth): the lesion phantom inside a body, HU as float."""
+    _, truth, shape, grid, hu = lesion_case(radius=8.0, contrast=-45.0)
+    hu = in_body(hu, grid)
+    folder = tmp_path_factory.mktemp("inputerr")
+    sitk.WriteImage(sitk.Cast(grid.image(hu), sitk.sitkInt16), str(folder / "ct.nii.gz"))
+    return folder, shape, grid, hu, truth
+
+
+def _xyz(p) -> str:
+    return ",".join(f"{v:g}" for v in np.round(p, 2))
+
+
+def _segment(cli, structure, ct, out, *args):
+    return cli("segment", structure, "--ct", ct, *args, "--out", out)
+
+
+def test_include_inside_the_lesion_is_in_the_mask_with_a_note(cli, case, tmp_path):
+    folder, shape, _, _, _ = case
+    inc = shape.center + np.array([0.0, 0.0, 4.0])  # half the radius: in the lesion
+    out = tmp_path / "t.nii.gz"
+    code, _, err = _segment(
+        cli,
+        "tumor",
+        folder / "ct.nii.gz",
+        out,
+        "--seed",
+        _xyz(shape.center),
+        "--include",
+        _xyz(inc),
+    )
+    assert code == 0, err
+    assert f"--include {_xyz(inc)}" in err and "lies in the mask" in err
+    mask = sitk.ReadImage(str(out))
+    index = mask.TransformPhysicalPointToIndex(tuple(float(v) for v in inc))
+    assert mask[index] == 1
+
+
+def test_include_in_parenchyma_is_refused_as_different_tissue(cli, case, tmp_path):
+    folder, shape, _, _, _ = case
+    inc = shape.center + np.array([0.0, 0.0, 14.0])  # 6 mm outside the 8 mm lesion: liver
+    code, _, err = _segment(
+        cli,
+        "tumor",
+        folder / "ct.nii.gz",
+        tmp_path / "t.nii.gz",
+        "--seed",
+        _xyz(shape.center),
+        "--include",
+        _xyz(inc),
+    )
+    one_line_error(code, err, f"error: --include {_xyz(inc)}: ", "different tissue")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_include_beyond_the_leak_limit_is_refused(cli, case, tmp_path):
+    folder, shape, _, _, _ = case
+    inc = shape.center + np.array([0.0, 0.0, 25.0])  # 25 mm from the seed, limit 20
+    code, _, err = _segment(
+        cli,
+        "tumor",
+        folder / "ct.nii.gz",
+        tmp_path / "t.nii.gz",
+        "--seed",
+        _xyz(shape.center),
+        "--include",
+        _xyz(inc),
+        "--max-radius-mm",
+        "20",
+    )
+    one_line_error(code, err, f"--include {_xyz(inc)}: ", "25.0 mm", "--max-radius-mm 20")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("offset_mm", [0.0, 0.9])
+def test_exclude_on_the_seed_is_named_as_such(cli, case, tmp_path, offset_mm):
+    folder, shape, _, _, _ = case
+    exc = shape.center + np.array([offset_mm, 0.0, 0.0])  # within one 1 mm voxel
+    code, _, err = _segment(
+        cli,
+        "tumor",
+        folder / "ct.nii.gz",
+        tmp_path / "t.nii.gz",
+        "--seed",
+        _xyz(shape.center),
+        "--exclude",
+        _xyz(exc),
+    )
+    one_line_error(
+        code, err, f"error: --exclude {_xyz(exc)} coincides with --seed {_xyz(shape.center)}"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("structure", ["tumor", "ablation", "liver"])
+def test_nan_voxels_are_refused_for_every_structure(cli, case, tmp_path, structure):
+    _, shape, grid, hu, _ = case
+    bad = np.array(hu, np.float32)
+    bad[0, 0, :5] = np.nan  # 5 NaN and 2 infinite voxels, in the air corner
+    bad[1, 0, :2] = [np.inf, -np.inf]
+    ct = tmp_path / "nan.nii.gz"
+    sitk.WriteImage(grid.image(bad), str(ct))
+    out = tmp_path / "o" / "m.nii.gz"
+    code, _, err = _segment(cli, structure, ct, out, "--seed", _xyz(shape.center))
+    one_line_error(code, err, f"{ct}: 7 voxels are NaN or infinite")
+    assert not out.parent.exists()
+
+
+def test_raw_stored_values_are_refused_as_not_hu(cli, case, tmp_path):
+    folder, shape, grid, hu, _ = case
+    raw = tmp_path / "raw.nii.gz"  # HU + 1024 as uint16, no rescale
+    sitk.WriteImage(grid.image(np.rint(hu + 1024).astype(np.uint16)), str(raw))
+    code, _, err = _segment(cli, "tumor", raw, tmp_path / "m.nii.gz", "--seed", _xyz(shape.center))
+    one_line_error(
+        code, err, f"{raw}: does not look like HU: no air near -1000 HU", "rescale slope/intercept"
+    )
+    assert list(tmp_path.iterdir()) == [raw]
+
+
+def test_a_mask_given_as_the_ct_is_refused(cli, case, tmp_path):
+    folder, shape, _, _, truth = case
+    path = tmp_path / "mask.nii.gz"
+    sitk.WriteImage(truth, str(path))
+    code, _, err = _segment(cli, "tumor", path, tmp_path / "m.nii.gz", "--seed", _xyz(shape.center))
+    one_line_error(code, err, f"{path}: holds only 2 distinct values (0/1): a mask, not a CT")
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_true_hu_cts_pass_the_value_checks(case, shared_data):
+    """The checks never refuse a true HU CT: the phantom, a crop inside its liver (no
+    air, no fat: minimum > 0 HU) and the real scans."""
+    from hepanav.imaging import read_image
+    from hepanav.imaging.ctcheck import require_hu_ct
+
+    folder, _, _, _, _ = case
+    ct = read_image(folder / "ct.nii.gz")
+    require_hu_ct(ct, "ct")
+    inner = ct[20:44, 20:44, 16:40]  # inside the liver block
+    assert float(sitk.GetArrayViewFromImage(inner).min()) > 0
+    require_hu_ct(inner, "inner")
+    require_hu_ct(read_image(shared_data / "ct-abdomen-3mm" / "ct.nii.gz"), "3mm")
+    require_hu_ct(read_image(shared_data / "ct-abdomen-dicom" / "series"), "dicom")
+
+
+def test_margin_refuses_nan_in_the_pre_ct(cli, case, tmp_path):
+    """``hepanav margin`` reads its CTs through load_image, not the segmentation: NaN in
+    --pre is refused there too (before, it reached the registration)."""
+    folder, _, grid, hu, truth = case
+    bad = np.array(hu, np.float32)
+    bad[0, 0, :4] = np.nan
+    pre = tmp_path / "pre.nii.gz"
+    sitk.WriteImage(grid.image(bad), str(pre))
+    zone = tmp_path / "zone.nii.gz"
+    sitk.WriteImage(sitk.BinaryDilate(truth, [3, 3, 3]), str(zone))
+    tumor = tmp_path / "tumor.nii.gz"
+    sitk.WriteImage(truth, str(tumor))
+    ct = folder / "ct.nii.gz"
+    code, _, err = cli(
+        "margin", "--pre", pre, "--post", ct, "--tumor", tumor, "--ablation", zone,
+        "--out", tmp_path / "o",
+    )  # fmt: skip
+    one_line_error(code, err, f"{pre}: 4 voxels are NaN or infinite")
+    assert not (tmp_path / "o").exists()
