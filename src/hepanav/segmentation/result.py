@@ -67,6 +67,11 @@ CURVATURE_CORRECTED = True
 REMOVE_SPIKES = True
 SPIKE_NEIGHBOURS = 1
 SPIKE_PASSES = 4
+# ... only on lesions whose equivalent radius is at least this many voxels (largest side):
+# there a true tip or dent voxel lies within h^2 / (2 R) <= h / 6 of the surface. On
+# smaller lesions the voxel outline itself is made of such voxels (an 8 mm tumour on
+# 1.5 mm voxels lost Dice 0.892 -> 0.877 to the flips, tests/test_segmentation_lesions.py).
+SPIKE_MIN_RADIUS_VOXELS = 3.0
 # The surface smoothing sigma is at most the equivalent radius / this.
 RADIUS_FRACTION = 12.0
 # smooth_surface works on the mask's box padded by this many sigmas (speed only).
@@ -132,8 +137,9 @@ def remove_spikes_and_pits(mask: sitk.Image) -> sitk.Image:
     :func:`smooth_surface` (both below one voxel there) removes them; a minimum over
     the surface (the MAM) then reads a whole voxel low (issue 12, dev case 3 mm 22: a
     liver voxel 2.4 mm outside the 15 mm tumour reading 5 HU, -3 SD, MAM 0.96 mm for
-    3.90). Holes the flips would enclose are filled; a mask the flips would empty is
-    returned unchanged.
+    3.90). Holes the flips would enclose are filled; a mask the flips would empty, or
+    whose equivalent radius is below ``SPIKE_MIN_RADIUS_VOXELS`` voxels, is returned
+    unchanged.
 
     Parameters
     ----------
@@ -147,6 +153,10 @@ def remove_spikes_and_pits(mask: sitk.Image) -> sitk.Image:
     """
     inside = sitk.GetArrayFromImage(mask) != 0
     if not REMOVE_SPIKES or not inside.any():
+        return mask
+    spacing = np.asarray(mask.GetSpacing(), float)
+    r_eq = (3.0 * np.count_nonzero(inside) * float(np.prod(spacing)) / (4.0 * np.pi)) ** (1 / 3)
+    if r_eq < SPIKE_MIN_RADIUS_VOXELS * float(spacing.max()):
         return mask
     cross = ndimage.generate_binary_structure(3, 1).astype(np.uint8)
     cross[1, 1, 1] = 0
