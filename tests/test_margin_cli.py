@@ -542,3 +542,54 @@ def test_landmarks_in_ras_warned_in_json_report_and_terminal(cli, masks, tmp_pat
     assert f"warning: {warning}" in stdout.splitlines()
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Warning: landmark TRE mean" in html and "likely in RAS" in html
+
+
+def test_report_colours_an_adequate_mam_green_only_when_decisive(tmp_path):
+    """Tumour r = 8 mm offset 2 mm in a zone R = 17 mm: MAM 7 mm by construction, above
+    the 5 mm threshold. With given masks the MAM is decisive and shows green ('ok'); the
+    same masks marked as segmented from seeds are NOT decisive, so the headline MAM and the
+    "no short margin" line turn orange ('warn') and say so (a radiologist skimming the
+    colours must not read 'adequate' from a MAM the tool cannot vouch for)."""
+    from hepanav.margin.pipeline import MarginInputs, run_margin
+
+    for name, image in {
+        "tumor": sphere_mask((2.0, 0, 0), 8.0),
+        "ablation": sphere_mask((0, 0, 0), 17.0),
+    }.items():
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+    tumor, zone = tmp_path / "tumor.nii.gz", tmp_path / "ablation.nii.gz"
+    given = run_margin(MarginInputs(tumor=tumor, ablation=zone), tmp_path / "given")
+    seeded = run_margin(
+        MarginInputs(tumor=tumor, ablation=zone, from_seeds={"ablation": zone}),
+        tmp_path / "seeded",
+    )
+    assert given.result.min_margin_mm == pytest.approx(7.0, abs=0.6)
+    assert given.result.uncertainty.decisive and not seeded.result.uncertainty.decisive
+    html_given = (tmp_path / "given" / "report.html").read_text(encoding="utf-8")
+    html_seeded = (tmp_path / "seeded" / "report.html").read_text(encoding="utf-8")
+    headline = r'Minimal ablative margin \(MAM\):\s*<strong class="(\w+)">'
+    assert re.search(headline, html_given).group(1) == "ok"
+    assert re.search(headline, html_seeded).group(1) == "warn"
+    assert "interval " in html_given.split("category")[0]  # the interval beside the MAM
+    assert re.search(r'<p class="ok">None: the whole analysed', html_given)
+    assert re.search(r'<p class="warn">None: the whole analysed', html_seeded)
+    assert "NOT decisive" in html_seeded.split("<table>")[0]
+
+
+def test_same_mask_as_tumour_and_zone_refused(cli, masks, tmp_path):
+    """The tumour mask given again as the zone (tester: MAM -2.9e-14 mm, "incomplete", no
+    warning) is refused before anything is written; a zone differing by one voxel is not."""
+    out = tmp_path / "o"
+    code, _, err = cli(
+        "margin", "--tumor", masks["tumor"], "--ablation", masks["tumor"], "--out", out
+    )
+    one_line_error(code, err, "--ablation", "identical voxel for voxel")
+    assert not out.exists() or not any(out.iterdir())
+    grown = sitk.ReadImage(str(masks["tumor"]))
+    grown[33, 22, 22] = 1  # x = -21.5 + 33 = 11.5 mm: beyond the +x pole (2 + 8 = 10)
+    path = tmp_path / "grown.nii.gz"
+    sitk.WriteImage(grown, str(path))
+    original = sitk.ReadImage(str(masks["tumor"]))
+    assert sitk.GetArrayFromImage(grown).sum() == sitk.GetArrayFromImage(original).sum() + 1
+    code, _, err = cli("margin", "--tumor", masks["tumor"], "--ablation", path, "--out", out)
+    assert "identical" not in err

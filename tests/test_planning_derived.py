@@ -186,10 +186,15 @@ def test_plan_reads_a_totalsegmentator_folder(cli, tmp_path):
     )  # fmt: skip
     assert code == 0, err
     plan = json.loads((tmp_path / "plan" / "plan.json").read_text(encoding="utf-8"))
-    from hepanav.planning.risk import absent_groups, load_risk_map
+    from hepanav.planning.risk import absent_groups, load_risk_map, partly_given_groups
 
+    given = set(np.unique(labels).tolist()) - {0}  # a file per structure, vessels included
     expected = [a.name for a in absent_groups(labels.astype(np.uint16), load_risk_map())]
+    wholly = len(expected)
+    expected += [a.name for a in partly_given_groups(given, given, load_risk_map())]
     assert [a["name"] for a in plan["absent_structures"]] == expected
+    partial = [a["partial"] for a in plan["absent_structures"]]
+    assert partial == [False] * wholly + [True] * (len(expected) - wholly)
     assert "portal_and_hepatic_veins" not in expected
     assert plan["derived_structures"] == {}
 
@@ -207,3 +212,37 @@ def test_liver_seed_goes_with_derived_labels_only(cli, tmp_path):
     )  # fmt: skip
     one_line_error(code, err, "--liver-seed", "not both")
     assert not (tmp_path / "o").exists()
+
+
+def test_totalsegmentator_folder_missing_members_of_a_group_is_said(tmp_path):
+    """A folder with liver, spleen and stomach only (tester): 'bowel_and_stomach' has its
+    stomach but NO file for esophagus, small bowel, duodenum or colon, so it is listed as
+    partly given with exactly those ids (hand count from the risk map: 6, 15, 18, 19, 20);
+    an EMPTY colon file (structure outside the field of view) counts as given."""
+    from hepanav.imaging.totalseg import read_totalsegmentator
+    from hepanav.planning.risk import load_risk_map, partly_given_groups
+
+    grid = np.zeros((6, 6, 6), np.uint8)
+
+    def write(name, index=None):
+        arr = grid.copy()
+        if index is not None:
+            arr[index] = 1
+        sitk.WriteImage(sitk.GetImageFromArray(arr), str(tmp_path / f"{name}.nii.gz"))
+
+    write("liver", (1, 1, 1))
+    write("spleen", (2, 2, 2))
+    write("stomach", (3, 3, 3))
+    risk = load_risk_map()
+    read = read_totalsegmentator(tmp_path)
+    present = set(np.unique(sitk.GetArrayViewFromImage(read.image)).tolist())
+    partial = {a.name: a for a in partly_given_groups(read.given, present, risk)}
+    assert partial["bowel_and_stomach"].labels == [15, 18, 19, 20]
+    assert partial["bowel_and_stomach"].partial
+    assert "colon (20)" in partial["bowel_and_stomach"].message
+    assert partial["spleen_and_pancreas"].labels == [7]  # pancreas has no file
+    assert "kidney" not in partial  # wholly absent: absent_groups' job, not repeated
+    write("colon")  # empty: segmented, outside the field of view
+    read = read_totalsegmentator(tmp_path)
+    partial = {a.name: a for a in partly_given_groups(read.given, present, risk)}
+    assert partial["bowel_and_stomach"].labels == [15, 18, 19]

@@ -57,6 +57,10 @@ def test_segment_tumor_writes_mask_json_report(cli, body_ct, tmp_path):
     assert record["volume_ml"] == pytest.approx(expected_ml)
     html = (tmp_path / "tumor.html").read_text(encoding="utf-8")
     assert "NOT a medical device" in html and "data:image/png" in html
+    # the seed's voxel (0-based, as --seed-voxel) and its slice (1-based, as the captions)
+    i, j, k = record["seeds"][0]["voxel"]
+    assert f"voxel {i}, {j}, {k} (i, j, k counted from 0" in html
+    assert f"CT slice {k + 1} counted from 1" in html
     # the edge fractions beside the mask (for the margin's sub-voxel surface): a box of
     # the CT grid, >= 0.5 exactly where the mask is 1
     fraction = sitk.ReadImage(str(tmp_path / "tumor.fraction.nii.gz"))

@@ -86,6 +86,7 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     page.screenshot(path=shots / "segment-progress.png", full_page=True)
     assert wait_for_job(page) == "done", page.text_content("#job-status")
     page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+    assert_scale_bars(page, "[window.hepanav.a, window.hepanav.b]", 2)
     page.screenshot(path=shots / "segment-inspect.png", full_page=True)
     # Accept the masks; liver masks help the registration.
     page.select_option("select[name=liver_pre]", "pre_liver.nii.gz")
@@ -110,6 +111,7 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     cursor = page.evaluate("window.hepanav.cursor()")
     mam = result["mam_point_lps_mm"]
     assert max(abs(a - b) for a, b in zip(cursor, mam, strict=True)) < 1.6, (cursor, mam)
+    assert_scale_bars(page, "[window.hepanav.nv]", 1)
     # The margin-coloured tumour surface and the zone in the 3D view.
     page.wait_for_function("window.hepanavSurface !== undefined", timeout=120_000)
     meshes = page.evaluate("window.hepanavSurface.meshes.map(m => [m.name, m.layers.length,"
@@ -144,6 +146,88 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     assert "choose PACS and/or the registry" in page.text_content("#error-message")
     assert "Traceback" not in page.content()
     page.close()
+
+
+SCALE_BAR_JS = """(() => { const out = {};
+  for (const [key, nv] of [["pre", window.hepanav.a], ["post", window.hepanav.b]]) {
+    nv.drawScene();
+    out[key] = { isRuler: nv.opts.isRuler, letters: nv.opts.isOrientationTextVisible
+                   && nv.opts.showAllOrientationMarkers,
+                 tiles: nv.screenSlices.filter(t => t.axCorSag <= 2)
+                          .map(t => [t.axCorSag, t.leftTopWidthHeight[2], t.fovMM[0]]),
+                 bars: nv.hepanavScaleBars.map(b => Object.assign({}, b,
+                   { startMM: nv.screenXY2mm(b.start[0], b.start[1]).slice(0, 3),
+                     endMM: nv.screenXY2mm(b.end[0], b.end[1]).slice(0, 3) })) };
+  }
+  return out; })()"""
+
+
+def white_run(png: Path, bar: dict) -> float:
+    """Fraction of the bar's pixel row (between its ends) drawn white in the screenshot."""
+    from PIL import Image
+
+    rgb = Image.open(png).convert("RGB")
+    y = round(bar["start"][1])
+    xs = range(int(bar["start"][0]) + 2, int(bar["end"][0]) - 1)
+    return sum(min(rgb.getpixel((x, y))) >= 200 for x in xs) / len(xs)
+
+
+def test_slice_views_have_a_scale_bar_in_mm(web_server, browser, shots):
+    """Every slice tile of both margin viewers shows a scale bar labelled in mm, of the
+    length it says: at zoom 1 the axial tile spans the CT's width (240 voxels x 1.5 mm =
+    360 mm, read from the file), at zoom 3 three times as many pixels per mm."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(web_server.data_dir / "cases" / CASE / "pre_ct.nii.gz"))
+    width_mm = image.GetSize()[0] * image.GetSpacing()[0]
+    page = _page(browser, viewport={"width": 1300, "height": 1000})
+    login(page, web_server, "radiologist")
+    page.goto(f"{web_server.url}/cases/{CASE}/margin")
+    page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+    for zoom in (1, 3):
+        page.evaluate(f"for (const nv of [window.hepanav.a, window.hepanav.b])"
+                      f" nv.scene.pan2Dxyzmm[3] = {zoom}")
+        views = page.evaluate(SCALE_BAR_JS)
+        for key, view in views.items():
+            assert view["isRuler"] is True and view["letters"] is True, key
+            tiles = {t[0]: t for t in view["tiles"]}
+            assert sorted(tiles) == [0, 1, 2], view["tiles"]  # axial, coronal, sagittal
+            assert abs(abs(tiles[0][2]) - width_mm / zoom) < 1e-3, (tiles[0], width_mm, zoom)
+            px_per_mm = zoom * abs(tiles[0][1]) / width_mm
+            bars = view["bars"]
+            assert sorted(b["axCorSag"] for b in bars) == [0, 1, 2], bars
+            for bar in bars:
+                mm = bar["mm"]
+                assert bar["label"] == f"{mm} mm"
+                length_px = bar["end"][0] - bar["start"][0]
+                assert abs(length_px - mm * px_per_mm) < 0.01, (bar, px_per_mm)
+                # NiiVue's own screen-to-patient mapping (what a click uses) agrees
+                shown = sum((e - s) ** 2 for s, e in zip(bar["startMM"], bar["endMM"],
+                                                          strict=True)) ** 0.5
+                assert abs(shown - mm) < 1 / px_per_mm, (bar, shown)
+            png = shots / f"margin-scale-bar-{key}-zoom{zoom}.png"
+            page.locator(f"#gl-{key}").screenshot(path=png)
+            for bar in bars:
+                assert white_run(png, bar) > 0.9, (png, bar)
+        if zoom == 1:
+            first = views["pre"]["bars"][0]["mm"]
+    # zooming in shortens the bar in mm (it still fits its tile) and keeps it true
+    assert views["pre"]["bars"][0]["mm"] < first
+    page.screenshot(path=shots / "margin-scale-bar.png", full_page=True)
+    page.close()
+
+
+def assert_scale_bars(page, viewers_js: str, count: int) -> None:
+    """Each NiiVue viewer in ``viewers_js`` (a JS array) has the scale bar on, one bar per
+    slice tile (axial, coronal, sagittal) labelled in mm, and its orientation letters on."""
+    views = page.evaluate(f"{viewers_js}.map(nv => {{ nv.drawScene(); return [nv.opts.isRuler,"
+                          " nv.opts.showAllOrientationMarkers,"
+                          " nv.hepanavScaleBars.map(b => [b.axCorSag, b.label, b.mm])]; })")
+    assert len(views) == count
+    for is_ruler, letters, bars in views:
+        assert is_ruler is True and letters is True
+        assert sorted(b[0] for b in bars) == [0, 1, 2], bars
+        assert all(label == f"{mm} mm" for _, label, mm in bars), bars
 
 
 def truth_centre(truth: dict) -> list[float]:
@@ -394,6 +478,8 @@ def test_planning_workflow_in_the_browser(web_server, browser, shots):
         assert verdict.startswith("Feasible")
         assert page.locator("#needles tr").count() == 1 + len(plan["needles"])
         page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
+        # a 3D perspective view: no scale bar (no single mm per pixel), the orientation cube
+        assert page.evaluate("window.hepanav.nv.opts.isOrientCube") is True
     else:
         # An infeasible plan is never shown as placeable trajectories.
         assert verdict.startswith("NOT feasible")

@@ -36,6 +36,9 @@ class LabelMap:
     image: sitk.Image
     names: dict[int, str]
     skipped: list[str] = field(default_factory=list)
+    # Ids with a file in the folder, empty masks included (a structure outside the field
+    # of view); None for a multi-label file, where "not given" cannot be told apart.
+    given: set[int] | None = None
 
 
 def _stem(path: Path) -> str:
@@ -117,4 +120,4 @@ def read_totalsegmentator(path: str | Path, reference: sitk.Image | None = None)
             names[label] = table.get(label, _stem(p))
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(ref)
-    return LabelMap(image, names, skipped)
+    return LabelMap(image, names, skipped, given={label for _, label in known})

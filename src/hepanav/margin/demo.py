@@ -44,9 +44,16 @@ def run(out: Path) -> list[Path]:
     result = run_margin(inputs, out).result
     truth = json.loads((case_dir / "truth.json").read_text(encoding="utf-8"))
     reg = result.registration
+    u = result.uncertainty
+    interval = (
+        f", interval {u.min_margin_interval_mm[0]:.2f} to {u.min_margin_interval_mm[1]:.2f} mm"
+        if u.min_margin_interval_mm
+        else ", no interval"
+    )
     console.print(
-        f"MAM {result.min_margin_mm:.2f} mm (truth {truth['min_margin_mm']:.2f}), "
-        f"category {result.category} (truth {truth['category']}), 6 mm shell "
+        f"MAM {result.min_margin_mm:.2f} mm{interval} (truth {truth['min_margin_mm']:.2f}), "
+        f"category {result.category} (truth {truth['category']})"
+        f"{'' if u.decisive else ', NOT decisive'}, 6 mm shell "
         f"{100 * result.shell_coverage_6mm:.1f}% (truth {100 * truth['shell_coverage_6mm']:.1f}%)"
     )
     console.print(

@@ -77,6 +77,12 @@ def zone_gaps(
     if not zone.any() or zone.all():
         return []
     spacing_zyx = tuple(float(v) for v in reversed(grid.GetSpacing()))
+    # Every gap lies within the closing radius of the zone's box: work on that box plus
+    # a margin of non-zone voxels (or the grid's edge). Same result as on the whole grid:
+    # the distances to the zone and to the dilation's outside are reached within the box,
+    # and the box's outer layer is outside the dilation, connected to the grid's edge.
+    offset, box = _zone_box(zone, spacing_zyx, closing_radius_mm)
+    zone, zone_field, tumor_field = zone[box], zone_field[box], tumor_field[box]
     holes = ndimage.binary_fill_holes(zone) & ~zone
     dilated = ndimage.distance_transform_edt(~zone, sampling=spacing_zyx) <= closing_radius_mm
     if dilated.all():
@@ -101,7 +107,7 @@ def zone_gaps(
             continue
         if min(s.stop - s.start for s in where) < 2:
             continue  # one grid step thin: the waist between thick slices, see above
-        ijk = np.argwhere(member) + np.array([s.start for s in where])  # (z, y, x)
+        ijk = np.argwhere(member) + np.array([s.start for s in where]) + offset  # (z, y, x)
         centre = voxel_to_lps(grid, ijk[:, ::-1].astype(float).mean(axis=0, keepdims=True))[0]
         extent = (ijk.max(axis=0) - ijk.min(axis=0) + 1)[::-1] * np.asarray(grid.GetSpacing())
         near = to_tumor[where][member]
@@ -121,3 +127,18 @@ def zone_gaps(
             )
         )
     return sorted(out, key=lambda g: -g.volume_ml)
+
+
+def _zone_box(
+    zone: np.ndarray, spacing_zyx: tuple[float, ...], radius_mm: float
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """First index (z, y, x) and slices of the zone's box grown by ``radius_mm`` plus two
+    voxels per axis, clipped to the grid."""
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(np.any(zone, axis=other))
+        grow = int(np.ceil(radius_mm / spacing_zyx[axis])) + 2
+        lo.append(max(int(hit[0]) - grow, 0))
+        hi.append(min(int(hit[-1]) + grow, zone.shape[axis] - 1))
+    return np.array(lo), tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))

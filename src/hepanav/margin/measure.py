@@ -489,39 +489,63 @@ def shell_coverages(
         Coverage fraction in [0, 1] per shell.
     """
     spacing_zyx = tuple(reversed(grid.GetSpacing()))
-    outside = tumor_field < 0.5
+    diagonal = float(np.linalg.norm(spacing_zyx))
+    widest = max(shells_mm)
+    # The shells lie within widest + diagonal of the tumour: the distance transform runs
+    # on the tumour's box grown by that (plus a voxel), where it equals the whole grid's
+    # (the nearest tumour voxel of every point is in the box). Indices below are the
+    # grid's (``offset`` added back).
+    offset, box = _grown_box(tumor_field >= 0.5, spacing_zyx, widest + diagonal)
+    outside = tumor_field[box] < 0.5
     nearest = np.empty((3, *outside.shape), dtype=np.int32)
     edt = ndimage.distance_transform_edt(
         outside, sampling=spacing_zyx, return_indices=True, indices=nearest
     )
-    diagonal = float(np.linalg.norm(spacing_zyx))
-    widest = max(shells_mm)
     candidate = outside & (edt <= widest + diagonal)
     if liver_field is not None:
-        candidate &= liver_field >= 0.5
+        candidate &= liver_field[box] >= 0.5
     count = int(np.count_nonzero(candidate))
     if count > MAX_SHELL_SAMPLES:
         # A regular sub-lattice samples the volume fractions without bias and keeps
-        # the exact-distance work bounded for large tumours.
+        # the exact-distance work bounded for large tumours (every stride-th GRID index).
         stride = int(np.ceil(np.cbrt(count / MAX_SHELL_SAMPLES)))
         lattice = np.zeros_like(candidate)
-        lattice[::stride, ::stride, ::stride] = True
+        first = (-offset) % stride
+        lattice[first[0] :: stride, first[1] :: stride, first[2] :: stride] = True
         candidate &= lattice
-    idx = np.argwhere(candidate)  # (z, y, x)
+    idx = np.argwhere(candidate) + offset  # (z, y, x) on the grid
     d = edt[candidate].copy()
     band = np.flatnonzero(
         np.any([(d > x - diagonal) & (d <= x + diagonal) for x in shells_mm], axis=0)
     )
     if band.size:
         points = voxel_to_lps(grid, idx[band][:, ::-1].astype(float))
-        z, y, x = idx[band].T
-        seeds = voxel_to_lps(grid, nearest[:, z, y, x][::-1].T.astype(float))
+        z, y, x = (idx[band] - offset).T
+        feature = nearest[:, z, y, x] + offset[:, None]
+        seeds = voxel_to_lps(grid, feature[::-1].T.astype(float))
         # Seen from outside, the tumour is locally convex: the seeds (nearest tumour
         # voxel) are within a voxel of the foot point and two steps suffice.
         d[band], _ = distance_to_mesh(points, tumor_mesh, seeds, k=12, max_steps=2)
-    covered = zone_field[candidate] >= 0.5
+    covered = zone_field[box][candidate] >= 0.5
     out = []
     for width in shells_mm:
         in_shell = d <= width
         out.append(float(covered[in_shell].mean()) if in_shell.any() else 0.0)
     return out
+
+
+def _grown_box(
+    inside: np.ndarray, spacing_zyx: tuple[float, ...], reach_mm: float
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """First index (z, y, x) and slices of the box of ``inside`` grown by ``reach_mm``
+    plus one voxel per axis, clipped to the array (the whole array when it is empty)."""
+    if not inside.any():
+        return np.zeros(3, int), tuple(slice(0, n) for n in inside.shape)
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(np.any(inside, axis=other))
+        grow = int(np.ceil(reach_mm / spacing_zyx[axis])) + 1
+        lo.append(max(int(hit[0]) - grow, 0))
+        hi.append(min(int(hit[-1]) + grow, inside.shape[axis] - 1))
+    return np.array(lo), tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))

@@ -362,6 +362,7 @@ def run_margin_pipeline(
         raise InputError("give both liver masks, or neither", "--liver-pre/--liver-post")
     if pre is None and liver_pre is not None:
         raise InputError("liver masks of a pre/post pair need --pre and --post", "--liver-pre")
+    _refuse_identical_masks(tumor, ablation)
     images: dict[str, sitk.Image] = {"tumor": tumor, "ablation": ablation}
     for name, image in (
         ("pre", pre),
@@ -556,6 +557,34 @@ def read_inputs(
             add("ct", load_image(inputs.ct, "CT (figures)"))
             require_overlap(images["ct"], images["ablation"], inputs.ct)
     return images
+
+
+def _refuse_identical_masks(tumor: sitk.Image, ablation: sitk.Image) -> None:
+    """Refuse a tumour mask identical, voxel for voxel, to the ablation-zone mask.
+
+    An ablation zone that coincides with the tumour on the same grid is not a result of
+    any ablation; it is the same file (or label) given twice, and its MAM (0 mm,
+    "incomplete") would look like a measurement.
+
+    Raises
+    ------
+    InputError
+        Same size, spacing, origin and direction and the same non-zero voxels.
+    """
+    same_grid = (
+        tumor.GetSize() == ablation.GetSize()
+        and np.allclose(tumor.GetSpacing(), ablation.GetSpacing())
+        and np.allclose(tumor.GetOrigin(), ablation.GetOrigin())
+        and np.allclose(tumor.GetDirection(), ablation.GetDirection())
+    )
+    if same_grid and np.array_equal(
+        sitk.GetArrayFromImage(tumor) != 0, sitk.GetArrayFromImage(ablation) != 0
+    ):
+        raise InputError(
+            "the tumour and ablation-zone masks are identical voxel for voxel (the same "
+            "mask given twice?); give the zone segmented on the post-ablation CT",
+            "--ablation",
+        )
 
 
 def _same_frame(zone: InputRecord, tumor: InputRecord, source: Path) -> None:

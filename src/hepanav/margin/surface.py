@@ -47,6 +47,15 @@ THICK_STEP_MM = 1.0
 EDGE_BAND = 0.49
 # Signed distance (mm) given to grid points beyond the mask's neighbourhood.
 FAR_MM = 1000.0
+# Resampling through a registration transform (``resample_through``): exact within this
+# signed distance (mm) of the surface; elsewhere through the transform's displacement
+# field on every ~FIELD_STEP_MM of the grid's nodes, which must agree with the exact
+# resampling within FIELD_TOLERANCE_MM (mm) on the band's box, else all is exact; grids
+# below FIELD_MIN_POINTS points are always resampled exactly.
+EXACT_BAND_MM = 3.0
+FIELD_STEP_MM = 2.0
+FIELD_TOLERANCE_MM = 0.05
+FIELD_MIN_POINTS = 100_000
 # Smoothest separating signed distance on all-fine grids (``_smoothest_separating``):
 # band half-width (voxels of the coarsest axis) whose values are re-estimated, weight of
 # the pull towards the Gaussian field (mm^-4), the depth (mm) every voxel keeps on its
@@ -94,6 +103,21 @@ FRACTION_SURFACE_COARSE = True
 CURVATURE_CORRECTION = False
 CURVATURE_SCALE = 1.5
 CURVATURE_MAX = (0.5, 0.7)
+# Coarse grids (every voxel side above SEPARATOR_MAX_SPACING_MM), binary masks: within
+# LOCAL_SPHERE_BAND_VOXELS (coarsest axis) of the surface, the signed distance from each
+# voxel centre to a sphere fitted in a window of LOCAL_SPHERE_WINDOW_MM around it to the
+# midpoints of the lattice edges that join an inside and an outside voxel centre and to
+# their normals (weight LOCAL_SPHERE_NORMAL_WEIGHT; ``_local_sphere_field``); midpoints
+# whose normal turns by more than 60 degrees from the centre's are left out (the other
+# wall of a shell or a channel). Where the mask or its outside is thinner than
+# LOCAL_SPHERE_THIN_VOXELS (coarsest voxels; blended between the two) the field of the
+# occupancy blur is kept, so one-voxel objects and gaps keep their bounds.
+LOCAL_SPHERE = True
+LOCAL_SPHERE_WINDOW_MM = 13.0
+LOCAL_SPHERE_BAND_VOXELS = 1.5
+LOCAL_SPHERE_NORMAL_WEIGHT = 10.0
+LOCAL_SPHERE_NORMAL_AGREE = 0.5
+LOCAL_SPHERE_THIN_VOXELS = (0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -181,10 +205,94 @@ def mask_field(
     image.SetDirection(mask.GetDirection())
     first = np.asarray(lo, float) - (factors // 2) / factors
     image.SetOrigin(mask.TransformContinuousIndexToPhysicalPoint(first.tolist()))
+    if transform is None:
+        out = sitk.Resample(
+            image, grid, sitk.Transform(), sitk.sitkLinear, -FAR_MM, sitk.sitkFloat32
+        )
+        return 0.5 + sitk.GetArrayFromImage(out)
+    return 0.5 + resample_through(image, grid, transform)
+
+
+def _resample_exact(
+    image: sitk.Image, grid: sitk.Image, transform: sitk.Transform, lo=None, size=None
+) -> np.ndarray:
+    """``image`` resampled (trilinear, default ``-FAR_MM``) through ``transform`` onto
+    ``grid`` or onto its index box ``lo`` (x, y, z) of ``size``; float32, (z, y, x)."""
+    lo = np.zeros(3, int) if lo is None else np.asarray(lo, int)
+    size = np.asarray(grid.GetSize() if size is None else size, int)
     out = sitk.Resample(
-        image, grid, transform or sitk.Transform(), sitk.sitkLinear, -FAR_MM, sitk.sitkFloat32
+        image,
+        [int(n) for n in size],
+        transform,
+        sitk.sitkLinear,
+        grid.TransformIndexToPhysicalPoint([int(i) for i in lo]),
+        grid.GetSpacing(),
+        grid.GetDirection(),
+        -FAR_MM,
+        sitk.sitkFloat32,
     )
-    return 0.5 + sitk.GetArrayFromImage(out)
+    return sitk.GetArrayFromImage(out)
+
+
+def resample_through(image: sitk.Image, grid: sitk.Image, transform: sitk.Transform) -> np.ndarray:
+    """A signed distance (mm) resampled through a registration transform onto ``grid``.
+
+    Same values as ``sitk.Resample(image, grid, transform, linear, -FAR_MM)`` within
+    ``EXACT_BAND_MM`` of the surface (and on the index box holding that band), for a
+    fraction of the cost: a composite of B-splines costs ~2 us a point, and the
+    analysis grid holds up to ``MAX_GRID_VOXELS`` (6 M) points. Elsewhere the transform
+    is replaced by its displacement field sampled every ~``FIELD_STEP_MM`` on the grid's
+    own nodes (trilinear in between); those values are only compared with the surface
+    level 0.5 (inside / outside, shells, residual voxels) or used to order voxels by
+    their distance to the tumour (:func:`hepanav.margin.gaps.zone_gaps`, which then
+    measures the distance on the mesh), so they need no more than the right side.
+
+    The field's error is checked where both are known: on the band's box the exact
+    and the field resampling must agree within ``FIELD_TOLERANCE_MM`` (a few hundredths
+    of ``EXACT_BAND_MM``), else the whole grid is resampled exactly.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        Signed distance (mm, positive inside) on the mask's own (sub-sampled) grid.
+    grid : SimpleITK.Image
+        Analysis grid.
+    transform : SimpleITK.Transform
+        Maps grid points to ``image`` space (ITK resampling convention).
+
+    Returns
+    -------
+    ndarray, shape (nz, ny, nx), float32
+        The signed distance on ``grid`` (mm), ``-FAR_MM`` beyond ``image``.
+    """
+    size = np.asarray(grid.GetSize(), int)
+    spacing = np.asarray(grid.GetSpacing(), float)
+    stride = np.maximum(1, np.floor(FIELD_STEP_MM / spacing + 1e-9)).astype(int)
+    if np.all(stride == 1) or np.prod(size) < FIELD_MIN_POINTS:
+        return _resample_exact(image, grid, transform)
+    # Field nodes on grid nodes 0, s, 2s, ... up to (at least) the last grid node.
+    nodes = (size - 1 + stride - 1) // stride + 1
+    field = sitk.TransformToDisplacementField(
+        transform,
+        sitk.sitkVectorFloat64,
+        [int(n) for n in nodes],
+        grid.GetOrigin(),
+        (spacing * stride).tolist(),
+        grid.GetDirection(),
+    )
+    approx = _resample_exact(image, grid, sitk.DisplacementFieldTransform(field))
+    band = np.abs(approx) < EXACT_BAND_MM + FIELD_TOLERANCE_MM
+    if not band.any():
+        return _resample_exact(image, grid, transform)
+    where = np.argwhere(band)  # (z, y, x)
+    lo = np.maximum(where.min(axis=0)[::-1] - 1, 0)
+    hi = np.minimum(where.max(axis=0)[::-1] + 1, size - 1)
+    exact = _resample_exact(image, grid, transform, lo, hi - lo + 1)
+    box = tuple(slice(int(lo[a]), int(hi[a]) + 1) for a in (2, 1, 0))
+    if float(np.max(np.abs(exact - approx[box]))) > FIELD_TOLERANCE_MM:
+        return _resample_exact(image, grid, transform)
+    approx[box] = exact
+    return approx
 
 
 def occupancy_offset(occupancy: sitk.Image, mask: sitk.Image) -> np.ndarray:
@@ -468,7 +576,10 @@ def signed_distance(
         is coarser than ``SEPARATOR_MAX_SPACING_MM``, the band near the surface is then
         replaced by the smoothest field that keeps every voxel
         on its side (:func:`_smoothest_separating`), except where the mask or its
-        outside is thin.
+        outside is thin. When every voxel side is above ``SEPARATOR_MAX_SPACING_MM``
+        (2-5 mm voxels) and no ``fraction`` is given, the values within
+        ``LOCAL_SPHERE_BAND_VOXELS`` of the surface are the distances to spheres fitted
+        locally to the voxels' side changes (:func:`_local_sphere_field`, ``LOCAL_SPHERE``).
     """
     if not inside.any():
         return np.full(inside.shape, -FAR_MM)
@@ -505,6 +616,8 @@ def signed_distance(
     keep_out = ~inside & (sdf > -quarter)
     sdf[keep_in] = np.maximum(sdf[keep_in], quarter[keep_in])
     sdf[keep_out] = np.minimum(sdf[keep_out], -quarter[keep_out])
+    if LOCAL_SPHERE and fraction is None and float(np.min(zyx)) > SEPARATOR_MAX_SPACING_MM:
+        sdf = _local_sphere_field(sdf, inside, zyx, occupancy)
     if fine_path:
         sdf = _smoothest_separating(sdf, inside, zyx, fraction)
     if (fine_path or (FRACTION_SURFACE_COARSE and np.all(sigma_mm > 0))) and (
@@ -729,6 +842,116 @@ def _smoothest_separating(
     deep_out = ndimage.maximum_filter(_box_distance(~inside, h), size=reach)
     weight = np.clip((np.minimum(deep_in, deep_out) - lo) / (hi - lo), 0.0, 1.0)
     return sdf + weight * (smooth - sdf)
+
+
+def _local_sphere_field(
+    sdf: np.ndarray,
+    inside: np.ndarray,
+    spacing_zyx: np.ndarray,
+    occupancy: np.ndarray,
+    window_mm: float | None = None,
+) -> np.ndarray:
+    """Signed distance (mm, positive inside) near the surface of a binary mask on a coarse
+    grid, from a sphere fitted locally to where the voxels change side.
+
+    On 3 mm voxels the plane-edge inversion of the blurred occupancy lies about
+    ``sigma^2 / R`` inside a convex surface and ripples by +-0.25 voxel (a local estimate
+    from a few voxels; docs/margin.md, "Curvature-corrected coarse surfaces"); a minimum
+    over the surface (the MAM) collects the dents. Here every voxel centre within
+    ``LOCAL_SPHERE_BAND_VOXELS`` of the surface takes the signed distance to an algebraic
+    sphere ``f(x) = c + g.x + a |x|^2`` (x in mm from the centre; algebraic point set
+    surfaces, Guennebaud & Gross, SIGGRAPH 2007) fitted by weighted least squares, in a
+    ball window of ``window_mm`` (weight ``(1 - r^2 / W^2)^2``), to
+
+    - ``f = 0`` at the midpoint of each lattice edge joining an inside and an outside
+      voxel centre (its error, up to half an edge along the edge, averages out over a
+      curved surface, which crosses the lattice at every phase), and
+    - ``grad f = n`` there (weight ``LOCAL_SPHERE_NORMAL_WEIGHT``), ``n`` the unit
+      gradient of the blurred occupancy (inward), which fixes the scale of ``f``;
+
+    midpoints whose normal turns by more than ``acos(LOCAL_SPHERE_NORMAL_AGREE)`` from the
+    centre voxel's are left out (another wall). The distance from the centre to the sphere
+    along ``g`` is the root of ``c + |g| t + a t^2`` nearest to 0: exact for a sphere and
+    a plane. Every voxel keeps its side (``SEPARATOR_DEPTH_MM``), and where the mask or its
+    outside is locally thinner than ``LOCAL_SPHERE_THIN_VOXELS`` the given field is kept.
+
+    Parameters
+    ----------
+    sdf : ndarray, shape (nz, ny, nx)
+        Signed distance (mm) from :func:`signed_distance`'s first steps.
+    inside : ndarray of bool, same shape
+    spacing_zyx : ndarray, shape (3,)
+        Voxel size (z, y, x), mm.
+    occupancy : ndarray, same shape
+        The blurred occupancy (0..1), for the normals.
+    """
+    window_mm = LOCAL_SPHERE_WINDOW_MM if window_mm is None else window_mm
+    h = np.asarray(spacing_zyx, float)
+    band = np.abs(sdf) < LOCAL_SPHERE_BAND_VOXELS * h.max()
+    where = np.argwhere(band)
+    if where.size == 0 or min(inside.shape) < 3:
+        return sdf
+    reach = np.floor(window_mm / h).astype(int) + 1
+    pad = int(reach.max()) + 2
+    ins = np.pad(inside, pad, mode="edge")
+    grad = np.stack(np.gradient(occupancy.astype(np.float64), *h), -1)
+    grad /= np.maximum(np.linalg.norm(grad, axis=-1, keepdims=True), 1e-12)
+    normal = np.pad(grad, ((pad, pad),) * 3 + ((0, 0),), mode="edge")
+    centre = where + pad
+    n_centre = normal[tuple(centre.T)]
+    offsets = np.stack(
+        np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1
+    ).reshape(-1, 3)
+    n = len(where)
+    ata = np.zeros((n, 25))
+    atb = np.zeros((n, 5))
+    for axis in range(3):
+        e = np.zeros(3, int)
+        e[axis] = 1
+        mid = (offsets + 0.5 * e) * h
+        r = np.linalg.norm(mid, axis=1)
+        keep = r <= window_mm
+        off, mid, r = offsets[keep], mid[keep], r[keep]
+        weight = (1.0 - (r / window_mm) ** 2) ** 2
+        for chunk in np.array_split(np.arange(n), max(1, n * len(off) // 2_000_000)):
+            a_at = centre[chunk, None, :] + off[None]
+            b_at = a_at + e
+            side_a = ins[a_at[..., 0], a_at[..., 1], a_at[..., 2]]
+            side_b = ins[b_at[..., 0], b_at[..., 1], b_at[..., 2]]
+            nv = normal[a_at[..., 0], a_at[..., 1], a_at[..., 2]]
+            nv = nv + normal[b_at[..., 0], b_at[..., 1], b_at[..., 2]]
+            nv /= np.maximum(np.linalg.norm(nv, axis=-1, keepdims=True), 1e-12)
+            agree = np.einsum("npk,nk->np", nv, n_centre[chunk]) > LOCAL_SPHERE_NORMAL_AGREE
+            w = np.where((side_a != side_b) & agree, weight[None], 0.0)  # N x P
+            rows = np.concatenate([np.ones((len(mid), 1)), mid, (mid**2).sum(1)[:, None]], 1)
+            ata[chunk] += w @ np.einsum("pi,pj->pij", rows, rows).reshape(len(mid), 25)
+            for j in range(3):
+                rg = np.zeros((len(mid), 5))
+                rg[:, 1 + j] = 1.0
+                rg[:, 4] = 2.0 * mid[:, j]
+                wn = LOCAL_SPHERE_NORMAL_WEIGHT * w
+                ata[chunk] += wn @ np.einsum("pi,pj->pij", rg, rg).reshape(len(mid), 25)
+                atb[chunk] += (wn * nv[..., j]) @ rg
+    ata = ata.reshape(n, 5, 5) + 1e-9 * np.eye(5)[None]
+    sol = np.linalg.solve(ata, atb[..., None])[..., 0]
+    c, g, a = sol[:, 0], sol[:, 1:4], sol[:, 4]
+    gn = np.linalg.norm(g, axis=1)
+    disc = gn**2 - 4.0 * a * c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # the root of c + |g| t + a t^2 nearest to 0 (t along -g), positive inside
+        d = np.where(disc >= 0, 2.0 * c / (gn + np.sqrt(np.maximum(disc, 0.0))), c / gn)
+    fitted = sdf.copy()
+    ok = np.isfinite(d) & (gn > 1e-6)
+    fitted[tuple(where[ok].T)] = d[ok]
+    depth = SEPARATOR_DEPTH_MM
+    fitted = np.where(inside, np.maximum(fitted, depth), np.minimum(fitted, -depth))
+    lo, hi = (v * float(h.min()) for v in LOCAL_SPHERE_THIN_VOXELS)
+    # the deepest point within reach of a surface voxel lies a voxel deeper than ``hi``
+    span = [2 * int(np.ceil((hi + h.max()) / s)) + 1 for s in h]
+    deep_in = ndimage.maximum_filter(_box_distance(inside, h), size=span)
+    deep_out = ndimage.maximum_filter(_box_distance(~inside, h), size=span)
+    thick = np.clip((np.minimum(deep_in, deep_out) - lo) / (hi - lo), 0.0, 1.0)
+    return sdf + thick * (fitted - sdf)
 
 
 def _conjugate_gradients(matvec, rhs, x0, diag, tol=SEPARATOR_TOL, max_iter=2000):

@@ -24,7 +24,12 @@ from hepanav.planning.devices import load_device
 from hepanav.planning.needle_table import needle_guides, tumour_size
 from hepanav.planning.planner import PlanOutput, align_inputs, plan
 from hepanav.planning.report import write_placement_report, write_plan_report
-from hepanav.planning.risk import absent_groups, load_risk_map, structure_name
+from hepanav.planning.risk import (
+    absent_groups,
+    load_risk_map,
+    partly_given_groups,
+    structure_name,
+)
 from hepanav.planning.schema import MAX_MARGIN_MM, NeedleError, PlacementResult, PlanResult
 from hepanav.planning.slicer import write_markups
 from hepanav.planning.verification import (
@@ -96,12 +101,13 @@ def run_plan(
         threshold=mask_threshold,
         option="--tumor-label",
     )
-    derived, label_notes = None, []
+    derived, label_notes, given_ids = None, [], None
     if labels_path is not None and _is_totalsegmentator_folder(Path(labels_path)):
         from hepanav.imaging.totalseg import read_totalsegmentator
 
         label_map_read = read_totalsegmentator(labels_path, reference=ct)
         labels, names = label_map_read.image, dict(label_map_read.names)
+        given_ids = label_map_read.given
         records = [ct_record, tumor_record]
         if label_map_read.skipped:
             label_notes.append(
@@ -154,7 +160,7 @@ def run_plan(
     refuse_entries_off_skin(out.result)
     out.result.tumour_size = tumour_size(inp.tumor)
     out.result.input_records = records
-    add_structure_warnings(out.result, inp.labels, risk, derived)
+    add_structure_warnings(out.result, inp.labels, risk, derived, given=given_ids)
     out.result.derivation_notes += label_notes
     out_dir = Path(out_dir)
     region = out.region
@@ -202,16 +208,26 @@ def _is_totalsegmentator_folder(path: Path) -> bool:
     )
 
 
-def add_structure_warnings(result: PlanResult, labels: sitk.Image, risk, derived=None) -> None:
+def add_structure_warnings(
+    result: PlanResult, labels: sitk.Image, risk, derived=None, given: set[int] | None = None
+) -> None:
     """Record what was derived from the CT and every risk-map group absent from the label
-    map (in ``absent_structures`` and, as a WARNING, in the message): never silent."""
+    map (in ``absent_structures`` and, as a WARNING, in the message): never silent.
+
+    ``given``: for a TotalSegmentator folder, the ids it has a file for; a group with some
+    members given and others without any file is listed too (``partial``, the missing
+    ids), e.g. a folder with the stomach but no colon or small bowel."""
     if derived is not None:
         result.derived_structures = dict(derived.derived)
         result.derivation_notes = list(derived.notes)
     result.absent_structures = absent_groups(labels, risk)
+    if given is not None:
+        present = set(np.unique(sitk.GetArrayViewFromImage(labels)).tolist())
+        result.absent_structures += partly_given_groups(given, present, risk)
     if result.absent_structures:
         names = ", ".join(
-            f"{a.name} ({'heat sink' if a.heat_sink else 'no-go'})"
+            f"{a.name} ({'heat sink' if a.heat_sink else 'no-go'}"
+            f"{', partly: ' + ', '.join(map(str, a.labels)) + ' missing' if a.partial else ''})"
             for a in result.absent_structures
         )
         result.message += (

@@ -99,6 +99,40 @@ def absent_groups(labels, risk: RiskMap) -> list:
     return out
 
 
+def partly_given_groups(given: set[int], present: set[int], risk: RiskMap) -> list:
+    """Groups of which a TotalSegmentator folder gives some structures but has no file at
+    all for others (e.g. stomach given, colon and small bowel missing), as
+    :class:`hepanav.planning.schema.AbsentStructure` with ``partial=True`` and the missing
+    ids. Groups wholly absent are :func:`absent_groups`' job and are not repeated here.
+
+    ``given``: ids with a file in the folder (empty masks included: a structure segmented
+    but outside the field of view is not missing); ``present``: ids with voxels.
+    """
+    from hepanav.planning.schema import AbsentStructure
+
+    out = []
+    for rule in risk.structures:
+        missing = [label for label in rule.labels if label not in given]
+        if not missing or not present & set(rule.labels):
+            continue
+        names = ", ".join(f"{TOTALSEGMENTATOR_NAMES.get(i, f'label {i}')} ({i})" for i in missing)
+        kind = "heat-sink vessel group" if rule.heat_sink else "no-go group"
+        out.append(
+            AbsentStructure(
+                name=rule.name,
+                labels=missing,
+                heat_sink=rule.heat_sink,
+                clearance_mm=rule.clearance_mm,
+                partial=True,
+                message=(
+                    f"{kind} '{rule.name}' is only PARTLY given: no file for {names} in the "
+                    "TotalSegmentator folder; the plan neither avoids nor models them"
+                ),
+            )
+        )
+    return out
+
+
 # TotalSegmentator v2 ids (+ 200 hepatic_veins), used when a label map comes without a
 # names sidecar.
 TOTALSEGMENTATOR_NAMES = anatomy_label_names()

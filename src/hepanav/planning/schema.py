@@ -309,8 +309,16 @@ class AbsentStructure(BaseModel):
     (given or derived): the plan cannot keep needles clear of it or model its cooling."""
 
     name: str = Field(description="risk-map group name")
-    labels: list[int] = Field(description="the group's label ids, none of them present")
+    labels: list[int] = Field(
+        description="the group's label ids absent (all of them, or the missing members "
+        "when partial)"
+    )
     heat_sink: bool = Field(description="True for a heat-sink vessel group")
+    partial: bool = Field(
+        default=False,
+        description="True when the group is only partly given: a TotalSegmentator folder "
+        "holds files for some of its structures but none for the ``labels`` listed",
+    )
     clearance_mm: float
     message: str
 

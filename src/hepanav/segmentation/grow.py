@@ -429,6 +429,14 @@ def grow_lesion(
             cut=None if dark_is_lesion else sitk.And(raw, sitk.Not(mask)),
             smoothed=smoothed,
         )
+    if SMALL_FIT and not dark_is_lesion and chosen == "hypo":
+        # (Not the zone: its gas and tract are not a two-valued step. Not a hyperdense
+        # lesion: a touching vessel brighter than it fits as lesion, dev 10 +50.)
+        mask, note = fit_small_lesion(
+            roi, mask, lesion_hu, edge, chosen, grow_from, win["min_lesion_contrast_hu"]
+        )
+        if note:
+            notes.append(note)
     return Grown(mask, smoothed, chosen, lesion_hu, parenchyma, window, notes)
 
 
@@ -1082,3 +1090,154 @@ def _check_leak(
             "raise --max-radius-mm)",
             first.describe(),
         )
+
+
+# Small hypodense tumours (fit_small_lesion): one whose equivalent radius is under this
+# many of its coarsest voxels is outlined by a blurred-step model fitted to the CT
+# around it, not by per-voxel thresholds. Measured on dev (docs/segmentation.md): 4
+# voxels changed the 8-16 mm tumours only, 5.5 also the 15 mm one on 3 mm voxels
+# (0.932 -> 0.973) and the 15 mm procedural one (0.918 -> 0.952), nothing worse.
+# Degree 1 (a sphere and a shift) lost the 8 mm ones (0.87 -> 0.72).
+SMALL_FIT = True
+SMALL_FIT_VOXELS = 5.5
+SMALL_FIT_DEGREE = 2
+# The fit reads the voxels within the grown region's farthest voxel + this many voxels
+# of the centroid; voxels beyond both the lesion's and the background's HU by more than
+# SMALL_FIT_OUTLIER noise SDs (a vessel, gas) are left out of it.
+SMALL_FIT_REACH_VOXELS = 2.0
+SMALL_FIT_OUTLIER = 2.5
+# The background B varies linearly with the direction (a brighter vessel or a gradient
+# of the parenchyma on one side: dev 3 mm 20 0.811 -> 0.882 with it).
+SMALL_FIT_BACKGROUND_LINEAR = True
+# The fit only decides the voxels within one voxel of the grown region (the region's
+# own edge; it never reaches farther).
+SMALL_FIT_WITHIN_VOXEL = True
+
+
+def fit_small_lesion(
+    roi: sitk.Image,
+    mask: sitk.Image,
+    lesion_hu: float,
+    background_hu: float,
+    chosen: str,
+    seeds: list[Seed],
+    min_contrast_hu: float,
+) -> tuple[sitk.Image, str | None]:
+    """Outline of a small lesion from a blurred-step model fitted to the CT around it.
+
+    A lesion a few voxels across is mostly edge voxels, each read at its own noisy
+    partial-volume value: thresholding them one by one (even on a smoothed or
+    deblurred image) gets a few of the ~20-70 voxels wrong either way, and smoothing
+    enough to beat the noise blurs the lesion itself. Here the whole neighbourhood
+    decides a few parameters: the CT (unsmoothed, ``roi``, HU) within the grown region's
+    farthest voxel + ``SMALL_FIT_REACH_VOXELS`` of its centroid c is fitted by
+
+        HU(p) = B + (L - B) * Phi((r(u) - |p - c|) / s(u)),   u = (p - c) / |p - c|,
+
+    with r(u) a polynomial of degree ``SMALL_FIT_DEGREE`` on the unit sphere
+    (:func:`_sphere_basis`; degree 2 holds an ellipsoid and a shift of the centre), L and
+    B the lesion and background HU, Phi the normal CDF and s(u) the edge's spread along
+    u: a partial-volume ramp one voxel wide (SD voxel/sqrt(12)), the voxel's extent
+    along u; B is linear in u (``SMALL_FIT_BACKGROUND_LINEAR``: a brighter vessel or a
+    gradient on one side). Robust least squares (SciPy ``least_squares``, soft-L1 loss at the noise
+    SD); voxels beyond both L and B by ``SMALL_FIT_OUTLIER`` noise SDs (a vessel, gas)
+    are left out. The mask is then the voxel centres with |p - c| < r(u) (the 50 %
+    level of the step: the voxel-centre truth of a blurred step), within one voxel of
+    the grown region (``SMALL_FIT_WITHIN_VOXEL``), seeds' component, holes filled.
+
+    Only when the grown region's equivalent radius is under ``SMALL_FIT_VOXELS`` coarsest
+    voxels; the grown mask is kept (``note`` None) when the fit does not converge, loses
+    the contrast's sign or ``min_contrast_hu``, or holds no seed.
+
+    Returns
+    -------
+    (mask, note)
+        uint8 mask on the grid of ``mask``; a note for the user when the fit was used.
+    """
+    from scipy.optimize import least_squares
+    from scipy.special import ndtr
+
+    spacing = np.asarray(roi.GetSpacing(), float)
+    step = float(spacing.max())
+    arr = sitk.GetArrayViewFromImage(mask) > 0
+    n = int(np.count_nonzero(arr))
+    if n == 0:
+        return mask, None
+    r_eq = (3.0 * n * float(np.prod(spacing)) / (4.0 * np.pi)) ** (1.0 / 3.0)
+    if r_eq >= SMALL_FIT_VOXELS * step:
+        return mask, None
+    k, j, i = np.nonzero(arr)
+    inside_lps = voxel_to_lps(roi, np.column_stack([i, j, k]))
+    centre = inside_lps.mean(axis=0)
+    reach = float(np.linalg.norm(inside_lps - centre, axis=1).max()) + SMALL_FIT_REACH_VOXELS * step
+    box = _ball_box(roi, centre, reach)
+    if box is None:
+        return mask, None
+    vx, vy, vz = _offsets_mm(roi, centre, box)
+    d = np.sqrt(vx * vx + vy * vy + vz * vz)
+    near = d <= reach
+    (x0, y0, z0), (nx, ny, nz) = box
+    values = np.asarray(sitk.GetArrayViewFromImage(roi), float)[
+        z0 : z0 + nz, y0 : y0 + ny, x0 : x0 + nx
+    ][near]
+    d = np.maximum(d[near], 1e-6)
+    u = np.stack([vx[near], vy[near], vz[near]], axis=1) / d[:, None]
+    # The voxel's extent along u (LPS axes through the direction matrix): a ramp of that
+    # width has SD width / sqrt(12).
+    direction = np.asarray(roi.GetDirection(), float).reshape(3, 3)
+    width = np.sqrt(((u @ direction) ** 2 * spacing**2).sum(axis=1))
+    spread = width / np.sqrt(12.0)
+    basis = _sphere_basis(u, SMALL_FIT_DEGREE)
+    coef0 = np.linalg.lstsq(basis, np.full(len(u), r_eq), rcond=None)[0]
+    outside = values[d > reach - SMALL_FIT_REACH_VOXELS * step + 0.5 * step]
+    noise = 1.4826 * float(np.median(np.abs(outside - np.median(outside)))) if outside.size else 0
+    noise = max(noise, 1.0)
+
+    nb = basis.shape[1]
+    if SMALL_FIT_BACKGROUND_LINEAR:
+        lin = np.column_stack([np.ones(len(u)), u])
+    else:
+        lin = np.ones((len(u), 1))
+
+    def residual(p, b, g, dist, sd, v):
+        back = g @ p[nb + 1 :]
+        return back + (p[nb] - back) * ndtr((b @ p[:nb] - dist) / sd) - v
+
+    params = np.concatenate([coef0, [lesion_hu, background_hu], np.zeros(lin.shape[1] - 1)])
+    for _ in range(2):  # the outliers again from the first fit's L and B
+        lo, hi = sorted(params[nb : nb + 2])
+        tol = SMALL_FIT_OUTLIER * noise
+        use = (values >= lo - tol) & (values <= hi + tol)
+        if np.count_nonzero(use) < 4 * len(params):
+            return mask, None
+        fit = least_squares(
+            residual,
+            params,
+            loss="soft_l1",
+            f_scale=noise,
+            max_nfev=200,
+            args=(basis[use], lin[use], d[use], spread[use], values[use]),
+        )
+        if not fit.success:
+            return mask, None
+        params = fit.x
+    lesion_fit, background_fit = float(params[nb]), float(params[nb + 1])
+    contrast = background_fit - lesion_fit if chosen == "hypo" else lesion_fit - background_fit
+    if contrast < min_contrast_hu:
+        return mask, None
+    r_fit = basis @ params[:nb]
+    inside = np.zeros(near.shape, bool)
+    inside[near] = d < r_fit
+    out = np.zeros(arr.shape, bool)
+    out[z0 : z0 + nz, y0 : y0 + ny, x0 : x0 + nx] = inside
+    if SMALL_FIT_WITHIN_VOXEL:
+        out &= sitk.GetArrayViewFromImage(dilate_mm(mask, 1.01 * step)) > 0
+    image = fill_holes(component_at(_uint8_image(out, mask), [s.index for s in seeds]))
+    if not np.any(sitk.GetArrayViewFromImage(image)):
+        return mask, None
+    note = (
+        f"small {'hypo' if chosen == 'hypo' else 'hyper'}dense lesion (equivalent radius "
+        f"{r_eq:.1f} mm, under {SMALL_FIT_VOXELS:g} voxels): outlined by a blurred-step model "
+        f"fitted to the CT ({lesion_fit:.0f} HU in {background_fit:.0f} HU)"
+    )
+    return image, note

@@ -201,7 +201,12 @@ def montage_axes(seg: Segmentation, ct: sitk.Image):
         )
         # slab: half the slice spacing, so a seed is drawn on its own slice only
         _draw_view(ax, plane, seg, ct, window, f"slice {k + 1}", slab_mm=spacing / 2)
+        # The montage is shown at about a third of the 3-plane figure's scale per view:
+        # a caption legible there (tester: 7 pt read as ~6 px) needs a larger font, and
+        # two lines so that neighbouring captions do not run into each other.
+        caption = ax.xaxis.label.get_text()
+        ax.set_xlabel(caption.replace(" · ", "\n", 1), fontsize=10, linespacing=1.3)
     for ax in axes.ravel()[len(shown) :]:
         ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(h_pad=2.0)  # room for the two-line captions above the next row
     return fig, shown, first, last, step

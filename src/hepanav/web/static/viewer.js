@@ -7,6 +7,71 @@
   const lps2ras = (p) => [-p[0], -p[1], p[2]];
   const fmt = (p) => p ? p.map((v) => v.toFixed(1)).join(",") : "";
 
+  // Scale bar. NiiVue's own option (opts.isRuler, in the bundled 0.69.0) draws one 10 cm
+  // bar, unlabelled, under the first slice tile only, and once zoom makes it wider than the
+  // canvas it is cut and its ten ticks no longer mark centimetres. HepaNav keeps that option
+  // as the switch and NiiVue's bar drawing (drawRuler10cm: a bar with 10 ticks, long ticks
+  // at the ends and the middle) and replaces the length: on every slice tile, a bar of the
+  // longest of SCALE_MM that fits in SCALE_FRACTION of each tile's width at the current
+  // zoom, labelled in mm above it. Each tile's pixels per mm are its own (NiiVue's
+  // screenSlices, redone at every draw: the tile's width in pixels over its field of view
+  // in mm, which zoom narrows), so the bar stays true when zooming.
+  // The 3D views have no scale bar: a perspective rendering has no single mm per pixel.
+  const SCALE_MM = [200, 100, 50, 20, 10, 5, 2, 1];
+  const SCALE_FRACTION = 0.35; // ends left of the tile's middle, clear of the bottom letter
+  const SCALE_COLOR = [1, 1, 1, 1]; // white, outlined in black: legible on any CT grey
+  const TEXT_BOX = [0, 0, 0, 0.55]; // translucent black behind labels and letters
+
+  function scaleBars(nv) {
+    // one entry per slice tile: { axCorSag, mm, label, start: [x, y], end: [x, y] } in
+    // canvas pixels; one length for all tiles of a canvas (the longest fitting every tile)
+    nv.hepanavScaleBars = [];
+    const bars = nv.hepanavScaleBars;
+    const width = Number(nv.opts.rulerWidth);
+    const tiles = nv.screenSlices.filter((tile) => tile.axCorSag <= niivue.SLICE_TYPE.SAGITTAL
+      && tile.fovMM.length > 1 && Math.abs(tile.fovMM[0]) > 0 && tile.leftTopWidthHeight[2] !== 0);
+    const pxPerMM = (tile) => Math.abs(tile.leftTopWidthHeight[2] / tile.fovMM[0]);
+    const mm = SCALE_MM.find((v) => tiles.every((tile) =>
+      v * pxPerMM(tile) <= SCALE_FRACTION * Math.abs(tile.leftTopWidthHeight[2])));
+    if (!mm) return;
+    for (const tile of tiles) {
+      const [left, top, w, h] = tile.leftTopWidthHeight, tilePx = Math.abs(w);
+      const x0 = Math.min(left, left + w) + 0.05 * tilePx;
+      const y = top + h - Math.max(0.06 * h, 2 * width);
+      const end = [x0 + mm * pxPerMM(tile), y];
+      nv.drawRuler10cm([x0, y, end[0], y], [0, 0, 0, 1], width + 2);
+      nv.drawRuler10cm([x0, y, end[0], y], SCALE_COLOR, width);
+      const label = `${mm} mm`, scale = 0.8, textH = nv.fontPx * scale;
+      nv.drawTextBetween([x0, y - 0.9 * textH - 2 * width - 6, end[0], y - 2 * width - 6],
+                         label, scale, SCALE_COLOR);
+      bars.push({ axCorSag: tile.axCorSag, mm, label, start: [x0, y], end });
+    }
+  }
+
+  // NiiVue draws the orientation letters in plain grey (fontColor) without an outline: on
+  // CT grey (the coronal "I" over the liver) they vanish. Drawn here white on a translucent
+  // black box, by NiiVue's own letter placement (drawSliceOrientationText).
+  function boxedOrientationLetters(nv) {
+    const letters = nv.drawSliceOrientationText.bind(nv), text = nv.drawText.bind(nv);
+    let boxed = false;
+    nv.drawText = (xy, str, scale = 1, color = null) => {
+      if (boxed) {
+        const px = nv.fontPx * scale;
+        nv.drawRect([xy[0] - 3, xy[1] - 2, nv.textWidth(px, str) + 6, px + 4], TEXT_BOX);
+        color = SCALE_COLOR;
+      }
+      text(xy, str, scale, color);
+    };
+    nv.drawSliceOrientationText = (...args) => {
+      boxed = true;
+      try { letters(...args); } finally { boxed = false; }
+    };
+  }
+
+  // Okabe-Ito colours (colour-blind safe) as single-colour NiiVue maps, on every viewer.
+  const OKABE_ITO = { "hn-vermillion": [213, 94, 0], "hn-yellow": [240, 228, 66],
+    "hn-blue": [0, 114, 178], "hn-sky-blue": [86, 180, 233] };
+
   function make(canvasId) {
     // Display conventions of the reports (hepanav.imaging.figures.planes): axial and
     // coronal radiological (patient's right on the screen's left), sagittal seen from the
@@ -16,8 +81,13 @@
       loadingText: "loading", fontMinPx: 22, fontSizeScaling: 0.8,
       // letters on all four sides of each slice, tiles apart so that two tiles' letters
       // do not run together ("L" "A", not "LA")
-      showAllOrientationMarkers: true, multiplanarPadPixels: 24 });
+      showAllOrientationMarkers: true, multiplanarPadPixels: 24,
+      isRuler: true, rulerWidth: 3 }); // scale bar: scaleBars above
+    nv.drawRuler = () => scaleBars(nv);
+    boxedOrientationLetters(nv);
     nv.attachTo(canvasId);
+    for (const [name, rgb] of Object.entries(OKABE_ITO))
+      nv.addColormap(name, { R: [0, rgb[0]], G: [0, rgb[1]], B: [0, rgb[2]], A: [0, 255], I: [0, 255] });
     nv.setSliceType(nv.sliceTypeMultiplanar);
     nv.setMultiplanarLayout && nv.setMultiplanarLayout(2); // a row: axial, coronal, sagittal
     return nv;
@@ -74,16 +144,18 @@
     // The needles run inside the body: NiiVue's mesh X-ray draws them through the CT.
     nv.setOpacity(0, 0.35);
     nv.opts.meshXRay = 0.8;
+    // a 3D perspective view: no scale bar (no single mm per pixel), the orientation cube
+    nv.opts.isOrientCube = true;
     nv.setSliceType(nv.sliceTypeRender);
     nv.setClipPlane([0.2, 0, 90]);
     return { nv, cursor: () => cursorOf(nv), moveTo: (lps) => moveTo(nv, lps) };
   }
 
-  // Okabe-Ito colours (colour-blind safe) as single-colour NiiVue maps.
+  // The findings of a margin result, each in its Okabe-Ito map (OKABE_ITO, made by make()).
   const FINDINGS = [
-    ["residual_tumor.nii.gz", "hn-vermillion", [213, 94, 0]],
-    ["margin_0_5mm_surface.nii.gz", "hn-yellow", [240, 228, 66]],
-    ["ablation_zone.nii.gz", "hn-blue", [0, 114, 178]],
+    ["residual_tumor.nii.gz", "hn-vermillion"],
+    ["margin_0_5mm_surface.nii.gz", "hn-yellow"],
+    ["ablation_zone.nii.gz", "hn-blue"],
   ];
 
   // Margin bands of the report's 3D view (hepanav.margin.views): 5 mm bands from -5 to
@@ -116,8 +188,6 @@
 
   async function result(canvasId, postUrl, segmentsUrl, preUrl, mamLps, fusionId, opacityId) {
     const nv = make(canvasId);
-    for (const [, name, rgb] of FINDINGS)
-      nv.addColormap(name, { R: [0, rgb[0]], G: [0, rgb[1]], B: [0, rgb[2]], A: [0, 255], I: [0, 255] });
     const layers = [];
     if (preUrl) layers.push({ url: preUrl, name: "pre_in_post.nii.gz", colormap: "gray", opacity: 0, ...CT_WINDOW });
     const first = layers.length + 1;
