@@ -86,6 +86,13 @@ SEPARATOR_MAX_SPACING_MM = 1.5
 # four-voxel ripple; where the mask or its outside is thin (``SEPARATOR_THICK_MM``) the
 # field is kept. 0 disables it.
 FRACTION_SURFACE_SIGMA_VOXELS = 1.0
+# The same regularisation of the fraction surface on coarse grids whose axes are all fine
+# (isotropic 2-5 mm voxels; the smoothest separating field stays off there): per-voxel
+# fractions of a 3 mm scan carry about 13 / 45 HU ~ 0.3 voxel = 0.9 mm of noise each and
+# the minimum over ~300 surface voxels collects -2 to -3 SD of it (issue 12, 3 mm scan,
+# dev 21-23: MAM 2.2-2.6 for 3.6-4.1 mm). Concentric spheres 15 / 19 mm on 3 mm voxels
+# segmented from the CT (tests/test_segmentation_spikes.py): MAM 3.29 -> 3.75 (true 4.0).
+FRACTION_SURFACE_COARSE = True
 # Coarse grids (every voxel side above SEPARATOR_MAX_SPACING_MM, thick axes or not): the
 # blur's curvature shrink is corrected (``_curvature_corrected``), with the curvature read at
 # CURVATURE_SCALE times the occupancy blur and left out beyond CURVATURE_MAX / sigma.
@@ -613,9 +620,11 @@ def signed_distance(
         sdf = _local_sphere_field(sdf, inside, zyx, occupancy)
     if fine_path:
         sdf = _smoothest_separating(sdf, inside, zyx, fraction)
-        if fraction is not None and FRACTION_SURFACE_SIGMA_VOXELS > 0:
-            sigma_reg = FRACTION_SURFACE_SIGMA_VOXELS * float(np.max(zyx))
-            sdf = _regularise_fraction_surface(sdf, inside, zyx, sigma_reg)
+    if (fine_path or (FRACTION_SURFACE_COARSE and np.all(sigma_mm > 0))) and (
+        fraction is not None and FRACTION_SURFACE_SIGMA_VOXELS > 0
+    ):
+        sigma_reg = FRACTION_SURFACE_SIGMA_VOXELS * float(np.max(zyx))
+        sdf = _regularise_fraction_surface(sdf, inside, zyx, sigma_reg)
     return sdf
 
 

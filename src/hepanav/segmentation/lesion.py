@@ -18,7 +18,12 @@ from hepanav.segmentation.grow import (
     smoothing_sigma,
 )
 from hepanav.segmentation.morphology import bounding_box, signed_distance_mm
-from hepanav.segmentation.result import Segmentation, paste, smooth_surface
+from hepanav.segmentation.result import (
+    Segmentation,
+    paste,
+    remove_spikes_and_pits,
+    smooth_surface,
+)
 from hepanav.segmentation.seeds import Seed, checked_seeds
 from hepanav.segmentation.windows import hu_windows
 
@@ -329,10 +334,11 @@ def lesion_segmentation(
     max_radius_mm: float,
     notes: list[str] | None = None,
 ) -> Segmentation:
-    """The crop-grid mask surface-smoothed (:func:`smooth_surface`), pasted onto the CT
-    grid, with what the growing measured (HU, window, notes) and its edge fractions
+    """The crop-grid mask surface-smoothed (:func:`smooth_surface`), without one-voxel
+    spikes and pits (:func:`remove_spikes_and_pits`), pasted onto the CT grid, with
+    what the growing measured (HU, window, notes) and its edge fractions
     (:func:`hepanav.segmentation.fraction.edge_fraction`, when ``EDGE_FRACTION``)."""
-    smoothed = smooth_surface(local_mask, SURFACE_SIGMA_MM)
+    smoothed = remove_spikes_and_pits(smooth_surface(local_mask, SURFACE_SIGMA_MM))
     return Segmentation(
         mask=paste(smoothed, ct),
         fraction=edge_fraction(ct, smoothed) if EDGE_FRACTION else None,

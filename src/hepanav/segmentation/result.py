@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from hepanav.segmentation.morphology import bounding_box, crop_box, uncrop_box
 from hepanav.segmentation.seeds import Seed
@@ -60,6 +61,17 @@ class Segmentation:
 
 
 CURVATURE_CORRECTED = True
+# One-voxel spikes and pits of the final lesion masks (remove_spikes_and_pits): flipped
+# when at most SPIKE_NEIGHBOURS of the six face neighbours share the voxel's side; at
+# most SPIKE_PASSES passes (a one-voxel-wide finger goes voxel by voxel). False: kept.
+REMOVE_SPIKES = True
+SPIKE_NEIGHBOURS = 1
+SPIKE_PASSES = 4
+# ... only on lesions whose equivalent radius is at least this many voxels (largest side):
+# there a true tip or dent voxel lies within h^2 / (2 R) <= h / 6 of the surface. On
+# smaller lesions the voxel outline itself is made of such voxels (an 8 mm tumour on
+# 1.5 mm voxels lost Dice 0.892 -> 0.877 to the flips, tests/test_segmentation_lesions.py).
+SPIKE_MIN_RADIUS_VOXELS = 3.0
 # The surface smoothing sigma is at most the equivalent radius / this.
 RADIUS_FRACTION = 12.0
 # smooth_surface works on the mask's box padded by this many sigmas (speed only).
@@ -108,3 +120,59 @@ def smooth_surface(mask: sitk.Image, sigma_mm: float) -> sitk.Image:
             binary, sigma_mm
         )
     return uncrop_box(sitk.Cast(soft >= 0.5, sitk.sitkUInt8), mask, box)
+
+
+def remove_spikes_and_pits(mask: sitk.Image) -> sitk.Image:
+    """The mask without one-voxel spikes and pits (face connectivity).
+
+    A spike is a mask voxel with at most ``SPIKE_NEIGHBOURS`` (1) of its six face
+    neighbours inside: a one-voxel protrusion; a pit is an outside voxel with at least
+    five of six inside: a one-voxel dent. A smooth surface of curvature radius ``R``
+    has such a voxel only where its centre lies within ``h^2 / (2 R)`` of the surface
+    (0.3 mm for a 15 mm tumour on 3 mm voxels, a quarter voxel at ``R = 2h``), so the
+    flip moves the surface by less than the voxel's own quantisation, while a voxel
+    that the CT's noise put on the wrong side one voxel beyond the surface is undone:
+    on 3 mm voxels (liver noise 13 HU against a 45 HU contrast) such voxels occur a few
+    times per lesion, and neither the 2 mm opening of the refinement nor
+    :func:`smooth_surface` (both below one voxel there) removes them; a minimum over
+    the surface (the MAM) then reads a whole voxel low (issue 12, dev case 3 mm 22: a
+    liver voxel 2.4 mm outside the 15 mm tumour reading 5 HU, -3 SD, MAM 0.96 mm for
+    3.90). Holes the flips would enclose are filled; a mask the flips would empty, or
+    whose equivalent radius is below ``SPIKE_MIN_RADIUS_VOXELS`` voxels, is returned
+    unchanged.
+
+    Parameters
+    ----------
+    mask : SimpleITK.Image
+        Binary mask (non-zero inside), any grid.
+
+    Returns
+    -------
+    SimpleITK.Image
+        uint8 0/1 on ``mask``'s grid.
+    """
+    inside = sitk.GetArrayFromImage(mask) != 0
+    if not REMOVE_SPIKES or not inside.any():
+        return mask
+    spacing = np.asarray(mask.GetSpacing(), float)
+    r_eq = (3.0 * np.count_nonzero(inside) * float(np.prod(spacing)) / (4.0 * np.pi)) ** (1 / 3)
+    if r_eq < SPIKE_MIN_RADIUS_VOXELS * float(spacing.max()):
+        return mask
+    cross = ndimage.generate_binary_structure(3, 1).astype(np.uint8)
+    cross[1, 1, 1] = 0
+    out = inside.copy()
+    for _ in range(SPIKE_PASSES):
+        n = ndimage.convolve(out.astype(np.uint8), cross, mode="constant", cval=0)
+        spike = out & (n <= SPIKE_NEIGHBOURS)
+        pit = ~out & (n >= 6 - SPIKE_NEIGHBOURS)
+        if not spike.any() and not pit.any():
+            break
+        out = (out & ~spike) | pit
+    if not out.any():
+        return mask
+    out = ndimage.binary_fill_holes(out)
+    if np.array_equal(out, inside):
+        return mask
+    image = sitk.GetImageFromArray(out.astype(np.uint8))
+    image.CopyInformation(mask)
+    return image
