@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from hepanav.imaging import voxel_to_lps
 from hepanav.margin.distance import distance_to_mesh
+from hepanav.margin.grid import grown_index_box
 from hepanav.margin.schema import ZoneGap
 from hepanav.margin.surface import Mesh
 
@@ -81,7 +82,7 @@ def zone_gaps(
     # a margin of non-zone voxels (or the grid's edge). Same result as on the whole grid:
     # the distances to the zone and to the dilation's outside are reached within the box,
     # and the box's outer layer is outside the dilation, connected to the grid's edge.
-    offset, box = _zone_box(zone, spacing_zyx, closing_radius_mm)
+    offset, box = grown_index_box(zone, spacing_zyx, closing_radius_mm, pad_voxels=2)
     zone, zone_field, tumor_field = zone[box], zone_field[box], tumor_field[box]
     holes = ndimage.binary_fill_holes(zone) & ~zone
     dilated = ndimage.distance_transform_edt(~zone, sampling=spacing_zyx) <= closing_radius_mm
@@ -127,18 +128,3 @@ def zone_gaps(
             )
         )
     return sorted(out, key=lambda g: -g.volume_ml)
-
-
-def _zone_box(
-    zone: np.ndarray, spacing_zyx: tuple[float, ...], radius_mm: float
-) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """First index (z, y, x) and slices of the zone's box grown by ``radius_mm`` plus two
-    voxels per axis, clipped to the grid."""
-    lo, hi = [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(np.any(zone, axis=other))
-        grow = int(np.ceil(radius_mm / spacing_zyx[axis])) + 2
-        lo.append(max(int(hit[0]) - grow, 0))
-        hi.append(min(int(hit[-1]) + grow, zone.shape[axis] - 1))
-    return np.array(lo), tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))

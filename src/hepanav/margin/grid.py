@@ -39,6 +39,28 @@ def foreground_index_box(mask: sitk.Image) -> tuple[np.ndarray, np.ndarray] | No
     return np.array(lo), np.array(hi)
 
 
+def grown_index_box(
+    inside: np.ndarray, spacing_zyx: tuple[float, ...], reach_mm: float, pad_voxels: int = 1
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """The box of ``inside`` (a boolean array, z, y, x) grown by ``reach_mm`` plus
+    ``pad_voxels`` voxels per axis, clipped to the array.
+
+    Returns the box's first index (z, y, x) and its slices; for an empty ``inside`` the
+    whole array. Used to run a distance transform on the part of a grid where it equals
+    the whole grid's (everything within ``reach_mm`` of ``inside`` is in the box).
+    """
+    if not inside.any():
+        return np.zeros(3, int), tuple(slice(0, n) for n in inside.shape)
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(np.any(inside, axis=other))
+        grow = int(np.ceil(reach_mm / spacing_zyx[axis])) + pad_voxels
+        lo.append(max(int(hit[0]) - grow, 0))
+        hi.append(min(int(hit[-1]) + grow, inside.shape[axis] - 1))
+    return np.array(lo), tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+
+
 def box_corners_lps(image: sitk.Image, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """LPS mm of the 8 outer corners (voxel edges) of the index box ``lo..hi``; shape (8, 3)."""
     corners = [

@@ -21,6 +21,7 @@ from hepanav.margin.gaps import zone_gaps
 from hepanav.margin.grid import (
     box_corners_lps,
     foreground_index_box,
+    grown_index_box,
     subdivided_grid,
 )
 from hepanav.margin.regions import residual_regions, short_regions
@@ -495,7 +496,7 @@ def shell_coverages(
     # on the tumour's box grown by that (plus a voxel), where it equals the whole grid's
     # (the nearest tumour voxel of every point is in the box). Indices below are the
     # grid's (``offset`` added back).
-    offset, box = _grown_box(tumor_field >= 0.5, spacing_zyx, widest + diagonal)
+    offset, box = grown_index_box(tumor_field >= 0.5, spacing_zyx, widest + diagonal)
     outside = tumor_field[box] < 0.5
     nearest = np.empty((3, *outside.shape), dtype=np.int32)
     edt = ndimage.distance_transform_edt(
@@ -532,20 +533,3 @@ def shell_coverages(
         in_shell = d <= width
         out.append(float(covered[in_shell].mean()) if in_shell.any() else 0.0)
     return out
-
-
-def _grown_box(
-    inside: np.ndarray, spacing_zyx: tuple[float, ...], reach_mm: float
-) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """First index (z, y, x) and slices of the box of ``inside`` grown by ``reach_mm``
-    plus one voxel per axis, clipped to the array (the whole array when it is empty)."""
-    if not inside.any():
-        return np.zeros(3, int), tuple(slice(0, n) for n in inside.shape)
-    lo, hi = [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(np.any(inside, axis=other))
-        grow = int(np.ceil(reach_mm / spacing_zyx[axis])) + 1
-        lo.append(max(int(hit[0]) - grow, 0))
-        hi.append(min(int(hit[-1]) + grow, inside.shape[axis] - 1))
-    return np.array(lo), tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))

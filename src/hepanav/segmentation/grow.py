@@ -1231,7 +1231,7 @@ def fit_small_lesion(
     out = np.zeros(arr.shape, bool)
     out[z0 : z0 + nz, y0 : y0 + ny, x0 : x0 + nx] = inside
     if SMALL_FIT_WITHIN_VOXEL:
-        out &= sitk.GetArrayViewFromImage(dilate_mm(mask, 1.01 * step)) > 0
+        out &= sitk.GetArrayFromImage(dilate_mm(mask, 1.01 * step)) > 0  # a copy: temporary image
     image = fill_holes(component_at(_uint8_image(out, mask), [s.index for s in seeds]))
     if not np.any(sitk.GetArrayViewFromImage(image)):
         return mask, None
