@@ -81,7 +81,12 @@ def run_segmentation(
         from hepanav.segmentation.liver import segment_liver
 
         seg = segment_liver(ct, seeds, **kw)
-    _check_included(ct, seg, include or [])
+    if structure == "liver":
+        _check_included(ct, seg, include or [])
+    elif include:
+        from hepanav.segmentation.include import join_includes
+
+        join_includes(ct, seg, include)  # each kept, joined (lobe grown from it) or refused
     return seg
 
 
