@@ -150,8 +150,8 @@ def _join_one(ct: sitk.Image, seg: Segmentation, p: Seed, what: str) -> float:
         _refuse(
             p,
             what,
-            f"{hu:.0f} HU around it, outside the {lo_hu:.0f}-{hi_hu:.0f} HU the {what} grew "
-            "over: different tissue",
+            f"{hu:.0f} HU around it, outside the {lo_hu:.0f} to {hi_hu:.0f} HU the {what} "
+            "grew over: different tissue",
         )
     limit = float(seg.max_radius_mm)
     sigma = smoothing_sigma(ct)
@@ -171,7 +171,7 @@ def _join_one(ct: sitk.Image, seg: Segmentation, p: Seed, what: str) -> float:
         _refuse(
             p,
             what,
-            f"{hu:.0f} HU around it, but no voxel within 2 mm of it is in the {lo_hu:.0f}-"
+            f"{hu:.0f} HU around it, but no voxel within 2 mm of it is in the {lo_hu:.0f} to "
             f"{hi_hu:.0f} HU range the {what} grew over: different tissue",
         )
     region = _connected(in_range, start, roi)
@@ -181,21 +181,27 @@ def _join_one(ct: sitk.Image, seg: Segmentation, p: Seed, what: str) -> float:
             p,
             what,
             f"{hu:.0f} HU around it, but not connected to the {what} grown from the seed "
-            f"through voxels in its {lo_hu:.0f}-{hi_hu:.0f} HU range within --max-radius-mm "
+            f"through voxels in its {lo_hu:.0f} to {hi_hu:.0f} HU range within --max-radius-mm "
             f"{limit:g}: a separate structure",
         )
     lobe = _lobe(region, lesion, roi, start, step)
-    _cut_excluded(lobe, roi, seg.seeds + [p], seg.exclude)
-    if not lobe.any():
-        return 0.0
+    lobe = _cut_excluded(lobe, roi, seg.seeds + [p], seg.exclude, start)
+    if not (lobe & contact).any():
+        _refuse(
+            p,
+            what,
+            f"{hu:.0f} HU around it, but what the --exclude points leave of the region grown "
+            f"from it does not touch the {what}",
+        )
     if (lobe & (near_seed > limit - LEAK_VOXELS * step)).any():
         _refuse(
             p,
             what,
             f"{hu:.0f} HU around it, but the region grown from it over the {what}'s "
-            f"{lo_hu:.0f}-{hi_hu:.0f} HU range reaches --max-radius-mm {limit:g} from the "
-            "seed: a leak (parenchyma or a structure of the same HU); add --exclude on it, "
-            "click it as a --seed of its own, or raise --max-radius-mm",
+            f"{lo_hu:.0f} to {hi_hu:.0f} HU range reaches --max-radius-mm {limit:g} from the "
+            "seed: a leak into parenchyma or a structure of the same HU, or a lesion larger "
+            "than that",
+            "add an --exclude point on what leaked, raise --max-radius-mm, or leave the point out",
         )
     joined = _smooth_join(lesion, lobe, roi)
     added = int(np.count_nonzero(joined & ~lesion))
@@ -203,12 +209,9 @@ def _join_one(ct: sitk.Image, seg: Segmentation, p: Seed, what: str) -> float:
     return added * float(np.prod(ct.GetSpacing()))
 
 
-def _refuse(p: Seed, what: str, why: str) -> None:
-    raise InputError(
-        f"the point could not be joined to the {what} ({why}); move it onto the {what}, "
-        "click it as a --seed of its own, or leave it out",
-        p.label,
-    )
+def _refuse(p: Seed, what: str, why: str, advice: str = "") -> None:
+    advice = advice or f"move it onto the {what}, click it as a --seed of its own, or leave it out"
+    raise InputError(f"the point could not be joined to the {what} ({why}); {advice}", p.label)
 
 
 def _box_around(image: sitk.Image, points: list[Seed], radius_mm: float):
@@ -218,7 +221,8 @@ def _box_around(image: sitk.Image, points: list[Seed], radius_mm: float):
     reach = radius_mm * np.linalg.norm(np.linalg.inv(a), axis=1)
     centres = lps_to_voxel(image, np.asarray([q.lps for q in points], float))
     lo = np.maximum(np.floor(centres.min(axis=0) - reach).astype(int), 0)
-    hi = np.minimum(np.ceil(centres.max(axis=0) + reach).astype(int), np.asarray(image.GetSize()) - 1)
+    top = np.asarray(image.GetSize()) - 1
+    hi = np.minimum(np.ceil(centres.max(axis=0) + reach).astype(int), top)
     return lo.tolist(), (hi - lo + 1).tolist()
 
 
@@ -327,14 +331,16 @@ def _restored(body: np.ndarray, lesion: np.ndarray, roi: sitk.Image, shell: floa
     return _dilate(body, roi, reach) | junction
 
 
-def _cut_excluded(lobe: np.ndarray, roi: sitk.Image, points: list[Seed], exclude: list[Seed]):
-    """Remove (in place) the lobe voxels closer to an exclude point than to every seed
-    and include point (as the growing does)."""
+def _cut_excluded(
+    lobe: np.ndarray, roi: sitk.Image, points: list[Seed], exclude: list[Seed], start
+) -> np.ndarray:
+    """The lobe without its voxels closer to an exclude point than to every seed and the
+    include point (as the growing does): its component at ``start`` (x, y, z)."""
     if not exclude:
-        return
-    d_out = _seed_distance_mm(roi, exclude)
-    d_in = _seed_distance_mm(roi, points)
-    lobe &= ~(d_out < d_in)
+        return lobe
+    cut = lobe & ~(_seed_distance_mm(roi, exclude) < _seed_distance_mm(roi, points))
+    i, j, k = start
+    return _component(cut, roi, start) if cut[k, j, i] else np.zeros_like(cut)
 
 
 def _smooth_join(lesion: np.ndarray, lobe: np.ndarray, roi: sitk.Image) -> np.ndarray:
