@@ -25,8 +25,9 @@ include point outside the grown mask is joined when it lies on the same structur
 
 A refusal is an ``InputError`` naming the include point, its HU and the reason, before
 anything is written. The outcome of every include point (in the mask as grown, or
-joined with its volume in mm^3) is kept in ``Segmentation.include_outcomes`` and as a
-note.
+joined with its volume in mm^3; a click just outside the lesion whose nearest voxel in
+the HU range is in it: on the edge, nothing added) is kept in
+``Segmentation.include_outcomes`` and as a note.
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ _NAMES = {"tumor": "tumour", "ablation": "ablation zone"}
 
 @dataclass(frozen=True)
 class IncludeOutcome:
-    """What an include point did: ``"inside"`` (in the mask as grown) or ``"joined"``
-    (a lobe grown from it and joined: ``joined_mm3`` its volume, mm^3)."""
+    """What an include point did: ``"inside"`` (in the mask as grown), ``"edge"`` (just
+    outside it, its nearest voxel in the lesion's HU range inside: nothing to add) or
+    ``"joined"`` (a lobe grown from it and joined: ``joined_mm3`` its volume, mm^3)."""
 
     label: str
     lps: tuple[float, float, float]
@@ -92,6 +94,11 @@ class IncludeOutcome:
             return (
                 f"{self.label}: joined {self.joined_mm3:.0f} mm^3 grown from it (same HU range as "
                 f"the {what}, connected to it) to the {what}"
+            )
+        if self.outcome == "edge":
+            return (
+                f"{self.label} lies on the {what}'s edge (its nearest voxel in the {what}'s HU "
+                "range is in the mask): nothing added"
             )
         return f"{self.label} lies in the mask (grown from, as the seeds are)"
 
@@ -122,7 +129,8 @@ def join_includes(ct: sitk.Image, seg: Segmentation, include: list[Seed]) -> Seg
             outcomes.append(IncludeOutcome(p.label, p.lps, "inside"))
             continue
         added = _join_one(ct, seg, p, what)
-        outcomes.append(IncludeOutcome(p.label, p.lps, "joined", added))
+        outcome = "edge" if added is None else "joined"
+        outcomes.append(IncludeOutcome(p.label, p.lps, outcome, added or 0.0))
     seg.include_outcomes = outcomes
     inside = [o for o in outcomes if o.outcome == "inside"]
     if inside:
@@ -131,7 +139,7 @@ def join_includes(ct: sitk.Image, seg: Segmentation, include: list[Seed]) -> Seg
             f"{n} include point{'s' if n > 1 else ''} ({'; '.join(o.label for o in inside)}) "
             f"{'lie' if n > 1 else 'lies'} in the mask (grown from, as the seeds are)"
         )
-    seg.notes.extend(o.note(what) for o in outcomes if o.outcome == "joined")
+    seg.notes.extend(o.note(what) for o in outcomes if o.outcome != "inside")
     return seg
 
 
@@ -140,8 +148,9 @@ def _holds(mask: sitk.Image, p: Seed) -> bool:
     return bool(sitk.GetArrayViewFromImage(mask)[k, j, i])
 
 
-def _join_one(ct: sitk.Image, seg: Segmentation, p: Seed, what: str) -> float:
-    """Grow from ``p``, check, join into ``seg`` (in place); the joined volume, mm^3."""
+def _join_one(ct: sitk.Image, seg: Segmentation, p: Seed, what: str) -> float | None:
+    """Grow from ``p``, check, join into ``seg`` (in place); the joined volume, mm^3
+    (None: ``p`` is on the lesion's edge, its nearest voxel in range inside the lesion)."""
     from hepanav.segmentation.grow import smoothing_sigma
 
     lo_hu, hi_hu = seg.window_hu
@@ -174,6 +183,8 @@ def _join_one(ct: sitk.Image, seg: Segmentation, p: Seed, what: str) -> float:
             f"{hu:.0f} HU around it, but no voxel within 2 mm of it is in the {lo_hu:.0f} to "
             f"{hi_hu:.0f} HU range the {what} grew over: different tissue",
         )
+    if lesion[start[2], start[1], start[0]]:
+        return None
     region = _connected(in_range, start, roi)
     contact = _dilate(lesion, roi, JOIN_CONTACT_VOXELS * step)
     if not (region & contact).any():
@@ -190,8 +201,9 @@ def _join_one(ct: sitk.Image, seg: Segmentation, p: Seed, what: str) -> float:
         _refuse(
             p,
             what,
-            f"{hu:.0f} HU around it, but what the --exclude points leave of the region grown "
-            f"from it does not touch the {what}",
+            f"{hu:.0f} HU around it, but the part of the region grown from it around the "
+            f"click does not touch the {what}"
+            + (" once cut by the --exclude points" if seg.exclude else ""),
         )
     if (lobe & (near_seed > limit - LEAK_VOXELS * step)).any():
         _refuse(

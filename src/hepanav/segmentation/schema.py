@@ -29,9 +29,10 @@ class IncludeRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     given_as: str = Field(description="the option and value the user gave")
     lps_mm: Vec3 = Field(description="the point in LPS mm")
-    outcome: Literal["inside", "joined"] = Field(
-        description="inside: in the mask as grown from the seeds; joined: a region grown from "
-        "it over the lesion's HU range, connected to the lesion, was added"
+    outcome: Literal["inside", "edge", "joined"] = Field(
+        description="inside: in the mask as grown from the seeds; edge: just outside it, its "
+        "nearest voxel in the lesion's HU range inside (nothing added); joined: a region "
+        "grown from it over the lesion's HU range, connected to the lesion, was added"
     )
     joined_mm3: float = Field(0.0, description="volume added from it, mm^3 (0 when inside)")
 
