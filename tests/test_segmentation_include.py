@@ -180,3 +180,21 @@ def test_exclude_points_cut_the_leak_and_the_lobe_is_joined(cli, tmp_path):
     assert code == 0, err
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) > 0
     assert _dice(mask, truth) >= 0.9  # measured 0.962: the tube's stub within the lobe's reach
+
+
+@pytest.mark.parametrize("depth_mm", [1.0, 0.5])
+@pytest.mark.parametrize("direction", [(1.0, 0.0, 0.0), (0.0, 0.6, 0.8)])
+def test_include_just_inside_the_lesion_surface_keeps_the_lesion(
+    cli, tmp_path, direction, depth_mm
+):
+    """A click just inside the true surface of a single sphere: never refused, the mask
+    stays the sphere (whichever of inside / edge / a few voxels joined it gives)."""
+    ct, truth, _ = lobulated([MAIN])
+    click = np.asarray(MAIN[0]) + (MAIN[1] - depth_mm) * np.asarray(direction)
+    code, err, out = _segment(cli, tmp_path, ct, "tumor", "--include", _xyz(click))
+    assert code == 0, err
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) > 0
+    assert _dice(mask, truth) >= 0.95
+    (outcome,) = json.loads((out.parent / "m.json").read_text())["include_outcomes"]
+    volume = 4.0 / 3.0 * np.pi * MAIN[1] ** 3
+    assert outcome["joined_mm3"] <= 0.05 * volume, outcome
