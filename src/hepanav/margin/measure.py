@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from hepanav.core.errors import InputError
 from hepanav.imaging import lps_to_voxel, volume_ml, voxel_to_lps
+from hepanav.imaging.border import border_faces
 from hepanav.margin import figures
 from hepanav.margin.distance import distance_to_mesh
 from hepanav.margin.gaps import zone_gaps
@@ -161,8 +162,7 @@ def _reaches_edge(field_zyx: np.ndarray, width: int) -> bool:
 
 
 def _touches_border(mask: sitk.Image, box: tuple[np.ndarray, np.ndarray]) -> bool:
-    lo, hi = box
-    return bool(np.any(lo == 0) or np.any(hi == np.asarray(mask.GetSize()) - 1))
+    return bool(border_faces(mask, box))
 
 
 def measure_margin(
@@ -213,10 +213,12 @@ def measure_margin(
     if subcapsular_mm and liver is None:
         raise InputError("subcapsular exclusion needs a liver mask", "--subcapsular-mm")
     warnings = []
-    if _touches_border(ablation, zone_box):
+    zone_faces = border_faces(ablation, zone_box)
+    if zone_faces:
         warnings.append(
-            "the ablation-zone mask touches the image border; the zone is taken to end "
-            "there, so margins toward that border may be underestimated"
+            f"the ablation-zone mask touches the image border ({'; '.join(zone_faces)}); "
+            "the zone is taken to end there, so margins toward that border may be "
+            "underestimated"
         )
 
     tumor_corners = box_corners_lps(tumor, *tumor_box)

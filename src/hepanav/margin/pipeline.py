@@ -419,6 +419,13 @@ def run_margin_pipeline(
     )
     if tre_warning:
         result.warnings.append(tre_warning)
+    from hepanav.margin.plausibility import plausibility_warnings
+
+    result.plausibility = plausibility_warnings(
+        result.tumor_volume_ml,
+        result.ablation_volume_ml,
+        result.border.tumor_surface_fraction_not_assessable,
+    )
     step("write")
     out = Path(out)
     paths = {

@@ -212,6 +212,12 @@ class MarginResult(_Model):
     tumor_surface_area_mm2: float = Field(description="area of the tumour surface mesh, mm^2")
     registration: Registration
     warnings: list[str] = Field(description="conditions that limit the result")
+    plausibility: list[str] = Field(
+        default_factory=list,
+        description="reasons not to read the category at face value (zone smaller than the "
+        "tumour: pre/post swapped?; tumour cut by the image border), shown in red beside "
+        "it (hepanav.margin.plausibility)",
+    )
     inputs: list[InputRecord] = Field(
         default_factory=list,
         description="every input read (file or series, UIDs) and what the reader did (notes)",

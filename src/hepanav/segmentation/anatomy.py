@@ -21,8 +21,13 @@ Classical thresholds and morphology (SimpleITK, SciPy), no model weights:
   the liver by ``VESSEL_CONTRAST_HU`` and below ``BONE_HU`` (Gaussian 1 mm), away from
   bone, opened by 1.5 mm; inside the liver (grown by 3 mm) they are the portal and
   hepatic veins (id 200, heat sink), outside it, where they lie within
-  ``CENTRAL_VESSEL_MM`` of the spine's left-right centre and in front of it, the aorta
-  and vena cava (id 52). On an unenhanced CT no vessel is derived (said in the notes).
+  ``CENTRAL_VESSEL_MM`` of the spine's left-right centre and in front of it, the large
+  enhancing vessels (id 52): the aorta, and the vena cava only where it enhances as much
+  (in arterial and early portal phase it is often no denser than the liver). The vena
+  cava counts as derived only when at least ``IVC_MIN_ML`` of them lies more than
+  ``IVC_RIGHT_MM`` right of the spine's centre (the aorta lies on or left of the
+  midline); else a note says it is NOT in the risk map. On an unenhanced CT no vessel is
+  derived (said in the notes).
 
 Ids are those of ``imaging/data/anatomy_labels.yaml`` (TotalSegmentator v2, 200 = the
 HepaNav heat-sink vessel id), named "... (derived from the CT)" so that reports never
@@ -58,6 +63,8 @@ ENHANCED_LIVER_HU = 80.0  # unenhanced liver is 50-65 HU (hu_windows.yaml source
 VESSEL_CONTRAST_HU = 35.0
 MIN_VESSEL_ML = 0.5
 CENTRAL_VESSEL_MM = 50.0
+IVC_RIGHT_MM = 15.0  # the IVC's centre lies ~20-35 mm right of the spine's, the aorta's left
+IVC_MIN_ML = 2.0
 TUMOUR_SHELL_MM = (6.0, 20.0)
 
 SPINE_ID, RIBS_ID, LUNG_ID, LIVER_ID, CENTRAL_VESSEL_ID, LIVER_VESSEL_ID = 31, 97, 10, 5, 52, 200
@@ -66,7 +73,8 @@ NAMES = {
     RIBS_ID: "ribs and other bone (derived from the CT)",
     LUNG_ID: "lung and gas (derived from the CT)",
     LIVER_ID: "liver (derived from the CT)",
-    CENTRAL_VESSEL_ID: "aorta / vena cava (derived from the CT)",
+    CENTRAL_VESSEL_ID: "large enhancing vessels: aorta; vena cava only if enhancing "
+    "(derived from the CT)",
     LIVER_VESSEL_ID: "portal and hepatic veins (derived from the CT)",
 }
 
@@ -255,6 +263,16 @@ def derive_planning_labels(
             x_mm = (np.arange(arr.shape[2]) - cx) * ct.GetSpacing()[0]
             central = outside & (np.abs(x_mm) <= CENTRAL_VESSEL_MM)[None, None, :]
             central = _drop_small(central, ct, MIN_VESSEL_ML)
+            # +i points to the patient's left when the direction's x component is > 0.
+            right = x_mm * np.sign(ct.GetDirection()[0] or 1.0) < -IVC_RIGHT_MM
+            ivc_ml = _ml(central & right[None, None, :], ct)
+            if ivc_ml < IVC_MIN_ML:
+                notes.append(
+                    f"vena cava NOT derived: nothing >= liver + {VESSEL_CONTRAST_HU:.0f} HU "
+                    f"more than {IVC_RIGHT_MM:.0f} mm right of the spine ({ivc_ml:.1f} ml; "
+                    "in this contrast phase it is no denser than the liver): it is not in the "
+                    "risk map; check it on the CT or give a label map with it (--labels)"
+                )
         else:
             notes.append("no spine found: aorta and vena cava not derived")
     else:
@@ -289,7 +307,7 @@ def derive_planning_labels(
             f">= liver + {VESSEL_CONTRAST_HU:.0f} HU inside the liver ({_ml(inner, ct):.0f} ml)"
         )
     if central.any():
-        derived["aorta and vena cava"] = (
+        derived["large enhancing vessels (aorta; vena cava only if enhancing)"] = (
             f">= liver + {VESSEL_CONTRAST_HU:.0f} HU beside the spine ({_ml(central, ct):.0f} ml)"
         )
     return DerivedAnatomy(image, dict(NAMES), derived, body_img, notes)

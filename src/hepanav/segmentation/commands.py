@@ -64,7 +64,10 @@ def segment(
     bone, on tissue that does not look like the structure, or a leak past
     --max-radius-mm: one-line error, exit 2, nothing written. An --include point
     outside the grown tumour/zone is joined (what was added, mm^3, in the notes and
-    MASK.json) or refused the same way.
+    MASK.json) or refused the same way. A mask touching the image border (a lesion or
+    liver cut by the scan's edge) is written with a WARNING naming the faces: its volume
+    and diameter are lower bounds (MASK.json border_faces/warnings, in red in MASK.html).
+    A label map or a 0/1 mask given as --ct is refused.
     """
     from hepanav import DISCLAIMER
     from hepanav.core.errors import InputError
@@ -89,10 +92,13 @@ def segment(
         report=not no_report,
     )
     kind = f" ({result.appearance}dense)" if result.appearance and structure == "tumor" else ""
+    at_least = ">= " if result.border_faces else ""  # cut by the image border: lower bounds
     typer.echo(
-        f"{structure}{kind}: {result.volume_ml:.2f} ml, {result.equivalent_diameter_mm:.1f} mm "
-        f"sphere-equivalent; {result.seconds:.1f} s"
+        f"{structure}{kind}: {at_least}{result.volume_ml:.2f} ml, {at_least}"
+        f"{result.equivalent_diameter_mm:.1f} mm sphere-equivalent; {result.seconds:.1f} s"
     )
+    for warning in result.warnings:
+        typer.echo(f"WARNING: {warning}", err=True)
     typer.echo(f"mask: {out}")
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)

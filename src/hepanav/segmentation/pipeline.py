@@ -13,6 +13,7 @@ from hepanav.core.errors import InputError
 from hepanav.core.limits import check_number
 from hepanav.core.paths import check_inputs_outputs, recorded_path
 from hepanav.imaging import read_image, write_image
+from hepanav.imaging.border import border_faces, border_warning
 from hepanav.segmentation.result import Segmentation
 from hepanav.segmentation.schema import IncludeRecord, SeedRecord, SegmentationResult
 from hepanav.segmentation.seeds import Seed, make_seeds
@@ -315,6 +316,7 @@ def segment_image(
     seconds = time.perf_counter() - t0
     stem = _stem(out)
     volume = seg.volume_ml()
+    faces = border_faces(seg.mask)
     result = SegmentationResult(
         structure=seg.structure,
         # Never an absolute path (it may name a patient's folder): the CT relative to the
@@ -341,6 +343,8 @@ def segment_image(
         equivalent_diameter_mm=float(2 * (3 * volume * 1000 / (4 * np.pi)) ** (1 / 3)),
         seconds=seconds,
         notes=seg.notes,
+        border_faces=faces,
+        warnings=[border_warning(_NAMES[seg.structure], faces)] if faces else [],
     )
     return result, seg
 

@@ -67,4 +67,13 @@ class SegmentationResult(BaseModel):
     volume_ml: float = Field(description="mask volume, ml (voxel counting)")
     equivalent_diameter_mm: float = Field(description="diameter of the sphere of that volume, mm")
     seconds: float = Field(description="segmentation time, s")
+    border_faces: list[str] = Field(
+        default_factory=list,
+        description="faces of the CT's image the mask touches, e.g. 'superior (last slice, "
+        "k = 119)' (hepanav.imaging.border); non-empty: the structure may continue outside "
+        "the image and volume_ml / equivalent_diameter_mm are lower bounds",
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="conditions that limit the result (shown in red)"
+    )
     notes: list[str] = Field(default_factory=list, description="things the user should know")
