@@ -3,7 +3,8 @@
 :func:`require_finite` refuses NaN or infinite voxels (a float CT written by a broken
 pipeline); :func:`require_hu_ct` also refuses a binary mask given as the CT and a CT in
 raw stored values (DICOM pixel data without its rescale slope/intercept applied, e.g.
-HU + 1024 as uint16) and a label map (e.g. a TotalSegmentator ``labels.nii.gz``). Both raise :class:`hepanav.core.InputError` naming the file.
+HU + 1024 as uint16) and a label map (e.g. a TotalSegmentator ``labels.nii.gz``).
+Both raise :class:`hepanav.core.InputError` naming the file.
 """
 
 from __future__ import annotations
