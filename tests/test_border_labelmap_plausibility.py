@@ -234,6 +234,19 @@ def test_missing_label_ids_are_named_and_grouped():
     assert describe_label_ids([104, 105, 107]) == "ribs right 1-2, 4"
 
 
+def test_partly_given_bone_group_is_named_not_numbered():
+    """A TotalSegmentator folder with ribs left 6-12 and T11-T12 only (tester2's folder
+    had ~40 bone ids missing, listed as bare numbers in the plan warning)."""
+    from hepanav.planning.risk import load_risk_map, partly_given_groups
+
+    given = {5} | set(range(97, 104)) | {32, 33}
+    partial = {a.name: a for a in partly_given_groups(given, given, load_risk_map())}
+    named = partial["bone"].labels_named
+    assert "ribs left 1-5" in named and "ribs right 1-12" in named
+    assert "vertebrae C1-T10, L1-S1" in named and "sternum" in named
+    assert "92" not in partial["bone"].message and "ribs left 1-5" in partial["bone"].message
+
+
 def test_vena_cava_as_dense_as_the_liver_is_said_not_derived():
     """Procedural phantom (portal venous, IVC 149 HU vs liver 105 HU): derived, no note.
     The same CT with the IVC voxels (truth label 63) set to the liver's HU: the note."""

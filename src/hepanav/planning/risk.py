@@ -138,4 +138,3 @@ def partly_given_groups(given: set[int], present: set[int], risk: RiskMap) -> li
 # TotalSegmentator v2 ids (+ 200 hepatic_veins), used when a label map comes without a
 # names sidecar.
 TOTALSEGMENTATOR_NAMES = anatomy_label_names()
-
