@@ -338,11 +338,14 @@ def across_thick_axes(
       and its in-plane contour normal, which must agree between the slices, so a hole
       and the outer boundary are never mixed): exact for spheres, which linear
       interpolation cuts by their sagitta;
-    - at a cap (the next slice holds no contour), on the sphere through the contours
-      of the last two slices (radii from their areas, the column at its distance from
-      the sphere's axis): exact for spheres, where the voxel-face rule puts every cap
-      half a slice beyond the last slice whatever the contour says (issue 9: convex
-      zones on 5 mm slices read 2.3 mm low).
+    - at a cap (the next slice holds no contour), where the sections, continued from
+      the last three (squared equivalent radius quadratic in the slice position, from
+      their pixel areas; the sphere through the last two when only two exist), shrink
+      past the column's relative radius in the last section (its in-plane depth
+      against the radius of the outline it is measured to): exact for ellipsoids and
+      spheres (:mod:`hepanav.margin.caps`; ``CAP_SECTIONS``), where the voxel-face rule
+      puts every cap half a slice beyond the last slice whatever the contour says
+      (issue 9: convex zones on 5 mm slices read 2.3 mm low).
 
     A value that stays linear through the moved crossing keeps the crossing exact under
     the later trilinear resampling. Channels along the slice axis (equal contours) and
