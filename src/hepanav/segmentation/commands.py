@@ -91,8 +91,14 @@ def segment(
     kind = f" ({result.appearance}dense)" if result.appearance and structure == "tumor" else ""
     typer.echo(
         f"{structure}{kind}: {result.volume_ml:.2f} ml, {result.equivalent_diameter_mm:.1f} mm "
-        f"sphere-equivalent; {result.seconds:.1f} s"
+        f"sphere-equivalent diameter; {result.seconds:.1f} s"
     )
+    if len(result.lesions) > 1:
+        for n, lesion in enumerate(result.lesions, 1):
+            typer.echo(
+                f"lesion {n}: {lesion.volume_ml:.2f} ml, {lesion.equivalent_diameter_mm:.1f} mm "
+                f"sphere-equivalent diameter, from {', '.join(lesion.seeds)}"
+            )
     typer.echo(f"mask: {out}")
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
