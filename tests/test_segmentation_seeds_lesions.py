@@ -13,11 +13,10 @@ import pytest
 import SimpleITK as sitk
 
 from cli_helpers import one_line_error
+from hepanav.phantoms.lesions import paint_shape, rasterize
 
 sys.path.insert(0, str(Path(__file__).parent))
 from segmentation_helpers import LIVER_HU, liver_block, sphere  # noqa: E402
-
-from hepanav.phantoms.lesions import paint_shape, rasterize  # noqa: E402
 
 # Two lesions 40 mm apart (centre to centre), 45 HU darker than the liver.
 C1, R1 = (-20.0, 0.0, 0.0), 7.0
