@@ -157,6 +157,7 @@ def _unite(ct: sitk.Image, parts: list[LesionPart]) -> Segmentation:
         fraction=fraction,
         include_outcomes=outcomes,
         lesions=records,
+        excluded_mm3=sum(q.seg.excluded_mm3 for q in parts),
     )
 
 
@@ -199,6 +200,6 @@ def enforce_exclude(ct: sitk.Image, seg: Segmentation, keep: list[Seed], exclude
         f"--exclude: the part of the {_NAMES[seg.structure]} closer to "
         f"{'; '.join(x.label for x in exclude)} than to every seed is cut off "
         f"({grown_cut:.0f} mm^3 cut while growing; {int(np.count_nonzero(cut)) * voxel_mm3:.0f} "
-        "mm^3 that the later smoothing put back removed again); the exclude point is not in "
-        "the mask"
+        "mm^3 that later steps (small-lesion fit, surface smoothing, hole filling, include "
+        "joins) put back removed again); the exclude point is not in the mask"
     )

@@ -394,6 +394,18 @@ def write_outputs(
     return targets
 
 
+def lesions_written(mask: Path) -> list[dict]:
+    """The ``lesions`` of the JSON ``hepanav segment`` wrote beside ``mask`` (seeds as
+    given, volume in ml); empty when there is none or it cannot be read."""
+    import json
+
+    path = Path(mask).parent / f"{_stem(Path(mask))}.json"
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8")).get("lesions") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def masks_for_margin(
     out: Path,
     pre: Path | None,
