@@ -159,3 +159,41 @@ def test_margin_segments_a_tumour_per_seed(two_lesions, tmp_path):
     assert _dice(mask, truths[0] | truths[1]) >= 0.85
     record = json.loads(tumor.with_name("tumor.json").read_text(encoding="utf-8"))
     assert len(record["lesions"]) == 2
+    # graded with a zone (R 14 mm) around lesion 1 only: lesion 2 (40 mm away, r 5.5 mm)
+    # is residual tumour, MAM = -(40 + 5.5 - 14) = -31.5 mm by construction
+    from hepanav.margin.pipeline import MarginInputs, run_margin
+
+    _, grid, _ = two_lesions
+    zone = tmp_path / "zone.nii.gz"
+    sitk.WriteImage(grid.image(rasterize(grid, sphere(14.0, center=C1)).astype(np.uint8)), zone)
+    result = run_margin(
+        MarginInputs(tumor=tumor, ablation=zone, from_seeds={"tumor": tumor}),
+        tmp_path / "m",
+        report=False,
+    ).result
+    assert result.min_margin_mm == pytest.approx(-31.5, abs=1.5)
+    (region,) = result.residual_regions
+    assert region.centroid_lps_mm == pytest.approx(C2, abs=1.0)
+    (note,) = [n for r in result.inputs if r.role == "tumor" for n in r.notes if "lesion" in n]
+    assert "2 lesions" in note and "lesion 2 from --tumor-seed 20" in note
+
+
+def test_a_seed_outside_every_lesion_is_refused_by_name(two_lesions):
+    """Whatever the segmenter returns, a seed outside the united mask is an error naming
+    it (here a stand-in segmenter that always outlines lesion 1, so seed 2 is lost)."""
+    from hepanav.core.errors import InputError
+    from hepanav.segmentation.multi import segment_lesions
+    from hepanav.segmentation.result import Segmentation
+    from hepanav.segmentation.seeds import make_seeds
+
+    path, grid, _ = two_lesions
+    ct = sitk.ReadImage(str(path))
+    only_1 = grid.image(rasterize(grid, sphere(R1, center=C1)).astype(np.uint8))
+
+    def segment_one(seeds, include, exclude):
+        return Segmentation(mask=only_1, structure="tumor", method="stand-in", seeds=seeds)
+
+    seeds = make_seeds(ct, [_seed(C1), _seed(C2)])
+    with pytest.raises(InputError, match="outside the tumour") as err:
+        segment_lesions(ct, seeds, [], [], segment_one)
+    assert "--seed 20" in str(err.value)

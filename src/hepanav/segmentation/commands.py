@@ -24,7 +24,12 @@ def segment(
         "series (a DICOM folder).",
     ),
     seed: list[str] = typer.Option(
-        [], "--seed", help="Click inside the structure: X,Y,Z in LPS mm (repeatable)."
+        [],
+        "--seed",
+        help="Click inside the structure: X,Y,Z in LPS mm. Repeatable: tumour/zone: a "
+        "click inside the region grown from an earlier one refines that lesion, any other "
+        "click segments a lesion of its own (the mask is their union, each lesion listed "
+        "in MASK.json); a seed left outside the mask is refused.",
     ),
     seed_voxel: list[str] = typer.Option(
         [], "--seed-voxel", help="Click as a voxel index I,J,K (0-based, x,y,z order)."
@@ -44,7 +49,8 @@ def segment(
     exclude: list[str] = typer.Option(
         [],
         "--exclude",
-        help="Point X,Y,Z (LPS mm) that does not; cuts off its side.",
+        help="Point X,Y,Z (LPS mm) that does not belong: what is closer to it than to every "
+        "seed is cut off the final mask (never put back by smoothing or joins).",
         rich_help_panel=_EDIT,
     ),
     max_radius_mm: float | None = typer.Option(
@@ -64,7 +70,8 @@ def segment(
     bone, on tissue that does not look like the structure, or a leak past
     --max-radius-mm: one-line error, exit 2, nothing written. An --include point
     outside the grown tumour/zone is joined (what was added, mm^3, in the notes and
-    MASK.json) or refused the same way.
+    MASK.json) or refused the same way. A rerun replaces the whole set (a --no-report
+    rerun removes the previous MASK.html).
     """
     from hepanav import DISCLAIMER
     from hepanav.core.errors import InputError
