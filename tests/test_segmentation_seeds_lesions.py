@@ -5,6 +5,7 @@ liver-like block inside a body outline (docs/segmentation.md "Several seeds").""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -83,6 +84,11 @@ def test_a_seed_per_lesion_segments_each_on_its_own(cli, two_lesions, tmp_path):
         assert lesion["volume_ml"] == pytest.approx(4 / 3 * np.pi * r**3 / 1000, rel=0.25)
     assert record["volume_ml"] == pytest.approx(sum(x["volume_ml"] for x in lesions))
     assert "2 separate tumours segmented" in " ".join(record["notes"])
+    # one size in the output, the final mask's (the note once gave the radius grown first)
+    assert not re.search(r"equivalent radius \d", " ".join(record["notes"]))
+    d = 2 * (3 * record["volume_ml"] * 1000 / (4 * np.pi)) ** (1 / 3)
+    assert record["equivalent_diameter_mm"] == pytest.approx(d)
+    assert f"{d:.1f} mm sphere-equivalent diameter" in stdout
     assert "lesion 2:" in stdout and "sphere-equivalent diameter" in stdout
     assert "lesion 2" in (tmp_path / "t.html").read_text(encoding="utf-8")
 
@@ -197,3 +203,18 @@ def test_a_seed_outside_every_lesion_is_refused_by_name(two_lesions):
     with pytest.raises(InputError, match="outside the tumour") as err:
         segment_lesions(ct, seeds, [], [], segment_one)
     assert "--seed 20" in str(err.value)
+
+
+def test_a_zone_per_ablation_click(two_lesions, tmp_path):
+    """The zone takes the same path: two clicks on two hypodense spheres, two zones."""
+    from hepanav.segmentation.pipeline import segment_file
+
+    path, _, truths = two_lesions
+    result, seg = segment_file(
+        "ablation", path, tmp_path / "z.nii.gz", seeds=[_seed(C1), _seed(C2)], report=False
+    )
+    assert [x.seeds for x in result.lesions] == [["--seed -20,0,0"], ["--seed 20,0,0"]]
+    mask = sitk.GetArrayFromImage(seg.mask) > 0
+    assert _dice(mask, truths[0] | truths[1]) >= 0.8
+    for lesion, r in zip(result.lesions, (R1, R2), strict=True):
+        assert lesion.volume_ml == pytest.approx(4 / 3 * np.pi * r**3 / 1000, rel=0.25)
