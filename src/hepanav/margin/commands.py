@@ -35,13 +35,16 @@ def margin(
         [],
         "--tumor-seed",
         help="Instead of --tumor: click X,Y,Z (LPS mm) in the tumour on --pre; segmented "
-        "automatically (repeatable).",
+        "automatically. Repeatable: a click inside the region grown from an earlier one "
+        "refines that lesion, any other click segments a lesion of its own; the tumour is "
+        "their union, measured as a whole against the (united) zone.",
         rich_help_panel=_PAIR,
     ),
     ablation_seed: list[str] = typer.Option(
         [],
         "--ablation-seed",
-        help="Instead of --ablation: click X,Y,Z (LPS mm) in the zone on --post.",
+        help="Instead of --ablation: click X,Y,Z (LPS mm) in the zone on --post. "
+        "Repeatable: a zone per click outside the earlier zones, united.",
         rich_help_panel=_PAIR,
     ),
     liver: Path | None = typer.Option(
