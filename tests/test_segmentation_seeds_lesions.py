@@ -180,6 +180,14 @@ def test_margin_segments_a_tumour_per_seed(two_lesions, tmp_path):
     assert result.min_margin_mm == pytest.approx(-31.5, abs=1.5)
     (region,) = result.residual_regions
     assert region.centroid_lps_mm == pytest.approx(C2, abs=1.0)
+    # its whole segmented volume is residual: the mask component holding C2, voxel count
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask)
+    lesion2_ml = np.count_nonzero(labels == _at(labels, image, C2)) * np.prod(image.GetSpacing())
+    assert result.residual_volume_ml == pytest.approx(lesion2_ml / 1000, rel=1e-6)
+    assert region.volume_ml == pytest.approx(result.residual_volume_ml)
+    assert not result.residual_volume_is_lower_bound
     (note,) = [n for r in result.inputs if r.role == "tumor" for n in r.notes if "lesion" in n]
     assert "2 lesions" in note and "lesion 2 from --tumor-seed 20" in note
 

@@ -26,6 +26,7 @@ from hepanav.margin.grid import (
     subdivided_grid,
 )
 from hepanav.margin.regions import residual_regions, short_regions
+from hepanav.margin.residual import residual_tumor
 from hepanav.margin.schema import (
     SAFE_MARGIN_MM,
     BorderCut,
@@ -68,6 +69,9 @@ class Measurement:
     category: str
     mam_point_lps_mm: tuple[float, float, float]
     residual_regions: list[ResidualRegion]
+    residual_volume_ml: float
+    residual_volume_is_lower_bound: bool
+    residual_unassessable_ml: float
     short_regions: list[ShortRegion]
     zone_gaps: list[ZoneGap]
     subcapsular_exclusion_mm: float | None
@@ -97,6 +101,9 @@ class Measurement:
             "category",
             "mam_point_lps_mm",
             "residual_regions",
+            "residual_volume_ml",
+            "residual_volume_is_lower_bound",
+            "residual_unassessable_ml",
             "short_regions",
             "zone_gaps",
             "subcapsular_exclusion_mm",
@@ -300,6 +307,9 @@ def measure_margin(
     mam, mam_point = refine_minimum(tumor_mesh, margin, analysed, zone_mesh, zone_field, grid)
     shells = shell_coverages(tumor_field, zone_field, grid, tumor_mesh, liver_field)
     centre = (tumor_mesh.vertices * area[:, None]).sum(0) / area.sum()
+    residual = residual_tumor(tumor, ablation, grid, tumor_transform, tumor_field, zone_field)
+    if residual.note():
+        warnings.append(residual.note())
     return Measurement(
         min_margin_mm=mam,
         percentiles_mm=figures.percentiles(m, w),
@@ -316,11 +326,14 @@ def measure_margin(
                 margin,
                 analysed,
                 centre,
-                _residual_points(tumor_field, zone_field, grid),
-                float(np.prod(grid.GetSpacing())) / 1000.0,
+                residual.points_lps,
+                residual.voxel_ml,
             ),
             mam,
         ),
+        residual_volume_ml=residual.volume_ml,
+        residual_volume_is_lower_bound=residual.lower_bound,
+        residual_unassessable_ml=residual.unassessable_ml,
         short_regions=(
             _with_refined_minimum(short_regions(tumor_mesh, margin, analysed, centre), mam)
             if mam >= 0
@@ -370,12 +383,6 @@ def on_image_border(
     size = np.asarray(image.GetSize(), dtype=float)
     tol = 0.0 if outside_only else 0.25
     return np.any((index < -0.5 + tol) | (index > size - 0.5 - tol), axis=1)
-
-
-def _residual_points(tumor_field, zone_field, grid) -> np.ndarray:
-    """LPS centres of the grid voxels inside the tumour and outside the zone."""
-    index = np.argwhere((tumor_field >= 0.5) & (zone_field < 0.5))[:, ::-1].astype(float)
-    return voxel_to_lps(grid, index) if len(index) else np.zeros((0, 3))
 
 
 def _with_refined_minimum(regions: list, mam: float) -> list:
