@@ -111,3 +111,28 @@ def test_single_lesion_cap_volume_unchanged_in_kind():
     m = measure_margin(tumour, zone)
     assert m.residual_volume_ml * 1000 == pytest.approx(4 / 3 * np.pi * r**3 - lens, rel=0.10)
     assert not m.residual_volume_is_lower_bound
+
+
+def test_lower_bound_reaches_json_terminal_and_report(tmp_path):
+    """The partly-outside case through ``run_margin``: flag and volumes in margin.json,
+    ``at least`` on the terminal line, the warning, and a red line in the report."""
+    import json
+
+    from hepanav.margin.commands import result_line
+    from hepanav.margin.pipeline import MarginInputs, run_margin
+
+    pre = _grid((80, 80, 60))
+    tumour, zone = tmp_path / "tumour.nii.gz", tmp_path / "zone.nii.gz"
+    sitk.WriteImage(_balls(pre, [(C1, R1), (C2, R2)]), str(tumour))
+    sitk.WriteImage(_balls(_grid((54, 80, 60)), [(C1, R_ZONE)]), str(zone))
+    run = run_margin(MarginInputs(tumor=tumour, ablation=zone), tmp_path / "o", report=True)
+    data = json.loads((tmp_path / "o" / "margin.json").read_text(encoding="utf-8"))
+    assert data["residual_volume_is_lower_bound"] is True
+    assert data["residual_unassessable_ml"] > 0
+    assert data["residual_volume_ml"] == pytest.approx(run.result.residual_volume_ml)
+    assert any("LOWER BOUND" in w for w in data["warnings"])
+    assert f"at least {data['residual_volume_ml']:.2f} ml outside the zone" in result_line(
+        run.result
+    )
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert '<p class="bad">Residual tumour volume' in html and "LOWER BOUND" in html
