@@ -315,11 +315,19 @@ def _lobe(
     new = region & ~lesion
     core = new & ~_dilate(lesion, roi, shell)
     i, j, k = start
+    near = np.zeros_like(new)
+    near[k, j, i] = True
+    near = _dilate(near, roi, shell + step)
     if not core[k, j, i]:
-        # The click lies on the lesion's edge: the new voxels around it only.
-        near = np.zeros_like(new)
-        near[k, j, i] = True
-        return _component(new & _dilate(near, roi, shell + step), roi, start)
+        # The click lies within the shell (on 3 mm voxels a click 4 mm past the lesion
+        # does): the lobe's core is the one nearest to the click within the shell and a
+        # voxel of it; without one the click is on the lesion's edge: the new voxels
+        # around it only (tester3 D6: these alone gave 26 of a lobe's 77 voxels).
+        root = _nearest_voxel(roi, core & near, start)
+        if root is None:
+            return _component(new & near, roi, start)
+        start = root
+        i, j, k = start
     core = _component(core, roi, start)
     depth = -sitk.GetArrayFromImage(signed_distance_mm(_image(core, roi), within_mm=0.0))
     radius = float(np.clip(0.5 * depth[k, j, i], *JOIN_OPEN_MM))
@@ -332,6 +340,18 @@ def _lobe(
         if (lobe & contact).any():
             return lobe
     return lobe
+
+
+def _nearest_voxel(roi: sitk.Image, where: np.ndarray, start):
+    """Index (x, y, z) of the voxel of ``where`` (z-y-x bool) nearest in mm to ``start``
+    (x, y, z), or None when ``where`` is empty."""
+    k, j, i = np.nonzero(where)
+    if k.size == 0:
+        return None
+    spacing = np.asarray(roi.GetSpacing())
+    offsets = (np.stack([i, j, k], axis=1) - np.asarray(start)) * spacing
+    n = int(np.argmin(np.einsum("ij,ij->i", offsets, offsets)))
+    return int(i[n]), int(j[n]), int(k[n])
 
 
 def _restored(body: np.ndarray, lesion: np.ndarray, roi: sitk.Image, shell: float, step: float):
