@@ -248,7 +248,7 @@ def test_lesion_volumes_are_those_of_the_final_mask(cli, two_lesions, tmp_path):
     lesions = record["lesions"]
     assert lesions[0]["volume_ml"] == pytest.approx(np.count_nonzero(mask[:, :, :half]) * ml)
     assert lesions[1]["volume_ml"] == pytest.approx(np.count_nonzero(mask[:, :, half:]) * ml)
-    assert lesions[1]["volume_ml"] < 0.75 * 4 / 3 * np.pi * R2**3 / 1000  # the cut shows
+    assert lesions[1]["volume_ml"] < 0.8 * 4 / 3 * np.pi * R2**3 / 1000  # the cut shows
     assert sum(x["volume_ml"] for x in lesions) == pytest.approx(record["volume_ml"])
     assert f"lesion 2: {lesions[1]['volume_ml']:.2f} ml" in stdout
     assert all(x["border_faces"] == [] for x in lesions)
@@ -284,7 +284,7 @@ def test_touching_lesions_partition_the_final_mask():
     records = lesion_records(image(final), parts)
     ml = 2.0 / 1000
     # shared columns 8-11: 8, 9 nearer seed 4 (lesion 1), 10, 11 nearer seed 15
-    assert records[0]["volume_ml"] == pytest.approx(16 * 10 * ml)  # columns 1-9
+    assert records[0]["volume_ml"] == pytest.approx(16 * 9 * ml)  # columns 1-9
     assert records[1]["volume_ml"] == pytest.approx(16 * 7 * ml)  # columns 10-16
     assert sum(r["volume_ml"] for r in records) == pytest.approx(np.count_nonzero(final) * ml)
     assert [r["border_faces"] for r in records] == [[], []]
