@@ -739,6 +739,8 @@ class StallRule:
     ----------
     fired_at : int or None
         Iteration at which the rule stopped the optimiser (None: it ran to its end).
+    best_at_end : dict of int to float
+        Best metric value seen by the end of each iteration of the last level.
     """
 
     def __init__(
@@ -753,7 +755,7 @@ class StallRule:
         self.fired_at: int | None = None
         self._best = np.inf
         self._position: tuple[float, ...] | None = None
-        self._best_at_end: dict[int, float] = {}
+        self.best_at_end: dict[int, float] = {}
         if iterations > 0:
             reg.AddCommand(sitk.sitkIterationEvent, self._observe)
 
@@ -764,16 +766,16 @@ class StallRule:
         iteration = int(reg.GetOptimizerIteration())
         done = iteration - 1  # the iteration that has just ended when ``iteration`` starts
         if (
-            iteration not in self._best_at_end
-            and done - self.iterations in self._best_at_end
-            and self._best_at_end[done - self.iterations] - self._best_at_end[done] < self.tolerance
+            iteration not in self.best_at_end
+            and done - self.iterations in self.best_at_end
+            and self.best_at_end[done - self.iterations] - self.best_at_end[done] < self.tolerance
         ):
             self.fired_at = iteration
             raise _Stalled
         value = float(reg.GetMetricValue())
         if value < self._best:
             self._best, self._position = value, tuple(reg.GetOptimizerPosition())
-        self._best_at_end[iteration] = self._best
+        self.best_at_end[iteration] = self._best
 
     def execute(self, fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) -> None:
         """``reg.Execute(fixed, moving)``; when the rule fires, ``transform`` (the in-place
