@@ -35,7 +35,10 @@ def segment(
     include: list[str] = typer.Option(
         [],
         "--include",
-        help="Extra point X,Y,Z (LPS mm) that belongs to it.",
+        help="Extra point X,Y,Z (LPS mm) that belongs to it (repeatable). Tumour/zone: a "
+        "part the growing missed (a lobe) is grown from it over the lesion's HU range and "
+        "joined when connected to the lesion within --max-radius-mm; refused (exit 2) on "
+        "different tissue, not connected, or a leak.",
         rich_help_panel=_EDIT,
     ),
     exclude: list[str] = typer.Option(
@@ -59,7 +62,9 @@ def segment(
     --out ends in .dcm and --ct is a DICOM folder), MASK.json and MASK.html (slices with the
     contour, volume, seed) beside it. A seed outside the image or body, in air or
     bone, on tissue that does not look like the structure, or a leak past
-    --max-radius-mm: one-line error, exit 2, nothing written.
+    --max-radius-mm: one-line error, exit 2, nothing written. An --include point
+    outside the grown tumour/zone is joined (what was added, mm^3, in the notes and
+    MASK.json) or refused the same way.
     """
     from hepanav import DISCLAIMER
     from hepanav.core.errors import InputError

@@ -14,7 +14,7 @@ from hepanav.core.limits import check_number
 from hepanav.core.paths import check_inputs_outputs, recorded_path
 from hepanav.imaging import read_image, write_image
 from hepanav.segmentation.result import Segmentation
-from hepanav.segmentation.schema import SeedRecord, SegmentationResult
+from hepanav.segmentation.schema import IncludeRecord, SeedRecord, SegmentationResult
 from hepanav.segmentation.seeds import Seed, make_seeds
 
 STRUCTURES = ("tumor", "ablation", "liver")
@@ -81,7 +81,12 @@ def run_segmentation(
         from hepanav.segmentation.liver import segment_liver
 
         seg = segment_liver(ct, seeds, **kw)
-    _check_included(ct, seg, include or [])
+    if structure == "liver":
+        _check_included(ct, seg, include or [])
+    elif include:
+        from hepanav.segmentation.include import join_includes
+
+        join_includes(ct, seg, include)  # each kept, joined (lobe grown from it) or refused
     return seg
 
 
@@ -322,6 +327,12 @@ def segment_image(
         seeds=[_record(s) for s in seg.seeds],
         include=[_record(s) for s in seg.include],
         exclude=[_record(s) for s in seg.exclude],
+        include_outcomes=[
+            IncludeRecord(
+                given_as=o.label, lps_mm=o.lps, outcome=o.outcome, joined_mm3=o.joined_mm3
+            )
+            for o in seg.include_outcomes
+        ],
         lesion_hu=seg.lesion_hu,
         parenchyma_hu=seg.parenchyma_hu,
         window_hu=seg.window_hu,

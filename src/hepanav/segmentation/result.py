@@ -38,6 +38,10 @@ class Segmentation:
         from the CT (float32 0..1 on a box of the CT grid, ``>= 0.5`` exactly where
         ``mask`` is 1; :mod:`hepanav.segmentation.fraction`), for the margin's
         sub-voxel surface; None for the liver.
+    include_outcomes : list
+        Tumour and zone: what each ``--include`` point did
+        (:class:`hepanav.segmentation.include.IncludeOutcome`: in the mask as grown,
+        or a lobe grown from it joined, with its volume in mm^3).
     """
 
     mask: sitk.Image
@@ -53,6 +57,7 @@ class Segmentation:
     max_radius_mm: float | None = None
     notes: list[str] = field(default_factory=list)
     fraction: sitk.Image | None = None
+    include_outcomes: list = field(default_factory=list)
 
     def volume_ml(self) -> float:
         """Volume of the mask in ml (voxel counting)."""

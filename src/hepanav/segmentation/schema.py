@@ -23,6 +23,20 @@ class SeedRecord(BaseModel):
     voxel: tuple[int, int, int] = Field(description="nearest voxel (i, j, k) of the CT")
 
 
+class IncludeRecord(BaseModel):
+    """What one ``--include`` point of a tumour or zone did (a refused one is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+    given_as: str = Field(description="the option and value the user gave")
+    lps_mm: Vec3 = Field(description="the point in LPS mm")
+    outcome: Literal["inside", "edge", "joined"] = Field(
+        description="inside: in the mask as grown from the seeds; edge: just outside it, its "
+        "nearest voxel in the lesion's HU range inside (nothing added); joined: a region "
+        "grown from it over the lesion's HU range, connected to the lesion, was added"
+    )
+    joined_mm3: float = Field(0.0, description="volume added from it, mm^3 (0 when inside)")
+
+
 class SegmentationResult(BaseModel):
     """Result of ``hepanav segment``."""
 
@@ -43,6 +57,9 @@ class SegmentationResult(BaseModel):
     seeds: list[SeedRecord]
     include: list[SeedRecord] = Field(default_factory=list)
     exclude: list[SeedRecord] = Field(default_factory=list)
+    include_outcomes: list[IncludeRecord] = Field(
+        default_factory=list, description="tumour/zone: what each include point did"
+    )
     lesion_hu: float | None = Field(None, description="median HU at the seed (lesions)")
     parenchyma_hu: float | None = Field(None, description="HU of the surrounding/liver parenchyma")
     window_hu: tuple[float, float] | None = Field(None, description="HU range grown")

@@ -70,7 +70,7 @@ def segment_tumor(
             "adaptive-threshold region growing (Gaussian 1 mm, SimpleITK ConnectedThreshold at "
             "the lesion/parenchyma midpoint within a robust star-shaped bound, opening + hole "
             "filling), edge refined at the midpoint on the deblurred CT (Gaussian - "
-            "sigma^2/2 LoG); small hypodense tumours: a blurred-step model fitted to the CT"
+            "sigma^2/2 LoG); small tumours: a blurred-step model fitted to the CT"
         ),
         seeds=seeds,
         include=include,
