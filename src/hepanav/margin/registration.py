@@ -132,7 +132,8 @@ class RegistrationSettings(BaseModel):
         False,
         description=(
             "local stage: metric only at post voxels inside the soft-tissue window (not "
-            "clamped); off by default, checked on 4 of the 8 realistic pairs only"
+            "clamped); off by default: on the 8 realistic pairs it fixes pair 6 but makes "
+            "pairs 4 and 0 worse by up to 0.26 mm (docs/margin.md)"
         ),
     )
 
