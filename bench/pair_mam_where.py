@@ -22,7 +22,13 @@ radial error (mm; area-weighted mean, min, max) of the surface of a ball voxelis
 voxel centres on the pairs' grids (and on 1 mm and 0.8 x 0.8 x 3 mm for comparison), two
 grid phases each: the surface method alone, without the phantom; ``--shapes`` the same
 for balls, an ellipsoid and a concave cavity on 2-5 mm grids. ``--corrected`` (first)
-switches on the coarse-grid curvature correction (``surface.CURVATURE_CORRECTION``).
+switches on the coarse-grid curvature correction (``surface.CURVATURE_CORRECTION``);
+``--old-caps`` (first) places caps between thick slices by the former sphere through the
+last two sections (``surface.CAP_SECTIONS = False``). ``--caps 0 4`` prints, per pair, the
+zone's two caps along the slice axis column by column: where the field crosses the
+surface beyond the last slice minus where the analytic zone does (mm, positive outside;
+mean / min / max), the true cap height, and the error of the last slice's in-plane
+outline (mm, positive outside) at the cap's columns.
 """
 
 from __future__ import annotations
@@ -108,6 +114,79 @@ def diagnose(seed: int) -> dict:
     }
 
 
+def cap_columns(seed: int) -> dict:
+    """Column-by-column error of the zone's caps between thick slices (see module doc)."""
+    import SimpleITK as sitk
+
+    from bench.bench_margin_pairs import pair_case
+    from hepanav.margin.surface import _in_plane_distance, across_thick_axes, signed_distance
+
+    case, _ = pair_case(seed)
+    mask = case.post_ablation  # the pair's post mask is these voxels, moved rigidly
+    inside = sitk.GetArrayFromImage(mask) > 0
+    ks = np.flatnonzero(inside.any(axis=(1, 2)))
+    ys, xs = (np.flatnonzero(inside.any(axis=(0, a))) for a in (2, 1))
+    lo = np.array([xs[0] - 3, ys[0] - 3, ks[0] - 3])
+    crop = inside[lo[2] : ks[-1] + 4, lo[1] : ys[-1] + 4, lo[0] : xs[-1] + 4]
+    spacing = np.asarray(mask.GetSpacing(), float)
+    sdf = signed_distance(crop, spacing)
+    up, factors = across_thick_axes(sdf, crop, spacing)
+    n = int(factors[2])
+    d2, _ = _in_plane_distance(crop, sdf, spacing[::-1][1:])
+
+    def point(ix, iy, kz):
+        return np.array(
+            mask.TransformContinuousIndexToPhysicalPoint([float(ix), float(iy), float(kz)])
+        )
+
+    def outside(ix, iy, kz):
+        return case.zone.signed_distance(point(ix, iy, kz)[None])[0] >= 0
+
+    out = {"seed": seed, "post_spacing": tuple(float(v) for v in spacing), "slices": len(ks)}
+    for name, k, sign in (("cap_low", ks[0], -1), ("cap_high", ks[-1], 1)):
+        kk = k - lo[2]
+        col_err, height, outline = [], [], []
+        for iy, ix in np.argwhere(crop[kk]):
+            column = up[:, iy, ix]
+            j = kk * n + n // 2
+            while 0 <= j + sign < len(column) and column[j + sign] > 0:
+                j += sign
+            t = column[j] / (column[j] - column[j + sign])
+            field = sign * ((j - n // 2) / n + sign * t / n - kk)  # slices beyond k
+            a, b = 0.0, 3.0  # the analytic crossing, by bisection (slices beyond k)
+            for _ in range(40):
+                c = 0.5 * (a + b)
+                a, b = (a, c) if outside(ix + lo[0], iy + lo[1], k + sign * c) else (c, b)
+            col_err.append((field - a) * spacing[2])
+            height.append(a * spacing[2])
+            # the last slice's outline: the column's in-plane depth against the
+            # analytic section's (distance to its outline along 64 in-plane rays)
+            rays = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+            depth = []
+            for th in rays:
+                lo_r, hi_r = 0.0, 12.0
+                for _ in range(30):
+                    r = 0.5 * (lo_r + hi_r)
+                    pxy = np.array([np.cos(th), np.sin(th)]) * r / spacing[:2]
+                    if outside(ix + lo[0] + pxy[0], iy + lo[1] + pxy[1], k):
+                        hi_r = r
+                    else:
+                        lo_r = r
+                depth.append(lo_r)
+            outline.append(d2[kk][iy, ix] - min(depth))
+        e, hgt, o = (
+            np.round([np.mean(v), np.min(v), np.max(v)], 2).tolist()
+            for v in (col_err, height, outline)
+        )
+        out[name] = {
+            "columns": len(col_err),
+            "crossing_error": e,
+            "true_height": hgt,
+            "outline_error": o,
+        }
+    return out
+
+
 def sphere_errors(radius: float, spacing: tuple, phase: tuple) -> tuple[float, float, float]:
     """Radial error (mean, min, max; mm) of the surface of a voxelised ball."""
     import SimpleITK as sitk
@@ -180,6 +259,15 @@ def shape_errors(name: str, spacing: tuple, phase: tuple) -> dict:
 
 
 def main(argv: list[str]) -> None:
+    if "--old-caps" in argv:
+        import hepanav.margin.surface as surface
+
+        surface.CAP_SECTIONS = False
+        argv = [a for a in argv if a != "--old-caps"]
+    if argv[:1] == ["--caps"]:
+        for seed in [int(s) for s in argv[1:]] or [4]:
+            print(cap_columns(seed), flush=True)
+        return
     if "--corrected" in argv:
         # the coarse-grid curvature correction (off by default; docs/margin.md)
         import hepanav.margin.surface as surface

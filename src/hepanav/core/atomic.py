@@ -292,7 +292,9 @@ def output_folder(out: str | Path, command: str = "hepanav") -> Iterator[Path]:
 
 
 @contextmanager
-def output_files(targets: Sequence[str | Path]) -> Iterator[list[Path]]:
+def output_files(
+    targets: Sequence[str | Path], stale: Sequence[str | Path] = ()
+) -> Iterator[list[Path]]:
     """Write several files of one folder as a SET (e.g. a mask, its JSON and its report).
 
     Yields one temporary path per target (same file names, in a temporary folder
@@ -302,6 +304,9 @@ def output_files(targets: Sequence[str | Path]) -> Iterator[list[Path]]:
     check) nothing is renamed and the temporaries are removed, so the targets keep their
     previous content, and the folders created for the set are removed again (nothing
     half-written, no empty folder). Targets not written inside the block are left alone.
+    ``stale`` files (members of a previous set this one has no counterpart for, e.g. the
+    report of a run that now skips it) are removed once the new set is in place, so the
+    folder never shows the new set beside a previous run's member.
 
     Raises
     ------
@@ -329,6 +334,9 @@ def output_files(targets: Sequence[str | Path]) -> Iterator[list[Path]]:
                 os.fsync(fh.fileno())
         for p, t in written:
             os.replace(p, t)
+        for old in (Path(x) for x in stale):
+            if old.is_file() or old.is_symlink():
+                old.unlink()
         _fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -164,3 +164,56 @@ def sidecar_label_names(path: str | Path) -> dict[int, str]:
             except InputError:
                 return {}
     return {}
+
+
+#: Spine levels top to bottom, for naming runs of vertebrae (:func:`describe_label_ids`).
+_SPINE_LEVELS = (
+    [f"C{i}" for i in range(1, 8)]
+    + [f"T{i}" for i in range(1, 13)]
+    + [f"L{i}" for i in range(1, 6)]
+) + ["S1"]
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """Sorted ints as (first, last) runs of consecutive values."""
+    runs: list[tuple[int, int]] = []
+    for v in sorted(set(values)):
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    return runs
+
+
+def describe_label_ids(ids: Iterable[int], names: dict[int, str] | None = None) -> str:
+    """Label ids in words, grouped: ``"ribs left 1-12, vertebrae T10-L3, sternum"``.
+
+    Names are ``names`` (default: :func:`anatomy_label_names`, TotalSegmentator v2).
+    ``rib_<side>_<n>`` become one ``ribs <side> a-b, c`` item per side,
+    ``vertebrae_<level>`` one ``vertebrae X-Y`` item (runs in cranio-caudal order), the
+    others their name with ``_`` as a space; an id without a name is ``label N``.
+    """
+    names = anatomy_label_names() if names is None else names
+    ribs: dict[str, list[int]] = {}
+    levels: list[int] = []
+    other: list[str] = []
+    for i in sorted(set(int(v) for v in ids)):
+        name = names.get(i)
+        parts = (name or "").split("_")
+        if len(parts) == 3 and parts[0] == "rib" and parts[2].isdigit():
+            ribs.setdefault(parts[1], []).append(int(parts[2]))
+        elif len(parts) == 2 and parts[0] == "vertebrae" and parts[1] in _SPINE_LEVELS:
+            levels.append(_SPINE_LEVELS.index(parts[1]))
+        else:
+            other.append(name.replace("_", " ") if name else f"label {i}")
+    items = []
+    for side, numbers in ribs.items():
+        runs = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in _runs(numbers))
+        items.append(f"ribs {side} {runs}")
+    if levels:
+        runs = ", ".join(
+            _SPINE_LEVELS[a] if a == b else f"{_SPINE_LEVELS[a]}-{_SPINE_LEVELS[b]}"
+            for a, b in _runs(levels)
+        )
+        items.append(f"vertebrae {runs}")
+    return ", ".join(items + other)

@@ -35,13 +35,16 @@ def margin(
         [],
         "--tumor-seed",
         help="Instead of --tumor: click X,Y,Z (LPS mm) in the tumour on --pre; segmented "
-        "automatically (repeatable).",
+        "automatically. Repeatable: a click inside the region grown from an earlier one "
+        "refines that lesion, any other click segments a lesion of its own; the tumour is "
+        "their union, measured as a whole against the (united) zone.",
         rich_help_panel=_PAIR,
     ),
     ablation_seed: list[str] = typer.Option(
         [],
         "--ablation-seed",
-        help="Instead of --ablation: click X,Y,Z (LPS mm) in the zone on --post.",
+        help="Instead of --ablation: click X,Y,Z (LPS mm) in the zone on --post. "
+        "Repeatable: a zone per click outside the earlier zones, united.",
         rich_help_panel=_PAIR,
     ),
     liver: Path | None = typer.Option(
@@ -350,6 +353,8 @@ def margin(
         typer.echo(f"no interval: {u.interval_withheld_reason}")
     if not u.decisive:
         typer.echo(f"not decisive: {u.rule}")
+    for warning in run.result.plausibility:
+        typer.echo(f"WARNING: {warning}")
     for warning in run.result.warnings:
         typer.echo(f"warning: {warning}")
     typer.echo(f"report: {run.paths['report']}")
@@ -371,11 +376,14 @@ def result_line(r) -> str:
     else:
         mam += " (no interval: automatic masks)"
     residual = ""
-    if r.residual_regions:
+    volume = getattr(r, "residual_volume_ml", None)
+    if volume is None:  # a margin.json written before residual_volume_ml
         volume = sum(region.volume_ml for region in r.residual_regions)
+    if r.residual_regions or volume > 0:
+        bound = "at least " if getattr(r, "residual_volume_is_lower_bound", False) else ""
         residual = (
             f"residual tumour: {len(r.residual_regions)} region(s), "
-            f"{format_number(float(volume), 2)} ml outside the zone; "
+            f"{bound}{format_number(float(volume), 2)} ml outside the zone; "
         )
     return (
         f"{mam} ({r.category}{'' if u.decisive else ', NOT decisive'}); 6 mm shell covered "

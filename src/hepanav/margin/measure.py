@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from hepanav.core.errors import InputError
 from hepanav.imaging import lps_to_voxel, volume_ml, voxel_to_lps
+from hepanav.imaging.border import border_faces
 from hepanav.margin import figures
 from hepanav.margin.distance import distance_to_mesh
 from hepanav.margin.gaps import zone_gaps
@@ -25,6 +26,7 @@ from hepanav.margin.grid import (
     subdivided_grid,
 )
 from hepanav.margin.regions import residual_regions, short_regions
+from hepanav.margin.residual import residual_tumor
 from hepanav.margin.schema import (
     SAFE_MARGIN_MM,
     BorderCut,
@@ -67,6 +69,9 @@ class Measurement:
     category: str
     mam_point_lps_mm: tuple[float, float, float]
     residual_regions: list[ResidualRegion]
+    residual_volume_ml: float
+    residual_volume_is_lower_bound: bool
+    residual_unassessable_ml: float
     short_regions: list[ShortRegion]
     zone_gaps: list[ZoneGap]
     subcapsular_exclusion_mm: float | None
@@ -96,6 +101,9 @@ class Measurement:
             "category",
             "mam_point_lps_mm",
             "residual_regions",
+            "residual_volume_ml",
+            "residual_volume_is_lower_bound",
+            "residual_unassessable_ml",
             "short_regions",
             "zone_gaps",
             "subcapsular_exclusion_mm",
@@ -161,8 +169,7 @@ def _reaches_edge(field_zyx: np.ndarray, width: int) -> bool:
 
 
 def _touches_border(mask: sitk.Image, box: tuple[np.ndarray, np.ndarray]) -> bool:
-    lo, hi = box
-    return bool(np.any(lo == 0) or np.any(hi == np.asarray(mask.GetSize()) - 1))
+    return bool(border_faces(mask, box))
 
 
 def measure_margin(
@@ -213,10 +220,12 @@ def measure_margin(
     if subcapsular_mm and liver is None:
         raise InputError("subcapsular exclusion needs a liver mask", "--subcapsular-mm")
     warnings = []
-    if _touches_border(ablation, zone_box):
+    zone_faces = border_faces(ablation, zone_box)
+    if zone_faces:
         warnings.append(
-            "the ablation-zone mask touches the image border; the zone is taken to end "
-            "there, so margins toward that border may be underestimated"
+            f"the ablation-zone mask touches the image border ({'; '.join(zone_faces)}); "
+            "the zone is taken to end there, so margins toward that border may be "
+            "underestimated"
         )
 
     tumor_corners = box_corners_lps(tumor, *tumor_box)
@@ -298,6 +307,9 @@ def measure_margin(
     mam, mam_point = refine_minimum(tumor_mesh, margin, analysed, zone_mesh, zone_field, grid)
     shells = shell_coverages(tumor_field, zone_field, grid, tumor_mesh, liver_field)
     centre = (tumor_mesh.vertices * area[:, None]).sum(0) / area.sum()
+    residual = residual_tumor(tumor, ablation, grid, tumor_transform, tumor_field, zone_field)
+    if residual.note():
+        warnings.append(residual.note())
     return Measurement(
         min_margin_mm=mam,
         percentiles_mm=figures.percentiles(m, w),
@@ -314,11 +326,14 @@ def measure_margin(
                 margin,
                 analysed,
                 centre,
-                _residual_points(tumor_field, zone_field, grid),
-                float(np.prod(grid.GetSpacing())) / 1000.0,
+                residual.points_lps,
+                residual.voxel_ml,
             ),
             mam,
         ),
+        residual_volume_ml=residual.volume_ml,
+        residual_volume_is_lower_bound=residual.lower_bound,
+        residual_unassessable_ml=residual.unassessable_ml,
         short_regions=(
             _with_refined_minimum(short_regions(tumor_mesh, margin, analysed, centre), mam)
             if mam >= 0
@@ -368,12 +383,6 @@ def on_image_border(
     size = np.asarray(image.GetSize(), dtype=float)
     tol = 0.0 if outside_only else 0.25
     return np.any((index < -0.5 + tol) | (index > size - 0.5 - tol), axis=1)
-
-
-def _residual_points(tumor_field, zone_field, grid) -> np.ndarray:
-    """LPS centres of the grid voxels inside the tumour and outside the zone."""
-    index = np.argwhere((tumor_field >= 0.5) & (zone_field < 0.5))[:, ::-1].astype(float)
-    return voxel_to_lps(grid, index) if len(index) else np.zeros((0, 3))
 
 
 def _with_refined_minimum(regions: list, mam: float) -> list:

@@ -191,8 +191,8 @@ def run_margin(
     for record in records:
         if roles.get(record.role) in seeded:
             record.file = display_name(seeded[roles[record.role]])
-            record.notes.append("segmented automatically from a seed (hepanav segment)")
             role = roles[record.role]
+            record.notes.append(seeded_note(getattr(inputs, role)))
             record.notes.append(
                 edge_fractions(getattr(inputs, role), images[role], role, occupancies)
             )
@@ -222,6 +222,25 @@ def run_margin(
         input_records=records,
         occupancies=occupancies,
         segmented_from_seeds=tuple(seeded),
+    )
+
+
+def seeded_note(path: Path) -> str:
+    """The input note of a mask ``hepanav segment`` wrote: how many lesions it holds and
+    from which seeds (read from its JSON beside it, when there)."""
+    from hepanav.segmentation.pipeline import lesions_written
+
+    lesions = lesions_written(path)
+    if not lesions:
+        return "segmented automatically from a seed (hepanav segment)"
+    return (
+        f"segmented automatically (hepanav segment), {len(lesions)} "
+        f"lesion{'s' if len(lesions) > 1 else ''} (one per seed outside the earlier ones; "
+        "all measured together against the whole zone): "
+        + "; ".join(
+            f"lesion {n} from {', '.join(x['seeds'])} ({x['volume_ml']:.2f} ml)"
+            for n, x in enumerate(lesions, 1)
+        )
     )
 
 
@@ -419,6 +438,13 @@ def run_margin_pipeline(
     )
     if tre_warning:
         result.warnings.append(tre_warning)
+    from hepanav.margin.plausibility import plausibility_warnings
+
+    result.plausibility = plausibility_warnings(
+        result.tumor_volume_ml,
+        result.ablation_volume_ml,
+        result.border.tumor_surface_fraction_not_assessable,
+    )
     step("write")
     out = Path(out)
     paths = {

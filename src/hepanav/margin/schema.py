@@ -188,6 +188,23 @@ class MarginResult(_Model):
         description="residual tumour: connected parts outside the zone (margin < 0 mm), "
         "most negative first; empty when MAM >= 0"
     )
+    residual_volume_ml: float = Field(
+        default=0.0,
+        description="total tumour volume outside the zone, ml: analysis-grid voxels in the "
+        "tumour mask's voxel boxes (as tumor_volume_ml) outside the zone surface and inside "
+        "the post image; a lesion wholly outside the zone counts with its whole mask volume",
+    )
+    residual_volume_is_lower_bound: bool = Field(
+        default=False,
+        description="true when tumour outside the post image (residual_unassessable_ml) or "
+        "beyond the analysis grid is not counted: the true residual may be larger "
+        "(the reason is in warnings)",
+    )
+    residual_unassessable_ml: float = Field(
+        default=0.0,
+        description="tumour volume outside the zone that lies outside the post image: no "
+        "zone is known there, so it is neither residual nor ablated; ml",
+    )
     short_regions: list[ShortRegion] = Field(
         description="connected surface parts with 0 <= margin < 5 mm (residual parts are in "
         "residual_regions), smallest margin first"
@@ -212,6 +229,12 @@ class MarginResult(_Model):
     tumor_surface_area_mm2: float = Field(description="area of the tumour surface mesh, mm^2")
     registration: Registration
     warnings: list[str] = Field(description="conditions that limit the result")
+    plausibility: list[str] = Field(
+        default_factory=list,
+        description="reasons not to read the category at face value (zone smaller than the "
+        "tumour: pre/post swapped?; tumour cut by the image border), shown in red beside "
+        "it (hepanav.margin.plausibility)",
+    )
     inputs: list[InputRecord] = Field(
         default_factory=list,
         description="every input read (file or series, UIDs) and what the reader did (notes)",

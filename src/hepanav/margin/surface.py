@@ -35,6 +35,7 @@ from scipy.spatial import cKDTree
 from skimage.measure import find_contours, marching_cubes
 
 from hepanav.imaging import lps_to_voxel, voxel_to_lps
+from hepanav.margin.caps import cap_depth, outline_radius
 
 # Gaussian width (fraction of the voxel size) of the occupancy blur along the fine axes
 # (0.6 damps the staircase ripple below 1e-3), what counts as fine (spacing within
@@ -118,6 +119,13 @@ LOCAL_SPHERE_BAND_VOXELS = 1.5
 LOCAL_SPHERE_NORMAL_WEIGHT = 10.0
 LOCAL_SPHERE_NORMAL_AGREE = 0.5
 LOCAL_SPHERE_THIN_VOXELS = (0.5, 1.0)
+# Caps between thick slices (``_cap_depth``, :mod:`hepanav.margin.caps`): the sections'
+# squared radius continued as a quadratic through the last three sections (exact for
+# ellipsoids), the column's relative radius from the outline its depth is measured to.
+# False: the sphere through the last two sections, the column at the pixel-area radius
+# minus its depth (before issue 12's pair 4).
+CAP_SECTIONS = True
+CAP_SECTIONS_MAX = 3
 
 
 @dataclass(frozen=True)
@@ -330,11 +338,14 @@ def across_thick_axes(
       and its in-plane contour normal, which must agree between the slices, so a hole
       and the outer boundary are never mixed): exact for spheres, which linear
       interpolation cuts by their sagitta;
-    - at a cap (the next slice holds no contour), on the sphere through the contours
-      of the last two slices (radii from their areas, the column at its distance from
-      the sphere's axis): exact for spheres, where the voxel-face rule puts every cap
-      half a slice beyond the last slice whatever the contour says (issue 9: convex
-      zones on 5 mm slices read 2.3 mm low).
+    - at a cap (the next slice holds no contour), where the sections, continued from
+      the last three (squared equivalent radius quadratic in the slice position, from
+      their pixel areas; the sphere through the last two when only two exist), shrink
+      past the column's relative radius in the last section (its in-plane depth
+      against the radius of the outline it is measured to): exact for ellipsoids and
+      spheres (:mod:`hepanav.margin.caps`; ``CAP_SECTIONS``), where the voxel-face rule
+      puts every cap half a slice beyond the last slice whatever the contour says
+      (issue 9: convex zones on 5 mm slices read 2.3 mm low).
 
     A value that stays linear through the moved crossing keeps the crossing exact under
     the later trilinear resampling. Channels along the slice axis (equal contours) and
@@ -438,6 +449,24 @@ def _component_depth(d: np.ndarray, pixel_mm2: float) -> np.ndarray:
     return deepest[labels[tuple(nearest)] - 1]
 
 
+def _cap_depth(
+    d2: np.ndarray, a: int, c: int, pixel: float, plane: np.ndarray, h: float
+) -> np.ndarray:
+    """Per pixel of slice ``a`` (the last holding the object; ``c`` one slice deeper):
+    how far (mm) beyond ``a`` the column leaves it (:func:`hepanav.margin.caps.cap_depth`,
+    sections ``a``, ``c`` and, when it holds one, ``c2`` two slices deeper)."""
+    step = c - a
+    radii = [_component_depth(d2[a], pixel)]
+    for j in range(1, CAP_SECTIONS_MAX):
+        s = a + j * step
+        if not 0 <= s < d2.shape[0]:
+            break
+        radii.append(_component_depth(d2[s], pixel))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.clip(1.0 - d2[a] / outline_radius(d2[a], plane), 0.0, 1.0)
+    return cap_depth(radii, q, h)
+
+
 def _circle_crossing(s0, z0, s1, z1, s2, z2, lo, hi):
     """z in (lo, hi) where the circle through (s_i, z_i) meets s = 0; NaN if none/degenerate."""
     ax, ay = s1 - s0, z1 - z0
@@ -505,13 +534,16 @@ def _upsample(
                 empty = cand & np.isfinite(d2[c]) & np.isfinite(d2[a]) & ~np.isfinite(d2[b])
                 # a cap: the sphere through the last two contours (in-plane radii from
                 # the components' areas), the column at its distance from the axis
-                if empty.any():
+                if empty.any() and CAP_SECTIONS:
+                    zz = zc[a] + np.sign(zc[b] - zc[a]) * _cap_depth(d2, a, c, pixel, plane, h)
+                elif empty.any():
                     ra, rc = _component_depth(d2[a], pixel), _component_depth(d2[c], pixel)
                     rho = np.maximum(ra - d2[a], 0.0)
                     with np.errstate(divide="ignore", invalid="ignore"):
                         off = (rc**2 + h**2 - ra**2) / (2 * h)  # from slice a to the centre
                         big = ra**2 + off**2 - rho**2
                         zz = zc[a] + np.sign(zc[b] - zc[a]) * (np.sqrt(np.maximum(big, 0)) - off)
+                if empty.any():
                     # a column outside the fitted sphere although its voxel is inside
                     # (a rim column) gets the crossing just beyond its slice
                     zz = np.clip(zz, lo + 0.03 * h, hi - 0.03 * h)

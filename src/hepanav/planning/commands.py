@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
             "--labels",
             help="Organ label map, TotalSegmentator v2 ids (resampled if needed), or a "
             "TotalSegmentator output folder (one NIfTI per structure). Without it, "
-            "bone, lung/gas, body, liver and large vessels are derived from the CT.",
+            "bone, lung/gas, body, liver and large enhancing vessels (portal/hepatic "
+            "veins; aorta; vena cava only where it enhances, else a note says it is not "
+            "derived) are derived from the CT.",
         ),
         liver_seed: str | None = typer.Option(
             None,
@@ -103,6 +105,8 @@ def register(app: typer.Typer) -> None:
             )
         written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.result.message)
+        for note in result.result.derivation_notes:
+            typer.echo(f"WARNING: {note}")
         for path in written:
             typer.echo(f"wrote {path}")
         for line in dicom.finish(out):

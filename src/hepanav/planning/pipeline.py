@@ -227,7 +227,7 @@ def add_structure_warnings(
     if result.absent_structures:
         names = ", ".join(
             f"{a.name} ({'heat sink' if a.heat_sink else 'no-go'}"
-            f"{', partly: ' + ', '.join(map(str, a.labels)) + ' missing' if a.partial else ''})"
+            f"{', partly: ' + a.labels_named + ' missing' if a.partial else ''})"
             for a in result.absent_structures
         )
         result.message += (

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from hepanav.core.errors import InputError
 from hepanav.core.validation import first_error, parse_yaml, read_user_text
-from hepanav.imaging.labels import anatomy_label_names
+from hepanav.imaging.labels import anatomy_label_names, describe_label_ids
 from hepanav.planning.schema import RiskMap
 
 
@@ -93,6 +93,7 @@ def absent_groups(labels, risk: RiskMap) -> list:
                 labels=list(rule.labels),
                 heat_sink=rule.heat_sink,
                 clearance_mm=rule.clearance_mm,
+                labels_named=describe_label_ids(rule.labels, TOTALSEGMENTATOR_NAMES),
                 message=f"{kind} '{rule.name}' is ABSENT from the label map: {what}",
             )
         )
@@ -115,7 +116,7 @@ def partly_given_groups(given: set[int], present: set[int], risk: RiskMap) -> li
         missing = [label for label in rule.labels if label not in given]
         if not missing or not present & set(rule.labels):
             continue
-        names = ", ".join(f"{TOTALSEGMENTATOR_NAMES.get(i, f'label {i}')} ({i})" for i in missing)
+        names = describe_label_ids(missing, TOTALSEGMENTATOR_NAMES)
         kind = "heat-sink vessel group" if rule.heat_sink else "no-go group"
         out.append(
             AbsentStructure(
@@ -124,6 +125,7 @@ def partly_given_groups(given: set[int], present: set[int], risk: RiskMap) -> li
                 heat_sink=rule.heat_sink,
                 clearance_mm=rule.clearance_mm,
                 partial=True,
+                labels_named=names,
                 message=(
                     f"{kind} '{rule.name}' is only PARTLY given: no file for {names} in the "
                     "TotalSegmentator folder; the plan neither avoids nor models them"

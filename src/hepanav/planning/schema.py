@@ -313,6 +313,11 @@ class AbsentStructure(BaseModel):
         description="the group's label ids absent (all of them, or the missing members "
         "when partial)"
     )
+    labels_named: str = Field(
+        default="",
+        description="those ids by name, grouped (e.g. 'ribs left 1-12, vertebrae T10-L3'; "
+        "hepanav.imaging.labels.describe_label_ids)",
+    )
     heat_sink: bool = Field(description="True for a heat-sink vessel group")
     partial: bool = Field(
         default=False,

@@ -21,8 +21,14 @@ Classical thresholds and morphology (SimpleITK, SciPy), no model weights:
   the liver by ``VESSEL_CONTRAST_HU`` and below ``BONE_HU`` (Gaussian 1 mm), away from
   bone, opened by 1.5 mm; inside the liver (grown by 3 mm) they are the portal and
   hepatic veins (id 200, heat sink), outside it, where they lie within
-  ``CENTRAL_VESSEL_MM`` of the spine's left-right centre and in front of it, the aorta
-  and vena cava (id 52). On an unenhanced CT no vessel is derived (said in the notes).
+  ``CENTRAL_VESSEL_MM`` of the spine's left-right centre and in front of it, the large
+  enhancing vessels (id 52): the aorta, and the vena cava only where it enhances as much
+  (in arterial and early portal phase it is often no denser than the liver). The vena
+  cava counts as derived (:func:`vena_cava_note`) only when, in at least half the axial
+  slices with an aorta cross-section, a vessel cross-section of ``IVC_MIN_AREA_MM2``
+  lies 15-50 mm right of the spine's centre (``IVC_RIGHT_MM``; the aorta lies on or
+  left of the midline); else a note says it is NOT in the risk map. On an unenhanced CT no vessel is
+  derived (said in the notes).
 
 Ids are those of ``imaging/data/anatomy_labels.yaml`` (TotalSegmentator v2, 200 = the
 HepaNav heat-sink vessel id), named "... (derived from the CT)" so that reports never
@@ -58,6 +64,9 @@ ENHANCED_LIVER_HU = 80.0  # unenhanced liver is 50-65 HU (hu_windows.yaml source
 VESSEL_CONTRAST_HU = 35.0
 MIN_VESSEL_ML = 0.5
 CENTRAL_VESSEL_MM = 50.0
+IVC_RIGHT_MM = (15.0, 50.0)  # IVC centre ~20-35 mm right of the spine's; the aorta left
+IVC_MIN_AREA_MM2 = 100.0  # a vessel cross-section of >= 100 mm^2 (aorta, IVC: 200-600)
+IVC_MIN_SLICE_FRACTION = 0.5
 TUMOUR_SHELL_MM = (6.0, 20.0)
 
 SPINE_ID, RIBS_ID, LUNG_ID, LIVER_ID, CENTRAL_VESSEL_ID, LIVER_VESSEL_ID = 31, 97, 10, 5, 52, 200
@@ -66,7 +75,8 @@ NAMES = {
     RIBS_ID: "ribs and other bone (derived from the CT)",
     LUNG_ID: "lung and gas (derived from the CT)",
     LIVER_ID: "liver (derived from the CT)",
-    CENTRAL_VESSEL_ID: "aorta / vena cava (derived from the CT)",
+    CENTRAL_VESSEL_ID: "large enhancing vessels: aorta; vena cava only if enhancing "
+    "(derived from the CT)",
     LIVER_VESSEL_ID: "portal and hepatic veins (derived from the CT)",
 }
 
@@ -125,6 +135,34 @@ def _fill_axial(mask: np.ndarray) -> np.ndarray:
     for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
         out[k] = ndimage.binary_fill_holes(mask[k])
     return out
+
+
+def vena_cava_note(central: np.ndarray, left_mm: np.ndarray, image: sitk.Image) -> str | None:
+    """None when the vena cava is among the derived large vessels, else the note saying
+    it is not (see module: per axial slice, a cross-section >= ``IVC_MIN_AREA_MM2`` right
+    of the spine in >= ``IVC_MIN_SLICE_FRACTION`` of the slices with the aorta's).
+
+    ``central``: bool (z, y, x) derived large vessels; ``left_mm``: (x,) distance of each
+    column from the spine's centre toward the patient's left, mm. Checked on the
+    procedural phantom (IVC 149 HU, liver 105 HU: 90 of 127 aorta slices; the IVC set to
+    liver HU: 5 of 127) and the real portal-venous DICOM scan (IVC 94 HU, liver 93 HU:
+    0 of 20).
+    """
+    area = float(image.GetSpacing()[0] * image.GetSpacing()[1])
+    lo, hi = IVC_RIGHT_MM
+    right = central & ((left_mm <= -lo) & (left_mm >= -hi))[None, None, :]
+    left = central & (left_mm > -5.0)[None, None, :]
+    aorta_slices = left.sum(axis=(1, 2)) * area >= IVC_MIN_AREA_MM2
+    both = aorta_slices & (right.sum(axis=(1, 2)) * area >= IVC_MIN_AREA_MM2)
+    n, k = int(aorta_slices.sum()), int(both.sum())
+    if n and k >= IVC_MIN_SLICE_FRACTION * n:
+        return None
+    return (
+        f"vena cava NOT derived: a vessel >= liver + {VESSEL_CONTRAST_HU:.0f} HU right of the "
+        f"spine in {k} of the {n} slices with the aorta (no denser than the liver in this "
+        "contrast phase?): it is not in the risk map; check it on the CT or give a label map "
+        "with it (--labels)"
+    )
 
 
 def bone_masks(ct_arr: np.ndarray, body: np.ndarray, image: sitk.Image):
@@ -255,6 +293,9 @@ def derive_planning_labels(
             x_mm = (np.arange(arr.shape[2]) - cx) * ct.GetSpacing()[0]
             central = outside & (np.abs(x_mm) <= CENTRAL_VESSEL_MM)[None, None, :]
             central = _drop_small(central, ct, MIN_VESSEL_ML)
+            note = vena_cava_note(central, x_mm * np.sign(ct.GetDirection()[0] or 1.0), ct)
+            if note:
+                notes.append(note)
         else:
             notes.append("no spine found: aorta and vena cava not derived")
     else:
@@ -289,7 +330,7 @@ def derive_planning_labels(
             f">= liver + {VESSEL_CONTRAST_HU:.0f} HU inside the liver ({_ml(inner, ct):.0f} ml)"
         )
     if central.any():
-        derived["aorta and vena cava"] = (
+        derived["large enhancing vessels (aorta; vena cava only if enhancing)"] = (
             f">= liver + {VESSEL_CONTRAST_HU:.0f} HU beside the spine ({_ml(central, ct):.0f} ml)"
         )
     return DerivedAnatomy(image, dict(NAMES), derived, body_img, notes)

@@ -24,7 +24,12 @@ def segment(
         "series (a DICOM folder).",
     ),
     seed: list[str] = typer.Option(
-        [], "--seed", help="Click inside the structure: X,Y,Z in LPS mm (repeatable)."
+        [],
+        "--seed",
+        help="Click inside the structure: X,Y,Z in LPS mm. Repeatable: tumour/zone: a "
+        "click inside the region grown from an earlier one refines that lesion, any other "
+        "click segments a lesion of its own (the mask is their union, each lesion listed "
+        "in MASK.json); a seed left outside the mask is refused.",
     ),
     seed_voxel: list[str] = typer.Option(
         [], "--seed-voxel", help="Click as a voxel index I,J,K (0-based, x,y,z order)."
@@ -44,7 +49,8 @@ def segment(
     exclude: list[str] = typer.Option(
         [],
         "--exclude",
-        help="Point X,Y,Z (LPS mm) that does not; cuts off its side.",
+        help="Point X,Y,Z (LPS mm) that does not belong: what is closer to it than to every "
+        "seed is cut off the final mask (never put back by smoothing or joins).",
         rich_help_panel=_EDIT,
     ),
     max_radius_mm: float | None = typer.Option(
@@ -64,7 +70,11 @@ def segment(
     bone, on tissue that does not look like the structure, or a leak past
     --max-radius-mm: one-line error, exit 2, nothing written. An --include point
     outside the grown tumour/zone is joined (what was added, mm^3, in the notes and
-    MASK.json) or refused the same way.
+    MASK.json) or refused the same way. A mask touching the image border (a lesion or
+    liver cut by the scan's edge) is written with a WARNING naming the faces: its volume
+    and diameter are lower bounds (MASK.json border_faces/warnings, in red in MASK.html).
+    A label map or a 0/1 mask given as --ct is refused. A rerun replaces the whole set
+    (a --no-report rerun removes the previous MASK.html).
     """
     from hepanav import DISCLAIMER
     from hepanav.core.errors import InputError
@@ -89,10 +99,20 @@ def segment(
         report=not no_report,
     )
     kind = f" ({result.appearance}dense)" if result.appearance and structure == "tumor" else ""
+    at_least = ">= " if result.border_faces else ""  # cut by the image border: lower bounds
     typer.echo(
-        f"{structure}{kind}: {result.volume_ml:.2f} ml, {result.equivalent_diameter_mm:.1f} mm "
-        f"sphere-equivalent; {result.seconds:.1f} s"
+        f"{structure}{kind}: {at_least}{result.volume_ml:.2f} ml, {at_least}"
+        f"{result.equivalent_diameter_mm:.1f} mm sphere-equivalent diameter; "
+        f"{result.seconds:.1f} s"
     )
+    if len(result.lesions) > 1:
+        for n, lesion in enumerate(result.lesions, 1):
+            typer.echo(
+                f"lesion {n}: {lesion.volume_ml:.2f} ml, {lesion.equivalent_diameter_mm:.1f} mm "
+                f"sphere-equivalent diameter, from {', '.join(lesion.seeds)}"
+            )
+    for warning in result.warnings:
+        typer.echo(f"WARNING: {warning}", err=True)
     typer.echo(f"mask: {out}")
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)

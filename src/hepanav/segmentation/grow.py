@@ -105,6 +105,8 @@ class Grown:
     parenchyma_hu: float
     window_hu: tuple[float, float]
     notes: list[str] = field(default_factory=list)
+    # Volume the --exclude points cut off the last region grown (mm^3; 0 without them).
+    excluded_mm3: float = 0.0
 
 
 def roi_around(ct: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
@@ -327,6 +329,7 @@ def grow_lesion(
     floor = setup.floor_hu
     notes: list[str] = []
     mask = None
+    excluded_mm3 = 0.0
     edge = parenchyma  # attenuation just outside the edge (a rim, when there is one)
     for _ in range(MAX_ITERATIONS):
         threshold = 0.5 * (lesion_hu + edge)
@@ -371,7 +374,11 @@ def grow_lesion(
             upper=float(window[1]),
             replaceValue=1,
         )
-        mask = _cut_excluded(mask, it_from, it_exclude)
+        if it_exclude:
+            n_grown = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+            mask = _cut_excluded(mask, it_from, it_exclude)
+            n_kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+            excluded_mm3 = (n_grown - n_kept) * float(np.prod(mask.GetSpacing()))
         if dark_is_lesion:
             # Gas (and its partial-volume ring) beside the grown region is lesion: it
             # must not leave holes and channels that the opening would widen.
@@ -439,7 +446,7 @@ def grow_lesion(
         )
         if note:
             notes.append(note)
-    return Grown(mask, smoothed, chosen, lesion_hu, parenchyma, window, notes)
+    return Grown(mask, smoothed, chosen, lesion_hu, parenchyma, window, notes, excluded_mm3)
 
 
 @dataclass
@@ -1313,8 +1320,9 @@ def fit_small_lesion(
     if not np.any(sitk.GetArrayViewFromImage(image)):
         return mask, None
     note = (
-        f"small {'hypo' if chosen == 'hypo' else 'hyper'}dense lesion (equivalent radius "
-        f"{r_eq:.1f} mm, under {SMALL_FIT_VOXELS:g} voxels): outlined by a blurred-step model "
-        f"fitted to the CT ({lesion_fit:.0f} HU in {background_fit:.0f} HU)"
+        f"small {'hypo' if chosen == 'hypo' else 'hyper'}dense lesion (the region first grown "
+        f"has a sphere-equivalent radius under {SMALL_FIT_VOXELS:g} voxels, "
+        f"{SMALL_FIT_VOXELS * step:.1f} mm): outlined by a blurred-step model fitted to the CT "
+        f"({lesion_fit:.0f} HU in {background_fit:.0f} HU; the size given is the final mask's)"
     )
     return image, note

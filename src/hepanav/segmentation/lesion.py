@@ -353,4 +353,5 @@ def lesion_segmentation(
         window_hu=grown.window_hu,
         max_radius_mm=max_radius_mm,
         notes=list(grown.notes if notes is None else notes),
+        excluded_mm3=grown.excluded_mm3,
     )

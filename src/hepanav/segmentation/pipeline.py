@@ -13,8 +13,14 @@ from hepanav.core.errors import InputError
 from hepanav.core.limits import check_number
 from hepanav.core.paths import check_inputs_outputs, recorded_path
 from hepanav.imaging import read_image, write_image
+from hepanav.imaging.border import border_faces, border_warning
 from hepanav.segmentation.result import Segmentation
-from hepanav.segmentation.schema import IncludeRecord, SeedRecord, SegmentationResult
+from hepanav.segmentation.schema import (
+    IncludeRecord,
+    LesionRecord,
+    SeedRecord,
+    SegmentationResult,
+)
 from hepanav.segmentation.seeds import Seed, make_seeds
 
 STRUCTURES = ("tumor", "ablation", "liver")
@@ -69,25 +75,30 @@ def run_segmentation(
         raise InputError("only applies to tumours", "--appearance")
     limit = max_radius_mm if max_radius_mm is not None else _default_radius_mm(structure)
     _check_include_distance(seeds, include or [], limit, structure)
-    if structure == "tumor":
-        from hepanav.segmentation.tumor import segment_tumor
-
-        seg = segment_tumor(ct, seeds, appearance=appearance, **kw)
-    elif structure == "ablation":
-        from hepanav.segmentation.ablation import segment_ablation
-
-        seg = segment_ablation(ct, seeds, **kw)
-    else:
+    if structure == "liver":
         from hepanav.segmentation.liver import segment_liver
 
         seg = segment_liver(ct, seeds, **kw)
-    if structure == "liver":
         _check_included(ct, seg, include or [])
-    elif include:
-        from hepanav.segmentation.include import join_includes
+        return seg
+    from hepanav.segmentation.include import join_includes
+    from hepanav.segmentation.multi import segment_lesions
 
-        join_includes(ct, seg, include)  # each kept, joined (lobe grown from it) or refused
-    return seg
+    if structure == "tumor":
+        from hepanav.segmentation.tumor import segment_tumor as segment_one
+
+        kw["appearance"] = appearance
+    else:
+        from hepanav.segmentation.ablation import segment_ablation as segment_one
+
+    def one_lesion(lesion_seeds: list[Seed], inc: list[Seed], exc: list[Seed]) -> Segmentation:
+        seg = segment_one(ct, lesion_seeds, **{**kw, "include": inc, "exclude": exc})
+        if inc:
+            join_includes(ct, seg, inc)  # each kept, joined (lobe grown from it) or refused
+        return seg
+
+    # One lesion per click outside the earlier lesions, united; exclude cut enforced.
+    return segment_lesions(ct, seeds, include or [], exclude or [], one_lesion)
 
 
 _NAMES = {"tumor": "tumour", "ablation": "ablation zone", "liver": "liver"}
@@ -315,6 +326,7 @@ def segment_image(
     seconds = time.perf_counter() - t0
     stem = _stem(out)
     volume = seg.volume_ml()
+    faces = border_faces(seg.mask)
     result = SegmentationResult(
         structure=seg.structure,
         # Never an absolute path (it may name a patient's folder): the CT relative to the
@@ -327,6 +339,7 @@ def segment_image(
         seeds=[_record(s) for s in seg.seeds],
         include=[_record(s) for s in seg.include],
         exclude=[_record(s) for s in seg.exclude],
+        lesions=[LesionRecord(**r) for r in seg.lesions],
         include_outcomes=[
             IncludeRecord(
                 given_as=o.label, lps_mm=o.lps, outcome=o.outcome, joined_mm3=o.joined_mm3
@@ -341,6 +354,8 @@ def segment_image(
         equivalent_diameter_mm=float(2 * (3 * volume * 1000 / (4 * np.pi)) ** (1 / 3)),
         seconds=seconds,
         notes=seg.notes,
+        border_faces=faces,
+        warnings=[border_warning(_NAMES[seg.structure], faces)] if faces else [],
     )
     return result, seg
 
@@ -360,8 +375,15 @@ def write_outputs(
     fraction = None if is_seg_output(out) else seg.fraction
     if fraction is not None:
         targets.append(fraction_path(out))
+    # A previous run's members this set has none of (its report, its edge fractions)
+    # go when the new set is in place: never a stale report beside a new mask.
+    stale = [
+        p
+        for p in (out.parent / f"{_stem(out)}.html", fraction_path(out))
+        if p not in targets and p != out
+    ]
     # One set: a full disk after the mask must not leave a mask without its JSON.
-    with output_files(targets) as tmp:
+    with output_files(targets, stale) as tmp:
         if is_seg_output(out):
             write_seg(seg, source, tmp[0])
         else:
@@ -374,6 +396,18 @@ def write_outputs(
         if fraction is not None:
             write_image(fraction, tmp[-1])
     return targets
+
+
+def lesions_written(mask: Path) -> list[dict]:
+    """The ``lesions`` of the JSON ``hepanav segment`` wrote beside ``mask`` (seeds as
+    given, volume in ml); empty when there is none or it cannot be read."""
+    import json
+
+    path = Path(mask).parent / f"{_stem(Path(mask))}.json"
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8")).get("lesions") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def masks_for_margin(

@@ -42,6 +42,12 @@ class Segmentation:
         Tumour and zone: what each ``--include`` point did
         (:class:`hepanav.segmentation.include.IncludeOutcome`: in the mask as grown,
         or a lobe grown from it joined, with its volume in mm^3).
+    lesions : list of dict
+        Tumour and zone: one per lesion segmented (:mod:`hepanav.segmentation.multi`):
+        ``seeds`` (labels as given), ``volume_ml``, ``equivalent_diameter_mm``,
+        ``lesion_hu``, ``appearance``.
+    excluded_mm3 : float
+        Volume the ``--exclude`` points cut off the region grown, mm^3 (0 without).
     """
 
     mask: sitk.Image
@@ -58,6 +64,8 @@ class Segmentation:
     notes: list[str] = field(default_factory=list)
     fraction: sitk.Image | None = None
     include_outcomes: list = field(default_factory=list)
+    lesions: list = field(default_factory=list)
+    excluded_mm3: float = 0.0
 
     def volume_ml(self) -> float:
         """Volume of the mask in ml (voxel counting)."""

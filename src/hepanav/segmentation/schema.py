@@ -37,6 +37,20 @@ class IncludeRecord(BaseModel):
     joined_mm3: float = Field(0.0, description="volume added from it, mm^3 (0 when inside)")
 
 
+class LesionRecord(BaseModel):
+    """One lesion of a tumour or zone mask: the clicks it was grown from and its size."""
+
+    model_config = ConfigDict(extra="forbid")
+    seeds: list[str] = Field(
+        description="the seeds (as given) that grew it: the first started it, the others lay "
+        "inside the region grown from it and refined it"
+    )
+    volume_ml: float = Field(description="its volume, ml (voxel counting, before the union)")
+    equivalent_diameter_mm: float = Field(description="diameter of the sphere of that volume, mm")
+    lesion_hu: float | None = Field(None, description="median HU at its seed")
+    appearance: Literal["hypo", "hyper"] | None = None
+
+
 class SegmentationResult(BaseModel):
     """Result of ``hepanav segment``."""
 
@@ -57,6 +71,11 @@ class SegmentationResult(BaseModel):
     seeds: list[SeedRecord]
     include: list[SeedRecord] = Field(default_factory=list)
     exclude: list[SeedRecord] = Field(default_factory=list)
+    lesions: list[LesionRecord] = Field(
+        default_factory=list,
+        description="tumour/zone: the lesions segmented, one per seed outside the earlier "
+        "lesions (the mask is their union)",
+    )
     include_outcomes: list[IncludeRecord] = Field(
         default_factory=list, description="tumour/zone: what each include point did"
     )
@@ -67,4 +86,13 @@ class SegmentationResult(BaseModel):
     volume_ml: float = Field(description="mask volume, ml (voxel counting)")
     equivalent_diameter_mm: float = Field(description="diameter of the sphere of that volume, mm")
     seconds: float = Field(description="segmentation time, s")
+    border_faces: list[str] = Field(
+        default_factory=list,
+        description="faces of the CT's image the mask touches, e.g. 'superior (last slice, "
+        "k = 119)' (hepanav.imaging.border); non-empty: the structure may continue outside "
+        "the image and volume_ml / equivalent_diameter_mm are lower bounds",
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="conditions that limit the result (shown in red)"
+    )
     notes: list[str] = Field(default_factory=list, description="things the user should know")

@@ -1,0 +1,205 @@
+"""One lesion per click: the seeds of a tumour or zone grouped into lesions, each
+segmented on its own, then united (``hepanav segment`` and ``hepanav margin
+--tumor-seed/--ablation-seed``; docs/segmentation.md "Several seeds").
+
+Seeds are taken in the order given. A seed inside the region grown from an earlier
+lesion's seeds refines that lesion (the lesion is grown again from all its seeds); any
+other seed starts a lesion of its own, segmented as if it were the only seed. The mask
+is the union of the lesions; each lesion is listed (its seeds, volume) in the JSON and
+report. A seed that ends up outside every lesion is refused, never silently dropped.
+``--include`` points go to the lesion with the nearest seed; ``--exclude`` points apply
+to every lesion, and what lies closer to an exclude point than to every seed and
+include point is removed from the final mask (:func:`enforce_exclude`) after all the
+smoothing, edge fitting and joins, so it can never come back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from hepanav.core.errors import InputError
+from hepanav.imaging.geometry import voxel_to_lps
+from hepanav.segmentation.morphology import bounding_box, crop_box
+from hepanav.segmentation.result import Segmentation, paste
+from hepanav.segmentation.seeds import Seed
+
+_NAMES = {"tumor": "tumour", "ablation": "ablation zone", "liver": "liver"}
+
+
+@dataclass
+class LesionPart:
+    """One lesion: the clicks that grew it (as given) and its segmentation (CT grid)."""
+
+    seeds: list[Seed]
+    seg: Segmentation | None
+
+
+def _holds(mask: sitk.Image, seed: Seed) -> bool:
+    i, j, k = seed.index
+    return bool(sitk.GetArrayViewFromImage(mask)[k, j, i])
+
+
+def _nearest(parts: list[LesionPart], p: Seed) -> int:
+    d = [min(float(np.linalg.norm(np.subtract(p.lps, s.lps))) for s in q.seeds) for q in parts]
+    return int(np.argmin(d))
+
+
+def segment_lesions(
+    ct: sitk.Image,
+    seeds: list[Seed],
+    include: list[Seed],
+    exclude: list[Seed],
+    segment_one: Callable[[list[Seed], list[Seed], list[Seed]], Segmentation],
+) -> Segmentation:
+    """Group ``seeds`` into lesions, segment each with ``segment_one(seeds, include,
+    exclude)`` (the single-lesion segmenter, include points joined), unite them and
+    enforce the exclude points (module doc).
+
+    Returns the united :class:`Segmentation` (CT grid) with ``lesions`` filled: one
+    dict per lesion (``seeds``: labels as given, ``volume_ml``,
+    ``equivalent_diameter_mm``, ``lesion_hu``, ``appearance``).
+
+    Raises
+    ------
+    InputError
+        A lesion's own refusal (naming its first seed), or a seed outside every lesion.
+    """
+    parts: list[LesionPart] = []
+    if len(seeds) == 1:  # one click: its lesion, include points joined, in one pass
+        parts.append(LesionPart(list(seeds), segment_one(list(seeds), include, exclude)))
+        include = []
+    for s in seeds if len(seeds) > 1 else []:
+        owner = next((q for q in parts if q.seg is not None and _holds(q.seg.mask, s)), None)
+        if owner is None:
+            parts.append(LesionPart([s], segment_one([s], [], exclude)))
+        else:
+            owner.seeds.append(s)
+    own_include: list[list[Seed]] = [[] for _ in parts]
+    for p in include:
+        own_include[_nearest(parts, p)].append(p)
+    for q, inc in zip(parts, own_include, strict=True):
+        if len(q.seeds) > 1 or inc:  # refined from all its seeds, its include points joined
+            q.seg = segment_one(q.seeds, inc, exclude)
+    seg = _unite(ct, parts)
+    enforce_exclude(ct, seg, seeds + seg.include, exclude)
+    what = _NAMES[seg.structure]
+    for s in seeds:
+        moved = [m for m in seg.seeds if m.label == s.label]
+        if not (_holds(seg.mask, s) or any(_holds(seg.mask, m) for m in moved)):
+            raise InputError(
+                f"the seed lies outside the {what} segmented (its own region did not hold it "
+                "after smoothing and the --exclude cut); move it into the lesion or leave it out",
+                s.describe(),
+            )
+    return seg
+
+
+def _lesion_record(part: LesionPart) -> dict:
+    seg = part.seg
+    volume = seg.volume_ml()
+    return {
+        "seeds": [s.label for s in part.seeds],
+        "volume_ml": volume,
+        "equivalent_diameter_mm": float(2 * (3 * volume * 1000 / (4 * np.pi)) ** (1 / 3)),
+        "lesion_hu": seg.lesion_hu,
+        "appearance": seg.appearance,
+    }
+
+
+def _unite(ct: sitk.Image, parts: list[LesionPart]) -> Segmentation:
+    """The lesions' union: the first lesion's record (HU, window) with every lesion's
+    seeds, notes (prefixed by the lesion when there are several) and include outcomes."""
+    first = parts[0].seg
+    records = [_lesion_record(q) for q in parts]
+    if len(parts) == 1:
+        first.lesions = records
+        return first
+    mask = first.mask
+    for q in parts[1:]:
+        mask = sitk.Or(mask, q.seg.mask)
+    notes, outcomes, seeds = [], [], []
+    what = _NAMES[first.structure]
+    for n, q in enumerate(parts, 1):
+        notes += [f"lesion {n} ({'; '.join(s.label for s in q.seeds)}): {t}" for t in q.seg.notes]
+        outcomes += q.seg.include_outcomes
+        seeds += q.seg.seeds
+    notes.insert(
+        0,
+        f"{len(parts)} separate {what}s segmented, one per click outside the earlier "
+        "ones (each grown on its own; the mask is their union): "
+        + "; ".join(
+            f"lesion {n} from {', '.join(r['seeds'])} ({r['volume_ml']:.2f} ml)"
+            for n, r in enumerate(records, 1)
+        ),
+    )
+    fraction = None
+    if first.fraction is not None:
+        from hepanav.segmentation.fraction import edge_fraction
+
+        fraction = edge_fraction(ct, mask)
+    return Segmentation(
+        mask=mask,
+        structure=first.structure,
+        method=first.method,
+        seeds=seeds,
+        include=[p for q in parts for p in q.seg.include],
+        exclude=first.exclude,
+        appearance=first.appearance,
+        lesion_hu=first.lesion_hu,
+        parenchyma_hu=first.parenchyma_hu,
+        window_hu=first.window_hu,
+        max_radius_mm=first.max_radius_mm,
+        notes=notes,
+        fraction=fraction,
+        include_outcomes=outcomes,
+        lesions=records,
+        excluded_mm3=sum(q.seg.excluded_mm3 for q in parts),
+    )
+
+
+def enforce_exclude(ct: sitk.Image, seg: Segmentation, keep: list[Seed], exclude: list[Seed]):
+    """Remove from ``seg`` (in place: mask, edge fractions) every voxel closer to an
+    exclude point than to every point of ``keep`` (the seeds and include points): the
+    growing cuts there, but the surface smoothing, small-lesion fit, hole filling and
+    include joins that follow may put a few voxels back. A note says how much the
+    exclude points cut (grown and final, mm^3)."""
+    if not exclude:
+        return
+    box = bounding_box(seg.mask)
+    if box is None:
+        return
+    local = crop_box(seg.mask, box)
+    arr = sitk.GetArrayFromImage(local) > 0
+    k, j, i = np.nonzero(arr)
+    lps = voxel_to_lps(local, np.column_stack([i, j, k]).astype(float))
+    d_in = np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in keep], axis=0)
+    d_out = np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in exclude], axis=0)
+    cut = d_out < d_in
+    for x in exclude:  # the exclude point's own voxel, whatever the voxel's shape
+        cut |= (
+            (i == x.index[0] - box[0][0])
+            & (j == x.index[1] - box[0][1])
+            & (k == x.index[2] - box[0][2])
+        )
+    voxel_mm3 = float(np.prod(ct.GetSpacing()))
+    if np.any(cut):
+        arr[k[cut], j[cut], i[cut]] = False
+        out = sitk.GetImageFromArray(arr.astype(np.uint8))
+        out.CopyInformation(local)
+        seg.mask = paste(out, ct)
+        if seg.fraction is not None:
+            from hepanav.segmentation.fraction import edge_fraction
+
+            seg.fraction = edge_fraction(ct, seg.mask)
+    grown_cut = float(getattr(seg, "excluded_mm3", 0.0) or 0.0)
+    seg.notes.append(
+        f"--exclude: the part of the {_NAMES[seg.structure]} closer to "
+        f"{'; '.join(x.label for x in exclude)} than to every seed is cut off "
+        f"({grown_cut:.0f} mm^3 cut while growing; {int(np.count_nonzero(cut)) * voxel_mm3:.0f} "
+        "mm^3 that later steps (small-lesion fit, surface smoothing, hole filling, include "
+        "joins) put back removed again); the exclude point is not in the mask"
+    )
