@@ -226,3 +226,92 @@ def test_a_zone_per_ablation_click(two_lesions, tmp_path):
     assert _dice(mask, truths[0] | truths[1]) >= 0.8
     for lesion, r in zip(result.lesions, (R1, R2), strict=True):
         assert lesion.volume_ml == pytest.approx(4 / 3 * np.pi * r**3 / 1000, rel=0.25)
+
+
+def test_lesion_volumes_are_those_of_the_final_mask(cli, two_lesions, tmp_path):
+    """An exclude point in lesion 2 cuts lesion 2's listed volume too: each lesion's
+    volume is its voxels of the written mask (x < 0: lesion 1, x > 0: lesion 2, by
+    construction 40 mm apart), and the lesions' volumes sum to the total."""
+    path, _, _ = two_lesions
+    out = tmp_path / "t.nii.gz"
+    x = (C2[0] + 3.0, C2[1], C2[2])  # inside lesion 2, 3 mm from its seed
+    code, stdout, err = cli(
+        "segment", "tumor", "--ct", path, "--seed", _seed(C1), "--seed", _seed(C2),
+        "--exclude", _seed(x), "--out", out,
+    )  # fmt: skip
+    assert code == 0, err
+    image = sitk.ReadImage(str(out))
+    mask = sitk.GetArrayFromImage(image) > 0
+    ml = float(np.prod(image.GetSpacing())) / 1000
+    half = mask.shape[2] // 2
+    record = json.loads((tmp_path / "t.json").read_text(encoding="utf-8"))
+    lesions = record["lesions"]
+    assert lesions[0]["volume_ml"] == pytest.approx(np.count_nonzero(mask[:, :, :half]) * ml)
+    assert lesions[1]["volume_ml"] == pytest.approx(np.count_nonzero(mask[:, :, half:]) * ml)
+    assert lesions[1]["volume_ml"] < 0.8 * 4 / 3 * np.pi * R2**3 / 1000  # the cut shows
+    assert sum(x["volume_ml"] for x in lesions) == pytest.approx(record["volume_ml"])
+    assert f"lesion 2: {lesions[1]['volume_ml']:.2f} ml" in stdout
+    assert all(x["border_faces"] == [] for x in lesions)
+
+
+def test_touching_lesions_partition_the_final_mask():
+    """Overlapping lesion regions, a cut final mask: each voxel of the final mask goes to
+    the lesion whose region holds it, the shared ones to the nearest seed (by
+    construction: two boxes overlapping on columns 8-11, seeds at columns 4 and 15)."""
+    from hepanav.segmentation.multi import LesionPart, lesion_records
+    from hepanav.segmentation.result import Segmentation
+    from hepanav.segmentation.seeds import Seed
+
+    shape = (6, 6, 20)  # z, y, x; 1 x 1 x 2 mm voxels
+    ref = sitk.Image(shape[2], shape[1], shape[0], sitk.sitkUInt8)
+    ref.SetSpacing((1.0, 1.0, 2.0))
+
+    def image(arr):
+        out = sitk.GetImageFromArray(arr.astype(np.uint8))
+        out.CopyInformation(ref)
+        return out
+
+    a, b = np.zeros(shape, bool), np.zeros(shape, bool)
+    a[1:5, 1:5, 1:12] = True
+    b[1:5, 1:5, 8:19] = True
+    final = a | b
+    final[:, :, 17:] = False  # the exclude cut, after the union
+    parts = []
+    for arr, col in ((a, 4), (b, 15)):
+        s = Seed((float(col), 2.0, 4.0), (col, 2, 2), f"--seed {col}")
+        seg = Segmentation(mask=image(arr), structure="tumor", method="test", seeds=[s])
+        parts.append(LesionPart([s], seg))
+    records = lesion_records(image(final), parts)
+    ml = 2.0 / 1000
+    # shared columns 8-11: 8, 9 nearer seed 4 (lesion 1), 10, 11 nearer seed 15
+    assert records[0]["volume_ml"] == pytest.approx(16 * 9 * ml)  # columns 1-9
+    assert records[1]["volume_ml"] == pytest.approx(16 * 7 * ml)  # columns 10-16
+    assert sum(r["volume_ml"] for r in records) == pytest.approx(np.count_nonzero(final) * ml)
+    assert [r["border_faces"] for r in records] == [[], []]
+
+
+def test_a_lesion_cut_by_the_border_is_a_lower_bound(cli, two_lesions, tmp_path):
+    """A CT cropped through lesion 2's centre (x = 20 mm): lesion 2 touches its last
+    column, lesion 1 nothing; lesion 2 alone is '>=' and named in the warning."""
+    path, _, _ = two_lesions
+    full = sitk.ReadImage(str(path))
+    i2 = full.TransformPhysicalPointToIndex(C2)[0]
+    cut = tmp_path / "cut.nii.gz"
+    sitk.WriteImage(full[: i2 + 1, :, :], str(cut))
+    out = tmp_path / "t.nii.gz"
+    code, stdout, err = cli(
+        "segment", "tumor", "--ct", cut, "--seed", _seed(C1), "--seed", _seed(C2), "--out", out
+    )
+    assert code == 0, err
+    record = json.loads((tmp_path / "t.json").read_text(encoding="utf-8"))
+    lesions = record["lesions"]
+    assert lesions[0]["border_faces"] == []
+    assert len(lesions[1]["border_faces"]) == 1 and "last column" in lesions[1]["border_faces"][0]
+    assert record["border_faces"] == lesions[1]["border_faces"]
+    assert f"lesion 1: {lesions[0]['volume_ml']:.2f} ml" in stdout
+    assert f"lesion 2: >= {lesions[1]['volume_ml']:.2f} ml, >= " in stdout
+    assert len(record["warnings"]) == 1 and "lesion 2 of 2" in record["warnings"][0]
+    assert "lesion 2 of 2" in err and "LOWER BOUNDS" in err
+    html = (tmp_path / "t.html").read_text(encoding="utf-8")
+    row = next(line for line in html.splitlines() if "<td>lesion 2 of 2</td>" in line)
+    assert "&ge;" in row and "cut by the image border" in row

@@ -107,8 +107,10 @@ def segment(
     )
     if len(result.lesions) > 1:
         for n, lesion in enumerate(result.lesions, 1):
+            cut = ">= " if lesion.border_faces else ""
             typer.echo(
-                f"lesion {n}: {lesion.volume_ml:.2f} ml, {lesion.equivalent_diameter_mm:.1f} mm "
+                f"lesion {n}: {cut}{lesion.volume_ml:.2f} ml, {cut}"
+                f"{lesion.equivalent_diameter_mm:.1f} mm "
                 f"sphere-equivalent diameter, from {', '.join(lesion.seeds)}"
             )
     for warning in result.warnings:

@@ -42,10 +42,13 @@ MAX_FAT_BOUNDARY = 0.5
 # largest over the middle principal moment) above this ... Lesions are roughly
 # star-shaped about the click, axis ratios of 0.6 and more (elongation <= 1.7) ...
 MAX_LESION_ELONGATION = 2.0
-# ... AND more than this fraction of the voxels just outside (<= 1.6 mm) still in the
-# growing window: the region did not end at an edge but was cut by the growth bound
+# ... AND more than this fraction of the voxels just outside (<= CUT_SHELL_MM, or the
+# finest voxel spacing when that is coarser: on a 3 mm grid no voxel centre lies within
+# 1.6 mm and a vessel cut by the bound passed as "not cut") still in the growing window:
+# the region did not end at an edge but was cut by the growth bound
 # (a vessel running on past it). HepaNav defaults.
 MAX_CUT_BOUNDARY = 0.15
+CUT_SHELL_MM = 1.6
 # An ablation zone's limits (check_zone). Its needle tract leaves through the shell (gas
 # counts as fat) and it may be subcapsular; measured on the 17 dev cases (tract 2 mm,
 # gas bubbles): <= 0.5 % of a zone's shell is fat or gas, none bone, elongation <= 1.1,
@@ -137,7 +140,8 @@ def check_focal_lesion(
     3. more than ``MAX_FAT_BOUNDARY`` of that shell is fat (< ``fat_below_hu``);
     4. it is tubular: elongation (principal-axis ratio, SimpleITK
        ``LabelShapeStatisticsImageFilter``) above ``MAX_LESION_ELONGATION`` and more
-       than ``MAX_CUT_BOUNDARY`` of the voxels within 1.6 mm outside still in the
+       than ``MAX_CUT_BOUNDARY`` of the voxels within ``CUT_SHELL_MM`` (at least the
+       finest voxel spacing) outside still in the
        growing window (``grown.window_hu``): cut by the growth bound, a vessel.
 
     Parameters
@@ -202,14 +206,19 @@ def check_focal_lesion(
     stats.Execute(sitk.Cast(grown.mask > 0, sitk.sitkUInt8))
     if stats.HasLabel(1):
         elongation = float(stats.GetElongation(1))
-        near = smoothed[(dist > 0) & (dist <= 1.6)]
+        reach = max(CUT_SHELL_MM, 1.001 * min(grown.mask.GetSpacing()))
+        near = smoothed[(dist > 0) & (dist <= reach)]
         lo, hi = grown.window_hu
         cut = float(np.mean((near >= lo) & (near <= hi))) if near.size else 0.0
         if elongation > MAX_LESION_ELONGATION and cut > MAX_CUT_BOUNDARY:
+            # Equivalent ellipsoid's axes (mm): longest and middle.
+            axes = sorted(stats.GetEquivalentEllipsoidDiameter(1))
+            length, width = axes[-1], axes[-2]
             raise InputError(
-                f"does not look like {_a(what)}: the grown region ({grown.lesion_hu:.0f} HU) is "
-                f"tubular (principal-axis ratio {elongation:.1f}, lesions <= "
-                f"{MAX_LESION_ELONGATION:g}) and runs on past the growth bound: a vessel",
+                f"not {_a(what)}, looks like a vessel: tubular, {length:.0f} mm long, "
+                f"{width:.0f} mm wide (grown region {grown.lesion_hu:.0f} HU, principal-axis "
+                f"ratio {elongation:.1f}, lesions <= {MAX_LESION_ELONGATION:g}; it runs on past "
+                "the growth bound)",
                 name,
             )
 

@@ -5,8 +5,10 @@ segmented on its own, then united (``hepanav segment`` and ``hepanav margin
 Seeds are taken in the order given. A seed inside the region grown from an earlier
 lesion's seeds refines that lesion (the lesion is grown again from all its seeds); any
 other seed starts a lesion of its own, segmented as if it were the only seed. The mask
-is the union of the lesions; each lesion is listed (its seeds, volume) in the JSON and
-report. A seed that ends up outside every lesion is refused, never silently dropped.
+is the union of the lesions; each lesion is listed (its seeds, volume, border faces) in
+the JSON and report, measured on the final mask (:func:`lesion_records`: the lesions
+partition it, so their volumes sum to the total). A seed that ends up outside every
+lesion is refused, never silently dropped.
 ``--include`` points go to the lesion with the nearest seed; ``--exclude`` points apply
 to every lesion, and what lies closer to an exclude point than to every seed and
 include point is removed from the final mask (:func:`enforce_exclude`) after all the
@@ -61,7 +63,8 @@ def segment_lesions(
 
     Returns the united :class:`Segmentation` (CT grid) with ``lesions`` filled: one
     dict per lesion (``seeds``: labels as given, ``volume_ml``,
-    ``equivalent_diameter_mm``, ``lesion_hu``, ``appearance``).
+    ``equivalent_diameter_mm``, ``lesion_hu``, ``appearance``, ``border_faces``),
+    measured on the final mask.
 
     Raises
     ------
@@ -86,6 +89,9 @@ def segment_lesions(
             q.seg = segment_one(q.seeds, inc, exclude)
     seg = _unite(ct, parts)
     enforce_exclude(ct, seg, seeds + seg.include, exclude)
+    seg.lesions = lesion_records(seg.mask, parts)
+    if len(parts) > 1:
+        seg.notes.insert(0, _union_note(seg, parts))
     what = _NAMES[seg.structure]
     for s in seeds:
         moved = [m for m in seg.seeds if m.label == s.label]
@@ -98,44 +104,90 @@ def segment_lesions(
     return seg
 
 
-def _lesion_record(part: LesionPart) -> dict:
-    seg = part.seg
-    volume = seg.volume_ml()
-    return {
-        "seeds": [s.label for s in part.seeds],
-        "volume_ml": volume,
-        "equivalent_diameter_mm": float(2 * (3 * volume * 1000 / (4 * np.pi)) ** (1 / 3)),
-        "lesion_hu": seg.lesion_hu,
-        "appearance": seg.appearance,
-    }
+def lesion_records(mask: sitk.Image, parts: list[LesionPart]) -> list[dict]:
+    """One record per lesion, measured on the FINAL ``mask`` (after the union, joins
+    and the exclude cut): each mask voxel belongs to the lesion whose own (pre-union)
+    region holds it; one held by several touching lesions, or (never expected) by
+    none, to the lesion with the nearest seed (its clicks and moved seeds). So the
+    lesions partition the mask and their voxel-counted ``volume_ml`` sum to the
+    total's. ``border_faces``: the image faces (:func:`hepanav.imaging.border.border_faces`)
+    the lesion's voxels touch (non-empty: its volume and diameter are lower bounds)."""
+    from hepanav.imaging.border import border_faces
+
+    voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
+    box = bounding_box(mask)
+    if box is None:
+        box = ([0, 0, 0], list(mask.GetSize()))
+    local = crop_box(mask, box)
+    k, j, i = np.nonzero(sitk.GetArrayFromImage(local))
+    owner = np.full(k.size, -1)
+    if len(parts) == 1:
+        owner[:] = 0
+    else:
+        held = np.array(
+            [sitk.GetArrayFromImage(crop_box(q.seg.mask, box))[k, j, i] > 0 for q in parts]
+        )
+        single = held.sum(axis=0) == 1
+        owner[single] = np.argmax(held[:, single], axis=0)
+        rest = ~single
+        if np.any(rest):
+            lps = voxel_to_lps(local, np.column_stack([i[rest], j[rest], k[rest]]).astype(float))
+            dist = np.array([_seed_distance(lps, q.seeds + q.seg.seeds) for q in parts])
+            dist[~held[:, rest] & held[:, rest].any(axis=0)] = np.inf  # only lesions holding it
+            owner[rest] = np.argmin(dist, axis=0)
+    records = []
+    for n, q in enumerate(parts):
+        mine = owner == n
+        volume = int(np.count_nonzero(mine)) * voxel_ml
+        faces = []
+        if np.any(mine):  # its own index box on the full grid
+            ijk = np.column_stack([i[mine], j[mine], k[mine]]) + np.asarray(box[0])
+            faces = border_faces(mask, (ijk.min(axis=0), ijk.max(axis=0)))
+        records.append(
+            {
+                "seeds": [s.label for s in q.seeds],
+                "volume_ml": volume,
+                "equivalent_diameter_mm": float(2 * (3 * volume * 1000 / (4 * np.pi)) ** (1 / 3)),
+                "lesion_hu": q.seg.lesion_hu,
+                "appearance": q.seg.appearance,
+                "border_faces": faces,
+            }
+        )
+    return records
+
+
+def _seed_distance(lps: np.ndarray, seeds: list[Seed]) -> np.ndarray:
+    """Distance (mm) of each of the (n, 3) LPS points to the nearest of ``seeds``."""
+    return np.min([np.linalg.norm(lps - np.asarray(s.lps), axis=1) for s in seeds], axis=0)
+
+
+def _union_note(seg: Segmentation, parts: list[LesionPart]) -> str:
+    return (
+        f"{len(parts)} separate {_NAMES[seg.structure]}s segmented, one per click outside the "
+        "earlier ones (each grown on its own; the mask is their union, each voxel counted "
+        "once, for the lesion whose region holds it or, where they touch, the nearest seed): "
+        + "; ".join(
+            f"lesion {n} from {', '.join(r['seeds'])} ({r['volume_ml']:.2f} ml)"
+            for n, r in enumerate(seg.lesions, 1)
+        )
+    )
 
 
 def _unite(ct: sitk.Image, parts: list[LesionPart]) -> Segmentation:
     """The lesions' union: the first lesion's record (HU, window) with every lesion's
-    seeds, notes (prefixed by the lesion when there are several) and include outcomes."""
+    seeds, notes (prefixed by the lesion when there are several) and include outcomes;
+    ``lesions`` is filled later, on the final mask (:func:`lesion_records`)."""
     first = parts[0].seg
-    records = [_lesion_record(q) for q in parts]
     if len(parts) == 1:
-        first.lesions = records
         return first
     mask = first.mask
     for q in parts[1:]:
         mask = sitk.Or(mask, q.seg.mask)
     notes, outcomes, seeds = [], [], []
-    what = _NAMES[first.structure]
     for n, q in enumerate(parts, 1):
         notes += [f"lesion {n} ({'; '.join(s.label for s in q.seeds)}): {t}" for t in q.seg.notes]
         outcomes += q.seg.include_outcomes
         seeds += q.seg.seeds
-    notes.insert(
-        0,
-        f"{len(parts)} separate {what}s segmented, one per click outside the earlier "
-        "ones (each grown on its own; the mask is their union): "
-        + "; ".join(
-            f"lesion {n} from {', '.join(r['seeds'])} ({r['volume_ml']:.2f} ml)"
-            for n, r in enumerate(records, 1)
-        ),
-    )
     fraction = None
     if first.fraction is not None:
         from hepanav.segmentation.fraction import edge_fraction
@@ -156,7 +208,6 @@ def _unite(ct: sitk.Image, parts: list[LesionPart]) -> Segmentation:
         notes=notes,
         fraction=fraction,
         include_outcomes=outcomes,
-        lesions=records,
         excluded_mm3=sum(q.seg.excluded_mm3 for q in parts),
     )
 

@@ -355,9 +355,26 @@ def segment_image(
         seconds=seconds,
         notes=seg.notes,
         border_faces=faces,
-        warnings=[border_warning(_NAMES[seg.structure], faces)] if faces else [],
+        warnings=_border_warnings(_NAMES[seg.structure], faces, seg.lesions),
     )
     return result, seg
+
+
+def _border_warnings(what: str, faces: list[str], lesions: list[dict]) -> list[str]:
+    """The border warning: of the mask (one lesion) or, when there are several, of each
+    lesion cut by the image border, named (its number and first seed)."""
+    if not faces:
+        return []
+    if len(lesions) < 2:
+        return [border_warning(what, faces)]
+    return [
+        border_warning(
+            f"{what} lesion {n} of {len(lesions)} (from {x['seeds'][0]})", x["border_faces"]
+        )
+        + "; so are the total volume and diameter"
+        for n, x in enumerate(lesions, 1)
+        if x["border_faces"]
+    ]
 
 
 def write_outputs(

@@ -44,8 +44,9 @@ class Segmentation:
         or a lobe grown from it joined, with its volume in mm^3).
     lesions : list of dict
         Tumour and zone: one per lesion segmented (:mod:`hepanav.segmentation.multi`):
-        ``seeds`` (labels as given), ``volume_ml``, ``equivalent_diameter_mm``,
-        ``lesion_hu``, ``appearance``.
+        ``seeds`` (labels as given), ``volume_ml``, ``equivalent_diameter_mm`` (of its
+        voxels of the final ``mask``: the lesions partition it), ``lesion_hu``,
+        ``appearance``, ``border_faces`` (image faces its voxels touch).
     excluded_mm3 : float
         Volume the ``--exclude`` points cut off the region grown, mm^3 (0 without).
     """

@@ -45,10 +45,20 @@ class LesionRecord(BaseModel):
         description="the seeds (as given) that grew it: the first started it, the others lay "
         "inside the region grown from it and refined it"
     )
-    volume_ml: float = Field(description="its volume, ml (voxel counting, before the union)")
+    volume_ml: float = Field(
+        description="its volume in the final mask (after the union, include joins and the "
+        "--exclude cut), ml (voxel counting): each mask voxel counted once, for the lesion "
+        "whose own region holds it (touching lesions: the nearest seed), so the lesions' "
+        "volumes sum to volume_ml"
+    )
     equivalent_diameter_mm: float = Field(description="diameter of the sphere of that volume, mm")
     lesion_hu: float | None = Field(None, description="median HU at its seed")
     appearance: Literal["hypo", "hyper"] | None = None
+    border_faces: list[str] = Field(
+        default_factory=list,
+        description="faces of the CT's image this lesion's voxels touch (as the result's "
+        "border_faces); non-empty: its volume_ml / equivalent_diameter_mm are lower bounds",
+    )
 
 
 class SegmentationResult(BaseModel):

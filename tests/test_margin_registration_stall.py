@@ -1,0 +1,97 @@
+"""The B-spline stages' stall rule (``RegistrationSettings.bspline_stall_*``).
+
+Known answer by construction: the moving image is the fixed image shifted by a known
+translation ``d`` (mm), so the post -> pre transform is ``x -> x + d`` everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from hepanav.margin import registration
+from hepanav.margin.registration import RegistrationSettings, StallRule
+
+SHIFT_MM = (1.6, -1.1, 0.7)
+
+
+def _pair() -> tuple[sitk.Image, sitk.Image]:
+    """Smooth random texture (40^3 voxels of 2 mm, HU-like range) and its shift by SHIFT_MM."""
+    rng = np.random.default_rng(3)
+    texture = ndimage.gaussian_filter(rng.normal(size=(40, 40, 40)), 2.5)
+    texture = 100.0 * texture / texture.std()
+    fixed = sitk.GetImageFromArray(texture.astype(np.float32))
+    fixed.SetSpacing((2.0, 2.0, 2.0))
+    fixed.SetOrigin((-40.0, -40.0, -40.0))
+    # moving(x) = fixed(x - d): a point x of fixed is found at x + d in moving.
+    moving = sitk.Resample(
+        fixed, fixed, sitk.TranslationTransform(3, [-s for s in SHIFT_MM]), sitk.sitkBSpline
+    )
+    return fixed, moving
+
+
+def _register(settings: RegistrationSettings, monkeypatch) -> tuple[sitk.Transform, list]:
+    """One B-spline stage as ``register_pre_to_post`` runs it; the stall rules it used."""
+    rules: list[StallRule] = []
+
+    class Recorded(StallRule):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            rules.append(self)
+
+    monkeypatch.setattr(registration, "StallRule", Recorded)
+    fixed, moving = _pair()
+    # Metric on the inner 56 mm cube only (a shifted point near the edge leaves the image).
+    mask = sitk.Cast(fixed * 0, sitk.sitkUInt8)
+    mask[6:34, 6:34, 6:34] = 1
+    reg = registration._method(settings, mask, mask, rigid=False)
+    bspline = sitk.BSplineTransformInitializer(fixed, [2, 2, 2], order=3)
+    out = registration._run(reg, fixed, moving, bspline, None, settings)
+    return out, rules
+
+
+def _recovered(transform: sitk.Transform) -> np.ndarray:
+    """Displacement of the transform at points within 20 mm of the centre, shape (N, 3)."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-20, 20, 5)] * 3, indexing="ij"), -1)
+    points = grid.reshape(-1, 3)
+    mapped = np.array([transform.TransformPoint(p.tolist()) for p in points])
+    return mapped - points
+
+
+def test_stall_rule_fires_and_keeps_the_known_translation(monkeypatch):
+    settings = RegistrationSettings(sampling_fraction=0.3, bspline_iterations=40)
+    assert settings.bspline_stall_iterations > 0  # on by default
+    transform, rules = _register(settings, monkeypatch)
+    (rule,) = rules
+    # It fired before the iteration limit, at the first iteration whose K preceding
+    # iterations gained less than the tolerance (iterations counted, not time).
+    k, tol = settings.bspline_stall_iterations, settings.bspline_stall_tolerance
+    assert rule.fired_at is not None
+    assert k < rule.fired_at < settings.bspline_iterations
+    best = rule.best_at_end
+    stalled = [n for n in range(k + 1, rule.fired_at + 1) if best[n - 1 - k] - best[n - 1] < tol]
+    assert stalled == [rule.fired_at]
+    # The result is the known translation within 0.3 mm at every point (0.22 mm measured;
+    # 0.10 mm with the rule off: stopping early costs accuracy here, see the next test).
+    error = np.abs(_recovered(transform) - np.asarray(SHIFT_MM))
+    assert error.max() < 0.3
+
+
+def test_stall_rule_off_runs_on(monkeypatch):
+    settings = RegistrationSettings(
+        sampling_fraction=0.3, bspline_iterations=40, bspline_stall_iterations=0
+    )
+    transform, rules = _register(settings, monkeypatch)
+    (rule,) = rules
+    assert rule.fired_at is None
+    error = np.abs(_recovered(transform) - np.asarray(SHIFT_MM))
+    assert error.max() < 0.15
+
+
+def test_stall_rule_is_a_setting():
+    with pytest.raises(ValueError):
+        RegistrationSettings(bspline_stall_iterations=-1)
+    with pytest.raises(ValueError):
+        RegistrationSettings(bspline_stall_tolerance=-1e-5)
