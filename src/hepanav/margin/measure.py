@@ -25,7 +25,7 @@ from hepanav.margin.grid import (
     grown_index_box,
     subdivided_grid,
 )
-from hepanav.margin.regions import residual_regions, short_regions
+from hepanav.margin.regions import lesion_parts, residual_regions, short_regions
 from hepanav.margin.residual import residual_tumor
 from hepanav.margin.schema import (
     SAFE_MARGIN_MM,
@@ -87,6 +87,7 @@ class Measurement:
     tumor_mesh: Mesh = field(repr=False)
     margin_mm: np.ndarray = field(repr=False)
     analysed: np.ndarray = field(repr=False)
+    residual_points_lps: np.ndarray = field(repr=False)
 
     def figures(self) -> dict:
         """The JSON-able figures (the fields of :class:`hepanav.margin.schema.MarginResult`)."""
@@ -307,6 +308,7 @@ def measure_margin(
     mam, mam_point = refine_minimum(tumor_mesh, margin, analysed, zone_mesh, zone_field, grid)
     shells = shell_coverages(tumor_field, zone_field, grid, tumor_mesh, liver_field)
     centre = (tumor_mesh.vertices * area[:, None]).sum(0) / area.sum()
+    lesions = lesion_parts(tumor_field, grid, tumor_mesh.vertices)
     residual = residual_tumor(tumor, ablation, grid, tumor_transform, tumor_field, zone_field)
     if residual.note():
         warnings.append(residual.note())
@@ -328,6 +330,7 @@ def measure_margin(
                 centre,
                 residual.points_lps,
                 residual.voxel_ml,
+                lesions,
             ),
             mam,
         ),
@@ -335,9 +338,11 @@ def measure_margin(
         residual_volume_is_lower_bound=residual.lower_bound,
         residual_unassessable_ml=residual.unassessable_ml,
         short_regions=(
-            _with_refined_minimum(short_regions(tumor_mesh, margin, analysed, centre), mam)
+            _with_refined_minimum(
+                short_regions(tumor_mesh, margin, analysed, centre, lesions=lesions), mam
+            )
             if mam >= 0
-            else short_regions(tumor_mesh, margin, analysed, centre)
+            else short_regions(tumor_mesh, margin, analysed, centre, lesions=lesions)
         ),
         zone_gaps=zone_gaps(zone_field, tumor_field, grid, tumor_mesh),
         subcapsular_exclusion_mm=subcapsular_mm or None,
@@ -356,6 +361,7 @@ def measure_margin(
         tumor_mesh=tumor_mesh,
         margin_mm=margin,
         analysed=analysed,
+        residual_points_lps=residual.points_lps,
     )
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from hepanav.imaging.geometry import voxel_to_lps
 from hepanav.margin.schema import SAFE_MARGIN_MM, ResidualRegion, ShortRegion
 from hepanav.margin.surface import Mesh
 
@@ -31,6 +34,45 @@ def direction_words(unit_lps: np.ndarray) -> str:
     return "-".join(words) if words else "centre"
 
 
+def lesion_parts(
+    tumor_field: np.ndarray, grid: sitk.Image, vertices_lps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tumour's connected components (lesions) and which one each surface vertex bounds.
+
+    Parameters
+    ----------
+    tumor_field : ndarray, shape (nz, ny, nx)
+        ``0.5 +`` signed distance (mm) of the tumour on ``grid``; inside where >= 0.5.
+    grid : SimpleITK.Image
+        Analysis grid.
+    vertices_lps : ndarray, shape (N, 3)
+        Tumour-surface vertices, LPS mm.
+
+    Returns
+    -------
+    centroids_lps : ndarray, shape (K, 3)
+        Volume centroid of each lesion (26-connected component), LPS mm; lesion ``k + 1``
+        is row ``k``, numbered from the largest volume down.
+    vertex_lesion : ndarray of int, shape (N,)
+        Lesion index (0-based row of ``centroids_lps``) of the nearest inside voxel.
+    """
+    inside = tumor_field >= 0.5
+    labels, count = ndimage.label(inside, structure=np.ones((3, 3, 3), dtype=bool))
+    if count == 0:
+        return np.zeros((0, 3)), np.zeros(len(vertices_lps), dtype=int)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    order = np.argsort(-sizes, kind="stable")  # row k <- label order[k] + 1
+    rank = np.empty(count, dtype=int)
+    rank[order] = np.arange(count)
+    com = np.array(ndimage.center_of_mass(inside, labels, order + 1), dtype=float)
+    centroids = voxel_to_lps(grid, com.reshape(-1, 3)[:, ::-1])
+    rim = inside & ~ndimage.binary_erosion(inside)
+    rim_index = np.argwhere(rim)
+    nearest = cKDTree(voxel_to_lps(grid, rim_index[:, ::-1].astype(float))).query(vertices_lps)[1]
+    vertex_lesion = rank[labels[tuple(rim_index[nearest].T)] - 1]
+    return centroids, vertex_lesion
+
+
 def short_regions(
     mesh: Mesh,
     margin_mm: np.ndarray,
@@ -38,7 +80,27 @@ def short_regions(
     centre_lps: np.ndarray,
     threshold_mm: float = SAFE_MARGIN_MM,
     lower_mm: float | None = 0.0,
+    lesions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[ShortRegion]:
+    """Connected parts of the surface with margin below ``threshold_mm``
+    (:func:`_surface_regions`, without the vertex masks)."""
+    return [
+        r
+        for r, _ in _surface_regions(
+            mesh, margin_mm, analysed, centre_lps, threshold_mm, lower_mm, lesions
+        )
+    ]
+
+
+def _surface_regions(
+    mesh: Mesh,
+    margin_mm: np.ndarray,
+    analysed: np.ndarray,
+    centre_lps: np.ndarray,
+    threshold_mm: float = SAFE_MARGIN_MM,
+    lower_mm: float | None = 0.0,
+    lesions: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[tuple[ShortRegion, np.ndarray]]:
     """Connected parts of the surface with margin below ``threshold_mm``.
 
     Parameters
@@ -50,16 +112,20 @@ def short_regions(
     analysed : ndarray of bool, shape (N,)
         Vertices that count (False for subcapsular vertices left out).
     centre_lps : ndarray, shape (3,)
-        Tumour centre, LPS mm; directions are given from it.
+        Tumour centre, LPS mm; directions are given from it when ``lesions`` is None.
     threshold_mm : float
         Margins below this are short (5 mm by default).
     lower_mm : float or None
         Margins below this are left out (0 mm by default: residual tumour is reported
         apart, see :func:`residual_regions`); None keeps everything below the threshold.
+    lesions : (centroids_lps, vertex_lesion) or None
+        From :func:`lesion_parts`: each region's direction is then measured from the
+        centroid of the lesion holding most of its area, and that lesion is named
+        (``lesion``, 1-based; ``lesion_centroid_lps_mm``).
 
     Returns
     -------
-    list of ShortRegion
+    list of ShortRegion (``_surface_regions``: with each region's vertex mask)
         Sorted by their minimum margin (worst first). Connectivity follows the mesh
         edges, so two patches touching only across the tumour's inside stay apart.
     """
@@ -85,19 +151,28 @@ def short_regions(
         ):
             continue
         centroid = (mesh.vertices[members] * area[:, None]).sum(axis=0) / area.sum()
-        offset = centroid - centre_lps
+        origin, which = centre_lps, {}
+        if lesions is not None and len(lesions[0]):
+            k = int(np.argmax(np.bincount(lesions[1][members], weights=area)))
+            origin = lesions[0][k]
+            which = {"lesion": k + 1, "lesion_centroid_lps_mm": tuple(float(v) for v in origin)}
+        offset = centroid - origin
         norm = float(np.linalg.norm(offset))
         unit = offset / norm if norm > 1e-9 else np.zeros(3)
         regions.append(
-            ShortRegion(
-                centroid_lps_mm=tuple(float(v) for v in centroid),
-                area_mm2=float(area.sum()),
-                min_margin_mm=float(margin_mm[members].min()),
-                direction_lps=tuple(float(v) for v in unit),
-                direction=direction_words(unit),
+            (
+                ShortRegion(
+                    centroid_lps_mm=tuple(float(v) for v in centroid),
+                    area_mm2=float(area.sum()),
+                    min_margin_mm=float(margin_mm[members].min()),
+                    direction_lps=tuple(float(v) for v in unit),
+                    direction=direction_words(unit),
+                    **which,
+                ),
+                members,
             )
         )
-    return sorted(regions, key=lambda r: r.min_margin_mm)
+    return sorted(regions, key=lambda r: r[0].min_margin_mm)
 
 
 def residual_regions(
@@ -107,12 +182,13 @@ def residual_regions(
     centre_lps: np.ndarray,
     residual_points_lps: np.ndarray,
     voxel_ml: float,
+    lesions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[ResidualRegion]:
     """Residual tumour: connected surface parts with margin < 0 mm, with their volume.
 
     Parameters
     ----------
-    mesh, margin_mm, analysed, centre_lps
+    mesh, margin_mm, analysed, centre_lps, lesions
         As in :func:`short_regions`.
     residual_points_lps : ndarray, shape (M, 3)
         Centres of the analysis-grid voxels inside the tumour and outside the zone, LPS mm.
@@ -125,15 +201,14 @@ def residual_regions(
         Most negative first. Each residual voxel counts toward the region whose surface
         vertices lie nearest to it.
     """
-    surface = short_regions(mesh, margin_mm, analysed, centre_lps, 0.0, None)
-    if not surface:
+    parts = _surface_regions(mesh, margin_mm, analysed, centre_lps, 0.0, None, lesions)
+    if not parts:
         return []
-    neg = analysed & (margin_mm < 0)
-    index = np.flatnonzero(neg)
-    # Each negative vertex -> its region (nearest region centroid among the region's own
-    # vertices is approximated by the nearest centroid; regions are far apart).
-    centroids = np.array([r.centroid_lps_mm for r in surface])
-    vertex_region = cKDTree(centroids).query(mesh.vertices[index])[1]
+    surface = [r for r, _ in parts]
+    # Each residual voxel -> the region of its nearest negative vertex (every residual
+    # voxel counts once, so the regions' volumes add up to the total).
+    index = np.flatnonzero(np.any([m for _, m in parts], axis=0))
+    vertex_region = np.argmax([m[index] for _, m in parts], axis=0)
     volumes = np.zeros(len(surface))
     if len(residual_points_lps):
         owner = vertex_region[cKDTree(mesh.vertices[index]).query(residual_points_lps)[1]]

@@ -2,7 +2,7 @@
 
 The residual volume counts the analysis-grid voxels (:mod:`hepanav.margin.grid`) that
 lie in the tumour MASK's voxel boxes (nearest-neighbour resampling through the
-registration) and outside the zone surface, so a lesion wholly outside the zone counts
+registration) and outside the zone MASK's voxel boxes, so a lesion wholly outside the zone counts
 with its whole mask volume, as ``tumor_volume_ml`` does. The tumour field's 0.5 level
 (the interpolated signed distance used for the surface and the margins) is NOT used
 for this volume: it cuts the voxel corners and loses up to a third of a lesion only
@@ -122,12 +122,15 @@ def residual_tumor(
     tumor_field, zone_field : ndarray, shape (nz, ny, nx)
         ``0.5 +`` signed distance (mm) of tumour and zone on ``grid``
         (:func:`hepanav.margin.surface.mask_field`); only used to bound the search
-        (tumour) and as the zone's inside (``zone_field >= 0.5``).
+        (tumour). The zone's inside is its mask's voxel boxes, not ``zone_field``.
     """
     # A point in a mask voxel's box lies within the voxel diagonal of the field's 0.5 level.
     reach = float(np.linalg.norm(tumor.GetSpacing()))
-    outside_zone = zone_field < 0.5
-    inside = tumor_mask_on_grid(tumor, grid, transform, (tumor_field >= 0.5 - reach) & outside_zone)
+    in_tumor = tumor_mask_on_grid(tumor, grid, transform, tumor_field >= 0.5 - reach)
+    # The zone as its mask's voxel boxes too (the grid subdivides the zone's voxels, so
+    # nearest neighbour reproduces them exactly): the same definition as the written
+    # ``segments/residual_tumor`` and as ``ablation_volume_ml``.
+    inside = in_tumor & ~tumor_mask_on_grid(ablation, grid, None, in_tumor)
     index = np.argwhere(inside)[:, ::-1].astype(float)
     points = voxel_to_lps(grid, index) if len(index) else np.zeros((0, 3))
     voxel_ml = float(np.prod(grid.GetSpacing())) / 1000.0

@@ -49,7 +49,14 @@ class ShortRegion(_Model):
     area_mm2: float = Field(description="surface area of the region, mm^2")
     min_margin_mm: float = Field(description="smallest signed margin in the region, mm")
     direction_lps: tuple[float, float, float] = Field(
-        description="unit vector from the tumour centre to the region centre, LPS"
+        description="unit vector from the centroid of the region's lesion (the tumour's "
+        "connected component holding the region) to the region centre, LPS"
+    )
+    lesion: int | None = Field(
+        None, description="1-based lesion (connected tumour component, largest first)"
+    )
+    lesion_centroid_lps_mm: tuple[float, float, float] | None = Field(
+        None, description="volume centroid of that lesion, LPS mm (direction origin)"
     )
     direction: str = Field(
         description="the same direction in words, e.g. 'left-posterior-superior'"
@@ -76,7 +83,14 @@ class ResidualRegion(_Model):
     volume_ml: float = Field(description="tumour volume outside the zone in this region, ml")
     min_margin_mm: float = Field(description="most negative margin in the region, mm")
     direction_lps: tuple[float, float, float] = Field(
-        description="unit vector from the tumour centre to the region centre, LPS"
+        description="unit vector from the centroid of the region's lesion (the tumour's "
+        "connected component holding the region) to the region centre, LPS"
+    )
+    lesion: int | None = Field(
+        None, description="1-based lesion (connected tumour component, largest first)"
+    )
+    lesion_centroid_lps_mm: tuple[float, float, float] | None = Field(
+        None, description="volume centroid of that lesion, LPS mm (direction origin)"
     )
     direction: str = Field(description="the same direction in words")
 

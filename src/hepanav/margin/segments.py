@@ -37,15 +37,18 @@ def margin_segments(run: MarginRun) -> dict[str, sitk.Image]:
       (pre/post mode) or resampled in physical space (one space), as a linearly
       interpolated fraction thresholded at 0.5 (``resample_mask_like``);
     - ``ablation_zone``: the zone mask as read;
-    - ``residual_tumor``: ``tumor_post`` voxels outside the zone;
+    - ``residual_tumor``: the measurement's residual (tumour mask voxel boxes outside the
+      zone mask's voxel boxes, on the analysis grid's sub-voxels) rasterised to the zone
+      grid: a voxel is residual when at least half of its sub-voxels are, so its volume
+      equals ``residual_volume_ml`` up to that rounding;
     - ``margin_0_5mm_surface``: voxels holding analysed tumour-surface vertices whose
       signed margin is in [0, 5) mm (each vertex to its nearest voxel).
     """
     zone = run.images["ablation"]
     transform = run.registration.transform if run.registration else None
     tumor = _tumor_on(zone, run.images["tumor"], transform, run.measurement.grid)
-    residual = _and_not(tumor, zone)
     m = run.measurement
+    residual = _residual_on(zone, m.residual_points_lps, m.grid)
     keep = m.analysed & (m.margin_mm >= 0.0) & (m.margin_mm < SAFE_MARGIN_MM)
     surface = np.zeros(sitk.GetArrayViewFromImage(zone).shape, dtype=np.uint8)
     if np.any(keep):
@@ -87,10 +90,21 @@ def _tumor_on(zone: sitk.Image, tumor: sitk.Image, transform, grid: sitk.Image) 
     return out
 
 
-def _and_not(a: sitk.Image, b: sitk.Image) -> sitk.Image:
-    arr = sitk.GetArrayFromImage(a).astype(bool) & ~sitk.GetArrayViewFromImage(b).astype(bool)
-    out = sitk.GetImageFromArray(arr.astype(np.uint8))
-    out.CopyInformation(a)
+def _residual_on(zone: sitk.Image, points_lps: np.ndarray, grid: sitk.Image) -> sitk.Image:
+    """uint8 mask on ``zone``'s grid: voxels holding >= half their sub-voxels in ``points_lps``.
+
+    ``points_lps`` (shape (M, 3), LPS mm) are sub-voxel centres of ``grid``, which splits
+    each zone voxel into ``round(zone spacing / grid spacing)`` parts per axis.
+    """
+    counts = np.zeros(sitk.GetArrayFromImage(zone).shape, dtype=np.int32)
+    if len(points_lps):
+        index = np.rint(lps_to_voxel(zone, points_lps)).astype(int)
+        size = np.asarray(zone.GetSize())
+        index = index[np.all((index >= 0) & (index < size), axis=1)]
+        np.add.at(counts, (index[:, 2], index[:, 1], index[:, 0]), 1)
+    parts = np.prod(np.rint(np.divide(zone.GetSpacing(), grid.GetSpacing())))
+    out = sitk.GetImageFromArray((2 * counts >= parts).astype(np.uint8) * (counts > 0))
+    out.CopyInformation(zone)
     return out
 
 

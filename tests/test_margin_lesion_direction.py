@@ -1,0 +1,94 @@
+"""Per-lesion directions and residual volume, against ground truth known by construction.
+
+Two spherical lesions 40 mm apart. Zone 1 surrounds lesion 1, shifted 2 mm superior
+(short margin 2 mm on lesion 1's inferior side); zone 2 is a sphere of radius 8 mm
+shifted by ``OFFSET`` from lesion 2 (r 7 mm), so lesion 2's residual lies on the side
+OPPOSITE to ``OFFSET``. Directions must be measured from each lesion's own centroid (not
+from the centre of both lesions), and the residual volume must equal the analytic
+volume of the sphere minus the intersection of the two spheres (the lens).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from hepanav.margin.measure import measure_margin
+from hepanav.margin.segments import _residual_on
+
+C1 = np.array([40.0, 60.0, 60.0])
+C2 = np.array([80.0, 60.0, 60.0])
+R1, R2, R_Z1, R_Z2 = 8.0, 7.0, 12.0, 8.0
+OFFSET = np.array([2.4, -3.2, 0.0])  # zone 2 centre - lesion 2 centre, LPS mm (|4| mm)
+
+
+def _balls(size, balls, spacing=(1.0, 1.0, 1.0)) -> sitk.Image:
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), -1)
+    points = idx * np.asarray(spacing)
+    inside = np.zeros(size, dtype=bool)
+    for centre, radius in balls:
+        inside |= np.linalg.norm(points - centre, axis=-1) <= radius
+    image = sitk.GetImageFromArray(inside.transpose(2, 1, 0).astype(np.uint8))
+    image.SetSpacing(spacing)
+    return image
+
+
+def _lens_residual_ml(r: float, big: float, d: float) -> float:
+    """Sphere r minus its intersection with a sphere of radius big, centres d apart, ml."""
+    inter = (
+        np.pi
+        * (big + r - d) ** 2
+        * (d * d + 2 * d * r - 3 * r * r + 2 * d * big + 6 * r * big - 3 * big * big)
+        / (12 * d)
+    )
+    return (4 / 3 * np.pi * r**3 - inter) / 1000
+
+
+@pytest.fixture(scope="module")
+def two_lesions():
+    size = (110, 90, 90)
+    tumour = _balls(size, [(C1, R1), (C2, R2)])
+    zone = _balls(size, [(C1 + [0, 0, 2.0], R_Z1), (C2 + OFFSET, R_Z2)])
+    return measure_margin(tumour, zone), zone
+
+
+def test_residual_direction_from_its_own_lesion(two_lesions):
+    m, _ = two_lesions
+    assert len(m.residual_regions) == 1
+    region = m.residual_regions[0]
+    assert region.lesion == 2
+    assert np.linalg.norm(np.subtract(region.lesion_centroid_lps_mm, C2)) < 0.3
+    expected = -OFFSET / np.linalg.norm(OFFSET)
+    assert float(np.dot(region.direction_lps, expected)) > 0.9
+
+
+def test_short_region_direction_from_its_own_lesion(two_lesions):
+    m, _ = two_lesions
+    lesion1 = [r for r in m.short_regions if r.lesion == 1]
+    assert lesion1, m.short_regions
+    worst = min(lesion1, key=lambda r: r.min_margin_mm)
+    assert float(np.dot(worst.direction_lps, [0, 0, -1.0])) > 0.9
+    assert worst.direction == "inferior"
+
+
+def test_residual_volume_is_the_lens_and_agrees_everywhere(two_lesions):
+    m, zone = two_lesions
+    analytic = _lens_residual_ml(R2, R_Z2, float(np.linalg.norm(OFFSET)))  # 0.383 ml
+    total = sum(r.volume_ml for r in m.residual_regions)
+    assert total == pytest.approx(m.residual_volume_ml, rel=1e-9)
+    # 1 mm voxels on a lens ~2.5 mm thick: voxelisation of both masks, within 10 %
+    assert m.residual_volume_ml == pytest.approx(analytic, rel=0.10)
+    written = _residual_on(zone, m.residual_points_lps, m.grid)
+    written_ml = float(sitk.GetArrayFromImage(written).sum()) / 1000
+    assert written_ml == pytest.approx(m.residual_volume_ml, rel=0.10)
+
+
+def test_single_lesion_direction_unchanged():
+    size = (80, 80, 80)
+    c = np.array([40.0, 40.0, 40.0])
+    m = measure_margin(_balls(size, [(c, R2)]), _balls(size, [(c + OFFSET, R_Z2)]))
+    (region,) = m.residual_regions
+    assert region.lesion == 1
+    expected = -OFFSET / np.linalg.norm(OFFSET)
+    assert float(np.dot(region.direction_lps, expected)) > 0.9
