@@ -1291,16 +1291,22 @@ def fit_small_lesion(
         use = (values >= lo - tol) & (values <= hi + tol)
         if np.count_nonzero(use) < 4 * len(params):
             return mask, None
-        fit = least_squares(
-            residual,
-            params,
-            jac=jacobian if SMALL_FIT_ANALYTIC_JACOBIAN else "2-point",
-            loss="soft_l1",
-            f_scale=noise,
-            max_nfev=200,
-            args=(basis[use], lin[use], d[use], spread[use], values[use]),
-        )
-        if not fit.success:
+        try:
+            # A diverging fit (radius coefficients running off on a noiseless, featureless
+            # neighbourhood) overflows to inf/NaN and SciPy's SVD raises: not converged.
+            with np.errstate(over="ignore", invalid="ignore"):
+                fit = least_squares(
+                    residual,
+                    params,
+                    jac=jacobian if SMALL_FIT_ANALYTIC_JACOBIAN else "2-point",
+                    loss="soft_l1",
+                    f_scale=noise,
+                    max_nfev=200,
+                    args=(basis[use], lin[use], d[use], spread[use], values[use]),
+                )
+        except (ValueError, np.linalg.LinAlgError):
+            return mask, None
+        if not fit.success or not np.all(np.isfinite(fit.x)):
             return mask, None
         params = fit.x
     lesion_fit = float(params[nb])
