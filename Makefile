@@ -38,6 +38,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 # Debian programs the tests talk to (Orthanc + DICOMweb, dciodvfy, Chromium), installed when missing.
 sysdeps:

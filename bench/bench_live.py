@@ -26,9 +26,7 @@ def main() -> dict:
     modes = tuple(os.environ.get("HEPANAV_BENCH_LIVE_MODES", "async,thread,sync").split(","))
     files = int(os.environ.get("HEPANAV_BENCH_LIVE_FILE_FRAMES", "90"))
     out.update(
-        live_latency(
-            seconds=seconds, analysis_interval_s=interval, modes=modes, file_frames=files
-        )
+        live_latency(seconds=seconds, analysis_interval_s=interval, modes=modes, file_frames=files)
     )
     return out
 

@@ -54,9 +54,13 @@ def _raw_cget(settings, study_uid: str, series_uid: str) -> int:
     ae = AE(ae_title=settings.calling_ae)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate(settings.host, settings.port, ae_title=settings.called_ae,
-                         ext_neg=[build_role(CTImageStorage, scp_role=True)],
-                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = ae.associate(
+        settings.host,
+        settings.port,
+        ae_title=settings.called_ae,
+        ext_neg=[build_role(CTImageStorage, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
     q = Dataset()
     q.QueryRetrieveLevel = "SERIES"
     q.StudyInstanceUID, q.SeriesInstanceUID = study_uid, series_uid

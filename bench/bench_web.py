@@ -82,8 +82,11 @@ def main() -> dict:
     data = root / "data"
     case = data / "cases" / "demo-ablation-001"
     case.parent.mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "hepanav", "phantom", "--out", str(case)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "hepanav", "phantom", "--out", str(case)],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     server = Server(f"http://127.0.0.1:{port}", data, f"sqlite:///{data / 'web.sqlite'}", port)
     # Four accounts (one per role prefix "load"): radiologists start jobs, all browse.
@@ -91,6 +94,7 @@ def main() -> dict:
     server.start()
     accounts = ("load-radiologist", "load-surgeon", "load-admin", "load-radiologist")
     try:
+
         async def run() -> dict:
             url = server.url
             # 1. one job alone
@@ -128,10 +132,9 @@ def main() -> dict:
 
         async def _browse_named(url, stop):
             latencies: list[float] = []
-            await asyncio.gather(*(
-                _browse(url, accounts[i % 4], PASSWORD, stop, latencies)
-                for i in range(USERS)
-            ))
+            await asyncio.gather(
+                *(_browse(url, accounts[i % 4], PASSWORD, stop, latencies) for i in range(USERS))
+            )
             return latencies
 
         figures = asyncio.run(run())

@@ -4,7 +4,7 @@ Use in a test module::
 
     from browser_helpers import chromium, screenshot  # noqa: F401  (pytest fixtures)
 
-    def test_report(screenshot, tmp_path):  # noqa: F811
+    def test_report(screenshot, tmp_path):
         shot = screenshot(tmp_path / "report.html")
         assert shot.page.locator("h1").count() == 1
         # shot.png is the full-page PNG

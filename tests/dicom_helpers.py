@@ -31,7 +31,13 @@ def write_ct_series(
     saved = locale.setlocale(locale.LC_ALL)
     try:
         return _write(
-            folder, volume_zyx, spacing_xyz, origin_xyz, series_uid, slice_positions_mm, prefix,
+            folder,
+            volume_zyx,
+            spacing_xyz,
+            origin_xyz,
+            series_uid,
+            slice_positions_mm,
+            prefix,
             extra_tags or {},
         )
     finally:

@@ -176,9 +176,7 @@ def writing_commands(p: dict[str, Path], plan_dir: Path | None) -> list[Writing]
             "stats-margins",
             lambda o: ["stats", "margins", "--group-by", "icg_used", "--out", o, "--db", db],
         ),
-        Writing(
-            "stats-ablation", lambda o: ["stats", "ablation", "--out", o, "--db", db]
-        ),
+        Writing("stats-ablation", lambda o: ["stats", "ablation", "--out", o, "--db", db]),
         Writing(
             "segment",
             lambda o: ["segment", "tumor", "--ct", p["ct"], "--seed", p["seed"], "--out", o],
@@ -196,13 +194,28 @@ def writing_commands(p: dict[str, Path], plan_dir: Path | None) -> list[Writing]
         ),
         Writing(
             "dicom-export",
-            lambda o: ["dicom", "export", p["margin_result"], "--source", p["dicom_ct"],
-                       "--out", o],
+            lambda o: [
+                "dicom",
+                "export",
+                p["margin_result"],
+                "--source",
+                p["dicom_ct"],
+                "--out",
+                o,
+            ],
         ),  # fmt: skip
         Writing(
             "dicom-pseudonymise",
-            lambda o: ["dicom", "pseudonymise", p["dicom_ct"], o, "--key-file", p["key"],
-                       "--mapping", p["mapping"]],
+            lambda o: [
+                "dicom",
+                "pseudonymise",
+                p["dicom_ct"],
+                o,
+                "--key-file",
+                p["key"],
+                "--mapping",
+                p["mapping"],
+            ],
             fresh=True,
         ),  # fmt: skip
         # needs HEPANAV_PACS_* of a PACS holding the study (the test sets them up)

@@ -83,7 +83,8 @@ def _seg_on_ct_grid(volume, index, shape, ct_dir) -> np.ndarray:
     for k in range(array.shape[0]):
         pos = volume.map_indices_to_reference(np.array([[k, 0, 0]]))[0]
         z = [
-            i for i, d in enumerate(source.datasets)
+            i
+            for i, d in enumerate(source.datasets)
             if np.allclose(np.asarray(d.ImagePositionPatient, float), pos, atol=1e-3)
         ]
         assert len(z) == 1, pos
@@ -127,7 +128,8 @@ def _numeric_items(sr) -> dict:
             unit = mv.MeasurementUnitsCodeSequence[0]
             assert unit.CodingSchemeDesignator == "UCUM"
             out[(name.CodeValue, name.CodingSchemeDesignator)] = (
-                float(mv.NumericValue), unit.CodeValue
+                float(mv.NumericValue),
+                unit.CodeValue,
             )
     return out
 

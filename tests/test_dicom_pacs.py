@@ -22,12 +22,16 @@ def ct_files(tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("pacs_ct")
     rng = np.random.default_rng(3)
     volume = rng.integers(-1000, 1000, size=(6, 16, 20)).astype(np.int16)
-    return write_study_ct(folder / "ct", volume, series_uid="1.2.826.0.1.3680043.8.498.2001",
-                          study_uid="1.2.826.0.1.3680043.8.498.2000")
+    return write_study_ct(
+        folder / "ct",
+        volume,
+        series_uid="1.2.826.0.1.3680043.8.498.2001",
+        study_uid="1.2.826.0.1.3680043.8.498.2000",
+    )
 
 
 @pytest.mark.parametrize(("protocol", "retrieve"), PROTOCOLS)
-def test_send_find_get_round_trip(orthanc, pacs_env, ct_files, tmp_path, protocol, retrieve):  # noqa: F811
+def test_send_find_get_round_trip(orthanc, pacs_env, ct_files, tmp_path, protocol, retrieve):
     from hepanav.dicom.pacs import open_pacs
 
     orthanc.clear()
@@ -52,7 +56,12 @@ def test_send_find_get_round_trip(orthanc, pacs_env, ct_files, tmp_path, protoco
 
 @pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
 def test_cli_find_get_send_print_no_patient_attributes(
-    orthanc, pacs_env, ct_files, tmp_path, cli, protocol  # noqa: F811
+    orthanc,
+    pacs_env,
+    ct_files,
+    tmp_path,
+    cli,
+    protocol,
 ):
     orthanc.clear()
     pacs_env(orthanc.env(protocol))
@@ -81,26 +90,36 @@ def _listening_socket_that_never_answers():
 
 
 @pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
-def test_pacs_down_refusing_or_silent_is_one_line(orthanc, pacs_env, cli, protocol):  # noqa: F811
+def test_pacs_down_refusing_or_silent_is_one_line(orthanc, pacs_env, cli, protocol):
     # Down: nothing listens on the port.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = orthanc.env(protocol)
-    pacs_env({**env, "HEPANAV_PACS_URL": f"http://127.0.0.1:{port}/dicom-web",
-              "HEPANAV_PACS_PORT": str(port)})
+    pacs_env(
+        {
+            **env,
+            "HEPANAV_PACS_URL": f"http://127.0.0.1:{port}/dicom-web",
+            "HEPANAV_PACS_PORT": str(port),
+        }
+    )
     one_line_error(*cli("pacs", "find", "--accession", "X")[0::2], "not reachable")
     # Refuses: wrong called AE title (DIMSE) or wrong password (DICOMweb).
-    pacs_env({**env, "HEPANAV_PACS_CALLED_AE": "NOT_ORTHANC",
-              "HEPANAV_PACS_PASSWORD": "wrong"})
+    pacs_env({**env, "HEPANAV_PACS_CALLED_AE": "NOT_ORTHANC", "HEPANAV_PACS_PASSWORD": "wrong"})
     line = one_line_error(*cli("pacs", "find", "--accession", "X")[0::2], "refused")
     assert "wrong" not in line  # no credentials in messages
     # Times out: a socket that accepts connections and never answers.
     silent = _listening_socket_that_never_answers()
     try:
         port = silent.getsockname()[1]
-        pacs_env({**env, "HEPANAV_PACS_URL": f"http://127.0.0.1:{port}/dicom-web",
-                  "HEPANAV_PACS_PORT": str(port), "HEPANAV_PACS_TIMEOUT_S": "1"})
+        pacs_env(
+            {
+                **env,
+                "HEPANAV_PACS_URL": f"http://127.0.0.1:{port}/dicom-web",
+                "HEPANAV_PACS_PORT": str(port),
+                "HEPANAV_PACS_TIMEOUT_S": "1",
+            }
+        )
         one_line_error(*cli("pacs", "find", "--accession", "X")[0::2], "timed out")
     finally:
         silent.close()
@@ -108,7 +127,12 @@ def test_pacs_down_refusing_or_silent_is_one_line(orthanc, pacs_env, cli, protoc
 
 @pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
 def test_send_failing_part_way_names_the_stored_objects(
-    orthanc, pacs_env, ct_files, tmp_path, cli, protocol  # noqa: F811
+    orthanc,
+    pacs_env,
+    ct_files,
+    tmp_path,
+    cli,
+    protocol,
 ):
     orthanc.clear()
     pacs_env(orthanc.env(protocol))
@@ -120,12 +144,14 @@ def test_send_failing_part_way_names_the_stored_objects(
     first = str(pydicom.dcmread(ct_files[0]).SOPInstanceUID)
     line = one_line_error(
         *cli("pacs", "send", ct_files[0], tmp_path / "bad.dcm", ct_files[2])[0::2],
-        "stored before the failure", first, "(1 of 3 objects)",
+        "stored before the failure",
+        first,
+        "(1 of 3 objects)",
     )
     assert "1.2.826.0.1.3680043.8.498.2999" not in line.split("stored before")[1]
 
 
-def test_settings_come_from_a_file_and_tls_is_checked(tmp_path, pacs_env, monkeypatch):  # noqa: F811
+def test_settings_come_from_a_file_and_tls_is_checked(tmp_path, pacs_env, monkeypatch):
     from hepanav.core.errors import InputError
     from hepanav.dicom.dicomweb import DicomWebPacs
     from hepanav.dicom.dimse import DimsePacs

@@ -21,26 +21,58 @@ def plan_dir(tmp_path_factory):
     ct_dir, ct, tumour, _ = sphere_case(folder)
     write_image(tumour, folder / "result" / "tumor.nii.gz")
     device = load_device("neuwave-pr-65w-10min").model_copy(update={"tip_to_center_mm": 5.0})
-    centre = np.asarray(ct.TransformContinuousIndexToPhysicalPoint(
-        [(s - 1) / 2 for s in ct.GetSize()]))
+    centre = np.asarray(
+        ct.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in ct.GetSize()])
+    )
     d = np.array([0.0, 0.6, 0.8])  # entry -> tip, 36.87 deg from the axial plane
     tip = centre + 5.0 * d
     entry = tip - 80.0 * d
-    probe = Probe(needle=1, position=1, entry_lps_mm=tuple(entry), tip_lps_mm=tuple(tip),
-                  zone_center_lps_mm=tuple(centre), zone_axes_mm=(20.0, 14.0, 14.0),
-                  zone_direction=tuple(d), device=device.name)
-    needle = Needle(needle=1, entry_lps_mm=tuple(entry), tip_lps_mm=tuple(tip),
-                    direction=tuple(d), length_mm=80.0, angle_from_axial_deg=36.87,
-                    min_clearance_mm=7.5, clearance_mm={"vessels": 7.5})
+    probe = Probe(
+        needle=1,
+        position=1,
+        entry_lps_mm=tuple(entry),
+        tip_lps_mm=tuple(tip),
+        zone_center_lps_mm=tuple(centre),
+        zone_axes_mm=(20.0, 14.0, 14.0),
+        zone_direction=tuple(d),
+        device=device.name,
+    )
+    needle = Needle(
+        needle=1,
+        entry_lps_mm=tuple(entry),
+        tip_lps_mm=tuple(tip),
+        direction=tuple(d),
+        length_mm=80.0,
+        angle_from_axial_deg=36.87,
+        min_clearance_mm=7.5,
+        clearance_mm={"vessels": 7.5},
+    )
     plan = PlanResult(
-        feasible=True, message="test plan", device=device, margin_mm=5.0, probes=[probe],
-        needles=[needle], needle_count=1, coverage_tumor=1.0, coverage_target=0.97,
-        min_clearance_mm=7.5, healthy_liver_ablated_ml=1.0, heat_sink_limited_fraction=0.0,
-        placement_error_sd_mm=2.0, coverage_probability=0.9,
-        coverage_target_mean_under_error=0.95, coverage_tumor_probability=0.95,
-        candidate_lines=1, candidate_lines_valid=1, candidate_zones=1, target_points=1,
-        optimiser="test", optimiser_time_s=0.0, optimiser_status="optimal",
-        planning_time_s=0.0, rules=TrajectoryRules(),
+        feasible=True,
+        message="test plan",
+        device=device,
+        margin_mm=5.0,
+        probes=[probe],
+        needles=[needle],
+        needle_count=1,
+        coverage_tumor=1.0,
+        coverage_target=0.97,
+        min_clearance_mm=7.5,
+        healthy_liver_ablated_ml=1.0,
+        heat_sink_limited_fraction=0.0,
+        placement_error_sd_mm=2.0,
+        coverage_probability=0.9,
+        coverage_target_mean_under_error=0.95,
+        coverage_tumor_probability=0.95,
+        candidate_lines=1,
+        candidate_lines_valid=1,
+        candidate_zones=1,
+        target_points=1,
+        optimiser="test",
+        optimiser_time_s=0.0,
+        optimiser_status="optimal",
+        planning_time_s=0.0,
+        rules=TrajectoryRules(),
         inputs={"ct": str(ct_dir), "tumor_crop": "tumor.nii.gz"},
     )
     (folder / "result" / "plan.json").write_text(plan.model_dump_json())
@@ -58,8 +90,10 @@ def test_plan_export_via_cli_is_valid_and_matches_the_plan(plan_dir, cli):
         assert all(any(a in w for a in ACCEPTED_WARNINGS) for w in warnings), warnings
     seg = hd.seg.segread(seg_path)
     volume = seg.get_volume(combine_segments=False)
-    counts = {s.SegmentLabel: int(volume.array[..., int(s.SegmentNumber) - 1].sum())
-              for s in seg.SegmentSequence}
+    counts = {
+        s.SegmentLabel: int(volume.array[..., int(s.SegmentNumber) - 1].sum())
+        for s in seg.SegmentSequence
+    }
     assert counts["Planning target (tumour)"] == int(sitk.GetArrayViewFromImage(tumour).sum())
     zone = counts["Planned ablation zone needle 1 position 1"]
     expected = 4 / 3 * np.pi * 10.0 * 7.0 * 7.0 / np.prod(ct.GetSpacing())  # voxels
@@ -68,8 +102,11 @@ def test_plan_export_via_cli_is_valid_and_matches_the_plan(plan_dir, cli):
     values = _numeric_items(sr)
     assert values[("410668003", "SCT")] == (80.0, "mm")
     assert values[("ND002", "99HEPANAV")] == pytest.approx((36.87, "deg"))
-    lines = [np.asarray(i.GraphicData, float).reshape(-1, 3) for i in _walk(sr.ContentSequence)
-             if i.ValueType == "SCOORD3D"]
+    lines = [
+        np.asarray(i.GraphicData, float).reshape(-1, 3)
+        for i in _walk(sr.ContentSequence)
+        if i.ValueType == "SCOORD3D"
+    ]
     n = plan.needles[0]
     assert len(lines) == 1
     assert np.allclose(lines[0], [n.entry_lps_mm, n.tip_lps_mm], atol=1e-3)

@@ -17,11 +17,29 @@ from hepanav.dicom.pseudonymise import CLEANED_SEQUENCES, profile_rules
 from test_dicom_objects import margin_export  # noqa: F401 - fixture
 
 VALUES = {
-    "DA": "20200102", "TM": "101010", "DT": "20200102101010", "PN": "Doe^John",
-    "LO": "IDENTIFYING", "SH": "IDENTIFYING", "ST": "IDENTIFYING", "LT": "IDENTIFYING",
-    "UT": "IDENTIFYING", "UC": "IDENTIFYING", "CS": "IDENTIFYING", "AS": "045Y",
-    "UI": "1.2.826.0.1.3680043.8.498.4242", "DS": "1.5", "IS": "3", "US": 1, "SS": 1,
-    "UL": 1, "SL": 1, "FL": 1.0, "FD": 1.0, "OB": b"\x00\x01", "OW": b"\x00\x01",
+    "DA": "20200102",
+    "TM": "101010",
+    "DT": "20200102101010",
+    "PN": "Doe^John",
+    "LO": "IDENTIFYING",
+    "SH": "IDENTIFYING",
+    "ST": "IDENTIFYING",
+    "LT": "IDENTIFYING",
+    "UT": "IDENTIFYING",
+    "UC": "IDENTIFYING",
+    "CS": "IDENTIFYING",
+    "AS": "045Y",
+    "UI": "1.2.826.0.1.3680043.8.498.4242",
+    "DS": "1.5",
+    "IS": "3",
+    "US": 1,
+    "SS": 1,
+    "UL": 1,
+    "SL": 1,
+    "FL": 1.0,
+    "FD": 1.0,
+    "OB": b"\x00\x01",
+    "OW": b"\x00\x01",
     "UR": "http://identifying.example",
 }
 
@@ -49,7 +67,7 @@ def _filled(rule_tags):
 
 
 @pytest.fixture(scope="module")
-def pseudonymised(margin_export, tmp_path_factory):  # noqa: F811
+def pseudonymised(margin_export, tmp_path_factory):
     from hepanav.dicom.pseudonymise import pseudonymise_tree
 
     folder, ct_dir, _, files = margin_export
@@ -57,8 +75,13 @@ def pseudonymised(margin_export, tmp_path_factory):  # noqa: F811
     study = tmp / "in"
     (study / "ct").mkdir(parents=True)
     (study / "derived").mkdir()
-    keep = {"SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID",
-            "FrameOfReferenceUID"}
+    keep = {
+        "SOPInstanceUID",
+        "SOPClassUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "FrameOfReferenceUID",
+    }
     keep_tags = {pydicom.datadict.tag_for_keyword(k) for k in keep}
     extra = _filled(keep_tags | {0x7FE00010})
     for path in sorted(ct_dir.iterdir()):
@@ -138,8 +161,10 @@ def test_dates_shift_together_and_the_study_stays_consistent(pseudonymised):
     assert seg.StudyInstanceUID == sr.StudyInstanceUID == cts[0].StudyInstanceUID
     assert seg.FrameOfReferenceUID == cts[0].FrameOfReferenceUID
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == cts[0].SeriesInstanceUID
-    referenced = {i.ReferencedSOPInstanceUID
-                  for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    referenced = {
+        i.ReferencedSOPInstanceUID
+        for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    }
     assert referenced <= {d.SOPInstanceUID for d in cts}
     # Longitudinal temporal information: one offset for every date.
     from datetime import date
@@ -151,8 +176,11 @@ def test_dates_shift_together_and_the_study_stays_consistent(pseudonymised):
     assert shift.days > 0
     assert day(originals[0].ContentDate) - day(cts[0].ContentDate) == shift
     rows = list(csv.DictReader(mapping.open()))
-    assert {"attribute": "StudyInstanceUID", "original": originals[0].StudyInstanceUID,
-            "pseudonym": cts[0].StudyInstanceUID} in rows
+    assert {
+        "attribute": "StudyInstanceUID",
+        "original": originals[0].StudyInstanceUID,
+        "pseudonym": cts[0].StudyInstanceUID,
+    } in rows
 
 
 def test_the_key_gives_the_same_pseudonyms_and_stays_private(pseudonymised, tmp_path):
@@ -169,8 +197,23 @@ def test_the_key_gives_the_same_pseudonyms_and_stays_private(pseudonymised, tmp_
 
 def test_cli_refuses_an_existing_output_and_a_mapping_inside_it(pseudonymised, tmp_path, cli):
     study, out, key, _, _, _ = pseudonymised
-    one_line_error(*cli("dicom", "pseudonymise", study, out, "--key-file", key,
-                        "--mapping", tmp_path / "m.csv")[0::2], "output folder exists")
-    one_line_error(*cli("dicom", "pseudonymise", study, tmp_path / "new", "--key-file", key,
-                        "--mapping", tmp_path / "new" / "m.csv")[0::2], "--mapping")
+    one_line_error(
+        *cli(
+            "dicom", "pseudonymise", study, out, "--key-file", key, "--mapping", tmp_path / "m.csv"
+        )[0::2],
+        "output folder exists",
+    )
+    one_line_error(
+        *cli(
+            "dicom",
+            "pseudonymise",
+            study,
+            tmp_path / "new",
+            "--key-file",
+            key,
+            "--mapping",
+            tmp_path / "new" / "m.csv",
+        )[0::2],
+        "--mapping",
+    )
     assert not (tmp_path / "new").exists()

@@ -30,12 +30,15 @@ def _known_transform() -> sitk.Transform:
     return sitk.CompositeTransform([rigid, sitk.DisplacementFieldTransform(field)])
 
 
-def test_registration_objects_reproduce_the_transform(margin_export, tmp_path):  # noqa: F811
+def test_registration_objects_reproduce_the_transform(margin_export, tmp_path):
     folder, ct_dir, _, _ = margin_export
     pre_dir = tmp_path / "pre"
-    write_study_ct(pre_dir, np.zeros((6, 16, 16), np.int16),
-                   series_uid="1.2.826.0.1.3680043.8.498.3001",
-                   frame_of_reference_uid="1.2.826.0.1.3680043.8.498.3002")
+    write_study_ct(
+        pre_dir,
+        np.zeros((6, 16, 16), np.int16),
+        series_uid="1.2.826.0.1.3680043.8.498.3001",
+        frame_of_reference_uid="1.2.826.0.1.3680043.8.498.3002",
+    )
     transform = _known_transform()
     sitk.WriteTransform(transform, str(folder / "result" / "segments" / REGISTRATION_FILE))
     try:
@@ -50,10 +53,15 @@ def test_registration_objects_reproduce_the_transform(margin_export, tmp_path): 
     post = read_source_series(ct_dir)
     assert reg.FrameOfReferenceUID == dreg.FrameOfReferenceUID == post.frame_of_reference_uid
     # Rigid: the matrix of the pre frame maps pre points onto post points.
-    item = next(i for i in reg.RegistrationSequence
-                if i.FrameOfReferenceUID == "1.2.826.0.1.3680043.8.498.3002")
-    m = np.asarray(item.MatrixRegistrationSequence[0].MatrixSequence[0]
-                   .FrameOfReferenceTransformationMatrix, float).reshape(4, 4)
+    item = next(
+        i
+        for i in reg.RegistrationSequence
+        if i.FrameOfReferenceUID == "1.2.826.0.1.3680043.8.498.3002"
+    )
+    m = np.asarray(
+        item.MatrixRegistrationSequence[0].MatrixSequence[0].FrameOfReferenceTransformationMatrix,
+        float,
+    ).reshape(4, 4)
     rigid = sitk.CompositeTransform(transform).GetNthTransform(0)
     for p in ([0.0, 0.0, 0.0], [25.0, -10.0, 8.0]):
         pre_point = np.asarray(rigid.TransformPoint(p))

@@ -9,7 +9,7 @@ from browser_helpers import chromium, screenshot  # noqa: F401  (pytest fixtures
 from hepanav.imaging.figures.surface3d import SurfaceLayer, interactive_html
 
 
-def test_interactive_3d_view_draws_offline(screenshot, tmp_path):  # noqa: F811
+def test_interactive_3d_view_draws_offline(screenshot, tmp_path):
     zz, yy, xx = np.mgrid[-20:21, -20:21, -20:21]
     verts, faces, _, _ = marching_cubes((xx**2 + yy**2 + zz**2).astype(float), 12.0**2)
     margin = verts[:, 0] - 20.0  # from -8 to +4 mm: two bands

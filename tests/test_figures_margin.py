@@ -66,10 +66,10 @@ def run(cli, paths, out, *extra):
 @pytest.mark.parametrize("offset, residual_rows", [(2.0, 0), (7.0, 1)], ids=["mam+3", "mam-2"])
 def test_residual_table_appears_exactly_when_mam_is_negative(
     cli,
-    screenshot,  # noqa: F811
+    screenshot,
     tmp_path,
     offset,
-    residual_rows,  # noqa: F811
+    residual_rows,
 ):
     paths = write_case(tmp_path / "case", offset)
     html = run(cli, paths, tmp_path / "out", "--ct", paths["ct"])

@@ -224,7 +224,7 @@ def _plan(cli, folder, out, risk):
 
 
 @pytest.mark.slow
-def test_plan_report_tables_and_needle_views(cli, screenshot, torso_files, tmp_path):  # noqa: F811
+def test_plan_report_tables_and_needle_views(cli, screenshot, torso_files, tmp_path):
     plan = _plan(cli, torso_files, tmp_path / "plan", torso_files / "risk.yaml")
     assert plan["feasible"]
     n = len(plan["needles"])
@@ -250,7 +250,7 @@ def test_plan_report_tables_and_needle_views(cli, screenshot, torso_files, tmp_p
 
 
 @pytest.mark.slow
-def test_infeasible_plan_draws_no_needle_and_says_why(cli, screenshot, torso_files, tmp_path):  # noqa: F811
+def test_infeasible_plan_draws_no_needle_and_says_why(cli, screenshot, torso_files, tmp_path):
     import yaml
 
     risk = yaml.safe_load((torso_files / "risk.yaml").read_text(encoding="utf-8"))
@@ -269,7 +269,7 @@ def test_infeasible_plan_draws_no_needle_and_says_why(cli, screenshot, torso_fil
 
 
 @pytest.mark.slow
-def test_placement_report_flags_missing_extra_and_short(cli, screenshot, torso_files, tmp_path):  # noqa: F811
+def test_placement_report_flags_missing_extra_and_short(cli, screenshot, torso_files, tmp_path):
     from hepanav.imaging import resample_isotropic
     from hepanav.phantoms.needles import draw_needles
     from hepanav.planning.trajectories import perpendicular_basis

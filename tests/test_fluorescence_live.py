@@ -172,8 +172,9 @@ def test_live_command_writes_frames_or_says_why_no_window(cli, frames, tmp_path,
     assert shown[0] == 0 and shown == sorted(shown)
     assert (dropped > 0) == ("frames dropped" in stdout)
     # The default worker process: every frame shown was analysed or counted as not.
-    analysed, skipped = (int(v) for v in re.search(
-        r"(\d+) analysed, (\d+) shown without analysis", stdout).groups())
+    analysed, skipped = (
+        int(v) for v in re.search(r"(\d+) analysed, (\d+) shown without analysis", stdout).groups()
+    )
     assert analysed + skipped == len(shown) and analysed >= 1
     assert dropped == shown[-1] - (len(shown) - 1)  # every frame not shown was counted
 
@@ -372,7 +373,8 @@ def test_fast_live_labels_carry_the_reference_analysis_at_the_known_positions(hd
         cx = lesion.centre_xy[0] - f.offset_xy[0]
         cy = lesion.centre_xy[1] - f.offset_xy[1]
         hit = [
-            r for r in got
+            r
+            for r in got
             if r.bbox_xywh[0] <= cx <= r.bbox_xywh[0] + r.bbox_xywh[2]
             and r.bbox_xywh[1] <= cy <= r.bbox_xywh[1] + r.bbox_xywh[3]
         ]

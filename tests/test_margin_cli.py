@@ -321,8 +321,9 @@ def test_margin_writes_the_surface_meshes_in_ras_with_the_margin_per_vertex(cli,
     import nibabel as nib
 
     out = tmp_path / "out"
-    code, _, err = cli("margin", "--tumor", masks["tumor"], "--ablation", masks["ablation"],
-                       "--out", out)
+    code, _, err = cli(
+        "margin", "--tumor", masks["tumor"], "--ablation", masks["ablation"], "--out", out
+    )
     assert code == 0, err
     tumour = nib.load(str(out / "surface" / "tumour.surf.gii"))
     points = tumour.agg_data("NIFTI_INTENT_POINTSET")
@@ -352,7 +353,8 @@ def test_masks_from_seeds_are_never_decisive_and_recorded_where_they_end(masks, 
 
     given = run_margin(
         MarginInputs(tumor=masks["tumor"], ablation=masks["ablation"]),
-        tmp_path / "given", report=False,
+        tmp_path / "given",
+        report=False,
     ).result
     assert given.uncertainty.decisive  # the baseline: the rule alone lets it through
     final = tmp_path / "final" / "segmentation" / "zone-final.nii.gz"
@@ -360,7 +362,8 @@ def test_masks_from_seeds_are_never_decisive_and_recorded_where_they_end(masks, 
         MarginInputs(
             tumor=masks["tumor"], ablation=masks["ablation"], from_seeds={"ablation": final}
         ),
-        tmp_path / "seeded", report=False,
+        tmp_path / "seeded",
+        report=False,
     ).result
     assert seeded.min_margin_mm == pytest.approx(given.min_margin_mm)
     assert not seeded.uncertainty.decisive

@@ -105,7 +105,10 @@ def test_derived_structures_on_the_real_dicom_scan(shared_data):
 
 
 def test_plan_without_labels_names_derived_and_absent_groups_in_red(
-    cli, screenshot, procedural, tmp_path  # noqa: F811
+    cli,
+    screenshot,
+    procedural,
+    tmp_path,
 ):
     _, folder = procedural
     risk = yaml.safe_load(fast_risk_map(tmp_path).read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ from registry_helpers import db_url, postgres_server, registry  # noqa: F401
 
 
 @pytest.fixture()
-def client(registry):  # noqa: F811
+def client(registry):
     _, engine = registry
     app = FastAPI()
     app.include_router(api.router, prefix="/api/registry")
@@ -20,7 +20,7 @@ def client(registry):  # noqa: F811
     return TestClient(app)
 
 
-def test_without_login_every_request_is_refused(registry):  # noqa: F811
+def test_without_login_every_request_is_refused(registry):
     _, engine = registry
     app = FastAPI()
     app.include_router(api.router)

@@ -26,7 +26,7 @@ COMPLICATIONS = [
 
 
 @pytest.fixture()
-def audited(sqlite_registry, tmp_path):  # noqa: F811
+def audited(sqlite_registry, tmp_path):
     url, engine = sqlite_registry
     import_file(engine, write_csv(tmp_path / "o.csv", OUTCOMES))
     events = pd.DataFrame(EVENTS, columns=["patient_id", "lesion_id", "event_type", "event_date"])

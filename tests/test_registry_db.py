@@ -24,7 +24,7 @@ TABLES = {
 }
 
 
-def test_init_creates_schema_and_is_idempotent(db_url):  # noqa: F811
+def test_init_creates_schema_and_is_idempotent(db_url):
     engine = db.make_engine(db_url)
     db.upgrade(engine)
     db.upgrade(engine)  # a second init is a no-op, not an error
@@ -33,7 +33,7 @@ def test_init_creates_schema_and_is_idempotent(db_url):  # noqa: F811
     engine.dispose()
 
 
-def test_migrations_match_the_models(db_url):  # noqa: F811
+def test_migrations_match_the_models(db_url):
     """Autogenerate against the migrated database finds nothing to change."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -61,7 +61,7 @@ def test_sqlite_uses_wal_and_foreign_keys(tmp_path):
     engine.dispose()
 
 
-def test_open_registry_refuses_an_uninitialised_database(db_url):  # noqa: F811
+def test_open_registry_refuses_an_uninitialised_database(db_url):
     with pytest.raises(InputError, match="registry init"):
         db.open_registry(db_url)
 

@@ -64,7 +64,7 @@ def _ablation(engine, tmp_path):
 
 
 @pytest.mark.parametrize("mam", ["NaN", "Infinity", "-Infinity", "1e300", "100.5"])
-def test_import_margin_refuses_non_finite_and_out_of_range_mam(cli, sqlite_registry, tmp_path, mam):  # noqa: F811
+def test_import_margin_refuses_non_finite_and_out_of_range_mam(cli, sqlite_registry, tmp_path, mam):
     url, engine = sqlite_registry
     _ablation(engine, tmp_path)
     margin = tmp_path / "margin.json"
@@ -89,7 +89,7 @@ def test_import_margin_refuses_non_finite_and_out_of_range_mam(cli, sqlite_regis
     assert stored(engine, "lesion_treatments", "mam_mm") == [None]
 
 
-def test_import_margin_refuses_deep_json(cli, sqlite_registry, tmp_path):  # noqa: F811
+def test_import_margin_refuses_deep_json(cli, sqlite_registry, tmp_path):
     url, _ = sqlite_registry
     margin = tmp_path / "margin.json"
     margin.write_text("[" * 5000 + "]" * 5000)
@@ -110,7 +110,7 @@ def test_import_margin_refuses_deep_json(cli, sqlite_registry, tmp_path):  # noq
 
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf, 1e300, math.nan])
-def test_database_checks_refuse_non_finite_and_out_of_range_numbers(registry, tmp_path, value):  # noqa: F811
+def test_database_checks_refuse_non_finite_and_out_of_range_numbers(registry, tmp_path, value):
     """Second line of defence, on both backends: a value that bypasses the Python
     checks cannot be stored (SQLite turns NaN into NULL; PostgreSQL's CHECK refuses it)."""
     _, engine = registry
@@ -129,7 +129,7 @@ def test_database_checks_refuse_non_finite_and_out_of_range_numbers(registry, tm
         conn.execute(text("UPDATE lesions SET size_mm = -1"))
 
 
-def test_migration_0002_up_and_down(db_url):  # noqa: F811
+def test_migration_0002_up_and_down(db_url):
     from hepanav.registry import db
 
     engine = db.make_engine(db_url)
@@ -175,7 +175,7 @@ HOSTILE = [
 ]
 
 
-def test_csv_and_xlsx_exports_neutralise_formulas(registry, tmp_path):  # noqa: F811
+def test_csv_and_xlsx_exports_neutralise_formulas(registry, tmp_path):
     """OWASP CSV injection: a cell starting with = + - @ tab CR is prefixed with ' in CSV
     and written as a string (not a formula) in XLSX; exports still re-import."""
     _, engine = registry
@@ -209,7 +209,7 @@ def test_csv_and_xlsx_exports_neutralise_formulas(registry, tmp_path):  # noqa: 
 # ------------------------------------------------------------- database faults
 
 
-def test_a_held_sqlite_lock_is_one_line_naming_the_database(sqlite_registry, tmp_path):  # noqa: F811
+def test_a_held_sqlite_lock_is_one_line_naming_the_database(sqlite_registry, tmp_path):
     url, engine = sqlite_registry
     csv = write_csv(tmp_path / "o.csv", outcome_rows(20, 2))
     import sqlite3
@@ -241,7 +241,7 @@ def test_postgres_connection_refused_is_one_line(tmp_path):
     one_line_error(code, err)
 
 
-def test_a_refused_postgres_import_prints_one_line(postgres_server, db_url, tmp_path):  # noqa: F811
+def test_a_refused_postgres_import_prints_one_line(postgres_server, db_url, tmp_path):
     """psycopg's "pipeline aborted" warning line no longer follows the error."""
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only")
@@ -270,8 +270,8 @@ def test_a_refused_postgres_import_prints_one_line(postgres_server, db_url, tmp_
 
 
 def test_concurrent_postgres_imports_with_opposite_orders_always_complete(
-    postgres_server,  # noqa: F811
-    db_url,  # noqa: F811
+    postgres_server,
+    db_url,
     tmp_path,
     monkeypatch,
 ):
@@ -323,7 +323,7 @@ def test_concurrent_postgres_imports_with_opposite_orders_always_complete(
     engine.dispose()
 
 
-def test_the_registry_stores_the_file_hash_not_its_name(sqlite_registry, tmp_path):  # noqa: F811
+def test_the_registry_stores_the_file_hash_not_its_name(sqlite_registry, tmp_path):
     import hashlib
 
     _, engine = sqlite_registry

@@ -19,7 +19,7 @@ from registry_helpers import (  # noqa: F401
 )
 
 
-def test_one_bad_row_imports_nothing_and_every_bad_row_is_listed(registry, tmp_path):  # noqa: F811
+def test_one_bad_row_imports_nothing_and_every_bad_row_is_listed(registry, tmp_path):
     _, engine = registry
     rows = outcome_rows(5, 2)
     rows[3]["margin_mm"] = "-1"  # spreadsheet row 5
@@ -40,7 +40,7 @@ def test_one_bad_row_imports_nothing_and_every_bad_row_is_listed(registry, tmp_p
         assert count_rows(engine, table) == 0
 
 
-def test_only_one_bad_row_among_many_imports_nothing(registry, tmp_path):  # noqa: F811
+def test_only_one_bad_row_among_many_imports_nothing(registry, tmp_path):
     _, engine = registry
     rows = outcome_rows(200, 3)
     rows[-1]["procedure_type"] = "surgery"
@@ -50,7 +50,7 @@ def test_only_one_bad_row_among_many_imports_nothing(registry, tmp_path):  # noq
     assert count_rows(engine, "patients") == 0
 
 
-def test_identifier_columns_are_refused(registry, tmp_path):  # noqa: F811
+def test_identifier_columns_are_refused(registry, tmp_path):
     _, engine = registry
     frame = pd.DataFrame(outcome_rows(2, 1))
     frame["Patient Name"] = ["Ann Smith", "Bob Jones"]
@@ -63,7 +63,7 @@ def test_identifier_columns_are_refused(registry, tmp_path):  # noqa: F811
     assert count_rows(engine, "patients") == 0
 
 
-def test_missing_and_unknown_columns_are_refused(registry, tmp_path):  # noqa: F811
+def test_missing_and_unknown_columns_are_refused(registry, tmp_path):
     _, engine = registry
     frame = pd.DataFrame(outcome_rows(2, 1)).drop(columns=["procedure_date"])
     frame["colour"] = "red"
@@ -73,7 +73,7 @@ def test_missing_and_unknown_columns_are_refused(registry, tmp_path):  # noqa: F
     assert "missing required columns ['procedure_date']" in str(err.value)
 
 
-def test_conflicting_repeated_attributes_are_refused(registry, tmp_path):  # noqa: F811
+def test_conflicting_repeated_attributes_are_refused(registry, tmp_path):
     _, engine = registry
     rows = outcome_rows(1, 2)
     rows[1]["procedure_date"] = "2021-05-05"  # same procedure, other date
@@ -81,7 +81,7 @@ def test_conflicting_repeated_attributes_are_refused(registry, tmp_path):  # noq
         import_file(engine, write_csv(tmp_path / "c.csv", rows))
 
 
-def test_reimporting_the_same_file_imports_nothing_more(registry, tmp_path):  # noqa: F811
+def test_reimporting_the_same_file_imports_nothing_more(registry, tmp_path):
     _, engine = registry
     path = write_csv(tmp_path / "a.csv", outcome_rows(3, 2))
     assert import_file(engine, path).rows == 6
@@ -94,7 +94,7 @@ def test_reimporting_the_same_file_imports_nothing_more(registry, tmp_path):  # 
     assert count_rows(engine, "import_batches") == 1
 
 
-def test_events_must_refer_to_known_lesions(registry, tmp_path):  # noqa: F811
+def test_events_must_refer_to_known_lesions(registry, tmp_path):
     _, engine = registry
     import_file(engine, write_csv(tmp_path / "o.csv", outcome_rows(1, 1)))
     events = [
@@ -134,7 +134,7 @@ def test_events_must_refer_to_known_lesions(registry, tmp_path):  # noqa: F811
     assert count_rows(engine, "follow_up_events") == 0
 
 
-def test_complication_grades_follow_their_system(registry, tmp_path):  # noqa: F811
+def test_complication_grades_follow_their_system(registry, tmp_path):
     _, engine = registry
     import_file(engine, write_csv(tmp_path / "o.csv", outcome_rows(1, 1)))
     rows = [
@@ -152,7 +152,7 @@ def test_complication_grades_follow_their_system(registry, tmp_path):  # noqa: F
     assert import_file(engine, write_csv(tmp_path / "c.csv", rows), "complications").rows == 2
 
 
-def test_export_round_trips_a_generated_cohort(registry, tmp_path, db_url):  # noqa: F811
+def test_export_round_trips_a_generated_cohort(registry, tmp_path, db_url):
     _, engine = registry
     cohort = generate_cohort(40, seed=3)
     paths = cohort.write(tmp_path / "in")
@@ -178,7 +178,7 @@ def test_export_round_trips_a_generated_cohort(registry, tmp_path, db_url):  # n
                 assert list(a) == list(b), column
 
 
-def test_xlsx_import_and_templates(registry, tmp_path):  # noqa: F811
+def test_xlsx_import_and_templates(registry, tmp_path):
     _, engine = registry
     template = write_template("outcomes", tmp_path / "t.xlsx")
     frame = pd.read_excel(template)
@@ -212,7 +212,7 @@ def test_xlsx_import_and_templates(registry, tmp_path):  # noqa: F811
     assert list(mine.segment) == ["4", "8"] and set(mine.year_of_birth) == {1960}
 
 
-def test_spreadsheet_style_headers_and_codes_are_normalised(registry, tmp_path):  # noqa: F811
+def test_spreadsheet_style_headers_and_codes_are_normalised(registry, tmp_path):
     _, engine = registry
     text = (
         "Patient ID,Lesion ID,Procedure ID,Procedure type,Procedure date,ICG used,"
@@ -233,8 +233,13 @@ def test_contradictory_and_impossible_rows_are_refused_by_row(tmp_path):
     """MAM vs its category, a procedure in the future, a birth after the procedure."""
     from hepanav.registry.schema import OutcomeRow
 
-    base = {"patient_id": "P1", "lesion_id": "L1", "procedure_id": "A1",
-            "procedure_type": "ablation", "procedure_date": "2023-05-02"}
+    base = {
+        "patient_id": "P1",
+        "lesion_id": "L1",
+        "procedure_id": "A1",
+        "procedure_type": "ablation",
+        "procedure_date": "2023-05-02",
+    }
     cases = [
         ({"mam_mm": 4.2, "margin_category": ">=10mm"}, "contradicts mam_mm"),
         ({"mam_mm": -3, "margin_category": "0-5mm"}, "contradicts mam_mm"),
@@ -245,6 +250,11 @@ def test_contradictory_and_impossible_rows_are_refused_by_row(tmp_path):
         with pytest.raises(ValueError, match=message):
             OutcomeRow.model_validate({**base, **extra})
     # Consistent rows and a MAM rounded onto a boundary are accepted.
-    for mam, category in ((4.2, "0-5mm"), (-0.5, "incomplete"), (5.0, "5-10mm"), (5.02, "0-5mm"),
-                          (12, ">=10mm")):
+    for mam, category in (
+        (4.2, "0-5mm"),
+        (-0.5, "incomplete"),
+        (5.0, "5-10mm"),
+        (5.02, "0-5mm"),
+        (12, ">=10mm"),
+    ):
         OutcomeRow.model_validate({**base, "mam_mm": mam, "margin_category": category})

@@ -61,7 +61,7 @@ def _treatment(engine, *columns):
         return tuple(conn.execute(text(query)).one())
 
 
-def test_migration_0004_up_and_down(db_url):  # noqa: F811
+def test_migration_0004_up_and_down(db_url):
     from sqlalchemy.exc import IntegrityError
 
     engine = db.make_engine(db_url)
@@ -106,7 +106,7 @@ def test_migration_0004_up_and_down(db_url):  # noqa: F811
     engine.dispose()
 
 
-def test_import_margin_stores_not_decisive_and_u(registry, tmp_path):  # noqa: F811
+def test_import_margin_stores_not_decisive_and_u(registry, tmp_path):
     url, engine = registry
     import_file(engine, write_csv(tmp_path / "o.csv", [ABLATION]))
     ids = ("P1", "A1", "L1")
@@ -138,7 +138,7 @@ def test_import_margin_stores_not_decisive_and_u(registry, tmp_path):  # noqa: F
 
 
 def test_import_margin_fills_the_certainty_of_a_typed_in_mam_without_upsert(
-    sqlite_registry,  # noqa: F811
+    sqlite_registry,
     tmp_path,
 ):
     url, engine = sqlite_registry
@@ -156,7 +156,7 @@ def test_import_margin_fills_the_certainty_of_a_typed_in_mam_without_upsert(
     assert _treatment(engine, "mam_uncertainty_mm", "mam_decisive") == (1.2, True)
 
 
-def test_csv_round_trip_and_refused_contradictions(sqlite_registry, tmp_path):  # noqa: F811
+def test_csv_round_trip_and_refused_contradictions(sqlite_registry, tmp_path):
     url, engine = sqlite_registry
     rows = [
         {**ABLATION, "mam_mm": 0.4, "mam_uncertainty_mm": 0.8, "mam_decisive": "false"},
@@ -204,7 +204,7 @@ def test_csv_round_trip_and_refused_contradictions(sqlite_registry, tmp_path):  
     import_file(engine, write_csv(tmp_path / "ok.csv", [ok]))
 
 
-def test_audit_counts_and_sensitivity_known_by_construction(registry, tmp_path):  # noqa: F811
+def test_audit_counts_and_sensitivity_known_by_construction(registry, tmp_path):
     """Generated cohort: u = 0.75 mm, NOT decisive within 0.75 mm of 0 or 5 mm."""
     from hepanav.registry.audit import build_audit, dashboard
     from hepanav.registry.report import audit_tables
@@ -269,7 +269,7 @@ def test_audit_counts_and_sensitivity_known_by_construction(registry, tmp_path):
 
 
 def test_no_not_decisive_mam_means_no_sensitivity_and_unknown_counted(
-    sqlite_registry,  # noqa: F811
+    sqlite_registry,
     tmp_path,
 ):
     from hepanav.registry import dataset
@@ -304,7 +304,7 @@ def test_no_not_decisive_mam_means_no_sensitivity_and_unknown_counted(
     assert comparison.mam_decisiveness.unknown == 3
 
 
-def test_a_corrected_mam_does_not_keep_the_old_mams_certainty(registry, tmp_path):  # noqa: F811
+def test_a_corrected_mam_does_not_keep_the_old_mams_certainty(registry, tmp_path):
     """Correction and --upsert re-import: u / decisive of the old MAM become unknown."""
     from hepanav.registry.records import history, update_record
 

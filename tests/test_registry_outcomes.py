@@ -69,7 +69,7 @@ EVENTS = [
 
 
 @pytest.fixture()
-def hand_registry(sqlite_registry, tmp_path):  # noqa: F811
+def hand_registry(sqlite_registry, tmp_path):
     url, engine = sqlite_registry
     import_file(engine, write_csv(tmp_path / "o.csv", OUTCOMES))
     events = pd.DataFrame(EVENTS, columns=["patient_id", "lesion_id", "event_type", "event_date"])
@@ -173,7 +173,7 @@ def test_gray_test_holds_its_size_and_detects_a_difference():
     assert alt.p_value < 1e-4
 
 
-def test_ltp_and_survival_past_the_follow_up_are_not_estimable(cli, sqlite_registry, tmp_path):  # noqa: F811
+def test_ltp_and_survival_past_the_follow_up_are_not_estimable(cli, sqlite_registry, tmp_path):
     """4 ablated lesions, 1 LTP at 60 days, all followed 179 days (5.9 months).
 
     The old code carried the last curve value forward: CIF 25% at 12 and 24 months

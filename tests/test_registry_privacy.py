@@ -83,7 +83,7 @@ def test_screen_value_finds_each_planted_identifier(kind, column, label):
 
 
 @pytest.mark.parametrize("kind", list(BASE))
-def test_planted_identifiers_are_refused_and_never_echoed(cli, sqlite_registry, tmp_path, kind):  # noqa: F811
+def test_planted_identifiers_are_refused_and_never_echoed(cli, sqlite_registry, tmp_path, kind):
     """One file per template: each free column of each row holds a different planted
     value (one row per column x identifier); the import is refused with column and
     row, and no planted value is in any output."""

@@ -18,7 +18,7 @@ def _write(path, text: str, encoding: str = "utf-8"):
     return path
 
 
-def test_semicolon_file_with_decimal_commas(sqlite_registry, tmp_path):  # noqa: F811
+def test_semicolon_file_with_decimal_commas(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     text = (
         HEADER.replace(",", ";")
@@ -30,7 +30,7 @@ def test_semicolon_file_with_decimal_commas(sqlite_registry, tmp_path):  # noqa:
     assert "decimal commas read in ['margin_mm']" in summary.notes
 
 
-def test_tab_separated_file(sqlite_registry, tmp_path):  # noqa: F811
+def test_tab_separated_file(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     text = HEADER.replace(",", "\t") + "\nP1\tL1\tS1\tresection\t2021-05-04\t3,25\tR0\n"
     summary = import_file(engine, _write(tmp_path / "tab.csv", text))
@@ -38,14 +38,14 @@ def test_tab_separated_file(sqlite_registry, tmp_path):  # noqa: F811
     assert "tab-separated" in summary.notes
 
 
-def test_decimal_comma_in_a_comma_file_is_refused(sqlite_registry, tmp_path):  # noqa: F811
+def test_decimal_comma_in_a_comma_file_is_refused(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     text = HEADER + '\nP1,L1,S1,resection,2021-05-04,"2,5",R0\n'
     with pytest.raises(InputError, match="row 2 margin_mm: decimal comma in a comma-separated"):
         import_file(engine, _write(tmp_path / "c.csv", text))
 
 
-def test_a_column_mixing_decimal_commas_and_points_is_refused(sqlite_registry, tmp_path):  # noqa: F811
+def test_a_column_mixing_decimal_commas_and_points_is_refused(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     text = HEADER.replace(",", ";") + (
         "\nP1;L1;S1;resection;2021-05-04;2,5;R0\nP2;L1;S1;resection;2021-05-04;1.234;R0\n"
@@ -55,7 +55,7 @@ def test_a_column_mixing_decimal_commas_and_points_is_refused(sqlite_registry, t
 
 
 @pytest.mark.parametrize("value", ["44320", "44320.0"])
-def test_excel_serial_date_in_a_csv_is_refused(sqlite_registry, tmp_path, value):  # noqa: F811
+def test_excel_serial_date_in_a_csv_is_refused(sqlite_registry, tmp_path, value):
     """pydantic alone would read 44320 as Unix seconds: 1970-01-01."""
     _, engine = sqlite_registry
     text = HEADER + f"\nP1,L1,S1,resection,{value},2,R0\n"
@@ -66,7 +66,7 @@ def test_excel_serial_date_in_a_csv_is_refused(sqlite_registry, tmp_path, value)
 
 
 @pytest.mark.parametrize("value", ["04.05.2021", "04/05/2021", "4-5-2021", "05/04/21"])
-def test_day_first_dates_are_refused_naming_the_format(sqlite_registry, tmp_path, value):  # noqa: F811
+def test_day_first_dates_are_refused_naming_the_format(sqlite_registry, tmp_path, value):
     _, engine = sqlite_registry
     text = HEADER + f"\nP1,L1,S1,resection,{value},2,R0\n"
     with pytest.raises(InputError) as err:
@@ -92,7 +92,7 @@ def _workbook(path, rows, formats=None, epoch=None):
 COLUMNS = HEADER.split(",") + ["ki67_pct", "primary_type", "shell_coverage_6mm_pct"]
 
 
-def test_xlsx_serial_dates_are_converted_with_the_workbook_date_system(sqlite_registry, tmp_path):  # noqa: F811
+def test_xlsx_serial_dates_are_converted_with_the_workbook_date_system(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     # 1900 system: day 0 is 1899-12-30 (Excel's 1900 leap-year bug); 1904 system: 1904-01-01.
     path = _workbook(
@@ -116,7 +116,7 @@ def test_xlsx_serial_dates_are_converted_with_the_workbook_date_system(sqlite_re
     assert any("workbook date system 1904" in n for n in summary.notes)
 
 
-def test_xlsx_percent_cells_are_stored_as_percent(sqlite_registry, tmp_path):  # noqa: F811
+def test_xlsx_percent_cells_are_stored_as_percent(sqlite_registry, tmp_path):
     """Shown 95 %, stored 0.95: the registry keeps 95 (not 0.95 %)."""
     _, engine = sqlite_registry
     rows = [
@@ -131,7 +131,7 @@ def test_xlsx_percent_cells_are_stored_as_percent(sqlite_registry, tmp_path):  #
     assert any("percent-formatted cells" in n for n in summary.notes)
 
 
-def test_percent_format_outside_a_percentage_column_is_refused(sqlite_registry, tmp_path):  # noqa: F811
+def test_percent_format_outside_a_percentage_column_is_refused(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     rows = [HEADER.split(","), ["P1", "L1", "S1", "resection", "2021-05-04", 0.02, "R0"]]
     path = _workbook(tmp_path / "bad.xlsx", rows, {(2, 6): "0%"})
@@ -139,7 +139,7 @@ def test_percent_format_outside_a_percentage_column_is_refused(sqlite_registry, 
         import_file(engine, path)
 
 
-def test_empty_rows_are_skipped_counted_and_rows_keep_their_numbers(sqlite_registry, tmp_path):  # noqa: F811
+def test_empty_rows_are_skipped_counted_and_rows_keep_their_numbers(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     text = (
         HEADER.replace(",", ";")
@@ -155,7 +155,7 @@ def test_empty_rows_are_skipped_counted_and_rows_keep_their_numbers(sqlite_regis
         )
 
 
-def test_unambiguous_windows_1252_is_read_and_said(sqlite_registry, tmp_path):  # noqa: F811
+def test_unambiguous_windows_1252_is_read_and_said(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     text = HEADER + ",ablation_device\nP1,L1,A1,ablation,2021-05-04,,,Sonde Médicale µ\n"
     summary = import_file(engine, _write(tmp_path / "w.csv", text, "cp1252"))
@@ -163,7 +163,7 @@ def test_unambiguous_windows_1252_is_read_and_said(sqlite_registry, tmp_path):  
     assert any("read as Windows-1252" in n for n in summary.notes)
 
 
-def test_ambiguous_8bit_file_is_refused_with_the_remedy(sqlite_registry, tmp_path):  # noqa: F811
+def test_ambiguous_8bit_file_is_refused_with_the_remedy(sqlite_registry, tmp_path):
     """0xE8 is è in Windows-1252 but č in Windows-1250: refuse, say how to fix."""
     _, engine = sqlite_registry
     text = HEADER + ",ablation_device\nP1,L1,A1,ablation,2021-05-04,,,Thermosphère\n"
@@ -171,14 +171,14 @@ def test_ambiguous_8bit_file_is_refused_with_the_remedy(sqlite_registry, tmp_pat
         import_file(engine, _write(tmp_path / "a.csv", text, "cp1252"))
 
 
-def test_utf16_with_bom_is_read(sqlite_registry, tmp_path):  # noqa: F811
+def test_utf16_with_bom_is_read(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     text = HEADER.replace(",", "\t") + "\nP1\tL1\tS1\tresection\t2021-05-04\t2\tR0\n"
     import_file(engine, _write(tmp_path / "u16.csv", text, "utf-16"))
     assert stored(engine, "patients", "patient_id") == ["P1"]
 
 
-def test_plain_r1_is_accepted_and_counted_as_positive(sqlite_registry, tmp_path):  # noqa: F811
+def test_plain_r1_is_accepted_and_counted_as_positive(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     text = HEADER + (
         ",icg_used\nP1,L1,S1,resection,2021-05-04,0.5,R1,true\nP2,L1,S1,resection,2021-05-04,2,R0,true"
@@ -202,7 +202,7 @@ def test_plain_r1_is_accepted_and_counted_as_positive(sqlite_registry, tmp_path)
 
 
 def test_a_point_in_another_column_of_a_decimal_comma_file_is_refused(
-    sqlite_registry,  # noqa: F811
+    sqlite_registry,
     tmp_path,
 ):
     """margin_mm has decimal commas, so 1.234 in cea_ng_ml may be 1234: refused, not 1.234."""
@@ -222,7 +222,7 @@ def test_a_point_in_another_column_of_a_decimal_comma_file_is_refused(
 
 
 def test_thousands_like_point_in_a_semicolon_file_without_decimal_evidence_is_refused(
-    sqlite_registry,  # noqa: F811
+    sqlite_registry,
     tmp_path,
 ):
     """A semicolon file (what a European Excel writes) with cea_ng_ml 1.234 and no decimal

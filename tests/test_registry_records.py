@@ -22,7 +22,7 @@ from registry_helpers import (  # noqa: F401
 )
 
 
-def test_create_update_delete_keep_a_history(registry, tmp_path):  # noqa: F811
+def test_create_update_delete_keep_a_history(registry, tmp_path):
     _, engine = registry
     records.create_record(engine, "patients", {"patient_id": "P1", "sex": "f"}, "anna", "new")
     records.create_record(
@@ -79,7 +79,7 @@ def test_create_update_delete_keep_a_history(registry, tmp_path):  # noqa: F811
         ("segment", "9", "Input should be"),
     ],
 )
-def test_corrections_are_validated(sqlite_registry, field, value, message):  # noqa: F811
+def test_corrections_are_validated(sqlite_registry, field, value, message):
     _, engine = sqlite_registry
     records.create_record(engine, "patients", {"patient_id": "P1"}, "anna", "new")
     records.create_record(engine, "lesions", {"patient_id": "P1", "lesion_id": "L1"}, "anna", "new")
@@ -90,7 +90,7 @@ def test_corrections_are_validated(sqlite_registry, field, value, message):  # n
     assert message in str(err.value) and (value not in str(err.value) or value == "9")
 
 
-def test_reimport_names_row_and_key_and_upsert_dry_run_lists_changes(cli, registry, tmp_path):  # noqa: F811
+def test_reimport_names_row_and_key_and_upsert_dry_run_lists_changes(cli, registry, tmp_path):
     url, engine = registry
     rows = outcome_rows(3, 2)
     path = write_csv(tmp_path / "o.csv", rows)
@@ -142,7 +142,7 @@ def test_reimport_names_row_and_key_and_upsert_dry_run_lists_changes(cli, regist
     assert "dora update lesion_treatments:P00001/S1/L2 margin_status: R0 -> R1 (path review)" in out
 
 
-def test_cli_update_and_delete(cli, sqlite_registry, tmp_path):  # noqa: F811
+def test_cli_update_and_delete(cli, sqlite_registry, tmp_path):
     url, engine = sqlite_registry
     import_file(engine, write_csv(tmp_path / "o.csv", outcome_rows(1, 1)))
     code, out, err = cli(
@@ -199,7 +199,7 @@ REDCAP = (
 
 def test_a_redcap_export_with_repeat_instruments_and_checkboxes_imports_exactly(
     cli,
-    sqlite_registry,  # noqa: F811
+    sqlite_registry,
     tmp_path,
 ):
     url, engine = sqlite_registry
@@ -226,7 +226,7 @@ def test_a_redcap_export_with_repeat_instruments_and_checkboxes_imports_exactly(
     ]
 
 
-def test_redcap_errors_name_the_export_row(sqlite_registry, tmp_path):  # noqa: F811
+def test_redcap_errors_name_the_export_row(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     path = tmp_path / "redcap.csv"
     path.write_text(REDCAP.replace("2021-05-04,0.5", "04.05.2021,0.5"))
@@ -257,7 +257,7 @@ def test_redcap_dictionary_describes_every_field():
     )
 
 
-def test_yaml_mapping(sqlite_registry, tmp_path):  # noqa: F811
+def test_yaml_mapping(sqlite_registry, tmp_path):
     _, engine = sqlite_registry
     (tmp_path / "map.yaml").write_text(
         "columns: {Pat-ID: patient_id, Herd: lesion_id, OP: procedure_id, Art: procedure_type,"
@@ -281,7 +281,7 @@ def test_yaml_mapping(sqlite_registry, tmp_path):  # noqa: F811
     assert stored(engine, "lesion_treatments", "margin_status") == ["R1"]
 
 
-def test_migration_0003_up_and_down(db_url):  # noqa: F811
+def test_migration_0003_up_and_down(db_url):
     from sqlalchemy import inspect
 
     from hepanav.registry import db

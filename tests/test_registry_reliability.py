@@ -87,7 +87,7 @@ def _fingerprint(engine) -> list:
 
 
 @pytest.mark.slow
-def test_two_processes_importing_at_once_lose_nothing(registry, tmp_path):  # noqa: F811
+def test_two_processes_importing_at_once_lose_nothing(registry, tmp_path):
     url, engine = registry
     # Overlapping patients (P00100-P00199 are in both files), distinct procedures.
     a = write_csv(tmp_path / "a.csv", outcome_rows(200, 5, procedure="SA"))
@@ -110,7 +110,7 @@ def test_two_processes_importing_at_once_lose_nothing(registry, tmp_path):  # no
 
 
 @pytest.mark.slow
-def test_a_killed_import_leaves_the_database_as_it_was(registry, tmp_path):  # noqa: F811
+def test_a_killed_import_leaves_the_database_as_it_was(registry, tmp_path):
     url, engine = registry
     import_file(engine, write_csv(tmp_path / "first.csv", outcome_rows(20, 2, prefix="A")))
     before = _fingerprint(engine)
@@ -144,7 +144,7 @@ def test_a_killed_import_leaves_the_database_as_it_was(registry, tmp_path):  # n
     assert count_rows(engine, "lesion_treatments") == 40 + 3000
 
 
-def test_readers_see_the_last_commit_while_an_import_is_open(registry, tmp_path):  # noqa: F811
+def test_readers_see_the_last_commit_while_an_import_is_open(registry, tmp_path):
     from hepanav.registry import dataset, db
 
     url, engine = registry

@@ -15,7 +15,7 @@ from hepanav.registry.schema import GroupCount
 from registry_helpers import db_url, postgres_server, registry, write_csv  # noqa: F401
 
 
-def test_published_net_icg_comparison_from_a_registry(registry, tmp_path):  # noqa: F811
+def test_published_net_icg_comparison_from_a_registry(registry, tmp_path):
     """Surg Endosc 2022;36:4408: 102/102 vs 38/43 tumours, Fisher two-sided p = 0.0019."""
     _, engine = registry
     import_file(engine, write_csv(tmp_path / "net.csv", published_net_comparison()))
@@ -166,7 +166,7 @@ def test_gee_recovers_a_known_marginal_effect():
     assert np.mean(covered) >= 0.8
 
 
-def test_aalen_johansen_matches_a_hand_computed_example(registry, tmp_path):  # noqa: F811
+def test_aalen_johansen_matches_a_hand_computed_example(registry, tmp_path):
     """Five lesions; LTP at 10 d, death at 20 d, censored at 30 d, LTP at 40 d, censored 50 d.
 
     By hand: CIF(10) = 1/5 = 0.2; death at 20 removes a lesion at risk without

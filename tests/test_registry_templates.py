@@ -10,7 +10,7 @@ from hepanav.registry.vocabulary import MARGIN_STATUSES
 from registry_helpers import sqlite_registry, stored  # noqa: F401
 
 
-def test_xlsx_template_has_dropdowns_units_and_a_dictionary(sqlite_registry, tmp_path):  # noqa: F811
+def test_xlsx_template_has_dropdowns_units_and_a_dictionary(sqlite_registry, tmp_path):
     out = write_template("outcomes", tmp_path / "t.xlsx")
     book = openpyxl.load_workbook(out)
     assert book.sheetnames[0] == "outcomes" and "dictionary" in book.sheetnames

@@ -430,9 +430,10 @@ def test_mask_threshold_must_lie_inside_a_fraction_mask(tmp_path, threshold, ok)
     sitk.WriteImage(image, str(path))
     if ok:
         mask, _ = load_mask(path, "tumor", threshold=threshold)
-        assert sitk.GetArrayFromImage(mask).sum() == sitk.GetArrayFromImage(
-            sphere((0, 0, 0), 6.0)
-        ).sum()
+        assert (
+            sitk.GetArrayFromImage(mask).sum()
+            == sitk.GetArrayFromImage(sphere((0, 0, 0), 6.0)).sum()
+        )
     else:
         with pytest.raises(InputError, match="strictly between 0 and 1"):
             load_mask(path, "tumor", threshold=threshold)

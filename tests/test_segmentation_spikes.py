@@ -57,10 +57,7 @@ def test_spike_removed_pit_filled_rest_kept():
     pits = [
         tuple(p)
         for p in np.argwhere(ball)
-        if sum(
-            ball[tuple(p + d)]
-            for d in np.vstack([np.eye(3, dtype=int), -np.eye(3, dtype=int)])
-        )
+        if sum(ball[tuple(p + d)] for d in np.vstack([np.eye(3, dtype=int), -np.eye(3, dtype=int)]))
         == 5
     ]
     noisy[pits[0]] = False

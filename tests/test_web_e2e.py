@@ -99,8 +99,11 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     assert wait_for_job(page) == "done", page.text_content("#job-status")
 
     job_id = int(page.url.rsplit("/", 1)[1])
-    result = json.loads(next((web_server.data_dir / "jobs").glob(
-        f"job-{job_id:06d}/result/margin/margin.json")).read_text())
+    result = json.loads(
+        next(
+            (web_server.data_dir / "jobs").glob(f"job-{job_id:06d}/result/margin/margin.json")
+        ).read_text()
+    )
     shown = page.text_content("#mam")
     assert shown == f"{result['min_margin_mm']:.1f} mm"
     # From two clicks, the MAM is close to the phantom's analytic truth.
@@ -114,8 +117,10 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
     assert_scale_bars(page, "[window.hepanav.nv]", 1)
     # The margin-coloured tumour surface and the zone in the 3D view.
     page.wait_for_function("window.hepanavSurface !== undefined", timeout=120_000)
-    meshes = page.evaluate("window.hepanavSurface.meshes.map(m => [m.name, m.layers.length,"
-                           " m.pts.length / 3, m.opacity])")
+    meshes = page.evaluate(
+        "window.hepanavSurface.meshes.map(m => [m.name, m.layers.length,"
+        " m.pts.length / 3, m.opacity])"
+    )
     assert [m[0] for m in meshes] == ["tumour.surf.gii", "ablation_zone.surf.gii"]
     assert meshes[0][1] == 1 and meshes[0][2] > 100  # the margin layer on the tumour
     assert meshes[1][3] < 0.5  # the zone is translucent
@@ -185,8 +190,10 @@ def test_slice_views_have_a_scale_bar_in_mm(web_server, browser, shots):
     page.goto(f"{web_server.url}/cases/{CASE}/margin")
     page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
     for zoom in (1, 3):
-        page.evaluate(f"for (const nv of [window.hepanav.a, window.hepanav.b])"
-                      f" nv.scene.pan2Dxyzmm[3] = {zoom}")
+        page.evaluate(
+            f"for (const nv of [window.hepanav.a, window.hepanav.b])"
+            f" nv.scene.pan2Dxyzmm[3] = {zoom}"
+        )
         views = page.evaluate(SCALE_BAR_JS)
         for key, view in views.items():
             assert view["isRuler"] is True and view["letters"] is True, key
@@ -202,8 +209,10 @@ def test_slice_views_have_a_scale_bar_in_mm(web_server, browser, shots):
                 length_px = bar["end"][0] - bar["start"][0]
                 assert abs(length_px - mm * px_per_mm) < 0.01, (bar, px_per_mm)
                 # NiiVue's own screen-to-patient mapping (what a click uses) agrees
-                shown = sum((e - s) ** 2 for s, e in zip(bar["startMM"], bar["endMM"],
-                                                          strict=True)) ** 0.5
+                shown = (
+                    sum((e - s) ** 2 for s, e in zip(bar["startMM"], bar["endMM"], strict=True))
+                    ** 0.5
+                )
                 assert abs(shown - mm) < 1 / px_per_mm, (bar, shown)
             png = shots / f"margin-scale-bar-{key}-zoom{zoom}.png"
             page.locator(f"#gl-{key}").screenshot(path=png)
@@ -220,9 +229,11 @@ def test_slice_views_have_a_scale_bar_in_mm(web_server, browser, shots):
 def assert_scale_bars(page, viewers_js: str, count: int) -> None:
     """Each NiiVue viewer in ``viewers_js`` (a JS array) has the scale bar on, one bar per
     slice tile (axial, coronal, sagittal) labelled in mm, and its orientation letters on."""
-    views = page.evaluate(f"{viewers_js}.map(nv => {{ nv.drawScene(); return [nv.opts.isRuler,"
-                          " nv.opts.showAllOrientationMarkers,"
-                          " nv.hepanavScaleBars.map(b => [b.axCorSag, b.label, b.mm])]; })")
+    views = page.evaluate(
+        f"{viewers_js}.map(nv => {{ nv.drawScene(); return [nv.opts.isRuler,"
+        " nv.opts.showAllOrientationMarkers,"
+        " nv.hepanavScaleBars.map(b => [b.axCorSag, b.label, b.mm])]; })"
+    )
     assert len(views) == count
     for is_ruler, letters, bars in views:
         assert is_ruler is True and letters is True
@@ -300,7 +311,9 @@ def test_restart_during_a_job_runs_it_once(tmp_path, phantom_case, browser):
             client.post("/login", data={"username": "test-radiologist", "password": PASSWORD})
             deadline = time.monotonic() + 900
             while (status := client.get(f"/api/jobs/{job_id}").json())["state"] not in (
-                "done", "failed"):
+                "done",
+                "failed",
+            ):
                 assert time.monotonic() < deadline
                 time.sleep(1)
         assert status["state"] == "done", status
@@ -324,7 +337,7 @@ def _recording(folder: Path) -> tuple[Path, Path]:
     video = folder / "nir.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (320, 240), False)
     for frame in frames:
-        scale = 255.0 / (2 ** camera.bit_depth - 1)
+        scale = 255.0 / (2**camera.bit_depth - 1)
         writer.write((frame.nir.astype(float) * scale).clip(0, 255).astype("uint8"))
     writer.release()
     return video, nir_dir
@@ -355,14 +368,14 @@ def test_fluorescence_upload_and_live_page(tmp_path, phantom_case, browser, shot
         report.screenshot(path=shots / "fluoro-report.png", full_page=True)
 
         page.goto(server.url + "/fluoro/live")
-        page.wait_for_function(
-            "document.getElementById('live').naturalWidth > 0", timeout=60_000)
+        page.wait_for_function("document.getElementById('live').naturalWidth > 0", timeout=60_000)
         assert page.evaluate("document.getElementById('live').naturalWidth") == 320
         page.screenshot(path=shots / "fluoro-live.png", full_page=True)
         # Every MJPEG part carries the frame's added latency.
         cookies = {c["name"]: c["value"] for c in page.context.cookies()}
-        with httpx.stream("GET", server.url + "/fluoro/live/stream", cookies=cookies,
-                          timeout=30) as r:
+        with httpx.stream(
+            "GET", server.url + "/fluoro/live/stream", cookies=cookies, timeout=30
+        ) as r:
             assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
             head = b""
             for chunk in r.iter_bytes():
@@ -380,8 +393,12 @@ def test_jobs_run_on_an_external_dask_scheduler(tmp_path, phantom_case):
     from distributed import Client, LocalCluster, get_task_stream
 
     video, _ = _recording(tmp_path)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         server = new_server(tmp_path / "srv", phantom_case)
         os.environ["HEPANAV_WEB_SCHEDULER"] = cluster.scheduler_address
         try:
@@ -389,20 +406,26 @@ def test_jobs_run_on_an_external_dask_scheduler(tmp_path, phantom_case):
         finally:
             del os.environ["HEPANAV_WEB_SCHEDULER"]
         try:
-            with get_task_stream(client) as stream, httpx.Client(
-                base_url=server.url, follow_redirects=False, timeout=60
-            ) as http:
+            with (
+                get_task_stream(client) as stream,
+                httpx.Client(base_url=server.url, follow_redirects=False, timeout=60) as http,
+            ):
                 http.post("/login", data={"username": "test-surgeon", "password": PASSWORD})
                 page = http.get("/therapy", headers={"accept": "text/html"}).text
                 token = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page).group(1)
                 with open(video, "rb") as handle:
-                    r = http.post("/fluoro", data={"csrf_token": token, "bit_depth": "8"},
-                                  files={"nir": ("nir.avi", handle)})
+                    r = http.post(
+                        "/fluoro",
+                        data={"csrf_token": token, "bit_depth": "8"},
+                        files={"nir": ("nir.avi", handle)},
+                    )
                 assert r.status_code == 303, r.text
                 job_id = int(r.headers["location"].rsplit("/", 1)[1])
                 deadline = time.monotonic() + 300
                 while (state := http.get(f"/api/jobs/{job_id}").json()["state"]) not in (
-                        "done", "failed"):
+                    "done",
+                    "failed",
+                ):
                     assert time.monotonic() < deadline
                     time.sleep(0.5)
             assert state == "done"
@@ -414,8 +437,9 @@ def test_jobs_run_on_an_external_dask_scheduler(tmp_path, phantom_case):
 
 def test_registry_dashboard_and_record_correction(tmp_path, phantom_case, browser, shots):
     server = new_server(tmp_path / "srv", phantom_case)
-    lesion = registry_with_ablation(f"sqlite:///{server.data_dir / 'registry.sqlite'}",
-                                    tmp_path / "cohort")
+    lesion = registry_with_ablation(
+        f"sqlite:///{server.data_dir / 'registry.sqlite'}", tmp_path / "cohort"
+    )
     server.start()
     try:
         page = _page(browser, viewport={"width": 1200, "height": 1000})
@@ -436,7 +460,8 @@ def test_registry_dashboard_and_record_correction(tmp_path, phantom_case, browse
         page.wait_for_function(
             "document.querySelectorAll('#history tr').length > 1 &&"
             " document.getElementById('history').textContent.includes('re-measured')",
-            timeout=30_000)
+            timeout=30_000,
+        )
         history = page.text_content("#history")
         # The reason is shown as text: no element was injected, the flag stays unset.
         assert page.evaluate("window.__xss === undefined")
@@ -446,12 +471,19 @@ def test_registry_dashboard_and_record_correction(tmp_path, phantom_case, browse
         # A surgeon may read the record but not change it.
         with httpx.Client(base_url=server.url, follow_redirects=False, timeout=60) as http:
             http.post("/login", data={"username": "test-surgeon", "password": PASSWORD})
-            csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"',
-                             http.get("/therapy", headers={"accept": "text/html"}).text).group(1)
-            r = http.patch("/api/registry/records/lesions", headers={"X-CSRF-Token": csrf},
-                           json={"key": {"patient_id": lesion["patient_id"],
-                                         "lesion_id": lesion["lesion_id"]},
-                                 "changes": {"size_mm": 99}, "reason": "x"})
+            csrf = re.search(
+                r'name="csrf-token" content="([0-9a-f]+)"',
+                http.get("/therapy", headers={"accept": "text/html"}).text,
+            ).group(1)
+            r = http.patch(
+                "/api/registry/records/lesions",
+                headers={"X-CSRF-Token": csrf},
+                json={
+                    "key": {"patient_id": lesion["patient_id"], "lesion_id": lesion["lesion_id"]},
+                    "changes": {"size_mm": 99},
+                    "reason": "x",
+                },
+            )
             assert r.status_code == 403
         page.close()
     finally:
@@ -471,8 +503,11 @@ def test_planning_workflow_in_the_browser(web_server, browser, shots):
     page.wait_for_url(re.compile(r".*/jobs/\d+$"))
     assert wait_for_job(page) == "done", page.text_content("#job-status")
     job_id = int(page.url.rsplit("/", 1)[1])
-    plan = json.loads(next((web_server.data_dir / "jobs").glob(
-        f"job-{job_id:06d}/result/plan/plan.json")).read_text())
+    plan = json.loads(
+        next(
+            (web_server.data_dir / "jobs").glob(f"job-{job_id:06d}/result/plan/plan.json")
+        ).read_text()
+    )
     verdict = page.text_content("#plan-verdict")
     if plan["feasible"]:
         assert verdict.startswith("Feasible")

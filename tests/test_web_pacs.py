@@ -33,7 +33,7 @@ def _wait_for_job(page, timeout_s: float = 900) -> str:
     return page.get_attribute("#job-status", "data-state")
 
 
-def _store_in_orthanc(orthanc, folder) -> int:  # noqa: F811
+def _store_in_orthanc(orthanc, folder) -> int:
     """Store every DICOM file under ``folder`` in Orthanc (REST ``POST /instances``)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".gz")
     for path in files:
@@ -42,7 +42,10 @@ def _store_in_orthanc(orthanc, folder) -> int:  # noqa: F811
 
 
 def test_pacs_worklist_lists_a_study_and_opens_it_as_a_case(
-    tmp_path, phantom_case, orthanc, browser  # noqa: F811
+    tmp_path,
+    phantom_case,
+    orthanc,
+    browser,
 ):
     from hepanav.web.pacs import case_id_for
 
@@ -51,7 +54,8 @@ def test_pacs_worklist_lists_a_study_and_opens_it_as_a_case(
     dicom_case(phantom_case, study, STUDY, masks=())
     stored = _store_in_orthanc(orthanc, study)
     assert stored == len(list((study / "pre_ct").iterdir())) + len(
-        list((study / "post_ct").iterdir()))
+        list((study / "post_ct").iterdir())
+    )
     server = new_server(tmp_path / "srv", phantom_case)
     server.extra_env = orthanc.env("dicomweb")
     server.start()
@@ -98,7 +102,10 @@ def test_pacs_worklist_lists_a_study_and_opens_it_as_a_case(
 
 
 def test_plan_signoff_stores_seg_and_sr_in_pacs(
-    tmp_path, phantom_case, orthanc, browser  # noqa: F811
+    tmp_path,
+    phantom_case,
+    orthanc,
+    browser,
 ):
     import SimpleITK as sitk
 
@@ -123,11 +130,18 @@ def test_plan_signoff_stores_seg_and_sr_in_pacs(
             http.post("/login", data={"username": "test-radiologist", "password": PASSWORD})
             page = http.get("/therapy", headers={"accept": "text/html"}).text
             token = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page).group(1)
-            for name, label_map in (("infeasible", "pre_labels.nii.gz"),
-                                    ("feasible", "pre_labels_no_vessels.nii.gz")):
-                form = {"csrf_token": token, "ct": "pre_ct", "tumor": "pre_tumor.nii.gz",
-                        "labels": label_map, "margin_mm": "5",
-                        "device": "neuwave-pr-65w-10min"}
+            for name, label_map in (
+                ("infeasible", "pre_labels.nii.gz"),
+                ("feasible", "pre_labels_no_vessels.nii.gz"),
+            ):
+                form = {
+                    "csrf_token": token,
+                    "ct": "pre_ct",
+                    "tumor": "pre_tumor.nii.gz",
+                    "labels": label_map,
+                    "margin_mm": "5",
+                    "device": "neuwave-pr-65w-10min",
+                }
                 r = http.post(f"/cases/{CASE}/plan", data=form)
                 assert r.status_code == 303, r.text
                 jobs[name] = int(r.headers["location"].rsplit("/", 1)[1])
@@ -141,22 +155,29 @@ def test_plan_signoff_stores_seg_and_sr_in_pacs(
         assert page.text_content("#plan-verdict").startswith("NOT feasible")
         assert page.locator("#signoff-form").count() == 0
         token = page.get_attribute("meta[name=csrf-token]", "content")
-        r = page.request.post(f"{server.url}/jobs/{jobs['infeasible']}/signoff",
-                              form={"csrf_token": token, "send_pacs": "true"},
-                              headers={"accept": "text/html"}, max_redirects=0)
+        r = page.request.post(
+            f"{server.url}/jobs/{jobs['infeasible']}/signoff",
+            form={"csrf_token": token, "send_pacs": "true"},
+            headers={"accept": "text/html"},
+            max_redirects=0,
+        )
         assert r.status == 400 and "an infeasible plan cannot be signed off" in r.text()
         job_id = jobs["feasible"]
         page.goto(f"{server.url}/jobs/{job_id}")
         assert _wait_for_job(page) == "done", page.text_content("#job-status")
         page.goto(f"{server.url}/jobs/{job_id}")
         assert page.text_content("#plan-verdict").startswith("Feasible")
-        plan = json.loads(next((server.data_dir / "jobs").glob(
-            f"job-{job_id:06d}/result/plan/plan.json")).read_text())
+        plan = json.loads(
+            next(
+                (server.data_dir / "jobs").glob(f"job-{job_id:06d}/result/plan/plan.json")
+            ).read_text()
+        )
         # The needles as placeable trajectories: one table row each and a 3D view in
         # NiiVue holding the plan's connectome (one mesh, drawn once it has loaded).
         assert page.locator("#needles tr").count() == 1 + len(plan["needles"])
-        page.wait_for_function("window.hepanav !== undefined && "
-                               "window.hepanav.nv.meshes.length > 0", timeout=120_000)
+        page.wait_for_function(
+            "window.hepanav !== undefined && window.hepanav.nv.meshes.length > 0", timeout=120_000
+        )
         page.screenshot(path=shots / "plan-feasible-3d.png", full_page=True)
         page.check("#send_pacs")
         page.screenshot(path=shots / "plan-signoff-form.png", full_page=True)
@@ -172,26 +193,35 @@ def test_plan_signoff_stores_seg_and_sr_in_pacs(
 
         # In Orthanc, by DICOMweb (QIDO-RS): a SEG and an SR in the planning CT's study.
         auth = ("hepanav", "test-only-password")
-        series = httpx.get(f"{orthanc.dicomweb_url}/studies/{STUDY}/series", auth=auth,
-                           timeout=30).json()
+        series = httpx.get(
+            f"{orthanc.dicomweb_url}/studies/{STUDY}/series", auth=auth, timeout=30
+        ).json()
         modalities = sorted(s["00080060"]["Value"][0] for s in series)
         assert modalities.count("SEG") == 1 and modalities.count("SR") == 1, modalities
         # The SEG holds the target and one planned zone per probe position (needle N
         # position P, pull-backs included), named as in plan.json.
         seg = next(s for s in series if s["00080060"]["Value"][0] == "SEG")
         seg_uid = seg["0020000E"]["Value"][0]
-        instances = httpx.get(f"{orthanc.dicomweb_url}/studies/{STUDY}/series/{seg_uid}/"
-                              "metadata", auth=auth, timeout=60).json()
+        instances = httpx.get(
+            f"{orthanc.dicomweb_url}/studies/{STUDY}/series/{seg_uid}/metadata",
+            auth=auth,
+            timeout=60,
+        ).json()
         labels = [item["00620005"]["Value"][0] for item in instances[0]["00620002"]["Value"]]
         assert labels == ["Planning target (tumour)"] + [
             f"Planned ablation zone needle {p['needle']} position {p['position']}"
-            for p in plan["probes"]], labels
+            for p in plan["probes"]
+        ], labels
         # The sign-off is in the audit log: who signed off which plan, through which job.
         with httpx.Client(base_url=server.url, follow_redirects=False, timeout=60) as http:
             http.post("/login", data={"username": "test-admin", "password": PASSWORD})
             events = http.get("/api/audit").json()
-        assert any(e["user"] == "test-radiologist" and e["action"] == "sign-off"
-                   and e["target"] == f"job:{job_id}:via:{signoff_id}" for e in events)
+        assert any(
+            e["user"] == "test-radiologist"
+            and e["action"] == "sign-off"
+            and e["target"] == f"job:{job_id}:via:{signoff_id}"
+            for e in events
+        )
         page.close()
     finally:
         server.stop()

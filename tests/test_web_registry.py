@@ -21,7 +21,7 @@ MONTH_DAYS = 30.4375
 
 
 @pytest.fixture()
-def client(sqlite_registry, tmp_path):  # noqa: F811
+def client(sqlite_registry, tmp_path):
     url, engine = sqlite_registry
     # Patients PA, PB at centre C1, the others at C2.
     rows = [dict(r, centre="C1" if r["patient_id"] in ("PA", "PB") else "C2") for r in OUTCOMES]
@@ -29,22 +29,34 @@ def client(sqlite_registry, tmp_path):  # noqa: F811
     events = pd.DataFrame(EVENTS, columns=["patient_id", "lesion_id", "event_type", "event_date"])
     import_file(engine, write_csv(tmp_path / "e.csv", events), "events")
     comp = pd.DataFrame(
-        COMPLICATIONS, columns=["patient_id", "procedure_id", "grading_system", "grade"])
+        COMPLICATIONS, columns=["patient_id", "procedure_id", "grading_system", "grade"]
+    )
     import_file(engine, write_csv(tmp_path / "c.csv", comp), "complications")
-    settings = WebSettings(data_dir=tmp_path / "data", db=f"sqlite:///{tmp_path / 'web.sqlite'}",
-                           registry_db=url, cookie_secure=True)
+    settings = WebSettings(
+        data_dir=tmp_path / "data",
+        db=f"sqlite:///{tmp_path / 'web.sqlite'}",
+        registry_db=url,
+        cookie_secure=True,
+    )
     make_users(settings.db)
-    client = TestClient(create_app(settings, start_jobs=False), base_url="https://testserver",
-                        follow_redirects=False)
-    assert client.post("/login", data={"username": "test-coordinator",
-                                       "password": PASSWORD}).status_code == 303
+    client = TestClient(
+        create_app(settings, start_jobs=False),
+        base_url="https://testserver",
+        follow_redirects=False,
+    )
+    assert (
+        client.post(
+            "/login", data={"username": "test-coordinator", "password": PASSWORD}
+        ).status_code
+        == 303
+    )
     return client
 
 
 def _rows(html: str, table: str, header: bool = True) -> list[list[str]]:
     body = re.search(rf'<table id="{table}">(.*?)</table>', html, re.S).group(1)
     rows = []
-    for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S)[int(header):]:
+    for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S)[int(header) :]:
         cells = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", tr, re.S)
         rows.append([" ".join(re.sub(r"<[^>]+>", "", c).split()) for c in cells])
     return rows
@@ -61,8 +73,10 @@ def test_dashboard_figures_match_hand_counts(client):
     assert comp["ablation"] == ["5", "2 / 5 = 40 %", "1 / 5 = 20 %", "0 / 5 = 0 %"]
     assert comp["resection"] == ["2", "1 / 2 = 50 %", "1 / 2 = 50 %", "0 / 2 = 0 %"]
     # Reverse Kaplan-Meier median: 517 days (see test_registry_audit).
-    assert f"median follow-up (reverse Kaplan-Meier, Schemper &amp; Smith 1996) " \
-           f"{517 / MONTH_DAYS:.1f} months" in " ".join(html.split())
+    assert (
+        f"median follow-up (reverse Kaplan-Meier, Schemper &amp; Smith 1996) "
+        f"{517 / MONTH_DAYS:.1f} months" in " ".join(html.split())
+    )
     ltp = {r[0]: r[1:] for r in _rows(html, "ltp")}
     # 0-5 mm: PA/L1, PB/L1, PC/L2 (3 patients), 2 LTP, 1 death first; CIF 1/3 at 12 and
     # 2/3 at 24 months.
@@ -101,7 +115,7 @@ def test_dashboard_filters_by_procedure_centre_and_period(client):
     assert r.status_code == 400 and "from: use YYYY-MM-DD" in r.text
 
 
-def test_dashboard_follows_a_change_of_the_registry(client, sqlite_registry, tmp_path):  # noqa: F811
+def test_dashboard_follows_a_change_of_the_registry(client, sqlite_registry, tmp_path):
     """The figures are reused while the registry is unchanged, recomputed after an import."""
     _, engine = sqlite_registry
     first = client.get("/registry").text
@@ -129,7 +143,7 @@ def test_dashboard_ltp_past_the_follow_up_is_not_estimable(client):
     assert ltp["0-5mm"] == ["2", "2", "1", "1", "50 %", "50 %"]
 
 
-def test_dashboard_counts_not_decisive_mams_and_shows_the_sensitivity(client, sqlite_registry):  # noqa: F811
+def test_dashboard_counts_not_decisive_mams_and_shows_the_sensitivity(client, sqlite_registry):
     """PC/L2 (MAM 3.0 mm, LTP) marked NOT decisive; the other 6 ablation MAMs are unknown."""
     from hepanav.registry.records import update_record
 
@@ -138,8 +152,14 @@ def test_dashboard_counts_not_decisive_mams_and_shows_the_sensitivity(client, sq
     assert 'id="sensitivity"' not in html  # no NOT decisive MAM yet
     assert "(0 of 7 NOT decisive, 7 unknown)" in html
     key = {"patient_id": "PC", "procedure_id": "A1", "lesion_id": "L2"}
-    update_record(engine, "lesion_treatments", key,
-                  {"mam_uncertainty_mm": 0.75, "mam_decisive": False}, "u1", "seeded masks")
+    update_record(
+        engine,
+        "lesion_treatments",
+        key,
+        {"mam_uncertainty_mm": 0.75, "mam_decisive": False},
+        "u1",
+        "seeded masks",
+    )
     html = " ".join(client.get("/registry").text.split())
     by = {r[0]: r[1:] for r in _rows(html, "by-procedure")}
     # MAM percentiles: 7 ablation rows (PB/L1's repeat included), 1 NOT decisive.

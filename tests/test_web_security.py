@@ -92,8 +92,9 @@ def test_roles_are_enforced(app):
     assert surgeon.get("/fluoro").status_code == 200
     assert surgeon.get("/cases/case-001/margin").status_code == 403
     token = csrf_of(surgeon)
-    r = surgeon.post("/registry/import", data={"csrf_token": token},
-                     files={"file": ("x.csv", b"a,b\n1,2\n")})
+    r = surgeon.post(
+        "/registry/import", data={"csrf_token": token}, files={"file": ("x.csv", b"a,b\n1,2\n")}
+    )
     assert r.status_code == 403
     assert client_for(app, "radiologist").get("/cases/case-001/margin").status_code == 200
     assert client_for(app, "admin").get("/admin/audit").status_code == 200
@@ -101,8 +102,9 @@ def test_roles_are_enforced(app):
 
 def test_state_changing_requests_need_the_csrf_token(app):
     client = client_for(app, "admin")
-    mutating = [(m, p) for m, p in routes(app) if m in ("POST", "PUT", "DELETE", "PATCH")
-                and p != "/login"]
+    mutating = [
+        (m, p) for m, p in routes(app) if m in ("POST", "PUT", "DELETE", "PATCH") and p != "/login"
+    ]
     assert len(mutating) >= 5
     for method, path in mutating:
         r = client.request(method, concrete(path), data={"csrf_token": "0" * 64})
@@ -152,8 +154,10 @@ def test_audit_log_records_actions_without_patient_data(app):
     client.post("/login", data={"username": "test-admin", "password": "nope-nope-nope"})
     app.state.audit.flush()  # written off the request path
     with Session(app.state.engine) as db:
-        events = [(e.username, e.action, e.target, e.outcome)
-                  for e in db.scalars(select(AuditEvent)).all()]
+        events = [
+            (e.username, e.action, e.target, e.outcome)
+            for e in db.scalars(select(AuditEvent)).all()
+        ]
     assert ("test-radiologist", "login", "", "ok") in events
     assert ("test-radiologist", "view", "case:case-001", "ok") in events
     assert ("test-admin", "login", "", "failed") in events
@@ -163,20 +167,24 @@ def test_user_text_is_escaped(app):
     client = client_for(app, "surgeon")
     token = csrf_of(client)
     attack = "<script>alert(1)</script><img src=x onerror=alert(2)>"
-    r = client.post("/therapy", data={"csrf_token": token, "case_text": attack},
-                    headers={"accept": "text/html"})
+    r = client.post(
+        "/therapy", data={"csrf_token": token, "case_text": attack}, headers={"accept": "text/html"}
+    )
     assert "<script>alert(1)" not in r.text and "<img src=x" not in r.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text
     r = client.get("/cases/%3Cscript%3E", headers={"accept": "text/html"})
-    assert "<script>" not in r.text.split("</header>", 1)[1].replace(
-        '<script src="/static', "")
+    assert "<script>" not in r.text.split("</header>", 1)[1].replace('<script src="/static', "")
 
 
 def test_bad_upload_is_refused_with_one_message(app):
     client = client_for(app, "coordinator")
     token = csrf_of(client)
-    r = client.post("/registry/import", data={"csrf_token": token},
-                    files={"file": ("notes.txt", b"hello")}, headers={"accept": "text/html"})
+    r = client.post(
+        "/registry/import",
+        data={"csrf_token": token},
+        files={"file": ("notes.txt", b"hello")},
+        headers={"accept": "text/html"},
+    )
     assert r.status_code == 400
     assert "expected a .csv, .xlsx file" in r.text
     assert "Traceback" not in r.text
@@ -189,8 +197,14 @@ def test_dose_check_page_values_roles_csrf_and_audit(app):
     assert client_for(app, "coordinator").get("/therapy/dose").status_code == 403
     client = client_for(app, "surgeon")
     assert client.get("/therapy/dose").status_code == 200
-    form = {"regimen": "ctace-doxorubicin", "dose": "100", "unit": "mg", "per": "session",
-            "height_cm": "170", "weight_kg": "70"}
+    form = {
+        "regimen": "ctace-doxorubicin",
+        "dose": "100",
+        "unit": "mg",
+        "per": "session",
+        "height_cm": "170",
+        "weight_kg": "70",
+    }
     assert client.post("/therapy/dose", data=form).status_code == 403  # no token
     token = csrf_of(client)
     # Mosteller BSA sqrt(170 * 70 / 3600) = 1.82 m2; 25-75 mg/m2 -> 45-136 mg: 100 mg within.
@@ -204,14 +218,25 @@ def test_dose_check_page_values_roles_csrf_and_audit(app):
     r = client.post("/therapy/dose", data={**form, "dose": "150", "csrf_token": token})
     assert re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1) == "ABOVE"
     # The historical table: cisplatin 60-100 mg intra-arterial, 50 mg is below.
-    r = client.post("/therapy/dose", data={"drug": "cisplatin", "dose": "50", "unit": "mg",
-                                           "route": "intra-arterial", "csrf_token": token})
+    r = client.post(
+        "/therapy/dose",
+        data={
+            "drug": "cisplatin",
+            "dose": "50",
+            "unit": "mg",
+            "route": "intra-arterial",
+            "csrf_token": token,
+        },
+    )
     assert re.search(r'id="dose-verdict"[^>]*><strong>(\w+)</strong>', r.text).group(1) == "BELOW"
     assert "60–100 mg" in r.text and "not a dosing protocol" in r.text
     # A refused input: one message naming the form field, what was typed kept and escaped.
     attack = "<img src=x onerror=alert(1)>"
-    r = client.post("/therapy/dose", data={"drug": attack, "dose": "1e", "csrf_token": token},
-                    headers={"accept": "text/html"})
+    r = client.post(
+        "/therapy/dose",
+        data={"drug": attack, "dose": "1e", "csrf_token": token},
+        headers={"accept": "text/html"},
+    )
     assert r.status_code == 400
     assert "dose: not a number" in r.text and "Traceback" not in r.text
     assert "<img src=x" not in r.text and "&lt;img src=x" in r.text
@@ -219,8 +244,10 @@ def test_dose_check_page_values_roles_csrf_and_audit(app):
     assert "give regimen (sourced protocol) or drug (historical table)" in r.text
     app.state.audit.flush()  # written off the request path
     with Session(app.state.engine) as db:
-        events = [(e.username, e.action, e.target, e.outcome)
-                  for e in db.scalars(select(AuditEvent)).all()]
+        events = [
+            (e.username, e.action, e.target, e.outcome)
+            for e in db.scalars(select(AuditEvent)).all()
+        ]
     assert events.count(("test-surgeon", "run", "therapy-dose", "ok")) == 3
     assert events.count(("test-surgeon", "run", "therapy-dose", "refused")) == 2
 
@@ -234,8 +261,12 @@ def test_audit_events_written_off_the_request_path_are_kept_at_shutdown(app):
             return len(db.scalars(select(AuditEvent)).all())
 
     with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
-        assert client.post("/login", data={"username": "test-radiologist",
-                                           "password": PASSWORD}).status_code == 303
+        assert (
+            client.post(
+                "/login", data={"username": "test-radiologist", "password": PASSWORD}
+            ).status_code
+            == 303
+        )
         for _ in range(40):
             assert client.get("/cases/case-001").status_code == 200
         assert written() == 0  # queued, not written by the requests themselves
@@ -254,8 +285,11 @@ def test_therapy_page_marks_verdicts_resting_on_unverified_sources(app):
         "primary: net\nnet_grade: G1\nsstr_positive: true\nextrahepatic_disease: false\n"
         "resectable: true\nbilirubin_mg_dl: 3.0\n"
     )
-    r = client.post("/therapy", data={"csrf_token": token, "case_text": case_text},
-                    headers={"accept": "text/html"})
+    r = client.post(
+        "/therapy",
+        data={"csrf_token": token, "case_text": case_text},
+        headers={"accept": "text/html"},
+    )
     assert r.status_code == 200
     assert "rests on an unverified source: TARE-02" in r.text  # bilirubin > 2, SIR 2017
     assert "UNVERIFIED source" in r.text

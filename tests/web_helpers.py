@@ -41,8 +41,11 @@ def need_chromium() -> None:
 def phantom_case(tmp_path_factory) -> Path:
     """A synthetic ablation case written once per session by ``hepanav phantom``."""
     out = tmp_path_factory.mktemp("web-case") / "case"
-    subprocess.run([sys.executable, "-m", "hepanav", "phantom", "--out", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "hepanav", "phantom", "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -93,30 +96,49 @@ def registry_with_ablation(url: str, folder) -> dict[str, str]:
     run = [sys.executable, "-m", "hepanav", "registry"]
     subprocess.run([*run, "init", "--db", url], check=True, capture_output=True)
     for kind in ("outcomes", "events", "complications"):
-        subprocess.run([*run, "import", str(paths[kind]), "--kind", kind, "--db", url],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*run, "import", str(paths[kind]), "--kind", kind, "--db", url],
+            check=True,
+            capture_output=True,
+        )
     row = cohort.outcomes[cohort.outcomes.procedure_type == "ablation"].iloc[0]
-    return {"patient_id": str(row.patient_id), "procedure_id": str(row.procedure_id),
-            "lesion_id": str(row.lesion_id)}
+    return {
+        "patient_id": str(row.patient_id),
+        "procedure_id": str(row.procedure_id),
+        "lesion_id": str(row.lesion_id),
+    }
 
 
-def dicom_case(phantom_case: Path, folder: Path, study_uid: str,
-               masks: tuple[str, ...] = ("pre_tumor", "post_ablation", "pre_liver",
-                                         "post_liver")) -> None:
+def dicom_case(
+    phantom_case: Path,
+    folder: Path,
+    study_uid: str,
+    masks: tuple[str, ...] = ("pre_tumor", "post_ablation", "pre_liver", "post_liver"),
+) -> None:
     """The phantom's pre/post CT as two DICOM series of one study, masks as NIfTI."""
     import SimpleITK as sitk
 
     from dicom_helpers import write_ct_series
 
     folder.mkdir(parents=True)
-    tags = {"0020|000d": study_uid, "0010|0020": "SYNTH-001", "0010|0010": "Synthetic^Phantom",
-            "0020|0052": study_uid + ".2", "0008|0020": "20260101",
-            "0008|1030": "Synthetic ablation phantom"}
+    tags = {
+        "0020|000d": study_uid,
+        "0010|0020": "SYNTH-001",
+        "0010|0010": "Synthetic^Phantom",
+        "0020|0052": study_uid + ".2",
+        "0008|0020": "20260101",
+        "0008|1030": "Synthetic ablation phantom",
+    }
     for k, name in enumerate(("pre_ct", "post_ct")):
         image = sitk.ReadImage(str(phantom_case / f"{name}.nii.gz"))
-        write_ct_series(folder / name, sitk.GetArrayFromImage(image),
-                        spacing_xyz=image.GetSpacing(), origin_xyz=image.GetOrigin(),
-                        series_uid=f"{study_uid}.1{k + 1}", extra_tags=tags)
+        write_ct_series(
+            folder / name,
+            sitk.GetArrayFromImage(image),
+            spacing_xyz=image.GetSpacing(),
+            origin_xyz=image.GetOrigin(),
+            series_uid=f"{study_uid}.1{k + 1}",
+            extra_tags=tags,
+        )
     for mask in masks:
         shutil.copy(phantom_case / f"{mask}.nii.gz", folder / f"{mask}.nii.gz")
 

@@ -95,8 +95,10 @@ def run_cli_steps(
             log.write(proc.stderr)
             if proc.returncode != 0:
                 lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-                message = lines[0].removeprefix("error:").strip() if lines else (
-                    f"step '{label}' failed (exit {proc.returncode}); see {LOG}"
+                message = (
+                    lines[0].removeprefix("error:").strip()
+                    if lines
+                    else (f"step '{label}' failed (exit {proc.returncode}); see {LOG}")
                 )
                 _write_progress(root, step=index, of=len(steps), label=label, state="failed")
                 shutil.rmtree(work, ignore_errors=True)

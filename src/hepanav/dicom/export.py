@@ -154,9 +154,7 @@ def read_sources(result_dir: Path, keys=("source", "pre")) -> dict[str, Path]:
                 path,
             )
         now = series_fingerprint(folder)
-        if now["series_sha256"] != entry.get("series_sha256") or now["files"] != entry.get(
-            "files"
-        ):
+        if now["series_sha256"] != entry.get("series_sha256") or now["files"] != entry.get("files"):
             raise InputError(
                 f"{key} series {rel} has changed since the result (series UID or number of "
                 f"files: {now['files']} now, {entry.get('files')} recorded); give {option}",

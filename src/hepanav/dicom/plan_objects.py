@@ -40,7 +40,7 @@ def zone_mask(ct: sitk.Image, probe, device) -> sitk.Image:
     lo = np.clip(np.floor(idx.min(0)).astype(int), 0, size - 1)
     hi = np.clip(np.ceil(idx.max(0)).astype(int), 0, size - 1)
     out = np.zeros(sitk.GetArrayViewFromImage(ct).shape, dtype=np.uint8)
-    zz, yy, xx = np.mgrid[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]
+    zz, yy, xx = np.mgrid[lo[2] : hi[2] + 1, lo[1] : hi[1] + 1, lo[0] : hi[0] + 1]
     index = np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])
     inside = inside_zones(voxel_to_lps(ct, index), center[None], d[None], probe.zone_axes_mm)
     out[zz.ravel()[inside], yy.ravel()[inside], xx.ravel()[inside]] = 1
@@ -61,35 +61,43 @@ def export_plan(result_dir: Path, out: Path, source_folder: Path) -> list[Path]:
         # read in the PACS as a placeable plan (the web sign-off refuses it for the same reason).
         raise InputError(
             "the plan is not feasible: no planned ablation zones are written to DICOM "
-            "(see plan.html for what is not covered and why)", result_dir / "plan.json")
+            "(see plan.html for what is not covered and why)",
+            result_dir / "plan.json",
+        )
     source = read_source_series(source_folder)
     ct = read_dicom_series(source.folder)
     tumor_file = result_dir / plan.inputs.get("tumor_crop", "tumor.nii.gz")
     if not tumor_file.is_file():
         raise InputError("missing (written by hepanav plan)", tumor_file)
     target = resample_mask_like(sitk.Cast(read_image(tumor_file) > 0, sitk.sitkUInt8), ct)
-    segments = [Segment(TARGET_LABEL, target, code("morphologically_abnormal_structure"),
-                        code("neoplasm"))]
+    segments = [
+        Segment(TARGET_LABEL, target, code("morphologically_abnormal_structure"), code("neoplasm"))
+    ]
     for p in plan.probes:
-        segments.append(Segment(
-            f"Planned ablation zone needle {p.needle} position {p.position}",
-            zone_mask(ct, p, plan.device),
-            code("morphologically_abnormal_structure"), code("planned_ablation_zone"),
-        ))
+        segments.append(
+            Segment(
+                f"Planned ablation zone needle {p.needle} position {p.position}",
+                zone_mask(ct, p, plan.device),
+                code("morphologically_abnormal_structure"),
+                code("planned_ablation_zone"),
+            )
+        )
     seg, _ = build_seg(source, segments, "HepaNav ablation plan SEG")
     numbers = {d.SegmentLabel: int(d.SegmentNumber) for d in seg.SegmentSequence}
     frame = source.frame_of_reference_uid
     groups = []
     if TARGET_LABEL in numbers:
-        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking("planning target"),
-            referenced_segment=segment_reference(seg, numbers[TARGET_LABEL]),
-            finding_type=code("neoplasm"),
-            measurements=[
-                measurement(code("planned_coverage"), plan.coverage_tumor, "ratio"),
-                measurement(code("planned_target_coverage"), plan.coverage_target, "ratio"),
-            ],
-        ))
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking("planning target"),
+                referenced_segment=segment_reference(seg, numbers[TARGET_LABEL]),
+                finding_type=code("neoplasm"),
+                measurements=[
+                    measurement(code("planned_coverage"), plan.coverage_tumor, "ratio"),
+                    measurement(code("planned_target_coverage"), plan.coverage_target, "ratio"),
+                ],
+            )
+        )
     for n in plan.needles:
         path = np.array([n.entry_lps_mm, n.tip_lps_mm], dtype=float)
         items = [
@@ -98,13 +106,14 @@ def export_plan(result_dir: Path, out: Path, source_folder: Path) -> list[Path]:
         ]
         if n.min_clearance_mm is not None:
             items.append(measurement(code("needle_clearance"), n.min_clearance_mm, "mm"))
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking(f"needle {n.needle}"),
-            finding_type=code("needle_trajectory"),
-            measurements=items,
-        ))
-    sr = build_measurement_report(source.datasets + [seg], groups,
-                                  "HepaNav ablation plan report")
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking(f"needle {n.needle}"),
+                finding_type=code("needle_trajectory"),
+                measurements=items,
+            )
+        )
+    sr = build_measurement_report(source.datasets + [seg], groups, "HepaNav ablation plan report")
     written = [write_dataset(seg, out, "plan_seg"), write_dataset(sr, out, "plan_sr")]
     written += write_report_captures(
         result_dir / "report.html", source, out, "HepaNav ablation plan figures", "plan"
@@ -118,9 +127,15 @@ def _polyline_measurement(name, value, unit, points, frame) -> hd.sr.Measurement
     from hepanav.imaging.dicomout.sr import algorithm
 
     return hd.sr.Measurement(
-        name=name, value=float(value), unit=UNITS[unit], algorithm_id=algorithm(),
-        referenced_coordinates=[hd.sr.CoordinatesForMeasurement3D(
-            graphic_type=hd.sr.GraphicTypeValues3D.POLYLINE,
-            graphic_data=np.asarray(points, float), frame_of_reference_uid=frame,
-        )],
+        name=name,
+        value=float(value),
+        unit=UNITS[unit],
+        algorithm_id=algorithm(),
+        referenced_coordinates=[
+            hd.sr.CoordinatesForMeasurement3D(
+                graphic_type=hd.sr.GraphicTypeValues3D.POLYLINE,
+                graphic_data=np.asarray(points, float),
+                frame_of_reference_uid=frame,
+            )
+        ],
     )

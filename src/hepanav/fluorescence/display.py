@@ -172,9 +172,7 @@ class OverlayStyle:
     threshold: int = 60
     alpha_max: float = 0.85
     _tables: tuple[list[np.ndarray], np.ndarray] | None = field(default=None, init=False)
-    _alpha_cache: tuple[np.ndarray, np.ndarray] | None = field(
-        default=None, init=False, repr=False
-    )
+    _alpha_cache: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def tables(self) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-channel premultiplied colour tables ``colour * a`` (3 x (256,) uint8) and
@@ -276,8 +274,7 @@ def overlay_nir(
         for c0, c1 in _runs(cols, join=16):
             box = band[:, c0:c1]
             if alpha_lut is not None:
-                _blend_pure(white[r0:r1, c0:c1], cv2.LUT(box, alpha_lut), style,
-                            out[r0:r1, c0:c1])
+                _blend_pure(white[r0:r1, c0:c1], cv2.LUT(box, alpha_lut), style, out[r0:r1, c0:c1])
             else:
                 _blend(white[r0:r1, c0:c1], gain.to_display(box), style, out[r0:r1, c0:c1])
     return out

@@ -485,7 +485,8 @@ def live_frames(
                 start = received - pair.time_s
             wait = start + pair.time_s - received
             step = period or (
-                pair.time_s - last_time if last_time is not None and pair.time_s > last_time
+                pair.time_s - last_time
+                if last_time is not None and pair.time_s > last_time
                 else None
             )
             if step and wait < -step:

@@ -72,8 +72,9 @@ def _serve(conn, settings, bit_depth, clipped_background, surface, rule, nice) -
         except OSError:
             pass
     # The same analysis code as the synchronous and thread modes (LiveDisplay._findings).
-    analyst = LiveDisplay(settings, bit_depth, surface=surface, rule=rule,
-                          clipped_background=clipped_background)
+    analyst = LiveDisplay(
+        settings, bit_depth, surface=surface, rule=rule, clipped_background=clipped_background
+    )
     _warm_up(settings, bit_depth, clipped_background, surface, rule)
     shm, name = None, None
     conn.send(("ready", None))
@@ -118,9 +119,9 @@ def _warm_up(settings, bit_depth, clipped_background, surface, rule) -> None:
 
     shape = surface.shape if surface is not None else (64, 64)
     try:
-        LiveDisplay(settings, bit_depth, surface=surface, rule=rule,
-                    clipped_background=clipped_background)._findings(
-            FramePair(-1, np.zeros(shape, np.uint16), None), 0.0)
+        LiveDisplay(
+            settings, bit_depth, surface=surface, rule=rule, clipped_background=clipped_background
+        )._findings(FramePair(-1, np.zeros(shape, np.uint16), None), 0.0)
     except Exception:  # noqa: BLE001 - only a warm-up
         pass
 
@@ -147,8 +148,9 @@ class AnalysisProcess:
         Findings received back (``started - finished`` is 0 or 1: one slot).
     """
 
-    def __init__(self, settings, bit_depth, clipped_background, surface, rule,
-                 nice: int = NICE_INCREMENT) -> None:
+    def __init__(
+        self, settings, bit_depth, clipped_background, surface, rule, nice: int = NICE_INCREMENT
+    ) -> None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")

@@ -93,8 +93,7 @@ def read_seg(
             if threshold is not None and not 0 < threshold < 1:
                 # get_volume gives fractions (0-1): any other cut selects all or nothing.
                 raise InputError(
-                    f"{threshold:g} must be strictly between 0 and 1 for a fractional SEG "
-                    f"({path})",
+                    f"{threshold:g} must be strictly between 0 and 1 for a fractional SEG ({path})",
                     "--mask-threshold",
                 )
             inside = np.any(values >= cut, axis=3)

@@ -152,11 +152,15 @@ def margin(
         rich_help_panel=_DICOM,
     ),
     dicom_out: Path | None = typer.Option(
-        None, "--dicom-out", help="Also write SEG, SR and SC objects here.",
+        None,
+        "--dicom-out",
+        help="Also write SEG, SR and SC objects here.",
         rich_help_panel=_DICOM,
     ),
     send: bool = typer.Option(
-        False, "--send", help="Store the SEG, SR and SC objects in the PACS.",
+        False,
+        "--send",
+        help="Store the SEG, SR and SC objects in the PACS.",
         rich_help_panel=_DICOM,
     ),
 ) -> None:
@@ -211,7 +215,6 @@ def margin(
         post_series=post_series,
     )
     if tumor_seed or ablation_seed:
-
         from hepanav.segmentation.pipeline import masks_for_margin
 
         if from_pacs:
@@ -263,11 +266,17 @@ def margin(
     if from_pacs and not pacs_pair:
         DicomIO.refuse_pair_mode(pre, post, liver_pre, liver_post)
     if pacs_pair:
-        DicomIO.refuse_with_pair_from_pacs(**{
-            "--pre": pre, "--post": post, "--pre-series": pre_series,
-            "--post-series": post_series, "--tumor-label": tumor_label,
-            "--ablation-label": ablation_label, "--liver-label": liver_label,
-        })
+        DicomIO.refuse_with_pair_from_pacs(
+            **{
+                "--pre": pre,
+                "--post": post,
+                "--pre-series": pre_series,
+                "--post-series": post_series,
+                "--tumor-label": tumor_label,
+                "--ablation-label": ablation_label,
+                "--liver-label": liver_label,
+            }
+        )
     # The CTs of a PACS pair are known only after the fetch; a stand-in path lets every
     # option check run before any network work.
     fetched_later = Path("<from PACS>") if pacs_pair else None
@@ -286,8 +295,18 @@ def margin(
     )
     inputs.check()
     check_inputs_outputs(
-        [tumor, ablation, liver, ct, pre, post, liver_pre, liver_post, landmarks_pre,
-         landmarks_post],  # fmt: skip
+        [
+            tumor,
+            ablation,
+            liver,
+            ct,
+            pre,
+            post,
+            liver_pre,
+            liver_post,
+            landmarks_pre,
+            landmarks_post,
+        ],  # fmt: skip
         [],
         folders=[out],
     )
@@ -320,7 +339,10 @@ def margin(
         tumor, tumor_label = dicom.mask_from_study(str(tumor), "tumor", "--tumor")
         ablation, ablation_label = dicom.mask_from_study(str(ablation), "ablation", "--ablation")
         inputs = replace(
-            inputs, tumor=tumor, tumor_label=tumor_label, ablation=ablation,
+            inputs,
+            tumor=tumor,
+            tumor_label=tumor_label,
+            ablation=ablation,
             ablation_label=ablation_label,
         )
     labels = {

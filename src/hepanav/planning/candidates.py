@@ -159,9 +159,10 @@ def build_candidates(
             # inside tissue, within half a coarse voxel of the volume's edge.
             back = anchors[li] + (s_e - np.array(SKIN_AIR_MM))[:, None] * d
             zyx_b = grid.to_index(back)
-            if not np.all((zyx_b >= 0) & (zyx_b <= body_last)) or grid.sample(
-                grid.body, back, order=0, cval=1
-            ).any():
+            if (
+                not np.all((zyx_b >= 0) & (zyx_b <= body_last))
+                or grid.sample(grid.body, back, order=0, cval=1).any()
+            ):
                 reasons["entry not at the skin (no air outside it in the scan)"] += 1
                 continue
             if grid.entry_allowed is not None and not grid.sample(

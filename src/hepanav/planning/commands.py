@@ -48,24 +48,31 @@ def register(app: typer.Typer) -> None:
             "DICOM SEG, RTSTRUCT or .seg.nrrd holding several.",
         ),
         mask_threshold: float | None = typer.Option(
-            None, "--mask-threshold",
+            None,
+            "--mask-threshold",
             help="Threshold of a non-binary float tumour mask (0.5); in (0, 1) for fractions.",
         ),
         series: str | None = typer.Option(
             None, "--series", help="Series UID or description substring in a --ct DICOM folder."
         ),
         from_pacs: str | None = typer.Option(
-            None, "--from-pacs", help="Fetch this study (Study Instance UID or Accession "
+            None,
+            "--from-pacs",
+            help="Fetch this study (Study Instance UID or Accession "
             "Number; KEY/SERIES_UID picks one of several CT series) from the PACS: its CT is "
             "the planning CT and --tumor names an RTSTRUCT ROI or SEG segment of the study.",
             rich_help_panel="DICOM and PACS",
         ),
         dicom_out: Path | None = typer.Option(
-            None, "--dicom-out", help="Also write SEG and SR objects here.",
+            None,
+            "--dicom-out",
+            help="Also write SEG and SR objects here.",
             rich_help_panel="DICOM and PACS",
         ),
         send: bool = typer.Option(
-            False, "--send", help="Store the SEG and SR objects in the PACS.",
+            False,
+            "--send",
+            help="Store the SEG and SR objects in the PACS.",
             rich_help_panel="DICOM and PACS",
         ),
     ) -> None:
@@ -79,8 +86,9 @@ def register(app: typer.Typer) -> None:
         if (ct is None) == (from_pacs is None):
             raise InputError("give either --ct or --from-pacs", "--ct")
         if liver_seed is not None and labels is not None:
-            raise InputError("give --labels or --liver-seed (for derived labels), not both",
-                             "--liver-seed")
+            raise InputError(
+                "give --labels or --liver-seed (for derived labels), not both", "--liver-seed"
+            )
         device_file = device if device.endswith((".yaml", ".yml")) else None
         check_inputs_outputs([ct, tumor, labels, label_map, device_file], [], folders=[out])
         check_output_folder(out)

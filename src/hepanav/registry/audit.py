@@ -496,9 +496,7 @@ def dashboard(
             "centre": centre or None,
         },
         flow=flow(treated, tte, counts, ", ".join(words) or None) if len(treated) else [],
-        complication_rates=complication_rates(
-            treated, dataset.complication_rows(engine), follow_up
-        )
+        complication_rates=complication_rates(treated, dataset.complication_rows(engine), follow_up)
         if len(treated)
         else [],
         follow_up=follow_up_time(patients),

@@ -132,9 +132,7 @@ def not_decisive(frame: pd.DataFrame) -> pd.Series:
 
 def mam_decisiveness(frame: pd.DataFrame, analysis: str) -> MamDecisiveness:
     """How many of the MAMs in ``frame`` are decisive, NOT decisive, or unknown."""
-    has_mam = (
-        frame["mam_mm"].notna() if "mam_mm" in frame else pd.Series(False, index=frame.index)
-    )
+    has_mam = frame["mam_mm"].notna() if "mam_mm" in frame else pd.Series(False, index=frame.index)
     bad = not_decisive(frame)
     if "mam_decisive" in frame:
         good = frame["mam_decisive"].astype(object).map(lambda v: bool(pd.notna(v) and v))

@@ -166,6 +166,7 @@ def audit_tables(audit: AuditReport) -> dict[str, pd.DataFrame]:
         tables["ltp_by_mam_category"] = pd.DataFrame(
             [g.model_dump(exclude={"curve"}) for g in a.ltp_by_margin_category]
         ).astype({"at_months": str, "not_estimable": str, "numbers_at_risk": str}, errors="ignore")
+
         def cox_row(m) -> dict:
             return {
                 "model": m.model,

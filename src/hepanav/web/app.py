@@ -235,12 +235,12 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         client = request.client.host if request.client else "-"
         if limiter.blocked(username, client):
             audit_log.record(username, "login", outcome="rate-limited")
-            return page(
-                request, "login.html.j2", code=429, message="too many failed logins; wait"
-            )
+            return page(request, "login.html.j2", code=429, message="too many failed logins; wait")
         user = db.scalar(select(User).where(User.username == username))
-        if user is None or not user.active or not security.verify_password(
-            user.password_hash, password
+        if (
+            user is None
+            or not user.active
+            or not security.verify_password(user.password_hash, password)
         ):
             limiter.failed(username, client)
             audit_log.record(username, "login", outcome="failed")
@@ -287,8 +287,11 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return page(request, "pacs.html.j2", studies=studies, message=message)
 
     @app.post("/pacs/fetch", tags=["cases"], dependencies=[Depends(require_csrf)])
-    def pacs_fetch(request: Request, study_uid: str = Form(..., max_length=64),
-                   user: User = Depends(require(*CAN_VIEW_CASES))):
+    def pacs_fetch(
+        request: Request,
+        study_uid: str = Form(..., max_length=64),
+        user: User = Depends(require(*CAN_VIEW_CASES)),
+    ):
         """Retrieve a study from PACS into the worklist (a job); the case id is a hash of
         the Study Instance UID, never a patient attribute."""
         from hepanav.web.pacs import case_id_for, fetch_steps
@@ -311,8 +314,9 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return page(request, "case.html.j2", case=case, jobs=jobs)
 
     @app.get("/cases/{case_id}/series/{name}", tags=["cases"])
-    def series_file(request: Request, case_id: str, name: str,
-                    _: User = Depends(require(*CAN_VIEW_CASES))):
+    def series_file(
+        request: Request, case_id: str, name: str, _: User = Depends(require(*CAN_VIEW_CASES))
+    ):
         """The image of a series for the viewer (DICOM folders converted to NIfTI once)."""
         case = get_case(settings.cases_dir, case_id)
         path = series_path(case, name)
@@ -328,8 +332,14 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     def margin_page(request: Request, case_id: str, _: User = Depends(require(*CAN_RUN_IMAGING))):
         """Ablation-margin workflow: pick pre/post, click tumour and zone, inspect, run."""
         case = get_case(settings.cases_dir, case_id)
-        fields = ("tumor_seed", "ablation_seed", "tumor_include", "tumor_exclude",
-                  "zone_include", "zone_exclude")
+        fields = (
+            "tumor_seed",
+            "ablation_seed",
+            "tumor_include",
+            "tumor_exclude",
+            "zone_include",
+            "zone_exclude",
+        )
         prefill = {f: request.query_params.get(f, "")[:2000] for f in fields}
         # Where the cursor starts: the tumour seed being corrected, else the MAM point of
         # the case's latest margin result, else the middle of the image.
@@ -346,9 +356,12 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     def _latest_mam(case_id: str) -> list[float] | None:
         """The MAM point (LPS mm) of the case's latest finished margin job, if any."""
         with Session(engine) as db:
-            jobs = db.scalars(select(Job).where(Job.case_id == case_id, Job.kind == "margin",
-                                                Job.state == "done").order_by(Job.id.desc())
-                              .limit(5)).all()
+            jobs = db.scalars(
+                select(Job)
+                .where(Job.case_id == case_id, Job.kind == "margin", Job.state == "done")
+                .order_by(Job.id.desc())
+                .limit(5)
+            ).all()
         manager = getattr(app.state, "jobs", None)  # None: started without jobs (tests)
         for job in jobs if manager is not None else []:
             summary = _result_summary(manager.job_dir(job.id))
@@ -384,18 +397,37 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         if action == "preview":
             if not (tumor_seed and ablation_seed):
                 raise InputError("click the tumour and the zone first", "seeds")
-            edits = {name: parse_points(text, name) for name, text in (
-                ("tumor_include", tumor_include), ("tumor_exclude", tumor_exclude),
-                ("zone_include", zone_include), ("zone_exclude", zone_exclude))}
-            steps = segment_steps(case, pre=pre, post=post,
-                                  tumor_seed=parse_point(tumor_seed, "tumour seed"),
-                                  ablation_seed=parse_point(ablation_seed, "zone seed"),
-                                  edits=edits)
+            edits = {
+                name: parse_points(text, name)
+                for name, text in (
+                    ("tumor_include", tumor_include),
+                    ("tumor_exclude", tumor_exclude),
+                    ("zone_include", zone_include),
+                    ("zone_exclude", zone_exclude),
+                )
+            }
+            steps = segment_steps(
+                case,
+                pre=pre,
+                post=post,
+                tumor_seed=parse_point(tumor_seed, "tumour seed"),
+                ablation_seed=parse_point(ablation_seed, "zone seed"),
+                edits=edits,
+            )
             job_id = request.app.state.jobs.create(
-                "segment", case_id, steps,
-                {"pre": pre, "post": post, "tumor_seed": tumor_seed,
-                 "ablation_seed": ablation_seed, **{k: ";".join(",".join(f"{v:.1f}" for v in p)
-                                                      for p in pts) for k, pts in edits.items()}},
+                "segment",
+                case_id,
+                steps,
+                {
+                    "pre": pre,
+                    "post": post,
+                    "tumor_seed": tumor_seed,
+                    "ablation_seed": ablation_seed,
+                    **{
+                        k: ";".join(",".join(f"{v:.1f}" for v in p) for p in pts)
+                        for k, pts in edits.items()
+                    },
+                },
                 user.username,
             )
             audit(request, "run", f"job:{job_id}:segment:case:{case_id}")
@@ -440,8 +472,9 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         from hepanav.web.workflows import plan_steps
 
         case = get_case(settings.cases_dir, case_id)
-        steps = plan_steps(case, ct=ct, tumor=tumor, labels=labels or None,
-                           margin_mm=margin_mm, device=device)
+        steps = plan_steps(
+            case, ct=ct, tumor=tumor, labels=labels or None, margin_mm=margin_mm, device=device
+        )
         job_id = request.app.state.jobs.create(
             "plan", case_id, steps, {"ct": ct, "tumor": tumor}, user.username
         )
@@ -464,13 +497,22 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             raise InputError("needs a finished segmentation", f"job {job_id}")
         case = get_case(settings.cases_dir, job.case_id)
         steps = margin_steps(
-            case, pre=job.params["pre"], post=job.params["post"], tumor_seed=None,
-            ablation_seed=None, tumor_mask=None, ablation_mask=None,
-            liver_pre=liver_pre or None, liver_post=liver_post or None,
-            tumor_path=result / "tumor.nii.gz", zone_path=result / "zone.nii.gz",
+            case,
+            pre=job.params["pre"],
+            post=job.params["post"],
+            tumor_seed=None,
+            ablation_seed=None,
+            tumor_mask=None,
+            ablation_mask=None,
+            liver_pre=liver_pre or None,
+            liver_post=liver_post or None,
+            tumor_path=result / "tumor.nii.gz",
+            zone_path=result / "zone.nii.gz",
         )
         new_id = request.app.state.jobs.create(
-            "margin", job.case_id, steps,
+            "margin",
+            job.case_id,
+            steps,
             {"pre": job.params["pre"], "post": job.params["post"], "from_segment": job_id},
             user.username,
         )
@@ -478,9 +520,13 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return RedirectResponse(f"/jobs/{new_id}", status_code=303)
 
     @app.post("/jobs/{job_id}/placement", tags=["planning"], dependencies=[Depends(require_csrf)])
-    def placement_run(request: Request, job_id: int, control_ct: str = Form(...),
-                      db: Session = Depends(db_session),
-                      user: User = Depends(require(*CAN_RUN_IMAGING))):
+    def placement_run(
+        request: Request,
+        job_id: int,
+        control_ct: str = Form(...),
+        db: Session = Depends(db_session),
+        user: User = Depends(require(*CAN_RUN_IMAGING)),
+    ):
         """Check needle placement on a control CT against a finished plan."""
         from hepanav.web.workflows import placement_steps
 
@@ -504,12 +550,17 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return job
 
     @app.get("/jobs/{job_id}", response_class=HTMLResponse, tags=["jobs"])
-    def job_page(request: Request, job_id: int, db: Session = Depends(db_session),
-                 _: User = Depends(require(*CAN_VIEW_CASES))):
+    def job_page(
+        request: Request,
+        job_id: int,
+        db: Session = Depends(db_session),
+        _: User = Depends(require(*CAN_VIEW_CASES)),
+    ):
         job = _job(db, job_id)
         status = request.app.state.jobs.status(job_id) if request.app.state.jobs else {}
-        result = _result_summary(request.app.state.jobs.job_dir(job_id)) if job.state == "done" \
-            else None
+        result = (
+            _result_summary(request.app.state.jobs.job_dir(job_id)) if job.state == "done" else None
+        )
         case = None
         if job.case_id and job.kind != "fetch":  # a fetched case exists when the job is done
             case = get_case(settings.cases_dir, job.case_id)
@@ -517,8 +568,12 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return page(request, "job.html.j2", job=job, status=status, result=result, case=case)
 
     @app.get("/jobs/{job_id}/pre-in-post", tags=["margin"])
-    def pre_in_post(request: Request, job_id: int, db: Session = Depends(db_session),
-                    _: User = Depends(require(*CAN_VIEW_CASES))):
+    def pre_in_post(
+        request: Request,
+        job_id: int,
+        db: Session = Depends(db_session),
+        _: User = Depends(require(*CAN_VIEW_CASES)),
+    ):
         """The pre CT warped into the post CT's space (for the fused view), NIfTI."""
         from hepanav.web.viewer import warped_pre
 
@@ -552,8 +607,9 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return status
 
     @app.get("/api/jobs/{job_id}/events", tags=["jobs"])
-    async def job_events(request: Request, job_id: int,
-                         _: User = Depends(require(*CAN_VIEW_CASES))):
+    async def job_events(
+        request: Request, job_id: int, _: User = Depends(require(*CAN_VIEW_CASES))
+    ):
         """Server-sent events with the job's progress until it ends (survives reloads:
         the state comes from the database and the job folder, not from this connection)."""
         manager = request.app.state.jobs
@@ -574,8 +630,9 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     @app.get("/jobs/{job_id}/files/{path:path}", tags=["jobs"])
-    def job_file(request: Request, job_id: int, path: str,
-                 _: User = Depends(require(*CAN_VIEW_CASES))):
+    def job_file(
+        request: Request, job_id: int, path: str, _: User = Depends(require(*CAN_VIEW_CASES))
+    ):
         """A file of a finished job's result folder (report, maps, masks)."""
         root = (request.app.state.jobs.job_dir(job_id) / "result").resolve()
         target = (root / path).resolve()
@@ -611,10 +668,16 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             plan_json = request.app.state.jobs.job_dir(job_id) / "result" / "plan" / "plan.json"
             if not json.loads(plan_json.read_text()).get("feasible", False):
                 # Its zones do not cover the target: never stored as a plan in PACS.
-                raise InputError("an infeasible plan cannot be signed off; change the margin, "
-                                 "device or risk settings and plan again", f"job {job_id}")
-        ids = {"patient_id": patient_id.strip(), "procedure_id": procedure_id.strip(),
-               "lesion_id": lesion_id.strip()}
+                raise InputError(
+                    "an infeasible plan cannot be signed off; change the margin, "
+                    "device or risk settings and plan again",
+                    f"job {job_id}",
+                )
+        ids = {
+            "patient_id": patient_id.strip(),
+            "procedure_id": procedure_id.strip(),
+            "lesion_id": lesion_id.strip(),
+        }
         registry = ids if any(ids.values()) else None
         if registry and not all(ids.values()):
             raise InputError("give patient, procedure and lesion id (pseudonymous)", "registry")
@@ -625,13 +688,23 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             candidate = series_path(case, name) if name else None
             source = candidate if candidate is not None and candidate.is_dir() else None
         manager = request.app.state.jobs
-        steps = signoff_steps(manager.job_dir(job_id) / "result", kind=job.kind, source=source,
-                              send_to_pacs=send_pacs, registry=registry,
-                              registry_db=settings.registry_db, signed_by=user.username,
-                              job_id=job_id)
-        new_id = manager.create("signoff", job.case_id, steps,
-                                {"signs_off": job_id, "pacs": send_pacs,
-                                 "registry": registry is not None}, user.username)
+        steps = signoff_steps(
+            manager.job_dir(job_id) / "result",
+            kind=job.kind,
+            source=source,
+            send_to_pacs=send_pacs,
+            registry=registry,
+            registry_db=settings.registry_db,
+            signed_by=user.username,
+            job_id=job_id,
+        )
+        new_id = manager.create(
+            "signoff",
+            job.case_id,
+            steps,
+            {"signs_off": job_id, "pacs": send_pacs, "registry": registry is not None},
+            user.username,
+        )
         audit(request, "sign-off", f"job:{job_id}:via:{new_id}")
         return RedirectResponse(f"/jobs/{new_id}", status_code=303)
 
@@ -640,13 +713,26 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     def therapy_page(request: Request, _: User = Depends(user_of)):
         from hepanav.web.workflows import therapy_example
 
-        return page(request, "therapy.html.j2", report=None, case_text="", message=None,
-                    example=therapy_example())
+        return page(
+            request,
+            "therapy.html.j2",
+            report=None,
+            case_text="",
+            message=None,
+            example=therapy_example(),
+        )
 
-    @app.post("/therapy", response_class=HTMLResponse, tags=["therapy"],
-              dependencies=[Depends(require_csrf)])
-    def therapy_run(request: Request, case_text: str = Form(..., max_length=100_000),
-                    user: User = Depends(user_of)):
+    @app.post(
+        "/therapy",
+        response_class=HTMLResponse,
+        tags=["therapy"],
+        dependencies=[Depends(require_csrf)],
+    )
+    def therapy_run(
+        request: Request,
+        case_text: str = Form(..., max_length=100_000),
+        user: User = Depends(user_of),
+    ):
         """Evaluate a therapy case (YAML, the CLI's case format) and show the verdicts."""
         from hepanav.web.workflows import run_therapy
 
@@ -655,8 +741,15 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         except InputError as exc:
             # Keep what was typed, say what is wrong (one message, no traceback).
             audit(request, "run", "therapy", "refused")
-            return page(request, "therapy.html.j2", code=400, report=None,
-                        case_text=case_text, message=" ".join(str(exc).split()), example="")
+            return page(
+                request,
+                "therapy.html.j2",
+                code=400,
+                report=None,
+                case_text=case_text,
+                message=" ".join(str(exc).split()),
+                example="",
+            )
         audit(request, "run", "therapy")
         return page(request, "therapy.html.j2", report=report, case_text=case_text, example="")
 
@@ -665,11 +758,16 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         """Dose check (``hepanav therapy dose``): a sourced regimen or the historical table."""
         from hepanav.web.workflows import dose_options
 
-        return page(request, "dose.html.j2", options=dose_options(), form={}, result=None,
-                    message=None)
+        return page(
+            request, "dose.html.j2", options=dose_options(), form={}, result=None, message=None
+        )
 
-    @app.post("/therapy/dose", response_class=HTMLResponse, tags=["therapy"],
-              dependencies=[Depends(require_csrf)])
+    @app.post(
+        "/therapy/dose",
+        response_class=HTMLResponse,
+        tags=["therapy"],
+        dependencies=[Depends(require_csrf)],
+    )
     def dose_run(
         request: Request,
         drug: str = Form("", max_length=64),
@@ -687,18 +785,34 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         the verdict is shown with its source (the form keeps what was typed)."""
         from hepanav.web.workflows import dose_options, run_dose_check
 
-        form = {"drug": drug, "regimen": regimen, "dose": dose, "unit": unit, "per": per,
-                "route": route, "height_cm": height_cm, "weight_kg": weight_kg,
-                "historical": historical}
+        form = {
+            "drug": drug,
+            "regimen": regimen,
+            "dose": dose,
+            "unit": unit,
+            "per": per,
+            "route": route,
+            "height_cm": height_cm,
+            "weight_kg": weight_kg,
+            "historical": historical,
+        }
         try:
             result = run_dose_check(form)
         except InputError as exc:
             audit(request, "run", "therapy-dose", "refused")
-            return page(request, "dose.html.j2", code=400, options=dose_options(), form=form,
-                        result=None, message=" ".join(str(exc).split()))
+            return page(
+                request,
+                "dose.html.j2",
+                code=400,
+                options=dose_options(),
+                form=form,
+                result=None,
+                message=" ".join(str(exc).split()),
+            )
         audit(request, "run", "therapy-dose")
-        return page(request, "dose.html.j2", options=dose_options(), form=form, result=result,
-                    message=None)
+        return page(
+            request, "dose.html.j2", options=dose_options(), form=form, result=result, message=None
+        )
 
     # ---------------------------------------------------------- registry
     @app.get("/registry", response_class=HTMLResponse, tags=["registry"])
@@ -715,31 +829,54 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         from hepanav.web.workflows import registry_dashboard, registry_summary
 
         summary = registry_summary(settings.registry_db)
-        filters = {"date_from": date_from, "date_to": date_to,
-                   "procedure_type": procedure_type, "centre": centre}
-        board = None if summary.get("error") else registry_dashboard(
-            settings.registry_db, **{k: v or None for k, v in filters.items()})
+        filters = {
+            "date_from": date_from,
+            "date_to": date_to,
+            "procedure_type": procedure_type,
+            "centre": centre,
+        }
+        board = (
+            None
+            if summary.get("error")
+            else registry_dashboard(
+                settings.registry_db, **{k: v or None for k, v in filters.items()}
+            )
+        )
         audit(request, "view", "registry")
-        return page(request, "registry.html.j2", summary=summary, errors=None, board=board,
-                    filters=filters)
+        return page(
+            request, "registry.html.j2", summary=summary, errors=None, board=board, filters=filters
+        )
 
-    @app.post("/registry/import", response_class=HTMLResponse, tags=["registry"],
-              dependencies=[Depends(require_csrf)])
-    async def registry_import(request: Request, file: UploadFile,
-                              user: User = Depends(require(*CAN_EDIT_REGISTRY))):
+    @app.post(
+        "/registry/import",
+        response_class=HTMLResponse,
+        tags=["registry"],
+        dependencies=[Depends(require_csrf)],
+    )
+    async def registry_import(
+        request: Request, file: UploadFile, user: User = Depends(require(*CAN_EDIT_REGISTRY))
+    ):
         """Import a CSV/XLSX template; row errors are shown in the page, nothing half-stored."""
         from hepanav.web.workflows import registry_import_file, registry_summary
 
-        saved = await save_upload(file, settings.uploads_dir, settings.max_upload_mb,
-                                  (".csv", ".xlsx"))
+        saved = await save_upload(
+            file, settings.uploads_dir, settings.max_upload_mb, (".csv", ".xlsx")
+        )
         try:
             errors = await asyncio.to_thread(registry_import_file, saved, settings.registry_db)
         finally:
             saved.unlink(missing_ok=True)
         audit(request, "import", "registry", "failed" if errors else "ok")
         summary = registry_summary(settings.registry_db)
-        return page(request, "registry.html.j2", summary=summary, errors=errors, board=None,
-                    filters={}, code=400 if errors else 200)
+        return page(
+            request,
+            "registry.html.j2",
+            summary=summary,
+            errors=errors,
+            board=None,
+            filters={},
+            code=400 if errors else 200,
+        )
 
     # ------------------------------------------------------- fluorescence
     @app.get("/fluoro", response_class=HTMLResponse, tags=["fluorescence"])
@@ -747,14 +884,31 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         return page(request, "fluoro.html.j2")
 
     @app.post("/fluoro", tags=["fluorescence"], dependencies=[Depends(require_csrf)])
-    async def fluoro_run(request: Request, nir: UploadFile, bit_depth: int = Form(8, ge=8, le=16),
-                         user: User = Depends(require(*CAN_RUN_FLUORO))):
+    async def fluoro_run(
+        request: Request,
+        nir: UploadFile,
+        bit_depth: int = Form(8, ge=8, le=16),
+        user: User = Depends(require(*CAN_RUN_FLUORO)),
+    ):
         """Upload a NIR recording (video) and analyse it as a background job."""
-        saved = await save_upload(nir, settings.uploads_dir, settings.max_upload_mb,
-                                  (".mp4", ".avi", ".mkv", ".mov"))
-        steps = [("Analysing fluorescence",
-                  ["fluoro", "analyze", "--nir", str(saved), "--bit-depth", str(bit_depth),
-                   "--out", "{work}/fluoro"])]
+        saved = await save_upload(
+            nir, settings.uploads_dir, settings.max_upload_mb, (".mp4", ".avi", ".mkv", ".mov")
+        )
+        steps = [
+            (
+                "Analysing fluorescence",
+                [
+                    "fluoro",
+                    "analyze",
+                    "--nir",
+                    str(saved),
+                    "--bit-depth",
+                    str(bit_depth),
+                    "--out",
+                    "{work}/fluoro",
+                ],
+            )
+        ]
         job_id = request.app.state.jobs.create("fluoro", "", steps, {}, user.username)
         audit(request, "run", f"job:{job_id}:fluoro")
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
@@ -779,8 +933,9 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
 
     # ------------------------------------------------------------- admin
     @app.get("/admin/audit", response_class=HTMLResponse, tags=["admin"])
-    def audit_page(request: Request, db: Session = Depends(db_session),
-                   _: User = Depends(require(*CAN_ADMIN))):
+    def audit_page(
+        request: Request, db: Session = Depends(db_session), _: User = Depends(require(*CAN_ADMIN))
+    ):
         audit_log.flush()
         events = db.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500)).all()
         return page(request, "audit.html.j2", events=events)
@@ -791,8 +946,13 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         audit_log.flush()
         events = db.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500)).all()
         return [
-            {"at": e.at.isoformat(), "user": e.username, "action": e.action,
-             "target": e.target, "outcome": e.outcome}
+            {
+                "at": e.at.isoformat(),
+                "user": e.username,
+                "action": e.action,
+                "target": e.target,
+                "outcome": e.outcome,
+            }
             for e in events
         ]
 
@@ -813,21 +973,23 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         """Reading: every role; changing: coordinator and admin, with the CSRF token."""
         if request.method not in ("GET", "HEAD"):
             if request.state.user.role not in CAN_EDIT_REGISTRY:
-                raise HTTPException(403, f"your role ({request.state.user.role}) may not "
-                                    "change registry records")
+                raise HTTPException(
+                    403, f"your role ({request.state.user.role}) may not change registry records"
+                )
             await require_csrf(request)
 
     app.dependency_overrides[registry_api.get_engine] = registry_engine
+
     def registry_user(request: Request) -> str:
         return request.state.user.username
 
     app.dependency_overrides[registry_api.get_user] = registry_user
-    app.include_router(registry_api.router, prefix="/api/registry",
-                       dependencies=[Depends(registry_guard)])
+    app.include_router(
+        registry_api.router, prefix="/api/registry", dependencies=[Depends(registry_guard)]
+    )
 
     @app.get("/registry/records/{table}", response_class=HTMLResponse, tags=["registry"])
-    def registry_record_page(request: Request, table: str, key: str,
-                             _: User = Depends(user_of)):
+    def registry_record_page(request: Request, table: str, key: str, _: User = Depends(user_of)):
         """One registry record with its edit history and a correction form."""
         from hepanav.registry import records
 
@@ -843,8 +1005,16 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             engine.dispose()
         audit(request, "view", f"registry:{table}:{key}")
         key_map = dict(zip(names, parts, strict=True))
-        return page(request, "record.html.j2", table=table, key=key, names=names,
-                    key_map=key_map, record=record, history=history)
+        return page(
+            request,
+            "record.html.j2",
+            table=table,
+            key=key,
+            names=names,
+            key_map=key_map,
+            record=record,
+            history=history,
+        )
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:

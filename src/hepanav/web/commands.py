@@ -49,9 +49,7 @@ def serve(
 @web_app.command("create-user")
 def create_user(
     username: str = typer.Option(..., "--username", help="Login name."),
-    role: str = typer.Option(
-        ..., "--role", help="radiologist, surgeon, coordinator or admin."
-    ),
+    role: str = typer.Option(..., "--role", help="radiologist, surgeon, coordinator or admin."),
     db: str | None = typer.Option(None, "--db", help="Application database URL."),
     password_stdin: bool = typer.Option(
         False, "--password-stdin", help="Read the password from standard input (for scripts)."

@@ -52,8 +52,11 @@ def demo_registry(database: Path, patients: int = 150) -> None:
     run = [sys.executable, "-m", "hepanav", "registry"]
     subprocess.run([*run, "init", "--db", url], check=True, capture_output=True)
     for kind in ("outcomes", "events", "complications"):
-        subprocess.run([*run, "import", str(paths[kind]), "--kind", kind, "--db", url],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*run, "import", str(paths[kind]), "--kind", kind, "--db", url],
+            check=True,
+            capture_output=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,15 +51,31 @@ class Server:
     extra_env: dict[str, str] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, HEPANAV_WEB_COOKIE_SECURE="false",
-                   HEPANAV_WEB_REGISTRY_DB=f"sqlite:///{self.data_dir / 'registry.sqlite'}",
-                   **(self.extra_env or {}))
+        env = dict(
+            os.environ,
+            HEPANAV_WEB_COOKIE_SECURE="false",
+            HEPANAV_WEB_REGISTRY_DB=f"sqlite:///{self.data_dir / 'registry.sqlite'}",
+            **(self.extra_env or {}),
+        )
         self.log = self.data_dir / "server.log"
         handle = open(self.log, "ab")  # noqa: SIM115 - kept open for the process's lifetime
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hepanav", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--db", self.db],
-            stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "hepanav",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--db",
+                self.db,
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 120
         import httpx
@@ -88,5 +104,3 @@ class Server:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-

@@ -31,7 +31,8 @@ def live_stream(source: str, white: str | None = None) -> tuple[str, Iterator[by
     info, pairs = frame_pairs(source, white)
     depth = info["bit_depth"]
     live = LiveDisplay(
-        AnalysisSettings(bit_depth=depth), depth,
+        AnalysisSettings(bit_depth=depth),
+        depth,
         clipped_background=info.get("clipped_background", False),
     )
     frames = live_frames(pairs, live, pace=True)

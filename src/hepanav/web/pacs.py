@@ -40,5 +40,6 @@ def case_id_for(study_uid: str) -> str:
 
 def fetch_steps(study_uid: str) -> list[tuple[str, list[str]]]:
     """Job steps that retrieve every series of a study into ``{work}/series``."""
-    return [("Retrieving the study from PACS", ["pacs", "get", study_uid, "--out",
-                                                "{work}/series"])]
+    return [
+        ("Retrieving the study from PACS", ["pacs", "get", study_uid, "--out", "{work}/series"])
+    ]

@@ -60,9 +60,11 @@ def create_user(db: Session, username: str, password: str, role: str) -> User:
     """
     if role not in ROLES:
         raise InputError(f"unknown role {role!r}; choose from {', '.join(ROLES)}", "--role")
-    if not username or len(username) > 64 or not username.replace(".", "").replace(
-        "-", ""
-    ).replace("_", "").isalnum():
+    if (
+        not username
+        or len(username) > 64
+        or not username.replace(".", "").replace("-", "").replace("_", "").isalnum()
+    ):
         raise InputError("use 1-64 letters, digits, '.', '-' or '_'", "--username")
     if len(password) < 12:
         raise InputError("must have at least 12 characters", "password")
@@ -149,8 +151,13 @@ class AuditWriter:
 
     def record(self, username: str, action: str, target: str = "", outcome: str = "ok") -> None:
         """Queue one event (the time is taken now, not when it is written)."""
-        event = {"at": utcnow(), "username": username[:64], "action": action[:32],
-                 "target": target[:256], "outcome": outcome[:16]}
+        event = {
+            "at": utcnow(),
+            "username": username[:64],
+            "action": action[:32],
+            "target": target[:256],
+            "outcome": outcome[:16],
+        }
         if self._closed:  # after shutdown (tests, scripts): write it at once
             self._write([event])
             return
@@ -158,8 +165,9 @@ class AuditWriter:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="hepanav-audit",
-                                                    daemon=True)
+                    self._thread = threading.Thread(
+                        target=self._run, name="hepanav-audit", daemon=True
+                    )
                     self._thread.start()
 
     def _drain(self) -> list[dict]:

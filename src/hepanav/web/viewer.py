@@ -42,7 +42,8 @@ def warped_pre(pre: Path, result: Path, cache: Path) -> Path | None:
     if not target.exists():
         transform = sitk.ReadTransform(str(transform_file))
         grid = sitk.ReadImage(str(grid_file))
-        moved = sitk.Resample(read_image(pre), grid, transform, sitk.sitkLinear, -1024.0,
-                              sitk.sitkInt16)
+        moved = sitk.Resample(
+            read_image(pre), grid, transform, sitk.sitkLinear, -1024.0, sitk.sitkInt16
+        )
         write_image(moved, target)
     return target

@@ -46,8 +46,9 @@ def _seed(point: Point) -> str:
     return ",".join(f"{v:.2f}" for v in point)
 
 
-def _segment_step(structure: str, ct: Path, seed: Point, include: list[Point],
-                  exclude: list[Point], out: str) -> tuple[str, list[str]]:
+def _segment_step(
+    structure: str, ct: Path, seed: Point, include: list[Point], exclude: list[Point], out: str
+) -> tuple[str, list[str]]:
     label = {"tumor": "the tumour (pre CT)", "ablation": "the ablation zone (post CT)"}
     argv = ["segment", structure, "--ct", str(ct), "--seed", _seed(seed), "--out", out]
     for point in include:
@@ -73,12 +74,22 @@ def segment_steps(
     """
     edits = edits or {}
     return [
-        _segment_step("tumor", series_path(case, pre), tumor_seed,
-                      edits.get("tumor_include", []), edits.get("tumor_exclude", []),
-                      "{work}/tumor.nii.gz"),
-        _segment_step("ablation", series_path(case, post), ablation_seed,
-                      edits.get("zone_include", []), edits.get("zone_exclude", []),
-                      "{work}/zone.nii.gz"),
+        _segment_step(
+            "tumor",
+            series_path(case, pre),
+            tumor_seed,
+            edits.get("tumor_include", []),
+            edits.get("tumor_exclude", []),
+            "{work}/tumor.nii.gz",
+        ),
+        _segment_step(
+            "ablation",
+            series_path(case, post),
+            ablation_seed,
+            edits.get("zone_include", []),
+            edits.get("zone_exclude", []),
+            "{work}/zone.nii.gz",
+        ),
     ]
 
 
@@ -110,9 +121,21 @@ def margin_steps(
     pre_path, post_path = series_path(case, pre), series_path(case, post)
     steps: list[tuple[str, list[str]]] = []
     if tumor_seed is not None:
-        steps.append(("Segmenting the tumour (pre CT)", [
-            "segment", "tumor", "--ct", str(pre_path), "--seed", _seed(tumor_seed),
-            "--out", "{work}/tumor.nii.gz"]))
+        steps.append(
+            (
+                "Segmenting the tumour (pre CT)",
+                [
+                    "segment",
+                    "tumor",
+                    "--ct",
+                    str(pre_path),
+                    "--seed",
+                    _seed(tumor_seed),
+                    "--out",
+                    "{work}/tumor.nii.gz",
+                ],
+            )
+        )
         tumor = "{work}/tumor.nii.gz"
     elif tumor_path is not None:
         tumor = str(tumor_path)
@@ -121,9 +144,21 @@ def margin_steps(
     else:
         raise InputError("click the tumour (or choose a tumour mask)", "tumour")
     if ablation_seed is not None:
-        steps.append(("Segmenting the ablation zone (post CT)", [
-            "segment", "ablation", "--ct", str(post_path), "--seed", _seed(ablation_seed),
-            "--out", "{work}/zone.nii.gz"]))
+        steps.append(
+            (
+                "Segmenting the ablation zone (post CT)",
+                [
+                    "segment",
+                    "ablation",
+                    "--ct",
+                    str(post_path),
+                    "--seed",
+                    _seed(ablation_seed),
+                    "--out",
+                    "{work}/zone.nii.gz",
+                ],
+            )
+        )
         zone = "{work}/zone.nii.gz"
     elif zone_path is not None:
         zone = str(zone_path)
@@ -131,11 +166,26 @@ def margin_steps(
         zone = str(series_path(case, ablation_mask))
     else:
         raise InputError("click the ablation zone (or choose a zone mask)", "ablation zone")
-    margin = ["margin", "--pre", str(pre_path), "--post", str(post_path),
-              "--tumor", tumor, "--ablation", zone, "--out", "{work}/margin"]
+    margin = [
+        "margin",
+        "--pre",
+        str(pre_path),
+        "--post",
+        str(post_path),
+        "--tumor",
+        tumor,
+        "--ablation",
+        zone,
+        "--out",
+        "{work}/margin",
+    ]
     if liver_pre and liver_post:
-        margin += ["--liver-pre", str(series_path(case, liver_pre)),
-                   "--liver-post", str(series_path(case, liver_post))]
+        margin += [
+            "--liver-pre",
+            str(series_path(case, liver_pre)),
+            "--liver-post",
+            str(series_path(case, liver_post)),
+        ]
     steps.append(("Registering and measuring the margin", margin))
     return steps
 
@@ -167,7 +217,8 @@ def therapy_example() -> str:
     from importlib.resources import files
 
     examples = sorted(
-        p for p in files("hepanav.therapy").joinpath("data", "examples").iterdir()
+        p
+        for p in files("hepanav.therapy").joinpath("data", "examples").iterdir()
         if p.name.endswith(".yaml")
     )
     return examples[0].read_text(encoding="utf-8") if examples else ""
@@ -228,20 +279,40 @@ def plan_steps(
         raise InputError("must be between 0 and 20 mm", "margin")
     if device not in builtin_devices():
         raise InputError(f"unknown device {device!r}", "device")
-    argv = ["plan", "--ct", str(series_path(case, ct)), "--tumor", str(series_path(case, tumor)),
-            "--margin", f"{margin_mm:g}", "--device", device, "--out", "{work}/plan"]
+    argv = [
+        "plan",
+        "--ct",
+        str(series_path(case, ct)),
+        "--tumor",
+        str(series_path(case, tumor)),
+        "--margin",
+        f"{margin_mm:g}",
+        "--device",
+        device,
+        "--out",
+        "{work}/plan",
+    ]
     if labels:
         argv += ["--labels", str(series_path(case, labels))]
     return [("Planning needle trajectories", argv)]
 
 
-def placement_steps(
-    case: Case, *, plan_json: Path, control_ct: str
-) -> list[tuple[str, list[str]]]:
+def placement_steps(case: Case, *, plan_json: Path, control_ct: str) -> list[tuple[str, list[str]]]:
     """Job steps for the placement check of a finished plan on a control CT."""
-    return [("Finding the needles on the control CT", [
-        "verify-placement", "--plan", str(plan_json),
-        "--control-ct", str(series_path(case, control_ct)), "--out", "{work}/placement"])]
+    return [
+        (
+            "Finding the needles on the control CT",
+            [
+                "verify-placement",
+                "--plan",
+                str(plan_json),
+                "--control-ct",
+                str(series_path(case, control_ct)),
+                "--out",
+                "{work}/placement",
+            ],
+        )
+    ]
 
 
 def needles_connectome(plan: dict[str, Any]) -> dict[str, Any]:
@@ -322,12 +393,23 @@ def signoff_steps(
         steps.append(("Writing DICOM SEG / SR / SC", export))
         steps.append(("Storing to PACS", ["pacs", "send", "{work}/dicom"]))
     if registry and kind == "margin":
-        argv = ["registry", "import-margin", str(sub / "margin.json"),
-                "--patient-id", registry["patient_id"],
-                "--procedure-id", registry["procedure_id"],
-                "--lesion-id", registry["lesion_id"]]
-        argv += ["--upsert", "--accept-not-decisive",
-                 "--reason", f"web sign-off of job {job_id}" if job_id else "web sign-off"]
+        argv = [
+            "registry",
+            "import-margin",
+            str(sub / "margin.json"),
+            "--patient-id",
+            registry["patient_id"],
+            "--procedure-id",
+            registry["procedure_id"],
+            "--lesion-id",
+            registry["lesion_id"],
+        ]
+        argv += [
+            "--upsert",
+            "--accept-not-decisive",
+            "--reason",
+            f"web sign-off of job {job_id}" if job_id else "web sign-off",
+        ]
         if signed_by:
             argv += ["--user", signed_by]
         if registry_db:
@@ -381,8 +463,13 @@ def registry_dashboard(
             cached = _DASHBOARD_CACHE.get(key)
         if cached is not None and cached[0] == stamp and time.monotonic() - cached[1] < CACHE_S:
             return cached[2]
-        report = dashboard(engine, date_from=start, date_to=end,
-                           procedure_type=procedure_type or None, centre=centre or None)
+        report = dashboard(
+            engine,
+            date_from=start,
+            date_to=end,
+            procedure_type=procedure_type or None,
+            centre=centre or None,
+        )
     finally:
         engine.dispose()
     data = report.model_dump(mode="json")
@@ -390,21 +477,26 @@ def registry_dashboard(
     for step in report.flow:
         if step.step.startswith("first treated by "):
             kind = step.step.removeprefix("first treated by ")
-            row: dict[str, Any] = {"procedure_type": kind, "patients": step.patients,
-                                   "lesions": step.lesions}
+            row: dict[str, Any] = {
+                "procedure_type": kind,
+                "patients": step.patients,
+                "lesions": step.lesions,
+            }
             if kind == "resection" and report.outcomes.resection is not None:
                 row["r0"] = report.outcomes.resection.r0_per_lesion.model_dump()
             if kind == "ablation" and report.outcomes.ablation is not None:
-                row["technical_success"] = (
-                    report.outcomes.ablation.technical_success.model_dump())
+                row["technical_success"] = report.outcomes.ablation.technical_success.model_dump()
                 if report.mam_mm_quantiles:
                     row["mam_median_mm"] = report.mam_mm_quantiles["p50"]
                 if report.mam_decisiveness is not None:
                     row["mam_decisiveness"] = report.mam_decisiveness.model_dump()
             rows.append(row)
-    board = {"rows": rows, "report": data,
-             "options": {"procedure_types": report.procedure_types, "centres": report.centres},
-             "computed_at": dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC")}
+    board = {
+        "rows": rows,
+        "report": data,
+        "options": {"procedure_types": report.procedure_types, "centres": report.centres},
+        "computed_at": dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC"),
+    }
     with _DASHBOARD_LOCK:
         if len(_DASHBOARD_CACHE) > 64:
             _DASHBOARD_CACHE.clear()
@@ -433,9 +525,16 @@ def _registry_stamp(engine) -> tuple:
     return (tuple(sorted(table_counts(engine).items())), tuple(changes), last_import)
 
 
-DOSE_FIELDS = {"--drug": "drug", "--regimen": "regimen", "--dose": "dose", "--unit": "unit",
-               "--per": "per", "--route": "route", "--height-cm": "height (cm)",
-               "--weight-kg": "weight (kg)"}
+DOSE_FIELDS = {
+    "--drug": "drug",
+    "--regimen": "regimen",
+    "--dose": "dose",
+    "--unit": "unit",
+    "--per": "per",
+    "--route": "route",
+    "--height-cm": "height (cm)",
+    "--weight-kg": "weight (kg)",
+}
 
 
 def dose_options() -> dict[str, Any]:
@@ -446,9 +545,10 @@ def dose_options() -> dict[str, Any]:
     regimens = load_regimens().regimens
     table = load_dose_table()
     return {
-        "regimens": [(key, f"{key}: {r.drug}, {r.unit} per "
-                      f"{'session' if r.per_session else 'day / cycle'}")
-                     for key, r in regimens.items()],
+        "regimens": [
+            (key, f"{key}: {r.drug}, {r.unit} per {'session' if r.per_session else 'day / cycle'}")
+            for key, r in regimens.items()
+        ],
         "drugs": sorted(table.drugs),
         "routes": sorted(table.routes),
     }
