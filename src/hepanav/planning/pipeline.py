@@ -44,6 +44,11 @@ from hepanav.planning.verification import (
 from hepanav.planning.zones import inside_zones, zone_center
 
 TUMOR_FILE, BAND_FILE, LIVER_FILE = "tumor.nii.gz", "heat_sink_band.nii.gz", "liver.nii.gz"
+MARKUPS_FILE = "trajectories.mrk.json"
+NO_NAVIGATION = (
+    "No navigation trajectories were written (no trajectories.mrk.json): the plan is not "
+    "feasible; its needles stay in plan.json for analysis only and must not be placed."
+)
 
 
 def _crop_image(ct: sitk.Image, box, array: np.ndarray) -> sitk.Image:
@@ -150,7 +155,7 @@ def run_plan(
         "tumor_crop": TUMOR_FILE,
         "heat_sink_band": BAND_FILE,
         "liver_crop": LIVER_FILE,
-        "markups": "trajectories.mrk.json",
+        "markups": MARKUPS_FILE,
         "report": "report.html",
     }
     out = plan(inp, risk, device, margin_mm, solver=solver, paths=paths)
@@ -162,17 +167,37 @@ def run_plan(
     out.result.input_records = records
     add_structure_warnings(out.result, inp.labels, risk, derived, given=given_ids)
     out.result.derivation_notes += label_notes
+    withhold_navigation(out.result)
     out_dir = Path(out_dir)
     region = out.region
     written = [
         write_json(out_dir / "plan.json", out.result),
-        write_markups(out.result, out_dir / "trajectories.mrk.json"),
+        *(
+            [write_markups(out.result, out_dir / MARKUPS_FILE)]
+            if out.result.inputs.get("markups")
+            else []
+        ),
         write_image(_crop_image(ct, region.box, region.tumor), out_dir / TUMOR_FILE),
         write_image(_crop_image(ct, region.box, region.band), out_dir / BAND_FILE),
         write_image(_crop_image(ct, region.box, region.liver), out_dir / LIVER_FILE),
         write_plan_report(out, risk, out_dir / "report.html"),
     ]
     return out, written
+
+
+def withhold_navigation(result: PlanResult) -> bool:
+    """An infeasible plan exports no navigation trajectories: ``inputs["markups"]`` is
+    dropped (so no ``trajectories.mrk.json`` is written) and the message says why. Its
+    needles stay in ``plan.json`` for analysis (the report's "what blocks it" views);
+    ``verify-placement``, the DICOM export and the web app refuse or hide them.
+
+    Returns True when navigation output was withheld.
+    """
+    if result.feasible:
+        return False
+    result.inputs.pop("markups", None)
+    result.message += " " + NO_NAVIGATION
+    return True
 
 
 def refuse_entries_off_skin(result: PlanResult) -> list[int]:
@@ -396,6 +421,12 @@ def run_verification(
         check_number(value, option, 0.0, MAX_TOLERANCE_MM, lo_open=True, unit="mm")
     plan_path = Path(plan_path)
     plan_res = _load_plan(plan_path)
+    if not plan_res.feasible:
+        raise InputError(
+            "the plan is not feasible: its needles are not a placement plan (no "
+            "trajectories were exported); plan again and verify against a feasible plan",
+            plan_path,
+        )
     ct, ct_record = load_image(control_ct_path, "control CT", series=series)
     case_warnings = check_control_ct(plan_res, plan_path, ct, ct_record, control_ct_path)
     found = detect_needles(ct, threshold_hu)

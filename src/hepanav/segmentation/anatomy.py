@@ -97,6 +97,9 @@ class DerivedAnatomy:
         uint8 body outline on the CT grid.
     notes : list of str
         What could not be derived and why (e.g. vessels on an unenhanced CT).
+    not_found : dict of int to str
+        Ids of structures the derivation never finds although their group is derived
+        (``NOT_FOUND``: the costal cartilages, softer than the bone threshold), with why.
     """
 
     labels: sitk.Image
@@ -104,6 +107,17 @@ class DerivedAnatomy:
     derived: dict[str, str]
     body: sitk.Image
     notes: list[str] = field(default_factory=list)
+    not_found: dict[int, str] = field(default_factory=dict)
+
+
+#: Structures of a derived group that the thresholds never find (TotalSegmentator v2 id ->
+#: why). Uncalcified costal cartilage is 100-200 HU (the procedural phantom: 140 HU), as
+#: dense as enhanced blood and the liver's vessels, so no HU threshold separates it; it
+#: is listed as absent (red) instead of being passed off as covered by "bone".
+NOT_FOUND = {
+    117: "costal cartilages (uncalcified cartilage is 100-200 HU, below the bone threshold "
+    f"of {BONE_HU:.0f} HU, as dense as enhanced vessels): not derived from the CT",
+}
 
 
 def _ml(mask: np.ndarray, image: sitk.Image) -> float:
@@ -234,7 +248,11 @@ def tumour_liver_seed(ct: sitk.Image, tumor: sitk.Image) -> Seed:
 
 
 def derive_planning_labels(
-    ct: sitk.Image, tumor: sitk.Image, liver_seed: Seed | None = None
+    ct: sitk.Image,
+    tumor: sitk.Image,
+    liver_seed: Seed | None = None,
+    *,
+    liver: sitk.Image | None = None,
 ) -> DerivedAnatomy:
     """Body, bone (spine, ribs), lung/gas, liver and large vessels from the CT.
 
@@ -246,6 +264,10 @@ def derive_planning_labels(
         Tumour mask on the CT grid (uint8 0/1); it is part of the liver.
     liver_seed : Seed, optional
         A click in liver parenchyma; default: found next to the tumour.
+    liver : SimpleITK.Image, optional
+        A liver mask on the CT grid (e.g. from a given label map that lacks other
+        groups): used instead of segmenting the liver (no seed needed); its parenchyma
+        HU (median outside the tumour) decides the contrast phase.
 
     Returns
     -------
@@ -263,11 +285,18 @@ def derive_planning_labels(
     spine, ribs = bone_masks(arr, body, ct)
     bone = spine | ribs
     gas = _drop_small((arr < GAS_HU) & body, ct, MIN_GAS_ML)
-    seed = liver_seed or tumour_liver_seed(ct, tumor)
-    liver_seg = segment_liver(ct, [seed])
     tum = sitk.GetArrayFromImage(tumor) > 0
-    liver = (sitk.GetArrayFromImage(liver_seg.mask) > 0) | tum
-    liver_hu = float(liver_seg.parenchyma_hu or 0.0)
+    if liver is None:
+        seed = liver_seed or tumour_liver_seed(ct, tumor)
+        liver_seg = segment_liver(ct, [seed])
+        liver_how = f"liver segmenter from a click {seed.label}"
+        liver = (sitk.GetArrayFromImage(liver_seg.mask) > 0) | tum
+        liver_hu = float(liver_seg.parenchyma_hu or 0.0)
+    else:
+        liver_how = "the given label map's liver"
+        liver = (sitk.GetArrayFromImage(liver) > 0) | tum
+        parenchyma = arr[liver & ~tum]
+        liver_hu = float(np.median(parenchyma)) if parenchyma.size else 0.0
     notes: list[str] = []
     central = np.zeros_like(liver)
     inner = np.zeros_like(liver)
@@ -323,7 +352,7 @@ def derive_planning_labels(
         "spine": f">= {BONE_HU:.0f} HU + marrow, central posterior ({_ml(spine, ct):.0f} ml)",
         "ribs": f">= {BONE_HU:.0f} HU + marrow, the other bone ({_ml(ribs, ct):.0f} ml)",
         "lung and gas": f"< {GAS_HU:.0f} HU inside the body ({_ml(gas & ~liver, ct):.0f} ml)",
-        "liver": f"liver segmenter from a click {seed.label} ({_ml(liver, ct):.0f} ml)",
+        "liver": f"{liver_how} ({_ml(liver, ct):.0f} ml)",
     }
     if inner.any():
         derived["portal and hepatic veins"] = (
@@ -333,4 +362,4 @@ def derive_planning_labels(
         derived["large enhancing vessels (aorta; vena cava only if enhancing)"] = (
             f">= liver + {VESSEL_CONTRAST_HU:.0f} HU beside the spine ({_ml(central, ct):.0f} ml)"
         )
-    return DerivedAnatomy(image, dict(NAMES), derived, body_img, notes)
+    return DerivedAnatomy(image, dict(NAMES), derived, body_img, notes, dict(NOT_FOUND))
