@@ -315,7 +315,8 @@ def fill_from_ct(
     TotalSegmentator folder, with members that have no file) and for a missing liver,
     ``derive_labels(ct, tumour, liver=...)`` (the given liver, if any) is run once; its
     voxels of that group's ids are added where the given map is 0 and farther than
-    ``FILL_EXPLAINED_MM`` from the group's given labels (components >= ``FILL_MIN_ML``).
+    ``FILL_EXPLAINED_MM`` from the group's given labels, holes they enclose in an axial
+    slice included (components >= ``FILL_MIN_ML``).
     Returns None when nothing is missing (no derivation run). A derivation that fails
     (``InputError``) leaves the label map as given, with a note.
     """
@@ -362,6 +363,10 @@ def fill_from_ct(
         if not mask.any():
             continue
         own = np.isin(arr, ids)
+        for k in np.nonzero(own.any(axis=(1, 2)))[0]:
+            # What the group's given labels enclose in a slice (a vertebra's canal, a
+            # rib's marrow) is theirs: the CT derivation fills such holes.
+            own[k] = ndimage.binary_fill_holes(own[k])
         if own.any():
             img = sitk.GetImageFromArray(own.astype(np.uint8))
             img.CopyInformation(ct)
@@ -497,9 +502,10 @@ def add_structure_warnings(
             entry, gap = _split_not_found(entry, fill.not_found, risk)
             if entry is not None:
                 how, total, near = fill.groups[entry.name]
-                result.derived_structures[f"{entry.name} (absent from the label map)"] = (
-                    f"{how}; {total:.1f} ml added, {near:.1f} ml within needle reach"
-                )
+                if total > 0:
+                    result.derived_structures[f"{entry.name} (absent from the label map)"] = (
+                        f"{how}; {total:.1f} ml added, {near:.1f} ml within needle reach"
+                    )
                 if near > 0:
                     entry.derived_from_ct = (
                         f"DERIVED from the CT instead ({how}): {near:.1f} ml within needle "
