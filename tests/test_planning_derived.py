@@ -73,6 +73,19 @@ def test_derived_structures_overlap_the_phantom_truth(procedural):
     vessels = np.isin(truth, [52, 63, 64, 200])
     assert vessels[got == 200].mean() >= 0.9 and vessels[got == 52].mean() >= 0.85
     assert set(derived.derived) >= {"body outline", "spine", "ribs", "lung and gas", "liver"}
+    # Costal cartilage (140 HU, tester4: a needle ran 9.75 mm through it unnoticed): most
+    # of it found (measured 86.5 % on `hepanav phantom`), and what is called cartilage
+    # outside it is the partial-volume rim of true rib/cartilage (within 3 mm), never the
+    # liver.
+    from scipy import ndimage
+
+    cart = got == 117
+    assert cart[truth == 117].mean() >= 0.80
+    bony = np.isin(truth, BONE + [117])
+    far = ndimage.distance_transform_edt(~bony, sampling=case.ct.GetSpacing()[::-1]) > 3.0
+    assert np.count_nonzero(cart & far) <= 0.02 * np.count_nonzero(cart)
+    assert not np.any(cart & (truth == 5))
+    assert "costal cartilages" in derived.derived and not derived.not_found
 
 
 def test_derived_structures_on_the_real_dicom_scan(shared_data):
@@ -205,12 +218,8 @@ def test_plan_reads_a_totalsegmentator_folder(cli, tmp_path):
     bone = [a for a in plan["absent_structures"] if a["name"] == "bone"]
     assert [b["in_reach"] for b in bone] == [False, True] and bone[1]["labels"] == [117]
     assert "portal_and_hepatic_veins" not in expected
-    # The folder lacks groups the CT derivation covers (bone members): said where from.
-    assert set(plan["derived_structures"]) == {"bone (absent from the label map)"}
-    assert (
-        "0.0 ml within needle reach"
-        in plan["derived_structures"]["bone (absent from the label map)"]
-    )
+    # Nothing was added from the CT: no derived structure is listed.
+    assert plan["derived_structures"] == {}
 
 
 def test_liver_seed_goes_with_derived_labels_only(cli, tmp_path):

@@ -157,3 +157,23 @@ def test_plan_with_a_folder_without_ribs_keeps_clear_of_the_true_ribs(cli, torso
 
     needles = [Needle.model_validate(n) for n in plan["needles"]]
     assert violations_by_rasterising(torso.labels, needles, load_risk_map(risk_path)) == []
+
+
+def test_no_derivation_when_only_underivable_groups_are_missing(torso):
+    """The torso's label file lacks only the heart: the CT derivation (which writes no
+    heart) is not run, the label map stays as given and the heart stays a red gap."""
+    from hepanav.planning.commands import _deriver
+
+    def refuse(*_, **__):
+        raise AssertionError("derivation run for nothing")
+
+    refuse.provides = _deriver(None).provides
+    risk, device = load_risk_map(), load_device("neuwave-pr-65w-10min")
+    assert 51 not in refuse.provides and {31, 97, 117, 10, 5, 52, 200} <= refuse.provides
+    labels = torso.labels
+    assert fill_from_ct(torso.ct, torso.tumor, labels, risk, device, refuse, None) is None
+    result = SimpleNamespace(
+        message="", absent_structures=[], derived_structures={}, derivation_notes=[]
+    )
+    add_structure_warnings(result, labels, risk)
+    assert [a.name for a in result.absent_structures] == ["heart"]

@@ -176,4 +176,7 @@ def _deriver(liver_seed: str | None):
         seeds = make_seeds(ct, [liver_seed], None, "--liver-seed") if liver_seed else []
         return derive_planning_labels(ct, tumor, seeds[0] if seeds else None, liver=liver)
 
+    from hepanav.segmentation.anatomy import NAMES
+
+    derive.provides = frozenset(NAMES)  # the ids it can write (run_plan skips it otherwise)
     return derive

@@ -317,7 +317,8 @@ def fill_from_ct(
     voxels of that group's ids are added where the given map is 0 and farther than
     ``FILL_EXPLAINED_MM`` from the group's given labels, holes they enclose in an axial
     slice included (components >= ``FILL_MIN_ML``).
-    Returns None when nothing is missing (no derivation run). A derivation that fails
+    Returns None when nothing derivable is missing (no derivation run; ``derive_labels``
+    may name the ids it can write in a ``provides`` attribute). A derivation that fails
     (``InputError``) leaves the label map as given, with a note.
     """
     arr = sitk.GetArrayViewFromImage(labels)
@@ -327,6 +328,12 @@ def fill_from_ct(
     ids_known = given if given is not None else present
     wanted = {r.name: r for r in risk.structures if any(x not in ids_known for x in r.labels)}
     liver_missing = not set(risk.liver_labels) & present
+    # Only groups the derivation can hold (``derive_labels.provides``: the ids it writes;
+    # unknown: any) are worth the derivation's time (~10 s).
+    provides = getattr(derive_labels, "provides", None)
+    if provides is not None:
+        wanted = {k: r for k, r in wanted.items() if set(r.labels) & set(provides)}
+        liver_missing &= bool(set(risk.liver_labels) & set(provides))
     if not wanted and not liver_missing:
         return None
     tum = sitk.Cast(
