@@ -325,8 +325,10 @@ def fill_from_ct(
     if not arr.any():
         raise InputError("label map is empty (no non-zero voxel)", "--labels")
     present = set(np.nonzero(np.bincount(arr.ravel()))[0].tolist())
-    ids_known = given if given is not None else present
-    wanted = {r.name: r for r in risk.structures if any(x not in ids_known for x in r.labels)}
+    if given is not None:  # a folder: any member without a file
+        wanted = {r.name: r for r in risk.structures if any(x not in given for x in r.labels)}
+    else:  # a label file: a missing id cannot be told from one outside the scan
+        wanted = {r.name: r for r in risk.structures if not set(r.labels) & present}
     liver_missing = not set(risk.liver_labels) & present
     # Only groups the derivation can hold (``derive_labels.provides``: the ids it writes;
     # unknown: any) are worth the derivation's time (~10 s).
