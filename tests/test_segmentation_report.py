@@ -115,9 +115,10 @@ def test_a_tall_mask_shows_every_kth_slice_first_and_last_included():
     assert max(np.diff(shown)) <= step
 
 
-# Two hypodense spheres (LPS mm centres, radii) at different heights, 20 mm apart in x:
-# their coronal planes (y 0) also cut the other lesion (shown dashed as another lesion).
-TWO = (((-10.0, 0.0, -5.625), 7.0), ((10.0, 0.0, 5.625), 5.5))  # z on slice centres
+# Two hypodense spheres (LPS mm centres, radii, HU below the 105 HU liver) at different
+# heights (z on slice centres), 20 mm apart in x: their coronal planes (y 0) also cut the
+# other lesion (shown dashed as another lesion).
+TWO = (((-10.0, 0.0, -5.625), 7.0, -45.0), ((10.0, 0.0, 5.625), 5.5, -65.0))
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +130,10 @@ def two(tmp_path_factory):
     from segmentation_helpers import LIVER_HU, liver_block, sphere
 
     grid, hu = liver_block(size=(80, 64, 48), spacing=(1.0, 1.0, 1.25))
-    for centre, radius in TWO:
-        paint_shape(hu, grid, sphere(radius, center=centre), LIVER_HU - 45.0)
+    for centre, radius, contrast in TWO:
+        paint_shape(hu, grid, sphere(radius, center=centre), LIVER_HU + contrast)
     ct = grid.image(hu)
-    seeds = [",".join(f"{v:g}" for v in c) for c, _ in TWO]
+    seeds = [",".join(f"{v:g}" for v in c) for c, _, _ in TWO]
     folder = tmp_path_factory.mktemp("two")
     out = folder / "t.nii.gz"
     result, seg = segment_image("tumor", ct, "ct.nii.gz", out, seeds=seeds)
@@ -150,7 +151,7 @@ def test_two_lesions_each_get_three_planes_through_their_own_seed(two):
     ct, result, seg, _, _ = two
     assert len(seg.lesions) == 2 and seg.lesion_map is not None
     n_slices = ct.GetSize()[2]
-    for n, (centre, _) in enumerate(TWO, 1):
+    for n, (centre, radius, _) in enumerate(TWO, 1):
         seed = np.asarray(centre)
         k = ct.TransformPhysicalPointToIndex(tuple(centre))[2]
         fig, seed_number, label, window = lesion_axes(seg, ct, n)
@@ -182,7 +183,7 @@ def test_two_lesions_each_get_three_planes_through_their_own_seed(two):
             # cross-section through its centre (pi r^2, within 25 %)
             area = float((resample_mask_to_plane(own, plane) >= 0.5).sum())
             area *= plane.pixel_mm[0] * plane.pixel_mm[1]
-            assert area == pytest.approx(np.pi * TWO[n - 1][1] ** 2, rel=0.25)
+            assert area == pytest.approx(np.pi * radius**2, rel=0.25)
         # only the coronal planes (y 0, 41-44 mm wide) reach the other lesion, 20 mm
         # off in x and 11.25 mm in z; the axial and sagittal miss it
         assert [ax.hepanav_others for ax in axes] == [False, True, False]
@@ -217,3 +218,43 @@ def test_one_lesion_report_keeps_one_row_of_planes(case, tmp_path):
     assert "Slices through the seed</h2>" in html and 'class="lesion-views"' not in html
     assert html.count("<img") == 2
     assert "attenuation at the seed</td>" in html
+
+
+def test_each_lesion_records_its_own_hu_the_top_level_is_lesion_1s(two):
+    """MASK.json: lesions[i] carry the lesion's own lesion_hu / parenchyma_hu / window_hu
+    / appearance (lesion 2 is 20 HU darker by construction; its values are those of a
+    run with its seed alone); the top-level fields are lesion 1's, and say so."""
+    import json
+
+    from hepanav.segmentation.pipeline import segment_image
+    from hepanav.segmentation.schema import LesionRecord, SegmentationResult
+    from segmentation_helpers import LIVER_HU
+
+    ct, _, _, _, folder = two
+    record = json.loads((folder / "t.json").read_text(encoding="utf-8"))
+    lesions = record["lesions"]
+    keys = ("lesion_hu", "parenchyma_hu", "window_hu", "appearance")
+    for lesion, (_, _, contrast) in zip(lesions, TWO, strict=True):
+        assert lesion["lesion_hu"] == pytest.approx(LIVER_HU + contrast, abs=8)
+        assert lesion["parenchyma_hu"] == pytest.approx(LIVER_HU, abs=8)
+        lo, hi = lesion["window_hu"]
+        assert lo < lesion["lesion_hu"] < hi < lesion["parenchyma_hu"]
+        assert lesion["appearance"] == "hypo"
+    assert lesions[1]["lesion_hu"] < lesions[0]["lesion_hu"] - 10
+    assert {k: record[k] for k in keys} == {k: lesions[0][k] for k in keys}
+    alone, _ = segment_image("tumor", ct, "ct.nii.gz", folder / "two.nii.gz",
+                             seeds=[",".join(f"{v:g}" for v in TWO[1][0])])  # fmt: skip
+    assert lesions[1]["lesion_hu"] == alone.lesion_hu
+    assert lesions[1]["parenchyma_hu"] == alone.parenchyma_hu
+    assert tuple(lesions[1]["window_hu"]) == pytest.approx(alone.window_hu, abs=1e-9)
+    # the schema says which lesion the top-level values are; old records still load
+    fields = SegmentationResult.model_json_schema()["properties"]
+    for key in keys:
+        assert "lesion 1" in fields[key]["description"], key
+        assert f"lesions[i].{key}" in fields[key]["description"], key
+    own = LesionRecord.model_json_schema()["properties"]
+    assert {"lesion_hu", "parenchyma_hu", "window_hu", "appearance"} <= set(own)
+    old = LesionRecord.model_validate(
+        {"seeds": ["--seed 1,2,3"], "volume_ml": 1.0, "equivalent_diameter_mm": 12.4}
+    )
+    assert old.parenchyma_hu is None and old.window_hu is None
