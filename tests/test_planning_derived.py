@@ -269,3 +269,46 @@ def test_totalsegmentator_folder_missing_members_of_a_group_is_said(tmp_path):
     read = read_totalsegmentator(tmp_path)
     partial = {a.name: a for a in partly_given_groups(read.given, present, risk)}
     assert partial["bowel_and_stomach"].labels == [15, 18, 19]
+
+
+def test_folder_without_vessel_files_gets_the_heat_sink_veins_from_the_ct(procedural, tmp_path):
+    """Portal-venous phantom, TotalSegmentator folder without portal vein and
+    liver_vessels files: the heat-sink veins are derived from the CT inside the given
+    liver (measured on `hepanav phantom`: 43 % of the true veins, 97 % of the voxels
+    called vein are vein) and the entry says so, instead of a bare red gap."""
+    from types import SimpleNamespace
+
+    from hepanav.imaging.labels import anatomy_label_names
+    from hepanav.imaging.totalseg import read_totalsegmentator
+    from hepanav.planning.commands import _deriver
+    from hepanav.planning.devices import load_device
+    from hepanav.planning.pipeline import add_structure_warnings, fill_from_ct
+    from hepanav.planning.risk import load_risk_map
+
+    case, _ = procedural
+    truth = sitk.GetArrayFromImage(case.labels)
+    table = anatomy_label_names()
+    for label in set(np.unique(truth).tolist()) - {0, 64, 200}:
+        mask = sitk.GetImageFromArray((truth == label).astype(np.uint8))
+        mask.CopyInformation(case.labels)
+        sitk.WriteImage(mask, str(tmp_path / f"{table[int(label)]}.nii.gz"))
+    read = read_totalsegmentator(tmp_path, reference=case.ct)
+    risk = load_risk_map()
+    fill = fill_from_ct(
+        case.ct,
+        case.tumor,
+        read.image,
+        risk,
+        load_device("neuwave-pr-65w-10min"),
+        _deriver(None),
+        read.given,
+    )
+    got = sitk.GetArrayFromImage(fill.labels) == 200
+    veins = np.isin(truth, [64, 200])
+    assert got[veins].mean() >= 0.3 and veins[got].mean() >= 0.9
+    result = SimpleNamespace(
+        message="", absent_structures=[], derived_structures={}, derivation_notes=[]
+    )
+    add_structure_warnings(result, read.image, risk, given=read.given, fill=fill)
+    entry = next(a for a in result.absent_structures if a.name == "portal_and_hepatic_veins")
+    assert entry.heat_sink and entry.in_reach and entry.derived_from_ct

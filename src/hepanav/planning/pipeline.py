@@ -133,7 +133,9 @@ def run_plan(
     fill = None
     if labels_path is not None and derive_labels is not None:
         labels = _labels_on_ct(labels, ct, str(labels_path))
-        fill = fill_from_ct(ct, tumor, labels, risk, device, derive_labels, given_ids)
+        fill = fill_from_ct(
+            ct, tumor, labels, risk, device, derive_labels, given_ids, source=str(labels_path)
+        )
         if fill is not None:
             given_labels, labels = labels, fill.labels
             names = {**fill.names, **names}
@@ -308,13 +310,15 @@ def fill_from_ct(
     device,
     derive_labels,
     given: set[int] | None,
+    source: str = "--labels",
 ) -> CtFill | None:
     """Complete a given label map (CT grid) with the groups it lacks, derived from the CT.
 
     For every risk-map group wholly absent from ``labels`` (or, ``given`` = the ids of a
     TotalSegmentator folder, with members that have no file) and for a missing liver,
     ``derive_labels(ct, tumour, liver=...)`` (the given liver, if any) is run once; its
-    voxels of that group's ids are added where the given map is 0 and farther than
+    voxels of that group's ids are added where the given map is 0 (heat-sink vessels: or
+    liver) and farther than
     ``FILL_EXPLAINED_MM`` from the group's given labels, holes they enclose in an axial
     slice included (components >= ``FILL_MIN_ML``).
     Returns None when nothing derivable is missing (no derivation run; ``derive_labels``
@@ -323,7 +327,7 @@ def fill_from_ct(
     """
     arr = sitk.GetArrayViewFromImage(labels)
     if not arr.any():
-        raise InputError("label map is empty (no non-zero voxel)", "--labels")
+        raise InputError("label map is empty (no non-zero voxel)", source)
     present = set(np.nonzero(np.bincount(arr.ravel()))[0].tolist())
     if given is not None:  # a folder: any member without a file
         wanted = {r.name: r for r in risk.structures if any(x not in given for x in r.labels)}
@@ -343,7 +347,7 @@ def fill_from_ct(
     )
     liver = None
     if not liver_missing:
-        liver = sitk.Cast(sitk.GetImageFromArray(np.isin(arr, risk.liver_labels).astype("u1")), 1)
+        liver = sitk.GetImageFromArray(np.isin(arr, risk.liver_labels).astype(np.uint8))
         liver.CopyInformation(ct)
     try:
         derived = derive_labels(ct, tum, liver=liver)
@@ -361,14 +365,17 @@ def fill_from_ct(
     fill = CtFill(
         labels, {}, not_found=dict(getattr(derived, "not_found", {})), notes=list(derived.notes)
     )
-    groups = [(r.name, list(r.labels)) for r in wanted.values()]
+    groups = [(r.name, list(r.labels), r.heat_sink) for r in wanted.values()]
     if liver_missing:
-        groups.append(("liver", list(risk.liver_labels)))
+        groups.append(("liver", list(risk.liver_labels), False))
     from hepanav.segmentation.morphology import dilate_mm
 
-    for name, ids in groups:
+    for name, ids, heat_sink in groups:
         ids_d = [x for x in ids if x in derived.names and x not in fill.not_found]
-        mask = np.isin(d, ids_d) & (out == 0)
+        # Free voxels; for heat-sink vessels also the given liver (a TotalSegmentator
+        # liver mask holds its vessels).
+        free = (out == 0) | (np.isin(out, risk.liver_labels) if heat_sink else False)
+        mask = np.isin(d, ids_d) & free
         if not mask.any():
             continue
         own = np.isin(arr, ids)
