@@ -177,3 +177,15 @@ def test_no_derivation_when_only_underivable_groups_are_missing(torso):
     )
     add_structure_warnings(result, labels, risk)
     assert [a.name for a in result.absent_structures] == ["heart"]
+
+
+def test_label_file_without_liver_gets_it_from_the_ct_and_says_so(torso):
+    """A label file without the liver: the liver is derived from the CT (segmenter from a
+    click next to the tumour; >= 90 % of the true liver found) and the message says so."""
+    truth = sitk.GetArrayFromImage(torso.labels)
+    labels = _without(torso.labels, [5])
+    fill, result = _warnings(torso, labels, None)
+    got = sitk.GetArrayFromImage(fill.labels) == 5
+    assert got[truth == 5].mean() >= 0.9
+    assert "liver (absent from the label map)" in result.derived_structures
+    assert "the liver was DERIVED from the CT" in result.message

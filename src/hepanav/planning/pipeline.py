@@ -510,6 +510,15 @@ def add_structure_warnings(
                 )
     if fill is not None:
         result.derivation_notes += fill.notes
+        if "liver" in fill.groups:  # not a risk group: said here
+            how, total, _ = fill.groups["liver"]
+            result.derived_structures["liver (absent from the label map)"] = (
+                f"{how}; {total:.1f} ml added"
+            )
+            result.message += (
+                " WARNING: the label map has no liver: the liver was DERIVED from the CT "
+                f"({how}). Check it on the CT."
+            )
         out = []
         for entry in absent:
             if entry.name not in fill.groups:
