@@ -389,7 +389,7 @@ def result_line(r) -> str:
     """The terminal summary of a ``MarginResult``: MAM (± u only where u bounds it), category,
     6 mm shell, residual tumour (when any) and short regions. Numbers as in the report
     (no "-0.0")."""
-    from hepanav.core.report import format_number
+    from hepanav.core.report import format_number, format_percent
 
     u = r.uncertainty
     mam = f"MAM {format_number(float(r.min_margin_mm))} mm"
@@ -409,6 +409,6 @@ def result_line(r) -> str:
         )
     return (
         f"{mam} ({r.category}{'' if u.decisive else ', NOT decisive'}); 6 mm shell covered "
-        f"{format_number(100 * float(r.shell_coverage_6mm), 0)}%; {residual}"
+        f"{format_percent(r.shell_coverage_6mm, 0)}%; {residual}"
         f"{len(r.short_regions)} short region(s)"
     )
