@@ -1170,8 +1170,9 @@ def small_lesion_note(chosen: str, spacing_mm, lesion_hu: float, background_hu: 
     of the fit. The radius of the region first grown is not given (read beside the final
     mask's diameter it confused users; docs/segmentation.md). The limit is
     ``SMALL_FIT_VOXELS`` of the COARSEST voxel side: on anisotropic voxels (0.8 x 0.8 x
-    5 mm) that is the slice axis, and a "radius under 5.5 voxels" would read as in-plane voxels (a 27 mm lesion is 34
-    in-plane voxels across): the note names the axis and gives millimetres.
+    5 mm) that is the slice axis, and a "radius under 5.5 voxels" would read as in-plane
+    voxels (a 27 mm lesion is 34 in-plane voxels across): the note names the axis and
+    gives millimetres.
     """
     spacing = np.asarray(spacing_mm, float)
     step = float(spacing.max())
