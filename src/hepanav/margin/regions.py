@@ -25,10 +25,9 @@ FRAGMENT_DEPTH_MM = 0.5
 # A region holding at least this share of its lesion's analysed surface area is the
 # whole lesion: it has no direction (its centre is the lesion's centre, up to noise).
 WHOLE_LESION_SHARE = 0.95
-# A region whose centre lies closer than this fraction of its lesion's radius (from
-# its surface area, sqrt(A / 4 pi)) to the lesion's centroid has no single direction
-# (a band or ring round the lesion): its direction would be noise.
-CENTRED_FRACTION = 0.25
+# (A region's centre near its lesion's centroid alone does not make it directionless:
+# a short region over three quarters of a lesion, shortest on one side, has its centre
+# 1.7 mm from that of an 8 mm lesion and a true direction; only the whole lesion has none.)
 
 
 def direction_words(unit_lps: np.ndarray) -> str:
@@ -132,9 +131,8 @@ def _surface_regions(
 
     A region holding :data:`WHOLE_LESION_SHARE` of its lesion's analysed surface has no
     direction: ``direction`` "whole lesion k outside the zone (untreated)" (margin < 0)
-    or "all round lesion k (...)", ``direction_lps`` (0, 0, 0); so has a region centred
-    on its lesion (closer than :data:`CENTRED_FRACTION` of the lesion's radius):
-    "round lesion k (no single direction)". Without ``lesions``: "the tumour".
+    or "all round lesion k (...)", ``direction_lps`` (0, 0, 0) (its centre is the
+    lesion's up to noise). Without ``lesions``: "the tumour".
 
     Returns
     -------
@@ -176,7 +174,6 @@ def _surface_regions(
         unit = offset / norm if norm > 1e-9 else np.zeros(3)
         words = direction_words(unit)
         own_area = float(mesh.vertex_area[own].sum())
-        radius = float(np.sqrt(own_area / (4.0 * np.pi))) if own_area > 0 else 0.0
         name = f"lesion {which['lesion']}" if which else "the tumour"
         if own_area > 0 and area[own[members]].sum() >= WHOLE_LESION_SHARE * own_area:
             unit = np.zeros(3)
@@ -185,9 +182,6 @@ def _surface_regions(
                 if threshold_mm <= 0
                 else f"all round {name} (whole surface below {threshold_mm:g} mm)"
             )
-        elif norm < CENTRED_FRACTION * radius:
-            unit = np.zeros(3)
-            words = f"round {name} (no single direction)"
         regions.append(
             (
                 ShortRegion(
