@@ -170,3 +170,29 @@ def test_automatic_masks_decisive_only_far_below_zero(mam, decisive):
     assert u.half_width_mm == pytest.approx(0.5)
     assert u.decisive is decisive
     assert u.min_margin_interval_mm is None  # still no interval from automatic masks
+
+
+@pytest.mark.parametrize(
+    "fraction, text",
+    [(0.99952, ">99.9"), (1.0, "100.0"), (0.0, "0.0"), (0.00004, "<0.1"), (0.9611, "96.1"),
+     (0.012, "1.2"), (None, "\u2014")],
+)  # fmt: skip
+def test_percent_never_rounded_to_a_bound_it_does_not_reach(fraction, text):
+    """tester4: "5 mm shell inside the zone 100.0 %" beside "margin < 5 mm: 1.2 %" (shell
+    0.99952 on the demo's seeds case)."""
+    from hepanav.core.report import format_percent
+
+    assert format_percent(fraction) == text
+
+
+def test_report_labels_area_and_volume_shares(missed):
+    """The report says which figure is a surface-area share and which a shell-volume
+    share, and prints the shell with the never-rounded-to-100 rule."""
+    from hepanav.core.report import format_percent
+
+    run, html = missed
+    assert "tumour surface with margin &lt; 5 mm (share of the surface area)" in html
+    shell = "5 mm shell inside the zone (share of the volume within 5 mm outside the tumour)"
+    cell = html[html.index(shell) :]
+    cell = cell[cell.index('class="num">') + 12 : cell.index(" %</td>")]
+    assert cell == format_percent(run.result.shell_coverage_5mm).replace(">", "&gt;")
