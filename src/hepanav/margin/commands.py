@@ -403,8 +403,14 @@ def result_line(r) -> str:
         volume = sum(region.volume_ml for region in r.residual_regions)
     if r.residual_regions or volume > 0:
         bound = "at least " if getattr(r, "residual_volume_is_lower_bound", False) else ""
+        whole = [
+            f"lesion {g.lesion}"
+            for g in r.residual_regions
+            if str(g.direction).startswith("whole lesion") and g.lesion is not None
+        ]
+        untreated = f" ({', '.join(whole)} wholly outside: untreated)" if whole else ""
         residual = (
-            f"residual tumour: {len(r.residual_regions)} region(s), "
+            f"residual tumour: {len(r.residual_regions)} region(s){untreated}, "
             f"{bound}{format_number(float(volume), 2)} ml outside the zone; "
         )
     return (
