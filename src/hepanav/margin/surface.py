@@ -120,7 +120,8 @@ LOCAL_SPHERE_NORMAL_WEIGHT = 10.0
 LOCAL_SPHERE_NORMAL_AGREE = 0.5
 LOCAL_SPHERE_THIN_VOXELS = (0.5, 1.0)
 LOCAL_SPHERE_THICK_EDGES = True
-LOCAL_SPHERE_THICK_CROSSINGS = True
+LOCAL_SPHERE_THICK_CROSSINGS = False
+LOCAL_QUADRIC = False
 # Caps between thick slices (``_cap_depth``, :mod:`hepanav.margin.caps`): the sections'
 # squared radius continued as a quadratic through the last three sections (exact for
 # ellipsoids), the column's relative radius from the outline its depth is measured to.
@@ -128,7 +129,7 @@ LOCAL_SPHERE_THICK_CROSSINGS = True
 # minus its depth (before issue 12's pair 4).
 CAP_SECTIONS = True
 CAP_SECTIONS_MAX = 3
-CAP_FIELD = True
+CAP_FIELD = False
 
 
 @dataclass(frozen=True)
@@ -1031,8 +1032,9 @@ def _local_sphere_field(
         np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1
     ).reshape(-1, 3)
     n = len(where)
-    ata = np.zeros((n, 25))
-    atb = np.zeros((n, 5))
+    kk = 10 if LOCAL_QUADRIC else 5
+    ata = np.zeros((n, kk * kk))
+    atb = np.zeros((n, kk))
     for axis in range(3):
         if not LOCAL_SPHERE_THICK_EDGES and h[axis] > THICK_RATIO * h.min():
             continue
@@ -1056,19 +1058,32 @@ def _local_sphere_field(
             if axis in frac_p:
                 _add_moved_edges(ata, atb, chunk, w, a_at, off, e, h, frac_p[axis], nv)
                 continue
-            rows = np.concatenate([np.ones((len(mid), 1)), mid, (mid**2).sum(1)[:, None]], 1)
-            ata[chunk] += w @ np.einsum("pi,pj->pij", rows, rows).reshape(len(mid), 25)
+            rows, grads = _fit_rows(mid)
+            kk = rows.shape[1]
+            ata[chunk] += w @ np.einsum("pi,pj->pij", rows, rows).reshape(len(mid), kk * kk)
             for j in range(3):
-                rg = np.zeros((len(mid), 5))
-                rg[:, 1 + j] = 1.0
-                rg[:, 4] = 2.0 * mid[:, j]
+                rg = grads[j]
                 wn = LOCAL_SPHERE_NORMAL_WEIGHT * w
-                ata[chunk] += wn @ np.einsum("pi,pj->pij", rg, rg).reshape(len(mid), 25)
+                ata[chunk] += wn @ np.einsum("pi,pj->pij", rg, rg).reshape(len(mid), kk * kk)
                 atb[chunk] += (wn * nv[..., j]) @ rg
-    ata = ata.reshape(n, 5, 5) + 1e-9 * np.eye(5)[None]
+    kk = 10 if LOCAL_QUADRIC else 5
+    ata = ata.reshape(n, kk, kk) + 1e-9 * np.eye(kk)[None]
     sol = np.linalg.solve(ata, atb[..., None])[..., 0]
-    c, g, a = sol[:, 0], sol[:, 1:4], sol[:, 4]
+    c, g = sol[:, 0], sol[:, 1:4]
     gn = np.linalg.norm(g, axis=1)
+    if LOCAL_QUADRIC:
+        u = g / np.maximum(gn, 1e-12)[:, None]
+        q = sol[:, 4:]
+        a = (
+            q[:, 0] * u[:, 0] ** 2
+            + q[:, 1] * u[:, 1] ** 2
+            + q[:, 2] * u[:, 2] ** 2
+            + q[:, 3] * u[:, 0] * u[:, 1]
+            + q[:, 4] * u[:, 0] * u[:, 2]
+            + q[:, 5] * u[:, 1] * u[:, 2]
+        )
+    else:
+        a = sol[:, 4]
     disc = gn**2 - 4.0 * a * c
     with np.errstate(divide="ignore", invalid="ignore"):
         # the root of c + |g| t + a t^2 nearest to 0 (t along -g), positive inside
@@ -1087,6 +1102,31 @@ def _local_sphere_field(
     return sdf + thick * (fitted - sdf)
 
 
+def _fit_rows(pos: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Rows of the local fit at points ``pos`` (P, 3; mm): the basis values (P, K) and
+    their derivatives along each axis (3 x (P, K)); the algebraic sphere
+    ``1, x, |x|^2`` (K = 5) or, with ``LOCAL_QUADRIC``, the general quadric (K = 10)."""
+    one = np.ones((len(pos), 1))
+    if not LOCAL_QUADRIC:
+        rows = np.concatenate([one, pos, (pos**2).sum(1)[:, None]], 1)
+        grads = []
+        for j in range(3):
+            rg = np.zeros((len(pos), 5))
+            rg[:, 1 + j] = 1.0
+            rg[:, 4] = 2.0 * pos[:, j]
+            grads.append(rg)
+        return rows, grads
+    x, y, z = pos.T
+    rows = np.stack([one[:, 0], x, y, z, x * x, y * y, z * z, x * y, x * z, y * z], 1)
+    zero = np.zeros_like(x)
+    grads = [
+        np.stack([zero, one[:, 0], zero, zero, 2 * x, zero, zero, y, z, zero], 1),
+        np.stack([zero, zero, one[:, 0], zero, zero, 2 * y, zero, x, zero, z], 1),
+        np.stack([zero, zero, zero, one[:, 0], zero, zero, 2 * z, zero, x, y], 1),
+    ]
+    return rows, grads
+
+
 def _add_moved_edges(ata, atb, chunk, w, a_at, off, e, h, frac, nv):
     """Add the lattice edges of one axis to the local sphere fits' normal equations with
     each crossing at ``frac`` of its edge (see :func:`_local_sphere_field`)."""
@@ -1097,16 +1137,15 @@ def _add_moved_edges(ata, atb, chunk, w, a_at, off, e, h, frac, nv):
     f = frac[at[:, 0], at[:, 1], at[:, 2]]
     pos = (off[pi] + f[:, None] * e) * h
     ww = w[ni, pi]
-    rows = np.concatenate([np.ones((len(pos), 1)), pos, (pos**2).sum(1)[:, None]], 1)
+    rows, grads = _fit_rows(pos)
+    kk = rows.shape[1]
     target = chunk[ni]
-    np.add.at(ata, target, ww[:, None] * np.einsum("pi,pj->pij", rows, rows).reshape(-1, 25))
+    np.add.at(ata, target, ww[:, None] * np.einsum("pi,pj->pij", rows, rows).reshape(-1, kk * kk))
     normals = nv[ni, pi]
+    wn = LOCAL_SPHERE_NORMAL_WEIGHT * ww
     for j in range(3):
-        rg = np.zeros((len(pos), 5))
-        rg[:, 1 + j] = 1.0
-        rg[:, 4] = 2.0 * pos[:, j]
-        wn = LOCAL_SPHERE_NORMAL_WEIGHT * ww
-        np.add.at(ata, target, wn[:, None] * np.einsum("pi,pj->pij", rg, rg).reshape(-1, 25))
+        rg = grads[j]
+        np.add.at(ata, target, wn[:, None] * np.einsum("pi,pj->pij", rg, rg).reshape(-1, kk * kk))
         np.add.at(atb, target, (wn * normals[:, j])[:, None] * rg)
 
 
