@@ -28,7 +28,12 @@ last two sections (``surface.CAP_SECTIONS = False``). ``--caps 0 4`` prints, per
 zone's two caps along the slice axis column by column: where the field crosses the
 surface beyond the last slice minus where the analytic zone does (mm, positive outside;
 mean / min / max), the true cap height, and the error of the last slice's in-plane
-outline (mm, positive outside) at the cap's columns.
+outline (mm, positive outside) at the cap's columns. ``--outline 4`` prints, per pair,
+the in-plane outline of the zone's first and last slices (the sections next to the caps)
+against the analytic section, ray by ray from the zone's axis every 15 degrees (mm,
+positive outside): as measured (the zero line of the slice's field), and as an ellipse
+fitted to the midpoints of the slice's in-plane edges between an inside and an outside
+pixel (what the section's pixels alone say with a smooth-shape prior).
 """
 
 from __future__ import annotations
@@ -187,6 +192,74 @@ def cap_columns(seed: int) -> dict:
     return out
 
 
+def section_outline(seed: int) -> dict:
+    """In-plane outline error (mm, positive outside) of the first and last slices of the
+    zone, per 15-degree ray from the zone's axis (see module doc)."""
+    import SimpleITK as sitk
+    from skimage.measure import find_contours
+
+    from bench.bench_margin_pairs import pair_case
+    from hepanav.margin.surface import signed_distance
+
+    case, _ = pair_case(seed)
+    mask = case.post_ablation
+    inside = sitk.GetArrayFromImage(mask) > 0
+    ks = np.flatnonzero(inside.any(axis=(1, 2)))
+    spacing = np.asarray(mask.GetSpacing(), float)
+    sdf = signed_distance(inside, spacing)
+    axis = np.array(mask.TransformPhysicalPointToContinuousIndex(case.zone.center))
+    out = {"seed": seed, "post_spacing": tuple(float(v) for v in spacing)}
+    for name, k in (("first_slice", ks[0]), ("last_slice", ks[-1])):
+
+        def outside(ix, iy, k=k):
+            q = mask.TransformContinuousIndexToPhysicalPoint([float(ix), float(iy), float(k)])
+            return case.zone.signed_distance(np.array(q)[None])[0] >= 0
+
+        def true_radius(u, k=k):
+            lo_r, hi_r = 0.0, 30.0
+            for _ in range(30):
+                r = 0.5 * (lo_r + hi_r)
+                p = axis[:2] + u * r / spacing[:2]
+                lo_r, hi_r = (lo_r, r) if outside(*p, k) else (r, hi_r)
+            return lo_r
+
+        # the measured outline: radius of its points along each ray (nearest in angle)
+        pts = np.concatenate(find_contours(sdf[k], 0.0))[:, ::-1]  # (x, y) pixels
+        rel = (pts - axis[:2]) * spacing[:2]
+        ang = np.arctan2(rel[:, 1], rel[:, 0])
+        # ellipse (centred algebraic conic) through the in-plane edge midpoints
+        sl = inside[k]
+        mids = [
+            (ix + 0.5 * dx, iy + 0.5 * dy)
+            for dy, dx in ((1, 0), (0, 1))
+            for iy, ix in np.argwhere(sl[: sl.shape[0] - dy, : sl.shape[1] - dx] != sl[dy:, dx:])
+        ]
+        m = (np.array(mids) - axis[:2]) * spacing[:2]
+        x, y = m.T
+        coef = np.linalg.lstsq(np.stack([x * x, x * y, y * y, x, y], 1), np.ones(len(x)))[0]
+        measured, ellipse = [], []
+        for a0 in np.radians(np.arange(-180, 180, 15) + 7.5):
+            u = np.array([np.cos(a0), np.sin(a0)])
+            t = true_radius(u)
+            near = np.argmin(np.abs(np.angle(np.exp(1j * (ang - a0)))))
+            measured.append(float(rel[near] @ u) - t)
+            qa = coef[0] * u[0] ** 2 + coef[1] * u[0] * u[1] + coef[2] * u[1] ** 2
+            qb = coef[3] * u[0] + coef[4] * u[1]
+            ellipse.append((-qb + np.sqrt(qb * qb + 4 * qa)) / (2 * qa) - t)
+        out[name] = {
+            "pixels": int(sl.sum()),
+            "measured_by_ray": np.round(measured, 2).tolist(),
+            "ellipse_by_ray": np.round(ellipse, 2).tolist(),
+            "measured_mean_abs_min_max": np.round(
+                [np.mean(np.abs(measured)), np.min(measured), np.max(measured)], 2
+            ).tolist(),
+            "ellipse_mean_abs_min_max": np.round(
+                [np.mean(np.abs(ellipse)), np.min(ellipse), np.max(ellipse)], 2
+            ).tolist(),
+        }
+    return out
+
+
 def sphere_errors(radius: float, spacing: tuple, phase: tuple) -> tuple[float, float, float]:
     """Radial error (mean, min, max; mm) of the surface of a voxelised ball."""
     import SimpleITK as sitk
@@ -264,6 +337,10 @@ def main(argv: list[str]) -> None:
 
         surface.CAP_SECTIONS = False
         argv = [a for a in argv if a != "--old-caps"]
+    if argv[:1] == ["--outline"]:
+        for seed in [int(s) for s in argv[1:]] or [4]:
+            print(section_outline(seed), flush=True)
+        return
     if argv[:1] == ["--caps"]:
         for seed in [int(s) for s in argv[1:]] or [4]:
             print(cap_columns(seed), flush=True)

@@ -38,60 +38,6 @@ import numpy as np
 from scipy import ndimage
 
 
-def section_quadratic(
-    radii: list[np.ndarray], h: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The sections' squared radius continued beyond slice ``a``:
-    ``r^2(-t) = area0 - slope t + curv t^2`` (mm^2, ``t`` mm beyond ``a``).
-
-    ``radii`` and ``h`` as in :func:`cap_depth`; returns ``(area0, slope, curv)``, each of
-    the radii's shape (least squares through three or more sections; the sphere through
-    two).
-    """
-    r2 = np.stack([np.asarray(r, float) ** 2 for r in radii], -1)  # (..., K)
-    known = np.isfinite(r2)
-    # the sections in use: contiguous from slice a
-    used = np.cumprod(known, axis=-1).astype(bool)
-    u = h * np.arange(r2.shape[-1])
-    rows = np.stack([np.ones_like(u), u, u * u], -1)  # (K, 3)
-    w = used.astype(float)
-    ata = np.einsum("...k,ki,kj->...ij", w, rows, rows)
-    atb = np.einsum("...k,ki,...k->...i", w, rows, np.where(used, r2, 0.0))
-    three = used.sum(-1) >= 3
-    ata = np.where(three[..., None, None], ata, np.eye(3))
-    coef = np.linalg.solve(ata, atb[..., None])[..., 0]
-    area0, slope, curv = coef[..., 0], coef[..., 1], coef[..., 2]
-    # two sections: the sphere through both
-    ra2, rc2 = r2[..., 0], r2[..., 1] if r2.shape[-1] > 1 else np.full(r2.shape[:-1], np.nan)
-    area0 = np.where(three, area0, ra2)
-    curv = np.where(three, curv, -1.0)
-    slope = np.where(three, slope, (rc2 - ra2) / h + h)
-    return area0, slope, curv
-
-
-def cap_field(
-    d2: np.ndarray, r_outline: np.ndarray, radii: list[np.ndarray], h: float, t: float
-) -> np.ndarray:
-    """In-plane signed distance (mm, positive inside) to the continued section ``t`` mm
-    beyond slice ``a``: the last section's outline shrunk by ``r_outline (1 - s(t))``,
-    ``s(t) = r(t) / r(0)`` the continued sections' relative radius (0 beyond the apex,
-    at most 1). Its zero line is where :func:`cap_depth` places the columns, and it is an
-    in-plane distance between them, so interpolating it between columns keeps the cap on
-    the continued sections (a field linear along each column is not: between two columns
-    it cuts the cap by its chord).
-
-    ``d2``: in-plane signed distance (mm) to slice ``a``'s outline; ``r_outline``: the
-    outline's equivalent radius (:func:`outline_radius`); ``radii``, ``h`` as in
-    :func:`cap_depth`. NaN where ``d2`` or the radii are.
-    """
-    area0, slope, curv = section_quadratic(radii, h)
-    apex = cap_depth(radii, np.zeros(np.shape(d2)), h)
-    with np.errstate(invalid="ignore"):
-        ratio = (area0 - slope * t + curv * t * t) / area0
-        s = np.where(t < apex, np.sqrt(np.clip(ratio, 0.0, 1.0)), 0.0)
-    return d2 - r_outline * (1.0 - s)
-
-
 def cap_depth(radii: list[np.ndarray], q: np.ndarray, h: float) -> np.ndarray:
     """Distance (mm) beyond slice ``a`` at which a column leaves the object.
 
@@ -113,7 +59,24 @@ def cap_depth(radii: list[np.ndarray], q: np.ndarray, h: float) -> np.ndarray:
         ``t >= 0`` (mm), the smallest positive root of ``r^2(-t) = q^2 r^2(0)``; ``inf``
         where the continued sections never pass the column (they do not shrink).
     """
-    area0, slope, curv = section_quadratic(radii, h)
+    r2 = np.stack([np.asarray(r, float) ** 2 for r in radii], -1)  # (..., K)
+    known = np.isfinite(r2)
+    # the sections in use: contiguous from slice a
+    used = np.cumprod(known, axis=-1).astype(bool)
+    u = h * np.arange(r2.shape[-1])
+    rows = np.stack([np.ones_like(u), u, u * u], -1)  # (K, 3)
+    w = used.astype(float)
+    ata = np.einsum("...k,ki,kj->...ij", w, rows, rows)
+    atb = np.einsum("...k,ki,...k->...i", w, rows, np.where(used, r2, 0.0))
+    three = used.sum(-1) >= 3
+    ata = np.where(three[..., None, None], ata, np.eye(3))
+    coef = np.linalg.solve(ata, atb[..., None])[..., 0]
+    area0, slope, curv = coef[..., 0], coef[..., 1], coef[..., 2]
+    # two sections: the sphere through both
+    ra2, rc2 = r2[..., 0], r2[..., 1] if r2.shape[-1] > 1 else np.full(r2.shape[:-1], np.nan)
+    area0 = np.where(three, area0, ra2)
+    curv = np.where(three, curv, -1.0)
+    slope = np.where(three, slope, (rc2 - ra2) / h + h)
     d = np.maximum(area0 * (1.0 - np.clip(q, 0.0, 1.0) ** 2), 0.0)
     # r^2(-t) - q^2 r^2(0) = curv t^2 - slope t + d = 0: smallest positive root, written
     # 2 d / (slope + sqrt(slope^2 - 4 curv d)) (stable; no root: inf)

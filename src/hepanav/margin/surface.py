@@ -35,7 +35,7 @@ from scipy.spatial import cKDTree
 from skimage.measure import find_contours, marching_cubes
 
 from hepanav.imaging import lps_to_voxel, voxel_to_lps
-from hepanav.margin.caps import cap_depth, cap_field, outline_radius
+from hepanav.margin.caps import cap_depth, outline_radius
 
 # Gaussian width (fraction of the voxel size) of the occupancy blur along the fine axes
 # (0.6 damps the staircase ripple below 1e-3), what counts as fine (spacing within
@@ -119,9 +119,6 @@ LOCAL_SPHERE_BAND_VOXELS = 1.5
 LOCAL_SPHERE_NORMAL_WEIGHT = 10.0
 LOCAL_SPHERE_NORMAL_AGREE = 0.5
 LOCAL_SPHERE_THIN_VOXELS = (0.5, 1.0)
-LOCAL_SPHERE_THICK_EDGES = True
-LOCAL_SPHERE_THICK_CROSSINGS = False
-LOCAL_QUADRIC = False
 # Caps between thick slices (``_cap_depth``, :mod:`hepanav.margin.caps`): the sections'
 # squared radius continued as a quadratic through the last three sections (exact for
 # ellipsoids), the column's relative radius from the outline its depth is measured to.
@@ -129,7 +126,6 @@ LOCAL_QUADRIC = False
 # minus its depth (before issue 12's pair 4).
 CAP_SECTIONS = True
 CAP_SECTIONS_MAX = 3
-CAP_FIELD = False
 
 
 @dataclass(frozen=True)
@@ -380,28 +376,6 @@ def across_thick_axes(
     return sdf, factors
 
 
-def _thick_edge_fractions(
-    sdf: np.ndarray, inside: np.ndarray, spacing_xyz: np.ndarray
-) -> dict[int, np.ndarray]:
-    """Where :func:`across_thick_axes` places the surface on the lattice edges along each
-    thick axis: ``{axis (array order): frac}``, ``frac`` of ``inside``'s shape, the
-    crossing on the edge from each voxel to the next along the axis as a fraction of
-    the edge (NaN where it is not placed by shape, and on the last voxel)."""
-    out = {}
-    thick = spacing_xyz > THICK_RATIO * spacing_xyz.min()
-    for axis_xyz in np.flatnonzero(thick):
-        a = 2 - axis_xyz
-        if sdf.shape[a] < 2:
-            continue
-        plane = np.delete(spacing_xyz[::-1], a)
-        v = np.moveaxis(sdf, a, 0)
-        d2, towards = _in_plane_distance(np.moveaxis(inside, a, 0), v, plane)
-        shift, _ = _thick_crossings(v, d2, towards, float(spacing_xyz[axis_xyz]), plane)
-        frac = np.concatenate([shift, np.full((1, *shift.shape[1:]), np.nan)])
-        out[int(a)] = np.moveaxis(frac, 0, a)
-    return out
-
-
 def _in_plane_distance(
     inside: np.ndarray, sdf: np.ndarray, plane: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -475,22 +449,6 @@ def _component_depth(d: np.ndarray, pixel_mm2: float) -> np.ndarray:
     return deepest[labels[tuple(nearest)] - 1]
 
 
-def _cap_sections(
-    d2: np.ndarray, a: int, c: int, pixel: float, plane: np.ndarray
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Equivalent radii (mm) of the sections ``a``, ``c`` and up to ``CAP_SECTIONS_MAX``
-    deeper (per pixel of slice ``a``: its nearest component's), and the radius of the
-    outline of slice ``a`` (:func:`hepanav.margin.caps.outline_radius`)."""
-    step = c - a
-    radii = [_component_depth(d2[a], pixel)]
-    for j in range(1, CAP_SECTIONS_MAX):
-        s = a + j * step
-        if not 0 <= s < d2.shape[0]:
-            break
-        radii.append(_component_depth(d2[s], pixel))
-    return radii, outline_radius(d2[a], plane)
-
-
 def _cap_depth(
     d2: np.ndarray, a: int, c: int, pixel: float, plane: np.ndarray, h: float
 ) -> np.ndarray:
@@ -544,18 +502,6 @@ def _upsample(
     slice's contour (NaN where the slice has none); ``towards``: unit in-plane vector to
     the nearest contour point; ``plane``: in-plane pixel size (mm, axes 1 and 2).
     """
-    shift, caps = _thick_crossings(v, d2, towards, h, plane)
-    return _upsample_with(v, d2, shift, caps, n, h)
-
-
-def _thick_crossings(
-    v: np.ndarray, d2: np.ndarray, towards: np.ndarray, h: float, plane: np.ndarray
-) -> tuple[np.ndarray, dict]:
-    """Where the surface crosses each slab between slices ``i`` and ``i + 1`` (axis 0):
-    ``shift[i]``, shape ``(k - 1, ny, nx)``, the fraction (0..1) of the slab from slice
-    ``i`` (NaN where the columns are not placed by shape: linear), and the slabs that are
-    caps (``CAP_FIELD``: slab -> (slice ``a``, section radii, outline radius)). Arguments
-    as in :func:`_upsample`."""
     k = v.shape[0]
     zc = np.arange(k) * h
     pixel = float(np.prod(plane))
@@ -564,7 +510,6 @@ def _thick_crossings(
     foot = towards * np.abs(np.nan_to_num(d2))[..., None]  # to the nearest contour point
     region = _outside_region_at_contour(inside, foot, plane)
     shift = np.full((k - 1, *v.shape[1:]), np.nan)  # crossing, fraction of the segment
-    caps: dict[int, tuple] = {}  # slab -> the continued sections (``CAP_FIELD``)
     for i in range(k - 1):
         for up in (True, False):
             a, b = (i, i + 1) if up else (i + 1, i)  # a inside, b outside
@@ -590,11 +535,7 @@ def _thick_crossings(
                 # a cap: the sphere through the last two contours (in-plane radii from
                 # the components' areas), the column at its distance from the axis
                 if empty.any() and CAP_SECTIONS:
-                    depth = _cap_depth(d2, a, c, pixel, plane, h)
-                    zz = zc[a] + np.sign(zc[b] - zc[a]) * depth
-                    if CAP_FIELD and not inside[b].any():
-                        depth = np.where(inside[a], np.clip(depth, 0.03 * h, 0.97 * h), 0.0)
-                        caps[i] = (a, depth, *_cap_sections(d2, a, c, pixel, plane))
+                    zz = zc[a] + np.sign(zc[b] - zc[a]) * _cap_depth(d2, a, c, pixel, plane, h)
                 elif empty.any():
                     ra, rc = _component_depth(d2[a], pixel), _component_depth(d2[c], pixel)
                     rho = np.maximum(ra - d2[a], 0.0)
@@ -610,14 +551,6 @@ def _thick_crossings(
                     z = np.where(ok & np.isnan(z), zz, z)
             frac = (z - zc[i]) / h
             shift[i] = np.where(np.isfinite(frac), frac, shift[i])
-    return shift, caps
-
-
-def _upsample_with(
-    v: np.ndarray, d2: np.ndarray, shift: np.ndarray, caps: dict, n: int, h: float
-) -> np.ndarray:
-    """The sub-sampled field of :func:`_upsample` from :func:`_thick_crossings`' output."""
-    k = v.shape[0]
     out = np.empty((k * n, *v.shape[1:]), dtype=np.float64)
     half = n // 2
     for j in range(k * n):
@@ -636,20 +569,6 @@ def _upsample_with(
         # linear interpolation between sub-samples then puts the surface exactly there
         moved = np.where(p1 > 0, p1 * (cc - t) / cc, p2 * (t - cc) / (1 - cc))
         out[j] = np.where(ok, moved, lin)
-        if i in caps and 0.0 < t < 1.0:
-            a, depth, radii, r_outline = caps[i]
-            beyond = abs(x - a) * h
-            field = cap_field(d2[a], r_outline, radii, h, beyond)
-            # each column on its side of its crossing (``_cap_depth``, as clipped there)
-            field = np.where(beyond < depth, np.maximum(field, 1e-3), np.minimum(field, -1e-3))
-            # in the scale of the slice's own values (equal to them at slice a, so the
-            # zero line moves continuously from the slice's outline onto the cap)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                scale = np.clip(v[a] / d2[a], 0.05, 1.0)
-            field = field * np.where(np.isfinite(scale), scale, 1.0)
-            # within the slab every column of slice b is outside: the field there stays
-            # negative (the outline's depth never exceeds its equivalent radius)
-            out[j] = np.where(np.isfinite(field), field, out[j])
     return out
 
 
@@ -730,13 +649,7 @@ def signed_distance(
     sdf[keep_in] = np.maximum(sdf[keep_in], quarter[keep_in])
     sdf[keep_out] = np.minimum(sdf[keep_out], -quarter[keep_out])
     if LOCAL_SPHERE and fraction is None and float(np.min(zyx)) > SEPARATOR_MAX_SPACING_MM:
-        first = _local_sphere_field(sdf, inside, zyx, occupancy)
-        if LOCAL_SPHERE_THICK_CROSSINGS and np.any(zyx > THICK_RATIO * zyx.min()):
-            # refit with the edges along thick axes crossed where the slices' shapes
-            # place the surface (circles, caps), not at their midpoints
-            frac = _thick_edge_fractions(first, inside, np.asarray(spacing_xyz, float))
-            first = _local_sphere_field(sdf, inside, zyx, occupancy, edge_frac=frac)
-        sdf = first
+        sdf = _local_sphere_field(sdf, inside, zyx, occupancy)
     if fine_path:
         sdf = _smoothest_separating(sdf, inside, zyx, fraction)
     if (fine_path or (FRACTION_SURFACE_COARSE and np.all(sigma_mm > 0))) and (
@@ -969,7 +882,6 @@ def _local_sphere_field(
     spacing_zyx: np.ndarray,
     occupancy: np.ndarray,
     window_mm: float | None = None,
-    edge_frac: dict[int, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Signed distance (mm, positive inside) near the surface of a binary mask on a coarse
     grid, from a sphere fitted locally to where the voxels change side.
@@ -1004,13 +916,8 @@ def _local_sphere_field(
         Voxel size (z, y, x), mm.
     occupancy : ndarray, same shape
         The blurred occupancy (0..1), for the normals.
-    edge_frac : dict, optional
-        ``{axis (array order): frac}`` (:func:`_thick_edge_fractions`): the crossing on
-        the lattice edges along a thick axis as a fraction of the edge from each voxel to
-        the next, used instead of the midpoint where finite (NaN: the midpoint).
     """
     window_mm = LOCAL_SPHERE_WINDOW_MM if window_mm is None else window_mm
-    edge_frac = {} if edge_frac is None else edge_frac
     h = np.asarray(spacing_zyx, float)
     band = np.abs(sdf) < LOCAL_SPHERE_BAND_VOXELS * h.max()
     where = np.argwhere(band)
@@ -1024,20 +931,13 @@ def _local_sphere_field(
     normal = np.pad(grad, ((pad, pad),) * 3 + ((0, 0),), mode="edge")
     centre = where + pad
     n_centre = normal[tuple(centre.T)]
-    frac_p = {
-        ax: np.pad(np.where(np.isfinite(f), f, 0.5), pad, constant_values=0.5)
-        for ax, f in edge_frac.items()
-    }
     offsets = np.stack(
         np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1
     ).reshape(-1, 3)
     n = len(where)
-    kk = 10 if LOCAL_QUADRIC else 5
-    ata = np.zeros((n, kk * kk))
-    atb = np.zeros((n, kk))
+    ata = np.zeros((n, 25))
+    atb = np.zeros((n, 5))
     for axis in range(3):
-        if not LOCAL_SPHERE_THICK_EDGES and h[axis] > THICK_RATIO * h.min():
-            continue
         e = np.zeros(3, int)
         e[axis] = 1
         mid = (offsets + 0.5 * e) * h
@@ -1055,35 +955,19 @@ def _local_sphere_field(
             nv /= np.maximum(np.linalg.norm(nv, axis=-1, keepdims=True), 1e-12)
             agree = np.einsum("npk,nk->np", nv, n_centre[chunk]) > LOCAL_SPHERE_NORMAL_AGREE
             w = np.where((side_a != side_b) & agree, weight[None], 0.0)  # N x P
-            if axis in frac_p:
-                _add_moved_edges(ata, atb, chunk, w, a_at, off, e, h, frac_p[axis], nv)
-                continue
-            rows, grads = _fit_rows(mid)
-            kk = rows.shape[1]
-            ata[chunk] += w @ np.einsum("pi,pj->pij", rows, rows).reshape(len(mid), kk * kk)
+            rows = np.concatenate([np.ones((len(mid), 1)), mid, (mid**2).sum(1)[:, None]], 1)
+            ata[chunk] += w @ np.einsum("pi,pj->pij", rows, rows).reshape(len(mid), 25)
             for j in range(3):
-                rg = grads[j]
+                rg = np.zeros((len(mid), 5))
+                rg[:, 1 + j] = 1.0
+                rg[:, 4] = 2.0 * mid[:, j]
                 wn = LOCAL_SPHERE_NORMAL_WEIGHT * w
-                ata[chunk] += wn @ np.einsum("pi,pj->pij", rg, rg).reshape(len(mid), kk * kk)
+                ata[chunk] += wn @ np.einsum("pi,pj->pij", rg, rg).reshape(len(mid), 25)
                 atb[chunk] += (wn * nv[..., j]) @ rg
-    kk = 10 if LOCAL_QUADRIC else 5
-    ata = ata.reshape(n, kk, kk) + 1e-9 * np.eye(kk)[None]
+    ata = ata.reshape(n, 5, 5) + 1e-9 * np.eye(5)[None]
     sol = np.linalg.solve(ata, atb[..., None])[..., 0]
-    c, g = sol[:, 0], sol[:, 1:4]
+    c, g, a = sol[:, 0], sol[:, 1:4], sol[:, 4]
     gn = np.linalg.norm(g, axis=1)
-    if LOCAL_QUADRIC:
-        u = g / np.maximum(gn, 1e-12)[:, None]
-        q = sol[:, 4:]
-        a = (
-            q[:, 0] * u[:, 0] ** 2
-            + q[:, 1] * u[:, 1] ** 2
-            + q[:, 2] * u[:, 2] ** 2
-            + q[:, 3] * u[:, 0] * u[:, 1]
-            + q[:, 4] * u[:, 0] * u[:, 2]
-            + q[:, 5] * u[:, 1] * u[:, 2]
-        )
-    else:
-        a = sol[:, 4]
     disc = gn**2 - 4.0 * a * c
     with np.errstate(divide="ignore", invalid="ignore"):
         # the root of c + |g| t + a t^2 nearest to 0 (t along -g), positive inside
@@ -1100,53 +984,6 @@ def _local_sphere_field(
     deep_out = ndimage.maximum_filter(_box_distance(~inside, h), size=span)
     thick = np.clip((np.minimum(deep_in, deep_out) - lo) / (hi - lo), 0.0, 1.0)
     return sdf + thick * (fitted - sdf)
-
-
-def _fit_rows(pos: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Rows of the local fit at points ``pos`` (P, 3; mm): the basis values (P, K) and
-    their derivatives along each axis (3 x (P, K)); the algebraic sphere
-    ``1, x, |x|^2`` (K = 5) or, with ``LOCAL_QUADRIC``, the general quadric (K = 10)."""
-    one = np.ones((len(pos), 1))
-    if not LOCAL_QUADRIC:
-        rows = np.concatenate([one, pos, (pos**2).sum(1)[:, None]], 1)
-        grads = []
-        for j in range(3):
-            rg = np.zeros((len(pos), 5))
-            rg[:, 1 + j] = 1.0
-            rg[:, 4] = 2.0 * pos[:, j]
-            grads.append(rg)
-        return rows, grads
-    x, y, z = pos.T
-    rows = np.stack([one[:, 0], x, y, z, x * x, y * y, z * z, x * y, x * z, y * z], 1)
-    zero = np.zeros_like(x)
-    grads = [
-        np.stack([zero, one[:, 0], zero, zero, 2 * x, zero, zero, y, z, zero], 1),
-        np.stack([zero, zero, one[:, 0], zero, zero, 2 * y, zero, x, zero, z], 1),
-        np.stack([zero, zero, zero, one[:, 0], zero, zero, 2 * z, zero, x, y], 1),
-    ]
-    return rows, grads
-
-
-def _add_moved_edges(ata, atb, chunk, w, a_at, off, e, h, frac, nv):
-    """Add the lattice edges of one axis to the local sphere fits' normal equations with
-    each crossing at ``frac`` of its edge (see :func:`_local_sphere_field`)."""
-    ni, pi = np.nonzero(w)
-    if ni.size == 0:
-        return
-    at = a_at[ni, pi]
-    f = frac[at[:, 0], at[:, 1], at[:, 2]]
-    pos = (off[pi] + f[:, None] * e) * h
-    ww = w[ni, pi]
-    rows, grads = _fit_rows(pos)
-    kk = rows.shape[1]
-    target = chunk[ni]
-    np.add.at(ata, target, ww[:, None] * np.einsum("pi,pj->pij", rows, rows).reshape(-1, kk * kk))
-    normals = nv[ni, pi]
-    wn = LOCAL_SPHERE_NORMAL_WEIGHT * ww
-    for j in range(3):
-        rg = grads[j]
-        np.add.at(ata, target, wn[:, None] * np.einsum("pi,pj->pij", rg, rg).reshape(-1, kk * kk))
-        np.add.at(atb, target, (wn * normals[:, j])[:, None] * rg)
 
 
 def _conjugate_gradients(matvec, rhs, x0, diag, tol=SEPARATOR_TOL, max_iter=2000):
