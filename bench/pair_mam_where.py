@@ -33,7 +33,12 @@ the in-plane outline of the zone's first and last slices (the sections next to t
 against the analytic section, ray by ray from the zone's axis every 15 degrees (mm,
 positive outside): as measured (the zero line of the slice's field), and as an ellipse
 fitted to the midpoints of the slice's in-plane edges between an inside and an outside
-pixel (what the section's pixels alone say with a smooth-shape prior).
+pixel (what the section's pixels alone say with a smooth-shape prior). ``--global 4 4 0``
+(degree, then seeds) fits ONE smooth star-shaped surface to the whole zone instead (radius
+about the zone voxels' centroid as real spherical harmonics up to that degree, least
+squares to the midpoints of every lattice edge between an inside and an outside voxel
+centre, weight 1 / edge length^2) and prints its error against the analytic zone (all,
+and beyond the first slice) and the MAM of the analytic tumour to it.
 """
 
 from __future__ import annotations
@@ -260,6 +265,72 @@ def section_outline(seed: int) -> dict:
     return out
 
 
+def global_fit(degree: int, seed: int) -> dict:
+    """A global spherical-harmonic surface of the zone, fitted to its mask's edge
+    midpoints (see module doc); errors in mm, positive outside."""
+    import SimpleITK as sitk
+    from scipy.spatial import cKDTree
+    from scipy.special import sph_harm_y
+
+    from bench.bench_margin_pairs import pair_case
+
+    def basis(u: np.ndarray) -> np.ndarray:
+        th, ph = np.arccos(np.clip(u[:, 2], -1, 1)), np.arctan2(u[:, 1], u[:, 0])
+        cols = []
+        for ell in range(degree + 1):
+            for m in range(-ell, ell + 1):
+                y = sph_harm_y(ell, abs(m), th, ph)
+                cols.append(y.real if m == 0 else np.sqrt(2) * (y.imag if m < 0 else y.real))
+        return np.stack(cols, 1)
+
+    case, pair = pair_case(seed)
+    mask = case.post_ablation
+    inside = sitk.GetArrayFromImage(mask) > 0
+    spacing = np.asarray(mask.GetSpacing(), float)
+
+    def physical(index_zyx: np.ndarray) -> np.ndarray:
+        return np.array(
+            [mask.TransformContinuousIndexToPhysicalPoint(q) for q in index_zyx[:, ::-1].tolist()]
+        )
+
+    points, weights = [], []
+    for ax in range(3):  # array axis (z, y, x)
+        a = [slice(None)] * 3
+        b = [slice(None)] * 3
+        a[ax], b[ax] = slice(0, -1), slice(1, None)
+        index = np.argwhere(inside[tuple(a)] != inside[tuple(b)]).astype(float)
+        index[:, ax] += 0.5
+        points.append(physical(index))
+        weights.append(np.full(len(index), 1.0 / spacing[2 - ax] ** 2))
+    p, w = np.concatenate(points), np.sqrt(np.concatenate(weights))
+    centre = physical(np.argwhere(inside).astype(float)).mean(0)
+    rho = np.linalg.norm(p - centre, axis=1)
+    coef = np.linalg.lstsq(basis((p - centre) / rho[:, None]) * w[:, None], rho * w)[0]
+    u = np.random.default_rng(0).normal(size=(200_000, 3))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    surface = centre + (basis(u) @ coef)[:, None] * u
+    err = case.zone.signed_distance(surface)
+    k0 = np.flatnonzero(inside.any(axis=(1, 2)))[0]
+    sub = surface[::50]
+    cap = np.array([mask.TransformPhysicalPointToContinuousIndex(q)[2] for q in sub.tolist()]) < k0
+    tumour = case.deformation.to_post(case.tumor.surface_mesh(20000)[0])
+    dist, _ = cKDTree(surface).query(tumour)
+    rt = np.linalg.norm(tumour - centre, axis=1)
+    within = rt < basis((tumour - centre) / rt[:, None]) @ coef
+    mam = float(np.where(within, dist, -dist).min())
+    return {
+        "seed": seed,
+        "degree": degree,
+        "zone_err_mean_min_max": np.round([err.mean(), err.min(), err.max()], 2).tolist(),
+        "beyond_first_slice_mean_min": (
+            np.round([err[::50][cap].mean(), err[::50][cap].min()], 2).tolist()
+            if cap.any()
+            else None
+        ),
+        "mam_true_tumour_error": round(mam - pair.true_mam_mm, 2),
+    }
+
+
 def sphere_errors(radius: float, spacing: tuple, phase: tuple) -> tuple[float, float, float]:
     """Radial error (mean, min, max; mm) of the surface of a voxelised ball."""
     import SimpleITK as sitk
@@ -337,6 +408,10 @@ def main(argv: list[str]) -> None:
 
         surface.CAP_SECTIONS = False
         argv = [a for a in argv if a != "--old-caps"]
+    if argv[:1] == ["--global"]:
+        for seed in [int(s) for s in argv[2:]] or [4]:
+            print(global_fit(int(argv[1]), seed), flush=True)
+        return
     if argv[:1] == ["--outline"]:
         for seed in [int(s) for s in argv[1:]] or [4]:
             print(section_outline(seed), flush=True)
