@@ -38,7 +38,9 @@ pixel (what the section's pixels alone say with a smooth-shape prior). ``--globa
 about the zone voxels' centroid as real spherical harmonics up to that degree, least
 squares to the midpoints of every lattice edge between an inside and an outside voxel
 centre, weight 1 / edge length^2) and prints its error against the analytic zone (all,
-and beyond the first slice) and the MAM of the analytic tumour to it.
+and beyond the first slice) and the MAM of the analytic tumour to it; ``--global-rules``
+the same with the edges along the slice axis crossed where the circle and cap rules of
+``surface.across_thick_axes`` cross them.
 """
 
 from __future__ import annotations
@@ -265,9 +267,11 @@ def section_outline(seed: int) -> dict:
     return out
 
 
-def global_fit(degree: int, seed: int) -> dict:
+def global_fit(degree: int, seed: int, rules: bool = False) -> dict:
     """A global spherical-harmonic surface of the zone, fitted to its mask's edge
-    midpoints (see module doc); errors in mm, positive outside."""
+    midpoints (see module doc); errors in mm, positive outside. ``rules``: the edges
+    along the slice axis crossed where ``surface.across_thick_axes`` crosses them (the
+    circle and cap rules), not at their midpoints."""
     import SimpleITK as sitk
     from scipy.spatial import cKDTree
     from scipy.special import sph_harm_y
@@ -294,12 +298,26 @@ def global_fit(degree: int, seed: int) -> dict:
         )
 
     points, weights = [], []
+    up = None
+    if rules:
+        from hepanav.margin.surface import across_thick_axes, signed_distance
+
+        up, factors = across_thick_axes(signed_distance(inside, spacing), inside, spacing)
+        n = int(factors[2])
     for ax in range(3):  # array axis (z, y, x)
         a = [slice(None)] * 3
         b = [slice(None)] * 3
         a[ax], b[ax] = slice(0, -1), slice(1, None)
         index = np.argwhere(inside[tuple(a)] != inside[tuple(b)]).astype(float)
-        index[:, ax] += 0.5
+        if ax == 0 and up is not None and n > 1:
+            # where the slice rules (circles, caps) cross each column between the slices
+            for row in index:
+                k, iy, ix = int(row[0]), int(row[1]), int(row[2])
+                col = up[k * n + n // 2 : (k + 1) * n + n // 2 + 1, iy, ix]
+                j = np.flatnonzero((col[:-1] > 0) != (col[1:] > 0))[0]
+                row[0] = k + (j + col[j] / (col[j] - col[j + 1])) / n
+        else:
+            index[:, ax] += 0.5
         points.append(physical(index))
         weights.append(np.full(len(index), 1.0 / spacing[2 - ax] ** 2))
     p, w = np.concatenate(points), np.sqrt(np.concatenate(weights))
@@ -408,9 +426,9 @@ def main(argv: list[str]) -> None:
 
         surface.CAP_SECTIONS = False
         argv = [a for a in argv if a != "--old-caps"]
-    if argv[:1] == ["--global"]:
+    if argv[:1] in (["--global"], ["--global-rules"]):
         for seed in [int(s) for s in argv[2:]] or [4]:
-            print(global_fit(int(argv[1]), seed), flush=True)
+            print(global_fit(int(argv[1]), seed, argv[0] == "--global-rules"), flush=True)
         return
     if argv[:1] == ["--outline"]:
         for seed in [int(s) for s in argv[1:]] or [4]:
