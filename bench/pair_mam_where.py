@@ -40,7 +40,8 @@ squares to the midpoints of every lattice edge between an inside and an outside 
 centre, weight 1 / edge length^2) and prints its error against the analytic zone (all,
 and beyond the first slice) and the MAM of the analytic tumour to it; ``--global-rules``
 the same with the edges along the slice axis crossed where the circle and cap rules of
-``surface.across_thick_axes`` cross them.
+``surface.across_thick_axes`` cross them; ``--global-shapes 4`` the global surface's error
+on voxelised balls and the ellipsoid on 3 x 3 x 5 mm (both fits, three grid phases).
 """
 
 from __future__ import annotations
@@ -267,28 +268,24 @@ def section_outline(seed: int) -> dict:
     return out
 
 
-def global_fit(degree: int, seed: int, rules: bool = False) -> dict:
-    """A global spherical-harmonic surface of the zone, fitted to its mask's edge
-    midpoints (see module doc); errors in mm, positive outside. ``rules``: the edges
-    along the slice axis crossed where ``surface.across_thick_axes`` crosses them (the
-    circle and cap rules), not at their midpoints."""
-    import SimpleITK as sitk
-    from scipy.spatial import cKDTree
+def _sh_basis(u: np.ndarray, degree: int) -> np.ndarray:
+    """Real spherical harmonics up to ``degree`` at unit vectors ``u`` (N, 3)."""
     from scipy.special import sph_harm_y
 
-    from bench.bench_margin_pairs import pair_case
+    th, ph = np.arccos(np.clip(u[:, 2], -1, 1)), np.arctan2(u[:, 1], u[:, 0])
+    cols = []
+    for ell in range(degree + 1):
+        for m in range(-ell, ell + 1):
+            y = sph_harm_y(ell, abs(m), th, ph)
+            cols.append(y.real if m == 0 else np.sqrt(2) * (y.imag if m < 0 else y.real))
+    return np.stack(cols, 1)
 
-    def basis(u: np.ndarray) -> np.ndarray:
-        th, ph = np.arccos(np.clip(u[:, 2], -1, 1)), np.arctan2(u[:, 1], u[:, 0])
-        cols = []
-        for ell in range(degree + 1):
-            for m in range(-ell, ell + 1):
-                y = sph_harm_y(ell, abs(m), th, ph)
-                cols.append(y.real if m == 0 else np.sqrt(2) * (y.imag if m < 0 else y.real))
-        return np.stack(cols, 1)
 
-    case, pair = pair_case(seed)
-    mask = case.post_ablation
+def _sh_surface(mask, degree: int, rules: bool):
+    """(centre, coefficients) of the global star-shaped surface of a binary mask (see
+    module doc, ``--global``); the radius along unit ``u`` is ``_sh_basis(u) @ coef``."""
+    import SimpleITK as sitk
+
     inside = sitk.GetArrayFromImage(mask) > 0
     spacing = np.asarray(mask.GetSpacing(), float)
 
@@ -323,10 +320,32 @@ def global_fit(degree: int, seed: int, rules: bool = False) -> dict:
     p, w = np.concatenate(points), np.sqrt(np.concatenate(weights))
     centre = physical(np.argwhere(inside).astype(float)).mean(0)
     rho = np.linalg.norm(p - centre, axis=1)
-    coef = np.linalg.lstsq(basis((p - centre) / rho[:, None]) * w[:, None], rho * w)[0]
-    u = np.random.default_rng(0).normal(size=(200_000, 3))
-    u /= np.linalg.norm(u, axis=1)[:, None]
-    surface = centre + (basis(u) @ coef)[:, None] * u
+    coef = np.linalg.lstsq(_sh_basis((p - centre) / rho[:, None], degree) * w[:, None], rho * w)
+    return centre, coef[0]
+
+
+def _directions(count: int = 200_000) -> np.ndarray:
+    u = np.random.default_rng(0).normal(size=(count, 3))
+    return u / np.linalg.norm(u, axis=1)[:, None]
+
+
+def global_fit(degree: int, seed: int, rules: bool = False) -> dict:
+    """A global spherical-harmonic surface of the zone, fitted to its mask's edge
+    midpoints (see module doc); errors in mm, positive outside, over uniformly spread
+    directions from the centre. ``rules``: the edges along the slice axis crossed where
+    ``surface.across_thick_axes`` crosses them (the circle and cap rules), not at their
+    midpoints."""
+    import SimpleITK as sitk
+    from scipy.spatial import cKDTree
+
+    from bench.bench_margin_pairs import pair_case
+
+    case, pair = pair_case(seed)
+    mask = case.post_ablation
+    inside = sitk.GetArrayFromImage(mask) > 0
+    centre, coef = _sh_surface(mask, degree, rules)
+    u = _directions()
+    surface = centre + (_sh_basis(u, degree) @ coef)[:, None] * u
     err = case.zone.signed_distance(surface)
     k0 = np.flatnonzero(inside.any(axis=(1, 2)))[0]
     sub = surface[::50]
@@ -334,7 +353,7 @@ def global_fit(degree: int, seed: int, rules: bool = False) -> dict:
     tumour = case.deformation.to_post(case.tumor.surface_mesh(20000)[0])
     dist, _ = cKDTree(surface).query(tumour)
     rt = np.linalg.norm(tumour - centre, axis=1)
-    within = rt < basis((tumour - centre) / rt[:, None]) @ coef
+    within = rt < _sh_basis((tumour - centre) / rt[:, None], degree) @ coef
     mam = float(np.where(within, dist, -dist).min())
     return {
         "seed": seed,
@@ -347,6 +366,36 @@ def global_fit(degree: int, seed: int, rules: bool = False) -> dict:
         ),
         "mam_true_tumour_error": round(mam - pair.true_mam_mm, 2),
     }
+
+
+def global_shapes(degree: int, rules: bool, spacing: tuple, phase: tuple) -> dict:
+    """Error (mm, positive outside; mean over directions, min, max) of the global surface
+    of balls r 10 / 15 and the rotated ellipsoid of :func:`shape_errors`, voxelised at
+    voxel centres on ``spacing``."""
+    sys.path.insert(0, "tests")
+    from margin_helpers import ball, ellipsoid, voxelise
+
+    a, b = 0.5, 0.3
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    rot, axes = rz @ rx, np.array([16.0, 11.0, 8.0])
+    out = {}
+    for name, inside, half in (
+        ("ball10", ball((0, 0, 0), 10), 14.0),
+        ("ball15", ball((0, 0, 0), 15), 19.0),
+        ("ellipsoid", ellipsoid((0, 0, 0), axes, rot), 20.0),
+    ):
+        mask = voxelise(inside, spacing, extent_mm=2 * half + 12, phase=phase)
+        centre, coef = _sh_surface(mask, degree, rules)
+        u = _directions(50_000)
+        v = centre + (_sh_basis(u, degree) @ coef)[:, None] * u
+        if name.startswith("ball"):
+            e = np.linalg.norm(v, axis=1) - float(name[4:])
+        else:
+            q = v @ rot / axes
+            e = (np.sum(q**2, 1) - 1) / np.linalg.norm(2 * (q / axes) @ rot.T, axis=1)
+        out[name] = np.round([e.mean(), e.min(), e.max()], 2).tolist()
+    return out
 
 
 def sphere_errors(radius: float, spacing: tuple, phase: tuple) -> tuple[float, float, float]:
@@ -426,6 +475,12 @@ def main(argv: list[str]) -> None:
 
         surface.CAP_SECTIONS = False
         argv = [a for a in argv if a != "--old-caps"]
+    if argv[:1] == ["--global-shapes"]:
+        for rules in (False, True):
+            for phase in ((0.3, -0.2, 0.45), (1.1, 0.7, -1.3), (-0.6, 1.2, 1.9)):
+                e = global_shapes(int(argv[1]), rules, (3.0, 3.0, 5.0), phase)
+                print(f"rules={rules} 3 x 3 x 5, phase {phase}: {e}", flush=True)
+        return
     if argv[:1] in (["--global"], ["--global-rules"]):
         for seed in [int(s) for s in argv[2:]] or [4]:
             print(global_fit(int(argv[1]), seed, argv[0] == "--global-rules"), flush=True)
