@@ -143,7 +143,9 @@ class RegistrationSettings(BaseModel):
             "local stage, where the pre CT is clamped to the window: 'before' linear "
             "interpolation (ITK's usual order), 'none' (not clamped; meant with "
             "local_unclamped_only), 'after': the unclamped pre CT resampled through the "
-            "global transform onto a local_resample_mm post-space grid, then clamped"
+            "global transform onto a local_resample_mm post-space grid, then clamped. All "
+            "OFF by default: none passed the realistic pairs' rule (docs/margin.md, "
+            "'Local stage: intensity at the window bounds')"
         ),
     )
     local_wide_window_hu: tuple[float, float] = Field(
@@ -166,11 +168,6 @@ class RegistrationSettings(BaseModel):
             "local stage: fit with the default metric first, then continue with the metric "
             "of the local_* intensity fields (same B-spline)"
         ),
-    )
-    local_smoothing_mm: float = Field(
-        0.0,
-        ge=0,
-        description="local stage: > 0 adds a first level with both images smoothed (sigma, mm)",
     )
     local_metric: Literal["correlation", "mattes"] = Field(
         "correlation", description="local stage: similarity metric"
@@ -626,6 +623,10 @@ def local_stage(
     minus the zone dilated by ``exclusion_mm``; moving mask: the pre scan minus the
     dilated tumour. Correlation of the soft-tissue-windowed CT,
     L-BFGS-B, one level without smoothing, no random jitter of the sample points.
+    The ``local_unclamped_only``, ``local_moving_clamp``, ``local_wide_window_hu``,
+    ``local_resample_mm``, ``local_contrast_window``, ``local_refine`` and
+    ``local_metric`` fields change which post voxels count and how the pre CT is windowed
+    (all off by default; measured in docs/margin.md).
     """
     started = time.perf_counter()
     correction, outcome = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, settings)
@@ -684,10 +685,6 @@ def _local_stage(
             costFunctionConvergenceFactor=1e7,
         )
         reg.SetInitialTransform(bspline, inPlace=True)
-        if settings.local_smoothing_mm > 0:
-            reg.SetShrinkFactorsPerLevel([1, 1])
-            reg.SetSmoothingSigmasPerLevel([settings.local_smoothing_mm, 0.0])
-            reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
         try:
             reg.Execute(step.fixed, step.moving)
         except RuntimeError as exc:  # ITK: no valid sample (moving mask/crop mismatch)
