@@ -85,11 +85,13 @@ def test_metric_at_the_true_transform(clamped_pair, fields, exact):
         assert info.metric_before > -0.998
 
 
-def test_exact_metric_recovers_a_known_offset(clamped_pair):
+@pytest.mark.parametrize("gradient_filter", [True, False])
+def test_exact_metric_recovers_a_known_offset(clamped_pair, gradient_filter):
     pre, tumour, post, zone, _ = clamped_pair
     start = sitk.TranslationTransform(3, (SHIFT_MM + [0.8, 0.6, -0.7]).tolist())
     assert _tumour_error(start, start, False) == pytest.approx(np.sqrt(1.49), abs=1e-6)
-    correction, info = local_stage(pre, post, zone, tumour, start, RegistrationSettings(**EXACT))
+    settings = RegistrationSettings(**EXACT, local_gradient_filter=gradient_filter)
+    correction, info = local_stage(pre, post, zone, tumour, start, settings)
     assert info.accepted
     assert _tumour_error(start, correction, info.accepted) < 0.15
 

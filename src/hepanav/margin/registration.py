@@ -169,6 +169,13 @@ class RegistrationSettings(BaseModel):
             "of the local_* intensity fields (same B-spline)"
         ),
     )
+    local_gradient_filter: bool = Field(
+        True,
+        description=(
+            "local stage: ITK's default pre-CT gradient (a Gaussian-smoothed gradient "
+            "image); False: central differences at each sample"
+        ),
+    )
     local_metric: Literal["correlation", "mattes"] = Field(
         "correlation", description="local stage: similarity metric"
     )
@@ -556,6 +563,7 @@ class _LocalMetric:
         # normal jitter of a third of the spacing, i.e. samples between acquired slices.
         reg.SetMetricSamplingStrategy(reg.NONE)
         reg.SetInterpolator(sitk.sitkLinear)
+        reg.SetMetricUseMovingImageGradientFilter(settings.local_gradient_filter)
         if self.moving_initial is not None:
             reg.SetMovingInitialTransform(self.moving_initial)
         return reg
