@@ -130,54 +130,34 @@ class RegistrationSettings(BaseModel):
         description="stall rule: least improvement of the correlation metric (-1..1) that counts",
     )
     local_unclamped_only: bool = Field(
-        False,
+        True,
         description=(
-            "local stage: metric only at post voxels inside the soft-tissue window (not "
-            "clamped); off by default: on the 8 realistic pairs it fixes pair 6 but makes "
-            "pairs 4 and 0 worse by up to 0.26 mm (docs/margin.md)"
+            "local stage: metric only at post voxels strictly inside the soft-tissue window: "
+            "a voxel at a bound (fat <= -100 HU) only says 'at most -100' (docs/margin.md, "
+            "'Local stage: intensity at the window bounds')"
         ),
     )
-    local_moving_clamp: Literal["before", "none", "after"] = Field(
-        "before",
+    local_moving_clamp: Literal["before", "none"] = Field(
+        "none",
         description=(
-            "local stage, where the pre CT is clamped to the window: 'before' linear "
-            "interpolation (ITK's usual order), 'none' (not clamped; meant with "
-            "local_unclamped_only), 'after': the unclamped pre CT resampled through the "
-            "global transform onto a local_resample_mm post-space grid, then clamped. All "
-            "OFF by default: none passed the realistic pairs' rule (docs/margin.md, "
-            "'Local stage: intensity at the window bounds')"
+            "local stage, how the pre CT is windowed: 'none': clamped only to "
+            "local_wide_window_hu, so that with local_unclamped_only every kept post voxel "
+            "equals the interpolated pre CT (+ a contrast change) at the true transform; "
+            "'before': clamped to the soft-tissue window before interpolation (the global "
+            "stages' way; biased at fat next to soft tissue)"
         ),
     )
     local_wide_window_hu: tuple[float, float] = Field(
         (-1000.0, 3000.0),
         description="local stage, local_moving_clamp='none': the pre CT clamped to this, HU",
     )
-    local_resample_mm: float = Field(
-        1.0, gt=0, description="local stage, local_moving_clamp='after': grid spacing, mm"
-    )
-    local_contrast_window: bool = Field(
-        False,
-        description=(
-            "local stage: the pre CT's window shifted by the median post - pre HU offset of "
-            "the soft tissue at the global transform (a contrast change moves the bounds)"
-        ),
-    )
-    local_refine: bool = Field(
-        False,
-        description=(
-            "local stage: fit with the default metric first, then continue with the metric "
-            "of the local_* intensity fields (same B-spline)"
-        ),
-    )
     local_gradient_filter: bool = Field(
-        True,
+        False,
         description=(
-            "local stage: ITK's default pre-CT gradient (a Gaussian-smoothed gradient "
-            "image); False: central differences at each sample"
+            "local stage: True: ITK's default pre-CT gradient (a Gaussian-smoothed gradient "
+            "image, which spreads air and bone edges into the soft tissue beside them); "
+            "False: central differences at each sample"
         ),
-    )
-    local_metric: Literal["correlation", "mattes"] = Field(
-        "correlation", description="local stage: similarity metric"
     )
 
 
@@ -482,10 +462,10 @@ def register_pre_to_post(
 
 @dataclass
 class _LocalMetric:
-    """The local stage's metric inputs for one choice of the ``local_*`` intensity fields:
-    windowed post voxels (``fixed``, the ``region`` and its ``sparse`` lattice), the pre
-    CT as the metric sees it (``moving``, ``moving_mask``) and its ``moving_initial``
-    transform (None when ``moving`` is already resampled into post space)."""
+    """The local stage's metric inputs for the ``local_*`` intensity fields: windowed post
+    voxels (``fixed``, the ``region`` and its ``sparse`` lattice), the pre CT as the
+    metric sees it (``moving``, ``moving_mask``) and the global transform
+    (``moving_initial``, post -> pre points)."""
 
     fixed: sitk.Image
     region: sitk.Image
@@ -493,7 +473,7 @@ class _LocalMetric:
     samples: int
     moving: sitk.Image
     moving_mask: sitk.Image
-    moving_initial: sitk.Transform | None
+    moving_initial: sitk.Transform
 
     @classmethod
     def build(
@@ -503,17 +483,18 @@ class _LocalMetric:
         moving_ct: sitk.Image,
         moving_mask: sitk.Image,
         initial: sitk.Transform,
-        choice: RegistrationSettings,
         settings: RegistrationSettings,
     ) -> _LocalMetric:
-        """Inputs for the intensity fields of ``choice``; sampling fields of ``settings``."""
+        """Inputs for the intensity and sampling fields of ``settings``."""
         lo, hi = WINDOW_HU
-        if choice.local_unclamped_only:
+        if settings.local_unclamped_only:
             # A post voxel at a window bound (fat <= -100 HU) only says "at most -100": the
             # moving side, windowed BEFORE interpolation, reads it higher next to soft
             # tissue. On realistic pair 6 such voxels (2.5 % of the region) made 85 % of
             # the squared residual at the true transform (docs/margin.md "Local stage:
-            # clamped voxels").
+            # clamped voxels"). With the pre CT not clamped (local_moving_clamp="none")
+            # every kept post voxel then equals the interpolated pre CT (+ a contrast
+            # change) at the true transform: the metric is unbiased there.
             inside = sitk.And(fixed_ct > lo, fixed_ct < hi)
             region = sitk.And(region, sitk.Cast(inside, sitk.sitkUInt8))
         lattice = np.zeros(sitk.GetArrayViewFromImage(region).shape, np.uint8)
@@ -528,35 +509,17 @@ class _LocalMetric:
         lattice_image.CopyInformation(region)
         sparse = sitk.And(region, lattice_image)
         samples = int(sitk.GetArrayViewFromImage(sparse).sum())
-        if choice.local_contrast_window:
-            offset = _contrast_offset(fixed_ct, moving_ct, initial, region)
-            lo, hi = lo - offset, hi - offset
-        moving_initial: sitk.Transform | None = initial
         moving = sitk.Cast(moving_ct, sitk.sitkFloat32)
-        if choice.local_moving_clamp == "after":
-            # The unclamped pre CT through the global transform onto a fine post-space
-            # grid, THEN clamped: the clamp follows the first interpolation, as in the post.
-            grid = _fine_grid(
-                fixed_ct, settings.local_resample_mm, settings.local_max_correction_mm
-            )
-            moving = sitk.Resample(moving, grid, initial, sitk.sitkLinear, -1000.0)
-            moving_mask = sitk.Resample(moving_mask, grid, initial, sitk.sitkNearestNeighbor, 0)
-            moving_initial = None
-        if choice.local_moving_clamp == "none":
-            lo, hi = choice.local_wide_window_hu
+        if settings.local_moving_clamp == "none":
+            lo, hi = settings.local_wide_window_hu
         moving = sitk.Clamp(moving, sitk.sitkFloat32, lo, hi)
-        return cls(
-            _windowed(fixed_ct), region, sparse, samples, moving, moving_mask, moving_initial
-        )
+        return cls(_windowed(fixed_ct), region, sparse, samples, moving, moving_mask, initial)
 
     def method(
         self, mask: sitk.Image, settings: RegistrationSettings
     ) -> sitk.ImageRegistrationMethod:
         reg = sitk.ImageRegistrationMethod()
-        if settings.local_metric == "mattes":
-            reg.SetMetricAsMattesMutualInformation(32)
-        else:
-            reg.SetMetricAsCorrelation()
+        reg.SetMetricAsCorrelation()
         reg.SetMetricFixedMask(mask)
         reg.SetMetricMovingMask(self.moving_mask)
         # Every voxel of the mask, at its centre: ITK's REGULAR/RANDOM sampling adds a
@@ -564,8 +527,7 @@ class _LocalMetric:
         reg.SetMetricSamplingStrategy(reg.NONE)
         reg.SetInterpolator(sitk.sitkLinear)
         reg.SetMetricUseMovingImageGradientFilter(settings.local_gradient_filter)
-        if self.moving_initial is not None:
-            reg.SetMovingInitialTransform(self.moving_initial)
+        reg.SetMovingInitialTransform(self.moving_initial)
         return reg
 
     def evaluate(self, local: sitk.Transform, settings: RegistrationSettings) -> float:
@@ -631,10 +593,11 @@ def local_stage(
     minus the zone dilated by ``exclusion_mm``; moving mask: the pre scan minus the
     dilated tumour. Correlation of the soft-tissue-windowed CT,
     L-BFGS-B, one level without smoothing, no random jitter of the sample points.
-    The ``local_unclamped_only``, ``local_moving_clamp``, ``local_wide_window_hu``,
-    ``local_resample_mm``, ``local_contrast_window``, ``local_refine`` and
-    ``local_metric`` fields change which post voxels count and how the pre CT is windowed
-    (all off by default; measured in docs/margin.md).
+    By default (``local_unclamped_only``, ``local_moving_clamp="none"``) only post voxels
+    strictly inside the window count and the pre CT is not clamped, so the metric is
+    unbiased at the true transform; pre-CT gradients by central differences
+    (``local_gradient_filter=False``). Measured in docs/margin.md, "Local stage:
+    intensity at the window bounds".
     """
     started = time.perf_counter()
     correction, outcome = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, settings)
@@ -662,20 +625,11 @@ def _local_stage(
     moving_ct = crop(pre_ct, t_start, t_size)
     moving_mask = sitk.Not(dilate_mm(crop(pre_tumour, t_start, t_size), settings.exclusion_mm))
     initial = _as_displacement_field(transform, fixed_ct)
-    default = RegistrationSettings()
-    variant = _LocalMetric.build(
-        fixed_ct, region, moving_ct, moving_mask, initial, settings, settings
-    )
+    variant = _LocalMetric.build(fixed_ct, region, moving_ct, moving_mask, initial, settings)
     if variant.samples < 100:
         return identity, LocalStage(
             False, 0.0, 0.0, 0.0, variant.samples, "too few voxels near the zone"
         )
-    passes = [variant]
-    if settings.local_refine:
-        first = _LocalMetric.build(
-            fixed_ct, region, moving_ct, moving_mask, initial, default, settings
-        )
-        passes = [first, variant] if first.samples >= 100 else passes
     mesh = [
         max(1, int(round(n * s / settings.local_control_spacing_mm)))
         for n, s in zip(fixed_ct.GetSize(), fixed_ct.GetSpacing(), strict=True)
@@ -683,20 +637,19 @@ def _local_stage(
     bspline = sitk.BSplineTransformInitializer(fixed_ct, mesh, order=3)
     iterations = settings.local_iterations
     samples = variant.samples
-    for step in passes:
-        reg = step.method(step.sparse, settings)
-        reg.SetOptimizerAsLBFGSB(
-            gradientConvergenceTolerance=1e-5,
-            numberOfIterations=iterations,
-            maximumNumberOfCorrections=5,
-            maximumNumberOfFunctionEvaluations=2 * iterations,
-            costFunctionConvergenceFactor=1e7,
-        )
-        reg.SetInitialTransform(bspline, inPlace=True)
-        try:
-            reg.Execute(step.fixed, step.moving)
-        except RuntimeError as exc:  # ITK: no valid sample (moving mask/crop mismatch)
-            return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, f"failed: {exc}"[:200])
+    reg = variant.method(variant.sparse, settings)
+    reg.SetOptimizerAsLBFGSB(
+        gradientConvergenceTolerance=1e-5,
+        numberOfIterations=iterations,
+        maximumNumberOfCorrections=5,
+        maximumNumberOfFunctionEvaluations=2 * iterations,
+        costFunctionConvergenceFactor=1e7,
+    )
+    reg.SetInitialTransform(bspline, inPlace=True)
+    try:
+        reg.Execute(variant.fixed, variant.moving)
+    except RuntimeError as exc:  # ITK: no valid sample (moving mask/crop mismatch)
+        return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, f"failed: {exc}"[:200])
     before = variant.evaluate(sitk.TranslationTransform(3), settings)
     after = variant.evaluate(bspline, settings)
 
@@ -733,36 +686,6 @@ def _local_stage(
         return identity, LocalStage(False, before, after, largest, samples, note)
     note = f"kept: local metric {before:.4f} -> {after:.4f}, largest correction {largest:.2f} mm"
     return correction, LocalStage(True, before, after, largest, samples, note)
-
-
-def _fine_grid(image: sitk.Image, spacing_mm: float, margin_mm: float) -> sitk.Image:
-    """Empty float32 image covering ``image``'s box (+ ``margin_mm``), same direction,
-    isotropic ``spacing_mm`` voxels."""
-    direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    extent = (np.asarray(image.GetSize()) - 1) * np.asarray(image.GetSpacing())
-    size = [int(np.ceil((e + 2 * margin_mm) / spacing_mm)) + 1 for e in extent]
-    origin = np.asarray(image.GetOrigin()) - direction @ np.full(3, margin_mm)
-    grid = sitk.Image(size, sitk.sitkFloat32)
-    grid.SetSpacing([spacing_mm] * 3)
-    grid.SetOrigin(origin.tolist())
-    grid.SetDirection(image.GetDirection())
-    return grid
-
-
-def _contrast_offset(
-    fixed_ct: sitk.Image, moving_ct: sitk.Image, transform: sitk.Transform, region: sitk.Image
-) -> float:
-    """Median post - pre HU over the ``region`` voxels where both lie inside ``WINDOW_HU``
-    (pre resampled through ``transform``); 0 when fewer than 100 such voxels."""
-    lo, hi = WINDOW_HU
-    warped = sitk.Resample(
-        sitk.Cast(moving_ct, sitk.sitkFloat32), fixed_ct, transform, sitk.sitkLinear, np.nan
-    )
-    post = sitk.GetArrayViewFromImage(fixed_ct).astype(float)
-    pre = sitk.GetArrayViewFromImage(warped)
-    keep = (sitk.GetArrayViewFromImage(region) > 0) & (post > lo) & (post < hi)
-    keep &= (pre > lo) & (pre < hi)
-    return float(np.median(post[keep] - pre[keep])) if keep.sum() >= 100 else 0.0
 
 
 def set_threads(threads: int | None) -> None:
