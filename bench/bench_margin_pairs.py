@@ -11,7 +11,9 @@ measurement-only baseline (same run).
 
 Run: ``.venv/bin/python -m bench margin_pairs`` (HEPANAV_PAIRS=N cases, default 8;
 HEPANAV_PAIR_SEEDS=2,4 runs those seeds only; HEPANAV_PAIR_DUMP=DIR writes each
-registration's transform to DIR/seed<N>_<mode>.h5 for offline study).
+registration's transform to DIR/seed<N>_<mode>.h5 for offline study;
+HEPANAV_PAIR_MODES=lesion_region runs only that mode (comma-separated, default both);
+HEPANAV_PAIR_SETTINGS='{"region_radius_mm": 80}' overrides RegistrationSettings fields).
 """
 
 from __future__ import annotations
@@ -67,14 +69,20 @@ def tumour_surface_tre(case, pair, transform) -> dict:
     return {k: round(v, 2) for k, v in tumour_surface_error(case, pair, transform).items()}
 
 
-def evaluate(seed: int, modes=("liver", "lesion_region"), settings=None) -> dict:
+def evaluate(seed: int, modes=None, settings=None) -> dict:
     """One pair: MAM with the true transform (measurement only) and per registration mode
     the total MAM error, the TRE at the tumour surface and the reported uncertainty."""
+    import json
+
     from hepanav.margin.measure import measure_margin
-    from hepanav.margin.registration import register_pre_to_post
+    from hepanav.margin.registration import RegistrationSettings, register_pre_to_post
     from hepanav.margin.uncertainty import local_consistency
     from hepanav.phantoms.realistic_pair import true_post_to_pre
 
+    if modes is None:
+        modes = os.environ.get("HEPANAV_PAIR_MODES", "liver,lesion_region").split(",")
+    if settings is None and os.environ.get("HEPANAV_PAIR_SETTINGS"):
+        settings = RegistrationSettings(**json.loads(os.environ["HEPANAV_PAIR_SETTINGS"]))
     case, pair = pair_case(seed)
     truth = true_post_to_pre(case, pair)
     true_tre = tumour_surface_tre(case, pair, truth)
@@ -154,7 +162,7 @@ def main() -> dict:
         f"measurement only (true transform): max |error| {t['max_abs_error_mm']} mm, "
         f"mean {t['mean_error_mm']:+} mm"
     )
-    for mode in ("liver", "lesion_region"):
+    for mode in os.environ.get("HEPANAV_PAIR_MODES", "liver,lesion_region").split(","):
         e = np.array([r[f"{mode}_error_mm"] for r in rows])
         reg = np.array([r[f"{mode}_registration_part_mm"] for r in rows])
         tre = np.array([r[f"{mode}_tre_max_mm"] for r in rows])
