@@ -530,6 +530,8 @@ def prepare_lesion(
     if appearance == "auto":
         chosen = "hypo" if n_bright >= n_dark else "hyper"
     parenchyma = brighter if chosen == "hypo" else darker
+    if appearance != "auto":
+        _check_appearance(appearance, lesion_hu, darker, n_dark, brighter, n_bright, seeds[0])
     if not np.isfinite(parenchyma) and max_radius_mm < CONTRAST_LOOK_MM:
         _refuse_if_wider(ct, seeds, appearance, lesion_hu, delta, floor, max_radius_mm, what)
     if not np.isfinite(parenchyma):
@@ -1031,6 +1033,34 @@ def _cut_excluded(mask: sitk.Image, seeds: list[Seed], exclude: list[Seed]) -> s
     out = sitk.GetImageFromArray(arr.astype(np.uint8))
     out.CopyInformation(mask)
     return component_at(out, [s.index for s in seeds])
+
+
+def _check_appearance(
+    appearance: Appearance,
+    lesion_hu: float,
+    darker: float,
+    n_dark: int,
+    brighter: float,
+    n_bright: int,
+    first: Seed,
+) -> None:
+    """Refuse an explicit ``--appearance`` the seed contradicts: the main soft tissue
+    around it (the larger of the darker and brighter peaks, what ``auto`` picks as the
+    parenchyma) lies on the side the lesion should stand out from. Before, the lesion
+    grew over the liver (hyper on a 61 HU seed in 106 HU liver) and was refused as "the
+    tumour leaked ... 40 mm". Raises ``InputError`` naming the HU."""
+    if appearance == "hyper" and n_bright > n_dark and np.isfinite(brighter):
+        side, around, other = "darker", brighter, "hypo"
+    elif appearance == "hypo" and n_dark > n_bright and np.isfinite(darker):
+        side, around, other = "brighter", darker, "hyper"
+    else:
+        return
+    raise InputError(
+        f"--appearance {appearance}: the seed ({lesion_hu:.0f} HU) is {side} than the tissue "
+        f"around it ({around:.0f} HU, the main soft tissue near the click), so it is "
+        f"{other}dense; use --appearance {other} or auto (or click the lesion)",
+        first.describe(),
+    )
 
 
 def _refuse_if_wider(
