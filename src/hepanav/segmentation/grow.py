@@ -320,6 +320,7 @@ def grow_lesion(
         include=include,
         exclude=exclude,
         lower_floor_hu=lower_floor_hu,
+        check_appearance=not dark_is_lesion,
     )
     win = hu_windows()
     include = list(include or [])
@@ -479,6 +480,7 @@ def prepare_lesion(
     include: list[Seed] | None = None,
     exclude: list[Seed] | None = None,
     lower_floor_hu: float | None = None,
+    check_appearance: bool = True,
 ) -> LesionSetup:
     """Crop, smooth and measure a lesion around its seeds (the common preamble).
 
@@ -490,6 +492,10 @@ def prepare_lesion(
        within ``max_radius_mm``; ``auto`` takes the larger peak.
     3. A first ray cast at the midpoint gives the lesion's radius; the crop is
        shrunk to a box a little over twice that.
+
+    With ``check_appearance`` (the tumour, whose ``appearance`` the user may give; not
+    the zone, always "hypo"), an explicit appearance the seed contradicts is refused
+    (:func:`_check_appearance`).
 
     Raises
     ------
@@ -530,7 +536,7 @@ def prepare_lesion(
     if appearance == "auto":
         chosen = "hypo" if n_bright >= n_dark else "hyper"
     parenchyma = brighter if chosen == "hypo" else darker
-    if appearance != "auto":
+    if check_appearance and appearance != "auto":
         _check_appearance(appearance, lesion_hu, darker, n_dark, brighter, n_bright, seeds[0])
     if not np.isfinite(parenchyma) and max_radius_mm < CONTRAST_LOOK_MM:
         _refuse_if_wider(ct, seeds, appearance, lesion_hu, delta, floor, max_radius_mm, what)
