@@ -6,6 +6,8 @@ translation ``d`` (mm), so the post -> pre transform is ``x -> x + d`` everywher
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -42,14 +44,18 @@ def _register(settings: RegistrationSettings, monkeypatch) -> tuple[sitk.Transfo
             rules.append(self)
 
     monkeypatch.setattr(registration, "StallRule", Recorded)
+    return _stage(settings), rules
+
+
+def _stage(settings: RegistrationSettings) -> sitk.Transform:
+    """One B-spline stage of :func:`_pair` as ``register_pre_to_post`` runs it."""
     fixed, moving = _pair()
     # Metric on the inner 56 mm cube only (a shifted point near the edge leaves the image).
     mask = sitk.Cast(fixed * 0, sitk.sitkUInt8)
     mask[6:34, 6:34, 6:34] = 1
     reg = registration._method(settings, mask, mask, rigid=False)
     bspline = sitk.BSplineTransformInitializer(fixed, [2, 2, 2], order=3)
-    out = registration._run(reg, fixed, moving, bspline, None, settings)
-    return out, rules
+    return registration._run(reg, fixed, moving, bspline, None, settings)
 
 
 def _recovered(transform: sitk.Transform) -> np.ndarray:
@@ -95,3 +101,58 @@ def test_stall_rule_is_a_setting():
         RegistrationSettings(bspline_stall_iterations=-1)
     with pytest.raises(ValueError):
         RegistrationSettings(bspline_stall_tolerance=-1e-5)
+
+
+def _with_observer(monkeypatch, observe) -> list:
+    """Make every StallRule also register ``observe(rule)`` as an iteration observer
+    (added after the rule's own, so it runs after it at each iteration)."""
+    rules: list[StallRule] = []
+
+    class Observed(StallRule):
+        def __init__(self, reg, *args, **kwargs):
+            super().__init__(reg, *args, **kwargs)
+            rules.append(self)
+            reg.AddCommand(sitk.sitkIterationEvent, lambda: observe(self))
+
+    monkeypatch.setattr(registration, "StallRule", Observed)
+    return rules
+
+
+def test_stderr_stays_live_and_the_rules_stop_is_silent(monkeypatch, capsys):
+    """What is written to sys.stderr during a registration (the CLI's progress bar,
+    warnings) reaches it at once, not after the stage; the rule's own stop prints no
+    traceback; sys.excepthook is restored afterwards."""
+    hook = sys.excepthook
+    live: list[bool] = []
+
+    def tick(rule: StallRule) -> None:
+        sys.stderr.write(f"tick {len(live)}\n")
+        live.append(f"tick {len(live)}" in capsys.readouterr().err)  # there already?
+
+    rules = _with_observer(monkeypatch, tick)
+    settings = RegistrationSettings(sampling_fraction=0.3, bspline_iterations=40)
+    transform = _stage(settings)
+    (rule,) = rules
+    assert rule.fired_at is not None  # the stop happened (the rule's exception)
+    assert len(live) > settings.bspline_stall_iterations and all(live)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "_Stalled" not in err
+    assert sys.excepthook is hook
+    # the result is the rule's best position, as before
+    assert transform.GetParameters() == pytest.approx(rule._position, abs=0)
+
+
+def test_an_unexpected_observer_error_is_printed_and_raised(monkeypatch, capsys):
+    hook = sys.excepthook
+
+    def fail(rule: StallRule) -> None:
+        if rule.reg.GetOptimizerIteration() == 2:
+            raise ValueError("an observer's own bug")
+
+    _with_observer(monkeypatch, fail)
+    settings = RegistrationSettings(sampling_fraction=0.3, bspline_iterations=40)
+    with pytest.raises(RuntimeError, match="Python Callable"):
+        _stage(settings)
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ValueError: an observer's own bug" in err
+    assert sys.excepthook is hook

@@ -113,3 +113,148 @@ def test_a_tall_mask_shows_every_kth_slice_first_and_last_included():
     assert (first, last, step) == (10, 54, 3)
     assert shown[0] == 10 and shown[-1] == 54 and len(shown) <= MAX_MONTAGE
     assert max(np.diff(shown)) <= step
+
+
+# Two hypodense spheres (LPS mm centres, radii, HU below the 105 HU liver) at different
+# heights (z on slice centres), 20 mm apart in x: their coronal planes (y 0) also cut the
+# other lesion (shown dashed as another lesion).
+TWO = (((-10.0, 0.0, -5.625), 7.0, -45.0), ((10.0, 0.0, 5.625), 5.5, -65.0))
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    """(ct, result, seg, html text, folder) of ``hepanav segment tumor`` with one seed
+    at each sphere's centre, written with its report."""
+    from hepanav.phantoms.lesions import paint_shape
+    from hepanav.segmentation.pipeline import segment_image, write_outputs
+    from segmentation_helpers import LIVER_HU, liver_block, sphere
+
+    grid, hu = liver_block(size=(80, 64, 48), spacing=(1.0, 1.0, 1.25))
+    for centre, radius, contrast in TWO:
+        paint_shape(hu, grid, sphere(radius, center=centre), LIVER_HU + contrast)
+    ct = grid.image(hu)
+    seeds = [",".join(f"{v:g}" for v in c) for c, _, _ in TWO]
+    folder = tmp_path_factory.mktemp("two")
+    out = folder / "t.nii.gz"
+    result, seg = segment_image("tumor", ct, "ct.nii.gz", out, seeds=seeds)
+    write_outputs(result, seg, ct, out)
+    return ct, result, seg, (folder / "t.html").read_text(encoding="utf-8"), folder
+
+
+def test_two_lesions_each_get_three_planes_through_their_own_seed(two):
+    """Lesion n's views go through ITS seed (the plane's table z and CT slice are the
+    seed's), are labelled lesion n/2 and carry letters, scale bar and W/L; its own
+    contour is the solid one (the mask's lesion n voxels), the other lesion dashed."""
+    from hepanav.imaging.figures import resample_mask_to_plane
+    from hepanav.segmentation.report import lesion_axes
+
+    ct, result, seg, _, _ = two
+    assert len(seg.lesions) == 2 and seg.lesion_map is not None
+    n_slices = ct.GetSize()[2]
+    for n, (centre, radius, _) in enumerate(TWO, 1):
+        seed = np.asarray(centre)
+        k = ct.TransformPhysicalPointToIndex(tuple(centre))[2]
+        fig, seed_number, label, window = lesion_axes(seg, ct, n)
+        assert seed_number == n and label == f"--seed {','.join(f'{v:g}' for v in centre)}"
+        assert window == (400, round(seg.lesions[n - 1]["parenchyma_hu"]))
+        axes = [ax for ax in fig.axes if hasattr(ax, "hepanav_plane")]
+        assert [ax.hepanav_plane.name for ax in axes] == ["axial", "coronal", "sagittal"]
+        assert all(ax.get_title() == f"lesion {n}/2: {ax.hepanav_plane.name} through seed {n}"
+                   for ax in axes)  # fmt: skip
+        axial = axes[0].hepanav_plane
+        assert axial.table_mm == pytest.approx(seed[2], abs=1e-6)
+        assert axial.source_slice == k + 1
+        assert f"axial slice {k + 1}/{n_slices}" in _caption(axes[0])
+        assert f"coronal plane at y {seed[1]:+.1f} mm" in _caption(axes[1])
+        assert f"sagittal plane at x {seed[0]:+.1f} mm" in _caption(axes[2])
+        own = sitk.Cast(seg.lesion_map == n, sitk.sitkUInt8)
+        for ax, letters in zip(axes, ("RLAP", "RLSI", "APSI"), strict=True):
+            plane = ax.hepanav_plane
+            assert np.allclose(plane.centre, seed, atol=1e-6)  # centred on its seed
+            assert f"W 400 / L {window[1]:g} HU" in _caption(ax)
+            got = _letters(ax)
+            assert got["orient-left"] + got["orient-right"] == letters[:2]
+            assert got["orient-top"] + got["orient-bottom"] == letters[2:]
+            assert ax.hepanav_scalebar.length_mm > 0
+            (seed_line,) = [line for line in ax.lines if line.get_gid() == "seed"]
+            cr, _ = plane.lps_to_pixel(seed[None])  # its seed drawn where it lies
+            assert np.isclose(seed_line.get_xydata(), cr[0], atol=1e-6).all(axis=1).any()
+            # the lesion's voxels fill its own contour: the plane holds the sphere's
+            # cross-section through its centre (pi r^2, within 25 %)
+            area = float((resample_mask_to_plane(own, plane) >= 0.5).sum())
+            area *= plane.pixel_mm[0] * plane.pixel_mm[1]
+            assert area == pytest.approx(np.pi * radius**2, rel=0.25)
+        # only the coronal planes (y 0, 41-44 mm wide) reach the other lesion, 20 mm
+        # off in x and 11.25 mm in z; the axial and sagittal miss it
+        assert [ax.hepanav_others for ax in axes] == [False, True, False]
+
+
+def test_two_lesion_report_has_a_row_of_planes_per_lesion(two):
+    ct, result, seg, html, _ = two
+    assert html.count('<figure class="lesion-views"') == 2
+    assert html.count("<img") == 3  # two lesions' planes and the montage
+    for n in (1, 2):
+        assert f'<h3 id="lesion-{n}">Lesion {n} of 2 (seed {n}, --seed' in html
+        assert f'alt="lesion {n} of 2: axial, coronal and sagittal planes through seed {n}' in html
+        assert f"W 400 / L {round(seg.lesions[n - 1]['parenchyma_hu'])} HU, centred" in html
+    assert "Slices through the seed</h2>" not in html  # the one-lesion figure is not there
+    # each lesion's own HU values in its row; the lesion-1-only top-level rows are gone
+    assert "attenuation at the seed</td>" not in html
+    row = next(line for line in html.splitlines() if "<td>lesion 2 of 2</td>" in line)
+    assert f"parenchyma {round(result.lesions[1].parenchyma_hu)} HU" in row
+
+
+def test_one_lesion_report_keeps_one_row_of_planes(case, tmp_path):
+    from hepanav.segmentation.pipeline import segment_image, write_outputs
+
+    ct, _ = case
+    seed = ",".join(f"{v:.2f}" for v in np.asarray(ct.TransformContinuousIndexToPhysicalPoint(
+        [(n - 1) / 2 for n in ct.GetSize()])))  # fmt: skip
+    out = tmp_path / "t.nii.gz"
+    result, seg = segment_image("tumor", ct, "ct.nii.gz", out, seeds=[seed])
+    write_outputs(result, seg, ct, out)
+    html = (tmp_path / "t.html").read_text(encoding="utf-8")
+    assert len(seg.lesions) == 1
+    assert "Slices through the seed</h2>" in html and 'class="lesion-views"' not in html
+    assert html.count("<img") == 2
+    assert "attenuation at the seed</td>" in html
+
+
+def test_each_lesion_records_its_own_hu_the_top_level_is_lesion_1s(two):
+    """MASK.json: lesions[i] carry the lesion's own lesion_hu / parenchyma_hu / window_hu
+    / appearance (lesion 2 is 20 HU darker by construction; its values are those of a
+    run with its seed alone); the top-level fields are lesion 1's, and say so."""
+    import json
+
+    from hepanav.segmentation.pipeline import segment_image
+    from hepanav.segmentation.schema import LesionRecord, SegmentationResult
+    from segmentation_helpers import LIVER_HU
+
+    ct, _, _, _, folder = two
+    record = json.loads((folder / "t.json").read_text(encoding="utf-8"))
+    lesions = record["lesions"]
+    keys = ("lesion_hu", "parenchyma_hu", "window_hu", "appearance")
+    for lesion, (_, _, contrast) in zip(lesions, TWO, strict=True):
+        assert lesion["lesion_hu"] == pytest.approx(LIVER_HU + contrast, abs=8)
+        assert lesion["parenchyma_hu"] == pytest.approx(LIVER_HU, abs=8)
+        lo, hi = lesion["window_hu"]
+        assert lo < lesion["lesion_hu"] < hi < lesion["parenchyma_hu"]
+        assert lesion["appearance"] == "hypo"
+    assert lesions[1]["lesion_hu"] < lesions[0]["lesion_hu"] - 10
+    assert {k: record[k] for k in keys} == {k: lesions[0][k] for k in keys}
+    alone, _ = segment_image("tumor", ct, "ct.nii.gz", folder / "two.nii.gz",
+                             seeds=[",".join(f"{v:g}" for v in TWO[1][0])])  # fmt: skip
+    assert lesions[1]["lesion_hu"] == alone.lesion_hu
+    assert lesions[1]["parenchyma_hu"] == alone.parenchyma_hu
+    assert tuple(lesions[1]["window_hu"]) == pytest.approx(alone.window_hu, abs=1e-9)
+    # the schema says which lesion the top-level values are; old records still load
+    fields = SegmentationResult.model_json_schema()["properties"]
+    for key in keys:
+        assert "lesion 1" in fields[key]["description"], key
+        assert f"lesions[i].{key}" in fields[key]["description"], key
+    own = LesionRecord.model_json_schema()["properties"]
+    assert {"lesion_hu", "parenchyma_hu", "window_hu", "appearance"} <= set(own)
+    old = LesionRecord.model_validate(
+        {"seeds": ["--seed 1,2,3"], "volume_ml": 1.0, "equivalent_diameter_mm": 12.4}
+    )
+    assert old.parenchyma_hu is None and old.window_hu is None

@@ -39,8 +39,8 @@ resamples pre-space masks onto the post grid directly.
 from __future__ import annotations
 
 import contextlib
-import io
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 
@@ -781,19 +781,62 @@ class StallRule:
     def execute(self, fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) -> None:
         """``reg.Execute(fixed, moving)``; when the rule fires, ``transform`` (the in-place
         initial transform) gets the best parameters seen at the last level."""
-        # SimpleITK prints an observer's exception before raising RuntimeError: keep that
-        # print off the console when it is the rule's own stop, show it otherwise.
-        printed = io.StringIO()
         try:
-            with contextlib.redirect_stderr(printed):
+            with _stall_not_printed():
                 self.reg.Execute(fixed, moving)
         except RuntimeError:
             if self.fired_at is None:
-                sys.stderr.write(printed.getvalue())
                 raise
             transform.SetParameters(self._position)
-        else:
-            sys.stderr.write(printed.getvalue())
+
+
+# Why the rule's stop needs hiding, and how. SimpleITK's Python observer
+# (sitkPyCommand.cxx) reports an exception raised in the callable with PyErr_Print()
+# before turning it into the RuntimeError that Execute raises: the rule's own stop
+# (``_Stalled``) would print a traceback on every stalled B-spline stage. This used to be
+# hidden by redirecting Python's sys.stderr into a buffer for the whole registration and
+# writing the buffer out afterwards; that also held back everything else written to
+# sys.stderr meanwhile, from any thread: the CLI's Rich progress bar (its console writes
+# to the current sys.stderr, so its spinner and elapsed time froze for the whole,
+# possibly minutes-long, registration), Python warnings and, when the rule fired, lost
+# them. ITK's own C++ warnings were never caught by it (they go to file descriptor 2,
+# not sys.stderr), and they still appear when they happen. PyErr_Print goes through
+# sys.excepthook, so now only that hook is wrapped while a registration runs: the
+# wrapper drops ``_Stalled`` and passes every other exception to the previous hook
+# (printed at once, as before); sys.stderr is left alone, so progress and warnings
+# appear live. Process-wide state, hence the lock and count (registrations may run in
+# several threads of the web application).
+_HOOK_LOCK = threading.Lock()
+_hook_users = 0
+_hook_previous = None
+
+
+def _hide_stall(exc_type, exc, tb) -> None:
+    """sys.excepthook while a registration runs: silent for the stall rule's stop."""
+    if isinstance(exc_type, type) and issubclass(exc_type, _Stalled):
+        return
+    (_hook_previous or sys.__excepthook__)(exc_type, exc, tb)
+
+
+@contextlib.contextmanager
+def _stall_not_printed():
+    """While inside: SimpleITK's print of an observer exception is silent for
+    ``_Stalled`` only (module comment above); sys.stderr is untouched."""
+    global _hook_users, _hook_previous
+    with _HOOK_LOCK:
+        if _hook_users == 0:
+            _hook_previous = sys.excepthook
+            sys.excepthook = _hide_stall
+        _hook_users += 1
+    try:
+        yield
+    finally:
+        with _HOOK_LOCK:
+            _hook_users -= 1
+            if _hook_users == 0:
+                if sys.excepthook is _hide_stall:  # never undo another's later hook
+                    sys.excepthook = _hook_previous
+                _hook_previous = None
 
 
 def _run(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from hepanav import DISCLAIMER, __version__
 from hepanav.imaging.schema import InputRecord
@@ -40,14 +40,22 @@ class Percentiles(_Model):
     p95: float = Field(description="95th percentile, mm")
 
 
-class ShortRegion(_Model):
-    """A connected part of the tumour surface whose margin is below the safe margin."""
+class SurfaceRegion(_Model):
+    """A connected part of the tumour surface, located and pointed at from its lesion:
+    the fields :class:`ShortRegion` and :class:`ResidualRegion` share (one definition,
+    so the two cannot drift apart)."""
 
     centroid_lps_mm: tuple[float, float, float] = Field(
-        description="area-weighted centre of the region, LPS mm"
+        description="area-weighted centre of the region (its tumour-surface part), LPS mm"
     )
-    area_mm2: float = Field(description="surface area of the region, mm^2")
-    min_margin_mm: float = Field(description="smallest signed margin in the region, mm")
+    area_mm2: float = Field(
+        description="tumour surface area of the region, mm^2 (a residual region: the area "
+        "outside the zone)"
+    )
+    min_margin_mm: float = Field(
+        description="smallest signed margin in the region, mm (a residual region: its most "
+        "negative margin)"
+    )
     direction_lps: tuple[float, float, float] = Field(
         description="unit vector from the centroid of the region's lesion (the tumour's "
         "connected component holding the region) to the region centre, LPS"
@@ -63,6 +71,10 @@ class ShortRegion(_Model):
     )
 
 
+class ShortRegion(SurfaceRegion):
+    """A connected part of the tumour surface whose margin is below the safe margin."""
+
+
 class BorderCut(_Model):
     """Where the tumour is cut by the edge of an image, it cannot be assessed there."""
 
@@ -73,26 +85,32 @@ class BorderCut(_Model):
     tumor_cut_by_border: bool = Field(description="true when that fraction is > 0")
 
 
-class ResidualRegion(_Model):
-    """A connected part of the tumour lying OUTSIDE the ablation zone (margin < 0 mm)."""
+class ResidualRegion(SurfaceRegion):
+    """A connected part of the tumour lying OUTSIDE the ablation zone (margin < 0 mm).
 
-    centroid_lps_mm: tuple[float, float, float] = Field(
-        description="area-weighted centre of its tumour-surface part, LPS mm"
-    )
-    area_mm2: float = Field(description="tumour surface area outside the zone, mm^2")
+    ``margin.json`` keeps the order its keys always had (``volume_ml`` after
+    ``area_mm2``; :data:`RESIDUAL_KEYS`); the fields are those of :class:`SurfaceRegion`
+    plus ``volume_ml``."""
+
     volume_ml: float = Field(description="tumour volume outside the zone in this region, ml")
-    min_margin_mm: float = Field(description="most negative margin in the region, mm")
-    direction_lps: tuple[float, float, float] = Field(
-        description="unit vector from the centroid of the region's lesion (the tumour's "
-        "connected component holding the region) to the region centre, LPS"
-    )
-    lesion: int | None = Field(
-        None, description="1-based lesion (connected tumour component, largest first)"
-    )
-    lesion_centroid_lps_mm: tuple[float, float, float] | None = Field(
-        None, description="volume centroid of that lesion, LPS mm (direction origin)"
-    )
-    direction: str = Field(description="the same direction in words")
+
+    @model_serializer(mode="wrap")
+    def _in_key_order(self, handler):
+        data = handler(self)
+        return {k: data[k] for k in RESIDUAL_KEYS if k in data}
+
+
+#: Key order of a residual region in ``margin.json`` (as before the shared base).
+RESIDUAL_KEYS = (
+    "centroid_lps_mm",
+    "area_mm2",
+    "volume_ml",
+    "min_margin_mm",
+    "direction_lps",
+    "lesion",
+    "lesion_centroid_lps_mm",
+    "direction",
+)
 
 
 class ZoneGap(_Model):

@@ -63,8 +63,9 @@ def segment_lesions(
 
     Returns the united :class:`Segmentation` (CT grid) with ``lesions`` filled: one
     dict per lesion (``seeds``: labels as given, ``volume_ml``,
-    ``equivalent_diameter_mm``, ``lesion_hu``, ``appearance``, ``border_faces``),
-    measured on the final mask.
+    ``equivalent_diameter_mm``, ``lesion_hu``, ``parenchyma_hu``, ``window_hu``,
+    ``appearance``, ``border_faces``), measured on the final mask, and ``lesion_map``
+    (which lesion each mask voxel belongs to, :func:`lesion_map`).
 
     Raises
     ------
@@ -89,7 +90,8 @@ def segment_lesions(
             q.seg = segment_one(q.seeds, inc, exclude)
     seg = _unite(ct, parts)
     enforce_exclude(ct, seg, seeds + seg.include, exclude)
-    seg.lesions = lesion_records(seg.mask, parts)
+    seg.lesion_map = lesion_map(seg.mask, parts)
+    seg.lesions = lesion_records(seg.mask, parts, seg.lesion_map)
     if len(parts) > 1:
         seg.notes.insert(0, _union_note(seg, parts))
     what = _NAMES[seg.structure]
@@ -104,18 +106,26 @@ def segment_lesions(
     return seg
 
 
-def lesion_records(mask: sitk.Image, parts: list[LesionPart]) -> list[dict]:
-    """One record per lesion, measured on the FINAL ``mask`` (after the union, joins
-    and the exclude cut): each mask voxel belongs to the lesion whose own (pre-union)
-    region holds it; one held by several touching lesions, or (never expected) by
-    none, to the lesion with the nearest seed (its clicks and moved seeds). So the
-    lesions partition the mask and their voxel-counted ``volume_ml`` sum to the
-    total's. ``border_faces``: the image faces (:func:`hepanav.imaging.border.border_faces`)
-    the lesion's voxels touch (non-empty: its volume and diameter are lower bounds)."""
-    from hepanav.imaging.border import border_faces
+def lesion_map(mask: sitk.Image, parts: list[LesionPart]) -> sitk.Image:
+    """Which lesion each voxel of the FINAL ``mask`` belongs to: a uint8 label image on
+    the bounding box of ``mask`` grown by one voxel (so that a contour drawn from it by
+    linear interpolation closes as on the full grid; a sub-box of its grid, same
+    spacing, direction and physical positions; the whole grid for an empty mask), 0
+    outside the mask, ``n`` for
+    lesion ``n`` (1-based, the order of ``parts``).
 
-    voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
-    box = bounding_box(mask)
+    Each mask voxel belongs to the lesion whose own (pre-union) region holds it; one held
+    by several touching lesions, or (never expected) by none, to the lesion with the
+    nearest seed (its clicks and moved seeds). So the lesions partition the mask.
+
+    Raises
+    ------
+    ValueError
+        More than 255 lesions (the label type).
+    """
+    if len(parts) > 255:
+        raise ValueError(f"{len(parts)} lesions: at most 255 can be labelled")
+    box = bounding_box(mask, pad_voxels=1)
     if box is None:
         box = ([0, 0, 0], list(mask.GetSize()))
     local = crop_box(mask, box)
@@ -135,20 +145,47 @@ def lesion_records(mask: sitk.Image, parts: list[LesionPart]) -> list[dict]:
             dist = np.array([_seed_distance(lps, q.seeds + q.seg.seeds) for q in parts])
             dist[~held[:, rest] & held[:, rest].any(axis=0)] = np.inf  # only lesions holding it
             owner[rest] = np.argmin(dist, axis=0)
+    labels = np.zeros(sitk.GetArrayViewFromImage(local).shape, np.uint8)
+    labels[k, j, i] = owner + 1
+    out = sitk.GetImageFromArray(labels)
+    out.CopyInformation(local)
+    return out
+
+
+def lesion_records(
+    mask: sitk.Image, parts: list[LesionPart], labels: sitk.Image | None = None
+) -> list[dict]:
+    """One record per lesion, measured on the FINAL ``mask`` (after the union, joins
+    and the exclude cut), its voxels those of :func:`lesion_map` (``labels``, computed
+    when not given): the lesions partition the mask and their voxel-counted
+    ``volume_ml`` sum to the total's. ``border_faces``: the image faces
+    (:func:`hepanav.imaging.border.border_faces`) the lesion's voxels touch (non-empty:
+    its volume and diameter are lower bounds). ``lesion_hu``, ``parenchyma_hu``,
+    ``window_hu`` (HU) and ``appearance``: the lesion's own, as segmented from its seeds."""
+    from hepanav.imaging.border import border_faces
+
+    if labels is None:
+        labels = lesion_map(mask, parts)
+    voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
+    start = np.asarray(mask.TransformPhysicalPointToIndex(labels.GetOrigin()))
+    arr = sitk.GetArrayViewFromImage(labels)
     records = []
-    for n, q in enumerate(parts):
-        mine = owner == n
-        volume = int(np.count_nonzero(mine)) * voxel_ml
+    for n, q in enumerate(parts, 1):
+        k, j, i = np.nonzero(arr == n)
+        volume = int(k.size) * voxel_ml
         faces = []
-        if np.any(mine):  # its own index box on the full grid
-            ijk = np.column_stack([i[mine], j[mine], k[mine]]) + np.asarray(box[0])
+        if k.size:  # its own index box on the full grid
+            ijk = np.column_stack([i, j, k]) + start
             faces = border_faces(mask, (ijk.min(axis=0), ijk.max(axis=0)))
+        window = q.seg.window_hu
         records.append(
             {
                 "seeds": [s.label for s in q.seeds],
                 "volume_ml": volume,
                 "equivalent_diameter_mm": float(2 * (3 * volume * 1000 / (4 * np.pi)) ** (1 / 3)),
                 "lesion_hu": q.seg.lesion_hu,
+                "parenchyma_hu": q.seg.parenchyma_hu,
+                "window_hu": None if window is None else (float(window[0]), float(window[1])),
                 "appearance": q.seg.appearance,
                 "border_faces": faces,
             }
@@ -174,7 +211,9 @@ def _union_note(seg: Segmentation, parts: list[LesionPart]) -> str:
 
 
 def _unite(ct: sitk.Image, parts: list[LesionPart]) -> Segmentation:
-    """The lesions' union: the first lesion's record (HU, window) with every lesion's
+    """The lesions' union: the first lesion's record (HU, window: the top-level
+    ``lesion_hu``/``parenchyma_hu``/``window_hu`` of the JSON are lesion 1's; each
+    lesion's own are in its ``lesions`` record) with every lesion's
     seeds, notes (prefixed by the lesion when there are several) and include outcomes;
     ``lesions`` is filled later, on the final mask (:func:`lesion_records`)."""
     first = parts[0].seg

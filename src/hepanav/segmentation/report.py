@@ -1,5 +1,6 @@
-"""The HTML report beside each mask: the contour on the CT through the seed and on
-every k-th axial slice through the whole mask, drawn with the shared figure toolkit."""
+"""The HTML report beside each mask: the contour on the CT through the seed (several
+lesions: through each lesion's own seed) and on every k-th axial slice through the whole
+mask, drawn with the shared figure toolkit."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ TITLES = {"tumor": "Tumour", "ablation": "Ablation zone", "liver": "Liver"}
 CONTOUR = "#E69F00"  # Okabe-Ito orange
 SEED = "#56B4E9"  # Okabe-Ito sky blue
 EXCLUDE = "#D55E00"  # Okabe-Ito vermillion
+OTHER = "#009E73"  # Okabe-Ito bluish green: another lesion's contour, dashed
 #: At most this many axial slices in the montage; beyond, every k-th slice is shown.
 MAX_MONTAGE = 16
 MONTAGE_COLS = 4
@@ -49,40 +51,67 @@ class Montage:
     spacing_mm: float
 
 
+@dataclass
+class LesionViews:
+    """The three planes through lesion ``number`` (1-based, of ``of``): through seed
+    ``seed_number`` (1-based, as the report's seed rows; None: through the centroid of
+    the lesion's voxels, its seed not found), PNG data URI, window (width, level) HU."""
+
+    number: int
+    of: int
+    seed_number: int | None
+    seed_label: str | None
+    uri: str
+    window: tuple[float, float]
+
+
 def write_report(result: SegmentationResult, seg: Segmentation, ct: sitk.Image, path: Path) -> Path:
-    """Write the segmentation report (HTML, figures inline) atomically; return its path."""
+    """Write the segmentation report (HTML, figures inline) atomically; return its path.
+
+    One lesion (or the liver): one row of three planes through seed 1. Several lesions:
+    a row per lesion through its own seed (:func:`lesion_axes`)."""
     window = view_window(seg)
+    several = len(seg.lesions) > 1 and seg.lesion_map is not None
     return write_html(
         path,
         "hepanav.segmentation",
         "segmentation.html.j2",
         title=f"{TITLES[result.structure]} segmentation",
         result=result,
-        figure=slices_figure(seg, ct),
+        figure=None if several else slices_figure(seg, ct),
+        lesion_views=lesion_figures(seg, ct) if several else [],
         montage=montage_figure(seg, ct),
         window=window,
     )
 
 
-def view_window(seg: Segmentation) -> tuple[float, float]:
-    """(width, level) HU of every view: 400 HU wide, centred on the parenchyma when known."""
-    if seg.parenchyma_hu is None:
+def view_window(seg: Segmentation, parenchyma_hu: float | None = None) -> tuple[float, float]:
+    """(width, level) HU of a view: 400 HU wide, centred on the parenchyma when known
+    (``parenchyma_hu``, a lesion's own, else ``seg.parenchyma_hu``, lesion 1's)."""
+    hu = seg.parenchyma_hu if parenchyma_hu is None else parenchyma_hu
+    if hu is None:
         return LIVER_WINDOW
-    return (LIVER_WINDOW[0], float(round(seg.parenchyma_hu)))
+    return (LIVER_WINDOW[0], float(round(hu)))
 
 
 def _mask_box(seg: Segmentation, ct: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     """LPS bounding box (lo, hi) of the mask's voxel centres and the seeds, mm."""
-    mask = sitk.Cast(seg.mask > 0, sitk.sitkUInt8)
+    return _box(seg.mask, [s.lps for s in seg.seeds])
+
+
+def _box(mask: sitk.Image, points) -> tuple[np.ndarray, np.ndarray]:
+    """LPS bounding box (lo, hi) of the non-zero voxel centres of ``mask`` (any grid,
+    e.g. a sub-box of the CT's) and the LPS ``points``, mm."""
+    mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(mask)
-    pts = [np.asarray(s.lps, dtype=float) for s in seg.seeds]
+    pts = [np.asarray(p, dtype=float) for p in points]
     if stats.HasLabel(1):
         x0, y0, z0, nx, ny, nz = stats.GetBoundingBox(1)
         for i in (x0, x0 + nx - 1):
             for j in (y0, y0 + ny - 1):
                 for k in (z0, z0 + nz - 1):
-                    pts.append(np.asarray(ct.TransformIndexToPhysicalPoint((i, j, k))))
+                    pts.append(np.asarray(mask.TransformIndexToPhysicalPoint((i, j, k))))
     pts = np.asarray(pts)
     return pts.min(axis=0), pts.max(axis=0)
 
@@ -91,11 +120,22 @@ def _pixel_mm(seg: Segmentation, ct: sitk.Image) -> float:
     return max(float(min(ct.GetSpacing())), 0.7 if seg.structure != "liver" else 1.5)
 
 
-def _draw_view(ax, plane: Plane, seg, ct, window, title, *, slab_mm: float) -> bool:
+def _draw_view(
+    ax, plane: Plane, seg, ct, window, title, *, slab_mm: float, mask=None, others=None
+) -> bool:
     """CT, contour and the seeds within ``slab_mm`` of the plane, with the toolkit's
-    letters, scale bar and slice/table/window caption; True when the mask cuts it."""
+    letters, scale bar and slice/table/window caption; True when the mask cuts it.
+
+    ``mask`` (default ``seg.mask``) is drawn solid orange; ``others`` (the other
+    lesions' voxels, any grid), when given, dashed bluish green; ``ax.hepanav_others``
+    says whether they cut the plane."""
     show_plane(ax, plane, resample_to_plane(ct, plane, default_value=-1000.0), window=window)
-    cut = draw_mask(ax, plane, resample_mask_to_plane(seg.mask, plane), CONTOUR, lw=1.6)
+    if others is not None:
+        ax.hepanav_others = draw_mask(
+            ax, plane, resample_mask_to_plane(others, plane), OTHER, lw=1.4, linestyle="dashed"
+        )
+    mask = seg.mask if mask is None else mask
+    cut = draw_mask(ax, plane, resample_mask_to_plane(mask, plane), CONTOUR, lw=1.6)
     for seeds, colour in ((seg.seeds, SEED), (seg.include, SEED), (seg.exclude, EXCLUDE)):
         if not seeds:
             continue
@@ -143,6 +183,91 @@ def slices_axes(seg: Segmentation, ct: sitk.Image):
     )
     fig.tight_layout()
     return fig
+
+
+def lesion_figures(seg: Segmentation, ct: sitk.Image) -> list[LesionViews]:
+    """:func:`lesion_axes` of every lesion as PNG data URIs, in the order of ``seg.lesions``."""
+    out = []
+    for n in range(1, len(seg.lesions) + 1):
+        fig, seed_number, label, window = lesion_axes(seg, ct, n)
+        out.append(
+            LesionViews(n, len(seg.lesions), seed_number, label, figure_to_data_uri(fig), window)
+        )
+    return out
+
+
+def lesion_seed(seg: Segmentation, n: int):
+    """Where lesion ``n`` (1-based) is viewed from: ``(lps, seed_number, label)`` of the
+    seed that started it (``seg.lesions[n - 1]["seeds"][0]``; a zone click moved off gas:
+    the moved point), ``seed_number`` 1-based in ``seg.seeds``; when that seed is not
+    found (never expected), the centroid of the lesion's voxels with ``None, None``.
+
+    Raises
+    ------
+    ValueError
+        ``n`` out of range, or no seed and no voxel of that lesion.
+    """
+    if not 1 <= n <= len(seg.lesions):
+        raise ValueError(f"lesion {n} of {len(seg.lesions)}")
+    first = (seg.lesions[n - 1].get("seeds") or [None])[0]
+    for m, s in enumerate(seg.seeds, 1):
+        if s.label == first:
+            return np.asarray(s.lps, dtype=float), m, s.label
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(seg.lesion_map == n, sitk.sitkUInt8))
+    if not stats.HasLabel(1):
+        raise ValueError(f"lesion {n} has no seed and no voxel to show")
+    return np.asarray(stats.GetCentroid(1), dtype=float), None, None
+
+
+def lesion_axes(seg: Segmentation, ct: sitk.Image, n: int):
+    """Axial, coronal and sagittal planes through lesion ``n``'s own seed (1-based;
+    :func:`lesion_seed`), cropped to that lesion's voxels (``seg.lesion_map``) plus the
+    margin: its contour solid orange, any other lesion cutting the plane dashed bluish
+    green, the seeds; titled ``lesion n/N``, with the toolkit's letters, scale bar,
+    slice/table position and window/level (W 400, L = the lesion's own parenchyma HU).
+
+    Returns ``(figure, seed_number, seed_label, window)`` (seed_number 1-based in
+    ``seg.seeds``, None with the label when viewed through the centroid).
+
+    Raises
+    ------
+    ValueError
+        No ``seg.lesion_map`` (not a tumour/zone from :mod:`hepanav.segmentation.multi`),
+        or ``n`` out of range.
+    """
+    if seg.lesion_map is None:
+        raise ValueError("no lesion map: not a tumour or zone segmented per lesion")
+    centre, seed_number, label = lesion_seed(seg, n)
+    record = seg.lesions[n - 1]
+    own = sitk.Cast(seg.lesion_map == n, sitk.sitkUInt8)
+    others = sitk.Cast((seg.lesion_map > 0) * (seg.lesion_map != n), sitk.sitkUInt8)
+    lo, hi = _box(own, [centre])
+    pad = _PAD_MM[seg.structure]
+    half = np.maximum(np.abs(hi - centre), np.abs(centre - lo)) + pad
+    half_xy = float(max(half[0], half[1]))
+    half_z = float(min(half[2], half_xy))
+    window = view_window(seg, record.get("parenchyma_hu"))
+    through = f"seed {seed_number}" if seed_number is not None else "its centroid"
+    of = len(seg.lesions)
+    fig, axes = new_figure(1, 3, figsize=(13, 4.9))
+    px = _pixel_mm(seg, ct)
+    other_cut = False
+    for ax, view in zip(axes, ("axial", "coronal", "sagittal"), strict=True):
+        size = (2 * half_xy, 2 * half_xy) if view == "axial" else (2 * half_z, 2 * half_xy)
+        plane = standard_plane(ct, view, centre, size_mm=size, pixel_mm=px)
+        title = f"lesion {n}/{of}: {view} through {through}"
+        _draw_view(ax, plane, seg, ct, window, title, slab_mm=px, mask=own, others=others)
+        ax.hepanav_lesion = n
+        other_cut |= bool(ax.hepanav_others)
+    figure_legend(
+        fig,
+        [("line", CONTOUR, f"contour of lesion {n}"), ("cross", SEED, "seed")]
+        + ([("dashed", OTHER, "contour of another lesion")] if other_cut else [])
+        + ([("cross", EXCLUDE, "exclude point")] if seg.exclude else []),
+    )
+    fig.tight_layout()
+    return fig, seed_number, label, window
 
 
 def montage_slices(seg: Segmentation, ct: sitk.Image) -> tuple[list[int], int, int, int]:

@@ -46,7 +46,14 @@ class Segmentation:
         Tumour and zone: one per lesion segmented (:mod:`hepanav.segmentation.multi`):
         ``seeds`` (labels as given), ``volume_ml``, ``equivalent_diameter_mm`` (of its
         voxels of the final ``mask``: the lesions partition it), ``lesion_hu``,
-        ``appearance``, ``border_faces`` (image faces its voxels touch).
+        ``parenchyma_hu``, ``window_hu`` (its own, HU), ``appearance``,
+        ``border_faces`` (image faces its voxels touch). The attributes ``lesion_hu``,
+        ``parenchyma_hu``, ``window_hu`` and ``appearance`` above are lesion 1's.
+    lesion_map : SimpleITK.Image or None
+        Tumour and zone: which lesion each voxel of ``mask`` belongs to (uint8 on the
+        mask's bounding box, a sub-box of the CT grid: 0 outside the mask, n for
+        ``lesions[n - 1]``; :func:`hepanav.segmentation.multi.lesion_map`); None for
+        the liver.
     excluded_mm3 : float
         Volume the ``--exclude`` points cut off the region grown, mm^3 (0 without).
     """
@@ -66,6 +73,7 @@ class Segmentation:
     fraction: sitk.Image | None = None
     include_outcomes: list = field(default_factory=list)
     lesions: list = field(default_factory=list)
+    lesion_map: sitk.Image | None = None
     excluded_mm3: float = 0.0
 
     def volume_ml(self) -> float:

@@ -52,8 +52,16 @@ class LesionRecord(BaseModel):
         "volumes sum to volume_ml"
     )
     equivalent_diameter_mm: float = Field(description="diameter of the sphere of that volume, mm")
-    lesion_hu: float | None = Field(None, description="median HU at its seed")
-    appearance: Literal["hypo", "hyper"] | None = None
+    lesion_hu: float | None = Field(None, description="median HU at its (first) seed")
+    parenchyma_hu: float | None = Field(
+        None, description="HU of the parenchyma around this lesion (its own estimate)"
+    )
+    window_hu: tuple[float, float] | None = Field(
+        None, description="HU range grown for this lesion (low, high)"
+    )
+    appearance: Literal["hypo", "hyper"] | None = Field(
+        None, description="this lesion darker or brighter than its parenchyma"
+    )
     border_faces: list[str] = Field(
         default_factory=list,
         description="faces of the CT's image this lesion's voxels touch (as the result's "
@@ -76,7 +84,9 @@ class SegmentationResult(BaseModel):
     report: str | None = Field(None, description="file name of the HTML report, beside")
     method: str = Field(description="algorithm and its parameters")
     appearance: Literal["hypo", "hyper"] | None = Field(
-        None, description="lesion darker or brighter than the parenchyma (lesions only)"
+        None,
+        description="tumour/zone: lesion darker or brighter than the parenchyma; with several "
+        "lesions that of lesion 1 (each lesion's own: lesions[i].appearance)",
     )
     seeds: list[SeedRecord]
     include: list[SeedRecord] = Field(default_factory=list)
@@ -89,9 +99,23 @@ class SegmentationResult(BaseModel):
     include_outcomes: list[IncludeRecord] = Field(
         default_factory=list, description="tumour/zone: what each include point did"
     )
-    lesion_hu: float | None = Field(None, description="median HU at the seed (lesions)")
-    parenchyma_hu: float | None = Field(None, description="HU of the surrounding/liver parenchyma")
-    window_hu: tuple[float, float] | None = Field(None, description="HU range grown")
+    # With several lesions these are lesion 1's (kept at the top level for the readers
+    # of the one-lesion JSON); every lesion's own are in lesions[i].
+    lesion_hu: float | None = Field(
+        None,
+        description="tumour/zone: median HU at the seed; with several lesions that of lesion "
+        "1 (lesions[0].lesion_hu; each lesion's own: lesions[i].lesion_hu)",
+    )
+    parenchyma_hu: float | None = Field(
+        None,
+        description="HU of the liver (liver) or of the parenchyma around the lesion; with "
+        "several lesions that around lesion 1 (each lesion's own: lesions[i].parenchyma_hu)",
+    )
+    window_hu: tuple[float, float] | None = Field(
+        None,
+        description="HU range grown (low, high); with several lesions that of lesion 1 "
+        "(each lesion's own: lesions[i].window_hu)",
+    )
     max_radius_mm: float | None = Field(None, description="leak limit from the nearest seed")
     volume_ml: float = Field(description="mask volume, ml (voxel counting)")
     equivalent_diameter_mm: float = Field(description="diameter of the sphere of that volume, mm")
