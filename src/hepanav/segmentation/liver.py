@@ -2,7 +2,9 @@
 
 Works on a coarse grid (about ``WORK_MM`` voxels, by bin averaging) for speed:
 Gaussian smoothing, the parenchyma HU from the median around the seed, SimpleITK
-``ConnectedThreshold`` within +-``max(3 SD, WINDOW_HU)`` of it, an opening that cuts
+``ConnectedThreshold`` within +-``min(max(3 SD, WINDOW_HU), MAX_HALF_HU)`` of it (a
+click on a vessel, brighter than the parenchyma peak around it, is refused first), an
+opening that cuts
 the thin bridges to neighbours of similar attenuation (diaphragm/heart, stomach
 wall, spleen, muscle), the seed's component, closing and axial hole filling for
 the vessels inside, then a Gaussian-smoothed surface resampled onto the CT grid.
@@ -94,13 +96,16 @@ def segment_liver(
     Returns
     -------
     Segmentation
-        Mask on the CT grid.
+        Mask on the CT grid; ``notes`` says when the seed is darker than the liver found
+        by more than ``SEED_OFF_PEAK_HU`` (a lesion or a darker part of the liver).
 
     Raises
     ------
     InputError
         Seed in air/bone/fat, on water-density fluid (< 25 HU) or at an attenuation no
-        liver has; a seed whose HU differs from the bulk of the region it grew (a
+        liver has; a seed brighter than the parenchyma peak around it by more than
+        ``SEED_OFF_PEAK_HU`` (a contrast-filled vessel: ``_check_seed_on_parenchyma``);
+        a seed whose HU differs from the bulk of the region it grew (a
         vessel: ``_check_hu_match``); a parenchyma HU that does not settle when
         re-estimated from the grown region; a region whose centre is left of the body's
         midline (the spleen: ``_check_side``); a leak (past
