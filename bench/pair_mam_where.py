@@ -28,7 +28,20 @@ last two sections (``surface.CAP_SECTIONS = False``). ``--caps 0 4`` prints, per
 zone's two caps along the slice axis column by column: where the field crosses the
 surface beyond the last slice minus where the analytic zone does (mm, positive outside;
 mean / min / max), the true cap height, and the error of the last slice's in-plane
-outline (mm, positive outside) at the cap's columns.
+outline (mm, positive outside) at the cap's columns. ``--outline 4`` prints, per pair,
+the in-plane outline of the zone's first and last slices (the sections next to the caps)
+against the analytic section, ray by ray from the zone's axis every 15 degrees (mm,
+positive outside): as measured (the zero line of the slice's field), and as an ellipse
+fitted to the midpoints of the slice's in-plane edges between an inside and an outside
+pixel (what the section's pixels alone say with a smooth-shape prior). ``--global 4 4 0``
+(degree, then seeds) fits ONE smooth star-shaped surface to the whole zone instead (radius
+about the zone voxels' centroid as real spherical harmonics up to that degree, least
+squares to the midpoints of every lattice edge between an inside and an outside voxel
+centre, weight 1 / edge length^2) and prints its error against the analytic zone (all,
+and beyond the first slice) and the MAM of the analytic tumour to it; ``--global-rules``
+the same with the edges along the slice axis crossed where the circle and cap rules of
+``surface.across_thick_axes`` cross them; ``--global-shapes 4`` the global surface's error
+on voxelised balls and the ellipsoid on 3 x 3 x 5 mm (both fits, three grid phases).
 """
 
 from __future__ import annotations
@@ -187,6 +200,204 @@ def cap_columns(seed: int) -> dict:
     return out
 
 
+def section_outline(seed: int) -> dict:
+    """In-plane outline error (mm, positive outside) of the first and last slices of the
+    zone, per 15-degree ray from the zone's axis (see module doc)."""
+    import SimpleITK as sitk
+    from skimage.measure import find_contours
+
+    from bench.bench_margin_pairs import pair_case
+    from hepanav.margin.surface import signed_distance
+
+    case, _ = pair_case(seed)
+    mask = case.post_ablation
+    inside = sitk.GetArrayFromImage(mask) > 0
+    ks = np.flatnonzero(inside.any(axis=(1, 2)))
+    spacing = np.asarray(mask.GetSpacing(), float)
+    sdf = signed_distance(inside, spacing)
+    axis = np.array(mask.TransformPhysicalPointToContinuousIndex(case.zone.center))
+    out = {"seed": seed, "post_spacing": tuple(float(v) for v in spacing)}
+    for name, k in (("first_slice", ks[0]), ("last_slice", ks[-1])):
+
+        def outside(ix, iy, k=k):
+            q = mask.TransformContinuousIndexToPhysicalPoint([float(ix), float(iy), float(k)])
+            return case.zone.signed_distance(np.array(q)[None])[0] >= 0
+
+        def true_radius(u, k=k):
+            lo_r, hi_r = 0.0, 30.0
+            for _ in range(30):
+                r = 0.5 * (lo_r + hi_r)
+                p = axis[:2] + u * r / spacing[:2]
+                lo_r, hi_r = (lo_r, r) if outside(*p, k) else (r, hi_r)
+            return lo_r
+
+        # the measured outline: radius of its points along each ray (nearest in angle)
+        pts = np.concatenate(find_contours(sdf[k], 0.0))[:, ::-1]  # (x, y) pixels
+        rel = (pts - axis[:2]) * spacing[:2]
+        ang = np.arctan2(rel[:, 1], rel[:, 0])
+        # ellipse (centred algebraic conic) through the in-plane edge midpoints
+        sl = inside[k]
+        mids = [
+            (ix + 0.5 * dx, iy + 0.5 * dy)
+            for dy, dx in ((1, 0), (0, 1))
+            for iy, ix in np.argwhere(sl[: sl.shape[0] - dy, : sl.shape[1] - dx] != sl[dy:, dx:])
+        ]
+        m = (np.array(mids) - axis[:2]) * spacing[:2]
+        x, y = m.T
+        coef = np.linalg.lstsq(np.stack([x * x, x * y, y * y, x, y], 1), np.ones(len(x)))[0]
+        measured, ellipse = [], []
+        for a0 in np.radians(np.arange(-180, 180, 15) + 7.5):
+            u = np.array([np.cos(a0), np.sin(a0)])
+            t = true_radius(u)
+            near = np.argmin(np.abs(np.angle(np.exp(1j * (ang - a0)))))
+            measured.append(float(rel[near] @ u) - t)
+            qa = coef[0] * u[0] ** 2 + coef[1] * u[0] * u[1] + coef[2] * u[1] ** 2
+            qb = coef[3] * u[0] + coef[4] * u[1]
+            ellipse.append((-qb + np.sqrt(qb * qb + 4 * qa)) / (2 * qa) - t)
+        out[name] = {
+            "pixels": int(sl.sum()),
+            "measured_by_ray": np.round(measured, 2).tolist(),
+            "ellipse_by_ray": np.round(ellipse, 2).tolist(),
+            "measured_mean_abs_min_max": np.round(
+                [np.mean(np.abs(measured)), np.min(measured), np.max(measured)], 2
+            ).tolist(),
+            "ellipse_mean_abs_min_max": np.round(
+                [np.mean(np.abs(ellipse)), np.min(ellipse), np.max(ellipse)], 2
+            ).tolist(),
+        }
+    return out
+
+
+def _sh_basis(u: np.ndarray, degree: int) -> np.ndarray:
+    """Real spherical harmonics up to ``degree`` at unit vectors ``u`` (N, 3)."""
+    from scipy.special import sph_harm_y
+
+    th, ph = np.arccos(np.clip(u[:, 2], -1, 1)), np.arctan2(u[:, 1], u[:, 0])
+    cols = []
+    for ell in range(degree + 1):
+        for m in range(-ell, ell + 1):
+            y = sph_harm_y(ell, abs(m), th, ph)
+            cols.append(y.real if m == 0 else np.sqrt(2) * (y.imag if m < 0 else y.real))
+    return np.stack(cols, 1)
+
+
+def _sh_surface(mask, degree: int, rules: bool):
+    """(centre, coefficients) of the global star-shaped surface of a binary mask (see
+    module doc, ``--global``); the radius along unit ``u`` is ``_sh_basis(u) @ coef``."""
+    import SimpleITK as sitk
+
+    inside = sitk.GetArrayFromImage(mask) > 0
+    spacing = np.asarray(mask.GetSpacing(), float)
+
+    def physical(index_zyx: np.ndarray) -> np.ndarray:
+        return np.array(
+            [mask.TransformContinuousIndexToPhysicalPoint(q) for q in index_zyx[:, ::-1].tolist()]
+        )
+
+    points, weights = [], []
+    up = None
+    if rules:
+        from hepanav.margin.surface import across_thick_axes, signed_distance
+
+        up, factors = across_thick_axes(signed_distance(inside, spacing), inside, spacing)
+        n = int(factors[2])
+    for ax in range(3):  # array axis (z, y, x)
+        a = [slice(None)] * 3
+        b = [slice(None)] * 3
+        a[ax], b[ax] = slice(0, -1), slice(1, None)
+        index = np.argwhere(inside[tuple(a)] != inside[tuple(b)]).astype(float)
+        if ax == 0 and up is not None and n > 1:
+            # where the slice rules (circles, caps) cross each column between the slices
+            for row in index:
+                k, iy, ix = int(row[0]), int(row[1]), int(row[2])
+                col = up[k * n + n // 2 : (k + 1) * n + n // 2 + 1, iy, ix]
+                j = np.flatnonzero((col[:-1] > 0) != (col[1:] > 0))[0]
+                row[0] = k + (j + col[j] / (col[j] - col[j + 1])) / n
+        else:
+            index[:, ax] += 0.5
+        points.append(physical(index))
+        weights.append(np.full(len(index), 1.0 / spacing[2 - ax] ** 2))
+    p, w = np.concatenate(points), np.sqrt(np.concatenate(weights))
+    centre = physical(np.argwhere(inside).astype(float)).mean(0)
+    rho = np.linalg.norm(p - centre, axis=1)
+    coef = np.linalg.lstsq(_sh_basis((p - centre) / rho[:, None], degree) * w[:, None], rho * w)
+    return centre, coef[0]
+
+
+def _directions(count: int = 200_000) -> np.ndarray:
+    u = np.random.default_rng(0).normal(size=(count, 3))
+    return u / np.linalg.norm(u, axis=1)[:, None]
+
+
+def global_fit(degree: int, seed: int, rules: bool = False) -> dict:
+    """A global spherical-harmonic surface of the zone, fitted to its mask's edge
+    midpoints (see module doc); errors in mm, positive outside, over uniformly spread
+    directions from the centre. ``rules``: the edges along the slice axis crossed where
+    ``surface.across_thick_axes`` crosses them (the circle and cap rules), not at their
+    midpoints."""
+    import SimpleITK as sitk
+    from scipy.spatial import cKDTree
+
+    from bench.bench_margin_pairs import pair_case
+
+    case, pair = pair_case(seed)
+    mask = case.post_ablation
+    inside = sitk.GetArrayFromImage(mask) > 0
+    centre, coef = _sh_surface(mask, degree, rules)
+    u = _directions()
+    surface = centre + (_sh_basis(u, degree) @ coef)[:, None] * u
+    err = case.zone.signed_distance(surface)
+    k0 = np.flatnonzero(inside.any(axis=(1, 2)))[0]
+    sub = surface[::50]
+    cap = np.array([mask.TransformPhysicalPointToContinuousIndex(q)[2] for q in sub.tolist()]) < k0
+    tumour = case.deformation.to_post(case.tumor.surface_mesh(20000)[0])
+    dist, _ = cKDTree(surface).query(tumour)
+    rt = np.linalg.norm(tumour - centre, axis=1)
+    within = rt < _sh_basis((tumour - centre) / rt[:, None], degree) @ coef
+    mam = float(np.where(within, dist, -dist).min())
+    return {
+        "seed": seed,
+        "degree": degree,
+        "zone_err_mean_min_max": np.round([err.mean(), err.min(), err.max()], 2).tolist(),
+        "beyond_first_slice_mean_min": (
+            np.round([err[::50][cap].mean(), err[::50][cap].min()], 2).tolist()
+            if cap.any()
+            else None
+        ),
+        "mam_true_tumour_error": round(mam - pair.true_mam_mm, 2),
+    }
+
+
+def global_shapes(degree: int, rules: bool, spacing: tuple, phase: tuple) -> dict:
+    """Error (mm, positive outside; mean over directions, min, max) of the global surface
+    of balls r 10 / 15 and the rotated ellipsoid of :func:`shape_errors`, voxelised at
+    voxel centres on ``spacing``."""
+    sys.path.insert(0, "tests")
+    from margin_helpers import ball, ellipsoid, voxelise
+
+    a, b = 0.5, 0.3
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    rot, axes = rz @ rx, np.array([16.0, 11.0, 8.0])
+    out = {}
+    for name, inside, half in (
+        ("ball10", ball((0, 0, 0), 10), 14.0),
+        ("ball15", ball((0, 0, 0), 15), 19.0),
+        ("ellipsoid", ellipsoid((0, 0, 0), axes, rot), 20.0),
+    ):
+        mask = voxelise(inside, spacing, extent_mm=2 * half + 12, phase=phase)
+        centre, coef = _sh_surface(mask, degree, rules)
+        u = _directions(50_000)
+        v = centre + (_sh_basis(u, degree) @ coef)[:, None] * u
+        if name.startswith("ball"):
+            e = np.linalg.norm(v, axis=1) - float(name[4:])
+        else:
+            q = v @ rot / axes
+            e = (np.sum(q**2, 1) - 1) / np.linalg.norm(2 * (q / axes) @ rot.T, axis=1)
+        out[name] = np.round([e.mean(), e.min(), e.max()], 2).tolist()
+    return out
+
+
 def sphere_errors(radius: float, spacing: tuple, phase: tuple) -> tuple[float, float, float]:
     """Radial error (mean, min, max; mm) of the surface of a voxelised ball."""
     import SimpleITK as sitk
@@ -264,6 +475,20 @@ def main(argv: list[str]) -> None:
 
         surface.CAP_SECTIONS = False
         argv = [a for a in argv if a != "--old-caps"]
+    if argv[:1] == ["--global-shapes"]:
+        for rules in (False, True):
+            for phase in ((0.3, -0.2, 0.45), (1.1, 0.7, -1.3), (-0.6, 1.2, 1.9)):
+                e = global_shapes(int(argv[1]), rules, (3.0, 3.0, 5.0), phase)
+                print(f"rules={rules} 3 x 3 x 5, phase {phase}: {e}", flush=True)
+        return
+    if argv[:1] in (["--global"], ["--global-rules"]):
+        for seed in [int(s) for s in argv[2:]] or [4]:
+            print(global_fit(int(argv[1]), seed, argv[0] == "--global-rules"), flush=True)
+        return
+    if argv[:1] == ["--outline"]:
+        for seed in [int(s) for s in argv[1:]] or [4]:
+            print(section_outline(seed), flush=True)
+        return
     if argv[:1] == ["--caps"]:
         for seed in [int(s) for s in argv[1:]] or [4]:
             print(cap_columns(seed), flush=True)

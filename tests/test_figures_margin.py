@@ -80,8 +80,9 @@ def test_residual_table_appears_exactly_when_mam_is_negative(
     assert rows.count() == (residual_rows + 1 if residual_rows else 0)
     if residual_rows:
         cells = rows.nth(1).locator("td").all_inner_texts()
-        assert cells[1] == "left"  # the tumour pokes out toward the patient's left
-        assert float(cells[2].split()[0]) == pytest.approx(-2.0, abs=0.5)
+        assert cells[1] == "1"  # the lesion (one here)
+        assert cells[2] == "left"  # the tumour pokes out toward the patient's left
+        assert float(cells[3].split()[0]) == pytest.approx(-2.0, abs=0.5)
         assert "incomplete ablation" in page.inner_text("body")
     else:
         assert "None: no part of the analysed tumour surface" in page.inner_text("body")

@@ -75,14 +75,16 @@ def test_montage_shows_the_contour_on_every_slice_of_the_mask(case):
     arr = sitk.GetArrayViewFromImage(seg.mask)
     slices = [k for k in range(arr.shape[0]) if arr[k].any()]
     assert 8 <= len(slices) <= MAX_MONTAGE  # a 16 mm lesion on 1.25 mm slices
-    fig, shown, first, last, step = montage_axes(seg, ct)
-    assert shown == slices and step == 1 and (first, last) == (slices[0], slices[-1])
+    fig, levels, shown, step = montage_axes(seg, ct)
+    assert levels.view == "axial" and levels.slices == slices
+    assert shown == list(range(len(slices))) and step == 1
     axes = [ax for ax in fig.axes if hasattr(ax, "hepanav_plane")]
     assert len(axes) == len(slices)
     n = ct.GetSize()[2]
     px_area = float(np.prod(ct.GetSpacing()[:2]))
     for ax, k in zip(axes, slices, strict=True):
         plane = ax.hepanav_plane
+        assert ax.get_title() == f"slice {k + 1}"
         z = ct.TransformIndexToPhysicalPoint((0, 0, k))[2]
         assert plane.table_mm == pytest.approx(z, abs=1e-6)  # the plane through slice k
         assert f"axial slice {k + 1}/{n}" in _caption(ax)
@@ -258,3 +260,87 @@ def test_each_lesion_records_its_own_hu_the_top_level_is_lesion_1s(two):
         {"seeds": ["--seed 1,2,3"], "volume_ml": 1.0, "equivalent_diameter_mm": 12.4}
     )
     assert old.parenchyma_hu is None and old.window_hu is None
+
+
+# --- a CT whose slices are not axial (tester4: coronal/sagittal stacks of the same data) --
+
+
+@pytest.mark.parametrize("order, view", [((0, 2, 1), "coronal"), ((2, 1, 0), "sagittal")])
+def test_montage_of_a_non_axial_stack_shows_the_axial_planes_through_the_mask(case, order, view):
+    """The same CT and mask re-stacked with coronal (or sagittal) slices (SimpleITK
+    PermuteAxes: the voxels stay where they are in LPS). The montage must show the
+    same axial planes as for the axial stack (same table z, the contour on each, the
+    same area), captioned as axial reformats of a coronal/sagittal series without a
+    slice number, and the report must say the CT's slices are not axial. On main it
+    showed one fixed off-lesion plane 9-10 times, no contour, captioned "slice 95..."."""
+    import dataclasses
+
+    from hepanav.imaging.figures import resample_mask_to_plane
+    from hepanav.segmentation.report import montage_axes, montage_figure, montage_slices
+
+    ct, seg = case
+    _, axial_levels, axial_shown, _ = montage_axes(seg, ct)
+    want_z = [axial_levels.z_mm[i] for i in axial_shown]
+    stacked = dataclasses.replace(seg, mask=sitk.PermuteAxes(seg.mask, list(order)))
+    pct = sitk.PermuteAxes(ct, list(order))
+    assert pct.GetSize() != ct.GetSize()  # really re-stacked
+    fig, levels, shown, step = montage_axes(stacked, pct)
+    assert levels.view == view and levels.slices is None
+    assert [levels.z_mm[i] for i in shown] == pytest.approx(want_z, abs=1e-6)
+    assert levels.step_mm == pytest.approx(ct.GetSpacing()[2])
+    axes = [ax for ax in fig.axes if hasattr(ax, "hepanav_plane")]
+    assert len(axes) == len(want_z)
+    arr = sitk.GetArrayViewFromImage(seg.mask)
+    px_area = float(np.prod(ct.GetSpacing()[:2]))
+    for ax, z, k in zip(axes, want_z, axial_levels.slices, strict=True):
+        plane = ax.hepanav_plane
+        assert plane.table_mm == pytest.approx(z, abs=1e-6)
+        caption = _caption(ax)
+        assert f"axial reformat of a {view} series" in caption and "slice " not in caption
+        assert f"table z {z:+.1f} mm" in caption
+        on_plane = float((resample_mask_to_plane(stacked.mask, plane) >= 0.5).sum())
+        area_plane = on_plane * plane.pixel_mm[0] * plane.pixel_mm[1]
+        assert area_plane == pytest.approx(float(arr[k].sum()) * px_area, rel=0.15)
+        assert len(ax.collections) >= 1  # the contour is drawn
+    montage = montage_figure(stacked, pct)
+    assert not montage.axial and montage.shown == [] and montage.count == len(want_z)
+    with pytest.raises(ValueError, match=f"{view}, not axial"):
+        montage_slices(stacked, pct)
+
+
+def test_axial_view_of_a_coronal_stack_does_not_claim_an_axial_slice(case):
+    """The three-plane figure's axial view of a coronal stack: "axial reformat of a
+    coronal series" and its table z (main said "axial slice 104/173": a coronal slice)."""
+    import dataclasses
+
+    from hepanav.segmentation.report import slices_axes
+
+    ct, seg = case
+    order = [0, 2, 1]
+    stacked = dataclasses.replace(seg, mask=sitk.PermuteAxes(seg.mask, order))
+    fig = slices_axes(stacked, sitk.PermuteAxes(ct, order))
+    axes = [ax for ax in fig.axes if hasattr(ax, "hepanav_plane")]
+    seed = np.asarray(seg.seeds[0].lps)
+    assert _caption(axes[0]).startswith("axial reformat of a coronal series")
+    assert f"table z {seed[2]:+.1f} mm" in _caption(axes[0])
+    assert f"coronal plane at y {seed[1]:+.1f} mm" in _caption(axes[1])
+
+
+def test_report_of_a_coronal_stack_says_its_slices_are_not_axial(case, tmp_path):
+    from hepanav.segmentation.pipeline import segment_image, write_outputs
+
+    ct, seg_axial = case
+    pct = sitk.PermuteAxes(ct, [0, 2, 1])
+    seed = ",".join(f"{v:.2f}" for v in seg_axial.seeds[0].lps)
+    out = tmp_path / "t.nii.gz"
+    result, seg = segment_image("tumor", pct, "ct.nii.gz", out, seeds=[seed])
+    write_outputs(result, seg, pct, out)
+    html = (tmp_path / "t.html").read_text(encoding="utf-8")
+    assert "The CT's slices are coronal, not axial" in html
+    assert "as in the slice captions" not in html
+    assert "coronal CT slice" in html
+    # the same mask as on the axial stack, voxel for voxel in LPS
+    back = sitk.PermuteAxes(seg.mask, [0, 2, 1])
+    assert np.array_equal(
+        sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(seg_axial.mask)
+    )

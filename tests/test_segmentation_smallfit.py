@@ -127,3 +127,19 @@ def test_a_diverging_step_fit_keeps_the_grown_mask():
     seg = segment_tumor(case.ct, make_seeds(case.ct, [stats.GetCentroid(1)]))
     truth = sitk.Cast(case.tumor > 0, sitk.sitkUInt8)
     assert dice(seg.mask, truth) >= 0.95
+
+
+def test_small_lesion_note_gives_physical_size_and_the_slice_axis():
+    """tester4: on 0.8 x 0.8 x 5 mm voxels a 27 mm tumour was noted as a "small lesion
+    ... under 5.5 voxels, 27.5 mm" (5.5 voxels of 5 mm, read as in-plane voxels). The
+    note must name the 5 mm slice axis and the limit in mm, and not call it small;
+    on isotropic voxels it stays "small", with voxels of their size."""
+    from hepanav.segmentation.grow import small_lesion_note
+
+    aniso = small_lesion_note("hypo", (0.8, 0.8, 5.0), 55.0, 106.0)
+    assert aniso.startswith("hypodense lesion few voxels across along the 5 mm slice axis")
+    assert "5.5 x 5 mm = 27.5 mm" in aniso and "0.8 mm voxels across the finest axis" in aniso
+    assert "small" not in aniso and "under 5.5 voxels," not in aniso
+    iso = small_lesion_note("hyper", (1.5, 1.5, 1.5), 160.0, 106.0)
+    assert iso.startswith("small hyperdense lesion")
+    assert "under 5.5 voxels of 1.5 mm, 8.2 mm" in iso

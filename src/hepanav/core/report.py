@@ -31,6 +31,7 @@ def _environment(package: str) -> Environment:
         lstrip_blocks=True,
     )
     env.filters["fmt"] = _fmt
+    env.filters["pct"] = format_percent
     env.filters["safe_url"] = safe_url
     return env
 
@@ -71,6 +72,25 @@ def format_number(value: Any, digits: int = 1) -> str:
 
 
 _fmt = format_number  # the ``fmt`` filter of the templates
+
+
+def format_percent(fraction: Any, digits: int = 1) -> str:
+    """A fraction in [0, 1] as a percentage with ``digits`` decimals, never rounded to
+    a bound it does not reach (Jinja2 filter ``pct``): 0.99996 -> ">99.9", 0.00004 ->
+    "<0.1" (a shell "100.0 %" inside the zone beside a margin < 5 mm read as a
+    contradiction); exactly 0 and 1 -> "0.0" and "100.0"; ``None`` -> em dash. No "%"
+    sign is added."""
+    if fraction is None:
+        return "\u2014"
+    value = 100.0 * float(fraction)
+    text = format_number(value, digits)
+    step = 10.0**-digits
+    if 0.0 < float(fraction) < 1.0:
+        if float(text) >= 100.0:
+            return f">{100.0 - step:.{digits}f}"
+        if float(text) <= 0.0:
+            return f"<{step:.{digits}f}"
+    return text
 
 
 def render_html(package: str, template: str, *, title: str, **context: Any) -> str:

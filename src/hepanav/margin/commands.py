@@ -389,7 +389,7 @@ def result_line(r) -> str:
     """The terminal summary of a ``MarginResult``: MAM (± u only where u bounds it), category,
     6 mm shell, residual tumour (when any) and short regions. Numbers as in the report
     (no "-0.0")."""
-    from hepanav.core.report import format_number
+    from hepanav.core.report import format_number, format_percent
 
     u = r.uncertainty
     mam = f"MAM {format_number(float(r.min_margin_mm))} mm"
@@ -403,12 +403,18 @@ def result_line(r) -> str:
         volume = sum(region.volume_ml for region in r.residual_regions)
     if r.residual_regions or volume > 0:
         bound = "at least " if getattr(r, "residual_volume_is_lower_bound", False) else ""
+        whole = [
+            f"lesion {g.lesion}"
+            for g in r.residual_regions
+            if str(g.direction).startswith("whole lesion") and g.lesion is not None
+        ]
+        untreated = f" ({', '.join(whole)} wholly outside: untreated)" if whole else ""
         residual = (
-            f"residual tumour: {len(r.residual_regions)} region(s), "
+            f"residual tumour: {len(r.residual_regions)} region(s){untreated}, "
             f"{bound}{format_number(float(volume), 2)} ml outside the zone; "
         )
     return (
         f"{mam} ({r.category}{'' if u.decisive else ', NOT decisive'}); 6 mm shell covered "
-        f"{format_number(100 * float(r.shell_coverage_6mm), 0)}%; {residual}"
+        f"{format_percent(r.shell_coverage_6mm, 0)}%; {residual}"
         f"{len(r.short_regions)} short region(s)"
     )

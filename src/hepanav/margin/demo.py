@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from hepanav.core.report import format_percent
 from hepanav.margin.pipeline import MarginInputs, run_margin
 
 
@@ -54,7 +55,8 @@ def run(out: Path) -> list[Path]:
         f"MAM {result.min_margin_mm:.2f} mm{interval} (truth {truth['min_margin_mm']:.2f}), "
         f"category {result.category} (truth {truth['category']})"
         f"{'' if u.decisive else ', NOT decisive'}, 6 mm shell "
-        f"{100 * result.shell_coverage_6mm:.1f}% (truth {100 * truth['shell_coverage_6mm']:.1f}%)"
+        f"{format_percent(result.shell_coverage_6mm)}% "
+        f"(truth {format_percent(truth['shell_coverage_6mm'])}%)"
     )
     console.print(
         f"registration: liver Dice {reg.liver_dice:.3f}, mean TRE {reg.tre_mm['mean']:.2f} mm "

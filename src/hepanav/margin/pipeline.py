@@ -42,6 +42,12 @@ from hepanav.margin.uncertainty import (
     local_consistency,
 )
 
+#: The largest error of a MAM from masks segmented automatically from seeds seen on the
+#: evaluation phantoms, mm (biased low: -1.7 mm on average, down to -5 mm;
+#: docs/segmentation.md). A MAM more than ``u`` + this below 0 mm stays negative within
+#: it: residual tumour is decisive even from automatic masks.
+SEGMENTATION_ERROR_MM = 5.0
+
 STEPS = ("read", "register", "measure", "write")
 # Value of margin-map voxels the tumour surface does not pass through. NaN would be
 # the natural choice, but ITK's NIfTI I/O turns NaN into 0, a valid margin.
@@ -479,7 +485,10 @@ def margin_uncertainty(
     (``segmented_from_seeds``) add an error ``u`` does not hold: on the evaluation
     phantoms the MAM from automatic masks was biased low, -1.7 mm on average and down
     to -5 mm (docs/segmentation.md, ``bench.eval_segmentation``), too case-dependent to
-    add as a number; such a MAM is therefore never decisive until the masks are reviewed.
+    add as a number; such a MAM is therefore not decisive until the masks are reviewed,
+    unless it lies more than ``u`` + :data:`SEGMENTATION_ERROR_MM` below 0 mm (a lesion
+    missed by the zone, e.g. MAM -37 mm): no error seen on the phantoms turns it
+    positive, and "incomplete" is then decisive.
     """
     mam = measurement.min_margin_mm
     correction = None
@@ -506,9 +515,11 @@ def margin_uncertainty(
         rule += (
             f"; a MAM from masks segmented automatically from seeds ({names}) is not "
             "decisive either: review the masks (their error is not in u; phantoms: MAM "
-            "biased low, -1.7 mm on average, down to -5 mm)"
+            f"biased low, -1.7 mm on average, down to -{SEGMENTATION_ERROR_MM:g} mm), unless "
+            f"it is more than u + {SEGMENTATION_ERROR_MM:g} mm below 0 mm (residual tumour "
+            "beyond any such error)"
         )
-        decisive = False
+        decisive = bool(mam < -(u + SEGMENTATION_ERROR_MM))
     # The segmentation error of automatic masks is not in u (phantoms: MAM biased low by
     # up to 5 mm), so [MAM - u, MAM + u] would claim a bound it does not have: withheld.
     withheld = None

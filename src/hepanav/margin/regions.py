@@ -22,6 +22,12 @@ _NAMED_COMPONENT = 0.383
 # the threshold are sub-voxel ripple of the surfaces at the threshold, not findings.
 FRAGMENT_AREA_MM2 = 4.0
 FRAGMENT_DEPTH_MM = 0.5
+# A region holding at least this share of its lesion's analysed surface area is the
+# whole lesion: it has no direction (its centre is the lesion's centre, up to noise).
+WHOLE_LESION_SHARE = 0.95
+# (A region's centre near its lesion's centroid alone does not make it directionless:
+# a short region over three quarters of a lesion, shortest on one side, has its centre
+# 1.7 mm from that of an 8 mm lesion and a true direction; only the whole lesion has none.)
 
 
 def direction_words(unit_lps: np.ndarray) -> str:
@@ -123,6 +129,11 @@ def _surface_regions(
         centroid of the lesion holding most of its area, and that lesion is named
         (``lesion``, 1-based; ``lesion_centroid_lps_mm``).
 
+    A region holding :data:`WHOLE_LESION_SHARE` of its lesion's analysed surface has no
+    direction: ``direction`` "whole lesion k outside the zone (untreated)" (margin < 0)
+    or "all round lesion k (...)", ``direction_lps`` (0, 0, 0) (its centre is the
+    lesion's up to noise). Without ``lesions``: "the tumour".
+
     Returns
     -------
     list of ShortRegion (``_surface_regions``: with each region's vertex mask)
@@ -152,13 +163,25 @@ def _surface_regions(
             continue
         centroid = (mesh.vertices[members] * area[:, None]).sum(axis=0) / area.sum()
         origin, which = centre_lps, {}
+        own = analysed  # the surface of the region's lesion (the whole tumour without lesions)
         if lesions is not None and len(lesions[0]):
             k = int(np.argmax(np.bincount(lesions[1][members], weights=area)))
             origin = lesions[0][k]
             which = {"lesion": k + 1, "lesion_centroid_lps_mm": tuple(float(v) for v in origin)}
+            own = analysed & (lesions[1] == k)
         offset = centroid - origin
         norm = float(np.linalg.norm(offset))
         unit = offset / norm if norm > 1e-9 else np.zeros(3)
+        words = direction_words(unit)
+        own_area = float(mesh.vertex_area[own].sum())
+        name = f"lesion {which['lesion']}" if which else "the tumour"
+        if own_area > 0 and area[own[members]].sum() >= WHOLE_LESION_SHARE * own_area:
+            unit = np.zeros(3)
+            words = (
+                f"whole {name} outside the zone (untreated)"
+                if threshold_mm <= 0
+                else f"all round {name} (whole surface below {threshold_mm:g} mm)"
+            )
         regions.append(
             (
                 ShortRegion(
@@ -166,7 +189,7 @@ def _surface_regions(
                     area_mm2=float(area.sum()),
                     min_margin_mm=float(margin_mm[members].min()),
                     direction_lps=tuple(float(v) for v in unit),
-                    direction=direction_words(unit),
+                    direction=words,
                     **which,
                 ),
                 members,

@@ -58,7 +58,8 @@ class SurfaceRegion(_Model):
     )
     direction_lps: tuple[float, float, float] = Field(
         description="unit vector from the centroid of the region's lesion (the tumour's "
-        "connected component holding the region) to the region centre, LPS"
+        "connected component holding the region) to the region centre, LPS; (0, 0, 0) when "
+        "the region has no direction (it is the whole lesion: see direction)"
     )
     lesion: int | None = Field(
         None, description="1-based lesion (connected tumour component, largest first)"
@@ -67,7 +68,9 @@ class SurfaceRegion(_Model):
         None, description="volume centroid of that lesion, LPS mm (direction origin)"
     )
     direction: str = Field(
-        description="the same direction in words, e.g. 'left-posterior-superior'"
+        description="the same direction in words, e.g. 'left-posterior-superior'; a region "
+        "covering its whole lesion: 'whole lesion k outside the zone (untreated)' (residual) "
+        "or 'all round lesion k (...)' (short)"
     )
 
 

@@ -1199,6 +1199,42 @@ def _local_background(roi: sitk.Image, mask: sitk.Image, box, step: float) -> np
     return out
 
 
+def small_lesion_note(chosen: str, spacing_mm, lesion_hu: float, background_hu: float) -> str:
+    """The note of a lesion outlined by :func:`fit_small_lesion`, in physical size.
+
+    ``chosen`` "hypo" or "hyper"; ``spacing_mm`` the voxel size (x, y, z), mm; the HU
+    of the fit. The radius of the region first grown is not given (read beside the final
+    mask's diameter it confused users; docs/segmentation.md). The limit is
+    ``SMALL_FIT_VOXELS`` of the COARSEST voxel side: on anisotropic voxels (0.8 x 0.8 x
+    5 mm) that is the slice axis, and a "radius under 5.5 voxels" would read as in-plane
+    voxels (a 27 mm lesion is 34 in-plane voxels across): the note names the axis and
+    gives millimetres.
+    """
+    spacing = np.asarray(spacing_mm, float)
+    step = float(spacing.max())
+    limit = SMALL_FIT_VOXELS * step
+    kind = "hypo" if chosen == "hypo" else "hyper"
+    if step > 1.5 * float(spacing.min()):
+        axis = "xyz"[int(np.argmax(spacing))]
+        where = "slice axis" if axis == "z" else f"{axis} axis"
+        head = (
+            f"{kind}dense lesion few voxels across along the {step:g} mm {where} (the region "
+            f"first grown has a sphere-equivalent radius under {SMALL_FIT_VOXELS:g} x "
+            f"{step:g} mm = {limit:.1f} mm; {float(spacing.min()):g} mm voxels across the "
+            "finest axis)"
+        )
+    else:
+        head = (
+            f"small {kind}dense lesion (the region first grown has a sphere-equivalent "
+            f"radius under {SMALL_FIT_VOXELS:g} voxels of {step:g} mm, {limit:.1f} mm)"
+        )
+    return (
+        f"{head}: outlined by a blurred-step model fitted "
+        f"to the CT ({lesion_hu:.0f} HU in {background_hu:.0f} HU; the size given is the "
+        "final mask's)"
+    )
+
+
 def fit_small_lesion(
     roi: sitk.Image,
     mask: sitk.Image,
@@ -1361,10 +1397,5 @@ def fit_small_lesion(
     image = fill_holes(component_at(_uint8_image(out, mask), [s.index for s in seeds]))
     if not np.any(sitk.GetArrayViewFromImage(image)):
         return mask, None
-    note = (
-        f"small {'hypo' if chosen == 'hypo' else 'hyper'}dense lesion (the region first grown "
-        f"has a sphere-equivalent radius under {SMALL_FIT_VOXELS:g} voxels, "
-        f"{SMALL_FIT_VOXELS * step:.1f} mm): outlined by a blurred-step model fitted to the CT "
-        f"({lesion_fit:.0f} HU in {background_fit:.0f} HU; the size given is the final mask's)"
-    )
+    note = small_lesion_note(chosen, spacing, lesion_fit, background_fit)
     return image, note

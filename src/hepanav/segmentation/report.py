@@ -14,8 +14,10 @@ import SimpleITK as sitk
 from hepanav.core.report import figure_to_data_uri, new_figure, write_html
 from hepanav.imaging.figures import (
     LIVER_WINDOW,
+    AxialLevels,
     Plane,
     annotate_plane,
+    axial_levels,
     draw_mask,
     figure_legend,
     resample_mask_to_plane,
@@ -40,15 +42,31 @@ _PAD_MM = {"tumor": 15.0, "ablation": 15.0, "liver": 10.0}
 
 @dataclass
 class Montage:
-    """What the axial montage shows: ``shown`` slices (1-based CT slice numbers) of the
-    ``first``..``last`` slices the mask touches, every ``step``-th."""
+    """What the axial montage shows: axial planes at table positions ``shown_z`` (LPS z,
+    mm) of the ``count`` levels the mask spans (``first_z``..``last_z``), every
+    ``step``-th, ``spacing_mm`` apart (:func:`hepanav.imaging.figures.axial_levels`).
+
+    A CT with axial slices: ``shown`` are the 1-based CT slice numbers of those levels
+    and ``first``..``last`` the first and last slice the mask touches. A CT whose slices
+    are not axial (``view`` "coronal", "sagittal" or "oblique"): ``shown`` is empty and
+    ``first``/``last`` are None: the planes are reformats, not CT slices."""
 
     uri: str
     shown: list[int]
-    first: int
-    last: int
+    first: int | None
+    last: int | None
     step: int
     spacing_mm: float
+    shown_z: list[float]
+    first_z: float | None
+    last_z: float | None
+    count: int
+    view: str
+
+    @property
+    def axial(self) -> bool:
+        """The CT's slices are axial: the montage shows CT slices."""
+        return self.view == "axial"
 
 
 @dataclass
@@ -270,44 +288,77 @@ def lesion_axes(seg: Segmentation, ct: sitk.Image, n: int):
     return fig, seed_number, label, window
 
 
-def montage_slices(seg: Segmentation, ct: sitk.Image) -> tuple[list[int], int, int, int]:
-    """0-based CT slice indices (third index axis) for the montage, the first and last
-    slice the mask touches, and the step: every slice when the mask spans at most
-    :data:`MAX_MONTAGE`, else every k-th (first and last included)."""
-    arr = sitk.GetArrayViewFromImage(seg.mask)
-    ks = np.nonzero(arr.reshape(arr.shape[0], -1).any(axis=1))[0]
-    if ks.size == 0:
-        return [], -1, -1, 1
-    first, last = int(ks[0]), int(ks[-1])
-    n = last - first + 1
+def montage_levels(seg: Segmentation, ct: sitk.Image) -> tuple[AxialLevels, list[int], int]:
+    """The axial levels of the mask (:func:`hepanav.imaging.figures.axial_levels` on the
+    CT's sampling), the indices (0-based, into ``levels.z_mm``) of those shown and the
+    step: every level when the mask spans at most :data:`MAX_MONTAGE`, else every k-th
+    (first and last included)."""
+    levels = axial_levels(seg.mask, ct)
+    n = len(levels.z_mm)
+    if n == 0:
+        return levels, [], 1
     step = max(1, math.ceil((n - 1) / (MAX_MONTAGE - 1))) if n > MAX_MONTAGE else 1
-    shown = list(range(first, last + 1, step))
-    if shown[-1] != last:
-        shown.append(last)
-    return shown, first, last, step
+    shown = list(range(0, n, step))
+    if shown[-1] != n - 1:
+        shown.append(n - 1)
+    return levels, shown, step
+
+
+def montage_slices(seg: Segmentation, ct: sitk.Image) -> tuple[list[int], int, int, int]:
+    """0-based CT slice indices for the montage of a CT with axial slices, the first and
+    last slice the mask touches, and the step (:func:`montage_levels`).
+
+    Raises
+    ------
+    ValueError
+        The CT's slices are not axial (its slice numbers are not table positions; use
+        :func:`montage_levels`).
+    """
+    levels, shown, step = montage_levels(seg, ct)
+    if levels.slices is None:
+        raise ValueError(f"the CT's slices are {levels.view}, not axial")
+    if not shown:
+        return [], -1, -1, 1
+    return [levels.slices[i] for i in shown], levels.slices[0], levels.slices[-1], step
 
 
 def montage_figure(seg: Segmentation, ct: sitk.Image) -> Montage:
     """:func:`montage_axes` as a PNG data URI with what it shows."""
-    fig, shown, first, last, step = montage_axes(seg, ct)
-    spacing = float(ct.GetSpacing()[2])
+    fig, levels, shown, step = montage_axes(seg, ct)
     uri = figure_to_data_uri(fig, dpi=72) if fig is not None else ""
-    return Montage(uri, [k + 1 for k in shown], first + 1, last + 1, step, spacing)
+    z = levels.z_mm
+    slices = levels.slices
+    return Montage(
+        uri=uri,
+        shown=[slices[i] + 1 for i in shown] if slices is not None else [],
+        first=slices[0] + 1 if slices else None,
+        last=slices[-1] + 1 if slices else None,
+        step=step,
+        spacing_mm=levels.step_mm,
+        shown_z=[z[i] for i in shown],
+        first_z=z[0] if z else None,
+        last_z=z[-1] if z else None,
+        count=len(z),
+        view=levels.view,
+    )
 
 
 def montage_axes(seg: Segmentation, ct: sitk.Image):
-    """The contour on every (or every k-th) CT slice the mask touches, as axial views.
+    """The contour on the axial plane through every (or every k-th) level of table z
+    the mask spans (:func:`montage_levels`).
 
-    Each view is the axial plane through the centre of one CT slice (physical space, so
-    any direction matrix is shown in radiological convention), cropped to the mask plus
-    a margin, captioned with its slice number, table z and window/level. Returns the
-    figure (None for an empty mask), the 0-based slices shown, the first and last slice
-    the mask touches and the step (:func:`montage_slices`).
+    Each view is an axial plane resampled in physical space (any direction matrix is
+    shown in radiological convention): with axial CT slices, through the centre of one
+    CT slice, captioned "axial slice k/N" and its table z; with coronal, sagittal or
+    oblique CT slices, a reformat at one level of the CT's sampling along z, captioned
+    "axial reformat of a coronal series" and its table z. Cropped to the mask plus a
+    margin, with the window/level. Returns ``(figure, levels, shown, step)``: the figure
+    (None for an empty mask), :class:`hepanav.imaging.figures.AxialLevels`, the indices
+    of the levels shown and the step.
     """
-    shown, first, last, step = montage_slices(seg, ct)
-    spacing = float(ct.GetSpacing()[2])
+    levels, shown, step = montage_levels(seg, ct)
     if not shown:
-        return None, shown, first, last, step
+        return None, levels, shown, step
     lo, hi = _mask_box(seg, ct)
     pad = _PAD_MM[seg.structure]
     centre = (lo + hi) / 2.0
@@ -318,14 +369,12 @@ def montage_axes(seg: Segmentation, ct: sitk.Image):
     fig, axes = new_figure(
         rows, MONTAGE_COLS, figsize=(3.3 * MONTAGE_COLS, 3.7 * rows), squeeze=False
     )
-    for ax, k in zip(axes.ravel(), shown, strict=False):
-        nx, ny, _ = ct.GetSize()
-        at = np.asarray(ct.TransformContinuousIndexToPhysicalPoint(((nx - 1) / 2, (ny - 1) / 2, k)))
-        plane = standard_plane(
-            ct, "axial", (centre[0], centre[1], at[2]), size_mm=side, pixel_mm=px
-        )
-        # slab: half the slice spacing, so a seed is drawn on its own slice only
-        _draw_view(ax, plane, seg, ct, window, f"slice {k + 1}", slab_mm=spacing / 2)
+    for ax, i in zip(axes.ravel(), shown, strict=False):
+        z = levels.z_mm[i]
+        plane = standard_plane(ct, "axial", (centre[0], centre[1], z), size_mm=side, pixel_mm=px)
+        title = f"slice {levels.slices[i] + 1}" if levels.slices is not None else f"z {z:+.1f} mm"
+        # slab: half the sampling along z, so a seed is drawn on its own level only
+        _draw_view(ax, plane, seg, ct, window, title, slab_mm=levels.step_mm / 2)
         # The montage is shown at about a third of the 3-plane figure's scale per view:
         # a caption legible there (tester: 7 pt read as ~6 px) needs a larger font, and
         # two lines so that neighbouring captions do not run into each other.
@@ -333,5 +382,5 @@ def montage_axes(seg: Segmentation, ct: sitk.Image):
         ax.set_xlabel(caption.replace(" · ", "\n", 1), fontsize=10, linespacing=1.3)
     for ax in axes.ravel()[len(shown) :]:
         ax.axis("off")
-    fig.tight_layout(h_pad=2.0)  # room for the two-line captions above the next row
-    return fig, shown, first, last, step
+    fig.tight_layout(h_pad=3.0)  # room for the two-line captions above the next row
+    return fig, levels, shown, step

@@ -144,7 +144,55 @@ def read_source_series(folder: str | Path) -> SourceSeries:
             "lies in one frame of reference",
             folder,
         )
-    return SourceSeries(sort_slices(datasets), folder, notes)
+    ordered = sort_slices(datasets)
+    notes += _fill_slice_thickness(ordered, folder)
+    return SourceSeries(ordered, folder, notes)
+
+
+def _slice_spacing(datasets: list[Dataset]) -> float | None:
+    """Median distance between consecutive slice positions along the slice normal, mm
+    (None for a single slice or coincident positions)."""
+    if len(datasets) < 2:
+        return None
+    normal = _normal(datasets[0])
+    pos = np.array([np.dot(np.asarray(d.ImagePositionPatient, float), normal) for d in datasets])
+    steps = np.diff(pos)
+    steps = steps[steps > 1e-6]
+    return float(np.median(steps)) if steps.size else None
+
+
+def _fill_slice_thickness(datasets: list[Dataset], folder: Path) -> list[str]:
+    """Fill an absent or empty Slice Thickness (0018,0050) in memory from the slice spacing.
+
+    Slice Thickness is Type 2 in the CT Image module (may be empty) and some exporters
+    leave it out; a derived object's Pixel Measures (SEG: Type 1 in its shared functional
+    groups) need a value, and highdicom reads it from the first source slice. The slice
+    spacing (median distance between slice positions, mm) stands in for it; the files
+    are never changed. Returns the note to say beside every object written.
+
+    Raises
+    ------
+    InputError
+        The tag is missing and there is no spacing to take it from (a single slice).
+    """
+    missing = [d for d in datasets if d.get("SliceThickness", None) in (None, "")]
+    if not missing:
+        return []
+    spacing = _slice_spacing(datasets)
+    if spacing is None:
+        raise InputError(
+            "source series has no Slice Thickness (0018,0050) and a single slice position "
+            "to derive it from; a DICOM object written on it needs one",
+            folder,
+        )
+    value = round(spacing, 6)
+    for ds in missing:
+        ds.SliceThickness = value
+    return [
+        f"{len(missing)} of {len(datasets)} source slices have no Slice Thickness "
+        f"(0018,0050); the slice spacing, {value:g} mm, is written as the thickness of the "
+        "objects made on the series"
+    ]
 
 
 def _uid(ds: Dataset, keyword: str) -> str:

@@ -31,7 +31,9 @@ from hepanav.imaging.figures.orientation import direction_letters, edge_letters
 from hepanav.imaging.figures.palettes import CATEGORICAL, OKABE_ITO, ROLE, needle_colour
 from hepanav.imaging.figures.planes import (
     STANDARD_VIEWS,
+    AxialLevels,
     Plane,
+    axial_levels,
     line_planes,
     locate_in_source,
     native_plane,
@@ -39,6 +41,7 @@ from hepanav.imaging.figures.planes import (
     probe_eye_plane,
     resample_mask_to_plane,
     resample_to_plane,
+    slice_view,
     standard_plane,
 )
 from hepanav.imaging.figures.surface3d import SurfaceLayer, interactive_html, static_figure
@@ -50,12 +53,14 @@ __all__ = [
     "OKABE_ITO",
     "ROLE",
     "STANDARD_VIEWS",
+    "AxialLevels",
     "Plane",
     "ScaleBar",
     "SurfaceLayer",
     "add_orientation_letters",
     "add_scale_bar",
     "annotate_plane",
+    "axial_levels",
     "checkerboard",
     "direction_letters",
     "draw_crosshair",
@@ -75,6 +80,7 @@ __all__ = [
     "resample_mask_to_plane",
     "resample_to_plane",
     "show_plane",
+    "slice_view",
     "slice_caption",
     "standard_plane",
     "static_figure",

@@ -145,8 +145,11 @@ def slice_caption(plane: Plane, window: tuple[float, float] | None, unit: str = 
 
     A coronal or sagittal plane (normal along LPS y or x) names itself and its LPS y or
     x, mm: the slice number and table z of its centre would describe the axial slice
-    through it, not the plane shown. An axial plane ("axial slice k/N") and an oblique
-    one give the nearest source slice and the table position (LPS z) of their centre.
+    through it, not the plane shown. An axial plane of a series with axial slices
+    ("axial slice k/N") and an oblique plane give the nearest source slice and the table
+    position (LPS z) of their centre. An axial plane of a series whose slices are not
+    axial (a coronal or sagittal stack) is a reformat: "axial reformat of a coronal
+    series" and its table z, no slice number (the series' slice k is a coronal one).
     """
     parts = []
     normal = np.abs(plane.normal)
@@ -156,10 +159,18 @@ def slice_caption(plane: Plane, window: tuple[float, float] | None, unit: str = 
         position = round(float(plane.centre[i]), 1) or 0.0  # no "-0.0"
         parts.append(f"{name} plane at {axis} {position:+.1f} mm (LPS)")
     else:
-        if plane.source_slice is not None:
+        axial = normal[2] > 0.9999
+        other = plane.source_view not in (None, "axial")
+        if axial and other:
+            parts.append(f"axial reformat of a {plane.source_view} series")
+        elif plane.source_slice is not None:
             of = f"/{plane.source_slices}" if plane.source_slices else ""
-            axial = "axial " if normal[2] > 0.9999 else ""
-            parts.append(f"{axial}slice {plane.source_slice}{of}")
+            if axial:
+                parts.append(f"axial slice {plane.source_slice}{of}")
+            elif other:
+                parts.append(f"nearest {plane.source_view} slice {plane.source_slice}{of}")
+            else:
+                parts.append(f"slice {plane.source_slice}{of}")
         if plane.table_mm is not None:
             parts.append(f"table z {round(plane.table_mm, 1) or 0.0:+.1f} mm")
     if window is not None:

@@ -43,10 +43,17 @@ class Plane:
     name : str
         Shown in titles ("axial", "along needle 2", ...).
     source_slice : int or None
-        1-based slice number of the source series nearest the plane centre.
+        1-based slice number of the source series nearest the plane centre (along
+        the source's third index axis, whatever plane its slices lie in).
     table_mm : float or None
         Table position: the LPS z (S+) of the plane centre in the source series'
         patient coordinates, mm.
+    source_view : str or None
+        The plane the source's slices lie in (:func:`slice_view`: "axial", "coronal",
+        "sagittal" or "oblique").
+    source_parallel : bool
+        The plane is parallel to the source's slices (a slice of the series, or a
+        plane between two): only then is ``source_slice`` "the slice shown".
     """
 
     origin: np.ndarray
@@ -59,6 +66,8 @@ class Plane:
     source_slices: int | None = None
     table_mm: float | None = None
     notes: list[str] = field(default_factory=list)
+    source_view: str | None = None
+    source_parallel: bool = False
 
     @property
     def normal(self) -> np.ndarray:
@@ -143,15 +152,102 @@ def plane_at(
     return plane
 
 
+#: |cos| above which two directions count as parallel (0.8 degrees).
+_PARALLEL = 0.9999
+
+
+def slice_normal(source: sitk.Image) -> np.ndarray:
+    """Unit LPS normal of ``source``'s slices: its third direction column."""
+    direction = np.asarray(source.GetDirection(), dtype=float).reshape(3, 3)
+    return direction[:, 2] / np.linalg.norm(direction[:, 2])
+
+
+def slice_view(source: sitk.Image) -> str:
+    """The plane ``source``'s slices (third index axis) lie in: "axial" (slice normal
+    along LPS z), "coronal" (y), "sagittal" (x), within 0.8 degrees, else "oblique".
+    A NIfTI/DICOM stack of coronal or sagittal slices is not axial: its slice numbers
+    are not positions along the table."""
+    n = np.abs(slice_normal(source))
+    for axis, name in ((2, "axial"), (1, "coronal"), (0, "sagittal")):
+        if n[axis] > _PARALLEL:
+            return name
+    return "oblique"
+
+
 def locate_in_source(plane: Plane, source: sitk.Image) -> Plane:
-    """Record the slice number (1-based, along the source's third index axis) and table position."""
+    """Record the slice number (1-based, along the source's third index axis) nearest
+    the plane centre, the table position (LPS z of the centre), the plane the source's
+    slices lie in and whether this plane is parallel to them."""
     centre = plane.centre
     k = source.TransformPhysicalPointToContinuousIndex([float(v) for v in centre])[2]
     n = source.GetSize()[2]
     plane.source_slice = int(np.clip(round(k), 0, n - 1)) + 1
     plane.source_slices = int(n)
     plane.table_mm = float(centre[2])
+    plane.source_view = slice_view(source)
+    plane.source_parallel = bool(abs(float(plane.normal @ slice_normal(source))) > _PARALLEL)
     return plane
+
+
+@dataclass
+class AxialLevels:
+    """The axial planes through a mask: one per sampling level of the source along
+    the table (LPS z).
+
+    Attributes
+    ----------
+    z_mm : list of float
+        Table positions (LPS z, mm), ascending, of every level the mask's voxels lie on.
+    slices : list of int or None
+        For a source with axial slices, the 0-based source slice of each level (its
+        centre is at ``z_mm``); None when the source's slices are not axial (the
+        planes are then reformats between its voxels, not its slices).
+    step_mm : float
+        Distance between neighbouring levels: the source's sampling along z, mm.
+    view : str
+        :func:`slice_view` of the source.
+    """
+
+    z_mm: list[float]
+    slices: list[int] | None
+    step_mm: float
+    view: str
+
+
+def axial_levels(mask: sitk.Image, source: sitk.Image | None = None) -> AxialLevels:
+    """The axial levels (table z, mm) that the non-zero voxels of ``mask`` lie on.
+
+    ``source`` (default: ``mask`` itself; the mask must lie on its grid) gives the
+    sampling. Axial slices (:func:`slice_view`): every source slice the mask touches,
+    at its centre's z. Coronal, sagittal or oblique slices: the LPS z of every mask
+    voxel centre, snapped to the source's sampling along z (the smallest non-zero
+    ``|direction[2, a]| * spacing[a]`` over the index axes ``a``); for a coronal or
+    sagittal stack these are exactly the z of its rows. Empty mask: no levels.
+    """
+    source = mask if source is None else source
+    view = slice_view(source)
+    arr = sitk.GetArrayViewFromImage(mask)
+    direction = np.asarray(source.GetDirection(), dtype=float).reshape(3, 3)
+    spacing = np.asarray(source.GetSpacing(), dtype=float)
+    if view == "axial":
+        ks = np.nonzero(arr.reshape(arr.shape[0], -1).any(axis=1))[0]
+        nx, ny, _ = source.GetSize()
+        mid = ((nx - 1) / 2, (ny - 1) / 2)
+        zs = [float(source.TransformContinuousIndexToPhysicalPoint((*mid, int(k)))[2]) for k in ks]
+        order = np.argsort(zs)
+        return AxialLevels(
+            [zs[i] for i in order], [int(ks[i]) for i in order], float(spacing[2]), view
+        )
+    dz = np.abs(direction[2, :]) * spacing
+    step = float(dz[dz > 1e-6].min())
+    kji = np.argwhere(arr > 0)
+    if kji.size == 0:
+        return AxialLevels([], None, step, view)
+    a = direction * spacing
+    z = kji[:, ::-1].astype(float) @ a[2, :] + float(source.GetOrigin()[2])
+    z0 = float(z.min())
+    m = np.unique(np.rint((z - z0) / step).astype(int))
+    return AxialLevels([z0 + float(v) * step for v in m], None, step, view)
 
 
 def standard_plane(
