@@ -7,6 +7,10 @@ deepest voxel (largest distance to its boundary) is given to the tumour and the
 ablation-zone segmentation. Printed per click: accepted (volume, share inside the
 clicked organ) or refused (the one-line message). A click in any organ but a lesion
 must be refused; the liver itself is refused as "no lesion" (no contrast or a leak).
+Vessel clicks (tester4, 2026-12-01): the phantom's hepatic and portal veins inside the
+liver (the tester's points and each vessel label's deepest voxel), the heart, IVC and
+aorta, and the real DICOM portal-venous confluence (voxel 201,265,8), each also given to
+`segment liver`: every one must be refused (or, for the liver, never grow outside it).
 
     HEPANAV_TEST_DATA=/work/shared/data .venv/bin/python -m bench.organ_clicks
 """
@@ -43,12 +47,15 @@ def deepest_point(labels: sitk.Image, value: int) -> tuple[float, float, float] 
 def click(ct, labels, point, organ_value, structure):
     from hepanav.core.errors import InputError
     from hepanav.segmentation.ablation import segment_ablation
+    from hepanav.segmentation.liver import segment_liver
     from hepanav.segmentation.seeds import make_seeds
     from hepanav.segmentation.tumor import segment_tumor
 
     try:
         seeds = make_seeds(ct, lps=[point])
-        fn = segment_tumor if structure == "tumor" else segment_ablation
+        fn = {"tumor": segment_tumor, "ablation": segment_ablation, "liver": segment_liver}[
+            structure
+        ]
         seg = fn(ct, seeds)
     except InputError as err:
         return {"result": "refused", "why": err.reason}
@@ -74,6 +81,25 @@ def phantom_clicks() -> list[dict]:
             rows.append(
                 {"ct": "phantom pre", "organ": name, "structure": structure, "seed": point}
                 | click(case.pre_ct, case.pre_labels, point, value, structure)
+            )
+    # Vessel clicks, also as liver clicks (tester4's points and the vessels' deepest voxels).
+    ids = {name: value for value, name in case.label_names.items()}
+    vessels = [
+        ("hepatic_veins", (-57.75, 13.5, 38.0)),
+        ("portal_vein_and_splenic_vein", (-51.75, 3.0, -5.5)),
+    ]
+    for name in ("hepatic_veins", "portal_vein_and_splenic_vein", "heart"):
+        vessels.append((name, deepest_point(case.pre_labels, ids[name])))
+    for name in ("inferior_vena_cava", "aorta"):
+        vessels.append((name, deepest_point(case.pre_labels, ids[name])))
+    for name, point in vessels:
+        for structure in ("tumor", "ablation", "liver"):
+            if structure != "liver" and point == deepest_point(case.pre_labels, ids[name]):
+                continue  # the organ loop above gave it to tumour and zone already
+            rows.append(
+                {"ct": "phantom pre", "organ": f"vessel {name}", "structure": structure}
+                | {"seed": point}
+                | click(case.pre_ct, case.pre_labels, point, ids[name], structure)
             )
     controls = (
         ("tumor", case.pre_ct, case.truth.tumor_center_pre_lps, "phantom pre"),
@@ -112,6 +138,16 @@ def dicom_clicks() -> list[dict]:
                 {"ct": "dicom", "organ": name, "structure": structure, "seed": point}
                 | click(ct, labels, point, value, structure)
             )
+    # The real portal-venous confluence inside the liver (voxel 201,265,8; before: a
+    # 2.97 ml "tumour", 80 % in the vein), and the same point as a liver click.
+    portal = tuple(ct.TransformIndexToPhysicalPoint((201, 265, 8)))
+    value = int(sitk.GetArrayViewFromImage(labels)[8, 265, 201])
+    for structure in ("tumor", "ablation", "liver"):
+        rows.append(
+            {"ct": "dicom", "organ": f"vessel confluence ({names.get(value, value)})"}
+            | {"structure": structure, "seed": portal}
+            | click(ct, labels, portal, value, structure)
+        )
     return rows
 
 

@@ -26,8 +26,11 @@ def test_tumor_hypo_and_hyper_sizes(radius, contrast):
 
 
 def test_forced_appearance_against_the_image_is_refused():
+    """Refused naming the seed's HU against the tissue around it (before: "leaked")."""
     ct, _, shape, _, _ = lesion_case(radius=8.0, contrast=-45.0)
-    with pytest.raises(InputError, match="does not look like|leaked"):
+    with pytest.raises(
+        InputError, match="--appearance hyper: the seed .* is darker than the tissue"
+    ):
         segment_tumor(ct, make_seeds(ct, [shape.center]), appearance="hyper")
 
 

@@ -320,6 +320,7 @@ def grow_lesion(
         include=include,
         exclude=exclude,
         lower_floor_hu=lower_floor_hu,
+        check_appearance=not dark_is_lesion,
     )
     win = hu_windows()
     include = list(include or [])
@@ -479,6 +480,7 @@ def prepare_lesion(
     include: list[Seed] | None = None,
     exclude: list[Seed] | None = None,
     lower_floor_hu: float | None = None,
+    check_appearance: bool = True,
 ) -> LesionSetup:
     """Crop, smooth and measure a lesion around its seeds (the common preamble).
 
@@ -490,6 +492,10 @@ def prepare_lesion(
        within ``max_radius_mm``; ``auto`` takes the larger peak.
     3. A first ray cast at the midpoint gives the lesion's radius; the crop is
        shrunk to a box a little over twice that.
+
+    With ``check_appearance`` (the tumour, whose ``appearance`` the user may give; not
+    the zone, always "hypo"), an explicit appearance the seed contradicts is refused
+    (:func:`_check_appearance`).
 
     Raises
     ------
@@ -530,6 +536,8 @@ def prepare_lesion(
     if appearance == "auto":
         chosen = "hypo" if n_bright >= n_dark else "hyper"
     parenchyma = brighter if chosen == "hypo" else darker
+    if check_appearance and appearance != "auto":
+        _check_appearance(appearance, lesion_hu, darker, n_dark, brighter, n_bright, seeds[0])
     if not np.isfinite(parenchyma) and max_radius_mm < CONTRAST_LOOK_MM:
         _refuse_if_wider(ct, seeds, appearance, lesion_hu, delta, floor, max_radius_mm, what)
     if not np.isfinite(parenchyma):
@@ -1031,6 +1039,34 @@ def _cut_excluded(mask: sitk.Image, seeds: list[Seed], exclude: list[Seed]) -> s
     out = sitk.GetImageFromArray(arr.astype(np.uint8))
     out.CopyInformation(mask)
     return component_at(out, [s.index for s in seeds])
+
+
+def _check_appearance(
+    appearance: Appearance,
+    lesion_hu: float,
+    darker: float,
+    n_dark: int,
+    brighter: float,
+    n_bright: int,
+    first: Seed,
+) -> None:
+    """Refuse an explicit ``--appearance`` the seed contradicts: the main soft tissue
+    around it (the larger of the darker and brighter peaks, what ``auto`` picks as the
+    parenchyma) lies on the side the lesion should stand out from. Before, the lesion
+    grew over the liver (hyper on a 61 HU seed in 106 HU liver) and was refused as "the
+    tumour leaked ... 40 mm". Raises ``InputError`` naming the HU."""
+    if appearance == "hyper" and n_bright > n_dark and np.isfinite(brighter):
+        side, around, other = "darker", brighter, "hypo"
+    elif appearance == "hypo" and n_dark > n_bright and np.isfinite(darker):
+        side, around, other = "brighter", darker, "hyper"
+    else:
+        return
+    raise InputError(
+        f"--appearance {appearance}: the seed ({lesion_hu:.0f} HU) is {side} than the tissue "
+        f"around it ({around:.0f} HU, the main soft tissue near the click), so it is "
+        f"{other}dense; use --appearance {other} or auto (or click the lesion)",
+        first.describe(),
+    )
 
 
 def _refuse_if_wider(

@@ -364,3 +364,151 @@ def lesion_segmentation(
         notes=list(grown.notes if notes is None else notes),
         excluded_mm3=grown.excluded_mm3,
     )
+
+
+# A vessel continues (check_vessel_continuity): a hyperdense region is a piece of a tube cut
+# by the growth bound when the structure of the growing window connected to it, tracked up
+# to TRACK_MM outside it, leaves it through an "exit" (a connected part of it
+# THICK_BAND_MM from the region) that
+#  - runs on at least MIN_VESSEL_REACH_MM from the region,
+#  - is as thick as the region (its inscribed radius >= MIN_THICKNESS_RATIO x the
+#    region's: a lesion's feeding vessel is thinner than the lesion), and
+#  - points at the region: its principal axis passes within MAX_AXIS_OFFSET x the
+#    region's inscribed radius of the region's centroid (the tube runs THROUGH the
+#    click; a vessel running past a lesion, even as thick, misses its centre by the
+#    lesion's radius plus its own).
+# A vessel touching a lesion and at least 0.6 x as thick has its axis at least 1.6 radii
+# from the lesion's centre (its own radius plus the lesion's): 0.6 r of margin by
+# construction. A junction rule (two thick exits within 2.5 r: the real portal-venous
+# confluence, 1.9 / 2.3 r) was tried and dropped: a 4 mm lesion wedged between two
+# vessels 2.5 mm thick lies at 2.3 r (tests/test_segmentation_smallfit.py).
+# Measured: docs/segmentation.md "Bad input".
+TRACK_MM = 30.0
+THICK_BAND_MM = (3.0, 15.0)
+MIN_EXIT_VOXELS = 8
+MIN_VESSEL_REACH_MM = 20.0
+MIN_THICKNESS_RATIO = 0.6
+MAX_AXIS_OFFSET = 1.0
+
+
+def vessel_continuation(ct: sitk.Image, grown: Grown) -> dict:
+    """The growing window's structure continuing outside the region, exit by exit.
+
+    On a crop of ``ct`` around the region padded by ``TRACK_MM`` (Gaussian
+    ``smoothing_sigma``, about 1 mm, as the growing), the voxels outside the region in
+    ``grown.window_hu`` and within ``TRACK_MM`` of it that are connected (26-neighbours)
+    to the region form its continuation; its connected parts ``THICK_BAND_MM`` from the
+    region (at least ``MIN_EXIT_VOXELS``) are the exits. Returns ``region_radius_mm``
+    (the region's inscribed radius) and ``exits``: one dict per exit with ``reach_mm``
+    (farthest voxel, from the region, of the continuation component it belongs to),
+    ``radius_mm`` (its largest inscribed radius in the continuation) and ``offset_mm``
+    (distance from the region's centroid to the exit's principal axis). mm throughout
+    (voxel centres scaled by the spacing; the CT's direction is a rotation).
+    """
+    from scipy import ndimage
+
+    out: dict = {"region_radius_mm": 0.0, "exits": []}
+    box = bounding_box(grown.mask)
+    if box is None:
+        return out
+    lo = np.asarray(box[0])
+    hi = lo + np.asarray(box[1]) - 1
+    corners = [grown.mask.TransformIndexToPhysicalPoint(tuple(int(v) for v in c)) for c in (lo, hi)]
+    idx = np.asarray([ct.TransformPhysicalPointToIndex(c) for c in corners])
+    pad = np.ceil((TRACK_MM + 2.0) / np.asarray(ct.GetSpacing())).astype(int)
+    start = np.maximum(idx.min(axis=0) - pad, 0)
+    stop = np.minimum(idx.max(axis=0) + pad, np.asarray(ct.GetSize()) - 1)
+    roi = sitk.Cast(
+        sitk.RegionOfInterest(ct, (stop - start + 1).tolist(), start.tolist()), sitk.sitkFloat32
+    )
+    smoothed = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(roi, smoothing_sigma(roi)))
+    region_img = sitk.Resample(
+        grown.mask, roi, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+    )
+    region = sitk.GetArrayFromImage(region_img) > 0
+    if not region.any():
+        return out
+    sampling = np.asarray(ct.GetSpacing()[::-1], float)
+    out["region_radius_mm"] = float(ndimage.distance_transform_edt(region, sampling=sampling).max())
+    dist = sitk.GetArrayFromImage(signed_distance_mm(region_img, within_mm=TRACK_MM))
+    w_lo, w_hi = grown.window_hu
+    cand = (smoothed >= w_lo) & (smoothed <= w_hi) & ~region & (dist <= TRACK_MM)
+    full = np.ones((3, 3, 3), bool)
+    labels, _ = ndimage.label(cand | region, structure=full)
+    ids = np.unique(labels[region])
+    cont = np.isin(labels, ids[ids > 0]) & ~region
+    if not cont.any():
+        return out
+    cont_labels, _ = ndimage.label(cont, structure=full)
+    thick = ndimage.distance_transform_edt(cont, sampling=sampling)
+    band = cont & (dist > THICK_BAND_MM[0]) & (dist <= THICK_BAND_MM[1])
+    exits, n = ndimage.label(band, structure=full)
+    centre = np.argwhere(region).mean(axis=0) * sampling
+    for e in range(1, n + 1):
+        sel = exits == e
+        pts = np.argwhere(sel) * sampling
+        if len(pts) < MIN_EXIT_VOXELS:
+            continue
+        comp = cont_labels == np.bincount(cont_labels[sel]).argmax()
+        mean = pts.mean(axis=0)
+        axis = np.linalg.svd(pts - mean, full_matrices=False)[2][0]
+        rel = centre - mean
+        offset = float(np.linalg.norm(rel - np.dot(rel, axis) * axis))
+        out["exits"].append(
+            {
+                "reach_mm": float(dist[comp].max()),
+                "radius_mm": float(thick[sel].max()),
+                "offset_mm": offset,
+            }
+        )
+    return out
+
+
+def vessel_exit(f: dict) -> dict | None:
+    """The first exit of :func:`vessel_continuation`'s ``f`` that makes the region a
+    vessel piece (long, as thick as the region, its axis through it), or None."""
+    r = max(f["region_radius_mm"], 1e-6)
+    thick = [
+        e
+        for e in f["exits"]
+        if e["reach_mm"] >= MIN_VESSEL_REACH_MM and e["radius_mm"] >= MIN_THICKNESS_RATIO * r
+    ]
+    for e in thick:
+        if e["offset_mm"] <= MAX_AXIS_OFFSET * r:
+            return e
+    return None
+
+
+def check_vessel_continuity(ct: sitk.Image, grown: Grown, seeds: list[Seed], what: str) -> None:
+    """Refuse a hyperdense region that is a piece of a vessel (:func:`vessel_exit`).
+    Raises ``InputError`` naming the seed, the exit's length, thickness and offset."""
+    if grown.appearance != "hyper":
+        return
+    f = vessel_continuation(ct, grown)
+    _log_features(f)
+    e = vessel_exit(f)
+    if e is not None:
+        lo, hi = grown.window_hu
+        r = f["region_radius_mm"]
+        how = (
+            f"as a tube as thick as the region (radius {e['radius_mm']:.1f} mm, region "
+            f"{r:.1f} mm) whose axis passes {e['offset_mm']:.1f} mm from its centre"
+        )
+        raise InputError(
+            f"not {_a(what)}, looks like a vessel: the bright structure ({lo:.0f}-{hi:.0f} HU) "
+            f"of the grown region ({grown.lesion_hu:.0f} HU in {grown.parenchyma_hu:.0f} HU "
+            f"liver) runs on over {e['reach_mm']:.0f} mm outside it {how}; click the lesion "
+            "itself (a lesion beside a vessel is wider than it or off its axis)",
+            seeds[0].describe(),
+        )
+
+
+def _log_features(f: dict) -> None:
+    """Append the measured features to ``$HEPANAV_VESSEL_LOG`` when set (measurement aid)."""
+    import json
+    import os
+
+    path = os.environ.get("HEPANAV_VESSEL_LOG")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(f, default=lambda v: round(float(v), 2)) + "\n")

@@ -2,7 +2,9 @@
 
 Works on a coarse grid (about ``WORK_MM`` voxels, by bin averaging) for speed:
 Gaussian smoothing, the parenchyma HU from the median around the seed, SimpleITK
-``ConnectedThreshold`` within +-``max(3 SD, WINDOW_HU)`` of it, an opening that cuts
+``ConnectedThreshold`` within +-``min(max(3 SD, WINDOW_HU), MAX_HALF_HU)`` of it (a
+click on a vessel, brighter than the parenchyma peak around it, is refused first), an
+opening that cuts
 the thin bridges to neighbours of similar attenuation (diaphragm/heart, stomach
 wall, spleen, muscle), the seed's component, closing and axial hole filling for
 the vessels inside, then a Gaussian-smoothed surface resampled onto the CT grid.
@@ -34,6 +36,21 @@ MAX_LIVER_ML = 4000.0
 # Smallest plausible liver (also a partial field of view): below, the seed was on
 # something else (a lesion, a vessel, the spleen tip). HepaNav default.
 MIN_LIVER_ML = 150.0
+# The growing window's half-width: max(3 x the robust SD within 8 mm of the seed,
+# WINDOW_HU), never above MAX_HALF_HU (the leak guard): the large enhancing vessels and
+# the heart's blood lie >= 30 HU above the parenchyma in the portal venous phase (the
+# phantom's heart +30, IVC +45, aorta +65; anatomy.py takes vessels at >= liver + 35 HU),
+# and a click beside a vessel inflates the SD (the phantom's hepatic vein: SD 24 HU, a
+# +-73 HU window that grew the heart, IVC and aorta into a 2 l "liver"). Real clicks: SD
+# 2.3-7.9 HU, half-width 20-24 HU (docs/segmentation.md).
+MAX_HALF_HU = 25.0
+# The click's own HU (median within SEED_CORE_MM, smoothed working grid) brighter than
+# the parenchyma peak around it (the mode within 15 mm) by more than SEED_OFF_PEAK_HU:
+# the click is on a contrast-filled vessel (or a hyperdense lesion), not parenchyma.
+# Measured: 30 real clicks on the two scans -9..+7 HU; phantom hepatic vein +30, portal
+# vein +58. Darker by as much: a note (a lesion or a darker part of the liver).
+SEED_CORE_MM = 2.0
+SEED_OFF_PEAK_HU = 20.0
 # Re-estimation of the parenchyma HU from the grown region (``_grow_reestimated``):
 # settled when the mode moves by at most one histogram bin (2 HU).
 REESTIMATE_TOL_HU = 2.0
@@ -79,13 +96,16 @@ def segment_liver(
     Returns
     -------
     Segmentation
-        Mask on the CT grid.
+        Mask on the CT grid; ``notes`` says when the seed is darker than the liver found
+        by more than ``SEED_OFF_PEAK_HU`` (a lesion or a darker part of the liver).
 
     Raises
     ------
     InputError
         Seed in air/bone/fat, on water-density fluid (< 25 HU) or at an attenuation no
-        liver has; a seed whose HU differs from the bulk of the region it grew (a
+        liver has; a seed brighter than the parenchyma peak around it by more than
+        ``SEED_OFF_PEAK_HU`` (a contrast-filled vessel: ``_check_seed_on_parenchyma``);
+        a seed whose HU differs from the bulk of the region it grew (a
         vessel: ``_check_hu_match``); a parenchyma HU that does not settle when
         re-estimated from the grown region; a region whose centre is left of the body's
         midline (the spleen: ``_check_side``); a leak (past
@@ -111,7 +131,11 @@ def segment_liver(
             "content, gallbladder, a cyst); click the liver",
             seeds[0].describe(),
         )
-    half = max(3.0 * sd, WINDOW_HU)
+    seed_core = float(
+        np.median([local_hu(smoothed, s, SEED_CORE_MM)[0] for s in grow_from[: len(seeds)]])
+    )
+    _check_seed_on_parenchyma(seed_core, liver_hu, seeds[0])
+    half = min(max(3.0 * sd, WINDOW_HU), MAX_HALF_HU)
     # The seed's own HU, two ways: the mode within 15 mm (not pulled up by vessels
     # beside the click) and the median within 8 mm (not pulled down by a darker area
     # 10-15 mm away); the seed is on the region's tissue when either is.
@@ -133,6 +157,13 @@ def segment_liver(
     _check_leak(liver, grow_from, max_radius_mm, seeds[0])
     _check_side(liver, work, seeds[0])
     mask = _smooth_onto(liver, ct)
+    notes = []
+    if liver_hu - seed_core > SEED_OFF_PEAK_HU:
+        notes.append(
+            f"the seed ({seed_core:.0f} HU) is darker than the liver found ({liver_hu:.0f} HU) "
+            f"by {liver_hu - seed_core:.0f} HU: it lies in a lesion or a darker part of the "
+            "liver; check that the mask is the liver"
+        )
     return Segmentation(
         mask=mask,
         structure="liver",
@@ -149,7 +180,32 @@ def segment_liver(
         parenchyma_hu=liver_hu,
         window_hu=window,
         max_radius_mm=max_radius_mm,
+        notes=notes,
     )
+
+
+def _check_seed_on_parenchyma(seed_hu: float, peak_hu: float, first: Seed) -> None:
+    """Refuse a click on a structure brighter than the parenchyma around it by more than
+    ``SEED_OFF_PEAK_HU`` (a contrast-filled vessel), and one on water-density fluid
+    (``liver_seed_min_hu``) even when the parenchyma around it is liver-like. ``seed_hu``:
+    median within ``SEED_CORE_MM``; ``peak_hu``: the mode within 15 mm."""
+    win = hu_windows()
+    if seed_hu - peak_hu > SEED_OFF_PEAK_HU:
+        raise InputError(
+            f"does not look like liver parenchyma: the seed is on a structure brighter "
+            f"({seed_hu:.0f} HU within {SEED_CORE_MM:g} mm) than the parenchyma around it "
+            f"({peak_hu:.0f} HU) by {seed_hu - peak_hu:.0f} HU (> {SEED_OFF_PEAK_HU:g}): a "
+            "contrast-filled vessel (or a hyperdense lesion); click the parenchyma beside it",
+            first.describe(),
+        )
+    if seed_hu < win["liver_seed_min_hu"]:
+        raise InputError(
+            f"does not look like liver parenchyma: the seed is on water-density tissue "
+            f"({seed_hu:.0f} HU within {SEED_CORE_MM:g} mm, below "
+            f"{win['liver_seed_min_hu']:.0f} HU: fluid, a cyst, bowel or stomach content; "
+            f"{peak_hu:.0f} HU around it); click the liver",
+            first.describe(),
+        )
 
 
 def _grow_once(

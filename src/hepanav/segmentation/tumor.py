@@ -13,6 +13,7 @@ from hepanav.segmentation.grow import Appearance
 from hepanav.segmentation.lesion import (
     check_embedded,
     check_focal_lesion,
+    check_vessel_continuity,
     grow_checked,
     lesion_segmentation,
 )
@@ -61,6 +62,7 @@ def segment_tumor(
     )
     check_focal_lesion(grown, seeds, "tumour")
     check_embedded(ct, grown, seeds, "tumour")
+    check_vessel_continuity(ct, grown, seeds, "tumour")
     return lesion_segmentation(
         ct,
         grown.mask,
