@@ -16,6 +16,7 @@ from hepanav.core.paths import recorded_path
 from hepanav.core.validation import parse_json, read_user_text, validate_model
 from hepanav.imaging.geometry import same_grid
 from hepanav.imaging.io import load_image, read_image, write_image
+from hepanav.imaging.orient import axial_order, to_input_order
 from hepanav.imaging.labels import sidecar_label_names
 from hepanav.imaging.masks import load_mask
 from hepanav.imaging.resample import resample_mask_like
@@ -44,6 +45,11 @@ from hepanav.planning.verification import (
 from hepanav.planning.zones import inside_zones, zone_center
 
 TUMOR_FILE, BAND_FILE, LIVER_FILE = "tumor.nii.gz", "heat_sink_band.nii.gz", "liver.nii.gz"
+
+
+def _crop_on_input(ct: sitk.Image, box, array: np.ndarray, code: str) -> sitk.Image:
+    """:func:`_crop_image` permuted back to the input CT's orientation ``code``."""
+    return to_input_order(_crop_image(ct, box, array), code)
 
 
 def _crop_image(ct: sitk.Image, box, array: np.ndarray) -> sitk.Image:
@@ -92,6 +98,10 @@ def run_plan(
     device = load_device(device_name)
     risk = load_risk_map(label_map)
     ct, ct_record = load_image(ct_path, "planning CT", series=series)
+    # Slice-by-slice steps (body outline, derived anatomy, needle table) need axial
+    # slices: plan on the CT permuted to axial array order (exact, no interpolation) and
+    # write the masks back in the input's array order. Oblique CTs are refused.
+    ct, ct_code = axial_order(ct, Path(ct_path).name)
     tumor, tumor_record = load_mask(
         tumor_path,
         "tumor",
@@ -167,9 +177,9 @@ def run_plan(
     written = [
         write_json(out_dir / "plan.json", out.result),
         write_markups(out.result, out_dir / "trajectories.mrk.json"),
-        write_image(_crop_image(ct, region.box, region.tumor), out_dir / TUMOR_FILE),
-        write_image(_crop_image(ct, region.box, region.band), out_dir / BAND_FILE),
-        write_image(_crop_image(ct, region.box, region.liver), out_dir / LIVER_FILE),
+        write_image(_crop_on_input(ct, region.box, region.tumor, ct_code), out_dir / TUMOR_FILE),
+        write_image(_crop_on_input(ct, region.box, region.band, ct_code), out_dir / BAND_FILE),
+        write_image(_crop_on_input(ct, region.box, region.liver, ct_code), out_dir / LIVER_FILE),
         write_plan_report(out, risk, out_dir / "report.html"),
     ]
     return out, written
