@@ -154,11 +154,11 @@ def test_needle_table_is_the_same_on_a_permuted_stack(torso, view):
 @pytest.mark.slow
 def test_plan_is_the_same_on_a_coronal_stack(torso, tmp_path):
     """``hepanav plan`` files: same needles and feasibility; masks on the input's grid."""
+    import json
+
     from hepanav.phantoms.planning import TORSO_LABELS
     from hepanav.planning.pipeline import run_plan
     from planning_helpers import fast_risk_map
-
-    import json
 
     results = {}
     for view, order in (("axial", [0, 1, 2]), ("coronal", PERMUTATIONS["coronal"])):
@@ -166,7 +166,9 @@ def test_plan_is_the_same_on_a_coronal_stack(torso, tmp_path):
         folder.mkdir()
         for name, image in (("ct", torso.ct), ("tumor", torso.tumor), ("labels", torso.labels)):
             sitk.WriteImage(sitk.PermuteAxes(image, order), str(folder / f"{name}.nii.gz"))
-        (folder / "labels.json").write_text(json.dumps({str(k): v for k, v in TORSO_LABELS.items()}))
+        (folder / "labels.json").write_text(
+            json.dumps({str(k): v for k, v in TORSO_LABELS.items()})
+        )
         risk = fast_risk_map(folder)
         out, _ = run_plan(
             folder / "ct.nii.gz",
@@ -184,6 +186,13 @@ def test_plan_is_the_same_on_a_coronal_stack(torso, tmp_path):
     for a, b in zip(ref.needles, got.needles, strict=True):
         assert np.allclose(a.entry_lps_mm, b.entry_lps_mm, atol=2.5)
         assert np.allclose(a.tip_lps_mm, b.tip_lps_mm, atol=2.5)
-    crop = sitk.ReadImage(str(results["coronal"][1] / "plan" / "tumor_crop.nii.gz"))
+    # The tumour crop written lies on the coronal input's lattice (same direction and
+    # spacing, origin at a whole voxel index) and holds the axial plan's crop.
+    crop = sitk.ReadImage(str(results["coronal"][1] / "plan" / "tumor.nii.gz"))
     coronal_ct = sitk.ReadImage(str(results["coronal"][1] / "ct.nii.gz"))
     assert np.allclose(crop.GetDirection(), coronal_ct.GetDirection())
+    assert np.allclose(crop.GetSpacing(), coronal_ct.GetSpacing())
+    index = coronal_ct.TransformPhysicalPointToContinuousIndex(crop.GetOrigin())
+    assert np.allclose(index, np.round(index), atol=1e-4)
+    axial_crop = sitk.ReadImage(str(results["axial"][1] / "plan" / "tumor.nii.gz"))
+    assert np.array_equal(_on_axial(crop, axial_crop), sitk.GetArrayFromImage(axial_crop))

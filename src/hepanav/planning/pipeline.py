@@ -16,9 +16,9 @@ from hepanav.core.paths import recorded_path
 from hepanav.core.validation import parse_json, read_user_text, validate_model
 from hepanav.imaging.geometry import same_grid
 from hepanav.imaging.io import load_image, read_image, write_image
-from hepanav.imaging.orient import axial_order, to_input_order
 from hepanav.imaging.labels import sidecar_label_names
 from hepanav.imaging.masks import load_mask
+from hepanav.imaging.orient import axial_order, to_input_order
 from hepanav.imaging.resample import resample_mask_like
 from hepanav.imaging.schema import InputRecord
 from hepanav.planning.devices import load_device

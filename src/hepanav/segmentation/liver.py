@@ -10,11 +10,11 @@ the vessels inside, then a Gaussian-smoothed surface resampled onto the CT grid.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-
-from dataclasses import replace
 
 from hepanav.core.errors import InputError
 from hepanav.imaging.orient import axial_order, to_input_order
