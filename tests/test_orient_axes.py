@@ -196,3 +196,22 @@ def test_plan_is_the_same_on_a_coronal_stack(torso, tmp_path):
     assert np.allclose(index, np.round(index), atol=1e-4)
     axial_crop = sitk.ReadImage(str(results["axial"][1] / "plan" / "tumor.nii.gz"))
     assert np.array_equal(_on_axial(crop, axial_crop), sitk.GetArrayFromImage(axial_crop))
+
+
+def test_align_inputs_gives_the_ct_in_axial_array_order(torso):
+    """The planner's body outline fills axial slices by array index: its CT is axial."""
+    from hepanav.phantoms.planning import TORSO_LABELS
+    from hepanav.planning.planner import align_inputs
+    from hepanav.planning.risk import load_risk_map
+
+    order = PERMUTATIONS["coronal"]
+    inp = align_inputs(
+        sitk.PermuteAxes(torso.ct, order),
+        sitk.PermuteAxes(torso.tumor, order),
+        sitk.PermuteAxes(torso.labels, order),
+        TORSO_LABELS,
+        load_risk_map(),
+    )
+    assert _same_grid(inp.ct, torso.ct)
+    assert np.array_equal(sitk.GetArrayFromImage(inp.labels), sitk.GetArrayFromImage(torso.labels))
+    assert np.array_equal(sitk.GetArrayFromImage(inp.tumor), sitk.GetArrayFromImage(torso.tumor))
