@@ -515,11 +515,21 @@ def test_planning_workflow_in_the_browser(web_server, browser, shots):
         page.wait_for_function("window.hepanav !== undefined", timeout=120_000)
         # a 3D perspective view: no scale bar (no single mm per pixel), the orientation cube
         assert page.evaluate("window.hepanav.nv.opts.isOrientCube") is True
+        # The Slicer markups link names the file `hepanav plan` writes (was plan.mrk.json).
+        link = page.locator("a[href$='/trajectories.mrk.json']")
+        assert link.count() == 1
+        markups = page.request.get(web_server.url + link.get_attribute("href"))
+        assert markups.ok and '"coordinateSystem": "LPS"' in markups.text()
     else:
-        # An infeasible plan is never shown as placeable trajectories.
+        # An infeasible plan is never shown as placeable trajectories, nor exported for
+        # navigation: no markups, no placement check, no needles from the API (tester4).
         assert verdict.startswith("NOT feasible")
         assert page.locator("#needles").count() == 0
         assert page.locator("#not-placeable").count() == 1
+        assert page.locator("a[href$='.mrk.json']").count() == 0
+        assert page.locator("#placement").count() == 0
+        api = page.request.get(f"{web_server.url}/api/jobs/{job_id}/needles").json()
+        assert plan["needles"] and api["nodes"]["names"] == []
     page.screenshot(path=shots / "plan-result.png", full_page=True)
     with page.expect_popup() as popup:
         page.click("text=Open the plan report")

@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import SimpleITK as sitk
@@ -135,6 +136,48 @@ class RegistrationSettings(BaseModel):
             "clamped); off by default: on the 8 realistic pairs it fixes pair 6 but makes "
             "pairs 4 and 0 worse by up to 0.26 mm (docs/margin.md)"
         ),
+    )
+    local_moving_clamp: Literal["before", "none", "after"] = Field(
+        "before",
+        description=(
+            "local stage, where the pre CT is clamped to the window: 'before' linear "
+            "interpolation (ITK's usual order), 'none' (not clamped; meant with "
+            "local_unclamped_only), 'after': the unclamped pre CT resampled through the "
+            "global transform onto a local_resample_mm post-space grid, then clamped. All "
+            "OFF by default: none passed the realistic pairs' rule (docs/margin.md, "
+            "'Local stage: intensity at the window bounds')"
+        ),
+    )
+    local_wide_window_hu: tuple[float, float] = Field(
+        (-1000.0, 3000.0),
+        description="local stage, local_moving_clamp='none': the pre CT clamped to this, HU",
+    )
+    local_resample_mm: float = Field(
+        1.0, gt=0, description="local stage, local_moving_clamp='after': grid spacing, mm"
+    )
+    local_contrast_window: bool = Field(
+        False,
+        description=(
+            "local stage: the pre CT's window shifted by the median post - pre HU offset of "
+            "the soft tissue at the global transform (a contrast change moves the bounds)"
+        ),
+    )
+    local_refine: bool = Field(
+        False,
+        description=(
+            "local stage: fit with the default metric first, then continue with the metric "
+            "of the local_* intensity fields (same B-spline)"
+        ),
+    )
+    local_gradient_filter: bool = Field(
+        True,
+        description=(
+            "local stage: ITK's default pre-CT gradient (a Gaussian-smoothed gradient "
+            "image); False: central differences at each sample"
+        ),
+    )
+    local_metric: Literal["correlation", "mattes"] = Field(
+        "correlation", description="local stage: similarity metric"
     )
 
 
@@ -437,6 +480,101 @@ def register_pre_to_post(
     )
 
 
+@dataclass
+class _LocalMetric:
+    """The local stage's metric inputs for one choice of the ``local_*`` intensity fields:
+    windowed post voxels (``fixed``, the ``region`` and its ``sparse`` lattice), the pre
+    CT as the metric sees it (``moving``, ``moving_mask``) and its ``moving_initial``
+    transform (None when ``moving`` is already resampled into post space)."""
+
+    fixed: sitk.Image
+    region: sitk.Image
+    sparse: sitk.Image
+    samples: int
+    moving: sitk.Image
+    moving_mask: sitk.Image
+    moving_initial: sitk.Transform | None
+
+    @classmethod
+    def build(
+        cls,
+        fixed_ct: sitk.Image,
+        region: sitk.Image,
+        moving_ct: sitk.Image,
+        moving_mask: sitk.Image,
+        initial: sitk.Transform,
+        choice: RegistrationSettings,
+        settings: RegistrationSettings,
+    ) -> _LocalMetric:
+        """Inputs for the intensity fields of ``choice``; sampling fields of ``settings``."""
+        lo, hi = WINDOW_HU
+        if choice.local_unclamped_only:
+            # A post voxel at a window bound (fat <= -100 HU) only says "at most -100": the
+            # moving side, windowed BEFORE interpolation, reads it higher next to soft
+            # tissue. On realistic pair 6 such voxels (2.5 % of the region) made 85 % of
+            # the squared residual at the true transform (docs/margin.md "Local stage:
+            # clamped voxels").
+            inside = sitk.And(fixed_ct > lo, fixed_ct < hi)
+            region = sitk.And(region, sitk.Cast(inside, sitk.sitkUInt8))
+        lattice = np.zeros(sitk.GetArrayViewFromImage(region).shape, np.uint8)
+        voxels = int(sitk.GetArrayViewFromImage(region).sum())
+        # Stride along x and y: the setting, or more to keep the samples (and time) bounded.
+        step = max(
+            settings.local_sample_stride,
+            int(np.ceil(np.sqrt(voxels / settings.local_max_samples))),
+        )
+        lattice[:, ::step, ::step] = 1
+        lattice_image = sitk.GetImageFromArray(lattice)
+        lattice_image.CopyInformation(region)
+        sparse = sitk.And(region, lattice_image)
+        samples = int(sitk.GetArrayViewFromImage(sparse).sum())
+        if choice.local_contrast_window:
+            offset = _contrast_offset(fixed_ct, moving_ct, initial, region)
+            lo, hi = lo - offset, hi - offset
+        moving_initial: sitk.Transform | None = initial
+        moving = sitk.Cast(moving_ct, sitk.sitkFloat32)
+        if choice.local_moving_clamp == "after":
+            # The unclamped pre CT through the global transform onto a fine post-space
+            # grid, THEN clamped: the clamp follows the first interpolation, as in the post.
+            grid = _fine_grid(
+                fixed_ct, settings.local_resample_mm, settings.local_max_correction_mm
+            )
+            moving = sitk.Resample(moving, grid, initial, sitk.sitkLinear, -1000.0)
+            moving_mask = sitk.Resample(moving_mask, grid, initial, sitk.sitkNearestNeighbor, 0)
+            moving_initial = None
+        if choice.local_moving_clamp == "none":
+            lo, hi = choice.local_wide_window_hu
+        moving = sitk.Clamp(moving, sitk.sitkFloat32, lo, hi)
+        return cls(
+            _windowed(fixed_ct), region, sparse, samples, moving, moving_mask, moving_initial
+        )
+
+    def method(
+        self, mask: sitk.Image, settings: RegistrationSettings
+    ) -> sitk.ImageRegistrationMethod:
+        reg = sitk.ImageRegistrationMethod()
+        if settings.local_metric == "mattes":
+            reg.SetMetricAsMattesMutualInformation(32)
+        else:
+            reg.SetMetricAsCorrelation()
+        reg.SetMetricFixedMask(mask)
+        reg.SetMetricMovingMask(self.moving_mask)
+        # Every voxel of the mask, at its centre: ITK's REGULAR/RANDOM sampling adds a
+        # normal jitter of a third of the spacing, i.e. samples between acquired slices.
+        reg.SetMetricSamplingStrategy(reg.NONE)
+        reg.SetInterpolator(sitk.sitkLinear)
+        reg.SetMetricUseMovingImageGradientFilter(settings.local_gradient_filter)
+        if self.moving_initial is not None:
+            reg.SetMovingInitialTransform(self.moving_initial)
+        return reg
+
+    def evaluate(self, local: sitk.Transform, settings: RegistrationSettings) -> float:
+        """The metric over every voxel of the region with ``local`` as the correction."""
+        reg = self.method(self.region, settings)
+        reg.SetInitialTransform(local)
+        return float(reg.MetricEvaluate(self.fixed, self.moving))
+
+
 def acquired_grid(ct: sitk.Image, min_spacing_mm: float = 2.5) -> sitk.Image:
     """``ct`` (float32) on its own voxels: no interpolation between acquired slices.
 
@@ -493,6 +631,10 @@ def local_stage(
     minus the zone dilated by ``exclusion_mm``; moving mask: the pre scan minus the
     dilated tumour. Correlation of the soft-tissue-windowed CT,
     L-BFGS-B, one level without smoothing, no random jitter of the sample points.
+    The ``local_unclamped_only``, ``local_moving_clamp``, ``local_wide_window_hu``,
+    ``local_resample_mm``, ``local_contrast_window``, ``local_refine`` and
+    ``local_metric`` fields change which post voxels count and how the pre CT is windowed
+    (all off by default; measured in docs/margin.md).
     """
     started = time.perf_counter()
     correction, outcome = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, settings)
@@ -515,71 +657,48 @@ def _local_stage(
         soft_tissue_region(fixed_ct, zone, radius),
         sitk.Not(dilate_mm(zone, settings.exclusion_mm)),
     )
-    if settings.local_unclamped_only:
-        # A post voxel at a window bound (fat <= -100 HU) only says "at most -100": the
-        # moving side, windowed BEFORE interpolation, reads it higher next to soft tissue.
-        # On realistic pair 6 such voxels (2.5 % of the region) made 85 % of the squared
-        # residual at the true transform (docs/margin.md "Local stage: clamped voxels").
-        lo, hi = WINDOW_HU
-        inside = sitk.And(fixed_ct > lo, fixed_ct < hi)
-        region = sitk.And(region, sitk.Cast(inside, sitk.sitkUInt8))
-    lattice = np.zeros(sitk.GetArrayViewFromImage(region).shape, np.uint8)
-    voxels = int(sitk.GetArrayViewFromImage(region).sum())
-    # Stride along x and y: the setting, or more to keep the samples (and the time) bounded.
-    step = max(
-        settings.local_sample_stride, int(np.ceil(np.sqrt(voxels / settings.local_max_samples)))
-    )
-    lattice[:, ::step, ::step] = 1
-    lattice_image = sitk.GetImageFromArray(lattice)
-    lattice_image.CopyInformation(region)
-    sparse = sitk.And(region, lattice_image)
-    samples = int(sitk.GetArrayViewFromImage(sparse).sum())
     identity = sitk.TranslationTransform(3)
-    if samples < 100:
-        return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, "too few voxels near the zone")
     t_start, t_size = bounding_box_index(pre_tumour, radius + 20.0)
     moving_ct = crop(pre_ct, t_start, t_size)
     moving_mask = sitk.Not(dilate_mm(crop(pre_tumour, t_start, t_size), settings.exclusion_mm))
-    fixed, moving = _windowed(fixed_ct), _windowed(moving_ct)
     initial = _as_displacement_field(transform, fixed_ct)
-
-    def method(mask: sitk.Image) -> sitk.ImageRegistrationMethod:
-        reg = sitk.ImageRegistrationMethod()
-        reg.SetMetricAsCorrelation()
-        reg.SetMetricFixedMask(mask)
-        reg.SetMetricMovingMask(moving_mask)
-        # Every voxel of the mask, at its centre: ITK's REGULAR/RANDOM sampling adds a
-        # normal jitter of a third of the spacing, i.e. samples between acquired slices.
-        reg.SetMetricSamplingStrategy(reg.NONE)
-        reg.SetInterpolator(sitk.sitkLinear)
-        reg.SetMovingInitialTransform(initial)
-        return reg
-
-    def metric(local: sitk.Transform) -> float:
-        reg = method(region)
-        reg.SetInitialTransform(local)
-        return float(reg.MetricEvaluate(fixed, moving))
-
+    default = RegistrationSettings()
+    variant = _LocalMetric.build(
+        fixed_ct, region, moving_ct, moving_mask, initial, settings, settings
+    )
+    if variant.samples < 100:
+        return identity, LocalStage(
+            False, 0.0, 0.0, 0.0, variant.samples, "too few voxels near the zone"
+        )
+    passes = [variant]
+    if settings.local_refine:
+        first = _LocalMetric.build(
+            fixed_ct, region, moving_ct, moving_mask, initial, default, settings
+        )
+        passes = [first, variant] if first.samples >= 100 else passes
     mesh = [
         max(1, int(round(n * s / settings.local_control_spacing_mm)))
-        for n, s in zip(fixed.GetSize(), fixed.GetSpacing(), strict=True)
+        for n, s in zip(fixed_ct.GetSize(), fixed_ct.GetSpacing(), strict=True)
     ]
-    bspline = sitk.BSplineTransformInitializer(fixed, mesh, order=3)
-    reg = method(sparse)
+    bspline = sitk.BSplineTransformInitializer(fixed_ct, mesh, order=3)
     iterations = settings.local_iterations
-    reg.SetOptimizerAsLBFGSB(
-        gradientConvergenceTolerance=1e-5,
-        numberOfIterations=iterations,
-        maximumNumberOfCorrections=5,
-        maximumNumberOfFunctionEvaluations=2 * iterations,
-        costFunctionConvergenceFactor=1e7,
-    )
-    reg.SetInitialTransform(bspline, inPlace=True)
-    try:
-        reg.Execute(fixed, moving)
-    except RuntimeError as exc:  # ITK: no valid sample (moving mask/crop mismatch)
-        return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, f"failed: {exc}"[:200])
-    before, after = metric(sitk.TranslationTransform(3)), metric(bspline)
+    samples = variant.samples
+    for step in passes:
+        reg = step.method(step.sparse, settings)
+        reg.SetOptimizerAsLBFGSB(
+            gradientConvergenceTolerance=1e-5,
+            numberOfIterations=iterations,
+            maximumNumberOfCorrections=5,
+            maximumNumberOfFunctionEvaluations=2 * iterations,
+            costFunctionConvergenceFactor=1e7,
+        )
+        reg.SetInitialTransform(bspline, inPlace=True)
+        try:
+            reg.Execute(step.fixed, step.moving)
+        except RuntimeError as exc:  # ITK: no valid sample (moving mask/crop mismatch)
+            return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, f"failed: {exc}"[:200])
+    before = variant.evaluate(sitk.TranslationTransform(3), settings)
+    after = variant.evaluate(bspline, settings)
 
     # The correction as a displacement field on a 2 mm grid, faded out within the region.
     grid = resample_isotropic(sitk.Cast(zone, sitk.sitkFloat32), 2.0)
@@ -614,6 +733,36 @@ def _local_stage(
         return identity, LocalStage(False, before, after, largest, samples, note)
     note = f"kept: local metric {before:.4f} -> {after:.4f}, largest correction {largest:.2f} mm"
     return correction, LocalStage(True, before, after, largest, samples, note)
+
+
+def _fine_grid(image: sitk.Image, spacing_mm: float, margin_mm: float) -> sitk.Image:
+    """Empty float32 image covering ``image``'s box (+ ``margin_mm``), same direction,
+    isotropic ``spacing_mm`` voxels."""
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    extent = (np.asarray(image.GetSize()) - 1) * np.asarray(image.GetSpacing())
+    size = [int(np.ceil((e + 2 * margin_mm) / spacing_mm)) + 1 for e in extent]
+    origin = np.asarray(image.GetOrigin()) - direction @ np.full(3, margin_mm)
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetSpacing([spacing_mm] * 3)
+    grid.SetOrigin(origin.tolist())
+    grid.SetDirection(image.GetDirection())
+    return grid
+
+
+def _contrast_offset(
+    fixed_ct: sitk.Image, moving_ct: sitk.Image, transform: sitk.Transform, region: sitk.Image
+) -> float:
+    """Median post - pre HU over the ``region`` voxels where both lie inside ``WINDOW_HU``
+    (pre resampled through ``transform``); 0 when fewer than 100 such voxels."""
+    lo, hi = WINDOW_HU
+    warped = sitk.Resample(
+        sitk.Cast(moving_ct, sitk.sitkFloat32), fixed_ct, transform, sitk.sitkLinear, np.nan
+    )
+    post = sitk.GetArrayViewFromImage(fixed_ct).astype(float)
+    pre = sitk.GetArrayViewFromImage(warped)
+    keep = (sitk.GetArrayViewFromImage(region) > 0) & (post > lo) & (post < hi)
+    keep &= (pre > lo) & (pre < hi)
+    return float(np.median(post[keep] - pre[keep])) if keep.sum() >= 100 else 0.0
 
 
 def set_threads(threads: int | None) -> None:

@@ -109,7 +109,8 @@ def register(app: typer.Typer) -> None:
                 tumor_label=tumor_label,
                 mask_threshold=mask_threshold,
                 series=series,
-                derive_labels=None if labels is not None else _deriver(liver_seed),
+                # Also with --labels: groups the label map lacks are derived from the CT.
+                derive_labels=_deriver(liver_seed),
             )
         written = [final_path(p, tmp, out) for p in written]
         typer.echo(result.result.message)
@@ -168,11 +169,14 @@ def _deriver(liver_seed: str | None):
     """``derive_labels(ct, tumour)`` for ``run_plan``: the structures derived from the CT
     (hepanav.segmentation.anatomy; the CLI composes the two capabilities)."""
 
-    def derive(ct, tumor):
+    def derive(ct, tumor, liver=None):
         from hepanav.segmentation.anatomy import derive_planning_labels
         from hepanav.segmentation.seeds import make_seeds
 
         seeds = make_seeds(ct, [liver_seed], None, "--liver-seed") if liver_seed else []
-        return derive_planning_labels(ct, tumor, seeds[0] if seeds else None)
+        return derive_planning_labels(ct, tumor, seeds[0] if seeds else None, liver=liver)
 
+    from hepanav.segmentation.anatomy import NAMES
+
+    derive.provides = frozenset(NAMES)  # the ids it can write (run_plan skips it otherwise)
     return derive

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,11 @@ from hepanav.planning.verification import (
 from hepanav.planning.zones import inside_zones, zone_center
 
 TUMOR_FILE, BAND_FILE, LIVER_FILE = "tumor.nii.gz", "heat_sink_band.nii.gz", "liver.nii.gz"
+MARKUPS_FILE = "trajectories.mrk.json"
+NO_NAVIGATION = (
+    "No navigation trajectories were written (no trajectories.mrk.json): the plan is not "
+    "feasible; its needles stay in plan.json for analysis only and must not be placed."
+)
 
 
 def _crop_on_input(ct: sitk.Image, box, array: np.ndarray, code: str) -> sitk.Image:
@@ -134,6 +140,15 @@ def run_plan(
         on_ct = tumor if same_grid(tumor, ct) else resample_mask_like(tumor, ct)
         derived = derive_labels(ct, sitk.Cast(on_ct != 0, sitk.sitkUInt8))
         labels, names, records = derived.labels, dict(derived.names), [ct_record, tumor_record]
+    fill = None
+    if labels_path is not None and derive_labels is not None:
+        labels = _labels_on_ct(labels, ct, str(labels_path))
+        fill = fill_from_ct(
+            ct, tumor, labels, risk, device, derive_labels, given_ids, source=str(labels_path)
+        )
+        if fill is not None:
+            given_labels, labels = labels, fill.labels
+            names = {**fill.names, **names}
     inp = align_inputs(
         ct,
         tumor,
@@ -160,7 +175,7 @@ def run_plan(
         "tumor_crop": TUMOR_FILE,
         "heat_sink_band": BAND_FILE,
         "liver_crop": LIVER_FILE,
-        "markups": "trajectories.mrk.json",
+        "markups": MARKUPS_FILE,
         "report": "report.html",
     }
     out = plan(inp, risk, device, margin_mm, solver=solver, paths=paths)
@@ -170,19 +185,46 @@ def run_plan(
     refuse_entries_off_skin(out.result)
     out.result.tumour_size = tumour_size(inp.tumor)
     out.result.input_records = records
-    add_structure_warnings(out.result, inp.labels, risk, derived, given=given_ids)
+    add_structure_warnings(
+        out.result,
+        given_labels if fill is not None else inp.labels,
+        risk,
+        derived,
+        given=given_ids,
+        fill=fill,
+    )
     out.result.derivation_notes += label_notes
+    withhold_navigation(out.result)
     out_dir = Path(out_dir)
     region = out.region
     written = [
         write_json(out_dir / "plan.json", out.result),
-        write_markups(out.result, out_dir / "trajectories.mrk.json"),
+        *(
+            [write_markups(out.result, out_dir / MARKUPS_FILE)]
+            if out.result.inputs.get("markups")
+            else []
+        ),
         write_image(_crop_on_input(ct, region.box, region.tumor, ct_code), out_dir / TUMOR_FILE),
         write_image(_crop_on_input(ct, region.box, region.band, ct_code), out_dir / BAND_FILE),
         write_image(_crop_on_input(ct, region.box, region.liver, ct_code), out_dir / LIVER_FILE),
         write_plan_report(out, risk, out_dir / "report.html"),
     ]
     return out, written
+
+
+def withhold_navigation(result: PlanResult) -> bool:
+    """An infeasible plan exports no navigation trajectories: ``inputs["markups"]`` is
+    dropped (so no ``trajectories.mrk.json`` is written) and the message says why. Its
+    needles stay in ``plan.json`` for analysis (the report's "what blocks it" views);
+    ``verify-placement``, the DICOM export and the web app refuse or hide them.
+
+    Returns True when navigation output was withheld.
+    """
+    if result.feasible:
+        return False
+    result.inputs.pop("markups", None)
+    result.message += " " + NO_NAVIGATION
+    return True
 
 
 def refuse_entries_off_skin(result: PlanResult) -> list[int]:
@@ -218,31 +260,329 @@ def _is_totalsegmentator_folder(path: Path) -> bool:
     )
 
 
+@dataclass
+class CtFill:
+    """A given label map completed from the CT (:func:`fill_from_ct`).
+
+    ``labels``: the given labels plus the derived voxels of the groups it lacks (CT grid,
+    uint16); ``names``: names of the derived ids; ``groups``: risk-map group -> (how it
+    was derived, ml added, ml added within needle reach); ``not_found``: ids the
+    derivation never finds (id -> why); ``notes``: the derivation's notes."""
+
+    labels: sitk.Image
+    names: dict[int, str]
+    groups: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+    not_found: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+#: Derived voxels within this distance of a given label of the same group are its
+#: partial-volume rim, not a missing structure.
+FILL_EXPLAINED_MM = 3.0
+#: Components of unexplained derived voxels smaller than this are noise (= MIN_BONE_ML).
+FILL_MIN_ML = 0.2
+
+
+def _labels_on_ct(labels: sitk.Image, ct: sitk.Image, source: str) -> sitk.Image:
+    from hepanav.imaging.geometry import require_overlap
+    from hepanav.imaging.resample import resample_labels_like
+    from hepanav.planning.planner import _integer_labels
+
+    labels = _integer_labels(labels, source)
+    if not same_grid(labels, ct):
+        require_overlap(labels, ct, source)
+        labels = resample_labels_like(labels, ct)
+    return labels
+
+
+def reach_mask(points_lps: np.ndarray, tumour: np.ndarray, ct: sitk.Image, risk, device):
+    """Which of ``points_lps`` (N, 3) a needle of this plan can pass: within the needle
+    length + one zone length of the tumour's bounding box, and within
+    ``length * sin(max angle from axial)`` + one zone length of it craniocaudally (a
+    needle at most that steep spans at most that much z). Bool (N,)."""
+    from hepanav.imaging.geometry import voxel_to_lps
+
+    idx = np.argwhere(tumour)
+    corners = voxel_to_lps(ct, np.array([idx.min(0), idx.max(0)])[:, ::-1])
+    lo, hi = corners.min(0), corners.max(0)
+    gap = np.maximum(0.0, np.maximum(lo - points_lps, points_lps - hi))
+    zone = float(device.zone_axes_mm[0])
+    length = float(device.needle_length_mm)
+    steep = math.sin(math.radians(risk.trajectory.max_angle_from_axial_deg))
+    return (np.linalg.norm(gap, axis=1) <= length + zone) & (gap[:, 2] <= length * steep + zone)
+
+
+def fill_from_ct(
+    ct: sitk.Image,
+    tumor: sitk.Image,
+    labels: sitk.Image,
+    risk,
+    device,
+    derive_labels,
+    given: set[int] | None,
+    source: str = "--labels",
+) -> CtFill | None:
+    """Complete a given label map (CT grid) with the groups it lacks, derived from the CT.
+
+    For every risk-map group wholly absent from ``labels`` (or, ``given`` = the ids of a
+    TotalSegmentator folder, with members that have no file) and for a missing liver,
+    ``derive_labels(ct, tumour, liver=...)`` (the given liver, if any) is run once; its
+    voxels of that group's ids are added where the given map is 0 (heat-sink vessels: or
+    liver) and farther than
+    ``FILL_EXPLAINED_MM`` from the group's given labels, holes they enclose in an axial
+    slice included (components >= ``FILL_MIN_ML``).
+    Returns None when nothing derivable is missing (no derivation run; ``derive_labels``
+    may name the ids it can write in a ``provides`` attribute). A derivation that fails
+    (``InputError``) leaves the label map as given, with a note.
+    """
+    arr = sitk.GetArrayViewFromImage(labels)
+    if not arr.any():
+        raise InputError("label map is empty (no non-zero voxel)", source)
+    present = set(np.nonzero(np.bincount(arr.ravel()))[0].tolist())
+    if given is not None:  # a folder: any member without a file
+        wanted = {r.name: r for r in risk.structures if any(x not in given for x in r.labels)}
+    else:  # a label file: a missing id cannot be told from one outside the scan
+        wanted = {r.name: r for r in risk.structures if not set(r.labels) & present}
+    liver_missing = not set(risk.liver_labels) & present
+    # Only groups the derivation can hold (``derive_labels.provides``: the ids it writes;
+    # unknown: any) are worth the derivation's time (~10 s).
+    provides = getattr(derive_labels, "provides", None)
+    if provides is not None:
+        wanted = {k: r for k, r in wanted.items() if set(r.labels) & set(provides)}
+        liver_missing &= bool(set(risk.liver_labels) & set(provides))
+    if not wanted and not liver_missing:
+        return None
+    tum = sitk.Cast(
+        (tumor if same_grid(tumor, ct) else resample_mask_like(tumor, ct)) != 0, sitk.sitkUInt8
+    )
+    liver = None
+    if not liver_missing:
+        liver = sitk.GetImageFromArray(np.isin(arr, risk.liver_labels).astype(np.uint8))
+        liver.CopyInformation(ct)
+    try:
+        derived = derive_labels(ct, tum, liver=liver)
+    except InputError as exc:
+        return CtFill(
+            labels,
+            {},
+            notes=[f"groups absent from the label map could not be derived from the CT: {exc}"],
+        )
+    d = sitk.GetArrayViewFromImage(derived.labels)
+    tumour = sitk.GetArrayViewFromImage(tum) > 0
+    spacing_zyx = np.asarray(ct.GetSpacing())[::-1]
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    out = np.array(arr, copy=True)
+    fill = CtFill(
+        labels, {}, not_found=dict(getattr(derived, "not_found", {})), notes=list(derived.notes)
+    )
+    groups = [(r.name, list(r.labels), r.heat_sink) for r in wanted.values()]
+    if liver_missing:
+        groups.append(("liver", list(risk.liver_labels), False))
+    from hepanav.segmentation.morphology import dilate_mm
+
+    for name, ids, heat_sink in groups:
+        ids_d = [x for x in ids if x in derived.names and x not in fill.not_found]
+        # Free voxels; for heat-sink vessels also the given liver (a TotalSegmentator
+        # liver mask holds its vessels).
+        free = (out == 0) | (np.isin(out, risk.liver_labels) if heat_sink else False)
+        mask = np.isin(d, ids_d) & free
+        if not mask.any():
+            continue
+        own = np.isin(arr, ids)
+        for k in np.nonzero(own.any(axis=(1, 2)))[0]:
+            # What the group's given labels enclose in a slice (a vertebra's canal, a
+            # rib's marrow) is theirs: the CT derivation fills such holes.
+            own[k] = ndimage.binary_fill_holes(own[k])
+        if own.any():
+            img = sitk.GetImageFromArray(own.astype(np.uint8))
+            img.CopyInformation(ct)
+            mask &= ~(sitk.GetArrayViewFromImage(dilate_mm(img, FILL_EXPLAINED_MM)) > 0)
+        comp, n = ndimage.label(mask)
+        if n:
+            sizes = ndimage.sum_labels(mask, comp, np.arange(1, n + 1)) * voxel_ml
+            keep = np.zeros(n + 1, bool)
+            keep[1:] = sizes >= FILL_MIN_ML
+            mask = keep[comp]
+        added = np.argwhere(mask)
+        from hepanav.imaging.geometry import voxel_to_lps
+
+        near = (
+            reach_mask(voxel_to_lps(ct, added[:, ::-1]), tumour, ct, risk, device)
+            if len(added)
+            else np.zeros(0, bool)
+        )
+        out[mask] = d[mask]
+        how = (
+            "; ".join(
+                f"{k}: {v}"
+                for k, v in derived.derived.items()
+                if any(derived.names.get(x, "").startswith(k.split(" (")[0]) for x in ids_d)
+            )
+            or "derived from the CT"
+        )
+        fill.groups[name] = (how, len(added) * voxel_ml, int(near.sum()) * voxel_ml)
+        for x in ids_d:
+            fill.names[x] = derived.names[x]
+    image = sitk.GetImageFromArray(out)
+    image.CopyInformation(ct)
+    fill.labels = image
+    return fill
+
+
+def _split_not_found(entry, not_found: dict[int, str], risk):
+    """(entry without the never-derived ids or None, entry of those ids or None)."""
+    from hepanav.imaging.labels import describe_label_ids
+    from hepanav.planning.risk import TOTALSEGMENTATOR_NAMES
+
+    miss = [x for x in entry.labels if x in not_found]
+    if not miss:
+        return entry, None
+    rest = [x for x in entry.labels if x not in not_found]
+    named = describe_label_ids(miss, TOTALSEGMENTATOR_NAMES)
+    gap = entry.model_copy(
+        update={
+            "labels": miss,
+            "labels_named": named,
+            "partial": True,
+            "message": (
+                f"no-go group '{entry.name}': {named} ABSENT from the label map and NOT "
+                f"derived from the CT ({'; '.join(not_found[x] for x in miss)}); needles "
+                f"are not kept {entry.clearance_mm:g} mm from them: check them on the CT"
+            ),
+        }
+    )
+    if not rest:
+        return None, gap
+    return (
+        entry.model_copy(
+            update={
+                "labels": rest,
+                "labels_named": describe_label_ids(rest, TOTALSEGMENTATOR_NAMES),
+            }
+        ),
+        gap,
+    )
+
+
 def add_structure_warnings(
-    result: PlanResult, labels: sitk.Image, risk, derived=None, given: set[int] | None = None
+    result: PlanResult,
+    labels: sitk.Image,
+    risk,
+    derived=None,
+    given: set[int] | None = None,
+    fill: CtFill | None = None,
 ) -> None:
     """Record what was derived from the CT and every risk-map group absent from the label
     map (in ``absent_structures`` and, as a WARNING, in the message): never silent.
 
     ``given``: for a TotalSegmentator folder, the ids it has a file for; a group with some
     members given and others without any file is listed too (``partial``, the missing
-    ids), e.g. a folder with the stomach but no colon or small bowel."""
+    ids), e.g. a folder with the stomach but no colon or small bowel. ``labels`` is the
+    label map as given (or derived). ``fill`` (:func:`fill_from_ct`): groups absent from
+    a given label map that were derived from the CT instead; each listed group says so
+    (``derived_from_ct``), and one whose derivation adds nothing within needle reach is
+    'not needed here' (``in_reach`` False). Structures a derivation never finds
+    (``not_found``, e.g. costal cartilages) are always listed as a gap.
+    """
+    from hepanav.imaging.labels import describe_label_ids
+    from hepanav.planning.risk import TOTALSEGMENTATOR_NAMES
+    from hepanav.planning.schema import AbsentStructure
+
     if derived is not None:
         result.derived_structures = dict(derived.derived)
         result.derivation_notes = list(derived.notes)
-    result.absent_structures = absent_groups(labels, risk)
+    absent = absent_groups(labels, risk)
+    present = set(np.unique(sitk.GetArrayViewFromImage(labels)).tolist())
     if given is not None:
-        present = set(np.unique(sitk.GetArrayViewFromImage(labels)).tolist())
-        result.absent_structures += partly_given_groups(given, present, risk)
-    if result.absent_structures:
-        names = ", ".join(
+        absent += partly_given_groups(given, present, risk)
+    not_found = dict(getattr(derived, "not_found", {}) or {})
+    if derived is not None:
+        # A derived group that never holds some of its structures (the costal cartilages
+        # of "bone"): those are a gap, said like any absent structure.
+        for rule in risk.structures:
+            miss = [x for x in rule.labels if x in not_found]
+            if miss and present & set(rule.labels):
+                named = describe_label_ids(miss, TOTALSEGMENTATOR_NAMES)
+                absent.append(
+                    AbsentStructure(
+                        name=rule.name,
+                        labels=miss,
+                        labels_named=named,
+                        heat_sink=rule.heat_sink,
+                        partial=True,
+                        clearance_mm=rule.clearance_mm,
+                        message=(
+                            f"no-go group '{rule.name}' is only PARTLY derived: "
+                            f"{'; '.join(not_found[x] for x in miss)}; needles are not kept "
+                            f"{rule.clearance_mm:g} mm from them: check them on the CT"
+                        ),
+                    )
+                )
+    if fill is not None:
+        result.derivation_notes += fill.notes
+        if "liver" in fill.groups:  # not a risk group: said here
+            how, total, _ = fill.groups["liver"]
+            result.derived_structures["liver (absent from the label map)"] = (
+                f"{how}; {total:.1f} ml added"
+            )
+            result.message += (
+                " WARNING: the label map has no liver: the liver was DERIVED from the CT "
+                f"({how}). Check it on the CT."
+            )
+        out = []
+        for entry in absent:
+            if entry.name not in fill.groups:
+                out.append(entry)
+                continue
+            entry, gap = _split_not_found(entry, fill.not_found, risk)
+            if entry is not None:
+                how, total, near = fill.groups[entry.name]
+                if total > 0:
+                    result.derived_structures[f"{entry.name} (absent from the label map)"] = (
+                        f"{how}; {total:.1f} ml added, {near:.1f} ml within needle reach"
+                    )
+                if near > 0:
+                    entry.derived_from_ct = (
+                        f"DERIVED from the CT instead ({how}): {near:.1f} ml within needle "
+                        "reach of the tumour added to the risk map"
+                    )
+                    entry.message += "; " + entry.derived_from_ct
+                else:
+                    entry.in_reach = False
+                    entry.message = (
+                        f"'{entry.name}' ({entry.labels_named}) missing from the label map, "
+                        "but not needed here: the CT shows none of it within needle reach "
+                        f"of the tumour that the label map lacks ({how})"
+                    )
+                out.append(entry)
+            if gap is not None:
+                out.append(gap)
+        absent = out
+    result.absent_structures = absent
+    gaps = [a for a in absent if a.in_reach and not a.derived_from_ct]
+    replaced = [a for a in absent if a.in_reach and a.derived_from_ct]
+    unneeded = [a for a in absent if not a.in_reach]
+
+    def listing(entries):
+        return ", ".join(
             f"{a.name} ({'heat sink' if a.heat_sink else 'no-go'}"
             f"{', partly: ' + a.labels_named + ' missing' if a.partial else ''})"
-            for a in result.absent_structures
+            for a in entries
         )
+
+    if gaps:
         result.message += (
             f" WARNING: absent from the label map{' derived from the CT' if derived else ''}: "
-            f"{names}; the plan neither avoids nor models them. Check them on the CT."
+            f"{listing(gaps)}; the plan neither avoids nor models them. Check them on the CT."
+        )
+    if replaced:
+        result.message += (
+            f" WARNING: absent from the label map, DERIVED from the CT instead: "
+            f"{listing(replaced)}. Check them on the CT."
+        )
+    if unneeded:
+        result.message += (
+            f" Not needed here (none of it on the CT within needle reach): {listing(unneeded)}."
         )
 
 
@@ -406,6 +746,12 @@ def run_verification(
         check_number(value, option, 0.0, MAX_TOLERANCE_MM, lo_open=True, unit="mm")
     plan_path = Path(plan_path)
     plan_res = _load_plan(plan_path)
+    if not plan_res.feasible:
+        raise InputError(
+            "the plan is not feasible: its needles are not a placement plan (no "
+            "trajectories were exported); plan again and verify against a feasible plan",
+            plan_path,
+        )
     ct, ct_record = load_image(control_ct_path, "control CT", series=series)
     case_warnings = check_control_ct(plan_res, plan_path, ct, ct_record, control_ct_path)
     found = detect_needles(ct, threshold_hu)

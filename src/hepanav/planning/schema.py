@@ -326,6 +326,18 @@ class AbsentStructure(BaseModel):
     )
     clearance_mm: float
     message: str
+    derived_from_ct: str = Field(
+        default="",
+        description="non-empty when the group's missing part was derived from the CT "
+        "instead (given label map lacking it): how, and the volume added (ml) in total and "
+        "within needle reach of the tumour",
+    )
+    in_reach: bool = Field(
+        default=True,
+        description="False when the CT derivation shows nothing of the group within needle "
+        "reach of the tumour that the label map lacks: listed as 'not needed here', not as "
+        "a gap",
+    )
 
 
 class PlanResult(BaseModel):

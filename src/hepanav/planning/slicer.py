@@ -41,7 +41,15 @@ def _point(label: str, position, description: str = "") -> dict:
 
 
 def markups(plan: PlanResult) -> dict:
-    """The markups JSON document of a plan (a dict ready for ``json.dump``)."""
+    """The markups JSON document of a plan (a dict ready for ``json.dump``).
+
+    Raises
+    ------
+    ValueError
+        The plan is not feasible: its needles must not reach a navigation system.
+    """
+    if not plan.feasible:
+        raise ValueError("an infeasible plan has no navigation trajectories")
     items = []
     for k, needle in enumerate(plan.needles):
         items.append(

@@ -11,9 +11,12 @@ Classical thresholds and morphology (SimpleITK, SciPy), no model weights:
   enclose); components under ``MIN_BONE_ML`` dropped (noise, calcifications). Split
   into **spine** (the bone within ``SPINE_HALF_WIDTH_MM`` of the body's left-right
   centre, posterior to the body's antero-posterior centre) and **ribs** (the rest).
-* **lung and gas**: below ``GAS_HU`` inside the body (lung bases and bowel gas: both are
-  no-go, with the same 5 mm clearance in the default risk map), components under
-  ``MIN_GAS_ML`` dropped.
+* **lung and gas**: below ``GAS_HU`` inside the body and not connected to the air
+  outside it (:func:`enclosed_gas`; lung bases and bowel gas: both are no-go, with the
+  same 5 mm clearance in the default risk map), components under ``MIN_GAS_ML`` dropped.
+* **costal cartilages** (:func:`costal_cartilage`): 100-300 HU (Gaussian 1 mm) in the
+  anterior half of the body, connected to the ribs, away from liver, vessels and gas;
+  when none is found they are listed as absent (red, ``NOT_FOUND``).
 * **liver**: :func:`hepanav.segmentation.liver.segment_liver` from a click, or from a
   seed found next to the tumour (the parenchyma peak in a 6-20 mm shell around it);
   the tumour itself is liver.
@@ -70,6 +73,9 @@ IVC_MIN_SLICE_FRACTION = 0.5
 TUMOUR_SHELL_MM = (6.0, 20.0)
 
 SPINE_ID, RIBS_ID, LUNG_ID, LIVER_ID, CENTRAL_VESSEL_ID, LIVER_VESSEL_ID = 31, 97, 10, 5, 52, 200
+CARTILAGE_ID = 117  # TotalSegmentator v2 costal_cartilages
+CARTILAGE_HU = 100.0  # uncalcified costal cartilage 100-200 HU (phantom 140 HU)
+CARTILAGE_EXCLUDE_MM = 2.0
 NAMES = {
     SPINE_ID: "spine (derived from the CT)",
     RIBS_ID: "ribs and other bone (derived from the CT)",
@@ -78,6 +84,7 @@ NAMES = {
     CENTRAL_VESSEL_ID: "large enhancing vessels: aorta; vena cava only if enhancing "
     "(derived from the CT)",
     LIVER_VESSEL_ID: "portal and hepatic veins (derived from the CT)",
+    CARTILAGE_ID: "costal cartilages (derived from the CT)",
 }
 
 
@@ -97,6 +104,9 @@ class DerivedAnatomy:
         uint8 body outline on the CT grid.
     notes : list of str
         What could not be derived and why (e.g. vessels on an unenhanced CT).
+    not_found : dict of int to str
+        Ids of structures the derivation never finds although their group is derived
+        (``NOT_FOUND``: the costal cartilages, softer than the bone threshold), with why.
     """
 
     labels: sitk.Image
@@ -104,6 +114,17 @@ class DerivedAnatomy:
     derived: dict[str, str]
     body: sitk.Image
     notes: list[str] = field(default_factory=list)
+    not_found: dict[int, str] = field(default_factory=dict)
+
+
+#: Structures of a derived group the derivation did not find (TotalSegmentator v2 id ->
+#: why), listed as absent (red) instead of being passed off as covered by "bone": the
+#: costal cartilages when no 100-300 HU tissue connected to the ribs is found.
+NOT_FOUND = {
+    117: "costal cartilages NOT derived: no tissue of 100-300 HU connected to the ribs in "
+    "the anterior half of the body (uncalcified cartilage is 100-200 HU, below the bone "
+    f"threshold of {BONE_HU:.0f} HU)",
+}
 
 
 def _ml(mask: np.ndarray, image: sitk.Image) -> float:
@@ -193,6 +214,55 @@ def bone_masks(ct_arr: np.ndarray, body: np.ndarray, image: sitk.Image):
     return spine, bone & ~spine
 
 
+def enclosed_gas(ct_arr: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Gas (< ``GAS_HU``) inside the body outline and not connected (26-neighbourhood) to
+    air outside it, bool (z, y, x). The body outline is made on a ~4 mm grid, so it holds
+    a rim of room air along the skin: that rim touches the outside air, the lungs and
+    bowel gas do not. (On the procedural phantom the rim was 69 ml of "lung and gas"
+    within needle reach, at the skin where every needle enters.)"""
+    air = sitk.GetImageFromArray((ct_arr < GAS_HU).astype(np.uint8))
+    comp = sitk.GetArrayFromImage(sitk.ConnectedComponent(air, True))
+    outside = np.unique(comp[(comp > 0) & ~body])
+    return (comp > 0) & body & ~np.isin(comp, outside[outside > 0])
+
+
+def anterior_half(body: np.ndarray, image: sitk.Image) -> np.ndarray:
+    """Bool (1, y, 1): rows anterior of the body's antero-posterior centre (LPS -y)."""
+    idx = np.nonzero(body.any(axis=(0, 2)))[0]
+    rows = np.arange(body.shape[1])
+    if not len(idx):
+        return np.zeros((1, body.shape[1], 1), bool)
+    centre = 0.5 * (idx.min() + idx.max())
+    post_sign = np.sign(image.GetDirection()[4]) or 1.0
+    return ((rows - centre) * post_sign < 0)[None, :, None]
+
+
+def costal_cartilage(
+    smooth: np.ndarray, body: np.ndarray, ribs: np.ndarray, taken: np.ndarray, image
+) -> np.ndarray:
+    """Costal cartilage, bool (z, y, x): voxels of ``CARTILAGE_HU`` to ``BONE_HU``
+    (``smooth``: CT after a 1 mm Gaussian) in the anterior half of the body, farther than
+    ``CARTILAGE_EXCLUDE_MM`` from ``taken`` (liver, vessels, gas), 26-connected to the
+    derived ribs (the cartilages continue the ribs' arcs to the sternum). Uncalcified
+    cartilage is as dense as enhanced blood, so only the connection to the ribs tells
+    it: tissue of that density touching the ribs in front (the heart behind the sternum)
+    can join it, which errs toward no-go. Measured 2026-12-01 (docs/planning.md): on
+    the procedural phantom (``hepanav phantom``, cartilage 140 HU) 86.5 % of the true
+    cartilage found, 1.4 ml called cartilage outside it, all within 3 mm of true rib or
+    cartilage (partial volume; none in liver, heart or muscle); on the real portal-venous
+    DICOM slab 68.7 % found, 11.8 ml farther than 3 mm from true rib or cartilage
+    (enhanced stomach wall and unlabelled tissue touching the ribs; none in the liver)."""
+    cand = (smooth >= CARTILAGE_HU) & (smooth < BONE_HU) & body & anterior_half(body, image)
+    cand &= ~_dilated(taken, image, CARTILAGE_EXCLUDE_MM) & ~ribs
+    if not cand.any() or not ribs.any():
+        return np.zeros_like(cand)
+    comp = sitk.GetArrayFromImage(
+        sitk.ConnectedComponent(sitk.GetImageFromArray((cand | ribs).astype(np.uint8)), True)
+    )
+    keep = np.unique(comp[ribs])
+    return cand & np.isin(comp, keep[keep > 0])
+
+
 def tumour_liver_seed(ct: sitk.Image, tumor: sitk.Image) -> Seed:
     """A liver-parenchyma click next to the tumour: in a 6-20 mm shell around it, the
     voxel of the shell's HU mode (soft tissue 0-220 HU) nearest to the tumour.
@@ -234,7 +304,11 @@ def tumour_liver_seed(ct: sitk.Image, tumor: sitk.Image) -> Seed:
 
 
 def derive_planning_labels(
-    ct: sitk.Image, tumor: sitk.Image, liver_seed: Seed | None = None
+    ct: sitk.Image,
+    tumor: sitk.Image,
+    liver_seed: Seed | None = None,
+    *,
+    liver: sitk.Image | None = None,
 ) -> DerivedAnatomy:
     """Body, bone (spine, ribs), lung/gas, liver and large vessels from the CT.
 
@@ -246,6 +320,10 @@ def derive_planning_labels(
         Tumour mask on the CT grid (uint8 0/1); it is part of the liver.
     liver_seed : Seed, optional
         A click in liver parenchyma; default: found next to the tumour.
+    liver : SimpleITK.Image, optional
+        A liver mask on the CT grid (e.g. from a given label map that lacks other
+        groups): used instead of segmenting the liver (no seed needed); its parenchyma
+        HU (median outside the tumour) decides the contrast phase.
 
     Returns
     -------
@@ -284,12 +362,19 @@ def _derive_axial(ct: sitk.Image, tumor: sitk.Image, liver_seed: Seed | None) ->
     body = sitk.GetArrayFromImage(body_mask(ct)) > 0
     spine, ribs = bone_masks(arr, body, ct)
     bone = spine | ribs
-    gas = _drop_small((arr < GAS_HU) & body, ct, MIN_GAS_ML)
-    seed = liver_seed or tumour_liver_seed(ct, tumor)
-    liver_seg = segment_liver(ct, [seed])
+    gas = _drop_small(enclosed_gas(arr, body), ct, MIN_GAS_ML)
     tum = sitk.GetArrayFromImage(tumor) > 0
-    liver = (sitk.GetArrayFromImage(liver_seg.mask) > 0) | tum
-    liver_hu = float(liver_seg.parenchyma_hu or 0.0)
+    if liver is None:
+        seed = liver_seed or tumour_liver_seed(ct, tumor)
+        liver_seg = segment_liver(ct, [seed])
+        liver_how = f"liver segmenter from a click {seed.label}"
+        liver = (sitk.GetArrayFromImage(liver_seg.mask) > 0) | tum
+        liver_hu = float(liver_seg.parenchyma_hu or 0.0)
+    else:
+        liver_how = "the given label map's liver"
+        liver = (sitk.GetArrayFromImage(liver) > 0) | tum
+        parenchyma = arr[liver & ~tum]
+        liver_hu = float(np.median(parenchyma)) if parenchyma.size else 0.0
     notes: list[str] = []
     central = np.zeros_like(liver)
     inner = np.zeros_like(liver)
@@ -325,13 +410,20 @@ def _derive_axial(ct: sitk.Image, tumor: sitk.Image, liver_seed: Seed | None) ->
             f"unenhanced CT (liver {liver_hu:.0f} HU < {ENHANCED_LIVER_HU:.0f}): large "
             "vessels cannot be told from the liver by attenuation and were not derived"
         )
+    smooth1 = sitk.GetArrayFromImage(
+        sitk.SmoothingRecursiveGaussian(sitk.Cast(ct, sitk.sitkFloat32), 1.0)
+    )
+    cartilage = costal_cartilage(smooth1, body, ribs, liver | inner | gas | central, ct)
+    cartilage = _drop_small(cartilage, ct, MIN_BONE_ML)
+    not_found = {} if cartilage.any() else dict(NOT_FOUND)
     labels = np.zeros(arr.shape, np.uint16)
-    # Later writes win: liver < its vessels < gas < central vessels < bone.
+    # Later writes win: liver < its vessels < gas < central vessels < cartilage < bone.
     for mask, label in (
         (liver, LIVER_ID),
         (inner, LIVER_VESSEL_ID),
         (gas & ~liver, LUNG_ID),
         (central, CENTRAL_VESSEL_ID),
+        (cartilage, CARTILAGE_ID),
         (ribs, RIBS_ID),
         (spine, SPINE_ID),
     ):
@@ -344,8 +436,9 @@ def _derive_axial(ct: sitk.Image, tumor: sitk.Image, liver_seed: Seed | None) ->
         "body outline": f"above -500 HU, largest component, holes filled ({_ml(body, ct):.0f} ml)",
         "spine": f">= {BONE_HU:.0f} HU + marrow, central posterior ({_ml(spine, ct):.0f} ml)",
         "ribs": f">= {BONE_HU:.0f} HU + marrow, the other bone ({_ml(ribs, ct):.0f} ml)",
-        "lung and gas": f"< {GAS_HU:.0f} HU inside the body ({_ml(gas & ~liver, ct):.0f} ml)",
-        "liver": f"liver segmenter from a click {seed.label} ({_ml(liver, ct):.0f} ml)",
+        "lung and gas": f"< {GAS_HU:.0f} HU inside the body, not open to the outside air "
+        f"({_ml(gas & ~liver, ct):.0f} ml)",
+        "liver": f"{liver_how} ({_ml(liver, ct):.0f} ml)",
     }
     if inner.any():
         derived["portal and hepatic veins"] = (
@@ -355,4 +448,11 @@ def _derive_axial(ct: sitk.Image, tumor: sitk.Image, liver_seed: Seed | None) ->
         derived["large enhancing vessels (aorta; vena cava only if enhancing)"] = (
             f">= liver + {VESSEL_CONTRAST_HU:.0f} HU beside the spine ({_ml(central, ct):.0f} ml)"
         )
-    return DerivedAnatomy(image, dict(NAMES), derived, body_img, notes)
+    if cartilage.any():
+        derived["costal cartilages"] = (
+            f"{CARTILAGE_HU:.0f}-{BONE_HU:.0f} HU connected to the ribs, anterior half "
+            f"({_ml(cartilage, ct):.0f} ml)"
+        )
+    else:
+        notes.append(NOT_FOUND[CARTILAGE_ID])
+    return DerivedAnatomy(image, dict(NAMES), derived, body_img, notes, not_found)

@@ -537,6 +537,10 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         plan_json = request.app.state.jobs.job_dir(job_id) / "result" / "plan" / "plan.json"
         if job.kind != "plan" or job.state != "done" or not plan_json.is_file():
             raise InputError("needs a finished plan", f"job {job_id}")
+        if not json.loads(plan_json.read_text()).get("feasible", False):
+            raise InputError(
+                "the plan is not feasible: its needles are not a placement plan", f"job {job_id}"
+            )
         case = get_case(settings.cases_dir, job.case_id)
         steps = placement_steps(case, plan_json=plan_json, control_ct=control_ct)
         new_id = request.app.state.jobs.create(

@@ -318,10 +318,11 @@ def placement_steps(case: Case, *, plan_json: Path, control_ct: str) -> list[tup
 def needles_connectome(plan: dict[str, Any]) -> dict[str, Any]:
     """The plan's needles as a NiiVue connectome (nodes = entry and tip, edges = needles).
 
-    NiiVue draws in RAS world millimetres: x and y of the LPS points are negated.
+    NiiVue draws in RAS world millimetres: x and y of the LPS points are negated. An
+    infeasible plan gives no needles (they are not a placement plan).
     """
     names, xs, ys, zs, colours, sizes = [], [], [], [], [], []
-    for needle in plan.get("needles", []):
+    for needle in plan.get("needles", []) if plan.get("feasible", False) else []:
         for end, key in (("entry", "entry_lps_mm"), ("tip", "tip_lps_mm")):
             x, y, z = needle[key]
             names.append(f"N{needle['needle']} {end}")

@@ -1,0 +1,115 @@
+"""The local stage's intensity options for voxels at the window bounds (issue 12).
+
+Known answer by construction: the post scan is the pre scan resampled (linear
+interpolation, as ``hepanav.phantoms.realistic_pair`` does) through a known translation
+``SHIFT_MM``, then +30 HU on soft tissue (-100..300 HU) and rounded to int16. Fat at
+-130 HU sits next to soft tissue, so many post voxels are clamped at the window floor.
+At the true transform:
+
+* default (pre CT clamped to the window BEFORE interpolation, every post voxel): the
+  correlation is not -1 (a clamped post voxel only says "<= -100 HU", the clamped pre
+  CT reads it higher next to soft tissue, and the +30 HU step breaks the linear fit);
+* post voxels strictly inside the window only (``local_unclamped_only``) with the pre CT
+  NOT clamped (``local_moving_clamp="none"``) or clamped AFTER a first interpolation
+  (``"after"``): every kept post voxel is ``pre(T(x)) + 30`` exactly, so the correlation
+  is -1 up to the int16 rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from hepanav.margin import registration
+from hepanav.margin.registration import RegistrationSettings, local_stage
+
+SHIFT_MM = np.array([1.3, -0.9, 2.2])
+EXACT = {"local_unclamped_only": True, "local_moving_clamp": "none"}
+
+
+@pytest.fixture(scope="module")
+def clamped_pair():
+    """(pre CT, pre tumour, post CT, post zone, true post -> pre transform)."""
+    rng = np.random.default_rng(5)
+    n = 44
+    texture = ndimage.gaussian_filter(rng.normal(size=(n, n, n)), 1.5)
+    hu = 50.0 + 25.0 * texture / texture.std()
+    fat = ndimage.gaussian_filter(rng.normal(size=(n, n, n)), 1.2)
+    hu[fat > 0.5 * fat.std()] = -130.0
+    pre = sitk.GetImageFromArray(hu.astype(np.float32))
+    pre.SetSpacing((3.0, 3.0, 3.0))
+    pre.SetOrigin((-66.0, -66.0, -66.0))
+    zz, yy, xx = np.mgrid[:n, :n, :n] * 3.0 - 66.0
+    tumour = sitk.GetImageFromArray((np.sqrt(xx**2 + yy**2 + zz**2) <= 10.0).astype(np.uint8))
+    tumour.CopyInformation(pre)
+    grid = sitk.Image([36, 36, 22], sitk.sitkFloat32)
+    grid.SetSpacing((3.0, 3.0, 5.0))
+    grid.SetOrigin((-52.5 - SHIFT_MM).tolist())
+    truth = sitk.TranslationTransform(3, SHIFT_MM.tolist())
+    u = sitk.GetArrayFromImage(sitk.Resample(pre, grid, truth, sitk.sitkLinear, -1000.0))
+    u[(u > -100.0) & (u < 300.0)] += 30.0
+    post = sitk.GetImageFromArray(np.round(u).astype(np.int16))
+    post.CopyInformation(grid)
+    zone = sitk.Resample(tumour, grid, truth, sitk.sitkNearestNeighbor, 0)
+    zone = sitk.Cast(sitk.BinaryDilate(zone, [2, 2, 1]), sitk.sitkUInt8)
+    return pre, tumour, post, zone, truth
+
+
+def _tumour_error(start: sitk.Transform, correction: sitk.Transform, kept: bool) -> float:
+    """Largest |T(x) - (x + SHIFT_MM)| over 200 points of the tumour surface, mm."""
+    final = sitk.CompositeTransform([start, correction]) if kept else start
+    points = np.random.default_rng(0).normal(size=(200, 3))
+    points = 10.0 * points / np.linalg.norm(points, axis=1)[:, None] - SHIFT_MM
+    mapped = np.array([final.TransformPoint(p.tolist()) for p in points])
+    return float(np.linalg.norm(mapped - points - SHIFT_MM, axis=1).max())
+
+
+@pytest.mark.parametrize(
+    ("fields", "exact"),
+    [
+        ({}, False),
+        ({"local_unclamped_only": True}, False),
+        ({"local_moving_clamp": "after"}, False),
+        (EXACT, True),
+        ({"local_unclamped_only": True, "local_moving_clamp": "after"}, True),
+    ],
+)
+def test_metric_at_the_true_transform(clamped_pair, fields, exact):
+    pre, tumour, post, zone, truth = clamped_pair
+    _, info = local_stage(pre, post, zone, tumour, truth, RegistrationSettings(**fields))
+    if exact:
+        assert info.metric_before < -0.9995
+    else:
+        assert info.metric_before > -0.998
+
+
+@pytest.mark.parametrize("gradient_filter", [True, False])
+def test_exact_metric_recovers_a_known_offset(clamped_pair, gradient_filter):
+    pre, tumour, post, zone, _ = clamped_pair
+    start = sitk.TranslationTransform(3, (SHIFT_MM + [0.8, 0.6, -0.7]).tolist())
+    assert _tumour_error(start, start, False) == pytest.approx(np.sqrt(1.49), abs=1e-6)
+    settings = RegistrationSettings(**EXACT, local_gradient_filter=gradient_filter)
+    correction, info = local_stage(pre, post, zone, tumour, start, settings)
+    assert info.accepted
+    assert _tumour_error(start, correction, info.accepted) < 0.15
+
+
+def test_contrast_offset_is_the_known_change(clamped_pair):
+    pre, _, post, _, truth = clamped_pair
+    fixed = sitk.Cast(post, sitk.sitkFloat32)
+    region = sitk.Cast(fixed > -1000, sitk.sitkUInt8)
+    offset = registration._contrast_offset(fixed, pre, truth, region)
+    assert offset == pytest.approx(30.0, abs=0.5)
+
+
+def test_fine_grid_covers_the_image_and_margin():
+    image = sitk.Image([10, 8, 4], sitk.sitkFloat32)
+    image.SetSpacing((3.0, 3.0, 5.0))
+    image.SetOrigin((1.0, 2.0, 3.0))
+    grid = registration._fine_grid(image, 1.0, 5.0)
+    assert grid.GetSpacing() == (1.0, 1.0, 1.0)
+    assert grid.GetOrigin() == pytest.approx((-4.0, -3.0, -2.0))
+    # extent 27 x 21 x 15 mm plus 2 x 5 mm: 37, 31, 25 mm -> 38, 32, 26 nodes
+    assert grid.GetSize() == (38, 32, 26)
