@@ -153,7 +153,8 @@ def test_needle_table_is_the_same_on_a_permuted_stack(torso, view):
 
 @pytest.mark.slow
 def test_plan_is_the_same_on_a_coronal_stack(torso, tmp_path):
-    """``hepanav plan`` files: same needles and feasibility; masks on the input's grid."""
+    """``hepanav plan`` files: same needles, feasibility and needle table (within a
+    voxel, 2.5 mm); masks on the input's grid."""
     import json
 
     from hepanav.phantoms.planning import TORSO_LABELS
@@ -178,6 +179,7 @@ def test_plan_is_the_same_on_a_coronal_stack(torso, tmp_path):
             5.0,
             "neuwave-pr-65w-10min",
             folder / "plan",
+            solver="greedy",  # deterministic (the MILP stops at a time limit)
         )
         results[view] = (out.result, folder)
     ref, got = results["axial"][0], results["coronal"][0]
@@ -186,6 +188,13 @@ def test_plan_is_the_same_on_a_coronal_stack(torso, tmp_path):
     for a, b in zip(ref.needles, got.needles, strict=True):
         assert np.allclose(a.entry_lps_mm, b.entry_lps_mm, atol=2.5)
         assert np.allclose(a.tip_lps_mm, b.tip_lps_mm, atol=2.5)
+    # The needle table (entry slice, offsets from the midline): main read the coronal
+    # array's slices as axial here.
+    for a, b in zip(ref.guides, got.guides, strict=True):
+        assert b.entry_slice == a.entry_slice
+        assert b.midline_from == a.midline_from
+        assert abs(b.entry_lr_from_midline_mm - a.entry_lr_from_midline_mm) <= 2.5
+        assert abs(b.entry_ap_from_anterior_skin_mm - a.entry_ap_from_anterior_skin_mm) <= 2.5
     # The tumour crop written lies on the coronal input's lattice (same direction and
     # spacing, origin at a whole voxel index) and holds the axial plan's crop.
     crop = sitk.ReadImage(str(results["coronal"][1] / "plan" / "tumor.nii.gz"))
