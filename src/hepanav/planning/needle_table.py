@@ -90,8 +90,14 @@ def midline_at(
     feels and what the laser is set to), else the centre of the body's left-right extent
     (source "body outline"; the body is the largest region above -500 HU in the slice,
     so an arm beside the trunk does not shift it). None when the slice holds no body.
-    Assumes the slice is (near) axial, as CT series are.
+    ``slice_index`` is the array's third index: the CT must be in axial array order
+    (:func:`hepanav.imaging.orient.axial_order`; :func:`needle_guides` does this);
+    ``ValueError`` otherwise.
     """
+    from hepanav.imaging.orient import axial_order
+
+    if axial_order(ct)[0] is not ct:
+        raise ValueError("midline_at: the CT is not in axial array order (use axial_order)")
     arr = sitk.GetArrayViewFromImage(ct)[int(slice_index)] > BODY_HU
     labelled, n = ndimage.label(arr)
     if not n:
@@ -185,8 +191,19 @@ def needle_guides(
     """The guidance rows of every needle of ``plan`` on the planning CT.
 
     ``labels`` and ``tumour`` (optional) lie on the CT grid; ``names`` maps label ids
-    to structure names for the list of structures each path passes.
+    to structure names for the list of structures each path passes. A coronal or
+    sagittal CT is read in axial array order (exact permutation,
+    :func:`hepanav.imaging.orient.axial_order`): the entry slice is the axial slice of
+    that order (1 = the first along the series' S-I direction). Raises ``InputError``
+    for an oblique CT (more than 5 degrees off the patient axes).
     """
+    from hepanav.imaging.orient import axial_order
+
+    ct, _ = axial_order(ct, "planning CT")
+    if labels is not None:
+        labels, _ = axial_order(labels, "organ labels")
+    if tumour is not None:
+        tumour, _ = axial_order(tumour, "tumour")
     device: Device = plan.device
     energy_kj = (
         device.power_w * device.time_min * 60.0 / 1000.0

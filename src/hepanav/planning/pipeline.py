@@ -19,6 +19,7 @@ from hepanav.imaging.geometry import same_grid
 from hepanav.imaging.io import load_image, read_image, write_image
 from hepanav.imaging.labels import sidecar_label_names
 from hepanav.imaging.masks import load_mask
+from hepanav.imaging.orient import axial_order, to_input_order
 from hepanav.imaging.resample import resample_mask_like
 from hepanav.imaging.schema import InputRecord
 from hepanav.planning.devices import load_device
@@ -50,6 +51,11 @@ NO_NAVIGATION = (
     "No navigation trajectories were written (no trajectories.mrk.json): the plan is not "
     "feasible; its needles stay in plan.json for analysis only and must not be placed."
 )
+
+
+def _crop_on_input(ct: sitk.Image, box, array: np.ndarray, code: str) -> sitk.Image:
+    """:func:`_crop_image` permuted back to the input CT's orientation ``code``."""
+    return to_input_order(_crop_image(ct, box, array), code)
 
 
 def _crop_image(ct: sitk.Image, box, array: np.ndarray) -> sitk.Image:
@@ -98,6 +104,10 @@ def run_plan(
     device = load_device(device_name)
     risk = load_risk_map(label_map)
     ct, ct_record = load_image(ct_path, "planning CT", series=series)
+    # Slice-by-slice steps (body outline, derived anatomy, needle table) need axial
+    # slices: plan on the CT permuted to axial array order (exact, no interpolation) and
+    # write the masks back in the input's array order. Oblique CTs are refused.
+    ct, ct_code = axial_order(ct, Path(ct_path).name)
     tumor, tumor_record = load_mask(
         tumor_path,
         "tumor",
@@ -194,9 +204,9 @@ def run_plan(
             if out.result.inputs.get("markups")
             else []
         ),
-        write_image(_crop_image(ct, region.box, region.tumor), out_dir / TUMOR_FILE),
-        write_image(_crop_image(ct, region.box, region.band), out_dir / BAND_FILE),
-        write_image(_crop_image(ct, region.box, region.liver), out_dir / LIVER_FILE),
+        write_image(_crop_on_input(ct, region.box, region.tumor, ct_code), out_dir / TUMOR_FILE),
+        write_image(_crop_on_input(ct, region.box, region.band, ct_code), out_dir / BAND_FILE),
+        write_image(_crop_on_input(ct, region.box, region.liver, ct_code), out_dir / LIVER_FILE),
         write_plan_report(out, risk, out_dir / "report.html"),
     ]
     return out, written

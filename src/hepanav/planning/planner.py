@@ -100,12 +100,19 @@ def align_inputs(
 ) -> PlanningInputs:
     """Bring tumour and labels onto the CT grid in physical space and check them.
 
+    The returned ``ct`` is the CT in axial array order (a coronal or sagittal stack is
+    permuted exactly, :func:`hepanav.imaging.orient.axial_order`; an axial CT is kept as
+    it is): the body outline is filled per axial slice by array index.
+
     Raises
     ------
     InputError
         Empty label map or tumour, no overlap with the CT, no liver label, tumour
-        outside the liver.
+        outside the liver; an oblique CT (more than 5 degrees off the patient axes).
     """
+    from hepanav.imaging.orient import axial_order
+
+    ct = axial_order(ct, "planning CT")[0]
     labels = _integer_labels(labels, labels_source)
     if not np.any(sitk.GetArrayViewFromImage(labels)):
         raise InputError("label map is empty (no non-zero voxel)", labels_source)

@@ -332,8 +332,33 @@ def derive_planning_labels(
     Raises
     ------
     InputError
-        The liver cannot be segmented from the seed (message of the liver segmenter).
+        The liver cannot be segmented from the seed (message of the liver segmenter);
+        an oblique CT (more than 5 degrees off the patient axes).
+
+    A coronal or sagittal CT (and the tumour on its grid) is permuted to axial array
+    order (slice filling, left-right columns) and the labels and body permuted back onto
+    its grid (exact: :mod:`hepanav.imaging.orient`).
     """
+    from hepanav.imaging.orient import axial_order, to_input_order
+
+    axial, code = axial_order(ct, "planning CT")
+    if axial is ct:
+        return _derive_axial(ct, tumor, liver_seed, liver)
+    seed = None
+    if liver_seed is not None:
+        index = axial.TransformPhysicalPointToIndex(liver_seed.lps)
+        seed = Seed(liver_seed.lps, tuple(int(v) for v in index), liver_seed.label)
+    given = None if liver is None else axial_order(liver, "liver")[0]
+    out = _derive_axial(axial, axial_order(tumor, "tumour")[0], seed, given)
+    out.labels = to_input_order(out.labels, code, ct)
+    out.body = to_input_order(out.body, code, ct)
+    return out
+
+
+def _derive_axial(
+    ct: sitk.Image, tumor: sitk.Image, liver_seed: Seed | None, liver: sitk.Image | None
+) -> DerivedAnatomy:
+    """:func:`derive_planning_labels` on a CT whose array index k runs along S-I."""
     from hepanav.segmentation.liver import segment_liver
 
     arr = sitk.GetArrayFromImage(ct).astype(np.float32)

@@ -28,11 +28,24 @@ def body_mask(ct: sitk.Image, coarse_mm: float = COARSE_MM) -> sitk.Image:
     multiple of the factor had no coarse voxel and were left empty (a seed on the
     last slice refused as outside the body; planning without a body there).
 
+    A coronal or sagittal CT is permuted to axial array order for the slice filling
+    and the mask permuted back onto its grid (exact: :mod:`hepanav.imaging.orient`).
+
     Parameters
     ----------
     ct : SimpleITK.Image
         CT in HU.
+
+    Raises
+    ------
+    InputError
+        Oblique CT (more than 5 degrees off the patient axes).
     """
+    from hepanav.imaging.orient import axial_order, to_input_order
+
+    axial, code = axial_order(ct, "CT")
+    if axial is not ct:
+        return to_input_order(body_mask(axial, coarse_mm), code, ct)
     factors = [max(1, int(round(coarse_mm / s))) for s in ct.GetSpacing()]
     image = sitk.Cast(ct, sitk.sitkFloat32)
     pad = [(-n) % f for n, f in zip(ct.GetSize(), factors, strict=True)]

@@ -12,11 +12,14 @@ the vessels inside, then a Gaussian-smoothed surface resampled onto the CT grid.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
 from hepanav.core.errors import InputError
+from hepanav.imaging.orient import axial_order, to_input_order
 from hepanav.segmentation.grow import seed_distance_mm
 from hepanav.segmentation.morphology import close_mm, component_at, dilate_mm, open_mm
 from hepanav.segmentation.result import Segmentation
@@ -81,6 +84,11 @@ def segment_liver(
 ) -> Segmentation:
     """Segment the liver from one (or more) clicks in the parenchyma.
 
+    The axial hole filling needs axial slices: a coronal or sagittal CT is permuted to
+    axial array order first and the mask permuted back onto its grid (exact, no
+    interpolation: :func:`hepanav.imaging.orient.axial_order`); an oblique CT (more than
+    5 degrees off the patient axes) is refused.
+
     Parameters
     ----------
     ct : SimpleITK.Image
@@ -111,6 +119,33 @@ def segment_liver(
         midline (the spleen: ``_check_side``); a leak (past
         ``max_radius_mm`` or more than 4 litres).
     """
+    axial, code = axial_order(ct, "planning CT")
+    if axial is ct:
+        return _segment_liver_axial(ct, seeds, max_radius_mm, include, exclude)
+    seg = _segment_liver_axial(
+        axial,
+        [_local(axial, s) for s in seeds],
+        max_radius_mm,
+        [_local(axial, s) for s in include or []],
+        [_local(axial, s) for s in exclude or []],
+    )
+    return replace(
+        seg,
+        mask=to_input_order(seg.mask, code, ct),
+        seeds=[_local(ct, s) for s in seg.seeds],
+        include=[_local(ct, s) for s in seg.include],
+        exclude=[_local(ct, s) for s in seg.exclude],
+    )
+
+
+def _segment_liver_axial(
+    ct: sitk.Image,
+    seeds: list[Seed],
+    max_radius_mm: float,
+    include: list[Seed] | None,
+    exclude: list[Seed] | None,
+) -> Segmentation:
+    """:func:`segment_liver` on a CT whose array index k runs along S-I (axial slices)."""
     win = hu_windows()
     seeds, include, exclude = checked_seeds(ct, seeds, include, exclude, "liver")
     work = working_image(ct)
