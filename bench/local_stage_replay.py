@@ -11,7 +11,9 @@ studied without re-running the global stages (minutes each).
 Run: ``HEPANAV_TEST_DATA=/work/shared/data .venv/bin/python -m bench.local_stage_replay
 DIR [seeds] [modes]`` (seeds ``0,1,...``, default all dumped; modes ``liver,lesion_region``).
 The pairs are cached in ``DIR/cache/`` (pickled) on first use. ``HEPANAV_LOCAL_SETTINGS``
-(JSON, e.g. ``{"local_unclamped_only": true}``) overrides ``RegistrationSettings`` fields.
+(JSON, e.g. ``{"local_unclamped_only": true}``) overrides ``RegistrationSettings`` fields;
+``HEPANAV_POST_NOISE_HU=10`` adds independent Gaussian noise (SD in HU, seeded per pair)
+to the post CT before the local stage (the global transforms stay the dumped ones).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import pickle
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +68,15 @@ def replay(dump: Path, seed: int, mode: str, settings=None) -> dict:
 
     settings = settings or RegistrationSettings()
     case, pair, truth, m_true = cached_pair(dump, seed)
+    noise_hu = float(os.environ.get("HEPANAV_POST_NOISE_HU", "0"))
+    if noise_hu > 0:
+        # Independent acquisition noise on the post CT (a realistic pair's post is a
+        # deterministic function of the pre CT; a patient's two scans are not).
+        post = sitk.GetArrayFromImage(pair.post_ct).astype(np.float32)
+        post += np.random.default_rng(1000 + seed).normal(0.0, noise_hu, post.shape)
+        noisy = sitk.GetImageFromArray(np.round(post).astype(np.int16))
+        noisy.CopyInformation(pair.post_ct)
+        pair = replace(pair, post_ct=noisy)
     base = global_stages(dump, seed, mode)
     cpu = time.process_time()
     correction, info = local_stage(

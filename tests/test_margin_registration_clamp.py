@@ -6,10 +6,10 @@ interpolation, as ``hepanav.phantoms.realistic_pair`` does) through a known tran
 -130 HU sits next to soft tissue, so many post voxels are clamped at the window floor.
 At the true transform:
 
-* the old default (pre CT clamped to the window BEFORE interpolation, every post voxel): the
+* the default (pre CT clamped to the window BEFORE interpolation, every post voxel): the
   correlation is not -1 (a clamped post voxel only says "<= -100 HU", the clamped pre
   CT reads it higher next to soft tissue, and the +30 HU step breaks the linear fit);
-* today's default, post voxels strictly inside the window only (``local_unclamped_only``)
+* post voxels strictly inside the window only (``local_unclamped_only``)
   with the pre CT NOT clamped (``local_moving_clamp="none"``): every kept post voxel is
   ``pre(T(x)) + 30`` exactly, so the correlation is -1 up to the int16 rounding.
 """
@@ -63,16 +63,16 @@ def _tumour_error(start: sitk.Transform, correction: sitk.Transform, kept: bool)
     return float(np.linalg.norm(mapped - points - SHIFT_MM, axis=1).max())
 
 
-OLD_DEFAULT = {"local_unclamped_only": False, "local_moving_clamp": "before"}
+EXACT = {"local_unclamped_only": True, "local_moving_clamp": "none"}
 
 
 @pytest.mark.parametrize(
     ("fields", "exact"),
     [
-        ({}, True),  # today's default: unclamped post voxels only, pre CT not clamped
-        (OLD_DEFAULT, False),  # every post voxel, pre CT clamped before interpolation
-        ({"local_moving_clamp": "before"}, False),
-        ({"local_unclamped_only": False}, False),
+        ({}, False),  # the default: every post voxel, pre CT clamped before interpolation
+        (EXACT, True),  # unclamped post voxels only, pre CT not clamped
+        ({"local_unclamped_only": True}, False),
+        ({"local_moving_clamp": "none"}, False),
     ],
 )
 def test_metric_at_the_true_transform(clamped_pair, fields, exact):
@@ -85,11 +85,11 @@ def test_metric_at_the_true_transform(clamped_pair, fields, exact):
 
 
 @pytest.mark.parametrize("gradient_filter", [True, False])
-def test_default_metric_recovers_a_known_offset(clamped_pair, gradient_filter):
+def test_exact_metric_recovers_a_known_offset(clamped_pair, gradient_filter):
     pre, tumour, post, zone, _ = clamped_pair
     start = sitk.TranslationTransform(3, (SHIFT_MM + [0.8, 0.6, -0.7]).tolist())
     assert _tumour_error(start, start, False) == pytest.approx(np.sqrt(1.49), abs=1e-6)
-    settings = RegistrationSettings(local_gradient_filter=gradient_filter)
+    settings = RegistrationSettings(**EXACT, local_gradient_filter=gradient_filter)
     correction, info = local_stage(pre, post, zone, tumour, start, settings)
     assert info.accepted
     assert _tumour_error(start, correction, info.accepted) < 0.15
