@@ -115,8 +115,11 @@ def test_plan_signoff_stores_seg_and_sr_in_pacs(
     dicom_case(phantom_case, folder, STUDY, masks=("pre_tumor", "pre_labels"))
     # The phantom's tumour lies by a large vessel: with every risk structure, 4 % of
     # tumour + 5 mm is in the heat-sink band and the plan is infeasible (refused at
-    # sign-off). Without the large vessels (aorta 52, IVC 63, portal 64, hepatic veins
-    # 200: TotalSegmentator v2 ids) there is no heat sink and the plan is feasible.
+    # sign-off). Without the large vessels' labels (aorta 52, IVC 63, portal 64, hepatic
+    # veins 200: TotalSegmentator v2 ids) the plan derives the portal and hepatic veins
+    # from the CT (an absent group is never silently ignored): at 5 mm 2.7 % of the target
+    # is still in their heat-sink band; at a 2 mm margin 0.6 % and the plan is feasible
+    # (99.3 % covered; measured with `hepanav plan` on this case, 2026-12-01).
     labels = sitk.ReadImage(str(folder / "pre_labels.nii.gz"))
     for vessel in (52, 63, 64, 200):
         labels = sitk.ChangeLabel(labels, {vessel: 0})
@@ -130,16 +133,16 @@ def test_plan_signoff_stores_seg_and_sr_in_pacs(
             http.post("/login", data={"username": "test-radiologist", "password": PASSWORD})
             page = http.get("/therapy", headers={"accept": "text/html"}).text
             token = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page).group(1)
-            for name, label_map in (
-                ("infeasible", "pre_labels.nii.gz"),
-                ("feasible", "pre_labels_no_vessels.nii.gz"),
+            for name, label_map, margin in (
+                ("infeasible", "pre_labels.nii.gz", "5"),
+                ("feasible", "pre_labels_no_vessels.nii.gz", "2"),
             ):
                 form = {
                     "csrf_token": token,
                     "ct": "pre_ct",
                     "tumor": "pre_tumor.nii.gz",
                     "labels": label_map,
-                    "margin_mm": "5",
+                    "margin_mm": margin,
                     "device": "neuwave-pr-65w-10min",
                 }
                 r = http.post(f"/cases/{CASE}/plan", data=form)

@@ -396,7 +396,8 @@ def fill_from_ct(
         if own.any():
             img = sitk.GetImageFromArray(own.astype(np.uint8))
             img.CopyInformation(ct)
-            mask &= ~(sitk.GetArrayViewFromImage(dilate_mm(img, FILL_EXPLAINED_MM)) > 0)
+            explained = dilate_mm(img, FILL_EXPLAINED_MM)
+            mask &= ~(sitk.GetArrayViewFromImage(explained) > 0)
         comp, n = ndimage.label(mask)
         if n:
             sizes = ndimage.sum_labels(mask, comp, np.arange(1, n + 1)) * voxel_ml
