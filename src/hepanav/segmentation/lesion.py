@@ -228,14 +228,28 @@ def _embedding_shell(ct: sitk.Image, grown: Grown) -> np.ndarray:
     ``EMBED_SHELL_MM`` outside the grown region that lie inside the CT (1-D array; empty
     when the shell lies outside the CT)."""
     outer = EMBED_SHELL_MM[1]
+    around = _smoothed_around(ct, grown, outer + 2.0)
+    if around is None:
+        return np.empty(0, np.float32)
+    smoothed, mask = around
+    dist = sitk.GetArrayFromImage(signed_distance_mm(mask, within_mm=outer))
+    return sitk.GetArrayViewFromImage(smoothed)[(dist > EMBED_SHELL_MM[0]) & (dist <= outer)]
+
+
+def _smoothed_around(
+    ct: sitk.Image, grown: Grown, pad_mm: float
+) -> tuple[sitk.Image, sitk.Image] | None:
+    """The CT (float32, Gaussian-smoothed by ``smoothing_sigma``) on the grown region's
+    box padded by ``pad_mm`` (clipped to the CT), and the region on that grid (uint8);
+    None when the region is empty."""
     box = bounding_box(grown.mask)
     if box is None:
-        return np.empty(0, np.float32)
+        return None
     lo = np.asarray(box[0])
     hi = lo + np.asarray(box[1]) - 1
     corners = [grown.mask.TransformIndexToPhysicalPoint(tuple(int(v) for v in c)) for c in (lo, hi)]
     idx = np.asarray([ct.TransformPhysicalPointToIndex(c) for c in corners])
-    pad = np.ceil((outer + 2.0) / np.asarray(ct.GetSpacing())).astype(int)
+    pad = np.ceil(pad_mm / np.asarray(ct.GetSpacing())).astype(int)
     start = np.maximum(idx.min(axis=0) - pad, 0)
     stop = np.minimum(idx.max(axis=0) + pad, np.asarray(ct.GetSize()) - 1)
     roi = sitk.Cast(
@@ -245,8 +259,7 @@ def _embedding_shell(ct: sitk.Image, grown: Grown) -> np.ndarray:
     mask = sitk.Resample(
         grown.mask, roi, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
     )
-    dist = sitk.GetArrayFromImage(signed_distance_mm(mask, within_mm=outer))
-    return sitk.GetArrayViewFromImage(smoothed)[(dist > EMBED_SHELL_MM[0]) & (dist <= outer)]
+    return smoothed, mask
 
 
 def _embedded_tolerance_hu(grown: Grown) -> float:
@@ -408,23 +421,11 @@ def vessel_continuation(ct: sitk.Image, grown: Grown) -> dict:
     from scipy import ndimage
 
     out: dict = {"region_radius_mm": 0.0, "exits": []}
-    box = bounding_box(grown.mask)
-    if box is None:
+    around = _smoothed_around(ct, grown, TRACK_MM + 2.0)
+    if around is None:
         return out
-    lo = np.asarray(box[0])
-    hi = lo + np.asarray(box[1]) - 1
-    corners = [grown.mask.TransformIndexToPhysicalPoint(tuple(int(v) for v in c)) for c in (lo, hi)]
-    idx = np.asarray([ct.TransformPhysicalPointToIndex(c) for c in corners])
-    pad = np.ceil((TRACK_MM + 2.0) / np.asarray(ct.GetSpacing())).astype(int)
-    start = np.maximum(idx.min(axis=0) - pad, 0)
-    stop = np.minimum(idx.max(axis=0) + pad, np.asarray(ct.GetSize()) - 1)
-    roi = sitk.Cast(
-        sitk.RegionOfInterest(ct, (stop - start + 1).tolist(), start.tolist()), sitk.sitkFloat32
-    )
-    smoothed = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(roi, smoothing_sigma(roi)))
-    region_img = sitk.Resample(
-        grown.mask, roi, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
-    )
+    smoothed_img, region_img = around
+    smoothed = sitk.GetArrayFromImage(smoothed_img)
     region = sitk.GetArrayFromImage(region_img) > 0
     if not region.any():
         return out
