@@ -40,6 +40,10 @@ def make_users(db_url: str, prefix: str = "test") -> None:
     engine.dispose()
 
 
+class _PortTaken(RuntimeError):
+    """The server could not bind its port (taken since it was chosen)."""
+
+
 @dataclass
 class Server:
     url: str
@@ -51,6 +55,19 @@ class Server:
     extra_env: dict[str, str] | None = None
 
     def start(self) -> None:
+        """Start ``hepanav serve`` and wait for ``/health``. A port taken between
+        :func:`free_port` and the bind (another test's server or Orthanc, in parallel) is
+        replaced by a new free port, up to 3 times."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken:
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+
+    def _start_once(self) -> None:
         env = dict(
             os.environ,
             HEPANAV_WEB_COOKIE_SECURE="false",
@@ -58,6 +75,7 @@ class Server:
             **(self.extra_env or {}),
         )
         self.log = self.data_dir / "server.log"
+        offset = self.log.stat().st_size if self.log.is_file() else 0  # this attempt's part
         handle = open(self.log, "ab")  # noqa: SIM115 - kept open for the process's lifetime
         self.process = subprocess.Popen(
             [
@@ -82,7 +100,10 @@ class Server:
 
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+                log = self.log.read_bytes()[offset:].decode(errors="replace")[-2000:]
+                if "address already in use" in log:
+                    raise _PortTaken(log)
+                raise RuntimeError(f"server exited: {log}")
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return
