@@ -16,9 +16,11 @@ from hepanav.fluorescence.track import LesionTracker, MotionEstimator
 # when more than half of it is at full scale: nothing can be measured on either.
 _BLACK_FRACTION = 0.01
 _SATURATED_SHARE = 0.5
-# Blue level (8 bit) above which white light is a highlight: liver is red, its blue
-# channel stays far below this even when brightly lit.
+# Level (8 bit) above which the darkest channel of the white light is a highlight:
+# liver is red, its blue and green channels stay far below this even when brightly lit.
 _SPECULAR_BLUE = 150
+# Share of the frame above which "highlight" is implausible and the mask is not used.
+_SPECULAR_MAX_SHARE = 0.5
 
 
 @dataclass
@@ -88,17 +90,48 @@ def specular_mask(white: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
     Highlights are near-white; they leak excitation light into the NIR channel and
     would look like tiny lesions. Liver is red, so only highlights (and white
-    instruments or gauze, which should be left out as well) are bright in the blue
-    channel. The blue channel is sampled once per working-grid cell and the
+    instruments or gauze, which should be left out as well) are bright in *all three*
+    channels: the darkest channel of each pixel is thresholded. (The blue channel alone
+    would do for liver, but white light with R and B swapped, an RGB/BGR mix-up, would
+    then be all "highlight".) The frame is sampled once per working-grid cell and the
     result grown by two cells (a highlight smaller than a cell cannot form a lesion).
     """
     h, w = shape
     # Nearest-neighbour shrink reads only the sampled pixels (a strided copy of the
     # full frame would be slower).
-    blue = cv2.extractChannel(cv2.resize(white, (w, h), interpolation=cv2.INTER_NEAREST), 0)
-    _, bright = cv2.threshold(blue, _SPECULAR_BLUE, 255, cv2.THRESH_BINARY)
+    small = cv2.resize(white, (w, h), interpolation=cv2.INTER_NEAREST)
+    darkest = cv2.min(cv2.min(small[..., 0], small[..., 1]), small[..., 2])
+    _, bright = cv2.threshold(darkest, _SPECULAR_BLUE, 255, cv2.THRESH_BINARY)
     # Grow by two cells: the glare around a highlight leaks too, beyond its bright core.
     return cv2.dilate(bright, np.ones((5, 5), np.uint8)) > 0
+
+
+def white_light_problems(white: np.ndarray, specular: np.ndarray) -> list[str]:
+    """Warnings about a white-light frame that does not look like lit liver.
+
+    ``specular`` is :func:`specular_mask` of ``white``. More than
+    ``_SPECULAR_MAX_SHARE`` of the frame flagged as highlight is implausible (an
+    overexposed or white frame, or the wrong input): the mask is then not used (the
+    caller drops it). A frame whose blue channel is clearly brighter than its red one
+    (median over the frame) is not liver in BGR order: R and B are probably swapped.
+    """
+    out = []
+    share = float(np.count_nonzero(specular)) / max(specular.size, 1)
+    if share > _SPECULAR_MAX_SHARE:
+        out.append(
+            f"white light: {100 * share:.0f} % of the frame looks like specular highlight "
+            "(all channels > 150): implausible, highlights not left out in this frame "
+            "(overexposed white light or wrong --white input?)"
+        )
+    sample = white[::16, ::16].reshape(-1, 3)
+    b, r = float(np.median(sample[:, 0])), float(np.median(sample[:, 2]))
+    if b > r + 20:
+        out.append(
+            f"white light is bluer than red (median blue {b:.0f} > red {r:.0f}): liver is red, "
+            "so R and B are probably swapped (frames must be BGR as OpenCV reads them); "
+            "highlights do not depend on it, the display colours do"
+        )
+    return out
 
 
 class FrameAnalyzer:
@@ -145,15 +178,30 @@ class FrameAnalyzer:
         motion = self.motion.update(white if white is not None else nir)
         floor = 0.01 * self.full_scale if self.clipped_background else 0.5
         working = det_mod.prepare(nir, s.working_max_side, noise_floor=floor)
-        exclude = specular_mask(white, working.image.shape) if white is not None else None
-        detections = det_mod.detect(
+        exclude = None
+        white_warnings: list[str] = []
+        if white is not None:
+            exclude = specular_mask(white, working.image.shape)
+            white_warnings = white_light_problems(white, exclude)
+            if float(np.count_nonzero(exclude)) > _SPECULAR_MAX_SHARE * exclude.size:
+                exclude = None
+        detections, unreported = det_mod.detect_regions(
             working, s.detect_z, min_diameter(s, nir.shape), s.boundary_fraction, exclude
         )
-        labels = det_mod.label_image(working.image.shape, detections)
+        labels = det_mod.label_image(working.image.shape, detections, unreported)
         user_bg = _user_background(nir, s) if s.background.kind == "roi" else None
-        lesions, kept, warnings = [], [], []
+        lesions, kept, warnings = [], [], list(white_warnings)
+        overlap = None
+        if user_bg is not None:
+            overlap = roi_overlap_warning(s.background.roi_xywh, labels, working.factor)
+            if overlap:
+                # A rectangle over a lesion gives TBR and CNR that look plausible but are
+                # wrong: say so and report none against it in this frame.
+                warnings.append(overlap)
         for i, d in enumerate(detections):
-            rec, warn = self._measure(nir, working, labels, i, d, exclude, user_bg)
+            rec, warn = self._measure(
+                nir, working, labels, i, d, exclude, user_bg, unmeasured=overlap is not None
+            )
             if rec is not None:
                 lesions.append(rec)
                 kept.append(d)
@@ -176,7 +224,10 @@ class FrameAnalyzer:
         d: det_mod.Detection,
         exclude: np.ndarray | None,
         user_bg: tuple[float, float, int] | None,
+        unmeasured: bool = False,
     ) -> tuple[LesionRecord | None, list[str]]:
+        """Measure detection ``index``; ``unmeasured``: no TBR/CNR (the user background
+        rectangle overlaps a lesion in this frame)."""
         s = self.settings
         f = working.factor
         bgdef = s.background
@@ -190,7 +241,8 @@ class FrameAnalyzer:
         filled = lab == index + 1
         ring = np.zeros_like(filled)
         ring[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = d.ring > 0
-        others = (lab > 0) & ~filled
+        # Other lesions and bright regions that are no lesion: never background.
+        others = (lab != 0) & ~filled
         ex = exclude[y0:y1, x0:x1] if exclude is not None else None
         bg = None
         if user_bg is None:
@@ -202,7 +254,7 @@ class FrameAnalyzer:
         if stats.background_px < 8 or not np.isfinite(stats.background_mean):
             return None, ["lesion skipped: no background pixels around it (touches others?)"]
         # A background at (or near) zero means it was clipped: no ratio can be formed.
-        unmeasurable = self.clipped_background or stats.background_mean < 1.0
+        unmeasurable = unmeasured or self.clipped_background or stats.background_mean < 1.0
         feats = measure.pattern_features(d, working)
         pattern = measure.classify(feats, s.rim_centre_ratio, s.partial_asymmetry)
         m = cv2.moments(d.filled, binaryImage=True)
@@ -259,6 +311,23 @@ class FrameAnalyzer:
             m[: shape[0] - y * f, : shape[1] - x * f] > 0
         )
         return out
+
+
+def roi_overlap_warning(
+    roi_xywh: tuple[int, int, int, int], labels: np.ndarray, factor: int
+) -> str | None:
+    """The warning when the user background rectangle (input px) covers part of a
+    detected lesion or another bright region of ``labels`` (working grid), else None."""
+    x, y, w, h = roi_xywh
+    x0, y0 = x // factor, y // factor
+    x1, y1 = -(-(x + w) // factor), -(-(y + h) // factor)
+    n = int(np.count_nonzero(labels[y0:y1, x0:x1])) * factor * factor
+    if n == 0:
+        return None
+    return (
+        f"--bg-roi {x},{y},{w},{h} overlaps a detected lesion (about {n} px of it): no TBR/CNR "
+        "in this frame; move the rectangle onto lesion-free liver"
+    )
 
 
 def _user_background(nir: np.ndarray, s: AnalysisSettings) -> tuple[float, float, int]:

@@ -265,6 +265,16 @@ def analyze_cmd(
             f"interrupted: the frames analysed so far are in {out} (complete=false)", err=True
         )
         raise typer.Exit(130)
+    for w in result.input.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    roi_frames = sum(any(w.startswith("--bg-roi") for w in f.warnings) for f in result.frames)
+    if roi_frames:
+        x, y, w, h = settings.background.roi_xywh
+        typer.echo(
+            f"warning: --bg-roi {x},{y},{w},{h} overlaps a detected lesion in {roi_frames} of "
+            f"{result.n_frames} frame(s): no TBR/CNR there; move it onto lesion-free liver",
+            err=True,
+        )
     n_lesions = len({les.id for f in result.frames for les in f.lesions})
     typer.echo(
         f"{result.n_frames} frames, {n_lesions} lesion track(s), {result.n_frames_with_warnings} "

@@ -14,7 +14,10 @@ Pipeline (all OpenCV, float32 only on the downscaled working image):
    whose peak reaches ``detect_z`` and whose size reaches ``min_diameter_px`` are lesions.
 4. Each lesion's edge is then set where its contrast falls to ``boundary_fraction`` of
    its peak (a fixed-fraction contour, like FWHM but at 35 %), and holes are filled so
-   that a rim lesion's mask includes its dark centre.
+   that a rim lesion's mask includes its dark centre. A region that falls apart into
+   several pieces at that level (two lesions joined by their blurred edges) gives one
+   lesion per piece that reaches the size and ``detect_z``; bright pixels that end up in
+   no lesion are returned as ``unreported`` so that no background region includes them.
 """
 
 from __future__ import annotations
@@ -168,7 +171,23 @@ def detect(
     boundary_fraction: float = 0.35,
     exclude: np.ndarray | None = None,
 ) -> list[Detection]:
+    """Detect lesions on a prepared working frame (see :func:`detect_regions`)."""
+    return detect_regions(frame, detect_z, min_diameter_px, boundary_fraction, exclude)[0]
+
+
+def detect_regions(
+    frame: WorkingFrame,
+    detect_z: float = 4.5,
+    min_diameter_px: float = 10.0,
+    boundary_fraction: float = 0.35,
+    exclude: np.ndarray | None = None,
+) -> tuple[list[Detection], np.ndarray]:
     """Detect lesions on a prepared working frame.
+
+    A connected region above the growing level (local CNR 2.5) can hold several
+    lesions (two lesions a few pixels apart are joined by their blurred edges): each
+    separate piece above ``boundary_fraction`` of the region's peak that reaches the
+    minimum size and ``detect_z`` is a lesion of its own.
 
     Parameters
     ----------
@@ -185,74 +204,105 @@ def detect(
 
     Returns
     -------
-    list of Detection
+    detections : list of Detection
         In decreasing order of peak contrast.
+    unreported : ndarray, (h, w) bool
+        Bright pixels that are not part of any detection: regions that reach
+        ``detect_z`` but are too small to be a lesion, and pieces of a region above its
+        boundary level that are not lesions. They are no lesions but must not be
+        counted as background either.
     """
     _, grow = cv2.threshold(frame.contrast, _GROW_Z * frame.noise_sd, 255, cv2.THRESH_BINARY)
     grow = grow.astype(np.uint8)
     if exclude is not None:
         grow[exclude] = 0
+    unreported = np.zeros(grow.shape, bool)
     # Outer contours are much faster than labelling every pixel (most of the frame is
     # background) and give each region's outline, box and (hole-filled) area directly.
     contours, _ = cv2.findContours(grow, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     min_area = np.pi / 4 * (min_diameter_px / frame.factor) ** 2
+    min_peak = detect_z * frame.noise_sd
     candidates = []
     for c in contours:
         x, y, w, h = cv2.boundingRect(c)
         if w * h < min_area or cv2.contourArea(c) + len(c) / 2 < min_area:
+            if float(frame.contrast[y : y + h, x : x + w].max()) >= min_peak:
+                # Too small for a lesion but bright: never background.
+                box = unreported[y : y + h, x : x + w]
+                box |= grow[y : y + h, x : x + w] > 0
             continue
         seed = np.zeros((h, w), np.uint8)
         cv2.drawContours(seed, [c - (x, y)], -1, 255, thickness=cv2.FILLED)
         seed = (seed > 0) & (grow[y : y + h, x : x + w] > 0)
-        if np.count_nonzero(seed) < min_area:
-            continue
         peak_z = float(frame.contrast[y : y + h, x : x + w][seed].max()) / frame.noise_sd
-        if peak_z >= detect_z:
-            candidates.append(((x, y, w, h), seed, peak_z))
+        if peak_z < detect_z:
+            continue
+        if np.count_nonzero(seed) < min_area:
+            unreported[y : y + h, x : x + w] |= seed
+            continue
+        candidates.append(((x, y, w, h), seed, peak_z))
     found: list[Detection] = []
-    for box, seed, peak_z in candidates:
-        det = _refine(frame, box, seed, peak_z, boundary_fraction)
-        if det is not None and np.count_nonzero(det.filled) >= min_area:
-            found.append(det)
+    for box, seed, _peak_z in candidates:
+        x, y, w, h = box
+        pieces, rest = _refine(frame, box, seed, boundary_fraction, min_area, min_peak)
+        found.extend(pieces)
+        unreported[y : y + h, x : x + w] |= rest
     found.sort(key=lambda d: -d.peak)
-    return found
+    return found, unreported
 
 
 def _refine(
     frame: WorkingFrame,
     box: tuple[int, int, int, int],
     seed: np.ndarray,
-    peak_z: float,
     boundary_fraction: float,
-) -> Detection | None:
-    """Cut the lesion at ``boundary_fraction`` of its peak contrast and fill its holes."""
+    min_area: float,
+    min_peak: float,
+) -> tuple[list[Detection], np.ndarray]:
+    """Cut a region at ``boundary_fraction`` of its peak contrast; every piece that is big
+    and bright enough is a lesion (holes filled). Returns the lesions and the mask (on
+    the box) of the pieces above the level that are not lesions."""
     x, y, w, h = box
     contrast = frame.contrast[y : y + h, x : x + w]
     inside = contrast[seed]
     step = max(1, inside.size // 4000)  # the 95th percentile of 4000 samples is plenty
     peak = float(np.percentile(inside[::step], 95))
-    ring = ((contrast >= boundary_fraction * peak) & seed).astype(np.uint8) * 255
-    contours, _ = cv2.findContours(ring, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return None
-    # Keep the biggest piece: the lesion; noise specks at the level are dropped.
-    biggest = max(contours, key=cv2.contourArea)
-    filled = np.zeros_like(ring)
-    cv2.drawContours(filled, [biggest], -1, 255, thickness=cv2.FILLED)
-    ring &= filled
-    bx, by, bw, bh = cv2.boundingRect(biggest)
-    return Detection(
-        roi=(x + bx, y + by, bw, bh),
-        filled=filled[by : by + bh, bx : bx + bw].copy(),
-        ring=ring[by : by + bh, bx : bx + bw].copy(),
-        peak=peak,
-        peak_z=peak_z,
-    )
+    level = ((contrast >= boundary_fraction * peak) & seed).astype(np.uint8) * 255
+    contours, _ = cv2.findContours(level, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    rest = level > 0
+    found: list[Detection] = []
+    for c in contours:
+        bx, by, bw, bh = cv2.boundingRect(c)
+        filled = np.zeros((bh, bw), np.uint8)
+        cv2.drawContours(filled, [c - (bx, by)], -1, 255, thickness=cv2.FILLED)
+        if np.count_nonzero(filled) < min_area:
+            continue  # a speck at the level: left in ``rest``
+        ring = level[by : by + bh, bx : bx + bw] & filled
+        values = contrast[by : by + bh, bx : bx + bw][ring > 0]
+        if values.size == 0 or float(values.max()) < min_peak:
+            continue
+        rest[by : by + bh, bx : bx + bw] &= filled == 0
+        piece_step = max(1, values.size // 4000)
+        found.append(
+            Detection(
+                roi=(x + bx, y + by, bw, bh),
+                filled=filled,
+                ring=ring,
+                peak=float(np.percentile(values[::piece_step], 95)),
+                peak_z=float(values.max()) / frame.noise_sd,
+            )
+        )
+    return found, rest
 
 
-def label_image(shape: tuple[int, int], detections: list[Detection]) -> np.ndarray:
-    """Paint detections into an int32 label image (h, w): 0 background, i+1 lesion i."""
+def label_image(
+    shape: tuple[int, int], detections: list[Detection], unreported: np.ndarray | None = None
+) -> np.ndarray:
+    """Paint detections into an int32 label image (h, w): 0 background, i+1 lesion i,
+    -1 bright pixels that belong to no lesion (``unreported`` of :func:`detect_regions`)."""
     labels = np.zeros(shape, np.int32)
+    if unreported is not None:
+        labels[unreported] = -1
     for i, det in enumerate(detections):
         x, y, w, h = det.roi
         labels[y : y + h, x : x + w][det.filled > 0] = i + 1

@@ -138,8 +138,10 @@ def check_frame(
     f = working.factor
     # Spots on the margin may be small and faint: seed at a lower local CNR, then
     # judge each spot by its measured CNR.
-    dets = det_mod.detect(working, min(settings.detect_z, 3.5), 2.0 * f, settings.boundary_fraction)
-    labels = det_mod.label_image(working.image.shape, dets)
+    dets, unreported = det_mod.detect_regions(
+        working, min(settings.detect_z, 3.5), 2.0 * f, settings.boundary_fraction
+    )
+    labels = det_mod.label_image(working.image.shape, dets, unreported)
     if surface_working is None:
         surface_working = det_mod.downscale(surface.astype(np.uint8), f) > 0
     surf_w = surface_working
@@ -165,7 +167,7 @@ def check_frame(
         x0, y0 = max(0, x - pad), max(0, y - pad)
         x1, y1 = min(W, x + w + pad), min(H, y + h + pad)
         spot = spot_labels[y0:y1, x0:x1] == k
-        others = (labels[y0:y1, x0:x1] > 0) & ~spot
+        others = (labels[y0:y1, x0:x1] != 0) & ~spot
         ring = measure.annulus(spot, others, bgdef.inner_px / f, bgdef.outer_px / f)
         ring_on_surface = ring & surf_w[y0:y1, x0:x1]
         if np.count_nonzero(ring_on_surface) >= 10:

@@ -52,7 +52,9 @@ class BackgroundDefinition(BaseModel):
         description=f"annulus ends this far beyond the lesion edge, px (up to {MAX_BACKGROUND_PX})",
     )
     excludes_other_lesions: bool = Field(
-        True, description="pixels closer than inner_px to any other lesion are left out"
+        True,
+        description="pixels closer than inner_px to any other lesion are left out (annulus; "
+        "always false for a user rectangle, which is used as given)",
     )
     roi_xywh: tuple[int, int, int, int] | None = Field(
         None,
@@ -67,6 +69,9 @@ class BackgroundDefinition(BaseModel):
             raise ValueError("background outer_px must be larger than inner_px")
         if self.kind == "roi" and self.roi_xywh is None:
             raise ValueError("background kind 'roi' needs roi_xywh")
+        if self.kind == "roi":
+            # A user rectangle is used as given: nothing is left out of it.
+            self.excludes_other_lesions = False
         if self.roi_xywh is not None:
             x, y, w, h = self.roi_xywh
             if x < 0 or y < 0 or w <= 1 or h <= 1:
@@ -79,7 +84,11 @@ class BackgroundDefinition(BaseModel):
                     + (" and pixels near other lesions" if self.excludes_other_lesions else "")
                 )
             else:
-                self.description = f"user rectangle x,y,w,h = {self.roi_xywh} px"
+                self.description = (
+                    f"user rectangle x,y,w,h = {self.roi_xywh} px; lesion pixels are not "
+                    "removed from it: in frames where it overlaps a detected lesion TBR and "
+                    "CNR are not reported (frame warning names --bg-roi)"
+                )
         return self
 
 

@@ -524,13 +524,19 @@ class DepthDecision:
         True when the user gave ``--bit-depth`` (a later frame that does not fit is then
         an error, not a surprise).
     note : str or None
-        What was detected, in words (saved in the result).
+        Which depth was used and why, in words (saved in the result).
+    container16 : bool
+        8-bit data stored in 16-bit pixels (``--bit-depth 8``): frames are converted.
+    warning : str or None
+        A doubt about the decision for the whole input (saved in the result).
     """
 
     depth: int
     shift: int = 0
     declared: bool = False
     note: str | None = None
+    container16: bool = False
+    warning: str | None = None
 
 
 def _gray(image: np.ndarray, source: str) -> np.ndarray:
@@ -564,11 +570,15 @@ def decide_depth(
     Rules (the note says which one applied):
 
     * 8-bit pixels: 8 bit (``--bit-depth`` 12/16 is refused: the file holds 8 bit).
+    * 16-bit pixels with ``--bit-depth 8``: 8-bit data in a 16-bit container (values
+      above 255 are refused); converted to 8 bit, saturation at 255.
     * ``--msb-aligned`` (or 16-bit pixels whose values are all multiples of 16 with
       ``--bit-depth`` 12 or none): 12-bit data in the high bits of 16-bit words; shifted
       right by 4 so that codes run 0..4095.
     * 16-bit pixels without ``--bit-depth`` whose values all fit 12 bit: 12-bit data
-      (full scale 4095, so that saturation is seen); ``--bit-depth 16`` keeps 16.
+      (full scale 4095, so that saturation is seen); ``--bit-depth 16`` keeps 16. If
+      the values stop at exactly 255 with a plateau of pixels there, the input gets a
+      warning: that is saturated 8-bit data, which needs ``--bit-depth 8``.
     * otherwise the declared depth, or 16.
 
     Parameters
@@ -604,9 +614,22 @@ def decide_depth(
             raise InputError(
                 f"NIR data are 8-bit{where} but --bit-depth {bit_depth} was given", source
             )
-        return image, DepthDecision(8, 0, declared)
+        return image, DepthDecision(8, 0, declared, "8-bit pixels: full scale 255")
     if bit_depth == 8:
-        raise InputError("NIR data are 16-bit but --bit-depth 8 was given", source)
+        if msb_aligned:
+            raise InputError("--msb-aligned means 12-bit data; do not give --bit-depth 8", source)
+        top = int(image.max())
+        if top > 255:
+            raise InputError(
+                f"NIR value {top} does not fit 8 bit (max 255); check --bit-depth", source
+            )
+        return image.astype(np.uint8), DepthDecision(
+            8,
+            0,
+            True,
+            "8-bit data in 16-bit pixels (--bit-depth 8): full scale 255, saturation at 255",
+            container16=True,
+        )
     if msb_aligned:
         if bit_depth == 16:
             raise InputError("--msb-aligned means 12-bit data; do not give --bit-depth 16", source)
@@ -636,7 +659,7 @@ def decide_depth(
             f"NIR value {top} does not fit 12 bit (max 4095); check --bit-depth", source
         )
     if bit_depth is None and top <= 4095:
-        return image, DepthDecision(
+        decision = DepthDecision(
             12,
             0,
             False,
@@ -644,7 +667,21 @@ def decide_depth(
             "12-bit data (full scale 4095, saturation at 4095); give --bit-depth 16 if the "
             "camera is 16-bit",
         )
-    return image, DepthDecision(bit_depth or 16, 0, declared)
+        at_255 = int(np.count_nonzero(image == 255)) if top == 255 else 0
+        if at_255 >= max(10, image.size // 10000):
+            # No 12-bit picture stops exactly at 255 with a plateau there: 8-bit data
+            # saturated at 255, which a 12-bit full scale would not flag.
+            decision.warning = (
+                f"NIR values stop at 255 with {at_255} px at 255: this looks like saturated "
+                "8-bit data in 16-bit pixels, read as 12 bit (saturation not flagged); "
+                "give --bit-depth 8"
+            )
+        return image, decision
+    if declared:
+        return image, DepthDecision(
+            bit_depth, 0, True, f"--bit-depth {bit_depth}: full scale {(1 << bit_depth) - 1}"
+        )
+    return image, DepthDecision(16, 0, False, "16-bit pixels with values above 4095: 16 bit")
 
 
 def check_nir(image: np.ndarray, decision: DepthDecision, source: str) -> np.ndarray:
@@ -656,13 +693,18 @@ def check_nir(image: np.ndarray, decision: DepthDecision, source: str) -> np.nda
         Pixel type changed, or a value above the stream's full scale.
     """
     image = _gray(image, source)
-    expected = np.uint8 if decision.depth == 8 else np.uint16
+    expected = np.uint8 if decision.depth == 8 and not decision.container16 else np.uint16
     if image.dtype != expected:
         raise InputError(f"pixel type changed to {image.dtype}", source)
     if decision.shift:
         if np.count_nonzero(image & ((1 << decision.shift) - 1)):
             raise InputError("values are no longer multiples of 16 (not MSB-aligned)", source)
         return image >> decision.shift
+    if decision.container16:
+        top = int(image.max())
+        if top > 255:
+            raise InputError(f"NIR value {top} does not fit 8 bit (--bit-depth 8)", source)
+        return image.astype(np.uint8)
     if decision.depth == 12:
         top = int(image.max())
         if top > 4095:
@@ -792,6 +834,7 @@ def frame_pairs(
     nir0, depth = decide_depth(nir0, bit_depth, src, msb_aligned, codec_note)
     if depth.note:
         notes.append(depth.note)
+    depth_warning = depth.warning
     size = (nir0.shape[1], nir0.shape[0])
     if min(size) < MIN_SIDE_PX:
         raise InputError(
@@ -809,7 +852,7 @@ def frame_pairs(
             f"{size[0]}x{size[1]} px; both must have the same size",
             str(white) if white is not None else src,
         )
-    warnings = []
+    warnings = [depth_warning] if depth_warning else []
     timing = nir_src.timing
     if timing is not None and timing.warning():
         warnings.append(timing.warning())
