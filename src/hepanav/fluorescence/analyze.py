@@ -10,7 +10,7 @@ import numpy as np
 from hepanav.fluorescence import detect as det_mod
 from hepanav.fluorescence import measure
 from hepanav.fluorescence.schema import AnalysisSettings, LesionRecord
-from hepanav.fluorescence.track import LesionTracker, MotionEstimator
+from hepanav.fluorescence.track import MIN_RESPONSE, LesionTracker, MotionEstimator
 
 # A frame is "all black" when 99.9 % of it is below 1 % of full scale, "saturated"
 # when more than half of it is at full scale: nothing can be measured on either.
@@ -156,6 +156,7 @@ class FrameAnalyzer:
         self.clipped_background = clipped_background
         self.motion = MotionEstimator()
         self.tracker = LesionTracker()
+        self._prev_nir: np.ndarray | None = None
 
     def analyze(self, nir: np.ndarray, white: np.ndarray | None = None) -> FrameAnalysis:
         """Detect, measure, classify and track the lesions of one frame.
@@ -175,7 +176,7 @@ class FrameAnalyzer:
         if problem and not (self.clipped_background and problem.startswith("all_black")):
             return FrameAnalysis([], [problem])
         s = self.settings
-        motion = self.motion.update(white if white is not None else nir)
+        motion, motion_warning = self._motion(nir, white)
         floor = 0.01 * self.full_scale if self.clipped_background else 0.5
         working = det_mod.prepare(nir, s.working_max_side, noise_floor=floor)
         exclude = None
@@ -190,7 +191,7 @@ class FrameAnalyzer:
         )
         labels = det_mod.label_image(working.image.shape, detections, unreported)
         user_bg = _user_background(nir, s) if s.background.kind == "roi" else None
-        lesions, kept, warnings = [], [], list(white_warnings)
+        lesions, kept, warnings = [], [], white_warnings + motion_warning
         overlap = None
         if user_bg is not None:
             overlap = roi_overlap_warning(s.background.roi_xywh, labels, working.factor)
@@ -214,6 +215,36 @@ class FrameAnalyzer:
         for rec, tid in zip(lesions, ids, strict=True):
             rec.id = tid
         return FrameAnalysis(lesions, warnings, motion, working, kept)
+
+    def _motion(
+        self, nir: np.ndarray, white: np.ndarray | None
+    ) -> tuple[tuple[float, float], list[str]]:
+        """Scene shift since the previous frame, from the white light (or the NIR).
+
+        A featureless white light gives no usable shift (its phase-correlation peak is
+        noise): the NIR of this and the previous frame is tried instead; when neither
+        is reliable the shift is (0, 0), so that tracks stay put instead of jumping by
+        a random shift, and the frame gets a warning.
+        """
+        prev_nir, self._prev_nir = self._prev_nir, nir
+        motion = self.motion.update(white if white is not None else nir)
+        if self.motion.reliable:
+            return motion, []
+        what = "white light" if white is not None else "NIR"
+        peak = f"phase-correlation peak {self.motion.response:.2f} < {MIN_RESPONSE:g}"
+        if white is not None and prev_nir is not None and prev_nir.shape == nir.shape:
+            fallback = MotionEstimator()
+            fallback.update(prev_nir)
+            shift = fallback.update(nir)
+            if fallback.reliable:
+                return shift, [
+                    f"motion: {what} too featureless to estimate camera motion ({peak}); "
+                    "estimated from the NIR instead"
+                ]
+        return (0.0, 0.0), [
+            f"motion: camera motion unreliable ({what} {peak}); lesions matched "
+            "without motion compensation"
+        ]
 
     def _measure(
         self,

@@ -51,7 +51,12 @@ ModeOpt = Annotated[
     str, typer.Option("--display", help="overlay | mono | colormap | side-by-side.")
 ]
 ColourOpt = Annotated[
-    str, typer.Option("--colour", help="green | viridis | cividis | inferno | magenta.")
+    str,
+    typer.Option(
+        "--colour",
+        help="cividis (default, colour-blind safe) | viridis | inferno | magenta | green "
+        "(vendor convention; hard to see on red liver for red-green colour-blind viewers).",
+    ),
 ]
 GainOpt = Annotated[
     str, typer.Option("--gain", help="auto (smoothed) | fixed (for quantification).")
@@ -208,7 +213,7 @@ def analyze_cmd(
     bg_outer_px: OuterOpt = 10.0,
     bg_roi: RoiOpt = None,
     display_mode: ModeOpt = "overlay",
-    colour: ColourOpt = "green",
+    colour: ColourOpt = "cividis",
     gain: GainOpt = "auto",
     gain_range: RangeOpt = None,
     video: Annotated[bool, typer.Option("--video/--no-video", help="Write display.mp4.")] = True,
@@ -229,6 +234,7 @@ def analyze_cmd(
 
     settings = _settings(bit_depth, mm_per_px, bg_inner_px, bg_outer_px, bg_roi)
     options = _display_options(display_mode, colour, gain, gain_range)
+    options.mm_per_px = settings.mm_per_px
     _check_max_frames(max_frames)
     outputs = [out / n for n in ("lesions.json", "frames.csv", "display.mp4", "report.html")]
     refuse_overwriting_inputs(outputs, [nir, white])
@@ -369,10 +375,15 @@ def margin_check_cmd(
     with output_folder(out, "hepanav fluoro margin-check") as tmp:  # both files or neither
         write_json(tmp / "margin.json", result)
         write_margin_report(tmp / "margin.html", result, pictures)
-    n_spots = sum(len(f.spots) for f in frames)
+    # Count only the spots that meet the at-risk criterion: the detection seeds at a low
+    # local CNR, so the spot list also holds faint blobs (noise) that decide nothing.
+    n_spots = sum(s.meets_criterion for f in frames for s in f.spots)
+    n_faint = sum(not s.meets_criterion for f in frames for s in f.spots)
     typer.echo(
-        f"at_risk={str(result.at_risk).lower()}: {n_spots} spot(s) on the surface in "
-        f"{len(frames)} frame(s) -> {out / 'margin.json'}"
+        f"at_risk={str(result.at_risk).lower()}: {n_spots} spot(s) with CNR >= "
+        f"{rule.min_cnr:g} and area >= {rule.min_area_px} px on the surface in "
+        f"{len(frames)} frame(s) ({n_faint} fainter or smaller not counted) "
+        f"-> {out / 'margin.json'}"
     )
 
 
@@ -386,11 +397,14 @@ def render_cmd(
     overlay_colour: OverlayColourOpt = "green",
     bit_depth: BitDepthOpt = None,
     display_mode: ModeOpt = "overlay",
-    colour: ColourOpt = "green",
+    colour: ColourOpt = "cividis",
     gain: GainOpt = "auto",
     gain_range: RangeOpt = None,
     max_frames: MaxFramesOpt = None,
     msb_aligned: MsbOpt = False,
+    mm_per_px: Annotated[
+        float | None, typer.Option("--mm-per-px", help="Pixel size on tissue, mm: scale bar.")
+    ] = None,
 ) -> None:
     """Write the display video (overlay, mono NIR, colour map or side by side).
 
@@ -407,6 +421,8 @@ def render_cmd(
     if bit_depth not in (None, 8, 12, 16):
         raise InputError(f"must be 8, 12 or 16, not {bit_depth}", "--bit-depth")
     options = _display_options(display_mode, colour, gain, gain_range)
+    if mm_per_px is not None:
+        options.mm_per_px = _settings(bit_depth, mm_per_px, 3.0, 10.0, None).mm_per_px
     _check_max_frames(max_frames)
     refuse_overwriting_inputs([out], [nir, white])
     _check_io([nir, white], out, folder=False)
@@ -444,7 +460,7 @@ def live_cmd(
         int, typer.Option("--min-area-px", help="Margin: area of a spot, px.")
     ] = 20,
     display_mode: ModeOpt = "overlay",
-    colour: ColourOpt = "green",
+    colour: ColourOpt = "cividis",
     frames_out: Annotated[
         Path | None,
         typer.Option(

@@ -168,7 +168,7 @@ class OverlayStyle:
         Opacity at the top level.
     """
 
-    colour: str = "green"
+    colour: str = "cividis"
     threshold: int = 60
     alpha_max: float = 0.85
     _tables: tuple[list[np.ndarray], np.ndarray] | None = field(default=None, init=False)

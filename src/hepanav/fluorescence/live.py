@@ -142,7 +142,7 @@ class LiveDisplay:
         settings: AnalysisSettings,
         bit_depth: int,
         mode: str = "overlay",
-        colour: str = "green",
+        colour: str = "cividis",
         surface: np.ndarray | None = None,
         rule: MarginCriterion | None = None,
         clipped_background: bool = False,

@@ -205,9 +205,10 @@ def check_frame(
                 area_mm2=stats_k.area_px * mm * mm if mm else None,
                 tbr=stats_k.tbr,
                 cnr=stats_k.cnr,
+                meets_criterion=stats_k.cnr >= min_cnr and stats_k.area_px >= min_area_px,
             )
         )
-    at_risk = any(s.cnr >= min_cnr and s.area_px >= min_area_px for s in spots)
+    at_risk = any(s.meets_criterion for s in spots)
     return MarginFrame(index=index, at_risk=at_risk, warnings=warnings, spots=spots)
 
 

@@ -283,6 +283,11 @@ class MarginSpot(BaseModel):
     area_mm2: float | None = None
     tbr: float
     cnr: float
+    meets_criterion: bool = Field(
+        False,
+        description="CNR >= min_cnr and area_px >= min_area_px: the spot puts the margin at "
+        "risk (fainter spots are listed but decide nothing)",
+    )
 
 
 class MarginFrame(BaseModel):

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from hepanav.core import write_json
-from hepanav.fluorescence import display
+from hepanav.fluorescence import annotate, display
 from hepanav.fluorescence.analyze import FrameAnalyzer, frame_problem
 from hepanav.fluorescence.schema import (
     AnalysisResult,
@@ -61,13 +61,16 @@ class DisplayOptions:
         NIR window (DN) of fixed gain.
     annotate : bool
         Draw lesion boxes and labels.
+    mm_per_px : float, optional
+        Pixel size on tissue, mm: a scale bar is drawn.
     """
 
     mode: str = "overlay"
-    colour: str = "green"
+    colour: str = "cividis"
     gain: str = "auto"
     fixed_range: tuple[float, float] | None = None
     annotate: bool = True
+    mm_per_px: float | None = None
     style: display.OverlayStyle = field(default_factory=display.OverlayStyle)
 
 
@@ -272,6 +275,8 @@ def _process(
     if options.annotate:
         offset = shown.shape[1] - pair.nir.shape[1] if options.mode == "side-by-side" else 0
         display.draw_lesions(shown, analysis.lesions, offset_x=offset)
+    if options.mm_per_px:
+        annotate.draw_scale_bar(shown, options.mm_per_px)
     warnings = pair.warnings + analysis.warnings
     rec = FrameRecord(
         index=pair.index,
@@ -348,6 +353,8 @@ def render_stream(
                             options.mode, gain.to_display(pair.nir), pair.white, options.style
                         )
                         latencies.append((time.perf_counter() - t0) * 1e3)
+                        if options.mm_per_px:
+                            annotate.draw_scale_bar(shown, options.mm_per_px)
                         video.write(shown)
                     # Skipped frames count too, as in analyze_stream: N frames in, N out.
                     if max_frames and n >= max_frames:

@@ -1,7 +1,9 @@
 """Keep the same id for a lesion across frames while the camera moves.
 
 Camera motion between frames is estimated by phase correlation of downscaled frames
-(``cv2.phaseCorrelate``, sub-pixel, robust to illumination changes); the previous
+(``cv2.phaseCorrelate``, sub-pixel, robust to illumination changes). A shift whose
+correlation peak is below ``MIN_RESPONSE`` (a featureless view: the "shift" is noise)
+is not used: the tracks then stay where they were. The previous
 lesion positions are shifted by it and matched to the new detections by the
 Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) on centroid distance,
 with a gate. Unmatched detections start new tracks; a track survives
@@ -17,6 +19,10 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 _MOTION_SIDE = 256  # phase correlation on frames of about this size
+# Smallest phase-correlation peak of a trusted shift. Textured endoscopic frames give
+# about 0.9; frames with nothing but noise (a featureless view) give 0.03-0.05 and
+# a random shift.
+MIN_RESPONSE = 0.1
 
 
 @dataclass
@@ -32,12 +38,16 @@ class MotionEstimator:
     """Frame-to-frame translation of the scene by phase correlation.
 
     ``update(frame)`` returns the shift (dx, dy) in input px of the scene content
-    from the previous frame to this one (0, 0 for the first frame).
+    from the previous frame to this one (0, 0 for the first frame). ``response`` is
+    the height of the phase-correlation peak of the last shift and ``reliable`` says
+    whether it reached ``MIN_RESPONSE``; an unreliable shift is returned as (0, 0).
     """
 
     _prev: np.ndarray | None = None
     _window: np.ndarray | None = None
     _factor: int = 1
+    response: float = 1.0
+    reliable: bool = True
 
     def update(self, image: np.ndarray) -> tuple[float, float]:
         """Shift of ``image`` (H, W) or (H, W, 3) against the previous one, input px."""
@@ -58,11 +68,16 @@ class MotionEstimator:
         sd = float(small.std()) + 1e-6
         small = np.clip(small, -2.5 * sd, 2.5 * sd)
         if self._prev is None or self._prev.shape != small.shape:
+            self.response, self.reliable = 1.0, True
             self._prev = small
             self._window = cv2.createHanningWindow((small.shape[1], small.shape[0]), cv2.CV_32F)
             return (0.0, 0.0)
-        (dx, dy), _resp = cv2.phaseCorrelate(self._prev, small, self._window)
+        (dx, dy), resp = cv2.phaseCorrelate(self._prev, small, self._window)
         self._prev = small
+        self.response = float(resp)
+        self.reliable = self.response >= MIN_RESPONSE
+        if not self.reliable:
+            return (0.0, 0.0)
         return (float(dx) * self._factor, float(dy) * self._factor)
 
 
