@@ -236,8 +236,10 @@ def test_display_modes_shapes(mode):
 
 def test_overlay_without_white_light_is_the_colour_map():
     level = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    out = display.render("overlay", level, None, display.OverlayStyle())
+    out = display.render("overlay", level, None, display.OverlayStyle(colour="green"))
     assert np.array_equal(out, display.colour_mapped(level, "inferno"))
+    out = display.render("overlay", level, None, display.OverlayStyle())  # cividis
+    assert np.array_equal(out, display.colour_mapped(level, "cividis"))
 
 
 @pytest.mark.parametrize("colour", ["green", "magenta", "viridis"])
