@@ -100,7 +100,8 @@ def specular_mask(white: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     # Nearest-neighbour shrink reads only the sampled pixels (a strided copy of the
     # full frame would be slower).
     small = cv2.resize(white, (w, h), interpolation=cv2.INTER_NEAREST)
-    darkest = cv2.min(cv2.min(small[..., 0], small[..., 1]), small[..., 2])
+    b, g, r = cv2.split(small)
+    darkest = cv2.min(cv2.min(b, g), r)
     _, bright = cv2.threshold(darkest, _SPECULAR_BLUE, 255, cv2.THRESH_BINARY)
     # Grow by two cells: the glare around a highlight leaks too, beyond its bright core.
     return cv2.dilate(bright, np.ones((5, 5), np.uint8)) > 0
@@ -191,7 +192,8 @@ class FrameAnalyzer:
         )
         labels = det_mod.label_image(working.image.shape, detections, unreported)
         user_bg = _user_background(nir, s) if s.background.kind == "roi" else None
-        lesions, kept, warnings = [], [], white_warnings + motion_warning
+        # An unreliable shift only matters when there is something to track.
+        lesions, kept, warnings = [], [], white_warnings + (motion_warning if detections else [])
         overlap = None
         if user_bg is not None:
             overlap = roi_overlap_warning(s.background.roi_xywh, labels, working.factor)

@@ -222,14 +222,11 @@ def detect_regions(
     contours, _ = cv2.findContours(grow, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     min_area = np.pi / 4 * (min_diameter_px / frame.factor) ** 2
     min_peak = detect_z * frame.noise_sd
-    candidates = []
+    candidates, tiny = [], []
     for c in contours:
         x, y, w, h = cv2.boundingRect(c)
         if w * h < min_area or cv2.contourArea(c) + len(c) / 2 < min_area:
-            if float(frame.contrast[y : y + h, x : x + w].max()) >= min_peak:
-                # Too small for a lesion but bright: never background.
-                box = unreported[y : y + h, x : x + w]
-                box |= grow[y : y + h, x : x + w] > 0
+            tiny.append(c)
             continue
         seed = np.zeros((h, w), np.uint8)
         cv2.drawContours(seed, [c - (x, y)], -1, 255, thickness=cv2.FILLED)
@@ -241,6 +238,18 @@ def detect_regions(
             unreported[y : y + h, x : x + w] |= seed
             continue
         candidates.append(((x, y, w, h), seed, peak_z))
+    if tiny:
+        # Regions too small for a lesion that still reach ``detect_z`` (specks, leaks)
+        # are bright: never background. Most small regions are noise below ``detect_z``,
+        # so they are all drawn at once and labelled only if one of them is bright.
+        small = np.zeros_like(grow)
+        cv2.drawContours(small, tiny, -1, 255, thickness=cv2.FILLED)
+        small &= grow
+        _, strong = cv2.threshold(frame.contrast, min_peak, 255, cv2.THRESH_BINARY)
+        hits = cv2.bitwise_and(small, strong.astype(np.uint8))
+        if cv2.countNonZero(hits):
+            _, lab = cv2.connectedComponents(small, connectivity=8)
+            unreported |= np.isin(lab, np.unique(lab[hits > 0]))
     found: list[Detection] = []
     for box, seed, _peak_z in candidates:
         x, y, w, h = box
@@ -282,16 +291,20 @@ def _refine(
         if values.size == 0 or float(values.max()) < min_peak:
             continue
         rest[by : by + bh, bx : bx + bw] &= filled == 0
-        piece_step = max(1, values.size // 4000)
         found.append(
             Detection(
                 roi=(x + bx, y + by, bw, bh),
                 filled=filled,
                 ring=ring,
-                peak=float(np.percentile(values[::piece_step], 95)),
+                peak=peak,
                 peak_z=float(values.max()) / frame.noise_sd,
             )
         )
+    if len(found) > 1:  # several lesions in one region: each one's own peak (for sorting)
+        for d in found:
+            dx, dy, dw, dh = d.roi
+            values = frame.contrast[dy : dy + dh, dx : dx + dw][d.ring > 0]
+            d.peak = float(np.percentile(values[:: max(1, values.size // 4000)], 95))
     return found, rest
 
 
