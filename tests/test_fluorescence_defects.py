@@ -60,6 +60,17 @@ def test_two_equal_lesions_a_few_pixels_apart_are_both_reported(gap):
         _assert_true_values(les)
 
 
+@pytest.mark.parametrize("gap", [0, 2])
+def test_touching_lesions_measured_as_one_are_named(gap):
+    # Closer than about 3 working px the two discs stay one region at the outline level:
+    # they cannot be split, but the waist of the outline is reported.
+    left, right = 256 - 30 - gap // 2, 256 + 30 + gap - gap // 2
+    result = _analyzer().analyze(_frame([(left, 256, 30, LESION), (right, 256, 30, LESION)]))
+    assert len(result.lesions) == 1
+    assert len(result.warnings) == 1 and "two touching lesions" in result.warnings[0]
+    assert _analyzer().analyze(_frame([(256, 256, 30, LESION)])).warnings == []
+
+
 def test_a_bright_speck_too_small_for_a_lesion_is_never_background():
     # A 5 px speck at 4000 DN, 7 px beyond the lesion edge (inside the 3-10 px annulus):
     # not a lesion (below the 12 px minimum diameter) but it must not be background.

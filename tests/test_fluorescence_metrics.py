@@ -50,13 +50,14 @@ def _truth(frame, j, camera):
 @pytest.fixture(scope="module")
 def evaluation():
     camera = Camera()
-    rows, false_positives = [], 0
+    rows, false_positives, waists = [], 0, 0
     for i in range(N_FRAMES):
         rng = np.random.default_rng(5000 + i)
         lesions = random_lesions(rng, camera, LESIONS_PER_FRAME)
         frame = next(render_sequence(lesions, camera, seed=9000 + i))
         analyzer = FrameAnalyzer(AnalysisSettings(), camera.bit_depth)
         result = analyzer.analyze(frame.nir, frame.white)
+        waists += sum("two touching lesions" in w for w in result.warnings)
         masks = [
             analyzer.lesion_mask(result, frame.nir.shape, k) for k in range(len(result.detections))
         ]
@@ -86,12 +87,12 @@ def evaluation():
                 }
             )
         false_positives += len(masks) - len(matched)
-    return rows, false_positives
+    return rows, false_positives, waists
 
 
 @pytest.mark.slow
 def test_detection_measurement_and_pattern_on_generated_set(evaluation):
-    rows, false_positives = evaluation
+    rows, false_positives, waists = evaluation
     assert len(rows) >= 200
     visible = [r for r in rows if r["true_cnr"] >= 3]
     assert len(visible) >= 150
@@ -105,19 +106,21 @@ def test_detection_measurement_and_pattern_on_generated_set(evaluation):
         f"\nlesions {len(rows)}, CNR>=3 {len(visible)}: sensitivity {sensitivity:.3f}, "
         f"FP/frame {fp_per_frame:.3f}, pattern accuracy {pattern_accuracy:.3f}, "
         f"TBR error median {np.median(tbr_error):.3f} p95 {np.percentile(tbr_error, 95):.3f} "
-        f"max {tbr_error.max():.3f}, Dice median {np.median(dice):.3f} min {dice.min():.3f}"
+        f"max {tbr_error.max():.3f}, Dice median {np.median(dice):.3f} min {dice.min():.3f}, "
+        f"'two touching lesions' warnings {waists}"
     )
     assert sensitivity >= 0.95
     assert fp_per_frame <= 0.1
     assert pattern_accuracy >= 0.90
     assert tbr_error.max() <= 0.10  # every lesion's TBR within 10 % of the truth
     assert np.mean(dice) >= 0.85 and np.mean(dice >= 0.85) >= 0.95
+    assert waists == 0  # no lesion of the set (all patterns, none touching) looks like two
 
 
 @pytest.mark.slow
 def test_shallow_patterns_are_all_recognised(evaluation):
     # Within 2 mm of the surface the pattern is not blurred away: every one must be right.
-    rows, _ = evaluation
+    rows, _, _ = evaluation
     shallow = [r for r in rows if r["depth"] <= 2.0 and r["true_cnr"] >= 3 and r["detected"]]
     assert len(shallow) >= 30
     accuracy = np.mean([r["found_pattern"] == r["pattern"] for r in shallow])

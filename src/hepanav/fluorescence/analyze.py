@@ -303,6 +303,12 @@ class FrameAnalyzer:
         )
         if warn:
             warnings.append(warn)
+        neck = waist_px(d.filled)
+        if neck is not None:
+            warnings.append(
+                f"lesion at {centroid[0]:.0f},{centroid[1]:.0f}: its outline has a waist "
+                f"({neck * f:.0f} px wide): may be two touching lesions measured as one"
+            )
         rec = LesionRecord(
             id=0,
             centroid_xy=(round(centroid[0], 2), round(centroid[1], 2)),
@@ -344,6 +350,46 @@ class FrameAnalyzer:
             m[: shape[0] - y * f, : shape[1] - x * f] > 0
         )
         return out
+
+
+def waist_px(filled: np.ndarray, depth: float = 0.4, narrow: float = 0.6) -> float | None:
+    """Width of the waist of a lesion mask that looks like two touching blobs, else None.
+
+    Lesions closer than about 3 working px stay joined at the outline level. Such a
+    mask has two deep notches facing each other across a narrow neck (a crescent or an
+    open rim has one). Two notches deeper than ``depth`` x the equivalent radius whose
+    points are closer than ``narrow`` x that radius (and joined through the mask) count.
+    """
+    contours, _ = cv2.findContours(filled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    c = max(contours, key=len)
+    if len(c) < 8:
+        return None
+    radius = float(np.sqrt(np.count_nonzero(filled) / np.pi))
+    hull = cv2.convexHull(c, returnPoints=False)
+    try:
+        defects = cv2.convexityDefects(c, hull)
+    except cv2.error:  # self-intersecting hull order on tiny masks
+        return None
+    if defects is None:
+        return None
+    defects = defects.reshape(-1, 4)  # start, end, farthest point, depth * 256
+    deep = defects[defects[:, 3] / 256.0 > depth * radius]
+    if len(deep) < 2:
+        return None
+    deep = deep[np.argsort(-deep[:, 3])][:2]
+    p1, p2 = c[deep[0, 2], 0].astype(float), c[deep[1, 2], 0].astype(float)
+    width = float(np.hypot(*(p1 - p2)))
+    if width >= narrow * radius:
+        return None
+    # The neck must run through the lesion (not across the gap of a C-shaped rim).
+    n = max(2, int(width))
+    xs = np.rint(np.linspace(p1[0], p2[0], n)).astype(int)
+    ys = np.rint(np.linspace(p1[1], p2[1], n)).astype(int)
+    if np.mean(filled[ys, xs] > 0) < 0.8:
+        return None
+    return width
 
 
 def roi_overlap_warning(
