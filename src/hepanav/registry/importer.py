@@ -375,6 +375,11 @@ def _apply_upsert(conn, rows, changes: list[UpsertChange], user: str, reason: st
             where = term if where is None else where & term
         row = next(r for r in rows if _matches(r, keys[change.table], change.key))
         conn.execute(update(table).where(where).values({change.field: getattr(row, change.field)}))
+    # A blank cell keeps the stored value: the merged records get the import's rules again.
+    from hepanav.registry.records import check_outcome_rules
+
+    for patient in sorted({c.key.split("/")[0] for c in changes if c.action == "update"}):
+        check_outcome_rules(conn, patient)
     for change in changes:
         _log(
             conn,
