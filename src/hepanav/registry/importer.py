@@ -172,6 +172,19 @@ def _conflicts(frame: pd.DataFrame, key: list[str], fields: tuple[str, ...]) -> 
     return errors
 
 
+def check_typed_percentages(rows: Sequence[OutcomeRow]) -> list[RowError]:
+    """Shell coverages typed as fractions (0.987 for 98.7 %) refused, naming row and column."""
+    from hepanav.registry.schema import SHELL_COVERAGE_PCT, fraction_as_percent_problem
+
+    errors = []
+    for i, r in enumerate(rows):
+        for field in SHELL_COVERAGE_PCT:
+            problem = fraction_as_percent_problem(field, getattr(r, field))
+            if problem:
+                errors.append(RowError(row=i + 2, column=field, reason=problem))
+    return errors
+
+
 def check_outcome_consistency(rows: Sequence[OutcomeRow]) -> list[RowError]:
     """Patient, lesion and procedure attributes must agree on all rows that repeat them."""
     frame = _frame(rows)
@@ -548,7 +561,8 @@ def import_file(
         raise format_errors(errors, path)
     rows, errors = validate_rows(kind, table.records, numbers)
     if not errors and kind == "outcomes":
-        errors = _renumber(check_outcome_consistency(rows), numbers)
+        errors = _renumber(check_typed_percentages(rows), numbers)
+        errors += _renumber(check_outcome_consistency(rows), numbers)
     if errors:
         raise format_errors(errors, path)
     # The file's hash identifies it in the audit trail; its name (which may name
@@ -571,17 +585,21 @@ def import_file(
                     conn.rollback()
                     return
                 _apply_upsert(conn, rows, planned, user, why)
+                _check_procedure_dates(conn, rows, numbers, path)
             elif kind == "outcomes":
                 there = _already_there(conn, rows, numbers)
                 if there:
                     raise format_errors(there, path)
                 _write_outcomes(conn, rows)
+                _check_procedure_dates(conn, rows, numbers, path)
             else:
                 missing = _missing_parents(
                     conn, rows, with_lesion=kind == "events", with_procedure=kind != "events"
                 )
                 if missing:
                     raise format_errors(_renumber(missing, numbers), path)
+                if kind == "events":
+                    _check_event_dates(conn, rows, numbers, path)
                 table_ = models.FollowUpEvent if kind == "events" else models.Complication
                 _insert(conn, table_.__table__, [r.model_dump() for r in rows])
             conn.execute(
@@ -615,6 +633,42 @@ def import_file(
         dry_run=dry_run,
         changes=planned,
     )
+
+
+def _timeline_errors(found) -> list[RowError]:
+    errors = [RowError(row=item.label, column=item.field, reason=why) for item, why in found]
+    return sorted(errors, key=lambda e: e.row)
+
+
+def _check_event_dates(conn, rows: Sequence, numbers: Sequence[int], path: Path) -> None:
+    """Events after the patient's death, deaths before a procedure: refused by row."""
+    from hepanav.registry import timeline
+
+    new = [
+        timeline.Dated(r.patient_id, r.event_type, r.event_date, r.lesion_id or "", number)
+        for r, number in zip(rows, numbers, strict=True)
+    ]
+    found = timeline.problems(timeline.stored(conn, {r.patient_id for r in rows}) + new)
+    if found:
+        raise format_errors(_timeline_errors(found), path)
+
+
+def _check_procedure_dates(conn, rows: Sequence, numbers: Sequence[int], path: Path) -> None:
+    """Procedures (as now stored) dated after their patient's death: refused by row."""
+    from hepanav.registry import timeline
+
+    first_row: dict[tuple[str, str], int] = {}
+    for r, number in zip(rows, numbers, strict=True):
+        first_row.setdefault((r.patient_id, r.procedure_id), number)
+    items = [
+        i.__class__(i.patient_id, i.kind, i.date, i.name, first_row.get((i.patient_id, i.name)))
+        if i.kind == "procedure"
+        else i
+        for i in timeline.stored(conn, {p for p, _ in first_row})
+    ]
+    found = timeline.problems(items)
+    if found:
+        raise format_errors(_timeline_errors(found), path)
 
 
 def _renumber(errors: Sequence[RowError], numbers: Sequence[int]) -> list[RowError]:

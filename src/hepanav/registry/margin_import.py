@@ -89,7 +89,7 @@ def attach_margin(
         stored margin would be overwritten without ``upsert``, or the MAM is not
         decisive without ``accept_not_decisive``.
     """
-    from hepanav.registry.records import _check_actor, _log
+    from hepanav.registry.records import _check_actor, _log, check_outcome_rules
 
     margin = read_margin_json(path)
     not_decisive = margin.uncertainty is not None and not margin.uncertainty.decisive
@@ -141,6 +141,8 @@ def attach_margin(
             )
         if changes:
             conn.execute(update(t).where(key).values(new))
+            # The stored record as a whole under the outcomes template's rules.
+            check_outcome_rules(conn, patient_id)
             _log(
                 conn,
                 user,

@@ -101,8 +101,7 @@ def compare_incidence(
     base = {"n": int(tested.sum()), "events": events}
     missing = [g for g in groups if g.group == stats.MISSING_GROUP]
     left_out = (
-        f"; {missing[0].n_lesions} lesion(s) ({missing[0].events} LTP) without {column} "
-        "left out"
+        f"; {missing[0].n_lesions} lesion(s) ({missing[0].events} LTP) without {column} left out"
         if missing
         else ""
     )

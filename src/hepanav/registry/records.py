@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from hepanav.core import privacy
 from hepanav.core.errors import InputError
 from hepanav.core.validation import first_error
-from hepanav.registry import models
+from hepanav.registry import models, timeline
 from hepanav.registry.db import database_errors, write_transaction
 from hepanav.registry.schema import (
     CODE_SETS,
@@ -39,6 +39,7 @@ from hepanav.registry.schema import (
     EventRow,
     OutcomeRow,
     _canonical,
+    fraction_as_percent_problem,
 )
 
 TABLES: dict[str, type[models.Base]] = {
@@ -123,6 +124,9 @@ def validate_value(table: str, field: str, value: Any) -> Any:
         raise InputError(first_error(exc, field).removeprefix(f"{field}: "), field) from None
     if isinstance(checked, float) and not math.isfinite(checked):
         raise InputError("must be a finite number", field)
+    problem = fraction_as_percent_problem(field, checked)
+    if problem:
+        raise InputError(problem, field)
     return checked
 
 
@@ -219,6 +223,7 @@ def create_record(
             clean["id"] = result.inserted_primary_key[0]
         key = record_key(table, clean)
         check_outcome_rules(conn, clean.get("patient_id"))
+        timeline.check_record(conn, table, clean, key)
         _log(conn, user, "create", table, key, [(f, None, v) for f, v in clean.items()], reason)
     return clean
 
@@ -249,6 +254,7 @@ def update_record(
         if diff:
             conn.execute(update(t).where(where).values(**{f: v for f, _, v in diff}))
             check_outcome_rules(conn, row.get("patient_id"))
+            timeline.check_record(conn, table, dict(row), record_key(table, key))
             _log(conn, user, "update", table, record_key(table, key), diff, reason)
     return diff
 

@@ -138,6 +138,50 @@ CODE_SETS: dict[str, tuple[str, ...]] = {
 ID_COLUMNS = ("patient_id", "lesion_id", "procedure_id")
 
 
+def mam_category_problem(mam_mm: float, category: str) -> str | None:
+    """``None``, or why ``category`` contradicts the MAM (one rule for every input path).
+
+    The category is a function of the MAM (hepanav margin's definition); a mismatch
+    would put the lesion in the wrong group of every category statistic. 0.05 mm
+    slack: a MAM rounded to 0.1 mm at a boundary stays consistent. Used by the
+    outcomes template (CSV/XLSX, corrections) and by ``registry import-margin``.
+    """
+    bounds = {
+        "incomplete": (-1e9, 0.0),
+        "0-5mm": (0.0, 5.0),
+        "5-10mm": (5.0, 10.0),
+        ">=10mm": (10.0, 1e9),
+    }
+    lo, hi = bounds[category]
+    if lo - 0.05 <= mam_mm < hi + 0.05:
+        return None
+    return (
+        f"{category} contradicts mam_mm {mam_mm:g} "
+        "(incomplete < 0 <= 0-5mm < 5 <= 5-10mm < 10 <= >=10mm)"
+    )
+
+
+SHELL_COVERAGE_PCT = ("shell_coverage_5mm_pct", "shell_coverage_6mm_pct")
+
+
+def fraction_as_percent_problem(field: str, value: float | None) -> str | None:
+    """``None``, or why a typed shell coverage looks like a fraction (0-1) instead of a %.
+
+    ``hepanav margin`` writes coverages as fractions (0.987); the template's columns
+    are percentages (98.7). A typed value in (0, 1] cannot be told apart (0.987 % or
+    98.7 %?), so it is refused rather than guessed; ``import-margin`` converts the
+    fractions itself and is not subject to this. Ki-67 (``ki67_pct``) is not
+    screened: a Ki-67 below 1 % is a real value (NET G1).
+    """
+    if field in SHELL_COVERAGE_PCT and value is not None and 0 < value <= 1:
+        return (
+            f"{value:g} looks like a fraction (margin.json writes 0-1); {field} is a "
+            f"percentage 0-100: write {100 * value:g} for {value:g} (a coverage of 1 % or "
+            "less cannot be told from a fraction: use registry import-margin)"
+        )
+    return None
+
+
 class _Row(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
@@ -233,21 +277,9 @@ class OutcomeRow(_Row):
                     f"{self.margin_mm:g} (R0 means >= {R0_MIN_MARGIN_MM:g} mm)"
                 )
         if self.mam_mm is not None and self.margin_category is not None:
-            # The category is a function of the MAM (hepanav margin's definition); a
-            # mismatch would put the lesion in the wrong group of every category statistic.
-            # 0.05 mm slack: a MAM rounded to 0.1 mm at a boundary stays consistent.
-            bounds = {
-                "incomplete": (-1e9, 0.0),
-                "0-5mm": (0.0, 5.0),
-                "5-10mm": (5.0, 10.0),
-                ">=10mm": (10.0, 1e9),
-            }
-            lo, hi = bounds[self.margin_category]
-            if not lo - 0.05 <= self.mam_mm < hi + 0.05:
-                raise ValueError(
-                    f"margin_category {self.margin_category} contradicts mam_mm "
-                    f"{self.mam_mm:g} (incomplete < 0 <= 0-5mm < 5 <= 5-10mm < 10 <= >=10mm)"
-                )
+            problem = mam_category_problem(self.mam_mm, self.margin_category)
+            if problem:
+                raise ValueError(f"margin_category {problem}")
         if self.mam_mm is None:
             for name in ("mam_uncertainty_mm", "mam_decisive"):
                 if getattr(self, name) is not None:
@@ -270,6 +302,15 @@ class OutcomeRow(_Row):
             raise ValueError("net_grade is only for primary_type NET")
         if self.ablation_energy is not None and self.procedure_type != "ablation":
             raise ValueError("ablation_energy given for a procedure that is not an ablation")
+        if self.procedure_type == "ablation":
+            # R0/R1 is the pathologist's verdict on a resected specimen; an ablation has
+            # no specimen. Its margin is mam_mm / margin_category (never pooled with R0).
+            for name in ("margin_status", "margin_mm"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} given for an ablation (R0/R1 and margin_mm are resection "
+                        "fields; an ablation's margin is mam_mm / margin_category)"
+                    )
         ablation_only = ("technical_success", "complete_at_first_follow_up", "n_applicators")
         for name in ablation_only:
             if getattr(self, name) is not None and self.procedure_type != "ablation":
@@ -851,3 +892,12 @@ class MarginJson(BaseModel):
     uncertainty: MarginUncertaintyJson | None = Field(
         None, description="the MAM interval and whether it is decisive (older files: absent)"
     )
+
+    @model_validator(mode="after")
+    def _category_of_mam(self):
+        # The outcomes template's rule: a file whose category disagrees with its MAM
+        # (edited by hand?) is refused rather than stored half-consistent.
+        problem = mam_category_problem(self.min_margin_mm, self.category)
+        if problem:
+            raise ValueError(f"category {problem.replace('mam_mm', 'min_margin_mm', 1)}")
+        return self
