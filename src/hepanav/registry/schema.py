@@ -161,6 +161,10 @@ def mam_category_problem(mam_mm: float, category: str) -> str | None:
     )
 
 
+def _article(procedure_type: str) -> str:
+    return ("an " if procedure_type[0].lower() in "aeiou" else "a ") + procedure_type
+
+
 SHELL_COVERAGE_PCT = ("shell_coverage_5mm_pct", "shell_coverage_6mm_pct")
 
 
@@ -302,14 +306,16 @@ class OutcomeRow(_Row):
             raise ValueError("net_grade is only for primary_type NET")
         if self.ablation_energy is not None and self.procedure_type != "ablation":
             raise ValueError("ablation_energy given for a procedure that is not an ablation")
-        if self.procedure_type == "ablation":
-            # R0/R1 is the pathologist's verdict on a resected specimen; an ablation has
-            # no specimen. Its margin is mam_mm / margin_category (never pooled with R0).
+        if self.procedure_type != "resection":
+            # R0/R1 is the pathologist's verdict on a resected specimen; an ablation (or
+            # TACE, ...) has no specimen. An ablation's margin is mam_mm / margin_category;
+            # it is never pooled with the R0 rate.
             for name in ("margin_status", "margin_mm"):
                 if getattr(self, name) is not None:
                     raise ValueError(
-                        f"{name} given for an ablation (R0/R1 and margin_mm are resection "
-                        "fields; an ablation's margin is mam_mm / margin_category)"
+                        f"{name} given for {_article(self.procedure_type)} (R0/R1 and "
+                        "margin_mm are resection fields; an ablation's margin is mam_mm / "
+                        "margin_category)"
                     )
         ablation_only = ("technical_success", "complete_at_first_follow_up", "n_applicators")
         for name in ablation_only:
