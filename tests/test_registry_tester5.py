@@ -139,6 +139,15 @@ def test_r6_no_r_status_on_ablations_and_no_pooled_r0_rate(cli, registry, tmp_pa
         "stats", "margins", "--group-by", "procedure_type", "--out", tmp_path / "q", "--db", url
     )
     one_line_error(code, err, "1 ablation row(s) carry a margin_status")
+    # Such a stored row does not block correcting something else; clearing it works.
+    lesion = {"patient_id": "A3", "lesion_id": "L1"}
+    assert records.update_record(engine, "lesions", lesion, {"size_mm": 20}, "u", "r")
+    treatment = {**lesion, "procedure_id": "A1"}
+    records.update_record(engine, "lesion_treatments", treatment, {"margin_status": ""}, "u", "r")
+    code, _, err = cli(
+        "stats", "margins", "--group-by", "procedure_type", "--out", tmp_path / "s", "--db", url
+    )
+    assert code == 0, err
 
 
 def _margin(path, mam, category, c5=0.987, c6=0.756):

@@ -374,8 +374,10 @@ def _shown(value) -> str | None:
 
 
 def _apply_upsert(conn, rows, changes: list[UpsertChange], user: str, reason: str) -> None:
-    from hepanav.registry.records import _log
+    from hepanav.registry.records import _log, check_outcome_rules, outcome_problems
 
+    touched = sorted({c.key.split("/")[0] for c in changes if c.action == "update"})
+    before = {patient: outcome_problems(conn, patient) for patient in touched}
     _write_outcomes(conn, rows, skip_existing=True)
     keys = {name: key for name, key, _ in _TABLE_FIELDS}
     for change in changes:
@@ -389,10 +391,8 @@ def _apply_upsert(conn, rows, changes: list[UpsertChange], user: str, reason: st
         row = next(r for r in rows if _matches(r, keys[change.table], change.key))
         conn.execute(update(table).where(where).values({change.field: getattr(row, change.field)}))
     # A blank cell keeps the stored value: the merged records get the import's rules again.
-    from hepanav.registry.records import check_outcome_rules
-
-    for patient in sorted({c.key.split("/")[0] for c in changes if c.action == "update"}):
-        check_outcome_rules(conn, patient)
+    for patient in touched:
+        check_outcome_rules(conn, patient, before[patient])
     for change in changes:
         _log(
             conn,

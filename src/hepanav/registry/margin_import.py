@@ -89,7 +89,12 @@ def attach_margin(
         stored margin would be overwritten without ``upsert``, or the MAM is not
         decisive without ``accept_not_decisive``.
     """
-    from hepanav.registry.records import _check_actor, _log, check_outcome_rules
+    from hepanav.registry.records import (
+        _check_actor,
+        _log,
+        check_outcome_rules,
+        outcome_problems,
+    )
 
     margin = read_margin_json(path)
     not_decisive = margin.uncertainty is not None and not margin.uncertainty.decisive
@@ -140,9 +145,10 @@ def attach_margin(
                 "to store it (the history will say NOT decisive)"
             )
         if changes:
+            before = outcome_problems(conn, patient_id)
             conn.execute(update(t).where(key).values(new))
             # The stored record as a whole under the outcomes template's rules.
-            check_outcome_rules(conn, patient_id)
+            check_outcome_rules(conn, patient_id, before)
             _log(
                 conn,
                 user,

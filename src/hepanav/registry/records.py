@@ -207,6 +207,7 @@ def create_record(
     if table == "lesion_treatments":
         _mam_certainty({c.name: None for c in t.columns}, clean, [])
     with database_errors(engine), write_transaction(engine) as conn:
+        before = outcome_problems(conn, clean.get("patient_id"))
         try:
             result = conn.execute(insert(t).values(**clean))
         except Exception as exc:
@@ -222,7 +223,7 @@ def create_record(
         if "id" in key_columns(table):
             clean["id"] = result.inserted_primary_key[0]
         key = record_key(table, clean)
-        check_outcome_rules(conn, clean.get("patient_id"))
+        check_outcome_rules(conn, clean.get("patient_id"), before)
         timeline.check_record(conn, table, clean, key)
         _log(conn, user, "create", table, key, [(f, None, v) for f, v in clean.items()], reason)
     return clean
@@ -252,26 +253,22 @@ def update_record(
         if table == "lesion_treatments":
             diff += _mam_certainty(row, clean, diff)
         if diff:
+            before = outcome_problems(conn, row.get("patient_id"))
             conn.execute(update(t).where(where).values(**{f: v for f, _, v in diff}))
-            check_outcome_rules(conn, row.get("patient_id"))
+            check_outcome_rules(conn, row.get("patient_id"), before)
             timeline.check_record(conn, table, dict(row), record_key(table, key))
             _log(conn, user, "update", table, record_key(table, key), diff, reason)
     return diff
 
 
-def check_outcome_rules(conn: Connection, patient_id: str | None) -> None:
-    """Every lesion treatment of the patient, as changed, re-checked with the import's rules.
-
-    One rule set: a correction is validated by the same :class:`OutcomeRow` model (R0
-    means >= 1 mm, MAM vs category, resection-only fields, dates ...) as an imported
-    row, on the joined record (patient, lesion, procedure, treatment) as it would be
-    stored. Raises InputError naming the record; the caller's transaction then rolls back.
-    """
+def outcome_problems(conn: Connection, patient_id: str | None) -> dict[str, tuple[str, str]]:
+    """``{lesion treatment key: (field, reason)}`` of the patient's rows the import refuses."""
     if patient_id is None:
-        return
+        return {}
     from hepanav.registry.dataset import treatments_query
 
     fields = OutcomeRow.model_fields
+    found = {}
     for row in conn.execute(treatments_query(patient_id)).mappings():
         record = {f: row[f] for f in fields if f in row and row[f] is not None}
         try:
@@ -281,10 +278,29 @@ def check_outcome_rules(conn: Connection, patient_id: str | None) -> None:
             why = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
             loc = err.get("loc", ())
             field = str(loc[0]) if loc else why.split(" ", 1)[0]
-            key = record_key("lesion_treatments", row)
-            raise InputError(
-                f"{key}: {why} (the import refuses it too)", field if field in fields else "record"
-            ) from None
+            found[record_key("lesion_treatments", row)] = (
+                field if field in fields else "record",
+                why,
+            )
+    return found
+
+
+def check_outcome_rules(
+    conn: Connection, patient_id: str | None, before: Mapping[str, tuple[str, str]] | None = None
+) -> None:
+    """Every lesion treatment of the patient, as changed, re-checked with the import's rules.
+
+    One rule set: a correction is validated by the same :class:`OutcomeRow` model (R0
+    means >= 1 mm, MAM vs category, resection-only fields, dates ...) as an imported
+    row, on the joined record (patient, lesion, procedure, treatment) as it would be
+    stored. Raises InputError naming the record; the caller's transaction then rolls back.
+    ``before`` (:func:`outcome_problems` before the change): problems already stored
+    (from before a rule existed) do not block a correction of something else.
+    """
+    before = before or {}
+    for key, (field, why) in outcome_problems(conn, patient_id).items():
+        if before.get(key) != (field, why):
+            raise InputError(f"{key}: {why} (the import refuses it too)", field)
 
 
 def _mam_certainty(row: Mapping[str, Any], clean: Mapping[str, Any], diff) -> list:
