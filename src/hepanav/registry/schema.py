@@ -898,12 +898,3 @@ class MarginJson(BaseModel):
     uncertainty: MarginUncertaintyJson | None = Field(
         None, description="the MAM interval and whether it is decisive (older files: absent)"
     )
-
-    @model_validator(mode="after")
-    def _category_of_mam(self):
-        # The outcomes template's rule: a file whose category disagrees with its MAM
-        # (edited by hand?) is refused rather than stored half-consistent.
-        problem = mam_category_problem(self.min_margin_mm, self.category)
-        if problem:
-            raise ValueError(f"category {problem.replace('mam_mm', 'min_margin_mm', 1)}")
-        return self
