@@ -191,17 +191,28 @@ def test_r5_shell_coverages_typed_as_fractions_are_refused(registry, tmp_path):
         import_file(engine, write_csv(tmp_path / "o.csv", rows))
     message = str(exc.value)
     assert "2 bad row(s)" in message
-    assert "row 2 shell_coverage_5mm_pct: 0.987 looks like a fraction" in message
+    assert "row 2 shell_coverage_5mm_pct: shell_coverage_5mm_pct 0.987 looks like a fraction" in (
+        message
+    )
     assert "write 98.7 for 0.987" in message
-    assert "row 3 shell_coverage_6mm_pct: 1 looks like a fraction" in message
+    assert "row 3 shell_coverage_6mm_pct: shell_coverage_6mm_pct 1 looks like a fraction" in (
+        message
+    )
     rows[0]["shell_coverage_5mm_pct"], rows[1]["shell_coverage_6mm_pct"] = 98.7, 100
     import_file(engine, write_csv(tmp_path / "ok.csv", rows))
     assert stored(engine, "lesion_treatments", "shell_coverage_5mm_pct") == [98.7, 100.0]
     key = {"patient_id": "V1", "procedure_id": "A1", "lesion_id": "L1"}
-    with pytest.raises(InputError, match="0.5 looks like a fraction"):
+    with pytest.raises(InputError, match="shell_coverage_6mm_pct 0.5 looks like a fraction"):
         records.update_record(
             engine, "lesion_treatments", key, {"shell_coverage_6mm_pct": 0.5}, "u", "r"
         )
+    # With a negative MAM (incomplete ablation) a coverage below 1 % is real: accepted.
+    low = [
+        _row("V3", "L1", "A1", "ablation", mam_mm=-3, margin_category="incomplete",
+             shell_coverage_5mm_pct=0.4, shell_coverage_6mm_pct=0.1),
+    ]  # fmt: skip
+    import_file(engine, write_csv(tmp_path / "low.csv", low))
+    assert stored(engine, "lesion_treatments", "shell_coverage_6mm_pct")[-1] == 0.1
     # import-margin converts margin.json's fractions: 0.987 -> 98.7 %, 0.756 -> 75.6 %.
     margin = _margin(tmp_path / "m.json", 4.53, "0-5mm")
     attach_margin(engine, margin, "V1", "A1", "L1", upsert=True)

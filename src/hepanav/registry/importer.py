@@ -172,19 +172,6 @@ def _conflicts(frame: pd.DataFrame, key: list[str], fields: tuple[str, ...]) -> 
     return errors
 
 
-def check_typed_percentages(rows: Sequence[OutcomeRow]) -> list[RowError]:
-    """Shell coverages typed as fractions (0.987 for 98.7 %) refused, naming row and column."""
-    from hepanav.registry.schema import SHELL_COVERAGE_PCT, fraction_as_percent_problem
-
-    errors = []
-    for i, r in enumerate(rows):
-        for field in SHELL_COVERAGE_PCT:
-            problem = fraction_as_percent_problem(field, getattr(r, field))
-            if problem:
-                errors.append(RowError(row=i + 2, column=field, reason=problem))
-    return errors
-
-
 def check_outcome_consistency(rows: Sequence[OutcomeRow]) -> list[RowError]:
     """Patient, lesion and procedure attributes must agree on all rows that repeat them."""
     frame = _frame(rows)
@@ -561,8 +548,7 @@ def import_file(
         raise format_errors(errors, path)
     rows, errors = validate_rows(kind, table.records, numbers)
     if not errors and kind == "outcomes":
-        errors = _renumber(check_typed_percentages(rows), numbers)
-        errors += _renumber(check_outcome_consistency(rows), numbers)
+        errors = _renumber(check_outcome_consistency(rows), numbers)
     if errors:
         raise format_errors(errors, path)
     # The file's hash identifies it in the audit trail; its name (which may name

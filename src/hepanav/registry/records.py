@@ -39,7 +39,6 @@ from hepanav.registry.schema import (
     EventRow,
     OutcomeRow,
     _canonical,
-    fraction_as_percent_problem,
 )
 
 TABLES: dict[str, type[models.Base]] = {
@@ -124,9 +123,6 @@ def validate_value(table: str, field: str, value: Any) -> Any:
         raise InputError(first_error(exc, field).removeprefix(f"{field}: "), field) from None
     if isinstance(checked, float) and not math.isfinite(checked):
         raise InputError("must be a finite number", field)
-    problem = fraction_as_percent_problem(field, checked)
-    if problem:
-        raise InputError(problem, field)
     return checked
 
 

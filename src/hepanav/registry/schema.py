@@ -168,22 +168,29 @@ def _article(procedure_type: str) -> str:
 SHELL_COVERAGE_PCT = ("shell_coverage_5mm_pct", "shell_coverage_6mm_pct")
 
 
-def fraction_as_percent_problem(field: str, value: float | None) -> str | None:
+def fraction_as_percent_problem(
+    field: str, value: float | None, mam_mm: float | None
+) -> str | None:
     """``None``, or why a typed shell coverage looks like a fraction (0-1) instead of a %.
 
     ``hepanav margin`` writes coverages as fractions (0.987); the template's columns
-    are percentages (98.7). A typed value in (0, 1] cannot be told apart (0.987 % or
-    98.7 %?), so it is refused rather than guessed; ``import-margin`` converts the
-    fractions itself and is not subject to this. Ki-67 (``ki67_pct``) is not
-    screened: a Ki-67 below 1 % is a real value (NET G1).
+    are percentages (98.7). A value in (0, 1] is ambiguous (0.987 % or 98.7 %?). With
+    the MAM >= 0 (the tumour inside the zone, which then covers every point within
+    the MAM of it) or unknown, so small a coverage is implausible and the value is
+    read as a typed-in fraction: refused rather than guessed. With a negative MAM
+    (incomplete ablation) small coverages are real and accepted. ``import-margin``
+    converts margin.json's fractions itself. Ki-67 (``ki67_pct``) is not screened:
+    a Ki-67 below 1 % is a real value (NET G1).
     """
-    if field in SHELL_COVERAGE_PCT and value is not None and 0 < value <= 1:
-        return (
-            f"{value:g} looks like a fraction (margin.json writes 0-1); {field} is a "
-            f"percentage 0-100: write {100 * value:g} for {value:g} (a coverage of 1 % or "
-            "less cannot be told from a fraction: use registry import-margin)"
-        )
-    return None
+    if field not in SHELL_COVERAGE_PCT or value is None or not 0 < value <= 1:
+        return None
+    if mam_mm is not None and mam_mm < 0:
+        return None
+    return (
+        f"{field} {value:g} looks like a fraction (margin.json writes 0-1); it is a "
+        f"percentage 0-100: write {100 * value:g} for {value:g} (1 % or less is accepted "
+        "only with a negative mam_mm, an incomplete ablation)"
+    )
 
 
 class _Row(BaseModel):
@@ -284,6 +291,10 @@ class OutcomeRow(_Row):
             problem = mam_category_problem(self.mam_mm, self.margin_category)
             if problem:
                 raise ValueError(f"margin_category {problem}")
+        for name in SHELL_COVERAGE_PCT:
+            problem = fraction_as_percent_problem(name, getattr(self, name), self.mam_mm)
+            if problem:
+                raise ValueError(problem)
         if self.mam_mm is None:
             for name in ("mam_uncertainty_mm", "mam_decisive"):
                 if getattr(self, name) is not None:
