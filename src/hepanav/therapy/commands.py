@@ -155,7 +155,7 @@ def dose(
                 else f" = up to {hi:g} mg for this patient"
             )
         typer.echo(
-            f"{res.regimen}: {res.drug} {res.dose:g} {res.unit} per {res.per}{mg}: "
+            f"{res.regimen}: {res.drug} {res.dose:.15g} {res.unit} per {res.per}{mg}: "
             f"{res.result.upper()} the protocol dose, {res.protocol_dose}{in_mg} "
             f"({res.source.citation.rstrip('.')}{unchecked})"
         )
@@ -167,7 +167,7 @@ def dose(
         return
     bsa = f", BSA {result.bsa_m2:.2f} m2 (Mosteller)" if result.bsa_m2 is not None else ""
     low, high = result.range_mg
-    given = f"{result.drug} {result.dose:g} {result.unit} {result.route}"
+    given = f"{result.drug} {result.dose:.15g} {result.unit} {result.route}"
     typer.echo(
         f"{given} = {result.total_mg:g} mg{bsa}: {result.result.upper()} the HISTORICAL range "
         f"{low:g}-{high:g} mg ({result.source.quote.split(',')[0]}...; not a dosing protocol)"
