@@ -88,14 +88,14 @@ def percent_value(value: object) -> object:
         if match is None:
             raise ValueError(
                 "a percent value is a number (25 for 25 %), or a string with the % sign "
-                "(\"0.25 %\") for a value under 1 %"
+                '("0.25 %") for a value under 1 %'
             )
         return float(match.group(1))
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1:
         raise ValueError(
             "a number between 0 and 1 is ambiguous in a percent field: give percent (25 for "
             "25 %, not the fraction 0.25); a value truly under 1 % is written with the sign, "
-            "\"0.25 %\""
+            '"0.25 %"'
         )
     return value
 
@@ -136,7 +136,9 @@ class Case(BaseModel):
     )
     primary: Primary | None = Field(default=None, description="Primary tumour.")
     net_grade: NetGrade | None = Field(default=None, description="WHO grade of a NET.")
-    ki67_percent: float | None = Field(default=None, ge=0, le=100, description="Ki-67 index, %" + _PERCENT_NOTE)
+    ki67_percent: float | None = Field(
+        default=None, ge=0, le=100, description="Ki-67 index, %" + _PERCENT_NOTE
+    )
     sstr_positive: bool | None = Field(
         default=None,
         description="Somatostatin-receptor imaging uptake >= normal liver in the lesions.",
@@ -151,7 +153,10 @@ class Case(BaseModel):
     bilirubin_mg_dl: float | None = Field(default=None, ge=0, description="Total bilirubin, mg/dl.")
     albumin_g_dl: float | None = Field(default=None, ge=0, description="Serum albumin, g/dl.")
     future_liver_remnant_percent: float | None = Field(
-        default=None, ge=0, le=100, description="Future liver remnant, % of total liver volume" + _PERCENT_NOTE
+        default=None,
+        ge=0,
+        le=100,
+        description="Future liver remnant, % of total liver volume" + _PERCENT_NOTE,
     )
     liver_tumor_burden_percent: float | None = Field(
         default=None, ge=0, le=100, description="Tumour volume, % of liver volume" + _PERCENT_NOTE
