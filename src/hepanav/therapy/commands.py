@@ -36,7 +36,13 @@ def evaluate(
         None, "--rules", help="Rule file(s) to use instead of the built-in tables (repeatable)."
     ),
 ) -> None:
-    """Evaluate the decision tables for CASE: a verdict per therapy, with rules and sources."""
+    """Evaluate the decision tables for CASE: a verdict per therapy, with rules and sources.
+
+    Refused in one line (exit 2), naming the file and the field: a key given twice, an
+    unknown field, a wrong type, a size typed in cm (sizes are mm, 5-300), a percent field
+    between 0 and 1 (a likely fraction: write 25 for 25 %, or "0.25 %" for a value truly
+    under 1 %).
+    """
     from hepanav.core import InputError, write_json
     from hepanav.core.atomic import check_output_folder, output_folder
     from hepanav.core.paths import check_inputs_outputs
