@@ -140,3 +140,42 @@ def test_real_liver_click_on_fluid_is_not_a_leak(shared_data):
         segment_liver(ct, make_seeds(ct, [(-89.04, -125.32, 376.3)]))
     message = str(err.value)
     assert "water-density" in message and "leaked" not in message
+
+
+def test_real_portal_confluence_tumour_click_exit_2_nothing_written(shared_data, cli, tmp_path):
+    """The real DICOM series' portal-venous confluence (voxel 201,265,8; label map:
+    portal/splenic vein). Before: a 2.97 ml "hyperdense tumour", exit 0 (the star bound
+    cut the junction to a blob wider than its branches, so no exit passed the
+    single-tube rule). Now refused as a vessel junction."""
+    series = shared_data / "ct-abdomen-dicom" / "series"
+    if not series.is_dir():
+        pytest.skip(f"real DICOM series not found at {series} (see ../shared/data/README.md)")
+    labels_path = shared_data / "ct-abdomen-dicom" / "labels.nii.gz"
+    if labels_path.is_file():
+        from hepanav.imaging.io import read_image
+
+        ct = read_image(series)
+        labels = sitk.Resample(
+            sitk.ReadImage(str(labels_path)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0
+        )
+        # Known by the label map: the click is on the portal/splenic vein (id 64).
+        assert int(sitk.GetArrayViewFromImage(labels)[8, 265, 201]) == 64
+    out = tmp_path / "pv.nii.gz"
+    code, _, stderr = cli(
+        "segment",
+        "tumor",
+        "--ct",
+        str(series),
+        "--seed-voxel",
+        "201,265,8",
+        "--appearance",
+        "auto",
+        "--out",
+        str(out),
+    )
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "--seed-voxel 201,265,8" in lines[0] and "looks like a vessel" in lines[0]
+    assert not out.exists()
+    assert not list(tmp_path.iterdir())

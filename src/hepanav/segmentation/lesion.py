@@ -392,9 +392,19 @@ def lesion_segmentation(
 #    lesion's radius plus its own).
 # A vessel touching a lesion and at least 0.6 x as thick has its axis at least 1.6 radii
 # from the lesion's centre (its own radius plus the lesion's): 0.6 r of margin by
-# construction. A junction rule (two thick exits within 2.5 r: the real portal-venous
-# confluence, 1.9 / 2.3 r) was tried and dropped: a 4 mm lesion wedged between two
-# vessels 2.5 mm thick lies at 2.3 r (tests/test_segmentation_smallfit.py).
+# construction.
+# A vessel junction (vessel_junction): the region is where tubes meet (the portal-venous
+# confluence cut by the star bound to a blob wider than its branches, whose exits then
+# aim 1.9-2.3 r off its centre) when two exits reaching MIN_VESSEL_REACH_MM
+#  - are both at least JUNCTION_THICKNESS_RATIO x as thick as the region,
+#  - have their axes within JUNCTION_MAX_AXIS_OFFSET x r of its centroid,
+#  - run in different directions (axes at least JUNCTION_MIN_AXES_DEG apart), and
+#  - one of them points at the region (its axis within JUNCTION_MAX_POINTING_DEG of the
+#    line from the region's centroid to the exit: a branch ending in it).
+# A lesion touching or wedged between vessels has them running past it: their axes are
+# perpendicular to that line (80-90 degrees measured) and, side by side, parallel. The
+# junction rule without the last two conditions (tried before) refused the 4 mm lesion
+# wedged between two 2.5 mm vessels (tests/test_segmentation_smallfit.py).
 # Measured: docs/segmentation.md "Bad input".
 TRACK_MM = 30.0
 THICK_BAND_MM = (3.0, 15.0)
@@ -402,6 +412,10 @@ MIN_EXIT_VOXELS = 8
 MIN_VESSEL_REACH_MM = 20.0
 MIN_THICKNESS_RATIO = 0.6
 MAX_AXIS_OFFSET = 1.0
+JUNCTION_THICKNESS_RATIO = 0.5
+JUNCTION_MAX_AXIS_OFFSET = 3.0
+JUNCTION_MIN_AXES_DEG = 60.0
+JUNCTION_MAX_POINTING_DEG = 70.0
 
 
 def vessel_continuation(ct: sitk.Image, grown: Grown) -> dict:
@@ -415,8 +429,11 @@ def vessel_continuation(ct: sitk.Image, grown: Grown) -> dict:
     (the region's inscribed radius) and ``exits``: one dict per exit with ``reach_mm``
     (farthest voxel, from the region, of the continuation component it belongs to),
     ``radius_mm`` (its largest inscribed radius in the continuation) and ``offset_mm``
-    (distance from the region's centroid to the exit's principal axis). mm throughout
-    (voxel centres scaled by the spacing; the CT's direction is a rotation).
+    (distance from the region's centroid to the exit's principal axis), ``pointing_deg``
+    (angle between that axis and the line from the centroid to the exit's centre: near
+    0 for a tube ending in the region, near 90 for one running past it) and ``axis``
+    (unit vector, array z, y, x order). mm throughout (voxel centres scaled by the
+    spacing; the CT's direction is a rotation).
     """
     from scipy import ndimage
 
@@ -455,11 +472,14 @@ def vessel_continuation(ct: sitk.Image, grown: Grown) -> dict:
         axis = np.linalg.svd(pts - mean, full_matrices=False)[2][0]
         rel = centre - mean
         offset = float(np.linalg.norm(rel - np.dot(rel, axis) * axis))
+        along = abs(float(np.dot(rel, axis))) / max(float(np.linalg.norm(rel)), 1e-9)
         out["exits"].append(
             {
                 "reach_mm": float(dist[comp].max()),
                 "radius_mm": float(thick[sel].max()),
                 "offset_mm": offset,
+                "pointing_deg": float(np.degrees(np.arccos(min(along, 1.0)))),
+                "axis": axis.tolist(),
             }
         )
     return out
@@ -480,14 +500,52 @@ def vessel_exit(f: dict) -> dict | None:
     return None
 
 
+def vessel_junction(f: dict) -> tuple[dict, dict, float] | None:
+    """Two exits of :func:`vessel_continuation`'s ``f`` that make the region a vessel
+    junction (``JUNCTION_*``: thick, near its centre, in different directions, one
+    ending in it) and the angle between their axes (degrees), or None."""
+    r = max(f["region_radius_mm"], 1e-6)
+    thick = [
+        e
+        for e in f["exits"]
+        if e["reach_mm"] >= MIN_VESSEL_REACH_MM
+        and e["radius_mm"] >= JUNCTION_THICKNESS_RATIO * r
+        and e["offset_mm"] <= JUNCTION_MAX_AXIS_OFFSET * r
+    ]
+    for i, a in enumerate(thick):
+        for b in thick[i + 1 :]:
+            cos = abs(float(np.dot(a["axis"], b["axis"])))
+            axes = float(np.degrees(np.arccos(min(cos, 1.0))))
+            pointing = min(a["pointing_deg"], b["pointing_deg"])
+            if axes >= JUNCTION_MIN_AXES_DEG and pointing <= JUNCTION_MAX_POINTING_DEG:
+                return a, b, axes
+    return None
+
+
 def check_vessel_continuity(ct: sitk.Image, grown: Grown, seeds: list[Seed], what: str) -> None:
-    """Refuse a hyperdense region that is a piece of a vessel (:func:`vessel_exit`).
-    Raises ``InputError`` naming the seed, the exit's length, thickness and offset."""
+    """Refuse a hyperdense region that is a piece of a vessel (:func:`vessel_exit`) or
+    a vessel junction (:func:`vessel_junction`). Raises ``InputError`` naming the seed
+    and the exits' length, thickness and offset."""
     if grown.appearance != "hyper":
         return
     f = vessel_continuation(ct, grown)
     _log_features(f)
     e = vessel_exit(f)
+    junction = vessel_junction(f) if e is None else None
+    if junction is not None:
+        a, b, axes = junction
+        lo, hi = grown.window_hu
+        r = f["region_radius_mm"]
+        raise InputError(
+            f"not {_a(what)}, looks like a vessel: a junction of vessels, the bright structure "
+            f"({lo:.0f}-{hi:.0f} HU) of the grown region ({grown.lesion_hu:.0f} HU in "
+            f"{grown.parenchyma_hu:.0f} HU liver) leaves it as two tubes running on over "
+            f"{min(a['reach_mm'], b['reach_mm']):.0f} mm in directions {axes:.0f} degrees apart "
+            f"(radius {a['radius_mm']:.1f} and {b['radius_mm']:.1f} mm, region {r:.1f} mm), "
+            f"one ending in the region; click the lesion itself (vessels beside a lesion run "
+            "past it)",
+            seeds[0].describe(),
+        )
     if e is not None:
         lo, hi = grown.window_hu
         r = f["region_radius_mm"]
