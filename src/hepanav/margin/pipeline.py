@@ -427,6 +427,7 @@ def run_margin_pipeline(
         transform,
         subcapsular_mm,
         occupancies=occupancies,
+        liver_option="--liver-post" if liver_post is not None else "--liver",
     )
     result = MarginResult(
         **measurement.figures(),
@@ -505,9 +506,18 @@ def margin_uncertainty(
     else:
         u = LOCAL_FLOOR_MM + geometric_half_width_mm(tumor, ablation)
         source = "voxel geometry only (masks given in one space, no registration)"
-    decisive = abs(mam) > u and abs(mam - SAFE_MARGIN_MM) > u
+    low, high = mam_range(measurement, u)
+    decisive = not any(
+        (low is None or low <= t) and (high is None or t <= high) for t in (0.0, SAFE_MARGIN_MM)
+    )
     rule = f"a margin within its uncertainty (±{u:.1f} mm) of 0 mm or of {SAFE_MARGIN_MM:g} mm "
     rule += "is not decisive"
+    bound = getattr(measurement, "min_margin_bound", None)
+    if bound is not None:
+        rule += (
+            f"; this MAM is {BOUND_WORDS[bound]} (image border): decisive only if all it "
+            "leaves possible is clear of both"
+        )
     if segmented_from_seeds:
         names = " and ".join({"tumor": "tumour", "ablation": "ablation zone"}.get(r, r)
                              for r in segmented_from_seeds)  # fmt: skip
@@ -519,7 +529,7 @@ def margin_uncertainty(
             f"it is more than u + {SEGMENTATION_ERROR_MM:g} mm below 0 mm (residual tumour "
             "beyond any such error)"
         )
-        decisive = bool(mam < -(u + SEGMENTATION_ERROR_MM))
+        decisive = bool(decisive and mam < -(u + SEGMENTATION_ERROR_MM))
     # The segmentation error of automatic masks is not in u (phantoms: MAM biased low by
     # up to 5 mm), so [MAM - u, MAM + u] would claim a bound it does not have: withheld.
     withheld = None
@@ -531,15 +541,50 @@ def margin_uncertainty(
             "-1.7 mm on average, down to -5 mm); review the masks and rerun with --tumor / "
             "--ablation for an interval"
         )
+    elif low is None or high is None:
+        withheld = {
+            "lower": "the MAM is a LOWER BOUND (reached where the zone is cut by the image "
+            "border) and no margin measured against real zone surface gives its upper end",
+            "upper": "the MAM is an UPPER BOUND (part of the tumour is outside the image): "
+            f"the lesion's MAM is at most {mam + u:.1f} mm, with no lower end",
+            "unknown": "the tumour and, at the MAM point, the zone are cut by the image "
+            "border: the MAM bounds the lesion's MAM in neither direction",
+        }[bound]
     return Uncertainty(
         half_width_mm=float(u),
-        min_margin_interval_mm=None if withheld else (float(mam - u), float(mam + u)),
+        min_margin_interval_mm=None if withheld else (float(low), float(high)),
         interval_withheld_reason=withheld,
         source=source,
         local_correction_lps_mm=correction,
         decisive=bool(decisive),
         rule=rule,
     )
+
+
+#: ``MarginResult.min_margin_bound`` in the words of the decision rule.
+BOUND_WORDS = {
+    "lower": "a LOWER BOUND",
+    "upper": "an UPPER BOUND",
+    "unknown": "no bound either way",
+}
+
+
+def mam_range(measurement: Measurement, u: float) -> tuple[float | None, float | None]:
+    """The range the true MAM may take: ``[MAM - u, MAM + u]``, widened where the MAM is a
+    bound because of the image border (``measurement.min_margin_bound``): a lower bound
+    reaches up to the smallest margin measured against real zone surface (+ u; None when
+    there is none), an upper bound has no lower end (None), "unknown" neither end."""
+    mam = measurement.min_margin_mm
+    bound = getattr(measurement, "min_margin_bound", None)
+    low, high = mam - u, mam + u
+    if bound in ("upper", "unknown"):
+        low = None
+    if bound == "unknown":
+        high = None
+    if bound == "lower":
+        above = measurement.min_margin_exact_above_mm
+        high = None if above is None else max(above, mam) + u
+    return low, high
 
 
 def read_inputs(
