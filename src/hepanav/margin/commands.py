@@ -50,7 +50,7 @@ def margin(
     liver: Path | None = typer.Option(
         None,
         "--liver",
-        help="Liver mask in the masks' space (subcapsular exclusion).",
+        help="Liver mask in the masks' space, holding the tumour (subcapsular exclusion).",
         rich_help_panel=_ONE,
     ),
     ct: Path | None = typer.Option(

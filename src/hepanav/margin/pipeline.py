@@ -405,14 +405,29 @@ def run_margin_pipeline(
     tre = None
     tre_warning = None
     step("register")
+    # The registration and the local consistency check see every image in one storage
+    # order (axes permuted/flipped to LPS, no resampling): their working grids and
+    # sampling lattices then follow physical space only, not how a file orders its
+    # voxels (the same pre scan stored with flipped axes moved the demo's MAM 0.32 mm).
+    canonical = {
+        name: lps_order(image)
+        for name, image in (
+            ("pre", pre),
+            ("post", post),
+            ("liver_pre", liver_pre),
+            ("liver_post", liver_post),
+            ("tumor", tumor),
+            ("ablation", ablation),
+        )
+    }
     if pre is not None:
         registration = register_pre_to_post(
-            pre,
-            post,
-            liver_pre,
-            liver_post,
-            post_exclude=ablation,
-            pre_exclude=tumor,
+            canonical["pre"],
+            canonical["post"],
+            canonical["liver_pre"],
+            canonical["liver_post"],
+            post_exclude=canonical["ablation"],
+            pre_exclude=canonical["tumor"],
             settings=settings,
         )
         transform = registration.transform
@@ -432,7 +447,13 @@ def run_margin_pipeline(
     result = MarginResult(
         **measurement.figures(),
         uncertainty=margin_uncertainty(
-            measurement, tumor, ablation, pre, post, transform, segmented_from_seeds
+            measurement,
+            canonical["tumor"],
+            canonical["ablation"],
+            canonical["pre"],
+            canonical["post"],
+            transform,
+            segmented_from_seeds,
         ),
         registration=Registration(
             mode=registration.mode if registration else "none",
@@ -469,6 +490,20 @@ def run_margin_pipeline(
 
         paths["report"] = write_report(run, out / "report.html")
     return run
+
+
+def lps_order(image: sitk.Image | None) -> sitk.Image | None:
+    """``image`` with its axes permuted and flipped to the LPS order (direction closest to
+    the identity; :func:`SimpleITK.DICOMOrient`): the same voxels at the same physical
+    points, stored in one order whatever the file's. Returned as is when already so."""
+    if image is None:
+        return None
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    order = np.argmax(np.abs(direction), axis=0)  # LPS axis each index axis runs along
+    signs = np.sign(direction[order, np.arange(3)])
+    if np.array_equal(order, np.arange(3)) and np.all(signs > 0):
+        return image
+    return sitk.DICOMOrient(image, "LPS")
 
 
 def margin_uncertainty(
