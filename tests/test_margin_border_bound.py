@@ -32,8 +32,8 @@ def _cropped(tumour_shape, zone_shape, keep_x: int):
     )
 
 
-def _run(tmp_path, tumour, zone):
-    run = run_margin_pipeline(tumour, zone, tmp_path, report=False)
+def _run(tmp_path, tumour, zone, report=False):
+    run = run_margin_pipeline(tumour, zone, tmp_path, report=report)
     written = json.loads((tmp_path / "margin.json").read_text())
     return run.result, written
 
@@ -45,7 +45,7 @@ def test_zone_cut_by_the_border_at_the_mam_point_is_a_lower_bound_not_decisive(t
     # "decisive" before, although the true MAM is 5.0.
     tumour, zone = _cropped(ball((0, 0, 0), 8.0), ball((0, 0, 0), 13.0), 33)
     x_edge = zone.TransformContinuousIndexToPhysicalPoint([32.5, 0, 0])[0]
-    result, written = _run(tmp_path, tumour, zone)
+    result, written = _run(tmp_path, tumour, zone, report=True)
     assert result.min_margin_mm == pytest.approx(x_edge - 8.0, abs=0.4)
     assert written["min_margin_bound"] == "lower"
     u = written["uncertainty"]
@@ -59,6 +59,8 @@ def test_zone_cut_by_the_border_at_the_mam_point_is_a_lower_bound_not_decisive(t
     assert "LOWER BOUND" in u["rule"]
     line = result_line(result)
     assert line.startswith("MAM at least 3.") and "LOWER BOUND" in line
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "at least 3." in html and "LOWER BOUND" in html and "NOT decisive" in html
 
 
 def test_zone_cut_by_the_border_away_from_the_mam_point_stays_exact_and_decisive(tmp_path):
