@@ -410,7 +410,7 @@ def run_margin_pipeline(
     # sampling lattices then follow physical space only, not how a file orders its
     # voxels (the same pre scan stored with flipped axes moved the demo's MAM 0.32 mm).
     canonical = {
-        name: lps_order(image)
+        name: lps_order(image) if pre is not None else image
         for name, image in (
             ("pre", pre),
             ("post", post),
