@@ -69,7 +69,9 @@ def test_single_slice_without_thickness_is_one_line_error(tmp_path):
     folder = tmp_path / "one"
     write_study_ct(folder, np.zeros((1, 8, 8), np.int16))
     drop_slice_thickness(folder)
-    with pytest.raises(InputError, match=r"Slice Thickness \(0018,0050\)"):
+    # The source slices are those the series reader stacks (one reader for the image and
+    # the objects): a single slice is refused there, before its thickness is looked at.
+    with pytest.raises(InputError, match=r"1 slice; a 3D CT needs at least 2"):
         read_source_series(folder)
 
 
@@ -112,4 +114,4 @@ def test_cli_error_is_one_line_for_single_slice(cli, tmp_path):
     )
     assert code != 0
     assert "AttributeError" not in err
-    one_line_error(code, err, "Slice Thickness")
+    one_line_error(code, err, "1 slice; a 3D CT needs at least 2")

@@ -268,7 +268,9 @@ def test_import_margin_never_overwrites_silently(cli, sqlite_registry, tmp_path)
     db = sqlite_registry
     assert cli("registry", "import", write_csv(tmp_path / "o.csv", [row]), "--db", db)[0] == 0
     ids = ("--patient-id", "HN-0002", "--procedure-id", "A1", "--lesion-id", "L1")
-    margin = _margin_json(tmp_path / "m.json", 4.84, 0.99, 0.98, "0-5mm", decisive=True)
+    # No uncertainty block: 4.84 mm lies within u = 0.75 mm of 5 mm, so "decisive: true"
+    # would contradict the template's rule, which import-margin applies too (2026-12-01).
+    margin = _margin_json(tmp_path / "m.json", 4.84, 0.99, 0.98, "0-5mm")
 
     def stored_mam():
         cli("registry", "export", "--out", tmp_path / "x.csv", "--db", db)

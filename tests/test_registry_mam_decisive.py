@@ -144,16 +144,18 @@ def test_import_margin_fills_the_certainty_of_a_typed_in_mam_without_upsert(
     url, engine = sqlite_registry
     row = {**ABLATION, "mam_mm": 4.84, "margin_category": "0-5mm"}
     import_file(engine, write_csv(tmp_path / "o.csv", [row]))
-    margin = _margin_json(tmp_path / "m.json", 4.84, "0-5mm", u=1.2, decisive=True, seeded=True)
+    # 4.84 mm within u = 1.2 mm of 5 mm is NOT decisive (decisive true would contradict the
+    # template's rule, which import-margin applies too since 2026-12-01).
+    margin = _margin_json(tmp_path / "m.json", 4.84, "0-5mm", u=1.2, decisive=False, seeded=True)
     # Fills only empty fields (u, decisive, coverage): no --upsert needed.
-    _, changes = attach_margin(engine, margin, "P1", "A1", "L1")
+    _, changes = attach_margin(engine, margin, "P1", "A1", "L1", accept_not_decisive=True)
     assert {c[0] for c in changes} == {
         "mam_uncertainty_mm",
         "mam_decisive",
         "shell_coverage_5mm_pct",
         "shell_coverage_6mm_pct",
     }
-    assert _treatment(engine, "mam_uncertainty_mm", "mam_decisive") == (1.2, True)
+    assert _treatment(engine, "mam_uncertainty_mm", "mam_decisive") == (1.2, False)
 
 
 def test_csv_round_trip_and_refused_contradictions(sqlite_registry, tmp_path):

@@ -144,6 +144,16 @@ BAD_CASES = [
     ({"lesions": [{"size_mm": float("inf")}]}, "field 'lesions[0].size_mm'"),
     ({"bilirubin_mg_dl": float("nan")}, "field 'bilirubin_mg_dl'"),
     ({"lesions": []}, "field 'lesions': List should have at least 1 item"),
+    # Percent fields typed as fractions (25 % lung shunt as 0.25, 70 % burden as 0.7):
+    # read as percent they fell below every threshold (TARE/TACE contraindications lost).
+    (
+        {"lung_shunt_fraction_percent": 0.25},
+        "field 'lung_shunt_fraction_percent': a number between 0 and 1 is ambiguous",
+    ),
+    ({"liver_tumor_burden_percent": 0.7}, "field 'liver_tumor_burden_percent': a number"),
+    ({"ki67_percent": 0.5}, "field 'ki67_percent': a number between 0 and 1"),
+    ({"future_liver_remnant_percent": 0.3}, "field 'future_liver_remnant_percent'"),
+    ({"lung_shunt_fraction_percent": "25"}, "with the % sign"),
 ]
 
 
@@ -440,3 +450,77 @@ def test_report_screenshot_shows_grey_no_contraindication_and_sources(cli, tmp_p
     assert re.search(r'class="grey">no contraindication found', html)
     assert not re.search(r'class="ok">no contraindication', html)
     assert "DOI 10.1056/NEJMoa1607427" in html and "https://doi.org/10.1056/NEJMoa1607427" in html
+
+
+# --- a key given twice in the case file (tester T1) ------------------------------------
+@pytest.mark.parametrize(
+    "name,text,key",
+    [
+        # lung_dose_gy 45 Gy (TARE contraindication > 30 Gy), then 10: the 45 was dropped.
+        (
+            "dup.yaml",
+            "primary: crc\nlesions:\n  - size_mm: 30\nlung_dose_gy: 45\nlung_dose_gy: 10\n",
+            "duplicate key 'lung_dose_gy' (line 5)",
+        ),
+        (
+            "dup.json",
+            '{"primary": "crc", "lesions": [{"size_mm": 30}], '
+            '"lung_shunt_fraction_percent": 25, "lung_shunt_fraction_percent": 5}',
+            "duplicate key 'lung_shunt_fraction_percent'",
+        ),
+        ("nested.yaml", "lesions:\n  - {size_mm: 40, size_mm: 20}\n", "duplicate key 'size_mm'"),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_file_and_key(cli, tmp_path, name, text, key):
+    case = tmp_path / name
+    case.write_text(text)
+    code, _, err = cli("therapy", case, "--out", tmp_path / "o")
+    one_line_error(code, err, key, str(case))
+    assert not (tmp_path / "o").exists()
+
+
+def test_yaml_merge_keys_may_still_be_overridden():
+    from hepanav.core.validation import parse_yaml
+
+    data = parse_yaml("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n", "m.yaml")
+    assert data["c"] == {"x": 3, "y": 2}
+
+
+def test_web_therapy_form_refuses_a_key_given_twice(tmp_path):
+    from hepanav.core.errors import InputError
+    from hepanav.web.workflows import run_therapy
+
+    with pytest.raises(InputError, match="duplicate key 'lung_dose_gy'"):
+        run_therapy("primary: crc\nlung_dose_gy: 45\nlung_dose_gy: 10\n", tmp_path)
+
+
+# --- percent fields (tester T2) ----------------------------------------------------------
+def test_percent_as_percent_keeps_the_tare_and_tace_contraindications(cli, tmp_path):
+    """25 % lung shunt (> 20 %: TARE relative contraindication) and 70 % tumour burden
+    (> 60 %: TACE relative contraindication), as in the tester's percent.yaml."""
+    data = {
+        "primary": "crc",
+        "lesions": [{"size_mm": 40}],
+        "lung_shunt_fraction_percent": 25,
+        "liver_tumor_burden_percent": 70,
+        "bilirubin_mg_dl": 0.8,
+        "ecog": 1,
+    }
+    code, _, err = cli("therapy", write_case(tmp_path, data), "--out", tmp_path / "o")
+    assert code == 0, err
+    got, _ = verdicts(tmp_path / "o")
+    assert got["tare"] == got["tace"] == "relative_contraindication"
+
+
+def test_a_value_under_one_percent_is_written_with_the_sign(tmp_path):
+    from hepanav.therapy.cases import case_from_data
+
+    case = case_from_data(
+        {
+            "lung_shunt_fraction_percent": "0.25 %",
+            "ki67_percent": 0,
+            "liver_tumor_burden_percent": 1,
+        }
+    )
+    assert case.lung_shunt_fraction_percent == 0.25
+    assert case.ki67_percent == 0 and case.liver_tumor_burden_percent == 1

@@ -177,3 +177,46 @@ def test_a_dose_given_in_mg_is_kept_as_given_beside_the_limit_in_mg():
     assert res.protocol_mg == (None, 181.8)
     res = check_regimen_dose("hai-oxaliplatin", 181.7, "mg", "session", 170, 70)
     assert res.result == "within" and res.dose == 181.7
+
+
+def test_converted_dose_is_shown_with_the_digits_the_verdict_needs(cli):
+    """Tester's case: 100.04 mg/m2 at 170 cm / 70 kg. BSA = sqrt(170 * 70 / 3600) =
+    1.81812 m2: 181.89 mg against a limit of 181.81 mg, ABOVE. Shown at 2 significant
+    digits (180 mg) beside the 4-digit limit (181.8 mg) it read as within."""
+    from hepanav.therapy.regimens import check_regimen_dose
+
+    res = check_regimen_dose("hai-oxaliplatin", 100.04, "mg/m2", "session", 170, 70)
+    assert res.result == "above"
+    assert res.patient_mg == 181.9 and res.protocol_mg == (None, 181.8)
+    code, out, _ = cli(
+        "therapy",
+        "dose",
+        "--regimen",
+        "hai-oxaliplatin",
+        "--dose",
+        "100.04",
+        "--unit",
+        "mg/m2",
+        "--height-cm",
+        "170",
+        "--weight-kg",
+        "70",
+    )
+    assert code == 1
+    assert "100.04 mg/m2 per session (= 181.9 mg" in out and "up to 181.8 mg" in out
+    # A dose given in mg is kept; the limit gets the digits: 181.81 mg is within 181.818.
+    res = check_regimen_dose("hai-oxaliplatin", 181.81, "mg", "session", 170, 70)
+    assert res.result == "within" and res.patient_mg == 181.81
+    assert res.protocol_mg[1] >= 181.81
+    # Where 2 digits agree with the verdict they stay (184.7 mg within a 184.7 mg limit).
+    res = check_regimen_dose("hai-oxaliplatin", 100, "mg/m2", "session", 173, 71)
+    assert res.patient_mg == 180 and res.protocol_mg == (None, 184.7)
+
+
+def test_historical_total_is_not_rounded_onto_the_range_edge():
+    from hepanav.therapy.dose import check_dose
+
+    res = check_dose("cisplatin", 100.4, "mg", "intra-arterial")  # range 60-100 mg
+    assert res.result == "above" and res.total_mg == 100.4  # was shown as 100 mg
+    res = check_dose("cisplatin", 59.96, "mg", "intra-arterial")
+    assert res.result == "below" and res.total_mg == 59.96

@@ -14,6 +14,10 @@ Every text, JSON, YAML or CSV file a user names goes through this module:
   file is refused instead of exploding later), and refuse non-finite numbers
   (``NaN``, ``Infinity``, ``.inf``, ``.nan``): no user file of HepaNav needs them and a
   NaN compares false with every threshold, i.e. it silently turns a rule off.
+* The same parsers refuse a key given twice in one mapping (``lung_dose_gy: 45`` then
+  ``lung_dose_gy: 10``): JSON and YAML parsers keep the last one silently, which drops
+  the first value (and any rule it triggers). YAML merge keys (``<<: *base``) may still
+  be overridden.
 
 Error messages name the file and the place (``a.b[3]``) but never echo a value from the
 file: a value may identify a patient (see docs/privacy.md).
@@ -243,14 +247,25 @@ def check_tree(
 def parse_json(
     text: str, source: str | Path, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES
 ) -> Any:
-    """Parse JSON strictly: no NaN/Infinity, bounded depth and size; errors name ``source``."""
+    """Parse JSON strictly: no NaN/Infinity, no key twice in an object, bounded depth and
+    size; errors name ``source``."""
 
     def _no_constant(name: str) -> Any:
         raise ValueError(f"{name} is not allowed (numbers must be finite)")
 
+    def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise _DuplicateKey(key, None)
+            out[key] = value
+        return out
+
     _check_bracket_depth(text, source, max_depth)
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique)
+    except _DuplicateKey as exc:
+        raise InputError(exc.message(), source) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc.msg} (line {exc.lineno})", source) from None
     except RecursionError:
@@ -276,7 +291,48 @@ def _check_bracket_depth(text: str, source: str | Path, max_depth: int) -> None:
         raise InputError(f"nested more than {max_depth} levels deep", source)
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class _DuplicateKey(Exception):
+    """A key given twice in one mapping (the parsers would keep the last one silently)."""
+
+    def __init__(self, key: Any, line: int | None) -> None:
+        super().__init__("duplicate key")
+        self.key, self.line = key, line
+
+    def message(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return (
+            f"duplicate key {safe_key(self.key)!r}{where}: a key may appear only once in a "
+            "mapping (the parser would silently keep the last value); remove one"
+        )
+
+
+class _UniqueKeys:
+    """Mixin for PyYAML loaders: refuse a key given twice in one mapping.
+
+    Keys merged in with ``<<`` may be overridden (that is what a merge is for); two
+    explicit keys of one mapping may not.
+    """
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201 - PyYAML's API
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                    key_node, yaml.ScalarNode
+                ):
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable: PyYAML refuses it itself
+                    continue
+                if duplicate:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _BoundedLoader(_UniqueKeys, yaml.SafeLoader):
     """PyYAML's safe loader counting the nesting depth while composing nodes."""
 
     max_depth = MAX_DEPTH
@@ -296,7 +352,11 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-_CLoader = getattr(yaml, "CSafeLoader", None)
+_CLoader = (
+    type("_UniqueCLoader", (_UniqueKeys, yaml.CSafeLoader), {})
+    if hasattr(yaml, "CSafeLoader")
+    else None
+)
 
 
 class _TooDeep(Exception):
@@ -313,7 +373,7 @@ def parse_yaml(
     ------
     InputError
         Syntax error, more than ``max_depth`` levels, more than ``max_nodes`` values with
-        aliases expanded, a NaN or infinite number.
+        aliases expanded, a NaN or infinite number, a key given twice in one mapping.
     """
     # Flow collections ([...], {...}) are checked before PyYAML sees them: its scanner
     # is quadratic in the flow depth (1,200 levels took seconds). Brackets in comments or
@@ -329,6 +389,8 @@ def parse_yaml(
             loader = _BoundedLoader(text)
             loader.max_depth = max_depth
         data = loader.get_single_data()
+    except _DuplicateKey as exc:
+        raise InputError(exc.message(), source) from None
     except _TooDeep as exc:
         raise InputError(
             f"nested more than {max_depth} levels deep (line {exc.line})", source

@@ -48,7 +48,10 @@ def export(
 ) -> None:
     """Write a result folder's DICOM objects: SEG, TID 1500 SR, Secondary Capture (+ REG).
 
-    OUT is one output set: complete or absent, even on a full disk or a kill; a previous
+    The source series is read as every command reads it: an exact duplicate slice, a
+    localizer or a slice of another geometry is left out (a "note:" line says which and
+    why). A source series the result does not overlap: one-line error, exit 2. OUT is
+    one output set: complete or absent, even on a full disk or a kill; a previous
     HepaNav output there is replaced, a folder of other files refused.
     """
     from hepanav.core.atomic import final_path, output_folder
@@ -64,10 +67,13 @@ def export(
         raise InputError(
             f"output folder holds the result {result_dir}; choose another output folder", out
         )
+    notes: list[str] = []
     with output_folder(out, "hepanav dicom export") as tmp:
-        written = export_result(result_dir, tmp, source, pre)
+        written = export_result(result_dir, tmp, source, pre, notes)
     for path in written:
         typer.echo(f"wrote {final_path(path, tmp, out)}")
+    for note in dict.fromkeys(notes):  # slices dropped and why, identifiers recovered
+        typer.echo(f"note: {note}")
 
 
 def pseudonymise(

@@ -18,7 +18,11 @@ from hepanav.core.validation import read_user_json
 
 
 def export_result(
-    result_dir: Path, out: Path, source: Path | None = None, pre_source: Path | None = None
+    result_dir: Path,
+    out: Path,
+    source: Path | None = None,
+    pre_source: Path | None = None,
+    notes: list[str] | None = None,
 ) -> list[Path]:
     """Write the DICOM objects of a margin or plan result; return the written files.
 
@@ -36,6 +40,9 @@ def export_result(
         Folder with the pre-procedure CT series (margin pre/post mode): with it, the
         registration is also written as Spatial Registration and Deformable Spatial
         Registration objects. Default: from ``dicom_sources.json``.
+    notes : list of str, optional
+        Receives what the series reader said about the source series (slices dropped
+        and why, identifiers recovered), to print beside the objects written.
 
     Raises
     ------
@@ -58,11 +65,11 @@ def export_result(
     if (result_dir / "margin.json").is_file():
         from hepanav.dicom.margin_objects import export_margin
 
-        return export_margin(result_dir, out, source, pre_source)
+        return export_margin(result_dir, out, source, pre_source, notes)
     if (result_dir / "plan.json").is_file():
         from hepanav.dicom.plan_objects import export_plan
 
-        return export_plan(result_dir, out, source)
+        return export_plan(result_dir, out, source, notes)
     raise InputError("holds neither margin.json nor plan.json", result_dir)
 
 

@@ -57,9 +57,19 @@ CATEGORY_CODES = {
 NO_SURFACE_MM = -1000.0  # hepanav.margin.pipeline.NO_SURFACE_MM (value of empty map voxels)
 
 
-def load_segment_masks(result_dir: Path, ct: sitk.Image) -> dict[str, sitk.Image]:
-    """The result's masks on the CT grid (resampled in physical space when on another)."""
+def load_segment_masks(
+    result_dir: Path, ct: sitk.Image, source_folder: Path | None = None
+) -> dict[str, sitk.Image]:
+    """The result's masks on the CT grid (resampled in physical space when on another).
+
+    Raises
+    ------
+    InputError
+        A mask file missing; masks that hold voxels but none of which overlaps the CT
+        (a ``--source`` series other than the one the result was computed on).
+    """
     masks = {}
+    outside = []
     for stem in SEGMENTS:
         path = result_dir / "segments" / f"{stem}.nii.gz"
         if not path.is_file():
@@ -69,8 +79,17 @@ def load_segment_masks(result_dir: Path, ct: sitk.Image) -> dict[str, sitk.Image
             )
         mask = sitk.Cast(read_image(path) > 0, sitk.sitkUInt8)
         if not same_grid(mask, ct):
+            held = bool(np.any(sitk.GetArrayViewFromImage(mask)))
             mask = resample_mask_like(mask, ct)
+            if held and not np.any(sitk.GetArrayViewFromImage(mask)):
+                outside.append(stem)
         masks[stem] = mask
+    if outside and not any(np.any(sitk.GetArrayViewFromImage(m)) for m in masks.values()):
+        raise InputError(
+            "the result does not overlap this series (its tumour and zone masks lie "
+            "outside the series' volume): give the series the result was computed on",
+            source_folder or result_dir,
+        )
     return masks
 
 
@@ -94,13 +113,20 @@ def mam_point(result_dir: Path, mam: float) -> np.ndarray | None:
 
 
 def ct_image(source) -> sitk.Image:
+    """The source series as an image (read once, with its slices: the same reader)."""
+    if source.image is not None:
+        return source.image
     from hepanav.imaging import read_dicom_series
 
     return read_dicom_series(source.folder)
 
 
 def export_margin(
-    result_dir: Path, out: Path, source_folder: Path, pre_folder: Path | None = None
+    result_dir: Path,
+    out: Path,
+    source_folder: Path,
+    pre_folder: Path | None = None,
+    notes: list[str] | None = None,
 ) -> list[Path]:
     """Write SEG + SR + SC (one per report figure) of a margin result into ``out``, and
     with ``pre_folder`` (pre/post mode) the Spatial and Deformable Spatial Registration.
@@ -112,8 +138,10 @@ def export_margin(
 
     result = MarginResult.model_validate_json((result_dir / "margin.json").read_text())
     source = read_source_series(source_folder)
+    if notes is not None:
+        notes += source.notes
     ct = ct_image(source)
-    masks = load_segment_masks(result_dir, ct)
+    masks = load_segment_masks(result_dir, ct, source_folder)
     segments = [
         Segment(label, masks[stem], code(cat), code(kind))
         for stem, (label, cat, kind) in SEGMENTS.items()
@@ -142,6 +170,8 @@ def export_margin(
     transform_file = result_dir / "segments" / REGISTRATION_FILE
     if transform_file.is_file() and pre_folder is not None:
         pre = read_source_series(pre_folder)
+        if notes is not None:
+            notes += [f"pre CT: {n}" for n in pre.notes]
         transform = sitk.ReadTransform(str(transform_file))
         written.append(
             write_dataset(

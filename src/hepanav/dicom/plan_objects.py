@@ -49,7 +49,9 @@ def zone_mask(ct: sitk.Image, probe, device) -> sitk.Image:
     return image
 
 
-def export_plan(result_dir: Path, out: Path, source_folder: Path) -> list[Path]:
+def export_plan(
+    result_dir: Path, out: Path, source_folder: Path, notes: list[str] | None = None
+) -> list[Path]:
     """Write SEG + SR (+ SC of the report figures) of a plan result into ``out``."""
     from hepanav.dicom.export import write_report_captures
     from hepanav.imaging import read_dicom_series
@@ -65,11 +67,20 @@ def export_plan(result_dir: Path, out: Path, source_folder: Path) -> list[Path]:
             result_dir / "plan.json",
         )
     source = read_source_series(source_folder)
-    ct = read_dicom_series(source.folder)
+    if notes is not None:
+        notes += source.notes
+    ct = source.image if source.image is not None else read_dicom_series(source.folder)
     tumor_file = result_dir / plan.inputs.get("tumor_crop", "tumor.nii.gz")
     if not tumor_file.is_file():
         raise InputError("missing (written by hepanav plan)", tumor_file)
-    target = resample_mask_like(sitk.Cast(read_image(tumor_file) > 0, sitk.sitkUInt8), ct)
+    tumor = sitk.Cast(read_image(tumor_file) > 0, sitk.sitkUInt8)
+    target = resample_mask_like(tumor, ct)
+    if np.any(sitk.GetArrayViewFromImage(tumor)) and not np.any(sitk.GetArrayViewFromImage(target)):
+        raise InputError(
+            "the plan does not overlap this series (its target lies outside the series' "
+            "volume): give the planning CT series the plan was made on",
+            source_folder,
+        )
     segments = [
         Segment(TARGET_LABEL, target, code("morphologically_abnormal_structure"), code("neoplasm"))
     ]

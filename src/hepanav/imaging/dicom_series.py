@@ -231,6 +231,28 @@ def read_dicom_path(
 ) -> tuple[sitk.Image, InputRecord]:
     """Read a DICOM series folder or an Enhanced CT file as a 3D image in LPS mm.
 
+    :func:`read_dicom_frames` without the frames kept.
+    """
+    image, record, _ = read_dicom_frames(path, series, role, is_label, fractions)
+    return image, record
+
+
+def read_dicom_frames(
+    path: str | Path,
+    series: str | None = None,
+    role: str = "image",
+    is_label: bool = False,
+    fractions: bool = False,
+) -> tuple[sitk.Image, InputRecord, list[Frame]]:
+    """Read a DICOM series folder or an Enhanced CT file as a 3D image in LPS mm, and
+    return the frames that make up the image (ascending along the slice normal; their
+    pixels released).
+
+    The one reader of DICOM CT series: the images of every command (``margin``,
+    ``segment``, ``plan``) and the source slices that DICOM objects reference
+    (:func:`hepanav.imaging.dicomout.read_source_series`) are the same frames, dropped
+    for the same reasons and said in the same notes.
+
     Parameters
     ----------
     path : str or Path
@@ -250,10 +272,10 @@ def read_dicom_path(
 
     Returns
     -------
-    (SimpleITK.Image, InputRecord)
+    (SimpleITK.Image, InputRecord, list of Frame)
         Hounsfield units (per-slice Rescale Slope/Intercept applied exactly; int16
-        when every value is an integer, else float32), and the record whose notes
-        say every file dropped and every regularisation.
+        when every value is an integer, else float32), the record whose notes
+        say every file dropped (and why) and every regularisation, and the frames kept.
 
     Raises
     ------
@@ -276,7 +298,10 @@ def read_dicom_path(
         info, notes = choose_series(found, series, path)
         files = [path]
     frames = [f for per_file in _map_files(_frames_of, files) for f in per_file]
-    image, more = frames_to_image(frames, path, is_label=is_label, fractions=fractions)
+    kept: list[Frame] = []
+    image, more = frames_to_image(frames, path, is_label=is_label, fractions=fractions, kept=kept)
+    for f in kept:
+        f.pixels = None  # in the image now
     header = info.header
     record = InputRecord(
         role=role,
@@ -292,7 +317,7 @@ def read_dicom_path(
         or _str(header, "StudyDate"),
         notes=notes + more,
     )
-    return image, record
+    return image, record, kept
 
 
 def _map_files(func, files: list[Path]) -> list:
@@ -429,12 +454,20 @@ def _pixels(ds: pydicom.Dataset, file: Path) -> np.ndarray:
 
 
 def frames_to_image(
-    frames: list[Frame], source: Path, is_label: bool = False, fractions: bool = False
+    frames: list[Frame],
+    source: Path,
+    is_label: bool = False,
+    fractions: bool = False,
+    kept: list[Frame] | None = None,
 ) -> tuple[sitk.Image, list[str]]:
-    """Check, filter, sort and stack frames into a 3D image; see the module docstring."""
+    """Check, filter, sort and stack frames into a 3D image; see the module docstring.
+
+    ``kept``, when given, receives the frames the image is made of, in its slice order.
+    """
     notes: list[str] = []
-    frames = _drop_localizers(frames, notes)
-    frames = _keep_majority(frames, notes)
+    dropped: list[tuple[Frame, str]] = []  # frames left out of the stack and why
+    frames = _drop_localizers(frames, notes, dropped)
+    frames = _keep_majority(frames, notes, dropped)
     if len(frames) < 2:
         raise InputError(f"DICOM series has {len(frames)} slice; a 3D CT needs at least 2", source)
     row, col = frames[0].orientation[:3], frames[0].orientation[3:]
@@ -448,7 +481,14 @@ def frames_to_image(
         raise InputError("DICOM series has 1 distinct slice; a 3D CT needs at least 2", source)
     s = np.array([f.position @ normal for f in frames])
     steps = np.diff(s)
-    _check_steps(steps, s, source)
+    _check_steps(
+        steps,
+        s,
+        source,
+        [(float(f.position @ normal), f"{_names([f])}: {why}") for f, why in dropped],
+    )
+    if kept is not None:
+        kept[:] = frames
     dy, dx = frames[0].pixel_spacing  # between rows, between columns
     offsets = np.array(
         [
@@ -486,15 +526,21 @@ def frames_to_image(
     return image, notes
 
 
-def _drop_localizers(frames: list[Frame], notes: list[str]) -> list[Frame]:
+def _drop_localizers(
+    frames: list[Frame], notes: list[str], dropped: list[tuple[Frame, str]] | None = None
+) -> list[Frame]:
     scouts = [f for f in frames if f.localizer]
     if scouts and len(scouts) < len(frames):
         notes.append(f"dropped {len(scouts)} localizer (scout) image(s): {_names(scouts)}")
+        if dropped is not None:
+            dropped += [(f, "a localizer (scout) image") for f in scouts]
         return [f for f in frames if not f.localizer]
     return frames
 
 
-def _keep_majority(frames: list[Frame], notes: list[str]) -> list[Frame]:
+def _keep_majority(
+    frames: list[Frame], notes: list[str], dropped: list[tuple[Frame, str]] | None = None
+) -> list[Frame]:
     def key(f: Frame):
         return (tuple(np.round(f.orientation, 3)), f.shape, tuple(np.round(f.pixel_spacing, 4)))
 
@@ -508,11 +554,36 @@ def _keep_majority(frames: list[Frame], notes: list[str]) -> list[Frame]:
                 "majority is clear; split the series",
                 frames[0].file.parent,
             )
+        reference = next(f for f in frames if key(f) == best)
+        whys = {f.file: _difference(f, reference, n) for f in odd}
         notes.append(
-            f"dropped {len(odd)} image(s) whose orientation, size or pixel spacing differ from "
-            f"the other {n}: {_names(odd)}"
+            f"dropped {len(odd)} image(s) that differ from the other {n}: "
+            + "; ".join(f"{_names([f])} ({whys[f.file]})" for f in odd[:3])
+            + (f" and {len(odd) - 3} more" if len(odd) > 3 else "")
         )
+        if dropped is not None:
+            dropped += [(f, whys[f.file]) for f in odd]
     return [f for f in frames if key(f) == best]
+
+
+def _difference(f: Frame, ref: Frame, n: int) -> str:
+    """What sets frame ``f`` apart from ``ref`` (one of the ``n`` majority frames)."""
+    parts = []
+    if not np.allclose(np.round(f.orientation, 3), np.round(ref.orientation, 3)):
+        parts.append("another orientation")
+    if f.shape != ref.shape:
+        parts.append(
+            f"size {f.shape[1]}x{f.shape[0]} where the others have {ref.shape[1]}x{ref.shape[0]}"
+        )
+    if not np.allclose(np.round(f.pixel_spacing, 4), np.round(ref.pixel_spacing, 4)):
+        parts.append(
+            "pixel spacing "
+            + "/".join(f"{v:.4g}" for v in f.pixel_spacing)
+            + " mm where the others have "
+            + "/".join(f"{v:.4g}" for v in ref.pixel_spacing)
+            + " mm"
+        )
+    return ", ".join(parts) or "another geometry"
 
 
 def _drop_duplicates(frames: list[Frame], normal, notes, source) -> list[Frame]:
@@ -542,8 +613,17 @@ def _drop_duplicates(frames: list[Frame], normal, notes, source) -> list[Frame]:
     return kept
 
 
-def _check_steps(steps: np.ndarray, s: np.ndarray, source: Path) -> None:
-    """Refuse missing slices and erratic steps; allow runs of one spacing (variable pitch)."""
+def _check_steps(
+    steps: np.ndarray,
+    s: np.ndarray,
+    source: Path,
+    dropped: list[tuple[float, str]] | None = None,
+) -> None:
+    """Refuse missing slices and erratic steps; allow runs of one spacing (variable pitch).
+
+    ``dropped`` (position along the normal, reason) are frames left out before stacking:
+    a gap where one was is said as that drop, not as a missing slice.
+    """
     if np.any(steps <= 1e-3):
         raise InputError("DICOM series has several slices at the same position", source)
     step = float(np.median(steps))
@@ -563,6 +643,18 @@ def _check_steps(steps: np.ndarray, s: np.ndarray, source: Path) -> None:
         )
         if in_run or between:
             continue  # variable pitch: a run of another constant spacing, or its transition
+        inside = [why for pos, why in (dropped or []) if s[i] + 1e-3 < pos < s[i + 1] - 1e-3]
+        if inside:
+            raise InputError(
+                f"DICOM series has a gap of {gap:.2f} mm between slices {i} and {i + 1} (at "
+                f"{s[i]:.2f} and {s[i + 1]:.2f} mm along the slice normal) where "
+                + ("a slice was" if len(inside) == 1 else f"{len(inside)} slices were")
+                + f" dropped, not missing: {'; '.join(inside[:3])}; the volume cannot be "
+                "stacked without "
+                + ("it" if len(inside) == 1 else "them")
+                + ": repair or split the series",
+                source,
+            )
         ratio = gap / step
         if ratio > 1.5 and abs(ratio - round(ratio)) < 0.1:
             what = f"{round(ratio) - 1} missing slice(s)"

@@ -149,7 +149,7 @@ def create(
     user: UserOption = None,
     db: DbOption = None,
 ) -> None:
-    """Create a record; every field is logged in the history."""
+    """Create a record (the import's rules apply); every field is logged in the history."""
     from hepanav.registry.records import create_record, record_key
 
     values = create_record(_open(db), table, _pairs(set_, "--set"), _user(user), reason)
@@ -165,7 +165,12 @@ def update_(
     user: UserOption = None,
     db: DbOption = None,
 ) -> None:
-    """Correct fields of a record; old and new values go to the history."""
+    """Correct fields of a record; old and new values go to the history.
+
+    The corrected record is checked with the same rules as an import (R0 >= 1 mm, MAM
+    vs category, resection-only fields, nothing dated after death); refused changes
+    write nothing.
+    """
     from hepanav.registry.records import record_key, update_record
 
     k = _pairs(key, "--key")
@@ -319,7 +324,12 @@ def margins(
     unit: Annotated[str, typer.Option("--unit", help="lesion or patient.")] = "lesion",
     procedure_type: Annotated[
         str | None,
-        typer.Option("--procedure-type", help="Only this procedure type (e.g. resection)."),
+        typer.Option(
+            "--procedure-type",
+            help="Only this procedure type (e.g. resection). R0 rates are never pooled across "
+            "procedure types: without it, statuses of two types are refused (or use "
+            "--group-by procedure_type).",
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:

@@ -45,6 +45,21 @@ def treatments(engine: Engine) -> pd.DataFrame:
         ``negative`` (1.0 for R0, 0.0 for R1/R2, NaN without a margin status).
         Margins in mm.
     """
+    with engine.connect() as conn:
+        frame = pd.read_sql(treatments_query(), conn)
+    frame["procedure_date"] = pd.to_datetime(frame["procedure_date"])
+    frame["procedure_year"] = frame["procedure_date"].dt.year
+    status = frame["margin_status"]
+    frame["negative"] = np.where(status.isna(), np.nan, (status == NEGATIVE_MARGIN) * 1.0)
+    return frame
+
+
+def treatments_query(patient_id: str | None = None):
+    """The SELECT behind :func:`treatments`: outcomes-template columns per lesion treatment.
+
+    ``patient_id`` limits it to one patient (the corrections re-check that patient's
+    rows with the import's rules, :func:`hepanav.registry.records.update_record`).
+    """
     t, p, le, pr, pt = (
         models.LesionTreatment.__table__,
         models.Procedure.__table__,
@@ -86,13 +101,9 @@ def treatments(engine: Engine) -> pd.DataFrame:
         .outerjoin(pt, pt.c.patient_id == t.c.patient_id)
         .order_by(t.c.patient_id, t.c.procedure_id, t.c.lesion_id)
     )
-    with engine.connect() as conn:
-        frame = pd.read_sql(query, conn)
-    frame["procedure_date"] = pd.to_datetime(frame["procedure_date"])
-    frame["procedure_year"] = frame["procedure_date"].dt.year
-    status = frame["margin_status"]
-    frame["negative"] = np.where(status.isna(), np.nan, (status == NEGATIVE_MARGIN) * 1.0)
-    return frame
+    if patient_id is not None:
+        query = query.where(t.c.patient_id == patient_id)
+    return query
 
 
 def events(engine: Engine) -> pd.DataFrame:

@@ -361,8 +361,10 @@ def _shown(value) -> str | None:
 
 
 def _apply_upsert(conn, rows, changes: list[UpsertChange], user: str, reason: str) -> None:
-    from hepanav.registry.records import _log
+    from hepanav.registry.records import _log, check_outcome_rules, outcome_problems
 
+    touched = sorted({c.key.split("/")[0] for c in changes if c.action == "update"})
+    before = {patient: outcome_problems(conn, patient) for patient in touched}
     _write_outcomes(conn, rows, skip_existing=True)
     keys = {name: key for name, key, _ in _TABLE_FIELDS}
     for change in changes:
@@ -375,6 +377,9 @@ def _apply_upsert(conn, rows, changes: list[UpsertChange], user: str, reason: st
             where = term if where is None else where & term
         row = next(r for r in rows if _matches(r, keys[change.table], change.key))
         conn.execute(update(table).where(where).values({change.field: getattr(row, change.field)}))
+    # A blank cell keeps the stored value: the merged records get the import's rules again.
+    for patient in touched:
+        check_outcome_rules(conn, patient, before[patient])
     for change in changes:
         _log(
             conn,
@@ -566,17 +571,21 @@ def import_file(
                     conn.rollback()
                     return
                 _apply_upsert(conn, rows, planned, user, why)
+                _check_procedure_dates(conn, rows, numbers, path)
             elif kind == "outcomes":
                 there = _already_there(conn, rows, numbers)
                 if there:
                     raise format_errors(there, path)
                 _write_outcomes(conn, rows)
+                _check_procedure_dates(conn, rows, numbers, path)
             else:
                 missing = _missing_parents(
                     conn, rows, with_lesion=kind == "events", with_procedure=kind != "events"
                 )
                 if missing:
                     raise format_errors(_renumber(missing, numbers), path)
+                if kind == "events":
+                    _check_event_dates(conn, rows, numbers, path)
                 table_ = models.FollowUpEvent if kind == "events" else models.Complication
                 _insert(conn, table_.__table__, [r.model_dump() for r in rows])
             conn.execute(
@@ -610,6 +619,42 @@ def import_file(
         dry_run=dry_run,
         changes=planned,
     )
+
+
+def _timeline_errors(found) -> list[RowError]:
+    errors = [RowError(row=item.label, column=item.field, reason=why) for item, why in found]
+    return sorted(errors, key=lambda e: e.row)
+
+
+def _check_event_dates(conn, rows: Sequence, numbers: Sequence[int], path: Path) -> None:
+    """Events after the patient's death, deaths before a procedure: refused by row."""
+    from hepanav.registry import timeline
+
+    new = [
+        timeline.Dated(r.patient_id, r.event_type, r.event_date, r.lesion_id or "", number)
+        for r, number in zip(rows, numbers, strict=True)
+    ]
+    found = timeline.problems(timeline.stored(conn, {r.patient_id for r in rows}) + new)
+    if found:
+        raise format_errors(_timeline_errors(found), path)
+
+
+def _check_procedure_dates(conn, rows: Sequence, numbers: Sequence[int], path: Path) -> None:
+    """Procedures (as now stored) dated after their patient's death: refused by row."""
+    from hepanav.registry import timeline
+
+    first_row: dict[tuple[str, str], int] = {}
+    for r, number in zip(rows, numbers, strict=True):
+        first_row.setdefault((r.patient_id, r.procedure_id), number)
+    items = [
+        i.__class__(i.patient_id, i.kind, i.date, i.name, first_row.get((i.patient_id, i.name)))
+        if i.kind == "procedure"
+        else i
+        for i in timeline.stored(conn, {p for p, _ in first_row})
+    ]
+    found = timeline.problems(items)
+    if found:
+        raise format_errors(_timeline_errors(found), path)
 
 
 def _renumber(errors: Sequence[RowError], numbers: Sequence[int]) -> list[RowError]:

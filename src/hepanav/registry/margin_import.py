@@ -19,7 +19,7 @@ from hepanav.core.errors import InputError
 from hepanav.core.validation import read_user_json, validate_model
 from hepanav.registry import models
 from hepanav.registry.db import write_transaction
-from hepanav.registry.schema import MarginJson
+from hepanav.registry.schema import MarginJson, mam_category_problem
 
 # A margin.json is a few kB; anything far larger is not one.
 MAX_MARGIN_JSON_BYTES = 16 * 1024 * 1024
@@ -35,7 +35,14 @@ def read_margin_json(path: str | Path) -> MarginJson:
     :class:`~hepanav.registry.schema.MarginJson`.
     """
     data = read_user_json(path, "margin.json", max_bytes=MAX_MARGIN_JSON_BYTES)
-    return validate_model(MarginJson, data, path, suffix=" (is this a hepanav margin.json?)")
+    margin = validate_model(MarginJson, data, path, suffix=" (is this a hepanav margin.json?)")
+    # The outcomes template's rule (one rule set): a file whose category disagrees with
+    # its MAM (edited by hand?) is refused rather than stored inconsistent.
+    problem = mam_category_problem(margin.min_margin_mm, margin.category)
+    if problem:
+        problem = problem.replace("mam_mm", "min_margin_mm", 1)
+        raise InputError(f"category {problem}: nothing stored", path)
+    return margin
 
 
 MARGIN_FIELDS = (
@@ -89,7 +96,12 @@ def attach_margin(
         stored margin would be overwritten without ``upsert``, or the MAM is not
         decisive without ``accept_not_decisive``.
     """
-    from hepanav.registry.records import _check_actor, _log
+    from hepanav.registry.records import (
+        _check_actor,
+        _log,
+        check_outcome_rules,
+        outcome_problems,
+    )
 
     margin = read_margin_json(path)
     not_decisive = margin.uncertainty is not None and not margin.uncertainty.decisive
@@ -140,7 +152,10 @@ def attach_margin(
                 "to store it (the history will say NOT decisive)"
             )
         if changes:
+            before = outcome_problems(conn, patient_id)
             conn.execute(update(t).where(key).values(new))
+            # The stored record as a whole under the outcomes template's rules.
+            check_outcome_rules(conn, patient_id, before)
             _log(
                 conn,
                 user,

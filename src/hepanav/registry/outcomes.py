@@ -94,8 +94,17 @@ def compare_incidence(
     )
     groups = [group_incidence(tte[labels == g], g) for g in order]
     usable = [g.group for g in groups if g.group != stats.MISSING_GROUP]
-    events = int((tte["status"] == 1).sum()) if len(tte) else 0
-    base = {"n": int(labels.isin(usable).sum()) if len(tte) else 0, "events": events}
+    # n and events count the same lesions: those with a value of ``column`` (the ones
+    # the test compares); lesions without one are left out and said so in the reason.
+    tested = labels.isin(usable).to_numpy() if len(tte) else np.zeros(0, bool)
+    events = int((tte["status"].to_numpy()[tested] == 1).sum()) if len(tte) else 0
+    base = {"n": int(tested.sum()), "events": events}
+    missing = [g for g in groups if g.group == stats.MISSING_GROUP]
+    left_out = (
+        f"; {missing[0].n_lesions} lesion(s) ({missing[0].events} LTP) without {column} left out"
+        if missing
+        else ""
+    )
     small = [g.group for g in groups if g.group in usable and g.n_lesions < MIN_GROUP_LESIONS]
     if len(usable) < 2:
         reason = "fewer than two groups with data"
@@ -106,15 +115,19 @@ def compare_incidence(
     else:
         reason = None
     if reason:
-        return groups, GrayTestResult(estimable=False, reason=f"not estimable: {reason}", **base)
-    keep = labels.isin(usable).to_numpy()
+        return groups, GrayTestResult(
+            estimable=False, reason=f"not estimable: {reason}{left_out}", **base
+        )
+    keep = tested
     try:
         result = gray_test(tte["months"][keep], tte["status"][keep], labels[keep], cause=1)
     except ValueError as exc:
-        return groups, GrayTestResult(estimable=False, reason=f"not estimable: {exc}", **base)
+        return groups, GrayTestResult(
+            estimable=False, reason=f"not estimable: {exc}{left_out}", **base
+        )
     return groups, GrayTestResult(
         estimable=True,
-        reason="Gray's test (rho = 0), death as competing risk",
+        reason=f"Gray's test (rho = 0), death as competing risk{left_out}",
         statistic=result.statistic,
         df=result.df,
         p_value=result.p_value,

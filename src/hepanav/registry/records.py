@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from hepanav.core import privacy
 from hepanav.core.errors import InputError
 from hepanav.core.validation import first_error
-from hepanav.registry import models
+from hepanav.registry import models, timeline
 from hepanav.registry.db import database_errors, write_transaction
 from hepanav.registry.schema import (
     CODE_SETS,
@@ -51,6 +51,8 @@ TABLES: dict[str, type[models.Base]] = {
     "complications": models.Complication,
 }
 MAX_TEXT = 200
+# Date columns (ISO dates, parsed by the template's rule): not screened as dates of birth.
+DATE_FIELDS = ("procedure_date", "event_date")
 
 
 def table_of(name: str) -> Table:
@@ -97,6 +99,8 @@ def validate_value(table: str, field: str, value: Any) -> Any:
         if field in CODE_SETS
         else "id"
         if field in ID_COLUMNS
+        else "date"  # a procedure/event date is expected to look like a date
+        if field in DATE_FIELDS
         else "number"
         if isinstance(value, int | float)
         else "free_text"
@@ -199,6 +203,7 @@ def create_record(
     if table == "lesion_treatments":
         _mam_certainty({c.name: None for c in t.columns}, clean, [])
     with database_errors(engine), write_transaction(engine) as conn:
+        before = outcome_problems(conn, clean.get("patient_id"))
         try:
             result = conn.execute(insert(t).values(**clean))
         except Exception as exc:
@@ -214,6 +219,8 @@ def create_record(
         if "id" in key_columns(table):
             clean["id"] = result.inserted_primary_key[0]
         key = record_key(table, clean)
+        check_outcome_rules(conn, clean.get("patient_id"), before)
+        timeline.check_record(conn, table, clean, key)
         _log(conn, user, "create", table, key, [(f, None, v) for f, v in clean.items()], reason)
     return clean
 
@@ -242,9 +249,54 @@ def update_record(
         if table == "lesion_treatments":
             diff += _mam_certainty(row, clean, diff)
         if diff:
+            before = outcome_problems(conn, row.get("patient_id"))
             conn.execute(update(t).where(where).values(**{f: v for f, _, v in diff}))
+            check_outcome_rules(conn, row.get("patient_id"), before)
+            timeline.check_record(conn, table, dict(row), record_key(table, key))
             _log(conn, user, "update", table, record_key(table, key), diff, reason)
     return diff
+
+
+def outcome_problems(conn: Connection, patient_id: str | None) -> dict[str, tuple[str, str]]:
+    """``{lesion treatment key: (field, reason)}`` of the patient's rows the import refuses."""
+    if patient_id is None:
+        return {}
+    from hepanav.registry.dataset import treatments_query
+
+    fields = OutcomeRow.model_fields
+    found = {}
+    for row in conn.execute(treatments_query(patient_id)).mappings():
+        record = {f: row[f] for f in fields if f in row and row[f] is not None}
+        try:
+            OutcomeRow.model_validate(record)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False, include_input=False)[0]
+            why = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+            loc = err.get("loc", ())
+            field = str(loc[0]) if loc else why.split(" ", 1)[0]
+            found[record_key("lesion_treatments", row)] = (
+                field if field in fields else "record",
+                why,
+            )
+    return found
+
+
+def check_outcome_rules(
+    conn: Connection, patient_id: str | None, before: Mapping[str, tuple[str, str]] | None = None
+) -> None:
+    """Every lesion treatment of the patient, as changed, re-checked with the import's rules.
+
+    One rule set: a correction is validated by the same :class:`OutcomeRow` model (R0
+    means >= 1 mm, MAM vs category, resection-only fields, dates ...) as an imported
+    row, on the joined record (patient, lesion, procedure, treatment) as it would be
+    stored. Raises InputError naming the record; the caller's transaction then rolls back.
+    ``before`` (:func:`outcome_problems` before the change): problems already stored
+    (from before a rule existed) do not block a correction of something else.
+    """
+    before = before or {}
+    for key, (field, why) in outcome_problems(conn, patient_id).items():
+        if before.get(key) != (field, why):
+            raise InputError(f"{key}: {why} (the import refuses it too)", field)
 
 
 def _mam_certainty(row: Mapping[str, Any], clean: Mapping[str, Any], diff) -> list:

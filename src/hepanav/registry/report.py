@@ -163,9 +163,11 @@ def audit_tables(audit: AuditReport) -> dict[str, pd.DataFrame]:
                 )
             ]
         )
-        tables["ltp_by_mam_category"] = pd.DataFrame(
-            [g.model_dump(exclude={"curve"}) for g in a.ltp_by_margin_category]
-        ).astype({"at_months": str, "not_estimable": str, "numbers_at_risk": str}, errors="ignore")
+        ltp = pd.DataFrame([g.model_dump(exclude={"curve"}) for g in a.ltp_by_margin_category])
+        # No ablated lesion with follow-up yet (the state after the first import): an empty
+        # table, not a KeyError on the absent columns.
+        nested = [c for c in ("at_months", "not_estimable", "numbers_at_risk") if c in ltp]
+        tables["ltp_by_mam_category"] = ltp.astype(dict.fromkeys(nested, str))
 
         def cox_row(m) -> dict:
             return {

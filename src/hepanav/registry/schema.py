@@ -138,6 +138,61 @@ CODE_SETS: dict[str, tuple[str, ...]] = {
 ID_COLUMNS = ("patient_id", "lesion_id", "procedure_id")
 
 
+def mam_category_problem(mam_mm: float, category: str) -> str | None:
+    """``None``, or why ``category`` contradicts the MAM (one rule for every input path).
+
+    The category is a function of the MAM (hepanav margin's definition); a mismatch
+    would put the lesion in the wrong group of every category statistic. 0.05 mm
+    slack: a MAM rounded to 0.1 mm at a boundary stays consistent. Used by the
+    outcomes template (CSV/XLSX, corrections) and by ``registry import-margin``.
+    """
+    bounds = {
+        "incomplete": (-1e9, 0.0),
+        "0-5mm": (0.0, 5.0),
+        "5-10mm": (5.0, 10.0),
+        ">=10mm": (10.0, 1e9),
+    }
+    lo, hi = bounds[category]
+    if lo - 0.05 <= mam_mm < hi + 0.05:
+        return None
+    return (
+        f"{category} contradicts mam_mm {mam_mm:g} "
+        "(incomplete < 0 <= 0-5mm < 5 <= 5-10mm < 10 <= >=10mm)"
+    )
+
+
+def _article(procedure_type: str) -> str:
+    return ("an " if procedure_type[0].lower() in "aeiou" else "a ") + procedure_type
+
+
+SHELL_COVERAGE_PCT = ("shell_coverage_5mm_pct", "shell_coverage_6mm_pct")
+
+
+def fraction_as_percent_problem(
+    field: str, value: float | None, mam_mm: float | None
+) -> str | None:
+    """``None``, or why a typed shell coverage looks like a fraction (0-1) instead of a %.
+
+    ``hepanav margin`` writes coverages as fractions (0.987); the template's columns
+    are percentages (98.7). A value in (0, 1] is ambiguous (0.987 % or 98.7 %?). With
+    the MAM >= 0 (the tumour inside the zone, which then covers every point within
+    the MAM of it) or unknown, so small a coverage is implausible and the value is
+    read as a typed-in fraction: refused rather than guessed. With a negative MAM
+    (incomplete ablation) small coverages are real and accepted. ``import-margin``
+    converts margin.json's fractions itself. Ki-67 (``ki67_pct``) is not screened:
+    a Ki-67 below 1 % is a real value (NET G1).
+    """
+    if field not in SHELL_COVERAGE_PCT or value is None or not 0 < value <= 1:
+        return None
+    if mam_mm is not None and mam_mm < 0:
+        return None
+    return (
+        f"{field} {value:g} looks like a fraction (margin.json writes 0-1); it is a "
+        f"percentage 0-100: write {100 * value:g} for {value:g} (1 % or less is accepted "
+        "only with a negative mam_mm, an incomplete ablation)"
+    )
+
+
 class _Row(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
@@ -233,21 +288,13 @@ class OutcomeRow(_Row):
                     f"{self.margin_mm:g} (R0 means >= {R0_MIN_MARGIN_MM:g} mm)"
                 )
         if self.mam_mm is not None and self.margin_category is not None:
-            # The category is a function of the MAM (hepanav margin's definition); a
-            # mismatch would put the lesion in the wrong group of every category statistic.
-            # 0.05 mm slack: a MAM rounded to 0.1 mm at a boundary stays consistent.
-            bounds = {
-                "incomplete": (-1e9, 0.0),
-                "0-5mm": (0.0, 5.0),
-                "5-10mm": (5.0, 10.0),
-                ">=10mm": (10.0, 1e9),
-            }
-            lo, hi = bounds[self.margin_category]
-            if not lo - 0.05 <= self.mam_mm < hi + 0.05:
-                raise ValueError(
-                    f"margin_category {self.margin_category} contradicts mam_mm "
-                    f"{self.mam_mm:g} (incomplete < 0 <= 0-5mm < 5 <= 5-10mm < 10 <= >=10mm)"
-                )
+            problem = mam_category_problem(self.mam_mm, self.margin_category)
+            if problem:
+                raise ValueError(f"margin_category {problem}")
+        for name in SHELL_COVERAGE_PCT:
+            problem = fraction_as_percent_problem(name, getattr(self, name), self.mam_mm)
+            if problem:
+                raise ValueError(problem)
         if self.mam_mm is None:
             for name in ("mam_uncertainty_mm", "mam_decisive"):
                 if getattr(self, name) is not None:
@@ -270,6 +317,17 @@ class OutcomeRow(_Row):
             raise ValueError("net_grade is only for primary_type NET")
         if self.ablation_energy is not None and self.procedure_type != "ablation":
             raise ValueError("ablation_energy given for a procedure that is not an ablation")
+        if self.procedure_type != "resection":
+            # R0/R1 is the pathologist's verdict on a resected specimen; an ablation (or
+            # TACE, ...) has no specimen. An ablation's margin is mam_mm / margin_category;
+            # it is never pooled with the R0 rate.
+            for name in ("margin_status", "margin_mm"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} given for {_article(self.procedure_type)} (R0/R1 and "
+                        "margin_mm are resection fields; an ablation's margin is mam_mm / "
+                        "margin_category)"
+                    )
         ablation_only = ("technical_success", "complete_at_first_follow_up", "n_applicators")
         for name in ablation_only:
             if getattr(self, name) is not None and self.procedure_type != "ablation":

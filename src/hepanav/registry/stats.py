@@ -79,6 +79,34 @@ def lesion_outcomes(frame: pd.DataFrame, group_by: str) -> pd.DataFrame:
     )
 
 
+def check_not_pooled(frame: pd.DataFrame, group_by: str) -> None:
+    """Refuse R0 rates that would pool procedure types (docs: never pooled).
+
+    Ablations have no R0/R1 (the import refuses it since 2026-12-01); a registry
+    filled earlier may still hold one, which is refused here rather than counted.
+    Margin statuses of two procedure types are compared only side by side
+    (``--group-by procedure_type``) or one type at a time (``--procedure-type``).
+    """
+    if "procedure_type" not in frame:
+        return
+    with_status = frame.loc[frame["negative"].notna(), "procedure_type"]
+    ablated = int((with_status == "ablation").sum())
+    if ablated:
+        raise InputError(
+            f"{ablated} ablation row(s) carry a margin_status (ablations have no R0/R1; "
+            "their margin is mam_mm); clear it with `registry update lesion_treatments ... "
+            "--set margin_status=` or give --procedure-type resection",
+            "--db",
+        )
+    types = sorted(set(with_status.dropna()))
+    if len(types) > 1 and group_by != "procedure_type":
+        raise InputError(
+            f"margin statuses of {', '.join(types)} would be pooled into one R0 rate; "
+            "give --procedure-type, or --group-by procedure_type to compare them",
+            "--procedure-type",
+        )
+
+
 def patient_outcomes(lesions: pd.DataFrame) -> pd.DataFrame:
     """Per patient and group: negative (1) when all the patient's lesions are R0.
 
@@ -384,6 +412,7 @@ def margin_comparison(frame: pd.DataFrame, group_by: str, unit: str) -> MarginsR
     lesions = lesion_outcomes(frame, group_by)
     if lesions.empty:
         raise InputError("no lesion treatment with a margin_status in the registry", "--db")
+    check_not_pooled(frame, group_by)
     units = lesions if unit == "lesion" else patient_outcomes(lesions)
     counts = count_groups(units)
     test = compare_counts(counts)

@@ -12,7 +12,7 @@ from hepanav.core.atomic import output_files, write_json
 from hepanav.core.errors import InputError
 from hepanav.core.limits import check_number
 from hepanav.core.paths import check_inputs_outputs, recorded_path
-from hepanav.imaging import read_image, write_image
+from hepanav.imaging import load_image, write_image
 from hepanav.imaging.border import border_faces, border_warning
 from hepanav.segmentation.result import Segmentation
 from hepanav.segmentation.schema import (
@@ -205,7 +205,8 @@ def segment_file(
         ],
     )
     source = _seg_source(ct_path, out) if is_seg_output(out) else None
-    ct = read_image(ct_path)
+    ct, record = load_image(ct_path, "CT")
+    ct_notes = list(record.notes)  # what the reader dropped or regularised, and why
     if source is not None:
         source.check_grid(ct, ct_path)
     result, seg = segment_image(
@@ -221,8 +222,11 @@ def segment_file(
         max_radius_mm=max_radius_mm,
         report=report,
     )
-    if source is not None:  # identifiers recovered from an anonymised series: said, not hidden
-        result.notes.extend(n for n in source.notes if n not in result.notes)
+    # Slices the reader dropped (and why) and, for a SEG, identifiers recovered from an
+    # anonymised series: said, not hidden.
+    for note in ct_notes + (source.notes if source is not None else []):
+        if note not in result.notes:
+            result.notes.append(note)
     write_outputs(result, seg, ct, out, source=source)
     return result, seg
 
@@ -463,9 +467,10 @@ def masks_for_margin(
     done = []
     folder = Path(out) / "segmentation"
     for name, ct_path, seeds_, option in jobs:
-        ct = read_image(ct_path)
+        ct, record = load_image(ct_path, "CT")
         mask = folder / f"{name}.nii.gz"
         result, seg = segment_image(name, ct, ct_path, mask, seeds=seeds_, seed_option=option)
+        result.notes.extend(n for n in record.notes if n not in result.notes)
         done.append((result, seg, ct, mask))
     for result, seg, ct, mask in done:
         write_outputs(result, seg, ct, mask)

@@ -36,7 +36,9 @@ def case_from_data(data: Any, source: str | Path = "case") -> Case:
     except ValidationError as exc:
         err = exc.errors()[0]
         msg = err.get("msg", "invalid value")
-        if err.get("type") == "extra_forbidden":
+        if err.get("type") == "value_error":
+            msg = msg.removeprefix("Value error, ")  # our own validators' messages
+        elif err.get("type") == "extra_forbidden":
             msg = f"unknown field (known: {', '.join(Case.model_fields)})"
         elif err.get("loc", ())[-1:] == ("size_mm",) and err.get("type", "").endswith("_equal"):
             # The likeliest cause of a size out of range is a unit slip: say so.

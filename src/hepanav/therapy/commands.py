@@ -36,7 +36,13 @@ def evaluate(
         None, "--rules", help="Rule file(s) to use instead of the built-in tables (repeatable)."
     ),
 ) -> None:
-    """Evaluate the decision tables for CASE: a verdict per therapy, with rules and sources."""
+    """Evaluate the decision tables for CASE: a verdict per therapy, with rules and sources.
+
+    Refused in one line (exit 2), naming the file and the field: a key given twice, an
+    unknown field, a wrong type, a size typed in cm (sizes are mm, 5-300), a percent field
+    between 0 and 1 (a likely fraction: write 25 for 25 %, or "0.25 %" for a value truly
+    under 1 %).
+    """
     from hepanav.core import InputError, write_json
     from hepanav.core.atomic import check_output_folder, output_folder
     from hepanav.core.paths import check_inputs_outputs
@@ -155,7 +161,7 @@ def dose(
                 else f" = up to {hi:g} mg for this patient"
             )
         typer.echo(
-            f"{res.regimen}: {res.drug} {res.dose:g} {res.unit} per {res.per}{mg}: "
+            f"{res.regimen}: {res.drug} {res.dose:.15g} {res.unit} per {res.per}{mg}: "
             f"{res.result.upper()} the protocol dose, {res.protocol_dose}{in_mg} "
             f"({res.source.citation.rstrip('.')}{unchecked})"
         )
@@ -167,7 +173,7 @@ def dose(
         return
     bsa = f", BSA {result.bsa_m2:.2f} m2 (Mosteller)" if result.bsa_m2 is not None else ""
     low, high = result.range_mg
-    given = f"{result.drug} {result.dose:g} {result.unit} {result.route}"
+    given = f"{result.drug} {result.dose:.15g} {result.unit} {result.route}"
     typer.echo(
         f"{given} = {result.total_mg:g} mg{bsa}: {result.result.upper()} the HISTORICAL range "
         f"{low:g}-{high:g} mg ({result.source.quote.split(',')[0]}...; not a dosing protocol)"

@@ -213,11 +213,23 @@ def check_dose(
         height_cm=height_cm,
         weight_kg=weight_kg,
         bsa_m2=None if bsa is None else round(bsa, 2),
-        total_mg=_significant(total),
+        total_mg=_shown_total(total, low, high),
         range_mg=(low, high),
         result=classify(total, low, high),
         source=source,
     )
+
+
+def _shown_total(total: float, low: float, high: float) -> float:
+    """``total`` to 3 significant digits, or more when the rounded value would compare
+    with the range otherwise than ``total`` does (150.4 mg is not shown as 150 mg above
+    a range ending at 150 mg)."""
+    result = classify(total, low, high)
+    for digits in range(3, 16):
+        shown = _significant(total, digits)
+        if classify(shown, low, high) == result:
+            return shown
+    return total
 
 
 def _significant(value: float, digits: int = 3) -> float:

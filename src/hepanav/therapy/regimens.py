@@ -5,7 +5,10 @@ mg/kg) per session, per day or per cycle. A dose given in the protocol's unit is
 directly (no conversion, so no rounding enters); a dose in mg is compared with the
 protocol dose converted for this patient (Mosteller BSA for mg/m2, weight for mg/kg).
 Reported numbers keep the precision of the protocol (two significant digits for
-converted doses): a dose check has no use for 187.35 mg.
+converted doses, four for the limits converted to mg): a dose check has no use for
+187.35 mg. When that rounding would read otherwise than the verdict (100.04 mg/m2 shown as
+"= 180 mg", ABOVE a limit shown as 181.8 mg), both are shown with as many digits as it
+takes to agree (181.9 mg, 181.8 mg): see :func:`shown_in_agreement`.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def check_regimen_dose(
         value = dose
         if unit != "mg" and (height_cm is not None or weight_kg is not None):
             per_unit_mg, bsa = total_dose_mg(1.0, unit, height_cm, weight_kg)
-            patient_mg = significant(dose * per_unit_mg)
+            patient_mg = dose * per_unit_mg
             limits_mg = (low * per_unit_mg, high * per_unit_mg)
     elif unit == "mg":
         # Protocol per m2 or per kg: convert its limits to mg for this patient. The
@@ -155,6 +158,12 @@ def check_regimen_dose(
         if low > 0
         else ("above" if value > high * (1 + 1e-9) else "within")
     )
+    if limits_mg is not None:
+        # The mg figures are shown beside the verdict: round them so that they compare
+        # as the verdict does (a dose in mg is kept as given).
+        patient_mg, limits_mg = shown_in_agreement(
+            patient_mg, limits_mg, result, 2 if unit != "mg" else None
+        )
     return RegimenDoseResult(
         regimen=key,
         description=r.description,
@@ -167,15 +176,42 @@ def check_regimen_dose(
         patient_mg=patient_mg,
         protocol_mg=None
         if limits_mg is None
-        else (
-            None if not limits_mg[0] else significant(limits_mg[0], 4),
-            significant(limits_mg[1], 4),
-        ),
+        else (None if not limits_mg[0] else limits_mg[0], limits_mg[1]),
         bsa_m2=None if bsa is None else round(bsa, 2),
         protocol_dose=protocol,
         result=result,
         source=r.source,
     )
+
+
+def shown_in_agreement(
+    value: float,
+    limits: tuple[float, float],
+    result: str,
+    value_digits: int | None,
+    limit_digits: int = 4,
+) -> tuple[float, tuple[float, float]]:
+    """``value`` and ``limits`` rounded for display such that the rounded numbers give
+    ``result`` again (:func:`hepanav.therapy.dose.classify`).
+
+    The value is rounded to ``value_digits`` significant digits (None: kept as given) and
+    the limits to ``limit_digits``; when the rounded numbers would read otherwise than
+    the verdict ("= 180 mg ... ABOVE ... up to 181.8 mg"), both get the same, smallest
+    sufficient number of digits (at least ``limit_digits``).
+    """
+    low, high = limits
+
+    def rounded(digits_v: int | None, digits_l: int) -> tuple[float, float, float]:
+        v = value if digits_v is None else significant(value, digits_v)
+        return v, significant(low, digits_l), significant(high, digits_l)
+
+    tries = [(value_digits, limit_digits)]
+    tries += [(None if value_digits is None else d, d) for d in range(limit_digits, 16)]
+    for digits_v, digits_l in tries:
+        v, lo, hi = rounded(digits_v, digits_l)
+        if classify(v, lo, hi) == result:
+            return v, (lo, hi)
+    return value, (low, high)
 
 
 def _fmt(x: float) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hepanav import DISCLAIMER
 
@@ -61,6 +61,45 @@ _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 LESION_SIZE_MM = (5.0, 300.0)
 
 
+#: Case fields in percent (0-100). A value between 0 and 1 is refused as ambiguous: it is
+#: far likelier a fraction (0.25 for a 25 % lung shunt) than a real sub-1 % value, and read
+#: as percent it falls below every threshold of the rules and drops their verdicts. A real
+#: value under 1 % is written as a string with the sign, "0.25 %", which is unambiguous.
+PERCENT_FIELDS = (
+    "ki67_percent",
+    "future_liver_remnant_percent",
+    "liver_tumor_burden_percent",
+    "lung_shunt_fraction_percent",
+)
+_PERCENT_TEXT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*")
+
+
+_PERCENT_NOTE = (
+    " (a number between 0 and 1 is refused as a likely fraction; a value under 1 % is "
+    'written "0.25 %").'
+)
+
+
+def percent_value(value: object) -> object:
+    """A percent field as given: a number >= 1 or 0 as is, a string ``"0.25 %"`` as its
+    number; a bare number between 0 and 1 raises ``ValueError`` (ambiguous, see above)."""
+    if isinstance(value, str):
+        match = _PERCENT_TEXT.fullmatch(value)
+        if match is None:
+            raise ValueError(
+                "a percent value is a number (25 for 25 %), or a string with the % sign "
+                '("0.25 %") for a value under 1 %'
+            )
+        return float(match.group(1))
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1:
+        raise ValueError(
+            "a number between 0 and 1 is ambiguous in a percent field: give percent (25 for "
+            "25 %, not the fraction 0.25); a value truly under 1 % is written with the sign, "
+            '"0.25 %"'
+        )
+    return value
+
+
 class Lesion(BaseModel):
     """One liver metastasis."""
 
@@ -97,7 +136,9 @@ class Case(BaseModel):
     )
     primary: Primary | None = Field(default=None, description="Primary tumour.")
     net_grade: NetGrade | None = Field(default=None, description="WHO grade of a NET.")
-    ki67_percent: float | None = Field(default=None, ge=0, le=100, description="Ki-67 index, %.")
+    ki67_percent: float | None = Field(
+        default=None, ge=0, le=100, description="Ki-67 index, %" + _PERCENT_NOTE
+    )
     sstr_positive: bool | None = Field(
         default=None,
         description="Somatostatin-receptor imaging uptake >= normal liver in the lesions.",
@@ -112,10 +153,13 @@ class Case(BaseModel):
     bilirubin_mg_dl: float | None = Field(default=None, ge=0, description="Total bilirubin, mg/dl.")
     albumin_g_dl: float | None = Field(default=None, ge=0, description="Serum albumin, g/dl.")
     future_liver_remnant_percent: float | None = Field(
-        default=None, ge=0, le=100, description="Future liver remnant, % of total liver volume."
+        default=None,
+        ge=0,
+        le=100,
+        description="Future liver remnant, % of total liver volume" + _PERCENT_NOTE,
     )
     liver_tumor_burden_percent: float | None = Field(
-        default=None, ge=0, le=100, description="Tumour volume, % of liver volume."
+        default=None, ge=0, le=100, description="Tumour volume, % of liver volume" + _PERCENT_NOTE
     )
     resectable: bool | None = Field(
         default=None, description="Complete (R0) resection judged feasible by the board."
@@ -125,7 +169,7 @@ class Case(BaseModel):
         default=None, description="Thrombosis of the main portal vein or a main branch."
     )
     lung_shunt_fraction_percent: float | None = Field(
-        default=None, ge=0, le=100, description="Tc-99m MAA lung shunt fraction, %."
+        default=None, ge=0, le=100, description="Tc-99m MAA lung shunt fraction, %" + _PERCENT_NOTE
     )
     lung_dose_gy: float | None = Field(
         default=None,
@@ -149,6 +193,11 @@ class Case(BaseModel):
         default=None, ge=0, le=30, description="Serum creatinine, mg/dl."
     )
     prior_liver_radiation: bool | None = None
+
+    @field_validator(*PERCENT_FIELDS, mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        return percent_value(value)
 
 
 # Words that mark a citation of this project's own documents (never a source).
@@ -292,12 +341,14 @@ class RegimenDoseResult(BaseModel):
     per: Literal["session", "day", "cycle"]
     patient_mg: float | None = Field(
         description="The dose in mg for this patient: as given when given in mg, else "
-        "converted (2 significant digits: an estimate from height and weight)."
+        "converted (2 significant digits: an estimate from height and weight; more, as "
+        "many as protocol_mg, when 2 would read otherwise than result)."
     )
     protocol_mg: tuple[float | None, float] | None = Field(
         None,
         description="The protocol's range converted to mg for this patient (lower limit "
-        "or null, upper limit; 4 significant digits), when height/weight allow it.",
+        "or null, upper limit; 4 significant digits, more when 4 would read otherwise "
+        "than result), when height/weight allow it.",
     )
     bsa_m2: float | None = None
     protocol_dose: str = Field(description="The protocol's dose, in its own words and units.")
@@ -316,7 +367,10 @@ class DoseResult(BaseModel):
     height_cm: float | None
     weight_kg: float | None
     bsa_m2: float | None = Field(description="Body surface area (Mosteller), m^2, if used.")
-    total_mg: float = Field(description="The dose converted to mg for this patient.")
+    total_mg: float = Field(
+        description="The dose converted to mg for this patient (3 significant digits, more "
+        "when 3 would read otherwise than result)."
+    )
     range_mg: tuple[float, float]
     result: Literal["within", "below", "above"]
     source: HistoricalSource

@@ -198,16 +198,13 @@ def run_therapy(case_text: str, scratch: Path) -> dict[str, Any]:
     InputError
         When the text is not a valid case.
     """
-    import yaml
-
+    from hepanav.core.validation import parse_yaml
     from hepanav.therapy.cases import case_from_data
     from hepanav.therapy.engine import evaluate_case
     from hepanav.therapy.rules import load_rules
 
-    try:
-        data = yaml.safe_load(case_text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"is not valid YAML ({type(exc).__name__})", "case") from None
+    # The parser of case files: bounded, finite numbers, no key given twice.
+    data = parse_yaml(case_text, "case")
     case = case_from_data(data, "case")
     return evaluate_case(case, load_rules()).model_dump(mode="json")
 

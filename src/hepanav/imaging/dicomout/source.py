@@ -29,13 +29,18 @@ class SourceSeries:
     folder : Path
         Where they were read from (for error messages).
     notes : list of str
-        Identifiers :func:`read_source_series` had to recover or derive (an anonymised
+        What the series reader dropped and why (duplicates, localizers, slices of another
+        geometry: the notes of :func:`hepanav.imaging.dicom_series.read_dicom_frames`) and
+        identifiers :func:`read_source_series` had to recover or derive (an anonymised
         series with emptied UIDs); say them beside every object written on the series.
+    image : SimpleITK.Image or None
+        The series as the reader made it (the grid the objects' masks must lie on).
     """
 
     datasets: list[Dataset]
     folder: Path
     notes: list[str] = field(default_factory=list)
+    image: sitk.Image | None = field(default=None, repr=False)
 
     @property
     def first(self) -> Dataset:
@@ -102,19 +107,26 @@ def sort_slices(datasets: list[Dataset]) -> list[Dataset]:
 
 
 def read_source_series(folder: str | Path) -> SourceSeries:
-    """Read every DICOM file of the single image series in ``folder``.
+    """Read the slices of the single image series in ``folder`` that the series reader
+    stacks into the image (:func:`hepanav.imaging.dicom_series.read_dicom_frames`): an
+    exact duplicate slice, a localizer or a slice of another geometry is left out here as
+    it is from the image every command reads, with the same notes.
 
     Raises
     ------
     InputError
         No DICOM image files, several series, slices without position/orientation, a
-        slice without a Frame of Reference UID, or slices in different frames of reference.
+        slice without a Frame of Reference UID, or slices in different frames of reference;
+        everything the series reader refuses.
     """
+    from hepanav.imaging.dicom_series import read_dicom_frames
+
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("not a folder with a DICOM series", folder)
+    image, record, frames = read_dicom_frames(folder)
     datasets = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in dict.fromkeys(f.file for f in frames):  # the image's slice order
         try:
             ds = pydicom.dcmread(path)
         except pydicom.errors.InvalidDicomError:
@@ -123,7 +135,7 @@ def read_source_series(folder: str | Path) -> SourceSeries:
             datasets.append(ds)
     if not datasets:
         raise InputError("no DICOM image slices found", folder)
-    notes = _repair_identifiers(datasets, folder)
+    notes = list(record.notes) + _repair_identifiers(datasets, folder)
     series = {str(d.SeriesInstanceUID) for d in datasets}
     if len(series) > 1:
         raise InputError(
@@ -146,7 +158,7 @@ def read_source_series(folder: str | Path) -> SourceSeries:
         )
     ordered = sort_slices(datasets)
     notes += _fill_slice_thickness(ordered, folder)
-    return SourceSeries(ordered, folder, notes)
+    return SourceSeries(ordered, folder, notes, image)
 
 
 def _slice_spacing(datasets: list[Dataset]) -> float | None:
