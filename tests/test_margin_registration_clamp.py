@@ -93,3 +93,40 @@ def test_exact_metric_recovers_a_known_offset(clamped_pair, gradient_filter):
     correction, info = local_stage(pre, post, zone, tumour, start, settings)
     assert info.accepted
     assert _tumour_error(start, correction, info.accepted) < 0.15
+
+
+HELD_OUT = {"local_holdout_block_mm": 10.0, "local_judge_within_mm": 10.0}
+
+
+def test_held_out_correction_still_recovers_a_known_offset(clamped_pair):
+    """Fitted on the black 10 mm cubes, judged on the white ones within 10 mm of the
+    excluded zone: a true offset is in every cube, so the correction is kept."""
+    pre, tumour, post, zone, _ = clamped_pair
+    start = sitk.TranslationTransform(3, (SHIFT_MM + [0.8, 0.6, -0.7]).tolist())
+    settings = RegistrationSettings(**EXACT, local_gradient_filter=False, **HELD_OUT)
+    correction, info = local_stage(pre, post, zone, tumour, start, settings)
+    assert info.accepted, info.note
+    assert _tumour_error(start, correction, info.accepted) < 0.15
+
+
+def test_held_out_cubes_split_the_region_in_physical_size():
+    """Cubes of 10 mm on a 2 x 3 x 5 mm grid: x index 0-4 / 5-9, y 0-3 / 4-6 (3 mm: 0, 3,
+    6, 9 < 10), z 0-1 / 2-3; the optimiser's samples lie in the black cubes only and the
+    correction is judged on the white ones, which together are the region."""
+    from hepanav.margin.registration import _LocalMetric
+
+    image = sitk.Image([10, 7, 4], sitk.sitkFloat32)
+    image.SetSpacing((2.0, 3.0, 5.0))
+    image += 50.0
+    region = sitk.Cast(image > 0, sitk.sitkUInt8)
+    settings = RegistrationSettings(local_holdout_block_mm=10.0, local_sample_stride=1)
+    metric = _LocalMetric.build(
+        image, region, image, region, sitk.TranslationTransform(3), settings
+    )
+    judged = sitk.GetArrayFromImage(metric.region).astype(bool)
+    sparse = sitk.GetArrayFromImage(metric.sparse).astype(bool)
+    k, j, i = np.meshgrid(np.arange(4), np.arange(7), np.arange(10), indexing="ij")
+    white = ((i >= 5).astype(int) + (j >= 4) + (k >= 2)) % 2 == 1
+    assert np.array_equal(judged, white)
+    assert np.array_equal(sparse, ~white)
+    assert metric.samples == int((~white).sum())

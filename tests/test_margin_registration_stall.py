@@ -156,3 +156,10 @@ def test_an_unexpected_observer_error_is_printed_and_raised(monkeypatch, capsys)
     err = capsys.readouterr().err
     assert "Traceback" in err and "ValueError: an observer's own bug" in err
     assert sys.excepthook is hook
+
+
+def test_a_misspelt_setting_is_refused():
+    """An unknown field (a typo in a bench's settings JSON) must not silently run the
+    defaults."""
+    with pytest.raises(ValueError, match="local_holdout_block"):
+        RegistrationSettings(local_holdout_block=10.0)

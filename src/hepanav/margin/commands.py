@@ -50,7 +50,7 @@ def margin(
     liver: Path | None = typer.Option(
         None,
         "--liver",
-        help="Liver mask in the masks' space (subcapsular exclusion).",
+        help="Liver mask in the masks' space, holding the tumour (subcapsular exclusion).",
         rich_help_panel=_ONE,
     ),
     ct: Path | None = typer.Option(
@@ -385,6 +385,14 @@ def margin(
     typer.echo(DISCLAIMER, err=True)
 
 
+#: The terminal's words for ``MarginResult.min_margin_bound``.
+BOUND_TERMINAL = {
+    "lower": "LOWER BOUND: zone cut by the image border at the MAM point",
+    "upper": "UPPER BOUND: part of the tumour outside the image",
+    "unknown": "NO BOUND either way: tumour and zone cut by the image border",
+}
+
+
 def result_line(r) -> str:
     """The terminal summary of a ``MarginResult``: MAM (± u only where u bounds it), category,
     6 mm shell, residual tumour (when any) and short regions. Numbers as in the report
@@ -392,8 +400,16 @@ def result_line(r) -> str:
     from hepanav.core.report import format_number, format_percent
 
     u = r.uncertainty
-    mam = f"MAM {format_number(float(r.min_margin_mm))} mm"
-    if u.min_margin_interval_mm is not None:
+    bound = getattr(r, "min_margin_bound", None)
+    prefix = {"lower": "at least ", "upper": "at most "}.get(bound, "")
+    mam = f"MAM {prefix}{format_number(float(r.min_margin_mm))} mm"
+    if bound is not None:
+        mam += f" ({BOUND_TERMINAL[bound]}"
+        if u.min_margin_interval_mm is not None:
+            low, high = (format_number(float(v)) for v in u.min_margin_interval_mm)
+            mam += f"; true MAM {low} to {high} mm"
+        mam += ")"
+    elif u.min_margin_interval_mm is not None:
         mam += f" ± {format_number(float(u.half_width_mm))} mm"
     else:
         mam += " (no interval: automatic masks)"

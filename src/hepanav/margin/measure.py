@@ -35,6 +35,7 @@ from hepanav.margin.schema import (
     ShortRegion,
     ZoneGap,
 )
+from hepanav.margin.specks import drop_specks
 from hepanav.margin.subcapsular import subcapsular_vertices
 from hepanav.margin.surface import (
     Mesh,
@@ -60,6 +61,8 @@ class Measurement:
     """
 
     min_margin_mm: float
+    min_margin_bound: str | None
+    min_margin_exact_above_mm: float | None
     percentiles_mm: Percentiles
     mean_margin_mm: float
     surface_fraction_below_0mm: float
@@ -93,6 +96,7 @@ class Measurement:
         """The JSON-able figures (the fields of :class:`hepanav.margin.schema.MarginResult`)."""
         keys = (
             "min_margin_mm",
+            "min_margin_bound",
             "percentiles_mm",
             "mean_margin_mm",
             "surface_fraction_below_0mm",
@@ -180,6 +184,7 @@ def measure_margin(
     tumor_transform: sitk.Transform | None = None,
     subcapsular_mm: float | None = None,
     occupancies: dict[str, sitk.Image] | None = None,
+    liver_option: str = "--liver",
 ) -> Measurement:
     """Signed tumour-to-zone surface margins and the figures derived from them.
 
@@ -201,6 +206,9 @@ def measure_margin(
         under ``"tumor"`` and/or ``"ablation"``, as kept by :func:`hepanav.imaging.load_mask`
         for masks a reader resampled (tilted or sheared grids, another grid): the
         surfaces are placed from them (see :func:`hepanav.margin.surface.mask_field`).
+    liver_option : str
+        The option that gave ``liver`` (``--liver``, ``--liver-post``), named when the
+        liver mask does not contain the tumour (see :func:`liver_share_of_tumour`).
 
     Returns
     -------
@@ -209,8 +217,8 @@ def measure_margin(
     Raises
     ------
     InputError
-        Empty masks, no zone surface near the tumour, or nothing left after the
-        subcapsular exclusion.
+        Empty masks, no zone surface near the tumour, a liver mask that does not contain
+        the tumour with the subcapsular exclusion on, or nothing left after it.
     """
     tumor_box = foreground_index_box(tumor)
     zone_box = foreground_index_box(ablation)
@@ -220,7 +228,9 @@ def measure_margin(
         raise InputError("mask is empty (no non-zero voxel)", "ablation")
     if subcapsular_mm and liver is None:
         raise InputError("subcapsular exclusion needs a liver mask", "--subcapsular-mm")
-    warnings = []
+    occupancies = dict(occupancies or {})
+    tumor, occupancies["tumor"], warnings = drop_specks(tumor, occupancies.get("tumor"))
+    tumor_box = foreground_index_box(tumor)
     zone_faces = border_faces(ablation, zone_box)
     if zone_faces:
         warnings.append(
@@ -243,7 +253,6 @@ def measure_margin(
     step = analysis_steps(tumor, ablation)
     grid = subdivided_grid(ablation, np.vstack([tumor_corners, zone_corners]), pad, step)
 
-    occupancies = occupancies or {}
     tumor_field = mask_field(tumor, grid, tumor_transform, occupancies.get("tumor"))
     edge = int(np.ceil(reach / min(grid.GetSpacing())))
     if tumor_transform is not None and _reaches_edge(tumor_field, edge):
@@ -257,6 +266,27 @@ def measure_margin(
         )
         tumor_field = mask_field(tumor, grid, tumor_transform, occupancies.get("tumor"))
     zone_field = mask_field(ablation, grid, None, occupancies.get("ablation"))
+    if liver is not None:
+        share = liver_share_of_tumour(liver, grid, tumor_field)
+        if share < LIVER_SHARE_MIN:
+            text = (
+                f"the liver mask ({liver_option}) does not contain the tumour: only "
+                f"{100 * share:.0f} % of the tumour volume lies inside it (wrong mask or "
+                "label, a mask of another scan, or a liver label that leaves the tumour out?)"
+            )
+            if subcapsular_mm:
+                raise InputError(
+                    f"{text}; the subcapsular exclusion measures the distance to the capsule "
+                    "of a liver that holds the tumour: give such a mask (add the tumour to a "
+                    "liver label that leaves it out)",
+                    liver_option,
+                )
+            use = (
+                "it drove the registration: check the fusion and the masks"
+                if tumor_transform is not None
+                else "it serves only the subcapsular exclusion (off here)"
+            )
+            warnings.append(f"{text}; {use}")
     tumor_mesh = extract_surface(tumor_field, grid)
     if tumor_mesh.is_empty:
         raise InputError("tumour surface could not be extracted (mask too small?)", "tumor")
@@ -272,12 +302,17 @@ def measure_margin(
     margin = np.where(inside, distance, -distance)
 
     cut = np.zeros(len(margin), dtype=bool)
+    # Where the nearest zone surface is the zone image's own border face (the zone mask
+    # touches the border there and is closed by the image edge), the zone may continue
+    # beyond the image: the margin there is a LOWER BOUND (a larger zone only raises
+    # signed margins). Everywhere else it is exact.
+    foot_on_border = on_image_border(ablation, foot) if zone_faces else np.zeros_like(cut)
     if _touches_border(tumor, tumor_box):
         # The cut face is no tumour surface; and where the nearest zone surface is the
         # zone image's own border face, the margin depends on what lies beyond the image
         # (where the tumour continues): not assessable either.
         cut |= on_image_border(tumor, tumor_mesh.vertices, tumor_transform)
-        cut |= on_image_border(ablation, foot)
+        cut |= foot_on_border
     cut |= on_image_border(ablation, tumor_mesh.vertices, None, outside_only=True)
     analysed = ~cut
     liver_field = None
@@ -306,6 +341,11 @@ def measure_margin(
     excluded_fraction = float(area[~analysed & ~cut].sum() / area.sum())
     m, w = margin[analysed], area[analysed]
     mam, mam_point = refine_minimum(tumor_mesh, margin, analysed, zone_mesh, zone_field, grid)
+    bound, exact_above = mam_bound(
+        mam, mam_point, margin, analysed, foot_on_border, cut, ablation, zone_mesh, zone_faces
+    )
+    if bound is not None:
+        warnings.append(BOUND_WARNINGS[bound])
     shells = shell_coverages(tumor_field, zone_field, grid, tumor_mesh, liver_field)
     centre = (tumor_mesh.vertices * area[:, None]).sum(0) / area.sum()
     lesions = lesion_parts(tumor_field, grid, tumor_mesh.vertices)
@@ -314,6 +354,8 @@ def measure_margin(
         warnings.append(residual.note())
     return Measurement(
         min_margin_mm=mam,
+        min_margin_bound=bound,
+        min_margin_exact_above_mm=exact_above,
         percentiles_mm=figures.percentiles(m, w),
         mean_margin_mm=float(np.average(m, weights=w)),
         surface_fraction_below_0mm=figures.fraction_below(m, w, 0.0),
@@ -363,6 +405,91 @@ def measure_margin(
         analysed=analysed,
         residual_points_lps=residual.points_lps,
     )
+
+
+#: A liver mask holding less than this share of the tumour volume does not contain it.
+LIVER_SHARE_MIN = 0.5
+
+
+def liver_share_of_tumour(liver: sitk.Image, grid: sitk.Image, tumor_field: np.ndarray) -> float:
+    """Share (0..1) of the tumour's analysis-grid voxels (``tumor_field >= 0.5``, zone
+    space) that lie inside the liver mask (nearest voxel; outside its image: not liver)."""
+    inside = tumor_field >= 0.5
+    if not inside.any():
+        return 1.0
+    resampled = sitk.Resample(
+        sitk.Cast(liver != 0, sitk.sitkUInt8),
+        grid,
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        0,
+        sitk.sitkUInt8,
+    )
+    return float(np.mean(sitk.GetArrayViewFromImage(resampled)[inside] != 0))
+
+
+#: ``min_margin_bound`` -> the warning that explains it (margin.json ``warnings``).
+BOUND_WARNINGS = {
+    "lower": "the MAM is reached where the ablation zone is cut by the image border (its "
+    "nearest zone surface is the image edge): the zone may continue beyond the image, so "
+    "the MAM is a LOWER BOUND (the true MAM may be larger) and not decisive unless even "
+    "its upper end settles the category",
+    "upper": "part of the tumour is outside the image (cut by the image border): the MAM "
+    "covers only the part inside, so it is an UPPER BOUND of the lesion's MAM (the unseen "
+    "part may have a smaller margin); only a MAM below 0 mm by more than u is decisive",
+    "unknown": "the tumour is cut by the image border and the MAM is reached where the "
+    "zone is cut by it too: the MAM is neither a lower nor an upper bound of the lesion's "
+    "MAM (not decisive)",
+}
+
+
+def mam_bound(
+    mam: float,
+    mam_point: np.ndarray,
+    margin: np.ndarray,
+    analysed: np.ndarray,
+    foot_on_border: np.ndarray,
+    cut: np.ndarray,
+    ablation: sitk.Image,
+    zone_mesh: Mesh,
+    zone_faces: list[str],
+) -> tuple[str | None, float | None]:
+    """Whether the MAM is a bound because of the image border, and the exact upper end.
+
+    A larger zone only raises signed margins, and margins whose nearest zone surface is
+    real (not the image edge closing a zone cut by the border) are exact. So:
+
+    * the MAM point's nearest zone surface on the zone image's border face: the true
+      MAM lies in ``[MAM, exact_above]``, ``exact_above`` the smallest margin measured
+      against real zone surface (0 when any analysed surface is outside the zone, which
+      stays outside however far the zone continues beyond the image; None when there is
+      none): ``"lower"``;
+    * surface of the tumour left out as cut by the border (``cut``): the part outside
+      the image may have any margin, the MAM is an upper bound: ``"upper"``;
+    * both: ``"unknown"``; neither: None (the MAM is a measurement within u).
+
+    Returns
+    -------
+    bound : {"lower", "upper", "unknown"} or None
+    exact_above_mm : float or None
+        Upper end of the true MAM for ``"lower"`` (None otherwise, or when unknown).
+    """
+    lower = False
+    if zone_faces:
+        _, foot = distance_to_mesh(np.asarray(mam_point, dtype=float)[None], zone_mesh)
+        lower = bool(on_image_border(ablation, foot)[0])
+    upper = bool(cut.any())
+    if lower and upper:
+        return "unknown", None
+    if upper:
+        return "upper", None
+    if not lower:
+        return None, None
+    exact = analysed & ~foot_on_border & (margin >= 0)
+    candidates = [float(margin[exact].min())] if exact.any() else []
+    if np.any(analysed & (margin < 0)):
+        candidates.append(0.0)
+    return "lower", max(mam, min(candidates)) if candidates else None
 
 
 def on_image_border(

@@ -405,14 +405,29 @@ def run_margin_pipeline(
     tre = None
     tre_warning = None
     step("register")
+    # The registration and the local consistency check see every image in one storage
+    # order (axes permuted/flipped to LPS, no resampling): their working grids and
+    # sampling lattices then follow physical space only, not how a file orders its
+    # voxels (the same pre scan stored with flipped axes moved the demo's MAM 0.32 mm).
+    canonical = {
+        name: lps_order(image) if pre is not None else image
+        for name, image in (
+            ("pre", pre),
+            ("post", post),
+            ("liver_pre", liver_pre),
+            ("liver_post", liver_post),
+            ("tumor", tumor),
+            ("ablation", ablation),
+        )
+    }
     if pre is not None:
         registration = register_pre_to_post(
-            pre,
-            post,
-            liver_pre,
-            liver_post,
-            post_exclude=ablation,
-            pre_exclude=tumor,
+            canonical["pre"],
+            canonical["post"],
+            canonical["liver_pre"],
+            canonical["liver_post"],
+            post_exclude=canonical["ablation"],
+            pre_exclude=canonical["tumor"],
             settings=settings,
         )
         transform = registration.transform
@@ -427,11 +442,18 @@ def run_margin_pipeline(
         transform,
         subcapsular_mm,
         occupancies=occupancies,
+        liver_option="--liver-post" if liver_post is not None else "--liver",
     )
     result = MarginResult(
         **measurement.figures(),
         uncertainty=margin_uncertainty(
-            measurement, tumor, ablation, pre, post, transform, segmented_from_seeds
+            measurement,
+            canonical["tumor"],
+            canonical["ablation"],
+            canonical["pre"],
+            canonical["post"],
+            transform,
+            segmented_from_seeds,
         ),
         registration=Registration(
             mode=registration.mode if registration else "none",
@@ -470,6 +492,20 @@ def run_margin_pipeline(
     return run
 
 
+def lps_order(image: sitk.Image | None) -> sitk.Image | None:
+    """``image`` with its axes permuted and flipped to the LPS order (direction closest to
+    the identity; :func:`SimpleITK.DICOMOrient`): the same voxels at the same physical
+    points, stored in one order whatever the file's. Returned as is when already so."""
+    if image is None:
+        return None
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    order = np.argmax(np.abs(direction), axis=0)  # LPS axis each index axis runs along
+    signs = np.sign(direction[order, np.arange(3)])
+    if np.array_equal(order, np.arange(3)) and np.all(signs > 0):
+        return image
+    return sitk.DICOMOrient(image, "LPS")
+
+
 def margin_uncertainty(
     measurement: Measurement,
     tumor: sitk.Image,
@@ -505,9 +541,18 @@ def margin_uncertainty(
     else:
         u = LOCAL_FLOOR_MM + geometric_half_width_mm(tumor, ablation)
         source = "voxel geometry only (masks given in one space, no registration)"
-    decisive = abs(mam) > u and abs(mam - SAFE_MARGIN_MM) > u
+    low, high = mam_range(measurement, u)
+    decisive = not any(
+        (low is None or low <= t) and (high is None or t <= high) for t in (0.0, SAFE_MARGIN_MM)
+    )
     rule = f"a margin within its uncertainty (±{u:.1f} mm) of 0 mm or of {SAFE_MARGIN_MM:g} mm "
     rule += "is not decisive"
+    bound = getattr(measurement, "min_margin_bound", None)
+    if bound is not None:
+        rule += (
+            f"; this MAM is {BOUND_WORDS[bound]} (image border): decisive only if all it "
+            "leaves possible is clear of both"
+        )
     if segmented_from_seeds:
         names = " and ".join({"tumor": "tumour", "ablation": "ablation zone"}.get(r, r)
                              for r in segmented_from_seeds)  # fmt: skip
@@ -519,7 +564,7 @@ def margin_uncertainty(
             f"it is more than u + {SEGMENTATION_ERROR_MM:g} mm below 0 mm (residual tumour "
             "beyond any such error)"
         )
-        decisive = bool(mam < -(u + SEGMENTATION_ERROR_MM))
+        decisive = bool(decisive and mam < -(u + SEGMENTATION_ERROR_MM))
     # The segmentation error of automatic masks is not in u (phantoms: MAM biased low by
     # up to 5 mm), so [MAM - u, MAM + u] would claim a bound it does not have: withheld.
     withheld = None
@@ -531,15 +576,50 @@ def margin_uncertainty(
             "-1.7 mm on average, down to -5 mm); review the masks and rerun with --tumor / "
             "--ablation for an interval"
         )
+    elif low is None or high is None:
+        withheld = {
+            "lower": "the MAM is a LOWER BOUND (reached where the zone is cut by the image "
+            "border) and no margin measured against real zone surface gives its upper end",
+            "upper": "the MAM is an UPPER BOUND (part of the tumour is outside the image): "
+            f"the lesion's MAM is at most {mam + u:.1f} mm, with no lower end",
+            "unknown": "the tumour and, at the MAM point, the zone are cut by the image "
+            "border: the MAM bounds the lesion's MAM in neither direction",
+        }[bound]
     return Uncertainty(
         half_width_mm=float(u),
-        min_margin_interval_mm=None if withheld else (float(mam - u), float(mam + u)),
+        min_margin_interval_mm=None if withheld else (float(low), float(high)),
         interval_withheld_reason=withheld,
         source=source,
         local_correction_lps_mm=correction,
         decisive=bool(decisive),
         rule=rule,
     )
+
+
+#: ``MarginResult.min_margin_bound`` in the words of the decision rule.
+BOUND_WORDS = {
+    "lower": "a LOWER BOUND",
+    "upper": "an UPPER BOUND",
+    "unknown": "no bound either way",
+}
+
+
+def mam_range(measurement: Measurement, u: float) -> tuple[float | None, float | None]:
+    """The range the true MAM may take: ``[MAM - u, MAM + u]``, widened where the MAM is a
+    bound because of the image border (``measurement.min_margin_bound``): a lower bound
+    reaches up to the smallest margin measured against real zone surface (+ u; None when
+    there is none), an upper bound has no lower end (None), "unknown" neither end."""
+    mam = measurement.min_margin_mm
+    bound = getattr(measurement, "min_margin_bound", None)
+    low, high = mam - u, mam + u
+    if bound in ("upper", "unknown"):
+        low = None
+    if bound == "unknown":
+        high = None
+    if bound == "lower":
+        above = measurement.min_margin_exact_above_mm
+        high = None if above is None else max(above, mam) + u
+    return low, high
 
 
 def read_inputs(

@@ -47,7 +47,7 @@ from typing import Literal
 
 import numpy as np
 import SimpleITK as sitk
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from hepanav.core.errors import InputError
@@ -70,6 +70,9 @@ _BSPLINE_SHRINK = (2, 1)
 
 class RegistrationSettings(BaseModel):
     """Knobs of the pre -> post registration (defaults: accurate within ~1.5 mm, < 60 s)."""
+
+    # A misspelt knob (bench HEPANAV_*_SETTINGS JSON) must fail, not run the defaults.
+    model_config = ConfigDict(extra="forbid")
 
     spacing_mm: float = Field(2.5, gt=0, description="isotropic working grid, mm")
     liver_pad_mm: float = Field(15.0, ge=0, description="crop margin around the liver, mm")
@@ -152,6 +155,26 @@ class RegistrationSettings(BaseModel):
     local_wide_window_hu: tuple[float, float] = Field(
         (-1000.0, 3000.0),
         description="local stage, local_moving_clamp='none': the pre CT clamped to this, HU",
+    )
+    local_holdout_block_mm: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "local stage: when set, the region is cut into cubes of this size (mm) in a 3D "
+            "checkerboard; the optimiser sees the black cubes only and the correction is "
+            "kept only if it lowers the metric over the white ones (noise the fit followed "
+            "does not repeat in other cubes; None = judged on every voxel)"
+        ),
+    )
+    local_judge_within_mm: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "local stage: when set, the correction is judged (kept only if it lowers the "
+            "metric) over the voxels within this distance (mm) beyond the excluded zone only: "
+            "the ring next to the hole the correction is interpolated into (None = the whole "
+            "region)"
+        ),
     )
     local_gradient_filter: bool = Field(
         True,
@@ -499,7 +522,22 @@ class _LocalMetric:
             # change) at the true transform: the metric is unbiased there.
             inside = sitk.And(fixed_ct > lo, fixed_ct < hi)
             region = sitk.And(region, sitk.Cast(inside, sitk.sitkUInt8))
-        lattice = np.zeros(sitk.GetArrayViewFromImage(region).shape, np.uint8)
+        shape = sitk.GetArrayViewFromImage(region).shape
+        heldout = None
+        if settings.local_holdout_block_mm is not None:
+            # 3D checkerboard of cubes in physical size (z, y, x index -> cube parity).
+            cube = settings.local_holdout_block_mm
+            parity = np.zeros(shape, np.int64)
+            for axis, spacing in enumerate(reversed(fixed_ct.GetSpacing())):
+                index = np.arange(shape[axis]) * spacing // cube
+                parity = parity + index.astype(np.int64).reshape(
+                    [-1 if a == axis else 1 for a in range(3)]
+                )
+            white = sitk.GetImageFromArray((parity % 2).astype(np.uint8))
+            white.CopyInformation(region)
+            heldout = sitk.And(region, white)
+            region = sitk.And(region, sitk.Not(white))
+        lattice = np.zeros(shape, np.uint8)
         voxels = int(sitk.GetArrayViewFromImage(region).sum())
         # Stride along x and y: the setting, or more to keep the samples (and time) bounded.
         step = max(
@@ -515,7 +553,9 @@ class _LocalMetric:
         if settings.local_moving_clamp == "none":
             lo, hi = settings.local_wide_window_hu
         moving = sitk.Clamp(moving, sitk.sitkFloat32, lo, hi)
-        return cls(_windowed(fixed_ct), region, sparse, samples, moving, moving_mask, initial)
+        fixed = _windowed(fixed_ct)
+        judged = region if heldout is None else heldout
+        return cls(fixed, judged, sparse, samples, moving, moving_mask, initial)
 
     def method(
         self, mask: sitk.Image, settings: RegistrationSettings
@@ -627,6 +667,9 @@ def _local_stage(
     moving_mask = sitk.Not(dilate_mm(crop(pre_tumour, t_start, t_size), settings.exclusion_mm))
     initial = _as_displacement_field(transform, fixed_ct)
     variant = _LocalMetric.build(fixed_ct, region, moving_ct, moving_mask, initial, settings)
+    if settings.local_judge_within_mm is not None:
+        near = dilate_mm(zone, settings.exclusion_mm + settings.local_judge_within_mm)
+        variant.region = sitk.And(variant.region, near)
     if variant.samples < 100:
         return identity, LocalStage(
             False, 0.0, 0.0, 0.0, variant.samples, "too few voxels near the zone"

@@ -35,7 +35,10 @@ def write_report(run: MarginRun, path: Path) -> Path:
     label = f"MAM point ({format_number(float(run.result.min_margin_mm))} mm"
     uncertainty = getattr(run.result, "uncertainty", None)
     # the ± only where it bounds the MAM (not with masks segmented from seeds)
-    if uncertainty is not None and getattr(uncertainty, "min_margin_interval_mm", None):
+    bound = getattr(run.result, "min_margin_bound", None)
+    if bound is not None:  # a bound because of the image border: no symmetric ±
+        label = label.replace("(", "(" + {"lower": "≥ ", "upper": "≤ "}.get(bound, "? "), 1)
+    elif uncertainty is not None and getattr(uncertainty, "min_margin_interval_mm", None):
         label += f" \u00b1 {uncertainty.half_width_mm:.1f}"
     label += ")"
     static3d, interactive3d = surface_views(m, point, label)

@@ -156,13 +156,17 @@ class Uncertainty(_Model):
         "and bounds nothing (min_margin_interval_mm is then null)"
     )
     min_margin_interval_mm: tuple[float, float] | None = Field(
-        description="[MAM - u, MAM + u], mm; null when a mask was segmented automatically "
-        "from a seed (its error is not in u; see interval_withheld_reason)"
+        description="[MAM - u, MAM + u], mm; for a MAM that is a LOWER bound "
+        "(min_margin_bound 'lower') [MAM - u, E + u], E the smallest margin measured against "
+        "real zone surface; null when a mask was segmented automatically from a seed (its "
+        "error is not in u) or when the MAM bound has no such end (see "
+        "interval_withheld_reason)"
     )
     interval_withheld_reason: str | None = Field(
         default=None,
         description="why min_margin_interval_mm is null (masks segmented automatically from "
-        "seeds); null when the interval is given",
+        "seeds; a MAM that is an upper bound or no bound because of the image border); "
+        "null when the interval is given",
     )
     source: str = Field(description="what u was estimated from")
     local_correction_lps_mm: tuple[float, float, float] | None = Field(
@@ -171,7 +175,9 @@ class Uncertainty(_Model):
     )
     decisive: bool = Field(
         description="false when the MAM lies within u of 0 mm or of 5 mm (rule: such a "
-        "margin is not decisive)"
+        "margin is not decisive); for a MAM that is a bound (min_margin_bound), false "
+        "unless the whole range the true MAM may take (the interval, or below MAM + u for "
+        "an upper bound) lies clear of 0 mm and 5 mm"
     )
     rule: str = Field(description="the decision rule in words")
 
@@ -200,6 +206,15 @@ class MarginResult(_Model):
     """Ablation-margin figures of one tumour and its ablation zone."""
 
     min_margin_mm: float = Field(description="minimal ablative margin (MAM), signed, mm")
+    min_margin_bound: Literal["lower", "upper", "unknown"] | None = Field(
+        default=None,
+        description="null: the MAM is a measurement (within u). 'lower': it is reached "
+        "where the ablation zone is cut by the image border (the zone may continue beyond "
+        "the image): the true MAM may be LARGER (up to the upper end of "
+        "uncertainty.min_margin_interval_mm). 'upper': part of the tumour is outside the "
+        "image: the true MAM may be SMALLER. 'unknown': both. A bound is decisive only "
+        "in the direction it supports (see uncertainty.rule)",
+    )
     percentiles_mm: Percentiles
     mean_margin_mm: float = Field(description="area-weighted mean signed margin, mm")
     surface_fraction_below_0mm: float = Field(
