@@ -294,12 +294,18 @@ def test_placement_report_flags_missing_extra_and_short(cli, screenshot, torso_f
     needles = plan["needles"]
     assert len(needles) >= 2
     ct = sitk.ReadImage(str(torso_files / "ct.nii.gz"))
+    # The planner's MILP stops at a wall-clock limit, so under load the plan can differ:
+    # shorten and drop the two needles whose tips are farthest apart, so the short one
+    # cannot be matched to the missing one's place whatever the plan.
+    tips = np.array([nd["tip_lps_mm"] for nd in needles], float)
+    gaps = np.linalg.norm(tips[:, None] - tips[None], axis=-1)
+    short, gone = (int(i) for i in np.unravel_index(np.argmax(gaps), gaps.shape))
     placed = []
     for k, nd in enumerate(needles):
         e, t, d = (np.asarray(nd[key]) for key in ("entry_lps_mm", "tip_lps_mm", "direction"))
-        if k == 0:
+        if k == short:
             placed.append((e, t - 9.9 * d))  # 9.9 mm short
-        elif k == 1:
+        elif k == gone:
             continue  # missing
         else:
             u, _ = perpendicular_basis(d)
@@ -325,14 +331,16 @@ def test_placement_report_flags_missing_extra_and_short(cli, screenshot, torso_f
     assert code == 0, err
     res = json.loads((tmp_path / "v" / "placement.json").read_text(encoding="utf-8"))
     verdicts = {e["planned_needle"]: e["verdict"] for e in res["errors"]}
-    assert verdicts[1] == "advance 10 mm"
-    assert verdicts[2] == "MISSING" and res["missing"] == [2]
+    assert verdicts[short + 1] == "advance 10 mm"
+    assert verdicts[gone + 1] == "MISSING" and res["missing"] == [gone + 1]
     assert res["extra"] == 1 and verdicts[None] == "EXTRA (not planned)"
-    assert all(verdicts[k] == "OK" for k in range(3, len(needles) + 1))
-    assert "MISSING: needle 2" in stdout and "needle 1: advance 10 mm" in stdout
+    others = set(range(1, len(needles) + 1)) - {short + 1, gone + 1}
+    assert all(verdicts[k] == "OK" for k in others)
+    assert f"MISSING: needle {gone + 1}" in stdout
+    assert f"needle {short + 1}: advance 10 mm" in stdout
     shot = screenshot(tmp_path / "v" / "report.html")
     headline = shot.page.locator("p.bad").first
-    assert "MISSING: needle 2" in headline.inner_text()
+    assert f"MISSING: needle {gone + 1}" in headline.inner_text()
     assert "EXTRA: 1" in headline.inner_text()
     red = shot.page.locator("span.bad").first.evaluate("e => getComputedStyle(e).color")
     assert red == "rgb(198, 40, 40)"
