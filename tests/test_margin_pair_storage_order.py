@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from hepanav.margin import pipeline
+from hepanav.imaging.orient import lps_order
+from hepanav.margin import pipeline, registration
 from hepanav.margin.pipeline import run_margin_pipeline
 
 
@@ -48,11 +49,11 @@ def _ball(reference: sitk.Image, centre, radius) -> sitk.Image:
 
 def test_lps_order_restores_the_array_of_a_flipped_image():
     image = _ct()
-    same = pipeline.lps_order(_flipped(image))
+    same = lps_order(_flipped(image))
     assert np.array_equal(sitk.GetArrayFromImage(same), sitk.GetArrayFromImage(image))
     assert np.allclose(same.GetOrigin(), image.GetOrigin(), atol=1e-9)
     assert np.allclose(same.GetDirection(), image.GetDirection())
-    assert pipeline.lps_order(image) is image  # already in LPS order: not copied
+    assert lps_order(image) is image  # already in LPS order: not copied
 
 
 def test_registration_sees_the_same_images_whatever_the_storage_order(tmp_path, monkeypatch):
@@ -79,5 +80,44 @@ def test_registration_sees_the_same_images_whatever_the_storage_order(tmp_path, 
             run_margin_pipeline(t, zone, tmp_path, pre=p, post=post, report=False)
     first, second = seen
     for (a, oa, da), (b, ob, db) in zip(first, second, strict=True):
+        assert np.array_equal(a, b)
+        assert np.allclose(oa, ob) and np.allclose(da, db)
+
+
+@pytest.mark.parametrize("mode", ["liver", "lesion_region"])
+def test_register_pre_to_post_called_directly_sees_lps_ordered_images(monkeypatch, mode):
+    """Direct callers (bench, web) get the same working images for a flipped pre scan:
+    the first step of both modes, ``_working_grid``, receives identical arrays."""
+    pre, post = _ct(seed=1), _ct(seed=2)
+    tumour = _ball(pre, (0, 0, 0), 5.0)
+    zone = _ball(post, (0, 0, 0), 9.0)
+    pre_liver = _ball(pre, (0, 0, 0), 16.0)
+    post_liver = _ball(post, (0, 0, 0), 16.0)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def recorder(ct, mask, settings, pad_mm=None):
+        seen.append(
+            [
+                (sitk.GetArrayFromImage(x), np.round(x.GetOrigin(), 9), x.GetDirection())
+                for x in (ct, mask)
+            ]
+        )
+        if len(seen) % 2 == 0:  # post then pre grid recorded: stop before registering
+            raise Stop
+        return ct, mask
+
+    monkeypatch.setattr(registration, "_working_grid", recorder)
+    for p, t, liver in (
+        (pre, tumour, pre_liver),
+        (_flipped(pre), _flipped(tumour), _flipped(pre_liver)),
+    ):
+        livers = (liver, post_liver) if mode == "liver" else (None, None)
+        with pytest.raises(Stop):
+            registration.register_pre_to_post(p, post, *livers, zone, t)
+    assert len(seen) == 4
+    for (a, oa, da), (b, ob, db) in zip(seen[1], seen[3], strict=True):  # the pre grids
         assert np.array_equal(a, b)
         assert np.allclose(oa, ob) and np.allclose(da, db)

@@ -10,6 +10,9 @@ physical position of every voxel is unchanged). :func:`to_input_order` puts a re
 that grid back onto the input's grid exactly (the inverse permutation).
 
 An axial image (any flips) is returned as it is, so axial inputs are untouched.
+:func:`lps_order` goes one step further for algorithms whose working grids follow the
+index axes (registration): every axis permuted AND flipped to L-R, P-A, I-S, so two
+files holding the same voxels in different storage orders give the same arrays.
 An oblique image (an axis more than :data:`OBLIQUE_MAX_DEG` from the nearest patient
 axis) is refused with a one-line error naming the input: a slice of it is not an
 anatomical plane.
@@ -94,3 +97,21 @@ def to_input_order(image: sitk.Image, code: str, reference: sitk.Image | None = 
             raise ValueError("to_input_order: size differs from the reference grid")
         out.CopyInformation(reference)
     return out
+
+
+def lps_order(image: sitk.Image | None) -> sitk.Image | None:
+    """``image`` with its axes permuted and flipped to the LPS order (direction closest
+    to the identity; :func:`SimpleITK.DICOMOrient`, no interpolation): the same voxels
+    at the same physical points (LPS mm), stored in one order whatever the file's.
+
+    Returned as is (not copied) when already so; ``None`` passes through. Oblique
+    images are reordered by their nearest patient axes (the direction keeps the tilt).
+    """
+    if image is None:
+        return None
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    order = np.argmax(np.abs(direction), axis=0)  # LPS axis each index axis runs along
+    signs = np.sign(direction[order, np.arange(3)])
+    if np.array_equal(order, np.arange(3)) and np.all(signs > 0):
+        return image
+    return sitk.DICOMOrient(image, "LPS")

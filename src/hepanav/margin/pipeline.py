@@ -24,6 +24,7 @@ from hepanav.imaging import (
 )
 from hepanav.imaging.ctcheck import require_finite
 from hepanav.imaging.masks import check_mask_threshold
+from hepanav.imaging.orient import lps_order
 from hepanav.imaging.schema import display_name
 from hepanav.margin.landmarks import landmark_warning, paired_landmarks, read_landmarks
 from hepanav.margin.measure import Measurement, measure_margin
@@ -490,20 +491,6 @@ def run_margin_pipeline(
 
         paths["report"] = write_report(run, out / "report.html")
     return run
-
-
-def lps_order(image: sitk.Image | None) -> sitk.Image | None:
-    """``image`` with its axes permuted and flipped to the LPS order (direction closest to
-    the identity; :func:`SimpleITK.DICOMOrient`): the same voxels at the same physical
-    points, stored in one order whatever the file's. Returned as is when already so."""
-    if image is None:
-        return None
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    order = np.argmax(np.abs(direction), axis=0)  # LPS axis each index axis runs along
-    signs = np.sign(direction[order, np.arange(3)])
-    if np.array_equal(order, np.arange(3)) and np.all(signs > 0):
-        return image
-    return sitk.DICOMOrient(image, "LPS")
 
 
 def margin_uncertainty(

@@ -53,6 +53,7 @@ from scipy import ndimage
 from hepanav.core.errors import InputError
 from hepanav.core.limits import available_cores
 from hepanav.imaging import bounding_box_index, crop, dice, resample_isotropic, voxel_to_lps
+from hepanav.imaging.orient import lps_order
 from hepanav.imaging.resample import resample_mask_like
 
 # Soft-tissue window for the liver images, HU: liver parenchyma ~40-100 HU, vessels
@@ -359,6 +360,14 @@ def register_pre_to_post(
         left for the metric.
     """
     settings = settings or RegistrationSettings()
+    # One storage order (axes permuted/flipped to LPS, no resampling): the working grids
+    # and sampling lattices below follow the index axes, so without this the same scan
+    # stored with flipped axes registered differently (0.32 mm of MAM on the demo case,
+    # docs/margin.md "Storage order"). The transform is in LPS mm either way.
+    pre_ct, post_ct, pre_liver, post_liver, post_exclude, pre_exclude = (
+        lps_order(image)
+        for image in (pre_ct, post_ct, pre_liver, post_liver, post_exclude, pre_exclude)
+    )
     if (pre_liver is None) != (post_liver is None):
         missing = "--liver-pre" if pre_liver is None else "--liver-post"
         raise InputError("give both liver masks or neither (lesion-region mode)", missing)
