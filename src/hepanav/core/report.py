@@ -126,10 +126,22 @@ def figure_to_data_uri(fig: Any, dpi: int = 110) -> str:
 
 
 def new_figure(*args: Any, **kwargs: Any) -> Any:
-    """``plt.subplots`` on the non-interactive Agg backend (no display needed)."""
+    """``plt.subplots`` on the non-interactive Agg backend (no display needed).
+
+    Every axes gets the Okabe-Ito colour cycle (:data:`hepanav.core.palette.CATEGORICAL`)
+    instead of matplotlib's tab10, whose green and red next to each other are not
+    told apart under deuteranopia: a line or bar drawn without a colour is
+    colour-blind safe too.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    return plt.subplots(*args, **kwargs)
+    from hepanav.core.palette import CATEGORICAL
+
+    fig, axes = plt.subplots(*args, **kwargs)
+    for ax in np.atleast_1d(axes).ravel():
+        ax.set_prop_cycle(color=CATEGORICAL)
+    return fig, axes

@@ -81,6 +81,9 @@ def quantification_warnings(result) -> list[str]:
     return out
 
 
+LESION_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def _tbr_figure(result: AnalysisResult) -> dict:
     fig, (ax1, ax2) = new_figure(1, 2, figsize=(10, 3.4))
     series: dict[int, tuple[list, list]] = {}
@@ -90,8 +93,11 @@ def _tbr_figure(result: AnalysisResult) -> dict:
             if les.tbr is not None:
                 xs.append(frame.index)
                 ys.append(les.tbr)
-    for tid, (xs, ys) in sorted(series.items()):
-        ax1.plot(xs, ys, marker=".", lw=1, label=f"#{tid}")
+    # Colour (Okabe-Ito, new_figure's cycle) AND marker per lesion: lines that run close
+    # together stay apart in grey print and under colour-vision deficiencies.
+    for k, (tid, (xs, ys)) in enumerate(sorted(series.items())):
+        marker = LESION_MARKERS[k % len(LESION_MARKERS)]
+        ax1.plot(xs, ys, marker=marker, ms=3, lw=1, label=f"#{tid}")
     ax1.set_xlabel("frame")
     ax1.set_ylabel("TBR")
     ax1.set_title("TBR per lesion over time")

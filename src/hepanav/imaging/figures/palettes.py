@@ -8,31 +8,7 @@ in grey and under deuteranopia; Nunez et al. 2018, PLoS ONE 13:e0199239).
 
 from __future__ import annotations
 
-OKABE_ITO: dict[str, str] = {
-    "black": "#000000",
-    "orange": "#E69F00",
-    "sky_blue": "#56B4E9",
-    "bluish_green": "#009E73",
-    "yellow": "#F0E442",
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "reddish_purple": "#CC79A7",
-}
-
-#: Categories in a fixed order, for needles, regions and other numbered items.
-CATEGORICAL: list[str] = [
-    OKABE_ITO[k]
-    for k in (
-        "blue",
-        "orange",
-        "bluish_green",
-        "reddish_purple",
-        "sky_blue",
-        "vermillion",
-        "yellow",
-        "black",
-    )
-]
+from hepanav.core.palette import CATEGORICAL, OKABE_ITO  # noqa: F401 (re-exported)
 
 #: The roles HepaNav figures give colours (the same meaning in every report).
 ROLE: dict[str, str] = {
