@@ -22,7 +22,7 @@ from registry_helpers import (  # noqa: F401
 
 def test_published_comparison_through_the_cli(cli, db_url, tmp_path):
     code, out, _ = cli("registry", "init", "--db", db_url)
-    assert code == 0 and "schema 0004" in out
+    assert code == 0 and "schema 0005" in out
     csv = write_csv(tmp_path / "net.csv", published_net_comparison())
     code, out, _ = cli("registry", "import", csv, "--db", db_url)
     assert code == 0 and "imported 145 outcomes rows (25 patients)" in out

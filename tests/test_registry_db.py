@@ -29,7 +29,7 @@ def test_init_creates_schema_and_is_idempotent(db_url):
     db.upgrade(engine)
     db.upgrade(engine)  # a second init is a no-op, not an error
     assert set(inspect(engine).get_table_names()) == TABLES
-    assert db.current_revision(engine) == db.head_revision() == "0004"
+    assert db.current_revision(engine) == db.head_revision() == "0005"
     engine.dispose()
 
 

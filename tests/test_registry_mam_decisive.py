@@ -101,7 +101,7 @@ def test_migration_0004_up_and_down(db_url):
     assert "mam_uncertainty_mm" not in columns and "mam_decisive" not in columns
     assert stored(engine, "lesion_treatments", "mam_mm") == [4.8]  # data kept
     db.upgrade(engine)
-    assert db.current_revision(engine) == db.head_revision() == "0004"
+    assert db.current_revision(engine) == db.head_revision() == "0005"
     assert _treatment(engine, "mam_mm", "mam_decisive") == (4.8, None)
     engine.dispose()
 

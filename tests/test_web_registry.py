@@ -168,3 +168,17 @@ def test_dashboard_counts_not_decisive_mams_and_shows_the_sensitivity(client, sq
     # 6 ablated lesions with follow-up; PC/L2 left out of the sensitivity analysis.
     assert "LTP by margin category: 1 of 6 (5 of unknown certainty)" in text
     assert "Without the 1 NOT decisive MAMs: Gray's test" in text
+
+
+def test_dashboard_counts_mams_that_are_only_bounds(client, sqlite_registry):
+    """Schema 0005: two ablation MAMs made bounds by hand (PC/L1 lower, PA/L1 upper)."""
+    from hepanav.registry.records import update_record
+
+    _, engine = sqlite_registry
+    assert "only bounds" not in client.get("/registry").text
+    for patient, bound in (("PC", "lower"), ("PA", "upper")):
+        key = {"patient_id": patient, "procedure_id": "A1", "lesion_id": "L1"}
+        update_record(engine, "lesion_treatments", key, {"mam_bound": bound}, "u1", "border")
+    html = client.get("/registry").text
+    # The MAM percentiles (summary row) and both MAM analyses of the ablation outcomes.
+    assert html.count("2 only bounds (1 lower, 1 upper)") == 3

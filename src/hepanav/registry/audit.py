@@ -10,7 +10,13 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from hepanav.registry import dataset, stats
-from hepanav.registry.outcomes import mam_decisiveness, not_decisive, outcomes_by_procedure
+from hepanav.registry.outcomes import (
+    cox_on_mam,
+    mam_decisiveness,
+    mam_is_bound,
+    not_decisive,
+    outcomes_by_procedure,
+)
 from hepanav.registry.schema import AuditReport, ComplicationCount, DashboardReport, RateRow
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -62,7 +68,7 @@ def build_audit(engine: Engine, frames: dict[str, pd.DataFrame] | None = None) -
     icg = None
     if resections["icg_used"].dropna().nunique() == 2:
         icg = stats.margin_comparison(resections[resections.icg_used.notna()], "icg_used", "lesion")
-    incidence, cox, survival, cox_decisive = None, None, None, None
+    incidence, cox, survival, cox_decisive, cox_unbounded = None, None, None, None, None
     ablation_rows = treated[treated.procedure_type == "ablation"]
     decisiveness = [mam_decisiveness(ablation_rows, "ablation MAM percentiles")]
     tte = pd.DataFrame()
@@ -97,6 +103,15 @@ def build_audit(engine: Engine, frames: dict[str, pd.DataFrame] | None = None) -
                         model="cause-specific Cox model of LTP on MAM, "
                         f"{int(drop.sum())} NOT decisive MAMs excluded",
                     )
+                bound = mam_is_bound(ablated)
+                if bound.any():
+                    # Sensitivity analysis without the MAMs that are only bounds (a
+                    # continuous covariate taken at its bound, not its value).
+                    cox_unbounded = cox_on_mam(
+                        ablated[~bound],
+                        "cause-specific Cox model of LTP on MAM, "
+                        f"{int(bound.sum())} MAM bounds excluded",
+                    )
     if frames is not None:
         frames.update(treatments=treated, tte=tte, complications=comp)
     counts = dataset.table_counts(engine)
@@ -123,6 +138,7 @@ def build_audit(engine: Engine, frames: dict[str, pd.DataFrame] | None = None) -
         cox_local_progression=cox,
         mam_decisiveness=decisiveness,
         cox_local_progression_excluding_not_decisive=cox_decisive,
+        cox_local_progression_excluding_mam_bounds=cox_unbounded,
         complications=[
             ComplicationCount(grading_system=r.grading_system, grade=r.grade, count=int(r.count))
             for r in comp.sort_values(["grading_system", "grade"]).itertuples()
@@ -243,7 +259,8 @@ def completeness(treated: pd.DataFrame) -> list:
     net_only = {"net_grade", "ki67_pct"}
     out = []
     for field in OutcomeRow.model_fields:
-        if field not in treated:
+        if field not in treated or field == "mam_bound":
+            # An empty mam_bound is a value (a measurement), not a missing datum.
             continue
         if field in ablation_only:
             rows, scope = treated[treated.procedure_type == "ablation"], "ablation"
@@ -388,6 +405,7 @@ def listings(treated: pd.DataFrame, tte: pd.DataFrame, survival: pd.DataFrame):
                 margin_category=_str(r.margin_category),
                 mam_uncertainty_mm=_num(getattr(r, "mam_uncertainty_mm", None)),
                 mam_decisive=_flag(getattr(r, "mam_decisive", None)),
+                mam_bound=_str(getattr(r, "mam_bound", None)),
                 ltp=status == 1,
                 months=_num(months),
             )

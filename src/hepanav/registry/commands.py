@@ -241,9 +241,12 @@ def import_margin(
 ) -> None:
     """Store an ablation margin (MAM, 5/6 mm shell coverage, category) on a lesion.
 
-    Every change is kept in the history. A lesion that already has a different
-    margin is refused unless --upsert; a MAM marked NOT decisive in margin.json
-    (within its uncertainty of 0 or 5 mm) is refused unless --accept-not-decisive.
+    Also stored: u and decisive (uncertainty block) and mam_bound (min_margin_bound:
+    a MAM the image border makes only a lower/upper bound). Every change is kept in
+    the history. A lesion that already has a different margin is refused unless
+    --upsert; a MAM marked NOT decisive in margin.json (within its uncertainty of 0
+    or 5 mm, or a bound that leaves either possible) is refused unless
+    --accept-not-decisive.
     """
     from hepanav.registry.margin_import import attach_margin
 
@@ -259,8 +262,12 @@ def import_margin(
         reason=reason,
     )
     flag = ", NOT decisive" if m.uncertainty is not None and not m.uncertainty.decisive else ""
+    sign = {"lower": "at least ", "upper": "at most "}.get(m.min_margin_bound, "")
+    if m.min_margin_bound is not None:
+        flag = f", {m.min_margin_bound.upper()} BOUND{flag}"
     typer.echo(
-        f"{patient_id}/{procedure_id}/{lesion_id}: MAM {m.min_margin_mm:.1f} mm ({m.category}"
+        f"{patient_id}/{procedure_id}/{lesion_id}: MAM {sign}{m.min_margin_mm:.1f} mm "
+        f"({m.category}"
         f"{flag}), 6 mm shell {100 * m.shell_coverage_6mm:.0f}% covered"
         + ("" if changes else "; already stored, nothing changed")
     )
@@ -466,6 +473,18 @@ def ablation(
                 + (f"p = {gray.p_value:.4g}" if gray.estimable else gray.reason)
                 + f"; Cox (n = {cox.n}, {cox.events} events) {text}"
             )
+        cox = a.cox_ltp_on_mam_excluding_bounds
+        if cox is not None:
+            text = (
+                f"HR per mm {cox.terms[0].hazard_ratio:.3f} "
+                f"({cox.terms[0].ci_low:.3f}-{cox.terms[0].ci_high:.3f})"
+                if cox.estimable
+                else cox.reason
+            )
+            typer.echo(
+                f"  sensitivity, MAMs that are only bounds excluded: "
+                f"Cox (n = {cox.n}, {cox.events} events) {text}"
+            )
     r = result.resection
     if r is None:
         typer.echo("resection: no resected lesion in the registry")
@@ -477,9 +496,12 @@ def ablation(
 
 
 def _decisiveness_text(d) -> str:
+    from hepanav.registry.outcomes import bounds_text
+
+    bounds = bounds_text(d)
     return (
         f"{d.analysis}: {d.n_mam} MAMs, {d.not_decisive} NOT decisive, "
-        f"{d.unknown} of unknown certainty"
+        f"{d.unknown} of unknown certainty" + (f"; {bounds}" if bounds else "")
     )
 
 

@@ -186,8 +186,8 @@ def time_to_event(treated: pd.DataFrame, follow_up: pd.DataFrame) -> pd.DataFram
     -------
     pandas.DataFrame
         One row per lesion with ``patient_id, lesion_id, procedure_type, margin_mm,
-        mam_mm, months`` (time from the index procedure), ``mam_uncertainty_mm`` and
-        ``mam_decisive`` when ``treated`` has them, and ``status``:
+        mam_mm, months`` (time from the index procedure), ``mam_uncertainty_mm``,
+        ``mam_decisive`` and ``mam_bound`` when ``treated`` has them, and ``status``:
         1 local progression, 2 death without progression (competing), 0 censored
         at the last contact (latest event of any kind). Lesions with no follow-up
         after their procedure are left out (``months`` would be 0).
@@ -201,7 +201,7 @@ def time_to_event(treated: pd.DataFrame, follow_up: pd.DataFrame) -> pd.DataFram
         "mam_mm",
         "margin_status",
     ]
-    columns += [c for c in ("mam_uncertainty_mm", "mam_decisive") if c in treated]
+    columns += [c for c in ("mam_uncertainty_mm", "mam_decisive", "mam_bound") if c in treated]
     first = (
         treated.sort_values("procedure_date")
         .drop_duplicates(["patient_id", "lesion_id"], keep="first")

@@ -224,6 +224,7 @@ _TREATMENT = (
     "complete_at_first_follow_up",
     "mam_uncertainty_mm",
     "mam_decisive",
+    "mam_bound",
 )
 
 
@@ -318,8 +319,8 @@ def plan_upsert(conn, rows: Sequence[OutcomeRow], numbers: Sequence[int]) -> lis
                 continue
             stale = ()
             if name == "lesion_treatments" and _new_mam(old, record):
-                # A changed MAM without its certainty: the stored u / decisive describe
-                # the old MAM, so they become unknown (NULL) rather than silently stay.
+                # A changed MAM without its certainty: the stored u / decisive / bound
+                # describe the old MAM, so they become NULL rather than silently stay.
                 stale = MAM_CERTAINTY
             for field in fields:
                 new = record[field]
@@ -342,8 +343,8 @@ def plan_upsert(conn, rows: Sequence[OutcomeRow], numbers: Sequence[int]) -> lis
     return changes
 
 
-# The columns that describe the stored MAM (schema 0004).
-MAM_CERTAINTY = ("mam_uncertainty_mm", "mam_decisive")
+# The columns that describe the stored MAM (schemas 0004, 0005): they go with it.
+MAM_CERTAINTY = ("mam_uncertainty_mm", "mam_decisive", "mam_bound")
 
 
 def _new_mam(old: dict, record: dict) -> bool:

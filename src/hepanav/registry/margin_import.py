@@ -1,10 +1,12 @@
 """Attach an ablation margin measured by ``hepanav margin`` to a registry lesion.
 
 Reads ``margin.json`` (only MAM, 5/6 mm shell coverage, category, the MAM's
-uncertainty u and whether it is decisive; the registry does not depend on the
-margin package, it reads its documented JSON) and writes them onto the lesion
-treatment row of an ablation (``mam_uncertainty_mm``, ``mam_decisive``: NULL when
-the file has no uncertainty block), in one transaction with the edit history.
+uncertainty u, whether it is decisive and whether it is only a bound because of
+the image border; the registry does not depend on the margin package, it reads
+its documented JSON) and writes them onto the lesion treatment row of an ablation
+(``mam_uncertainty_mm``, ``mam_decisive``: NULL when the file has no uncertainty
+block; ``mam_bound`` from ``min_margin_bound``: NULL for a measurement), in one
+transaction with the edit history.
 A stored margin is replaced only with ``--upsert``; a NOT decisive MAM is stored
 only with ``--accept-not-decisive``, and then as ``mam_decisive`` false.
 """
@@ -52,7 +54,21 @@ MARGIN_FIELDS = (
     "margin_category",
     "mam_uncertainty_mm",
     "mam_decisive",
+    "mam_bound",
 )
+
+# How a bound is named in messages (docs/margin.md, "Border").
+BOUND_SHORT = {
+    "lower": "a LOWER bound",
+    "upper": "an UPPER bound",
+    "unknown": "a bound of unknown direction",
+}
+BOUND_WORDS = {
+    "lower": "a LOWER bound (zone cut by the image border: the true MAM may be larger)",
+    "upper": "an UPPER bound (part of the tumour outside the image: the true MAM may be smaller)",
+    "unknown": "a bound of unknown direction (zone cut by the image border and part of the "
+    "tumour outside the image)",
+}
 
 
 def _same(old, new) -> bool:
@@ -72,7 +88,7 @@ def attach_margin(
     user: str = "unknown",
     reason: str | None = None,
 ) -> tuple[MarginJson, list[tuple[str, object, object]]]:
-    """Store MAM (mm), shell coverage (%), category, u (mm) and decisive on an ablated lesion.
+    """Store MAM (mm), shell coverage (%), category, u (mm), decisive and bound on a lesion.
 
     Every changed field goes to the edit history (``record_changes``) in the same
     transaction. A stored value that would change is refused unless ``upsert``
@@ -80,7 +96,9 @@ def attach_margin(
     the margin file marks as NOT decisive (its uncertainty interval straddles 0 or
     5 mm, e.g. seeded masks) is refused unless
     ``accept_not_decisive``; then ``mam_decisive`` is stored false (with u in
-    ``mam_uncertainty_mm``) and the history's reason says "NOT decisive".
+    ``mam_uncertainty_mm``) and the history's reason says "NOT decisive". The kind of
+    bound the MAM is (``min_margin_bound``: lower, upper, unknown; null = a
+    measurement) is stored as ``mam_bound`` and named in the refusal and the history.
 
     Returns
     -------
@@ -106,8 +124,12 @@ def attach_margin(
     margin = read_margin_json(path)
     not_decisive = margin.uncertainty is not None and not margin.uncertainty.decisive
     why = reason or "registry import-margin" + (" --upsert" if upsert else "")
+    bound = margin.min_margin_bound
+    if bound is not None:
+        why = f"{why}; MAM is {BOUND_SHORT[bound]} (image border)"
     if not_decisive:
-        why = f"{why}; MAM NOT decisive ({margin.uncertainty.rule})"[:200]
+        why = f"{why}; MAM NOT decisive ({margin.uncertainty.rule})"
+    why = why[:200]
     _check_actor(user, why)
     t, p = models.LesionTreatment.__table__, models.Procedure.__table__
     key = (
@@ -123,6 +145,7 @@ def attach_margin(
         "margin_category": margin.category,
         "mam_uncertainty_mm": None if u is None else u.half_width_mm,
         "mam_decisive": None if u is None else u.decisive,
+        "mam_bound": bound,
     }
     with write_transaction(engine) as conn:
         found = conn.execute(
@@ -140,14 +163,19 @@ def attach_margin(
         overwrites = any(o is not None for _, o, _ in changes)
         if overwrites and not upsert:
             mam = "no MAM" if old["mam_mm"] is None else f"MAM {old['mam_mm']:g} mm"
+            if old["mam_bound"] is not None:
+                mam += f", {BOUND_SHORT[old['mam_bound']]}"
+            mine = f"MAM {margin.min_margin_mm:.2f} mm ({margin.category}"
+            mine += "" if bound is None else f", {BOUND_SHORT[bound]}"
             raise InputError(
                 f"{where} already has {mam} ({old['margin_category'] or 'no category'}); "
-                f"this file has MAM {margin.min_margin_mm:.2f} mm ({margin.category}): "
+                f"this file has {mine}): "
                 "add --upsert to replace it (the change is kept in the history)"
             )
         if not_decisive and changes and not accept_not_decisive:
+            what = "" if bound is None else f"{BOUND_WORDS[bound]} and "
             raise InputError(
-                f"the MAM {margin.min_margin_mm:.2f} mm is NOT decisive "
+                f"the MAM {margin.min_margin_mm:.2f} mm is {what}NOT decisive "
                 f"({margin.uncertainty.rule}); review the masks, or add --accept-not-decisive "
                 "to store it (the history will say NOT decisive)"
             )

@@ -30,6 +30,7 @@ from hepanav.registry.vocabulary import (
     BRAF_STATUSES,
     COMPLICATION_SYSTEMS,
     EVENT_TYPES,
+    MAM_BOUNDS,
     MARGIN_CONFIRMATIONS,
     MARGIN_STATUSES,
     PRIMARY_TYPES,
@@ -198,6 +199,7 @@ class LesionTreatment(Base):
         CheckConstraint(
             _in("margin_confirmation", MARGIN_CONFIRMATIONS), name="margin_confirmation"
         ),
+        CheckConstraint(_in("mam_bound", MAM_BOUNDS), name="mam_bound"),
         *_range_checks("lesion_treatments"),
     )
 
@@ -216,6 +218,11 @@ class LesionTreatment(Base):
     # without them).
     mam_uncertainty_mm: Mapped[float | None] = mapped_column(Float)
     mam_decisive: Mapped[bool | None] = mapped_column(Boolean)
+    # Whether the MAM is only a bound of the true MAM (schema 0005, margin.json's
+    # min_margin_bound): 'lower' (zone cut by the image border: the true MAM may be
+    # larger), 'upper' (tumour partly outside the image: it may be smaller),
+    # 'unknown' (both). NULL = a measurement, or unknown provenance.
+    mam_bound: Mapped[str | None] = mapped_column(String(8))
     n_applicators: Mapped[int | None] = mapped_column(Integer)
     margin_confirmation: Mapped[str | None] = mapped_column(String(16))
     # Ahmed 2014 (Radiology 2014;273:241-260): technical success (zone covers the

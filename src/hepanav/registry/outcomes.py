@@ -143,8 +143,18 @@ def not_decisive(frame: pd.DataFrame) -> pd.Series:
     return flag & frame["mam_mm"].notna()
 
 
+def mam_is_bound(frame: pd.DataFrame) -> pd.Series:
+    """True for rows whose MAM is only a bound of the true MAM (``mam_bound`` set)."""
+    if "mam_bound" not in frame or "mam_mm" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["mam_bound"].notna() & frame["mam_mm"].notna()
+
+
 def mam_decisiveness(frame: pd.DataFrame, analysis: str) -> MamDecisiveness:
-    """How many of the MAMs in ``frame`` are decisive, NOT decisive, or unknown."""
+    """How many of the MAMs in ``frame`` are decisive, NOT decisive, or unknown.
+
+    Also how many are only a lower, upper or unknown bound (``mam_bound``).
+    """
     has_mam = frame["mam_mm"].notna() if "mam_mm" in frame else pd.Series(False, index=frame.index)
     bad = not_decisive(frame)
     if "mam_decisive" in frame:
@@ -153,6 +163,8 @@ def mam_decisiveness(frame: pd.DataFrame, analysis: str) -> MamDecisiveness:
     else:
         good = pd.Series(False, index=frame.index)
     n_mam, n_good, n_bad = int(has_mam.sum()), int(good.sum()), int(bad.sum())
+    bounds = frame.loc[mam_is_bound(frame), "mam_bound"] if "mam_bound" in frame else []
+    kinds = pd.Series(bounds).value_counts()
     return MamDecisiveness(
         analysis=analysis,
         n_lesions=len(frame),
@@ -160,7 +172,27 @@ def mam_decisiveness(frame: pd.DataFrame, analysis: str) -> MamDecisiveness:
         decisive=n_good,
         not_decisive=n_bad,
         unknown=n_mam - n_good - n_bad,
+        lower_bound=int(kinds.get("lower", 0)),
+        upper_bound=int(kinds.get("upper", 0)),
+        unknown_bound=int(kinds.get("unknown", 0)),
     )
+
+
+def bounds_text(d: MamDecisiveness) -> str:
+    """``"2 of 9 MAMs are only bounds (1 lower, 1 upper)"``, or "" when none is."""
+    n = d.lower_bound + d.upper_bound + d.unknown_bound
+    if not n:
+        return ""
+    parts = [
+        f"{k} {word}"
+        for k, word in (
+            (d.lower_bound, "lower"),
+            (d.upper_bound, "upper"),
+            (d.unknown_bound, "of unknown direction"),
+        )
+        if k
+    ]
+    return f"{n} of {d.n_mam} MAMs are only bounds ({', '.join(parts)})"
 
 
 COX_ON_MAM = "cause-specific Cox model of LTP on MAM (death censored)"
@@ -228,6 +260,14 @@ def ablation_outcomes(treated: pd.DataFrame, follow_up: pd.DataFrame) -> Ablatio
             gray_test=kept_gray,
             cox_ltp_on_mam=cox_on_mam(kept, COX_ON_MAM + ", NOT decisive MAMs excluded"),
         )
+    without_bounds = None
+    bound = mam_is_bound(tte) if len(tte) else pd.Series(dtype=bool)
+    if bound.any():
+        # The Cox model takes the MAM as a continuous value; a bound is not that value
+        # (the true MAM lies beyond it): the same model without them (sensitivity).
+        without_bounds = cox_on_mam(
+            tte[~bound], COX_ON_MAM + f", {int(bound.sum())} MAM bounds excluded"
+        )
     return AblationOutcomes(
         n_lesions=len(first),
         n_patients=int(first["patient_id"].nunique()),
@@ -239,6 +279,7 @@ def ablation_outcomes(treated: pd.DataFrame, follow_up: pd.DataFrame) -> Ablatio
         cox_ltp_on_mam=cox,
         mam_decisiveness=decisiveness,
         sensitivity_excluding_not_decisive=sensitivity,
+        cox_ltp_on_mam_excluding_bounds=without_bounds,
     )
 
 

@@ -302,8 +302,9 @@ def check_outcome_rules(
 def _mam_certainty(row: Mapping[str, Any], clean: Mapping[str, Any], diff) -> list:
     """A corrected MAM's stale certainty reset to unknown; contradictions refused.
 
-    ``mam_uncertainty_mm`` and ``mam_decisive`` describe the MAM they came with: a
-    new ``mam_mm`` without them makes them NULL (unknown), logged like any change.
+    ``mam_uncertainty_mm``, ``mam_decisive`` and ``mam_bound`` describe the MAM they
+    came with: a new ``mam_mm`` without them makes them NULL (unknown; for the bound:
+    no bound known), logged like any change.
     """
     from hepanav.registry.importer import MAM_CERTAINTY
 

@@ -194,6 +194,8 @@ def audit_tables(audit: AuditReport) -> dict[str, pd.DataFrame]:
                 }
             )
             rows.append(cox_row(sa.cox_ltp_on_mam))
+        if a.cox_ltp_on_mam_excluding_bounds is not None:
+            rows.append(cox_row(a.cox_ltp_on_mam_excluding_bounds))
         tables["models"] = pd.DataFrame(rows)
         # The audit's Cox on MAM is the outcomes' one: each analysis once.
         seen = {d.analysis for d in audit.mam_decisiveness}

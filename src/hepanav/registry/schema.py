@@ -29,6 +29,7 @@ from hepanav.registry.vocabulary import (
     COMPLICATION_SYSTEMS,
     EVENT_TYPES,
     GRADES,
+    MAM_BOUNDS,
     MARGIN_CATEGORIES,
     MARGIN_CONFIRMATIONS,
     MARGIN_STATUSES,
@@ -114,6 +115,7 @@ def _canonical(value: str, allowed: tuple[str, ...]) -> str:
 _OUTCOME_CODES = {
     "procedure_type": PROCEDURE_TYPES,
     "margin_status": MARGIN_STATUSES,
+    "mam_bound": MAM_BOUNDS,
     "sex": SEXES,
     "primary_type": PRIMARY_TYPES,
     "net_grade": NET_GRADES,
@@ -263,6 +265,13 @@ class OutcomeRow(_Row):
         description="false: the MAM is NOT decisive (within u of 0 or 5 mm, or masks "
         "segmented automatically from seeds); empty: unknown",
     )
+    # Whether the MAM is only a bound (schema 0005), margin.json's min_margin_bound.
+    mam_bound: Literal[MAM_BOUNDS] | None = Field(
+        None,
+        description="the MAM is only a bound of the true MAM: lower (zone cut by the image "
+        "border: true MAM may be larger), upper (tumour partly outside the image: may be "
+        "smaller), unknown (both); empty: a measurement or unknown provenance",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -296,7 +305,7 @@ class OutcomeRow(_Row):
             if problem:
                 raise ValueError(problem)
         if self.mam_mm is None:
-            for name in ("mam_uncertainty_mm", "mam_decisive"):
+            for name in ("mam_uncertainty_mm", "mam_decisive", "mam_bound"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name} given without mam_mm (it describes the MAM)")
         elif self.mam_decisive and self.mam_uncertainty_mm is not None:
@@ -646,6 +655,19 @@ class MamDecisiveness(BaseModel):
         description="MAM without a stored uncertainty (typed in, a CSV without it, or an "
         "older margin.json)"
     )
+    lower_bound: int = Field(
+        0,
+        description="of the MAMs, LOWER bounds (mam_bound 'lower': zone cut by the image "
+        "border; the true MAM may be larger)",
+    )
+    upper_bound: int = Field(
+        0,
+        description="UPPER bounds (mam_bound 'upper': tumour partly outside the image; the "
+        "true MAM may be smaller)",
+    )
+    unknown_bound: int = Field(
+        0, description="bounds of unknown direction (mam_bound 'unknown': both)"
+    )
 
 
 class MamSensitivity(BaseModel):
@@ -683,6 +705,11 @@ class AblationOutcomes(BaseModel):
     )
     sensitivity_excluding_not_decisive: MamSensitivity | None = Field(
         None, description="the same analyses without the NOT decisive MAMs; null when none"
+    )
+    cox_ltp_on_mam_excluding_bounds: CoxModel | None = Field(
+        None,
+        description="sensitivity: the Cox model of LTP on MAM without the MAMs that are only "
+        "bounds (mam_bound set); null when none is",
     )
 
 
@@ -764,6 +791,9 @@ class LesionListing(BaseModel):
     margin_category: str | None
     mam_uncertainty_mm: float | None = None
     mam_decisive: bool | None = Field(None, description="false: NOT decisive; null: unknown")
+    mam_bound: Literal[MAM_BOUNDS] | None = Field(
+        None, description="the MAM is only a lower/upper/unknown bound; null: a measurement"
+    )
     ltp: bool
     months: float | None
 
@@ -843,6 +873,11 @@ class AuditReport(BaseModel):
     cox_local_progression_excluding_not_decisive: CoxModel | None = Field(
         None, description="sensitivity: the Cox model without NOT decisive MAMs; null when none"
     )
+    cox_local_progression_excluding_mam_bounds: CoxModel | None = Field(
+        None,
+        description="sensitivity: the Cox model without the MAMs that are only bounds "
+        "(mam_bound set); null when none is",
+    )
     complications: list[ComplicationCount]
     complication_rates: list[ComplicationRate] = []
     flow: list[FlowStep] = []
@@ -908,4 +943,9 @@ class MarginJson(BaseModel):
     category: Literal[MARGIN_CATEGORIES]
     uncertainty: MarginUncertaintyJson | None = Field(
         None, description="the MAM interval and whether it is decisive (older files: absent)"
+    )
+    min_margin_bound: Literal[MAM_BOUNDS] | None = Field(
+        None,
+        description="null: the MAM is a measurement (or the file is older than the field); "
+        "lower / upper / unknown: it is only that bound of the true MAM (image border)",
     )

@@ -25,6 +25,12 @@ NEGATIVE_MARGIN = "R0"
 # R0 means a margin of at least 1 mm (domain brief, "Resection margins").
 R0_MIN_MARGIN_MM = 1.0
 MARGIN_CATEGORIES = ("incomplete", "0-5mm", "5-10mm", ">=10mm")
+# What kind of bound a MAM is (hepanav margin's ``min_margin_bound``, docs/margin.md
+# "Border"): 'lower' = the zone is cut by the image border where the MAM is reached
+# (the true MAM may be LARGER); 'upper' = part of the tumour lies outside the image
+# (the true MAM may be SMALLER); 'unknown' = both. No value (NULL) = a measurement,
+# or a MAM of unknown provenance (typed in, an older margin.json).
+MAM_BOUNDS = ("lower", "upper", "unknown")
 SEGMENTS = ("1", "2", "3", "4", "4a", "4b", "5", "6", "7", "8")
 EVENT_TYPES = (
     "local_progression",
