@@ -781,7 +781,7 @@ def _local_optimizer(reg: sitk.ImageRegistrationMethod, settings: RegistrationSe
         )
         return
     # Measured (docs/margin.md "Local stage: a low-DOF correction"): first step 1 mm halved
-    # to 0.01 mm stopped after 12-21 iterations 0.001-0.003 short of the metric a 100-step
+    # to 0.01 mm stopped after 12-21 iterations up to 0.011 short of the metric a 100-step
     # conjugate gradient reached; this schedule runs 44-194 iterations, ~1-2 s.
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=0.5,
