@@ -220,6 +220,15 @@ def test_plan_reads_a_totalsegmentator_folder(cli, tmp_path):
     assert "portal_and_hepatic_veins" not in expected
     # Nothing was added from the CT: no derived structure is listed.
     assert plan["derived_structures"] == {}
+    # Tester6 defect 8: the folder is an input record and a row of the report's Inputs.
+    n_files = len(list(folder.glob("*.nii.gz")))
+    record = plan["input_records"][-1]
+    assert [r["role"] for r in plan["input_records"]] == ["planning CT", "tumor", "organ labels"]
+    assert record["file"] == "totalseg/"
+    assert record["format"] == f"TotalSegmentator folder, {n_files} files"
+    assert record["size"] == list(case.ct.GetSize()) and record["notes"] == []
+    html = (tmp_path / "plan" / "report.html").read_text(encoding="utf-8")
+    assert f"<td>totalseg/</td><td>TotalSegmentator folder, {n_files} files</td>" in html
 
 
 def test_liver_seed_goes_with_derived_labels_only(cli, tmp_path):

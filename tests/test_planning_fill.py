@@ -189,3 +189,42 @@ def test_label_file_without_liver_gets_it_from_the_ct_and_says_so(torso):
     assert got[truth == 5].mean() >= 0.9
     assert "liver (absent from the label map)" in result.derived_structures
     assert "the liver was DERIVED from the CT" in result.message
+
+
+def _enhanced_torso_with_a_faint_cava(torso) -> sitk.Image:
+    """The torso CT in portal-venous phase with an unenhanced vena cava (known by
+    construction): liver 100 HU (>= 80: enhanced), aorta 220 HU (>= liver + 35 HU: derived),
+    inferior vena cava 100 HU (as dense as the liver: the derivation cannot find it)."""
+    lab = sitk.GetArrayFromImage(torso.labels)
+    arr = sitk.GetArrayFromImage(torso.ct).astype(np.int16)
+    tumour = sitk.GetArrayFromImage(torso.tumor) > 0
+    arr[(lab == 5) & ~tumour] = 100
+    arr[lab == 52] = 220
+    arr[lab == 63] = 100
+    ct = sitk.GetImageFromArray(arr)
+    ct.CopyInformation(torso.ct)
+    return ct
+
+
+def test_vena_cava_note_only_when_the_cava_is_taken_from_the_ct(torso):
+    """Tester6 defect 4: a label file holding the vena cava (63) but no bone; the CT
+    derivation runs only for the bone. Its note "vena cava NOT derived ... give a label map
+    with it" is about a structure the label map gives: not said (the costal-cartilage
+    note, about the bone group, is). The same CT with a label map lacking aorta and vena
+    cava (that group taken from the CT): the note is said."""
+    ct = _enhanced_torso_with_a_faint_cava(torso)
+    derived = _derive(ct, torso.tumor)
+    cava = [n for n in derived.notes if n.startswith("vena cava NOT derived")]
+    assert len(cava) == 1 and derived.note_ids[cava[0]] == (63,)  # the construction holds
+
+    no_bone = _without(torso.labels, RIBS + [31, 32, 33])  # every bone label of the torso
+    fill, result = _warnings(torso, no_bone, None, ct=ct)
+    assert set(fill.groups) == {"bone"}  # the derivation ran, for the bone only
+    assert not any("vena cava" in n for n in fill.notes + result.derivation_notes)
+    assert any(n.startswith("costal cartilages NOT derived") for n in result.derivation_notes)
+
+    no_vessels = _without(torso.labels, [52, 63])
+    fill, result = _warnings(torso, no_vessels, None, ct=ct)
+    assert set(fill.groups) == {"aorta_and_vena_cava"}
+    assert [n for n in result.derivation_notes if n.startswith("vena cava NOT derived")]
+    assert not any("costal cartilages" in n for n in result.derivation_notes)

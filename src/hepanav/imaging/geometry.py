@@ -81,5 +81,31 @@ def require_overlap(
     return volume_ml
 
 
+def mask_outside_ml(mask: sitk.Image, reference: sitk.Image) -> tuple[float, float]:
+    """How much of a mask lies outside ``reference``'s field of view, in physical space.
+
+    A voxel of ``mask`` (non-zero) is outside when its centre lies outside the box of
+    ``reference``'s voxels (continuous index below -0.5 or above size - 0.5 on any axis,
+    any direction matrix): resampling onto ``reference`` would drop it.
+
+    Returns
+    -------
+    (float, float)
+        Volume outside and whole volume of the mask, ml (voxel count x ``mask``'s voxel
+        volume); (0, total) on the same grid.
+    """
+    array = sitk.GetArrayViewFromImage(mask)
+    voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
+    count = int(np.count_nonzero(array))
+    if same_grid(mask, reference) or not count:
+        return 0.0, count * voxel_ml
+    idx = np.argwhere(array)[:, ::-1]  # (N, 3) in (i, j, k) order
+    ijk = lps_to_voxel(reference, voxel_to_lps(mask, idx))
+    size = np.asarray(reference.GetSize(), dtype=float)
+    tol = 1e-3
+    out = np.any((ijk < -0.5 - tol) | (ijk > size - 0.5 + tol), axis=1)
+    return int(out.sum()) * voxel_ml, count * voxel_ml
+
+
 def _box(lo: np.ndarray, hi: np.ndarray) -> str:
     return "[" + ", ".join(f"{a:.0f}..{b:.0f}" for a, b in zip(lo, hi, strict=True)) + "]"

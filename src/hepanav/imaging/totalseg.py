@@ -39,6 +39,8 @@ class LabelMap:
     # Ids with a file in the folder, empty masks included (a structure outside the field
     # of view); None for a multi-label file, where "not given" cannot be told apart.
     given: set[int] | None = None
+    # Names of the folder's files that were read (known structures); empty for a file.
+    files: list[str] = field(default_factory=list)
 
 
 def _stem(path: Path) -> str:
@@ -120,4 +122,6 @@ def read_totalsegmentator(path: str | Path, reference: sitk.Image | None = None)
             names[label] = table.get(label, _stem(p))
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(ref)
-    return LabelMap(image, names, skipped, given={label for _, label in known})
+    return LabelMap(
+        image, names, skipped, given={label for _, label in known}, files=[p.name for p, _ in known]
+    )

@@ -16,7 +16,10 @@ def register(app: typer.Typer) -> None:
             None, "--ct", help="Planning CT (NIfTI/NRRD/MHA or DICOM folder; or --from-pacs)."
         ),
         tumor: Path = typer.Option(
-            ..., "--tumor", help="Tumour mask (any grid overlapping the CT)."
+            ...,
+            "--tumor",
+            help="Tumour mask (any grid; the CT must hold all of it: a mask partly "
+            "outside the CT is refused, saying how much lies outside).",
         ),
         labels: Path | None = typer.Option(
             None,

@@ -117,6 +117,9 @@ def run_plan(
         threshold=mask_threshold,
         option="--tumor-label",
     )
+    # Checked once, before anything is derived from the CT: a tumour not in the CT, or
+    # cut by its field of view, is refused (a plan for a cut tumour is not a plan).
+    tumor = tumour_on_ct(tumor, ct, str(tumor_path))
     derived, label_notes, given_ids = None, [], None
     if labels_path is not None and _is_totalsegmentator_folder(Path(labels_path)):
         from hepanav.imaging.totalseg import read_totalsegmentator
@@ -124,7 +127,7 @@ def run_plan(
         label_map_read = read_totalsegmentator(labels_path, reference=ct)
         labels, names = label_map_read.image, dict(label_map_read.names)
         given_ids = label_map_read.given
-        records = [ct_record, tumor_record]
+        records = [ct_record, tumor_record, folder_record(labels_path, label_map_read)]
         if label_map_read.skipped:
             label_notes.append(
                 "TotalSegmentator files not in the id table, not used: "
@@ -137,8 +140,7 @@ def run_plan(
     elif derive_labels is None:
         raise InputError("give an organ label map (or let it be derived from the CT)", "--labels")
     else:
-        on_ct = tumor if same_grid(tumor, ct) else resample_mask_like(tumor, ct)
-        derived = derive_labels(ct, sitk.Cast(on_ct != 0, sitk.sitkUInt8))
+        derived = derive_labels(ct, tumor)
         labels, names, records = derived.labels, dict(derived.names), [ct_record, tumor_record]
     fill = None
     if labels_path is not None and derive_labels is not None:
@@ -212,6 +214,39 @@ def run_plan(
     return out, written
 
 
+def tumour_on_ct(tumor: sitk.Image, ct: sitk.Image, source: str) -> sitk.Image:
+    """The tumour mask on the planning CT's grid (uint8 0/1), refused unless the CT holds
+    all of it.
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` (the --tumor file): the mask does not overlap the CT in physical
+        space (the message of :func:`hepanav.imaging.geometry.require_overlap`), or some
+        of it lies outside the CT's field of view (:func:`mask_outside_ml`, voxel
+        centres): the target would be cut, its volume and extent too small, and a plan
+        for it would leave the rest untreated.
+    """
+    from hepanav.imaging.geometry import mask_outside_ml, require_overlap
+
+    tumor = sitk.Cast(tumor != 0, sitk.sitkUInt8)
+    if same_grid(tumor, ct):
+        return tumor
+    require_overlap(tumor, ct, source)
+    outside, total = mask_outside_ml(tumor, ct)
+    if outside > 0:
+        raise InputError(
+            f"--tumor extends beyond the planning CT: {outside:.2f} ml of its {total:.2f} ml "
+            f"({100 * outside / total:.0f}%) lie outside the CT's field of view, so the target "
+            "would be cut; give a CT that covers the whole tumour",
+            source,
+        )
+    on_ct = resample_mask_like(tumor, ct)
+    if not np.any(sitk.GetArrayViewFromImage(on_ct)):
+        raise InputError("tumour lies outside the CT after resampling", source)
+    return on_ct
+
+
 def withhold_navigation(result: PlanResult) -> bool:
     """An infeasible plan exports no navigation trajectories: ``inputs["markups"]`` is
     dropped (so no ``trajectories.mrk.json`` is written) and the message says why. Its
@@ -251,6 +286,25 @@ def refuse_entries_off_skin(result: PlanResult) -> list[int]:
             "e.g. a thin slab). " + result.message
         )
     return off
+
+
+def folder_record(path: Path, read) -> InputRecord:
+    """The input record of a TotalSegmentator folder given as --labels: role "organ
+    labels", file "<folder>/", format "TotalSegmentator folder, N files" (the files read,
+    ``read``: :class:`hepanav.imaging.totalseg.LabelMap`), the grid as used (the CT's) and
+    the files not used in the notes."""
+    from hepanav.imaging.schema import display_name, record_geometry
+
+    n = len(read.files)
+    record = InputRecord(
+        role="organ labels",
+        file=display_name(path).rstrip("/") + "/",
+        format=f"TotalSegmentator folder, {n} file{'s' if n != 1 else ''}",
+    )
+    record_geometry(record, read.image)
+    if read.skipped:
+        record.notes.append("not in the id table, not used: " + ", ".join(read.skipped))
+    return record
 
 
 def _is_totalsegmentator_folder(path: Path) -> bool:
@@ -333,7 +387,10 @@ def fill_from_ct(
     slice included (components >= ``FILL_MIN_ML``).
     Returns None when nothing derivable is missing (no derivation run; ``derive_labels``
     may name the ids it can write in a ``provides`` attribute). A derivation that fails
-    (``InputError``) leaves the label map as given, with a note.
+    (``InputError``) leaves the label map as given, with a note. The derivation's notes
+    are kept only when they concern an id taken from the CT (its ``note_ids``: note ->
+    ids; a note not listed there is kept): no "vena cava NOT derived" when the label map
+    holds the vena cava and the derivation ran for another group.
     """
     arr = sitk.GetArrayViewFromImage(labels)
     if not arr.any():
@@ -352,6 +409,10 @@ def fill_from_ct(
         liver_missing &= bool(set(risk.liver_labels) & set(provides))
     if not wanted and not liver_missing:
         return None
+    # The ids taken from the CT: the wanted groups' members the label map lacks.
+    taken = {x for r in wanted.values() for x in r.labels if given is None or x not in given}
+    if liver_missing:
+        taken |= set(risk.liver_labels)
     tum = sitk.Cast(
         (tumor if same_grid(tumor, ct) else resample_mask_like(tumor, ct)) != 0, sitk.sitkUInt8
     )
@@ -372,9 +433,11 @@ def fill_from_ct(
     spacing_zyx = np.asarray(ct.GetSpacing())[::-1]
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     out = np.array(arr, copy=True)
-    fill = CtFill(
-        labels, {}, not_found=dict(getattr(derived, "not_found", {})), notes=list(derived.notes)
-    )
+    # Notes about structures the label map gives are not the user's concern (a note "vena
+    # cava NOT derived" when the label map holds it): keep those about the ids taken.
+    about = getattr(derived, "note_ids", {}) or {}
+    notes = [n for n in derived.notes if n not in about or set(about[n]) & taken]
+    fill = CtFill(labels, {}, not_found=dict(getattr(derived, "not_found", {})), notes=notes)
     groups = [(r.name, list(r.labels), r.heat_sink) for r in wanted.values()]
     if liver_missing:
         groups.append(("liver", list(risk.liver_labels), False))

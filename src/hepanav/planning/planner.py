@@ -552,34 +552,65 @@ def _violates(inp, risk, cand, checked: dict, line: int, tip: np.ndarray) -> boo
     return checked[key]
 
 
+def blocked_by_group(reasons: Counter, names: dict[int, str], risk: RiskMap) -> Counter:
+    """Rejections "blocked by <label id>" added up per risk-map group, as
+    ``Counter({(group text, clearance text): n})``.
+
+    A TotalSegmentator map gives every rib its own label (rib_left_1 ... rib_right_12):
+    counted per label, 14 ribs that together block most trajectories each stay below the
+    other reasons. Counted per group (the grouping of the absent-structure list), the
+    group is named with the structures that blocked (:func:`describe_label_ids`, e.g.
+    "bone: ribs right 6-12, costal cartilages"). A label in no group keeps its own name.
+    """
+    from hepanav.imaging.labels import describe_label_ids
+    from hepanav.planning.risk import TOTALSEGMENTATOR_NAMES
+
+    table = {**TOTALSEGMENTATOR_NAMES, **names}
+    per_group: dict[str, tuple[object, Counter]] = {}
+    for why, n in reasons.items():
+        if not why.startswith("blocked by "):
+            continue
+        label = int(why.removeprefix("blocked by "))
+        rule = next((r for r in risk.structures if label in r.labels), None)
+        key = rule.name if rule is not None else structure_name(label, names, risk)
+        per_group.setdefault(key, (rule, Counter()))[1][label] += n
+    out: Counter = Counter()
+    for key, (rule, labels) in per_group.items():
+        if rule is None:
+            text, clearance = key, ""
+        else:
+            text = f"{key}: {describe_label_ids(labels, table)}"
+            clearance = f" (clearance {rule.clearance_mm:g} mm)"
+        # "; " separates the reasons (the report splits on it): none inside a name.
+        out[(text.replace(";", ","), clearance)] = sum(labels.values())
+    return out
+
+
 def _behind_text(cand: CandidateSet, names: dict[int, str], risk: RiskMap) -> str:
-    """' The tumour lies behind X from most entries.' when one structure blocks most lines."""
-    blocked = Counter({k: n for k, n in cand.reasons.items() if k.startswith("blocked by ")})
+    """' The tumour lies behind X from most entries.' when one structure group (risk-map
+    group, :func:`blocked_by_group`) blocks most lines."""
+    blocked = blocked_by_group(cand.reasons, names, risk)
     total = sum(cand.reasons.values())
     if not blocked or not total:
         return ""
-    why, n = blocked.most_common(1)[0]
+    (name, _), n = blocked.most_common(1)[0]
     if n < 0.5 * total:
         return ""
-    name = structure_name(int(why.removeprefix("blocked by ")), names, risk)
     share = "every" if n == total else "most"
     return f" The tumour lies behind {name} from {share} entries."
 
 
 def _reason_text(cand: CandidateSet, names: dict[int, str], risk: RiskMap) -> str:
+    """The "Of N candidate trajectories, rejected: a% why; b% why; ..." text (the 4 commonest
+    reasons; structures counted per risk-map group, :func:`blocked_by_group`)."""
     total = sum(cand.reasons.values())
     if not total:
         return ""
-    named: Counter = Counter()
-    for why, n in cand.reasons.items():
-        if why.startswith("blocked by "):
-            label = int(why.removeprefix("blocked by "))
-            rule = next((r for r in risk.structures if label in r.labels), None)
-            clearance = f" (clearance {rule.clearance_mm:g} mm)" if rule else ""
-            why = (
-                f"cross or pass within clearance of {structure_name(label, names, risk)}{clearance}"
-            )
-        named[why] += n
+    named: Counter = Counter(
+        {why: n for why, n in cand.reasons.items() if not why.startswith("blocked by ")}
+    )
+    for (text, clearance), n in blocked_by_group(cand.reasons, names, risk).items():
+        named[f"cross or pass within clearance of {text}{clearance}"] += n
     parts = [f"{100 * n / total:.0f}% {why}" for why, n in named.most_common(4)]
     return f"Of {cand.lines_checked} candidate trajectories, rejected: " + "; ".join(parts)
 

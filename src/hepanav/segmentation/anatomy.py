@@ -74,6 +74,10 @@ TUMOUR_SHELL_MM = (6.0, 20.0)
 
 SPINE_ID, RIBS_ID, LUNG_ID, LIVER_ID, CENTRAL_VESSEL_ID, LIVER_VESSEL_ID = 31, 97, 10, 5, 52, 200
 CARTILAGE_ID = 117  # TotalSegmentator v2 costal_cartilages
+IVC_ID, PORTAL_VEIN_ID = 63, 64  # TotalSegmentator v2 inferior_vena_cava, portal/splenic vein
+#: The ids each kind of note is about (``DerivedAnatomy.note_ids``).
+CENTRAL_IDS = (CENTRAL_VESSEL_ID, IVC_ID)
+VESSEL_IDS = (CENTRAL_VESSEL_ID, IVC_ID, PORTAL_VEIN_ID, LIVER_VESSEL_ID)
 CARTILAGE_HU = 100.0  # uncalcified costal cartilage 100-200 HU (phantom 140 HU)
 CARTILAGE_EXCLUDE_MM = 2.0
 NAMES = {
@@ -107,6 +111,10 @@ class DerivedAnatomy:
     not_found : dict of int to str
         Ids of structures the derivation never finds although their group is derived
         (``NOT_FOUND``: the costal cartilages, softer than the bone threshold), with why.
+    note_ids : dict of str to tuple of int
+        Note -> the TotalSegmentator v2 ids it is about (the vena-cava note: 63), so that a
+        caller filling only some groups of a given label map from the CT keeps only the
+        notes about those groups; a note not listed concerns every group.
     """
 
     labels: sitk.Image
@@ -115,6 +123,7 @@ class DerivedAnatomy:
     body: sitk.Image
     notes: list[str] = field(default_factory=list)
     not_found: dict[int, str] = field(default_factory=dict)
+    note_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 #: Structures of a derived group the derivation did not find (TotalSegmentator v2 id ->
@@ -379,6 +388,7 @@ def _derive_axial(
         parenchyma = arr[liver & ~tum]
         liver_hu = float(np.median(parenchyma)) if parenchyma.size else 0.0
     notes: list[str] = []
+    note_ids: dict[str, tuple[int, ...]] = {}
     central = np.zeros_like(liver)
     inner = np.zeros_like(liver)
     if liver_hu >= ENHANCED_LIVER_HU:
@@ -406,13 +416,16 @@ def _derive_axial(
             note = vena_cava_note(central, x_mm * np.sign(ct.GetDirection()[0] or 1.0), ct)
             if note:
                 notes.append(note)
+                note_ids[note] = (IVC_ID,)
         else:
             notes.append("no spine found: aorta and vena cava not derived")
+            note_ids[notes[-1]] = CENTRAL_IDS
     else:
         notes.append(
             f"unenhanced CT (liver {liver_hu:.0f} HU < {ENHANCED_LIVER_HU:.0f}): large "
             "vessels cannot be told from the liver by attenuation and were not derived"
         )
+        note_ids[notes[-1]] = VESSEL_IDS
     smooth1 = sitk.GetArrayFromImage(
         sitk.SmoothingRecursiveGaussian(sitk.Cast(ct, sitk.sitkFloat32), 1.0)
     )
@@ -458,4 +471,5 @@ def _derive_axial(
         )
     else:
         notes.append(NOT_FOUND[CARTILAGE_ID])
-    return DerivedAnatomy(image, dict(NAMES), derived, body_img, notes, not_found)
+        note_ids[notes[-1]] = (CARTILAGE_ID,)
+    return DerivedAnatomy(image, dict(NAMES), derived, body_img, notes, not_found, note_ids)
