@@ -628,6 +628,9 @@ def signed_distance(
         (2-5 mm voxels) and no ``fraction`` is given, the values within
         ``LOCAL_SPHERE_BAND_VOXELS`` of the surface are the distances to spheres fitted
         locally to the voxels' side changes (:func:`_local_sphere_field`, ``LOCAL_SPHERE``).
+        With a ``fraction`` and ``FRACTION_CURVATURE_CORRECTION`` (off by default) the
+        inversion is curvature-corrected on every grid (:func:`_curvature_corrected`) and
+        thick-slice fractions are first read in plane (:func:`_in_plane_fraction`).
     """
     if not inside.any():
         return np.full(inside.shape, -FAR_MM)
