@@ -239,3 +239,21 @@ def test_dicomweb_answer_confirming_nothing_is_not_counted_as_stored(
         open_pacs().store_datasets([ds])
     assert caught.value.stored == [] and len(caught.value.failed) == 1
     assert _stored_in_orthanc(orthanc) == set()
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_send_to_a_pacs_that_is_down_is_one_line(orthanc, pacs_env, ct_files, cli, protocol):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = orthanc.env(protocol)
+    pacs_env(
+        {
+            **env,
+            "HEPANAV_PACS_URL": f"http://127.0.0.1:{port}/dicom-web",
+            "HEPANAV_PACS_PORT": str(port),
+        }
+    )
+    line = one_line_error(*cli("pacs", "send", ct_files[0], ct_files[1])[0::2], "not reachable")
+    if protocol == "dicomweb":
+        assert "stored before the failure: none (0 of 2 objects)" in line

@@ -132,12 +132,15 @@ class DicomWebPacs(Pacs):
             batch = datasets[start : start + STOW_BATCH]
             try:
                 response = self._call(self.client.store_instances, batch)
-            except InputError as exc:
+            except _Refused as exc:
                 # A refused batch may have been stored in part, and the HTTP error hides
                 # which part: store its instances one by one (storing an instance twice
                 # is harmless) to know exactly what the PACS holds.
                 stored += self._store_one_by_one(batch, exc, datasets[start + len(batch) :])
                 continue
+            except InputError as exc:  # down or timed out: this batch is not confirmed
+                failed = [str(d.SOPInstanceUID) for d in datasets[start:]]
+                raise SendError(str(exc), stored, failed) from None
             confirmed = _confirmed(response)
             uids = [str(d.SOPInstanceUID) for d in batch]
             stored += [uid for uid in uids if uid in confirmed]
@@ -207,9 +210,10 @@ def _not_stored(response, n: int, of: int) -> str:
             if item.get("FailureReason") is not None
         }
     )
-    why = (
-        f"refused (failure reason {', '.join(reasons)})"
-        if reasons
-        else ("not confirmed as stored (in no ReferencedSOPSequence of its answer)")
+    if reasons:
+        codes = ", ".join(reasons)
+        return f"the PACS refused {n} of the {of} object(s) of one request (failure reason {codes})"
+    return (
+        f"the PACS did not confirm {n} of the {of} object(s) of one request as stored "
+        "(not in its answer's ReferencedSOPSequence)"
     )
-    return f"{n} of {of} object(s) sent in one request {why} by the PACS"
