@@ -125,30 +125,69 @@ def test_pacs_down_refusing_or_silent_is_one_line(orthanc, pacs_env, cli, protoc
         silent.close()
 
 
+def _stored_in_orthanc(orthanc) -> set[str]:
+    """SOP Instance UIDs Orthanc holds (what the PACS really stored)."""
+    return {
+        orthanc.rest(f"/instances/{i}")["MainDicomTags"]["SOPInstanceUID"]
+        for i in orthanc.rest("/instances")
+    }
+
+
+def _anonymised_copy(path: Path, dst: Path) -> Path:
+    """``path`` with its SOP Class/Instance, Study and Series UIDs emptied in the data set
+    (the file meta header keeps its copies), as the real test series is anonymised."""
+    ds = pydicom.dcmread(path)
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        setattr(ds, keyword, "")
+    ds.save_as(dst)
+    return dst
+
+
 @pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
-def test_send_failing_part_way_names_the_stored_objects(
-    orthanc,
-    pacs_env,
-    ct_files,
-    tmp_path,
-    cli,
-    protocol,
+def test_send_refuses_empty_uids_before_sending_anything(
+    orthanc, pacs_env, ct_files, tmp_path, cli, protocol
 ):
+    # Before: DICOMweb said "stored 2 object(s)" while Orthanc refused the anonymised
+    # file; DIMSE said "no association within 20 s" (tester6 defects 1 and 2).
     orthanc.clear()
     pacs_env(orthanc.env(protocol))
-    bad = pydicom.dcmread(ct_files[1])
+    anonymised = _anonymised_copy(ct_files[1], tmp_path / "anonymised.dcm")
+    one_line_error(
+        *cli("pacs", "send", ct_files[0], anonymised)[0::2],
+        f"{anonymised}: empty SOPClassUID, SOPInstanceUID, StudyInstanceUID, SeriesInstanceUID",
+        "nothing was sent",
+    )
+    assert _stored_in_orthanc(orthanc) == set()
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_send_counts_only_what_the_pacs_confirms(orthanc, pacs_env, ct_files, protocol):
+    """An object the PACS does not store is reported as not stored, and what is reported
+    as stored is what the PACS holds: checked against Orthanc's own list."""
+    from hepanav.dicom.pacs import SendError, open_pacs
+
+    orthanc.clear()
+    pacs_env(orthanc.env(protocol))
+    good = [pydicom.dcmread(p) for p in ct_files[:3]]
+    bad = pydicom.dcmread(ct_files[3])
     del bad.StudyInstanceUID  # Orthanc refuses an instance without its study
     del bad.SeriesInstanceUID
     bad.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.2999"
-    bad.save_as(tmp_path / "bad.dcm", enforce_file_format=True)
-    first = str(pydicom.dcmread(ct_files[0]).SOPInstanceUID)
-    line = one_line_error(
-        *cli("pacs", "send", ct_files[0], tmp_path / "bad.dcm", ct_files[2])[0::2],
-        "stored before the failure",
-        first,
-        "(1 of 3 objects)",
+    # Sent as they are (store() refuses such a file before sending: tested above).
+    with pytest.raises(SendError) as caught:
+        open_pacs().store_datasets([good[0], bad, good[1], good[2]])
+    error = caught.value
+    held = _stored_in_orthanc(orthanc)
+    assert set(error.stored) == held and not set(error.failed) & held
+    assert str(good[0].SOPInstanceUID) in error.stored
+    assert "1.2.826.0.1.3680043.8.498.2999" in error.failed
+    assert sorted(error.stored + error.failed) == sorted(
+        str(d.SOPInstanceUID) for d in [*good, bad]
     )
-    assert "1.2.826.0.1.3680043.8.498.2999" not in line.split("stored before")[1]
+    line = str(error)
+    assert "stored before the failure" in line and "not confirmed as stored: " in line
+    assert "1.2.826.0.1.3680043.8.498.2999" in line.split("not confirmed as stored: ")[1]
+    assert "\n" not in line
 
 
 def test_settings_come_from_a_file_and_tls_is_checked(tmp_path, pacs_env, monkeypatch):
@@ -184,3 +223,37 @@ def test_settings_come_from_a_file_and_tls_is_checked(tmp_path, pacs_env, monkey
     monkeypatch.setenv("HEPANAV_PACS_URL", "https://pacs.example/dicom-web")
     with pytest.raises(InputError, match="missing.pem"):
         load_settings()
+
+
+def test_dicomweb_answer_confirming_nothing_is_not_counted_as_stored(
+    orthanc, pacs_env, ct_files, tmp_path
+):
+    """Orthanc answers a STOW-RS of an object without UIDs with HTTP 200 and empty
+    Referenced and Failed SOP Sequences (tester6 defect 1): not stored, and said so."""
+    from hepanav.dicom.pacs import SendError, open_pacs
+
+    orthanc.clear()
+    pacs_env(orthanc.env("dicomweb"))
+    ds = pydicom.dcmread(_anonymised_copy(ct_files[1], tmp_path / "anonymised.dcm"))
+    with pytest.raises(SendError, match="not confirmed as stored") as caught:
+        open_pacs().store_datasets([ds])
+    assert caught.value.stored == [] and len(caught.value.failed) == 1
+    assert _stored_in_orthanc(orthanc) == set()
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_send_to_a_pacs_that_is_down_is_one_line(orthanc, pacs_env, ct_files, cli, protocol):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = orthanc.env(protocol)
+    pacs_env(
+        {
+            **env,
+            "HEPANAV_PACS_URL": f"http://127.0.0.1:{port}/dicom-web",
+            "HEPANAV_PACS_PORT": str(port),
+        }
+    )
+    line = one_line_error(*cli("pacs", "send", ct_files[0], ct_files[1])[0::2], "not reachable")
+    if protocol == "dicomweb":
+        assert "stored before the failure: none (0 of 2 objects)" in line

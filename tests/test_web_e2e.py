@@ -104,8 +104,18 @@ def test_margin_workflow_in_the_browser(web_server, browser, shots):
             (web_server.data_dir / "jobs").glob(f"job-{job_id:06d}/result/margin/margin.json")
         ).read_text()
     )
-    shown = page.text_content("#mam")
-    assert shown == f"{result['min_margin_mm']:.1f} mm"
+    # The verdict as the terminal says it: from two clicks the masks are automatic, so
+    # there is no interval and the MAM is NOT decisive, here and beside the sign-off.
+    u = result["uncertainty"]
+    assert u["min_margin_interval_mm"] is None and not u["decisive"], u
+    assert page.text_content("#mam") == (
+        f"{result['min_margin_mm']:.1f} mm (no interval: automatic masks)"
+    )
+    assert (
+        page.text_content("#decisive")
+        == f"NOT decisive: no interval: {u['interval_withheld_reason']}"
+    )
+    assert "NOT decisive: no interval" in page.text_content("#signoff-verdict")
     # From two clicks, the MAM is close to the phantom's analytic truth.
     assert abs(result["min_margin_mm"] - truth["min_margin_mm"]) < 1.5, (result, truth)
     assert (page.locator("#residual").count() == 1) == (result["min_margin_mm"] < 0)

@@ -142,7 +142,13 @@ def get(
 def send(
     paths: list[Path] = typer.Argument(..., help="DICOM files or folders (recursive)."),
 ) -> None:
-    """Store DICOM files in the PACS; on a failure says which objects were stored."""
+    """Store DICOM files in the PACS; counts only what the PACS confirms as stored.
+
+    Every file is checked before the first is sent: a file that is not DICOM or has an
+    empty SOP Class/Instance, Study or Series Instance UID (an anonymised export) is a
+    one-line error naming it, and nothing is sent. On a failure one line names the
+    objects stored and those not confirmed as stored (exit 2).
+    """
     from hepanav.dicom.fetch import dicom_files
     from hepanav.dicom.pacs import open_pacs
 

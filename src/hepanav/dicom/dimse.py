@@ -15,7 +15,6 @@ from hepanav.dicom.pacs import (
     StudyInfo,
     _text,
     probe_socket,
-    read_files,
 )
 
 # Storage SOP classes we accept on C-GET / C-MOVE and can send: the images and the
@@ -33,6 +32,28 @@ _STORAGE = (
     "1.2.840.10008.5.1.4.1.1.66.1",  # Spatial Registration
     "1.2.840.10008.5.1.4.1.1.66.3",  # Deformable Spatial Registration
     "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+)
+# Image storage classes may arrive compressed, as the PACS holds them: one presentation
+# context per transfer syntax, so the PACS can pick the one it stores (a context offering
+# several gets one syntax accepted, often the uncompressed one, and a PACS that cannot
+# transcode, e.g. Orthanc without a JPEG 2000 codec, then fails the C-GET, status 0xC000).
+# These are the syntaxes the series reader decodes: pydicom (Pillow: JPEG baseline/
+# extended, JPEG 2000; pyjpegls: JPEG-LS; its own RLE) and, for the rest, GDCM in
+# SimpleITK (JPEG lossless). Lossy syntaxes too: the CT is what the PACS holds, and
+# refusing it would not bring the original back.
+_IMAGE_STORAGE = _STORAGE[:3]
+_IMAGE_SYNTAXES = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, First-Order Prediction (SV1)
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (8 bit)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (12 bit)
 )
 _FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Q/R FIND
 _MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
@@ -161,7 +182,11 @@ class DimsePacs(Pacs):
         ae = self._ae()
         ae.add_requested_context(_GET)
         for uid in _STORAGE:
-            ae.add_requested_context(uid)
+            if uid in _IMAGE_STORAGE:
+                for syntax in _IMAGE_SYNTAXES:
+                    ae.add_requested_context(uid, [syntax])
+            else:
+                ae.add_requested_context(uid)
         roles = [build_role(uid, scp_role=True) for uid in _STORAGE]
         written: list[Path] = []
 
@@ -186,7 +211,10 @@ class DimsePacs(Pacs):
 
         scp_ae = self._ae()
         for uid in _STORAGE:
-            scp_ae.add_supported_context(uid)
+            if uid in _IMAGE_STORAGE:
+                scp_ae.add_supported_context(uid, _IMAGE_SYNTAXES)
+            else:
+                scp_ae.add_supported_context(uid)
         written: list[Path] = []
 
         def on_store(event):
@@ -221,8 +249,7 @@ class DimsePacs(Pacs):
             server.shutdown()
         return written
 
-    def store(self, paths: list[Path]) -> list[str]:
-        datasets = read_files(paths)
+    def store_datasets(self, datasets: list) -> list[str]:
         ae = self._ae()
         contexts = {(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets}
         for sop, syntax in sorted(contexts):

@@ -51,14 +51,16 @@ class StudyInfo:
 
 
 class SendError(HepaNavError):
-    """A store that failed part-way: says which objects were stored before the failure."""
+    """A store that failed part-way: names the objects the PACS confirmed as stored and
+    the others (refused, or never sent after the failure), as one line."""
 
     def __init__(self, message: str, stored: list[str], failed: list[str]) -> None:
         self.stored, self.failed = stored, failed
         stored_txt = ", ".join(stored) if stored else "none"
         super().__init__(
             f"pacs send: {message}; stored before the failure: {stored_txt} "
-            f"({len(stored)} of {len(stored) + len(failed)} objects)"
+            f"({len(stored)} of {len(stored) + len(failed)} objects); "
+            f"not confirmed as stored: {', '.join(failed) if failed else 'none'}"
         )
 
 
@@ -89,9 +91,17 @@ class Pacs(ABC):
     def get_series(self, study_uid: str, series_uid: str, folder: Path) -> list[Path]:
         """Retrieve every instance of a series as DICOM files in ``folder``."""
 
-    @abstractmethod
     def store(self, paths: list[Path]) -> list[str]:
-        """Store DICOM files; return their SOP Instance UIDs. Raises :class:`SendError`."""
+        """Store DICOM files; return the SOP Instance UIDs the PACS confirmed.
+
+        Every file is read and checked (:func:`read_files`) before the first is sent.
+        Raises :class:`SendError` naming what was and was not stored.
+        """
+        return self.store_datasets(read_files(paths))
+
+    @abstractmethod
+    def store_datasets(self, datasets: list[Dataset]) -> list[str]:
+        """Send data sets as they are (no check); the SOP Instance UIDs the PACS confirmed."""
 
     def resolve_study(self, key: str) -> str:
         """Study Instance UID for ``key``: a Study Instance UID or an Accession Number.
@@ -159,12 +169,44 @@ def probe_socket(host: str, port: int, timeout_s: float) -> str | None:
         return f"not reachable ({exc.strerror or type(exc).__name__})"
 
 
+# The UIDs a PACS files an object under (PS3.3 C.12.1, C.7.2.1, C.7.3.1): an object
+# without one cannot be stored (Orthanc: "missing StudyInstanceUID, SeriesInstanceUID
+# or SOPInstanceUID"), and a DIMSE association cannot even be proposed for an empty
+# SOP Class UID.
+SEND_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
 def read_files(paths: Iterable[Path]) -> list[Dataset]:
-    """Read DICOM files for sending; a file that is not DICOM is an ``InputError``."""
+    """Read DICOM files for sending, all before any is sent.
+
+    Raises
+    ------
+    InputError
+        A file that is not DICOM, or one whose SOP Class, SOP Instance, Study or Series
+        Instance UID is empty (an anonymised export): named with the UIDs it lacks, and
+        nothing is sent. The files are sent as they are: HepaNav does not invent UIDs
+        for a PACS (:func:`hepanav.imaging.dicomout.source.read_source_series` derives
+        them, in memory, only to reference such a series from the objects it writes).
+    """
+    from hepanav.imaging.dicomout.source import uid_value
+
     out = []
+    empty: list[tuple[Path, list[str]]] = []
     for path in paths:
         try:
-            out.append(pydicom.dcmread(path))
+            ds = pydicom.dcmread(path)
         except (pydicom.errors.InvalidDicomError, OSError) as exc:
             raise InputError(f"not a readable DICOM file ({type(exc).__name__})", path) from None
+        missing = [k for k in SEND_UIDS if not uid_value(ds, k)]
+        if missing:
+            empty.append((Path(path), missing))
+        out.append(ds)
+    if empty:
+        path, missing = empty[0]
+        more = f" (and {len(empty) - 1} more of the {len(out)} files)" if len(empty) > 1 else ""
+        raise InputError(
+            f"empty {', '.join(missing)} (anonymised?); a PACS cannot store an object "
+            f"without them{more}: nothing was sent",
+            path,
+        )
     return out

@@ -385,34 +385,15 @@ def margin(
     typer.echo(DISCLAIMER, err=True)
 
 
-#: The terminal's words for ``MarginResult.min_margin_bound``.
-BOUND_TERMINAL = {
-    "lower": "LOWER BOUND: zone cut by the image border at the MAM point",
-    "upper": "UPPER BOUND: part of the tumour outside the image",
-    "unknown": "NO BOUND either way: tumour and zone cut by the image border",
-}
-
-
 def result_line(r) -> str:
     """The terminal summary of a ``MarginResult``: MAM (± u only where u bounds it), category,
     6 mm shell, residual tumour (when any) and short regions. Numbers as in the report
-    (no "-0.0")."""
+    (no "-0.0"). The MAM part is :func:`hepanav.margin.verdict.mam_text`, as on the web."""
     from hepanav.core.report import format_number, format_percent
+    from hepanav.margin.verdict import mam_text
 
     u = r.uncertainty
-    bound = getattr(r, "min_margin_bound", None)
-    prefix = {"lower": "at least ", "upper": "at most "}.get(bound, "")
-    mam = f"MAM {prefix}{format_number(float(r.min_margin_mm))} mm"
-    if bound is not None:
-        mam += f" ({BOUND_TERMINAL[bound]}"
-        if u.min_margin_interval_mm is not None:
-            low, high = (format_number(float(v)) for v in u.min_margin_interval_mm)
-            mam += f"; true MAM {low} to {high} mm"
-        mam += ")"
-    elif u.min_margin_interval_mm is not None:
-        mam += f" ± {format_number(float(u.half_width_mm))} mm"
-    else:
-        mam += " (no interval: automatic masks)"
+    mam = mam_text(r)
     residual = ""
     volume = getattr(r, "residual_volume_ml", None)
     if volume is None:  # a margin.json written before residual_volume_ml

@@ -1037,7 +1037,13 @@ def _result_summary(job_dir: Path) -> dict[str, Any] | None:
         data = json.loads(candidate.read_text())
         rel = candidate.parent.relative_to(result).as_posix()
         surface = (candidate.parent / "surface" / "tumour.surf.gii").is_file()
-        return {"kind": "margin", "data": data, "folder": rel, "surface": surface}
+        return {
+            "kind": "margin",
+            "data": data,
+            "folder": rel,
+            "surface": surface,
+            "verdict": _margin_verdict(data),
+        }
     if (result / "tumor.nii.gz").is_file() and (result / "zone.nii.gz").is_file():
         return {"kind": "segment", "folder": "."}
     for candidate in sorted(result.rglob("plan.json")):
@@ -1047,3 +1053,17 @@ def _result_summary(job_dir: Path) -> dict[str, Any] | None:
     for candidate in sorted(result.rglob("report.html")):
         return {"kind": "report", "folder": candidate.parent.relative_to(result).as_posix()}
     return None
+
+
+def _margin_verdict(data: dict) -> dict[str, Any] | None:
+    """The MAM verdict of a margin.json as the terminal says it (hepanav.margin.verdict);
+    None for a file this version cannot read (the page then shows the bare figures)."""
+    from pydantic import ValidationError
+
+    from hepanav.margin.schema import MarginResult
+    from hepanav.margin.verdict import verdict
+
+    try:
+        return verdict(MarginResult.model_validate(data))
+    except ValidationError:
+        return None

@@ -207,7 +207,8 @@ def _fill_slice_thickness(datasets: list[Dataset], folder: Path) -> list[str]:
     ]
 
 
-def _uid(ds: Dataset, keyword: str) -> str:
+def uid_value(ds: Dataset, keyword: str) -> str:
+    """The UID ``keyword`` of ``ds`` as text; "" when absent, empty or blank."""
     return str(ds.get(keyword, "") or "").strip()
 
 
@@ -240,9 +241,9 @@ def _repair_identifiers(datasets: list[Dataset], folder: Path) -> list[str]:
             ("SOPClassUID", "MediaStorageSOPClassUID"),
             ("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
         ):
-            if _uid(ds, keyword):
+            if uid_value(ds, keyword):
                 continue
-            value = _uid(meta, meta_keyword) if meta is not None else ""
+            value = uid_value(meta, meta_keyword) if meta is not None else ""
             if not value:
                 where = getattr(ds, "filename", None) or folder
                 raise InputError(
@@ -258,14 +259,14 @@ def _repair_identifiers(datasets: list[Dataset], folder: Path) -> list[str]:
             f"{recovered} of {len(datasets)} source slices had an empty SOP Class/Instance "
             "UID in the data set (anonymised); taken from their file meta header"
         )
-    instances = [_uid(ds, "SOPInstanceUID") for ds in datasets]
+    instances = [uid_value(ds, "SOPInstanceUID") for ds in datasets]
     if len(set(instances)) != len(instances):
         raise InputError(
             "two slices share one SOP Instance UID; a DICOM object cannot tell them apart",
             folder,
         )
     for keyword, name in (("StudyInstanceUID", "study"), ("SeriesInstanceUID", "series")):
-        empty = sum(not _uid(ds, keyword) for ds in datasets)
+        empty = sum(not uid_value(ds, keyword) for ds in datasets)
         if not empty:
             continue
         if empty < len(datasets):
