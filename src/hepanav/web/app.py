@@ -196,7 +196,10 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     # ------------------------------------------------------- errors to pages
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError):
-        message = " ".join(str(exc).split())
+        from hepanav.web.messages import for_the_page
+
+        # One line, server paths as the page names them (``web.messages``).
+        message = for_the_page(str(exc), settings.data_dir)
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": message}, status_code=400)
         return page(request, "error.html.j2", code=400, message=message)
@@ -568,11 +571,23 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         result = (
             _result_summary(request.app.state.jobs.job_dir(job_id)) if job.state == "done" else None
         )
+        from hepanav.web.workflows import pacs_blocker
+
         case = None
         if job.case_id and job.kind != "fetch":  # a fetched case exists when the job is done
             case = get_case(settings.cases_dir, job.case_id)
+        # The sign-off form's PACS choice is disabled, with the reason, when impossible.
+        blocker = pacs_blocker(case, job.kind, job.params) if result else None
         audit(request, "view", f"job:{job_id}")
-        return page(request, "job.html.j2", job=job, status=status, result=result, case=case)
+        return page(
+            request,
+            "job.html.j2",
+            job=job,
+            status=status,
+            result=result,
+            case=case,
+            pacs_blocker=blocker,
+        )
 
     @app.get("/jobs/{job_id}/pre-in-post", tags=["margin"])
     def pre_in_post(
@@ -688,12 +703,20 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         registry = ids if any(ids.values()) else None
         if registry and not all(ids.values()):
             raise InputError("give patient, procedure and lesion id (pseudonymous)", "registry")
+        from hepanav.web.workflows import pacs_blocker
+
         source = None
-        if job.case_id:
-            case = get_case(settings.cases_dir, job.case_id)
-            name = job.params.get("post") or job.params.get("ct")
-            candidate = series_path(case, name) if name else None
-            source = candidate if candidate is not None and candidate.is_dir() else None
+        case = get_case(settings.cases_dir, job.case_id) if job.case_id else None
+        if send_pacs:
+            # Refused before anything is written: no half-done sign-off.
+            blocker = pacs_blocker(case, job.kind, job.params)
+            if blocker is not None:
+                raise InputError(
+                    f"{blocker}; untick it to sign off"
+                    + (" and store in the registry only" if job.kind == "margin" else ""),
+                    "Store to PACS",
+                )
+            source = series_path(case, job.params.get("post") or job.params.get("ct"))
         manager = request.app.state.jobs
         steps = signoff_steps(
             manager.job_dir(job_id) / "result",

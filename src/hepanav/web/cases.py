@@ -42,6 +42,16 @@ class Case:
     def masks(self) -> list[Series]:
         return [s for s in self.series if s.kind in ("mask", "labels")]
 
+    @property
+    def single_masks(self) -> list[Series]:
+        """Masks of one structure (tumour, zone, liver): label maps left out, since the
+        pages have no field to choose a label in them."""
+        return [s for s in self.series if s.kind == "mask"]
+
+    def is_dicom(self, name: str) -> bool:
+        """True when series ``name`` of this case is a DICOM series folder."""
+        return any(s.name == name and s.kind == "dicom" for s in self.series)
+
 
 def _kind(name: str) -> str:
     lower = name.lower()
@@ -90,6 +100,18 @@ def get_case(cases_dir: Path, case_id: str) -> Case:
     if not path.is_dir():
         raise InputError(f"no case {case_id!r} in the worklist", "case")
     return Case(case_id, path, _series(path))
+
+
+def mask_path(case: Case, name: str, field: str) -> Path:
+    """The path of a one-structure mask of ``case`` for the page field ``field``; refuses
+    a label map (several structures: the pages do not choose labels)."""
+    path = series_path(case, name)
+    if any(s.name == name and s.kind == "labels" for s in case.series):
+        raise InputError(
+            f"{name} is a label map (several structures); choose a mask of one structure",
+            field,
+        )
+    return path
 
 
 def series_path(case: Case, name: str) -> Path:

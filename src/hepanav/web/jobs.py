@@ -127,6 +127,15 @@ class JobManager:
                     self._futures.pop(job_id, None)
                 self._finish(job_id, future)
 
+    def _page_message(self, job: Job, message: str) -> str:
+        """A failed step's one-line error as the page shows it (``web.messages``)."""
+        from hepanav.web.messages import for_the_page
+
+        steps = job.params.get("steps") or []
+        index = int(read_progress(self.job_dir(job.id)).get("step", -1) or 0)
+        argv = steps[index][1] if 0 <= index < len(steps) else None
+        return for_the_page(message, self.jobs_dir.parent, argv, job.id)
+
     def _finish(self, job_id: int, future: Any) -> None:
         with Session(self.engine) as db:
             job = db.get(Job, job_id)
@@ -144,7 +153,10 @@ class JobManager:
                     if parent is not None and not parent.signed_off_by:
                         parent.signed_off_by = job.created_by
             except JobFailed as exc:
-                job.state, job.message = "failed", str(exc)
+                # The CLI's line in the page's words (no server paths, no option names);
+                # the line as the CLI wrote it stays in job.log and the server log.
+                log.info("job %s failed: %s", job_id, exc)
+                job.state, job.message = "failed", self._page_message(job, str(exc))
             except Exception as exc:  # a worker crash or a bug: the log has the traceback
                 log.exception("job %s failed", job_id)
                 job.state = "failed"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hepanav.core.errors import InputError
-from hepanav.web.cases import Case, series_path
+from hepanav.web.cases import Case, mask_path, series_path
 
 Point = tuple[float, float, float]
 
@@ -140,7 +140,7 @@ def margin_steps(
     elif tumor_path is not None:
         tumor = str(tumor_path)
     elif tumor_mask:
-        tumor = str(series_path(case, tumor_mask))
+        tumor = str(mask_path(case, tumor_mask, "Tumour mask (pre)"))
     else:
         raise InputError("click the tumour (or choose a tumour mask)", "tumour")
     if ablation_seed is not None:
@@ -163,7 +163,7 @@ def margin_steps(
     elif zone_path is not None:
         zone = str(zone_path)
     elif ablation_mask:
-        zone = str(series_path(case, ablation_mask))
+        zone = str(mask_path(case, ablation_mask, "Zone mask (post)"))
     else:
         raise InputError("click the ablation zone (or choose a zone mask)", "ablation zone")
     margin = [
@@ -182,9 +182,9 @@ def margin_steps(
     if liver_pre and liver_post:
         margin += [
             "--liver-pre",
-            str(series_path(case, liver_pre)),
+            str(mask_path(case, liver_pre, "Liver mask (pre)")),
             "--liver-post",
-            str(series_path(case, liver_post)),
+            str(mask_path(case, liver_post, "Liver mask (post)")),
         ]
     steps.append(("Registering and measuring the margin", margin))
     return steps
@@ -281,7 +281,7 @@ def plan_steps(
         "--ct",
         str(series_path(case, ct)),
         "--tumor",
-        str(series_path(case, tumor)),
+        str(mask_path(case, tumor, "Tumour mask")),
         "--margin",
         f"{margin_mm:g}",
         "--device",
@@ -348,6 +348,28 @@ def needles_connectome(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pacs_blocker(case: Case | None, kind: str, params: dict[str, Any]) -> str | None:
+    """Why the DICOM objects of a finished result cannot go to PACS, or ``None``.
+
+    The SEG / SR / secondary captures reference the CT series the result was computed on
+    (the post CT of a margin, the planning CT of a plan): that CT must be a DICOM series
+    of the case, and a PACS must be configured. Checked before a sign-off starts, so a
+    sign-off that cannot store to PACS is refused before anything is written.
+    """
+    from hepanav.web.pacs import pacs_configured
+
+    name = params.get("post") if kind == "margin" else params.get("ct")
+    if case is None or not name or not case.is_dicom(name):
+        what = "post CT" if kind == "margin" else "planning CT"
+        return (
+            f"the CTs of this case are not DICOM ({what} {name or '?'}): "
+            "the DICOM objects would have nothing to reference"
+        )
+    if not pacs_configured():
+        return "no PACS is configured on this server (ask its administrator)"
+    return None
+
+
 def signoff_steps(
     result_dir: Path,
     *,
@@ -366,10 +388,13 @@ def signoff_steps(
     stores a NOT decisive one, each change in the registry's history with the signing
     user and the job (``--upsert --accept-not-decisive --user --reason``).
 
-    Order: the DICOM objects are written locally first (a failure stores nothing), then
-    sent (``hepanav pacs send`` names what was stored if it fails part-way), then the
-    margin figures go to the registry in one transaction. The sign-off is recorded only
-    when every step succeeded.
+    Atomic where it can be: what is known beforehand (the CT is a DICOM series, a PACS is
+    configured; :func:`pacs_blocker`) is checked by the page before this job exists, so
+    such a sign-off is refused with nothing written. Then the DICOM objects are written
+    locally first (a failure stores nothing), then sent (``hepanav pacs send`` names what
+    was stored if it fails part-way), and only then do the margin figures go to the
+    registry, in one transaction: a failed PACS part leaves the registry unchanged. The
+    sign-off is recorded only when every step succeeded.
 
     Parameters
     ----------
