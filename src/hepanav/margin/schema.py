@@ -59,7 +59,8 @@ class SurfaceRegion(_Model):
     direction_lps: tuple[float, float, float] = Field(
         description="unit vector from the centroid of the region's lesion (the tumour's "
         "connected component holding the region) to the region centre, LPS; (0, 0, 0) when "
-        "the region has no direction (it is the whole lesion: see direction)"
+        "the region has no direction (it is the whole lesion, or its centre lies within 0.1 "
+        "of the lesion's equivalent radius of the lesion's centroid: see direction)"
     )
     lesion: int | None = Field(
         None, description="1-based lesion (connected tumour component, largest first)"
@@ -70,7 +71,9 @@ class SurfaceRegion(_Model):
     direction: str = Field(
         description="the same direction in words, e.g. 'left-posterior-superior'; a region "
         "covering its whole lesion: 'whole lesion k outside the zone (untreated)' (residual) "
-        "or 'all round lesion k (...)' (short)"
+        "or 'all round lesion k (...)' (short); a region with parts on every side (centre "
+        "within 0.1 lesion radii of the lesion's): 'all round lesion k (no single direction: "
+        "...)'"
     )
 
 
