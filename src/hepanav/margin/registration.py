@@ -432,17 +432,6 @@ def register_pre_to_post(
         )
     set_threads(settings.threads)
     started = time.perf_counter()
-    if same_image(pre_ct, post_ct):
-        # Nothing to register: any optimiser step could only move away from the exact
-        # match (tester6: the same series as --pre and --post moved the MAM 0.4 mm).
-        identity = sitk.TranslationTransform(3)
-        return RegistrationResult(
-            transform=identity,
-            liver_dice=None if lesion_mode else liver_dice(pre_liver, post_liver, identity),
-            seconds=time.perf_counter() - started,
-            method=SAME_IMAGE_METHOD,
-            mode="same_image",
-        )
     if lesion_mode:
         # Working crop: the region plus room for the B-spline support at its edge.
         pad = settings.region_radius_mm + 20.0
@@ -480,6 +469,18 @@ def register_pre_to_post(
                 f"{settings.exclusion_mm:g} mm) is left out; is this the right mask?",
                 source,
             )
+    if same_image(pre_ct, post_ct):
+        # Nothing to register (the inputs were checked above as for any pair): any
+        # optimiser step could only move away from the exact match (tester6: the same
+        # series as --pre and --post moved the MAM 0.4 mm and added 3 short regions).
+        identity = sitk.TranslationTransform(3)
+        return RegistrationResult(
+            transform=identity,
+            liver_dice=None if lesion_mode else liver_dice(pre_liver, post_liver, identity),
+            seconds=time.perf_counter() - started,
+            method=SAME_IMAGE_METHOD,
+            mode="same_image",
+        )
 
     # Lesion-region mode: 25 % of the region's voxels instead of 8 %; on the realistic
     # real-scan pairs this took the error at the tumour from 1.41 / 1.22 mm to 0.95 / 1.10
