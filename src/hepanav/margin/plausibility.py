@@ -87,10 +87,10 @@ def swap_warning(
     if on_post is None or on_pre is None or on_pre - on_post <= SWAP_MARGIN_HU:
         return None
     return (
-        f"the ablation zone's region is darker than the tissue around it on --pre "
-        f"({on_pre:+.0f} HU, median of the tissue {SWAP_RING_MM[0]:g}-{SWAP_RING_MM[1]:g} mm "
-        f"around minus the zone's) than on --post ({on_post:+.0f} HU): an ablation zone is "
-        "darker on the post CT. --pre and --post SWAPPED? Check both before trusting the "
+        f"the ablation zone's region is darker, relative to the tissue around it, on --pre "
+        f"({on_pre:+.0f} HU: median of the tissue {SWAP_RING_MM[0]:g}-{SWAP_RING_MM[1]:g} mm "
+        f"around minus the zone's) than on --post ({on_post:+.0f} HU), but an ablation zone "
+        "is dark on the post CT: --pre and --post SWAPPED? Check both before trusting the "
         "verdict (a post CT without contrast can also do this)"
     )
 
