@@ -40,7 +40,10 @@ from hepanav.margin.uncertainty import (
     LOCAL_FLOOR_MM,
     LOCAL_RADIUS_MM,
     geometric_half_width_mm,
+    grid_text,
     local_consistency,
+    mixed_grid_half_width_mm,
+    same_lattice,
 )
 
 #: The largest error of a MAM from masks segmented automatically from seeds seen on the
@@ -435,6 +438,10 @@ def run_margin_pipeline(
         if landmarks is not None:
             tre = target_registration_error(transform, *landmarks)
             tre_warning = landmark_warning(transform, *landmarks)
+        if registration.mode == "same_image":
+            # Nothing was registered: the masks are in one space (the image's), and the
+            # figures and u are those of that mode, not of a registration.
+            transform = None
     step("measure")
     measurement = measure_margin(
         tumor,
@@ -467,6 +474,24 @@ def run_margin_pipeline(
     )
     if tre_warning:
         result.warnings.append(tre_warning)
+    if pre is None and not same_lattice(tumor, ablation):
+        result.warnings.append(
+            f"the tumour mask is on a {grid_text(tumor)} grid, the ablation zone on "
+            f"{grid_text(ablation)} (not one voxel lattice): each surface was computed on "
+            "its own mask's grid and resampled trilinearly onto the zone's local analysis "
+            "grid in physical space; a mask resampled before input is no more precise than "
+            "the grid it was drawn on, so u's voxel term is half the coarsest voxel's "
+            f"diagonal ({mixed_grid_half_width_mm(tumor, ablation):.2f} mm)"
+        )
+    if registration is not None and registration.mode == "same_image":
+        result.uncertainty.source = (
+            "voxel geometry only (pre and post are the same image: no registration)"
+        )
+        result.warnings.append(
+            "--pre and --post are the same image (same voxels and geometry): no "
+            "registration was run (identity transform); if the ablation zone was not "
+            "drawn on this very scan, check that --post is the post-ablation CT"
+        )
     from hepanav.margin.plausibility import plausibility_warnings
 
     result.plausibility = plausibility_warnings(
@@ -474,6 +499,12 @@ def run_margin_pipeline(
         result.ablation_volume_ml,
         result.border.tumor_surface_fraction_not_assessable,
     )
+    if transform is not None:  # registered pre/post pair (not the same image twice)
+        from hepanav.margin.plausibility import swap_warning
+
+        swapped = swap_warning(pre, post, ablation, transform)
+        if swapped:
+            result.plausibility.append(swapped)
     step("write")
     out = Path(out)
     paths = {
@@ -524,6 +555,14 @@ def margin_uncertainty(
             f"{LOCAL_RADIUS_MM:g} mm of the zone (translation still wanted "
             f"{np.linalg.norm(local.correction_lps_mm):.1f} mm) + {LOCAL_FLOOR_MM:g} mm floor "
             "+ voxel geometry"
+        )
+    elif not same_lattice(tumor, ablation):
+        u = LOCAL_FLOOR_MM + mixed_grid_half_width_mm(tumor, ablation)
+        source = (
+            f"voxel geometry only (masks given in one space, no registration; on different "
+            f"grids, tumour {grid_text(tumor)}, zone {grid_text(ablation)}: half the coarsest "
+            "voxel's diagonal, a mask resampled before input being no more precise than the "
+            "grid it was drawn on)"
         )
     else:
         u = LOCAL_FLOOR_MM + geometric_half_width_mm(tumor, ablation)

@@ -25,9 +25,16 @@ FRAGMENT_DEPTH_MM = 0.5
 # A region holding at least this share of its lesion's analysed surface area is the
 # whole lesion: it has no direction (its centre is the lesion's centre, up to noise).
 WHOLE_LESION_SHARE = 0.95
-# (A region's centre near its lesion's centroid alone does not make it directionless:
-# a short region over three quarters of a lesion, shortest on one side, has its centre
-# 1.7 mm from that of an 8 mm lesion and a true direction; only the whole lesion has none.)
+# A region whose area-weighted centre lies within this fraction of its lesion's
+# equivalent radius (sqrt(A / 4 pi), A the lesion's analysed surface area) of the
+# lesion's centroid has no single direction: patches or a band on every side (tester6:
+# a short region over 59 % of an 8 mm lesion, in patches all round, had its centre
+# 0.1 mm off the lesion's and was called "left-anterior-superior"). 0.1 and not more: a
+# single cap has its centre (1 + cos a) / 2 radii off the centre, so only a cap over
+# more than 90 % of the lesion falls below 0.1, while a short region over three
+# quarters of a lesion, shortest on one side, has its centre 1.7 mm (0.21 radii) from
+# that of an 8 mm lesion and a true direction (it keeps it).
+CENTRED_FRACTION = 0.1
 
 
 def direction_words(unit_lps: np.ndarray) -> str:
@@ -132,7 +139,10 @@ def _surface_regions(
     A region holding :data:`WHOLE_LESION_SHARE` of its lesion's analysed surface has no
     direction: ``direction`` "whole lesion k outside the zone (untreated)" (margin < 0)
     or "all round lesion k (...)", ``direction_lps`` (0, 0, 0) (its centre is the
-    lesion's up to noise). Without ``lesions``: "the tumour".
+    lesion's up to noise); so has a region whose centre lies within
+    :data:`CENTRED_FRACTION` of the lesion's equivalent radius of the lesion's centroid
+    (patches or a band on every side): "all round lesion k (no single direction ...)".
+    Without ``lesions``: "the tumour".
 
     Returns
     -------
@@ -181,6 +191,12 @@ def _surface_regions(
                 f"whole {name} outside the zone (untreated)"
                 if threshold_mm <= 0
                 else f"all round {name} (whole surface below {threshold_mm:g} mm)"
+            )
+        elif own_area > 0 and norm < CENTRED_FRACTION * np.sqrt(own_area / (4.0 * np.pi)):
+            unit = np.zeros(3)
+            words = (
+                f"all round {name} (no single direction: parts on every side, centred "
+                "on the lesion)"
             )
         regions.append(
             (

@@ -32,6 +32,12 @@ realistic pairs, docs/margin.md "Realistic pairs"). It is kept only if it improv
 local metric over every acquired voxel of the region; its correction fades to none over
 the region's outer ``local_taper_mm``.
 
+Guards: the same image as pre and post (:func:`same_image`: geometry, then voxels) is
+not registered (identity transform, mode ``same_image``); and the global stages are kept
+only if they improve the metric over their start and over the identity (full-resolution
+working grid, the stages' sample points), else the better of those two is kept and the
+method says so.
+
 The result maps POST points to PRE points (ITK's resampling convention), so it
 resamples pre-space masks onto the post grid directly.
 """
@@ -242,7 +248,8 @@ class RegistrationResult:
     method : str
         One-line description.
     mode : str
-        ``"liver"`` or ``"lesion_region"`` (what drove the metric).
+        ``"liver"`` or ``"lesion_region"`` (what drove the metric), or ``"same_image"``
+        (pre and post are the same image: identity, nothing registered).
     fixed_region : SimpleITK.Image or None
         The post-space metric mask on the working grid (uint8), for checks and figures.
     local : LocalStage or None
@@ -330,6 +337,52 @@ def _centroid_lps(mask: sitk.Image) -> np.ndarray:
     """Centre of mass of a mask's voxels, LPS mm."""
     idx = np.argwhere(sitk.GetArrayViewFromImage(mask) > 0)[:, ::-1].astype(float)
     return np.asarray(voxel_to_lps(mask, idx.mean(axis=0)[None])[0])
+
+
+#: ``RegistrationResult.method`` when the pre and post images are the same image.
+SAME_IMAGE_METHOD = (
+    "none: pre and post are the same image (same voxels and geometry): no registration, "
+    "identity transform"
+)
+
+
+def same_image(a: sitk.Image, b: sitk.Image) -> bool:
+    """True when ``a`` and ``b`` are the same image: same size, spacing, origin and
+    direction (to 1e-6 mm / 1e-6) and pixel type, and the same voxel values. Cheap: the
+    geometry first, the voxels (array views, no copy) only when it agrees."""
+    if (
+        a.GetSize() != b.GetSize()
+        or a.GetPixelID() != b.GetPixelID()
+        or a.GetNumberOfComponentsPerPixel() != b.GetNumberOfComponentsPerPixel()
+    ):
+        return False
+    for get in ("GetSpacing", "GetOrigin", "GetDirection"):
+        if not np.allclose(getattr(a, get)(), getattr(b, get)(), rtol=0.0, atol=1e-6):
+            return False
+    return bool(np.array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b)))
+
+
+def _metric_value(
+    settings: RegistrationSettings,
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    fixed_mask: sitk.Image,
+    moving_mask: sitk.Image,
+    transform: sitk.Transform,
+) -> float:
+    """The global stages' metric (correlation, ITK sign: -1 is a perfect match) of
+    ``transform`` on the full-resolution working grid, masks and sampling as in the
+    stages (same seed: every candidate is scored on the same points)."""
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsCorrelation()
+    reg.SetMetricFixedMask(fixed_mask)
+    reg.SetMetricMovingMask(moving_mask)
+    reg.SetMetricSamplingStrategy(reg.REGULAR)
+    reg.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetMovingInitialTransform(_as_displacement_field(transform, fixed))
+    reg.SetInitialTransform(sitk.TranslationTransform(3))
+    return float(reg.MetricEvaluate(fixed, moving))
 
 
 def register_pre_to_post(
@@ -425,12 +478,25 @@ def register_pre_to_post(
                 f"{settings.exclusion_mm:g} mm) is left out; is this the right mask?",
                 source,
             )
+    if same_image(pre_ct, post_ct):
+        # Nothing to register (the inputs were checked above as for any pair): any
+        # optimiser step could only move away from the exact match (tester6: the same
+        # series as --pre and --post moved the MAM 0.4 mm and added 3 short regions).
+        identity = sitk.TranslationTransform(3)
+        return RegistrationResult(
+            transform=identity,
+            liver_dice=None if lesion_mode else liver_dice(pre_liver, post_liver, identity),
+            seconds=time.perf_counter() - started,
+            method=SAME_IMAGE_METHOD,
+            mode="same_image",
+        )
 
     # Lesion-region mode: 25 % of the region's voxels instead of 8 %; on the realistic
     # real-scan pairs this took the error at the tumour from 1.41 / 1.22 mm to 0.95 / 1.10
     # mm (mean over the tumour surface, docs/margin.md "Realistic pairs").
     fraction = settings.region_sampling_fraction if lesion_mode else settings.sampling_fraction
     settings = settings.model_copy(update={"sampling_fraction": fraction})
+    start = initial.__class__(initial)  # scored below against the result
     rigid = _run(
         _method(settings, fixed_mask, moving_mask, rigid=True),
         fixed,
@@ -459,6 +525,26 @@ def register_pre_to_post(
             )
         )
     transform = sitk.CompositeTransform(stages)
+    # The global stages must improve the metric over their start and over the identity;
+    # otherwise the best of those two is kept (same points, full-resolution grid).
+    scores = {
+        name: _metric_value(settings, fixed, moving, fixed_mask, moving_mask, candidate)
+        for name, candidate in (
+            ("result", transform),
+            ("start", start),
+            ("identity", sitk.TranslationTransform(3)),
+        )
+    }
+    kept = ""
+    best = min(("start", "identity"), key=lambda name: scores[name])
+    if scores[best] <= scores["result"]:
+        stages = [start if best == "start" else sitk.TranslationTransform(3)]
+        transform = sitk.CompositeTransform(stages)
+        kept = (
+            f"; the rigid + B-spline result did not improve the metric over the {best} "
+            f"({scores['result']:.4f} vs {scores[best]:.4f}, correlation, -1 perfect): the "
+            f"{'initial alignment' if best == 'start' else 'identity'} was kept instead"
+        )
     local = None
     if settings.local_stage and post_exclude is not None and pre_exclude is not None:
         local_transform, local = local_stage(
@@ -491,7 +577,7 @@ def register_pre_to_post(
             method=(
                 f"{common}, driven by the soft tissue within {settings.region_radius_mm:g} mm "
                 "of the ablation zone (no liver masks; air, lung and bone left out), ablation "
-                "zone and tumour excluded from the metric"
+                f"zone and tumour excluded from the metric{kept}"
             ),
             mode="lesion_region",
             fixed_region=fixed_mask,
@@ -501,7 +587,7 @@ def register_pre_to_post(
         transform=transform,
         liver_dice=liver_dice(pre_liver, post_liver, transform),
         seconds=seconds,
-        method=f"{common}, liver-masked, ablation zone and tumour excluded from the metric",
+        method=(f"{common}, liver-masked, ablation zone and tumour excluded from the metric{kept}"),
         mode="liver",
         fixed_region=fixed_mask,
         local=local,

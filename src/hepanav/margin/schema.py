@@ -59,7 +59,8 @@ class SurfaceRegion(_Model):
     direction_lps: tuple[float, float, float] = Field(
         description="unit vector from the centroid of the region's lesion (the tumour's "
         "connected component holding the region) to the region centre, LPS; (0, 0, 0) when "
-        "the region has no direction (it is the whole lesion: see direction)"
+        "the region has no direction (it is the whole lesion, or its centre lies within 0.1 "
+        "of the lesion's equivalent radius of the lesion's centroid: see direction)"
     )
     lesion: int | None = Field(
         None, description="1-based lesion (connected tumour component, largest first)"
@@ -70,7 +71,9 @@ class SurfaceRegion(_Model):
     direction: str = Field(
         description="the same direction in words, e.g. 'left-posterior-superior'; a region "
         "covering its whole lesion: 'whole lesion k outside the zone (untreated)' (residual) "
-        "or 'all round lesion k (...)' (short)"
+        "or 'all round lesion k (...)' (short); a region with parts on every side (centre "
+        "within 0.1 lesion radii of the lesion's): 'all round lesion k (no single direction: "
+        "...)'"
     )
 
 
@@ -150,7 +153,9 @@ class Uncertainty(_Model):
 
     half_width_mm: float = Field(
         description="u (mm): registration error at the tumour (local consistency) + 0.5 mm "
-        "floor + half the coarsest voxel beyond 1 mm. With masks given by the user the MAM "
+        "floor + half the coarsest voxel beyond 1 mm (masks given in one space on different "
+        "voxel grids: half the coarsest voxel's diagonal in full, see warnings). With masks "
+        "given by the user the MAM "
         "lies in [MAM - u, MAM + u]; with a mask segmented automatically from a seed u "
         "covers the registration and the voxel geometry ONLY, not the segmentation error, "
         "and bounds nothing (min_margin_interval_mm is then null)"
@@ -185,12 +190,18 @@ class Uncertainty(_Model):
 class Registration(_Model):
     """How the pre-procedure image was brought into the post-procedure space."""
 
-    mode: Literal["none", "liver", "lesion_region"] = Field(
+    mode: Literal["none", "liver", "lesion_region", "same_image"] = Field(
         description="what drove the registration: 'none' (masks given in one space), "
-        "'liver' (liver masks given) or 'lesion_region' (no liver masks: the soft tissue "
-        "around the ablation zone)"
+        "'liver' (liver masks given), 'lesion_region' (no liver masks: the soft tissue "
+        "around the ablation zone) or 'same_image' (--pre and --post are the same image, "
+        "same voxels and geometry: not registered, identity transform; the figures are "
+        "those of masks in one space)"
     )
-    method: str = Field(description="'none (masks given in one space)' or the registration used")
+    method: str = Field(
+        description="'none (masks given in one space)', 'none: pre and post are the same "
+        "image ...', or the registration used (ending with a note when the rigid + B-spline "
+        "result did not improve the metric over its start or the identity and that was kept)"
+    )
     liver_dice: float | None = Field(
         description="Dice of the registered pre liver mask and the post liver mask "
         "(null without liver masks)"
