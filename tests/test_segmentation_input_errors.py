@@ -261,19 +261,28 @@ def test_zone_click_in_fat_is_refused_as_fat_not_moved(cli, tmp_path):
     assert list(out.iterdir()) == []
 
 
-def test_zone_click_in_air_beside_the_body_is_refused_as_air(cli, case, tmp_path):
-    """tester6 9: a zone click in air/lung 3.5 mm outside the body (tissue within 8 mm)
-    was moved onto the body silently; refused as air or lung, as for a tumour."""
-    folder, _, grid, hu, _ = case
-    centre = np.asarray(grid.shape) / 2
-    d = 23.0  # along the diagonal: r = 32.5 voxels, the body ends at 29
-    click = _lps(grid, hu, (centre[2] + d, centre[1] + d, centre[0]))
+def test_zone_click_in_lung_inside_the_body_is_refused_as_lung(cli, tmp_path):
+    """tester6 9: a zone click in lung (-850 HU, enclosed by the body) 3.75 mm above the
+    liver was moved 6 mm onto the liver silently and refused for its boundary fat
+    ("57% of the grown region's boundary is fat"); refused as air or lung now, as for a
+    tumour."""
+    _, _, _, grid, hu = lesion_case(radius=8.0, contrast=-45.0)
+    hu = in_body(hu, grid, body_radius=31, fat_from=19)  # 12 mm fat keeps the lung inside
+    top = 44  # lung on slices 44-51 (z index), tissue above and below
+    lung = np.zeros(hu.shape, bool)
+    lung[top:52] = True
+    hu[lung & (hu > -50)] = -850.0
+    sitk.WriteImage(sitk.Cast(grid.image(hu), sitk.sitkInt16), str(tmp_path / "ct.nii.gz"))
+    centre = np.asarray(grid.shape) / 2  # z, y, x
+    click = _lps(grid, hu, (centre[2] + 5, centre[1], top + 3))
+    out = tmp_path / "out"
+    out.mkdir()
     code, _, err = _segment(
-        cli, "ablation", folder / "ct.nii.gz", tmp_path / "z.nii.gz", "--seed", _xyz(click)
+        cli, "ablation", tmp_path / "ct.nii.gz", out / "z.nii.gz", "--seed", _xyz(click)
     )
     line = one_line_error(code, err, f"error: --seed {_xyz(click)} (", "seed is in air or lung")
     assert "moved" not in line
-    assert list(tmp_path.iterdir()) == []
+    assert list(out.iterdir()) == []
 
 
 def test_zone_click_on_a_gas_bubble_inside_the_zone_is_moved_and_named(cli, tmp_path):

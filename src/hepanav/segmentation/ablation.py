@@ -119,7 +119,8 @@ def segment_ablation(
 
 
 # A click below soft tissue (< fat_below_hu, smoothed) is moved only when it is on gas
-# (< gas_below_hu) or within GAS_NEAR_MM of gas (its partial-volume edge) AND gas fills at
+# (< gas_below_hu, smoothed or unsmoothed: a thin tract smoothed reads like fat) or within
+# GAS_NEAR_MM of gas (its partial-volume edge) AND gas fills at
 # most MAX_GAS_SHARE of the RADIUS ball around it: a bubble or the needle tract inside a
 # zone (a 2 mm tract is about 2 % of the 8 mm ball, a 5 mm bubble 24 %). A click in lung
 # or air outside the body (gas all around) is refused as such, and a click in fat (no gas
@@ -136,8 +137,9 @@ def move_off_gas(ct: sitk.Image, seed: Seed, radius_mm: float = 8.0) -> tuple[Se
     Voxels within 1.5 mm of gas (partial volume) are skipped. Returns the seed (its
     ``moved`` saying how far, from what HU; :meth:`Seed.describe` names it) and whether
     it moved. Raises ``InputError`` for a click in fat (below soft tissue, no gas within
-    ``GAS_NEAR_MM``), in lung or air (gas fills more than ``MAX_GAS_SHARE`` of the
-    ``radius_mm`` ball), or with no tissue within ``radius_mm``.
+    ``GAS_NEAR_MM`` on the smoothed or the unsmoothed CT), in lung or air (gas fills
+    more than ``MAX_GAS_SHARE`` of the ``radius_mm`` ball), or with no tissue within
+    ``radius_mm``.
     """
     # Moved when the (1 mm smoothed, as grown) HU at the click is below soft tissue.
     win = hu_windows()
@@ -161,7 +163,10 @@ def move_off_gas(ct: sitk.Image, seed: Seed, radius_mm: float = 8.0) -> tuple[Se
         + ((kk - centre[2]) * spacing[2]) ** 2
     )
     gas_arr = sitk.GetArrayViewFromImage(gas) > 0
-    if not np.any(gas_arr & (dist <= GAS_NEAR_MM)):
+    # Gas near the click on the unsmoothed CT too: a 1.5 mm needle tract smoothed by 1 mm
+    # reads about -110 HU, like fat, while its own voxels are gas.
+    raw_gas = sitk.GetArrayViewFromImage(block) < win["gas_below_hu"]
+    if not np.any((gas_arr | raw_gas) & (dist <= GAS_NEAR_MM)):
         raise InputError(
             f"seed is in fat ({at_click:.0f} HU at the click, below soft tissue "
             f"{limit:.0f} HU, no gas within {GAS_NEAR_MM:g} mm): no soft tissue; it cannot "
