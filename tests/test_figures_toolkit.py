@@ -230,3 +230,31 @@ def test_3d_axes_name_the_direction_their_values_grow_toward():
         assert "+x = left" in ax.get_xlabel() and "+y = posterior" in ax.get_ylabel()
         assert "+z = superior" in ax.get_zlabel()
         assert "\u2192" not in ax.get_xlabel() + ax.get_ylabel() + ax.get_zlabel()
+
+
+@pytest.mark.parametrize("inches", [1.1, 3.3, 5.0])  # a montage thumbnail shown small .. full
+def test_scale_bar_label_is_clear_of_the_bar(inches):
+    """The label ("5 mm") lies above the bar, outline to outline, at any figure size
+    (tester6 12: on montage thumbnails it was drawn over the bar)."""
+    from hepanav.core.report import new_figure
+
+    image = _image_with_left_blob(np.eye(3))
+    plane = standard_plane(image, "axial", [10.0, -20.0, 30.0], size_mm=30, pixel_mm=0.5)
+    fig, ax = new_figure(figsize=(inches, inches), dpi=110)
+    show_plane(ax, plane, resample_to_plane(image, plane), window=(400, 40))
+    annotate_plane(ax, plane, window=(400, 40))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    line = next(a for a in ax.lines if a.get_gid() == "scalebar")
+    label = next(t for t in ax.texts if t.get_text() == ax.hepanav_scalebar.label)
+    px_per_pt = fig.dpi / 72.0
+    # the bar's drawn thickness: its line or its outline stroke, whichever is wider
+    strokes = [e._gc.get("linewidth", 0) for e in line.get_path_effects()]
+    half = max([line.get_linewidth(), *strokes]) / 2 * px_per_pt
+    (bx0, by), (bx1, _) = ax.transData.transform(
+        np.column_stack([line.get_xdata(), line.get_ydata()])
+    )
+    box = label.get_window_extent(renderer)
+    outline = max(e._gc.get("linewidth", 0) for e in label.get_path_effects()) / 2 * px_per_pt
+    assert box.y0 - outline > by + half  # display y grows upward: label above the bar
+    assert min(bx0, bx1) <= box.x0 + box.width / 2 <= max(bx0, bx1)  # centred over it

@@ -15,9 +15,10 @@ import pytest
 import SimpleITK as sitk
 
 from cli_helpers import one_line_error
+from hepanav.phantoms.lesions import StarShape, paint_shape
 
 sys.path.insert(0, str(Path(__file__).parent))
-from segmentation_helpers import in_body, lesion_case  # noqa: E402
+from segmentation_helpers import LIVER_HU, in_body, lesion_case, liver_block  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +185,118 @@ def test_margin_refuses_nan_in_the_pre_ct(cli, case, tmp_path):
     )  # fmt: skip
     one_line_error(code, err, f"{pre}: 4 voxels are NaN or infinite")
     assert not (tmp_path / "o").exists()
+
+
+def _lps(grid, hu, xyz_index) -> np.ndarray:
+    """LPS mm of the voxel (x, y, z index) of ``hu``'s grid."""
+    img = grid.image(np.asarray(hu, np.float32))
+    return np.asarray(img.TransformIndexToPhysicalPoint(tuple(int(v) for v in xyz_index)))
+
+
+@pytest.mark.parametrize("option", ["--include", "--exclude"])
+def test_editing_point_outside_the_image_is_called_a_point(cli, case, tmp_path, option):
+    """tester6 10: "--exclude: seed (900.0, ...) mm is outside the image"."""
+    folder, shape, _, _, _ = case
+    far = shape.center + np.array([900.0, 0.0, 0.0])
+    code, _, err = _segment(
+        cli,
+        "tumor",
+        folder / "ct.nii.gz",
+        tmp_path / "t.nii.gz",
+        "--seed",
+        _xyz(shape.center),
+        option,
+        _xyz(far),
+    )
+    line = one_line_error(code, err, f"error: {option}: point (", "is outside the image")
+    assert "seed" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_leak_past_max_radius_says_more_than(cli, tmp_path):
+    """tester6 11: "grew 16 mm from the seed, past --max-radius-mm 16" read as 16 > 16.
+    A hypodense ellipsoid 14 x 8 x 8 mm (semi-axes) reaches past 11 mm along x only."""
+    grid, hu = liver_block()
+    shape = StarShape.random(
+        np.random.default_rng(1), np.zeros(3), np.array([14.0, 8.0, 8.0]), 0.0, (0.0, 0.0, 0.0)
+    )
+    paint_shape(hu, grid, shape, LIVER_HU - 45.0)
+    sitk.WriteImage(sitk.Cast(grid.image(hu), sitk.sitkInt16), str(tmp_path / "ct.nii.gz"))
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = _segment(
+        cli,
+        "tumor",
+        tmp_path / "ct.nii.gz",
+        out / "t.nii.gz",
+        "--seed",
+        _xyz(shape.center),
+        "--max-radius-mm",
+        "11",
+    )
+    line = one_line_error(code, err, "grew more than --max-radius-mm 11 from the seed (to ")
+    far = line.split("(to ")[1].split(" mm")[0]
+    assert float(far) > 11.0 and len(far.split(".")[1]) == 1  # one decimal
+    assert list(out.iterdir()) == []
+
+
+def test_zone_click_in_fat_is_refused_as_fat_not_moved(cli, tmp_path):
+    """tester6 9: a zone click in fat (-100 HU, no gas near) was moved silently to tissue
+    and the error named the moved point with a wrong cause; refused as fat now."""
+    _, _, _, grid, hu = lesion_case(radius=8.0, contrast=-45.0)
+    hu = in_body(hu, grid, body_radius=31, fat_from=19)  # 12 mm of fat, air beyond
+    sitk.WriteImage(sitk.Cast(grid.image(hu), sitk.sitkInt16), str(tmp_path / "ct.nii.gz"))
+    centre = np.asarray(grid.shape) / 2  # z, y, x
+    click = _lps(grid, hu, (centre[2] + 25, centre[1], centre[0]))  # mid-fat, 6 mm from air
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = _segment(
+        cli, "ablation", tmp_path / "ct.nii.gz", out / "z.nii.gz", "--seed", _xyz(click)
+    )
+    line = one_line_error(
+        code, err, f"error: --seed {_xyz(click)} (", "seed is in fat (", "no soft tissue"
+    )
+    assert "moved" not in line and "leaked" not in line
+    assert f"({', '.join(f'{v:.1f}' for v in click)}) mm" in line  # the click itself
+    assert list(out.iterdir()) == []
+
+
+def test_zone_click_in_lung_inside_the_body_is_refused_as_lung(cli, tmp_path):
+    """tester6 9: a zone click in lung (-850 HU, enclosed by the body) 3.75 mm above the
+    liver was moved 6 mm onto the liver silently and refused for its boundary fat
+    ("57% of the grown region's boundary is fat"); refused as air or lung now, as for a
+    tumour."""
+    _, _, _, grid, hu = lesion_case(radius=8.0, contrast=-45.0)
+    hu = in_body(hu, grid, body_radius=31, fat_from=19)  # 12 mm fat keeps the lung inside
+    top = 44  # lung on slices 44-51 (z index), tissue above and below
+    lung = np.zeros(hu.shape, bool)
+    lung[top:52] = True
+    hu[lung & (hu > -50)] = -850.0
+    sitk.WriteImage(sitk.Cast(grid.image(hu), sitk.sitkInt16), str(tmp_path / "ct.nii.gz"))
+    centre = np.asarray(grid.shape) / 2  # z, y, x
+    click = _lps(grid, hu, (centre[2] + 5, centre[1], top + 3))
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = _segment(
+        cli, "ablation", tmp_path / "ct.nii.gz", out / "z.nii.gz", "--seed", _xyz(click)
+    )
+    line = one_line_error(code, err, f"error: --seed {_xyz(click)} (", "seed is in air or lung")
+    assert "moved" not in line
+    assert list(out.iterdir()) == []
+
+
+def test_zone_click_on_a_gas_bubble_inside_the_zone_is_moved_and_named(cli, tmp_path):
+    """Gas inside a zone (a 2.5 mm bubble) still moves the click to the nearest tissue,
+    and the note says how far and from what HU."""
+    _, _, shape, grid, hu = lesion_case(radius=10.0, contrast=-45.0)
+    z, y, x = np.indices(grid.shape)
+    c = np.asarray(grid.shape) / 2
+    bubble = (z - c[0]) ** 2 * 1.25**2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= 2.5**2
+    hu = np.where(bubble, -900.0, hu)
+    sitk.WriteImage(sitk.Cast(grid.image(hu), sitk.sitkInt16), str(tmp_path / "ct.nii.gz"))
+    click = _lps(grid, hu, (c[2], c[1], c[0]))
+    code, _, err = _segment(
+        cli, "ablation", tmp_path / "ct.nii.gz", tmp_path / "z.nii.gz", "--seed", _xyz(click)
+    )
+    assert code == 0, err
+    assert f"--seed {_xyz(click)} moved " in err and "mm off gas (" in err

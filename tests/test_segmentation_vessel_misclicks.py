@@ -179,3 +179,40 @@ def test_real_portal_confluence_tumour_click_exit_2_nothing_written(shared_data,
     assert "--seed-voxel 201,265,8" in lines[0] and "looks like a vessel" in lines[0]
     assert not out.exists()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known limit (tester6 defect 6, docs/segmentation.md 'Bad input'): on this series "
+        "the IVC is isodense with the liver (label 63 median 89-104 HU per slice, liver "
+        "91-94); the click is on a +16 HU mixing streak over 10 slices, no bright tube for "
+        "the vessel rules to follow; accepted as a 1.70 ml hyperdense tumour"
+    ),
+)
+def test_real_ivc_tumour_click_is_refused(shared_data, cli, tmp_path):
+    """The real DICOM series' inferior vena cava (LPS -36.62,-153.33,-784.5; label map id
+    63, inferior_vena_cava) clicked as a tumour must be refused, exit 2, nothing written."""
+    series = shared_data / "ct-abdomen-dicom" / "series"
+    if not series.is_dir():
+        pytest.skip(f"real DICOM series not found at {series} (see ../shared/data/README.md)")
+    labels_path = shared_data / "ct-abdomen-dicom" / "labels.nii.gz"
+    seed = (-36.62, -153.33, -784.5)
+    if labels_path.is_file():
+        from hepanav.imaging.io import read_image
+
+        ct = read_image(series)
+        labels = sitk.Resample(
+            sitk.ReadImage(str(labels_path)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0
+        )
+        # Known by the label map: the click is on the inferior vena cava (id 63).
+        assert int(labels[ct.TransformPhysicalPointToIndex(seed)]) == 63
+    out = tmp_path / "ivc.nii.gz"
+    code, _, stderr = cli(
+        "segment", "tumor", "--ct", str(series), f"--seed={','.join(map(str, seed))}",
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "-36.62,-153.33,-784.5" in lines[0]
+    assert not list(tmp_path.iterdir())

@@ -172,7 +172,11 @@ def surface_views(m: Measurement, point=None, label: str | None = None) -> tuple
         vmax=BAND_RANGE_MM[1],
         scalar_label="margin (mm): < 0 residual | 0-5 | 5-10 | \u2265 10",
     )
-    fig = static_figure(layers, markers=marker, **kw)
+    # The static figure's colour bar: a short label, ticks at the band edges; the
+    # categories are named in the report's caption (a long rotated label ran together).
+    static_kw = {**kw, "scalar_label": "margin (mm)"}
+    edges = np.arange(BAND_RANGE_MM[0], BAND_RANGE_MM[1] + 1e-9, 5.0).tolist()
+    fig = static_figure(layers, markers=marker, scalar_ticks=edges, **static_kw)
     interactive = interactive_html(layers, markers=marker, element_id="margin3d", **kw)
     return figure_to_data_uri(fig), interactive
 

@@ -46,7 +46,8 @@ def segment_ablation(
     ct : SimpleITK.Image
         Post-ablation contrast CT in HU.
     seeds : list of Seed
-        Clicks inside the zone (a click on gas is moved to the nearest tissue).
+        Clicks inside the zone (a click on gas inside it is moved to the nearest tissue;
+        one in fat, lung or air is refused: :func:`move_off_gas`).
     max_radius_mm : float
         Largest distance of a zone voxel from its nearest seed, mm; beyond is a leak.
     include, exclude : list of Seed, optional
@@ -87,7 +88,7 @@ def segment_ablation(
     mask = component_at(mask, seeds_local)
     notes = list(grown.notes)
     notes += [
-        f"{s.label} was on gas: grown from the nearest tissue voxel "
+        f"{s.label} {s.moved}: grown from the nearest tissue voxel "
         f"({', '.join(f'{v:.1f}' for v in s.lps)}) mm"
         for s, m in moved
         if m
@@ -117,27 +118,70 @@ def segment_ablation(
     )
 
 
+# A click below soft tissue (< fat_below_hu, smoothed) is moved only when it is on gas
+# (< gas_below_hu, smoothed or unsmoothed: a thin tract smoothed reads like fat) or within
+# GAS_NEAR_MM of gas (its partial-volume edge) AND gas fills at
+# most MAX_GAS_SHARE of the RADIUS ball around it: a bubble or the needle tract inside a
+# zone (a 2 mm tract is about 2 % of the 8 mm ball, a 5 mm bubble 24 %). A click in lung
+# or air outside the body (gas all around) is refused as such, and a click in fat (no gas
+# near it) as fat, as `segment tumor` refuses them. HepaNav defaults.
+GAS_NEAR_MM = 2.0
+MAX_GAS_SHARE = 0.5
+
+
 def move_off_gas(ct: sitk.Image, seed: Seed, radius_mm: float = 8.0) -> tuple[Seed, bool]:
-    """A click on gas (in the zone, or its tract) moved to the nearest tissue voxel.
+    """A click on gas inside the zone (a bubble, the needle tract) moved to the nearest
+    tissue voxel.
 
     Gas belongs to the zone but would start the growing in the wrong HU range.
-    Voxels within 1.5 mm of gas (partial volume) are skipped. Returns the seed
-    and whether it moved. Raises ``InputError`` when only air is around (outside
-    the body, lung).
+    Voxels within 1.5 mm of gas (partial volume) are skipped. Returns the seed (its
+    ``moved`` saying how far, from what HU; :meth:`Seed.describe` names it) and whether
+    it moved. Raises ``InputError`` for a click in fat (below soft tissue, no gas within
+    ``GAS_NEAR_MM`` on the smoothed or the unsmoothed CT), in lung or air (gas fills
+    more than ``MAX_GAS_SHARE`` of the ``radius_mm`` ball), or with no tissue within
+    ``radius_mm``.
     """
     # Moved when the (1 mm smoothed, as grown) HU at the click is below soft tissue.
-    limit = hu_windows()["fat_below_hu"]
+    win = hu_windows()
+    limit = win["fat_below_hu"]
     spacing = np.asarray(ct.GetSpacing())
     r = np.ceil(radius_mm / spacing).astype(int)
     lo = np.maximum(np.asarray(seed.index) - r, 0)
     hi = np.minimum(np.asarray(seed.index) + r + 1, np.asarray(ct.GetSize()))
     block = sitk.RegionOfInterest(ct, (hi - lo).tolist(), lo.tolist())
     smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(block, sitk.sitkFloat32), 1.0)
-    gas = sitk.Cast(smooth < hu_windows()["gas_below_hu"], sitk.sitkUInt8)
+    gas = sitk.Cast(smooth < win["gas_below_hu"], sitk.sitkUInt8)
     arr = sitk.GetArrayViewFromImage(smooth)
     centre = np.asarray(seed.index) - lo
-    if arr[centre[2], centre[1], centre[0]] >= limit:
+    at_click = float(arr[centre[2], centre[1], centre[0]])
+    if at_click >= limit:
         return seed, False
+    kk, jj, ii = np.indices(arr.shape)
+    dist = np.sqrt(
+        ((ii - centre[0]) * spacing[0]) ** 2
+        + ((jj - centre[1]) * spacing[1]) ** 2
+        + ((kk - centre[2]) * spacing[2]) ** 2
+    )
+    gas_arr = sitk.GetArrayViewFromImage(gas) > 0
+    # Gas near the click on the unsmoothed CT too: a 1.5 mm needle tract smoothed by 1 mm
+    # reads about -110 HU, like fat, while its own voxels are gas.
+    raw_gas = sitk.GetArrayViewFromImage(block) < win["gas_below_hu"]
+    if not np.any((gas_arr | raw_gas) & (dist <= GAS_NEAR_MM)):
+        raise InputError(
+            f"seed is in fat ({at_click:.0f} HU at the click, below soft tissue "
+            f"{limit:.0f} HU, no gas within {GAS_NEAR_MM:g} mm): no soft tissue; it cannot "
+            "be the ablation zone (click inside the zone)",
+            seed.describe(),
+        )
+    ball = dist <= radius_mm
+    share = float(np.mean(gas_arr[ball]))
+    if share > MAX_GAS_SHARE:
+        raise InputError(
+            f"seed is in air or lung ({at_click:.0f} HU at the click; gas fills "
+            f"{100 * share:.0f}% of the {radius_mm:g} mm around it, more than a bubble or "
+            "needle tract in a zone): it cannot be the ablation zone",
+            seed.describe(),
+        )
     from hepanav.segmentation.morphology import dilate_mm
 
     near_gas = sitk.GetArrayFromImage(dilate_mm(gas, 1.5)) > 0  # copy: the image is a temporary
@@ -153,4 +197,5 @@ def move_off_gas(ct: sitk.Image, seed: Seed, radius_mm: float = 8.0) -> tuple[Se
     n = int(np.argmin(d))
     index = (int(i[n] + lo[0]), int(j[n] + lo[1]), int(k[n] + lo[2]))
     lps = ct.TransformIndexToPhysicalPoint(index)
-    return Seed(tuple(float(v) for v in lps), index, seed.label), True
+    moved = f"moved {np.sqrt(d[n]):.1f} mm off gas ({at_click:.0f} HU at the click)"
+    return Seed(tuple(float(v) for v in lps), index, seed.label, moved), True

@@ -137,7 +137,7 @@ def local_seeds(roi: sitk.Image, seeds: list[Seed]) -> list[Seed]:
     out = []
     for s in seeds:
         index = roi.TransformPhysicalPointToIndex(s.lps)
-        out.append(Seed(s.lps, tuple(int(v) for v in index), s.label))
+        out.append(s.at(index))
     return out
 
 
@@ -208,7 +208,7 @@ def iteration_box(inside: sitk.Image, seeds: list[Seed]):
 def shift_seeds(seeds: list[Seed], box) -> list[Seed]:
     """The seeds with indices relative to the index ``box`` ``(start, size)`` (same LPS)."""
     start = np.asarray(box[0])
-    return [Seed(s.lps, tuple(int(v) for v in np.subtract(s.index, start)), s.label) for s in seeds]
+    return [s.at(np.subtract(s.index, start)) for s in seeds]
 
 
 def _ball_box(image: sitk.Image, point, radius_mm: float):
@@ -1008,7 +1008,7 @@ def _nearest_in_window(image: sitk.Image, seed: Seed, window, radius_mm: float =
         + ((kk + lo[2] - k) * sp[2]) ** 2
     )
     n = int(np.argmin(d))
-    return Seed(seed.lps, (int(ii[n] + lo[0]), int(jj[n] + lo[1]), int(kk[n] + lo[2])), seed.label)
+    return seed.at((ii[n] + lo[0], jj[n] + lo[1], kk[n] + lo[2]))
 
 
 def _components_near(mask: sitk.Image, seeds: list[Seed], radius_mm: float) -> sitk.Image:
@@ -1129,10 +1129,10 @@ def _check_leak(
     far = float(seed_distance_mm(roi, seeds, arr).max())
     if far > max_radius_mm:
         raise InputError(
-            f"the {what} leaked: the region grew {far:.0f} mm from the seed, past "
-            f"--max-radius-mm {max_radius_mm:g} (the seed may be in parenchyma or a large "
-            "structure of similar attenuation; click the lesion centre, add --exclude, or "
-            "raise --max-radius-mm)",
+            f"the {what} leaked: the region grew more than --max-radius-mm "
+            f"{max_radius_mm:g} from the seed (to {far:.1f} mm; the seed may be in "
+            "parenchyma or a large structure of similar attenuation; click the lesion "
+            "centre, add --exclude, or raise --max-radius-mm)",
             first.describe(),
         )
 

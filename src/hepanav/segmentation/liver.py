@@ -426,7 +426,7 @@ def _parenchyma_mode(smoothed: sitk.Image, seeds: list[Seed], radius_mm: float =
 
 def _local(image: sitk.Image, seed: Seed) -> Seed:
     index = image.TransformPhysicalPointToIndex(seed.lps)
-    return Seed(seed.lps, tuple(int(v) for v in index), seed.label)
+    return seed.at(index)
 
 
 def _fill_axial(mask: sitk.Image) -> sitk.Image:
@@ -485,8 +485,8 @@ def _check_leak(mask: sitk.Image, seeds: list[Seed], max_radius_mm: float, first
     far = float(seed_distance_mm(mask, seeds, arr).max())
     if far > max_radius_mm:
         raise InputError(
-            f"the liver leaked: the region grew {far:.0f} mm from the seed, past "
-            f"--max-radius-mm {max_radius_mm:g}",
+            f"the liver leaked: the region grew more than --max-radius-mm "
+            f"{max_radius_mm:g} from the seed (to {far:.1f} mm)",
             first.describe(),
         )
 

@@ -8,7 +8,7 @@ found there, before anything is grown or written.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,15 +20,36 @@ from hepanav.segmentation.windows import hu_windows
 
 @dataclass(frozen=True)
 class Seed:
-    """A seed in LPS mm with its nearest voxel (i, j, k) and how the user gave it."""
+    """A seed in LPS mm with its nearest voxel (i, j, k) and how the user gave it;
+    ``moved`` says why and how far it was moved from the click (empty: not moved)."""
 
     lps: tuple[float, float, float]
     index: tuple[int, int, int]
     label: str
+    moved: str = ""
 
     def describe(self) -> str:
-        """``seed (x, y, z) mm`` as the error messages name it."""
-        return f"{self.label} ({', '.join(f'{v:.1f}' for v in self.lps)}) mm"
+        """``seed (x, y, z) mm`` as the error messages name it (``seed moved 6.0 mm off
+        gas (-420 HU) to (x, y, z) mm`` for a moved seed)."""
+        where = f"({', '.join(f'{v:.1f}' for v in self.lps)}) mm"
+        return f"{self.label} {self.moved} to {where}" if self.moved else f"{self.label} {where}"
+
+    def at(self, index: tuple[int, int, int]) -> Seed:
+        """The same seed with another voxel index (same LPS point, label and move)."""
+        return replace(self, index=tuple(int(v) for v in index))
+
+    @property
+    def noun(self) -> str:
+        """``"seed"`` for a ``--seed``-like option, ``"point"`` for ``--include`` /
+        ``--exclude`` (what the messages call it)."""
+        return point_noun(self.label.split()[0])
+
+
+def point_noun(option: str) -> str:
+    """What the messages call a point given with ``option``: ``"seed"`` for the seed
+    options (``--seed``, ``--tumor-seed``, ...), ``"point"`` for the others
+    (``--include``, ``--exclude``)."""
+    return "seed" if "seed" in option else "point"
 
 
 def parse_triplet(text: str, option: str, integer: bool = False) -> tuple[float, float, float]:
@@ -82,7 +103,8 @@ def make_seeds(
         label = f"{option} {','.join(f'{v:g}' for v in point)}"
         if np.any(index < 0) or np.any(index >= size):
             raise InputError(
-                f"seed ({', '.join(f'{v:.1f}' for v in point)}) mm is outside the image "
+                f"{point_noun(option)} ({', '.join(f'{v:.1f}' for v in point)}) mm is outside "
+                "the image "
                 f"(voxel {tuple(int(v) for v in index)}, image size {tuple(int(s) for s in size)})",
                 option,
             )
@@ -137,13 +159,14 @@ def check_tissue(image: sitk.Image, seed: Seed, what: str) -> float:
     hu, _ = local_hu(image, seed)
     if hu < win["air_below_hu"]:
         raise InputError(
-            f"seed is in air or lung ({hu:.0f} HU around it), outside the body or its organs; "
+            f"{seed.noun} is in air or lung ({hu:.0f} HU around it), outside the body or its "
+            "organs; "
             f"it cannot be the {what}",
             seed.describe(),
         )
     if hu > win["bone_above_hu"]:
         raise InputError(
-            f"seed is in bone or metal ({hu:.0f} HU around it); it cannot be the {what}",
+            f"{seed.noun} is in bone or metal ({hu:.0f} HU around it); it cannot be the {what}",
             seed.describe(),
         )
     return hu

@@ -33,10 +33,19 @@ class ScaleBar:
     y: float
 
 
-def _outlined(**kw):
+def _outlined(linewidth: float = 2.5, **kw):
     import matplotlib.patheffects as pe
 
-    return {"path_effects": [pe.withStroke(linewidth=2.5, foreground="black")], **kw}
+    return {"path_effects": [pe.withStroke(linewidth=linewidth, foreground="black")], **kw}
+
+
+#: Scale bar: white line width, its black outline's total width, the label's outline,
+#: and the gap (points) between the outlined bar and the outlined label, so that the
+#: label stays clear of the bar at any figure size (a thumbnail too).
+SCALE_BAR_LW = 3.0
+SCALE_BAR_OUTLINE_LW = 5.0
+SCALE_LABEL_OUTLINE_LW = 2.5
+SCALE_LABEL_GAP_PT = 2.0
 
 
 def show_plane(
@@ -111,7 +120,11 @@ def nice_length_mm(width_mm: float) -> float:
 
 
 def add_scale_bar(ax, plane: Plane, length_mm: float | None = None) -> ScaleBar:
-    """Draw a horizontal scale bar (bottom right) of ``length_mm`` (default: a round fifth)."""
+    """Draw a horizontal scale bar (bottom right) of ``length_mm`` (default: a round fifth).
+
+    The bar is white with a black outline; its label ("20 mm", gid ``scalebar-label``)
+    sits ``SCALE_LABEL_GAP_PT`` points clear above it at any figure size.
+    """
     rows, cols = plane.shape
     width_mm = cols * plane.pixel_mm[1]
     length = float(length_mm or nice_length_mm(width_mm))
@@ -121,15 +134,27 @@ def add_scale_bar(ax, plane: Plane, length_mm: float | None = None) -> ScaleBar:
     y = rows - 0.5 - 0.07 * rows
     label = f"{length:g} mm"
     ax.plot(
-        [x0, x1], [y, y], color="white", lw=3, solid_capstyle="butt", gid="scalebar", **_outlined()
+        [x0, x1],
+        [y, y],
+        color="white",
+        lw=SCALE_BAR_LW,
+        solid_capstyle="butt",
+        gid="scalebar",
+        **_outlined(SCALE_BAR_OUTLINE_LW),
     )
-    ax.text(
-        (x0 + x1) / 2,
-        y - 0.02 * rows,
+    # The label is placed in points above the bar (not in data pixels: on a small view
+    # a fraction of its rows is less than the bar's own thickness, and the two ran
+    # together): half the outlined bar, the gap, half the label's outline.
+    lift = SCALE_BAR_OUTLINE_LW / 2 + SCALE_LABEL_GAP_PT + SCALE_LABEL_OUTLINE_LW / 2
+    ax.annotate(
         label,
+        xy=((x0 + x1) / 2, y),
+        xytext=(0, lift),
+        textcoords="offset points",
         ha="center",
         va="bottom",
-        **_outlined(color="white", fontsize=8),
+        gid="scalebar-label",
+        **_outlined(SCALE_LABEL_OUTLINE_LW, color="white", fontsize=8),
     )
     bar = ScaleBar(length, length_px, label, x0, y)
     ax.hepanav_scalebar = bar

@@ -92,6 +92,10 @@ def face_colours(layer: SurfaceLayer, cmap, vmin: float, vmax: float) -> np.ndar
     return rgba
 
 
+#: Most tick intervals on each axis of the static 3D view (matplotlib MaxNLocator).
+MAX_3D_TICKS = 4
+
+
 def static_figure(
     layers: list[SurfaceLayer],
     *,
@@ -99,6 +103,7 @@ def static_figure(
     vmin: float = -5.0,
     vmax: float = 10.0,
     scalar_label: str = "margin (mm)",
+    scalar_ticks: list[float] | None = None,
     markers: list[tuple[np.ndarray, str, str]] | None = None,
     views: tuple[tuple[float, float], ...] = ((20.0, -60.0), (20.0, 120.0)),
     max_faces: int = 4000,
@@ -108,9 +113,13 @@ def static_figure(
     Axes are labelled with the patient direction their values grow toward (LPS mm:
     "+x = left", "+y = posterior", "+z = superior"; a direction arrow would read wrong
     in a view from behind, where the x values decrease from left to right on screen);
-    ``markers`` = [(point LPS, colour, label)] are drawn as large dots. Returns the
+    ``markers`` = [(point LPS, colour, label)] are drawn as large dots. Each axis has at
+    most ``MAX_3D_TICKS`` + 1 ticks (a 6 pt label per 5 mm ran together); keep
+    ``scalar_label`` short (a category legend belongs in the caption) and give
+    ``scalar_ticks`` (e.g. band edges) to mark the colour bar there. Returns the
     figure (encode it with :func:`hepanav.core.report.figure_to_data_uri`).
     """
+    from matplotlib.ticker import MaxNLocator
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     from hepanav.core.report import new_figure
@@ -152,6 +161,8 @@ def static_figure(
         ax.set_ylabel("y mm (+y = posterior)", fontsize=8)
         ax.set_zlabel("z mm (+z = superior)", fontsize=8)
         ax.tick_params(labelsize=6)
+        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+            axis.set_major_locator(MaxNLocator(nbins=MAX_3D_TICKS))
         if markers and k == 0:
             ax.legend(fontsize=7, loc="upper left")
     import matplotlib
@@ -160,7 +171,14 @@ def static_figure(
     scalar_mappable = matplotlib.cm.ScalarMappable(
         norm=mcolors.Normalize(vmin=vmin, vmax=vmax), cmap=colormap(cmap)
     )
-    fig.colorbar(scalar_mappable, ax=fig.axes, shrink=0.6, label=scalar_label, pad=0.08)
+    fig.colorbar(
+        scalar_mappable,
+        ax=fig.axes,
+        shrink=0.6,
+        label=scalar_label,
+        pad=0.08,
+        ticks=scalar_ticks,
+    )
     return fig
 
 
