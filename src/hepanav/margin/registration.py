@@ -482,7 +482,9 @@ def register_pre_to_post(
         # Nothing to register (the inputs were checked above as for any pair): any
         # optimiser step could only move away from the exact match (tester6: the same
         # series as --pre and --post moved the MAM 0.4 mm and added 3 short regions).
-        identity = sitk.TranslationTransform(3)
+        # Same shape as any result (a rigid first stage), so every consumer (DICOM REG
+        # export reads the rigid part) handles it alike.
+        identity = sitk.CompositeTransform([sitk.Euler3DTransform()])
         return RegistrationResult(
             transform=identity,
             liver_dice=None if lesion_mode else liver_dice(pre_liver, post_liver, identity),
@@ -538,7 +540,7 @@ def register_pre_to_post(
     kept = ""
     best = min(("start", "identity"), key=lambda name: scores[name])
     if scores[best] <= scores["result"]:
-        stages = [start if best == "start" else sitk.TranslationTransform(3)]
+        stages = [start if best == "start" else sitk.Euler3DTransform()]
         transform = sitk.CompositeTransform(stages)
         kept = (
             f"; the rigid + B-spline result did not improve the metric over the {best} "

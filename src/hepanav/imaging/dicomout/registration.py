@@ -204,17 +204,43 @@ def build_deformable_registration(
     return ds
 
 
+# SimpleITK transform names of affine-like transforms ("Transform": a generic identity).
+_AFFINE_NAMES = frozenset(
+    {
+        "Euler3DTransform",
+        "VersorRigid3DTransform",
+        "Similarity3DTransform",
+        "ScaleVersor3DTransform",
+        "AffineTransform",
+        "TranslationTransform",
+        "ScaleTransform",
+        "IdentityTransform",
+        "Transform",
+    }
+)
+
+
 def rigid_pre_to_post(post_to_pre: sitk.Transform) -> np.ndarray:
     """4x4 matrix (LPS mm) mapping pre to post: the inverse of the rigid (first) part of a
-    post -> pre registration (a composite of a rigid and a deformable transform)."""
+    post -> pre registration (a composite of a rigid and a deformable transform).
+
+    The first part may be any affine-like transform (Euler 3D, translation, identity,
+    affine): its matrix is read from the images of the origin and the unit vectors, so
+    every shape a registration returns is handled alike.
+    """
     t = post_to_pre
     if isinstance(t, sitk.CompositeTransform) or t.GetName() == "CompositeTransform":
         t = sitk.CompositeTransform(t).GetNthTransform(0)
-    t = sitk.Euler3DTransform(t) if t.GetName() == "Euler3DTransform" else t
-    a = np.asarray(t.GetMatrix()).reshape(3, 3)
-    c = np.asarray(t.GetCenter())
-    translation = np.asarray(t.GetTranslation())
+    if t.GetName() not in _AFFINE_NAMES:
+        raise ValueError(f"the registration's first part ({t.GetName()}) is not rigid/affine")
+    origin = np.asarray(t.TransformPoint((0.0, 0.0, 0.0)))
     m = np.eye(4)
-    m[:3, :3] = a
-    m[:3, 3] = -a @ c + c + translation
+    for axis in range(3):
+        unit = [0.0, 0.0, 0.0]
+        unit[axis] = 1.0
+        m[:3, axis] = np.asarray(t.TransformPoint(unit)) - origin
+    m[:3, 3] = origin
+    probe = np.array([137.0, -211.0, 305.0])  # off-axis point: is the first part affine?
+    if not np.allclose(m[:3, :3] @ probe + origin, t.TransformPoint(probe.tolist()), atol=1e-6):
+        raise ValueError(f"the registration's first part ({t.GetName()}) is not rigid/affine")
     return np.linalg.inv(m)
