@@ -373,13 +373,7 @@ def _metric_value(
     """The global stages' metric (correlation, ITK sign: -1 is a perfect match) of
     ``transform`` on the full-resolution working grid, masks and sampling as in the
     stages (same seed: every candidate is scored on the same points)."""
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsCorrelation()
-    reg.SetMetricFixedMask(fixed_mask)
-    reg.SetMetricMovingMask(moving_mask)
-    reg.SetMetricSamplingStrategy(reg.REGULAR)
-    reg.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
-    reg.SetInterpolator(sitk.sitkLinear)
+    reg = _correlation_method(settings, fixed_mask, moving_mask)
     reg.SetMovingInitialTransform(_as_displacement_field(transform, fixed))
     reg.SetInitialTransform(sitk.TranslationTransform(3))
     return float(reg.MetricEvaluate(fixed, moving))
@@ -947,9 +941,11 @@ def _metric_mask(
     return mask
 
 
-def _method(
-    settings: RegistrationSettings, fixed_mask: sitk.Image, moving_mask: sitk.Image, rigid: bool
+def _correlation_method(
+    settings: RegistrationSettings, fixed_mask: sitk.Image, moving_mask: sitk.Image
 ) -> sitk.ImageRegistrationMethod:
+    """The global stages' metric set-up: correlation on the masked, regularly sampled
+    working grids (``settings.sampling_fraction``, fixed seed), linear interpolation."""
     reg = sitk.ImageRegistrationMethod()
     # Correlation tolerates a global change of contrast between the two scans.
     reg.SetMetricAsCorrelation()
@@ -958,6 +954,13 @@ def _method(
     reg.SetMetricSamplingStrategy(reg.REGULAR)
     reg.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
     reg.SetInterpolator(sitk.sitkLinear)
+    return reg
+
+
+def _method(
+    settings: RegistrationSettings, fixed_mask: sitk.Image, moving_mask: sitk.Image, rigid: bool
+) -> sitk.ImageRegistrationMethod:
+    reg = _correlation_method(settings, fixed_mask, moving_mask)
     if rigid:
         reg.SetOptimizerAsRegularStepGradientDescent(
             learningRate=2.0,
