@@ -63,6 +63,7 @@ def global_stages(dump: Path, seed: int, mode: str) -> sitk.Transform:
 def replay(dump: Path, seed: int, mode: str, settings=None) -> dict:
     """The local stage on the dumped global transform of ``seed``/``mode``: figures."""
     from bench.bench_margin_pairs import tumour_surface_tre
+    from hepanav.imaging.orient import lps_order
     from hepanav.margin.measure import measure_margin
     from hepanav.margin.registration import RegistrationSettings, local_stage
 
@@ -78,10 +79,14 @@ def replay(dump: Path, seed: int, mode: str, settings=None) -> dict:
         noisy.CopyInformation(pair.post_ct)
         pair = replace(pair, post_ct=noisy)
     base = global_stages(dump, seed, mode)
+    # As register_pre_to_post runs it: inputs in LPS storage order (the base scan of the
+    # pairs is stored RAS-first; the sampling lattice follows the array axes).
+    images = [
+        lps_order(image)
+        for image in (pair.pre_ct, pair.post_ct, pair.post_ablation, pair.pre_tumor)
+    ]
     cpu = time.process_time()
-    correction, info = local_stage(
-        pair.pre_ct, pair.post_ct, pair.post_ablation, pair.pre_tumor, base, settings
-    )
+    correction, info = local_stage(*images, base, settings)
     cpu = time.process_time() - cpu
     final = sitk.CompositeTransform([base, correction]) if info.accepted else base
     m = measure_margin(pair.pre_tumor, pair.post_ablation, tumor_transform=final)
