@@ -73,8 +73,9 @@ def test_tumour_partly_outside_the_ct_is_refused_with_how_much(
     """Tester6 defect 14: a planning CT that ends in the middle of the tumour (the torso
     CT cut after the tumour's middle slice; tumour and labels on the full grid). Known by
     construction: the tumour's voxels in the slices cut off lie outside. Refused (a plan
-    for a cut tumour is not a plan); the message names --tumor and the outside volume;
-    nothing derived, nothing written."""
+    for a cut tumour is not a plan); the message names --tumor, the outside volume and
+    how far beyond which side of the CT (torso: 3 mm slices from LPS z -148.5, superior
+    with the slice index); nothing derived, nothing written."""
     case, folder = torso_files
     t = sitk.GetArrayFromImage(case.tumor) > 0
     ks = np.nonzero(t.any(axis=(1, 2)))[0]
@@ -101,6 +102,10 @@ def test_tumour_partly_outside_the_ct_is_refused_with_how_much(
         "tumor.nii.gz",
         "--tumor extends beyond the planning CT",
         f"{outside:.2f} ml of its {total:.2f} ml ({100 * outside / total:.0f}%) lie outside",
+        # How far beyond which side: the tumour's last slice ks.max() lies
+        # ks.max() - (cut - 1) slices of 3 mm beyond the CT's last, superior, slice.
+        f"reaching {3.0 * (ks.max() - cut + 1):.1f} mm superior of the CT's superior-most "
+        f"slice (LPS z {-148.5 + 3.0 * (cut - 1):.1f} mm)",
     )
     assert no_derivation == [] and not out.exists()
 

@@ -107,5 +107,93 @@ def mask_outside_ml(mask: sitk.Image, reference: sitk.Image) -> tuple[float, flo
     return int(out.sum()) * voxel_ml, count * voxel_ml
 
 
+#: Patient side of the + and - direction of each LPS axis.
+_LPS_SIDES = (("left", "right"), ("posterior", "anterior"), ("superior", "inferior"))
+
+
+def axis_sides(image: sitk.Image) -> list[tuple[str, str]]:
+    """Per index axis (i, j, k) of ``image``: the patient side (LPS names: left/right,
+    posterior/anterior, superior/inferior) of its low end (index 0) and of its high end
+    (index size - 1), from the dominant component of the axis' direction."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    sides = []
+    for a in range(3):
+        column = direction[:, a]
+        c = int(np.argmax(np.abs(column)))
+        plus, minus = _LPS_SIDES[c]
+        sides.append((minus, plus) if column[c] > 0 else (plus, minus))
+    return sides
+
+
+def beyond_field_of_view(points_lps: np.ndarray, reference: sitk.Image) -> dict[str, float]:
+    """How far points lie beyond ``reference``'s field of view, per patient side, mm.
+
+    A point is beyond a side when its continuous index on that axis lies outside the
+    box of ``reference``'s voxels (below -0.5 or above size - 0.5, as
+    :func:`mask_outside_ml`); the distance is measured along the axis from the
+    outermost voxel centres on that side (for the slice axis: from the first or last
+    slice). Sides are named by :func:`axis_sides`.
+
+    Returns
+    -------
+    dict
+        Side ('superior', 'inferior', 'left', ...) -> largest distance, mm; empty when
+        every point lies inside.
+    """
+    points = np.asarray(points_lps, dtype=float).reshape(-1, 3)
+    if not len(points):
+        return {}
+    ijk = lps_to_voxel(reference, points)
+    size = np.asarray(reference.GetSize(), dtype=float)
+    spacing = np.asarray(reference.GetSpacing(), dtype=float)
+    tol = 1e-3
+    out: dict[str, float] = {}
+    for a, (low, high) in enumerate(axis_sides(reference)):
+        below = ijk[:, a] < -0.5 - tol
+        above = ijk[:, a] > size[a] - 0.5 + tol
+        if below.any():
+            out[low] = float(-ijk[below, a].min() * spacing[a])
+        if above.any():
+            out[high] = float((ijk[above, a].max() - (size[a] - 1)) * spacing[a])
+    return out
+
+
+def mask_beyond_field_of_view(mask: sitk.Image, reference: sitk.Image) -> dict[str, float]:
+    """:func:`beyond_field_of_view` of the voxel centres of ``mask`` (non-zero)."""
+    if same_grid(mask, reference):
+        return {}
+    idx = np.argwhere(sitk.GetArrayViewFromImage(mask))[:, ::-1]
+    return beyond_field_of_view(voxel_to_lps(mask, idx), reference)
+
+
+def describe_beyond(beyond: dict[str, float], reference: sitk.Image, what: str = "CT") -> str:
+    """``beyond`` (:func:`beyond_field_of_view`) in words: '6.0 mm inferior of the CT's
+    inferior-most slice (LPS z 40.0 mm)'; the LPS z of that slice is given for the
+    superior/inferior sides, several sides are joined by 'and'."""
+    edge = edge_slice_z(reference)
+    parts = []
+    for side, mm in beyond.items():
+        if side in edge:
+            parts.append(
+                f"{mm:.1f} mm {side} of the {what}'s {side}-most slice (LPS z {edge[side]:.1f} mm)"
+            )
+        else:
+            parts.append(f"{mm:.1f} mm {side} of the {what}'s {side}-most voxels")
+    return " and ".join(parts)
+
+
+def edge_slice_z(reference: sitk.Image) -> dict[str, float]:
+    """LPS z of the centre of the superior-most and inferior-most voxel plane, when the
+    image's slices are axial (the axis pointing superior-inferior is its k axis)."""
+    sides = axis_sides(reference)[2]
+    if set(sides) != {"superior", "inferior"}:
+        return {}
+    size = np.asarray(reference.GetSize(), dtype=float)
+    centre = (size - 1) / 2
+    ends = np.array([[centre[0], centre[1], 0.0], [centre[0], centre[1], size[2] - 1]])
+    z = voxel_to_lps(reference, ends)[:, 2]
+    return {sides[0]: float(z[0]), sides[1]: float(z[1])}
+
+
 def _box(lo: np.ndarray, hi: np.ndarray) -> str:
     return "[" + ", ".join(f"{a:.0f}..{b:.0f}" for a, b in zip(lo, hi, strict=True)) + "]"

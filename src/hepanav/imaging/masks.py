@@ -152,6 +152,7 @@ def load_mask(
     threshold: float | None = None,
     grid: sitk.Image | None = None,
     option: str = "--label",
+    require_inside: bool = False,
 ) -> tuple[sitk.Image, InputRecord]:
     """Read a mask from any supported kind of file as uint8 0/1, with its record.
 
@@ -167,6 +168,7 @@ def load_mask(
         threshold=threshold,
         grid=grid,
         option=option,
+        require_inside=require_inside,
         _say_fractions=False,
     )
     return mask, record
@@ -182,6 +184,7 @@ def load_mask_occupancy(
     threshold: float | None = None,
     grid: sitk.Image | None = None,
     option: str = "--label",
+    require_inside: bool = False,
     _say_fractions: bool = True,
 ) -> tuple[sitk.Image, InputRecord, sitk.Image | None]:
     """Read a mask from any supported kind of file as uint8 0/1, with its record and,
@@ -212,6 +215,12 @@ def load_mask_occupancy(
         Grid to rasterise an RTSTRUCT on when there is no ``reference``.
     option : str
         The command-line option named in errors about labels (``--tumor-label``).
+    require_inside : bool
+        An RTSTRUCT whose contours lie partly outside the grid they are rasterised on
+        is refused (how far, which side) instead of cut there (:func:`read_rtstruct`).
+        Masks of the other kinds keep their own grid (or are resampled onto
+        ``reference``): check them against the image with
+        :func:`hepanav.imaging.geometry.mask_outside_ml`.
 
     Returns
     -------
@@ -252,7 +261,9 @@ def load_mask_occupancy(
                 "an RTSTRUCT needs the image it was drawn on to be rasterised; give that CT",
                 path,
             )
-        mask, record = read_rtstruct(kind[1], target, wanted, reference_record, role)
+        mask, record = read_rtstruct(
+            kind[1], target, wanted, reference_record, role, require_inside=require_inside
+        )
     elif kind[0] == "slicer-seg":
         mask, record = read_slicer_seg(path, wanted, role)
     else:

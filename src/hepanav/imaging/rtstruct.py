@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from skimage.draw import polygon2mask
 
 from hepanav.core.errors import InputError
-from hepanav.imaging.geometry import lps_to_voxel
+from hepanav.imaging.geometry import beyond_field_of_view, describe_beyond, lps_to_voxel
 from hepanav.imaging.labels import LabelSpec, choose_segments
 from hepanav.imaging.schema import InputRecord, display_name
 
@@ -66,6 +66,8 @@ def read_rtstruct(
     labels: LabelSpec | None = None,
     reference_record: InputRecord | None = None,
     role: str = "mask",
+    *,
+    require_inside: bool = False,
 ) -> tuple[sitk.Image, InputRecord]:
     """Rasterise the chosen ROI(s) of an RTSTRUCT on the grid of ``reference``.
 
@@ -83,6 +85,11 @@ def read_rtstruct(
         checked against those the RTSTRUCT references.
     role : str
         Role written in the returned record.
+    require_inside : bool
+        Refuse contours that lie partly outside ``reference``'s field of view (a
+        contour plane beyond its first or last slice, or points beyond its in-plane
+        edges) instead of dropping that part: the mask would be cut there (e.g. the
+        tumour of a plan). Without it, the part dropped is said in the record's notes.
 
     Returns
     -------
@@ -94,7 +101,8 @@ def read_rtstruct(
     InputError
         Unknown/ambiguous ROI (ROIs present are listed), ROI without contours,
         open or self-intersecting or non-planar contours, another frame of
-        reference or series than the reference image.
+        reference or series than the reference image; with ``require_inside``,
+        contours partly outside the reference image (how far, which side).
     """
     path = Path(path)
     ds, rois = rtstruct_info(path)
@@ -108,6 +116,7 @@ def read_rtstruct(
     )
     size = np.asarray(reference.GetSize())
     planes: dict[float, np.ndarray] = {}
+    points_lps: list[np.ndarray] = []
     contours_by_roi = {
         int(item.ReferencedROINumber): list(getattr(item, "ContourSequence", []) or [])
         for item in getattr(ds, "ROIContourSequence", [])
@@ -127,6 +136,7 @@ def read_rtstruct(
             points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
             if len(points) < 3 or not np.all(np.isfinite(points)):
                 raise InputError(f"{where} has fewer than 3 finite points", path)
+            points_lps.append(points)
             ijk = lps_to_voxel(reference, points)
             if np.ptp(ijk[:, 2]) > _PLANE_TOL_VOXELS:
                 raise InputError(
@@ -142,6 +152,18 @@ def read_rtstruct(
             roi_planes[k] = filled if k not in roi_planes else np.logical_xor(roi_planes[k], filled)
         for k, plane in roi_planes.items():
             planes[k] = plane if k not in planes else np.logical_or(planes[k], plane)
+    beyond = beyond_field_of_view(np.concatenate(points_lps), reference)
+    if beyond:
+        outside_note = _outside_text(beyond, planes, int(size[2]), reference, reference_record)
+        if require_inside:
+            names = ", ".join(f"'{name}'" for _, name in chosen)
+            raise InputError(
+                f"{role} ROI {names} extends beyond {outside_note}: rasterised on it, the "
+                "part outside would be dropped and the target cut; give an image that "
+                "covers all of it",
+                path,
+            )
+        notes.append(f"contours beyond {outside_note}: that part dropped (the mask is cut)")
     array = _stack(planes, int(size[2]))
     if not array.any():
         raise InputError("the chosen ROI lies outside the image it is used with", path)
@@ -165,6 +187,18 @@ def read_rtstruct(
         notes=notes,
     )
     return mask, record
+
+
+def _outside_text(beyond, planes, nz: int, reference, reference_record) -> str:
+    """'the planning CT: its contours reach 5.0 mm inferior of the planning CT's
+    inferior-most slice (LPS z 40.0 mm); 2 of 9 contour planes lie outside its slices'."""
+    what = reference_record.role if reference_record is not None else "image"
+    tol = 1e-3
+    outside = sum(1 for k in planes if k < -0.5 - tol or k > nz - 0.5 + tol)
+    text = f"the {what}: its contours reach {describe_beyond(beyond, reference, what)}"
+    if outside:
+        text += f"; {outside} of {len(planes)} contour planes lie outside its slices"
+    return text
 
 
 def _check_reference(path, for_uids, series_uid, reference_record, notes) -> None:

@@ -18,8 +18,10 @@ def register(app: typer.Typer) -> None:
         tumor: Path = typer.Option(
             ...,
             "--tumor",
-            help="Tumour mask (any grid; the CT must hold all of it: a mask partly "
-            "outside the CT is refused, saying how much lies outside).",
+            help="Tumour mask, label map, SEG or RTSTRUCT (any grid; the CT must hold all "
+            "of it: a mask or RTSTRUCT partly outside the CT is refused, saying how much and "
+            "how far beyond which side; a tumour touching the CT's first or last slice is "
+            "planned with a WARNING: its extent beyond is unknown).",
         ),
         labels: Path | None = typer.Option(
             None,

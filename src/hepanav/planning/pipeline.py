@@ -116,10 +116,13 @@ def run_plan(
         labels=tumor_label,
         threshold=mask_threshold,
         option="--tumor-label",
+        # RTSTRUCT contours are rasterised on the CT: beyond it they would be dropped.
+        require_inside=True,
     )
     # Checked once, before anything is derived from the CT: a tumour not in the CT, or
     # cut by its field of view, is refused (a plan for a cut tumour is not a plan).
     tumor = tumour_on_ct(tumor, ct, str(tumor_path))
+    edge_sides, edge_warning = tumour_at_edge(tumor, ct)
     derived, label_notes, given_ids = None, [], None
     if labels_path is not None and _is_totalsegmentator_folder(Path(labels_path)):
         from hepanav.imaging.totalseg import read_totalsegmentator
@@ -196,6 +199,10 @@ def run_plan(
         fill=fill,
     )
     out.result.derivation_notes += label_notes
+    if edge_warning:
+        out.result.tumour_at_ct_edge = edge_sides
+        out.result.warnings.append(edge_warning)
+        out.result.message += f" WARNING: {edge_warning}"
     withhold_navigation(out.result)
     out_dir = Path(out_dir)
     region = out.region
@@ -224,10 +231,18 @@ def tumour_on_ct(tumor: sitk.Image, ct: sitk.Image, source: str) -> sitk.Image:
         Naming ``source`` (the --tumor file): the mask does not overlap the CT in physical
         space (the message of :func:`hepanav.imaging.geometry.require_overlap`), or some
         of it lies outside the CT's field of view (:func:`mask_outside_ml`, voxel
-        centres): the target would be cut, its volume and extent too small, and a plan
-        for it would leave the rest untreated.
+        centres; the message says how much, and how far beyond which side:
+        :func:`mask_beyond_field_of_view`): the target would be cut, its volume and
+        extent too small, and a plan for it would leave the rest untreated. (An
+        RTSTRUCT is rasterised on the CT itself: its contours outside the CT are refused
+        by the reader, ``load_mask(..., require_inside=True)``.)
     """
-    from hepanav.imaging.geometry import mask_outside_ml, require_overlap
+    from hepanav.imaging.geometry import (
+        describe_beyond,
+        mask_beyond_field_of_view,
+        mask_outside_ml,
+        require_overlap,
+    )
 
     tumor = sitk.Cast(tumor != 0, sitk.sitkUInt8)
     if same_grid(tumor, ct):
@@ -237,7 +252,8 @@ def tumour_on_ct(tumor: sitk.Image, ct: sitk.Image, source: str) -> sitk.Image:
     if outside > 0:
         raise InputError(
             f"--tumor extends beyond the planning CT: {outside:.2f} ml of its {total:.2f} ml "
-            f"({100 * outside / total:.0f}%) lie outside the CT's field of view, so the target "
+            f"({100 * outside / total:.0f}%) lie outside the CT's field of view, reaching "
+            f"{describe_beyond(mask_beyond_field_of_view(tumor, ct), ct)}, so the target "
             "would be cut; give a CT that covers the whole tumour",
             source,
         )
@@ -245,6 +261,45 @@ def tumour_on_ct(tumor: sitk.Image, ct: sitk.Image, source: str) -> sitk.Image:
     if not np.any(sitk.GetArrayViewFromImage(on_ct)):
         raise InputError("tumour lies outside the CT after resampling", source)
     return on_ct
+
+
+def tumour_at_edge(tumor: sitk.Image, ct: sitk.Image) -> tuple[list[str], str]:
+    """Sides of the CT's field of view the tumour touches, and the warning for them.
+
+    ``tumor`` is on ``ct``'s grid (:func:`tumour_on_ct`). A tumour voxel in the CT's
+    first or last slice (or in an outermost row or column) means the CT may end inside
+    the tumour: its true extent there is unknown, so the plan's coverage of the tumour
+    cannot be verified. Sides are LPS patient sides (:func:`axis_sides`).
+
+    Returns
+    -------
+    (list of str, str)
+        The sides touched ('superior', 'inferior', 'left', ...) and the warning naming
+        them; ``([], "")`` when the tumour keeps off every edge.
+    """
+    from hepanav.imaging.geometry import axis_sides, edge_slice_z
+
+    array = sitk.GetArrayViewFromImage(tumor)
+    sides = axis_sides(ct)
+    edge_z = edge_slice_z(ct)
+    touched, parts = [], []
+    for a in (2, 1, 0):  # the slice axis first
+        axis = 2 - a  # array axis of index axis a
+        for end, side in zip((0, -1), sides[a], strict=True):
+            if not np.take(array, end, axis=axis).any():
+                continue
+            touched.append(side)
+            if side in edge_z:
+                parts.append(f"{side}-most slice (LPS z {edge_z[side]:.1f} mm)")
+            else:
+                parts.append(f"{side}-most voxels (edge of its field of view)")
+    if not touched:
+        return [], ""
+    return touched, (
+        f"the tumour touches the CT's {' and '.join(parts)}: the CT may not hold all of it, "
+        "its true extent beyond is unknown, so the plan's coverage of the tumour cannot be "
+        "verified; check the tumour on a CT that extends beyond it"
+    )
 
 
 def withhold_navigation(result: PlanResult) -> bool:

@@ -407,6 +407,18 @@ class PlanResult(BaseModel):
         description="notes on the label map: what could not be derived from the CT and "
         "why, TotalSegmentator files not used",
     )
+    tumour_at_ct_edge: list[str] = Field(
+        default_factory=list,
+        description="sides of the CT's field of view the tumour mask touches (LPS patient "
+        "sides: 'superior'/'inferior' for its first/last slice, 'left'/'right'/'anterior'/"
+        "'posterior' for its outermost columns/rows): the CT may end inside the tumour, so "
+        "its true extent there is unknown and the plan's coverage cannot be verified",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="doubts about the inputs the plan cannot resolve (WARNING, also in "
+        "message and, red, in the report): the tumour touching the CT's edge",
+    )
 
 
 class NeedleError(BaseModel):
