@@ -35,8 +35,10 @@ the region's outer ``local_taper_mm``.
 Guards: the same image as pre and post (:func:`same_image`: geometry, then voxels) is
 not registered (identity transform, mode ``same_image``); and the global stages are kept
 only if they improve the metric over their start and over the identity (full-resolution
-working grid, the stages' sample points), else the better of those two is kept and the
-method says so.
+working grid, the stages' sampling, every candidate on the same points: those all of them
+map into the moving region; a candidate mapping less than half as many as another is not
+comparable, :func:`_metric_guard`), else the better of those two is kept and the method
+says so.
 
 The result maps POST points to PRE points (ITK's resampling convention), so it
 resamples pre-space masks onto the post grid directly.
@@ -386,12 +388,85 @@ def _metric_value(
     transform: sitk.Transform,
 ) -> float:
     """The global stages' metric (correlation, ITK sign: -1 is a perfect match) of
-    ``transform`` on the full-resolution working grid, masks and sampling as in the
-    stages (same seed: every candidate is scored on the same points)."""
+    ``transform`` on the full-resolution working grid, sampling as in the stages (same
+    seed: the same points of ``fixed_mask`` for every transform; the metric drops those a
+    transform maps outside ``moving_mask``, hence :func:`_metric_guard`'s common mask)."""
     reg = _correlation_method(settings, fixed_mask, moving_mask)
     reg.SetMovingInitialTransform(_as_displacement_field(transform, fixed))
     reg.SetInitialTransform(sitk.TranslationTransform(3))
     return float(reg.MetricEvaluate(fixed, moving))
+
+
+def _metric_guard(
+    settings: RegistrationSettings,
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    fixed_mask: sitk.Image,
+    moving_mask: sitk.Image,
+    candidates: dict[str, sitk.Transform],
+) -> tuple[str, str]:
+    """The metric guard: which of ``candidates`` (``result``, ``start``, ``identity``) to keep.
+
+    The metric counts only the fixed-region points a candidate maps inside the moving
+    region, so each candidate scored on its own points was a correlation over different
+    points; and over a few points it is noise: an identity that mapped a sliver of the
+    region onto the pre scan (another frame of reference) scored exactly -1 on a few points
+    and replaced a registration accurate to 0.05 mm (tests/test_margin_metric_guard.py).
+    So every candidate compared is scored on the same points: those that ALL the compared
+    candidates map inside the moving region. Candidates are taken by decreasing count of
+    points they map inside, each only while that common set keeps at least half of the
+    largest count; the others are not comparable (most of the region falls outside the
+    moving region) and are left out: a result left out is not kept, a start or identity
+    left out cannot replace the result.
+
+    Returns
+    -------
+    (str, str)
+        The name kept, and the note for ``RegistrationResult.method`` ("" when the result
+        is kept).
+    """
+    region = sitk.GetArrayViewFromImage(fixed_mask) > 0
+    inside: dict[str, np.ndarray] = {}
+    for name, candidate in candidates.items():
+        pulled = sitk.Resample(moving_mask, fixed, candidate, sitk.sitkNearestNeighbor, 0)
+        inside[name] = region & (sitk.GetArrayViewFromImage(pulled) > 0)
+    counts = {name: int(points.sum()) for name, points in inside.items()}
+    most = max(counts.values())
+    if most == 0:  # nothing to compare on (the stages could not have run): as it is
+        return "result", ""
+    compared: list[str] = []
+    common = np.ones_like(region)
+    for name in sorted(candidates, key=lambda n: -counts[n]):  # stable: ties in given order
+        both = common & inside[name]
+        if 2 * int(both.sum()) >= most:
+            compared.append(name)
+            common = both
+    mask = sitk.GetImageFromArray(common.astype(np.uint8))
+    mask.CopyInformation(fixed_mask)
+    scores = {
+        name: _metric_value(settings, fixed, moving, mask, moving_mask, candidates[name])
+        for name in compared
+    }
+    rivals = [name for name in compared if name != "result"]
+    if not rivals:
+        return "result", ""
+    best = min(rivals, key=scores.__getitem__)
+    if "result" in scores:
+        if scores["result"] < scores[best]:
+            return "result", ""
+        why = (
+            f"did not improve the metric over the {best} ({scores['result']:.4f} vs "
+            f"{scores[best]:.4f}, correlation, -1 perfect, over the {int(common.sum())} "
+            "voxels of the metric region that every candidate compared maps into the pre "
+            "scan's metric region)"
+        )
+    else:
+        why = (
+            f"mapped {counts['result']} voxels of the metric region into the pre scan's "
+            f"metric region, the {best} {counts[best]}: not comparable"
+        )
+    what = "initial alignment" if best == "start" else "identity"
+    return best, f"; the rigid + B-spline result {why}: the {what} was kept instead"
 
 
 def register_pre_to_post(
@@ -537,25 +612,18 @@ def register_pre_to_post(
         )
     transform = sitk.CompositeTransform(stages)
     # The global stages must improve the metric over their start and over the identity;
-    # otherwise the best of those two is kept (same points, full-resolution grid).
-    scores = {
-        name: _metric_value(settings, fixed, moving, fixed_mask, moving_mask, candidate)
-        for name, candidate in (
-            ("result", transform),
-            ("start", start),
-            ("identity", sitk.TranslationTransform(3)),
-        )
-    }
-    kept = ""
-    best = min(("start", "identity"), key=lambda name: scores[name])
-    if scores[best] <= scores["result"]:
-        stages = [start if best == "start" else sitk.Euler3DTransform()]
+    # otherwise the better of those two is kept (:func:`_metric_guard`).
+    chosen, kept = _metric_guard(
+        settings,
+        fixed,
+        moving,
+        fixed_mask,
+        moving_mask,
+        {"result": transform, "start": start, "identity": sitk.TranslationTransform(3)},
+    )
+    if chosen != "result":
+        stages = [start if chosen == "start" else sitk.Euler3DTransform()]
         transform = sitk.CompositeTransform(stages)
-        kept = (
-            f"; the rigid + B-spline result did not improve the metric over the {best} "
-            f"({scores['result']:.4f} vs {scores[best]:.4f}, correlation, -1 perfect): the "
-            f"{'initial alignment' if best == 'start' else 'identity'} was kept instead"
-        )
     local = None
     if settings.local_stage and post_exclude is not None and pre_exclude is not None:
         local_transform, local = local_stage(

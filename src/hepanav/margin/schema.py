@@ -200,7 +200,8 @@ class Registration(_Model):
     method: str = Field(
         description="'none (masks given in one space)', 'none: pre and post are the same "
         "image ...', or the registration used (ending with a note when the rigid + B-spline "
-        "result did not improve the metric over its start or the identity and that was kept)"
+        "result did not improve the metric over its start or the identity, or mapped too "
+        "little of the metric region into the pre scan's to be compared, and that was kept)"
     )
     liver_dice: float | None = Field(
         description="Dice of the registered pre liver mask and the post liver mask "
