@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from dicomout_helpers import dciodvfy, sphere_case
+from hepanav.dicom.plan_objects import plan_warnings
 from hepanav.imaging import write_image
 from hepanav.planning.devices import load_device
 from hepanav.planning.schema import Needle, PlanResult, Probe, TrajectoryRules
@@ -110,6 +111,105 @@ def test_plan_export_via_cli_is_valid_and_matches_the_plan(plan_dir, cli):
     n = plan.needles[0]
     assert len(lines) == 1
     assert np.allclose(lines[0], [n.entry_lps_mm, n.tip_lps_mm], atol=1e-3)
+    # A plan without warnings: no Qualitative Evaluations container, no warning text.
+    assert plan_warnings(plan) == []
+    assert sr_warnings(sr) is None
+
+
+def sr_warnings(sr) -> list[str] | None:
+    """The TEXT items of the SR's TID 1500 Qualitative Evaluations container (UMLS
+    C0034375) named Plan warning (99HEPANAV PL003), in order; None without a container."""
+    containers = [
+        i
+        for i in sr.ContentSequence
+        if i.ValueType == "CONTAINER"
+        and i.ConceptNameCodeSequence[0].CodeValue == "C0034375"
+        and i.ConceptNameCodeSequence[0].CodingSchemeDesignator == "UMLS"
+    ]
+    if not containers:
+        return None
+    assert len(containers) == 1
+    items = containers[0].ContentSequence
+    assert all(i.ValueType == "TEXT" and i.RelationshipType == "CONTAINS" for i in items)
+    names = {
+        (c.CodeValue, c.CodingSchemeDesignator)
+        for c in (i.ConceptNameCodeSequence[0] for i in items)
+    }
+    assert names == {("PL003", "99HEPANAV")}
+    return [str(i.TextValue) for i in items]
+
+
+def test_every_plan_warning_is_text_in_the_sr(plan_dir, cli, tmp_path):
+    """A plan with each kind of warning (tumour at the CT's edge in ``warnings``, a no-go
+    group absent within needle reach, one derived from the CT instead, one 'not needed
+    here', a label-map note (not ASCII), a liver derived from the CT): one TEXT item per
+    warning in the SR, in the report's order, the 'not needed here' group not among them;
+    it stays valid (dciodvfy, highdicom reads it). The old export wrote none of them."""
+    import shutil
+
+    from hepanav.planning.pipeline import LIVER_DERIVED
+    from hepanav.planning.schema import AbsentStructure
+
+    folder, _, _, _, plan = plan_dir
+    case = tmp_path / "case"
+    shutil.copytree(folder, case, ignore=shutil.ignore_patterns("dicom*"))
+    edge = (
+        "the tumour touches the CT's superior-most slice (LPS z 31.5 mm): the CT may end "
+        "inside the tumour; the plan's coverage of the tumour cannot be verified"
+    )
+    absent = dict(heat_sink=False, clearance_mm=5.0)
+    doubts = plan.model_copy(
+        update={
+            "warnings": [edge],
+            "absent_structures": [
+                AbsentStructure(
+                    name="bone",
+                    labels=[25],
+                    labels_named="sacrum",
+                    **absent,
+                    message="no-go group 'bone' is ABSENT from the label map: needles are "
+                    "not kept 5 mm from it",
+                ),
+                AbsentStructure(
+                    name="bowel",
+                    labels=[18],
+                    **absent,
+                    message="no-go group 'bowel' is ABSENT from the label map: needles are "
+                    "not kept 5 mm from it; DERIVED from the CT instead (air threshold): "
+                    "3.0 ml within needle reach of the tumour added to the risk map",
+                    derived_from_ct="DERIVED from the CT instead (air threshold)",
+                ),
+                AbsentStructure(
+                    name="lung",
+                    labels=[10],
+                    **absent,
+                    in_reach=False,
+                    message="'lung' missing from the label map, but not needed here",
+                ),
+            ],
+            # not ASCII (a user's structure name): UTF-8, not "?"
+            "derivation_notes": ["'Rippenknorpel' (Gefäße ≥ 2 mm) not derived from the CT"],
+            "derived_structures": {LIVER_DERIVED: "region growing; 1.5 ml added"},
+        }
+    )
+    (case / "result" / "plan.json").write_text(doubts.model_dump_json())
+    code, _, err = cli("dicom", "export", case / "result", "--out", case / "dicom")
+    assert code == 0, err
+    sr_path = case / "dicom" / "plan_sr.dcm"
+    errors, warnings = dciodvfy(sr_path)
+    assert errors == []
+    assert all(any(a in w for a in ACCEPTED_WARNINGS) for w in warnings), warnings
+    assert sr_warnings(pydicom.dcmread(sr_path)) == [
+        edge,
+        "no-go group 'bone' is ABSENT from the label map: needles are not kept 5 mm from "
+        "it (sacrum)",
+        doubts.absent_structures[1].message,
+        "'Rippenknorpel' (Gefäße ≥ 2 mm) not derived from the CT",
+        "the label map has no liver: the liver was DERIVED from the CT (region growing; "
+        "1.5 ml added). Check it on the CT.",
+    ]
+    report = hd.sr.srread(sr_path)
+    assert len(report.content.get_volumetric_roi_measurement_groups()) == 1
 
 
 def test_dicom_sources_are_relative_and_a_moved_or_changed_series_is_refused(

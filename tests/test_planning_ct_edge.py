@@ -195,3 +195,47 @@ def test_plan_of_a_tumour_touching_the_ct_end_warns_in_json_and_report(cli, tors
     box = html.split('class="bad plan-warning"', 1)[1].split("</p>", 1)[0]
     box = box.replace("&#39;", "'")
     assert "background:#fde8e8" in box and f"WARNING: {expected}" in box
+
+
+def test_dicom_export_of_a_plan_touching_the_ct_end_carries_the_warning(cli, torso, tmp_path):
+    """The same cut CT (slices 0..60) as a DICOM series, planned with --dicom-out: the
+    warning of plan.json reaches the PACS objects. The SR holds every warning of the plan
+    as a TEXT item *Plan warning* (the edge warning first, the same text), each report
+    figure's Secondary Capture says it in Image Comments; both stay valid (dciodvfy). The
+    old export wrote neither: a radiologist reading the plan from the PACS never saw it."""
+    import pydicom
+
+    from dicomout_helpers import dciodvfy
+    from hepanav.dicom.plan_objects import plan_warnings
+    from hepanav.planning.schema import PlanResult
+    from test_dicom_objects import ACCEPTED_WARNINGS
+    from test_dicom_plan import sr_warnings
+
+    case, folder, datasets = torso
+    write_slices(tmp_path / "ct", datasets[:61])
+    out, dicom = tmp_path / "plan", tmp_path / "dicom"
+    code, _, err = cli(
+        "plan",
+        "--ct", tmp_path / "ct",
+        "--tumor", folder / "tumor.nii.gz",
+        "--labels", folder / "labels.nii.gz",
+        "--label-map", folder / "risk.yaml",
+        "--out", out,
+        "--dicom-out", dicom,
+    )  # fmt: skip
+    assert code == 0, err
+    plan = PlanResult.model_validate_json((out / "plan.json").read_text(encoding="utf-8"))
+    assert plan.feasible and plan.tumour_at_ct_edge == ["superior"]
+    edge = plan.warnings[0]
+    assert edge.startswith("the tumour touches the CT's superior-most slice (LPS z 31.5 mm)")
+    sr = pydicom.dcmread(dicom / "plan_sr.dcm")
+    assert sr_warnings(sr) == plan_warnings(plan) and sr_warnings(sr)[0] == edge
+    figures = sorted(dicom.glob("plan_figure*.dcm"))
+    assert figures
+    for path in figures:
+        comments = str(pydicom.dcmread(path).ImageComments)
+        assert f"WARNING: {edge}" in comments
+    for path in [dicom / "plan_sr.dcm", figures[0]]:
+        errors, warnings = dciodvfy(path)
+        assert errors == []
+        assert all(any(a in w for a in ACCEPTED_WARNINGS) for w in warnings), warnings

@@ -13,6 +13,7 @@ from hepanav.dicom.pacs import (
     SeriesInfo,
     StudyInfo,
     _text,
+    http_failure,
     write_instance,
 )
 
@@ -45,8 +46,11 @@ class DicomWebPacs(Pacs):
             settings.url.rstrip("/"), session=session, timeout=settings.timeout_s
         )
 
-    def _call(self, fn, *args, **kwargs):
-        """Run one request; turn transport and HTTP failures into one-line errors."""
+    def _call(self, fn, *args, what: str = "request", retrieve: bool = False, **kwargs):
+        """Run one request; turn transport and HTTP failures into one-line errors.
+
+        ``what`` names the request in an HTTP error (:func:`http_failure`, e.g. 'QIDO-RS
+        search'); ``retrieve`` marks a WADO-RS retrieval (its hints)."""
         t = self.settings.timeout_s
         try:
             return fn(*args, **kwargs)
@@ -59,9 +63,7 @@ class DicomWebPacs(Pacs):
         except requests.exceptions.ConnectionError:
             raise self._down("not reachable (connection refused: is it running?)") from None
         except requests.exceptions.HTTPError as exc:
-            code = exc.response.status_code if exc.response is not None else "?"
-            hint = " (check username/password)" if code in (401, 403) else ""
-            down = self._down(f"refused the request: HTTP {code}{hint}")
+            down = self._down(http_failure(what, exc.response, retrieve))
             raise _Refused(down.reason, down.source) from None
 
     def find_studies(self, study_uid=None, accession=None) -> list[StudyInfo]:
@@ -71,7 +73,12 @@ class DicomWebPacs(Pacs):
         if accession:
             filters["AccessionNumber"] = accession
         fields = ["StudyDate", "ModalitiesInStudy", "StudyDescription"]
-        found = self._call(self.client.search_for_studies, search_filters=filters, fields=fields)
+        found = self._call(
+            self.client.search_for_studies,
+            search_filters=filters,
+            fields=fields,
+            what="QIDO-RS search for studies",
+        )
         out = []
         for item in found:
             ds = self._Dataset.from_json(item)
@@ -90,6 +97,7 @@ class DicomWebPacs(Pacs):
             self.client.search_for_series,
             study_instance_uid=study_uid,
             fields=["SeriesDescription", "NumberOfSeriesRelatedInstances"],
+            what=f"QIDO-RS search for the series of study {study_uid}",
         )
         out = []
         for item in found:
@@ -115,7 +123,9 @@ class DicomWebPacs(Pacs):
         instances = self._call(
             lambda: list(
                 self.client.iter_series(study_uid, series_uid, media_types=ANY_TRANSFER_SYNTAX)
-            )
+            ),
+            what=f"WADO-RS retrieve of series {series_uid} (study {study_uid})",
+            retrieve=True,
         )
         return [write_instance(ds, folder) for ds in instances]
 
@@ -131,7 +141,7 @@ class DicomWebPacs(Pacs):
         for start in range(0, len(datasets), STOW_BATCH):
             batch = datasets[start : start + STOW_BATCH]
             try:
-                response = self._call(self.client.store_instances, batch)
+                response = self._call(self.client.store_instances, batch, what="STOW-RS store")
             except _Refused as exc:
                 # A refused batch may have been stored in part, and the HTTP error hides
                 # which part: store its instances one by one (storing an instance twice
@@ -163,7 +173,7 @@ class DicomWebPacs(Pacs):
         for i, ds in enumerate(batch):
             uid = str(ds.SOPInstanceUID)
             try:
-                response = self._call(self.client.store_instances, [ds])
+                response = self._call(self.client.store_instances, [ds], what="STOW-RS store")
             except _Refused as exc:
                 refused.append(uid)
                 why = why or f"{uid}: {exc.reason}"

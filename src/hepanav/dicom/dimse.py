@@ -14,6 +14,7 @@ from hepanav.dicom.pacs import (
     SeriesInfo,
     StudyInfo,
     _text,
+    dimse_status,
     probe_socket,
 )
 
@@ -112,9 +113,53 @@ class DimsePacs(Pacs):
             # pynetdicom yields an empty status when the association was aborted or
             # timed out mid-operation.
             raise self._down(f"{what}: no answer within {self.settings.timeout_s:g} s")
-        code = status.Status
+        code = int(status.Status)
         if code not in (0x0000, 0xFF00, 0xFF01):
-            raise self._down(f"{what} failed with status 0x{int(code):04X}")
+            raise self._down(
+                f"{what} failed: status {dimse_status(what, code)}; the PACS's log says why"
+            )
+
+    def _retrieve_status(self, op: str, status, study_uid: str, series_uid: str) -> None:
+        """Raise one line for a C-GET / C-MOVE response that ends the retrieval badly:
+        no answer, a failure, or a final status with failed sub-operations (instances the
+        PACS did not send). The line names the series and study, the operation, the
+        status code and its meaning (:func:`dimse_status`), the instances not sent and
+        what the user can do. Pending responses pass."""
+        what = f"{op} of series {series_uid} (study {study_uid})"
+        if status is None or "Status" not in status:
+            raise self._down(f"{what}: no answer within {self.settings.timeout_s:g} s")
+        code = int(status.Status)
+        failed = int(status.get("NumberOfFailedSuboperations") or 0)
+        if code == 0xFF00 or (code == 0x0000 and not failed):
+            return
+        s = self.settings
+        if failed:
+            completed = int(status.get("NumberOfCompletedSuboperations") or 0)
+            sent = f", {failed} instance(s) not sent ({completed} sent)"
+        else:
+            sent = ""
+        if code == 0xA801:  # C-MOVE: Move destination unknown
+            hint = f"register AE {s.calling_ae!r} (port {s.move_port}) in the PACS"
+        elif code in (0xA701, 0xA702):  # Refused: out of resources
+            hint = "the PACS is short of resources: try again later"
+        elif failed or 0xC000 <= code <= 0xCFFF:
+            # Sub-operations failed (instances the PACS could not send), or "Unable to
+            # Process" (Orthanc's answer to a C-MOVE whose instances it cannot convert).
+            syntax = (
+                "hold the series in a transfer syntax (or SOP class) HepaNav did not "
+                "propose and cannot convert it (docs/dicom.md, 'Compressed series'; the "
+                "PACS's log names it): ask its administrator to enable transcoding, or "
+                "retrieve over DICOMweb (protocol dicomweb), which takes any transfer syntax"
+            )
+            hint = (
+                f"the PACS may not reach AE {s.calling_ae!r} at port {s.move_port} (the "
+                f"C-MOVE destination), or may {syntax}"
+                if op == "C-MOVE"
+                else f"the PACS may {syntax}"
+            )
+        else:
+            hint = "the PACS's log says why"
+        raise self._down(f"{what} failed: status {dimse_status(op, code)}{sent}; {hint}")
 
     def _find(self, identifier: Dataset) -> list[Dataset]:
         ae = self._ae()
@@ -199,11 +244,7 @@ class DimsePacs(Pacs):
             for status, _ in assoc.send_c_get(
                 self._retrieve_identifier(study_uid, series_uid), _GET
             ):
-                self._status_error("C-GET", status)
-                if status.Status not in (0xFF00,) and status.get("NumberOfFailedSuboperations"):
-                    raise self._down(
-                        f"C-GET: {int(status.NumberOfFailedSuboperations)} instance(s) failed"
-                    )
+                self._retrieve_status("C-GET", status, study_uid, series_uid)
         return written
 
     def _move_series(self, study_uid: str, series_uid: str, folder: Path) -> list[Path]:
@@ -238,13 +279,7 @@ class DimsePacs(Pacs):
                     self.settings.calling_ae,
                     _MOVE,
                 ):
-                    self._status_error("C-MOVE", status)
-                    if status.Status != 0xFF00 and status.get("NumberOfFailedSuboperations"):
-                        raise self._down(
-                            f"C-MOVE: {int(status.NumberOfFailedSuboperations)} instance(s) "
-                            f"failed (does the PACS know AE {self.settings.calling_ae!r} at "
-                            f"port {self.settings.move_port}?)"
-                        )
+                    self._retrieve_status("C-MOVE", status, study_uid, series_uid)
         finally:
             server.shutdown()
         return written
@@ -260,7 +295,7 @@ class DimsePacs(Pacs):
                 status = assoc.send_c_store(ds)
                 code = getattr(status, "Status", None)
                 if code is None or code not in (0x0000, 0xB000, 0xB007, 0xB006):
-                    why = "no answer" if code is None else f"status 0x{int(code):04X}"
+                    why = "no answer" if code is None else f"status {dimse_status('C-STORE', code)}"
                     failed = [str(d.SOPInstanceUID) for d in datasets[i:]]
                     raise SendError(
                         f"C-STORE of {ds.SOPInstanceUID} failed ({why})", stored, failed

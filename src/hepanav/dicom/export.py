@@ -189,9 +189,12 @@ def report_figures(report: Path) -> list[tuple[str, bytes]]:
     return [(f"figure{i + 1}", base64.b64decode(data)) for i, data in enumerate(found)]
 
 
-def write_report_captures(report: Path, source, out: Path, description: str, prefix: str):
+def write_report_captures(
+    report: Path, source, out: Path, description: str, prefix: str, warnings=()
+):
     """One Secondary Capture per figure of ``report`` (a new series on ``source``'s
-    patient and study), written as ``out/<prefix>_figure<N>.dcm``; returns the paths."""
+    patient and study), written as ``out/<prefix>_figure<N>.dcm``; returns the paths.
+    ``warnings`` (texts) go into each one's Image Comments."""
     import highdicom as hd
 
     from hepanav.imaging.dicomout import build_secondary_capture, write_dataset
@@ -199,6 +202,8 @@ def write_report_captures(report: Path, source, out: Path, description: str, pre
     series_uid = hd.UID()
     written = []
     for i, (_, png) in enumerate(report_figures(report)):
-        sc = build_secondary_capture(png, source.first, series_uid, i + 1, description)
+        sc = build_secondary_capture(
+            png, source.first, series_uid, i + 1, description, warnings=warnings
+        )
         written.append(write_dataset(sc, out, f"{prefix}_figure{i + 1}"))
     return written

@@ -130,6 +130,93 @@ class Pacs(ABC):
         return InputError(what, f"PACS {self.settings.where()}")
 
 
+def dimse_status(operation: str, code: int) -> str:
+    """A DIMSE status as the user reads it: ``0xC000 (Failure: Unable to Process)``.
+
+    ``operation`` is 'C-FIND', 'C-GET', 'C-MOVE' or 'C-STORE'; the category and meaning
+    are pynetdicom's for that service (``pynetdicom.status``, from PS3.4 Annex C / B and
+    PS3.7 Annex C); a code the service does not define gets pynetdicom's category only.
+    """
+    from pynetdicom import status as st
+
+    table = {
+        "C-FIND": st.QR_FIND_SERVICE_CLASS_STATUS,
+        "C-GET": st.QR_GET_SERVICE_CLASS_STATUS,
+        "C-MOVE": st.QR_MOVE_SERVICE_CLASS_STATUS,
+        "C-STORE": st.STORAGE_SERVICE_CLASS_STATUS,
+    }[operation]
+    category, meaning = table.get(code, (st.code_to_category(code), ""))
+    meaning = meaning or f"no meaning defined for {operation}"
+    return f"0x{code:04X} ({category}: {meaning})"
+
+
+def http_failure(what: str, response, retrieve: bool = False) -> str:
+    """One line for an HTTP error answer of a DICOMweb server: ``what`` (e.g. 'WADO-RS
+    retrieve of series X (study Y)') refused, the status code and its phrase (RFC 9110,
+    Python's ``http.HTTPStatus``), method and URL path (no query: it may hold search
+    keys), the answer's own first line when short, and what the user can do.
+
+    ``retrieve``: the request fetched instances (a 404 then means the series is gone, a
+    500 may be a transfer syntax the server cannot produce).
+    """
+    from http import HTTPStatus
+    from urllib.parse import urlsplit
+
+    if response is None:
+        return f"{what} refused: an HTTP error without an answer"
+    code = int(response.status_code)
+    try:
+        phrase = HTTPStatus(code).phrase
+    except ValueError:
+        phrase = response.reason or "non-standard status"
+    method = response.request.method if response.request is not None else "request"
+    path = urlsplit(response.url or "").path
+    said = _first_line(response)
+    said = f', the PACS said "{said}"' if said else ""
+    if code in (401, 403):
+        hint = "check username/password"
+    elif code == 404 and retrieve:
+        hint = "the PACS does not hold this series (deleted since the search?)"
+    elif code == 404:
+        hint = "check the url setting (the PACS's DICOMweb base URL)"
+    elif code == 406:
+        hint = "the PACS cannot send it as application/dicom (HepaNav takes any transfer syntax)"
+    elif code == 500 and retrieve:
+        hint = (
+            "the PACS failed producing the series (e.g. it cannot convert the transfer "
+            "syntax it holds it in); its log says why"
+        )
+    elif code in (502, 503, 504):
+        hint = "the PACS, or a proxy in front of it, is unavailable or overloaded: try again later"
+    else:
+        hint = "the PACS's log says why"
+    return f"{what} refused: HTTP {code} {phrase} ({method} {path}){said}; {hint}"
+
+
+def _first_line(response, limit: int = 160) -> str:
+    """The first line of an error answer's body when short and plain (``Details`` or
+    ``Message`` of a JSON object, as Orthanc answers); '' otherwise (HTML pages, long)."""
+    import json
+
+    try:
+        text = response.text.strip()
+    except (RuntimeError, ValueError):  # a streamed body already consumed, undecodable
+        return ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        found = [data.get(k) for k in ("Details", "Message", "message", "detail", "error")]
+        text = next((v for v in found if isinstance(v, str) and v.strip()), "")
+    elif data is not None:
+        return ""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if not line or len(line) > limit or line.startswith("<") or not line.isprintable():
+        return ""
+    return line
+
+
 def _looks_like_uid(key: str) -> bool:
     return "." in key and all(part.isdigit() for part in key.split("."))
 

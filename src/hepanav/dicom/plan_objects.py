@@ -1,5 +1,6 @@
 """DICOM objects of a plan result: SEG (target, planned zones) and a TID 1500 SR with each
-needle's entry and tip as a SCOORD3D polyline, its length and angle."""
+needle's entry and tip as a SCOORD3D polyline, its length and angle, and every warning of
+the plan as text (also in the Image Comments of the report figures' Secondary Captures)."""
 
 from __future__ import annotations
 
@@ -49,10 +50,39 @@ def zone_mask(ct: sitk.Image, probe, device) -> sitk.Image:
     return image
 
 
+def plan_warnings(plan) -> list[str]:
+    """Every warning of a plan (:class:`hepanav.planning.schema.PlanResult`), one text each.
+
+    In the order of the report: ``warnings`` (e.g. the tumour touching the CT's edge), each
+    risk-map group absent from the label map within needle reach (``absent_structures``,
+    derived from the CT instead or not; groups 'not needed here' are no warning), the
+    label-map ``derivation_notes`` (printed as WARNING by ``hepanav plan``) and a liver
+    derived from the CT because the label map had none. Empty for a plan without doubts.
+    """
+    from hepanav.planning.pipeline import LIVER_DERIVED
+
+    out = list(plan.warnings)
+    for a in plan.absent_structures:
+        if a.in_reach:
+            out.append(f"{a.message} ({a.labels_named})" if a.labels_named else a.message)
+    out += plan.derivation_notes
+    if LIVER_DERIVED in plan.derived_structures:
+        out.append(
+            "the label map has no liver: the liver was DERIVED from the CT "
+            f"({plan.derived_structures[LIVER_DERIVED]}). Check it on the CT."
+        )
+    return out
+
+
 def export_plan(
     result_dir: Path, out: Path, source_folder: Path, notes: list[str] | None = None
 ) -> list[Path]:
-    """Write SEG + SR (+ SC of the report figures) of a plan result into ``out``."""
+    """Write SEG + SR (+ SC of the report figures) of a plan result into ``out``.
+
+    The SR and each SC carry every warning of the plan (:func:`plan_warnings`): TEXT items
+    *Plan warning* (99HEPANAV PL003) in the SR's Qualitative Evaluations container, and
+    ``WARNING: ...`` in the SCs' Image Comments.
+    """
     from hepanav.dicom.export import write_report_captures
     from hepanav.imaging import read_dicom_series
     from hepanav.planning.schema import PlanResult
@@ -124,10 +154,21 @@ def export_plan(
                 measurements=items,
             )
         )
-    sr = build_measurement_report(source.datasets + [seg], groups, "HepaNav ablation plan report")
+    warnings = plan_warnings(plan)
+    sr = build_measurement_report(
+        source.datasets + [seg],
+        groups,
+        "HepaNav ablation plan report",
+        texts=[(code("plan_warning"), w) for w in warnings],
+    )
     written = [write_dataset(seg, out, "plan_seg"), write_dataset(sr, out, "plan_sr")]
     written += write_report_captures(
-        result_dir / "report.html", source, out, "HepaNav ablation plan figures", "plan"
+        result_dir / "report.html",
+        source,
+        out,
+        "HepaNav ablation plan figures",
+        "plan",
+        warnings=warnings,
     )
     return written
 

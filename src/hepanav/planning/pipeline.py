@@ -51,6 +51,8 @@ NO_NAVIGATION = (
     "No navigation trajectories were written (no trajectories.mrk.json): the plan is not "
     "feasible; its needles stay in plan.json for analysis only and must not be placed."
 )
+# derived_structures key of a liver the given label map lacks, derived from the CT (WARNING)
+LIVER_DERIVED = "liver (absent from the label map)"
 
 
 def _crop_on_input(ct: sitk.Image, box, array: np.ndarray, code: str) -> sitk.Image:
@@ -641,9 +643,7 @@ def add_structure_warnings(
         result.derivation_notes += fill.notes
         if "liver" in fill.groups:  # not a risk group: said here
             how, total, _ = fill.groups["liver"]
-            result.derived_structures["liver (absent from the label map)"] = (
-                f"{how}; {total:.1f} ml added"
-            )
+            result.derived_structures[LIVER_DERIVED] = f"{how}; {total:.1f} ml added"
             result.message += (
                 " WARNING: the label map has no liver: the liver was DERIVED from the CT "
                 f"({how}). Check it on the CT."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import highdicom as hd
@@ -12,6 +13,8 @@ from pydicom.dataset import Dataset
 
 from hepanav.imaging.dicomout.seg import MANUFACTURER
 
+LT_MAX = 10240  # characters of an LT value (PS3.5 6.2), e.g. Image Comments
+
 
 def build_secondary_capture(
     png: Path | bytes,
@@ -20,11 +23,15 @@ def build_secondary_capture(
     instance_number: int,
     series_description: str,
     series_number: int = 903,
+    warnings: Sequence[str] = (),
 ) -> hd.sc.SCImage:
     """An RGB Secondary Capture of the figure ``png`` (file or PNG bytes) in ``reference``'s study.
 
     Patient and study attributes are copied from ``reference`` (a source slice).
     The figure is not in patient coordinates; Patient Orientation is left empty.
+    ``warnings`` (texts, e.g. a plan's) follow the figure's description in Image Comments
+    as ``WARNING: ...``; beyond the 10240 characters of an LT value the comment is cut
+    and says so (the SR of the same export holds every warning whole).
 
     Raises
     ------
@@ -54,6 +61,12 @@ def build_secondary_capture(
     # paired, so present and empty, as dciodvfy's reading of the condition requires.
     sc.Laterality = None
     sc.SeriesDescription = series_description
-    sc.ImageComments = f"HepaNav report figure: {series_description}"
+    comments = f"HepaNav report figure: {series_description}"
+    if warnings:
+        comments += ". " + " ".join(f"WARNING: {w}" for w in warnings)
+    if len(comments) > LT_MAX:
+        cut = " ... (cut: every warning is in the SR of this export)"
+        comments = comments[: LT_MAX - len(cut)] + cut
+    sc.ImageComments = comments
     sc.BurnedInAnnotation = "YES"  # the figure has text (titles, numbers) burned in
     return sc

@@ -18,6 +18,11 @@ from hepanav import __version__
 from hepanav.imaging.dicomout.codes import UNITS, coding_scheme_identification
 from hepanav.imaging.dicomout.seg import MANUFACTURER, MODEL
 
+# PS3.16 TID 1500 row 12: the container of qualitative evaluations about the whole report
+# (rows 13/14: CODE or TEXT items). UMLS C0034375 as the template gives it (pydicom's code
+# dictionary does not list it).
+QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
+
 
 def algorithm() -> hd.sr.AlgorithmIdentification:
     """TID 4019 Algorithm Identification naming HepaNav and its version."""
@@ -80,6 +85,7 @@ def build_measurement_report(
     series_description: str,
     series_number: int = 902,
     procedure: Code = codes.SCT.ComputedTomography,
+    texts: Sequence[tuple[Code, str]] = (),
 ) -> hd.sr.Comprehensive3DSR:
     """A Comprehensive 3D SR whose content is one TID 1500 Measurement Report.
 
@@ -92,6 +98,10 @@ def build_measurement_report(
         TID 1501 / 1410 / 1411 measurement groups.
     series_description : str
         Series Description of the new SR series.
+    texts : sequence of (Code, str)
+        Free-text qualitative evaluations of the whole report (e.g. a plan's warnings):
+        one TEXT content item each (concept name, text), in a TID 1500 *Qualitative
+        Evaluations* container (rows 12 and 14). Empty: no container.
 
     Notes
     -----
@@ -112,6 +122,15 @@ def build_measurement_report(
         procedure_reported=procedure,
         imaging_measurements=groups,
     )
+    if texts:
+        contains = hd.sr.RelationshipTypeValues.CONTAINS
+        container = hd.sr.ContainerContentItem(
+            name=QUALITATIVE_EVALUATIONS, relationship_type=contains
+        )
+        container.ContentSequence = hd.sr.ContentSequence(
+            [hd.sr.TextContentItem(name=n, value=t, relationship_type=contains) for n, t in texts]
+        )
+        report[0].ContentSequence.append(container)
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report,
@@ -125,6 +144,9 @@ def build_measurement_report(
         is_final=False,
         is_verified=False,
     )
+    if not all(t.isascii() for _, t in texts):
+        # a user's label or group name in a warning: UTF-8 (PS3.3 C.12.1.1.2), not "?"
+        sr.SpecificCharacterSet = "ISO_IR 192"
     declared = list(getattr(sr, "CodingSchemeIdentificationSequence", []))
     declared.append(coding_scheme_identification())
     sr.CodingSchemeIdentificationSequence = declared
