@@ -71,7 +71,10 @@ def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
     """(errors, warnings) lines of dciodvfy for one file."""
     exe = shutil.which("dciodvfy")
     assert exe, "dciodvfy (dicom3tools) is missing; run make sysdeps"
-    run = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True)
+    # dciodvfy echoes values as stored (UTF-8 or not): decoded without failing on them
+    run = subprocess.run(
+        [exe, "-new", str(path)], capture_output=True, encoding="utf-8", errors="replace"
+    )
     lines = (run.stdout + run.stderr).splitlines()
     errors = [ln for ln in lines if ln.startswith("Error")]
     warnings = [ln for ln in lines if ln.startswith("Warning")]
@@ -97,3 +100,27 @@ def sphere_case(folder: Path, shape=(24, 48, 48), spacing=(1.0, 1.0, 2.0)):
     tumour = (px - cx) ** 2 + (py - cy) ** 2 + (pz - cz) ** 2 < 6.0**2
     zone = (px - cx + 2.0) ** 2 + (py - cy) ** 2 + (pz - cz) ** 2 < 12.0**2
     return folder / "ct", ct, mask_like(ct, tumour), mask_like(ct, zone)
+
+
+def qualitative_texts(sr, code_value: str) -> list[str] | None:
+    """The TEXT items of an SR's TID 1500 Qualitative Evaluations container (UMLS
+    C0034375), all named ``code_value`` of 99HEPANAV (PL003 plan warning, MW001 margin
+    warning), in order; None without a container."""
+    containers = [
+        i
+        for i in sr.ContentSequence
+        if i.ValueType == "CONTAINER"
+        and i.ConceptNameCodeSequence[0].CodeValue == "C0034375"
+        and i.ConceptNameCodeSequence[0].CodingSchemeDesignator == "UMLS"
+    ]
+    if not containers:
+        return None
+    assert len(containers) == 1
+    items = containers[0].ContentSequence
+    assert all(i.ValueType == "TEXT" and i.RelationshipType == "CONTAINS" for i in items)
+    names = {
+        (c.CodeValue, c.CodingSchemeDesignator)
+        for c in (i.ConceptNameCodeSequence[0] for i in items)
+    }
+    assert names == {(code_value, "99HEPANAV")}
+    return [str(i.TextValue) for i in items]

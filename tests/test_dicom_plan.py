@@ -8,7 +8,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from dicomout_helpers import dciodvfy, sphere_case
+from dicomout_helpers import dciodvfy, qualitative_texts, sphere_case
 from hepanav.dicom.plan_objects import plan_warnings
 from hepanav.imaging import write_image
 from hepanav.planning.devices import load_device
@@ -117,26 +117,9 @@ def test_plan_export_via_cli_is_valid_and_matches_the_plan(plan_dir, cli):
 
 
 def sr_warnings(sr) -> list[str] | None:
-    """The TEXT items of the SR's TID 1500 Qualitative Evaluations container (UMLS
-    C0034375) named Plan warning (99HEPANAV PL003), in order; None without a container."""
-    containers = [
-        i
-        for i in sr.ContentSequence
-        if i.ValueType == "CONTAINER"
-        and i.ConceptNameCodeSequence[0].CodeValue == "C0034375"
-        and i.ConceptNameCodeSequence[0].CodingSchemeDesignator == "UMLS"
-    ]
-    if not containers:
-        return None
-    assert len(containers) == 1
-    items = containers[0].ContentSequence
-    assert all(i.ValueType == "TEXT" and i.RelationshipType == "CONTAINS" for i in items)
-    names = {
-        (c.CodeValue, c.CodingSchemeDesignator)
-        for c in (i.ConceptNameCodeSequence[0] for i in items)
-    }
-    assert names == {("PL003", "99HEPANAV")}
-    return [str(i.TextValue) for i in items]
+    """The SR's TEXT items named Plan warning (99HEPANAV PL003) in its Qualitative
+    Evaluations container, in order; None without a container."""
+    return qualitative_texts(sr, "PL003")
 
 
 def test_every_plan_warning_is_text_in_the_sr(plan_dir, cli, tmp_path):

@@ -1,4 +1,8 @@
-"""DICOM objects of a margin result: SEG, TID 1500 SR, Secondary Captures (and REG)."""
+"""DICOM objects of a margin result: SEG, TID 1500 SR, Secondary Captures (and REG).
+
+Every warning of the result (:func:`margin_warnings`) is text in the SR and in the Image
+Comments of the report figures' Secondary Captures, as for a plan
+(:mod:`hepanav.dicom.plan_objects`)."""
 
 from __future__ import annotations
 
@@ -121,6 +125,84 @@ def ct_image(source) -> sitk.Image:
     return read_dicom_series(source.folder)
 
 
+def margin_warnings(result) -> list[str]:
+    """Every warning of a margin result (:class:`hepanav.margin.schema.MarginResult`),
+    one text each: what a reader of the SR alone must not miss.
+
+    In the order of the terminal and the report:
+
+    1. the verdict line (:func:`hepanav.margin.verdict.verdict`, as on the terminal and the
+       web page) when the MAM is not decisive, is only a bound because of the image border
+       (``min_margin_bound``: "at least"/"at most", the range the true MAM may take), or
+       has no interval (masks segmented automatically from seeds);
+    2. why there is no interval (``uncertainty.interval_withheld_reason``) when the
+       verdict line does not already say it;
+    3. ``plausibility`` (the report's red WARNINGs beside the category: zone smaller than
+       the tumour, pre/post swapped, tumour cut by the image border);
+    4. ``warnings`` (the MAM bound explained, zone or tumour at the image border, specks,
+       liver mask, landmark TRE, mixed grids, same image, residual volume a lower bound);
+    5. the subcapsular surface left out of every figure (``subcapsular_excluded_fraction``);
+    6. a registration note with its mode: the rigid + B-spline result not kept (metric
+       guard) and the local stage near the zone not kept, with the reason
+       (``registration.method``).
+
+    Empty for a decisive measured MAM without any of these.
+    """
+    from hepanav.core.report import format_percent
+    from hepanav.margin.schema import REGISTRATION_MODE_WORDS
+    from hepanav.margin.verdict import verdict
+
+    out = []
+    u = result.uncertainty
+    said = verdict(result)
+    bound = getattr(result, "min_margin_bound", None)
+    if not said["decisive"] or bound is not None or u.min_margin_interval_mm is None:
+        out.append(said["line"])
+    reason = u.interval_withheld_reason
+    if reason and reason not in said["line"]:
+        out.append(f"no interval for the MAM: {reason}")
+    out += result.plausibility
+    out += result.warnings
+    if result.subcapsular_excluded_fraction > 0:
+        mm = result.subcapsular_exclusion_mm
+        out.append(
+            f"{format_percent(result.subcapsular_excluded_fraction, 1)}% of the tumour "
+            f"surface lies {f'within {mm:g} mm of' if mm else 'near'} the liver capsule and "
+            "was left out of every figure (subcapsular exclusion)"
+        )
+    notes = registration_notes(result.registration.method)
+    if notes:
+        mode = REGISTRATION_MODE_WORDS[result.registration.mode]
+        out.append(f"registration ({mode}): " + "; ".join(notes))
+    return out
+
+
+def registration_notes(method: str) -> list[str]:
+    """The notes of a ``registration.method`` text that something was not kept: the local
+    stage near the zone (refused, failed, too few voxels: "the local stage near the zone
+    was not kept (<why>)") and the metric guard ("the rigid + B-spline result ...: the
+    identity was kept instead"), found by the marks
+    :data:`hepanav.margin.registration.LOCAL_NOTE` / ``GUARD_NOTE`` the registration writes.
+    Empty for a method without them (a kept local stage is named without the mark)."""
+    from hepanav.margin.registration import GUARD_NOTE, LOCAL_NOTE
+
+    notes = []
+    start = method.find(LOCAL_NOTE)
+    if start >= 0:
+        depth, end = 0, len(method)
+        for i in range(start, len(method)):  # the matching ")": the reason has brackets
+            depth += {"(": 1, ")": -1}.get(method[i], 0)
+            if depth == 0:
+                end = i
+                break
+        why = method[start + len(LOCAL_NOTE) : end]
+        notes.append(f"the local stage near the zone was not kept ({why})")
+    guard = method.find(GUARD_NOTE)
+    if guard >= 0:
+        notes.append(method[guard:].removeprefix("; "))  # the note ends the method
+    return notes
+
+
 def export_margin(
     result_dir: Path,
     out: Path,
@@ -130,6 +212,10 @@ def export_margin(
 ) -> list[Path]:
     """Write SEG + SR + SC (one per report figure) of a margin result into ``out``, and
     with ``pre_folder`` (pre/post mode) the Spatial and Deformable Spatial Registration.
+
+    The SR and each SC carry every warning of the result (:func:`margin_warnings`):
+    TEXT items *Margin warning* (99HEPANAV MW001) in the SR's Qualitative Evaluations
+    container, and ``WARNING: ...`` in the SCs' Image Comments.
 
     Returns the written files in the order SEG, SR, SCs, REGs.
     """
@@ -148,6 +234,7 @@ def export_margin(
     ]
     seg, empty = build_seg(source, segments, "HepaNav ablation margin SEG")
     numbers = {d.SegmentLabel: int(d.SegmentNumber) for d in seg.SegmentSequence}
+    warnings = margin_warnings(result)
     sr = build_measurement_report(
         source.datasets + [seg],
         margin_groups(
@@ -162,10 +249,16 @@ def export_margin(
             source.frame_of_reference_uid,
         ),
         "HepaNav ablation margin report",
+        texts=[(code("margin_warning"), w) for w in warnings],
     )
     written = [write_dataset(seg, out, "margin_seg"), write_dataset(sr, out, "margin_sr")]
     written += write_report_captures(
-        result_dir / "report.html", source, out, "HepaNav ablation margin figures", "margin"
+        result_dir / "report.html",
+        source,
+        out,
+        "HepaNav ablation margin figures",
+        "margin",
+        warnings=warnings,
     )
     transform_file = result_dir / "segments" / REGISTRATION_FILE
     if transform_file.is_file() and pre_folder is not None:

@@ -219,6 +219,14 @@ class RegistrationSettings(BaseModel):
     )
 
 
+#: How ``RegistrationResult.method`` marks what was not kept (read back by
+#: :func:`hepanav.dicom.margin_objects.registration_notes` for the DICOM SR): a local stage
+#: not kept, ``" (local stage near the zone <why>)"``, and the metric guard's note at the
+#: end, ``"; the rigid + B-spline result <why>: the <start or identity> was kept instead"``.
+LOCAL_NOTE = "(local stage near the zone "
+GUARD_NOTE = "; the rigid + B-spline result "
+
+
 @dataclass(frozen=True)
 class LocalStage:
     """Outcome of the local stage near the zone (:func:`local_stage`).
@@ -466,7 +474,7 @@ def _metric_guard(
             f"metric region, the {best} {counts[best]}: not comparable"
         )
     what = "initial alignment" if best == "start" else "identity"
-    return best, f"; the rigid + B-spline result {why}: the {what} was kept instead"
+    return best, f"{GUARD_NOTE}{why}: the {what} was kept instead"
 
 
 def register_pre_to_post(
@@ -647,7 +655,7 @@ def register_pre_to_post(
             f"post scan's acquired voxels within {settings.local_radius_mm:g} mm of the zone"
         )
     elif local is not None:
-        common += f" (local stage near the zone {local.note})"
+        common += f" {LOCAL_NOTE}{local.note})"
     if lesion_mode:
         return RegistrationResult(
             transform=transform,

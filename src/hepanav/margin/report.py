@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from hepanav.core.report import format_number, write_html
-from hepanav.margin.schema import SAFE_MARGIN_MM
+from hepanav.margin.schema import REGISTRATION_MODE_WORDS, SAFE_MARGIN_MM
 from hepanav.margin.views import (
     BAND_COLOURS,
     fusion_figure,
@@ -62,6 +62,7 @@ def write_report(run: MarginRun, path: Path) -> Path:
         has_ct=background is not None,
         colours=dict(zip(("residual", "short", "adequate", "wide"), BAND_COLOURS, strict=True)),
         safe_mm=SAFE_MARGIN_MM,
+        registration_modes=REGISTRATION_MODE_WORDS,
     )
 
 

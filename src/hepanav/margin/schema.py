@@ -187,6 +187,15 @@ class Uncertainty(_Model):
     rule: str = Field(description="the decision rule in words")
 
 
+#: ``Registration.mode`` in words (the report's Registration section and the DICOM SR).
+REGISTRATION_MODE_WORDS = {
+    "none": "none (masks in one space)",
+    "liver": "liver-driven (liver masks given)",
+    "lesion_region": "lesion region (no liver masks: soft tissue around the ablation zone)",
+    "same_image": "none (pre and post are the same image)",
+}
+
+
 class Registration(_Model):
     """How the pre-procedure image was brought into the post-procedure space."""
 

@@ -31,7 +31,8 @@ def build_secondary_capture(
     The figure is not in patient coordinates; Patient Orientation is left empty.
     ``warnings`` (texts, e.g. a plan's) follow the figure's description in Image Comments
     as ``WARNING: ...``; beyond the 10240 characters of an LT value the comment is cut
-    and says so (the SR of the same export holds every warning whole).
+    and says so (the SR of the same export holds every warning whole). A comment that is
+    not ASCII sets Specific Character Set ``ISO_IR 192`` (UTF-8).
 
     Raises
     ------
@@ -68,5 +69,9 @@ def build_secondary_capture(
         cut = " ... (cut: every warning is in the SR of this export)"
         comments = comments[: LT_MAX - len(cut)] + cut
     sc.ImageComments = comments
+    if not comments.isascii():
+        # a "±" of a margin verdict, a user's structure name in a plan warning: UTF-8
+        # (PS3.3 C.12.1.1.2), not Latin-1 bytes under the default repertoire nor "?"
+        sc.SpecificCharacterSet = "ISO_IR 192"
     sc.BurnedInAnnotation = "YES"  # the figure has text (titles, numbers) burned in
     return sc
