@@ -225,11 +225,13 @@ def test_dicom_export_of_a_plan_touching_the_ct_end_carries_the_warning(cli, tor
     )  # fmt: skip
     assert code == 0, err
     plan = PlanResult.model_validate_json((out / "plan.json").read_text(encoding="utf-8"))
-    assert plan.feasible and plan.tumour_at_ct_edge == ["superior"]
-    edge = plan.warnings[0]
+    # Not plan.feasible: the planner's MILP has a wall-clock limit, so a loaded machine can
+    # make this plan infeasible; the warnings must reach the PACS objects either way.
+    assert plan.tumour_at_ct_edge == ["superior"]
+    edge = next(w for w in plan.warnings if w.startswith("the tumour touches"))
     assert edge.startswith("the tumour touches the CT's superior-most slice (LPS z 31.5 mm)")
     sr = pydicom.dcmread(dicom / "plan_sr.dcm")
-    assert sr_warnings(sr) == plan_warnings(plan) and sr_warnings(sr)[0] == edge
+    assert sr_warnings(sr) == plan_warnings(plan) and edge in sr_warnings(sr)
     figures = sorted(dicom.glob("plan_figure*.dcm"))
     assert figures
     for path in figures:
