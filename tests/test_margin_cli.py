@@ -459,7 +459,9 @@ def test_terminal_line_names_the_residual_tumour(cli, masks, tmp_path):
 
 
 def test_terminal_line_never_prints_a_negative_zero(masks, tmp_path):
-    """-0.04 mm at one digit is 0.0 (the sign of zero normalised), as in the report."""
+    """No "-0.0": a zero is 0.0 whatever its sign bit, and a NEGATIVE MAM that rounds to 0
+    at one digit keeps its sign with more digits (-0.04 -> -0.04; it was 0.0 beside
+    "incomplete", tester: -0.014 mm), as in the report (``core.report.format_margin``)."""
     from hepanav.margin.commands import result_line
     from hepanav.margin.pipeline import MarginInputs, run_margin
 
@@ -468,9 +470,11 @@ def test_terminal_line_never_prints_a_negative_zero(masks, tmp_path):
         tmp_path / "o",
         report=False,
     ).result
-    for value in (-0.04, -0.0, 0.04):
+    for value in (-0.0, 0.04):
         line = result_line(result.model_copy(update={"min_margin_mm": value}))
         assert line.startswith("MAM 0.0 mm ± "), line
+    line = result_line(result.model_copy(update={"min_margin_mm": -0.04}))
+    assert line.startswith("MAM -0.04 mm ± "), line
     assert result_line(result.model_copy(update={"min_margin_mm": -0.06})).startswith("MAM -0.1")
 
 

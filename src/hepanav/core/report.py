@@ -32,6 +32,7 @@ def _environment(package: str) -> Environment:
     )
     env.filters["fmt"] = _fmt
     env.filters["pct"] = format_percent
+    env.filters["margin"] = format_margin
     env.filters["safe_url"] = safe_url
     return env
 
@@ -72,6 +73,30 @@ def format_number(value: Any, digits: int = 1) -> str:
 
 
 _fmt = format_number  # the ``fmt`` filter of the templates
+
+#: Most decimals :func:`format_margin` shows to keep a negative margin's sign (1 µm).
+MARGIN_MAX_DIGITS = 3
+
+
+def format_margin(value: Any, digits: int = 1) -> str:
+    """A signed margin (mm) for a table, a terminal line, a figure or a DICOM text, never
+    shown as 0 when it is negative (Jinja2 filter ``margin``).
+
+    As :func:`format_number`, except that a NEGATIVE value that rounds to zero at
+    ``digits`` decimals is given with more, up to :data:`MARGIN_MAX_DIGITS`
+    (-0.014 -> ``"-0.01"`` at 1 digit), and as ``"< 0"`` when even that rounds to zero
+    (-0.0004). A MAM below 0 mm is an incomplete ablation: "MAM 0.0 mm" beside the
+    category "incomplete" (tester: MAM -0.014 mm) hid the sign the category rests on.
+    Non-negative values and ``None`` (em dash) as :func:`format_number`; no unit added.
+    """
+    text = format_number(value, digits)
+    if not isinstance(value, float) or value >= 0 or float(text) != 0:
+        return text
+    for more in range(digits + 1, MARGIN_MAX_DIGITS + 1):
+        text = f"{value:.{more}f}"
+        if float(text) != 0:
+            return text
+    return "< 0"
 
 
 def format_percent(fraction: Any, digits: int = 1) -> str:

@@ -137,8 +137,9 @@ def margin_warnings(result) -> list[str]:
        has no interval (masks segmented automatically from seeds);
     2. why there is no interval (``uncertainty.interval_withheld_reason``) when the
        verdict line does not already say it;
-    3. ``plausibility`` (the report's red WARNINGs beside the category: zone smaller than
-       the tumour, pre/post swapped, tumour cut by the image border);
+    3. ``plausibility`` (the report's red WARNINGs beside the category: the zone the
+       tumour itself, zone smaller than the tumour, pre/post swapped, tumour cut by the
+       image border);
     4. ``warnings`` (the MAM bound explained, zone or tumour at the image border, specks,
        liver mask, landmark TRE, mixed grids, same image, residual volume a lower bound);
     5. the subcapsular surface left out of every figure (``subcapsular_excluded_fraction``);

@@ -388,12 +388,17 @@ def margin(
 def result_line(r) -> str:
     """The terminal summary of a ``MarginResult``: MAM (± u only where u bounds it), category,
     6 mm shell, residual tumour (when any) and short regions. Numbers as in the report
-    (no "-0.0"). The MAM part is :func:`hepanav.margin.verdict.mam_text`, as on the web."""
+    (no "-0.0"; a negative MAM never "0.0"). The MAM part is
+    :func:`hepanav.margin.verdict.mam_text`, as on the web; a zone that is the tumour
+    itself (``zone_is_tumor``) says IMPLAUSIBLE beside the category."""
     from hepanav.core.report import format_number, format_percent
-    from hepanav.margin.verdict import mam_text
+    from hepanav.margin.verdict import mam_text, not_decisive_why
 
     u = r.uncertainty
     mam = mam_text(r)
+    flag = "" if u.decisive else ", NOT decisive"
+    if getattr(r, "zone_is_tumor", False):
+        flag = f", NOT decisive: {not_decisive_why(r)}"
     residual = ""
     volume = getattr(r, "residual_volume_ml", None)
     if volume is None:  # a margin.json written before residual_volume_ml
@@ -411,7 +416,7 @@ def result_line(r) -> str:
             f"{bound}{format_number(float(volume), 2)} ml outside the zone; "
         )
     return (
-        f"{mam} ({r.category}{'' if u.decisive else ', NOT decisive'}); 6 mm shell covered "
+        f"{mam} ({r.category}{flag}); 6 mm shell covered "
         f"{format_percent(r.shell_coverage_6mm, 0)}%; {residual}"
         f"{len(r.short_regions)} short region(s)"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hepanav.core.report import format_percent
+from hepanav.core.report import format_margin, format_percent
 from hepanav.margin.pipeline import MarginInputs, run_margin
 
 
@@ -47,12 +47,14 @@ def run(out: Path) -> list[Path]:
     reg = result.registration
     u = result.uncertainty
     interval = (
-        f", interval {u.min_margin_interval_mm[0]:.2f} to {u.min_margin_interval_mm[1]:.2f} mm"
+        f", interval {format_margin(u.min_margin_interval_mm[0], 2)} to "
+        f"{format_margin(u.min_margin_interval_mm[1], 2)} mm"
         if u.min_margin_interval_mm
         else ", no interval"
     )
     console.print(
-        f"MAM {result.min_margin_mm:.2f} mm{interval} (truth {truth['min_margin_mm']:.2f}), "
+        f"MAM {format_margin(result.min_margin_mm, 2)} mm{interval} "
+        f"(truth {format_margin(float(truth['min_margin_mm']), 2)}), "
         f"category {result.category} (truth {truth['category']})"
         f"{'' if u.decisive else ', NOT decisive'}, 6 mm shell "
         f"{format_percent(result.shell_coverage_6mm)}% "

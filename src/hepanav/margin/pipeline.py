@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from hepanav.core.atomic import write_json
 from hepanav.core.errors import InputError
+from hepanav.core.report import format_margin
 from hepanav.imaging import (
     InputRecord,
     load_image,
@@ -28,6 +29,13 @@ from hepanav.imaging.orient import lps_order
 from hepanav.imaging.schema import display_name
 from hepanav.margin.landmarks import landmark_warning, paired_landmarks, read_landmarks
 from hepanav.margin.measure import Measurement, measure_margin
+from hepanav.margin.plausibility import (
+    ZONE_IS_TUMOUR_RULE,
+    plausibility_warnings,
+    swap_warning,
+    tumour_zone_overlap,
+    zone_is_tumour_warning,
+)
 from hepanav.margin.registration import (
     RegistrationResult,
     RegistrationSettings,
@@ -452,6 +460,11 @@ def run_margin_pipeline(
         occupancies=occupancies,
         liver_option="--liver-post" if liver_post is not None else "--liver",
     )
+    same_pre_post = registration is not None and registration.mode == "same_image"
+    overlap = tumour_zone_overlap(measurement.tumor_field, measurement.zone_field)
+    zone_is_tumour = (
+        zone_is_tumour_warning(overlap, same_pre_post) if overlap.zone_is_tumour else None
+    )
     result = MarginResult(
         **measurement.figures(),
         uncertainty=margin_uncertainty(
@@ -462,7 +475,10 @@ def run_margin_pipeline(
             canonical["post"],
             transform,
             segmented_from_seeds,
+            zone_is_tumour=overlap.zone_is_tumour,
         ),
+        tumor_zone_dice=overlap.dice,
+        zone_is_tumor=overlap.zone_is_tumour,
         registration=Registration(
             mode=registration.mode if registration else "none",
             method=registration.method if registration else "none (masks given in one space)",
@@ -483,7 +499,7 @@ def run_margin_pipeline(
             "the grid it was drawn on, so u's voxel term is half the coarsest voxel's "
             f"diagonal ({mixed_grid_half_width_mm(tumor, ablation):.2f} mm)"
         )
-    if registration is not None and registration.mode == "same_image":
+    if same_pre_post:
         result.uncertainty.source = (
             "voxel geometry only (pre and post are the same image: no registration)"
         )
@@ -492,16 +508,13 @@ def run_margin_pipeline(
             "registration was run (identity transform); if the ablation zone was not "
             "drawn on this very scan, check that --post is the post-ablation CT"
         )
-    from hepanav.margin.plausibility import plausibility_warnings
-
     result.plausibility = plausibility_warnings(
         result.tumor_volume_ml,
         result.ablation_volume_ml,
         result.border.tumor_surface_fraction_not_assessable,
+        zone_is_tumour,
     )
     if transform is not None:  # registered pre/post pair (not the same image twice)
-        from hepanav.margin.plausibility import swap_warning
-
         swapped = swap_warning(pre, post, ablation, transform)
         if swapped:
             result.plausibility.append(swapped)
@@ -532,6 +545,7 @@ def margin_uncertainty(
     post: sitk.Image | None,
     transform: sitk.Transform | None,
     segmented_from_seeds: tuple[str, ...] = (),
+    zone_is_tumour: bool = False,
 ) -> Uncertainty:
     """The MAM interval and the decisiveness rule (see :mod:`hepanav.margin.uncertainty`).
 
@@ -543,6 +557,10 @@ def margin_uncertainty(
     unless it lies more than ``u`` + :data:`SEGMENTATION_ERROR_MM` below 0 mm (a lesion
     missed by the zone, e.g. MAM -37 mm): no error seen on the phantoms turns it
     positive, and "incomplete" is then decisive.
+
+    ``zone_is_tumour`` (the zone is (nearly) the tumour itself,
+    :mod:`hepanav.margin.plausibility`): no measured ablation, never decisive; the rule
+    says so.
     """
     mam = measurement.min_margin_mm
     correction = None
@@ -591,6 +609,9 @@ def margin_uncertainty(
             "beyond any such error)"
         )
         decisive = bool(decisive and mam < -(u + SEGMENTATION_ERROR_MM))
+    if zone_is_tumour:
+        rule += f"; {ZONE_IS_TUMOUR_RULE}"
+        decisive = False
     # The segmentation error of automatic masks is not in u (phantoms: MAM biased low by
     # up to 5 mm), so [MAM - u, MAM + u] would claim a bound it does not have: withheld.
     withheld = None
@@ -607,7 +628,7 @@ def margin_uncertainty(
             "lower": "the MAM is a LOWER BOUND (reached where the zone is cut by the image "
             "border) and no margin measured against real zone surface gives its upper end",
             "upper": "the MAM is an UPPER BOUND (part of the tumour is outside the image): "
-            f"the lesion's MAM is at most {mam + u:.1f} mm, with no lower end",
+            f"the lesion's MAM is at most {format_margin(mam + u)} mm, with no lower end",
             "unknown": "the tumour and, at the MAM point, the zone are cut by the image "
             "border: the MAM bounds the lesion's MAM in neither direction",
         }[bound]

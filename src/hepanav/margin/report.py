@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from hepanav.core.report import format_number, write_html
+from hepanav.core.report import format_margin, write_html
 from hepanav.margin.schema import REGISTRATION_MODE_WORDS, SAFE_MARGIN_MM
 from hepanav.margin.views import (
     BAND_COLOURS,
@@ -32,7 +32,7 @@ def write_report(run: MarginRun, path: Path) -> Path:
     # the MAM point and its uncertainty from margin.json when it carries them
     point = getattr(run.result, "mam_point_lps_mm", None)
     point = mam_point(m) if point is None else point
-    label = f"MAM point ({format_number(float(run.result.min_margin_mm))} mm"
+    label = f"MAM point ({format_margin(float(run.result.min_margin_mm))} mm"
     uncertainty = getattr(run.result, "uncertainty", None)
     # the ± only where it bounds the MAM (not with masks segmented from seeds)
     bound = getattr(run.result, "min_margin_bound", None)

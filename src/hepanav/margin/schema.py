@@ -182,7 +182,9 @@ class Uncertainty(_Model):
         description="false when the MAM lies within u of 0 mm or of 5 mm (rule: such a "
         "margin is not decisive); for a MAM that is a bound (min_margin_bound), false "
         "unless the whole range the true MAM may take (the interval, or below MAM + u for "
-        "an upper bound) lies clear of 0 mm and 5 mm"
+        "an upper bound) lies clear of 0 mm and 5 mm; false with masks segmented "
+        "automatically from seeds (see rule) and when the zone is the tumour itself "
+        "(zone_is_tumor)"
     )
     rule: str = Field(description="the decision rule in words")
 
@@ -302,9 +304,23 @@ class MarginResult(_Model):
     warnings: list[str] = Field(description="conditions that limit the result")
     plausibility: list[str] = Field(
         default_factory=list,
-        description="reasons not to read the category at face value (zone smaller than the "
-        "tumour: pre/post swapped?; tumour cut by the image border), shown in red beside "
-        "it (hepanav.margin.plausibility)",
+        description="reasons not to read the category at face value (the zone (nearly) the "
+        "tumour itself: zone_is_tumor; zone smaller than the tumour: pre/post swapped?; "
+        "pre/post swapped by contrast; tumour cut by the image border), shown in red "
+        "beside it (hepanav.margin.plausibility)",
+    )
+    tumor_zone_dice: float | None = Field(
+        default=None,
+        description="Dice overlap of the tumour (mapped into post space) and the ablation "
+        "zone on the local analysis grid (the zone within 40 mm of the tumour); null in "
+        "files written before it",
+    )
+    zone_is_tumor: bool = Field(
+        default=False,
+        description="true when the ablation zone is (nearly) the tumour itself (Dice >= "
+        "0.9, or the zone's volume within 5 % of the tumour's with >= 80 % of the tumour "
+        "inside it): the same lesion segmented twice or the pre CT given as post, NOT a "
+        "measured ablation; plausibility says so and the MAM is not decisive",
     )
     inputs: list[InputRecord] = Field(
         default_factory=list,

@@ -2,13 +2,16 @@
 
 The verdict is the MAM with what bounds it (± u, the interval, or why there is none;
 "at least"/"at most" when the image border makes it a bound), the category, and whether
-it is decisive and, when not, why. The HTML report (margin.html.j2) says the same at
-length.
+it is decisive and, when not, why: first that the result is IMPLAUSIBLE when the zone is
+the tumour itself (``zone_is_tumor``, :mod:`hepanav.margin.plausibility`). The HTML
+report (margin.html.j2) says the same at length. Margins are written by
+:func:`hepanav.core.report.format_margin`: a negative MAM never reads "0.0".
 """
 
 from __future__ import annotations
 
-from hepanav.core.report import format_number
+from hepanav.core.report import format_margin, format_number
+from hepanav.margin.plausibility import ZONE_IS_TUMOUR_VERDICT
 
 BOUND_TERMINAL = {
     "lower": "LOWER BOUND: zone cut by the image border at the MAM point",
@@ -30,11 +33,11 @@ def _value(r) -> str:
     u = r.uncertainty
     bound = getattr(r, "min_margin_bound", None)
     prefix = {"lower": "at least ", "upper": "at most "}.get(bound, "")
-    mam = f"{prefix}{format_number(float(r.min_margin_mm))} mm"
+    mam = f"{prefix}{format_margin(float(r.min_margin_mm))} mm"
     if bound is not None:
         mam += f" ({BOUND_TERMINAL[bound]}"
         if u.min_margin_interval_mm is not None:
-            low, high = (format_number(float(v)) for v in u.min_margin_interval_mm)
+            low, high = (format_margin(float(v)) for v in u.min_margin_interval_mm)
             mam += f"; true MAM {low} to {high} mm"
         return mam + ")"
     if u.min_margin_interval_mm is not None:
@@ -43,8 +46,12 @@ def _value(r) -> str:
 
 
 def not_decisive_why(r) -> str | None:
-    """Why the MAM is NOT decisive (one phrase), or None when it is decisive."""
+    """Why the MAM is NOT decisive (one phrase), or None when it is decisive. A zone that
+    is the tumour itself (``zone_is_tumor``) comes first: the result is then no
+    measurement, whatever else holds."""
     u = r.uncertainty
+    if getattr(r, "zone_is_tumor", False):
+        return ZONE_IS_TUMOUR_VERDICT
     if u.decisive:
         return None
     if u.min_margin_interval_mm is None:
@@ -54,7 +61,7 @@ def not_decisive_why(r) -> str | None:
     if spanned and getattr(r, "min_margin_bound", None) is None:
         which = " and ".join(f"{t:g} mm" for t in spanned)
         return (
-            f"the interval {format_number(low)} to {format_number(high)} mm "
+            f"the interval {format_margin(low)} to {format_margin(high)} mm "
             f"(± {format_number(float(u.half_width_mm))} mm) includes {which}"
         )
     return u.rule

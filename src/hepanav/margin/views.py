@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import SimpleITK as sitk
 
-from hepanav.core.report import figure_to_data_uri, new_figure
+from hepanav.core.report import figure_to_data_uri, format_margin, new_figure
 from hepanav.imaging.figures import (
     LIVER_WINDOW,
     ROLE,
@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 BAND_COLOURS = (ROLE["residual"], ROLE["short"], "#56B4E9", "#0072B2")
 BAND_RANGE_MM = (-5.0, 15.0)
 ZONE_GLASS = "#BBBBBB"
+
+
+def _mam_label(m: Measurement) -> str:
+    """The default MAM legend, ``"MAM point (-0.01 mm)"`` (never 0.0 when negative)."""
+    return f"MAM point ({format_margin(float(m.min_margin_mm))} mm)"
 
 
 def band_colormap():
@@ -101,7 +106,7 @@ def slices_axes(
     with its uncertainty).
     """
     point = mam_point(m) if point is None else np.asarray(point, dtype=float)
-    label = label or f"MAM point ({m.min_margin_mm:.1f} mm)"
+    label = label or _mam_label(m)
     tumour = field_image(m.tumor_field, m.grid)
     zone = field_image(m.zone_field, m.grid)
     verts, margin = m.tumor_mesh.vertices, m.margin_mm
@@ -165,7 +170,7 @@ def surface_views(m: Measurement, point=None, label: str | None = None) -> tuple
     """(static PNG data URI, interactive HTML fragment) of the 3D view."""
     layers = surface_layers(m)
     point = mam_point(m) if point is None else np.asarray(point, dtype=float)
-    marker = [(point, ROLE["marker"], label or f"MAM point ({m.min_margin_mm:.1f} mm)")]
+    marker = [(point, ROLE["marker"], label or _mam_label(m))]
     kw = dict(
         cmap=band_colormap(),
         vmin=BAND_RANGE_MM[0],
@@ -263,7 +268,7 @@ def histogram_figure(m: Measurement) -> str:
             ("patch", BAND_COLOURS[2], "5-10 mm"),
             ("patch", BAND_COLOURS[3], "\u2265 10 mm"),
             ("dashed", "black", "5 mm"),
-            ("dotted", "black", f"MAM {m.min_margin_mm:.1f} mm"),
+            ("dotted", "black", f"MAM {format_margin(float(m.min_margin_mm))} mm"),
         ],
         loc="upper right",
         fontsize=7,

@@ -39,6 +39,7 @@ def phantom(
     from hepanav.core.atomic import check_output_folder, output_folder
     from hepanav.core.paths import check_inputs_outputs
     from hepanav.core.progress import progress
+    from hepanav.core.report import format_margin
     from hepanav.phantoms.ablation_case import build_case, case_parameters, write_case
 
     check_inputs_outputs([base_ct, base_liver], [], folders=[out])
@@ -61,7 +62,7 @@ def phantom(
         bar.update(task, advance=1, description="Done")
     t = desc.true_margins
     typer.echo(
-        f"case written to {out} ({desc.kind}): true MAM {t.min_margin_mm:.2f} mm "
+        f"case written to {out} ({desc.kind}): true MAM {format_margin(t.min_margin_mm, 2)} mm "
         f"({t.category}), tumour {t.tumor_volume_ml:.1f} ml, zone {t.ablation_volume_ml:.1f} ml"
     )
     typer.echo(f"report: {out / desc.report}")

@@ -248,6 +248,7 @@ def import_margin(
     or 5 mm, or a bound that leaves either possible) is refused unless
     --accept-not-decisive.
     """
+    from hepanav.core.report import format_margin
     from hepanav.registry.margin_import import attach_margin
 
     m, changes = attach_margin(
@@ -266,7 +267,7 @@ def import_margin(
     if m.min_margin_bound is not None:
         flag = f", {m.min_margin_bound.upper()} BOUND{flag}"
     typer.echo(
-        f"{patient_id}/{procedure_id}/{lesion_id}: MAM {sign}{m.min_margin_mm:.1f} mm "
+        f"{patient_id}/{procedure_id}/{lesion_id}: MAM {sign}{format_margin(m.min_margin_mm)} mm "
         f"({m.category}"
         f"{flag}), 6 mm shell {100 * m.shell_coverage_6mm:.0f}% covered"
         + ("" if changes else "; already stored, nothing changed")

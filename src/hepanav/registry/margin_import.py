@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select, update
 
 from hepanav.core.errors import InputError
+from hepanav.core.report import format_margin
 from hepanav.core.validation import read_user_json, validate_model
 from hepanav.registry import models
 from hepanav.registry.db import write_transaction
@@ -165,7 +166,7 @@ def attach_margin(
             mam = "no MAM" if old["mam_mm"] is None else f"MAM {old['mam_mm']:g} mm"
             if old["mam_bound"] is not None:
                 mam += f", {BOUND_SHORT[old['mam_bound']]}"
-            mine = f"MAM {margin.min_margin_mm:.2f} mm ({margin.category}"
+            mine = f"MAM {format_margin(margin.min_margin_mm, 2)} mm ({margin.category}"
             mine += "" if bound is None else f", {BOUND_SHORT[bound]}"
             raise InputError(
                 f"{where} already has {mam} ({old['margin_category'] or 'no category'}); "
@@ -175,7 +176,7 @@ def attach_margin(
         if not_decisive and changes and not accept_not_decisive:
             what = "" if bound is None else f"{BOUND_WORDS[bound]} and "
             raise InputError(
-                f"the MAM {margin.min_margin_mm:.2f} mm is {what}NOT decisive "
+                f"the MAM {format_margin(margin.min_margin_mm, 2)} mm is {what}NOT decisive "
                 f"({margin.uncertainty.rule}); review the masks, or add --accept-not-decisive "
                 "to store it (the history will say NOT decisive)"
             )

@@ -922,7 +922,9 @@ class MarginUncertaintyJson(BaseModel):
         None, ge=0, le=100, description="u (mm); absent in files older than the field"
     )
     decisive: bool
-    rule: str = Field("", max_length=500)
+    # The longest rule hepanav margin writes (a bound, masks from seeds and a zone that is
+    # the tumour itself) is about 560 characters: 1000 leaves room, and still refuses junk.
+    rule: str = Field("", max_length=1000)
 
 
 class MarginJson(BaseModel):

@@ -18,6 +18,7 @@ def run(out: Path) -> list[Path]:
     """Run the demo into ``out``; return the margin and segmentation reports."""
     import SimpleITK as sitk
 
+    from hepanav.core.report import format_margin
     from hepanav.margin.pipeline import MarginInputs, run_margin
     from hepanav.phantoms.ablation_case import make_ablation_case
     from hepanav.segmentation.metrics import dice
@@ -56,9 +57,10 @@ def run(out: Path) -> list[Path]:
     u = result.uncertainty
     # No ± here: u leaves out the segmentation error of these automatic masks.
     console.print(
-        f"MAM {result.min_margin_mm:.2f} mm, no interval (automatic masks) (truth "
-        f"{truth['min_margin_mm']:.2f}), category {result.category} (truth "
-        f"{truth['category']}){'' if u.decisive else ', NOT decisive'}; registration: "
+        f"MAM {format_margin(result.min_margin_mm, 2)} mm, no interval (automatic masks) "
+        f"(truth {format_margin(float(truth['min_margin_mm']), 2)}), category "
+        f"{result.category} (truth {truth['category']})"
+        f"{'' if u.decisive else ', NOT decisive'}; registration: "
         f"{result.registration.method}"
     )
     return [

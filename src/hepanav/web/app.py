@@ -78,9 +78,10 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         env=Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     )
     templates.env.globals.update(disclaimer=DISCLAIMER, version=__version__)
-    from hepanav.core.report import format_percent
+    from hepanav.core.report import format_margin, format_percent
 
     templates.env.filters["pct"] = format_percent  # never "100 %" for 0.996
+    templates.env.filters["margin"] = format_margin  # never "0.0" for -0.014
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
