@@ -90,7 +90,7 @@ def test_margin_from_pacs_and_back(orthanc, pacs_env, study, tmp_path, cli, prot
     assert "stored" in stdout
     result = json.loads((out / "margin.json").read_text())
 
-    study_uid = pacs.resolve_study(ACCESSION)
+    study_uid = pacs.resolve_study(ACCESSION, "--from-pacs")
     ours = {
         s.modality: s for s in pacs.find_series(study_uid) if s.description.startswith("HepaNav")
     }

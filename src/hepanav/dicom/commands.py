@@ -37,7 +37,7 @@ def export(
         None,
         "--source",
         help="Folder with the CT series the result was computed on "
-        "(default: the one recorded in the result folder).",
+        "(default: the one recorded in the result folder; another series is refused).",
     ),
     pre: Path = typer.Option(
         None,
@@ -50,7 +50,11 @@ def export(
 
     The source series is read as every command reads it: an exact duplicate slice, a
     localizer or a slice of another geometry is left out (a "note:" line says which and
-    why). A source series the result does not overlap: one-line error, exit 2. OUT is
+    why). --source (and --pre) must be the series the result records (its CT series in
+    margin.json / plan.json, or fetched from the PACS): another series is a one-line
+    error naming both Series Instance UIDs, exit 2, nothing written. A result that
+    records none (NIfTI inputs) is checked for overlap only, and a "note:" line says so.
+    A source series the result does not overlap: one-line error, exit 2. OUT is
     one output set: complete or absent, even on a full disk or a kill; a previous
     HepaNav output there is replaced, a folder of other files refused.
     """
@@ -118,7 +122,7 @@ def find(
 
 
 def get(
-    key: str = typer.Argument(..., help="Study Instance UID or Accession Number."),
+    key: str = typer.Argument(..., metavar="KEY", help="Study Instance UID or Accession Number."),
     out: Path = typer.Option(..., "--out", help="Output folder: one sub-folder per series."),
     series: list[str] = typer.Option(
         None, "--series", help="Series Instance UID to get (repeatable; default: all)."
@@ -144,14 +148,34 @@ def send(
 ) -> None:
     """Store DICOM files in the PACS; counts only what the PACS confirms as stored.
 
-    Every file is checked before the first is sent: a file that is not DICOM or has an
-    empty SOP Class/Instance, Study or Series Instance UID (an anonymised export) is a
-    one-line error naming it, and nothing is sent. On a failure one line names the
-    objects stored and those not confirmed as stored (exit 2).
+    Files that are not DICOM at all (no DICOM file meta header: a README.txt, a
+    .DS_Store) are skipped, and one "note:" line says how many and which. Every other
+    file is checked before the first is sent: a DICOM file that is broken (cannot be
+    read to its end, pixel data cut short) or has an empty SOP Class/Instance, Study or
+    Series Instance UID (an anonymised export) is a one-line error naming it, and
+    nothing is sent; so is a folder without any DICOM file. On a failure one line names
+    the objects stored and those not confirmed as stored (exit 2).
     """
+    from hepanav.core.errors import InputError
     from hepanav.dicom.fetch import dicom_files
-    from hepanav.dicom.pacs import open_pacs
+    from hepanav.dicom.pacs import open_pacs, read_files
 
     files = dicom_files(paths)
-    stored = open_pacs().store(files)
+    pacs = open_pacs()  # a bad or missing PACS setting fails before any file is read
+    skipped: list[Path] = []
+    datasets = read_files(files, not_dicom=skipped)
+    if not datasets:
+        raise InputError(
+            f"no DICOM file among the {len(files)} file(s) given (none has a DICOM file "
+            "meta header); nothing was sent",
+            ", ".join(str(p) for p in paths),
+        )
+    if skipped:
+        names = ", ".join(str(p) for p in skipped[:10])
+        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        typer.echo(
+            f"note: skipped {len(skipped)} file(s) that are not DICOM (no DICOM file meta "
+            f"header): {names}{more}"
+        )
+    stored = pacs.store_datasets(datasets)
     typer.echo(f"stored {len(stored)} object(s)")

@@ -171,6 +171,103 @@ def read_sources(result_dir: Path, keys=("source", "pre")) -> dict[str, Path]:
     return found
 
 
+# InputRecord roles (hepanav.margin.pipeline, hepanav.planning.pipeline) of the image a
+# result lies on ("source": the post CT of a pair, the CT of masks in one space, the
+# planning CT) and of the pre-procedure CT of a pre/post margin ("pre").
+_IMAGE_ROLES = {"source": ("post CT", "CT (figures)", "planning CT"), "pre": ("pre CT",)}
+# Masks drawn on the pre CT of a pre/post margin; every other mask lies on the source.
+_PRE_MASK_ROLES = ("tumor", "liver (pre)")
+
+
+def recorded_series(result_dir: Path, records, result_name: str) -> dict[str, dict[str, str]]:
+    """The Series Instance UIDs a result records for the image it lies on (key
+    ``source``) and for the pre-procedure CT of a pre/post margin (key ``pre``), each
+    UID -> where it is recorded (for the error line).
+
+    ``records`` are the result's input records (``margin.json`` ``inputs``, ``plan.json``
+    ``input_records``; :class:`hepanav.imaging.schema.InputRecord`), ``result_name`` the
+    file they come from. Recorded are: the CT series fetched by ``--from-pacs`` /
+    ``--from-pacs-post`` (``dicom_sources.json``), the series UID of a CT read from a
+    DICOM folder (post CT, one-space ``--ct``, planning CT; pre CT for ``pre``), and,
+    only when no CT series is recorded, the series a DICOM SEG/RTSTRUCT mask was drawn on
+    (``referenced_series_uid``). Empty for a result computed from NIfTI files only.
+    """
+    found: dict[str, dict[str, str]] = {"source": {}, "pre": {}}
+    drawn_on: dict[str, dict[str, str]] = {"source": {}, "pre": {}}
+    path = Path(result_dir) / SOURCES_FILE
+    pacs = read_user_json(path, "DICOM sources file") if path.is_file() else None
+    pacs = pacs.get("pacs") if isinstance(pacs, dict) else None
+    if isinstance(pacs, dict):
+        pre = pacs.get("pre")
+        for key, entry in (("source", pacs), ("pre", pre if isinstance(pre, dict) else {})):
+            uid = entry.get("ct_series_instance_uid")
+            if isinstance(uid, str) and uid:
+                found[key].setdefault(uid, f"the CT fetched from the PACS ({SOURCES_FILE})")
+    pair = any(r.role == "post CT" for r in records)
+    for r in records:
+        image = next((k for k, roles in _IMAGE_ROLES.items() if r.role in roles), None)
+        if image is not None and r.series_instance_uid:
+            found[image].setdefault(r.series_instance_uid, f"the {r.role} in {result_name}")
+        elif image is None and r.referenced_series_uid:
+            key = "pre" if pair and r.role in _PRE_MASK_ROLES else "source"
+            drawn_on[key].setdefault(
+                r.referenced_series_uid, f"the series the {r.role} mask was drawn on"
+            )
+    return {key: found[key] or drawn_on[key] for key in found}
+
+
+def check_recorded_series(
+    result_dir: Path, records, result_name: str, series, key: str, notes: list[str] | None
+) -> None:
+    """Refuse a source series other than the one the result records (:func:`recorded_series`).
+
+    ``series`` is the :class:`hepanav.imaging.dicomout.SourceSeries` given (``key``
+    'source': ``--source``; 'pre': ``--pre``). When the result records no series (NIfTI
+    inputs, an anonymised series without Series Instance UID), a note saying that the
+    series could not be verified is added to ``notes``; the callers' overlap check is all.
+
+    Raises
+    ------
+    InputError
+        Naming the option, the series UID given and the one(s) recorded: the objects would
+        go into another study or frame of reference than the result's.
+    """
+    recorded = recorded_series(result_dir, records, result_name)[key]
+    option = "--source" if key == "source" else "--pre"
+    if not recorded:
+        if notes is not None:
+            what = "image the result lies on" if key == "source" else "pre-procedure CT"
+            notes.append(
+                f"{option} series {series.series_uid} could not be verified against the "
+                f"result: it records no DICOM series for the {what} (NIfTI inputs, or a "
+                "series without Series Instance UID)"
+                + (
+                    "; only its overlap with the result's masks was checked"
+                    if key == "source"
+                    else ""
+                )
+            )
+        return
+    if series.series_uid in recorded:
+        return
+    listed = " or ".join(f"{uid} ({where})" for uid, where in recorded.items())
+    what = (
+        "the series the result was measured on"
+        if key == "source"
+        else "the result's pre-procedure CT series"
+    )
+    wrong = (
+        "the objects would go into another study or frame of reference"
+        if key == "source"
+        else "the registration objects would map from another image"
+    )
+    raise InputError(
+        f"series {series.series_uid} ({series.folder}) is not {what}: {listed}; {wrong}. "
+        "Give the folder of that series; nothing was written",
+        option,
+    )
+
+
 def _source_folder(result_dir: Path, source: Path | None) -> Path:
     if source is not None:
         return Path(source)

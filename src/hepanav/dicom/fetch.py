@@ -20,12 +20,17 @@ class FetchedSeries:
 
 
 def fetch_study(
-    key: str, out: Path, series: list[str] | None = None, pacs: Pacs | None = None
+    key: str,
+    out: Path,
+    series: list[str] | None = None,
+    pacs: Pacs | None = None,
+    option: str = "pacs get KEY",
 ) -> list[FetchedSeries]:
     """Retrieve a study (Study Instance UID or Accession Number) into ``out``.
 
     Each series goes to ``out/<Modality>_<SeriesInstanceUID>/``. ``series`` limits
-    the retrieval to those Series Instance UIDs.
+    the retrieval to those Series Instance UIDs. ``option`` names where the user gave
+    ``key`` in the errors (default: the argument of ``hepanav pacs get``).
 
     Raises
     ------
@@ -33,7 +38,7 @@ def fetch_study(
         PACS unreachable/refusing/timing out, no such study, an unknown series UID.
     """
     pacs = pacs or open_pacs()
-    study_uid = pacs.resolve_study(key)
+    study_uid = pacs.resolve_study(key, option)
     listed = pacs.find_series(study_uid)
     if series:
         known = {s.series_uid for s in listed}

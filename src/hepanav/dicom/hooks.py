@@ -23,18 +23,50 @@ _SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 def object_names(path: Path) -> list[str]:
     """ROI names of an RTSTRUCT or segment labels of a SEG (empty for other objects).
 
-    SEGs HepaNav wrote itself (results sent back earlier) are not inputs: empty.
+    HepaNav's own margin and plan result SEGs (results sent back earlier,
+    :func:`own_result`) are not inputs: empty. A SEG written by ``hepanav segment`` is.
     """
-    from hepanav.imaging.dicomout.seg import MANUFACTURER
-
     ds = pydicom.dcmread(path, stop_before_pixels=True)
-    if ds.get("Manufacturer") == MANUFACTURER:
-        return []
+    return [] if own_result(ds) else _names(ds)
+
+
+def _names(ds) -> list[str]:
     if ds.SOPClassUID == _RTSTRUCT:
         return [str(r.ROIName) for r in ds.get("StructureSetROISequence", [])]
     if ds.SOPClassUID == _SEG:
         return [str(s.SegmentLabel) for s in ds.get("SegmentSequence", [])]
     return []
+
+
+def own_result(ds) -> str | None:
+    """'margin result' or 'plan result' for a SEG ``hepanav dicom export``/``--send`` wrote
+    from a margin or plan result; None for anything else (an RTSTRUCT, a SEG of another
+    program, a SEG of ``hepanav segment``).
+
+    A result SEG is HepaNav's (Manufacturer ``hepanav.imaging.dicomout.seg.MANUFACTURER``)
+    with the Series Description the export gives it, or with a segment ``hepanav
+    segment`` never writes (its SEGs hold one segment: Tumour, Ablation zone or Liver,
+    :data:`hepanav.segmentation.pipeline.SEG_SEGMENTS`), so that a result whose
+    description was changed on the way is still one. Results are not inputs: a margin
+    result's *Ablation zone* would be a second object holding the name, and a plan's
+    planned zones are not an ablation zone.
+    """
+    from hepanav.dicom.margin_objects import SEG_DESCRIPTION as MARGIN_SEG
+    from hepanav.dicom.plan_objects import SEG_DESCRIPTION as PLAN_SEG
+    from hepanav.dicom.plan_objects import TARGET_LABEL
+    from hepanav.imaging.dicomout.seg import MANUFACTURER
+    from hepanav.segmentation.pipeline import SEG_SEGMENTS
+
+    if ds.SOPClassUID != _SEG or ds.get("Manufacturer") != MANUFACTURER:
+        return None
+    description = str(ds.get("SeriesDescription", ""))
+    labels = _names(ds)
+    if description == PLAN_SEG or TARGET_LABEL in labels:
+        return "plan result"
+    segment_labels = {label for label, _, _ in SEG_SEGMENTS.values()}
+    if description == MARGIN_SEG or not set(labels) <= segment_labels:
+        return "margin result"
+    return None
 
 
 @dataclass
@@ -184,10 +216,12 @@ class DicomIO:
             where = "post-ablation study"
         holders = [p for p in objects if name in object_names(p)]
         if not holders:
-            present = sorted({n for p in objects for n in object_names(p)})
+            present = ", ".join(sorted({n for p in objects for n in object_names(p)}))
+            skipped = _results_skipped(objects)
+            if skipped:
+                present = f"{present}; {skipped}" if present else skipped
             raise InputError(
-                f"no ROI or segment named {name!r} in the {where} (present: "
-                f"{', '.join(present) or 'none'})",
+                f"no ROI or segment named {name!r} in the {where} (present: {present or 'none'})",
                 option,
             )
         if len(holders) > 1:
@@ -249,7 +283,12 @@ class DicomIO:
             if self.from_pacs is None:
                 write_sources(result_dir, source, self.pre_source)
             out = self.dicom_out or Path(self._ensure_tmp()) / "out"
-            written = export_result(result_dir, out, source, self.pre_source)
+            # The registration objects need the pre CT as a DICOM series; a pre CT given
+            # as a file (NIfTI) has none: SEG, SR and SC only (it once failed here, after
+            # the result was written, with SEG/SR half-written into --dicom-out).
+            pre = self.pre_source
+            pre = pre if pre is not None and Path(pre).is_dir() else None
+            written = export_result(result_dir, out, source, pre)
             if self.dicom_out:
                 lines += [f"wrote {p}" for p in written]
             lines += [f"note: {n}" for n in self.source_notes]
@@ -267,6 +306,23 @@ class DicomIO:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hepanav-dicom-")
         return self._tmp.name
+
+
+def _results_skipped(objects: list[Path]) -> str:
+    """The HepaNav result SEGs among ``objects`` (:func:`own_result`) with their segments
+    and why they are not used, for the "present:" part of an error; '' when none."""
+    skipped = []
+    for path in objects:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        kind = own_result(ds)
+        if kind:
+            skipped.append(f"a HepaNav {kind} SEG with segments {', '.join(_names(ds))}")
+    if not skipped:
+        return ""
+    return (
+        f"{'; '.join(skipped)}, not used: HepaNav's own margin and plan results are not "
+        "inputs (a SEG of 'hepanav segment' is)"
+    )
 
 
 def referenced_series(path: Path) -> set[str]:
@@ -298,6 +354,7 @@ class ChosenCT:
     ct: object  # hepanav.dicom.pacs.SeriesInfo
     other_cts: set[str]
     masks: list[str]
+    option: str = "--from-pacs"  # where the user gave the key (named in errors)
 
     def fetch(self, pacs, folder: Path) -> FetchedStudy:
         """Retrieve the CT and the SEG/RTSTRUCT series into ``folder``.
@@ -307,7 +364,9 @@ class ChosenCT:
         """
         from hepanav.dicom.fetch import fetch_study
 
-        fetched = fetch_study(self.study_uid, folder, [self.ct.series_uid, *self.masks], pacs=pacs)
+        fetched = fetch_study(
+            self.study_uid, folder, [self.ct.series_uid, *self.masks], pacs=pacs, option=self.option
+        )
         ct = next(f for f in fetched if f.info.series_uid == self.ct.series_uid)
         objects = []
         for f in fetched:
@@ -335,7 +394,7 @@ def _choose_ct(pacs, spec: str, option: str) -> ChosenCT:
         No such study, no CT series, several CT series without a choice.
     """
     key, _, wanted_ct = spec.partition("/")
-    study_uid = pacs.resolve_study(key)
+    study_uid = pacs.resolve_study(key, option)
     listed = pacs.find_series(study_uid)
     all_cts = [s for s in listed if s.modality == "CT"]
     cts = all_cts
@@ -355,4 +414,4 @@ def _choose_ct(pacs, spec: str, option: str) -> ChosenCT:
         )
     masks = [s.series_uid for s in listed if s.modality in ("SEG", "RTSTRUCT")]
     others = {s.series_uid for s in all_cts} - {cts[0].series_uid}
-    return ChosenCT(key, study_uid, cts[0], others, masks)
+    return ChosenCT(key, study_uid, cts[0], others, masks, option)

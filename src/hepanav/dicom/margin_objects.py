@@ -58,6 +58,8 @@ CATEGORY_CODES = {
     "5-10mm": "category_5_10",
     ">=10mm": "category_10",
 }
+# Series Description of the result SEG (not an input of a later --from-pacs run).
+SEG_DESCRIPTION = "HepaNav ablation margin SEG"
 NO_SURFACE_MM = -1000.0  # hepanav.margin.pipeline.NO_SURFACE_MM (value of empty map voxels)
 
 
@@ -219,21 +221,38 @@ def export_margin(
     container, and ``WARNING: ...`` in the SCs' Image Comments.
 
     Returns the written files in the order SEG, SR, SCs, REGs.
+
+    Raises
+    ------
+    InputError
+        ``source_folder`` (or ``pre_folder``) is not the series the result records
+        (:func:`hepanav.dicom.export.check_recorded_series`); the result's masks lie
+        outside the source series (:func:`load_segment_masks`).
     """
-    from hepanav.dicom.export import write_report_captures
+    from hepanav.dicom.export import check_recorded_series, write_report_captures
     from hepanav.margin.schema import MarginResult
 
     result = MarginResult.model_validate_json((result_dir / "margin.json").read_text())
     source = read_source_series(source_folder)
     if notes is not None:
         notes += source.notes
+    # The series the result was measured on, not only one its masks overlap (the pre CT
+    # of the pair overlaps them too): checked before anything is built.
+    check_recorded_series(result_dir, result.inputs, "margin.json", source, "source", notes)
+    transform_file = result_dir / "segments" / REGISTRATION_FILE
+    pre = None
+    if transform_file.is_file() and pre_folder is not None:
+        pre = read_source_series(pre_folder)
+        if notes is not None:
+            notes += [f"pre CT: {n}" for n in pre.notes]
+        check_recorded_series(result_dir, result.inputs, "margin.json", pre, "pre", notes)
     ct = ct_image(source)
     masks = load_segment_masks(result_dir, ct, source_folder)
     segments = [
         Segment(label, masks[stem], code(cat), code(kind))
         for stem, (label, cat, kind) in SEGMENTS.items()
     ]
-    seg, empty = build_seg(source, segments, "HepaNav ablation margin SEG")
+    seg, empty = build_seg(source, segments, SEG_DESCRIPTION)
     numbers = {d.SegmentLabel: int(d.SegmentNumber) for d in seg.SegmentSequence}
     warnings = margin_warnings(result)
     sr = build_measurement_report(
@@ -261,11 +280,7 @@ def export_margin(
         "margin",
         warnings=warnings,
     )
-    transform_file = result_dir / "segments" / REGISTRATION_FILE
-    if transform_file.is_file() and pre_folder is not None:
-        pre = read_source_series(pre_folder)
-        if notes is not None:
-            notes += [f"pre CT: {n}" for n in pre.notes]
+    if pre is not None:
         transform = sitk.ReadTransform(str(transform_file))
         written.append(
             write_dataset(

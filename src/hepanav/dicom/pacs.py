@@ -103,8 +103,11 @@ class Pacs(ABC):
     def store_datasets(self, datasets: list[Dataset]) -> list[str]:
         """Send data sets as they are (no check); the SOP Instance UIDs the PACS confirmed."""
 
-    def resolve_study(self, key: str) -> str:
+    def resolve_study(self, key: str, option: str) -> str:
         """Study Instance UID for ``key``: a Study Instance UID or an Accession Number.
+
+        ``option`` is where the user gave ``key`` (e.g. ``--from-pacs``, ``pacs get KEY``),
+        named in the errors.
 
         Raises
         ------
@@ -118,12 +121,10 @@ class Pacs(ABC):
             raise InputError(
                 "no study with this Study Instance UID or Accession Number on "
                 f"{self.settings.where()}",
-                "--from-pacs",
+                option,
             )
         if len(found) > 1:
-            raise InputError(
-                f"{len(found)} studies match; give the Study Instance UID", "--from-pacs"
-            )
+            raise InputError(f"{len(found)} studies match; give the Study Instance UID", option)
         return found[0].study_uid
 
     def _down(self, what: str) -> InputError:
@@ -263,18 +264,25 @@ def probe_socket(host: str, port: int, timeout_s: float) -> str | None:
 SEND_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 
-def read_files(paths: Iterable[Path]) -> list[Dataset]:
+def read_files(paths: Iterable[Path], not_dicom: list[Path] | None = None) -> list[Dataset]:
     """Read DICOM files for sending, all before any is sent.
+
+    ``not_dicom``: when given, a file that is not DICOM at all (pydicom finds no DICOM
+    file meta header / 'DICM' prefix: a README.txt, a .DS_Store) is appended to it and
+    left out instead of refused; the caller says which were left out.
 
     Raises
     ------
     InputError
-        A file that is not DICOM, or one whose SOP Class, SOP Instance, Study or Series
-        Instance UID is empty (an anonymised export): named with the UIDs it lacks, and
-        nothing is sent. The files are sent as they are: HepaNav does not invent UIDs
-        for a PACS (:func:`hepanav.imaging.dicomout.source.read_source_series` derives
-        them, in memory, only to reference such a series from the objects it writes).
+        A file that is not DICOM (without ``not_dicom``); a DICOM file that is broken
+        (pydicom fails on it, or an image cut short: :func:`_cut_short`); one whose SOP
+        Class, SOP Instance, Study or Series Instance UID is empty (an anonymised
+        export): named with the UIDs it lacks. In every case nothing is sent. The files
+        are sent as they are: HepaNav does not invent UIDs for a PACS
+        (:func:`hepanav.imaging.dicomout.source.read_source_series` derives them, in
+        memory, only to reference such a series from the objects it writes).
     """
+    from hepanav.imaging.dicom_series import _line
     from hepanav.imaging.dicomout.source import uid_value
 
     out = []
@@ -282,8 +290,22 @@ def read_files(paths: Iterable[Path]) -> list[Dataset]:
     for path in paths:
         try:
             ds = pydicom.dcmread(path)
-        except (pydicom.errors.InvalidDicomError, OSError) as exc:
-            raise InputError(f"not a readable DICOM file ({type(exc).__name__})", path) from None
+        except pydicom.errors.InvalidDicomError:
+            if not_dicom is None:
+                raise InputError("not a DICOM file (no DICOM file meta header)", path) from None
+            not_dicom.append(Path(path))
+            continue
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise InputError(f"not a readable file ({why}); nothing was sent", path) from None
+        except Exception as exc:  # noqa: BLE001 - a DICOM file broken anywhere in its body
+            raise InputError(
+                f"a broken DICOM file ({type(exc).__name__}: {_line(exc)}); nothing was sent",
+                path,
+            ) from None
+        short = _cut_short(ds)
+        if short:
+            raise InputError(f"a broken DICOM file ({short}); nothing was sent", path)
         missing = [k for k in SEND_UIDS if not uid_value(ds, k)]
         if missing:
             empty.append((Path(path), missing))
@@ -297,3 +319,29 @@ def read_files(paths: Iterable[Path]) -> list[Dataset]:
             path,
         )
     return out
+
+
+def _cut_short(ds: Dataset) -> str | None:
+    """Why a DICOM image that pydicom read without error was cut short, or None.
+
+    pydicom reads a file that ends early without an error: what is missing is simply not
+    there. An image (Rows present) without any pixel data, or whose uncompressed Pixel
+    Data is shorter than Rows x Columns x samples x frames need, was cut short. Not
+    checked: compressed pixel data, objects without pixel data (SR, RTSTRUCT, REG).
+    """
+    from pydicom.pixels.utils import get_expected_length
+
+    pixels = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+    if "Rows" in ds and not any(k in ds for k in pixels):
+        return "an image without pixel data: the file ends early"
+    if "PixelData" not in ds:
+        return None
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or syntax.is_compressed:
+        return None
+    try:
+        expected = int(get_expected_length(ds, "bytes"))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    have = len(ds.PixelData)
+    return f"pixel data truncated: {have} of {expected} bytes" if have < expected else None

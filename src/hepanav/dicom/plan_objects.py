@@ -26,6 +26,8 @@ from hepanav.imaging.dicomout import (
 from hepanav.imaging.resample import resample_mask_like
 
 TARGET_LABEL = "Planning target (tumour)"
+# Series Description of the result SEG (not an input of a later --from-pacs run).
+SEG_DESCRIPTION = "HepaNav ablation plan SEG"
 
 
 def zone_mask(ct: sitk.Image, probe, device) -> sitk.Image:
@@ -82,8 +84,14 @@ def export_plan(
     The SR and each SC carry every warning of the plan (:func:`plan_warnings`): TEXT items
     *Plan warning* (99HEPANAV PL003) in the SR's Qualitative Evaluations container, and
     ``WARNING: ...`` in the SCs' Image Comments.
+
+    Raises
+    ------
+    InputError
+        An infeasible plan; ``source_folder`` not the planning CT series the plan records
+        (:func:`hepanav.dicom.export.check_recorded_series`) or not overlapping its target.
     """
-    from hepanav.dicom.export import write_report_captures
+    from hepanav.dicom.export import check_recorded_series, write_report_captures
     from hepanav.imaging import read_dicom_series
     from hepanav.planning.schema import PlanResult
 
@@ -99,6 +107,7 @@ def export_plan(
     source = read_source_series(source_folder)
     if notes is not None:
         notes += source.notes
+    check_recorded_series(result_dir, plan.input_records, "plan.json", source, "source", notes)
     ct = source.image if source.image is not None else read_dicom_series(source.folder)
     tumor_file = result_dir / plan.inputs.get("tumor_crop", "tumor.nii.gz")
     if not tumor_file.is_file():
@@ -123,7 +132,7 @@ def export_plan(
                 code("planned_ablation_zone"),
             )
         )
-    seg, _ = build_seg(source, segments, "HepaNav ablation plan SEG")
+    seg, _ = build_seg(source, segments, SEG_DESCRIPTION)
     numbers = {d.SegmentLabel: int(d.SegmentNumber) for d in seg.SegmentSequence}
     frame = source.frame_of_reference_uid
     groups = []
