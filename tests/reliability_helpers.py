@@ -40,6 +40,20 @@ def sphere(centre, radius, size=(36, 36, 36), spacing=1.0) -> sitk.Image:
     return image
 
 
+def hu_ct(mask: sitk.Image, seed: int = 0) -> sitk.Image:
+    """A CT in HU on ``mask``'s grid (what ``load_ct`` accepts): 60 HU inside the mask,
+    -100 HU (fat) around it, 10 HU noise, air (-1000 HU) in the corners beyond the ball
+    touching the faces."""
+    arr = sitk.GetArrayFromImage(mask) > 0
+    hu = np.where(arr, 60.0, -100.0) + np.random.default_rng(seed).normal(0.0, 10.0, arr.shape)
+    centre = (np.asarray(arr.shape) - 1) / 2
+    r = np.linalg.norm(np.indices(arr.shape).T - centre, axis=-1).T
+    hu[r > min(arr.shape) / 2] = -1000.0
+    image = sitk.GetImageFromArray(hu.round().astype(np.int16))
+    image.CopyInformation(mask)
+    return image
+
+
 def build_inputs(folder: Path) -> dict[str, Path]:
     """Write every input file once; returns their paths by name."""
     from hepanav.phantoms.fluorescence import Camera, FluoroLesion, render_sequence, save_frames

@@ -19,6 +19,7 @@ from hepanav.imaging.figures import (
     probe_eye_plane,
     resample_to_plane,
     show_plane,
+    slice_caption,
     standard_plane,
 )
 from hepanav.imaging.figures.surface3d import SurfaceLayer, decimate, interactive_html
@@ -144,6 +145,76 @@ def test_slice_number_and_table_position():
     assert axial.table_mm == pytest.approx(z + 0.4)
 
 
+def _dicom_series_numbered_from_the_top(folder, n=12):
+    """A DICOM series of ``n`` axial 2.5 mm slices at LPS z = 0, 2.5, ... written
+    superior first, Instance Number 1 the most superior (as scanners number a head-first
+    acquisition): the slice at array index k (ascending z) is instance n - k."""
+    from dicom_helpers import volume_slices, write_slices
+
+    hu = np.random.default_rng(0).normal(40, 10, (n, 16, 20)).round()
+    hu[:, :2] = -1000.0
+    zs = [2.5 * (n - 1 - i) for i in range(n)]  # file i: instance i + 1, z descending
+    datasets = volume_slices(hu, [(-10.0, -20.0, z) for z in zs], pixel_spacing=(1.0, 1.0))
+    write_slices(folder, datasets)
+    return folder
+
+
+def test_caption_gives_lps_z_and_the_dicom_instance_not_the_array_index(tmp_path):
+    """Tester: "axial slice k/N" counted k from the inferior end (array index), while the
+    PACS shows the Instance Number (here 1 = most superior). The caption now gives the
+    LPS z and the DICOM instance of the slice shown, both known by construction."""
+    from hepanav.imaging import load_image
+    from hepanav.imaging.dicom_series import instance_numbers
+    from hepanav.imaging.figures import slice_caption, slice_label
+
+    n = 12
+    ct, _ = load_image(_dicom_series_numbered_from_the_top(tmp_path / "series", n))
+    assert instance_numbers(ct) == tuple(n - k for k in range(n))
+    for k in (0, 4, n - 1):
+        z = 2.5 * k  # array index k is at z = 2.5 k (ascending)
+        plane = standard_plane(ct, "axial", [-2.0, -12.0, z])
+        assert plane.source_slice == k + 1 and plane.source_instance == n - k
+        caption = slice_caption(plane, (400, 40))
+        assert caption == f"axial z = {z:+.1f} mm (LPS) · DICOM instance {n - k} · W 400 / L 40 HU"
+        assert slice_label(plane) == f"DICOM instance {n - k}"
+        native = native_plane(ct, k)
+        want = f"axial z = {z:+.1f} mm (LPS) · DICOM instance {n - k}"
+        assert slice_caption(native, None) == want
+    # between slices 4 and 5 (z 10.0 and 12.5), nearer 5: the nearest instance, said so
+    between = standard_plane(ct, "axial", [-2.0, -12.0, 11.5])
+    assert "axial z = +11.5 mm (LPS) · nearest DICOM instance 7" in slice_caption(between, None)
+    # an oblique (needle) plane: its centre's z and the nearest instance
+    p1, _ = line_planes([-6.0, -12.0, 2.0], [2.0, -2.0, 8.0], width_mm=10, source=ct)
+    want = "oblique plane, centre z = +5.0 mm (LPS) · nearest DICOM instance 10"
+    assert slice_caption(p1, None) == want
+    # any image made from it (a crop, a copy) no longer knows its instances: never guessed
+    crop = ct[:, :, 2:]
+    assert instance_numbers(crop) is None and instance_numbers(sitk.Image(ct)) is None
+    plane = standard_plane(crop, "axial", [-2.0, -12.0, 10.0])
+    assert slice_caption(plane, None) == "axial z = +10.0 mm (LPS)"
+    # nor an image whose geometry was changed in place after reading
+    moved, _ = load_image(tmp_path / "series")
+    moved.SetOrigin((0.0, 0.0, 100.0))
+    assert instance_numbers(moved) is None
+
+
+def test_instances_are_not_claimed_for_a_regularised_series(tmp_path):
+    """Variable slice spacing: the reader interpolates a regular grid, whose slices are
+    no file's: no instance number is given for them."""
+    from dicom_helpers import volume_slices, write_slices
+    from hepanav.imaging import load_image
+    from hepanav.imaging.dicom_series import instance_numbers
+
+    hu = np.random.default_rng(1).normal(40, 10, (8, 12, 12)).round()
+    zs = [0.0, 2.0, 4.0, 6.0, 10.0, 14.0, 18.0, 22.0]  # 2 mm, then 4 mm: variable pitch
+    write_slices(tmp_path / "s", volume_slices(hu, [(0.0, 0.0, z) for z in zs]))
+    ct, record = load_image(tmp_path / "s")
+    assert any("variable slice spacing" in note for note in record.notes)
+    assert instance_numbers(ct) is None
+    plane = standard_plane(ct, "axial", [4.0, 4.0, 10.0])
+    assert plane.source_instance is None and "instance" not in slice_caption(plane, None)
+
+
 def test_line_planes_contain_the_needle_entry_left_of_tip():
     entry, tip = np.array([80.0, -60.0, 10.0]), np.array([20.0, 0.0, -5.0])
     for plane in line_planes(entry, tip):
@@ -175,8 +246,9 @@ def test_scale_bar_length_in_pixels_matches_its_label():
     box = image_artist.get_window_extent()
     px_per_mm = box.width / plane.extent_mm[1]
     assert abs(abs(x1 - x0) / px_per_mm - bar.length_mm) < 0.02 * bar.length_mm
-    # the caption states slice, table position and window
-    assert "slice" in ax.get_xlabel() and "table z" in ax.get_xlabel()
+    # the caption states the plane's LPS z (no array slice number) and window
+    assert ax.get_xlabel().startswith("axial z = +30.0 mm (LPS)")
+    assert "slice" not in ax.get_xlabel()
     assert "W 400 / L 40 HU" in ax.get_xlabel()
     texts = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
     assert texts["orient-right"] == "L" and texts["orient-top"] == "A"

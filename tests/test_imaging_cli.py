@@ -120,7 +120,10 @@ def _screenshot(html, png):
 
 
 def test_plan_tumour_label_map_needs_a_label(tmp_path, cli):
-    ct = sitk.Image([20, 20, 20], sitk.sitkInt16)
+    # a CT in HU (the planning CT is read through load_ct): soft tissue, air at one side
+    hu = np.random.default_rng(0).normal(40.0, 10.0, (20, 20, 20))
+    hu[:, :3] = -1000.0
+    ct = sitk.GetImageFromArray(hu.round().astype(np.int16))
     sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
     organs = sitk.Image([20, 20, 20], sitk.sitkUInt8) + 5
     sitk.WriteImage(organs, str(tmp_path / "organs.nii.gz"))

@@ -36,7 +36,13 @@ def masks(tmp_path):
         "ablation": sphere_mask((0, 0, 0), 13.0),
         "liver": sphere_mask((0, 0, 0), 20.0),
     }
-    ct = sitk.Cast(paths["liver"], sitk.sitkInt16) * 60 - 100
+    # A CT in HU (read through load_ct): liver 60 HU, fat -100 HU with 8 HU noise inside a
+    # body of radius 21 mm, air (-1000 HU) in the corners beyond it.
+    hu = sitk.GetArrayFromImage(sitk.Cast(paths["liver"], sitk.sitkInt16) * 160 - 100)
+    hu = hu + np.random.default_rng(0).normal(0.0, 8.0, hu.shape)
+    body = sitk.GetArrayFromImage(sphere_mask((0, 0, 0), 21.0)) > 0
+    ct = sitk.GetImageFromArray(np.where(body, hu, -1000.0).round().astype(np.int16))
+    ct.CopyInformation(paths["liver"])
     out = {}
     for name, image in {**paths, "ct": ct}.items():
         out[name] = tmp_path / f"{name}.nii.gz"

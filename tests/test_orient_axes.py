@@ -87,6 +87,28 @@ def test_oblique_ct_is_refused_naming_the_input():
     assert axial_order(ct)[0] is ct
 
 
+@pytest.mark.parametrize("structure", ["tumor", "ablation", "liver"])
+def test_segment_refuses_a_rotated_oblique_ct_naming_its_file(cli, tmp_path, structure):
+    """Every structure of ``hepanav segment`` computes the body outline slice by slice,
+    so a CT whose axes are rotated 20 degrees about z is refused for each (one line, exit
+    2, nothing written), naming the file (before: ``CT: oblique image ...``)."""
+    from cli_helpers import one_line_error
+    from segmentation_helpers import in_body, lesion_case
+
+    _, _, shape, grid, hu = lesion_case(radius=8.0, contrast=-45.0)
+    ct = sitk.Cast(grid.image(in_body(hu, grid)), sitk.sitkInt16)
+    a = np.radians(20.0)
+    ct.SetDirection((np.cos(a), -np.sin(a), 0, np.sin(a), np.cos(a), 0, 0, 0, 1))
+    path = tmp_path / "rotated.nii.gz"
+    sitk.WriteImage(ct, str(path))
+    centre = ct.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in ct.GetSize()])
+    seed = ",".join(f"{v:.2f}" for v in centre)
+    out = tmp_path / "o" / "m.nii.gz"
+    code, _, err = cli("segment", structure, "--ct", path, "--seed", seed, "--out", out)
+    one_line_error(code, err, f"error: {path}: oblique image (20.0 deg off the patient axes")
+    assert not out.parent.exists()
+
+
 @pytest.mark.parametrize("view", sorted(PERMUTATIONS))
 def test_liver_mask_is_the_same_on_a_permuted_stack(procedural, view):
     """Liver: measured on main before the fix, the coronal/sagittal masks differed from

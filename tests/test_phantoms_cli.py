@@ -24,7 +24,9 @@ def write(array: np.ndarray, path, origin=(0.0, 0.0, 0.0)):
 
 @pytest.fixture()
 def small_ct(tmp_path):
-    ct = np.full((30, 30, 30), 60, np.int16)
+    # a CT in HU (the base CT is read through load_ct): 60 HU tissue, 10 HU noise, air
+    ct = np.random.default_rng(0).normal(60.0, 10.0, (30, 30, 30)).round().astype(np.int16)
+    ct[:, :2] = -1000
     liver = np.zeros((30, 30, 30), np.uint8)
     liver[5:25, 5:25, 5:25] = 1
     return (

@@ -15,7 +15,7 @@ import pytest
 import SimpleITK as sitk
 
 from cli_helpers import one_line_error
-from reliability_helpers import PLAN_TEMPLATE, sphere
+from reliability_helpers import PLAN_TEMPLATE, hu_ct, sphere
 
 CASE = (
     resources.files("hepanav.therapy") / "data" / "examples" / "crc_large_near_hepatic_vein.yaml"
@@ -218,15 +218,16 @@ def images(tmp_path):
         "liver": sphere((0, 0, 0), 16.0),
     }
     p = {}
+    ct = hu_ct(spheres["liver"])  # the CTs are read through load_ct: HU values
     for key, image in {
         **spheres,
-        "ct": spheres["liver"],
-        "pre": spheres["liver"],
-        "post": spheres["liver"],
+        "ct": ct,
+        "pre": ct,
+        "post": ct,
         "liver-pre": spheres["liver"],
         "liver-post": spheres["liver"],
         "labels": spheres["liver"],
-        "control-ct": spheres["liver"],
+        "control-ct": ct,
     }.items():
         p[key] = inputs / f"{key}.nii.gz"
         sitk.WriteImage(image, str(p[key]))

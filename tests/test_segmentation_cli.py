@@ -105,7 +105,7 @@ def test_segment_report_screenshot(cli, body_ct, tmp_path):
         assert montage.evaluate("e => e.complete && e.naturalHeight") > 500
         text = page.inner_text("body")
         assert "Every one of them is shown below" in text
-        assert "table position (LPS z, mm) and window/level" in text
+        assert "each captioned with its position (LPS z, mm), its DICOM instance" in text
         assert "W 400 / L" in text
         page.screenshot(path=str(shot), full_page=True)
         browser.close()

@@ -136,7 +136,12 @@ def test_raw_stored_values_are_refused_as_not_hu(cli, case, tmp_path):
     sitk.WriteImage(grid.image(np.rint(hu + 1024).astype(np.uint16)), str(raw))
     code, _, err = _segment(cli, "tumor", raw, tmp_path / "m.nii.gz", "--seed", _xyz(shape.center))
     one_line_error(
-        code, err, f"{raw}: does not look like HU: no air near -1000 HU", "rescale slope/intercept"
+        code,
+        err,
+        f"{raw}: does not look like HU: values 24 to ",  # air -1000 HU stored as 24
+        "(16-bit unsigned integer), no air near -1000 HU (no value below 0)",
+        "rescale slope/intercept",
+        "expected Hounsfield units: air near -1000 HU",
     )
     assert list(tmp_path.iterdir()) == [raw]
 

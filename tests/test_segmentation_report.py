@@ -1,8 +1,9 @@
-"""The segmentation report's figures: every view carries its position (CT slice and
-table z, or LPS y/x), the window/level, orientation letters and a scale bar, and the
-contour is shown on every CT slice the mask touches (every k-th when it spans more
-than MAX_MONTAGE slices). Ground truth by construction: a hypodense lesion (r 8 mm)
-painted at the centre of a liver block of 1 x 1 x 1.25 mm voxels."""
+"""The segmentation report's figures: every view carries its position (LPS z, or LPS
+y/x; the DICOM instance when the CT came from a DICOM series), the window/level,
+orientation letters and a scale bar, and the contour is shown on every CT slice the
+mask touches (every k-th when it spans more than MAX_MONTAGE slices). Ground truth by
+construction: a hypodense lesion (r 8 mm) painted at the centre of a liver block of
+1 x 1 x 1.25 mm voxels."""
 
 from __future__ import annotations
 
@@ -48,9 +49,10 @@ def test_three_views_through_the_seed_say_where_they_lie(case):
     axes = [ax for ax in fig.axes if hasattr(ax, "hepanav_plane")]
     assert [ax.hepanav_plane.name for ax in axes] == ["axial", "coronal", "sagittal"]
     n = ct.GetSize()[2]
-    # the axial view is the plane through the seed (its table z), nearest CT slice k + 1
-    assert f"axial slice {k + 1}/{n}" in _caption(axes[0])
-    assert f"table z {seed[2]:+.1f} mm" in _caption(axes[0])
+    # the axial view is the plane through the seed: its LPS z, no array slice number
+    # (a NIfTI CT: no DICOM instance)
+    assert _caption(axes[0]).startswith(f"axial z = {seed[2]:+.1f} mm (LPS) · W 400")
+    assert axes[0].hepanav_plane.source_slice == k + 1 and f"/{n}" not in _caption(axes[0])
     assert axes[0].hepanav_plane.table_mm == pytest.approx(seed[2], abs=1e-6)
     assert f"coronal plane at y {seed[1]:+.1f} mm" in _caption(axes[1])
     assert f"sagittal plane at x {seed[0]:+.1f} mm" in _caption(axes[2])
@@ -84,11 +86,12 @@ def test_montage_shows_the_contour_on_every_slice_of_the_mask(case):
     px_area = float(np.prod(ct.GetSpacing()[:2]))
     for ax, k in zip(axes, slices, strict=True):
         plane = ax.hepanav_plane
-        assert ax.get_title() == f"slice {k + 1}"
         z = ct.TransformIndexToPhysicalPoint((0, 0, k))[2]
+        assert ax.get_title() == f"z = {z:+.1f} mm"  # a NIfTI CT: no DICOM instance
         assert plane.table_mm == pytest.approx(z, abs=1e-6)  # the plane through slice k
-        assert f"axial slice {k + 1}/{n}" in _caption(ax)
-        assert f"table z {z:+.1f} mm" in _caption(ax)
+        assert plane.source_slice == k + 1 and plane.source_slices == n
+        assert _caption(ax).startswith(f"axial z = {z:+.1f} mm (LPS)")
+        assert "slice" not in _caption(ax)
         assert "W 400 / L" in _caption(ax)
         # the contour drawn is the mask on that slice: same area in mm2 (within 15 %)
         on_plane = float((resample_mask_to_plane(seg.mask, plane) >= 0.5).sum())
@@ -166,7 +169,8 @@ def test_two_lesions_each_get_three_planes_through_their_own_seed(two):
         axial = axes[0].hepanav_plane
         assert axial.table_mm == pytest.approx(seed[2], abs=1e-6)
         assert axial.source_slice == k + 1
-        assert f"axial slice {k + 1}/{n_slices}" in _caption(axes[0])
+        assert axial.source_slices == n_slices
+        assert _caption(axes[0]).startswith(f"axial z = {seed[2]:+.1f} mm (LPS)")
         assert f"coronal plane at y {seed[1]:+.1f} mm" in _caption(axes[1])
         assert f"sagittal plane at x {seed[0]:+.1f} mm" in _caption(axes[2])
         own = sitk.Cast(seg.lesion_map == n, sitk.sitkUInt8)
@@ -297,7 +301,7 @@ def test_montage_of_a_non_axial_stack_shows_the_axial_planes_through_the_mask(ca
         assert plane.table_mm == pytest.approx(z, abs=1e-6)
         caption = _caption(ax)
         assert f"axial reformat of a {view} series" in caption and "slice " not in caption
-        assert f"table z {z:+.1f} mm" in caption
+        assert f"z = {z:+.1f} mm (LPS)" in caption and "instance" not in caption
         on_plane = float((resample_mask_to_plane(stacked.mask, plane) >= 0.5).sum())
         area_plane = on_plane * plane.pixel_mm[0] * plane.pixel_mm[1]
         assert area_plane == pytest.approx(float(arr[k].sum()) * px_area, rel=0.15)
@@ -322,7 +326,7 @@ def test_axial_view_of_a_coronal_stack_does_not_claim_an_axial_slice(case):
     axes = [ax for ax in fig.axes if hasattr(ax, "hepanav_plane")]
     seed = np.asarray(seg.seeds[0].lps)
     assert _caption(axes[0]).startswith("axial reformat of a coronal series")
-    assert f"table z {seed[2]:+.1f} mm" in _caption(axes[0])
+    assert f"z = {seed[2]:+.1f} mm (LPS)" in _caption(axes[0])
     assert f"coronal plane at y {seed[1]:+.1f} mm" in _caption(axes[1])
 
 
@@ -344,3 +348,41 @@ def test_report_of_a_coronal_stack_says_its_slices_are_not_axial(case, tmp_path)
     assert np.array_equal(
         sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(seg_axial.mask)
     )
+
+
+def test_report_of_a_dicom_ct_names_the_dicom_instances(case, tmp_path):
+    """The same CT written as a DICOM series numbered from the top (Instance Number 1 =
+    most superior slice, as a head-first acquisition): each montage view is titled with
+    the instance a PACS shows for that slice (n - k for array slice k), its caption gives
+    LPS z and that instance, and the report names the first and last instances."""
+    from dicom_helpers import volume_slices, write_slices
+    from hepanav.imaging import load_ct
+    from hepanav.segmentation.pipeline import segment_image, write_outputs
+    from hepanav.segmentation.report import montage_axes, montage_figure
+
+    ct_nifti, seg_nifti = case
+    hu = sitk.GetArrayFromImage(ct_nifti)
+    n = hu.shape[0]
+    positions = [ct_nifti.TransformIndexToPhysicalPoint((0, 0, k)) for k in range(n)][::-1]
+    dy, dx = ct_nifti.GetSpacing()[1], ct_nifti.GetSpacing()[0]
+    datasets = volume_slices(np.rint(hu[::-1]), positions, pixel_spacing=(dy, dx))
+    write_slices(tmp_path / "series", datasets)  # file i: instance i + 1, superior first
+    ct, record = load_ct(tmp_path / "series")
+    assert record.format == "DICOM series" and ct.GetSize() == ct_nifti.GetSize()
+    seed = ",".join(f"{v:.2f}" for v in seg_nifti.seeds[0].lps)
+    out = tmp_path / "t.nii.gz"
+    result, seg = segment_image("tumor", ct, tmp_path / "series", out, seeds=[seed])
+    fig, levels, shown, _ = montage_axes(seg, ct)
+    axes = [ax for ax in fig.axes if hasattr(ax, "hepanav_plane")]
+    assert levels.view == "axial" and len(axes) == len(shown) >= 8
+    for ax, i in zip(axes, shown, strict=True):
+        k, z = levels.slices[i], levels.z_mm[i]
+        assert ax.get_title() == f"DICOM instance {n - k}"
+        caption = _caption(ax).replace("\n", " · ")  # the montage's two-line caption
+        assert caption.startswith(f"axial z = {z:+.1f} mm (LPS) · DICOM instance {n - k} · W")
+    montage = montage_figure(seg, ct)
+    first, last = levels.slices[0], levels.slices[-1]
+    assert (montage.first_instance, montage.last_instance) == (n - first, n - last)
+    write_outputs(result, seg, ct, out)
+    html = (tmp_path / "t.html").read_text(encoding="utf-8")
+    assert f"(DICOM instances {n - first} to {n - last})" in html

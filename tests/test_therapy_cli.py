@@ -224,7 +224,8 @@ def test_out_is_a_file(cli, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     code, _, err = cli("therapy", write_case(tmp_path, CASE), "--out", blocker)
-    one_line_error(code, err, f"{blocker}: File exists")
+    line = one_line_error(code, err, f"{blocker}: exists and is not a folder; give a folder name")
+    assert "File exists" not in line  # no stray capital mid-sentence (tester)
 
 
 def test_missing_case_file(cli, tmp_path):

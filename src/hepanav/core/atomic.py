@@ -124,7 +124,7 @@ def check_output_folder(out: str | Path) -> Path:
         raise InputError("is a broken symbolic link; give a folder", out)
     if out.exists():
         if not out.is_dir():
-            raise InputError("File exists and is not a folder; give a folder name", out)
+            raise InputError("exists and is not a folder; give a folder name", out)
         try:
             names = {p.name for p in out.iterdir()}
         except OSError as exc:

@@ -13,7 +13,7 @@ from hepanav.imaging.geometry import (
     same_grid,
     voxel_to_lps,
 )
-from hepanav.imaging.io import load_image, read_image, require_3d, write_image
+from hepanav.imaging.io import load_ct, load_image, read_image, require_3d, write_image
 from hepanav.imaging.labels import (
     anatomy_label_names,
     labels_present,
@@ -46,6 +46,7 @@ __all__ = [
     "Geometry",
     "InputRecord",
     "display_name",
+    "load_ct",
     "load_image",
     "load_mask",
     "load_mask_occupancy",

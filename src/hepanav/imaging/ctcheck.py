@@ -1,10 +1,13 @@
 """Is the image a CT in Hounsfield units? Checks on a CT's voxel values, after reading.
 
 :func:`require_finite` refuses NaN or infinite voxels (a float CT written by a broken
-pipeline); :func:`require_hu_ct` also refuses a binary mask given as the CT and a CT in
-raw stored values (DICOM pixel data without its rescale slope/intercept applied, e.g.
-HU + 1024 as uint16) and a label map (e.g. a TotalSegmentator ``labels.nii.gz``).
-Both raise :class:`hepanav.core.InputError` naming the file.
+pipeline); :func:`require_hu_ct` also refuses a binary mask given as the CT, a label map
+(e.g. a TotalSegmentator ``labels.nii.gz``) and values that cannot be HU: a normalised
+image (every value within [-10, 10], e.g. 0..1 or z-scores), an 8-bit display image
+(0..255) and raw stored values (DICOM pixel data without its rescale slope/intercept
+applied, e.g. HU + 1024 as uint16). Both raise :class:`hepanav.core.InputError` naming
+the file. Every command that reads a CT calls :func:`require_hu_ct` through
+:func:`hepanav.imaging.io.load_ct`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,17 @@ LABEL_AIR_BELOW_HU = -500.0
 #: into one organ with no air (a few hundred distinct values there). The three together
 #: never refuse a real CT: an integer CT cropped inside the liver passes on the third.
 LABEL_EQUAL_NEIGHBOURS = 0.9
+#: Normalised, not HU (:func:`require_hu_ct`): every value within [-x, x] for this x. A CT
+#: normalised to 0..1 or -1..1, or z-scored (air near -1, bone below 10), lies there; a
+#: CT in HU holding any tissue spans far more (liver 40-70 HU, fat -100 HU, noise 5-30 HU
+#: SD), so only a noiseless water phantom could: not an input of HepaNav.
+NORMALISED_MAX_ABS = 10.0
+#: 8-bit display image, not HU (:func:`require_hu_ct`): no value below 0, none above this,
+#: AND an 8-bit pixel type or values running from exactly 0 to exactly 255 (a window
+#: mapped onto 0..255, air and bone clipped at its ends). 8 bits cannot hold HU (air
+#: -1000, bone up to 3000), and a true HU CT cropped into the liver without air (e.g.
+#: 20..200 HU, int16 or float) is neither 8-bit nor clipped at exactly 0 and 255: it passes.
+DISPLAY_MAX = 255.0
 #: Voxels sampled for the percentile (evenly strided; the check runs only when the
 #: minimum is >= 0, i.e. almost never on a true HU CT).
 SAMPLE_VOXELS = 2_000_000
@@ -60,15 +74,22 @@ def require_hu_ct(image: sitk.Image, source: str | Path) -> None:
     2. one value only (not a CT), or two with the lower 0: a mask, not a CT
        (``holds only 2 distinct values (0/1): a mask, not a CT``). Two values with air
        or fat below 0 (a noiseless phantom: -1000 HU around 40 HU water) pass;
-    3. raw stored values: no voxel below :data:`RAW_MIN_AT_LEAST` (0) AND the
-       :data:`RAW_HIGH_PERCENTILE` (99th) percentile at or above
-       :data:`RAW_HIGH_AT_LEAST` (900): no air near -1000 HU, soft tissue near +1000.
-       A true HU CT cropped tightly into the liver (no air, no fat: minimum > 0) has its
-       99th percentile near 200 HU and passes;
-    4. a label map (:func:`label_map_reason`): integer values, at most
+    3. a label map (:func:`label_map_reason`): integer values, at most
        :data:`LABEL_MAX_VALUES` (512) distinct, none below :data:`LABEL_AIR_BELOW_HU`
        (-500 HU: no air) and :data:`LABEL_EQUAL_NEIGHBOURS` (90 %) of neighbouring voxels
-       equal (piecewise constant, no noise).
+       equal (piecewise constant, no noise);
+    4. values that cannot be HU (:func:`not_hu_reason`): every value within
+       [-:data:`NORMALISED_MAX_ABS`, +:data:`NORMALISED_MAX_ABS`] (normalised); or none
+       below 0 nor above :data:`DISPLAY_MAX` (255) with an 8-bit pixel type or values
+       from exactly 0 to exactly 255 (a display image); or none below
+       :data:`RAW_MIN_AT_LEAST` (0) and the :data:`RAW_HIGH_PERCENTILE` (99th)
+       percentile at or above :data:`RAW_HIGH_AT_LEAST` (900): raw stored values, no air
+       near -1000 HU, soft tissue near +1000. A true HU CT cropped tightly into the liver
+       (no air, no fat: minimum > 0) has its values spread over tens to hundreds of HU,
+       its 99th percentile near 200 HU and a 16-bit or float pixel type: it passes.
+
+    The message is one line: ``SOURCE: does not look like HU: values LO to HI (pixel
+    type), WHY; expected Hounsfield units: air near -1000 HU, ...``.
 
     Parameters
     ----------
@@ -84,26 +105,55 @@ def require_hu_ct(image: sitk.Image, source: str | Path) -> None:
         raise InputError(f"holds only 1 distinct value ({lo:g}): not a CT", source)
     if lo == 0 and np.count_nonzero((arr != lo) & (arr != hi)) == 0:
         raise InputError(f"holds only 2 distinct values (0/{hi:g}): a mask, not a CT", source)
-    reason = label_map_reason(arr)
+    reason = label_map_reason(arr) or not_hu_reason(arr, image.GetPixelIDTypeAsString())
     if reason:
         raise InputError(reason, source)
+
+
+#: What every "not HU" refusal ends with.
+EXPECTED_HU = (
+    "expected Hounsfield units: air near -1000 HU, fat near -100 HU, soft tissue 20-220 HU"
+)
+
+
+def not_hu_reason(arr: np.ndarray, pixel_type: str = "") -> str | None:
+    """``"does not look like HU: ..."`` when the voxel array (any shape and dtype, finite)
+    cannot hold Hounsfield units by step 4 of :func:`require_hu_ct`, else None.
+    ``pixel_type`` (e.g. SimpleITK's ``"8-bit unsigned integer"``) is named in the
+    message; an 8-bit numpy dtype counts as an 8-bit pixel type."""
+    lo, hi = float(arr.min()), float(arr.max())
+    kind = f" ({pixel_type})" if pixel_type else ""
+    found = f"does not look like HU: values {lo:g} to {hi:g}{kind}"
+    if -NORMALISED_MAX_ABS <= lo and hi <= NORMALISED_MAX_ABS:
+        return (
+            f"{found}, every value within [{-NORMALISED_MAX_ABS:g}, {NORMALISED_MAX_ABS:g}] "
+            f"(a normalised image, e.g. 0..1 or z-scores?); {EXPECTED_HU}"
+        )
     if lo < RAW_MIN_AT_LEAST:
-        return
+        return None  # values below 0: air or fat, as in HU
+    eight_bit = np.dtype(arr.dtype).itemsize == 1 and np.issubdtype(arr.dtype, np.integer)
+    if hi <= DISPLAY_MAX and (eight_bit or (lo == 0 and hi == DISPLAY_MAX)):
+        why = "an 8-bit image" if eight_bit else "running from exactly 0 to exactly 255"
+        return (
+            f"{found}, {why} with no value below 0 (a display image windowed to "
+            f"0..{DISPLAY_MAX:g}?); {EXPECTED_HU}"
+        )
     flat = arr.reshape(-1)
     step = max(1, flat.size // SAMPLE_VOXELS)
     high = float(np.percentile(flat[::step], RAW_HIGH_PERCENTILE))
     if high >= RAW_HIGH_AT_LEAST:
-        raise InputError(
-            f"does not look like HU: no air near -1000 HU (lowest value {lo:g}) and "
+        return (
+            f"{found}, no air near -1000 HU (no value below 0) and "
             f"{100 - RAW_HIGH_PERCENTILE:g} % of the voxels at {high:.0f} or more, where soft "
-            "tissue would be 20-220 HU (raw stored values without rescale slope/intercept?)",
-            source,
+            f"tissue would be 20-220 HU (raw stored values without rescale "
+            f"slope/intercept?); {EXPECTED_HU}"
         )
+    return None
 
 
 def label_map_reason(arr: np.ndarray) -> str | None:
     """``"looks like a label map: ..."`` when the voxel array (z, y, x; any dtype) is one
-    by the rule of :func:`require_hu_ct` (step 4), else None."""
+    by the rule of :func:`require_hu_ct` (step 3), else None."""
     lo = float(arr.min())
     if lo < LABEL_AIR_BELOW_HU:
         return None  # air: a CT (or at least not a label map)

@@ -11,10 +11,14 @@ what is not part of the volume (and says so), and regularises tilted or
 unevenly spaced stacks onto an orthogonal grid in physical space with linear
 interpolation between neighbouring slices, as 3D Slicer's "acquisition geometry
 regularization" and dcm2niix's tilt correction do.
+
+An image stacked from its slices as they are (no regularisation) remembers each
+slice's Instance Number (0020,0013), what a PACS shows: :func:`instance_numbers`.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +55,7 @@ class Frame:
     localizer: bool
     sop_uid: str
     pixels: np.ndarray | None = field(default=None, repr=False)
+    instance: int | None = None  # Instance Number (0020,0013); None for Enhanced CT frames
 
     @property
     def normal(self) -> np.ndarray:
@@ -424,8 +429,53 @@ def _frames_of(file: Path) -> list[Frame]:
             localizer="LOCALIZER" in image_type,
             sop_uid=str(getattr(ds, "SOPInstanceUID", file.name)),
             pixels=pixels if pixels.ndim == 2 else pixels[0],
+            instance=_instance_number(ds),
         )
     ]
+
+
+def _instance_number(ds: pydicom.Dataset) -> int | None:
+    """Instance Number (0020,0013) as an integer, None when absent or not an integer."""
+    value = getattr(ds, "InstanceNumber", None)
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+#: id(image) -> (its geometry when stacked, Instance Number of each slice k).
+_INSTANCES: dict[int, tuple[tuple, tuple[int | None, ...]]] = {}
+
+
+def _geometry(image: sitk.Image) -> tuple:
+    return (image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+
+
+def _remember_instances(image: sitk.Image, frames: list[Frame]) -> None:
+    """Remember the Instance Number of each slice of ``image`` (stacked from ``frames``
+    one for one, in its slice order) for as long as the image object lives."""
+    numbers = tuple(f.instance for f in frames)
+    if len(numbers) != image.GetSize()[2] or all(n is None for n in numbers):
+        return
+    key = id(image)
+    _INSTANCES[key] = (_geometry(image), numbers)
+    weakref.finalize(image, _INSTANCES.pop, key, None)
+
+
+def instance_numbers(image: sitk.Image) -> tuple[int | None, ...] | None:
+    """The Instance Number (0020,0013) of each slice ``k`` (third index axis, 0-based) of
+    ``image``, as the PACS numbers the series' images; None for an unknown slice.
+
+    Known only for the very image object the DICOM reader returned when it stacked the
+    slices as they are (no gantry-tilt or variable-pitch regularisation: those slices are
+    interpolated, no file's), and while its size, spacing, origin and direction are
+    those it was read with; any image made from it (a copy, a crop, a permutation, a
+    resampling) has none. Returns None when none is known.
+    """
+    entry = _INSTANCES.get(id(image))
+    if entry is None or entry[0] != _geometry(image):
+        return None
+    return entry[1]
 
 
 def _pixels(ds: pydicom.Dataset, file: Path) -> np.ndarray:
@@ -506,6 +556,7 @@ def frames_to_image(
         image.SetSpacing((dx, dy, step))
         image.SetOrigin(frames[0].position.tolist())
         image.SetDirection(np.stack([row, col, normal], axis=1).flatten().tolist())
+        _remember_instances(image, frames)
         return image, notes
     image = _regularise(
         volume, frames, s, offsets, row, col, normal, (dx, dy), uniform, is_label, fractions

@@ -24,12 +24,19 @@ MAX_ORIGIN_MM = 1e4
 MAX_VOXELS = 2**31
 
 
-def require_sane_geometry(image: sitk.Image, source: str | Path) -> None:
+def _declared(units: str | None) -> str:
+    """``"; the NIfTI header gives its lengths in metres ..."`` or nothing."""
+    return f"; {units}" if units else ""
+
+
+def require_sane_geometry(image: sitk.Image, source: str | Path, units: str | None = None) -> None:
     """Raise ``InputError`` for a header HepaNav cannot trust.
 
-    Spacing finite and within :data:`SPACING_RANGE_MM`, origin finite and within
-    :data:`MAX_ORIGIN_MM`, direction cosines finite and orthonormal (to 1e-3), at most
-    :data:`MAX_VOXELS` voxels.
+    Spacing (mm) finite and within :data:`SPACING_RANGE_MM`, origin (LPS mm) finite and
+    within :data:`MAX_ORIGIN_MM`, direction cosines finite and orthonormal (to 1e-3), at
+    most :data:`MAX_VOXELS` voxels. ``units``: what the file's header declares about its
+    length unit, in words (a NIfTI's ``xyzt_units``,
+    :data:`hepanav.imaging.io.NIFTI_LENGTH_UNITS`), added to the spacing error.
     """
     import math
 
@@ -40,7 +47,7 @@ def require_sane_geometry(image: sitk.Image, source: str | Path) -> None:
     if not all(math.isfinite(s) and lo <= s <= hi for s in spacing):
         raise InputError(
             f"voxel spacing must lie in [{lo:g}, {hi:g}] mm (header says "
-            f"{', '.join(f'{s:.4g}' for s in spacing)})",
+            f"{', '.join(f'{s:.4g}' for s in spacing)} mm{_declared(units)})",
             source,
         )
     if not all(math.isfinite(o) and abs(o) <= MAX_ORIGIN_MM for o in image.GetOrigin()):
@@ -55,18 +62,32 @@ def require_sane_geometry(image: sitk.Image, source: str | Path) -> None:
         raise InputError(f"image has more than {MAX_VOXELS:,} voxels", source)
 
 
-def require_clinical_spacing(image: sitk.Image, source: str | Path) -> None:
-    """Raise ``InputError`` unless every voxel size of a 3D image lies in
-    :data:`CLINICAL_SPACING_MM` (a header in cm or m is the usual cause)."""
+def require_clinical_spacing(
+    image: sitk.Image, source: str | Path, units: str | None = None
+) -> None:
+    """Raise ``InputError`` unless every voxel size (mm) of a 3D image lies in
+    :data:`CLINICAL_SPACING_MM` (lengths written in another unit than the header
+    declares, or than mm when it declares none, are the usual cause).
+
+    ``units``: what the file's header declares about its length unit, in words (a
+    NIfTI's ``xyzt_units``, :data:`hepanav.imaging.io.NIFTI_LENGTH_UNITS`), added to the
+    message; without it the message says that lengths in cm or m read as mm are 10 or
+    1000 times too small.
+    """
     if image.GetDimension() != 3:
         return
     lo, hi = CLINICAL_SPACING_MM
     spacing = image.GetSpacing()
     if all(lo <= s <= hi for s in spacing):
         return
+    why = (
+        _declared(units)
+        if units
+        else " (lengths in cm or m read as mm give voxels 10 or 1000 times too small)"
+    )
     raise InputError(
         f"voxel size {' x '.join(f'{s:.4g}' for s in spacing)} mm lies outside "
         f"{lo:g}-{hi:g} mm, the range of clinical CT/MR along every axis; check that "
-        "the units are mm (a header in cm gives voxels 10 times too small)",
+        f"the units are mm{why}",
         source,
     )

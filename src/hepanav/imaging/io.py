@@ -112,13 +112,22 @@ def load_image(
         Missing, unreadable, truncated or corrupt file; a FIFO or device; an
         unsupported format; not 3D; a vector image; an ambiguous DICOM folder;
         a voxel size outside :data:`hepanav.imaging.header.CLINICAL_SPACING_MM`
-        (units not mm).
+        (units not mm; the message names the unit a NIfTI header declares); a NIfTI
+        whose ``xyzt_units`` spatial code is not a length unit.
+
+    Notes
+    -----
+    NIfTI lengths (voxel sizes and the qform/sform) are in the header's spatial unit
+    (``xyzt_units``, :data:`NIFTI_LENGTH_UNITS`): mm is read as it is, metres and microns
+    are converted to mm (the record's notes say so), and an unknown unit (code 0,
+    nibabel's default) is taken as mm, as ITK and 3D Slicer do.
     """
     from hepanav.imaging.dicom_series import read_dicom_path
 
     path = Path(path)
     require_regular_input(path)
     suffix = _suffix(path)
+    units = None  # what the header declares about its length unit (NIfTI), in words
     if path.is_dir() or suffix == ".dcm":
         image, record = read_dicom_path(
             path, series=series, role=role, is_label=is_label, fractions=fractions
@@ -134,13 +143,13 @@ def load_image(
             raise InputError("--series applies to DICOM folders only", path)
         record = InputRecord(role=role, file=display_name(path), format=_FORMATS[suffix])
         if suffix in (".nii", ".nii.gz"):
-            image, notes = _read_nifti(path, is_label, fractions)
+            image, notes, units = _read_nifti(path, is_label, fractions)
         else:
             image, notes = _read_itk(path, suffix, is_label, fractions)
         record.notes.extend(notes)
     require_3d(image, path)
-    require_sane_geometry(image, path)
-    require_clinical_spacing(image, path)
+    require_sane_geometry(image, path, units)
+    require_clinical_spacing(image, path, units)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"image has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
@@ -151,10 +160,79 @@ def load_image(
     return image, record
 
 
+def load_ct(
+    path: str | Path, role: str = "CT", *, series: str | None = None
+) -> tuple[sitk.Image, InputRecord]:
+    """Read a CT in Hounsfield units: :func:`load_image`, then the value checks of
+    :func:`hepanav.imaging.ctcheck.require_hu_ct`.
+
+    The one reader of every command's CT (``segment --ct``, ``margin --pre/--post/--ct``,
+    ``plan --ct``, ``verify-placement --control-ct``, ``phantom --base-ct``), so that a
+    CT that is not in HU is refused the same way everywhere, before anything is computed
+    from it.
+
+    Parameters
+    ----------
+    path : str or Path
+        As :func:`load_image`.
+    role : str
+        What the CT is used as (written in the record).
+    series : str, optional
+        For a DICOM folder with several series (see :func:`load_image`).
+
+    Returns
+    -------
+    (SimpleITK.Image, InputRecord)
+        As :func:`load_image`: 3D, spacing (mm), origin (LPS mm), orthogonal direction.
+
+    Raises
+    ------
+    InputError
+        Everything :func:`load_image` refuses; NaN or infinite voxels; a mask or label
+        map; values that cannot be HU (normalised 0..1, an 8-bit display image, raw
+        stored values without rescale slope/intercept): ``FILE: does not look like HU:
+        values 0 to 1 (32-bit float), ...; expected Hounsfield units: air near -1000 HU,
+        ...``.
+    """
+    from hepanav.imaging.ctcheck import require_hu_ct
+
+    image, record = load_image(path, role, series=series)
+    require_hu_ct(image, path)
+    return image, record
+
+
+#: NIfTI ``xyzt_units`` spatial codes (bits 0-2; NIFTI_UNITS_*): (name, mm per unit).
+#: 0 (unknown) is taken as mm, as nibabel, ITK and 3D Slicer do.
+NIFTI_LENGTH_UNITS = {
+    0: ("no unit (xyzt_units 0)", 1.0),
+    1: ("metres (NIFTI_UNITS_METER)", 1000.0),
+    2: ("mm (NIFTI_UNITS_MM)", 1.0),
+    3: ("microns (NIFTI_UNITS_MICRON)", 0.001),
+}
+
+
+def nifti_length_unit(header, source: str | Path) -> tuple[str, float]:
+    """(name, mm per unit) of a NIfTI header's spatial unit (:data:`NIFTI_LENGTH_UNITS`).
+
+    Raises ``InputError`` naming ``source`` when the spatial bits of ``xyzt_units``
+    hold a code that is no length unit (4-7)."""
+    code = int(header["xyzt_units"]) & 0x07
+    if code not in NIFTI_LENGTH_UNITS:
+        raise InputError(
+            f"NIfTI header's spatial unit code is {code} (xyzt_units "
+            f"{int(header['xyzt_units'])}), not a length unit (0 unknown, 1 m, 2 mm, 3 micron)",
+            source,
+        )
+    return NIFTI_LENGTH_UNITS[code]
+
+
 def _read_nifti(
     path: Path, is_label: bool, fractions: bool = False
-) -> tuple[sitk.Image, list[str]]:
-    """NIfTI through nibabel: the sform when set (with its shear), else the qform."""
+) -> tuple[sitk.Image, list[str], str]:
+    """NIfTI through nibabel: the sform when set (with its shear), else the qform; lengths
+    converted to mm from the header's unit (:func:`nifti_length_unit`). Returns the image,
+    the notes and what the header declares about its unit, in words (named in the
+    spacing errors)."""
     import nibabel as nib
 
     if path.name.lower().endswith(".gz") and _starts_with(path, b"\x1f\x8b"):
@@ -181,20 +259,31 @@ def _read_nifti(
     elif data.dtype == np.bool_:
         data = data.astype(np.uint8)
     header = nifti.header
+    unit, mm_per_unit = nifti_length_unit(header, path)
     sform, scode = header.get_sform(coded=True)
     qform, qcode = header.get_qform(coded=True)
     notes: list[str] = []
     if scode and scode > 0:
         affine = sform
         if qcode and qcode > 0:
-            notes.extend(_compare_forms(qform, sform))
+            notes.extend(_compare_forms(qform * mm_per_unit, sform * mm_per_unit))
     elif qcode and qcode > 0:
         affine = qform
     else:
         affine = header.get_base_affine()
         notes.append("NIfTI has neither sform nor qform: voxel sizes only, origin at the corner")
-    matrix = _RAS_TO_LPS @ affine[:3, :3]
-    origin = _RAS_TO_LPS @ affine[:3, 3]
+    if mm_per_unit != 1.0:
+        declared = (
+            f"the NIfTI header gives its lengths in {unit}: voxel sizes and position "
+            f"converted to mm (x {mm_per_unit:g})"
+        )
+        notes.append(declared)
+    elif unit.startswith("no unit"):
+        declared = f"the NIfTI header declares {unit}: mm assumed"
+    else:
+        declared = f"the NIfTI header gives its lengths in {unit}"
+    matrix = _RAS_TO_LPS @ affine[:3, :3] * mm_per_unit
+    origin = _RAS_TO_LPS @ affine[:3, 3] * mm_per_unit
     image, more = image_from_affine(
         np.ascontiguousarray(data.transpose(2, 1, 0)),
         matrix,
@@ -204,7 +293,7 @@ def _read_nifti(
         default_value=0.0 if is_label else float(np.min(data)) if data.size else 0.0,
         fractions=fractions,
     )
-    return image, notes + more
+    return image, notes + more, declared
 
 
 def _compare_forms(qform: np.ndarray, sform: np.ndarray) -> list[str]:

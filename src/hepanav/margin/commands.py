@@ -174,7 +174,9 @@ def margin(
     are segmented into OUT/segmentation/. From a PACS: --from-pacs STUDY for
     masks in one space, or --from-pacs PRE_STUDY --from-pacs-post POST_STUDY for the
     pair, with --tumor/--ablation naming ROIs or segments. Writes OUT/margin.json,
-    OUT/report.html and OUT/margin_map.nii.gz.
+    OUT/report.html and OUT/margin_map.nii.gz. A --pre, --post or --ct whose values are
+    not HU (a mask, a label map, normalised 0..1, an 8-bit display image, raw stored
+    values) is refused.
     """
 
     from hepanav import DISCLAIMER

@@ -15,7 +15,7 @@ from hepanav.core.errors import InputError
 from hepanav.core.report import format_margin
 from hepanav.imaging import (
     InputRecord,
-    load_image,
+    load_ct,
     load_mask,
     load_mask_occupancy,
     lps_to_voxel,
@@ -23,7 +23,6 @@ from hepanav.imaging import (
     require_overlap,
     write_image,
 )
-from hepanav.imaging.ctcheck import require_finite
 from hepanav.imaging.masks import check_mask_threshold
 from hepanav.imaging.orient import lps_order
 from hepanav.imaging.schema import display_name
@@ -698,10 +697,9 @@ def read_inputs(
             occupancies[key] = loaded[2]
 
     if inputs.registered:
-        add("pre", load_image(inputs.pre, "pre CT", series=inputs.pre_series))
-        add("post", load_image(inputs.post, "post CT", series=inputs.post_series))
-        require_finite(images["pre"], inputs.pre)  # NaN would reach the registration
-        require_finite(images["post"], inputs.post)
+        # load_ct: NaN, a mask or values that are not HU would reach the registration
+        add("pre", load_ct(inputs.pre, "pre CT", series=inputs.pre_series))
+        add("post", load_ct(inputs.post, "post CT", series=inputs.post_series))
         pre_ref = {"reference": images["pre"], "reference_record": records[0]}
         post_ref = {"reference": images["post"], "reference_record": records[1]}
         add("tumor", load_mask_occupancy(inputs.tumor, "tumor", **pre_ref, **tumor))
@@ -721,8 +719,7 @@ def read_inputs(
             add("liver", load_mask(inputs.liver, "liver", reference=images["ablation"], **liver))
         if inputs.ct is not None:
             # only drawn behind the outlines; resampled onto each view in physical space
-            add("ct", load_image(inputs.ct, "CT (figures)"))
-            require_finite(images["ct"], inputs.ct)
+            add("ct", load_ct(inputs.ct, "CT (figures)"))
             require_overlap(images["ct"], images["ablation"], inputs.ct)
     return images
 

@@ -86,7 +86,7 @@ def slices_figure(
     """Axial, coronal, sagittal planes through the MAM point (PNG data URI).
 
     ``background``: CT in the zone's space (post CT or ``--ct``), or None (masks only).
-    ``source``: the series whose slice numbers and table positions are printed.
+    ``source``: the series the captions locate the planes in (LPS z, DICOM instance).
     """
     return figure_to_data_uri(slices_axes(m, background, source, size_mm, point, label))
 

@@ -18,6 +18,7 @@ from hepanav.core.paths import recorded_path
 from hepanav.imaging import (
     binarize,
     labels_present,
+    load_ct,
     read_image,
     require_overlap,
     resample_labels_like,
@@ -105,10 +106,11 @@ def load_base_scan(
     Raises
     ------
     InputError
-        Missing/unreadable files, an empty liver, a liver that does not overlap the CT.
+        Missing/unreadable files, a CT not in HU (:func:`hepanav.imaging.load_ct`), an
+        empty liver, a liver that does not overlap the CT.
     """
     ct_path, liver_path = Path(ct_path), Path(liver_path)
-    ct = read_image(ct_path)
+    ct = load_ct(ct_path, "base CT")[0]
     raw = read_image(liver_path)
     liver = _liver_from(raw, liver_path, liver_label)
     multi = len(labels_present(raw)) > 1

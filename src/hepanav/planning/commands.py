@@ -13,7 +13,9 @@ def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan_command(
         ct: Path = typer.Option(
-            None, "--ct", help="Planning CT (NIfTI/NRRD/MHA or DICOM folder; or --from-pacs)."
+            None,
+            "--ct",
+            help="Planning CT in HU (NIfTI/NRRD/MHA or DICOM folder; or --from-pacs).",
         ),
         tumor: Path = typer.Option(
             ...,

@@ -16,7 +16,7 @@ from hepanav.core.limits import check_number
 from hepanav.core.paths import recorded_path
 from hepanav.core.validation import parse_json, read_user_text, validate_model
 from hepanav.imaging.geometry import same_grid
-from hepanav.imaging.io import load_image, read_image, write_image
+from hepanav.imaging.io import load_ct, load_image, read_image, write_image
 from hepanav.imaging.labels import sidecar_label_names
 from hepanav.imaging.masks import load_mask
 from hepanav.imaging.orient import axial_order, to_input_order
@@ -105,7 +105,7 @@ def run_plan(
     check_mask_threshold(mask_threshold)
     device = load_device(device_name)
     risk = load_risk_map(label_map)
-    ct, ct_record = load_image(ct_path, "planning CT", series=series)
+    ct, ct_record = load_ct(ct_path, "planning CT", series=series)
     # Slice-by-slice steps (body outline, derived anatomy, needle table) need axial
     # slices: plan on the CT permuted to axial array order (exact, no interpolation) and
     # write the masks back in the input's array order. Oblique CTs are refused.
@@ -871,7 +871,7 @@ def run_verification(
             "trajectories were exported); plan again and verify against a feasible plan",
             plan_path,
         )
-    ct, ct_record = load_image(control_ct_path, "control CT", series=series)
+    ct, ct_record = load_ct(control_ct_path, "control CT", series=series)
     case_warnings = check_control_ct(plan_res, plan_path, ct, ct_record, control_ct_path)
     found = detect_needles(ct, threshold_hu)
     planned_tips = np.array([n.tip_lps_mm for n in plan_res.needles]).reshape(-1, 3)

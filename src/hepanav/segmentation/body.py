@@ -14,7 +14,7 @@ from hepanav.segmentation.windows import hu_windows
 COARSE_MM = 4.0
 
 
-def body_mask(ct: sitk.Image, coarse_mm: float = COARSE_MM) -> sitk.Image:
+def body_mask(ct: sitk.Image, coarse_mm: float = COARSE_MM, source: str = "CT") -> sitk.Image:
     """uint8 0/1 body mask on the CT grid (LPS geometry kept).
 
     Computed on a grid of about ``coarse_mm`` voxels (fast on 512 x 512 x 300):
@@ -35,15 +35,21 @@ def body_mask(ct: sitk.Image, coarse_mm: float = COARSE_MM) -> sitk.Image:
     ----------
     ct : SimpleITK.Image
         CT in HU.
+    coarse_mm : float
+        Voxel size of the coarse grid, mm.
+    source : str
+        The CT's file, named in the error.
 
     Raises
     ------
     InputError
-        Oblique CT (more than 5 degrees off the patient axes).
+        Oblique CT: an image axis more than
+        :data:`hepanav.imaging.orient.OBLIQUE_MAX_DEG` (5) degrees off the nearest
+        patient axis (``SOURCE: oblique image (20.0 deg off the patient axes, ...``).
     """
     from hepanav.imaging.orient import axial_order, to_input_order
 
-    axial, code = axial_order(ct, "CT")
+    axial, code = axial_order(ct, source)
     if axial is not ct:
         return to_input_order(body_mask(axial, coarse_mm), code, ct)
     factors = [max(1, int(round(coarse_mm / s))) for s in ct.GetSpacing()]

@@ -73,7 +73,9 @@ def segment(
     MASK.json) or refused the same way. A mask touching the image border (a lesion or
     liver cut by the scan's edge) is written with a WARNING naming the faces: its volume
     and diameter are lower bounds (MASK.json border_faces/warnings, in red in MASK.html).
-    A label map or a 0/1 mask given as --ct is refused. A rerun replaces the whole set
+    A label map or a 0/1 mask given as --ct, a CT whose values are not HU (normalised
+    0..1, an 8-bit display image, raw stored values) and a CT whose axes are more than
+    5 degrees off the patient axes are refused. A rerun replaces the whole set
     (a --no-report rerun removes the previous MASK.html).
     """
     from hepanav import DISCLAIMER

@@ -12,7 +12,7 @@ from hepanav.core.atomic import output_files, write_json
 from hepanav.core.errors import InputError
 from hepanav.core.limits import check_number
 from hepanav.core.paths import check_inputs_outputs, recorded_path
-from hepanav.imaging import load_image, write_image
+from hepanav.imaging import load_ct, write_image
 from hepanav.imaging.border import border_faces, border_warning
 from hepanav.segmentation.result import Segmentation
 from hepanav.segmentation.schema import (
@@ -205,7 +205,7 @@ def segment_file(
         ],
     )
     source = _seg_source(ct_path, out) if is_seg_output(out) else None
-    ct, record = load_image(ct_path, "CT")
+    ct, record = load_ct(ct_path, "CT")
     ct_notes = list(record.notes)  # what the reader dropped or regularised, and why
     if source is not None:
         source.check_grid(ct, ct_path)
@@ -299,21 +299,18 @@ def segment_image(
     report: bool = True,
     seed_option: str = "--seed",
 ) -> tuple[SegmentationResult, Segmentation]:
-    """Check the seeds (syntax, inside the image), the CT's values
-    (:func:`hepanav.imaging.ctcheck.require_hu_ct`: finite, not a mask, HU) and where the
-    seeds fall, and segment in memory (nothing written); ``out`` names the
-    mask to be."""
-    from hepanav.imaging.ctcheck import require_hu_ct
-
+    """Check the seeds (syntax, inside the image) and where they fall, and segment in
+    memory (nothing written); ``out`` names the mask to be. ``ct`` is read by
+    :func:`hepanav.imaging.load_ct`, which has checked its values
+    (:func:`hepanav.imaging.ctcheck.require_hu_ct`: finite, not a mask or label map, HU)."""
     seed_list = make_seeds(ct, seeds, seed_voxels, seed_option)
     inc = make_seeds(ct, include, None, "--include")
     exc = make_seeds(ct, exclude, None, "--exclude")
     if not seed_list:
         raise InputError("give at least one seed (--seed X,Y,Z or --seed-voxel I,J,K)", seed_option)
-    require_hu_ct(ct, ct_path)  # after the seeds' syntax and place, before any HU is read
     from hepanav.segmentation.body import body_mask, inside_body
 
-    body = body_mask(ct)
+    body = body_mask(ct, source=str(ct_path))  # refuses an oblique CT, naming it
     for s in seed_list + inc:
         if not inside_body(body, s.index):
             raise InputError(_outside_body_reason(ct, s), s.describe())
@@ -467,7 +464,7 @@ def masks_for_margin(
     done = []
     folder = Path(out) / "segmentation"
     for name, ct_path, seeds_, option in jobs:
-        ct, record = load_image(ct_path, "CT")
+        ct, record = load_ct(ct_path, "CT")
         mask = folder / f"{name}.nii.gz"
         result, seg = segment_image(name, ct, ct_path, mask, seeds=seeds_, seed_option=option)
         result.notes.extend(n for n in record.notes if n not in result.notes)

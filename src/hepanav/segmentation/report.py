@@ -5,13 +5,14 @@ mask, drawn with the shared figure toolkit."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from hepanav.core.report import figure_to_data_uri, new_figure, write_html
+from hepanav.imaging.dicom_series import instance_numbers
 from hepanav.imaging.figures import (
     LIVER_WINDOW,
     AxialLevels,
@@ -23,6 +24,7 @@ from hepanav.imaging.figures import (
     resample_mask_to_plane,
     resample_to_plane,
     show_plane,
+    slice_label,
     standard_plane,
 )
 from hepanav.segmentation.result import Segmentation
@@ -46,10 +48,14 @@ class Montage:
     mm) of the ``count`` levels the mask spans (``first_z``..``last_z``), every
     ``step``-th, ``spacing_mm`` apart (:func:`hepanav.imaging.figures.axial_levels`).
 
-    A CT with axial slices: ``shown`` are the 1-based CT slice numbers of those levels
-    and ``first``..``last`` the first and last slice the mask touches. A CT whose slices
-    are not axial (``view`` "coronal", "sagittal" or "oblique"): ``shown`` is empty and
-    ``first``/``last`` are None: the planes are reformats, not CT slices."""
+    A CT with axial slices: ``shown`` are the 1-based CT slice numbers (array order) of
+    those levels and ``first``..``last`` the first and last slice the mask touches;
+    ``shown_instances``, ``first_instance`` and ``last_instance`` their DICOM Instance
+    Numbers (what the PACS shows) when the CT was read from a DICOM series with its slices
+    kept as they are (:func:`hepanav.imaging.dicom_series.instance_numbers`), else None.
+    A CT whose slices are not axial (``view`` "coronal", "sagittal" or "oblique"):
+    ``shown`` is empty and ``first``/``last`` are None: the planes are reformats, not CT
+    slices."""
 
     uri: str
     shown: list[int]
@@ -62,6 +68,9 @@ class Montage:
     last_z: float | None
     count: int
     view: str
+    shown_instances: list[int | None] = field(default_factory=list)
+    first_instance: int | None = None
+    last_instance: int | None = None
 
     @property
     def axial(self) -> bool:
@@ -142,7 +151,7 @@ def _draw_view(
     ax, plane: Plane, seg, ct, window, title, *, slab_mm: float, mask=None, others=None
 ) -> bool:
     """CT, contour and the seeds within ``slab_mm`` of the plane, with the toolkit's
-    letters, scale bar and slice/table/window caption; True when the mask cuts it.
+    letters, scale bar and position/window caption; True when the mask cuts it.
 
     ``mask`` (default ``seg.mask``) is drawn solid orange; ``others`` (the other
     lesions' voxels, any grid), when given, dashed bluish green; ``ax.hepanav_others``
@@ -243,7 +252,8 @@ def lesion_axes(seg: Segmentation, ct: sitk.Image, n: int):
     :func:`lesion_seed`), cropped to that lesion's voxels (``seg.lesion_map``) plus the
     margin: its contour solid orange, any other lesion cutting the plane dashed bluish
     green, the seeds; titled ``lesion n/N``, with the toolkit's letters, scale bar,
-    slice/table position and window/level (W 400, L = the lesion's own parenchyma HU).
+    position (LPS mm, DICOM instance) and window/level (W 400, L = the lesion's own
+    parenchyma HU).
 
     Returns ``(figure, seed_number, seed_label, window)`` (seed_number 1-based in
     ``seg.seeds``, None with the label when viewed through the centroid).
@@ -328,6 +338,8 @@ def montage_figure(seg: Segmentation, ct: sitk.Image) -> Montage:
     uri = figure_to_data_uri(fig, dpi=72) if fig is not None else ""
     z = levels.z_mm
     slices = levels.slices
+    numbers = instance_numbers(ct) if slices else None
+    instances = [numbers[k] for k in slices] if numbers is not None else []
     return Montage(
         uri=uri,
         shown=[slices[i] + 1 for i in shown] if slices is not None else [],
@@ -340,6 +352,9 @@ def montage_figure(seg: Segmentation, ct: sitk.Image) -> Montage:
         last_z=z[-1] if z else None,
         count=len(z),
         view=levels.view,
+        shown_instances=[instances[i] for i in shown] if instances else [],
+        first_instance=instances[0] if instances else None,
+        last_instance=instances[-1] if instances else None,
     )
 
 
@@ -349,9 +364,11 @@ def montage_axes(seg: Segmentation, ct: sitk.Image):
 
     Each view is an axial plane resampled in physical space (any direction matrix is
     shown in radiological convention): with axial CT slices, through the centre of one
-    CT slice, captioned "axial slice k/N" and its table z; with coronal, sagittal or
-    oblique CT slices, a reformat at one level of the CT's sampling along z, captioned
-    "axial reformat of a coronal series" and its table z. Cropped to the mask plus a
+    CT slice, titled with its DICOM instance when known, else its z, and captioned
+    "axial z = -123.5 mm (LPS) · DICOM instance 57"; with coronal, sagittal or oblique
+    CT slices, a reformat at one level of the CT's sampling along z, titled with its z
+    and captioned "axial reformat of a coronal series · z = ... mm (LPS)"
+    (:func:`hepanav.imaging.figures.slice_caption`). Cropped to the mask plus a
     margin, with the window/level. Returns ``(figure, levels, shown, step)``: the figure
     (None for an empty mask), :class:`hepanav.imaging.figures.AxialLevels`, the indices
     of the levels shown and the step.
@@ -372,7 +389,7 @@ def montage_axes(seg: Segmentation, ct: sitk.Image):
     for ax, i in zip(axes.ravel(), shown, strict=False):
         z = levels.z_mm[i]
         plane = standard_plane(ct, "axial", (centre[0], centre[1], z), size_mm=side, pixel_mm=px)
-        title = f"slice {levels.slices[i] + 1}" if levels.slices is not None else f"z {z:+.1f} mm"
+        title = slice_label(plane)
         # slab: half the sampling along z, so a seed is drawn on its own level only
         _draw_view(ax, plane, seg, ct, window, title, slab_mm=levels.step_mm / 2)
         # The montage is shown at about a third of the 3-plane figure's scale per view:

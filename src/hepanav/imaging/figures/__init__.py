@@ -3,8 +3,8 @@
 - :mod:`planes`: planes in LPS space (native slices, axial/coronal/sagittal
   reformats, oblique needle views) and resampling onto them with SimpleITK.
 - :mod:`orientation`: R/L, A/P, S/I letters from any direction.
-- :mod:`draw`: slice views with orientation letters, scale bar, slice number and
-  table position, window/level, contours, crosshairs, needle segments, legends.
+- :mod:`draw`: slice views with orientation letters, scale bar, physical position
+  (LPS mm) and DICOM instance number, window/level, contours, crosshairs, needle segments, legends.
 - :mod:`palettes`: Okabe-Ito categories, viridis/cividis maps, fixed colour roles.
 - :mod:`surface3d`: static (matplotlib) and interactive (self-contained HTML) 3D views.
 - :mod:`views`: three planes through a point, fusion checkerboards.
@@ -23,9 +23,11 @@ from hepanav.imaging.figures.draw import (
     draw_points,
     draw_segment,
     figure_legend,
+    instance_label,
     legend,
     show_plane,
     slice_caption,
+    slice_label,
 )
 from hepanav.imaging.figures.orientation import direction_letters, edge_letters
 from hepanav.imaging.figures.palettes import CATEGORICAL, OKABE_ITO, ROLE, needle_colour
@@ -69,6 +71,7 @@ __all__ = [
     "draw_segment",
     "edge_letters",
     "figure_legend",
+    "instance_label",
     "interactive_html",
     "legend",
     "line_planes",
@@ -82,6 +85,7 @@ __all__ = [
     "show_plane",
     "slice_view",
     "slice_caption",
+    "slice_label",
     "standard_plane",
     "static_figure",
     "three_planes",

@@ -2,9 +2,10 @@
 
 Every slice view gets the same furniture: orientation letters at the four edges
 (from the plane's LPS directions, so correct for any direction matrix), a scale bar
-in mm, the source series' slice number and table position, and the window/level of
-the grey scale. Overlays (contours, points, crosshairs, line segments) are given in
-LPS mm or as arrays resampled onto the plane, never in another grid's indices.
+in mm, where the plane lies in LPS mm (and the source's DICOM instance number when
+known; :func:`slice_caption`), and the window/level of the grey scale. Overlays
+(contours, points, crosshairs, line segments) are given in LPS mm or as arrays
+resampled onto the plane, never in another grid's indices.
 """
 
 from __future__ import annotations
@@ -165,39 +166,68 @@ def add_scale_bar(ax, plane: Plane, length_mm: float | None = None) -> ScaleBar:
 _PLANE_AXES = ((0, "sagittal", "x"), (1, "coronal", "y"))
 
 
-def slice_caption(plane: Plane, window: tuple[float, float] | None, unit: str = "HU") -> str:
-    """The text under a view: where the plane lies, window/level.
+def _mm(value: float) -> str:
+    """``+12.3`` / ``-0.5`` (one decimal, never ``-0.0``)."""
+    return f"{round(float(value), 1) or 0.0:+.1f}"
 
-    A coronal or sagittal plane (normal along LPS y or x) names itself and its LPS y or
-    x, mm: the slice number and table z of its centre would describe the axial slice
-    through it, not the plane shown. An axial plane of a series with axial slices
-    ("axial slice k/N") and an oblique plane give the nearest source slice and the table
-    position (LPS z) of their centre. An axial plane of a series whose slices are not
-    axial (a coronal or sagittal stack) is a reformat: "axial reformat of a coronal
-    series" and its table z, no slice number (the series' slice k is a coronal one).
+
+def instance_label(plane: Plane) -> str | None:
+    """``"DICOM instance 57"`` (the plane is that source slice) or ``"nearest DICOM
+    instance 57"`` (the source slice nearest its centre), when the source was read from
+    a DICOM series and the Instance Number is known (:attr:`Plane.source_instance`);
+    else None. The PACS numbers a series' images by it."""
+    if plane.source_instance is None:
+        return None
+    near = "" if plane.source_on_slice else "nearest "
+    return f"{near}DICOM instance {plane.source_instance}"
+
+
+def slice_label(plane: Plane) -> str:
+    """A short title for an axial plane: its DICOM instance when known (``"DICOM instance
+    57"``), else its position (``"z = -123.5 mm"``, LPS)."""
+    return instance_label(plane) or f"z = {_mm(plane.centre[2])} mm"
+
+
+def slice_caption(plane: Plane, window: tuple[float, float] | None, unit: str = "HU") -> str:
+    """The text under a view: where the plane lies, window/level. The one place the
+    figures of every command say where a view lies.
+
+    Positions are physical (LPS mm), never an array index: the array's slice k counts
+    along the file's third axis, from whichever end the file was stored from, while a
+    PACS numbers a series' images by their DICOM Instance Number.
+
+    - A coronal or sagittal plane (normal along LPS y or x): its name and LPS y or x
+      (``coronal plane at y -0.5 mm (LPS)``).
+    - An axial plane: its LPS z (``axial z = -123.5 mm (LPS)``) and, when the source was
+      read from a DICOM series and its slices kept as they are, the Instance Number of
+      the slice shown (``DICOM instance 57``) or, between two slices, of the nearest
+      (``nearest DICOM instance 57``). Of a source whose slices are not axial (a coronal
+      or sagittal stack) it is a reformat: ``axial reformat of a coronal series · z =
+      -123.5 mm (LPS)``, no instance (the series' images are coronal).
+    - An oblique plane (a needle view) located in a source: the LPS z of its centre
+      (``oblique plane, centre z = +10.0 mm (LPS)``) and the nearest DICOM instance when
+      known.
     """
     parts = []
     normal = np.abs(plane.normal)
     placed = next(((name, axis, i) for i, name, axis in _PLANE_AXES if normal[i] > 0.9999), None)
+    instance = instance_label(plane)
+    z = _mm(plane.centre[2])
     if placed is not None:
         name, axis, i = placed
-        position = round(float(plane.centre[i]), 1) or 0.0  # no "-0.0"
-        parts.append(f"{name} plane at {axis} {position:+.1f} mm (LPS)")
-    else:
-        axial = normal[2] > 0.9999
-        other = plane.source_view not in (None, "axial")
-        if axial and other:
+        parts.append(f"{name} plane at {axis} {_mm(plane.centre[i])} mm (LPS)")
+    elif normal[2] > 0.9999:
+        if plane.source_view not in (None, "axial"):
             parts.append(f"axial reformat of a {plane.source_view} series")
-        elif plane.source_slice is not None:
-            of = f"/{plane.source_slices}" if plane.source_slices else ""
-            if axial:
-                parts.append(f"axial slice {plane.source_slice}{of}")
-            elif other:
-                parts.append(f"nearest {plane.source_view} slice {plane.source_slice}{of}")
-            else:
-                parts.append(f"slice {plane.source_slice}{of}")
-        if plane.table_mm is not None:
-            parts.append(f"table z {round(plane.table_mm, 1) or 0.0:+.1f} mm")
+            parts.append(f"z = {z} mm (LPS)")
+        else:
+            parts.append(f"axial z = {z} mm (LPS)")
+            if instance:
+                parts.append(instance)
+    elif plane.table_mm is not None:
+        parts.append(f"oblique plane, centre z = {z} mm (LPS)")
+        if instance:
+            parts.append(instance)
     if window is not None:
         parts.append(f"W {window[0]:g} / L {window[1]:g} {unit}")
     return " · ".join(parts)

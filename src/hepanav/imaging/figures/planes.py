@@ -54,6 +54,13 @@ class Plane:
     source_parallel : bool
         The plane is parallel to the source's slices (a slice of the series, or a
         plane between two): only then is ``source_slice`` "the slice shown".
+    source_instance : int or None
+        DICOM Instance Number (0020,0013) of that nearest source slice, as the PACS
+        shows it, when the source was read from a DICOM series and its slices kept as
+        they are (:func:`hepanav.imaging.dicom_series.instance_numbers`); else None.
+    source_on_slice : bool
+        The plane is parallel to the source's slices and its centre lies on the centre
+        of that slice (within 0.05 slice spacings): the plane is that slice.
     """
 
     origin: np.ndarray
@@ -68,6 +75,8 @@ class Plane:
     notes: list[str] = field(default_factory=list)
     source_view: str | None = None
     source_parallel: bool = False
+    source_instance: int | None = None
+    source_on_slice: bool = False
 
     @property
     def normal(self) -> np.ndarray:
@@ -174,18 +183,34 @@ def slice_view(source: sitk.Image) -> str:
     return "oblique"
 
 
+#: A plane centre within this fraction of the slice spacing from a slice centre is on it.
+_ON_SLICE = 0.05
+
+
+def _source_instance(source: sitk.Image, k: int) -> int | None:
+    """DICOM Instance Number of slice ``k`` (0-based) of ``source``, when known."""
+    from hepanav.imaging.dicom_series import instance_numbers
+
+    numbers = instance_numbers(source)
+    return numbers[k] if numbers is not None else None
+
+
 def locate_in_source(plane: Plane, source: sitk.Image) -> Plane:
     """Record the slice number (1-based, along the source's third index axis) nearest
-    the plane centre, the table position (LPS z of the centre), the plane the source's
-    slices lie in and whether this plane is parallel to them."""
+    the plane centre and its DICOM Instance Number when known, the table position (LPS z
+    of the centre), the plane the source's slices lie in and whether this plane is
+    parallel to them (and on that slice)."""
     centre = plane.centre
     k = source.TransformPhysicalPointToContinuousIndex([float(v) for v in centre])[2]
     n = source.GetSize()[2]
-    plane.source_slice = int(np.clip(round(k), 0, n - 1)) + 1
+    nearest = int(np.clip(round(k), 0, n - 1))
+    plane.source_slice = nearest + 1
     plane.source_slices = int(n)
+    plane.source_instance = _source_instance(source, nearest)
     plane.table_mm = float(centre[2])
     plane.source_view = slice_view(source)
     plane.source_parallel = bool(abs(float(plane.normal @ slice_normal(source))) > _PARALLEL)
+    plane.source_on_slice = plane.source_parallel and abs(k - nearest) <= _ON_SLICE
     return plane
 
 
@@ -301,7 +326,10 @@ def native_plane(source: sitk.Image, slice_index: int) -> Plane:
     plane = Plane(origin, direction[:, 0], direction[:, 1], (ny, nx), (sy, sx), name="native")
     plane.source_slice = int(slice_index) + 1
     plane.source_slices = int(nz)
+    plane.source_instance = _source_instance(source, int(slice_index))
     plane.table_mm = float(plane.centre[2])
+    plane.source_view = slice_view(source)
+    plane.source_parallel = plane.source_on_slice = True
     return plane
 
 

@@ -13,7 +13,7 @@ def three_planes(
 ) -> list[Plane]:
     """Axial, coronal and sagittal planes of ``size_mm`` square through ``centre`` (LPS mm).
 
-    ``source`` gives the slice numbers and table positions; pixel size defaults to
+    ``source`` gives the slice positions and DICOM instances; pixel size defaults to
     the finest source spacing (at least 0.5 mm so the figures stay small).
     """
     px = pixel_mm or max(0.5, float(min(source.GetSpacing())))
