@@ -24,7 +24,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tifffile
 
 from hepanav.core import InputError
 
@@ -514,57 +514,28 @@ PLANAR_TIFF_ERROR = (
 def refuse_planar_tiff(name: str | Path) -> None:
     """Raise when ``name`` is a TIFF whose pages store their samples in separate planes.
 
-    OpenCV decodes such files without an error into a scrambled picture (fake lesions);
-    HepaNav does not depend on a TIFF library that reads them, so they are refused. Files
-    that are not TIFF (by their first bytes), or that cannot be parsed, pass: the decoder
-    judges them.
+    OpenCV decodes such files without an error into a scrambled picture (fake lesions),
+    so they are refused. The TIFF tags are read with tifffile; files that are not TIFF
+    (by their suffix) or that tifffile cannot parse pass: the decoder judges them.
 
     Raises
     ------
     InputError
-        ``PlanarConfiguration`` (tag 284) is 2 and ``SamplesPerPixel`` (tag 277) > 1 on
-        a page (classic and BigTIFF, either byte order; at most 10000 pages read).
+        A page with ``PlanarConfiguration`` SEPARATE (2) and more than one sample per
+        pixel.
     """
     if Path(name).suffix.lower() not in (".tif", ".tiff"):
         return
     try:
-        with open(name, "rb") as fh:
-            if _tiff_planar_separate(fh):
-                raise InputError(PLANAR_TIFF_ERROR, name)
-    except (OSError, struct.error):
+        with tifffile.TiffFile(name) as tif:
+            planar = any(
+                page.samplesperpixel > 1 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+                for page in tif.pages
+            )
+    except (OSError, ValueError, tifffile.TiffFileError):
         return
-
-
-def _tiff_planar_separate(fh) -> bool:
-    head = fh.read(16)
-    order = {b"II": "<", b"MM": ">"}.get(head[:2])
-    if order is None:
-        return False
-    version = struct.unpack(order + "H", head[2:4])[0]
-    if version == 42:
-        offset = struct.unpack(order + "I", head[4:8])[0]
-        count_fmt, entry_size, next_fmt, value_at = "H", 12, "I", 8
-    elif version == 43:
-        offset = struct.unpack(order + "Q", head[8:16])[0]
-        count_fmt, entry_size, next_fmt, value_at = "Q", 20, "Q", 12
-    else:
-        return False
-    seen: set[int] = set()
-    while offset and offset not in seen and len(seen) < 10000:
-        seen.add(offset)
-        fh.seek(offset)
-        n = struct.unpack(order + count_fmt, fh.read(struct.calcsize(count_fmt)))[0]
-        table = fh.read(n * entry_size)
-        tags = {}
-        for k in range(n):
-            entry = table[k * entry_size : (k + 1) * entry_size]
-            tag = struct.unpack(order + "H", entry[:2])[0]
-            if tag in (277, 284):  # SHORT values, stored at the start of the value field
-                tags[tag] = struct.unpack(order + "H", entry[value_at : value_at + 2])[0]
-        if tags.get(284) == 2 and tags.get(277, 1) > 1:
-            return True
-        offset = struct.unpack(order + next_fmt, fh.read(struct.calcsize(next_fmt)))[0]
-    return False
+    if planar:
+        raise InputError(PLANAR_TIFF_ERROR, name)
 
 
 def read_image(name: str | Path) -> np.ndarray | None:
