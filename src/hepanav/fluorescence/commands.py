@@ -75,6 +75,15 @@ MsbOpt = Annotated[
         "values are multiples of 16).",
     ),
 ]
+ChannelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--channel",
+        help="Colour NIR frames: use this raw channel r|g|b. NIR cameras deliver one "
+        "channel; a colour NIR frame whose channels differ is refused without it (grey "
+        "stored as RGB is read as grey).",
+    ),
+]
 
 # CLI option of each settings field, so that a schema error names what the user typed.
 _OPTION_OF = {
@@ -89,8 +98,12 @@ _OPTION_OF = {
 }
 
 
-def _validated(model, **values):
-    """``model(**values)``; a validation error becomes one line naming the CLI option."""
+def _validated(model, option_name: str | None = None, **values):
+    """``model(**values)``; a validation error becomes one line naming the CLI option.
+
+    ``option_name`` is the option named for errors of the model as a whole (its
+    validators that check several fields together, e.g. ``high > low``).
+    """
     from pydantic import ValidationError
 
     from hepanav.core import InputError
@@ -100,7 +113,7 @@ def _validated(model, **values):
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(p) for p in err.get("loc", ())]
-        option = next((_OPTION_OF[p] for p in reversed(loc) if p in _OPTION_OF), None)
+        option = next((_OPTION_OF[p] for p in reversed(loc) if p in _OPTION_OF), option_name)
         msg = err.get("msg", "invalid value").removeprefix("Value error, ")
         given = err.get("input")
         if option and isinstance(given, int | float):
@@ -145,9 +158,14 @@ def _settings(bit_depth, mm_per_px, inner, outer, roi):
         values = _numbers(roi, 4, "--bg-roi")
         if not all(math.isfinite(v) and v == int(v) for v in values):
             raise InputError(f"x, y, w, h must be whole numbers of pixels, got {roi!r}", "--bg-roi")
-        bg = _validated(BackgroundDefinition, kind="roi", roi_xywh=tuple(int(v) for v in values))
+        bg = _validated(
+            BackgroundDefinition,
+            "--bg-roi",
+            kind="roi",
+            roi_xywh=tuple(int(v) for v in values),
+        )
     else:
-        bg = _validated(BackgroundDefinition, inner_px=inner, outer_px=outer)
+        bg = _validated(BackgroundDefinition, "--bg-outer-px", inner_px=inner, outer_px=outer)
     return _validated(AnalysisSettings, bit_depth=bit_depth, mm_per_px=mm_per_px, background=bg)
 
 
@@ -169,7 +187,7 @@ def _display_options(mode, colour, gain, gain_range):
     rng = None
     if gain_range:
         low, high = _numbers(gain_range, 2, "--gain-range")
-        window = _validated(GainWindow, low=low, high=high)
+        window = _validated(GainWindow, "--gain-range", low=low, high=high)
         rng = (window.low, window.high)
     return DisplayOptions(mode=mode, colour=colour, gain=gain, fixed_range=rng)
 
@@ -221,6 +239,7 @@ def analyze_cmd(
     max_frames: MaxFramesOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     msb_aligned: MsbOpt = False,
+    channel: ChannelOpt = None,
 ) -> None:
     """Detect, measure (TBR, CNR, pattern) and track lesions in every frame.
 
@@ -239,7 +258,9 @@ def analyze_cmd(
     outputs = [out / n for n in ("lesions.json", "frames.csv", "display.mp4", "report.html")]
     refuse_overwriting_inputs(outputs, [nir, white])
     _check_io([nir, white], out)
-    info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned)
+    info, pairs = frame_pairs(
+        nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned, channel
+    )
     _check_roi_inside(settings, info["frame_size_wh"])
     settings = settings.model_copy(update={"bit_depth": info["bit_depth"]})
     desc = _description(nir, white, layout, info)
@@ -317,6 +338,7 @@ def margin_check_cmd(
         ),
     ] = None,
     msb_aligned: MsbOpt = False,
+    channel: ChannelOpt = None,
 ) -> None:
     """Report fluorescent spots on a transection surface and a verdict at_risk.
 
@@ -342,7 +364,9 @@ def margin_check_cmd(
     rule = _validated(MarginCriterion, min_cnr=min_cnr, min_area_px=min_area_px)
     _check_max_frames(max_frames)
     _check_io([nir, white, surface], out)
-    info, pairs = frame_pairs(nir, white, "separate", bit_depth, msb_aligned=msb_aligned)
+    info, pairs = frame_pairs(
+        nir, white, "separate", bit_depth, msb_aligned=msb_aligned, channel=channel
+    )
     w, h = info["frame_size_wh"]
     mask = load_surface_mask(surface, (h, w))
     full_scale = (1 << info["bit_depth"]) - 1
@@ -370,6 +394,8 @@ def margin_check_cmd(
         min_area_px=rule.min_area_px,
         background=margin_background(settings.background),
         at_risk=any(f.at_risk for f in frames),
+        undetermined=any(f.undetermined for f in frames)
+        and not any(s.meets_criterion and s.cnr is not None for f in frames for s in f.spots),
         frames=frames,
     )
     with output_folder(out, "hepanav fluoro margin-check") as tmp:  # both files or neither
@@ -377,12 +403,19 @@ def margin_check_cmd(
         write_margin_report(tmp / "margin.html", result, pictures)
     # Count only the spots that meet the at-risk criterion: the detection seeds at a low
     # local CNR, so the spot list also holds faint blobs (noise) that decide nothing.
-    n_spots = sum(s.meets_criterion for f in frames for s in f.spots)
+    n_spots = sum(s.meets_criterion and s.cnr is not None for f in frames for s in f.spots)
     n_faint = sum(not s.meets_criterion for f in frames for s in f.spots)
+    n_unmeasured = sum(s.meets_criterion and s.cnr is None for f in frames for s in f.spots)
+    undetermined = (
+        f"; UNDETERMINED: {n_unmeasured} spot(s) of area >= {rule.min_area_px} px on the "
+        "surface could not be measured (no background around them), counted as at risk"
+        if n_unmeasured
+        else ""
+    )
     typer.echo(
         f"at_risk={str(result.at_risk).lower()}: {n_spots} spot(s) with CNR >= "
         f"{rule.min_cnr:g} and area >= {rule.min_area_px} px on the surface in "
-        f"{len(frames)} frame(s) ({n_faint} fainter or smaller not counted) "
+        f"{len(frames)} frame(s) ({n_faint} fainter or smaller not counted){undetermined} "
         f"-> {out / 'margin.json'}"
     )
 
@@ -405,6 +438,7 @@ def render_cmd(
     mm_per_px: Annotated[
         float | None, typer.Option("--mm-per-px", help="Pixel size on tissue, mm: scale bar.")
     ] = None,
+    channel: ChannelOpt = None,
 ) -> None:
     """Write the display video (overlay, mono NIR, colour map or side by side).
 
@@ -426,7 +460,9 @@ def render_cmd(
     _check_max_frames(max_frames)
     refuse_overwriting_inputs([out], [nir, white])
     _check_io([nir, white], out, folder=False)
-    info, pairs = frame_pairs(nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned)
+    info, pairs = frame_pairs(
+        nir, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned, channel
+    )
     n, latency, warnings = render_stream(info, pairs, out, options, max_frames)
     for w in warnings[:20]:
         typer.echo(f"warning: {w}", err=True)
@@ -450,6 +486,7 @@ def live_cmd(
     overlay_colour: OverlayColourOpt = "green",
     bit_depth: BitDepthOpt = None,
     msb_aligned: MsbOpt = False,
+    channel: ChannelOpt = None,
     mm_per_px: MmOpt = None,
     surface: Annotated[
         Path | None,
@@ -539,7 +576,7 @@ def live_cmd(
             "--source",
         )
     info, pairs = frame_pairs(
-        source, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned
+        source, white, layout, bit_depth, nir_side, overlay_colour, msb_aligned, channel
     )
     w, h = info["frame_size_wh"]
     mask = load_surface_mask(surface, (h, w)) if surface is not None else None

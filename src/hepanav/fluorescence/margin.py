@@ -4,7 +4,9 @@ Fluorescence on the transection surface predicts a positive margin (< 1 mm): wit
 signal at the margin R0 was 93.9 %, with a fluorescent margin 64.3 % (Life 2023,
 66 patients; docs/domain.md "Margin"). A frame is ``at_risk`` when a spot on the
 surface reaches ``min_cnr`` (default 3, the AAPM TG-311 detection threshold) and
-``min_area_px``.
+``min_area_px``, or when a spot of at least ``min_area_px`` cannot be measured (no
+background around it or around the fluorescent region it is part of): then it is
+``undetermined`` and counted as at risk, never as clear.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from hepanav.fluorescence.schema import (
     MarginFrame,
     MarginSpot,
 )
+from hepanav.fluorescence.sources import refuse_planar_tiff
 
 
 def criterion(min_cnr: float, min_area_px: int) -> str:
@@ -45,7 +48,10 @@ def margin_background(background: BackgroundDefinition) -> BackgroundDefinition:
         update={
             "description": f"ring from {background.inner_px:g} to {background.outer_px:g} px "
             "beyond the spot edge (Euclidean distance), excluding pixels near other "
-            "fluorescent regions; only its part on the surface when that part has enough pixels"
+            "fluorescent regions; only its part on the surface when that part has enough pixels; "
+            "when the spot's ring lies inside a larger fluorescent region, the same ring around "
+            "that whole region (liver outside the lesion); a spot measurable against neither "
+            "counts as at risk (undetermined)"
         }
     )
 
@@ -72,6 +78,7 @@ def load_surface_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError("surface mask file not found", path)
+    refuse_planar_tiff(path)
     mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if mask is None:
         raise InputError("cannot read the surface mask image", path)
@@ -178,11 +185,41 @@ def check_frame(
         m = cv2.moments(spot.astype(np.uint8), binaryImage=True)
         cx = (x0 + m["m10"] / m["m00"]) * f + (f - 1) / 2
         cy = (y0 + m["m01"] / m["m00"]) * f + (f - 1) / 2
+        background = "spot ring"
         if not np.isfinite(stats_k.background_mean):
-            # Say so: a spot dropped in silence could turn a positive margin into "clear".
+            # The spot's own ring lies inside a larger fluorescent region (a surface cut
+            # through a lesion): measure it against the liver around that whole region.
+            stats_k = _region_background(
+                nir, working.image, f, labels, spot, (x0, y0), bgdef, full_scale
+            )
+            background = "region ring"
+            if np.isfinite(stats_k.background_mean):
+                warnings.append(
+                    f"spot at {cx:.0f},{cy:.0f} ({stats_k.area_px} px) lies inside a larger "
+                    "fluorescent region: measured against the ring around that whole region"
+                )
+        if not np.isfinite(stats_k.background_mean):
+            # Never "clear" because it could not be measured: a glowing surface that
+            # cannot be measured is undetermined and counts as at risk.
             warnings.append(
-                f"spot at {cx:.0f},{cy:.0f} ({stats_k.area_px} px) not measured: "
-                "no background pixels around it"
+                f"spot at {cx:.0f},{cy:.0f} ({stats_k.area_px} px) not measured: no "
+                "background pixels around it or around its fluorescent region; "
+                "margin undetermined, counted as at risk"
+            )
+            spots.append(
+                MarginSpot(
+                    id=len(spots) + 1,
+                    centroid_xy=(round(cx, 2), round(cy, 2)),
+                    bbox_xywh=(x * f, y * f, w * f, h * f),
+                    area_px=stats_k.area_px,
+                    area_mm2=stats_k.area_px * settings.mm_per_px**2
+                    if settings.mm_per_px
+                    else None,
+                    tbr=None,
+                    cnr=None,
+                    background="none",
+                    meets_criterion=stats_k.area_px >= min_area_px,
+                )
             )
             continue
         mm = settings.mm_per_px
@@ -205,16 +242,74 @@ def check_frame(
                 area_mm2=stats_k.area_px * mm * mm if mm else None,
                 tbr=stats_k.tbr,
                 cnr=stats_k.cnr,
+                background=background,
                 meets_criterion=stats_k.cnr >= min_cnr and stats_k.area_px >= min_area_px,
             )
         )
     at_risk = any(s.meets_criterion for s in spots)
-    return MarginFrame(index=index, at_risk=at_risk, warnings=warnings, spots=spots)
+    undetermined = any(s.cnr is None and s.meets_criterion for s in spots)
+    return MarginFrame(
+        index=index, at_risk=at_risk, undetermined=undetermined, warnings=warnings, spots=spots
+    )
+
+
+def _region_background(
+    nir: np.ndarray,
+    working: np.ndarray,
+    factor: int,
+    labels: np.ndarray,
+    spot: np.ndarray,
+    origin: tuple[int, int],
+    bgdef: BackgroundDefinition,
+    full_scale: int,
+) -> measure.Intensities:
+    """Statistics of ``spot`` against the ring around the fluorescent region(s) it is part of.
+
+    Parameters
+    ----------
+    nir : ndarray, (H, W) uint8/uint16
+        Input frame, DN.
+    working : ndarray, (h, w) float32
+        Working image, DN.
+    factor : int
+        Working-grid downscale factor.
+    labels : ndarray, (h, w) int32
+        Fluorescent regions on the working grid (:func:`detect.label_image`).
+    spot : ndarray, (sh, sw) bool
+        The spot on a crop of the working grid whose top-left cell is ``origin`` (x, y).
+    bgdef : BackgroundDefinition
+        ``inner_px`` and ``outer_px`` (input px) of the ring beyond the region's edge.
+    full_scale : int
+        Largest NIR code (saturated pixels of the spot are counted at it).
+
+    Returns
+    -------
+    Intensities
+        Background mean and SD NaN when the ring has no pixels (the region fills the
+        frame, or other regions surround it).
+    """
+    x0, y0 = origin
+    sh, sw = spot.shape
+    ids = np.unique(labels[y0 : y0 + sh, x0 : x0 + sw][spot])
+    region = np.isin(labels, ids[ids > 0])
+    whole_spot = np.zeros(labels.shape, bool)
+    whole_spot[y0 : y0 + sh, x0 : x0 + sw] = spot
+    region |= whole_spot
+    ring = measure.annulus(
+        region, (labels != 0) & ~region, bgdef.inner_px / factor, bgdef.outer_px / factor
+    )
+    roi = (0, 0, labels.shape[1], labels.shape[0])
+    return measure.intensities(nir, working, factor, roi, whole_spot, whole_spot, ring, full_scale)
 
 
 def at_risk_spots(frame: MarginFrame, min_cnr: float, min_area_px: int) -> set[int]:
-    """Ids of the spots of ``frame`` that meet the at-risk criterion."""
-    return {s.id for s in frame.spots if s.cnr >= min_cnr and s.area_px >= min_area_px}
+    """Ids of the spots of ``frame`` that meet the at-risk criterion (an unmeasured spot
+    of at least ``min_area_px`` counts: its margin is undetermined)."""
+    return {
+        s.id
+        for s in frame.spots
+        if s.area_px >= min_area_px and (s.cnr is None or s.cnr >= min_cnr)
+    }
 
 
 def margin_pictures(

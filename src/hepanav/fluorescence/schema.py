@@ -281,18 +281,30 @@ class MarginSpot(BaseModel):
     bbox_xywh: tuple[int, int, int, int]
     area_px: int
     area_mm2: float | None = None
-    tbr: float
-    cnr: float
+    tbr: float | None = Field(description="None when the spot could not be measured")
+    cnr: float | None = Field(description="None when the spot could not be measured")
+    background: Literal["spot ring", "region ring", "none"] = Field(
+        "spot ring",
+        description="where the background was measured: the ring around the spot, the ring "
+        "around the whole fluorescent region the spot is part of (when the spot's own ring "
+        "lies inside it, e.g. a surface cut through a lesion), or nowhere (not measured)",
+    )
     meets_criterion: bool = Field(
         False,
         description="CNR >= min_cnr and area_px >= min_area_px: the spot puts the margin at "
-        "risk (fainter spots are listed but decide nothing)",
+        "risk (fainter spots are listed but decide nothing); a spot that could not be "
+        "measured (cnr None) meets it when area_px >= min_area_px",
     )
 
 
 class MarginFrame(BaseModel):
     index: int
     at_risk: bool
+    undetermined: bool = Field(
+        False,
+        description="a spot on the surface could not be measured (no background around it "
+        "or its region): the frame is counted as at risk",
+    )
     warnings: list[str] = Field(default_factory=list)
     spots: list[MarginSpot] = Field(default_factory=list)
 
@@ -315,4 +327,9 @@ class MarginResult(BaseModel):
     tbr_definition: str = TBR_DEFINITION
     cnr_definition: str = CNR_DEFINITION
     at_risk: bool = Field(description="true if any frame is at risk (predicts a margin < 1 mm)")
+    undetermined: bool = Field(
+        False,
+        description="true if a frame is at risk only because a spot on the surface could "
+        "not be measured (see MarginFrame.undetermined)",
+    )
     frames: list[MarginFrame]

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tifffile
 
 from hepanav.core import InputError
 
@@ -231,6 +232,7 @@ class FrameSource:
         if not path.is_file():
             raise InputError("is not a regular file (FIFO or device?)", spec)
         if path.suffix.lower() in (".tif", ".tiff"):
+            refuse_planar_tiff(path)
             with quiet_native_stderr():
                 ok, pages = cv2.imreadmulti(str(path), flags=cv2.IMREAD_UNCHANGED)
             if not ok or not pages:
@@ -253,6 +255,7 @@ class FrameSource:
         return "video", str(path)
 
     def _image_codec(self, name: str) -> None:
+        refuse_planar_tiff(name)
         suffix = Path(name).suffix.lower()
         self.codec = {".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff"}.get(suffix, suffix[1:])
         self.lossy = self.codec == "jpeg"
@@ -291,6 +294,11 @@ class FrameSource:
         if self._kind == "images":
             self.count = len(self._items)
             for i, name in enumerate(self._items):
+                try:
+                    refuse_planar_tiff(name)
+                except InputError as exc:
+                    yield RawFrame(i, None, warning=f"{Path(name).name}: {exc.reason}")
+                    continue
                 image = read_image(name)
                 if image is None:
                     yield RawFrame(i, None, warning=f"unreadable image {Path(name).name}")
@@ -497,6 +505,39 @@ def quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+PLANAR_TIFF_ERROR = (
+    "TIFF with separate colour planes (PlanarConfiguration=2) is not decoded correctly by "
+    "OpenCV; save it as a one-channel (grey) TIFF, or with interleaved samples (contig)"
+)
+
+
+def refuse_planar_tiff(name: str | Path) -> None:
+    """Raise when ``name`` is a TIFF whose pages store their samples in separate planes.
+
+    OpenCV decodes such files without an error into a scrambled picture (fake lesions),
+    so they are refused. The TIFF tags are read with tifffile; files that are not TIFF
+    (by their suffix) or that tifffile cannot parse pass: the decoder judges them.
+
+    Raises
+    ------
+    InputError
+        A page with ``PlanarConfiguration`` SEPARATE (2) and more than one sample per
+        pixel.
+    """
+    if Path(name).suffix.lower() not in (".tif", ".tiff"):
+        return
+    try:
+        with tifffile.TiffFile(name) as tif:
+            planar = any(
+                page.samplesperpixel > 1 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+                for page in tif.pages
+            )
+    except (OSError, ValueError, tifffile.TiffFileError):
+        return
+    if planar:
+        raise InputError(PLANAR_TIFF_ERROR, name)
+
+
 def read_image(name: str | Path) -> np.ndarray | None:
     """``cv2.imread(name, IMREAD_UNCHANGED)`` without the codec libraries' stderr chatter.
 
@@ -539,15 +580,86 @@ class DepthDecision:
     warning: str | None = None
 
 
-def _gray(image: np.ndarray, source: str) -> np.ndarray:
+# --channel letter -> index in OpenCV's BGR order.
+CHANNELS = {"b": 0, "g": 1, "r": 2}
+_CHANNEL_NAMES = {"b": "blue", "g": "green", "r": "red"}
+# Largest difference between the colour channels of a grey picture after lossy compression
+# (chroma rounding of JPEG, H.264, ...), 8-bit codes: such a frame is still grey.
+LOSSY_GREY_TOLERANCE = 6
+
+
+def nir_plane(
+    image: np.ndarray, source: str, channel: str | None = None, lossy: bool = False
+) -> tuple[np.ndarray, str | None]:
+    """The one NIR plane of a decoded frame, and a note saying how it was taken.
+
+    NIR cameras deliver one channel. A colour frame is accepted only when it is grey
+    stored as colour (one of its equal channels is used, never a weighted luminance that
+    would hide saturation) or when ``channel`` names the raw channel to use.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W) or (H, W, C) uint8/uint16
+        Decoded frame; colour in OpenCV's BGR(A) order.
+    source : str
+        Name for error messages.
+    channel : {"r", "g", "b"} or None
+        ``--channel``: use this raw channel of a colour frame.
+    lossy : bool
+        The codec is lossy (or unknown): channels of a grey frame that differ by at most
+        ``LOSSY_GREY_TOLERANCE`` codes (8 bit) count as grey; their luminance is used.
+
+    Returns
+    -------
+    plane : ndarray, (H, W), the input's dtype
+    note : str or None
+        For the input's notes; None for a one-channel frame.
+
+    Raises
+    ------
+    InputError
+        Pixel type not 8/16-bit unsigned; a colour frame with unequal channels and no
+        ``channel``; ``channel`` given for a one-channel frame.
+    """
     if image.dtype not in (np.uint8, np.uint16):
         raise InputError(
             f"NIR pixel type {image.dtype} is not supported; expected 8, 12 or 16 bit unsigned",
             source,
         )
-    if image.ndim == 3:
-        image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
-    return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        if channel is not None:
+            raise InputError(
+                f"--channel {channel} was given but the NIR frames have one channel", source
+            )
+        return image, None
+    image = image[..., :3]
+    if channel is not None:
+        return np.ascontiguousarray(image[..., CHANNELS[channel]]), (
+            f"colour NIR image: raw {_CHANNEL_NAMES[channel]} channel used (--channel "
+            f"{channel}); the other channels ignored"
+        )
+    b, g, r = cv2.split(image)
+    spread = int(max(cv2.norm(b, g, cv2.NORM_INF), cv2.norm(r, g, cv2.NORM_INF)))
+    if spread == 0:
+        return g, "grey stored as RGB: the three channels are equal, one of them used"
+    tolerance = LOSSY_GREY_TOLERANCE * (257 if image.dtype == np.uint16 else 1)
+    if lossy and spread <= tolerance:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (
+            f"grey stored as colour by a lossy codec (channels differ by up to {spread} "
+            "codes): their luminance used"
+        )
+    raise InputError(
+        f"colour NIR image (channels differ by up to {spread} codes): NIR cameras deliver "
+        "one channel and a colour overlay is not a raw NIR frame; give --channel r, g or b "
+        "to use one raw channel",
+        source,
+    )
+
+
+def _gray(image: np.ndarray, source: str) -> np.ndarray:
+    return nir_plane(image, source)[0]
 
 
 def _msb_aligned(image: np.ndarray) -> bool:
@@ -736,6 +848,7 @@ def frame_pairs(
     nir_side: str = "right",
     overlay_colour: str = "green",
     msb_aligned: bool = False,
+    channel: str | None = None,
 ) -> tuple[dict, Iterator[FramePair]]:
     """Open the input and return its description and an iterator of frame pairs.
 
@@ -758,6 +871,9 @@ def frame_pairs(
         ``green`` or ``jet`` for layout ``overlay``.
     msb_aligned : bool
         The NIR holds 12-bit data in the high bits of 16-bit words.
+    channel : {"r", "g", "b"}, optional
+        ``--channel``: the raw channel of colour NIR frames to use (see :func:`nir_plane`;
+        without it a colour NIR frame whose channels differ is refused).
 
     Returns
     -------
@@ -782,6 +898,12 @@ def frame_pairs(
         raise InputError(f"choose from {', '.join(OVERLAY_COLOURS)}", "--overlay-colour")
     if layout == "overlay" and (bit_depth not in (None, 8) or msb_aligned):
         raise InputError("overlay videos are 8-bit colour; do not give --bit-depth", "--bit-depth")
+    if channel is not None and channel not in CHANNELS:
+        raise InputError(f"choose r, g or b, not {channel!r}", "--channel")
+    if channel is not None and layout == "overlay":
+        raise InputError(
+            "the overlay layout unmixes the colours itself; do not give --channel", "--channel"
+        )
     nir_src = FrameSource(nir, role="nir" if layout == "separate" else "white")
     src = str(nir)
     refusal = getattr(nir_src, "_refuse_high_bit", None)
@@ -828,6 +950,10 @@ def frame_pairs(
 
     first = first_image(nir_iter, src)
     nir0, white0 = split(first.image)
+    lossy = nir_src.lossy is not False  # unknown (OpenCV video, camera): maybe lossy
+    nir0, plane_note = nir_plane(nir0, src, channel, lossy)
+    if plane_note:
+        notes.append(plane_note)
     codec_note = None
     if nir_src._kind in ("video", "cvvideo"):
         codec_note = f"{nir_src.codec or 'video'} {getattr(nir_src, 'pix_fmt', '') or ''}".strip()
@@ -882,7 +1008,7 @@ def frame_pairs(
                 continue
             try:
                 n, w = split(raw.image)
-                n = check_nir(n, depth, src)
+                n = check_nir(nir_plane(n, src, channel, lossy)[0], depth, src)
                 if white_iter is not None:
                     if wraw is None or wraw.image is None:
                         pair.warnings.append("white-light frame missing; NIR analysed alone")
