@@ -151,10 +151,39 @@ BAD_CASES = [
         "field 'lung_shunt_fraction_percent': a number between 0 and 1 is ambiguous",
     ),
     ({"liver_tumor_burden_percent": 0.7}, "field 'liver_tumor_burden_percent': a number"),
-    ({"ki67_percent": 0.5}, "field 'ki67_percent': a number between 0 and 1"),
+    ({"net_grade": "G4"}, "field 'net_grade'"),
     ({"future_liver_remnant_percent": 0.3}, "field 'future_liver_remnant_percent'"),
     ({"lung_shunt_fraction_percent": "25"}, "with the % sign"),
 ]
+
+
+def test_codes_in_any_case_and_a_ki67_under_one_percent_are_read(cli, tmp_path):
+    """``primary: CRC`` is ``crc`` and ``net_grade: g1`` is ``G1`` (as the registry takes
+    codes); a Ki-67 of 0.5 is 0.5 % (common in G1 NETs; the registry takes it too), the
+    same as the unambiguous "0.5 %": each pair gives the same therapy.json."""
+    base = {"lesions": [{"size_mm": 20}], "ecog": 0, "sstr_positive": True}
+    pairs = [
+        ({"primary": "CRC"}, {"primary": "crc"}),
+        ({"primary": " Net ", "net_grade": "g1"}, {"primary": "net", "net_grade": "G1"}),
+        ({"primary": "net", "ki67_percent": 0.5}, {"primary": "net", "ki67_percent": "0.5 %"}),
+    ]
+    for i, (given, canonical) in enumerate(pairs):
+        outs = []
+        for j, data in enumerate((given, canonical)):
+            out = tmp_path / f"o{i}{j}"
+            code, _, err = cli("therapy", write_case(tmp_path, {**base, **data}), "--out", out)
+            assert code == 0, err
+            outs.append((out / "therapy.json").read_text(encoding="utf-8"))
+        assert outs[0] == outs[1], given
+    # Ki-67 0.5 % is below PRRT-02's 20 %; 25 (%) is above it.
+    verdict = {}
+    for ki67 in (0.5, 25):
+        out = tmp_path / f"k{ki67}"
+        data = {**base, "primary": "net", "ki67_percent": ki67}
+        assert cli("therapy", write_case(tmp_path, data), "--out", out)[0] == 0
+        verdict[ki67] = verdicts(out)[0]["prrt"]
+    assert verdict[0.5] != "relative_contraindication"
+    assert verdict[25] == "relative_contraindication"
 
 
 @pytest.mark.parametrize("data,expected", BAD_CASES)

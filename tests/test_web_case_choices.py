@@ -303,6 +303,13 @@ def test_a_failed_job_names_no_server_path_and_no_cli_option(server):
             "PACS DICOMweb http://127.0.0.1:18042/dicom-web: refused; 75 mg/m² per cycle",
         ),
         ("{d}/uploads/3f2a.csv: row 4: bad date", None, "the uploaded file: row 4: bad date"),
+        (  # the /fluoro form's words for the analysis's options
+            "{d}/uploads/upload-1.mp4: NIR data are 8-bit (the codec, h264 yuv420p, stores 8"
+            " bit) but --bit-depth 16 was given",
+            ["fluoro", "analyze", "--nir"],
+            "the uploaded file: NIR data are 8-bit (the codec, h264 yuv420p, stores 8 bit) but"
+            " the bit depth 16 was given",
+        ),
     ],
 )
 def test_cli_lines_in_the_pages_words(tmp_path, line, argv, shown):

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import stat
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,24 @@ MAX_TEXT_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 32
 #: Most nodes (scalars + containers, aliases expanded) accepted in one JSON/YAML file.
 MAX_NODES = 200_000
+
+
+@lru_cache(maxsize=64)
+def code_lookup(allowed: tuple[str, ...]) -> dict[str, str]:
+    """``{code.lower(): code}`` of a code list (a list whose codes differ only in case
+    would be ambiguous: refused with ``ValueError``)."""
+    lookup = {a.lower(): a for a in allowed}
+    if len(lookup) != len(allowed):
+        raise ValueError(f"codes {allowed} differ only in case")
+    return lookup
+
+
+def canonical_code(value: str, allowed: tuple[str, ...]) -> str:
+    """The code of ``allowed`` that ``value`` stands for, in any case and with spaces for
+    underscores (``" crc "`` -> ``"CRC"``, ``"grey zone"`` -> ``"grey_zone"``), or
+    ``value`` unchanged when it stands for none (the caller's validation refuses it).
+    Shared by the registry's templates and the therapy case format."""
+    return code_lookup(allowed).get(value.strip().lower().replace(" ", "_"), value)
 
 
 def first_error(exc: ValidationError, default_field: str = "input") -> str:

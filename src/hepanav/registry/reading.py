@@ -239,8 +239,12 @@ def read_xlsx(
     _check_file(path)
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a damaged file
-        raise InputError(f"cannot read the workbook ({type(exc).__name__})", path) from None
+    except Exception:  # openpyxl raises many types (BadZipFile, KeyError...) for a damaged file
+        raise InputError(
+            "cannot read the workbook (not a valid .xlsx file; an .xls or password-protected "
+            "workbook must be saved again as .xlsx)",
+            path,
+        ) from None
     try:
         sheet = book.worksheets[0]
         rows = list(sheet.iter_rows())

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 
 from hepanav.core import privacy
 from hepanav.core.errors import InputError
-from hepanav.core.validation import first_error
+from hepanav.core.validation import canonical_code, first_error
 from hepanav.registry import models, timeline
 from hepanav.registry.db import database_errors, write_transaction
 from hepanav.registry.schema import (
@@ -38,7 +38,6 @@ from hepanav.registry.schema import (
     ComplicationRow,
     EventRow,
     OutcomeRow,
-    _canonical,
 )
 
 TABLES: dict[str, type[models.Base]] = {
@@ -113,7 +112,7 @@ def validate_value(table: str, field: str, value: Any) -> Any:
             f"looks like {kind} (value not shown); keep pseudonymous codes only", field
         )
     if isinstance(value, str) and field in CODE_SETS:
-        value = _canonical(value, CODE_SETS[field])
+        value = canonical_code(value, CODE_SETS[field])
     if isinstance(value, str | float) and _not_finite(value):
         raise InputError("must be a finite number", field)
     info = _field_info(table, field)

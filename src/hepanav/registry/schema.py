@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from hepanav import DISCLAIMER
+from hepanav.core.validation import canonical_code, code_lookup
 from hepanav.registry.vocabulary import (
     ABLATION_ENERGIES,
     APPROACHES,
@@ -88,28 +88,17 @@ def parse_iso_date(value):
 IsoDate = Annotated[dt.date, BeforeValidator(parse_iso_date)]
 
 
-@lru_cache(maxsize=64)
-def _lookup(allowed: tuple[str, ...]) -> dict[str, str]:
-    return {a.lower(): a for a in allowed}
-
-
 def _choice(value: str | None, allowed: tuple[str, ...], field: str) -> str | None:
     """Match a code case-insensitively (``r0`` -> ``R0``); refuse anything else."""
     if value is None:
         return None
-    lookup = _lookup(allowed)
+    lookup = code_lookup(allowed)
     if value in lookup.values():  # the common case: already the code
         return value
     key = str(value).strip().lower().replace(" ", "_")
     if key not in lookup:
         raise ValueError(f"{field} must be one of {', '.join(allowed)} (got {value!r})")
     return lookup[key]
-
-
-def _canonical(value: str, allowed: tuple[str, ...]) -> str:
-    """The code ``value`` stands for (case-insensitive), or ``value`` unchanged."""
-    lookup = _lookup(allowed)
-    return lookup.get(value.strip().lower().replace(" ", "_"), value)
 
 
 _OUTCOME_CODES = {
@@ -283,7 +272,7 @@ class OutcomeRow(_Row):
             for field, allowed in _OUTCOME_CODES.items():
                 value = data.get(field)
                 if isinstance(value, str):
-                    data[field] = _canonical(value, allowed)
+                    data[field] = canonical_code(value, allowed)
         return data
 
     @model_validator(mode="after")

@@ -10,9 +10,17 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hepanav import DISCLAIMER
+from hepanav.core.validation import canonical_code
 
 Primary = Literal["crc", "net", "hcc", "other"]
 NetGrade = Literal["G1", "G2", "G3"]
@@ -61,16 +69,20 @@ _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 LESION_SIZE_MM = (5.0, 300.0)
 
 
-#: Case fields in percent (0-100). A value between 0 and 1 is refused as ambiguous: it is
-#: far likelier a fraction (0.25 for a 25 % lung shunt) than a real sub-1 % value, and read
-#: as percent it falls below every threshold of the rules and drops their verdicts. A real
-#: value under 1 % is written as a string with the sign, "0.25 %", which is unambiguous.
+#: Case fields in percent (0-100); ``"0.25 %"`` (a string with the sign) is accepted in each.
 PERCENT_FIELDS = (
     "ki67_percent",
     "future_liver_remnant_percent",
     "liver_tumor_burden_percent",
     "lung_shunt_fraction_percent",
 )
+#: Percent fields where a bare number between 0 and 1 is refused as ambiguous: it is far
+#: likelier a fraction (0.25 for a 25 % lung shunt) than a real sub-1 % value, and read as
+#: percent it falls below every threshold of the rules and drops their verdicts. A real
+#: value under 1 % is written as a string with the sign, "0.25 %", which is unambiguous.
+#: Not Ki-67: a Ki-67 index below 1 % is a common real value (G1 NET), and the registry
+#: (``ki67_pct``, :func:`hepanav.registry.schema.fraction_as_percent_problem`) accepts it.
+FRACTION_SCREENED_FIELDS = tuple(f for f in PERCENT_FIELDS if f != "ki67_percent")
 _PERCENT_TEXT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*")
 
 
@@ -80,9 +92,12 @@ _PERCENT_NOTE = (
 )
 
 
-def percent_value(value: object) -> object:
-    """A percent field as given: a number >= 1 or 0 as is, a string ``"0.25 %"`` as its
-    number; a bare number between 0 and 1 raises ``ValueError`` (ambiguous, see above)."""
+def percent_value(value: object, screen_fractions: bool = True) -> object:
+    """A percent field as given: a number as is, a string ``"0.25 %"`` as its number.
+
+    With ``screen_fractions`` (every percent field but Ki-67, see
+    ``FRACTION_SCREENED_FIELDS``) a bare number between 0 and 1 raises ``ValueError``
+    (ambiguous, see above)."""
     if isinstance(value, str):
         match = _PERCENT_TEXT.fullmatch(value)
         if match is None:
@@ -91,7 +106,12 @@ def percent_value(value: object) -> object:
                 '("0.25 %") for a value under 1 %'
             )
         return float(match.group(1))
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1:
+    if (
+        screen_fractions
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0 < value < 1
+    ):
         raise ValueError(
             "a number between 0 and 1 is ambiguous in a percent field: give percent (25 for "
             "25 %, not the fraction 0.25); a value truly under 1 % is written with the sign, "
@@ -134,10 +154,18 @@ class Case(BaseModel):
         description="Free pseudonymous label; names, dates of birth, record numbers, phone "
         "numbers and e-mail addresses are refused.",
     )
-    primary: Primary | None = Field(default=None, description="Primary tumour.")
-    net_grade: NetGrade | None = Field(default=None, description="WHO grade of a NET.")
+    primary: Primary | None = Field(
+        default=None, description="Primary tumour (the code in any case: CRC is crc)."
+    )
+    net_grade: NetGrade | None = Field(
+        default=None, description="WHO grade of a NET (the code in any case: g1 is G1)."
+    )
     ki67_percent: float | None = Field(
-        default=None, ge=0, le=100, description="Ki-67 index, %" + _PERCENT_NOTE
+        default=None,
+        ge=0,
+        le=100,
+        description="Ki-67 index, % (a value under 1 %, common in G1 NETs, is taken as "
+        'percent: 0.5 is 0.5 %; "0.5 %" is accepted too).',
     )
     sstr_positive: bool | None = Field(
         default=None,
@@ -196,8 +224,16 @@ class Case(BaseModel):
 
     @field_validator(*PERCENT_FIELDS, mode="before")
     @classmethod
-    def _percent(cls, value: object) -> object:
-        return percent_value(value)
+    def _percent(cls, value: object, info: ValidationInfo) -> object:
+        return percent_value(value, info.field_name in FRACTION_SCREENED_FIELDS)
+
+    @field_validator("primary", "net_grade", mode="before")
+    @classmethod
+    def _code(cls, value: object, info: ValidationInfo) -> object:
+        # Codes in any case, as the registry's templates take them (``CRC`` is ``crc``,
+        # ``g1`` is ``G1``); both code lists differ in more than case.
+        allowed = get_args(Primary if info.field_name == "primary" else NetGrade)
+        return canonical_code(value, allowed) if isinstance(value, str) else value
 
 
 # Words that mark a citation of this project's own documents (never a source).

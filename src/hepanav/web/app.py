@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, UploadFile
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -204,6 +206,16 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": message}, status_code=400)
         return page(request, "error.html.j2", code=400, message=message)
+
+    @app.exception_handler(RequestValidationError)
+    async def form_error(request: Request, exc: RequestValidationError):
+        # A form field missing or of the wrong type: the pages' one message naming the
+        # field by its label (``web.messages``); the API keeps FastAPI's JSON.
+        from hepanav.web.messages import field_problem
+
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, exc)
+        return page(request, "error.html.j2", code=400, message=field_problem(exc.errors()))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -894,7 +906,13 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
             file, settings.uploads_dir, settings.max_upload_mb, (".csv", ".xlsx")
         )
         try:
-            errors = await asyncio.to_thread(registry_import_file, saved, settings.registry_db)
+            errors = await asyncio.to_thread(
+                registry_import_file,
+                saved,
+                settings.registry_db,
+                data_dir=settings.data_dir,
+                filename=file.filename,
+            )
         finally:
             saved.unlink(missing_ok=True)
         audit(request, "import", "registry", "failed" if errors else "ok")
@@ -918,28 +936,28 @@ def create_app(settings: WebSettings | None = None, *, start_jobs: bool = True) 
     async def fluoro_run(
         request: Request,
         nir: UploadFile,
-        bit_depth: int = Form(8, ge=8, le=16),
+        bit_depth: str = Form("auto"),
         user: User = Depends(require(*CAN_RUN_FLUORO)),
     ):
-        """Upload a NIR recording (video) and analyse it as a background job."""
+        """Upload a NIR recording (video) and analyse it as a background job.
+
+        ``bit_depth``: ``auto`` (the recording's pixel type decides) or 8, 12 or 16;
+        anything else, or a recording whose first frame the analysis refuses (not a
+        video, 16 bit chosen for an 8-bit codec), is refused with one message before a
+        job starts, and the upload is not kept.
+        """
+        from hepanav.web.workflows import check_recording, fluoro_steps, parse_bit_depth
+
+        depth = parse_bit_depth(bit_depth)
         saved = await save_upload(
             nir, settings.uploads_dir, settings.max_upload_mb, (".mp4", ".avi", ".mkv", ".mov")
         )
-        steps = [
-            (
-                "Analysing fluorescence",
-                [
-                    "fluoro",
-                    "analyze",
-                    "--nir",
-                    str(saved),
-                    "--bit-depth",
-                    str(bit_depth),
-                    "--out",
-                    "{work}/fluoro",
-                ],
-            )
-        ]
+        try:
+            await asyncio.to_thread(check_recording, saved, depth, settings.data_dir, nir.filename)
+        except InputError:
+            saved.unlink(missing_ok=True)  # refused: nothing kept, no job
+            raise
+        steps = fluoro_steps(saved, depth)
         job_id = request.app.state.jobs.create("fluoro", "", steps, {}, user.username)
         audit(request, "run", f"job:{job_id}:fluoro")
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)

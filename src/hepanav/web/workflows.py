@@ -190,6 +190,60 @@ def margin_steps(
     return steps
 
 
+#: The /fluoro form's "Bit depth" choices (``hepanav fluoro analyze --bit-depth``).
+BIT_DEPTHS = ("auto", "8", "12", "16")
+
+
+def parse_bit_depth(text: str) -> int | None:
+    """The /fluoro form's bit depth: ``None`` for ``auto`` (from the pixel type), else 8,
+    12 or 16.
+
+    Raises
+    ------
+    InputError
+        Naming the field "Bit depth" for anything else (checked before a job starts).
+    """
+    choice = text.strip().lower()
+    if choice not in BIT_DEPTHS:
+        raise InputError(
+            f"choose automatic, 8, 12 or 16 bit (not {text.strip()[:20]!r})", "Bit depth"
+        )
+    return None if choice == "auto" else int(choice)
+
+
+def check_recording(nir: Path, bit_depth: int | None, data_dir: Path, filename: str | None) -> None:
+    """Open an uploaded NIR recording and decide its bit depth as the job will
+    (:func:`hepanav.fluorescence.sources.frame_pairs`, first frame only), so that a
+    recording the analysis would refuse (not a video, an 8-bit codec with 16 bit
+    chosen) is refused before a job starts.
+
+    Raises
+    ------
+    InputError
+        In the page's words: the file by the name it was uploaded with, the form's
+        field labels (``--bit-depth`` is "the bit depth").
+    """
+    from hepanav.fluorescence.sources import frame_pairs
+    from hepanav.web.messages import for_the_page, upload_name
+
+    try:
+        _, pairs = frame_pairs(nir, bit_depth=bit_depth)
+    except InputError as exc:
+        uploads = {nir: upload_name(filename)}
+        raise InputError(
+            for_the_page(str(exc), data_dir, ["fluoro", "analyze"], uploads=uploads)
+        ) from None
+    pairs.close()
+
+
+def fluoro_steps(nir: Path, bit_depth: int | None) -> list[tuple[str, list[str]]]:
+    """Job steps that analyse an uploaded NIR recording (``hepanav fluoro analyze``)."""
+    argv = ["fluoro", "analyze", "--nir", str(nir)]
+    if bit_depth is not None:
+        argv += ["--bit-depth", str(bit_depth)]
+    return [("Analysing fluorescence", [*argv, "--out", "{work}/fluoro"])]
+
+
 def run_therapy(case_text: str, scratch: Path) -> dict[str, Any]:
     """Evaluate a therapy case given as YAML text; returns the report as a dict.
 
@@ -239,24 +293,57 @@ def registry_summary(url: str | None) -> dict[str, Any]:
         engine.dispose()
 
 
-def registry_import_file(path: Path, url: str | None) -> list[str]:
-    """Import an uploaded template; returns the row errors (empty on success)."""
+def registry_import_file(
+    path: Path, url: str | None, *, data_dir: Path, filename: str | None = None
+) -> list[str]:
+    """Import an uploaded template; returns what was wrong in the page's words (empty on
+    success).
+
+    Parameters
+    ----------
+    path : Path
+        The saved upload (a random name in the data folder's ``uploads/``).
+    url : str, optional
+        The registry database.
+    data_dir : Path
+        The server's data folder (paths in it never reach the page).
+    filename : str, optional
+        The name the file was uploaded with; messages name the file so
+        (:func:`hepanav.web.messages.upload_name`), never by its server path.
+
+    Returns
+    -------
+    list of str
+        One line per bad row (``row 2, procedure_date: is not a valid calendar date
+        ...``), or one line for a file that cannot be imported at all
+        (``junk.xlsx: cannot read the workbook (not a valid .xlsx file)``).
+    """
     from hepanav.registry.db import open_registry
     from hepanav.registry.importer import ImportRejected, import_file
     from hepanav.registry.settings import resolve_database_url
+    from hepanav.web.messages import for_the_page, upload_name
+
+    def words(text: str) -> str:
+        return for_the_page(text, data_dir, uploads={path: upload_name(filename)})
 
     engine = open_registry(resolve_database_url(url))
     try:
         import_file(engine, path, "outcomes")
     except ImportRejected as exc:
-        return [" ".join(str(e).split()) for e in getattr(exc, "errors", [])] or [
-            " ".join(str(exc).split())
-        ]
+        if exc.errors:
+            return [words(f"row {e.row}, {e.column}: {e.reason}") for e in exc.errors]
+        return [words(_not_imported(exc))]
     except InputError as exc:
-        return [" ".join(str(exc).split())]
+        return [words(_not_imported(exc))]
     finally:
         engine.dispose()
     return []
+
+
+def _not_imported(exc: InputError) -> str:
+    """``source: reason`` without the importer's "nothing imported: " (the page says it)."""
+    reason = exc.reason.removeprefix("nothing imported: ")
+    return f"{exc.source}: {reason}" if exc.source else reason
 
 
 def plan_steps(
