@@ -327,8 +327,8 @@ def plan(
     return _assemble(problem, solved, time.perf_counter() - t0, paths or {})
 
 
-#: Warning of a plan shaped by the optimiser's wall-clock budget (``optimiser_time_limited``).
-TIME_LIMITED_WARNING = (
+#: Note on a plan shaped by the optimiser's wall-clock budget (``optimiser_time_limited``).
+TIME_LIMITED_NOTE = (
     "the optimiser stopped at its time limit (optimiser_time_limit_s = {limit:g} s), so the "
     "plan is not reproducible: a rerun (or a faster or less loaded machine) may give a "
     "different plan, possibly with fewer needles."
@@ -815,9 +815,9 @@ def _assemble(problem: _Problem, solved: _Solved, elapsed: float, paths: dict) -
         inputs=paths,
     )
     if sel.time_limited and needles:
-        note = TIME_LIMITED_WARNING.format(limit=rules.optimiser_time_limit_s)
-        result.warnings.append(note)
-        result.message += f" WARNING: {note}"
+        # A NOTE in the message (and the flag), not in ``warnings``: those are doubts
+        # about the inputs; this one is about the run.
+        result.message += " NOTE: " + TIME_LIMITED_NOTE.format(limit=rules.optimiser_time_limit_s)
     return PlanOutput(
         result=result,
         inputs=inp,

@@ -384,7 +384,7 @@ class PlanResult(BaseModel):
         False,
         description="the wall-clock budget (optimiser_time_limit_s) shaped the result: a MILP "
         "stage stopped at the time limit or was skipped for lack of time; the plan is not "
-        "reproducible (a rerun may differ; WARNING in message and warnings)",
+        "reproducible (a rerun may differ; NOTE in message, bold in the report)",
     )
     planning_time_s: float
     rules: TrajectoryRules
