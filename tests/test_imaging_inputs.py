@@ -259,3 +259,25 @@ def test_voxel_size_outside_clinical_range_refused(tmp_path, spacing, shown):
         load_image(path)
     with pytest.raises(InputError, match="check that the units are mm"):
         load_mask(path)
+
+
+def test_float_mask_below_the_threshold_is_not_called_empty():
+    """A probability mask whose maximum (0.4) lies below the threshold is refused naming
+    the threshold, its value range and --mask-threshold; a lower threshold reads it."""
+    from hepanav.imaging.masks import mask_from_values
+
+    arr = np.zeros((4, 5, 6), dtype=np.float32)
+    arr[1:3, 1:4, 1:5] = 0.2  # 24 voxels
+    arr[1, 1, 1:3] = 0.4  # 2 of them at 0.4
+    image = sitk.GetImageFromArray(arr)
+    for threshold, shown in ((None, "0.5"), (0.6, "0.6")):
+        with pytest.raises(InputError) as info:
+            mask_from_values(image, None, threshold, "tumor_p04.nii.gz")
+        text = str(info.value)
+        assert f"below the mask threshold {shown}" in text and "--mask-threshold" in text
+        assert "values 0 to 0.4" in text and "tumor_p04.nii.gz" in text
+        assert "empty" not in text
+    mask, _, _ = mask_from_values(image, None, 0.3, "tumor_p04.nii.gz")
+    assert int(sitk.GetArrayViewFromImage(mask).sum()) == 2
+    mask, _, _ = mask_from_values(image, None, 0.1, "tumor_p04.nii.gz")
+    assert int(sitk.GetArrayViewFromImage(mask).sum()) == 24

@@ -167,3 +167,34 @@ def test_a_derived_name_with_a_semicolon_stays_one_reason():
     parts = _reasons(_reason_text(_cand(reasons), dict(NAMES), load_risk_map()))
     assert len(parts) == 2 and parts[0].startswith("75% cross or pass within clearance of ")
     assert "aorta_and_vena_cava: large enhancing vessels: aorta, vena cava" in parts[0]
+
+
+def test_cli_ct_with_spacing_in_cm_is_refused(cli, torso_files, tmp_path):
+    """The torso CT (2.5 x 2.5 x 3 mm, 400 x 320 x 300 mm) with its header in cm reads as
+    0.25 x 0.25 x 0.3 mm voxels over a 40 x 32 x 30 mm field: refused in one line, nothing
+    written; the same CT in mm is accepted by the check."""
+    from hepanav.planning.pipeline import check_ct_units
+
+    case, folder = torso_files
+    cm = sitk.Image(case.ct)
+    cm.SetSpacing([s / 10 for s in case.ct.GetSpacing()])
+    cm.SetOrigin([o / 10 for o in case.ct.GetOrigin()])
+    sitk.WriteImage(cm, str(tmp_path / "ct_cm.nii.gz"))
+    out = tmp_path / "plan"
+    code, _, err = cli(
+        "plan",
+        "--ct", tmp_path / "ct_cm.nii.gz",
+        "--tumor", folder / "tumor.nii.gz",
+        "--labels", folder / "labels.nii.gz",
+        "--out", out,
+    )  # fmt: skip
+    one_line_error(
+        code,
+        err,
+        "ct_cm.nii.gz",
+        "implausible for an abdominal CT",
+        "voxels 0.25 x 0.25 x 0.3 mm over a 40 x 32 x 30 mm field of view",
+        "in cm instead of mm",
+    )
+    assert not out.exists()
+    check_ct_units(case.ct, "ct.nii.gz")  # mm: no error

@@ -335,3 +335,19 @@ def test_parallel_needles_option(torso_case, tmp_path):
     dirs = np.array([n.direction for n in res.needles])
     assert np.allclose(dirs, dirs[0], atol=1e-9)
     assert violations_by_rasterising(torso_case.labels, res.needles, risk) == []
+
+
+@pytest.mark.slow
+def test_plan_shaped_by_the_time_limit_says_it_is_not_reproducible(torso_case, tmp_path):
+    """A 0.5 s optimiser budget always leaves the LP-reduced stage out: the plan then
+    depends on the wall clock, and plan.json says so (flag, NOTE in the message)."""
+    risk = load_risk_map(fast_risk_map(tmp_path, optimiser_time_limit_s=0.5))
+    inp = align_inputs(torso_case.ct, torso_case.tumor, torso_case.labels, TORSO_LABELS, risk)
+    res = plan(inp, risk, load_device("neuwave-pr-65w-10min"), 5.0).result
+    assert res.needles, res.message
+    assert res.optimiser_time_limited is True
+    assert "NOTE: the optimiser stopped at its time limit (optimiser_time_limit_s = 0.5 s)" in (
+        res.message
+    )
+    assert "not reproducible" in res.message
+    assert "on the final needle pool" not in res.optimiser_status

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from hepanav.core.errors import InputError
 from hepanav.planning.devices import builtin_devices, load_device
@@ -55,6 +56,32 @@ def test_user_device_file(tmp_path):
     bad.write_text("devices:\n  - {name: x, kind: laser}\n")
     with pytest.raises(InputError, match="bad.yaml"):
         load_device(str(bad))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("chart_length_mm", 4.7, "devices[0].chart_length_mm: 4.7 mm is implausible"),
+        ("chart_width_mm", 3.5, "devices[0].chart_width_mm: 3.5 mm is implausible"),
+        ("power_w", 0.065, "devices[0].power_w: 0.065 W is implausible"),
+    ],
+)
+def test_device_values_in_the_wrong_unit_are_refused(tmp_path, field, value, expected):
+    """A chart given in cm as mm (4.7 for 47 mm) or power in kW as W (0.065 for 65 W)."""
+    entry = {
+        "name": "x", "kind": "microwave", "power_w": 65, "time_min": 10,
+        "chart_length_mm": 47, "chart_width_mm": 35, "in_vivo_factor": 0.77,
+        "tip_to_center_mm": 18, "needle_length_mm": 200, "needle_diameter_mm": 1.5,
+        "heat_sink_trim_mm": 2, "pullback_step_mm": 10, "source": "s",
+    }  # fmt: skip
+    path = tmp_path / "dev.yaml"
+    path.write_text(yaml.safe_dump({"devices": [entry]}), encoding="utf-8")
+    assert load_device(str(path)).chart_length_mm == 47.0
+    path.write_text(yaml.safe_dump({"devices": [{**entry, field: value}]}), encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_device(str(path))
+    assert str(info.value).count("\n") == 0 and expected in str(info.value)
+    assert info.value.source == str(path)
 
 
 @pytest.mark.parametrize(

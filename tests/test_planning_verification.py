@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cli_helpers import one_line_error
 from hepanav.imaging import read_image
 from hepanav.phantoms.needles import draw_needles
 from hepanav.phantoms.planning import TORSO_LABELS, make_planning_case
@@ -129,6 +130,45 @@ def test_cli_verify_placement_reports_known_errors(cli, planned, tmp_path):
     assert 0.0 <= res["coverage_target_actual"] <= 1.0
     assert res["warnings"] == []
     assert "Not a medical device" in (tmp_path / "v" / "report.html").read_text(encoding="utf-8")
+
+
+def _control_on_plan(case, out, spacing_mm: float) -> sitk.Image:
+    """Control CT: the planning CT around the needles resampled to ``spacing_mm``
+    (isotropic), the planned needles drawn exactly on plan."""
+    from hepanav.imaging import resample_isotropic
+
+    ends = np.array([p for n in out.result.needles for p in (n.entry_lps_mm, n.tip_lps_mm)])
+    idx = np.array([case.ct.TransformPhysicalPointToIndex(p.tolist()) for p in ends])
+    lo = np.maximum(idx.min(axis=0) - 12, 0)
+    hi = np.minimum(idx.max(axis=0) + 12, np.asarray(case.ct.GetSize()) - 1)
+    box = sitk.RegionOfInterest(case.ct, (hi - lo + 1).tolist(), lo.tolist())
+    grid = resample_isotropic(box, spacing_mm, default_value=-1000)
+    placed = [(np.asarray(n.entry_lps_mm), np.asarray(n.tip_lps_mm)) for n in out.result.needles]
+    return draw_needles(grid, placed)
+
+
+@pytest.mark.slow
+def test_cli_verify_placement_refuses_voxels_coarser_than_the_detector_limit(
+    cli, planned, tmp_path
+):
+    """Needles placed exactly on plan: at 1.5 mm voxels (the detector's limit) every one is
+    found and OK; at 2.0 mm they broke up into MISSING/EXTRA before (a wrong verdict), now
+    the placement is refused as undetermined in one line, nothing written."""
+    folder, out, case = planned
+    n = len(out.result.needles)
+    for spacing, name in ((1.5, "c15.nii.gz"), (2.0, "c20.nii.gz")):
+        sitk.WriteImage(_control_on_plan(case, out, spacing), str(tmp_path / name))
+    args = ["verify-placement", "--plan", folder / "plan" / "plan.json", "--control-ct"]
+    code, _, err = cli(*args, tmp_path / "c15.nii.gz", "--out", tmp_path / "v15")
+    assert code == 0, err
+    res = json.loads((tmp_path / "v15" / "placement.json").read_text(encoding="utf-8"))
+    assert res["missing"] == [] and res["extra"] == 0
+    assert [e["verdict_code"] for e in res["errors"]] == ["ok"] * n
+    code, _, err = cli(*args, tmp_path / "c20.nii.gz", "--out", tmp_path / "v20")
+    one_line_error(
+        code, err, "c20.nii.gz", "placement undetermined", "2 x 2 x 2 mm", "limit 1.5 mm"
+    )
+    assert not (tmp_path / "v20").exists()
 
 
 @pytest.mark.slow

@@ -354,7 +354,9 @@ def mask_from_values(
 
     Returns ``(mask, notes, chosen-labels text)``. A label map with several labels
     and no choice is refused naming the labels; a float mask with values between 0
-    and 1 is thresholded at ``threshold`` (0.5 by default) with a note.
+    and 1 is thresholded at ``threshold`` (0.5 by default) with a note; one whose values
+    all lie below the threshold is refused naming the threshold, the value range and
+    ``--mask-threshold`` (``InputError``), not called empty.
     """
     array = sitk.GetArrayViewFromImage(image)
     notes: list[str] = []
@@ -406,6 +408,12 @@ def mask_from_values(
         else:
             check_threshold_within(threshold, lo, hi, source)
             notes.append(f"non-binary float mask thresholded at {threshold:g} (--mask-threshold)")
+        if hi < threshold:  # not empty: every non-zero value lies below the threshold
+            raise InputError(
+                f"every value of the float mask is below the mask threshold {threshold:g} "
+                f"(values {lo:g} to {hi:g}): no voxel is inside; give a lower --mask-threshold",
+                source,
+            )
         mask = sitk.Cast(image >= float(threshold), sitk.sitkUInt8)
         return mask, notes, None
     values = distinct_values(array)

@@ -38,6 +38,9 @@ class Selection:
     solver: str
     line_value: dict[int, float] | None = None  # LP relaxation: value of each needle variable
     uncovered: int = 0  # rows the solution leaves uncovered (soft cover)
+    # True when the wall-clock budget shaped the result (HiGHS stopped at its time limit,
+    # or a stage was cut short or skipped for lack of time): a rerun may differ.
+    time_limited: bool = False
 
     def key(self, cost_ml: np.ndarray) -> tuple:
         """Lexicographic quality: uncovered rows, needles, healthy liver (lower is better)."""
@@ -284,6 +287,7 @@ def milp_cover(
         options={"time_limit": time_limit_s, "mip_rel_gap": 1e-4, "presolve": True},
     )
     elapsed = time.perf_counter() - t0
+    hit_limit = res.status == 1  # iteration or time limit reached
     if res.x is None:
         return Selection(
             np.zeros(0, dtype=np.int64),
@@ -291,6 +295,7 @@ def milp_cover(
             f"no solution ({res.message})",
             elapsed,
             "milp",
+            time_limited=hit_limit,
         )
     x = res.x[n_y : n_y + n_x] > (0.5 if integral else 1e-6)
     zones = allowed_z[x]
@@ -303,7 +308,29 @@ def milp_cover(
     left_out = int(np.count_nonzero(res.x[n:] > 0.5)) if integral else 0
     if left_out:
         status += f", {left_out} rows cannot be covered together"
-    return Selection(zones, _lines_of(cand, zones), status, elapsed, "milp", values, left_out)
+    return Selection(
+        zones,
+        _lines_of(cand, zones),
+        status,
+        elapsed,
+        "milp",
+        values,
+        left_out,
+        time_limited=hit_limit,
+    )
+
+
+def pool_status(status: str, pool: str, size: int, total: int) -> str:
+    """Status of a MILP solved over a restricted pool of ``size`` of ``total`` needles.
+
+    HiGHS's "optimal" then only holds within the pool: the wording says so, e.g.
+    "optimal within the restricted pool of the greedy needles (8 of 218 candidate
+    needles); not proven optimal over all 218 candidates".
+    """
+    text = f"{status} within the restricted pool of {pool} ({size} of {total} candidate needles)"
+    if status.startswith("optimal") and size < total:
+        text += f"; not proven optimal over all {total} candidates"
+    return text
 
 
 def reduced_milp_cover(
@@ -326,7 +353,9 @@ def reduced_milp_cover(
     the needle conflicts, which only slow it down), adds the needles it uses most (at most
     three times the greedy count) and solves the MILP on that larger set with the time
     left; the better of the two is returned. The status says on which set and whether
-    HiGHS proved optimality there or stopped at the time limit.
+    HiGHS proved optimality there or stopped at the time limit (:func:`pool_status`);
+    ``time_limited`` is set when the wall-clock budget shaped the result (a stage hit the
+    time limit or was skipped for lack of time).
     """
     t0 = time.perf_counter()
     bound = max(1, greedy.lines.size)
@@ -338,7 +367,7 @@ def reduced_milp_cover(
         sel = milp_cover(
             cand, rows, max_positions, bound, time_limit_s=limit, keep_zones=keep, **common
         )
-        sel.status = f"{sel.status} on {label} ({lines.size} of {total} needles)"
+        sel.status = pool_status(sel.status, label, lines.size, total)
         return sel
 
     # Stage A: re-optimise over the greedy (and last round's) needles: small, usually
@@ -347,9 +376,12 @@ def reduced_milp_cover(
     if previous is not None:  # the last round's needles: a few added rows rarely need new ones
         base = np.union1d(base, np.setdiff1d(previous, list(banned_lines)))
     best = restricted(base, 0.3 * time_limit_s, "the greedy needles")
+    time_limited = best.time_limited
     # Stage B: add the needles the LP relaxation uses most (at most 3x the greedy count).
     left = time_limit_s - (time.perf_counter() - t0)
-    if left > 1.0:
+    if left <= 1.0:
+        time_limited = True  # stage B skipped for lack of time
+    else:
         lp = milp_cover(
             cand,
             rows,
@@ -361,16 +393,21 @@ def reduced_milp_cover(
             time_limit_s=0.5 * left,
             integral=False,
         )
+        time_limited |= lp.time_limited
         ranked = sorted((lp.line_value or {}).items(), key=lambda kv: -kv[1])
         top = np.array([ln for ln, _ in ranked[: 3 * bound]], dtype=np.int64)
         left = time_limit_s - (time.perf_counter() - t0)
+        if top.size and left <= 0.5:
+            time_limited = True  # the wider MILP skipped for lack of time
         if top.size and left > 0.5:
             wider = restricted(
                 np.union1d(top, np.union1d(base, best.lines)), left, "the LP-reduced set"
             )
+            time_limited |= wider.time_limited
             if wider.zones.size and (
                 not best.zones.size or wider.key(cand.zone_cost_ml) < best.key(cand.zone_cost_ml)
             ):
                 best = wider
     best.time_s = time.perf_counter() - t0
+    best.time_limited = time_limited
     return best

@@ -37,6 +37,7 @@ from hepanav.planning.slicer import write_markups
 from hepanav.planning.verification import (
     DEPTH_TOLERANCE_MM,
     LATERAL_TOLERANCE_MM,
+    MAX_CONTROL_VOXEL_MM,
     MAX_TOLERANCE_MM,
     detect_needles,
     match_needles,
@@ -106,6 +107,7 @@ def run_plan(
     device = load_device(device_name)
     risk = load_risk_map(label_map)
     ct, ct_record = load_ct(ct_path, "planning CT", series=series)
+    check_ct_units(ct, ct_path)
     # Slice-by-slice steps (body outline, derived anatomy, needle table) need axial
     # slices: plan on the CT permuted to axial array order (exact, no interpolation) and
     # write the masks back in the input's array order. Oblique CTs are refused.
@@ -840,6 +842,54 @@ def check_control_ct(
     return warnings
 
 
+#: Voxels finer than this (mm) over a field smaller than ``MIN_CT_FIELD_MM`` are not an
+#: abdominal CT: abdominal CT voxels are >= about 0.5 mm (a 250-500 mm field on 512
+#: pixels; slices >= 0.5 mm) and its field holds the abdomen (> 200 mm across). Both
+#: together are a header written in cm (2.5 mm voxels read as 0.25 mm, a 400 mm torso
+#: as 40 mm). Each alone is allowed (small test phantoms, fine reconstructions).
+MIN_CT_VOXEL_MM = 0.3
+MIN_CT_FIELD_MM = 100.0
+
+
+def check_ct_units(ct: sitk.Image, source) -> None:
+    """Refuse a planning CT whose header spacing is implausible for an abdominal CT.
+
+    Voxels below ``MIN_CT_VOXEL_MM`` (smallest spacing) over a field of view whose largest
+    extent (size x spacing) is below ``MIN_CT_FIELD_MM``: most likely spacing in cm, which
+    would shrink every distance, clearance and zone fit tenfold. Raises ``InputError``
+    naming ``source``, the spacing and the field found.
+    """
+    spacing = np.asarray(ct.GetSpacing(), dtype=float)
+    field_mm = spacing * np.asarray(ct.GetSize(), dtype=float)
+    if spacing.min() < MIN_CT_VOXEL_MM and field_mm.max() < MIN_CT_FIELD_MM:
+        raise InputError(
+            f"implausible for an abdominal CT: voxels {' x '.join(f'{v:g}' for v in spacing)}"
+            f" mm over a {' x '.join(f'{v:.3g}' for v in field_mm)} mm field of view (voxels "
+            f"< {MIN_CT_VOXEL_MM:g} mm and field < {MIN_CT_FIELD_MM:g} mm); is the header "
+            "spacing in cm instead of mm?",
+            source,
+        )
+
+
+def check_control_voxels(ct: sitk.Image, source) -> None:
+    """Refuse a control CT whose voxels are coarser than the needle detector's limit.
+
+    Beyond ``MAX_CONTROL_VOXEL_MM`` (largest spacing, mm) partial-volumed needles break
+    up: needles placed exactly on plan come out MISSING or EXTRA, so no verdict can be
+    given. Raises ``InputError`` naming ``source`` and the spacing found.
+    """
+    coarsest = float(max(ct.GetSpacing()))
+    if coarsest > MAX_CONTROL_VOXEL_MM + 1e-6:
+        spacing = " x ".join(f"{s:g}" for s in ct.GetSpacing())
+        raise InputError(
+            f"placement undetermined: control CT voxels {spacing} mm are coarser than the "
+            f"needle detector's limit {MAX_CONTROL_VOXEL_MM:g} mm (largest spacing); needles "
+            "would be reported MISSING or EXTRA regardless of their position: reconstruct "
+            f"the control CT with voxels and slices of at most {MAX_CONTROL_VOXEL_MM:g} mm",
+            source,
+        )
+
+
 def run_verification(
     plan_path: Path,
     control_ct_path: Path,
@@ -873,6 +923,7 @@ def run_verification(
         )
     ct, ct_record = load_ct(control_ct_path, "control CT", series=series)
     case_warnings = check_control_ct(plan_res, plan_path, ct, ct_record, control_ct_path)
+    check_control_voxels(ct, control_ct_path)
     found = detect_needles(ct, threshold_hu)
     planned_tips = np.array([n.tip_lps_mm for n in plan_res.needles]).reshape(-1, 3)
     planned_dirs = np.array([n.direction for n in plan_res.needles]).reshape(-1, 3)

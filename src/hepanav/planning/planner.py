@@ -23,7 +23,13 @@ from hepanav.imaging.resample import resample_labels_like, resample_mask_like
 from hepanav.planning.approach import approach_context
 from hepanav.planning.candidates import CandidateSet, TargetPoints, build_candidates
 from hepanav.planning.grid import block_factors, build_work_grid, roi_box
-from hepanav.planning.optimise import Selection, greedy_cover, milp_cover, reduced_milp_cover
+from hepanav.planning.optimise import (
+    Selection,
+    greedy_cover,
+    milp_cover,
+    pool_status,
+    reduced_milp_cover,
+)
 from hepanav.planning.risk import label_lookup, structure_name
 from hepanav.planning.robustness import coverage_under_error
 from hepanav.planning.schema import Device, Needle, PlanResult, Probe, RiskMap
@@ -321,6 +327,14 @@ def plan(
     return _assemble(problem, solved, time.perf_counter() - t0, paths or {})
 
 
+#: Note on a plan shaped by the optimiser's wall-clock budget (``optimiser_time_limited``).
+TIME_LIMITED_NOTE = (
+    "the optimiser stopped at its time limit (optimiser_time_limit_s = {limit:g} s), so the "
+    "plan is not reproducible: a rerun (or a faster or less loaded machine) may give a "
+    "different plan, possibly with fewer needles."
+)
+
+
 def start_rows(points: np.ndarray, candidates: np.ndarray, limit: int) -> np.ndarray:
     """Rows of the first set-cover round: a sub-lattice, then the target's outer layer.
 
@@ -394,6 +408,7 @@ def _solve(inp, risk, cand, coverable, device, solver):
     total = 0.0
     budget = rules.optimiser_time_limit_s
     sel = None
+    time_limited = False  # did the wall-clock budget shape any MILP stage?
     for round_no in range(MAX_ROUNDS):
         rows = np.nonzero(active & coverable)[0]
         remaining = budget - total
@@ -428,6 +443,7 @@ def _solve(inp, risk, cand, coverable, device, solver):
                 time_limit_s=remaining,
                 previous=None if sel is None else sel.lines,
             )
+            time_limited |= sel.time_limited
             if not sel.zones.size or sel.key(cand.zone_cost_ml) > greedy.key(cand.zone_cost_ml):
                 sel = Selection(
                     greedy.zones,
@@ -538,9 +554,17 @@ def _solve(inp, risk, cand, coverable, device, solver):
                 keep_zones=keep,
             )
             total += polished.time_s
+            time_limited |= polished.time_limited
             if polished.zones.size and polished.key(cand.zone_cost_ml) < sel.key(cand.zone_cost_ml):
-                polished.status = f"{polished.status} on the final needle pool ({pool.size})"
+                polished.status = pool_status(
+                    polished.status,
+                    "the final needles",
+                    pool.size,
+                    int(np.unique(cand.zone_line).size),
+                )
                 sel = polished
+    if sel is not None:
+        sel.time_limited = time_limited
     return sel, int((active & coverable).sum()), total
 
 
@@ -785,10 +809,15 @@ def _assemble(problem: _Problem, solved: _Solved, elapsed: float, paths: dict) -
         optimiser=sel.solver,
         optimiser_time_s=solve_time,
         optimiser_status=sel.status,
+        optimiser_time_limited=sel.time_limited,
         planning_time_s=elapsed,
         rules=rules,
         inputs=paths,
     )
+    if sel.time_limited and needles:
+        # A NOTE in the message (and the flag), not in ``warnings``: those are doubts
+        # about the inputs; this one is about the run.
+        result.message += " NOTE: " + TIME_LIMITED_NOTE.format(limit=rules.optimiser_time_limit_s)
     return PlanOutput(
         result=result,
         inputs=inp,

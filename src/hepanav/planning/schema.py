@@ -380,6 +380,12 @@ class PlanResult(BaseModel):
     optimiser: str
     optimiser_time_s: float
     optimiser_status: str
+    optimiser_time_limited: bool = Field(
+        False,
+        description="the wall-clock budget (optimiser_time_limit_s) shaped the result: a MILP "
+        "stage stopped at the time limit or was skipped for lack of time; the plan is not "
+        "reproducible (a rerun may differ; NOTE in message, bold in the report)",
+    )
     planning_time_s: float
     rules: TrajectoryRules
     inputs: dict[str, str] = Field(
