@@ -56,11 +56,19 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import ndimage
+from scipy import ndimage, optimize
 
 from hepanav.core.errors import InputError
 from hepanav.core.limits import available_cores
-from hepanav.imaging import bounding_box_index, crop, dice, resample_isotropic, voxel_to_lps
+from hepanav.imaging import (
+    bounding_box_index,
+    crop,
+    dice,
+    lps_to_voxel,
+    resample_isotropic,
+    voxel_to_lps,
+)
+from hepanav.imaging.geometry import index_to_lps_matrix
 from hepanav.imaging.orient import lps_order
 from hepanav.imaging.resample import resample_mask_like
 
@@ -188,13 +196,46 @@ class RegistrationSettings(BaseModel):
             "region)"
         ),
     )
-    local_transform: Literal["bspline", "affine", "rigid"] = Field(
+    local_transform: Literal["bspline", "affine", "rigid", "quadratic"] = Field(
         "bspline",
         description=(
             "local stage, the correction's family: 'bspline' (default, local_control_spacing_mm "
             "grid), 'affine' (12 parameters) or 'rigid' (Euler 3D, 6), centred at the zone's "
             "centroid and tapered like the B-spline (docs/margin.md, 'Local stage: a low-DOF "
-            "correction')"
+            "correction'); 'quadratic': a quadratic polynomial displacement (3 x 10 "
+            "coefficients) centred at the zone's centroid, fitted on the ring within "
+            "local_ring_mm of the zone and fading to 0 over local_ring_taper_mm beyond it "
+            "(docs/margin.md, 'Local stage: a ring-only quadratic')"
+        ),
+    )
+    local_ring_mm: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "local_transform='quadratic': fitted on the region's acquired voxels within this "
+            "distance of the zone (mm; the zone dilated by exclusion_mm stays excluded)"
+        ),
+    )
+    local_ring_taper_mm: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "local_transform='quadratic': the correction is the polynomial within local_ring_mm "
+            "of the zone and fades (cosine) to 0 over this many mm beyond it"
+        ),
+    )
+    local_quadratic_harmonic: bool = Field(
+        False,
+        description=(
+            "local_transform='quadratic': only harmonic quadratics (zero Laplacian, 3 x 9 "
+            "coefficients): the correction at the centre is then the ring's mean"
+        ),
+    )
+    local_pre_quadratic: bool = Field(
+        False,
+        description=(
+            "local stage: a 'quadratic' correction first, then the local_transform stage "
+            "started from it (each judged on its own; the result is their composition)"
         ),
     )
     local_smooth_mm: float | None = Field(
@@ -785,6 +826,14 @@ class _LocalMetric:
         reg.SetInitialTransform(local)
         return float(reg.MetricEvaluate(self.fixed, self.moving))
 
+    def evaluate_map(self, post_to_pre: sitk.Transform, settings: RegistrationSettings) -> float:
+        """The metric over every voxel of the region through ``post_to_pre`` instead of the
+        global transform (sampled at the fixed voxels: exact there)."""
+        reg = self.method(self.region, settings)
+        reg.SetMovingInitialTransform(_as_displacement_field(post_to_pre, self.fixed))
+        reg.SetInitialTransform(sitk.TranslationTransform(3))
+        return float(reg.MetricEvaluate(self.fixed, self.moving))
+
 
 def acquired_grid(ct: sitk.Image, min_spacing_mm: float = 2.5) -> sitk.Image:
     """``ct`` (float32) on its own voxels: no interpolation between acquired slices.
@@ -852,10 +901,62 @@ def local_stage(
     centred at the zone's centroid (regular-step gradient descent, scales from the
     physical shift), tapered, judged and bounded the same way: docs/margin.md, "Local
     stage: a low-DOF correction".
+    ``local_transform="quadratic"`` fits a quadratic polynomial displacement (centred at
+    the zone's centroid; ``local_quadratic_harmonic``: zero Laplacian) on the region's
+    voxels within ``local_ring_mm`` of the zone (numpy correlation, scipy L-BFGS-B,
+    analytic gradient), applied within ``local_ring_mm`` and fading to 0 over
+    ``local_ring_taper_mm``; judged as applied. ``local_pre_quadratic`` runs it first and
+    the ``local_transform`` stage from it. Measured in docs/margin.md, "Local stage: a
+    ring-only quadratic".
     """
     started = time.perf_counter()
-    correction, outcome = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, settings)
+    stage = _local_stage_after_quadratic if settings.local_pre_quadratic else _local_stage
+    correction, outcome = stage(pre_ct, post_ct, post_zone, pre_tumour, transform, settings)
     return correction, replace(outcome, seconds=time.perf_counter() - started)
+
+
+def _local_stage_after_quadratic(
+    pre_ct: sitk.Image,
+    post_ct: sitk.Image,
+    post_zone: sitk.Image,
+    pre_tumour: sitk.Image,
+    transform: sitk.Transform,
+    settings: RegistrationSettings,
+) -> tuple[sitk.Transform, LocalStage]:
+    """``local_pre_quadratic``: the quadratic correction, then the ``local_transform`` stage
+    started from it (each kept only if it passes its own guard); one displacement field."""
+    first = settings.model_copy(
+        update={"local_transform": "quadratic", "local_pre_quadratic": False}
+    )
+    second = settings.model_copy(update={"local_pre_quadratic": False})
+    quad, q = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, first)
+    if not q.accepted:
+        then, t = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, second)
+        return then, replace(t, note=f"{t.note}; quadratic first {q.note}")
+    start = sitk.CompositeTransform([transform, quad])
+    then, t = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, start, second)
+    if not t.accepted:
+        return quad, replace(q, note=f"quadratic {q.note}; then {t.note}")
+    # x -> then(x) -> quad(then(x)): the order of CompositeTransform([transform, quad, then]).
+    grid = quad.GetDisplacementField()
+    field = sitk.TransformToDisplacementField(
+        sitk.CompositeTransform([quad, then]),
+        sitk.sitkVectorFloat64,
+        grid.GetSize(),
+        grid.GetOrigin(),
+        grid.GetSpacing(),
+        grid.GetDirection(),
+    )
+    largest = float(np.linalg.norm(sitk.GetArrayViewFromImage(field), axis=-1).max())
+    note = (
+        f"kept: quadratic {q.metric_before:.4f} -> {q.metric_after:.4f}, then "
+        f"{t.metric_before:.4f} -> {t.metric_after:.4f}, largest correction {largest:.2f} mm"
+    )
+    if largest > settings.local_max_correction_mm:
+        note = f"quadratic {q.note}; then refused: together they moved a point by {largest:.1f} mm"
+        return quad, replace(q, note=note)
+    both = sitk.DisplacementFieldTransform(field)
+    return both, LocalStage(True, q.metric_before, t.metric_after, largest, t.samples, note)
 
 
 def _local_stage(
@@ -888,32 +989,54 @@ def _local_stage(
             False, 0.0, 0.0, 0.0, variant.samples, "too few voxels near the zone"
         )
     samples = variant.samples
-    fitted = _local_initial(fixed_ct, zone, settings)
-    reg = variant.method(variant.sparse, settings)
-    _local_optimizer(reg, settings)
-    reg.SetInitialTransform(fitted, inPlace=True)
-    try:
-        reg.Execute(variant.fixed, variant.moving)
-    except RuntimeError as exc:  # ITK: no valid sample (moving mask/crop mismatch)
-        return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, f"failed: {exc}"[:200])
-    before = variant.evaluate(sitk.TranslationTransform(3), settings)
-    after = variant.evaluate(fitted, settings)
-
-    # The correction as a displacement field on a 2 mm grid, faded out within the region.
+    # The correction is applied as a displacement field on a 2 mm grid over the region's box.
     grid = resample_isotropic(sitk.Cast(zone, sitk.sitkFloat32), 2.0)
-    field = sitk.TransformToDisplacementField(
-        fitted,
-        sitk.sitkVectorFloat64,
-        grid.GetSize(),
-        grid.GetOrigin(),
-        grid.GetSpacing(),
-        grid.GetDirection(),
-    )
-    vectors = sitk.GetArrayFromImage(field)
     inside = sitk.GetArrayViewFromImage(grid) >= 0.5
     distance = ndimage.distance_transform_edt(~inside, sampling=tuple(reversed(grid.GetSpacing())))
-    taper = min(settings.local_taper_mm, radius)
-    fade = np.clip((distance - (radius - taper)) / taper, 0.0, 1.0)
+    if settings.local_transform == "quadratic":
+        # Fitted on the ring next to the excluded hole (numpy metric, scipy L-BFGS-B); the
+        # polynomial within local_ring_mm of the zone, fading to 0 over local_ring_taper_mm.
+        ring_mm, taper = settings.local_ring_mm, settings.local_ring_taper_mm
+        fit_mask = variant.region if settings.local_holdout_block_mm is None else variant.sparse
+        zone_array = sitk.GetArrayViewFromImage(zone) > 0
+        near = ndimage.distance_transform_edt(
+            ~zone_array, sampling=tuple(reversed(fixed_ct.GetSpacing()))
+        )
+        ring = (sitk.GetArrayViewFromImage(fit_mask) > 0) & (near <= ring_mm)
+        fit = _QuadraticFit.build(
+            variant, ring, transform, grid, _centroid_lps(zone), settings.local_quadratic_harmonic
+        )
+        if fit is None:
+            return identity, LocalStage(
+                False, 0.0, 0.0, 0.0, int(ring.sum()), "too few voxels in the ring near the zone"
+            )
+        samples = fit.samples
+        points = voxel_to_lps(grid, np.argwhere(np.ones(inside.shape, bool))[:, ::-1])
+        vectors = fit.displacement(fit.solve(settings), points).reshape((*inside.shape, 3))
+        fade = np.clip((distance - ring_mm) / taper, 0.0, 1.0)
+        field = sitk.GetImageFromArray(vectors, isVector=True)
+        field.CopyInformation(grid)
+        fitted = None
+    else:
+        fitted = _local_initial(fixed_ct, zone, settings)
+        reg = variant.method(variant.sparse, settings)
+        _local_optimizer(reg, settings)
+        reg.SetInitialTransform(fitted, inPlace=True)
+        try:
+            reg.Execute(variant.fixed, variant.moving)
+        except RuntimeError as exc:  # ITK: no valid sample (moving mask/crop mismatch)
+            return identity, LocalStage(False, 0.0, 0.0, 0.0, samples, f"failed: {exc}"[:200])
+        field = sitk.TransformToDisplacementField(
+            fitted,
+            sitk.sitkVectorFloat64,
+            grid.GetSize(),
+            grid.GetOrigin(),
+            grid.GetSpacing(),
+            grid.GetDirection(),
+        )
+        vectors = sitk.GetArrayFromImage(field)
+        taper = min(settings.local_taper_mm, radius)
+        fade = np.clip((distance - (radius - taper)) / taper, 0.0, 1.0)
     weight = 0.5 * (1.0 + np.cos(np.pi * fade))
     vectors *= weight[..., None]
     length = np.linalg.norm(vectors, axis=-1)
@@ -921,6 +1044,13 @@ def _local_stage(
     faded = sitk.GetImageFromArray(vectors, isVector=True)
     faded.CopyInformation(field)
     correction = sitk.DisplacementFieldTransform(faded)
+    before = variant.evaluate(sitk.TranslationTransform(3), settings)
+    if fitted is None:
+        # The quadratic is judged as applied (untapered it grows without bound away from
+        # the ring), composed with the exact global transform (the B-spline: as fitted).
+        after = variant.evaluate_map(sitk.CompositeTransform([transform, correction]), settings)
+    else:
+        after = variant.evaluate(fitted, settings)
     if not after < before:
         note = f"refused: the local metric did not improve ({before:.4f} -> {after:.4f})"
         return identity, LocalStage(False, before, after, largest, samples, note)
@@ -932,6 +1062,158 @@ def _local_stage(
         return identity, LocalStage(False, before, after, largest, samples, note)
     note = f"kept: local metric {before:.4f} -> {after:.4f}, largest correction {largest:.2f} mm"
     return correction, LocalStage(True, before, after, largest, samples, note)
+
+
+class _Trilinear:
+    """Linear interpolation of a volume (numpy z, y, x) at continuous x, y, z indices, with
+    the exact derivative of that interpolant (forward differences, bilinear across)."""
+
+    def __init__(self, volume: np.ndarray) -> None:
+        self.volume = np.ascontiguousarray(volume, dtype=np.float64)
+        self.diffs = [
+            np.concatenate(
+                [np.diff(self.volume, axis=a), np.zeros_like(np.take(self.volume, [0], axis=a))],
+                axis=a,
+            )
+            for a in range(3)
+        ]
+
+    def __call__(self, index_xyz: np.ndarray, gradient: bool = True):
+        zyx = np.asarray(index_xyz, dtype=np.float64)[:, ::-1].T
+        shape = self.volume.shape
+        zyx = np.clip(zyx, 0.0, np.asarray(shape, float)[:, None] - 1.0)
+        value = ndimage.map_coordinates(self.volume, zyx, order=1, mode="nearest")
+        if not gradient:
+            return value, None
+        grad = np.empty((zyx.shape[1], 3))
+        for a in range(3):
+            at = zyx.copy()
+            at[a] = np.clip(np.floor(at[a]), 0, max(shape[a] - 2, 0))
+            grad[:, 2 - a] = ndimage.map_coordinates(self.diffs[a], at, order=1, mode="nearest")
+        return value, grad  # d value / d index, (N, 3) in x, y, z order
+
+
+@dataclass
+class _QuadraticFit:
+    """The quadratic local correction's fit: fixed samples on the ring (post voxels, LPS
+    mm), the global transform ``G`` as a displacement field on a 2 mm grid, the pre CT as
+    the local metric sees it; ``d(x) = basis(x) @ theta`` with ``theta`` (10 or 9, 3) in mm and
+    the basis in ``(x - centre) / scale`` (scale: the farthest sample from the centre)."""
+
+    points: np.ndarray
+    fixed: np.ndarray
+    centre: np.ndarray
+    scale: float
+    field: list[_Trilinear]
+    field_image: sitk.Image
+    moving: _Trilinear
+    moving_image: sitk.Image
+
+    @property
+    def samples(self) -> int:
+        return len(self.points)
+
+    @classmethod
+    def build(
+        cls,
+        variant: _LocalMetric,
+        ring: np.ndarray,
+        transform: sitk.Transform,
+        grid: sitk.Image,
+        centre: np.ndarray,
+        harmonic: bool = False,
+    ) -> _QuadraticFit | None:
+        """The fit's inputs, or None when fewer than 100 ring voxels map into the pre
+        scan's metric region at the start (the samples then stay fixed)."""
+        points = voxel_to_lps(variant.fixed, np.argwhere(ring)[:, ::-1])
+        fixed = sitk.GetArrayViewFromImage(variant.fixed)[ring].astype(np.float64)
+        displacement = sitk.TransformToDisplacementField(
+            transform,
+            sitk.sitkVectorFloat64,
+            grid.GetSize(),
+            grid.GetOrigin(),
+            grid.GetSpacing(),
+            grid.GetDirection(),
+        )
+        vectors = sitk.GetArrayFromImage(displacement)
+        field = [_Trilinear(vectors[..., k]) for k in range(3)]
+        moving = _Trilinear(sitk.GetArrayViewFromImage(variant.moving))
+        fit = cls(points, fixed, centre, 1.0, field, grid, moving, variant.moving, harmonic)
+        mapped = fit.map(points)
+        index = np.rint(lps_to_voxel(variant.moving_mask, mapped)).astype(int)
+        mask = sitk.GetArrayViewFromImage(variant.moving_mask)
+        ok = np.all((index >= 0) & (index < np.asarray(mask.shape[::-1])), axis=1)
+        ok[ok] = mask[index[ok, 2], index[ok, 1], index[ok, 0]] > 0
+        if ok.sum() < 100:
+            return None
+        scale = float(np.linalg.norm(points[ok] - centre, axis=1).max())
+        return cls(
+            points[ok], fixed[ok], centre, scale, field, grid, moving, variant.moving, harmonic
+        )
+
+    harmonic: bool = False
+
+    @property
+    def terms(self) -> int:
+        return 9 if self.harmonic else 10
+
+    def basis(self, points: np.ndarray) -> np.ndarray:
+        """(N, 10): 1, x, y, z, x^2, y^2, z^2, xy, xz, yz of the scaled offsets; harmonic
+        (N, 9): x^2 - z^2 and y^2 - z^2 instead of the squares (zero Laplacian: no
+        x^2 + y^2 + z^2 term, which is nearly constant on a ring around the centre and so
+        would set the correction at the centre freely)."""
+        x, y, z = ((points - self.centre) / self.scale).T
+        if self.harmonic:
+            squares = [x * x - z * z, y * y - z * z]
+        else:
+            squares = [x * x, y * y, z * z]
+        return np.stack([np.ones_like(x), x, y, z, *squares, x * y, x * z, y * z], 1)
+
+    def displacement(self, theta: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """``d(points)``, (N, 3) mm, for ``theta`` (terms x 3, flat or not)."""
+        return self.basis(points) @ np.reshape(theta, (self.terms, 3))
+
+    def map(self, points: np.ndarray, jacobian: bool = False):
+        """``G(points)`` (LPS mm) and, if asked, its Jacobian (N, 3, 3)."""
+        a, _ = index_to_lps_matrix(self.field_image)
+        index = lps_to_voxel(self.field_image, points)
+        parts = [component(index, jacobian) for component in self.field]
+        mapped = points + np.stack([value for value, _ in parts], axis=1)
+        if not jacobian:
+            return mapped
+        inverse = np.linalg.inv(a)
+        du = np.stack([grad @ inverse for _, grad in parts], axis=1)  # (N, 3 out, 3 in)
+        return mapped, du + np.eye(3)
+
+    def metric(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Correlation metric (ITK's sign and form: -(sum f m)^2 / (sum f^2 sum m^2),
+        centred) of the ring samples with the pre CT at ``G(x + d(x))``, and its gradient."""
+        basis = self.basis(self.points)
+        moved = self.points + basis @ np.reshape(theta, (self.terms, 3))
+        mapped, jac = self.map(moved, jacobian=True)
+        a, _ = index_to_lps_matrix(self.moving_image)
+        value, grad = self.moving(lps_to_voxel(self.moving_image, mapped))
+        grad = grad @ np.linalg.inv(a)  # d value / d LPS, (N, 3)
+        f = self.fixed - self.fixed.mean()
+        m = value - value.mean()
+        sfm, sff, smm = float(f @ m), float(f @ f), float(m @ m)
+        if sff <= 0 or smm <= 0:
+            return 0.0, np.zeros(3 * self.terms)
+        cost = -(sfm * sfm) / (sff * smm)
+        dm = -2.0 * sfm / (sff * smm) * (f - (sfm / smm) * m)  # d cost / d value
+        dz = np.einsum("n,ni,nij->nj", dm, grad, jac)  # d cost / d (x + d(x))
+        return cost, (basis.T @ dz).ravel()
+
+    def solve(self, settings: RegistrationSettings) -> np.ndarray:
+        """``theta`` minimising :meth:`metric` from 0 (scipy L-BFGS-B)."""
+        result = optimize.minimize(
+            self.metric,
+            np.zeros(3 * self.terms),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 10 * settings.local_iterations, "ftol": 1e-12, "gtol": 1e-9},
+        )
+        return np.reshape(result.x, (self.terms, 3))
 
 
 def _local_initial(
