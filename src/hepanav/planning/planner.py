@@ -533,7 +533,8 @@ def _solve(inp, risk, cand, coverable, device, solver):
             sel = Selection(
                 greedy.zones,
                 greedy.lines,
-                f"greedy (better than {sel.status})",
+                "greedy: a better cover (fewer uncovered points, needles or liver ml) "
+                f"than the MILP's ({sel.status})",
                 sel.time_s + greedy.time_s,
                 "greedy",
             )
