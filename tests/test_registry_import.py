@@ -31,9 +31,9 @@ def test_one_bad_row_imports_nothing_and_every_bad_row_is_listed(registry, tmp_p
         import_file(engine, path)
     message = str(err.value)
     assert message.startswith(f"{path}: nothing imported: 4 bad row(s)")
-    assert "row 5 margin_mm: Input should be greater than or equal to 0" in message
+    assert "row 5 margin_mm: must be greater than or equal to 0" in message
     assert "row 8 margin_status: Value error, margin_status must be one of" not in message
-    assert "row 8 margin_status: Input should be 'R0', 'R1', 'R1_parenchymal'" in message
+    assert "row 8 margin_status: must be 'R0', 'R1', 'R1_parenchymal'" in message
     assert "row 9 procedure_date:" in message
     assert "row 10 margin_status: margin_status R0 contradicts margin_mm 0.4" in message
     for table in ("patients", "lesions", "procedures", "lesion_treatments", "import_batches"):

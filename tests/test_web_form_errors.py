@@ -93,6 +93,30 @@ def test_registry_import_names_the_uploaded_file_and_rows_in_words(app):
     assert not list(app.state.settings.uploads_dir.iterdir())
 
 
+def test_refused_uploads_are_named_by_their_file_name_and_ids_in_words(app):
+    """Tester9: an empty or wrongly typed upload was "upload: ..."; a patient ID with an
+    accent gave "String should match pattern '^[A-Za-z0-9]...'" (the validator's regex)."""
+    client = client_for(app, "admin")
+    r = _import(client, "C:\\exports\\empty.csv", b"")
+    assert r.status_code == 400
+    assert _message(r.text) == "empty.csv: is empty"
+    r = _import(client, "notes.txt", b"a,b\n")
+    assert r.status_code == 400
+    assert _message(r.text) == "notes.txt: expected a .csv, .xlsx file"
+    rows = [dict(OUTCOMES[0], patient_id="J\u00fcrgen 1")]
+    text = io.StringIO()
+    pd.DataFrame(rows).to_csv(text, index=False)
+    r = _import(client, "ids.csv", text.getvalue().encode())
+    assert r.status_code == 400
+    assert _import_errors(r.text) == [
+        "row 2, patient_id: must hold only letters A-Z / a-z, digits, '.', '_' or '-' (no "
+        "spaces or accents), starting with a letter or digit"
+    ]
+    assert "should match pattern" not in r.text and "Input should" not in r.text
+    _no_internals(r.text, app)
+    assert not list(app.state.settings.uploads_dir.iterdir())
+
+
 def test_upload_name_is_the_last_part_of_the_senders_name():
     from hepanav.web.messages import upload_name
 

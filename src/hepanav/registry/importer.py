@@ -116,6 +116,29 @@ def check_columns(kind: str, columns: Sequence[str], source: Path) -> None:
         raise InputError("nothing imported: " + "; ".join(problems), source)
 
 
+#: Pydantic's wording for a constraint -> the registry's ("must ...", no regex).
+_PLAIN_WORDS = {
+    "string_pattern_mismatch": (
+        "must hold only letters A-Z / a-z, digits, '.', '_' or '-' (no spaces or accents), "
+        "starting with a letter or digit"
+    ),
+    "string_too_long": "must be at most {max_length} characters",
+    "string_too_short": "must not be empty",
+    "missing": "is required",
+}
+
+
+def plain_reason(err: dict[str, Any]) -> str:
+    """One pydantic error as a reason a study nurse reads: "must ..." instead of the
+    validator's wording ("String should match pattern '^[A-Za-z0-9]...'", "Input should
+    be 'a' or 'b'"); the rules' own messages ("Value error, ...") without the prefix."""
+    template = _PLAIN_WORDS.get(err.get("type", ""))
+    if template is not None:
+        return template.format(**(err.get("ctx") or {}))
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return message.replace("Input should be", "must be", 1)
+
+
 def validate_rows(
     kind: str, records: list[dict[str, Any]], row_numbers: Sequence[int] | None = None
 ) -> tuple[list, list[RowError]]:
@@ -131,7 +154,7 @@ def validate_rows(
         fields = ROW_MODELS[kind].model_fields
         for err in exc.errors(include_url=False):
             loc = err["loc"]
-            message = err["msg"].removeprefix("Value error, ")
+            message = plain_reason(err)
             # Row-level checks start their message with the column they blame.
             first_word = message.split(" ", 1)[0]
             column = str(loc[1]) if len(loc) > 1 else first_word

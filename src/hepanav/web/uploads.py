@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import UploadFile
 
 from hepanav.core.errors import InputError
+from hepanav.web.messages import upload_name
 
 
 async def save_upload(
@@ -17,12 +18,14 @@ async def save_upload(
     """Write ``upload`` to a new file in ``folder``; returns its path.
 
     The file gets a random name (the user's file name may carry patient data) with the
-    upload's suffix. Too large or of the wrong kind: ``InputError`` and nothing kept.
+    upload's suffix. Too large, empty or of the wrong kind: ``InputError`` naming the
+    upload as the page does (:func:`hepanav.web.messages.upload_name`), nothing kept.
     """
     name = upload.filename or ""
+    shown = upload_name(name)
     suffix = next((s for s in suffixes if name.lower().endswith(s)), None)
     if suffix is None:
-        raise InputError(f"expected a {', '.join(suffixes)} file", "upload")
+        raise InputError(f"expected a {', '.join(suffixes)} file", shown)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"upload-{secrets.token_hex(8)}{suffix}"
     tmp = folder / f".{target.name}.part"
@@ -33,10 +36,10 @@ async def save_upload(
             while chunk := await upload.read(2**20):
                 written += len(chunk)
                 if written > limit:
-                    raise InputError(f"is larger than the limit of {max_mb} MiB", "upload")
+                    raise InputError(f"is larger than the limit of {max_mb} MiB", shown)
                 handle.write(chunk)
         if written == 0:
-            raise InputError("is empty", "upload")
+            raise InputError("is empty", shown)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
