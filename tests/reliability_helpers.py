@@ -79,6 +79,24 @@ def build_inputs(folder: Path) -> dict[str, Path]:
     for name, image in (("ct", case.ct), ("ptumor", case.tumor), ("labels", case.labels)):
         p[name] = plan_in / f"{name}.nii.gz"
         sitk.WriteImage(image, str(p[name]))
+    # verify-placement: the planning CT resampled (physical space) to the needle
+    # detector's finest supported voxels, 1.5 mm (coarser control CTs are refused)
+    control = sitk.Resample(
+        case.ct,
+        [
+            int(round(n * s / 1.5))
+            for n, s in zip(case.ct.GetSize(), case.ct.GetSpacing(), strict=True)
+        ],
+        sitk.Transform(),
+        sitk.sitkLinear,
+        case.ct.GetOrigin(),
+        (1.5, 1.5, 1.5),
+        case.ct.GetDirection(),
+        -1000.0,
+        sitk.sitkInt16,
+    )
+    p["control_ct"] = plan_in / "control_ct.nii.gz"
+    sitk.WriteImage(control, str(p["control_ct"]))
     (plan_in / "labels.json").write_text(json.dumps({str(k): v for k, v in TORSO_LABELS.items()}))
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(sitk.Cast(case.tumor > 0, sitk.sitkUInt8))
@@ -244,7 +262,7 @@ def writing_commands(p: dict[str, Path], plan_dir: Path | None) -> list[Writing]
                     "--plan",
                     plan_dir / "plan.json",
                     "--control-ct",
-                    p["ct"],
+                    p["control_ct"],
                     "--out",
                     o,
                 ],
