@@ -201,9 +201,20 @@ class FrameAnalyzer:
                 # A rectangle over a lesion gives TBR and CNR that look plausible but are
                 # wrong: say so and report none against it in this frame.
                 warnings.append(overlap)
+        if not working.background_valid:
+            # The bright area is about as large as the frame: the liver background (and
+            # with it the outlines, TBR, CNR and pattern) cannot be estimated.
+            warnings.append(large_area_warning())
         for i, d in enumerate(detections):
             rec, warn = self._measure(
-                nir, working, labels, i, d, exclude, user_bg, unmeasured=overlap is not None
+                nir,
+                working,
+                labels,
+                i,
+                d,
+                exclude,
+                user_bg,
+                unmeasured=overlap is not None or not working.background_valid,
             )
             if rec is not None:
                 lesions.append(rec)
@@ -260,7 +271,7 @@ class FrameAnalyzer:
         unmeasured: bool = False,
     ) -> tuple[LesionRecord | None, list[str]]:
         """Measure detection ``index``; ``unmeasured``: no TBR/CNR (the user background
-        rectangle overlaps a lesion in this frame)."""
+        rectangle overlaps a lesion in this frame, or the background model is invalid)."""
         s = self.settings
         f = working.factor
         bgdef = s.background
@@ -290,6 +301,8 @@ class FrameAnalyzer:
         unmeasurable = unmeasured or self.clipped_background or stats.background_mean < 1.0
         feats = measure.pattern_features(d, working)
         pattern = measure.classify(feats, s.rim_centre_ratio, s.partial_asymmetry)
+        if not working.background_valid:
+            pattern = "undetermined"
         m = cv2.moments(d.filled, binaryImage=True)
         cxw = x + m["m10"] / m["m00"]
         cyw = y + m["m01"] / m["m00"]
@@ -390,6 +403,14 @@ def waist_px(filled: np.ndarray, depth: float = 0.4, narrow: float = 0.6) -> flo
     if np.mean(filled[ys, xs] > 0) < 0.8:
         return None
     return width
+
+
+def large_area_warning() -> str:
+    """Frame warning when the bright area is too large for the background model."""
+    return (
+        f"bright area larger than {100 * det_mod.MAX_BRIGHT_SHARE:.0f} % of the frame: "
+        "background model invalid, TBR/CNR/pattern not reliable (not reported); zoom out"
+    )
 
 
 def roi_overlap_warning(

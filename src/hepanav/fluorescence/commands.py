@@ -412,6 +412,12 @@ def margin_check_cmd(
         if n_unmeasured
         else ""
     )
+    n_large = sum(f.undetermined and not f.spots for f in frames)
+    if n_large:
+        undetermined += (
+            f"; UNDETERMINED: {n_large} frame(s) with a bright area larger than half the "
+            "frame (no liver background), counted as at risk"
+        )
     typer.echo(
         f"at_risk={str(result.at_risk).lower()}: {n_spots} spot(s) with CNR >= "
         f"{rule.min_cnr:g} and area >= {rule.min_area_px} px on the surface in "

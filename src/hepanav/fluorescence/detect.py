@@ -8,7 +8,10 @@ Pipeline (all OpenCV, float32 only on the downscaled working image):
    opening larger than the lesions gives a first guess, bright candidates are masked
    out, and a normalised Gaussian convolution of the rest gives the background. Both
    illumination fall-off (vignetting) and uneven uptake are smooth, so they end up in
-   the background and not in the lesions.
+   the background and not in the lesions. A bright area wider than the kernel (40 % of
+   the shorter side) makes the background step steeply: it is then estimated again with
+   a kernel wider than the frame; a bright area over half the frame leaves no liver to
+   estimate from (``WorkingFrame.background_valid`` False).
 3. Local contrast ``R = smooth(frame) - background`` is divided by its robust SD
    (1.4826 x MAD) to give a local contrast-to-noise map ``z``. Regions with ``z > 2.5``
    whose peak reaches ``detect_z`` and whose size reaches ``min_diameter_px`` are lesions.
@@ -30,6 +33,15 @@ import numpy as np
 # Hysteresis: regions are grown down to this local CNR, seeds need detect_z.
 _GROW_Z = 2.5
 _MAD_TO_SD = 1.4826
+# Opening kernel of the background, fraction of the shorter side: larger than any lesion.
+BACKGROUND_KERNEL = 0.4
+# When a bright area is wider than that kernel the background follows it: a frame whose
+# background changes by more than this fraction of its median level over one kernel width
+# (vignetting of 60 % gives about 0.45) is estimated again with the wide kernel below.
+MAX_BACKGROUND_STEP = 1.0
+WIDE_BACKGROUND_KERNEL = 1.5
+# ... and it is valid only while the bright area is at most this share of the frame.
+MAX_BRIGHT_SHARE = 0.5
 
 
 @dataclass
@@ -73,6 +85,14 @@ class WorkingFrame:
         Smoothed local contrast ``R``, DN.
     noise_sd : float
         Robust SD of ``R`` over the frame, DN.
+    kernel_fraction : float
+        Opening kernel the background was estimated with, fraction of the shorter side
+        (``BACKGROUND_KERNEL``, or ``WIDE_BACKGROUND_KERNEL`` when a bright area was wider
+        than the default kernel).
+    background_valid : bool
+        False when even the wide kernel left a bright area in the background, or the
+        bright area is more than ``MAX_BRIGHT_SHARE`` of the frame (a lesion about as
+        large as the frame): contrast, outlines, TBR, CNR and pattern are not reliable.
     """
 
     factor: int
@@ -80,6 +100,8 @@ class WorkingFrame:
     background: np.ndarray
     contrast: np.ndarray
     noise_sd: float
+    kernel_fraction: float = BACKGROUND_KERNEL
+    background_valid: bool = True
 
 
 def working_factor(shape: tuple[int, ...], max_side: int) -> int:
@@ -95,7 +117,16 @@ def downscale(image: np.ndarray, factor: int) -> np.ndarray:
     return cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
 
 
-def estimate_background(image: np.ndarray, kernel_fraction: float = 0.4) -> np.ndarray:
+def estimate_background(
+    image: np.ndarray, kernel_fraction: float = BACKGROUND_KERNEL
+) -> np.ndarray:
+    """Smooth liver background of a NIR image (see :func:`estimate_background_area`)."""
+    return estimate_background_area(image, kernel_fraction)[0]
+
+
+def estimate_background_area(
+    image: np.ndarray, kernel_fraction: float = BACKGROUND_KERNEL
+) -> tuple[np.ndarray, float]:
     """Smooth liver background of a NIR image, ignoring lesions smaller than the kernel.
 
     Parameters
@@ -107,8 +138,11 @@ def estimate_background(image: np.ndarray, kernel_fraction: float = 0.4) -> np.n
 
     Returns
     -------
-    ndarray, (h, w) float32
+    background : ndarray, (h, w) float32
         Background, DN.
+    bright_fraction : float
+        Share of the frame brighter than the opening by more than half the opening's
+        median level (the bright areas the opening removed; 0..1).
     """
     h, w = image.shape
     step = max(1, min(h, w) // 64)
@@ -119,6 +153,7 @@ def estimate_background(image: np.ndarray, kernel_fraction: float = 0.4) -> np.n
     sigma = k / 4.0
     rough = cv2.GaussianBlur(opened, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
     resid = small - rough
+    bright_fraction = float(np.mean(resid > 0.5 * max(float(np.median(rough)), 1e-6)))
     med = float(np.median(resid))
     sd = _MAD_TO_SD * float(np.median(np.abs(resid - med))) + 1e-6
     # Keep only pixels that look like liver; erode so lesion tails are left out too.
@@ -127,7 +162,29 @@ def estimate_background(image: np.ndarray, kernel_fraction: float = 0.4) -> np.n
     num = cv2.GaussianBlur(small * keep, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     den = cv2.GaussianBlur(keep, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     bg_small = np.where(den > 0.05, num / np.maximum(den, 1e-6), rough).astype(np.float32)
-    return cv2.resize(bg_small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(bg_small, (w, h), interpolation=cv2.INTER_CUBIC), bright_fraction
+
+
+def background_step(background: np.ndarray) -> float:
+    """Largest change of ``background`` over one default kernel width, as a fraction of
+    its median level (dimensionless; 0 for a flat background).
+
+    A bright area wider than the opening kernel is not removed by the opening and shows
+    up as a steep bump of the background; vignetting and uneven uptake are much smoother.
+
+    Parameters
+    ----------
+    background : ndarray, (h, w) float32
+        From :func:`estimate_background`, DN.
+    """
+    h, w = background.shape
+    step = max(1, min(h, w) // 64)
+    small = cv2.resize(
+        background, (max(w // step, 8), max(h // step, 8)), interpolation=cv2.INTER_AREA
+    )
+    gy, gx = np.gradient(small)
+    level = max(float(np.median(small)), 1e-6)
+    return float(np.hypot(gx, gy).max()) * BACKGROUND_KERNEL * min(small.shape) / level
 
 
 def prepare(
@@ -154,6 +211,16 @@ def prepare(
     factor = working_factor(nir.shape, max_side)
     image = downscale(nir, factor).astype(np.float32)
     background = estimate_background(image)
+    kernel, valid = BACKGROUND_KERNEL, True
+    if background_step(background) > MAX_BACKGROUND_STEP:
+        # A bright area wider than the kernel: the background followed it (a large
+        # lesion would come out as a rim, or be cut into pieces). A kernel wider than
+        # the frame removes it; vignetting is then followed less closely.
+        # The liver must still be most of the frame: the background and the noise are
+        # taken from the majority of the pixels.
+        kernel = WIDE_BACKGROUND_KERNEL
+        background, bright = estimate_background_area(image, kernel)
+        valid = background_step(background) <= MAX_BACKGROUND_STEP and bright <= MAX_BRIGHT_SHARE
     smooth = cv2.GaussianBlur(image, (0, 0), smooth_px)
     contrast = cv2.subtract(smooth, background)
     sample = contrast[::4, ::4]
@@ -161,7 +228,9 @@ def prepare(
     noise_sd = _MAD_TO_SD * float(np.median(np.abs(sample - med)))
     if med != 0.0:
         contrast -= med  # remove the small global bias of the background estimate
-    return WorkingFrame(factor, image, background, contrast, max(noise_sd, noise_floor))
+    return WorkingFrame(
+        factor, image, background, contrast, max(noise_sd, noise_floor), kernel, valid
+    )
 
 
 def detect(

@@ -6,7 +6,8 @@ signal at the margin R0 was 93.9 %, with a fluorescent margin 64.3 % (Life 2023,
 surface reaches ``min_cnr`` (default 3, the AAPM TG-311 detection threshold) and
 ``min_area_px``, or when a spot of at least ``min_area_px`` cannot be measured (no
 background around it or around the fluorescent region it is part of): then it is
-``undetermined`` and counted as at risk, never as clear.
+``undetermined`` and counted as at risk, never as clear. So is a frame whose bright area
+is more than half the frame (no liver background to measure against).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from hepanav.core import InputError
 from hepanav.fluorescence import detect as det_mod
 from hepanav.fluorescence import measure
-from hepanav.fluorescence.analyze import frame_problem, saturation_warning
+from hepanav.fluorescence.analyze import frame_problem, large_area_warning, saturation_warning
 from hepanav.fluorescence.schema import (
     AnalysisSettings,
     BackgroundDefinition,
@@ -142,6 +143,15 @@ def check_frame(
         return MarginFrame(index=index, at_risk=False, warnings=[problem])
     if working is None:
         working = det_mod.prepare(nir, settings.working_max_side)
+    if not working.background_valid:
+        # A bright area about as large as the frame: no liver background to measure the
+        # surface against. Never "clear": undetermined, counted as at risk.
+        return MarginFrame(
+            index=index,
+            at_risk=True,
+            undetermined=True,
+            warnings=[large_area_warning() + "; margin undetermined, counted as at risk"],
+        )
     f = working.factor
     # Spots on the margin may be small and faint: seed at a lower local CNR, then
     # judge each spot by its measured CNR.

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from hepanav import DISCLAIMER, __version__
 
-Pattern = Literal["homogeneous", "partial", "rim"]
+Pattern = Literal["homogeneous", "partial", "rim", "undetermined"]
 
 # Documented ranges of the numeric settings (docs/fluorescence.md "Checked ranges").
 MM_PER_PX_RANGE = (1e-4, 10.0)
@@ -183,7 +183,8 @@ class LesionRecord(BaseModel):
     rim_thickness_mm: float | None = None
     tbr: float | None = Field(
         description="tumour-to-background ratio over the whole lesion mask; None when the "
-        "background is clipped to zero (maps unmixed from vendor overlays)"
+        "background is clipped to zero (maps unmixed from vendor overlays) or cannot be "
+        "estimated (bright area larger than half the frame: pattern 'undetermined')"
     )
     tbr_rim: float | None = Field(
         None, description="TBR of the fluorescent ring only (pattern 'rim')"
