@@ -98,6 +98,22 @@ def test_a_wrong_pre_series_is_refused_and_the_right_ones_export(pair_result, cl
     assert seg.FrameOfReferenceUID == post.frame_of_reference_uid == POST_STUDY + ".9"
     assert pydicom.dcmread(out / "margin_sr.dcm").StudyInstanceUID == POST_STUDY
     assert (out / "margin_registration_rigid.dcm").is_file()
+    assert "no registration (REG) objects" not in stdout
+
+
+def test_a_pair_result_without_pre_says_the_registration_is_left_out(pair_result, cli, tmp_path):
+    """Tester9: --source without --pre (and none recorded: the result was made from
+    folders given on the command line) wrote no REG objects and said nothing."""
+    folder = pair_result
+    out = tmp_path / "dicom"
+    code, stdout, err = cli("dicom", "export", folder / "result", "--source", folder / "post",
+                            "--out", out)  # fmt: skip
+    assert code == 0, err
+    assert not list(out.glob("margin_registration*"))
+    assert (
+        "note: no registration (REG) objects written: the pre CT series of this pre/post "
+        "result is not known; give --pre PRE_SERIES to add them"
+    ) in stdout.splitlines()
 
 
 def test_another_series_of_the_same_geometry_is_refused(pair_result, cli, tmp_path):

@@ -246,6 +246,12 @@ def export_margin(
         if notes is not None:
             notes += [f"pre CT: {n}" for n in pre.notes]
         check_recorded_series(result_dir, result.inputs, "margin.json", pre, "pre", notes)
+    elif transform_file.is_file() and notes is not None:
+        # A pre/post result exported without its pre series: say what is left out.
+        notes.append(
+            "no registration (REG) objects written: the pre CT series of this pre/post "
+            "result is not known; give --pre PRE_SERIES to add them"
+        )
     ct = ct_image(source)
     masks = load_segment_masks(result_dir, ct, source_folder)
     segments = [
