@@ -484,6 +484,32 @@ def test_terminal_line_never_prints_a_negative_zero(masks, tmp_path):
     assert result_line(result.model_copy(update={"min_margin_mm": -0.06})).startswith("MAM -0.1")
 
 
+@pytest.mark.parametrize(
+    ("value", "digits", "text"),
+    [(0.000125, 2, "<0.01"), (0.004, 2, "<0.01"), (0.006, 2, "0.01"), (0.0, 2, "0.00"),
+     (0.4, 0, "<1"), (1.5, 2, "1.50"), (None, 2, "\u2014")],
+)  # fmt: skip
+def test_a_small_residual_volume_is_never_shown_as_zero(value, digits, text):
+    """Tester9: one residual voxel (0.000125 ml) printed "1 region(s), 0.00 ml outside
+    the zone"; ``core.report.format_amount`` keeps a non-zero amount off zero."""
+    from hepanav.core.report import format_amount
+
+    assert format_amount(value, digits) == text
+
+
+def test_terminal_line_shows_a_one_voxel_residual_as_below_the_last_digit(masks, tmp_path):
+    from hepanav.margin.commands import result_line
+    from hepanav.margin.pipeline import MarginInputs, run_margin
+
+    result = run_margin(
+        MarginInputs(tumor=masks["tumor"], ablation=masks["ablation"]),
+        tmp_path / "o",
+        report=False,
+    ).result
+    line = result_line(result.model_copy(update={"residual_volume_ml": 0.000125}))
+    assert "<0.01 ml outside the zone" in line, line
+
+
 def test_seeded_run_checks_the_output_folder_before_segmenting(cli, masks, tmp_path):
     """An --out holding a user's file is refused before any segmentation: the seed, outside
     the CT, would be refused by the segmentation, so the error naming --out shows that the

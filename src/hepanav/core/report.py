@@ -32,6 +32,7 @@ def _environment(package: str) -> Environment:
     )
     env.filters["fmt"] = _fmt
     env.filters["pct"] = format_percent
+    env.filters["amount"] = format_amount
     env.filters["margin"] = format_margin
     env.filters["safe_url"] = safe_url
     return env
@@ -97,6 +98,17 @@ def format_margin(value: Any, digits: int = 1) -> str:
         if float(text) != 0:
             return text
     return "< 0"
+
+
+def format_amount(value: Any, digits: int = 2) -> str:
+    """A non-negative quantity (a volume in ml, an area) that is never shown as zero when
+    it is not (Jinja2 filter ``amount``): 0.000125 ml at 2 digits -> "<0.01" (tester:
+    "1 region(s), 0.00 ml outside the zone"); exactly 0 -> "0.00"; otherwise as
+    :func:`format_number`. No unit is added."""
+    text = format_number(value, digits)
+    if isinstance(value, float) and value > 0 and float(text) == 0:
+        return f"<{10.0**-digits:.{digits}f}"
+    return text
 
 
 def format_percent(fraction: Any, digits: int = 1) -> str:

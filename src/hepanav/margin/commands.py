@@ -393,7 +393,7 @@ def result_line(r) -> str:
     (no "-0.0"; a negative MAM never "0.0"). The MAM part is
     :func:`hepanav.margin.verdict.mam_text`, as on the web; a zone that is the tumour
     itself (``zone_is_tumor``) says IMPLAUSIBLE beside the category."""
-    from hepanav.core.report import format_number, format_percent
+    from hepanav.core.report import format_amount, format_percent
     from hepanav.margin.verdict import mam_text, not_decisive_why
 
     u = r.uncertainty
@@ -415,7 +415,7 @@ def result_line(r) -> str:
         untreated = f" ({', '.join(whole)} wholly outside: untreated)" if whole else ""
         residual = (
             f"residual tumour: {len(r.residual_regions)} region(s){untreated}, "
-            f"{bound}{format_number(float(volume), 2)} ml outside the zone; "
+            f"{bound}{format_amount(float(volume), 2)} ml outside the zone; "
         )
     return (
         f"{mam} ({r.category}{flag}); 6 mm shell covered "
