@@ -56,7 +56,7 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import ndimage, optimize
+from scipy import ndimage, optimize, stats
 
 from hepanav.core.errors import InputError
 from hepanav.core.limits import available_cores
@@ -229,6 +229,25 @@ class RegistrationSettings(BaseModel):
         description=(
             "local_transform='quadratic': only harmonic quadratics (zero Laplacian, 3 x 9 "
             "coefficients): the correction at the centre is then the ring's mean"
+        ),
+    )
+    local_binned_model: bool = Field(
+        False,
+        description=(
+            "local_transform='quadratic': model acquired_grid's block means exactly (the "
+            "post windowed, then binned; the pre CT sampled at each binned voxel's acquired "
+            "sub-voxels through the map and averaged) and judge the result with the same "
+            "model; False: binned post against the pre CT at the block centre"
+        ),
+    )
+    local_quadratic_evidence: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description=(
+            "local_transform='quadratic': refuse the correction unless the ring's gain in "
+            "correlation exceeds this chi-square quantile of what fitting its parameters "
+            "to noise gives (e.g. 0.99); None: no such test"
         ),
     )
     local_pre_quadratic: bool = Field(
@@ -993,6 +1012,7 @@ def _local_stage(
     grid = resample_isotropic(sitk.Cast(zone, sitk.sitkFloat32), 2.0)
     inside = sitk.GetArrayViewFromImage(grid) >= 0.5
     distance = ndimage.distance_transform_edt(~inside, sampling=tuple(reversed(grid.GetSpacing())))
+    detail = ""
     if settings.local_transform == "quadratic":
         # Fitted on the ring next to the excluded hole (numpy metric, scipy L-BFGS-B); the
         # polynomial within local_ring_mm of the zone, fading to 0 over local_ring_taper_mm.
@@ -1003,8 +1023,19 @@ def _local_stage(
             ~zone_array, sampling=tuple(reversed(fixed_ct.GetSpacing()))
         )
         ring = (sitk.GetArrayViewFromImage(fit_mask) > 0) & (near <= ring_mm)
+        binned = (
+            _binned_inputs(crop(post_ct, start, size), variant)
+            if (settings.local_binned_model)
+            else None
+        )
         fit = _QuadraticFit.build(
-            variant, ring, transform, grid, _centroid_lps(zone), settings.local_quadratic_harmonic
+            variant,
+            ring,
+            transform,
+            grid,
+            _centroid_lps(zone),
+            settings.local_quadratic_harmonic,
+            binned,
         )
         if fit is None:
             return identity, LocalStage(
@@ -1012,12 +1043,35 @@ def _local_stage(
             )
         samples = fit.samples
         points = voxel_to_lps(grid, np.argwhere(np.ones(inside.shape, bool))[:, ::-1])
-        vectors = fit.displacement(fit.solve(settings), points).reshape((*inside.shape, 3))
+        theta = fit.solve(settings)
+        evidence = fit.evidence(theta)
+        level = settings.local_quadratic_evidence
+        if level is not None and evidence < stats.chi2.ppf(level, theta.size):
+            note = (
+                f"refused: the ring's evidence for the correction ({evidence:.0f}) is within "
+                f"what fitting {theta.size} parameters to noise gives (chi-square "
+                f"{level:g} quantile {stats.chi2.ppf(level, theta.size):.0f})"
+            )
+            return identity, LocalStage(False, 0.0, 0.0, 0.0, fit.samples, note)
+        detail = f"; ring evidence {evidence:.0f} ({theta.size} parameters)"
+        vectors = fit.displacement(theta, points).reshape((*inside.shape, 3))
         fade = np.clip((distance - ring_mm) / taper, 0.0, 1.0)
         field = sitk.GetImageFromArray(vectors, isVector=True)
         field.CopyInformation(grid)
         fitted = None
+        if binned is not None:
+            # Judged with the fit's own forward model over every voxel of the region.
+            judge = _QuadraticFit.build(
+                variant,
+                sitk.GetArrayViewFromImage(variant.region) > 0,
+                transform,
+                grid,
+                _centroid_lps(zone),
+                settings.local_quadratic_harmonic,
+                binned,
+            )
     else:
+        binned = None
         fitted = _local_initial(fixed_ct, zone, settings)
         reg = variant.method(variant.sparse, settings)
         _local_optimizer(reg, settings)
@@ -1045,7 +1099,10 @@ def _local_stage(
     faded.CopyInformation(field)
     correction = sitk.DisplacementFieldTransform(faded)
     before = variant.evaluate(sitk.TranslationTransform(3), settings)
-    if fitted is None:
+    if fitted is None and binned is not None and judge is not None:
+        before = judge.metric_of_field(np.zeros_like(vectors))
+        after = judge.metric_of_field(vectors)  # as applied: already faded
+    elif fitted is None:
         # The quadratic is judged as applied (untapered it grows without bound away from
         # the ring), composed with the exact global transform (the B-spline: as fitted).
         after = variant.evaluate_map(sitk.CompositeTransform([transform, correction]), settings)
@@ -1053,6 +1110,7 @@ def _local_stage(
         after = variant.evaluate(fitted, settings)
     if not after < before:
         note = f"refused: the local metric did not improve ({before:.4f} -> {after:.4f})"
+        note += detail
         return identity, LocalStage(False, before, after, largest, samples, note)
     if largest > settings.local_max_correction_mm:
         note = (
@@ -1061,6 +1119,7 @@ def _local_stage(
         )
         return identity, LocalStage(False, before, after, largest, samples, note)
     note = f"kept: local metric {before:.4f} -> {after:.4f}, largest correction {largest:.2f} mm"
+    note += detail
     return correction, LocalStage(True, before, after, largest, samples, note)
 
 
@@ -1122,11 +1181,16 @@ class _QuadraticFit:
         grid: sitk.Image,
         centre: np.ndarray,
         harmonic: bool = False,
+        binned: tuple[sitk.Image, np.ndarray] | None = None,
     ) -> _QuadraticFit | None:
         """The fit's inputs, or None when fewer than 100 ring voxels map into the pre
-        scan's metric region at the start (the samples then stay fixed)."""
+        scan's metric region at the start (the samples then stay fixed). ``binned``:
+        (post windowed then binned, sub-voxel offsets (K, 3) LPS mm) from
+        :func:`_binned_inputs`, for ``local_binned_model``."""
         points = voxel_to_lps(variant.fixed, np.argwhere(ring)[:, ::-1])
-        fixed = sitk.GetArrayViewFromImage(variant.fixed)[ring].astype(np.float64)
+        source = variant.fixed if binned is None else binned[0]
+        fixed = sitk.GetArrayViewFromImage(source)[ring].astype(np.float64)
+        offsets = None if binned is None else binned[1]
         displacement = sitk.TransformToDisplacementField(
             transform,
             sitk.sitkVectorFloat64,
@@ -1148,10 +1212,64 @@ class _QuadraticFit:
             return None
         scale = float(np.linalg.norm(points[ok] - centre, axis=1).max())
         return cls(
-            points[ok], fixed[ok], centre, scale, field, grid, moving, variant.moving, harmonic
+            points[ok],
+            fixed[ok],
+            centre,
+            scale,
+            field,
+            grid,
+            moving,
+            variant.moving,
+            harmonic,
+            offsets,
         )
 
     harmonic: bool = False
+    offsets: np.ndarray | None = None
+
+    def _sub_points(self) -> np.ndarray:
+        """The points the moving CT is sampled at, (N * K, 3) LPS mm: the samples
+        themselves, or each binned voxel's acquired sub-voxel centres (K per sample)."""
+        if self.offsets is None:
+            return self.points
+        return (self.points[:, None, :] + self.offsets[None, :, :]).reshape(-1, 3)
+
+    def _correlation(self, value: np.ndarray) -> tuple[float, np.ndarray]:
+        """ITK's correlation metric of the fixed samples with ``value`` (N * K moving
+        values, averaged per sample) and its derivative per moving value."""
+        k = 1 if self.offsets is None else len(self.offsets)
+        f = self.fixed - self.fixed.mean()
+        m = value.reshape(-1, k).mean(axis=1)
+        m = m - m.mean()
+        sfm, sff, smm = float(f @ m), float(f @ f), float(m @ m)
+        if sff <= 0 or smm <= 0:
+            return 0.0, np.zeros(len(value))
+        cost = -(sfm * sfm) / (sff * smm)
+        dm = -2.0 * sfm / (sff * smm) * (f - (sfm / smm) * m)  # d cost / d mean value
+        return cost, np.repeat(dm / k, k)
+
+    def evidence(self, theta: np.ndarray) -> float:
+        """How far the fit's gain exceeds noise: ``N (rho1^2 - rho0^2) / (1 - rho1^2)``
+        over the fit's N samples (rho^2 = -metric). Under no true correction (white
+        residual) it is about chi-square with ``theta.size`` degrees of freedom: the
+        residual sum of squares of f regressed on m falls by chi2_p * sigma^2 when p
+        parameters follow noise, and ``1 - rho^2 = RSS / TSS``."""
+        before = -self.metric(np.zeros_like(theta))[0]
+        after = -self.metric(theta)[0]
+        return float(self.samples * (after - before) / max(1.0 - after, 1e-12))
+
+    def metric_of_field(self, vectors: np.ndarray) -> float:
+        """The metric with the correction given as a displacement field ``vectors``
+        (z, y, x, 3, mm) on the fit's 2 mm grid (linear interpolation): the correction
+        as applied, for judging it with the fit's own model."""
+        sub = self._sub_points()
+        index = lps_to_voxel(self.field_image, sub)
+        shift = np.stack(
+            [_Trilinear(vectors[..., c])(index, gradient=False)[0] for c in range(3)], axis=1
+        )
+        mapped = self.map(sub + shift)
+        value, _ = self.moving(lps_to_voxel(self.moving_image, mapped), gradient=False)
+        return self._correlation(value)[0]
 
     @property
     def terms(self) -> int:
@@ -1188,19 +1306,16 @@ class _QuadraticFit:
     def metric(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Correlation metric (ITK's sign and form: -(sum f m)^2 / (sum f^2 sum m^2),
         centred) of the ring samples with the pre CT at ``G(x + d(x))``, and its gradient."""
-        basis = self.basis(self.points)
-        moved = self.points + basis @ np.reshape(theta, (self.terms, 3))
+        sub = self._sub_points()
+        basis = self.basis(sub)
+        moved = sub + basis @ np.reshape(theta, (self.terms, 3))
         mapped, jac = self.map(moved, jacobian=True)
         a, _ = index_to_lps_matrix(self.moving_image)
         value, grad = self.moving(lps_to_voxel(self.moving_image, mapped))
-        grad = grad @ np.linalg.inv(a)  # d value / d LPS, (N, 3)
-        f = self.fixed - self.fixed.mean()
-        m = value - value.mean()
-        sfm, sff, smm = float(f @ m), float(f @ f), float(m @ m)
-        if sff <= 0 or smm <= 0:
+        grad = grad @ np.linalg.inv(a)  # d value / d LPS, (N * K, 3)
+        cost, dm = self._correlation(value)
+        if cost == 0.0:
             return 0.0, np.zeros(3 * self.terms)
-        cost = -(sfm * sfm) / (sff * smm)
-        dm = -2.0 * sfm / (sff * smm) * (f - (sfm / smm) * m)  # d cost / d value
         dz = np.einsum("n,ni,nij->nj", dm, grad, jac)  # d cost / d (x + d(x))
         return cost, (basis.T @ dz).ravel()
 
@@ -1214,6 +1329,27 @@ class _QuadraticFit:
             options={"maxiter": 10 * settings.local_iterations, "ftol": 1e-12, "gtol": 1e-9},
         )
         return np.reshape(result.x, (self.terms, 3))
+
+
+def _binned_inputs(post_crop: sitk.Image, variant: _LocalMetric) -> tuple[sitk.Image, np.ndarray]:
+    """``local_binned_model``: the post crop windowed THEN binned like ``variant.fixed``
+    (block means of clamped voxels, as the pre side averages clamped values), and the
+    offsets (K, 3, LPS mm) from a binned voxel's centre to its acquired sub-voxel centres.
+
+    BinShrink by factor f puts binned index i at input index ``i f + (f - 1) / 2``, so
+    input voxel ``i f + k`` sits at binned index ``i + (k + 0.5) / f - 0.5``.
+    """
+    factors = [
+        max(1, int(round(b / s)))
+        for b, s in zip(variant.fixed.GetSpacing(), post_crop.GetSpacing(), strict=True)
+    ]
+    windowed = _windowed(post_crop)
+    binned = windowed if max(factors) == 1 else sitk.BinShrink(windowed, factors)
+    binned.CopyInformation(variant.fixed)  # the same grid as acquired_grid's
+    steps = [(np.arange(f) + 0.5) / f - 0.5 for f in factors]
+    index = np.stack(np.meshgrid(*steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    a, _ = index_to_lps_matrix(variant.fixed)
+    return binned, index @ a.T
 
 
 def _local_initial(
