@@ -35,8 +35,9 @@ def fine_pair():
     zz, yy, xx = np.mgrid[:n, :n, :n] * 1.5 - 54.0
     # Sharp-edged "vessels": balls of 2-4 mm radius, +120 HU, voxelised without blur.
     vessels = np.zeros((n, n, n), bool)
-    for centre, radius in zip(rng.uniform(-40, 40, (120, 3)), rng.uniform(2, 4, 120)):
-        vessels |= (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (zz - centre[2]) ** 2 <= radius**2
+    centres, radii = rng.uniform(-40, 40, (120, 3)), rng.uniform(2, 4, 120)
+    for (cx, cy, cz), radius in zip(centres, radii, strict=True):
+        vessels |= (xx - cx) ** 2 + (yy - cy) ** 2 + (zz - cz) ** 2 <= radius**2
     hu = 60.0 + 8.0 * texture / texture.std() + 120.0 * vessels
     pre = sitk.GetImageFromArray(np.clip(hu, -90.0, 240.0).astype(np.float32))
     pre.SetSpacing((1.5, 1.5, 1.5))
@@ -75,7 +76,8 @@ def test_binned_model_stays_at_the_truth(fine_pair):
 def test_block_centre_comparison_is_biased_at_the_truth(fine_pair):
     """The reason for the model: without it the same fit moves the tumour at the truth."""
     pre, tumour, post, zone, truth = fine_pair
-    correction, info = local_stage(pre, post, zone, tumour, truth, RegistrationSettings(**QUADRATIC))
+    settings = RegistrationSettings(**QUADRATIC)
+    correction, info = local_stage(pre, post, zone, tumour, truth, settings)
     assert info.accepted and _tumour_move(correction, True) > 0.1, info.note
 
 
