@@ -23,14 +23,18 @@ their appearance changes with the treatment (../shared/docs/domain.md,
 "Registration"). Rigid (Euler 3D, started from the liver masks' centres of
 mass), then two cubic B-spline stages (80 mm, then 40 mm control spacing), L-BFGS-B.
 
-Both modes end with a LOCAL stage near the ablation zone (:func:`local_stage`): a cubic
-B-spline (35 mm control grid) fitted to the soft tissue within ``local_radius_mm`` of
-the zone, zone and tumour excluded, with the metric sampled at the post scan's ACQUIRED
-voxels (no interpolation between its 4-5 mm slices: an interpolated slice is not a
-measurement, and it biased the isotropic stages by about 1 mm near the zone on the
-realistic pairs, docs/margin.md "Realistic pairs"). It is kept only if it improves the
-local metric over every acquired voxel of the region; its correction fades to none over
-the region's outer ``local_taper_mm``.
+Both modes end with a LOCAL stage near the ablation zone (:func:`local_stage`): a
+harmonic quadratic displacement (3 x 9 coefficients, centred at the zone) fitted to the
+soft tissue within ``local_ring_mm`` (15 mm) of the zone, zone and tumour excluded, with
+the metric sampled at the post scan's ACQUIRED voxels (no interpolation between its 4-5
+mm slices: an interpolated slice is not a measurement, and it biased the isotropic
+stages by about 1 mm near the zone on the realistic pairs, docs/margin.md "Realistic
+pairs"); where fine voxels are binned, the pre CT is averaged over the same acquired
+sub-voxels (``local_binned_model``). It is kept only if it improves the local metric
+over every acquired voxel of the region (40 mm); its correction fades to none over
+``local_ring_taper_mm`` beyond the ring. Until 2026-12-02 the stage was a 35 mm cubic
+B-spline over the region (``local_transform="bspline"``; docs/margin.md "The binned
+forward model").
 
 Guards: the same image as pre and post (:func:`same_image`: geometry, then voxels) is
 not registered (identity transform, mode ``same_image``); and the global stages are kept
@@ -197,15 +201,16 @@ class RegistrationSettings(BaseModel):
         ),
     )
     local_transform: Literal["bspline", "affine", "rigid", "quadratic"] = Field(
-        "bspline",
+        "quadratic",
         description=(
-            "local stage, the correction's family: 'bspline' (default, local_control_spacing_mm "
-            "grid), 'affine' (12 parameters) or 'rigid' (Euler 3D, 6), centred at the zone's "
-            "centroid and tapered like the B-spline (docs/margin.md, 'Local stage: a low-DOF "
-            "correction'); 'quadratic': a quadratic polynomial displacement (3 x 10 "
-            "coefficients) centred at the zone's centroid, fitted on the ring within "
-            "local_ring_mm of the zone and fading to 0 over local_ring_taper_mm beyond it "
-            "(docs/margin.md, 'Local stage: a ring-only quadratic')"
+            "local stage, the correction's family: 'quadratic' (default): a quadratic "
+            "polynomial displacement (3 x 10 coefficients, 3 x 9 harmonic) centred at the "
+            "zone's centroid, fitted on the ring within local_ring_mm of the zone and fading "
+            "to 0 over local_ring_taper_mm beyond it (docs/margin.md, 'Local stage: a "
+            "ring-only quadratic' and 'The binned forward model'); 'bspline' (the default "
+            "until 2026-12-02, local_control_spacing_mm grid), 'affine' (12 parameters) or "
+            "'rigid' (Euler 3D, 6), centred at the zone's centroid and tapered like the "
+            "B-spline (docs/margin.md, 'Local stage: a low-DOF correction')"
         ),
     )
     local_ring_mm: float = Field(
@@ -225,14 +230,14 @@ class RegistrationSettings(BaseModel):
         ),
     )
     local_quadratic_harmonic: bool = Field(
-        False,
+        True,
         description=(
             "local_transform='quadratic': only harmonic quadratics (zero Laplacian, 3 x 9 "
             "coefficients): the correction at the centre is then the ring's mean"
         ),
     )
     local_binned_model: bool = Field(
-        False,
+        True,
         description=(
             "local_transform='quadratic': model acquired_grid's block means exactly (the "
             "post windowed, then binned; the pre CT sampled at each binned voxel's acquired "
@@ -705,14 +710,19 @@ def register_pre_to_post(
         f"grid), correlation of soft-tissue-windowed CT on a {settings.spacing_mm:g} mm grid"
     )
     if local is not None and local.accepted:
-        family = (
-            f"B-spline ({settings.local_control_spacing_mm:g} mm grid)"
-            if settings.local_transform == "bspline"
-            else f"{settings.local_transform} correction"
-        )
+        within = settings.local_radius_mm
+        if settings.local_transform == "bspline":
+            family = f"B-spline ({settings.local_control_spacing_mm:g} mm grid)"
+        elif settings.local_transform == "quadratic":
+            kind = "harmonic quadratic" if settings.local_quadratic_harmonic else "quadratic"
+            fade = settings.local_ring_mm + settings.local_ring_taper_mm
+            family = f"{kind} correction (fading to none {fade:g} mm from the zone)"
+            within = settings.local_ring_mm
+        else:
+            family = f"{settings.local_transform} correction"
         common += (
             f", then a local {family} on the "
-            f"post scan's acquired voxels within {settings.local_radius_mm:g} mm of the zone"
+            f"post scan's acquired voxels within {within:g} mm of the zone"
         )
     elif local is not None:
         common += f" {LOCAL_NOTE}{local.note})"
@@ -875,7 +885,8 @@ def local_stage(
     transform: sitk.Transform,
     settings: RegistrationSettings,
 ) -> tuple[sitk.Transform, LocalStage]:
-    """Final stage near the ablation zone (B-spline by default), on the post scan's acquired voxels.
+    """Final stage near the ablation zone (harmonic ring quadratic by default), on the post
+    scan's acquired voxels.
 
     Parameters
     ----------
@@ -895,12 +906,13 @@ def local_stage(
     (SimpleITK.Transform, LocalStage)
         The local correction ``x -> x + d(x)`` in post space (LPS mm), to be applied
         BEFORE ``transform`` (append it to the composite), as a displacement field on a
-        2 mm grid: ``d`` is the fitted correction within ``local_radius_mm -
-        local_taper_mm`` of the zone, fading (cosine) to 0 at ``local_radius_mm`` and 0
-        beyond (the B-spline's domain is the region's box, so no jump); and the
-        outcome. Not accepted when the region has no voxel, when the correction does
-        not lower the metric over every acquired voxel of the region, or when it moves
-        a point by more than ``local_max_correction_mm``.
+        2 mm grid: ``d`` is the fitted correction within ``local_ring_mm`` of the zone,
+        fading (cosine) to 0 over ``local_ring_taper_mm`` beyond it (the default
+        quadratic; the B-spline: within ``local_radius_mm - local_taper_mm``, fading to 0
+        at ``local_radius_mm``), 0 beyond, so no jump; and the outcome. Not accepted
+        when the region has no voxel, when the correction does not lower the metric
+        over every acquired voxel of the region, or when it moves a point by more than
+        ``local_max_correction_mm``.
 
     Notes
     -----
@@ -909,24 +921,27 @@ def local_stage(
     the body's soft tissue within ``local_radius_mm`` of the zone (``soft_tissue_region``)
     minus the zone dilated by ``exclusion_mm``; moving mask: the pre scan minus the
     dilated tumour. Correlation of the soft-tissue-windowed CT,
-    L-BFGS-B, one level without smoothing, no random jitter of the sample points.
+    L-BFGS-B (the B-spline, ITK; the quadratic, scipy with an analytic gradient), one
+    level without smoothing, no random jitter of the sample points.
     ``local_unclamped_only``, ``local_moving_clamp="none"`` (only post voxels strictly
     inside the window, pre CT not clamped: unbiased at the true transform),
     ``local_gradient_filter=False`` (central-difference gradients) and ``local_smooth_mm``
     (both scans smoothed alike, then clamped alike) are options, off by default: measured
     in docs/margin.md, "Local stage: intensity at the window bounds" and "Local stage:
     exact metric on smoothed scans".
-    ``local_transform="affine"`` / ``"rigid"`` replaces the B-spline by a low-DOF map
+    ``local_transform="affine"`` / ``"rigid"`` is a low-DOF map
     centred at the zone's centroid (regular-step gradient descent, scales from the
     physical shift), tapered, judged and bounded the same way: docs/margin.md, "Local
     stage: a low-DOF correction".
-    ``local_transform="quadratic"`` fits a quadratic polynomial displacement (centred at
-    the zone's centroid; ``local_quadratic_harmonic``: zero Laplacian) on the region's
+    ``local_transform="quadratic"`` (default) fits a quadratic polynomial displacement
+    (centred at the zone's centroid; ``local_quadratic_harmonic``, default: zero
+    Laplacian; ``local_binned_model``, default: the pre CT averaged over each binned post
+    voxel's acquired sub-voxels, exact at the true transform) on the region's
     voxels within ``local_ring_mm`` of the zone (numpy correlation, scipy L-BFGS-B,
     analytic gradient), applied within ``local_ring_mm`` and fading to 0 over
     ``local_ring_taper_mm``; judged as applied. ``local_pre_quadratic`` runs it first and
     the ``local_transform`` stage from it. Measured in docs/margin.md, "Local stage: a
-    ring-only quadratic".
+    ring-only quadratic" and "The binned forward model".
     """
     started = time.perf_counter()
     stage = _local_stage_after_quadratic if settings.local_pre_quadratic else _local_stage
