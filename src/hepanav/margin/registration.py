@@ -255,6 +255,21 @@ class RegistrationSettings(BaseModel):
             "to noise gives (e.g. 0.99); None: no such test"
         ),
     )
+    local_quadratic_crossval: bool = Field(
+        False,
+        description=(
+            "local_transform='quadratic': also fit each half of the ring (a checkerboard "
+            "of 10 mm cubes) and refuse unless each half's fit lowers the other half's "
+            "metric"
+        ),
+    )
+    local_quadratic_fallback: bool = Field(
+        False,
+        description=(
+            "local_transform='quadratic': when the quadratic is refused, run the B-spline "
+            "local stage instead (judged on its own)"
+        ),
+    )
     local_pre_quadratic: bool = Field(
         False,
         description=(
@@ -311,6 +326,9 @@ class LocalStage:
         One line: why it was kept or refused.
     seconds : float
         Wall time of the local stage, s (part of ``RegistrationResult.seconds``).
+    family : str
+        The correction's family that gave this outcome (``local_transform``, or
+        ``"bspline"`` when the quadratic was refused and the B-spline ran instead).
     """
 
     accepted: bool
@@ -320,6 +338,7 @@ class LocalStage:
     samples: int
     note: str
     seconds: float = 0.0
+    family: str = ""
 
 
 @dataclass
@@ -946,6 +965,20 @@ def local_stage(
     started = time.perf_counter()
     stage = _local_stage_after_quadratic if settings.local_pre_quadratic else _local_stage
     correction, outcome = stage(pre_ct, post_ct, post_zone, pre_tumour, transform, settings)
+    outcome = replace(outcome, family=settings.local_transform)
+    if (
+        not outcome.accepted
+        and settings.local_transform == "quadratic"
+        and settings.local_quadratic_fallback
+        and not settings.local_pre_quadratic
+    ):
+        # Where the ring cannot support the quadratic (flat, noisy), the B-spline over
+        # the whole region may still correct the global stages' error.
+        bspline = settings.model_copy(update={"local_transform": "bspline"})
+        correction, then = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, bspline)
+        outcome = replace(
+            then, note=f"quadratic {outcome.note}; B-spline {then.note}", family="bspline"
+        )
     return correction, replace(outcome, seconds=time.perf_counter() - started)
 
 
@@ -1059,6 +1092,11 @@ def _local_stage(
         samples = fit.samples
         points = voxel_to_lps(grid, np.argwhere(np.ones(inside.shape, bool))[:, ::-1])
         theta = fit.solve(settings)
+        if settings.local_quadratic_crossval:
+            disagreement = fit.cross_validate(settings)
+            if disagreement:
+                note = f"refused: {disagreement}"
+                return identity, LocalStage(False, 0.0, 0.0, 0.0, fit.samples, note)
         evidence = fit.evidence(theta)
         level = settings.local_quadratic_evidence
         if level is not None and evidence < stats.chi2.ppf(level, theta.size):
@@ -1262,6 +1300,28 @@ class _QuadraticFit:
         cost = -(sfm * sfm) / (sff * smm)
         dm = -2.0 * sfm / (sff * smm) * (f - (sfm / smm) * m)  # d cost / d mean value
         return cost, np.repeat(dm / k, k)
+
+    def subset(self, keep: np.ndarray) -> _QuadraticFit:
+        """The same fit on the samples ``keep`` (boolean, N); same centre and scale."""
+        return replace(self, points=self.points[keep], fixed=self.fixed[keep])
+
+    def cross_validate(self, settings: RegistrationSettings, cube_mm: float = 10.0) -> str:
+        """Fit each half of the samples (a 3D checkerboard of ``cube_mm`` cubes in LPS)
+        and judge it on the other half: '' when both fits lower the other half's metric
+        (the correction is in the images, not in one half's noise), else why not."""
+        parity = np.floor(self.points / cube_mm).astype(np.int64).sum(axis=1) % 2 == 0
+        halves = [self.subset(parity), self.subset(~parity)]
+        if min(h.samples for h in halves) < 100:
+            return ""
+        for name, (fitted, judged) in {"black": halves, "white": halves[::-1]}.items():
+            theta = fitted.solve(settings)
+            before, after = judged.metric(np.zeros_like(theta))[0], judged.metric(theta)[0]
+            if not after < before:
+                return (
+                    f"the fit on the {name} {cube_mm:g} mm cubes of the ring does not "
+                    f"carry over to the others ({before:.4f} -> {after:.4f})"
+                )
+        return ""
 
     def evidence(self, theta: np.ndarray) -> float:
         """How far the fit's gain exceeds noise: ``N (rho1^2 - rho0^2) / (1 - rho1^2)``
