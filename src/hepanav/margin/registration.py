@@ -256,7 +256,7 @@ class RegistrationSettings(BaseModel):
         ),
     )
     local_quadratic_crossval: bool = Field(
-        False,
+        True,
         description=(
             "local_transform='quadratic': also fit each half of the ring (a checkerboard "
             "of 10 mm cubes) and refuse unless each half's fit lowers the other half's "
@@ -264,7 +264,7 @@ class RegistrationSettings(BaseModel):
         ),
     )
     local_quadratic_fallback: bool = Field(
-        False,
+        True,
         description=(
             "local_transform='quadratic': when the quadratic is refused, run the B-spline "
             "local stage instead (judged on its own)"
@@ -730,15 +730,15 @@ def register_pre_to_post(
     )
     if local is not None and local.accepted:
         within = settings.local_radius_mm
-        if settings.local_transform == "bspline":
+        if local.family == "bspline":
             family = f"B-spline ({settings.local_control_spacing_mm:g} mm grid)"
-        elif settings.local_transform == "quadratic":
+        elif local.family == "quadratic":
             kind = "harmonic quadratic" if settings.local_quadratic_harmonic else "quadratic"
             fade = settings.local_ring_mm + settings.local_ring_taper_mm
             family = f"{kind} correction (fading to none {fade:g} mm from the zone)"
             within = settings.local_ring_mm
         else:
-            family = f"{settings.local_transform} correction"
+            family = f"{local.family} correction"
         common += (
             f", then a local {family} on the "
             f"post scan's acquired voxels within {within:g} mm of the zone"
