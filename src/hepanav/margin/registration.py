@@ -239,10 +239,11 @@ class RegistrationSettings(BaseModel):
     local_binned_model: bool = Field(
         True,
         description=(
-            "local_transform='quadratic': model acquired_grid's block means exactly (the "
-            "post windowed, then binned; the pre CT sampled at each binned voxel's acquired "
-            "sub-voxels through the map and averaged) and judge the result with the same "
-            "model; False: binned post against the pre CT at the block centre"
+            "local stage: model acquired_grid's block means exactly (the post windowed, "
+            "then binned; the pre CT sampled at each binned voxel's acquired sub-voxels "
+            "through the map and averaged) in the quadratic's fit, and judge every family's "
+            "correction (as applied) with that model; False: binned post against the pre "
+            "CT at the block centre"
         ),
     )
     local_quadratic_evidence: float | None = Field(
@@ -1061,6 +1062,20 @@ def _local_stage(
     inside = sitk.GetArrayViewFromImage(grid) >= 0.5
     distance = ndimage.distance_transform_edt(~inside, sampling=tuple(reversed(grid.GetSpacing())))
     detail = ""
+    binned = judge = None
+    if settings.local_binned_model:
+        # Every family is judged with the binned forward model over every voxel of the
+        # region, as applied (tapered, composed with the global transform).
+        binned = _binned_inputs(crop(post_ct, start, size), variant)
+        judge = _QuadraticFit.build(
+            variant,
+            sitk.GetArrayViewFromImage(variant.region) > 0,
+            transform,
+            grid,
+            _centroid_lps(zone),
+            settings.local_quadratic_harmonic,
+            binned,
+        )
     if settings.local_transform == "quadratic":
         # Fitted on the ring next to the excluded hole (numpy metric, scipy L-BFGS-B); the
         # polynomial within local_ring_mm of the zone, fading to 0 over local_ring_taper_mm.
@@ -1071,11 +1086,6 @@ def _local_stage(
             ~zone_array, sampling=tuple(reversed(fixed_ct.GetSpacing()))
         )
         ring = (sitk.GetArrayViewFromImage(fit_mask) > 0) & (near <= ring_mm)
-        binned = (
-            _binned_inputs(crop(post_ct, start, size), variant)
-            if (settings.local_binned_model)
-            else None
-        )
         fit = _QuadraticFit.build(
             variant,
             ring,
@@ -1112,19 +1122,7 @@ def _local_stage(
         field = sitk.GetImageFromArray(vectors, isVector=True)
         field.CopyInformation(grid)
         fitted = None
-        if binned is not None:
-            # Judged with the fit's own forward model over every voxel of the region.
-            judge = _QuadraticFit.build(
-                variant,
-                sitk.GetArrayViewFromImage(variant.region) > 0,
-                transform,
-                grid,
-                _centroid_lps(zone),
-                settings.local_quadratic_harmonic,
-                binned,
-            )
     else:
-        binned = None
         fitted = _local_initial(fixed_ct, zone, settings)
         reg = variant.method(variant.sparse, settings)
         _local_optimizer(reg, settings)
@@ -1152,7 +1150,7 @@ def _local_stage(
     faded.CopyInformation(field)
     correction = sitk.DisplacementFieldTransform(faded)
     before = variant.evaluate(sitk.TranslationTransform(3), settings)
-    if fitted is None and binned is not None and judge is not None:
+    if judge is not None:
         before = judge.metric_of_field(np.zeros_like(vectors))
         after = judge.metric_of_field(vectors)  # as applied: already faded
     elif fitted is None:
