@@ -85,6 +85,7 @@ def _tumour_error(start: sitk.Transform, correction: sitk.Transform, kept: bool)
 # default).
 OLD = {
     "local_transform": "bspline",
+    "local_binned_model": False,
     "local_unclamped_only": False,
     "local_moving_clamp": "before",
     "local_gradient_filter": True,
@@ -93,6 +94,7 @@ OLD = {
 # Unclamped post voxels only, pre CT not clamped, scans not smoothed: exact at the truth.
 EXACT = {
     "local_transform": "bspline",
+    "local_binned_model": False,
     "local_unclamped_only": True,
     "local_moving_clamp": "none",
     "local_smooth_mm": None,
