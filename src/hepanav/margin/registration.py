@@ -978,7 +978,10 @@ def local_stage(
         bspline = settings.model_copy(update={"local_transform": "bspline"})
         correction, then = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, bspline)
         outcome = replace(
-            then, note=f"quadratic {outcome.note}; B-spline {then.note}", family="bspline"
+            then,
+            note=f"quadratic refused ({outcome.note.removeprefix('refused: ')}); "
+            f"B-spline {then.note}",
+            family="bspline",
         )
     return correction, replace(outcome, seconds=time.perf_counter() - started)
 
