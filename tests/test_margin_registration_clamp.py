@@ -79,17 +79,26 @@ def _tumour_error(start: sitk.Transform, correction: sitk.Transform, kept: bool)
     return float(np.linalg.norm(mapped - points - SHIFT_MM, axis=1).max())
 
 
-# The local stage's default: every post voxel, pre CT clamped to the window before
-# interpolation, ITK's smoothed gradient image, no smoothing of the scans (explicit, so
-# that these known answers do not move with a change of default).
+# The B-spline local stage (the default until 2026-12-02): every post voxel, pre CT
+# clamped to the window before interpolation, ITK's smoothed gradient image, no smoothing
+# of the scans (explicit, so that these known answers do not move with a change of
+# default).
 OLD = {
+    "local_transform": "bspline",
+    "local_binned_model": False,
     "local_unclamped_only": False,
     "local_moving_clamp": "before",
     "local_gradient_filter": True,
     "local_smooth_mm": None,
 }
 # Unclamped post voxels only, pre CT not clamped, scans not smoothed: exact at the truth.
-EXACT = {"local_unclamped_only": True, "local_moving_clamp": "none", "local_smooth_mm": None}
+EXACT = {
+    "local_transform": "bspline",
+    "local_binned_model": False,
+    "local_unclamped_only": True,
+    "local_moving_clamp": "none",
+    "local_smooth_mm": None,
+}
 
 
 @pytest.mark.parametrize(

@@ -23,14 +23,18 @@ their appearance changes with the treatment (../shared/docs/domain.md,
 "Registration"). Rigid (Euler 3D, started from the liver masks' centres of
 mass), then two cubic B-spline stages (80 mm, then 40 mm control spacing), L-BFGS-B.
 
-Both modes end with a LOCAL stage near the ablation zone (:func:`local_stage`): a cubic
-B-spline (35 mm control grid) fitted to the soft tissue within ``local_radius_mm`` of
-the zone, zone and tumour excluded, with the metric sampled at the post scan's ACQUIRED
-voxels (no interpolation between its 4-5 mm slices: an interpolated slice is not a
-measurement, and it biased the isotropic stages by about 1 mm near the zone on the
-realistic pairs, docs/margin.md "Realistic pairs"). It is kept only if it improves the
-local metric over every acquired voxel of the region; its correction fades to none over
-the region's outer ``local_taper_mm``.
+Both modes end with a LOCAL stage near the ablation zone (:func:`local_stage`): a
+harmonic quadratic displacement (3 x 9 coefficients, centred at the zone) fitted to the
+soft tissue within ``local_ring_mm`` (15 mm) of the zone, zone and tumour excluded, with
+the metric sampled at the post scan's ACQUIRED voxels (no interpolation between its 4-5
+mm slices: an interpolated slice is not a measurement, and it biased the isotropic
+stages by about 1 mm near the zone on the realistic pairs, docs/margin.md "Realistic
+pairs"); where fine voxels are binned, the pre CT is averaged over the same acquired
+sub-voxels (``local_binned_model``). It is kept only if it improves the local metric
+over every acquired voxel of the region (40 mm); its correction fades to none over
+``local_ring_taper_mm`` beyond the ring. Until 2026-12-02 the stage was a 35 mm cubic
+B-spline over the region (``local_transform="bspline"``; docs/margin.md "The binned
+forward model").
 
 Guards: the same image as pre and post (:func:`same_image`: geometry, then voxels) is
 not registered (identity transform, mode ``same_image``); and the global stages are kept
@@ -56,7 +60,7 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import ndimage, optimize
+from scipy import ndimage, optimize, stats
 
 from hepanav.core.errors import InputError
 from hepanav.core.limits import available_cores
@@ -197,15 +201,16 @@ class RegistrationSettings(BaseModel):
         ),
     )
     local_transform: Literal["bspline", "affine", "rigid", "quadratic"] = Field(
-        "bspline",
+        "quadratic",
         description=(
-            "local stage, the correction's family: 'bspline' (default, local_control_spacing_mm "
-            "grid), 'affine' (12 parameters) or 'rigid' (Euler 3D, 6), centred at the zone's "
-            "centroid and tapered like the B-spline (docs/margin.md, 'Local stage: a low-DOF "
-            "correction'); 'quadratic': a quadratic polynomial displacement (3 x 10 "
-            "coefficients) centred at the zone's centroid, fitted on the ring within "
-            "local_ring_mm of the zone and fading to 0 over local_ring_taper_mm beyond it "
-            "(docs/margin.md, 'Local stage: a ring-only quadratic')"
+            "local stage, the correction's family: 'quadratic' (default): a quadratic "
+            "polynomial displacement (3 x 10 coefficients, 3 x 9 harmonic) centred at the "
+            "zone's centroid, fitted on the ring within local_ring_mm of the zone and fading "
+            "to 0 over local_ring_taper_mm beyond it (docs/margin.md, 'Local stage: a "
+            "ring-only quadratic' and 'The binned forward model'); 'bspline' (the default "
+            "until 2026-12-02, local_control_spacing_mm grid), 'affine' (12 parameters) or "
+            "'rigid' (Euler 3D, 6), centred at the zone's centroid and tapered like the "
+            "B-spline (docs/margin.md, 'Local stage: a low-DOF correction')"
         ),
     )
     local_ring_mm: float = Field(
@@ -225,10 +230,45 @@ class RegistrationSettings(BaseModel):
         ),
     )
     local_quadratic_harmonic: bool = Field(
-        False,
+        True,
         description=(
             "local_transform='quadratic': only harmonic quadratics (zero Laplacian, 3 x 9 "
             "coefficients): the correction at the centre is then the ring's mean"
+        ),
+    )
+    local_binned_model: bool = Field(
+        True,
+        description=(
+            "local stage: model acquired_grid's block means exactly (the post windowed, "
+            "then binned; the pre CT sampled at each binned voxel's acquired sub-voxels "
+            "through the map and averaged) in the quadratic's fit, and judge every family's "
+            "correction (as applied) with that model; False: binned post against the pre "
+            "CT at the block centre"
+        ),
+    )
+    local_quadratic_evidence: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description=(
+            "local_transform='quadratic': refuse the correction unless the ring's gain in "
+            "correlation exceeds this chi-square quantile of what fitting its parameters "
+            "to noise gives (e.g. 0.99); None: no such test"
+        ),
+    )
+    local_quadratic_crossval: bool = Field(
+        True,
+        description=(
+            "local_transform='quadratic': also fit each half of the ring (a checkerboard "
+            "of 10 mm cubes) and refuse unless each half's fit lowers the other half's "
+            "metric"
+        ),
+    )
+    local_quadratic_fallback: bool = Field(
+        True,
+        description=(
+            "local_transform='quadratic': when the quadratic is refused, run the B-spline "
+            "local stage instead (judged on its own)"
         ),
     )
     local_pre_quadratic: bool = Field(
@@ -287,6 +327,9 @@ class LocalStage:
         One line: why it was kept or refused.
     seconds : float
         Wall time of the local stage, s (part of ``RegistrationResult.seconds``).
+    family : str
+        The correction's family that gave this outcome (``local_transform``, or
+        ``"bspline"`` when the quadratic was refused and the B-spline ran instead).
     """
 
     accepted: bool
@@ -296,6 +339,7 @@ class LocalStage:
     samples: int
     note: str
     seconds: float = 0.0
+    family: str = ""
 
 
 @dataclass
@@ -686,14 +730,19 @@ def register_pre_to_post(
         f"grid), correlation of soft-tissue-windowed CT on a {settings.spacing_mm:g} mm grid"
     )
     if local is not None and local.accepted:
-        family = (
-            f"B-spline ({settings.local_control_spacing_mm:g} mm grid)"
-            if settings.local_transform == "bspline"
-            else f"{settings.local_transform} correction"
-        )
+        within = settings.local_radius_mm
+        if local.family == "bspline":
+            family = f"B-spline ({settings.local_control_spacing_mm:g} mm grid)"
+        elif local.family == "quadratic":
+            kind = "harmonic quadratic" if settings.local_quadratic_harmonic else "quadratic"
+            fade = settings.local_ring_mm + settings.local_ring_taper_mm
+            family = f"{kind} correction (fading to none {fade:g} mm from the zone)"
+            within = settings.local_ring_mm
+        else:
+            family = f"{local.family} correction"
         common += (
             f", then a local {family} on the "
-            f"post scan's acquired voxels within {settings.local_radius_mm:g} mm of the zone"
+            f"post scan's acquired voxels within {within:g} mm of the zone"
         )
     elif local is not None:
         common += f" {LOCAL_NOTE}{local.note})"
@@ -856,7 +905,8 @@ def local_stage(
     transform: sitk.Transform,
     settings: RegistrationSettings,
 ) -> tuple[sitk.Transform, LocalStage]:
-    """Final stage near the ablation zone (B-spline by default), on the post scan's acquired voxels.
+    """Final stage near the ablation zone (harmonic ring quadratic by default), on the post
+    scan's acquired voxels.
 
     Parameters
     ----------
@@ -876,12 +926,13 @@ def local_stage(
     (SimpleITK.Transform, LocalStage)
         The local correction ``x -> x + d(x)`` in post space (LPS mm), to be applied
         BEFORE ``transform`` (append it to the composite), as a displacement field on a
-        2 mm grid: ``d`` is the fitted correction within ``local_radius_mm -
-        local_taper_mm`` of the zone, fading (cosine) to 0 at ``local_radius_mm`` and 0
-        beyond (the B-spline's domain is the region's box, so no jump); and the
-        outcome. Not accepted when the region has no voxel, when the correction does
-        not lower the metric over every acquired voxel of the region, or when it moves
-        a point by more than ``local_max_correction_mm``.
+        2 mm grid: ``d`` is the fitted correction within ``local_ring_mm`` of the zone,
+        fading (cosine) to 0 over ``local_ring_taper_mm`` beyond it (the default
+        quadratic; the B-spline: within ``local_radius_mm - local_taper_mm``, fading to 0
+        at ``local_radius_mm``), 0 beyond, so no jump; and the outcome. Not accepted
+        when the region has no voxel, when the correction does not lower the metric
+        over every acquired voxel of the region, or when it moves a point by more than
+        ``local_max_correction_mm``.
 
     Notes
     -----
@@ -890,28 +941,48 @@ def local_stage(
     the body's soft tissue within ``local_radius_mm`` of the zone (``soft_tissue_region``)
     minus the zone dilated by ``exclusion_mm``; moving mask: the pre scan minus the
     dilated tumour. Correlation of the soft-tissue-windowed CT,
-    L-BFGS-B, one level without smoothing, no random jitter of the sample points.
+    L-BFGS-B (the B-spline, ITK; the quadratic, scipy with an analytic gradient), one
+    level without smoothing, no random jitter of the sample points.
     ``local_unclamped_only``, ``local_moving_clamp="none"`` (only post voxels strictly
     inside the window, pre CT not clamped: unbiased at the true transform),
     ``local_gradient_filter=False`` (central-difference gradients) and ``local_smooth_mm``
     (both scans smoothed alike, then clamped alike) are options, off by default: measured
     in docs/margin.md, "Local stage: intensity at the window bounds" and "Local stage:
     exact metric on smoothed scans".
-    ``local_transform="affine"`` / ``"rigid"`` replaces the B-spline by a low-DOF map
+    ``local_transform="affine"`` / ``"rigid"`` is a low-DOF map
     centred at the zone's centroid (regular-step gradient descent, scales from the
     physical shift), tapered, judged and bounded the same way: docs/margin.md, "Local
     stage: a low-DOF correction".
-    ``local_transform="quadratic"`` fits a quadratic polynomial displacement (centred at
-    the zone's centroid; ``local_quadratic_harmonic``: zero Laplacian) on the region's
+    ``local_transform="quadratic"`` (default) fits a quadratic polynomial displacement
+    (centred at the zone's centroid; ``local_quadratic_harmonic``, default: zero
+    Laplacian; ``local_binned_model``, default: the pre CT averaged over each binned post
+    voxel's acquired sub-voxels, exact at the true transform) on the region's
     voxels within ``local_ring_mm`` of the zone (numpy correlation, scipy L-BFGS-B,
     analytic gradient), applied within ``local_ring_mm`` and fading to 0 over
     ``local_ring_taper_mm``; judged as applied. ``local_pre_quadratic`` runs it first and
     the ``local_transform`` stage from it. Measured in docs/margin.md, "Local stage: a
-    ring-only quadratic".
+    ring-only quadratic" and "The binned forward model".
     """
     started = time.perf_counter()
     stage = _local_stage_after_quadratic if settings.local_pre_quadratic else _local_stage
     correction, outcome = stage(pre_ct, post_ct, post_zone, pre_tumour, transform, settings)
+    outcome = replace(outcome, family=settings.local_transform)
+    if (
+        not outcome.accepted
+        and settings.local_transform == "quadratic"
+        and settings.local_quadratic_fallback
+        and not settings.local_pre_quadratic
+    ):
+        # Where the ring cannot support the quadratic (flat, noisy), the B-spline over
+        # the whole region may still correct the global stages' error.
+        bspline = settings.model_copy(update={"local_transform": "bspline"})
+        correction, then = _local_stage(pre_ct, post_ct, post_zone, pre_tumour, transform, bspline)
+        outcome = replace(
+            then,
+            note=f"quadratic refused ({outcome.note.removeprefix('refused: ')}); "
+            f"B-spline {then.note}",
+            family="bspline",
+        )
     return correction, replace(outcome, seconds=time.perf_counter() - started)
 
 
@@ -993,6 +1064,21 @@ def _local_stage(
     grid = resample_isotropic(sitk.Cast(zone, sitk.sitkFloat32), 2.0)
     inside = sitk.GetArrayViewFromImage(grid) >= 0.5
     distance = ndimage.distance_transform_edt(~inside, sampling=tuple(reversed(grid.GetSpacing())))
+    detail = ""
+    binned = judge = None
+    if settings.local_binned_model:
+        # Every family is judged with the binned forward model over every voxel of the
+        # region, as applied (tapered, composed with the global transform).
+        binned = _binned_inputs(crop(post_ct, start, size), variant)
+        judge = _QuadraticFit.build(
+            variant,
+            sitk.GetArrayViewFromImage(variant.region) > 0,
+            transform,
+            grid,
+            _centroid_lps(zone),
+            settings.local_quadratic_harmonic,
+            binned,
+        )
     if settings.local_transform == "quadratic":
         # Fitted on the ring next to the excluded hole (numpy metric, scipy L-BFGS-B); the
         # polynomial within local_ring_mm of the zone, fading to 0 over local_ring_taper_mm.
@@ -1004,7 +1090,13 @@ def _local_stage(
         )
         ring = (sitk.GetArrayViewFromImage(fit_mask) > 0) & (near <= ring_mm)
         fit = _QuadraticFit.build(
-            variant, ring, transform, grid, _centroid_lps(zone), settings.local_quadratic_harmonic
+            variant,
+            ring,
+            transform,
+            grid,
+            _centroid_lps(zone),
+            settings.local_quadratic_harmonic,
+            binned,
         )
         if fit is None:
             return identity, LocalStage(
@@ -1012,7 +1104,23 @@ def _local_stage(
             )
         samples = fit.samples
         points = voxel_to_lps(grid, np.argwhere(np.ones(inside.shape, bool))[:, ::-1])
-        vectors = fit.displacement(fit.solve(settings), points).reshape((*inside.shape, 3))
+        theta = fit.solve(settings)
+        if settings.local_quadratic_crossval:
+            disagreement = fit.cross_validate(settings)
+            if disagreement:
+                note = f"refused: {disagreement}"
+                return identity, LocalStage(False, 0.0, 0.0, 0.0, fit.samples, note)
+        evidence = fit.evidence(theta)
+        level = settings.local_quadratic_evidence
+        if level is not None and evidence < stats.chi2.ppf(level, theta.size):
+            note = (
+                f"refused: the ring's evidence for the correction ({evidence:.0f}) is within "
+                f"what fitting {theta.size} parameters to noise gives (chi-square "
+                f"{level:g} quantile {stats.chi2.ppf(level, theta.size):.0f})"
+            )
+            return identity, LocalStage(False, 0.0, 0.0, 0.0, fit.samples, note)
+        detail = f"; ring evidence {evidence:.0f} ({theta.size} parameters)"
+        vectors = fit.displacement(theta, points).reshape((*inside.shape, 3))
         fade = np.clip((distance - ring_mm) / taper, 0.0, 1.0)
         field = sitk.GetImageFromArray(vectors, isVector=True)
         field.CopyInformation(grid)
@@ -1045,7 +1153,10 @@ def _local_stage(
     faded.CopyInformation(field)
     correction = sitk.DisplacementFieldTransform(faded)
     before = variant.evaluate(sitk.TranslationTransform(3), settings)
-    if fitted is None:
+    if judge is not None:
+        before = judge.metric_of_field(np.zeros_like(vectors))
+        after = judge.metric_of_field(vectors)  # as applied: already faded
+    elif fitted is None:
         # The quadratic is judged as applied (untapered it grows without bound away from
         # the ring), composed with the exact global transform (the B-spline: as fitted).
         after = variant.evaluate_map(sitk.CompositeTransform([transform, correction]), settings)
@@ -1053,6 +1164,7 @@ def _local_stage(
         after = variant.evaluate(fitted, settings)
     if not after < before:
         note = f"refused: the local metric did not improve ({before:.4f} -> {after:.4f})"
+        note += detail
         return identity, LocalStage(False, before, after, largest, samples, note)
     if largest > settings.local_max_correction_mm:
         note = (
@@ -1061,6 +1173,7 @@ def _local_stage(
         )
         return identity, LocalStage(False, before, after, largest, samples, note)
     note = f"kept: local metric {before:.4f} -> {after:.4f}, largest correction {largest:.2f} mm"
+    note += detail
     return correction, LocalStage(True, before, after, largest, samples, note)
 
 
@@ -1122,11 +1235,16 @@ class _QuadraticFit:
         grid: sitk.Image,
         centre: np.ndarray,
         harmonic: bool = False,
+        binned: tuple[sitk.Image, np.ndarray] | None = None,
     ) -> _QuadraticFit | None:
         """The fit's inputs, or None when fewer than 100 ring voxels map into the pre
-        scan's metric region at the start (the samples then stay fixed)."""
+        scan's metric region at the start (the samples then stay fixed). ``binned``:
+        (post windowed then binned, sub-voxel offsets (K, 3) LPS mm) from
+        :func:`_binned_inputs`, for ``local_binned_model``."""
         points = voxel_to_lps(variant.fixed, np.argwhere(ring)[:, ::-1])
-        fixed = sitk.GetArrayViewFromImage(variant.fixed)[ring].astype(np.float64)
+        source = variant.fixed if binned is None else binned[0]
+        fixed = sitk.GetArrayViewFromImage(source)[ring].astype(np.float64)
+        offsets = None if binned is None else binned[1]
         displacement = sitk.TransformToDisplacementField(
             transform,
             sitk.sitkVectorFloat64,
@@ -1148,10 +1266,86 @@ class _QuadraticFit:
             return None
         scale = float(np.linalg.norm(points[ok] - centre, axis=1).max())
         return cls(
-            points[ok], fixed[ok], centre, scale, field, grid, moving, variant.moving, harmonic
+            points[ok],
+            fixed[ok],
+            centre,
+            scale,
+            field,
+            grid,
+            moving,
+            variant.moving,
+            harmonic,
+            offsets,
         )
 
     harmonic: bool = False
+    offsets: np.ndarray | None = None
+
+    def _sub_points(self) -> np.ndarray:
+        """The points the moving CT is sampled at, (N * K, 3) LPS mm: the samples
+        themselves, or each binned voxel's acquired sub-voxel centres (K per sample)."""
+        if self.offsets is None:
+            return self.points
+        return (self.points[:, None, :] + self.offsets[None, :, :]).reshape(-1, 3)
+
+    def _correlation(self, value: np.ndarray) -> tuple[float, np.ndarray]:
+        """ITK's correlation metric of the fixed samples with ``value`` (N * K moving
+        values, averaged per sample) and its derivative per moving value."""
+        k = 1 if self.offsets is None else len(self.offsets)
+        f = self.fixed - self.fixed.mean()
+        m = value.reshape(-1, k).mean(axis=1)
+        m = m - m.mean()
+        sfm, sff, smm = float(f @ m), float(f @ f), float(m @ m)
+        if sff <= 0 or smm <= 0:
+            return 0.0, np.zeros(len(value))
+        cost = -(sfm * sfm) / (sff * smm)
+        dm = -2.0 * sfm / (sff * smm) * (f - (sfm / smm) * m)  # d cost / d mean value
+        return cost, np.repeat(dm / k, k)
+
+    def subset(self, keep: np.ndarray) -> _QuadraticFit:
+        """The same fit on the samples ``keep`` (boolean, N); same centre and scale."""
+        return replace(self, points=self.points[keep], fixed=self.fixed[keep])
+
+    def cross_validate(self, settings: RegistrationSettings, cube_mm: float = 10.0) -> str:
+        """Fit each half of the samples (a 3D checkerboard of ``cube_mm`` cubes in LPS)
+        and judge it on the other half: '' when both fits lower the other half's metric
+        (the correction is in the images, not in one half's noise), else why not."""
+        parity = np.floor(self.points / cube_mm).astype(np.int64).sum(axis=1) % 2 == 0
+        halves = [self.subset(parity), self.subset(~parity)]
+        if min(h.samples for h in halves) < 100:
+            return ""
+        for name, (fitted, judged) in {"black": halves, "white": halves[::-1]}.items():
+            theta = fitted.solve(settings)
+            before, after = judged.metric(np.zeros_like(theta))[0], judged.metric(theta)[0]
+            if not after < before:
+                return (
+                    f"the fit on the {name} {cube_mm:g} mm cubes of the ring does not "
+                    f"carry over to the others ({before:.4f} -> {after:.4f})"
+                )
+        return ""
+
+    def evidence(self, theta: np.ndarray) -> float:
+        """How far the fit's gain exceeds noise: ``N (rho1^2 - rho0^2) / (1 - rho1^2)``
+        over the fit's N samples (rho^2 = -metric). Under no true correction (white
+        residual) it is about chi-square with ``theta.size`` degrees of freedom: the
+        residual sum of squares of f regressed on m falls by chi2_p * sigma^2 when p
+        parameters follow noise, and ``1 - rho^2 = RSS / TSS``."""
+        before = -self.metric(np.zeros_like(theta))[0]
+        after = -self.metric(theta)[0]
+        return float(self.samples * (after - before) / max(1.0 - after, 1e-12))
+
+    def metric_of_field(self, vectors: np.ndarray) -> float:
+        """The metric with the correction given as a displacement field ``vectors``
+        (z, y, x, 3, mm) on the fit's 2 mm grid (linear interpolation): the correction
+        as applied, for judging it with the fit's own model."""
+        sub = self._sub_points()
+        index = lps_to_voxel(self.field_image, sub)
+        shift = np.stack(
+            [_Trilinear(vectors[..., c])(index, gradient=False)[0] for c in range(3)], axis=1
+        )
+        mapped = self.map(sub + shift)
+        value, _ = self.moving(lps_to_voxel(self.moving_image, mapped), gradient=False)
+        return self._correlation(value)[0]
 
     @property
     def terms(self) -> int:
@@ -1188,19 +1382,16 @@ class _QuadraticFit:
     def metric(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Correlation metric (ITK's sign and form: -(sum f m)^2 / (sum f^2 sum m^2),
         centred) of the ring samples with the pre CT at ``G(x + d(x))``, and its gradient."""
-        basis = self.basis(self.points)
-        moved = self.points + basis @ np.reshape(theta, (self.terms, 3))
+        sub = self._sub_points()
+        basis = self.basis(sub)
+        moved = sub + basis @ np.reshape(theta, (self.terms, 3))
         mapped, jac = self.map(moved, jacobian=True)
         a, _ = index_to_lps_matrix(self.moving_image)
         value, grad = self.moving(lps_to_voxel(self.moving_image, mapped))
-        grad = grad @ np.linalg.inv(a)  # d value / d LPS, (N, 3)
-        f = self.fixed - self.fixed.mean()
-        m = value - value.mean()
-        sfm, sff, smm = float(f @ m), float(f @ f), float(m @ m)
-        if sff <= 0 or smm <= 0:
+        grad = grad @ np.linalg.inv(a)  # d value / d LPS, (N * K, 3)
+        cost, dm = self._correlation(value)
+        if cost == 0.0:
             return 0.0, np.zeros(3 * self.terms)
-        cost = -(sfm * sfm) / (sff * smm)
-        dm = -2.0 * sfm / (sff * smm) * (f - (sfm / smm) * m)  # d cost / d value
         dz = np.einsum("n,ni,nij->nj", dm, grad, jac)  # d cost / d (x + d(x))
         return cost, (basis.T @ dz).ravel()
 
@@ -1214,6 +1405,27 @@ class _QuadraticFit:
             options={"maxiter": 10 * settings.local_iterations, "ftol": 1e-12, "gtol": 1e-9},
         )
         return np.reshape(result.x, (self.terms, 3))
+
+
+def _binned_inputs(post_crop: sitk.Image, variant: _LocalMetric) -> tuple[sitk.Image, np.ndarray]:
+    """``local_binned_model``: the post crop windowed THEN binned like ``variant.fixed``
+    (block means of clamped voxels, as the pre side averages clamped values), and the
+    offsets (K, 3, LPS mm) from a binned voxel's centre to its acquired sub-voxel centres.
+
+    BinShrink by factor f puts binned index i at input index ``i f + (f - 1) / 2``, so
+    input voxel ``i f + k`` sits at binned index ``i + (k + 0.5) / f - 0.5``.
+    """
+    factors = [
+        max(1, int(round(b / s)))
+        for b, s in zip(variant.fixed.GetSpacing(), post_crop.GetSpacing(), strict=True)
+    ]
+    windowed = _windowed(post_crop)
+    binned = windowed if max(factors) == 1 else sitk.BinShrink(windowed, factors)
+    binned.CopyInformation(variant.fixed)  # the same grid as acquired_grid's
+    steps = [(np.arange(f) + 0.5) / f - 0.5 for f in factors]
+    index = np.stack(np.meshgrid(*steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    a, _ = index_to_lps_matrix(variant.fixed)
+    return binned, index @ a.T
 
 
 def _local_initial(
