@@ -1152,15 +1152,16 @@ def _local_stage(
     faded = sitk.GetImageFromArray(vectors, isVector=True)
     faded.CopyInformation(field)
     correction = sitk.DisplacementFieldTransform(faded)
-    before = variant.evaluate(sitk.TranslationTransform(3), settings)
     if judge is not None:
         before = judge.metric_of_field(np.zeros_like(vectors))
         after = judge.metric_of_field(vectors)  # as applied: already faded
-    elif fitted is None:
+    else:
+        before = variant.evaluate(sitk.TranslationTransform(3), settings)
+    if judge is None and fitted is None:
         # The quadratic is judged as applied (untapered it grows without bound away from
         # the ring), composed with the exact global transform (the B-spline: as fitted).
         after = variant.evaluate_map(sitk.CompositeTransform([transform, correction]), settings)
-    else:
+    elif judge is None:
         after = variant.evaluate(fitted, settings)
     if not after < before:
         note = f"refused: the local metric did not improve ({before:.4f} -> {after:.4f})"
