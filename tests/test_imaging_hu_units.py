@@ -324,17 +324,24 @@ def test_margin_on_masks_in_metres_equals_the_same_masks_in_mm(cli, tmp_path):
     grid = np.indices((40, 40, 40)).transpose(1, 2, 3, 0).astype(float) - 19.5
     r = np.linalg.norm(grid, axis=-1)
     one = (1.0, 1.0, 1.0)
-    results = {}
+    results, outputs = {}, {}
     for unit, mm_per_unit in (("meter", 1000.0), ("mm", 1.0)):
         ball = {"t": (r <= 8).astype(np.uint8), "z": (r <= 13).astype(np.uint8)}
         tumor = _nifti(tmp_path / f"t_{unit}.nii.gz", unit, mm_per_unit, ball["t"], one)
         zone = _nifti(tmp_path / f"z_{unit}.nii.gz", unit, mm_per_unit, ball["z"], one)
         out = tmp_path / f"o_{unit}"
-        code, _, err = cli("margin", "--tumor", tumor, "--ablation", zone, "--out", out)
+        code, printed, err = cli("margin", "--tumor", tumor, "--ablation", zone, "--out", out)
         assert code == 0, err
         results[unit] = json.loads((out / "margin.json").read_text(encoding="utf-8"))
+        outputs[unit] = printed
     notes = [n for i in results["meter"]["inputs"] for n in i["notes"]]
     assert sum("metres (NIFTI_UNITS_METER)" in n for n in notes) == 2, notes
+    # ... and on the terminal, one line per input, naming it (tester 9).
+    lines = [x for x in outputs["meter"].splitlines() if "NIFTI_UNITS_METER" in x]
+    assert [x.split(":")[0] for x in lines] == ["note", "note"], outputs["meter"]
+    assert any("(t_meter.nii.gz)" in x for x in lines), lines
+    assert any("(z_meter.nii.gz)" in x for x in lines), lines
+    assert "NIFTI_UNITS" not in outputs["mm"]
     mam = results["mm"]["min_margin_mm"]
     assert 4.0 < mam < 6.0
     # Within 0.02 mm, not exactly: the metre file's affine is float32 (0.001 m is

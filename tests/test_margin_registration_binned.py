@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from hepanav.margin import registration as reg
-from hepanav.margin.registration import RegistrationSettings, local_stage
+from hepanav.margin.registration import RING_QUADRATIC, RegistrationSettings, local_stage
 
 SHIFT_MM = np.array([1.1, -0.7, 1.9])
 QUADRATIC = {"local_transform": "quadratic", "local_quadratic_harmonic": True}
@@ -136,13 +136,15 @@ def test_fallback_runs_the_bspline_when_the_quadratic_is_refused():
     pre, tumour, post, zone, _ = make_pair(texture_hu=25.0, noise_hu=12.0)
     start = sitk.TranslationTransform(3, (SHIFT_MM + [0.8, 0.6, -0.7]).tolist())
     assert _tumour_error(start, start, False) > 1.2
-    settings = RegistrationSettings(local_ring_mm=0.5)
+    settings = RegistrationSettings(**RING_QUADRATIC, local_ring_mm=0.5)
     correction, info = local_stage(pre, post, zone, tumour, start, settings)
     assert info.accepted and info.family == "bspline", info.note
     assert info.note.startswith("quadratic refused (too few voxels in the ring"), info.note
     assert "; B-spline kept" in info.note
     assert _tumour_error(start, correction, info.accepted) < 0.6
-    no_fallback = RegistrationSettings(local_ring_mm=0.5, local_quadratic_fallback=False)
+    no_fallback = RegistrationSettings(
+        **{**RING_QUADRATIC, "local_quadratic_fallback": False}, local_ring_mm=0.5
+    )
     _, info = local_stage(pre, post, zone, tumour, start, no_fallback)
     assert not info.accepted and info.family == "quadratic"
 
@@ -162,7 +164,9 @@ def test_crossval_refuses_a_fit_to_one_halfs_noise(tmp_path):
     field = sitk.Cast(read("truth/displacement_post_to_pre"), sitk.sitkVectorFloat64)
     truth = sitk.DisplacementFieldTransform(field)
     scans = read("pre_ct"), read("post_ct"), read("post_ablation"), read("pre_tumor")
-    plain = RegistrationSettings(local_quadratic_crossval=False, local_quadratic_fallback=False)
+    plain = RegistrationSettings(
+        **{**RING_QUADRATIC, "local_quadratic_crossval": False, "local_quadratic_fallback": False}
+    )
     correction, info = local_stage(*scans, truth, plain)
     assert info.accepted, info.note
     points = np.argwhere(sitk.GetArrayViewFromImage(read("truth/post_tumor")) > 0)[::50, ::-1]
@@ -170,6 +174,6 @@ def test_crossval_refuses_a_fit_to_one_halfs_noise(tmp_path):
     points = [image.TransformIndexToPhysicalPoint([int(v) for v in p]) for p in points]
     moved = max(np.linalg.norm(np.subtract(correction.TransformPoint(p), p)) for p in points)
     assert moved > 0.15
-    checked = RegistrationSettings(local_quadratic_fallback=False)
+    checked = RegistrationSettings(**{**RING_QUADRATIC, "local_quadratic_fallback": False})
     _, info = local_stage(*scans, truth, checked)
     assert not info.accepted and "does not carry over" in info.note, info.note

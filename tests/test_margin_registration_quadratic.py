@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from hepanav.margin.registration import RegistrationSettings, local_stage
+from hepanav.margin.registration import RING_QUADRATIC, RegistrationSettings, local_stage
 from test_margin_registration_affine import CENTRE, _tumour_error, textured_pair  # noqa: F401
 
 # The full quadratic (the bend below is not harmonic) on the block-centre comparison (the
@@ -65,23 +65,24 @@ def test_quadratic_local_stage_at_the_truth_stays(textured_pair, fields):  # noq
 
 
 @pytest.mark.parametrize("texture_hu", [25.0, 8.0])
-def test_default_local_stage_under_independent_noise(texture_hu):
-    """The default local stage (harmonic ring quadratic) with independent 12 HU noise in
+def test_ring_quadratic_under_independent_noise(texture_hu):
+    """The ring-quadratic local stage (``RING_QUADRATIC``) with independent 12 HU noise in
     each scan (the make-demo phantom's noise; 8 HU texture: a flat liver): from a 1.22 mm
     offset it lands within 0.15 mm of the truth at the tumour surface (measured 0.10 /
-    0.10 mm; the B-spline stage it replaced leaves 0.33 / 0.37 mm), and started at the
+    0.10 mm; the default B-spline stage leaves 0.33 / 0.37 mm), and started at the
     truth it is refused or moves the tumour by < 0.05 mm."""
     from test_margin_registration_clamp import OLD, SHIFT_MM, _tumour_error, make_pair
 
     pre, tumour, post, zone, truth = make_pair(texture_hu=texture_hu, noise_hu=12.0)
     start = sitk.TranslationTransform(3, (SHIFT_MM + [0.8, 0.6, -0.7]).tolist())
     errors = {}
-    for name, fields in (("default", {}), ("bspline", OLD)):
+    for name, fields in (("quadratic", RING_QUADRATIC), ("bspline", OLD)):
         correction, info = local_stage(
             pre, post, zone, tumour, start, RegistrationSettings(**fields)
         )
         assert info.accepted, info.note
         errors[name] = _tumour_error(start, correction, info.accepted)
-    assert errors["default"] < 0.15 < 0.25 < errors["bspline"], errors
-    correction, info = local_stage(pre, post, zone, tumour, truth, RegistrationSettings())
+    assert errors["quadratic"] < 0.15 < 0.25 < errors["bspline"], errors
+    settings = RegistrationSettings(**RING_QUADRATIC)
+    correction, info = local_stage(pre, post, zone, tumour, truth, settings)
     assert _tumour_error(truth, correction, info.accepted) < 0.05

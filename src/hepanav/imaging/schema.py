@@ -78,3 +78,10 @@ def record_geometry(record: InputRecord, image: sitk.Image) -> InputRecord:
     record.size = tuple(int(v) for v in image.GetSize())
     record.spacing = tuple(round(float(v), 4) for v in image.GetSpacing())
     return record
+
+
+def note_lines(records: list[InputRecord]) -> list[str]:
+    """One terminal line per reader's note, ``"note: ROLE (FILE): NOTE"``: what the
+    reader did to each input (units converted, slices dropped, a mask thresholded or
+    resampled...), so that it is not only in the JSON and the report."""
+    return [f"note: {r.role} ({r.file}): {note}" for r in records for note in r.notes]

@@ -185,6 +185,7 @@ def margin(
     from hepanav.core.paths import check_inputs_outputs
     from hepanav.core.progress import progress
     from hepanav.dicom.hooks import DicomIO
+    from hepanav.imaging.schema import note_lines
     from hepanav.margin.pipeline import STEPS, MarginInputs, run_margin
     from hepanav.margin.subcapsular import DEFAULT_SUBCAPSULAR_MM
 
@@ -381,6 +382,8 @@ def margin(
         typer.echo(f"WARNING: {warning}")
     for warning in run.result.warnings:
         typer.echo(f"warning: {warning}")
+    for line in note_lines(run.result.inputs):
+        typer.echo(line)
     typer.echo(f"report: {run.paths['report']}")
     for line in dicom.finish(out):
         typer.echo(line)
